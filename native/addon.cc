@@ -1,0 +1,19 @@
+// The addon's single export list.
+#include <napi.h>
+#include "registry.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  mt::registerStorage(env, exports);
+  mt::registerCopy(env, exports);
+  mt::registerRandom(env, exports);
+  mt::registerElementwise(env, exports);
+  mt::registerReduce(env, exports);
+  mt::registerDevice(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(meshtrain, Init)

@@ -1,0 +1,12 @@
+// Every kernel family registers its functions here; addon.cc calls them in one list.
+#pragma once
+#include <napi.h>
+
+namespace mt {
+void registerStorage(Napi::Env env, Napi::Object exports);
+void registerCopy(Napi::Env env, Napi::Object exports);
+void registerRandom(Napi::Env env, Napi::Object exports);
+void registerElementwise(Napi::Env env, Napi::Object exports);
+void registerReduce(Napi::Env env, Napi::Object exports);
+void registerDevice(Napi::Env env, Napi::Object exports);
+}  // namespace mt

@@ -1,0 +1,81 @@
+// Counter-based RNG (Philox4x32-10). Element g of a random tensor depends only on (seed,
+// offset + g), so a shard that generates elements [start, start + n) gets exactly the values
+// the full tensor would hold there, whatever the layout.
+#include <cmath>
+#include "tensor/storage.h"
+#include "util/args.h"
+
+namespace mt {
+namespace {
+
+struct Philox {
+  uint32_t k0, k1;
+  explicit Philox(uint64_t seed) : k0(uint32_t(seed)), k1(uint32_t(seed >> 32)) {}
+
+  // Four 32-bit words for the 128-bit counter (index, 0).
+  void operator()(uint64_t index, uint32_t out[4]) const {
+    uint32_t c0 = uint32_t(index), c1 = uint32_t(index >> 32), c2 = 0, c3 = 0;
+    uint32_t a = k0, b = k1;
+    for (int r = 0; r < 10; r++) {
+      uint64_t p0 = uint64_t(0xD2511F53u) * c0, p1 = uint64_t(0xCD9E8D57u) * c2;
+      uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ a, n2 = uint32_t(p0 >> 32) ^ c3 ^ b;
+      c1 = uint32_t(p1);
+      c3 = uint32_t(p0);
+      c0 = n0;
+      c2 = n2;
+      a += 0x9E3779B9u;
+      b += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+  }
+};
+
+// (0, 1]: never 0, so log() in Box-Muller is finite.
+inline double unit(uint32_t hi, uint32_t lo) {
+  uint64_t bits = (uint64_t(hi) << 21) ^ uint64_t(lo >> 11);
+  return (double(bits & ((uint64_t(1) << 53) - 1)) + 1.0) / 9007199254740992.0;
+}
+
+enum Dist { kUniform = 0, kNormal = 1, kDropoutMask = 2 };
+
+template <typename T>
+void randomKernel(int kind, T* p, int64_t n, const Philox& gen, uint64_t first, double a, double b) {
+#pragma omp parallel for schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t w[4];
+    gen(first + uint64_t(i), w);
+    double u = unit(w[0], w[1]);
+    double v;
+    if (kind == kUniform) {
+      v = a + (b - a) * (1.0 - u);
+    } else if (kind == kNormal) {
+      double u2 = unit(w[2], w[3]);
+      v = a + b * std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * u2);
+    } else {
+      v = (u <= a) ? 0.0 : 1.0 / (1.0 - a);
+    }
+    store(p + i, v);
+  }
+}
+
+// random(kind, dtype, id, off, n, seed, offset, start, a, b)
+//   uniform: [a, b); normal: mean a, std b; dropout mask: 0 with probability a, else 1/(1-a).
+Napi::Value Random(const Napi::CallbackInfo& info) {
+  int kind = int(argInt(info, 0));
+  DType d = toDType(int(argInt(info, 1)));
+  int64_t id = argInt(info, 2), off = argInt(info, 3), n = argInt(info, 4);
+  uint64_t seed = uint64_t(argInt(info, 5));
+  uint64_t offset = uint64_t(argInt(info, 6)), start = uint64_t(argInt(info, 7));
+  double a = argNum(info, 8), b = argNum(info, 9);
+  MT_CHECK(kind >= 0 && kind <= 2, "random: unknown distribution ", kind);
+  Philox gen(seed);
+  MT_DISPATCH_FLOAT(d, "random",
+                    randomKernel<T>(kind, dataPtr<T>(id, off, n), n, gen, offset + start, a, b));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void registerRandom(Napi::Env env, Napi::Object exports) { MT_EXPORT(exports, "random", Random); }
+
+}  // namespace mt

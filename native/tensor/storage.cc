@@ -1,0 +1,178 @@
+#include "tensor/storage.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+#include "util/args.h"
+
+namespace mt {
+namespace {
+
+// Chunks never move, so kernels may hold a Storage& while another thread allocates.
+constexpr int64_t kChunk = 4096;
+constexpr int64_t kMaxChunks = 1 << 14;
+
+struct Counter {
+  int64_t current = 0;
+  int64_t peak = 0;
+};
+
+struct Table {
+  std::mutex mu;
+  std::vector<std::unique_ptr<Storage[]>> chunks;
+  std::vector<int64_t> freeIds;
+  int64_t next = 1;  // id 0 is never valid, so a zeroed handle is caught
+  int64_t liveCount = 0;
+  Counter counters[kNumTags][kMaxDevices];
+  Table() { chunks.reserve(kMaxChunks); }
+};
+
+Table& table() {
+  static Table t;
+  return t;
+}
+
+}  // namespace
+
+Storage& storageAt(int64_t id) {
+  Table& t = table();
+  MT_CHECK(id > 0 && id < t.next, "invalid storage id ", id);
+  Storage& s = t.chunks[id / kChunk][id % kChunk];
+  MT_CHECK(s.live, "storage ", id, " was already freed (use after dispose)");
+  return s;
+}
+
+int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
+  int tagI = static_cast<int>(tag);
+  MT_CHECK(tagI >= 0 && tagI < kNumTags, "unknown memory tag ", tagI);
+  MT_CHECK(device == 0, "device ", device, " is not available in this build (CPU only)");
+  size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (rounded == 0) rounded = kAlignment;
+  void* ptr = std::aligned_alloc(kAlignment, rounded);
+  if (!ptr) throw std::bad_alloc();
+  if (zero) std::memset(ptr, 0, rounded);
+
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  int64_t id;
+  if (!t.freeIds.empty()) {
+    id = t.freeIds.back();
+    t.freeIds.pop_back();
+  } else {
+    id = t.next++;
+    if (id / kChunk >= int64_t(t.chunks.size())) {
+      MT_CHECK(int64_t(t.chunks.size()) < kMaxChunks, "too many live storages");
+      t.chunks.emplace_back(new Storage[kChunk]);
+    }
+  }
+  Storage& s = t.chunks[id / kChunk][id % kChunk];
+  s = Storage{ptr, bytes, tagI, device, true};
+  Counter& c = t.counters[tagI][device];
+  c.current += int64_t(bytes);
+  if (c.current > c.peak) c.peak = c.current;
+  t.liveCount++;
+  return id;
+}
+
+void freeStorage(int64_t id) {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  Storage& s = storageAt(id);
+  std::free(s.ptr);
+  t.counters[s.tag][s.device].current -= int64_t(s.bytes);
+  s.live = false;
+  s.ptr = nullptr;
+  t.freeIds.push_back(id);
+  t.liveCount--;
+}
+
+namespace {
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  int64_t bytes = argInt(info, 0);
+  MT_CHECK(bytes >= 0, "alloc: negative size ", bytes);
+  int64_t id = allocStorage(size_t(bytes), static_cast<Tag>(argInt(info, 1)), int(argInt(info, 2)),
+                            argBool(info, 3));
+  return Napi::Number::New(info.Env(), double(id));
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  freeStorage(argInt(info, 0));
+  return info.Env().Undefined();
+}
+
+// Copies bytes out into a new ArrayBuffer: JS never holds a pointer into freeable memory.
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  int64_t id = argInt(info, 0), off = argInt(info, 1), len = argInt(info, 2);
+  void* src = bytePtr(id, off, len);
+  auto buf = Napi::ArrayBuffer::New(info.Env(), size_t(len));
+  if (len) std::memcpy(buf.Data(), src, size_t(len));
+  return buf;
+}
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  int64_t id = argInt(info, 0), off = argInt(info, 1);
+  MT_CHECK(info[2].IsTypedArray(), "write: source must be a typed array");
+  auto src = info[2].As<Napi::TypedArray>();
+  size_t len = src.ByteLength();
+  void* dst = bytePtr(id, off, int64_t(len));
+  auto* from = static_cast<uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
+  if (len) std::memcpy(dst, from, len);
+  return info.Env().Undefined();
+}
+
+Napi::Value StorageBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(storageAt(argInt(info, 0)).bytes));
+}
+
+// Rows of [tag, device, current, peak] for every counter that was ever used.
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  auto rows = Napi::Array::New(info.Env());
+  uint32_t n = 0;
+  for (int tag = 0; tag < kNumTags; tag++)
+    for (int dev = 0; dev < kMaxDevices; dev++) {
+      const Counter& c = t.counters[tag][dev];
+      if (c.peak == 0) continue;
+      auto row = Napi::Array::New(info.Env(), 4);
+      row.Set(0u, tag);
+      row.Set(1u, dev);
+      row.Set(2u, double(c.current));
+      row.Set(3u, double(c.peak));
+      rows.Set(n++, row);
+    }
+  return rows;
+}
+
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  for (auto& byTag : t.counters)
+    for (auto& c : byTag) c.peak = c.current;
+  return info.Env().Undefined();
+}
+
+Napi::Value LiveStorages(const Napi::CallbackInfo& info) {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return Napi::Number::New(info.Env(), double(t.liveCount));
+}
+
+}  // namespace
+
+void registerStorage(Napi::Env env, Napi::Object exports) {
+  MT_EXPORT(exports, "alloc", Alloc);
+  MT_EXPORT(exports, "free", Free);
+  MT_EXPORT(exports, "read", Read);
+  MT_EXPORT(exports, "write", Write);
+  MT_EXPORT(exports, "storageBytes", StorageBytes);
+  MT_EXPORT(exports, "memoryStats", MemoryStats);
+  MT_EXPORT(exports, "resetPeakMemoryStats", ResetPeak);
+  MT_EXPORT(exports, "liveStorages", LiveStorages);
+}
+
+}  // namespace mt

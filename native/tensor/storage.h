@@ -1,0 +1,45 @@
+// Native buffers with tagged memory accounting. Tensors refer to storages by integer id.
+#pragma once
+#include <napi.h>
+#include <cstddef>
+#include <cstdint>
+#include "tensor/dtype.h"
+
+namespace mt {
+
+// Keep in sync with src/tensor/storage.ts.
+enum class Tag : int { Param = 0, Grad = 1, Optim = 2, Activation = 3, Comm = 4, Other = 5 };
+constexpr int kNumTags = 6;
+constexpr int kMaxDevices = 9;  // device 0 is the CPU, 1 + k is cuda:k
+constexpr size_t kAlignment = 64;
+
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  int tag = 0;
+  int device = 0;
+  bool live = false;
+};
+
+int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero);
+void freeStorage(int64_t id);
+Storage& storageAt(int64_t id);
+
+// The address of element `offset` of type T in storage `id`, checked against its size.
+template <typename T>
+T* dataPtr(int64_t id, int64_t offset, int64_t count) {
+  Storage& s = storageAt(id);
+  MT_CHECK(offset >= 0 && count >= 0 &&
+               size_t(offset + count) * sizeof(T) <= s.bytes,
+           "access of elements [", offset, ", ", offset + count, ") is outside storage ", id,
+           " of ", s.bytes, " bytes");
+  return reinterpret_cast<T*>(s.ptr) + offset;
+}
+
+inline void* bytePtr(int64_t id, int64_t byteOffset, int64_t bytes) {
+  return dataPtr<uint8_t>(id, byteOffset, bytes);
+}
+
+void registerStorage(Napi::Env env, Napi::Object exports);
+
+}  // namespace mt
