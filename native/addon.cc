@@ -10,6 +10,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerRandom(env, exports);
   mt::registerElementwise(env, exports);
   mt::registerReduce(env, exports);
+  mt::registerMatmul(env, exports);
+  mt::registerConv(env, exports);
   mt::registerDevice(env, exports);
   return exports;
 }

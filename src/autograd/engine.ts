@@ -1,0 +1,121 @@
+/**
+ * Backpropagation over the tape: nodes run in a dependency order, gradients flowing into a
+ * node are summed before it runs, leaves accumulate into `.grad`, and a leaf's
+ * gradient-ready hooks fire once all of its contributions for this pass have arrived.
+ */
+import type { Tensor } from '../tensor/tensor.ts';
+import { tidy } from '../tensor/scope.ts';
+import { withTag } from '../tensor/tag_context.ts';
+import { fmt, sameShape } from '../tensor/shape.ts';
+import { noGrad } from './grad_mode.ts';
+import type { Node } from './node.ts';
+import { accumulateInto, addTensors, cloneTensor, onesLike } from '../ops/autograd_support.ts';
+
+export interface BackwardOptions {
+  /** Keep saved tensors so backward can run through the same graph again. */
+  retainGraph?: boolean;
+}
+
+/** Adds `g` into `leaf.grad`, allocated on first use. */
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.disposed) return;
+  if (leaf.grad === null || leaf.grad.disposed) {
+    const copy = cloneTensor(g, leaf.dtype);
+    copy.kept = true;
+    leaf.grad = copy;
+  } else {
+    accumulateInto(leaf.grad, g);
+  }
+}
+
+export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardOptions = {}): void {
+  if (!root.requiresGrad) {
+    throw new Error(`backward: ${root} does not require grad (no input of the computation requires it)`);
+  }
+  if (!grad && root.numel !== 1) {
+    throw new Error(`backward: the output has shape ${fmt(root.shape)}; pass a gradient for a non-scalar output`);
+  }
+  if (grad && !sameShape(grad.shape, root.shape)) {
+    throw new Error(`backward: gradient shape ${fmt(grad.shape)} does not match output shape ${fmt(root.shape)}`);
+  }
+
+  // Count, for each node and leaf, how many edges of this graph lead into it.
+  const deps = new Map<Node, number>();
+  const leafPending = new Map<Tensor, number>();
+  const leafGot = new Set<Tensor>();
+  if (root.gradFn) {
+    const stack: Node[] = [root.gradFn];
+    deps.set(root.gradFn, 0);
+    while (stack.length) {
+      const n = stack.pop() as Node;
+      for (const e of n.edges) {
+        if (!e) continue;
+        if ('leaf' in e) {
+          leafPending.set(e.leaf, (leafPending.get(e.leaf) ?? 0) + 1);
+        } else if (deps.has(e.node)) {
+          deps.set(e.node, (deps.get(e.node) as number) + 1);
+        } else {
+          deps.set(e.node, 1);
+          stack.push(e.node);
+        }
+      }
+    }
+  }
+
+  withTag('grad', () =>
+    noGrad(() => {
+      const seed = grad ? cloneTensor(grad, root.dtype) : onesLike(root);
+      if (!root.gradFn) {
+        accumulateLeaf(root, seed);
+        seed.dispose();
+        for (const h of root.gradReadyHooks) h(root);
+        return;
+      }
+      const pending = new Map<Node, Tensor>();
+      const inMap = new Set<Tensor>();
+      const ready: Node[] = [root.gradFn];
+      pending.set(root.gradFn, seed);
+      inMap.add(seed);
+      while (ready.length) {
+        const node = ready.pop() as Node;
+        const g = pending.get(node);
+        pending.delete(node);
+        if (g) inMap.delete(g);
+        const results = g ? tidy(() => node.run(g)) : node.edges.map(() => null);
+        node.edges.forEach((e, i) => {
+          const r = results[i];
+          if (!e) return;
+          if ('leaf' in e) {
+            if (r) {
+              accumulateLeaf(e.leaf, r);
+              leafGot.add(e.leaf);
+            }
+            const left = (leafPending.get(e.leaf) as number) - 1;
+            leafPending.set(e.leaf, left);
+            if (left === 0 && leafGot.has(e.leaf)) for (const h of e.leaf.gradReadyHooks) h(e.leaf);
+            return;
+          }
+          if (r) {
+            const prev = pending.get(e.node);
+            if (prev) {
+              pending.set(e.node, addTensors(prev, r));
+              inMap.delete(prev);
+              prev.dispose();
+            } else {
+              // A tensor returned for several inputs (add's backward), the incoming gradient or a
+              // saved tensor is not ours to hand on: store a copy.
+              pending.set(e.node, inMap.has(r) || r === g || r.kept ? cloneTensor(r, r.dtype) : r);
+            }
+            inMap.add(pending.get(e.node) as Tensor);
+          }
+          const left = (deps.get(e.node) as number) - 1;
+          deps.set(e.node, left);
+          if (left === 0) ready.push(e.node);
+        });
+        if (!opts.retainGraph) node.freeSaved();
+        if (g && !inMap.has(g)) g.dispose();
+        for (const r of results) if (r && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();
+      }
+    }),
+  );
+}

@@ -1,0 +1,83 @@
+/**
+ * A node of the dynamic tape: one recorded op, the tensors it saved for backward, and edges
+ * to the nodes (or leaves) that produced its inputs. Nodes are reference counted by the
+ * tensors they produced and by their consumers, so disposing the outputs of a step frees
+ * every saved activation at once.
+ */
+import type { Tensor } from '../tensor/tensor.ts';
+import { fmt } from '../tensor/shape.ts';
+
+export type Edge = { node: Node } | { leaf: Tensor } | null;
+
+/** Given the gradient of the output, returns one gradient (or null) per input. */
+export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
+
+export class Node {
+  readonly edges: Edge[];
+  /** Input shapes and dtypes, to check what backward returns. */
+  readonly inputMeta: { shape: readonly number[]; dtype: string }[];
+  backwardFn: BackwardFn | null = null;
+  private saved: Tensor[] = [];
+  private refs = 0;
+  private savedFreed = false;
+
+  constructor(
+    readonly name: string,
+    inputs: readonly Tensor[],
+  ) {
+    this.edges = inputs.map((t): Edge => {
+      if (!t.requiresGrad) return null;
+      if (t.gradFn) {
+        t.gradFn.refs++;
+        return { node: t.gradFn };
+      }
+      return { leaf: t };
+    });
+    this.inputMeta = inputs.map((t) => ({ shape: t.shape, dtype: t.dtype }));
+  }
+
+  /** Keeps `t`'s memory alive until backward has run; use the returned handle in backwardFn. */
+  save(t: Tensor): Tensor {
+    const a = t.alias();
+    a.kept = true;
+    this.saved.push(a);
+    return a;
+  }
+
+  /** One more tensor or consumer refers to this node. */
+  retain(): void {
+    this.refs++;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    this.freeSaved();
+    for (const e of this.edges) if (e && 'node' in e) e.node.release();
+  }
+
+  /** Frees the saved tensors; backward through this node is no longer possible. */
+  freeSaved(): void {
+    for (const t of this.saved) t.dispose();
+    this.saved = [];
+    this.savedFreed = true;
+  }
+
+  run(grad: Tensor): (Tensor | null)[] {
+    if (this.savedFreed || !this.backwardFn) {
+      throw new Error(
+        `backward through ${this.name} a second time: its saved tensors were freed (pass { retainGraph: true } to the first backward)`,
+      );
+    }
+    const grads = this.backwardFn(grad);
+    if (grads.length !== this.edges.length) {
+      throw new Error(`${this.name} backward returned ${grads.length} gradients for ${this.edges.length} inputs`);
+    }
+    grads.forEach((g, i) => {
+      const m = this.inputMeta[i];
+      if (g && this.edges[i] && (g.shape.length !== m.shape.length || g.shape.some((s, k) => s !== m.shape[k]))) {
+        throw new Error(`${this.name} backward: gradient ${i} has shape ${fmt(g.shape)}, input has ${fmt(m.shape)}`);
+      }
+    });
+    return grads;
+  }
+}

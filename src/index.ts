@@ -1,0 +1,16 @@
+/**
+ * meshtrain: distributed training for TypeScript.
+ * @example
+ * import { tensor, tidy } from 'meshtrain';
+ * const x = tensor([[1, 2], [3, 4]], { requiresGrad: true });
+ * tidy(() => x.mul(x).sum().backward());
+ */
+export { Tensor, type TensorOptions } from './tensor/tensor.ts';
+export { type DType, DTYPES } from './tensor/dtype.ts';
+export { memoryStats, resetPeakMemoryStats, liveStorages, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
+export { tidy, keep } from './tensor/scope.ts';
+export { withTag } from './tensor/tag_context.ts';
+export { manualSeed, getRngState, setRngState, type RngState } from './tensor/random.ts';
+export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.ts';
+export * from './ops/index.ts';
+export { native } from './native.ts';

@@ -1,0 +1,46 @@
+/**
+ * The native addon, loaded once. `MESHTRAIN_ADDON` points at another build (used by CI
+ * variants and by developers who build into a second folder).
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+type Id = number;
+type Ints = number[];
+
+/** The addon's functions; argument checks happen in TypeScript before these are called. */
+export interface Native {
+  alloc(nbytes: number, tag: number, device: number, zero: boolean): Id;
+  free(id: Id): void;
+  read(id: Id, byteOffset: number, byteLength: number): ArrayBuffer;
+  write(id: Id, byteOffset: number, src: ArrayBufferView): void;
+  storageBytes(id: Id): number;
+  memoryStats(): [tag: number, device: number, current: number, peak: number][];
+  resetPeakMemoryStats(): void;
+  liveStorages(): number;
+  copyStrided(sd: number, sId: Id, sOff: number, sStrides: Ints, dd: number, dId: Id, dOff: number, dStrides: Ints, shape: Ints): void;
+  fill(dtype: number, id: Id, off: number, n: number, value: number): void;
+  random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number): void;
+  binary(op: number, dtype: number, aId: Id, aOff: number, aStrides: Ints, bId: Id, bOff: number, bStrides: Ints, outId: Id, outOff: number, shape: Ints): void;
+  unary(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, n: number, scalar: number): void;
+  axpy(dtype: number, xId: Id, xOff: number, yId: Id, yOff: number, n: number, alpha: number): void;
+  reduce(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, outer: number, r: number, inner: number, scale: number): void;
+  deviceInfo(): { threads: number; onednn: string; cudaCompiled: boolean; cudaDevices: number; cudaStatus: string };
+  setNumThreads(n: number): void;
+  // biome-ignore lint/suspicious/noExplicitAny: kernel families add functions typed at their call sites
+  [name: string]: any;
+}
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const addonPath = process.env.MESHTRAIN_ADDON ?? path.join(root, 'build', 'Release', 'meshtrain.node');
+
+function load(): Native {
+  try {
+    return createRequire(import.meta.url)(addonPath) as Native;
+  } catch (e) {
+    throw new Error(`meshtrain: cannot load the native addon at ${addonPath} (run \`npm install\` or \`npm run build\`): ${(e as Error).message}`);
+  }
+}
+
+export const native: Native = load();

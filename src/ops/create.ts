@@ -1,0 +1,114 @@
+/** Tensor factories: from data, constants, ranges and the seeded random distributions. */
+import { native } from '../native.ts';
+import { type DType, checkDType, dtypeCode } from '../tensor/dtype.ts';
+import { takeCounters } from '../tensor/random.ts';
+import { checkShape, fmt, numel } from '../tensor/shape.ts';
+import { Tensor, type TensorOptions } from '../tensor/tensor.ts';
+import * as k from './kernels.ts';
+
+type Data = number | readonly Data[] | ArrayLike<number>;
+
+function flattenData(data: Data, shape: number[], out: number[], depth = 0): void {
+  if (typeof data === 'number') {
+    out.push(data);
+    return;
+  }
+  const arr = data as ArrayLike<Data>;
+  if (depth === shape.length) shape.push(arr.length);
+  else if (shape[depth] !== arr.length) throw new Error(`tensor: ragged nested array at depth ${depth}`);
+  for (let i = 0; i < arr.length; i++) flattenData(arr[i], shape, out, depth + 1);
+}
+
+function typedFor(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
+  switch (dtype) {
+    case 'f64':
+      return Float64Array.from(values);
+    case 'i32':
+      return Int32Array.from(values);
+    case 'i64':
+      return BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
+    default:
+      return Float32Array.from(values);
+  }
+}
+
+/**
+ * A tensor from nested arrays or a flat typed array (then give `shape`).
+ * @example
+ * const x = tensor([[1, 2], [3, 4]]);                       // f32 [2, 2]
+ * const y = tensor(new Float64Array(6), { shape: [2, 3], dtype: 'f64' });
+ */
+export function tensor(data: Data, opts: TensorOptions & { shape?: number[] } = {}): Tensor {
+  const dtype = checkDType(opts.dtype ?? 'f32', 'tensor');
+  let values: ArrayLike<number>;
+  let shape: number[];
+  if (typeof data !== 'number' && !Array.isArray(data)) {
+    values = data as ArrayLike<number>;
+    shape = opts.shape ? checkShape(opts.shape, 'tensor') : [values.length];
+  } else {
+    const flat: number[] = [];
+    const inferred: number[] = [];
+    flattenData(data, inferred, flat);
+    values = flat;
+    shape = opts.shape ? checkShape(opts.shape, 'tensor') : inferred;
+  }
+  if (numel(shape) !== values.length) throw new Error(`tensor: ${values.length} values do not fill shape ${fmt(shape)}`);
+  const staging = dtype === 'bf16' || dtype === 'f16' ? 'f32' : dtype;
+  const t = Tensor.empty(shape, { ...opts, dtype: staging });
+  if (values.length) native.write(t.id, 0, typedFor(staging, values));
+  if (staging !== dtype) {
+    const c = k.copy(t, dtype);
+    t.dispose();
+    return finish(c, opts);
+  }
+  return finish(t, opts);
+}
+
+function finish(t: Tensor, opts: TensorOptions): Tensor {
+  if (opts.requiresGrad) t.requiresGrad_(true);
+  return t;
+}
+
+export function full(shape: number[], value: number, opts: TensorOptions = {}): Tensor {
+  const t = Tensor.empty(checkShape(shape, 'full'), opts);
+  native.fill(dtypeCode(t.dtype), t.id, 0, t.numel, value);
+  return finish(t, opts);
+}
+
+export function zeros(shape: number[], opts: TensorOptions = {}): Tensor {
+  return finish(Tensor.empty(checkShape(shape, 'zeros'), { ...opts, zero: true }), opts);
+}
+
+export function ones(shape: number[], opts: TensorOptions = {}): Tensor {
+  return full(shape, 1, opts);
+}
+
+export function zerosLike(x: Tensor, opts: TensorOptions = {}): Tensor {
+  return zeros([...x.shape], { dtype: x.dtype, ...opts });
+}
+
+/** 0, 1, ..., n-1 */
+export function arange(n: number, opts: TensorOptions = {}): Tensor {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`arange: n must be a non-negative integer, got ${n}`);
+  return tensor(Array.from({ length: n }, (_, i) => i), opts);
+}
+
+/** Fills `t` from the global generator (uniform in [a, b) or normal(mean a, std b)). */
+function randomInto(t: Tensor, kind: number, a: number, b: number): Tensor {
+  if (!Number.isFinite(a) || !Number.isFinite(b)) throw new Error(`random: parameters must be finite, got ${a}, ${b}`);
+  const { seed, offset } = takeCounters(t.numel);
+  return k.random(kind, t, seed, offset, 0, a, b);
+}
+
+/** Normal(mean, std) samples. */
+export function randn(shape: number[], opts: TensorOptions & { mean?: number; std?: number } = {}): Tensor {
+  const t = Tensor.empty(checkShape(shape, 'randn'), opts);
+  return finish(randomInto(t, k.Random.normal, opts.mean ?? 0, opts.std ?? 1), opts);
+}
+
+/** Uniform samples in [low, high). */
+export function rand(shape: number[], opts: TensorOptions & { low?: number; high?: number } = {}): Tensor {
+  const t = Tensor.empty(checkShape(shape, 'rand'), opts);
+  return finish(randomInto(t, k.Random.uniform, opts.low ?? 0, opts.high ?? 1), opts);
+}
+

@@ -1,0 +1,7 @@
+/** Every op, one import. */
+export * from './elementwise.ts';
+export * from './reduce.ts';
+export * from './view.ts';
+export * from './create.ts';
+export * from './matmul.ts';
+export { backward } from '../autograd/engine.ts';

@@ -1,0 +1,134 @@
+/**
+ * Thin calls of the native kernels that produce new tensors, with no autograd. The op files
+ * build differentiable ops from these; op codes mirror native/cpu/*.cc.
+ */
+import { native } from '../native.ts';
+import { type DType, dtypeCode } from '../tensor/dtype.ts';
+import { broadcastShapes, broadcastStrides, fmt, isDense, numel, sameShape, type Shape } from '../tensor/shape.ts';
+import type { MemoryTag } from '../tensor/storage.ts';
+import { Tensor } from '../tensor/tensor.ts';
+
+export const Binary = {
+  add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, pow: 6,
+  reluBackward: 7, geluBackward: 8, tanhBackward: 9, sigmoidBackward: 10,
+} as const;
+
+export const Unary = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, relu: 5, gelu: 6, tanh: 7, sigmoid: 8, abs: 9,
+  addScalar: 10, mulScalar: 11, powScalar: 12, reciprocal: 13, square: 14,
+} as const;
+
+export const Reduce = { sum: 0, max: 1 } as const;
+export const Random = { uniform: 0, normal: 1, dropoutMask: 2 } as const;
+
+export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false): Tensor {
+  return Tensor.empty(shape, { dtype, tag, zero });
+}
+
+export function fill(t: Tensor, value: number): Tensor {
+  native.fill(dtypeCode(t.dtype), t.id, t.offset, t.numel, value);
+  return t;
+}
+
+/** Copies `src` into `dst` (same shape), converting dtype and layout as needed. */
+export function copyInto(src: Tensor, dst: Tensor): void {
+  native.copyStrided(
+    dtypeCode(src.dtype), src.id, src.offset, src.strides as number[],
+    dtypeCode(dst.dtype), dst.id, dst.offset, dst.strides as number[], src.shape as number[],
+  );
+}
+
+/** A new contiguous copy of `src`, converted to `dtype`. */
+export function copy(src: Tensor, dtype: DType = src.dtype): Tensor {
+  const out = empty(src.shape, dtype);
+  copyInto(src, out);
+  return out;
+}
+
+/** `src` itself when already contiguous (no copy), else a contiguous copy. Caller checks identity. */
+export function asContiguous(src: Tensor): Tensor {
+  return src.isContiguous ? src : copy(src);
+}
+
+/** A new tensor laid out like `x` when x is dense (channels-last stays channels-last), else contiguous. */
+export function emptyLike(x: Tensor, dtype: DType = x.dtype): Tensor {
+  if (x.isContiguous || !isDense(x.shape, x.strides)) return empty(x.shape, dtype);
+  return Tensor.emptyStrided(x.shape, x.strides, { dtype });
+}
+
+function sameDenseLayout(a: Tensor, b: Tensor): boolean {
+  return sameShape(a.shape, b.shape) && a.strides.every((s, i) => s === b.strides[i]) && isDense(a.shape, a.strides);
+}
+
+export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
+  if (a.dtype !== b.dtype) {
+    throw new Error(`${name}: dtypes differ (${a.dtype} ${fmt(a.shape)} and ${b.dtype} ${fmt(b.shape)}); cast one with .to()`);
+  }
+  // Same dense layout (e.g. two channels-last tensors): one flat pass, the layout is kept.
+  if (sameDenseLayout(a, b)) {
+    const out = emptyLike(a);
+    const n = a.numel;
+    native.binary(op, dtypeCode(a.dtype), a.id, a.offset, [1], b.id, b.offset, [1], out.id, 0, [n]);
+    return out;
+  }
+  const shape = broadcastShapes(a.shape, b.shape, name);
+  const out = empty(shape, a.dtype);
+  native.binary(
+    op, dtypeCode(a.dtype),
+    a.id, a.offset, broadcastStrides(a.shape, a.strides, shape),
+    b.id, b.offset, broadcastStrides(b.shape, b.strides, shape),
+    out.id, 0, shape,
+  );
+  return out;
+}
+
+export function unary(op: number, x: Tensor, scalar = 0): Tensor {
+  const src = x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
+  const out = emptyLike(src);
+  native.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
+  if (src !== x) src.dispose();
+  return out;
+}
+
+/** `acc += alpha * x` in place; `acc` must be contiguous and of x's shape. */
+export function axpyInto(acc: Tensor, x: Tensor, alpha = 1): void {
+  const src = x.dtype === acc.dtype ? asContiguous(x) : copy(x, acc.dtype);
+  native.axpy(dtypeCode(acc.dtype), src.id, src.offset, acc.id, acc.offset, acc.numel, alpha);
+  if (src !== x) src.dispose();
+}
+
+/**
+ * Reduces the dims in `dims` (sorted, unique) by sum (times `scale`) or max. Runs of adjacent
+ * dims are one [outer, r, inner] pass each, so no transposes are needed.
+ */
+export function reduce(op: number, x: Tensor, dims: number[], scale = 1): Tensor {
+  const runs: [number, number][] = [];
+  for (const d of dims) {
+    const last = runs[runs.length - 1];
+    if (last && last[1] === d - 1) last[1] = d;
+    else runs.push([d, d]);
+  }
+  let cur = asContiguous(x);
+  let shape = [...x.shape];
+  // Right to left, so the dims of earlier runs keep their positions.
+  for (let i = runs.length - 1; i >= 0; i--) {
+    const [lo, hi] = runs[i];
+    const nextShape = [...shape.slice(0, lo), ...shape.slice(hi + 1)];
+    const out = empty(nextShape, x.dtype);
+    native.reduce(
+      op, dtypeCode(x.dtype), cur.id, cur.offset, out.id, 0,
+      numel(shape.slice(0, lo)), numel(shape.slice(lo, hi + 1)), numel(shape.slice(hi + 1)),
+      i === runs.length - 1 ? scale : 1,
+    );
+    if (cur !== x) cur.dispose();
+    cur = out;
+    shape = nextShape;
+  }
+  return cur === x ? copy(x) : cur;
+}
+
+export function random(kind: number, t: Tensor, seed: number, offset: number, start: number, a: number, b: number): Tensor {
+  native.random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b);
+  return t;
+}
+

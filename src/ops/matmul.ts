@@ -1,0 +1,188 @@
+/**
+ * Matrix products on oneDNN (f32, bf16) or the native f64 loop: matmul (2-D and batched, with
+ * transposed operands passed as strides, never copied) and linear (x @ Wᵀ + b, bias fused).
+ */
+import { native } from '../native.ts';
+import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
+import { fmt, numel } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { record, sumToShape } from './autograd_support.ts';
+import * as k from './kernels.ts';
+
+/** A batch of matrices inside a tensor: element (b, i, j) is at off + b*s[0] + i*s[1] + j*s[2]. */
+interface Mats {
+  t: Tensor;
+  off: number;
+  s: [number, number, number];
+  rows: number;
+  cols: number;
+}
+
+/** Views a [...batch, rows, cols] tensor as one batch stride, copying only when the batch dims don't collapse. */
+function asMats(x: Tensor, batch: number, owned: Tensor[]): Mats {
+  const n = x.ndim;
+  const rows = x.shape[n - 2];
+  const cols = x.shape[n - 1];
+  let bs = 0;
+  let ok = true;
+  // The batch dims collapse when each steps over the next with no gap (size-1 and broadcast dims aside).
+  let expect = -1;
+  for (let i = n - 3; i >= 0; i--) {
+    if (x.shape[i] === 1) continue;
+    if (expect === -1) bs = x.strides[i];
+    else if (x.strides[i] !== expect) ok = false;
+    expect = x.strides[i] * x.shape[i];
+  }
+  if (!ok) {
+    const c = k.copy(x);
+    owned.push(c);
+    return asMats(c, batch, owned);
+  }
+  const real = numel(x.shape.slice(0, n - 2));
+  if (real !== batch && real !== 1) throw new Error('matmul: internal batch mismatch');
+  return { t: x, off: x.offset, s: [real === 1 ? 0 : bs, x.strides[n - 2], x.strides[n - 1]], rows, cols };
+}
+
+function transposed(m: Mats): Mats {
+  return { t: m.t, off: m.off, s: [m.s[0], m.s[2], m.s[1]], rows: m.cols, cols: m.rows };
+}
+
+/** out[b] = a[b] @ b[b] (+ bias), contiguous [batch, M, N] returned with `shape`. */
+function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null): Tensor {
+  const out = k.empty(shape, dtype);
+  native.matmul(
+    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
+    bias ? bias.id : 0, bias ? bias.offset : 0,
+    dtypeCode(dtype), out.id, 0, batch, a.rows, b.cols, a.cols, false,
+  );
+  return out;
+}
+
+function checkOperands(op: string, a: Tensor, b: Tensor): void {
+  if (a.ndim < 2 || b.ndim < 2) throw new Error(`${op}: needs tensors of rank >= 2, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (!isFloat(a.dtype) || a.dtype !== b.dtype || a.dtype === 'f16') {
+    throw new Error(`${op}: needs two f32, bf16 or f64 tensors of one dtype, got ${a.dtype} and ${b.dtype}`);
+  }
+}
+
+/**
+ * Matrix product of the last two dims, batch dims broadcast.
+ * @example
+ * const y = matmul(x, w.transpose(0, 1)); // transposes are strides, not copies
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  checkOperands('matmul', a, b);
+  const M = a.shape[a.ndim - 2];
+  const K = a.shape[a.ndim - 1];
+  const N = b.shape[b.ndim - 1];
+  if (b.shape[b.ndim - 2] !== K) {
+    throw new Error(`matmul: inner dims differ: ${fmt(a.shape)} @ ${fmt(b.shape)} (${K} vs ${b.shape[b.ndim - 2]})`);
+  }
+  const aBatch = a.shape.slice(0, -2);
+  const bBatch = b.shape.slice(0, -2);
+  const nb = Math.max(aBatch.length, bBatch.length);
+  const batchShape: number[] = [];
+  for (let i = 0; i < nb; i++) {
+    const x = aBatch[aBatch.length - nb + i] ?? 1;
+    const y = bBatch[bBatch.length - nb + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) throw new Error(`matmul: batch dims of ${fmt(a.shape)} and ${fmt(b.shape)} do not broadcast`);
+    batchShape.push(Math.max(x, y));
+  }
+  const batch = numel(batchShape);
+  const aReal = numel(aBatch);
+  const bReal = numel(bBatch);
+  if ((aReal !== batch && aReal !== 1) || (bReal !== batch && bReal !== 1)) {
+    throw new Error(`matmul: batch dims of ${fmt(a.shape)} and ${fmt(b.shape)} only broadcast as a whole`);
+  }
+  const owned: Tensor[] = [];
+  let out: Tensor;
+  // A 2-D right operand: fold a's batch into its rows, one large product instead of many small ones.
+  if (bReal === 1 && aReal === batch && batch > 1 && isFoldable(a)) {
+    const a2 = a.alias([batch * M, K], [a.strides[a.ndim - 2], a.strides[a.ndim - 1]], a.offset);
+    owned.push(a2);
+    out = product(asMats(a2, 1, owned), asMats(b, 1, owned), 1, [...batchShape, M, N], a.dtype, null);
+  } else {
+    out = product(asMats(a, batch, owned), asMats(b, batch, owned), batch, [...batchShape, M, N], a.dtype, null);
+  }
+  for (const t of owned) t.dispose();
+  return record('matmul', [a, b], out, (node) => {
+    const sa = b.requiresGrad ? node.save(a) : null;
+    const sb = a.requiresGrad ? node.save(b) : null;
+    return (g) => {
+      const own: Tensor[] = [];
+      const gm = asMats(g, batch, own);
+      let ga: Tensor | null = null;
+      let gb: Tensor | null = null;
+      if (sb) {
+        const full = product(gm, transposed(asMats(sb, batch, own)), batch, [...batchShape, M, K], a.dtype, null);
+        ga = sumToShape(full, a.shape);
+        if (ga !== full) own.push(full);
+      }
+      if (sa) {
+        const full = product(transposed(asMats(sa, batch, own)), gm, batch, [...batchShape, K, N], a.dtype, null);
+        gb = sumToShape(full, b.shape);
+        if (gb !== full) own.push(full);
+      }
+      for (const t of own) t.dispose();
+      return [ga, gb];
+    };
+  });
+}
+
+/** True when a's batch dims and row dim form one uniform stride (so [..., M, K] is [batch*M, K]). */
+function isFoldable(a: Tensor): boolean {
+  let expect = a.strides[a.ndim - 2] * a.shape[a.ndim - 2];
+  for (let i = a.ndim - 3; i >= 0; i--) {
+    if (a.shape[i] === 1) continue;
+    if (a.strides[i] !== expect) return false;
+    expect *= a.shape[i];
+  }
+  return true;
+}
+
+/**
+ * y = x @ Wᵀ + b with W of shape [out, in] (PyTorch's layout); x is [..., in].
+ * @example
+ * const y = linear(x, weight, bias);
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  if (x.ndim < 1 || weight.ndim !== 2) throw new Error(`linear: needs x [..., in] and weight [out, in], got ${fmt(x.shape)} and ${fmt(weight.shape)}`);
+  const [outF, inF] = weight.shape;
+  if (x.shape[x.ndim - 1] !== inF) throw new Error(`linear: x ${fmt(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmt(weight.shape)} expects ${inF}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outF)) throw new Error(`linear: bias ${fmt(bias.shape)} should be [${outF}]`);
+  if (x.dtype !== weight.dtype) throw new Error(`linear: x is ${x.dtype}, weight is ${weight.dtype}`);
+  if (!isFloat(x.dtype) || x.dtype === 'f16') throw new Error(`linear: needs f32, bf16 or f64, got ${x.dtype}`);
+  const lead = x.shape.slice(0, -1);
+  const M = numel(lead);
+  const owned: Tensor[] = [];
+  const x2 = x.ndim >= 2 && isFoldable(x) ? x.alias([M, inF], [x.ndim >= 2 ? x.strides[x.ndim - 2] : inF, x.strides[x.ndim - 1]], x.offset) : k.copy(x).alias([M, inF], [inF, 1], 0);
+  owned.push(x2);
+  const wT = transposed(asMats(weight, 1, owned));
+  const biasF = bias && bias.dtype !== (x.dtype === 'bf16' ? 'f32' : x.dtype) ? k.copy(bias, x.dtype === 'bf16' ? 'f32' : x.dtype) : bias;
+  if (biasF && biasF !== bias) owned.push(biasF);
+  const out = product(asMats(x2, 1, owned), wT, 1, [...lead, outF], x.dtype, biasF);
+  for (const t of owned) t.dispose();
+  return record('linear', [x, weight, bias], out, (node) => {
+    const sx = weight.requiresGrad ? node.save(x) : null;
+    const sw = x.requiresGrad ? node.save(weight) : null;
+    return (g) => {
+      const own: Tensor[] = [];
+      const g2 = k.asContiguous(g);
+      if (g2 !== g) own.push(g2);
+      const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
+      const gx = sw ? product(gm, asMats(sw, 1, own), 1, [...x.shape], x.dtype, null) : null;
+      let gw: Tensor | null = null;
+      if (sx) {
+        const xc = k.asContiguous(sx);
+        if (xc !== sx) own.push(xc);
+        const xm: Mats = { t: xc, off: xc.offset, s: [0, inF, 1], rows: M, cols: inF };
+        gw = product(transposed(gm), xm, 1, [outF, inF], x.dtype, null);
+      }
+      const gbias = bias?.requiresGrad ? k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]) : null;
+      const gb = gbias && gbias.dtype !== bias?.dtype ? k.copy(gbias, bias?.dtype) : gbias;
+      if (gb !== gbias) gbias?.dispose();
+      for (const t of own) t.dispose();
+      return [gx, gw, gb];
+    };
+  });
+}

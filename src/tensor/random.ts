@@ -1,0 +1,40 @@
+/**
+ * The global counter-based generator. A random op of n elements takes the counter range
+ * [offset, offset + n) and advances the offset by n; element i of the result depends only on
+ * (seed, offset + i), so a shard can generate exactly its slice of a full tensor's values.
+ */
+
+export interface RngState {
+  seed: number;
+  offset: number;
+}
+
+const state: RngState = { seed: 0, offset: 0 };
+
+/**
+ * Seeds the generator; the same seed gives the same weights, whatever the parallel layout.
+ * @example
+ * manualSeed(1234);
+ */
+export function manualSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`manualSeed: seed must be a non-negative integer, got ${seed}`);
+  state.seed = seed;
+  state.offset = 0;
+}
+
+export function getRngState(): RngState {
+  return { ...state };
+}
+
+export function setRngState(s: RngState): void {
+  if (!Number.isSafeInteger(s.seed) || !Number.isSafeInteger(s.offset)) throw new Error('setRngState: seed and offset must be integers');
+  state.seed = s.seed;
+  state.offset = s.offset;
+}
+
+/** Reserves `n` counters and returns (seed, first counter). */
+export function takeCounters(n: number): { seed: number; offset: number } {
+  const out = { seed: state.seed, offset: state.offset };
+  state.offset += n;
+  return out;
+}

@@ -1,0 +1,68 @@
+/**
+ * Scopes free every tensor created inside them that is not returned or kept, so a training
+ * step's intermediates are released the moment the step ends.
+ */
+
+export interface Scoped {
+  readonly disposed: boolean;
+  kept: boolean;
+  dispose(): void;
+}
+
+const stack: Scoped[][] = [];
+
+/** Called by every new tensor. */
+export function track(t: Scoped): void {
+  if (stack.length > 0) stack[stack.length - 1].push(t);
+}
+
+function collect(value: unknown, into: Set<unknown>, depth = 0): void {
+  if (value === null || typeof value !== 'object' || depth > 4) return;
+  if ('dispose' in value && 'kept' in value) {
+    into.add(value);
+    return;
+  }
+  if (Array.isArray(value)) for (const v of value) collect(v, into, depth + 1);
+  else if (value instanceof Map) for (const v of value.values()) collect(v, into, depth + 1);
+  else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collect(v, into, depth + 1);
+  }
+}
+
+/**
+ * Runs `fn` and disposes every tensor it created except those in its result (a tensor, or
+ * arrays/plain objects/Maps of tensors) and those marked with `keep()`.
+ * @example
+ * const loss = tidy(() => crossEntropy(model.forward(x), y)); // intermediates freed
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope: Scoped[] = [];
+  stack.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    stack.pop();
+    for (const t of scope) if (!t.kept && !t.disposed) t.dispose();
+    throw e;
+  }
+  stack.pop();
+  if (result instanceof Promise) {
+    throw new Error('tidy: the function must be synchronous (it returned a Promise)');
+  }
+  const returned = new Set<unknown>();
+  collect(result, returned);
+  const parent = stack.length > 0 ? stack[stack.length - 1] : null;
+  for (const t of scope) {
+    if (t.disposed) continue;
+    if (returned.has(t)) parent?.push(t);
+    else if (!t.kept) t.dispose();
+  }
+  return result;
+}
+
+/** Marks a tensor as long-lived: no scope disposes it; its owner must. Returns it. */
+export function keep<T extends Scoped>(t: T): T {
+  t.kept = true;
+  return t;
+}

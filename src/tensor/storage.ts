@@ -1,0 +1,91 @@
+/**
+ * Native storage with reference counts. Tensors and views share one storage; the native
+ * buffer is freed as soon as the last holder releases it, never by garbage collection
+ * alone (finalizers do not run inside a synchronous training loop).
+ */
+import { native } from '../native.ts';
+
+/** What an allocation is for; `memoryStats()` reports bytes per tag and device. */
+export type MemoryTag = 'param' | 'grad' | 'optim' | 'activation' | 'comm' | 'other';
+export const MEMORY_TAGS: readonly MemoryTag[] = ['param', 'grad', 'optim', 'activation', 'comm', 'other'];
+const TAG_CODES: Record<MemoryTag, number> = { param: 0, grad: 1, optim: 2, activation: 3, comm: 4, other: 5 };
+
+/** `cpu` or `cuda:N`. */
+export type Device = 'cpu' | `cuda:${number}`;
+
+export function deviceCode(d: Device): number {
+  return d === 'cpu' ? 0 : 1 + Number(d.slice(5));
+}
+function deviceName(code: number): Device {
+  return code === 0 ? 'cpu' : `cuda:${code - 1}`;
+}
+
+export function checkTag(tag: unknown, where: string): MemoryTag {
+  if (typeof tag === 'string' && tag in TAG_CODES) return tag as MemoryTag;
+  throw new Error(`${where}: unknown memory tag ${JSON.stringify(tag)} (expected one of ${MEMORY_TAGS.join(', ')})`);
+}
+
+export class Storage {
+  private refs = 1;
+  readonly id: number;
+
+  constructor(
+    readonly nbytes: number,
+    readonly tag: MemoryTag,
+    readonly device: Device,
+    zero: boolean,
+  ) {
+    this.id = native.alloc(nbytes, TAG_CODES[tag], deviceCode(device), zero);
+  }
+
+  get alive(): boolean {
+    return this.refs > 0;
+  }
+
+  retain(): void {
+    if (this.refs <= 0) throw new Error(`storage ${this.id} was already freed`);
+    this.refs++;
+  }
+
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0) native.free(this.id);
+  }
+}
+
+/** Current and peak bytes of one tag on one device. */
+export interface MemoryCounter {
+  current: number;
+  peak: number;
+}
+
+/** `{ cpu: { param: {current, peak}, activation: {...}, ... } }`; every tag is present. */
+export type MemoryStats = Record<string, Record<MemoryTag, MemoryCounter>>;
+
+/**
+ * Bytes allocated per device and tag, now and at peak since the last reset.
+ * @example
+ * const before = memoryStats().cpu.activation.peak;
+ */
+export function memoryStats(): MemoryStats {
+  const out: MemoryStats = {};
+  const blank = () =>
+    Object.fromEntries(MEMORY_TAGS.map((t) => [t, { current: 0, peak: 0 }])) as Record<MemoryTag, MemoryCounter>;
+  out.cpu = blank();
+  for (const [tag, dev, current, peak] of native.memoryStats()) {
+    const name = deviceName(dev);
+    out[name] ??= blank();
+    out[name][MEMORY_TAGS[tag]] = { current, peak };
+  }
+  return out;
+}
+
+/** Starts a new peak window: every peak becomes the current value. */
+export function resetPeakMemoryStats(): void {
+  native.resetPeakMemoryStats();
+}
+
+/** The number of native buffers alive, for leak tests. */
+export function liveStorages(): number {
+  return native.liveStorages();
+}
