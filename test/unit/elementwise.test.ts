@@ -1,0 +1,79 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { add, div, exp, gelu, liveStorages, log, mean, mul, neg, pow, relu, sigmoid, sqrt, sub, sum, tanh, tensor, tidy } from '../../src/index.ts';
+import { gradcheck, leaf } from '../helpers/gradcheck.ts';
+
+test('broadcast add/sub/mul/div match a plain loop', () => {
+  tidy(() => {
+    const a = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64' });
+    const b = tensor([10, 20, 30], { dtype: 'f64' });
+    assert.equal(add(a, b).toList(), [11, 22, 33, 14, 25, 36]);
+    assert.equal(sub(a, b).toList(), [-9, -18, -27, -6, -15, -24]);
+    assert.equal(mul(a, b).toList(), [10, 40, 90, 40, 100, 180]);
+    assert.equal(div(b, a).toList(), [10, 10, 10, 2.5, 4, 5]);
+  });
+});
+
+test('binary gradients with broadcasting (finite differences)', () => {
+  tidy(() => {
+    gradcheck('add', add, [leaf([2, 3]), leaf([3])]);
+    gradcheck('sub', sub, [leaf([2, 1, 3]), leaf([4, 1])]);
+    gradcheck('mul', mul, [leaf([2, 3]), leaf([2, 1])]);
+    const pos = tensor([1.5, 2, 2.5, 3], { dtype: 'f64', requiresGrad: true });
+    gradcheck('div', div, [leaf([3, 4]), pos]);
+  });
+});
+
+test('unary gradients (finite differences)', () => {
+  tidy(() => {
+    const pos = () => tensor([0.5, 1.2, 2.3, 0.7, 1.9, 3.1], { dtype: 'f64', shape: [2, 3], requiresGrad: true });
+    gradcheck('neg', neg, [leaf([2, 3])]);
+    gradcheck('exp', exp, [leaf([2, 3])]);
+    gradcheck('log', log, [pos()]);
+    gradcheck('sqrt', sqrt, [pos()]);
+    gradcheck('pow', (x) => pow(x, 3), [leaf([5])]);
+    gradcheck('relu', relu, [tensor([-1.5, -0.3, 0.4, 2.0], { dtype: 'f64', requiresGrad: true })]);
+    gradcheck('gelu', gelu, [leaf([7], 2)]);
+    gradcheck('tanh', tanh, [leaf([6])]);
+    gradcheck('sigmoid', sigmoid, [leaf([6])]);
+    gradcheck('scalar ops', (x) => add(mul(x, 3), 2).div(4).sub(1), [leaf([4])]);
+  });
+});
+
+test('sum and mean over dims, with keepDim', () => {
+  tidy(() => {
+    const x = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64' });
+    assert.equal(sum(x).toList(), [21]);
+    assert.equal(sum(x, 0).toList(), [5, 7, 9]);
+    assert.equal(mean(x, 1, true).shape, [2, 1]);
+    assert.equal(mean(x, -1).toList(), [2, 5]);
+    gradcheck('sum', (t) => sum(t, [0, 2]), [leaf([2, 3, 4])]);
+    gradcheck('mean', (t) => mean(t, 1, true), [leaf([2, 3, 4])]);
+  });
+});
+
+test('dtype mismatch and bad scalars throw errors naming the op and shapes', () => {
+  tidy(() => {
+    const a = tensor([1, 2], { dtype: 'f32' });
+    const b = tensor([1, 2], { dtype: 'f64' });
+    assert.throws(() => add(a, b), /add: dtypes differ \(f32 \[2\] and f64 \[2\]\)/);
+    assert.throws(() => mul(tensor([1, 2, 3]), tensor([1, 2])), /mul: shapes \[3\] and \[2\] cannot be broadcast/);
+    assert.throws(() => add(a, Number.NaN), /add: the scalar must be a finite number/);
+    assert.throws(() => div(a, 0), /division by the scalar 0/);
+  });
+});
+
+test('tidy frees every intermediate across many steps', () => {
+  const w = tensor([0.5, -0.25, 1], { requiresGrad: true });
+  const before = liveStorages();
+  for (let step = 0; step < 200; step++) {
+    tidy(() => {
+      const loss = sum(mul(tanh(mul(w, w)), 3));
+      loss.backward();
+    });
+  }
+  assert.is(liveStorages(), before + 1); // only w.grad was added
+  w.dispose();
+});
+
+test.run();
