@@ -1,4 +1,5 @@
 /** Differentiable element-wise ops with broadcasting, scalar forms and casts. */
+import { isGradEnabled } from '../autograd/grad_mode.ts';
 import { type DType, checkDType, isFloat } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -180,4 +181,43 @@ export function clone(x: Tensor): Tensor {
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous) return x;
   return record('contiguous', [x], k.copy(x), () => (g) => [g]);
+}
+
+function checkInPlace(t: Tensor, op: string): void {
+  if (t.requiresGrad && isGradEnabled()) {
+    throw new Error(`${op}: in-place update of a tensor that requires grad ${fmt(t.shape)}; wrap it in noGrad()`);
+  }
+  if (!t.isContiguous) throw new Error(`${op}: in-place updates need a contiguous tensor, got strides ${fmt(t.strides)}`);
+}
+
+/**
+ * `t += alpha * x` in place (same shape); for optimizers and gradient accumulation.
+ * @example
+ * noGrad(() => addInPlace(w, w.grad!, -lr));
+ */
+export function addInPlace(t: Tensor, x: Tensor, alpha = 1): Tensor {
+  checkInPlace(t, 'addInPlace');
+  checkFinite(alpha, 'addInPlace');
+  if (x.shape.length !== t.shape.length || x.shape.some((s, i) => s !== t.shape[i])) {
+    throw new Error(`addInPlace: shapes ${fmt(t.shape)} and ${fmt(x.shape)} differ`);
+  }
+  k.axpyInto(t, x, alpha);
+  return t;
+}
+
+/** Sets every element of `t` to `value` in place. */
+export function fillInPlace(t: Tensor, value: number): Tensor {
+  checkInPlace(t, 'fillInPlace');
+  checkFinite(value, 'fillInPlace');
+  return k.fill(t, value);
+}
+
+/** Copies `src` (same shape, any dtype or layout) into `t` in place. */
+export function copyInPlace(t: Tensor, src: Tensor): Tensor {
+  if (t.requiresGrad && isGradEnabled()) throw new Error(`copyInPlace: in-place update of a tensor that requires grad; wrap it in noGrad()`);
+  if (src.shape.length !== t.shape.length || src.shape.some((s, i) => s !== t.shape[i])) {
+    throw new Error(`copyInPlace: shapes ${fmt(t.shape)} and ${fmt(src.shape)} differ`);
+  }
+  k.copyInto(src, t);
+  return t;
 }
