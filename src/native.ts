@@ -23,6 +23,7 @@ export interface Native {
   fill(dtype: number, id: Id, off: number, n: number, value: number): void;
   random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number): void;
   binary(op: number, dtype: number, aId: Id, aOff: number, aStrides: Ints, bId: Id, bOff: number, bStrides: Ints, outId: Id, outOff: number, shape: Ints): void;
+  binaryFlat(op: number, dtype: number, aId: Id, aOff: number, bId: Id, bOff: number, outId: Id, outOff: number, n: number): void;
   unary(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, n: number, scalar: number): void;
   axpy(dtype: number, xId: Id, xOff: number, yId: Id, yOff: number, n: number, alpha: number): void;
   reduce(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, outer: number, r: number, inner: number, scale: number): void;

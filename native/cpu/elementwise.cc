@@ -4,6 +4,7 @@
 #include <vector>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -79,8 +80,7 @@ void binaryKernel(const T* a, const T* b, T* out, const std::vector<int64_t>& sh
   int64_t inner = nd ? shape[nd - 1] : 1, aIn = nd ? as[nd - 1] : 0, bIn = nd ? bs[nd - 1] : 0;
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
-#pragma omp parallel for schedule(static) if (outer * inner > 32768 && outer > 1)
-  for (int64_t o = 0; o < outer; o++) {
+  parallelFor(outer, inner, [&](int64_t o) {
     int64_t ao = 0, bo = 0, rem = o;
     for (int k = nd - 2; k >= 0; k--) {
       int64_t i = rem % shape[k];
@@ -100,7 +100,7 @@ void binaryKernel(const T* a, const T* b, T* out, const std::vector<int64_t>& sh
       for (int64_t i = 0; i < inner; i++)
         store(po + i, binaryOp<C>(OP, load(pa + i * aIn), load(pb + i * bIn)));
     }
-  }
+  });
 }
 
 template <typename T, int OP = 0>
@@ -116,8 +116,7 @@ template <typename T, int OP>
 void unaryKernel(const T* x, T* out, int64_t n, double scalar) {
   using C = typename Compute<T>::type;
   C s = C(scalar);
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; i++) store(out + i, unaryOp<C>(OP, load(x + i), s));
+  parallelFor(n, 1, [&](int64_t i) { store(out + i, unaryOp<C>(OP, load(x + i), s)); });
 }
 
 template <typename T, int OP = 0>
@@ -132,8 +131,7 @@ template <typename T>
 void axpyKernel(const T* x, T* y, int64_t n, double alpha) {
   using C = typename Compute<T>::type;
   C al = C(alpha);
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; i++) store(y + i, load(y + i) + al * load(x + i));
+  parallelFor(n, 1, [&](int64_t i) { store(y + i, load(y + i) + al * load(x + i)); });
 }
 
 int64_t span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
@@ -170,6 +168,23 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// binaryFlat(op, dtype, aId, aOff, bId, bOff, outId, outOff, n): both operands dense in one
+// layout, no shape arrays to read (the common case, and the cheapest call).
+Napi::Value BinaryFlat(const Napi::CallbackInfo& info) {
+  int op = int(argInt(info, 0));
+  MT_CHECK(op >= 0 && op < kNumBinary, "binary: unknown op ", op);
+  DType d = toDType(int(argInt(info, 1)));
+  int64_t aId = argInt(info, 2), aOff = argInt(info, 3), bId = argInt(info, 4), bOff = argInt(info, 5),
+          oId = argInt(info, 6), oOff = argInt(info, 7), n = argInt(info, 8);
+  if (n == 0) return info.Env().Undefined();
+  std::vector<int64_t> shape{n}, unit{1};
+  MT_DISPATCH_FLOAT(d, "binary", {
+    binaryDispatch<T>(op, dataPtr<T>(aId, aOff, n), dataPtr<T>(bId, bOff, n), dataPtr<T>(oId, oOff, n), shape,
+                      unit, unit);
+  });
+  return info.Env().Undefined();
+}
+
 // unary(op, dtype, xId, xOff, outId, outOff, n, scalar): contiguous input and output.
 Napi::Value UnaryOp(const Napi::CallbackInfo& info) {
   int op = int(argInt(info, 0));
@@ -198,6 +213,7 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
 
 void registerElementwise(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "binary", BinaryOp);
+  MT_EXPORT(exports, "binaryFlat", BinaryFlat);
   MT_EXPORT(exports, "unary", UnaryOp);
   MT_EXPORT(exports, "axpy", Axpy);
 }

@@ -4,6 +4,7 @@
 #include <vector>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -15,8 +16,7 @@ void reduceKernel(int op, const T* x, T* out, int64_t outer, int64_t r, int64_t 
                   double scale) {
   // f32 and 16-bit sums accumulate in double: long reductions stay accurate.
   using A = double;
-#pragma omp parallel for schedule(static) if (outer * r * inner > 32768)
-  for (int64_t o = 0; o < outer; o++) {
+  parallelFor(outer, r * inner, [&](int64_t o) {
     const T* base = x + o * r * inner;
     if (inner == 1) {
       A acc = op == kSum ? A(0) : -std::numeric_limits<A>::infinity();
@@ -40,7 +40,7 @@ void reduceKernel(int op, const T* x, T* out, int64_t outer, int64_t r, int64_t 
       }
       for (int64_t i = 0; i < inner; i++) store(out + o * inner + i, op == kSum ? acc[i] * scale : acc[i]);
     }
-  }
+  });
 }
 
 // reduce(op, dtype, xId, xOff, outId, outOff, outer, r, inner, scale)

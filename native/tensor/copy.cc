@@ -2,6 +2,7 @@
 #include <vector>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -18,8 +19,7 @@ void copyKernel(const S* src, D* dst, const std::vector<int64_t>& shape,
   int64_t inner = shape[nd - 1], sIn = ss[nd - 1], dIn = ds[nd - 1];
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
-#pragma omp parallel for schedule(static) if (outer * inner > 32768)
-  for (int64_t o = 0; o < outer; o++) {
+  parallelFor(outer, inner, [&](int64_t o) {
     int64_t so = 0, dof = 0, rem = o;
     for (int k = nd - 2; k >= 0; k--) {
       int64_t i = rem % shape[k];
@@ -34,15 +34,14 @@ void copyKernel(const S* src, D* dst, const std::vector<int64_t>& shape,
     } else {
       for (int64_t i = 0; i < inner; i++) store(d + i * dIn, load(s + i * sIn));
     }
-  }
+  });
 }
 
 template <typename T>
 void fillKernel(T* p, int64_t n, double v) {
   T val;
   store(&val, v);
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) p[i] = val;
+  parallelFor(n, 1, [&](int64_t i) { p[i] = val; });
 }
 
 // The extent of elements a strided view touches, for bounds checks.

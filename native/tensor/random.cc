@@ -4,6 +4,7 @@
 #include <cmath>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -40,8 +41,7 @@ enum Dist { kUniform = 0, kNormal = 1, kDropoutMask = 2 };
 
 template <typename T>
 void randomKernel(int kind, T* p, int64_t n, const Philox& gen, uint64_t first, double a, double b) {
-#pragma omp parallel for schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; i++) {
+  parallelFor(n, 16, [&](int64_t i) {
     uint32_t w[4];
     gen(first + uint64_t(i), w);
     double u = unit(w[0], w[1]);
@@ -55,7 +55,7 @@ void randomKernel(int kind, T* p, int64_t n, const Philox& gen, uint64_t first, 
       v = (u <= a) ? 0.0 : 1.0 / (1.0 - a);
     }
     store(p + i, v);
-  }
+  });
 }
 
 // random(kind, dtype, id, off, n, seed, offset, start, a, b)

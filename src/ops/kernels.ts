@@ -68,7 +68,7 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
   if (sameDenseLayout(a, b)) {
     const out = emptyLike(a);
     const n = a.numel;
-    native.binary(op, dtypeCode(a.dtype), a.id, a.offset, [1], b.id, b.offset, [1], out.id, 0, [n]);
+    native.binaryFlat(op, dtypeCode(a.dtype), a.id, a.offset, b.id, b.offset, out.id, 0, n);
     return out;
   }
   const shape = broadcastShapes(a.shape, b.shape, name);

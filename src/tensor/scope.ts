@@ -7,13 +7,17 @@ export interface Scoped {
   readonly disposed: boolean;
   kept: boolean;
   dispose(): void;
+  /** Called when the tensor outlives every scope: it needs the garbage-collection safety net. */
+  escaped(): void;
 }
 
 const stack: Scoped[][] = [];
 
-/** Called by every new tensor. */
-export function track(t: Scoped): void {
-  if (stack.length > 0) stack[stack.length - 1].push(t);
+/** Called by every new tensor; false when no scope will free it. */
+export function track(t: Scoped): boolean {
+  if (stack.length === 0) return false;
+  stack[stack.length - 1].push(t);
+  return true;
 }
 
 function collect(value: unknown, into: Set<unknown>, depth = 0): void {
@@ -43,7 +47,11 @@ export function tidy<T>(fn: () => T): T {
     result = fn();
   } catch (e) {
     stack.pop();
-    for (const t of scope) if (!t.kept && !t.disposed) t.dispose();
+    for (const t of scope) {
+      if (t.disposed) continue;
+      if (t.kept) t.escaped();
+      else t.dispose();
+    }
     throw e;
   }
   stack.pop();
@@ -55,8 +63,9 @@ export function tidy<T>(fn: () => T): T {
   const parent = stack.length > 0 ? stack[stack.length - 1] : null;
   for (const t of scope) {
     if (t.disposed) continue;
-    if (returned.has(t)) parent?.push(t);
-    else if (!t.kept) t.dispose();
+    if (returned.has(t) && parent) parent.push(t);
+    else if (returned.has(t) || t.kept) t.escaped();
+    else t.dispose();
   }
   return result;
 }

@@ -36,6 +36,13 @@ export class Tensor {
   /** Hooks run when this leaf's gradient for the current backward pass is complete. */
   readonly gradReadyHooks: ((t: Tensor) => void)[] = [];
   private _storage: Storage | null;
+  private finalized = false;
+
+  escaped(): void {
+    if (this.finalized || this._storage === null) return;
+    finalizer.register(this, this._storage, this);
+    this.finalized = true;
+  }
 
   /** Wraps a storage (its reference is taken over by this tensor). Use factories instead. */
   constructor(storage: Storage, shape: Shape, strides: readonly number[], offset: number, dtype: DType) {
@@ -44,8 +51,11 @@ export class Tensor {
     this.strides = strides;
     this.offset = offset;
     this.dtype = dtype;
-    finalizer.register(this, storage, this);
-    track(this);
+    // A scoped tensor is freed by its scope; only unscoped ones need the (costly) safety net.
+    if (!track(this)) {
+      finalizer.register(this, storage, this);
+      this.finalized = true;
+    }
   }
 
   /** A new uninitialized (or zeroed) contiguous tensor. */
@@ -101,7 +111,7 @@ export class Tensor {
   /** Releases this handle's storage reference and its autograd node. Idempotent. */
   dispose(): void {
     if (this._storage === null) return;
-    finalizer.unregister(this);
+    if (this.finalized) finalizer.unregister(this);
     this._storage.release();
     this._storage = null;
     if (this.gradFn) {
