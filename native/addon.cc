@@ -13,6 +13,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerMatmul(env, exports);
   mt::registerConv(env, exports);
   mt::registerDevice(env, exports);
+  mt::registerSoftmax(env, exports);
+  mt::registerLayerNorm(env, exports);
+  mt::registerEmbedding(env, exports);
+  mt::registerLoss(env, exports);
   return exports;
 }
 

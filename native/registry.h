@@ -11,4 +11,8 @@ void registerReduce(Napi::Env env, Napi::Object exports);
 void registerMatmul(Napi::Env env, Napi::Object exports);
 void registerConv(Napi::Env env, Napi::Object exports);
 void registerDevice(Napi::Env env, Napi::Object exports);
+void registerSoftmax(Napi::Env env, Napi::Object exports);
+void registerLayerNorm(Napi::Env env, Napi::Object exports);
+void registerEmbedding(Napi::Env env, Napi::Object exports);
+void registerLoss(Napi::Env env, Napi::Object exports);
 }  // namespace mt

@@ -5,3 +5,7 @@ export * from './view.ts';
 export * from './create.ts';
 export * from './matmul.ts';
 export { backward } from '../autograd/engine.ts';
+export * from './nn.ts';
+export * from './embedding.ts';
+export * from './loss.ts';
+export * from './attention.ts';

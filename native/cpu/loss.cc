@@ -1,0 +1,130 @@
+// Cross-entropy of [rows, C] logits against integer class targets: log-softmax and negative
+// log-likelihood fused, forward (per-row losses and log-sum-exp) and backward
+// (softmax - one_hot, times the incoming gradient). Rows whose target is the ignore value
+// contribute 0 and get a zero gradient.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include "cpu/indices.h"
+#include "tensor/storage.h"
+#include "util/args.h"
+
+namespace mt {
+namespace {
+
+template <typename T>
+using Stat = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename T, typename I>
+void crossEntropyForwardKernel(const T* x, const I* t, int64_t rows, int64_t C, int64_t ignore,
+                               T* loss, Stat<T>* lse) {
+  using Cp = typename Compute<T>::type;
+#pragma omp parallel for schedule(static) if (rows * C > 16384 && rows > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t target = int64_t(t[r]);
+    if (target == ignore) {
+      store(loss + r, Cp(0));
+      lse[r] = Stat<T>(0);
+      continue;
+    }
+    const T* xr = x + r * C;
+    Cp m = -std::numeric_limits<Cp>::infinity();
+    for (int64_t j = 0; j < C; j++) m = std::max(m, load(xr + j));
+    double sum = 0;
+    for (int64_t j = 0; j < C; j++) sum += double(std::exp(load(xr + j) - m));
+    const double l = double(m) + std::log(sum);
+    lse[r] = Stat<T>(l);
+    store(loss + r, l - double(load(xr + target)));
+  }
+}
+
+template <typename T, typename I>
+void crossEntropyBackwardKernel(const T* x, const I* t, int64_t rows, int64_t C, int64_t ignore,
+                                const Stat<T>* lse, const T* g, int64_t gStride, double scale,
+                                T* dx) {
+  using Cp = typename Compute<T>::type;
+#pragma omp parallel for schedule(static) if (rows * C > 16384 && rows > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t target = int64_t(t[r]);
+    T* dr = dx + r * C;
+    if (target == ignore) {
+      for (int64_t j = 0; j < C; j++) store(dr + j, Cp(0));
+      continue;
+    }
+    const T* xr = x + r * C;
+    const Cp gr = Cp(double(load(g + r * gStride)) * scale);
+    const Cp l = Cp(lse[r]);
+    for (int64_t j = 0; j < C; j++) store(dr + j, gr * std::exp(load(xr + j) - l));
+    store(dr + target, load(dr + target) - gr);
+  }
+}
+
+// crossEntropyForward(dtype, xId, xOff, rows, C, idxDtype, tId, tOff, ignore, lossId, lseId)
+// Returns the number of rows not ignored, or -(1 + position) of the first target outside
+// [0, C) that is not the ignore value (then nothing is written).
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
+  DType d = toDType(int(argInt(info, 0)));
+  int64_t xId = argInt(info, 1), xOff = argInt(info, 2), rows = argInt(info, 3),
+          C = argInt(info, 4);
+  DType id = toDType(int(argInt(info, 5)));
+  int64_t tId = argInt(info, 6), tOff = argInt(info, 7), ignore = argInt(info, 8),
+          lossId = argInt(info, 9), lseId = argInt(info, 10);
+  double result = 0;
+  MT_DISPATCH_INDEX(id, "crossEntropy", {
+    const I* t = dataPtr<I>(tId, tOff, rows);
+    int64_t bad = firstOutOfRange(t, rows, C, ignore);
+    if (bad >= 0) {
+      result = -double(bad + 1);
+    } else {
+      int64_t count = 0;
+      for (int64_t r = 0; r < rows; r++) count += int64_t(t[r]) != ignore;
+      result = double(count);
+      if (rows > 0) {
+        MT_DISPATCH_FLOAT(d, "crossEntropy", {
+          crossEntropyForwardKernel<T, I>(dataPtr<T>(xId, xOff, rows * C), t, rows, C, ignore,
+                                          dataPtr<T>(lossId, 0, rows),
+                                          dataPtr<Stat<T>>(lseId, 0, rows));
+        });
+      }
+    }
+  });
+  return Napi::Number::New(info.Env(), result);
+}
+
+// crossEntropyBackward(dtype, xId, xOff, rows, C, idxDtype, tId, tOff, ignore, lseId,
+//                      gId, gOff, gStride, scale, dxId): dx is fresh [rows, C]; g is read at
+// gOff + r * gStride (stride 0: one scalar gradient for every row).
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  DType d = toDType(int(argInt(info, 0)));
+  int64_t xId = argInt(info, 1), xOff = argInt(info, 2), rows = argInt(info, 3),
+          C = argInt(info, 4);
+  DType id = toDType(int(argInt(info, 5)));
+  int64_t tId = argInt(info, 6), tOff = argInt(info, 7), ignore = argInt(info, 8),
+          lseId = argInt(info, 9), gId = argInt(info, 10), gOff = argInt(info, 11),
+          gStride = argInt(info, 12);
+  double scale = argNum(info, 13);
+  int64_t dxId = argInt(info, 14);
+  MT_CHECK(gStride == 0 || gStride == 1, "crossEntropy backward: gradient stride must be 0 or 1");
+  if (rows * C == 0) return info.Env().Undefined();
+  MT_DISPATCH_INDEX(id, "crossEntropy backward", {
+    const I* t = dataPtr<I>(tId, tOff, rows);
+    MT_CHECK(firstOutOfRange(t, rows, C, ignore) < 0, "crossEntropy backward: target out of range");
+    MT_DISPATCH_FLOAT(d, "crossEntropy backward", {
+      crossEntropyBackwardKernel<T, I>(dataPtr<T>(xId, xOff, rows * C), t, rows, C, ignore,
+                                       dataPtr<Stat<T>>(lseId, 0, rows),
+                                       dataPtr<T>(gId, gOff, gStride ? rows : 1), gStride, scale,
+                                       dataPtr<T>(dxId, 0, rows * C));
+    });
+  });
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void registerLoss(Napi::Env env, Napi::Object exports) {
+  MT_EXPORT(exports, "crossEntropyForward", CrossEntropyForward);
+  MT_EXPORT(exports, "crossEntropyBackward", CrossEntropyBackward);
+}
+
+}  // namespace mt

@@ -1,0 +1,47 @@
+/** Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add (native/cpu/embedding.cc). */
+import { native } from '../native.ts';
+import { dtypeCode } from '../tensor/dtype.ts';
+import { fmt } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { record } from './autograd_support.ts';
+import * as k from './kernels.ts';
+import { checkFloatArg, checkIndexArg, position } from './nn_util.ts';
+
+/**
+ * Rows of `weight` [V, D] picked by integer `ids` (i32 or i64, any shape): [...ids.shape, D].
+ * The gradient flows into weight only; rows picked several times sum their gradients.
+ * @example
+ * const x = embedding(tokens, wte);   // tokens [batch, seq] -> [batch, seq, hidden]
+ */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  checkIndexArg(ids, 'embedding', 'ids');
+  checkFloatArg(weight, 'embedding', 'weight');
+  if (weight.ndim !== 2) throw new Error(`embedding: weight must be [V, D], got ${fmt(weight.shape)}`);
+  const [V, D] = weight.shape;
+  const code = dtypeCode(weight.dtype);
+  const idCode = dtypeCode(ids.dtype);
+  const n = ids.numel;
+  const ic = k.asContiguous(ids);
+  const wc = k.asContiguous(weight);
+  const out = k.empty([...ids.shape, D], weight.dtype);
+  const bad = native.embeddingForward(code, idCode, ic.id, ic.offset, n, wc.id, wc.offset, V, D, out.id, 0) as number;
+  if (wc !== weight) wc.dispose();
+  if (bad >= 0) {
+    const value = ic.toList()[bad];
+    if (ic !== ids) ic.dispose();
+    out.dispose();
+    throw new Error(`embedding: id ${value} at position ${position(bad, ids.shape)} of ids ${fmt(ids.shape)} is out of range for V = ${V} rows (weight ${fmt(weight.shape)})`);
+  }
+  const result = record('embedding', [weight], out, (node) => {
+    const si = node.save(ic);
+    return (g) => {
+      const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
+      const dw = k.empty([V, D], weight.dtype);
+      native.embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
+      if (gc !== g) gc.dispose();
+      return [dw];
+    };
+  });
+  if (ic !== ids) ic.dispose();
+  return result;
+}

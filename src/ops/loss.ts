@@ -1,0 +1,82 @@
+/** Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc). */
+import { native } from '../native.ts';
+import { dtypeCode } from '../tensor/dtype.ts';
+import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { record } from './autograd_support.ts';
+import * as k from './kernels.ts';
+import { checkFloatArg, checkIndexArg, position, statDType } from './nn_util.ts';
+
+export interface CrossEntropyOptions {
+  /** 'mean' (default) divides by the number of targets that are not ignored; 'none' keeps one loss per target. */
+  reduction?: 'mean' | 'sum' | 'none';
+  /** Targets equal to this contribute no loss and no gradient. Default -100, as PyTorch. */
+  ignoreIndex?: number;
+}
+
+const REDUCTIONS = ['mean', 'sum', 'none'];
+
+/**
+ * -log softmax(logits)[target] per row, with logits [..., C] and integer targets [...].
+ * With 'mean' and every target ignored the result is NaN (0 / 0), as in PyTorch; the
+ * gradient is then all zeros.
+ * @example
+ * const loss = crossEntropy(logits.view([-1, vocab]), targets.view([-1]));
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  checkFloatArg(logits, 'crossEntropy', 'logits');
+  checkIndexArg(targets, 'crossEntropy', 'targets');
+  const reduction = opts.reduction ?? 'mean';
+  const ignoreIndex = opts.ignoreIndex ?? -100;
+  if (!REDUCTIONS.includes(reduction)) throw new Error(`crossEntropy: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(reduction)}`);
+  if (!Number.isSafeInteger(ignoreIndex)) throw new Error(`crossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
+  if (logits.ndim < 1) throw new Error('crossEntropy: logits must be [..., C], got a scalar');
+  const lead = logits.shape.slice(0, -1);
+  if (!sameShape(lead, targets.shape)) {
+    throw new Error(`crossEntropy: targets ${fmt(targets.shape)} must have the shape of logits ${fmt(logits.shape)} without its last (class) dim, ${fmt(lead)}`);
+  }
+  const C = logits.shape[logits.ndim - 1];
+  const rows = targets.numel;
+  const code = dtypeCode(logits.dtype);
+  const idCode = dtypeCode(targets.dtype);
+  const xc = k.asContiguous(logits);
+  const tc = k.asContiguous(targets);
+  const losses = k.empty([rows], logits.dtype);
+  const lse = k.empty([rows], statDType(logits.dtype));
+  const count = native.crossEntropyForward(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id) as number;
+  const cleanup = () => {
+    if (xc !== logits) xc.dispose();
+    if (tc !== targets) tc.dispose();
+    lse.dispose();
+  };
+  if (count < 0) {
+    const at = -count - 1;
+    const value = tc.toList()[at];
+    cleanup();
+    losses.dispose();
+    throw new Error(`crossEntropy: target ${value} at position ${position(at, targets.shape)} is out of range for C = ${C} classes (logits ${fmt(logits.shape)}, ignoreIndex ${ignoreIndex})`);
+  }
+  let out: Tensor;
+  if (reduction === 'none') {
+    out = losses.alias([...lead], contiguousStrides(lead), 0);
+  } else {
+    // 1/0 = Infinity makes an all-ignored mean 0 * Infinity = NaN, as in PyTorch.
+    out = k.reduce(k.Reduce.sum, losses, [0], reduction === 'mean' ? 1 / count : 1);
+  }
+  losses.dispose();
+  const scale = reduction === 'mean' && count > 0 ? 1 / count : 1;
+  const result = record('crossEntropy', [logits], out, (node) => {
+    const sx = node.save(xc);
+    const st = node.save(tc);
+    const sl = node.save(lse);
+    return (g) => {
+      const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
+      const dx = k.empty(logits.shape, logits.dtype);
+      native.crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gc.id, gc.offset, reduction === 'none' ? 1 : 0, scale, dx.id);
+      if (gc !== g) gc.dispose();
+      return [dx];
+    };
+  });
+  cleanup();
+  return result;
+}
