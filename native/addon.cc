@@ -17,6 +17,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerLayerNorm(env, exports);
   mt::registerEmbedding(env, exports);
   mt::registerLoss(env, exports);
+  mt::registerBatchNorm(env, exports);
+  mt::registerPool(env, exports);
   return exports;
 }
 

@@ -15,4 +15,6 @@ void registerSoftmax(Napi::Env env, Napi::Object exports);
 void registerLayerNorm(Napi::Env env, Napi::Object exports);
 void registerEmbedding(Napi::Env env, Napi::Object exports);
 void registerLoss(Napi::Env env, Napi::Object exports);
+void registerBatchNorm(Napi::Env env, Napi::Object exports);
+void registerPool(Napi::Env env, Napi::Object exports);
 }  // namespace mt
