@@ -14,3 +14,4 @@ export { manualSeed, getRngState, setRngState, type RngState } from './tensor/ra
 export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.ts';
 export * from './ops/index.ts';
 export { native } from './native.ts';
+export { checkpoint } from './autograd/checkpoint.ts';
