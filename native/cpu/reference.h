@@ -7,6 +7,10 @@
 namespace mt {
 namespace ref {
 
+// Below this many multiply-adds a loop runs on one thread: a parallel region costs microseconds
+// when idle and a whole scheduler slice when a core is busy elsewhere.
+constexpr int64_t kParallelWork = 1 << 17;
+
 // out[b] (contiguous [batch, M, N]) = A[b] @ B[b] (+ bias[N]) (+ out when accumulate).
 // as/bs are element strides {batch, row, col}; a batch stride of 0 broadcasts.
 // Blocks of 4 rows × 256 columns reuse each loaded row of B four times.
@@ -15,7 +19,7 @@ void matmul(const T* a, const int64_t* as, const T* b, const int64_t* bs, const 
             int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate) {
   constexpr int64_t kRows = 4, kCols = 256;
   const int64_t rowBlocks = (M + kRows - 1) / kRows, tasks = batch * rowBlocks;
-#pragma omp parallel for schedule(dynamic) if (tasks > 1 && batch * M * N * K > 32768)
+#pragma omp parallel for schedule(dynamic) if (tasks > 1 && batch * M * N * K > kParallelWork)
   for (int64_t t = 0; t < tasks; t++) {
     const int64_t bi = t / rowBlocks, i0 = (t % rowBlocks) * kRows;
     const int64_t rows = std::min(kRows, M - i0);
@@ -57,13 +61,14 @@ struct ConvShape {
   int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw;
   int64_t OH() const { return (H + 2 * ph - kh) / sh + 1; }
   int64_t OW() const { return (W + 2 * pw - kw) / sw + 1; }
+  int64_t macs() const { return N * O * OH() * OW() * C * kh * kw; }
 };
 
 template <typename T>
 void convForward(const ConvShape& s, const T* x, const int64_t* xs, const T* w, const T* bias,
                  T* y, const int64_t* ys) {
   const int64_t OH = s.OH(), OW = s.OW();
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
   for (int64_t no = 0; no < s.N * s.O; no++) {
     const int64_t n = no / s.O, o = no % s.O;
     for (int64_t oh = 0; oh < OH; oh++)
@@ -90,7 +95,7 @@ template <typename T>
 void convBackwardData(const ConvShape& s, const T* gy, const int64_t* gys, const T* w, T* gx,
                       const int64_t* gxs) {
   const int64_t OH = s.OH(), OW = s.OW();
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
   for (int64_t nc = 0; nc < s.N * s.C; nc++) {
     const int64_t n = nc / s.C, c = nc % s.C;
     for (int64_t h = 0; h < s.H; h++)
@@ -121,7 +126,7 @@ template <typename T>
 void convBackwardWeights(const ConvShape& s, const T* x, const int64_t* xs, const T* gy,
                          const int64_t* gys, T* gw, T* gb) {
   const int64_t OH = s.OH(), OW = s.OW();
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
   for (int64_t oc = 0; oc < s.O * s.C; oc++) {
     const int64_t o = oc / s.C, c = oc % s.C;
     for (int64_t i = 0; i < s.kh; i++)
@@ -142,7 +147,7 @@ void convBackwardWeights(const ConvShape& s, const T* x, const int64_t* xs, cons
       }
   }
   if (!gb) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.N * s.O * OH * OW > kParallelWork)
   for (int64_t o = 0; o < s.O; o++) {
     T acc = T(0);
     for (int64_t n = 0; n < s.N; n++)
