@@ -5,6 +5,8 @@ export * from './view.ts';
 export * from './create.ts';
 export * from './matmul.ts';
 export { backward } from '../autograd/engine.ts';
+export * from './batchnorm.ts';
+export * from './pool.ts';
 export * from './nn.ts';
 export * from './embedding.ts';
 export * from './loss.ts';

@@ -1,0 +1,137 @@
+/**
+ * Batch normalization over the channels of [N, C, H, W] activations (PyTorch's batch_norm):
+ * training normalizes with the batch statistics and updates the running ones in place;
+ * evaluation normalizes with the running statistics. Channels-last inputs stay channels-last.
+ */
+import { native } from '../native.ts';
+import { type DType, dtypeCode } from '../tensor/dtype.ts';
+import { fmt } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { record } from './autograd_support.ts';
+import * as k from './kernels.ts';
+import { asLayoutOf, checkImage, prefersChannelsLast } from './nchw.ts';
+import { statDType } from './nn_util.ts';
+
+export interface BatchNormOptions {
+  /** Batch statistics (and running-statistics updates) when true; running statistics when false. */
+  training: boolean;
+  /** Weight of the new batch statistic in the running average (default 0.1). */
+  momentum?: number;
+  /** Added to the variance before the square root (default 1e-5). */
+  eps?: number;
+}
+
+/** The [outer, C, inner] view the native kernels take of a dense activation. */
+function geometry(x: Tensor): [number, number, number] {
+  const [N, C, H, W] = x.shape;
+  return prefersChannelsLast(x) ? [N * H * W, C, 1] : [N, C, H * W];
+}
+
+function checkChannelVector(t: Tensor | null, name: string, x: Tensor, S: DType): void {
+  if (!t) return;
+  const C = x.shape[1];
+  if (t.ndim !== 1 || t.shape[0] !== C) throw new Error(`batchNorm2d: ${name} ${fmt(t.shape)} should be [${C}] for x ${fmt(x.shape)}`);
+  if (t.dtype !== x.dtype && t.dtype !== S) throw new Error(`batchNorm2d: ${name} is ${t.dtype}, x is ${x.dtype}`);
+}
+
+/** `t` as a contiguous S-typed vector (itself when it already is one); `owned` collects copies. */
+function asStat(t: Tensor | null, S: DType, owned: Tensor[]): Tensor | null {
+  if (!t || (t.dtype === S && t.isContiguous)) return t;
+  const c = k.copy(t, S);
+  owned.push(c);
+  return c;
+}
+
+/**
+ * y = (x − mean) / sqrt(var + eps) · weight + bias per channel of x [N, C, H, W].
+ * Training updates runningMean and runningVar in place (the variance with the unbiased batch
+ * estimate, as PyTorch); evaluation needs them. weight, bias and the running statistics are
+ * [C] of x's dtype or f32 (f64 for f64 inputs); any of them may be null.
+ * @example
+ * const y = batchNorm2d(x, runMean, runVar, gamma, beta, { training: true });
+ */
+export function batchNorm2d(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  opts: BatchNormOptions,
+): Tensor {
+  checkImage(x, 'batchNorm2d');
+  if (!opts || typeof opts.training !== 'boolean') throw new Error('batchNorm2d: options need `training: true | false`');
+  const momentum = opts.momentum ?? 0.1;
+  const eps = opts.eps ?? 1e-5;
+  if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm2d: momentum must be in [0, 1], got ${momentum}`);
+  if (!(eps >= 0) || !Number.isFinite(eps)) throw new Error(`batchNorm2d: eps must be a non-negative number, got ${eps}`);
+  const S = statDType(x.dtype);
+  checkChannelVector(runningMean, 'runningMean', x, S);
+  checkChannelVector(runningVar, 'runningVar', x, S);
+  checkChannelVector(weight, 'weight', x, S);
+  checkChannelVector(bias, 'bias', x, S);
+  if (!runningMean !== !runningVar) throw new Error('batchNorm2d: give both runningMean and runningVar, or neither');
+  if (!opts.training && !runningMean) throw new Error(`batchNorm2d: evaluation (training: false) needs runningMean and runningVar, x ${fmt(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  if (opts.training && N * H * W <= 1) {
+    throw new Error(`batchNorm2d: training needs more than one value per channel, got x ${fmt(x.shape)}`);
+  }
+  for (const [t, name] of [[runningMean, 'runningMean'], [runningVar, 'runningVar']] as const) {
+    if (t?.requiresGrad) throw new Error(`batchNorm2d: ${name} must not require grad`);
+  }
+
+  const owned: Tensor[] = [];
+  // The kernels take NCHW-contiguous or channels-last; any other layout is copied to NCHW.
+  const xs = x.isContiguous || prefersChannelsLast(x) ? x : k.copy(x);
+  if (xs !== x) owned.push(xs);
+  const [outer, , inner] = geometry(xs);
+  const w = asStat(weight, S, owned);
+  const b = asStat(bias, S, owned);
+  const rm = asStat(runningMean, S, owned);
+  const rv = asStat(runningVar, S, owned);
+  const mean = k.empty([C], S);
+  const invstd = k.empty([C], S);
+  owned.push(mean, invstd);
+  const out = k.emptyLike(xs);
+  const id = (t: Tensor | null) => (t ? t.id : 0);
+  const off = (t: Tensor | null) => (t ? t.offset : 0);
+  native.batchNormForward(
+    dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
+    id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
+    id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps,
+  );
+  // Running statistics kept in another dtype or layout get the updated values back.
+  if (opts.training) {
+    if (rm && runningMean && rm !== runningMean) k.copyInto(rm, runningMean);
+    if (rv && runningVar && rv !== runningVar) k.copyInto(rv, runningVar);
+  }
+  const training = opts.training;
+  const result = record('batchNorm2d', [x, weight, bias], out, (node) => {
+    const sx = node.save(xs);
+    const sMean = node.save(mean);
+    const sInvstd = node.save(invstd);
+    const sw = w ? node.save(w) : null;
+    return (g) => {
+      const gs = asLayoutOf(g, sx);
+      const gx = x.requiresGrad ? k.emptyLike(sx) : null;
+      const gw = weight?.requiresGrad ? k.empty([C], S) : null;
+      const gb = bias?.requiresGrad ? k.empty([C], S) : null;
+      native.batchNormBackward(
+        dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
+        sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
+        outer, C, inner, training,
+      );
+      if (gs !== g) gs.dispose();
+      return [gx, castTo(gw, weight), castTo(gb, bias)];
+    };
+  });
+  for (const t of owned) t.dispose();
+  return result;
+}
+
+/** g in p's dtype (g itself when it already is). */
+function castTo(g: Tensor | null, p: Tensor | null): Tensor | null {
+  if (!g || !p || g.dtype === p.dtype) return g;
+  const c = k.copy(g, p.dtype);
+  g.dispose();
+  return c;
+}

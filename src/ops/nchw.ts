@@ -1,0 +1,60 @@
+/**
+ * Layout helpers for 4-D activations, logically [N, C, H, W]: either NCHW-contiguous or
+ * channels-last (NHWC memory, strides [H*W*C, 1, W*C, C]). Image ops keep the layout they get.
+ */
+import type { DType } from '../tensor/dtype.ts';
+import { fmt, type Shape } from '../tensor/shape.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import * as k from './kernels.ts';
+import { checkFloatArg } from './nn_util.ts';
+
+export function channelsLastStrides(shape: Shape): number[] {
+  const [, C, H, W] = shape;
+  return [H * W * C, 1, W * C, C];
+}
+
+/** True when `strides` lay `shape` out channels-last (size-1 dims ignored). */
+export function isChannelsLast(shape: Shape, strides: readonly number[]): boolean {
+  if (shape.length !== 4) return false;
+  const want = channelsLastStrides(shape);
+  return shape.every((s, i) => s === 1 || strides[i] === want[i]);
+}
+
+/** Channels-last and not also NCHW-contiguous (which happens when C or H*W is 1). */
+export function prefersChannelsLast(x: Tensor): boolean {
+  return !x.isContiguous && isChannelsLast(x.shape, x.strides);
+}
+
+/** An uninitialized activation, channels-last or NCHW-contiguous. */
+export function emptyActivation(shape: Shape, dtype: DType, channelsLast: boolean): Tensor {
+  if (!channelsLast) return k.empty(shape, dtype);
+  return Tensor.emptyStrided(shape, channelsLastStrides(shape), { dtype });
+}
+
+/** True when a and b address their elements in the same order (size-1 dims ignored). */
+export function sameLayout(a: Tensor, b: Tensor): boolean {
+  return a.shape.length === b.shape.length && a.shape.every((s, i) => s === b.shape[i] && (s === 1 || a.strides[i] === b.strides[i]));
+}
+
+/** `g` itself when it is laid out like `like`, else a copy of `g` in `like`'s layout. Caller checks identity. */
+export function asLayoutOf(g: Tensor, like: Tensor): Tensor {
+  if (sameLayout(g, like)) return g;
+  const out = k.emptyLike(like, g.dtype);
+  k.copyInto(g, out);
+  return out;
+}
+
+/** A [h, w] pair from a number or a pair, checked to be integers >= min. */
+export function pair(v: number | readonly number[], op: string, what: string, min: number): [number, number] {
+  const p = typeof v === 'number' ? [v, v] : [...v];
+  if (p.length !== 2 || !p.every((s) => Number.isInteger(s) && s >= min)) {
+    throw new Error(`${op}: ${what} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  }
+  return [p[0], p[1]];
+}
+
+/** Checks a 4-D floating-point activation. */
+export function checkImage(x: Tensor, op: string, name = 'x'): void {
+  checkFloatArg(x, op, name);
+  if (x.ndim !== 4) throw new Error(`${op}: ${name} must be [N, C, H, W], got ${fmt(x.shape)}`);
+}
