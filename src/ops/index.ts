@@ -5,6 +5,7 @@ export * from './view.ts';
 export * from './create.ts';
 export * from './matmul.ts';
 export { backward } from '../autograd/engine.ts';
+export * from './conv.ts';
 export * from './batchnorm.ts';
 export * from './pool.ts';
 export * from './nn.ts';

@@ -1,0 +1,124 @@
+/**
+ * 2-D convolution (groups 1, dilation 1) on oneDNN (f32, bf16) or native loops (f64). The
+ * output is channels-last: oneDNN's 3x3 kernels run about twice as fast on NHWC activations.
+ */
+import { native } from '../native.ts';
+import { dtypeCode } from '../tensor/dtype.ts';
+import { fmt, isDense } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { record } from './autograd_support.ts';
+import * as k from './kernels.ts';
+import { checkImage, emptyActivation, isChannelsLast, pair } from './nchw.ts';
+import { statDType } from './nn_util.ts';
+
+export interface Conv2dOptions {
+  /** Step of the kernel over H and W (default 1). */
+  stride?: number | readonly [number, number];
+  /** Zeros added on each side of H and W (default 0). */
+  padding?: number | readonly [number, number];
+}
+
+/** A copy of `t` laid out channels-last, unless it already is. */
+function channelsLast(t: Tensor, owned: Tensor[]): Tensor {
+  if (isChannelsLast(t.shape, t.strides)) return t;
+  const c = emptyActivation(t.shape, t.dtype, true);
+  k.copyInto(t, c);
+  owned.push(c);
+  return c;
+}
+
+/**
+ * The input as the kernels read it: any dense layout as is (oneDNN stages an NCHW input into
+ * NHWC as fast as a copy here would), anything else copied to channels-last.
+ */
+function denseInput(x: Tensor, owned: Tensor[]): Tensor {
+  return isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
+}
+
+/**
+ * Cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw] (+ bias [O]), PyTorch's conv2d.
+ * Any input layout works; the result is [N, O, OH, OW] laid out channels-last. Weights and
+ * bias are f32/bf16/f64 like x (a bf16 conv may take an f32 bias).
+ * @example
+ * const y = conv2d(x, w, null, { stride: 2, padding: 1 });
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
+  checkImage(x, 'conv2d');
+  checkImage(weight, 'conv2d', 'weight');
+  const [N, C, H, W] = x.shape;
+  const [O, Cw, kh, kw] = weight.shape;
+  if (Cw !== C) throw new Error(`conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} expects ${Cw}`);
+  if (x.dtype !== weight.dtype) {
+    throw new Error(`conv2d: x is ${x.dtype} ${fmt(x.shape)}, weight is ${weight.dtype} ${fmt(weight.shape)}; cast one with .to()`);
+  }
+  if (x.dtype !== 'f32' && x.dtype !== 'bf16' && x.dtype !== 'f64') {
+    throw new Error(`conv2d: needs f32, bf16 or f64, got ${x.dtype} x ${fmt(x.shape)}`);
+  }
+  const biasDType = statDType(x.dtype);
+  if (bias) {
+    if (bias.ndim !== 1 || bias.shape[0] !== O) throw new Error(`conv2d: bias ${fmt(bias.shape)} should be [${O}] for weight ${fmt(weight.shape)}`);
+    if (bias.dtype !== x.dtype && bias.dtype !== biasDType) throw new Error(`conv2d: bias is ${bias.dtype}, x is ${x.dtype}`);
+  }
+  const [sh, sw] = pair(opts.stride ?? 1, 'conv2d', 'stride', 1);
+  const [ph, pw] = pair(opts.padding ?? 0, 'conv2d', 'padding', 0);
+  if (N === 0 || C === 0 || O === 0 || kh === 0 || kw === 0) throw new Error(`conv2d: empty x ${fmt(x.shape)} or weight ${fmt(weight.shape)}`);
+  if (H + 2 * ph < kh || W + 2 * pw < kw) {
+    throw new Error(
+      `conv2d: kernel ${kh}x${kw} of weight ${fmt(weight.shape)} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw} of x ${fmt(x.shape)} (padding ${ph}x${pw})`,
+    );
+  }
+  const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
+  const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+
+  const owned: Tensor[] = [];
+  const xs = denseInput(x, owned);
+  const w = k.asContiguous(weight);
+  if (w !== weight) owned.push(w);
+  const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
+  if (b && b !== bias) owned.push(b);
+  const out = emptyActivation([N, O, OH, OW], x.dtype, true);
+  native.conv2dForward(
+    dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
+    b ? b.id : 0, b ? b.offset : 0, out.id, out.offset, out.strides, sh, sw, ph, pw,
+  );
+  const result = record('conv2d', [x, weight, bias], out, (node) => {
+    const needWeights = weight.requiresGrad || !!bias?.requiresGrad;
+    const savedX = needWeights ? node.save(xs) : null;
+    const savedW = x.requiresGrad ? node.save(w) : null;
+    return (g) => {
+      const own: Tensor[] = [];
+      // A channels-last gradient: staged once here instead of in both calls, and never NCHW
+      // together with an NCHW input (oneDNN's NCHW backward kernels are 2-3x slower).
+      const gs = channelsLast(g, own);
+      let gx: Tensor | null = null;
+      if (savedW) {
+        gx = emptyActivation(x.shape, x.dtype, true);
+        native.conv2dBackwardData(
+          dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
+          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw,
+        );
+      }
+      let gw: Tensor | null = null;
+      let gb: Tensor | null = null;
+      if (savedX) {
+        gw = k.empty(weight.shape, x.dtype);
+        const gbias = bias?.requiresGrad ? k.empty([O], biasDType) : null;
+        native.conv2dBackwardWeights(
+          dtypeCode(x.dtype), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
+          gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
+          N, C, H, W, O, kh, kw, sh, sw, ph, pw,
+        );
+        if (!weight.requiresGrad) {
+          gw.dispose();
+          gw = null;
+        }
+        gb = gbias && bias && gbias.dtype !== bias.dtype ? k.copy(gbias, bias.dtype) : gbias;
+        if (gb !== gbias) gbias?.dispose();
+      }
+      for (const t of own) t.dispose();
+      return [gx, gw, gb];
+    };
+  });
+  for (const t of owned) t.dispose();
+  return result;
+}
