@@ -1,4 +1,5 @@
 #include "cpu/onednn.h"
+#include "tensor/storage.h"
 
 #include <cstdlib>
 #include <new>
@@ -38,12 +39,15 @@ std::vector<void*> Arena::carve(const std::vector<size_t>& sizes) {
   if (total > capacity_) {
     std::free(base_);
     base_ = nullptr;
+    accountBytes(Tag::Other, 0, -int64_t(capacity_));
     capacity_ = 0;
     // Grow with headroom so a slowly growing sequence of shapes does not reallocate every call.
     size_t want = roundUp(total + total / 4);
     base_ = std::aligned_alloc(kPieceAlign, want);
     if (!base_) throw std::bad_alloc();
     capacity_ = want;
+    // The workspace is real memory: memoryStats() shows it under `other`.
+    accountBytes(Tag::Other, 0, int64_t(want));
   }
   std::vector<void*> out(sizes.size());
   size_t at = 0;

@@ -77,6 +77,14 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
   return id;
 }
 
+void accountBytes(Tag tag, int device, int64_t delta) {
+  Table& t = table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  Counter& c = t.counters[static_cast<int>(tag)][device];
+  c.current += delta;
+  if (c.current > c.peak) c.peak = c.current;
+}
+
 void freeStorage(int64_t id) {
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);

@@ -23,6 +23,8 @@ struct Storage {
 
 int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero);
 void freeStorage(int64_t id);
+// Counts memory that kernels own outside any storage (e.g. oneDNN's workspace) under a tag.
+void accountBytes(Tag tag, int device, int64_t delta);
 Storage& storageAt(int64_t id);
 
 // The address of element `offset` of type T in storage `id`, checked against its size.
