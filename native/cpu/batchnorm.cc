@@ -1,7 +1,7 @@
 // Batch normalization over the channel dim of a dense activation viewed as [outer, C, inner]:
 // NCHW-contiguous is [N, C, H*W], channels-last is [N*H*W, C, 1], so one kernel serves both.
-// Per-channel sums accumulate in double over fixed chunks of `outer` that are then added in
-// order, so results do not depend on the thread count. Statistics (mean, invstd, running
+// Per-channel statistics accumulate in double over fixed chunks of `outer` that are then
+// combined in order, so results do not depend on the thread count. Statistics (mean, invstd, running
 // stats, weight, bias and their gradients) are f64 for f64 inputs and f32 otherwise.
 #include <algorithm>
 #include <cmath>
@@ -12,59 +12,150 @@
 namespace mt {
 namespace {
 
-constexpr int64_t kMaxChunks = 64;
+// Chunks of `outer` of about this many elements: small enough to stay in cache for a second
+// pass, and fixed by the shape alone, so results do not depend on the thread count.
+constexpr int64_t kChunkElems = 16384;
 constexpr int64_t kParallelWork = 32768;
 
 struct Geometry {
   int64_t outer, C, inner;
   int64_t count() const { return outer * inner; }  // elements per channel
   int64_t numel() const { return outer * C * inner; }
-  int64_t chunks() const { return std::min(outer, kMaxChunks); }
+  int64_t rowsPerChunk() const { return std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, C * inner)); }
+  int64_t chunks() const { return (outer + rowsPerChunk() - 1) / rowsPerChunk(); }
 };
 
-// part[k * C + c] = Σ over chunk k of f(value at (o, c, i), c), for each channel.
+// Σ f(i) for i in [0, n) with eight running sums, so the loop vectorizes; the order is fixed.
 template <typename F>
-void chunkedChannelSums(const Geometry& g, std::vector<double>& part, F&& f) {
-  const int64_t K = g.chunks(), C = g.C, inner = g.inner;
-  part.assign(size_t(K * C), 0.0);
+inline double sum8(int64_t n, F&& f) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) acc[k] += f(i + k);
+  double tail = 0;
+  for (; i < n; i++) tail += f(i);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+// Count, mean and sum of squared deviations of some values; merged with Chan et al.'s formula.
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;
+  void merge(const Moments& b) {
+    if (b.n == 0) return;
+    const double n1 = n + b.n, d = b.mean - mean;
+    mean += d * b.n / n1;
+    m2 += b.m2 + d * d * n * b.n / n1;
+    n = n1;
+  }
+};
+
+// Per-channel moments of x, each chunk by two passes over cached data, chunks merged in order.
+template <typename T>
+std::vector<Moments> channelMoments(const Geometry& g, const T* x) {
+  const int64_t K = g.chunks(), C = g.C, inner = g.inner, rows = g.rowsPerChunk();
+  std::vector<Moments> part(size_t(K * C));
 #pragma omp parallel for schedule(static) if (g.numel() > kParallelWork && K > 1)
   for (int64_t k = 0; k < K; k++) {
-    const int64_t o0 = g.outer * k / K, o1 = g.outer * (k + 1) / K;
-    double* acc = part.data() + k * C;
+    const int64_t o0 = k * rows, o1 = std::min(g.outer, o0 + rows);
+    Moments* m = part.data() + k * C;
+    if (inner == 1) {
+      std::vector<double> sum(static_cast<size_t>(C), 0.0), sq(static_cast<size_t>(C), 0.0);
+      for (int64_t o = o0; o < o1; o++)
+        for (int64_t c = 0; c < C; c++) sum[c] += double(load(x + o * C + c));
+      const double n = double(o1 - o0);
+      for (int64_t c = 0; c < C; c++) sum[c] /= n;
+      for (int64_t o = o0; o < o1; o++)
+        for (int64_t c = 0; c < C; c++) {
+          const double d = double(load(x + o * C + c)) - sum[c];
+          sq[c] += d * d;
+        }
+      for (int64_t c = 0; c < C; c++) m[c] = Moments{n, sum[c], sq[c]};
+    } else {
+      for (int64_t o = o0; o < o1; o++)
+        for (int64_t c = 0; c < C; c++) {
+          const T* p = x + (o * C + c) * inner;
+          const double mean = sum8(inner, [&](int64_t i) { return double(load(p + i)); }) / double(inner);
+          const double q = sum8(inner, [&](int64_t i) {
+            const double d = double(load(p + i)) - mean;
+            return d * d;
+          });
+          m[c].merge(Moments{double(inner), mean, q});
+        }
+    }
+  }
+  std::vector<Moments> out(static_cast<size_t>(C));
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < C; c++) out[c].merge(part[k * C + c]);
+  return out;
+}
+
+// Per channel, Σ gy and Σ gy·(x − mean), in one pass; chunk partials added in order.
+template <typename T, typename S>
+void gradSums(const Geometry& g, const T* gy, const T* x, const S* mean, std::vector<double>& sumGy,
+              std::vector<double>& sumGyXc) {
+  const int64_t K = g.chunks(), C = g.C, inner = g.inner, rows = g.rowsPerChunk();
+  std::vector<double> part(size_t(2 * K * C), 0.0);
+#pragma omp parallel for schedule(static) if (g.numel() > kParallelWork && K > 1)
+  for (int64_t k = 0; k < K; k++) {
+    const int64_t o0 = k * rows, o1 = std::min(g.outer, o0 + rows);
+    double* a = part.data() + 2 * k * C;
+    double* b = a + C;
     for (int64_t o = o0; o < o1; o++) {
       if (inner == 1) {
-        for (int64_t c = 0; c < C; c++) acc[c] += f(o * C + c, c);
+        for (int64_t c = 0; c < C; c++) {
+          const double v = double(load(gy + o * C + c));
+          a[c] += v;
+          b[c] += v * (double(load(x + o * C + c)) - double(mean[c]));
+        }
       } else {
         for (int64_t c = 0; c < C; c++) {
-          const int64_t base = (o * C + c) * inner;
-          double s = 0;
-          for (int64_t i = 0; i < inner; i++) s += f(base + i, c);
-          acc[c] += s;
+          const T* pg = gy + (o * C + c) * inner;
+          const T* px = x + (o * C + c) * inner;
+          const double mu = double(mean[c]);
+          a[c] += sum8(inner, [&](int64_t i) { return double(load(pg + i)); });
+          b[c] += sum8(inner, [&](int64_t i) { return double(load(pg + i)) * (double(load(px + i)) - mu); });
         }
       }
     }
   }
+  sumGy.assign(size_t(C), 0.0);
+  sumGyXc.assign(size_t(C), 0.0);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < C; c++) {
+      sumGy[c] += part[2 * k * C + c];
+      sumGyXc[c] += part[2 * k * C + C + c];
+    }
 }
 
-// Adds the chunk partials in chunk order.
-std::vector<double> total(const Geometry& g, const std::vector<double>& part) {
-  std::vector<double> out(size_t(g.C), 0.0);
-  for (int64_t k = 0; k < g.chunks(); k++)
-    for (int64_t c = 0; c < g.C; c++) out[c] += part[k * g.C + c];
-  return out;
-}
-
-// y = x * scale[c] + shift[c].
-template <typename T, typename S>
-void affine(const Geometry& g, const T* x, T* y, const std::vector<S>& scale, const std::vector<S>& shift) {
-  using C = typename Compute<T>::type;
-  const int64_t Cn = g.C, inner = g.inner;
+// out = a[c]·u + b[c]·v + d[c] per element (v may be null): the forward affine map and the input
+// gradient share it. Channels-last rows run with channels innermost.
+template <typename T>
+void channelAffine(const Geometry& g, const T* u, const T* v, T* out, const std::vector<double>& a,
+                   const std::vector<double>& b, const std::vector<double>& d) {
+  using Cm = typename Compute<T>::type;
+  const int64_t C = g.C, inner = g.inner;
+  std::vector<Cm> ca(a.begin(), a.end()), cb(b.begin(), b.end()), cd(d.begin(), d.end());
 #pragma omp parallel for schedule(static) if (g.numel() > kParallelWork)
   for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t c = 0; c < Cn; c++) {
-      const int64_t base = (o * Cn + c) * inner;
-      const C a = C(scale[c]), b = C(shift[c]);
-      for (int64_t i = 0; i < inner; i++) store(y + base + i, load(x + base + i) * a + b);
+    if (inner == 1) {
+      const T* pu = u + o * C;
+      T* po = out + o * C;
+      if (v) {
+        const T* pv = v + o * C;
+        for (int64_t c = 0; c < C; c++) store(po + c, ca[c] * load(pu + c) + cb[c] * load(pv + c) + cd[c]);
+      } else {
+        for (int64_t c = 0; c < C; c++) store(po + c, ca[c] * load(pu + c) + cd[c]);
+      }
+      continue;
+    }
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t base = (o * C + c) * inner;
+      const Cm ac = ca[c], bc = cb[c], dc = cd[c];
+      if (v) {
+        for (int64_t i = 0; i < inner; i++) store(out + base + i, ac * load(u + base + i) + bc * load(v + base + i) + dc);
+      } else {
+        for (int64_t i = 0; i < inner; i++) store(out + base + i, ac * load(u + base + i) + dc);
+      }
     }
   }
 }
@@ -75,17 +166,10 @@ void forwardKernel(const Geometry& g, const T* x, T* y, const S* weight, const S
   const int64_t C = g.C;
   std::vector<double> mu(static_cast<size_t>(C)), inv(static_cast<size_t>(C));
   if (training) {
-    std::vector<double> part;
-    chunkedChannelSums(g, part, [&](int64_t at, int64_t) { return double(load(x + at)); });
-    mu = total(g, part);
+    const std::vector<Moments> m = channelMoments(g, x);
     const double n = double(g.count());
-    for (auto& m : mu) m /= n;
-    // Two passes: the squared deviations from the exact mean lose nothing to cancellation.
-    chunkedChannelSums(g, part, [&](int64_t at, int64_t c) {
-      const double d = double(load(x + at)) - mu[c];
-      return d * d;
-    });
-    std::vector<double> ss = total(g, part);
+    std::vector<double> ss(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; c++) mu[c] = m[c].mean, ss[c] = m[c].m2;
     for (int64_t c = 0; c < C; c++) {
       const double var = ss[c] / n;
       inv[c] = 1.0 / std::sqrt(var + eps);
@@ -107,7 +191,7 @@ void forwardKernel(const Geometry& g, const T* x, T* y, const S* weight, const S
     scale[c] = w * inv[c];
     shift[c] = b - mu[c] * scale[c];
   }
-  affine(g, x, y, scale, shift);
+  channelAffine<T>(g, x, nullptr, y, scale, std::vector<double>(static_cast<size_t>(C), 0.0), shift);
 }
 
 // Training: gx = w·invstd·(gy − mean(gy) − x̂·mean(gy·x̂)); eval: gx = w·invstd·gy.
@@ -116,13 +200,8 @@ template <typename T, typename S>
 void backwardKernel(const Geometry& g, const T* gy, const T* x, const S* mean, const S* invstd,
                     const S* weight, T* gx, S* gradWeight, S* gradBias, bool training) {
   const int64_t C = g.C;
-  std::vector<double> part;
-  chunkedChannelSums(g, part, [&](int64_t at, int64_t) { return double(load(gy + at)); });
-  const std::vector<double> sumGy = total(g, part);
-  chunkedChannelSums(g, part, [&](int64_t at, int64_t c) {
-    return double(load(gy + at)) * (double(load(x + at)) - double(mean[c]));
-  });
-  std::vector<double> sumGyXhat = total(g, part);
+  std::vector<double> sumGy, sumGyXhat;
+  gradSums(g, gy, x, mean, sumGy, sumGyXhat);
   for (int64_t c = 0; c < C; c++) sumGyXhat[c] *= double(invstd[c]);
   for (int64_t c = 0; c < C; c++) {
     if (gradWeight) gradWeight[c] = S(sumGyXhat[c]);
@@ -130,7 +209,6 @@ void backwardKernel(const Geometry& g, const T* gy, const T* x, const S* mean, c
   }
   if (!gx) return;
   // gx = a·gy + b·x + d per channel (x̂ expanded), one fused pass.
-  using Cm = typename Compute<T>::type;
   const double n = double(g.count());
   std::vector<double> a(static_cast<size_t>(C)), b(static_cast<size_t>(C)), d(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; c++) {
@@ -145,16 +223,7 @@ void backwardKernel(const Geometry& g, const T* gy, const T* x, const S* mean, c
       d[c] = 0;
     }
   }
-  const int64_t inner = g.inner;
-#pragma omp parallel for schedule(static) if (g.numel() > kParallelWork)
-  for (int64_t o = 0; o < g.outer; o++) {
-    for (int64_t c = 0; c < C; c++) {
-      const int64_t base = (o * C + c) * inner;
-      const Cm ac = Cm(a[c]), bc = Cm(b[c]), dc = Cm(d[c]);
-      for (int64_t i = 0; i < inner; i++)
-        store(gx + base + i, ac * load(gy + base + i) + bc * load(x + base + i) + dc);
-    }
-  }
+  channelAffine<T>(g, gy, training ? x : nullptr, gx, a, b, d);
 }
 
 // A statistics array (C values of S) or nullptr when its id is 0.

@@ -1,7 +1,8 @@
 // 2-D pooling: max pooling (padding reads as -inf; the argmax is kept as h*W+w for backward) and
 // adaptive average pooling (PyTorch's bins: start = floor(i*H/OH), end = ceil((i+1)*H/OH)).
-// Activations are logical [N, C, H, W] with element strides; channels-last tensors (C stride 1)
+// Activations are logical [N, C, H, W] with any element strides; channels-last tensors (C stride 1)
 // run with channels innermost, everything else plane by plane.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -23,78 +24,114 @@ struct PoolShape {
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
 };
 
-int64_t binStart(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-int64_t binEnd(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
-
 template <typename C>
 inline bool takes(C v, C best) { return v > best || std::isnan(v); }
 
+// The input rows (or columns) that output index o reads: its window clipped to the input.
+struct Span {
+  int64_t lo, hi;
+};
+inline Span window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in) {
+  const int64_t start = o * stride - pad;
+  return {std::max<int64_t>(start, 0), std::min(start + k, in)};
+}
+inline Span bin(int64_t o, int64_t in, int64_t out) { return {(o * in) / out, ((o + 1) * in + out - 1) / out}; }
+
+// Two loop orders, both correct for any strides: channels innermost (one task per image row,
+// for channels-last tensors) or one plane per task (NCHW and the rest).
 template <typename T>
 void maxForward(const PoolShape& s, const T* x, Act xs, T* y, Act ys, int32_t* idx) {
   using C = typename Compute<T>::type;
   const C lowest = -std::numeric_limits<C>::infinity();
   const int64_t work = s.N * s.C * s.OH * s.OW * s.kh * s.kw;
-  if (xs.c == 1 && ys.c == 1) {
+  if (xs.c == 1) {
 #pragma omp parallel for schedule(static) if (work > kParallelWork)
     for (int64_t r = 0; r < s.N * s.OH; r++) {
       const int64_t n = r / s.OH, oh = r % s.OH;
-      std::vector<C> best(size_t(s.C));
-      std::vector<int32_t> arg(size_t(s.C));
+      const Span hs = window(oh, s.sh, s.ph, s.kh, s.H);
+      std::vector<C> best(static_cast<size_t>(s.C));
+      std::vector<int32_t> arg(static_cast<size_t>(s.C));
       for (int64_t ow = 0; ow < s.OW; ow++) {
+        const Span ws = window(ow, s.sw, s.pw, s.kw, s.W);
         std::fill(best.begin(), best.end(), lowest);
         std::fill(arg.begin(), arg.end(), -1);
-        for (int64_t i = 0; i < s.kh; i++) {
-          const int64_t h = oh * s.sh - s.ph + i;
-          if (h < 0 || h >= s.H) continue;
-          for (int64_t j = 0; j < s.kw; j++) {
-            const int64_t w = ow * s.sw - s.pw + j;
-            if (w < 0 || w >= s.W) continue;
-            const T* px = x + xs.at(n, 0, h, w);
+        for (int64_t h = hs.lo; h < hs.hi; h++)
+          for (int64_t w = ws.lo; w < ws.hi; w++) {
+            const T* px = x + n * xs.n + h * xs.h + w * xs.w;
             const int32_t pos = int32_t(h * s.W + w);
             for (int64_t c = 0; c < s.C; c++) {
               const C v = load(px + c);
               if (takes(v, best[c])) best[c] = v, arg[c] = pos;
             }
           }
-        }
-        const int64_t o = ys.at(n, 0, oh, ow);
+        const int64_t o = n * ys.n + oh * ys.h + ow * ys.w;
         for (int64_t c = 0; c < s.C; c++) {
-          store(y + o + c, best[c]);
-          idx[o + c] = arg[c];
+          store(y + o + c * ys.c, best[c]);
+          idx[o + c * ys.c] = arg[c];
         }
       }
     }
     return;
   }
+  // Planes: a whole output row at a time, tap by tap, so the running maxima of neighbouring
+  // outputs are independent (a per-output scan is one long compare-select dependency chain).
+  // Taps still reach each output in row-major window order, so ties keep the first maximum.
 #pragma omp parallel for schedule(static) if (work > kParallelWork)
   for (int64_t p = 0; p < s.N * s.C; p++) {
     const int64_t n = p / s.C, c = p % s.C;
-    for (int64_t oh = 0; oh < s.OH; oh++)
-      for (int64_t ow = 0; ow < s.OW; ow++) {
-        C best = lowest;
-        int32_t arg = -1;
-        for (int64_t i = 0; i < s.kh; i++) {
-          const int64_t h = oh * s.sh - s.ph + i;
-          if (h < 0 || h >= s.H) continue;
-          for (int64_t j = 0; j < s.kw; j++) {
+    const T* px = x + n * xs.n + c * xs.c;
+    const int64_t yo = n * ys.n + c * ys.c;
+    std::vector<C> best(static_cast<size_t>(s.OW));
+    std::vector<int32_t> arg(static_cast<size_t>(s.OW));
+    for (int64_t oh = 0; oh < s.OH; oh++) {
+      const Span hs = window(oh, s.sh, s.ph, s.kh, s.H);
+      std::fill(best.begin(), best.end(), lowest);
+      std::fill(arg.begin(), arg.end(), -1);
+      for (int64_t h = hs.lo; h < hs.hi; h++) {
+        const T* row = px + h * xs.h;
+        for (int64_t j = 0; j < s.kw; j++) {
+          // Outputs whose tap j lands inside the row: 0 <= ow*sw - pw + j < W.
+          const int64_t last = s.W - 1 + s.pw - j;  // ow*sw <= last
+          if (last < 0) continue;
+          const int64_t lo = std::max<int64_t>(0, (s.pw - j + s.sw - 1) / s.sw);
+          const int64_t hi = std::min(s.OW, last / s.sw + 1);
+          for (int64_t ow = lo; ow < hi; ow++) {
             const int64_t w = ow * s.sw - s.pw + j;
-            if (w < 0 || w >= s.W) continue;
-            const C v = load(x + xs.at(n, c, h, w));
-            if (takes(v, best)) best = v, arg = int32_t(h * s.W + w);
+            const C v = load(row + w * xs.w);
+            const bool t = takes(v, best[ow]);
+            best[ow] = t ? v : best[ow];
+            arg[ow] = t ? int32_t(h * s.W + w) : arg[ow];
           }
         }
-        const int64_t o = ys.at(n, c, oh, ow);
-        store(y + o, best);
-        idx[o] = arg;
       }
+      for (int64_t ow = 0; ow < s.OW; ow++) {
+        const int64_t o = yo + oh * ys.h + ow * ys.w;
+        store(y + o, best[ow]);
+        idx[o] = arg[ow];
+      }
+    }
   }
 }
 
-// Zeroes gradIn (any strides), then adds each output gradient at its argmax. Parallel over
-// images (channels-last) or planes, so no two threads write one element.
+// Sets channels [c0, c1) of image n of gx to zero.
+template <typename T>
+void zeroImage(const PoolShape& s, T* gx, Act gxs, int64_t n, int64_t c0, int64_t c1) {
+  using C = typename Compute<T>::type;
+  for (int64_t h = 0; h < s.H; h++) {
+    T* row = gx + n * gxs.n + h * gxs.h;
+    if (c1 - c0 == 1) {
+      for (int64_t w = 0; w < s.W; w++) store(row + c0 * gxs.c + w * gxs.w, C(0));
+      continue;
+    }
+    for (int64_t w = 0; w < s.W; w++)
+      for (int64_t c = c0; c < c1; c++) store(row + w * gxs.w + c * gxs.c, C(0));
+  }
+}
+
+// Zeroes gradIn, then adds each output gradient at its argmax. One task per image (channels-last)
+// or per plane, so no two threads write one element.
 template <typename T>
 void maxBackward(const PoolShape& s, const T* gy, Act gys, const int32_t* idx, Act is, T* gx, Act gxs) {
-  using C = typename Compute<T>::type;
   const bool last = gxs.c == 1;
   const int64_t tasks = last ? s.N : s.N * s.C;
   const int64_t work = s.N * s.C * (s.H * s.W + s.OH * s.OW);
@@ -102,17 +139,19 @@ void maxBackward(const PoolShape& s, const T* gy, Act gys, const int32_t* idx, A
   for (int64_t t = 0; t < tasks; t++) {
     const int64_t n = last ? t : t / s.C;
     const int64_t c0 = last ? 0 : t % s.C, c1 = last ? s.C : c0 + 1;
-    for (int64_t h = 0; h < s.H; h++)
-      for (int64_t w = 0; w < s.W; w++)
-        for (int64_t c = c0; c < c1; c++) store(gx + gxs.at(n, c, h, w), C(0));
+    zeroImage(s, gx, gxs, n, c0, c1);
+    T* base = gx + n * gxs.n;
     for (int64_t oh = 0; oh < s.OH; oh++)
-      for (int64_t ow = 0; ow < s.OW; ow++)
+      for (int64_t ow = 0; ow < s.OW; ow++) {
+        const T* pg = gy + n * gys.n + oh * gys.h + ow * gys.w;
+        const int32_t* pi = idx + n * is.n + oh * is.h + ow * is.w;
         for (int64_t c = c0; c < c1; c++) {
-          const int32_t pos = idx[is.at(n, c, oh, ow)];
+          const int32_t pos = pi[c * is.c];
           if (pos < 0) continue;
-          T* p = gx + gxs.at(n, c, pos / s.W, pos % s.W);
-          store(p, load(p) + load(gy + gys.at(n, c, oh, ow)));
+          T* p = base + c * gxs.c + (pos / s.W) * gxs.h + (pos % s.W) * gxs.w;
+          store(p, load(p) + load(pg + c * gys.c));
         }
+      }
   }
 }
 
@@ -120,33 +159,52 @@ template <typename T>
 void avgForward(const PoolShape& s, const T* x, Act xs, T* y, Act ys) {
   using C = typename Compute<T>::type;
   const int64_t work = s.N * s.C * (s.H * s.W + s.OH * s.OW);
-  const bool last = xs.c == 1 && ys.c == 1;
-  const int64_t tasks = last ? s.N * s.OH : s.N * s.C;
-#pragma omp parallel for schedule(static) if (work > kParallelWork && tasks > 1)
-  for (int64_t t = 0; t < tasks; t++) {
-    const int64_t n = last ? t / s.OH : t / s.C;
-    const int64_t c0 = last ? 0 : t % s.C, c1 = last ? s.C : c0 + 1;
-    const int64_t oh0 = last ? t % s.OH : 0, oh1 = last ? oh0 + 1 : s.OH;
-    std::vector<C> acc(size_t(c1 - c0));
-    for (int64_t oh = oh0; oh < oh1; oh++) {
-      const int64_t h0 = binStart(oh, s.H, s.OH), h1 = binEnd(oh, s.H, s.OH);
+  if (xs.c == 1) {
+#pragma omp parallel for schedule(static) if (work > kParallelWork && s.N * s.OH > 1)
+    for (int64_t r = 0; r < s.N * s.OH; r++) {
+      const int64_t n = r / s.OH, oh = r % s.OH;
+      const Span hs = bin(oh, s.H, s.OH);
+      std::vector<C> acc(static_cast<size_t>(s.C));
       for (int64_t ow = 0; ow < s.OW; ow++) {
-        const int64_t w0 = binStart(ow, s.W, s.OW), w1 = binEnd(ow, s.W, s.OW);
+        const Span ws = bin(ow, s.W, s.OW);
         std::fill(acc.begin(), acc.end(), C(0));
-        for (int64_t h = h0; h < h1; h++)
-          for (int64_t w = w0; w < w1; w++)
-            for (int64_t c = c0; c < c1; c++) acc[c - c0] += load(x + xs.at(n, c, h, w));
-        const C inv = C(1) / C((h1 - h0) * (w1 - w0));
-        for (int64_t c = c0; c < c1; c++) store(y + ys.at(n, c, oh, ow), acc[c - c0] * inv);
+        for (int64_t h = hs.lo; h < hs.hi; h++)
+          for (int64_t w = ws.lo; w < ws.hi; w++) {
+            const T* px = x + n * xs.n + h * xs.h + w * xs.w;
+            for (int64_t c = 0; c < s.C; c++) acc[c] += load(px + c);
+          }
+        const C inv = C(1) / C((hs.hi - hs.lo) * (ws.hi - ws.lo));
+        T* py = y + n * ys.n + oh * ys.h + ow * ys.w;
+        for (int64_t c = 0; c < s.C; c++) store(py + c * ys.c, acc[c] * inv);
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (work > kParallelWork && s.N * s.C > 1)
+  for (int64_t p = 0; p < s.N * s.C; p++) {
+    const int64_t n = p / s.C, c = p % s.C;
+    const T* px = x + n * xs.n + c * xs.c;
+    for (int64_t oh = 0; oh < s.OH; oh++) {
+      const Span hs = bin(oh, s.H, s.OH);
+      for (int64_t ow = 0; ow < s.OW; ow++) {
+        const Span ws = bin(ow, s.W, s.OW);
+        C acc = C(0);
+        for (int64_t h = hs.lo; h < hs.hi; h++) {
+          const T* row = px + h * xs.h;
+          for (int64_t w = ws.lo; w < ws.hi; w++) acc += load(row + w * xs.w);
+        }
+        store(y + n * ys.n + c * ys.c + oh * ys.h + ow * ys.w, acc / C((hs.hi - hs.lo) * (ws.hi - ws.lo)));
       }
     }
   }
 }
 
-// Zeroes gradIn, then spreads each output gradient evenly over its bin (bins may overlap).
+// Spreads each output gradient evenly over its bin. Bins tile the input when the sizes divide
+// (global pooling included): plain stores; otherwise they may overlap: zero, then accumulate.
 template <typename T>
 void avgBackward(const PoolShape& s, const T* gy, Act gys, T* gx, Act gxs) {
   using C = typename Compute<T>::type;
+  const bool tiles = s.H % s.OH == 0 && s.W % s.OW == 0;
   const bool last = gxs.c == 1;
   const int64_t tasks = last ? s.N : s.N * s.C;
   const int64_t work = s.N * s.C * (s.H * s.W + s.OH * s.OW);
@@ -154,20 +212,33 @@ void avgBackward(const PoolShape& s, const T* gy, Act gys, T* gx, Act gxs) {
   for (int64_t t = 0; t < tasks; t++) {
     const int64_t n = last ? t : t / s.C;
     const int64_t c0 = last ? 0 : t % s.C, c1 = last ? s.C : c0 + 1;
-    for (int64_t h = 0; h < s.H; h++)
-      for (int64_t w = 0; w < s.W; w++)
-        for (int64_t c = c0; c < c1; c++) store(gx + gxs.at(n, c, h, w), C(0));
+    if (!tiles) zeroImage(s, gx, gxs, n, c0, c1);
     for (int64_t oh = 0; oh < s.OH; oh++) {
-      const int64_t h0 = binStart(oh, s.H, s.OH), h1 = binEnd(oh, s.H, s.OH);
+      const Span hs = bin(oh, s.H, s.OH);
       for (int64_t ow = 0; ow < s.OW; ow++) {
-        const int64_t w0 = binStart(ow, s.W, s.OW), w1 = binEnd(ow, s.W, s.OW);
-        const C inv = C(1) / C((h1 - h0) * (w1 - w0));
-        for (int64_t h = h0; h < h1; h++)
-          for (int64_t w = w0; w < w1; w++)
-            for (int64_t c = c0; c < c1; c++) {
-              T* p = gx + gxs.at(n, c, h, w);
-              store(p, load(p) + load(gy + gys.at(n, c, oh, ow)) * inv);
+        const Span ws = bin(ow, s.W, s.OW);
+        const C inv = C(1) / C((hs.hi - hs.lo) * (ws.hi - ws.lo));
+        const T* pg = gy + n * gys.n + oh * gys.h + ow * gys.w;
+        for (int64_t c = c0; c < c1; c++) {
+          const C v = load(pg + c * gys.c) * inv;
+          if (!last) {
+            // One plane: rows of the bin.
+            for (int64_t h = hs.lo; h < hs.hi; h++) {
+              T* row = gx + n * gxs.n + c * gxs.c + h * gxs.h;
+              for (int64_t w = ws.lo; w < ws.hi; w++) store(row + w * gxs.w, tiles ? v : load(row + w * gxs.w) + v);
             }
+          }
+        }
+        if (last) {
+          for (int64_t h = hs.lo; h < hs.hi; h++)
+            for (int64_t w = ws.lo; w < ws.hi; w++) {
+              T* p = gx + n * gxs.n + h * gxs.h + w * gxs.w;
+              for (int64_t c = 0; c < s.C; c++) {
+                const C v = load(pg + c * gys.c) * inv;
+                store(p + c, tiles ? v : load(p + c) + v);
+              }
+            }
+        }
       }
     }
   }

@@ -171,6 +171,8 @@ test('maxPool2d matches a plain loop in both layouts (f32, f64)', () => {
         [[2, 3, 7, 6], [3, 3], [2, 2], [1, 1]],
         [[1, 2, 5, 8], [2, 3], [2, 1], [1, 0]],
         [[2, 4, 4, 4], [2, 2], [2, 2], [0, 0]],
+        [[1, 2, 3, 1], [3, 3], [1, 1], [1, 1]],
+        [[1, 3, 2, 5], [1, 3], [1, 2], [0, 1]],
       ] as [number[], [number, number], [number, number], [number, number]][]) {
         const x = randn(shape, { dtype });
         const want = maxPoolRef(x.toList(), shape, kk, st, p);
