@@ -5,8 +5,10 @@
 #include <cmath>
 #include <type_traits>
 #include <vector>
+#include "cpu/rowmath.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -19,29 +21,26 @@ template <typename T>
 void layerNormForwardKernel(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd,
                             int64_t rows, int64_t cols, double eps) {
   using C = typename Compute<T>::type;
-#pragma omp parallel for schedule(static) if (rows * cols > 16384 && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
-    const T* xr = x + r * cols;
+  parallelFor(rows, cols * 2, [&](int64_t r) {
+    const C* xr = computeRow(x + r * cols, cols, 0);
     T* yr = y + r * cols;
-    double sum = 0;
-    for (int64_t j = 0; j < cols; j++) sum += double(load(xr + j));
-    const double mu = sum / double(cols);
-    double sq = 0;  // two passes: no cancellation for rows with a large mean
-    for (int64_t j = 0; j < cols; j++) {
-      double dv = double(load(xr + j)) - mu;
-      sq += dv * dv;
-    }
-    const double rs = 1.0 / std::sqrt(sq / double(cols) + eps);
+    const double mu = laneSum(xr, cols) / double(cols);
+    // Two passes: no cancellation for rows with a large mean.
+    const double rs = 1.0 / std::sqrt(laneSqDev(xr, cols, mu) / double(cols) + eps);
     mean[r] = Stat<T>(mu);
     rstd[r] = Stat<T>(rs);
     const C cm = C(mu), cr = C(rs);
-    for (int64_t j = 0; j < cols; j++) {
-      C v = (load(xr + j) - cm) * cr;
-      if (w) v *= load(w + j);
-      if (b) v += load(b + j);
-      store(yr + j, v);
+    if (w && b) {
+      for (int64_t j = 0; j < cols; j++) store(yr + j, (xr[j] - cm) * cr * load(w + j) + load(b + j));
+    } else {
+      for (int64_t j = 0; j < cols; j++) {
+        C v = (xr[j] - cm) * cr;
+        if (w) v *= load(w + j);
+        if (b) v += load(b + j);
+        store(yr + j, v);
+      }
     }
-  }
+  });
 }
 
 // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)) with gw = g * w;
@@ -50,40 +49,38 @@ template <typename T>
 void layerNormBackwardKernel(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd,
                              const T* g, T* dx, T* dw, T* db, int64_t rows, int64_t cols) {
   using C = typename Compute<T>::type;
-  const bool parallel = rows * cols > 16384 && rows > 1;
+  const bool parallel = rows > 1 && rows * cols * 3 >= 32768;
   const int threads = parallel ? omp_get_max_threads() : 1;
   // One partial sum per thread, added in thread order, so results do not depend on timing.
   std::vector<double> pw(dw ? size_t(threads) * cols : 0), pb(db ? size_t(threads) * cols : 0);
+  // The weight in the compute type, shared by all threads.
+  std::vector<C> wide(w ? size_t(cols) : 0);
+  for (int64_t j = 0; w && j < cols; j++) wide[j] = load(w + j);
+  const C* wrow = w ? wide.data() : nullptr;
 #pragma omp parallel num_threads(threads) if (parallel)
   {
     const int tid = omp_get_thread_num();
     double* myW = dw ? pw.data() + size_t(tid) * cols : nullptr;
     double* myB = db ? pb.data() + size_t(tid) * cols : nullptr;
+    C* gw = scratch<C>(cols, 0);
+    C* xhat = scratch<C>(cols, 1);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
       const T* xr = x + r * cols;
       const T* gr = g + r * cols;
       const C mu = C(mean[r]), rs = C(rstd[r]);
-      double sg = 0, sgx = 0;
       for (int64_t j = 0; j < cols; j++) {
-        const C xhat = (load(xr + j) - mu) * rs;
-        const C gj = load(gr + j);
-        const C gw = w ? gj * load(w + j) : gj;
-        sg += double(gw);
-        sgx += double(gw) * double(xhat);
-        if (myW) myW[j] += double(gj) * double(xhat);
-        if (myB) myB[j] += double(gj);
+        xhat[j] = (load(xr + j) - mu) * rs;
+        gw[j] = load(gr + j);
       }
-      if (dx) {
-        const C mg = C(sg / double(cols)), mgx = C(sgx / double(cols));
-        T* dr = dx + r * cols;
-        for (int64_t j = 0; j < cols; j++) {
-          const C xhat = (load(xr + j) - mu) * rs;
-          const C gj = load(gr + j);
-          const C gw = w ? gj * load(w + j) : gj;
-          store(dr + j, rs * (gw - mg - xhat * mgx));
-        }
-      }
+      if (myW) for (int64_t j = 0; j < cols; j++) myW[j] += double(gw[j]) * double(xhat[j]);
+      if (myB) for (int64_t j = 0; j < cols; j++) myB[j] += double(gw[j]);
+      if (!dx) continue;
+      if (wrow) for (int64_t j = 0; j < cols; j++) gw[j] *= wrow[j];
+      const C mg = C(laneSum(gw, cols) / double(cols));
+      const C mgx = C(laneDot(gw, xhat, cols) / double(cols));
+      T* dr = dx + r * cols;
+      for (int64_t j = 0; j < cols; j++) store(dr + j, rs * (gw[j] - mg - xhat[j] * mgx));
     }
   }
   for (int64_t j = 0; j < cols; j++) {

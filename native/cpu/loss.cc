@@ -2,13 +2,13 @@
 // log-likelihood fused, forward (per-row losses and log-sum-exp) and backward
 // (softmax - one_hot, times the incoming gradient). Rows whose target is the ignore value
 // contribute 0 and get a zero gradient.
-#include <algorithm>
 #include <cmath>
-#include <limits>
 #include <type_traits>
 #include "cpu/indices.h"
+#include "cpu/rowmath.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -20,23 +20,19 @@ template <typename T, typename I>
 void crossEntropyForwardKernel(const T* x, const I* t, int64_t rows, int64_t C, int64_t ignore,
                                T* loss, Stat<T>* lse) {
   using Cp = typename Compute<T>::type;
-#pragma omp parallel for schedule(static) if (rows * C > 16384 && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  parallelFor(rows, C * 2, [&](int64_t r) {
     const int64_t target = int64_t(t[r]);
     if (target == ignore) {
       store(loss + r, Cp(0));
       lse[r] = Stat<T>(0);
-      continue;
+      return;
     }
-    const T* xr = x + r * C;
-    Cp m = -std::numeric_limits<Cp>::infinity();
-    for (int64_t j = 0; j < C; j++) m = std::max(m, load(xr + j));
-    double sum = 0;
-    for (int64_t j = 0; j < C; j++) sum += double(std::exp(load(xr + j) - m));
-    const double l = double(m) + std::log(sum);
+    const Cp* xr = computeRow(x + r * C, C, 0);
+    const Cp m = laneMax(xr, C);
+    const double l = double(m) + std::log(laneSumExp(xr, C, m));
     lse[r] = Stat<T>(l);
-    store(loss + r, l - double(load(xr + target)));
-  }
+    store(loss + r, l - double(xr[target]));
+  });
 }
 
 template <typename T, typename I>
@@ -44,20 +40,19 @@ void crossEntropyBackwardKernel(const T* x, const I* t, int64_t rows, int64_t C,
                                 const Stat<T>* lse, const T* g, int64_t gStride, double scale,
                                 T* dx) {
   using Cp = typename Compute<T>::type;
-#pragma omp parallel for schedule(static) if (rows * C > 16384 && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  parallelFor(rows, C * 2, [&](int64_t r) {
     const int64_t target = int64_t(t[r]);
     T* dr = dx + r * C;
     if (target == ignore) {
       for (int64_t j = 0; j < C; j++) store(dr + j, Cp(0));
-      continue;
+      return;
     }
-    const T* xr = x + r * C;
+    const Cp* xr = computeRow(x + r * C, C, 0);
     const Cp gr = Cp(double(load(g + r * gStride)) * scale);
     const Cp l = Cp(lse[r]);
-    for (int64_t j = 0; j < C; j++) store(dr + j, gr * std::exp(load(xr + j) - l));
+    for (int64_t j = 0; j < C; j++) store(dr + j, gr * expOf(Cp(xr[j] - l)));
     store(dr + target, load(dr + target) - gr);
-  }
+  });
 }
 
 // crossEntropyForward(dtype, xId, xOff, rows, C, idxDtype, tId, tOff, ignore, lossId, lseId)

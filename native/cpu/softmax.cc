@@ -1,12 +1,14 @@
 // Softmax and log-softmax over the last dim of a contiguous [rows, cols] tensor, forward and
 // backward, fused with an input scale and an optional causal mask so attention never builds a
-// mask tensor. 16-bit floats compute in float; row sums accumulate in double.
+// mask tensor. 16-bit floats compute in float; row sums accumulate in double; float exp is
+// rowmath.h's vectorizable one.
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
+#include "cpu/rowmath.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
@@ -23,37 +25,23 @@ void softmaxForwardKernel(const T* x, T* y, int64_t rows, int64_t cols, bool log
   using C = typename Compute<T>::type;
   const C s = C(scale);
   const C negInf = -std::numeric_limits<C>::infinity();
-#pragma omp parallel for schedule(static) if (rows * cols > 16384 && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  parallelFor(rows, cols * 4, [&](int64_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     const int64_t n = visibleCols(r, cols, causalRows);
-    C m = negInf;
-    for (int64_t j = 0; j < n; j++) m = std::max(m, s * load(xr + j));
-    double sum = 0;
+    C* b = scratch<C>(n, 0);
+    for (int64_t j = 0; j < n; j++) b[j] = s * load(xr + j);
+    const C m = laneMax(b, n);
     if (logOut) {
-      for (int64_t j = 0; j < n; j++) sum += double(std::exp(s * load(xr + j) - m));
-      const C lse = m + C(std::log(sum));
-      for (int64_t j = 0; j < n; j++) store(yr + j, s * load(xr + j) - lse);
+      const C lse = C(double(m) + std::log(laneSumExp(b, n, m)));
+      for (int64_t j = 0; j < n; j++) store(yr + j, b[j] - lse);
       for (int64_t j = n; j < cols; j++) store(yr + j, negInf);
-    } else if constexpr (std::is_same_v<T, C>) {
-      // Full-precision storage: keep the exponentials in y and rescale them.
-      for (int64_t j = 0; j < n; j++) {
-        C e = std::exp(s * xr[j] - m);
-        yr[j] = e;
-        sum += double(e);
-      }
-      const C inv = C(1.0 / sum);
-      for (int64_t j = 0; j < n; j++) yr[j] *= inv;
-      for (int64_t j = n; j < cols; j++) yr[j] = C(0);
     } else {
-      // 16-bit storage would round the exponentials twice: recompute them instead.
-      for (int64_t j = 0; j < n; j++) sum += double(std::exp(s * load(xr + j) - m));
-      const C inv = C(1.0 / sum);
-      for (int64_t j = 0; j < n; j++) store(yr + j, std::exp(s * load(xr + j) - m) * inv);
+      const C inv = C(1.0 / laneExpInPlace(b, n, m));
+      for (int64_t j = 0; j < n; j++) store(yr + j, b[j] * inv);
       for (int64_t j = n; j < cols; j++) store(yr + j, C(0));
     }
-  }
+  });
 }
 
 // softmax:     dx = scale * y * (g - sum(g * y))
@@ -63,24 +51,20 @@ void softmaxBackwardKernel(const T* y, const T* g, T* dx, int64_t rows, int64_t 
                            int64_t causalRows, double scale) {
   using C = typename Compute<T>::type;
   const C s = C(scale);
-#pragma omp parallel for schedule(static) if (rows * cols > 16384 && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
-    const T* yr = y + r * cols;
-    const T* gr = g + r * cols;
+  parallelFor(rows, cols * 4, [&](int64_t r) {
     T* dr = dx + r * cols;
     const int64_t n = visibleCols(r, cols, causalRows);
-    double acc = 0;
+    const C* yr = computeRow(y + r * cols, n, 0);
+    const C* gr = computeRow(g + r * cols, n, 1);
     if (logOut) {
-      for (int64_t j = 0; j < n; j++) acc += double(load(gr + j));
-      const C total = C(acc);
-      for (int64_t j = 0; j < n; j++) store(dr + j, s * (load(gr + j) - std::exp(load(yr + j)) * total));
+      const C total = C(laneSum(gr, n));
+      for (int64_t j = 0; j < n; j++) store(dr + j, s * (gr[j] - expOf(yr[j]) * total));
     } else {
-      for (int64_t j = 0; j < n; j++) acc += double(load(gr + j)) * double(load(yr + j));
-      const C dot = C(acc);
-      for (int64_t j = 0; j < n; j++) store(dr + j, s * load(yr + j) * (load(gr + j) - dot));
+      const C dot = C(laneDot(gr, yr, n));
+      for (int64_t j = 0; j < n; j++) store(dr + j, s * yr[j] * (gr[j] - dot));
     }
     for (int64_t j = n; j < cols; j++) store(dr + j, C(0));
-  }
+  });
 }
 
 // softmaxForward(dtype, xId, xOff, yId, yOff, rows, cols, log, causalRows, scale)

@@ -68,6 +68,27 @@ test('softmax with scale and a causal mask matches a plain loop; bf16 computes i
   });
 });
 
+test('f32 softmax and crossEntropy (vectorized exp): accurate on wide rows, -inf gives 0, NaN propagates', () => {
+  tidy(() => {
+    const x = randn([4, 1000], { dtype: 'f64', std: 20 });
+    const want = softmax(x).toList();
+    const got = softmax(x.to('f32')).toList();
+    // Relative to each probability: 1e-5 covers rounding the inputs to f32 (|x| up to ~80).
+    assert.ok(got.every((v, i) => Math.abs(v - want[i]) <= 1e-5 * want[i] + 1e-30), 'softmax f32 vs f64');
+    const t = ids([3, 999, 0, 500]);
+    const ce = crossEntropy(x.to('f32'), t, { reduction: 'none' }).toList();
+    const ce64 = crossEntropy(x, t, { reduction: 'none' }).toList();
+    assert.ok(maxAbsDiff(ce, ce64) < 1e-4 * Math.max(...ce64.map(Math.abs)));
+    const special = tensor([0, -Infinity, 1, -200, Number.NaN, 0, 1, 2], { shape: [2, 4] });
+    const p = softmax(special).toList();
+    assert.is(p[1], 0);
+    assert.is(p[3], 0);
+    assert.ok(Math.abs(p[0] + p[2] - 1) < 1e-6);
+    assert.ok(p.slice(4).every(Number.isNaN), 'a NaN logit makes its row NaN');
+    assert.ok(Number.isNaN(crossEntropy(special, ids([0, 1])).item()));
+  });
+});
+
 test('softmax / logSoftmax gradients (finite differences, f64)', () => {
   tidy(() => {
     gradcheck('softmax', (x) => softmax(x), [leaf([3, 5])]);
