@@ -1,21 +1,20 @@
 // Embedding lookup (rows of a [V, D] table gathered by integer ids) and its backward, a
 // scatter-add made race-free and deterministic by grouping positions per id first.
+#include <cstring>
 #include <vector>
 #include "cpu/indices.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/parallel.h"
 
 namespace mt {
 namespace {
 
 template <typename T, typename I>
 void embeddingForwardKernel(const I* ids, int64_t n, const T* w, int64_t D, T* out) {
-#pragma omp parallel for schedule(static) if (n * D > 32768 && n > 1)
-  for (int64_t i = 0; i < n; i++) {
-    const T* src = w + int64_t(ids[i]) * D;
-    T* dst = out + i * D;
-    for (int64_t j = 0; j < D; j++) dst[j] = src[j];
-  }
+  parallelFor(n, D, [&](int64_t i) {
+    std::memcpy(out + i * D, w + int64_t(ids[i]) * D, size_t(D) * sizeof(T));
+  });
 }
 
 // dw[v] = sum of g[i] over positions i with ids[i] == v, summed in position order.
@@ -28,7 +27,7 @@ void embeddingBackwardKernel(const I* ids, int64_t n, const T* g, int64_t V, int
   for (int64_t v = 0; v < V; v++) start[v + 1] += start[v];
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t i = 0; i < n; i++) order[size_t(fill[size_t(ids[i])]++)] = i;
-#pragma omp parallel if (V * D > 32768)
+#pragma omp parallel if (V * D > 32768 && V > 1)
   {
     std::vector<C> acc(static_cast<size_t>(D));
 #pragma omp for schedule(dynamic, 16)
