@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  crossEntropy, dropout, embedding, exp, getRngState, layerNorm, logSoftmax, manualSeed, mul, narrow, ones, randn, scaledDotProductAttention,
+  add, crossEntropy, dropout, embedding, exp, getRngState, liveStorages, layerNorm, logSoftmax, manualSeed, mul, narrow, ones, randn, scaledDotProductAttention,
   softmax, sum, type Tensor, tensor, tidy, transpose,
 } from '../../src/index.ts';
 import { gradcheck, leaf, maxAbsDiff } from '../helpers/gradcheck.ts';
@@ -312,6 +312,29 @@ test('scaledDotProductAttention gradients for q, k, v (finite differences, f64)'
       return scaledDotProductAttention(q, k, v, { causal: true });
     }, [leaf([1, 4, 12])]);
   });
+});
+
+test('forward and backward of every op leave no storage behind', () => {
+  const w = randn([10, 6], { requiresGrad: true });
+  const lnW = randn([6], { requiresGrad: true });
+  const lnB = randn([6], { requiresGrad: true });
+  const step = () =>
+    tidy(() => {
+      const x = embedding(ids([[1, 2, 3], [4, 5, 9]]), w); // [2, 3, 6]
+      const h = dropout(layerNorm(x, [6], lnW, lnB), 0.1);
+      const q = h.reshape([2, 1, 3, 6]);
+      const a = scaledDotProductAttention(q, q, q, { causal: true }).reshape([2, 3, 6]);
+      const logits = add(logSoftmax(a, 1), softmax(transpose(a, 1, 2), 2).reshape([2, 3, 6]));
+      crossEntropy(logits, ids([[0, 5, -100], [2, 2, 1]])).backward();
+    });
+  step();
+  const before = liveStorages();
+  for (let i = 0; i < 10; i++) step();
+  assert.is(liveStorages(), before);
+  for (const t of [w, lnW, lnB]) {
+    t.grad?.dispose();
+    t.dispose();
+  }
 });
 
 test('bad inputs throw errors naming the op, shapes and values', () => {
