@@ -9,7 +9,7 @@ import { withTag } from '../tensor/tag_context.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import { noGrad } from './grad_mode.ts';
 import type { Node } from './node.ts';
-import { accumulateInto, addTensors, cloneTensor, onesLike } from '../ops/autograd_support.ts';
+import { accumulateInto, addTensors, cloneLayout, cloneTensor, onesLike } from '../ops/autograd_support.ts';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run through the same graph again. */
@@ -104,7 +104,7 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
             } else {
               // A tensor returned for several inputs (add's backward), the incoming gradient or a
               // saved tensor is not ours to hand on: store a copy.
-              pending.set(e.node, inMap.has(r) || r === g || r.kept ? cloneTensor(r, r.dtype) : r);
+              pending.set(e.node, inMap.has(r) || r === g || r.kept ? cloneLayout(r) : r);
             }
             inMap.add(pending.get(e.node) as Tensor);
           }

@@ -38,6 +38,13 @@ export function cloneTensor(t: Tensor, dtype: DType): Tensor {
   return k.copy(t, dtype);
 }
 
+/** A copy in the same dense layout (a channels-last gradient stays channels-last). */
+export function cloneLayout(t: Tensor): Tensor {
+  const out = k.emptyLike(t);
+  k.copyInto(t, out);
+  return out;
+}
+
 export function onesLike(t: Tensor): Tensor {
   return k.fill(k.empty(t.shape, t.dtype), 1);
 }
