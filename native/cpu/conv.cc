@@ -8,6 +8,7 @@
 #include "cpu/reference.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/strided.h"
 
 namespace mt {
 namespace {
@@ -241,14 +242,8 @@ Act readAct(const Napi::CallbackInfo& info, size_t stridesArg, Dims4 dims, Prop 
   return a;
 }
 
-int64_t spanOf(const Act& a) {
-  int64_t hi = 0;
-  for (int k = 0; k < 4; k++) hi += (a.dims[k] - 1) * a.strides[k];
-  return hi + 1;
-}
-
 void* actPtr(Prop p, const char* what, int64_t id, int64_t off, const Act& a, size_t item) {
-  return dnn::operandPtr(propName(p), what, id, off, spanOf(a), item, vec(a.dims), vec(a.strides));
+  return dnn::operandPtr(propName(p), what, id, off, stridedSpan(a.dims.data(), a.strides.data(), 4), item, vec(a.dims), vec(a.strides));
 }
 
 void* plainPtr(Prop p, const char* what, int64_t id, int64_t off, std::vector<int64_t> dims, size_t item) {

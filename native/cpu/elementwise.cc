@@ -5,6 +5,7 @@
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/parallel.h"
+#include "util/strided.h"
 
 namespace mt {
 namespace {
@@ -81,13 +82,8 @@ void binaryKernel(const T* a, const T* b, T* out, const std::vector<int64_t>& sh
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
   parallelFor(outer, inner, [&](int64_t o) {
-    int64_t ao = 0, bo = 0, rem = o;
-    for (int k = nd - 2; k >= 0; k--) {
-      int64_t i = rem % shape[k];
-      rem /= shape[k];
-      ao += i * as[k];
-      bo += i * bs[k];
-    }
+    int64_t ao, bo;
+    rowOffsets(o, shape, as, bs, &ao, &bo);
     const T* pa = a + ao;
     const T* pb = b + bo;
     T* po = out + o * inner;
@@ -134,15 +130,6 @@ void axpyKernel(const T* x, T* y, int64_t n, double alpha) {
   parallelFor(n, 1, [&](int64_t i) { store(y + i, load(y + i) + al * load(x + i)); });
 }
 
-int64_t span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
-  int64_t hi = 0;
-  for (size_t k = 0; k < shape.size(); k++) {
-    if (shape[k] == 0) return 0;
-    hi += (shape[k] - 1) * strides[k];
-  }
-  return hi + 1;
-}
-
 // binary(op, dtype, aId, aOff, aStrides, bId, bOff, bStrides, outId, outOff, shape)
 // The output is contiguous in `shape`; it may alias a when a is contiguous (in-place add).
 Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
@@ -160,8 +147,8 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   for (auto s : shape) n *= s;
   if (n == 0) return info.Env().Undefined();
   MT_DISPATCH_FLOAT(d, "binary", {
-    const T* a = dataPtr<T>(aId, aOff, span(shape, as));
-    const T* b = dataPtr<T>(bId, bOff, span(shape, bs));
+    const T* a = dataPtr<T>(aId, aOff, stridedSpan(shape, as));
+    const T* b = dataPtr<T>(bId, bOff, stridedSpan(shape, bs));
     T* out = dataPtr<T>(oId, oOff, n);
     binaryDispatch<T>(op, a, b, out, shape, as, bs);
   });

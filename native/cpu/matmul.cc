@@ -8,6 +8,7 @@
 #include "cpu/reference.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/strided.h"
 
 namespace mt {
 namespace {
@@ -182,8 +183,8 @@ void runOnednn(const MatmulArgs& m, const void* aPtr, const void* bPtr, const fl
 }
 
 int64_t spanOf(int64_t batch, int64_t rows, int64_t cols, const std::vector<int64_t>& s) {
-  if (batch == 0 || rows == 0 || cols == 0) return 0;
-  return (batch - 1) * s[0] + (rows - 1) * s[1] + (cols - 1) * s[2] + 1;
+  const int64_t dims[3] = {batch, rows, cols};
+  return stridedSpan(dims, s.data(), 3);
 }
 
 // matmul(dtype, aId, aOff, aStrides, bId, bOff, bStrides, biasId, biasOff, outDtype, outId,

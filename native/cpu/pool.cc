@@ -8,6 +8,7 @@
 #include <vector>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/strided.h"
 
 namespace mt {
 namespace {
@@ -255,8 +256,8 @@ Act readAct(const Napi::CallbackInfo& info, size_t i, const char* op, const char
 
 // Elements from the first to the last one addressed, for the bounds check.
 int64_t spanOf(const Act& a, int64_t N, int64_t C, int64_t H, int64_t W) {
-  if (N == 0 || C == 0 || H == 0 || W == 0) return 0;
-  return a.at(N - 1, C - 1, H - 1, W - 1) + 1;
+  const int64_t dims[4] = {N, C, H, W}, strides[4] = {a.n, a.c, a.h, a.w};
+  return stridedSpan(dims, strides, 4);
 }
 
 void checkShape(const PoolShape& s, const char* op) {

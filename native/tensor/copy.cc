@@ -3,6 +3,7 @@
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/parallel.h"
+#include "util/strided.h"
 
 namespace mt {
 namespace {
@@ -20,13 +21,8 @@ void copyKernel(const S* src, D* dst, const std::vector<int64_t>& shape,
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
   parallelFor(outer, inner, [&](int64_t o) {
-    int64_t so = 0, dof = 0, rem = o;
-    for (int k = nd - 2; k >= 0; k--) {
-      int64_t i = rem % shape[k];
-      rem /= shape[k];
-      so += i * ss[k];
-      dof += i * ds[k];
-    }
+    int64_t so, dof;
+    rowOffsets(o, shape, ss, ds, &so, &dof);
     const S* s = src + so;
     D* d = dst + dof;
     if (sIn == 1 && dIn == 1) {
@@ -44,17 +40,6 @@ void fillKernel(T* p, int64_t n, double v) {
   parallelFor(n, 1, [&](int64_t i) { p[i] = val; });
 }
 
-// The extent of elements a strided view touches, for bounds checks.
-int64_t span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
-  int64_t hi = 0;
-  for (size_t k = 0; k < shape.size(); k++) {
-    if (shape[k] == 0) return 0;
-    MT_CHECK(strides[k] >= 0, "negative strides are not supported");
-    hi += (shape[k] - 1) * strides[k];
-  }
-  return hi + 1;
-}
-
 // copyStrided(srcDtype, srcId, srcOff, srcStrides, dstDtype, dstId, dstOff, dstStrides, shape)
 Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   DType sd = toDType(int(argInt(info, 0)));
@@ -65,7 +50,8 @@ Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   auto ds = argInts(info, 7);
   auto shape = argInts(info, 8);
   MT_CHECK(ss.size() == shape.size() && ds.size() == shape.size(), "copy: rank mismatch");
-  int64_t sSpan = span(shape, ss), dSpan = span(shape, ds);
+  for (size_t k = 0; k < shape.size(); k++) MT_CHECK(ss[k] >= 0 && ds[k] >= 0, "copy: negative strides are not supported");
+  int64_t sSpan = stridedSpan(shape, ss), dSpan = stridedSpan(shape, ds);
   if (sSpan == 0) return info.Env().Undefined();
   MT_DISPATCH_ALL(sd, {
     using S = T;
