@@ -8,6 +8,7 @@ import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { backward } from './engine.ts';
+import { trackLeaves } from './leaf_tracker.ts';
 import { enableGrad, isGradEnabled, noGrad } from './grad_mode.ts';
 import { Node } from './node.ts';
 
@@ -18,8 +19,8 @@ type Segment = (...inputs: Tensor[]) => Tensor;
  * enabled and backpropagates through the recomputed graph. Gradients reach the inputs and
  * any parameters fn uses by closure. With grad enabled the result always requires grad,
  * since fn's closure parameters cannot be seen before the recomputation.
- * Limitation: a closure parameter's gradient-ready hooks fire when the recomputed segment's
- * backward is done, even if the parameter is also used outside the segment.
+ * The parameters fn reads are noted during the first run, so their gradient-ready hooks fire
+ * only after every use (inside and outside the segment) has delivered its gradient.
  * @example
  * for (const block of blocks) x = checkpoint((h) => block.forward(h), x);
  */
@@ -31,10 +32,13 @@ export function checkpoint(fn: Segment, ...inputs: Tensor[]): Tensor {
   if (!isGradEnabled()) return checkOutput(fn(...inputs));
   const rng = getRngState();
   // tidy: the segment's intermediates are freed as soon as it returns.
-  let out = checkOutput(tidy(() => noGrad(() => fn(...inputs))));
+  const { result, leaves } = trackLeaves(() => tidy(() => noGrad(() => fn(...inputs))));
+  let out = checkOutput(result);
   // fn returned an existing tensor (an input, a captured parameter): hang the node on a new handle.
   if (out.requiresGrad || out.kept || out.gradFn || inputs.includes(out)) out = out.alias();
   const node = new Node('checkpoint', inputs);
+  for (const t of inputs) leaves.delete(t);
+  node.hiddenLeaves = [...leaves];
   const saved = inputs.map((t) => node.save(t));
   const wants = inputs.map((t) => t.requiresGrad);
   node.backwardFn = (g) => recompute(fn, saved, wants, rng, g);
@@ -70,7 +74,7 @@ function recompute(fn: Segment, saved: Tensor[], wants: boolean[], rng: RngState
     throw new Error(`checkpoint: the recomputed output has shape ${fmt(out.shape)}, the first run gave ${fmt(g.shape)} (is fn deterministic?)`);
   }
   // Accumulates into the inputs' stand-ins and into parameters captured by fn.
-  if (out.requiresGrad) backward(out, g);
+  if (out.requiresGrad) backward(out, g, { nested: true });
   return leaves.map((d) => {
     const grad = d.grad;
     d.grad = null;

@@ -14,6 +14,11 @@ import { accumulateInto, addTensors, cloneLayout, cloneTensor, onesLike } from '
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run through the same graph again. */
   retainGraph?: boolean;
+  /**
+   * A pass nested in another one's node (checkpoint's recomputation): leaves accumulate but
+   * their hooks are left to the outer pass, which knows all of their uses.
+   */
+  nested?: boolean;
 }
 
 /** Adds `g` into `leaf.grad`, allocated on first use. */
@@ -26,6 +31,10 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   } else {
     accumulateInto(leaf.grad, g);
   }
+}
+
+function fireHooks(leaf: Tensor): void {
+  for (const h of leaf.gradReadyHooks) h(leaf);
 }
 
 export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardOptions = {}): void {
@@ -48,6 +57,7 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
     deps.set(root.gradFn, 0);
     while (stack.length) {
       const n = stack.pop() as Node;
+      for (const leaf of n.hiddenLeaves) leafPending.set(leaf, (leafPending.get(leaf) ?? 0) + 1);
       for (const e of n.edges) {
         if (!e) continue;
         if ('leaf' in e) {
@@ -68,9 +78,16 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
       if (!root.gradFn) {
         accumulateLeaf(root, seed);
         seed.dispose();
-        for (const h of root.gradReadyHooks) h(root);
+        if (!opts.nested) fireHooks(root);
         return;
       }
+      // One more use of `leaf` has delivered (got: with a gradient); the last one fires its hooks.
+      const leafDone = (leaf: Tensor, got: boolean) => {
+        if (got) leafGot.add(leaf);
+        const left = (leafPending.get(leaf) as number) - 1;
+        leafPending.set(leaf, left);
+        if (left === 0 && leafGot.has(leaf) && !opts.nested) fireHooks(leaf);
+      };
       const pending = new Map<Node, Tensor>();
       const inMap = new Set<Tensor>();
       const ready: Node[] = [root.gradFn];
@@ -86,13 +103,8 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
           const r = results[i];
           if (!e) return;
           if ('leaf' in e) {
-            if (r) {
-              accumulateLeaf(e.leaf, r);
-              leafGot.add(e.leaf);
-            }
-            const left = (leafPending.get(e.leaf) as number) - 1;
-            leafPending.set(e.leaf, left);
-            if (left === 0 && leafGot.has(e.leaf)) for (const h of e.leaf.gradReadyHooks) h(e.leaf);
+            if (r) accumulateLeaf(e.leaf, r);
+            leafDone(e.leaf, r !== null);
             return;
           }
           if (r) {
@@ -112,6 +124,7 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
           deps.set(e.node, left);
           if (left === 0) ready.push(e.node);
         });
+        for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
         if (!opts.retainGraph) node.freeSaved();
         if (g && !inMap.has(g)) g.dispose();
         for (const r of results) if (r && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();

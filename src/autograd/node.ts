@@ -17,6 +17,11 @@ export class Node {
   /** Input shapes and dtypes, to check what backward returns. */
   readonly inputMeta: { shape: readonly number[]; dtype: string }[];
   backwardFn: BackwardFn | null = null;
+  /**
+   * Leaves that backwardFn accumulates into directly (checkpoint's closure parameters): the
+   * engine counts them as edges and fires their hooks once every use has delivered.
+   */
+  hiddenLeaves: readonly Tensor[] = [];
   private saved: Tensor[] = [];
   private refs = 0;
   private savedFreed = false;

@@ -1,5 +1,6 @@
 /** Small helpers shared by the op files and the autograd engine. */
 import { isGradEnabled } from '../autograd/grad_mode.ts';
+import { noteInputs } from '../autograd/leaf_tracker.ts';
 import { Node } from '../autograd/node.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
@@ -21,6 +22,7 @@ export function record(
   out: Tensor,
   build: (node: Node) => (g: Tensor) => (Tensor | null)[],
 ): Tensor {
+  noteInputs(inputs);
   if (!needsGrad(...inputs)) return out;
   const real = inputs.map((t) => t ?? PLACEHOLDER);
   const node = new Node(name, real as Tensor[]);

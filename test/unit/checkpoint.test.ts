@@ -161,4 +161,29 @@ test('checkpoint rejects bad arguments with errors naming it', () => {
   });
 });
 
+test('a parameter used inside and outside checkpointed segments fires its grad-ready hook once, when complete', () => {
+  manualSeed(7);
+  const [w, b] = layers(1, 6, 'f64')[0];
+  const seen: number[][] = [];
+  w.gradReadyHooks.push((t) => seen.push((t.grad as Tensor).toList()));
+  const x = randn([3, 6], { dtype: 'f64' });
+  tidy(() => {
+    // w is read by two checkpointed segments and once directly: three uses.
+    const seg = (t: Tensor) => tanh(linear(t, w, b));
+    const h = checkpoint(seg, checkpoint(seg, x));
+    sum(mul(linear(h, w), h)).backward();
+  });
+  assert.is(seen.length, 1, 'fired exactly once');
+  assert.equal(seen[0], (w.grad as Tensor).toList(), 'the hook saw the complete gradient');
+  const full = (w.grad as Tensor).toList();
+  clearGrads([w, b]);
+  tidy(() => {
+    const seg = (t: Tensor) => tanh(linear(t, w, b));
+    const h = seg(seg(x));
+    sum(mul(linear(h, w), h)).backward();
+  });
+  assert.ok(maxAbsDiff(full, (w.grad as Tensor).toList()) < 1e-12, 'same gradient as without checkpoint');
+  assert.is(seen.length, 2);
+});
+
 test.run();
