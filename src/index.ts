@@ -7,7 +7,7 @@
  */
 export { Tensor, type TensorOptions } from './tensor/tensor.ts';
 export { type DType, DTYPES } from './tensor/dtype.ts';
-export { memoryStats, resetPeakMemoryStats, liveStorages, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
+export { memoryStats, resetPeakMemoryStats, liveStorages, allocatorStats, emptyCache, setCacheLimit, type AllocatorStats, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
 export { tidy, keep } from './tensor/scope.ts';
 export { withTag } from './tensor/tag_context.ts';
 export { manualSeed, getRngState, setRngState, type RngState } from './tensor/random.ts';
@@ -15,3 +15,5 @@ export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.ts';
 export * from './ops/index.ts';
 export { native } from './native.ts';
 export { checkpoint } from './autograd/checkpoint.ts';
+export * as nn from './nn/index.ts';
+export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';

@@ -19,6 +19,9 @@ export interface Native {
   memoryStats(): [tag: number, device: number, current: number, peak: number][];
   resetPeakMemoryStats(): void;
   liveStorages(): number;
+  allocatorStats(): { cachedBytes: number; hits: number; misses: number; limit: number };
+  emptyCache(): void;
+  setCacheLimit(bytes: number): void;
   copyStrided(sd: number, sId: Id, sOff: number, sStrides: Ints, dd: number, dId: Id, dOff: number, dStrides: Ints, shape: Ints): void;
   fill(dtype: number, id: Id, off: number, n: number, value: number): void;
   random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number): void;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+#include "tensor/host_allocator.h"
 #include "util/args.h"
 
 namespace mt {
@@ -49,11 +50,8 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
   int tagI = static_cast<int>(tag);
   MT_CHECK(tagI >= 0 && tagI < kNumTags, "unknown memory tag ", tagI);
   MT_CHECK(device == 0, "device ", device, " is not available in this build (CPU only)");
-  size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  if (rounded == 0) rounded = kAlignment;
-  void* ptr = std::aligned_alloc(kAlignment, rounded);
-  if (!ptr) throw std::bad_alloc();
-  if (zero) std::memset(ptr, 0, rounded);
+  HostBlock block = hostAlloc(bytes);
+  if (zero) std::memset(block.ptr, 0, block.capacity);
 
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
@@ -69,7 +67,7 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
     }
   }
   Storage& s = t.chunks[id / kChunk][id % kChunk];
-  s = Storage{ptr, bytes, tagI, device, true};
+  s = Storage{block.ptr, bytes, block.capacity, tagI, device, true};
   Counter& c = t.counters[tagI][device];
   c.current += int64_t(bytes);
   if (c.current > c.peak) c.peak = c.current;
@@ -89,7 +87,7 @@ void freeStorage(int64_t id) {
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
   Storage& s = storageAt(id);
-  std::free(s.ptr);
+  hostFree({s.ptr, s.capacity});
   t.counters[s.tag][s.device].current -= int64_t(s.bytes);
   s.live = false;
   s.ptr = nullptr;
@@ -164,6 +162,29 @@ Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// {cachedBytes, hits, misses, limit} of the CPU block cache.
+Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
+  HostCacheStats s = hostCacheStats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("cachedBytes", double(s.cachedBytes));
+  o.Set("hits", double(s.hits));
+  o.Set("misses", double(s.misses));
+  o.Set("limit", double(s.limit));
+  return o;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  hostEmptyCache();
+  return info.Env().Undefined();
+}
+
+Napi::Value SetCacheLimit(const Napi::CallbackInfo& info) {
+  int64_t n = argInt(info, 0);
+  MT_CHECK(n >= 0, "setCacheLimit: the limit must be >= 0 bytes, got ", n);
+  hostSetCacheLimit(n);
+  return info.Env().Undefined();
+}
+
 Napi::Value LiveStorages(const Napi::CallbackInfo& info) {
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
@@ -181,6 +202,9 @@ void registerStorage(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "memoryStats", MemoryStats);
   MT_EXPORT(exports, "resetPeakMemoryStats", ResetPeak);
   MT_EXPORT(exports, "liveStorages", LiveStorages);
+  MT_EXPORT(exports, "allocatorStats", AllocatorStats);
+  MT_EXPORT(exports, "emptyCache", EmptyCache);
+  MT_EXPORT(exports, "setCacheLimit", SetCacheLimit);
 }
 
 }  // namespace mt

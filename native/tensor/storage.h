@@ -11,11 +11,11 @@ namespace mt {
 enum class Tag : int { Param = 0, Grad = 1, Optim = 2, Activation = 3, Comm = 4, Other = 5 };
 constexpr int kNumTags = 6;
 constexpr int kMaxDevices = 9;  // device 0 is the CPU, 1 + k is cuda:k
-constexpr size_t kAlignment = 64;
 
 struct Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
+  size_t capacity = 0;  // bytes really held (the allocator rounds up)
   int tag = 0;
   int device = 0;
   bool live = false;

@@ -85,6 +85,33 @@ export function resetPeakMemoryStats(): void {
   native.resetPeakMemoryStats();
 }
 
+/** The CPU block cache: bytes held for reuse (not in any tag's count), hits and misses, the limit. */
+export interface AllocatorStats {
+  cachedBytes: number;
+  hits: number;
+  misses: number;
+  limit: number;
+}
+
+/**
+ * Freed blocks of 256 KiB and more are cached for reuse, since fresh memory pays first-touch
+ * page faults; `MESHTRAIN_CPU_CACHE_BYTES` (default 4 GiB) bounds the cache.
+ */
+export function allocatorStats(): AllocatorStats {
+  return native.allocatorStats();
+}
+
+/** Returns every cached block to the system. */
+export function emptyCache(): void {
+  native.emptyCache();
+}
+
+/** Sets the most bytes the block cache keeps (0 disables it). */
+export function setCacheLimit(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error(`setCacheLimit: bytes must be a non-negative integer, got ${bytes}`);
+  native.setCacheLimit(bytes);
+}
+
 /** The number of native buffers alive, for leak tests. */
 export function liveStorages(): number {
   return native.liveStorages();

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import {
   cat, expand, liveStorages, manualSeed, memoryStats, mul, narrow, native, noGrad, permute, rand, randn, reshape,
   resetPeakMemoryStats, split, sum, tanh, tensor, tidy, transpose, view, zeros, addInPlace, Tensor,
+  allocatorStats, emptyCache, fillInPlace, setCacheLimit,
 } from '../../src/index.ts';
 import { gradcheck, leaf } from '../helpers/gradcheck.ts';
 
@@ -131,6 +132,25 @@ test('memory is tagged, peaks reset, and long loops stay flat', () => {
   assert.ok(memoryStats().cpu.activation.peak > current.activation.current, 'peak saw the step');
   assert.ok(memoryStats().cpu.grad.current > 0, 'w.grad is tagged grad');
   w.dispose();
+});
+
+test('large freed blocks are cached and reused; zeros() from a reused block are zero', () => {
+  const n = 1 << 18; // 1 MiB of f32
+  const before = allocatorStats();
+  tidy(() => fillInPlace(zeros([n]), 7));
+  const afterFirst = allocatorStats();
+  assert.ok(afterFirst.cachedBytes >= 4 * n, 'the freed block is kept');
+  const z = zeros([n]);
+  assert.is(allocatorStats().hits, afterFirst.hits + 1, 'the next allocation of that size reuses it');
+  assert.ok(z.toList().every((v) => v === 0), 'a reused block handed out as zeros is zeroed');
+  z.dispose();
+  emptyCache();
+  assert.is(allocatorStats().cachedBytes, 0);
+  setCacheLimit(0);
+  tidy(() => zeros([n]));
+  assert.is(allocatorStats().cachedBytes, 0, 'a zero limit disables the cache');
+  setCacheLimit(before.limit);
+  assert.throws(() => setCacheLimit(-1), /setCacheLimit: bytes must be a non-negative integer/);
 });
 
 test.run();
