@@ -68,10 +68,12 @@ for (const dtype of ['f32', 'bf16'] as const) {
     const w = randn([c.O, c.C, c.k, c.k], { std: 0.05 }).to(dtype);
     x.requiresGrad = true;
     w.requiresGrad = true;
+    const oh = Math.floor((c.H + 2 * c.p - c.k) / c.s) + 1;
+    const gy = randn([c.N, c.O, oh, oh]).to(dtype);
     const step = () =>
       tidy(() => {
         const y: Tensor = conv2d(x, w, null, { stride: c.s, padding: c.p });
-        y.backward(randn([...y.shape]).to(dtype));
+        y.backward(gy);
         x.grad?.dispose();
         w.grad?.dispose();
         x.grad = null;
@@ -86,11 +88,11 @@ for (const dtype of ['f32', 'bf16'] as const) {
     }
     const o = median(ours);
     const p = median(peer);
-    const oh = Math.floor((c.H + 2 * c.p - c.k) / c.s) + 1;
     const flops = 3 * 2 * c.N * c.O * oh * oh * c.C * c.k * c.k;
     console.log(row([`${dtype} ${c.name}`, (o * 1e3).toFixed(3), (p * 1e3).toFixed(3), (p / o).toFixed(3), (flops / o / 1e9).toFixed(0)]));
     x.dispose();
     w.dispose();
+    gy.dispose();
   }
 }
 console.log('  (ours includes the backward pass bookkeeping and the gradient of the input; oneDNN = fwd + bwd-data + bwd-weights)');
