@@ -15,3 +15,5 @@ export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.ts';
 export * from './ops/index.ts';
 export { native } from './native.ts';
 export { checkpoint } from './autograd/checkpoint.ts';
+export * as nn from './nn/index.ts';
+export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';

@@ -122,6 +122,32 @@ export class Tensor {
     this.grad = null;
   }
 
+  /**
+   * Internal, for flat parameter buffers (`flattenParameters`, ZeRO): re-points this tensor at
+   * `storage` from element `offset`, laid out contiguously, keeping the object itself so that
+   * modules, optimizers and autograd edges holding it stay valid. Takes over one reference of
+   * `storage` (retain it first if you keep yours) and releases the old one. Shape and dtype stay;
+   * no values are copied. Views made earlier keep the old memory.
+   */
+  rebind(storage: Storage, offset: number): void {
+    const bytes = this.numel * itemSize(this.dtype);
+    if (!storage.alive) throw new Error(`rebind: the new storage of ${this} was already freed`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || (offset + this.numel) * itemSize(this.dtype) > storage.nbytes) {
+      throw new Error(`rebind: ${this} (${bytes} bytes) at element ${offset} does not fit a storage of ${storage.nbytes} bytes`);
+    }
+    const old = this.storage;
+    // offset and strides are fixed for everyone else; only rebind moves them.
+    const self = this as { offset: number; strides: readonly number[] };
+    self.offset = offset;
+    self.strides = contiguousStrides(this.shape);
+    this._storage = storage;
+    if (this.finalized) {
+      finalizer.unregister(this);
+      finalizer.register(this, storage, this);
+    }
+    old.release();
+  }
+
   /** Another handle on the same memory with no autograd history (a view that shares storage). */
   alias(shape: Shape = this.shape, strides: readonly number[] = this.strides, offset = this.offset): Tensor {
     const s = this.storage;

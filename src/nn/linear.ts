@@ -1,0 +1,56 @@
+/** Fully connected layer: y = x Wᵀ + b with W [out, in] (PyTorch's nn.Linear). */
+import type { DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { linear } from '../ops/matmul.ts';
+import { checkCount, emptyParameter, kaimingUniform_, uniform_ } from './init.ts';
+import { Module } from './module.ts';
+
+export interface LinearOptions {
+  /** Learn an additive bias (default true). */
+  bias?: boolean;
+  dtype?: DType;
+  /** Replaces the default weight init (PyTorch's kaiming-uniform with a = √5). */
+  initWeight?: (weight: Tensor) => void;
+  /** Replaces the default bias init (uniform ±1/√in). */
+  initBias?: (bias: Tensor) => void;
+}
+
+/**
+ * y = x Wᵀ + b over the last dim of x. Parameters: `weight` [out, in], `bias` [out].
+ * @example
+ * const fc = new Linear(512, 10);
+ * const logits = fc.forward(features);   // [N, 512] -> [N, 10]
+ */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LinearOptions = {},
+  ) {
+    super();
+    checkCount(inFeatures, 'Linear', 'inFeatures');
+    checkCount(outFeatures, 'Linear', 'outFeatures');
+    const dtype = opts.dtype ?? 'f32';
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter('weight', emptyParameter([outFeatures, inFeatures], dtype));
+    if (opts.initWeight) opts.initWeight(this.weight);
+    else kaimingUniform_(this.weight, { a: Math.sqrt(5) });
+    this.bias = null;
+    if (opts.bias ?? true) {
+      this.bias = this.registerParameter('bias', emptyParameter([outFeatures], dtype));
+      if (opts.initBias) opts.initBias(this.bias);
+      else uniform_(this.bias, -bound, bound);
+    }
+  }
+
+  override forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+
+  protected override extraRepr(): string {
+    return `${this.inFeatures}, ${this.outFeatures}${this.bias ? '' : ', bias: false'}`;
+  }
+}
