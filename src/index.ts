@@ -17,3 +17,4 @@ export { native } from './native.ts';
 export { checkpoint } from './autograd/checkpoint.ts';
 export * as nn from './nn/index.ts';
 export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';
+export * from './data/index.ts';
