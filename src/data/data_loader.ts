@@ -150,7 +150,7 @@ export class DataLoader<B extends Batch = Tensor[]> implements Iterable<B>, Asyn
     return { seed: this.seed, epoch: this._epoch };
   }
 
-  *[Symbol.iterator](): Iterator<B> {
+  *[Symbol.iterator](): Generator<B, void, undefined> {
     if (this.numWorkers > 0) {
       throw new Error('DataLoader: with numWorkers > 0 batches arrive asynchronously; iterate with `for await (const batch of loader)`');
     }
@@ -174,9 +174,9 @@ export class DataLoader<B extends Batch = Tensor[]> implements Iterable<B>, Asyn
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<B> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<B, void, undefined> {
     if (this.numWorkers === 0) {
-      yield* this as Iterable<B>;
+      yield* this[Symbol.iterator](); // not `yield* this`, which would pick the async iterator again
       return;
     }
     const ctx = this.context();

@@ -71,6 +71,10 @@ export abstract class Module {
   // biome-ignore lint/suspicious/noExplicitAny: each layer narrows its own signature
   abstract forward(...args: any[]): any;
 
+  constructor() {
+    this.installHookedForward();
+  }
+
   private checkName(name: string, kind: string): void {
     if (typeof name !== 'string' || !NAME.test(name)) {
       throw new Error(`${this.constructor.name}: ${kind} name ${JSON.stringify(name)} must be non-empty, without dots or spaces`);
@@ -287,14 +291,18 @@ export abstract class Module {
   }
 
   /**
-   * Hooks are installed on the first registration by wrapping this instance's forward (the
-   * class's method, or a forward assigned in the constructor): modules without hooks pay
-   * nothing, and every caller of `m.forward(...)` goes through the hooks.
+   * Makes this instance's `forward` run the hooks: the constructor wraps the class's forward
+   * (so even a reference taken before any hook exists runs hooks registered later), and each
+   * registration re-wraps when a subclass replaced it with an instance property (an arrow
+   * function field). A subclass's `super.forward(x)` reaches the parent's method unwrapped,
+   * so hooks never run twice.
    */
   private installHookedForward(): void {
     if (this._hooked !== null && this.forward === this._hooked) return;
     const impl: (...args: unknown[]) => unknown = this.forward;
+    if (typeof impl !== 'function') return;
     const hooked = (...args: unknown[]): unknown => {
+      if (this._preHooks.length === 0 && this._postHooks.length === 0) return impl.apply(this, args);
       let a = args;
       for (const h of [...this._preHooks]) {
         const r = h(this, a);

@@ -240,6 +240,21 @@ test('forward hooks: Sequential children and a forward assigned as an instance p
   arrow.registerForwardHook(() => void log.push('arrow.post'));
   tidy(() => arrow.forward(seq.forward(zeros([1]))));
   assert.equal(log, ['x.forward', 'y.pre', 'y.forward', 'arrow.forward', 'arrow.post']);
+
+  // A reference taken before any hook existed runs hooks registered later; a subclass calling
+  // super.forward runs them once.
+  class Sub extends Leaf {
+    override forward(x: Tensor): Tensor {
+      log.push('sub.forward');
+      return super.forward(x);
+    }
+  }
+  const sub = new Sub(log, 'sub');
+  const early = sub.forward;
+  sub.registerForwardPreHook(() => void log.push('sub.pre'));
+  log.length = 0;
+  tidy(() => early(zeros([1])));
+  assert.equal(log, ['sub.pre', 'sub.forward', 'sub.forward']);
 });
 
 test('grad-ready hooks fire once per parameter per backward, after the whole gradient (tied wte included)', () => {
