@@ -167,9 +167,9 @@ test('Dropout and CausalSelfAttention: masks from the seed, causal (no look-ahea
   attn.dispose();
 });
 
-test('TransformerBlock with checkpoint gives the same output and gradients', () => {
+test('TransformerBlock with checkpoint gives the same output and gradients (dropout masks replayed)', () => {
   manualSeed(7);
-  const block = new nn.TransformerBlock({ nEmbd: 16, nHead: 2, nLayer: 2, dtype: 'f64' });
+  const block = new nn.TransformerBlock({ nEmbd: 16, nHead: 2, nLayer: 2, dropout: 0.1, dtype: 'f64' });
   const run = (ckpt: boolean) =>
     tidy(() => {
       block.checkpoint = ckpt;
