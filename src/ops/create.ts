@@ -6,7 +6,7 @@ import { checkShape, fmt, numel } from '../tensor/shape.ts';
 import { Tensor, type TensorOptions } from '../tensor/tensor.ts';
 import * as k from './kernels.ts';
 
-type Data = number | readonly Data[] | ArrayLike<number>;
+type Data = number | readonly Data[] | ArrayLike<number> | BigInt64Array;
 
 function flattenData(data: Data, shape: number[], out: number[], depth = 0): void {
   if (typeof data === 'number') {
@@ -19,16 +19,22 @@ function flattenData(data: Data, shape: number[], out: number[], depth = 0): voi
   for (let i = 0; i < arr.length; i++) flattenData(arr[i], shape, out, depth + 1);
 }
 
-function typedFor(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
+type Values = ArrayLike<number> | BigInt64Array;
+
+/** The values as the typed array `dtype` is stored in; an array already of that type is used as is (no copy). */
+function typedFor(dtype: DType, values: Values): ArrayBufferView {
+  if (values instanceof BigInt64Array) {
+    return dtype === 'i64' ? values : typedFor(dtype, Array.from(values, Number));
+  }
   switch (dtype) {
     case 'f64':
-      return Float64Array.from(values);
+      return values instanceof Float64Array ? values : Float64Array.from(values);
     case 'i32':
-      return Int32Array.from(values);
+      return values instanceof Int32Array ? values : Int32Array.from(values);
     case 'i64':
       return BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
     default:
-      return Float32Array.from(values);
+      return values instanceof Float32Array ? values : Float32Array.from(values);
   }
 }
 
@@ -40,10 +46,10 @@ function typedFor(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
  */
 export function tensor(data: Data, opts: TensorOptions & { shape?: number[] } = {}): Tensor {
   const dtype = checkDType(opts.dtype ?? 'f32', 'tensor');
-  let values: ArrayLike<number>;
+  let values: Values;
   let shape: number[];
   if (typeof data !== 'number' && !Array.isArray(data)) {
-    values = data as ArrayLike<number>;
+    values = data as Values;
     shape = opts.shape ? checkShape(opts.shape, 'tensor') : [values.length];
   } else {
     const flat: number[] = [];

@@ -12,6 +12,8 @@ test('dtypes round-trip through native storage', () => {
     assert.equal(tensor([1.5, -2], { dtype: 'f64' }).toList(), [1.5, -2]);
     assert.equal(tensor([7, -3], { dtype: 'i32' }).toList(), [7, -3]);
     assert.equal(tensor([2 ** 40, -1], { dtype: 'i64' }).toList(), [2 ** 40, -1]);
+    assert.equal(tensor(new BigInt64Array([5n, -2n]), { dtype: 'i64' }).toList(), [5, -2]);
+    assert.equal(tensor(new BigInt64Array([3n]), { dtype: 'f32' }).toList(), [3]);
     assert.equal(tensor([1, 0.5, -3.25], { dtype: 'f16' }).toList(), [1, 0.5, -3.25]);
     // bf16 keeps 8 mantissa bits and rounds to nearest even.
     assert.equal(tensor([1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.140625], { dtype: 'bf16' }).toList(), [1, 1 + 2 ** -6, 3.140625]);
