@@ -139,7 +139,9 @@ test('memory is tagged, peaks reset, and long loops stay flat', () => {
 test('large freed blocks are cached and reused; zeros() from a reused block are zero', () => {
   const n = 1 << 18; // 1 MiB of f32
   const before = allocatorStats();
-  tidy(() => fillInPlace(zeros([n]), 7));
+  tidy(() => {
+    fillInPlace(zeros([n]), 7);
+  });
   const afterFirst = allocatorStats();
   assert.ok(afterFirst.cachedBytes >= 4 * n, 'the freed block is kept');
   const z = zeros([n]);
@@ -149,7 +151,9 @@ test('large freed blocks are cached and reused; zeros() from a reused block are 
   emptyCache();
   assert.is(allocatorStats().cachedBytes, 0);
   setCacheLimit(0);
-  tidy(() => zeros([n]));
+  tidy(() => {
+    zeros([n]);
+  });
   assert.is(allocatorStats().cachedBytes, 0, 'a zero limit disables the cache');
   setCacheLimit(before.limit);
   assert.throws(() => setCacheLimit(-1), /setCacheLimit: bytes must be a non-negative integer/);
