@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerLoss(env, exports);
   mt::registerBatchNorm(env, exports);
   mt::registerPool(env, exports);
+  mt::registerOptim(env, exports);
   return exports;
 }
 

@@ -18,3 +18,4 @@ export { checkpoint } from './autograd/checkpoint.ts';
 export * as nn from './nn/index.ts';
 export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';
 export * from './data/index.ts';
+export * from './optim/index.ts';

@@ -1,0 +1,77 @@
+/** Global-norm gradient clipping, as torch.nn.utils.clip_grad_norm_. */
+import { noGrad } from '../autograd/grad_mode.ts';
+import { native } from '../native.ts';
+import * as k from '../ops/kernels.ts';
+import { dtypeCode } from '../tensor/dtype.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { checkKeys } from './checks.ts';
+import { normPow } from './fused.ts';
+
+export interface ClipGradNormOptions {
+  /** The norm's order: a positive number or Infinity / 'inf' (max |g|). Default 2. */
+  normType?: number | 'inf';
+  /** Throw when the total norm is NaN or infinite (default false: return it, grads untouched). */
+  errorIfNonfinite?: boolean;
+}
+
+/**
+ * Computes the norm of all gradients together (as if concatenated) and, when it exceeds
+ * `maxNorm`, scales every gradient in place by `maxNorm / (norm + 1e-6)` (PyTorch's rule: the
+ * scale applies when that factor is below 1). Returns the total norm before clipping.
+ *
+ * The norm is reduced natively in double precision for every dtype. Parameters without a
+ * gradient are skipped; with none at all the norm is 0. A NaN or infinite norm is returned
+ * and the gradients are left as they are (PyTorch would multiply them by NaN); with
+ * `errorIfNonfinite` it throws instead.
+ * @example
+ * loss.backward();
+ * const norm = clipGradNorm(model.parameters(), 1.0);
+ * opt.step();
+ */
+export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number, opts: ClipGradNormOptions = {}): number {
+  checkKeys(opts, ['normType', 'errorIfNonfinite'], 'clipGradNorm');
+  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm < 0) {
+    throw new Error(`clipGradNorm: maxNorm must be a finite number >= 0, got ${String(maxNorm)}`);
+  }
+  const p = opts.normType === 'inf' ? Number.POSITIVE_INFINITY : (opts.normType ?? 2);
+  if (typeof p !== 'number' || Number.isNaN(p) || p <= 0) {
+    throw new Error(`clipGradNorm: normType must be a positive number or 'inf', got ${String(opts.normType)}`);
+  }
+  const list = params instanceof Tensor ? [params] : [...params];
+  const grads: Tensor[] = [];
+  list.forEach((t, i) => {
+    if (!(t instanceof Tensor)) throw new Error(`clipGradNorm: params[${i}] is not a Tensor`);
+    if (t.grad && !t.grad.disposed) grads.push(t.grad);
+  });
+  if (grads.length === 0) return 0;
+
+  let acc = 0;
+  for (const g of grads) {
+    const src = g.isContiguous ? g : k.copy(g);
+    const part = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, p);
+    if (src !== g) src.dispose();
+    acc = p === Number.POSITIVE_INFINITY ? (Number.isNaN(part) || part > acc ? part : acc) : acc + part;
+    if (Number.isNaN(acc)) break;
+  }
+  const total = p === Number.POSITIVE_INFINITY || p === 1 ? acc : p === 2 ? Math.sqrt(acc) : acc ** (1 / p);
+
+  if (!Number.isFinite(total)) {
+    if (opts.errorIfNonfinite) {
+      throw new Error(`clipGradNorm: the total norm of order ${p} of the gradients is ${total}; the gradients cannot be clipped`);
+    }
+    return total;
+  }
+  const coef = maxNorm / (total + 1e-6);
+  if (coef < 1) noGrad(() => grads.forEach((g) => scaleInPlace(g, coef)));
+  return total;
+}
+
+function scaleInPlace(g: Tensor, s: number): void {
+  if (g.isContiguous) {
+    native.unary(k.Unary.mulScalar, dtypeCode(g.dtype), g.id, g.offset, g.id, g.offset, g.numel, s);
+    return;
+  }
+  const scaled = k.unary(k.Unary.mulScalar, g, s);
+  k.copyInto(scaled, g);
+  scaled.dispose();
+}

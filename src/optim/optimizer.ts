@@ -1,0 +1,251 @@
+/**
+ * The optimizer base: parameter groups, lazily allocated flat state, the step loop that finds
+ * runs of adjacent parameters (one fused native call per run), zeroGrad and state save/load.
+ * SGD, Adam and AdamW supply their hyperparameters, their state names and one `update` per run.
+ */
+import { noGrad } from '../autograd/grad_mode.ts';
+import * as k from '../ops/kernels.ts';
+import { isFloat } from '../tensor/dtype.ts';
+import { fmt, sameShape } from '../tensor/shape.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { checkKeys } from './checks.ts';
+import { type FlatRef, NONE, type StateRef } from './fused.ts';
+import { copyFlat, GroupState, type Slot, type StateDType } from './group_state.ts';
+import { cloneHyper, loadState, type OptimizerStateDict, saveState } from './state_dict.ts';
+
+/** One group: its parameters and its hyperparameters (which schedules may change between steps). */
+export type ParamGroup<H> = H & { readonly params: readonly Tensor[] };
+
+/** A parameter list, or a list of groups each with `params` and hyperparameters overriding the defaults. */
+export type ParamsInput<H> = Iterable<Tensor> | readonly ({ params: Iterable<Tensor> } & Partial<H>)[];
+
+/** A run of adjacent parameters updated by one native call. */
+export interface Run {
+  param: FlatRef;
+  grad: FlatRef;
+  /** Element offset of the run in the group's state buffers. */
+  stateOffset: number;
+  master: StateRef;
+  n: number;
+  /** The step number of this update (from 1). */
+  step: number;
+  /** True when the run's parameters have no values yet in state `name`. */
+  fresh(name: string): boolean;
+}
+
+/** A writable handle to one of the run's state buffers, for the fused kernels. */
+export interface RunState {
+  ref(name: string): StateRef;
+  readonly dtype: StateDType;
+}
+
+interface Pending {
+  slots: Slot[];
+  grads: Tensor[];
+}
+
+/** Base class of the fused optimizers; see SGD, Adam, AdamW. */
+export abstract class Optimizer<H extends object> {
+  /** The hyperparameters that groups inherit when they do not set their own. */
+  readonly defaults: Readonly<H>;
+  /** The groups; `lr` and other hyperparameters may be changed between steps (schedules do). */
+  readonly paramGroups: ParamGroup<H>[] = [];
+  private readonly states: GroupState[] = [];
+  private readonly seen = new Set<Tensor>();
+
+  protected constructor(
+    protected readonly name: string,
+    params: ParamsInput<H>,
+    builtin: H,
+    opts: Partial<H>,
+    private readonly stateNames: readonly string[],
+  ) {
+    if (opts === null || typeof opts !== 'object') throw new Error(`${name}: options must be an object`);
+    checkKeys(opts, Object.keys(builtin), name);
+    this.defaults = cloneHyper({ ...builtin, ...opts });
+    this.checkHyper(this.defaults, name);
+    const list = [...(params as Iterable<unknown>)];
+    const grouped = list.length > 0 && list.every((g) => g !== null && typeof g === 'object' && 'params' in g && !(g instanceof Tensor));
+    const groups = grouped ? (list as ({ params: Iterable<Tensor> } & Partial<H>)[]) : [{ params: list as Tensor[] }];
+    for (const g of groups) this.addParamGroup(g as { params: Iterable<Tensor> } & Partial<H>);
+    if (this.paramGroups.every((g) => g.params.length === 0)) throw new Error(`${name}: got an empty parameter list`);
+  }
+
+  /** Throws when a hyperparameter is missing, non-finite or out of range. */
+  protected abstract checkHyper(h: H, where: string): void;
+  /** The state names this group's next update writes (e.g. none for SGD without momentum). */
+  protected abstract activeState(group: ParamGroup<H>): readonly string[];
+  /** Applies one update to a run with one fused native call. */
+  protected abstract update(group: ParamGroup<H>, run: Run, state: RunState): void;
+
+  /** Adds a group (`params` plus hyperparameters overriding the defaults). */
+  addParamGroup(group: { params: Iterable<Tensor> } & Partial<H>): void {
+    const where = `${this.name}: param group ${this.paramGroups.length}`;
+    if (group === null || typeof group !== 'object') throw new Error(`${where} must be an object with params`);
+    checkKeys(group, ['params', ...Object.keys(this.defaults)], where);
+    const params = [...(group.params ?? [])];
+    params.forEach((p, i) => {
+      if (!(p instanceof Tensor)) throw new Error(`${where}: params[${i}] is not a Tensor`);
+      if (p.disposed) throw new Error(`${where}: params[${i}] was disposed`);
+      if (!isFloat(p.dtype)) throw new Error(`${where}: params[${i}] has dtype ${p.dtype}; only floating-point tensors can be optimized`);
+      if (!p.isLeaf) throw new Error(`${where}: params[${i}] ${p} is not a leaf (the result of an op); optimize leaves`);
+      if (!p.isContiguous) throw new Error(`${where}: params[${i}] ${fmt(p.shape)} is not contiguous (strides ${fmt(p.strides)})`);
+      if (this.seen.has(p)) throw new Error(`${where}: params[${i}] ${p} appears more than once`);
+      this.seen.add(p);
+    });
+    const { params: _, ...hyper } = group;
+    const merged = { ...cloneHyper(this.defaults), ...cloneHyper(hyper), params: Object.freeze(params) } as ParamGroup<H>;
+    this.checkHyper(merged, where);
+    this.paramGroups.push(merged);
+    this.states.push(new GroupState(params));
+  }
+
+  /**
+   * Applies one update to every parameter that has a gradient (parameters whose `grad` is null
+   * are skipped and keep their state). Runs of parameters adjacent in one storage, with grads
+   * adjacent in one storage, are updated by one native call each.
+   */
+  step(): void {
+    noGrad(() => {
+      // Every group is checked and its runs found before any parameter changes.
+      const temps: Tensor[] = [];
+      try {
+        const plans = this.paramGroups.map((group, gi) => {
+          this.checkHyper(group, `${this.name}.step: param group ${gi}`);
+          return this.collectRuns(this.states[gi], gi, temps);
+        });
+        plans.forEach((runs, gi) => {
+          const group = this.paramGroups[gi];
+          const active = this.activeState(group);
+          for (const run of runs) this.runOne(group, this.states[gi], run, active);
+        });
+      } finally {
+        for (const t of temps) t.dispose();
+      }
+    });
+  }
+
+  private runOne(group: ParamGroup<H>, gs: GroupState, pending: Pending, active: readonly string[]): void {
+    const [s0] = pending.slots;
+    const g0 = pending.grads[0];
+    const n = pending.slots.reduce((a, s) => a + s.numel, 0);
+    let master = NONE;
+    if (s0.masterOffset >= 0) {
+      const m = gs.masterBuffer();
+      master = { id: m.id, off: s0.masterOffset };
+      if (s0.step === 0) for (const s of pending.slots) copyFlat(s.param, m, s.masterOffset);
+    }
+    const run: Run = {
+      param: { dtype: s0.param.dtype, id: s0.param.id, off: s0.param.offset },
+      grad: { dtype: g0.dtype, id: g0.id, off: g0.offset },
+      stateOffset: s0.offset,
+      master,
+      n,
+      step: s0.step + 1,
+      fresh: (name) => !s0.has.has(name),
+    };
+    const state: RunState = { dtype: gs.dtype, ref: (name) => ({ id: gs.buffer(name).id, off: s0.offset }) };
+    this.update(group, run, state);
+    for (const s of pending.slots) {
+      s.step++;
+      for (const name of active) s.has.add(name);
+    }
+  }
+
+  /** Groups the parameters with gradients into runs that one kernel call can update. */
+  private collectRuns(gs: GroupState, gi: number, temps: Tensor[]): Pending[] {
+    const runs: Pending[] = [];
+    let cur: Pending | null = null;
+    let prev: { slot: Slot; grad: Tensor; temp: boolean } | null = null;
+    gs.slots.forEach((slot, i) => {
+      const p = slot.param;
+      let g = p.grad;
+      if (g === null || g.disposed) {
+        prev = null;
+        return;
+      }
+      const where = `${this.name}.step: param group ${gi}, params[${i}] ${p}`;
+      if (p.disposed) throw new Error(`${where} was disposed`);
+      if (!p.isContiguous) throw new Error(`${where} is not contiguous (strides ${fmt(p.strides)})`);
+      if (!sameShape(g.shape, p.shape)) throw new Error(`${where}: its grad has shape ${fmt(g.shape)}`);
+      if (!isFloat(g.dtype)) throw new Error(`${where}: its grad has dtype ${g.dtype}`);
+      const temp = !g.isContiguous;
+      if (temp) {
+        g = k.copy(g);
+        temps.push(g);
+      }
+      const joins =
+        cur !== null && prev !== null && !temp && !prev.temp &&
+        adjacent(prev.slot.param, p) && adjacent(prev.grad, g) &&
+        prev.slot.step === slot.step && sameSet(prev.slot.has, slot.has) &&
+        (slot.masterOffset < 0) === (prev.slot.masterOffset < 0);
+      if (joins && cur) {
+        cur.slots.push(slot);
+        cur.grads.push(g);
+      } else {
+        cur = { slots: [slot], grads: [g] };
+        runs.push(cur);
+      }
+      prev = { slot, grad: g, temp };
+    });
+    return runs;
+  }
+
+  /**
+   * Clears gradients: disposes them and sets `grad` to null (the default, as PyTorch), or with
+   * `setToNone: false` fills them with zeros in place (keeping views into flat gradient buffers).
+   */
+  zeroGrad(opts: { setToNone?: boolean } = {}): void {
+    checkKeys(opts, ['setToNone'], `${this.name}.zeroGrad`);
+    const setToNone = opts.setToNone ?? true;
+    for (const group of this.paramGroups) {
+      for (const p of group.params) {
+        const g = p.grad;
+        if (g === null) continue;
+        if (setToNone || g.disposed) {
+          if (!g.disposed) g.dispose();
+          p.grad = null;
+        } else if (g.isContiguous) {
+          k.fill(g, 0);
+        } else {
+          const z = k.fill(k.empty(g.shape, g.dtype), 0);
+          k.copyInto(z, g);
+          z.dispose();
+        }
+      }
+    }
+  }
+
+  /** A copy of the state as plain data; see OptimizerStateDict. */
+  stateDict(): OptimizerStateDict {
+    return saveState(this.paramGroups, this.states);
+  }
+
+  /**
+   * Restores a state saved by `stateDict()` into an optimizer over parameters of the same shapes,
+   * in the same groups (hyperparameters included). Everything is checked before anything changes.
+   */
+  loadStateDict(sd: OptimizerStateDict): void {
+    loadState(sd, {
+      where: `${this.name}.loadStateDict`,
+      groups: this.paramGroups,
+      states: this.states,
+      hyperKeys: Object.keys(this.defaults),
+      stateNames: this.stateNames,
+      checkHyper: (h, where) => this.checkHyper(h, where),
+    });
+  }
+
+  /** Frees the optimizer state (tag `optim`); a later step starts fresh. */
+  dispose(): void {
+    for (const gs of this.states) gs.dispose();
+  }
+}
+
+function adjacent(a: Tensor, b: Tensor): boolean {
+  return a.id === b.id && a.dtype === b.dtype && b.offset === a.offset + a.numel;
+}
+
+function sameSet(a: Set<string>, b: Set<string>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x));
+}
