@@ -5,3 +5,4 @@ export type { StateDType } from './group_state.ts';
 export { SGD, type SGDOptions } from './sgd.ts';
 export { Adam, AdamW, type AdamOptions } from './adam.ts';
 export { clipGradNorm, type ClipGradNormOptions } from './clip_grad.ts';
+export * from './lr_schedules/index.ts';
