@@ -152,17 +152,15 @@ export abstract class Module {
     return this.namedModules().map(([, m]) => m);
   }
 
-  private namedTensors(kind: '_parameters' | '_buffers', opts: NamedOptions, dedup: boolean, persistentOnly = false): [string, Tensor][] {
+  /** Parameters or buffers with dotted names, each tensor once (under its first name). */
+  private namedTensors(kind: '_parameters' | '_buffers', opts: NamedOptions): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     const seen = new Set<Tensor>();
     const mods: [string, Module][] = opts.recurse === false ? [[opts.prefix ?? '', this]] : this.namedModules(opts);
     for (const [prefix, m] of mods) {
       for (const [n, t] of m[kind]) {
-        if (persistentOnly && m._nonPersistent.has(n)) continue;
-        if (dedup) {
-          if (seen.has(t)) continue;
-          seen.add(t);
-        }
+        if (seen.has(t)) continue;
+        seen.add(t);
         out.push([join(prefix, n), t]);
       }
     }
@@ -174,7 +172,7 @@ export abstract class Module {
    * (a tied embedding and head) appears under its first name only.
    */
   namedParameters(opts: NamedOptions = {}): [string, Tensor][] {
-    return this.namedTensors('_parameters', opts, true);
+    return this.namedTensors('_parameters', opts);
   }
 
   parameters(opts: { recurse?: boolean } = {}): Tensor[] {
@@ -183,7 +181,7 @@ export abstract class Module {
 
   /** Every buffer with its dotted name, each tensor once. */
   namedBuffers(opts: NamedOptions = {}): [string, Tensor][] {
-    return this.namedTensors('_buffers', opts, true);
+    return this.namedTensors('_buffers', opts);
   }
 
   buffers(opts: { recurse?: boolean } = {}): Tensor[] {
