@@ -19,3 +19,4 @@ export * as nn from './nn/index.ts';
 export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';
 export * from './data/index.ts';
 export * from './optim/index.ts';
+export { TrainingProgress, type ProgressOptions, type StepMetrics } from './engine/progress.ts';
