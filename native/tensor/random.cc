@@ -2,6 +2,7 @@
 // offset + g), so a shard that generates elements [start, start + n) gets exactly the values
 // the full tensor would hold there, whatever the layout.
 #include <cmath>
+#include <type_traits>
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/parallel.h"
@@ -45,16 +46,29 @@ void randomKernel(int kind, T* p, int64_t n, const Philox& gen, uint64_t first, 
     uint32_t w[4];
     gen(first + uint64_t(i), w);
     double u = unit(w[0], w[1]);
-    double v;
-    if (kind == kUniform) {
-      v = a + (b - a) * (1.0 - u);
-    } else if (kind == kNormal) {
-      double u2 = unit(w[2], w[3]);
-      v = a + b * std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * u2);
-    } else {
-      v = (u <= a) ? 0.0 : 1.0 / (1.0 - a);
-    }
+    double v = kind == kUniform ? a + (b - a) * (1.0 - u) : (u <= a) ? 0.0 : 1.0 / (1.0 - a);
     store(p + i, v);
+  });
+}
+
+// Normal samples: counter c gives the Box-Muller pair (r cos t, r sin t) for elements 2c and
+// 2c + 1, so one draw and one log serve two elements and element g still depends only on g.
+// 16-bit and f32 tensors compute in float (about 3x faster), f64 in double.
+template <typename T>
+void normalKernel(T* p, int64_t n, const Philox& gen, uint64_t first, double mean, double std) {
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const uint64_t c0 = first >> 1, c1 = (first + uint64_t(n) + 1) >> 1;
+  parallelFor(int64_t(c1 - c0), 24, [&](int64_t k) {
+    const uint64_t c = c0 + uint64_t(k);
+    uint32_t w[4];
+    gen(c, w);
+    const C r = std::sqrt(C(-2) * std::log(C(unit(w[0], w[1]))));
+    const C t = C(6.283185307179586) * C(unit(w[2], w[3]));
+    const C z[2] = {r * std::cos(t), r * std::sin(t)};
+    for (int lane = 0; lane < 2; lane++) {
+      const uint64_t g = 2 * c + uint64_t(lane);
+      if (g >= first && g < first + uint64_t(n)) store(p + (g - first), C(mean) + C(std) * z[lane]);
+    }
   });
 }
 
@@ -69,8 +83,11 @@ Napi::Value Random(const Napi::CallbackInfo& info) {
   double a = argNum(info, 8), b = argNum(info, 9);
   MT_CHECK(kind >= 0 && kind <= 2, "random: unknown distribution ", kind);
   Philox gen(seed);
-  MT_DISPATCH_FLOAT(d, "random",
-                    randomKernel<T>(kind, dataPtr<T>(id, off, n), n, gen, offset + start, a, b));
+  if (kind == kNormal) {
+    MT_DISPATCH_FLOAT(d, "random", normalKernel<T>(dataPtr<T>(id, off, n), n, gen, offset + start, a, b));
+  } else {
+    MT_DISPATCH_FLOAT(d, "random", randomKernel<T>(kind, dataPtr<T>(id, off, n), n, gen, offset + start, a, b));
+  }
   return info.Env().Undefined();
 }
 

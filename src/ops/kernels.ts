@@ -25,7 +25,9 @@ export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false)
   return Tensor.empty(shape, { dtype, tag, zero });
 }
 
+/** Fills a contiguous tensor (the kernel writes `numel` elements from the offset). */
 export function fill(t: Tensor, value: number): Tensor {
+  if (!t.isContiguous) throw new Error(`fill: needs a contiguous tensor, got ${fmt(t.shape)} with strides ${fmt(t.strides)}`);
   native.fill(dtypeCode(t.dtype), t.id, t.offset, t.numel, value);
   return t;
 }
