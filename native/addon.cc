@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerBatchNorm(env, exports);
   mt::registerPool(env, exports);
   mt::registerOptim(env, exports);
+  mt::registerComm(env, exports);
   return exports;
 }
 

@@ -18,4 +18,5 @@ void registerLoss(Napi::Env env, Napi::Object exports);
 void registerBatchNorm(Napi::Env env, Napi::Object exports);
 void registerPool(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
+void registerComm(Napi::Env env, Napi::Object exports);
 }  // namespace mt

@@ -19,4 +19,5 @@ export * as nn from './nn/index.ts';
 export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';
 export * from './data/index.ts';
 export * from './optim/index.ts';
+export * from './dist/index.ts';
 export { TrainingProgress, type ProgressOptions, type StepMetrics } from './engine/progress.ts';

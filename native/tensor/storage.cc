@@ -46,13 +46,28 @@ Storage& storageAt(int64_t id) {
   return s;
 }
 
+namespace {
+int64_t insertStorage(const Storage& entry);
+}  // namespace
+
 int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
   int tagI = static_cast<int>(tag);
   MT_CHECK(tagI >= 0 && tagI < kNumTags, "unknown memory tag ", tagI);
   MT_CHECK(device == 0, "device ", device, " is not available in this build (CPU only)");
   HostBlock block = hostAlloc(bytes);
   if (zero) std::memset(block.ptr, 0, block.capacity);
+  return insertStorage(Storage{block.ptr, bytes, block.capacity, tagI, device, true});
+}
 
+int64_t adoptStorage(void* ptr, size_t bytes, Tag tag, int device, void (*release)(void*, void*), void* ctx) {
+  int tagI = static_cast<int>(tag);
+  MT_CHECK(tagI >= 0 && tagI < kNumTags, "unknown memory tag ", tagI);
+  return insertStorage(Storage{ptr, bytes, bytes, tagI, device, true, release, ctx});
+}
+
+namespace {
+
+int64_t insertStorage(const Storage& entry) {
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
   int64_t id;
@@ -67,13 +82,15 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
     }
   }
   Storage& s = t.chunks[id / kChunk][id % kChunk];
-  s = Storage{block.ptr, bytes, block.capacity, tagI, device, true};
-  Counter& c = t.counters[tagI][device];
-  c.current += int64_t(bytes);
+  s = entry;
+  Counter& c = t.counters[entry.tag][entry.device];
+  c.current += int64_t(entry.bytes);
   if (c.current > c.peak) c.peak = c.current;
   t.liveCount++;
   return id;
 }
+
+}  // namespace
 
 void accountBytes(Tag tag, int device, int64_t delta) {
   Table& t = table();
@@ -87,10 +104,13 @@ void freeStorage(int64_t id) {
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
   Storage& s = storageAt(id);
-  hostFree({s.ptr, s.capacity});
+  if (s.release) s.release(s.releaseCtx, s.ptr);
+  else hostFree({s.ptr, s.capacity});
   t.counters[s.tag][s.device].current -= int64_t(s.bytes);
   s.live = false;
   s.ptr = nullptr;
+  s.release = nullptr;
+  s.releaseCtx = nullptr;
   t.freeIds.push_back(id);
   t.liveCount--;
 }

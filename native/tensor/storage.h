@@ -19,10 +19,16 @@ struct Storage {
   int tag = 0;
   int device = 0;
   bool live = false;
+  // Memory owned elsewhere (adoptStorage): returned through `release` instead of free().
+  void (*release)(void* ctx, void* ptr) = nullptr;
+  void* releaseCtx = nullptr;
 };
 
 int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero);
 void freeStorage(int64_t id);
+// Registers memory that another allocator owns (e.g. a shared-memory arena) as a storage with a
+// tag; freeing the storage calls release(ctx, ptr). Must not be called with that allocator's lock held.
+int64_t adoptStorage(void* ptr, size_t bytes, Tag tag, int device, void (*release)(void*, void*), void* ctx);
 // Counts memory that kernels own outside any storage (e.g. oneDNN's workspace) under a tag.
 void accountBytes(Tag tag, int device, int64_t delta);
 Storage& storageAt(int64_t id);

@@ -143,13 +143,22 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): { cod
   return { code: code ?? 1, text: `exited with code ${code}` };
 }
 
-/** Removes the shared-memory segments of this job (normally unlinked already; this covers crashes). */
-function removeSegments(jobId: string): void {
+/**
+ * Removes the shared-memory segments of this job. Ranks unlink theirs as soon as every peer has
+ * mapped them, so only a crash during set-up leaves any; returns how many were left.
+ */
+function removeSegments(jobId: string): number {
+  let n = 0;
   try {
-    for (const f of fs.readdirSync('/dev/shm')) if (f.startsWith(`mtshm.${jobId}.`)) fs.rmSync(path.join('/dev/shm', f), { force: true });
+    for (const f of fs.readdirSync('/dev/shm')) {
+      if (!f.startsWith(`mtshm.${jobId}.`)) continue;
+      fs.rmSync(path.join('/dev/shm', f), { force: true });
+      n++;
+    }
   } catch {
     // no /dev/shm (not Linux): nothing to clean
   }
+  return n;
 }
 
 /** Runs the job; resolves with the exit code the launcher should exit with. */
@@ -237,7 +246,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await server?.close();
-  removeSegments(jobId);
+  const left = removeSegments(jobId);
+  if (left > 0) log(`removed ${left} shared-memory segment${left > 1 ? 's' : ''} that ranks of this job left in /dev/shm`);
   if (failure) {
     const f = failure as { rank: number; code: number };
     log(`exiting with code ${f.code} because rank ${f.rank} failed`);

@@ -86,6 +86,7 @@ export class StoreServer {
   private readonly data = new Map<string, Buffer>();
   private readonly waiters = new Set<Waiter>();
   private readonly sockets = new Set<net.Socket>();
+  private unrefd = false;
 
   private constructor(
     private readonly server: net.Server,
@@ -107,6 +108,13 @@ export class StoreServer {
     });
   }
 
+  /** Lets the process exit while the server is still open (rank 0 serving its peers in-process). */
+  unref(): void {
+    this.unrefd = true;
+    this.server.unref();
+    for (const s of this.sockets) s.unref();
+  }
+
   /** Stops listening and drops every client; pending waits are answered with an error. */
   close(): Promise<void> {
     for (const w of this.waiters) w.done(w.keys);
@@ -117,6 +125,7 @@ export class StoreServer {
 
   private accept(sock: net.Socket): void {
     sock.setNoDelay(true);
+    if (this.unrefd) sock.unref();
     this.sockets.add(sock);
     const mine = new Set<Waiter>();
     const framer = new Framer((frame) => this.handle(sock, mine, frame));
@@ -240,6 +249,7 @@ export class StoreClient {
     timeoutMs: number,
   ) {
     this.timeoutMs = timeoutMs;
+    sock.unref();   // an idle store connection must not keep the process alive
     const framer = new Framer((frame) => this.onFrame(frame));
     sock.on('data', (c) => framer.push(c));
     sock.on('error', () => {});
@@ -302,6 +312,7 @@ export class StoreClient {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
+    if (this.pending.size === 0) this.sock.unref();
     p.resolve({ status: frame.readUInt8(4), fields: decodeFields(frame, 5) });
   }
 
@@ -317,6 +328,7 @@ export class StoreClient {
       if (clientTimeoutMs !== undefined) {
         timer = setTimeout(() => {
           this.pending.delete(id);
+          if (this.pending.size === 0) this.sock.unref();
           reject(new Error(`store: ${what} at ${this.address} got no answer within ${clientTimeoutMs} ms`));
         }, clientTimeoutMs);
         timer.unref();
@@ -333,6 +345,7 @@ export class StoreClient {
           reject(e);
         },
       });
+      this.sock.ref();
       this.sock.write(encode(head, fields));
     });
   }

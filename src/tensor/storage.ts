@@ -20,6 +20,10 @@ function deviceName(code: number): Device {
   return code === 0 ? 'cpu' : `cuda:${code - 1}`;
 }
 
+export function tagCode(tag: MemoryTag): number {
+  return TAG_CODES[tag];
+}
+
 export function checkTag(tag: unknown, where: string): MemoryTag {
   if (typeof tag === 'string' && tag in TAG_CODES) return tag as MemoryTag;
   throw new Error(`${where}: unknown memory tag ${JSON.stringify(tag)} (expected one of ${MEMORY_TAGS.join(', ')})`);
@@ -34,8 +38,15 @@ export class Storage {
     readonly tag: MemoryTag,
     readonly device: Device,
     zero: boolean,
+    /** A storage the native side already allocated elsewhere (e.g. a shared-memory arena). */
+    existingId?: number,
   ) {
-    this.id = native.alloc(nbytes, TAG_CODES[tag], deviceCode(device), zero);
+    this.id = existingId ?? native.alloc(nbytes, TAG_CODES[tag], deviceCode(device), zero);
+  }
+
+  /** Takes ownership of native storage `id` (freed, through its own allocator, on release). */
+  static adopt(id: number, nbytes: number, tag: MemoryTag, device: Device): Storage {
+    return new Storage(nbytes, tag, device, false, id);
   }
 
   get alive(): boolean {

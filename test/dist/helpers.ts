@@ -79,3 +79,23 @@ export function expectExit(r: Run, code: number, what: string): void {
     throw new Error(`${what}: expected exit ${code}, got ${r.code}${r.signal ? ` (${r.signal})` : ''}${r.timedOut ? ' after a timeout' : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
   }
 }
+
+/**
+ * Runs `np` ranks of a fixture directly (no launcher): this process serves the store. Every
+ * rank is killed on the timeout; resolves with each rank's run.
+ */
+export async function runRanks(np: number, script: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Run[]> {
+  const { StoreServer } = await import('../../src/dist/store.ts');
+  const server = await StoreServer.listen(0, '127.0.0.1');
+  try {
+    return await Promise.all(Array.from({ length: np }, (_, rank) => runNode([path.join(FIXTURES, script), ...args], {
+      timeoutMs: opts.timeoutMs,
+      env: {
+        ...opts.env, RANK: String(rank), WORLD_SIZE: String(np), LOCAL_RANK: String(rank), LOCAL_SIZE: String(np),
+        MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(server.port), MESHTRAIN_STORE_SERVED: '1',
+      },
+    })));
+  } finally {
+    await server.close();
+  }
+}
