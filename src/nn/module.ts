@@ -9,7 +9,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { loadInto, type LoadResult } from './state_dict.ts';
 
 /** Runs before forward with its arguments; may return replacement arguments. */
-export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | undefined | void;
+export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | undefined;
 /** Runs after forward with its arguments and output; may return a replacement output. */
 export type ForwardHook = (module: Module, args: unknown[], output: unknown) => unknown;
 /** Runs once the named parameter's gradient for the current backward pass is complete. */

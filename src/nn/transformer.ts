@@ -5,7 +5,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { add, gelu } from '../ops/elementwise.ts';
 import { dropout } from '../ops/nn.ts';
 import { CausalSelfAttention, checkGPTLayer, type GPTLayerOptions, gptLinear } from './attention.ts';
-import { Linear } from './linear.ts';
+import type { Linear } from './linear.ts';
 import { Module } from './module.ts';
 import { LayerNorm } from './norm.ts';
 

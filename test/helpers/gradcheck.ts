@@ -32,7 +32,10 @@ export function gradcheck(name: string, f: (...xs: Tensor[]) => Tensor, inputs: 
     const probe = noGrad(() => f(...inputs));
     const w = randn([...probe.shape], { dtype: 'f64' });
     const objective = (xs: Tensor[]) => noGrad(() => tidy(() => sum(mul(f(...xs), w)).item()));
-    for (const t of inputs) if (t.grad) t.grad.dispose(), (t.grad = null);
+    for (const t of inputs) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
     sum(mul(f(...inputs), w)).backward();
     inputs.forEach((t, which) => {
       if (!t.requiresGrad) return;

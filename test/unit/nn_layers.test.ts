@@ -35,7 +35,7 @@ function assertNormal(t: Tensor, std: number, what: string): void {
   assert.ok(Math.abs(s.mean) < (4 * std) / Math.sqrt(t.numel), `${what}: mean ${s.mean}`);
 }
 
-const constant = (t: Tensor | null, v: number) => t !== null && t.toList().every((x) => x === v);
+const constant = (t: Tensor | null, v: number) => t?.toList().every((x) => x === v);
 
 test('PyTorch default init: Linear and Conv2d kaiming-uniform(a=√5) = U(±1/√fanIn), biases U(±1/√fanIn)', () => {
   manualSeed(0);

@@ -256,12 +256,14 @@ test('flat runs: params and grads adjacent in one storage are updated by one nat
       const gv = views(gradBuf);
       flatParams.forEach((p, i) => {
         p.grad?.dispose();
-        p.grad = i === skip ? (gv[i].dispose(), null) : gv[i];
+        if (i === skip) gv[i].dispose();
+        p.grad = i === skip ? null : gv[i];
       });
       const sv = views(tensor(values(t), { dtype: 'f64' }));
       separate.forEach((p, i) => {
         p.grad?.dispose();
-        p.grad = i === skip ? (sv[i].dispose(), null) : sv[i];
+        if (i === skip) sv[i].dispose();
+        p.grad = i === skip ? null : sv[i];
       });
       calls = 0;
       a.step();

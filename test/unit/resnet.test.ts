@@ -75,7 +75,7 @@ test('CIFAR-shaped batch: logits [N, classes]; backward reaches every parameter 
     });
     for (const [name, p] of model.namedParameters()) {
       const g = p.grad as Tensor;
-      assert.ok(g && g.toList().every(Number.isFinite), `${name} has a finite gradient`);
+      assert.ok(g?.toList().every(Number.isFinite), `${name} has a finite gradient`);
     }
     model.dispose();
   }

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   cat, expand, liveStorages, manualSeed, memoryStats, mul, narrow, native, noGrad, permute, rand, randn, reshape,
-  resetPeakMemoryStats, split, sum, tanh, tensor, tidy, transpose, view, zeros, addInPlace, Tensor,
+  resetPeakMemoryStats, split, sum, tanh, tensor, tidy, transpose, view, zeros, addInPlace, type Tensor,
   allocatorStats, emptyCache, fillInPlace, setCacheLimit,
 } from '../../src/index.ts';
 import { gradcheck, leaf } from '../helpers/gradcheck.ts';
