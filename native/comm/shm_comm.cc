@@ -297,6 +297,7 @@ void ShmComm::finishInArena(WaitCtx& w, uint32_t lastRound) {
 // tensors themselves when they live in the arena); then every rank gathers the other pieces.
 void ShmComm::allReduce(const OpDesc& d, WaitCtx& w, bool toAll) {
   const int n = cfg_.size, r = cfg_.rank;
+  if (toAll && allInArena() && d.count > 0) return allReduceInPlace(d, w);
   const size_t E = itemsize(d.dtype);
   const int64_t cap = std::max<int64_t>(1, int64_t(layout_.slotBytes / E));
   const double scale = d.red == RedOp::Avg ? 1.0 / n : 1.0;
@@ -349,12 +350,42 @@ void ShmComm::allReduce(const OpDesc& d, WaitCtx& w, bool toAll) {
   if (peerIn_[r] >= 0 && d.count > 0) finishInArena(w, last);
 }
 
+// Every buffer lives in an arena: rank r reduces piece r of all buffers and writes the result
+// straight into piece r of every buffer. Each rank reads the message once and writes it once,
+// with no staging and no gather phase; one flag at the end says a rank is done with the others'
+// buffers. (A rank reads a block of piece r from every buffer before writing that block back.)
+void ShmComm::allReduceInPlace(const OpDesc& d, WaitCtx& w) {
+  const int n = cfg_.size, r = cfg_.rank;
+  const size_t E = itemsize(d.dtype);
+  Ctl& me = ctl(r);
+  const uint32_t K = rounds_++;
+  const int64_t a = pieceStart(d.count, n, r), b = pieceStart(d.count, n, r + 1);
+  std::vector<const void*> src(n);
+  std::vector<void*> dst(n);
+  for (int p = 0; p < n; p++) {
+    char* piece = p == r ? d.out + a * E : arenaPtr(p, peerIn_[p] + a * E);
+    src[p] = piece;
+    dst[p] = piece;
+  }
+  post(me.posted, K + 1);
+  reduceInto(d.dtype, d.red, dst.data(), n, src.data(), n, b - a, d.red == RedOp::Avg ? 1.0 / n : 1.0);
+  post(me.reduced, K + 1);
+  waitAll(w, &Ctl::reduced, K + 1, "the other ranks to write their reduced pieces into this rank's buffer");
+  post(me.consumed, K + 1);
+}
+
+bool ShmComm::allInArena() const {
+  for (int p = 0; p < cfg_.size; p++)
+    if (peerIn_[p] < 0) return false;
+  return true;
+}
+
 // Rank r reduces its segment [r*M, (r+1)*M) of every rank's input into its output.
 void ShmComm::reduceScatter(const OpDesc& d, WaitCtx& w) {
   const int n = cfg_.size, r = cfg_.rank;
   const size_t E = itemsize(d.dtype);
   const int64_t M = d.count;
-  const int64_t cap = std::max<int64_t>(1, int64_t(layout_.slotBytes / E) / n);
+  const int64_t cap = allInArena() ? std::max<int64_t>(1, M) : std::max<int64_t>(1, int64_t(layout_.slotBytes / E) / n);
   const double scale = d.red == RedOp::Avg ? 1.0 / n : 1.0;
   Ctl& me = ctl(r);
   std::vector<const void*> src(n);
@@ -388,7 +419,7 @@ void ShmComm::allGather(const OpDesc& d, WaitCtx& w) {
   const int n = cfg_.size, r = cfg_.rank;
   const size_t E = itemsize(d.dtype);
   const int64_t M = d.count;
-  const int64_t cap = std::max<int64_t>(1, int64_t(layout_.slotBytes / E));
+  const int64_t cap = allInArena() ? std::max<int64_t>(1, M) : std::max<int64_t>(1, int64_t(layout_.slotBytes / E));
   Ctl& me = ctl(r);
   uint32_t last = rounds_ - 1;
   for (int64_t base = 0; base < M; base += cap) {
@@ -416,7 +447,7 @@ void ShmComm::allGather(const OpDesc& d, WaitCtx& w) {
 void ShmComm::broadcast(const OpDesc& d, WaitCtx& w) {
   const int r = cfg_.rank, root = d.root;
   const size_t E = itemsize(d.dtype);
-  const int64_t cap = std::max<int64_t>(1, int64_t(layout_.slotBytes / E));
+  const int64_t cap = peerIn_[root] >= 0 ? std::max<int64_t>(1, d.count) : std::max<int64_t>(1, int64_t(layout_.slotBytes / E));
   Ctl& me = ctl(r);
   uint32_t last = rounds_ - 1;
   for (int64_t base = 0; base < d.count; base += cap) {

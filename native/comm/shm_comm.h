@@ -108,6 +108,8 @@ class ShmComm {
 
   void enter(const OpDesc& d, WaitCtx& w);
   void allReduce(const OpDesc& d, WaitCtx& w, bool toAll);
+  void allReduceInPlace(const OpDesc& d, WaitCtx& w);
+  bool allInArena() const;
   void reduceScatter(const OpDesc& d, WaitCtx& w);
   void allGather(const OpDesc& d, WaitCtx& w);
   void broadcast(const OpDesc& d, WaitCtx& w);

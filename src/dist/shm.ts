@@ -137,7 +137,7 @@ export class ShmBackend implements Backend {
   }
 
   async create(s: CommSetup): Promise<Communicator> {
-    const slot = this.opts.slotBytes ?? 1 << 20;
+    const slot = this.opts.slotBytes ?? (Number(process.env.MESHTRAIN_SHM_SLOT_BYTES) || 1 << 20);
     const p2p = this.opts.p2pSlotBytes ?? (s.size > 16 ? 64 << 10 : 256 << 10);
     const name = `mtshm.${this.jobId}.c${this.count++}.${s.rank}.${process.pid}`;
     const h = native.shmCommCreate(name, s.name, s.rank, s.size, s.globalRanks, slot, p2p, s.timeoutMs, this.spinNs, this.arena);
