@@ -43,7 +43,7 @@ test('collectives: survivors of a killed rank get an error naming it (no launche
   assert.equal(segments().filter((f) => f.includes(job)), [], 'no segment left after the crash');
 });
 
-test('collectives: a timeout names the collective, the group and the rank that did not arrive', async () => {
+test('collectives: timeouts name the collective, the group and the rank that did not arrive (or did not send)', async () => {
   const r = await runLauncher(['--num_procs', '3'], 'timeout.ts', ['1'], { timeoutMs: 60_000 });
   expectExit(r, 3, 'timeout job');
   for (const k of [0, 2]) {
@@ -52,6 +52,7 @@ test('collectives: a timeout names the collective, the group and the rank that d
     assert.ok(Number(m![1]) >= 1400 && Number(m![1]) < 8000, `timed out after ${m![1]} ms`);
     assert.match(m![2], /allReduce \(collective #2\) on group 'world' \(ranks 0-2\) timed out after \d+ ms \(the timeout is 1500 ms\): rank 1 of the group did not arrive; rank 1 last entered #1 \(barrier\)/);
   }
+  assert.match(r.stdout, /\[rank 0\] RECV FAILED after \d+ ms: recv from rank 1 \(global 2\) on group 'pair' \(global ranks 0,2\) timed out after \d+ ms waiting for rank 1 \(global 2\) to send \(the timeout is 800 ms\)/);
 });
 
 test('collectives: a mismatched collective is reported with both ranks (and call sites when checking)', async () => {
