@@ -33,6 +33,21 @@ export interface InitOptions extends ShmOptions {
   checkCollectives?: boolean;
 }
 
+/** What a backend gets to set itself up for this process (all world ranks call it together). */
+export interface BackendInit {
+  store: StoreClient;
+  jobId: string;
+  rank: number;
+  size: number;
+  timeoutMs: number;
+  opts: InitOptions;
+}
+
+/** The backends `initDistributed({ backend })` can choose; nccl (GPU) and gloo (multi-host) plug in here. */
+const BACKENDS: Partial<Record<BackendName, (init: BackendInit) => Promise<Backend>>> = {
+  shm: (i) => ShmBackend.init(i.store, i.jobId, i.rank, i.size, i.timeoutMs, i.opts),
+};
+
 interface State {
   world: ProcessGroup;
   ctx: GroupContext;
@@ -64,8 +79,9 @@ function current(what: string): State {
 export async function initDistributed(opts: InitOptions = {}): Promise<ProcessGroup> {
   if (state) throw new Error('initDistributed: already initialized (call destroyDistributed() first)');
   const backendName = opts.backend ?? 'shm';
-  if (backendName !== 'shm') {
-    throw new Error(`initDistributed: backend '${backendName}' is not available yet; use 'shm' (one host, CPU tensors)`);
+  const makeBackend = BACKENDS[backendName];
+  if (!makeBackend) {
+    throw new Error(`initDistributed: backend '${backendName}' is not available yet; available: ${Object.keys(BACKENDS).join(', ')}`);
   }
   const size = opts.worldSize ?? envInt('WORLD_SIZE', 1)!;
   const rank = opts.rank ?? envInt('RANK', 0)!;
@@ -92,7 +108,7 @@ export async function initDistributed(opts: InitOptions = {}): Promise<ProcessGr
       if (rank === 0) await store.compareSet('mt/job', '', randomBytes(4).toString('hex'));
       jobId = await store.getString('mt/job', storeTimeoutMs);
     }
-    const backend: Backend = await ShmBackend.init(store, jobId, rank, size, storeTimeoutMs, opts);
+    const backend = await makeBackend({ store, jobId, rank, size, timeoutMs: storeTimeoutMs, opts });
     const ctx: GroupContext = { store, backend, timeoutMs, checkCollectives: opts.checkCollectives ?? checkingEnabled(), groups: new Set() };
     const ranks = Array.from({ length: size }, (_, r) => r);
     const comm = await backend.create({ store, prefix: 'mt/world', name: 'world', rank, size, globalRanks: ranks, timeoutMs });
