@@ -130,7 +130,7 @@ function prefixLines(src: NodeJS.ReadableStream, dst: NodeJS.WritableStream, pre
       return;
     }
     partial = text.slice(end + 1);
-    dst.write(text.slice(0, end).split('\n').map((l) => prefix + l).join('\n') + '\n');
+    dst.write(`${text.slice(0, end).split('\n').map((l) => prefix + l).join('\n')}\n`);
   });
   src.on('end', () => {
     if (partial) dst.write(`${prefix}${partial}\n`);

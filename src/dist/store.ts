@@ -155,7 +155,8 @@ export class StoreServer {
       switch (op) {
         case Op.set:
           this.put(key(0), Buffer.from(f[1]));
-          return ok();
+          ok();
+          return;
         case Op.get:
         case Op.wait: {
           const timeoutMs = Number(key(0));
@@ -166,7 +167,10 @@ export class StoreServer {
             else ok();
           };
           const missing = keys.filter((k) => !this.data.has(k));
-          if (missing.length === 0) return answer(null);
+          if (missing.length === 0) {
+            answer(null);
+            return;
+          }
           let timer: NodeJS.Timeout | undefined;
           const w: Waiter = {
             keys,
@@ -187,21 +191,26 @@ export class StoreServer {
           const next = BigInt(prev ? prev.toString('utf8') : '0') + BigInt(key(1));
           const out = Buffer.from(next.toString());
           this.put(key(0), out);
-          return ok(out);
+          ok(out);
+          return;
         }
         case Op.compareSet: {
           const cur = this.data.get(key(0));
           const matches = cur === undefined ? f[1].length === 0 : cur.equals(f[1]);
           if (matches) this.put(key(0), Buffer.from(f[2]));
           const now = this.data.get(key(0));
-          return ok(Buffer.from([matches ? 1 : 0]), ...(now ? [now] : []));
+          ok(Buffer.from([matches ? 1 : 0]), ...(now ? [now] : []));
+          return;
         }
         case Op.delete:
-          return ok(Buffer.from([this.data.delete(key(0)) ? 1 : 0]));
+          ok(Buffer.from([this.data.delete(key(0)) ? 1 : 0]));
+          return;
         case Op.check:
-          return ok(Buffer.from([f.every((b) => this.data.has(b.toString('utf8'))) ? 1 : 0]));
+          ok(Buffer.from([f.every((b) => this.data.has(b.toString('utf8'))) ? 1 : 0]));
+          return;
         case Op.numKeys:
-          return ok(Buffer.from(String(this.data.size)));
+          ok(Buffer.from(String(this.data.size)));
+          return;
         default:
           throw new Error(`unknown op ${op}`);
       }
