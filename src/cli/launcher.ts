@@ -168,6 +168,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
   if (o.masterPort === 0 && res.length > 1) throw new Error('--master_port 0 (a free port) works on one node only');
   const jobId = process.env.MESHTRAIN_JOB_ID ?? randomBytes(4).toString('hex');
   const log = (msg: string) => process.stderr.write(`meshtrain: ${msg}\n`);
+  // A closed console (`meshtrain ... | head`) must not crash the supervisor: drop the output.
+  for (const out of [process.stdout, process.stderr]) out.on('error', () => {});
 
   const server = o.nodeRank === 0 ? await StoreServer.listen(o.masterPort) : null;
   const port = server ? server.port : o.masterPort;
