@@ -117,6 +117,14 @@ export class ShmBackend implements Backend {
 
   /** Creates the backend of this process, with the world's shared arenas (all world ranks call it). */
   static async init(store: StoreClient, jobId: string, rank: number, size: number, timeoutMs: number, opts: ShmOptions = {}): Promise<ShmBackend> {
+    // Shared memory reaches the ranks of one host only.
+    await store.set(`mt/host/${rank}`, os.hostname());
+    const hosts = await Promise.all(Array.from({ length: size }, (_, r) => store.getString(`mt/host/${r}`, timeoutMs)));
+    const away = hosts.map((h, r) => (h === hosts[rank] ? -1 : r)).filter((r) => r >= 0);
+    if (away.length) {
+      throw new Error(`initDistributed: the shm backend needs every rank on one host, but ranks ${away.join(',')} run on ` +
+        `${[...new Set(away.map((r) => hosts[r]))].join(', ')}, not ${hosts[rank]} (multi-host needs the gloo backend)`);
+    }
     cleanupStaleSegments();
     // Ranks that outnumber cores must sleep at once; otherwise a short spin saves a wake-up.
     const localSize = Number(process.env.LOCAL_SIZE ?? size);

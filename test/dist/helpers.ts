@@ -2,6 +2,13 @@
  * Running real processes from tests: every spawned process lives in its own process group and
  * is killed (with everything it started) on a hard timeout or when the test process exits, so
  * a failing test never leaves orphans or hangs.
+ *
+ * A multi-process test is a fixture under fixtures/ (it calls initDistributed() and prints what
+ * it checked) spawned with runLauncher() (or runRanks(), without a launcher). The data-parallel
+ * training-equivalence test of issue 4 belongs here as data_parallel.test.ts + a fixture that
+ * trains with gradients all-reduced (world.allReduce(bucket, 'avg', { async: true }) from the
+ * modules' gradient-ready hooks, buckets from world.sharedEmpty) and prints per-step losses as
+ * JSON: run it with --num_procs 4 and with --num_procs 1 on the 4x batch, and compare the losses.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
