@@ -9,3 +9,5 @@ export type { ReduceOp, Communicator, Backend, CommSetup, PendingOp } from './co
 export { StoreClient, StoreServer, type StoreValue } from './store.ts';
 export { cleanupStaleSegments } from './shm.ts';
 export { DeviceMesh, formatMesh, MESH_AXES, type MeshAxis, type MeshCoords } from './mesh.ts';
+export { DataParallel, DEFAULT_BUCKET_BYTES, type DataParallelOptions, type BucketInfo, type PassStats } from './data_parallel.ts';
+export type { BucketLaunch } from './data_parallel_comms.ts';
