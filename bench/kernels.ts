@@ -4,7 +4,7 @@
  * Rounds alternate ours and the peer, and medians are reported: the machine is shared and noisy.
  *   npm run bench              (or: npx tsx bench/kernels.ts --quick)
  */
-import { add, conv2d, matmul, native, randn, type Tensor, tidy } from '../src/index.ts';
+import { add, conv2d, matmul, native, permute, randn, type Tensor, tidy } from '../src/index.ts';
 import { dtypeCode } from '../src/tensor/dtype.ts';
 
 const quick = process.argv.includes('--quick');
@@ -64,12 +64,13 @@ const convs = [
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const c of convs) {
     const iters = quick ? 3 : 8;
-    const x = randn([c.N, c.C, c.H, c.H]).to(dtype);
+    // Activations channels-last, as every conv after the first sees them in a network.
+    const x = permute(randn([c.N, c.H, c.H, c.C]).to(dtype), [0, 3, 1, 2]);
     const w = randn([c.O, c.C, c.k, c.k], { std: 0.05 }).to(dtype);
     x.requiresGrad = true;
     w.requiresGrad = true;
     const oh = Math.floor((c.H + 2 * c.p - c.k) / c.s) + 1;
-    const gy = randn([c.N, c.O, oh, oh]).to(dtype);
+    const gy = permute(randn([c.N, oh, oh, c.O]).to(dtype), [0, 3, 1, 2]);
     const step = () =>
       tidy(() => {
         const y: Tensor = conv2d(x, w, null, { stride: c.s, padding: c.p });
@@ -95,7 +96,7 @@ for (const dtype of ['f32', 'bf16'] as const) {
     gy.dispose();
   }
 }
-console.log('  (ours includes the backward pass bookkeeping and the gradient of the input; oneDNN = fwd + bwd-data + bwd-weights)');
+console.log('  (ours: conv2d forward + backward through autograd, incl. storing the input and weight gradients; oneDNN = fwd + bwd-data + bwd-weights)');
 
 console.log(`\n${row(['per-op overhead', 'µs'])}`);
 const one = randn([1]);

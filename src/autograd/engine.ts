@@ -10,6 +10,7 @@ import { fmt, sameShape } from '../tensor/shape.ts';
 import { noGrad } from './grad_mode.ts';
 import type { Node } from './node.ts';
 import { accumulateInto, addTensors, cloneLayout, cloneTensor, onesLike } from '../ops/autograd_support.ts';
+import { copyLike } from '../ops/kernels.ts';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run through the same graph again. */
@@ -25,7 +26,8 @@ export interface BackwardOptions {
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (leaf.disposed) return;
   if (leaf.grad === null || leaf.grad.disposed) {
-    const copy = cloneTensor(g, leaf.dtype);
+    // The gradient takes the leaf's layout (PyTorch's contract: a channels-last leaf gets a channels-last grad).
+    const copy = copyLike(g, leaf);
     copy.kept = true;
     leaf.grad = copy;
   } else {
@@ -74,7 +76,8 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
 
   withTag('grad', () =>
     noGrad(() => {
-      const seed = grad ? cloneTensor(grad, root.dtype) : onesLike(root);
+      // The given gradient is only read, never written: a handle on it is enough.
+      const seed = !grad ? onesLike(root) : grad.dtype === root.dtype ? grad.alias() : cloneTensor(grad, root.dtype);
       if (!root.gradFn) {
         accumulateLeaf(root, seed);
         seed.dispose();

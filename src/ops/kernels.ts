@@ -32,12 +32,31 @@ export function fill(t: Tensor, value: number): Tensor {
   return t;
 }
 
-/** Copies `src` into `dst` (same shape), converting dtype and layout as needed. */
+/**
+ * Copies `src` into `dst` (same shape), converting dtype and layout as needed. The loop runs in
+ * the destination's memory order with dims that are contiguous in both merged, so copies
+ * between equal layouts (two channels-last tensors) are one flat pass.
+ */
 export function copyInto(src: Tensor, dst: Tensor): void {
-  native.copyStrided(
-    dtypeCode(src.dtype), src.id, src.offset, src.strides as number[],
-    dtypeCode(dst.dtype), dst.id, dst.offset, dst.strides as number[], src.shape as number[],
-  );
+  const dims = dst.shape.map((_, i) => i).filter((i) => dst.shape[i] !== 1);
+  dims.sort((a, b) => dst.strides[b] - dst.strides[a] || src.strides[b] - src.strides[a]);
+  const shape: number[] = [];
+  const ss: number[] = [];
+  const ds: number[] = [];
+  for (const i of dims) {
+    const k = shape.length - 1;
+    const n = dst.shape[i];
+    if (k >= 0 && ds[k] === dst.strides[i] * n && ss[k] === src.strides[i] * n) {
+      shape[k] *= n;
+      ds[k] = dst.strides[i];
+      ss[k] = src.strides[i];
+    } else {
+      shape.push(n);
+      ss.push(src.strides[i]);
+      ds.push(dst.strides[i]);
+    }
+  }
+  native.copyStrided(dtypeCode(src.dtype), src.id, src.offset, ss, dtypeCode(dst.dtype), dst.id, dst.offset, ds, shape);
 }
 
 /** A new contiguous copy of `src`, converted to `dtype`. */
@@ -58,8 +77,18 @@ export function emptyLike(x: Tensor, dtype: DType = x.dtype): Tensor {
   return Tensor.emptyStrided(x.shape, x.strides, { dtype });
 }
 
-function sameDenseLayout(a: Tensor, b: Tensor): boolean {
-  return sameShape(a.shape, b.shape) && a.strides.every((s, i) => s === b.strides[i]) && isDense(a.shape, a.strides);
+/** Both dense with the same shape and element order (strides of size-1 dims do not matter). */
+export function sameDenseLayout(a: Tensor, b: Tensor): boolean {
+  return (
+    sameShape(a.shape, b.shape) && a.shape.every((n, i) => n === 1 || a.strides[i] === b.strides[i]) && isDense(a.shape, a.strides)
+  );
+}
+
+/** A copy of `src` (same shape) in `like`'s dtype and dense layout. */
+export function copyLike(src: Tensor, like: Tensor): Tensor {
+  const out = emptyLike(like);
+  copyInto(src, out);
+  return out;
 }
 
 export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
@@ -92,9 +121,11 @@ export function unary(op: number, x: Tensor, scalar = 0): Tensor {
   return out;
 }
 
-/** `acc += alpha * x` in place; `acc` must be contiguous and of x's shape. */
+/** `acc += alpha * x` in place; `acc` is dense (any layout) and of x's shape. */
 export function axpyInto(acc: Tensor, x: Tensor, alpha = 1): void {
-  const src = x.dtype === acc.dtype ? asContiguous(x) : copy(x, acc.dtype);
+  if (!isDense(acc.shape, acc.strides)) throw new Error(`axpy: the accumulator ${fmt(acc.shape)} must be dense, its strides are ${fmt(acc.strides)}`);
+  // One flat pass when both are laid out alike (channels-last gradients into a channels-last grad).
+  const src = x.dtype === acc.dtype && sameDenseLayout(x, acc) ? x : copyLike(x, acc);
   native.axpy(dtypeCode(acc.dtype), src.id, src.offset, acc.id, acc.offset, acc.numel, alpha);
   if (src !== x) src.dispose();
 }

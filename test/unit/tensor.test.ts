@@ -159,4 +159,17 @@ test('large freed blocks are cached and reused; zeros() from a reused block are 
   assert.throws(() => setCacheLimit(-1), /setCacheLimit: bytes must be a non-negative integer/);
 });
 
+test('a channels-last leaf gets its gradient in its own layout, accumulated in place', () => {
+  tidy(() => {
+    const x = permute(randn([2, 4, 5, 3], { dtype: 'f64' }), [0, 3, 1, 2]); // [2, 3, 4, 5] channels-last
+    x.requiresGrad = true;
+    sum(mul(x, x)).backward();
+    sum(mul(x, x)).backward();
+    const g = x.grad as Tensor;
+    assert.equal(g.strides, x.strides);
+    const want = x.toList().map((v) => 4 * v);
+    g.toList().forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-12));
+  });
+});
+
 test.run();
