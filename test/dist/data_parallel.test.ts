@@ -15,6 +15,7 @@ interface Result {
   one: Cmp;
   accum2: Cmp;
   nosync: Cmp;
+  other: Cmp;
   passes: { backwardMs: number; doneMs: number; launches: Launch[] }[];
   accumPasses: number;
   backwardMs: number;
@@ -34,7 +35,7 @@ async function run(kind: 'mlp' | 'gpt', bucketBytes: number): Promise<{ res: Res
   return { res: JSON.parse(m![1]) as Result, hashes };
 }
 
-function checkEquivalent(res: Result, what: 'one' | 'accum2'): void {
+function checkEquivalent(res: Result, what: 'one' | 'accum2' | 'other'): void {
   const c = res[what];
   assert.ok(c.lossRel <= 1e-5, `${res.kind} ${what}: losses within 1e-5 relative (got ${c.lossRel})`);
   assert.ok(c.weightAbs <= 1e-5, `${res.kind} ${what}: weights within 1e-5 (got ${c.weightAbs} at ${c.worst})`);
@@ -60,21 +61,25 @@ function checkCommunicationMatters(res: Result, hashes: Map<string, Set<string>>
   assert.ok(res.nosync.weightAbs > 1e-3, `and far from the reference (${res.nosync.weightAbs})`);
 }
 
-test('data parallel: an MLP on 4 ranks equals one process on the 4x batch (AdamW, 5 steps, also with noSync accumulation)', async () => {
+test('data parallel: an MLP on 4 ranks equals one process on the 4x batch (AdamW, 5 steps; noSync accumulation; copies instead of views)', async () => {
   const { res, hashes } = await run('mlp', 8 << 10);
   checkEquivalent(res, 'one');
   checkEquivalent(res, 'accum2');
+  checkEquivalent(res, 'other');     // gradientAsBucketView: false, with accumulation
   checkOverlap(res);
   checkCommunicationMatters(res, hashes);
+  assert.is(hashes.get('other')?.size, 1);
   assert.is(res.accumPasses, 5, 'accumulation communicated once per step');
 });
 
-test('data parallel: GPT tiny on 4 ranks equals one process on the 4x batch, buckets overlapping backward', async () => {
+test('data parallel: GPT tiny on 4 ranks equals one process on the 4x batch (also checkpointed), buckets overlapping backward', async () => {
   const { res, hashes } = await run('gpt', 16 << 10);
   checkEquivalent(res, 'one');
   checkEquivalent(res, 'accum2');
+  checkEquivalent(res, 'other');     // activation checkpointing: hooks fire once per pass all the same
   checkOverlap(res);
   checkCommunicationMatters(res, hashes);
+  assert.is(hashes.get('other')?.size, 1);
 });
 
 test.run();
