@@ -35,6 +35,11 @@ function denseInput(x: Tensor, owned: Tensor[]): Tensor {
   return isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
 }
 
+/** A 1x1, stride-1, unpadded conv on channels-last x and gradient (pixel-row matrices). */
+function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, sh: number, sw: number, ph: number, pw: number): boolean {
+  return kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && x.dtype !== 'f64' && isChannelsLast(x.shape, x.strides) && isChannelsLast(g.shape, g.strides);
+}
+
 /**
  * Cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw] (+ bias [O]), PyTorch's conv2d.
  * Any input layout works; the result is [N, O, OH, OW] laid out channels-last. Weights and
@@ -100,7 +105,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       }
       let gw: Tensor | null = null;
       let gb: Tensor | null = null;
-      if (savedX) {
+      if (savedX && pointwiseAsMatmul(savedX, gs, kh, kw, sh, sw, ph, pw) && !bias?.requiresGrad) {
+        // A 1x1 stride-1 conv's weight gradient is gyᵀ·x over the N·H·W pixel rows of the two
+        // channels-last tensors: oneDNN's matmul does it 2-3x faster than its bf16 conv kernel.
+        gw = k.empty(weight.shape, x.dtype);
+        native.matmul(
+          dtypeCode(x.dtype), gs.id, gs.offset, [0, 1, O], savedX.id, savedX.offset, [0, C, 1], 0, 0,
+          dtypeCode(x.dtype), gw.id, 0, 1, O, C, N * H * W, false,
+        );
+      } else if (savedX) {
         gw = k.empty(weight.shape, x.dtype);
         const gbias = bias?.requiresGrad ? k.empty([O], biasDType) : null;
         native.conv2dBackwardWeights(

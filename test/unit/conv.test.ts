@@ -114,6 +114,30 @@ test('conv2d f32 gradients agree with f64', () => {
   });
 });
 
+test('1x1 stride-1 weight gradients on channels-last activations (the matmul path) agree with f64', () => {
+  tidy(() => {
+    const x64 = toChannelsLast(leaf([3, 6, 4, 5])).detach().requiresGrad_();
+    const w64 = leaf([7, 6, 1, 1]);
+    const g64 = toChannelsLast(leaf([3, 7, 4, 5])).detach();
+    conv2d(x64, w64).backward(g64);
+    const ref = (w64.grad as Tensor).toList();
+    const scale = Math.max(...ref.map(Math.abs));
+    for (const [dtype, tol] of [['f32', 1e-5], ['bf16', 2e-2]] as const) {
+      const x = x64.detach().to(dtype);
+      const xl = toChannelsLast(x).detach();
+      const w = w64.detach().to(dtype).requiresGrad_();
+      conv2d(xl, w).backward(toChannelsLast(g64.to(dtype)));
+      // bf16 inputs are rounded first: compare with the f64 gradient of the rounded values.
+      const want = dtype === 'f32' ? ref : (() => {
+        const wr = w64.detach().requiresGrad_();
+        conv2d(toChannelsLast(x.to('f64')), wr).backward(toChannelsLast(g64.to('bf16').to('f64')));
+        return (wr.grad as Tensor).toList();
+      })();
+      assert.ok(maxAbsDiff((w.grad as Tensor).toList(), want) <= tol * scale, `${dtype}`);
+    }
+  });
+});
+
 test('conv2d in bf16 agrees with f32 and gives bf16 gradients (f32 bias)', () => {
   tidy(() => {
     const x = randn([2, 8, 6, 6]);
