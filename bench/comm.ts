@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { destroyDistributed, initDistributed, native, type ProcessGroup, type Tensor, tensor, zeros } from '../src/index.ts';
+import { median } from './timing.ts';
 
 const COLLECTIVES = ['allReduce', 'reduceScatter', 'allGather'] as const;
 type Coll = (typeof COLLECTIVES)[number];
@@ -37,10 +38,6 @@ const SIZES: number[] = [];
 for (let s = 4096; s <= maxBytes; s *= quick ? 16 : 4) SIZES.push(s);
 if (SIZES[SIZES.length - 1] !== maxBytes) SIZES.push(maxBytes);
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 function human(b: number): string {
   return b >= 1 << 20 ? `${b / (1 << 20)} MiB` : `${b / 1024} KiB`;
 }

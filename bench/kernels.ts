@@ -6,26 +6,10 @@
  */
 import { add, conv2d, matmul, native, permute, randn, type Tensor, tidy } from '../src/index.ts';
 import { dtypeCode } from '../src/tensor/dtype.ts';
+import { median, timeIt } from './timing.ts';
 
 const quick = process.argv.includes('--quick');
 const rounds = quick ? 3 : 7;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** Median seconds of one call of fn, over `iters` calls (after one warm-up call). */
-function timeIt(iters: number, fn: () => void): number {
-  fn();
-  const t: number[] = [];
-  for (let i = 0; i < iters; i++) {
-    const t0 = performance.now();
-    fn();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
-}
 
 function row(cells: (string | number)[]): string {
   return cells.map((c, i) => String(c).padStart(i === 0 ? 28 : 12)).join('');

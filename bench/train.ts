@@ -9,27 +9,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { SGD, AdamW, crossEntropy, manualSeed, native, randn, tensor, tidy, type DType, } from '../src/index.ts';
 import { GPT, ResNet, gptConfig } from '../models/index.ts';
+import { timeIt } from './timing.ts';
 
 const quick = process.argv.includes('--quick');
 const steps = quick ? 2 : 4;
 const threads = native.deviceInfo().threads;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 /** Median seconds per step after one warm-up step. */
-function timeSteps(step: () => void): number {
-  step();
-  const t: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    step();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
-}
+const timeSteps = (step: () => void) => timeIt(steps, step);
 
 function resnetStep(dtype: DType, batch: number): number {
   manualSeed(0);

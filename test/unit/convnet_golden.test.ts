@@ -3,25 +3,15 @@
  * the loss, every parameter gradient and the running statistics after one training forward.
  * See /work/shared/reference/pytorch-golden/README.md for the network; the JSON is a copy.
  */
-import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
+import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 import * as assert from 'uvu/assert';
 import {
   adaptiveAvgPool2d, add, batchNorm2d, conv2d, crossEntropy, type DType, flatten, linear, maxPool2d, noGrad, ones, relu,
   type Tensor, tensor, tidy, zeros,
 } from '../../src/index.ts';
 
-interface Golden {
-  input_shape: number[];
-  inputs: number[];
-  labels: number[];
-  weights: Record<string, { shape: number[]; data: number[] }>;
-  loss: number;
-  grads: Record<string, number[]>;
-  running_stats_after_forward: Record<string, number[]>;
-}
-
-const golden: Golden = JSON.parse(readFileSync(new URL('../fixtures/convnet_tiny.json', import.meta.url), 'utf8'));
+const golden = loadConvnetGolden();
 
 const BNS = ['bn1', 'b_bn1', 'b_bn2', 'b_bn3', 'b_down_bn'];
 

@@ -4,22 +4,12 @@
  * loss, every gradient and BatchNorm's running statistics against PyTorch (f64 1e-9, f32 1e-4
  * relative to each tensor's largest entry).
  */
-import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
+import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 import * as assert from 'uvu/assert';
 import { add, crossEntropy, type DType, flatten, Module, nn, relu, type Tensor, tensor, tidy } from '../../src/index.ts';
 
-interface Golden {
-  input_shape: number[];
-  inputs: number[];
-  labels: number[];
-  weights: Record<string, { shape: number[]; data: number[] }>;
-  loss: number;
-  grads: Record<string, number[]>;
-  running_stats_after_forward: Record<string, number[]>;
-}
-
-const golden: Golden = JSON.parse(readFileSync(new URL('../fixtures/convnet_tiny.json', import.meta.url), 'utf8'));
+const golden = loadConvnetGolden();
 
 /** Stem (conv, BN, ReLU, max-pool), one bottleneck with a projection shortcut, pool, linear. */
 class TinyConvNet extends Module {

@@ -3,29 +3,15 @@
  * weights through loadStateDict, reproduces the loss and every gradient (f64 within 1e-9
  * relative, f32 within 1e-4); and a tiny GPT learns a fixed sequence with plain SGD.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   addInPlace, crossEntropy, type DType, liveStorages, manualSeed, noGrad, randn, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
 import { GPT, gptConfig, gptKeyFromFlatName, gptParamCount } from '../../models/index.ts';
+import { flat, loadGolden } from '../helpers/gpt_tiny.ts';
 
-type Nested = number | Nested[];
-interface Golden {
-  config: { vocab: number; seq: number; hidden: number; layers: number; heads: number; batch: number; layernorm_eps: number };
-  parameter_order: string[];
-  weights: Record<string, { shape: number[]; data: Nested }>;
-  inputs: Nested;
-  targets: Nested;
-  loss: number;
-  grads: Record<string, Nested>;
-}
-
-const copy = new URL('../fixtures/gpt_tiny.json', import.meta.url);
-const shared = new URL('../../../shared/reference/pytorch-golden/gpt_tiny.json', import.meta.url);
-const golden: Golden = JSON.parse(readFileSync(existsSync(copy) ? copy : shared, 'utf8'));
-const flat = (v: Nested): number[] => (Array.isArray(v) ? v.flatMap(flat) : [v]);
+const golden = loadGolden();
 
 test('gptConfig("tiny") is the golden model; named sizes have GPT-2/GPT-3 parameter counts', () => {
   const c = gptConfig('tiny');
