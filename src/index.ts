@@ -21,3 +21,4 @@ export * from './data/index.ts';
 export * from './optim/index.ts';
 export * from './dist/index.ts';
 export { TrainingProgress, type ProgressOptions, type StepMetrics } from './engine/progress.ts';
+export * from './engine/checkpoint/index.ts';

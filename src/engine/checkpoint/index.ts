@@ -1,0 +1,4 @@
+/** Sharded, layout-independent checkpoints and consolidated safetensors export. */
+export { saveCheckpoint, type SaveCheckpointOptions, type SavedCheckpoint, type TensorShard } from './save.ts';
+export { loadCheckpoint, type LoadCheckpointOptions, type LoadedCheckpoint, type TensorRequest } from './load.ts';
+export { openCheckpoint, readLatestTag, type OpenCheckpoint, type SavedTensor } from './reader.ts';
