@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadCheckpoint, saveCheckpoint, type TensorShard } from '../../src/engine/checkpoint/index.ts';
+import { GPT, gptConfig } from '../../models/gpt.ts';
+import { loadCheckpoint, loadModuleCheckpoint, saveCheckpoint, saveModuleCheckpoint, type TensorShard } from '../../src/engine/checkpoint/index.ts';
 import { tensorBytes } from '../../src/engine/checkpoint/tensor_bytes.ts';
-import { type DType, DTYPES, type Tensor, tensor } from '../../src/index.ts';
+import { AdamW, createLrScheduler, crossEntropy, type DType, DTYPES, getRngState, manualSeed, type Tensor, tensor, tidy } from '../../src/index.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -204,6 +205,48 @@ test('latest is written only after a complete save', async () => {
   // An interrupted write leaves only a temporary file, which loading ignores.
   writeFileSync(path.join(dir, 'good', '.rank_00000.bin.tmp-1-x'), 'garbage');
   assert.is(loadCheckpoint(dir, { tag: 'good', want: [{ name: 'steps', fullShape: [2], dtype: 'i64' }] }).tensors.get('steps')!.numel, 2);
+});
+
+function gptRun() {
+  const model = new GPT(gptConfig('tiny', { dropout: 0.1 }));
+  const optimizer = new AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0.01 });
+  const scheduler = createLrScheduler(optimizer, { type: 'WarmupLR', params: { warmup_max_lr: 3e-3, warmup_num_steps: 15 } });
+  const step = (i: number): number =>
+    tidy(() => {
+      const ids = Array.from({ length: 4 * 16 }, (_, j) => (i * 31 + j * 7) % 64);
+      const tg = Array.from({ length: 4 * 16 }, (_, j) => (i * 17 + j * 5 + 1) % 64);
+      const loss = crossEntropy(model.forward(tensor(ids, { shape: [4, 16], dtype: 'i64' })), tensor(tg, { shape: [4, 16], dtype: 'i64' }));
+      loss.backward();
+      optimizer.step();
+      optimizer.zeroGrad();
+      scheduler.step();
+      return loss.item();
+    });
+  return { model, optimizer, scheduler, step };
+}
+
+test('GPT-tiny: 10 steps + save + load + 10 steps equals 20 steps bit for bit', async () => {
+  manualSeed(7);
+  const ref = gptRun();
+  const refLosses = Array.from({ length: 20 }, (_, i) => ref.step(i));
+  const refRng = getRngState();
+
+  const dir = tmp();
+  manualSeed(7);
+  const first = gptRun();
+  for (let i = 0; i < 10; i++) first.step(i);
+  await saveModuleCheckpoint(dir, first.model, { optimizer: first.optimizer, scheduler: first.scheduler, tag: 'step10', clientState: { step: 10 } });
+
+  manualSeed(99); // a different seed: the weights, optimizer, schedule and RNG all come from the checkpoint
+  const second = gptRun();
+  const { tag, clientState } = loadModuleCheckpoint(dir, second.model, { optimizer: second.optimizer, scheduler: second.scheduler });
+  assert.is(tag, 'step10');
+  assert.equal(clientState, { step: 10 });
+  const losses = Array.from({ length: 10 }, (_, i) => second.step(10 + i));
+  assert.equal(losses, refLosses.slice(10));
+  for (const [name, p] of ref.model.namedParameters()) sameBytes(second.model.stateDict()[name], p, name);
+  assert.equal(second.optimizer.paramGroups.map((g) => g.lr), ref.optimizer.paramGroups.map((g) => g.lr));
+  assert.equal(getRngState(), refRng, 'the dropout RNG continues where it was saved');
 });
 
 test.run();

@@ -52,7 +52,7 @@ export function indexFileName(rank: number): string {
 
 /** Tags become folder names: keep them to one plain path component. */
 export function checkTag(tag: unknown, where: string): string {
-  if (typeof tag !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(tag)) {
+  if (typeof tag !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(tag) || tag === LATEST_FILE) {
     throw new Error(`${where}: tag must be a plain name (letters, digits, . _ -), got ${JSON.stringify(tag)}`);
   }
   return tag;
