@@ -20,5 +20,5 @@ export { Module, flattenParameters, type RemovableHandle } from './nn/index.ts';
 export * from './data/index.ts';
 export * from './optim/index.ts';
 export * from './dist/index.ts';
-export { TrainingProgress, type ProgressOptions, type StepMetrics } from './engine/progress.ts';
+export * from './engine/index.ts';
 export * from './engine/checkpoint/index.ts';

@@ -1,0 +1,9 @@
+/** The engine: the DeepSpeed config, loss scaling and training progress. */
+export { TrainingProgress, type ProgressOptions, type StepMetrics } from './progress.ts';
+export {
+  loadConfig, formatResolvedConfig, printResolvedConfig, type EngineConfig, type LoadConfigOptions, type LossScalerSpec,
+  type ZeroConfig, type Fp16Config, type OffloadOptimizerConfig, type OffloadParamConfig, type OffloadDevice, type OptimizerSection,
+  type SchedulerSection,
+} from './config.ts';
+export { configDefaultsTable, configDefaultsMarkdown, type ConfigDefaultRow } from './config_schema.ts';
+export { parseJsonc } from './jsonc.ts';
