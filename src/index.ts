@@ -22,3 +22,4 @@ export * from './optim/index.ts';
 export * from './dist/index.ts';
 export * from './engine/index.ts';
 export * from './engine/checkpoint/index.ts';
+export * from './zero/index.ts';

@@ -17,6 +17,10 @@ export interface FlattenOptions {
    * (default 1: packed). Padding is zero.
    */
   alignment?: number;
+  /** The total is also padded up to a multiple of this many elements (ZeRO: the dp size). Default 1. */
+  padTo?: number;
+  /** Allocates the buffer (e.g. in a process group's shared arena); it is zeroed here. Default: a fresh native buffer. */
+  allocate?: (numel: number, dtype: Tensor['dtype']) => Tensor;
 }
 
 /** The result of `flattenParameters`. */
@@ -64,7 +68,12 @@ export function flattenParameters(params: Iterable<Tensor>, opts: FlattenOptions
     total += p.numel;
   }
   total = up(total);
-  const buffer = keep(Tensor.empty([total], { dtype, device, tag: opts.tag ?? 'param', zero: align > 1 }));
+  const padTo = opts.padTo ?? 1;
+  if (!Number.isSafeInteger(padTo) || padTo < 1) throw new Error(`flattenParameters: padTo must be a positive integer, got ${padTo}`);
+  total = Math.ceil(total / padTo) * padTo;
+  const buffer = keep(opts.allocate
+    ? k.fill(opts.allocate(total, dtype), 0)
+    : Tensor.empty([total], { dtype, device, tag: opts.tag ?? 'param', zero: align > 1 || padTo > 1 }));
   list.forEach((p, i) => {
     const slot = buffer.alias(p.shape, contiguousStrides(p.shape), offsets[i]);
     k.copyInto(p, slot);

@@ -66,7 +66,8 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
   return total;
 }
 
-function scaleInPlace(g: Tensor, s: number): void {
+/** `g *= s` in place (any layout). */
+export function scaleInPlace(g: Tensor, s: number): void {
   if (g.isContiguous) {
     native.unary(k.Unary.mulScalar, dtypeCode(g.dtype), g.id, g.offset, g.id, g.offset, g.numel, s);
     return;

@@ -1,0 +1,476 @@
+/**
+ * ZeRO stages 1 and 2 (Rajbhandari et al. 2020; DeepSpeed's stage_1_and_2.py): data parallelism
+ * where each of the N dp ranks keeps the optimizer state, and the fp32 master weights of 16-bit
+ * parameters, only for its 1/N partition of the parameters.
+ *
+ * - The parameters of each dtype are moved into one flat buffer in the group's shared arena,
+ *   padded to a multiple of N (`flattenParameters`); rank r owns elements [r*P, (r+1)*P).
+ * - Stage 1: every `p.grad` is a view into a full-size flat gradient buffer; `step()` averages
+ *   it onto the owners with one reduce-scatter.
+ * - Stage 2: gradients are copied, as each parameter's becomes ready in backward, into static
+ *   buckets (contiguous flat ranges, in reverse registration order, up to `reduceBucketSize`
+ *   elements); a full bucket's pieces are averaged onto their owners (asynchronously with
+ *   `overlapComm`), and each rank adds its piece into a partition-sized gradient buffer. The
+ *   parameter's own gradient is freed, so gradient memory is P plus the bucket buffers in use.
+ *   With gradient accumulation every backward reduces its buckets and the owners add them up
+ *   (DeepSpeed's choice too): memory stays 1/N at the cost of one reduction per micro-batch.
+ * - `step()`: optional global-norm clipping (the squared norms of the partitions all-reduced),
+ *   the fused optimizer kernel over this rank's partition, then an all-gather of the updated
+ *   partitions restores the full parameters on every rank.
+ */
+import { getWorld } from '../dist/distributed.ts';
+import { broadcastState } from '../dist/data_parallel_comms.ts';
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Work } from '../dist/work.ts';
+import { type FlatParameters, flattenParameters } from '../nn/flat.ts';
+import type { Module, RemovableHandle } from '../nn/module.ts';
+import * as k from '../ops/kernels.ts';
+import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
+import { scaleInPlace } from '../optim/clip_grad.ts';
+import { type AdamScalars, adamStep, NONE, normPow, type SgdScalars, sgdStep, type StateRef } from '../optim/fused.ts';
+import { isFloat } from '../tensor/dtype.ts';
+import { contiguousStrides } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { allGatherParams, allReduceSum, flatView, reduceBucket, reduceScatterGrads } from './comms.ts';
+import { type FlatSlot, type Partition, partition } from './partition.ts';
+
+/** The optimizer run on each partition, with torch.optim's hyperparameters and defaults. */
+export type ZeroOptimizerSpec =
+  | { type: 'Adam' | 'AdamW'; lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number }
+  | { type: 'SGD'; lr?: number; momentum?: number; dampening?: number; weightDecay?: number; nesterov?: boolean };
+
+export interface ZeroOptions {
+  stage: 1 | 2;
+  /** The data-parallel group (default: the world). */
+  group?: ProcessGroup;
+  /** Stage 2: elements per gradient bucket (default 500,000; DeepSpeed's 5e8 exceeds a CPU arena). */
+  reduceBucketSize?: number;
+  /** Stage 2: reduce buckets asynchronously while backward runs (default true); false waits for each at once. */
+  overlapComm?: boolean;
+  /** Stage 2: gradients are copied into contiguous buckets as they become ready; always on (accepted for DeepSpeed parity). */
+  contiguousGradients?: boolean;
+  /** Clip the global gradient norm to this value in every step (0: off, the default). */
+  gradientClipping?: number;
+}
+
+/** Elements per stage-2 bucket by default. */
+export const DEFAULT_REDUCE_BUCKET_SIZE = 500_000;
+
+interface Slot extends FlatSlot {
+  param: Tensor;
+  bucket: number;
+}
+
+interface Bucket {
+  /** Flat range [lo, hi) of the group's buffer. */
+  lo: number;
+  hi: number;
+  slots: Slot[];
+  pending: number;
+  buffer: Tensor | null;
+}
+
+/** One dtype's parameters: flat buffer, partition, gradients and optimizer state. */
+interface FlatGroup {
+  dtype: Tensor['dtype'];
+  flat: FlatParameters;
+  part: Partition;
+  slots: Slot[];
+  /** This rank's averaged gradient partition [P] (tag 'grad'). */
+  partGrad: Tensor;
+  /** Stage 1: the full flat gradient [padded], `p.grad` views into it (tag 'grad'). */
+  fullGrad: Tensor | null;
+  /** fp32 master copy of this rank's partition for 16-bit parameters (tag 'optim'). */
+  master: Tensor | null;
+  state: Map<string, Tensor>;
+  buckets: Bucket[];
+}
+
+/** A stage-2 bucket whose reductions are in flight. */
+interface InFlight {
+  group: FlatGroup;
+  bucket: Bucket;
+  mineLo: number;
+  mineHi: number;
+  works: Work[];
+}
+
+const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping'];
+
+/**
+ * The ZeRO stage 1/2 optimizer; construct it on every rank of the dp group (rank 0's weights
+ * are broadcast). Each rank trains on its share of the global batch.
+ * @example
+ * const zero = new ZeroStage12(model, { type: 'AdamW', lr: 1e-3 }, { stage: 2, gradientClipping: 1 });
+ * for (const [x, y] of loader) {
+ *   zero.zeroGrad();
+ *   zero.backward(crossEntropy(model.forward(x), y));
+ *   zero.step();                          // update my partition, then all-gather the parameters
+ * }
+ */
+export class ZeroStage12 {
+  readonly stage: 1 | 2;
+  readonly group: ProcessGroup;
+  /** The optimizer's hyperparameters; `lr` may be changed between steps (schedules). */
+  readonly hyper: Required<ZeroOptimizerSpec>;
+  readonly reduceBucketSize: number;
+  readonly overlapComm: boolean;
+  readonly gradientClipping: number;
+  /** Optimizer steps taken. */
+  steps = 0;
+  /** The global gradient norm of the last step (before clipping; NaN when clipping is off). */
+  lastGradNorm = Number.NaN;
+  private readonly groups: FlatGroup[] = [];
+  private readonly slotOf = new Map<Tensor, { g: FlatGroup; s: Slot }>();
+  private readonly hook: RemovableHandle | null = null;
+  /** Free stage-2 bucket buffers per dtype, each `poolSize` elements. */
+  private readonly pool = new Map<string, Tensor[]>();
+  private poolSize = 0;
+  /** Stage-2 bucket buffers allocated so far (each `bucketBufferNumel` elements, tag 'grad'). */
+  bucketBuffers = 0;
+  private inFlight: InFlight[] = [];
+  private nextBucket: { g: number; b: number } | null = null;
+  private destroyed = false;
+
+  constructor(model: Module, optimizer: ZeroOptimizerSpec, opts: ZeroOptions) {
+    checkKeys(opts, OPTIONS, 'ZeroStage12');
+    if (opts.stage !== 1 && opts.stage !== 2) throw new Error(`ZeroStage12: stage must be 1 or 2, got ${String(opts.stage)}`);
+    this.stage = opts.stage;
+    this.group = opts.group ?? getWorld();
+    this.reduceBucketSize = opts.reduceBucketSize ?? DEFAULT_REDUCE_BUCKET_SIZE;
+    checkRange(this.reduceBucketSize, 'reduceBucketSize', 'ZeroStage12', 1);
+    this.overlapComm = opts.overlapComm ?? true;
+    checkBool(this.overlapComm, 'overlapComm', 'ZeroStage12');
+    if (opts.contiguousGradients !== undefined) checkBool(opts.contiguousGradients, 'contiguousGradients', 'ZeroStage12');
+    this.gradientClipping = opts.gradientClipping ?? 0;
+    checkRange(this.gradientClipping, 'gradientClipping', 'ZeroStage12', 0);
+    this.hyper = resolveSpec(optimizer);
+
+    const named = model.namedParameters();
+    if (named.length === 0) throw new Error('ZeroStage12: the model has no parameters');
+    for (const [name, p] of named) {
+      if (p.device !== 'cpu') throw new Error(`ZeroStage12: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
+      if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage12: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
+    }
+    broadcastState(model, this.group, true);
+    const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
+    for (const dtype of dtypes) this.groups.push(this.buildGroup(named.filter(([, p]) => p.dtype === dtype)));
+    if (this.stage === 1) this.prepareGradients();
+    else this.hook = model.registerParamGradHook((_, p) => this.onGradReady(p));
+  }
+
+  /** Elements of one stage-2 bucket buffer (the largest bucket). */
+  get bucketBufferNumel(): number {
+    return this.poolSize;
+  }
+
+  /** This rank's partition of each dtype's flat buffer (for reports and tests). */
+  partitions(): { dtype: string; numel: number; partition: Partition }[] {
+    return this.groups.map((g) => ({ dtype: g.dtype, numel: g.slots.reduce((n, s) => n + s.end - s.start, 0), partition: g.part }));
+  }
+
+  /** Stage 2's buckets per dtype: their flat ranges and parameter names, in launch order. */
+  bucketInfo(): { dtype: string; lo: number; hi: number; params: string[] }[] {
+    return this.groups.flatMap((g) => g.buckets.map((b) => ({ dtype: g.dtype, lo: b.lo, hi: b.hi, params: b.slots.map((s) => s.name) })));
+  }
+
+  /** `loss.backward()`; in stage 2 the gradients are reduced onto their owners as they become ready. */
+  backward(loss: Tensor, grad?: Tensor): void {
+    this.live();
+    if (this.stage === 1) {
+      this.prepareGradients();
+      loss.backward(grad);
+      return;
+    }
+    if (this.nextBucket) throw new Error('ZeroStage12.backward: a backward pass is already running');
+    for (const { s } of this.slotOf.values()) dropGrad(s.param);
+    for (const g of this.groups) for (const b of g.buckets) b.pending = b.slots.length;
+    this.nextBucket = { g: 0, b: 0 };
+    try {
+      loss.backward(grad);
+      this.launchReady(true);        // buckets with parameters that got no gradient go as they are
+      this.drain(0);
+    } catch (e) {
+      this.drain(0, true);
+      throw e;
+    } finally {
+      this.nextBucket = null;
+      for (const g of this.groups) for (const b of g.buckets) this.release(g, b);     // after an error: buckets never launched
+    }
+  }
+
+  /** Zeros the gradients (stage 1: the full flat buffer; both: the partition). */
+  zeroGrad(): void {
+    this.live();
+    for (const g of this.groups) {
+      k.fill(g.partGrad, 0);
+      if (g.fullGrad) k.fill(g.fullGrad, 0);
+    }
+  }
+
+  /** Reduces (stage 1), clips, updates this rank's partition, and all-gathers the parameters. */
+  step(): void {
+    this.stepPartition();
+    this.allGatherParameters();
+  }
+
+  /**
+   * The first half of `step()`: stage 1's reduce-scatter, clipping, and the optimizer's update of
+   * this rank's partition only; until `allGatherParameters()` the other partitions are stale.
+   */
+  stepPartition(): void {
+    this.live();
+    if (this.stage === 1) {
+      const works = this.groups.map((g) => reduceScatterGrads(this.group, g.partGrad, g.fullGrad as Tensor));
+      for (const w of works) w.wait();
+    }
+    this.lastGradNorm = Number.NaN;
+    if (this.gradientClipping > 0) this.clip(this.gradientClipping);
+    this.steps++;
+    for (const g of this.groups) this.update(g);
+  }
+
+  /** Every rank's updated partition gathered into the full flat parameters. */
+  allGatherParameters(): void {
+    this.live();
+    const works = this.groups.map((g) => allGatherParams(this.group, g.flat.buffer, g.part.start, g.part.size));
+    for (const w of works) w.wait();
+  }
+
+  /** Removes the hooks and frees every buffer; the parameters keep their values (copied out of the flat buffers' views). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.hook?.remove();
+    for (const { s } of this.slotOf.values()) dropGrad(s.param);
+    for (const g of this.groups) {
+      g.partGrad.dispose();
+      g.fullGrad?.dispose();
+      g.master?.dispose();
+      for (const t of g.state.values()) t.dispose();
+    }
+    for (const free of this.pool.values()) for (const t of free) t.dispose();
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private live(): void {
+    if (this.destroyed) throw new Error('ZeroStage12: this optimizer was destroyed');
+  }
+
+  private buildGroup(named: [string, Tensor][]): FlatGroup {
+    const world = this.group.size;
+    const dtype = named[0][1].dtype;
+    const flat = flattenParameters(named.map(([, p]) => p), {
+      padTo: world,
+      allocate: (n, dt) => this.group.sharedEmpty([n], { dtype: dt, tag: 'param' }),
+    });
+    const numel = named.reduce((n, [, p]) => n + p.numel, 0);
+    const part = partition(numel, world, this.group.rank);
+    if (part.padded !== flat.numel) throw new Error(`ZeroStage12: internal: flat buffer of ${flat.numel} elements, partition of ${part.padded}`);
+    const slots: Slot[] = named.map(([name, param], i) => ({ name, param, start: flat.offsets[i], end: flat.offsets[i] + param.numel, bucket: -1 }));
+    const keepTensor = (t: Tensor) => {
+      t.kept = true;
+      return t;
+    };
+    const partGrad = keepTensor(k.fill(this.group.sharedEmpty([part.size], { dtype, tag: 'grad' }), 0));
+    const fullGrad = this.stage === 1 ? keepTensor(k.fill(this.group.sharedEmpty([part.padded], { dtype, tag: 'grad' }), 0)) : null;
+    // The fp32 master copy of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
+    let master: Tensor | null = null;
+    if (dtype !== 'f32') {
+      master = keepTensor(k.empty([part.size], 'f32', 'optim'));
+      const mine = flatView(flat.buffer, part.start, part.size);
+      k.copyInto(mine, master);
+      mine.dispose();
+    }
+    const stateNames = this.hyper.type === 'SGD' ? (this.hyper.momentum !== 0 ? ['momentumBuffer'] : []) : ['expAvg', 'expAvgSq'];
+    const state = new Map(stateNames.map((n) => [n, keepTensor(k.empty([part.size], 'f32', 'optim', true))]));
+    return this.finishGroup({ dtype, flat, part, slots, partGrad, fullGrad, master, state, buckets: [] });
+  }
+
+  private finishGroup(g: FlatGroup): FlatGroup {
+    for (const s of g.slots) this.slotOf.set(s.param, { g, s });
+    if (this.stage === 2) {
+      // Reverse registration order (about the order gradients become ready); each bucket a contiguous flat range.
+      let cur: Bucket | null = null;
+      for (const s of [...g.slots].reverse()) {
+        if (cur && cur.hi - s.start > this.reduceBucketSize) cur = null;
+        if (!cur) {
+          cur = { lo: s.start, hi: s.end, slots: [], pending: 0, buffer: null };
+          g.buckets.push(cur);
+        }
+        cur.lo = s.start;
+        cur.slots.push(s);
+        s.bucket = g.buckets.length - 1;
+      }
+      this.poolSize = Math.max(this.poolSize, ...g.buckets.map((b) => b.hi - b.lo));
+    }
+    return g;
+  }
+
+  /** Stage 1: every `p.grad` a view of its slot in the full flat gradient, carrying over a gradient assigned elsewhere. */
+  private prepareGradients(): void {
+    for (const { g, s } of this.slotOf.values()) {
+      const full = g.fullGrad as Tensor;
+      const cur = s.param.grad;
+      if (cur && !cur.disposed && cur.storage === full.storage && cur.offset === full.offset + s.start) continue;
+      const view = full.alias(s.param.shape, contiguousStrides(s.param.shape), full.offset + s.start);
+      view.kept = true;
+      if (cur && !cur.disposed) {
+        k.copyInto(cur, view);
+        cur.dispose();
+      } else {
+        k.fill(view, 0);
+      }
+      s.param.grad = view;
+    }
+  }
+
+  /** Stage 2: the parameter's gradient copied into its bucket and freed; full buckets launched in order. */
+  private onGradReady(p: Tensor): void {
+    if (!this.nextBucket) return;          // a backward this optimizer does not run
+    const entry = this.slotOf.get(p);
+    if (!entry) return;
+    const { g, s } = entry;
+    const b = g.buckets[s.bucket];
+    const buf = this.bufferOf(g, b);
+    const grad = p.grad;
+    if (grad && !grad.disposed) {
+      const view = buf.alias(p.shape, contiguousStrides(p.shape), buf.offset + s.start - b.lo);
+      k.copyInto(grad, view);
+      view.dispose();
+    }
+    dropGrad(p);
+    b.pending--;
+    this.launchReady(false);
+  }
+
+  /** A zeroed buffer from the pool (waiting for the oldest bucket in flight when the pool is empty). */
+  private bufferOf(g: FlatGroup, b: Bucket): Tensor {
+    if (b.buffer) return b.buffer;
+    const free = this.pool.get(g.dtype) ?? [];
+    this.pool.set(g.dtype, free);
+    if (free.length === 0 && this.inFlight.length > 0) this.drain(this.inFlight.length - 1);
+    let buf = free.pop();
+    if (!buf) {
+      buf = this.group.sharedEmpty([this.poolSize], { dtype: g.dtype, tag: 'grad' });
+      buf.kept = true;
+      this.bucketBuffers++;
+    }
+    k.fill(buf, 0);
+    b.buffer = buf;
+    return buf;
+  }
+
+  private release(g: FlatGroup, b: Bucket): void {
+    if (!b.buffer) return;
+    this.pool.get(g.dtype)?.push(b.buffer);
+    b.buffer = null;
+  }
+
+  /** Launches buckets in order (groups, then buckets) while they are complete, or all of them (`all`). */
+  private launchReady(all: boolean): void {
+    const nb = this.nextBucket;
+    if (!nb) return;
+    while (nb.g < this.groups.length) {
+      const g = this.groups[nb.g];
+      if (nb.b >= g.buckets.length) {
+        nb.g++;
+        nb.b = 0;
+        continue;
+      }
+      const b = g.buckets[nb.b];
+      if (!all && b.pending > 0) return;
+      nb.b++;
+      const buf = this.bufferOf(g, b);
+      const { mine, works } = reduceBucket(this.group, buf, b.lo, b.hi, g.part.size);
+      this.inFlight.push({ group: g, bucket: b, mineLo: mine?.lo ?? 0, mineHi: mine?.hi ?? 0, works });
+      if (!this.overlapComm) this.drain(0);
+    }
+  }
+
+  /** Waits for the buckets in flight until `keep` remain: adds this rank's pieces into its partition, returns buffers to the pool. */
+  private drain(keep: number, quiet = false): void {
+    let error: unknown = null;
+    while (this.inFlight.length > keep) {
+      const f = this.inFlight.shift() as InFlight;
+      for (const w of f.works) {
+        try {
+          w.wait();
+        } catch (e) {
+          error ??= e;
+        }
+      }
+      const buf = f.bucket.buffer as Tensor;
+      if (!error && f.mineHi > f.mineLo) {
+        const n = f.mineHi - f.mineLo;
+        const src = flatView(buf, f.mineLo - f.bucket.lo, n);
+        const dst = flatView(f.group.partGrad, f.mineLo - f.group.part.start, n);
+        k.axpyInto(dst, src, 1);
+        src.dispose();
+        dst.dispose();
+      }
+      this.release(f.group, f.bucket);
+    }
+    if (error && !quiet) throw error;
+  }
+
+  /** Global-norm clipping over every partition, as torch.nn.utils.clip_grad_norm_ (norm 2). */
+  private clip(maxNorm: number): void {
+    let local = 0;
+    for (const g of this.groups) local += normPow({ dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, g.part.size, 2);
+    const total = Math.sqrt(allReduceSum(this.group, local));
+    this.lastGradNorm = total;
+    if (!Number.isFinite(total)) return;
+    const coef = maxNorm / (total + 1e-6);
+    if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
+  }
+
+  /** One fused kernel call over this rank's partition. */
+  private update(g: FlatGroup): void {
+    const param = { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start };
+    const grad = { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset };
+    const ref = (t: Tensor | null | undefined): StateRef => (t ? { id: t.id, off: t.offset } : NONE);
+    const h = this.hyper;
+    if (h.type === 'SGD') {
+      const s: SgdScalars = { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false };
+      sgdStep(param, grad, 'f32', ref(g.state.get('momentumBuffer')), ref(g.master), g.part.size, s, this.steps === 1);
+    } else {
+      const s: AdamScalars = {
+        lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false,
+      };
+      adamStep(param, grad, 'f32', ref(g.state.get('expAvg')), ref(g.state.get('expAvgSq')), ref(g.master), g.part.size, s, this.steps);
+    }
+  }
+}
+
+/** Frees a parameter's gradient (stage 2 keeps only the partition). */
+function dropGrad(p: Tensor): void {
+  if (p.grad && !p.grad.disposed) p.grad.dispose();
+  p.grad = null;
+}
+
+/** The spec with torch.optim's defaults filled in, checked. */
+function resolveSpec(spec: ZeroOptimizerSpec): Required<ZeroOptimizerSpec> {
+  const where = `ZeroStage12 optimizer ${spec?.type}`;
+  if (spec?.type === 'SGD') {
+    checkKeys(spec, ['type', 'lr', 'momentum', 'dampening', 'weightDecay', 'nesterov'], where);
+    const h = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...spec };
+    checkRange(h.lr, 'lr', where, 0);
+    checkRange(h.momentum, 'momentum', where, 0);
+    checkRange(h.weightDecay, 'weightDecay', where, 0);
+    checkBool(h.nesterov, 'nesterov', where);
+    return h;
+  }
+  if (spec?.type === 'Adam' || spec?.type === 'AdamW') {
+    checkKeys(spec, ['type', 'lr', 'betas', 'eps', 'weightDecay'], where);
+    const h = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: spec.type === 'AdamW' ? 1e-2 : 0, ...spec };
+    checkRange(h.lr, 'lr', where, 0);
+    checkRange(h.betas[0], 'betas[0]', where, 0, 1, true);
+    checkRange(h.betas[1], 'betas[1]', where, 0, 1, true);
+    checkRange(h.eps, 'eps', where, 0);
+    checkRange(h.weightDecay, 'weightDecay', where, 0);
+    return h;
+  }
+  throw new Error(`ZeroStage12: optimizer type must be 'Adam', 'AdamW' or 'SGD', got ${JSON.stringify(spec?.type)}`);
+}
