@@ -1,10 +1,13 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/gpt.ts';
-import { loadCheckpoint, loadModuleCheckpoint, saveCheckpoint, saveModuleCheckpoint, type TensorShard } from '../../src/engine/checkpoint/index.ts';
+import {
+  exportSafetensors, loadCheckpoint, loadModuleCheckpoint, readSafetensors, saveCheckpoint, saveModuleCheckpoint, safetensorToTensor, type TensorShard,
+} from '../../src/engine/checkpoint/index.ts';
 import { tensorBytes } from '../../src/engine/checkpoint/tensor_bytes.ts';
 import { AdamW, createLrScheduler, crossEntropy, type DType, DTYPES, getRngState, manualSeed, type Tensor, tensor, tidy } from '../../src/index.ts';
 
@@ -247,6 +250,78 @@ test('GPT-tiny: 10 steps + save + load + 10 steps equals 20 steps bit for bit', 
   for (const [name, p] of ref.model.namedParameters()) sameBytes(second.model.stateDict()[name], p, name);
   assert.equal(second.optimizer.paramGroups.map((g) => g.lr), ref.optimizer.paramGroups.map((g) => g.lr));
   assert.equal(getRngState(), refRng, 'the dropout RNG continues where it was saved');
+});
+
+test('export: a 4-rank checkpoint as one safetensors file, read back exactly (and by the CLI)', async () => {
+  const dir = tmp();
+  const ref = full();
+  await saveSharded(dir, 'dp4', 4, ref);
+  const out = path.join(dir, 'model.safetensors');
+  assert.equal(exportSafetensors(dir, {}, out), { tag: 'dp4', count: FULL.length });
+  const bytes = readFileSync(out);
+  const hlen = Number(bytes.readBigUInt64LE(0));
+  assert.is((8 + hlen) % 8, 0, 'data starts 8-byte aligned');
+  const header = JSON.parse(bytes.subarray(8, 8 + hlen).toString());
+  assert.equal(header['emb.weight'].dtype, 'BF16');
+  assert.equal(header.steps.dtype, 'I64');
+  const st = readSafetensors(out);
+  assert.is(st.metadata.tag, 'dp4');
+  FULL.forEach((f, i) => {
+    const e = st.tensors.get(f.name)!;
+    assert.equal(e.shape, f.shape);
+    assert.is(e.dtype, f.dtype);
+    sameBytes(safetensorToTensor(e), ref[i], f.name);
+  });
+  const cli = path.join(dir, 'cli.safetensors');
+  const r = spawnSync(process.execPath, ['bin/meshtrain.js', 'export', dir, '--out', cli, '--tag', 'dp4'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(readFileSync(cli), bytes);
+  const bad = spawnSync(process.execPath, ['bin/meshtrain.js', 'export', dir], { encoding: 'utf8' });
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /no --out FILE/);
+});
+
+const hasTorch = (() => {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore', timeout: 60000 });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+// A reader with no safetensors package: struct + json + torch.frombuffer.
+const PY_READER = `
+import json, struct, sys, torch
+D = {'F32': torch.float32, 'F64': torch.float64, 'BF16': torch.bfloat16, 'F16': torch.float16, 'I32': torch.int32, 'I64': torch.int64}
+data = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', data[:8])[0]
+h = json.loads(data[8:8 + n])
+out = {}
+for k, v in h.items():
+    if k == '__metadata__': continue
+    a, b = v['data_offsets']
+    t = torch.frombuffer(bytearray(data[8 + n + a:8 + n + b]), dtype=D[v['dtype']]).reshape(v['shape'])
+    out[k] = {'dtype': str(t.dtype), 'shape': list(t.shape), 'sum': t.double().sum().item(), 'first': t.flatten()[:3].double().tolist()}
+print(json.dumps(out))
+`;
+
+test(`PyTorch reads the exported file${hasTorch ? '' : ' (skipped: no python3 with torch)'}`, async () => {
+  if (!hasTorch) return;
+  const dir = tmp();
+  const ref = full();
+  await saveSharded(dir, 'a', 2, ref);
+  const out = path.join(dir, 'model.safetensors');
+  exportSafetensors(dir, {}, out);
+  const got = JSON.parse(execFileSync('/usr/bin/python3', ['-c', PY_READER, out], { encoding: 'utf8', timeout: 120000 }));
+  FULL.forEach((f, i) => {
+    const g = got[f.name];
+    const v = ref[i].toList();
+    assert.equal(g.shape, f.shape);
+    assert.is(g.dtype, { f32: 'torch.float32', f64: 'torch.float64', bf16: 'torch.bfloat16', f16: 'torch.float16', i32: 'torch.int32', i64: 'torch.int64' }[f.dtype]);
+    assert.equal(g.first, v.slice(0, 3));
+    assert.is(g.sum, v.reduce((a, b) => a + b, 0), `${f.name} checksum`);
+  });
 });
 
 test.run();
