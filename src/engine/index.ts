@@ -7,3 +7,7 @@ export {
 } from './config.ts';
 export { configDefaultsTable, configDefaultsMarkdown, type ConfigDefaultRow } from './config_schema.ts';
 export { parseJsonc } from './jsonc.ts';
+export {
+  DynamicLossScaler, StaticLossScaler, createLossScaler, type LossScaler, type LossScalerState, type DynamicLossScalerOptions,
+} from './loss_scaler.ts';
+export { hasOverflow } from './overflow.ts';
