@@ -27,17 +27,13 @@ import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
-import { type AdamScalars, adamStep, NONE, normPow, type SgdScalars, sgdStep, type StateRef } from '../optim/fused.ts';
+import { NONE, normPow, type StateRef } from '../optim/fused.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allGatherParams, allReduceSum, flatView, reduceBucket, reduceScatterGrads } from './comms.ts';
+import { partitionStep, type ResolvedSpec, resolveSpec, stateNames, type ZeroOptimizerSpec } from './optimizer.ts';
 import { type FlatSlot, type Partition, partition } from './partition.ts';
-
-/** The optimizer run on each partition, with torch.optim's hyperparameters and defaults. */
-export type ZeroOptimizerSpec =
-  | { type: 'Adam' | 'AdamW'; lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number }
-  | { type: 'SGD'; lr?: number; momentum?: number; dampening?: number; weightDecay?: number; nesterov?: boolean };
 
 export interface ZeroOptions {
   stage: 1 | 2;
@@ -112,7 +108,7 @@ export class ZeroStage12 {
   readonly stage: 1 | 2;
   readonly group: ProcessGroup;
   /** The optimizer's hyperparameters; `lr` may be changed between steps (schedules). */
-  readonly hyper: Required<ZeroOptimizerSpec>;
+  readonly hyper: ResolvedSpec;
   readonly reduceBucketSize: number;
   readonly overlapComm: boolean;
   readonly gradientClipping: number;
@@ -283,8 +279,7 @@ export class ZeroStage12 {
       k.copyInto(mine, master);
       mine.dispose();
     }
-    const stateNames = this.hyper.type === 'SGD' ? (this.hyper.momentum !== 0 ? ['momentumBuffer'] : []) : ['expAvg', 'expAvgSq'];
-    const state = new Map(stateNames.map((n) => [n, keepTensor(k.empty([part.size], 'f32', 'optim', true))]));
+    const state = new Map(stateNames(this.hyper).map((n) => [n, keepTensor(k.empty([part.size], 'f32', 'optim', true))]));
     return this.finishGroup({ dtype, flat, part, slots, partGrad, fullGrad, master, state, buckets: [] });
   }
 
@@ -428,19 +423,14 @@ export class ZeroStage12 {
 
   /** One fused kernel call over this rank's partition. */
   private update(g: FlatGroup): void {
-    const param = { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start };
-    const grad = { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset };
     const ref = (t: Tensor | null | undefined): StateRef => (t ? { id: t.id, off: t.offset } : NONE);
-    const h = this.hyper;
-    if (h.type === 'SGD') {
-      const s: SgdScalars = { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false };
-      sgdStep(param, grad, 'f32', ref(g.state.get('momentumBuffer')), ref(g.master), g.part.size, s, this.steps === 1);
-    } else {
-      const s: AdamScalars = {
-        lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false,
-      };
-      adamStep(param, grad, 'f32', ref(g.state.get('expAvg')), ref(g.state.get('expAvgSq')), ref(g.master), g.part.size, s, this.steps);
-    }
+    partitionStep(this.hyper, {
+      param: { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start },
+      grad: { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
+      state: (name) => ref(g.state.get(name)),
+      master: ref(g.master),
+      n: g.part.size,
+    }, this.steps);
   }
 }
 
@@ -448,29 +438,4 @@ export class ZeroStage12 {
 function dropGrad(p: Tensor): void {
   if (p.grad && !p.grad.disposed) p.grad.dispose();
   p.grad = null;
-}
-
-/** The spec with torch.optim's defaults filled in, checked. */
-function resolveSpec(spec: ZeroOptimizerSpec): Required<ZeroOptimizerSpec> {
-  const where = `ZeroStage12 optimizer ${spec?.type}`;
-  if (spec?.type === 'SGD') {
-    checkKeys(spec, ['type', 'lr', 'momentum', 'dampening', 'weightDecay', 'nesterov'], where);
-    const h = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...spec };
-    checkRange(h.lr, 'lr', where, 0);
-    checkRange(h.momentum, 'momentum', where, 0);
-    checkRange(h.weightDecay, 'weightDecay', where, 0);
-    checkBool(h.nesterov, 'nesterov', where);
-    return h;
-  }
-  if (spec?.type === 'Adam' || spec?.type === 'AdamW') {
-    checkKeys(spec, ['type', 'lr', 'betas', 'eps', 'weightDecay'], where);
-    const h = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: spec.type === 'AdamW' ? 1e-2 : 0, ...spec };
-    checkRange(h.lr, 'lr', where, 0);
-    checkRange(h.betas[0], 'betas[0]', where, 0, 1, true);
-    checkRange(h.betas[1], 'betas[1]', where, 0, 1, true);
-    checkRange(h.eps, 'eps', where, 0);
-    checkRange(h.weightDecay, 'weightDecay', where, 0);
-    return h;
-  }
-  throw new Error(`ZeroStage12: optimizer type must be 'Adam', 'AdamW' or 'SGD', got ${JSON.stringify(spec?.type)}`);
 }
