@@ -1,4 +1,4 @@
-/** The engine: the DeepSpeed config, loss scaling and training progress. */
+/** The engine: initialize() and the Engine, the DeepSpeed config, loss scaling and training progress. */
 export { TrainingProgress, type ProgressOptions, type StepMetrics } from './progress.ts';
 export {
   loadConfig, formatResolvedConfig, printResolvedConfig, type EngineConfig, type LoadConfigOptions, type LossScalerSpec,
@@ -11,3 +11,5 @@ export {
   DynamicLossScaler, StaticLossScaler, createLossScaler, type LossScaler, type LossScalerState, type DynamicLossScalerOptions,
 } from './loss_scaler.ts';
 export { hasOverflow } from './overflow.ts';
+export { initialize, type InitializeOptions, type Initialized } from './initialize.ts';
+export { Engine, type EngineBackend, type EngineParts } from './engine.ts';

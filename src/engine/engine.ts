@@ -1,0 +1,178 @@
+/**
+ * The training engine `initialize()` returns (DeepSpeed's DeepSpeedEngine): forward, backward with
+ * gradient accumulation, and a step that acts only at accumulation boundaries. It drives one of
+ * two data-parallel back ends: ZeRO stage 0 (DataParallel + a plain optimizer, clipping with
+ * clipGradNorm) or stages 1/2 (ZeroStage12, which clips and steps its own partition).
+ */
+import type { DataParallel } from '../dist/data_parallel.ts';
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Module } from '../nn/module.ts';
+import { div } from '../ops/elementwise.ts';
+import { clipGradNorm } from '../optim/clip_grad.ts';
+import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { ZeroStage12 } from '../zero/stage12.ts';
+import type { EngineConfig } from './config_types.ts';
+import type { LossScaler } from './loss_scaler.ts';
+
+/** What the engine drives: stage 0 (DataParallel + optimizer) or stage 1/2 (ZeroStage12). */
+export type EngineBackend =
+  | { stage: 0; dp: DataParallel; optimizer: Optimizer<{ lr: number }> }
+  | { stage: 1 | 2; zero: ZeroStage12 };
+
+export interface EngineParts {
+  model: Module;
+  config: EngineConfig;
+  group: ProcessGroup;
+  backend: EngineBackend;
+  /** What the LR scheduler drives (stage 0: the optimizer; stage 1/2: the ZeRO hyperparameters). */
+  schedulable: SchedulableOptimizer;
+  lrScheduler: LRScheduler | null;
+  scaler: LossScaler;
+  log: (s: string) => void;
+}
+
+/**
+ * @example
+ * const { engine } = await initialize({ model, config });
+ * for (const [x, y] of loader) {
+ *   const loss = crossEntropy(engine.forward(x), y);
+ *   engine.backward(loss);
+ *   engine.step();                 // an optimizer step every gradient_accumulation_steps calls
+ * }
+ */
+export class Engine<M extends Module = Module> {
+  readonly module: M;
+  readonly config: EngineConfig;
+  /** The data-parallel group. */
+  readonly group: ProcessGroup;
+  /** 0, 1 or 2. */
+  readonly stage: 0 | 1 | 2;
+  readonly lrScheduler: LRScheduler | null;
+  readonly gradientAccumulationSteps: number;
+  /** Optimizer steps taken (one per accumulation boundary). */
+  globalSteps = 0;
+  /** step() calls (micro-batches). */
+  microSteps = 0;
+  /** The global gradient norm of the last optimizer step before clipping (NaN when clipping is off). */
+  lastGradNorm = Number.NaN;
+  private readonly backend: EngineBackend;
+  private readonly schedulable: SchedulableOptimizer;
+  private readonly scaler: LossScaler;
+  private readonly log: (s: string) => void;
+  private destroyed = false;
+
+  constructor(parts: EngineParts) {
+    this.module = parts.model as M;
+    this.config = parts.config;
+    this.group = parts.group;
+    this.backend = parts.backend;
+    this.stage = parts.backend.stage;
+    this.schedulable = parts.schedulable;
+    this.lrScheduler = parts.lrScheduler;
+    this.scaler = parts.scaler;
+    this.log = parts.log;
+    this.gradientAccumulationSteps = parts.config.gradient_accumulation_steps;
+  }
+
+  /** Runs the model's forward. */
+  forward(...args: Parameters<M['forward']>): ReturnType<M['forward']> {
+    this.live();
+    return this.module.forward(...args);
+  }
+
+  /**
+   * Backward of `loss / gradient_accumulation_steps` (DeepSpeed's scaling, so that accumulated
+   * micro-batches average). Stage 0 communicates only on the boundary micro-batch (noSync before);
+   * stages 1/2 reduce as ZeroStage12 does. Returns the loss it differentiated (the caller's when
+   * no division was needed).
+   */
+  backward(loss: Tensor): Tensor {
+    this.live();
+    const scaled = this.gradientAccumulationSteps > 1 ? div(loss, this.gradientAccumulationSteps) : loss;
+    const b = this.backend;
+    if (b.stage === 0) {
+      if (this.isGradientAccumulationBoundary()) b.dp.backward(scaled);
+      else b.dp.noSync(() => b.dp.backward(scaled));
+    } else {
+      b.zero.backward(scaled);
+    }
+    return scaled;
+  }
+
+  /** True when the next step() call is the last micro-batch of an accumulation window (it steps the optimizer). */
+  isGradientAccumulationBoundary(): boolean {
+    return (this.microSteps + 1) % this.gradientAccumulationSteps === 0;
+  }
+
+  /**
+   * Call after every backward. At an accumulation boundary: clipping (gradient_clipping),
+   * the optimizer step, the LR scheduler step, and zeroed gradients; otherwise only counts.
+   */
+  step(): void {
+    this.live();
+    const boundary = this.isGradientAccumulationBoundary();
+    this.microSteps++;
+    if (!boundary) return;
+    const b = this.backend;
+    const clip = this.config.gradient_clipping;
+    if (b.stage === 0) {
+      this.lastGradNorm = clip > 0 ? clipGradNorm(this.module.parameters(), clip) : Number.NaN;
+      b.optimizer.step();
+    } else {
+      b.zero.step();
+      this.lastGradNorm = b.zero.lastGradNorm;
+    }
+    this.lrScheduler?.step();
+    this.zeroGrad();
+    this.globalSteps++;
+    const every = this.config.steps_per_print;
+    if (every !== null && this.globalSteps % every === 0 && this.group.rank === 0) {
+      this.log(`[engine] step ${this.globalSteps}: lr ${this.getLr().map((v) => v.toPrecision(4)).join(', ')}, loss scale ${this.lossScale}`);
+    }
+  }
+
+  /** Zeros the accumulated gradients (done by step() at each boundary). */
+  zeroGrad(): void {
+    this.live();
+    const b = this.backend;
+    if (b.stage === 0) b.dp.zeroGrad();
+    else b.zero.zeroGrad();
+  }
+
+  /** Training mode (dropout on). */
+  train(mode = true): this {
+    this.module.train(mode);
+    return this;
+  }
+
+  /** Evaluation mode. */
+  eval(): this {
+    this.module.eval();
+    return this;
+  }
+
+  /** The learning rate of each parameter group now. */
+  getLr(): number[] {
+    return this.schedulable.paramGroups.map((g) => g.lr);
+  }
+
+  /** The current loss scale (1 without fp16). */
+  get lossScale(): number {
+    return this.scaler.lossScale;
+  }
+
+  /** Removes the back end's hooks and frees its buffers; the parameters keep their values. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const b = this.backend;
+    if (b.stage === 0) b.dp.destroy();
+    else b.zero.destroy();
+  }
+
+  private live(): void {
+    if (this.destroyed) throw new Error('Engine: this engine was destroyed');
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * `initialize()`: DeepSpeed's deepspeed.initialize for meshtrain. Reads the DeepSpeed config,
+ * builds the optimizer (config.optimizer unless one is given), the LR schedule (config.scheduler)
+ * and the data-parallel back end zero_optimization.stage asks for, and returns the Engine.
+ * Features the config can ask for that are not implemented yet (stage 3, offload, fp16, bf16)
+ * are refused with an error naming the key, never ignored.
+ */
+import { DataParallel } from '../dist/data_parallel.ts';
+import { getWorld } from '../dist/distributed.ts';
+import type { DeviceMesh } from '../dist/mesh.ts';
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Module } from '../nn/module.ts';
+import { Adam, AdamW } from '../optim/adam.ts';
+import { checkKeys } from '../optim/checks.ts';
+import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
+import { createLrScheduler } from '../optim/lr_schedules/create.ts';
+import { Optimizer } from '../optim/optimizer.ts';
+import { SGD } from '../optim/sgd.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
+import { ZeroStage12 } from '../zero/stage12.ts';
+import { loadConfig, printResolvedConfig } from './config.ts';
+import type { EngineConfig, OptimizerSection } from './config_types.ts';
+import { Engine, type EngineBackend } from './engine.ts';
+import { createLossScaler } from './loss_scaler.ts';
+
+export interface InitializeOptions<M extends Module = Module> {
+  model: M;
+  /** The parameters to train (default: all of the model's). Stages 1/2 train all of them. */
+  modelParameters?: Iterable<Tensor>;
+  /** A DeepSpeed config: a path (JSON, comments allowed) or an object. */
+  config: string | Record<string, unknown>;
+  /** The data-parallel group (default: the world). */
+  group?: ProcessGroup;
+  /** A device mesh: its 'dp' group is used (give group or mesh, not both). */
+  mesh?: DeviceMesh;
+  /**
+   * Instead of config.optimizer: an Optimizer over the parameters (stage 0 only), or a ZeRO
+   * optimizer spec `{ type: 'AdamW', lr, ... }` (any stage).
+   */
+  optimizer?: Optimizer<{ lr: number }> | ZeroOptimizerSpec;
+  /** Instead of config.scheduler: a function building the schedule over what it drives, or (stage 0) a schedule over the given optimizer. */
+  lrScheduler?: LRScheduler | ((optimizer: SchedulableOptimizer) => LRScheduler);
+  /** Where the resolved config (rank 0, once) and steps_per_print lines go (default console.log). */
+  log?: (s: string) => void;
+}
+
+export interface Initialized<M extends Module = Module> {
+  engine: Engine<M>;
+  /** Stage 0: the Optimizer; stages 1/2: the ZeroStage12 that owns the partitioned optimizer. */
+  optimizer: Optimizer<{ lr: number }> | ZeroStage12;
+  lrScheduler: LRScheduler | null;
+}
+
+const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log'];
+
+/**
+ * @example
+ * await initDistributed();
+ * const model = new GPT(gptConfig('tiny'));
+ * const { engine } = await initialize({ model, config: 'ds_config.json' });
+ * for (const [x, y] of loader) {
+ *   engine.backward(crossEntropy(engine.forward(x), y));
+ *   engine.step();
+ * }
+ */
+export async function initialize<M extends Module>(opts: InitializeOptions<M>): Promise<Initialized<M>> {
+  checkKeys(opts, OPTION_KEYS, 'initialize');
+  const { model } = opts;
+  if (!model || typeof model.forward !== 'function' || typeof model.namedParameters !== 'function') {
+    throw new Error('initialize: model must be a Module');
+  }
+  if (opts.group && opts.mesh) throw new Error('initialize: give group or mesh, not both');
+  const group = opts.group ?? opts.mesh?.group('dp') ?? getWorld();
+  const hidden = (model as { config?: { nEmbd?: unknown } }).config?.nEmbd;
+  const config = loadConfig(opts.config, { dpSize: group.size, ...(typeof hidden === 'number' ? { hiddenSize: hidden } : {}) });
+  refuseUnimplemented(config);
+  const log = opts.log ?? console.log;
+  if (group.rank === 0) printResolvedConfig(config, log);
+
+  if (opts.optimizer && config.optimizer.type !== null) {
+    throw new Error('initialize: an optimizer was passed and config.optimizer is set; give one of them');
+  }
+  if (opts.lrScheduler && config.scheduler.type !== null) {
+    throw new Error('initialize: an lrScheduler was passed and config.scheduler is set; give one of them');
+  }
+  const stage = config.zero_optimization.stage as 0 | 1 | 2;
+  const all = model.parameters();
+  const params = opts.modelParameters ? [...opts.modelParameters] : all;
+  const bucket = Math.max(1, config.zero_optimization.reduce_bucket_size);
+
+  let backend: EngineBackend;
+  let schedulable: SchedulableOptimizer;
+  let optimizer: Optimizer<{ lr: number }> | ZeroStage12;
+  if (stage === 0) {
+    const opt = opts.optimizer instanceof Optimizer ? opts.optimizer : buildOptimizer(params, specOf(opts.optimizer, config.optimizer));
+    const dp = new DataParallel(model, { group, bucketBytes: bucket * 4 });
+    backend = { stage: 0, dp, optimizer: opt };
+    schedulable = opt;
+    optimizer = opt;
+  } else {
+    if (opts.optimizer instanceof Optimizer) {
+      throw new Error(`initialize: zero_optimization.stage ${stage} runs its own partitioned optimizer; pass a spec ({ type: 'AdamW', lr }) or set config.optimizer instead of an Optimizer`);
+    }
+    if (params.length !== all.length || params.some((p) => !all.includes(p))) {
+      throw new Error(`initialize: modelParameters other than all of the model's with zero_optimization.stage ${stage}: not implemented yet`);
+    }
+    const zero = new ZeroStage12(model, specOf(opts.optimizer, config.optimizer), {
+      stage, group, reduceBucketSize: bucket, overlapComm: config.zero_optimization.overlap_comm,
+      contiguousGradients: config.zero_optimization.contiguous_gradients, gradientClipping: config.gradient_clipping,
+    });
+    backend = { stage, zero };
+    schedulable = { paramGroups: [zero.hyper] };
+    optimizer = zero;
+  }
+
+  let lrScheduler: LRScheduler | null = null;
+  try {
+    if (config.scheduler.type !== null) lrScheduler = createLrScheduler(schedulable, { type: config.scheduler.type, params: config.scheduler.params });
+    else if (typeof opts.lrScheduler === 'function') lrScheduler = opts.lrScheduler(schedulable);
+    else if (opts.lrScheduler) {
+      if (opts.lrScheduler.optimizer !== schedulable) {
+        throw new Error('initialize: lrScheduler does not drive this optimizer (with ZeRO pass a function: (optimizer) => new WarmupLR(optimizer, ...))');
+      }
+      lrScheduler = opts.lrScheduler;
+    }
+  } catch (e) {
+    if (backend.stage === 0) backend.dp.destroy();
+    else backend.zero.destroy();
+    throw e;
+  }
+  const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), log });
+  return { engine, optimizer, lrScheduler };
+}
+
+/** Config keys that ask for what is not implemented yet: an error naming the key. */
+function refuseUnimplemented(cfg: EngineConfig): void {
+  const z = cfg.zero_optimization;
+  const no = (key: string, value: unknown) => new Error(`initialize: ${key} = ${JSON.stringify(value)}: not implemented yet`);
+  if (z.stage === 3) throw no('zero_optimization.stage', 3);
+  if (z.offload_optimizer.device !== 'none') throw no('zero_optimization.offload_optimizer.device', z.offload_optimizer.device);
+  if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
+  if (cfg.fp16.enabled) throw no('fp16.enabled', true);
+  if (cfg.bf16.enabled) throw no('bf16.enabled', true);
+  if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
+}
+
+/**
+ * The optimizer DeepSpeed builds for a config section: "Adam" is AdamW unless
+ * params.adam_w_mode is false (DeepSpeed's FusedAdam default), "AdamW" always decoupled; weight
+ * decay defaults to 0 as FusedAdam's (torch's defaults with torch_adam: true).
+ */
+function fromSection(sec: OptimizerSection): ZeroOptimizerSpec {
+  const p = sec.params as Record<string, number & [number, number] & boolean>;
+  const pick = <T>(key: string) => (p[key] === undefined ? {} : { [camel(key)]: p[key] as T });
+  if (sec.type === 'SGD') {
+    return { type: 'SGD', ...pick('lr'), ...pick('momentum'), ...pick('dampening'), ...pick('weight_decay'), ...pick('nesterov') };
+  }
+  const decoupled = sec.type === 'AdamW' || p.adam_w_mode !== false;
+  const torchDefaults = p.torch_adam === true;
+  const weightDecay = p.weight_decay ?? (torchDefaults && decoupled ? 1e-2 : 0);
+  return { type: decoupled ? 'AdamW' : 'Adam', ...pick('lr'), ...pick('betas'), ...pick('eps'), weightDecay };
+}
+
+function camel(key: string): string {
+  return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function specOf(given: ZeroOptimizerSpec | undefined, sec: OptimizerSection): ZeroOptimizerSpec {
+  if (given) {
+    if (typeof given !== 'object' || !['Adam', 'AdamW', 'SGD'].includes((given as { type?: string }).type ?? '')) {
+      throw new Error(`initialize: optimizer must be an Optimizer or a spec { type: 'Adam' | 'AdamW' | 'SGD', ... }, got ${String(given)}`);
+    }
+    return given;
+  }
+  if (sec.type === null) throw new Error('initialize: no optimizer: set config.optimizer ({ "type": "AdamW", "params": { "lr": ... } }) or pass optimizer');
+  return fromSection(sec);
+}
+
+/** Stage 0: the plain optimizer for a spec. */
+function buildOptimizer(params: Tensor[], spec: ZeroOptimizerSpec): Optimizer<{ lr: number }> {
+  const { type, ...h } = spec;
+  if (type === 'SGD') return new SGD(params, h);
+  return type === 'AdamW' ? new AdamW(params, h) : new Adam(params, h);
+}
