@@ -23,3 +23,4 @@ export * from './dist/index.ts';
 export * from './engine/index.ts';
 export * from './engine/checkpoint/index.ts';
 export * from './zero/index.ts';
+export * from './pipeline/index.ts';

@@ -1,0 +1,10 @@
+export * from './action.ts';
+export { gpipe } from './gpipe.ts';
+export { oneFOneB } from './one_f_one_b.ts';
+export { interleaved1F1B } from './interleaved.ts';
+export { zeroBubbleH1 } from './zero_bubble.ts';
+export { lowerSchedule } from './lower.ts';
+export { runSchedule, type ActionCosts, type TimedAction, type Blocked } from './run.ts';
+export { validateSchedule, checkSchedule, ScheduleError } from './validate.ts';
+export { simulateSchedule, theoreticalBubble, UNIT_COSTS, type Simulation } from './simulate.ts';
+export { formatGrid } from './format.ts';
