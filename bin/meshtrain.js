@@ -8,5 +8,9 @@ if (argv[0] === 'export') {
   const { exportMain } = await import('../src/cli/export.ts');
   process.exit(await exportMain(argv.slice(1)));
 }
+if (argv[0] === 'schedule') {
+  const { scheduleMain } = await import('../src/cli/schedule.ts');
+  process.exit(await scheduleMain(argv.slice(1)));
+}
 const { main } = await import('../src/cli/launcher.ts');
 process.exit(await main(argv));

@@ -5,10 +5,14 @@
  * unsplit backward costs B + W = 2F; then GPipe and 1F1B idle (p−1)·3 per rank, a bubble of
  * (p−1)/(m+p−1) exactly.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  checkSchedule, formatAction, formatGrid, gpipe, interleaved1F1B, lowerSchedule, oneFOneB, parseAction, type Schedule,
+  checkSchedule, formatAction, formatGrid, gpipe, interleaved1F1B, lowerSchedule, oneFOneB, parseAction, renderScheduleSvg, type Schedule,
   ScheduleError, simulateSchedule, theoreticalBubble, validateSchedule, zeroBubbleH1,
 } from '../../src/pipeline/index.ts';
 
@@ -178,6 +182,58 @@ test('simulator: communication latency, timelines and a deadlock', () => {
   const dead = lowerSchedule(oneFOneB(2, 1));
   dead.actions[0].reverse();
   assert.throws(() => simulateSchedule(dead), /deadlocks/);
+});
+
+/** A tiny well-formedness check: balanced tags, quoted attributes, nothing outside the root. */
+function checkXml(xml: string): void {
+  const body = xml.trim();
+  const stack: string[] = [];
+  const tag = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/g;
+  let last = 0;
+  for (let m = tag.exec(body); m; m = tag.exec(body)) {
+    const between = body.slice(last, m.index);
+    assert.not.match(between, /[<>]/, `stray markup before ${m[0]}`);
+    if (stack.length === 0) assert.is(between.trim(), '', 'text outside the root');
+    if (m[1]) assert.is(stack.pop(), m[2], `</${m[2]}> closes the wrong tag`);
+    else if (!m[4]) stack.push(m[2]);
+    last = tag.lastIndex;
+  }
+  assert.is(last, body.length, 'trailing text');
+  assert.equal(stack, [], 'unclosed tags');
+}
+
+test('SVG Gantt: well-formed, one rect per compute action, a legend', () => {
+  for (const s of [oneFOneB(4, 8), zeroBubbleH1(3, 5), interleaved1F1B(2, 4, 2)]) {
+    const sim = simulateSchedule(s);
+    const svg = renderScheduleSvg(sim, { title: `${s.name} <test> & co` });
+    checkXml(svg);
+    assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    const compute = s.actions.flat().length;
+    assert.is((svg.match(/<rect class="action"/g) ?? []).length, compute);
+    assert.is((svg.match(/<rect class="legend"/g) ?? []).length, 3);
+    assert.is((svg.match(/>rank \d+</g) ?? []).length, s.ranks);
+    assert.match(svg, /&lt;test&gt; &amp; co/);
+  }
+});
+
+test('CLI: meshtrain schedule prints the grid and bubble, writes the SVG; usage errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshtrain-schedule-'));
+  try {
+    const out = join(dir, 's.svg');
+    const r = spawnSync(process.execPath, ['bin/meshtrain.js', 'schedule', '--stages', '4', '--microbatches', '8', '--schedule', 'zb-h1', '--out', out], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /zb-h1: 4 ranks, 8 micro-batches\nstep +rank 0 +rank 1 +rank 2 +rank 3\n +0 +0F0 +1F0 +2F0 +3F0\n/);
+    assert.match(r.stdout, /bubble 0\.1111 simulated, 0\.1111 theory/);
+    checkXml(readFileSync(out, 'utf8'));
+    const bad = spawnSync(process.execPath, ['bin/meshtrain.js', 'schedule', '--stages', '4', '--microbatches', '6', '--schedule', 'interleaved'], { encoding: 'utf8' });
+    assert.is(bad.status, 1);
+    assert.match(bad.stderr, /must be a multiple of the pipeline ranks/);
+    const usage = spawnSync(process.execPath, ['bin/meshtrain.js', 'schedule', '--bogus'], { encoding: 'utf8' });
+    assert.is(usage.status, 2);
+    assert.match(usage.stderr, /usage: meshtrain schedule/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -1,4 +1,4 @@
-export * from './action.ts';
+export { ACTION_KINDS, type ActionKind, type Action, type Schedule, isCompute, stageRank, formatAction, parseAction, act } from './action.ts';
 export { gpipe } from './gpipe.ts';
 export { oneFOneB } from './one_f_one_b.ts';
 export { interleaved1F1B } from './interleaved.ts';
@@ -8,3 +8,4 @@ export { runSchedule, type ActionCosts, type TimedAction, type Blocked } from '.
 export { validateSchedule, checkSchedule, ScheduleError } from './validate.ts';
 export { simulateSchedule, theoreticalBubble, UNIT_COSTS, type Simulation } from './simulate.ts';
 export { formatGrid } from './format.ts';
+export { renderScheduleSvg, KIND_COLORS } from './svg.ts';
