@@ -24,3 +24,4 @@ export * from './engine/index.ts';
 export * from './engine/checkpoint/index.ts';
 export * from './zero/index.ts';
 export * from './pipeline/index.ts';
+export * from './tensor_parallel/index.ts';

@@ -1,0 +1,31 @@
+// Tensor parallelism against the unsharded computation, in real processes through the launcher.
+// Every value and gradient is compared in f64 with max |difference| <= 1e-10 (tp_common.ts TOL):
+// the sharded computation differs from the reference only in summation order.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { expectExit, runLauncher } from './helpers.ts';
+
+/** Runs `fixture` on `np` ranks and checks that every rank reported every case. */
+async function expectCases(fixture: string, np: number, cases: string[], timeoutMs = 30_000): Promise<void> {
+  const r = await runLauncher(['--num_procs', String(np)], fixture, [], { timeoutMs });
+  expectExit(r, 0, `${fixture} on ${np} ranks`);
+  for (const c of cases) {
+    const ranks = [...r.stdout.matchAll(new RegExp(`^\\[rank (\\d+)\\] OK ${c} `, 'gm'))].map((m) => Number(m[1])).sort();
+    assert.equal(ranks, [...Array(np).keys()], `case ${c} on every rank:\n${r.stdout}`);
+  }
+}
+
+const MAPPINGS = [
+  'copyToRegion', 'reduceFromRegion', 'scatterToRegion', 'gatherFromRegion', 'scatterToSequence', 'gatherFromSequence',
+  'allGatherFromSequence', 'reduceScatterToSequence', 'indivisible',
+];
+
+test('tp mappings: each conjugate pair equals the unsharded computation, values and gradients (tp = 2)', async () => {
+  await expectCases('tp_mappings.ts', 2, MAPPINGS);
+});
+
+test('tp mappings: the same at tp = 4', async () => {
+  await expectCases('tp_mappings.ts', 4, MAPPINGS);
+});
+
+test.run();
