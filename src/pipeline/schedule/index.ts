@@ -1,4 +1,4 @@
-export { ACTION_KINDS, type ActionKind, type Action, type Schedule, isCompute, stageRank, formatAction, parseAction, act } from './action.ts';
+export { ACTION_KINDS, type ActionKind, type Action, type Schedule, isCompute, stageRank, formatAction, parseAction } from './action.ts';
 export { gpipe } from './gpipe.ts';
 export { oneFOneB } from './one_f_one_b.ts';
 export { interleaved1F1B } from './interleaved.ts';
