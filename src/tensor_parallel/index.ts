@@ -3,3 +3,5 @@ export {
   copyToRegion, reduceFromRegion, scatterToRegion, gatherFromRegion, scatterToSequence, gatherFromSequence,
   allGatherFromSequence, reduceScatterToSequence, SEQUENCE_DIM,
 } from './mappings.ts';
+export { ColumnParallelLinear, RowParallelLinear, type ParallelLinearOptions, type ColumnParallelOptions, type RowParallelOptions } from './layers.ts';
+export { fillShard, rowRuns, colRuns, type ShardInit, type Run as ShardRun } from './shard_init.ts';

@@ -28,4 +28,14 @@ test('tp mappings: the same at tp = 4', async () => {
   await expectCases('tp_mappings.ts', 4, MAPPINGS);
 });
 
+const LINEAR = ['init', 'column', 'columnGathered', 'rowParallelInput', 'rowFullInput', 'sequenceParallel', 'linearSizeErrors'];
+
+test('tp linears: same seed gives slices of nn.Linear; outputs and every gradient equal it; size errors name the numbers (tp = 2)', async () => {
+  await expectCases('tp_linear.ts', 2, LINEAR);
+});
+
+test('tp linears: the same at tp = 4', async () => {
+  await expectCases('tp_linear.ts', 4, LINEAR);
+});
+
 test.run();
