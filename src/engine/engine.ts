@@ -14,6 +14,9 @@ import type { Optimizer } from '../optim/optimizer.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroStage12 } from '../zero/stage12.ts';
 import type { EngineConfig } from './config_types.ts';
+import {
+  type LoadedEngineCheckpoint, type LoadEngineCheckpointOptions, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
+} from './engine_checkpoint.ts';
 import type { LossScaler } from './loss_scaler.ts';
 
 /** What the engine drives: stage 0 (DataParallel + optimizer) or stage 1/2 (ZeroStage12). */
@@ -156,6 +159,28 @@ export class Engine<M extends Module = Module> {
   /** The learning rate of each parameter group now. */
   getLr(): number[] {
     return this.schedulable.paramGroups.map((g) => g.lr);
+  }
+
+  /** Sets the learning rate of each parameter group (checkpoint loading). */
+  setLrs(lrs: number[]): void {
+    this.schedulable.paramGroups.forEach((g, i) => {
+      g.lr = lrs[i];
+    });
+  }
+
+  /**
+   * Saves a layout-independent checkpoint `dir/tag` (default tag `global_step<N>`); call on every
+   * rank of the dp group. Returns the tag.
+   */
+  saveCheckpoint(dir: string, opts: SaveEngineCheckpointOptions = {}): Promise<string> {
+    this.live();
+    return saveEngineCheckpoint(this, this.backend, dir, opts);
+  }
+
+  /** Restores a checkpoint saved by saveCheckpoint (any dp size); call on every rank. Returns its clientState. */
+  loadCheckpoint(dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
+    this.live();
+    return loadEngineCheckpoint(this, this.backend, dir, opts);
   }
 
   /** The current loss scale (1 without fp16). */

@@ -13,3 +13,4 @@ export {
 export { hasOverflow } from './overflow.ts';
 export { initialize, type InitializeOptions, type Initialized } from './initialize.ts';
 export { Engine, type EngineBackend, type EngineParts } from './engine.ts';
+export type { LoadedEngineCheckpoint, LoadEngineCheckpointOptions, SaveEngineCheckpointOptions } from './engine_checkpoint.ts';

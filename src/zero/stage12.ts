@@ -28,12 +28,12 @@ import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
 import { NONE, normPow, type StateRef } from '../optim/fused.ts';
-import { isFloat } from '../tensor/dtype.ts';
+import { type DType, isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allGatherParams, allReduceSum, flatView, reduceBucket, reduceScatterGrads } from './comms.ts';
 import { partitionStep, type ResolvedSpec, resolveSpec, stateNames, type ZeroOptimizerSpec } from './optimizer.ts';
-import { type FlatSlot, type Partition, partition } from './partition.ts';
+import { type FlatSlot, type Partition, partition, slotsInRange } from './partition.ts';
 
 export interface ZeroOptions {
   stage: 1 | 2;
@@ -47,6 +47,22 @@ export interface ZeroOptions {
   contiguousGradients?: boolean;
   /** Clip the global gradient norm to this value in every step (0: off, the default). */
   gradientClipping?: number;
+}
+
+/**
+ * One slice of a full tensor held in this rank's partition, as a checkpoint shard entry: a
+ * parameter's elements [start, end) under its full name and shape, or the optimizer state for
+ * them under `optimizer.<param>.<state>` (state: expAvg, expAvgSq, momentumBuffer, master).
+ */
+export interface PartitionShard {
+  name: string;
+  fullShape: number[];
+  dtype: DType;
+  /** Flat element range [start, end) of the full tensor (the parameter's flattened values). */
+  shardRange: [number, number];
+  /** A 1-D view of the slice in this rank's buffers (writable; dispose it when done). */
+  data: Tensor;
+  group: 'model' | 'optimizer';
 }
 
 /** Elements per stage-2 bucket by default. */
@@ -163,6 +179,52 @@ export class ZeroStage12 {
   /** This rank's partition of each dtype's flat buffer (for reports and tests). */
   partitions(): { dtype: string; numel: number; partition: Partition }[] {
     return this.groups.map((g) => ({ dtype: g.dtype, numel: g.slots.reduce((n, s) => n + s.end - s.start, 0), partition: g.part }));
+  }
+
+  /**
+   * This rank's partition as checkpoint shard entries: for each parameter (or part of one) in
+   * [r·P, (r+1)·P) of each flat buffer, its slice and, unless `optimizer` is false, the optimizer
+   * state (and the fp32 master of 16-bit parameters) for that slice. Padding is left out. Saving
+   * these from every rank, and asking for the same entries in another layout, reshards on load.
+   */
+  partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
+    this.live();
+    const out: PartitionShard[] = [];
+    for (const g of this.groups) {
+      const byName = new Map(g.slots.map((s) => [s.name, s]));
+      for (const piece of slotsInRange(g.slots, g.part.start, g.part.end)) {
+        const slot = byName.get(piece.name) as Slot;
+        const n = piece.hi - piece.lo;
+        const fullShape = [...slot.param.shape];
+        const shardRange: [number, number] = [piece.paramOffset, piece.paramOffset + n];
+        out.push({ name: slot.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.flat.buffer, piece.lo, n), group: 'model' });
+        if (opts.optimizer === false) continue;
+        const at = piece.lo - g.part.start;
+        const extra: [string, Tensor][] = [...g.state];
+        if (g.master) extra.push(['master', g.master]);
+        for (const [sname, t] of extra) {
+          out.push({ name: `optimizer.${slot.name}.${sname}`, fullShape, dtype: t.dtype, shardRange, data: flatView(t, at, n), group: 'optimizer' });
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Zeros the optimizer state (padding included), before a checkpoint's slices are copied in. */
+  clearOptimizerState(): void {
+    this.live();
+    for (const g of this.groups) for (const t of g.state.values()) k.fill(t, 0);
+  }
+
+  /** Copies this rank's parameter partition into the fp32 masters (16-bit parameters loaded without optimizer state). */
+  syncMasters(): void {
+    this.live();
+    for (const g of this.groups) {
+      if (!g.master) continue;
+      const mine = flatView(g.flat.buffer, g.part.start, g.part.size);
+      k.copyInto(mine, g.master);
+      mine.dispose();
+    }
   }
 
   /** Stage 2's buckets per dtype: their flat ranges and parameter names, in launch order. */
