@@ -5,3 +5,4 @@ export {
 } from './mappings.ts';
 export { ColumnParallelLinear, RowParallelLinear, type ParallelLinearOptions, type ColumnParallelOptions, type RowParallelOptions } from './layers.ts';
 export { fillShard, rowRuns, colRuns, type ShardInit, type Run as ShardRun } from './shard_init.ts';
+export { ParallelCausalSelfAttention, ParallelMLP, type ParallelGPTLayerOptions } from './attention.ts';

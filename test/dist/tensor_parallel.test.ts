@@ -38,4 +38,14 @@ test('tp linears: the same at tp = 4', async () => {
   await expectCases('tp_linear.ts', 4, LINEAR);
 });
 
+const LAYERS = ['attention', 'mlp', 'attentionSequenceParallel', 'mlpSequenceParallel', 'layerErrors'];
+
+test('tp attention and MLP: same seed gives slices of nn\'s layers; outputs and every gradient equal them, with and without sequence parallelism (tp = 2)', async () => {
+  await expectCases('tp_layers.ts', 2, LAYERS);
+});
+
+test('tp attention and MLP: the same at tp = 4 (one head per rank)', async () => {
+  await expectCases('tp_layers.ts', 4, LAYERS);
+});
+
 test.run();

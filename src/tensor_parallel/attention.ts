@@ -1,0 +1,119 @@
+/**
+ * GPT-2's attention and MLP with tensor parallelism (Megatron's layout): the first projection
+ * is column-parallel and the second row-parallel, so each layer costs one all-reduce forward
+ * and one backward. Attention splits the heads: rank r holds heads [r·H/tp, (r+1)·H/tp) with
+ * its q, k and v rows of `c_attn` and its columns of `c_proj`. Built from the same seed, the
+ * shards hold exactly the slices of nn's CausalSelfAttention / MLP weights.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import { checkGPTLayer, type GPTLayerOptions } from '../nn/attention.ts';
+import { normal_, zeros_ } from '../nn/init.ts';
+import { Module } from '../nn/module.ts';
+import { scaledDotProductAttention } from '../ops/attention.ts';
+import { gelu } from '../ops/elementwise.ts';
+import { matmul } from '../ops/matmul.ts';
+import { dropout, softmax } from '../ops/nn.ts';
+import { reshape, split, transpose } from '../ops/view.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { ColumnParallelLinear, type ColumnParallelOptions, RowParallelLinear } from './layers.ts';
+import { checkDivisible } from './shard_init.ts';
+
+export interface ParallelGPTLayerOptions extends GPTLayerOptions {
+  /** The tensor-parallel group (`mesh.group('tp')`). */
+  group: ProcessGroup;
+  /** Activations in and out are split along the sequence dim ([batch, seq/tp, hidden]). */
+  sequenceParallel?: boolean;
+}
+
+/** gptLinear's init (normal(0, std) weights, zero biases) for the pieces of a parallel linear. */
+function gptInit(opts: ParallelGPTLayerOptions, residual: boolean): Pick<ColumnParallelOptions, 'group' | 'bias' | 'dtype' | 'initWeight' | 'initBias' | 'sequenceParallel'> {
+  const base = opts.initStd ?? 0.02;
+  const std = residual ? base / Math.sqrt(2 * (opts.nLayer ?? 1)) : base;
+  return {
+    group: opts.group,
+    bias: opts.bias ?? true,
+    dtype: opts.dtype,
+    sequenceParallel: opts.sequenceParallel,
+    initWeight: (piece, o) => normal_(piece, 0, std, o),
+    initBias: (piece) => zeros_(piece),
+  };
+}
+
+/**
+ * x [B, T, C] → [B, T, C] (T/tp in and out with sequenceParallel), as CausalSelfAttention.
+ * Parameters `c_attn.weight` [3C/tp, C] (this rank's q, k, v rows), `c_attn.bias` [3C/tp],
+ * `c_proj.weight` [C, C/tp], `c_proj.bias` [C].
+ * @example
+ * const attn = new ParallelCausalSelfAttention({ nEmbd: 768, nHead: 12, group: mesh.group('tp') });
+ */
+export class ParallelCausalSelfAttention extends Module {
+  readonly c_attn: ColumnParallelLinear;
+  readonly c_proj: RowParallelLinear;
+  readonly nEmbd: number;
+  readonly nHead: number;
+  /** Heads on this rank. */
+  readonly localHeads: number;
+  readonly dropout: number;
+
+  constructor(opts: ParallelGPTLayerOptions) {
+    super();
+    const layer = 'ParallelCausalSelfAttention';
+    checkGPTLayer(opts, layer);
+    checkDivisible(opts.nHead, opts.group.size, layer, 'nHead', opts.group);
+    this.nEmbd = opts.nEmbd;
+    this.nHead = opts.nHead;
+    this.localHeads = opts.nHead / opts.group.size;
+    this.dropout = opts.dropout ?? 0;
+    this.c_attn = this.registerModule('c_attn', new ColumnParallelLinear(opts.nEmbd, 3 * opts.nEmbd, { ...gptInit(opts, false), stacked: 3 }));
+    this.c_proj = this.registerModule('c_proj', new RowParallelLinear(opts.nEmbd, opts.nEmbd, gptInit(opts, true)));
+  }
+
+  override forward(x: Tensor): Tensor {
+    if (x.ndim !== 3 || x.shape[2] !== this.nEmbd) {
+      throw new Error(`ParallelCausalSelfAttention: x must be [batch, seq, ${this.nEmbd}], got [${x.shape.join(', ')}]`);
+    }
+    const qkv = this.c_attn.forward(x); // [B, T, 3C/tp]: this rank's q, k, v
+    const [B, T] = qkv.shape;
+    const H = this.localHeads;
+    const Dh = this.nEmbd / this.nHead;
+    const heads = (t: Tensor) => transpose(reshape(t, [B, T, H, Dh]), 1, 2); // [B, H/tp, T, Dh]
+    const [q, k, v] = split(qkv, H * Dh, -1).map(heads);
+    let y: Tensor;
+    if (this.training && this.dropout > 0) {
+      const probs = softmax(matmul(q, transpose(k, -2, -1)), -1, { scale: 1 / Math.sqrt(Dh), causal: true });
+      y = matmul(dropout(probs, this.dropout, true), v);
+    } else {
+      y = scaledDotProductAttention(q, k, v, { causal: true });
+    }
+    const out = this.c_proj.forward(reshape(transpose(y, 1, 2), [B, T, H * Dh]));
+    return dropout(out, this.dropout, this.training);
+  }
+
+  protected override extraRepr(): string {
+    return `nEmbd ${this.nEmbd}, nHead ${this.nHead} (${this.localHeads} on this rank)${this.dropout ? `, dropout ${this.dropout}` : ''}`;
+  }
+}
+
+/**
+ * x [..., C] → c_proj(gelu(c_fc(x))) as nn's MLP: `c_fc` column-parallel (4C/tp hidden units
+ * per rank), `c_proj` row-parallel.
+ * @example
+ * const mlp = new ParallelMLP({ nEmbd: 768, nHead: 12, group: mesh.group('tp') });
+ */
+export class ParallelMLP extends Module {
+  readonly c_fc: ColumnParallelLinear;
+  readonly c_proj: RowParallelLinear;
+  readonly dropout: number;
+
+  constructor(opts: ParallelGPTLayerOptions) {
+    super();
+    checkGPTLayer(opts, 'ParallelMLP');
+    this.dropout = opts.dropout ?? 0;
+    this.c_fc = this.registerModule('c_fc', new ColumnParallelLinear(opts.nEmbd, 4 * opts.nEmbd, gptInit(opts, false)));
+    this.c_proj = this.registerModule('c_proj', new RowParallelLinear(4 * opts.nEmbd, opts.nEmbd, gptInit(opts, true)));
+  }
+
+  override forward(x: Tensor): Tensor {
+    return dropout(this.c_proj.forward(gelu(this.c_fc.forward(x))), this.dropout, this.training);
+  }
+}
