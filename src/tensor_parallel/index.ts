@@ -6,3 +6,5 @@ export {
 export { ColumnParallelLinear, RowParallelLinear, type ParallelLinearOptions, type ColumnParallelOptions, type RowParallelOptions } from './layers.ts';
 export { fillShard, rowRuns, colRuns, type ShardInit, type Run as ShardRun } from './shard_init.ts';
 export { ParallelCausalSelfAttention, ParallelMLP, type ParallelGPTLayerOptions } from './attention.ts';
+export { VocabParallelEmbedding, type VocabParallelEmbeddingOptions } from './embedding.ts';
+export { vocabParallelCrossEntropy } from './loss.ts';
