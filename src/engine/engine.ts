@@ -7,7 +7,6 @@
 import type { DataParallel } from '../dist/data_parallel.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
-import { div } from '../ops/elementwise.ts';
 import { clipGradNorm } from '../optim/clip_grad.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
@@ -18,6 +17,7 @@ import {
   type LoadedEngineCheckpoint, type LoadEngineCheckpointOptions, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
 import type { LossScaler } from './loss_scaler.ts';
+import { Precision } from './precision.ts';
 
 /** What the engine drives: stage 0 (DataParallel + optimizer) or stage 1/2 (ZeroStage12). */
 export type EngineBackend =
@@ -33,6 +33,8 @@ export interface EngineParts {
   schedulable: SchedulableOptimizer;
   lrScheduler: LRScheduler | null;
   scaler: LossScaler;
+  /** bf16 / fp16 (DeepSpeed's modes, see precision.ts); null or absent: fp32. */
+  mixed?: 'bf16' | 'f16' | null;
   log: (s: string) => void;
 }
 
@@ -54,7 +56,7 @@ export class Engine<M extends Module = Module> {
   readonly stage: 0 | 1 | 2;
   readonly lrScheduler: LRScheduler | null;
   readonly gradientAccumulationSteps: number;
-  /** Optimizer steps taken (one per accumulation boundary). */
+  /** Accumulation boundaries passed, skipped (overflowed) steps included: DeepSpeed's global_steps. */
   globalSteps = 0;
   /** step() calls (micro-batches). */
   microSteps = 0;
@@ -62,7 +64,7 @@ export class Engine<M extends Module = Module> {
   lastGradNorm = Number.NaN;
   private readonly backend: EngineBackend;
   private readonly schedulable: SchedulableOptimizer;
-  private readonly scaler: LossScaler;
+  private readonly precision: Precision;
   private readonly log: (s: string) => void;
   private destroyed = false;
 
@@ -74,7 +76,7 @@ export class Engine<M extends Module = Module> {
     this.stage = parts.backend.stage;
     this.schedulable = parts.schedulable;
     this.lrScheduler = parts.lrScheduler;
-    this.scaler = parts.scaler;
+    this.precision = new Precision(parts.mixed ?? null, parts.scaler, parts.group);
     this.log = parts.log;
     this.gradientAccumulationSteps = parts.config.gradient_accumulation_steps;
   }
@@ -87,13 +89,13 @@ export class Engine<M extends Module = Module> {
 
   /**
    * Backward of `loss / gradient_accumulation_steps` (DeepSpeed's scaling, so that accumulated
-   * micro-batches average). Stage 0 communicates only on the boundary micro-batch (noSync before);
+   * micro-batches average), times the loss scale under fp16 (the loss cast to f32 first). Stage 0 communicates only on the boundary micro-batch (noSync before);
    * stages 1/2 reduce as ZeroStage12 does. Returns the loss it differentiated (the caller's when
    * no division was needed).
    */
   backward(loss: Tensor): Tensor {
     this.live();
-    const scaled = this.gradientAccumulationSteps > 1 ? div(loss, this.gradientAccumulationSteps) : loss;
+    const scaled = this.precision.lossForBackward(loss, this.gradientAccumulationSteps);
     const b = this.backend;
     if (b.stage === 0) {
       if (this.isGradientAccumulationBoundary()) b.dp.backward(scaled);
@@ -112,6 +114,9 @@ export class Engine<M extends Module = Module> {
   /**
    * Call after every backward. At an accumulation boundary: clipping (gradient_clipping),
    * the optimizer step, the LR scheduler step, and zeroed gradients; otherwise only counts.
+   * bf16/fp16: when the gradients overflowed on any rank the optimizer and scheduler steps are
+   * skipped (skippedSteps counts them; globalSteps still advances, as DeepSpeed's), and the loss
+   * scaler is updated; otherwise the gradients are unscaled before clipping.
    */
   step(): void {
     this.live();
@@ -120,14 +125,18 @@ export class Engine<M extends Module = Module> {
     if (!boundary) return;
     const b = this.backend;
     const clip = this.config.gradient_clipping;
+    let stepped: boolean;
     if (b.stage === 0) {
-      this.lastGradNorm = clip > 0 ? clipGradNorm(this.module.parameters(), clip) : Number.NaN;
-      b.optimizer.step();
+      const params = this.module.parameters();
+      stepped = this.precision.prepare(params.map((p) => p.grad));
+      this.lastGradNorm = stepped && clip > 0 ? clipGradNorm(params, clip) : Number.NaN;
+      if (stepped) b.optimizer.step();
     } else {
-      b.zero.step();
+      stepped = b.zero.step((grads) => this.precision.prepare(grads));
       this.lastGradNorm = b.zero.lastGradNorm;
     }
-    this.lrScheduler?.step();
+    this.precision.finish(stepped);
+    if (stepped) this.lrScheduler?.step();
     this.zeroGrad();
     this.globalSteps++;
     const every = this.config.steps_per_print;
@@ -185,7 +194,17 @@ export class Engine<M extends Module = Module> {
 
   /** The current loss scale (1 without fp16). */
   get lossScale(): number {
-    return this.scaler.lossScale;
+    return this.precision.scaler.lossScale;
+  }
+
+  /** Boundaries whose step was skipped because the gradients overflowed (bf16/fp16). */
+  get skippedSteps(): number {
+    return this.precision.skippedSteps;
+  }
+
+  /** The loss scaler (fp16: dynamic or static; otherwise a static scale of 1). */
+  get lossScaler(): LossScaler {
+    return this.precision.scaler;
   }
 
   /** Removes the back end's hooks and frees its buffers; the parameters keep their values. */

@@ -2,8 +2,9 @@
  * `initialize()`: DeepSpeed's deepspeed.initialize for meshtrain. Reads the DeepSpeed config,
  * builds the optimizer (config.optimizer unless one is given), the LR schedule (config.scheduler)
  * and the data-parallel back end zero_optimization.stage asks for, and returns the Engine.
- * Features the config can ask for that are not implemented yet (stage 3, offload, fp16, bf16)
- * are refused with an error naming the key, never ignored.
+ * Features the config can ask for that are not implemented yet (stage 3, offload, fp16)
+ * are refused with an error naming the key, never ignored. bf16 needs a model built in bf16
+ * (precision.ts).
  */
 import { DataParallel } from '../dist/data_parallel.ts';
 import { getWorld } from '../dist/distributed.ts';
@@ -23,6 +24,7 @@ import { loadConfig, printResolvedConfig } from './config.ts';
 import type { EngineConfig, OptimizerSection } from './config_types.ts';
 import { Engine, type EngineBackend } from './engine.ts';
 import { createLossScaler } from './loss_scaler.ts';
+import { checkModelDtype, mixedDtype } from './precision.ts';
 
 export interface InitializeOptions<M extends Module = Module> {
   model: M;
@@ -75,6 +77,8 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   const hidden = (model as { config?: { nEmbd?: unknown } }).config?.nEmbd;
   const config = loadConfig(opts.config, { dpSize: group.size, ...(typeof hidden === 'number' ? { hiddenSize: hidden } : {}) });
   refuseUnimplemented(config);
+  const mixed = mixedDtype(config);
+  checkModelDtype(model.namedParameters(), mixed);
   const log = opts.log ?? console.log;
   if (group.rank === 0) printResolvedConfig(config, log);
 
@@ -129,7 +133,7 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     else backend.zero.destroy();
     throw e;
   }
-  const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), log });
+  const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), mixed, log });
   return { engine, optimizer, lrScheduler };
 }
 
@@ -141,7 +145,6 @@ function refuseUnimplemented(cfg: EngineConfig): void {
   if (z.offload_optimizer.device !== 'none') throw no('zero_optimization.offload_optimizer.device', z.offload_optimizer.device);
   if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
   if (cfg.fp16.enabled) throw no('fp16.enabled', true);
-  if (cfg.bf16.enabled) throw no('bf16.enabled', true);
   if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
 }
 

@@ -266,26 +266,33 @@ export class ZeroStage12 {
     }
   }
 
-  /** Reduces (stage 1), clips, updates this rank's partition, and all-gathers the parameters. */
-  step(): void {
-    this.stepPartition();
+  /**
+   * Reduces (stage 1), clips, updates this rank's partition, and all-gathers the parameters.
+   * `beforeUpdate` (mixed precision) sees this rank's reduced gradient partitions before clipping;
+   * when it returns false nothing is updated and step() returns false.
+   */
+  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+    if (!this.stepPartition(beforeUpdate)) return false;
     this.allGatherParameters();
+    return true;
   }
 
   /**
    * The first half of `step()`: stage 1's reduce-scatter, clipping, and the optimizer's update of
    * this rank's partition only; until `allGatherParameters()` the other partitions are stale.
    */
-  stepPartition(): void {
+  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
     this.live();
     if (this.stage === 1) {
       const works = this.groups.map((g) => reduceScatterGrads(this.group, g.partGrad, g.fullGrad as Tensor));
       for (const w of works) w.wait();
     }
     this.lastGradNorm = Number.NaN;
+    if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
     if (this.gradientClipping > 0) this.clip(this.gradientClipping);
     this.steps++;
     for (const g of this.groups) this.update(g);
+    return true;
   }
 
   /** Every rank's updated partition gathered into the full flat parameters. */

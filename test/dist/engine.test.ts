@@ -5,7 +5,8 @@
 // per-step losses and gradient norms within 1e-5 relative; learning rates within 1e-12 relative;
 // final weights within 1e-5 x max(1, |w|) (measured ~2.5e-7); GPT's attention key bias
 // (exact-zero true gradient, Adam normalizes rounding noise) within 1e-4 (measured ~2e-6), as in
-// zero.test.ts. Also: the config stage 3, an unknown key, offload and bf16 are refused with the key path.
+// zero.test.ts. Also: the config stage 3, an unknown key and offload are refused with the key path, and
+// bf16.enabled with an f32 model is refused naming the parameter.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
@@ -66,7 +67,7 @@ test('initialize: globalSteps counts optimizer steps, microSteps every step() ca
   }
 });
 
-test('initialize: stage 3, offload and bf16 are refused as not implemented; an unknown key with its path and a suggestion', async () => {
+test('initialize: stage 3 and offload are refused as not implemented; an unknown key with its path and a suggestion; bf16 needs a bf16 model', async () => {
   const { stdout } = await runOnce();
   const reject = (what: string) => {
     const lines = [...stdout.matchAll(new RegExp(`^\\[rank \\d\\] REJECT ${what} (.*)$`, 'gm'))].map((x) => x[1]);
@@ -76,7 +77,7 @@ test('initialize: stage 3, offload and bf16 are refused as not implemented; an u
   assert.match(reject('stage3'), /zero_optimization\.stage = 3: not implemented yet/);
   assert.match(reject('unknown'), /zero_optimization\.reduce_bucket_sise: unknown key \(did you mean "reduce_bucket_size"\?\)/);
   assert.match(reject('offload'), /zero_optimization\.offload_optimizer\.device = "cpu": not implemented yet/);
-  assert.match(reject('bf16'), /bf16\.enabled = true: not implemented yet/);
+  assert.match(reject('bf16'), /bf16\.enabled = true needs the model's parameters in bf16 \(build the model with dtype 'bf16'\); parameter "\S+" is f32/);
 });
 
 test.run();
