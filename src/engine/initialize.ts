@@ -2,9 +2,9 @@
  * `initialize()`: DeepSpeed's deepspeed.initialize for meshtrain. Reads the DeepSpeed config,
  * builds the optimizer (config.optimizer unless one is given), the LR schedule (config.scheduler)
  * and the data-parallel back end zero_optimization.stage asks for, and returns the Engine.
- * Features the config can ask for that are not implemented yet (stage 3, offload, fp16)
- * are refused with an error naming the key, never ignored. bf16 needs a model built in bf16
- * (precision.ts).
+ * Features the config can ask for that are not implemented yet (stage 3, offload) are
+ * refused with an error naming the key, never ignored. bf16 / fp16 need a model built in that
+ * dtype (precision.ts).
  */
 import { DataParallel } from '../dist/data_parallel.ts';
 import { getWorld } from '../dist/distributed.ts';
@@ -144,7 +144,6 @@ function refuseUnimplemented(cfg: EngineConfig): void {
   if (z.stage === 3) throw no('zero_optimization.stage', 3);
   if (z.offload_optimizer.device !== 'none') throw no('zero_optimization.offload_optimizer.device', z.offload_optimizer.device);
   if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
-  if (cfg.fp16.enabled) throw no('fp16.enabled', true);
   if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
 }
 

@@ -2,8 +2,13 @@
 // bf16, ZeRO stage 1: GPT tiny built in bf16 (fp32 masters in ZeroStage12), 6 steps on one
 // repeated global batch; per-step losses within 1e-2 relative of an fp32 single-process reference
 // from the same weights (bf16 has 8 mantissa bits; measured ~1.5e-3), and falling.
+// fp16, ZeRO stage 2: an f16 linear model, dynamic loss scale from 2^24 (hysteresis 2, window 3),
+// 16 steps: the first ten overflow and are skipped (weights bit-identical, lr not advanced, the
+// scale halving after the hysteresis), later steps apply; the scale sequence equals a
+// DynamicLossScaler fed the observed overflow pattern; both ranks report the same sequence.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { DynamicLossScaler } from '../../src/index.ts';
 import { expectExit, runLauncher } from './helpers.ts';
 
 function results(stdout: string): { rank0: Record<string, unknown>; steps: string[] } {
@@ -23,6 +28,47 @@ test('bf16, stage 1 on 2 ranks: losses track the fp32 reference within 1e-2 rela
   assert.ok(losses[losses.length - 1] < losses[0] * 0.85, `loss falls (${losses})`);
   assert.is(steps.length, 2, 'both ranks reported');
   for (const s of steps) assert.equal(JSON.parse(s), { skipped: 0, globalSteps: 6, lossScale: 1, dtypes: ['bf16'] });
+});
+
+interface Fp16Step {
+  scaleBefore: number;
+  scaleAfter: number;
+  skipped: boolean;
+  lrBefore: number;
+  lrAfter: number;
+  unchanged: boolean;
+  finite: boolean;
+  globalSteps: number;
+}
+
+test('fp16, stage 2 on 2 ranks: overflowing steps skipped with weights and lr unchanged; the scale follows DeepSpeed\'s rules', async () => {
+  const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['fp16', '16'], { timeoutMs: 60_000 });
+  expectExit(r, 0, 'fp16 engine on 2 ranks');
+  const { rank0, steps: reports } = results(r.stdout);
+  const steps = (rank0 as { steps: Fp16Step[] }).steps;
+  assert.is(reports.length, 2, 'both ranks reported');
+  assert.is(reports[0], reports[1], 'both ranks took the same skip decisions and scales');
+  assert.ok(steps[0].skipped && steps[1].skipped, 'the first steps overflow at 2^24');
+  assert.ok(steps.slice(10).some((s) => !s.skipped), 'later steps apply');
+  const trace = new DynamicLossScaler({ initScale: 2 ** 24, scaleWindow: 3, delayedShift: 2, minScale: 1 });
+  steps.forEach((s, i) => {
+    assert.is(s.scaleBefore, trace.lossScale, `step ${i}: scale before`);
+    trace.update(s.skipped);
+    assert.is(s.scaleAfter, trace.lossScale, `step ${i}: scale after`);
+    assert.is(s.globalSteps, i + 1, `step ${i}: globalSteps counts skipped steps too (DeepSpeed)`);
+    assert.ok(s.finite, `step ${i}: weights finite`);
+    if (s.skipped) {
+      assert.ok(s.unchanged, `step ${i}: skipped, weights unchanged`);
+      assert.is(s.lrAfter, s.lrBefore, `step ${i}: skipped, the scheduler did not advance`);
+    } else {
+      assert.ok(!s.unchanged, `step ${i}: applied, weights changed`);
+    }
+  });
+  assert.equal(steps.slice(0, 10).map((s) => s.skipped), Array(10).fill(true), 'overflow until the scale reaches 2^15');
+  assert.is(steps[1].scaleAfter, 2 ** 23, 'hysteresis 2: the first overflow keeps the scale, the second halves it');
+  const last = JSON.parse(reports[0]) as { skipped: number; globalSteps: number };
+  assert.is(last.skipped, steps.filter((s) => s.skipped).length);
+  assert.is(last.globalSteps, 16);
 });
 
 test.run();
