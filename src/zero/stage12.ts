@@ -21,19 +21,23 @@
 import { getWorld } from '../dist/distributed.ts';
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
-import type { Work } from '../dist/work.ts';
-import { type FlatParameters, flattenParameters } from '../nn/flat.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
 import { NONE, normPow, type StateRef } from '../optim/fused.ts';
-import { type DType, isFloat } from '../tensor/dtype.ts';
+import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { allGatherParams, allReduceSum, flatView, reduceBucket, reduceScatterGrads } from './comms.ts';
-import { partitionStep, type ResolvedSpec, resolveSpec, stateNames, type ZeroOptimizerSpec } from './optimizer.ts';
-import { type FlatSlot, type Partition, partition, slotsInRange } from './partition.ts';
+import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
+import { allGatherParams, allReduceSum, flatView, reduceScatterGrads } from './comms.ts';
+import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
+import { partitionStep, type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
+import type { Partition } from './partition.ts';
+import { type PartitionShard, partitionShards } from './shards.ts';
+
+export { DEFAULT_REDUCE_BUCKET_SIZE } from './buckets.ts';
+export type { PartitionShard } from './shards.ts';
 
 export interface ZeroOptions {
   stage: 1 | 2;
@@ -47,64 +51,6 @@ export interface ZeroOptions {
   contiguousGradients?: boolean;
   /** Clip the global gradient norm to this value in every step (0: off, the default). */
   gradientClipping?: number;
-}
-
-/**
- * One slice of a full tensor held in this rank's partition, as a checkpoint shard entry: a
- * parameter's elements [start, end) under its full name and shape, or the optimizer state for
- * them under `optimizer.<param>.<state>` (state: expAvg, expAvgSq, momentumBuffer, master).
- */
-export interface PartitionShard {
-  name: string;
-  fullShape: number[];
-  dtype: DType;
-  /** Flat element range [start, end) of the full tensor (the parameter's flattened values). */
-  shardRange: [number, number];
-  /** A 1-D view of the slice in this rank's buffers (writable; dispose it when done). */
-  data: Tensor;
-  group: 'model' | 'optimizer';
-}
-
-/** Elements per stage-2 bucket by default. */
-export const DEFAULT_REDUCE_BUCKET_SIZE = 500_000;
-
-interface Slot extends FlatSlot {
-  param: Tensor;
-  bucket: number;
-}
-
-interface Bucket {
-  /** Flat range [lo, hi) of the group's buffer. */
-  lo: number;
-  hi: number;
-  slots: Slot[];
-  pending: number;
-  buffer: Tensor | null;
-}
-
-/** One dtype's parameters: flat buffer, partition, gradients and optimizer state. */
-interface FlatGroup {
-  dtype: Tensor['dtype'];
-  flat: FlatParameters;
-  part: Partition;
-  slots: Slot[];
-  /** This rank's averaged gradient partition [P] (tag 'grad'). */
-  partGrad: Tensor;
-  /** Stage 1: the full flat gradient [padded], `p.grad` views into it (tag 'grad'). */
-  fullGrad: Tensor | null;
-  /** fp32 master copy of this rank's partition for 16-bit parameters (tag 'optim'). */
-  master: Tensor | null;
-  state: Map<string, Tensor>;
-  buckets: Bucket[];
-}
-
-/** A stage-2 bucket whose reductions are in flight. */
-interface InFlight {
-  group: FlatGroup;
-  bucket: Bucket;
-  mineLo: number;
-  mineHi: number;
-  works: Work[];
 }
 
 const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping'];
@@ -135,13 +81,7 @@ export class ZeroStage12 {
   private readonly groups: FlatGroup[] = [];
   private readonly slotOf = new Map<Tensor, { g: FlatGroup; s: Slot }>();
   private readonly hook: RemovableHandle | null = null;
-  /** Free stage-2 bucket buffers per dtype, each `poolSize` elements. */
-  private readonly pool = new Map<string, Tensor[]>();
-  private poolSize = 0;
-  /** Stage-2 bucket buffers allocated so far (each `bucketBufferNumel` elements, tag 'grad'). */
-  bucketBuffers = 0;
-  private inFlight: InFlight[] = [];
-  private nextBucket: { g: number; b: number } | null = null;
+  private readonly buckets: BucketReducer;
   private destroyed = false;
 
   constructor(model: Module, optimizer: ZeroOptimizerSpec, opts: ZeroOptions) {
@@ -157,6 +97,7 @@ export class ZeroStage12 {
     this.gradientClipping = opts.gradientClipping ?? 0;
     checkRange(this.gradientClipping, 'gradientClipping', 'ZeroStage12', 0);
     this.hyper = resolveSpec(optimizer);
+    this.buckets = new BucketReducer(this.group, this.groups, this.overlapComm, this.reduceBucketSize);
 
     const named = model.namedParameters();
     if (named.length === 0) throw new Error('ZeroStage12: the model has no parameters');
@@ -166,14 +107,19 @@ export class ZeroStage12 {
     }
     broadcastState(model, this.group, true);
     const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
-    for (const dtype of dtypes) this.groups.push(this.buildGroup(named.filter(([, p]) => p.dtype === dtype)));
+    for (const dtype of dtypes) this.groups.push(this.finishGroup(buildFlatGroup(named.filter(([, p]) => p.dtype === dtype), this.group, this.stage, this.hyper)));
     if (this.stage === 1) this.prepareGradients();
     else this.hook = model.registerParamGradHook((_, p) => this.onGradReady(p));
   }
 
   /** Elements of one stage-2 bucket buffer (the largest bucket). */
   get bucketBufferNumel(): number {
-    return this.poolSize;
+    return this.buckets.poolSize;
+  }
+
+  /** Stage-2 bucket buffers allocated so far (each `bucketBufferNumel` elements, tag 'grad'). */
+  get bucketBuffers(): number {
+    return this.buckets.buffersAllocated;
   }
 
   /** This rank's partition of each dtype's flat buffer (for reports and tests). */
@@ -189,25 +135,7 @@ export class ZeroStage12 {
    */
   partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
     this.live();
-    const out: PartitionShard[] = [];
-    for (const g of this.groups) {
-      const byName = new Map(g.slots.map((s) => [s.name, s]));
-      for (const piece of slotsInRange(g.slots, g.part.start, g.part.end)) {
-        const slot = byName.get(piece.name) as Slot;
-        const n = piece.hi - piece.lo;
-        const fullShape = [...slot.param.shape];
-        const shardRange: [number, number] = [piece.paramOffset, piece.paramOffset + n];
-        out.push({ name: slot.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.flat.buffer, piece.lo, n), group: 'model' });
-        if (opts.optimizer === false) continue;
-        const at = piece.lo - g.part.start;
-        const extra: [string, Tensor][] = [...g.state];
-        if (g.master) extra.push(['master', g.master]);
-        for (const [sname, t] of extra) {
-          out.push({ name: `optimizer.${slot.name}.${sname}`, fullShape, dtype: t.dtype, shardRange, data: flatView(t, at, n), group: 'optimizer' });
-        }
-      }
-    }
-    return out;
+    return partitionShards(this.groups, opts);
   }
 
   /** Zeros the optimizer state (padding included), before a checkpoint's slices are copied in. */
@@ -240,21 +168,9 @@ export class ZeroStage12 {
       loss.backward(grad);
       return;
     }
-    if (this.nextBucket) throw new Error('ZeroStage12.backward: a backward pass is already running');
+    if (this.buckets.running) throw new Error('ZeroStage12.backward: a backward pass is already running');
     for (const { s } of this.slotOf.values()) dropGrad(s.param);
-    for (const g of this.groups) for (const b of g.buckets) b.pending = b.slots.length;
-    this.nextBucket = { g: 0, b: 0 };
-    try {
-      loss.backward(grad);
-      this.launchReady(true);        // buckets with parameters that got no gradient go as they are
-      this.drain(0);
-    } catch (e) {
-      this.drain(0, true);
-      throw e;
-    } finally {
-      this.nextBucket = null;
-      for (const g of this.groups) for (const b of g.buckets) this.release(g, b);     // after an error: buckets never launched
-    }
+    this.buckets.run(() => loss.backward(grad));
   }
 
   /** Zeros the gradients (stage 1: the full flat buffer; both: the partition). */
@@ -314,7 +230,7 @@ export class ZeroStage12 {
       g.master?.dispose();
       for (const t of g.state.values()) t.dispose();
     }
-    for (const free of this.pool.values()) for (const t of free) t.dispose();
+    this.buckets.destroy();
   }
 
   // ---- internals ---------------------------------------------------------------------------
@@ -323,52 +239,9 @@ export class ZeroStage12 {
     if (this.destroyed) throw new Error('ZeroStage12: this optimizer was destroyed');
   }
 
-  private buildGroup(named: [string, Tensor][]): FlatGroup {
-    const world = this.group.size;
-    const dtype = named[0][1].dtype;
-    const flat = flattenParameters(named.map(([, p]) => p), {
-      padTo: world,
-      allocate: (n, dt) => this.group.sharedEmpty([n], { dtype: dt, tag: 'param' }),
-    });
-    const numel = named.reduce((n, [, p]) => n + p.numel, 0);
-    const part = partition(numel, world, this.group.rank);
-    if (part.padded !== flat.numel) throw new Error(`ZeroStage12: internal: flat buffer of ${flat.numel} elements, partition of ${part.padded}`);
-    const slots: Slot[] = named.map(([name, param], i) => ({ name, param, start: flat.offsets[i], end: flat.offsets[i] + param.numel, bucket: -1 }));
-    const keepTensor = (t: Tensor) => {
-      t.kept = true;
-      return t;
-    };
-    const partGrad = keepTensor(k.fill(this.group.sharedEmpty([part.size], { dtype, tag: 'grad' }), 0));
-    const fullGrad = this.stage === 1 ? keepTensor(k.fill(this.group.sharedEmpty([part.padded], { dtype, tag: 'grad' }), 0)) : null;
-    // The fp32 master copy of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
-    let master: Tensor | null = null;
-    if (dtype !== 'f32') {
-      master = keepTensor(k.empty([part.size], 'f32', 'optim'));
-      const mine = flatView(flat.buffer, part.start, part.size);
-      k.copyInto(mine, master);
-      mine.dispose();
-    }
-    const state = new Map(stateNames(this.hyper).map((n) => [n, keepTensor(k.empty([part.size], 'f32', 'optim', true))]));
-    return this.finishGroup({ dtype, flat, part, slots, partGrad, fullGrad, master, state, buckets: [] });
-  }
-
   private finishGroup(g: FlatGroup): FlatGroup {
     for (const s of g.slots) this.slotOf.set(s.param, { g, s });
-    if (this.stage === 2) {
-      // Reverse registration order (about the order gradients become ready); each bucket a contiguous flat range.
-      let cur: Bucket | null = null;
-      for (const s of [...g.slots].reverse()) {
-        if (cur && cur.hi - s.start > this.reduceBucketSize) cur = null;
-        if (!cur) {
-          cur = { lo: s.start, hi: s.end, slots: [], pending: 0, buffer: null };
-          g.buckets.push(cur);
-        }
-        cur.lo = s.start;
-        cur.slots.push(s);
-        s.bucket = g.buckets.length - 1;
-      }
-      this.poolSize = Math.max(this.poolSize, ...g.buckets.map((b) => b.hi - b.lo));
-    }
+    if (this.stage === 2) this.buckets.plan(g);
     return g;
   }
 
@@ -392,91 +265,8 @@ export class ZeroStage12 {
 
   /** Stage 2: the parameter's gradient copied into its bucket and freed; full buckets launched in order. */
   private onGradReady(p: Tensor): void {
-    if (!this.nextBucket) return;          // a backward this optimizer does not run
     const entry = this.slotOf.get(p);
-    if (!entry) return;
-    const { g, s } = entry;
-    const b = g.buckets[s.bucket];
-    const buf = this.bufferOf(g, b);
-    const grad = p.grad;
-    if (grad && !grad.disposed) {
-      const view = buf.alias(p.shape, contiguousStrides(p.shape), buf.offset + s.start - b.lo);
-      k.copyInto(grad, view);
-      view.dispose();
-    }
-    dropGrad(p);
-    b.pending--;
-    this.launchReady(false);
-  }
-
-  /** A zeroed buffer from the pool (waiting for the oldest bucket in flight when the pool is empty). */
-  private bufferOf(g: FlatGroup, b: Bucket): Tensor {
-    if (b.buffer) return b.buffer;
-    const free = this.pool.get(g.dtype) ?? [];
-    this.pool.set(g.dtype, free);
-    if (free.length === 0 && this.inFlight.length > 0) this.drain(this.inFlight.length - 1);
-    let buf = free.pop();
-    if (!buf) {
-      buf = this.group.sharedEmpty([this.poolSize], { dtype: g.dtype, tag: 'grad' });
-      buf.kept = true;
-      this.bucketBuffers++;
-    }
-    k.fill(buf, 0);
-    b.buffer = buf;
-    return buf;
-  }
-
-  private release(g: FlatGroup, b: Bucket): void {
-    if (!b.buffer) return;
-    this.pool.get(g.dtype)?.push(b.buffer);
-    b.buffer = null;
-  }
-
-  /** Launches buckets in order (groups, then buckets) while they are complete, or all of them (`all`). */
-  private launchReady(all: boolean): void {
-    const nb = this.nextBucket;
-    if (!nb) return;
-    while (nb.g < this.groups.length) {
-      const g = this.groups[nb.g];
-      if (nb.b >= g.buckets.length) {
-        nb.g++;
-        nb.b = 0;
-        continue;
-      }
-      const b = g.buckets[nb.b];
-      if (!all && b.pending > 0) return;
-      nb.b++;
-      const buf = this.bufferOf(g, b);
-      const { mine, works } = reduceBucket(this.group, buf, b.lo, b.hi, g.part.size);
-      this.inFlight.push({ group: g, bucket: b, mineLo: mine?.lo ?? 0, mineHi: mine?.hi ?? 0, works });
-      if (!this.overlapComm) this.drain(0);
-    }
-  }
-
-  /** Waits for the buckets in flight until `keep` remain: adds this rank's pieces into its partition, returns buffers to the pool. */
-  private drain(keep: number, quiet = false): void {
-    let error: unknown = null;
-    while (this.inFlight.length > keep) {
-      const f = this.inFlight.shift() as InFlight;
-      for (const w of f.works) {
-        try {
-          w.wait();
-        } catch (e) {
-          error ??= e;
-        }
-      }
-      const buf = f.bucket.buffer as Tensor;
-      if (!error && f.mineHi > f.mineLo) {
-        const n = f.mineHi - f.mineLo;
-        const src = flatView(buf, f.mineLo - f.bucket.lo, n);
-        const dst = flatView(f.group.partGrad, f.mineLo - f.group.part.start, n);
-        k.axpyInto(dst, src, 1);
-        src.dispose();
-        dst.dispose();
-      }
-      this.release(f.group, f.bucket);
-    }
-    if (error && !quiet) throw error;
+    if (entry) this.buckets.gradReady(entry.g, entry.s);
   }
 
   /** Global-norm clipping over every partition, as torch.nn.utils.clip_grad_norm_ (norm 2). */
@@ -501,10 +291,4 @@ export class ZeroStage12 {
       n: g.part.size,
     }, this.steps);
   }
-}
-
-/** Frees a parameter's gradient (stage 2 keeps only the partition). */
-function dropGrad(p: Tensor): void {
-  if (p.grad && !p.grad.disposed) p.grad.dispose();
-  p.grad = null;
 }

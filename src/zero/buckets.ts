@@ -1,0 +1,190 @@
+/**
+ * ZeRO stage 2's gradient buckets: the per-dtype flat groups' static buckets (contiguous flat
+ * ranges in reverse registration order, up to `reduceBucketSize` elements), the pool of bucket
+ * buffers, and the launching of complete buckets' reductions onto their owners in order, each
+ * rank adding its piece into its partition gradient as the reductions finish.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Work } from '../dist/work.ts';
+import * as k from '../ops/kernels.ts';
+import { contiguousStrides } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { flatView, reduceBucket } from './comms.ts';
+import type { FlatGroup, Slot } from './flat_group.ts';
+
+/** Elements per stage-2 bucket by default. */
+export const DEFAULT_REDUCE_BUCKET_SIZE = 500_000;
+
+export interface Bucket {
+  /** Flat range [lo, hi) of the group's buffer. */
+  lo: number;
+  hi: number;
+  slots: Slot[];
+  pending: number;
+  buffer: Tensor | null;
+}
+
+/** A stage-2 bucket whose reductions are in flight. */
+interface InFlight {
+  group: FlatGroup;
+  bucket: Bucket;
+  mineLo: number;
+  mineHi: number;
+  works: Work[];
+}
+
+/** Frees a parameter's gradient (stage 2 keeps only the partition). */
+export function dropGrad(p: Tensor): void {
+  if (p.grad && !p.grad.disposed) p.grad.dispose();
+  p.grad = null;
+}
+
+/** Stage 2's buckets over the flat groups of one ZeRO optimizer, and their reductions during backward. */
+export class BucketReducer {
+  /** Free bucket buffers per dtype, each `poolSize` elements. */
+  private readonly pool = new Map<string, Tensor[]>();
+  /** Elements of one bucket buffer (the largest bucket). */
+  poolSize = 0;
+  /** Bucket buffers allocated so far (each `poolSize` elements, tag 'grad'). */
+  buffersAllocated = 0;
+  private inFlight: InFlight[] = [];
+  private nextBucket: { g: number; b: number } | null = null;
+
+  constructor(
+    private readonly pg: ProcessGroup,
+    private readonly groups: FlatGroup[],
+    private readonly overlapComm: boolean,
+    private readonly reduceBucketSize: number,
+  ) {}
+
+  /** Splits a group's slots into buckets: reverse registration order (about the order gradients become ready), each a contiguous flat range. */
+  plan(g: FlatGroup): void {
+    let cur: Bucket | null = null;
+    for (const s of [...g.slots].reverse()) {
+      if (cur && cur.hi - s.start > this.reduceBucketSize) cur = null;
+      if (!cur) {
+        cur = { lo: s.start, hi: s.end, slots: [], pending: 0, buffer: null };
+        g.buckets.push(cur);
+      }
+      cur.lo = s.start;
+      cur.slots.push(s);
+      s.bucket = g.buckets.length - 1;
+    }
+    this.poolSize = Math.max(this.poolSize, ...g.buckets.map((b) => b.hi - b.lo));
+  }
+
+  /** Whether a backward pass is running through `run`. */
+  get running(): boolean {
+    return this.nextBucket !== null;
+  }
+
+  /** Runs `backward` with every bucket pending; afterwards launches the rest (parameters without a gradient) and waits for all. */
+  run(backward: () => void): void {
+    if (this.nextBucket) throw new Error('ZeroStage12.backward: a backward pass is already running');
+    for (const g of this.groups) for (const b of g.buckets) b.pending = b.slots.length;
+    this.nextBucket = { g: 0, b: 0 };
+    try {
+      backward();
+      this.launchReady(true);        // buckets with parameters that got no gradient go as they are
+      this.drain(0);
+    } catch (e) {
+      this.drain(0, true);
+      throw e;
+    } finally {
+      this.nextBucket = null;
+      for (const g of this.groups) for (const b of g.buckets) this.release(g, b);     // after an error: buckets never launched
+    }
+  }
+
+  /** The parameter's gradient copied into its bucket and freed; full buckets launched in order. */
+  gradReady(g: FlatGroup, s: Slot): void {
+    if (!this.nextBucket) return;          // a backward this optimizer does not run
+    const p = s.param;
+    const b = g.buckets[s.bucket];
+    const buf = this.bufferOf(g, b);
+    const grad = p.grad;
+    if (grad && !grad.disposed) {
+      const view = buf.alias(p.shape, contiguousStrides(p.shape), buf.offset + s.start - b.lo);
+      k.copyInto(grad, view);
+      view.dispose();
+    }
+    dropGrad(p);
+    b.pending--;
+    this.launchReady(false);
+  }
+
+  /** Frees the pooled buffers. */
+  destroy(): void {
+    for (const free of this.pool.values()) for (const t of free) t.dispose();
+  }
+
+  /** A zeroed buffer from the pool (waiting for the oldest bucket in flight when the pool is empty). */
+  private bufferOf(g: FlatGroup, b: Bucket): Tensor {
+    if (b.buffer) return b.buffer;
+    const free = this.pool.get(g.dtype) ?? [];
+    this.pool.set(g.dtype, free);
+    if (free.length === 0 && this.inFlight.length > 0) this.drain(this.inFlight.length - 1);
+    let buf = free.pop();
+    if (!buf) {
+      buf = this.pg.sharedEmpty([this.poolSize], { dtype: g.dtype, tag: 'grad' });
+      buf.kept = true;
+      this.buffersAllocated++;
+    }
+    k.fill(buf, 0);
+    b.buffer = buf;
+    return buf;
+  }
+
+  private release(g: FlatGroup, b: Bucket): void {
+    if (!b.buffer) return;
+    this.pool.get(g.dtype)?.push(b.buffer);
+    b.buffer = null;
+  }
+
+  /** Launches buckets in order (groups, then buckets) while they are complete, or all of them (`all`). */
+  private launchReady(all: boolean): void {
+    const nb = this.nextBucket;
+    if (!nb) return;
+    while (nb.g < this.groups.length) {
+      const g = this.groups[nb.g];
+      if (nb.b >= g.buckets.length) {
+        nb.g++;
+        nb.b = 0;
+        continue;
+      }
+      const b = g.buckets[nb.b];
+      if (!all && b.pending > 0) return;
+      nb.b++;
+      const buf = this.bufferOf(g, b);
+      const { mine, works } = reduceBucket(this.pg, buf, b.lo, b.hi, g.part.size);
+      this.inFlight.push({ group: g, bucket: b, mineLo: mine?.lo ?? 0, mineHi: mine?.hi ?? 0, works });
+      if (!this.overlapComm) this.drain(0);
+    }
+  }
+
+  /** Waits for the buckets in flight until `keep` remain: adds this rank's pieces into its partition, returns buffers to the pool. */
+  private drain(keep: number, quiet = false): void {
+    let error: unknown = null;
+    while (this.inFlight.length > keep) {
+      const f = this.inFlight.shift() as InFlight;
+      for (const w of f.works) {
+        try {
+          w.wait();
+        } catch (e) {
+          error ??= e;
+        }
+      }
+      const buf = f.bucket.buffer as Tensor;
+      if (!error && f.mineHi > f.mineLo) {
+        const n = f.mineHi - f.mineLo;
+        const src = flatView(buf, f.mineLo - f.bucket.lo, n);
+        const dst = flatView(f.group.partGrad, f.mineLo - f.group.part.start, n);
+        k.axpyInto(dst, src, 1);
+        src.dispose();
+        dst.dispose();
+      }
+      this.release(f.group, f.bucket);
+    }
+    if (error && !quiet) throw error;
+  }
+}
