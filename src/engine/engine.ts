@@ -202,6 +202,10 @@ export class Engine<M extends Module = Module> {
     return this.precision.skippedSteps;
   }
 
+  set skippedSteps(n: number) {
+    this.precision.skippedSteps = n;
+  }
+
   /** The loss scaler (fp16: dynamic or static; otherwise a static scale of 1). */
   get lossScaler(): LossScaler {
     return this.precision.scaler;

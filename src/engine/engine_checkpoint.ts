@@ -9,7 +9,9 @@
  *   its flat range and the optimizer state for them under the same names; rank 0 adds the
  *   module's buffers. Loading asks for the slices of the new partition (the loader reshards),
  *   then all-gathers the parameters.
- * - Plain state on every rank: globalSteps, microSteps, the learning rates, the optimizer's step
+ * - Plain state on every rank: globalSteps, skippedSteps, the loss scaler's state (a dynamic
+ *   scaler's scale, hysteresis and iteration bookkeeping: restored into a dynamic scaler, so an
+ *   fp16 run resumes with the same scale; a static scale comes from the config), microSteps, the learning rates, the optimizer's step
  *   counts, the scheduler's state, the rank's RNG state and the client state.
  *
  * Loading reads and verifies everything first, then the ranks agree (one all-reduce) before any
@@ -23,6 +25,7 @@ import * as k from '../ops/kernels.ts';
 import { getRngState, type RngState, setRngState } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
+import type { LossScalerState } from './loss_scaler.ts';
 import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './checkpoint/load.ts';
 import { saveCheckpoint, type TensorShard } from './checkpoint/save.ts';
 import type { Engine, EngineBackend } from './engine.ts';
@@ -55,6 +58,10 @@ interface EngineState {
   stage: 0 | 1 | 2;
   dpSize: number;
   globalSteps: number;
+  /** Absent in checkpoints saved before it was recorded. */
+  skippedSteps?: number;
+  /** The loss scaler's state (absent in older checkpoints). */
+  lossScaler?: { dynamic: boolean; state: LossScalerState };
   microSteps: number;
   lrs: number[];
   rng: RngState;
@@ -139,7 +146,8 @@ export async function saveEngineCheckpoint(engine: Engine, backend: EngineBacken
       optimizer = { kind: 'zero', type: backend.zero.hyper.type, steps: backend.zero.steps };
     }
     const state: EngineState = {
-      stage: backend.stage, dpSize: size, globalSteps: engine.globalSteps, microSteps: engine.microSteps,
+      stage: backend.stage, dpSize: size, globalSteps: engine.globalSteps, skippedSteps: engine.skippedSteps,
+      lossScaler: { dynamic: engine.lossScaler.dynamic, state: engine.lossScaler.stateDict() }, microSteps: engine.microSteps,
       lrs: engine.getLr(), rng: getRngState(), client: opts.clientState ?? null,
     };
     await saveCheckpoint(dir, tag, {
@@ -202,6 +210,9 @@ export function loadEngineCheckpoint(engine: Engine, backend: EngineBackend, dir
     if (loadSched && engine.lrScheduler && saved.scheduler) engine.lrScheduler.loadStateDict(saved.scheduler);
     if (loadOptim || loadSched) engine.setLrs(saved.clientState.lrs);
     engine.globalSteps = saved.clientState.globalSteps;
+    if (saved.clientState.skippedSteps !== undefined) engine.skippedSteps = saved.clientState.skippedSteps;
+    const ls = saved.clientState.lossScaler;
+    if (ls?.dynamic && engine.lossScaler.dynamic) engine.lossScaler.loadStateDict(ls.state);
     engine.microSteps = saved.clientState.microSteps;
     // The RNG state is per rank: restored when the dp size is the same, else rank 0's is used by all.
     setRngState(saved.clientState.rng);
@@ -211,6 +222,20 @@ export function loadEngineCheckpoint(engine: Engine, backend: EngineBackend, dir
     if (plan) for (const t of plan.ck.tensors.values()) t.dispose();
     for (const t of views) t.dispose();
   }
+}
+
+/** The saved skippedSteps and loss scaler state are well formed (checked before anything changes). */
+function checkScalerState(st: EngineState, at: string): void {
+  const where = 'loadCheckpoint';
+  if (st.skippedSteps !== undefined && !(Number.isInteger(st.skippedSteps) && st.skippedSteps >= 0)) {
+    throw new Error(`${where}: ${at} has a malformed skippedSteps (${String(st.skippedSteps)})`);
+  }
+  const ls = st.lossScaler;
+  if (ls === undefined) return;
+  const s = ls?.state;
+  const ok = typeof ls === 'object' && ls !== null && typeof ls.dynamic === 'boolean' && typeof s === 'object' && s !== null
+    && s.curScale > 0 && s.curIter >= 0 && s.lastOverflowIter >= -1 && s.curHysteresis >= 0;
+  if (!ok) throw new Error(`${where}: ${at} has a malformed loss scaler state (${JSON.stringify(ls)})`);
 }
 
 /** Every rank reports whether it failed; all throw if any did (before anything changed). */
@@ -235,6 +260,7 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
   if (!st || typeof st !== 'object' || !Number.isInteger(st.globalSteps) || !Array.isArray(st.lrs)) {
     throw new Error(`${where}: ${dir}/${head.tag} is not an engine checkpoint (no engine state; saved with saveCheckpoint or saveModuleCheckpoint?)`);
   }
+  checkScalerState(st, `${dir}/${head.tag}`);
   if ((st.stage === 0) !== (backend.stage === 0)) {
     throw new Error(`${where}: ${dir}/${head.tag} was saved at zero_optimization.stage ${st.stage}; loading it at stage ${backend.stage} is not implemented yet (0 loads 0, 1/2 load 1/2)`);
   }

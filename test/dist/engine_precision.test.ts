@@ -6,6 +6,12 @@
 // 16 steps: the first ten overflow and are skipped (weights bit-identical, lr not advanced, the
 // scale halving after the hysteresis), later steps apply; the scale sequence equals a
 // DynamicLossScaler fed the observed overflow pattern; both ranks report the same sequence.
+// fp16 resume, stages 2 and 0: the same run saved after 12 steps (the scale already changed by overflows),
+// loaded into a fresh engine (other weights, scaler back at 2^24) and continued to 16 steps: the scale
+// sequence, losses, skipped counts and final weights equal the uninterrupted run's exactly.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DynamicLossScaler } from '../../src/index.ts';
@@ -69,6 +75,43 @@ for (const stage of [2, 0]) test(`fp16, stage ${stage} on 2 ranks: overflowing s
   const last = JSON.parse(reports[0]) as { skipped: number; globalSteps: number };
   assert.is(last.skipped, steps.filter((s) => s.skipped).length);
   assert.is(last.globalSteps, 16);
+});
+
+interface Trace {
+  scales: number[];
+  losses: number[];
+  skipped: number[];
+}
+
+for (const stage of [2, 0]) test(`fp16, stage ${stage} on 2 ranks: resumed from a checkpoint, the loss scale, losses and weights continue exactly`, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'meshtrain-fp16-resume-'));
+  try {
+    const saveAt = 12;
+    const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['fp16resume', '16', String(stage), dir, String(saveAt)], { timeoutMs: 60_000 });
+    expectExit(r, 0, 'fp16 resume on 2 ranks');
+    const m = /^\[rank 0\] RESUME (.*)$/m.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    const res = JSON.parse(m![1]) as {
+      full: Trace; resumed: Trace; scaleAtSave: number; freshScale: number; weightsEqual: boolean;
+      loaded: { scale: number; skipped: number; globalSteps: number; scaler: Record<string, number> };
+    };
+    const reports = [...r.stdout.matchAll(/^\[rank \d\] STEP (.*)$/gm)].map((x) => x[1]);
+    assert.is(reports.length, 2, 'both ranks reported');
+    const { full, resumed } = res;
+    assert.ok(full.skipped[saveAt - 1] > 0, 'overflows before the save');
+    assert.ok(res.scaleAtSave < 2 ** 24, `the scale changed before the save (${res.scaleAtSave})`);
+    assert.is(res.freshScale, 2 ** 24, 'the fresh engine starts at the initial scale');
+    assert.is(res.loaded.scale, res.scaleAtSave, 'the loaded scale is the saved one');
+    assert.is(res.loaded.skipped, full.skipped[saveAt - 1], 'skippedSteps restored');
+    assert.is(res.loaded.globalSteps, saveAt);
+    assert.equal(resumed.scales, full.scales, 'same scale sequence');
+    assert.equal(resumed.losses, full.losses, 'same losses');
+    assert.equal(resumed.skipped, full.skipped, 'same skipped counts');
+    assert.ok(new Set(full.scales.slice(saveAt)).size > 1 || full.skipped[15] > full.skipped[saveAt - 1], `the scaler does something after the save (${full.scales})`);
+    assert.ok(res.weightsEqual, 'same final weights');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
