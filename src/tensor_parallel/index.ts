@@ -4,6 +4,9 @@ export {
   allGatherFromSequence, reduceScatterToSequence, SEQUENCE_DIM,
 } from './mappings.ts';
 export { ColumnParallelLinear, RowParallelLinear, type ParallelLinearOptions, type ColumnParallelOptions, type RowParallelOptions } from './layers.ts';
+export {
+  markSequenceParallel, isSequenceParallel, sequenceParallelParameters, allReduceSequenceParallelGrads,
+} from './sequence_parallel.ts';
 export { fillShard, rowRuns, colRuns, type ShardInit, type Run as ShardRun } from './shard_init.ts';
 export { ParallelCausalSelfAttention, ParallelMLP, type ParallelGPTLayerOptions } from './attention.ts';
 export { VocabParallelEmbedding, type VocabParallelEmbeddingOptions } from './embedding.ts';

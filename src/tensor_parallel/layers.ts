@@ -14,6 +14,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import {
   allGatherFromSequence, copyToRegion, gatherFromRegion, reduceFromRegion, reduceScatterToSequence, scatterToRegion,
 } from './mappings.ts';
+import { markSequenceParallel } from './sequence_parallel.ts';
 import { checkDivisible, colRuns, defaultBiasInit, defaultWeightInit, fillShard, rowRuns, type ShardInit } from './shard_init.ts';
 
 export interface ParallelLinearOptions {
@@ -29,7 +30,8 @@ export interface ParallelLinearOptions {
   /**
    * Sequence parallelism: activations outside the layer pair are split along the sequence dim
    * (dim 1 of [batch, seq, hidden]); the column layer all-gathers them, the row layer
-   * reduce-scatters. The row layer's bias gradient is then partial and must be summed over tp.
+   * reduce-scatters. The row layer's bias is then marked sequence-parallel: each rank's gradient
+   * covers only its tokens, and `allReduceSequenceParallelGrads` sums it over tp after backward.
    */
   sequenceParallel?: boolean;
 }
@@ -105,7 +107,8 @@ export interface RowParallelOptions extends ParallelLinearOptions {
 
 /**
  * Weight columns split: `weight` [out, in/tp] holds this rank's columns of the full layer's;
- * `bias` [out] is whole on every rank and added after the all-reduce. x [..., in/tp] (or
+ * `bias` [out] is whole on every rank and added after the all-reduce (under sequenceParallel,
+ * after the reduce-scatter, and marked: see sequence_parallel.ts). x [..., in/tp] (or
  * [..., in] with `inputIsParallel: false`) → [..., out], replicated.
  * @example
  * const proj = new RowParallelLinear(3072, 768, { group: mesh.group('tp') });
@@ -141,6 +144,7 @@ export class RowParallelLinear extends Module {
     if (opts.bias ?? true) {
       this.bias = this.registerParameter('bias', emptyParameter([outFeatures], dtype));
       fillShard(this.bias, [outFeatures], [{ at: 0, length: outFeatures, start: 0 }], opts.initBias ?? defaultBiasInit(inFeatures));
+      if (this.sequenceParallel) markSequenceParallel(this.bias);
     }
   }
 

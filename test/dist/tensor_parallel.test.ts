@@ -28,9 +28,9 @@ test('tp mappings: the same at tp = 4', async () => {
   await expectCases('tp_mappings.ts', 4, MAPPINGS);
 });
 
-const LINEAR = ['init', 'column', 'columnGathered', 'rowParallelInput', 'rowFullInput', 'sequenceParallel', 'linearSizeErrors'];
+const LINEAR = ['init', 'column', 'columnGathered', 'rowParallelInput', 'rowFullInput', 'sequenceParallel', 'sequenceParallelLayerNorm', 'linearSizeErrors'];
 
-test('tp linears: same seed gives slices of nn.Linear; outputs and every gradient equal it; size errors name the numbers (tp = 2)', async () => {
+test('tp linears: same seed gives slices of nn.Linear; outputs and every gradient equal it (replicated grads summed over tp under sequence parallelism); size errors name the numbers (tp = 2)', async () => {
   await expectCases('tp_linear.ts', 2, LINEAR);
 });
 
