@@ -48,6 +48,9 @@ test('JSON with comments: line and block comments, trailing commas, strings hold
   assert.equal(parseJsonc('{ /* a */ "a": "x//y", // c\n "b": [1, 2e3,], }'), { a: 'x//y', b: [1, 2000] });
   throwsWith(() => parseJsonc('{ "a": 1 "b": 2 }', 'cfg.json'), 'cfg.json', 'line 1');
   throwsWith(() => parseJsonc('{ /* open', 'cfg.json'), 'unterminated /* comment');
+  // A repeated key is refused with its path and line, not silently overwritten; equal keys in sibling objects are fine.
+  throwsWith(() => parseJsonc('{ "zero_optimization": {\n "stage": 2, "x": [{"a": 1}, {"a": 2}],\n "stage": 3 } }', 'cfg.json'), 'duplicate key "zero_optimization.stage"', 'line 3');
+  assert.equal(parseJsonc('{ "a": { "k": 1 }, "b": { "k": "a\\"k" }, "k": [ { "k": 1 } ] }'), { a: { k: 1 }, b: { k: 'a"k' }, k: [{ k: 1 }] });
 });
 
 test('batch arithmetic: any two of train, micro, accumulation give the third', () => {
