@@ -1,35 +1,31 @@
 /**
  * The training engine `initialize()` returns (DeepSpeed's DeepSpeedEngine): forward, backward with
  * gradient accumulation, and a step that acts only at accumulation boundaries. It drives one of
- * two data-parallel back ends: ZeRO stage 0 (DataParallel + a plain optimizer, clipping with
- * clipGradNorm) or stages 1/2 (ZeroStage12, which clips and steps its own partition).
+ * two data-parallel back ends (backend.ts): ZeRO stage 0 (DataParallel + a plain optimizer,
+ * clipping with clipGradNorm) or stages 1-3 (ZeroStage12 / ZeroStage3, which clip and step their
+ * own partition).
  */
-import type { DataParallel } from '../dist/data_parallel.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
 import { clipGradNorm } from '../optim/clip_grad.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
-import type { Optimizer } from '../optim/optimizer.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import type { ZeroStage12 } from '../zero/stage12.ts';
+import type { EngineBackend } from './backend.ts';
 import type { EngineConfig } from './config_types.ts';
 import {
-  type LoadedEngineCheckpoint, type LoadEngineCheckpointOptions, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
+  type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
 import type { LossScaler } from './loss_scaler.ts';
 import { Precision } from './precision.ts';
 
-/** What the engine drives: stage 0 (DataParallel + optimizer) or stage 1/2 (ZeroStage12). */
-export type EngineBackend =
-  | { stage: 0; dp: DataParallel; optimizer: Optimizer<{ lr: number }> }
-  | { stage: 1 | 2; zero: ZeroStage12 };
+export type { EngineBackend, EngineZero } from './backend.ts';
 
 export interface EngineParts {
   model: Module;
   config: EngineConfig;
   group: ProcessGroup;
   backend: EngineBackend;
-  /** What the LR scheduler drives (stage 0: the optimizer; stage 1/2: the ZeRO hyperparameters). */
+  /** What the LR scheduler drives (stage 0: the optimizer; stages 1-3: the ZeRO hyperparameters). */
   schedulable: SchedulableOptimizer;
   lrScheduler: LRScheduler | null;
   scaler: LossScaler;
@@ -52,8 +48,8 @@ export class Engine<M extends Module = Module> {
   readonly config: EngineConfig;
   /** The data-parallel group. */
   readonly group: ProcessGroup;
-  /** 0, 1 or 2. */
-  readonly stage: 0 | 1 | 2;
+  /** zero_optimization.stage: 0, 1, 2 or 3. */
+  readonly stage: 0 | 1 | 2 | 3;
   readonly lrScheduler: LRScheduler | null;
   readonly gradientAccumulationSteps: number;
   /** Accumulation boundaries passed, skipped (overflowed) steps included: DeepSpeed's global_steps. */
@@ -89,8 +85,9 @@ export class Engine<M extends Module = Module> {
 
   /**
    * Backward of `loss / gradient_accumulation_steps` (DeepSpeed's scaling, so that accumulated
-   * micro-batches average), times the loss scale under fp16 (the loss cast to f32 first). Stage 0 communicates only on the boundary micro-batch (noSync before);
-   * stages 1/2 reduce as ZeroStage12 does. Returns the loss it differentiated (the caller's when
+   * micro-batches average), times the loss scale under fp16 (the loss cast to f32 first). Stage 0
+   * communicates only on the boundary micro-batch (noSync before); stages 1-3 reduce as their
+   * ZeRO optimizer does. Returns the loss it differentiated (the caller's when
    * no division was needed).
    */
   backward(loss: Tensor): Tensor {

@@ -5,10 +5,11 @@
  *
  * - Stage 0: rank 0 writes the whole model state and the optimizer state by parameter name
  *   (`optimizer.<param>.<state>`); the other ranks write empty shards (their plain state only).
- * - Stages 1/2: each rank writes `ZeroStage12.partitionShards()`: the slices of the parameters in
- *   its flat range and the optimizer state for them under the same names; rank 0 adds the
- *   module's buffers. Loading asks for the slices of the new partition (the loader reshards),
- *   then all-gathers the parameters.
+ * - Stages 1-3: each rank writes its ZeRO optimizer's `partitionShards()`: the slices of the
+ *   parameters it owns and the optimizer state for them under the same names; rank 0 adds the
+ *   module's buffers. Loading asks for the slices of the new partition (the loader reshards, and
+ *   any of stages 1-3 loads any other: the names and full shapes are the same), then makes the
+ *   parameters current (stages 1/2 all-gather them).
  * - Plain state on every rank: globalSteps, skippedSteps, the loss scaler's state (a dynamic
  *   scaler's scale, hysteresis and iteration bookkeeping: restored into a dynamic scaler, so an
  *   fp16 run resumes with the same scale; a static scale comes from the config), microSteps, the learning rates, the optimizer's step
@@ -17,18 +18,19 @@
  * Loading reads and verifies everything first, then the ranks agree (one all-reduce) before any
  * state changes, so a torn or mismatched checkpoint fails on every rank and none hangs.
  */
-import type { Optimizer } from '../optim/optimizer.ts';
-import type { OptimizerStateDict, StateValue } from '../optim/state_dict.ts';
-import type { LRSchedulerState } from '../optim/lr_schedules/base.ts';
+
 import { tensor } from '../ops/index.ts';
 import * as k from '../ops/kernels.ts';
+import type { LRSchedulerState } from '../optim/lr_schedules/base.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
+import type { OptimizerStateDict, StateValue } from '../optim/state_dict.ts';
 import { getRngState, type RngState, setRngState } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
-import type { LossScalerState } from './loss_scaler.ts';
 import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './checkpoint/load.ts';
 import { saveCheckpoint, type TensorShard } from './checkpoint/save.ts';
 import type { Engine, EngineBackend } from './engine.ts';
+import type { LossScalerState } from './loss_scaler.ts';
 
 export interface SaveEngineCheckpointOptions {
   /** Default `global_step<globalSteps>` (DeepSpeed's). */
@@ -55,7 +57,7 @@ export interface LoadedEngineCheckpoint {
 
 /** Engine state saved by every rank as plain data. */
 interface EngineState {
-  stage: 0 | 1 | 2;
+  stage: 0 | 1 | 2 | 3;
   dpSize: number;
   globalSteps: number;
   /** Absent in checkpoints saved before it was recorded. */
@@ -76,7 +78,7 @@ interface NamedOptimizerState {
   buffers: Record<string, { name: string; dtype: StateValue['dtype']; shape: number[] }[]>;
 }
 
-/** Stages 1/2: the partitioned optimizer's step count and state names. */
+/** Stages 1-3: the partitioned optimizer's step count and state names. */
 interface ZeroOptimizerState {
   kind: 'zero';
   type: string;
@@ -173,7 +175,7 @@ interface Plan {
 
 /**
  * Restores the engine from `dir/tag` on every rank of its dp group (any dp size saved it, any
- * stage of the same kind: 0 from 0, 1/2 from 1/2). Nothing changes unless every rank read and
+ * stage of the same kind: 0 from 0, any of 1-3 from any of 1-3). Nothing changes unless every rank read and
  * verified its part; otherwise every rank throws (the failing rank's own error names the file).
  */
 export function loadEngineCheckpoint(engine: Engine, backend: EngineBackend, dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
@@ -262,7 +264,7 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
   }
   checkScalerState(st, `${dir}/${head.tag}`);
   if ((st.stage === 0) !== (backend.stage === 0)) {
-    throw new Error(`${where}: ${dir}/${head.tag} was saved at zero_optimization.stage ${st.stage}; loading it at stage ${backend.stage} is not implemented yet (0 loads 0, 1/2 load 1/2)`);
+    throw new Error(`${where}: ${dir}/${head.tag} was saved at zero_optimization.stage ${st.stage}; loading it at stage ${backend.stage} is not implemented yet (0 loads 0, stages 1-3 load each other)`);
   }
   if (st.lrs.length !== engine.getLr().length) throw new Error(`${where}: ${dir}/${head.tag} has ${st.lrs.length} parameter group(s), this engine ${engine.getLr().length}`);
   if (loadSched && engine.lrScheduler && !saved.scheduler) throw new Error(`${where}: ${dir}/${head.tag} has no LR scheduler state (pass loadLrSchedulerStates: false)`);

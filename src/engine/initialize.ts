@@ -1,9 +1,9 @@
 /**
  * `initialize()`: DeepSpeed's deepspeed.initialize for meshtrain. Reads the DeepSpeed config,
  * builds the optimizer (config.optimizer unless one is given), the LR schedule (config.scheduler)
- * and the data-parallel back end zero_optimization.stage asks for, and returns the Engine.
- * Features the config can ask for that are not implemented yet (stage 3, offload) are
- * refused with an error naming the key, never ignored. bf16 / fp16 need a model built in that
+ * and the data-parallel back end zero_optimization.stage asks for (0: DataParallel; 1/2:
+ * ZeroStage12; 3: ZeroStage3), and returns the Engine. Features the config can ask for that are
+ * not implemented yet are refused with an error naming the key, never ignored. bf16 / fp16 need a model built in that
  * dtype (precision.ts).
  */
 import { DataParallel } from '../dist/data_parallel.ts';
@@ -20,15 +20,17 @@ import { SGD } from '../optim/sgd.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
+import type { EngineBackend, EngineZero } from './backend.ts';
 import { loadConfig, printResolvedConfig } from './config.ts';
 import type { EngineConfig, OptimizerSection } from './config_types.ts';
-import { Engine, type EngineBackend } from './engine.ts';
+import { formatZeroKeyUsage } from './config_usage.ts';
+import { Engine } from './engine.ts';
 import { createLossScaler } from './loss_scaler.ts';
 import { checkModelDtype, mixedDtype } from './precision.ts';
 
 export interface InitializeOptions<M extends Module = Module> {
   model: M;
-  /** The parameters to train (default: all of the model's). Stages 1/2 train all of them. */
+  /** The parameters to train (default: all of the model's). Stages 1-3 train all of them. */
   modelParameters?: Iterable<Tensor>;
   /** A DeepSpeed config: a path (JSON, comments allowed) or an object. */
   config: string | Record<string, unknown>;
@@ -49,8 +51,8 @@ export interface InitializeOptions<M extends Module = Module> {
 
 export interface Initialized<M extends Module = Module> {
   engine: Engine<M>;
-  /** Stage 0: the Optimizer; stages 1/2: the ZeroStage12 that owns the partitioned optimizer. */
-  optimizer: Optimizer<{ lr: number }> | ZeroStage12;
+  /** Stage 0: the Optimizer; stages 1-3: the ZeRO optimizer (ZeroStage12, ZeroStage3) that owns the partition. */
+  optimizer: Optimizer<{ lr: number }> | EngineZero;
   lrScheduler: LRScheduler | null;
 }
 
@@ -80,7 +82,8 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   const mixed = mixedDtype(config);
   checkModelDtype(model.namedParameters(), mixed);
   const log = opts.log ?? console.log;
-  if (group.rank === 0) printResolvedConfig(config, log);
+  // The resolved config, then the zero_optimization keys this stage accepts but does not use.
+  if (group.rank === 0) printResolvedConfig(config, (s) => log(`${s}\n${formatZeroKeyUsage(config)}`));
 
   if (opts.optimizer && config.optimizer.type !== null) {
     throw new Error('initialize: an optimizer was passed and config.optimizer is set; give one of them');
@@ -88,17 +91,16 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   if (opts.lrScheduler && config.scheduler.type !== null) {
     throw new Error('initialize: an lrScheduler was passed and config.scheduler is set; give one of them');
   }
-  const stage = config.zero_optimization.stage as 0 | 1 | 2;
+  const stage = config.zero_optimization.stage as 0 | 1 | 2 | 3;
   const all = model.parameters();
   const params = opts.modelParameters ? [...opts.modelParameters] : all;
-  const bucket = Math.max(1, config.zero_optimization.reduce_bucket_size);
 
   let backend: EngineBackend;
   let schedulable: SchedulableOptimizer;
-  let optimizer: Optimizer<{ lr: number }> | ZeroStage12;
+  let optimizer: Optimizer<{ lr: number }> | EngineZero;
   if (stage === 0) {
     const opt = opts.optimizer instanceof Optimizer ? opts.optimizer : buildOptimizer(params, specOf(opts.optimizer, config.optimizer));
-    const dp = new DataParallel(model, { group, bucketBytes: bucket * 4 });
+    const dp = new DataParallel(model, { group, bucketBytes: Math.max(1, config.zero_optimization.reduce_bucket_size) * 4 });
     backend = { stage: 0, dp, optimizer: opt };
     schedulable = opt;
     optimizer = opt;
@@ -109,10 +111,7 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     if (params.length !== all.length || params.some((p) => !all.includes(p))) {
       throw new Error(`initialize: modelParameters other than all of the model's with zero_optimization.stage ${stage}: not implemented yet`);
     }
-    const zero = new ZeroStage12(model, specOf(opts.optimizer, config.optimizer), {
-      stage, group, reduceBucketSize: bucket, overlapComm: config.zero_optimization.overlap_comm,
-      contiguousGradients: config.zero_optimization.contiguous_gradients, gradientClipping: config.gradient_clipping,
-    });
+    const zero = buildZero(model, stage, specOf(opts.optimizer, config.optimizer), config, group);
     backend = { stage, zero };
     schedulable = { paramGroups: [zero.hyper] };
     optimizer = zero;
@@ -135,6 +134,14 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   }
   const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), mixed, log });
   return { engine, optimizer, lrScheduler };
+}
+
+/** The partitioned optimizer for stages 1-3, with the zero_optimization keys each stage honours (config_usage.ts). */
+function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, config: EngineConfig, group: ProcessGroup): EngineZero {
+  const z = config.zero_optimization;
+  const common = { group, reduceBucketSize: Math.max(1, z.reduce_bucket_size), overlapComm: z.overlap_comm, gradientClipping: config.gradient_clipping };
+  if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common });
+  throw new Error('initialize: zero_optimization.stage = 3: not implemented yet');
 }
 
 /** Config keys that ask for what is not implemented yet: an error naming the key. */
