@@ -1,12 +1,14 @@
 /**
- * 2-D convolution (groups 1, dilation 1) on oneDNN (f32, bf16) or native loops (f64). The
- * output is channels-last: oneDNN's 3x3 kernels run about twice as fast on NHWC activations.
+ * 2-D convolution (groups 1, dilation 1) on oneDNN (f32, bf16) or native loops (f64); f16 is
+ * computed in f32 (the native kernels have no f16 path). The output is channels-last: oneDNN's
+ * 3x3 kernels run about twice as fast on NHWC activations.
  */
 import { native } from '../native.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
+import { cast } from './elementwise.ts';
 import * as k from './kernels.ts';
 import { checkImage, emptyActivation, isChannelsLast, pair } from './nchw.ts';
 import { statDType } from './nn_util.ts';
@@ -43,7 +45,7 @@ function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, sh: num
 /**
  * Cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw] (+ bias [O]), PyTorch's conv2d.
  * Any input layout works; the result is [N, O, OH, OW] laid out channels-last. Weights and
- * bias are f32/bf16/f64 like x (a bf16 conv may take an f32 bias).
+ * bias are f32/bf16/f16/f64 like x (a bf16 conv may take an f32 bias; f16 runs in f32 and rounds the result).
  * @example
  * const y = conv2d(x, w, null, { stride: 2, padding: 1 });
  */
@@ -56,8 +58,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (x.dtype !== weight.dtype) {
     throw new Error(`conv2d: x is ${x.dtype} ${fmt(x.shape)}, weight is ${weight.dtype} ${fmt(weight.shape)}; cast one with .to()`);
   }
+  if (x.dtype === 'f16') {
+    // fp16 training on CPUs (DeepSpeed's fp16 mode): f32 math on f16 storage, gradients cast back by cast's backward.
+    const b32 = bias && bias.dtype !== 'f32' ? cast(bias, 'f32') : bias;
+    return cast(conv2d(cast(x, 'f32'), cast(weight, 'f32'), b32, opts), 'f16');
+  }
   if (x.dtype !== 'f32' && x.dtype !== 'bf16' && x.dtype !== 'f64') {
-    throw new Error(`conv2d: needs f32, bf16 or f64, got ${x.dtype} x ${fmt(x.shape)}`);
+    throw new Error(`conv2d: needs f32, bf16, f16 or f64, got ${x.dtype} x ${fmt(x.shape)}`);
   }
   const biasDType = statDType(x.dtype);
   if (bias) {

@@ -7,6 +7,7 @@ import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
+import { cast } from './elementwise.ts';
 import * as k from './kernels.ts';
 
 /** A batch of matrices inside a tensor: element (b, i, j) is at off + b*s[0] + i*s[1] + j*s[2]. */
@@ -151,7 +152,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   if (x.shape[x.ndim - 1] !== inF) throw new Error(`linear: x ${fmt(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmt(weight.shape)} expects ${inF}`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== outF)) throw new Error(`linear: bias ${fmt(bias.shape)} should be [${outF}]`);
   if (x.dtype !== weight.dtype) throw new Error(`linear: x is ${x.dtype}, weight is ${weight.dtype}`);
-  if (!isFloat(x.dtype) || x.dtype === 'f16') throw new Error(`linear: needs f32, bf16 or f64, got ${x.dtype}`);
+  if (x.dtype === 'f16') {
+    // fp16 training on CPUs (DeepSpeed's fp16 mode): f32 math on f16 storage (oneDNN's CPU matmul here has no f16 path).
+    return cast(linear(cast(x, 'f32'), cast(weight, 'f32'), bias && bias.dtype !== 'f32' ? cast(bias, 'f32') : bias), 'f16');
+  }
+  if (!isFloat(x.dtype)) throw new Error(`linear: needs f32, bf16, f16 or f64, got ${x.dtype}`);
   const lead = x.shape.slice(0, -1);
   const M = numel(lead);
   const owned: Tensor[] = [];

@@ -1,0 +1,66 @@
+// conv2d and linear on f16 tensors (DeepSpeed's fp16 mode on CPUs): computed in f32 on the f16
+// values and rounded to f16. Checked against the same op in f32 on the same (f16-representable)
+// values: outputs and every gradient within 2e-3 relative to the largest magnitude (f16 keeps 11
+// significant bits, 2^-11 ≈ 4.9e-4 per rounding; the f32 math adds nothing comparable), and in f16.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { conv2d, linear, manualSeed, mul, randn, sum, type Tensor, tidy } from '../../src/index.ts';
+
+/** max |a - b| / max |b| over the elements. */
+function relErr(a: Tensor, b: Tensor): number {
+  const x = a.toArray() as Float32Array;
+  const y = b.toArray() as Float32Array;
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < y.length; i++) {
+    diff = Math.max(diff, Math.abs(x[i] - y[i]));
+    scale = Math.max(scale, Math.abs(y[i]));
+  }
+  return diff / scale;
+}
+
+/** f16 and f32 leaves holding the same values (drawn in f32, rounded to f16). */
+function pair(shape: number[]): [Tensor, Tensor] {
+  const h = randn(shape).to('f16');
+  const h16 = h.detach().requiresGrad_();
+  const h32 = h.to('f32').detach().requiresGrad_();
+  return [h16, h32];
+}
+
+function check(name: string, op: (a: Tensor, b: Tensor, c: Tensor) => Tensor, shapes: number[][]): void {
+  tidy(() => {
+    manualSeed(7);
+    const leaves = shapes.map(pair);
+    const y16 = op(leaves[0][0], leaves[1][0], leaves[2][0]);
+    const y32 = op(leaves[0][1], leaves[1][1], leaves[2][1]);
+    assert.is(y16.dtype, 'f16', `${name}: output dtype`);
+    assert.ok(relErr(y16.to('f32'), y32) < 2e-3, `${name}: output ${relErr(y16.to('f32'), y32)}`);
+    // A loss with a non-uniform upstream gradient.
+    const g = randn(y32.shape);
+    sum(mul(y16.to('f32'), g)).backward();
+    sum(mul(y32, g)).backward();
+    leaves.forEach(([a, b], i) => {
+      assert.is(a.grad?.dtype, 'f16', `${name}: grad ${i} dtype`);
+      const e = relErr((a.grad as Tensor).to('f32'), b.grad as Tensor);
+      assert.ok(e < 2e-3, `${name}: grad ${i} ${e}`);
+    });
+  });
+}
+
+test('conv2d in f16 (3x3 padded, 1x1, strided 7x7 with bias) matches f32 on the same values', () => {
+  check('conv 3x3', (x, w, b) => conv2d(x, w, b, { padding: 1 }), [[2, 8, 6, 6], [16, 8, 3, 3], [16]]);
+  check('conv 1x1', (x, w, b) => conv2d(x, w, b), [[2, 16, 4, 4], [32, 16, 1, 1], [32]]);
+  check('conv 7x7/2', (x, w, b) => conv2d(x, w, b, { stride: 2, padding: 3 }), [[1, 3, 16, 16], [8, 3, 7, 7], [8]]);
+});
+
+test('linear in f16 matches f32 on the same values', () => {
+  check('linear', (x, w, b) => linear(x, w, b), [[5, 64], [10, 64], [10]]);
+});
+
+test('f16 ops still refuse mixed dtypes, naming both', () => {
+  const x = randn([1, 2, 4, 4]).to('f16');
+  assert.throws(() => conv2d(x, randn([3, 2, 3, 3])), /conv2d: x is f16 .*weight is f32/);
+  assert.throws(() => linear(randn([2, 4]).to('f16'), randn([3, 4])), /linear: x is f16, weight is f32/);
+});
+
+test.run();
