@@ -9,6 +9,7 @@ import type { Optimizer } from '../optim/optimizer.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ResolvedSpec } from '../zero/optimizer.ts';
 import type { PartitionShard } from '../zero/shards.ts';
+import type { MemoryBuffer } from './memory_report.ts';
 
 /** The partitioned optimizer of ZeRO stages 1-3, as the engine uses it. */
 export interface EngineZero {
@@ -32,6 +33,8 @@ export interface EngineZero {
   /** After the parameter partitions were written (checkpoint load): make the model's parameters current. */
   allGatherParameters(): void;
   destroy(): void;
+  /** Buffers beyond ZeRO's formula for the memory report (stage 3: persistent and gathered parameters, buckets). */
+  memoryBuffers?(): MemoryBuffer[];
 }
 
 export type EngineBackend =

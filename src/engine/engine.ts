@@ -16,7 +16,9 @@ import {
   type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
 import type { LossScaler } from './loss_scaler.ts';
+import { type MemoryReport, memoryReport } from './memory_report.ts';
 import { Precision } from './precision.ts';
+import { DEFAULT_16BIT_FILENAME, save16bitModel } from './save_16bit.ts';
 
 export type { EngineBackend, EngineZero } from './backend.ts';
 
@@ -187,6 +189,30 @@ export class Engine<M extends Module = Module> {
   loadCheckpoint(dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
     this.live();
     return loadEngineCheckpoint(this, this.backend, dir, opts);
+  }
+
+  /**
+   * The full model weights in the training dtype (bf16/f16 under mixed precision, else f32) as one
+   * safetensors file `dir/filename` that PyTorch's safetensors reads, written by rank 0 (stage 3
+   * gathers the partitions first; needs zero_optimization.stage3_gather_16bit_weights_on_model_save).
+   * Call on every rank. Returns the file's path on rank 0, null elsewhere.
+   * @example
+   * const file = engine.save16bitModel('out');   // out/pytorch_model.safetensors on rank 0
+   */
+  save16bitModel(dir: string, filename = DEFAULT_16BIT_FILENAME): string | null {
+    this.live();
+    return save16bitModel(this, this.backend, dir, filename);
+  }
+
+  /**
+   * This rank's memory by tag (current and peak) next to ZeRO's formula for the stage and the
+   * named buffers the implementation adds (memory_report.ts); print it with formatMemoryReport.
+   * @example
+   * console.log(formatMemoryReport(engine.memoryReport()));
+   */
+  memoryReport(): MemoryReport {
+    this.live();
+    return memoryReport(this, this.backend);
   }
 
   /** The current loss scale (1 without fp16). */

@@ -12,5 +12,8 @@ export {
 } from './loss_scaler.ts';
 export { hasOverflow } from './overflow.ts';
 export { initialize, type InitializeOptions, type Initialized } from './initialize.ts';
-export { Engine, type EngineBackend, type EngineParts } from './engine.ts';
+export { Engine, type EngineBackend, type EngineParts, type EngineZero } from './engine.ts';
+export { formatMemoryReport, type MemoryReport, type MemoryBuffer, type FormulaTerm, type FormulaTag } from './memory_report.ts';
+export { DEFAULT_16BIT_FILENAME } from './save_16bit.ts';
+export { ZERO_KEY_USAGE, formatZeroKeyUsage, type ZeroKeyUsage } from './config_usage.ts';
 export type { LoadedEngineCheckpoint, LoadEngineCheckpointOptions, SaveEngineCheckpointOptions } from './engine_checkpoint.ts';

@@ -1,0 +1,157 @@
+/**
+ * The engine's memory report: this rank's bytes per memory tag (current and peak, from the native
+ * accounting) next to what ZeRO's analysis predicts for the stage (Rajbhandari et al. 2020, §3):
+ * with Ψ trained parameters, N data-parallel ranks, b bytes per weight and gradient element (2 for
+ * bf16/f16, 4 for f32) and K bytes of optimizer state per parameter (Adam: 8, plus the fp32
+ * master's 4 under mixed precision, so the paper's K = 12), a rank holds
+ *   stage 0: bΨ + bΨ + KΨ            (mixed-precision Adam: 16Ψ; fp32 Adam: 16Ψ as 4 + 4 + 8)
+ *   stage 1: bΨ + bΨ + KΨ/N          (4Ψ + 12Ψ/N)
+ *   stage 2: bΨ + bΨ/N + KΨ/N        (2Ψ + 14Ψ/N)
+ *   stage 3: bΨ/N + bΨ/N + KΨ/N      (16Ψ/N)
+ * split per tag: param (the weights), grad (the gradients), optim (masters + state). The
+ * implementation adds buffers the formula leaves out, listed by name (stage 1's reduced gradient
+ * partition, stage 2's gradient buckets, stage 3's persistent and gathered parameters), so
+ * measured ≈ formula + buffers; padding to a multiple of N adds at most N − 1 elements per flat
+ * group (stage 3: per parameter).
+ */
+
+import { Optimizer } from '../optim/optimizer.ts';
+import { SGD } from '../optim/sgd.ts';
+import { itemSize } from '../tensor/dtype.ts';
+import { MEMORY_TAGS, type MemoryCounter, type MemoryTag, memoryStats } from '../tensor/storage.ts';
+import { ZeroStage12 } from '../zero/stage12.ts';
+import type { EngineBackend, EngineZero } from './backend.ts';
+import type { Engine } from './engine.ts';
+
+/** A buffer the implementation holds beyond the formula's terms. */
+export interface MemoryBuffer {
+  name: string;
+  tag: MemoryTag;
+  bytes: number;
+  /** How its size comes about (e.g. "2 x 5000 f32 elements"). */
+  note: string;
+}
+
+/** The tags the formula speaks about. */
+export type FormulaTag = 'param' | 'grad' | 'optim';
+
+/** One term of the formula: `bytesPerParam · Ψ`, divided by N when partitioned. */
+export interface FormulaTerm {
+  tag: FormulaTag;
+  bytesPerParam: number;
+  partitioned: boolean;
+  bytes: number;
+}
+
+export interface MemoryReport {
+  rank: number;
+  /** N: the data-parallel group's size. */
+  dpSize: number;
+  stage: 0 | 1 | 2 | 3;
+  /** Ψ: trained parameters (elements, shared ones once). */
+  psi: number;
+  /** The weights' dtype (bf16/f16 under mixed precision). */
+  dtype: string;
+  /** The optimizer type (Adam, AdamW, SGD) and its state buffers per parameter. */
+  optimizer: { type: string; states: number; master: boolean };
+  /** The formula, e.g. "2Ψ + 14Ψ/N", its terms per tag, and its bytes at this Ψ and N. */
+  formula: { text: string; terms: FormulaTerm[]; bytes: number };
+  buffers: MemoryBuffer[];
+  /** Formula term + the buffers of that tag, per formula tag. */
+  expected: Record<FormulaTag, number>;
+  /** This rank's bytes per tag on its device, now and at peak (since the last resetPeakMemoryStats). */
+  measured: Record<MemoryTag, MemoryCounter>;
+}
+
+/** Builds the report for `engine` on this rank (no communication). */
+export function memoryReport(engine: Engine, backend: EngineBackend): MemoryReport {
+  const params = engine.module.parameters();
+  const psi = params.reduce((n, p) => n + p.numel, 0);
+  const dtype = params[0]?.dtype ?? 'f32';
+  const b = itemSize(dtype);
+  const master = dtype !== 'f32';
+  const optimizer = optimizerInfo(backend, master);
+  const K = 4 * optimizer.states + (master ? 4 : 0);
+  const N = engine.group.size;
+  const stage = backend.stage;
+  const term = (tag: FormulaTag, per: number, from: number): FormulaTerm => {
+    const partitioned = stage >= from;
+    return { tag, bytesPerParam: per, partitioned, bytes: partitioned ? (per * psi) / N : per * psi };
+  };
+  const terms = [term('param', b, 3), term('grad', b, 2), term('optim', K, 1)];
+  const buffers = backend.stage === 0 ? [] : zeroBuffers(backend.zero);
+  const expected = { param: 0, grad: 0, optim: 0 };
+  for (const t of terms) expected[t.tag] += t.bytes;
+  for (const buf of buffers) if (buf.tag in expected) expected[buf.tag as FormulaTag] += buf.bytes;
+  const device = params[0]?.device ?? 'cpu';
+  const stats = memoryStats();
+  const measured = stats[device] ?? stats.cpu;
+  return {
+    rank: engine.group.rank, dpSize: N, stage, psi, dtype, optimizer,
+    formula: { text: formulaText(terms), terms, bytes: terms.reduce((n, t) => n + t.bytes, 0) }, buffers, expected, measured,
+  };
+}
+
+/** "2Ψ + 14Ψ/N": the whole and the partitioned bytes per parameter. */
+function formulaText(terms: FormulaTerm[]): string {
+  const whole = terms.filter((t) => !t.partitioned).reduce((n, t) => n + t.bytesPerParam, 0);
+  const part = terms.filter((t) => t.partitioned).reduce((n, t) => n + t.bytesPerParam, 0);
+  return [whole ? `${whole}Ψ` : '', part ? `${part}Ψ/N` : ''].filter(Boolean).join(' + ') || '0';
+}
+
+function optimizerInfo(backend: EngineBackend, master: boolean): MemoryReport['optimizer'] {
+  if (backend.stage !== 0) {
+    const h = backend.zero.hyper;
+    return { type: h.type, states: h.type === 'SGD' ? (h.momentum !== 0 ? 1 : 0) : 2, master };
+  }
+  const opt = backend.optimizer;
+  if (opt instanceof SGD) return { type: 'SGD', states: opt.paramGroups.some((g) => g.momentum !== 0) ? 1 : 0, master };
+  const type = opt instanceof Optimizer ? opt.constructor.name : 'unknown';
+  return { type, states: 2, master };
+}
+
+/** Buffers of the ZeRO back end beyond the formula: stage 1/2 from ZeroStage12's accessors, stage 3 from its own report. */
+function zeroBuffers(zero: EngineZero): MemoryBuffer[] {
+  if (zero.memoryBuffers) return zero.memoryBuffers();
+  if (!(zero instanceof ZeroStage12)) return [];
+  const out: MemoryBuffer[] = [];
+  for (const { dtype, partition } of zero.partitions()) {
+    const size = itemSize(dtype as 'f32');
+    if (zero.stage === 1) {
+      out.push({ name: 'stage-1 reduced gradient partition', tag: 'grad', bytes: partition.size * size, note: `${partition.size} ${dtype} elements (the full flat gradient is the formula's bΨ)` });
+    }
+  }
+  if (zero.stage === 2 && zero.bucketBuffers > 0) {
+    const size = itemSize(zero.partitions()[0].dtype as 'f32');
+    const n = zero.bucketBuffers * zero.bucketBufferNumel;
+    out.push({ name: 'stage-2 gradient buckets', tag: 'grad', bytes: n * size, note: `${zero.bucketBuffers} x ${zero.bucketBufferNumel} elements (reduce_bucket_size, pooled)` });
+  }
+  return out;
+}
+
+const MiB = 1024 * 1024;
+const mib = (n: number) => `${(n / MiB).toFixed(2)} MiB`;
+
+/**
+ * The report as a small table: one row per tag with current, peak, the formula's term, the
+ * buffers and their sum, then the named buffers.
+ * @example
+ * if (engine.group.rank === 0) console.log(formatMemoryReport(engine.memoryReport()));
+ */
+export function formatMemoryReport(r: MemoryReport): string {
+  const opt = `${r.optimizer.type}${r.optimizer.master ? ' + fp32 master' : ''}`;
+  const head = `memory, rank ${r.rank} (ZeRO stage ${r.stage}, ${r.dtype} weights, ${opt}; Ψ = ${r.psi} parameters, N = ${r.dpSize} dp ranks)`;
+  const per = r.formula.terms.map((t) => `${t.tag} ${t.bytesPerParam}Ψ${t.partitioned ? '/N' : ''}`).join(', ');
+  const lines = [head, `  formula ${r.formula.text} = ${mib(r.formula.bytes)} (${per})`];
+  const col = (s: string) => s.padStart(12, ' ');
+  lines.push(`  ${'tag'.padEnd(10, ' ')}${col('current')}${col('peak')}${col('formula')}${col('+ buffers')}${col('expected')}`);
+  for (const tag of MEMORY_TAGS) {
+    const m = r.measured[tag];
+    const t = r.formula.terms.find((x) => x.tag === tag);
+    const extra = t ? r.expected[t.tag] - t.bytes : 0;
+    const rest = t ? `${col(mib(t.bytes))}${col(mib(extra))}${col(mib(r.expected[t.tag]))}` : '';
+    lines.push(`  ${tag.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}${rest}`);
+  }
+  for (const b of r.buffers) lines.push(`  buffer ${b.name} (${b.tag}): ${mib(b.bytes)}, ${b.note}`);
+  return lines.join('\n');
+}
