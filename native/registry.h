@@ -19,4 +19,5 @@ void registerBatchNorm(Napi::Env env, Napi::Object exports);
 void registerPool(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
 void registerComm(Napi::Env env, Napi::Object exports);
+void registerFileIo(Napi::Env env, Napi::Object exports);
 }  // namespace mt

@@ -16,7 +16,18 @@ export type Device = 'cpu' | `cuda:${number}`;
 export function deviceCode(d: Device): number {
   return d === 'cpu' ? 0 : 1 + Number(d.slice(5));
 }
-function deviceName(code: number): Device {
+
+/**
+ * The native accounting code of the CPU offload pool (native/tensor/storage.h kCpuOffloadPool):
+ * host memory that `memoryStats()` reports under `'cpu-offload'` instead of `'cpu'`.
+ */
+const CPU_OFFLOAD_CODE = 9;
+
+/** The `memoryStats()` key of host memory that ZeRO's optimizer offload holds. */
+export const CPU_OFFLOAD_POOL = 'cpu-offload';
+
+function deviceName(code: number): string {
+  if (code === CPU_OFFLOAD_CODE) return CPU_OFFLOAD_POOL;
   return code === 0 ? 'cpu' : `cuda:${code - 1}`;
 }
 
@@ -42,6 +53,14 @@ export class Storage {
     existingId?: number,
   ) {
     this.id = existingId ?? native.alloc(nbytes, TAG_CODES[tag], deviceCode(device), zero);
+  }
+
+  /**
+   * CPU memory accounted in the offload pool (`memoryStats()['cpu-offload']`), not under `cpu`;
+   * tensors over it are ordinary CPU tensors.
+   */
+  static inOffloadPool(nbytes: number, tag: MemoryTag, zero: boolean): Storage {
+    return new Storage(nbytes, tag, 'cpu', zero, native.alloc(nbytes, TAG_CODES[tag], CPU_OFFLOAD_CODE, zero));
   }
 
   /** Takes ownership of native storage `id` (freed, through its own allocator, on release). */
@@ -70,7 +89,10 @@ export interface MemoryCounter {
   peak: number;
 }
 
-/** `{ cpu: { param: {current, peak}, activation: {...}, ... } }`; every tag is present. */
+/**
+ * `{ cpu: { param: {current, peak}, activation: {...}, ... } }`; every tag is present. Host memory
+ * of ZeRO's CPU optimizer offload appears under `'cpu-offload'` once used.
+ */
 export type MemoryStats = Record<string, Record<MemoryTag, MemoryCounter>>;
 
 /**

@@ -1,8 +1,8 @@
 /**
  * One dtype's parameters under ZeRO stage 1/2: moved into one flat buffer in the group's shared
  * arena, padded to a multiple of the dp size, with this rank's partition of it, the averaged
- * gradient partition (and stage 1's full flat gradient), the fp32 master of a 16-bit partition,
- * and the optimizer state for the partition.
+ * gradient partition (and stage 1's full flat gradient), and the partition's optimizer (the fp32
+ * master of a 16-bit partition and the optimizer state, wherever the offload device puts them).
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { type FlatParameters, flattenParameters } from '../nn/flat.ts';
@@ -10,8 +10,10 @@ import * as k from '../ops/kernels.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { Bucket } from './buckets.ts';
 import { flatView } from './comms.ts';
-import { type ResolvedSpec, stateNames } from './optimizer.ts';
+import type { ResolvedOffload } from './offload/options.ts';
+import type { ResolvedSpec } from './optimizer.ts';
 import { type FlatSlot, type Partition, partition } from './partition.ts';
+import { PartitionOptimizer, partitionName } from './partition_optimizer.ts';
 
 export interface Slot extends FlatSlot {
   param: Tensor;
@@ -29,15 +31,19 @@ export interface FlatGroup {
   partGrad: Tensor;
   /** Stage 1: the full flat gradient [padded], `p.grad` views into it (tag 'grad'). */
   fullGrad: Tensor | null;
-  /** fp32 master copy of this rank's partition for 16-bit parameters (tag 'optim'). */
-  master: Tensor | null;
-  state: Map<string, Tensor>;
+  /** The fp32 master (16-bit parameters) and optimizer state of this rank's partition (tag 'optim'). */
+  opt: PartitionOptimizer;
   /** Stage 2's buckets (empty in stage 1). */
   buckets: Bucket[];
 }
 
-/** Flattens `named` (all of one dtype) into `pg`'s arena and allocates the partition's gradients and optimizer state. */
-export function buildFlatGroup(named: [string, Tensor][], pg: ProcessGroup, stage: 1 | 2, hyper: ResolvedSpec): FlatGroup {
+/**
+ * Flattens `named` (all of one dtype) into `pg`'s arena and allocates the partition's gradients
+ * and optimizer (group `index` of the optimizer names the nvme file).
+ */
+export function buildFlatGroup(
+  named: [string, Tensor][], pg: ProcessGroup, stage: 1 | 2, hyper: ResolvedSpec, offload?: ResolvedOffload, index = 0,
+): FlatGroup {
   const world = pg.size;
   const dtype = named[0][1].dtype;
   const flat = flattenParameters(named.map(([, p]) => p), {
@@ -55,13 +61,12 @@ export function buildFlatGroup(named: [string, Tensor][], pg: ProcessGroup, stag
   const partGrad = keepTensor(k.fill(pg.sharedEmpty([part.size], { dtype, tag: 'grad' }), 0));
   const fullGrad = stage === 1 ? keepTensor(k.fill(pg.sharedEmpty([part.padded], { dtype, tag: 'grad' }), 0)) : null;
   // The fp32 master copy of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
-  let master: Tensor | null = null;
-  if (dtype !== 'f32') {
-    master = keepTensor(k.empty([part.size], 'f32', 'optim'));
-    const mine = flatView(flat.buffer, part.start, part.size);
-    k.copyInto(mine, master);
+  const mine = flatView(flat.buffer, part.start, part.size);
+  let opt: PartitionOptimizer;
+  try {
+    opt = new PartitionOptimizer(hyper, mine, { offload, name: partitionName(pg, dtype, index) });
+  } finally {
     mine.dispose();
   }
-  const state = new Map(stateNames(hyper).map((n) => [n, keepTensor(k.empty([part.size], 'f32', 'optim', true))]));
-  return { dtype, flat, part, slots, partGrad, fullGrad, master, state, buckets: [] };
+  return { dtype, flat, part, slots, partGrad, fullGrad, opt, buckets: [] };
 }

@@ -41,10 +41,8 @@ export function partitionShards(groups: readonly FlatGroup[], opts: { optimizer?
       out.push({ name: slot.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.flat.buffer, piece.lo, n), group: 'model' });
       if (opts.optimizer === false) continue;
       const at = piece.lo - g.part.start;
-      const extra: [string, Tensor][] = [...g.state];
-      if (g.master) extra.push(['master', g.master]);
-      for (const [sname, t] of extra) {
-        out.push({ name: `optimizer.${slot.name}.${sname}`, fullShape, dtype: t.dtype, shardRange, data: flatView(t, at, n), group: 'optimizer' });
+      for (const sname of g.opt.slots) {
+        out.push({ name: `optimizer.${slot.name}.${sname}`, fullShape, dtype: 'f32', shardRange, data: g.opt.stateView(sname, at, n), group: 'optimizer' });
       }
     }
   }

@@ -17,22 +17,26 @@
  * - `step()`: optional global-norm clipping (the squared norms of the partitions all-reduced),
  *   the fused optimizer kernel over this rank's partition, then an all-gather of the updated
  *   partitions restores the full parameters on every rank.
+ * - Optimizer offload (`offloadOptimizer`): the partition's master and state live in the CPU
+ *   offload pool or in NVMe files streamed in sub-groups (partition_optimizer.ts); same results.
  */
-import { getWorld } from '../dist/distributed.ts';
+
 import { broadcastState } from '../dist/data_parallel_comms.ts';
+import { getWorld } from '../dist/distributed.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
-import { NONE, normPow, type StateRef } from '../optim/fused.ts';
+import { normPow } from '../optim/fused.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allGatherParams, allReduceSum, flatView, reduceScatterGrads } from './comms.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
-import { partitionStep, type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
+import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
+import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import type { Partition } from './partition.ts';
 import { type PartitionShard, partitionShards } from './shards.ts';
 
@@ -51,9 +55,13 @@ export interface ZeroOptions {
   contiguousGradients?: boolean;
   /** Clip the global gradient norm to this value in every step (0: off, the default). */
   gradientClipping?: number;
+  /** Where the master and optimizer state of the partition live (default device 'none'): offload_optimizer. */
+  offloadOptimizer?: OffloadOptions;
+  /** nvme offload: elements per sub-group streamed through memory in a step (default 1e9, DeepSpeed's sub_group_size). */
+  subGroupSize?: number;
 }
 
-const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping'];
+const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping', 'offloadOptimizer', 'subGroupSize'];
 
 /**
  * The ZeRO stage 1/2 optimizer; construct it on every rank of the dp group (rank 0's weights
@@ -74,6 +82,8 @@ export class ZeroStage12 {
   readonly reduceBucketSize: number;
   readonly overlapComm: boolean;
   readonly gradientClipping: number;
+  /** Where the optimizer state lives, with defaults filled in. */
+  readonly offload: ResolvedOffload;
   /** Optimizer steps taken. */
   steps = 0;
   /** The global gradient norm of the last step (before clipping; NaN when clipping is off). */
@@ -97,6 +107,7 @@ export class ZeroStage12 {
     this.gradientClipping = opts.gradientClipping ?? 0;
     checkRange(this.gradientClipping, 'gradientClipping', 'ZeroStage12', 0);
     this.hyper = resolveSpec(optimizer);
+    this.offload = resolveOffload(opts.offloadOptimizer, opts.subGroupSize, 'ZeroStage12');
     this.buckets = new BucketReducer(this.group, this.groups, this.overlapComm, this.reduceBucketSize);
 
     const named = model.namedParameters();
@@ -107,7 +118,14 @@ export class ZeroStage12 {
     }
     broadcastState(model, this.group, true);
     const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
-    for (const dtype of dtypes) this.groups.push(this.finishGroup(buildFlatGroup(named.filter(([, p]) => p.dtype === dtype), this.group, this.stage, this.hyper)));
+    try {
+      for (const [i, dtype] of dtypes.entries()) {
+        this.groups.push(this.finishGroup(buildFlatGroup(named.filter(([, p]) => p.dtype === dtype), this.group, this.stage, this.hyper, this.offload, i)));
+      }
+    } catch (e) {
+      for (const g of this.groups) g.opt.destroy(); // no nvme file outlives a failed construction
+      throw e;
+    }
     if (this.stage === 1) this.prepareGradients();
     else this.hook = model.registerParamGradHook((_, p) => this.onGradReady(p));
   }
@@ -141,17 +159,19 @@ export class ZeroStage12 {
   /** Zeros the optimizer state (padding included), before a checkpoint's slices are copied in. */
   clearOptimizerState(): void {
     this.live();
-    for (const g of this.groups) for (const t of g.state.values()) k.fill(t, 0);
+    for (const g of this.groups) g.opt.clearState();
   }
 
   /** Copies this rank's parameter partition into the fp32 masters (16-bit parameters loaded without optimizer state). */
   syncMasters(): void {
     this.live();
     for (const g of this.groups) {
-      if (!g.master) continue;
       const mine = flatView(g.flat.buffer, g.part.start, g.part.size);
-      k.copyInto(mine, g.master);
-      mine.dispose();
+      try {
+        g.opt.syncMaster(mine);
+      } finally {
+        mine.dispose();
+      }
     }
   }
 
@@ -211,9 +231,13 @@ export class ZeroStage12 {
     return true;
   }
 
-  /** Every rank's updated partition gathered into the full flat parameters. */
+  /**
+   * Every rank's updated partition gathered into the full flat parameters. Offloaded state that
+   * checkpoint views changed (nvme) is written back first.
+   */
   allGatherParameters(): void {
     this.live();
+    for (const g of this.groups) g.opt.flush();
     const works = this.groups.map((g) => allGatherParams(this.group, g.flat.buffer, g.part.start, g.part.size));
     for (const w of works) w.wait();
   }
@@ -227,8 +251,7 @@ export class ZeroStage12 {
     for (const g of this.groups) {
       g.partGrad.dispose();
       g.fullGrad?.dispose();
-      g.master?.dispose();
-      for (const t of g.state.values()) t.dispose();
+      g.opt.destroy();
     }
     this.buckets.destroy();
   }
@@ -280,15 +303,12 @@ export class ZeroStage12 {
     if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
   }
 
-  /** One fused kernel call over this rank's partition. */
+  /** The fused kernel over this rank's partition (in sub-groups when offloaded to nvme). */
   private update(g: FlatGroup): void {
-    const ref = (t: Tensor | null | undefined): StateRef => (t ? { id: t.id, off: t.offset } : NONE);
-    partitionStep(this.hyper, {
-      param: { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start },
-      grad: { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
-      state: (name) => ref(g.state.get(name)),
-      master: ref(g.master),
-      n: g.part.size,
-    }, this.steps);
+    g.opt.step(
+      { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start },
+      { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
+      this.steps,
+    );
   }
 }

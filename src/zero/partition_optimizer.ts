@@ -1,0 +1,144 @@
+/**
+ * The optimizer of one rank's flat partition, whatever the ZeRO stage: it owns the fp32 master of
+ * 16-bit parameters and the optimizer state for the partition's n elements, wherever the
+ * offload device puts them (memory, the CPU offload pool, or an NVMe file streamed in
+ * sub-groups), and runs the fused kernel of optimizer.ts over them. The same kernel on the same
+ * numbers: every device gives bit-identical updates.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import * as k from '../ops/kernels.ts';
+import { type FlatRef, NONE } from '../optim/fused.ts';
+import type { DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { MemoryStore } from './offload/memory_store.ts';
+import { NvmeStore } from './offload/nvme_store.ts';
+import type { ResolvedOffload } from './offload/options.ts';
+import type { StateStore } from './offload/state_store.ts';
+import { partitionStep, type ResolvedSpec, stateNames } from './optimizer.ts';
+
+export interface PartitionOptimizerOptions {
+  /** Where the slots live (resolveOffload's result; default: memory, no offload). */
+  offload?: ResolvedOffload;
+  /** nvme: the file's name: unique per rank and group (e.g. `rank3-bf16`); a process-unique suffix is added. */
+  name?: string;
+}
+
+let instances = 0;
+
+/**
+ * The master and optimizer state of one partition.
+ * @example
+ * const opt = new PartitionOptimizer(zero.hyper, partitionView, { offload: resolveOffload({ device: 'nvme', nvmePath: '/tmp/x' }, 1e6, 'me') });
+ * opt.step({ dtype: 'bf16', id: flat.id, off: flat.offset + start }, { dtype: 'bf16', id: g.id, off: g.offset }, 1);
+ * opt.destroy();                         // frees the memory, deletes the file
+ */
+export class PartitionOptimizer {
+  /** Elements in the partition. */
+  readonly n: number;
+  readonly paramDtype: DType;
+  readonly device: 'none' | 'cpu' | 'nvme';
+  private readonly store: StateStore;
+  private readonly stateSlots: string[];
+  private destroyed = false;
+
+  /**
+   * @param hyper the hyperparameters, read at every step (a schedule may change `lr` in place)
+   * @param params this rank's partition of the parameters (1-D, n elements): a 16-bit
+   *   partition's master starts as a copy of it
+   */
+  constructor(readonly hyper: ResolvedSpec, params: Tensor, opts: PartitionOptimizerOptions = {}) {
+    this.n = params.numel;
+    this.paramDtype = params.dtype;
+    this.stateSlots = stateNames(hyper);
+    const slots = this.paramDtype === 'f32' ? [...this.stateSlots] : [...this.stateSlots, 'master'];
+    const initial = new Map(slots.includes('master') ? [['master', params]] : []);
+    const off = opts.offload;
+    this.device = off?.device ?? 'none';
+    if (this.device === 'nvme' && slots.length > 0 && this.n > 0) {
+      const o = off as ResolvedOffload;
+      const name = `meshtrain-optim-${opts.name ?? 'partition'}-p${process.pid}-${instances++}`;
+      this.store = new NvmeStore(this.n, slots, initial, { dir: o.nvmePath as string, name, subGroupSize: o.subGroupSize, bufferCount: o.bufferCount });
+    } else {
+      this.store = new MemoryStore(this.n, slots, initial, this.device === 'cpu');
+    }
+  }
+
+  /** The f32 slots for checkpoints: the optimizer's state names, then `master` for 16-bit parameters. */
+  get slots(): readonly string[] {
+    return this.store.slots;
+  }
+
+  /** The nvme state file (null for the other devices). */
+  get file(): string | null {
+    return this.store instanceof NvmeStore ? this.store.path : null;
+  }
+
+  /**
+   * One optimizer step (`stepNo` from 1) of the partition: `param` is where its n (16-bit or
+   * f32) parameters start, updated in place, `grad` where its n averaged gradients start.
+   */
+  step(param: FlatRef, grad: FlatRef, stepNo: number): void {
+    this.live();
+    this.store.run((lo, len, refs) => {
+      const at = (r: FlatRef): FlatRef => ({ dtype: r.dtype, id: r.id, off: r.off + lo });
+      partitionStep(this.hyper, {
+        param: at(param),
+        grad: at(grad),
+        state: (name) => refs(name),
+        master: this.store.slots.includes('master') ? refs('master') : NONE,
+        n: len,
+      }, stepNo);
+    });
+  }
+
+  /**
+   * A writable 1-D view of `slot`'s elements [at, at + len) (checkpoints); dispose it when done.
+   * With nvme the slots are read into memory until `flush()` (which `step()` does first).
+   */
+  stateView(slot: string, at: number, len: number): Tensor {
+    this.live();
+    return this.store.view(slot, at, len);
+  }
+
+  /** Zeros the optimizer state (not the master), before a checkpoint's slices are copied in. */
+  clearState(): void {
+    this.live();
+    for (const s of this.stateSlots) {
+      const v = this.store.view(s, 0, this.n);
+      k.fill(v, 0);
+      v.dispose();
+    }
+  }
+
+  /** Copies the partition's parameters (1-D, n elements) into the fp32 master; a no-op for f32. */
+  syncMaster(params: Tensor): void {
+    this.live();
+    if (!this.store.slots.includes('master')) return;
+    if (params.numel !== this.n) throw new Error(`PartitionOptimizer.syncMaster: ${params.numel} parameters for a partition of ${this.n}`);
+    const v = this.store.view('master', 0, this.n);
+    k.copyInto(params, v);
+    v.dispose();
+  }
+
+  /** nvme: writes state changed through `stateView` back to the file and frees its memory. */
+  flush(): void {
+    this.live();
+    this.store.flush();
+  }
+
+  /** Frees the memory and deletes the nvme file. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.store.destroy();
+  }
+
+  private live(): void {
+    if (this.destroyed) throw new Error('PartitionOptimizer: used after destroy()');
+  }
+}
+
+/** The nvme file name stem for `group`'s rank and a flat group of `dtype` (index `i`). */
+export function partitionName(group: ProcessGroup, dtype: DType, i: number): string {
+  return `rank${group.rank}-g${i}-${dtype}`;
+}
