@@ -140,7 +140,10 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
 function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, config: EngineConfig, group: ProcessGroup): EngineZero {
   const z = config.zero_optimization;
   const common = { group, reduceBucketSize: Math.max(1, z.reduce_bucket_size), overlapComm: z.overlap_comm, gradientClipping: config.gradient_clipping };
-  if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common });
+  const o = z.offload_optimizer;
+  if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
+  const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: z.sub_group_size };
+  if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
   throw new Error('initialize: zero_optimization.stage = 3: not implemented yet');
 }
 
@@ -149,7 +152,6 @@ function refuseUnimplemented(cfg: EngineConfig): void {
   const z = cfg.zero_optimization;
   const no = (key: string, value: unknown) => new Error(`initialize: ${key} = ${JSON.stringify(value)}: not implemented yet`);
   if (z.stage === 3) throw no('zero_optimization.stage', 3);
-  if (z.offload_optimizer.device !== 'none') throw no('zero_optimization.offload_optimizer.device', z.offload_optimizer.device);
   if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
   if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
 }
