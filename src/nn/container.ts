@@ -27,6 +27,13 @@ export class Sequential extends Module {
     return this;
   }
 
+  override replaceModule<R extends Module>(name: string, m: R): R {
+    const i = this.list.indexOf(this.namedChildren().find(([n]) => n === name)?.[1] as Module);
+    super.replaceModule(name, m);
+    this.list[i] = m;
+    return m;
+  }
+
   get length(): number {
     return this.list.length;
   }
@@ -68,6 +75,12 @@ export class ModuleList<M extends Module = Module> extends Module {
   push(m: M): this {
     this.list.push(this.registerModule(String(this.list.length), m));
     return this;
+  }
+
+  override replaceModule<R extends Module>(name: string, m: R): R {
+    super.replaceModule(name, m);
+    this.list[Number(name)] = m as unknown as M;
+    return m;
   }
 
   get length(): number {

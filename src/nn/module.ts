@@ -6,7 +6,7 @@
  */
 import { keep } from '../tensor/scope.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { loadInto, type LoadResult } from './state_dict.ts';
+import { type LoadResult, loadInto } from './state_dict.ts';
 
 /** Runs before forward with its arguments; may return replacement arguments. */
 export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | undefined;
@@ -122,6 +122,21 @@ export abstract class Module {
     this.checkName(name, 'module');
     if (!(m instanceof Module)) throw new Error(`${this.constructor.name}: module "${name}" must be a Module`);
     this._modules.set(name, m);
+    return m;
+  }
+
+  /**
+   * Replaces the child registered under `name` by `m`, keeping its place in the order, and
+   * re-points this module's property of that name when it held the old child (how
+   * `parallelize` swaps layers in place). Returns `m`.
+   */
+  replaceModule<M extends Module>(name: string, m: M): M {
+    const old = this._modules.get(name);
+    if (!old) throw new Error(`${this.constructor.name}: no child module "${name}" to replace (children: ${[...this._modules.keys()].join(', ') || 'none'})`);
+    if (!(m instanceof Module)) throw new Error(`${this.constructor.name}: replacement for "${name}" must be a Module`);
+    this._modules.set(name, m);
+    const fields = this as unknown as Record<string, unknown>;
+    if (fields[name] === old) fields[name] = m;   // `readonly` is a compile-time promise only
     return m;
   }
 

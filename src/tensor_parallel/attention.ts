@@ -3,7 +3,10 @@
  * is column-parallel and the second row-parallel, so each layer costs one all-reduce forward
  * and one backward. Attention splits the heads: rank r holds heads [r·H/tp, (r+1)·H/tp) with
  * its q, k and v rows of `c_attn` and its columns of `c_proj`. Built from the same seed, the
- * shards hold exactly the slices of nn's CausalSelfAttention / MLP weights.
+ * shards hold exactly the slices of nn's CausalSelfAttention / MLP weights. Dropout inside the
+ * region (attention probabilities: each rank its heads) draws from the tp rank's stream; the
+ * residual dropout does too under sequence parallelism (each rank its tokens), and otherwise
+ * draws the same mask on every rank (random.ts).
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { checkGPTLayer, type GPTLayerOptions } from '../nn/attention.ts';
@@ -16,6 +19,7 @@ import { dropout, softmax } from '../ops/nn.ts';
 import { reshape, split, transpose } from '../ops/view.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { ColumnParallelLinear, type ColumnParallelOptions, RowParallelLinear } from './layers.ts';
+import { withTensorParallelRng } from './random.ts';
 import { checkDivisible } from './shard_init.ts';
 
 export interface ParallelGPTLayerOptions extends GPTLayerOptions {
@@ -39,10 +43,24 @@ function gptInit(opts: ParallelGPTLayerOptions, residual: boolean): Pick<ColumnP
   };
 }
 
+/** Already-built projections for ParallelCausalSelfAttention to adopt (what `parallelize` passes). */
+export interface ParallelAttentionLinears {
+  /** Column-parallel over 3·nEmbd outputs with `stacked: 3` (this rank's q, k, v rows). */
+  c_attn: ColumnParallelLinear;
+  /** Row-parallel over nEmbd inputs. */
+  c_proj: RowParallelLinear;
+}
+
+/** Residual dropout: per-rank masks when the ranks hold different tokens, shared ones otherwise. */
+function residualDropout(y: Tensor, p: number, training: boolean, group: ProcessGroup, sequenceParallel: boolean): Tensor {
+  return sequenceParallel ? withTensorParallelRng(group, () => dropout(y, p, training)) : dropout(y, p, training);
+}
+
 /**
  * x [B, T, C] → [B, T, C] (T/tp in and out with sequenceParallel), as CausalSelfAttention.
  * Parameters `c_attn.weight` [3C/tp, C] (this rank's q, k, v rows), `c_attn.bias` [3C/tp],
- * `c_proj.weight` [C, C/tp], `c_proj.bias` [C].
+ * `c_proj.weight` [C, C/tp], `c_proj.bias` [C]. With `linears`, adopts those projections
+ * (their group and sequenceParallel win) instead of building them.
  * @example
  * const attn = new ParallelCausalSelfAttention({ nEmbd: 768, nHead: 12, group: mesh.group('tp') });
  */
@@ -55,17 +73,19 @@ export class ParallelCausalSelfAttention extends Module {
   readonly localHeads: number;
   readonly dropout: number;
 
-  constructor(opts: ParallelGPTLayerOptions) {
+  constructor(opts: ParallelGPTLayerOptions, linears?: ParallelAttentionLinears) {
     super();
     const layer = 'ParallelCausalSelfAttention';
     checkGPTLayer(opts, layer);
-    checkDivisible(opts.nHead, opts.group.size, layer, 'nHead', opts.group);
+    const group = linears?.c_attn.group ?? opts.group;
+    checkDivisible(opts.nHead, group.size, layer, 'nHead', group);
     this.nEmbd = opts.nEmbd;
     this.nHead = opts.nHead;
-    this.localHeads = opts.nHead / opts.group.size;
+    this.localHeads = opts.nHead / group.size;
     this.dropout = opts.dropout ?? 0;
-    this.c_attn = this.registerModule('c_attn', new ColumnParallelLinear(opts.nEmbd, 3 * opts.nEmbd, { ...gptInit(opts, false), stacked: 3 }));
-    this.c_proj = this.registerModule('c_proj', new RowParallelLinear(opts.nEmbd, opts.nEmbd, gptInit(opts, true)));
+    if (linears) checkLinears(linears, opts.nEmbd, group);
+    this.c_attn = this.registerModule('c_attn', linears?.c_attn ?? new ColumnParallelLinear(opts.nEmbd, 3 * opts.nEmbd, { ...gptInit(opts, false), stacked: 3 }));
+    this.c_proj = this.registerModule('c_proj', linears?.c_proj ?? new RowParallelLinear(opts.nEmbd, opts.nEmbd, gptInit(opts, true)));
   }
 
   override forward(x: Tensor): Tensor {
@@ -81,12 +101,13 @@ export class ParallelCausalSelfAttention extends Module {
     let y: Tensor;
     if (this.training && this.dropout > 0) {
       const probs = softmax(matmul(q, transpose(k, -2, -1)), -1, { scale: 1 / Math.sqrt(Dh), causal: true });
-      y = matmul(dropout(probs, this.dropout, true), v);
+      // Each rank holds other heads' probabilities: per-rank masks.
+      y = matmul(withTensorParallelRng(this.c_attn.group, () => dropout(probs, this.dropout, true)), v);
     } else {
       y = scaledDotProductAttention(q, k, v, { causal: true });
     }
     const out = this.c_proj.forward(reshape(transpose(y, 1, 2), [B, T, H * Dh]));
-    return dropout(out, this.dropout, this.training);
+    return residualDropout(out, this.dropout, this.training, this.c_proj.group, this.c_proj.sequenceParallel);
   }
 
   protected override extraRepr(): string {
@@ -114,6 +135,25 @@ export class ParallelMLP extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return dropout(this.c_proj.forward(gelu(this.c_fc.forward(x))), this.dropout, this.training);
+    const y = this.c_proj.forward(gelu(this.c_fc.forward(x)));
+    return residualDropout(y, this.dropout, this.training, this.c_proj.group, this.c_proj.sequenceParallel);
   }
+}
+
+function checkLinears(l: ParallelAttentionLinears, nEmbd: number, group: ProcessGroup): void {
+  const what = 'ParallelCausalSelfAttention';
+  if (!(l.c_attn instanceof ColumnParallelLinear) || l.c_attn.stacked !== 3 || l.c_attn.inFeatures !== nEmbd || l.c_attn.outFeatures !== 3 * nEmbd) {
+    throw new Error(`${what}: c_attn must be a ColumnParallelLinear(${nEmbd}, ${3 * nEmbd}) with stacked: 3 (q, k, v), got ${describe(l.c_attn)}`);
+  }
+  if (!(l.c_proj instanceof RowParallelLinear) || l.c_proj.inFeatures !== nEmbd || l.c_proj.outFeatures !== nEmbd) {
+    throw new Error(`${what}: c_proj must be a RowParallelLinear(${nEmbd}, ${nEmbd}), got ${describe(l.c_proj)}`);
+  }
+  if (l.c_proj.group !== group || l.c_attn.sequenceParallel !== l.c_proj.sequenceParallel) {
+    throw new Error(`${what}: c_attn and c_proj must share the tp group and sequenceParallel`);
+  }
+}
+
+function describe(m: Module): string {
+  const l = m as unknown as Partial<ColumnParallelLinear>;
+  return `${m.constructor.name}(${l.inFeatures}, ${l.outFeatures}${l.stacked && l.stacked > 1 ? `, stacked: ${l.stacked}` : ''})`;
 }

@@ -60,6 +60,8 @@ export class ColumnParallelLinear extends Module {
   readonly sequenceParallel: boolean;
   /** Output features of this rank. */
   readonly outPerRank: number;
+  /** Equal matrices stacked along `out`, each split across the ranks (3 for q/k/v). */
+  readonly stacked: number;
 
   constructor(
     readonly inFeatures: number,
@@ -76,6 +78,7 @@ export class ColumnParallelLinear extends Module {
     checkDivisible(outFeatures, stacked * g.size, layer, 'outFeatures', g);
     if (stacked > 1 && opts.gatherOutput) throw new Error(`${layer}: gatherOutput would interleave the ${stacked} stacked blocks; gather each block instead`);
     this.group = g;
+    this.stacked = stacked;
     this.gatherOutput = opts.gatherOutput ?? false;
     this.sequenceParallel = opts.sequenceParallel ?? false;
     this.outPerRank = outFeatures / g.size;
@@ -96,7 +99,8 @@ export class ColumnParallelLinear extends Module {
   }
 
   protected override extraRepr(): string {
-    return `${this.inFeatures}, ${this.outFeatures} (${this.outPerRank} on this rank)${this.bias ? '' : ', bias: false'}${this.gatherOutput ? ', gatherOutput' : ''}`;
+    const stacked = this.stacked > 1 ? `, stacked: ${this.stacked}` : '';
+    return `${this.inFeatures}, ${this.outFeatures} (${this.outPerRank} on this rank)${stacked}${this.bias ? '' : ', bias: false'}${this.gatherOutput ? ', gatherOutput' : ''}${this.sequenceParallel ? ', sequenceParallel' : ''}`;
   }
 }
 

@@ -12,8 +12,8 @@
  * bits (the all-reduce's result), so the replicas stay identical.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
-import * as k from '../ops/kernels.ts';
 import type { Module } from '../nn/module.ts';
+import * as k from '../ops/kernels.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
