@@ -15,10 +15,9 @@
  */
 
 import { ResNet } from '../models/index.ts';
-import * as meshtrain from '../src/index.ts';
 import {
-  Compose, cifar10, crossEntropy, DataLoader, DistributedSampler, destroyDistributed,type Engine, 
-  initDistributed, initialize, manualSeed, memoryStats, Normalize, RandomCrop, RandomHorizontalFlip, syntheticCifar10, type Tensor,ToTensor, tidy, 
+  Compose, cifar10, crossEntropy, DataLoader, DistributedSampler, destroyDistributed, formatMemoryReport,
+  initDistributed, initialize, manualSeed, Normalize, RandomCrop, RandomHorizontalFlip, syntheticCifar10, type Tensor, ToTensor, tidy,
 } from '../src/index.ts';
 import { parseArgs } from './args.ts';
 import { readExampleConfig } from './deepspeed_config.ts';
@@ -102,20 +101,7 @@ for (let epoch = 0; epoch < args.epochs && !done(); epoch++) {
   console.log(`[Epoch ${epoch + 1}] Loss: ${runningLoss / batches}${partial}`);
 }
 console.log('Finished Training');
-printMemory(engine);
+console.log(formatMemoryReport(engine.memoryReport())); // this rank's bytes by tag next to ZeRO's formula
 engine.destroy();
 await destroyDistributed();
 
-/** This rank's memory by tag next to ZeRO's formula (engine.memoryReport), or its peak bytes by tag. */
-function printMemory(e: Engine): void {
-  // TODO: call engine.memoryReport() and formatMemoryReport directly once both are committed.
-  const report = (e as unknown as { memoryReport?: () => unknown }).memoryReport;
-  const format = (meshtrain as Record<string, unknown>).formatMemoryReport as ((r: unknown) => string) | undefined;
-  if (typeof report === 'function' && typeof format === 'function') {
-    console.log(format(report.call(e)));
-    return;
-  }
-  const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-  const peaks = Object.entries(memoryStats().cpu ?? {}).map(([tag, c]) => `${tag} ${mb(c.peak)}`);
-  console.log(`peak memory by tag: ${peaks.join(', ')}`);
-}

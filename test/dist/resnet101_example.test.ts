@@ -30,7 +30,7 @@ test('the ResNet101 ZeRO-3 example trains 2 steps on 2 ranks (resnet18) with fin
   const rank0 = (losses[0][1] + losses[1][1]) / 2;
   const printed = Number(/^\[rank 0\] \[Epoch 1\] Loss: (\S+)/m.exec(out)?.[1]);
   assert.ok(Math.abs(printed - rank0) < 1e-3, `rank 0's epoch mean ${printed} vs its step losses' ${rank0}`);
-  for (const rank of [0, 1]) assert.match(out, new RegExp(`^\\[rank ${rank}\\] (memory, rank ${rank} \\(ZeRO stage|peak memory by tag: param)`, 'm'));
+  for (const rank of [0, 1]) assert.match(out, new RegExp(`^\\[rank ${rank}\\] memory, rank ${rank} \\(ZeRO stage \\d`, 'm'));
 });
 
 test.run();
