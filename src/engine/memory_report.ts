@@ -129,8 +129,11 @@ function zeroBuffers(zero: EngineZero): MemoryBuffer[] {
   return out;
 }
 
-const MiB = 1024 * 1024;
-const mib = (n: number) => `${(n / MiB).toFixed(2)} MiB`;
+/** Bytes in KiB, MiB or GiB, whichever keeps the number readable. */
+function mib(n: number): string {
+  const [unit, div] = n >= 2 ** 30 ? ['GiB', 2 ** 30] : n >= 2 ** 20 ? ['MiB', 2 ** 20] : ['KiB', 2 ** 10];
+  return `${(n / div).toFixed(div === 2 ** 10 ? 1 : 2)} ${unit}`;
+}
 
 /**
  * The report as a small table: one row per tag with current, peak, the formula's term, the
