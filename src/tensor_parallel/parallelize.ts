@@ -45,8 +45,13 @@ export function parallelize<M extends Module>(model: M, plan: TensorParallelPlan
   const modules = new Map(model.namedModules());
   const assignments = matchPlan(plan, [...modules.keys()]);
   const byName = new Map(assignments.map((a) => [a.name, a]));
-  const errors = assignments.map((a) => check(a, modules.get(a.name) as Module, group.size, byName)).filter((e): e is string => e !== null);
-  if (errors.length) throw new Error(`parallelize (tp = ${group.size}): ${errors.length === 1 ? errors[0] : `\n  ${errors.join('\n  ')}`}`);
+  const position = new Map([...modules.keys()].map((n, i) => [n, i]));
+  const errors = [...assignments]
+    .sort((a, b) => (position.get(a.name) ?? 0) - (position.get(b.name) ?? 0))
+    .map((a) => check(a, modules.get(a.name) as Module, group.size, byName))
+    .filter((e): e is string => e !== null);
+  if (errors.length === 1) throw new Error(`parallelize (tp = ${group.size}): ${errors[0]}`);
+  if (errors.length) throw new Error(`parallelize (tp = ${group.size}): ${errors.length} modules cannot be split:\n  ${errors.join('\n  ')}`);
   // Deepest first: 'heads' adopts its projections once they are parallel.
   const order = [...assignments].sort((a, b) => depth(b.name) - depth(a.name));
   for (const a of order) apply(model, a, modules.get(a.name) as Module, group, plan.sequenceParallel ?? false);
