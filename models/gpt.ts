@@ -9,7 +9,7 @@
  * (Hugging Face stores GPT-2's Conv1D weights transposed). The head has no key of its own: it
  * reads `wte.weight`. `gptKeyFromFlatName` maps the flat naming of the golden reference file.
  */
-import { add, arange, type DType, dropout, linear, type Tensor } from '../src/index.ts';
+import { add, arange, type DType, dropout, linear, registerExternalParameter, type Tensor } from '../src/index.ts';
 import { Embedding, LayerNorm, Module, ModuleList, TransformerBlock, init } from '../src/nn/index.ts';
 
 export interface GPTConfig {
@@ -122,6 +122,8 @@ export class GPT extends Module {
     this.wpe = this.registerModule('wpe', new Embedding(config.nCtx, nEmbd, { dtype, initWeight: normal }));
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: config.nLayer }, () => new TransformerBlock(layer))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(nEmbd, { eps: config.layerNormEps ?? 1e-5, bias: config.bias ?? true, dtype }));
+    // The tied head reads wte.weight in this module's forward: ZeRO stage 3 gathers it for GPT too.
+    registerExternalParameter(this, this.wte.weight as Tensor);
   }
 
   override forward(ids: Tensor): Tensor {

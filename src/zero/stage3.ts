@@ -1,0 +1,406 @@
+/**
+ * ZeRO stage 3 (Rajbhandari et al. 2020; DeepSpeed's stage3.py): the parameters themselves are
+ * partitioned over the N dp ranks, besides the gradients and the optimizer state.
+ *
+ * - Each parameter of n elements is padded to N·ceil(n/N); rank r keeps only its shard, packed
+ *   with its shards of the other parameters of the same dtype in one partition buffer (tag
+ *   'param'), next to the averaged gradient partition ('grad'), the fp32 master of 16-bit
+ *   shards and the optimizer state ('optim'). Rank 0's initial values are broadcast first.
+ * - Outside use a parameter keeps its full shape and holds no memory (reading it throws, naming
+ *   it). Module hooks gather it around its module's forward and backward (param_coordinator.ts),
+ *   with prefetching along the traced module order. Parameters of at most
+ *   `paramPersistenceThreshold` elements stay gathered.
+ * - In backward each parameter's gradient, once ready, is reduce-scattered in buckets onto its
+ *   owners (stage3_grads.ts) and freed; gradient accumulation adds into the partition.
+ * - `step()`: optional global-norm clipping, the fused optimizer over the partition, then the
+ *   persistent (and any gathered) parameters are gathered again from the updated partitions.
+ */
+import { broadcastState } from '../dist/data_parallel_comms.ts';
+import { getWorld } from '../dist/distributed.ts';
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Module, RemovableHandle } from '../nn/module.ts';
+import * as k from '../ops/kernels.ts';
+import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
+import { scaleInPlace } from '../optim/clip_grad.ts';
+import { NONE, normPow, type StateRef } from '../optim/fused.ts';
+import { type DType, isFloat } from '../tensor/dtype.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
+import { allReduceSum, flatView } from './comms.ts';
+import { externalParameters } from './external.ts';
+import { partitionStep, type ResolvedSpec, resolveSpec, stateNames, type ZeroOptimizerSpec } from './optimizer.ts';
+import { ParamCoordinator, type Stage3Param } from './param_coordinator.ts';
+import type { PartitionShard } from './shards.ts';
+import { Stage3GradReducer } from './stage3_grads.ts';
+import { planPartition } from './stage3_partition.ts';
+import type { ZeroOptimizer } from './zero_optimizer.ts';
+
+/** DeepSpeed's stage3_prefetch_bucket_size default (elements). */
+export const DEFAULT_PREFETCH_BUCKET_SIZE = 50_000_000;
+/**
+ * stage3_param_persistence_threshold: DeepSpeed's default is 1e5 elements. On CPU ranks over
+ * shared memory a gather costs microseconds rather than a GPU kernel launch plus NCCL latency,
+ * so we keep fewer parameters resident: 1e4 (biases, norms, small layers).
+ */
+export const DEFAULT_PARAM_PERSISTENCE_THRESHOLD = 10_000;
+/** DeepSpeed's stage3_max_live_parameters default (elements). */
+export const DEFAULT_MAX_LIVE_PARAMETERS = 1_000_000_000;
+/** DeepSpeed's stage3_max_reuse_distance default (elements). */
+export const DEFAULT_MAX_REUSE_DISTANCE = 1_000_000_000;
+
+export interface ZeroStage3Options {
+  /** Accepted so one options object serves every stage; must be 3. */
+  stage?: 3;
+  /** The data-parallel group (default: the world). */
+  group?: ProcessGroup;
+  /** Elements per gradient bucket (default 500,000, as stage 2; DeepSpeed's 5e8 exceeds a CPU arena). */
+  reduceBucketSize?: number;
+  /** Reduce buckets asynchronously while backward runs (default true). */
+  overlapComm?: boolean;
+  /** Accepted for DeepSpeed parity: gradients always go into contiguous buckets. */
+  contiguousGradients?: boolean;
+  /** Clip the global gradient norm to this value in every step (0: off, the default). */
+  gradientClipping?: number;
+  /** stage3_prefetch_bucket_size: elements gathered ahead of the running module (default 5e7; 0 turns prefetch off). */
+  prefetchBucketSize?: number;
+  /** stage3_param_persistence_threshold: parameters of at most this many elements stay gathered (default 1e4, see above). */
+  paramPersistenceThreshold?: number;
+  /** stage3_max_live_parameters: most gathered non-persistent elements prefetching may reach (default 1e9). */
+  maxLiveParameters?: number;
+  /** stage3_max_reuse_distance: a parameter used again within this many elements stays gathered (default 1e9). */
+  maxReuseDistance?: number;
+}
+
+const OPTIONS = [
+  'stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping',
+  'prefetchBucketSize', 'paramPersistenceThreshold', 'maxLiveParameters', 'maxReuseDistance',
+];
+
+/** One dtype's partition: parameter shards, gradient, master and optimizer state. */
+interface DTypeGroup {
+  dtype: DType;
+  /** This rank's shards of the dtype's parameters, packed (tag 'param', in the shared arena). */
+  part: Tensor;
+  /** The averaged gradient partition (tag 'grad'). */
+  partGrad: Tensor;
+  /** fp32 master of a 16-bit partition (tag 'optim'). */
+  master: Tensor | null;
+  state: Map<string, Tensor>;
+  params: Stage3Param[];
+  /** Elements of the dtype's parameters (unpadded). */
+  numel: number;
+}
+
+const keepTensor = (t: Tensor): Tensor => {
+  t.kept = true;
+  return t;
+};
+
+/**
+ * The ZeRO stage 3 optimizer; construct it on every rank of the dp group (rank 0's weights are
+ * broadcast, then each rank keeps only its shards). It implements {@link ZeroOptimizer}, the
+ * surface the engine drives every stage through. Every method is collective over the group.
+ * @example
+ * const model = new GPT(gptConfig('tiny'));          // GPT registers its tied head as an external parameter
+ * const zero = new ZeroStage3(model, { type: 'AdamW', lr: 1e-3 }, { gradientClipping: 1, paramPersistenceThreshold: 100 });
+ * for (const [x, y] of loader) {
+ *   zero.zeroGrad();
+ *   zero.backward(crossEntropy(model.forward(x), y));   // parameters gathered per module, gradients reduce-scattered
+ *   zero.step();
+ * }
+ * const w = zero.gathered(() => model.wte.weight.toArray());   // full values outside forward
+ */
+export class ZeroStage3 implements ZeroOptimizer {
+  readonly stage = 3 as const;
+  readonly group: ProcessGroup;
+  readonly hyper: ResolvedSpec;
+  readonly reduceBucketSize: number;
+  readonly overlapComm: boolean;
+  readonly gradientClipping: number;
+  readonly prefetchBucketSize: number;
+  readonly paramPersistenceThreshold: number;
+  readonly maxLiveParameters: number;
+  readonly maxReuseDistance: number;
+  steps = 0;
+  lastGradNorm = Number.NaN;
+  private readonly groups: DTypeGroup[] = [];
+  private readonly byTensor = new Map<Tensor, { g: DTypeGroup; p: Stage3Param }>();
+  private readonly coordinator: ParamCoordinator;
+  private readonly reducer: Stage3GradReducer;
+  private readonly hook: RemovableHandle;
+  private running = false;
+  private destroyed = false;
+
+  constructor(
+    model: Module,
+    optimizer: ZeroOptimizerSpec,
+    opts: ZeroStage3Options = {},
+  ) {
+    const where = 'ZeroStage3';
+    checkKeys(opts, OPTIONS, where);
+    if (opts.stage !== undefined && opts.stage !== 3) throw new Error(`ZeroStage3: stage must be 3, got ${String(opts.stage)} (stages 1 and 2 are ZeroStage12)`);
+    this.group = opts.group ?? getWorld();
+    this.reduceBucketSize = opts.reduceBucketSize ?? DEFAULT_REDUCE_BUCKET_SIZE;
+    checkRange(this.reduceBucketSize, 'reduceBucketSize', where, 1);
+    this.overlapComm = opts.overlapComm ?? true;
+    checkBool(this.overlapComm, 'overlapComm', where);
+    if (opts.contiguousGradients !== undefined) checkBool(opts.contiguousGradients, 'contiguousGradients', where);
+    this.gradientClipping = opts.gradientClipping ?? 0;
+    checkRange(this.gradientClipping, 'gradientClipping', where, 0);
+    this.prefetchBucketSize = opts.prefetchBucketSize ?? DEFAULT_PREFETCH_BUCKET_SIZE;
+    checkRange(this.prefetchBucketSize, 'prefetchBucketSize', where, 0);
+    this.paramPersistenceThreshold = opts.paramPersistenceThreshold ?? DEFAULT_PARAM_PERSISTENCE_THRESHOLD;
+    checkRange(this.paramPersistenceThreshold, 'paramPersistenceThreshold', where, 0);
+    this.maxLiveParameters = opts.maxLiveParameters ?? DEFAULT_MAX_LIVE_PARAMETERS;
+    checkRange(this.maxLiveParameters, 'maxLiveParameters', where, 0);
+    this.maxReuseDistance = opts.maxReuseDistance ?? DEFAULT_MAX_REUSE_DISTANCE;
+    checkRange(this.maxReuseDistance, 'maxReuseDistance', where, 0);
+    this.hyper = resolveSpec(optimizer);
+
+    const named = model.namedParameters();
+    if (named.length === 0) throw new Error('ZeroStage3: the model has no parameters');
+    for (const [name, p] of named) {
+      if (p.device !== 'cpu') throw new Error(`ZeroStage3: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
+      if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage3: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
+    }
+    broadcastState(model, this.group, true);
+    const all: Stage3Param[] = [];
+    for (const dtype of new Set(named.map(([, p]) => p.dtype))) {
+      const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype));
+      this.groups.push(g);
+      all.push(...g.params);
+    }
+    this.coordinator = new ParamCoordinator(this.group, model, all, {
+      prefetchBucketSize: this.prefetchBucketSize, maxLiveParameters: this.maxLiveParameters, maxReuseDistance: this.maxReuseDistance,
+    });
+    for (const [, m] of model.namedModules()) for (const t of externalParameters(m)) if (this.byTensor.has(t)) this.coordinator.registerExternal(m, t);
+    // Each parameter's own memory goes: persistent ones are gathered (padded) from the partitions, the rest released.
+    for (const p of all) if (!p.persistent) this.coordinator.release(p);
+    for (const p of all) {
+      if (!p.persistent) continue;
+      p.state = 'released';
+      this.coordinator.fetch([p]);
+    }
+    const strides = new Map(this.groups.map((g) => [g.dtype, Math.min(Math.ceil(this.reduceBucketSize / this.group.size), g.part.numel)]));
+    this.reducer = new Stage3GradReducer(this.group, strides, this.overlapComm);
+    this.hook = model.registerParamGradHook((_, t) => this.onGradReady(t));
+  }
+
+  /** This rank's partition of each dtype (for reports and tests): parameter elements, shard elements, persistent elements. */
+  partitions(): { dtype: DType; numel: number; partitionNumel: number; persistentNumel: number }[] {
+    return this.groups.map((g) => ({
+      dtype: g.dtype, numel: g.numel, partitionNumel: g.part.numel,
+      persistentNumel: g.params.reduce((n, p) => n + (p.persistent ? p.shard.padded : 0), 0),
+    }));
+  }
+
+  /** Prefetch statistics: all-gathers launched ahead in the last forward, and the peak of gathered non-persistent elements. */
+  prefetchStats(): { prefetched: number; peakLive: number } {
+    return { prefetched: this.coordinator.prefetched, peakLive: this.coordinator.peakLive };
+  }
+
+  /** Gathers `param` around `module`'s forward and backward too (DeepSpeed's register_external_parameter). */
+  registerExternalParameter(module: Module, param: Tensor): void {
+    this.live();
+    this.coordinator.registerExternal(module, param);
+  }
+
+  /**
+   * Runs `fn` with `params` (default: every parameter) gathered to their full values, then
+   * releases them (DeepSpeed's GatheredParameters). Collective: every rank calls it. Values
+   * written to the gathered parameters inside are not kept; write the partitions (checkpoints) instead.
+   */
+  gathered<T>(fn: () => T, params?: Tensor[]): T {
+    this.live();
+    const list = params?.map((t) => {
+      const e = this.byTensor.get(t);
+      if (!e) throw new Error(`ZeroStage3.gathered: ${t} is not a parameter of this optimizer's model`);
+      return e.p;
+    });
+    return this.coordinator.gathered(fn, list);
+  }
+
+  partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
+    this.live();
+    const out: PartitionShard[] = [];
+    for (const g of this.groups) {
+      for (const p of g.params) {
+        const s = p.shard;
+        if (s.valid === 0) continue;
+        const fullShape = [...p.param.shape];
+        const shardRange: [number, number] = [s.paramStart, s.paramStart + s.valid];
+        out.push({ name: p.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.part, s.offset, s.valid), group: 'model' });
+        if (opts.optimizer === false) continue;
+        const extra: [string, Tensor][] = [...g.state];
+        if (g.master) extra.push(['master', g.master]);
+        for (const [sname, t] of extra) {
+          out.push({ name: `optimizer.${p.name}.${sname}`, fullShape, dtype: t.dtype, shardRange, data: flatView(t, s.offset, s.valid), group: 'optimizer' });
+        }
+      }
+    }
+    return out;
+  }
+
+  clearOptimizerState(): void {
+    this.live();
+    for (const g of this.groups) for (const t of g.state.values()) k.fill(t, 0);
+  }
+
+  syncMasters(): void {
+    this.live();
+    for (const g of this.groups) if (g.master) k.copyInto(g.part, g.master);
+  }
+
+  /** `loss.backward(grad)`: parameters gathered per module, each gradient reduce-scattered onto its owner when ready. */
+  backward(loss: Tensor, grad?: Tensor): void {
+    this.live();
+    if (this.running) throw new Error('ZeroStage3.backward: a backward pass is already running');
+    for (const { p } of this.byTensor.values()) dropGrad(p.param);
+    this.running = true;
+    this.coordinator.inBackward = true;
+    try {
+      loss.backward(grad);
+      this.reducer.finish();
+    } catch (e) {
+      this.reducer.abort();
+      throw e;
+    } finally {
+      this.running = false;
+      this.coordinator.inBackward = false;
+      this.coordinator.endBackward();
+    }
+  }
+
+  zeroGrad(): void {
+    this.live();
+    for (const g of this.groups) k.fill(g.partGrad, 0);
+  }
+
+  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+    if (!this.stepPartition(beforeUpdate)) return false;
+    this.allGatherParameters();
+    return true;
+  }
+
+  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+    this.live();
+    this.lastGradNorm = Number.NaN;
+    if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
+    if (this.gradientClipping > 0) this.clip(this.gradientClipping);
+    this.steps++;
+    for (const g of this.groups) this.update(g);
+    return true;
+  }
+
+  /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
+  allGatherParameters(): void {
+    this.live();
+    this.coordinator.refreshGathered();
+  }
+
+  /**
+   * Removes the hooks and gives every parameter its full values back in its own memory (the
+   * model trains without ZeRO afterwards); frees the partitions. Collective.
+   */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.hook.remove();
+    this.coordinator.destroy();
+    for (const { p } of this.byTensor.values()) {
+      dropGrad(p.param);
+      this.coordinator.gathered(() => {
+        const own = Tensor.empty(p.param.shape, { dtype: p.param.dtype, tag: 'param' });
+        k.copyInto(p.param, own);
+        own.storage.retain();
+        p.param.rebind(own.storage, 0);
+        own.dispose();
+      }, [p]);
+      p.persistent = true;         // its memory is its own now: never released again
+    }
+    this.destroyed = true;
+    for (const g of this.groups) {
+      g.part.dispose();
+      g.partGrad.dispose();
+      g.master?.dispose();
+      for (const t of g.state.values()) t.dispose();
+    }
+    this.reducer.destroy();
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private live(): void {
+    if (this.destroyed) throw new Error('ZeroStage3: this optimizer was destroyed');
+  }
+
+  /** Partitions one dtype's parameters: each rank copies its shard of each (rank 0's values, broadcast). */
+  private buildGroup(named: [string, Tensor][]): DTypeGroup {
+    const { size, rank } = this.group;
+    const dtype = named[0][1].dtype;
+    const plan = planPartition(named.map(([name, t]) => ({ name, numel: t.numel })), size, rank);
+    const part = keepTensor(k.fill(this.group.sharedEmpty([plan.numel], { dtype, tag: 'param' }), 0));
+    const g: DTypeGroup = {
+      dtype, part, params: [], numel: named.reduce((n, [, t]) => n + t.numel, 0),
+      partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)),
+      master: null,
+      state: new Map(stateNames(this.hyper).map((n) => [n, keepTensor(k.empty([plan.numel], 'f32', 'optim', true))])),
+    };
+    named.forEach(([name, param], i) => {
+      const shard = plan.shards[i];
+      if (shard.valid > 0) {
+        const src = param.isContiguous ? param : k.copy(param);
+        const from = flatView(src, shard.paramStart, shard.valid);
+        const to = flatView(part, shard.offset, shard.valid);
+        k.copyInto(from, to);
+        from.dispose();
+        to.dispose();
+        if (src !== param) src.dispose();
+      }
+      const p: Stage3Param = {
+        name, param, shard, part, persistent: param.numel <= this.paramPersistenceThreshold, placeholder: null,
+        state: 'gathered', buffer: null, work: null, holders: new Set(), backwardHold: false, modules: [],
+      };
+      g.params.push(p);
+      this.byTensor.set(param, { g, p });
+    });
+    // The fp32 master of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
+    if (dtype !== 'f32') {
+      g.master = keepTensor(k.empty([plan.numel], 'f32', 'optim'));
+      k.copyInto(part, g.master);
+    }
+    return g;
+  }
+
+  private onGradReady(t: Tensor): void {
+    if (!this.running) return;          // a backward this optimizer does not run
+    const e = this.byTensor.get(t);
+    if (!e) return;
+    const grad = t.grad;
+    if (grad && !grad.disposed) this.reducer.add({ shard: e.p.shard, partGrad: e.g.partGrad }, grad);
+    dropGrad(t);
+    this.coordinator.gradReady(e.p);
+  }
+
+  /** Global-norm clipping over every partition, as torch.nn.utils.clip_grad_norm_ (norm 2). */
+  private clip(maxNorm: number): void {
+    let local = 0;
+    for (const g of this.groups) local += normPow({ dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, g.partGrad.numel, 2);
+    const total = Math.sqrt(allReduceSum(this.group, local));
+    this.lastGradNorm = total;
+    if (!Number.isFinite(total)) return;
+    const coef = maxNorm / (total + 1e-6);
+    if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
+  }
+
+  /** One fused kernel call over this rank's partition of a dtype. */
+  private update(g: DTypeGroup): void {
+    const ref = (t: Tensor | null | undefined): StateRef => (t ? { id: t.id, off: t.offset } : NONE);
+    partitionStep(this.hyper, {
+      param: { dtype: g.dtype, id: g.part.id, off: g.part.offset },
+      grad: { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
+      state: (name) => ref(g.state.get(name)),
+      master: ref(g.master),
+      n: g.part.numel,
+    }, this.steps);
+  }
+}

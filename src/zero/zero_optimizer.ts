@@ -1,0 +1,50 @@
+/**
+ * The surface the engine drives any ZeRO stage through: `ZeroStage12` (stages 1, 2) and
+ * `ZeroStage3` both satisfy it, so initialize()/Engine and the checkpoint code treat them alike.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { ResolvedSpec } from './optimizer.ts';
+import type { PartitionShard } from './shards.ts';
+
+/**
+ * A partitioned data-parallel optimizer over a model (ZeRO stage 1, 2 or 3).
+ * @example
+ * const zero: ZeroOptimizer = stage === 3 ? new ZeroStage3(model, spec, opts3) : new ZeroStage12(model, spec, { stage, ...opts });
+ * zero.zeroGrad();
+ * zero.backward(loss);
+ * zero.step((grads) => !scaler.hasOverflow(grads));
+ */
+export interface ZeroOptimizer {
+  readonly stage: 1 | 2 | 3;
+  /** The data-parallel group. */
+  readonly group: ProcessGroup;
+  /** The optimizer's hyperparameters; `lr` may be changed between steps. */
+  readonly hyper: ResolvedSpec;
+  readonly gradientClipping: number;
+  /** Optimizer steps taken (checkpoints restore it). */
+  steps: number;
+  /** The global gradient norm of the last step (NaN when clipping is off). */
+  lastGradNorm: number;
+  /** `loss.backward(grad)`, with the stage's gradient reduction. */
+  backward(loss: Tensor, grad?: Tensor): void;
+  /** Zeros the reduced gradient partitions (call before the first micro-batch of a step). */
+  zeroGrad(): void;
+  /**
+   * Clips, updates this rank's partition and makes the parameters current; `beforeUpdate` sees
+   * the reduced gradient partitions first (mixed precision) and returning false skips the step.
+   */
+  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean;
+  /** The first half of `step()`: the update of this rank's partition only. */
+  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean;
+  /** The second half: every rank's partition made current in the parameters (stage 3: the persistent ones). */
+  allGatherParameters(): void;
+  /** This rank's checkpoint slices: parameters by full name and shape, and (unless `optimizer: false`) their optimizer state. */
+  partitionShards(opts?: { optimizer?: boolean }): PartitionShard[];
+  /** Zeros the optimizer state before a checkpoint's slices are copied in. */
+  clearOptimizerState(): void;
+  /** Copies the parameter partition into the fp32 masters (16-bit parameters loaded without optimizer state). */
+  syncMasters(): void;
+  /** Removes the hooks and frees the buffers. */
+  destroy(): void;
+}
