@@ -1,14 +1,21 @@
 /**
  * Cross-entropy over logits split by vocabulary ([..., V/tp] per rank), without gathering
- * them: the row maxima are all-reduced (max), then Σexp(x - max) and the target's logit
- * (held by one rank) are all-reduced (sum) together. The result is the full-vocabulary loss on
- * every rank, and the backward is local: softmax - onehot on this rank's slice.
+ * them. Each rank runs the fused native cross-entropy kernel on its slice (targets outside the
+ * slice point at column 0, a stand-in): that gives every row's local log-sum-exp and, where this
+ * rank holds the target, the target's logit (lse - loss). One all-gather of those 2·rows numbers
+ * lets every rank combine the full-vocabulary log-sum-exp and the loss. The backward is local:
+ * the same kernel with the global log-sum-exp gives softmax - onehot on this rank's slice, and the
+ * stand-in's onehot is added back for rows whose target lives elsewhere.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import { native } from '../native.ts';
 import { record } from '../ops/autograd_support.ts';
 import { tensor } from '../ops/create.ts';
+import * as k from '../ops/kernels.ts';
 import type { CrossEntropyOptions } from '../ops/loss.ts';
-import { fmt, sameShape } from '../tensor/shape.ts';
+import { statDType } from '../ops/nn_util.ts';
+import { dtypeCode } from '../tensor/dtype.ts';
+import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /**
@@ -32,45 +39,109 @@ export function vocabParallelCrossEntropy(logits: Tensor, targets: Tensor, group
   const V = Vl * group.size;
   const start = group.rank * Vl;
   const rows = targets.numel;
-  const x = logits.toArray() as Float32Array | Float64Array;
   const t = Array.from(targets.toArray(), Number);
-  // Row maxima over the whole vocabulary (only for stability: the loss does not depend on them).
-  const max = tensor(Array.from({ length: rows }, (_, i) => {
-    let m = -Infinity;
-    for (let j = 0; j < Vl; j++) m = Math.max(m, x[i * Vl + j]);
-    return m;
-  }), { dtype: 'f64' });
-  group.allReduce(max, 'max');
-  const mx = max.toArray() as Float64Array;
-  // [Σexp(x - max) over the slice ..., target logit - max where this rank holds it ...], summed.
-  const stats = new Float64Array(2 * rows);
+  // Local targets: the column in this slice, 0 (a stand-in) when another rank holds it.
+  const local = new Int32Array(rows);
+  const here = new Uint8Array(rows);
   let count = 0;
   for (let i = 0; i < rows; i++) {
-    if (t[i] === ignoreIndex) continue;
-    if (!(t[i] >= 0 && t[i] < V)) throw new Error(`${what}: target ${t[i]} at flat position ${i} is out of range for V = ${V} (${group.size} ranks x ${Vl}), ignoreIndex ${ignoreIndex}`);
+    if (t[i] === ignoreIndex) {
+      local[i] = ignoreIndex;
+      continue;
+    }
+    if (!(Number.isInteger(t[i]) && t[i] >= 0 && t[i] < V)) {
+      throw new Error(`${what}: target ${t[i]} at flat position ${i} is out of range for V = ${V} (${group.size} ranks x ${Vl}), ignoreIndex ${ignoreIndex}`);
+    }
     count++;
-    for (let j = 0; j < Vl; j++) stats[i] += Math.exp(x[i * Vl + j] - mx[i]);
-    if (t[i] >= start && t[i] < start + Vl) stats[rows + i] = x[i * Vl + t[i] - start] - mx[i];
+    here[i] = t[i] >= start && t[i] < start + Vl ? 1 : 0;
+    local[i] = here[i] ? t[i] - start : 0;
   }
-  const summed = tensor(stats, { dtype: 'f64' });
-  group.allReduce(summed, 'sum');
-  const s = summed.toArray() as Float64Array;
-  const losses = Array.from({ length: rows }, (_, i) => (t[i] === ignoreIndex ? 0 : Math.log(s[i]) - s[rows + i]));
-  const total = losses.reduce((a, b) => a + b, 0);
+  const xc = k.asContiguous(logits);
+  const tl = tensor(local, { dtype: 'i32', shape: [rows] });
+  const code = dtypeCode(logits.dtype);
+  const idCode = dtypeCode('i32');
+  const losses = k.empty([rows], logits.dtype);
+  const lse = k.empty([rows], statDType(logits.dtype));
+  if (rows > 0) native.crossEntropyForward(code, xc.id, xc.offset, rows, Vl, idCode, tl.id, tl.offset, ignoreIndex, losses.id, lse.id);
+  const lossLocal = losses.toArray() as Float32Array | Float64Array;
+  const lseLocal = lse.toArray() as Float32Array | Float64Array;
+  losses.dispose();
+  lse.dispose();
+  // [local log-sum-exp ..., target logit where held here ...] from every rank.
+  const mine = new Float64Array(2 * rows);
+  for (let i = 0; i < rows; i++) {
+    mine[i] = lseLocal[i];
+    if (here[i]) mine[rows + i] = lseLocal[i] - lossLocal[i];
+  }
+  const all = gatherStats(mine, group);
+  const lseGlobal = new Float64Array(rows);
+  const lossRows = new Float64Array(rows);
+  let total = 0;
+  for (let i = 0; i < rows; i++) {
+    if (t[i] === ignoreIndex) continue;
+    let m = -Infinity;
+    for (let r = 0; r < group.size; r++) m = Math.max(m, all[r * 2 * rows + i]);
+    let s = 0;
+    let target = 0;
+    for (let r = 0; r < group.size; r++) {
+      s += Math.exp(all[r * 2 * rows + i] - m);
+      target += all[r * 2 * rows + rows + i];
+    }
+    lseGlobal[i] = m + Math.log(s);
+    lossRows[i] = lseGlobal[i] - target;
+    total += lossRows[i];
+  }
   const out =
     reduction === 'none'
-      ? tensor(losses, { dtype: logits.dtype, shape: [...lead] })
+      ? tensor(lossRows, { dtype: logits.dtype, shape: [...lead] })
       : tensor(reduction === 'mean' ? total / count : total, { dtype: logits.dtype });
   const scale = reduction === 'mean' ? (count > 0 ? 1 / count : 0) : 1;
-  return record(what, [logits], out, () => (g) => {
-    const gs = g.toArray() as Float32Array | Float64Array;
-    const dx = new Float64Array(rows * Vl);
-    for (let i = 0; i < rows; i++) {
-      if (t[i] === ignoreIndex) continue;
-      const gi = (reduction === 'none' ? gs[i] : gs[0]) * scale;
-      for (let j = 0; j < Vl; j++) dx[i * Vl + j] = (Math.exp(x[i * Vl + j] - mx[i]) / s[i]) * gi;
-      if (t[i] >= start && t[i] < start + Vl) dx[i * Vl + t[i] - start] -= gi;
-    }
-    return [tensor(dx, { dtype: logits.dtype, shape: [...logits.shape] })];
+  const result = record(what, [logits], out, (node) => {
+    const sx = node.save(xc);
+    const st = node.save(tl);
+    return (g) => {
+      const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
+      const lseG = tensor(lseGlobal, { dtype: statDType(logits.dtype), shape: [rows] });
+      const dx = k.empty(logits.shape, logits.dtype);
+      if (rows > 0) {
+        const gStride = reduction === 'none' ? 1 : 0;
+        native.crossEntropyBackward(code, sx.id, sx.offset, rows, Vl, idCode, st.id, st.offset, ignoreIndex, lseG.id, gc.id, gc.offset, gStride, scale, dx.id);
+        // The kernel subtracted g at the stand-in column 0 of rows whose target is elsewhere: add it back.
+        const gs = gc.toArray() as Float32Array | Float64Array;
+        const fix = new Float64Array(rows);
+        let any = false;
+        for (let i = 0; i < rows; i++) {
+          if (t[i] !== ignoreIndex && !here[i]) {
+            fix[i] = gs[gStride * i] * scale;
+            any = true;
+          }
+        }
+        if (any) {
+          const col0 = dx.alias([rows, 1], [Vl, 1], dx.offset);
+          const add = tensor(fix, { dtype: logits.dtype, shape: [rows, 1] });
+          const sum = k.binary(k.Binary.add, col0, add, what);
+          k.copyInto(sum, col0);
+          for (const x of [add, sum, col0]) x.dispose();
+        }
+      }
+      lseG.dispose();
+      if (gc !== g) gc.dispose();
+      return [dx.alias([...logits.shape], contiguousStrides(logits.shape), dx.offset)];
+    };
   });
+  if (xc !== logits) xc.dispose();
+  tl.dispose();
+  return result;
+}
+
+/** Every rank's `mine` concatenated in rank order. */
+function gatherStats(mine: Float64Array, group: ProcessGroup): Float64Array {
+  if (group.size === 1) return mine;
+  const part = tensor(mine, { dtype: 'f64' });
+  const all = k.empty([group.size * mine.length], 'f64');
+  group.allGather(all, part);
+  const out = all.toArray() as Float64Array;
+  part.dispose();
+  all.dispose();
+  return out;
 }
