@@ -1,0 +1,211 @@
+/**
+ * PipelineEngine: DeepSpeed's PipelineEngine for a PipelineModule. `trainBatch(dataIterator)`
+ * runs gradient_accumulation_steps micro-batches through the pipeline by a schedule (GPipe,
+ * 1F1B, interleaved 1F1B, ZB-H1 or your own action lists), then — once, after the last
+ * micro-batch — sums tied gradients across stages, averages over data-parallel replicas (plain,
+ * or ZeRO stage 1/2 over the mesh's dp group), clips by the global norm over all stages, and
+ * steps. The mean loss is reported to every rank.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import { tensor } from '../ops/create.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
+import type { PipelineModule } from './module.ts';
+import { PipeP2P } from './p2p.ts';
+import { act, type Schedule } from './schedule/action.ts';
+import { gpipe } from './schedule/gpipe.ts';
+import { interleaved1F1B } from './schedule/interleaved.ts';
+import { lowerSchedule } from './schedule/lower.ts';
+import { oneFOneB } from './schedule/one_f_one_b.ts';
+import type { TimedAction } from './schedule/run.ts';
+import { validateSchedule } from './schedule/validate.ts';
+import { zeroBubbleH1 } from './schedule/zero_bubble.ts';
+import { type MicroBatch, runStageActions } from './stage_runtime.ts';
+import { installWeightGradDeferral } from './weight_grad.ts';
+import { ZeroPipe, type ZeroPipelineOptions } from './zero_pipe.ts';
+
+export type ScheduleName = 'gpipe' | '1f1b' | 'interleaved' | 'zb-h1';
+
+export interface PipelineEngineOptions {
+  module: PipelineModule;
+  /** Micro-batches per trainBatch (DeepSpeed's gradient_accumulation_steps). */
+  microBatches: number;
+  /** A generator's name (default '1f1b'; 'interleaved' when the module has several stages per rank) or action lists. */
+  schedule?: ScheduleName | Schedule;
+  /** The optimizer over `module.parameters()` (plain data parallelism over dpGroup when it has several ranks). */
+  optimizer?: { step(): void; zeroGrad(): void };
+  /** ZeRO stage 1 or 2 over dpGroup instead of `optimizer`. */
+  zero?: ZeroPipelineOptions;
+  /** Stepped after every optimizer step. */
+  lrScheduler?: { step(): void };
+  /** The data-parallel group (the mesh's 'dp' group); default: none. */
+  dpGroup?: ProcessGroup;
+  /** Clip the global gradient norm over all stages to this value (0: off). */
+  gradientClipping?: number;
+}
+
+/**
+ * @example
+ * const mesh = await DeviceMesh.init({ pp: 4 });
+ * const pipe = new PipelineModule({ layers, numStages: 4, partitionMethod: 'uniform', lossFn, group: mesh.group('pp') });
+ * const engine = await PipelineEngine.create({ module: pipe, microBatches: 8, schedule: '1f1b', optimizer: new AdamW(pipe.parameters()) });
+ * for (let step = 0; step < steps; step++) console.log(engine.trainBatch(loaderIterator));  // the batch's mean loss, on every rank
+ */
+export class PipelineEngine {
+  readonly module: PipelineModule;
+  readonly microBatches: number;
+  /** The lowered schedule every rank runs. */
+  readonly schedule: Schedule;
+  readonly dpGroup: ProcessGroup | null;
+  readonly gradientClipping: number;
+  /** Optimizer steps taken. */
+  globalSteps = 0;
+  /** The global gradient norm of the last step (NaN when clipping is off). */
+  lastGradNorm = Number.NaN;
+  /** This rank's actions of the last batch with their start and end (epoch ms). */
+  timeline: TimedAction[] = [];
+  private readonly optimizer: { step(): void; zeroGrad(): void } | null;
+  private readonly zero: ZeroPipe | null;
+  private readonly lrScheduler: { step(): void } | null;
+  private readonly p2p: PipeP2P;
+  private evalRun: { schedule: Schedule; p2p: PipeP2P } | null = null;
+
+  private constructor(opts: PipelineEngineOptions, schedule: Schedule) {
+    this.module = opts.module;
+    this.microBatches = opts.microBatches;
+    this.schedule = schedule;
+    this.dpGroup = opts.dpGroup ?? null;
+    this.gradientClipping = opts.gradientClipping ?? 0;
+    this.optimizer = opts.optimizer ?? null;
+    this.lrScheduler = opts.lrScheduler ?? null;
+    this.zero = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping) : null;
+    this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank);
+    if (schedule.splitBackward) installWeightGradDeferral(this.module);
+  }
+
+  /** Every rank of the pipeline (and dp) group calls it: validates the schedule, ties weights, broadcasts dp replicas. */
+  static async create(opts: PipelineEngineOptions): Promise<PipelineEngine> {
+    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'gradientClipping'];
+    for (const k of Object.keys(opts)) if (!known.includes(k)) throw new Error(`PipelineEngine: unknown option "${k}" (known: ${known.join(', ')})`);
+    const { module: mod, microBatches: m } = opts;
+    if (!Number.isInteger(m) || m < 1) throw new Error(`PipelineEngine: microBatches must be a positive integer, got ${m}`);
+    if (!opts.optimizer === !opts.zero) throw new Error('PipelineEngine: give exactly one of optimizer and zero');
+    const clip = opts.gradientClipping ?? 0;
+    if (!(clip >= 0)) throw new Error(`PipelineEngine: gradientClipping must be >= 0, got ${clip}`);
+    const schedule = lowerSchedule(makeSchedule(opts.schedule, mod, m));
+    validateSchedule(schedule);
+    await mod.tie();
+    return new PipelineEngine(opts, schedule);
+  }
+
+  /** Runs one batch (microBatches micro-batches from `data`) and one optimizer step; returns the mean loss on every rank. */
+  trainBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+    this.module.train();
+    const fetch = this.fetcher(data);
+    const params = this.module.parameters();
+    // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire.
+    const hooks = params.map((p) => p.gradReadyHooks.splice(0));
+    let lossSum: number;
+    try {
+      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true);
+      lossSum = r.lossSum;
+      this.timeline = r.timeline;
+    } finally {
+      params.forEach((p, i) => p.gradReadyHooks.push(...hooks[i]));
+    }
+    sumTiedGrads(this.module);
+    if (this.zero) {
+      const ok = this.zero.step();
+      this.lastGradNorm = this.zero.lastGradNorm;
+      if (ok) this.afterStep();
+    } else {
+      if (this.dpGroup) averageGrads(params, this.dpGroup);
+      this.lastGradNorm = this.gradientClipping > 0 ? clipPipelineGrads(this.module, this.gradientClipping) : Number.NaN;
+      this.optimizer?.step();
+      this.optimizer?.zeroGrad();
+      this.afterStep();
+    }
+    return this.reportLoss(lossSum);
+  }
+
+  /** Forward only over microBatches micro-batches; returns the mean loss on every rank. */
+  evalBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+    this.module.eval();
+    if (!this.evalRun) {
+      const s = this.schedule;
+      const fwd: Schedule = {
+        ...s, name: `${s.name}-eval`, splitBackward: false, lowered: false,
+        actions: s.actions.map((_, r) => {
+          const row = [];
+          for (let mb = 0; mb < s.microbatches; mb++) for (let st = r; st < s.stages; st += s.ranks) row.push(act(st, 'F', mb));
+          return row;
+        }),
+      };
+      const lowered = lowerSchedule(fwd);
+      this.evalRun = { schedule: lowered, p2p: new PipeP2P(this.module.group ?? fakeGroup(), lowered, this.module.pipeRank) };
+    }
+    const r = runStageActions(this.module, this.evalRun.schedule, this.evalRun.p2p, this.fetcher(data), false);
+    this.timeline = r.timeline;
+    return this.reportLoss(r.lossSum);
+  }
+
+  private afterStep(): void {
+    this.globalSteps++;
+    this.lrScheduler?.step();
+  }
+
+  /** Micro-batch i of this batch, pulled in order on the ranks that need data. */
+  private fetcher(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): (mb: number) => MicroBatch {
+    const got: MicroBatch[] = [];
+    let it: Iterator<MicroBatch> | null = null;
+    return (mb) => {
+      if (!data) throw new Error(`PipelineEngine: pipeline rank ${this.module.pipeRank} holds the first or last stage and needs a data iterator`);
+      it ??= Symbol.iterator in data ? (data as Iterable<MicroBatch>)[Symbol.iterator]() : (data as Iterator<MicroBatch>);
+      while (got.length <= mb) {
+        const n = it.next();
+        if (n.done) throw new Error(`PipelineEngine: the data iterator ended after ${got.length} of ${this.microBatches} micro-batches`);
+        if (!Array.isArray(n.value) || n.value.length < 2) throw new Error('PipelineEngine: each micro-batch must be [input, target]');
+        got.push(n.value);
+      }
+      return got[mb];
+    };
+  }
+
+  /** The last stage's mean loss, broadcast over the pipeline and averaged over dp. */
+  private reportLoss(lossSum: number): number {
+    let loss = lossSum / this.microBatches;
+    const g = this.module.group;
+    if (g && g.size > 1) {
+      const t = tensor([loss], { dtype: 'f64' });
+      g.broadcast(t, g.size - 1);
+      loss = t.item();
+      t.dispose();
+    }
+    return allReduceNumber(loss, [this.dpGroup], 'avg');
+  }
+}
+
+function makeSchedule(s: ScheduleName | Schedule | undefined, mod: PipelineModule, m: number): Schedule {
+  const p = mod.pipeRanks;
+  const v = mod.numStages / p;
+  const name = s ?? (v > 1 ? 'interleaved' : '1f1b');
+  if (typeof name !== 'string') {
+    if (name.ranks !== p || name.stages !== mod.numStages || name.microbatches !== m) {
+      throw new Error(`PipelineEngine: the schedule '${name.name}' is for ${name.ranks} ranks, ${name.stages} stages and ${name.microbatches} micro-batches; the module has ${p} ranks, ${mod.numStages} stages and microBatches is ${m}`);
+    }
+    return name;
+  }
+  if (name === 'interleaved') return interleaved1F1B(p, m, v);
+  if (v !== 1) throw new Error(`PipelineEngine: schedule '${name}' runs one stage per rank, but the module has ${v} stages per rank; use 'interleaved'`);
+  if (name === 'gpipe') return gpipe(p, m);
+  if (name === '1f1b') return oneFOneB(p, m);
+  if (name === 'zb-h1') return zeroBubbleH1(p, m);
+  throw new Error(`PipelineEngine: unknown schedule '${String(name)}' (gpipe, 1f1b, interleaved, zb-h1)`);
+}
+
+/** One process holding every stage sends nothing: a group that is never used. */
+function fakeGroup(): ProcessGroup {
+  return { rank: 0, size: 1 } as ProcessGroup;
+}
+
+export type { MicroBatch, Tensor };

@@ -1,0 +1,57 @@
+/**
+ * Measured timelines: every rank's actions with their wall-clock start and end, gathered over
+ * the pipeline group and turned into the same Simulation the planner produces, so the SVG
+ * renderer draws the measured run next to the planned one and the bubble is measured the same way.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import { tensor } from '../ops/create.ts';
+import * as k from '../ops/kernels.ts';
+import type { Schedule } from './schedule/action.ts';
+import type { TimedAction } from './schedule/run.ts';
+import type { Simulation } from './schedule/simulate.ts';
+
+/**
+ * Every rank's timeline of the last trainBatch (all ranks call it; `mine` follows
+ * `schedule.actions[group.rank]`). Times stay in epoch ms.
+ */
+export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: TimedAction[]): TimedAction[][] {
+  const len = Math.max(...schedule.actions.map((r) => r.length));
+  if (mine.length !== schedule.actions[group.rank].length) {
+    throw new Error(`gatherTimelines: this rank's timeline has ${mine.length} actions, its schedule ${schedule.actions[group.rank].length} (pass the last trainBatch's timeline)`);
+  }
+  const out = k.empty([group.size * len * 2], 'f64', 'comm');
+  const vals = new Float64Array(len * 2);
+  mine.forEach((t, i) => {
+    vals[2 * i] = t.start;
+    vals[2 * i + 1] = t.end;
+  });
+  const local = tensor(vals, { dtype: 'f64', shape: [len * 2], tag: 'comm' });
+  group.allGather(out, local);
+  const all = out.toArray() as Float64Array;
+  local.dispose();
+  out.dispose();
+  return schedule.actions.map((row, r) => row.map((action, i) => ({ action, start: all[(r * len + i) * 2], end: all[(r * len + i) * 2 + 1] })));
+}
+
+/**
+ * A Simulation from measured timelines: times in ms from the earliest start; the bubble is the
+ * idle share of compute (F, B, W) over ranks × makespan, as simulateSchedule computes it.
+ */
+export function measuredSimulation(timelines: TimedAction[][], splitBackward = false): Simulation {
+  const t0 = Math.min(...timelines.flat().map((t) => t.start));
+  const rel = timelines.map((row) => row.map((t) => ({ action: t.action, start: t.start - t0, end: t.end - t0 })));
+  const makespan = Math.max(0, ...rel.flat().map((t) => t.end));
+  let busy = 0;
+  const freeKind = splitBackward ? 'W' : 'B';
+  const peakActivations = rel.map((row) => {
+    let live = 0;
+    let peak = 0;
+    for (const { action, start, end } of row) {
+      if (action.kind === 'F' || action.kind === 'B' || action.kind === 'W') busy += end - start;
+      if (action.kind === 'F') peak = Math.max(peak, ++live);
+      if (action.kind === freeKind) live--;
+    }
+    return peak;
+  });
+  return { timelines: rel, makespan, bubbleFraction: makespan > 0 ? 1 - busy / (rel.length * makespan) : 0, peakActivations };
+}

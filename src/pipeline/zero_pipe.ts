@@ -1,0 +1,92 @@
+/**
+ * ZeRO stages 1 and 2 under a pipeline: one ZeroStage12 per stage module over the mesh's dp
+ * group. The micro-batches' gradients accumulate locally in `p.grad`; once per step they are
+ * handed to ZeRO — stage 1 reads them in place (its gradients are views of its flat buffer),
+ * stage 2 gets them through one backward over a node that returns them, so its buckets reduce
+ * each gradient exactly once, after the last micro-batch (DeepSpeed refuses ZeRO-2 with
+ * pipelines because it reduces per micro-batch). Clipping uses the norm over all stages.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import { record } from '../ops/autograd_support.ts';
+import { zeros } from '../ops/create.ts';
+import * as k from '../ops/kernels.ts';
+import { scaleInPlace } from '../optim/clip_grad.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
+import { ZeroStage12 } from '../zero/stage12.ts';
+import { allReduceNumber, sumSquares } from './grad_sync.ts';
+import type { PipelineModule } from './module.ts';
+
+export interface ZeroPipelineOptions {
+  stage: 1 | 2;
+  optimizer: ZeroOptimizerSpec;
+  /** Stage 2: elements per gradient bucket. */
+  reduceBucketSize?: number;
+  overlapComm?: boolean;
+}
+
+export class ZeroPipe {
+  readonly zero: ZeroStage12;
+  lastGradNorm = Number.NaN;
+
+  constructor(
+    private readonly module: PipelineModule,
+    opts: ZeroPipelineOptions,
+    dpGroup: ProcessGroup | null,
+    private readonly clip: number,
+  ) {
+    const { stage, optimizer, reduceBucketSize, overlapComm } = opts;
+    if (!dpGroup) throw new Error('PipelineEngine: zero needs dpGroup (the mesh\'s dp group)');
+    this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
+  }
+
+  /** Reduces the accumulated gradients over dp, clips over the whole pipeline, updates, gathers. */
+  step(): boolean {
+    const tiedSq = this.clip > 0 ? this.duplicateTiedSquares() : 0;
+    if (this.zero.stage === 2) this.feed();
+    const ok = this.zero.step((parts) => {
+      if (this.clip <= 0) return true;
+      let local = -tiedSq / this.zero.group.size;
+      for (const g of parts) local += sumSquares(g);
+      const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group])));
+      this.lastGradNorm = total;
+      const coef = this.clip / (total + 1e-6);
+      if (Number.isFinite(total) && coef < 1) for (const g of parts) scaleInPlace(g, coef);
+      return true;
+    });
+    this.zero.zeroGrad();
+    return ok;
+  }
+
+  /** Stage 2: one backward whose only node returns each parameter's accumulated gradient. */
+  private feed(): void {
+    const params = this.module.parameters();
+    const grads = params.map((p) => {
+      const g = p.grad && !p.grad.disposed ? p.grad : null;
+      p.grad = null;
+      return g;
+    });
+    const root = record('pipelineGradients', params, zeros([]), () => () => grads);
+    this.zero.backward(root);
+    root.dispose();
+    for (const g of grads) g?.dispose();
+  }
+
+  /**
+   * The squared norm of the dp-averaged tied gradients that this stage holds but does not own:
+   * every stage's partitions include its copy, the global norm counts it once.
+   */
+  private duplicateTiedSquares(): number {
+    let sq = 0;
+    for (const t of this.module.ties) {
+      if (!t.param || t.owner === this.module.pipeRank || !t.group || !t.param.grad) continue;
+      const avg = k.copy(t.param.grad);
+      this.zero.group.allReduce(avg, 'avg');
+      sq += sumSquares(avg);
+      avg.dispose();
+    }
+    return sq;
+  }
+}
+
+export type { Tensor };

@@ -1,0 +1,40 @@
+// PipelineEngine on 2 pipeline ranks (fixtures/pipeline.ts): GPipe, 1F1B, ZB-H1 and interleaved
+// 1F1B (2 stages per rank) equal single-process GPT-tiny training (tolerances in
+// pipeline_common.ts); recomputation gives identical gradients with a lower activation peak; a
+// schedule with a backward before its forward is refused with the grid printed.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { checkTraining, type Result, runPipeline } from './pipeline_common.ts';
+
+let results: Result[] | null = null;
+const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken']));
+
+for (const what of ['gpipe', '1f1b', 'zb-h1', 'interleaved']) {
+  test(`pipeline pp=2 ${what}: losses, norms and weights equal one process; tied weights identical`, async () => {
+    checkTraining(await run(), what, 2);
+  });
+}
+
+test('pipeline pp=2: activationCheckpointInterval 1 gives identical gradients with a lower activation peak', async () => {
+  for (const r of (await run()).filter((x) => x.case === 'recompute')) {
+    assert.ok(r.nonzero, 'gradients were computed');
+    assert.is(r.gradMaxDiff, 0, `rank ${r.rank}: gradients bit for bit`);
+    assert.is(r.lossA, r.lossB);
+    assert.ok((r.peakRecompute as number) < (r.peakPlain as number), `rank ${r.rank}: peak activation bytes ${r.peakRecompute} < ${r.peakPlain}`);
+  }
+});
+
+test('pipeline: a broken schedule is refused before running, with the grid and the offending cell', async () => {
+  const rs = (await run()).filter((x) => x.case === 'broken');
+  assert.is(rs.length, 2);
+  for (const r of rs) {
+    assert.ok(r.rejected, 'refused');
+    assert.is(r.name, 'ScheduleError');
+    const msg = r.message as string;
+    assert.match(msg, /1B0 comes before 1F0/);
+    assert.match(msg, /step\s+rank 0\s+rank 1/);
+    assert.match(msg, /\[1B0\]/);
+  }
+});
+
+test.run();
