@@ -4,10 +4,24 @@
  * tensors they produced and by their consumers, so disposing the outputs of a step frees
  * every saved activation at once.
  */
-import type { Tensor } from '../tensor/tensor.ts';
+
 import { fmt } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 
 export type Edge = { node: Node } | { leaf: Tensor } | null;
+
+/** Tensors that nodes save by reference instead of by alias (see `saveByReference`). */
+const byReference = new WeakSet<Tensor>();
+
+/**
+ * Makes nodes save `t` itself, not a handle on its current memory: backward then reads whatever
+ * `t` points at when it runs. For ZeRO stage 3's parameters, which are released after forward
+ * and gathered again before backward; an alias would keep every gathered parameter alive.
+ */
+export function saveByReference(t: Tensor, on = true): void {
+  if (on) byReference.add(t);
+  else byReference.delete(t);
+}
 
 /** Given the gradient of the output, returns one gradient (or null) per input. */
 export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
@@ -43,6 +57,7 @@ export class Node {
 
   /** Keeps `t`'s memory alive until backward has run; use the returned handle in backwardFn. */
   save(t: Tensor): Tensor {
+    if (byReference.has(t)) return t;
     const a = t.alias();
     a.kept = true;
     this.saved.push(a);

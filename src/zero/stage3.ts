@@ -15,6 +15,7 @@
  * - `step()`: optional global-norm clipping, the fused optimizer over the partition, then the
  *   persistent (and any gathered) parameters are gathered again from the updated partitions.
  */
+import { saveByReference } from '../autograd/node.ts';
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import { getWorld } from '../dist/distributed.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
@@ -175,7 +176,12 @@ export class ZeroStage3 implements ZeroOptimizer {
     });
     for (const [, m] of model.namedModules()) for (const t of externalParameters(m)) if (this.byTensor.has(t)) this.coordinator.registerExternal(m, t);
     // Each parameter's own memory goes: persistent ones are gathered (padded) from the partitions, the rest released.
-    for (const p of all) if (!p.persistent) this.coordinator.release(p);
+    for (const p of all) {
+      if (p.persistent) continue;
+      // Backward reads the parameter as gathered then, so a saved alias does not pin a gathered copy.
+      saveByReference(p.param);
+      this.coordinator.release(p);
+    }
     for (const p of all) {
       if (!p.persistent) continue;
       p.state = 'released';
@@ -308,6 +314,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.coordinator.destroy();
     for (const { p } of this.byTensor.values()) {
       dropGrad(p.param);
+      saveByReference(p.param, false);
       this.coordinator.gathered(() => {
         const own = Tensor.empty(p.param.shape, { dtype: p.param.dtype, tag: 'param' });
         k.copyInto(p.param, own);

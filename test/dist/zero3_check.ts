@@ -8,13 +8,14 @@
 // 1e-5 x max(1, |w|) (measured <= 1.1e-6); GPT's attention key bias within 1e-4 (its true gradient
 // is exactly zero and Adam normalizes rounding noise; measured ~1e-5), as in zero.test.ts.
 // Memory: 'param' bytes between steps, measured with memoryStats(), within 5% of this rank's
-// partition plus its persistent parameters (measured: equal).
+// partition plus its persistent parameters (measured: equal); the peak during training above that
+// equals what the coordinator has gathered (without prefetch, a quarter of the model for GPT).
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
 
 interface Cmp {
   lossRel: number; normRel: number; weightAbs: number; keyBiasAbs: number; worst: string; refNorms: number[];
-  paramBytes: number[]; expectedBytes: number; prefetched: number[]; peakLive: number;
+  paramBytes: number[]; expectedBytes: number; prefetched: number[]; peakLive: number; peakParamExtra: number; fullBytes: number;
   partitions: { numel: number; partitionNumel: number; persistentNumel: number }[];
 }
 interface Result { kind: string; world: number; results: Record<string, Cmp> }
@@ -51,10 +52,14 @@ export function check({ res, out }: { res: Result; out: string }): void {
     assert.ok(p.partitionNumel * n - p.numel <= 0.05 * p.numel, `${what}: the partition is 1/${n} of the parameters plus under 5% padding (${p.partitionNumel} x ${n} vs ${p.numel})`);
     assert.ok(p.persistentNumel < 0.2 * p.numel, `${what}: few persistent elements (${p.persistentNumel} of ${p.numel})`);
     const nonPersistent = p.numel - p.persistentNumel;
+    // During forward and backward, parameter memory above the partitions is exactly what is gathered:
+    // autograd saves partitioned parameters by reference, so nothing pins a released parameter's copy.
+    assert.ok(c.peakParamExtra <= c.peakLive * 4, `${what}: peak gathered bytes ${c.peakParamExtra} within the coordinator's live count ${c.peakLive} x 4`);
     if (name === 'adamw') assert.ok(c.prefetched[0] === 0 && c.prefetched.slice(1).every((x) => x > 0), `${what}: prefetch after the traced first step (${c.prefetched})`);
     if (name.includes('noprefetch')) {
       assert.ok(c.prefetched.every((x) => x === 0), `${what}: nothing prefetched (${c.prefetched})`);
       assert.ok(c.peakLive < 0.5 * nonPersistent, `${what}: without prefetch few parameters are gathered at once (${c.peakLive} of ${nonPersistent})`);
+      assert.ok(c.peakParamExtra < 0.5 * c.fullBytes, `${what}: peak gathered bytes ${c.peakParamExtra} below half the full model's ${c.fullBytes}`);
     }
     if (name === 'sgd-smallprefetch') assert.ok(c.peakLive <= 8_000 + n, `${what}: gathered elements within maxLiveParameters (${c.peakLive})`);
     if (name === 'retrace') assert.ok(c.prefetched[1] === 0 && c.prefetched[2] > 0, `${what}: prefetch off after the trace changed, back after re-tracing (${c.prefetched})`);
