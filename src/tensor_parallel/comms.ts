@@ -4,10 +4,44 @@
  * flat memory in rank order, so a dim other than the first is moved to the front, exchanged,
  * and moved back. No autograd here: mappings.ts pairs these into differentiable ops.
  */
+import { performance } from 'node:perf_hooks';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import * as k from '../ops/kernels.ts';
+import { itemSize } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, normDim } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+
+/** Collectives run by the tensor-parallel layers since the last reset (what bench/tp.ts reports). */
+export interface TensorParallelCommStats {
+  /** Collectives by kind. */
+  calls: { allReduce: number; allGather: number; reduceScatter: number };
+  /** Bytes of the full-size side of each collective (the all-reduced tensor, the gathered result, the reduce-scattered input). */
+  bytes: number;
+  /** Wall time inside the collectives. */
+  ms: number;
+}
+
+const stats: TensorParallelCommStats = { calls: { allReduce: 0, allGather: 0, reduceScatter: 0 }, bytes: 0, ms: 0 };
+
+/** A copy of the counters. */
+export function tensorParallelCommStats(): TensorParallelCommStats {
+  return { calls: { ...stats.calls }, bytes: stats.bytes, ms: stats.ms };
+}
+
+/** Zeroes the counters. */
+export function resetTensorParallelCommStats(): void {
+  stats.calls = { allReduce: 0, allGather: 0, reduceScatter: 0 };
+  stats.bytes = 0;
+  stats.ms = 0;
+}
+
+function timed(kind: keyof TensorParallelCommStats['calls'], full: Tensor, run: () => void): void {
+  const t0 = performance.now();
+  run();
+  stats.ms += performance.now() - t0;
+  stats.calls[kind]++;
+  stats.bytes += full.numel * itemSize(full.dtype);
+}
 
 /** `dim`'s size divided by the group size, or an error naming both. */
 export function sliceSize(x: Tensor, dim: number, group: ProcessGroup, what: string): number {
@@ -42,7 +76,7 @@ function fromFront(f: Tensor, d: number): Tensor {
 /** A contiguous copy of `x` summed over the group. */
 export function allReduceCopy(x: Tensor, group: ProcessGroup): Tensor {
   const out = k.copy(x);
-  if (group.size > 1) group.allReduce(out, 'sum');
+  if (group.size > 1) timed('allReduce', out, () => group.allReduce(out, 'sum'));
   return out;
 }
 
@@ -64,7 +98,7 @@ export function gatherAlong(x: Tensor, dim: number, group: ProcessGroup, what = 
   if (group.size === 1) return k.copy(x);
   const front = toFront(x, d);
   const all = k.empty([group.size * front.shape[0], ...front.shape.slice(1)], x.dtype);
-  group.allGather(all, front);
+  timed('allGather', all, () => group.allGather(all, front));
   front.dispose();
   const out = fromFront(all, d);
   all.dispose();
@@ -78,7 +112,7 @@ export function reduceScatterAlong(x: Tensor, dim: number, group: ProcessGroup, 
   if (group.size === 1) return k.copy(x);
   const front = toFront(x, d);
   const mine = k.empty([len, ...front.shape.slice(1)], x.dtype);
-  group.reduceScatter(mine, front, 'sum');
+  timed('reduceScatter', front, () => group.reduceScatter(mine, front, 'sum'));
   front.dispose();
   const out = fromFront(mine, d);
   mine.dispose();
