@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { checkTraining, type Result, runPipeline } from './pipeline_common.ts';
 
 let results: Result[] | null = null;
-const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken']));
+const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken', 'eval']));
 
 for (const what of ['gpipe', '1f1b', 'zb-h1', 'interleaved']) {
   test(`pipeline pp=2 ${what}: losses, norms and weights equal one process; tied weights identical`, async () => {
@@ -21,6 +21,16 @@ test('pipeline pp=2: activationCheckpointInterval 1 gives identical gradients wi
     assert.is(r.gradMaxDiff, 0, `rank ${r.rank}: gradients bit for bit`);
     assert.is(r.lossA, r.lossB);
     assert.ok((r.peakRecompute as number) < (r.peakPlain as number), `rank ${r.rank}: peak activation bytes ${r.peakRecompute} < ${r.peakPlain}`);
+  }
+});
+
+test('pipeline pp=2: evalBatch (interleaved, forward only) reports the plain GPT\'s mean loss on every rank and leaves no gradients', async () => {
+  const rs = (await run()).filter((x) => x.case === 'eval');
+  assert.is(rs.length, 2);
+  for (const r of rs) {
+    assert.ok(Math.abs((r.loss as number) - (r.want as number)) <= 1e-6 * (r.want as number), `rank ${r.rank}: ${r.loss} vs ${r.want}`);
+    assert.is(r.grads, 0);
+    assert.is(r.training, false);
   }
 });
 

@@ -1,0 +1,157 @@
+/**
+ * Pipeline schedules on 4 real rank processes (GPT, f32, one thread each, shm backend): for GPipe,
+ * 1F1B, interleaved 1F1B (2 stages per rank) and ZB-H1, the measured bubble fraction (idle share
+ * of F/B/W time over ranks × makespan, from the gathered per-rank timelines) against the
+ * textbook value ((p−1)/(m+p−1); /v interleaved; a third of 1F1B's for ZB-H1) and against the
+ * simulator fed this run's own median action costs; tokens/s; peak 'activation' bytes per rank.
+ *   npm run bench:pipeline      (or: npx tsx bench/pipeline.ts --quick | --m 8 | --svg DIR)
+ * On a 2-core machine 4 ranks share 2 cores: while all of them compute, each runs at about half
+ * speed, so measured bubbles come out lower than on 4 free devices. Read them side by side.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gptPipelineLayers } from '../models/gpt_pipeline.ts';
+import type { GPTConfig } from '../models/index.ts';
+import {
+  AdamW, crossEntropy, DeviceMesh, destroyDistributed, gatherTimelines, initDistributed, type MicroBatch, manualSeed, measuredSimulation,
+  memoryStats, PipelineEngine, PipelineModule, renderScheduleSvg, resetPeakMemoryStats, type ScheduleName, simulateSchedule, type Tensor,
+  tensor, theoreticalBubble,
+} from '../src/index.ts';
+import { median } from './timing.ts';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const quick = process.argv.includes('--quick');
+const P = 4;
+const M = Number(arg('--m') ?? 8);
+const STEPS = Number(arg('--steps') ?? (quick ? 2 : 4));
+const ROWS = 4;
+const CFG: GPTConfig = { vocabSize: 2048, nCtx: 64, nLayer: 8, nHead: 8, nEmbd: quick ? 128 : 256 };
+const T = CFG.nCtx;
+const SCHEDULES: ScheduleName[] = ['gpipe', '1f1b', 'interleaved', 'zb-h1'];
+
+interface Result {
+  schedule: string;
+  v: number;
+  stepMs: number;
+  bubble: number;
+  simulated: number;
+  theory: number;
+  costs: { F: number; B: number; W: number };
+  peakActivation: number[];
+}
+
+// ---- worker: one rank --------------------------------------------------------------------
+
+function batch(step: number): MicroBatch[] {
+  return Array.from({ length: M }, (_, j) => {
+    const x = Int32Array.from({ length: ROWS * T }, (_, i) => (i * 7919 + (step * M + j) * 104729) % CFG.vocabSize);
+    const y = Int32Array.from({ length: ROWS * T }, (_, i) => (i * 6007 + (step * M + j) * 1299709 + 1) % CFG.vocabSize);
+    return [tensor(x, { dtype: 'i32', shape: [ROWS, T] }), tensor(y, { dtype: 'i32', shape: [ROWS, T] })] as MicroBatch;
+  });
+}
+
+async function run(mesh: DeviceMesh, schedule: ScheduleName): Promise<Result> {
+  const v = schedule === 'interleaved' ? 2 : 1;
+  manualSeed(0);
+  const pipe = new PipelineModule({
+    layers: gptPipelineLayers(CFG).layers, numStages: P * v, partitionMethod: 'type:TransformerBlock', group: mesh.group('pp'),
+    lossFn: (logits: Tensor, y: Tensor) => crossEntropy(logits.reshape([-1, CFG.vocabSize]), y.reshape([-1])),
+  });
+  const engine = await PipelineEngine.create({ module: pipe, microBatches: M, schedule, optimizer: new AdamW(pipe.parameters(), { lr: 1e-4 }) });
+  const g = mesh.group('pp');
+  const times: number[] = [];
+  const bubbles: number[] = [];
+  const costs = { F: [] as number[], B: [] as number[], W: [] as number[] };
+  let peak = 0;
+  for (let s = -1; s < STEPS; s++) {
+    const data = batch(s + 1);
+    resetPeakMemoryStats();
+    g.barrier();
+    const t0 = performance.now();
+    engine.trainBatch(data);
+    g.barrier();
+    const ms = performance.now() - t0;
+    for (const [x, y] of data) {
+      x.dispose();
+      y.dispose();
+    }
+    peak = Math.max(peak, memoryStats().cpu?.activation?.peak ?? 0);
+    const sim = measuredSimulation(gatherTimelines(g, engine.schedule, engine.timeline), engine.schedule.splitBackward);
+    if (s < 0) continue;  // warm-up batch
+    times.push(ms);
+    bubbles.push(sim.bubbleFraction);
+    for (const row of sim.timelines) for (const t of row) if (t.action.kind in costs) costs[t.action.kind as 'F' | 'B' | 'W'].push(t.end - t.start);
+    if (s === STEPS - 1 && arg('--svg') && g.rank === 0) {
+      const dir = arg('--svg') as string;
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, `${schedule}-measured.svg`), renderScheduleSvg(sim, { title: `${schedule}: measured (ms)`, unit: 2 }));
+    }
+  }
+  const c = { F: median(costs.F), B: median(costs.B), W: costs.W.length ? median(costs.W) : 0 };
+  // Unsplit B actions hold B + W: give the simulator the same split so the schedules compare.
+  const simCosts = engine.schedule.splitBackward ? { ...c, comm: 0 } : { F: c.F, B: c.B / 2, W: c.B / 2, comm: 0 };
+  const planned = simulateSchedule(engine.schedule, simCosts);
+  if (arg('--svg') && g.rank === 0) fs.writeFileSync(path.join(arg('--svg') as string, `${schedule}-planned.svg`), renderScheduleSvg(planned, { title: `${schedule}: planned with measured costs (ms)`, unit: 2 }));
+  const peaks = tensor(new Float64Array(P), { dtype: 'f64' });
+  const mine = tensor([peak], { dtype: 'f64' });
+  g.allGather(peaks, mine);
+  const peakActivation = Array.from(peaks.toArray() as Float64Array);
+  peaks.dispose();
+  mine.dispose();
+  pipe.dispose();
+  return { schedule, v, stepMs: median(times), bubble: median(bubbles), simulated: planned.bubbleFraction, theory: theoreticalBubble(schedule, P, M, v), costs: c, peakActivation };
+}
+
+async function worker(): Promise<void> {
+  const world = await initDistributed({ timeoutMs: 120_000 });
+  const mesh = await DeviceMesh.init({ pp: world.size });
+  const results: Result[] = [];
+  for (const s of (arg('--schedules')?.split(',') as ScheduleName[]) ?? SCHEDULES) results.push(await run(mesh, s));
+  if (world.rank === 0) console.log(`RESULT ${JSON.stringify(results)}`);
+  mesh.destroy();
+  await destroyDistributed();
+}
+
+// ---- parent ------------------------------------------------------------------------------------
+
+function runJob(np: number): Promise<Result[]> {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const args = ['--import', 'tsx', path.join(root, 'src/cli/launcher.ts'), '--num_procs', String(np), '--master_port', '0', '--no_local_rank',
+    fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
+    child.on('close', (code) => {
+      const m = /RESULT (.*)/.exec(out);
+      if (code !== 0 || !m) reject(new Error(`benchmark job on ${np} ranks failed (exit ${code})\n${out}`));
+      else resolve(JSON.parse(m[1]));
+    });
+  });
+}
+
+async function parent(): Promise<void> {
+  console.log(`meshtrain pipeline benchmark: GPT ${CFG.nLayer} blocks, hidden ${CFG.nEmbd}, vocab ${CFG.vocabSize}, ${P} pipeline ranks, ${M} micro-batches of ${ROWS} x ${T} tokens, f32, AdamW;`);
+  console.log(`one process per rank with one thread each on ${os.availableParallelism()} cores (shm backend); medians over ${STEPS} batches after one warm-up\n`);
+  const all = await runJob(P);
+  const cell = (v: string | number, w = 11) => String(v).padStart(w);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  console.log(`${'schedule'.padEnd(14)}${cell('theory')}${cell('simulated')}${cell('measured')}${cell('batch ms')}${cell('tokens/s')}${cell('F/B/W ms', 18)}  peak activation MiB per rank`);
+  for (const r of all) {
+    const tokens = (M * ROWS * T) / (r.stepMs / 1000);
+    const fbw = `${r.costs.F.toFixed(1)}/${r.costs.B.toFixed(1)}/${r.costs.W.toFixed(1)}`;
+    console.log(`${`${r.schedule}${r.v > 1 ? ` v=${r.v}` : ''}`.padEnd(14)}${cell(pct(r.theory))}${cell(pct(r.simulated))}${cell(pct(r.bubble))}${cell(r.stepMs.toFixed(0))}${cell(tokens.toFixed(0))}${cell(fbw, 18)}  ${r.peakActivation.map((b) => (b / 2 ** 20).toFixed(1)).join(' / ')}`);
+  }
+  console.log('\ntheory: textbook bubble with F = B = W, free communication; simulated: this schedule run by the simulator with the measured');
+  console.log('median F, B, W costs (unsplit B halved into B + W); measured: idle share of F/B/W time over ranks x makespan of the real run.');
+}
+
+if (process.env.RANK === undefined) await parent();
+else await worker();
