@@ -11,6 +11,7 @@
  *   npx tsx bench/zero.ts --stages 0,3 --arch resnet50 --ranks 4 --batch 8 --steps 3 --dtype bf16 --offload cpu
  */
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ResNet } from '../models/index.ts';
@@ -185,7 +186,7 @@ async function parent(o: Options): Promise<void> {
   console.log(
     `meshtrain ZeRO benchmark: ${o.arch} (ImageNet stem, 10 classes), 32x32 images, ${o.ranks} ranks x batch ${o.batch}, ${o.dtype}, AdamW, ` +
       `offload ${o.offload}; ${o.warmup} warm-up + ${o.steps} timed steps per stage; shm backend, OMP_NUM_THREADS=1 per rank; ` +
-      'memory: peak over the timed steps, the largest rank\n',
+      `memory: peak over the timed steps, the largest rank; ${os.availableParallelism()} cores, load average ${os.loadavg()[0].toFixed(1)} at start\n`,
   );
   const results: StageResult[] = [];
   for (const stage of o.stages) {
