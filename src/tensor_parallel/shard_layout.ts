@@ -55,7 +55,10 @@ function along(t: Tensor, dim: number, start: number, len: number): Tensor {
   return t.alias(shape, t.strides, t.offset + start * t.strides[dim]);
 }
 
-/** Copies piece `j` of every rank's block layout between `a` (block-major) and `b`. */
+/**
+ * Copies between a full tensor and shards laid side by side along the layout's dim (slot s holds
+ * the shard of rank `ranks[s]`: its piece of each block, in block order), in either direction.
+ */
 function movePieces(from: Tensor, to: Tensor, layout: ShardLayout, tp: number, ranks: number[], fullIsSource: boolean): void {
   const full = fullIsSource ? from : to;
   const block = full.shape[layout.dim] / layout.blocks;
