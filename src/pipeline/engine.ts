@@ -6,6 +6,7 @@
  * or ZeRO stage 1/2 over the mesh's dp group), clips by the global norm over all stages, and
  * steps. The mean loss is reported to every rank.
  */
+import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { tensor } from '../ops/create.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -95,6 +96,8 @@ export class PipelineEngine {
     const schedule = lowerSchedule(makeSchedule(opts.schedule, mod, m));
     validateSchedule(schedule);
     await mod.tie();
+    // dp replicas start from dp rank 0's weights (ZeroStage12 broadcasts on its own).
+    if (opts.dpGroup && !opts.zero) broadcastState(mod, opts.dpGroup, true);
     return new PipelineEngine(opts, schedule);
   }
 

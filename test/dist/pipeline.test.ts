@@ -34,6 +34,13 @@ test('pipeline pp=2: evalBatch (interleaved, forward only) reports the plain GPT
   }
 });
 
+test('pipeline pp=2: 1F1B holds fewer activations than GPipe on the first stage (2 micro-batches in flight, not 4)', async () => {
+  const rs = await run();
+  const peak = (what: string) => rs.find((x) => x.case === what && x.pp === 0)?.peakActivation as number;
+  const [g, o] = [peak('gpipe'), peak('1f1b')];
+  assert.ok(o < g, `1F1B ${o} bytes < GPipe ${g} bytes`);
+});
+
 test('pipeline: a broken schedule is refused before running, with the grid and the offending cell', async () => {
   const rs = (await run()).filter((x) => x.case === 'broken');
   assert.is(rs.length, 2);

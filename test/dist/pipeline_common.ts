@@ -33,6 +33,9 @@ export function checkTraining(results: Result[], what: string, ranks: number): v
     assert.ok((r.weightAbs as number) <= 1e-5, `${at}: weights within 1e-5 (got ${r.weightAbs} at ${r.worst})`);
     assert.ok((r.keyBiasAbs as number) <= 1e-4, `${at}: attention key bias within 1e-4 (got ${r.keyBiasAbs})`);
     assert.is(r.timeline, r.schedule, `${at}: every action of the rank's list is in the measured timeline`);
+    const mb = r.measuredBubble as number;
+    assert.ok(mb > 0 && mb < 1, `${at}: measured bubble ${mb} in (0, 1)`);
+    assert.is(r.svgActions, r.svgWant, `${at}: the measured SVG draws every rank's compute actions`);
     if (what === 'zb-h1') assert.is((r.wJobs as number) > 0, (r.linears as number) > 0, `${at}: W actions computed the deferred weight gradients of its ${r.linears} linears`);
     else assert.is(r.wJobs, 0, `${at}: no deferred weight gradients without a split backward`);
   }
