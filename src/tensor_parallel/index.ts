@@ -5,6 +5,7 @@ export {formatPlan,
   type TensorParallelPlan, type TensorParallelStyle, 
 } from '../../partitioners/tensor.ts';
 export { type ParallelAttentionLinears, ParallelCausalSelfAttention, type ParallelGPTLayerOptions, ParallelMLP } from './attention.ts';
+export { clipGradNormTensorParallel } from './clip_grad.ts';
 export { resetTensorParallelCommStats, type TensorParallelCommStats, tensorParallelCommStats } from './comms.ts';
 export { VocabParallelEmbedding, type VocabParallelEmbeddingOptions } from './embedding.ts';
 export { ColumnParallelLinear, type ColumnParallelOptions, type ParallelLinearOptions, RowParallelLinear, type RowParallelOptions } from './layers.ts';
