@@ -39,6 +39,10 @@ export function checkTraining(results: Result[], what: string, ranks: number): v
     if (what === 'zb-h1') assert.is((r.wJobs as number) > 0, (r.linears as number) > 0, `${at}: W actions computed the deferred weight gradients of its ${r.linears} linears`);
     else assert.is(r.wJobs, 0, `${at}: no deferred weight gradients without a split backward`);
   }
+  // Each rank built only its own layers: together, GPT's parameters once plus the head's tied copy (per dp replica).
+  const replicas = new Set(mine.map((r) => r.dp)).size;
+  const total = mine.reduce((n, r) => n + (r.numParams as number), 0);
+  assert.is(total, replicas * ((mine[0].gptParams as number) + (mine[0].tiedNumel as number)), `${what}: parameters over all ranks`);
   const tied = mine.filter((r) => r.tiedHash !== null).map((r) => r.tiedHash);
   assert.ok(tied.length >= 2, `${what}: the tied embedding/head weight lives on two pipeline ranks`);
   assert.is(new Set(tied).size, 1, `${what}: tied weights identical on every stage holding them (${tied})`);
