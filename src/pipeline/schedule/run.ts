@@ -30,6 +30,9 @@ const key = (kind: string, stage: number, mb: number): string => `${stage}${kind
  * Runs each rank's list in order, every action as soon as the rank is free and its inputs are
  * ready. Sends are buffered (posted, never blocking: the runtime's async p2p); receives block until
  * the matching send is posted, plus `comm`. Returns the timelines, and who is stuck on a deadlock.
+ * This is the real transport's behaviour as the runtime drives it (p2p.ts): sends are asynchronous,
+ * and although shm matches messages per rank pair in posting order, the runtime posts receives in the
+ * peer's send order, so a receive waits only for its own send (earlier ones on that pair were sent first).
  */
 export function runSchedule(s: Schedule, costs: ActionCosts): { timelines: TimedAction[][]; blocked: Blocked[] } {
   const done = new Map<string, { end: number; rank: number }>();
