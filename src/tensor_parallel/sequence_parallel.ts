@@ -12,7 +12,7 @@
  * bits (the all-reduce's result), so the replicas stay identical.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
-import type { Module } from '../nn/module.ts';
+import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
@@ -104,4 +104,33 @@ export function allReduceSequenceParallelGrads(module: Module, group: ProcessGro
     }
   });
   return params;
+}
+
+/**
+ * Sums each marked parameter's gradient over `group` inside backward, as soon as it is complete
+ * (a gradient-ready hook): for consumers that take every pass's gradient during backward, such as
+ * ZeRO stage 2, where `allReduceSequenceParallelGrads` after backward would find none. Register
+ * before building the consumer (hooks run in registration order). Each pass's gradient must start
+ * from none: with accumulation into `p.grad` (DataParallel, ZeRO stage 1) use
+ * `allReduceSequenceParallelGrads` after the last backward instead. `remove()` unregisters.
+ * @example
+ * reduceSequenceParallelGradsInBackward(model, mesh.group('tp'));
+ * const zero = new ZeroStage12(model, { type: 'AdamW', lr }, { stage: 2, group: mesh.group('dp') });
+ */
+export function reduceSequenceParallelGradsInBackward(module: Module, group: ProcessGroup): RemovableHandle {
+  const hooks = sequenceParallelParameters(module).map((p) => {
+    const hook = (t: Tensor) => {
+      if (group.size > 1 && t.grad && !t.grad.disposed) withTag('grad', () => group.allReduce(t.grad as Tensor, 'sum'));
+    };
+    p.gradReadyHooks.push(hook);
+    return { p, hook };
+  });
+  return {
+    remove: () => {
+      for (const { p, hook } of hooks) {
+        const i = p.gradReadyHooks.indexOf(hook);
+        if (i >= 0) p.gradReadyHooks.splice(i, 1);
+      }
+    },
+  };
 }
