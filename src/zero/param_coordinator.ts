@@ -18,6 +18,7 @@ import type { Module, RemovableHandle } from '../nn/module.ts';
 import { record } from '../ops/autograd_support.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from './comms.ts';
+import { ModuleTrace } from './module_trace.ts';
 import { ReleasedStorage, releasedMessage } from './released.ts';
 import type { ParamShard } from './stage3_partition.ts';
 
@@ -53,17 +54,19 @@ export interface PrefetchOptions {
 export class ParamCoordinator {
   /** Set by the optimizer while its backward runs (recomputation's forwards are not traced). */
   inBackward = false;
-  /** Modules in the order their forward ran in the recorded forward (null: none yet or invalid). */
-  private trace: Module[] | null = null;
-  private recording: Module[] | null = null;
-  private cursor = 0;
-  /** Elements of non-persistent parameters of trace[0..i) (for reuse distances). */
+  /** The modules' forward order, and the order their gathers for backward run in. */
+  private readonly fwd = new ModuleTrace();
+  private readonly bwd = new ModuleTrace();
+  /** Elements of non-persistent parameters of fwd.order[0..i) (for reuse distances), for `prefixOf`. */
   private prefix: number[] = [];
+  private prefixOf: Module[] | null = null;
+  /** Trace positions of the modules whose forward is running (innermost last; -1: untraced). */
+  private readonly positions: number[] = [];
   private forwardDepth = 0;
   private readonly byModule = new Map<Module, Stage3Param[]>();
   private readonly handles: RemovableHandle[] = [];
-  /** Prefetch launches in the current forward (for tests and reports). */
-  prefetched = 0;
+  /** All-gathers launched ahead in the last forward and the last backward (for tests and reports). */
+  prefetched = { forward: 0, backward: 0 };
   /** Largest number of gathered non-persistent elements seen (padded). */
   peakLive = 0;
 
@@ -97,7 +100,8 @@ export class ParamCoordinator {
     // The error text names the gathering modules: a released parameter gets the new one.
     p.placeholder = null;
     if (p.state === 'released') p.param.rebind(this.placeholderOf(p), 0);
-    this.trace = null;
+    this.fwd.reset();
+    this.bwd.reset();
   }
 
   /** Gathered non-persistent elements (padded) now. */
@@ -150,8 +154,17 @@ export class ParamCoordinator {
     this.release(p);
   }
 
+  /** Start of a backward pass run by the optimizer. */
+  beginBackward(): void {
+    this.inBackward = true;
+    this.prefetched.backward = 0;
+    this.bwd.begin();
+  }
+
   /** End of a backward pass: everything not persistent or held is released. */
   endBackward(): void {
+    this.inBackward = false;
+    this.bwd.end();
     for (const p of this.params) {
       p.backwardHold = false;
       this.release(p);
@@ -188,39 +201,46 @@ export class ParamCoordinator {
   }
 
   private preForward(m: Module): undefined {
+    // Forwards re-run by checkpoint's recomputation in backward are not part of the forward order.
     const traced = !this.inBackward;
-    if (traced && m === this.root && this.forwardDepth === 0) this.beginForward();
-    if (traced) this.forwardDepth++;
+    if (traced && m === this.root && this.forwardDepth === 0) {
+      this.fwd.begin();
+      this.prefetched.forward = 0;
+    }
     const list = this.byModule.get(m) as Stage3Param[];
     for (const p of list) p.holders.add(m);
-    if (traced && this.forwardDepth > 0) this.step(m);
+    const pos = traced ? this.fwd.step(m) : -1;
+    if (traced) {
+      this.forwardDepth++;
+      this.positions.push(pos);
+    }
     this.fetch(list);
-    if (traced && this.trace) this.prefetch();
+    if (pos >= 0) this.prefetched.forward += this.prefetch(this.fwd.order as Module[], pos + 1);
     return undefined;
   }
 
   private postForward(m: Module, out: unknown): unknown {
     const list = this.byModule.get(m) as Stage3Param[];
     const traced = !this.inBackward;
+    const pos = traced ? (this.positions.pop() ?? -1) : -1;
     for (const p of list) {
       p.holders.delete(m);
-      if (!(traced && this.reusedSoon(p))) this.release(p);
+      if (!(pos >= 0 && this.reusedSoon(p, pos))) this.release(p);
     }
     if (traced) {
       this.forwardDepth = Math.max(0, this.forwardDepth - 1);
       if (m === this.root && this.forwardDepth === 0) this.endForward();
     }
-    return this.wrap(list, out);
+    return this.wrap(m, list, out);
   }
 
   /** The module's outputs pass through an identity whose backward gathers its parameters again. */
-  private wrap(list: Stage3Param[], out: unknown): unknown {
+  private wrap(m: Module, list: Stage3Param[], out: unknown): unknown {
     if (list.length === 0 || list.every((p) => p.persistent)) return undefined;
     const one = (t: Tensor): Tensor => {
       if (!t?.requiresGrad || typeof t.alias !== 'function') return t;
       return record('zero3.gatherForBackward', [t], t.alias(), () => (g) => {
-        for (const p of list) p.backwardHold = true;
-        this.fetch(list);
+        this.preBackward(m, list);
         return [g];
       });
     };
@@ -232,70 +252,56 @@ export class ParamCoordinator {
     return undefined;
   }
 
+  /** Gathers a module's parameters for its backward, and prefetches along the backward order. */
+  private preBackward(m: Module, list: Stage3Param[]): void {
+    for (const p of list) p.backwardHold = true;
+    const pos = this.inBackward ? this.bwd.step(m) : -1;
+    this.fetch(list);
+    if (pos >= 0) this.prefetched.backward += this.prefetch(this.bwd.order as Module[], pos + 1);
+  }
+
   // ---- trace and prefetch ------------------------------------------------------------------
 
-  private beginForward(): void {
-    this.cursor = 0;
-    this.prefetched = 0;
-    if (!this.trace) this.recording = [];
-  }
-
-  /** Notes the module in the trace being recorded, or checks it against the recorded one. */
-  private step(m: Module): void {
-    if (this.recording) {
-      this.recording.push(m);
-      return;
-    }
-    if (!this.trace) return;
-    if (this.trace[this.cursor] === m) {
-      this.cursor++;
-      return;
-    }
-    this.trace = null;           // another order: no prefetch for the rest of this forward, re-trace next time
-  }
-
   private endForward(): void {
-    if (this.recording) {
-      this.trace = this.recording;
-      this.recording = null;
-      this.prefix = [0];
-      for (const m of this.trace) {
-        const n = (this.byModule.get(m) as Stage3Param[]).reduce((s, p) => s + (p.persistent ? 0 : p.shard.numel), 0);
-        this.prefix.push(this.prefix[this.prefix.length - 1] + n);
-      }
-    } else if (this.trace && this.cursor !== this.trace.length) {
-      this.trace = null;
-    }
+    this.fwd.end();
     for (const p of this.params) this.release(p);
   }
 
-  /** Launches all-gathers for the modules after the cursor, within the prefetch and live budgets. */
-  private prefetch(): void {
-    const trace = this.trace as Module[];
+  /** Launches all-gathers for the modules of `order` from `from` on, within the prefetch and live budgets; returns how many. */
+  private prefetch(order: Module[], from: number): number {
+    let launched = 0;
     let budget = 0;
     let live = this.liveElements;
-    for (let j = this.cursor; j < trace.length && budget < this.opts.prefetchBucketSize; j++) {
-      for (const p of this.byModule.get(trace[j]) as Stage3Param[]) {
+    for (let j = from; j < order.length && budget < this.opts.prefetchBucketSize; j++) {
+      for (const p of this.byModule.get(order[j]) as Stage3Param[]) {
         if (p.persistent) continue;
         budget += p.shard.numel;
         if (p.state !== 'released') continue;
-        if (live + p.shard.padded > this.opts.maxLiveParameters) return;
+        if (live + p.shard.padded > this.opts.maxLiveParameters) return launched;
         this.launch(p);
         live += p.shard.padded;
-        this.prefetched++;
+        launched++;
       }
     }
     this.notePeak();
+    return launched;
   }
 
-  /** Whether the trace uses `p` again within maxReuseDistance elements after the current module. */
-  private reusedSoon(p: Stage3Param): boolean {
-    const trace = this.trace;
-    if (!trace || this.recording || p.persistent) return false;
-    const here = this.cursor - 1;
-    for (let j = this.cursor; j < trace.length; j++) {
+  /** Whether the forward order uses `p` again, after position `here`, within maxReuseDistance elements. */
+  private reusedSoon(p: Stage3Param, here: number): boolean {
+    const order = this.fwd.order;
+    if (!order || p.persistent) return false;
+    if (this.prefixOf !== order) {
+      this.prefix = [0];
+      for (const m of order) {
+        const n = (this.byModule.get(m) as Stage3Param[]).reduce((s, q) => s + (q.persistent ? 0 : q.shard.numel), 0);
+        this.prefix.push(this.prefix[this.prefix.length - 1] + n);
+      }
+      this.prefixOf = order;
+    }
+    for (let j = here + 1; j < order.length; j++) {
       if (this.prefix[j] - this.prefix[here + 1] > this.opts.maxReuseDistance) return false;
-      if ((this.byModule.get(trace[j]) as Stage3Param[]).includes(p)) return true;
+      if ((this.byModule.get(order[j]) as Stage3Param[]).includes(p)) return true;
     }
     return false;
   }

@@ -200,9 +200,10 @@ export class ZeroStage3 implements ZeroOptimizer {
     }));
   }
 
-  /** Prefetch statistics: all-gathers launched ahead in the last forward, and the peak of gathered non-persistent elements. */
-  prefetchStats(): { prefetched: number; peakLive: number } {
-    return { prefetched: this.coordinator.prefetched, peakLive: this.coordinator.peakLive };
+  /** Prefetch statistics: all-gathers launched ahead in the last forward and backward, and the peak of gathered non-persistent elements. */
+  prefetchStats(): { prefetched: number; prefetchedBackward: number; peakLive: number } {
+    const { forward, backward } = this.coordinator.prefetched;
+    return { prefetched: forward, prefetchedBackward: backward, peakLive: this.coordinator.peakLive };
   }
 
   /** Gathers `param` around `module`'s forward and backward too (DeepSpeed's register_external_parameter). */
@@ -263,7 +264,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     if (this.running) throw new Error('ZeroStage3.backward: a backward pass is already running');
     for (const { p } of this.byTensor.values()) dropGrad(p.param);
     this.running = true;
-    this.coordinator.inBackward = true;
+    this.coordinator.beginBackward();
     try {
       loss.backward(grad);
       this.reducer.finish();
@@ -272,7 +273,6 @@ export class ZeroStage3 implements ZeroOptimizer {
       throw e;
     } finally {
       this.running = false;
-      this.coordinator.inBackward = false;
       this.coordinator.endBackward();
     }
   }

@@ -15,7 +15,7 @@ import { expectExit, runLauncher } from './helpers.ts';
 
 interface Cmp {
   lossRel: number; normRel: number; weightAbs: number; keyBiasAbs: number; worst: string; refNorms: number[];
-  paramBytes: number[]; expectedBytes: number; prefetched: number[]; peakLive: number; peakParamExtra: number; fullBytes: number;
+  paramBytes: number[]; expectedBytes: number; prefetched: number[]; prefetchedBackward: number[]; peakLive: number; peakParamExtra: number; fullBytes: number;
   partitions: { numel: number; partitionNumel: number; persistentNumel: number }[];
 }
 interface Result { kind: string; world: number; results: Record<string, Cmp> }
@@ -55,9 +55,12 @@ export function check({ res, out }: { res: Result; out: string }): void {
     // During forward and backward, parameter memory above the partitions is exactly what is gathered:
     // autograd saves partitioned parameters by reference, so nothing pins a released parameter's copy.
     assert.ok(c.peakParamExtra <= c.peakLive * 4, `${what}: peak gathered bytes ${c.peakParamExtra} within the coordinator's live count ${c.peakLive} x 4`);
-    if (name === 'adamw') assert.ok(c.prefetched[0] === 0 && c.prefetched.slice(1).every((x) => x > 0), `${what}: prefetch after the traced first step (${c.prefetched})`);
+    if (name === 'adamw') {
+      assert.ok(c.prefetched[0] === 0 && c.prefetched.slice(1).every((x) => x > 0), `${what}: forward prefetch after the traced first step (${c.prefetched})`);
+      assert.ok(c.prefetchedBackward[0] === 0 && c.prefetchedBackward.slice(1).every((x) => x > 0), `${what}: backward prefetch after the traced first step (${c.prefetchedBackward})`);
+    }
     if (name.includes('noprefetch')) {
-      assert.ok(c.prefetched.every((x) => x === 0), `${what}: nothing prefetched (${c.prefetched})`);
+      assert.ok([...c.prefetched, ...c.prefetchedBackward].every((x) => x === 0), `${what}: nothing prefetched (${c.prefetched}, ${c.prefetchedBackward})`);
       assert.ok(c.peakLive < 0.5 * nonPersistent, `${what}: without prefetch few parameters are gathered at once (${c.peakLive} of ${nonPersistent})`);
       assert.ok(c.peakParamExtra < 0.5 * c.fullBytes, `${what}: peak gathered bytes ${c.peakParamExtra} below half the full model's ${c.fullBytes}`);
     }
