@@ -198,12 +198,12 @@ function makeSchedule(s: ScheduleName | Schedule | undefined, mod: PipelineModul
     }
     return name;
   }
+  if (!['gpipe', '1f1b', 'interleaved', 'zb-h1'].includes(name)) throw new Error(`PipelineEngine: unknown schedule '${String(name)}' (gpipe, 1f1b, interleaved, zb-h1)`);
   if (name === 'interleaved') return interleaved1F1B(p, m, v);
   if (v !== 1) throw new Error(`PipelineEngine: schedule '${name}' runs one stage per rank, but the module has ${v} stages per rank; use 'interleaved'`);
   if (name === 'gpipe') return gpipe(p, m);
   if (name === '1f1b') return oneFOneB(p, m);
-  if (name === 'zb-h1') return zeroBubbleH1(p, m);
-  throw new Error(`PipelineEngine: unknown schedule '${String(name)}' (gpipe, 1f1b, interleaved, zb-h1)`);
+  return zeroBubbleH1(p, m);
 }
 
 /** One process holding every stage sends nothing: a group that is never used. */

@@ -97,4 +97,29 @@ test('PipelineModule: parameters partitioning counts a LayerSpec without keeping
   assert.equal(byType.partition.stageCosts, [2, 2]);
 });
 
+
+
+async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.match((e as Error).message, re);
+    return;
+  }
+  assert.unreachable(`expected a rejection matching ${re}`);
+}
+
+test('PipelineEngine: clear errors for options, schedules and data', async () => {
+  const { pipe } = build(2);
+  const opt = { step() {}, zeroGrad() {} };
+  await rejects(PipelineEngine.create({ module: pipe, microBatches: 0, optimizer: opt }), /microBatches must be a positive integer, got 0/);
+  await rejects(PipelineEngine.create({ module: pipe, microBatches: 2 } as never), /exactly one of optimizer and zero/);
+  await rejects(PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: opt, schedule: 'gpipe' }), /schedule 'gpipe' runs one stage per rank, but the module has 2 stages per rank; use 'interleaved'/);
+  await rejects(PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: opt, schedule: 'fast' as never }), /unknown schedule 'fast'/);
+  await rejects(PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: opt, lr: 1 } as never), /unknown option "lr"/);
+  const engine = await PipelineEngine.create({ module: pipe, microBatches: 3, optimizer: opt });
+  assert.throws(() => engine.trainBatch([[ids(0), ids(1)]]), /data iterator ended after 1 of 3 micro-batches/);
+  assert.throws(() => engine.evalBatch(null), /needs a data iterator/);
+  assert.throws(() => engine.evalBatch([[ids(0)] as never, [ids(0)] as never, [ids(0)] as never]), /each micro-batch must be \[input, target\]/);
+});
 test.run();
