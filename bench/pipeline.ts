@@ -41,8 +41,11 @@ interface Result {
   stepMs: number;
   bubble: number;
   simulated: number;
+  /** Simulated with CPU-time costs: what ranks with a core each would see. */
+  dedicated: number;
   theory: number;
   costs: { F: number; B: number; W: number };
+  cpu: { F: number; B: number; W: number };
   peakActivation: number[];
 }
 
@@ -68,6 +71,7 @@ async function run(mesh: DeviceMesh, schedule: ScheduleName): Promise<Result> {
   const times: number[] = [];
   const bubbles: number[] = [];
   const costs = { F: [] as number[], B: [] as number[], W: [] as number[] };
+  const cpus = { F: [] as number[], B: [] as number[], W: [] as number[] };
   let peak = 0;
   for (let s = -1; s < STEPS; s++) {
     const data = batch(s + 1);
@@ -86,7 +90,13 @@ async function run(mesh: DeviceMesh, schedule: ScheduleName): Promise<Result> {
     if (s < 0) continue;  // warm-up batch
     times.push(ms);
     bubbles.push(sim.bubbleFraction);
-    for (const row of sim.timelines) for (const t of row) if (t.action.kind in costs) costs[t.action.kind as 'F' | 'B' | 'W'].push(t.end - t.start);
+    for (const row of sim.timelines) {
+      for (const t of row) {
+        if (!(t.action.kind in costs)) continue;
+        costs[t.action.kind as 'F' | 'B' | 'W'].push(t.end - t.start);
+        cpus[t.action.kind as 'F' | 'B' | 'W'].push(t.cpu ?? Number.NaN);
+      }
+    }
     if (s === STEPS - 1 && arg('--svg') && g.rank === 0) {
       const dir = arg('--svg') as string;
       fs.mkdirSync(dir, { recursive: true });
@@ -94,9 +104,11 @@ async function run(mesh: DeviceMesh, schedule: ScheduleName): Promise<Result> {
     }
   }
   const c = { F: median(costs.F), B: median(costs.B), W: costs.W.length ? median(costs.W) : 0 };
+  const cpu = { F: median(cpus.F), B: median(cpus.B), W: cpus.W.length ? median(cpus.W) : 0 };
   // Unsplit B actions hold B + W: give the simulator the same split so the schedules compare.
-  const simCosts = engine.schedule.splitBackward ? { ...c, comm: 0 } : { F: c.F, B: c.B / 2, W: c.B / 2, comm: 0 };
-  const planned = simulateSchedule(engine.schedule, simCosts);
+  const simOf = (x: typeof c) => simulateSchedule(engine.schedule, engine.schedule.splitBackward ? { ...x, comm: 0 } : { F: x.F, B: x.B / 2, W: x.B / 2, comm: 0 });
+  const planned = simOf(c);
+  const dedicated = simOf(cpu).bubbleFraction;
   if (arg('--svg') && g.rank === 0) fs.writeFileSync(path.join(arg('--svg') as string, `${schedule}-planned.svg`), renderScheduleSvg(planned, { title: `${schedule}: planned with measured costs (ms)`, unit: 2 }));
   const peaks = tensor(new Float64Array(P), { dtype: 'f64' });
   const mine = tensor([peak], { dtype: 'f64' });
@@ -105,7 +117,10 @@ async function run(mesh: DeviceMesh, schedule: ScheduleName): Promise<Result> {
   peaks.dispose();
   mine.dispose();
   pipe.dispose();
-  return { schedule, v, stepMs: median(times), bubble: median(bubbles), simulated: planned.bubbleFraction, theory: theoreticalBubble(schedule, P, M, v), costs: c, peakActivation };
+  return {
+    schedule, v, stepMs: median(times), bubble: median(bubbles), simulated: planned.bubbleFraction, dedicated, theory: theoreticalBubble(schedule, P, M, v),
+    costs: c, cpu, peakActivation,
+  };
 }
 
 async function worker(): Promise<void> {
@@ -143,14 +158,16 @@ async function parent(): Promise<void> {
   const all = await runJob(P);
   const cell = (v: string | number, w = 11) => String(v).padStart(w);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  console.log(`${'schedule'.padEnd(14)}${cell('theory')}${cell('simulated')}${cell('measured')}${cell('batch ms')}${cell('tokens/s')}${cell('F/B/W ms', 18)}  peak activation MiB per rank`);
+  console.log(`${'schedule'.padEnd(14)}${cell('theory')}${cell('sim (cpu)')}${cell('sim (wall)')}${cell('measured')}${cell('batch ms')}${cell('tokens/s')}${cell('F/B/W cpu ms', 18)}  peak activation MiB per rank`);
   for (const r of all) {
     const tokens = (M * ROWS * T) / (r.stepMs / 1000);
-    const fbw = `${r.costs.F.toFixed(1)}/${r.costs.B.toFixed(1)}/${r.costs.W.toFixed(1)}`;
-    console.log(`${`${r.schedule}${r.v > 1 ? ` v=${r.v}` : ''}`.padEnd(14)}${cell(pct(r.theory))}${cell(pct(r.simulated))}${cell(pct(r.bubble))}${cell(r.stepMs.toFixed(0))}${cell(tokens.toFixed(0))}${cell(fbw, 18)}  ${r.peakActivation.map((b) => (b / 2 ** 20).toFixed(1)).join(' / ')}`);
+    const fbw = `${r.cpu.F.toFixed(1)}/${r.cpu.B.toFixed(1)}/${r.cpu.W.toFixed(1)}`;
+    console.log(`${`${r.schedule}${r.v > 1 ? ` v=${r.v}` : ''}`.padEnd(14)}${cell(pct(r.theory))}${cell(pct(r.dedicated))}${cell(pct(r.simulated))}${cell(pct(r.bubble))}${cell(r.stepMs.toFixed(0))}${cell(tokens.toFixed(0))}${cell(fbw, 18)}  ${r.peakActivation.map((b) => (b / 2 ** 20).toFixed(1)).join(' / ')}`);
   }
-  console.log('\ntheory: textbook bubble with F = B = W, free communication; simulated: this schedule run by the simulator with the measured');
-  console.log('median F, B, W costs (unsplit B halved into B + W); measured: idle share of F/B/W time over ranks x makespan of the real run.');
+  console.log('\ntheory: textbook bubble with F = B = W, free communication. sim (cpu) / sim (wall): the simulator running this schedule with the');
+  console.log('median CPU time / wall time of each F, B, W of the run (unsplit B halved into B + W); CPU time leaves out waits for a core, so');
+  console.log('sim (cpu) is what ranks with a core each would see. measured: idle share of F/B/W wall time over ranks x makespan of the real run');
+  console.log('(with more ranks than cores, a rank waiting for a core counts as busy, and one waiting for data lends its core to the others).');
 }
 
 if (process.env.RANK === undefined) await parent();

@@ -126,6 +126,7 @@ export function runStageActions(
   for (const a of actions) {
     if (!train && a.kind === 'REDUCE_GRAD') continue;
     const start = now();
+    const cpu0 = process.cpuUsage();
     const st = state(a.stage, a.microbatch);
     switch (a.kind) {
       case 'F':
@@ -159,7 +160,8 @@ export function runStageActions(
       case 'REDUCE_GRAD':
         break;
     }
-    timeline.push({ action: a, start, end: now() });
+    const cpu = process.cpuUsage(cpu0);
+    timeline.push({ action: a, start, end: now(), cpu: (cpu.user + cpu.system) / 1000 });
     p2p.progress();
   }
   for (const [key, s] of states) {

@@ -12,25 +12,25 @@ import type { Simulation } from './schedule/simulate.ts';
 
 /**
  * Every rank's timeline of the last trainBatch (all ranks call it; `mine` follows
- * `schedule.actions[group.rank]`). Times stay in epoch ms.
+ * `schedule.actions[group.rank]`). Times stay in epoch ms; `cpu` is each action's process CPU time (ms).
  */
 export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: TimedAction[]): TimedAction[][] {
   const len = Math.max(...schedule.actions.map((r) => r.length));
   if (mine.length !== schedule.actions[group.rank].length) {
     throw new Error(`gatherTimelines: this rank's timeline has ${mine.length} actions, its schedule ${schedule.actions[group.rank].length} (pass the last trainBatch's timeline)`);
   }
-  const out = k.empty([group.size * len * 2], 'f64', 'comm');
-  const vals = new Float64Array(len * 2);
+  const out = k.empty([group.size * len * 3], 'f64', 'comm');
+  const vals = new Float64Array(len * 3);
   mine.forEach((t, i) => {
-    vals[2 * i] = t.start;
-    vals[2 * i + 1] = t.end;
+    vals.set([t.start, t.end, t.cpu ?? Number.NaN], 3 * i);
   });
-  const local = tensor(vals, { dtype: 'f64', shape: [len * 2], tag: 'comm' });
+  const local = tensor(vals, { dtype: 'f64', shape: [len * 3], tag: 'comm' });
   group.allGather(out, local);
   const all = out.toArray() as Float64Array;
   local.dispose();
   out.dispose();
-  return schedule.actions.map((row, r) => row.map((action, i) => ({ action, start: all[(r * len + i) * 2], end: all[(r * len + i) * 2 + 1] })));
+  const at = (r: number, i: number, j: number) => all[(r * len + i) * 3 + j];
+  return schedule.actions.map((row, r) => row.map((action, i) => ({ action, start: at(r, i, 0), end: at(r, i, 1), cpu: at(r, i, 2) })));
 }
 
 /**
@@ -39,7 +39,7 @@ export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: T
  */
 export function measuredSimulation(timelines: TimedAction[][], splitBackward = false): Simulation {
   const t0 = Math.min(...timelines.flat().map((t) => t.start));
-  const rel = timelines.map((row) => row.map((t) => ({ action: t.action, start: t.start - t0, end: t.end - t0 })));
+  const rel = timelines.map((row) => row.map((t) => ({ ...t, start: t.start - t0, end: t.end - t0 })));
   const makespan = Math.max(0, ...rel.flat().map((t) => t.end));
   let busy = 0;
   const freeKind = splitBackward ? 'W' : 'B';

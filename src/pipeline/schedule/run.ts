@@ -14,6 +14,8 @@ export interface TimedAction {
   action: Action;
   start: number;
   end: number;
+  /** Measured runs: the process's CPU time over the action (ms), apart from waits for the CPU. */
+  cpu?: number;
 }
 
 /** A rank that cannot go on: its next action and the one it waits for. */
