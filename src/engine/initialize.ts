@@ -19,6 +19,7 @@ import { Optimizer } from '../optim/optimizer.ts';
 import { SGD } from '../optim/sgd.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
+import { ZeroStage3 } from '../zero/stage3.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { EngineBackend, EngineZero } from './backend.ts';
 import { loadConfig, printResolvedConfig } from './config.ts';
@@ -144,14 +145,18 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
   if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
   const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: z.sub_group_size };
   if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
-  throw new Error('initialize: zero_optimization.stage = 3: not implemented yet');
+  if (o.device !== 'none') throw new Error(`initialize: zero_optimization.offload_optimizer.device = "${o.device}" with stage 3: not implemented yet`);
+  return new ZeroStage3(model, spec, {
+    ...common, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
+    paramPersistenceThreshold: z.stage3_param_persistence_threshold, maxLiveParameters: z.stage3_max_live_parameters,
+    maxReuseDistance: z.stage3_max_reuse_distance,
+  });
 }
 
 /** Config keys that ask for what is not implemented yet: an error naming the key. */
 function refuseUnimplemented(cfg: EngineConfig): void {
   const z = cfg.zero_optimization;
   const no = (key: string, value: unknown) => new Error(`initialize: ${key} = ${JSON.stringify(value)}: not implemented yet`);
-  if (z.stage === 3) throw no('zero_optimization.stage', 3);
   if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
   if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
 }
