@@ -80,6 +80,7 @@ function check(a: PlanAssignment, m: Module, tp: number, byName: Map<string, Pla
   switch (style) {
     case 'colwise':
       if (!(m instanceof Linear)) return wrong('Linear');
+      if ((a.entry.stacked ?? 1) > 1 && a.entry.gatherOutput) return `${a.name}: 'colwise' with stacked ${a.entry.stacked} cannot gatherOutput (the gathered blocks would interleave)`;
       return indivisible(a, m, 'output features', m.outFeatures, (a.entry.stacked ?? 1) * tp, tp);
     case 'rowwise':
       if (!(m instanceof Linear)) return wrong('Linear');
