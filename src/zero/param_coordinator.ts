@@ -14,7 +14,7 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
-import type { Module, RemovableHandle } from '../nn/module.ts';
+import { Module, type RemovableHandle } from '../nn/module.ts';
 import { record } from '../ops/autograd_support.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from './comms.ts';
@@ -203,7 +203,8 @@ export class ParamCoordinator {
   private preForward(m: Module): undefined {
     // Forwards re-run by checkpoint's recomputation in backward are not part of the forward order.
     const traced = !this.inBackward;
-    if (traced && m === this.root && this.forwardDepth === 0) {
+    if (traced && m === this.root) {
+      if (this.forwardDepth !== 0) this.abandonForward();
       this.fwd.begin();
       this.prefetched.forward = 0;
     }
@@ -261,6 +262,17 @@ export class ParamCoordinator {
   }
 
   // ---- trace and prefetch ------------------------------------------------------------------
+
+  /** The last forward threw part-way: its modules' holds are dropped and what they gathered released. */
+  private abandonForward(): void {
+    this.forwardDepth = 0;
+    this.positions.length = 0;
+    this.fwd.reset();
+    for (const p of this.params) {
+      for (const h of p.holders) if (h instanceof Module) p.holders.delete(h);
+      this.release(p);
+    }
+  }
 
   private endForward(): void {
     this.fwd.end();

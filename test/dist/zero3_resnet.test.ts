@@ -12,11 +12,15 @@ test('zero3: a small ResNet on 2 ranks equals one process (and the trace changes
   check(r);
   const m = /^\[rank 0\] MISC (.*)$/m.exec(r.out);
   assert.ok(m, r.out);
-  const misc = JSON.parse(m![1]) as { option: string; op: string };
+  const misc = JSON.parse(m![1]) as { option: string; op: string; forward: string; afterError: string };
   assert.match(misc.option, 'unknown key "prefetchBucketSze" (did you mean "prefetchBucketSize"?)');
   // conv2d on a partitioned weight outside its module's forward: the error names the parameter and its module.
   assert.match(misc.op, 'parameter "block.conv1.weight" [8, 8, 3, 3] is partitioned');
   assert.match(misc.op, 'forward and backward of "block.conv1"');
+  assert.match(misc.forward, 'conv2d');
+  const [bytes, want, prefetched] = misc.afterError.split(' ').map(Number);
+  assert.is(bytes, want, 'after a forward that threw, the next forwards leave only the partitions and persistent parameters');
+  assert.ok(prefetched > 0, `after a forward that threw, tracing and prefetch resume (${prefetched})`);
 });
 
 test('zero3: a small ResNet on 4 ranks equals one process', async () => {
