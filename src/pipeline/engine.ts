@@ -8,9 +8,11 @@
  */
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
+import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
+import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import { PipeP2P } from './p2p.ts';
 import { act, type Schedule } from './schedule/action.ts';
@@ -43,6 +45,12 @@ export interface PipelineEngineOptions {
   dpGroup?: ProcessGroup;
   /** Clip the global gradient norm over all stages to this value (0: off). */
   gradientClipping?: number;
+  /**
+   * fp16 loss scaling (`DynamicLossScaler`, `StaticLossScaler` or `createLossScaler(config.fp16)`):
+   * backward is seeded with loss · scale, and a step whose gradients overflowed on any stage or
+   * replica is skipped everywhere and the scale updated.
+   */
+  lossScaler?: LossScaler;
 }
 
 /**
@@ -59,8 +67,10 @@ export class PipelineEngine {
   readonly schedule: Schedule;
   readonly dpGroup: ProcessGroup | null;
   readonly gradientClipping: number;
-  /** Optimizer steps taken. */
+  /** Batches trained (optimizer steps, skipped ones included, as DeepSpeed counts). */
   globalSteps = 0;
+  /** Batches whose step was skipped because fp16 gradients overflowed. */
+  skippedSteps = 0;
   /** The global gradient norm of the last step (NaN when clipping is off). */
   lastGradNorm = Number.NaN;
   /** This rank's actions of the last batch with their start and end (epoch ms). */
@@ -68,6 +78,7 @@ export class PipelineEngine {
   private readonly optimizer: { step(): void; zeroGrad(): void } | null;
   private readonly zero: ZeroPipe | null;
   private readonly lrScheduler: { step(): void } | null;
+  private readonly lossScaler: LossScaler | null;
   private readonly p2p: PipeP2P;
   private evalRun: { schedule: Schedule; p2p: PipeP2P } | null = null;
 
@@ -79,6 +90,7 @@ export class PipelineEngine {
     this.gradientClipping = opts.gradientClipping ?? 0;
     this.optimizer = opts.optimizer ?? null;
     this.lrScheduler = opts.lrScheduler ?? null;
+    this.lossScaler = opts.lossScaler ?? null;
     this.zero = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping) : null;
     this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank);
     if (schedule.splitBackward) installWeightGradDeferral(this.module);
@@ -86,7 +98,7 @@ export class PipelineEngine {
 
   /** Every rank of the pipeline (and dp) group calls it: validates the schedule, ties weights, broadcasts dp replicas. */
   static async create(opts: PipelineEngineOptions): Promise<PipelineEngine> {
-    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'gradientClipping'];
+    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'gradientClipping', 'lossScaler'];
     for (const k of Object.keys(opts)) if (!known.includes(k)) throw new Error(`PipelineEngine: unknown option "${k}" (known: ${known.join(', ')})`);
     const { module: mod, microBatches: m } = opts;
     if (!Number.isInteger(m) || m < 1) throw new Error(`PipelineEngine: microBatches must be a positive integer, got ${m}`);
@@ -110,24 +122,32 @@ export class PipelineEngine {
     const hooks = params.map((p) => p.gradReadyHooks.splice(0));
     let lossSum: number;
     try {
-      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true);
+      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true, this.lossScaler);
       lossSum = r.lossSum;
       this.timeline = r.timeline;
     } finally {
       params.forEach((p, i) => p.gradReadyHooks.push(...hooks[i]));
     }
     sumTiedGrads(this.module);
+    let ok: boolean;
     if (this.zero) {
-      const ok = this.zero.step();
+      ok = this.zero.step(this.lossScaler);
       this.lastGradNorm = this.zero.lastGradNorm;
-      if (ok) this.afterStep();
     } else {
       if (this.dpGroup) averageGrads(params, this.dpGroup);
-      this.lastGradNorm = this.gradientClipping > 0 ? clipPipelineGrads(this.module, this.gradientClipping) : Number.NaN;
-      this.optimizer?.step();
+      const scaler = this.lossScaler;
+      ok = !scaler || unscaleOrSkip(params.map((p) => p.grad), scaler, [this.module.group, this.dpGroup]);
+      this.lastGradNorm = Number.NaN;
+      if (ok) {
+        if (this.gradientClipping > 0) this.lastGradNorm = clipPipelineGrads(this.module, this.gradientClipping);
+        this.optimizer?.step();
+      }
       this.optimizer?.zeroGrad();
-      this.afterStep();
     }
+    this.globalSteps++;
+    if (ok) this.lrScheduler?.step();
+    else this.skippedSteps++;
+    this.lossScaler?.update(!ok);
     return this.reportLoss(lossSum);
   }
 
@@ -150,11 +170,6 @@ export class PipelineEngine {
     const r = runStageActions(this.module, this.evalRun.schedule, this.evalRun.p2p, this.fetcher(data), false);
     this.timeline = r.timeline;
     return this.reportLoss(r.lossSum);
-  }
-
-  private afterStep(): void {
-    this.globalSteps++;
-    this.lrScheduler?.step();
   }
 
   /** Micro-batch i of this batch, pulled in order on the ranks that need data. */

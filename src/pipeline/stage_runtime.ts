@@ -4,9 +4,10 @@
  * gradients. Each action is timed; the caller reduces gradients and steps once the list is done.
  */
 import { noGrad } from '../autograd/grad_mode.ts';
-import { div } from '../ops/elementwise.ts';
+import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tidy } from '../tensor/scope.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { scaledLoss } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import type { PipeP2P } from './p2p.ts';
 import { type Action, formatAction, type Schedule } from './schedule/action.ts';
@@ -37,7 +38,7 @@ const now = (): number => performance.timeOrigin + performance.now();
  * backward); `data(mb)` is asked only on ranks that hold the first or the last stage.
  */
 export function runStageActions(
-  module: PipelineModule, schedule: Schedule, p2p: PipeP2P, data: (mb: number) => MicroBatch, train: boolean,
+  module: PipelineModule, schedule: Schedule, p2p: PipeP2P, data: (mb: number) => MicroBatch, train: boolean, scaler: LossScaler | null = null,
 ): BatchResult {
   const actions = schedule.actions[module.pipeRank];
   const last = module.numStages - 1;
@@ -79,8 +80,8 @@ export function runStageActions(
       if (!module.lossFn) throw new Error('pipeline: the last stage needs a lossFn (PipelineModule option)');
       const loss = module.lossFn(y, data(a.microbatch)[1]);
       lossSum += loss.item();
-      // Each micro-batch's gradient is 1/m of the batch mean's, as gradient accumulation.
-      return div(loss, m);
+      // Each micro-batch's gradient is 1/m of the batch mean's, as gradient accumulation (times the fp16 loss scale).
+      return scaledLoss(loss, m, scaler);
     });
     out.kept = true;
     st.output = out;

@@ -7,6 +7,7 @@
  * pipelines because it reduces per micro-batch). Clipping uses the norm over all stages.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import type { LossScaler } from '../engine/loss_scaler.ts';
 import { record } from '../ops/autograd_support.ts';
 import { zeros } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
@@ -15,6 +16,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import { allReduceNumber, sumSquares } from './grad_sync.ts';
+import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 
 export interface ZeroPipelineOptions {
@@ -40,13 +42,18 @@ export class ZeroPipe {
     this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
   }
 
-  /** Reduces the accumulated gradients over dp, clips over the whole pipeline, updates, gathers. */
-  step(): boolean {
+  /**
+   * Reduces the accumulated gradients over dp, skips on an fp16 overflow anywhere (false), clips
+   * over the whole pipeline, updates, gathers.
+   */
+  step(scaler: LossScaler | null = null): boolean {
     const tiedSq = this.clip > 0 ? this.duplicateTiedSquares() : 0;
     if (this.zero.stage === 2) this.feed();
     const ok = this.zero.step((parts) => {
+      if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group])) return false;
       if (this.clip <= 0) return true;
-      let local = -tiedSq / this.zero.group.size;
+      // The tied copy's squares were taken before unscaling.
+      let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
       for (const g of parts) local += sumSquares(g);
       const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group])));
       this.lastGradNorm = total;
