@@ -24,7 +24,8 @@ import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
 import { NONE, normPow, type StateRef } from '../optim/fused.ts';
-import { type DType, isFloat } from '../tensor/dtype.ts';
+import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
+import type { MemoryTag } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allReduceSum, flatView } from './comms.ts';
@@ -198,6 +199,26 @@ export class ZeroStage3 implements ZeroOptimizer {
       dtype: g.dtype, numel: g.numel, partitionNumel: g.part.numel,
       persistentNumel: g.params.reduce((n, p) => n + (p.persistent ? p.shard.padded : 0), 0),
     }));
+  }
+
+  /**
+   * Memory beyond ZeRO's formula (16Ψ/N for mixed-precision Adam) that this rank holds between
+   * steps, for the engine's memory report: the persistent parameters (kept gathered, tag
+   * 'param') and the pooled gradient buckets (tag 'grad').
+   */
+  memoryBuffers(): { name: string; tag: MemoryTag; bytes: number; note: string }[] {
+    const out: { name: string; tag: MemoryTag; bytes: number; note: string }[] = [];
+    const pooled = this.reducer.pooled();
+    for (const p of this.partitions()) {
+      const size = itemSize(p.dtype);
+      if (p.persistentNumel > 0) {
+        out.push({ name: 'stage-3 persistent parameters', tag: 'param', bytes: p.persistentNumel * size, note: `${p.persistentNumel} ${p.dtype} elements (padded) of parameters of at most ${this.paramPersistenceThreshold} elements, kept gathered` });
+      }
+      const mine = pooled.filter((b) => b.dtype === p.dtype);
+      const n = mine.reduce((a, b) => a + b.numel, 0);
+      if (n > 0) out.push({ name: 'stage-3 gradient buckets', tag: 'grad', bytes: n * size, note: `${mine.length} pooled buckets of ${p.dtype}, ${n} elements (world x stride inputs and stride outputs; stride = reduce_bucket_size / N, or one shard)` });
+    }
+    return out;
   }
 
   /** Prefetch statistics: all-gathers launched ahead in the last forward and backward, and the peak of gathered non-persistent elements. */

@@ -98,6 +98,11 @@ export class Stage3GradReducer {
     this.drain(0, true);
   }
 
+  /** The pooled bucket buffers (between backward passes every bucket is pooled): dtype and elements of input plus output. */
+  pooled(): { dtype: DType; numel: number }[] {
+    return this.pool.map((b) => ({ dtype: b.dtype, numel: b.input.numel + b.output.numel }));
+  }
+
   destroy(): void {
     for (const b of this.pool) {
       b.input.dispose();
