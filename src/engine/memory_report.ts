@@ -12,13 +12,15 @@
  * implementation adds buffers the formula leaves out, listed by name (stage 1's reduced gradient
  * partition, stage 2's gradient buckets, stage 3's persistent and gathered parameters), so
  * measured ≈ formula + buffers; padding to a multiple of N adds at most N − 1 elements per flat
- * group (stage 3: per parameter).
+ * group (stage 3: per parameter). With zero_optimization.offload_optimizer the optim term lives
+ * elsewhere: `cpu` in the separately accounted host pool (`offloadPool`, memoryStats' 'cpu-offload'),
+ * `nvme` in files under nvme_path (resident: only the sub-group buffers during a step).
  */
 
 import { Optimizer } from '../optim/optimizer.ts';
 import { SGD } from '../optim/sgd.ts';
 import { itemSize } from '../tensor/dtype.ts';
-import { MEMORY_TAGS, type MemoryCounter, type MemoryTag, memoryStats } from '../tensor/storage.ts';
+import { CPU_OFFLOAD_POOL, MEMORY_TAGS, type MemoryCounter, type MemoryTag, memoryStats } from '../tensor/storage.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { EngineBackend, EngineZero } from './backend.ts';
 import type { Engine } from './engine.ts';
@@ -61,6 +63,10 @@ export interface MemoryReport {
   expected: Record<FormulaTag, number>;
   /** This rank's bytes per tag on its device, now and at peak (since the last resetPeakMemoryStats). */
   measured: Record<MemoryTag, MemoryCounter>;
+  /** Where the optim term is held: on the device, in the CPU offload pool, or in nvme files. */
+  optimLocation: 'device' | 'cpu-offload' | 'nvme';
+  /** The CPU offload pool's bytes per tag (null when nothing was ever allocated there). */
+  offloadPool: Record<MemoryTag, MemoryCounter> | null;
 }
 
 /** Builds the report for `engine` on this rank (no communication). */
@@ -86,9 +92,11 @@ export function memoryReport(engine: Engine, backend: EngineBackend): MemoryRepo
   const device = params[0]?.device ?? 'cpu';
   const stats = memoryStats();
   const measured = stats[device] ?? stats.cpu;
+  const off = stage === 0 ? 'none' : engine.config.zero_optimization.offload_optimizer.device;
   return {
     rank: engine.group.rank, dpSize: N, stage, psi, dtype, optimizer,
     formula: { text: formulaText(terms), terms, bytes: terms.reduce((n, t) => n + t.bytes, 0) }, buffers, expected, measured,
+    optimLocation: off === 'cpu' ? 'cpu-offload' : off === 'nvme' ? 'nvme' : 'device', offloadPool: stats[CPU_OFFLOAD_POOL] ?? null,
   };
 }
 
@@ -182,6 +190,11 @@ export function formatMemoryReport(r: MemoryReport): string {
     const rest = t ? `${col(mib(t.bytes))}${col(mib(extra))}${col(mib(r.expected[t.tag]))}` : '';
     lines.push(`  ${tag.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}${rest}`);
   }
+  if (r.offloadPool) {
+    const m = r.offloadPool.optim;
+    lines.push(`  ${'optim'.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}  in the ${CPU_OFFLOAD_POOL} pool`);
+  }
+  if (r.optimLocation !== 'device') lines.push(`  the optim term is held in ${r.optimLocation === 'nvme' ? 'nvme files (resident: sub-group buffers during a step)' : `the ${CPU_OFFLOAD_POOL} pool`}`);
   for (const b of r.buffers) lines.push(`  buffer ${b.name} (${b.tag}): ${mib(b.bytes)}, ${b.note}`);
   return lines.join('\n');
 }

@@ -4,7 +4,7 @@
 // reduced gradient partition, stage 2's and 3's gradient buckets, stage 3's persistent parameters:
 // stage3_param_persistence_threshold 100): stages 1, 2 and 3 on 2 ranks (f32 AdamW; 4 ranks in
 // engine_memory4.test.ts), stage 0, stage 2 in bf16 (2Ψ + 14Ψ/N: fp32 masters count as optimizer
-// state) and stage 1 with SGD-momentum (K = 4). Stage 2's gradients are also checked to be well under one full
+// state) and stage 1 with SGD-momentum (K = 4); engine_memory4.test.ts: 4 ranks and offload. Stage 2's gradients are also checked to be well under one full
 // gradient and stage 3's parameters well under the full model, so keeping either whole would
 // fail; the optimizer state is under 1/N + 5%.
 import { test } from 'uvu';
