@@ -322,4 +322,22 @@ test('zeroGrad and dispose free what the module owns; parameters survive tidy()'
   assert.is(liveStorages(), before);
 });
 
+test('replaceModule: same name and place, the field re-pointed; ModuleList and Sequential iterate the new child', () => {
+  const m = new Block();
+  const fc = new nn.Linear(4, 2);
+  assert.is(m.replaceModule('fc', fc), fc);
+  assert.is(m.fc, fc);
+  assert.equal(m.namedChildren().map(([n, c]) => [n, c === fc]), [['fc', true], ['bn', false]]);
+  assert.throws(() => m.replaceModule('nope', fc), /Block: no child module "nope" to replace \(children: fc, bn\)/);
+  const list = new nn.ModuleList([new nn.Linear(2, 2), new nn.Linear(2, 2)]);
+  const second = new nn.Linear(2, 3);
+  list.replaceModule('1', second);
+  assert.is(list.at(1), second);
+  assert.is([...list][1], second);
+  const seq = new nn.Sequential({ a: new nn.ReLU(), b: new nn.Linear(2, 2) });
+  const b = new nn.Linear(2, 5);
+  seq.replaceModule('b', b);
+  assert.equal(seq.forward(zeros([1, 2])).shape, [1, 5]);
+});
+
 test.run();
