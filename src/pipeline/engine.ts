@@ -194,7 +194,7 @@ export class PipelineEngine {
     let loss = lossSum / this.microBatches;
     const g = this.module.group;
     if (g && g.size > 1) {
-      const t = tensor([loss], { dtype: 'f64' });
+      const t = tensor([loss], { dtype: 'f64', tag: 'comm' });
       g.broadcast(t, g.size - 1);
       loss = t.item();
       t.dispose();

@@ -9,6 +9,7 @@ import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
 import { normPow } from '../optim/fused.ts';
+import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { PipelineModule } from './module.ts';
 
@@ -17,7 +18,7 @@ export function sumTiedGrads(module: PipelineModule): void {
   for (const t of module.ties) {
     if (!t.group || !t.param) continue;
     if (!t.param.grad || t.param.grad.disposed) {
-      const z = k.fill(k.empty(t.param.shape, t.param.dtype), 0);
+      const z = k.fill(k.empty(t.param.shape, t.param.dtype, 'grad'), 0);
       z.kept = true;
       t.param.grad = z;
     }
@@ -31,7 +32,7 @@ export function averageGrads(params: Tensor[], group: ProcessGroup): void {
   const works: Work[] = [];
   for (const p of params) {
     if (!p.grad || p.grad.disposed) {
-      const z = k.fill(k.empty(p.shape, p.dtype), 0);
+      const z = k.fill(k.empty(p.shape, p.dtype, 'grad'), 0);
       z.kept = true;
       p.grad = z;
     }
@@ -42,7 +43,7 @@ export function averageGrads(params: Tensor[], group: ProcessGroup): void {
 
 /** Sum of squares of `g` (contiguous or not), in double precision. */
 export function sumSquares(g: Tensor): number {
-  const src = g.isContiguous ? g : k.copy(g);
+  const src = g.isContiguous ? g : withTag('grad', () => k.copy(g));
   const v = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, 2);
   if (src !== g) src.dispose();
   return v;
@@ -53,7 +54,7 @@ export function allReduceNumber(value: number, groups: (ProcessGroup | null)[], 
   let v = value;
   for (const g of groups) {
     if (!g || g.size === 1) continue;
-    const t = tensor([v], { dtype: 'f64' });
+    const t = tensor([v], { dtype: 'f64', tag: 'comm' });
     g.allReduce(t, op);
     v = t.item();
     t.dispose();

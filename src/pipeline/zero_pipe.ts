@@ -12,6 +12,7 @@ import { record } from '../ops/autograd_support.ts';
 import { zeros } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
+import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
@@ -73,7 +74,7 @@ export class ZeroPipe {
       p.grad = null;
       return g;
     });
-    const root = record('pipelineGradients', params, zeros([]), () => () => grads);
+    const root = record('pipelineGradients', params, zeros([], { tag: 'other' }), () => () => grads);
     this.zero.backward(root);
     root.dispose();
     for (const g of grads) g?.dispose();
@@ -87,7 +88,7 @@ export class ZeroPipe {
     let sq = 0;
     for (const t of this.module.ties) {
       if (!t.param || t.owner === this.module.pipeRank || !t.group || !t.param.grad) continue;
-      const avg = k.copy(t.param.grad);
+      const avg = withTag('grad', () => k.copy(t.param?.grad as Tensor));
       this.zero.group.allReduce(avg, 'avg');
       sq += sumSquares(avg);
       avg.dispose();
