@@ -1,8 +1,8 @@
 // Mixed precision in the Engine on 2 real ranks (fixtures/engine_precision.ts).
-// bf16, ZeRO stage 1 (and stage 0): GPT tiny built in bf16 (fp32 masters in ZeroStage12), 6 steps on one
+// bf16, ZeRO stage 1 (and 0, 3): GPT tiny built in bf16 (fp32 masters in the ZeRO partition), 6 steps on one
 // repeated global batch; per-step losses within 1e-2 relative of an fp32 single-process reference
 // from the same weights (bf16 has 8 mantissa bits; measured ~1.5e-3), and falling.
-// fp16, ZeRO stage 2 (and stage 0): an f16 linear model, dynamic loss scale from 2^24 (hysteresis 2, window 3),
+// fp16, ZeRO stage 2 (and 0, 3): an f16 linear model, dynamic loss scale from 2^24 (hysteresis 2, window 3),
 // 16 steps: the first ten overflow and are skipped (weights bit-identical, lr not advanced, the
 // scale halving after the hysteresis), later steps apply; the scale sequence equals a
 // DynamicLossScaler fed the observed overflow pattern; both ranks report the same sequence.
@@ -24,7 +24,7 @@ function results(stdout: string): { rank0: Record<string, unknown>; steps: strin
   return { rank0: JSON.parse(m![1]) as Record<string, unknown>, steps };
 }
 
-for (const stage of [1, 0]) test(`bf16, stage ${stage} on 2 ranks: losses track the fp32 reference within 1e-2 relative and fall; no step skipped`, async () => {
+for (const stage of [1, 0, 3]) test(`bf16, stage ${stage} on 2 ranks: losses track the fp32 reference within 1e-2 relative and fall; no step skipped`, async () => {
   const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['bf16', '6', String(stage)], { timeoutMs: 60_000 });
   expectExit(r, 0, 'bf16 engine on 2 ranks');
   const { rank0, steps } = results(r.stdout);
@@ -47,7 +47,7 @@ interface Fp16Step {
   globalSteps: number;
 }
 
-for (const stage of [2, 0]) test(`fp16, stage ${stage} on 2 ranks: overflowing steps skipped with weights and lr unchanged; the scale follows DeepSpeed's rules`, async () => {
+for (const stage of [2, 0, 3]) test(`fp16, stage ${stage} on 2 ranks: overflowing steps skipped with weights and lr unchanged; the scale follows DeepSpeed's rules`, async () => {
   const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['fp16', '16', String(stage)], { timeoutMs: 60_000 });
   expectExit(r, 0, 'fp16 engine on 2 ranks');
   const { rank0, steps: reports } = results(r.stdout);
