@@ -12,7 +12,8 @@
  *   `paramPersistenceThreshold` elements stay gathered.
  * - In backward each parameter's gradient, once ready, is reduce-scattered in buckets onto its
  *   owners (stage3_grads.ts) and freed; gradient accumulation adds into the partition.
- * - `step()`: optional global-norm clipping, the fused optimizer over the partition, then the
+ * - `step()`: optional global-norm clipping, the fused optimizer over the partition (its master
+ *   and state in memory, the CPU offload pool or NVMe files: partition_optimizer.ts), then the
  *   persistent (and any gathered) parameters are gathered again from the updated partitions.
  */
 import { saveByReference } from '../autograd/node.ts';
@@ -23,15 +24,17 @@ import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
-import { NONE, normPow, type StateRef } from '../optim/fused.ts';
+import { normPow } from '../optim/fused.ts';
 import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
 import type { MemoryTag } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allReduceSum, flatView } from './comms.ts';
 import { externalParameters } from './external.ts';
-import { partitionStep, type ResolvedSpec, resolveSpec, stateNames, type ZeroOptimizerSpec } from './optimizer.ts';
+import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
+import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import { ParamCoordinator, type Stage3Param } from './param_coordinator.ts';
+import { PartitionOptimizer, partitionName } from './partition_optimizer.ts';
 import type { PartitionShard } from './shards.ts';
 import { Stage3GradReducer } from './stage3_grads.ts';
 import { planPartition } from './stage3_partition.ts';
@@ -71,11 +74,15 @@ export interface ZeroStage3Options {
   maxLiveParameters?: number;
   /** stage3_max_reuse_distance: a parameter used again within this many elements stays gathered (default 1e9). */
   maxReuseDistance?: number;
+  /** Where the master and optimizer state of the partition live (default device 'none'): offload_optimizer. */
+  offloadOptimizer?: OffloadOptions;
+  /** nvme offload: elements per sub-group streamed through memory in a step (default 1e9, DeepSpeed's sub_group_size). */
+  subGroupSize?: number;
 }
 
 const OPTIONS = [
   'stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping',
-  'prefetchBucketSize', 'paramPersistenceThreshold', 'maxLiveParameters', 'maxReuseDistance',
+  'prefetchBucketSize', 'paramPersistenceThreshold', 'maxLiveParameters', 'maxReuseDistance', 'offloadOptimizer', 'subGroupSize',
 ];
 
 /** One dtype's partition: parameter shards, gradient, master and optimizer state. */
@@ -85,9 +92,8 @@ interface DTypeGroup {
   part: Tensor;
   /** The averaged gradient partition (tag 'grad'). */
   partGrad: Tensor;
-  /** fp32 master of a 16-bit partition (tag 'optim'). */
-  master: Tensor | null;
-  state: Map<string, Tensor>;
+  /** The fp32 master of a 16-bit partition and the optimizer state (tag 'optim'), wherever offload puts them. */
+  opt: PartitionOptimizer;
   params: Stage3Param[];
   /** Elements of the dtype's parameters (unpadded). */
   numel: number;
@@ -123,6 +129,7 @@ export class ZeroStage3 implements ZeroOptimizer {
   readonly paramPersistenceThreshold: number;
   readonly maxLiveParameters: number;
   readonly maxReuseDistance: number;
+  readonly offload: ResolvedOffload;
   steps = 0;
   lastGradNorm = Number.NaN;
   private readonly groups: DTypeGroup[] = [];
@@ -158,6 +165,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.maxReuseDistance = opts.maxReuseDistance ?? DEFAULT_MAX_REUSE_DISTANCE;
     checkRange(this.maxReuseDistance, 'maxReuseDistance', where, 0);
     this.hyper = resolveSpec(optimizer);
+    this.offload = resolveOffload(opts.offloadOptimizer, opts.subGroupSize, where);
 
     const named = model.namedParameters();
     if (named.length === 0) throw new Error('ZeroStage3: the model has no parameters');
@@ -167,10 +175,15 @@ export class ZeroStage3 implements ZeroOptimizer {
     }
     broadcastState(model, this.group, true);
     const all: Stage3Param[] = [];
-    for (const dtype of new Set(named.map(([, p]) => p.dtype))) {
-      const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype));
-      this.groups.push(g);
-      all.push(...g.params);
+    try {
+      for (const [i, dtype] of [...new Set(named.map(([, p]) => p.dtype))].entries()) {
+        const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype), i);
+        this.groups.push(g);
+        all.push(...g.params);
+      }
+    } catch (e) {
+      for (const g of this.groups) g.opt.destroy(); // no nvme file outlives a failed construction
+      throw e;
     }
     this.coordinator = new ParamCoordinator(this.group, model, all, {
       prefetchBucketSize: this.prefetchBucketSize, maxLiveParameters: this.maxLiveParameters, maxReuseDistance: this.maxReuseDistance,
@@ -259,10 +272,8 @@ export class ZeroStage3 implements ZeroOptimizer {
         const shardRange: [number, number] = [s.paramStart, s.paramStart + s.valid];
         out.push({ name: p.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.part, s.offset, s.valid), group: 'model' });
         if (opts.optimizer === false) continue;
-        const extra: [string, Tensor][] = [...g.state];
-        if (g.master) extra.push(['master', g.master]);
-        for (const [sname, t] of extra) {
-          out.push({ name: `optimizer.${p.name}.${sname}`, fullShape, dtype: t.dtype, shardRange, data: flatView(t, s.offset, s.valid), group: 'optimizer' });
+        for (const sname of g.opt.slots) {
+          out.push({ name: `optimizer.${p.name}.${sname}`, fullShape, dtype: 'f32', shardRange, data: g.opt.stateView(sname, s.offset, s.valid), group: 'optimizer' });
         }
       }
     }
@@ -271,12 +282,12 @@ export class ZeroStage3 implements ZeroOptimizer {
 
   clearOptimizerState(): void {
     this.live();
-    for (const g of this.groups) for (const t of g.state.values()) k.fill(t, 0);
+    for (const g of this.groups) g.opt.clearState();
   }
 
   syncMasters(): void {
     this.live();
-    for (const g of this.groups) if (g.master) k.copyInto(g.part, g.master);
+    for (const g of this.groups) g.opt.syncMaster(g.part);
   }
 
   /** `loss.backward(grad)`: parameters gathered per module, each gradient reduce-scattered onto its owner when ready. */
@@ -322,6 +333,7 @@ export class ZeroStage3 implements ZeroOptimizer {
   /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
   allGatherParameters(): void {
     this.live();
+    for (const g of this.groups) g.opt.flush();          // offloaded state that checkpoint views changed (nvme)
     this.coordinator.refreshGathered();
   }
 
@@ -349,8 +361,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     for (const g of this.groups) {
       g.part.dispose();
       g.partGrad.dispose();
-      g.master?.dispose();
-      for (const t of g.state.values()) t.dispose();
+      g.opt.destroy();
     }
     this.reducer.destroy();
   }
@@ -362,17 +373,12 @@ export class ZeroStage3 implements ZeroOptimizer {
   }
 
   /** Partitions one dtype's parameters: each rank copies its shard of each (rank 0's values, broadcast). */
-  private buildGroup(named: [string, Tensor][]): DTypeGroup {
+  private buildGroup(named: [string, Tensor][], index: number): DTypeGroup {
     const { size, rank } = this.group;
     const dtype = named[0][1].dtype;
     const plan = planPartition(named.map(([name, t]) => ({ name, numel: t.numel })), size, rank);
     const part = keepTensor(k.fill(this.group.sharedEmpty([plan.numel], { dtype, tag: 'param' }), 0));
-    const g: DTypeGroup = {
-      dtype, part, params: [], numel: named.reduce((n, [, t]) => n + t.numel, 0),
-      partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)),
-      master: null,
-      state: new Map(stateNames(this.hyper).map((n) => [n, keepTensor(k.empty([plan.numel], 'f32', 'optim', true))])),
-    };
+    const params: Stage3Param[] = [];
     named.forEach(([name, param], i) => {
       const shard = plan.shards[i];
       if (shard.valid > 0) {
@@ -388,14 +394,12 @@ export class ZeroStage3 implements ZeroOptimizer {
         name, param, shard, part, persistent: param.numel <= this.paramPersistenceThreshold, placeholder: null,
         state: 'gathered', buffer: null, work: null, holders: new Set(), backwardHold: false, modules: [],
       };
-      g.params.push(p);
-      this.byTensor.set(param, { g, p });
+      params.push(p);
     });
-    // The fp32 master of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
-    if (dtype !== 'f32') {
-      g.master = keepTensor(k.empty([plan.numel], 'f32', 'optim'));
-      k.copyInto(part, g.master);
-    }
+    // The master (a copy of the partition for 16-bit parameters) and the state: DeepSpeed's 12 bytes per parameter for mixed-precision Adam.
+    const opt = new PartitionOptimizer(this.hyper, part, { offload: this.offload, name: partitionName(this.group, dtype, index) });
+    const g: DTypeGroup = { dtype, part, params, opt, numel: named.reduce((n, [, t]) => n + t.numel, 0), partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) };
+    for (const p of params) this.byTensor.set(p.param, { g, p });
     return g;
   }
 
@@ -420,15 +424,8 @@ export class ZeroStage3 implements ZeroOptimizer {
     if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
   }
 
-  /** One fused kernel call over this rank's partition of a dtype. */
+  /** The fused kernel over this rank's partition of a dtype (in sub-groups when offloaded to nvme). */
   private update(g: DTypeGroup): void {
-    const ref = (t: Tensor | null | undefined): StateRef => (t ? { id: t.id, off: t.offset } : NONE);
-    partitionStep(this.hyper, {
-      param: { dtype: g.dtype, id: g.part.id, off: g.part.offset },
-      grad: { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
-      state: (name) => ref(g.state.get(name)),
-      master: ref(g.master),
-      n: g.part.numel,
-    }, this.steps);
+    g.opt.step({ dtype: g.dtype, id: g.part.id, off: g.part.offset }, { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps);
   }
 }

@@ -3,7 +3,8 @@
 // (tied head gathered as an external parameter) and a small ResNet-style convnet: AdamW with
 // prefetch; AdamW with clipping and prefetch off; 2 accumulated micro-batches with synchronous
 // reduction; SGD-momentum with clipping, a small prefetch bucket and a live-parameter bound; GPT
-// with activation checkpointing; the convnet with an eval forward along another path (re-trace).
+// with activation checkpointing; the convnet with an eval forward along another path (re-trace);
+// GPT with the optimizer offloaded to the CPU pool and to NVMe files (bit-identical to AdamW without).
 // Tolerances, f32: per-step losses and gradient norms within 1e-5 relative; final weights within
 // 1e-5 x max(1, |w|) (measured <= 1.1e-6); GPT's attention key bias within 1e-4 (its true gradient
 // is exactly zero and Adam normalizes rounding noise; measured ~1e-5), as in zero.test.ts.
@@ -40,6 +41,10 @@ export function check({ res, out }: { res: Result; out: string }): void {
     const hashes = [...out.matchAll(new RegExp(`^\\[rank \\d\\] HASH ${name} (\\S+)$`, 'gm'))].map((x) => x[1]);
     assert.is(hashes.length, n, `${what}: every rank printed its weights' hash`);
     assert.is(new Set(hashes).size, 1, `${what}: identical gathered weights on every rank`);
+    if (name.startsWith('offload')) {
+      const plain = /^\[rank 0\] HASH adamw (\S+)$/m.exec(out)?.[1];
+      assert.is(hashes[0], plain, `${what}: the same weights bit for bit as without offload`);
+    }
     const released = [...out.matchAll(new RegExp(`^\\[rank \\d\\] RELEASED ${name} (\\S+) (.*)$`, 'gm'))];
     assert.is(released.length, n, `${what}: every rank read a released parameter`);
     for (const [, param, msg] of released) {
