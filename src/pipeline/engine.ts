@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { ZeroStage12 } from '../zero/stage12.ts';
 import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
@@ -76,7 +77,7 @@ export class PipelineEngine {
   /** This rank's actions of the last batch with their start and end (epoch ms). */
   timeline: TimedAction[] = [];
   private readonly optimizer: { step(): void; zeroGrad(): void } | null;
-  private readonly zero: ZeroPipe | null;
+  private readonly zeroPipe: ZeroPipe | null;
   private readonly lrScheduler: { step(): void } | null;
   private readonly lossScaler: LossScaler | null;
   private readonly p2p: PipeP2P;
@@ -91,7 +92,7 @@ export class PipelineEngine {
     this.optimizer = opts.optimizer ?? null;
     this.lrScheduler = opts.lrScheduler ?? null;
     this.lossScaler = opts.lossScaler ?? null;
-    this.zero = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping) : null;
+    this.zeroPipe = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping) : null;
     this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank);
     if (schedule.splitBackward) installWeightGradDeferral(this.module);
   }
@@ -113,6 +114,11 @@ export class PipelineEngine {
     return new PipelineEngine(opts, schedule);
   }
 
+  /** The ZeRO optimizer of this stage (zero option), e.g. to change `hyper.lr` between steps; null otherwise. */
+  get zero(): ZeroStage12 | null {
+    return this.zeroPipe?.zero ?? null;
+  }
+
   /** Runs one batch (microBatches micro-batches from `data`) and one optimizer step; returns the mean loss on every rank. */
   trainBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
     this.module.train();
@@ -130,9 +136,9 @@ export class PipelineEngine {
     }
     sumTiedGrads(this.module);
     let ok: boolean;
-    if (this.zero) {
-      ok = this.zero.step(this.lossScaler);
-      this.lastGradNorm = this.zero.lastGradNorm;
+    if (this.zeroPipe) {
+      ok = this.zeroPipe.step(this.lossScaler);
+      this.lastGradNorm = this.zeroPipe.lastGradNorm;
     } else {
       if (this.dpGroup) averageGrads(params, this.dpGroup);
       const scaler = this.lossScaler;

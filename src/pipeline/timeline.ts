@@ -13,6 +13,10 @@ import type { Simulation } from './schedule/simulate.ts';
 /**
  * Every rank's timeline of the last trainBatch (all ranks call it; `mine` follows
  * `schedule.actions[group.rank]`). Times stay in epoch ms; `cpu` is each action's process CPU time (ms).
+ * @example
+ * engine.trainBatch(batch);
+ * const sim = measuredSimulation(gatherTimelines(mesh.group('pp'), engine.schedule, engine.timeline));
+ * if (mesh.group('pp').rank === 0) fs.writeFileSync('measured.svg', renderScheduleSvg(sim, { unit: 4 }));
  */
 export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: TimedAction[]): TimedAction[][] {
   const len = Math.max(...schedule.actions.map((r) => r.length));
@@ -36,6 +40,9 @@ export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: T
 /**
  * A Simulation from measured timelines: times in ms from the earliest start; the bubble is the
  * idle share of compute (F, B, W) over ranks × makespan, as simulateSchedule computes it.
+ * @example
+ * const sim = measuredSimulation(timelines, engine.schedule.splitBackward);
+ * console.log(`measured bubble ${(100 * sim.bubbleFraction).toFixed(1)}%`);
  */
 export function measuredSimulation(timelines: TimedAction[][], splitBackward = false): Simulation {
   const t0 = Math.min(...timelines.flat().map((t) => t.start));

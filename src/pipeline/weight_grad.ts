@@ -52,7 +52,12 @@ export function deferredWeightGradsRun(): number {
   return jobsRun;
 }
 
-/** `linear(x, weight, bias)` whose weight gradient is deferred while deferring is on. */
+/**
+ * `linear(x, weight, bias)` whose weight gradient is deferred to the W action under a split
+ * (ZB-H1) schedule; elsewhere the plain op. For layers that call `linear` directly, e.g. a tied head.
+ * @example
+ * new TiedLayerSpec('wte', Embedding, [V, C], { forwardFn: (m, x) => deferrableLinear(x, m.weight) });
+ */
 export function deferrableLinear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
   if (!deferring || !isGradEnabled() || !x.requiresGrad || !weight.requiresGrad) return linear(x, weight, bias);
   const params = [weight, bias].filter((p): p is Tensor => p?.requiresGrad === true);
