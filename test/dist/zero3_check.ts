@@ -9,14 +9,15 @@
 // 1e-5 x max(1, |w|) (measured <= 1.1e-6); GPT's attention key bias within 1e-4 (its true gradient
 // is exactly zero and Adam normalizes rounding noise; measured ~1e-5), as in zero.test.ts.
 // Memory: 'param' bytes between steps, measured with memoryStats(), within 5% of this rank's
-// partition plus its persistent parameters (measured: equal); the peak during training above that
+// partition plus its persistent parameters (measured: equal), 'grad' of the gradient partition plus
+// the pooled buckets, 'optim' of one f32 per state and partition element (0 when offloaded); the peak during training above that
 // equals what the coordinator has gathered (without prefetch, a quarter of the model for GPT).
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
 
 interface Cmp {
   lossRel: number; normRel: number; weightAbs: number; keyBiasAbs: number; worst: string; refNorms: number[];
-  paramBytes: number[]; expectedBytes: number; prefetched: number[]; prefetchedBackward: number[]; peakLive: number; peakParamExtra: number; fullBytes: number;
+  paramBytes: number[]; expectedBytes: number; gradOptim: number[]; expectGradOptim: number[]; prefetched: number[]; prefetchedBackward: number[]; peakLive: number; peakParamExtra: number; fullBytes: number;
   partitions: { numel: number; partitionNumel: number; persistentNumel: number }[];
 }
 interface Result { kind: string; world: number; results: Record<string, Cmp> }
@@ -53,6 +54,10 @@ export function check({ res, out }: { res: Result; out: string }): void {
     }
     // Parameter memory between steps: this rank's partition plus the persistent parameters.
     for (const b of c.paramBytes) assert.ok(Math.abs(b - c.expectedBytes) <= 0.05 * c.expectedBytes, `${what}: param bytes ${b} within 5% of ${c.expectedBytes}`);
+    const [grad, optim] = c.gradOptim;
+    const [wantGrad, wantOptim] = c.expectGradOptim;
+    assert.ok(Math.abs(grad - wantGrad) <= 0.05 * wantGrad, `${what}: grad bytes ${grad} within 5% of partition + buckets ${wantGrad}`);
+    assert.ok(Math.abs(optim - wantOptim) <= 0.05 * wantOptim, `${what}: optim bytes ${optim} within 5% of states x partition x 4 = ${wantOptim}`);
     const [p] = c.partitions;
     assert.ok(p.partitionNumel * n - p.numel <= 0.05 * p.numel, `${what}: the partition is 1/${n} of the parameters plus under 5% padding (${p.partitionNumel} x ${n} vs ${p.numel})`);
     assert.ok(p.persistentNumel < 0.2 * p.numel, `${what}: few persistent elements (${p.persistentNumel} of ${p.numel})`);
