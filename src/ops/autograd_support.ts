@@ -48,7 +48,7 @@ export function cloneLayout(t: Tensor): Tensor {
 }
 
 export function onesLike(t: Tensor): Tensor {
-  return k.fill(k.empty(t.shape, t.dtype), 1);
+  return k.fill(k.empty(t.shape, t.dtype, undefined, false, t.device), 1);
 }
 
 export function addTensors(a: Tensor, b: Tensor): Tensor {

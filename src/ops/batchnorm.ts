@@ -3,7 +3,9 @@
  * training normalizes with the batch statistics and updates the running ones in place;
  * evaluation normalizes with the running statistics. Channels-last inputs stay channels-last.
  */
+
 import { native } from '../native.ts';
+import { cpuOnly } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -58,6 +60,7 @@ export function batchNorm2d(
   bias: Tensor | null,
   opts: BatchNormOptions,
 ): Tensor {
+  cpuOnly('batchNorm2d', x);
   checkImage(x, 'batchNorm2d');
   if (!opts || typeof opts.training !== 'boolean') throw new Error('batchNorm2d: options need `training: true | false`');
   const momentum = opts.momentum ?? 0.1;

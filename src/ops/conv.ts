@@ -3,7 +3,9 @@
  * computed in f32 (the native kernels have no f16 path). The output is channels-last: oneDNN's
  * 3x3 kernels run about twice as fast on NHWC activations.
  */
+
 import { native } from '../native.ts';
+import { cpuOnly } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -52,6 +54,7 @@ function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, sh: num
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   checkImage(x, 'conv2d');
   checkImage(weight, 'conv2d', 'weight');
+  cpuOnly('conv2d', x, weight, bias);
   const [N, C, H, W] = x.shape;
   const [O, Cw, kh, kw] = weight.shape;
   if (Cw !== C) throw new Error(`conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} expects ${Cw}`);

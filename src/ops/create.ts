@@ -1,6 +1,6 @@
 /** Tensor factories: from data, constants, ranges and the seeded random distributions. */
 import { native } from '../native.ts';
-import { type DType, checkDType, dtypeCode } from '../tensor/dtype.ts';
+import { checkDType, type DType, dtypeCode } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { checkShape, fmt, numel } from '../tensor/shape.ts';
 import { Tensor, type TensorOptions } from '../tensor/tensor.ts';
@@ -77,7 +77,7 @@ function finish(t: Tensor, opts: TensorOptions): Tensor {
 
 export function full(shape: number[], value: number, opts: TensorOptions = {}): Tensor {
   const t = Tensor.empty(checkShape(shape, 'full'), opts);
-  native.fill(dtypeCode(t.dtype), t.id, 0, t.numel, value);
+  k.fill(t, value);
   return finish(t, opts);
 }
 

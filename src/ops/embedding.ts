@@ -1,5 +1,7 @@
 /** Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add (native/cpu/embedding.cc). */
+
 import { native } from '../native.ts';
+import { cpuOnly } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -16,6 +18,7 @@ import { checkFloatArg, checkIndexArg, position } from './nn_util.ts';
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
   checkIndexArg(ids, 'embedding', 'ids');
   checkFloatArg(weight, 'embedding', 'weight');
+  cpuOnly('embedding', ids, weight);
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be [V, D], got ${fmt(weight.shape)}`);
   const [V, D] = weight.shape;
   const code = dtypeCode(weight.dtype);

@@ -12,3 +12,4 @@ export * from './nn.ts';
 export * from './embedding.ts';
 export * from './loss.ts';
 export * from './attention.ts';
+export * from './device.ts';

@@ -3,9 +3,10 @@
  * build differentiable ops from these; op codes mirror native/cpu/*.cc.
  */
 import { native } from '../native.ts';
-import { type DType, dtypeCode } from '../tensor/dtype.ts';
-import { broadcastShapes, broadcastStrides, fmt, isDense, numel, sameShape, type Shape } from '../tensor/shape.ts';
-import type { MemoryTag } from '../tensor/storage.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { type DType, dtypeCode, itemSize } from '../tensor/dtype.ts';
+import { broadcastShapes, broadcastStrides, fmt, isDense, numel, type Shape, sameShape } from '../tensor/shape.ts';
+import type { Device, MemoryTag } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 
 export const Binary = {
@@ -21,14 +22,14 @@ export const Unary = {
 export const Reduce = { sum: 0, max: 1 } as const;
 export const Random = { uniform: 0, normal: 1, dropoutMask: 2 } as const;
 
-export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false): Tensor {
-  return Tensor.empty(shape, { dtype, tag, zero });
+export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false, device: Device = 'cpu'): Tensor {
+  return Tensor.empty(shape, { dtype, tag, zero, device });
 }
 
 /** Fills a contiguous tensor (the kernel writes `numel` elements from the offset). */
 export function fill(t: Tensor, value: number): Tensor {
   if (!t.isContiguous) throw new Error(`fill: needs a contiguous tensor, got ${fmt(t.shape)} with strides ${fmt(t.strides)}`);
-  native.fill(dtypeCode(t.dtype), t.id, t.offset, t.numel, value);
+  kernelsOn(t.device).fill(dtypeCode(t.dtype), t.id, t.offset, t.numel, value);
   return t;
 }
 
@@ -38,6 +39,10 @@ export function fill(t: Tensor, value: number): Tensor {
  * between equal layouts (two channels-last tensors) are one flat pass.
  */
 export function copyInto(src: Tensor, dst: Tensor): void {
+  if (src.device !== dst.device) {
+    copyAcross(src, dst);
+    return;
+  }
   const dims = dst.shape.map((_, i) => i).filter((i) => dst.shape[i] !== 1);
   dims.sort((a, b) => dst.strides[b] - dst.strides[a] || src.strides[b] - src.strides[a]);
   const shape: number[] = [];
@@ -56,12 +61,35 @@ export function copyInto(src: Tensor, dst: Tensor): void {
       ds.push(dst.strides[i]);
     }
   }
-  native.copyStrided(dtypeCode(src.dtype), src.id, src.offset, ss, dtypeCode(dst.dtype), dst.id, dst.offset, ds, shape);
+  kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, ss, dtypeCode(dst.dtype), dst.id, dst.offset, ds, shape);
+}
+
+/**
+ * Between devices only bytes move: the source is first made contiguous in the destination's
+ * dtype on its own device, then copied whole, then laid out on the destination if needed.
+ */
+function copyAcross(src: Tensor, dst: Tensor): void {
+  const packed = src.isContiguous && src.dtype === dst.dtype ? src : copy(src, dst.dtype);
+  const flat = dst.isContiguous ? dst : empty(dst.shape, dst.dtype, undefined, false, dst.device);
+  const item = itemSize(dst.dtype);
+  native.copyBytes(packed.id, packed.offset * item, flat.id, flat.offset * item, dst.numel * item);
+  if (packed !== src) packed.dispose();
+  if (flat !== dst) {
+    copyInto(flat, dst);
+    flat.dispose();
+  }
+}
+
+/** A contiguous copy of `src` on `device` (same dtype). */
+export function toDevice(src: Tensor, device: Device): Tensor {
+  const out = empty(src.shape, src.dtype, undefined, false, device);
+  copyInto(src, out);
+  return out;
 }
 
 /** A new contiguous copy of `src`, converted to `dtype`. */
 export function copy(src: Tensor, dtype: DType = src.dtype): Tensor {
-  const out = empty(src.shape, dtype);
+  const out = empty(src.shape, dtype, undefined, false, src.device);
   copyInto(src, out);
   return out;
 }
@@ -73,8 +101,8 @@ export function asContiguous(src: Tensor): Tensor {
 
 /** A new tensor laid out like `x` when x is dense (channels-last stays channels-last), else contiguous. */
 export function emptyLike(x: Tensor, dtype: DType = x.dtype): Tensor {
-  if (x.isContiguous || !isDense(x.shape, x.strides)) return empty(x.shape, dtype);
-  return Tensor.emptyStrided(x.shape, x.strides, { dtype });
+  if (x.isContiguous || !isDense(x.shape, x.strides)) return empty(x.shape, dtype, undefined, false, x.device);
+  return Tensor.emptyStrided(x.shape, x.strides, { dtype, device: x.device });
 }
 
 /** Both dense with the same shape and element order (strides of size-1 dims do not matter). */
@@ -95,16 +123,18 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
   if (a.dtype !== b.dtype) {
     throw new Error(`${name}: dtypes differ (${a.dtype} ${fmt(a.shape)} and ${b.dtype} ${fmt(b.shape)}); cast one with .to()`);
   }
+  const dev = deviceOf(name, a, b);
+  const kern = kernelsOn(dev);
   // Same dense layout (e.g. two channels-last tensors): one flat pass, the layout is kept.
   if (sameDenseLayout(a, b)) {
     const out = emptyLike(a);
     const n = a.numel;
-    native.binaryFlat(op, dtypeCode(a.dtype), a.id, a.offset, b.id, b.offset, out.id, 0, n);
+    kern.binaryFlat(op, dtypeCode(a.dtype), a.id, a.offset, b.id, b.offset, out.id, 0, n);
     return out;
   }
   const shape = broadcastShapes(a.shape, b.shape, name);
-  const out = empty(shape, a.dtype);
-  native.binary(
+  const out = empty(shape, a.dtype, undefined, false, dev);
+  kern.binary(
     op, dtypeCode(a.dtype),
     a.id, a.offset, broadcastStrides(a.shape, a.strides, shape),
     b.id, b.offset, broadcastStrides(b.shape, b.strides, shape),
@@ -116,7 +146,7 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
 export function unary(op: number, x: Tensor, scalar = 0): Tensor {
   const src = x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
   const out = emptyLike(src);
-  native.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
+  kernelsOn(x.device).unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
   if (src !== x) src.dispose();
   return out;
 }
@@ -124,9 +154,10 @@ export function unary(op: number, x: Tensor, scalar = 0): Tensor {
 /** `acc += alpha * x` in place; `acc` is dense (any layout) and of x's shape. */
 export function axpyInto(acc: Tensor, x: Tensor, alpha = 1): void {
   if (!isDense(acc.shape, acc.strides)) throw new Error(`axpy: the accumulator ${fmt(acc.shape)} must be dense, its strides are ${fmt(acc.strides)}`);
+  deviceOf('axpy', acc, x);
   // One flat pass when both are laid out alike (channels-last gradients into a channels-last grad).
   const src = x.dtype === acc.dtype && sameDenseLayout(x, acc) ? x : copyLike(x, acc);
-  native.axpy(dtypeCode(acc.dtype), src.id, src.offset, acc.id, acc.offset, acc.numel, alpha);
+  kernelsOn(acc.device).axpy(dtypeCode(acc.dtype), src.id, src.offset, acc.id, acc.offset, acc.numel, alpha);
   if (src !== x) src.dispose();
 }
 
@@ -147,8 +178,8 @@ export function reduce(op: number, x: Tensor, dims: number[], scale = 1): Tensor
   for (let i = runs.length - 1; i >= 0; i--) {
     const [lo, hi] = runs[i];
     const nextShape = [...shape.slice(0, lo), ...shape.slice(hi + 1)];
-    const out = empty(nextShape, x.dtype);
-    native.reduce(
+    const out = empty(nextShape, x.dtype, undefined, false, x.device);
+    kernelsOn(x.device).reduce(
       op, dtypeCode(x.dtype), cur.id, cur.offset, out.id, 0,
       numel(shape.slice(0, lo)), numel(shape.slice(lo, hi + 1)), numel(shape.slice(hi + 1)),
       i === runs.length - 1 ? scale : 1,
@@ -161,6 +192,14 @@ export function reduce(op: number, x: Tensor, dims: number[], scale = 1): Tensor
 }
 
 export function random(kind: number, t: Tensor, seed: number, offset: number, start: number, a: number, b: number): Tensor {
+  if (t.device !== 'cpu') {
+    // Drawn on the CPU and copied: the counter-based generator gives a CUDA tensor exactly the
+    // values the CPU path draws. (A CUDA Philox kernel would save the copy.)
+    const host = random(kind, empty(t.shape, t.dtype), seed, offset, start, a, b);
+    copyInto(host, t);
+    host.dispose();
+    return t;
+  }
   native.random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b);
   return t;
 }

@@ -1,5 +1,7 @@
 /** Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc). */
+
 import { native } from '../native.ts';
+import { cpuOnly } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -26,6 +28,7 @@ const REDUCTIONS = ['mean', 'sum', 'none'];
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   checkFloatArg(logits, 'crossEntropy', 'logits');
   checkIndexArg(targets, 'crossEntropy', 'targets');
+  cpuOnly('crossEntropy', logits, targets);
   const reduction = opts.reduction ?? 'mean';
   const ignoreIndex = opts.ignoreIndex ?? -100;
   if (!REDUCTIONS.includes(reduction)) throw new Error(`crossEntropy: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(reduction)}`);

@@ -2,7 +2,7 @@
  * Matrix products on oneDNN (f32, bf16) or the native f64 loop: matmul (2-D and batched, with
  * transposed operands passed as strides, never copied) and linear (x @ Wᵀ + b, bias fused).
  */
-import { native } from '../native.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -50,8 +50,9 @@ function transposed(m: Mats): Mats {
 
 /** out[b] = a[b] @ b[b] (+ bias), contiguous [batch, M, N] returned with `shape`. */
 function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null): Tensor {
-  const out = k.empty(shape, dtype);
-  native.matmul(
+  const dev = deviceOf('matmul', a.t, b.t, bias);
+  const out = k.empty(shape, dtype, undefined, false, dev);
+  kernelsOn(dev).matmul(
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
     bias ? bias.id : 0, bias ? bias.offset : 0,
     dtypeCode(dtype), out.id, 0, batch, a.rows, b.cols, a.cols, false,

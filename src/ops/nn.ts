@@ -4,6 +4,7 @@
  * cross-entropy and attention live in embedding.ts, loss.ts and attention.ts.
  */
 import { native } from '../native.ts';
+import { cpuOnly, kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { fmt, normDim, numel, sameShape } from '../tensor/shape.ts';
@@ -47,8 +48,8 @@ function softmaxOp(op: 'softmax' | 'logSoftmax', x: Tensor, dim: number, opts: S
   // The kernel works on contiguous rows of the last dim; another dim is swapped there and back.
   const xv = d === last ? x : swapped(x, d, last);
   const src = k.asContiguous(xv);
-  const y = k.empty(src.shape, x.dtype);
-  native.softmaxForward(code, src.id, src.offset, y.id, 0, rows, cols, log, causalRows, scale);
+  const y = k.empty(src.shape, x.dtype, undefined, false, x.device);
+  kernelsOn(x.device).softmaxForward(code, src.id, src.offset, y.id, 0, rows, cols, log, causalRows, scale);
   if (src !== xv) src.dispose();
   if (xv !== x) xv.dispose();
   let out = y;
@@ -62,8 +63,8 @@ function softmaxOp(op: 'softmax' | 'logSoftmax', x: Tensor, dim: number, opts: S
     return (g) => {
       const gv = d === last ? g : swapped(g, d, last);
       const gc = contiguousAs(gv, x.dtype);
-      const dx = k.empty(gc.shape, x.dtype);
-      native.softmaxBackward(code, sy.id, sy.offset, gc.id, gc.offset, dx.id, 0, rows, cols, log, causalRows, scale);
+      const dx = k.empty(gc.shape, x.dtype, undefined, false, x.device);
+      kernelsOn(x.device).softmaxBackward(code, sy.id, sy.offset, gc.id, gc.offset, dx.id, 0, rows, cols, log, causalRows, scale);
       if (gc !== gv) gc.dispose();
       if (gv !== g) gv.dispose();
       if (d === last) return [dx];
@@ -115,6 +116,7 @@ export function layerNorm(
   eps = 1e-5,
 ): Tensor {
   checkFloatArg(x, 'layerNorm', 'x');
+  cpuOnly('layerNorm', x);
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   if (!Array.isArray(ns) || ns.length === 0 || !ns.every((s) => Number.isInteger(s) && s > 0)) {
     throw new Error(`layerNorm: normalizedShape must be a positive integer or a non-empty array of them, got ${JSON.stringify(normalizedShape)}`);
@@ -189,7 +191,7 @@ export function dropout(x: Tensor, p: number, training = true, opts: DropoutOpti
   }
   if (!training || p === 0) return x;
   const { seed, offset } = takeCounters(shard?.total ?? x.numel);
-  const mask = k.random(k.Random.dropoutMask, k.empty(x.shape, x.dtype), seed, offset, shard?.start ?? 0, p, 0);
+  const mask = k.random(k.Random.dropoutMask, k.empty(x.shape, x.dtype, undefined, false, x.device), seed, offset, shard?.start ?? 0, p, 0);
   const out = k.binary(k.Binary.mul, x, mask, 'dropout');
   const result = record('dropout', [x], out, (node) => {
     const sm = node.save(mask);

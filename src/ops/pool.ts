@@ -3,7 +3,9 @@
  * adaptiveAvgPool2d (bins [floor(i*H/OH), ceil((i+1)*H/OH))). Channels-last inputs give
  * channels-last outputs; other layouts give NCHW-contiguous ones.
  */
+
 import { native } from '../native.ts';
+import { cpuOnly } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -33,6 +35,7 @@ function readable(g: Tensor, owned: Tensor[]): Tensor {
  */
 export function maxPool2d(x: Tensor, kernel: number | readonly [number, number], opts: MaxPool2dOptions = {}): Tensor {
   checkImage(x, 'maxPool2d');
+  cpuOnly('maxPool2d', x);
   const [kh, kw] = pair(kernel, 'maxPool2d', 'kernel', 1);
   const [sh, sw] = pair(opts.stride ?? [kh, kw], 'maxPool2d', 'stride', 1);
   const [ph, pw] = pair(opts.padding ?? 0, 'maxPool2d', 'padding', 0);
@@ -80,6 +83,7 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
  */
 export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly [number, number]): Tensor {
   checkImage(x, 'adaptiveAvgPool2d');
+  cpuOnly('adaptiveAvgPool2d', x);
   const [OH, OW] = pair(outputSize, 'adaptiveAvgPool2d', 'outputSize', 1);
   const [N, C, H, W] = x.shape;
   if (H === 0 || W === 0) throw new Error(`adaptiveAvgPool2d: x ${fmt(x.shape)} has an empty plane`);

@@ -1,4 +1,5 @@
 /** Shape ops: views that share storage (view, transpose, permute, narrow, expand) and copies (cat). */
+import { deviceOf } from '../tensor/backend.ts';
 import { contiguousStrides, fmt, normDim, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
@@ -99,7 +100,7 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   shape[d] = length;
   const out = x.alias(shape, x.strides, x.offset + start * x.strides[d]);
   return record('narrow', [x], out, () => (g) => {
-    const full = k.fill(k.empty(x.shape, g.dtype), 0);
+    const full = k.fill(k.empty(x.shape, g.dtype, undefined, false, g.device), 0);
     const region = full.alias(shape, full.strides, start * full.strides[d]);
     k.copyInto(g, region);
     region.dispose();
@@ -134,7 +135,7 @@ export function cat(xs: readonly Tensor[], dim = 0): Tensor {
   }
   const shape = [...first.shape];
   shape[d] = xs.reduce((n, x) => n + x.shape[d], 0);
-  const out = k.empty(shape, first.dtype);
+  const out = k.empty(shape, first.dtype, undefined, false, deviceOf('cat', ...xs));
   const starts: number[] = [];
   let at = 0;
   for (const x of xs) {

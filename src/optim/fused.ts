@@ -3,7 +3,7 @@
  * of `n` elements: a parameter, a run of adjacent parameters of one flat storage, or a rank's
  * partition of flat buffers (ZeRO calls these with its own ids and offsets).
  */
-import { native } from '../native.ts';
+import { storageKernels } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 
 /** A flat range's start: element `off` of storage `id`, holding `dtype` values. */
@@ -38,7 +38,7 @@ export function sgdStep(
   param: FlatRef, grad: FlatRef, stateDtype: 'f32' | 'f64', buf: StateRef, master: StateRef, n: number,
   h: SgdScalars, firstStep: boolean,
 ): void {
-  native.sgdStep(
+  storageKernels(param.id).sgdStep(
     dtypeCode(param.dtype), param.id, param.off, dtypeCode(grad.dtype), grad.id, grad.off, dtypeCode(stateDtype),
     buf.id, buf.off, master.id, master.off, n, h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, firstStep,
   );
@@ -60,7 +60,7 @@ export function adamStep(
   param: FlatRef, grad: FlatRef, stateDtype: 'f32' | 'f64', expAvg: StateRef, expAvgSq: StateRef, master: StateRef,
   n: number, h: AdamScalars, step: number,
 ): void {
-  native.adamStep(
+  storageKernels(param.id).adamStep(
     dtypeCode(param.dtype), param.id, param.off, dtypeCode(grad.dtype), grad.id, grad.off, dtypeCode(stateDtype),
     expAvg.id, expAvg.off, expAvgSq.id, expAvgSq.off, master.id, master.off, n,
     h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, step, h.decoupled, h.maximize,
@@ -69,5 +69,5 @@ export function adamStep(
 
 /** sum |x|^p over a flat range (p = Infinity: max |x|), accumulated in double. */
 export function normPow(x: FlatRef, n: number, p: number): number {
-  return native.normPow(dtypeCode(x.dtype), x.id, x.off, n, p);
+  return storageKernels(x.id).normPow(dtypeCode(x.dtype), x.id, x.off, n, p);
 }

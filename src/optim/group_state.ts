@@ -4,8 +4,10 @@
  */
 import { native } from '../native.ts';
 import * as k from '../ops/kernels.ts';
+import { deviceOf } from '../tensor/backend.ts';
 import { type DType, itemSize } from '../tensor/dtype.ts';
 import { keep } from '../tensor/scope.ts';
+import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 
 export type StateDType = 'f32' | 'f64';
@@ -33,8 +35,12 @@ export class GroupState {
   /** f64 when any parameter is f64 (gradient checks), else f32. */
   readonly dtype: StateDType;
 
+  /** Where the parameters, and so the state buffers, live. */
+  readonly device: Device;
+
   constructor(params: readonly Tensor[]) {
     this.dtype = params.some((p) => p.dtype === 'f64') ? 'f64' : 'f32';
+    this.device = deviceOf('optimizer', ...params);
     let off = 0;
     let moff = 0;
     for (const param of params) {
@@ -52,14 +58,14 @@ export class GroupState {
   buffer(name: string): Tensor {
     let b = this.buffers.get(name);
     if (!b) {
-      b = keep(Tensor.empty([this.numel], { dtype: this.dtype, tag: 'optim', zero: true }));
+      b = keep(Tensor.empty([this.numel], { dtype: this.dtype, tag: 'optim', zero: true, device: this.device }));
       this.buffers.set(name, b);
     }
     return b;
   }
 
   masterBuffer(): Tensor {
-    this.master ??= keep(Tensor.empty([this.masterNumel], { dtype: this.dtype, tag: 'optim', zero: true }));
+    this.master ??= keep(Tensor.empty([this.masterNumel], { dtype: this.dtype, tag: 'optim', zero: true, device: this.device }));
     return this.master;
   }
 

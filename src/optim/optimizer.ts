@@ -208,7 +208,7 @@ export abstract class Optimizer<H extends object> {
         } else if (g.isContiguous) {
           k.fill(g, 0);
         } else {
-          const z = k.fill(k.empty(g.shape, g.dtype), 0);
+          const z = k.fill(k.empty(g.shape, g.dtype, undefined, false, g.device), 0);
           k.copyInto(z, g);
           z.dispose();
         }

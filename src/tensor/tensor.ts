@@ -2,13 +2,15 @@
  * Tensor: a shape and strides over a reference-counted native storage, plus autograd links.
  * Memory is released by `dispose()` or by the enclosing `tidy()` scope, deterministically.
  */
-import { native } from '../native.ts';
+
 import type { Node } from '../autograd/node.ts';
+import { native } from '../native.ts';
 import * as ops from '../ops/index.ts';
-import { type DType, checkDType, dtypeCode, itemSize } from './dtype.ts';
+import { checkDevice } from './device.ts';
+import { checkDType, type DType, dtypeCode, itemSize } from './dtype.ts';
+import { track } from './scope.ts';
 import { contiguousStrides, fmt, isContiguous, numel, type Shape } from './shape.ts';
 import { type Device, type MemoryTag, Storage } from './storage.ts';
-import { track } from './scope.ts';
 import { defaultTag } from './tag_context.ts';
 
 /** Frees storages of tensors that were neither disposed nor scoped: a safety net only. */
@@ -61,7 +63,8 @@ export class Tensor {
   /** A new uninitialized (or zeroed) contiguous tensor. */
   static empty(shape: Shape, opts: TensorOptions & { zero?: boolean } = {}): Tensor {
     const dtype = checkDType(opts.dtype ?? 'f32', 'empty');
-    const storage = new Storage(numel(shape) * itemSize(dtype), opts.tag ?? defaultTag(), opts.device ?? 'cpu', opts.zero ?? false);
+    const device = opts.device === undefined ? 'cpu' : checkDevice(opts.device, 'empty');
+    const storage = new Storage(numel(shape) * itemSize(dtype), opts.tag ?? defaultTag(), device, opts.zero ?? false);
     const t = new Tensor(storage, [...shape], contiguousStrides(shape), 0, dtype);
     if (opts.requiresGrad) t.requiresGrad = true;
     return t;
@@ -70,7 +73,8 @@ export class Tensor {
   /** A new tensor with the given strides (they must describe a dense layout, e.g. channels-last). */
   static emptyStrided(shape: Shape, strides: readonly number[], opts: TensorOptions = {}): Tensor {
     const dtype = checkDType(opts.dtype ?? 'f32', 'empty');
-    const storage = new Storage(numel(shape) * itemSize(dtype), opts.tag ?? defaultTag(), opts.device ?? 'cpu', false);
+    const device = opts.device === undefined ? 'cpu' : checkDevice(opts.device, 'empty');
+    const storage = new Storage(numel(shape) * itemSize(dtype), opts.tag ?? defaultTag(), device, false);
     return new Tensor(storage, [...shape], [...strides], 0, dtype);
   }
 
@@ -262,8 +266,9 @@ export class Tensor {
   narrow(dim: number, start: number, length: number): Tensor {
     return ops.narrow(this, dim, start, length);
   }
-  to(dtype: DType): Tensor {
-    return ops.cast(this, dtype);
+  /** A cast (`'bf16'`) or a copy to another device (`'cuda:0'`, `'cpu'`); both differentiable. */
+  to(target: DType | Device): Tensor {
+    return target === 'cpu' || target.startsWith('cuda') ? ops.toDevice(this, target as Device) : ops.cast(this, target as DType);
   }
   clone(): Tensor {
     return ops.clone(this);

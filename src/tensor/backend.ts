@@ -1,0 +1,79 @@
+/**
+ * Which native kernels run an op: the CPU ones for CPU tensors, the addon's `cuda` object (same
+ * function names and arguments) for 'cuda:N' tensors. An op that has no CUDA kernel yet throws
+ * an error naming it, instead of handing device memory to a CPU loop.
+ */
+import { type Native, native } from '../native.ts';
+import { fmt } from './shape.ts';
+import type { Device } from './storage.ts';
+
+interface Placed {
+  readonly device: Device;
+  readonly shape: readonly number[];
+  readonly dtype: string;
+}
+
+/** The CUDA kernel table, or a stand-in whose every function throws naming the op. */
+const cudaKernels: Native = new Proxy({} as Native, {
+  get(_, name: string) {
+    const table = native.cuda as Record<string, unknown> | undefined;
+    const f = table?.[name];
+    if (typeof f === 'function') return f;
+    return () => {
+      throw new Error(
+        table
+          ? `${name}: no CUDA kernel yet for this op; move its inputs to the CPU with .to('cpu')`
+          : `${name}: this addon was built without CUDA (nvcc was not found at build time)`,
+      );
+    };
+  },
+});
+
+/** True for 'cuda:N' devices. */
+export function isCuda(device: Device): boolean {
+  return device !== 'cpu';
+}
+
+/**
+ * The device every tensor operand of `op` is on; throws naming the op, shapes and devices when
+ * they differ (there is no implicit copy between devices).
+ */
+export function deviceOf(op: string, ...tensors: (Placed | null | undefined)[]): Device {
+  let dev: Device | null = null;
+  let first: Placed | null = null;
+  for (const t of tensors) {
+    if (!t) continue;
+    if (dev === null) {
+      dev = t.device;
+      first = t;
+    } else if (t.device !== dev && first) {
+      throw new Error(
+        `${op}: operands on different devices (${first.dtype} ${fmt(first.shape)} on ${dev}, ${t.dtype} ${fmt(t.shape)} on ${t.device}); move one with .to()`,
+      );
+    }
+  }
+  return dev ?? 'cpu';
+}
+
+/** The kernel table for tensors on `device`. */
+export function kernelsOn(device: Device): Native {
+  return device === 'cpu' ? native : cudaKernels;
+}
+
+/** Throws naming `op` when any operand is on a CUDA device: for ops whose CUDA kernel is not written yet. */
+export function cpuOnly(op: string, ...tensors: (Placed | null | undefined)[]): void {
+  for (const t of tensors) {
+    if (t && t.device !== 'cpu') {
+      throw new Error(`${op}: no CUDA kernel yet (input ${t.dtype} ${fmt(t.shape)} is on ${t.device}); move it to the CPU with .to('cpu')`);
+    }
+  }
+}
+
+/**
+ * The kernel table for raw storage ids (the fused optimizer ranges, ZeRO's flat buffers), by the
+ * storage's device as the addon records it.
+ */
+export function storageKernels(id: number): Native {
+  // An addon built before CUDA storages existed has no storageIsCuda: everything is on the CPU.
+  return native.cuda && native.storageIsCuda(id) ? cudaKernels : native;
+}
