@@ -19,5 +19,6 @@ void registerBatchNorm(Napi::Env env, Napi::Object exports);
 void registerPool(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
 void registerComm(Napi::Env env, Napi::Object exports);
+void registerCuda(Napi::Env env, Napi::Object exports);
 void registerFileIo(Napi::Env env, Napi::Object exports);
 }  // namespace mt

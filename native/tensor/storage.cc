@@ -8,6 +8,9 @@
 #include <vector>
 #include "tensor/host_allocator.h"
 #include "util/args.h"
+#ifdef MESHTRAIN_CUDA
+#include "cuda/device_memory.h"
+#endif
 
 namespace mt {
 namespace {
@@ -53,6 +56,16 @@ int64_t insertStorage(const Storage& entry);
 int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
   int tagI = static_cast<int>(tag);
   MT_CHECK(tagI >= 0 && tagI < kNumTags, "unknown memory tag ", tagI);
+  if (isCudaCode(device)) {
+#ifdef MESHTRAIN_CUDA
+    size_t cap = 0;
+    void* p = cudaAllocBlock(device - 1, bytes, &cap);
+    if (zero) cudaZeroBytes(device - 1, p, cap);
+    return insertStorage(Storage{p, bytes, cap, tagI, device, true});
+#else
+    throw Error(cat("cuda:", device - 1, " is not available: this build has no CUDA (nvcc was not found when it was built)"));
+#endif
+  }
   MT_CHECK(device == 0, "device ", device, " is not available in this build (CPU only)");
   HostBlock block = hostAlloc(bytes);
   if (zero) std::memset(block.ptr, 0, block.capacity);
@@ -105,6 +118,9 @@ void freeStorage(int64_t id) {
   std::lock_guard<std::mutex> lock(t.mu);
   Storage& s = storageAt(id);
   if (s.release) s.release(s.releaseCtx, s.ptr);
+#ifdef MESHTRAIN_CUDA
+  else if (isCudaCode(s.device)) cudaFreeBlock(s.device - 1, s.ptr, s.capacity);
+#endif
   else hostFree({s.ptr, s.capacity});
   t.counters[s.tag][s.device].current -= int64_t(s.bytes);
   s.live = false;
@@ -133,8 +149,14 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
 // Copies bytes out into a new ArrayBuffer: JS never holds a pointer into freeable memory.
 Napi::Value Read(const Napi::CallbackInfo& info) {
   int64_t id = argInt(info, 0), off = argInt(info, 1), len = argInt(info, 2);
-  void* src = bytePtr(id, off, len);
+  void* src = anyDevicePtr<uint8_t>(id, off, len);
   auto buf = Napi::ArrayBuffer::New(info.Env(), size_t(len));
+#ifdef MESHTRAIN_CUDA
+  if (int dev = storageAt(id).device; isCudaCode(dev)) {
+    if (len) cudaCopyToHost(dev - 1, buf.Data(), src, size_t(len));
+    return buf;
+  }
+#endif
   if (len) std::memcpy(buf.Data(), src, size_t(len));
   return buf;
 }
@@ -144,8 +166,14 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   MT_CHECK(info[2].IsTypedArray(), "write: source must be a typed array");
   auto src = info[2].As<Napi::TypedArray>();
   size_t len = src.ByteLength();
-  void* dst = bytePtr(id, off, int64_t(len));
+  void* dst = anyDevicePtr<uint8_t>(id, off, int64_t(len));
   auto* from = static_cast<uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
+#ifdef MESHTRAIN_CUDA
+  if (int dev = storageAt(id).device; isCudaCode(dev)) {
+    if (len) cudaCopyFromHost(dev - 1, dst, from, len);
+    return info.Env().Undefined();
+  }
+#endif
   if (len) std::memcpy(dst, from, len);
   return info.Env().Undefined();
 }

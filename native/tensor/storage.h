@@ -12,6 +12,10 @@ enum class Tag : int { Param = 0, Grad = 1, Optim = 2, Activation = 3, Comm = 4,
 constexpr int kNumTags = 6;
 constexpr int kMaxDevices = 9;  // device 0 is the CPU, 1 + k is cuda:k
 
+// cuda:k is device code 1 + k.
+constexpr int kMaxCudaDevices = 8;
+inline bool isCudaCode(int device) { return device >= 1 && device <= kMaxCudaDevices; }
+
 struct Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
@@ -33,15 +37,31 @@ int64_t adoptStorage(void* ptr, size_t bytes, Tag tag, int device, void (*releas
 void accountBytes(Tag tag, int device, int64_t delta);
 Storage& storageAt(int64_t id);
 
-// The address of element `offset` of type T in storage `id`, checked against its size.
+// The address of element `offset` of type T in storage `id`, checked against its size, on any device.
 template <typename T>
-T* dataPtr(int64_t id, int64_t offset, int64_t count) {
+T* anyDevicePtr(int64_t id, int64_t offset, int64_t count) {
   Storage& s = storageAt(id);
   MT_CHECK(offset >= 0 && count >= 0 &&
                size_t(offset + count) * sizeof(T) <= s.bytes,
            "access of elements [", offset, ", ", offset + count, ") is outside storage ", id,
            " of ", s.bytes, " bytes");
   return reinterpret_cast<T*>(s.ptr) + offset;
+}
+
+// A CPU address for the CPU kernels: a CUDA storage here is an op without a CUDA kernel, and
+// reading device memory from the host would crash the process, so it is refused.
+template <typename T>
+T* dataPtr(int64_t id, int64_t offset, int64_t count) {
+  MT_CHECK(!isCudaCode(storageAt(id).device), "storage ", id, " is on cuda:", storageAt(id).device - 1,
+           " but this kernel runs on the CPU (the op has no CUDA kernel yet)");
+  return anyDevicePtr<T>(id, offset, count);
+}
+
+// A device address for the CUDA kernels.
+template <typename T>
+T* cudaDataPtr(int64_t id, int64_t offset, int64_t count) {
+  MT_CHECK(isCudaCode(storageAt(id).device), "storage ", id, " is on the CPU but this kernel runs on CUDA");
+  return anyDevicePtr<T>(id, offset, count);
 }
 
 inline void* bytePtr(int64_t id, int64_t byteOffset, int64_t bytes) {

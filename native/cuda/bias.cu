@@ -1,0 +1,38 @@
+// Matmul's bias epilogue: out[r, j] = bias[j] (+ out[r, j]) when K == 0 (biasOnly), else
+// out[r, j] += bias[j] after the product. Bias is f32 (f64 for f64 outputs), as on the CPU.
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+template <typename O, typename B>
+__global__ void addBias(O* out, const B* bias, int64_t rows, int64_t n, bool keepOut, bool hasBias) {
+  MT_CU_LOOP(i, rows * n) {
+    double v = hasBias ? double(bias[i % n]) : 0.0;
+    if (keepOut) v += double(cu::ld(out + i));
+    cu::st(out + i, v);
+  }
+}
+
+}  // namespace
+
+void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,
+                 bool accumulate, bool biasOnly) {
+  if (rows * n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  const bool keepOut = biasOnly ? accumulate : true;
+  MT_CU_FLOAT(outDtype, "matmul bias", {
+    if (biasDtype == cu::F64)
+      addBias<T, double><<<cu::blocksFor(rows * n), cu::kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const double*>(bias),
+                                                                          rows, n, keepOut, bias != nullptr);
+    else
+      addBias<T, float><<<cu::blocksFor(rows * n), cu::kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const float*>(bias),
+                                                                         rows, n, keepOut, bias != nullptr);
+  });
+  cu::checkLaunch("matmul bias");
+}
+
+}  // namespace mt

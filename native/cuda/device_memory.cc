@@ -1,0 +1,174 @@
+// The caching allocator over cudaMalloc (no managed memory). Freed blocks are kept per device in
+// size classes and handed out again: cudaMalloc and cudaFree synchronize the device and cost
+// tens of microseconds, and a training step frees and re-allocates the same sizes every
+// iteration. Reuse is safe without events because every kernel runs on the device's one compute
+// stream, in order: a block freed after its last kernel was queued is reused by kernels queued
+// later. (A block used on the communication stream must be freed only after that stream's work
+// is ordered before the compute stream's; the NCCL communicator will own that.) CUDA builds only.
+#ifdef MESHTRAIN_CUDA
+#include "cuda/device_memory.h"
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <vector>
+#include "cuda/runtime.h"
+#include "tensor/storage.h"
+
+namespace mt {
+namespace {
+
+constexpr size_t kMinBlock = 512;       // every block 512-byte aligned: vector loads never straddle
+constexpr size_t kSmallLimit = 1 << 20;  // below 1 MiB, round to 512 bytes
+
+// Above 1 MiB, classes 1/8 of a power of two apart (at most 12.5% slack).
+size_t sizeClass(size_t bytes) {
+  if (bytes == 0) return kMinBlock;
+  if (bytes < kSmallLimit) return (bytes + kMinBlock - 1) / kMinBlock * kMinBlock;
+  size_t top = size_t(1) << (63 - __builtin_clzll(bytes));
+  size_t step = top / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+struct DeviceCache {
+  std::multimap<size_t, void*> free;
+  DeviceCacheStats stats;
+};
+
+std::mutex& cacheMutex() {
+  static std::mutex m;
+  return m;
+}
+std::array<DeviceCache, kMaxCudaDevices>& caches() {
+  static std::array<DeviceCache, kMaxCudaDevices> c;
+  return c;
+}
+
+DeviceCache& cacheOf(int dev) {
+  MT_CHECK(dev >= 0 && dev < kMaxCudaDevices, "cuda:", dev, " is out of range");
+  return caches()[size_t(dev)];
+}
+
+void releaseAll(int dev, DeviceCache& c) {
+  cudaUseDevice(dev);
+  for (auto& [cap, p] : c.free) {
+    cudaFree(p);
+    c.stats.reservedBytes -= int64_t(cap);
+  }
+  c.free.clear();
+  c.stats.cachedBytes = 0;
+}
+
+}  // namespace
+
+int cudaDeviceCountCached() {
+  static int n = [] {
+    int k = 0;
+    if (cudaGetDeviceCount(&k) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return k;
+  }();
+  return n;
+}
+
+void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
+  int n = cudaDeviceCountCached();
+  MT_CHECK(dev >= 0 && dev < n, "cuda:", dev, " is not available: this process sees ", n, " CUDA device(s)",
+           n == 0 ? " (no GPU or no driver; deviceInfo().cudaStatus says why)" : "");
+  size_t cap = sizeClass(bytes);
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  DeviceCache& c = cacheOf(dev);
+  auto it = c.free.find(cap);
+  if (it != c.free.end()) {
+    void* p = it->second;
+    c.free.erase(it);
+    c.stats.cachedBytes -= int64_t(cap);
+    c.stats.hits++;
+    *capacity = cap;
+    return p;
+  }
+  c.stats.misses++;
+  cudaUseDevice(dev);
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, cap);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    // The cache may hold what is missing: give it back and try once more.
+    cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing before emptying the cache");
+    releaseAll(dev, c);
+    err = cudaMalloc(&p, cap);
+  }
+  if (err != cudaSuccess) {
+    size_t freeB = 0, totalB = 0;
+    cudaGetLastError();
+    cudaMemGetInfo(&freeB, &totalB);
+    throw Error(cat("cuda:", dev, ": out of memory allocating ", bytes, " bytes (", cudaGetErrorString(err), "); ",
+                    freeB, " of ", totalB, " bytes free, ", c.stats.reservedBytes, " reserved by meshtrain"));
+  }
+  c.stats.reservedBytes += int64_t(cap);
+  *capacity = cap;
+  return p;
+}
+
+void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  DeviceCache& c = cacheOf(dev);
+  c.free.emplace(capacity, ptr);
+  c.stats.cachedBytes += int64_t(capacity);
+}
+
+void cudaZeroBytes(int dev, void* ptr, size_t n) {
+  cudaUseDevice(dev);
+  cudaCheck(cudaMemsetAsync(ptr, 0, n, computeStream(dev)), "cudaMemsetAsync");
+}
+
+void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "copying device to host");
+  cudaCheck(cudaStreamSynchronize(s), "copying device to host (an earlier kernel may have failed)");
+}
+
+void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n) {
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "copying host to device");
+  // The host buffer may be a JS array freed right after: wait until it was read.
+  cudaCheck(cudaStreamSynchronize(s), "copying host to device");
+}
+
+void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n) {
+  cudaUseDevice(dstDev);
+  cudaStream_t s = computeStream(dstDev);
+  if (srcDev == dstDev) {
+    cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s), "copying on the device");
+    return;
+  }
+  // The source's pending kernels must finish before the peer copy reads it.
+  cudaCheck(cudaStreamSynchronize(computeStream(srcDev)), "waiting for the source device");
+  cudaUseDevice(dstDev);
+  cudaCheck(cudaMemcpyPeerAsync(dst, dstDev, src, srcDev, n, s), "copying between devices");
+}
+
+void cudaSynchronizeDevice(int dev) {
+  cudaUseDevice(dev);
+  cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing the compute stream (an earlier kernel failed)");
+  cudaCheck(cudaStreamSynchronize(commStream(dev)), "synchronizing the communication stream");
+}
+
+DeviceCacheStats cudaCacheStats(int dev) {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  return cacheOf(dev).stats;
+}
+
+void cudaEmptyCache(int dev) {
+  if (dev >= cudaDeviceCountCached()) return;
+  cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing before emptying the cache");
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  releaseAll(dev, cacheOf(dev));
+}
+
+}  // namespace mt
+#endif

@@ -1,0 +1,151 @@
+// Element-wise kernels: broadcasting binary ops (strides of 0 broadcast), unary ops with a scalar,
+// and axpy. The formulas and op codes are native/cpu/elementwise.cc's (the reference).
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kGeluC = 0.044715;
+
+enum Binary { kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kReluBackward, kGeluBackward, kTanhBackward, kSigmoidBackward, kNumBinary };
+enum Unary {
+  kNeg, kExp, kLog, kSqrt, kRsqrt, kRelu, kGelu, kTanh, kSigmoid, kAbs,
+  kAddScalar, kMulScalar, kPowScalar, kReciprocal, kSquare, kNumUnary
+};
+
+template <typename C>
+__device__ __forceinline__ C binaryOp(int op, C a, C b) {
+  switch (op) {
+    case kAdd: return a + b;
+    case kSub: return a - b;
+    case kMul: return a * b;
+    case kDiv: return a / b;
+    case kMax: return a > b ? a : b;
+    case kMin: return a < b ? a : b;
+    case kPow: return pow(a, b);
+    case kReluBackward: return b > C(0) ? a : C(0);
+    case kGeluBackward: {
+      C x2 = b * b, inner = C(kSqrt2OverPi) * (b + C(kGeluC) * x2 * b);
+      C t = tanh(inner);
+      C dinner = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluC) * x2);
+      return a * (C(0.5) * (C(1) + t) + C(0.5) * b * (C(1) - t * t) * dinner);
+    }
+    case kTanhBackward: return a * (C(1) - b * b);
+    case kSigmoidBackward: return a * b * (C(1) - b);
+  }
+  return C(0);
+}
+
+template <typename C>
+__device__ __forceinline__ C unaryOp(int op, C x, C s) {
+  switch (op) {
+    case kNeg: return -x;
+    case kExp: return exp(x);
+    case kLog: return log(x);
+    case kSqrt: return sqrt(x);
+    case kRsqrt: return C(1) / sqrt(x);
+    case kRelu: return x > C(0) ? x : C(0);
+    case kGelu: return C(0.5) * x * (C(1) + tanh(C(kSqrt2OverPi) * (x + C(kGeluC) * x * x * x)));
+    case kTanh: return tanh(x);
+    case kSigmoid: return C(1) / (C(1) + exp(-x));
+    case kAbs: return fabs(x);
+    case kAddScalar: return x + s;
+    case kMulScalar: return x * s;
+    case kPowScalar: return pow(x, s);
+    case kReciprocal: return C(1) / x;
+    case kSquare: return x * x;
+  }
+  return C(0);
+}
+
+// The op is uniform across the grid, so the switch costs a predictable branch, not divergence.
+template <typename T>
+__global__ void binaryStrided(int op, const T* a, const T* b, T* out, cu::Dims2 d, int64_t n) {
+  MT_CU_LOOP(i, n) {
+    int64_t ao, bo;
+    cu::offsets2(d, i, &ao, &bo);
+    cu::st(out + i, binaryOp(op, cu::ld(a + ao), cu::ld(b + bo)));
+  }
+}
+
+template <typename T>
+__global__ void binaryFlat(int op, const T* a, const T* b, T* out, int64_t n) {
+  MT_CU_LOOP(i, n) cu::st(out + i, binaryOp(op, cu::ld(a + i), cu::ld(b + i)));
+}
+
+template <typename T>
+__global__ void unaryFlat(int op, const T* x, T* out, int64_t n, typename cu::Acc<T>::type s) {
+  MT_CU_LOOP(i, n) cu::st(out + i, unaryOp(op, cu::ld(x + i), s));
+}
+
+template <typename T>
+__global__ void axpyFlat(const T* x, T* y, int64_t n, typename cu::Acc<T>::type alpha) {
+  MT_CU_LOOP(i, n) cu::st(y + i, cu::ld(y + i) + alpha * cu::ld(x + i));
+}
+
+void checkOp(const char* what, int op, int count) {
+  if (op < 0 || op >= count) cu::fail(std::string(what) + ": unknown op code " + std::to_string(op));
+}
+
+}  // namespace
+
+void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* as, const void* b, const int64_t* bs,
+                void* out, const int64_t* shape, int nd) {
+  checkOp("binary", op, kNumBinary);
+  if (nd > cu::kMaxDims) cu::fail("binary: more than 8 dims");
+  cu::Dims2 d{};
+  d.nd = nd;
+  int64_t n = 1;
+  for (int k = 0; k < nd; k++) {
+    d.shape[k] = shape[k];
+    d.s0[k] = as[k];
+    d.s1[k] = bs[k];
+    n *= shape[k];
+  }
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "binary",
+              binaryStrided<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(a), static_cast<const T*>(b),
+                                                                         static_cast<T*>(out), d, n));
+  cu::checkLaunch("binary");
+}
+
+void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, void* out, int64_t n) {
+  checkOp("binary", op, kNumBinary);
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "binary",
+              binaryFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(a), static_cast<const T*>(b),
+                                                                      static_cast<T*>(out), n));
+  cu::checkLaunch("binaryFlat");
+}
+
+void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar) {
+  checkOp("unary", op, kNumUnary);
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "unary", {
+    using C = typename cu::Acc<T>::type;
+    unaryFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(out), n, C(scalar));
+  });
+  cu::checkLaunch("unary");
+}
+
+void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alpha) {
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "axpy", {
+    using C = typename cu::Acc<T>::type;
+    axpyFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, C(alpha));
+  });
+  cu::checkLaunch("axpy");
+}
+
+}  // namespace mt

@@ -1,0 +1,56 @@
+// Launchers of the CUDA kernels, one .cu file per family. Plain declarations (no CUDA types):
+// the N-API bindings (bindings_*.cc) resolve storages to device pointers and call these. Every
+// launcher queues on the device's compute stream; `dev` is the CUDA ordinal. Dtypes are the
+// codes of native/tensor/dtype.h; op codes are those of the CPU kernels.
+#pragma once
+#include <cstdint>
+
+namespace mt {
+
+// copy.cu
+void cudaCopyStrided(int dev, int srcDtype, const void* src, const int64_t* srcStrides, int dstDtype, void* dst,
+                     const int64_t* dstStrides, const int64_t* shape, int nd);
+void cudaFill(int dev, int dtype, void* p, int64_t n, double value);
+
+// elementwise.cu
+void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* aStrides, const void* b,
+                const int64_t* bStrides, void* out, const int64_t* shape, int nd);
+void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, void* out, int64_t n);
+void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar);
+void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alpha);
+
+// reduce.cu
+void cudaReduce(int dev, int op, int dtype, const void* x, void* out, int64_t outer, int64_t r, int64_t inner,
+                double scale);
+
+// softmax.cu
+void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows, int64_t cols, bool logOut,
+                        int64_t causalRows, double scale);
+void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void* dx, int64_t rows, int64_t cols,
+                         bool logOut, int64_t causalRows, double scale);
+
+// optim.cu (stateDtype f32 or f64; master and buf may be null)
+struct CudaSgdHyper {
+  double lr, momentum, dampening, weightDecay;
+  bool nesterov, maximize, firstStep;
+};
+struct CudaAdamHyper {
+  double lr, beta1, beta2, eps, weightDecay;
+  int64_t step;
+  bool decoupled, maximize;
+};
+void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad, int sDtype, void* buf, void* master,
+                 int64_t n, const CudaSgdHyper& h);
+void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad, int sDtype, void* m, void* v,
+                  void* master, int64_t n, const CudaAdamHyper& h);
+// sum |x|^p (p = inf: max |x|) in double, per fixed chunk, combined in chunk order on the host:
+// deterministic, and NaN propagates (the loss scaler's overflow check).
+// `partial` is device scratch of cudaNormPowScratch(n) doubles.
+int64_t cudaNormPowScratch(int64_t n);
+double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, double* partial);
+
+// bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
+void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,
+                 bool accumulate, bool biasOnly);
+
+}  // namespace mt

@@ -1,0 +1,79 @@
+// The functions meshtrain uses from cuBLASLt and NCCL, resolved with dlopen on first use. Only
+// these are declared (with the values of the vendors' headers), so no vendor header or library
+// is needed to build. Compiled in every build: the CPU build reports them as not loaded.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mt {
+
+// cuBLASLt (cublasLt.h). Handles are opaque; enums are int.
+namespace lt {
+using Handle = void*;
+using MatmulDesc = void*;
+using Layout = void*;
+using Preference = void*;
+struct Algo {
+  uint64_t data[8];
+};
+struct HeuristicResult {
+  Algo algo;
+  size_t workspaceSize;
+  int state;
+  float wavesCount;
+  int reserved[4];
+};
+constexpr int kSuccess = 0;
+constexpr int kOpN = 0, kOpT = 1;
+constexpr int kDescComputeType = 0, kDescScaleType = 1, kDescTransA = 3, kDescTransB = 4;
+constexpr int kLayoutOrder = 1, kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;
+constexpr int kOrderRow = 1;
+constexpr int kPrefMaxWorkspaceBytes = 1, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7, kPrefMinAlignD = 8;
+constexpr int kCompute32F = 68, kCompute64F = 70;
+// cudaDataType_t (library_types.h)
+constexpr int kR32F = 0, kR64F = 1, kR16F = 2, kR16BF = 14;
+}  // namespace lt
+
+struct CublasLtApi {
+  size_t (*getVersion)();
+  int (*create)(lt::Handle*);
+  int (*matmulDescCreate)(lt::MatmulDesc*, int computeType, int scaleType);
+  int (*matmulDescSetAttribute)(lt::MatmulDesc, int attr, const void* buf, size_t size);
+  int (*matmulDescDestroy)(lt::MatmulDesc);
+  int (*layoutCreate)(lt::Layout*, int type, uint64_t rows, uint64_t cols, int64_t ld);
+  int (*layoutSetAttribute)(lt::Layout, int attr, const void* buf, size_t size);
+  int (*layoutDestroy)(lt::Layout);
+  int (*preferenceCreate)(lt::Preference*);
+  int (*preferenceSetAttribute)(lt::Preference, int attr, const void* buf, size_t size);
+  int (*preferenceDestroy)(lt::Preference);
+  int (*algoGetHeuristic)(lt::Handle, lt::MatmulDesc, lt::Layout a, lt::Layout b, lt::Layout c, lt::Layout d,
+                          lt::Preference, int requested, lt::HeuristicResult* results, int* returned);
+  int (*matmul)(lt::Handle, lt::MatmulDesc, const void* alpha, const void* a, lt::Layout, const void* b, lt::Layout,
+                const void* beta, const void* c, lt::Layout, void* d, lt::Layout, const lt::Algo* algo, void* workspace,
+                size_t workspaceBytes, void* stream);
+  const char* (*statusString)(int);
+};
+
+// NCCL (nccl.h). Only what the report and the communicator's bootstrap need today.
+struct NcclApi {
+  int (*getVersion)(int* version);
+  const char* (*getErrorString)(int result);
+};
+
+// The loaded API, or nullptr with `why` set to a "missing libX ..." message.
+const CublasLtApi* cublasLt(std::string* why);
+const NcclApi* nccl(std::string* why);
+
+// {found, path, version, error} of each library, for cudaLibraries().
+struct LibraryReport {
+  std::string name;
+  bool found = false;
+  std::string path;
+  std::string version;
+  std::string error;
+};
+LibraryReport cublasLtReport();
+LibraryReport ncclReport();
+
+}  // namespace mt

@@ -1,0 +1,194 @@
+// Batched matmul on CUDA through cuBLASLt (loaded at run time): bf16/f16 on the tensor cores
+// with f32 accumulation, f32 (no TF32: the same function as the CPU within f32 rounding), f64.
+// Same arguments as the CPU matmul (native/cpu/matmul.cc, the reference). CUDA builds only.
+#ifdef MESHTRAIN_CUDA
+#include "cuda/matmul.h"
+
+#include <algorithm>
+#include <array>
+#include <mutex>
+#include "cuda/kernels.h"
+#include "cuda/libraries.h"
+#include "cuda/runtime.h"
+#include "tensor/storage.h"
+
+namespace mt {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+struct DeviceLt {
+  lt::Handle handle = nullptr;
+  void* workspace = nullptr;
+};
+
+std::mutex& ltMutex() {
+  static std::mutex m;
+  return m;
+}
+
+const CublasLtApi& api() {
+  std::string why;
+  const CublasLtApi* a = cublasLt(&why);
+  MT_CHECK(a, "matmul on CUDA needs cuBLASLt: ", why);
+  return *a;
+}
+
+void ltCheck(int status, const char* what) {
+  MT_CHECK(status == lt::kSuccess, "matmul: ", what, " failed with cuBLASLt status ", status);
+}
+
+// The handle and workspace of `dev`, made on first use. The workspace is a storage tagged
+// 'other' on that device, held for the life of the process.
+DeviceLt& deviceLt(int dev) {
+  static std::array<DeviceLt, kMaxCudaDevices> all;
+  std::lock_guard<std::mutex> lock(ltMutex());
+  DeviceLt& d = all[size_t(dev)];
+  if (!d.handle) {
+    cudaUseDevice(dev);
+    ltCheck(api().create(&d.handle), "cublasLtCreate");
+    int64_t id = allocStorage(kWorkspaceBytes, Tag::Other, dev + 1, false);
+    d.workspace = storageAt(id).ptr;
+  }
+  return d;
+}
+
+// One operand as [batch, rows, cols] with element strides; size-1 dims get the strides of a
+// plain layout so that a row or a column counts as either major.
+struct Operand {
+  int64_t rows, cols, s[3];
+  bool rowMajor() const { return s[2] == 1 && s[1] >= std::max<int64_t>(1, cols); }
+  bool colMajor() const { return s[1] == 1 && s[2] >= std::max<int64_t>(1, rows); }
+};
+
+void canonicalize(Operand& p) {
+  if (p.rows == 1 && p.cols == 1) p.s[1] = p.s[2] = 1;
+  else if (p.rows == 1) p.s[1] = p.s[2] == 1 ? p.cols : 1;
+  else if (p.cols == 1) p.s[2] = p.s[1] == 1 ? p.rows : 1;
+}
+
+int ltType(DType d) {
+  switch (d) {
+    case DType::F32: return lt::kR32F;
+    case DType::F64: return lt::kR64F;
+    case DType::BF16: return lt::kR16BF;
+    case DType::F16: return lt::kR16F;
+    default: throw Error("matmul: integer dtypes are not supported on CUDA");
+  }
+}
+
+// RAII for the descriptors of one call.
+struct Descs {
+  const CublasLtApi& a;
+  lt::MatmulDesc op = nullptr;
+  lt::Layout la = nullptr, lb = nullptr, lc = nullptr;
+  lt::Preference pref = nullptr;
+  ~Descs() {
+    if (pref) a.preferenceDestroy(pref);
+    if (lc) a.layoutDestroy(lc);
+    if (lb) a.layoutDestroy(lb);
+    if (la) a.layoutDestroy(la);
+    if (op) a.matmulDescDestroy(op);
+  }
+};
+
+void batchLayout(const CublasLtApi& a, lt::Layout l, int64_t batch, int64_t stride) {
+  if (batch <= 1) return;
+  int32_t count = int32_t(batch);
+  ltCheck(a.layoutSetAttribute(l, lt::kLayoutBatchCount, &count, sizeof(count)), "setting the batch count");
+  ltCheck(a.layoutSetAttribute(l, lt::kLayoutStridedBatchOffset, &stride, sizeof(stride)), "setting the batch stride");
+}
+
+// The largest power of two (at most 256) that divides the address.
+uint32_t alignmentOf(const void* p) {
+  uint64_t a = uint64_t(reinterpret_cast<uintptr_t>(p));
+  uint32_t n = 1;
+  while (n < 256 && a % (2 * n) == 0) n *= 2;
+  return n;
+}
+
+}  // namespace
+
+void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const void* bPtr, const int64_t* bs,
+                DType od, void* out, int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate,
+                const std::function<void*(int64_t bytes)>& scratch) {
+  Operand A{M, K, {as[0], as[1], as[2]}}, B{K, N, {bs[0], bs[1], bs[2]}};
+  canonicalize(A);
+  canonicalize(B);
+  const size_t item = itemsize(d);
+  // B shared by the batch and A's matrices stacked row-major: one [batch*M, K] product.
+  if (batch > 1 && B.s[0] == 0 && A.rowMajor() && A.s[0] == M * A.s[1]) {
+    A.rows = M * batch;
+    M *= batch;
+    batch = 1;
+  }
+  // Layouts cuBLASLt cannot take (strides on both dims, a broadcast batch) are packed row-major.
+  auto pack = [&](Operand& p, const void*& ptr) {
+    if ((p.rowMajor() || p.colMajor()) && (batch == 1 || p.s[0] != 0)) return;
+    void* dst = scratch(batch * p.rows * p.cols * int64_t(item));
+    int64_t shape[3] = {batch, p.rows, p.cols}, dstStrides[3] = {p.rows * p.cols, p.cols, 1};
+    cudaCopyStrided(dev, int(d), ptr, p.s, int(d), dst, dstStrides, shape, 3);
+    ptr = dst;
+    p.s[0] = dstStrides[0], p.s[1] = dstStrides[1], p.s[2] = dstStrides[2];
+  };
+  pack(A, aPtr);
+  pack(B, bPtr);
+
+  const CublasLtApi& a = api();
+  DeviceLt& h = deviceLt(dev);
+  cudaUseDevice(dev);
+  const bool f64 = d == DType::F64;
+  const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
+  Descs x{a};
+  ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
+  // Column-major view: out^T [N, M] = B^T [N, K] x A^T [K, M]; row-major X with leading dim L is
+  // column-major X^T with the same L (no transpose), column-major X needs a transpose.
+  int opA = B.rowMajor() ? lt::kOpN : lt::kOpT, opB = A.rowMajor() ? lt::kOpN : lt::kOpT;
+  ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransA, &opA, sizeof(opA)), "setting transA");
+  ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransB, &opB, sizeof(opB)), "setting transB");
+  const int t = ltType(d), ot = ltType(od);
+  if (B.rowMajor()) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), B.s[1]), "layout of B");
+  else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), B.s[2]), "layout of B");
+  if (A.rowMajor()) ltCheck(a.layoutCreate(&x.lb, t, uint64_t(K), uint64_t(M), A.s[1]), "layout of A");
+  else ltCheck(a.layoutCreate(&x.lb, t, uint64_t(M), uint64_t(K), A.s[2]), "layout of A");
+  ltCheck(a.layoutCreate(&x.lc, ot, uint64_t(N), uint64_t(M), N), "layout of out");
+  batchLayout(a, x.la, batch, B.s[0]);
+  batchLayout(a, x.lb, batch, A.s[0]);
+  batchLayout(a, x.lc, batch, M * N);
+  ltCheck(a.preferenceCreate(&x.pref), "creating the preference");
+  uint64_t ws = kWorkspaceBytes;
+  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof(ws)), "setting the workspace size");
+  // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
+  const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
+  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignA, &alignA, sizeof(alignA)), "setting A's alignment");
+  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignB, &alignB, sizeof(alignB)), "setting B's alignment");
+  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignD, sizeof(alignD)), "setting C's alignment");
+  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignD, &alignD, sizeof(alignD)), "setting D's alignment");
+  lt::HeuristicResult best{};
+  int found = 0;
+  ltCheck(a.algoGetHeuristic(h.handle, x.op, x.la, x.lb, x.lc, x.lc, x.pref, 1, &best, &found), "choosing an algorithm");
+  MT_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for ", dtypeNameOf(d), " -> ", dtypeNameOf(od), " [", batch,
+           " x ", M, " x ", K, "] @ [", K, " x ", N, "]");
+  const double alpha64 = 1, beta64 = accumulate ? 1 : 0;
+  const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
+  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
+  const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
+  ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &best.algo, h.workspace,
+                   kWorkspaceBytes, computeStream(dev)),
+          "cublasLtMatmul");
+}
+
+const char* dtypeNameOf(DType d) {
+  switch (d) {
+    case DType::F32: return "f32";
+    case DType::F64: return "f64";
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    case DType::I32: return "i32";
+    case DType::I64: return "i64";
+  }
+  return "?";
+}
+
+}  // namespace mt
+#endif

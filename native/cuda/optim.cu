@@ -1,0 +1,153 @@
+// Fused SGD and Adam/AdamW over one flat range (param, grad, states, optional fp32/f64 master),
+// and the gradient-norm reduction. Formulas, hyperparameter scalars and the arithmetic type (the
+// state dtype S) are native/cpu/optim.cc's, the reference.
+#include <cmath>
+#include <vector>
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+template <typename S>
+struct SgdScalars {
+  S lr, mom, damp, wd, sign;
+  bool nesterov, first;
+};
+
+template <typename P, typename G, typename S>
+__global__ void sgdKernel(P* param, S* master, const G* grad, S* buf, int64_t n, SgdScalars<S> c) {
+  MT_CU_LOOP(i, n) {
+    S p = master ? master[i] : S(cu::ld(param + i));
+    S g = S(cu::ld(grad + i)) * c.sign + c.wd * p;
+    if (buf) {
+      S b = c.first ? g : c.mom * buf[i] + c.damp * g;
+      buf[i] = b;
+      g = c.nesterov ? g + c.mom * b : b;
+    }
+    S np = p - c.lr * g;
+    if (master) master[i] = np;
+    cu::st(param + i, np);
+  }
+}
+
+template <typename S>
+struct AdamScalars {
+  S b1, b2, omb1, omb2, negStep, bc2Sqrt, eps, wdL2, decay, sign;
+};
+
+template <typename P, typename G, typename S>
+__global__ void adamKernel(P* param, S* master, const G* grad, S* m, S* v, int64_t n, AdamScalars<S> c) {
+  MT_CU_LOOP(i, n) {
+    S p = (master ? master[i] : S(cu::ld(param + i))) * c.decay;
+    S g = S(cu::ld(grad + i)) * c.sign + c.wdL2 * p;
+    S mi = m[i] * c.b1 + c.omb1 * g;
+    S vi = v[i] * c.b2 + c.omb2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    S denom = sqrt(vi) / c.bc2Sqrt + c.eps;
+    S np = p + c.negStep * mi / denom;
+    if (master) master[i] = np;
+    cu::st(param + i, np);
+  }
+}
+
+constexpr int64_t kNormChunk = 4096;  // elements per block: the partials' order is fixed
+
+// One partial per chunk: sum |x|^p, or max |x| (p = inf), NaN propagating.
+template <typename T>
+__global__ void normPowKernel(const T* x, int64_t n, double p, double* partial) {
+  __shared__ double buf[cu::kThreads];
+  const bool isMax = isinf(p);
+  const int64_t lo = int64_t(blockIdx.x) * kNormChunk;
+  const int64_t hi = min(n, lo + kNormChunk);
+  double acc = 0;
+  for (int64_t i = lo + threadIdx.x; i < hi; i += cu::kThreads) {
+    double a = fabs(double(cu::ld(x + i)));
+    if (isMax) acc = (a > acc || a != a) ? a : acc;
+    else if (p == 2) acc += a * a;
+    else if (p == 1) acc += a;
+    else acc += pow(a, p);
+  }
+  double r = isMax ? cu::blockReduce<true>(acc, buf) : cu::blockReduce<false>(acc, buf);
+  if (threadIdx.x == 0) partial[blockIdx.x] = r;
+}
+
+}  // namespace
+
+// Binds P, G (any float dtype) and S (f32 or f64).
+#define MT_CU_PGS(PD, GD, SD, OP, ...)                     \
+  MT_CU_FLOAT(PD, OP, {                                    \
+    using P = T;                                           \
+    MT_CU_FLOAT(GD, OP, {                                  \
+      using G = T;                                         \
+      if (SD == cu::F32) {                                 \
+        using S = float;                                   \
+        __VA_ARGS__;                                       \
+      } else if (SD == cu::F64) {                          \
+        using S = double;                                  \
+        __VA_ARGS__;                                       \
+      } else {                                             \
+        cu::fail(std::string(OP) + ": the state dtype must be f32 or f64"); \
+      }                                                    \
+    });                                                    \
+  })
+
+void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad, int sDtype, void* buf, void* master,
+                 int64_t n, const CudaSgdHyper& h) {
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_PGS(pDtype, gDtype, sDtype, "sgdStep", {
+    SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -1 : 1),
+                    h.nesterov, h.firstStep};
+    sgdKernel<P, G, S><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<P*>(param), static_cast<S*>(master),
+                                                                  static_cast<const G*>(grad), static_cast<S*>(buf), n, c);
+  });
+  cu::checkLaunch("sgdStep");
+}
+
+void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad, int sDtype, void* m, void* v,
+                  void* master, int64_t n, const CudaAdamHyper& h) {
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  const double bc1 = 1.0 - std::pow(h.beta1, double(h.step));
+  const double bc2 = 1.0 - std::pow(h.beta2, double(h.step));
+  MT_CU_PGS(pDtype, gDtype, sDtype, "adamStep", {
+    AdamScalars<S> c{S(h.beta1), S(h.beta2), S(1.0 - h.beta1), S(1.0 - h.beta2), S(-h.lr / bc1),
+                     S(std::sqrt(bc2)), S(h.eps), S(h.decoupled ? 0.0 : h.weightDecay),
+                     S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0), S(h.maximize ? -1 : 1)};
+    adamKernel<P, G, S><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<P*>(param), static_cast<S*>(master),
+                                                                   static_cast<const G*>(grad), static_cast<S*>(m),
+                                                                   static_cast<S*>(v), n, c);
+  });
+  cu::checkLaunch("adamStep");
+}
+
+int64_t cudaNormPowScratch(int64_t n) { return (n + kNormChunk - 1) / kNormChunk; }
+
+double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, double* partial) {
+  if (n == 0) return 0;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  const int64_t chunks = cudaNormPowScratch(n);
+  if (chunks > (int64_t(1) << 31) - 1) cu::fail("normPow: too many elements");
+  MT_CU_FLOAT(dtype, "normPow",
+              normPowKernel<T><<<unsigned(chunks), cu::kThreads, 0, s>>>(static_cast<const T*>(x), n, p, partial));
+  cu::checkLaunch("normPow");
+  std::vector<double> host(static_cast<size_t>(chunks));
+  cudaCheck(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, s),
+            "normPow: copying the partial sums");
+  cudaCheck(cudaStreamSynchronize(s), "normPow");
+  const bool isMax = std::isinf(p);
+  double total = 0;
+  for (double v : host) {
+    if (v != v) return v;
+    total = isMax ? (v > total ? v : total) : total + v;
+  }
+  return total;
+}
+
+}  // namespace mt

@@ -1,0 +1,101 @@
+// Softmax and log-softmax over the last dim of contiguous [rows, cols], forward and backward,
+// with an input scale and an optional causal mask (query row i sees columns j <= i % causalRows).
+// One block per row; row statistics in double. Reference: native/cpu/softmax.cc.
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+__device__ __forceinline__ int64_t visibleCols(int64_t r, int64_t cols, int64_t causalRows) {
+  return causalRows > 0 ? min(cols, r % causalRows + 1) : cols;
+}
+
+template <typename T>
+__global__ void softmaxForward(const T* x, T* y, int64_t cols, bool logOut, int64_t causalRows, double scale) {
+  using C = typename cu::Acc<T>::type;
+  __shared__ double buf[cu::kThreads];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  T* yr = y + r * cols;
+  const int64_t n = visibleCols(r, cols, causalRows);
+  const C s = C(scale);
+  double m = -CUDART_INF;
+  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads) {
+    double v = double(s * cu::ld(xr + j));
+    m = (v > m || v != v) ? v : m;
+  }
+  m = cu::blockReduce<true>(m, buf);
+  const C mc = C(m);
+  double sum = 0;
+  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads) sum += double(exp(s * cu::ld(xr + j) - mc));
+  sum = cu::blockReduce<false>(sum, buf);
+  if (logOut) {
+    const C lse = C(m + log(sum));
+    for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads)
+      cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
+  } else {
+    const C inv = C(1.0 / sum);
+    for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads)
+      cu::st(yr + j, j < n ? exp(s * cu::ld(xr + j) - mc) * inv : C(0));
+  }
+}
+
+// softmax: dx = scale * y * (g - sum(g * y)); log-softmax: dx = scale * (g - exp(y) * sum(g)).
+template <typename T>
+__global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, bool logOut, int64_t causalRows,
+                                double scale) {
+  using C = typename cu::Acc<T>::type;
+  __shared__ double buf[cu::kThreads];
+  const int64_t r = blockIdx.x;
+  const T* yr = y + r * cols;
+  const T* gr = g + r * cols;
+  T* dr = dx + r * cols;
+  const int64_t n = visibleCols(r, cols, causalRows);
+  double acc = 0;
+  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads)
+    acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
+  const C total = C(cu::blockReduce<false>(acc, buf));
+  const C s = C(scale);
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+    if (j >= n) {
+      cu::st(dr + j, C(0));
+      continue;
+    }
+    C yj = cu::ld(yr + j), gj = cu::ld(gr + j);
+    cu::st(dr + j, logOut ? s * (gj - exp(yj) * total) : s * yj * (gj - total));
+  }
+}
+
+void checkRows(const char* op, int64_t rows) {
+  if (rows > (int64_t(1) << 31) - 1) cu::fail(std::string(op) + ": more than 2^31 rows");
+}
+
+}  // namespace
+
+void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows, int64_t cols, bool logOut,
+                        int64_t causalRows, double scale) {
+  checkRows("softmax", rows);
+  if (rows == 0 || cols == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "softmax",
+              softmaxForward<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), cols, logOut,
+                                                                         causalRows, scale));
+  cu::checkLaunch("softmaxForward");
+}
+
+void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void* dx, int64_t rows, int64_t cols,
+                         bool logOut, int64_t causalRows, double scale) {
+  checkRows("softmax backward", rows);
+  if (rows == 0 || cols == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "softmax backward",
+              softmaxBackward<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(y), static_cast<const T*>(g),
+                                                                          static_cast<T*>(dx), cols, logOut, causalRows, scale));
+  cu::checkLaunch("softmaxBackward");
+}
+
+}  // namespace mt
