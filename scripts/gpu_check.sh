@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU validation, in one call of a device machine (H100/H200, CUDA 13, no Node there):
+#   here:  npx cmake-js compile --out build-gpu && scripts/gpu_pack.sh
+#   there: run(command: "bash scripts/gpu_check.sh", carry: [".carry"], timeout_s: 420)
+# It unpacks .carry/gpu.tar.xz, points the loader at the Python wheels' NVIDIA libraries (cuBLAS,
+# NCCL), prints the device and library report, and runs the CUDA test files. Logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/mt-gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+t=/tmp/mt-gpu
+rm -rf "$t" && mkdir -p "$t" && tar -C "$t" -xJf .carry/gpu.tar.xz || { echo "gpu_check: cannot unpack .carry/gpu.tar.xz (run scripts/gpu_pack.sh here first)"; exit 1; }
+[ -e node_modules ] || ln -s "$t/node_modules" node_modules
+export PATH="$t/bin:$PATH" LD_LIBRARY_PATH="$t/lib:${LD_LIBRARY_PATH:-}"
+export MESHTRAIN_ADDON="$t/lib/meshtrain.node" OMP_NUM_THREADS=4
+# NVIDIA's wheels keep their .so files under site-packages/nvidia/*/lib; the addon searches
+# those too, but naming them here makes the report's paths unambiguous.
+libs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = []
+for s in site.getsitepackages() + [site.getusersitepackages()]:
+    dirs += glob.glob(os.path.join(s, 'nvidia', '*', 'lib')) + glob.glob(os.path.join(s, 'nvidia', 'cu*', 'lib'))
+print(':'.join(sorted(set(d for d in dirs if os.path.isdir(d)))))
+PY
+)
+export MESHTRAIN_CUDA_LIB_PATH="$libs"
+echo "== device"; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+echo "== wheel lib dirs: $libs"
+ls $(echo "$libs" | tr ':' ' ') 2>/dev/null | grep -E 'libcublasLt|libnccl' || true
+echo "== meshtrain report"
+node --import tsx --input-type=module -e "
+import { native, cudaLibraries } from './src/index.ts';
+console.log(JSON.stringify(native.deviceInfo()));
+console.log(JSON.stringify(cudaLibraries(), null, 1));
+" || echo "REPORT FAILED"
+status=0
+for f in cuda_runtime cuda_ops; do
+  echo "== test/unit/$f.test.ts"
+  timeout 240 node --import tsx node_modules/uvu/bin.js test/unit "^$f\.test\.ts$" || { echo "FAILED: $f"; status=1; }
+done
+echo "== bf16 matmul 4096^3 through meshtrain (median of 20, after 3 warm-ups)"
+timeout 60 node --import tsx --input-type=module -e "
+import { randn, matmul, tidy, cudaSynchronize } from './src/index.ts';
+const a = randn([4096, 4096]).to('bf16').to('cuda:0'), b = randn([4096, 4096]).to('bf16').to('cuda:0');
+const times = [];
+for (let i = 0; i < 23; i++) {
+  cudaSynchronize('cuda:0');
+  const t0 = performance.now();
+  tidy(() => { matmul(a, b); cudaSynchronize('cuda:0'); });
+  if (i >= 3) times.push(performance.now() - t0);
+}
+times.sort((x, y) => x - y);
+const ms = times[10];
+console.log('median ' + ms.toFixed(3) + ' ms, ' + (2 * 4096 ** 3 / ms / 1e9).toFixed(1) + ' TFLOP/s (host-timed, includes the launch)');
+" || echo "MATMUL TIMING FAILED"
+echo "== done, status $status"
+exit $status
