@@ -10,15 +10,17 @@
  *   module's buffers. Loading asks for the slices of the new partition (the loader reshards, and
  *   any of stages 1-3 loads any other: the names and full shapes are the same), then makes the
  *   parameters current (stages 1/2 all-gather them).
+ * - Stage 0 and stages 1-3 load each other's checkpoints too: the tensors have the same names;
+ *   checkpoint_optimizer.ts translates the step counts (stage 0: per parameter; ZeRO: one).
  * - Plain state on every rank: globalSteps, skippedSteps, the loss scaler's state (a dynamic
  *   scaler's scale, hysteresis and iteration bookkeeping: restored into a dynamic scaler, so an
- *   fp16 run resumes with the same scale; a static scale comes from the config), microSteps, the learning rates, the optimizer's step
- *   counts, the scheduler's state, the rank's RNG state and the client state.
+ *   fp16 run resumes with the same scale; a static scale comes from the config), microSteps, the
+ *   learning rates, the optimizer's step counts, the scheduler's state, the rank's RNG state and
+ *   the client state.
  *
  * Loading reads and verifies everything first, then the ranks agree (one all-reduce) before any
  * state changes, so a torn or mismatched checkpoint fails on every rank and none hangs.
  */
-
 import { tensor } from '../ops/index.ts';
 import * as k from '../ops/kernels.ts';
 import type { LRSchedulerState } from '../optim/lr_schedules/base.ts';
@@ -28,7 +30,11 @@ import { getRngState, type RngState, setRngState } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
 import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './checkpoint/load.ts';
+import { openCheckpoint } from './checkpoint/reader.ts';
 import { saveCheckpoint, type TensorShard } from './checkpoint/save.ts';
+import {
+  type NamedOptimizerState, namedFromZero, optimName, type SavedOptimizer, zeroStepsFromNamed,
+} from './checkpoint_optimizer.ts';
 import type { Engine, EngineBackend } from './engine.ts';
 import type { LossScalerState } from './loss_scaler.ts';
 
@@ -70,30 +76,11 @@ interface EngineState {
   client: unknown;
 }
 
-/** Stage 0's optimizer state with parameters named instead of numbered. */
-interface NamedOptimizerState {
-  kind: 'named';
-  paramGroups: (Record<string, unknown> & { params: string[] })[];
-  steps: Record<string, number>;
-  buffers: Record<string, { name: string; dtype: StateValue['dtype']; shape: number[] }[]>;
-}
-
-/** Stages 1-3: the partitioned optimizer's step count and state names. */
-interface ZeroOptimizerState {
-  kind: 'zero';
-  type: string;
-  steps: number;
-}
-
-type SavedOptimizer = NamedOptimizerState | ZeroOptimizerState;
-
 interface Saved {
   clientState: EngineState;
   optimizer: SavedOptimizer | null;
   scheduler: LRSchedulerState | null;
 }
-
-const optimName = (param: string, state: string) => `optimizer.${param}.${state}`;
 
 // biome-ignore lint/suspicious/noExplicitAny: any optimizer's hyperparameters
 function namesOf(engine: Engine, optimizer: Optimizer<any>): string[] {
@@ -171,11 +158,16 @@ interface Plan {
   /** Copy each loaded tensor into its destination (a flat view or a whole tensor). */
   copies: { name: string; into: Tensor }[];
   optimizerState: OptimizerStateDict | null;
+  /** Stages 1-3: the optimizer step count to restore. */
+  zeroSteps: number;
+  /** Stages 1-3: some fp32 master was not in the checkpoint (a stage-0 save of never-stepped parameters): take them from the weights. */
+  mastersFromWeights: boolean;
 }
 
 /**
- * Restores the engine from `dir/tag` on every rank of its dp group (any dp size saved it, any
- * stage of the same kind: 0 from 0, any of 1-3 from any of 1-3). Nothing changes unless every rank read and
+ * Restores the engine from `dir/tag` on every rank of its dp group (any dp size and any stage saved
+ * it: the tensors are stored by full name whatever the layout; checkpoint_optimizer.ts translates
+ * the optimizer's step counts between stage 0 and stages 1-3). Nothing changes unless every rank read and
  * verified its part; otherwise every rank throws (the failing rank's own error names the file).
  */
 export function loadEngineCheckpoint(engine: Engine, backend: EngineBackend, dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
@@ -205,8 +197,8 @@ export function loadEngineCheckpoint(engine: Engine, backend: EngineBackend, dir
     if (backend.stage === 0) {
       if (p.optimizerState) backend.optimizer.loadStateDict(p.optimizerState);
     } else {
-      if (loadOptim) backend.zero.steps = (saved.optimizer as ZeroOptimizerState).steps;
-      else backend.zero.syncMasters();
+      if (loadOptim) backend.zero.steps = p.zeroSteps;
+      if (!loadOptim || p.mastersFromWeights) backend.zero.syncMasters();
       backend.zero.allGatherParameters();
     }
     if (loadSched && engine.lrScheduler && saved.scheduler) engine.lrScheduler.loadStateDict(saved.scheduler);
@@ -263,9 +255,6 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
     throw new Error(`${where}: ${dir}/${head.tag} is not an engine checkpoint (no engine state; saved with saveCheckpoint or saveModuleCheckpoint?)`);
   }
   checkScalerState(st, `${dir}/${head.tag}`);
-  if ((st.stage === 0) !== (backend.stage === 0)) {
-    throw new Error(`${where}: ${dir}/${head.tag} was saved at zero_optimization.stage ${st.stage}; loading it at stage ${backend.stage} is not implemented yet (0 loads 0, stages 1-3 load each other)`);
-  }
   if (st.lrs.length !== engine.getLr().length) throw new Error(`${where}: ${dir}/${head.tag} has ${st.lrs.length} parameter group(s), this engine ${engine.getLr().length}`);
   if (loadSched && engine.lrScheduler && !saved.scheduler) throw new Error(`${where}: ${dir}/${head.tag} has no LR scheduler state (pass loadLrSchedulerStates: false)`);
   const want: TensorRequest[] = [];
@@ -276,13 +265,15 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
       want.push({ name, fullShape: [...t.shape], dtype: t.dtype });
       copies.push({ name, into: t });
     }
-    const named = saved.optimizer as NamedOptimizerState | null;
+    let named = saved.optimizer as SavedOptimizer | null;
     if (loadOptim) {
+      // A ZeRO checkpoint: the same tensors, described the stage-0 way.
+      if (named?.kind === 'zero') named = namedFromZero(named, backend.optimizer, namesOf(engine, backend.optimizer), openCheckpoint(dir, head.tag).tensors, `${dir}/${head.tag}`);
       if (named?.kind !== 'named') throw new Error(`${where}: ${dir}/${head.tag} has no optimizer state (pass loadOptimizerStates: false)`);
       for (const [pname, bufs] of Object.entries(named.buffers)) for (const b of bufs) want.push({ name: optimName(pname, b.name), fullShape: b.shape, dtype: b.dtype });
     }
     const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want });
-    if (loadOptim && named) {
+    if (loadOptim && named?.kind === 'named') {
       try {
         optimizerState = toOptimizerState(named, namesOf(engine, backend.optimizer), ck.tensors);
       } catch (e) {
@@ -290,15 +281,32 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
         throw e;
       }
     }
-    return { ck, saved, copies, optimizerState };
+    return { ck, saved, copies, optimizerState, zeroSteps: 0, mastersFromWeights: false };
   }
+  let zeroSteps = 0;
+  // A stage-0 checkpoint holds state only for parameters it stepped; the rest stays zero.
+  let present: (name: string) => boolean = () => true;
   if (loadOptim) {
-    const z = saved.optimizer as ZeroOptimizerState | null;
-    if (z?.kind !== 'zero') throw new Error(`${where}: ${dir}/${head.tag} has no optimizer state (pass loadOptimizerStates: false)`);
-    if (z.type !== backend.zero.hyper.type) throw new Error(`${where}: ${dir}/${head.tag} holds ${z.type} state, this engine runs ${backend.zero.hyper.type}`);
+    const z = saved.optimizer as SavedOptimizer | null;
+    const at = `${dir}/${head.tag}`;
+    if (z?.kind === 'zero') {
+      if (z.type !== backend.zero.hyper.type) throw new Error(`${where}: ${at} holds ${z.type} state, this engine runs ${backend.zero.hyper.type}`);
+      zeroSteps = z.steps;
+    } else if (z?.kind === 'named') {
+      zeroSteps = zeroStepsFromNamed(z, backend.zero.hyper.type, at);
+      const have = new Set(Object.entries(z.buffers).flatMap(([pname, bufs]) => bufs.map((b) => optimName(pname, b.name))));
+      present = (name) => have.has(name);
+    } else {
+      throw new Error(`${where}: ${at} has no optimizer state (pass loadOptimizerStates: false)`);
+    }
   }
+  let mastersFromWeights = false;
   for (const s of backend.zero.partitionShards({ optimizer: loadOptim })) {
     views.push(s.data);
+    if (s.group === 'optimizer' && !present(s.name)) {
+      if (s.name.endsWith('.master')) mastersFromWeights = true;
+      continue;
+    }
     want.push({ name: s.name, fullShape: s.fullShape, dtype: s.dtype, shardRange: s.shardRange });
     copies.push({ name: s.name, into: s.data });
   }
@@ -307,7 +315,7 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
     copies.push({ name, into: t });
   }
   const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want });
-  return { ck, saved, copies, optimizerState };
+  return { ck, saved, copies, optimizerState, zeroSteps, mastersFromWeights };
 }
 
 function toOptimizerState(s: NamedOptimizerState, names: string[], tensors: Map<string, Tensor>): OptimizerStateDict {
