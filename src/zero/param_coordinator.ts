@@ -242,7 +242,7 @@ export class ParamCoordinator {
       if (!t?.requiresGrad || typeof t.alias !== 'function') return t;
       return record('zero3.gatherForBackward', [t], t.alias(), () => (g) => {
         this.preBackward(m, list);
-        return [g];
+        return [g.alias()];         // a handle, not g itself: the engine would copy g
       });
     };
     if (Array.isArray(out)) return out.map((t) => (isTensor(t) ? one(t) : t));
