@@ -69,6 +69,8 @@ export class ParamCoordinator {
   prefetched = { forward: 0, backward: 0 };
   /** Largest number of gathered non-persistent elements seen (padded). */
   peakLive = 0;
+  /** Parameter all-gathers launched so far. */
+  allGathers = 0;
 
   constructor(
     private readonly pg: ProcessGroup,
@@ -331,6 +333,7 @@ export class ParamCoordinator {
     }
     p.buffer = buffer;
     p.state = 'inflight';
+    this.allGathers++;
   }
 
   /** Waits for an in-flight gather and points the parameter at the full buffer. */

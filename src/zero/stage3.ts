@@ -234,10 +234,13 @@ export class ZeroStage3 implements ZeroOptimizer {
     return out;
   }
 
-  /** Prefetch statistics: all-gathers launched ahead in the last forward and backward, and the peak of gathered non-persistent elements. */
-  prefetchStats(): { prefetched: number; prefetchedBackward: number; peakLive: number } {
+  /**
+   * Gather statistics: all-gathers launched ahead in the last forward and backward, the peak of
+   * gathered non-persistent elements, and the parameter all-gathers launched so far.
+   */
+  prefetchStats(): { prefetched: number; prefetchedBackward: number; peakLive: number; allGathers: number } {
     const { forward, backward } = this.coordinator.prefetched;
-    return { prefetched: forward, prefetchedBackward: backward, peakLive: this.coordinator.peakLive };
+    return { prefetched: forward, prefetchedBackward: backward, peakLive: this.coordinator.peakLive, allGathers: this.coordinator.allGathers };
   }
 
   /** Gathers `param` around `module`'s forward and backward too (DeepSpeed's register_external_parameter). */
