@@ -79,13 +79,14 @@ export class PartitionOptimizer {
    */
   step(param: FlatRef, grad: FlatRef, stepNo: number): void {
     this.live();
+    const has = (slot: string) => this.store.slots.includes(slot);
     this.store.run((lo, len, refs) => {
       const at = (r: FlatRef): FlatRef => ({ dtype: r.dtype, id: r.id, off: r.off + lo });
       partitionStep(this.hyper, {
         param: at(param),
         grad: at(grad),
-        state: (name) => refs(name),
-        master: this.store.slots.includes('master') ? refs('master') : NONE,
+        state: (name) => (has(name) ? refs(name) : NONE),
+        master: has('master') ? refs('master') : NONE,
         n: len,
       }, stepNo);
     });
