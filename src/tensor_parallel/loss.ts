@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import { native } from '../native.ts';
 import { record } from '../ops/autograd_support.ts';
 import { tensor } from '../ops/create.ts';
+import { cast } from '../ops/elementwise.ts';
 import * as k from '../ops/kernels.ts';
 import type { CrossEntropyOptions } from '../ops/loss.ts';
 import { statDType } from '../ops/nn_util.ts';
@@ -22,6 +23,7 @@ import type { Tensor } from '../tensor/tensor.ts';
  * -log softmax(full logits)[target] per row, reduced as crossEntropy ('mean' over the targets
  * not ignored, 'sum', or 'none'). `logits` [..., V/tp] is this rank's vocabulary slice
  * [rank·V/tp, (rank+1)·V/tp); `targets` [...] are full-vocabulary ids, the same on every rank.
+ * bf16/f16 logits are computed in f32 (the loss is f32; their gradient comes back in their dtype).
  * @example
  * const loss = vocabParallelCrossEntropy(lmHead.forward(h), targets, mesh.group('tp'));
  */
@@ -30,7 +32,9 @@ export function vocabParallelCrossEntropy(logits: Tensor, targets: Tensor, group
   const reduction = opts.reduction ?? 'mean';
   const ignoreIndex = opts.ignoreIndex ?? -100;
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new Error(`${what}: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(reduction)}`);
-  if (logits.dtype !== 'f32' && logits.dtype !== 'f64') throw new Error(`${what}: logits must be f32 or f64, got ${logits.dtype}`);
+  // 16-bit logits are upcast first (as Megatron does): the loss and its statistics need f32.
+  if (logits.dtype === 'bf16' || logits.dtype === 'f16') return vocabParallelCrossEntropy(cast(logits, 'f32'), targets, group, opts);
+  if (logits.dtype !== 'f32' && logits.dtype !== 'f64') throw new Error(`${what}: logits must be a floating-point type, got ${logits.dtype}`);
   if (targets.dtype !== 'i32' && targets.dtype !== 'i64') throw new Error(`${what}: targets must be i32 or i64, got ${targets.dtype}`);
   if (logits.ndim < 1) throw new Error(`${what}: logits must be [..., V/tp], got a scalar`);
   const lead = logits.shape.slice(0, -1);

@@ -48,7 +48,7 @@ test('tp attention and MLP: the same at tp = 4 (one head per rank)', async () =>
   await expectCases('tp_layers.ts', 4, LAYERS);
 });
 
-const VOCAB = ['embedding', 'lossMean', 'lossSum', 'lossNone', 'vocabErrors'];
+const VOCAB = ['embedding', 'lossMean', 'lossSum', 'lossNone', 'lossBf16', 'vocabErrors'];
 
 test('tp vocabulary: VocabParallelEmbedding equals nn.Embedding; vocabParallelCrossEntropy equals crossEntropy on the full logits, loss and gradients (tp = 2)', async () => {
   await expectCases('tp_vocab.ts', 2, VOCAB);
