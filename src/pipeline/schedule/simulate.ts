@@ -1,7 +1,7 @@
 import type { Schedule } from './action.ts';
+import { formatAction } from './action.ts';
 import { lowerSchedule } from './lower.ts';
 import { type ActionCosts, runSchedule, type TimedAction } from './run.ts';
-import { formatAction } from './action.ts';
 
 export interface Simulation {
   /** Per rank, every action (communication included) with its start and end. */

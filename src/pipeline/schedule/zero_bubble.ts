@@ -1,4 +1,4 @@
-import { act, type Action, checkCounts, type Schedule } from './action.ts';
+import { type Action, act, checkCounts, type Schedule } from './action.ts';
 
 /**
  * ZB-H1 (Qi et al., "Zero Bubble Pipeline Parallelism"): the backward is split into B (input
