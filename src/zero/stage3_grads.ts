@@ -117,9 +117,10 @@ export class Stage3GradReducer {
     if (i >= 0) {
       b = this.pool.splice(i, 1)[0];
     } else {
-      // With overlap, at most two buckets per dtype are in flight; wait for the oldest before allocating a third.
-      if (this.inFlight.length >= 2) {
-        this.drain(1);
+      // Double buffering: one bucket fills while the previous one reduces; rather than allocate a
+      // third, wait for the one in flight and reuse it.
+      if (this.inFlight.length > 0) {
+        this.drain(0);
         return this.bucket(dtype, stride);
       }
       const input = this.pg.sharedEmpty([this.pg.size * stride], { dtype, tag: 'grad' });
