@@ -19,6 +19,7 @@ import { LayerNorm } from '../nn/norm.ts';
 import * as k from '../ops/kernels.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { externalParameters, registerExternalParameter } from '../zero/external.ts';
 import { ParallelCausalSelfAttention } from './attention.ts';
 import { VocabParallelEmbedding } from './embedding.ts';
 import { ColumnParallelLinear, RowParallelLinear } from './layers.ts';
@@ -144,6 +145,7 @@ function apply(model: Module, a: PlanAssignment, m: Module, group: ProcessGroup,
   if (out !== m) {
     const dot = a.name.lastIndexOf('.');
     model.getSubmodule(dot < 0 ? '' : a.name.slice(0, dot)).replaceModule(a.name.slice(dot + 1), out);
+    carryExternalParameters(model, m, out);
     // The old leaf's tensors were copied; an attention module's children live on in `out`.
     if (!(m instanceof CausalSelfAttention)) m.dispose();
   }
@@ -154,6 +156,27 @@ function apply(model: Module, a: PlanAssignment, m: Module, group: ProcessGroup,
   if (e.output) {
     const f = redistribute(e.output);
     out.registerForwardHook((_, __, y) => f(y as Tensor, group));
+  }
+}
+
+/**
+ * Where another module's forward reads one of `m`'s parameters (GPT's tied head reads wte.weight),
+ * registered for ZeRO stage 3 with `registerExternalParameter`, registers `out`'s parameter of the
+ * same name too: stage 3 then gathers the shard (the old tensor, no longer in the model, is skipped).
+ */
+function carryExternalParameters(model: Module, m: Module, out: Module): void {
+  const replacement = new Map<Tensor, Tensor>();
+  const fresh = new Map(out.namedParameters({ recurse: false }));
+  for (const [name, p] of m.namedParameters({ recurse: false })) {
+    const q = fresh.get(name);
+    if (q) replacement.set(p, q);
+  }
+  if (replacement.size === 0) return;
+  for (const mod of model.modules()) {
+    for (const t of externalParameters(mod)) {
+      const q = replacement.get(t);
+      if (q) registerExternalParameter(mod, q);
+    }
   }
 }
 

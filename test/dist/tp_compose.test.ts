@@ -9,9 +9,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
 
-const CASES = ['dpTp', 'dpTpSequence', 'zero1Tp', 'zero2Tp', 'zero2TpSequence', 'checkpoint', 'dropout', 'plan', 'errors'];
+const CASES = ['dpTp', 'dpTpSequence', 'zero1Tp', 'zero2Tp', 'zero2TpSequence', 'zero3Tp', 'zero3TpSequence', 'checkpoint', 'dropout', 'plan', 'errors'];
 
-test('tp x dp: GPT-tiny on dp = 2 x tp = 2 (DataParallel, ZeRO-1, ZeRO-2) trains as one process; its consolidated weights reload at tp = 4 with the same loss; dropout masks per tp rank; plan printed; errors name module and sizes', async () => {
+test('tp x dp: GPT-tiny on dp = 2 x tp = 2 (DataParallel, ZeRO-1/2/3) trains as one process; its consolidated weights reload at tp = 4 with the same loss; dropout masks per tp rank; plan printed; errors name module and sizes', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-tp-'));
   try {
     const r = await runLauncher(['--num_procs', '4'], 'tp_compose.ts', [dir], { timeoutMs: 55_000 });
