@@ -4,13 +4,15 @@
  * them after, gathers them again before its backward (an identity op on the module's outputs
  * whose backward gathers) and releases each once its gradient is ready.
  *
- * Prefetch follows DeepSpeed: the first forward records the order modules run in (the trace);
- * later forwards check each module against it and, in a module's pre-hook, launch asynchronous
- * all-gathers for the modules that come next, up to `prefetchBucketSize` elements, while the
- * gathered non-persistent elements stay within `maxLiveParameters`. After a module's forward a
- * parameter that the trace uses again within `maxReuseDistance` elements stays gathered. A
- * forward that departs from the trace (eval vs train, other control flow) stops prefetching
- * there and is traced afresh next time; results never depend on prefetching, only overlap does.
+ * Prefetch follows DeepSpeed: the first forward and backward record the order modules run in
+ * (module_trace.ts); later passes check each module against it and, when a module's parameters
+ * are gathered, launch asynchronous all-gathers for the modules that come next, up to
+ * `prefetchBucketSize` elements, while the gathered non-persistent elements stay within
+ * `maxLiveParameters`. After a module's forward a parameter that the forward order uses again
+ * within `maxReuseDistance` elements stays gathered. A pass that departs from its order (eval vs
+ * train, other control flow) stops prefetching there and is traced afresh next time; results
+ * never depend on prefetching, only overlap does. Every rank makes the same decisions, so the
+ * collectives stay in step.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
