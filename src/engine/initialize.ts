@@ -145,9 +145,8 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
   if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
   const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: z.sub_group_size };
   if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
-  if (o.device !== 'none') throw new Error(`initialize: zero_optimization.offload_optimizer.device = "${o.device}" with stage 3: not implemented yet`);
   return new ZeroStage3(model, spec, {
-    ...common, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
+    ...common, ...offload, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
     paramPersistenceThreshold: z.stage3_param_persistence_threshold, maxLiveParameters: z.stage3_max_live_parameters,
     maxReuseDistance: z.stage3_max_reuse_distance,
   });

@@ -2,13 +2,13 @@
 // (fixtures/zero_offload.ts): GPT tiny, AdamW, gradient_clipping 0.5 (active), 2 accumulated
 // micro-batches, sub_group_size 3000 (5 sub-groups per rank), buffer_count 3.
 // - offload_optimizer cpu and nvme give bit-identical per-step losses and final weights to none,
-//   at stages 1 and 2 (f32) and stage 2 bf16 (fp32 master in the offloaded slots).
+//   at stages 1, 2, 3 (f32) and stages 2, 3 bf16 (fp32 master in the offloaded slots).
 // - memory per rank: none keeps 'optim' = slots x partition x 4 bytes under cpu; cpu keeps exactly
 //   that under cpu-offload and none under cpu; nvme keeps 0 between steps, and its peak is the 3
 //   sub-group buffers (3 x 3000 x slots x 4 bytes); one file per rank while training, none after
 //   destroy().
 // - checkpoints: 3 steps + save + load into a fresh engine + 3 steps equals 6 straight steps bit
-//   for bit (stage 1 cpu, stage 2 nvme: the state is read back from the files), and loading the
+//   for bit (stage 1 cpu, stages 2 and 3 nvme: the state is read back from the files), and loading the
 //   offloaded run's checkpoint into an engine without offload continues identically.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,11 +40,11 @@ function parse<T>(stdout: string, what: string): Map<string, T[]> {
   return out;
 }
 
-test('zero offload: cpu and nvme equal no offload bit for bit at stages 1 and 2 (f32, bf16); memory lives where the device says', async () => {
+test('zero offload: cpu and nvme equal no offload bit for bit at stages 1, 2, 3 (f32, bf16); memory lives where the device says', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero_offload.ts', ['equiv', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'equiv');
   const runs = parse<Run>(r.stdout, 'RUN');
-  for (const prefix of ['s1', 's2', 's2-bf16']) {
+  for (const prefix of ['s1', 's2', 's3', 's2-bf16', 's3-bf16']) {
     const none = runs.get(`${prefix}-none`);
     assert.ok(none?.length === 2, r.stdout);
     assert.is(new Set(none.map((x) => x.hash)).size, 1, `${prefix}: ranks agree`);
@@ -71,11 +71,11 @@ test('zero offload: cpu and nvme equal no offload bit for bit at stages 1 and 2 
   }
 });
 
-test('zero offload: checkpoints round-trip bit for bit with cpu (stage 1) and nvme (stage 2), and load without offload', async () => {
+test('zero offload: checkpoints round-trip bit for bit with cpu (stage 1) and nvme (stages 2, 3), and load without offload', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero_offload.ts', ['ckpt', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'ckpt');
   const res = parse<{ straight: { losses: number[]; hash: string }; loaded: Record<string, { losses: number[]; hash: string }> }>(r.stdout, 'CKPT');
-  for (const key of ['s1-cpu', 's2-nvme']) {
+  for (const key of ['s1-cpu', 's2-nvme', 's3-nvme']) {
     const both = res.get(key);
     assert.ok(both?.length === 2, r.stdout);
     for (const [rank, c] of both.entries()) {
