@@ -11,7 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import type { ZeroStage12 } from '../zero/stage12.ts';
+import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
@@ -38,7 +38,7 @@ export interface PipelineEngineOptions {
   schedule?: ScheduleName | Schedule;
   /** The optimizer over `module.parameters()` (plain data parallelism over dpGroup when it has several ranks). */
   optimizer?: { step(): void; zeroGrad(): void };
-  /** ZeRO stage 1 or 2 over dpGroup instead of `optimizer`. */
+  /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer` (stage 3: no split backward, no weights tied across ranks). */
   zero?: ZeroPipelineOptions;
   /** Stepped after every optimizer step. */
   lrScheduler?: { step(): void };
@@ -108,6 +108,9 @@ export class PipelineEngine {
     if (!(clip >= 0)) throw new Error(`PipelineEngine: gradientClipping must be >= 0, got ${clip}`);
     const schedule = lowerSchedule(makeSchedule(opts.schedule, mod, m));
     validateSchedule(schedule);
+    if (opts.zero?.stage === 3 && schedule.splitBackward) {
+      throw new Error(`PipelineEngine: schedule '${schedule.name}' defers weight gradients past the backward, but ZeRO stage 3 reduces them within it; use gpipe, 1f1b or interleaved`);
+    }
     await mod.tie();
     // dp replicas start from dp rank 0's weights (ZeroStage12 broadcasts on its own).
     if (opts.dpGroup && !opts.zero) broadcastState(mod, opts.dpGroup, true);
@@ -115,7 +118,7 @@ export class PipelineEngine {
   }
 
   /** The ZeRO optimizer of this stage (zero option), e.g. to change `hyper.lr` between steps; null otherwise. */
-  get zero(): ZeroStage12 | null {
+  get zero(): ZeroOptimizer | null {
     return this.zeroPipe?.zero ?? null;
   }
 
@@ -124,11 +127,12 @@ export class PipelineEngine {
     this.module.train();
     const fetch = this.fetcher(data);
     const params = this.module.parameters();
-    // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire.
-    const hooks = params.map((p) => p.gradReadyHooks.splice(0));
+    const z = this.zeroPipe?.perMicroBatch ? this.zeroPipe : null;
+    // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire. ZeRO-3 reduces in each backward.
+    const hooks = params.map((p) => (z ? [] : p.gradReadyHooks.splice(0)));
     let lossSum: number;
     try {
-      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true, this.lossScaler);
+      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true, this.lossScaler, z ? (out, g) => z.backward(out, g) : undefined);
       lossSum = r.lossSum;
       this.timeline = r.timeline;
     } finally {

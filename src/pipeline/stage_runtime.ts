@@ -39,6 +39,7 @@ const now = (): number => performance.timeOrigin + performance.now();
  */
 export function runStageActions(
   module: PipelineModule, schedule: Schedule, p2p: PipeP2P, data: (mb: number) => MicroBatch, train: boolean, scaler: LossScaler | null = null,
+  backwardFn: (out: Tensor, grad?: Tensor) => void = (out, grad) => out.backward(grad),
 ): BatchResult {
   const actions = schedule.actions[module.pipeRank];
   const last = module.numStages - 1;
@@ -110,7 +111,7 @@ export function runStageActions(
       if (!g) throw new Error(`pipeline: ${formatAction(a)} has no output gradient (missing RECV_B?)`);
     }
     const out = st.output as Tensor;
-    const run = (): void => tidy(() => out.backward(g ?? undefined));
+    const run = (): void => tidy(() => backwardFn(out, g ?? undefined));
     if (split) withDeferredWeightGrads(st.jobs, run);
     else run();
     out.dispose();

@@ -1,10 +1,12 @@
 /**
- * ZeRO stages 1 and 2 under a pipeline: one ZeroStage12 per stage module over the mesh's dp
- * group. The micro-batches' gradients accumulate locally in `p.grad`; once per step they are
- * handed to ZeRO — stage 1 reads them in place (its gradients are views of its flat buffer),
+ * ZeRO under a pipeline: one ZeRO optimizer per stage module over the mesh's dp group.
+ * Stages 1 and 2: the micro-batches' gradients accumulate locally in `p.grad`; once per step they
+ * are handed to ZeRO — stage 1 reads them in place (its gradients are views of its flat buffer),
  * stage 2 gets them through one backward over a node that returns them, so its buckets reduce
  * each gradient exactly once, after the last micro-batch (DeepSpeed refuses ZeRO-2 with
- * pipelines because it reduces per micro-batch). Clipping uses the norm over all stages.
+ * pipelines because it reduces per micro-batch). Stage 3: parameters are gathered per module
+ * around each micro-batch's forward and backward, and each backward reduce-scatters its
+ * gradients (they never exist whole, which is stage 3's point). Clipping uses the norm over all stages.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
@@ -15,21 +17,25 @@ import { scaleInPlace } from '../optim/clip_grad.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
+import { ZeroStage3 } from '../zero/stage3.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
+import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, sumSquares } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 
 export interface ZeroPipelineOptions {
-  stage: 1 | 2;
+  stage: 1 | 2 | 3;
   optimizer: ZeroOptimizerSpec;
   /** Stage 2: elements per gradient bucket. */
   reduceBucketSize?: number;
   overlapComm?: boolean;
+  /** Stage 3: parameters of at most this many elements stay gathered (stage3_param_persistence_threshold). */
+  paramPersistenceThreshold?: number;
 }
 
 export class ZeroPipe {
-  readonly zero: ZeroStage12;
+  readonly zero: ZeroOptimizer;
   lastGradNorm = Number.NaN;
 
   constructor(
@@ -38,9 +44,27 @@ export class ZeroPipe {
     dpGroup: ProcessGroup | null,
     private readonly clip: number,
   ) {
-    const { stage, optimizer, reduceBucketSize, overlapComm } = opts;
+    const { stage, optimizer, reduceBucketSize, overlapComm, paramPersistenceThreshold } = opts;
     if (!dpGroup) throw new Error('PipelineEngine: zero needs dpGroup (the mesh\'s dp group)');
-    this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
+    if (stage === 3) {
+      const tied = module.ties.find((t) => t.ranks.length > 1);
+      if (tied) {
+        throw new Error(`PipelineEngine: ZeRO stage 3 with a weight tied across pipeline ranks ('${tied.key}' on ranks ${tied.ranks.join(', ')}) is not supported yet: each stage reduce-scatters its copy's gradient in backward, before the copies could be summed`);
+      }
+      this.zero = new ZeroStage3(module, optimizer, { group: dpGroup, reduceBucketSize, overlapComm, paramPersistenceThreshold });
+    } else {
+      if (paramPersistenceThreshold !== undefined) throw new Error('PipelineEngine: zero.paramPersistenceThreshold is a stage 3 option');
+      this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
+    }
+  }
+
+  /** Stage 3 reduces in every micro-batch's backward, run through `backward` (the hooks it needs stay on). */
+  get perMicroBatch(): boolean {
+    return this.zero.stage === 3;
+  }
+
+  backward(out: Tensor, grad?: Tensor): void {
+    this.zero.backward(out, grad);
   }
 
   /**
