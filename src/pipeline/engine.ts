@@ -3,7 +3,7 @@
  * runs gradient_accumulation_steps micro-batches through the pipeline by a schedule (GPipe,
  * 1F1B, interleaved 1F1B, ZB-H1 or your own action lists), then — once, after the last
  * micro-batch — sums tied gradients across stages, averages over data-parallel replicas (plain,
- * or ZeRO stage 1/2 over the mesh's dp group), clips by the global norm over all stages, and
+ * or ZeRO stage 1, 2 or 3 over the mesh's dp group), clips by the global norm over all stages, and
  * steps. The mean loss is reported to every rank.
  */
 import { broadcastState } from '../dist/data_parallel_comms.ts';
