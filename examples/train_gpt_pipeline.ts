@@ -42,7 +42,7 @@ const engine = await PipelineEngine.create({
         optimizer,
         lrScheduler: createLrScheduler(optimizer, { type: 'WarmupCosineLR', params: { total_num_steps: args.steps, warmup_num_steps: Math.ceil(args.steps / 10) } }),
       }
-    : { zero: { stage: args.zero as 1 | 2, optimizer: { type: 'AdamW', lr: args.lr, weightDecay: 0.01 } } }),
+    : { zero: { stage: args.zero as 1 | 2 | 3, optimizer: { type: 'AdamW', lr: args.lr, weightDecay: 0.01 } } }),
 });
 
 // Every pipeline rank of a dp replica reads the same micro-batches; replicas read disjoint shards.
