@@ -251,17 +251,29 @@ export class ZeroStage3 implements ZeroOptimizer {
 
   /**
    * Runs `fn` with `params` (default: every parameter) gathered to their full values, then
-   * releases them (DeepSpeed's GatheredParameters). Collective: every rank calls it. Values
-   * written to the gathered parameters inside are not kept; write the partitions (checkpoints) instead.
+   * releases them (DeepSpeed's GatheredParameters). Collective: every rank calls it. Without
+   * `modifierRank`, values written inside are dropped; with it, that rank's values after `fn`
+   * are broadcast and become every rank's shards (and fp32 masters): loading weights into a
+   * partitioned model.
+   * @example
+   * zero.gathered(() => { if (rank === 0) model.loadStateDict(pretrained); }, undefined, { modifierRank: 0 });
    */
-  gathered<T>(fn: () => T, params?: Tensor[]): T {
+  gathered<T>(fn: () => T, params?: Tensor[], opts: { modifierRank?: number } = {}): T {
     this.live();
     const list = params?.map((t) => {
       const e = this.byTensor.get(t);
       if (!e) throw new Error(`ZeroStage3.gathered: ${t} is not a parameter of this optimizer's model`);
       return e.p;
     });
-    return this.coordinator.gathered(fn, list);
+    const src = opts.modifierRank;
+    if (src !== undefined && !(Number.isInteger(src) && src >= 0 && src < this.group.size)) {
+      throw new Error(`ZeroStage3.gathered: modifierRank must be a rank of the group (0..${this.group.size - 1}), got ${String(src)}`);
+    }
+    return this.coordinator.gathered(() => {
+      const out = fn();
+      if (src !== undefined) this.writeBack(list ?? [...this.byTensor.values()].map((e) => e.p), src);
+      return out;
+    }, list);
   }
 
   partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
@@ -404,6 +416,32 @@ export class ZeroStage3 implements ZeroOptimizer {
     const g: DTypeGroup = { dtype, part, params, opt, numel: named.reduce((n, [, t]) => n + t.numel, 0), partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) };
     for (const p of params) this.byTensor.set(p.param, { g, p });
     return g;
+  }
+
+  /** `src`'s full values of the gathered `list` broadcast, then copied into every rank's shards and masters. */
+  private writeBack(list: Stage3Param[], src: number): void {
+    for (const p of list) {
+      const full = flatView(p.param, 0, p.param.numel);
+      try {
+        this.group.broadcast(full, src);
+        const { g } = this.byTensor.get(p.param) as { g: DTypeGroup };
+        const s = p.shard;
+        if (s.valid === 0) continue;
+        const mine = flatView(full, s.paramStart, s.valid);
+        const to = flatView(g.part, s.offset, s.valid);
+        k.copyInto(mine, to);
+        if (g.opt.slots.includes('master')) {
+          const m = g.opt.stateView('master', s.offset, s.valid);
+          k.copyInto(mine, m);
+          m.dispose();
+        }
+        mine.dispose();
+        to.dispose();
+      } finally {
+        full.dispose();
+      }
+    }
+    for (const g of this.groups) g.opt.flush();
   }
 
   private onGradReady(t: Tensor): void {
