@@ -31,12 +31,12 @@ const OFFLOAD_OPTIMIZER: SectionSpec = {
   keys: {
     device: offloadDevice('the optimizer partitions'),
     nvme_path: { kind: 'string', default: null, note: 'directory for the nvme swap files; required with device nvme' },
-    buffer_count: { kind: 'int', default: 4, min: 0, note: 'buffers in the nvme swap pool (at least the states per parameter)' },
-    pin_memory: { kind: 'bool', default: false, note: 'page-locked host memory' },
-    pipeline_read: { kind: 'bool', default: false, note: 'overlap reading the next tile with the current step (nvme)' },
-    pipeline_write: { kind: 'bool', default: false, note: 'overlap writing the previous tile with the current step (nvme)' },
-    fast_init: { kind: 'bool', default: false, note: 'nvme: skip the initial write of the state files' },
-    ratio: { kind: 'number', default: 1, min: 0, max: 1, note: 'fraction of the partition offloaded; below 1 needs stage 3' },
+    buffer_count: { kind: 'int', default: 4, min: 0, note: 'nvme: sub-group buffers in memory during a step (meshtrain: at least 2; from 3 on, reads and writes overlap the update)' },
+    pin_memory: { kind: 'bool', default: false, note: 'page-locked host memory (a GPU transfer concern: no effect on CPU runs)' },
+    pipeline_read: { kind: 'bool', default: false, note: 'overlap reading the next tile with the current step (nvme; meshtrain always does)' },
+    pipeline_write: { kind: 'bool', default: false, note: 'overlap writing the previous tile with the current step (nvme; meshtrain always does)' },
+    fast_init: { kind: 'bool', default: false, note: 'nvme: skip the initial write of the state files (meshtrain always writes them)' },
+    ratio: { kind: 'number', default: 1, min: 0, max: 1, note: 'fraction of the partition offloaded; below 1 needs stage 3 (meshtrain: 1 only)' },
   },
 };
 
@@ -70,7 +70,7 @@ const ZERO: SectionSpec = {
     elastic_checkpoint: { kind: 'bool', default: false, note: 'checkpoints loadable at a different dp size (meshtrain always reshards)' },
     offload_optimizer: OFFLOAD_OPTIMIZER,
     offload_param: OFFLOAD_PARAM,
-    sub_group_size: { kind: 'int', default: 1e9, min: 0, note: 'elements per optimizer sub-group step (stage 3)' },
+    sub_group_size: { kind: 'int', default: 1e9, min: 0, note: 'elements per optimizer sub-group step (meshtrain: what nvme offload streams through memory at once, stages 1-3)' },
     stage3_prefetch_bucket_size: { kind: 'int', default: 5e7, min: 0, auto: true, note: 'elements prefetched ahead (stage 3); auto: 0.9·hidden²' },
     stage3_param_persistence_threshold: {
       kind: 'int', default: 1e5, min: 0, auto: true, note: 'parameters below this many elements stay gathered (stage 3); auto: 10·hidden',
