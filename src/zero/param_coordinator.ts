@@ -254,6 +254,10 @@ export class ParamCoordinator {
       const w = one(out);
       return w === out ? undefined : w;
     }
+    // A plain object of outputs ({ logits, hidden }): each tensor in it.
+    if (typeof out === 'object' && out !== null && Object.getPrototypeOf(out) === Object.prototype) {
+      return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, isTensor(v) ? one(v) : v]));
+    }
     return undefined;
   }
 
