@@ -108,6 +108,8 @@ const keepTensor = (t: Tensor): Tensor => {
  * The ZeRO stage 3 optimizer; construct it on every rank of the dp group (rank 0's weights are
  * broadcast, then each rank keeps only its shards). It implements {@link ZeroOptimizer}, the
  * surface the engine drives every stage through. Every method is collective over the group.
+ * Run backward through `zero.backward(loss)`, not `loss.backward()`: it reduces the gradients
+ * and releases what backward gathered.
  * @example
  * const model = new GPT(gptConfig('tiny'));          // GPT registers its tied head as an external parameter
  * const zero = new ZeroStage3(model, { type: 'AdamW', lr: 1e-3 }, { gradientClipping: 1, paramPersistenceThreshold: 100 });
