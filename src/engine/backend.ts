@@ -13,7 +13,7 @@ import type { MemoryBuffer } from './memory_report.ts';
  * surface, and optionally the buffers it holds beyond ZeRO's formula for the memory report.
  */
 export interface EngineZero extends ZeroOptimizer {
-  /** Named buffers beyond the formula's terms (memory_report.ts reads ZeroStage12's and ZeroStage3's accessors otherwise). */
+  /** Named buffers beyond the formula's terms (ZeroStage3 has it; memory_report.ts reads ZeroStage12's accessors). */
   memoryBuffers?(): MemoryBuffer[];
 }
 

@@ -118,36 +118,9 @@ function optimizerInfo(backend: EngineBackend, master: boolean): MemoryReport['o
   return { type, states: 2, master };
 }
 
-/**
- * What the report reads of ZeroStage3: its public partitions(), and its gradient reducer's pooled
- * buckets (read as data until ZeroStage3 offers memoryBuffers(); between steps every bucket is
- * in the pool).
- */
-interface Stage3View {
-  partitions(): { dtype: string; numel: number; partitionNumel: number; persistentNumel: number }[];
-  reducer?: { pool?: { dtype: string; input: { numel: number }; output: { numel: number } }[] };
-}
-
-/** Stage 3: persistent parameters stay gathered (tag param); gradient buckets are pooled [N·stride] + [stride] pairs (tag grad). */
-function stage3Buffers(zero: EngineZero & Stage3View): MemoryBuffer[] {
-  const out: MemoryBuffer[] = [];
-  const pool = zero.reducer?.pool ?? [];
-  for (const p of zero.partitions()) {
-    const size = itemSize(p.dtype as 'f32');
-    if (p.persistentNumel > 0) {
-      out.push({ name: 'stage-3 persistent parameters', tag: 'param', bytes: p.persistentNumel * size, note: `${p.persistentNumel} ${p.dtype} elements (padded) of parameters at most stage3_param_persistence_threshold, kept gathered` });
-    }
-    const mine = pool.filter((b) => b.dtype === p.dtype);
-    const n = mine.reduce((a, b) => a + b.input.numel + b.output.numel, 0);
-    if (n > 0) out.push({ name: 'stage-3 gradient buckets', tag: 'grad', bytes: n * size, note: `${mine.length} pooled buckets, ${n} ${p.dtype} elements (reduce_bucket_size / N per rank, or one parameter's shard)` });
-  }
-  return out;
-}
-
-/** Buffers of the ZeRO back end beyond the formula: the back end's own list, else ZeroStage12's / ZeroStage3's accessors. */
+/** Buffers of the ZeRO back end beyond the formula: its own list (ZeroStage3), else ZeroStage12's accessors. */
 function zeroBuffers(zero: EngineZero): MemoryBuffer[] {
   if (zero.memoryBuffers) return zero.memoryBuffers();
-  if (zero.stage === 3 && typeof (zero as Partial<Stage3View>).partitions === 'function') return stage3Buffers(zero as EngineZero & Stage3View);
   if (!(zero instanceof ZeroStage12)) return [];
   const out: MemoryBuffer[] = [];
   for (const { dtype, partition } of zero.partitions()) {
