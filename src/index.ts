@@ -7,7 +7,7 @@
  */
 export { Tensor, type TensorOptions } from './tensor/tensor.ts';
 export { type DType, DTYPES } from './tensor/dtype.ts';
-export { memoryStats, resetPeakMemoryStats, liveStorages, allocatorStats, emptyCache, setCacheLimit, type AllocatorStats, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
+export { memoryStats, resetPeakMemoryStats, liveStorages, allocatorStats, emptyCache, setCacheLimit, CPU_OFFLOAD_POOL, type AllocatorStats, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
 export { tidy, keep } from './tensor/scope.ts';
 export { cudaLibraries, cudaDeviceCount, cudaIsAvailable, cudaAllocatorStats, cudaEmptyCache, cudaSynchronize, type CudaLibraries, type LibraryStatus, type CudaAllocatorStats } from './tensor/device.ts';
 export { withTag } from './tensor/tag_context.ts';
