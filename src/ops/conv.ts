@@ -1,6 +1,6 @@
 /**
  * 2-D convolution (groups 1, dilation 1) on oneDNN (f32, bf16) or native loops (f64); f16 is
- * computed in f32 (the native kernels have no f16 path). The output is channels-last: oneDNN's
+ * computed in f32 on copies (the native kernels have no f16 path). The output is channels-last: oneDNN's
  * 3x3 kernels run about twice as fast on NHWC activations.
  */
 
@@ -10,7 +10,6 @@ import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
-import { cast } from './elementwise.ts';
 import * as k from './kernels.ts';
 import { checkImage, emptyActivation, isChannelsLast, pair } from './nchw.ts';
 import { statDType } from './nn_util.ts';
@@ -61,12 +60,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (x.dtype !== weight.dtype) {
     throw new Error(`conv2d: x is ${x.dtype} ${fmt(x.shape)}, weight is ${weight.dtype} ${fmt(weight.shape)}; cast one with .to()`);
   }
-  if (x.dtype === 'f16') {
-    // fp16 training on CPUs (DeepSpeed's fp16 mode): f32 math on f16 storage, gradients cast back by cast's backward.
-    const b32 = bias && bias.dtype !== 'f32' ? cast(bias, 'f32') : bias;
-    return cast(conv2d(cast(x, 'f32'), cast(weight, 'f32'), b32, opts), 'f16');
-  }
-  if (x.dtype !== 'f32' && x.dtype !== 'bf16' && x.dtype !== 'f64') {
+  if (x.dtype !== 'f32' && x.dtype !== 'bf16' && x.dtype !== 'f16' && x.dtype !== 'f64') {
     throw new Error(`conv2d: needs f32, bf16, f16 or f64, got ${x.dtype} x ${fmt(x.shape)}`);
   }
   const biasDType = statDType(x.dtype);
@@ -85,31 +79,57 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
   const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
 
+  // f16 (DeepSpeed's fp16 mode on CPUs; the kernels have no f16 path) runs in f32 on copies
+  // made here and again in backward: autograd keeps the f16 tensors themselves (a ZeRO-3
+  // parameter by reference), never f32 copies of the weights, which would double the model.
+  const half = x.dtype === 'f16';
+  const cd = half ? 'f32' : x.dtype;
+  const compute = (t: Tensor, own: Tensor[]): Tensor => {
+    if (!half) return t;
+    const c = k.emptyLike(t, 'f32');
+    k.copyInto(t, c);
+    own.push(c);
+    return c;
+  };
+  const rounded = (t: Tensor | null): Tensor | null => {
+    if (!half || !t) return t;
+    const h = k.emptyLike(t, 'f16');
+    k.copyInto(t, h);
+    t.dispose();
+    return h;
+  };
   const owned: Tensor[] = [];
-  const xs = denseInput(x, owned);
-  const w = k.asContiguous(weight);
-  if (w !== weight) owned.push(w);
+  const xs = denseInput(compute(x, owned), owned);
+  const w = k.asContiguous(compute(weight, owned));
+  if (w !== weight && !owned.includes(w)) owned.push(w);
   const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
   if (b && b !== bias) owned.push(b);
-  const out = emptyActivation([N, O, OH, OW], x.dtype, true);
+  const y = emptyActivation([N, O, OH, OW], cd, true);
   native.conv2dForward(
-    dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
-    b ? b.id : 0, b ? b.offset : 0, out.id, out.offset, out.strides, sh, sw, ph, pw,
+    dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
+    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, sh, sw, ph, pw,
   );
+  const out = rounded(y) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
     const needWeights = weight.requiresGrad || !!bias?.requiresGrad;
-    const savedX = needWeights ? node.save(xs) : null;
-    const savedW = x.requiresGrad ? node.save(w) : null;
+    const keptX = needWeights ? node.save(half ? x : xs) : null;
+    const keptW = x.requiresGrad ? node.save(half ? weight : w) : null;
     return (g) => {
       const own: Tensor[] = [];
       // A channels-last gradient: staged once here instead of in both calls, and never NCHW
       // together with an NCHW input (oneDNN's NCHW backward kernels are 2-3x slower).
-      const gs = channelsLast(g, own);
+      const gs = compute(channelsLast(g, own), own);
+      const savedX = keptX && (half ? denseInput(compute(keptX, own), own) : keptX);
+      let savedW = keptW && compute(keptW, own);
+      if (savedW && !savedW.isContiguous) {
+        savedW = k.copy(savedW);
+        own.push(savedW);
+      }
       let gx: Tensor | null = null;
       if (savedW) {
-        gx = emptyActivation(x.shape, x.dtype, true);
+        gx = emptyActivation(x.shape, cd, true);
         native.conv2dBackwardData(
-          dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
+          dtypeCode(cd), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
           gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw,
         );
       }
@@ -118,16 +138,16 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       if (savedX && pointwiseAsMatmul(savedX, gs, kh, kw, sh, sw, ph, pw) && !bias?.requiresGrad) {
         // A 1x1 stride-1 conv's weight gradient is gyᵀ·x over the N·H·W pixel rows of the two
         // channels-last tensors: oneDNN's matmul does it 2-3x faster than its bf16 conv kernel.
-        gw = k.empty(weight.shape, x.dtype);
+        gw = k.empty(weight.shape, cd);
         native.matmul(
-          dtypeCode(x.dtype), gs.id, gs.offset, [0, 1, O], savedX.id, savedX.offset, [0, C, 1], 0, 0,
-          dtypeCode(x.dtype), gw.id, 0, 1, O, C, N * H * W, false,
+          dtypeCode(cd), gs.id, gs.offset, [0, 1, O], savedX.id, savedX.offset, [0, C, 1], 0, 0,
+          dtypeCode(cd), gw.id, 0, 1, O, C, N * H * W, false,
         );
       } else if (savedX) {
-        gw = k.empty(weight.shape, x.dtype);
+        gw = k.empty(weight.shape, cd);
         const gbias = bias?.requiresGrad ? k.empty([O], biasDType) : null;
         native.conv2dBackwardWeights(
-          dtypeCode(x.dtype), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
+          dtypeCode(cd), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
           gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
           N, C, H, W, O, kh, kw, sh, sw, ph, pw,
         );
@@ -139,7 +159,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         if (gb !== gbias) gbias?.dispose();
       }
       for (const t of own) t.dispose();
-      return [gx, gw, gb];
+      return [rounded(gx), rounded(gw), gb];
     };
   });
   for (const t of owned) t.dispose();

@@ -1,10 +1,10 @@
 // conv2d and linear on f16 tensors (DeepSpeed's fp16 mode on CPUs): computed in f32 on the f16
-// values and rounded to f16. Checked against the same op in f32 on the same (f16-representable)
+// values and rounded to f16; conv2d saves the f16 tensors for backward, not f32 copies. Checked against the same op in f32 on the same (f16-representable)
 // values: outputs and every gradient within 2e-3 relative to the largest magnitude (f16 keeps 11
 // significant bits, 2^-11 ≈ 4.9e-4 per rounding; the f32 math adds nothing comparable), and in f16.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { conv2d, linear, manualSeed, mul, randn, sum, type Tensor, tidy } from '../../src/index.ts';
+import { conv2d, linear, manualSeed, memoryStats, mul, randn, sum, type Tensor, tidy } from '../../src/index.ts';
 
 /** max |a - b| / max |b| over the elements. */
 function relErr(a: Tensor, b: Tensor): number {
@@ -55,6 +55,19 @@ test('conv2d in f16 (3x3 padded, 1x1, strided 7x7 with bias) matches f32 on the 
 
 test('linear in f16 matches f32 on the same values', () => {
   check('linear', (x, w, b) => linear(x, w, b), [[5, 64], [10, 64], [10]]);
+});
+
+test('an f16 conv keeps no f32 copies for backward: between forward and backward only its f16 output is held', () => {
+  tidy(() => {
+    const x = randn([1, 256, 4, 4]).to('f16').requiresGrad_();
+    const w = randn([256, 256, 3, 3]).to('f16').requiresGrad_(); // f32 copy: 2.25 MiB
+    const before = memoryStats().cpu?.activation.current ?? 0;
+    const y = conv2d(x, w, null, { padding: 1 });
+    const held = (memoryStats().cpu?.activation.current ?? 0) - before;
+    assert.ok(held <= 2 * y.numel * 2, `held ${held} bytes after forward, output ${y.numel * 2}`);
+    sum(y.to('f32')).backward();
+    assert.is(w.grad?.dtype, 'f16');
+  });
 });
 
 test('f16 ops still refuse mixed dtypes, naming both', () => {
