@@ -66,7 +66,7 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
     throw Error(cat("cuda:", device - 1, " is not available: this build has no CUDA (nvcc was not found when it was built)"));
 #endif
   }
-  MT_CHECK(device == 0, "device ", device, " is not available in this build (CPU only)");
+  MT_CHECK(device == 0 || device == kCpuOffloadPool, "device ", device, " is not available in this build (CPU only)");
   HostBlock block = hostAlloc(bytes);
   if (zero) std::memset(block.ptr, 0, block.capacity);
   return insertStorage(Storage{block.ptr, bytes, block.capacity, tagI, device, true});

@@ -10,7 +10,10 @@ namespace mt {
 // Keep in sync with src/tensor/storage.ts.
 enum class Tag : int { Param = 0, Grad = 1, Optim = 2, Activation = 3, Comm = 4, Other = 5 };
 constexpr int kNumTags = 6;
-constexpr int kMaxDevices = 9;  // device 0 is the CPU, 1 + k is cuda:k
+// Device 0 is the CPU, 1 + k is cuda:k; the last code is host memory accounted apart from the
+// CPU's (ZeRO's optimizer offload pool), so memoryStats shows what was offloaded.
+constexpr int kMaxDevices = 10;
+constexpr int kCpuOffloadPool = kMaxDevices - 1;
 
 // cuda:k is device code 1 + k.
 constexpr int kMaxCudaDevices = 8;
