@@ -38,7 +38,7 @@ export interface PipelineEngineOptions {
   schedule?: ScheduleName | Schedule;
   /** The optimizer over `module.parameters()` (plain data parallelism over dpGroup when it has several ranks). */
   optimizer?: { step(): void; zeroGrad(): void };
-  /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer` (stage 3: no split backward, no weights tied across ranks). */
+  /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer` (stage 3: not with a split backward, ZB-H1). */
   zero?: ZeroPipelineOptions;
   /** Stepped after every optimizer step. */
   lrScheduler?: { step(): void };

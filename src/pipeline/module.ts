@@ -13,6 +13,7 @@ import { withoutInit } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
 import { takeCounters } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { registerExternalParameter } from '../zero/external.ts';
 import { LayerSpec, type PipeLayer, TiedLayerSpec } from './layer_spec.ts';
 
 export interface PipelineModuleOptions {
@@ -213,8 +214,12 @@ export class PipelineModule extends Module {
         const m = tiedModules.get(l.key) as Module;
         module = m;
         const fn = l.forwardFn;
-        const mod = m;
-        run = fn ? (x) => fn(mod, x) : (x) => mod.forward(x) as Tensor;
+        if (fn) {
+          // A module around forwardFn, so ZeRO-3 gathers the tied weight for it (an external parameter).
+          const wrapper = this.registerModule(`${i}_forward`, new TiedForward(m, fn));
+          registerExternalParameter(wrapper, m.getParameter(l.tiedWeightAttr));
+          run = (x) => wrapper.forward(x);
+        } else run = (x) => m.forward(x) as Tensor;
       } else if (l instanceof LayerSpec) {
         const m = l.build();
         this.registerModule(String(i), m);
@@ -243,6 +248,20 @@ export class PipelineModule extends Module {
       if (!tiedModules.has(key) && info.ranks.size > 1) this.ties.push({ key, param: null, ranks: [...info.ranks].sort((a, b) => a - b), owner: info.owner, group: null });
     }
     this.ties.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+}
+
+/** Runs a tied occurrence's forwardFn as a module of its own (its hooks fire; it owns no parameters). */
+class TiedForward extends Module {
+  constructor(
+    private readonly tied: Module,
+    private readonly fn: (module: Module, x: Tensor) => Tensor,
+  ) {
+    super();
+  }
+
+  override forward(x: Tensor): Tensor {
+    return this.fn(this.tied, x);
   }
 }
 

@@ -18,11 +18,12 @@ import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage3 } from '../zero/stage3.ts';
+import { planPartition } from '../zero/stage3_partition.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, sumSquares } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
-import type { PipelineModule } from './module.ts';
+import type { PipelineModule, Tie } from './module.ts';
 
 export interface ZeroPipelineOptions {
   stage: 1 | 2 | 3;
@@ -34,9 +35,18 @@ export interface ZeroPipelineOptions {
   paramPersistenceThreshold?: number;
 }
 
+/** Stage 3: a tied weight's shard in this rank's gradient partition of its dtype (the same slice on every stage holding it). */
+interface TiedShard {
+  tie: Tie;
+  part: number;
+  offset: number;
+  valid: number;
+}
+
 export class ZeroPipe {
   readonly zero: ZeroOptimizer;
   lastGradNorm = Number.NaN;
+  private tiedShards: TiedShard[] = [];
 
   constructor(
     private readonly module: PipelineModule,
@@ -47,11 +57,8 @@ export class ZeroPipe {
     const { stage, optimizer, reduceBucketSize, overlapComm, paramPersistenceThreshold } = opts;
     if (!dpGroup) throw new Error('PipelineEngine: zero needs dpGroup (the mesh\'s dp group)');
     if (stage === 3) {
-      const tied = module.ties.find((t) => t.ranks.length > 1);
-      if (tied) {
-        throw new Error(`PipelineEngine: ZeRO stage 3 with a weight tied across pipeline ranks ('${tied.key}' on ranks ${tied.ranks.join(', ')}) is not supported yet: each stage reduce-scatters its copy's gradient in backward, before the copies could be summed`);
-      }
       this.zero = new ZeroStage3(module, optimizer, { group: dpGroup, reduceBucketSize, overlapComm, paramPersistenceThreshold });
+      this.tiedShards = tiedShards(module, dpGroup, this.zero as ZeroStage3);
     } else {
       if (paramPersistenceThreshold !== undefined) throw new Error('PipelineEngine: zero.paramPersistenceThreshold is a stage 3 option');
       this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
@@ -75,16 +82,24 @@ export class ZeroPipe {
     const tiedSq = this.clip > 0 ? this.duplicateTiedSquares() : 0;
     if (this.zero.stage === 2) this.feed();
     const ok = this.zero.step((parts) => {
-      if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group])) return false;
-      if (this.clip <= 0) return true;
-      // The tied copy's squares were taken before unscaling.
-      let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
-      for (const g of parts) local += sumSquares(g);
-      const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group])));
-      this.lastGradNorm = total;
-      const coef = this.clip / (total + 1e-6);
-      if (Number.isFinite(total) && coef < 1) for (const g of parts) scaleInPlace(g, coef);
-      return true;
+      // Stage 3: the tied copies' reduced shards are summed across the stages holding them.
+      const slices = this.tiedShards.filter((t) => t.valid > 0).map((t) => ({ t, v: parts[t.part].narrow(0, t.offset, t.valid) }));
+      for (const { t, v } of slices) t.tie.group?.allReduce(v, 'sum');
+      try {
+        if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group])) return false;
+        if (this.clip <= 0) return true;
+        // Tied copies count once: stages 1-2 took the squares before unscaling, stage 3 takes them from the slices.
+        let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
+        for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) local -= sumSquares(v);
+        for (const g of parts) local += sumSquares(g);
+        const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group])));
+        this.lastGradNorm = total;
+        const coef = this.clip / (total + 1e-6);
+        if (Number.isFinite(total) && coef < 1) for (const g of parts) scaleInPlace(g, coef);
+        return true;
+      } finally {
+        for (const { v } of slices) v.dispose();
+      }
     });
     this.zero.zeroGrad();
     return ok;
@@ -122,3 +137,26 @@ export class ZeroPipe {
 }
 
 export type { Tensor };
+
+/**
+ * Where each tied weight held on several pipeline ranks sits in this rank's stage-3 gradient
+ * partition: ZeRO-3 packs every parameter's shard in `namedParameters()` order per dtype
+ * (planPartition), so the plan is recomputed here and checked against the optimizer's sizes.
+ */
+function tiedShards(module: PipelineModule, dp: ProcessGroup, zero: ZeroStage3): TiedShard[] {
+  const named = module.namedParameters();
+  const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
+  const sizes = zero.partitions();
+  const out: TiedShard[] = [];
+  for (const tie of module.ties) {
+    if (!tie.param || !tie.group) continue;
+    const dtype = tie.param.dtype;
+    const list = named.filter(([, p]) => p.dtype === dtype);
+    const plan = planPartition(list.map(([name, p]) => ({ name, numel: p.numel })), dp.size, dp.rank);
+    const part = dtypes.indexOf(dtype);
+    if (sizes[part]?.partitionNumel !== plan.numel) throw new Error(`PipelineEngine: the ZeRO-3 partition of ${dtype} has ${sizes[part]?.partitionNumel} elements, the plan ${plan.numel}`);
+    const shard = plan.shards[list.findIndex(([, p]) => p === tie.param)];
+    out.push({ tie, part, offset: shard.offset, valid: shard.valid });
+  }
+  return out;
+}
