@@ -21,7 +21,7 @@ const UNSUPPORTED: Record<string, readonly string[]> = {
   '': [
     'amp', 'activation_checkpointing', 'aio', 'autotuning', 'bfloat16', 'checkpoint', 'comms_logger', 'communication_data_type',
     'compression_training', 'csv_monitor', 'data_efficiency', 'data_types', 'dataloader_drop_last', 'dump_state', 'elasticity',
-    'flops_profiler', 'gradient_predivide_factor', 'memory_breakdown', 'prescale_gradients', 'sparse_attention', 'sparse_gradients',
+    'flops_profiler', 'gradient_predivide_factor', 'prescale_gradients', 'sparse_attention', 'sparse_gradients',
     'tensorboard', 'wandb', 'zero_allow_untested_optimizer', 'zero_force_ds_cpu_optimizer',
   ],
   zero_optimization: [

@@ -94,6 +94,9 @@ export const CONFIG_SCHEMA: SectionSpec = {
     gradient_clipping: { kind: 'number', default: 0, min: 0, note: 'max global gradient norm; 0 disables clipping' },
     steps_per_print: { kind: 'int', default: null, min: 1, note: 'print progress every this many steps; null: never (code default; the docs say 10)' },
     wall_clock_breakdown: { kind: 'bool', default: false, note: 'time forward, backward and step' },
+    memory_breakdown: {
+      kind: 'bool', default: false, note: "print engine.memoryReport() on rank 0 with each steps_per_print line (every optimizer step when steps_per_print is null)",
+    },
     fp16: {
       kind: 'section',
       note: 'fp16 mixed precision with loss scaling',

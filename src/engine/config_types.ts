@@ -79,6 +79,7 @@ export interface EngineConfig {
   gradient_clipping: number;
   steps_per_print: number | null;
   wall_clock_breakdown: boolean;
+  memory_breakdown: boolean;
   fp16: Fp16Config;
   bf16: { enabled: boolean };
   optimizer: OptimizerSection;

@@ -16,7 +16,7 @@ import {
   type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
 import type { LossScaler } from './loss_scaler.ts';
-import { type MemoryReport, memoryReport } from './memory_report.ts';
+import { formatMemoryReport, type MemoryReport, memoryReport } from './memory_report.ts';
 import { Precision } from './precision.ts';
 import { DEFAULT_16BIT_FILENAME, save16bitModel } from './save_16bit.ts';
 
@@ -141,6 +141,10 @@ export class Engine<M extends Module = Module> {
     const every = this.config.steps_per_print;
     if (every !== null && this.globalSteps % every === 0 && this.group.rank === 0) {
       this.log(`[engine] step ${this.globalSteps}: lr ${this.getLr().map((v) => v.toPrecision(4)).join(', ')}, loss scale ${this.lossScale}`);
+    }
+    // DeepSpeed's memory_breakdown: the memory report beside the progress line (rank 0 only).
+    if (this.config.memory_breakdown && this.group.rank === 0 && (every === null || this.globalSteps % every === 0)) {
+      this.log(formatMemoryReport(this.memoryReport()));
     }
   }
 

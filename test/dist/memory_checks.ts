@@ -1,5 +1,6 @@
 // Shared by engine_memory.test.ts (2 ranks) and engine_memory4.test.ts (4 ranks): runs
-// fixtures/engine_memory.ts and checks each rank's MemoryReport against the formula (see there).
+// fixtures/engine_memory.ts and checks each rank's MemoryReport against the formula (see there),
+// and that memory_breakdown logged the report at each step on rank 0.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MemoryReport } from '../../src/index.ts';
@@ -12,6 +13,9 @@ export async function reports(np: number, args: string[]): Promise<{ reports: Me
   expectExit(r, 0, `memory report ${args.join(' ')} on ${np} ranks`);
   const reps = [...r.stdout.matchAll(/^\[rank \d+\] REPORT (.*)$/gm)].map((m) => JSON.parse(m[1]) as MemoryReport);
   assert.is(reps.length, np, 'every rank reported');
+  // memory_breakdown: true logs the report with every optimizer step (2), on rank 0 only.
+  const breakdown = [...r.stdout.matchAll(/^\[rank (\d+)\] BREAKDOWN (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+  assert.equal(breakdown.sort((a, b) => a[0] - b[0]), Array.from({ length: np }, (_, i) => [i, i === 0 ? 2 : 0]), 'memory_breakdown');
   return { reports: reps, stdout: r.stdout };
 }
 
