@@ -187,6 +187,9 @@ export class PipelineModule extends Module {
     const mine = new Set(this.stages);
     const tiedModules = new Map<string, Module>();
     const tieInfo = new Map<string, { ranks: Set<number>; owner: number; attr: string }>();
+    // The first occurrence of a tied key draws its random numbers; later ones take the owner's values.
+    const firstOfKey = (l: PipeLayer, i: number): boolean =>
+      !(l instanceof TiedLayerSpec) || layers.findIndex((o) => o instanceof TiedLayerSpec && o.key === l.key) === i;
     layers.forEach((l, i) => {
       const stage = this.stageOfLayer(i);
       const rank = this.stageRank(stage);
@@ -197,17 +200,14 @@ export class PipelineModule extends Module {
       }
       if (!mine.has(stage)) {
         // Keep the generator where a single-process build would have it.
-        const first = !(l instanceof TiedLayerSpec) || !layers.slice(0, i).some((o) => o instanceof TiedLayerSpec && o.key === l.key);
-        if (l instanceof LayerSpec && l.rngDraws && first) takeCounters(l.rngDraws);
+        if (l instanceof LayerSpec && l.rngDraws && firstOfKey(l, i)) takeCounters(l.rngDraws);
         return;
       }
       let module: Module | null = null;
       let run: (x: Tensor) => Tensor;
       if (l instanceof TiedLayerSpec) {
-        const firstInList = !layers.slice(0, i).some((o) => o instanceof TiedLayerSpec && o.key === l.key);
         if (!tiedModules.has(l.key)) {
-          // A later occurrence draws nothing: its values come from the owner's broadcast.
-          const built: Module = firstInList ? l.build() : withoutInit(() => l.build());
+          const built: Module = firstOfKey(l, i) ? l.build() : withoutInit(() => l.build());
           tiedModules.set(l.key, built);
           this.registerModule(String(i), built);
         }
@@ -237,17 +237,13 @@ export class PipelineModule extends Module {
       this.local.set(stage, list);
     });
     for (const s of mine) if (!this.local.has(s)) this.local.set(s, []);
+    // Every rank lists every tie held on several ranks (newGroup is collective), in key order.
     for (const [key, info] of [...tieInfo].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const m = tiedModules.get(key);
-      if (!m) continue;
-      const param = m.getParameter(info.attr);
-      this.ties.push({ key, param, ranks: [...info.ranks].sort((a, b) => a - b), owner: info.owner, group: null });
+      if (!m && info.ranks.size < 2) continue;
+      const ranks = [...info.ranks].sort((a, b) => a - b);
+      this.ties.push({ key, param: m ? m.getParameter(info.attr) : null, ranks, owner: info.owner, group: null });
     }
-    // Ranks that hold none of a key still create (and skip) its group: newGroup is collective.
-    for (const [key, info] of tieInfo) {
-      if (!tiedModules.has(key) && info.ranks.size > 1) this.ties.push({ key, param: null, ranks: [...info.ranks].sort((a, b) => a - b), owner: info.owner, group: null });
-    }
-    this.ties.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 }
 
