@@ -19,6 +19,7 @@ import type { LossScaler } from './loss_scaler.ts';
 import { formatMemoryReport, type MemoryReport, memoryReport } from './memory_report.ts';
 import { Precision } from './precision.ts';
 import { DEFAULT_16BIT_FILENAME, save16bitModel } from './save_16bit.ts';
+import { formatWallClock, WallClock, type WallClockReport } from './wall_clock.ts';
 
 export type { EngineBackend, EngineZero } from './backend.ts';
 
@@ -65,6 +66,10 @@ export class Engine<M extends Module = Module> {
   private readonly precision: Precision;
   private readonly log: (s: string) => void;
   private destroyed = false;
+  /** wall_clock_breakdown: phase timings (null when off). */
+  private readonly clock: WallClock | null;
+  /** The last wall_clock_breakdown report (null until one is printed or when it is off). */
+  lastWallClock: WallClockReport | null = null;
 
   constructor(parts: EngineParts) {
     this.module = parts.model as M;
@@ -77,12 +82,14 @@ export class Engine<M extends Module = Module> {
     this.precision = new Precision(parts.mixed ?? null, parts.scaler, parts.group);
     this.log = parts.log;
     this.gradientAccumulationSteps = parts.config.gradient_accumulation_steps;
+    this.clock = parts.config.wall_clock_breakdown ? new WallClock() : null;
   }
 
   /** Runs the model's forward. */
   forward(...args: Parameters<M['forward']>): ReturnType<M['forward']> {
     this.live();
-    return this.module.forward(...args);
+    const run = () => this.module.forward(...args) as ReturnType<M['forward']>;
+    return this.clock ? this.clock.time('forward', run) : run();
   }
 
   /**
@@ -94,6 +101,11 @@ export class Engine<M extends Module = Module> {
    */
   backward(loss: Tensor): Tensor {
     this.live();
+    if (this.clock) return this.clock.time('backward', () => this.backwardImpl(loss));
+    return this.backwardImpl(loss);
+  }
+
+  private backwardImpl(loss: Tensor): Tensor {
     const scaled = this.precision.lossForBackward(loss, this.gradientAccumulationSteps);
     const b = this.backend;
     if (b.stage === 0) {
@@ -122,6 +134,17 @@ export class Engine<M extends Module = Module> {
     const boundary = this.isGradientAccumulationBoundary();
     this.microSteps++;
     if (!boundary) return;
+    if (this.clock) {
+      this.clock.time('step', () => this.boundaryStep());
+      this.clock.stepped();
+    } else {
+      this.boundaryStep();
+    }
+    this.report();
+  }
+
+  /** The optimizer step at an accumulation boundary (clip, step, schedule, zero the gradients). */
+  private boundaryStep(): void {
     const b = this.backend;
     const clip = this.config.gradient_clipping;
     let stepped: boolean;
@@ -138,13 +161,21 @@ export class Engine<M extends Module = Module> {
     if (stepped) this.lrScheduler?.step();
     this.zeroGrad();
     this.globalSteps++;
+  }
+
+  /** steps_per_print, memory_breakdown and wall_clock_breakdown lines on rank 0. */
+  private report(): void {
     const every = this.config.steps_per_print;
     if (every !== null && this.globalSteps % every === 0 && this.group.rank === 0) {
       this.log(`[engine] step ${this.globalSteps}: lr ${this.getLr().map((v) => v.toPrecision(4)).join(', ')}, loss scale ${this.lossScale}`);
     }
     // DeepSpeed's memory_breakdown: the memory report beside the progress line (rank 0 only).
-    if (this.config.memory_breakdown && this.group.rank === 0 && (every === null || this.globalSteps % every === 0)) {
-      this.log(formatMemoryReport(this.memoryReport()));
+    const due = every === null || this.globalSteps % every === 0;
+    if (this.config.memory_breakdown && this.group.rank === 0 && due) this.log(formatMemoryReport(this.memoryReport()));
+    // DeepSpeed's wall_clock_breakdown: phase times per optimizer step since the last line (every rank keeps them).
+    if (this.clock && due) {
+      this.lastWallClock = this.clock.report();
+      if (this.group.rank === 0) this.log(`[engine] step ${this.globalSteps} time: ${formatWallClock(this.lastWallClock)}`);
     }
   }
 

@@ -158,7 +158,6 @@ function refuseUnimplemented(cfg: EngineConfig): void {
   const no = (key: string, value: unknown) => new Error(`initialize: ${key} = ${JSON.stringify(value)}: not implemented yet`);
   if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
   if (z.offload_optimizer.device !== 'none' && z.offload_optimizer.ratio < 1) throw no('zero_optimization.offload_optimizer.ratio', z.offload_optimizer.ratio);
-  if (cfg.wall_clock_breakdown) throw no('wall_clock_breakdown', true);
 }
 
 /**

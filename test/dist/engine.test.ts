@@ -20,7 +20,10 @@ interface Cmp {
   keyBiasAbs: number;
   refNorms: number[];
   refLrs: number[];
-  info: { globalSteps: number; microSteps: number; lossScale: number; boundaries: boolean[]; printed: number; hasScheduler: boolean };
+  info: {
+    globalSteps: number; microSteps: number; lossScale: number; boundaries: boolean[]; printed: number; hasScheduler: boolean; timeLines: number;
+    lastWallClock: { steps: number; forwardMs: number; backwardMs: number; stepMs: number };
+  };
 }
 
 const STEPS = 4;
@@ -54,7 +57,7 @@ test('initialize: stages 0, 1, 2, 3 on 2 ranks with accumulation 2, clipping and
   }
 });
 
-test('initialize: globalSteps counts optimizer steps, microSteps every step() call; the config is printed once on rank 0', async () => {
+test('initialize: globalSteps counts optimizer steps, microSteps every step() call; the config is printed once on rank 0; wall_clock_breakdown times each step', async () => {
   const { results } = await runOnce();
   for (const stage of [0, 1, 2, 3]) {
     const { info } = results[`stage${stage}`];
@@ -64,6 +67,10 @@ test('initialize: globalSteps counts optimizer steps, microSteps every step() ca
     assert.is(info.lossScale, 1);
     assert.is(info.printed, 1);
     assert.ok(info.hasScheduler);
+    // wall_clock_breakdown without steps_per_print: one timing line per optimizer step on rank 0.
+    assert.is(info.timeLines, STEPS, `stage ${stage}: wall_clock_breakdown lines`);
+    assert.is(info.lastWallClock.steps, 1);
+    for (const k of ['forwardMs', 'backwardMs', 'stepMs'] as const) assert.ok(info.lastWallClock[k] > 0, `stage ${stage}: ${k} > 0`);
   }
 });
 
