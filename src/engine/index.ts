@@ -15,5 +15,6 @@ export { initialize, type InitializeOptions, type Initialized } from './initiali
 export { Engine, type EngineBackend, type EngineParts, type EngineZero } from './engine.ts';
 export { formatMemoryReport, type MemoryReport, type MemoryBuffer, type FormulaTerm, type FormulaTag } from './memory_report.ts';
 export { DEFAULT_16BIT_FILENAME } from './save_16bit.ts';
+export type { WallClockReport } from './wall_clock.ts';
 export { ZERO_KEY_USAGE, formatZeroKeyUsage, type ZeroKeyUsage } from './config_usage.ts';
 export type { LoadedEngineCheckpoint, LoadEngineCheckpointOptions, SaveEngineCheckpointOptions } from './engine_checkpoint.ts';
