@@ -3,7 +3,8 @@
  * example's torchvision model: ImageNet stem, 10 classes, AdamW) through initialize() at ZeRO
  * stages 0-3 on 4 real rank processes (shm backend, OMP_NUM_THREADS=1 each). Per stage: the step
  * time (median over the timed steps, slowest rank), images/s, and each rank's peak bytes by memory
- * tag over the timed steps (the maximum over ranks) beside ZeRO's formula for the stage. Last,
+ * tag over the timed steps (the maximum over ranks; the CPU offload pool in its own column) beside
+ * ZeRO's formula for the stage, and how many timed steps fp16 skipped on overflow. Last,
  * ZeRO-3's throughput relative to stage 0 (stage-0 step time / stage-3 step time; goal >= 0.8:
  * the parameter gathers overlap compute). A stage initialize() refuses is reported, not fatal.
  *   npm run bench:zero
@@ -37,6 +38,10 @@ interface RankResult {
   stepSeconds: number[];
   losses: number[];
   peak: Record<string, number>;
+  /** Peak bytes per tag outside 'cpu' (the CPU offload pool), summed over tags. */
+  offloadPeak: number;
+  /** fp16 steps skipped on overflow during the timed steps (no optimizer step in them). */
+  skipped: number;
   formula: { text: string; bytes: number; expected: Record<string, number> };
 }
 
@@ -99,8 +104,12 @@ async function rank(o: Options, stage: number): Promise<void> {
   const y = tensor(Array.from({ length: o.batch }, (_, i) => (i * 7 + world.rank) % 10), { dtype: 'i64' });
   const stepSeconds: number[] = [];
   const losses: number[] = [];
+  let skippedBefore = 0;
   for (let i = 0; i < o.warmup + o.steps; i++) {
-    if (i === o.warmup) resetPeakMemoryStats(); // optimizer state exists by now; peaks are the steady state's
+    if (i === o.warmup) {
+      resetPeakMemoryStats(); // optimizer state exists by now (unless every warm-up step overflowed); peaks are the steady state's
+      skippedBefore = engine.skippedSteps;
+    }
     const t0 = performance.now();
     const loss = tidy(() => {
       const l = crossEntropy(engine.forward(x), y);
@@ -113,10 +122,14 @@ async function rank(o: Options, stage: number): Promise<void> {
       losses.push(loss);
     }
   }
-  const peak = Object.fromEntries(Object.entries(memoryStats().cpu ?? {}).map(([t, c]) => [t, c.peak]));
+  const stats = memoryStats();
+  const peak = Object.fromEntries(Object.entries(stats.cpu ?? {}).map(([t, c]) => [t, c.peak]));
+  const offloadPeak = Object.entries(stats)
+    .filter(([device]) => device !== 'cpu')
+    .reduce((s, [, tags]) => s + Object.values(tags).reduce((a, c) => a + c.peak, 0), 0);
   const r = engine.memoryReport();
   const result: RankResult = {
-    rank: world.rank, stepSeconds, losses, peak,
+    rank: world.rank, stepSeconds, losses, peak, offloadPeak, skipped: engine.skippedSteps - skippedBefore,
     formula: { text: r.formula.text, bytes: r.formula.bytes, expected: r.expected },
   };
   console.log(`RESULT ${JSON.stringify(result)}`);
@@ -154,7 +167,7 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
 function table(o: Options, results: StageResult[]): void {
   const tags = ['param', 'grad', 'optim', 'activation', 'comm', 'other'];
-  const head = ['stage', 'step s', 'img/s', ...tags.map((t) => `${t} MiB`), 'total MiB', 'formula', 'formula MiB'];
+  const head = ['stage', 'step s', 'img/s', 'skipped', ...tags.map((t) => `${t} MiB`), 'total MiB', 'offload MiB', 'formula', 'formula MiB'];
   const rows: string[][] = [];
   for (const r of results) {
     if (!r.ranks) {
@@ -166,7 +179,12 @@ function table(o: Options, results: StageResult[]): void {
     const peak = (t: string) => Math.max(...r.ranks!.map((x) => x.peak[t] ?? 0));
     const total = Math.max(...r.ranks.map((x) => tags.reduce((s, t) => s + (x.peak[t] ?? 0), 0)));
     const f = r.ranks[0].formula;
-    rows.push([String(r.stage), step.toFixed(3), ((o.batch * o.ranks) / step).toFixed(1), ...tags.map((t) => mib(peak(t))), mib(total), f.text, mib(f.bytes)]);
+    const offload = Math.max(...r.ranks.map((x) => x.offloadPeak));
+    const skipped = Math.max(...r.ranks.map((x) => x.skipped));
+    rows.push([
+      String(r.stage), step.toFixed(3), ((o.batch * o.ranks) / step).toFixed(1), `${skipped}/${o.steps}`, ...tags.map((t) => mib(peak(t))), mib(total),
+      mib(offload), f.text, mib(f.bytes),
+    ]);
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r.length > 2 ? (r[i] ?? '').length : 0))));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 || cells.length <= 2 ? c : c.padStart(widths[i]))).join('  ');
