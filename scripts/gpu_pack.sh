@@ -24,5 +24,5 @@ for m in node_modules/*; do
   esac
 done
 mkdir -p .carry
-tar -C "$stage" -cJf .carry/gpu.tar.xz .
+XZ_OPT="-4 -T0" tar -C "$stage" -cJf .carry/gpu.tar.xz .
 ls -la .carry/gpu.tar.xz

@@ -7,6 +7,7 @@
 #include "tensor/storage.h"
 #include "util/args.h"
 #ifdef MESHTRAIN_CUDA
+#include "cuda/bindings_nn.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
 #include "cuda/matmul.h"
@@ -378,6 +379,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "adamStep", AdamStep);
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
+  registerCudaNn(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

@@ -54,3 +54,27 @@ void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bi
                  bool accumulate, bool biasOnly);
 
 }  // namespace mt
+
+namespace mt {
+
+// layernorm.cu: mean/rstd are f64 for f64 tensors, f32 otherwise; w, b, dx, dw, db may be null.
+void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
+                          void* rstd, int64_t rows, int64_t cols, double eps);
+void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols);
+
+// embedding.cu: ids (i32 or i64) already range-checked. Backward sums the rows of g in position
+// order per id: `order` lists positions grouped by id, `start` (V + 1 entries) delimits them.
+void cudaEmbeddingForward(int dev, int dtype, int idDtype, const void* ids, int64_t n, const void* w, int64_t D,
+                          void* out);
+void cudaEmbeddingBackward(int dev, int dtype, const int64_t* order, const int64_t* start, const void* g, int64_t V,
+                           int64_t D, void* dw);
+
+// loss.cu: cross-entropy of [rows, C] logits; lse is f64 for f64 logits, f32 otherwise; targets
+// already range-checked; g is read at r * gStride (0: one scalar).
+void cudaCrossEntropyForward(int dev, int dtype, const void* x, int64_t rows, int64_t C, int idDtype, const void* t,
+                             int64_t ignore, void* loss, void* lse);
+void cudaCrossEntropyBackward(int dev, int dtype, const void* x, int64_t rows, int64_t C, int idDtype, const void* t,
+                              int64_t ignore, const void* lse, const void* g, int64_t gStride, double scale, void* dx);
+
+}  // namespace mt

@@ -1,7 +1,6 @@
 /** Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add (native/cpu/embedding.cc). */
 
-import { native } from '../native.ts';
-import { cpuOnly } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -18,7 +17,7 @@ import { checkFloatArg, checkIndexArg, position } from './nn_util.ts';
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
   checkIndexArg(ids, 'embedding', 'ids');
   checkFloatArg(weight, 'embedding', 'weight');
-  cpuOnly('embedding', ids, weight);
+  const dev = deviceOf('embedding', ids, weight);
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be [V, D], got ${fmt(weight.shape)}`);
   const [V, D] = weight.shape;
   const code = dtypeCode(weight.dtype);
@@ -26,8 +25,8 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   const n = ids.numel;
   const ic = k.asContiguous(ids);
   const wc = k.asContiguous(weight);
-  const out = k.empty([...ids.shape, D], weight.dtype);
-  const bad = native.embeddingForward(code, idCode, ic.id, ic.offset, n, wc.id, wc.offset, V, D, out.id, 0) as number;
+  const out = k.empty([...ids.shape, D], weight.dtype, undefined, false, dev);
+  const bad = kernelsOn(dev).embeddingForward(code, idCode, ic.id, ic.offset, n, wc.id, wc.offset, V, D, out.id, 0) as number;
   if (wc !== weight) wc.dispose();
   if (bad >= 0) {
     const value = ic.toList()[bad];
@@ -39,8 +38,8 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
     const si = node.save(ic);
     return (g) => {
       const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
-      const dw = k.empty([V, D], weight.dtype);
-      native.embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
+      const dw = k.empty([V, D], weight.dtype, undefined, false, dev);
+      kernelsOn(dev).embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
       if (gc !== g) gc.dispose();
       return [dw];
     };

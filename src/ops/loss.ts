@@ -1,7 +1,6 @@
 /** Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc). */
 
-import { native } from '../native.ts';
-import { cpuOnly } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -28,7 +27,7 @@ const REDUCTIONS = ['mean', 'sum', 'none'];
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   checkFloatArg(logits, 'crossEntropy', 'logits');
   checkIndexArg(targets, 'crossEntropy', 'targets');
-  cpuOnly('crossEntropy', logits, targets);
+  const dev = deviceOf('crossEntropy', logits, targets);
   const reduction = opts.reduction ?? 'mean';
   const ignoreIndex = opts.ignoreIndex ?? -100;
   if (!REDUCTIONS.includes(reduction)) throw new Error(`crossEntropy: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(reduction)}`);
@@ -44,9 +43,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const idCode = dtypeCode(targets.dtype);
   const xc = k.asContiguous(logits);
   const tc = k.asContiguous(targets);
-  const losses = k.empty([rows], logits.dtype);
-  const lse = k.empty([rows], statDType(logits.dtype));
-  const count = native.crossEntropyForward(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id) as number;
+  const losses = k.empty([rows], logits.dtype, undefined, false, dev);
+  const lse = k.empty([rows], statDType(logits.dtype), undefined, false, dev);
+  const count = kernelsOn(dev).crossEntropyForward(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id) as number;
   const cleanup = () => {
     if (xc !== logits) xc.dispose();
     if (tc !== targets) tc.dispose();
@@ -74,8 +73,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     const sl = node.save(lse);
     return (g) => {
       const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
-      const dx = k.empty(logits.shape, logits.dtype);
-      native.crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gc.id, gc.offset, reduction === 'none' ? 1 : 0, scale, dx.id);
+      const dx = k.empty(logits.shape, logits.dtype, undefined, false, dev);
+      kernelsOn(dev).crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gc.id, gc.offset, reduction === 'none' ? 1 : 0, scale, dx.id);
       if (gc !== g) gc.dispose();
       return [dx];
     };

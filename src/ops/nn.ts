@@ -3,8 +3,7 @@
  * log-softmax (with an optional input scale and causal mask), layer norm, dropout. Embedding,
  * cross-entropy and attention live in embedding.ts, loss.ts and attention.ts.
  */
-import { native } from '../native.ts';
-import { cpuOnly, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { fmt, normDim, numel, sameShape } from '../tensor/shape.ts';
@@ -116,7 +115,6 @@ export function layerNorm(
   eps = 1e-5,
 ): Tensor {
   checkFloatArg(x, 'layerNorm', 'x');
-  cpuOnly('layerNorm', x);
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   if (!Array.isArray(ns) || ns.length === 0 || !ns.every((s) => Number.isInteger(s) && s > 0)) {
     throw new Error(`layerNorm: normalizedShape must be a positive integer or a non-empty array of them, got ${JSON.stringify(normalizedShape)}`);
@@ -128,16 +126,18 @@ export function layerNorm(
   checkAffine(bias, 'bias', x, ns);
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) throw new Error(`layerNorm: eps must be a finite number > 0, got ${eps}`);
 
+  const dev = deviceOf('layerNorm', x, weight, bias);
+  const kern = kernelsOn(dev);
   const code = dtypeCode(x.dtype);
   const cols = numel(ns);
   const rows = x.numel / cols;
   const xc = k.asContiguous(x);
   const wc = weight ? k.asContiguous(weight) : null;
   const bc = bias ? k.asContiguous(bias) : null;
-  const y = k.empty(x.shape, x.dtype);
-  const mean = k.empty([rows], statDType(x.dtype));
-  const rstd = k.empty([rows], statDType(x.dtype));
-  native.layerNormForward(code, xc.id, xc.offset, wc?.id ?? 0, wc?.offset ?? 0, bc?.id ?? 0, bc?.offset ?? 0, y.id, 0, mean.id, rstd.id, rows, cols, eps);
+  const y = k.empty(x.shape, x.dtype, undefined, false, dev);
+  const mean = k.empty([rows], statDType(x.dtype), undefined, false, dev);
+  const rstd = k.empty([rows], statDType(x.dtype), undefined, false, dev);
+  kern.layerNormForward(code, xc.id, xc.offset, wc?.id ?? 0, wc?.offset ?? 0, bc?.id ?? 0, bc?.offset ?? 0, y.id, 0, mean.id, rstd.id, rows, cols, eps);
   const out = record('layerNorm', [x, weight, bias], y, (node) => {
     const sx = node.save(xc);
     const sw = wc ? node.save(wc) : null;
@@ -148,10 +148,10 @@ export function layerNorm(
     const needB = bias?.requiresGrad ?? false;
     return (g) => {
       const gc = contiguousAs(g, x.dtype);
-      const dx = needX ? k.empty(x.shape, x.dtype) : null;
-      const dw = needW ? k.empty(ns, x.dtype) : null;
-      const db = needB ? k.empty(ns, x.dtype) : null;
-      native.layerNormBackward(code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols);
+      const dx = needX ? k.empty(x.shape, x.dtype, undefined, false, dev) : null;
+      const dw = needW ? k.empty(ns, x.dtype, undefined, false, dev) : null;
+      const db = needB ? k.empty(ns, x.dtype, undefined, false, dev) : null;
+      kern.layerNormBackward(code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols);
       if (gc !== g) gc.dispose();
       return [dx, dw, db];
     };

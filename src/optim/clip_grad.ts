@@ -1,7 +1,7 @@
 /** Global-norm gradient clipping, as torch.nn.utils.clip_grad_norm_. */
 import { noGrad } from '../autograd/grad_mode.ts';
-import { native } from '../native.ts';
 import * as k from '../ops/kernels.ts';
+import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
@@ -69,7 +69,7 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
 /** `g *= s` in place (any layout). */
 export function scaleInPlace(g: Tensor, s: number): void {
   if (g.isContiguous) {
-    native.unary(k.Unary.mulScalar, dtypeCode(g.dtype), g.id, g.offset, g.id, g.offset, g.numel, s);
+    kernelsOn(g.device).unary(k.Unary.mulScalar, dtypeCode(g.dtype), g.id, g.offset, g.id, g.offset, g.numel, s);
     return;
   }
   const scaled = k.unary(k.Unary.mulScalar, g, s);

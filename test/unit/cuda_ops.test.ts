@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  AdamW, add, cast, cat, clipGradNorm, contiguous, cudaAllocatorStats, cudaIsAvailable, type DType, div, exp, gelu,
+  AdamW, add, cast, cat, clipGradNorm, contiguous, conv2d, crossEntropy, cudaAllocatorStats, cudaIsAvailable, type DType, div, embedding, exp, gelu,
   hasOverflow, layerNorm, linear, log, logSoftmax, matmul, mean, memoryStats, mul, native, neg, noGrad, pow, randn, relu,SGD, 
   sigmoid, softmax, sqrt, sub, sum, type Tensor, tanh, tensor, tidy,
 } from '../../src/index.ts';
@@ -114,6 +114,23 @@ if (!cudaIsAvailable()) {
       parity('large', matmul, () => [r([130, 257], dtype), r([257, 66], dtype)], dtype === 'f32' ? 2e-5 : undefined);
     });
 
+    test(`layer norm, embedding and cross-entropy, ${dtype}`, () => {
+      parity('layerNorm affine', (x, w, b) => layerNorm(x, 48, w, b), () => [r([3, 5, 48], dtype), r([48], dtype), r([48], dtype)]);
+      parity('layerNorm plain', (x) => layerNorm(x, [4, 6]), () => [r([7, 4, 6], dtype)]);
+      const ids = () => tensor([3, 0, 3, 9, 1, 3, 0], { dtype: 'i64', shape: [7] });
+      parity('embedding', (i, w) => embedding(i, w), () => [ids(), r([10, 6], dtype)]);
+      parity('embedding i32', (i, w) => embedding(i, w), () => [tensor([[1, 1], [4, 2]], { dtype: 'i32' }), r([5, 3], dtype)]);
+      const targets = () => tensor([2, 0, -100, 7, 7, 1], { dtype: 'i64' });
+      parity('crossEntropy mean', (x, t) => crossEntropy(x, t), () => [r([6, 8], dtype), targets()]);
+      parity('crossEntropy sum', (x, t) => crossEntropy(x, t, { reduction: 'sum' }), () => [r([6, 8], dtype), targets()]);
+      parity('crossEntropy none', (x, t) => crossEntropy(x, t, { reduction: 'none' }), () => [r([6, 8], dtype), targets()]);
+      tidy(() => {
+        const x = randn([2, 3], { device: DEV });
+        assert.throws(() => crossEntropy(x, tensor([0, 5], { dtype: 'i64', device: DEV })), /crossEntropy: target 5 at position \[1\] is out of range for C = 3/);
+        assert.throws(() => embedding(tensor([7], { dtype: 'i64', device: DEV }), x), /embedding: id 7 at position \[0\]/);
+      });
+    });
+
     test(`views, copies and cat, ${dtype}`, () => {
       parity('contiguous of permute', (x) => contiguous(x.permute([2, 0, 1])), () => [r([3, 4, 5], dtype)]);
       parity('narrow', (x) => x.narrow(1, 1, 2).mul(2), () => [r([3, 5], dtype)]);
@@ -197,7 +214,8 @@ if (!cudaIsAvailable()) {
       const x = randn([2, 3], { device: DEV });
       assert.throws(() => add(x, randn([2, 3])), /add: operands on different devices \(f32 \[2, 3\] on cuda:0, f32 \[2, 3\] on cpu\)/);
       assert.throws(() => x.matmul(randn([3, 2])), /matmul: operands on different devices/);
-      assert.throws(() => layerNorm(x, 3), /layerNorm: no CUDA kernel yet \(input f32 \[2, 3\] is on cuda:0\)/);
+      const img = randn([1, 2, 4, 4], { device: DEV });
+      assert.throws(() => conv2d(img, randn([3, 2, 3, 3], { device: DEV })), /conv2d: no CUDA kernel yet \(input f32 \[1, 2, 4, 4\] is on cuda:0\)/);
     });
   });
 }

@@ -1,0 +1,126 @@
+// Layer normalization over the last `cols` of each row, forward (saving mean and 1/std) and
+// backward (dx per row; dw, db as column sums over rows). Statistics and sums in double.
+// Reference: native/cpu/layernorm.cc.
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+template <typename T>
+using Stat = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename T>
+__global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t cols,
+                            double eps) {
+  using C = typename cu::Acc<T>::type;
+  __shared__ double buf[cu::kThreads];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  T* yr = y + r * cols;
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) s += double(cu::ld(xr + j));
+  const double mu = cu::blockReduce<false>(s, buf) / double(cols);
+  // Two passes, as on the CPU: no cancellation for rows with a large mean.
+  double q = 0;
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+    double d = double(cu::ld(xr + j)) - mu;
+    q += d * d;
+  }
+  const double rs = 1.0 / sqrt(cu::blockReduce<false>(q, buf) / double(cols) + eps);
+  if (threadIdx.x == 0) {
+    mean[r] = Stat<T>(mu);
+    rstd[r] = Stat<T>(rs);
+  }
+  const C cm = C(mu), cr = C(rs);
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+    C v = (cu::ld(xr + j) - cm) * cr;
+    if (w) v *= cu::ld(w + j);
+    if (b) v += cu::ld(b + j);
+    cu::st(yr + j, v);
+  }
+}
+
+// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w.
+template <typename T>
+__global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
+                             int64_t cols) {
+  using C = typename cu::Acc<T>::type;
+  __shared__ double buf[cu::kThreads];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  const T* gr = g + r * cols;
+  const C mu = C(mean[r]), rs = C(rstd[r]);
+  double sg = 0, sgx = 0;
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+    C xhat = (cu::ld(xr + j) - mu) * rs;
+    C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
+    sg += double(gw);
+    sgx += double(gw) * double(xhat);
+  }
+  const C mg = C(cu::blockReduce<false>(sg, buf) / double(cols));
+  const C mgx = C(cu::blockReduce<false>(sgx, buf) / double(cols));
+  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+    C xhat = (cu::ld(xr + j) - mu) * rs;
+    C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
+    cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
+  }
+}
+
+// dw[j] = sum_r g * xhat, db[j] = sum_r g: one thread per column, rows in order (deterministic).
+template <typename T>
+__global__ void backwardColumns(const T* x, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dw, T* db,
+                                int64_t rows, int64_t cols) {
+  MT_CU_LOOP(j, cols) {
+    double sw = 0, sb = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      double gv = double(cu::ld(g + r * cols + j));
+      double xhat = (double(cu::ld(x + r * cols + j)) - double(mean[r])) * double(rstd[r]);
+      sw += gv * xhat;
+      sb += gv;
+    }
+    if (dw) cu::st(dw + j, sw);
+    if (db) cu::st(db + j, sb);
+  }
+}
+
+void checkRows(int64_t rows) {
+  if (rows > (int64_t(1) << 31) - 1) cu::fail("layerNorm: more than 2^31 rows");
+}
+
+}  // namespace
+
+void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
+                          void* rstd, int64_t rows, int64_t cols, double eps) {
+  checkRows(rows);
+  if (rows == 0 || cols == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "layerNorm",
+              forwardRows<T><<<unsigned(rows), cu::kThreads, 0, s>>>(
+                  static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y),
+                  static_cast<Stat<T>*>(mean), static_cast<Stat<T>*>(rstd), cols, eps));
+  cu::checkLaunch("layerNormForward");
+}
+
+void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols) {
+  checkRows(rows);
+  if (rows == 0 || cols == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  MT_CU_FLOAT(dtype, "layerNorm backward", {
+    const auto* m = static_cast<const Stat<T>*>(mean);
+    const auto* r = static_cast<const Stat<T>*>(rstd);
+    if (dx)
+      backwardRows<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), m, r,
+                                                              static_cast<const T*>(g), static_cast<T*>(dx), cols);
+    if (dw || db)
+      backwardColumns<T><<<cu::blocksFor(cols), cu::kThreads, 0, s>>>(static_cast<const T*>(x), m, r, static_cast<const T*>(g),
+                                                                       static_cast<T*>(dw), static_cast<T*>(db), rows, cols);
+  });
+  cu::checkLaunch("layerNormBackward");
+}
+
+}  // namespace mt
