@@ -38,7 +38,7 @@ export interface PipelineEngineOptions {
   schedule?: ScheduleName | Schedule;
   /** The optimizer over `module.parameters()` (plain data parallelism over dpGroup when it has several ranks). */
   optimizer?: { step(): void; zeroGrad(): void };
-  /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer` (stage 3: not with a split backward, ZB-H1). */
+  /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer`. */
   zero?: ZeroPipelineOptions;
   /** Stepped after every optimizer step. */
   lrScheduler?: { step(): void };
@@ -108,9 +108,6 @@ export class PipelineEngine {
     if (!(clip >= 0)) throw new Error(`PipelineEngine: gradientClipping must be >= 0, got ${clip}`);
     const schedule = lowerSchedule(makeSchedule(opts.schedule, mod, m));
     validateSchedule(schedule);
-    if (opts.zero?.stage === 3 && schedule.splitBackward) {
-      throw new Error(`PipelineEngine: schedule '${schedule.name}' defers weight gradients past the backward, but ZeRO stage 3 reduces them within it; use gpipe, 1f1b or interleaved`);
-    }
     await mod.tie();
     // dp replicas start from dp rank 0's weights (ZeroStage12 broadcasts on its own).
     if (opts.dpGroup && !opts.zero) broadcastState(mod, opts.dpGroup, true);
@@ -132,7 +129,10 @@ export class PipelineEngine {
     const hooks = params.map((p) => (z ? [] : p.gradReadyHooks.splice(0)));
     let lossSum: number;
     try {
-      const r = runStageActions(this.module, this.schedule, this.p2p, fetch, true, this.lossScaler, z ? (out, g) => z.backward(out, g) : undefined);
+      const r = runStageActions(
+        this.module, this.schedule, this.p2p, fetch, true, this.lossScaler, z ? (out, g) => z.backward(out, g) : undefined,
+        z && this.schedule.splitBackward ? () => z.reduceWeightGrads() : null,
+      );
       lossSum = r.lossSum;
       this.timeline = r.timeline;
     } finally {

@@ -40,6 +40,7 @@ const now = (): number => performance.timeOrigin + performance.now();
 export function runStageActions(
   module: PipelineModule, schedule: Schedule, p2p: PipeP2P, data: (mb: number) => MicroBatch, train: boolean, scaler: LossScaler | null = null,
   backwardFn: (out: Tensor, grad?: Tensor) => void = (out, grad) => out.backward(grad),
+  afterW: (() => void) | null = null,
 ): BatchResult {
   const actions = schedule.actions[module.pipeRank];
   const last = module.numStages - 1;
@@ -139,6 +140,7 @@ export function runStageActions(
         break;
       case 'W':
         runWeightGrads(st.jobs);
+        afterW?.();
         break;
       case 'RECV_F':
         st.input = p2p.recv('F', a.stage, a.microbatch, a.peer as number);

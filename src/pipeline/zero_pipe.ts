@@ -6,7 +6,8 @@
  * each gradient exactly once, after the last micro-batch (DeepSpeed refuses ZeRO-2 with
  * pipelines because it reduces per micro-batch). Stage 3: parameters are gathered per module
  * around each micro-batch's forward and backward, and each backward reduce-scatters its
- * gradients (they never exist whole, which is stage 3's point). Clipping uses the norm over all stages.
+ * gradients (they never exist whole, which is stage 3's point); under ZB-H1 each W action's
+ * deferred weight gradients go through the same node as stage 2's. Clipping uses the norm over all stages.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
@@ -74,6 +75,11 @@ export class ZeroPipe {
     this.zero.backward(out, grad);
   }
 
+  /** Stage 3 under a split schedule: a W action's weight gradients, reduce-scattered like a backward's. */
+  reduceWeightGrads(): void {
+    this.feed();
+  }
+
   /**
    * Reduces the accumulated gradients over dp, skips on an fp16 overflow anywhere (false), clips
    * over the whole pipeline, updates, gathers.
@@ -105,18 +111,19 @@ export class ZeroPipe {
     return ok;
   }
 
-  /** Stage 2: one backward whose only node returns each parameter's accumulated gradient. */
+  /** One backward whose only node returns each parameter's gradient held in `p.grad` (stage 2: accumulated; stage 3: a W action's). */
   private feed(): void {
-    const params = this.module.parameters();
+    const params = this.module.parameters().filter((p) => p.grad && !p.grad.disposed);
+    if (params.length === 0) return;
     const grads = params.map((p) => {
-      const g = p.grad && !p.grad.disposed ? p.grad : null;
+      const g = p.grad as Tensor;
       p.grad = null;
       return g;
     });
     const root = record('pipelineGradients', params, zeros([], { tag: 'other' }), () => () => grads);
     this.zero.backward(root);
     root.dispose();
-    for (const g of grads) g?.dispose();
+    for (const g of grads) g.dispose();
   }
 
   /**

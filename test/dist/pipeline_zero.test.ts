@@ -2,15 +2,16 @@
 // over dp once per step, with ZeRO stages 1 and 2 over the dp group (gradients handed to ZeRO once,
 // after the last micro-batch) and with ZeRO stage 3 (parameters gathered per module, each
 // micro-batch's gradients reduce-scattered, the tied embedding/head shards summed across the two
-// stages); clipping by the norm over every stage; each equal to one process training on all 8
+// stages), also under ZB-H1 (each W action's deferred weight gradients reduce-scattered like a
+// backward's); clipping by the norm over every stage; each equal to one process training on all 8
 // micro-batches (tolerances in pipeline_common.ts).
 import { test } from 'uvu';
 import { checkTraining, type Result, runPipeline } from './pipeline_common.ts';
 
 let results: Result[] | null = null;
-const run = async () => (results ??= await runPipeline(2, 2, ['1f1b', 'zero1', 'zero2', 'zero3']));
+const run = async () => (results ??= await runPipeline(2, 2, ['1f1b', 'zero1', 'zero2', 'zero3', 'zero3-zb']));
 
-for (const what of ['1f1b', 'zero1', 'zero2', 'zero3']) {
+for (const what of ['1f1b', 'zero1', 'zero2', 'zero3', 'zero3-zb']) {
   test(`pipeline pp=2 x dp=2 ${what}: losses, norms and weights equal one process; tied weights identical`, async () => {
     checkTraining(await run(), what, 4);
   });
