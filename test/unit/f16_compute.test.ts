@@ -36,7 +36,7 @@ function check(name: string, op: (a: Tensor, b: Tensor, c: Tensor) => Tensor, sh
     assert.is(y16.dtype, 'f16', `${name}: output dtype`);
     assert.ok(relErr(y16.to('f32'), y32) < 2e-3, `${name}: output ${relErr(y16.to('f32'), y32)}`);
     // A loss with a non-uniform upstream gradient.
-    const g = randn(y32.shape);
+    const g = randn([...y32.shape]);
     sum(mul(y16.to('f32'), g)).backward();
     sum(mul(y32, g)).backward();
     leaves.forEach(([a, b], i) => {
