@@ -130,7 +130,7 @@ export class GPT extends Module {
     if (ids.ndim !== 2) throw new Error(`GPT: ids must be [batch, seq], got [${ids.shape.join(', ')}]`);
     const T = ids.shape[1];
     if (T > this.config.nCtx) throw new Error(`GPT: sequence length ${T} exceeds the context length ${this.config.nCtx}`);
-    const pos = arange(T, { dtype: 'i32' });
+    const pos = arange(T, { dtype: 'i32', device: ids.device });
     let x = add(this.wte.forward(ids), this.wpe.forward(pos));
     x = dropout(x, this.config.dropout ?? 0, this.training);
     for (const block of this.h) x = block.forward(x);

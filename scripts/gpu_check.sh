@@ -35,7 +35,7 @@ console.log(JSON.stringify(native.deviceInfo()));
 console.log(JSON.stringify(cudaLibraries(), null, 1));
 " || echo "REPORT FAILED"
 status=0
-for f in cuda_runtime cuda_ops; do
+for f in cuda_runtime cuda_ops cuda_train; do
   echo "== test/unit/$f.test.ts"
   timeout 240 node --import tsx node_modules/uvu/bin.js test/unit "^$f\.test\.ts$" || { echo "FAILED: $f"; status=1; }
 done

@@ -5,6 +5,7 @@
  */
 export { Module, type ForwardHook, type ForwardPreHook, type ParamGradHook, type RemovableHandle, type NamedOptions, type LoadResult } from './module.ts';
 export { flattenParameters, type FlatParameters, type FlattenOptions } from './flat.ts';
+export { moduleToDevice } from './to_device.ts';
 export * as init from './init.ts';
 export { withoutInit } from './init.ts';
 export { Linear, type LinearOptions } from './linear.ts';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cudaDeviceCount, cudaLibraries, native, tensor, tidy, zeros } from '../../src/index.ts';
+import { cudaDeviceCount, cudaLibraries, native, nn, tensor, tidy, zeros } from '../../src/index.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -88,6 +88,7 @@ test('a CUDA tensor without a usable device is a clear error, not a crash', () =
   if (cudaDeviceCount() > 0) return;
   assert.throws(() => zeros([4], { device: 'cuda:0' }), /cuda:0 is not available/);
   assert.throws(() => tidy(() => tensor([1, 2]).to('cuda:0')), /cuda:0 is not available/);
+  assert.throws(() => nn.moduleToDevice(new nn.Linear(2, 2), 'cuda:0'), /cuda:0 is not available/);
 });
 
 test('copyBytes copies between CPU storages (the path every device pair shares)', () => {
