@@ -143,7 +143,7 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
   const common = { group, reduceBucketSize: Math.max(1, z.reduce_bucket_size), overlapComm: z.overlap_comm, gradientClipping: config.gradient_clipping };
   const o = z.offload_optimizer;
   if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
-  const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: z.sub_group_size };
+  const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: Math.max(1, z.sub_group_size) };
   if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
   return new ZeroStage3(model, spec, {
     ...common, ...offload, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
