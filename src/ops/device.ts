@@ -15,5 +15,6 @@ import * as k from './kernels.ts';
 export function toDevice(x: Tensor, device: Device): Tensor {
   const dev = checkDevice(device, 'to');
   const out = k.toDevice(x, dev);
-  return record('to', [x], out, () => (g) => [k.toDevice(g, x.device)]);
+  const from = x.device; // read now: x may be freed before backward
+  return record('to', [x], out, () => (g) => [k.toDevice(g, from)]);
 }

@@ -59,11 +59,13 @@ function softmaxOp(op: 'softmax' | 'logSoftmax', x: Tensor, dim: number, opts: S
   }
   const result = record(op, [x], out, (node) => {
     const sy = node.save(y);
+    // Backward must not read x's storage: x is not saved and may be freed by then (a pipeline stage's forward scope).
+    const dev = x.device;
     return (g) => {
       const gv = d === last ? g : swapped(g, d, last);
       const gc = contiguousAs(gv, x.dtype);
-      const dx = k.empty(gc.shape, x.dtype, undefined, false, x.device);
-      kernelsOn(x.device).softmaxBackward(code, sy.id, sy.offset, gc.id, gc.offset, dx.id, 0, rows, cols, log, causalRows, scale);
+      const dx = k.empty(gc.shape, x.dtype, undefined, false, dev);
+      kernelsOn(dev).softmaxBackward(code, sy.id, sy.offset, gc.id, gc.offset, dx.id, 0, rows, cols, log, causalRows, scale);
       if (gc !== gv) gc.dispose();
       if (gv !== g) gv.dispose();
       if (d === last) return [dx];
