@@ -7,13 +7,15 @@
  * 'optim' bytes between steps and at most bufferCount sub-group buffers during one. Files: one
  * per partition, removed by destroy(); a truncated, deleted or replaced file is a clear error
  * before anything is updated; checkpoint views read the file and write back through flush().
+ * The async file IO under it round-trips bytes and reports a short read with the file named.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyInPlace, manualSeed, memoryStats, randn, resetPeakMemoryStats, type Tensor } from '../../src/index.ts';
+import { copyInPlace, manualSeed, memoryStats, randn, resetPeakMemoryStats, type Tensor, tensor, zeros } from '../../src/index.ts';
+import { readAsync, wait, writeAsync } from '../../src/zero/offload/async_io.ts';
 import { resolveOffload } from '../../src/zero/offload/options.ts';
 import { resolveSpec, type ZeroOptimizerSpec } from '../../src/zero/optimizer.ts';
 import { PartitionOptimizer } from '../../src/zero/partition_optimizer.ts';
@@ -173,6 +175,23 @@ test('offload: a truncated, deleted or replaced nvme file is a clear error and n
     assert.throws(() => r.opt.stateView('expAvg', 0, 1), (e: Error) => e.message.includes(file), `${damage}: checkpoint views too`);
     done(r);
     assert.not.ok(existsSync(file), `${damage}: destroy() removed the path`);
+  }
+});
+
+test('offload: async file IO round-trips a tensor; reading past the end is a short-read error naming the file', () => {
+  const file = path.join(dir, 'io.bin');
+  const fd = openSync(file, 'w+');
+  try {
+    const src = tensor(Float32Array.from({ length: 1000 }, (_, i) => i * 0.5));
+    const dst = zeros([1000]);
+    wait(writeAsync(fd, 40, src, file));
+    wait(readAsync(fd, 40, dst, file));
+    assert.equal(dst.toArray(), src.toArray(), 'read back what was written at byte 40');
+    assert.throws(() => wait(readAsync(fd, 400, dst, file)), (e: Error) => {
+      return e.message.includes(file) && /short read: the file ends after 4040 bytes; wanted 4000 bytes from offset 400/.test(e.message);
+    });
+  } finally {
+    closeSync(fd);
   }
 });
 
