@@ -105,8 +105,10 @@ test('offload: nvme holds no optim bytes between steps and at most bufferCount s
   manualSeed(5);
   const p = randn([N]).to('bf16');
   const g = randn([N]).to('bf16');
+  resetPeakMemoryStats();
   const opt = new PartitionOptimizer(resolveSpec({ type: 'AdamW' }), p, { offload: resolveOffload({ device: 'nvme', nvmePath: dir, bufferCount: 3 }, 100, 't'), name: 'mem' });
   assert.is(memoryStats().cpu.optim.current, base, 'nothing resident after construction');
+  assert.is(memoryStats().cpu.optim.peak, base + 2 * 100 * 3 * 4, 'the initial write used 2 sub-group buffers');
   for (let s = 1; s <= 2; s++) {
     resetPeakMemoryStats();
     opt.step({ dtype: 'bf16', id: p.id, off: p.offset }, { dtype: 'bf16', id: g.id, off: g.offset }, s);

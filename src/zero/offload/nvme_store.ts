@@ -213,14 +213,15 @@ export class NvmeStore implements StateStore {
     return whole;
   }
 
-  /** Sub-group by sub-group through two buffers: fill one while the other is written. */
+  /** Sub-group by sub-group through (up to) two buffers: fill one while the other is written. */
   private writeInitial(initial: ReadonlyMap<string, Tensor>): void {
     const cap = this.subGroupSize * this.slots.length;
-    const bufs = [optimBuffer(cap, false, false), optimBuffer(cap, false, false)];
-    const busy: (Transfer | null)[] = [null, null];
+    const B = Math.min(2, this.subGroups);
+    const bufs = Array.from({ length: B }, () => optimBuffer(cap, false, false));
+    const busy: (Transfer | null)[] = new Array(B).fill(null);
     try {
       for (let i = 0; i < this.subGroups; i++) {
-        const b = i % 2;
+        const b = i % B;
         const prev = busy[b];
         busy[b] = null;
         if (prev) {
