@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward } from '../tensor_parallel/sequence_parallel.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
@@ -44,6 +45,12 @@ export interface PipelineEngineOptions {
   lrScheduler?: { step(): void };
   /** The data-parallel group (the mesh's 'dp' group); default: none. */
   dpGroup?: ProcessGroup;
+  /**
+   * The tensor-parallel group (the mesh's 'tp' group) when the stages' layers are tensor-parallel
+   * (e.g. gptTensorParallelPipelineLayers): sequence-parallel gradients are summed over it once
+   * per step (stage 3: in each backward), and clipping and the fp16 overflow check span it.
+   */
+  tpGroup?: ProcessGroup;
   /** Clip the global gradient norm over all stages to this value (0: off). */
   gradientClipping?: number;
   /**
@@ -67,6 +74,7 @@ export class PipelineEngine {
   /** The lowered schedule every rank runs. */
   readonly schedule: Schedule;
   readonly dpGroup: ProcessGroup | null;
+  readonly tpGroup: ProcessGroup | null;
   readonly gradientClipping: number;
   /** Batches trained (optimizer steps, skipped ones included, as DeepSpeed counts). */
   globalSteps = 0;
@@ -88,18 +96,19 @@ export class PipelineEngine {
     this.microBatches = opts.microBatches;
     this.schedule = schedule;
     this.dpGroup = opts.dpGroup ?? null;
+    this.tpGroup = opts.tpGroup && opts.tpGroup.size > 1 ? opts.tpGroup : null;
     this.gradientClipping = opts.gradientClipping ?? 0;
     this.optimizer = opts.optimizer ?? null;
     this.lrScheduler = opts.lrScheduler ?? null;
     this.lossScaler = opts.lossScaler ?? null;
-    this.zeroPipe = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping) : null;
+    this.zeroPipe = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping, this.tpGroup) : null;
     this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank);
     if (schedule.splitBackward) installWeightGradDeferral(this.module);
   }
 
   /** Every rank of the pipeline (and dp) group calls it: validates the schedule, ties weights, broadcasts dp replicas. */
   static async create(opts: PipelineEngineOptions): Promise<PipelineEngine> {
-    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'gradientClipping', 'lossScaler'];
+    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'tpGroup', 'gradientClipping', 'lossScaler'];
     for (const k of Object.keys(opts)) if (!known.includes(k)) throw new Error(`PipelineEngine: unknown option "${k}" (known: ${known.join(', ')})`);
     const { module: mod, microBatches: m } = opts;
     if (!Number.isInteger(m) || m < 1) throw new Error(`PipelineEngine: microBatches must be a positive integer, got ${m}`);
@@ -111,6 +120,8 @@ export class PipelineEngine {
     await mod.tie();
     // dp replicas start from dp rank 0's weights (ZeroStage12 broadcasts on its own).
     if (opts.dpGroup && !opts.zero) broadcastState(mod, opts.dpGroup, true);
+    // Stage 3 takes each backward's gradients: sequence-parallel sums go in before its hooks (registered next).
+    if (opts.tpGroup && opts.tpGroup.size > 1 && opts.zero?.stage === 3) reduceSequenceParallelGradsInBackward(mod, opts.tpGroup);
     return new PipelineEngine(opts, schedule);
   }
 
@@ -138,6 +149,7 @@ export class PipelineEngine {
     } finally {
       params.forEach((p, i) => p.gradReadyHooks.push(...hooks[i]));
     }
+    if (this.tpGroup && !z) allReduceSequenceParallelGrads(this.module, this.tpGroup);
     sumTiedGrads(this.module);
     let ok: boolean;
     if (this.zeroPipe) {
@@ -146,10 +158,10 @@ export class PipelineEngine {
     } else {
       if (this.dpGroup) averageGrads(params, this.dpGroup);
       const scaler = this.lossScaler;
-      ok = !scaler || unscaleOrSkip(params.map((p) => p.grad), scaler, [this.module.group, this.dpGroup]);
+      ok = !scaler || unscaleOrSkip(params.map((p) => p.grad), scaler, [this.module.group, this.dpGroup, this.tpGroup]);
       this.lastGradNorm = Number.NaN;
       if (ok) {
-        if (this.gradientClipping > 0) this.lastGradNorm = clipPipelineGrads(this.module, this.gradientClipping);
+        if (this.gradientClipping > 0) this.lastGradNorm = clipPipelineGrads(this.module, this.gradientClipping, this.tpGroup);
         this.optimizer?.step();
       }
       this.optimizer?.zeroGrad();

@@ -12,6 +12,7 @@ import { normPow } from '../optim/fused.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { PipelineModule } from './module.ts';
+import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
 
 /** Sums each tied weight's gradient over the pipeline ranks holding it (a missing gradient counts as zero). */
 export function sumTiedGrads(module: PipelineModule): void {
@@ -62,20 +63,24 @@ export function allReduceNumber(value: number, groups: (ProcessGroup | null)[], 
   return v;
 }
 
-/** Parameters whose gradients count in this rank's share of the global norm: tied copies only on their owner. */
-export function normParams(module: PipelineModule): Tensor[] {
-  const skip = new Set(module.ties.filter((t) => t.param && t.owner !== module.pipeRank).map((t) => t.param as Tensor));
+/**
+ * Parameters whose gradients count in this rank's share of the global norm: tied copies only on
+ * their owner; with tensor-parallel layers (`tp`), parameters every tp rank holds whole only on tp rank 0.
+ */
+export function normParams(module: PipelineModule, tp: ProcessGroup | null = null): Tensor[] {
+  const skip = tensorParallelDuplicates(module, tp);
+  for (const t of module.ties) if (t.param && t.owner !== module.pipeRank) skip.add(t.param);
   return module.parameters().filter((p) => !skip.has(p));
 }
 
 /**
  * Global-norm clipping over the whole pipeline (plain optimizer: gradients already averaged
- * over dp, so the norm is summed over the pipeline group only). Returns the norm before clipping.
+ * over dp, so the norm is summed over the pipeline group, and tp with tensor-parallel layers). Returns the norm before clipping.
  */
-export function clipPipelineGrads(module: PipelineModule, maxNorm: number): number {
+export function clipPipelineGrads(module: PipelineModule, maxNorm: number, tp: ProcessGroup | null = null): number {
   let local = 0;
-  for (const p of normParams(module)) if (p.grad && !p.grad.disposed) local += sumSquares(p.grad);
-  const total = Math.sqrt(allReduceNumber(local, [module.group]));
+  for (const p of normParams(module, tp)) if (p.grad && !p.grad.disposed) local += sumSquares(p.grad);
+  const total = Math.sqrt(allReduceNumber(local, [module.group, tp]));
   if (!Number.isFinite(total) || maxNorm <= 0) return total;
   const coef = maxNorm / (total + 1e-6);
   if (coef < 1) for (const p of module.parameters()) if (p.grad && !p.grad.disposed) scaleInPlace(p.grad, coef);

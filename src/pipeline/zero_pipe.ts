@@ -8,6 +8,8 @@
  * around each micro-batch's forward and backward, and each backward reduce-scatters its
  * gradients (they never exist whole, which is stage 3's point); under ZB-H1 each W action's
  * deferred weight gradients go through the same node as stage 2's. Clipping uses the norm over all stages.
+ * With tensor-parallel stages (tpGroup), the norm and the overflow check span the tp axis too,
+ * each parameter that tp ranks hold whole counted once.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
@@ -25,6 +27,7 @@ import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, sumSquares } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule, Tie } from './module.ts';
+import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
 
 export interface ZeroPipelineOptions {
   stage: 1 | 2 | 3;
@@ -36,34 +39,45 @@ export interface ZeroPipelineOptions {
   paramPersistenceThreshold?: number;
 }
 
-/** Stage 3: a tied weight's shard in this rank's gradient partition of its dtype (the same slice on every stage holding it). */
-interface TiedShard {
-  tie: Tie;
+/** Stage 3: where a parameter's shard sits in this rank's gradient partition of its dtype. */
+interface Slot {
   part: number;
   offset: number;
   valid: number;
+}
+
+/** Stage 3: a tied weight's slot (the same slice on every stage holding it). */
+interface TiedShard extends Slot {
+  tie: Tie;
 }
 
 export class ZeroPipe {
   readonly zero: ZeroOptimizer;
   lastGradNorm = Number.NaN;
   private tiedShards: TiedShard[] = [];
+  /** Parameters every tp rank holds whole, left out of this rank's norm share (all of them off tp rank 0). */
+  private readonly tpDuplicates: Set<Tensor>;
+  /** Stage 3: their slots. */
+  private tpDuplicateSlots: Slot[] = [];
 
   constructor(
     private readonly module: PipelineModule,
     opts: ZeroPipelineOptions,
     dpGroup: ProcessGroup | null,
     private readonly clip: number,
+    private readonly tpGroup: ProcessGroup | null = null,
   ) {
     const { stage, optimizer, reduceBucketSize, overlapComm, paramPersistenceThreshold } = opts;
     if (!dpGroup) throw new Error('PipelineEngine: zero needs dpGroup (the mesh\'s dp group)');
     if (stage === 3) {
       this.zero = new ZeroStage3(module, optimizer, { group: dpGroup, reduceBucketSize, overlapComm, paramPersistenceThreshold });
       this.tiedShards = tiedShards(module, dpGroup, this.zero as ZeroStage3);
+      this.tpDuplicateSlots = partitionSlots(module, dpGroup, this.zero as ZeroStage3, [...tensorParallelDuplicates(module, tpGroup)]);
     } else {
       if (paramPersistenceThreshold !== undefined) throw new Error('PipelineEngine: zero.paramPersistenceThreshold is a stage 3 option');
       this.zero = new ZeroStage12(module, optimizer, { stage, group: dpGroup, reduceBucketSize, overlapComm });
     }
+    this.tpDuplicates = tensorParallelDuplicates(module, tpGroup);
   }
 
   /** Stage 3 reduces in every micro-batch's backward, run through `backward` (the hooks it needs stay on). */
@@ -92,13 +106,19 @@ export class ZeroPipe {
       const slices = this.tiedShards.filter((t) => t.valid > 0).map((t) => ({ t, v: parts[t.part].narrow(0, t.offset, t.valid) }));
       for (const { t, v } of slices) t.tie.group?.allReduce(v, 'sum');
       try {
-        if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group])) return false;
+        if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group, this.tpGroup])) return false;
         if (this.clip <= 0) return true;
         // Tied copies count once: stages 1-2 took the squares before unscaling, stage 3 takes them from the slices.
         let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
         for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) local -= sumSquares(v);
+        for (const s of this.tpDuplicateSlots) {
+          if (s.valid === 0) continue;
+          const v = parts[s.part].narrow(0, s.offset, s.valid);
+          local -= sumSquares(v);
+          v.dispose();
+        }
         for (const g of parts) local += sumSquares(g);
-        const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group])));
+        const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group, this.tpGroup])));
         this.lastGradNorm = total;
         const coef = this.clip / (total + 1e-6);
         if (Number.isFinite(total) && coef < 1) for (const g of parts) scaleInPlace(g, coef);
@@ -127,14 +147,16 @@ export class ZeroPipe {
   }
 
   /**
-   * The squared norm of the dp-averaged tied gradients that this stage holds but does not own:
-   * every stage's partitions include its copy, the global norm counts it once.
+   * The squared norm of the dp-averaged gradients this rank holds that the global norm counts
+   * elsewhere: tied copies this stage does not own, and (off tp rank 0) parameters every tp rank
+   * holds whole. Stages 1-2 only (stage 3 holds no whole gradients; it uses slots).
    */
   private duplicateTiedSquares(): number {
+    const dup = this.module.ties.filter((t) => t.param && t.owner !== this.module.pipeRank && t.group).map((t) => t.param as Tensor);
     let sq = 0;
-    for (const t of this.module.ties) {
-      if (!t.param || t.owner === this.module.pipeRank || !t.group || !t.param.grad) continue;
-      const avg = withTag('grad', () => k.copy(t.param?.grad as Tensor));
+    for (const p of [...dup, ...this.tpDuplicates]) {
+      if (!p.grad || p.grad.disposed) continue;
+      const avg = withTag('grad', () => k.copy(p.grad as Tensor));
       this.zero.group.allReduce(avg, 'avg');
       sq += sumSquares(avg);
       avg.dispose();
@@ -151,19 +173,23 @@ export type { Tensor };
  * (planPartition), so the plan is recomputed here and checked against the optimizer's sizes.
  */
 function tiedShards(module: PipelineModule, dp: ProcessGroup, zero: ZeroStage3): TiedShard[] {
+  const ties = module.ties.filter((t) => t.param && t.group);
+  const slots = partitionSlots(module, dp, zero, ties.map((t) => t.param as Tensor));
+  return ties.map((tie, i) => ({ tie, ...slots[i] }));
+}
+
+/** Each parameter's slot in this rank's stage-3 gradient partitions (plans recomputed and checked against the optimizer's sizes). */
+function partitionSlots(module: PipelineModule, dp: ProcessGroup, zero: ZeroStage3, params: Tensor[]): Slot[] {
   const named = module.namedParameters();
   const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
   const sizes = zero.partitions();
-  const out: TiedShard[] = [];
-  for (const tie of module.ties) {
-    if (!tie.param || !tie.group) continue;
-    const dtype = tie.param.dtype;
+  return params.map((param) => {
+    const dtype = param.dtype;
     const list = named.filter(([, p]) => p.dtype === dtype);
     const plan = planPartition(list.map(([name, p]) => ({ name, numel: p.numel })), dp.size, dp.rank);
     const part = dtypes.indexOf(dtype);
     if (sizes[part]?.partitionNumel !== plan.numel) throw new Error(`PipelineEngine: the ZeRO-3 partition of ${dtype} has ${sizes[part]?.partitionNumel} elements, the plan ${plan.numel}`);
-    const shard = plan.shards[list.findIndex(([, p]) => p === tie.param)];
-    out.push({ tie, part, offset: shard.offset, valid: shard.valid });
-  }
-  return out;
+    const shard = plan.shards[list.findIndex(([, p]) => p === param)];
+    return { part, offset: shard.offset, valid: shard.valid };
+  });
 }
