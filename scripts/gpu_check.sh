@@ -35,6 +35,8 @@ console.log(JSON.stringify(native.deviceInfo()));
 console.log(JSON.stringify(cudaLibraries(), null, 1));
 " || echo "REPORT FAILED"
 status=0
+devices=$(node --import tsx --input-type=module -e "import { native } from './src/index.ts'; console.log(native.deviceInfo().cudaDevices)" 2>/dev/null | tail -1)
+if [ "${devices:-0}" = "0" ]; then echo "FAILED: the addon sees no CUDA device (the tests below only print SKIP)"; status=1; fi
 for f in cuda_runtime cuda_ops cuda_train; do
   echo "== test/unit/$f.test.ts"
   timeout 240 node --import tsx node_modules/uvu/bin.js test/unit "^$f\.test\.ts$" || { echo "FAILED: $f"; status=1; }
@@ -53,6 +55,6 @@ for (let i = 0; i < 23; i++) {
 times.sort((x, y) => x - y);
 const ms = times[10];
 console.log('median ' + ms.toFixed(3) + ' ms, ' + (2 * 4096 ** 3 / ms / 1e9).toFixed(1) + ' TFLOP/s (host-timed, includes the launch)');
-" || echo "MATMUL TIMING FAILED"
+" || { echo "FAILED: matmul timing"; status=1; }
 echo "== done, status $status"
 exit $status
