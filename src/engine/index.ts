@@ -13,7 +13,7 @@ export {
 export { hasOverflow } from './overflow.ts';
 export { initialize, type InitializeOptions, type Initialized } from './initialize.ts';
 export { Engine, type EngineBackend, type EngineParts, type EngineZero } from './engine.ts';
-export { formatMemoryReport, type MemoryReport, type MemoryBuffer, type FormulaTerm, type FormulaTag } from './memory_report.ts';
+export { formatMemoryReport, type MemoryReport, type MemoryBuffer, type MemoryLocation, type FormulaTerm, type FormulaTag } from './memory_report.ts';
 export { DEFAULT_16BIT_FILENAME } from './save_16bit.ts';
 export type { WallClockReport } from './wall_clock.ts';
 export { ZERO_KEY_USAGE, formatZeroKeyUsage, type ZeroKeyUsage } from './config_usage.ts';

@@ -14,7 +14,8 @@
  * measured ≈ formula + buffers; padding to a multiple of N adds at most N − 1 elements per flat
  * group (stage 3: per parameter). With zero_optimization.offload_optimizer the optim term lives
  * elsewhere: `cpu` in the separately accounted host pool (`offloadPool`, memoryStats' 'cpu-offload'),
- * `nvme` in files under nvme_path (resident: only the sub-group buffers during a step).
+ * `nvme` in files under nvme_path (resident: only the sub-group buffers during a step); likewise
+ * the stage-3 param term with offload_param.
  */
 
 import { Optimizer } from '../optim/optimizer.ts';
@@ -24,6 +25,11 @@ import { CPU_OFFLOAD_POOL, MEMORY_TAGS, type MemoryCounter, type MemoryTag, memo
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { EngineBackend, EngineZero } from './backend.ts';
 import type { Engine } from './engine.ts';
+
+/** Where a formula term is held: the device, the CPU offload pool, or nvme files. */
+export type MemoryLocation = 'device' | 'cpu-offload' | 'nvme';
+
+const locationOf = (device: string): MemoryLocation => (device === 'cpu' ? 'cpu-offload' : device === 'nvme' ? 'nvme' : 'device');
 
 /** A buffer the implementation holds beyond the formula's terms. */
 export interface MemoryBuffer {
@@ -64,7 +70,9 @@ export interface MemoryReport {
   /** This rank's bytes per tag on its device, now and at peak (since the last resetPeakMemoryStats). */
   measured: Record<MemoryTag, MemoryCounter>;
   /** Where the optim term is held: on the device, in the CPU offload pool, or in nvme files. */
-  optimLocation: 'device' | 'cpu-offload' | 'nvme';
+  optimLocation: MemoryLocation;
+  /** Where the param term's partitions are held (stage 3 with offload_param; else the device). */
+  paramLocation: MemoryLocation;
   /** The CPU offload pool's bytes per tag (null when nothing was ever allocated there). */
   offloadPool: Record<MemoryTag, MemoryCounter> | null;
 }
@@ -92,11 +100,12 @@ export function memoryReport(engine: Engine, backend: EngineBackend): MemoryRepo
   const device = params[0]?.device ?? 'cpu';
   const stats = memoryStats();
   const measured = stats[device] ?? stats.cpu;
-  const off = stage === 0 ? 'none' : engine.config.zero_optimization.offload_optimizer.device;
+  const z = engine.config.zero_optimization;
   return {
     rank: engine.group.rank, dpSize: N, stage, psi, dtype, optimizer,
     formula: { text: formulaText(terms), terms, bytes: terms.reduce((n, t) => n + t.bytes, 0) }, buffers, expected, measured,
-    optimLocation: off === 'cpu' ? 'cpu-offload' : off === 'nvme' ? 'nvme' : 'device', offloadPool: stats[CPU_OFFLOAD_POOL] ?? null,
+    optimLocation: stage === 0 ? 'device' : locationOf(z.offload_optimizer.device),
+    paramLocation: stage === 3 ? locationOf(z.offload_param.device) : 'device', offloadPool: stats[CPU_OFFLOAD_POOL] ?? null,
   };
 }
 
@@ -163,11 +172,13 @@ export function formatMemoryReport(r: MemoryReport): string {
     const rest = t ? `${col(mib(t.bytes))}${col(mib(extra))}${col(mib(r.expected[t.tag]))}` : '';
     lines.push(`  ${tag.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}${rest}`);
   }
-  if (r.offloadPool) {
-    const m = r.offloadPool.optim;
-    lines.push(`  ${'optim'.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}  in the ${CPU_OFFLOAD_POOL} pool`);
+  for (const tag of MEMORY_TAGS) {
+    const m = r.offloadPool?.[tag];
+    if (m && (m.current > 0 || m.peak > 0)) lines.push(`  ${tag.padEnd(10, ' ')}${col(mib(m.current))}${col(mib(m.peak))}  in the ${CPU_OFFLOAD_POOL} pool`);
   }
-  if (r.optimLocation !== 'device') lines.push(`  the optim term is held in ${r.optimLocation === 'nvme' ? 'nvme files (resident: sub-group buffers during a step)' : `the ${CPU_OFFLOAD_POOL} pool`}`);
+  const where = (l: MemoryLocation) => (l === 'nvme' ? 'nvme files (resident: the buffers in use)' : `the ${CPU_OFFLOAD_POOL} pool`);
+  if (r.paramLocation !== 'device') lines.push(`  the param term's partitions are held in ${where(r.paramLocation)}`);
+  if (r.optimLocation !== 'device') lines.push(`  the optim term is held in ${where(r.optimLocation)}`);
   for (const b of r.buffers) lines.push(`  buffer ${b.name} (${b.tag}): ${mib(b.bytes)}, ${b.note}`);
   return lines.join('\n');
 }
