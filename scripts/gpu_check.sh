@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU validation, in one call of a device machine (H100/H200, CUDA 13, no Node there):
 #   here:  npx cmake-js compile --out build-gpu && scripts/gpu_pack.sh
-#   there: run(command: "bash scripts/gpu_check.sh", carry: [".carry"], timeout_s: 420)
+#   there: run(command: "bash scripts/gpu_check.sh", carry: [".carry/gpu.tar.xz"], timeout_s: 300)
+#   (MT_MEMCHECK=1 bash scripts/gpu_check.sh also runs the op suite under compute-sanitizer: slower,
+#   for a second call when a failure needs explaining)
 # It unpacks .carry/gpu.tar.xz, points the loader at the Python wheels' NVIDIA libraries (cuBLAS,
 # NCCL), prints the device and library report, and runs the CUDA test files. Logs go to $OUT.
 set -uo pipefail
@@ -56,5 +58,13 @@ times.sort((x, y) => x - y);
 const ms = times[10];
 console.log('median ' + ms.toFixed(3) + ' ms, ' + (2 * 4096 ** 3 / ms / 1e9).toFixed(1) + ' TFLOP/s (host-timed, includes the launch)');
 " || { echo "FAILED: matmul timing"; status=1; }
+if [ "${MT_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer > /dev/null; then
+  echo "== compute-sanitizer memcheck over the op suite (out-of-bounds and misaligned accesses, API errors)"
+  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
+    node --import tsx node_modules/uvu/bin.js test/unit '^cuda_ops\.test\.ts$' > "$OUT/memcheck.log" 2>&1
+  rc=$?
+  tail -25 "$OUT/memcheck.log"
+  case $rc in 0) echo "memcheck: clean" ;; 124) echo "memcheck: timed out (not a failure of the code)" ;; *) echo "FAILED: memcheck exit $rc"; status=1 ;; esac
+fi
 echo "== done, status $status"
 exit $status

@@ -150,6 +150,9 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
   cudaCheck(cudaStreamSynchronize(computeStream(srcDev)), "waiting for the source device");
   cudaUseDevice(dstDev);
   cudaCheck(cudaMemcpyPeerAsync(dst, dstDev, src, srcDev, n, s), "copying between devices");
+  // The source block may be freed next and reused by the source's compute stream: that stream
+  // must not run ahead of the copy still reading it.
+  streamWaitStream(dstDev, computeStream(srcDev), s);
 }
 
 void cudaSynchronizeDevice(int dev) {
