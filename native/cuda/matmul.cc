@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
+#include <memory>
 #include <mutex>
 #include "cuda/kernels.h"
 #include "cuda/libraries.h"
@@ -77,20 +79,42 @@ int ltType(DType d) {
   }
 }
 
-// RAII for the descriptors of one call.
-struct Descs {
-  const CublasLtApi& a;
+// The descriptors and the chosen algorithm of one problem shape, made once: creating them and
+// asking the heuristic costs tens of microseconds, as much as a small product.
+struct Plan {
+  const CublasLtApi* a = nullptr;
   lt::MatmulDesc op = nullptr;
   lt::Layout la = nullptr, lb = nullptr, lc = nullptr;
   lt::Preference pref = nullptr;
-  ~Descs() {
-    if (pref) a.preferenceDestroy(pref);
-    if (lc) a.layoutDestroy(lc);
-    if (lb) a.layoutDestroy(lb);
-    if (la) a.layoutDestroy(la);
-    if (op) a.matmulDescDestroy(op);
+  lt::Algo algo{};
+  ~Plan() {
+    if (!a) return;
+    if (pref) a->preferenceDestroy(pref);
+    if (lc) a->layoutDestroy(lc);
+    if (lb) a->layoutDestroy(lb);
+    if (la) a->layoutDestroy(la);
+    if (op) a->matmulDescDestroy(op);
   }
 };
+
+// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments.
+using PlanKey = std::array<int64_t, 16>;
+constexpr size_t kMaxPlans = 4096;
+
+// The cached plan for `key`, built by `build` on a miss (a failed build is not cached).
+template <typename F>
+const Plan& planFor(const PlanKey& key, F&& build) {
+  static std::mutex mu;
+  static std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = plans.find(key);
+  if (it != plans.end()) return *it->second;
+  if (plans.size() >= kMaxPlans) plans.clear();  // shapes churn (e.g. variable sequence lengths)
+  auto plan = std::make_unique<Plan>();
+  plan->a = &api();
+  build(*plan);
+  return *plans.emplace(key, std::move(plan)).first->second;
+}
 
 void batchLayout(const CublasLtApi& a, lt::Layout l, int64_t batch, int64_t stride) {
   if (batch <= 1) return;
@@ -138,42 +162,46 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   DeviceLt& h = deviceLt(dev);
   cudaUseDevice(dev);
   const bool f64 = d == DType::F64;
-  const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
-  Descs x{a};
-  ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
   // Column-major view: out^T [N, M] = B^T [N, K] x A^T [K, M]; row-major X with leading dim L is
   // column-major X^T with the same L (no transpose), column-major X needs a transpose.
-  int opA = B.rowMajor() ? lt::kOpN : lt::kOpT, opB = A.rowMajor() ? lt::kOpN : lt::kOpT;
-  ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransA, &opA, sizeof(opA)), "setting transA");
-  ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransB, &opB, sizeof(opB)), "setting transB");
-  const int t = ltType(d), ot = ltType(od);
-  if (B.rowMajor()) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), B.s[1]), "layout of B");
-  else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), B.s[2]), "layout of B");
-  if (A.rowMajor()) ltCheck(a.layoutCreate(&x.lb, t, uint64_t(K), uint64_t(M), A.s[1]), "layout of A");
-  else ltCheck(a.layoutCreate(&x.lb, t, uint64_t(M), uint64_t(K), A.s[2]), "layout of A");
-  ltCheck(a.layoutCreate(&x.lc, ot, uint64_t(N), uint64_t(M), N), "layout of out");
-  batchLayout(a, x.la, batch, B.s[0]);
-  batchLayout(a, x.lb, batch, A.s[0]);
-  batchLayout(a, x.lc, batch, M * N);
-  ltCheck(a.preferenceCreate(&x.pref), "creating the preference");
-  uint64_t ws = kWorkspaceBytes;
-  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof(ws)), "setting the workspace size");
+  const int opA = B.rowMajor() ? lt::kOpN : lt::kOpT, opB = A.rowMajor() ? lt::kOpN : lt::kOpT;
+  const int64_t ldB = B.rowMajor() ? B.s[1] : B.s[2], ldA = A.rowMajor() ? A.s[1] : A.s[2];
   // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
   const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
-  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignA, &alignA, sizeof(alignA)), "setting A's alignment");
-  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignB, &alignB, sizeof(alignB)), "setting B's alignment");
-  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignD, sizeof(alignD)), "setting C's alignment");
-  ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignD, &alignD, sizeof(alignD)), "setting D's alignment");
-  lt::HeuristicResult best{};
-  int found = 0;
-  ltCheck(a.algoGetHeuristic(h.handle, x.op, x.la, x.lb, x.lc, x.lc, x.pref, 1, &best, &found), "choosing an algorithm");
-  MT_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for ", dtypeNameOf(d), " -> ", dtypeNameOf(od), " [", batch,
-           " x ", M, " x ", K, "] @ [", K, " x ", N, "]");
+  const PlanKey key{dev, int64_t(d), int64_t(od), batch, M, N, K, opA, opB, ldB, ldA, B.s[0], A.s[0], alignA, alignB, alignD};
+  const Plan& x = planFor(key, [&](Plan& x) {
+    const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
+    ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
+    ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransA, &opA, sizeof(opA)), "setting transA");
+    ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransB, &opB, sizeof(opB)), "setting transB");
+    const int t = ltType(d), ot = ltType(od);
+    if (opA == lt::kOpN) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), ldB), "layout of B");
+    else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
+    if (opB == lt::kOpN) ltCheck(a.layoutCreate(&x.lb, t, uint64_t(K), uint64_t(M), ldA), "layout of A");
+    else ltCheck(a.layoutCreate(&x.lb, t, uint64_t(M), uint64_t(K), ldA), "layout of A");
+    ltCheck(a.layoutCreate(&x.lc, ot, uint64_t(N), uint64_t(M), N), "layout of out");
+    batchLayout(a, x.la, batch, B.s[0]);
+    batchLayout(a, x.lb, batch, A.s[0]);
+    batchLayout(a, x.lc, batch, M * N);
+    ltCheck(a.preferenceCreate(&x.pref), "creating the preference");
+    uint64_t ws = kWorkspaceBytes;
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof(ws)), "setting the workspace size");
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignA, &alignA, sizeof(alignA)), "setting A's alignment");
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignB, &alignB, sizeof(alignB)), "setting B's alignment");
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignD, sizeof(alignD)), "setting C's alignment");
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignD, &alignD, sizeof(alignD)), "setting D's alignment");
+    lt::HeuristicResult best{};
+    int found = 0;
+    ltCheck(a.algoGetHeuristic(h.handle, x.op, x.la, x.lb, x.lc, x.lc, x.pref, 1, &best, &found), "choosing an algorithm");
+    MT_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for ", dtypeNameOf(d), " -> ", dtypeNameOf(od), " [", batch,
+             " x ", M, " x ", K, "] @ [", K, " x ", N, "]");
+    x.algo = best.algo;
+  });
   const double alpha64 = 1, beta64 = accumulate ? 1 : 0;
   const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
-  ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &best.algo, h.workspace,
+  ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");
 }
