@@ -145,8 +145,15 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
   if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
   const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: Math.max(1, z.sub_group_size) };
   if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
+  const op = z.offload_param;
+  if (op.device === 'nvme') {
+    for (const key of ['buffer_count', 'buffer_size'] as const) {
+      if (op[key] < 1) throw new Error(`zero_optimization.offload_param.${key}: nvme needs at least 1, got ${op[key]}`);
+    }
+  }
+  const offloadParam = { device: op.device, nvmePath: op.nvme_path, bufferCount: Math.max(1, op.buffer_count), bufferSize: Math.max(1, op.buffer_size), maxInCpu: op.max_in_cpu, pinMemory: op.pin_memory };
   return new ZeroStage3(model, spec, {
-    ...common, ...offload, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
+    ...common, ...offload, offloadParam, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
     paramPersistenceThreshold: z.stage3_param_persistence_threshold, maxLiveParameters: z.stage3_max_live_parameters,
     maxReuseDistance: z.stage3_max_reuse_distance,
   });
@@ -156,7 +163,6 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
 function refuseUnimplemented(cfg: EngineConfig): void {
   const z = cfg.zero_optimization;
   const no = (key: string, value: unknown) => new Error(`initialize: ${key} = ${JSON.stringify(value)}: not implemented yet`);
-  if (z.offload_param.device !== 'none') throw no('zero_optimization.offload_param.device', z.offload_param.device);
   if (z.offload_optimizer.device !== 'none' && z.offload_optimizer.ratio < 1) throw no('zero_optimization.offload_optimizer.ratio', z.offload_optimizer.ratio);
 }
 

@@ -19,8 +19,8 @@ import type { Work } from '../dist/work.ts';
 import { Module, type RemovableHandle } from '../nn/module.ts';
 import { record } from '../ops/autograd_support.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { flatView } from './comms.ts';
 import { ModuleTrace } from './module_trace.ts';
+import type { ParamStore, ShardLease } from './offload/param_store.ts';
 import { ReleasedStorage, releasedMessage } from './released.ts';
 import type { ParamShard } from './stage3_partition.ts';
 
@@ -29,8 +29,10 @@ export interface Stage3Param {
   name: string;
   param: Tensor;
   shard: ParamShard;
-  /** This rank's partition buffer of the parameter's dtype (its shard at `shard.offset`). */
-  part: Tensor;
+  /** Where this rank's partition of the parameter's dtype lives (its shard at `shard.offset`): memory or an nvme file. */
+  store: ParamStore;
+  /** The shard's memory an in-flight all-gather reads (given back when it completes). */
+  lease: ShardLease | null;
   /** Small parameters stay gathered between uses (numel ≤ paramPersistenceThreshold). */
   persistent: boolean;
   placeholder: ReleasedStorage | null;
@@ -131,6 +133,7 @@ export class ParamCoordinator {
       (p.buffer as Tensor).dispose();
       p.buffer = null;
       p.work = null;
+      this.giveBack(p);
     } else {
       p.param.rebind(this.placeholderOf(p), 0);
     }
@@ -178,16 +181,28 @@ export class ParamCoordinator {
   /** The gathered parameters' (persistent ones, those held) full values refreshed from the partitions (after a step). */
   refreshGathered(): void {
     const works: Work[] = [];
-    for (const p of this.params) {
-      this.complete(p);
-      if (p.state !== 'gathered') continue;
-      const full = p.param.alias([p.shard.padded], [1], p.param.offset);
-      const mine = flatView(p.part, p.shard.offset, p.shard.size);
-      works.push(this.pg.allGather(full, mine, { async: true }));
-      full.dispose();
-      mine.dispose();
+    const leases: ShardLease[] = [];
+    const settle = () => {
+      for (const w of works.splice(0)) w.wait();
+      for (const l of leases.splice(0)) l.release();
+    };
+    try {
+      for (const p of this.params) {
+        this.complete(p);
+        if (p.state !== 'gathered') continue;
+        if (!p.store.hasRoom()) settle();        // nvme: every swap buffer is feeding a gather
+        const full = p.param.alias([p.shard.padded], [1], p.param.offset);
+        const mine = p.store.acquire(p.shard.offset, p.shard.size);
+        leases.push(mine);
+        try {
+          works.push(this.pg.allGather(full, mine.tensor, { async: true }));
+        } finally {
+          full.dispose();
+        }
+      }
+    } finally {
+      settle();
     }
-    for (const w of works) w.wait();
   }
 
   /** Removes the hooks. */
@@ -287,24 +302,42 @@ export class ParamCoordinator {
     for (const p of this.params) this.release(p);
   }
 
-  /** Launches all-gathers for the modules of `order` from `from` on, within the prefetch and live budgets; returns how many. */
+  /**
+   * Launches all-gathers for the modules of `order` from `from` on, within the prefetch and live
+   * budgets (offloaded shards: those already read ahead); then starts file reads of the shards
+   * that come next, into the free swap buffers. Returns how many all-gathers it launched.
+   */
   private prefetch(order: Module[], from: number): number {
     let launched = 0;
     let budget = 0;
     let live = this.liveElements;
-    for (let j = from; j < order.length && budget < this.opts.prefetchBucketSize; j++) {
+    let j = from;
+    gathers: for (; j < order.length && budget < this.opts.prefetchBucketSize; j++) {
       for (const p of this.byModule.get(order[j]) as Stage3Param[]) {
         if (p.persistent) continue;
         budget += p.shard.numel;
         if (p.state !== 'released') continue;
-        if (live + p.shard.padded > this.opts.maxLiveParameters) return launched;
+        if (live + p.shard.padded > this.opts.maxLiveParameters) break gathers;
+        // An offloaded shard is gathered ahead only once read ahead: the read, not the gather, waits on the file.
+        if (!p.store.ready(p.shard.offset, p.shard.size)) break gathers;
         this.launch(p);
         live += p.shard.padded;
         launched++;
       }
     }
+    if (this.opts.prefetchBucketSize > 0) this.readAhead(order, from);
     this.notePeak();
     return launched;
+  }
+
+  /** Starts file reads of the released shards that come next in `order`, while swap buffers are free. */
+  private readAhead(order: Module[], from: number): void {
+    for (let j = from; j < order.length; j++) {
+      for (const p of this.byModule.get(order[j]) as Stage3Param[]) {
+        if (p.persistent || p.state !== 'released' || !p.store.streams) continue;
+        if (!p.store.prefetch(p.shard.offset, p.shard.size)) return;
+      }
+    }
   }
 
   /** Whether the forward order uses `p` again, after position `here`, within maxReuseDistance elements. */
@@ -329,17 +362,31 @@ export class ParamCoordinator {
   // ---- gathering ---------------------------------------------------------------------------
 
   private launch(p: Stage3Param): void {
+    // nvme: with every swap buffer feeding an in-flight gather, complete one of those first.
+    while (!p.store.ready(p.shard.offset, p.shard.size) && !p.store.hasRoom()) {
+      const busy = this.params.find((q) => q.lease && q.store === p.store);
+      if (!busy) break;
+      this.complete(busy);
+    }
+    const mine = p.store.acquire(p.shard.offset, p.shard.size);
     const buffer = this.pg.sharedEmpty([p.shard.padded], { dtype: p.param.dtype, tag: 'param' });
     buffer.kept = true;
-    const mine = flatView(p.part, p.shard.offset, p.shard.size);
     try {
-      p.work = this.pg.allGather(buffer, mine, { async: true });
-    } finally {
-      mine.dispose();
+      p.work = this.pg.allGather(buffer, mine.tensor, { async: true });
+    } catch (e) {
+      buffer.dispose();
+      mine.release();
+      throw e;
     }
+    p.lease = mine;
     p.buffer = buffer;
     p.state = 'inflight';
     this.allGathers++;
+  }
+
+  private giveBack(p: Stage3Param): void {
+    p.lease?.release();
+    p.lease = null;
   }
 
   /** Waits for an in-flight gather and points the parameter at the full buffer. */
@@ -352,6 +399,7 @@ export class ParamCoordinator {
     buffer.dispose();
     p.buffer = null;
     p.work = null;
+    this.giveBack(p);
     p.state = 'gathered';
   }
 

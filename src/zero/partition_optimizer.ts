@@ -7,12 +7,13 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import * as k from '../ops/kernels.ts';
-import { type FlatRef, NONE } from '../optim/fused.ts';
+import { type FlatRef, NONE, type StateRef } from '../optim/fused.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { MemoryStore } from './offload/memory_store.ts';
 import { NvmeStore } from './offload/nvme_store.ts';
 import type { ResolvedOffload } from './offload/options.ts';
+import type { ParamSource } from './offload/param_store.ts';
 import type { StateStore } from './offload/state_store.ts';
 import { partitionStep, type ResolvedSpec, stateNames } from './optimizer.ts';
 
@@ -75,20 +76,26 @@ export class PartitionOptimizer {
 
   /**
    * One optimizer step (`stepNo` from 1) of the partition: `param` is where its n (16-bit or
-   * f32) parameters start, updated in place, `grad` where its n averaged gradients start.
+   * f32) parameters start, updated in place (or a source handing them out piece by piece:
+   * ZeRO-3's offloaded parameters), `grad` where its n averaged gradients start. The update is
+   * elementwise, so any split into pieces gives the same bits.
    */
-  step(param: FlatRef, grad: FlatRef, stepNo: number): void {
+  step(param: FlatRef | ParamSource, grad: FlatRef, stepNo: number): void {
     this.live();
     const has = (slot: string) => this.store.slots.includes(slot);
     this.store.run((lo, len, refs) => {
-      const at = (r: FlatRef): FlatRef => ({ dtype: r.dtype, id: r.id, off: r.off + lo });
-      partitionStep(this.hyper, {
-        param: at(param),
-        grad: at(grad),
-        state: (name) => (has(name) ? refs(name) : NONE),
-        master: has('master') ? refs('master') : NONE,
-        n: len,
-      }, stepNo);
+      const piece = (at: number, n: number, p: FlatRef) => {
+        const shift = (r: StateRef): StateRef => (r.id < 0 ? r : { id: r.id, off: r.off + at - lo });
+        partitionStep(this.hyper, {
+          param: p,
+          grad: { dtype: grad.dtype, id: grad.id, off: grad.off + at },
+          state: (name) => (has(name) ? shift(refs(name)) : NONE),
+          master: has('master') ? shift(refs('master')) : NONE,
+          n,
+        }, stepNo);
+      };
+      if ('each' in param) param.each(lo, len, piece);
+      else piece(lo, len, { dtype: param.dtype, id: param.id, off: param.off + lo });
     });
   }
 

@@ -26,18 +26,21 @@ import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
 import { normPow } from '../optim/fused.ts';
 import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
-import type { MemoryTag } from '../tensor/storage.ts';
+import { type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allReduceSum, flatView } from './comms.ts';
 import { externalParameters } from './external.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
+import { NvmeParamStore } from './offload/param_nvme.ts';
+import { type OffloadParamOptions, type ResolvedParamOffload, resolveParamOffload } from './offload/param_options.ts';
+import { MemoryParamStore, type ParamStore } from './offload/param_store.ts';
 import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import { ParamCoordinator, type Stage3Param } from './param_coordinator.ts';
 import { PartitionOptimizer, partitionName } from './partition_optimizer.ts';
 import type { PartitionShard } from './shards.ts';
 import { Stage3GradReducer } from './stage3_grads.ts';
-import { planPartition } from './stage3_partition.ts';
+import { type ParamShard, planPartition } from './stage3_partition.ts';
 import type { ZeroOptimizer } from './zero_optimizer.ts';
 
 /** DeepSpeed's stage3_prefetch_bucket_size default (elements). */
@@ -78,18 +81,21 @@ export interface ZeroStage3Options {
   offloadOptimizer?: OffloadOptions;
   /** nvme offload: elements per sub-group streamed through memory in a step (default 1e9, DeepSpeed's sub_group_size). */
   subGroupSize?: number;
+  /** Where the parameter partition lives (default device 'none': the shared arena): offload_param. */
+  offloadParam?: OffloadParamOptions;
 }
 
 const OPTIONS = [
   'stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping',
   'prefetchBucketSize', 'paramPersistenceThreshold', 'maxLiveParameters', 'maxReuseDistance', 'offloadOptimizer', 'subGroupSize',
+  'offloadParam',
 ];
 
 /** One dtype's partition: parameter shards, gradient, master and optimizer state. */
 interface DTypeGroup {
   dtype: DType;
-  /** This rank's shards of the dtype's parameters, packed (tag 'param', in the shared arena). */
-  part: Tensor;
+  /** This rank's shards of the dtype's parameters, packed (tag 'param'): in the shared arena, the CPU offload pool or a file. */
+  store: ParamStore;
   /** The averaged gradient partition (tag 'grad'). */
   partGrad: Tensor;
   /** The fp32 master of a 16-bit partition and the optimizer state (tag 'optim'), wherever offload puts them. */
@@ -98,6 +104,9 @@ interface DTypeGroup {
   /** Elements of the dtype's parameters (unpadded). */
   numel: number;
 }
+
+/** Counts nvme parameter stores made in this process (unique file names). */
+let nvmeStores = 0;
 
 const keepTensor = (t: Tensor): Tensor => {
   t.kept = true;
@@ -132,6 +141,7 @@ export class ZeroStage3 implements ZeroOptimizer {
   readonly maxLiveParameters: number;
   readonly maxReuseDistance: number;
   readonly offload: ResolvedOffload;
+  readonly offloadParam: ResolvedParamOffload;
   steps = 0;
   lastGradNorm = Number.NaN;
   private readonly groups: DTypeGroup[] = [];
@@ -168,6 +178,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     checkRange(this.maxReuseDistance, 'maxReuseDistance', where, 0);
     this.hyper = resolveSpec(optimizer);
     this.offload = resolveOffload(opts.offloadOptimizer, opts.subGroupSize, where);
+    this.offloadParam = resolveParamOffload(opts.offloadParam, where);
 
     const named = model.namedParameters();
     if (named.length === 0) throw new Error('ZeroStage3: the model has no parameters');
@@ -177,14 +188,19 @@ export class ZeroStage3 implements ZeroOptimizer {
     }
     broadcastState(model, this.group, true);
     const all: Stage3Param[] = [];
+    let inCpu = this.offloadParam.maxInCpu;        // nvme: partition elements kept in host memory, over all dtypes
     try {
       for (const [i, dtype] of [...new Set(named.map(([, p]) => p.dtype))].entries()) {
-        const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype), i);
+        const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype), i, inCpu);
+        inCpu -= g.store instanceof NvmeParamStore ? g.store.cpuNumel : 0;
         this.groups.push(g);
         all.push(...g.params);
       }
     } catch (e) {
-      for (const g of this.groups) g.opt.destroy(); // no nvme file outlives a failed construction
+      for (const g of this.groups) {        // no nvme file outlives a failed construction
+        g.opt.destroy();
+        g.store.destroy();
+      }
       throw e;
     }
     this.coordinator = new ParamCoordinator(this.group, model, all, {
@@ -203,7 +219,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       p.state = 'released';
       this.coordinator.fetch([p]);
     }
-    const strides = new Map(this.groups.map((g) => [g.dtype, Math.min(Math.ceil(this.reduceBucketSize / this.group.size), g.part.numel)]));
+    const strides = new Map(this.groups.map((g) => [g.dtype, Math.min(Math.ceil(this.reduceBucketSize / this.group.size), g.store.n)]));
     this.reducer = new Stage3GradReducer(this.group, strides, this.overlapComm);
     this.hook = model.registerParamGradHook((_, t) => this.onGradReady(t));
   }
@@ -211,9 +227,23 @@ export class ZeroStage3 implements ZeroOptimizer {
   /** This rank's partition of each dtype (for reports and tests): parameter elements, shard elements, persistent elements. */
   partitions(): { dtype: DType; numel: number; partitionNumel: number; persistentNumel: number }[] {
     return this.groups.map((g) => ({
-      dtype: g.dtype, numel: g.numel, partitionNumel: g.part.numel,
+      dtype: g.dtype, numel: g.numel, partitionNumel: g.store.n,
       persistentNumel: g.params.reduce((n, p) => n + (p.persistent ? p.shard.padded : 0), 0),
     }));
+  }
+
+  /**
+   * Where each dtype's parameter partition lives (offload_param): elements in memory (the shared
+   * arena for device none, the CPU offload pool otherwise) and in the nvme file, the swap buffers'
+   * elements (nvme: bufferCount of them at most, allocated as needed) and the shard reads so far.
+   * @example
+   * zero.paramOffload()[0]   // { dtype: 'f32', device: 'nvme', inMemory: 0, inFile: 15000, file: '/nvme/meshtrain-param-rank0-g0-f32-p4242-0.swp', swapBufferNumel: 2048, reads: { ahead: 40, hits: 38, blocking: 6 } }
+   */
+  paramOffload(): { dtype: DType; device: 'none' | 'cpu' | 'nvme'; inMemory: number; inFile: number; file: string | null; swapBufferNumel: number; reads: { ahead: number; hits: number; blocking: number } }[] {
+    return this.groups.map(({ dtype, store: s }) => {
+      if (!(s instanceof NvmeParamStore)) return { dtype, device: s.device, inMemory: s.n, inFile: 0, file: null, swapBufferNumel: 0, reads: { ahead: 0, hits: 0, blocking: 0 } };
+      return { dtype, device: s.device, inMemory: s.cpuNumel, inFile: s.fileNumel, file: s.file, swapBufferNumel: s.bufferNumel, reads: { ...s.reads } };
+    });
   }
 
   /**
@@ -287,7 +317,7 @@ export class ZeroStage3 implements ZeroOptimizer {
         if (s.valid === 0) continue;
         const fullShape = [...p.param.shape];
         const shardRange: [number, number] = [s.paramStart, s.paramStart + s.valid];
-        out.push({ name: p.name, fullShape, dtype: g.dtype, shardRange, data: flatView(g.part, s.offset, s.valid), group: 'model' });
+        out.push({ name: p.name, fullShape, dtype: g.dtype, shardRange, data: g.store.view(s.offset, s.valid), group: 'model' });
         if (opts.optimizer === false) continue;
         for (const sname of g.opt.slots) {
           out.push({ name: `optimizer.${p.name}.${sname}`, fullShape, dtype: 'f32', shardRange, data: g.opt.stateView(sname, s.offset, s.valid), group: 'optimizer' });
@@ -304,7 +334,17 @@ export class ZeroStage3 implements ZeroOptimizer {
 
   syncMasters(): void {
     this.live();
-    for (const g of this.groups) g.opt.syncMaster(g.part);
+    for (const g of this.groups) {
+      if (!g.opt.slots.includes('master')) continue;
+      for (const [lo, len] of g.store.regions()) {
+        const from = g.store.view(lo, len);
+        const to = g.opt.stateView('master', lo, len);
+        k.copyInto(from, to);
+        from.dispose();
+        to.dispose();
+      }
+      g.store.flush();
+    }
   }
 
   /** `loss.backward(grad)`: parameters gathered per module, each gradient reduce-scattered onto its owner when ready. */
@@ -350,7 +390,10 @@ export class ZeroStage3 implements ZeroOptimizer {
   /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
   allGatherParameters(): void {
     this.live();
-    for (const g of this.groups) g.opt.flush();          // offloaded state that checkpoint views changed (nvme)
+    for (const g of this.groups) {                        // offloaded state that checkpoint views changed (nvme)
+      g.opt.flush();
+      g.store.flush();
+    }
     this.coordinator.refreshGathered();
   }
 
@@ -376,7 +419,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     }
     this.destroyed = true;
     for (const g of this.groups) {
-      g.part.dispose();
+      g.store.destroy();
       g.partGrad.dispose();
       g.opt.destroy();
     }
@@ -389,12 +432,21 @@ export class ZeroStage3 implements ZeroOptimizer {
     if (this.destroyed) throw new Error('ZeroStage3: this optimizer was destroyed');
   }
 
-  /** Partitions one dtype's parameters: each rank copies its shard of each (rank 0's values, broadcast). */
-  private buildGroup(named: [string, Tensor][], index: number): DTypeGroup {
+  /**
+   * Partitions one dtype's parameters: each rank copies its shard of each (rank 0's values,
+   * broadcast), into the shared arena, the CPU offload pool, or (nvme) a staging copy written to
+   * the file (its first `inCpu` elements, up to a shard boundary, kept in host memory).
+   */
+  private buildGroup(named: [string, Tensor][], index: number, inCpu: number): DTypeGroup {
     const { size, rank } = this.group;
     const dtype = named[0][1].dtype;
     const plan = planPartition(named.map(([name, t]) => ({ name, numel: t.numel })), size, rank);
-    const part = keepTensor(k.fill(this.group.sharedEmpty([plan.numel], { dtype, tag: 'param' }), 0));
+    const device = this.offloadParam.device;
+    let part: Tensor;
+    if (device === 'none') part = this.group.sharedEmpty([plan.numel], { dtype, tag: 'param' });
+    else if (device === 'cpu') part = new Tensor(Storage.inOffloadPool(plan.numel * itemSize(dtype), 'param', false), [plan.numel], [1], 0, dtype);
+    else part = k.empty([plan.numel], dtype, 'param');
+    keepTensor(k.fill(part, 0));
     const params: Stage3Param[] = [];
     named.forEach(([name, param], i) => {
       const shard = plan.shards[i];
@@ -408,16 +460,51 @@ export class ZeroStage3 implements ZeroOptimizer {
         if (src !== param) src.dispose();
       }
       const p: Stage3Param = {
-        name, param, shard, part, persistent: param.numel <= this.paramPersistenceThreshold, placeholder: null,
+        name, param, shard, store: null as unknown as ParamStore, lease: null, persistent: param.numel <= this.paramPersistenceThreshold, placeholder: null,
         state: 'gathered', buffer: null, work: null, holders: new Set(), backwardHold: false, modules: [],
       };
       params.push(p);
     });
     // The master (a copy of the partition for 16-bit parameters) and the state: DeepSpeed's 12 bytes per parameter for mixed-precision Adam.
     const opt = new PartitionOptimizer(this.hyper, part, { offload: this.offload, name: partitionName(this.group, dtype, index) });
-    const g: DTypeGroup = { dtype, part, params, opt, numel: named.reduce((n, [, t]) => n + t.numel, 0), partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) };
-    for (const p of params) this.byTensor.set(p.param, { g, p });
+    let store: ParamStore;
+    if (device !== 'nvme') {
+      store = new MemoryParamStore(device, part);
+    } else {
+      try {
+        store = this.nvmeStore(part, plan.shards, inCpu, index);
+      } catch (e) {
+        opt.destroy();
+        throw e;
+      } finally {
+        part.dispose();
+      }
+    }
+    const g: DTypeGroup = { dtype, store, params, opt, numel: named.reduce((n, [, t]) => n + t.numel, 0), partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) };
+    for (const p of params) {
+      p.store = store;
+      this.byTensor.set(p.param, { g, p });
+    }
     return g;
+  }
+
+  /** The nvme store of a partition: shards that fit `inCpu` (in order) stay in host memory, the rest go to the file. */
+  private nvmeStore(part: Tensor, shards: readonly ParamShard[], inCpu: number, index: number): NvmeParamStore {
+    const o = this.offloadParam;
+    let cpuNumel = 0;
+    for (const s of shards) {
+      if (cpuNumel + s.size > inCpu) break;
+      cpuNumel += s.size;
+    }
+    const big = shards.filter((s) => s.offset >= cpuNumel).reduce((a, s) => (s.size > a.size ? s : a), { size: 0, name: '' });
+    if (big.size > o.bufferSize) {
+      throw new Error(
+        `zero_optimization.offload_param.buffer_size: ${o.bufferSize} elements cannot hold the shard of "${big.name}" ` +
+        `(${big.size} elements per rank at dp ${this.group.size}); raise buffer_size to at least ${big.size}`,
+      );
+    }
+    const name = `meshtrain-param-${partitionName(this.group, part.dtype, index)}-p${process.pid}-${nvmeStores++}`;
+    return new NvmeParamStore(part, { cpuNumel, dir: o.nvmePath as string, name, bufferCount: o.bufferCount, bufferSize: o.bufferSize });
   }
 
   /** `src`'s full values of the gathered `list` broadcast, then copied into every rank's shards and masters. */
@@ -430,7 +517,7 @@ export class ZeroStage3 implements ZeroOptimizer {
         const s = p.shard;
         if (s.valid === 0) continue;
         const mine = flatView(full, s.paramStart, s.valid);
-        const to = flatView(g.part, s.offset, s.valid);
+        const to = g.store.view(s.offset, s.valid);
         k.copyInto(mine, to);
         if (g.opt.slots.includes('master')) {
           const m = g.opt.stateView('master', s.offset, s.valid);
@@ -443,7 +530,10 @@ export class ZeroStage3 implements ZeroOptimizer {
         full.dispose();
       }
     }
-    for (const g of this.groups) g.opt.flush();
+    for (const g of this.groups) {
+      g.opt.flush();
+      g.store.flush();
+    }
   }
 
   private onGradReady(t: Tensor): void {
@@ -469,6 +559,7 @@ export class ZeroStage3 implements ZeroOptimizer {
 
   /** The fused kernel over this rank's partition of a dtype (in sub-groups when offloaded to nvme). */
   private update(g: DTypeGroup): void {
-    g.opt.step({ dtype: g.dtype, id: g.part.id, off: g.part.offset }, { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps);
+    g.store.flush();
+    g.opt.step(g.store.stepSource(), { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps);
   }
 }

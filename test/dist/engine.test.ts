@@ -5,7 +5,7 @@
 // per-step losses and gradient norms within 1e-5 relative; learning rates within 1e-12 relative;
 // final weights within 1e-5 x max(1, |w|) (measured ~2.5e-7); GPT's attention key bias
 // (exact-zero true gradient, Adam normalizes rounding noise) within 1e-4 (measured ~2e-6), as in
-// zero.test.ts. Also: offload_param (stage 3) and an unknown key are refused with the key path, and
+// zero.test.ts. Also: offload_optimizer.ratio < 1 and an unknown key are refused with the key path, and
 // bf16.enabled with an f32 model is refused naming the parameter.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -74,14 +74,14 @@ test('initialize: globalSteps counts optimizer steps, microSteps every step() ca
   }
 });
 
-test('initialize: offload_param is refused as not implemented; an unknown key with its path and a suggestion; bf16 needs a bf16 model', async () => {
+test('initialize: offload_optimizer.ratio < 1 is refused as not implemented; an unknown key with its path and a suggestion; bf16 needs a bf16 model', async () => {
   const { stdout } = await runOnce();
   const reject = (what: string) => {
     const lines = [...stdout.matchAll(new RegExp(`^\\[rank \\d\\] REJECT ${what} (.*)$`, 'gm'))].map((x) => x[1]);
     assert.is(lines.length, 2, `${what}: both ranks`);
     return lines[0];
   };
-  assert.match(reject('offloadParam'), /zero_optimization\.offload_param\.device = "cpu": not implemented yet/);
+  assert.match(reject('offloadRatio'), /zero_optimization\.offload_optimizer\.ratio = 0\.5: not implemented yet/);
   assert.match(reject('unknown'), /zero_optimization\.reduce_bucket_sise: unknown key \(did you mean "reduce_bucket_size"\?\)/);
   assert.match(reject('bf16'), /bf16\.enabled = true needs the model's parameters in bf16 \(build the model with dtype 'bf16'\); parameter "\S+" is f32/);
 });
