@@ -2,8 +2,8 @@
 # The GPU validation, in one call of a device machine (H100/H200, CUDA 13, no Node there):
 #   here:  npx cmake-js compile --out build-gpu && scripts/gpu_pack.sh
 #   there: run(command: "bash scripts/gpu_check.sh", carry: [".carry/gpu.tar.xz"], timeout_s: 300)
-#   (MT_MEMCHECK=1 bash scripts/gpu_check.sh also runs the op suite under compute-sanitizer: slower,
-#   for a second call when a failure needs explaining)
+#   (MT_BENCH=1 adds bench/gpu.ts --quick; MT_MEMCHECK=1 runs the op suite under compute-sanitizer:
+#   slower, for a second call when a failure needs explaining)
 # It unpacks .carry/gpu.tar.xz, points the loader at the Python wheels' NVIDIA libraries (cuBLAS,
 # NCCL), prints the device and library report, and runs the CUDA test files. Logs go to $OUT.
 set -uo pipefail
@@ -58,6 +58,10 @@ times.sort((x, y) => x - y);
 const ms = times[10];
 console.log('median ' + ms.toFixed(3) + ' ms, ' + (2 * 4096 ** 3 / ms / 1e9).toFixed(1) + ' TFLOP/s (host-timed, includes the launch)');
 " || { echo "FAILED: matmul timing"; status=1; }
+if [ "${MT_BENCH:-0}" = 1 ]; then
+  echo "== bench/gpu.ts (matmul vs cuBLASLt direct, GPT-2 124M bf16 step and MFU)"
+  timeout 240 node --import tsx bench/gpu.ts --quick || { echo "FAILED: bench/gpu.ts"; status=1; }
+fi
 if [ "${MT_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer > /dev/null; then
   echo "== compute-sanitizer memcheck over the op suite (out-of-bounds and misaligned accesses, API errors)"
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \

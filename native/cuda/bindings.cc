@@ -384,6 +384,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);
   MT_EXPORT(exports, "cudaSynchronize", Synchronize);
+  registerCudaBench(exports);
 #endif
 }
 

@@ -1,7 +1,9 @@
-// Adds the CUDA layer norm, embedding and cross-entropy bindings to the addon's `cuda` object.
+// Registration of the CUDA bindings that live outside bindings.cc.
 #pragma once
 #include <napi.h>
 
 namespace mt {
 void registerCudaNn(Napi::Object cuda);
+// benchCublasLtMatmul, the benchmark's direct-cuBLASLt peer (matmul_bench.cc).
+void registerCudaBench(Napi::Object exports);
 }
