@@ -11,3 +11,4 @@ export { registerExternalParameter, externalParameters } from './external.ts';
 export { paramShard, planPartition, bucketPieces, type ParamShard, type Stage3Partition } from './stage3_partition.ts';
 export { PartitionOptimizer, type PartitionOptimizerOptions } from './partition_optimizer.ts';
 export { resolveOffload, DEFAULT_SUB_GROUP_SIZE, type OffloadOptions, type ResolvedOffload } from './offload/options.ts';
+export { resolveParamOffload, type OffloadParamOptions, type ResolvedParamOffload } from './offload/param_options.ts';
