@@ -6,7 +6,7 @@
  *   npx meshtrain --num_procs 8 examples/gpt_3d.ts --mesh dp=2,pp=2,tp=2 --zero 1
  *   npx meshtrain --num_procs 8 examples/gpt_3d.ts --mesh pp=4,tp=2 --zero 0 --sp --layers 6
  *   npx meshtrain --num_procs 8 examples/gpt_3d.ts --mesh dp=8 --zero 3
- * Options: --size (gptConfig name), --layers, --microBatches, --micro (rows per micro-batch),
+ * Options: --size (gptConfig name), --layers, --embd and --heads (override the size's), --microBatches, --micro (rows per micro-batch),
  * --seq, --steps, --lr, --sp (sequence parallelism), --schedule, --text FILE (bytes as tokens),
  * --svg DIR (default: the OS temp dir), --seed.
  */
@@ -21,10 +21,11 @@ import {
   syntheticTokens, type Tensor, tensor, tokenDataset,
 } from '../src/index.ts';
 import { MEMORY_TAGS } from '../src/tensor/storage.ts';
+import { resetTensorParallelCommStats, tensorParallelCommStats } from '../src/tensor_parallel/index.ts';
 import { parseArgs } from './args.ts';
 
 const args = parseArgs({
-  mesh: 'dp=2,pp=2,tp=2', zero: 1, size: 'tiny', layers: 4, microBatches: 4, micro: 4, seq: 16, steps: 20, lr: 3e-3, sp: false,
+  mesh: 'dp=2,pp=2,tp=2', zero: 1, size: 'tiny', layers: 4, embd: 0, heads: 0, microBatches: 4, micro: 4, seq: 16, steps: 20, lr: 3e-3, sp: false,
   schedule: '1f1b', text: '', svg: '', seed: 0,
 });
 
@@ -47,7 +48,9 @@ const log = (s: string) => world.rank === 0 && console.log(s);
 if (![0, 1, 2, 3].includes(args.zero)) throw new Error(`--zero must be 0, 1, 2 or 3, got ${args.zero}`);
 
 const vocab = args.text ? 256 : 64;
-const config = gptConfig(args.size, { vocabSize: vocab, nCtx: Math.max(args.seq, 16), nLayer: args.layers });
+const config = gptConfig(args.size, {
+  vocabSize: vocab, nCtx: Math.max(args.seq, 16), nLayer: args.layers, ...(args.embd ? { nEmbd: args.embd } : {}), ...(args.heads ? { nHead: args.heads } : {}),
+});
 manualSeed(args.seed);
 const { layers, lossFn } = gptTensorParallelPipelineLayers(config, mesh.group('tp'), { sequenceParallel: args.sp });
 const pipe = new PipelineModule({ layers, numStages: pp, partitionMethod: 'type:TransformerBlock', lossFn, group: mesh.group('pp') });
@@ -73,7 +76,9 @@ function* microBatches(): Generator<MicroBatch> {
 const stream = microBatches();
 const tokens = args.micro * args.seq * args.microBatches * dp;
 let sim = measuredSimulation([[]]);
+let tpBytes = 0;
 for (let step = 1; step <= args.steps; step++) {
+  if (step === 2) resetTensorParallelCommStats(); // per-step traffic counted from step 2 on (step 1 sets up)
   const t0 = performance.now();
   const batch = Array.from({ length: args.microBatches }, () => stream.next().value as MicroBatch);
   const loss = engine.trainBatch(batch);
@@ -86,17 +91,40 @@ for (let step = 1; step <= args.steps; step++) {
   log(`step ${step}: loss ${loss.toFixed(4)}  ${ms.toFixed(0)} ms  ${((tokens / ms) * 1000).toFixed(0)} tokens/s  measured bubble ${(100 * sim.bubbleFraction).toFixed(1)}%`);
 }
 
-// Peak bytes per memory tag on every rank, gathered to rank 0.
+tpBytes = args.steps > 1 ? tensorParallelCommStats().bytes / (args.steps - 1) : 0;
+
+/**
+ * The tp collectives' bytes per step on this rank by the analytic count: per micro-batch, each
+ * block 2 all-reduces of b·s·h forward and 2 backward (sequence parallel: 4 + 4 gathers and
+ * reduce-scatters of the same size); the first stage's embedding all-reduce (+ the region's entry
+ * under sp), the last stage's head input (an all-reduce in backward; sp: ln_f's gather and
+ * reduce-scatter).
+ */
+function analyticTpBytes(): number {
+  if (tp === 1) return 0;
+  const blocks = pipe.stages.reduce((n, st) => {
+    const [lo, hi] = pipe.stageRange(st);
+    return n + pipe.layerNames.slice(lo, hi).filter((name) => name === 'TransformerBlock').length;
+  }, 0);
+  const first = pipe.stages.includes(0) ? (args.sp ? 2 : 1) : 0;
+  const last = pipe.stages.includes(pipe.numStages - 1) ? (args.sp ? 2 : 1) : 0;
+  const perMicro = blocks * (args.sp ? 8 : 4) + first + last;
+  return perMicro * args.microBatches * args.micro * args.seq * config.nEmbd * 4;
+}
+
+// Peak bytes per memory tag and tp traffic per step on every rank, gathered to rank 0.
 const cpu = memoryStats().cpu;
-const mine = tensor(MEMORY_TAGS.map((t) => cpu?.[t]?.peak ?? 0), { dtype: 'f64', tag: 'comm' });
-const all = tensor(new Float64Array(world.size * MEMORY_TAGS.length), { dtype: 'f64', tag: 'comm' });
+const cols = MEMORY_TAGS.length + 2;
+const mine = tensor([...MEMORY_TAGS.map((t) => cpu?.[t]?.peak ?? 0), tpBytes, analyticTpBytes()], { dtype: 'f64', tag: 'comm' });
+const all = tensor(new Float64Array(world.size * cols), { dtype: 'f64', tag: 'comm' });
 world.allGather(all, mine);
-const peaks = all.toArray() as Float64Array;
+const rows = all.toArray() as Float64Array;
 const kib = (b: number) => `${(b / 1024).toFixed(1)}`.padStart(11);
-log(`peak memory per rank (KiB):\n  rank (pp,dp,tp) ${MEMORY_TAGS.map((t) => t.padStart(11)).join('')}`);
+log(`peak memory per rank (KiB) and tp traffic per step (KiB, measured / analytic):\n  rank (pp,dp,tp) ${MEMORY_TAGS.map((t) => t.padStart(11)).join('')}      tp comm`);
 for (let r = 0; r < world.size; r++) {
   const c = mesh.coords(r);
-  log(`  ${String(r).padStart(4)} (${c.pp},${c.dp},${c.tp})    ${MEMORY_TAGS.map((_, i) => kib(peaks[r * MEMORY_TAGS.length + i])).join('')}`);
+  const row = rows.subarray(r * cols, (r + 1) * cols);
+  log(`  ${String(r).padStart(4)} (${c.pp},${c.dp},${c.tp})    ${MEMORY_TAGS.map((_, i) => kib(row[i])).join('')}  ${(row[cols - 2] / 1024).toFixed(1)} / ${(row[cols - 1] / 1024).toFixed(1)}`);
 }
 mine.dispose();
 all.dispose();
