@@ -32,8 +32,9 @@ echo "== wheel lib dirs: $libs"
 ls $(echo "$libs" | tr ':' ' ') 2>/dev/null | grep -E 'libcublasLt|libnccl' || true
 echo "== meshtrain report"
 node --import tsx --input-type=module -e "
-import { native, cudaLibraries } from './src/index.ts';
+import { native, cudaLibraries, cudaDeviceProperties, cudaIsAvailable } from './src/index.ts';
 console.log(JSON.stringify(native.deviceInfo()));
+if (cudaIsAvailable()) console.log(JSON.stringify(cudaDeviceProperties('cuda:0')));
 console.log(JSON.stringify(cudaLibraries(), null, 1));
 " || echo "REPORT FAILED"
 status=0

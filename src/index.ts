@@ -9,7 +9,7 @@ export { Tensor, type TensorOptions } from './tensor/tensor.ts';
 export { type DType, DTYPES } from './tensor/dtype.ts';
 export { memoryStats, resetPeakMemoryStats, liveStorages, allocatorStats, emptyCache, setCacheLimit, CPU_OFFLOAD_POOL, type AllocatorStats, type MemoryTag, type MemoryStats, type Device } from './tensor/storage.ts';
 export { tidy, keep } from './tensor/scope.ts';
-export { cudaLibraries, cudaDeviceCount, cudaIsAvailable, cudaAllocatorStats, cudaEmptyCache, cudaSynchronize, type CudaLibraries, type LibraryStatus, type CudaAllocatorStats } from './tensor/device.ts';
+export { cudaLibraries, cudaDeviceCount, cudaIsAvailable, cudaAllocatorStats, cudaEmptyCache, cudaSynchronize, cudaDeviceProperties, type CudaDeviceProperties, type CudaLibraries, type LibraryStatus, type CudaAllocatorStats } from './tensor/device.ts';
 export { withTag } from './tensor/tag_context.ts';
 export { manualSeed, getRngState, setRngState, type RngState } from './tensor/random.ts';
 export { noGrad, enableGrad, isGradEnabled } from './autograd/grad_mode.ts';

@@ -11,6 +11,7 @@
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
 #include "cuda/matmul.h"
+#include "cuda/runtime.h"
 #endif
 
 namespace mt {
@@ -349,6 +350,26 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// cudaDeviceProperties(dev) -> {name, major, minor, multiProcessors, totalMemory, l2CacheBytes, freeMemory}
+Napi::Value DeviceProperties(const Napi::CallbackInfo& info) {
+  int64_t dev = argInt(info, 0);
+  MT_CHECK(dev >= 0 && dev < cudaDeviceCountCached(), "cudaDeviceProperties: no device cuda:", dev);
+  cudaDeviceProp p{};
+  cudaCheck(cudaGetDeviceProperties(&p, int(dev)), "cudaGetDeviceProperties");
+  cudaUseDevice(int(dev));
+  size_t freeB = 0, totalB = 0;
+  cudaCheck(cudaMemGetInfo(&freeB, &totalB), "cudaMemGetInfo");
+  auto o = Napi::Object::New(info.Env());
+  o.Set("name", std::string(p.name));
+  o.Set("major", p.major);
+  o.Set("minor", p.minor);
+  o.Set("multiProcessors", p.multiProcessorCount);
+  o.Set("totalMemory", double(p.totalGlobalMem));
+  o.Set("freeMemory", double(freeB));
+  o.Set("l2CacheBytes", p.l2CacheSize);
+  return o;
+}
+
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   int64_t dev = argInt(info, 0);
   MT_CHECK(dev >= 0 && dev < cudaDeviceCountCached(), "cudaSynchronize: no device cuda:", dev);
@@ -384,6 +405,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);
   MT_EXPORT(exports, "cudaSynchronize", Synchronize);
+  MT_EXPORT(exports, "cudaDeviceProperties", DeviceProperties);
   registerCudaBench(exports);
 #endif
 }

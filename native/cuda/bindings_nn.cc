@@ -180,9 +180,22 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// random(kind, dtype, id, off, n, seed, offset, start, a, b): uniform and dropout masks only
+// (normal samples are drawn on the CPU and copied by the TypeScript side).
+Napi::Value Random(const Napi::CallbackInfo& info) {
+  int kind = int(argInt(info, 0));
+  DType d = toDType(int(argInt(info, 1)));
+  int64_t id = argInt(info, 2), off = argInt(info, 3), n = argInt(info, 4);
+  uint64_t seed = uint64_t(argInt(info, 5)), offset = uint64_t(argInt(info, 6)), start = uint64_t(argInt(info, 7));
+  int dev = devOf("random", id);
+  cudaRandomUniform(dev, kind, int(d), dptr(id, off, n, d), n, seed, offset + start, argNum(info, 8), argNum(info, 9));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void registerCudaNn(Napi::Object cuda) {
+  MT_EXPORT(cuda, "random", Random);
   MT_EXPORT(cuda, "layerNormForward", LayerNormForward);
   MT_EXPORT(cuda, "layerNormBackward", LayerNormBackward);
   MT_EXPORT(cuda, "embeddingForward", EmbeddingForward);

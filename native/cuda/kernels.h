@@ -78,3 +78,10 @@ void cudaCrossEntropyBackward(int dev, int dtype, const void* x, int64_t rows, i
                               int64_t ignore, const void* lse, const void* g, int64_t gStride, double scale, void* dx);
 
 }  // namespace mt
+
+namespace mt {
+// random.cu: kind 0 uniform in [a, b), kind 2 dropout mask (0 with probability a, else 1/(1-a)),
+// element i from Philox counter first + i: the CPU's values exactly.
+void cudaRandomUniform(int dev, int kind, int dtype, void* p, int64_t n, uint64_t seed, uint64_t first, double a,
+                       double b);
+}  // namespace mt

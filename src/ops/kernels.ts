@@ -192,9 +192,14 @@ export function reduce(op: number, x: Tensor, dims: number[], scale = 1): Tensor
 }
 
 export function random(kind: number, t: Tensor, seed: number, offset: number, start: number, a: number, b: number): Tensor {
+  if (t.device !== 'cpu' && kind !== Random.normal) {
+    // The device runs the same generator with the CPU's arithmetic: the CPU's values exactly.
+    kernelsOn(t.device).random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b);
+    return t;
+  }
   if (t.device !== 'cpu') {
-    // Drawn on the CPU and copied: the counter-based generator gives a CUDA tensor exactly the
-    // values the CPU path draws. (A CUDA Philox kernel would save the copy.)
+    // Normal samples are drawn on the CPU and copied: the device's float log/cos/sin differ from
+    // the CPU's in the last bit, and every layout must start from the same weights.
     const host = random(kind, empty(t.shape, t.dtype), seed, offset, start, a, b);
     copyInto(host, t);
     host.dispose();

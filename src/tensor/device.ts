@@ -88,3 +88,26 @@ export function cudaEmptyCache(device: Device = 'cuda:0'): void {
 export function cudaSynchronize(device: Device = 'cuda:0'): void {
   native.cudaSynchronize(cudaOrdinal(device, 'cudaSynchronize'));
 }
+
+/** What the driver says of one device. */
+export interface CudaDeviceProperties {
+  name: string;
+  /** Compute capability, e.g. 9.0 for Hopper. */
+  major: number;
+  minor: number;
+  multiProcessors: number;
+  totalMemory: number;
+  freeMemory: number;
+  l2CacheBytes: number;
+}
+
+/**
+ * Name, compute capability, multiprocessors and memory of `device`.
+ * @example
+ * if (cudaIsAvailable()) console.log(cudaDeviceProperties('cuda:0').name);
+ */
+export function cudaDeviceProperties(device: Device = 'cuda:0'): CudaDeviceProperties {
+  const n = cudaOrdinal(device, 'cudaDeviceProperties');
+  if (n >= cudaDeviceCount()) throw new Error(`cudaDeviceProperties: ${device} is not available (${cudaDeviceCount()} CUDA device(s))`);
+  return native.cudaDeviceProperties(n);
+}

@@ -8,8 +8,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  AdamW, add, cast, cat, clipGradNorm, contiguous, conv2d, crossEntropy, cudaAllocatorStats, cudaIsAvailable, type DType, div, embedding, exp, gelu,
-  hasOverflow, layerNorm, linear, log, logSoftmax, matmul, mean, memoryStats, mul, native, neg, noGrad, pow, randn, relu,SGD, 
+  AdamW, add, cast, cat, clipGradNorm, contiguous, conv2d, crossEntropy, cudaAllocatorStats, cudaIsAvailable, type DType, div, dropout, embedding, exp, gelu,
+  hasOverflow, layerNorm, linear, log, logSoftmax, manualSeed, matmul, mean, memoryStats, mul, native, neg, noGrad, ones, pow, rand, randn, relu,SGD, 
   sigmoid, softmax, sqrt, sub, sum, type Tensor, tanh, tensor, tidy,
 } from '../../src/index.ts';
 
@@ -145,6 +145,20 @@ if (!cudaIsAvailable()) {
     parity('softmax bf16', (x) => softmax(x), b16([8, 64]));
     const mm = () => [noGrad(() => randn([32, 64]).to('bf16')).requiresGrad_(true), noGrad(() => randn([64, 48]).to('bf16')).requiresGrad_(true)];
     parity('matmul bf16', matmul, mm);
+  });
+
+  test('random tensors and dropout masks on CUDA hold the CPU values exactly (same seed)', () => {
+    tidy(() => {
+      for (const dtype of ['f32', 'f64', 'bf16'] as DType[]) {
+        const draw = (device: 'cpu' | typeof DEV) => {
+          manualSeed(77);
+          return [rand([1001], { dtype, device, low: -2, high: 3 }), randn([513], { dtype, device }), dropout(ones([999], { dtype, device }), 0.3)];
+        };
+        const cpu = draw('cpu');
+        const gpu = draw(DEV);
+        cpu.forEach((c, i) => assert.equal(gpu[i].toList(), c.toList(), `${dtype} draw ${i}`));
+      }
+    });
   });
 
   test('AdamW and SGD steps on CUDA parameters equal the CPU steps (f32, and bf16 with f32 masters)', () => {

@@ -4,7 +4,7 @@
  * names, and the errors for CUDA tensors where no device is usable.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -47,6 +47,27 @@ test('a library in MESHTRAIN_CUDA_LIB_PATH is opened with dlopen and its version
     assert.equal(nccl, { found: true, path: path.join(dir, 'libnccl.so.2'), version: '2.27.3' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the Python wheels' nvidia/*/lib folders of a virtualenv are searched (as on the GPU machines)", () => {
+  const venv = mkdtempSync(path.join(tmpdir(), 'mt-venv-'));
+  try {
+    const lib = path.join(venv, 'lib', 'python3.12', 'site-packages', 'nvidia', 'nccl', 'lib');
+    mkdirSync(lib, { recursive: true });
+    const src = path.join(venv, 'nccl.c');
+    writeFileSync(src, 'int ncclGetVersion(int* v) { *v = 22805; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
+    execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(lib, 'libnccl.so.2'), src]);
+    const script = "import { cudaLibraries } from './src/index.ts'; const l = cudaLibraries(); console.log(JSON.stringify([l.searchDirs, l.nccl]));";
+    const env: NodeJS.ProcessEnv = { ...process.env, VIRTUAL_ENV: venv };
+    delete env.MESHTRAIN_CUDA_LIB_PATH;
+    const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env, encoding: 'utf8' });
+    assert.is(out.status, 0, out.stderr);
+    const [dirs, nccl] = JSON.parse(out.stdout.trim().split('\n').pop() as string);
+    assert.is(dirs[0], lib);
+    assert.equal(nccl, { found: true, path: path.join(lib, 'libnccl.so.2'), version: '2.28.5' });
+  } finally {
+    rmSync(venv, { recursive: true, force: true });
   }
 });
 
