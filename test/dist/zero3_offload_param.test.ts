@@ -11,7 +11,8 @@
 //   along the prefetch trace (nvme with 3 buffers).
 // - checkpoints: 3 steps + save + load into a fresh engine + 3 steps equals 6 straight steps bit for
 //   bit (param nvme + optimizer nvme; param cpu), also loaded into an engine without offload.
-// - a truncated or deleted parameter file: the next step fails naming the file.
+// - a truncated or deleted parameter file: the next step fails naming the file; a buffer_size below
+//   the largest shard is refused by initialize() naming the key, the parameter and the size needed.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -113,7 +114,7 @@ test('offload_param: checkpoints round-trip bit for bit (nvme + optimizer nvme, 
   }
 });
 
-test('offload_param nvme: a truncated or deleted parameter file is a clear error naming it', async () => {
+test('offload_param nvme: a truncated or deleted parameter file is a clear error naming it; so is a too small buffer_size', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero3_offload_param.ts', ['damaged', tmp], { timeoutMs: 60_000 });
   expectExit(r, 0, 'damaged');
   const lines = (how: string) => [...r.stdout.matchAll(new RegExp(`^\\[rank (\\d)\\] DAMAGED ${how} (.*)$`, 'gm'))];
@@ -123,6 +124,11 @@ test('offload_param nvme: a truncated or deleted parameter file is a clear error
   const d = lines('deleted');
   assert.is(d.length, 2, r.stdout + r.stderr);
   for (const [, rank, msg] of d) assert.match(msg, new RegExp(`parameter file \\S+meshtrain-param-rank${rank}-\\S+\\.swp is missing`));
+  const small = lines('small');
+  assert.is(small.length, 2, r.stdout + r.stderr);
+  for (const [, , msg] of small) {
+    assert.match(msg, /zero_optimization\.offload_param\.buffer_size: 1000 elements cannot hold the shard of "\S+" \(2048 elements per rank at dp 2\); raise buffer_size to at least 2048/);
+  }
 });
 
 test.run();
