@@ -12,7 +12,11 @@
  * within `maxReuseDistance` elements stays gathered. A pass that departs from its order (eval vs
  * train, other control flow) stops prefetching there and is traced afresh next time; results
  * never depend on prefetching, only overlap does. Every rank makes the same decisions, so the
- * collectives stay in step.
+ * collectives stay in step. A shard offloaded to an nvme file is read ahead into a free swap
+ * buffer along the same order, and gathered ahead only once its read was started: the read, not
+ * the all-gather, is what waits on the file (when every buffer feeds a gather, one completes first).
+ * Buffer states follow the calls only (a read counts once started, never by its timing) and every
+ * rank's shards have the same sizes, so these decisions agree across ranks too.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';

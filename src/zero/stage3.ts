@@ -4,7 +4,8 @@
  *
  * - Each parameter of n elements is padded to N·ceil(n/N); rank r keeps only its shard, packed
  *   with its shards of the other parameters of the same dtype in one partition buffer (tag
- *   'param'), next to the averaged gradient partition ('grad'), the fp32 master of 16-bit
+ *   'param'; in the shared arena, or with `offloadParam` in the CPU offload pool or an nvme file
+ *   read through a few swap buffers: offload/param_store.ts, param_nvme.ts), next to the averaged gradient partition ('grad'), the fp32 master of 16-bit
  *   shards and the optimizer state ('optim'). Rank 0's initial values are broadcast first.
  * - Outside use a parameter keeps its full shape and holds no memory (reading it throws, naming
  *   it). Module hooks gather it around its module's forward and backward (param_coordinator.ts),

@@ -31,7 +31,11 @@ export interface ResolvedParamOffload {
   pinMemory: boolean;
 }
 
-/** Checks the options and fills in DeepSpeed's defaults (`where` names the caller in errors). */
+/**
+ * Checks the options and fills in DeepSpeed's defaults (`where` names the caller in errors).
+ * @example
+ * resolveParamOffload({ device: 'nvme', nvmePath: '/scratch' }, 'ZeroStage3').bufferCount   // 5
+ */
 export function resolveParamOffload(opts: OffloadParamOptions | undefined, where: string): ResolvedParamOffload {
   const defaults: ResolvedParamOffload = { device: 'none', nvmePath: null, bufferCount: 5, bufferSize: 1e8, maxInCpu: 1e9, pinMemory: false };
   if (opts === undefined) return defaults;
