@@ -13,6 +13,16 @@ import { cudaDeviceCount, cudaLibraries, native, nn, tensor, tidy, zeros } from 
 
 const root = path.resolve(import.meta.dirname, '../..');
 
+/** A C compiler for the test libraries (nvcc's host compiler on the GPU machines), or null. */
+const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0) ?? null;
+
+/** Builds `code` into `dir/name` as a shared library. */
+function sharedLibrary(dir: string, name: string, code: string): void {
+  const src = path.join(dir, `${name}.c`);
+  writeFileSync(src, code);
+  execFileSync(cc as string, ['-shared', '-fPIC', '-o', path.join(dir, name), src]);
+}
+
 test('cudaLibraries reports each library as found (path, version) or missing (a message naming it)', () => {
   const libs = cudaLibraries();
   assert.ok(Array.isArray(libs.searchDirs));
@@ -29,13 +39,12 @@ test('cudaLibraries reports each library as found (path, version) or missing (a 
 });
 
 test('a library in MESHTRAIN_CUDA_LIB_PATH is opened with dlopen and its version read', () => {
+  if (!cc) return void console.log('SKIP: no C compiler (cc, gcc, clang) to build the test library');
   // A real shared object with NCCL's two entry points that the report calls, built here: the
   // loader's search, dlopen and dlsym run exactly as for libnccl.so.2 on a GPU machine.
   const dir = mkdtempSync(path.join(tmpdir(), 'mt-cudalib-'));
   try {
-    const src = path.join(dir, 'nccl.c');
-    writeFileSync(src, 'int ncclGetVersion(int* v) { *v = 22703; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
-    execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libnccl.so.2'), src]);
+    sharedLibrary(dir, 'libnccl.so.2', 'int ncclGetVersion(int* v) { *v = 22703; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
     const script = "import { cudaLibraries } from './src/index.ts'; console.log(JSON.stringify(cudaLibraries().nccl));";
     const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: root,
@@ -51,13 +60,12 @@ test('a library in MESHTRAIN_CUDA_LIB_PATH is opened with dlopen and its version
 });
 
 test("the Python wheels' nvidia/*/lib folders of a virtualenv are searched (as on the GPU machines)", () => {
+  if (!cc) return void console.log('SKIP: no C compiler (cc, gcc, clang) to build the test library');
   const venv = mkdtempSync(path.join(tmpdir(), 'mt-venv-'));
   try {
     const lib = path.join(venv, 'lib', 'python3.12', 'site-packages', 'nvidia', 'nccl', 'lib');
     mkdirSync(lib, { recursive: true });
-    const src = path.join(venv, 'nccl.c');
-    writeFileSync(src, 'int ncclGetVersion(int* v) { *v = 22805; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
-    execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(lib, 'libnccl.so.2'), src]);
+    sharedLibrary(lib, 'libnccl.so.2', 'int ncclGetVersion(int* v) { *v = 22805; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
     const script = "import { cudaLibraries } from './src/index.ts'; const l = cudaLibraries(); console.log(JSON.stringify([l.searchDirs, l.nccl]));";
     const env: NodeJS.ProcessEnv = { ...process.env, VIRTUAL_ENV: venv };
     delete env.MESHTRAIN_CUDA_LIB_PATH;
@@ -72,11 +80,10 @@ test("the Python wheels' nvidia/*/lib folders of a virtualenv are searched (as o
 });
 
 test('a library lacking a needed function is reported, naming the function', () => {
+  if (!cc) return void console.log('SKIP: no C compiler (cc, gcc, clang) to build the test library');
   const dir = mkdtempSync(path.join(tmpdir(), 'mt-cudalib-'));
   try {
-    const src = path.join(dir, 'nccl.c');
-    writeFileSync(src, 'int ncclGetVersion(int* v) { *v = 1; return 0; }\n');
-    execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libnccl.so.2'), src]);
+    sharedLibrary(dir, 'libnccl.so.2', 'int ncclGetVersion(int* v) { *v = 1; return 0; }\n');
     const script = "import { cudaLibraries } from './src/index.ts'; console.log(JSON.stringify(cudaLibraries().nccl));";
     const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: root,
