@@ -7,6 +7,7 @@
 export { mlp, type MLPOptions } from './mlp.ts';
 export { GPT, GPT_SIZES, gptConfig, gptKeyFromFlatName, gptParamCount, type GPTConfig, type GPTSize } from './gpt.ts';
 export { gptPipelineLayers, GPTPositions } from './gpt_pipeline.ts';
+export { blockTensorParallelPlan, type GPT3DLayers, gptTensorParallelPipelineLayers } from './gpt_pipeline_tp.ts';
 export {
   BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, resnetParamCount, type ResNetOptions,
 } from './resnet.ts';
