@@ -61,7 +61,8 @@ DynLib openCudaLib(const char* what, const std::vector<std::string>& names) {
       std::string p = dir + "/" + name;
       struct stat st;
       if (stat(p.c_str(), &st) != 0) continue;
-      // RTLD_LOCAL: these libraries' symbols must not leak into the process (PyTorch may share it).
+      // RTLD_LOCAL: their symbols stay out of the global namespace, where another copy (a Python
+      // extension's, say) may already live.
       if (void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL)) {
         lib.handle = h;
         lib.path = p;

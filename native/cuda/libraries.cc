@@ -60,8 +60,6 @@ void loadCublasLt() {
     bind(a.preferenceDestroy, s.lib, what, "cublasLtMatmulPreferenceDestroy");
     bind(a.algoGetHeuristic, s.lib, what, "cublasLtMatmulAlgoGetHeuristic");
     bind(a.matmul, s.lib, what, "cublasLtMatmul");
-    // cuBLASLt has no status-string function of its own; cublasGetStatusString lives in libcublas.
-    a.statusString = nullptr;
     s.ok = true;
   } catch (const std::exception& e) {
     s.error = e.what();

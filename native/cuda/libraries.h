@@ -52,7 +52,6 @@ struct CublasLtApi {
   int (*matmul)(lt::Handle, lt::MatmulDesc, const void* alpha, const void* a, lt::Layout, const void* b, lt::Layout,
                 const void* beta, const void* c, lt::Layout, void* d, lt::Layout, const lt::Algo* algo, void* workspace,
                 size_t workspaceBytes, void* stream);
-  const char* (*statusString)(int);
 };
 
 // NCCL (nccl.h). Only what the report and the communicator's bootstrap need today.
