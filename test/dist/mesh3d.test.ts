@@ -4,12 +4,16 @@
 // only changes summation order): per-step losses and gradient norms within 1e-6 relative
 // (measured ~1.4e-8 and ~4e-8); the consolidated (ZeRO-3: gathered) weights within 1e-5 of
 // max(1, |w|) (measured ~1.5e-6); the attention key bias, whose true gradient is zero, within 1e-4.
+// fp16-style loss scaling spans tp: a gradient overflowing on one tp rank of one stage skips the step
+// on all 8 ranks (weights unchanged bit for bit), and the next step equals the reference's first.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
 
 interface Result {
   case: string;
+  skipped?: number;
+  unchanged?: boolean;
   rank: number;
   lossRel: number;
   normRel: number;
@@ -30,6 +34,11 @@ async function run(mesh: { dp: number; pp: number; tp: number }, cases: string[]
     for (const x of mine) {
       const at = `${JSON.stringify(mesh)} ${c} rank ${x.rank}`;
       assert.ok(x.lossRel <= 1e-6, `${at}: losses (rel ${x.lossRel})`);
+      if (c === 'overflow') {
+        assert.is(x.skipped, 1, `${at}: the overflowing step was skipped`);
+        assert.ok(x.unchanged, `${at}: weights unchanged by the skipped step`);
+        continue;
+      }
       assert.ok(x.normRel <= 1e-6, `${at}: gradient norms (rel ${x.normRel})`);
       assert.ok(x.refNorms[0] > 0.5, `${at}: clipping at 0.5 was active (${x.refNorms})`);
       assert.ok(x.weightAbs <= 1e-5, `${at}: weights (${x.weightAbs} at ${x.worst})`);
@@ -39,8 +48,8 @@ async function run(mesh: { dp: number; pp: number; tp: number }, cases: string[]
   return results;
 }
 
-test('dp 2 x pp 2 x tp 2: ZeRO-1/2/3, with and without sequence parallelism, train GPT-tiny as one process', async () => {
-  await run({ dp: 2, pp: 2, tp: 2 }, ['zero1', 'zero1-sp', 'zero2-sp', 'zero3', 'zero3-sp']);
+test('dp 2 x pp 2 x tp 2: ZeRO-1/2/3, with and without sequence parallelism, train GPT-tiny as one process; an overflow on one tp rank skips the step everywhere', async () => {
+  await run({ dp: 2, pp: 2, tp: 2 }, ['zero1', 'zero1-sp', 'zero2-sp', 'zero3', 'zero3-sp', 'overflow']);
 });
 
 test('pp 2 x dp 2 with ZeRO-3 and ZeRO-2 (tp 1) train GPT-tiny as one process', async () => {
