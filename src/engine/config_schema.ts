@@ -48,7 +48,7 @@ const OFFLOAD_PARAM: SectionSpec = {
     device: offloadDevice('the parameter partitions'),
     nvme_path: { kind: 'string', default: null, note: 'directory for the nvme parameter files; required with device nvme' },
     buffer_count: { kind: 'int', default: 5, min: 0, note: 'nvme: swap buffers in host memory (meshtrain: at least 1); shards are read ahead into free ones along the prefetch trace' },
-    buffer_size: { kind: 'int', default: 1e8, min: 0, note: 'nvme: elements per swap buffer; must hold the largest parameter shard (numel / dp); the step streams the file in pieces of this size' },
+    buffer_size: { kind: 'int', default: 1e8, min: 0, note: 'nvme: elements per swap buffer (meshtrain allocates at most the largest shard in the file); must hold the largest parameter shard (numel / dp)' },
     max_in_cpu: { kind: 'int', default: 1e9, min: 0, note: 'nvme: the first this many elements of the rank\'s partition (whole shards) stay in host memory, the rest go to the file' },
     pin_memory: { kind: 'bool', default: false, note: 'page-locked host memory (a GPU transfer concern: no effect on CPU runs)' },
   },

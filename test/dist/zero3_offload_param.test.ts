@@ -6,7 +6,8 @@
 //   offload_optimizer none and nvme (f32) and cpu (bf16).
 // - memory per rank between steps: 'param' under cpu is the partition + the persistent parameters
 //   with none, the persistent parameters only with cpu and nvme; cpu-offload holds the partition
-//   (cpu), or the swap buffers (nvme: buffer_count x 2048 elements) plus the max_in_cpu prefix;
+//   (cpu), or the swap buffers (nvme: buffer_count x 2048 elements, the largest shard, also when
+//   buffer_size is 1e6) plus the max_in_cpu prefix;
 //   the nvme file holds the rest, exactly; files are deleted by destroy(); shards were read ahead
 //   along the prefetch trace (nvme with 3 buffers).
 // - checkpoints: 3 steps + save + load into a fresh engine + 3 steps equals 6 straight steps bit for

@@ -31,6 +31,8 @@ export interface NvmeParamStoreOptions {
   name: string;
   bufferCount: number;
   bufferSize: number;
+  /** The largest shard in the file: buffers need no more (default: bufferSize). */
+  largestShard?: number;
 }
 
 /** One swap buffer and what it holds. */
@@ -65,7 +67,7 @@ export class NvmeParamStore implements ParamStore {
   /** The parameter file (null when the whole partition fits in max_in_cpu). */
   readonly file: string | null;
   readonly bufferCount: number;
-  /** Elements per swap buffer as allocated (bufferSize, or less when the file region is smaller). */
+  /** Elements per swap buffer as allocated: bufferSize, or less when the largest shard or the file region is smaller. */
   readonly bufferNumel: number;
   private readonly cpu: Tensor | null;
   private readonly bufs: Buf[] = [];
@@ -82,7 +84,7 @@ export class NvmeParamStore implements ParamStore {
     this.n = initial.numel;
     this.cpuNumel = Math.min(opts.cpuNumel, this.n);
     this.bufferCount = opts.bufferCount;
-    this.bufferNumel = Math.min(opts.bufferSize, this.fileNumel);
+    this.bufferNumel = Math.min(opts.bufferSize, opts.largestShard ?? opts.bufferSize, this.fileNumel);
     this.cpu = this.cpuNumel > 0 ? poolTensor(this.cpuNumel, this.dtype) : null;
     if (this.cpu) {
       const src = flatView(initial, 0, this.cpuNumel);
