@@ -54,10 +54,6 @@ const fp16 = (config.fp16 as { enabled?: boolean } | undefined)?.enabled === tru
 const bf16 = (config.bf16 as { enabled?: boolean } | undefined)?.enabled === true;
 const dtype = fp16 ? 'f16' : bf16 ? 'bf16' : 'f32';
 const model = new ResNet(depth, { numClasses: 10, dtype });
-// initialize() resolves "auto" bucket sizes from the model's hidden size, which it reads as
-// model.config.nEmbd (GPT's); a ResNet's is the width its head sees (2048 for ResNet50 and up).
-// TODO: drop once initialize() reads it from the model itself.
-Object.defineProperty(model, 'config', { value: { nEmbd: model.fc.inFeatures } });
 
 // criterion = CrossEntropyLoss; trainable parameters to deepspeed.initialize(model, model_parameters, config).
 const parameters = model.parameters().filter((p) => p.requiresGrad);

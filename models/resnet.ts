@@ -129,6 +129,11 @@ export class ResNet extends Module {
   readonly avgpool: AdaptiveAvgPool2d;
   readonly fc: Linear;
 
+  /** The width the head sees (512 or 2048): what "auto" ZeRO bucket sizes are derived from. */
+  get hiddenSize(): number {
+    return this.fc.inFeatures;
+  }
+
   constructor(
     readonly depth: number,
     opts: ResNetOptions = {},

@@ -48,6 +48,13 @@ export interface InitializeOptions<M extends Module = Module> {
   lrScheduler?: LRScheduler | ((optimizer: SchedulableOptimizer) => LRScheduler);
   /** Where the resolved config (rank 0, once) and steps_per_print lines go (default console.log). */
   log?: (s: string) => void;
+  /**
+   * The model's hidden size, for "auto" bucket sizes (default: `model.hiddenSize`, else GPT's
+   * `model.config.nEmbd`; DeepSpeed's Hugging Face integration reads `config.hidden_size`).
+   */
+  hiddenSize?: number;
+  /** The data loader's per-rank batch, for a config that sets no batch size or sets it to "auto". */
+  microBatchSize?: number;
 }
 
 export interface Initialized<M extends Module = Module> {
@@ -57,7 +64,7 @@ export interface Initialized<M extends Module = Module> {
   lrScheduler: LRScheduler | null;
 }
 
-const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log'];
+const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log', 'hiddenSize', 'microBatchSize'];
 
 /**
  * @example
@@ -77,8 +84,13 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   }
   if (opts.group && opts.mesh) throw new Error('initialize: give group or mesh, not both');
   const group = opts.group ?? opts.mesh?.group('dp') ?? getWorld();
-  const hidden = (model as { config?: { nEmbd?: unknown } }).config?.nEmbd;
-  const config = loadConfig(opts.config, { dpSize: group.size, ...(typeof hidden === 'number' ? { hiddenSize: hidden } : {}) });
+  const described = model as { hiddenSize?: unknown; config?: { nEmbd?: unknown } };
+  const hidden = opts.hiddenSize ?? described.hiddenSize ?? described.config?.nEmbd;
+  const config = loadConfig(opts.config, {
+    dpSize: group.size,
+    ...(typeof hidden === 'number' ? { hiddenSize: hidden } : {}),
+    ...(opts.microBatchSize !== undefined ? { microBatchSize: opts.microBatchSize } : {}),
+  });
   refuseUnimplemented(config);
   const mixed = mixedDtype(config);
   checkModelDtype(model.namedParameters(), mixed);
