@@ -1,4 +1,4 @@
-// dp × pp × tp: GPT-tiny with tensor-parallel pipeline stages, ZeRO 1/2/3 over dp, 1F1B over pp,
+// dp × pp × tp: GPT-tiny with tensor-parallel pipeline stages, plain AdamW or ZeRO 1/2/3 over dp, 1F1B over pp,
 // clipping at 0.5 (active on the first step) over every axis, f32, 2 steps of 4 micro-batches per
 // dp rank, against one process training on every micro-batch (fixtures/mesh3d.ts). Tolerances (tp
 // only changes summation order): per-step losses and gradient norms within 1e-6 relative
@@ -48,8 +48,8 @@ async function run(mesh: { dp: number; pp: number; tp: number }, cases: string[]
   return results;
 }
 
-test('dp 2 x pp 2 x tp 2: ZeRO-1/2/3, with and without sequence parallelism, train GPT-tiny as one process; an overflow on one tp rank skips the step everywhere', async () => {
-  await run({ dp: 2, pp: 2, tp: 2 }, ['zero1', 'zero1-sp', 'zero2-sp', 'zero3', 'zero3-sp', 'overflow']);
+test('dp 2 x pp 2 x tp 2: plain AdamW and ZeRO-1/2/3, with and without sequence parallelism, train GPT-tiny as one process; an overflow on one tp rank skips the step everywhere', async () => {
+  await run({ dp: 2, pp: 2, tp: 2 }, ['plain-sp', 'zero1', 'zero1-sp', 'zero2-sp', 'zero3', 'zero3-sp', 'overflow']);
 });
 
 test('pp 2 x dp 2 with ZeRO-3 and ZeRO-2 (tp 1) train GPT-tiny as one process', async () => {
