@@ -184,17 +184,28 @@ export class ParamCoordinator {
 
   /** The gathered parameters' (persistent ones, those held) full values refreshed from the partitions (after a step). */
   refreshGathered(): void {
+    for (const p of this.params) this.complete(p);
+    const todo = this.params.filter((p) => p.state === 'gathered');
     const works: Work[] = [];
     const leases: ShardLease[] = [];
     const settle = () => {
       for (const w of works.splice(0)) w.wait();
       for (const l of leases.splice(0)) l.release();
     };
+    // nvme: the shards are read ahead into the free swap buffers while earlier ones are gathered (unless prefetch is off).
+    let ahead = 0;
+    const readAhead = () => {
+      if (this.opts.prefetchBucketSize === 0) return;
+      for (; ahead < todo.length; ahead++) {
+        const q = todo[ahead];
+        if (q.store.streams && !q.store.prefetch(q.shard.offset, q.shard.size)) return;
+      }
+    };
     try {
-      for (const p of this.params) {
-        this.complete(p);
-        if (p.state !== 'gathered') continue;
-        if (!p.store.hasRoom()) settle();        // nvme: every swap buffer is feeding a gather
+      for (const [i, p] of todo.entries()) {
+        ahead = Math.max(ahead, i);
+        readAhead();
+        if (!p.store.ready(p.shard.offset, p.shard.size) && !p.store.hasRoom()) settle();   // every swap buffer feeds a gather
         const full = p.param.alias([p.shard.padded], [1], p.param.offset);
         const mine = p.store.acquire(p.shard.offset, p.shard.size);
         leases.push(mine);
