@@ -84,5 +84,5 @@ const row = {
 };
 console.log(JSON.stringify(row));
 engine.destroy();
-if (!a.dir && world.rank === 0) rmSync(dir, { recursive: true, force: true });
+if (!a.dir) rmSync(dir, { recursive: true, force: true });   // each rank made its own temporary directory
 await destroyDistributed();
