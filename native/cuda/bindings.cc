@@ -181,8 +181,18 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   int dev = deviceOf("reduce", oId);
   deviceOf("reduce", xId, dev);
   size_t it = itemOf(d);
-  cudaReduce(dev, op, d, ptr(xId, xOff, outer * r * inner, it), ptr(oId, oOff, outer * inner, it), outer, r, inner,
-             argNum(info, 9));
+  const int64_t need = cudaReduceScratch(outer, r, inner);
+  // Partial sums of a chunked reduction: a scratch storage tagged 'other', back in the cache at once
+  // (reused only by work queued after these kernels).
+  const int64_t scratch = need ? allocStorage(size_t(need) * sizeof(double), Tag::Other, dev + 1, false) : 0;
+  try {
+    cudaReduce(dev, op, d, ptr(xId, xOff, outer * r * inner, it), ptr(oId, oOff, outer * inner, it), outer, r, inner,
+               argNum(info, 9), scratch ? static_cast<double*>(storageAt(scratch).ptr) : nullptr);
+  } catch (...) {
+    if (scratch) freeStorage(scratch);
+    throw;
+  }
+  if (scratch) freeStorage(scratch);
   return info.Env().Undefined();
 }
 

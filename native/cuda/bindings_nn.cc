@@ -77,10 +77,21 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   const char* op = "layerNorm backward";
   int dev = devOf(op, xId);
   devOf(op, gId, dev);
-  cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
-                        optional(op, meanId, 0, rows, statOf(d), dev), optional(op, rstdId, 0, rows, statOf(d), dev),
-                        dptr(gId, gOff, rows * cols, d), optional(op, dxId, 0, rows * cols, d, dev),
-                        optional(op, dwId, 0, cols, d, dev), optional(op, dbId, 0, cols, d, dev), rows, cols);
+  // Partial column sums for dw/db: a scratch storage tagged 'other', back in the cache at once.
+  const bool sums = (dwId || dbId) && rows * cols > 0;
+  const int64_t scratch =
+      sums ? allocStorage(size_t(cudaLayerNormScratch(rows, cols)) * sizeof(double), Tag::Other, dev + 1, false) : 0;
+  try {
+    cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
+                          optional(op, meanId, 0, rows, statOf(d), dev), optional(op, rstdId, 0, rows, statOf(d), dev),
+                          dptr(gId, gOff, rows * cols, d), optional(op, dxId, 0, rows * cols, d, dev),
+                          optional(op, dwId, 0, cols, d, dev), optional(op, dbId, 0, cols, d, dev), rows, cols,
+                          scratch ? static_cast<double*>(storageAt(scratch).ptr) : nullptr);
+  } catch (...) {
+    if (scratch) freeStorage(scratch);
+    throw;
+  }
+  if (scratch) freeStorage(scratch);
   return info.Env().Undefined();
 }
 

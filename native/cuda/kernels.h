@@ -20,8 +20,11 @@ void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, 
 void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alpha);
 
 // reduce.cu
+// Few outputs over a long axis (a bias gradient: inner columns, thousands of rows) split the axis
+// into fixed chunks summed in chunk order: `scratch` is cudaReduceScratch(...) doubles (0: none).
+int64_t cudaReduceScratch(int64_t outer, int64_t r, int64_t inner);
 void cudaReduce(int dev, int op, int dtype, const void* x, void* out, int64_t outer, int64_t r, int64_t inner,
-                double scale);
+                double scale, double* scratch);
 
 // softmax.cu
 void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows, int64_t cols, bool logOut,
@@ -60,8 +63,11 @@ namespace mt {
 // layernorm.cu: mean/rstd are f64 for f64 tensors, f32 otherwise; w, b, dx, dw, db may be null.
 void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
                           void* rstd, int64_t rows, int64_t cols, double eps);
+// dw/db are column sums over rows, in fixed row chunks: `scratch` is cudaLayerNormScratch(rows,
+// cols) doubles.
+int64_t cudaLayerNormScratch(int64_t rows, int64_t cols);
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols);
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch);
 
 // embedding.cu: ids (i32 or i64) already range-checked. Backward sums the rows of g in position
 // order per id: `order` lists positions grouped by id, `start` (V + 1 entries) delimits them.

@@ -1,6 +1,8 @@
 // Layer normalization over the last `cols` of each row, forward (saving mean and 1/std) and
-// backward (dx per row; dw, db as column sums over rows). Statistics and sums in double.
+// backward (dx per row; dw, db as column sums over fixed row chunks, added in chunk order).
+// Statistics and sums in double.
 // Reference: native/cpu/layernorm.cc.
+#include <algorithm>
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -68,17 +70,36 @@ __global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const 
   }
 }
 
-// dw[j] = sum_r g * xhat, db[j] = sum_r g: one thread per column, rows in order (deterministic).
+// Rows per partial sum of dw/db: a function of the shape only, so results are too; at most 65535
+// chunks (the grid's y limit).
+int64_t chunkRows(int64_t rows) { return std::max<int64_t>(64, (rows + 65534) / 65535); }
+
+// Partial column sums over rows [c*per, (c+1)*per): part[c][0][j] = sum g * xhat, part[c][1][j] = sum g.
 template <typename T>
-__global__ void backwardColumns(const T* x, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dw, T* db,
-                                int64_t rows, int64_t cols) {
-  MT_CU_LOOP(j, cols) {
+__global__ void backwardChunks(const T* x, const Stat<T>* mean, const Stat<T>* rstd, const T* g, int64_t rows,
+                               int64_t cols, int64_t per, double* part) {
+  const int64_t c = blockIdx.y, r0 = c * per, r1 = min(rows, r0 + per);
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += int64_t(gridDim.x) * blockDim.x) {
     double sw = 0, sb = 0;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = r0; r < r1; r++) {
       double gv = double(cu::ld(g + r * cols + j));
       double xhat = (double(cu::ld(x + r * cols + j)) - double(mean[r])) * double(rstd[r]);
       sw += gv * xhat;
       sb += gv;
+    }
+    part[(c * 2) * cols + j] = sw;
+    part[(c * 2 + 1) * cols + j] = sb;
+  }
+}
+
+// dw[j], db[j]: the partials added in chunk order.
+template <typename T>
+__global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols, T* dw, T* db) {
+  MT_CU_LOOP(j, cols) {
+    double sw = 0, sb = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+      sw += part[(c * 2) * cols + j];
+      sb += part[(c * 2 + 1) * cols + j];
     }
     if (dw) cu::st(dw + j, sw);
     if (db) cu::st(db + j, sb);
@@ -104,21 +125,38 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
   cu::checkLaunch("layerNormForward");
 }
 
+int64_t cudaLayerNormScratch(int64_t rows, int64_t cols) {
+  const int64_t per = chunkRows(rows);
+  return (rows + per - 1) / per * 2 * cols;
+}
+
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols) {
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch) {
   checkRows(rows);
-  if (rows == 0 || cols == 0) return;
+  if (cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  if (rows == 0) {
+    // Sums over no rows are 0, as on the CPU (all-zero bits are 0.0 in every float dtype).
+    const size_t bytes = size_t(cols) * (dtype == cu::F64 ? 8 : dtype == cu::F32 ? 4 : 2);
+    if (dw) cudaCheck(cudaMemsetAsync(dw, 0, bytes, s), "layerNorm backward");
+    if (db) cudaCheck(cudaMemsetAsync(db, 0, bytes, s), "layerNorm backward");
+    return;
+  }
   MT_CU_FLOAT(dtype, "layerNorm backward", {
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
     if (dx)
       backwardRows<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), m, r,
                                                               static_cast<const T*>(g), static_cast<T*>(dx), cols);
-    if (dw || db)
-      backwardColumns<T><<<cu::blocksFor(cols), cu::kThreads, 0, s>>>(static_cast<const T*>(x), m, r, static_cast<const T*>(g),
-                                                                       static_cast<T*>(dw), static_cast<T*>(db), rows, cols);
+    if (dw || db) {
+      if (!scratch) cu::fail("layerNorm backward: no scratch for the weight and bias gradients");
+      const int64_t per = chunkRows(rows), chunks = (rows + per - 1) / per;
+      dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
+      backwardChunks<T><<<grid, cu::kThreads, 0, s>>>(static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
+                                                      scratch);
+      backwardFinish<T><<<cu::blocksFor(cols), cu::kThreads, 0, s>>>(scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db));
+    }
   });
   cu::checkLaunch("layerNormBackward");
 }

@@ -93,6 +93,9 @@ if (!cudaIsAvailable()) {
       parity('sum dims', (x) => sum(x, [0, 2]), () => [r([3, 4, 5], dtype)]);
       parity('mean keepDim', (x) => mean(x, 1, true), () => [r([3, 40, 5], dtype)]);
       parity('sum last', (x) => sum(x, -1), () => [r([7, 1000], dtype)], dtype === 'f32' ? 2e-5 : undefined);
+      // Few outputs over a long axis: the chunked path (partials in fixed row chunks).
+      parity('sum long dim 0', (x) => sum(x, 0), () => [r([3000, 7], dtype)], dtype === 'f32' ? 2e-5 : undefined);
+      parity('mean long middle', (x) => mean(x, 1), () => [r([2, 1000, 3], dtype)], dtype === 'f32' ? 2e-5 : undefined);
     });
 
     test(`softmax and log-softmax (last dim, other dim, causal, scaled), ${dtype}`, () => {
@@ -117,6 +120,7 @@ if (!cudaIsAvailable()) {
     test(`layer norm, embedding and cross-entropy, ${dtype}`, () => {
       parity('layerNorm affine', (x, w, b) => layerNorm(x, 48, w, b), () => [r([3, 5, 48], dtype), r([48], dtype), r([48], dtype)]);
       parity('layerNorm plain', (x) => layerNorm(x, [4, 6]), () => [r([7, 4, 6], dtype)]);
+      parity('layerNorm many rows', (x, w, b) => layerNorm(x, 16, w, b), () => [r([3000, 16], dtype), r([16], dtype), r([16], dtype)], dtype === 'f32' ? 2e-5 : undefined);
       const ids = () => tensor([3, 0, 3, 9, 1, 3, 0], { dtype: 'i64', shape: [7] });
       parity('embedding', (i, w) => embedding(i, w), () => [ids(), r([10, 6], dtype)]);
       parity('embedding i32', (i, w) => embedding(i, w), () => [tensor([[1, 1], [4, 2]], { dtype: 'i32' }), r([5, 3], dtype)]);
