@@ -31,6 +31,14 @@ const UNSUPPORTED: Record<string, readonly string[]> = {
     'zero_hpz_partition_size', 'zero_quantized_gradients', 'zero_quantized_nontrainable_weights', 'zero_quantized_weights',
     'zeropp_loco_param', 'pipeline_loading_checkpoint', 'override_module_apply', 'log_trace_cache_warnings',
   ],
+  // DeepSpeed's pipeline keys: stages and partition are PipelineModule's numStages and partitionMethod, the checkpoint interval its activationCheckpointInterval.
+  pipeline: ['stages', 'partition', 'seed_layers', 'activation_checkpoint_interval', 'pipe_partitioned', 'grad_partitioned'],
+};
+
+/** Where meshtrain takes what DeepSpeed's pipeline keys set. */
+const PIPELINE_HINT: Record<string, string> = {
+  stages: 'PipelineModule numStages sets it', partition: 'PipelineModule partitionMethod sets it',
+  activation_checkpoint_interval: 'PipelineModule activationCheckpointInterval sets it',
 };
 
 /** Hyperparameter names each optimizer type accepts in `optimizer.params`. */
@@ -99,7 +107,7 @@ function section(spec: SectionSpec, raw: unknown, path: string, sources: Map<str
   for (const key of Object.keys(obj)) {
     if (Object.hasOwn(spec.keys, key)) continue;
     const full = path ? `${path}.${key}` : key;
-    if (UNSUPPORTED[path]?.includes(key)) throw new Error(`${full}: a DeepSpeed key meshtrain does not support (remove it)`);
+    if (UNSUPPORTED[path]?.includes(key)) throw new Error(`${full}: a DeepSpeed key meshtrain does not support (remove it${PIPELINE_HINT[key] ? `; ${PIPELINE_HINT[key]}` : ''})`);
     throw new Error(`${full}: unknown key${suggestion(key, allowed)}`);
   }
   const out: Record<string, unknown> = {};

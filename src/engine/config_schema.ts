@@ -136,6 +136,19 @@ export const CONFIG_SCHEMA: SectionSpec = {
       },
     },
     zero_optimization: ZERO,
+    pipeline: {
+      kind: 'section',
+      note: 'pipeline parallelism (initialize with a PipelineModule); DeepSpeed runs only 1F1B, these two keys are meshtrain extensions',
+      keys: {
+        schedule: {
+          kind: 'enum', values: ['1f1b', 'gpipe', 'interleaved', 'zb-h1'], default: null,
+          note: 'meshtrain: the pipeline schedule; null: 1f1b, or interleaved when the PipelineModule has several stages per pp rank',
+        },
+        virtual_stages: {
+          kind: 'int', default: null, min: 1, note: "meshtrain: stages per pp rank (interleaved); checked against the PipelineModule's numStages / pp; null: the module's",
+        },
+      },
+    },
   },
 };
 

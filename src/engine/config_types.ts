@@ -55,6 +55,11 @@ export interface Fp16Config {
   min_loss_scale: number;
 }
 
+export interface PipelineConfig {
+  schedule: '1f1b' | 'gpipe' | 'interleaved' | 'zb-h1' | null;
+  virtual_stages: number | null;
+}
+
 export interface OptimizerSection {
   type: 'Adam' | 'AdamW' | 'SGD' | null;
   params: Record<string, unknown>;
@@ -85,6 +90,8 @@ export interface EngineConfig {
   optimizer: OptimizerSection;
   scheduler: SchedulerSection;
   zero_optimization: ZeroConfig;
+  /** Pipeline keys (meshtrain extensions; used by initialize with a PipelineModule). */
+  pipeline: PipelineConfig;
   /** The data-parallel size the batch arithmetic used. */
   dpSize: number;
   /** The loss scaler to build (DeepSpeed's rules, including its defaults when fp16 sets no dynamic keys). */

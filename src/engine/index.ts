@@ -12,6 +12,7 @@ export {
 } from './loss_scaler.ts';
 export { hasOverflow } from './overflow.ts';
 export { initialize, type InitializeOptions, type Initialized } from './initialize.ts';
+export type { InitializedPipeline } from './initialize_pipeline.ts';
 export { Engine, type EngineBackend, type EngineParts, type EngineZero } from './engine.ts';
 export { formatMemoryReport, type MemoryReport, type MemoryBuffer, type MemoryLocation, type FormulaTerm, type FormulaTag } from './memory_report.ts';
 export { DEFAULT_16BIT_FILENAME } from './save_16bit.ts';

@@ -17,6 +17,7 @@ import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/ba
 import { createLrScheduler } from '../optim/lr_schedules/create.ts';
 import { Optimizer } from '../optim/optimizer.ts';
 import { SGD } from '../optim/sgd.ts';
+import { PipelineModule } from '../pipeline/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage3 } from '../zero/stage3.ts';
@@ -26,6 +27,7 @@ import { loadConfig, printResolvedConfig } from './config.ts';
 import type { EngineConfig, OptimizerSection } from './config_types.ts';
 import { formatZeroKeyUsage } from './config_usage.ts';
 import { Engine } from './engine.ts';
+import { type InitializedPipeline, initializePipeline } from './initialize_pipeline.ts';
 import { createLossScaler } from './loss_scaler.ts';
 import { checkModelDtype, mixedDtype } from './precision.ts';
 
@@ -76,18 +78,23 @@ const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'opt
  *   engine.step();
  * }
  */
-export async function initialize<M extends Module>(opts: InitializeOptions<M>): Promise<Initialized<M>> {
+export async function initialize(opts: InitializeOptions<PipelineModule>): Promise<InitializedPipeline>;
+export async function initialize<M extends Module>(opts: InitializeOptions<M>): Promise<Initialized<M>>;
+export async function initialize<M extends Module>(opts: InitializeOptions<M>): Promise<Initialized<M> | InitializedPipeline> {
   checkKeys(opts, OPTION_KEYS, 'initialize');
   const { model } = opts;
   if (!model || typeof model.forward !== 'function' || typeof model.namedParameters !== 'function') {
     throw new Error('initialize: model must be a Module');
   }
+  const pipe = model instanceof PipelineModule ? model : null;
   if (opts.group && opts.mesh) throw new Error('initialize: give group or mesh, not both');
-  const group = opts.group ?? opts.mesh?.group('dp') ?? getWorld();
+  // A pipeline without a mesh or group has no data parallelism: the world is its pp group.
+  const dpGroup = opts.group ?? opts.mesh?.group('dp') ?? null;
+  const group = dpGroup ?? getWorld();
   const described = model as { hiddenSize?: unknown; config?: { nEmbd?: unknown } };
   const hidden = opts.hiddenSize ?? described.hiddenSize ?? described.config?.nEmbd;
   const config = loadConfig(opts.config, {
-    dpSize: group.size,
+    dpSize: pipe && !dpGroup ? 1 : group.size,
     ...(typeof hidden === 'number' ? { hiddenSize: hidden } : {}),
     ...(opts.microBatchSize !== undefined ? { microBatchSize: opts.microBatchSize } : {}),
   });
@@ -96,13 +103,23 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   checkModelDtype(model.namedParameters(), mixed);
   const log = opts.log ?? console.log;
   // The resolved config, then the zero_optimization keys this stage accepts but does not use.
-  if (group.rank === 0) printResolvedConfig(config, (s) => log(`${s}\n${formatZeroKeyUsage(config)}`));
+  if ((pipe ? getWorld() : group).rank === 0) printResolvedConfig(config, (s) => log(`${s}\n${formatZeroKeyUsage(config)}`));
 
   if (opts.optimizer && config.optimizer.type !== null) {
     throw new Error('initialize: an optimizer was passed and config.optimizer is set; give one of them');
   }
   if (opts.lrScheduler && config.scheduler.type !== null) {
     throw new Error('initialize: an lrScheduler was passed and config.scheduler is set; give one of them');
+  }
+  if (pipe) {
+    if (opts.modelParameters) throw new Error('initialize: modelParameters with a PipelineModule: not implemented yet (each rank trains its stages\' parameters)');
+    return initializePipeline({
+      model: pipe, config, mesh: opts.mesh, dpGroup, optimizer: opts.optimizer, lrScheduler: opts.lrScheduler,
+      spec: () => specOf(opts.optimizer as ZeroOptimizerSpec | undefined, config.optimizer), build: (spec) => buildOptimizer(pipe.parameters(), spec),
+    });
+  }
+  for (const key of ['schedule', 'virtual_stages'] as const) {
+    if (config.pipeline[key] !== null) throw new Error(`pipeline.${key}: needs a PipelineModule model, got ${model.constructor.name}`);
   }
   const stage = config.zero_optimization.stage as 0 | 1 | 2 | 3;
   const all = model.parameters();

@@ -1,0 +1,70 @@
+// initialize({ model: PipelineModule, config, mesh }) builds the PipelineEngine the config describes:
+// on pp 2 (plain AdamW) and on dp 2 x pp 2 x tp 2 (ZeRO-1), GPT-tiny's per-step losses and final
+// weights equal the hand-built PipelineEngine's bit for bit, and the single-process reference's within
+// 1e-6 relative (losses) and 1e-5 of max(1, |w|) (weights; the attention key bias, whose true gradient
+// is zero, 1e-4), as mesh3d.test.ts. Config errors (unknown schedule, batch arithmetic, virtual stages,
+// DeepSpeed pipeline keys, offload, pipeline keys without a pipeline) name the key.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { expectExit, runLauncher } from './helpers.ts';
+
+interface Result {
+  stage: number;
+  rank: number;
+  losses: number[];
+  lossesBitEqual: boolean;
+  bitEqual: boolean;
+  lossRel: number;
+  weightAbs: number;
+  worst: string;
+  keyBiasAbs: number;
+  microBatches: number;
+  schedule: string;
+  optimizerIsZero: boolean;
+  printed: string;
+}
+
+async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[]): Promise<Record<string, string>> {
+  const n = mesh.dp * mesh.pp * mesh.tp;
+  const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'initialize_pipeline.ts', [JSON.stringify(mesh), stages.join(',')], { timeoutMs: 80_000 });
+  expectExit(r, 0, `initialize_pipeline ${JSON.stringify(mesh)}`);
+  const results = [...r.stdout.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Result);
+  assert.is(results.length, n * stages.length, 'every rank reported every stage');
+  for (const x of results) {
+    const at = `${JSON.stringify(mesh)} stage ${x.stage} rank ${x.rank}`;
+    assert.ok(x.lossesBitEqual, `${at}: losses equal the hand-built engine's bit for bit`);
+    assert.ok(x.bitEqual, `${at}: weights equal the hand-built engine's bit for bit`);
+    assert.ok(x.lossRel <= 1e-6, `${at}: losses vs one process (rel ${x.lossRel})`);
+    assert.ok(x.weightAbs <= 1e-5, `${at}: weights vs one process (${x.weightAbs} at ${x.worst})`);
+    assert.ok(x.keyBiasAbs <= 1e-4, `${at}: key bias (${x.keyBiasAbs})`);
+    assert.is(x.microBatches, 4, `${at}: gradient_accumulation_steps = train_batch_size / (micro × dp)`);
+    assert.is(x.schedule.startsWith('1f1b'), true, `${at}: schedule ${x.schedule}`);
+    assert.is(x.optimizerIsZero, x.stage > 0, `${at}: the returned optimizer`);
+    if (x.rank === 0) {
+      assert.match(x.printed, /meshtrain config \(resolved\)/, `${at}: the resolved config is printed`);
+      assert.match(x.printed, /pipeline\.schedule\s+"1f1b"\s+\(set\)/);
+      assert.match(x.printed, /gradient_accumulation_steps\s+4\s+\(derived\)/);
+    } else assert.is(x.printed, '', `${at}: only rank 0 prints`);
+  }
+  const errs = [...r.stdout.matchAll(/^\[rank \d+\] ERRORS (.*)$/gm)].map((m) => JSON.parse(m[1]) as Record<string, string>);
+  assert.is(errs.length, n);
+  return errs[0];
+}
+
+test('pp 2: initialize() with plain AdamW (stage 0) equals the hand-built PipelineEngine bit for bit and one process; config errors are clear', async () => {
+  const e = await run({ dp: 1, pp: 2, tp: 1 }, [0]);
+  assert.match(e.schedule, /^pipeline\.schedule: expected one of "1f1b", "gpipe", "interleaved", "zb-h1", got "1fb1" \(did you mean "1f1b"\?\)$/);
+  assert.match(e.batch, /train_batch_size 16 != train_micro_batch_size_per_gpu 2 × gradient_accumulation_steps 4 × dp 1 \(= 8\)/);
+  assert.match(e.accumulation, /gradient_accumulation_steps: cannot be derived.*train_batch_size 7 \/ \(train_micro_batch_size_per_gpu 2 × dp 1\)/);
+  assert.match(e.virtual, /pipeline\.virtual_stages: 2, but the PipelineModule has 2 stages on 2 pp ranks \(1 per rank\)/);
+  assert.match(e.stages, /pipeline\.stages: a DeepSpeed key meshtrain does not support \(remove it; PipelineModule numStages sets it\)/);
+  assert.match(e.offload, /zero_optimization\.offload_optimizer\.device = "cpu" with a PipelineModule: not implemented yet/);
+  assert.match(e.notPipeline, /pipeline\.schedule: needs a PipelineModule model, got Linear/);
+});
+
+test('dp 2 x pp 2 x tp 2 with ZeRO-1: initialize() equals the hand-built PipelineEngine bit for bit and one process', async () => {
+  const e = await run({ dp: 2, pp: 2, tp: 2 }, [1]);
+  assert.match(e.batch, /× dp 2 \(= 16\)/, 'the batch arithmetic uses the mesh dp size');
+});
+
+test.run();
