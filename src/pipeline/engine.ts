@@ -10,10 +10,12 @@ import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
+import { getRngState, setRngState } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward } from '../tensor_parallel/sequence_parallel.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
+import { pipelineLayerRng } from './layer_rng.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import { PipeP2P } from './p2p.ts';
@@ -90,6 +92,8 @@ export class PipelineEngine {
   private readonly lossScaler: LossScaler | null;
   private readonly p2p: PipeP2P;
   private evalRun: { schedule: Schedule; p2p: PipeP2P } | null = null;
+  /** Why an earlier batch failed part-way: the engine refuses further batches. */
+  private failure: string | null = null;
 
   private constructor(opts: PipelineEngineOptions, schedule: Schedule) {
     this.module = opts.module;
@@ -132,6 +136,40 @@ export class PipelineEngine {
 
   /** Runs one batch (microBatches micro-batches from `data`) and one optimizer step; returns the mean loss on every rank. */
   trainBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+    this.checkData(data);
+    return this.guard('trainBatch', () => this.train(data));
+  }
+
+  /** Forward only over microBatches micro-batches; returns the mean loss on every rank. */
+  evalBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+    this.checkData(data);
+    return this.guard('evalBatch', () => this.evaluate(data));
+  }
+
+  /** Refused before anything runs (the engine stays usable). */
+  private checkData(data: unknown): void {
+    const needs = this.module.stages.some((s) => s === 0 || s === this.module.numStages - 1);
+    if (needs && !data) throw new Error(`PipelineEngine: pipeline rank ${this.module.pipeRank} holds the first or last stage and needs a data iterator`);
+  }
+
+  /**
+   * A batch that throws part-way leaves activations and partial gradients behind and messages in
+   * flight between ranks (the other ranks fail or time out waiting), so no later batch could be
+   * trusted: the engine refuses them, naming the first failure.
+   */
+  private guard(what: string, fn: () => number): number {
+    if (this.failure) {
+      throw new Error(`PipelineEngine.${what}: an earlier batch failed part-way (${this.failure}); gradients, optimizer state and the messages between pipeline ranks may be inconsistent, so this engine runs no more batches: create a new PipelineEngine and load the last checkpoint`);
+    }
+    try {
+      return fn();
+    } catch (e) {
+      this.failure = e instanceof Error ? e.message : String(e);
+      throw e;
+    }
+  }
+
+  private train(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
     this.module.train();
     const fetch = this.fetcher(data);
     const params = this.module.parameters();
@@ -139,14 +177,19 @@ export class PipelineEngine {
     // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire. ZeRO-3 reduces in each backward.
     const hooks = params.map((p) => (z ? [] : p.gradReadyHooks.splice(0)));
     let lossSum: number;
+    // Dropout draws from per-layer streams (layer_rng.ts); the global generator is left where it was.
+    const rng0 = getRngState();
+    const rng = pipelineLayerRng(rng0.seed, this.globalSteps, this.microBatches);
+    const layers = this.module.layerNames.length;
     try {
       const r = runStageActions(
         this.module, this.schedule, this.p2p, fetch, true, this.lossScaler, z ? (out, g) => z.backward(out, g) : undefined,
-        z && this.schedule.splitBackward ? () => z.reduceWeightGrads() : null,
+        z && this.schedule.splitBackward ? () => z.reduceWeightGrads() : null, (mb) => rng(mb, layers),
       );
       lossSum = r.lossSum;
       this.timeline = r.timeline;
     } finally {
+      setRngState(rng0);
       params.forEach((p, i) => p.gradReadyHooks.push(...hooks[i]));
     }
     if (this.tpGroup && !z) allReduceSequenceParallelGrads(this.module, this.tpGroup);
@@ -173,8 +216,7 @@ export class PipelineEngine {
     return this.reportLoss(lossSum);
   }
 
-  /** Forward only over microBatches micro-batches; returns the mean loss on every rank. */
-  evalBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+  private evaluate(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
     this.module.eval();
     if (!this.evalRun) {
       const s = this.schedule;

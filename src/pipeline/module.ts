@@ -11,9 +11,10 @@ import { checkpoint } from '../autograd/checkpoint.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { withoutInit } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
-import { takeCounters } from '../tensor/random.ts';
+import { getRngState, setRngState, takeCounters } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { registerExternalParameter } from '../zero/external.ts';
+import { LAYER_RNG_STRIDE, type LayerRng } from './layer_rng.ts';
 import { LayerSpec, type PipeLayer, TiedLayerSpec } from './layer_spec.ts';
 
 export interface PipelineModuleOptions {
@@ -120,16 +121,18 @@ export class PipelineModule extends Module {
 
   /**
    * Runs one of this process's stages; with activationCheckpointInterval n > 0, every n layers
-   * run under checkpoint() and only their input is kept for backward.
+   * run under checkpoint() and only their input is kept for backward. With `rng`, each layer
+   * starts from `rng(its global index)` (PipelineEngine's partition-independent dropout streams);
+   * checkpoint() replays the same states in recomputation.
    */
-  forwardStage(stage: number, x: Tensor): Tensor {
+  forwardStage(stage: number, x: Tensor, rng?: LayerRng): Tensor {
     const layers = this.local.get(stage);
     if (!layers) throw new Error(`PipelineModule: stage ${stage} is not held by pipeline rank ${this.pipeRank} (it holds ${this.stages.join(', ')})`);
     const n = this.activationCheckpointInterval;
     let h = x;
     for (let i = 0; i < layers.length; i += n > 0 ? n : layers.length) {
       const chunk = layers.slice(i, n > 0 ? i + n : layers.length);
-      const run = (t: Tensor): Tensor => chunk.reduce((acc, l) => l.run(acc), t);
+      const run = (t: Tensor): Tensor => chunk.reduce((acc, l) => (rng ? runSeeded(l, acc, rng) : l.run(acc)), t);
       h = n > 0 ? checkpoint(run, h) : run(h);
     }
     return h;
@@ -245,6 +248,16 @@ export class PipelineModule extends Module {
       this.ties.push({ key, param: m ? m.getParameter(info.attr) : null, ranks, owner: info.owner, group: null });
     }
   }
+}
+
+/** One layer from its own generator state; it must stay within its counter range. */
+function runSeeded(l: LocalLayer, x: Tensor, rng: LayerRng): Tensor {
+  const s = rng(l.index);
+  setRngState(s);
+  const y = l.run(x);
+  const drawn = getRngState().offset - s.offset;
+  if (drawn > LAYER_RNG_STRIDE) throw new Error(`PipelineModule: layer ${l.index} drew ${drawn} random numbers in one forward, more than ${LAYER_RNG_STRIDE}`);
+  return y;
 }
 
 /** Runs a tied occurrence's forwardFn as a module of its own (its hooks fire; it owns no parameters). */

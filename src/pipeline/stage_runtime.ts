@@ -7,6 +7,7 @@ import { noGrad } from '../autograd/grad_mode.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tidy } from '../tensor/scope.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { LayerRng } from './layer_rng.ts';
 import { scaledLoss } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import type { PipeP2P } from './p2p.ts';
@@ -41,6 +42,8 @@ export function runStageActions(
   module: PipelineModule, schedule: Schedule, p2p: PipeP2P, data: (mb: number) => MicroBatch, train: boolean, scaler: LossScaler | null = null,
   backwardFn: (out: Tensor, grad?: Tensor) => void = (out, grad) => out.backward(grad),
   afterW: (() => void) | null = null,
+  /** Per micro-batch, the layers' dropout streams (pipelineLayerRng); none: the running generator. */
+  layerRng: ((mb: number) => LayerRng) | null = null,
 ): BatchResult {
   const actions = schedule.actions[module.pipeRank];
   const last = module.numStages - 1;
@@ -75,7 +78,8 @@ export function runStageActions(
       x.requiresGrad = train;
       st.input = x;
     }
-    const run = (): Tensor => module.forwardStage(a.stage, x);
+    const rng = layerRng?.(a.microbatch);
+    const run = (): Tensor => module.forwardStage(a.stage, x, rng);
     const out = tidy(() => {
       const y = !train ? noGrad(run) : split ? withDeferredWeightGrads(null, run) : run();
       if (a.stage !== last) return y;
@@ -126,6 +130,17 @@ export function runStageActions(
     }
   };
 
+  try {
+    runActions();
+  } finally {
+    // Also after a failed action: nothing this batch held outlives it.
+    for (const s of states.values()) for (const t of [s.input, s.output, s.gradOut, s.gradIn]) if (t && !t.disposed) t.dispose();
+  }
+  for (const [key, s] of states) if (s.jobs.length) throw new Error(`pipeline: weight gradients of ${key} were never computed (no W action)`);
+  p2p.finish();
+  return { lossSum, timeline };
+
+  function runActions(): void {
   for (const a of actions) {
     if (!train && a.kind === 'REDUCE_GRAD') continue;
     const start = now();
@@ -168,10 +183,5 @@ export function runStageActions(
     timeline.push({ action: a, start, end: now(), cpu: (cpu.user + cpu.system) / 1000 });
     p2p.progress();
   }
-  for (const [key, s] of states) {
-    for (const t of [s.input, s.output, s.gradOut, s.gradIn]) t?.dispose();
-    if (s.jobs.length) throw new Error(`pipeline: weight gradients of ${key} were never computed (no W action)`);
   }
-  p2p.finish();
-  return { lossSum, timeline };
 }

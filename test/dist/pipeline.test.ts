@@ -1,13 +1,14 @@
 // PipelineEngine on 2 pipeline ranks (fixtures/pipeline.ts): GPipe, 1F1B, ZB-H1 and interleaved
 // 1F1B (2 stages per rank) equal single-process GPT-tiny training (tolerances in
 // pipeline_common.ts); recomputation gives identical gradients with a lower activation peak; a
-// schedule with a backward before its forward is refused with the grid printed.
+// schedule with a backward before its forward is refused with the grid printed; dropout draws the
+// same masks as one process holding every layer (per-layer streams, layer_rng.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkTraining, type Result, runPipeline } from './pipeline_common.ts';
 
 let results: Result[] | null = null;
-const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken', 'eval']));
+const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken', 'eval', 'dropout']));
 
 for (const what of ['gpipe', '1f1b', 'zb-h1', 'interleaved']) {
   test(`pipeline pp=2 ${what}: losses, norms and weights equal one process; tied weights identical`, async () => {
@@ -39,6 +40,17 @@ test('pipeline pp=2: 1F1B holds fewer activations than GPipe on the first stage 
   const peak = (what: string) => rs.find((x) => x.case === what && x.pp === 0)?.peakActivation as number;
   const [g, o] = [peak('gpipe'), peak('1f1b')];
   assert.ok(o < g, `1F1B ${o} bytes < GPipe ${g} bytes`);
+});
+
+test('pipeline pp=2: dropout 0.1 (ZB-H1, recomputation) draws the masks one process holding every layer draws: losses and weights equal', async () => {
+  const rs = (await run()).filter((x) => x.case === 'dropout');
+  assert.is(rs.length, 2);
+  for (const r of rs) {
+    assert.ok((r.lossRel as number) <= 1e-6, `rank ${r.rank}: losses ${r.losses} vs ${r.refLosses}`);
+    assert.ok((r.weightAbs as number) <= 1e-5, `rank ${r.rank}: weights within 1e-5 (got ${r.weightAbs})`);
+    const plain = r.plainLosses as number[];
+    assert.ok(Math.abs(plain[0] - (r.refLosses as number[])[0]) > 1e-4, `dropout is active: ${plain[0]} without vs ${(r.refLosses as number[])[0]} with`);
+  }
 });
 
 test('pipeline: a broken schedule is refused before running, with the grid and the offending cell', async () => {

@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import { gptPipelineLayers } from '../../models/gpt_pipeline.ts';
 import { GPT, gptConfig } from '../../models/index.ts';
 import {
-  AdamW, crossEntropy, LayerSpec, type MicroBatch, manualSeed, nn, PipelineEngine, PipelineModule, type Tensor, tensor, tidy,
+  AdamW, crossEntropy, getRngState, LayerSpec, type MicroBatch, manualSeed, memoryStats, nn, PipelineEngine, PipelineModule, type RngState,
+  type ScheduleName, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
 
 const cfg = gptConfig('tiny');
@@ -118,8 +119,66 @@ test('PipelineEngine: clear errors for options, schedules and data', async () =>
   await rejects(PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: opt, schedule: 'fast' as never }), /unknown schedule 'fast'/);
   await rejects(PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: opt, lr: 1 } as never), /unknown option "lr"/);
   const engine = await PipelineEngine.create({ module: pipe, microBatches: 3, optimizer: opt });
-  assert.throws(() => engine.trainBatch([[ids(0), ids(1)]]), /data iterator ended after 1 of 3 micro-batches/);
   assert.throws(() => engine.evalBatch(null), /needs a data iterator/);
   assert.throws(() => engine.evalBatch([[ids(0)] as never, [ids(0)] as never, [ids(0)] as never]), /each micro-batch must be \[input, target\]/);
+  const again = await PipelineEngine.create({ module: pipe, microBatches: 3, optimizer: opt });
+  assert.throws(() => again.trainBatch([[ids(0), ids(1)]]), /data iterator ended after 1 of 3 micro-batches/);
+});
+
+test('PipelineEngine: a batch that fails part-way frees what it held and the engine refuses further batches, naming the failure', async () => {
+  const { pipe } = build(2, 'uniform', 1);
+  const opt = { step() {}, zeroGrad() {} };
+  const engine = await PipelineEngine.create({ module: pipe, microBatches: 3, optimizer: opt });
+  const act = () => memoryStats().cpu?.activation?.current ?? 0;
+  const mbs: MicroBatch[] = [0, 1, 2].map((j) => [ids(j), ids(j + 100)]);
+  const before = act();
+  // The first two micro-batches run forward (1F1B holds them), then the third is missing.
+  assert.throws(() => engine.trainBatch(mbs.slice(0, 2)), /data iterator ended after 2 of 3 micro-batches/);
+  assert.is(act(), before, 'no activation bytes left behind');
+  assert.throws(() => engine.trainBatch(mbs), /trainBatch: an earlier batch failed part-way \(PipelineEngine: the data iterator ended after 2 of 3 micro-batches\).*create a new PipelineEngine/);
+  assert.throws(() => engine.evalBatch(mbs), /evalBatch: an earlier batch failed part-way/);
+  for (const p of pipe.parameters()) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
+  const fresh = await PipelineEngine.create({ module: pipe, microBatches: 3, optimizer: opt });
+  assert.ok(Number.isFinite(fresh.trainBatch(mbs)), 'a new engine over the same module trains');
+});
+
+/** One-rank engine over GPT-tiny with dropout 0.1: per-step losses and the final parameters by GPT key. */
+async function trainDropout(numStages: number, method: string, interval: number, schedule?: ScheduleName): Promise<{ losses: number[]; params: Map<string, number[]>; seed: RngState }> {
+  const dcfg = { ...cfg, dropout: 0.1 };
+  manualSeed(0);
+  const { layers, key } = gptPipelineLayers(dcfg);
+  const pipe = new PipelineModule({ layers, numStages, partitionMethod: method, lossFn, activationCheckpointInterval: interval });
+  const engine = await PipelineEngine.create({ module: pipe, microBatches: 2, schedule, optimizer: new AdamW(pipe.parameters(), { lr: 1e-2 }) });
+  const losses: number[] = [];
+  for (let step = 0; step < 2; step++) losses.push(engine.trainBatch([0, 1].map((j) => [ids(step * 2 + j), ids(step * 2 + j + 100)])));
+  const params = new Map<string, number[]>();
+  for (const [name, p] of pipe.namedParameters()) {
+    const dot = name.indexOf('.');
+    params.set(key(Number(name.slice(0, dot)), name.slice(dot + 1)), Array.from(p.toArray() as Float32Array));
+  }
+  return { losses, params, seed: getRngState() };
+}
+
+test('pipeline dropout: masks are the same on any partition, schedule and recomputation (bit for bit) and leave the global generator alone', async () => {
+  const one = await trainDropout(1, 'uniform', 0);
+  const cases: [number, string, number, ScheduleName | undefined][] = [[3, 'uniform', 1, undefined], [2, 'parameters', 0, undefined], [4, 'type:TransformerBlock', 2, undefined]];
+  for (const [stages, method, interval, schedule] of cases) {
+    const got = await trainDropout(stages, method, interval, schedule);
+    const what = `${stages} stages, ${method}, interval ${interval}`;
+    assert.equal(got.losses, one.losses, `${what}: losses`);
+    for (const [k, v] of one.params) assert.equal(got.params.get(k), v, `${what}: ${k}`);
+    assert.equal(got.seed, one.seed, `${what}: global generator`);
+  }
+  // Dropout is on: the same run without it gives other losses, and the two steps' masks differ.
+  manualSeed(0);
+  const { layers } = gptPipelineLayers(cfg);
+  const pipe = new PipelineModule({ layers, numStages: 1, partitionMethod: 'uniform', lossFn });
+  const engine = await PipelineEngine.create({ module: pipe, microBatches: 2, optimizer: new AdamW(pipe.parameters(), { lr: 1e-2 }) });
+  const plainLoss = engine.trainBatch([0, 1].map((j) => [ids(j), ids(j + 100)]));
+  assert.ok(Math.abs(plainLoss - one.losses[0]) > 1e-4, `dropout changes the loss: ${plainLoss} vs ${one.losses[0]}`);
+  assert.equal(one.seed, { seed: 0, offset: getRngState().offset }, 'the global generator did not advance in trainBatch');
 });
 test.run();
