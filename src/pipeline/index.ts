@@ -2,6 +2,7 @@ export { PipelineEngine, type PipelineEngineOptions, type ScheduleName } from '.
 export { LayerSpec, type LayerSpecOptions, type PipeLayer, TiedLayerSpec, type TiedLayerSpecOptions } from './layer_spec.ts';
 export { loadMeshCheckpoint, type MeshCheckpointOptions, saveMeshCheckpoint } from './mesh_checkpoint.ts';
 export { PipelineModule, type PipelineModuleOptions, type Tie } from './module.ts';
+export { type ProfileOptions, profileLayerTimes } from './profile.ts';
 export * from './schedule/index.ts';
 export type { MicroBatch } from './stage_runtime.ts';
 export { gatherTimelines, measuredSimulation } from './timeline.ts';
