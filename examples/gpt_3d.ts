@@ -1,6 +1,7 @@
 /**
  * The main demo: GPT trained on a 3D mesh — tensor parallelism inside each pipeline stage (tp),
- * a 1F1B pipeline across stages (pp), ZeRO over data-parallel replicas (dp). Rank 0 prints the
+ * a 1F1B pipeline across stages (pp), ZeRO over data-parallel replicas (dp) — set up the DeepSpeed
+ * way, `initialize({ model: pipelineModule, config, mesh })`. Rank 0 prints the resolved config, the
  * mesh and the partition, then per step the loss, tokens/s and the measured pipeline bubble; at
  * the end each rank's peak memory by tag and the measured timeline of the last step as an SVG.
  *   npx meshtrain --num_procs 8 examples/gpt_3d.ts --mesh dp=2,pp=2,tp=2 --zero 1
@@ -16,9 +17,9 @@ import path from 'node:path';
 import { gptTensorParallelPipelineLayers } from '../models/gpt_pipeline_tp.ts';
 import { gptConfig } from '../models/index.ts';
 import {
-  AdamW, DataLoader, DeviceMesh, DistributedSampler, destroyDistributed, gatherTimelines, initDistributed, keep, type MeshCoords,
-  type MicroBatch, manualSeed, measuredSimulation, memoryStats, PipelineEngine, PipelineModule, renderScheduleSvg, type ScheduleName,
-  syntheticTokens, type Tensor, tensor, tokenDataset,
+  DataLoader, DeviceMesh, DistributedSampler, destroyDistributed, gatherTimelines, initDistributed, initialize, keep, type MeshCoords,
+  type MicroBatch, manualSeed, measuredSimulation, memoryStats, PipelineModule, renderScheduleSvg, syntheticTokens, type Tensor, tensor,
+  tokenDataset,
 } from '../src/index.ts';
 import { MEMORY_TAGS } from '../src/tensor/storage.ts';
 import { resetTensorParallelCommStats, tensorParallelCommStats } from '../src/tensor_parallel/index.ts';
@@ -55,12 +56,17 @@ manualSeed(args.seed);
 const { layers, lossFn } = gptTensorParallelPipelineLayers(config, mesh.group('tp'), { sequenceParallel: args.sp });
 const pipe = new PipelineModule({ layers, numStages: pp, partitionMethod: 'type:TransformerBlock', lossFn, group: mesh.group('pp') });
 log(`${mesh}\nZeRO stage ${args.zero} over dp${args.sp ? ', sequence parallelism' : ''}\n${pipe.describe()}`);
-const optimizer = args.zero ? null : new AdamW(pipe.parameters(), { lr: args.lr, weightDecay: 0.01 });
-const engine = await PipelineEngine.create({
-  module: pipe, microBatches: args.microBatches, schedule: args.schedule as ScheduleName, dpGroup: mesh.group('dp'), tpGroup: mesh.group('tp'),
-  gradientClipping: 1.0,
-  ...(optimizer ? { optimizer } : { zero: { stage: args.zero as 1 | 2 | 3, optimizer: { type: 'AdamW' as const, lr: args.lr, weightDecay: 0.01 } } }),
-});
+// The DeepSpeed way: a config (here built from the flags; a JSON file works too) and initialize(), which reads the
+// dp, pp and tp groups from the mesh. pipeline.schedule is a meshtrain extension (DeepSpeed runs only 1F1B).
+const dsConfig = {
+  train_micro_batch_size_per_gpu: args.micro,
+  gradient_accumulation_steps: args.microBatches,
+  gradient_clipping: 1.0,
+  optimizer: { type: 'AdamW', params: { lr: args.lr, weight_decay: 0.01 } },
+  zero_optimization: { stage: args.zero },
+  pipeline: { schedule: args.schedule },
+};
+const { engine } = await initialize({ model: pipe, config: dsConfig, mesh, hiddenSize: config.nEmbd, log });
 
 // Every pp and tp rank of a dp replica reads the same micro-batches; replicas read disjoint shards.
 const dataset = args.text ? tokenDataset({ file: args.text, seqLen: args.seq }) : syntheticTokens({ length: 4096, seqLen: args.seq, vocab, seed: args.seed });

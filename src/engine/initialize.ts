@@ -103,7 +103,9 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
   checkModelDtype(model.namedParameters(), mixed);
   const log = opts.log ?? console.log;
   // The resolved config, then the zero_optimization keys this stage accepts but does not use.
-  if ((pipe ? getWorld() : group).rank === 0) printResolvedConfig(config, (s) => log(`${s}\n${formatZeroKeyUsage(config)}`));
+  // (The usage notes describe the data-parallel engine; a pipeline prints the config alone.)
+  if (pipe && getWorld().rank === 0) printResolvedConfig(config, log);
+  else if (!pipe && group.rank === 0) printResolvedConfig(config, (s) => log(`${s}\n${formatZeroKeyUsage(config)}`));
 
   if (opts.optimizer && config.optimizer.type !== null) {
     throw new Error('initialize: an optimizer was passed and config.optimizer is set; give one of them');
