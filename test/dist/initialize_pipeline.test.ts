@@ -3,7 +3,9 @@
 // weights equal the hand-built PipelineEngine's bit for bit, and the single-process reference's within
 // 1e-6 relative (losses) and 1e-5 of max(1, |w|) (weights; the attention key bias, whose true gradient
 // is zero, 1e-4), as mesh3d.test.ts. Config errors (unknown schedule, batch arithmetic, virtual stages,
-// DeepSpeed pipeline keys, offload, pipeline keys without a pipeline) name the key.
+// DeepSpeed pipeline keys, offload, pipeline keys without a pipeline) name the key. On pp 2 also:
+// config.scheduler (WarmupLR) drives the ZeRO-1 optimizer's lr once per batch, and
+// pipeline.virtual_stages 2 gives the interleaved schedule.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
@@ -48,6 +50,17 @@ async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[
   }
   const errs = [...r.stdout.matchAll(/^\[rank \d+\] ERRORS (.*)$/gm)].map((m) => JSON.parse(m[1]) as Record<string, string>);
   assert.is(errs.length, n);
+  const checks = [...r.stdout.matchAll(/^\[rank \d+\] CHECKS (.*)$/gm)].map((m) => JSON.parse(m[1]) as { lrs?: number[][]; lrSchedulerReturned?: boolean; interleaved?: string });
+  assert.is(checks.length, n);
+  for (const c of checks) {
+    if (mesh.tp !== 1) continue;
+    assert.ok(c.lrSchedulerReturned, 'config.scheduler gives an lrScheduler');
+    const lrs = c.lrs ?? [];
+    assert.is(lrs.length, 3);
+    for (const [got, want] of lrs) assert.is(got, want, `ZeRO lr follows WarmupLR: ${JSON.stringify(lrs)}`);
+    assert.ok(lrs[2][0] > lrs[1][0], `lr rises in warmup: ${JSON.stringify(lrs)}`);
+    assert.match(c.interleaved ?? '', /interleaved/, 'virtual_stages 2: the interleaved schedule');
+  }
   return errs[0];
 }
 
