@@ -124,6 +124,13 @@ test('broken schedules are rejected with the action named and the grid printed',
   const wrongRank = oneFOneB(2, 2);
   wrongRank.actions[0][0] = { stage: 1, kind: 'F', microbatch: 0 };
   rejects(wrongRank, /stage 1 belongs to rank 1/);
+  // ZB-H1: a weight gradient before its input gradient
+  const wFirst = zeroBubbleH1(2, 2);
+  const row = wFirst.actions[1];
+  const w = row.findIndex((a) => a.kind === 'W');
+  const b = row.findIndex((a) => a.kind === 'B' && a.microbatch === row[w].microbatch);
+  [row[w], row[b]] = [row[b], row[w]];
+  rejects(wFirst, /1W0 comes before 1B0/);
   const missing = gpipe(2, 2);
   missing.actions[1].pop();
   rejects(missing, /stage 1 has no 1B1/);
