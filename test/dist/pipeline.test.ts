@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { checkTraining, type Result, runPipeline } from './pipeline_common.ts';
 
 let results: Result[] | null = null;
-const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken', 'eval', 'dropout']));
+const run = async () => (results ??= await runPipeline(2, 1, ['gpipe', '1f1b', 'zb-h1', 'interleaved', 'recompute', 'broken', 'eval', 'dropout', 'profile']));
 
 for (const what of ['gpipe', '1f1b', 'zb-h1', 'interleaved']) {
   test(`pipeline pp=2 ${what}: losses, norms and weights equal one process; tied weights identical`, async () => {
@@ -51,6 +51,17 @@ test('pipeline pp=2: dropout 0.1 (ZB-H1, recomputation) draws the masks one proc
     const plain = r.plainLosses as number[];
     assert.ok(Math.abs(plain[0] - (r.refLosses as number[])[0]) > 1e-4, `dropout is active: ${plain[0]} without vs ${(r.refLosses as number[])[0]} with`);
   }
+});
+
+test('pipeline pp=2: profileLayerTimes over the pp group gives every rank rank 0\'s times and the same balanced partition, which trains', async () => {
+  const rs = (await run()).filter((x) => x.case === 'profile');
+  assert.is(rs.length, 2);
+  const [a, b] = rs;
+  assert.equal(a.costs, b.costs, 'the same times on both ranks');
+  assert.is((a.costs as number[]).length, 8, 'one time per layer (GPT with 4 blocks)');
+  assert.ok((a.costs as number[]).every((c) => c > 0), `${a.costs}`);
+  assert.equal(a.boundaries, b.boundaries);
+  assert.ok(Number.isFinite(a.loss as number) && a.loss === b.loss, `loss ${a.loss} on both ranks`);
 });
 
 test('pipeline: a broken schedule is refused before running, with the grid and the offending cell', async () => {
