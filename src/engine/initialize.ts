@@ -57,6 +57,11 @@ export interface InitializeOptions<M extends Module = Module> {
   hiddenSize?: number;
   /** The data loader's per-rank batch, for a config that sets no batch size or sets it to "auto". */
   microBatchSize?: number;
+  /**
+   * PipelineModule only: the full model's name of (layer index, parameter name in the layer) in
+   * engine.saveCheckpoint (e.g. gptPipelineLayers' `key`); default `<index>.<name>`.
+   */
+  checkpointKey?: (index: number, name: string) => string;
 }
 
 export interface Initialized<M extends Module = Module> {
@@ -66,7 +71,7 @@ export interface Initialized<M extends Module = Module> {
   lrScheduler: LRScheduler | null;
 }
 
-const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log', 'hiddenSize', 'microBatchSize'];
+const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log', 'hiddenSize', 'microBatchSize', 'checkpointKey'];
 
 /**
  * @example
@@ -118,8 +123,10 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     return initializePipeline({
       model: pipe, config, mesh: opts.mesh, dpGroup, optimizer: opts.optimizer, lrScheduler: opts.lrScheduler,
       spec: () => specOf(opts.optimizer as ZeroOptimizerSpec | undefined, config.optimizer), build: (spec) => buildOptimizer(pipe.parameters(), spec),
+      ...(opts.checkpointKey ? { checkpointKey: opts.checkpointKey } : {}),
     });
   }
+  if (opts.checkpointKey) throw new Error('initialize: checkpointKey names a PipelineModule\'s layers; this model is not one');
   for (const key of ['schedule', 'virtual_stages'] as const) {
     if (config.pipeline[key] !== null) throw new Error(`pipeline.${key}: needs a PipelineModule model, got ${model.constructor.name}`);
   }

@@ -7,6 +7,7 @@
  * scaler; gradient_clipping the norm over all stages; pipeline.schedule (a meshtrain extension:
  * DeepSpeed runs only 1F1B) the schedule.
  */
+import { getWorld } from '../dist/distributed.ts';
 import type { DeviceMesh } from '../dist/mesh.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
@@ -18,9 +19,11 @@ import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import type { EngineConfig } from './config_types.ts';
 import { createLossScaler, type LossScaler, StaticLossScaler } from './loss_scaler.ts';
+import { type PipelineCheckpointing, withCheckpoints } from './pipeline_checkpoint.ts';
 
 export interface InitializedPipeline {
-  engine: PipelineEngine;
+  /** The PipelineEngine, with saveCheckpoint / loadCheckpoint (mesh checkpoints; ZeRO stages 1-3). */
+  engine: PipelineEngine & PipelineCheckpointing;
   /** Stage 0: the Optimizer over this rank's stages; stages 1-3: the stages' ZeRO optimizer (`engine.zero`). */
   optimizer: Optimizer<{ lr: number }> | ZeroOptimizer;
   lrScheduler: LRScheduler | null;
@@ -39,6 +42,8 @@ export interface PipelineSetup {
   spec: () => ZeroOptimizerSpec;
   /** Stage 0: the plain optimizer for a spec. */
   build: (spec: ZeroOptimizerSpec) => Optimizer<{ lr: number }>;
+  /** Checkpoint names: the full model's name of (layer index, parameter name); default `<index>.<name>`. */
+  checkpointKey?: (index: number, name: string) => string;
 }
 
 /** Config keys a PipelineEngine cannot honour yet: an error naming the key, never ignored. */
@@ -120,7 +125,10 @@ export async function initializePipeline(s: PipelineSetup): Promise<InitializedP
     engine.zero?.destroy();
     throw e;
   }
-  return { engine, optimizer, lrScheduler };
+  const withCk = withCheckpoints(engine, {
+    ...(s.checkpointKey ? { key: s.checkpointKey } : {}), tpGroup: tpGroup ?? null, world: getWorld(), schedulable, lrScheduler: () => lrScheduler, lossScaler,
+  });
+  return { engine: withCk, optimizer, lrScheduler };
 }
 
 /** fp16: DeepSpeed's scaler; bf16: scale 1, so overflows still skip the step; fp32: none. */

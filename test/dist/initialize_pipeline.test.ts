@@ -5,7 +5,11 @@
 // is zero, 1e-4), as mesh3d.test.ts. Config errors (unknown schedule, batch arithmetic, virtual stages,
 // DeepSpeed pipeline keys, offload, pipeline keys without a pipeline) name the key. On pp 2 also:
 // config.scheduler (WarmupLR) drives the ZeRO-1 optimizer's lr once per batch, and
-// pipeline.virtual_stages 2 gives the interleaved schedule.
+// pipeline.virtual_stages 2 gives the interleaved schedule. On the 3D mesh, engine.saveCheckpoint then
+// loadCheckpoint into a fresh engine restores the weights bit for bit and the next step's loss.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
@@ -26,9 +30,9 @@ interface Result {
   printed: string;
 }
 
-async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[]): Promise<Record<string, string>> {
+async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[], ckDir = ''): Promise<{ errors: Record<string, string>; stdout: string }> {
   const n = mesh.dp * mesh.pp * mesh.tp;
-  const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'initialize_pipeline.ts', [JSON.stringify(mesh), stages.join(',')], { timeoutMs: 80_000 });
+  const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'initialize_pipeline.ts', [JSON.stringify(mesh), stages.join(','), ...(ckDir ? [ckDir] : [])], { timeoutMs: 80_000 });
   expectExit(r, 0, `initialize_pipeline ${JSON.stringify(mesh)}`);
   const results = [...r.stdout.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Result);
   assert.is(results.length, n * stages.length, 'every rank reported every stage');
@@ -61,11 +65,11 @@ async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[
     assert.ok(lrs[2][0] > lrs[1][0], `lr rises in warmup: ${JSON.stringify(lrs)}`);
     assert.match(c.interleaved ?? '', /interleaved/, 'virtual_stages 2: the interleaved schedule');
   }
-  return errs[0];
+  return { errors: errs[0], stdout: r.stdout };
 }
 
 test('pp 2: initialize() with plain AdamW (stage 0) equals the hand-built PipelineEngine bit for bit and one process; config errors are clear', async () => {
-  const e = await run({ dp: 1, pp: 2, tp: 1 }, [0]);
+  const { errors: e } = await run({ dp: 1, pp: 2, tp: 1 }, [0]);
   assert.match(e.schedule, /^pipeline\.schedule: expected one of "1f1b", "gpipe", "interleaved", "zb-h1", got "1fb1" \(did you mean "1f1b"\?\)$/);
   assert.match(e.batch, /train_batch_size 16 != train_micro_batch_size_per_gpu 2 × gradient_accumulation_steps 4 × dp 1 \(= 8\)/);
   assert.match(e.accumulation, /gradient_accumulation_steps: cannot be derived.*train_batch_size 7 \/ \(train_micro_batch_size_per_gpu 2 × dp 1\)/);
@@ -75,9 +79,26 @@ test('pp 2: initialize() with plain AdamW (stage 0) equals the hand-built Pipeli
   assert.match(e.notPipeline, /pipeline\.schedule: needs a PipelineModule model, got Linear/);
 });
 
-test('dp 2 x pp 2 x tp 2 with ZeRO-1: initialize() equals the hand-built PipelineEngine bit for bit and one process', async () => {
-  const e = await run({ dp: 2, pp: 2, tp: 2 }, [1]);
-  assert.match(e.batch, /× dp 2 \(= 16\)/, 'the batch arithmetic uses the mesh dp size');
+test('dp 2 x pp 2 x tp 2 with ZeRO-1: initialize() equals the hand-built PipelineEngine bit for bit and one process; engine.saveCheckpoint / loadCheckpoint resume it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-init-pipe-'));
+  try {
+    const { errors: e, stdout } = await run({ dp: 2, pp: 2, tp: 2 }, [1], dir);
+    assert.match(e.batch, /× dp 2 \(= 16\)/, 'the batch arithmetic uses the mesh dp size');
+    const cks = [...stdout.matchAll(/^\[rank \d+\] CHECKPOINT (.*)$/gm)].map((m) => JSON.parse(m[1]));
+    assert.is(cks.length, 8, 'every rank saved and resumed');
+    for (const c of cks) {
+      const at = `rank ${c.rank}`;
+      assert.is(c.tag, 'global_step2', at);
+      assert.is(c.loadedTag, 'global_step2', `${at}: loads the latest`);
+      assert.equal(c.clientState, { note: 'hello' }, at);
+      assert.is(c.globalSteps, 2, at);
+      assert.ok(c.weightsEqual, `${at}: the reloaded weights equal the saved engine's bit for bit`);
+      assert.ok(Object.is(c.next[0], c.next[1]), `${at}: the next step's loss equals bit for bit (${c.next})`);
+      assert.ok(c.afterStepEqual, `${at}: after the next step the weights equal bit for bit (Adam state restored)`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
