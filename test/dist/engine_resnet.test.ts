@@ -1,9 +1,9 @@
 // initialize() + Engine with a small ResNet (conv, BatchNorm, a strided block with a projection
 // shortcut; fixtures/engine_resnet.ts) on 2 and 4 real ranks vs one process: ZeRO stages 0, 1, 2
 // and 3, each plain (no accumulation, no clipping), with 2 accumulated micro-batches and clipping 0.5,
-// and (stages 1-3) with clipping and offload_optimizer cpu; AdamW, 3 steps. GPT tiny has the same
-// matrix in engine.test.ts, zero.test.ts, zero3.test.ts and zero_offload.test.ts. Tolerances, f32:
-// per-step losses and gradient norms within 1e-5 relative; final weights within 1e-5 × max(1, |w|);
+// and (stages 1-3) with clipping and offload_optimizer cpu, and stage 2 with overlap_comm true; AdamW,
+// 3 steps. GPT tiny has the same matrix in engine.test.ts, zero.test.ts, zero3.test.ts and
+// zero_offload.test.ts. Tolerances, f32: per-step losses and gradient norms within 1e-5 relative; final weights within 1e-5 × max(1, |w|);
 // every rank's weights identical.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,7 +18,7 @@ async function check(np: number): Promise<void> {
   assert.ok(m, r.stdout);
   const { world, results } = JSON.parse(m![1]) as { world: number; results: Record<string, Cmp> };
   assert.is(world, np);
-  assert.is(Object.keys(results).length, 11, 'four stages × plain and accumulation+clipping, three with offload');
+  assert.is(Object.keys(results).length, 12, 'four stages × plain and accumulation+clipping, three with offload, stage 2 with overlap_comm');
   for (const [name, c] of Object.entries(results)) {
     const what = `${name} on ${np} ranks`;
     assert.ok(c.lossRel <= 1e-5, `${what}: losses within 1e-5 relative (got ${c.lossRel})`);
