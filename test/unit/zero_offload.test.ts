@@ -126,6 +126,8 @@ test('offload: nvme holds no optim bytes between steps and at most bufferCount s
 });
 
 test('offload: checkpoint views of nvme state read the file; changes are written back by flush (and by step)', () => {
+  // Other test files' optimizer state may still be alive (freed when collected), so compare with what was there before.
+  const before = memoryStats().cpu.optim.current;
   const a = train({ type: 'AdamW' }, 'bf16', 'nvme');
   const b = train({ type: 'AdamW' }, 'bf16', 'nvme');
   // Copy a's state into b through views (as a checkpoint load does), then both step once more: equal.
@@ -142,7 +144,7 @@ test('offload: checkpoint views of nvme state read the file; changes are written
   }
   a.opt.flush();
   b.opt.flush();
-  assert.is(memoryStats().cpu.optim.current, 0, 'flush freed the resident copies');
+  assert.ok(memoryStats().cpu.optim.current <= before, 'flush freed the resident copies');
   for (const r of [a, b]) r.opt.step({ dtype: 'bf16', id: r.p.id, off: r.p.offset }, { dtype: 'bf16', id: r.g.id, off: r.g.offset }, 4);
   const values = (r: Run) => {
     const out = [...(r.p.to('f32').toArray() as Float32Array)];
