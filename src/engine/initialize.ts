@@ -33,7 +33,12 @@ import { checkModelDtype, mixedDtype } from './precision.ts';
 
 export interface InitializeOptions<M extends Module = Module> {
   model: M;
-  /** The parameters to train (default: all of the model's). Stages 1-3 train all of them. */
+  /**
+   * The parameters to train (default: all of the model's); the rest are frozen: no gradient
+   * reduction, no optimizer state, never updated (checkpoints keep them as weights). Stages 0-2;
+   * stage 3 refuses a subset for now. As DeepSpeed's ZeRO, stages 1-2 also leave parameters with
+   * requiresGrad false frozen.
+   */
   modelParameters?: Iterable<Tensor>;
   /** A DeepSpeed config: a path (JSON, comments allowed) or an object. */
   config: string | Record<string, unknown>;
@@ -147,10 +152,14 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     if (opts.optimizer instanceof Optimizer) {
       throw new Error(`initialize: zero_optimization.stage ${stage} runs its own partitioned optimizer; pass a spec ({ type: 'AdamW', lr }) or set config.optimizer instead of an Optimizer`);
     }
-    if (params.length !== all.length || params.some((p) => !all.includes(p))) {
-      throw new Error(`initialize: modelParameters other than all of the model's with zero_optimization.stage ${stage}: not implemented yet`);
+    const mine = new Set(all);
+    const foreign = params.filter((p) => !mine.has(p));
+    if (foreign.length > 0) throw new Error(`initialize: modelParameters holds ${foreign.length} tensor(s) that are not parameters of the model (first: ${String(foreign[0])})`);
+    const subset = new Set(params).size !== all.length;
+    if (stage === 3 && (subset || all.some((p) => !p.requiresGrad))) {
+      throw new Error('initialize: frozen parameters (modelParameters a subset of the model\'s, or requiresGrad false) with zero_optimization.stage 3: not implemented yet (stages 0-2 train a subset)');
     }
-    const zero = buildZero(model, stage, specOf(opts.optimizer, config.optimizer), config, group);
+    const zero = buildZero(model, stage, specOf(opts.optimizer, config.optimizer), config, group, subset ? new Set(params) : undefined);
     backend = { stage, zero };
     schedulable = { paramGroups: [zero.hyper] };
     optimizer = zero;
@@ -176,13 +185,13 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
 }
 
 /** The partitioned optimizer for stages 1-3, with the zero_optimization keys each stage honours (config_usage.ts). */
-function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, config: EngineConfig, group: ProcessGroup): EngineZero {
+function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, config: EngineConfig, group: ProcessGroup, trainable?: Set<Tensor>): EngineZero {
   const z = config.zero_optimization;
   const common = { group, reduceBucketSize: Math.max(1, z.reduce_bucket_size), overlapComm: z.overlap_comm, gradientClipping: config.gradient_clipping };
   const o = z.offload_optimizer;
   if (o.device === 'nvme' && o.buffer_count < 2) throw new Error(`zero_optimization.offload_optimizer.buffer_count: nvme needs at least 2 sub-group buffers, got ${o.buffer_count}`);
   const offload = { offloadOptimizer: { device: o.device, nvmePath: o.nvme_path, bufferCount: Math.max(2, o.buffer_count), pinMemory: o.pin_memory }, subGroupSize: Math.max(1, z.sub_group_size) };
-  if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload });
+  if (stage !== 3) return new ZeroStage12(model, spec, { stage, contiguousGradients: z.contiguous_gradients, ...common, ...offload, ...(trainable ? { trainable } : {}) });
   const op = z.offload_param;
   if (op.device === 'nvme') {
     for (const key of ['buffer_count', 'buffer_size'] as const) {

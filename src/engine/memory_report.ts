@@ -80,7 +80,9 @@ export interface MemoryReport {
 /** Builds the report for `engine` on this rank (no communication). */
 export function memoryReport(engine: Engine, backend: EngineBackend): MemoryReport {
   const params = engine.module.parameters();
-  const psi = params.reduce((n, p) => n + p.numel, 0);
+  // Ψ counts what trains: frozen parameters hold no gradient and no optimizer state.
+  const trained = backend.stage === 0 ? [...new Set(backend.optimizer.paramGroups.flatMap((g) => g.params))] : params;
+  const psi = (backend.stage !== 0 ? backend.zero.trainedNumel : undefined) ?? trained.reduce((n, p) => n + p.numel, 0);
   const dtype = params[0]?.dtype ?? 'f32';
   const b = itemSize(dtype);
   const master = dtype !== 'f32';

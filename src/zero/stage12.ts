@@ -19,6 +19,9 @@
  *   partitions restores the full parameters on every rank.
  * - Optimizer offload (`offloadOptimizer`): the partition's master and state live in the CPU
  *   offload pool or in NVMe files streamed in sub-groups (partition_optimizer.ts); same results.
+ * - Frozen parameters (`trainable`, or requiresGrad false): in flat buffers of their own, whole on
+ *   every rank, with no gradient, no bucket and no optimizer state; checkpoints save them as
+ *   weights (each rank its partition's slice).
  */
 
 import { broadcastState } from '../dist/data_parallel_comms.ts';
@@ -35,6 +38,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allGatherParams, allReduceSum, flatView, reduceScatterGrads } from './comms.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
+import { buildFrozenGroup, type FrozenGroup, gatherFrozen, splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
 import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import type { Partition } from './partition.ts';
@@ -59,9 +63,14 @@ export interface ZeroOptions {
   offloadOptimizer?: OffloadOptions;
   /** nvme offload: elements per sub-group streamed through memory in a step (default 1e9, DeepSpeed's sub_group_size). */
   subGroupSize?: number;
+  /**
+   * The parameters to train (DeepSpeed's model_parameters): a set of the model's parameters or a
+   * predicate on (name, parameter); default all. Parameters with requiresGrad false never train.
+   */
+  trainable?: Trainable;
 }
 
-const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping', 'offloadOptimizer', 'subGroupSize'];
+const OPTIONS = ['stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping', 'offloadOptimizer', 'subGroupSize', 'trainable'];
 
 /**
  * The ZeRO stage 1/2 optimizer; construct it on every rank of the dp group (rank 0's weights
@@ -89,6 +98,9 @@ export class ZeroStage12 {
   /** The global gradient norm of the last step (before clipping; NaN when clipping is off). */
   lastGradNorm = Number.NaN;
   private readonly groups: FlatGroup[] = [];
+  private readonly frozen: FrozenGroup[] = [];
+  /** Whether checkpoint views may have written this rank's slices of the frozen buffers (gather them next). */
+  private frozenStale = false;
   private readonly slotOf = new Map<Tensor, { g: FlatGroup; s: Slot }>();
   private readonly hook: RemovableHandle | null = null;
   private readonly buckets: BucketReducer;
@@ -116,12 +128,14 @@ export class ZeroStage12 {
       if (p.device !== 'cpu') throw new Error(`ZeroStage12: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
       if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage12: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
     }
+    const { trained, frozen } = splitTrainable(named, opts.trainable, 'ZeroStage12');
     broadcastState(model, this.group, true);
-    const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
+    const dtypes = [...new Set(trained.map(([, p]) => p.dtype))];
     try {
       for (const [i, dtype] of dtypes.entries()) {
-        this.groups.push(this.finishGroup(buildFlatGroup(named.filter(([, p]) => p.dtype === dtype), this.group, this.stage, this.hyper, this.offload, i)));
+        this.groups.push(this.finishGroup(buildFlatGroup(trained.filter(([, p]) => p.dtype === dtype), this.group, this.stage, this.hyper, this.offload, i)));
       }
+      for (const dtype of new Set(frozen.map(([, p]) => p.dtype))) this.frozen.push(buildFrozenGroup(frozen.filter(([, p]) => p.dtype === dtype), this.group));
     } catch (e) {
       for (const g of this.groups) g.opt.destroy(); // no nvme file outlives a failed construction
       throw e;
@@ -140,7 +154,17 @@ export class ZeroStage12 {
     return this.buckets.buffersAllocated;
   }
 
-  /** This rank's partition of each dtype's flat buffer (for reports and tests). */
+  /** Elements of the trained parameters (the memory report's Ψ). */
+  get trainedNumel(): number {
+    return this.groups.reduce((n, g) => n + g.slots.reduce((m, s) => m + s.end - s.start, 0), 0);
+  }
+
+  /** The frozen parameters' names (neither reduced nor stepped). */
+  frozenNames(): string[] {
+    return this.frozen.flatMap((g) => g.slots.map((s) => s.name));
+  }
+
+  /** This rank's partition of each trained dtype's flat buffer (for reports and tests). */
   partitions(): { dtype: string; numel: number; partition: Partition }[] {
     return this.groups.map((g) => ({ dtype: g.dtype, numel: g.slots.reduce((n, s) => n + s.end - s.start, 0), partition: g.part }));
   }
@@ -153,7 +177,8 @@ export class ZeroStage12 {
    */
   partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
     this.live();
-    return partitionShards(this.groups, opts);
+    if (this.frozen.length > 0) this.frozenStale = true;    // the views are writable: a load fills only this rank's slices
+    return [...partitionShards(this.groups, opts), ...partitionShards(this.frozen, opts)];
   }
 
   /** Zeros the optimizer state (padding included), before a checkpoint's slices are copied in. */
@@ -186,11 +211,12 @@ export class ZeroStage12 {
     if (this.stage === 1) {
       this.prepareGradients();
       loss.backward(grad);
-      return;
+    } else {
+      if (this.buckets.running) throw new Error('ZeroStage12.backward: a backward pass is already running');
+      for (const { s } of this.slotOf.values()) dropGrad(s.param);
+      this.buckets.run(() => loss.backward(grad));
     }
-    if (this.buckets.running) throw new Error('ZeroStage12.backward: a backward pass is already running');
-    for (const { s } of this.slotOf.values()) dropGrad(s.param);
-    this.buckets.run(() => loss.backward(grad));
+    this.dropFrozenGrads();
   }
 
   /** Zeros the gradients (stage 1: the full flat buffer; both: the partition). */
@@ -238,6 +264,8 @@ export class ZeroStage12 {
   allGatherParameters(): void {
     this.live();
     for (const g of this.groups) g.opt.flush();
+    if (this.frozenStale) gatherFrozen(this.group, this.frozen);
+    this.frozenStale = false;
     const works = this.groups.map((g) => allGatherParams(this.group, g.flat.buffer, g.part.start, g.part.size));
     for (const w of works) w.wait();
   }
@@ -248,6 +276,7 @@ export class ZeroStage12 {
     this.destroyed = true;
     this.hook?.remove();
     for (const { s } of this.slotOf.values()) dropGrad(s.param);
+    this.dropFrozenGrads();
     for (const g of this.groups) {
       g.partGrad.dispose();
       g.fullGrad?.dispose();
@@ -257,6 +286,11 @@ export class ZeroStage12 {
   }
 
   // ---- internals ---------------------------------------------------------------------------
+
+  /** A frozen parameter that still requires a gradient gets one from autograd: nothing uses it, so it is freed. */
+  private dropFrozenGrads(): void {
+    for (const g of this.frozen) for (const s of g.slots) dropGrad(s.param);
+  }
 
   private live(): void {
     if (this.destroyed) throw new Error('ZeroStage12: this optimizer was destroyed');

@@ -26,6 +26,8 @@ export interface ZeroOptimizer {
   steps: number;
   /** The global gradient norm of the last step (NaN when clipping is off). */
   lastGradNorm: number;
+  /** Elements of the parameters it trains (frozen ones excluded); absent: all of the model's. */
+  readonly trainedNumel?: number;
   /** `loss.backward(grad)`, with the stage's gradient reduction. */
   backward(loss: Tensor, grad?: Tensor): void;
   /** Zeros the reduced gradient partitions (call before the first micro-batch of a step). */
