@@ -20,6 +20,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
+import { assertResumedEqualsStraight, rankRecords } from './rank_records.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'mt-zero3-offload-param-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -39,20 +40,12 @@ interface Run {
   freed: number;
 }
 
-function parse<T>(stdout: string, what: string): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const [, key, json] of stdout.matchAll(new RegExp(`^\\[rank \\d\\] ${what} (\\S+) (.*)$`, 'gm'))) {
-    out.set(key, [...(out.get(key) ?? []), JSON.parse(json) as T]);
-  }
-  return out;
-}
-
 const BUFFERS: Record<string, number> = { nvme: 3, 'nvme-split': 2, 'nvme-b1': 1 };
 
 test('offload_param cpu and nvme equal none bit for bit (f32, bf16; with and without offload_optimizer); the partition lives where the device says', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero3_offload_param.ts', ['equiv', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'equiv');
-  const runs = parse<Run>(r.stdout, 'RUN');
+  const runs = rankRecords<Run>(r.stdout, 'RUN');
   const groups: [string, string[]][] = [
     ['f32-optim-none', ['cpu', 'nvme', 'nvme-split', 'nvme-b1']], ['f32-optim-nvme', ['cpu', 'nvme']], ['bf16-optim-cpu', ['cpu', 'nvme']],
   ];
@@ -101,18 +94,7 @@ test('offload_param cpu and nvme equal none bit for bit (f32, bf16; with and wit
 test('offload_param: checkpoints round-trip bit for bit (nvme + optimizer nvme, cpu) and load without offload', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero3_offload_param.ts', ['ckpt', tmp], { timeoutMs: 60_000 });
   expectExit(r, 0, 'ckpt');
-  const res = parse<{ straight: { losses: number[]; hash: string }; loaded: Record<string, { losses: number[]; hash: string }> }>(r.stdout, 'CKPT');
-  for (const key of ['param-nvme-optim-nvme', 'param-cpu-optim-none']) {
-    const both = res.get(key);
-    assert.ok(both?.length === 2, r.stdout + r.stderr);
-    for (const [rank, c] of both.entries()) {
-      assert.is(Object.keys(c.loaded).length, 2);
-      for (const [into, l] of Object.entries(c.loaded)) {
-        assert.equal(l.losses, c.straight.losses, `${key} rank ${rank} loaded into ${into}: losses`);
-        assert.is(l.hash, c.straight.hash, `${key} rank ${rank} loaded into ${into}: weights`);
-      }
-    }
-  }
+  assertResumedEqualsStraight(r.stdout, ['param-nvme-optim-nvme', 'param-cpu-optim-none'], 2, r.stdout + r.stderr);
 });
 
 test('offload_param nvme: a truncated or deleted parameter file is a clear error naming it; so is a too small buffer_size', async () => {

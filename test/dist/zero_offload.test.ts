@@ -16,6 +16,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
+import { assertResumedEqualsStraight, rankRecords } from './rank_records.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'mt-zero-offload-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -32,18 +33,10 @@ interface Run {
   freed: number;
 }
 
-function parse<T>(stdout: string, what: string): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const [, key, json] of stdout.matchAll(new RegExp(`^\\[rank \\d\\] ${what} (\\S+) (.*)$`, 'gm'))) {
-    out.set(key, [...(out.get(key) ?? []), JSON.parse(json) as T]);
-  }
-  return out;
-}
-
 test('zero offload: cpu and nvme equal no offload bit for bit at stages 1, 2, 3 (f32, bf16); memory lives where the device says', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero_offload.ts', ['equiv', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'equiv');
-  const runs = parse<Run>(r.stdout, 'RUN');
+  const runs = rankRecords<Run>(r.stdout, 'RUN');
   for (const prefix of ['s1', 's2', 's3', 's2-bf16', 's3-bf16']) {
     const none = runs.get(`${prefix}-none`);
     assert.ok(none?.length === 2, r.stdout);
@@ -74,17 +67,7 @@ test('zero offload: cpu and nvme equal no offload bit for bit at stages 1, 2, 3 
 test('zero offload: checkpoints round-trip bit for bit with cpu (stage 1) and nvme (stages 2, 3), and load without offload', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero_offload.ts', ['ckpt', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'ckpt');
-  const res = parse<{ straight: { losses: number[]; hash: string }; loaded: Record<string, { losses: number[]; hash: string }> }>(r.stdout, 'CKPT');
-  for (const key of ['s1-cpu', 's2-nvme', 's3-nvme']) {
-    const both = res.get(key);
-    assert.ok(both?.length === 2, r.stdout);
-    for (const [rank, c] of both.entries()) {
-      for (const [into, l] of Object.entries(c.loaded)) {
-        assert.equal(l.losses, c.straight.losses, `${key} rank ${rank} loaded into ${into}: losses`);
-        assert.is(l.hash, c.straight.hash, `${key} rank ${rank} loaded into ${into}: weights`);
-      }
-    }
-  }
+  assertResumedEqualsStraight(r.stdout, ['s1-cpu', 's2-nvme', 's3-nvme'], 2, r.stdout);
 });
 
 test.run();
