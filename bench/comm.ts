@@ -8,11 +8,9 @@
  * reduce-scatter and all-gather, where size is the full (unsharded) tensor.
  *   npm run bench:comm        (or: npx tsx bench/comm.ts --quick | --ranks 2,4 | --max 64M)
  */
-import { spawn } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { destroyDistributed, initDistributed, native, type ProcessGroup, type Tensor, tensor, zeros } from '../src/index.ts';
+import { runBenchJob } from './launch.ts';
 import { median } from './timing.ts';
 
 const COLLECTIVES = ['allReduce', 'reduceScatter', 'allGather'] as const;
@@ -128,22 +126,7 @@ function memcpyPeer(threads: number): Map<number, number> {
   return out;
 }
 
-function runJob(np: number): Promise<{ rows: Row[]; lat: Latency[] }> {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const args = ['--import', 'tsx', path.join(root, 'src/cli/launcher.ts'), '--num_procs', String(np), '--master_port', '0', '--no_local_rank',
-    fileURLToPath(import.meta.url), ...process.argv.slice(2)];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d.replace(/^\[rank 0\] /gm, '')));
-    child.on('close', (code) => {
-      const m = /RESULT (.*)/.exec(out);
-      if (code !== 0 || !m) reject(new Error(`benchmark job on ${np} ranks failed (exit ${code})\n${out}`));
-      else resolve(JSON.parse(m[1]));
-    });
-  });
-}
+const runJob = (np: number): Promise<{ rows: Row[]; lat: Latency[] }> => runBenchJob(np, import.meta.url, (d) => d.replace(/^\[rank 0\] /gm, ''));
 
 async function parent(): Promise<void> {
   const cores = os.availableParallelism();

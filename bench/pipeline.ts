@@ -8,11 +8,9 @@
  * On a 2-core machine 4 ranks share 2 cores: while all of them compute, each runs at about half
  * speed, so measured bubbles come out lower than on 4 free devices. Read them side by side.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gptPipelineLayers } from '../models/gpt_pipeline.ts';
 import type { GPTConfig } from '../models/index.ts';
 import {
@@ -20,6 +18,7 @@ import {
   memoryStats, PipelineEngine, PipelineModule, renderScheduleSvg, resetPeakMemoryStats, type ScheduleName, simulateSchedule, type Tensor,
   tensor, theoreticalBubble,
 } from '../src/index.ts';
+import { runBenchJob } from './launch.ts';
 import { median } from './timing.ts';
 
 function arg(name: string): string | undefined {
@@ -135,22 +134,7 @@ async function worker(): Promise<void> {
 
 // ---- parent ------------------------------------------------------------------------------------
 
-function runJob(np: number): Promise<Result[]> {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const args = ['--import', 'tsx', path.join(root, 'src/cli/launcher.ts'), '--num_procs', String(np), '--master_port', '0', '--no_local_rank',
-    fileURLToPath(import.meta.url), ...process.argv.slice(2)];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
-    child.on('close', (code) => {
-      const m = /RESULT (.*)/.exec(out);
-      if (code !== 0 || !m) reject(new Error(`benchmark job on ${np} ranks failed (exit ${code})\n${out}`));
-      else resolve(JSON.parse(m[1]));
-    });
-  });
-}
+const runJob = (np: number): Promise<Result[]> => runBenchJob(np, import.meta.url);
 
 async function parent(): Promise<void> {
   console.log(`meshtrain pipeline benchmark: GPT ${CFG.nLayer} blocks, hidden ${CFG.nEmbd}, vocab ${CFG.vocabSize}, ${P} pipeline ranks, ${M} micro-batches of ${ROWS} x ${T} tokens, f32, AdamW;`);

@@ -8,10 +8,7 @@
  * and a reduce-scatter pair of the same full size, plus the entry and exit of the region).
  *   npm run bench:tp        (or: npx tsx bench/tp.ts --quick | --tp 1,2 | --steps 8)
  */
-import { spawn } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GPT, type GPTConfig } from '../models/index.ts';
 import {
   AdamW, crossEntropy, DeviceMesh, destroyDistributed, initDistributed, type Module, manualSeed, type ProcessGroup, type Tensor, tensor, tidy,
@@ -21,6 +18,7 @@ import {
   allReduceSequenceParallelGrads, gptTensorParallelPlan, parallelize, resetTensorParallelCommStats, tensorParallelCommStats,
   vocabParallelCrossEntropy,
 } from '../src/tensor_parallel/index.ts';
+import { runBenchJob } from './launch.ts';
 import { median } from './timing.ts';
 
 function arg(name: string): string | undefined {
@@ -120,22 +118,7 @@ async function worker(): Promise<void> {
 
 // ---- parent: one job per tp size ------------------------------------------------------------
 
-function runJob(np: number): Promise<Result[]> {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const args = ['--import', 'tsx', path.join(root, 'src/cli/launcher.ts'), '--num_procs', String(np), '--master_port', '0', '--no_local_rank',
-    fileURLToPath(import.meta.url), ...process.argv.slice(2)];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
-    child.on('close', (code) => {
-      const m = /RESULT (.*)/.exec(out);
-      if (code !== 0 || !m) reject(new Error(`benchmark job on ${np} ranks failed (exit ${code})\n${out}`));
-      else resolve(JSON.parse(m[1]));
-    });
-  });
-}
+const runJob = (np: number): Promise<Result[]> => runBenchJob(np, import.meta.url);
 
 /** Analytic bytes per step on the tp axis (full-size side of each collective, f32). */
 function analytic(tp: number, sp: boolean): { collectives: number; bytes: number } {
