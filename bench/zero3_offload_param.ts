@@ -15,9 +15,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GPT } from '../models/index.ts';
 import {
-  crossEntropy, destroyDistributed, emptyCache, initDistributed, initialize, manualSeed, memoryStats, resetPeakMemoryStats, type Tensor, tensor, tidy,
-  type ZeroStage3,
+  destroyDistributed, emptyCache, initDistributed, initialize, manualSeed, memoryStats, type ZeroStage3,
 } from '../src/index.ts';
+import { fixedTokens, timeEngineSteps } from './engine_steps.ts';
 import { median } from './timing.ts';
 
 const { values: a } = parseArgs({
@@ -55,24 +55,13 @@ const { engine, optimizer } = await initialize({
 });
 const zero = optimizer as ZeroStage3;
 emptyCache();
-const ids = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize), { dtype: 'i32', shape: [B, T] });
-const tg = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % cfg.vocabSize), { dtype: 'i32', shape: [B * T] });
-const times: number[] = [];
 let between = { cpu: 0, pool: 0 };
 let peak = 0;
-for (let s = 0; s < Number(a.steps); s++) {
-  resetPeakMemoryStats();
-  const t0 = performance.now();
-  tidy(() => {
-    const logits = (engine.forward(ids) as Tensor).reshape([B * T, cfg.vocabSize]);
-    engine.backward(crossEntropy(bf16 ? logits.to('f32') : logits, tg));
-    engine.step();
-  });
-  times.push(performance.now() - t0);
+const times = timeEngineSteps(engine, fixedTokens(B, T, cfg.vocabSize), cfg.vocabSize, Number(a.steps), () => {
   const m = memoryStats();
   peak = Math.max(peak, m.cpu.param.peak);
   between = { cpu: m.cpu.param.current, pool: m['cpu-offload']?.param.current ?? 0 };
-}
+});
 emptyCache();
 const MB = (x: number) => Math.round(x / 1e5) / 10;
 const o = zero.paramOffload()[0];

@@ -14,8 +14,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GPT } from '../models/index.ts';
 import {
-  allocatorStats, crossEntropy, destroyDistributed, initDistributed, initialize, manualSeed, memoryStats, resetPeakMemoryStats, type Tensor, tensor, tidy,
+  allocatorStats, destroyDistributed, initDistributed, initialize, manualSeed, memoryStats,
 } from '../src/index.ts';
+import { fixedTokens, timeEngineSteps } from './engine_steps.ts';
 import { median } from './timing.ts';
 
 const { values: a } = parseArgs({
@@ -46,26 +47,15 @@ const { engine } = await initialize({
     },
   },
 });
-const ids = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize), { dtype: 'i32', shape: [B, T] });
-const tg = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % cfg.vocabSize), { dtype: 'i32', shape: [B * T] });
-const times: number[] = [];
 let optimBetween = 0;
 let poolBetween = 0;
 let optimPeak = 0;
-for (let s = 0; s < Number(a.steps); s++) {
-  resetPeakMemoryStats();
-  const t0 = performance.now();
-  tidy(() => {
-    const logits = (engine.forward(ids) as Tensor).reshape([B * T, cfg.vocabSize]);
-    engine.backward(crossEntropy(bf16 ? logits.to('f32') : logits, tg));
-    engine.step();
-  });
-  times.push(performance.now() - t0);
+const times = timeEngineSteps(engine, fixedTokens(B, T, cfg.vocabSize), cfg.vocabSize, Number(a.steps), () => {
   const m = memoryStats();
   optimPeak = Math.max(optimPeak, m.cpu.optim.peak);
   optimBetween = m.cpu.optim.current;
   poolBetween = m['cpu-offload']?.optim.current ?? 0;
-}
+});
 const MB = (x: number) => Math.round(x / 1e5) / 10;
 const row = {
   device: a.device, stage: Number(a.stage), dtype: a.dtype, params: numel, ranks: world.size,
