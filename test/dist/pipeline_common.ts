@@ -47,3 +47,24 @@ export function checkTraining(results: Result[], what: string, ranks: number): v
   assert.ok(tied.length >= 2, `${what}: the tied embedding/head weight lives on two pipeline ranks`);
   assert.is(new Set(tied).size, 1, `${what}: tied weights identical on every stage holding them (${tied})`);
 }
+
+/**
+ * Issue 6 (plain dp and ZeRO-1/2 over dp, m micro-batches): every dp collective of each trainBatch
+ * comes after the batch's last pipeline send/recv, and their number per batch is the same as a
+ * 1-micro-batch engine's; with plain dp it is exactly one all-reduce per parameter of the stage
+ * (and one for the mean loss).
+ */
+export function checkDpOncePerStep(results: Result[], what: string): void {
+  for (const r of results.filter((x) => x.case === what)) {
+    const at = `${what} rank ${r.rank}`;
+    const steps = r.dpSteps as { count: number; afterLastMicroBatch: boolean }[];
+    assert.ok(steps && steps.length > 0, `${at}: dp ops counted`);
+    for (const [s, d] of steps.entries()) {
+      assert.ok(d.count > 0, `${at} step ${s}: gradients reduced over dp`);
+      assert.ok(d.afterLastMicroBatch, `${at} step ${s}: no dp collective before the last micro-batch's send/recv`);
+      assert.is(d.count, r.dpOpsOne, `${at} step ${s}: ${d.count} dp ops with 4 micro-batches vs ${r.dpOpsOne} with 1`);
+    }
+    // Plus one: the batch's mean loss averaged over dp (reportLoss).
+    if (what === '1f1b') assert.is(steps[0].count, (r.stageParams as number) + 1, `${at}: one all-reduce per parameter and the loss's`);
+  }
+}
