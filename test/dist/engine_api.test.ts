@@ -8,7 +8,10 @@
 // - loadCheckpoint after 3 steps, then one step: with the scheduler state the lr continues the schedule
 //   (equals the uninterrupted run's); loadLrSchedulerStates false keeps the saved lr until the fresh
 //   schedule's first step (warmup_min_lr); loadOptimizerStates and loadLrSchedulerStates false leave the
-//   fresh engine's lr. globalSteps comes back in every case.
+//   fresh engine's lr. globalSteps comes back in every case;
+// - engine.zeroGrad() called between the two micro-batches of an accumulation window (stages 0-3): the
+//   weights after that step equal, bit for bit, a run whose window never back-propagated the dropped
+//   micro-batch (step() alone), and differ from a run that kept it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,9 +28,10 @@ interface Api {
   modelParameters: { changed: number; total: number; frozenChanged: boolean };
   modes: { eval: boolean[]; train: boolean[] };
   load: Record<string, number[]>;
+  zeroGrad: Record<string, Record<'dropped' | 'never' | 'kept', { hash: string; globalSteps: number }>>;
 }
 
-test('initialize: config file vs passed optimizer/scheduler (stages 0, 1, 3), modelParameters, train/eval, loadCheckpoint lr options', async () => {
+test('initialize: config file vs passed optimizer/scheduler (stages 0, 1, 3), modelParameters, train/eval, loadCheckpoint lr options, zeroGrad between micro-batches (stages 0-3)', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'engine_api.ts', [tmp], { timeoutMs: 60_000 });
   expectExit(r, 0, 'engine api on 2 ranks');
   const lines = [...r.stdout.matchAll(/^\[rank \d\] API (.*)$/gm)].map((m) => m[1]);
@@ -49,6 +53,12 @@ test('initialize: config file vs passed optimizer/scheduler (stages 0, 1, 3), mo
   assert.equal(noSched, [all[0], min, 4], 'loadLrSchedulerStates false: the saved lr, then the fresh schedule');
   assert.equal(noOptimNoSched, [min, min, 4], 'neither: the fresh engine lr');
   assert.is(all[2], 4, 'globalSteps came back');
+  for (const stage of [0, 1, 2, 3]) {
+    const { dropped, never, kept } = api.zeroGrad[`stage${stage}`];
+    assert.is(dropped.hash, never.hash, `stage ${stage}: zeroGrad() between micro-batches drops the first one's gradients (equals a run that never saw it)`);
+    assert.is.not(kept.hash, dropped.hash, `stage ${stage}: keeping that micro-batch changes the step`);
+    assert.equal([dropped.globalSteps, never.globalSteps, kept.globalSteps], [2, 2, 2], `stage ${stage}: two optimizer steps`);
+  }
 });
 
 test.run();
