@@ -35,8 +35,8 @@ export interface InitializeOptions<M extends Module = Module> {
   model: M;
   /**
    * The parameters to train (default: all of the model's); the rest are frozen: no gradient
-   * reduction, no optimizer state, never updated (checkpoints keep them as weights). Stages 0-2;
-   * stage 3 refuses a subset for now. As DeepSpeed's ZeRO, stages 1-2 also leave parameters with
+   * reduction, no optimizer state, never updated (checkpoints keep them as weights; stage 3 still
+   * partitions and gathers them). As DeepSpeed's ZeRO, stages 1-3 also leave parameters with
    * requiresGrad false frozen.
    */
   modelParameters?: Iterable<Tensor>;
@@ -156,9 +156,6 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     const foreign = params.filter((p) => !mine.has(p));
     if (foreign.length > 0) throw new Error(`initialize: modelParameters holds ${foreign.length} tensor(s) that are not parameters of the model (first: ${String(foreign[0])})`);
     const subset = new Set(params).size !== all.length;
-    if (stage === 3 && (subset || all.some((p) => !p.requiresGrad))) {
-      throw new Error('initialize: frozen parameters (modelParameters a subset of the model\'s, or requiresGrad false) with zero_optimization.stage 3: not implemented yet (stages 0-2 train a subset)');
-    }
     const zero = buildZero(model, stage, specOf(opts.optimizer, config.optimizer), config, group, subset ? new Set(params) : undefined);
     backend = { stage, zero };
     schedulable = { paramGroups: [zero.hyper] };
@@ -200,7 +197,7 @@ function buildZero(model: Module, stage: 1 | 2 | 3, spec: ZeroOptimizerSpec, con
   }
   const offloadParam = { device: op.device, nvmePath: op.nvme_path, bufferCount: Math.max(1, op.buffer_count), bufferSize: Math.max(1, op.buffer_size), maxInCpu: op.max_in_cpu, pinMemory: op.pin_memory };
   return new ZeroStage3(model, spec, {
-    ...common, ...offload, offloadParam, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
+    ...common, ...(trainable ? { trainable } : {}), ...offload, offloadParam, contiguousGradients: z.contiguous_gradients, prefetchBucketSize: z.stage3_prefetch_bucket_size,
     paramPersistenceThreshold: z.stage3_param_persistence_threshold, maxLiveParameters: z.stage3_max_live_parameters,
     maxReuseDistance: z.stage3_max_reuse_distance,
   });

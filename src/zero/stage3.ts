@@ -16,6 +16,9 @@
  * - `step()`: optional global-norm clipping, the fused optimizer over the partition (its master
  *   and state in memory, the CPU offload pool or NVMe files: partition_optimizer.ts), then the
  *   persistent (and any gathered) parameters are gathered again from the updated partitions.
+ * - Frozen parameters (`trainable`, or requiresGrad false) are partitioned and gathered alike, in
+ *   partitions of their own with no gradient partition and no optimizer state; a gradient that
+ *   autograd still computes for one is dropped, not reduced.
  */
 import { saveByReference } from '../autograd/node.ts';
 import { broadcastState } from '../dist/data_parallel_comms.ts';
@@ -32,6 +35,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allReduceSum, flatView } from './comms.ts';
 import { externalParameters } from './external.ts';
+import { splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
 import { NvmeParamStore } from './offload/param_nvme.ts';
 import { type OffloadParamOptions, type ResolvedParamOffload, resolveParamOffload } from './offload/param_options.ts';
@@ -84,27 +88,38 @@ export interface ZeroStage3Options {
   subGroupSize?: number;
   /** Where the parameter partition lives (default device 'none': the shared arena): offload_param. */
   offloadParam?: OffloadParamOptions;
+  /**
+   * The parameters to train (DeepSpeed's model_parameters): a set of the model's parameters or a
+   * predicate on (name, parameter); default all. Parameters with requiresGrad false never train.
+   */
+  trainable?: Trainable;
 }
 
 const OPTIONS = [
   'stage', 'group', 'reduceBucketSize', 'overlapComm', 'contiguousGradients', 'gradientClipping',
   'prefetchBucketSize', 'paramPersistenceThreshold', 'maxLiveParameters', 'maxReuseDistance', 'offloadOptimizer', 'subGroupSize',
-  'offloadParam',
+  'offloadParam', 'trainable',
 ];
 
-/** One dtype's partition: parameter shards, gradient, master and optimizer state. */
-interface DTypeGroup {
+/** One dtype's partition of frozen parameters: shards only. */
+interface FrozenGroup {
   dtype: DType;
   /** This rank's shards of the dtype's parameters, packed (tag 'param'): in the shared arena, the CPU offload pool or a file. */
   store: ParamStore;
-  /** The averaged gradient partition (tag 'grad'). */
-  partGrad: Tensor;
-  /** The fp32 master of a 16-bit partition and the optimizer state (tag 'optim'), wherever offload puts them. */
-  opt: PartitionOptimizer;
   params: Stage3Param[];
   /** Elements of the dtype's parameters (unpadded). */
   numel: number;
 }
+
+/** One dtype's partition of trained parameters: parameter shards, gradient, master and optimizer state. */
+interface DTypeGroup extends FrozenGroup {
+  /** The averaged gradient partition (tag 'grad'). */
+  partGrad: Tensor;
+  /** The fp32 master of a 16-bit partition and the optimizer state (tag 'optim'), wherever offload puts them. */
+  opt: PartitionOptimizer;
+}
+
+const trains = (g: FrozenGroup): g is DTypeGroup => 'opt' in g;
 
 /** Counts nvme parameter stores made in this process (unique file names). */
 let nvmeStores = 0;
@@ -146,7 +161,8 @@ export class ZeroStage3 implements ZeroOptimizer {
   steps = 0;
   lastGradNorm = Number.NaN;
   private readonly groups: DTypeGroup[] = [];
-  private readonly byTensor = new Map<Tensor, { g: DTypeGroup; p: Stage3Param }>();
+  private readonly frozen: FrozenGroup[] = [];
+  private readonly byTensor = new Map<Tensor, { g: FrozenGroup; p: Stage3Param }>();
   private readonly coordinator: ParamCoordinator;
   private readonly reducer: Stage3GradReducer;
   private readonly hook: RemovableHandle;
@@ -187,21 +203,27 @@ export class ZeroStage3 implements ZeroOptimizer {
       if (p.device !== 'cpu') throw new Error(`ZeroStage3: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
       if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage3: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
     }
+    const { trained, frozen } = splitTrainable(named, opts.trainable, where);
     broadcastState(model, this.group, true);
     const all: Stage3Param[] = [];
     let inCpu = this.offloadParam.maxInCpu;        // nvme: partition elements kept in host memory, over all dtypes
+    const dtypes = [...new Set(named.map(([, p]) => p.dtype))];
     try {
-      for (const [i, dtype] of [...new Set(named.map(([, p]) => p.dtype))].entries()) {
-        const g = this.buildGroup(named.filter(([, p]) => p.dtype === dtype), i, inCpu);
-        inCpu -= g.store instanceof NvmeParamStore ? g.store.cpuNumel : 0;
-        this.groups.push(g);
-        all.push(...g.params);
+      // Trained groups first (partition files numbered by dtype as before), then the frozen ones.
+      for (const [list, train] of [[trained, true], [frozen, false]] as const) {
+        for (const [i, dtype] of dtypes.entries()) {
+          const mine = list.filter(([, p]) => p.dtype === dtype);
+          if (mine.length === 0) continue;
+          const g = this.buildGroup(mine, train ? i : dtypes.length + i, inCpu, train);
+          inCpu -= g.store instanceof NvmeParamStore ? g.store.cpuNumel : 0;
+          if (trains(g)) this.groups.push(g);
+          else this.frozen.push(g);
+          all.push(...g.params);
+        }
       }
     } catch (e) {
-      for (const g of this.groups) {        // no nvme file outlives a failed construction
-        g.opt.destroy();
-        g.store.destroy();
-      }
+      for (const g of this.groups) g.opt.destroy();        // no nvme file outlives a failed construction
+      for (const g of [...this.groups, ...this.frozen]) g.store.destroy();
       throw e;
     }
     this.coordinator = new ParamCoordinator(this.group, model, all, {
@@ -225,7 +247,17 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.hook = model.registerParamGradHook((_, t) => this.onGradReady(t));
   }
 
-  /** This rank's partition of each dtype (for reports and tests): parameter elements, shard elements, persistent elements. */
+  /** Elements of the trained parameters (the memory report's Ψ). */
+  get trainedNumel(): number {
+    return this.groups.reduce((n, g) => n + g.numel, 0);
+  }
+
+  /** The frozen parameters' names (partitioned and gathered, neither reduced nor stepped). */
+  frozenNames(): string[] {
+    return this.frozen.flatMap((g) => g.params.map((p) => p.name));
+  }
+
+  /** This rank's partition of each trained dtype (for reports and tests): parameter elements, shard elements, persistent elements. */
   partitions(): { dtype: DType; numel: number; partitionNumel: number; persistentNumel: number }[] {
     return this.groups.map((g) => ({
       dtype: g.dtype, numel: g.numel, partitionNumel: g.store.n,
@@ -263,6 +295,12 @@ export class ZeroStage3 implements ZeroOptimizer {
       const mine = pooled.filter((b) => b.dtype === p.dtype);
       const n = mine.reduce((a, b) => a + b.numel, 0);
       if (n > 0) out.push({ name: 'stage-3 gradient buckets', tag: 'grad', bytes: n * size, note: `${mine.length} pooled buckets of ${p.dtype}, ${n} elements (world x stride inputs and stride outputs; stride = reduce_bucket_size / N, or one shard)` });
+    }
+    for (const g of this.frozen) {
+      const size = itemSize(g.dtype);
+      const kept = g.params.reduce((n, p) => n + (p.persistent ? p.shard.padded : 0), 0);
+      const note = `${g.numel} ${g.dtype} elements of frozen parameters: this rank's shards${kept > 0 ? `, and ${kept} kept gathered` : ''}`;
+      out.push({ name: 'stage-3 frozen parameters', tag: 'param', bytes: (g.store.n + kept) * size, note });
     }
     return out;
   }
@@ -312,14 +350,14 @@ export class ZeroStage3 implements ZeroOptimizer {
   partitionShards(opts: { optimizer?: boolean } = {}): PartitionShard[] {
     this.live();
     const out: PartitionShard[] = [];
-    for (const g of this.groups) {
+    for (const g of [...this.groups, ...this.frozen]) {
       for (const p of g.params) {
         const s = p.shard;
         if (s.valid === 0) continue;
         const fullShape = [...p.param.shape];
         const shardRange: [number, number] = [s.paramStart, s.paramStart + s.valid];
         out.push({ name: p.name, fullShape, dtype: g.dtype, shardRange, data: g.store.view(s.offset, s.valid), group: 'model' });
-        if (opts.optimizer === false) continue;
+        if (opts.optimizer === false || !trains(g)) continue;
         for (const sname of g.opt.slots) {
           out.push({ name: `optimizer.${p.name}.${sname}`, fullShape, dtype: 'f32', shardRange, data: g.opt.stateView(sname, s.offset, s.valid), group: 'optimizer' });
         }
@@ -391,10 +429,8 @@ export class ZeroStage3 implements ZeroOptimizer {
   /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
   allGatherParameters(): void {
     this.live();
-    for (const g of this.groups) {                        // offloaded state that checkpoint views changed (nvme)
-      g.opt.flush();
-      g.store.flush();
-    }
+    for (const g of this.groups) g.opt.flush();           // offloaded state that checkpoint views changed (nvme)
+    for (const g of [...this.groups, ...this.frozen]) g.store.flush();
     this.coordinator.refreshGathered();
   }
 
@@ -424,6 +460,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       g.partGrad.dispose();
       g.opt.destroy();
     }
+    for (const g of this.frozen) g.store.destroy();
     this.reducer.destroy();
   }
 
@@ -438,7 +475,7 @@ export class ZeroStage3 implements ZeroOptimizer {
    * broadcast), into the shared arena, the CPU offload pool, or (nvme) a staging copy written to
    * the file (its first `inCpu` elements, up to a shard boundary, kept in host memory).
    */
-  private buildGroup(named: [string, Tensor][], index: number, inCpu: number): DTypeGroup {
+  private buildGroup(named: [string, Tensor][], index: number, inCpu: number, train: boolean): DTypeGroup | FrozenGroup {
     const { size, rank } = this.group;
     const dtype = named[0][1].dtype;
     const plan = planPartition(named.map(([name, t]) => ({ name, numel: t.numel })), size, rank);
@@ -467,7 +504,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       params.push(p);
     });
     // The master (a copy of the partition for 16-bit parameters) and the state: DeepSpeed's 12 bytes per parameter for mixed-precision Adam.
-    const opt = new PartitionOptimizer(this.hyper, part, { offload: this.offload, name: partitionName(this.group, dtype, index) });
+    const opt = train ? new PartitionOptimizer(this.hyper, part, { offload: this.offload, name: partitionName(this.group, dtype, index) }) : null;
     let store: ParamStore;
     if (device !== 'nvme') {
       store = new MemoryParamStore(device, part);
@@ -475,13 +512,14 @@ export class ZeroStage3 implements ZeroOptimizer {
       try {
         store = this.nvmeStore(part, plan.shards, inCpu, index);
       } catch (e) {
-        opt.destroy();
+        opt?.destroy();
         throw e;
       } finally {
         part.dispose();
       }
     }
-    const g: DTypeGroup = { dtype, store, params, opt, numel: named.reduce((n, [, t]) => n + t.numel, 0), partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) };
+    const numel = named.reduce((n, [, t]) => n + t.numel, 0);
+    const g: DTypeGroup | FrozenGroup = opt ? { dtype, store, params, opt, numel, partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) } : { dtype, store, params, numel };
     for (const p of params) {
       p.store = store;
       this.byTensor.set(p.param, { g, p });
@@ -514,13 +552,13 @@ export class ZeroStage3 implements ZeroOptimizer {
       const full = flatView(p.param, 0, p.param.numel);
       try {
         this.group.broadcast(full, src);
-        const { g } = this.byTensor.get(p.param) as { g: DTypeGroup };
+        const { g } = this.byTensor.get(p.param) as { g: FrozenGroup };
         const s = p.shard;
         if (s.valid === 0) continue;
         const mine = flatView(full, s.paramStart, s.valid);
         const to = g.store.view(s.offset, s.valid);
         k.copyInto(mine, to);
-        if (g.opt.slots.includes('master')) {
+        if (trains(g) && g.opt.slots.includes('master')) {
           const m = g.opt.stateView('master', s.offset, s.valid);
           k.copyInto(mine, m);
           m.dispose();
@@ -531,10 +569,8 @@ export class ZeroStage3 implements ZeroOptimizer {
         full.dispose();
       }
     }
-    for (const g of this.groups) {
-      g.opt.flush();
-      g.store.flush();
-    }
+    for (const g of this.groups) g.opt.flush();
+    for (const g of [...this.groups, ...this.frozen]) g.store.flush();
   }
 
   private onGradReady(t: Tensor): void {
@@ -542,7 +578,8 @@ export class ZeroStage3 implements ZeroOptimizer {
     const e = this.byTensor.get(t);
     if (!e) return;
     const grad = t.grad;
-    if (grad && !grad.disposed) this.reducer.add({ shard: e.p.shard, partGrad: e.g.partGrad }, grad);
+    // A frozen parameter that requires a gradient gets one from autograd: dropped, never reduced.
+    if (grad && !grad.disposed && trains(e.g)) this.reducer.add({ shard: e.p.shard, partGrad: e.g.partGrad }, grad);
     dropGrad(t);
     this.coordinator.gradReady(e.p);
   }

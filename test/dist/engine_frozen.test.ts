@@ -1,4 +1,4 @@
-// Frozen parameters at ZeRO stages 1 and 2 on 2 real ranks (fixtures/engine_frozen.ts): GPT tiny
+// Frozen parameters at ZeRO stages 1, 2 and 3 on 2 real ranks (fixtures/engine_frozen.ts): GPT tiny
 // with wte and wpe frozen through modelParameters and, separately, through requiresGrad_(false),
 // accumulation 2 and clipping. Per-step losses and final weights equal single-process AdamW over
 // the same subset (losses 1e-5 relative, measured 3e-8; weights 1e-4, measured 2.4e-5 at one element
@@ -6,8 +6,9 @@
 // bias 1e-4);
 // the frozen weights equal rank 0's initial ones bit for bit on both ranks; the optimizer's bytes
 // are Adam's 8 per trained element of this rank's partition and the memory report's Ψ counts the
-// trained elements only; a fresh engine loading the checkpoint has every weight bit for bit.
-// Stage 3 refuses frozen parameters naming the key.
+// trained elements only; stage 3 still partitions the frozen weights (the report's frozen buffer is
+// this rank's shards; reading one outside gathered() throws); a fresh engine loading the checkpoint
+// has every weight bit for bit.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,15 +22,16 @@ test.after(() => rmSync(tmp, { recursive: true, force: true }));
 interface Result {
   mode: string; stage: number; lossRel: number; weightAbs: number; worst: string; keyBiasAbs: number; frozenSame: boolean; refFrozenHash: string;
   trained: number; optimBytes: number; optimExpected: number; psi: number; frozenGrads: number; loaded: { same: boolean; steps: number };
+  frozenPartition: { bytes: number; expected: number; readThrows: boolean } | null;
 }
 
-test('initialize: frozen embeddings (modelParameters / requiresGrad false) at stages 1, 2 equal one process; checkpoint round trip', async () => {
-  const r = await runLauncher(['--num_procs', '2'], 'engine_frozen.ts', [tmp], { timeoutMs: 90_000 });
+test('initialize: frozen embeddings (modelParameters / requiresGrad false) at stages 1-3 equal one process; checkpoint round trip', async () => {
+  const r = await runLauncher(['--num_procs', '2'], 'engine_frozen.ts', [tmp], { timeoutMs: 120_000 });
   expectExit(r, 0, 'engine frozen on 2 ranks');
   const results = [...r.stdout.matchAll(/^\[rank 0\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Result);
   const frozen = [...r.stdout.matchAll(/^\[rank 1\] FROZEN (\S+) (\d) (\S+)$/gm)];
-  assert.is(results.length, 4, 'four runs reported');
-  assert.is(frozen.length, 4, 'rank 1 reported four runs');
+  assert.is(results.length, 6, 'six runs reported');
+  assert.is(frozen.length, 6, 'rank 1 reported six runs');
   for (const [i, c] of results.entries()) {
     const what = `${c.mode} stage ${c.stage}`;
     assert.ok(c.lossRel <= 1e-5, `${what}: losses within 1e-5 relative (got ${c.lossRel})`);
@@ -42,6 +44,11 @@ test('initialize: frozen embeddings (modelParameters / requiresGrad false) at st
     assert.is(c.frozenGrads, 0, `${what}: no gradient kept for frozen parameters`);
     assert.ok(c.loaded.same, `${what}: a fresh engine loading the checkpoint has every weight bit for bit`);
     assert.is(c.loaded.steps, 3, `${what}: global steps restored`);
+    if (c.stage === 3) {
+      const f = c.frozenPartition as NonNullable<Result['frozenPartition']>;
+      assert.is(f.bytes, f.expected, `${what}: the frozen weights held are this rank's shards`);
+      assert.ok(f.readThrows, `${what}: a frozen weight is released outside gathered()`);
+    }
   }
 });
 
