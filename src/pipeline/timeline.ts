@@ -8,7 +8,7 @@ import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
 import type { Schedule } from './schedule/action.ts';
 import type { TimedAction } from './schedule/run.ts';
-import type { Simulation } from './schedule/simulate.ts';
+import { type Simulation, summarizeTimelines } from './schedule/simulate.ts';
 
 /**
  * Every rank's timeline of the last trainBatch (all ranks call it; `mine` follows
@@ -47,18 +47,5 @@ export function gatherTimelines(group: ProcessGroup, schedule: Schedule, mine: T
 export function measuredSimulation(timelines: TimedAction[][], splitBackward = false): Simulation {
   const t0 = Math.min(...timelines.flat().map((t) => t.start));
   const rel = timelines.map((row) => row.map((t) => ({ ...t, start: t.start - t0, end: t.end - t0 })));
-  const makespan = Math.max(0, ...rel.flat().map((t) => t.end));
-  let busy = 0;
-  const freeKind = splitBackward ? 'W' : 'B';
-  const peakActivations = rel.map((row) => {
-    let live = 0;
-    let peak = 0;
-    for (const { action, start, end } of row) {
-      if (action.kind === 'F' || action.kind === 'B' || action.kind === 'W') busy += end - start;
-      if (action.kind === 'F') peak = Math.max(peak, ++live);
-      if (action.kind === freeKind) live--;
-    }
-    return peak;
-  });
-  return { timelines: rel, makespan, bubbleFraction: makespan > 0 ? 1 - busy / (rel.length * makespan) : 0, peakActivations };
+  return summarizeTimelines(rel, splitBackward);
 }

@@ -21,9 +21,17 @@ export function simulateSchedule(schedule: Schedule, costs: ActionCosts = UNIT_C
   const s = lowerSchedule(schedule);
   const { timelines, blocked } = runSchedule(s, costs);
   if (blocked.length > 0) throw new Error(`simulate: ${s.name} deadlocks: rank ${blocked[0].rank} waits at ${formatAction(blocked[0].action)}`);
+  return summarizeTimelines(timelines, s.splitBackward);
+}
+
+/**
+ * The makespan, bubble fraction and peak activations of per-rank timelines starting at 0 (one row a
+ * rank), simulated or measured. With `splitBackward` a micro-batch's activations are freed by its W.
+ */
+export function summarizeTimelines(timelines: TimedAction[][], splitBackward: boolean): Simulation {
   const makespan = Math.max(0, ...timelines.flat().map((t) => t.end));
   let busy = 0;
-  const freeKind = s.splitBackward ? 'W' : 'B';
+  const freeKind = splitBackward ? 'W' : 'B';
   const peakActivations = timelines.map((row) => {
     let live = 0;
     let peak = 0;
@@ -34,7 +42,7 @@ export function simulateSchedule(schedule: Schedule, costs: ActionCosts = UNIT_C
     }
     return peak;
   });
-  const bubbleFraction = makespan > 0 ? 1 - busy / (s.ranks * makespan) : 0;
+  const bubbleFraction = makespan > 0 ? 1 - busy / (timelines.length * makespan) : 0;
   return { timelines, makespan, bubbleFraction, peakActivations };
 }
 
