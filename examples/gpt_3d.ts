@@ -17,13 +17,13 @@ import path from 'node:path';
 import { gptTensorParallelPipelineLayers } from '../models/gpt_pipeline_tp.ts';
 import { gptConfig } from '../models/index.ts';
 import {
-  DataLoader, DeviceMesh, DistributedSampler, destroyDistributed, gatherTimelines, initDistributed, initialize, keep, type MeshCoords,
-  type MicroBatch, manualSeed, measuredSimulation, memoryStats, PipelineModule, renderScheduleSvg, syntheticTokens, type Tensor, tensor,
-  tokenDataset,
+  DeviceMesh, destroyDistributed, gatherTimelines, initDistributed, initialize, type MeshCoords, manualSeed, measuredSimulation, memoryStats,
+  PipelineModule, renderScheduleSvg, tensor,
 } from '../src/index.ts';
 import { MEMORY_TAGS } from '../src/tensor/storage.ts';
 import { resetTensorParallelCommStats, tensorParallelCommStats } from '../src/tensor_parallel/index.ts';
 import { parseArgs } from './args.ts';
+import { microBatchStream, timedTrainBatch } from './micro_batches.ts';
 
 const args = parseArgs({
   mesh: 'dp=2,pp=2,tp=2', zero: 1, size: 'tiny', layers: 4, embd: 0, heads: 0, microBatches: 4, micro: 4, seq: 16, steps: 20, lr: 3e-3, sp: false,
@@ -68,31 +68,13 @@ const dsConfig = {
 };
 const { engine } = await initialize({ model: pipe, config: dsConfig, mesh, hiddenSize: config.nEmbd, log });
 
-// Every pp and tp rank of a dp replica reads the same micro-batches; replicas read disjoint shards.
-const dataset = args.text ? tokenDataset({ file: args.text, seqLen: args.seq }) : syntheticTokens({ length: 4096, seqLen: args.seq, vocab, seed: args.seed });
-const sampler = new DistributedSampler(dataset, { numReplicas: dp, rank: dpRank, seed: args.seed, dropLast: true });
-const loader = new DataLoader(dataset, { batchSize: args.micro, sampler, dropLast: true });
-function* microBatches(): Generator<MicroBatch> {
-  for (let epoch = 0; ; epoch++) {
-    sampler.setEpoch(epoch);
-    // The loader frees a batch when asked for the next one; a step holds all of its micro-batches.
-    for (const b of loader) yield (b as Tensor[]).map((t) => keep(t)) as MicroBatch;
-  }
-}
-const stream = microBatches();
+const stream = microBatchStream({ text: args.text, seq: args.seq, vocab, seed: args.seed, micro: args.micro, replicas: dp, rank: dpRank });
 const tokens = args.micro * args.seq * args.microBatches * dp;
 let sim = measuredSimulation([[]]);
 let tpBytes = 0;
 for (let step = 1; step <= args.steps; step++) {
   if (step === 2) resetTensorParallelCommStats(); // per-step traffic counted from step 2 on (step 1 sets up)
-  const t0 = performance.now();
-  const batch = Array.from({ length: args.microBatches }, () => stream.next().value as MicroBatch);
-  const loss = engine.trainBatch(batch);
-  const ms = performance.now() - t0;
-  for (const [x, y] of batch) {
-    x.dispose();
-    y.dispose();
-  }
+  const { loss, ms } = timedTrainBatch(engine, stream, args.microBatches);
   sim = measuredSimulation(gatherTimelines(mesh.group('pp'), engine.schedule, engine.timeline), engine.schedule.splitBackward);
   log(`step ${step}: loss ${loss.toFixed(4)}  ${ms.toFixed(0)} ms  ${((tokens / ms) * 1000).toFixed(0)} tokens/s  measured bubble ${(100 * sim.bubbleFraction).toFixed(1)}%`);
 }

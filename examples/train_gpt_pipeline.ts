@@ -11,11 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { gptConfig, gptPipelineLayers } from '../models/index.ts';
 import {
-  AdamW, createLrScheduler, crossEntropy, DataLoader, DeviceMesh, DistributedSampler, destroyDistributed, gatherTimelines, initDistributed, keep,
-  type MicroBatch, manualSeed, measuredSimulation, PipelineEngine, PipelineModule, renderScheduleSvg, type ScheduleName, simulateSchedule,
-  syntheticTokens, type Tensor, tokenDataset,
+  AdamW, createLrScheduler, crossEntropy, DeviceMesh, destroyDistributed, gatherTimelines, initDistributed, manualSeed, measuredSimulation,
+  PipelineEngine, PipelineModule, renderScheduleSvg, type ScheduleName, simulateSchedule, type Tensor,
 } from '../src/index.ts';
 import { parseArgs } from './args.ts';
+import { microBatchStream, timedTrainBatch } from './micro_batches.ts';
 
 const args = parseArgs({
   size: 'tiny', layers: 4, pp: 2, dp: 1, virtual: 1, schedule: '1f1b', microBatches: 4, micro: 4, seq: 16, steps: 20, lr: 3e-3,
@@ -45,28 +45,10 @@ const engine = await PipelineEngine.create({
     : { zero: { stage: args.zero as 1 | 2 | 3, optimizer: { type: 'AdamW', lr: args.lr, weightDecay: 0.01 } } }),
 });
 
-// Every pipeline rank of a dp replica reads the same micro-batches; replicas read disjoint shards.
-const dataset = args.text ? tokenDataset({ file: args.text, seqLen: args.seq }) : syntheticTokens({ length: 4096, seqLen: args.seq, vocab, seed: args.seed });
-const sampler = new DistributedSampler(dataset, { numReplicas: args.dp, rank: dpRank, seed: args.seed, dropLast: true });
-const loader = new DataLoader(dataset, { batchSize: args.micro, sampler, dropLast: true });
-function* microBatches(): Generator<MicroBatch> {
-  for (let epoch = 0; ; epoch++) {
-    sampler.setEpoch(epoch);
-    // The loader frees a batch when asked for the next one; a step holds all of its micro-batches.
-    for (const b of loader) yield (b as Tensor[]).map((t) => keep(t)) as MicroBatch;
-  }
-}
-const stream = microBatches();
+const stream = microBatchStream({ text: args.text, seq: args.seq, vocab, seed: args.seed, micro: args.micro, replicas: args.dp, rank: dpRank });
 const tokens = args.micro * args.seq * args.microBatches * args.dp;
 for (let step = 1; step <= args.steps; step++) {
-  const t0 = performance.now();
-  const batch = Array.from({ length: args.microBatches }, () => stream.next().value as MicroBatch);
-  const loss = engine.trainBatch(batch);
-  const ms = performance.now() - t0;
-  for (const [x, y] of batch) {
-    x.dispose();
-    y.dispose();
-  }
+  const { loss, ms } = timedTrainBatch(engine, stream, args.microBatches);
   const sim = measuredSimulation(gatherTimelines(mesh.group('pp'), engine.schedule, engine.timeline), engine.schedule.splitBackward);
   log(`step ${step}: loss ${loss.toFixed(4)}  ${ms.toFixed(0)} ms  ${((tokens / ms) * 1000).toFixed(0)} tokens/s  measured bubble ${(100 * sim.bubbleFraction).toFixed(1)}%`);
   if (step === args.steps && args.svg && dpRank === 0 && mesh.group('pp').rank === 0) {
