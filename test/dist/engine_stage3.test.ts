@@ -15,6 +15,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectExit, runLauncher } from './helpers.ts';
+import { assertReloadedLoss } from './rank_records.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mt-stage3-'));
 
@@ -44,15 +45,7 @@ for (const [from, to] of [[3, 2], [2, 3]]) {
     expectExit(saved, 0, `save at stage ${from} dp=4`);
     const loaded = await runLauncher(['--num_procs', '2'], 'engine_stage3.ts', ['load', dir, String(to)], { timeoutMs: 60_000 });
     expectExit(loaded, 0, `load at stage ${to} dp=2`);
-    const l4 = [...saved.stdout.matchAll(/^\[rank \d\] LOSS4 (\S+)$/gm)].map((x) => Number(x[1]));
-    const l2 = [...loaded.stdout.matchAll(/^\[rank \d\] LOSS4 (\S+) (\d+)$/gm)].map((x) => [Number(x[1]), Number(x[2])]);
-    assert.is(l4.length, 4, saved.stdout);
-    assert.is(l2.length, 2, loaded.stdout);
-    for (const [loss, steps] of l2) {
-      assert.is(steps, 4, 'globalSteps after the loaded step');
-      const rel = Math.abs(loss - l4[0]) / Math.abs(l4[0]);
-      assert.ok(rel <= 1e-6, `dp=2 stage ${to} loss ${loss} vs dp=4 stage ${from} ${l4[0]} (relative ${rel})`);
-    }
+    assertReloadedLoss(saved.stdout, loaded.stdout, `dp=2 stage ${to} vs dp=4 stage ${from}`);
   });
 }
 

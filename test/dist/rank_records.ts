@@ -1,5 +1,5 @@
-// Reading what fixtures print as "[rank R] <WHAT> <key> <json>" lines, and the check shared by the
-// checkpoint round-trip fixtures (engine_steps.ts straightVsResumed).
+// Reading what fixtures print as "[rank R] <WHAT> <key> <json>" lines, and the checks shared by the
+// checkpoint fixtures: round trips (engine_steps.ts straightVsResumed) and a reload at another dp size.
 import * as assert from 'uvu/assert';
 
 /** The JSON records of every "<what> <key> <json>" line, per key, in rank order of appearance. */
@@ -30,5 +30,21 @@ export function assertResumedEqualsStraight(stdout: string, keys: string[], into
         assert.is(l.hash, c.straight.hash, `${key} rank ${rank} loaded into ${into}: weights`);
       }
     }
+  }
+}
+
+/**
+ * A checkpoint saved on 4 ranks ("LOSS4 <loss>" after saving) and loaded on 2 ("LOSS4 <loss> <globalSteps>"
+ * after loading): the loaded ranks took step 4 and match the saved run's loss within 1e-6 relative.
+ */
+export function assertReloadedLoss(saved: string, loaded: string, what: string): void {
+  const l4 = [...saved.matchAll(/^\[rank \d\] LOSS4 (\S+)$/gm)].map((x) => Number(x[1]));
+  const l2 = [...loaded.matchAll(/^\[rank \d\] LOSS4 (\S+) (\d+)$/gm)].map((x) => [Number(x[1]), Number(x[2])]);
+  assert.is(l4.length, 4, saved);
+  assert.is(l2.length, 2, loaded);
+  for (const [loss, steps] of l2) {
+    assert.is(steps, 4, 'globalSteps after the loaded step');
+    const rel = Math.abs(loss - l4[0]) / Math.abs(l4[0]);
+    assert.ok(rel <= 1e-6, `${what}: loaded loss ${loss} vs saved ${l4[0]} (relative ${rel})`);
   }
 }
