@@ -6,10 +6,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/gpt.ts';
 import {
-  exportSafetensors, loadCheckpoint, loadModuleCheckpoint, readSafetensors, saveCheckpoint, saveModuleCheckpoint, safetensorToTensor, type TensorShard,
+  exportSafetensors, loadCheckpoint, loadModuleCheckpoint, readSafetensors, safetensorToTensor, saveCheckpoint, saveModuleCheckpoint, type TensorShard,
 } from '../../src/engine/checkpoint/index.ts';
 import { tensorBytes } from '../../src/engine/checkpoint/tensor_bytes.ts';
-import { AdamW, createLrScheduler, crossEntropy, type DType, DTYPES, getRngState, manualSeed, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { AdamW, createLrScheduler, crossEntropy, DTYPES, type DType, getRngState, manualSeed, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { rejects } from './rejects.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -17,15 +18,7 @@ function tmp(): string {
   dirs.push(d);
   return d;
 }
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.match((e as Error).message, re);
-    return;
-  }
-  assert.unreachable('expected a rejection');
-}
+
 test.after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

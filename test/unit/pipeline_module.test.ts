@@ -12,6 +12,7 @@ import {
   AdamW, crossEntropy, getRngState, LayerSpec, type MicroBatch, manualSeed, memoryStats, nn, PipelineEngine, PipelineModule, type RngState,
   type ScheduleName, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
+import { rejects } from './rejects.ts';
 
 const cfg = gptConfig('tiny');
 const lossFn = (logits: Tensor, y: Tensor) => crossEntropy(logits.reshape([-1, cfg.vocabSize]), y.reshape([-1]));
@@ -97,18 +98,6 @@ test('PipelineModule: parameters partitioning counts a LayerSpec without keeping
   const byType = new PipelineModule({ layers: gptPipelineLayers(big).layers, numStages: 2, partitionMethod: 'type:TransformerBlock' });
   assert.equal(byType.partition.stageCosts, [2, 2]);
 });
-
-
-
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.match((e as Error).message, re);
-    return;
-  }
-  assert.unreachable(`expected a rejection matching ${re}`);
-}
 
 test('PipelineEngine: clear errors for options, schedules and data', async () => {
   const { pipe } = build(2);
