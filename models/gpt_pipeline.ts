@@ -29,6 +29,21 @@ export class GPTPositions extends Module {
 }
 
 /**
+ * GPT's state-dict key of a parameter of the GPT layer list (wte, wpe, `nLayer` blocks, ln_f, tied
+ * head): layer `index`'s parameter `name` → e.g. "h.0.attn.c_attn.weight".
+ * @example
+ * gptLayerKey(2)(2, 'ln_1.weight'); // 'h.0.ln_1.weight'
+ */
+export function gptLayerKey(nLayer: number): (index: number, name: string) => string {
+  return (index, name) => {
+    if (index === 0 || index === nLayer + 3) return `wte.${name}`;
+    if (index === 1) return name;
+    if (index === nLayer + 2) return `ln_f.${name}`;
+    return `h.${index - 2}.${name}`;
+  };
+}
+
+/**
  * The layers (2 + nLayer + 2 of them) and the map from (layer index, parameter name) to GPT's key.
  * @example
  * const { layers } = gptPipelineLayers(gptConfig('tiny'));
@@ -52,11 +67,6 @@ export function gptPipelineLayers(config: GPTConfig): { layers: LayerSpec[]; key
       rngDraws: V * C, name: 'head', forwardFn: (m: Embedding, x: Tensor) => deferrableLinear(x, m.weight),
     }),
   ];
-  const key = (index: number, name: string): string => {
-    if (index === 0 || index === L + 3) return `wte.${name}`;
-    if (index === 1) return name;
-    if (index === L + 2) return `ln_f.${name}`;
-    return `h.${index - 2}.${name}`;
-  };
+  const key = gptLayerKey(L);
   return { layers, key };
 }

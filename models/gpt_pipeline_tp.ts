@@ -18,7 +18,7 @@ import {
   VocabParallelEmbedding, vocabParallelCrossEntropy,
 } from '../src/tensor_parallel/index.ts';
 import type { GPTConfig } from './gpt.ts';
-import { GPTPositions } from './gpt_pipeline.ts';
+import { GPTPositions, gptLayerKey } from './gpt_pipeline.ts';
 
 /** A layer built by a function (a LayerSpec needs a class; these layers are built then parallelized). */
 class BuiltLayerSpec extends LayerSpec {
@@ -96,12 +96,7 @@ export function gptTensorParallelPipelineLayers(config: GPTConfig, tp: ProcessGr
       rngDraws: V * C, name: 'head', forwardFn: (m: VocabParallelEmbedding, x: Tensor) => deferrableLinear(x, m.weight),
     }),
   ];
-  const key = (index: number, name: string): string => {
-    if (index === 0 || index === L + 3) return `wte.${name}`;
-    if (index === 1) return name;
-    if (index === L + 2) return `ln_f.${name}`;
-    return `h.${index - 2}.${name}`;
-  };
+  const key = gptLayerKey(L);
   const lossFn = (logits: Tensor, targets: Tensor): Tensor =>
     vocabParallelCrossEntropy(logits.reshape([-1, logits.shape[logits.shape.length - 1]]), targets.reshape([-1]), tp);
   return { layers, key, lossFn };
