@@ -1,33 +1,14 @@
 // Uniform samples and dropout masks on the device from the CPU's counter-based generator
-// (Philox4x32-10, native/tensor/random.cc): element g depends only on (seed, offset + g), and the
+// (Philox4x32-10, native/tensor/philox.h): element g depends only on (seed, offset + g), and the
 // arithmetic is the CPU's in double with contraction off, so the values are the CPU's bit for bit.
 // (Normal samples stay on the CPU: its float log/cos/sin are not the device's, to the last bit.)
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "tensor/philox.h"
 
 namespace mt {
 namespace {
-
-__device__ __forceinline__ void philox(uint32_t k0, uint32_t k1, uint64_t index, uint32_t out[4]) {
-  uint32_t c0 = uint32_t(index), c1 = uint32_t(index >> 32), c2 = 0, c3 = 0;
-  uint32_t a = k0, b = k1;
-#pragma unroll
-  for (int r = 0; r < 10; r++) {
-    uint64_t p0 = uint64_t(0xD2511F53u) * c0, p1 = uint64_t(0xCD9E8D57u) * c2;
-    uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ a, n2 = uint32_t(p0 >> 32) ^ c3 ^ b;
-    c1 = uint32_t(p1);
-    c3 = uint32_t(p0);
-    c0 = n0;
-    c2 = n2;
-    a += 0x9E3779B9u;
-    b += 0xBB67AE85u;
-  }
-  out[0] = c0;
-  out[1] = c1;
-  out[2] = c2;
-  out[3] = c3;
-}
 
 // (0, 1], as the CPU's unit().
 __device__ __forceinline__ double unit(uint32_t hi, uint32_t lo) {
@@ -39,7 +20,7 @@ template <typename T>
 __global__ void uniformOrMask(int kind, T* p, int64_t n, uint32_t k0, uint32_t k1, uint64_t first, double a, double b) {
   MT_CU_LOOP(i, n) {
     uint32_t w[4];
-    philox(k0, k1, first + uint64_t(i), w);
+    philox4x32(k0, k1, first + uint64_t(i), w);
     double u = unit(w[0], w[1]);
     // a + (b - a) * (1 - u) with each operation rounded, as the CPU computes it (no fused multiply-add).
     double v = kind == 0 ? __dadd_rn(a, __dmul_rn(__dsub_rn(b, a), __dsub_rn(1.0, u)))

@@ -3,6 +3,7 @@
 // the full tensor would hold there, whatever the layout.
 #include <cmath>
 #include <type_traits>
+#include "tensor/philox.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/parallel.h"
@@ -15,21 +16,7 @@ struct Philox {
   explicit Philox(uint64_t seed) : k0(uint32_t(seed)), k1(uint32_t(seed >> 32)) {}
 
   // Four 32-bit words for the 128-bit counter (index, 0).
-  void operator()(uint64_t index, uint32_t out[4]) const {
-    uint32_t c0 = uint32_t(index), c1 = uint32_t(index >> 32), c2 = 0, c3 = 0;
-    uint32_t a = k0, b = k1;
-    for (int r = 0; r < 10; r++) {
-      uint64_t p0 = uint64_t(0xD2511F53u) * c0, p1 = uint64_t(0xCD9E8D57u) * c2;
-      uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ a, n2 = uint32_t(p0 >> 32) ^ c3 ^ b;
-      c1 = uint32_t(p1);
-      c3 = uint32_t(p0);
-      c0 = n0;
-      c2 = n2;
-      a += 0x9E3779B9u;
-      b += 0xBB67AE85u;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-  }
+  void operator()(uint64_t index, uint32_t out[4]) const { philox4x32(k0, k1, index, out); }
 };
 
 // (0, 1]: never 0, so log() in Box-Muller is finite.
