@@ -6,9 +6,9 @@
  * Run: tsx bench/conv_layout.ts
  */
 import { conv2d, native, randn, type Tensor, tidy } from '../src/index.ts';
-import { dtypeCode } from '../src/tensor/dtype.ts';
 import * as k from '../src/ops/kernels.ts';
 import { emptyActivation } from '../src/ops/nchw.ts';
+import { dtypeCode } from '../src/tensor/dtype.ts';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -7,8 +7,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { SGD, AdamW, crossEntropy, manualSeed, native, randn, tensor, tidy, type DType, } from '../src/index.ts';
-import { GPT, ResNet, gptConfig } from '../models/index.ts';
+import { GPT, gptConfig, ResNet } from '../models/index.ts';
+import { AdamW, crossEntropy, type DType, manualSeed, native, randn, SGD, tensor, tidy, } from '../src/index.ts';
 import { timeIt } from './timing.ts';
 
 const quick = process.argv.includes('--quick');

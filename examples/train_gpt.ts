@@ -4,8 +4,9 @@
  *   npx tsx examples/train_gpt.ts --size tiny --steps 200
  *   npx tsx examples/train_gpt.ts --size 124M --batch 4 --seq 256 --text data.txt --metrics gpt.jsonl
  */
-import { AdamW, DataLoader, TrainingProgress, clipGradNorm, createLrScheduler, crossEntropy, manualSeed, syntheticTokens, tidy, tokenDataset, type Tensor } from '../src/index.ts';
+
 import { GPT, gptConfig } from '../models/index.ts';
+import { AdamW, clipGradNorm, createLrScheduler, crossEntropy, DataLoader, manualSeed, syntheticTokens, type Tensor, TrainingProgress, tidy, tokenDataset } from '../src/index.ts';
 import { parseArgs } from './args.ts';
 
 const args = parseArgs({ size: 'tiny', batch: 8, seq: 16, steps: 200, lr: 3e-3, text: '', metrics: '', checkpoint: false, seed: 0 });

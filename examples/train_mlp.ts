@@ -3,7 +3,7 @@
  * with plain SGD. Later this becomes the 3D-parallel GPT.
  *   npm start            (or: npx tsx examples/train_mlp.ts --steps 300)
  */
-import { addInPlace, linear, manualSeed, mean, memoryStats, noGrad, randn, relu, sub, tidy, type Tensor, zeros } from '../src/index.ts';
+import { addInPlace, linear, manualSeed, mean, memoryStats, noGrad, randn, relu, sub, type Tensor, tidy, zeros } from '../src/index.ts';
 
 const args = process.argv.slice(2);
 const steps = Number(args[args.indexOf('--steps') + 1] ?? 0) || 200;

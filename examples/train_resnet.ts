@@ -5,11 +5,12 @@
  *   npx tsx examples/train_resnet.ts --depth 18 --steps 50
  *   npx tsx examples/train_resnet.ts --depth 101 --data ./data --workers 1 --metrics resnet.jsonl
  */
-import {
-  Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, SGD, ToTensor, TrainingProgress, cifar10, crossEntropy, manualSeed,
-  syntheticCifar10, tidy, type Tensor,
-} from '../src/index.ts';
+
 import { ResNet } from '../models/index.ts';
+import {
+  Compose, cifar10, crossEntropy, DataLoader, manualSeed,Normalize, RandomCrop, RandomHorizontalFlip, SGD, 
+  syntheticCifar10, type Tensor,ToTensor, TrainingProgress, tidy, 
+} from '../src/index.ts';
 import { parseArgs } from './args.ts';
 
 const args = parseArgs({ depth: 18, batch: 32, steps: 50, lr: 0.05, data: '', workers: 0, metrics: '', imagenetStem: false, seed: 0 });

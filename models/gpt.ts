@@ -10,7 +10,7 @@
  * reads `wte.weight`. `gptKeyFromFlatName` maps the flat naming of the golden reference file.
  */
 import { add, arange, type DType, dropout, linear, registerExternalParameter, type Tensor } from '../src/index.ts';
-import { Embedding, LayerNorm, Module, ModuleList, TransformerBlock, init } from '../src/nn/index.ts';
+import { Embedding, init, LayerNorm, Module, ModuleList, TransformerBlock } from '../src/nn/index.ts';
 
 export interface GPTConfig {
   vocabSize: number;

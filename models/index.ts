@@ -4,10 +4,11 @@
  * const model = resnet101({ numClasses: 10 });
  * const gpt = new GPT(gptConfig('124M'));
  */
-export { mlp, type MLPOptions } from './mlp.ts';
-export { GPT, GPT_SIZES, gptConfig, gptKeyFromFlatName, gptParamCount, type GPTConfig, type GPTSize } from './gpt.ts';
-export { gptPipelineLayers, GPTPositions } from './gpt_pipeline.ts';
+
+export { GPT, GPT_SIZES, type GPTConfig, type GPTSize, gptConfig, gptKeyFromFlatName, gptParamCount } from './gpt.ts';
+export { GPTPositions, gptPipelineLayers } from './gpt_pipeline.ts';
 export { blockTensorParallelPlan, type GPT3DLayers, gptTensorParallelPipelineLayers } from './gpt_pipeline_tp.ts';
+export { type MLPOptions, mlp } from './mlp.ts';
 export {
-  BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, resnetParamCount, type ResNetOptions,
+  BasicBlock, Bottleneck, ResNet, type ResNetOptions,resnet18, resnet34, resnet50, resnet101, resnet152, resnetParamCount, 
 } from './resnet.ts';

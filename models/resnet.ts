@@ -5,7 +5,7 @@
  * State-dict keys: conv1, bn1, layer1.0.conv1, ..., layerN.0.downsample.{0,1}, fc.
  */
 import { add, type DType, flatten, relu, type Tensor } from '../src/index.ts';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, Sequential, init } from '../src/nn/index.ts';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, init, Linear, MaxPool2d, Module, Sequential } from '../src/nn/index.ts';
 
 export interface ResNetOptions {
   /** Output classes (default 1000). */

@@ -3,8 +3,8 @@
  * variants and by developers who build into a second folder).
  */
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 type Id = number;
 type Ints = number[];

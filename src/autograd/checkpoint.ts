@@ -8,8 +8,8 @@ import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { backward } from './engine.ts';
-import { trackLeaves } from './leaf_tracker.ts';
 import { enableGrad, isGradEnabled, noGrad } from './grad_mode.ts';
+import { trackLeaves } from './leaf_tracker.ts';
 import { Node } from './node.ts';
 
 type Segment = (...inputs: Tensor[]) => Tensor;

@@ -3,14 +3,15 @@
  * node are summed before it runs, leaves accumulate into `.grad`, and a leaf's
  * gradient-ready hooks fire once all of its contributions for this pass have arrived.
  */
-import type { Tensor } from '../tensor/tensor.ts';
-import { tidy } from '../tensor/scope.ts';
-import { withTag } from '../tensor/tag_context.ts';
-import { fmt, sameShape } from '../tensor/shape.ts';
-import { noGrad } from './grad_mode.ts';
-import type { Node } from './node.ts';
+
 import { accumulateInto, addTensors, cloneLayout, cloneTensor, onesLike } from '../ops/autograd_support.ts';
 import { copyLike } from '../ops/kernels.ts';
+import { tidy } from '../tensor/scope.ts';
+import { fmt, sameShape } from '../tensor/shape.ts';
+import { withTag } from '../tensor/tag_context.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { noGrad } from './grad_mode.ts';
+import type { Node } from './node.ts';
 
 export interface BackwardOptions {
   /** Keep saved tensors so backward can run through the same graph again. */

@@ -5,10 +5,10 @@
  * Multi-host runs start one launcher per host with its --node_rank (no ssh).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { StoreServer } from '../dist/store.ts';
 import { nodeRanks, parseHostfile, type Resources, selectResources } from './hosts.ts';

@@ -1,8 +1,8 @@
 /** `meshtrain schedule`: prints a pipeline schedule's grid and simulated bubble, writes its Gantt SVG. */
 import { writeFileSync } from 'node:fs';
 import {
-  formatGrid, gpipe, interleaved1F1B, oneFOneB, type Schedule, simulateSchedule, theoreticalBubble, validateSchedule, zeroBubbleH1,
-  renderScheduleSvg,
+  formatGrid, gpipe, interleaved1F1B, oneFOneB, 
+  renderScheduleSvg,type Schedule, simulateSchedule, theoreticalBubble, validateSchedule, zeroBubbleH1,
 } from '../pipeline/index.ts';
 
 export const SCHEDULE_USAGE = `usage: meshtrain schedule --stages P --microbatches M --schedule 1f1b|gpipe|interleaved|zb-h1

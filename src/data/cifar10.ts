@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Dataset, type Transform, DEFAULT_CONTEXT, checkIndex, sampleRng } from './dataset.ts';
+import { checkIndex, type Dataset, DEFAULT_CONTEXT, sampleRng, type Transform } from './dataset.ts';
 import type { NDArray } from './ndarray.ts';
 import { portable } from './portable.ts';
 import { ToTensor } from './transforms.ts';

@@ -18,7 +18,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { type BatchArray, type BatchArrays, type Collate, defaultCollate, fetchBatch, isBatchArray } from './collate.ts';
 import type { Dataset, SampleContext } from './dataset.ts';
 import { pack, recipeOf } from './portable.ts';
-import { RandomSampler, type Sampler, SequentialSampler, checkEpoch } from './sampler.ts';
+import { checkEpoch, RandomSampler, type Sampler, SequentialSampler } from './sampler.ts';
 import { WorkerPool } from './worker_pool.ts';
 
 export interface DataLoaderOptions {

@@ -4,7 +4,7 @@
  * tensor parallelism the two differ).
  */
 import { permutation } from './rng.ts';
-import { type Sampler, checkEpoch, checkLength } from './sampler.ts';
+import { checkEpoch, checkLength, type Sampler } from './sampler.ts';
 
 export interface DistributedSamplerOptions {
   /** Ranks sharing the dataset (the size of the data-parallel axis). */

@@ -9,18 +9,19 @@
  * loader.setEpoch(0);
  * for await (const [x, y] of loader) { ... }   // x f32 [32, 3, 32, 32], y i64 [32]
  */
-export { type Dataset, type Sample, type Field, type SampleContext, type Transform, mapDataset, sampleRng } from './dataset.ts';
-export { type NDArray, type TypedArray, ndarray } from './ndarray.ts';
-export { type Recipe, portable } from './portable.ts';
-export { CounterRng, permutation } from './rng.ts';
-export { type Sampler, SequentialSampler, RandomSampler } from './sampler.ts';
-export { DistributedSampler, type DistributedSamplerOptions } from './distributed_sampler.ts';
-export { type BatchArray, type BatchArrays, type Collate, defaultCollate } from './collate.ts';
-export { DataLoader, type DataLoaderOptions, type Batch } from './data_loader.ts';
-export { RandomCrop, RandomHorizontalFlip, ToTensor, Normalize, Compose } from './transforms.ts';
-export {
-  cifar10, type Cifar10Options, type Cifar10Sample, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILES,
+
+export {CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10_TEST_FILES,CIFAR10_TRAIN_FILES, type Cifar10Options, type Cifar10Sample, 
+  cifar10, 
 } from './cifar10.ts';
-export { syntheticCifar10, type SyntheticCifar10Options } from './synthetic_cifar10.ts';
-export { tokenDataset, type TokenDatasetOptions, type TokenSample } from './token_dataset.ts';
-export { syntheticTokens, type SyntheticTokensOptions } from './synthetic_tokens.ts';
+export { type BatchArray, type BatchArrays, type Collate, defaultCollate } from './collate.ts';
+export { type Batch, DataLoader, type DataLoaderOptions } from './data_loader.ts';
+export { type Dataset, type Field, mapDataset, type Sample, type SampleContext, sampleRng, type Transform } from './dataset.ts';
+export { DistributedSampler, type DistributedSamplerOptions } from './distributed_sampler.ts';
+export { type NDArray, ndarray, type TypedArray } from './ndarray.ts';
+export { portable, type Recipe } from './portable.ts';
+export { CounterRng, permutation } from './rng.ts';
+export { RandomSampler, type Sampler, SequentialSampler } from './sampler.ts';
+export { type SyntheticCifar10Options, syntheticCifar10 } from './synthetic_cifar10.ts';
+export { type SyntheticTokensOptions, syntheticTokens } from './synthetic_tokens.ts';
+export { type TokenDatasetOptions, type TokenSample, tokenDataset } from './token_dataset.ts';
+export { Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToTensor } from './transforms.ts';

@@ -4,8 +4,9 @@
  * generator of (seed, index). Learnable (a small network separates the classes quickly), free to
  * create (samples are computed on demand) and identical in every process and worker.
  */
-import { type Dataset, type Transform, DEFAULT_CONTEXT, checkIndex, sampleRng } from './dataset.ts';
+
 import type { Cifar10Sample } from './cifar10.ts';
+import { checkIndex, type Dataset, DEFAULT_CONTEXT, sampleRng, type Transform } from './dataset.ts';
 import type { NDArray } from './ndarray.ts';
 import { portable } from './portable.ts';
 import { CounterRng, Stream } from './rng.ts';

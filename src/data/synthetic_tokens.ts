@@ -4,7 +4,7 @@
  * (seed, index). The step is visible only from two consecutive tokens, so a model must use its
  * context (not just the current token) to predict well; a small GPT learns it quickly.
  */
-import { type Dataset, checkIndex } from './dataset.ts';
+import { checkIndex, type Dataset } from './dataset.ts';
 import { portable } from './portable.ts';
 import { CounterRng, Stream } from './rng.ts';
 import type { TokenSample } from './token_dataset.ts';

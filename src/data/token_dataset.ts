@@ -4,7 +4,7 @@
  * Windows do not overlap. The bytes live in a SharedArrayBuffer that workers share.
  */
 import fs from 'node:fs';
-import { type Dataset, checkIndex } from './dataset.ts';
+import { checkIndex, type Dataset } from './dataset.ts';
 import { portable } from './portable.ts';
 
 /** Input ids [T] and target ids [T] (the next byte of each input position). */

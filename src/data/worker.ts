@@ -7,7 +7,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { type BatchArrays, type Collate, batchBuffers, fetchBatch } from './collate.ts';
+import { type BatchArrays, batchBuffers, type Collate, fetchBatch } from './collate.ts';
 import type { Dataset } from './dataset.ts';
 import { unpack } from './portable.ts';
 

@@ -5,8 +5,8 @@
  * silently wrong numbers.
  */
 import path from 'node:path';
-import type { Tensor } from '../tensor/tensor.ts';
 import { fmt } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 
 export function checkingEnabled(): boolean {
   const v = process.env.MESHTRAIN_CHECK_COLLECTIVES;

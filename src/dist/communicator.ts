@@ -4,9 +4,10 @@
  * tensors alive, then calls these with dense, same-dtype tensors whose sizes already agree.
  * `shm` (one host, CPU memory) is built in; `nccl` and `gloo` plug in here later.
  */
-import type { Tensor } from '../tensor/tensor.ts';
+
 import type { DType } from '../tensor/dtype.ts';
 import type { MemoryTag } from '../tensor/storage.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import type { StoreClient } from './store.ts';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';

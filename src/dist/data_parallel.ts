@@ -17,13 +17,12 @@
  *   launched after backward with the slot as it is (zero, or what noSync passes accumulated), like
  *   DDP with find_unused_parameters. One unused everywhere ends with a zero gradient, not none.
  */
-import type { Module } from '../nn/module.ts';
-import type { RemovableHandle } from '../nn/module.ts';
+import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { isFloat, itemSize } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { BucketReducer, type BucketLaunch, broadcastState } from './data_parallel_comms.ts';
+import { type BucketLaunch, BucketReducer, broadcastState } from './data_parallel_comms.ts';
 import { getWorld } from './distributed.ts';
 import type { ProcessGroup } from './process_group.ts';
 

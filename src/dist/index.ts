@@ -1,13 +1,14 @@
 /** Distributed runtime: rendezvous, process groups and collectives, the device mesh. */
-export {
-  initDistributed, isInitialized, getWorld, getRank, getWorldSize, getLocalRank, getStore, barrier, newGroup,
-  destroyDistributed, type InitOptions, type BackendName,
-} from './distributed.ts';
-export { ProcessGroup, type OpOptions } from './process_group.ts';
-export { Work } from './work.ts';
-export type { ReduceOp, Communicator, Backend, CommSetup, PendingOp } from './communicator.ts';
-export { StoreClient, StoreServer, type StoreValue } from './store.ts';
-export { cleanupStaleSegments } from './shm.ts';
-export { DeviceMesh, formatMesh, MESH_AXES, type MeshAxis, type MeshCoords } from './mesh.ts';
-export { DataParallel, DEFAULT_BUCKET_BYTES, type DataParallelOptions, type BucketInfo, type PassStats } from './data_parallel.ts';
+
+export type { Backend, CommSetup, Communicator, PendingOp, ReduceOp } from './communicator.ts';
+export { type BucketInfo, DataParallel, type DataParallelOptions, DEFAULT_BUCKET_BYTES, type PassStats } from './data_parallel.ts';
 export type { BucketLaunch } from './data_parallel_comms.ts';
+export {type BackendName,barrier, 
+  destroyDistributed, getLocalRank, getRank, getStore, getWorld, getWorldSize, type InitOptions, 
+  initDistributed, isInitialized, newGroup,
+} from './distributed.ts';
+export { DeviceMesh, formatMesh, MESH_AXES, type MeshAxis, type MeshCoords } from './mesh.ts';
+export { type OpOptions, ProcessGroup } from './process_group.ts';
+export { cleanupStaleSegments } from './shm.ts';
+export { StoreClient, StoreServer, type StoreValue } from './store.ts';
+export { Work } from './work.ts';

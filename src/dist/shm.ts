@@ -10,7 +10,7 @@ import { type DType, dtypeCode, itemSize } from '../tensor/dtype.ts';
 import { contiguousStrides, numel } from '../tensor/shape.ts';
 import { type MemoryTag, Storage, tagCode } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import type { Backend, Communicator, CommSetup, PendingOp, ReduceOp } from './communicator.ts';
+import type { Backend, CommSetup, Communicator, PendingOp, ReduceOp } from './communicator.ts';
 import type { StoreClient } from './store.ts';
 
 /** Operation codes of native/comm/layout.h. */

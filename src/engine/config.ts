@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { suggestion } from '../optim/checks.ts';
 import { createLrScheduler, LR_SCHEDULE_TYPES } from '../optim/lr_schedules/create.ts';
-import { CONFIG_SCHEMA, type LeafSpec, type SectionSpec } from './config_schema.ts';
 import { positiveInt, resolveAuto, resolveBatch, type Source } from './config_resolve.ts';
+import { CONFIG_SCHEMA, type LeafSpec, type SectionSpec } from './config_schema.ts';
 import type { EngineConfig, Fp16Config, LoadConfigOptions, LossScalerSpec, OptimizerSection, SchedulerSection } from './config_types.ts';
 import { parseJsonc } from './jsonc.ts';
 

@@ -1,7 +1,8 @@
 /** Parameter-free element-wise layers: ReLU, GELU and Dropout. */
-import type { Tensor } from '../tensor/tensor.ts';
+
 import { gelu, relu } from '../ops/elementwise.ts';
 import { dropout } from '../ops/nn.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { Module } from './module.ts';
 
 /** max(x, 0). */

@@ -1,10 +1,11 @@
 /** GPT-2's causal self-attention: one fused q/k/v projection (`c_attn`), heads, output projection (`c_proj`). */
-import type { DType } from '../tensor/dtype.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+
 import { scaledDotProductAttention } from '../ops/attention.ts';
 import { matmul } from '../ops/matmul.ts';
 import { dropout, softmax } from '../ops/nn.ts';
 import { reshape, split, transpose } from '../ops/view.ts';
+import type { DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { checkCount, normal_, zeros_ } from './init.ts';
 import { Linear } from './linear.ts';
 import { Module } from './module.ts';

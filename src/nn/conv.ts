@@ -1,8 +1,9 @@
 /** 2-D convolution layer (PyTorch's nn.Conv2d with groups 1, dilation 1). */
-import type { DType } from '../tensor/dtype.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+
 import { conv2d } from '../ops/conv.ts';
 import { pair } from '../ops/nchw.ts';
+import type { DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { checkCount, emptyParameter, fans, kaimingUniform_, uniform_ } from './init.ts';
 import { Module } from './module.ts';
 

@@ -1,7 +1,8 @@
 /** Embedding table: rows of `weight` [V, D] picked by integer ids (PyTorch's nn.Embedding). */
+
+import { embedding } from '../ops/embedding.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { embedding } from '../ops/embedding.ts';
 import { checkCount, emptyParameter, normal_ } from './init.ts';
 import { Module } from './module.ts';
 

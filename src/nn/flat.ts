@@ -3,11 +3,12 @@
  * parameter re-pointed (same Tensor object) at its slice. Afterwards an optimizer or a
  * collective works on the whole buffer at once and the module sees the result with no copy.
  */
+
+import * as k from '../ops/kernels.ts';
+import { keep } from '../tensor/scope.ts';
 import { contiguousStrides, fmt } from '../tensor/shape.ts';
 import type { MemoryTag } from '../tensor/storage.ts';
-import { keep } from '../tensor/scope.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import * as k from '../ops/kernels.ts';
 
 export interface FlattenOptions {
   /** The buffer's memory tag (default 'param'). */

@@ -3,11 +3,12 @@
  * the same seed and construction order give the same weights. A `shard` fills exactly its
  * slice of the full tensor's values, so a sharded layer starts where the unsharded one does.
  */
+
+import * as k from '../ops/kernels.ts';
+import type { DType } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { fmt } from '../tensor/shape.ts';
-import type { DType } from '../tensor/dtype.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import * as k from '../ops/kernels.ts';
 
 export interface InitOptions {
   /** `t` holds elements [start, start + t.numel) (row-major) of a full tensor of `total` elements. */

@@ -1,7 +1,8 @@
 /** Fully connected layer: y = x Wᵀ + b with W [out, in] (PyTorch's nn.Linear). */
+
+import { linear } from '../ops/matmul.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { linear } from '../ops/matmul.ts';
 import { checkCount, emptyParameter, kaimingUniform_, uniform_ } from './init.ts';
 import { Module } from './module.ts';
 

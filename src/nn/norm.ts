@@ -1,12 +1,12 @@
 /** Normalization layers: BatchNorm2d (with running statistics) and LayerNorm. */
 import { noGrad } from '../autograd/grad_mode.ts';
-import type { DType } from '../tensor/dtype.ts';
-import type { Tensor } from '../tensor/tensor.ts';
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { ones, zeros } from '../ops/create.ts';
 import { fillInPlace } from '../ops/elementwise.ts';
 import { layerNorm } from '../ops/nn.ts';
 import { statDType } from '../ops/nn_util.ts';
+import type { DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { checkCount, emptyParameter, ones_, zeros_ } from './init.ts';
 import { Module } from './module.ts';
 

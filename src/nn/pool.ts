@@ -1,7 +1,8 @@
 /** Pooling layers over [N, C, H, W]: MaxPool2d and AdaptiveAvgPool2d. */
-import type { Tensor } from '../tensor/tensor.ts';
-import { adaptiveAvgPool2d, maxPool2d } from '../ops/pool.ts';
+
 import { pair } from '../ops/nchw.ts';
+import { adaptiveAvgPool2d, maxPool2d } from '../ops/pool.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { Module } from './module.ts';
 
 /**

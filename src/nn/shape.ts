@@ -1,6 +1,7 @@
 /** Layers that only reshape: Flatten and Identity. */
-import type { Tensor } from '../tensor/tensor.ts';
+
 import { flatten } from '../ops/view.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { Module } from './module.ts';
 
 /**

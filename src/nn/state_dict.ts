@@ -4,9 +4,9 @@
  * with both shapes) and nothing is copied unless all is well.
  */
 import { noGrad } from '../autograd/grad_mode.ts';
+import { copyInPlace } from '../ops/elementwise.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { copyInPlace } from '../ops/elementwise.ts';
 
 export interface LoadResult {
   /** Keys of the module that the state dict did not have (empty under strict). */

@@ -1,9 +1,9 @@
 /** GPT-2's MLP (`c_fc`, GELU, `c_proj`) and the pre-LN transformer block (`ln_1`, `attn`, `ln_2`, `mlp`). */
 import { checkpoint } from '../autograd/checkpoint.ts';
 import { isGradEnabled } from '../autograd/grad_mode.ts';
-import type { Tensor } from '../tensor/tensor.ts';
 import { add, gelu } from '../ops/elementwise.ts';
 import { dropout } from '../ops/nn.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { CausalSelfAttention, checkGPTLayer, type GPTLayerOptions, gptLinear } from './attention.ts';
 import type { Linear } from './linear.ts';
 import { Module } from './module.ts';

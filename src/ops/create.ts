@@ -1,6 +1,6 @@
 /** Tensor factories: from data, constants, ranges and the seeded random distributions. */
 import { native } from '../native.ts';
-import { checkDType, type DType, dtypeCode } from '../tensor/dtype.ts';
+import { checkDType, type DType } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { checkShape, fmt, numel } from '../tensor/shape.ts';
 import { Tensor, type TensorOptions } from '../tensor/tensor.ts';

@@ -1,6 +1,6 @@
 /** Differentiable element-wise ops with broadcasting, scalar forms and casts. */
 import { isGradEnabled } from '../autograd/grad_mode.ts';
-import { type DType, checkDType, isFloat } from '../tensor/dtype.ts';
+import { checkDType, type DType, isFloat } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';

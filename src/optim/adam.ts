@@ -1,6 +1,7 @@
 /** Adam (L2 weight decay in the gradient) and AdamW (decoupled weight decay), as torch.optim. */
-import { adamStep } from './fused.ts';
+
 import { checkBool, checkRange } from './checks.ts';
+import { adamStep } from './fused.ts';
 import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 
 export interface AdamOptions {

@@ -1,7 +1,7 @@
 /** Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as torch.optim.SGD. */
 import { checkBool, checkRange } from './checks.ts';
-import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 import { NONE, sgdStep } from './fused.ts';
+import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 
 export interface SGDOptions {
   /** Learning rate (default 1e-3). */

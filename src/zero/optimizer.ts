@@ -4,7 +4,7 @@
  * the partition's flat (master) parameters, gradient and state.
  */
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
-import { adamStep, type FlatRef, sgdStep, type StateRef } from '../optim/fused.ts';
+import { adamStep, type FlatRef, type StateRef, sgdStep } from '../optim/fused.ts';
 
 /** The optimizer run on each partition, with torch.optim's hyperparameters and defaults. */
 export type ZeroOptimizerSpec =

@@ -3,7 +3,7 @@
  * tests: workers rebuild them from their recipes (this file is loaded in worker threads, so it
  * imports only the addon-free data modules).
  */
-import { type Dataset, type Transform, sampleRng } from '../../src/data/dataset.ts';
+import { type Dataset, sampleRng, type Transform } from '../../src/data/dataset.ts';
 import type { NDArray } from '../../src/data/ndarray.ts';
 import { portable } from '../../src/data/portable.ts';
 

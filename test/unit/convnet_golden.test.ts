@@ -4,12 +4,12 @@
  * See /work/shared/reference/pytorch-golden/README.md for the network; the JSON is a copy.
  */
 import { test } from 'uvu';
-import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 import * as assert from 'uvu/assert';
 import {
   adaptiveAvgPool2d, add, batchNorm2d, conv2d, crossEntropy, type DType, flatten, linear, maxPool2d, noGrad, ones, relu,
   type Tensor, tensor, tidy, zeros,
 } from '../../src/index.ts';
+import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 
 const golden = loadConvnetGolden();
 

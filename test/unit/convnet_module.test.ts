@@ -5,9 +5,9 @@
  * relative to each tensor's largest entry).
  */
 import { test } from 'uvu';
-import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 import * as assert from 'uvu/assert';
 import { add, crossEntropy, type DType, flatten, Module, nn, relu, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { loadConvnetGolden } from '../helpers/convnet_golden.ts';
 
 const golden = loadConvnetGolden();
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type NDArray, cifar10, syntheticCifar10, syntheticTokens, tokenDataset } from '../../src/index.ts';
+import { cifar10, type NDArray, syntheticCifar10, syntheticTokens, tokenDataset } from '../../src/index.ts';
 
 const RECORD = 3073;
 const FILE_BYTES = 10000 * RECORD; // the official files hold exactly 10,000 records

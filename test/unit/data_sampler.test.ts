@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  DataLoader, DistributedSampler, RandomSampler, SequentialSampler, type Dataset, type Tensor, keep, liveStorages, permutation, syntheticCifar10, syntheticTokens,
+  DataLoader, type Dataset, DistributedSampler, keep, liveStorages, permutation, RandomSampler, SequentialSampler, syntheticCifar10, syntheticTokens,type Tensor, 
 } from '../../src/index.ts';
 
 const sorted = (a: number[]) => [...a].sort((x, y) => x - y);

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  CIFAR10_MEAN, CIFAR10_STD, Compose, CounterRng, Normalize, RandomCrop, RandomHorizontalFlip, ToTensor, ndarray, sampleRng, type NDArray,
+  CIFAR10_MEAN, CIFAR10_STD, Compose, CounterRng, type NDArray,Normalize, ndarray, RandomCrop, RandomHorizontalFlip, sampleRng, ToTensor, 
 } from '../../src/index.ts';
 
 /** A stand-in generator whose draws the test chooses: int(n) → min(k, n - 1); float() → f. */

@@ -4,10 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  CIFAR10_MEAN, CIFAR10_STD, Compose, DataLoader, type DataLoaderOptions, type Dataset, DistributedSampler, Normalize, RandomCrop,
-  RandomHorizontalFlip, type Tensor, ToTensor, liveStorages, syntheticCifar10, tokenDataset,
+  CIFAR10_MEAN, CIFAR10_STD, Compose, DataLoader, type DataLoaderOptions, type Dataset, DistributedSampler, liveStorages, Normalize, RandomCrop,
+  RandomHorizontalFlip, syntheticCifar10, type Tensor, ToTensor, tokenDataset,
 } from '../../src/index.ts';
-import { Jitter, countingDataset, recordDataset } from '../helpers/data_fixture.ts';
+import { countingDataset, Jitter, recordDataset } from '../helpers/data_fixture.ts';
 
 type Snapshot = { dtype: string; shape: number[]; values: number[] }[];
 

@@ -5,10 +5,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { GPT, gptConfig, gptKeyFromFlatName, gptParamCount } from '../../models/index.ts';
 import {
   addInPlace, crossEntropy, type DType, liveStorages, manualSeed, noGrad, randn, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
-import { GPT, gptConfig, gptKeyFromFlatName, gptParamCount } from '../../models/index.ts';
 import { flat, loadGolden } from '../helpers/gpt_tiny.ts';
 
 const golden = loadGolden();

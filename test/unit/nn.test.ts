@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  add, crossEntropy, dropout, embedding, exp, getRngState, liveStorages, layerNorm, logSoftmax, manualSeed, mul, narrow, ones, randn, scaledDotProductAttention,
+  add, crossEntropy, dropout, embedding, exp, getRngState, layerNorm, liveStorages, logSoftmax, manualSeed, mul, narrow, ones, randn, scaledDotProductAttention,
   softmax, sum, type Tensor, tensor, tidy, transpose,
 } from '../../src/index.ts';
 import { gradcheck, leaf, maxAbsDiff } from '../helpers/gradcheck.ts';

@@ -4,10 +4,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  addInPlace, flattenParameters, liveStorages, manualSeed, memoryStats, mean, noGrad, ones, randn, type Tensor, tidy, zeros,
-} from '../../src/index.ts';
 import { mlp } from '../../models/index.ts';
+import {
+  addInPlace, flattenParameters, liveStorages, manualSeed, mean, memoryStats, noGrad, ones, randn, type Tensor, tidy, zeros,
+} from '../../src/index.ts';
 
 test('parameters become views of one buffer: same objects, same values, old memory released', () => {
   manualSeed(3);

@@ -4,11 +4,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { GPT, gptConfig } from '../../models/index.ts';
 import {
-  adaptiveAvgPool2d, conv2d, gelu, layerNorm, linear, manualSeed, maxPool2d, type Module, nn, noGrad, randn, relu, type Tensor, tensor,
+  adaptiveAvgPool2d, conv2d, gelu, layerNorm, linear, type Module, manualSeed, maxPool2d, nn, noGrad, randn, relu, type Tensor, tensor,
   tidy,
 } from '../../src/index.ts';
-import { GPT, gptConfig } from '../../models/index.ts';
 
 function stats(t: Tensor): { mean: number; std: number; maxAbs: number } {
   const v = t.toList();

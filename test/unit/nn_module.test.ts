@@ -4,10 +4,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  add, copyInPlace, crossEntropy, liveStorages, manualSeed, mean, Module, nn, noGrad, randn, type Tensor, tensor, tidy, zeros,
-} from '../../src/index.ts';
 import { GPT, gptConfig } from '../../models/index.ts';
+import {
+  add, copyInPlace, crossEntropy, liveStorages, Module, manualSeed, mean, nn, noGrad, randn, type Tensor, tensor, tidy, zeros,
+} from '../../src/index.ts';
 
 class Block extends Module {
   readonly fc: nn.Linear;

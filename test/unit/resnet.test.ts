@@ -4,8 +4,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { crossEntropy, manualSeed, nn, randn, type Tensor, tensor, tidy } from '../../src/index.ts';
 import { ResNet, resnet18, resnet50, resnet101, resnetParamCount } from '../../models/index.ts';
+import { crossEntropy, manualSeed, nn, randn, type Tensor, tensor, tidy } from '../../src/index.ts';
 
 // torchvision.models.resnetN(num_classes=1000): sum(p.numel() for p in model.parameters()).
 const TORCHVISION: Record<number, number> = {

@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  cat, expand, liveStorages, manualSeed, memoryStats, mul, narrow, native, noGrad, permute, rand, randn, reshape,
-  resetPeakMemoryStats, split, sum, tanh, tensor, tidy, transpose, view, zeros, addInPlace, type Tensor,
-  allocatorStats, emptyCache, fillInPlace, setCacheLimit,
+import {addInPlace, 
+  allocatorStats, 
+  cat, emptyCache, expand, fillInPlace, liveStorages, manualSeed, memoryStats, mul, narrow, native, noGrad, permute, rand, randn, 
+  resetPeakMemoryStats, reshape,setCacheLimit,split, sum, type Tensor,tanh, tensor, tidy, transpose, view, zeros, 
 } from '../../src/index.ts';
 import { gradcheck, leaf } from '../helpers/gradcheck.ts';
 

@@ -4,10 +4,10 @@
  * state as 'optimizer.<param name>.<state name>'), so a sharded engine can load them too.
  */
 import type { Module } from '../../nn/module.ts';
+import { tensor } from '../../ops/index.ts';
+import type { LRScheduler, LRSchedulerState } from '../../optim/lr_schedules/base.ts';
 import type { Optimizer } from '../../optim/optimizer.ts';
 import type { OptimizerStateDict, StateValue } from '../../optim/state_dict.ts';
-import type { LRScheduler, LRSchedulerState } from '../../optim/lr_schedules/base.ts';
-import { tensor } from '../../ops/index.ts';
 import { getRngState, type RngState, setRngState } from '../../tensor/random.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './load.ts';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { type DType, DTYPES, itemSize } from '../../tensor/dtype.ts';
+import { DTYPES, type DType, itemSize } from '../../tensor/dtype.ts';
 import { fmt, numel } from '../../tensor/shape.ts';
 import { checkTag, FORMAT, type IndexEntry, indexFileName, LATEST_FILE, type RankIndex } from './format.ts';
 

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { type DType, checkDType, itemSize } from '../../tensor/dtype.ts';
+import { checkDType, type DType, itemSize } from '../../tensor/dtype.ts';
 import { fmt, numel } from '../../tensor/shape.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { writeAtomically, writeFileAtomically } from './files.ts';

@@ -3,8 +3,8 @@ import { checkKeys, suggestion } from '../checks.ts';
 import type { LRScheduler, SchedulableOptimizer } from './base.ts';
 import { OneCycle, type OneCycleParams } from './one_cycle.ts';
 import { LRRangeTest } from './range_test.ts';
-import { WarmupCosineLR, type WarmupCosineLRParams } from './warmup_cosine.ts';
 import { WarmupDecayLR, type WarmupDecayLRParams, WarmupLR } from './warmup.ts';
+import { WarmupCosineLR, type WarmupCosineLRParams } from './warmup_cosine.ts';
 
 /** A DeepSpeed config's "scheduler" section: `{ "type": "WarmupLR", "params": { ... } }`. */
 export interface SchedulerConfig {

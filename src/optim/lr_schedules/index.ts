@@ -1,7 +1,7 @@
 /** Learning-rate schedules with DeepSpeed's names, config keys and formulas. */
 export { LRScheduler, type LRSchedulerState, type SchedulableOptimizer } from './base.ts';
-export { WarmupLR, WarmupDecayLR, type WarmupLRParams, type WarmupDecayLRParams, type WarmupType } from './warmup.ts';
-export { WarmupCosineLR, type WarmupCosineLRParams } from './warmup_cosine.ts';
+export { createLrScheduler, LR_SCHEDULE_TYPES, type SchedulerConfig } from './create.ts';
 export { OneCycle, type OneCycleParams } from './one_cycle.ts';
 export { LRRangeTest, type LRRangeTestParams } from './range_test.ts';
-export { createLrScheduler, LR_SCHEDULE_TYPES, type SchedulerConfig } from './create.ts';
+export { WarmupDecayLR, type WarmupDecayLRParams, WarmupLR, type WarmupLRParams, type WarmupType } from './warmup.ts';
+export { WarmupCosineLR, type WarmupCosineLRParams } from './warmup_cosine.ts';
