@@ -147,6 +147,8 @@ export async function saveEngineCheckpoint(engine: Engine, backend: EngineBacken
     });
   } finally {
     for (const t of views) t.dispose();
+    // nvme offload: the save read the state into memory; free it now rather than at the next step.
+    if (backend.stage !== 0) backend.zero.flushOffload?.();
   }
   return tag;
 }

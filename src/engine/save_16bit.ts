@@ -46,6 +46,7 @@ export function save16bitModel(engine: Engine, backend: EngineBackend, dir: stri
         gathered = gatherFromShards(group, named, shards);
       } finally {
         for (const s of shards) s.data.dispose();
+        backend.zero.flushOffload?.();        // nvme param offload: the partitions read for the save are freed
       }
     }
     if (group.rank === 0) {

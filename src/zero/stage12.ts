@@ -181,6 +181,12 @@ export class ZeroStage12 {
     return [...partitionShards(this.groups, opts), ...partitionShards(this.frozen, opts)];
   }
 
+  /** nvme: the optimizer state `partitionShards()` read into memory goes back to the file and is freed. */
+  flushOffload(): void {
+    this.live();
+    for (const g of this.groups) g.opt.flush();
+  }
+
   /** Zeros the optimizer state (padding included), before a checkpoint's slices are copied in. */
   clearOptimizerState(): void {
     this.live();

@@ -366,6 +366,13 @@ export class ZeroStage3 implements ZeroOptimizer {
     return out;
   }
 
+  /** nvme: the optimizer state and parameter partitions `partitionShards()` read into memory go back to their files and are freed. */
+  flushOffload(): void {
+    this.live();
+    for (const g of this.groups) g.opt.flush();
+    for (const g of [...this.groups, ...this.frozen]) g.store.flush();
+  }
+
   clearOptimizerState(): void {
     this.live();
     for (const g of this.groups) g.opt.clearState();

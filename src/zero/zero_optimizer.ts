@@ -43,6 +43,12 @@ export interface ZeroOptimizer {
   allGatherParameters(): void;
   /** This rank's checkpoint slices: parameters by full name and shape, and (unless `optimizer: false`) their optimizer state. */
   partitionShards(opts?: { optimizer?: boolean }): PartitionShard[];
+  /**
+   * Offload to nvme: writes back and frees what `partitionShards()` read into memory (optimizer
+   * state; stage 3 also parameter partitions), so a checkpoint save leaves the between-steps
+   * residency. A no-op when nothing is resident; absent: the stage keeps nothing resident.
+   */
+  flushOffload?(): void;
   /** Zeros the optimizer state before a checkpoint's slices are copied in. */
   clearOptimizerState(): void;
   /** Copies the parameter partition into the fp32 masters (16-bit parameters loaded without optimizer state). */

@@ -9,7 +9,8 @@
 //   destroy().
 // - checkpoints: 3 steps + save + load into a fresh engine + 3 steps equals 6 straight steps bit
 //   for bit (stage 1 cpu, stages 2 and 3 nvme: the state is read back from the files), and loading the
-//   offloaded run's checkpoint into an engine without offload continues identically.
+//   offloaded run's checkpoint into an engine without offload continues identically; after a save
+//   with nvme, no 'optim' bytes stay resident (the save's peak shows it read the state in).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,10 +65,20 @@ test('zero offload: cpu and nvme equal no offload bit for bit at stages 1, 2, 3 
   }
 });
 
-test('zero offload: checkpoints round-trip bit for bit with cpu (stage 1) and nvme (stages 2, 3), and load without offload', async () => {
+test('zero offload: checkpoints round-trip bit for bit with cpu (stage 1) and nvme (stages 2, 3), and load without offload; nvme saves release the state', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero_offload.ts', ['ckpt', tmp], { timeoutMs: 90_000 });
   expectExit(r, 0, 'ckpt');
   assertResumedEqualsStraight(r.stdout, ['s1-cpu', 's2-nvme', 's3-nvme'], 2, r.stdout);
+  const resid = rankRecords<{ between: { cpu: number; pool: number }; savePeak: number; afterSave: { cpu: number; pool: number } }>(r.stdout, 'RESID');
+  for (const key of ['s2-nvme', 's3-nvme']) {
+    const both = resid.get(key);
+    assert.ok(both?.length === 2, r.stdout);
+    for (const [rank, x] of both.entries()) {
+      assert.equal(x.between, { cpu: 0, pool: 0 }, `${key} rank ${rank}: nothing resident between steps`);
+      assert.ok(x.savePeak > 0, `${key} rank ${rank}: the save read the state in (peak ${x.savePeak})`);
+      assert.equal(x.afterSave, x.between, `${key} rank ${rank}: saveCheckpoint released the state it read`);
+    }
+  }
 });
 
 test.run();
