@@ -11,7 +11,9 @@
 //   the nvme file holds the rest, exactly; files are deleted by destroy(); shards were read ahead
 //   along the prefetch trace (nvme with 3 buffers).
 // - checkpoints: 3 steps + save + load into a fresh engine + 3 steps equals 6 straight steps bit for
-//   bit (param nvme + optimizer nvme; param cpu), also loaded into an engine without offload.
+//   bit (param nvme + optimizer nvme; param cpu), also loaded into an engine without offload; with
+//   both on nvme, saveCheckpoint and save16bitModel read the files in (their peaks) and leave the
+//   'param'/'optim' bytes under cpu and cpu-offload at the between-steps values.
 // - a truncated or deleted parameter file: the next step fails naming the file; a buffer_size below
 //   the largest shard is refused by initialize() naming the key, the parameter and the size needed.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -91,10 +93,22 @@ test('offload_param cpu and nvme equal none bit for bit (f32, bf16; with and wit
   }
 });
 
-test('offload_param: checkpoints round-trip bit for bit (nvme + optimizer nvme, cpu) and load without offload', async () => {
+test('offload_param: checkpoints round-trip bit for bit (nvme + optimizer nvme, cpu) and load without offload; nvme saves release what they read', async () => {
   const r = await runLauncher(['--num_procs', '2'], 'zero3_offload_param.ts', ['ckpt', tmp], { timeoutMs: 60_000 });
   expectExit(r, 0, 'ckpt');
   assertResumedEqualsStraight(r.stdout, ['param-nvme-optim-nvme', 'param-cpu-optim-none'], 2, r.stdout + r.stderr);
+  const resid = [...r.stdout.matchAll(/^\[rank (\d)\] RESID (.*)$/gm)];
+  assert.is(resid.length, 2, r.stdout + r.stderr);
+  for (const [, rank, json] of resid) {
+    // [param cpu, param cpu-offload, optim cpu, optim cpu-offload], less the baseline
+    const x = JSON.parse(json) as Record<'between' | 'savePeak' | 'afterSave' | 'save16Peak' | 'afterSave16', number[]>;
+    assert.is(x.between[2] + x.between[3], 0, `rank ${rank}: no optimizer state resident between steps`);
+    assert.ok(x.savePeak[2] > 0, `rank ${rank}: saveCheckpoint read the optimizer state in`);
+    assert.ok(x.savePeak[0] + x.savePeak[1] > x.between[0] + x.between[1], `rank ${rank}: saveCheckpoint read the parameter partition in`);
+    assert.ok(x.save16Peak[0] + x.save16Peak[1] > x.between[0] + x.between[1], `rank ${rank}: save16bitModel read the parameter partition in`);
+    assert.equal(x.afterSave, x.between, `rank ${rank}: saveCheckpoint released what it read`);
+    assert.equal(x.afterSave16, x.between, `rank ${rank}: save16bitModel released what it read`);
+  }
 });
 
 test('offload_param nvme: a truncated or deleted parameter file is a clear error naming it; so is a too small buffer_size', async () => {
