@@ -66,6 +66,7 @@ export async function saveMeshCheckpoint(engine: PipelineEngine, dir: string, ta
   } finally {
     for (const t of tensors) t.data.dispose();
     for (const s of shards) s.data.dispose();
+    zero.flushOffload?.();          // nvme offload (hand-built engines): free what the save read in
   }
 }
 
