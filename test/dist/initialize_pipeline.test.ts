@@ -6,7 +6,10 @@
 // DeepSpeed pipeline keys, offload, pipeline keys without a pipeline) name the key. On pp 2 also:
 // config.scheduler (WarmupLR) drives the ZeRO-1 optimizer's lr once per batch, and
 // pipeline.virtual_stages 2 gives the interleaved schedule. On the 3D mesh, engine.saveCheckpoint then
-// loadCheckpoint into a fresh engine restores the weights bit for bit and the next step's loss.
+// loadCheckpoint into a fresh engine restores the weights bit for bit and the next step's loss. Same
+// mesh, ZeRO-2 and ZeRO-3 over dp, and a bf16 model with config bf16.enabled at ZeRO-1 and ZeRO-3 (the
+// hand-built engine given StaticLossScaler(1), as initialize() does): bit for bit with the hand-built
+// engine, and the checkpoint round trip; bf16 against the fp32 reference only within a sanity bound.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +19,8 @@ import { expectExit, runLauncher } from './helpers.ts';
 
 interface Result {
   stage: number;
+  bf16: boolean;
+  dtype: string;
   rank: number;
   losses: number[];
   lossesBitEqual: boolean;
@@ -30,7 +35,7 @@ interface Result {
   printed: string;
 }
 
-async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[], ckDir = ''): Promise<{ errors: Record<string, string>; stdout: string }> {
+async function run(mesh: { dp: number; pp: number; tp: number }, stages: (number | string)[], ckDir = ''): Promise<{ errors: Record<string, string>; stdout: string }> {
   const n = mesh.dp * mesh.pp * mesh.tp;
   const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'initialize_pipeline.ts', [JSON.stringify(mesh), stages.join(','), ...(ckDir ? [ckDir] : [])], { timeoutMs: 80_000 });
   expectExit(r, 0, `initialize_pipeline ${JSON.stringify(mesh)}`);
@@ -40,9 +45,16 @@ async function run(mesh: { dp: number; pp: number; tp: number }, stages: number[
     const at = `${JSON.stringify(mesh)} stage ${x.stage} rank ${x.rank}`;
     assert.ok(x.lossesBitEqual, `${at}: losses equal the hand-built engine's bit for bit`);
     assert.ok(x.bitEqual, `${at}: weights equal the hand-built engine's bit for bit`);
-    assert.ok(x.lossRel <= 1e-6, `${at}: losses vs one process (rel ${x.lossRel})`);
-    assert.ok(x.weightAbs <= 1e-5, `${at}: weights vs one process (${x.weightAbs} at ${x.worst})`);
-    assert.ok(x.keyBiasAbs <= 1e-4, `${at}: key bias (${x.keyBiasAbs})`);
+    if (x.bf16) {
+      // bf16 against the fp32 reference: only a sanity bound (measured: losses 1e-4 relative, weights 0.031, about 3 lr).
+      assert.is(x.dtype, 'bf16', `${at}: the weights stayed bf16`);
+      assert.ok(x.lossRel <= 1e-3, `${at}: bf16 losses vs one process in fp32 (rel ${x.lossRel})`);
+      assert.ok(x.weightAbs <= 0.05, `${at}: bf16 weights vs one process in fp32 (${x.weightAbs} at ${x.worst})`);
+    } else {
+      assert.ok(x.lossRel <= 1e-6, `${at}: losses vs one process (rel ${x.lossRel})`);
+      assert.ok(x.weightAbs <= 1e-5, `${at}: weights vs one process (${x.weightAbs} at ${x.worst})`);
+      assert.ok(x.keyBiasAbs <= 1e-4, `${at}: key bias (${x.keyBiasAbs})`);
+    }
     assert.is(x.microBatches, 4, `${at}: gradient_accumulation_steps = train_batch_size / (micro × dp)`);
     assert.is(x.schedule.startsWith('1f1b'), true, `${at}: schedule ${x.schedule}`);
     assert.is(x.optimizerIsZero, x.stage > 0, `${at}: the returned optimizer`);
@@ -84,21 +96,36 @@ test('dp 2 x pp 2 x tp 2 with ZeRO-1: initialize() equals the hand-built Pipelin
   try {
     const { errors: e, stdout } = await run({ dp: 2, pp: 2, tp: 2 }, [1], dir);
     assert.match(e.batch, /× dp 2 \(= 16\)/, 'the batch arithmetic uses the mesh dp size');
-    const cks = [...stdout.matchAll(/^\[rank \d+\] CHECKPOINT (.*)$/gm)].map((m) => JSON.parse(m[1]));
-    assert.is(cks.length, 8, 'every rank saved and resumed');
-    for (const c of cks) {
-      const at = `rank ${c.rank}`;
-      assert.is(c.tag, 'global_step2', at);
-      assert.is(c.loadedTag, 'global_step2', `${at}: loads the latest`);
-      assert.equal(c.clientState, { note: 'hello' }, at);
-      assert.is(c.globalSteps, 2, at);
-      assert.ok(c.weightsEqual, `${at}: the reloaded weights equal the saved engine's bit for bit`);
-      assert.ok(Object.is(c.next[0], c.next[1]), `${at}: the next step's loss equals bit for bit (${c.next})`);
-      assert.ok(c.afterStepEqual, `${at}: after the next step the weights equal bit for bit (Adam state restored)`);
-    }
+    checkResumed(stdout, 8);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('dp 2 x pp 2 x tp 2 with ZeRO-2, ZeRO-3 and bf16 (ZeRO-1, ZeRO-3): initialize() equals the hand-built PipelineEngine bit for bit; checkpoints resume them', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-init-pipe-'));
+  try {
+    const { stdout } = await run({ dp: 2, pp: 2, tp: 2 }, [2, 3, '1:bf16', '3:bf16'], dir);
+    checkResumed(stdout, 8 * 4);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The fixture's CHECKPOINT lines: saved, reloaded into a fresh engine, and the next step equal bit for bit. */
+function checkResumed(stdout: string, expected: number): void {
+  const cks = [...stdout.matchAll(/^\[rank \d+\] CHECKPOINT (.*)$/gm)].map((m) => JSON.parse(m[1]));
+  assert.is(cks.length, expected, 'every rank saved and resumed every case');
+  for (const c of cks) {
+    const at = `stage ${c.stage}${c.bf16 ? ' bf16' : ''} rank ${c.rank}`;
+    assert.is(c.tag, 'global_step2', at);
+    assert.is(c.loadedTag, 'global_step2', `${at}: loads the latest`);
+    assert.equal(c.clientState, { note: 'hello' }, at);
+    assert.is(c.globalSteps, 2, at);
+    assert.ok(c.weightsEqual, `${at}: the reloaded weights equal the saved engine's bit for bit`);
+    assert.ok(Object.is(c.next[0], c.next[1]), `${at}: the next step's loss equals bit for bit (${c.next})`);
+    assert.ok(c.afterStepEqual, `${at}: after the next step the weights equal bit for bit (Adam state restored)`);
+  }
+}
 
 test.run();
