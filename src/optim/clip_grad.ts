@@ -3,6 +3,7 @@ import { noGrad } from '../autograd/grad_mode.ts';
 import * as k from '../ops/kernels.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
+import { withTag } from '../tensor/tag_context.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { normPow } from './fused.ts';
@@ -61,9 +62,29 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
     }
     return total;
   }
-  const coef = maxNorm / (total + 1e-6);
-  if (coef < 1) noGrad(() => grads.forEach((g) => scaleInPlace(g, coef)));
+  scaleToMaxNorm(grads, total, maxNorm);
   return total;
+}
+
+/**
+ * PyTorch's clipping rule given the total norm: every gradient scaled in place by
+ * `maxNorm / (total + 1e-6)` when that is below 1; a NaN or infinite total leaves them as they are.
+ * The one place the rule lives, for every clipper (plain, tensor-parallel, pipeline, ZeRO partitions).
+ */
+export function scaleToMaxNorm(grads: Iterable<Tensor>, total: number, maxNorm: number): void {
+  if (!Number.isFinite(total)) return;
+  const coef = maxNorm / (total + 1e-6);
+  if (coef < 1) noGrad(() => {
+    for (const g of grads) scaleInPlace(g, coef);
+  });
+}
+
+/** Σ g² over a gradient of any layout, reduced natively in double precision (a strided one through a contiguous copy). */
+export function sumOfSquares(g: Tensor): number {
+  const src = g.isContiguous ? g : withTag('grad', () => k.copy(g));
+  const v = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, 2);
+  if (src !== g) src.dispose();
+  return v;
 }
 
 /** `g *= s` in place (any layout). */

@@ -7,9 +7,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
-import { normPow } from '../optim/fused.ts';
-import { withTag } from '../tensor/tag_context.ts';
+import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { PipelineModule } from './module.ts';
 import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
@@ -42,14 +40,6 @@ export function averageGrads(params: Tensor[], group: ProcessGroup): void {
   for (const w of works) w.wait();
 }
 
-/** Sum of squares of `g` (contiguous or not), in double precision. */
-export function sumSquares(g: Tensor): number {
-  const src = g.isContiguous ? g : withTag('grad', () => k.copy(g));
-  const v = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, 2);
-  if (src !== g) src.dispose();
-  return v;
-}
-
 /** A number summed over each group in turn (f64 all-reduces). */
 export function allReduceNumber(value: number, groups: (ProcessGroup | null)[], op: 'sum' | 'avg' = 'sum'): number {
   let v = value;
@@ -79,10 +69,8 @@ export function normParams(module: PipelineModule, tp: ProcessGroup | null = nul
  */
 export function clipPipelineGrads(module: PipelineModule, maxNorm: number, tp: ProcessGroup | null = null): number {
   let local = 0;
-  for (const p of normParams(module, tp)) if (p.grad && !p.grad.disposed) local += sumSquares(p.grad);
+  for (const p of normParams(module, tp)) if (p.grad && !p.grad.disposed) local += sumOfSquares(p.grad);
   const total = Math.sqrt(allReduceNumber(local, [module.group, tp]));
-  if (!Number.isFinite(total) || maxNorm <= 0) return total;
-  const coef = maxNorm / (total + 1e-6);
-  if (coef < 1) for (const p of module.parameters()) if (p.grad && !p.grad.disposed) scaleInPlace(p.grad, coef);
+  if (maxNorm > 0) scaleToMaxNorm(module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : [])), total, maxNorm);
   return total;
 }

@@ -16,7 +16,7 @@ import type { LossScaler } from '../engine/loss_scaler.ts';
 import { record } from '../ops/autograd_support.ts';
 import { zeros } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
@@ -24,7 +24,7 @@ import { ZeroStage3 } from '../zero/stage3.ts';
 import { planPartition } from '../zero/stage3_partition.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
-import { allReduceNumber, sumSquares } from './grad_sync.ts';
+import { allReduceNumber } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule, Tie } from './module.ts';
 import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
@@ -110,18 +110,17 @@ export class ZeroPipe {
         if (this.clip <= 0) return true;
         // Tied copies count once: stages 1-2 took the squares before unscaling, stage 3 takes them from the slices.
         let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
-        for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) local -= sumSquares(v);
+        for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) local -= sumOfSquares(v);
         for (const s of this.tpDuplicateSlots) {
           if (s.valid === 0) continue;
           const v = parts[s.part].narrow(0, s.offset, s.valid);
-          local -= sumSquares(v);
+          local -= sumOfSquares(v);
           v.dispose();
         }
-        for (const g of parts) local += sumSquares(g);
+        for (const g of parts) local += sumOfSquares(g);
         const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group, this.tpGroup])));
         this.lastGradNorm = total;
-        const coef = this.clip / (total + 1e-6);
-        if (Number.isFinite(total) && coef < 1) for (const g of parts) scaleInPlace(g, coef);
+        scaleToMaxNorm(parts, total, this.clip);
         return true;
       } finally {
         for (const { v } of slices) v.dispose();
@@ -158,7 +157,7 @@ export class ZeroPipe {
       if (!p.grad || p.grad.disposed) continue;
       const avg = withTag('grad', () => k.copy(p.grad as Tensor));
       this.zero.group.allReduce(avg, 'avg');
-      sq += sumSquares(avg);
+      sq += sumOfSquares(avg);
       avg.dispose();
     }
     return sq;

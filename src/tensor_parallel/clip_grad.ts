@@ -5,13 +5,10 @@
  * row-parallel bias, wpe) has the same gradient on each rank (after
  * `allReduceSequenceParallelGrads` under sequence parallelism) and is counted once, on tp rank 0.
  */
-import { noGrad } from '../autograd/grad_mode.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
 import { tensor } from '../ops/create.ts';
-import * as k from '../ops/kernels.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
-import { normPow } from '../optim/fused.ts';
+import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { parameterLayout } from './shard_layout.ts';
 
@@ -41,17 +38,13 @@ export function clipGradNormTensorParallel(model: Module, maxNorm: number, group
       if (!g) continue;
       grads.push(g);
       if (parameterLayout(m, name) === null && group.rank !== 0) continue;   // replicated: counted on tp rank 0
-      const src = g.isContiguous ? g : k.copy(g);
-      acc += normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, 2);
-      if (src !== g) src.dispose();
+      acc += sumOfSquares(g);
     }
   }
   const sum = tensor([acc], { dtype: 'f64' });
   if (group.size > 1) group.allReduce(sum, 'sum');
   const total = Math.sqrt(sum.item());
   sum.dispose();
-  if (!Number.isFinite(total)) return total;
-  const coef = maxNorm / (total + 1e-6);
-  if (coef < 1) noGrad(() => grads.forEach((g) => scaleInPlace(g, coef)));
+  scaleToMaxNorm(grads, total, maxNorm);
   return total;
 }

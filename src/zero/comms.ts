@@ -7,6 +7,7 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { tensor } from '../ops/index.ts';
+import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type OwnedPiece, owners } from './partition.ts';
 
@@ -51,6 +52,18 @@ export function allReduceSum(group: ProcessGroup, local: number): number {
   } finally {
     t.dispose();
   }
+}
+
+/**
+ * Global-norm clipping over the ranks' gradient partitions (torch's clip_grad_norm_, norm 2): the
+ * partitions' squared norms summed over the group, then `scaleToMaxNorm`. Returns the norm before clipping.
+ */
+export function clipPartitions(group: ProcessGroup, partGrads: Tensor[], maxNorm: number): number {
+  let local = 0;
+  for (const g of partGrads) local += sumOfSquares(g);
+  const total = Math.sqrt(allReduceSum(group, local));
+  scaleToMaxNorm(partGrads, total, maxNorm);
+  return total;
 }
 
 /** Every rank's updated partition of `flat` (this rank's at `start`, `size` elements) gathered into `flat` in place. */

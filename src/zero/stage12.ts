@@ -30,13 +30,11 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
-import { normPow } from '../optim/fused.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
-import { allGatherParams, allReduceSum, flatView, reduceScatterGrads } from './comms.ts';
+import { allGatherParams, clipPartitions, flatView, reduceScatterGrads } from './comms.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
 import { buildFrozenGroup, type FrozenGroup, gatherFrozen, splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -257,7 +255,7 @@ export class ZeroStage12 {
     }
     this.lastGradNorm = Number.NaN;
     if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
-    if (this.gradientClipping > 0) this.clip(this.gradientClipping);
+    if (this.gradientClipping > 0) this.lastGradNorm = clipPartitions(this.group, this.groups.map((g) => g.partGrad), this.gradientClipping);
     this.steps++;
     for (const g of this.groups) this.update(g);
     return true;
@@ -332,16 +330,6 @@ export class ZeroStage12 {
     if (entry) this.buckets.gradReady(entry.g, entry.s);
   }
 
-  /** Global-norm clipping over every partition, as torch.nn.utils.clip_grad_norm_ (norm 2). */
-  private clip(maxNorm: number): void {
-    let local = 0;
-    for (const g of this.groups) local += normPow({ dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, g.part.size, 2);
-    const total = Math.sqrt(allReduceSum(this.group, local));
-    this.lastGradNorm = total;
-    if (!Number.isFinite(total)) return;
-    const coef = maxNorm / (total + 1e-6);
-    if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
-  }
 
   /** The fused kernel over this rank's partition (in sub-groups when offloaded to nvme). */
   private update(g: FlatGroup): void {

@@ -27,13 +27,11 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
-import { normPow } from '../optim/fused.ts';
 import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
 import { type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
-import { allReduceSum, flatView } from './comms.ts';
+import { clipPartitions, flatView } from './comms.ts';
 import { externalParameters } from './external.ts';
 import { splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -427,7 +425,7 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.live();
     this.lastGradNorm = Number.NaN;
     if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
-    if (this.gradientClipping > 0) this.clip(this.gradientClipping);
+    if (this.gradientClipping > 0) this.lastGradNorm = clipPartitions(this.group, this.groups.map((g) => g.partGrad), this.gradientClipping);
     this.steps++;
     for (const g of this.groups) this.update(g);
     return true;
@@ -591,16 +589,6 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.coordinator.gradReady(e.p);
   }
 
-  /** Global-norm clipping over every partition, as torch.nn.utils.clip_grad_norm_ (norm 2). */
-  private clip(maxNorm: number): void {
-    let local = 0;
-    for (const g of this.groups) local += normPow({ dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, g.partGrad.numel, 2);
-    const total = Math.sqrt(allReduceSum(this.group, local));
-    this.lastGradNorm = total;
-    if (!Number.isFinite(total)) return;
-    const coef = maxNorm / (total + 1e-6);
-    if (coef < 1) for (const g of this.groups) scaleInPlace(g.partGrad, coef);
-  }
 
   /** The fused kernel over this rank's partition of a dtype (in sub-groups when offloaded to nvme). */
   private update(g: DTypeGroup): void {
