@@ -1,8 +1,10 @@
 /**
  * Finite-difference gradient checks in f64: the analytic gradient of sum(f(inputs) * W), W a
- * fixed random weighting, must match central differences for every input element.
+ * fixed random weighting, must match central differences for every input element. Inputs may
+ * live on any device (all on one); the perturbed copies are made there too.
  */
 import { mul, noGrad, randn, sum, type Tensor, tensor, tidy } from '../../src/index.ts';
+import type { Device } from '../../src/tensor/storage.ts';
 
 export interface GradcheckOptions {
   eps?: number;
@@ -15,7 +17,7 @@ function perturbed(inputs: Tensor[], which: number, index: number, delta: number
     if (i !== which) return t;
     const v = t.toList();
     v[index] += delta;
-    return tensor(v, { shape: [...t.shape], dtype: t.dtype });
+    return tensor(v, { shape: [...t.shape], dtype: t.dtype, device: t.device });
   });
 }
 
@@ -30,7 +32,7 @@ export function gradcheck(name: string, f: (...xs: Tensor[]) => Tensor, inputs: 
   for (const t of inputs) if (t.dtype !== 'f64') throw new Error(`gradcheck ${name}: inputs must be f64`);
   tidy(() => {
     const probe = noGrad(() => f(...inputs));
-    const w = randn([...probe.shape], { dtype: 'f64' });
+    const w = randn([...probe.shape], { dtype: 'f64', device: probe.device });
     const objective = (xs: Tensor[]) => noGrad(() => tidy(() => sum(mul(f(...xs), w)).item()));
     for (const t of inputs) {
       t.grad?.dispose();
@@ -61,9 +63,9 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-/** An f64 leaf with random values, requiring grad. */
-export function leaf(shape: number[], scale = 1): Tensor {
-  const t = randn(shape, { dtype: 'f64', std: scale });
+/** An f64 leaf with random values (the same on every device), requiring grad. */
+export function leaf(shape: number[], scale = 1, device: Device = 'cpu'): Tensor {
+  const t = randn(shape, { dtype: 'f64', std: scale, device });
   t.requiresGrad = true;
   return t;
 }

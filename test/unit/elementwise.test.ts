@@ -1,12 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { add, div, exp, gelu, liveStorages, log, mean, mul, neg, pow, relu, sigmoid, sqrt, sub, sum, tanh, tensor, tidy } from '../../src/index.ts';
+import { deviceTest } from '../helpers/devices.ts';
 import { gradcheck, leaf } from '../helpers/gradcheck.ts';
 
-test('broadcast add/sub/mul/div match a plain loop', () => {
+deviceTest('broadcast add/sub/mul/div match a plain loop', (dev) => {
   tidy(() => {
-    const a = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64' });
-    const b = tensor([10, 20, 30], { dtype: 'f64' });
+    const a = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64', device: dev });
+    const b = tensor([10, 20, 30], { dtype: 'f64', device: dev });
     assert.equal(add(a, b).toList(), [11, 22, 33, 14, 25, 36]);
     assert.equal(sub(a, b).toList(), [-9, -18, -27, -6, -15, -24]);
     assert.equal(mul(a, b).toList(), [10, 40, 90, 40, 100, 180]);
@@ -14,50 +15,50 @@ test('broadcast add/sub/mul/div match a plain loop', () => {
   });
 });
 
-test('binary gradients with broadcasting (finite differences)', () => {
+deviceTest('binary gradients with broadcasting (finite differences)', (dev) => {
   tidy(() => {
-    gradcheck('add', add, [leaf([2, 3]), leaf([3])]);
-    gradcheck('sub', sub, [leaf([2, 1, 3]), leaf([4, 1])]);
-    gradcheck('mul', mul, [leaf([2, 3]), leaf([2, 1])]);
-    const pos = tensor([1.5, 2, 2.5, 3], { dtype: 'f64', requiresGrad: true });
-    gradcheck('div', div, [leaf([3, 4]), pos]);
+    gradcheck('add', add, [leaf([2, 3], 1, dev), leaf([3], 1, dev)]);
+    gradcheck('sub', sub, [leaf([2, 1, 3], 1, dev), leaf([4, 1], 1, dev)]);
+    gradcheck('mul', mul, [leaf([2, 3], 1, dev), leaf([2, 1], 1, dev)]);
+    const pos = tensor([1.5, 2, 2.5, 3], { dtype: 'f64', device: dev, requiresGrad: true });
+    gradcheck('div', div, [leaf([3, 4], 1, dev), pos]);
   });
 });
 
-test('unary gradients (finite differences)', () => {
+deviceTest('unary gradients (finite differences)', (dev) => {
   tidy(() => {
-    const pos = () => tensor([0.5, 1.2, 2.3, 0.7, 1.9, 3.1], { dtype: 'f64', shape: [2, 3], requiresGrad: true });
-    gradcheck('neg', neg, [leaf([2, 3])]);
-    gradcheck('exp', exp, [leaf([2, 3])]);
+    const pos = () => tensor([0.5, 1.2, 2.3, 0.7, 1.9, 3.1], { dtype: 'f64', shape: [2, 3], device: dev, requiresGrad: true });
+    gradcheck('neg', neg, [leaf([2, 3], 1, dev)]);
+    gradcheck('exp', exp, [leaf([2, 3], 1, dev)]);
     gradcheck('log', log, [pos()]);
     gradcheck('sqrt', sqrt, [pos()]);
-    gradcheck('pow', (x) => pow(x, 3), [leaf([5])]);
-    gradcheck('relu', relu, [tensor([-1.5, -0.3, 0.4, 2.0], { dtype: 'f64', requiresGrad: true })]);
-    gradcheck('gelu', gelu, [leaf([7], 2)]);
-    gradcheck('tanh', tanh, [leaf([6])]);
-    gradcheck('sigmoid', sigmoid, [leaf([6])]);
-    gradcheck('scalar ops', (x) => add(mul(x, 3), 2).div(4).sub(1), [leaf([4])]);
+    gradcheck('pow', (x) => pow(x, 3), [leaf([5], 1, dev)]);
+    gradcheck('relu', relu, [tensor([-1.5, -0.3, 0.4, 2.0], { dtype: 'f64', device: dev, requiresGrad: true })]);
+    gradcheck('gelu', gelu, [leaf([7], 2, dev)]);
+    gradcheck('tanh', tanh, [leaf([6], 1, dev)]);
+    gradcheck('sigmoid', sigmoid, [leaf([6], 1, dev)]);
+    gradcheck('scalar ops', (x) => add(mul(x, 3), 2).div(4).sub(1), [leaf([4], 1, dev)]);
   });
 });
 
-test('sum and mean over dims, with keepDim', () => {
+deviceTest('sum and mean over dims, with keepDim', (dev) => {
   tidy(() => {
-    const x = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64' });
+    const x = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64', device: dev });
     assert.equal(sum(x).toList(), [21]);
     assert.equal(sum(x, 0).toList(), [5, 7, 9]);
     assert.equal(mean(x, 1, true).shape, [2, 1]);
     assert.equal(mean(x, -1).toList(), [2, 5]);
-    gradcheck('sum', (t) => sum(t, [0, 2]), [leaf([2, 3, 4])]);
-    gradcheck('mean', (t) => mean(t, 1, true), [leaf([2, 3, 4])]);
+    gradcheck('sum', (t) => sum(t, [0, 2]), [leaf([2, 3, 4], 1, dev)]);
+    gradcheck('mean', (t) => mean(t, 1, true), [leaf([2, 3, 4], 1, dev)]);
   });
 });
 
-test('dtype mismatch and bad scalars throw errors naming the op and shapes', () => {
+deviceTest('dtype mismatch and bad scalars throw errors naming the op and shapes', (dev) => {
   tidy(() => {
-    const a = tensor([1, 2], { dtype: 'f32' });
-    const b = tensor([1, 2], { dtype: 'f64' });
+    const a = tensor([1, 2], { dtype: 'f32', device: dev });
+    const b = tensor([1, 2], { dtype: 'f64', device: dev });
     assert.throws(() => add(a, b), /add: dtypes differ \(f32 \[2\] and f64 \[2\]\)/);
-    assert.throws(() => mul(tensor([1, 2, 3]), tensor([1, 2])), /mul: shapes \[3\] and \[2\] cannot be broadcast/);
+    assert.throws(() => mul(tensor([1, 2, 3], { device: dev }), tensor([1, 2], { device: dev })), /mul: shapes \[3\] and \[2\] cannot be broadcast/);
     assert.throws(() => add(a, Number.NaN), /add: the scalar must be a finite number/);
     assert.throws(() => div(a, 0), /division by the scalar 0/);
   });

@@ -4,6 +4,8 @@ import {
   add, crossEntropy, dropout, embedding, exp, getRngState, layerNorm, liveStorages, logSoftmax, manualSeed, mul, narrow, ones, randn, scaledDotProductAttention,
   softmax, sum, type Tensor, tensor, tidy, transpose,
 } from '../../src/index.ts';
+import type { Device } from '../../src/tensor/storage.ts';
+import { deviceTest } from '../helpers/devices.ts';
 import { gradcheck, leaf, maxAbsDiff } from '../helpers/gradcheck.ts';
 
 /** Rows of the last dim of a row-major list. */
@@ -25,14 +27,14 @@ function refLayerNorm(row: number[], w: number[] | null, b: number[] | null, eps
   return row.map((x, j) => ((x - mu) / Math.sqrt(v + eps)) * (w ? w[j] : 1) + (b ? b[j] : 0));
 }
 
-const ids = (v: number[][] | number[], dtype: 'i32' | 'i64' = 'i32') => tensor(v as number[], { dtype });
+const ids = (v: number[][] | number[], dtype: 'i32' | 'i64' = 'i32', device: Device = 'cpu') => tensor(v as number[], { dtype, device });
 
-test('softmax and logSoftmax match a plain loop, stably, over any dim (f64, f32)', () => {
+deviceTest('softmax and logSoftmax match a plain loop, stably, over any dim (f64, f32)', (dev) => {
   tidy(() => {
     const v = [1, 2, 3, 4, 5, -1, 0, 2, 1000, 1001, 1002, 999, -3, 0.5, 7, 2];
     for (const dtype of ['f64', 'f32'] as const) {
       const tol = dtype === 'f64' ? 1e-12 : 1e-5;
-      const x = tensor(v, { dtype, shape: [4, 4] });
+      const x = tensor(v, { dtype, shape: [4, 4], device: dev });
       const want = rowsOf(v, 4).flatMap((r) => refSoftmax(r));
       assert.ok(maxAbsDiff(softmax(x).toList(), want) < tol, `softmax ${dtype}`);
       const wantLog = rowsOf(v, 4).flatMap((r) => refSoftmax(r, true));
@@ -47,9 +49,9 @@ test('softmax and logSoftmax match a plain loop, stably, over any dim (f64, f32)
   });
 });
 
-test('softmax with scale and a causal mask matches a plain loop; bf16 computes in float', () => {
+deviceTest('softmax with scale and a causal mask matches a plain loop; bf16 computes in float', (dev) => {
   tidy(() => {
-    const x = randn([2, 3, 4], { dtype: 'f64' });
+    const x = randn([2, 3, 4], { dtype: 'f64', device: dev });
     const v = x.toList();
     const got = softmax(x, -1, { scale: 0.5, causal: true }).toList();
     const gotLog = logSoftmax(x, -1, { scale: 0.5, causal: true }).toList();
@@ -62,52 +64,52 @@ test('softmax with scale and a causal mask matches a plain loop; bf16 computes i
         else assert.is(gotLog[r * 4 + j], -Infinity);
       }
     });
-    const xb = randn([8, 33], { std: 3 });
+    const xb = randn([8, 33], { std: 3, device: dev });
     const diff = maxAbsDiff(softmax(xb.to('bf16')).toList(), softmax(xb.to('bf16').to('f32')).toList());
     assert.ok(diff < 1e-2, `bf16 softmax off by ${diff}`);
   });
 });
 
-test('f32 softmax and crossEntropy (vectorized exp): accurate on wide rows, -inf gives 0, NaN propagates', () => {
+deviceTest('f32 softmax and crossEntropy (vectorized exp): accurate on wide rows, -inf gives 0, NaN propagates', (dev) => {
   tidy(() => {
-    const x = randn([4, 1000], { dtype: 'f64', std: 20 });
+    const x = randn([4, 1000], { dtype: 'f64', std: 20, device: dev });
     const want = softmax(x).toList();
     const got = softmax(x.to('f32')).toList();
     // Relative to each probability: 1e-5 covers rounding the inputs to f32 (|x| up to ~80).
     assert.ok(got.every((v, i) => Math.abs(v - want[i]) <= 1e-5 * want[i] + 1e-30), 'softmax f32 vs f64');
-    const t = ids([3, 999, 0, 500]);
+    const t = ids([3, 999, 0, 500], 'i32', dev);
     const ce = crossEntropy(x.to('f32'), t, { reduction: 'none' }).toList();
     const ce64 = crossEntropy(x, t, { reduction: 'none' }).toList();
     assert.ok(maxAbsDiff(ce, ce64) < 1e-4 * Math.max(...ce64.map(Math.abs)));
-    const special = tensor([0, -Infinity, 1, -200, Number.NaN, 0, 1, 2], { shape: [2, 4] });
+    const special = tensor([0, -Infinity, 1, -200, Number.NaN, 0, 1, 2], { shape: [2, 4], device: dev });
     const p = softmax(special).toList();
     assert.is(p[1], 0);
     assert.is(p[3], 0);
     assert.ok(Math.abs(p[0] + p[2] - 1) < 1e-6);
     assert.ok(p.slice(4).every(Number.isNaN), 'a NaN logit makes its row NaN');
-    assert.ok(Number.isNaN(crossEntropy(special, ids([0, 1])).item()));
+    assert.ok(Number.isNaN(crossEntropy(special, ids([0, 1], 'i32', dev)).item()));
   });
 });
 
-test('softmax / logSoftmax gradients (finite differences, f64)', () => {
+deviceTest('softmax / logSoftmax gradients (finite differences, f64)', (dev) => {
   tidy(() => {
-    gradcheck('softmax', (x) => softmax(x), [leaf([3, 5])]);
-    gradcheck('softmax dim 1', (x) => softmax(x, 1), [leaf([2, 3, 4])]);
-    gradcheck('logSoftmax', (x) => logSoftmax(x), [leaf([3, 5])]);
-    gradcheck('logSoftmax dim 0', (x) => logSoftmax(x, 0), [leaf([3, 4])]);
-    gradcheck('causal scaled softmax', (x) => softmax(x, -1, { scale: 0.7, causal: true }), [leaf([2, 4, 4])]);
+    gradcheck('softmax', (x) => softmax(x), [leaf([3, 5], 1, dev)]);
+    gradcheck('softmax dim 1', (x) => softmax(x, 1), [leaf([2, 3, 4], 1, dev)]);
+    gradcheck('logSoftmax', (x) => logSoftmax(x), [leaf([3, 5], 1, dev)]);
+    gradcheck('logSoftmax dim 0', (x) => logSoftmax(x, 0), [leaf([3, 4], 1, dev)]);
+    gradcheck('causal scaled softmax', (x) => softmax(x, -1, { scale: 0.7, causal: true }), [leaf([2, 4, 4], 1, dev)]);
     // Masked log-probabilities are -inf; exp() maps them to 0 so the weighted sum stays finite.
-    gradcheck('causal scaled logSoftmax', (x) => exp(logSoftmax(x, -1, { scale: 1.3, causal: true })), [leaf([3, 5])]);
-    gradcheck('causal logSoftmax, visible part', (x) => narrow(logSoftmax(x, -1, { causal: true }), 2, 0, 1), [leaf([2, 3, 4])]);
-    gradcheck('softmax of a strided view', (x) => softmax(transpose(x, 0, 1)), [leaf([4, 3])]);
+    gradcheck('causal scaled logSoftmax', (x) => exp(logSoftmax(x, -1, { scale: 1.3, causal: true })), [leaf([3, 5], 1, dev)]);
+    gradcheck('causal logSoftmax, visible part', (x) => narrow(logSoftmax(x, -1, { causal: true }), 2, 0, 1), [leaf([2, 3, 4], 1, dev)]);
+    gradcheck('softmax of a strided view', (x) => softmax(transpose(x, 0, 1)), [leaf([4, 3], 1, dev)]);
   });
 });
 
-test('layerNorm matches a plain loop (f64, f32, bf16), with and without affine', () => {
+deviceTest('layerNorm matches a plain loop (f64, f32, bf16), with and without affine', (dev) => {
   tidy(() => {
-    const x = randn([5, 6], { dtype: 'f64', mean: 3, std: 2 });
-    const w = randn([6], { dtype: 'f64' });
-    const b = randn([6], { dtype: 'f64' });
+    const x = randn([5, 6], { dtype: 'f64', mean: 3, std: 2, device: dev });
+    const w = randn([6], { dtype: 'f64', device: dev });
+    const b = randn([6], { dtype: 'f64', device: dev });
     const rows = rowsOf(x.toList(), 6);
     const want = rows.flatMap((r) => refLayerNorm(r, w.toList(), b.toList(), 1e-5));
     assert.ok(maxAbsDiff(layerNorm(x, [6], w, b).toList(), want) < 1e-12);
@@ -123,17 +125,17 @@ test('layerNorm matches a plain loop (f64, f32, bf16), with and without affine',
   });
 });
 
-test('layerNorm gradients for x, weight and bias (finite differences, f64)', () => {
+deviceTest('layerNorm gradients for x, weight and bias (finite differences, f64)', (dev) => {
   tidy(() => {
-    gradcheck('layerNorm', (x, w, b) => layerNorm(x, [5], w, b), [leaf([3, 5]), leaf([5]), leaf([5])]);
-    gradcheck('layerNorm 2 dims', (x, w, b) => layerNorm(x, [2, 3], w, b), [leaf([2, 2, 2, 3]), leaf([2, 3]), leaf([2, 3])]);
-    gradcheck('layerNorm no affine', (x) => layerNorm(x, [4]), [leaf([3, 4], 3)]);
-    gradcheck('layerNorm weight only', (x, w) => layerNorm(x, [4], w, null), [leaf([6, 4]), leaf([4])]);
+    gradcheck('layerNorm', (x, w, b) => layerNorm(x, [5], w, b), [leaf([3, 5], 1, dev), leaf([5], 1, dev), leaf([5], 1, dev)]);
+    gradcheck('layerNorm 2 dims', (x, w, b) => layerNorm(x, [2, 3], w, b), [leaf([2, 2, 2, 3], 1, dev), leaf([2, 3], 1, dev), leaf([2, 3], 1, dev)]);
+    gradcheck('layerNorm no affine', (x) => layerNorm(x, [4]), [leaf([3, 4], 3, dev)]);
+    gradcheck('layerNorm weight only', (x, w) => layerNorm(x, [4], w, null), [leaf([6, 4], 1, dev), leaf([4], 1, dev)]);
     // Large enough for the parallel path (per-thread partial sums of dweight and dbias).
-    const big = leaf([300, 64]);
-    const w = leaf([64]);
-    const bb = leaf([64]);
-    const g = randn([300, 64], { dtype: 'f64' });
+    const big = leaf([300, 64], 1, dev);
+    const w = leaf([64], 1, dev);
+    const bb = leaf([64], 1, dev);
+    const g = randn([300, 64], { dtype: 'f64', device: dev });
     sum(mul(layerNorm(big, [64], w, bb), g)).backward();
     // dbias is the column sum of g; dweight the column sum of g * xhat.
     const gl = g.toList();
@@ -145,29 +147,29 @@ test('layerNorm gradients for x, weight and bias (finite differences, f64)', () 
   });
 });
 
-test('embedding gathers rows and scatter-adds its gradient', () => {
+deviceTest('embedding gathers rows and scatter-adds its gradient', (dev) => {
   tidy(() => {
-    const w = randn([5, 3], { dtype: 'f64' });
+    const w = randn([5, 3], { dtype: 'f64', device: dev });
     const wl = w.toList();
     for (const dtype of ['i32', 'i64'] as const) {
-      const i = ids([[4, 0, 4], [2, 2, 1]], dtype);
+      const i = ids([[4, 0, 4], [2, 2, 1]], dtype, dev);
       const out = embedding(i, w);
       assert.equal(out.shape, [2, 3, 3]);
       const want = [4, 0, 4, 2, 2, 1].flatMap((r) => wl.slice(r * 3, r * 3 + 3));
       assert.equal(out.toList(), want);
     }
-    gradcheck('embedding', (wt) => embedding(ids([[1, 3, 1], [0, 1, 4]]), wt), [leaf([5, 4])]);
-    gradcheck('embedding of strided ids', (wt) => embedding(transpose(ids([[1, 3], [1, 0]], 'i64'), 0, 1), wt), [leaf([4, 2])]);
+    gradcheck('embedding', (wt) => embedding(ids([[1, 3, 1], [0, 1, 4]], 'i32', dev), wt), [leaf([5, 4], 1, dev)]);
+    gradcheck('embedding of strided ids', (wt) => embedding(transpose(ids([[1, 3], [1, 0]], 'i64', dev), 0, 1), wt), [leaf([4, 2], 1, dev)]);
     // Repeated ids sum; unused rows get 0. Large enough for the parallel path.
-    const big = randn([1000, 64], { requiresGrad: true });
-    const many = tensor(Array.from({ length: 4096 }, (_, k) => (k * 7) % 999), { dtype: 'i32' });
+    const big = randn([1000, 64], { requiresGrad: true, device: dev });
+    const many = tensor(Array.from({ length: 4096 }, (_, k) => (k * 7) % 999), { dtype: 'i32', device: dev });
     sum(embedding(many, big)).backward();
     const g = (big.grad as Tensor).toList();
     const counts = new Array(1000).fill(0);
     for (let k = 0; k < 4096; k++) counts[(k * 7) % 999]++;
     assert.ok(maxAbsDiff(g, counts.flatMap((c) => new Array(64).fill(c))) === 0);
     // bf16 tables work too.
-    assert.equal(embedding(ids([1]), w.to('bf16')).toList(), w.to('bf16').toList().slice(3, 6));
+    assert.equal(embedding(ids([1], 'i32', dev), w.to('bf16')).toList(), w.to('bf16').toList().slice(3, 6));
   });
 });
 
@@ -175,14 +177,14 @@ function refCrossEntropy(logits: number[], C: number, targets: number[], ignore:
   return rowsOf(logits, C).map((row, r) => (targets[r] === ignore ? null : -refSoftmax(row, true)[targets[r]]));
 }
 
-test('crossEntropy matches a plain loop for mean, sum and none, with ignoreIndex', () => {
+deviceTest('crossEntropy matches a plain loop for mean, sum and none, with ignoreIndex', (dev) => {
   tidy(() => {
-    const x = randn([6, 5], { dtype: 'f64', std: 3 });
+    const x = randn([6, 5], { dtype: 'f64', std: 3, device: dev });
     const t = [0, 4, -100, 2, 2, -100];
     const per = refCrossEntropy(x.toList(), 5, t, -100);
     const kept = per.filter((v): v is number => v !== null);
     const total = kept.reduce((a, v) => a + v, 0);
-    const tt = ids(t, 'i64');
+    const tt = ids(t, 'i64', dev);
     assert.ok(Math.abs(crossEntropy(x, tt).item() - total / kept.length) < 1e-12);
     assert.ok(Math.abs(crossEntropy(x, tt, { reduction: 'sum' }).item() - total) < 1e-12);
     const none = crossEntropy(x, tt, { reduction: 'none' });
@@ -192,31 +194,31 @@ test('crossEntropy matches a plain loop for mean, sum and none, with ignoreIndex
     const t2 = [3, 1, 1, 0, 3, 2];
     const per2 = refCrossEntropy(x.toList(), 5, t2, 3);
     const kept2 = per2.filter((v): v is number => v !== null);
-    const got = crossEntropy(x.reshape([2, 3, 5]).to('f32'), ids([[3, 1, 1], [0, 3, 2]]), { ignoreIndex: 3 }).item();
+    const got = crossEntropy(x.reshape([2, 3, 5]).to('f32'), ids([[3, 1, 1], [0, 3, 2]], 'i32', dev), { ignoreIndex: 3 }).item();
     assert.ok(Math.abs(got - kept2.reduce((a, v) => a + v, 0) / kept2.length) < 1e-5);
     assert.ok(Math.abs(crossEntropy(x.to('bf16'), tt).item() - total / kept.length) < 0.05);
   });
 });
 
-test('crossEntropy gradients (finite differences, f64) and the all-ignored case', () => {
+deviceTest('crossEntropy gradients (finite differences, f64) and the all-ignored case', (dev) => {
   tidy(() => {
-    const t = ids([1, -100, 3, 0]);
-    gradcheck('crossEntropy mean', (x) => crossEntropy(x, t), [leaf([4, 5], 2)]);
-    gradcheck('crossEntropy sum', (x) => crossEntropy(x, t, { reduction: 'sum' }), [leaf([4, 5], 2)]);
-    gradcheck('crossEntropy none', (x) => crossEntropy(x, t, { reduction: 'none' }), [leaf([4, 5], 2)]);
-    gradcheck('crossEntropy [B, T, C]', (x) => crossEntropy(x, ids([[1, 0], [2, 2]], 'i64')), [leaf([2, 2, 3])]);
-    const x = leaf([2, 3]);
-    const loss = crossEntropy(x, ids([-100, -100]));
+    const t = ids([1, -100, 3, 0], 'i32', dev);
+    gradcheck('crossEntropy mean', (x) => crossEntropy(x, t), [leaf([4, 5], 2, dev)]);
+    gradcheck('crossEntropy sum', (x) => crossEntropy(x, t, { reduction: 'sum' }), [leaf([4, 5], 2, dev)]);
+    gradcheck('crossEntropy none', (x) => crossEntropy(x, t, { reduction: 'none' }), [leaf([4, 5], 2, dev)]);
+    gradcheck('crossEntropy [B, T, C]', (x) => crossEntropy(x, ids([[1, 0], [2, 2]], 'i64', dev)), [leaf([2, 2, 3], 1, dev)]);
+    const x = leaf([2, 3], 1, dev);
+    const loss = crossEntropy(x, ids([-100, -100], 'i32', dev));
     assert.ok(Number.isNaN(loss.item()), 'mean over no targets is NaN, as in PyTorch');
     loss.backward();
     assert.equal((x.grad as Tensor).toList(), [0, 0, 0, 0, 0, 0]);
-    assert.is(crossEntropy(x, ids([-100, -100]), { reduction: 'sum' }).item(), 0);
+    assert.is(crossEntropy(x, ids([-100, -100], 'i32', dev), { reduction: 'sum' }).item(), 0);
   });
 });
 
-test('dropout: drops about p, scales by 1/(1-p), replays with the same seed, slices agree', () => {
+deviceTest('dropout: drops about p, scales by 1/(1-p), replays with the same seed, slices agree', (dev) => {
   tidy(() => {
-    const x = ones([200, 500]);
+    const x = ones([200, 500], { device: dev });
     manualSeed(7);
     const a = dropout(x, 0.3).toList();
     const zeros = a.filter((v) => v === 0).length / a.length;
@@ -234,9 +236,9 @@ test('dropout: drops about p, scales by 1/(1-p), replays with the same seed, sli
     assert.is(getRngState().offset, x.numel);
     // A strided view gets its mask in its own (logical) order.
     manualSeed(3);
-    const m = dropout(ones([4, 6]), 0.5).toList();
+    const m = dropout(ones([4, 6], { device: dev }), 0.5).toList();
     manualSeed(3);
-    const xt = transpose(randn([6, 4], { dtype: 'f32' }), 0, 1);
+    const xt = transpose(randn([6, 4], { dtype: 'f32', device: dev }), 0, 1);
     manualSeed(3);
     const dt = dropout(xt, 0.5).toList();
     const xl = xt.contiguous().toList();
@@ -247,9 +249,9 @@ test('dropout: drops about p, scales by 1/(1-p), replays with the same seed, sli
   });
 });
 
-test('dropout backward multiplies by the same mask (finite differences, f64)', () => {
+deviceTest('dropout backward multiplies by the same mask (finite differences, f64)', (dev) => {
   tidy(() => {
-    const x = leaf([50]);
+    const x = leaf([50], 1, dev);
     manualSeed(11);
     const y = dropout(x, 0.4);
     const ratio = y.toList().map((v, i) => v / x.toList()[i]);
@@ -259,7 +261,7 @@ test('dropout backward multiplies by the same mask (finite differences, f64)', (
     gradcheck('dropout', (t) => {
       manualSeed(5);
       return dropout(t, 0.25);
-    }, [leaf([3, 4])]);
+    }, [leaf([3, 4], 1, dev)]);
   });
 });
 
@@ -281,12 +283,12 @@ function refAttention(q: number[], k: number[], v: number[], BH: number, T: numb
   return out;
 }
 
-test('scaledDotProductAttention matches a plain loop (causal and not, custom scale)', () => {
+deviceTest('scaledDotProductAttention matches a plain loop (causal and not, custom scale)', (dev) => {
   tidy(() => {
     const [B, H, T, D] = [2, 3, 5, 4];
-    const q = randn([B, H, T, D], { dtype: 'f64' });
-    const k = randn([B, H, T, D], { dtype: 'f64' });
-    const v = randn([B, H, T, D], { dtype: 'f64' });
+    const q = randn([B, H, T, D], { dtype: 'f64', device: dev });
+    const k = randn([B, H, T, D], { dtype: 'f64', device: dev });
+    const v = randn([B, H, T, D], { dtype: 'f64', device: dev });
     for (const causal of [true, false]) {
       const want = refAttention(q.toList(), k.toList(), v.toList(), B * H, T, D, 0.5, causal);
       const got = scaledDotProductAttention(q, k, v, { causal });
@@ -300,17 +302,17 @@ test('scaledDotProductAttention matches a plain loop (causal and not, custom sca
   });
 });
 
-test('scaledDotProductAttention gradients for q, k, v (finite differences, f64)', () => {
+deviceTest('scaledDotProductAttention gradients for q, k, v (finite differences, f64)', (dev) => {
   tidy(() => {
     const attn = (causal: boolean) => (q: Tensor, k: Tensor, v: Tensor) => scaledDotProductAttention(q, k, v, { causal });
-    gradcheck('attention causal', attn(true), [leaf([1, 2, 4, 3]), leaf([1, 2, 4, 3]), leaf([1, 2, 4, 3])]);
-    gradcheck('attention', attn(false), [leaf([2, 1, 3, 2]), leaf([2, 1, 3, 2]), leaf([2, 1, 3, 2])]);
+    gradcheck('attention causal', attn(true), [leaf([1, 2, 4, 3], 1, dev), leaf([1, 2, 4, 3], 1, dev), leaf([1, 2, 4, 3], 1, dev)]);
+    gradcheck('attention', attn(false), [leaf([2, 1, 3, 2], 1, dev), leaf([2, 1, 3, 2], 1, dev), leaf([2, 1, 3, 2], 1, dev)]);
     // Strided heads, as after splitting a fused qkv projection.
     gradcheck('attention strided', (x) => {
       const qkv = transpose(x.reshape([1, 4, 3, 2, 2]), 1, 3); // [1, 2, 3(qkv), 4, 2]
       const [q, k, v] = [0, 1, 2].map((i) => narrow(qkv, 2, i, 1).reshape([1, 2, 4, 2]));
       return scaledDotProductAttention(q, k, v, { causal: true });
-    }, [leaf([1, 4, 12])]);
+    }, [leaf([1, 4, 12], 1, dev)]);
   });
 });
 

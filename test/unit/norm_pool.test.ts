@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { adaptiveAvgPool2d, batchNorm2d, maxPool2d, noGrad, ones, rand, randn, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
+import { deviceTest } from '../helpers/devices.ts';
 import { gradcheck, leaf, maxAbsDiff } from '../helpers/gradcheck.ts';
 import { toChannelsLast } from '../helpers/nchw.ts';
 
@@ -34,19 +35,19 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: st
 };
 
 for (const dtype of ['f64', 'f32'] as const) {
-  test(`batchNorm2d training matches a plain loop and updates running stats (${dtype})`, () => {
+  deviceTest(`batchNorm2d training matches a plain loop and updates running stats (${dtype})`, (dev) => {
     const tol = dtype === 'f64' ? 1e-12 : 2e-6;
     tidy(() => {
       const shape = [3, 4, 5, 2];
-      const x = randn(shape, { dtype, mean: 0.5, std: 2 });
-      const w = randn([4], { dtype });
-      const b = randn([4], { dtype });
-      const rm0 = randn([4], { dtype }).toList();
-      const rv0 = rand([4], { dtype, low: 0.5, high: 2 }).toList();
+      const x = randn(shape, { dtype, mean: 0.5, std: 2, device: dev });
+      const w = randn([4], { dtype, device: dev });
+      const b = randn([4], { dtype, device: dev });
+      const rm0 = randn([4], { dtype, device: dev }).toList();
+      const rv0 = rand([4], { dtype, low: 0.5, high: 2, device: dev }).toList();
       const ref = batchNormRef(x.toList(), shape, w.toList(), b.toList(), null, 1e-5);
       for (const input of [x, toChannelsLast(x)]) {
-        const rm = tensor(rm0, { dtype });
-        const rv = tensor(rv0, { dtype });
+        const rm = tensor(rm0, { dtype, device: dev });
+        const rv = tensor(rv0, { dtype, device: dev });
         const y = batchNorm2d(input, rm, rv, w, b, { training: true, momentum: 0.3 });
         assert.equal([...y.strides], [...input.strides], 'the output keeps the input layout');
         close(y.toList(), ref.y, tol, 'y');
@@ -60,15 +61,15 @@ for (const dtype of ['f64', 'f32'] as const) {
     });
   });
 
-  test(`batchNorm2d evaluation uses the running stats and leaves them alone (${dtype})`, () => {
+  deviceTest(`batchNorm2d evaluation uses the running stats and leaves them alone (${dtype})`, (dev) => {
     const tol = dtype === 'f64' ? 1e-12 : 2e-6;
     tidy(() => {
       const shape = [2, 3, 4, 4];
-      const x = randn(shape, { dtype });
-      const w = randn([3], { dtype });
-      const b = randn([3], { dtype });
-      const rm = randn([3], { dtype });
-      const rv = rand([3], { dtype, low: 0.5, high: 2 });
+      const x = randn(shape, { dtype, device: dev });
+      const w = randn([3], { dtype, device: dev });
+      const b = randn([3], { dtype, device: dev });
+      const rm = randn([3], { dtype, device: dev });
+      const rv = rand([3], { dtype, low: 0.5, high: 2, device: dev });
       const before = [rm.toList(), rv.toList()];
       const ref = batchNormRef(x.toList(), shape, w.toList(), b.toList(), { mean: before[0], var: before[1] }, 1e-5);
       close(batchNorm2d(x, rm, rv, w, b, { training: false }).toList(), ref.y, tol, 'eval y');
@@ -78,14 +79,14 @@ for (const dtype of ['f64', 'f32'] as const) {
   });
 }
 
-test('batchNorm2d with bf16 input and f32 parameters and running stats', () => {
+deviceTest('batchNorm2d with bf16 input and f32 parameters and running stats', (dev) => {
   tidy(() => {
-    const x = randn([4, 3, 4, 4]);
-    const rm = zeros([3]);
-    const rv = ones([3]);
-    const rm16 = zeros([3]);
-    const rv16 = ones([3]);
-    const w = randn([3]);
+    const x = randn([4, 3, 4, 4], { device: dev });
+    const rm = zeros([3], { device: dev });
+    const rv = ones([3], { device: dev });
+    const rm16 = zeros([3], { device: dev });
+    const rv16 = ones([3], { device: dev });
+    const w = randn([3], { device: dev });
     const want = batchNorm2d(x, rm, rv, w, null, { training: true });
     const got = batchNorm2d(x.to('bf16'), rm16, rv16, w, null, { training: true });
     assert.is(got.dtype, 'bf16');
@@ -95,19 +96,19 @@ test('batchNorm2d with bf16 input and f32 parameters and running stats', () => {
   });
 });
 
-test('batchNorm2d gradients (finite differences), training and evaluation, both layouts', () => {
+deviceTest('batchNorm2d gradients (finite differences), training and evaluation, both layouts', (dev) => {
   tidy(() => {
-    const rm = randn([3], { dtype: 'f64' });
-    const rv = rand([3], { dtype: 'f64', low: 0.5, high: 2 });
+    const rm = randn([3], { dtype: 'f64', device: dev });
+    const rv = rand([3], { dtype: 'f64', low: 0.5, high: 2, device: dev });
     const train = (x: Tensor, w: Tensor, b: Tensor) => batchNorm2d(x, null, null, w, b, { training: true });
     const evalMode = (x: Tensor, w: Tensor, b: Tensor) => batchNorm2d(x, rm, rv, w, b, { training: false });
-    gradcheck('batchNorm2d train', train, [leaf([2, 3, 3, 2]), leaf([3]), leaf([3])]);
-    gradcheck('batchNorm2d eval', evalMode, [leaf([2, 3, 3, 2]), leaf([3]), leaf([3])]);
-    const xl = toChannelsLast(randn([2, 3, 2, 3], { dtype: 'f64' }));
+    gradcheck('batchNorm2d train', train, [leaf([2, 3, 3, 2], 1, dev), leaf([3], 1, dev), leaf([3], 1, dev)]);
+    gradcheck('batchNorm2d eval', evalMode, [leaf([2, 3, 3, 2], 1, dev), leaf([3], 1, dev), leaf([3], 1, dev)]);
+    const xl = toChannelsLast(randn([2, 3, 2, 3], { dtype: 'f64', device: dev }));
     xl.requiresGrad = true;
-    gradcheck('batchNorm2d train, channels-last', train, [xl, leaf([3]), leaf([3])]);
-    gradcheck('batchNorm2d eval, channels-last', evalMode, [xl, leaf([3]), leaf([3])]);
-    gradcheck('batchNorm2d train, x only', (x) => batchNorm2d(x, rm.clone(), rv.clone(), null, null, { training: true }), [leaf([2, 3, 2, 2])]);
+    gradcheck('batchNorm2d train, channels-last', train, [xl, leaf([3], 1, dev), leaf([3], 1, dev)]);
+    gradcheck('batchNorm2d eval, channels-last', evalMode, [xl, leaf([3], 1, dev), leaf([3], 1, dev)]);
+    gradcheck('batchNorm2d train, x only', (x) => batchNorm2d(x, rm.clone(), rv.clone(), null, null, { training: true }), [leaf([2, 3, 2, 2], 1, dev)]);
   });
 });
 
@@ -164,7 +165,7 @@ function adaptiveRef(x: number[], s: number[], OH: number, OW: number): number[]
   return out;
 }
 
-test('maxPool2d matches a plain loop in both layouts (f32, f64)', () => {
+deviceTest('maxPool2d matches a plain loop in both layouts (f32, f64)', (dev) => {
   tidy(() => {
     for (const dtype of ['f32', 'f64'] as const) {
       for (const [shape, kk, st, p] of [
@@ -174,7 +175,7 @@ test('maxPool2d matches a plain loop in both layouts (f32, f64)', () => {
         [[1, 2, 3, 1], [3, 3], [1, 1], [1, 1]],
         [[1, 3, 2, 5], [1, 3], [1, 2], [0, 1]],
       ] as [number[], [number, number], [number, number], [number, number]][]) {
-        const x = randn(shape, { dtype });
+        const x = randn(shape, { dtype, device: dev });
         const want = maxPoolRef(x.toList(), shape, kk, st, p);
         const y = maxPool2d(x, kk, { stride: st, padding: p });
         assert.equal([...y.shape], want.shape);
@@ -185,11 +186,11 @@ test('maxPool2d matches a plain loop in both layouts (f32, f64)', () => {
       }
     }
     // stride defaults to the kernel
-    assert.equal([...maxPool2d(randn([1, 1, 6, 6]), 2).shape], [1, 1, 3, 3]);
+    assert.equal([...maxPool2d(randn([1, 1, 6, 6], { device: dev }), 2).shape], [1, 1, 3, 3]);
   });
 });
 
-test('adaptiveAvgPool2d matches PyTorch-style bins in both layouts', () => {
+deviceTest('adaptiveAvgPool2d matches PyTorch-style bins in both layouts', (dev) => {
   tidy(() => {
     for (const [shape, oh, ow] of [
       [[2, 3, 7, 5], 3, 2],
@@ -197,7 +198,7 @@ test('adaptiveAvgPool2d matches PyTorch-style bins in both layouts', () => {
       [[1, 2, 3, 5], 4, 5],
       [[2, 1, 10, 9], 4, 4],
     ] as [number[], number, number][]) {
-      const x = randn(shape, { dtype: 'f64' });
+      const x = randn(shape, { dtype: 'f64', device: dev });
       const want = adaptiveRef(x.toList(), shape, oh, ow);
       const y = adaptiveAvgPool2d(x, [oh, ow]);
       assert.equal([...y.shape], [shape[0], shape[1], oh, ow]);
@@ -207,27 +208,27 @@ test('adaptiveAvgPool2d matches PyTorch-style bins in both layouts', () => {
   });
 });
 
-test('pooling gradients (finite differences), both layouts', () => {
+deviceTest('pooling gradients (finite differences), both layouts', (dev) => {
   tidy(() => {
-    gradcheck('maxPool2d 3/2 pad 1', (x) => maxPool2d(x, 3, { stride: 2, padding: 1 }), [leaf([2, 2, 5, 6])]);
-    gradcheck('maxPool2d 2x3 overlapping', (x) => maxPool2d(x, [2, 3], { stride: 1 }), [leaf([1, 2, 4, 5])]);
-    gradcheck('adaptiveAvgPool2d 3x2', (x) => adaptiveAvgPool2d(x, [3, 2]), [leaf([2, 2, 7, 5])]);
-    gradcheck('adaptiveAvgPool2d upsampling bins', (x) => adaptiveAvgPool2d(x, [4, 5]), [leaf([1, 2, 3, 4])]);
-    const xl = toChannelsLast(randn([2, 3, 5, 5], { dtype: 'f64' }));
+    gradcheck('maxPool2d 3/2 pad 1', (x) => maxPool2d(x, 3, { stride: 2, padding: 1 }), [leaf([2, 2, 5, 6], 1, dev)]);
+    gradcheck('maxPool2d 2x3 overlapping', (x) => maxPool2d(x, [2, 3], { stride: 1 }), [leaf([1, 2, 4, 5], 1, dev)]);
+    gradcheck('adaptiveAvgPool2d 3x2', (x) => adaptiveAvgPool2d(x, [3, 2]), [leaf([2, 2, 7, 5], 1, dev)]);
+    gradcheck('adaptiveAvgPool2d upsampling bins', (x) => adaptiveAvgPool2d(x, [4, 5]), [leaf([1, 2, 3, 4], 1, dev)]);
+    const xl = toChannelsLast(randn([2, 3, 5, 5], { dtype: 'f64', device: dev }));
     xl.requiresGrad = true;
     gradcheck('maxPool2d channels-last', (x) => maxPool2d(x, 3, { stride: 2, padding: 1 }), [xl]);
     gradcheck('adaptiveAvgPool2d channels-last', (x) => adaptiveAvgPool2d(x, [2, 3]), [xl]);
   });
 });
 
-test('maxPool2d routes each gradient to the first maximum of its window', () => {
+deviceTest('maxPool2d routes each gradient to the first maximum of its window', (dev) => {
   tidy(() => {
-    const x = tensor([1, 5, 5, 2, 0, 3, 5, 1, 5], { shape: [1, 1, 3, 3], dtype: 'f64', requiresGrad: true });
+    const x = tensor([1, 5, 5, 2, 0, 3, 5, 1, 5], { shape: [1, 1, 3, 3], dtype: 'f64', device: dev, requiresGrad: true });
     const y = maxPool2d(x, 2, { stride: 1 });
     assert.equal(y.toList(), [5, 5, 5, 5]);
     y.sum().backward();
     assert.equal((x.grad as Tensor).toList(), [0, 2, 0, 0, 0, 0, 1, 0, 1]);
-    noGrad(() => assert.equal(maxPool2d(tensor([NaN, 1, 2, 3], { shape: [1, 1, 2, 2] }), 2).toList(), [NaN]));
+    noGrad(() => assert.equal(maxPool2d(tensor([NaN, 1, 2, 3], { shape: [1, 1, 2, 2], device: dev }), 2).toList(), [NaN]));
   });
 });
 

@@ -5,32 +5,33 @@ import {addInPlace,
   cat, emptyCache, expand, fillInPlace, liveStorages, manualSeed, memoryStats, mul, narrow, native, noGrad, permute, rand, randn, 
   resetPeakMemoryStats, reshape,setCacheLimit,split, sum, type Tensor,tanh, tensor, tidy, transpose, view, zeros, 
 } from '../../src/index.ts';
+import { deviceTest } from '../helpers/devices.ts';
 import { gradcheck, leaf } from '../helpers/gradcheck.ts';
 
-test('dtypes round-trip through native storage', () => {
+deviceTest('dtypes round-trip through native storage', (dev) => {
   tidy(() => {
-    assert.equal(tensor([1.5, -2], { dtype: 'f64' }).toList(), [1.5, -2]);
-    assert.equal(tensor([7, -3], { dtype: 'i32' }).toList(), [7, -3]);
-    assert.equal(tensor([2 ** 40, -1], { dtype: 'i64' }).toList(), [2 ** 40, -1]);
-    assert.equal(tensor(new BigInt64Array([5n, -2n]), { dtype: 'i64' }).toList(), [5, -2]);
-    assert.equal(tensor(new BigInt64Array([3n]), { dtype: 'f32' }).toList(), [3]);
-    assert.equal(tensor([1, 0.5, -3.25], { dtype: 'f16' }).toList(), [1, 0.5, -3.25]);
+    assert.equal(tensor([1.5, -2], { dtype: 'f64', device: dev }).toList(), [1.5, -2]);
+    assert.equal(tensor([7, -3], { dtype: 'i32', device: dev }).toList(), [7, -3]);
+    assert.equal(tensor([2 ** 40, -1], { dtype: 'i64', device: dev }).toList(), [2 ** 40, -1]);
+    assert.equal(tensor(new BigInt64Array([5n, -2n]), { dtype: 'i64', device: dev }).toList(), [5, -2]);
+    assert.equal(tensor(new BigInt64Array([3n]), { dtype: 'f32', device: dev }).toList(), [3]);
+    assert.equal(tensor([1, 0.5, -3.25], { dtype: 'f16', device: dev }).toList(), [1, 0.5, -3.25]);
     // bf16 keeps 8 mantissa bits and rounds to nearest even.
-    assert.equal(tensor([1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.140625], { dtype: 'bf16' }).toList(), [1, 1 + 2 ** -6, 3.140625]);
-    assert.equal(tensor([1.75, 2.5]).to('bf16').to('f64').toList(), [1.75, 2.5]);
+    assert.equal(tensor([1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.140625], { dtype: 'bf16', device: dev }).toList(), [1, 1 + 2 ** -6, 3.140625]);
+    assert.equal(tensor([1.75, 2.5], { device: dev }).to('bf16').to('f64').toList(), [1.75, 2.5]);
   });
 });
 
-test('views share storage and follow strides', () => {
+deviceTest('views share storage and follow strides', (dev) => {
   tidy(() => {
-    const x = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64' });
+    const x = tensor([[1, 2, 3], [4, 5, 6]], { dtype: 'f64', device: dev });
     assert.equal(transpose(x, 0, 1).toList(), [1, 4, 2, 5, 3, 6]);
     assert.equal(view(x, [3, -1]).shape, [3, 2]);
     assert.equal(narrow(x, 1, 1, 2).toList(), [2, 3, 5, 6]);
     assert.equal(permute(reshape(x, [1, 2, 3]), [2, 0, 1]).toList(), [1, 4, 2, 5, 3, 6]);
     assert.equal(reshape(transpose(x, 0, 1), [6]).toList(), [1, 4, 2, 5, 3, 6]);
-    assert.equal(expand(tensor([[1], [2]]), [2, 3]).toList(), [1, 1, 1, 2, 2, 2]);
-    assert.equal(cat([x, tensor([[7, 8, 9]], { dtype: 'f64' })], 0).toList(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(expand(tensor([[1], [2]], { device: dev }), [2, 3]).toList(), [1, 1, 1, 2, 2, 2]);
+    assert.equal(cat([x, tensor([[7, 8, 9]], { dtype: 'f64', device: dev })], 0).toList(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.equal(cat([x, x], 1).shape, [2, 6]);
     assert.equal(split(x, [1, 2], 1).map((t) => t.toList()), [[1, 4], [2, 3, 5, 6]]);
     const before = liveStorages();
@@ -40,14 +41,14 @@ test('views share storage and follow strides', () => {
   });
 });
 
-test('view-op gradients (finite differences)', () => {
+deviceTest('view-op gradients (finite differences)', (dev) => {
   tidy(() => {
-    gradcheck('transpose', (t) => mul(transpose(t, 0, 1), tensor([[1, 2], [3, 4], [5, 6]], { dtype: 'f64' })), [leaf([2, 3])]);
-    gradcheck('permute+reshape', (t) => reshape(permute(t, [2, 0, 1]), [4, 6]), [leaf([2, 3, 4])]);
-    gradcheck('narrow', (t) => narrow(t, 1, 1, 2), [leaf([3, 4])]);
-    gradcheck('cat', (a, b) => cat([a, b], 1), [leaf([2, 2]), leaf([2, 3])]);
-    gradcheck('split', (t) => mul(split(t, 2, 0)[1], 3), [leaf([5, 2])]);
-    gradcheck('expand', (t) => expand(t, [3, 2, 4]), [leaf([2, 1])]);
+    gradcheck('transpose', (t) => mul(transpose(t, 0, 1), tensor([[1, 2], [3, 4], [5, 6]], { dtype: 'f64', device: dev })), [leaf([2, 3], 1, dev)]);
+    gradcheck('permute+reshape', (t) => reshape(permute(t, [2, 0, 1]), [4, 6]), [leaf([2, 3, 4], 1, dev)]);
+    gradcheck('narrow', (t) => narrow(t, 1, 1, 2), [leaf([3, 4], 1, dev)]);
+    gradcheck('cat', (a, b) => cat([a, b], 1), [leaf([2, 2], 1, dev), leaf([2, 3], 1, dev)]);
+    gradcheck('split', (t) => mul(split(t, 2, 0)[1], 3), [leaf([5, 2], 1, dev)]);
+    gradcheck('expand', (t) => expand(t, [3, 2, 4]), [leaf([2, 1], 1, dev)]);
   });
 });
 
@@ -159,9 +160,9 @@ test('large freed blocks are cached and reused; zeros() from a reused block are 
   assert.throws(() => setCacheLimit(-1), /setCacheLimit: bytes must be a non-negative integer/);
 });
 
-test('a channels-last leaf gets its gradient in its own layout, accumulated in place', () => {
+deviceTest('a channels-last leaf gets its gradient in its own layout, accumulated in place', (dev) => {
   tidy(() => {
-    const x = permute(randn([2, 4, 5, 3], { dtype: 'f64' }), [0, 3, 1, 2]); // [2, 3, 4, 5] channels-last
+    const x = permute(randn([2, 4, 5, 3], { dtype: 'f64', device: dev }), [0, 3, 1, 2]); // [2, 3, 4, 5] channels-last
     x.requiresGrad = true;
     sum(mul(x, x)).backward();
     sum(mul(x, x)).backward();
