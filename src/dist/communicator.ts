@@ -24,6 +24,12 @@ export interface PendingOp {
 /** What every backend implements; `async: false` runs to completion and returns null. */
 export interface Communicator {
   readonly backend: string;
+  /**
+   * The device kinds whose memory this backend reads and writes in place (nccl: ['cuda']);
+   * absent means ['cpu']. ProcessGroup stages operands on other devices through pinned host
+   * buffers (staging.ts), so a host backend also serves CUDA tensors.
+   */
+  readonly devices?: readonly ('cpu' | 'cuda')[];
   allReduce(t: Tensor, op: ReduceOp, async: boolean): PendingOp | null;
   reduce(t: Tensor, dst: number, op: ReduceOp, async: boolean): PendingOp | null;
   reduceScatter(out: Tensor, inp: Tensor, op: ReduceOp, async: boolean): PendingOp | null;
