@@ -25,12 +25,14 @@ void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bi
   cudaStream_t s = computeStream(dev);
   const bool keepOut = biasOnly ? accumulate : true;
   MT_CU_FLOAT(outDtype, "matmul bias", {
+    auto addF64 = addBias<T, double>;
+    auto addF32 = addBias<T, float>;
     if (biasDtype == cu::F64)
-      addBias<T, double><<<cu::blocksFor(rows * n), cu::kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const double*>(bias),
-                                                                          rows, n, keepOut, bias != nullptr);
+      MT_LAUNCH(addF64, cu::blocksFor(rows * n), cu::kThreads, 0, s, static_cast<T*>(out), static_cast<const double*>(bias),
+                rows, n, keepOut, bias != nullptr);
     else
-      addBias<T, float><<<cu::blocksFor(rows * n), cu::kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const float*>(bias),
-                                                                         rows, n, keepOut, bias != nullptr);
+      MT_LAUNCH(addF32, cu::blocksFor(rows * n), cu::kThreads, 0, s, static_cast<T*>(out), static_cast<const float*>(bias),
+                rows, n, keepOut, bias != nullptr);
   });
   cu::checkLaunch("matmul bias");
 }

@@ -45,6 +45,21 @@ inline void checkLaunch(const char* kernel) {
   if (e != cudaSuccess) fail(std::string(kernel) + ": CUDA launch failed: " + cudaGetErrorString(e));
 }
 
+// Every kernel launch goes through MT_LAUNCH so the emulation build (native/cuda/emu/, compiled
+// as plain C++) can run the same launch on the CPU. Under nvcc it is exactly
+// kernel<<<grid, block, smemBytes, stream>>>(args...). A template kernel whose name has a comma
+// cannot be a macro argument; name it through a local pointer first:
+//   auto k = addBias<T, float>;
+//   MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, s, out, bias, n);
+// A grid or block with commas goes in parentheses: MT_LAUNCH(k, (dim3(x, y)), ...).
+#ifdef MESHTRAIN_CUDA_EMU
+#define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
+  ::mt::emu::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smemBytes, stream, ##__VA_ARGS__)
+#else
+#define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
+  kernel<<<grid, block, smemBytes, stream>>>(__VA_ARGS__)
+#endif
+
 constexpr int kThreads = 256;
 inline unsigned blocksFor(int64_t n, int64_t perThread = 1) {
   int64_t b = (n + kThreads * perThread - 1) / (kThreads * perThread);

@@ -57,8 +57,10 @@ void cudaCopyStrided(int dev, int srcDtype, const void* src, const int64_t* ss, 
   MT_CU_ALL(srcDtype, "copy", {
     using S = T;
     MT_CU_ALL(dstDtype, "copy", {
-      if (flat) copyFlatKernel<S, T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<const S*>(src), static_cast<T*>(dst), n);
-      else copyKernel<S, T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<const S*>(src), static_cast<T*>(dst), d, n);
+      auto copyFlat = copyFlatKernel<S, T>;
+      auto copyStrided = copyKernel<S, T>;
+      if (flat) MT_LAUNCH(copyFlat, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const S*>(src), static_cast<T*>(dst), n);
+      else MT_LAUNCH(copyStrided, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const S*>(src), static_cast<T*>(dst), d, n);
     });
   });
   cu::checkLaunch("copy");
@@ -68,7 +70,7 @@ void cudaFill(int dev, int dtype, void* p, int64_t n, double value) {
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  MT_CU_ALL(dtype, "fill", fillKernel<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<T*>(p), n, hostValue<T>(value)));
+  MT_CU_ALL(dtype, "fill", MT_LAUNCH(fillKernel<T>, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<T*>(p), n, hostValue<T>(value)));
   cu::checkLaunch("fill");
 }
 

@@ -109,8 +109,8 @@ void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* as, co
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "binary",
-              binaryStrided<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(a), static_cast<const T*>(b),
-                                                                         static_cast<T*>(out), d, n));
+              MT_LAUNCH(binaryStrided<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(a), static_cast<const T*>(b),
+                        static_cast<T*>(out), d, n));
   cu::checkLaunch("binary");
 }
 
@@ -120,8 +120,8 @@ void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, vo
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "binary",
-              binaryFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(a), static_cast<const T*>(b),
-                                                                      static_cast<T*>(out), n));
+              MT_LAUNCH(binaryFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(a), static_cast<const T*>(b),
+                        static_cast<T*>(out), n));
   cu::checkLaunch("binaryFlat");
 }
 
@@ -132,7 +132,7 @@ void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, 
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "unary", {
     using C = typename cu::Acc<T>::type;
-    unaryFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(out), n, C(scalar));
+    MT_LAUNCH(unaryFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out), n, C(scalar));
   });
   cu::checkLaunch("unary");
 }
@@ -143,7 +143,7 @@ void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alph
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "axpy", {
     using C = typename cu::Acc<T>::type;
-    axpyFlat<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, C(alpha));
+    MT_LAUNCH(axpyFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), n, C(alpha));
   });
   cu::checkLaunch("axpy");
 }

@@ -35,12 +35,14 @@ void cudaEmbeddingForward(int dev, int dtype, int idDtype, const void* ids, int6
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "embedding", {
+    auto gather32 = gather<T, int32_t>;
+    auto gather64 = gather<T, int64_t>;
     if (idDtype == cu::I32)
-      gather<T, int32_t><<<cu::blocksFor(n * D), cu::kThreads, 0, s>>>(static_cast<const int32_t*>(ids), n,
-                                                                        static_cast<const T*>(w), D, static_cast<T*>(out));
+      MT_LAUNCH(gather32, cu::blocksFor(n * D), cu::kThreads, 0, s, static_cast<const int32_t*>(ids), n,
+                static_cast<const T*>(w), D, static_cast<T*>(out));
     else if (idDtype == cu::I64)
-      gather<T, int64_t><<<cu::blocksFor(n * D), cu::kThreads, 0, s>>>(static_cast<const int64_t*>(ids), n,
-                                                                        static_cast<const T*>(w), D, static_cast<T*>(out));
+      MT_LAUNCH(gather64, cu::blocksFor(n * D), cu::kThreads, 0, s, static_cast<const int64_t*>(ids), n,
+                static_cast<const T*>(w), D, static_cast<T*>(out));
     else
       cu::fail("embedding: indices must be i32 or i64");
   });
@@ -53,8 +55,8 @@ void cudaEmbeddingBackward(int dev, int dtype, const int64_t* order, const int64
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "embedding backward",
-              scatterSum<T><<<cu::blocksFor(V * D), cu::kThreads, 0, s>>>(order, start, static_cast<const T*>(g), V, D,
-                                                                          static_cast<T*>(dw)));
+              MT_LAUNCH(scatterSum<T>, cu::blocksFor(V * D), cu::kThreads, 0, s, order, start, static_cast<const T*>(g), V, D,
+                        static_cast<T*>(dw)));
   cu::checkLaunch("embeddingBackward");
 }
 

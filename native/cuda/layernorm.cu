@@ -119,9 +119,9 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "layerNorm",
-              forwardRows<T><<<unsigned(rows), cu::kThreads, 0, s>>>(
-                  static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y),
-                  static_cast<Stat<T>*>(mean), static_cast<Stat<T>*>(rstd), cols, eps));
+              MT_LAUNCH(forwardRows<T>, unsigned(rows), cu::kThreads, 0, s,
+                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y),
+                        static_cast<Stat<T>*>(mean), static_cast<Stat<T>*>(rstd), cols, eps));
   cu::checkLaunch("layerNormForward");
 }
 
@@ -147,15 +147,15 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
     if (dx)
-      backwardRows<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), m, r,
-                                                              static_cast<const T*>(g), static_cast<T*>(dx), cols);
+      MT_LAUNCH(backwardRows<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m, r,
+                static_cast<const T*>(g), static_cast<T*>(dx), cols);
     if (dw || db) {
       if (!scratch) cu::fail("layerNorm backward: no scratch for the weight and bias gradients");
       const int64_t per = chunkRows(rows), chunks = (rows + per - 1) / per;
       dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
-      backwardChunks<T><<<grid, cu::kThreads, 0, s>>>(static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
-                                                      scratch);
-      backwardFinish<T><<<cu::blocksFor(cols), cu::kThreads, 0, s>>>(scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db));
+      MT_LAUNCH(backwardChunks<T>, grid, cu::kThreads, 0, s, static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
+                scratch);
+      MT_LAUNCH(backwardFinish<T>, cu::blocksFor(cols), cu::kThreads, 0, s, scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db));
     }
   });
   cu::checkLaunch("layerNormBackward");

@@ -82,8 +82,9 @@ void cudaCrossEntropyForward(int dev, int dtype, const void* x, int64_t rows, in
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "crossEntropy", MT_CU_INDEX(idDtype, "crossEntropy", {
-    forwardRows<T, I><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), C, static_cast<const I*>(t), ignore,
-                                                              static_cast<T*>(loss), static_cast<Stat<T>*>(lse));
+    auto forward = forwardRows<T, I>;
+    MT_LAUNCH(forward, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), C, static_cast<const I*>(t), ignore,
+              static_cast<T*>(loss), static_cast<Stat<T>*>(lse));
   }));
   cu::checkLaunch("crossEntropyForward");
 }
@@ -95,9 +96,10 @@ void cudaCrossEntropyBackward(int dev, int dtype, const void* x, int64_t rows, i
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "crossEntropy backward", MT_CU_INDEX(idDtype, "crossEntropy backward", {
-    backwardRows<T, I><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), C, static_cast<const I*>(t), ignore,
-                                                               static_cast<const Stat<T>*>(lse), static_cast<const T*>(g),
-                                                               gStride, scale, static_cast<T*>(dx));
+    auto backward = backwardRows<T, I>;
+    MT_LAUNCH(backward, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), C, static_cast<const I*>(t), ignore,
+              static_cast<const Stat<T>*>(lse), static_cast<const T*>(g),
+              gStride, scale, static_cast<T*>(dx));
   }));
   cu::checkLaunch("crossEntropyBackward");
 }

@@ -102,8 +102,9 @@ void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad,
   MT_CU_PGS(pDtype, gDtype, sDtype, "sgdStep", {
     SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -1 : 1),
                     h.nesterov, h.firstStep};
-    sgdKernel<P, G, S><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<P*>(param), static_cast<S*>(master),
-                                                                  static_cast<const G*>(grad), static_cast<S*>(buf), n, c);
+    auto sgd = sgdKernel<P, G, S>;
+    MT_LAUNCH(sgd, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<P*>(param), static_cast<S*>(master),
+              static_cast<const G*>(grad), static_cast<S*>(buf), n, c);
   });
   cu::checkLaunch("sgdStep");
 }
@@ -119,9 +120,10 @@ void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad
     AdamScalars<S> c{S(h.beta1), S(h.beta2), S(1.0 - h.beta1), S(1.0 - h.beta2), S(-h.lr / bc1),
                      S(std::sqrt(bc2)), S(h.eps), S(h.decoupled ? 0.0 : h.weightDecay),
                      S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0), S(h.maximize ? -1 : 1)};
-    adamKernel<P, G, S><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(static_cast<P*>(param), static_cast<S*>(master),
-                                                                   static_cast<const G*>(grad), static_cast<S*>(m),
-                                                                   static_cast<S*>(v), n, c);
+    auto adam = adamKernel<P, G, S>;
+    MT_LAUNCH(adam, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<P*>(param), static_cast<S*>(master),
+              static_cast<const G*>(grad), static_cast<S*>(m),
+              static_cast<S*>(v), n, c);
   });
   cu::checkLaunch("adamStep");
 }
@@ -135,7 +137,7 @@ double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, doubl
   const int64_t chunks = cudaNormPowScratch(n);
   if (chunks > (int64_t(1) << 31) - 1) cu::fail("normPow: too many elements");
   MT_CU_FLOAT(dtype, "normPow",
-              normPowKernel<T><<<unsigned(chunks), cu::kThreads, 0, s>>>(static_cast<const T*>(x), n, p, partial));
+              MT_LAUNCH(normPowKernel<T>, unsigned(chunks), cu::kThreads, 0, s, static_cast<const T*>(x), n, p, partial));
   cu::checkLaunch("normPow");
   std::vector<double> host(static_cast<size_t>(chunks));
   cudaCheck(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, s),

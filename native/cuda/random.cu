@@ -38,8 +38,8 @@ void cudaRandomUniform(int dev, int kind, int dtype, void* p, int64_t n, uint64_
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "random",
-              uniformOrMask<T><<<cu::blocksFor(n), cu::kThreads, 0, s>>>(kind, static_cast<T*>(p), n, uint32_t(seed),
-                                                                        uint32_t(seed >> 32), first, a, b));
+              MT_LAUNCH(uniformOrMask<T>, cu::blocksFor(n), cu::kThreads, 0, s, kind, static_cast<T*>(p), n, uint32_t(seed),
+                        uint32_t(seed >> 32), first, a, b));
   cu::checkLaunch("random");
 }
 

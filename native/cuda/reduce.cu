@@ -103,13 +103,13 @@ void cudaReduce(int dev, int op, int dtype, const void* x, void* out, int64_t ou
     if (rows && scratch) {
       const int64_t chunks = (r + rows - 1) / rows, outputs = outer * inner;
       dim3 grid(unsigned((outputs + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
-      reduceChunks<T><<<grid, cu::kThreads, 0, s>>>(op, static_cast<const T*>(x), outer, r, inner, rows, scratch);
-      reduceFinish<T><<<cu::blocksFor(outputs), cu::kThreads, 0, s>>>(op, scratch, chunks, outputs, static_cast<T*>(out), scale);
+      MT_LAUNCH(reduceChunks<T>, grid, cu::kThreads, 0, s, op, static_cast<const T*>(x), outer, r, inner, rows, scratch);
+      MT_LAUNCH(reduceFinish<T>, cu::blocksFor(outputs), cu::kThreads, 0, s, op, scratch, chunks, outputs, static_cast<T*>(out), scale);
     } else if (inner == 1 && outer <= int64_t(1) << 31)
-      reduceRows<T><<<unsigned(outer), cu::kThreads, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(out), r, scale);
+      MT_LAUNCH(reduceRows<T>, unsigned(outer), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out), r, scale);
     else
-      reduceColumns<T><<<cu::blocksFor(outer * inner), cu::kThreads, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(out),
-                                                                            outer, r, inner, scale);
+      MT_LAUNCH(reduceColumns<T>, cu::blocksFor(outer * inner), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out),
+                outer, r, inner, scale);
   });
   cu::checkLaunch("reduce");
 }

@@ -81,8 +81,8 @@ void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "softmax",
-              softmaxForward<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), cols, logOut,
-                                                                         causalRows, scale));
+              MT_LAUNCH(softmaxForward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), cols, logOut,
+                        causalRows, scale));
   cu::checkLaunch("softmaxForward");
 }
 
@@ -93,8 +93,8 @@ void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void*
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "softmax backward",
-              softmaxBackward<T><<<unsigned(rows), cu::kThreads, 0, s>>>(static_cast<const T*>(y), static_cast<const T*>(g),
-                                                                          static_cast<T*>(dx), cols, logOut, causalRows, scale));
+              MT_LAUNCH(softmaxBackward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(y), static_cast<const T*>(g),
+                        static_cast<T*>(dx), cols, logOut, causalRows, scale));
   cu::checkLaunch("softmaxBackward");
 }
 
