@@ -20,6 +20,7 @@ export * from './optim/index.ts';
 export * from './pipeline/index.ts';
 export { type CudaAllocatorStats, type CudaDeviceProperties, type CudaLibraries, cudaAllocatorStats, cudaDeviceCount, cudaDeviceProperties, cudaEmptyCache, cudaIsAvailable, cudaLibraries, cudaSynchronize, type LibraryStatus } from './tensor/device.ts';
 export { DTYPES, type DType } from './tensor/dtype.ts';
+export { isPinned, type PinnedOptions, pinnedEmpty, pinnedEmptyCache, pinnedPoolStats } from './tensor/pinned.ts';
 export { getRngState, manualSeed, type RngState, setRngState } from './tensor/random.ts';
 export { keep, tidy } from './tensor/scope.ts';
 export { type AllocatorStats, allocatorStats, CPU_OFFLOAD_POOL, type Device, emptyCache, liveStorages, type MemoryStats, type MemoryTag, memoryStats, resetPeakMemoryStats, setCacheLimit } from './tensor/storage.ts';

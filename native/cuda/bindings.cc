@@ -391,8 +391,11 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+void registerStaging(Napi::Object exports);  // bindings_staging.cc
+
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
+  registerStaging(exports);
   MT_EXPORT(exports, "copyBytes", CopyBytes);
   MT_EXPORT(exports, "storageIsCuda", StorageIsCuda);
 #ifdef MESHTRAIN_CUDA
@@ -411,6 +414,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
   registerCudaNn(cuda);
+  registerCudaAttention(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

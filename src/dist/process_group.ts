@@ -6,10 +6,11 @@
  */
 import { type DType, isFloat } from '../tensor/dtype.ts';
 import { fmt, isContiguous, isDense } from '../tensor/shape.ts';
-import type { MemoryTag, Storage } from '../tensor/storage.ts';
+import type { Device, MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { callSite, describeTensor } from './checker.ts';
-import { type Backend, type Communicator, REDUCE_OPS, type ReduceOp } from './communicator.ts';
+import { type Backend, type Communicator, type PendingOp, REDUCE_OPS, type ReduceOp } from './communicator.ts';
+import { needsStaging, runStaged } from './staging.ts';
 import type { StoreClient } from './store.ts';
 import { Work } from './work.ts';
 
@@ -26,6 +27,14 @@ export interface GroupContext {
   checkCollectives: boolean;
   groups: Set<ProcessGroup>;
 }
+
+/** A collective's tensors and which of them it reads and writes (by index), for staging. */
+interface Operands {
+  tensors: Tensor[];
+  inputs: number[];
+  outputs: number[];
+}
+const NO_OPERANDS: Operands = { tensors: [], inputs: [], outputs: [] };
 
 function rankList(ranks: readonly number[]): string {
   const contiguous = ranks.every((r, i) => i === 0 || r === ranks[i - 1] + 1);
@@ -81,7 +90,7 @@ export class ProcessGroup {
     const what = `allReduce(${op})`;
     this.checkOp(what, op, t);
     this.checkFlat(what, t, 'tensor');
-    return this.issue(what, `${what} of ${describeTensor(t)}`, [t], (c, a) => c.allReduce(t, op, a), opts);
+    return this.issue(what, `${what} of ${describeTensor(t)}`, { tensors: [t], inputs: [0], outputs: [0] }, (c, a, [x]) => c.allReduce(x, op, a), opts);
   }
 
   /** Reduces `t` over the group into `t` of group rank `dst`; the other ranks' tensors are unchanged. */
@@ -90,7 +99,7 @@ export class ProcessGroup {
     this.checkOp(what, op, t);
     this.checkRank(what, dst, 'dst');
     this.checkFlat(what, t, 'tensor');
-    return this.issue(what, `${what} to rank ${dst} of ${describeTensor(t)}`, [t], (c, a) => c.reduce(t, dst, op, a), opts);
+    return this.issue(what, `${what} to rank ${dst} of ${describeTensor(t)}`, { tensors: [t], inputs: [0], outputs: this.rank === dst ? [0] : [] }, (c, a, [x]) => c.reduce(x, dst, op, a), opts);
   }
 
   /**
@@ -101,14 +110,14 @@ export class ProcessGroup {
     const what = `reduceScatter(${op})`;
     this.checkOp(what, op, inp);
     this.checkPair(what, out, inp, inp, out);
-    return this.issue(what, `${what} of ${describeTensor(inp)} into ${describeTensor(out)}`, [out, inp], (c, a) => c.reduceScatter(out, inp, op, a), opts);
+    return this.issue(what, `${what} of ${describeTensor(inp)} into ${describeTensor(out)}`, { tensors: [out, inp], inputs: [1], outputs: [0] }, (c, a, [o, i]) => c.reduceScatter(o, i, op, a), opts);
   }
 
   /** Concatenates every rank's `inp` in rank order into `out` (size x inp.numel elements). */
   allGather(out: Tensor, inp: Tensor, opts: OpOptions = {}): Work {
     const what = 'allGather';
     this.checkPair(what, out, inp, out, inp);
-    return this.issue(what, `${what} of ${describeTensor(inp)} into ${describeTensor(out)}`, [out, inp], (c, a) => c.allGather(out, inp, a), opts);
+    return this.issue(what, `${what} of ${describeTensor(inp)} into ${describeTensor(out)}`, { tensors: [out, inp], inputs: [1], outputs: [0] }, (c, a, [o, i]) => c.allGather(o, i, a), opts);
   }
 
   /** Copies `t` of group rank `src` into `t` on every rank. */
@@ -116,26 +125,26 @@ export class ProcessGroup {
     const what = 'broadcast';
     this.checkRank(what, src, 'src');
     this.checkFlat(what, t, 'tensor');
-    return this.issue(what, `${what} from rank ${src} of ${describeTensor(t)}`, [t], (c, a) => c.broadcast(t, src, a), opts);
+    return this.issue(what, `${what} from rank ${src} of ${describeTensor(t)}`, { tensors: [t], inputs: this.rank === src ? [0] : [], outputs: this.rank === src ? [] : [0] }, (c, a, [x]) => c.broadcast(x, src, a), opts);
   }
 
   /** Blocks until every rank of the group has called barrier() (sync), or returns a Work (async). */
   barrier(opts: OpOptions = {}): Work {
-    return this.issue('barrier', 'barrier', [], (c, a) => c.barrier(a), opts);
+    return this.issue('barrier', 'barrier', NO_OPERANDS, (c, a) => c.barrier(a), opts);
   }
 
   /** Sends `t` to group rank `dst`, which calls recv() with a tensor of the same size and dtype. */
   send(t: Tensor, dst: number, opts: OpOptions = {}): Work {
     this.checkPeer('send', dst, 'dst');
     this.checkFlat('send', t, 'tensor');
-    return this.issue('send', '', [t], (c, a) => c.send(t, dst, a), opts, `send to rank ${dst}`);
+    return this.issue('send', '', { tensors: [t], inputs: [0], outputs: [] }, (c, a, [x]) => c.send(x, dst, a), opts, `send to rank ${dst}`);
   }
 
   /** Receives into `t` what group rank `src` sends. */
   recv(t: Tensor, src: number, opts: OpOptions = {}): Work {
     this.checkPeer('recv', src, 'src');
     this.checkFlat('recv', t, 'tensor');
-    return this.issue('recv', '', [t], (c, a) => c.recv(t, src, a), opts, `recv from rank ${src}`);
+    return this.issue('recv', '', { tensors: [t], inputs: [], outputs: [0] }, (c, a, [x]) => c.recv(x, src, a), opts, `recv from rank ${src}`);
   }
 
   // ---- sub-groups --------------------------------------------------------------------------
@@ -183,10 +192,16 @@ export class ProcessGroup {
    * A tensor that peers read in place (shm: in this rank's shared arena), so collectives on it
    * skip the staging copies; falls back to ordinary memory when the arena is full or absent.
    * Use it for buffers that are communicated every step (gradient buckets, ZeRO partitions).
+   * On a CUDA `device` it is device memory: a backend that accepts it communicates it in place,
+   * a host backend stages it (staging.ts).
+   * @example
+   * const bucket = group.sharedEmpty([1 << 20], { dtype: 'bf16', tag: 'grad', device: 'cuda:0' });
    */
-  sharedEmpty(shape: number[], opts: { dtype?: DType; tag?: MemoryTag } = {}): Tensor {
+  sharedEmpty(shape: number[], opts: { dtype?: DType; tag?: MemoryTag; device?: Device } = {}): Tensor {
     const dtype = opts.dtype ?? 'f32';
     const tag = opts.tag ?? 'comm';
+    const device = opts.device ?? 'cpu';
+    if (device !== 'cpu') return Tensor.empty(shape, { dtype, tag, device });
     return this.live().sharedEmpty(shape, dtype, tag) ?? Tensor.empty(shape, { dtype, tag });
   }
 
@@ -224,10 +239,11 @@ export class ProcessGroup {
   }
 
   private issue(
-    what: string, description: string, tensors: Tensor[], run: (c: Communicator, async: boolean) => ReturnType<Communicator['barrier']>,
+    what: string, description: string, operands: Operands, run: (c: Communicator, async: boolean, tensors: Tensor[]) => PendingOp | null,
     opts: OpOptions, label = what,
   ): Work {
     const comm = this.live();
+    const { tensors } = operands;
     const seq = ++this.seq;
     if (this.ctx.checkCollectives && description) comm.check(`${description}\n${callSite()} (collective #${seq} of this group)`);
     const async = opts.async === true;
@@ -238,9 +254,11 @@ export class ProcessGroup {
         storages.push(t.storage);
       }
     }
-    let op: ReturnType<Communicator['barrier']>;
+    let op: PendingOp | null;
     try {
-      op = run(comm, async);
+      op = needsStaging(comm, tensors)
+        ? runStaged(tensors, operands.inputs, operands.outputs, async, (twins) => run(comm, async, twins))
+        : run(comm, async, tensors);
     } catch (e) {
       for (const s of storages) s.release();
       throw e;
@@ -275,7 +293,6 @@ export class ProcessGroup {
   private checkTensor(what: string, t: Tensor, role: string): void {
     if (!(t instanceof Tensor)) this.fail(what, `the ${role} must be a Tensor`);
     if (t.disposed) this.fail(what, `the ${role} was disposed`);
-    if (t.device !== 'cpu') this.fail(what, `the ${role} is on ${t.device}; the ${this.live().backend} backend works on CPU tensors`);
   }
 
   /** One block of memory (any dense layout; every rank must use the same). */
@@ -290,6 +307,7 @@ export class ProcessGroup {
     this.checkTensor(what, inp, 'input');
     const shapes = `(input ${describeTensor(inp)}, output ${describeTensor(out)})`;
     if (out.dtype !== inp.dtype) this.fail(what, `the input and output dtypes differ ${shapes}`);
+    if (out.device !== inp.device) this.fail(what, `the input is on ${inp.device} and the output on ${out.device} ${shapes}`);
     const bigRole = big === out ? 'output' : 'input';
     const smallRole = big === out ? 'input' : 'output';
     if (!isContiguous(big.shape, big.strides)) this.fail(what, `the ${bigRole} must be contiguous ${shapes}`);
