@@ -414,7 +414,6 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
   registerCudaNn(cuda);
-  registerCudaAttention(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);
