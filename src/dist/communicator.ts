@@ -2,7 +2,7 @@
  * The seam between process groups and backends. A backend implements `Communicator` for one
  * group of ranks; ProcessGroup validates arguments, runs the collective checker and keeps
  * tensors alive, then calls these with dense, same-dtype tensors whose sizes already agree.
- * `shm` (one host, CPU memory) is built in; `nccl` and `gloo` plug in here later.
+ * `shm` (one host, CPU memory) is built in; `nccl` (CUDA memory, nccl.ts) plugs in here too.
  */
 
 import type { DType } from '../tensor/dtype.ts';
@@ -58,6 +58,12 @@ export interface CommSetup {
   /** World rank of each group rank. */
   globalRanks: number[];
   timeoutMs: number;
+  /**
+   * Set by ProcessGroup.split: the parent's communicator and this rank's color. `everyRank` is
+   * true when every rank of the parent joins some new group, so every parent rank calls create()
+   * for this split (what a collective split such as ncclCommSplit needs).
+   */
+  split?: { parent: Communicator; color: number; everyRank: boolean };
 }
 
 /** A backend: creates one group's communicator (all members call it together). */

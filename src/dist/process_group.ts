@@ -170,8 +170,9 @@ export class ProcessGroup {
     const ranks = members.map((m) => this.ranks[m.r]);
     const rank = members.findIndex((m) => m.r === this.rank);
     const name = opts.name ?? `${this.name}.split${k}:${mine}`;
+    const split = { parent: this.live(), color: mine, everyRank: all.every((e) => e.c >= 0) };
     const comm = await this.ctx.backend.create({
-      store, prefix: `${prefix}/c${mine}`, name, rank, size: ranks.length, globalRanks: ranks, timeoutMs: this.ctx.timeoutMs,
+      store, prefix: `${prefix}/c${mine}`, name, rank, size: ranks.length, globalRanks: ranks, timeoutMs: this.ctx.timeoutMs, split,
     });
     return new ProcessGroup(comm, this.ctx, `${prefix}/c${mine}`, { name, rank, ranks });
   }
