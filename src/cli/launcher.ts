@@ -24,6 +24,8 @@ const USAGE = `usage: meshtrain [options] script.ts [script args]
   --include SPEC, --exclude SPEC  select hosts/slots, e.g. "host1:0,2@host2"
   --no_local_rank               do not append --local_rank=N to the script's arguments
   --enable_each_rank_log DIR    write each rank's output to DIR/rank_N.log instead of the console
+  --backend NAME                the ranks' default initDistributed backend (MESHTRAIN_BACKEND):
+                                shm, nccl (one GPU per rank) or auto (nccl when every rank has a GPU)
 `;
 
 export interface LaunchOptions {
@@ -37,6 +39,7 @@ export interface LaunchOptions {
   exclude?: string;
   noLocalRank: boolean;
   eachRankLog?: string;
+  backend?: string;
   script: string;
   args: string[];
 }
@@ -98,6 +101,12 @@ export function parseArgs(argv: string[]): LaunchOptions {
       case '--enable_each_rank_log':
         o.eachRankLog = value();
         break;
+      case '--backend': {
+        const b = value();
+        if (b !== 'shm' && b !== 'nccl' && b !== 'auto') throw new Error(`--backend must be shm, nccl or auto, got ${b ?? 'nothing'}`);
+        o.backend = b;
+        break;
+      }
       default:
         throw new Error(`unknown option ${name}\n\n${USAGE}`);
     }
@@ -204,6 +213,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
       RANK: String(rank), LOCAL_RANK: String(localRank), WORLD_SIZE: String(world), LOCAL_SIZE: String(local.length),
       MASTER_ADDR: o.masterAddr, MASTER_PORT: String(port), OMP_NUM_THREADS: ompThreads,
       MESHTRAIN_JOB_ID: jobId, MESHTRAIN_LAUNCHER_PID: String(process.pid), MESHTRAIN_STORE_SERVED: '1',
+      ...(o.backend ? { MESHTRAIN_BACKEND: o.backend } : {}),
     };
     if (customSlots) env.CUDA_VISIBLE_DEVICES = String(slot);
     const args = ['--import', tsx, o.script, ...o.args, ...(o.noLocalRank ? [] : [`--local_rank=${localRank}`])];

@@ -9,16 +9,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { native } from '../native.ts';
+import type { Device } from '../tensor/storage.ts';
 import { checkingEnabled } from './checker.ts';
 import type { Backend } from './communicator.ts';
+import { NcclBackend, surveyNccl } from './nccl.ts';
 import { type GroupContext, ProcessGroup } from './process_group.ts';
 import { ShmBackend, type ShmOptions } from './shm.ts';
 import { StoreClient, StoreServer } from './store.ts';
 
-export type BackendName = 'shm' | 'nccl' | 'gloo';
+export type BackendName = 'shm' | 'nccl' | 'gloo' | 'auto';
 
 export interface InitOptions extends ShmOptions {
-  /** 'shm' (default: one host, CPU memory). 'nccl' and 'gloo' are not built yet. */
+  /**
+   * 'shm' (one host, CPU memory), 'nccl' (CUDA tensors, one GPU per rank) or 'auto' (nccl when
+   * every rank can use NCCL on a GPU of its own, else shm). Default: MESHTRAIN_BACKEND, else
+   * 'shm'. 'gloo' is not built yet.
+   */
   backend?: BackendName;
   /** Collective timeout in ms (default MESHTRAIN_TIMEOUT_MS or 5 minutes). */
   timeoutMs?: number;
@@ -46,6 +52,11 @@ export interface BackendInit {
 /** The backends `initDistributed({ backend })` can choose; nccl (GPU) and gloo (multi-host) plug in here. */
 const BACKENDS: Partial<Record<BackendName, (init: BackendInit) => Promise<Backend>>> = {
   shm: (i) => ShmBackend.init(i.store, i.jobId, i.rank, i.size, i.timeoutMs, i.opts),
+  nccl: (i) => NcclBackend.init(i),
+  auto: async (i) => {
+    const survey = await surveyNccl(i);
+    return survey.problem ? ShmBackend.init(i.store, i.jobId, i.rank, i.size, i.timeoutMs, i.opts) : NcclBackend.fromSurvey(survey);
+  },
 };
 
 interface State {
@@ -78,7 +89,7 @@ function current(what: string): State {
  */
 export async function initDistributed(opts: InitOptions = {}): Promise<ProcessGroup> {
   if (state) throw new Error('initDistributed: already initialized (call destroyDistributed() first)');
-  const backendName = opts.backend ?? 'shm';
+  const backendName = opts.backend ?? (process.env.MESHTRAIN_BACKEND || 'shm') as BackendName;
   const makeBackend = BACKENDS[backendName];
   if (!makeBackend) {
     throw new Error(`initDistributed: backend '${backendName}' is not available yet; available: ${Object.keys(BACKENDS).join(', ')}`);
@@ -137,6 +148,18 @@ export function getRank(): number {
 
 export function getWorldSize(): number {
   return current('getWorldSize').world.size;
+}
+
+/**
+ * The device this rank's tensors should live on for the world's backend: its GPU under nccl
+ * (cuda:(LOCAL_RANK % devices)), 'cpu' under shm.
+ * @example
+ * await initDistributed({ backend: 'auto' });
+ * const model = nn.moduleToDevice(new GPT(cfg), getDevice());
+ */
+export function getDevice(): Device {
+  const b = current('getDevice').ctx.backend;
+  return b instanceof NcclBackend ? b.device : 'cpu';
 }
 
 export function getLocalRank(): number {

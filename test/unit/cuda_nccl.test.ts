@@ -1,0 +1,171 @@
+/**
+ * The nccl backend on one GPU: a world of one rank on cuda:0. With one rank every collective is
+ * a copy, so what this proves is the plumbing: dtype codes and element counts (exact values for
+ * f32/bf16/f16/f64/i32/i64 with sum/avg/max/min, sentinels around the written range, views at an
+ * offset), stream order (a collective queued behind a busy compute stream reads what the compute
+ * stream wrote; kernels after wait() read its result), sub-communicators from ncclCommSplit and
+ * from a fresh unique id, the barrier, device errors, and, in a child process, the watchdog: an
+ * operation held past its timeout fails within timeout + 2 s naming the operation, the group and
+ * the rank, and so does everything after it on that group. Reductions across ranks need 2+ GPUs
+ * (not covered here). Without a usable device or libnccl it prints one SKIP line.
+ */
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cudaSpinForTest } from '../../src/dist/nccl.ts';
+import {
+  type DType, destroyDistributed, getDevice, getStore, initDistributed, mul, NcclBackend, narrow, ncclUnavailableReason, type ReduceOp, type Tensor, tensor, zeros,
+} from '../../src/index.ts';
+import { runNode } from '../dist/helpers.ts';
+
+const why = ncclUnavailableReason();
+const DTYPES: DType[] = ['f32', 'bf16', 'f16', 'f64', 'i32', 'i64'];
+const OPS: ReduceOp[] = ['sum', 'avg', 'max', 'min'];
+
+/** Small integers (exact in every dtype), distinct per position and seed. */
+function values(n: number, seed: number): number[] {
+  return Array.from({ length: n }, (_, i) => ((i * 7 + seed) % 23) - 11);
+}
+
+function read(t: Tensor): number[] {
+  return Array.from(t.toArray() as ArrayLike<number | bigint>, Number);
+}
+
+if (why) {
+  test('nccl on one GPU', () => {
+    console.log(`SKIP test/unit/cuda_nccl: ${why}`);
+  });
+} else {
+  const world = await initDistributed({ backend: 'nccl', rank: 0, worldSize: 1, timeoutMs: 30_000 });
+  const dev = getDevice();
+
+  test('the world runs on nccl, on cuda:0', () => {
+    assert.is(world.backend, 'nccl');
+    assert.is(dev, 'cuda:0');
+  });
+
+  for (const dtype of DTYPES) {
+    test(`allReduce sync and async, every reduce op, ${dtype} (odd size, view at an offset, sentinels intact)`, () => {
+      const float = !dtype.startsWith('i');
+      for (const op of OPS) {
+        if (op === 'avg' && !float) continue;
+        for (const async of [false, true]) {
+          const n = 1001;
+          const base = tensor([...Array(5).fill(99), ...values(n, 3), ...Array(5).fill(77)], { dtype, device: dev });
+          const view = narrow(base, 0, 5, n);
+          const w = world.allReduce(view, op, { async });
+          w.wait();
+          const got = read(base);
+          assert.equal(got.slice(0, 5), Array(5).fill(99), `${op} async=${async}: before the range`);
+          assert.equal(got.slice(5, 5 + n), values(n, 3), `${op} async=${async}: the range`);
+          assert.equal(got.slice(5 + n), Array(5).fill(77), `${op} async=${async}: after the range`);
+        }
+      }
+    });
+
+    test(`reduce, broadcast, reduceScatter and allGather, sync and async, ${dtype}`, () => {
+      for (const async of [false, true]) {
+        const t = tensor(values(257, 1), { dtype, device: dev });
+        world.reduce(t, 0, 'sum', { async }).wait();
+        assert.equal(read(t), values(257, 1), 'reduce');
+        world.broadcast(t, 0, { async }).wait();
+        assert.equal(read(t), values(257, 1), 'broadcast');
+        const out = zeros([257], { dtype, device: dev });
+        world.reduceScatter(out, t, 'max', { async }).wait();
+        assert.equal(read(out), values(257, 1), 'reduceScatter');
+        const gathered = zeros([257], { dtype, device: dev });
+        world.allGather(gathered, out, { async }).wait();
+        assert.equal(read(gathered), values(257, 1), 'allGather');
+      }
+    });
+  }
+
+  test('a collective queued behind a busy compute stream reads what the compute stream wrote', () => {
+    const x = tensor(values(1 << 20, 5), { device: dev });
+    const out = zeros([1 << 20], { device: dev });
+    cudaSpinForTest(dev, 200_000);              // 200 ms of compute ahead of the multiply
+    const y = mul(x, 2);                        // written after the spin, on the compute stream
+    const w = world.allGather(out, y, { async: true });
+    const z = mul(x, 3);                        // compute that overlaps the collective
+    w.wait();
+    const twice = mul(out, 1);                  // queued after wait(): must see the gathered values
+    const expect = values(1 << 20, 5);
+    assert.equal(read(twice), expect.map((v) => 2 * v));
+    assert.equal(read(z), expect.map((v) => 3 * v));
+  });
+
+  test('isCompleted and done settle once the operation finishes', async () => {
+    const t = zeros([1 << 16], { device: dev });
+    cudaSpinForTest(dev, 100_000);
+    const w = world.allReduce(t, 'sum', { async: true });
+    assert.is(w.isCompleted(), false, 'still queued behind 100 ms of compute');
+    await w.done;
+    assert.is(w.isCompleted(), true);
+  });
+
+  test('sub-communicators: split (ncclCommSplit) and newGroup; barrier sync and async', async () => {
+    const sub = await world.split(0, 0, { name: 'sub' });
+    assert.ok(sub);
+    assert.is(sub.backend, 'nccl');
+    const t = tensor(values(33, 2), { device: dev });
+    sub.allReduce(t, 'sum');
+    assert.equal(read(t), values(33, 2));
+    sub.barrier();
+    sub.barrier({ async: true }).wait();
+    const g = await world.newGroup([0], { name: 'g' });
+    assert.ok(g);
+    g.allReduce(t, 'max');
+    assert.equal(read(t), values(33, 2));
+    sub.destroy();
+    g.destroy();
+    world.barrier();
+  });
+
+  test('a communicator from a fresh unique id (the fallback when ncclCommSplit is not possible)', async () => {
+    const backend = NcclBackend.fromSurvey({ problem: null, device: dev });
+    const comm = await backend.create({ store: getStore(), prefix: 'test/fresh', name: 'fresh', rank: 0, size: 1, globalRanks: [0], timeoutMs: 10_000 });
+    const t = tensor(values(17, 4), { device: dev, dtype: 'bf16' });
+    comm.allReduce(t, 'avg', false);
+    assert.equal(read(t), values(17, 4));
+    comm.destroy();
+  });
+
+  test('a CPU tensor given to an nccl group: an error naming the op, the tensor and the devices', () => {
+    let message = '';
+    try {
+      world.allReduce(tensor([1, 2, 3, 4]), 'sum');
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    assert.match(message, /allReduce\(sum\)/);
+    assert.match(message, /f32\[4\] is on cpu/);
+    assert.match(message, /cuda:0/);
+  });
+
+  test('the watchdog: an operation held past its timeout fails within timeout + 2 s, naming it (child process)', async () => {
+    const r = await runNode([path.join(import.meta.dirname, '../dist/fixtures/nccl_timeout.ts')], { timeoutMs: 60_000 });
+    const cases = new Map(r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => {
+      const c = JSON.parse(l) as { case: string; message: string; ms: number };
+      return [c.case, c];
+    }));
+    const get = (name: string) => {
+      const c = cases.get(name);
+      if (!c) throw new Error(`no '${name}' case in the child's output:\n${r.stdout}\n${r.stderr}`);
+      return c;
+    };
+    const [blocking, ordered, selfRecv] = [get('blocking'), get('ordered'), get('selfRecv')];
+    assert.match(blocking.message, /allGather on group 'hang' \(rank 0 of 1, cuda:0\)/);
+    assert.match(blocking.message, /timed out after 1000 ms/);
+    assert.ok(blocking.ms < 3000, `blocking wait failed after ${blocking.ms} ms`);
+    assert.match(ordered.message, /timed out after 1000 ms/);
+    assert.ok(ordered.ms < 3000, `the next call failed after ${ordered.ms} ms`);
+    assert.match(selfRecv.message, /recv from rank 0/);
+    assert.match(r.stderr, /meshtrain nccl watchdog: allGather on group 'hang'/);
+  });
+
+  test.after(async () => {
+    await destroyDistributed();
+  });
+}
+
+test.run();
