@@ -24,6 +24,7 @@ import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type BucketLaunch, BucketReducer, broadcastState } from './data_parallel_comms.ts';
 import { getWorld } from './distributed.ts';
+import { paramDevice } from './param_device.ts';
 import type { ProcessGroup } from './process_group.ts';
 
 /** PyTorch DDP's default bucket_cap_mb (DeepSpeed's reduce_bucket_size is 5e8 elements, far larger than a CPU arena). */
@@ -111,8 +112,8 @@ export class DataParallel<M extends Module = Module> {
     this.gradientAsBucketView = opts.gradientAsBucketView ?? true;
     const named = module.namedParameters();
     if (named.length === 0) throw new Error('DataParallel: the module has no parameters');
+    paramDevice(named, 'DataParallel');
     for (const [name, p] of named) {
-      if (p.device !== 'cpu') throw new Error(`DataParallel: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
       if (!p.isContiguous) throw new Error(`DataParallel: parameter "${name}" is not contiguous`);
       if (!isFloat(p.dtype)) throw new Error(`DataParallel: parameter "${name}" has dtype ${p.dtype}; gradients need a floating-point dtype`);
     }
@@ -231,7 +232,7 @@ export class DataParallel<M extends Module = Module> {
     for (const members of groups) {
       members.reverse();
       const numel = members.reduce((n, [, p]) => n + p.numel, 0);
-      const flat = this.group.sharedEmpty([numel], { dtype: members[0][1].dtype, tag: 'grad' });
+      const flat = this.group.sharedEmpty([numel], { dtype: members[0][1].dtype, tag: 'grad', device: members[0][1].device });
       k.fill(flat, 0);     // pre-fault the arena pages now rather than during the first backward
       flat.kept = true;
       const bucket: Bucket = { flat, slots: [], pending: 0 };

@@ -71,7 +71,7 @@ export function runStaged(
       const t = operands[i];
       const s = spans.get(t.storage) as Span;
       const [lo, hi] = byteRange(t);
-      stageBytes(t, lo, s.host as Tensor, lo - s.lo, hi - lo);
+      stageBytes(t.id, lo, (s.host as Tensor).id, lo - s.lo, hi - lo);
     }
     for (const t of operands) {
       const s = spans.get(t.storage) as Span;
@@ -90,7 +90,7 @@ export function runStaged(
         const t = operands[i];
         const s = spans.get(t.storage) as Span;
         const [lo, hi] = byteRange(t);
-        stageBytes(s.host as Tensor, lo - s.lo, t, lo, hi - lo);
+        stageBytes((s.host as Tensor).id, lo - s.lo, t.id, lo, hi - lo);
       }
     } finally {
       free(twins, spans);

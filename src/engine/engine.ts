@@ -9,6 +9,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
 import { clipGradNorm } from '../optim/clip_grad.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineBackend } from './backend.ts';
 import type { EngineConfig } from './config_types.ts';
@@ -35,6 +36,8 @@ export interface EngineParts {
   /** bf16 / fp16 (DeepSpeed's modes, see precision.ts); null or absent: fp32. */
   mixed?: 'bf16' | 'f16' | null;
   log: (s: string) => void;
+  /** Where the model and the engine's buffers live (default 'cpu'). */
+  device?: Device;
 }
 
 /**
@@ -53,6 +56,8 @@ export class Engine<M extends Module = Module> {
   readonly group: ProcessGroup;
   /** zero_optimization.stage: 0, 1, 2 or 3. */
   readonly stage: 0 | 1 | 2 | 3;
+  /** Where the model, gradients and optimizer state live; inputs go there too (`x.to(engine.device)`). */
+  readonly device: Device;
   readonly lrScheduler: LRScheduler | null;
   readonly gradientAccumulationSteps: number;
   /** Accumulation boundaries passed, skipped (overflowed) steps included: DeepSpeed's global_steps. */
@@ -77,6 +82,7 @@ export class Engine<M extends Module = Module> {
     this.group = parts.group;
     this.backend = parts.backend;
     this.stage = parts.backend.stage;
+    this.device = parts.device ?? 'cpu';
     this.schedulable = parts.schedulable;
     this.lrScheduler = parts.lrScheduler;
     this.precision = new Precision(parts.mixed ?? null, parts.scaler, parts.group);

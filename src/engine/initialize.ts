@@ -11,6 +11,7 @@ import { getWorld } from '../dist/distributed.ts';
 import type { DeviceMesh } from '../dist/mesh.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
+import { moduleToDevice } from '../nn/to_device.ts';
 import { Adam, AdamW } from '../optim/adam.ts';
 import { checkKeys } from '../optim/checks.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
@@ -18,6 +19,7 @@ import { createLrScheduler } from '../optim/lr_schedules/create.ts';
 import { Optimizer } from '../optim/optimizer.ts';
 import { SGD } from '../optim/sgd.ts';
 import { PipelineModule } from '../pipeline/module.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import { ZeroStage3 } from '../zero/stage3.ts';
@@ -29,6 +31,7 @@ import { formatZeroKeyUsage } from './config_usage.ts';
 import { Engine } from './engine.ts';
 import { type InitializedPipeline, initializePipeline } from './initialize_pipeline.ts';
 import { createLossScaler } from './loss_scaler.ts';
+import { engineDevice } from './placement.ts';
 import { checkModelDtype, mixedDtype } from './precision.ts';
 
 export interface InitializeOptions<M extends Module = Module> {
@@ -67,6 +70,12 @@ export interface InitializeOptions<M extends Module = Module> {
    * engine.saveCheckpoint (e.g. gptPipelineLayers' `key`); default `<index>.<name>`.
    */
   checkpointKey?: (index: number, name: string) => string;
+  /**
+   * Where the model trains: it is moved there (nn.moduleToDevice) with everything the engine
+   * allocates. Default: MESHTRAIN_DEVICE, else 'cuda:(LOCAL_RANK % device count)' when CUDA
+   * devices are present, else 'cpu' (placement.ts). A PipelineModule stays where it is.
+   */
+  device?: Device;
 }
 
 export interface Initialized<M extends Module = Module> {
@@ -76,7 +85,7 @@ export interface Initialized<M extends Module = Module> {
   lrScheduler: LRScheduler | null;
 }
 
-const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log', 'hiddenSize', 'microBatchSize', 'checkpointKey'];
+const OPTION_KEYS = ['model', 'modelParameters', 'config', 'group', 'mesh', 'optimizer', 'lrScheduler', 'log', 'hiddenSize', 'microBatchSize', 'checkpointKey', 'device'];
 
 /**
  * @example
@@ -124,6 +133,7 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     throw new Error('initialize: an lrScheduler was passed and config.scheduler is set; give one of them');
   }
   if (pipe) {
+    if (opts.device !== undefined && opts.device !== 'cpu') throw new Error(`initialize: device ${JSON.stringify(opts.device)} with a PipelineModule: not implemented yet (pipelines train on the CPU)`);
     if (opts.modelParameters) throw new Error('initialize: modelParameters with a PipelineModule: not implemented yet (each rank trains its stages\' parameters)');
     return initializePipeline({
       model: pipe, config, mesh: opts.mesh, dpGroup, optimizer: opts.optimizer, lrScheduler: opts.lrScheduler,
@@ -136,6 +146,9 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     if (config.pipeline[key] !== null) throw new Error(`pipeline.${key}: needs a PipelineModule model, got ${model.constructor.name}`);
   }
   const stage = config.zero_optimization.stage as 0 | 1 | 2 | 3;
+  const device = engineDevice(opts.device);
+  const misplaced = [...model.parameters(), ...model.buffers()].some((t) => t.device !== device);
+  if (misplaced) moduleToDevice(model, device);
   const all = model.parameters();
   const params = opts.modelParameters ? [...opts.modelParameters] : all;
 
@@ -177,7 +190,7 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     else backend.zero.destroy();
     throw e;
   }
-  const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), mixed, log });
+  const engine = new Engine<M>({ model, config, group, backend, schedulable, lrScheduler, scaler: createLossScaler(config.lossScaler), mixed, log, device });
   return { engine, optimizer, lrScheduler };
 }
 

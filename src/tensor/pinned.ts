@@ -68,7 +68,7 @@ export function pinnedEmptyCache(): void {
  * after the compute stream's queued work (native stageCopy); the host side holds the bytes on
  * return when copying to the host. An addon without stageCopy falls back to copyBytes.
  */
-export function stageBytes(src: Tensor, srcByte: number, dst: Tensor, dstByte: number, bytes: number): void {
-  if (typeof native.stageCopy === 'function') native.stageCopy(src.id, srcByte, dst.id, dstByte, bytes);
-  else native.copyBytes(src.id, srcByte, dst.id, dstByte, bytes);
+export function stageBytes(srcId: number, srcByte: number, dstId: number, dstByte: number, bytes: number): void {
+  if (typeof native.stageCopy === 'function') native.stageCopy(srcId, srcByte, dstId, dstByte, bytes);
+  else native.copyBytes(srcId, srcByte, dstId, dstByte, bytes);
 }

@@ -126,7 +126,7 @@ export class BucketReducer {
     if (free.length === 0 && this.inFlight.length > 0) this.drain(this.inFlight.length - 1);
     let buf = free.pop();
     if (!buf) {
-      buf = this.pg.sharedEmpty([this.poolSize], { dtype: g.dtype, tag: 'grad' });
+      buf = this.pg.sharedEmpty([this.poolSize], { dtype: g.dtype, tag: 'grad', device: g.flat.buffer.device });
       buf.kept = true;
       this.buffersAllocated++;
     }

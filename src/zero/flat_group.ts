@@ -45,10 +45,10 @@ export function buildFlatGroup(
   named: [string, Tensor][], pg: ProcessGroup, stage: 1 | 2, hyper: ResolvedSpec, offload?: ResolvedOffload, index = 0,
 ): FlatGroup {
   const world = pg.size;
-  const dtype = named[0][1].dtype;
+  const { dtype, device } = named[0][1];
   const flat = flattenParameters(named.map(([, p]) => p), {
     padTo: world,
-    allocate: (n, dt) => pg.sharedEmpty([n], { dtype: dt, tag: 'param' }),
+    allocate: (n, dt) => pg.sharedEmpty([n], { dtype: dt, tag: 'param', device }),
   });
   const numel = named.reduce((n, [, p]) => n + p.numel, 0);
   const part = partition(numel, world, pg.rank);
@@ -58,8 +58,8 @@ export function buildFlatGroup(
     t.kept = true;
     return t;
   };
-  const partGrad = keepTensor(k.fill(pg.sharedEmpty([part.size], { dtype, tag: 'grad' }), 0));
-  const fullGrad = stage === 1 ? keepTensor(k.fill(pg.sharedEmpty([part.padded], { dtype, tag: 'grad' }), 0)) : null;
+  const partGrad = keepTensor(k.fill(pg.sharedEmpty([part.size], { dtype, tag: 'grad', device }), 0));
+  const fullGrad = stage === 1 ? keepTensor(k.fill(pg.sharedEmpty([part.padded], { dtype, tag: 'grad', device }), 0)) : null;
   // The fp32 master copy of a 16-bit partition counts as optimizer state (DeepSpeed's 12 bytes per parameter for mixed-precision Adam).
   const mine = flatView(flat.buffer, part.start, part.size);
   let opt: PartitionOptimizer;

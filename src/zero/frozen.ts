@@ -47,7 +47,7 @@ export interface FrozenGroup {
 
 /** Flattens `named` (one dtype) into `pg`'s arena, padded to a multiple of the dp size. */
 export function buildFrozenGroup(named: [string, Tensor][], pg: ProcessGroup): FrozenGroup {
-  const flat = flattenParameters(named.map(([, p]) => p), { padTo: pg.size, allocate: (n, dt) => pg.sharedEmpty([n], { dtype: dt, tag: 'param' }) });
+  const flat = flattenParameters(named.map(([, p]) => p), { padTo: pg.size, allocate: (n, dt) => pg.sharedEmpty([n], { dtype: dt, tag: 'param', device: named[0][1].device }) });
   const numel = named.reduce((n, [, p]) => n + p.numel, 0);
   const part = partition(numel, pg.size, pg.rank);
   const slots = named.map(([name, param], i) => ({ name, param, start: flat.offsets[i], end: flat.offsets[i] + param.numel }));

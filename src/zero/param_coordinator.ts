@@ -22,6 +22,8 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { Module, type RemovableHandle } from '../nn/module.ts';
 import { record } from '../ops/autograd_support.ts';
+import * as k from '../ops/kernels.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { ModuleTrace } from './module_trace.ts';
 import type { ParamStore, ShardLease } from './offload/param_store.ts';
@@ -53,6 +55,8 @@ export interface Stage3Param {
 }
 
 export interface PrefetchOptions {
+  /** Where gathered parameters live (default 'cpu'); partitions elsewhere (offloaded) are copied there first. */
+  device?: Device;
   prefetchBucketSize: number;
   maxLiveParameters: number;
   maxReuseDistance: number;
@@ -384,14 +388,19 @@ export class ParamCoordinator {
       this.complete(busy);
     }
     const mine = p.store.acquire(p.shard.offset, p.shard.size);
-    const buffer = this.pg.sharedEmpty([p.shard.padded], { dtype: p.param.dtype, tag: 'param' });
+    const device = this.opts.device ?? 'cpu';
+    const buffer = this.pg.sharedEmpty([p.shard.padded], { dtype: p.param.dtype, tag: 'param', device });
     buffer.kept = true;
+    // An offloaded shard (host memory) of a GPU's parameter goes up first; the async gather holds the copy.
+    const shard = mine.tensor.device === device ? mine.tensor : k.toDevice(mine.tensor, device);
     try {
-      p.work = this.pg.allGather(buffer, mine.tensor, { async: true });
+      p.work = this.pg.allGather(buffer, shard, { async: true });
     } catch (e) {
       buffer.dispose();
       mine.release();
       throw e;
+    } finally {
+      if (shard !== mine.tensor) shard.dispose();
     }
     p.lease = mine;
     p.buffer = buffer;
@@ -419,7 +428,7 @@ export class ParamCoordinator {
   }
 
   private placeholderOf(p: Stage3Param): ReleasedStorage {
-    p.placeholder ??= new ReleasedStorage(releasedMessage(p.name, p.param.shape, p.modules));
+    p.placeholder ??= new ReleasedStorage(releasedMessage(p.name, p.param.shape, p.modules), this.opts.device ?? 'cpu');
     return p.placeholder;
   }
 

@@ -10,6 +10,7 @@ import * as k from '../ops/kernels.ts';
 import { type FlatRef, NONE, type StateRef } from '../optim/fused.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { onHost } from './offload/host_step.ts';
 import { MemoryStore } from './offload/memory_store.ts';
 import { NvmeStore } from './offload/nvme_store.ts';
 import type { ResolvedOffload } from './offload/options.ts';
@@ -40,6 +41,8 @@ export class PartitionOptimizer {
   readonly device: 'none' | 'cpu' | 'nvme';
   private readonly store: StateStore;
   private readonly stateSlots: string[];
+  /** The state is in host memory (offloaded, or the partition is): device pieces are updated on the host (host_step.ts). */
+  private readonly hostState: boolean;
   private destroyed = false;
 
   /**
@@ -55,12 +58,13 @@ export class PartitionOptimizer {
     const initial = new Map(slots.includes('master') ? [['master', params]] : []);
     const off = opts.offload;
     this.device = off?.device ?? 'none';
+    this.hostState = this.device !== 'none' || params.device === 'cpu';
     if (this.device === 'nvme' && slots.length > 0 && this.n > 0) {
       const o = off as ResolvedOffload;
       const name = `meshtrain-optim-${opts.name ?? 'partition'}-p${process.pid}-${instances++}`;
       this.store = new NvmeStore(this.n, slots, initial, { dir: o.nvmePath as string, name, subGroupSize: o.subGroupSize, bufferCount: o.bufferCount });
     } else {
-      this.store = new MemoryStore(this.n, slots, initial, this.device === 'cpu');
+      this.store = new MemoryStore(this.n, slots, initial, this.device === 'cpu', params.device);
     }
   }
 
@@ -86,13 +90,16 @@ export class PartitionOptimizer {
     this.store.run((lo, len, refs) => {
       const piece = (at: number, n: number, p: FlatRef) => {
         const shift = (r: StateRef): StateRef => (r.id < 0 ? r : { id: r.id, off: r.off + at - lo });
-        partitionStep(this.hyper, {
-          param: p,
-          grad: { dtype: grad.dtype, id: grad.id, off: grad.off + at },
+        const update = (param: FlatRef, g: FlatRef) => partitionStep(this.hyper, {
+          param,
+          grad: g,
           state: (name) => (has(name) ? shift(refs(name)) : NONE),
           master: has('master') ? shift(refs('master')) : NONE,
           n,
         }, stepNo);
+        const g = { dtype: grad.dtype, id: grad.id, off: grad.off + at };
+        if (this.hostState) onHost(p, g, n, update);
+        else update(p, g);
       };
       if ('each' in param) param.each(lo, len, piece);
       else piece(lo, len, { dtype: param.dtype, id: param.id, off: param.off + lo });

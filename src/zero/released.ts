@@ -4,14 +4,15 @@
  * same tensor), but every kernel reaches its data through `tensor.id`, so any op, copy or read
  * of a released parameter fails with an error naming it instead of reading garbage.
  */
-import { Storage } from '../tensor/storage.ts';
+import { type Device, Storage } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** A placeholder storage: never allocated, never freed; reading its id throws `message`. */
 export class ReleasedStorage extends Storage {
-  constructor(message: string) {
+  /** `device`: where the parameter is when gathered (its `device` stays truthful while released). */
+  constructor(message: string, device: Device = 'cpu') {
     // -1: no native allocation. The size only has to pass rebind's bounds check.
-    super(Number.MAX_SAFE_INTEGER, 'param', 'cpu', false, -1);
+    super(Number.MAX_SAFE_INTEGER, 'param', device, false, -1);
     Object.defineProperty(this, 'id', {
       get(): number {
         throw new Error(message);

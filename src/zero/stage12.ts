@@ -26,6 +26,7 @@
 
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import { getWorld } from '../dist/distributed.ts';
+import { paramDevice } from '../dist/param_device.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
@@ -122,8 +123,8 @@ export class ZeroStage12 {
 
     const named = model.namedParameters();
     if (named.length === 0) throw new Error('ZeroStage12: the model has no parameters');
+    paramDevice(named, 'ZeroStage12');
     for (const [name, p] of named) {
-      if (p.device !== 'cpu') throw new Error(`ZeroStage12: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
       if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage12: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
     }
     const { trained, frozen } = splitTrainable(named, opts.trainable, 'ZeroStage12');

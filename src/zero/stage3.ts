@@ -23,12 +23,14 @@
 import { saveByReference } from '../autograd/node.ts';
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import { getWorld } from '../dist/distributed.ts';
+import { paramDevice } from '../dist/param_device.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
 import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
-import { type MemoryTag, Storage } from '../tensor/storage.ts';
+import { pinnedEmpty } from '../tensor/pinned.ts';
+import { type Device, type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { clipPartitions, flatView } from './comms.ts';
@@ -146,6 +148,8 @@ const keepTensor = (t: Tensor): Tensor => {
 export class ZeroStage3 implements ZeroOptimizer {
   readonly stage = 3 as const;
   readonly group: ProcessGroup;
+  /** Where the parameters, gathered buffers, gradients and (without offload) optimizer state live. */
+  readonly device: Device;
   readonly hyper: ResolvedSpec;
   readonly reduceBucketSize: number;
   readonly overlapComm: boolean;
@@ -197,8 +201,8 @@ export class ZeroStage3 implements ZeroOptimizer {
 
     const named = model.namedParameters();
     if (named.length === 0) throw new Error('ZeroStage3: the model has no parameters');
+    this.device = paramDevice(named, where);
     for (const [name, p] of named) {
-      if (p.device !== 'cpu') throw new Error(`ZeroStage3: parameter "${name}" is on ${p.device}; the ${this.group.backend} backend works on CPU tensors`);
       if (!isFloat(p.dtype) || p.dtype === 'f64') throw new Error(`ZeroStage3: parameter "${name}" has dtype ${p.dtype}; expected f32, bf16 or f16`);
     }
     const { trained, frozen } = splitTrainable(named, opts.trainable, where);
@@ -225,7 +229,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       throw e;
     }
     this.coordinator = new ParamCoordinator(this.group, model, all, {
-      prefetchBucketSize: this.prefetchBucketSize, maxLiveParameters: this.maxLiveParameters, maxReuseDistance: this.maxReuseDistance,
+      device: this.device, prefetchBucketSize: this.prefetchBucketSize, maxLiveParameters: this.maxLiveParameters, maxReuseDistance: this.maxReuseDistance,
     });
     for (const [, m] of model.namedModules()) for (const t of externalParameters(m)) if (this.byTensor.has(t)) this.coordinator.registerExternal(m, t);
     // Each parameter's own memory goes: persistent ones are gathered (padded) from the partitions, the rest released.
@@ -241,7 +245,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       this.coordinator.fetch([p]);
     }
     const strides = new Map(this.groups.map((g) => [g.dtype, Math.min(Math.ceil(this.reduceBucketSize / this.group.size), g.store.n)]));
-    this.reducer = new Stage3GradReducer(this.group, strides, this.overlapComm);
+    this.reducer = new Stage3GradReducer(this.group, strides, this.overlapComm, this.device);
     this.hook = model.registerParamGradHook((_, t) => this.onGradReady(t));
   }
 
@@ -451,13 +455,14 @@ export class ZeroStage3 implements ZeroOptimizer {
       dropGrad(p.param);
       saveByReference(p.param, false);
       this.coordinator.gathered(() => {
-        const own = Tensor.empty(p.param.shape, { dtype: p.param.dtype, tag: 'param' });
+        const own = Tensor.empty(p.param.shape, { dtype: p.param.dtype, tag: 'param', device: this.device });
         k.copyInto(p.param, own);
         own.storage.retain();
         p.param.rebind(own.storage, 0);
         own.dispose();
+        // Its memory is its own now: never released again (set before gathered() releases it on return).
+        p.persistent = true;
       }, [p]);
-      p.persistent = true;         // its memory is its own now: never released again
     }
     this.destroyed = true;
     for (const g of this.groups) {
@@ -486,7 +491,9 @@ export class ZeroStage3 implements ZeroOptimizer {
     const plan = planPartition(named.map(([name, t]) => ({ name, numel: t.numel })), size, rank);
     const device = this.offloadParam.device;
     let part: Tensor;
-    if (device === 'none') part = this.group.sharedEmpty([plan.numel], { dtype, tag: 'param' });
+    // Offloaded partitions of a GPU's parameters are pinned: they are copied to and from it every step.
+    if (device === 'none') part = this.group.sharedEmpty([plan.numel], { dtype, tag: 'param', device: this.device });
+    else if (device === 'cpu' && this.device !== 'cpu') part = pinnedEmpty([plan.numel], { dtype, tag: 'param', offloadPool: true });
     else if (device === 'cpu') part = new Tensor(Storage.inOffloadPool(plan.numel * itemSize(dtype), 'param', false), [plan.numel], [1], 0, dtype);
     else part = k.empty([plan.numel], dtype, 'param');
     keepTensor(k.fill(part, 0));
@@ -524,7 +531,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       }
     }
     const numel = named.reduce((n, [, t]) => n + t.numel, 0);
-    const g: DTypeGroup | FrozenGroup = opt ? { dtype, store, params, opt, numel, partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true)) } : { dtype, store, params, numel };
+    const g: DTypeGroup | FrozenGroup = opt ? { dtype, store, params, opt, numel, partGrad: keepTensor(k.empty([plan.numel], dtype, 'grad', true, this.device)) } : { dtype, store, params, numel };
     for (const p of params) {
       p.store = store;
       this.byTensor.set(p.param, { g, p });

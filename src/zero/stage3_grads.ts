@@ -10,6 +10,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import * as k from '../ops/kernels.ts';
 import type { DType } from '../tensor/dtype.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from './comms.ts';
 import { bucketPieces, type ParamShard } from './stage3_partition.ts';
@@ -49,6 +50,8 @@ export class Stage3GradReducer {
     private readonly pg: ProcessGroup,
     private readonly stride: Map<DType, number>,
     private readonly overlapComm: boolean,
+    /** Where the buckets live: the parameters' device. */
+    private readonly device: Device = 'cpu',
   ) {}
 
   /** Copies `grad` (the parameter's full gradient) into its dtype's bucket; launches the bucket when full. */
@@ -123,8 +126,8 @@ export class Stage3GradReducer {
         this.drain(0);
         return this.bucket(dtype, stride);
       }
-      const input = this.pg.sharedEmpty([this.pg.size * stride], { dtype, tag: 'grad' });
-      const output = this.pg.sharedEmpty([stride], { dtype, tag: 'grad' });
+      const input = this.pg.sharedEmpty([this.pg.size * stride], { dtype, tag: 'grad', device: this.device });
+      const output = this.pg.sharedEmpty([stride], { dtype, tag: 'grad', device: this.device });
       input.kept = true;
       output.kept = true;
       b = { dtype, input, output, stride, used: 0, entries: [], works: [] };

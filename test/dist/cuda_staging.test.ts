@@ -18,7 +18,7 @@ for (const np of [2, 3]) {
 if (!cudaIsAvailable()) {
   test('staging on cuda:0', () => {
     const info = native.deviceInfo();
-    console.log(`SKIP test/dist/staging (cuda:0): no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+    console.log(`SKIP test/dist/cuda_staging (cuda:0): no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
   });
 } else {
   test('staging: 2 ranks sharing cuda:0 over shm equal the CPU collectives bit for bit', async () => {

@@ -1,17 +1,26 @@
 /**
- * Optimizer slots held whole in memory: ordinary CPU memory (offload device none) or the CPU
- * offload pool (device cpu), which `memoryStats()` reports apart as `'cpu-offload'`.
+ * Optimizer slots held whole in memory: the parameters' device (offload device none: CPU memory,
+ * or the GPU's for parameters on 'cuda:N') or the CPU offload pool (device cpu), which
+ * `memoryStats()` reports apart as `'cpu-offload'` (pinned when the parameters are on a GPU,
+ * whose optimizer step then runs on the host: host_step.ts).
  */
 import * as k from '../../ops/kernels.ts';
 import { NONE, type StateRef } from '../../optim/fused.ts';
-import { Storage } from '../../tensor/storage.ts';
+import { pinnedEmpty } from '../../tensor/pinned.ts';
+import { type Device, Storage } from '../../tensor/storage.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { flatView } from '../comms.ts';
 import type { SlotRefs, StateStore } from './state_store.ts';
 
-/** An f32 [n] tensor tagged 'optim', in the offload pool or not; kept out of tidy scopes. */
-export function optimBuffer(n: number, offloadPool: boolean, zero: boolean): Tensor {
-  const t = offloadPool ? new Tensor(Storage.inOffloadPool(n * 4, 'optim', zero), [n], [1], 0, 'f32') : k.empty([n], 'f32', 'optim', zero);
+/**
+ * An f32 [n] tensor tagged 'optim', in the offload pool (pinned for a GPU's parameters) or on
+ * `device`; kept out of tidy scopes.
+ */
+export function optimBuffer(n: number, offloadPool: boolean, zero: boolean, device: Device = 'cpu'): Tensor {
+  let t: Tensor;
+  if (!offloadPool) t = k.empty([n], 'f32', 'optim', zero, device);
+  else if (device !== 'cpu') t = pinnedEmpty([n], { dtype: 'f32', tag: 'optim', offloadPool: true, zero });
+  else t = new Tensor(Storage.inOffloadPool(n * 4, 'optim', zero), [n], [1], 0, 'f32');
   t.kept = true;
   return t;
 }
@@ -25,10 +34,12 @@ export class MemoryStore implements StateStore {
     readonly slots: readonly string[],
     initial: ReadonlyMap<string, Tensor>,
     offloadPool: boolean,
+    /** The parameters' device. */
+    device: Device = 'cpu',
   ) {
     for (const s of slots) {
       const src = initial.get(s);
-      const t = optimBuffer(n, offloadPool, !src);
+      const t = optimBuffer(n, offloadPool, !src, device);
       if (src) k.copyInto(src, t);
       this.data.set(s, t);
     }
