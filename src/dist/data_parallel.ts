@@ -181,6 +181,17 @@ export class DataParallel<M extends Module = Module> {
     }
   }
 
+  /**
+   * The flat gradient buckets when every parameter's gradient is its bucket view (gradientAsBucketView,
+   * after a backward), else null: a reduction over all gradients (overflow check, norm) then reads
+   * one value per bucket instead of one per parameter (a host sync each on a GPU).
+   */
+  gradBuffers(): Tensor[] | null {
+    if (!this.gradientAsBucketView) return null;
+    for (const s of this.slotOf.values()) if (!s.view || s.view.disposed || s.param.grad !== s.view) return null;
+    return this.buckets.map((b) => b.flat);
+  }
+
   /** Zeros every gradient in place (the buckets), keeping the views; an alternative to optimizer.zeroGrad(). */
   zeroGrad(): void {
     this.live();

@@ -7,7 +7,7 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
-import { clipGradNorm } from '../optim/clip_grad.ts';
+import { clipGradNorm, scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -156,8 +156,11 @@ export class Engine<M extends Module = Module> {
     let stepped: boolean;
     if (b.stage === 0) {
       const params = this.module.parameters();
-      stepped = this.precision.prepare(params.map((p) => p.grad));
-      this.lastGradNorm = stepped && clip > 0 ? clipGradNorm(params, clip) : Number.NaN;
+      // On a GPU the overflow check and the norm read one value per bucket, not per parameter (a host sync each).
+      const flat = this.device !== 'cpu' ? b.dp.gradBuffers() : null;
+      stepped = this.precision.prepare(flat ?? params.map((p) => p.grad));
+      if (!stepped || clip <= 0) this.lastGradNorm = Number.NaN;
+      else this.lastGradNorm = flat ? clipFlat(flat, clip) : clipGradNorm(params, clip);
       if (stepped) b.optimizer.step();
     } else {
       stepped = b.zero.step((grads) => this.precision.prepare(grads));
@@ -287,4 +290,13 @@ export class Engine<M extends Module = Module> {
   private live(): void {
     if (this.destroyed) throw new Error('Engine: this engine was destroyed');
   }
+}
+
+/** clipGradNorm over flat gradient buffers that hold every gradient (their sums of squares, then one scale): the norm before clipping. */
+function clipFlat(buffers: Tensor[], maxNorm: number): number {
+  let sum = 0;
+  for (const g of buffers) sum += sumOfSquares(g);
+  const total = Math.sqrt(sum);
+  scaleToMaxNorm(buffers, total, maxNorm);
+  return total;
 }
