@@ -1,87 +1,105 @@
 /**
- * GPU benchmark (partial; issue 8 item 5): meshtrain's matmul against cuBLASLt called directly in
- * the same run (goal: ratio >= 0.95), and a GPT-2 124M bf16 training step on one GPU (tokens/s
- * and MFU against the bf16 dense peak, 989 TFLOP/s on H100 SXM and H200 unless --peak says).
- * Nothing here has been measured yet: run it on a GPU machine (scripts/gpu_check.sh with
- * MT_BENCH=1, or node --import tsx bench/gpu.ts [--quick] [--peak 989e12]).
+ * GPU benchmark (issue 8, item 5), one GPU, each number beside a peer measured in the same run:
+ *  (a) matmul vs cuBLASLt called directly, bf16 and f32, sizes 1024-8192 (goal: ratio >= 0.95);
+ *  (b) GPT-2 124M bf16 training step: tokens/s and MFU (goal >= 40%; FLOPs counted as
+ *      bench/gpu_gpt.ts says), against the datasheet peak and against part (a)'s cuBLASLt rate;
+ *  (c) ResNet-101, CIFAR-10-shaped batch 128, bf16: images/s beside PyTorch on the same GPU;
+ *  (d) NCCL all-reduce bandwidth: bench/gpu_nccl.ts, when it exists.
+ * A part whose op or library is missing prints "skipped: <reason>" and the rest go on. The
+ * summary table comes last; with $OUT set (the GPU machine) it is also written to
+ * $OUT/bench_gpu.json.
+ *   node --import tsx bench/gpu.ts [--quick] [--peak 989e12] [--only a,b,c,d]
  */
-import { GPT, gptConfig, gptParamCount } from '../models/index.ts';
-import { AdamW, crossEntropy, cudaIsAvailable, cudaSynchronize, matmul, native, nn, noGrad, rand, randn, tidy } from '../src/index.ts';
-import { dtypeCode } from '../src/tensor/dtype.ts';
-import { median } from './timing.ts';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { cudaDeviceProperties, cudaIsAvailable, native } from '../src/index.ts';
+import { benchGpt } from './gpu_gpt.ts';
+import { benchMatmulSize, type MatmulResult } from './gpu_matmul.ts';
+import { benchResnet } from './gpu_resnet.ts';
+import { type BenchRow, guarded } from './gpu_timing.ts';
 
-const DEV = 'cuda:0';
-const quick = process.argv.includes('--quick');
-const peakAt = process.argv.indexOf('--peak');
-const peak = peakAt > 0 ? Number(process.argv[peakAt + 1]) : 989e12;
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const flag = (name: string): string | undefined => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+/** NVIDIA's dense bf16 tensor-core peak for H100 SXM (H200: the same chip, the same rate). */
+const peak = Number(flag('--peak') ?? 989e12);
+const only = new Set((flag('--only') ?? 'a,b,c,d').split(','));
 
-function row(cells: (string | number)[]): string {
-  return cells.map((c, i) => String(c).padStart(i === 0 ? 22 : 12)).join('');
-}
-
-/** Median seconds per call of fn over `rounds` groups of `iters` back-to-back calls, synchronized at the ends. */
-function timeDevice(iters: number, rounds: number, fn: () => void): number {
-  fn();
-  cudaSynchronize(DEV);
-  const t: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) fn();
-    cudaSynchronize(DEV);
-    t.push((performance.now() - t0) / 1000 / iters);
-  }
-  return median(t);
-}
+const cell = (c: string | number, w: number) => String(c).padStart(w);
 
 if (!cudaIsAvailable()) {
   console.log(`bench/gpu: no usable CUDA device (${native.deviceInfo().cudaStatus}); nothing measured`);
   process.exit(0);
 }
+const props = cudaDeviceProperties('cuda:0');
+console.log(`bench/gpu on ${props.name} (sm_${props.major}${props.minor}, ${props.multiProcessors} SMs, L2 ${(props.l2CacheBytes / 2 ** 20).toFixed(0)} MiB)${quick ? ', --quick' : ''}`);
+const rows: BenchRow[] = [];
+let bestBf16 = 0;
 
-console.log(row(['matmul (M=N=K)', 'ours ms', 'cuBLASLt ms', 'ratio', 'TFLOP/s']));
-for (const dtype of ['bf16', 'f32'] as const) {
-  for (const n of quick ? [4096] : [2048, 4096, 8192]) {
-    const iters = n >= 8192 ? 5 : 20;
-    // Random operands (zeros run faster than real data and hide unwritten outputs).
-    const a = noGrad(() => randn([n, n]).to(dtype).to(DEV));
-    const b = noGrad(() => randn([n, n]).to(dtype).to(DEV));
-    const out = noGrad(() => randn([n, n]).to(dtype).to(DEV));
-    const ours = timeDevice(iters, 5, () => tidy(() => void matmul(a, b)));
-    const peer = native.benchCublasLtMatmul(dtypeCode(dtype), a.id, b.id, out.id, n, n, n, iters, 5) as number;
-    console.log(row([`${dtype} ${n}`, (ours * 1e3).toFixed(3), (peer * 1e3).toFixed(3), (peer / ours).toFixed(3), ((2 * n ** 3) / ours / 1e12).toFixed(1)]));
-    for (const t of [a, b, out]) t.dispose();
+if (only.has('a')) {
+  const sizes: Record<'bf16' | 'f32', number[]> = quick ? { bf16: [1024, 4096, 8192], f32: [4096] } : { bf16: [1024, 2048, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
+  console.log(`\n(a) matmul M=N=K${cell('ours ms', 12)}${cell('cuBLASLt ms', 13)}${cell('ratio', 8)}${cell('ours TF/s', 11)}${cell('cuBLASLt TF/s', 15)}`);
+  const results: MatmulResult[] = [];
+  for (const dtype of ['bf16', 'f32'] as const) {
+    for (const n of sizes[dtype]) {
+      rows.push(
+        guarded(`matmul ${dtype} ${n}`, () => {
+          const r = benchMatmulSize(dtype, n, props.l2CacheBytes);
+          results.push(r);
+          if (dtype === 'bf16') bestBf16 = Math.max(bestBf16, r.peerTflops * 1e12);
+          console.log(`${`${dtype} ${n}`.padEnd(17)}${cell((r.oursS * 1e3).toFixed(3), 12)}${cell((r.peerS * 1e3).toFixed(3), 13)}${cell(r.ratio.toFixed(3), 8)}${cell(r.oursTflops.toFixed(1), 11)}${cell(r.peerTflops.toFixed(1), 15)}`);
+          return `ratio ${r.ratio.toFixed(3)} (${r.oursTflops.toFixed(0)} vs ${r.peerTflops.toFixed(0)} TF/s)`;
+        }),
+      );
+    }
   }
 }
 
-{
-  const batch = quick ? 4 : 8;
-  const seq = 1024;
-  const config = gptConfig('124M', { dtype: 'bf16', dropout: 0 });
-  const model = nn.moduleToDevice(new GPT(config), DEV);
-  const optimizer = new AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.1 });
-  const step = (): number =>
-    tidy(() => {
-      const ids = noGrad(() => rand([batch, seq]).mul(config.vocabSize).to('i32').to(DEV));
-      const targets = noGrad(() => rand([batch * seq]).mul(config.vocabSize).to('i64').to(DEV));
-      const logits = model.forward(ids);
-      const loss = crossEntropy(logits.reshape([batch * seq, config.vocabSize]), targets);
-      loss.backward();
-      optimizer.step();
-      optimizer.zeroGrad();
-      return loss.item();
-    });
-  for (let i = 0; i < 2; i++) step();
-  const times: number[] = [];
-  for (let i = 0; i < (quick ? 3 : 5); i++) {
-    const t0 = performance.now();
-    step();
-    times.push((performance.now() - t0) / 1000);
-  }
-  const s = median(times);
-  const tokens = batch * seq;
-  const params = gptParamCount(config);
-  // 6 N per token for the weights, plus attention's 12 L T d (scores and values, forward and backward).
-  const flops = tokens * (6 * params + 12 * config.nLayer * seq * config.nEmbd);
-  console.log(`\nGPT-2 124M bf16, batch ${batch} x ${seq}: ${(s * 1e3).toFixed(1)} ms/step, ${(tokens / s).toFixed(0)} tokens/s, ` +
-    `MFU ${((flops / s / peak) * 100).toFixed(1)}% of ${(peak / 1e12).toFixed(0)} TFLOP/s (goal >= 40%)`);
+if (only.has('b')) {
+  rows.push(
+    guarded('GPT-2 124M bf16 step', () => {
+      const g = benchGpt(8, 1024, quick ? 3 : 8);
+      const rate = g.flopsPerStep / g.stepS;
+      const vsLt = bestBf16 > 0 ? `, ${((rate / bestBf16) * 100).toFixed(1)}% of cuBLASLt's measured ${(bestBf16 / 1e12).toFixed(0)} TF/s` : '';
+      console.log(
+        `\n(b) GPT-2 124M bf16, batch ${g.batch} x ${g.seq}: ${(g.stepS * 1e3).toFixed(1)} ms/step, ${g.tokensPerS.toFixed(0)} tokens/s, ` +
+          `${(g.flopsPerStep / 1e12).toFixed(2)} TFLOP/step, ${(rate / 1e12).toFixed(1)} TFLOP/s: MFU ${((rate / peak) * 100).toFixed(1)}% of ${(peak / 1e12).toFixed(0)} TFLOP/s${vsLt} (goal >= 40%); loss ${g.loss.toFixed(3)}`,
+      );
+      return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
+    }),
+  );
 }
+
+if (only.has('c')) {
+  rows.push(
+    guarded('ResNet-101 bs128 bf16', () => {
+      const r = benchResnet(128, quick ? 5 : 10);
+      const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
+      console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch 128, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
+      return `${r.ours.toFixed(0)} img/s vs torch ${r.torch?.toFixed(0) ?? 'n/a'} (ratio ${ratio})`;
+    }),
+  );
+}
+
+if (only.has('d')) {
+  rows.push(
+    guarded('NCCL all-reduce', () => {
+      const script = path.join(import.meta.dirname, 'gpu_nccl.ts');
+      if (!existsSync(script)) throw new Error('skipped: bench/gpu_nccl.ts is not present yet');
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...(quick ? ['--quick'] : [])], { encoding: 'utf8', timeout: 180_000 });
+      process.stdout.write(`\n(d) NCCL all-reduce (bench/gpu_nccl.ts)\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+      if (r.status !== 0) throw new Error(`bench/gpu_nccl.ts exited ${r.status ?? r.signal}`);
+      const out = `${r.stdout ?? ''}`.trim().split('\n');
+      return (out[out.length - 1] ?? '').slice(0, 100);
+    }),
+  );
+}
+
+console.log('\nbench/gpu summary');
+for (const r of rows) console.log(`${r.part.padEnd(24)}${r.status.padEnd(9)}${r.key}`);
+if (process.env.OUT) writeFileSync(path.join(process.env.OUT, 'bench_gpu.json'), `${JSON.stringify({ device: props.name, quick, peak, rows }, null, 1)}\n`);
+process.exitCode = rows.some((r) => r.status === 'failed') ? 1 : 0;

@@ -1,24 +1,44 @@
 #!/usr/bin/env bash
 # The GPU validation, in one call of a device machine (H100/H200, CUDA 13, no Node there):
 #   here:  npx cmake-js compile --out build-gpu && scripts/gpu_pack.sh
-#   there: run(command: "bash scripts/gpu_check.sh", carry: [".carry/gpu.tar.xz"], timeout_s: 300)
-#   (MT_BENCH=1 adds bench/gpu.ts --quick; MT_MEMCHECK=1 runs the op suite under compute-sanitizer:
-#   slower, for a second call when a failure needs explaining)
-# It unpacks .carry/gpu.tar.xz, points the loader at the Python wheels' NVIDIA libraries (cuBLAS,
-# NCCL), prints the device and library report, and runs the CUDA test files. Logs go to $OUT.
+#   there: run(command: "MT_BENCH=1 bash scripts/gpu_check.sh", carry: [".carry/gpu.tar.xz"], timeout_s: 540)
+# Steps, each under `timeout`, each going on after a failure, all inside MT_BUDGET seconds (480):
+#   report      GPU, driver, PyTorch's view (copy bandwidth), the addon's device and library report
+#   cuda_*      every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join)
+#   ops:<file>  the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only
+#   bench       MT_BENCH=1: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101 vs PyTorch, NCCL)
+#   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
+# Only the tail of the output comes back, so each step prints its last lines and the summary
+# table (step, status, seconds, key number) comes last. Full logs: $OUT/gpu_check.log, each step's
+# own log in $OUT/steps.tar.gz, the table in $OUT/summary.txt, bench numbers in $OUT/bench_gpu.json.
+# MT_EMU=1 runs it here against an emulated-device build (MESHTRAIN_ADDON=.../meshtrain.node) with
+# the local node: the plumbing is tested without a GPU (timings meaningless). MT_ONLY=regex keeps
+# the steps whose name matches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/mt-gpu-out}
+BUDGET=${MT_BUDGET:-480}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+teePid=$!
 t=/tmp/mt-gpu
-rm -rf "$t" && mkdir -p "$t" && tar -C "$t" -xJf .carry/gpu.tar.xz || { echo "gpu_check: cannot unpack .carry/gpu.tar.xz (run scripts/gpu_pack.sh here first)"; exit 1; }
-[ -e node_modules ] || ln -s "$t/node_modules" node_modules
-export PATH="$t/bin:$PATH" LD_LIBRARY_PATH="$t/lib:${LD_LIBRARY_PATH:-}"
-export MESHTRAIN_ADDON="$t/lib/meshtrain.node" OMP_NUM_THREADS=4
-# NVIDIA's wheels keep their .so files under site-packages/nvidia/*/lib; the addon searches
-# those too, but naming them here makes the report's paths unambiguous.
-libs=$(python3 - <<'PY' 2>/dev/null
+logs="$t/logs"
+if [ "${MT_EMU:-0}" = 1 ]; then
+  [ -n "${MESHTRAIN_ADDON:-}" ] || { echo "gpu_check: MT_EMU=1 needs MESHTRAIN_ADDON pointing at the emulated-device build"; exit 1; }
+  rm -rf "$logs" && mkdir -p "$logs"
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+else
+  rm -rf "$t" && mkdir -p "$logs" && tar -C "$t" -xJf .carry/gpu.tar.xz ||
+    { echo "gpu_check: cannot unpack .carry/gpu.tar.xz (run scripts/gpu_pack.sh here first)"; exit 1; }
+  [ -e node_modules ] || ln -s "$t/node_modules" node_modules
+  export PATH="$t/bin:$PATH" LD_LIBRARY_PATH="$t/lib:${LD_LIBRARY_PATH:-}"
+  export MESHTRAIN_ADDON="$t/lib/meshtrain.node" OMP_NUM_THREADS=4
+fi
+PY=${MT_PYTHON:-$(command -v /opt/torch/.venv/bin/python3 || command -v python3 || echo python3)}
+export MT_PYTHON="$PY"
+# NVIDIA's wheels keep their .so files under site-packages/nvidia/*/lib; the addon searches those
+# too, but naming them makes the report's paths unambiguous.
+libs=$("$PY" - <<'PY' 2>/dev/null
 import glob, os, site
 dirs = []
 for s in site.getsitepackages() + [site.getusersitepackages()]:
@@ -26,50 +46,120 @@ for s in site.getsitepackages() + [site.getusersitepackages()]:
 print(':'.join(sorted(set(d for d in dirs if os.path.isdir(d)))))
 PY
 )
-export MESHTRAIN_CUDA_LIB_PATH="$libs"
-echo "== device"; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-echo "== wheel lib dirs: $libs"
-ls $(echo "$libs" | tr ':' ' ') 2>/dev/null | grep -E 'libcublasLt|libnccl' || true
-echo "== meshtrain report"
-node --import tsx --input-type=module -e "
-import { native, cudaLibraries, cudaDeviceProperties, cudaIsAvailable } from './src/index.ts';
-console.log(JSON.stringify(native.deviceInfo()));
-if (cudaIsAvailable()) console.log(JSON.stringify(cudaDeviceProperties('cuda:0')));
-console.log(JSON.stringify(cudaLibraries(), null, 1));
-" || echo "REPORT FAILED"
-status=0
-devices=$(node --import tsx --input-type=module -e "import { native } from './src/index.ts'; console.log(native.deviceInfo().cudaDevices)" 2>/dev/null | tail -1)
-if [ "${devices:-0}" = "0" ]; then echo "FAILED: the addon sees no CUDA device (the tests below only print SKIP)"; status=1; fi
-for f in cuda_runtime cuda_ops cuda_train; do
-  echo "== test/unit/$f.test.ts"
-  timeout 240 node --import tsx node_modules/uvu/bin.js test/unit "^$f\.test\.ts$" || { echo "FAILED: $f"; status=1; }
-done
-echo "== bf16 matmul 4096^3 through meshtrain (median of 20, after 3 warm-ups)"
-timeout 60 node --import tsx --input-type=module -e "
-import { randn, matmul, tidy, cudaSynchronize } from './src/index.ts';
-const a = randn([4096, 4096]).to('bf16').to('cuda:0'), b = randn([4096, 4096]).to('bf16').to('cuda:0');
-const times = [];
-for (let i = 0; i < 23; i++) {
-  cudaSynchronize('cuda:0');
-  const t0 = performance.now();
-  tidy(() => { matmul(a, b); cudaSynchronize('cuda:0'); });
-  if (i >= 3) times.push(performance.now() - t0);
+export MESHTRAIN_CUDA_LIB_PATH="${MESHTRAIN_CUDA_LIB_PATH:-$libs}"
+start=$SECONDS
+summary=()
+
+# step NAME SECONDS CMD...: runs CMD under timeout (capped by what is left of the budget) into
+# $logs/NAME.log, prints its last lines, and adds a row to the summary.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  if [ -n "${MT_ONLY:-}" ] && ! [[ $name =~ $MT_ONLY ]]; then return; fi
+  local left=$((BUDGET - (SECONDS - start)))
+  local log="$logs/${name//[^A-Za-z0-9_.-]/_}.log"
+  if [ "$left" -lt 15 ]; then
+    summary+=("$(printf '%-30s %-8s %6s  %s' "$name" SKIP 0 "out of budget (${BUDGET}s)")")
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout -k 10 "$limit" bash -c '"$@"' step "$@" > "$log.raw" 2>&1
+  local rc=$? secs=$((SECONDS - t0))
+  sed 's/\x1b\[[0-9;]*m//g' "$log.raw" > "$log" && rm -f "$log.raw"  # colour codes stripped: readable tails, parseable counts
+  tail -n "${MT_TAIL:-12}" "$log" | cut -c1-240
+  local status key
+  key=$(keyOf "$name" "$log")
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status=TIMEOUT
+  elif [ "$rc" != 0 ]; then status=FAIL
+  elif grep -qE '^(SKIP |bench/gpu: ).*(no usable CUDA device|built without CUDA)' "$log"; then status=SKIP
+  else status=PASS
+  fi
+  summary+=("$(printf '%-30s %-8s %6s  %s' "$name" "$status" "$secs" "$key")")
 }
-times.sort((x, y) => x - y);
-const ms = times[10];
-console.log('median ' + ms.toFixed(3) + ' ms, ' + (2 * 4096 ** 3 / ms / 1e9).toFixed(1) + ' TFLOP/s (host-timed, includes the launch)');
-" || { echo "FAILED: matmul timing"; status=1; }
+
+# The key number of a step's log: uvu's pass count and skip lines, or the step's own last line.
+keyOf() {
+  local log=$2 total passed skips
+  total=$(awk '/Total:/ {print $2}' "$log" | tail -1)
+  if [ -n "$total" ]; then
+    passed=$(awk '/Passed:/ {print $2}' "$log" | tail -1)
+    skips=$(grep -c '^SKIP' "$log")
+    echo "passed ${passed:-0}/$total${skips:+, $skips SKIP line(s)}" | sed 's/, 0 SKIP line(s)//'
+  else
+    grep -v '^\s*$' "$log" | tail -1 | cut -c1-90
+  fi
+}
+
+uvu() { node --import tsx node_modules/uvu/bin.js "$@"; }
+export -f uvu
+
+report() {
+  echo "-- nvidia-smi"; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || echo "(no nvidia-smi)"
+  echo "-- wheel lib dirs: $MESHTRAIN_CUDA_LIB_PATH"
+  ls $(echo "$MESHTRAIN_CUDA_LIB_PATH" | tr ':' ' ') 2>/dev/null | grep -E '^lib(cublasLt|nccl|cudnn)\.so' || true
+  echo "-- PyTorch's view (device-to-device copy bandwidth, bytes read + written)"
+  timeout 60 "$PY" - <<'PY' || echo "(PyTorch check failed)"
+import torch
+if not torch.cuda.is_available(): raise SystemExit('torch sees no CUDA device')
+x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda'); y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+e0.record(); [y.copy_(x) for _ in range(10)]; e1.record(); e1.synchronize()
+print(torch.cuda.get_device_name(0), 'torch', torch.__version__, 'cudnn', torch.backends.cudnn.version(), 'nccl', torch.cuda.nccl.version(),
+      'copy %.0f GB/s' % (2 * 10 * x.numel() / (e0.elapsed_time(e1) / 1e3) / 1e9))
+PY
+  echo "-- meshtrain"
+  node --import tsx --input-type=module -e "
+import { native, cudaLibraries, cudaDeviceProperties, cudaIsAvailable } from './src/index.ts';
+const info = native.deviceInfo();
+console.log(JSON.stringify(info));
+if (cudaIsAvailable()) console.log(JSON.stringify(cudaDeviceProperties('cuda:0')));
+const libs = cudaLibraries();
+console.log(JSON.stringify(libs, null, 1));
+const found = Object.entries(libs).filter(([k, v]) => k !== 'searchDirs' && v.found).map(([k]) => k);
+console.log('cudaDevices ' + info.cudaDevices + ', libraries found: ' + (found.join(' ') || 'none'));
+if (info.cudaDevices < 1) process.exit(3);
+"
+}
+
+export -f report
+export OUT
+step report 90 report
+for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
+  [ -e "$f" ] || continue
+  dir=$(dirname "$f") base=$(basename "$f")
+  step "${dir#test/}/${base%.test.ts}" 180 uvu "$dir" "^${base//./\\.}\$"
+done
+for f in $(grep -l "helpers/devices.ts" test/unit/*.test.ts 2>/dev/null); do
+  base=$(basename "$f")
+  step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"
+done
 if [ "${MT_BENCH:-0}" = 1 ]; then
-  echo "== bench/gpu.ts (matmul vs cuBLASLt direct, GPT-2 124M bf16 step and MFU)"
-  timeout 240 node --import tsx bench/gpu.ts --quick || { echo "FAILED: bench/gpu.ts"; status=1; }
+  step bench 300 node --import tsx bench/gpu.ts --quick
 fi
-if [ "${MT_MEMCHECK:-0}" = 1 ] && command -v compute-sanitizer > /dev/null; then
-  echo "== compute-sanitizer memcheck over the op suite (out-of-bounds and misaligned accesses, API errors)"
-  timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
-    node --import tsx node_modules/uvu/bin.js test/unit '^cuda_ops\.test\.ts$' > "$OUT/memcheck.log" 2>&1
-  rc=$?
-  tail -25 "$OUT/memcheck.log"
-  case $rc in 0) echo "memcheck: clean" ;; 124) echo "memcheck: timed out (not a failure of the code)" ;; *) echo "FAILED: memcheck exit $rc"; status=1 ;; esac
+if [ "${MT_MEMCHECK:-0}" = 1 ]; then
+  if command -v compute-sanitizer > /dev/null; then
+    step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
+      node --import tsx node_modules/uvu/bin.js test/unit '^cuda_ops\.test\.ts$'
+  else
+    summary+=("$(printf '%-30s %-8s %6s  %s' memcheck SKIP 0 'compute-sanitizer not on the PATH')")
+  fi
 fi
-echo "== done, status $status"
-exit $status
+
+tar -C "$logs" -czf "$OUT/steps.tar.gz" . 2>/dev/null
+fails=0
+for row in "${summary[@]}"; do
+  case "$row" in *" FAIL "*|*" TIMEOUT "*) fails=$((fails + 1)) ;; esac
+done
+{
+  echo
+  echo "== gpu_check summary ($((SECONDS - start))s of ${BUDGET}s; full logs in \$OUT: gpu_check.log, steps.tar.gz)"
+  printf '%-30s %-8s %6s  %s\n' step status secs key
+  printf '%s\n' "${summary[@]}"
+  echo "== $fails step(s) failed or timed out"
+} | tee "$OUT/summary.txt"
+exec 1>&- 2>&-
+wait "$teePid" 2>/dev/null  # the log's last lines are written before the call returns
+[ "$fails" = 0 ]

@@ -1,6 +1,7 @@
 // The benchmark's peer: cuBLASLt called directly on row-major [M, K] x [K, N] buffers, with the
 // descriptors and algorithm chosen once outside the timed region and CUDA events around `iters`
-// back-to-back products. What bench/gpu.ts compares meshtrain's matmul to. CUDA builds only.
+// back-to-back products, rotating over several operand pairs so small sizes are not timed out of
+// L2. What bench/gpu.ts compares meshtrain's matmul to. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <algorithm>
 #include <vector>
@@ -14,15 +15,26 @@ namespace {
 
 void check(int status, const char* what) { MT_CHECK(status == lt::kSuccess, "benchCublasLtMatmul: ", what, " failed: ", status); }
 
-// benchCublasLtMatmul(dtypeCode, aId, bId, outId, M, N, K, iters, rounds) -> median seconds per
-// product over `rounds` timed groups of `iters`. Operands are existing CUDA storages (random
-// values, made by the caller), bf16/f16 in and out with f32 accumulation, or f32 (no TF32).
+// A storage id or an array of them (argument i).
+std::vector<int64_t> idList(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() > i && info[i].IsArray()) return argInts(info, i);
+  return {argInt(info, i)};
+}
+
+// benchCublasLtMatmul(dtypeCode, aIds, bIds, outId, M, N, K, iters, rounds) -> median seconds per
+// product over `rounds` timed groups of `iters`; product i reads aIds[i % n], bIds[i % n] (ids or
+// equal-length arrays of ids). Operands are existing CUDA storages (random values, made by the
+// caller), bf16/f16 in and out with f32 accumulation, or f32 (no TF32).
 Napi::Value BenchCublasLtMatmul(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
-  int64_t aId = argInt(info, 1), bId = argInt(info, 2), oId = argInt(info, 3), M = argInt(info, 4), N = argInt(info, 5),
-          K = argInt(info, 6), iters = argInt(info, 7), rounds = argInt(info, 8);
+  const std::vector<int64_t> aIds = idList(info, 1), bIds = idList(info, 2);
+  int64_t oId = argInt(info, 3), M = argInt(info, 4), N = argInt(info, 5), K = argInt(info, 6), iters = argInt(info, 7),
+          rounds = argInt(info, 8);
   MT_CHECK(d == DType::F32 || d == DType::BF16 || d == DType::F16, "benchCublasLtMatmul: f32, bf16 or f16");
   MT_CHECK(iters >= 1 && rounds >= 1, "benchCublasLtMatmul: iters and rounds must be >= 1");
+  MT_CHECK(M >= 1 && N >= 1 && K >= 1, "benchCublasLtMatmul: M, N, K must be >= 1, got ", M, ", ", N, ", ", K);
+  MT_CHECK(!aIds.empty() && aIds.size() == bIds.size(), "benchCublasLtMatmul: ", aIds.size(), " a operands and ",
+           bIds.size(), " b operands (need equal, non-zero counts)");
   std::string why;
   const CublasLtApi* a = cublasLt(&why);
   MT_CHECK(a, "benchCublasLtMatmul: ", why);
@@ -30,8 +42,13 @@ Napi::Value BenchCublasLtMatmul(const Napi::CallbackInfo& info) {
   MT_CHECK(isCudaCode(code), "benchCublasLtMatmul: the output must be on a CUDA device");
   const int dev = code - 1;
   const size_t item = itemsize(d);
-  const void* A = cudaDataPtr<uint8_t>(aId, 0, M * K * int64_t(item));
-  const void* B = cudaDataPtr<uint8_t>(bId, 0, K * N * int64_t(item));
+  std::vector<const void*> As, Bs;
+  for (size_t i = 0; i < aIds.size(); i++) {
+    As.push_back(cudaDataPtr<uint8_t>(aIds[i], 0, M * K * int64_t(item)));
+    Bs.push_back(cudaDataPtr<uint8_t>(bIds[i], 0, K * N * int64_t(item)));
+    MT_CHECK(storageAt(aIds[i]).device == code && storageAt(bIds[i]).device == code,
+             "benchCublasLtMatmul: operands must be on the output's device cuda:", code - 1);
+  }
   void* D = cudaDataPtr<uint8_t>(oId, 0, M * N * int64_t(item));
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
@@ -62,8 +79,10 @@ Napi::Value BenchCublasLtMatmul(const Napi::CallbackInfo& info) {
     MT_CHECK(found > 0, "benchCublasLtMatmul: no algorithm");
     const float one = 1, zero = 0;
     void* wsPtr = storageAt(wsId).ptr;
+    size_t next = 0;
     auto run = [&] {
-      check(a->matmul(h, op, &one, B, la, A, lb, &zero, D, lc, D, lc, &best.algo, wsPtr, ws, s), "cublasLtMatmul");
+      const size_t i = next++ % As.size();
+      check(a->matmul(h, op, &one, Bs[i], la, As[i], lb, &zero, D, lc, D, lc, &best.algo, wsPtr, ws, s), "cublasLtMatmul");
     };
     for (int i = 0; i < 3; i++) run();  // warm-up
     cudaCheck(cudaEventCreate(&e0), "cudaEventCreate");
@@ -97,7 +116,12 @@ Napi::Value BenchCublasLtMatmul(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void registerCudaBench(Napi::Object exports) { MT_EXPORT(exports, "benchCublasLtMatmul", BenchCublasLtMatmul); }
+void registerBenchEvents(Napi::Object exports);  // bench_events.cc
+
+void registerCudaBench(Napi::Object exports) {
+  MT_EXPORT(exports, "benchCublasLtMatmul", BenchCublasLtMatmul);
+  registerBenchEvents(exports);
+}
 
 }  // namespace mt
 #endif

@@ -1,0 +1,73 @@
+/**
+ * bench/gpu.ts part (b): one GPT-2 124M training step in bf16 on one GPU (forward, loss,
+ * backward, AdamW), tokens/s and model FLOP utilization.
+ *
+ * FLOPs counted per step (PaLM / nanoGPT convention, recomputation not counted):
+ *   tokens · (6·N + 12·L·T·d)
+ * N = parameters that take part in a matmul: every parameter except the position embedding
+ *     (wpe is a lookup); the token embedding counts once, as the tied LM head (2·d·V per token
+ *     forward). Layer-norm and bias parameters are included (under 0.1% of N).
+ * 12·L·T·d = attention's two sequence-length products (q·kᵀ and p·v, 2·T·d each per token and
+ *     layer forward, twice that backward), over the full T×T square: the causal half that a
+ *     fused kernel skips is still counted, as PaLM does.
+ * Divided by the dense bf16 peak (989 TFLOP/s for H100 SXM and H200 by NVIDIA's datasheet, or
+ * --peak) and, as a second denominator, by the best bf16 rate cuBLASLt reached in part (a).
+ */
+import { GPT, gptConfig, gptParamCount } from '../models/index.ts';
+import { AdamW, crossEntropy, manualSeed, nn, noGrad, type Tensor, tensor, tidy } from '../src/index.ts';
+import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { median } from './timing.ts';
+
+export interface GptResult {
+  batch: number;
+  seq: number;
+  stepS: number;
+  tokensPerS: number;
+  flopsPerStep: number;
+  loss: number;
+}
+
+/** The FLOPs of one training step as counted above. */
+export function gptStepFlops(config: ReturnType<typeof gptConfig>, batch: number, seq: number): number {
+  const n = gptParamCount(config) - config.nCtx * config.nEmbd;
+  return batch * seq * (6 * n + 12 * config.nLayer * seq * config.nEmbd);
+}
+
+export function benchGpt(batch: number, seq: number, steps: number): GptResult {
+  manualSeed(0);
+  const config = gptConfig('124M', { dtype: 'bf16', dropout: 0 });
+  const model = nn.moduleToDevice(new GPT(config), DEV);
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.1 });
+  const V = config.vocabSize;
+  // Fixed token batches made once, outside the timed steps (input loading is not measured).
+  const batches: [Tensor, Tensor][] = [0, 1].map((b) => {
+    const ids = Array.from({ length: batch * seq }, (_, i) => (i * 7919 + b * 31337) % V);
+    const next = Array.from({ length: batch * seq }, (_, i) => (i * 104729 + b * 7) % V);
+    return noGrad(() => [tensor(ids, { dtype: 'i32', shape: [batch, seq], device: DEV }), tensor(next, { dtype: 'i64', device: DEV })]);
+  });
+  let loss = Number.NaN;
+  const step = (k: number): void =>
+    tidy(() => {
+      const [ids, targets] = batches[k % 2];
+      const l = crossEntropy(model.forward(ids).reshape([batch * seq, V]), targets);
+      l.backward();
+      optimizer.step();
+      optimizer.zeroGrad();
+      if (k % 4 === 3) loss = l.item(); // reading the loss synchronizes: not every step
+    });
+  try {
+    for (let k = 0; k < 2; k++) step(k);
+    const times: number[] = [];
+    for (let k = 0; k < steps; k++) times.push(deviceSeconds(() => step(k)));
+    loss = tidy(() => crossEntropy(model.forward(batches[0][0]).reshape([batch * seq, V]), batches[0][1]).item());
+    if (!Number.isFinite(loss)) throw new Error(`GPT-2 124M bf16: the loss is ${loss} after ${steps + 2} steps`);
+    const s = median(times);
+    return { batch, seq, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(config, batch, seq), loss };
+  } finally {
+    model.dispose();
+    for (const [a, b] of batches) {
+      a.dispose();
+      b.dispose();
+    }
+  }
+}

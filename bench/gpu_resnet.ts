@@ -1,0 +1,73 @@
+/**
+ * bench/gpu.ts part (c): ResNet-101 (torchvision's: ImageNet stem, 10 classes, as in DeepSpeed's
+ * CIFAR-10 example) training steps on CIFAR-10-shaped synthetic batches (3×32×32, batch 128),
+ * SGD with momentum, images/s for meshtrain and for PyTorch on the same GPU in this run
+ * (bench/gpu_torch_resnet.py: the same model, batch, optimizer and precision, channels-last as
+ * our convolutions' outputs are).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { ResNet } from '../models/index.ts';
+import { crossEntropy, type DType, manualSeed, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
+import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { median } from './timing.ts';
+
+export interface ResnetResult {
+  ours: number;
+  torch: number | null;
+  torchNote: string;
+}
+
+function oursImagesPerS(dtype: DType, batch: number, steps: number): number {
+  manualSeed(0);
+  const model = nn.moduleToDevice(new ResNet(101, { numClasses: 10, dtype }), DEV);
+  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+  const x = noGrad(() => tidy(() => randn([batch, 3, 32, 32]).to(dtype).to(DEV)));
+  const y = tensor(Array.from({ length: batch }, (_, i) => i % 10), { dtype: 'i64', device: DEV });
+  const step = () =>
+    tidy(() => {
+      crossEntropy(model.forward(x), y).backward();
+      opt.step();
+      opt.zeroGrad();
+    });
+  try {
+    for (let k = 0; k < 2; k++) step();
+    const times: number[] = [];
+    for (let k = 0; k < steps; k++) times.push(deviceSeconds(step));
+    return batch / median(times);
+  } finally {
+    model.dispose();
+    x.dispose();
+    y.dispose();
+  }
+}
+
+/** The Python with PyTorch: $MT_PYTHON, the GPU image's venv, else python3 on the PATH. */
+function python(): string {
+  if (process.env.MT_PYTHON) return process.env.MT_PYTHON;
+  return existsSync('/opt/torch/.venv/bin/python3') ? '/opt/torch/.venv/bin/python3' : 'python3';
+}
+
+function torchImagesPerS(dtype: DType, batch: number, steps: number): { value: number | null; note: string } {
+  const script = path.join(import.meta.dirname, 'gpu_torch_resnet.py');
+  const r = spawnSync(python(), [script, '--batch', String(batch), '--steps', String(steps), '--dtype', dtype], {
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
+  const lines = `${r.stdout ?? ''}`.trim().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  if (r.status === 0 && last.startsWith('{')) {
+    const j = JSON.parse(last) as { images_per_s: number; device: string };
+    return { value: j.images_per_s, note: j.device };
+  }
+  const why = r.error ? String(r.error) : `${r.stderr ?? ''}`.trim().split('\n').slice(-2).join(' | ');
+  return { value: null, note: `PyTorch peer did not run (exit ${r.status}): ${why.slice(0, 200)}` };
+}
+
+export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16'): ResnetResult {
+  const ours = oursImagesPerS(dtype, batch, steps);
+  const t = torchImagesPerS(dtype, batch, steps);
+  return { ours, torch: t.value, torchNote: t.note };
+}
