@@ -114,5 +114,18 @@ export function readFlat(buf: Tensor, off: number, n: number): Float32Array | Fl
 
 export function writeFlat(buf: Tensor, off: number, data: ArrayLike<number>): void {
   const typed = buf.dtype === 'f64' ? Float64Array.from(data) : Float32Array.from(data);
-  native.write(buf.id, (buf.offset + off) * itemSize(buf.dtype as DType), typed);
+  if (buf.device === 'cpu') {
+    native.write(buf.id, (buf.offset + off) * itemSize(buf.dtype as DType), typed);
+    return;
+  }
+  // Device state (a GPU's optimizer): the values go through a host tensor.
+  const host = Tensor.empty([typed.length], { dtype: buf.dtype });
+  const d = buf.alias([typed.length], [1], buf.offset + off);
+  try {
+    native.write(host.id, 0, typed);
+    k.copyInto(host, d);
+  } finally {
+    host.dispose();
+    d.dispose();
+  }
 }
