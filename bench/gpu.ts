@@ -8,7 +8,9 @@
  * A part whose op or library is missing prints "skipped: <reason>" and the rest go on. The
  * summary table comes last; with $OUT set (the GPU machine) it is also written to
  * $OUT/bench_gpu.json.
- *   node --import tsx bench/gpu.ts [--quick] [--peak 989e12] [--only a,b,c,d]
+ * --smoke shrinks every part (matmul 256, GPT tiny 4 x 16, ResNet-101 batch 4, one step) to check the
+ * plumbing on the emulated device, where timings mean nothing.
+ *   node --import tsx bench/gpu.ts [--quick | --smoke] [--peak 989e12] [--only a,b,c,d]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -20,7 +22,8 @@ import { benchResnet } from './gpu_resnet.ts';
 import { type BenchRow, guarded } from './gpu_timing.ts';
 
 const argv = process.argv.slice(2);
-const quick = argv.includes('--quick');
+const smoke = argv.includes('--smoke');
+const quick = smoke || argv.includes('--quick');
 const flag = (name: string): string | undefined => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : undefined;
@@ -36,12 +39,16 @@ if (!cudaIsAvailable()) {
   process.exit(0);
 }
 const props = cudaDeviceProperties('cuda:0');
-console.log(`bench/gpu on ${props.name} (sm_${props.major}${props.minor}, ${props.multiProcessors} SMs, L2 ${(props.l2CacheBytes / 2 ** 20).toFixed(0)} MiB)${quick ? ', --quick' : ''}`);
+console.log(`bench/gpu on ${props.name} (sm_${props.major}${props.minor}, ${props.multiProcessors} SMs, L2 ${(props.l2CacheBytes / 2 ** 20).toFixed(0)} MiB)${smoke ? ', --smoke' : quick ? ', --quick' : ''}`);
 const rows: BenchRow[] = [];
 let bestBf16 = 0;
 
 if (only.has('a')) {
-  const sizes: Record<'bf16' | 'f32', number[]> = quick ? { bf16: [1024, 4096, 8192], f32: [4096] } : { bf16: [1024, 2048, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
+  const sizes: Record<'bf16' | 'f32', number[]> = smoke
+    ? { bf16: [256], f32: [256] }
+    : quick
+      ? { bf16: [1024, 4096, 8192], f32: [4096] }
+      : { bf16: [1024, 2048, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
   console.log(`\n(a) matmul M=N=K${cell('ours ms', 12)}${cell('cuBLASLt ms', 13)}${cell('ratio', 8)}${cell('ours TF/s', 11)}${cell('cuBLASLt TF/s', 15)}`);
   const results: MatmulResult[] = [];
   for (const dtype of ['bf16', 'f32'] as const) {
@@ -62,11 +69,11 @@ if (only.has('a')) {
 if (only.has('b')) {
   rows.push(
     guarded('GPT-2 124M bf16 step', () => {
-      const g = benchGpt(8, 1024, quick ? 3 : 8);
+      const g = smoke ? benchGpt(4, 16, 1, 'tiny') : benchGpt(8, 1024, quick ? 3 : 8);
       const rate = g.flopsPerStep / g.stepS;
       const vsLt = bestBf16 > 0 ? `, ${((rate / bestBf16) * 100).toFixed(1)}% of cuBLASLt's measured ${(bestBf16 / 1e12).toFixed(0)} TF/s` : '';
       console.log(
-        `\n(b) GPT-2 124M bf16, batch ${g.batch} x ${g.seq}: ${(g.stepS * 1e3).toFixed(1)} ms/step, ${g.tokensPerS.toFixed(0)} tokens/s, ` +
+        `\n(b) GPT-2 ${smoke ? 'tiny' : '124M'} bf16, batch ${g.batch} x ${g.seq}: ${(g.stepS * 1e3).toFixed(1)} ms/step, ${g.tokensPerS.toFixed(0)} tokens/s, ` +
           `${(g.flopsPerStep / 1e12).toFixed(2)} TFLOP/step, ${(rate / 1e12).toFixed(1)} TFLOP/s: MFU ${((rate / peak) * 100).toFixed(1)}% of ${(peak / 1e12).toFixed(0)} TFLOP/s${vsLt} (goal >= 40%); loss ${g.loss.toFixed(3)}`,
       );
       return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
@@ -77,7 +84,7 @@ if (only.has('b')) {
 if (only.has('c')) {
   rows.push(
     guarded('ResNet-101 bs128 bf16', () => {
-      const r = benchResnet(128, quick ? 5 : 10);
+      const r = smoke ? benchResnet(4, 1) : benchResnet(128, quick ? 5 : 10);
       const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
       console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch 128, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
       return `${r.ours.toFixed(0)} img/s vs torch ${r.torch?.toFixed(0) ?? 'n/a'} (ratio ${ratio})`;
@@ -94,7 +101,9 @@ if (only.has('d')) {
       process.stdout.write(`\n(d) NCCL all-reduce (bench/gpu_nccl.ts)\n${r.stdout ?? ''}${r.stderr ?? ''}`);
       if (r.status !== 0) throw new Error(`bench/gpu_nccl.ts exited ${r.status ?? r.signal}`);
       const out = `${r.stdout ?? ''}`.trim().split('\n');
-      return (out[out.length - 1] ?? '').slice(0, 100);
+      const last = out[out.length - 1] ?? '';
+      if (/skipped:/.test(last)) throw new Error(last.slice(last.indexOf('skipped:')));
+      return last.slice(0, 100);
     }),
   );
 }

@@ -33,9 +33,10 @@ export function gptStepFlops(config: ReturnType<typeof gptConfig>, batch: number
   return batch * seq * (6 * n + 12 * config.nLayer * seq * config.nEmbd);
 }
 
-export function benchGpt(batch: number, seq: number, steps: number): GptResult {
+/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke). */
+export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M'): GptResult {
   manualSeed(0);
-  const config = gptConfig('124M', { dtype: 'bf16', dropout: 0 });
+  const config = gptConfig(size, { dtype: 'bf16', dropout: 0 });
   const model = nn.moduleToDevice(new GPT(config), DEV);
   const optimizer = new AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.1 });
   const V = config.vocabSize;

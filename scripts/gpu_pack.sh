@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Packs what the GPU check needs on a device machine that has no Node and no oneDNN: the node
 # binary, the CUDA build of the addon with the shared libraries it links, and the run-time
-# packages (tsx, uvu, piscina). Run here after `npx cmake-js compile --out build-gpu`; writes
-# .carry/gpu.tar.xz (ignored by git), which scripts/gpu_check.sh unpacks there.
+# packages (tsx with esbuild, uvu, piscina). Run here after `npx cmake-js compile --out build-gpu`;
+# writes .carry/gpu.tar.xz (ignored by git), which scripts/gpu_check.sh unpacks there. The device
+# call carries at most 64 MiB in all (working tree included): the size is printed and checked.
+# MT_PACK_ADDON and MT_PACK_OUT override the addon and the tarball's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-addon=build-gpu/Release/meshtrain.node
+addon=${MT_PACK_ADDON:-build-gpu/Release/meshtrain.node}
+out=${MT_PACK_OUT:-.carry/gpu.tar.xz}
 [ -f "$addon" ] || { echo "gpu_pack: $addon is missing: build it with npx cmake-js compile --out build-gpu" >&2; exit 1; }
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -19,10 +22,12 @@ done
 # Run-time packages only (no TypeScript compiler, linter or build tools).
 for m in node_modules/*; do
   case "$(basename "$m")" in
-    @biomejs|typescript|@types|cmake-js|node-api-headers|node-addon-api|.bin|.package-lock.json) ;;
+    @biomejs|typescript|@typescript|@types|cmake-js|node-api-headers|node-addon-api|.bin|.package-lock.json) ;;
     *) cp -r "$m" "$stage/node_modules/" ;;
   esac
 done
-mkdir -p .carry
-XZ_OPT="-4 -T0" tar -C "$stage" -cJf .carry/gpu.tar.xz .
-ls -la .carry/gpu.tar.xz
+mkdir -p "$(dirname "$out")"
+XZ_OPT="-6 -T0" tar -C "$stage" -cJf "$out" .
+bytes=$(stat -c %s "$out")
+echo "gpu_pack: $out $((bytes / 1048576)) MiB ($bytes bytes; the device call carries 64 MiB in all, working tree included)"
+[ "$bytes" -lt $((56 * 1048576)) ] || { echo "gpu_pack: too large for one device call" >&2; exit 1; }

@@ -2,6 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { clipGradNorm, type Tensor, tensor } from '../../src/index.ts';
+import type { Device } from '../../src/tensor/storage.ts';
+import { deviceTest } from '../helpers/devices.ts';
 
 /** Deterministic values spanning several magnitudes. */
 const values = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(seed + i * 1.7) * 10 ** ((i % 5) - 2));
@@ -15,10 +17,10 @@ function reference(grads: number[][], maxNorm: number, p: number): { norm: numbe
   return { norm, clipped: coef < 1 ? grads.map((g) => g.map((x) => x * coef)) : grads };
 }
 
-function withGrads(dtype: 'f32' | 'f64', grads: number[][], shapes: number[][]): Tensor[] {
+function withGrads(dtype: 'f32' | 'f64', grads: number[][], shapes: number[][], device: Device = 'cpu'): Tensor[] {
   return grads.map((g, i) => {
-    const p = tensor(new Array(g.length).fill(0), { shape: shapes[i], dtype, requiresGrad: true });
-    p.grad = tensor(g, { shape: shapes[i], dtype });
+    const p = tensor(new Array(g.length).fill(0), { shape: shapes[i], dtype, device, requiresGrad: true });
+    p.grad = tensor(g, { shape: shapes[i], dtype, device });
     return p;
   });
 }
@@ -26,7 +28,7 @@ function withGrads(dtype: 'f32' | 'f64', grads: number[][], shapes: number[][]):
 const SHAPES = [[3, 4], [7], [50, 100]]; // the last spans several native chunks
 
 for (const dtype of ['f64', 'f32'] as const) {
-  test(`clipGradNorm ${dtype}: norms of order 2, 1, 3 and inf; clipping and the no-clip case`, () => {
+  deviceTest(`clipGradNorm ${dtype}: norms of order 2, 1, 3 and inf; clipping and the no-clip case`, (dev) => {
     // f32 grads: the reference reads the same f32 values, so both sums are of identical inputs.
     const round = (x: number) => (dtype === 'f32' ? Math.fround(x) : x);
     const grads = SHAPES.map((s, i) => values(s.reduce((a, b) => a * b, 1), i).map(round));
@@ -34,7 +36,7 @@ for (const dtype of ['f64', 'f32'] as const) {
       const ref = reference(grads, 1, p);
       for (const maxNorm of [ref.norm / 4, ref.norm * 2]) {
         const want = reference(grads, maxNorm, p);
-        const params = withGrads(dtype, grads, SHAPES);
+        const params = withGrads(dtype, grads, SHAPES, dev);
         const norm = clipGradNorm(params, maxNorm, { normType: p === Number.POSITIVE_INFINITY ? 'inf' : p });
         assert.ok(Math.abs(norm - want.norm) <= 1e-12 * want.norm, `p=${p}: norm ${norm} vs ${want.norm}`);
         const tol = dtype === 'f64' ? 1e-12 : 1e-6;

@@ -9,6 +9,8 @@ import {
   Adam, AdamW, copyInPlace, memoryStats, native, type Optimizer, SGD, type SGDOptions, type Tensor, tensor, WarmupLR,
 } from '../../src/index.ts';
 import { contiguousStrides } from '../../src/tensor/shape.ts';
+import type { Device } from '../../src/tensor/storage.ts';
+import { deviceTest } from '../helpers/devices.ts';
 
 const GRADS = [
   [0.5, -1.25, 2, 0.125, -0.75, 3],
@@ -25,11 +27,11 @@ function close(have: number[], want: number[], tol: number, what: string): void 
 }
 
 /** Runs `opt` for one step per gradient list on an f64 [2, 3] parameter; returns its values. */
-function run(make: (p: Tensor) => Optimizer<object>, grads = GRADS): number[] {
-  const p = tensor(P0, { shape: [2, 3], dtype: 'f64', requiresGrad: true });
+function run(make: (p: Tensor) => Optimizer<object>, grads = GRADS, device: Device = 'cpu'): number[] {
+  const p = tensor(P0, { shape: [2, 3], dtype: 'f64', device, requiresGrad: true });
   const opt = make(p);
   for (const g of grads) {
-    p.grad = tensor(g, { shape: [2, 3], dtype: 'f64' });
+    p.grad = tensor(g, { shape: [2, 3], dtype: 'f64', device });
     opt.step();
     opt.zeroGrad();
   }
@@ -83,21 +85,21 @@ const SGD_CASES: [string, Partial<SGDOptions>][] = [
   ['maximize', { lr: 0.1, momentum: 0.9, maximize: true }],
 ];
 for (const [name, opts] of SGD_CASES) {
-  test(`SGD ${name}: three steps equal the reference within 1e-12`, () => {
+  deviceTest(`SGD ${name}: three steps equal the reference within 1e-12`, (dev) => {
     const full: SGDOptions = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false, ...opts };
-    close(run((p) => new SGD([p], opts)), sgdReference(full), 1e-12, `SGD ${name}`);
+    close(run((p) => new SGD([p], opts), GRADS, dev), sgdReference(full), 1e-12, `SGD ${name}`);
   });
 }
 
-test('Adam and AdamW: three steps equal the reference within 1e-12 (with and without weight decay)', () => {
+deviceTest('Adam and AdamW: three steps equal the reference within 1e-12 (with and without weight decay)', (dev) => {
   for (const wd of [0, 0.1]) {
     const opts = { lr: 0.01, betas: [0.8, 0.95] as [number, number], eps: 1e-6, weightDecay: wd };
-    close(run((p) => new Adam([p], opts)), adamReference(0.01, 0.8, 0.95, 1e-6, wd, false), 1e-12, `Adam wd ${wd}`);
-    close(run((p) => new AdamW([p], opts)), adamReference(0.01, 0.8, 0.95, 1e-6, wd, true), 1e-12, `AdamW wd ${wd}`);
+    close(run((p) => new Adam([p], opts), GRADS, dev), adamReference(0.01, 0.8, 0.95, 1e-6, wd, false), 1e-12, `Adam wd ${wd}`);
+    close(run((p) => new AdamW([p], opts), GRADS, dev), adamReference(0.01, 0.8, 0.95, 1e-6, wd, true), 1e-12, `AdamW wd ${wd}`);
   }
   // Defaults: Adam has no decay, AdamW 1e-2.
-  close(run((p) => new AdamW([p])), adamReference(1e-3, 0.9, 0.999, 1e-8, 1e-2, true), 1e-12, 'AdamW defaults');
-  close(run((p) => new Adam([p])), adamReference(1e-3, 0.9, 0.999, 1e-8, 0, false), 1e-12, 'Adam defaults');
+  close(run((p) => new AdamW([p]), GRADS, dev), adamReference(1e-3, 0.9, 0.999, 1e-8, 1e-2, true), 1e-12, 'AdamW defaults');
+  close(run((p) => new Adam([p]), GRADS, dev), adamReference(1e-3, 0.9, 0.999, 1e-8, 0, false), 1e-12, 'Adam defaults');
 });
 
 test('parameter groups: each group steps with its own lr and weight decay; null grads are skipped', () => {
@@ -285,16 +287,16 @@ test('flat runs: params and grads adjacent in one storage are updated by one nat
   b.dispose();
 });
 
-test('bf16 params: the update runs on an fp32 master copy and the param holds it rounded', () => {
+deviceTest('bf16 params: the update runs on an fp32 master copy and the param holds it rounded', (dev) => {
   const init = [0.5, -1.25, 3, 0.0078125];
-  const p32 = tensor(init, { requiresGrad: true });
-  const p16 = tensor(init, { dtype: 'bf16', requiresGrad: true });
+  const p32 = tensor(init, { device: dev, requiresGrad: true });
+  const p16 = tensor(init, { dtype: 'bf16', device: dev, requiresGrad: true });
   const o32 = new AdamW([p32], { lr: 0.01 });
   const o16 = new AdamW([p16], { lr: 0.01 });
   for (let t = 0; t < 3; t++) {
     const g = [0.5, -0.25, 1, -2].map((x) => x * (t + 1)); // exact in bf16
-    p32.grad = tensor(g);
-    p16.grad = tensor(g, { dtype: 'bf16' });
+    p32.grad = tensor(g, { device: dev });
+    p16.grad = tensor(g, { dtype: 'bf16', device: dev });
     o32.step();
     o16.step();
   }
