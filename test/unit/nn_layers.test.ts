@@ -9,6 +9,7 @@ import {
   adaptiveAvgPool2d, conv2d, gelu, layerNorm, linear, type Module, manualSeed, maxPool2d, nn, noGrad, randn, relu, type Tensor, tensor,
   tidy,
 } from '../../src/index.ts';
+import { deviceTest } from '../helpers/devices.ts';
 
 function stats(t: Tensor): { mean: number; std: number; maxAbs: number } {
   const v = t.toList();
@@ -144,11 +145,11 @@ test('BatchNorm2d: training updates running stats and the counter; eval uses the
   bn.dispose();
 });
 
-test('Dropout and CausalSelfAttention: masks from the seed, causal (no look-ahead)', () => {
+deviceTest('Dropout and CausalSelfAttention: masks from the seed, causal (no look-ahead)', (dev) => {
   manualSeed(6);
-  const attn = new nn.CausalSelfAttention({ nEmbd: 16, nHead: 4, dropout: 0.2 });
+  const attn = nn.moduleToDevice(new nn.CausalSelfAttention({ nEmbd: 16, nHead: 4, dropout: 0.2 }), dev);
   tidy(() => {
-    const x = randn([1, 6, 16]);
+    const x = randn([1, 6, 16], { device: dev });
     // Training with dropout: the same seed gives the same output.
     manualSeed(9);
     const a = attn.forward(x).toList();
@@ -159,7 +160,7 @@ test('Dropout and CausalSelfAttention: masks from the seed, causal (no look-ahea
     const y = attn.forward(x).toList();
     const x2 = x.toList();
     for (let i = 5 * 16; i < 6 * 16; i++) x2[i] += 1;
-    const y2 = attn.forward(tensor(x2, { shape: [1, 6, 16] })).toList();
+    const y2 = attn.forward(tensor(x2, { shape: [1, 6, 16], device: dev })).toList();
     assert.equal(y2.slice(0, 5 * 16), y.slice(0, 5 * 16));
     assert.not.equal(y2.slice(5 * 16), y.slice(5 * 16));
   });
@@ -167,14 +168,14 @@ test('Dropout and CausalSelfAttention: masks from the seed, causal (no look-ahea
   attn.dispose();
 });
 
-test('TransformerBlock with checkpoint gives the same output and gradients (dropout masks replayed)', () => {
+deviceTest('TransformerBlock with checkpoint gives the same output and gradients (dropout masks replayed)', (dev) => {
   manualSeed(7);
-  const block = new nn.TransformerBlock({ nEmbd: 16, nHead: 2, nLayer: 2, dropout: 0.1, dtype: 'f64' });
+  const block = nn.moduleToDevice(new nn.TransformerBlock({ nEmbd: 16, nHead: 2, nLayer: 2, dropout: 0.1, dtype: 'f64' }), dev);
   const run = (ckpt: boolean) =>
     tidy(() => {
       block.checkpoint = ckpt;
       manualSeed(8);
-      const x = randn([2, 5, 16], { dtype: 'f64', requiresGrad: true });
+      const x = randn([2, 5, 16], { dtype: 'f64', device: dev, requiresGrad: true });
       const y = block.forward(x);
       y.mul(y).sum().backward();
       const out = [y.toList(), (x.grad as Tensor).toList(), ...block.parameters().map((p) => (p.grad as Tensor).toList())];
@@ -184,7 +185,7 @@ test('TransformerBlock with checkpoint gives the same output and gradients (drop
   const plain = run(false);
   const ckpt = run(true);
   assert.equal(ckpt, plain);
-  noGrad(() => tidy(() => block.forward(randn([1, 2, 16], { dtype: 'f64' }))));
+  noGrad(() => tidy(() => block.forward(randn([1, 2, 16], { dtype: 'f64', device: dev }))));
   block.dispose();
 });
 
