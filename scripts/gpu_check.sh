@@ -100,7 +100,7 @@ report() {
   echo "-- wheel lib dirs: $MESHTRAIN_CUDA_LIB_PATH"
   ls $(echo "$MESHTRAIN_CUDA_LIB_PATH" | tr ':' ' ') 2>/dev/null | grep -E '^lib(cublasLt|nccl|cudnn)\.so' || true
   echo "-- PyTorch's view (device-to-device copy bandwidth, bytes read + written)"
-  timeout 60 "$PY" - <<'PY' || echo "(PyTorch check failed)"
+  timeout 60 "$MT_PYTHON" - <<'PY' || echo "(PyTorch check failed)"
 import torch
 if not torch.cuda.is_available(): raise SystemExit('torch sees no CUDA device')
 x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda'); y = torch.empty_like(x)
