@@ -2,11 +2,13 @@
 // `cuda` object, whose kernels take the same arguments as the CPU ones of the same name (the
 // TypeScript side picks the object by the tensors' device), plus allocator statistics.
 #include <cstring>
+#include "cuda/cudnn_api.h"
 #include "cuda/dynlib.h"
 #include "cuda/libraries.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 #ifdef MESHTRAIN_CUDA
+#include "cuda/bindings_image.h"
 #include "cuda/bindings_nn.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
@@ -39,6 +41,7 @@ Napi::Value CudaLibraries(const Napi::CallbackInfo& info) {
   o.Set("searchDirs", dirs);
   o.Set("cublasLt", reportObject(env, cublasLtReport()));
   o.Set("nccl", reportObject(env, ncclReport()));
+  o.Set("cudnn", reportObject(env, cudnnReport()));
   return o;
 }
 
@@ -414,6 +417,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
   registerCudaNn(cuda);
+  registerCudaImage(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

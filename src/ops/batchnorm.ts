@@ -4,8 +4,7 @@
  * evaluation normalizes with the running statistics. Channels-last inputs stay channels-last.
  */
 
-import { native } from '../native.ts';
-import { cpuOnly } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -60,8 +59,9 @@ export function batchNorm2d(
   bias: Tensor | null,
   opts: BatchNormOptions,
 ): Tensor {
-  cpuOnly('batchNorm2d', x);
   checkImage(x, 'batchNorm2d');
+  const dev = deviceOf('batchNorm2d', x, runningMean, runningVar, weight, bias);
+  const kern = kernelsOn(dev);
   if (!opts || typeof opts.training !== 'boolean') throw new Error('batchNorm2d: options need `training: true | false`');
   const momentum = opts.momentum ?? 0.1;
   const eps = opts.eps ?? 1e-5;
@@ -91,13 +91,13 @@ export function batchNorm2d(
   const b = asStat(bias, S, owned);
   const rm = asStat(runningMean, S, owned);
   const rv = asStat(runningVar, S, owned);
-  const mean = k.empty([C], S);
-  const invstd = k.empty([C], S);
+  const mean = k.empty([C], S, undefined, false, dev);
+  const invstd = k.empty([C], S, undefined, false, dev);
   owned.push(mean, invstd);
   const out = k.emptyLike(xs);
   const id = (t: Tensor | null) => (t ? t.id : 0);
   const off = (t: Tensor | null) => (t ? t.offset : 0);
-  native.batchNormForward(
+  kern.batchNormForward(
     dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
     id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
     id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps,
@@ -116,9 +116,9 @@ export function batchNorm2d(
     return (g) => {
       const gs = asLayoutOf(g, sx);
       const gx = x.requiresGrad ? k.emptyLike(sx) : null;
-      const gw = weight?.requiresGrad ? k.empty([C], S) : null;
-      const gb = bias?.requiresGrad ? k.empty([C], S) : null;
-      native.batchNormBackward(
+      const gw = weight?.requiresGrad ? k.empty([C], S, undefined, false, dev) : null;
+      const gb = bias?.requiresGrad ? k.empty([C], S, undefined, false, dev) : null;
+      kern.batchNormBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
         sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
         outer, C, inner, training,

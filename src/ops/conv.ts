@@ -1,11 +1,12 @@
 /**
- * 2-D convolution (groups 1, dilation 1) on oneDNN (f32, bf16) or native loops (f64); f16 is
- * computed in f32 on copies (the native kernels have no f16 path). The output is channels-last: oneDNN's
- * 3x3 kernels run about twice as fast on NHWC activations.
+ * 2-D convolution (groups 1, dilation 1). CPU: oneDNN (f32, bf16) or native loops (f64); f16 is
+ * computed in f32 on copies (the CPU kernels have no f16 path). CUDA: cuDNN (f32 without TF32,
+ * bf16/f16 on tensor cores) or direct kernels for f64. The output is channels-last: oneDNN's 3x3
+ * kernels run about twice as fast on NHWC activations, and cuDNN's tensor-core kernels want NHWC.
  */
 
 import { native } from '../native.ts';
-import { cpuOnly } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -24,7 +25,7 @@ export interface Conv2dOptions {
 /** A copy of `t` laid out channels-last, unless it already is. */
 function channelsLast(t: Tensor, owned: Tensor[]): Tensor {
   if (isChannelsLast(t.shape, t.strides)) return t;
-  const c = emptyActivation(t.shape, t.dtype, true);
+  const c = emptyActivation(t.shape, t.dtype, true, t.device);
   k.copyInto(t, c);
   owned.push(c);
   return c;
@@ -53,7 +54,8 @@ function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, sh: num
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   checkImage(x, 'conv2d');
   checkImage(weight, 'conv2d', 'weight');
-  cpuOnly('conv2d', x, weight, bias);
+  const dev = deviceOf('conv2d', x, weight, bias);
+  const kern = kernelsOn(dev);
   const [N, C, H, W] = x.shape;
   const [O, Cw, kh, kw] = weight.shape;
   if (Cw !== C) throw new Error(`conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} expects ${Cw}`);
@@ -79,10 +81,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
   const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
 
-  // f16 (DeepSpeed's fp16 mode on CPUs; the kernels have no f16 path) runs in f32 on copies
+  // f16 on the CPU (DeepSpeed's fp16 mode; the kernels have no f16 path) runs in f32 on copies
   // made here and again in backward: autograd keeps the f16 tensors themselves (a ZeRO-3
   // parameter by reference), never f32 copies of the weights, which would double the model.
-  const half = x.dtype === 'f16';
+  // cuDNN takes f16 directly.
+  const half = x.dtype === 'f16' && dev === 'cpu';
   const cd = half ? 'f32' : x.dtype;
   const compute = (t: Tensor, own: Tensor[]): Tensor => {
     if (!half) return t;
@@ -104,8 +107,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (w !== weight && !owned.includes(w)) owned.push(w);
   const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
   if (b && b !== bias) owned.push(b);
-  const y = emptyActivation([N, O, OH, OW], cd, true);
-  native.conv2dForward(
+  const y = emptyActivation([N, O, OH, OW], cd, true, dev);
+  kern.conv2dForward(
     dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
     b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, sh, sw, ph, pw,
   );
@@ -127,15 +130,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       }
       let gx: Tensor | null = null;
       if (savedW) {
-        gx = emptyActivation(x.shape, cd, true);
-        native.conv2dBackwardData(
+        gx = emptyActivation(x.shape, cd, true, dev);
+        kern.conv2dBackwardData(
           dtypeCode(cd), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
           gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw,
         );
       }
       let gw: Tensor | null = null;
       let gb: Tensor | null = null;
-      if (savedX && pointwiseAsMatmul(savedX, gs, kh, kw, sh, sw, ph, pw) && !bias?.requiresGrad) {
+      if (savedX && dev === 'cpu' && pointwiseAsMatmul(savedX, gs, kh, kw, sh, sw, ph, pw) && !bias?.requiresGrad) {
         // A 1x1 stride-1 conv's weight gradient is gyᵀ·x over the N·H·W pixel rows of the two
         // channels-last tensors: oneDNN's matmul does it 2-3x faster than its bf16 conv kernel.
         gw = k.empty(weight.shape, cd);
@@ -144,9 +147,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
           dtypeCode(cd), gw.id, 0, 1, O, C, N * H * W, false,
         );
       } else if (savedX) {
-        gw = k.empty(weight.shape, cd);
-        const gbias = bias?.requiresGrad ? k.empty([O], biasDType) : null;
-        native.conv2dBackwardWeights(
+        gw = k.empty(weight.shape, cd, undefined, false, dev);
+        const gbias = bias?.requiresGrad ? k.empty([O], biasDType, undefined, false, dev) : null;
+        kern.conv2dBackwardWeights(
           dtypeCode(cd), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
           gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
           N, C, H, W, O, kh, kw, sh, sw, ph, pw,

@@ -4,6 +4,7 @@
  */
 import type { DType } from '../tensor/dtype.ts';
 import { fmt, type Shape } from '../tensor/shape.ts';
+import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import * as k from './kernels.ts';
 import { checkFloatArg } from './nn_util.ts';
@@ -25,10 +26,10 @@ export function prefersChannelsLast(x: Tensor): boolean {
   return !x.isContiguous && isChannelsLast(x.shape, x.strides);
 }
 
-/** An uninitialized activation, channels-last or NCHW-contiguous. */
-export function emptyActivation(shape: Shape, dtype: DType, channelsLast: boolean): Tensor {
-  if (!channelsLast) return k.empty(shape, dtype);
-  return Tensor.emptyStrided(shape, channelsLastStrides(shape), { dtype });
+/** An uninitialized activation, channels-last or NCHW-contiguous, on `device`. */
+export function emptyActivation(shape: Shape, dtype: DType, channelsLast: boolean, device: Device = 'cpu'): Tensor {
+  if (!channelsLast) return k.empty(shape, dtype, undefined, false, device);
+  return Tensor.emptyStrided(shape, channelsLastStrides(shape), { dtype, device });
 }
 
 /** True when a and b address their elements in the same order (size-1 dims ignored). */

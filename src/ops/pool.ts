@@ -4,8 +4,7 @@
  * channels-last outputs; other layouts give NCHW-contiguous ones.
  */
 
-import { native } from '../native.ts';
-import { cpuOnly } from '../tensor/backend.ts';
+import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -35,7 +34,7 @@ function readable(g: Tensor, owned: Tensor[]): Tensor {
  */
 export function maxPool2d(x: Tensor, kernel: number | readonly [number, number], opts: MaxPool2dOptions = {}): Tensor {
   checkImage(x, 'maxPool2d');
-  cpuOnly('maxPool2d', x);
+  const dev = x.device;
   const [kh, kw] = pair(kernel, 'maxPool2d', 'kernel', 1);
   const [sh, sw] = pair(opts.stride ?? [kh, kw], 'maxPool2d', 'stride', 1);
   const [ph, pw] = pair(opts.padding ?? 0, 'maxPool2d', 'padding', 0);
@@ -51,10 +50,10 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
   const owned: Tensor[] = [];
   const xs = readable(x, owned);
   const last = prefersChannelsLast(xs);
-  const out = emptyActivation([N, C, OH, OW], x.dtype, last);
-  const idx = emptyActivation([N, C, OH, OW], 'i32', last);
+  const out = emptyActivation([N, C, OH, OW], x.dtype, last, dev);
+  const idx = emptyActivation([N, C, OH, OW], 'i32', last, dev);
   owned.push(idx);
-  native.maxPool2dForward(
+  kernelsOn(dev).maxPool2dForward(
     dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, out.id, out.offset, out.strides, idx.id, idx.offset,
     N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
   );
@@ -63,8 +62,8 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
     return (g) => {
       const own: Tensor[] = [];
       const gs = readable(g, own);
-      const gx = emptyActivation(x.shape, x.dtype, last);
-      native.maxPool2dBackward(
+      const gx = emptyActivation(x.shape, x.dtype, last, dev);
+      kernelsOn(dev).maxPool2dBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, si.id, si.offset, si.strides,
         gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW,
       );
@@ -83,21 +82,21 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
  */
 export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly [number, number]): Tensor {
   checkImage(x, 'adaptiveAvgPool2d');
-  cpuOnly('adaptiveAvgPool2d', x);
+  const dev = x.device;
   const [OH, OW] = pair(outputSize, 'adaptiveAvgPool2d', 'outputSize', 1);
   const [N, C, H, W] = x.shape;
   if (H === 0 || W === 0) throw new Error(`adaptiveAvgPool2d: x ${fmt(x.shape)} has an empty plane`);
   const owned: Tensor[] = [];
   const xs = readable(x, owned);
   const last = prefersChannelsLast(xs);
-  const out = emptyActivation([N, C, OH, OW], x.dtype, last);
-  native.adaptiveAvgPool2dForward(dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, out.id, out.offset, out.strides, N, C, H, W, OH, OW);
+  const out = emptyActivation([N, C, OH, OW], x.dtype, last, dev);
+  kernelsOn(dev).adaptiveAvgPool2dForward(dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, out.id, out.offset, out.strides, N, C, H, W, OH, OW);
   for (const t of owned) t.dispose();
   return record('adaptiveAvgPool2d', [x], out, () => (g) => {
     const own: Tensor[] = [];
     const gs = readable(g, own);
-    const gx = emptyActivation(x.shape, x.dtype, last);
-    native.adaptiveAvgPool2dBackward(dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW);
+    const gx = emptyActivation(x.shape, x.dtype, last, dev);
+    kernelsOn(dev).adaptiveAvgPool2dBackward(dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW);
     for (const t of own) t.dispose();
     return [gx];
   });

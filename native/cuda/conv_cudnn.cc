@@ -1,0 +1,216 @@
+// Conv2d through cuDNN's legacy convolution API (libcudnn.so.9, loaded at run time). Each problem
+// (device, pass, dtype, shape, layouts) gets a plan made once and cached for the process:
+// descriptors that describe our memory exactly — activations by their own NCHW or channels-last
+// strides, weights as contiguous [O, C / groups, kh, kw] (cuDNN's NCHW filter format) — and an
+// algorithm. Math: f32 runs with CUDNN_FMA_MATH (no TF32, so results match the CPU within f32
+// rounding); bf16/f16 may use tensor cores, always accumulating in f32. Among the algorithms
+// cuDNN's heuristics offer, deterministic ones come first. CUDA builds only.
+#ifdef MESHTRAIN_CUDA
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+#include "cuda/conv.h"
+#include "cuda/cudnn_api.h"
+#include "cuda/device_memory.h"
+#include "cuda/runtime.h"
+#include "tensor/dtype.h"
+#include "tensor/storage.h"
+
+namespace mt {
+namespace {
+
+constexpr int kMaxAlgos = 16;
+
+const char* passName(CudaConvProp p) {
+  return p == kConvForward ? "conv2dForward" : p == kConvBackwardData ? "conv2dBackwardData" : "conv2dBackwardWeights";
+}
+
+const char* dtypeLabel(int d) {
+  return d == int(DType::F32) ? "f32" : d == int(DType::BF16) ? "bf16" : d == int(DType::F16) ? "f16" : "f64";
+}
+
+// The descriptors and algorithm of one problem; `usable` false when cuDNN offered nothing we accept.
+struct Plan {
+  const CudnnApi* api = nullptr;
+  dnn9::TensorDesc a = nullptr, b = nullptr;
+  dnn9::FilterDesc w = nullptr;
+  dnn9::ConvDesc conv = nullptr;
+  int algo = -1;
+  size_t workspace = 0;
+  bool usable = false;
+  ~Plan() {
+    if (a) api->destroyTensorDesc(a);
+    if (b) api->destroyTensorDesc(b);
+    if (w) api->destroyFilterDesc(w);
+    if (conv) api->destroyConvDesc(conv);
+  }
+};
+
+std::mutex& planMutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::map<std::vector<int64_t>, std::unique_ptr<Plan>>& plans() {
+  static auto* p = new std::map<std::vector<int64_t>, std::unique_ptr<Plan>>();
+  return *p;
+}
+
+struct Checker {
+  const CudnnApi& api;
+  CudaConvProp prop;
+  int dtype;
+  const CudaConvShape& s;
+  void operator()(int status, const char* call) const {
+    MT_CHECK(status == dnn9::kSuccess, passName(prop), ": ", call, " failed: ", api.getErrorString(status),
+             " (cuDNN status ", status, ") for ", dtypeLabel(dtype), " ", s.describe());
+  }
+};
+
+dnn9::Handle handleOf(int dev, const Checker& check) {
+  static std::array<dnn9::Handle, kMaxCudaDevices> handles{};
+  dnn9::Handle& h = handles[size_t(dev)];
+  if (!h) {
+    cudaUseDevice(dev);
+    check(check.api.create(&h), "cudnnCreate");
+    // The compute stream never changes, so one binding serves every call.
+    check(check.api.setStream(h, computeStream(dev)), "cudnnSetStream");
+  }
+  return h;
+}
+
+// Dense strides for dims in the layout that `strides` already follow (size-1 dims ignored):
+// channels-last (1) or NCHW (0); -1 when neither, with `out` untouched.
+int denseLayout(const int64_t* dims, const int64_t* strides, int* out) {
+  const int64_t nhwc[4] = {dims[2] * dims[3] * dims[1], 1, dims[3] * dims[1], dims[1]};
+  const int64_t nchw[4] = {dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1};
+  for (int layout : {1, 0}) {
+    const int64_t* want = layout ? nhwc : nchw;
+    bool ok = true;
+    for (int k = 0; k < 4; k++) ok = ok && (dims[k] == 1 || strides[k] == want[k]);
+    if (!ok) continue;
+    for (int k = 0; k < 4; k++) out[k] = int(want[k]);
+    return layout;
+  }
+  return -1;
+}
+
+int dnnType(int d) {
+  return d == int(DType::F32) ? dnn9::kFloat : d == int(DType::BF16) ? dnn9::kBfloat16 : dnn9::kHalf;
+}
+
+// The heuristics' candidates in our order: deterministic first, each group in cuDNN's order.
+// f32 takes only FMA-math algorithms (DEFAULT_MATH permits TF32 on Ampere and later).
+std::vector<const dnn9::AlgoPerf*> candidates(const dnn9::AlgoPerf* perf, int n, bool f32) {
+  std::vector<const dnn9::AlgoPerf*> out;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      const dnn9::AlgoPerf& p = perf[i];
+      if (p.status != dnn9::kSuccess || (f32 && p.mathType != dnn9::kFmaMath)) continue;
+      if ((p.determinism == dnn9::kDeterministic) == (pass == 0)) out.push_back(&p);
+    }
+  return out;
+}
+
+std::unique_ptr<Plan> makePlan(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, const int* dimsA,
+                               const int* stridesA, const int* dimsB, const int* stridesB, const Checker& check) {
+  const CudnnApi& api = check.api;
+  auto p = std::make_unique<Plan>();
+  p->api = &api;
+  const int dt = dnnType(dtype);
+  check(api.createTensorDesc(&p->a), "cudnnCreateTensorDescriptor");
+  check(api.setTensorNd(p->a, dt, 4, dimsA, stridesA), "cudnnSetTensorNdDescriptor");
+  check(api.createTensorDesc(&p->b), "cudnnCreateTensorDescriptor");
+  check(api.setTensorNd(p->b, dt, 4, dimsB, stridesB), "cudnnSetTensorNdDescriptor");
+  const int filter[4] = {int(s.O), int(s.C / s.groups), int(s.kh), int(s.kw)};
+  check(api.createFilterDesc(&p->w), "cudnnCreateFilterDescriptor");
+  check(api.setFilterNd(p->w, dt, dnn9::kFormatNCHW, 4, filter), "cudnnSetFilterNdDescriptor");
+  const int pad[2] = {int(s.ph), int(s.pw)}, stride[2] = {int(s.sh), int(s.sw)}, dil[2] = {int(s.dh), int(s.dw)};
+  check(api.createConvDesc(&p->conv), "cudnnCreateConvolutionDescriptor");
+  check(api.setConvNd(p->conv, 2, pad, stride, dil, dnn9::kCrossCorrelation, dnn9::kFloat),
+        "cudnnSetConvolutionNdDescriptor");
+  check(api.setConvGroupCount(p->conv, int(s.groups)), "cudnnSetConvolutionGroupCount");
+  const bool f32 = dtype == int(DType::F32);
+  check(api.setConvMathType(p->conv, f32 ? dnn9::kFmaMath : dnn9::kTensorOpMath), "cudnnSetConvolutionMathType");
+
+  dnn9::Handle h = handleOf(dev, check);
+  dnn9::AlgoPerf perf[kMaxAlgos] = {};
+  int n = 0;
+  if (prop == kConvForward)
+    check(api.fwdAlgoV7(h, p->a, p->w, p->conv, p->b, kMaxAlgos, &n, perf), "cudnnGetConvolutionForwardAlgorithm_v7");
+  else if (prop == kConvBackwardData)
+    check(api.bwdDataAlgoV7(h, p->w, p->a, p->conv, p->b, kMaxAlgos, &n, perf),
+          "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+  else
+    check(api.bwdFilterAlgoV7(h, p->a, p->b, p->conv, p->w, kMaxAlgos, &n, perf),
+          "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+  n = n < 0 ? 0 : n > kMaxAlgos ? kMaxAlgos : n;
+  for (const dnn9::AlgoPerf* c : candidates(perf, n, f32)) {
+    // The descriptor runs with the math type the heuristic assumed for this algorithm.
+    if (api.setConvMathType(p->conv, c->mathType) != dnn9::kSuccess) continue;
+    size_t bytes = 0;
+    int st = prop == kConvForward ? api.fwdWorkspace(h, p->a, p->w, p->conv, p->b, c->algo, &bytes)
+             : prop == kConvBackwardData ? api.bwdDataWorkspace(h, p->w, p->a, p->conv, p->b, c->algo, &bytes)
+                                         : api.bwdFilterWorkspace(h, p->a, p->b, p->conv, p->w, c->algo, &bytes);
+    if (st != dnn9::kSuccess) continue;
+    p->algo = c->algo;
+    p->workspace = bytes;
+    p->usable = true;
+    break;
+  }
+  return p;
+}
+
+bool fitsInt(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
+
+}  // namespace
+
+bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, const void* a, const int64_t* aStrides,
+               void* w, void* b, const int64_t* bStrides, const CudaScratch& scratch) {
+  if (dtype != int(DType::F32) && dtype != int(DType::BF16) && dtype != int(DType::F16)) return false;
+  std::string why;
+  const CudnnApi* api = cudnn(&why);
+  MT_CHECK(api, passName(prop), " on CUDA needs cuDNN for ", dtypeLabel(dtype), ": ", why);
+  // Vectorized cuDNN kernels want 16-byte operands; a view at an odd offset takes the direct path.
+  for (const void* q : {a, static_cast<const void*>(w), static_cast<const void*>(b)})
+    if (reinterpret_cast<uintptr_t>(q) % 16) return false;
+  const int64_t in[4] = {s.N, s.C, s.H, s.W}, out[4] = {s.N, s.O, s.OH(), s.OW()};
+  const int64_t* dimsA = prop == kConvBackwardData ? out : in;
+  const int64_t* dimsB = prop == kConvBackwardData ? in : out;
+  int sa[4], sb[4], da[4], db[4];
+  const int la = denseLayout(dimsA, aStrides, sa), lb = denseLayout(dimsB, bStrides, sb);
+  if (la < 0 || lb < 0) return false;
+  for (int k = 0; k < 4; k++) {
+    MT_CHECK(fitsInt(dimsA[k]) && fitsInt(dimsB[k]) && fitsInt(int64_t(sa[k]) * dimsA[k]) &&
+                 fitsInt(int64_t(sb[k]) * dimsB[k]),
+             passName(prop), ": cuDNN takes 32-bit sizes; ", s.describe(), " is too large");
+    da[k] = int(dimsA[k]), db[k] = int(dimsB[k]);
+  }
+  Checker check{*api, prop, dtype, s};
+  std::lock_guard<std::mutex> lock(planMutex());
+  std::vector<int64_t> key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
+                           s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
+  auto& slot = plans()[key];
+  if (!slot) slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, check);
+  const Plan& p = *slot;
+  if (!p.usable) return false;
+  dnn9::Handle h = handleOf(dev, check);
+  void* ws = p.workspace ? scratch(int64_t(p.workspace)) : nullptr;
+  const float one = 1.0f, zero = 0.0f;  // float scaling for every non-double data type
+  cudaUseDevice(dev);
+  if (prop == kConvForward)
+    check(api->forward(h, &one, p.a, a, p.w, w, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
+          "cudnnConvolutionForward");
+  else if (prop == kConvBackwardData)
+    check(api->backwardData(h, &one, p.w, w, p.a, a, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
+          "cudnnConvolutionBackwardData");
+  else
+    check(api->backwardFilter(h, &one, p.a, a, p.b, b, p.conv, p.algo, ws, p.workspace, &zero, p.w, w),
+          "cudnnConvolutionBackwardFilter");
+  return true;
+}
+
+}  // namespace mt
+#endif

@@ -1,0 +1,188 @@
+// 2-D pooling: max pooling (padding reads as -inf, NaN wins, the argmax kept as h*W+w) and
+// adaptive average pooling (PyTorch's bins). Forward: one thread per output, its window read in
+// row-major order, as the CPU does. Backward writes without atomics: max pooling gives each
+// (n, c) plane to one thread, which zeroes it and adds the output gradients at their argmaxes in
+// output order (the CPU's order and rounding); average pooling gathers, per input element, the
+// bins that cover it in output order. Activations may have any strides.
+// Reference: native/cpu/pool.cc.
+#include "cuda/common.cuh"
+#include "cuda/image_ops.h"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+struct Geo {
+  int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
+  int64_t a[4], b[4], c[4];  // element strides of up to three tensors
+};
+
+Geo geoOf(const CudaPoolShape& s, const int64_t* a, const int64_t* b, const int64_t* c = nullptr) {
+  Geo g{s.N, s.C, s.H, s.W, s.OH, s.OW, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, {}, {}, {}};
+  for (int k = 0; k < 4; k++) g.a[k] = a[k], g.b[k] = b[k], g.c[k] = c ? c[k] : 0;
+  return g;
+}
+
+__device__ __forceinline__ int64_t off(const int64_t* s, int64_t n, int64_t c, int64_t h, int64_t w) {
+  return n * s[0] + c * s[1] + h * s[2] + w * s[3];
+}
+
+template <typename A>
+__device__ __forceinline__ bool takes(A v, A best) { return v > best || v != v; }
+
+// Adaptive bin of output o over an input of `in`: [floor(o*in/out), ceil((o+1)*in/out)).
+__device__ __forceinline__ int64_t binLo(int64_t o, int64_t in, int64_t out) { return (o * in) / out; }
+__device__ __forceinline__ int64_t binHi(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+
+template <typename T>
+__global__ void maxForwardKernel(Geo g, const T* x, T* y, int32_t* idx) {
+  using A = typename cu::Acc<T>::type;
+  MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
+    const int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, c = (i / (g.OW * g.OH)) % g.C, n = i / (g.OW * g.OH * g.C);
+    const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    const int64_t hLo = h0 < 0 ? 0 : h0, hHi = h0 + g.kh < g.H ? h0 + g.kh : g.H;
+    const int64_t wLo = w0 < 0 ? 0 : w0, wHi = w0 + g.kw < g.W ? w0 + g.kw : g.W;
+    A best = -A(CUDART_INF);
+    int32_t arg = -1;
+    for (int64_t h = hLo; h < hHi; h++)
+      for (int64_t w = wLo; w < wHi; w++) {
+        const A v = cu::ld(x + off(g.a, n, c, h, w));
+        if (takes(v, best)) best = v, arg = int32_t(h * g.W + w);
+      }
+    const int64_t o = off(g.b, n, c, oh, ow);
+    cu::st(y + o, best);
+    idx[o] = arg;
+  }
+}
+
+// One thread per (n, c) plane: a = gradOut strides, b = index strides, c = gradIn strides.
+template <typename T>
+__global__ void maxBackwardKernel(Geo g, const T* gy, const int32_t* idx, T* gx) {
+  using A = typename cu::Acc<T>::type;
+  MT_CU_LOOP(p, g.N * g.C) {
+    const int64_t n = p / g.C, c = p % g.C;
+    for (int64_t h = 0; h < g.H; h++)
+      for (int64_t w = 0; w < g.W; w++) cu::st(gx + off(g.c, n, c, h, w), A(0));
+    for (int64_t oh = 0; oh < g.OH; oh++)
+      for (int64_t ow = 0; ow < g.OW; ow++) {
+        const int32_t pos = idx[off(g.b, n, c, oh, ow)];
+        if (pos < 0) continue;
+        T* q = gx + off(g.c, n, c, pos / g.W, pos % g.W);
+        cu::st(q, cu::ld(q) + cu::ld(gy + off(g.a, n, c, oh, ow)));
+      }
+  }
+}
+
+// The CPU divides in its plane loop and multiplies by 1/count in its channels-last loop; `byInverse`
+// picks the same rounding.
+template <typename T>
+__global__ void avgForwardKernel(Geo g, const T* x, T* y, bool byInverse) {
+  using A = typename cu::Acc<T>::type;
+  MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
+    const int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, c = (i / (g.OW * g.OH)) % g.C, n = i / (g.OW * g.OH * g.C);
+    const int64_t hLo = binLo(oh, g.H, g.OH), hHi = binHi(oh, g.H, g.OH);
+    const int64_t wLo = binLo(ow, g.W, g.OW), wHi = binHi(ow, g.W, g.OW);
+    A acc = A(0);
+    for (int64_t h = hLo; h < hHi; h++)
+      for (int64_t w = wLo; w < wHi; w++) acc += cu::ld(x + off(g.a, n, c, h, w));
+    const A count = A((hHi - hLo) * (wHi - wLo));
+    cu::st(y + off(g.b, n, c, oh, ow), byInverse ? acc * (A(1) / count) : acc / count);
+  }
+}
+
+// gradIn[n, c, h, w] = Σ over the bins covering (h, w), in output order, of gradOut / bin size,
+// rounded to T after each addition as the CPU's accumulation in place is.
+template <typename T>
+__global__ void avgBackwardKernel(Geo g, const T* gy, T* gx) {
+  using A = typename cu::Acc<T>::type;
+  MT_CU_LOOP(i, g.N * g.C * g.H * g.W) {
+    const int64_t w = i % g.W, h = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C, n = i / (g.W * g.H * g.C);
+    // Bins containing h: floor(h*OH/H) <= oh <= floor(((h+1)*OH - 1)/H), checked again below.
+    const int64_t ohLo = h * g.OH / g.H, ohHi = ((h + 1) * g.OH - 1) / g.H;
+    const int64_t owLo = w * g.OW / g.W, owHi = ((w + 1) * g.OW - 1) / g.W;
+    T acc;
+    cu::st(&acc, A(0));
+    for (int64_t oh = ohLo; oh <= ohHi && oh < g.OH; oh++) {
+      const int64_t hLo = binLo(oh, g.H, g.OH), hHi = binHi(oh, g.H, g.OH);
+      if (h < hLo || h >= hHi) continue;
+      for (int64_t ow = owLo; ow <= owHi && ow < g.OW; ow++) {
+        const int64_t wLo = binLo(ow, g.W, g.OW), wHi = binHi(ow, g.W, g.OW);
+        if (w < wLo || w >= wHi) continue;
+        const A inv = A(1) / A((hHi - hLo) * (wHi - wLo));
+        cu::st(&acc, cu::ld(&acc) + cu::ld(gy + off(g.a, n, c, oh, ow)) * inv);
+      }
+    }
+    gx[off(g.b, n, c, h, w)] = acc;
+  }
+}
+
+void checkShape(const char* op, const CudaPoolShape& s) {
+  if (s.N < 0 || s.C < 0 || s.H <= 0 || s.W <= 0 || s.OH <= 0 || s.OW <= 0) cu::fail(std::string(op) + ": bad sizes");
+  if (s.H * s.W > 0x7fffffff) cu::fail(std::string(op) + ": planes over 2^31 elements are not supported");
+}
+
+}  // namespace
+
+void cudaMaxPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* x, const int64_t* xs, void* y,
+                        const int64_t* ys, int32_t* idx) {
+  checkShape("maxPool2dForward", s);
+  const int64_t n = s.N * s.C * s.OH * s.OW;
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t st = computeStream(dev);
+  const Geo g = geoOf(s, xs, ys);
+  MT_CU_FLOAT(dtype, "maxPool2dForward", {
+    auto k = maxForwardKernel<T>;
+    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), idx);
+  });
+  cu::checkLaunch("maxPool2dForward");
+}
+
+void cudaMaxPoolBackward(int dev, int dtype, const CudaPoolShape& s, const void* gy, const int64_t* gys,
+                         const int32_t* idx, const int64_t* is, void* gx, const int64_t* gxs) {
+  checkShape("maxPool2dBackward", s);
+  const int64_t planes = s.N * s.C;
+  if (planes == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t st = computeStream(dev);
+  const Geo g = geoOf(s, gys, is, gxs);
+  MT_CU_FLOAT(dtype, "maxPool2dBackward", {
+    auto k = maxBackwardKernel<T>;
+    // Small blocks: there are only N*C threads' worth of work.
+    MT_LAUNCH(k, unsigned((planes + 63) / 64 < 65535 * 16 ? (planes + 63) / 64 : 65535 * 16), 64, 0, st, g,
+              static_cast<const T*>(gy), idx, static_cast<T*>(gx));
+  });
+  cu::checkLaunch("maxPool2dBackward");
+}
+
+void cudaAdaptiveAvgPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* x, const int64_t* xs, void* y,
+                                const int64_t* ys) {
+  checkShape("adaptiveAvgPool2dForward", s);
+  const int64_t n = s.N * s.C * s.OH * s.OW;
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t st = computeStream(dev);
+  const Geo g = geoOf(s, xs, ys);
+  MT_CU_FLOAT(dtype, "adaptiveAvgPool2dForward", {
+    auto k = avgForwardKernel<T>;
+    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), xs[1] == 1);
+  });
+  cu::checkLaunch("adaptiveAvgPool2dForward");
+}
+
+void cudaAdaptiveAvgPoolBackward(int dev, int dtype, const CudaPoolShape& s, const void* gy, const int64_t* gys, void* gx,
+                                 const int64_t* gxs) {
+  checkShape("adaptiveAvgPool2dBackward", s);
+  const int64_t n = s.N * s.C * s.H * s.W;
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t st = computeStream(dev);
+  const Geo g = geoOf(s, gys, gxs);
+  MT_CU_FLOAT(dtype, "adaptiveAvgPool2dBackward", {
+    auto k = avgBackwardKernel<T>;
+    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(gy), static_cast<T*>(gx));
+  });
+  cu::checkLaunch("adaptiveAvgPool2dBackward");
+}
+
+}  // namespace mt
