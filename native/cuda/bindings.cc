@@ -2,6 +2,7 @@
 // `cuda` object, whose kernels take the same arguments as the CPU ones of the same name (the
 // TypeScript side picks the object by the tensors' device), plus allocator statistics.
 #include <cstring>
+#include "cuda/bindings_nccl.h"
 #include "cuda/cudnn_api.h"
 #include "cuda/dynlib.h"
 #include "cuda/libraries.h"
@@ -401,6 +402,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerStaging(exports);
   MT_EXPORT(exports, "copyBytes", CopyBytes);
   MT_EXPORT(exports, "storageIsCuda", StorageIsCuda);
+  registerNccl(env, exports);
 #ifdef MESHTRAIN_CUDA
   auto cuda = Napi::Object::New(env);
   MT_EXPORT(cuda, "copyStrided", CopyStrided);

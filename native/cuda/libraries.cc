@@ -1,5 +1,6 @@
 #include "cuda/libraries.h"
 
+#include <dlfcn.h>
 #include <mutex>
 #include "cuda/dynlib.h"
 #include "util/check.h"
@@ -78,6 +79,23 @@ void loadNccl() {
     NcclApi& a = ncclApi();
     bind(a.getVersion, s.lib, what, "ncclGetVersion");
     bind(a.getErrorString, s.lib, what, "ncclGetErrorString");
+    bind(a.getUniqueId, s.lib, what, "ncclGetUniqueId");
+    bind(a.commInitRank, s.lib, what, "ncclCommInitRank");
+    bind(a.commGetAsyncError, s.lib, what, "ncclCommGetAsyncError");
+    bind(a.commAbort, s.lib, what, "ncclCommAbort");
+    bind(a.commDestroy, s.lib, what, "ncclCommDestroy");
+    bind(a.allReduce, s.lib, what, "ncclAllReduce");
+    bind(a.reduce, s.lib, what, "ncclReduce");
+    bind(a.reduceScatter, s.lib, what, "ncclReduceScatter");
+    bind(a.allGather, s.lib, what, "ncclAllGather");
+    bind(a.broadcast, s.lib, what, "ncclBroadcast");
+    bind(a.send, s.lib, what, "ncclSend");
+    bind(a.recv, s.lib, what, "ncclRecv");
+    bind(a.groupStart, s.lib, what, "ncclGroupStart");
+    bind(a.groupEnd, s.lib, what, "ncclGroupEnd");
+    // Newer than the rest (2.18, 2.14): null when absent; the communicator falls back without them.
+    a.commSplit = reinterpret_cast<decltype(a.commSplit)>(dlsym(s.lib.handle, "ncclCommSplit"));
+    a.commFinalize = reinterpret_cast<decltype(a.commFinalize)>(dlsym(s.lib.handle, "ncclCommFinalize"));
     s.ok = true;
   } catch (const std::exception& e) {
     s.error = e.what();

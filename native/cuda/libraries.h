@@ -54,10 +54,41 @@ struct CublasLtApi {
                 size_t workspaceBytes, void* stream);
 };
 
-// NCCL (nccl.h). Only what the report and the communicator's bootstrap need today.
+// NCCL (nccl.h): what the report and the communicator (nccl_comm.cc) call. Enums are int;
+// ncclComm_t is opaque; cudaStream_t is passed as void* (no CUDA header here).
+namespace nc {
+using Comm = void*;
+struct UniqueId {
+  char internal[128];  // NCCL_UNIQUE_ID_BYTES
+};
+constexpr int kSuccess = 0, kInProgress = 7;  // ncclResult_t
+constexpr int kSum = 0, kProd = 1, kMax = 2, kMin = 3, kAvg = 4;  // ncclRedOp_t (ncclAvg since 2.10)
+// ncclDataType_t
+constexpr int kInt32 = 2, kInt64 = 4, kFloat16 = 6, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9;
+constexpr int kSplitNoColor = -1;  // NCCL_SPLIT_NOCOLOR
+}  // namespace nc
+
 struct NcclApi {
   int (*getVersion)(int* version);
   const char* (*getErrorString)(int result);
+  int (*getUniqueId)(nc::UniqueId* id);
+  int (*commInitRank)(nc::Comm* comm, int nranks, nc::UniqueId id, int rank);
+  // config is ncclConfig_t*; always nullptr here (blocking communicators, the parent's config).
+  // commSplit (NCCL >= 2.18) and commFinalize (>= 2.14) are null when the library lacks them.
+  int (*commSplit)(nc::Comm comm, int color, int key, nc::Comm* newcomm, void* config);
+  int (*commGetAsyncError)(nc::Comm comm, int* asyncError);
+  int (*commAbort)(nc::Comm comm);
+  int (*commFinalize)(nc::Comm comm);
+  int (*commDestroy)(nc::Comm comm);
+  int (*allReduce)(const void* send, void* recv, size_t count, int dtype, int op, nc::Comm comm, void* stream);
+  int (*reduce)(const void* send, void* recv, size_t count, int dtype, int op, int root, nc::Comm comm, void* stream);
+  int (*reduceScatter)(const void* send, void* recv, size_t recvCount, int dtype, int op, nc::Comm comm, void* stream);
+  int (*allGather)(const void* send, void* recv, size_t sendCount, int dtype, nc::Comm comm, void* stream);
+  int (*broadcast)(const void* send, void* recv, size_t count, int dtype, int root, nc::Comm comm, void* stream);
+  int (*send)(const void* buf, size_t count, int dtype, int peer, nc::Comm comm, void* stream);
+  int (*recv)(void* buf, size_t count, int dtype, int peer, nc::Comm comm, void* stream);
+  int (*groupStart)();
+  int (*groupEnd)();
 };
 
 // The loaded API, or nullptr with `why` set to a "missing libX ..." message.

@@ -7,13 +7,15 @@
  * from a fresh unique id, the barrier, device errors, and, in a child process, the watchdog: an
  * operation held past its timeout fails within timeout + 2 s naming the operation, the group and
  * the rank, and so does everything after it on that group. Reductions across ranks need 2+ GPUs
- * (not covered here). Without a usable device or libnccl it prints one SKIP line.
+ * (not covered here). Without a CUDA device it prints one SKIP line; a device without a usable
+ * libnccl is a failure (the GPU machines have it).
  */
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaSpinForTest } from '../../src/dist/nccl.ts';
 import {
+  cudaIsAvailable,
   type DType, destroyDistributed, getDevice, getStore, initDistributed, mul, NcclBackend, narrow, ncclUnavailableReason, type ReduceOp, type Tensor, tensor, zeros,
 } from '../../src/index.ts';
 import { runNode } from '../dist/helpers.ts';
@@ -31,9 +33,13 @@ function read(t: Tensor): number[] {
   return Array.from(t.toArray() as ArrayLike<number | bigint>, Number);
 }
 
-if (why) {
+if (!cudaIsAvailable()) {
   test('nccl on one GPU', () => {
-    console.log(`SKIP test/unit/cuda_nccl: ${why}`);
+    console.log(`SKIP test/unit/cuda_nccl: no usable CUDA device (${why})`);
+  });
+} else if (why) {
+  test('NCCL is usable where a CUDA device is', () => {
+    assert.unreachable(`a CUDA device but no NCCL: ${why}`);
   });
 } else {
   const world = await initDistributed({ backend: 'nccl', rank: 0, worldSize: 1, timeoutMs: 30_000 });
