@@ -419,6 +419,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
   registerCudaNn(cuda);
+  registerCudaAttention(cuda);
   registerCudaImage(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);

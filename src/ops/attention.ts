@@ -1,10 +1,13 @@
 /**
- * Scaled dot-product attention from two matmuls around the fused scaled/causal softmax; the
- * mask is applied inside the softmax kernel, never materialized. Backward composes through
- * the three ops.
+ * Scaled dot-product attention. On the CPU (the reference): two matmuls around the fused
+ * scaled/causal softmax, the mask applied inside the softmax kernel, backward composed through
+ * the three ops. On CUDA: one fused kernel forward and backward (attention_fused.ts) when the
+ * head dim is 32, 64 or 128; the composed ops otherwise.
  */
+import { deviceOf } from '../tensor/backend.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { fusedAttention, fusedAttentionApplies } from './attention_fused.ts';
 import { matmul } from './matmul.ts';
 import { softmax } from './nn.ts';
 import { checkFloatArg } from './nn_util.ts';
@@ -41,6 +44,8 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const dh = q.shape[n - 1];
   const scale = opts.scale ?? 1 / Math.sqrt(dh);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${op}: scale must be a finite number, got ${scale}`);
+  deviceOf(op, q, k, v);
+  if (fusedAttentionApplies(q, v)) return fusedAttention(q, k, v, causal, scale);
   const scores = matmul(q, transpose(k, -2, -1));
   const probs = softmax(scores, -1, { scale, causal });
   return matmul(probs, v);

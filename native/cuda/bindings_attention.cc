@@ -1,0 +1,120 @@
+// N-API bindings of the fused attention kernels (attention.cu). Each tensor comes as (id, element
+// offset, [batch, head, position] strides); the head dim has stride 1 (checked in TypeScript and
+// here). The storages' bounds are checked against each view's span. CUDA builds only.
+#ifdef MESHTRAIN_CUDA
+#include <string>
+#include "cuda/attention.h"
+#include "cuda/bindings_nn.h"
+#include "cuda/matmul.h"  // dtypeNameOf
+#include "cuda/device_memory.h"
+#include "tensor/storage.h"
+#include "util/args.h"
+
+namespace mt {
+namespace {
+
+// One [batch, heads, T, dim] operand: its device pointer after the checks.
+struct View {
+  int64_t id, off;
+  CudaAttnStrides s;
+};
+
+View viewArg(const Napi::CallbackInfo& info, size_t at, const char* op, const char* what) {
+  auto st = argInts(info, at + 2);
+  MT_CHECK(st.size() == 3, op, ": ", what, " strides must be [batch, head, position], got ", st.size(), " values");
+  MT_CHECK(st[0] >= 0 && st[1] >= 0 && st[2] >= 0, op, ": ", what, " has a negative stride");
+  return View{argInt(info, at), argInt(info, at + 1), CudaAttnStrides{st[0], st[1], st[2]}};
+}
+
+int deviceOfView(const char* op, const View& v, int dev) {
+  int code = storageAt(v.id).device;
+  MT_CHECK(isCudaCode(code), op, ": storage ", v.id, " is not on a CUDA device");
+  MT_CHECK(dev < 0 || code - 1 == dev, op, ": operands on cuda:", dev, " and cuda:", code - 1);
+  return code - 1;
+}
+
+// The device address of a view of `t` positions, bounds-checked over its whole span.
+void* viewPtr(const View& v, const CudaAttnShape& g, int64_t t, DType d) {
+  int64_t span = 0;
+  if (g.batch > 0 && t > 0) span = (g.batch - 1) * v.s.b + (g.heads - 1) * v.s.h + (t - 1) * v.s.t + g.dim;
+  const int64_t item = int64_t(itemsize(d));
+  return cudaDataPtr<uint8_t>(v.id, v.off * item, span * item);
+}
+
+DType statOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
+
+CudaAttnShape shapeArg(const Napi::CallbackInfo& info, const char* op) {
+  CudaAttnShape g{argInt(info, 1), argInt(info, 2), argInt(info, 3), argInt(info, 4), argInt(info, 5),
+                  argNum(info, 6), argBool(info, 7)};
+  MT_CHECK(g.batch >= 0 && g.heads >= 1 && g.tq >= 0 && g.tk >= 0 && g.dim >= 1, op, ": bad shape batch ", g.batch,
+           ", heads ", g.heads, ", Tq ", g.tq, ", Tk ", g.tk, ", dim ", g.dim);
+  return g;
+}
+
+DType floatArg(const Napi::CallbackInfo& info, const char* op) {
+  DType d = toDType(int(argInt(info, 0)));
+  MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, op, ": dtype ", dtypeNameOf(d),
+           " is not floating point");
+  return d;
+}
+
+// attentionForward(dtype, batch, heads, tq, tk, dim, scale, causal, q(id, off, strides),
+//                  k(...), v(...), o(...), lseId): lse is a fresh [batch * heads * tq] storage.
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  const char* op = "scaledDotProductAttention";
+  DType d = floatArg(info, op);
+  CudaAttnShape g = shapeArg(info, op);
+  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
+       o = viewArg(info, 17, op, "o");
+  int64_t lseId = argInt(info, 20);
+  int dev = deviceOfView(op, o, -1);
+  for (const View* x : {&q, &k, &v}) deviceOfView(op, *x, dev);
+  deviceOfView(op, View{lseId, 0, {}}, dev);
+  const int64_t rows = g.batch * g.heads * g.tq;
+  void* lse = cudaDataPtr<uint8_t>(lseId, 0, rows * int64_t(itemsize(statOf(d))));
+  cudaAttentionForward(dev, int(d), g, viewPtr(q, g, g.tq, d), q.s, viewPtr(k, g, g.tk, d), k.s, viewPtr(v, g, g.tk, d),
+                       v.s, viewPtr(o, g, g.tq, d), o.s, lse);
+  return info.Env().Undefined();
+}
+
+// attentionBackward(dtype, batch, heads, tq, tk, dim, scale, causal, q, k, v, o, dO (each id, off,
+// strides), lseId, dq, dk, dv (each id, off, strides)): dq, dk, dv are overwritten.
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  const char* op = "scaledDotProductAttention backward";
+  DType d = floatArg(info, op);
+  CudaAttnShape g = shapeArg(info, op);
+  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
+       o = viewArg(info, 17, op, "o"), dO = viewArg(info, 20, op, "the output gradient");
+  int64_t lseId = argInt(info, 23);
+  View dq = viewArg(info, 24, op, "dq"), dk = viewArg(info, 27, op, "dk"), dv = viewArg(info, 30, op, "dv");
+  int dev = deviceOfView(op, q, -1);
+  for (const View* x : {&k, &v, &o, &dO, &dq, &dk, &dv}) deviceOfView(op, *x, dev);
+  deviceOfView(op, View{lseId, 0, {}}, dev);
+  const DType sd = statOf(d);
+  const int64_t rows = cudaAttentionScratch(g);
+  const void* lse = cudaDataPtr<uint8_t>(lseId, 0, rows * int64_t(itemsize(sd)));
+  // The per-row dot(dO, o) terms: a scratch storage tagged 'other', back in the cache at once
+  // (reused only by work queued after these kernels, on the same stream).
+  const int64_t scratch = rows > 0 ? allocStorage(size_t(rows) * itemsize(sd), Tag::Other, dev + 1, false) : 0;
+  try {
+    cudaAttentionBackward(dev, int(d), g, viewPtr(q, g, g.tq, d), q.s, viewPtr(k, g, g.tk, d), k.s,
+                          viewPtr(v, g, g.tk, d), v.s, viewPtr(o, g, g.tq, d), o.s, viewPtr(dO, g, g.tq, d), dO.s, lse,
+                          viewPtr(dq, g, g.tq, d), dq.s, viewPtr(dk, g, g.tk, d), dk.s, viewPtr(dv, g, g.tk, d), dv.s,
+                          scratch ? storageAt(scratch).ptr : nullptr);
+  } catch (...) {
+    if (scratch) freeStorage(scratch);
+    throw;
+  }
+  if (scratch) freeStorage(scratch);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void registerCudaAttention(Napi::Object cuda) {
+  MT_EXPORT(cuda, "attentionForward", AttentionForward);
+  MT_EXPORT(cuda, "attentionBackward", AttentionBackward);
+}
+
+}  // namespace mt
+#endif

@@ -1,0 +1,162 @@
+/**
+ * The fused CUDA attention (native/cuda/attention.cu) against the CPU's composed ops (matmul,
+ * scaled causal softmax, matmul), values and gradients of sum(out * w): f64 within 1e-11 and f32
+ * within 1e-5 of the largest reference value; bf16/f16 within 1e-2 of an f32 CPU reference fed
+ * the same rounded inputs. Causal and not, T not a multiple of the tiles, Tq != Tk, strided heads,
+ * head dims 32/64/128; finite differences on the fused f64 path; no [T, T] buffer allocated.
+ * Without a usable device the suite prints one SKIP line with the reason.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  cudaIsAvailable, type DType, memoryStats, mul, native, nn, noGrad, randn, resetPeakMemoryStats, scaledDotProductAttention, split, sum, type Tensor,
+  tidy, transpose,
+} from '../../src/index.ts';
+import { gradcheck } from '../helpers/gradcheck.ts';
+
+const DEV = 'cuda:0';
+const TOL: Record<string, number> = { f64: 1e-11, f32: 1e-5, bf16: 1e-2, f16: 1e-2 };
+
+function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.is(got.length, want.length, 'lengths differ');
+  let scale = 1e-30;
+  let err = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
+  }
+  return err / scale;
+}
+
+/** 16-bit inputs are checked against f32 math on the same (rounded) values. */
+const refDType = (d: DType): DType => (d === 'bf16' || d === 'f16' ? 'f32' : d);
+
+/** f on CUDA (dtype) against f on the CPU (reference dtype) from the same inputs: output and input gradients. */
+function parity(name: string, f: (...xs: Tensor[]) => Tensor, shapes: number[][], dtype: DType): void {
+  tidy(() => {
+    const base = shapes.map((s) => randn(s, { dtype }));
+    const cpuIn = base.map((x) => noGrad(() => x.to(refDType(dtype))).requiresGrad_(true));
+    const gpuIn = base.map((x) => noGrad(() => x.to(DEV)).requiresGrad_(true));
+    const cpuOut = f(...cpuIn);
+    const gpuOut = f(...gpuIn);
+    assert.is(gpuOut.device, DEV, `${name}: output device`);
+    assert.is(gpuOut.dtype, dtype, `${name}: output dtype`);
+    assert.equal(gpuOut.shape, cpuOut.shape, `${name}: shape`);
+    const t = TOL[dtype];
+    const e = maxRelErr(gpuOut.toList(), cpuOut.toList());
+    assert.ok(e <= t, `${name} ${dtype}: output differs by ${e} (tolerance ${t})`);
+    const w = randn([...cpuOut.shape], { dtype });
+    sum(mul(cpuOut, w.to(refDType(dtype)))).backward();
+    sum(mul(gpuOut, w.to(DEV))).backward();
+    cpuIn.forEach((x, i) => {
+      const g = gpuIn[i].grad;
+      assert.ok(x.grad && g, `${name}: input ${i} has no gradient`);
+      assert.is(g.device, DEV);
+      const eg = maxRelErr(g.toList(), x.grad.toList());
+      assert.ok(eg <= t, `${name} ${dtype}: gradient of input ${i} differs by ${eg} (tolerance ${t})`);
+    });
+  });
+}
+
+const sdpa = (causal: boolean, scale?: number) => (q: Tensor, k: Tensor, v: Tensor) => scaledDotProductAttention(q, k, v, { causal, scale });
+
+if (!cudaIsAvailable()) {
+  test('CUDA attention', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/unit/cuda_attention: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  for (const dtype of ['f64', 'f32', 'bf16', 'f16'] as DType[]) {
+    test(`fused attention = composed ops, ${dtype}: head dims, T off the tiles, causal and not`, () => {
+      for (const D of [32, 64, 128]) {
+        for (const T of [1, 5, 16, 33, 70]) {
+          for (const causal of [true, false]) parity(`[2, 3, ${T}, ${D}] causal ${causal}`, sdpa(causal), [[2, 3, T, D], [2, 3, T, D], [2, 3, T, D]], dtype);
+        }
+      }
+    });
+  }
+
+  test('fused attention: longer sequences, Tq != Tk, other ranks, custom scale (f32)', () => {
+    const d = 'f32';
+    for (const T of [130, 257]) parity(`T ${T}`, sdpa(true), [[1, 2, T, 64], [1, 2, T, 64], [1, 2, T, 64]], d);
+    for (const causal of [true, false]) {
+      parity(`Tq 7 < Tk 40, causal ${causal}`, sdpa(causal), [[2, 2, 7, 32], [2, 2, 40, 32], [2, 2, 40, 32]], d);
+      parity(`Tq 40 > Tk 7, causal ${causal}`, sdpa(causal), [[2, 2, 40, 32], [2, 2, 7, 32], [2, 2, 7, 32]], d);
+    }
+    parity('rank 3 [heads, T, D]', sdpa(true), [[4, 19, 64], [4, 19, 64], [4, 19, 64]], d);
+    parity('rank 2 [T, D]', sdpa(false), [[21, 32], [21, 32], [21, 32]], d);
+    parity('rank 5', sdpa(true), [[2, 2, 3, 9, 32], [2, 2, 3, 9, 32], [2, 2, 3, 9, 32]], d);
+    parity('scale 0.3', sdpa(true, 0.3), [[1, 3, 45, 128], [1, 3, 45, 128], [1, 3, 45, 128]], d);
+    parity('head dim 48 (composed ops on CUDA)', sdpa(true), [[1, 2, 9, 48], [1, 2, 9, 48], [1, 2, 9, 48]], d);
+  });
+
+  for (const dtype of ['f32', 'bf16'] as DType[]) {
+    test(`fused attention on strided heads split from one qkv projection (as CausalSelfAttention), ${dtype}`, () => {
+      const [B, T, H, D] = [2, 37, 4, 32];
+      const C = H * D;
+      parity('split qkv', (x) => {
+        const heads = (t: Tensor) => transpose(t.reshape([B, T, H, D]), 1, 2);
+        const [q, k, v] = split(x, C, -1).map(heads);
+        const y = scaledDotProductAttention(q, k, v, { causal: true });
+        return transpose(y, 1, 2).reshape([B, T, C]);
+      }, [[B, T, 3 * C]], dtype);
+    });
+  }
+
+  test('fused attention gradients match finite differences (f64, on the device)', () => {
+    tidy(() => {
+      const leafOn = (s: number[]) => randn(s, { dtype: 'f64', device: DEV }).requiresGrad_(true);
+      gradcheck('fused causal', sdpa(true), [leafOn([1, 2, 3, 32]), leafOn([1, 2, 3, 32]), leafOn([1, 2, 3, 32])]);
+      gradcheck('fused', sdpa(false), [leafOn([1, 1, 2, 32]), leafOn([1, 1, 3, 32]), leafOn([1, 1, 3, 32])]);
+    });
+  });
+
+  test('fused attention output is laid out [B, T, H, D] (merging heads needs no copy)', () => {
+    tidy(() => {
+      const q = randn([2, 3, 10, 32], { device: DEV });
+      const y = scaledDotProductAttention(q, q, q, { causal: true });
+      assert.ok(transpose(y, 1, 2).isContiguous, `strides ${y.strides}`);
+    });
+  });
+
+  test('fused attention never allocates the [T, T] scores (T 4096: peak activation < 1/4 of one score matrix)', () => {
+    tidy(() => {
+      const [H, T, D] = [4, 4096, 64];
+      const mk = () => randn([1, H, T, D], { device: DEV }).requiresGrad_(true);
+      const [q, k, v] = [mk(), mk(), mk()];
+      resetPeakMemoryStats();
+      const before = memoryStats()[DEV].activation.current;
+      const y = scaledDotProductAttention(q, k, v, { causal: true });
+      sum(y).backward();
+      const peak = memoryStats()[DEV].activation.peak - before;
+      const scores = H * T * T * 4;
+      assert.ok(peak < scores / 4, `peak activation ${peak} bytes vs one score matrix ${scores}`);
+    });
+  });
+
+  test('CausalSelfAttention on CUDA (fused path) equals the CPU module, f32', () => {
+    tidy(() => {
+      const cpu = new nn.CausalSelfAttention({ nEmbd: 128, nHead: 2 });
+      const gpu = new nn.CausalSelfAttention({ nEmbd: 128, nHead: 2 });
+      gpu.loadStateDict(cpu.stateDict());
+      nn.moduleToDevice(gpu, DEV);
+      const x = randn([2, 33, 128]);
+      const a = cpu.forward(x);
+      const b = gpu.forward(x.to(DEV));
+      const e = maxRelErr(b.toList(), a.toList());
+      assert.ok(e <= 1e-5, `output differs by ${e}`);
+    });
+  });
+
+  test('fused attention errors name the op and the devices', () => {
+    tidy(() => {
+      const q = randn([1, 1, 4, 32], { device: DEV });
+      const c = randn([1, 1, 4, 32]);
+      assert.throws(() => scaledDotProductAttention(q, c, q), /scaledDotProductAttention: operands on different devices/);
+      assert.throws(() => scaledDotProductAttention(q, q.to('bf16'), q), /scaledDotProductAttention: q, k, v must share one dtype/);
+    });
+  });
+}
+
+test.run();
