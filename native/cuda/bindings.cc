@@ -420,6 +420,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "matmul", Matmul);
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
+  registerCudaIndex(cuda);
   registerCudaImage(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);

@@ -37,7 +37,8 @@ __global__ void forwardRows(const T* x, int64_t C, const I* t, int64_t ignore, T
   if (threadIdx.x == 0) {
     const double l = m + log(s);
     lse[r] = Stat<T>(l);
-    cu::st(loss + r, l - double(cu::ld(xr + target)));
+    // A target outside [0, C) was flagged by the device-side check (index_check.cu): read nothing.
+    cu::st(loss + r, target >= 0 && target < C ? l - double(cu::ld(xr + target)) : double(CUDART_NAN));
   }
 }
 

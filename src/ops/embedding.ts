@@ -1,6 +1,12 @@
-/** Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add (native/cpu/embedding.cc). */
+/**
+ * Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add
+ * (native/cpu/embedding.cc). On CUDA the ids never go to the host: the gather flags bad ids on
+ * the device (reported at the next synchronization, tensor/device_checks.ts) and the backward
+ * groups positions by id with a device sort (native/cuda/embedding_sort.cu).
+ */
 
 import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deferIndexCheck } from '../tensor/device_checks.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -26,6 +32,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   const ic = k.asContiguous(ids);
   const wc = k.asContiguous(weight);
   const out = k.empty([...ids.shape, D], weight.dtype, undefined, false, dev);
+  if (dev !== 'cpu') return embeddingOnDevice(ids, ic, wc, weight, out);
   const bad = kernelsOn(dev).embeddingForward(code, idCode, ic.id, ic.offset, n, wc.id, wc.offset, V, D, out.id, 0) as number;
   if (wc !== weight) wc.dispose();
   if (bad >= 0) {
@@ -40,6 +47,38 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
       const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
       const dw = k.empty([V, D], weight.dtype, undefined, false, dev);
       kernelsOn(dev).embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
+      if (gc !== g) gc.dispose();
+      return [dw];
+    };
+  });
+  if (ic !== ids) ic.dispose();
+  return result;
+}
+
+function outOfRange(idsShape: readonly number[], wShape: readonly number[], dev: string, pos: number, value: number): string {
+  return `embedding: id ${value} at position ${position(pos, idsShape)} of ids ${fmt(idsShape)} is out of range for V = ${wShape[0]} rows (weight ${fmt(wShape)}; checked on ${dev}, reported at the next synchronization)`;
+}
+
+/** The CUDA path: gather with a device-side range check, backward by a device sort. */
+function embeddingOnDevice(ids: Tensor, ic: Tensor, wc: Tensor, weight: Tensor, out: Tensor): Tensor {
+  const dev = weight.device;
+  const [V, D] = weight.shape;
+  const code = dtypeCode(weight.dtype);
+  const idCode = dtypeCode(ids.dtype);
+  const n = ids.numel;
+  const flag = k.empty([1], 'i64', 'other', false, dev);
+  const kern = kernelsOn(dev);
+  kern.embeddingGather(code, idCode, ic.id, ic.offset, n, wc.id, wc.offset, V, D, out.id, 0, flag.id);
+  if (wc !== weight) wc.dispose();
+  const idsShape = [...ids.shape];
+  const wShape = [...weight.shape];
+  deferIndexCheck(flag, ic.alias(), (pos, value) => outOfRange(idsShape, wShape, dev, pos, value));
+  const result = record('embedding', [weight], out, (node) => {
+    const si = node.save(ic);
+    return (g) => {
+      const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
+      const dw = k.empty([V, D], weight.dtype, undefined, false, dev);
+      kern.embeddingScatter(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
       if (gc !== g) gc.dispose();
       return [dw];
     };

@@ -4,6 +4,7 @@
  */
 import { native } from '../native.ts';
 import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { flushDeviceChecks } from '../tensor/device_checks.ts';
 import { type DType, dtypeCode, itemSize } from '../tensor/dtype.ts';
 import { broadcastShapes, broadcastStrides, fmt, isDense, numel, type Shape, sameShape } from '../tensor/shape.ts';
 import type { Device, MemoryTag } from '../tensor/storage.ts';
@@ -72,6 +73,8 @@ function copyAcross(src: Tensor, dst: Tensor): void {
   const packed = src.isContiguous && src.dtype === dst.dtype ? src : copy(src, dst.dtype);
   const flat = dst.isContiguous ? dst : empty(dst.shape, dst.dtype, undefined, false, dst.device);
   const item = itemSize(dst.dtype);
+  // A copy to the host synchronizes: the deferred device-side index checks are read too.
+  if (dst.device === 'cpu') flushDeviceChecks();
   native.copyBytes(packed.id, packed.offset * item, flat.id, flat.offset * item, dst.numel * item);
   if (packed !== src) packed.dispose();
   if (flat !== dst) {

@@ -1,6 +1,12 @@
-/** Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc). */
+/**
+ * Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc).
+ * On CUDA the targets never go to the host: their range check and the count of targets not
+ * ignored ('mean') stay on the device; a bad target is reported at the next synchronization
+ * (tensor/device_checks.ts).
+ */
 
 import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deferIndexCheck } from '../tensor/device_checks.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -45,6 +51,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const tc = k.asContiguous(targets);
   const losses = k.empty([rows], logits.dtype, undefined, false, dev);
   const lse = k.empty([rows], statDType(logits.dtype), undefined, false, dev);
+  if (dev !== 'cpu') return crossEntropyOnDevice(logits, targets, xc, tc, losses, lse, reduction, ignoreIndex);
   const count = kernelsOn(dev).crossEntropyForward(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id) as number;
   const cleanup = () => {
     if (xc !== logits) xc.dispose();
@@ -80,5 +87,65 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     };
   });
   cleanup();
+  return result;
+}
+
+/**
+ * The CUDA path: the range check writes a device flag, the count of targets not ignored stays a
+ * device scalar that 'mean' divides by (forward and backward), so nothing synchronizes.
+ */
+function crossEntropyOnDevice(
+  logits: Tensor, targets: Tensor, xc: Tensor, tc: Tensor, losses: Tensor, lse: Tensor,
+  reduction: string, ignoreIndex: number,
+): Tensor {
+  const dev = logits.device;
+  const kern = kernelsOn(dev);
+  const lead = logits.shape.slice(0, -1);
+  const C = logits.shape[logits.ndim - 1];
+  const rows = targets.numel;
+  const code = dtypeCode(logits.dtype);
+  const idCode = dtypeCode(targets.dtype);
+  const flag = k.empty([1], 'i64', 'other', false, dev);
+  const count = k.empty([1], 'i64', 'other', false, dev);
+  kern.indexCheck(idCode, tc.id, tc.offset, rows, C, ignoreIndex, flag.id, count.id);
+  const tShape = [...targets.shape];
+  const xShape = [...logits.shape];
+  deferIndexCheck(flag, tc.alias(), (pos, value) =>
+    `crossEntropy: target ${value} at position ${position(pos, tShape)} is out of range for C = ${C} classes (logits ${fmt(xShape)}, ignoreIndex ${ignoreIndex}; checked on ${dev}, reported at the next synchronization)`);
+  kern.crossEntropyForwardDevice(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id);
+  // 'mean' divides by the count as a device scalar ([] view); 0 targets give 0 / 0 = NaN, as PyTorch.
+  const counted = k.copy(count, logits.dtype);
+  count.dispose();
+  const denom = counted.alias([], [], counted.offset);
+  counted.dispose();
+  let out: Tensor;
+  if (reduction === 'none') {
+    out = losses.alias([...lead], contiguousStrides(lead), 0);
+  } else {
+    const total = k.reduce(k.Reduce.sum, losses, [0], 1);
+    out = reduction === 'mean' ? k.binary(k.Binary.div, total, denom, 'crossEntropy') : total;
+    if (out !== total) total.dispose();
+  }
+  losses.dispose();
+  const result = record('crossEntropy', [logits], out, (node) => {
+    const sx = node.save(xc);
+    const st = node.save(tc);
+    const sl = node.save(lse);
+    const sd = node.save(denom);
+    return (g) => {
+      const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
+      // Ignored rows never read g, so an all-ignored mean (g / 0) still gives zeros.
+      const gs = reduction === 'mean' ? k.binary(k.Binary.div, gc, sd, 'crossEntropy backward') : gc;
+      const dx = k.empty(logits.shape, logits.dtype, undefined, false, dev);
+      kern.crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gs.id, gs.offset, reduction === 'none' ? 1 : 0, 1, dx.id);
+      if (gs !== gc) gs.dispose();
+      if (gc !== g) gc.dispose();
+      return [dx];
+    };
+  });
+  denom.dispose();
+  if (xc !== logits) xc.dispose();
+  if (tc !== targets) tc.dispose();
+  lse.dispose();
   return result;
 }

@@ -4,6 +4,7 @@
  * libraries (cuBLASLt, NCCL) were found at run time.
  */
 import { native } from '../native.ts';
+import { flushDeviceChecks } from './device_checks.ts';
 import type { Device } from './storage.ts';
 
 /** CUDA ordinals go up to 7 (native/tensor/storage.h kMaxCudaDevices). */
@@ -87,6 +88,7 @@ export function cudaEmptyCache(device: Device = 'cuda:0'): void {
  */
 export function cudaSynchronize(device: Device = 'cuda:0'): void {
   native.cudaSynchronize(cudaOrdinal(device, 'cudaSynchronize'));
+  flushDeviceChecks();
 }
 
 /** What the driver says of one device. */

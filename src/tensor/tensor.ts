@@ -7,6 +7,7 @@ import type { Node } from '../autograd/node.ts';
 import { native } from '../native.ts';
 import * as ops from '../ops/index.ts';
 import { checkDevice } from './device.ts';
+import { flushDeviceChecks } from './device_checks.ts';
 import { checkDType, type DType, dtypeCode, itemSize } from './dtype.ts';
 import { track } from './scope.ts';
 import { contiguousStrides, fmt, isContiguous, numel, type Shape } from './shape.ts';
@@ -176,6 +177,8 @@ export class Tensor {
     }
     const t = this.isContiguous ? this : ops.contiguous(this);
     try {
+      // Reading device values synchronizes: the deferred device-side index checks are read too.
+      if (t.device !== 'cpu') flushDeviceChecks();
       const bytes = native.read(t.id, t.offset * itemSize(t.dtype), t.numel * itemSize(t.dtype));
       switch (t.dtype) {
         case 'f64':

@@ -66,23 +66,26 @@ function callerFile(): string {
 }
 
 /**
- * Registers `body` as one uvu test per device. On a CUDA device, an op that has no CUDA kernel
- * yet (its error says "no CUDA kernel yet") makes the test print a SKIP line naming the op
- * instead of failing, so files can be parametrized before every kernel exists; set
- * MT_STRICT_CUDA=1 to make that a failure.
+ * Runs `body` on `dev` as one test does: on a CUDA device, an op that has no CUDA kernel yet (its
+ * error says "no CUDA kernel yet") prints a SKIP line naming the op instead of failing, so files
+ * can be parametrized before every kernel exists; MT_STRICT_CUDA=1 makes that a failure.
  */
+export function runOnDevice(dev: Device, label: string, body: (dev: Device) => void): void {
+  if (dev === 'cpu') {
+    body(dev);
+    return;
+  }
+  try {
+    body(dev);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (process.env.MT_STRICT_CUDA === '1' || !/no CUDA kernel yet/.test(msg)) throw e;
+    console.log(`SKIP ${label} on ${dev}: ${msg.split('\n')[0]}`);
+  }
+}
+
+/** Registers `body` as one uvu test per device of testDevices() (see runOnDevice for CUDA). */
 export function deviceTest(name: string, body: (dev: Device) => void): void {
   const file = callerFile();
-  for (const dev of testDevices(file)) {
-    test(nameOn(name, dev), () => {
-      if (dev === 'cpu') return body(dev);
-      try {
-        body(dev);
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        if (process.env.MT_STRICT_CUDA === '1' || !/no CUDA kernel yet/.test(msg)) throw e;
-        console.log(`SKIP ${file} "${name}" on ${dev}: ${msg.split('\n')[0]}`);
-      }
-    });
-  }
+  for (const dev of testDevices(file)) test(nameOn(name, dev), () => runOnDevice(dev, `${file} "${name}"`, body));
 }

@@ -1,0 +1,84 @@
+/**
+ * Index checks that run on a CUDA device without a host synchronization: the kernel writes a flag
+ * (one i64 on the device: 0 when every index was in range, else n - the first bad position) and
+ * the op registers it here with how to describe a failure. The flags are read at the next
+ * synchronizing call (reading values, moving a tensor to the CPU, cudaSynchronize), which then
+ * throws the op's usual message ("embedding: id 7 at position [0] ... is out of range ...").
+ */
+import { native } from '../native.ts';
+import type { Tensor } from './tensor.ts';
+
+interface PendingCheck {
+  /** The device flag (i64 [1]). */
+  flag: Tensor;
+  /** The checked indices (an alias kept alive until the check is read). */
+  ids: Tensor;
+  /** The error message for the index `value` at flat position `pos`. */
+  message: (pos: number, value: number) => string;
+}
+
+let pending: PendingCheck[] = [];
+
+/** Checks pending beyond this many are read at once (a loop that never synchronizes stays bounded). */
+const MAX_PENDING = 256;
+
+/**
+ * Registers a device-side index check; takes ownership of `flag` and of `ids` (pass an alias).
+ * @example
+ * deferIndexCheck(flag, ids.alias(), (pos, v) => `embedding: id ${v} at position ${pos} is out of range`);
+ */
+export function deferIndexCheck(flag: Tensor, ids: Tensor, message: PendingCheck['message']): void {
+  // Owned here, not by the enclosing tidy scope: they must outlive it until read.
+  flag.kept = true;
+  ids.kept = true;
+  pending.push({ flag, ids, message });
+  if (pending.length > MAX_PENDING) flushDeviceChecks();
+}
+
+function readI64(t: Tensor, index: number): number {
+  const item = t.dtype === 'i32' ? 4 : 8;
+  const buf = native.read(t.id, (t.offset + index) * item, item);
+  return item === 4 ? new Int32Array(buf)[0] : Number(new BigInt64Array(buf)[0]);
+}
+
+/** The flat position in a possibly strided index tensor, as the element's storage index. */
+function storageIndex(t: Tensor, pos: number): number {
+  let rem = pos;
+  let at = 0;
+  for (let d = t.ndim - 1; d >= 0; d--) {
+    at += (rem % t.shape[d]) * t.strides[d];
+    rem = Math.floor(rem / t.shape[d]);
+  }
+  return at;
+}
+
+/**
+ * Reads every pending flag (a synchronization per flag) and throws the first failure's message;
+ * the checks are released either way. Called by the synchronizing operations.
+ */
+export function flushDeviceChecks(): void {
+  if (pending.length === 0) return;
+  const checks = pending;
+  pending = [];
+  let error: string | null = null;
+  for (const c of checks) {
+    try {
+      if (error === null) {
+        const v = readI64(c.flag, 0);
+        if (v !== 0) {
+          const pos = c.ids.numel - v;
+          error = c.message(pos, readI64(c.ids, storageIndex(c.ids, pos)));
+        }
+      }
+    } finally {
+      c.flag.dispose();
+      c.ids.dispose();
+    }
+  }
+  if (error !== null) throw new Error(error);
+}
+
+/** How many checks wait to be read (for tests). */
+export function pendingDeviceChecks(): number {
+  return pending.length;
+}
