@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -66,6 +67,9 @@ struct Registry {
   std::unordered_map<int64_t, std::shared_ptr<Comm>> comms;
   int64_t next = 1;
   bool watchdogStarted = false;
+  // Set at exit, before the CUDA runtime's own teardown: the watchdog then stops touching CUDA.
+  std::atomic<bool> stop{false};
+  std::atomic<bool> stopped{false};
 };
 Registry& reg() {
   static Registry* r = new Registry();
@@ -149,7 +153,7 @@ void inspect(Comm& c) {
         }
         if (q != cudaErrorNotReady) {
           cudaGetLastError();
-          failure = cat(p->what, " failed on the device: CUDA error ", int(q), " (", cudaGetErrorName(q), ")");
+          failure = cat(p->what, " on ", c.where(), " failed on the device: CUDA error ", int(q), " (", cudaGetErrorName(q), ")");
           break;
         }
       }
@@ -175,21 +179,31 @@ void inspect(Comm& c) {
 }
 
 void watchdog() {
-  for (;;) {
+  while (!reg().stop.load()) {
     std::vector<std::shared_ptr<Comm>> live;
     {
       std::lock_guard<std::mutex> lock(reg().mu);
       for (auto& [h, c] : reg().comms) live.push_back(c);
     }
-    for (auto& c : live) inspect(*c);
-    std::this_thread::sleep_for(std::chrono::milliseconds(live.empty() ? 50 : 5));
+    for (auto& c : live)
+      if (!reg().stop.load()) inspect(*c);
+    live.clear();  // the last references may destroy events: not after stop
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  reg().stopped.store(true);
+}
+
+// Registered after the CUDA runtime initialized, so it runs before the runtime's exit handler.
+void stopWatchdog() {
+  reg().stop.store(true);
+  for (int i = 0; i < 100 && !reg().stopped.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
 }
 
 int64_t add(std::shared_ptr<Comm> c) {
   std::lock_guard<std::mutex> lock(reg().mu);
   if (!reg().watchdogStarted) {
     std::thread(watchdog).detach();
+    std::atexit(stopWatchdog);
     reg().watchdogStarted = true;
   }
   int64_t h = reg().next++;
