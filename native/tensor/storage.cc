@@ -60,7 +60,7 @@ int64_t allocStorage(size_t bytes, Tag tag, int device, bool zero) {
 #ifdef MESHTRAIN_CUDA
     size_t cap = 0;
     void* p = cudaAllocBlock(device - 1, bytes, &cap);
-    if (zero) cudaZeroBytes(device - 1, p, cap);
+    if (zero) cudaZeroBytes(device - 1, p, bytes);  // the storage sees `bytes`; the tail is the allocator's
     return insertStorage(Storage{p, bytes, cap, tagI, device, true});
 #else
     throw Error(cat("cuda:", device - 1, " is not available: this build has no CUDA (nvcc was not found when it was built)"));

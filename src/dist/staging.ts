@@ -63,21 +63,31 @@ export function runStaged(
       spans.set(t.storage, { storage: t.storage, source: t, lo, hi, host: null });
     }
   }
+  // What the copies need, taken now: callers may dispose their operand views once an async op is
+  // issued (the Work keeps the storages alive, not the tensor objects).
+  const copies = operands.map((t) => {
+    const [lo, hi] = byteRange(t);
+    return { id: t.id, lo, hi, span: spans.get(t.storage) as Span };
+  });
   const twins: Tensor[] = [];
   try {
     // Every operand of a collective has one dtype (ProcessGroup checks it).
-    for (const s of spans.values()) s.host = pinnedEmpty([(s.hi - s.lo) / itemSize(s.source.dtype)], { dtype: s.source.dtype, tag: 'comm' });
+    // Kept out of tidy scopes: an async operation may complete after the scope that issued it.
+    for (const s of spans.values()) {
+      s.host = pinnedEmpty([(s.hi - s.lo) / itemSize(s.source.dtype)], { dtype: s.source.dtype, tag: 'comm' });
+      s.host.kept = true;
+    }
     for (const i of inputs) {
-      const t = operands[i];
-      const s = spans.get(t.storage) as Span;
-      const [lo, hi] = byteRange(t);
-      stageBytes(t.id, lo, (s.host as Tensor).id, lo - s.lo, hi - lo);
+      const c = copies[i];
+      stageBytes(c.id, c.lo, (c.span.host as Tensor).id, c.lo - c.span.lo, c.hi - c.lo);
     }
     for (const t of operands) {
       const s = spans.get(t.storage) as Span;
       const host = s.host as Tensor;
       host.storage.retain();
-      twins.push(new Tensor(host.storage, t.shape, t.strides, (t.offset * itemSize(t.dtype) - s.lo) / itemSize(t.dtype), t.dtype));
+      const twin = new Tensor(host.storage, t.shape, t.strides, (t.offset * itemSize(t.dtype) - s.lo) / itemSize(t.dtype), t.dtype);
+      twin.kept = true;
+      twins.push(twin);
     }
   } catch (e) {
     free(twins, spans);
@@ -87,10 +97,8 @@ export function runStaged(
   const finish = (ok: boolean) => {
     try {
       if (ok) for (const i of outputs) {
-        const t = operands[i];
-        const s = spans.get(t.storage) as Span;
-        const [lo, hi] = byteRange(t);
-        stageBytes((s.host as Tensor).id, lo - s.lo, t.id, lo, hi - lo);
+        const c = copies[i];
+        stageBytes((c.span.host as Tensor).id, c.lo - c.span.lo, c.id, c.lo, c.hi - c.lo);
       }
     } finally {
       free(twins, spans);

@@ -2,6 +2,7 @@
 import { noGrad } from '../autograd/grad_mode.ts';
 import { checkDevice } from '../tensor/device.ts';
 import type { Device } from '../tensor/storage.ts';
+import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { Module } from './module.ts';
 
@@ -26,7 +27,8 @@ export function moduleToDevice<M extends Module>(module: M, device: Device): M {
         t.grad = null;
       }
       if (t.device === dev) continue;
-      const moved = t.to(dev);
+      // The copy keeps the tensor's memory tag ('param' for parameters), not the ambient one.
+      const moved = withTag(t.storage.tag, () => t.to(dev));
       moved.storage.retain();
       t.rebind(moved.storage, moved.offset);
       moved.dispose();

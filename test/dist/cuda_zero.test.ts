@@ -6,8 +6,9 @@
 // tensor's largest value) (GPU kernels sum in another order than the CPU's; the engine's own CPU
 // runs measure ~2e-6, the attention key bias). The device shows ZeRO's savings per rank: stage 1
 // at most 60% of stage 0's optimizer bytes, stage 3 at most 60% of its parameter bytes, and the
-// offloaded runs no optimizer bytes at all. The same fixture runs on the CPU here (weights within 1e-5); the
-// cuda:0 run prints one SKIP line without a device.
+// offloaded runs no optimizer bytes at all. The same fixture runs on the CPU here (weights within 1e-5), once
+// more with every collective forced through the staging path (the same numbers, exactly); the cuda:0 run
+// prints one SKIP line without a device.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaIsAvailable, native } from '../../src/index.ts';
@@ -15,8 +16,8 @@ import { expectExit, runLauncher } from './helpers.ts';
 
 type Results = Record<string, { lossRel: number; weightRel: number; worst: string; memory: Record<string, number> }>;
 
-async function run(device: string): Promise<Results> {
-  const r = await runLauncher(['--num_procs', '2'], 'cuda_zero.ts', [device], { timeoutMs: 240_000 });
+async function run(device: string, env: NodeJS.ProcessEnv = {}): Promise<Results> {
+  const r = await runLauncher(['--num_procs', '2'], 'cuda_zero.ts', [device], { timeoutMs: 240_000, env });
   expectExit(r, 0, `cuda_zero on ${device}`);
   const m = /^\[rank 0\] RESULT (.*)$/m.exec(r.stdout);
   assert.ok(m, r.stdout);
@@ -34,8 +35,19 @@ function check(results: Results, weightTol: number): void {
   for (const name of ['stage2_offload_cpu', 'stage3_offload_nvme']) assert.is(m(name).optim, 0, `${name}: no optimizer state on the device`);
 }
 
+let cpu: Results | null = null;
+
 test('ZeRO 0-3 and offload on 2 CPU ranks equal one process (the fixture the cuda:0 run uses)', async () => {
-  check(await run('cpu'), 1e-5);
+  cpu = await run('cpu');
+  check(cpu, 1e-5);
+});
+
+test('the same with every collective staged through host buffers (MESHTRAIN_STAGE_HOST=1): identical numbers', async () => {
+  const staged = await run('cpu', { MESHTRAIN_STAGE_HOST: '1' });
+  for (const [name, c] of Object.entries(cpu as Results)) {
+    assert.is(staged[name].lossRel, c.lossRel, `${name}: losses`);
+    assert.is(staged[name].weightRel, c.weightRel, `${name}: weights`);
+  }
 });
 
 if (!cudaIsAvailable()) {
