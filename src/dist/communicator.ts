@@ -6,7 +6,7 @@
  */
 
 import type { DType } from '../tensor/dtype.ts';
-import type { MemoryTag } from '../tensor/storage.ts';
+import type { Device, MemoryTag } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { StoreClient } from './store.ts';
 
@@ -30,6 +30,8 @@ export interface Communicator {
    * buffers (staging.ts), so a host backend also serves CUDA tensors.
    */
   readonly devices?: readonly ('cpu' | 'cuda')[];
+  /** A device backend's device on this rank (nccl: its GPU), named in errors. */
+  readonly device?: Device;
   allReduce(t: Tensor, op: ReduceOp, async: boolean): PendingOp | null;
   reduce(t: Tensor, dst: number, op: ReduceOp, async: boolean): PendingOp | null;
   reduceScatter(out: Tensor, inp: Tensor, op: ReduceOp, async: boolean): PendingOp | null;

@@ -294,6 +294,13 @@ export class ProcessGroup {
   private checkTensor(what: string, t: Tensor, role: string): void {
     if (!(t instanceof Tensor)) this.fail(what, `the ${role} must be a Tensor`);
     if (t.disposed) this.fail(what, `the ${role} was disposed`);
+    // Staging moves device tensors through host memory for host backends; a device backend
+    // (nccl) cannot take host tensors at all.
+    const comm = this.live();
+    if (t.device === 'cpu' && !(comm.devices ?? ['cpu']).includes('cpu')) {
+      const where = comm.device ? ` on ${comm.device} (this rank's device; use .to('${comm.device}'))` : '';
+      this.fail(what, `the ${role} ${describeTensor(t)} is on cpu; the ${comm.backend} backend works on device tensors${where}`);
+    }
   }
 
   /** One block of memory (any dense layout; every rank must use the same). */

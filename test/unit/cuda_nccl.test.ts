@@ -144,7 +144,7 @@ if (!cudaIsAvailable()) {
       message = (e as Error).message;
     }
     assert.match(message, /allReduce\(sum\)/);
-    assert.match(message, /f32\[4\] is on cpu/);
+    assert.match(message, /the tensor \[4\] f32 is on cpu/);
     assert.match(message, /cuda:0/);
   });
 
