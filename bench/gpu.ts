@@ -8,7 +8,7 @@
  * A part whose op or library is missing prints "skipped: <reason>" and the rest go on. The
  * summary table comes last; with $OUT set (the GPU machine) it is also written to
  * $OUT/bench_gpu.json.
- * --smoke shrinks every part (matmul 256, GPT tiny 4 x 16, ResNet-101 batch 4, one step) to check the
+ * --smoke shrinks every part (matmul 64, GPT tiny 4 x 16, ResNet-101 batch 4, one step) to check the
  * plumbing on the emulated device, where timings mean nothing.
  *   node --import tsx bench/gpu.ts [--quick | --smoke] [--peak 989e12] [--only a,b,c,d]
  */
@@ -45,7 +45,7 @@ let bestBf16 = 0;
 
 if (only.has('a')) {
   const sizes: Record<'bf16' | 'f32', number[]> = smoke
-    ? { bf16: [256], f32: [256] }
+    ? { bf16: [64], f32: [64] }
     : quick
       ? { bf16: [1024, 4096, 8192], f32: [4096] }
       : { bf16: [1024, 2048, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
@@ -55,7 +55,7 @@ if (only.has('a')) {
     for (const n of sizes[dtype]) {
       rows.push(
         guarded(`matmul ${dtype} ${n}`, () => {
-          const r = benchMatmulSize(dtype, n, props.l2CacheBytes);
+          const r = benchMatmulSize(dtype, n, props.l2CacheBytes, smoke ? { iters: 2, rounds: 2 } : undefined);
           results.push(r);
           if (dtype === 'bf16') bestBf16 = Math.max(bestBf16, r.peerTflops * 1e12);
           console.log(`${`${dtype} ${n}`.padEnd(17)}${cell((r.oursS * 1e3).toFixed(3), 12)}${cell((r.peerS * 1e3).toFixed(3), 13)}${cell(r.ratio.toFixed(3), 8)}${cell(r.oursTflops.toFixed(1), 11)}${cell(r.peerTflops.toFixed(1), 15)}`);
@@ -68,7 +68,7 @@ if (only.has('a')) {
 
 if (only.has('b')) {
   rows.push(
-    guarded('GPT-2 124M bf16 step', () => {
+    guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step`, () => {
       const g = smoke ? benchGpt(4, 16, 1, 'tiny') : benchGpt(8, 1024, quick ? 3 : 8);
       const rate = g.flopsPerStep / g.stepS;
       const vsLt = bestBf16 > 0 ? `, ${((rate / bestBf16) * 100).toFixed(1)}% of cuBLASLt's measured ${(bestBf16 / 1e12).toFixed(0)} TF/s` : '';
@@ -83,7 +83,7 @@ if (only.has('b')) {
 
 if (only.has('c')) {
   rows.push(
-    guarded('ResNet-101 bs128 bf16', () => {
+    guarded(`ResNet-101 bs${smoke ? 4 : 128} bf16`, () => {
       const r = smoke ? benchResnet(4, 1) : benchResnet(128, quick ? 5 : 10);
       const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
       console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch 128, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);

@@ -48,13 +48,13 @@ function sampledError(a: Tensor, b: Tensor, out: Tensor, n: number): number {
   return worst;
 }
 
-/** Times one size and dtype; throws if our product is wrong. */
-export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number): MatmulResult {
+/** Times one size and dtype; throws if our product is wrong. `fixed` sets iters and rounds (--smoke). */
+export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number, fixed?: { iters: number; rounds: number }): MatmulResult {
   const flop = 2 * n ** 3;
   const pairBytes = 2 * n * n * (dtype === 'bf16' ? 2 : 4);
-  const sets = Math.max(1, Math.min(32, Math.ceil((3 * l2Bytes) / pairBytes)));
-  const iters = Math.max(3, Math.min(200, Math.ceil(0.02 / (flop / GUESS_FLOPS[dtype]))));
-  const rounds = 7;
+  const sets = fixed ? 2 : Math.max(1, Math.min(32, Math.ceil((3 * l2Bytes) / pairBytes)));
+  const iters = fixed?.iters ?? Math.max(3, Math.min(200, Math.ceil(0.02 / (flop / GUESS_FLOPS[dtype]))));
+  const rounds = fixed?.rounds ?? 7;
   const as: Tensor[] = [];
   const bs: Tensor[] = [];
   for (let s = 0; s < sets; s++) {

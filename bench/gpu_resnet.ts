@@ -66,8 +66,19 @@ function torchImagesPerS(dtype: DType, batch: number, steps: number): { value: n
   return { value: null, note: `PyTorch peer did not run (exit ${r.status}): ${why.slice(0, 200)}` };
 }
 
+/** Ours, then PyTorch's; when ours fails, PyTorch's number is still printed before the error goes up. */
 export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16'): ResnetResult {
-  const ours = oursImagesPerS(dtype, batch, steps);
+  let ours = 0;
+  let failure: unknown = null;
+  try {
+    ours = oursImagesPerS(dtype, batch, steps);
+  } catch (e) {
+    failure = e;
+  }
   const t = torchImagesPerS(dtype, batch, steps);
+  if (failure !== null) {
+    console.log(`(c) PyTorch alone: ${t.value?.toFixed(0) ?? 'n/a'} img/s (${t.note})`);
+    throw failure;
+  }
   return { ours, torch: t.value, torchNote: t.note };
 }

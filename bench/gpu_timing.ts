@@ -51,8 +51,8 @@ export function guarded(part: string, fn: () => string): BenchRow {
   try {
     return { part, status: 'ok', key: fn() };
   } catch (e) {
-    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
-    const skip = /no CUDA kernel yet|built without CUDA|missing lib|not present|skipped:/.test(msg);
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0].replace(/^skipped: /, '');
+    const skip = /no CUDA kernel yet|built without CUDA|missing lib|not present|skipped:/.test(e instanceof Error ? e.message : String(e));
     console.log(`${part}: ${skip ? 'skipped' : 'FAILED'}: ${msg}`);
     if (!skip && e instanceof Error && e.stack) console.log(e.stack.split('\n').slice(1, 6).join('\n'));
     return { part, status: skip ? 'skipped' : 'failed', key: msg.slice(0, 100) };

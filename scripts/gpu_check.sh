@@ -46,6 +46,9 @@ for s in site.getsitepackages() + [site.getusersitepackages()]:
 print(':'.join(sorted(set(d for d in dirs if os.path.isdir(d)))))
 PY
 )
+# The emulated-device build brings its reference cuBLASLt in <build>/emu-lib.
+emuLib="$(dirname "${MESHTRAIN_ADDON:-.}")/../emu-lib"
+[ "${MT_EMU:-0}" = 1 ] && [ -d "$emuLib" ] && libs="$(cd "$emuLib" && pwd)${libs:+:$libs}"
 export MESHTRAIN_CUDA_LIB_PATH="${MESHTRAIN_CUDA_LIB_PATH:-$libs}"
 start=$SECONDS
 summary=()
