@@ -108,6 +108,17 @@ if (!cudaIsAvailable()) {
     });
   }
 
+  if (!(cudaLibraries() as unknown as Record<string, { found: boolean }>).cudnn.found) {
+    test('conv2d without libcudnn: f32 names the missing library, f64 (direct kernels) still runs', () => {
+      tidy(() => {
+        const x = randn([1, 2, 4, 4]).to(DEV);
+        const w = randn([3, 2, 3, 3]).to(DEV);
+        assert.throws(() => conv2d(x, w), /conv2dForward on CUDA needs cuDNN for f32: missing libcudnn/);
+        assert.equal(conv2d(x.to('f64'), w.to('f64')).shape, [1, 3, 2, 2]);
+      });
+    });
+  }
+
   test('conv2d: the direct kernels (MESHTRAIN_CUDA_CONV=direct) equal the CPU in f32', () => {
     process.env.MESHTRAIN_CUDA_CONV = 'direct';
     try {
