@@ -7,6 +7,7 @@
 // cuDNN's heuristics offer, deterministic ones come first. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <array>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -193,7 +194,13 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   std::vector<int64_t> key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
                            s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
   auto& slot = plans()[key];
-  if (!slot) slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, check);
+  if (!slot) {
+    slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, check);
+    // Once per problem: the direct kernels are correct but far slower than cuDNN's.
+    if (!slot->usable)
+      std::fprintf(stderr, "meshtrain: %s: cuDNN offers no accepted algorithm for %s %s; using the direct kernels\n",
+                   passName(prop), dtypeLabel(dtype), s.describe().c_str());
+  }
   const Plan& p = *slot;
   if (!p.usable) return false;
   dnn9::Handle h = handleOf(dev, check);
