@@ -6,6 +6,7 @@
 #include "tensor/storage.h"
 #include "util/args.h"
 #ifdef MESHTRAIN_NCCL
+#include "cuda/runtime.h"
 #include "cuda/spin.h"
 #endif
 
@@ -114,6 +115,14 @@ Napi::Value Device(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ncclCommDevice(argInt(info, 0)));
 }
 
+// busId(dev) -> the PCI bus id of cuda:dev ("0000:3b:00.0"): tells GPUs apart across ranks,
+// whatever CUDA_VISIBLE_DEVICES renumbered.
+Napi::Value BusId(const Napi::CallbackInfo& info) {
+  char id[32] = {0};
+  cudaCheck(cudaDeviceGetPCIBusId(id, sizeof id, int(argInt(info, 0))), "nccl: cudaDeviceGetPCIBusId");
+  return Napi::String::New(info.Env(), id);
+}
+
 // spin(dev, microseconds): keeps the compute stream busy (tests of ordering and timeouts).
 Napi::Value Spin(const Napi::CallbackInfo& info) {
   cudaSpin(int(argInt(info, 0)), argNum(info, 1));
@@ -138,6 +147,7 @@ void registerNccl(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(o, "close", Close);
   MT_EXPORT(o, "device", Device);
   MT_EXPORT(o, "spin", Spin);
+  MT_EXPORT(o, "busId", BusId);
 #endif
   exports.Set("nccl", o);
 }

@@ -42,6 +42,7 @@ interface NcclNative {
   close(h: number): void;
   device(h: number): number;
   spin(dev: number, microseconds: number): void;
+  busId(dev: number): string;
 }
 
 function nccl(): NcclNative {
@@ -185,10 +186,14 @@ export class NcclCommunicator implements Communicator {
 }
 
 /** What each rank publishes at set-up: where it runs and what it can use. */
-interface RankReport {
+export interface RankReport {
   host: string;
-  devices: number;
+  /** Why NCCL cannot run there ('' when it can). */
   why: string;
+  /** LOCAL_RANK, or -1 when unset (then: the rank's position among its host's ranks). */
+  localRank: number;
+  /** PCI bus id of each CUDA device the rank sees, in CUDA's order (CUDA_VISIBLE_DEVICES applied). */
+  busIds: string[];
 }
 
 /** Whether the whole world can run NCCL (`problem` null) and, if so, this rank's GPU. */
@@ -198,39 +203,57 @@ export interface NcclSurvey {
 }
 
 /**
- * Every rank reports whether it can use NCCL and on which host it runs (all world ranks call
- * it together). A problem anywhere is everyone's problem, named by rank, so no rank waits for a
- * peer that already gave up. Each rank's GPU is cuda:(LOCAL_RANK % devices); NCCL cannot run two
- * ranks on one GPU, so a host with more ranks than devices is a problem too.
+ * The decision of surveyNccl, from every rank's report: a rank without NCCL is everyone's
+ * problem (named by rank and reason); each rank takes cuda:(localRank % devices); two ranks of a
+ * host on the same physical GPU (by PCI bus id) are a problem, since NCCL cannot run two ranks on
+ * one GPU.
  */
-export async function surveyNccl(i: BackendInit): Promise<NcclSurvey> {
-  const { store, rank, size, timeoutMs } = i;
-  const why = ncclUnavailableReason();
-  const mine: RankReport = { host: os.hostname(), devices: why ? 0 : native.deviceInfo().cudaDevices, why };
-  await store.set(`mt/nccl/rank/${rank}`, JSON.stringify(mine));
-  const all = await Promise.all(Array.from({ length: size }, async (_, r) => JSON.parse(await store.getString(`mt/nccl/rank/${r}`, timeoutMs)) as RankReport));
-  const failing = all.map((rep, r) => ({ r, rep })).filter((e) => e.rep.why);
+export function planNcclDevices(reports: RankReport[], rank: number): NcclSurvey {
+  const failing = reports.map((rep, r) => ({ r, rep })).filter((e) => e.rep.why);
   if (failing.length) {
     const byReason = new Map<string, number[]>();
     for (const { r, rep } of failing) byReason.set(rep.why, [...(byReason.get(rep.why) ?? []), r]);
     const parts = [...byReason].map(([w, rs]) => `rank${rs.length > 1 ? 's' : ''} ${rs.join(',')}: ${w}`);
     return { problem: `NCCL cannot be used (${parts.join('; ')})`, device: 'cpu' };
   }
-  for (const host of new Set(all.map((rep) => rep.host))) {
-    const ranks = all.map((rep, r) => ({ r, rep })).filter((e) => e.rep.host === host);
-    const devices = Math.min(...ranks.map((e) => e.rep.devices));
-    if (ranks.length > devices) {
+  const ordinal = reports.map((rep, r) => {
+    const local = rep.localRank >= 0 ? rep.localRank : reports.slice(0, r).filter((o) => o.host === rep.host).length;
+    return local % rep.busIds.length;
+  });
+  const owner = new Map<string, number>();
+  for (const [r, rep] of reports.entries()) {
+    const gpu = `${rep.host} ${rep.busIds[ordinal[r]]}`;
+    const first = owner.get(gpu);
+    if (first !== undefined) {
+      const onHost = reports.filter((o) => o.host === rep.host).length;
       return {
-        problem: `host ${host} runs ${ranks.length} ranks (${ranks.map((e) => e.r).join(',')}) but has ${devices} CUDA device(s); ` +
-          'NCCL cannot run two ranks on one GPU (start at most one rank per GPU, or use the shm backend)',
+        problem: `ranks ${first} and ${r} would share the GPU ${rep.busIds[ordinal[r]]} of host ${rep.host}; NCCL cannot run two ranks ` +
+          `on one GPU (the host runs ${onHost} ranks and rank ${r} sees ${rep.busIds.length} device(s): start at most one rank per GPU, or use the shm backend)`,
         device: 'cpu',
       };
     }
+    owner.set(gpu, r);
   }
-  const localEnv = process.env.LOCAL_RANK;
-  const localRank = localEnv !== undefined && localEnv !== '' ? Number(localEnv)
-    : all.map((rep, r) => ({ r, rep })).filter((e) => e.rep.host === mine.host).findIndex((e) => e.r === rank);
-  return { problem: null, device: `cuda:${localRank % mine.devices}` };
+  return { problem: null, device: `cuda:${ordinal[rank]}` };
+}
+
+/**
+ * Every rank reports whether it can use NCCL, its host and its GPUs (all world ranks call it
+ * together), then each decides the same way (planNcclDevices). A problem anywhere is everyone's
+ * problem, so no rank waits for a peer that already gave up.
+ */
+export async function surveyNccl(i: BackendInit): Promise<NcclSurvey> {
+  const { store, rank, size, timeoutMs } = i;
+  const why = ncclUnavailableReason();
+  const count = why ? 0 : native.deviceInfo().cudaDevices;
+  const env = process.env.LOCAL_RANK;
+  const mine: RankReport = {
+    host: os.hostname(), why, localRank: env !== undefined && env !== '' ? Number(env) : -1,
+    busIds: Array.from({ length: count }, (_, d) => nccl().busId(d)),
+  };
+  await store.set(`mt/nccl/rank/${rank}`, JSON.stringify(mine));
+  const all = await Promise.all(Array.from({ length: size }, async (_, r) => JSON.parse(await store.getString(`mt/nccl/rank/${r}`, timeoutMs)) as RankReport));
+  return planNcclDevices(all, rank);
 }
 
 export class NcclBackend implements Backend {

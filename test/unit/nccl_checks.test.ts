@@ -7,6 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { planNcclDevices, type RankReport } from '../../src/dist/nccl.ts';
 import { cudaIsAvailable, NcclCommunicator, ncclUnavailableReason, ProcessGroup, type StoreClient, tensor, zeros } from '../../src/index.ts';
 
 function group(comm: NcclCommunicator): ProcessGroup {
@@ -39,6 +40,32 @@ test('ncclUnavailableReason: empty where NCCL runs, else naming what is missing'
   if (cudaIsAvailable() && why === '') return;
   assert.match(why, /no CUDA device|built without CUDA|missing libnccl|emulation build|predates the nccl backend/);
   if (!cudaIsAvailable()) assert.not.match(why, /^$/);
+});
+
+const BUS = ['0000:19:00.0', '0000:3b:00.0', '0000:4c:00.0'];
+const rep = (host: string, localRank: number, busIds: string[], why = ''): RankReport => ({ host, why, localRank, busIds });
+
+test('planNcclDevices: cuda:(LOCAL_RANK % devices) per rank, or the position among the host\'s ranks', () => {
+  const two = [rep('a', 0, BUS.slice(0, 2)), rep('a', 1, BUS.slice(0, 2)), rep('b', 0, BUS.slice(0, 2)), rep('b', 1, BUS.slice(0, 2))];
+  assert.equal([0, 1, 2, 3].map((r) => planNcclDevices(two, r)), [0, 1, 0, 1].map((d) => ({ problem: null, device: `cuda:${d}` })));
+  const noEnv = [rep('a', -1, BUS), rep('b', -1, BUS), rep('a', -1, BUS)];
+  assert.equal([0, 1, 2].map((r) => planNcclDevices(noEnv, r).device), ['cuda:0', 'cuda:0', 'cuda:1']);
+  // The launcher's slots set CUDA_VISIBLE_DEVICES: each rank sees one device, a different one.
+  const slots = [rep('a', 0, [BUS[0]]), rep('a', 1, [BUS[1]]), rep('a', 2, [BUS[2]])];
+  assert.equal([0, 1, 2].map((r) => planNcclDevices(slots, r)), [0, 1, 2].map(() => ({ problem: null, device: 'cuda:0' })));
+});
+
+test('planNcclDevices: two ranks on one GPU, or a rank without NCCL, is every rank\'s error', () => {
+  const three = [rep('a', 0, BUS.slice(0, 2)), rep('a', 1, BUS.slice(0, 2)), rep('a', 2, BUS.slice(0, 2))];
+  for (const r of [0, 1, 2]) {
+    const p = planNcclDevices(three, r);
+    assert.is(p.device, 'cpu');
+    assert.match(p.problem ?? '', /^ranks 0 and 2 would share the GPU 0000:19:00\.0 of host a; NCCL cannot run two ranks on one GPU \(the host runs 3 ranks/);
+  }
+  const shared = [rep('a', 0, [BUS[0]]), rep('a', 1, [BUS[0]])];   // the same CUDA_VISIBLE_DEVICES twice
+  assert.match(planNcclDevices(shared, 1).problem ?? '', /ranks 0 and 1 would share the GPU 0000:19:00\.0/);
+  const missing = [rep('a', 0, [], 'no CUDA device (x)'), rep('a', 1, [], 'no CUDA device (x)'), rep('b', 0, BUS), rep('b', 1, [], 'missing libnccl (y)')];
+  assert.equal(planNcclDevices(missing, 2), { problem: 'NCCL cannot be used (ranks 0,1: no CUDA device (x); rank 3: missing libnccl (y))', device: 'cpu' });
 });
 
 test.run();
