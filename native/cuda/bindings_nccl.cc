@@ -25,7 +25,7 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
 #elif defined(MESHTRAIN_CUDA_EMU)
   return Napi::String::New(info.Env(), "this is the CUDA emulation build, which cannot run NCCL (it needs real GPUs)");
 #else
-  return Napi::String::New(info.Env(), "this addon was built without CUDA (nvcc was not found when it was built)");
+  return Napi::String::New(info.Env(), "this addon was built without CUDA (no nvcc at build time, or MESHTRAIN_CUDA=OFF)");
 #endif
 }
 
