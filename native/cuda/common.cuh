@@ -52,12 +52,16 @@ inline void checkLaunch(const char* kernel) {
 //   auto k = addBias<T, float>;
 //   MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, s, out, bias, n);
 // A grid or block with commas goes in parentheses: MT_LAUNCH(k, (dim3(x, y)), ...).
+// Dynamic shared memory is declared with MT_DYNAMIC_SHARED(float, smem); (16-byte aligned): plain
+// C++ has no spelling of `extern __shared__ T smem[]` that the emulation could point at a launch's buffer.
 #ifdef MESHTRAIN_CUDA_EMU
 #define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
   ::mt::emu::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smemBytes, stream, ##__VA_ARGS__)
+#define MT_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::mt::emu::dynamicShared())
 #else
 #define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
   kernel<<<grid, block, smemBytes, stream>>>(__VA_ARGS__)
+#define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
 #endif
 
 constexpr int kThreads = 256;

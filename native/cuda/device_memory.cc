@@ -87,6 +87,9 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
     c.stats.cachedBytes -= int64_t(cap);
     c.stats.hits++;
     *capacity = cap;
+#ifdef MESHTRAIN_CUDA_EMU
+    emu::blockInUse(p, bytes);  // the emulated device guards the tail past `bytes`
+#endif
     return p;
   }
   c.stats.misses++;
@@ -109,6 +112,9 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   }
   c.stats.reservedBytes += int64_t(cap);
   *capacity = cap;
+#ifdef MESHTRAIN_CUDA_EMU
+  emu::blockInUse(p, bytes);
+#endif
   return p;
 }
 
@@ -116,6 +122,9 @@ void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
   std::lock_guard<std::mutex> lock(cacheMutex());
   DeviceCache& c = cacheOf(dev);
   c.free.emplace(capacity, ptr);
+#ifdef MESHTRAIN_CUDA_EMU
+  emu::blockCached(ptr);  // poisoned while free: a later write to it is reported
+#endif
   c.stats.cachedBytes += int64_t(capacity);
 }
 

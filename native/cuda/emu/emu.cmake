@@ -1,0 +1,30 @@
+# The emulated-device build (test tool): -DMESHTRAIN_CUDA_EMU=ON. native/cuda/*.cu compile as C++
+# with kernel.h force-included and emu/include/ shadowing NVIDIA's headers; the emulated cudart
+# links into the addon; a reference cuBLASLt builds as <build>/emu-lib/libcublasLt.so.13 and a
+# reference cuDNN as <build>/emu-lib/libcudnn.so.9, found through MESHTRAIN_CUDA_LIB_PATH like the
+# real ones.
+set(MESHTRAIN_EMU_DIR ${CMAKE_SOURCE_DIR}/native/cuda/emu)
+file(GLOB MESHTRAIN_EMU_SOURCES CONFIGURE_DEPENDS ${MESHTRAIN_EMU_DIR}/*.cc)
+list(FILTER MESHTRAIN_EMU_SOURCES EXCLUDE REGEX "/(cublaslt|cudnn)[^/]*\\.cc$")
+# -O1 for the whole addon: it runs small test tensors, and CI builds it after the main addon.
+add_compile_options(-O1)
+set_source_files_properties(${MESHTRAIN_CUDA_SOURCES} PROPERTIES LANGUAGE CXX
+  COMPILE_OPTIONS "-xc++;-include;${MESHTRAIN_EMU_DIR}/kernel.h;-ffp-contract=off;-Wno-unknown-pragmas")
+list(APPEND MESHTRAIN_SOURCES ${MESHTRAIN_CUDA_SOURCES} ${MESHTRAIN_EMU_SOURCES})
+
+function(meshtrain_cuda_emu_target target)
+  target_compile_definitions(${target} PRIVATE MESHTRAIN_CUDA=1 MESHTRAIN_CUDA_EMU=1)
+  target_include_directories(${target} BEFORE PRIVATE ${MESHTRAIN_EMU_DIR}/include)
+  add_library(meshtrain_cublaslt_emu SHARED ${MESHTRAIN_EMU_DIR}/cublaslt.cc)
+  set_target_properties(meshtrain_cublaslt_emu PROPERTIES OUTPUT_NAME cublasLt PREFIX "lib" SUFFIX ".so.13"
+    LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/emu-lib)
+  target_include_directories(meshtrain_cublaslt_emu PRIVATE ${CMAKE_SOURCE_DIR}/native)
+  target_compile_options(meshtrain_cublaslt_emu PRIVATE -O2 -ffp-contract=off)
+  add_dependencies(${target} meshtrain_cublaslt_emu)
+  # The reference cuDNN (emu/cudnn.cc): the legacy convolution calls conv_cudnn.cc makes.
+  add_library(meshtrain_cudnn_emu SHARED ${MESHTRAIN_EMU_DIR}/cudnn.cc)
+  set_target_properties(meshtrain_cudnn_emu PROPERTIES OUTPUT_NAME cudnn PREFIX "lib" SUFFIX ".so.9"
+    LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/emu-lib)
+  target_compile_options(meshtrain_cudnn_emu PRIVATE -O2 -ffp-contract=off)
+  add_dependencies(${target} meshtrain_cudnn_emu)
+endfunction()

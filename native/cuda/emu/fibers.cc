@@ -1,0 +1,285 @@
+// The emulated device's launcher (test tool): a grid's blocks run one after another; a block's
+// threads are ucontext fibers on the calling thread, started in thread order and switched only
+// where a thread must wait for others (__syncthreads, warp collectives). A wait that can never
+// end (a barrier some threads skip, a shuffle naming an exited lane) is reported as a deadlock
+// instead of hanging.
+#ifdef MESHTRAIN_CUDA_EMU
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+#include "cuda/emu/state.h"
+
+namespace mt {
+namespace emu {
+
+thread_local const BlockCoords* tBlock = nullptr;
+thread_local const ThreadCoords* tThread = nullptr;
+
+namespace {
+
+constexpr size_t kStackBytes = 256 << 10;
+constexpr size_t kPage = 4096;
+
+enum class Wait { None, Barrier, Warp };
+
+struct Fiber {
+  ucontext_t uc;
+  ThreadCoords coords;
+  int linear = 0;
+  bool started = false, done = false;
+  unsigned parity = 0;  // which of the warp's two exchange buffers the next collective uses
+  Wait wait = Wait::None;
+  const char* site = nullptr;
+};
+
+struct WarpState {
+  unsigned arrived = 0, gen = 0, exists = 0;
+  uint64_t values[2][32];
+};
+
+struct BlockRun {
+  const LaunchInfo* li;
+  BlockCoords coords;
+  std::vector<Fiber> fibers;
+  WarpState warps[32];
+  int live = 0, barArrived = 0;
+  unsigned barGen = 0;
+  const char* barSite = nullptr;
+  bool progress = false, aborted = false;
+  std::string fault;
+  ucontext_t scheduler;
+  void (*body)(void*);
+  void* ctx;
+  std::vector<unsigned char> dynamicSmem;
+};
+
+thread_local BlockRun* tRun = nullptr;
+thread_local Fiber* tFiber = nullptr;
+
+// Stacks are kept per OS thread and reused by every block; each has a guard page below it.
+std::vector<char*>& stackPool() {
+  static thread_local std::vector<char*> pool;
+  return pool;
+}
+char* stackFor(size_t i) {
+  auto& pool = stackPool();
+  while (pool.size() <= i) {
+    void* m = mmap(nullptr, kStackBytes + kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+      std::fprintf(stderr, "cuda emu: cannot map a fiber stack\n");
+      std::abort();
+    }
+    mprotect(m, kPage, PROT_NONE);
+    pool.push_back(static_cast<char*>(m) + kPage);
+  }
+  return pool[i];
+}
+
+void yieldToScheduler() { swapcontext(&tFiber->uc, &tRun->scheduler); }
+
+void releaseBarrierIfComplete(BlockRun& r) {
+  if (r.barArrived > 0 && r.barArrived == r.live) {
+    r.barArrived = 0;
+    r.barGen++;
+    r.progress = true;
+  }
+}
+
+void fiberMain() {
+  BlockRun& r = *tRun;
+  r.body(r.ctx);
+  Fiber& f = *tFiber;
+  f.done = true;
+  r.live--;
+  r.warps[f.linear / 32].exists &= ~(1u << (f.linear % 32));
+  r.progress = true;
+  releaseBarrierIfComplete(r);
+  // returns to the scheduler through uc_link
+}
+
+std::string describeWaits(const BlockRun& r) {
+  int barrier = 0, warp = 0;
+  std::string sites;
+  for (const Fiber& f : r.fibers) {
+    if (f.done || f.wait == Wait::None) continue;
+    if (f.wait == Wait::Barrier) barrier++;
+    else warp++;
+    if (sites.size() < 300 && f.site && sites.find(f.site) == std::string::npos) sites += std::string(" ") + f.site;
+  }
+  return std::to_string(r.live) + " live threads: " + std::to_string(barrier) + " waiting at __syncthreads, " +
+         std::to_string(warp) + " at a warp collective (" + sites + " )";
+}
+
+std::string coordsOf(const Fiber& f, const BlockCoords& b) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "block (%u,%u,%u) thread (%u,%u,%u)", b.blockIdx.x, b.blockIdx.y, b.blockIdx.z,
+                f.coords.threadIdx.x, f.coords.threadIdx.y, f.coords.threadIdx.z);
+  return buf;
+}
+
+// Waits, switching to the other fibers, until `done()`; the scheduler detects when none can move.
+template <typename F>
+void waitUntil(Wait kind, const char* site, F&& done) {
+  tFiber->wait = kind;
+  tFiber->site = site;
+  while (!done()) yieldToScheduler();
+  tFiber->wait = Wait::None;
+  tRun->progress = true;
+}
+
+void warpBarrier(unsigned mask, const char* what) {
+  BlockRun& r = *tRun;
+  Fiber& f = *tFiber;
+  int lane = f.linear % 32;
+  WarpState& w = r.warps[f.linear / 32];
+  if (!(mask & (1u << lane))) kernelFault(std::string(what) + ": called by lane " + std::to_string(lane) + " which its mask 0x" +
+                                          [&] { char b[16]; std::snprintf(b, sizeof b, "%08x", mask); return std::string(b); }() +
+                                          " leaves out");
+  w.arrived |= 1u << lane;
+  if ((w.arrived & mask) == mask) {
+    w.arrived &= ~mask;
+    w.gen++;
+    r.progress = true;
+    return;
+  }
+  unsigned gen = w.gen;
+  waitUntil(Wait::Warp, what, [&] { return w.gen != gen; });
+}
+
+}  // namespace
+
+void kernelFault(const std::string& what) {
+  BlockRun& r = *tRun;
+  r.fault = coordsOf(*tFiber, r.coords) + ": " + what;
+  r.aborted = true;
+  yieldToScheduler();
+  std::abort();  // an aborted block's fibers are never resumed
+}
+
+void syncThreads(const char* site) {
+  BlockRun& r = *tRun;
+  if (r.barArrived == 0) r.barSite = site;
+  else if (std::strcmp(site, r.barSite) != 0)
+    kernelFault(std::string("__syncthreads at ") + site + " while other threads of the block wait at " + r.barSite +
+                " (a barrier in divergent code)");
+  r.barArrived++;
+  unsigned gen = r.barGen;
+  releaseBarrierIfComplete(r);
+  if (r.barGen != gen) return;
+  waitUntil(Wait::Barrier, site, [&] { return r.barGen != gen; });
+}
+
+void syncWarp(unsigned mask) { warpBarrier(mask, "__syncwarp"); }
+
+uint64_t warpShuffle(unsigned mask, uint64_t value, int src, int width, const char* what) {
+  BlockRun& r = *tRun;
+  Fiber& f = *tFiber;
+  if (width < 1 || width > 32 || (width & (width - 1))) kernelFault(std::string(what) + ": width " + std::to_string(width) + " is not a power of two up to 32");
+  WarpState& w = r.warps[f.linear / 32];
+  unsigned p = f.parity;
+  f.parity ^= 1;
+  w.values[p][f.linear % 32] = value;
+  warpBarrier(mask, what);
+  if (src < 0 || src > 31 || !(mask & (1u << src)))
+    kernelFault(std::string(what) + ": lane " + std::to_string(f.linear % 32) + " reads lane " + std::to_string(src) +
+                ", which is not in the mask (undefined on the device)");
+  return w.values[p][src];
+}
+
+unsigned warpBallot(unsigned mask, bool pred) {
+  BlockRun& r = *tRun;
+  Fiber& f = *tFiber;
+  WarpState& w = r.warps[f.linear / 32];
+  unsigned p = f.parity;
+  f.parity ^= 1;
+  w.values[p][f.linear % 32] = pred;
+  warpBarrier(mask, "__ballot_sync");
+  unsigned out = 0;
+  for (int l = 0; l < 32; l++)
+    if ((mask & (1u << l)) && w.values[p][l]) out |= 1u << l;
+  return out;
+}
+
+unsigned activeMask() { return tRun->warps[tFiber->linear / 32].exists; }
+
+unsigned char* dynamicShared() { return tRun->dynamicSmem.data(); }
+
+void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx) {
+  std::lock_guard<std::recursive_mutex> lock(launchMutex());
+  const unsigned nThreads = li.block.x * li.block.y * li.block.z;
+  BlockRun r;
+  r.li = &li;
+  r.body = body;
+  r.ctx = ctx;
+  r.fibers.resize(nThreads);
+  r.coords.blockDim = li.block;
+  r.coords.gridDim = li.grid;
+  const BlockRun* prevRun = tRun;
+  Fiber* prevFiber = tFiber;
+  const BlockCoords* prevBlock = tBlock;
+  const ThreadCoords* prevThread = tThread;
+  tRun = &r;
+  tBlock = &r.coords;
+  for (unsigned bz = 0; bz < li.grid.z && !r.aborted; bz++)
+    for (unsigned by = 0; by < li.grid.y && !r.aborted; by++)
+      for (unsigned bx = 0; bx < li.grid.x && !r.aborted; bx++) {
+        r.coords.blockIdx = uint3{bx, by, bz};
+        r.live = int(nThreads);
+        r.barArrived = 0;
+        r.barSite = nullptr;
+        for (unsigned wi = 0; wi < (nThreads + 31) / 32; wi++) {
+          r.warps[wi].arrived = 0;
+          unsigned n = std::min(32u, nThreads - wi * 32);
+          r.warps[wi].exists = n == 32 ? ~0u : (1u << n) - 1;
+        }
+        // Fresh dynamic shared memory holds NaN bytes, so a read before any write shows.
+        r.dynamicSmem.assign(li.smem ? li.smem : 1, 0xff);
+        for (unsigned t = 0; t < nThreads; t++) {
+          Fiber& f = r.fibers[t];
+          f.linear = int(t);
+          f.coords.threadIdx = uint3{t % li.block.x, (t / li.block.x) % li.block.y, t / (li.block.x * li.block.y)};
+          f.started = f.done = false;
+          f.parity = 0;
+          f.wait = Wait::None;
+        }
+        while (r.live > 0) {
+          r.progress = false;
+          for (unsigned t = 0; t < nThreads && !r.aborted; t++) {
+            Fiber& f = r.fibers[t];
+            if (f.done) continue;
+            tFiber = &f;
+            tThread = &f.coords;
+            if (!f.started) {
+              getcontext(&f.uc);
+              f.uc.uc_stack.ss_sp = stackFor(t);
+              f.uc.uc_stack.ss_size = kStackBytes;
+              f.uc.uc_link = &r.scheduler;
+              makecontext(&f.uc, fiberMain, 0);
+              f.started = true;
+              r.progress = true;
+            }
+            swapcontext(&r.scheduler, &f.uc);
+          }
+          if (r.aborted) break;
+          if (!r.progress) {
+            r.fault = "block (" + std::to_string(bx) + "," + std::to_string(by) + "," + std::to_string(bz) +
+                      ") deadlocked: " + describeWaits(r);
+            r.aborted = true;
+          }
+        }
+      }
+  tRun = const_cast<BlockRun*>(prevRun);
+  tFiber = prevFiber;
+  tBlock = prevBlock;
+  tThread = prevThread;
+  if (r.aborted) setPendingError(cudaErrorLaunchFailure, launchName(li) + ": " + r.fault);
+  checkGuards(li);
+}
+
+}  // namespace emu
+}  // namespace mt
+#endif

@@ -1,0 +1,3 @@
+// Emulated device (test tool): stands in for NVIDIA's header in the MESHTRAIN_CUDA_EMU build.
+#pragma once
+#include "../half.h"
