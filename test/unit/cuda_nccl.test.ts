@@ -16,6 +16,7 @@ import * as assert from 'uvu/assert';
 import { cudaSpinForTest } from '../../src/dist/nccl.ts';
 import {
   cudaIsAvailable,
+  DeviceMesh,
   type DType, destroyDistributed, getDevice, getStore, initDistributed, mul, NcclBackend, narrow, ncclUnavailableReason, type ReduceOp, type Tensor, tensor, zeros,
 } from '../../src/index.ts';
 import { runNode } from '../dist/helpers.ts';
@@ -125,6 +126,18 @@ if (!cudaIsAvailable() || /emulation build/.test(why)) {
     sub.destroy();
     g.destroy();
     world.barrier();
+  });
+
+  test('a DeviceMesh on nccl: one ncclCommSplit per axis, each group moves CUDA tensors', async () => {
+    const mesh = await DeviceMesh.init({ dp: 1, pp: 1, tp: 1 });
+    for (const axis of ['dp', 'pp', 'tp'] as const) {
+      const g = mesh.group(axis);
+      assert.is(g.backend, 'nccl');
+      const t = tensor(values(9, 6), { device: dev, dtype: 'f16' });
+      g.allReduce(t, 'sum');
+      assert.equal(read(t), values(9, 6), axis);
+      g.destroy();
+    }
   });
 
   test('a communicator from a fresh unique id (the fallback when ncclCommSplit is not possible)', async () => {
