@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  AdamW, add, cast, cat, clipGradNorm, contiguous, conv2d, crossEntropy, cudaAllocatorStats, cudaIsAvailable, type DType, div, dropout, embedding, exp, gelu,
+  AdamW, add, cast, cat, clipGradNorm, contiguous, crossEntropy, cudaAllocatorStats, cudaIsAvailable, type DType, div, dropout, embedding, exp, gelu,
   hasOverflow, layerNorm, linear, log, logSoftmax, manualSeed, matmul, mean, memoryStats, mul, native, neg, noGrad, ones, pow, rand, randn, relu,SGD, 
   sigmoid, softmax, sqrt, sub, sum, type Tensor, tanh, tensor, tidy,
 } from '../../src/index.ts';
@@ -20,8 +20,10 @@ function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   assert.is(got.length, want.length, 'lengths differ');
   let scale = 1e-30;
   let err = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  // Equal values (infinities included: log-softmax's masked entries are -inf) differ by nothing.
+  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
   for (let i = 0; i < want.length; i++) {
+    if (got[i] === want[i]) continue;
     const d = Math.abs(got[i] - want[i]);
     if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
   }
@@ -228,13 +230,11 @@ if (!cudaIsAvailable()) {
     });
   });
 
-  test('an op without a CUDA kernel names itself; mixed devices are refused', () => {
+  test('mixed devices are refused, naming the op', () => {
     tidy(() => {
       const x = randn([2, 3], { device: DEV });
       assert.throws(() => add(x, randn([2, 3])), /add: operands on different devices \(f32 \[2, 3\] on cuda:0, f32 \[2, 3\] on cpu\)/);
       assert.throws(() => x.matmul(randn([3, 2])), /matmul: operands on different devices/);
-      const img = randn([1, 2, 4, 4], { device: DEV });
-      assert.throws(() => conv2d(img, randn([3, 2, 3, 3], { device: DEV })), /conv2d: no CUDA kernel yet \(input f32 \[1, 2, 4, 4\] is on cuda:0\)/);
     });
   });
 }
