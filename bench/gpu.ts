@@ -86,8 +86,8 @@ if (only.has('c')) {
     guarded(`ResNet-101 bs${smoke ? 4 : 128} bf16`, () => {
       const r = smoke ? benchResnet(4, 1) : benchResnet(128, quick ? 5 : 10);
       const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
-      console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch 128, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
-      return `${r.ours.toFixed(0)} img/s vs torch ${r.torch?.toFixed(0) ?? 'n/a'} (ratio ${ratio})`;
+      console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch ${smoke ? 4 : 128}, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
+      return `ratio ${ratio}, ${r.ours.toFixed(0)} vs torch ${r.torch?.toFixed(0) ?? 'n/a'} img/s`;
     }),
   );
 }
@@ -110,5 +110,12 @@ if (only.has('d')) {
 
 console.log('\nbench/gpu summary');
 for (const r of rows) console.log(`${r.part.padEnd(24)}${r.status.padEnd(9)}${r.key}`);
+// One line last, for gpu_check's table: the largest bf16 matmul, GPT, ResNet and NCCL.
+const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix)).pop();
+const digest = ['matmul bf16', 'GPT', 'ResNet', 'NCCL']
+  .map(pick)
+  .filter((r): r is BenchRow => r !== undefined)
+  .map((r) => `${r.part.split(' ').slice(0, r.part.startsWith('matmul') ? 3 : 1).join(' ')}: ${r.status === 'ok' ? r.key.replace(/ \(.*$/, '') : r.status}`);
+console.log(`bench/gpu: ${digest.join('; ')}`);
 if (process.env.OUT) writeFileSync(path.join(process.env.OUT, 'bench_gpu.json'), `${JSON.stringify({ device: props.name, quick, peak, rows }, null, 1)}\n`);
 process.exitCode = rows.some((r) => r.status === 'failed') ? 1 : 0;

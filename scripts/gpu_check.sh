@@ -22,13 +22,13 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 teePid=$!
 t=/tmp/mt-gpu
-logs="$t/logs"
+logs=$(mktemp -d /tmp/mt-gpu-logs.XXXXXX)  # one folder per run: runs here may overlap
+trap 'rm -rf "$logs"' EXIT
 if [ "${MT_EMU:-0}" = 1 ]; then
   [ -n "${MESHTRAIN_ADDON:-}" ] || { echo "gpu_check: MT_EMU=1 needs MESHTRAIN_ADDON pointing at the emulated-device build"; exit 1; }
-  rm -rf "$logs" && mkdir -p "$logs"
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 else
-  rm -rf "$t" && mkdir -p "$logs" && tar -C "$t" -xJf .carry/gpu.tar.xz ||
+  rm -rf "$t" && mkdir -p "$t" && tar -C "$t" -xJf .carry/gpu.tar.xz ||
     { echo "gpu_check: cannot unpack .carry/gpu.tar.xz (run scripts/gpu_pack.sh here first)"; exit 1; }
   [ -e node_modules ] || ln -s "$t/node_modules" node_modules
   export PATH="$t/bin:$PATH" LD_LIBRARY_PATH="$t/lib:${LD_LIBRARY_PATH:-}"
@@ -91,7 +91,7 @@ keyOf() {
     skips=$(grep -c '^SKIP' "$log")
     echo "passed ${passed:-0}/$total${skips:+, $skips SKIP line(s)}" | sed 's/, 0 SKIP line(s)//'
   else
-    grep -v '^\s*$' "$log" | tail -1 | cut -c1-90
+    grep -v '^\s*$' "$log" | tail -1 | cut -c1-160
   fi
 }
 
@@ -135,7 +135,7 @@ for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
   dir=$(dirname "$f") base=$(basename "$f")
   step "${dir#test/}/${base%.test.ts}" 180 uvu "$dir" "^${base//./\\.}\$"
 done
-for f in $(grep -l "helpers/devices.ts" test/unit/*.test.ts 2>/dev/null); do
+for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do
   base=$(basename "$f")
   step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"
 done
