@@ -1,8 +1,8 @@
 /**
  * A single-device training run on CUDA equals the CPU run: GPT tiny from the same seed, the same
  * batches, AdamW, a few steps. f32: every step's loss within 1e-5 relative and the final weights
- * within 1e-4 (relative to each tensor's largest value); bf16 weights (f32 masters): losses within
- * 2e-2. Without a usable device it prints one SKIP line with the reason.
+ * within 1e-4 of each tensor's largest value plus 2e-5 absolute; bf16 weights (f32 masters):
+ * losses within 2e-2. Without a usable device it prints one SKIP line with the reason.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,11 +11,12 @@ import { AdamW, crossEntropy, cudaIsAvailable, type DType, manualSeed, native, n
 
 const DEV = 'cuda:0';
 
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+/** The largest difference beyond `absTol`, relative to the largest |want|. */
+function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>, absTol = 0): number {
   let scale = 1e-30;
   let err = 0;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]) - absTol);
   return Number.isNaN(err) ? Number.POSITIVE_INFINITY : err / scale;
 }
 
@@ -54,9 +55,12 @@ if (!cudaIsAvailable()) {
     const cpu = run('cpu', 'f32', 5);
     const gpu = run(DEV, 'f32', 5);
     cpu.losses.forEach((l, i) => assert.ok(Math.abs(gpu.losses[i] - l) <= 1e-5 * Math.abs(l), `step ${i}: loss ${gpu.losses[i]} on CUDA, ${l} on the CPU`));
+    // Plus 2e-5 absolute: the attention's key bias has a mathematically zero gradient (softmax
+    // ignores a constant per row), so each device's is rounding noise (~1e-12) that AdamW (eps 1e-8)
+    // turns into steps of up to lr * |g| / eps, different on each device (seen: 4.5e-6 after 5 steps).
     for (const [name, w] of cpu.weights) {
-      const e = maxRelErr(gpu.weights.get(name) as number[], w);
-      assert.ok(e <= 1e-4, `${name}: weights differ by ${e}`);
+      const e = maxRelErr(gpu.weights.get(name) as number[], w, 2e-5);
+      assert.ok(e <= 1e-4, `${name}: weights differ by ${e} (relative, beyond 2e-5 absolute)`);
     }
   });
 
