@@ -1,9 +1,10 @@
 // NCCL communicators for CUDA tensors: one per process group, blocking initialization, every
 // collective on the device's communication stream, and a watchdog thread that aborts a
-// communicator whose operation outlives its timeout or whose peer failed. Compiled in CUDA builds
-// only (not the emulation build: NCCL needs a real device). `dev` is the CUDA ordinal.
+// communicator whose operation outlives its timeout or whose peer failed. Compiled in CUDA builds,
+// the emulated-device build included (there only a test's stand-in libnccl can serve it: the
+// emulator's events are always complete). `dev` is the CUDA ordinal.
 #pragma once
-#if defined(MESHTRAIN_CUDA) && !defined(MESHTRAIN_CUDA_EMU)
+#if defined(MESHTRAIN_CUDA)
 #define MESHTRAIN_NCCL 1
 #include <cstdint>
 #include <string>
