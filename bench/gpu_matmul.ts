@@ -3,7 +3,8 @@
  * benchCublasLtMatmul: descriptors and algorithm chosen outside the timed region), bf16 and f32
  * (no TF32), square sizes. Both sides: random operands, rotated over enough pairs that every
  * round reads about 3x the L2 cache, CUDA events around back-to-back products, median of rounds.
- * Our products are checked first against float64 dot products of sampled rows and columns.
+ * Our products are checked first against float64 dot products of sampled rows and columns, and
+ * cuBLASLt's last product (into a randomly poisoned output) against ours.
  */
 import { matmul, native, noGrad, randn, type Tensor, tidy } from '../src/index.ts';
 import { dtypeCode } from '../src/tensor/dtype.ts';
@@ -48,6 +49,13 @@ function sampledError(a: Tensor, b: Tensor, out: Tensor, n: number): number {
   return worst;
 }
 
+/** ‖x − y‖ / ‖y‖ over all elements, in f32 on the device. */
+function relativeDiff(x: Tensor, y: Tensor): number {
+  const d = x.to('f32').sub(y.to('f32'));
+  const yf = y.to('f32');
+  return Math.sqrt(d.mul(d).sum().item() / yf.mul(yf).sum().item());
+}
+
 /** Times one size and dtype; throws if our product is wrong. `fixed` sets iters and rounds (--smoke). */
 export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number, fixed?: { iters: number; rounds: number }): MatmulResult {
   const flop = 2 * n ** 3;
@@ -69,6 +77,11 @@ export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number, fixed?: {
     const ours = timeDevice(iters, rounds, (i) => noGrad(() => tidy(() => void matmul(as[i % sets], bs[i % sets]))));
     const ids = (ts: Tensor[]) => ts.map((t) => t.id);
     const peer = native.benchCublasLtMatmul(dtypeCode(dtype), ids(as), ids(bs), peerOut.id, n, n, n, iters, rounds) as number;
+    // The peer's output (poisoned with random values before) holds its last product, pair
+    // (3 warm-ups + iters * rounds - 1) mod sets: it must equal ours, so the ratio compares like with like.
+    const last = (3 + iters * rounds - 1) % sets;
+    const diff = noGrad(() => tidy(() => relativeDiff(peerOut, matmul(as[last], bs[last]))));
+    if (!(diff <= CHECK_TOL[dtype])) throw new Error(`matmul ${dtype} ${n}: cuBLASLt's product differs from ours by ${diff} (relative)`);
     return { dtype, n, oursS: ours, peerS: peer, ratio: peer / ours, oursTflops: flop / ours / 1e12, peerTflops: flop / peer / 1e12 };
   } finally {
     for (const t of [...as, ...bs, peerOut]) t.dispose();
