@@ -38,13 +38,21 @@ test('cudaLibraries reports each library as found (path, version) or missing (a 
   }
 });
 
+/** The other functions the loader requires of libnccl (libraries.cc), as stubs: only their presence is tested. */
+const NCCL_STUBS = [
+  'const char* ncclGetErrorString(int r) { return "x"; }',
+  ...['GetUniqueId', 'CommInitRank', 'CommGetAsyncError', 'CommAbort', 'CommDestroy', 'AllReduce', 'Reduce', 'ReduceScatter']
+    .concat(['AllGather', 'Broadcast', 'Send', 'Recv', 'GroupStart', 'GroupEnd'])
+    .map((f) => `int nccl${f}(void) { return 0; }`),
+].join('\n');
+
 test('a library in MESHTRAIN_CUDA_LIB_PATH is opened with dlopen and its version read', () => {
   if (!cc) return void console.log('SKIP: no C compiler (cc, gcc, clang) to build the test library');
   // A real shared object with NCCL's two entry points that the report calls, built here: the
   // loader's search, dlopen and dlsym run exactly as for libnccl.so.2 on a GPU machine.
   const dir = mkdtempSync(path.join(tmpdir(), 'mt-cudalib-'));
   try {
-    sharedLibrary(dir, 'libnccl.so.2', 'int ncclGetVersion(int* v) { *v = 22703; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
+    sharedLibrary(dir, 'libnccl.so.2', `int ncclGetVersion(int* v) { *v = 22703; return 0; }\n${NCCL_STUBS}`);
     const script = "import { cudaLibraries } from './src/index.ts'; console.log(JSON.stringify(cudaLibraries().nccl));";
     const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: root,
@@ -65,7 +73,7 @@ test("the Python wheels' nvidia/*/lib folders of a virtualenv are searched (as o
   try {
     const lib = path.join(venv, 'lib', 'python3.12', 'site-packages', 'nvidia', 'nccl', 'lib');
     mkdirSync(lib, { recursive: true });
-    sharedLibrary(lib, 'libnccl.so.2', 'int ncclGetVersion(int* v) { *v = 22805; return 0; }\nconst char* ncclGetErrorString(int r) { return "x"; }\n');
+    sharedLibrary(lib, 'libnccl.so.2', `int ncclGetVersion(int* v) { *v = 22805; return 0; }\n${NCCL_STUBS}`);
     const script = "import { cudaLibraries } from './src/index.ts'; const l = cudaLibraries(); console.log(JSON.stringify([l.searchDirs, l.nccl]));";
     const env: NodeJS.ProcessEnv = { ...process.env, VIRTUAL_ENV: venv };
     delete env.MESHTRAIN_CUDA_LIB_PATH;
