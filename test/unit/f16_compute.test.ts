@@ -5,6 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv2d, linear, manualSeed, memoryStats, mul, randn, sum, type Tensor, tidy } from '../../src/index.ts';
+import type { Device } from '../../src/tensor/storage.ts';
+import { deviceTest } from '../helpers/devices.ts';
 
 /** max |a - b| / max |b| over the elements. */
 function relErr(a: Tensor, b: Tensor): number {
@@ -20,23 +22,23 @@ function relErr(a: Tensor, b: Tensor): number {
 }
 
 /** f16 and f32 leaves holding the same values (drawn in f32, rounded to f16). */
-function pair(shape: number[]): [Tensor, Tensor] {
-  const h = randn(shape).to('f16');
+function pair(shape: number[], device: Device): [Tensor, Tensor] {
+  const h = randn(shape, { device }).to('f16');
   const h16 = h.detach().requiresGrad_();
   const h32 = h.to('f32').detach().requiresGrad_();
   return [h16, h32];
 }
 
-function check(name: string, op: (a: Tensor, b: Tensor, c: Tensor) => Tensor, shapes: number[][]): void {
+function check(name: string, op: (a: Tensor, b: Tensor, c: Tensor) => Tensor, shapes: number[][], device: Device = 'cpu'): void {
   tidy(() => {
     manualSeed(7);
-    const leaves = shapes.map(pair);
+    const leaves = shapes.map((s) => pair(s, device));
     const y16 = op(leaves[0][0], leaves[1][0], leaves[2][0]);
     const y32 = op(leaves[0][1], leaves[1][1], leaves[2][1]);
     assert.is(y16.dtype, 'f16', `${name}: output dtype`);
     assert.ok(relErr(y16.to('f32'), y32) < 2e-3, `${name}: output ${relErr(y16.to('f32'), y32)}`);
     // A loss with a non-uniform upstream gradient.
-    const g = randn([...y32.shape]);
+    const g = randn([...y32.shape], { device });
     sum(mul(y16.to('f32'), g)).backward();
     sum(mul(y32, g)).backward();
     leaves.forEach(([a, b], i) => {
@@ -47,14 +49,14 @@ function check(name: string, op: (a: Tensor, b: Tensor, c: Tensor) => Tensor, sh
   });
 }
 
-test('conv2d in f16 (3x3 padded, 1x1, strided 7x7 with bias) matches f32 on the same values', () => {
-  check('conv 3x3', (x, w, b) => conv2d(x, w, b, { padding: 1 }), [[2, 8, 6, 6], [16, 8, 3, 3], [16]]);
-  check('conv 1x1', (x, w, b) => conv2d(x, w, b), [[2, 16, 4, 4], [32, 16, 1, 1], [32]]);
-  check('conv 7x7/2', (x, w, b) => conv2d(x, w, b, { stride: 2, padding: 3 }), [[1, 3, 16, 16], [8, 3, 7, 7], [8]]);
+deviceTest('conv2d in f16 (3x3 padded, 1x1, strided 7x7 with bias) matches f32 on the same values', (dev) => {
+  check('conv 3x3', (x, w, b) => conv2d(x, w, b, { padding: 1 }), [[2, 8, 6, 6], [16, 8, 3, 3], [16]], dev);
+  check('conv 1x1', (x, w, b) => conv2d(x, w, b), [[2, 16, 4, 4], [32, 16, 1, 1], [32]], dev);
+  check('conv 7x7/2', (x, w, b) => conv2d(x, w, b, { stride: 2, padding: 3 }), [[1, 3, 16, 16], [8, 3, 7, 7], [8]], dev);
 });
 
-test('linear in f16 matches f32 on the same values', () => {
-  check('linear', (x, w, b) => linear(x, w, b), [[5, 64], [10, 64], [10]]);
+deviceTest('linear in f16 matches f32 on the same values', (dev) => {
+  check('linear', (x, w, b) => linear(x, w, b), [[5, 64], [10, 64], [10]], dev);
 });
 
 test('an f16 conv keeps no f32 copies for backward: between forward and backward only its f16 output is held', () => {
