@@ -55,7 +55,7 @@ if (only.has('a')) {
     for (const n of sizes[dtype]) {
       rows.push(
         guarded(`matmul ${dtype} ${n}`, () => {
-          const r = benchMatmulSize(dtype, n, props.l2CacheBytes, smoke ? { iters: 2, rounds: 2 } : undefined);
+          const r = benchMatmulSize(dtype, n, props.l2CacheBytes || 50 * 2 ** 20, smoke ? { iters: 2, rounds: 2 } : undefined);
           results.push(r);
           if (dtype === 'bf16') bestBf16 = Math.max(bestBf16, r.peerTflops * 1e12);
           console.log(`${`${dtype} ${n}`.padEnd(17)}${cell((r.oursS * 1e3).toFixed(3), 12)}${cell((r.peerS * 1e3).toFixed(3), 13)}${cell(r.ratio.toFixed(3), 8)}${cell(r.oursTflops.toFixed(1), 11)}${cell(r.peerTflops.toFixed(1), 15)}`);
