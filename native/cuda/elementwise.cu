@@ -3,6 +3,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/vec.cuh"
 
 namespace mt {
 namespace {
@@ -71,19 +72,47 @@ __global__ void binaryStrided(int op, const T* a, const T* b, T* out, cu::Dims2 
   }
 }
 
+// The flat kernels move 16 bytes per access when `vec` (all pointers 16-byte aligned).
 template <typename T>
-__global__ void binaryFlat(int op, const T* a, const T* b, T* out, int64_t n) {
-  MT_CU_LOOP(i, n) cu::st(out + i, binaryOp(op, cu::ld(a + i), cu::ld(b + i)));
+__global__ void binaryFlat(int op, const T* a, const T* b, T* out, int64_t n, bool vec) {
+  using V = cu::Vec<T>;
+  const int64_t nv = cu::vectorCount<T>(n, vec);
+  MT_CU_VEC_LOOP(T, iv, nv) {
+    const V va = reinterpret_cast<const V*>(a)[iv], vb = reinterpret_cast<const V*>(b)[iv];
+    V vo;
+#pragma unroll
+    for (int k = 0; k < cu::kVec<T>; k++) cu::st(vo.v + k, binaryOp(op, cu::ld(va.v + k), cu::ld(vb.v + k)));
+    reinterpret_cast<V*>(out)[iv] = vo;
+  }
+  MT_CU_TAIL_LOOP(T, i, nv, n) cu::st(out + i, binaryOp(op, cu::ld(a + i), cu::ld(b + i)));
 }
 
 template <typename T>
-__global__ void unaryFlat(int op, const T* x, T* out, int64_t n, typename cu::Acc<T>::type s) {
-  MT_CU_LOOP(i, n) cu::st(out + i, unaryOp(op, cu::ld(x + i), s));
+__global__ void unaryFlat(int op, const T* x, T* out, int64_t n, typename cu::Acc<T>::type s, bool vec) {
+  using V = cu::Vec<T>;
+  const int64_t nv = cu::vectorCount<T>(n, vec);
+  MT_CU_VEC_LOOP(T, iv, nv) {
+    const V vx = reinterpret_cast<const V*>(x)[iv];
+    V vo;
+#pragma unroll
+    for (int k = 0; k < cu::kVec<T>; k++) cu::st(vo.v + k, unaryOp(op, cu::ld(vx.v + k), s));
+    reinterpret_cast<V*>(out)[iv] = vo;
+  }
+  MT_CU_TAIL_LOOP(T, i, nv, n) cu::st(out + i, unaryOp(op, cu::ld(x + i), s));
 }
 
 template <typename T>
-__global__ void axpyFlat(const T* x, T* y, int64_t n, typename cu::Acc<T>::type alpha) {
-  MT_CU_LOOP(i, n) cu::st(y + i, cu::ld(y + i) + alpha * cu::ld(x + i));
+__global__ void axpyFlat(const T* x, T* y, int64_t n, typename cu::Acc<T>::type alpha, bool vec) {
+  using V = cu::Vec<T>;
+  const int64_t nv = cu::vectorCount<T>(n, vec);
+  MT_CU_VEC_LOOP(T, iv, nv) {
+    const V vx = reinterpret_cast<const V*>(x)[iv];
+    V vy = reinterpret_cast<V*>(y)[iv];
+#pragma unroll
+    for (int k = 0; k < cu::kVec<T>; k++) cu::st(vy.v + k, cu::ld(vy.v + k) + alpha * cu::ld(vx.v + k));
+    reinterpret_cast<V*>(y)[iv] = vy;
+  }
+  MT_CU_TAIL_LOOP(T, i, nv, n) cu::st(y + i, cu::ld(y + i) + alpha * cu::ld(x + i));
 }
 
 void checkOp(const char* what, int op, int count) {
@@ -117,33 +146,38 @@ void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* as, co
 void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, void* out, int64_t n) {
   checkOp("binary", op, kNumBinary);
   if (n == 0) return;
+  const bool vec = cu::aligned16(a) && cu::aligned16(b) && cu::aligned16(out);
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "binary",
-              MT_LAUNCH(binaryFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(a), static_cast<const T*>(b),
-                        static_cast<T*>(out), n));
+              MT_LAUNCH(binaryFlat<T>, cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, op, static_cast<const T*>(a),
+                        static_cast<const T*>(b), static_cast<T*>(out), n, vec));
   cu::checkLaunch("binaryFlat");
 }
 
 void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar) {
   checkOp("unary", op, kNumUnary);
   if (n == 0) return;
+  const bool vec = cu::aligned16(x) && cu::aligned16(out);
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "unary", {
     using C = typename cu::Acc<T>::type;
-    MT_LAUNCH(unaryFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out), n, C(scalar));
+    MT_LAUNCH(unaryFlat<T>, cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out), n,
+              C(scalar), vec);
   });
   cu::checkLaunch("unary");
 }
 
 void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alpha) {
   if (n == 0) return;
+  const bool vec = cu::aligned16(x) && cu::aligned16(y);
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "axpy", {
     using C = typename cu::Acc<T>::type;
-    MT_LAUNCH(axpyFlat<T>, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), n, C(alpha));
+    MT_LAUNCH(axpyFlat<T>, cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), n,
+              C(alpha), vec);
   });
   cu::checkLaunch("axpy");
 }

@@ -1,6 +1,6 @@
 // Softmax and log-softmax over the last dim of contiguous [rows, cols], forward and backward,
 // with an input scale and an optional causal mask (query row i sees columns j <= i % causalRows).
-// One block per row; row statistics in double. Reference: native/cpu/softmax.cc.
+// One warp per row up to 4096 columns, one block per row beyond; row statistics in double. Reference: native/cpu/softmax.cc.
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -68,6 +68,81 @@ __global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, boo
   }
 }
 
+// Rows of up to kWarpCols columns run one warp per row (kThreads / 32 rows per block): the
+// reductions are warp shuffles, with no block barriers. Same formulas, statistics in double.
+constexpr int64_t kWarpCols = 4096;
+constexpr int kRowsPerBlock = cu::kThreads / 32;
+
+__device__ __forceinline__ double warpSum(double v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double warpMax(double v) {
+  for (int o = 16; o > 0; o /= 2) {
+    const double u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = (u > v || u != u) ? u : v;
+  }
+  return v;
+}
+
+template <typename T>
+__global__ void softmaxForwardWarp(const T* x, T* y, int64_t rows, int64_t cols, bool logOut, int64_t causalRows,
+                                   double scale) {
+  using C = typename cu::Acc<T>::type;
+  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;  // uniform across the warp
+  const T* xr = x + r * cols;
+  T* yr = y + r * cols;
+  const int64_t n = visibleCols(r, cols, causalRows);
+  const C s = C(scale);
+  double m = -CUDART_INF;
+  for (int64_t j = lane; j < n; j += 32) {
+    double v = double(s * cu::ld(xr + j));
+    m = (v > m || v != v) ? v : m;
+  }
+  m = warpMax(m);
+  const C mc = C(m);
+  double sum = 0;
+  for (int64_t j = lane; j < n; j += 32) sum += double(exp(s * cu::ld(xr + j) - mc));
+  sum = warpSum(sum);
+  if (logOut) {
+    const C lse = C(m + log(sum));
+    for (int64_t j = lane; j < cols; j += 32) cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
+  } else {
+    const C inv = C(1.0 / sum);
+    for (int64_t j = lane; j < cols; j += 32) cu::st(yr + j, j < n ? exp(s * cu::ld(xr + j) - mc) * inv : C(0));
+  }
+}
+
+template <typename T>
+__global__ void softmaxBackwardWarp(const T* y, const T* g, T* dx, int64_t rows, int64_t cols, bool logOut,
+                                    int64_t causalRows, double scale) {
+  using C = typename cu::Acc<T>::type;
+  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;  // uniform across the warp
+  const T* yr = y + r * cols;
+  const T* gr = g + r * cols;
+  T* dr = dx + r * cols;
+  const int64_t n = visibleCols(r, cols, causalRows);
+  double acc = 0;
+  for (int64_t j = lane; j < n; j += 32)
+    acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
+  const C total = C(warpSum(acc));
+  const C s = C(scale);
+  for (int64_t j = lane; j < cols; j += 32) {
+    if (j >= n) {
+      cu::st(dr + j, C(0));
+      continue;
+    }
+    C yj = cu::ld(yr + j), gj = cu::ld(gr + j);
+    cu::st(dr + j, logOut ? s * (gj - exp(yj) * total) : s * yj * (gj - total));
+  }
+}
+
+unsigned warpRowBlocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+
 void checkRows(const char* op, int64_t rows) {
   if (rows > (int64_t(1) << 31) - 1) cu::fail(std::string(op) + ": more than 2^31 rows");
 }
@@ -80,9 +155,14 @@ void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows
   if (rows == 0 || cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  MT_CU_FLOAT(dtype, "softmax",
-              MT_LAUNCH(softmaxForward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), cols, logOut,
-                        causalRows, scale));
+  MT_CU_FLOAT(dtype, "softmax", {
+    if (cols <= kWarpCols)
+      MT_LAUNCH(softmaxForwardWarp<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+                static_cast<T*>(y), rows, cols, logOut, causalRows, scale);
+    else
+      MT_LAUNCH(softmaxForward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), cols,
+                logOut, causalRows, scale);
+  });
   cu::checkLaunch("softmaxForward");
 }
 
@@ -92,9 +172,14 @@ void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void*
   if (rows == 0 || cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  MT_CU_FLOAT(dtype, "softmax backward",
-              MT_LAUNCH(softmaxBackward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(y), static_cast<const T*>(g),
-                        static_cast<T*>(dx), cols, logOut, causalRows, scale));
+  MT_CU_FLOAT(dtype, "softmax backward", {
+    if (cols <= kWarpCols)
+      MT_LAUNCH(softmaxBackwardWarp<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(y),
+                static_cast<const T*>(g), static_cast<T*>(dx), rows, cols, logOut, causalRows, scale);
+    else
+      MT_LAUNCH(softmaxBackward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(y), static_cast<const T*>(g),
+                static_cast<T*>(dx), cols, logOut, causalRows, scale);
+  });
   cu::checkLaunch("softmaxBackward");
 }
 
