@@ -152,8 +152,11 @@ void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByte
   if (bytes == 0) return;
   int sd = storageAt(srcId).device, dd = storageAt(dstId).device;
   bool toHost = isCudaCode(sd);
-  MT_CHECK(toHost != isCudaCode(dd), "stageCopy: needs one device and one host storage (storage ", srcId, " on device code ", sd,
-           ", storage ", dstId, " on device code ", dd, ")");
+  if (!toHost && !isCudaCode(dd)) {  // host to host: forced staging of CPU tensors (MESHTRAIN_STAGE_HOST)
+    std::memcpy(dst, src, size_t(bytes));
+    return;
+  }
+  MT_CHECK(!(toHost && isCudaCode(dd)), "stageCopy: storages ", srcId, " and ", dstId, " are both on a device; stage between a device and the host");
   int dev = (toHost ? sd : dd) - 1;
   cudaUseDevice(dev);
   cudaStream_t comm = commStream(dev), compute = computeStream(dev);

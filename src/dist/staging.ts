@@ -21,11 +21,13 @@ export function acceptsDevice(comm: Communicator, device: Tensor['device']): boo
 }
 
 /**
- * Whether staging applies: an operand on a device the backend does not accept, or (tests and
- * debugging: MESHTRAIN_STAGE_HOST=1) any operand, so the staging path runs on CPU-only machines.
+ * Whether staging applies: a CUDA operand on a backend that reads host memory only, or (tests and
+ * debugging: MESHTRAIN_STAGE_HOST=1) any operand of a host backend, so the staging path runs on
+ * CPU-only machines. Host operands of a device-only backend are its own to refuse.
  */
 export function needsStaging(comm: Communicator, tensors: readonly Tensor[]): boolean {
-  if (process.env.MESHTRAIN_STAGE_HOST === '1' && tensors.length > 0) return true;
+  if (!acceptsDevice(comm, 'cpu') || tensors.length === 0) return false;
+  if (process.env.MESHTRAIN_STAGE_HOST === '1') return true;
   return tensors.some((t) => !acceptsDevice(comm, t.device));
 }
 

@@ -66,9 +66,11 @@ export function pinnedEmptyCache(): void {
 /**
  * Copies `bytes` between a device storage and a host one on the device's communication stream,
  * after the compute stream's queued work (native stageCopy); the host side holds the bytes on
- * return when copying to the host. An addon without stageCopy falls back to copyBytes.
+ * return when copying to the host. Host to host (forced staging) and an addon without stageCopy
+ * use copyBytes.
  */
 export function stageBytes(srcId: number, srcByte: number, dstId: number, dstByte: number, bytes: number): void {
-  if (typeof native.stageCopy === 'function') native.stageCopy(srcId, srcByte, dstId, dstByte, bytes);
+  const device = native.cuda && (native.storageIsCuda(srcId) || native.storageIsCuda(dstId));
+  if (device && typeof native.stageCopy === 'function') native.stageCopy(srcId, srcByte, dstId, dstByte, bytes);
   else native.copyBytes(srcId, srcByte, dstId, dstByte, bytes);
 }

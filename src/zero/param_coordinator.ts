@@ -213,10 +213,12 @@ export class ParamCoordinator {
         const full = p.param.alias([p.shard.padded], [1], p.param.offset);
         const mine = p.store.acquire(p.shard.offset, p.shard.size);
         leases.push(mine);
+        const shard = this.onDevice(mine.tensor);
         try {
-          works.push(this.pg.allGather(full, mine.tensor, { async: true }));
+          works.push(this.pg.allGather(full, shard, { async: true }));
         } finally {
           full.dispose();
+          if (shard !== mine.tensor) shard.dispose();
         }
       }
     } finally {
@@ -391,8 +393,7 @@ export class ParamCoordinator {
     const device = this.opts.device ?? 'cpu';
     const buffer = this.pg.sharedEmpty([p.shard.padded], { dtype: p.param.dtype, tag: 'param', device });
     buffer.kept = true;
-    // An offloaded shard (host memory) of a GPU's parameter goes up first; the async gather holds the copy.
-    const shard = mine.tensor.device === device ? mine.tensor : k.toDevice(mine.tensor, device);
+    const shard = this.onDevice(mine.tensor);
     try {
       p.work = this.pg.allGather(buffer, shard, { async: true });
     } catch (e) {
@@ -406,6 +407,12 @@ export class ParamCoordinator {
     p.buffer = buffer;
     p.state = 'inflight';
     this.allGathers++;
+  }
+
+  /** An offloaded shard (host memory) of a GPU's parameter copied there for its gather (which holds the copy), else itself. */
+  private onDevice(shard: Tensor): Tensor {
+    const device = this.opts.device ?? 'cpu';
+    return shard.device === device ? shard : k.toDevice(shard, device);
   }
 
   private giveBack(p: Stage3Param): void {
