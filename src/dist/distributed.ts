@@ -186,7 +186,8 @@ export async function destroyDistributed(): Promise<void> {
   if (!state) return;
   const s = state;
   state = null;
-  for (const g of [...s.ctx.groups]) g.destroy();
+  // Sub-groups first: NCCL communicators split from a parent are destroyed before it.
+  for (const g of [...s.ctx.groups].reverse()) g.destroy();
   s.ctx.backend.destroy();
   s.ctx.store.close();
   await s.server?.close();
