@@ -1,5 +1,5 @@
 /*
- * A stand-in libnccl.so.2 for the emulated-device tests (test/unit/nccl_emu.test.ts): the
+ * A stand-in libnccl.so.2 for the emulated-device tests (test/unit/cuda_nccl_emu.test.ts): the
  * functions meshtrain declares, for a world of one rank over host memory (the emulator's device
  * memory is host memory). Every call is checked (dtype, op, root, stream, a live communicator)
  * and logged to $FAKE_NCCL_LOG, so the test sees the codes meshtrain passed. Two counts are

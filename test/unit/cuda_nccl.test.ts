@@ -36,7 +36,7 @@ function read(t: Tensor): number[] {
 
 if (!cudaIsAvailable() || native.nccl?.emulated) {
   test('nccl on one GPU', () => {
-    const reason = native.nccl?.emulated ? 'the emulated device: nccl_emu tests the plumbing' : why;
+    const reason = native.nccl?.emulated ? 'the emulated device: cuda_nccl_emu tests the plumbing' : why;
     console.log(`SKIP test/unit/cuda_nccl: no usable CUDA device for NCCL (${reason})`);
   });
 } else if (why) {

@@ -23,7 +23,7 @@ const emulated = native.nccl?.emulated === true;
 
 if (!emulated || !cc) {
   test('nccl on the emulated device', () => {
-    console.log(`SKIP test/unit/nccl_emu: ${emulated ? 'no C compiler for the stand-in libnccl' : 'needs the emulated-device build (MESHTRAIN_ADDON, -DMESHTRAIN_CUDA_EMU=ON)'}`);
+    console.log(`SKIP test/unit/cuda_nccl_emu: ${emulated ? 'no C compiler for the stand-in libnccl' : 'needs the emulated-device build (MESHTRAIN_ADDON, -DMESHTRAIN_CUDA_EMU=ON)'}`);
   });
 } else {
   test('every collective, sub-groups and the watchdog through the stand-in libnccl', async () => {
