@@ -41,6 +41,7 @@ if (!emulated || !cc) {
       assert.is(out.device, 'cuda:0');
       assert.equal(out.mismatches, []);
       assert.equal(out.meshBackends, ['nccl', 'nccl', 'nccl']);
+      assert.is(out.checker.message, 'no error', 'the collective checker (1 KiB of text all-gathered) agrees with itself');
       assert.match(out.selfRecv.message, /^nccl: recv from rank 0 on group 'lonely' \(rank 0 of 1, cuda:0\) failed: NCCL error 5 \(invalid usage/);
       assert.match(out.stuck.message, /allReduce\(sum\) on group 'stuck' \(rank 0 of 1, cuda:0\) timed out after 500 ms/);
       assert.ok(out.stuck.ms >= 450 && out.stuck.ms < 2500, `the stuck all-reduce failed after ${out.stuck.ms} ms`);
@@ -59,6 +60,7 @@ if (!emulated || !cc) {
       for (const code of [7, 8, 9, 6]) assert.match(calls, new RegExp(`allReduce comm=1 n=101 dt=${code} op=4`));
       assert.not.match(calls, /allReduce comm=1 n=101 dt=[24] op=4/);
       assert.match(calls, /allReduce comm=1 n=1 dt=7 op=0 inplace=1/, 'the barrier');
+      assert.match(calls, /allGather comm=6 n=256 dt=2/, 'the checker: 1 KiB as 256 i32 per rank');
       assert.is((calls.match(/^split parent=1 color=0 key=0 comm=\d+$/gm) ?? []).length, 4, 'three mesh axes and newGroup: ncclCommSplit');
       assert.is((calls.match(/^init comm=\d+$/gm) ?? []).length, 4, 'the world and three fresh communicators: ncclCommInitRank');
       assert.match(calls, /^abort comm=\d+$/m);
