@@ -15,7 +15,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../src/index.ts';
-import { runNode } from '../dist/helpers.ts';
+import { expectExit, runNode, runRanks } from '../dist/helpers.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0) ?? null;
@@ -65,6 +65,30 @@ if (!emulated || !cc) {
       assert.is((calls.match(/^init comm=\d+$/gm) ?? []).length, 4, 'the world and three fresh communicators: ncclCommInitRank');
       assert.match(calls, /^abort comm=\d+$/m);
       assert.match(calls, /\nfinalize comm=1\ndestroy comm=1\n$/, 'the world finalized, then destroyed, after the groups split from it');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('2 real processes: one emulated GPU for both is refused by name; with two, each rank gets its own and reaches ncclCommInitRank', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mt-fake-nccl-'));
+    try {
+      execFileSync(cc, ['-shared', '-fPIC', '-O1', '-o', path.join(dir, 'libnccl.so.2'), path.join(root, 'test/helpers/fake_libnccl.c')]);
+      for (const devices of [1, 2]) {
+        const runs = await runRanks(2, 'nccl_init.ts', ['nccl'], {
+          timeoutMs: 40_000, env: { MESHTRAIN_CUDA_LIB_PATH: dir, MESHTRAIN_CUDA_EMU_DEVICES: String(devices) },
+        });
+        for (const [rank, r] of runs.entries()) {
+          expectExit(r, 3, `${devices} device(s), rank ${rank}`);
+          const { error } = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { error: string };
+          if (devices === 1) {
+            assert.match(error, /ranks 0 and 1 would share the GPU emu:0 of host .*; NCCL cannot run two ranks on one GPU/);
+          } else {
+            // The stand-in serves worlds of one: both ranks got past the survey and the unique id.
+            assert.match(error, new RegExp(`ncclCommInitRank for group 'world' \\(rank ${rank} of 2, cuda:${rank}\\) failed: NCCL error 4`));
+          }
+        }
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
