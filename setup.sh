@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what meshtrain needs on Debian/Ubuntu: oneDNN, a C++ toolchain and cmake (through
-# apt-get when root, or sudo when available), then the npm packages, which build the addon.
+# apt-get when root, or sudo when available), then the npm packages, which build the addon, then
+# the emulated-device addon for the CUDA tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,3 +20,10 @@ if ((${#missing[@]})); then
 fi
 
 npm ci
+# The emulated-device addon (test tool, docs/gpu.md): test/unit/cuda_emu.test.ts runs the CUDA
+# suites against it on machines without a GPU. MESHTRAIN_SKIP_EMU=1 leaves it out.
+if [ "${MESHTRAIN_SKIP_EMU:-0}" != 1 ]; then
+  start=$SECONDS
+  npx cmake-js compile --out build-emu --CDMESHTRAIN_CUDA_EMU=ON
+  echo "setup: emulated-device build (build-emu) took $((SECONDS - start)) s"
+fi

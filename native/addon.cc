@@ -2,6 +2,12 @@
 #include <napi.h>
 #include "registry.h"
 
+#ifdef MESHTRAIN_CUDA_EMU
+namespace mt {
+void registerCudaEmuChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/checks.cu (test tool)
+}
+#endif
+
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -23,6 +29,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerComm(env, exports);
   mt::registerCuda(env, exports);
   mt::registerFileIo(env, exports);
+#ifdef MESHTRAIN_CUDA_EMU
+  mt::registerCudaEmuChecks(env, exports);
+#endif
   return exports;
 }
 

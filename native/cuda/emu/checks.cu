@@ -1,0 +1,243 @@
+// Self-checks of the emulated device (test tool, emulation build only): each scenario launches a
+// deliberately wrong (or a known-answer) kernel or cuBLASLt call and returns what the emulator
+// reported, so test/unit/cuda_emu_checks.test.ts can prove the checks fire.
+#ifdef MESHTRAIN_CUDA_EMU
+#include <napi.h>
+#include <cmath>
+#include <string>
+#include <vector>
+#include "cuda/common.cuh"
+#include "cuda/device_memory.h"
+#include "cuda/libraries.h"
+#include "cuda/runtime.h"
+#include "tensor/dtype.h"
+#include "util/check.h"
+
+namespace mt {
+namespace {
+
+__global__ void writeAt(float* p, int64_t i) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) p[i] = 1.0f;
+}
+__global__ void divergentBarrier(float* p) {
+  if (threadIdx.x < 16) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+  p[threadIdx.x] = 0;
+}
+__global__ void shuffleWithExitedLane(float* p) {
+  if (threadIdx.x == 5) return;
+  p[threadIdx.x] = __shfl_xor_sync(0xffffffffu, float(threadIdx.x), 1);
+}
+// Known answers: a warp sum by xor and by down shuffles, a ballot, a block reduction.
+__global__ void warpMath(float* out, unsigned* ballot) {
+  float v = float(threadIdx.x + 1);
+  float x = v, d = v;
+  for (int o = 16; o > 0; o /= 2) x += __shfl_xor_sync(0xffffffffu, x, o);
+  for (int o = 16; o > 0; o /= 2) d += __shfl_down_sync(0xffffffffu, d, o);
+  unsigned b = __ballot_sync(0xffffffffu, threadIdx.x % 3 == 0);
+  __shared__ float buf[cu::kThreads];
+  float total = cu::blockReduce<false>(v, buf);
+  out[threadIdx.x] = x;
+  if (threadIdx.x % 32 == 0) out[blockDim.x + threadIdx.x / 32] = d;
+  if (threadIdx.x == 0) out[blockDim.x + blockDim.x / 32] = total;
+  if (threadIdx.x % 32 == 0) ballot[threadIdx.x / 32] = b;
+}
+// Reverses each block's slice through dynamic shared memory.
+__global__ void reverseShared(const float* in, float* out) {
+  MT_DYNAMIC_SHARED(float, s);
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  s[threadIdx.x] = in[i];
+  __syncthreads();
+  out[i] = s[blockDim.x - 1 - threadIdx.x];
+}
+__global__ void bf16Round(const float* in, uint16_t* out, int64_t n) {
+  MT_CU_LOOP(i, n) out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(in[i]));
+}
+
+std::string errorText(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+// Launches, then returns the error the next synchronization reports ("" when none).
+template <typename F>
+std::string afterSync(F&& launch) {
+  cudaGetLastError();  // a failed call of an earlier scenario is also the runtime's "last error"
+  launch();
+  cudaError_t l = cudaGetLastError();
+  if (l != cudaSuccess) return errorText(l);
+  cudaError_t e = cudaDeviceSynchronize();
+  return e == cudaSuccess ? "" : errorText(e);
+}
+
+float* deviceFloats(size_t n) {
+  void* p = nullptr;
+  cudaCheck(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
+  return static_cast<float*>(p);
+}
+
+Napi::Value Scenario(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = info[0].As<Napi::String>();
+  cudaSetDevice(0);
+  if (name == "oobWrite") {
+    float* p = deviceFloats(100);
+    std::string r = afterSync([&] { MT_LAUNCH(writeAt, 1, 32, 0, nullptr, p, int64_t(100)); });
+    cudaFree(p);
+    return Napi::String::New(env, r);
+  }
+  if (name == "cachedTailWrite" || name == "freedWrite") {
+    size_t cap = 0;
+    auto* p = static_cast<float*>(cudaAllocBlock(0, 100 * sizeof(float), &cap));  // capacity 512 bytes
+    std::string r;
+    if (name == "cachedTailWrite") {
+      r = afterSync([&] { MT_LAUNCH(writeAt, 1, 32, 0, nullptr, p, int64_t(101)); });
+      cudaFreeBlock(0, p, cap);
+    } else {
+      cudaFreeBlock(0, p, cap);
+      r = afterSync([&] { MT_LAUNCH(writeAt, 1, 32, 0, nullptr, p, int64_t(0)); });
+    }
+    return Napi::String::New(env, r);
+  }
+  if (name == "hostPointer") {
+    std::vector<float> host(64);
+    return Napi::String::New(env, afterSync([&] { MT_LAUNCH(writeAt, 1, 32, 0, nullptr, host.data(), int64_t(0)); }));
+  }
+  if (name == "divergentBarrier" || name == "shuffleWithExitedLane" || name == "badConfig" || name == "sharedTooBig") {
+    float* p = deviceFloats(1024);
+    std::string r = afterSync([&] {
+      if (name == "divergentBarrier") MT_LAUNCH(divergentBarrier, 1, 64, 0, nullptr, p);
+      else if (name == "shuffleWithExitedLane") MT_LAUNCH(shuffleWithExitedLane, 1, 32, 0, nullptr, p);
+      else if (name == "badConfig") MT_LAUNCH(writeAt, 1, 2048, 0, nullptr, p, int64_t(0));
+      else MT_LAUNCH(reverseShared, 1, 32, size_t(64) << 10, nullptr, p, p);
+    });
+    cudaFree(p);
+    return Napi::String::New(env, r);
+  }
+  if (name == "fresh") {  // a new allocation reads as NaN until written
+    float* p = deviceFloats(4);
+    float h[4];
+    cudaCheck(cudaMemcpy(h, p, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(p);
+    auto a = Napi::Array::New(env);
+    for (uint32_t i = 0; i < 4; i++) a.Set(i, h[i]);
+    return a;
+  }
+  if (name == "warpMath" || name == "reverseShared") {
+    const unsigned threads = 64;
+    float* out = deviceFloats(threads * 2);
+    unsigned* ballot = nullptr;
+    cudaCheck(cudaMalloc(&ballot, 2 * sizeof(unsigned)), "cudaMalloc");
+    std::vector<float> in(threads * 2);
+    for (size_t i = 0; i < in.size(); i++) in[i] = float(i);
+    float* src = deviceFloats(in.size());
+    cudaCheck(cudaMemcpy(src, in.data(), in.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+    std::string err = afterSync([&] {
+      if (name == "warpMath") MT_LAUNCH(warpMath, 1, threads, 0, nullptr, out, ballot);
+      else MT_LAUNCH(reverseShared, 2, threads, threads * sizeof(float), nullptr, src, out);
+    });
+    MT_CHECK(err.empty(), name, ": ", err);
+    const size_t n = name == "warpMath" ? threads + threads / 32 + 1 : threads * 2;
+    std::vector<float> h(n);
+    unsigned b[2] = {0, 0};
+    cudaCheck(cudaMemcpy(h.data(), out, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (name == "warpMath") cudaCheck(cudaMemcpy(b, ballot, sizeof b, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(out), cudaFree(ballot), cudaFree(src);
+    auto a = Napi::Array::New(env);
+    for (uint32_t i = 0; i < n; i++) a.Set(i, h[i]);
+    if (name == "warpMath") a.Set(uint32_t(n), double(b[0])), a.Set(uint32_t(n + 1), double(b[1]));
+    return a;
+  }
+  if (name == "bf16Rounding") {
+    // Every pattern whose low 16 bits sit at a rounding boundary, plus a stride over the rest:
+    // the emulated __float2bfloat16_rn must equal the CPU's conversion (NaNs aside: the device
+    // gives the canonical 0x7fff, the CPU keeps the payload).
+    std::vector<float> in;
+    for (uint32_t hi = 0; hi < 65536; hi++)
+      for (uint32_t lo : {0x0000u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu}) in.push_back(emu::bitsToFloat(hi << 16 | lo));
+    for (uint64_t u = 12345; u < (uint64_t(1) << 32); u += 65521) in.push_back(emu::bitsToFloat(uint32_t(u)));
+    const int64_t n = int64_t(in.size());
+    float* src = deviceFloats(in.size());
+    uint16_t* out = nullptr;
+    cudaCheck(cudaMalloc(&out, in.size() * 2), "cudaMalloc");
+    cudaCheck(cudaMemcpy(src, in.data(), in.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+    std::string err = afterSync([&] { MT_LAUNCH(bf16Round, cu::blocksFor(n), cu::kThreads, 0, nullptr, src, out, n); });
+    MT_CHECK(err.empty(), "bf16Rounding: ", err);
+    std::vector<uint16_t> h(in.size());
+    cudaCheck(cudaMemcpy(h.data(), out, in.size() * 2, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(src), cudaFree(out);
+    int64_t mismatches = 0;
+    for (size_t i = 0; i < in.size(); i++)
+      if (!std::isnan(in[i]) && h[i] != floatToBf16(in[i])) mismatches++;
+    auto o = Napi::Object::New(env);
+    o.Set("checked", double(n));
+    o.Set("mismatches", double(mismatches));
+    return o;
+  }
+  throw Error(cat("cudaEmuChecks.run: unknown scenario '", name, "'"));
+}
+
+// cuBLASLt through meshtrain's loader (so the emulated library in emu-lib): a known product and
+// the rejections the real library makes.
+Napi::Value Cublas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string why;
+  const CublasLtApi* lt = cublasLt(&why);
+  MT_CHECK(lt, "cudaEmuChecks.cublas: ", why);
+  auto o = Napi::Object::New(env);
+  lt::Handle h = nullptr;
+  lt->create(&h);
+  // D (2x2, col-major) = op(A) op(B) with A stored as 3x2 (transposed to 2x3) and B 3x2.
+  const float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, 2, 1, 1, 1};
+  float *a = deviceFloats(6), *b = deviceFloats(6), *d = deviceFloats(4);
+  cudaMemcpy(a, A, sizeof A, cudaMemcpyHostToDevice);
+  cudaMemcpy(b, B, sizeof B, cudaMemcpyHostToDevice);
+  lt::MatmulDesc op = nullptr;
+  lt::Layout la = nullptr, lb = nullptr, ld = nullptr, bad = nullptr;
+  lt::Preference pref = nullptr;
+  lt->matmulDescCreate(&op, lt::kCompute32F, lt::kR32F);
+  const int t = lt::kOpT;
+  lt->matmulDescSetAttribute(op, lt::kDescTransA, &t, sizeof t);
+  lt->layoutCreate(&la, lt::kR32F, 3, 2, 3);
+  lt->layoutCreate(&lb, lt::kR32F, 3, 2, 3);
+  lt->layoutCreate(&ld, lt::kR32F, 2, 2, 2);
+  lt->layoutCreate(&bad, lt::kR32F, 2, 2, 1);  // ld 1 < 2 rows
+  lt->preferenceCreate(&pref);
+  lt::HeuristicResult r{};
+  int found = 0;
+  o.Set("heuristic", lt->algoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &r, &found));
+  const float alpha = 1, beta = 0;
+  o.Set("matmul", lt->matmul(h, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &r.algo, nullptr, 0, nullptr));
+  float D[4];
+  cudaMemcpy(D, d, sizeof D, cudaMemcpyDeviceToHost);
+  auto values = Napi::Array::New(env);
+  for (uint32_t i = 0; i < 4; i++) values.Set(i, D[i]);
+  o.Set("values", values);
+  lt::HeuristicResult r2{};
+  o.Set("smallLd", lt->algoGetHeuristic(h, op, la, lb, bad, bad, pref, 1, &r2, &found));
+  const int64_t wrongSize = 2;
+  o.Set("wrongAttributeSize", lt->layoutSetAttribute(la, lt::kLayoutBatchCount, &wrongSize, sizeof wrongSize));
+  lt::Layout other = nullptr;
+  lt->layoutCreate(&other, lt::kR32F, 2, 2, 4);  // same shape, another leading dimension
+  o.Set("algoReused", lt->matmul(h, op, &alpha, a, la, b, lb, &beta, d, other, d, other, &r.algo, nullptr, 0, nullptr));
+  o.Set("misaligned", lt->matmul(h, op, &alpha, a + 1, la, b, lb, &beta, d, ld, d, ld, &r.algo, nullptr, 0, nullptr));
+  for (auto l : {la, lb, ld, bad, other}) lt->layoutDestroy(l);
+  lt->matmulDescDestroy(op);
+  lt->preferenceDestroy(pref);
+  cudaFree(a), cudaFree(b), cudaFree(d);
+  return o;
+}
+
+}  // namespace
+
+void registerCudaEmuChecks(Napi::Env env, Napi::Object exports) {
+  auto o = Napi::Object::New(env);
+  MT_EXPORT(o, "run", Scenario);
+  MT_EXPORT(o, "cublas", Cublas);
+  exports.Set("cudaEmuChecks", o);
+}
+
+}  // namespace mt
+#endif

@@ -1,0 +1,51 @@
+/**
+ * The CUDA suites on the emulated device: the addon built with -DMESHTRAIN_CUDA_EMU=ON (build-emu,
+ * see docs/gpu.md) runs native/cuda's kernels, launchers and cuBLASLt calls on the CPU, with guard
+ * bytes, NaN-filled fresh memory, pointer and launch checks. Each suite below runs in a child
+ * process against that addon with its own real-GPU tolerances and must pass without skipping.
+ * Without the emulation build it prints one SKIP line.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const build = path.resolve(root, process.env.MESHTRAIN_CUDA_EMU_BUILD ?? 'build-emu');
+const addon = path.join(build, 'Release', 'meshtrain.node');
+const libDir = path.join(build, 'emu-lib');
+/** The suites that must pass on the emulated device (add a CUDA suite here once it does). */
+const SUITES = ['cuda_runtime', 'cuda_ops', 'cuda_train', 'cuda_emu_checks'];
+
+/** Runs one test file against the emulated addon; returns its exit status and output. */
+function runSuite(name: string): { status: number | null; output: string; seconds: number } {
+  const started = performance.now();
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test/unit', `^${name}\\.test\\.ts$`], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1' },
+  });
+  return { status: r.status, output: `${r.stdout}${r.stderr}`, seconds: (performance.now() - started) / 1000 };
+}
+
+if (!existsSync(addon)) {
+  test('CUDA suites on the emulated device', () => {
+    console.log(`SKIP test/unit/cuda_emu: no emulation build at ${addon} (npx cmake-js compile --out build-emu --CDMESHTRAIN_CUDA_EMU=ON)`);
+  });
+} else {
+  for (const name of SUITES) {
+    test(`${name} on the emulated device`, () => {
+      const r = runSuite(name);
+      const tail = r.output.slice(-4000);
+      assert.not.match(r.output, /\bSKIP\b/, `${name} skipped on the emulated device:\n${tail}`);
+      assert.match(r.output, /Total:\s+[1-9]/, `${name} ran no test:\n${tail}`);
+      assert.is(r.status, 0, `${name} failed on the emulated device (exit ${r.status}):\n${tail}`);
+      console.log(`  ${name}: passed on the emulated device in ${r.seconds.toFixed(1)} s`);
+    });
+  }
+}
+
+test.run();
