@@ -140,6 +140,8 @@ for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
   dir=$(dirname "$f") base=$(basename "$f")
   step "${dir#test/}/${base%.test.ts}" 180 uvu "$dir" "^${base//./\\.}\$"
 done
+# bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
+step unit/cuda_attention:simt 120 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention\.test\.ts$'
 for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do
   base=$(basename "$f")
   step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"

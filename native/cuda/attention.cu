@@ -12,8 +12,11 @@
 // that reading a column across the warp (lane = row) and a row across the warp (lane = d) both
 // hit 32 different banks.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include "cuda/common.cuh"
 #include "cuda/attention.h"
+#include "cuda/attention_tc.h"
 #include "cuda/runtime.h"
 
 #ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
@@ -380,6 +383,15 @@ void allowSmem(K kernel, size_t bytes, const char* name) {
 
 int64_t tilesOf(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
+// bf16/f16 take the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION=simt.
+bool useTensorCores(int dtype, const CudaAttnShape& g) {
+  static const bool simt = [] {
+    const char* e = std::getenv("MESHTRAIN_ATTENTION");
+    return e && std::strcmp(e, "simt") == 0;
+  }();
+  return !simt && cudaAttentionTcApplies(dtype, g);
+}
+
 void checkShape(const char* op, const CudaAttnShape& g) {
   if (g.dim != 32 && g.dim != 64 && g.dim != 128)
     cu::fail(std::string(op) + ": head dim " + std::to_string(g.dim) +
@@ -409,6 +421,10 @@ void cudaAttentionForward(int dev, int dtype, const CudaAttnShape& g, const void
   const char* op = "scaledDotProductAttention";
   checkShape(op, g);
   if (g.batch == 0 || g.tq == 0) return;
+  if (useTensorCores(dtype, g)) {
+    cudaAttentionForwardTc(dev, dtype, g, q, qs, k, ks, v, vs, o, os, lse);
+    return;
+  }
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   const dim3 grid(unsigned(g.batch * g.heads), unsigned(tilesOf(g.tq, kBr)));
@@ -448,6 +464,10 @@ void cudaAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const voi
       auto dot = attnRowDot<T, D>;
       MT_LAUNCH(dot, unsigned(tilesOf(rows, kWarps)), kWarps * 32, 0, s, static_cast<const T*>(o), os, gp, gs, dvp, g);
       cu::checkLaunch("attnRowDot");
+    }
+    if (useTensorCores(dtype, g)) {
+      cudaAttentionBackwardTc(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);
+      return;
     }
     if (g.tk > 0) {
       auto kv = attnBackwardKV<T, D>;

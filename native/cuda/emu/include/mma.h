@@ -1,7 +1,9 @@
 // The warp matrix (WMMA) subset meshtrain's tensor-core kernels use, for the emulated device
 // (test tool). Every lane of a warp holds the whole 16x16 tile, row-major by logical (row, col):
 // kernels touch fragments only through these calls (and uniform per-element scaling), so the
-// results equal a real warp's up to the order of the float additions inside mma_sync.
+// results equal a real warp's up to the order of the float additions inside mma_sync. Loads end
+// with a warp barrier, as the real collective does: no lane stores over a tile before every lane
+// has read it (fibers otherwise run one after another).
 #pragma once
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
@@ -38,15 +40,18 @@ template <typename Use, typename T>
 void load_matrix_sync(fragment<Use, 16, 16, 16, T, row_major>& f, const T* p, unsigned ldm) {
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) f.x[r * 16 + c] = p[r * ldm + c];
+  __syncwarp();
 }
 template <typename Use, typename T>
 void load_matrix_sync(fragment<Use, 16, 16, 16, T, col_major>& f, const T* p, unsigned ldm) {
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) f.x[r * 16 + c] = p[c * ldm + r];
+  __syncwarp();
 }
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm, layout_t l) {
   for (int r = 0; r < 16; r++)
     for (int c = 0; c < 16; c++) f.x[r * 16 + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+  __syncwarp();
 }
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm, layout_t l) {
   for (int r = 0; r < 16; r++)
