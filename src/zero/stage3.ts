@@ -555,7 +555,7 @@ export class ZeroStage3 implements ZeroOptimizer {
       );
     }
     const name = `meshtrain-param-${partitionName(this.group, part.dtype, index)}-p${process.pid}-${nvmeStores++}`;
-    return new NvmeParamStore(part, { cpuNumel, dir: o.nvmePath as string, name, bufferCount: o.bufferCount, bufferSize: o.bufferSize, largestShard: big.size });
+    return new NvmeParamStore(part, { cpuNumel, dir: o.nvmePath as string, name, bufferCount: o.bufferCount, bufferSize: o.bufferSize, largestShard: big.size, pinned: this.device !== 'cpu' });
   }
 
   /** `src`'s full values of the gathered `list` broadcast, then copied into every rank's shards and masters. */

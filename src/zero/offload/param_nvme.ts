@@ -16,6 +16,7 @@ import path from 'node:path';
 import * as k from '../../ops/kernels.ts';
 import type { FlatRef } from '../../optim/fused.ts';
 import { type DType, itemSize } from '../../tensor/dtype.ts';
+import { pinnedEmpty } from '../../tensor/pinned.ts';
 import { Storage } from '../../tensor/storage.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { flatView } from '../comms.ts';
@@ -33,6 +34,8 @@ export interface NvmeParamStoreOptions {
   bufferSize: number;
   /** The largest shard in the file: buffers need no more (default: bufferSize). */
   largestShard?: number;
+  /** Pin the host prefix and the swap buffers (a GPU's parameters: shards are copied to the device from them). */
+  pinned?: boolean;
 }
 
 /** One swap buffer and what it holds. */
@@ -51,9 +54,9 @@ interface Buf {
   used: number;
 }
 
-/** A host-memory tensor in the CPU offload pool, kept out of tidy scopes. */
-function poolTensor(n: number, dtype: DType): Tensor {
-  const t = new Tensor(Storage.inOffloadPool(n * itemSize(dtype), 'param', false), [n], [1], 0, dtype);
+/** A host-memory tensor in the CPU offload pool (pinned on request), kept out of tidy scopes. */
+function poolTensor(n: number, dtype: DType, pinned = false): Tensor {
+  const t = pinned ? pinnedEmpty([n], { dtype, tag: 'param', offloadPool: true }) : new Tensor(Storage.inOffloadPool(n * itemSize(dtype), 'param', false), [n], [1], 0, dtype);
   t.kept = true;
   return t;
 }
@@ -70,6 +73,7 @@ export class NvmeParamStore implements ParamStore {
   /** Elements per swap buffer as allocated: bufferSize, or less when the largest shard or the file region is smaller. */
   readonly bufferNumel: number;
   private readonly cpu: Tensor | null;
+  private readonly pinned: boolean;
   private readonly bufs: Buf[] = [];
   private fd = -1;
   private ino = 0;
@@ -85,7 +89,8 @@ export class NvmeParamStore implements ParamStore {
     this.cpuNumel = Math.min(opts.cpuNumel, this.n);
     this.bufferCount = opts.bufferCount;
     this.bufferNumel = Math.min(opts.bufferSize, opts.largestShard ?? opts.bufferSize, this.fileNumel);
-    this.cpu = this.cpuNumel > 0 ? poolTensor(this.cpuNumel, this.dtype) : null;
+    this.pinned = opts.pinned ?? false;
+    this.cpu = this.cpuNumel > 0 ? poolTensor(this.cpuNumel, this.dtype, this.pinned) : null;
     if (this.cpu) {
       const src = flatView(initial, 0, this.cpuNumel);
       k.copyInto(src, this.cpu);
@@ -267,7 +272,7 @@ export class NvmeParamStore implements ParamStore {
   }
 
   private alloc(): Buf {
-    const b: Buf = { t: poolTensor(this.bufferNumel, this.dtype), at: -1, len: 0, read: null, write: null, lent: 0, pending: false, used: 0 };
+    const b: Buf = { t: poolTensor(this.bufferNumel, this.dtype, this.pinned), at: -1, len: 0, read: null, write: null, lent: 0, pending: false, used: 0 };
     this.bufs.push(b);
     return b;
   }
