@@ -17,7 +17,7 @@ const build = path.resolve(root, process.env.MESHTRAIN_CUDA_EMU_BUILD ?? 'build-
 const addon = path.join(build, 'Release', 'meshtrain.node');
 const libDir = path.join(build, 'emu-lib');
 /** The suites that must pass on the emulated device (add a CUDA suite here once it does). */
-const SUITES = ['cuda_runtime', 'cuda_ops', 'cuda_train', 'cuda_emu_checks'];
+const SUITES = ['cuda_runtime', 'cuda_ops', 'cuda_train', 'cuda_conv', 'cuda_index_checks', 'cuda_emu_checks'];
 
 /** Runs one test file against the emulated addon; returns its exit status and output. */
 function runSuite(name: string): { status: number | null; output: string; seconds: number } {
