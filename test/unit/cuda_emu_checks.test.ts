@@ -2,8 +2,9 @@
  * The emulated device's own checks fire (emulation build only, run by cuda_emu.test.ts): an
  * out-of-bounds write (past a cudaMalloc block, and past the used part of a cached block), a
  * write through a freed block, a host pointer given to a kernel, a barrier in divergent code, a
- * shuffle naming an exited lane, bad launch configurations; fresh memory reads as NaN; warp
- * shuffles, ballots, block reductions and dynamic shared memory give known answers; the emulated
+ * shuffle naming an exited lane, bad launch configurations; fresh memory and reads past the end
+ * of an allocation give NaN; warp shuffles, ballots, block reductions and dynamic shared memory
+ * give known answers; the emulated
  * __float2bfloat16_rn equals the CPU's conversion bit for bit on every rounding boundary; the
  * reference cuBLASLt computes a transposed product exactly and rejects what cuBLASLt rejects.
  * Without the emulation build it prints one SKIP line.
@@ -43,9 +44,11 @@ if (!checks) {
     assert.match(run('sharedTooBig'), /cudaErrorInvalidValue.*65536 bytes of dynamic shared memory, more than the 49152 allowed/);
   });
 
-  test('fresh device memory reads as NaN', () => {
+  test('fresh device memory, and reads past the end of an allocation, give NaN', () => {
     const v = checks.run('fresh') as number[];
     assert.ok(v.length === 4 && v.every(Number.isNaN), `fresh memory: ${v}`);
+    const r = checks.run('oobRead') as number[];
+    assert.ok(r.length === 3 && r.every(Number.isNaN), `reads past the end (f32, f32, f64): ${r}`);
   });
 
   test('warp shuffles, ballots, block reductions and dynamic shared memory give known answers', () => {

@@ -19,6 +19,9 @@ namespace {
 __global__ void writeAt(float* p, int64_t i) {
   if (threadIdx.x == 0 && blockIdx.x == 0) p[i] = 1.0f;
 }
+__global__ void readPastEnd(const float* f, int64_t nf, const double* d, int64_t nd, double* out) {
+  if (threadIdx.x == 0) out[0] = f[nf], out[1] = f[nf + 1], out[2] = d[nd];
+}
 __global__ void divergentBarrier(float* p) {
   if (threadIdx.x < 16) {
     __syncthreads();
@@ -115,6 +118,20 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     });
     cudaFree(p);
     return Napi::String::New(env, r);
+  }
+  if (name == "oobRead") {  // reads past the end see the guard: NaN as f32 and as f64
+    float* f = deviceFloats(100);
+    double *d = nullptr, *out = nullptr;
+    cudaCheck(cudaMalloc(&d, 10 * sizeof(double)), "cudaMalloc");
+    cudaCheck(cudaMalloc(&out, 3 * sizeof(double)), "cudaMalloc");
+    std::string err = afterSync([&] { MT_LAUNCH(readPastEnd, 1, 32, 0, nullptr, f, int64_t(100), d, int64_t(10), out); });
+    MT_CHECK(err.empty(), "oobRead: ", err);
+    double h[3];
+    cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(f), cudaFree(d), cudaFree(out);
+    auto a = Napi::Array::New(env);
+    for (uint32_t i = 0; i < 3; i++) a.Set(i, h[i]);
+    return a;
   }
   if (name == "fresh") {  // a new allocation reads as NaN until written
     float* p = deviceFloats(4);

@@ -20,8 +20,14 @@ namespace emu {
 namespace {
 
 constexpr size_t kGuard = 256;            // guard bytes after each allocation
-constexpr unsigned char kGuardByte = 0xa5;
-constexpr unsigned char kFreedByte = 0xdb;  // a cached (freed) block's contents
+// Guard bytes and freed blocks hold 16-bit words 0xfffe and 0xfffd (at even addresses): NaN read
+// as bf16, f16, f32 or f64, so an out-of-bounds or use-after-free read shows in the results too.
+inline unsigned char guardByte(uintptr_t addr) { return (addr & 1) ? 0xff : 0xfe; }
+inline unsigned char freedByte(uintptr_t addr) { return (addr & 1) ? 0xff : 0xfd; }
+void fillPattern(uintptr_t from, size_t n, unsigned char (*pattern)(uintptr_t)) {
+  auto* m = reinterpret_cast<unsigned char*>(from);
+  for (size_t i = 0; i < n; i++) m[i] = pattern(from + i);
+}
 constexpr unsigned char kFreshByte = 0xff;  // NaN in f64/f32/bf16/f16, -1 in the integers
 
 struct Alloc {
@@ -123,10 +129,10 @@ std::string guardDamage(uintptr_t base, const Alloc& a) {
   const unsigned char* g = reinterpret_cast<const unsigned char*>(base);
   size_t from = a.bytes, to = a.capacity + kGuard;
   for (size_t i = from; i < to; i++)
-    if (g[i] != kGuardByte) {
+    if (g[i] != guardByte(base + i)) {
       size_t last = i;
       for (size_t j = i; j < to; j++)
-        if (g[j] != kGuardByte) last = j;
+        if (g[j] != guardByte(base + j)) last = j;
       return "bytes " + std::to_string(i - a.bytes) + ".." + std::to_string(last - a.bytes) + " past the end of an allocation of " +
              std::to_string(a.bytes) + " bytes at " + hex(reinterpret_cast<const void*>(base)) + " were written";
     }
@@ -134,7 +140,7 @@ std::string guardDamage(uintptr_t base, const Alloc& a) {
 }
 
 void fillGuard(uintptr_t base, const Alloc& a) {
-  std::memset(reinterpret_cast<void*>(base + a.bytes), kGuardByte, a.capacity + kGuard - a.bytes);
+  fillPattern(base + a.bytes, a.capacity + kGuard - a.bytes, guardByte);
 }
 
 std::string recentKernels() {
@@ -295,7 +301,7 @@ void blockInUse(void* ptr, size_t bytes) {
     if (a.cached) {
       const unsigned char* m = static_cast<const unsigned char*>(ptr);
       for (size_t i = 0; i < a.capacity && d.empty(); i++)
-        if (m[i] != kFreedByte)
+        if (m[i] != freedByte(uintptr_t(ptr) + i))
           d = "a freed block of " + std::to_string(a.capacity) + " bytes at " + hex(ptr) + " was written at offset " +
               std::to_string(i) + " while free (the last kernels: " + recentKernels() + ")";
     }
@@ -318,7 +324,7 @@ void blockCached(void* ptr) {
     d = guardDamage(it->first, a);
     a.bytes = a.capacity;
     a.cached = true;
-    std::memset(ptr, kFreedByte, a.capacity);
+    fillPattern(uintptr_t(ptr), a.capacity, freedByte);
     fillGuard(it->first, a);
   }
   if (!d.empty()) setPendingError(cudaErrorIllegalAddress, "found when the block was freed: " + d + " (the last kernels: " + recentKernels() + ")");
