@@ -142,6 +142,10 @@ for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
 done
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 120 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention\.test\.ts$'
+# Fused attention timing at GPT-2 124M's shape, tensor cores and SIMT (seconds each).
+attnSize=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
+step bench:attention 90 node --import tsx bench/gpu_attention.ts $attnSize
+step bench:attention:simt 90 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $attnSize
 for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do
   base=$(basename "$f")
   step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"

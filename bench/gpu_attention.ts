@@ -1,0 +1,34 @@
+/**
+ * Fused causal attention at GPT-2 124M's shape (batch 8, 12 heads, T 1024, head dim 64, bf16):
+ * forward and forward + backward on the device, and the TFLOP/s they reach (the causal forward
+ * counted as 2·B·H·T²·D FLOPs: two T×T×D products, half of them masked; the backward as 2.5
+ * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
+ * cores for bf16; `simt`: the CUDA-core kernels), so gpu_check runs it once each way.
+ *   node --import tsx bench/gpu_attention.ts [--smoke]
+ */
+import { cudaIsAvailable, randn, scaledDotProductAttention, sum, tidy } from '../src/index.ts';
+import { DEV, timeDevice } from './gpu_timing.ts';
+
+const smoke = process.argv.includes('--smoke');
+const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
+const path = process.env.MESHTRAIN_ATTENTION === 'simt' ? 'simt' : 'tensor cores';
+
+if (!cudaIsAvailable()) {
+  console.log('gpu_attention: skipped: no usable CUDA device');
+} else {
+  const mk = () => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true);
+  const [q, k, v] = [mk(), mk(), mk()];
+  const flopsFwd = (4 * B * H * T * T * D) / 2;
+  const fwd = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
+  const both = timeDevice(3, 5, () =>
+    tidy(() => {
+      sum(scaledDotProductAttention(q, k, v, { causal: true })).backward();
+      for (const t of [q, k, v]) {
+        t.grad?.dispose();
+        t.grad = null;
+      }
+    }),
+  );
+  const tf = (flops: number, s: number) => (flops / s / 1e12).toFixed(1);
+  console.log(`attention bf16 [${B}, ${H}, ${T}, ${D}] causal, ${path}: forward ${(fwd * 1e3).toFixed(3)} ms (${tf(flopsFwd, fwd)} TFLOP/s), forward+backward ${(both * 1e3).toFixed(3)} ms (${tf(3.5 * flopsFwd, both)} TFLOP/s)`);
+}
