@@ -4,8 +4,9 @@
 // (online softmax) and stores each row's log-sum-exp; the backward recomputes the probabilities
 // tile by tile from it. Deterministic: dK/dV are summed by one block per key tile looping over
 // query tiles, dQ by one block per query tile looping over key tiles (no atomics).
-// f64 computes in double, everything else in float. Reference: the composed ops of
-// src/ops/attention.ts (matmul, scaled causal softmax, matmul).
+// f64 computes in double, everything else in float. These SIMT kernels serve f32 and f64; bf16
+// and f16 go to the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION=simt.
+// Reference: the composed ops of src/ops/attention.ts (matmul, scaled causal softmax, matmul).
 //
 // Layout: tensors are [batch, heads, T, D] with any element strides for batch, head and position
 // and stride 1 along D. Tiles of 32 rows are stored transposed and padded (x[d * 33 + row]) so
