@@ -249,7 +249,9 @@ void checkGuards(const LaunchInfo& li) {
       if (damage.empty()) damage = d;
     }
   }
-  if (!damage.empty()) setPendingError(cudaErrorIllegalAddress, launchName(li) + " wrote out of bounds: " + damage);
+  // The reference cuBLASLt/cuDNN write device memory without a launch: their damage shows here.
+  if (!damage.empty())
+    setPendingError(cudaErrorIllegalAddress, launchName(li) + " (or a cuBLASLt/cuDNN call since the previous kernel) wrote out of bounds: " + damage);
 }
 
 bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
