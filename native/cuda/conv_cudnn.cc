@@ -2,7 +2,9 @@
 // (device, pass, dtype, shape, layouts) gets a plan made once and cached for the process:
 // descriptors that describe our memory exactly — activations by their own NCHW or channels-last
 // strides, weights as contiguous [O, C / groups, kh, kw] (cuDNN's NCHW filter format) — and an
-// algorithm. Math: f32 runs with CUDNN_FMA_MATH (no TF32, so results match the CPU within f32
+// algorithm. When both activations are channels-last the filter goes to cuDNN as NHWC (a copy
+// [O, kh, kw, C] in a scratch buffer, and back for the weight gradient): cuDNN's fast NHWC
+// kernels take all three tensors in one layout. Math: f32 runs with CUDNN_FMA_MATH (no TF32, so results match the CPU within f32
 // rounding); bf16/f16 may use tensor cores, always accumulating in f32. Among the algorithms
 // cuDNN's heuristics offer, deterministic ones come first. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
@@ -15,6 +17,7 @@
 #include "cuda/conv.h"
 #include "cuda/cudnn_api.h"
 #include "cuda/device_memory.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "tensor/dtype.h"
 #include "tensor/storage.h"
@@ -116,7 +119,8 @@ std::vector<const dnn9::AlgoPerf*> candidates(const dnn9::AlgoPerf* perf, int n,
 }
 
 std::unique_ptr<Plan> makePlan(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, const int* dimsA,
-                               const int* stridesA, const int* dimsB, const int* stridesB, const Checker& check) {
+                               const int* stridesA, const int* dimsB, const int* stridesB, bool nhwcFilter,
+                               const Checker& check) {
   const CudnnApi& api = check.api;
   auto p = std::make_unique<Plan>();
   p->api = &api;
@@ -127,7 +131,8 @@ std::unique_ptr<Plan> makePlan(int dev, CudaConvProp prop, int dtype, const Cuda
   check(api.setTensorNd(p->b, dt, 4, dimsB, stridesB), "cudnnSetTensorNdDescriptor");
   const int filter[4] = {int(s.O), int(s.C / s.groups), int(s.kh), int(s.kw)};
   check(api.createFilterDesc(&p->w), "cudnnCreateFilterDescriptor");
-  check(api.setFilterNd(p->w, dt, dnn9::kFormatNCHW, 4, filter), "cudnnSetFilterNdDescriptor");
+  check(api.setFilterNd(p->w, dt, nhwcFilter ? dnn9::kFormatNHWC : dnn9::kFormatNCHW, 4, filter),
+        "cudnnSetFilterNdDescriptor");
   const int pad[2] = {int(s.ph), int(s.pw)}, stride[2] = {int(s.sh), int(s.sw)}, dil[2] = {int(s.dh), int(s.dw)};
   check(api.createConvDesc(&p->conv), "cudnnCreateConvolutionDescriptor");
   check(api.setConvNd(p->conv, 2, pad, stride, dil, dnn9::kCrossCorrelation, dnn9::kFloat),
@@ -189,13 +194,14 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
              passName(prop), ": cuDNN takes 32-bit sizes; ", s.describe(), " is too large");
     da[k] = int(dimsA[k]), db[k] = int(dimsB[k]);
   }
+  const bool nhwcFilter = la == 1 && lb == 1;
   Checker check{*api, prop, dtype, s};
   std::lock_guard<std::mutex> lock(planMutex());
   std::vector<int64_t> key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
                            s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
   auto& slot = plans()[key];
   if (!slot) {
-    slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, check);
+    slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, nhwcFilter, check);
     // Once per problem: the direct kernels are correct but far slower than cuDNN's.
     if (!slot->usable)
       std::fprintf(stderr, "meshtrain: %s: cuDNN offers no accepted algorithm for %s %s; using the direct kernels\n",
@@ -205,17 +211,27 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   if (!p.usable) return false;
   dnn9::Handle h = handleOf(dev, check);
   void* ws = p.workspace ? scratch(int64_t(p.workspace)) : nullptr;
+  // The filter as cuDNN reads it: ours, or its [O, kh, kw, C / groups] copy (same stream, so the
+  // copies are ordered with the convolution).
+  const int64_t Cg = s.C / s.groups, ours[4] = {Cg * s.kh * s.kw, s.kh * s.kw, s.kw, 1},
+                krsc[4] = {s.kh * s.kw * Cg, 1, s.kw * Cg, Cg}, fdims[4] = {s.O, Cg, s.kh, s.kw};
+  void* f = w;
+  if (nhwcFilter) {
+    f = scratch(s.O * Cg * s.kh * s.kw * (dtype == int(DType::F32) ? 4 : 2));
+    if (prop != kConvBackwardWeights) cudaCopyStrided(dev, dtype, w, ours, dtype, f, krsc, fdims, 4);
+  }
   const float one = 1.0f, zero = 0.0f;  // float scaling for every non-double data type
   cudaUseDevice(dev);
   if (prop == kConvForward)
-    check(api->forward(h, &one, p.a, a, p.w, w, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
+    check(api->forward(h, &one, p.a, a, p.w, f, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
           "cudnnConvolutionForward");
   else if (prop == kConvBackwardData)
-    check(api->backwardData(h, &one, p.w, w, p.a, a, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
+    check(api->backwardData(h, &one, p.w, f, p.a, a, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),
           "cudnnConvolutionBackwardData");
   else
-    check(api->backwardFilter(h, &one, p.a, a, p.b, b, p.conv, p.algo, ws, p.workspace, &zero, p.w, w),
+    check(api->backwardFilter(h, &one, p.a, a, p.b, b, p.conv, p.algo, ws, p.workspace, &zero, p.w, f),
           "cudnnConvolutionBackwardFilter");
+  if (nhwcFilter && prop == kConvBackwardWeights) cudaCopyStrided(dev, dtype, f, krsc, dtype, w, ours, fdims, 4);
   return true;
 }
 

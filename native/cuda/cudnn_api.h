@@ -18,8 +18,8 @@ using ConvDesc = void*;
 constexpr int kSuccess = 0;
 // cudnnDataType_t
 constexpr int kFloat = 0, kDouble = 1, kHalf = 2, kBfloat16 = 9;
-// cudnnTensorFormat_t (filters: NCHW is our [O, C, kh, kw] contiguous)
-constexpr int kFormatNCHW = 0;
+// cudnnTensorFormat_t (filters: NCHW is our [O, C, kh, kw] contiguous, NHWC is [O, kh, kw, C])
+constexpr int kFormatNCHW = 0, kFormatNHWC = 1;
 // cudnnConvolutionMode_t: meshtrain's conv2d is a cross-correlation, as PyTorch's
 constexpr int kCrossCorrelation = 1;
 // cudnnMathType_t
