@@ -573,9 +573,13 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   std::string why;
   if (!streamUsable(s, tDevice, &why)) {
     // A stream of another device may be synchronized; only unknown handles are errors.
-    std::lock_guard<std::mutex> lock(st().mu);
-    if (!st().streams.count(reinterpret_cast<Stream*>(s))) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: " + why);
-    return takePending(reinterpret_cast<Stream*>(s)->device);
+    int dev = -1;
+    {
+      std::lock_guard<std::mutex> lock(st().mu);
+      if (st().streams.count(reinterpret_cast<Stream*>(s))) dev = reinterpret_cast<Stream*>(s)->device;
+    }
+    if (dev < 0) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: " + why);
+    return takePending(dev);
   }
   return takePending(tDevice);
 }
@@ -606,11 +610,13 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  int dev = -1;
   {
     std::lock_guard<std::mutex> lock(st().mu);
     if (!st().events.count(reinterpret_cast<Event*>(e))) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+    dev = reinterpret_cast<Event*>(e)->device;
   }
-  return takePending(reinterpret_cast<Event*>(e)->device);
+  return takePending(dev);
 }
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
