@@ -16,17 +16,25 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const build = path.resolve(root, process.env.MESHTRAIN_CUDA_EMU_BUILD ?? 'build-emu');
 const addon = path.join(build, 'Release', 'meshtrain.node');
 const libDir = path.join(build, 'emu-lib');
-/** The suites that must pass on the emulated device (add a CUDA suite here once it does). */
-const SUITES = ['cuda_runtime', 'cuda_ops', 'cuda_train', 'cuda_conv', 'cuda_index_checks', 'cuda_emu_checks'];
+/** The suites that must pass on the emulated device (add a CUDA suite here once it does), with their environment. */
+const SUITES: [string, Record<string, string>][] = [
+  ['cuda_runtime', {}],
+  ['cuda_ops', {}],
+  ['cuda_train', {}],
+  ['cuda_conv', {}],
+  ['cuda_index_checks', {}],
+  ['cuda_emu_checks', {}],
+  ['cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
+];
 
 /** Runs one test file against the emulated addon; returns its exit status and output. */
-function runSuite(name: string): { status: number | null; output: string; seconds: number } {
+function runSuite(name: string, env: Record<string, string>): { status: number | null; output: string; seconds: number } {
   const started = performance.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test/unit', `^${name}\\.test\\.ts$`], {
     cwd: root,
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1' },
+    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1', ...env },
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}`, seconds: (performance.now() - started) / 1000 };
 }
@@ -36,9 +44,9 @@ if (!existsSync(addon)) {
     console.log(`SKIP test/unit/cuda_emu: no emulation build at ${addon} (npx cmake-js compile --out build-emu --CDMESHTRAIN_CUDA_EMU=ON)`);
   });
 } else {
-  for (const name of SUITES) {
+  for (const [name, env] of SUITES) {
     test(`${name} on the emulated device`, () => {
-      const r = runSuite(name);
+      const r = runSuite(name, env);
       const tail = r.output.slice(-4000);
       assert.not.match(r.output, /\bSKIP\b/, `${name} skipped on the emulated device:\n${tail}`);
       assert.match(r.output, /Total:\s+[1-9]/, `${name} ran no test:\n${tail}`);
