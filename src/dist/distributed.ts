@@ -8,6 +8,7 @@
  * takes its group (or a DeviceMesh) explicitly.
  */
 import { randomBytes } from 'node:crypto';
+import { engineDevice } from '../engine/placement.ts';
 import { native } from '../native.ts';
 import type { Device } from '../tensor/storage.ts';
 import { checkingEnabled } from './checker.ts';
@@ -151,15 +152,16 @@ export function getWorldSize(): number {
 }
 
 /**
- * The device this rank's tensors should live on for the world's backend: its GPU under nccl
- * (cuda:(LOCAL_RANK % devices)), 'cpu' under shm.
+ * The device this rank's tensors should live on: its GPU under nccl (cuda:(LOCAL_RANK % devices)); under
+ * shm the same device initialize() picks (MESHTRAIN_DEVICE, else the local GPU when there is one — shm
+ * stages device tensors through pinned host memory —, else 'cpu').
  * @example
  * await initDistributed({ backend: 'auto' });
  * const model = nn.moduleToDevice(new GPT(cfg), getDevice());
  */
 export function getDevice(): Device {
   const b = current('getDevice').ctx.backend;
-  return b instanceof NcclBackend ? b.device : 'cpu';
+  return b instanceof NcclBackend ? b.device : engineDevice(undefined);
 }
 
 export function getLocalRank(): number {
