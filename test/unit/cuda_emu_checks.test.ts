@@ -63,6 +63,8 @@ if (!checks) {
       else b1 |= 1 << (t - 32);
     }
     assert.equal(v.slice(67), [b0 >>> 0, b1 >>> 0], 'ballots');
+    const h = checks.run('halfWarps') as number[];
+    assert.equal(h, Array.from({ length: 32 }, (_, i) => (i < 16 ? 136 : 392)), 'two half-warp reductions at once');
     const r = checks.run('reverseShared') as number[];
     assert.equal(r, Array.from({ length: 128 }, (_, i) => (i < 64 ? 63 - i : 191 - i)));
   });

@@ -48,6 +48,15 @@ __global__ void warpMath(float* out, unsigned* ballot) {
   if (threadIdx.x == 0) out[blockDim.x + blockDim.x / 32] = total;
   if (threadIdx.x % 32 == 0) ballot[threadIdx.x / 32] = b;
 }
+// Two half-warps reduce independently; lanes 1-15 first meet at a __syncwarp of their own, so
+// lane 0 waits in its group's shuffle while another collective of the warp completes.
+__global__ void halfWarps(float* out) {
+  const unsigned lane = threadIdx.x, mask = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  if (lane >= 1 && lane < 16) __syncwarp(0x0000fffeu);
+  float x = float(lane + 1);
+  for (int o = 8; o > 0; o /= 2) x += __shfl_xor_sync(mask, x, o, 16);
+  out[lane] = x;
+}
 // Reverses each block's slice through dynamic shared memory.
 __global__ void reverseShared(const float* in, float* out) {
   MT_DYNAMIC_SHARED(float, s);
@@ -140,6 +149,17 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     cudaFree(p);
     auto a = Napi::Array::New(env);
     for (uint32_t i = 0; i < 4; i++) a.Set(i, h[i]);
+    return a;
+  }
+  if (name == "halfWarps") {
+    float* out = deviceFloats(32);
+    std::string err = afterSync([&] { MT_LAUNCH(halfWarps, 1, 32, 0, nullptr, out); });
+    MT_CHECK(err.empty(), "halfWarps: ", err);
+    float h[32];
+    cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(out);
+    auto a = Napi::Array::New(env);
+    for (uint32_t i = 0; i < 32; i++) a.Set(i, h[i]);
     return a;
   }
   if (name == "warpMath" || name == "reverseShared") {

@@ -100,7 +100,10 @@ struct Fiber {
 };
 
 struct WarpState {
-  unsigned arrived = 0, gen = 0, exists = 0;
+  unsigned arrived = 0, exists = 0;
+  // Per lane: how many collectives it completed. Two sub-warp groups (masks 0x0000ffff and
+  // 0xffff0000) may be mid-collective at once; each lane waits only for its own group.
+  unsigned completed[32] = {};
   uint64_t values[2][32];
 };
 
@@ -203,15 +206,16 @@ void warpBarrier(unsigned mask, const char* what) {
   if (!(mask & (1u << lane))) kernelFault(std::string(what) + ": called by lane " + std::to_string(lane) + " which its mask 0x" +
                                           [&] { char b[16]; std::snprintf(b, sizeof b, "%08x", mask); return std::string(b); }() +
                                           " leaves out");
+  const unsigned done = w.completed[lane];
   w.arrived |= 1u << lane;
   if ((w.arrived & mask) == mask) {
     w.arrived &= ~mask;
-    w.gen++;
+    for (int l = 0; l < 32; l++)
+      if (mask & (1u << l)) w.completed[l]++;
     r.progress = true;
     return;
   }
-  unsigned gen = w.gen;
-  waitUntil(Wait::Warp, what, [&] { return w.gen != gen; });
+  waitUntil(Wait::Warp, what, [&] { return w.completed[lane] != done; });
 }
 
 }  // namespace
