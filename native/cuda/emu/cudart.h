@@ -1,6 +1,6 @@
-// The CUDA runtime subset meshtrain calls, for the emulated device (a test tool: see README.md in
-// this folder). Names, enum values and signatures follow NVIDIA's cuda_runtime_api.h so the same
-// sources compile against either; "device" memory is host memory with guard bytes.
+// The CUDA runtime subset meshtrain calls, for the emulated device (a test tool: docs/gpu.md,
+// "Emulated device"). Names, enum values and signatures follow NVIDIA's cuda_runtime_api.h so the
+// same sources compile against either; "device" memory is host memory with guard bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>

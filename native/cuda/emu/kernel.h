@@ -1,8 +1,8 @@
-// Device-side CUDA for the emulated device (test tool; see README.md here). Force-included when
-// the MESHTRAIN_CUDA_EMU build compiles native/cuda/*.cu as C++: the qualifiers become nothing,
-// threadIdx/blockIdx/blockDim/gridDim read the running emulated thread, and MT_LAUNCH (common.cuh)
-// calls launch() below, which runs the grid's blocks one after another, each block's threads as
-// fibers that switch at barriers and warp collectives (fibers.cc).
+// Device-side CUDA for the emulated device (test tool; docs/gpu.md, "Emulated device").
+// Force-included when the MESHTRAIN_CUDA_EMU build compiles native/cuda/*.cu as C++: the
+// qualifiers become nothing, threadIdx/blockIdx/blockDim/gridDim read the running emulated
+// thread, and MT_LAUNCH (common.cuh) calls launch() below, which runs the grid's blocks one after
+// another, each block's threads as fibers that switch at barriers and warp collectives (fibers.cc).
 #pragma once
 #include <math.h>  // the float overloads (expf for exp(float)) in the global namespace, as on the device
 #include <cstdint>
