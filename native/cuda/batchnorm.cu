@@ -1,8 +1,14 @@
 // Batch normalization over the channel dim of a dense activation viewed as [outer, C, inner]
-// (NCHW: [N, C, H*W]; channels-last: [N*H*W, C, 1]). One block per channel: its threads sum
-// fixed slices of the channel's values in double, combined by a fixed tree (two passes for the
-// variance, as on the CPU), then the same block writes the normalized values or the input
-// gradient. Deterministic; no atomics. Reference: native/cpu/batchnorm.cc.
+// (NCHW: [N, C, H*W]; channels-last: [N*H*W, C, 1]). Three launches per pass, each reading
+// memory coalesced in both layouts:
+//  1. partials: a block per (chunk of `outer` rows, group of channels) sums its tile in double
+//     (forward: the chunk's mean, then its squared deviations from it — two passes, the second
+//     from cache, as the CPU's chunks; backward: Σ gy and Σ gy·(x − mean) in one pass) and
+//     writes one fixed-order result per (chunk, channel) to scratch;
+//  2. finish: a block per channel merges its chunks in a fixed tree (Chan's formula for the
+//     moments), writes the statistics or weight/bias gradients and the per-channel coefficients;
+//  3. apply: y = a·x + b (forward) or gx = a·gy + b·x + d (backward), the same tiling as 1.
+// No atomics: repeated runs are bit-identical. Reference: native/cpu/batchnorm.cc.
 #include "cuda/common.cuh"
 #include "cuda/image_ops.h"
 #include "cuda/runtime.h"
@@ -10,89 +16,269 @@
 namespace mt {
 namespace {
 
+using cu::kThreads;
+
 template <typename T>
 using Stat = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// Element e of channel c's outer * inner values.
-__device__ __forceinline__ int64_t at(int64_t e, int64_t c, int64_t C, int64_t inner) {
-  return ((e / inner) * C + c) * inner + e % inner;
+// About this many elements per block and pass: ~32 per thread, and numel/8192 partials.
+constexpr int64_t kBlockElems = 8192;
+
+// How a block's threads cover a tile of [rows, G channels, inner]. A row's G·inner values are
+// contiguous, so consecutive threads take consecutive addresses: across channels when
+// inner == 1 (channels-last), across H·W otherwise. `inner` above kThreads: one channel per
+// block, each thread stepping kThreads through every row ("wide").
+struct Tiling {
+  int64_t outer, C, inner;
+  int G, L, R;  // channels per group, lanes per row (G·inner, or kThreads when wide), rows per step
+  int64_t rowsPerChunk, chunks, groups;
+  __host__ __device__ bool wide() const { return inner > kThreads; }
+};
+
+Tiling tilingOf(int64_t outer, int64_t C, int64_t inner) {
+  Tiling t{outer, C, inner, 1, kThreads, 1, 1, 0, 0};
+  if (outer == 0 || inner == 0) return t;  // no values: no partials, no apply
+  if (!t.wide()) {
+    // Rows of at least 32 contiguous values where the channels allow (a warp's worth).
+    const int64_t g = inner >= 32 ? 1 : std::min<int64_t>(C, std::max<int64_t>(1, 32 / inner));
+    t.G = int(g);
+    t.L = int(g * inner);
+    t.R = kThreads / t.L;
+  }
+  const int64_t rowElems = t.wide() ? inner : int64_t(t.G) * inner;
+  int64_t rows = std::max<int64_t>(1, kBlockElems / rowElems);
+  rows = (rows + t.R - 1) / t.R * t.R;  // whole steps of R rows
+  t.rowsPerChunk = rows;
+  t.chunks = (outer + rows - 1) / rows;
+  t.groups = (C + t.G - 1) / t.G;
+  return t;
 }
 
-template <typename T>
-__global__ void forwardKernel(const T* x, T* y, int64_t C, int64_t inner, int64_t count, const Stat<T>* weight,
-                              const Stat<T>* bias, Stat<T>* mean, Stat<T>* invstd, Stat<T>* runMean, Stat<T>* runVar,
-                              bool training, double momentum, double eps) {
-  using A = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t c = blockIdx.x;
-  double mu, inv;
-  if (training) {
-    double s = 0;
-    for (int64_t e = threadIdx.x; e < count; e += cu::kThreads) s += double(cu::ld(x + at(e, c, C, inner)));
-    mu = cu::blockReduce<false>(s, buf) / double(count);
-    double q = 0;
-    for (int64_t e = threadIdx.x; e < count; e += cu::kThreads) {
-      const double d = double(cu::ld(x + at(e, c, C, inner))) - mu;
-      q += d * d;
-    }
-    const double ss = cu::blockReduce<false>(q, buf);
-    inv = 1.0 / sqrt(ss / double(count) + eps);
-    if (threadIdx.x == 0) {
-      if (runMean) runMean[c] = Stat<T>((1 - momentum) * double(runMean[c]) + momentum * mu);
-      if (runVar) runVar[c] = Stat<T>((1 - momentum) * double(runVar[c]) + momentum * ss / double(count - 1));
-    }
+// One thread's share of its block's tile: channel c, values i0, i0 + istep, ... < inner of rows
+// r0, r0 + rstep, ...; it is member m of M threads of channel g of the group.
+struct Lane {
+  int64_t c;
+  int g, i0, istep, r0, rstep, m, M;
+  bool active;
+};
+
+__device__ __forceinline__ Lane laneOf(const Tiling& t, int64_t group) {
+  const int tid = int(threadIdx.x);
+  Lane l;
+  if (t.wide()) {
+    l = Lane{group, 0, tid, kThreads, 0, 1, tid, kThreads, true};
   } else {
+    const int lane = tid % t.L, r = tid / t.L, in = int(t.inner);
+    l.g = lane / in;
+    l.c = group * t.G + l.g;
+    l.i0 = lane % in;
+    l.istep = in;
+    l.r0 = r;
+    l.rstep = t.R;
+    l.m = r * in + l.i0;
+    l.M = t.R * in;
+    l.active = r < t.R && l.c < t.C;
+  }
+  return l;
+}
+
+// The thread index of member m of channel g.
+__device__ __forceinline__ int slotOf(const Tiling& t, int g, int m) {
+  if (t.wide()) return m;
+  const int in = int(t.inner);
+  return (m / in) * t.L + g * in + m % in;
+}
+
+// Sums N values of each channel's member threads by a fixed pairwise tree; every member gets
+// its channel's sums. buf: N * kThreads doubles of shared memory; called by the whole block.
+template <int N>
+__device__ __forceinline__ void channelSums(double (&v)[N], double* buf, const Tiling& t, const Lane& l) {
+  const int tid = int(threadIdx.x);
+  for (int k = 0; k < N; k++) buf[k * kThreads + tid] = v[k];
+  __syncthreads();
+  int p = 1;
+  while (p < l.M) p *= 2;
+  for (int w = p / 2; w > 0; w /= 2) {
+    if (l.active && l.m < w && l.m + w < l.M) {
+      const int o = slotOf(t, l.g, l.m + w);
+      for (int k = 0; k < N; k++) buf[k * kThreads + tid] += buf[k * kThreads + o];
+    }
+    __syncthreads();
+  }
+  if (l.active) {
+    const int s = slotOf(t, l.g, 0);
+    for (int k = 0; k < N; k++) v[k] = buf[k * kThreads + s];
+  }
+  __syncthreads();  // buf is reused right after
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Calls f(offset) for each of this thread's elements of chunk k.
+template <typename F>
+__device__ __forceinline__ void forTile(const Tiling& t, const Lane& l, int64_t k, F&& f) {
+  if (!l.active) return;
+  const int64_t o0 = k * t.rowsPerChunk, o1 = min64(t.outer, o0 + t.rowsPerChunk);
+  for (int64_t o = o0 + l.r0; o < o1; o += l.rstep) {
+    const int64_t base = (o * t.C + l.c) * t.inner;
+    for (int64_t i = l.i0; i < t.inner; i += l.istep) f(base + i);
+  }
+}
+
+__device__ __forceinline__ int64_t chunkRows(const Tiling& t, int64_t k) {
+  return min64(t.outer, (k + 1) * t.rowsPerChunk) - k * t.rowsPerChunk;
+}
+
+// part[(k * C + c) * 2 + {0, 1}] = mean and Σ (x − mean)² of chunk k of channel c.
+template <typename T>
+__global__ void momentsKernel(const T* x, Tiling t, double* part) {
+  __shared__ double buf[kThreads];
+  const int64_t k = blockIdx.x / t.groups;
+  const Lane l = laneOf(t, blockIdx.x % t.groups);
+  double s[1] = {0};
+  forTile(t, l, k, [&](int64_t i) { s[0] += double(cu::ld(x + i)); });
+  channelSums(s, buf, t, l);
+  const double mu = s[0] / double(chunkRows(t, k) * t.inner);
+  double q[1] = {0};
+  forTile(t, l, k, [&](int64_t i) {
+    const double d = double(cu::ld(x + i)) - mu;
+    q[0] += d * d;
+  });
+  channelSums(q, buf, t, l);
+  if (l.active && l.m == 0) {
+    part[(k * t.C + l.c) * 2] = mu;
+    part[(k * t.C + l.c) * 2 + 1] = q[0];
+  }
+}
+
+// Count, mean and squared deviations; merged with Chan et al.'s formula (as the CPU).
+struct Moments {
+  double n, mean, m2;
+  __device__ void merge(double bn, double bmean, double bm2) {
+    if (bn == 0) return;
+    if (n == 0) {
+      n = bn, mean = bmean, m2 = bm2;
+      return;
+    }
+    const double n1 = n + bn, d = bmean - mean;
+    mean += d * bn / n1;
+    m2 += bm2 + d * d * n * bn / n1;
+    n = n1;
+  }
+};
+
+// One block per channel: its chunks merged (thread j takes chunks j, j + kThreads, ... in order,
+// then a fixed tree), statistics written, running statistics updated, and the affine
+// coefficients coef[c] = w·invstd, coef[C + c] = b − mean·w·invstd (in T's compute type).
+template <typename T>
+__global__ void statsFinishKernel(Tiling t, const double* part, const Stat<T>* weight, const Stat<T>* bias,
+                                  Stat<T>* mean, Stat<T>* invstd, Stat<T>* runMean, Stat<T>* runVar, bool training,
+                                  double momentum, double eps, Stat<T>* coef) {
+  __shared__ double bn[kThreads], bmean[kThreads], bm2[kThreads];
+  const int64_t c = blockIdx.x, C = t.C;
+  const int tid = int(threadIdx.x);
+  double mu = 0, inv = 0;
+  if (training) {
+    Moments m{0, 0, 0};
+    for (int64_t k = tid; k < t.chunks; k += kThreads)
+      m.merge(double(chunkRows(t, k) * t.inner), part[(k * C + c) * 2], part[(k * C + c) * 2 + 1]);
+    bn[tid] = m.n, bmean[tid] = m.mean, bm2[tid] = m.m2;
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w /= 2) {
+      if (tid < w) {
+        Moments a{bn[tid], bmean[tid], bm2[tid]};
+        a.merge(bn[tid + w], bmean[tid + w], bm2[tid + w]);
+        bn[tid] = a.n, bmean[tid] = a.mean, bm2[tid] = a.m2;
+      }
+      __syncthreads();
+    }
+    if (tid != 0) return;
+    const double count = double(t.outer * t.inner), ss = bm2[0];
+    mu = bmean[0];
+    inv = 1.0 / sqrt(ss / count + eps);
+    if (runMean) runMean[c] = Stat<T>((1 - momentum) * double(runMean[c]) + momentum * mu);
+    if (runVar) runVar[c] = Stat<T>((1 - momentum) * double(runVar[c]) + momentum * ss / (count - 1));
+  } else {
+    if (tid != 0) return;
     mu = double(runMean[c]);
     inv = 1.0 / sqrt(double(runVar[c]) + eps);
   }
-  if (threadIdx.x == 0) {
-    mean[c] = Stat<T>(mu);
-    invstd[c] = Stat<T>(inv);
-  }
+  mean[c] = Stat<T>(mu);
+  invstd[c] = Stat<T>(inv);
   const double scale = (weight ? double(weight[c]) : 1.0) * inv;
-  const double shift = (bias ? double(bias[c]) : 0.0) - mu * scale;
-  const A a = A(scale), d = A(shift);
-  for (int64_t e = threadIdx.x; e < count; e += cu::kThreads) {
-    const int64_t i = at(e, c, C, inner);
-    cu::st(y + i, a * cu::ld(x + i) + d);
+  coef[c] = Stat<T>(scale);
+  coef[C + c] = Stat<T>((bias ? double(bias[c]) : 0.0) - mu * scale);
+}
+
+template <typename T>
+__global__ void normalizeKernel(const T* x, T* y, Tiling t, const Stat<T>* coef) {
+  using A = typename cu::Acc<T>::type;
+  const int64_t k = blockIdx.x / t.groups;
+  const Lane l = laneOf(t, blockIdx.x % t.groups);
+  if (!l.active) return;
+  const A a = A(coef[l.c]), d = A(coef[t.C + l.c]);
+  forTile(t, l, k, [&](int64_t i) { cu::st(y + i, a * cu::ld(x + i) + d); });
+}
+
+// part[(k * C + c) * 2 + {0, 1}] = Σ gy and Σ gy·(x − mean) over chunk k of channel c.
+template <typename T>
+__global__ void gradSumsKernel(const T* gy, const T* x, const Stat<T>* mean, Tiling t, double* part) {
+  __shared__ double buf[2 * kThreads];
+  const int64_t k = blockIdx.x / t.groups;
+  const Lane l = laneOf(t, blockIdx.x % t.groups);
+  const double mu = l.active ? double(mean[l.c]) : 0.0;
+  double s[2] = {0, 0};
+  forTile(t, l, k, [&](int64_t i) {
+    const double g = double(cu::ld(gy + i));
+    s[0] += g;
+    s[1] += g * (double(cu::ld(x + i)) - mu);
+  });
+  channelSums(s, buf, t, l);
+  if (l.active && l.m == 0) {
+    part[(k * t.C + l.c) * 2] = s[0];
+    part[(k * t.C + l.c) * 2 + 1] = s[1];
   }
 }
 
-// Training: gx = w·invstd·(gy − mean(gy) − x̂·mean(gy·x̂)); eval: gx = w·invstd·gy.
-// gradWeight = Σ gy·x̂, gradBias = Σ gy in both modes.
+// One block per channel: chunk partials summed (thread j: chunks j, j + kThreads, ..., then a
+// fixed tree); gradWeight = Σ gy·x̂, gradBias = Σ gy; coefficients of gx = a·gy + b·x + d with
+// training: gx = w·invstd·(gy − mean(gy) − x̂·mean(gy·x̂)); eval: gx = w·invstd·gy.
 template <typename T>
-__global__ void backwardKernel(const T* gy, const T* x, const Stat<T>* mean, const Stat<T>* invstd,
-                               const Stat<T>* weight, T* gx, Stat<T>* gw, Stat<T>* gb, int64_t C, int64_t inner,
-                               int64_t count, bool training) {
-  using A = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t c = blockIdx.x;
-  const double mu = double(mean[c]), is = double(invstd[c]);
+__global__ void gradFinishKernel(Tiling t, const double* part, const Stat<T>* mean, const Stat<T>* invstd,
+                                 const Stat<T>* weight, Stat<T>* gw, Stat<T>* gb, bool training, Stat<T>* coef) {
+  __shared__ double buf[kThreads];
+  const int64_t c = blockIdx.x, C = t.C;
   double sg = 0, sgx = 0;
-  for (int64_t e = threadIdx.x; e < count; e += cu::kThreads) {
-    const int64_t i = at(e, c, C, inner);
-    const double g = double(cu::ld(gy + i));
-    sg += g;
-    sgx += g * (double(cu::ld(x + i)) - mu);
+  for (int64_t k = threadIdx.x; k < t.chunks; k += kThreads) {
+    sg += part[(k * C + c) * 2];
+    sgx += part[(k * C + c) * 2 + 1];
   }
+  const double is = double(invstd[c]);
   const double sumGy = cu::blockReduce<false>(sg, buf);
   const double sumGyXhat = cu::blockReduce<false>(sgx, buf) * is;
-  if (threadIdx.x == 0) {
-    if (gw) gw[c] = Stat<T>(sumGyXhat);
-    if (gb) gb[c] = Stat<T>(sumGy);
-  }
-  if (!gx) return;
-  const double n = double(count), w = weight ? double(weight[c]) : 1.0;
+  if (threadIdx.x != 0) return;
+  if (gw) gw[c] = Stat<T>(sumGyXhat);
+  if (gb) gb[c] = Stat<T>(sumGy);
+  if (!coef) return;
+  const double n = double(t.outer * t.inner), w = weight ? double(weight[c]) : 1.0, mu = double(mean[c]);
   const double a = w * is;
-  const double k = training ? w * is * is * sumGyXhat / n : 0.0;  // coefficient of (x − mean)
-  const double d = training ? k * mu - a * sumGy / n : 0.0;
-  const A ca = A(a), cb = A(-k), cd = A(d);
-  for (int64_t e = threadIdx.x; e < count; e += cu::kThreads) {
-    const int64_t i = at(e, c, C, inner);
-    A v = ca * cu::ld(gy + i) + cd;
-    if (training) v = ca * cu::ld(gy + i) + cb * cu::ld(x + i) + cd;
-    cu::st(gx + i, v);
-  }
+  const double kx = training ? w * is * is * sumGyXhat / n : 0.0;  // coefficient of (x − mean)
+  coef[c] = Stat<T>(a);
+  coef[C + c] = Stat<T>(-kx);
+  coef[2 * C + c] = Stat<T>(training ? kx * mu - a * sumGy / n : 0.0);
+}
+
+template <typename T>
+__global__ void gradInputKernel(const T* gy, const T* x, T* gx, Tiling t, const Stat<T>* coef, bool training) {
+  using A = typename cu::Acc<T>::type;
+  const int64_t k = blockIdx.x / t.groups;
+  const Lane l = laneOf(t, blockIdx.x % t.groups);
+  if (!l.active) return;
+  const A ca = A(coef[l.c]), cb = A(coef[t.C + l.c]), cd = A(coef[2 * t.C + l.c]);
+  if (training)
+    forTile(t, l, k, [&](int64_t i) { cu::st(gx + i, ca * cu::ld(gy + i) + cb * cu::ld(x + i) + cd); });
+  else
+    forTile(t, l, k, [&](int64_t i) { cu::st(gx + i, ca * cu::ld(gy + i) + cd); });
 }
 
 void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
@@ -100,42 +286,93 @@ void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
   if (C > 0x7fffffff) cu::fail(std::string(op) + ": more than 2^31 channels");
 }
 
+// Blocks of the partial and apply kernels (chunks × groups, one grid dimension).
+unsigned tileBlocks(const char* op, const Tiling& t) {
+  const int64_t b = t.chunks * t.groups;
+  if (b > 0x7fffffff) cu::fail(std::string(op) + ": more than 2^31 tiles");
+  return unsigned(b);
+}
+
+// Scratch layout: chunks × C × 2 partial doubles (when `partials`), then `coefs` × C coefficients.
+template <typename S>
+void scratchFor(const char* op, const Tiling& t, bool partials, int coefs, const CudaBnScratch& scratch, double** part,
+                S** coef) {
+  const size_t partBytes = partials ? size_t(t.chunks * t.C * 2) * sizeof(double) : 0;
+  char* p = static_cast<char*>(scratch(int64_t(partBytes + size_t(coefs * t.C) * sizeof(S))));
+  if (!p) cu::fail(std::string(op) + ": no scratch memory");
+  *part = reinterpret_cast<double*>(p);
+  *coef = reinterpret_cast<S*>(p + partBytes);
+}
+
 }  // namespace
 
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
-                          bool training, double momentum, double eps) {
-  checkGeometry("batchNormForward", outer, C, inner);
+                          bool training, double momentum, double eps, const CudaBnScratch& scratch) {
+  const char* op = "batchNormForward";
+  checkGeometry(op, outer, C, inner);
   const int64_t count = outer * inner;
   if (training && count <= 1) cu::fail("batchNormForward: training needs more than one value per channel");
   if (!training && (!runMean || !runVar)) cu::fail("batchNormForward: evaluation needs running statistics");
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  MT_CU_FLOAT(dtype, "batchNormForward", {
+  const Tiling t = tilingOf(outer, C, inner);
+  const unsigned blocks = tileBlocks(op, t);
+  MT_CU_FLOAT(dtype, op, {
     using S = Stat<T>;
-    auto k = forwardKernel<T>;
-    MT_LAUNCH(k, unsigned(C), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), C, inner, count,
-              static_cast<const S*>(weight), static_cast<const S*>(bias), static_cast<S*>(mean), static_cast<S*>(invstd),
-              static_cast<S*>(runMean), static_cast<S*>(runVar), training, momentum, eps);
+    double* part;
+    S* coef;
+    scratchFor(op, t, training, 2, scratch, &part, &coef);
+    if (training) {
+      auto k = momentsKernel<T>;
+      MT_LAUNCH(k, blocks, kThreads, 0, s, static_cast<const T*>(x), t, part);
+      cu::checkLaunch("batchNormForward (chunk moments)");
+    }
+    auto f = statsFinishKernel<T>;
+    MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(weight), static_cast<const S*>(bias),
+              static_cast<S*>(mean), static_cast<S*>(invstd), static_cast<S*>(runMean), static_cast<S*>(runVar),
+              training, momentum, eps, coef);
+    cu::checkLaunch("batchNormForward (statistics)");
+    if (blocks > 0) {
+      auto n = normalizeKernel<T>;
+      MT_LAUNCH(n, blocks, kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), t, coef);
+      cu::checkLaunch("batchNormForward (normalize)");
+    }
   });
-  cu::checkLaunch("batchNormForward");
 }
 
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training) {
-  checkGeometry("batchNormBackward", outer, C, inner);
+                           bool training, const CudaBnScratch& scratch) {
+  const char* op = "batchNormBackward";
+  checkGeometry(op, outer, C, inner);
   if (!gx && !gw && !gb) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  MT_CU_FLOAT(dtype, "batchNormBackward", {
+  const Tiling t = tilingOf(outer, C, inner);
+  const unsigned blocks = tileBlocks(op, t);
+  MT_CU_FLOAT(dtype, op, {
     using S = Stat<T>;
-    auto k = backwardKernel<T>;
-    MT_LAUNCH(k, unsigned(C), cu::kThreads, 0, s, static_cast<const T*>(gy), static_cast<const T*>(x),
-              static_cast<const S*>(mean), static_cast<const S*>(invstd), static_cast<const S*>(weight),
-              static_cast<T*>(gx), static_cast<S*>(gw), static_cast<S*>(gb), C, inner, outer * inner, training);
+    double* part;
+    S* coef;
+    scratchFor(op, t, true, 3, scratch, &part, &coef);
+    if (blocks > 0) {
+      auto k = gradSumsKernel<T>;
+      MT_LAUNCH(k, blocks, kThreads, 0, s, static_cast<const T*>(gy), static_cast<const T*>(x),
+                static_cast<const S*>(mean), t, part);
+      cu::checkLaunch("batchNormBackward (chunk sums)");
+    }
+    auto f = gradFinishKernel<T>;
+    MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(mean), static_cast<const S*>(invstd),
+              static_cast<const S*>(weight), static_cast<S*>(gw), static_cast<S*>(gb), training, gx ? coef : nullptr);
+    cu::checkLaunch("batchNormBackward (sums)");
+    if (gx && blocks > 0) {
+      auto g = gradInputKernel<T>;
+      MT_LAUNCH(g, blocks, kThreads, 0, s, static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<T*>(gx), t,
+                coef, training);
+      cu::checkLaunch("batchNormBackward (input gradient)");
+    }
   });
-  cu::checkLaunch("batchNormBackward");
 }
 
 }  // namespace mt

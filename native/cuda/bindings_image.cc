@@ -184,6 +184,22 @@ void* stat(const char* op, const Napi::CallbackInfo& info, size_t idArg, int64_t
   return dptr(id, argInt(info, idArg + 1), C, biasTypeOf(d));
 }
 
+// Batch norm's scratch: storages tagged 'other', freed once the call has queued its kernels
+// (later work on the same stream is what reuses them, as for cuDNN's workspaces).
+struct BnScratch {
+  int dev;
+  std::vector<int64_t> ids;
+  ~BnScratch() {
+    for (int64_t id : ids) freeStorage(id);
+  }
+  CudaBnScratch fn() {
+    return [this](int64_t bytes) {
+      ids.push_back(allocStorage(size_t(bytes), Tag::Other, dev + 1, false));
+      return storageAt(ids.back()).ptr;
+    };
+  }
+};
+
 void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
   MT_CHECK(outer >= 0 && C > 0 && inner >= 0, op, ": bad geometry [", outer, ", ", C, ", ", inner, "]");
 }
@@ -210,8 +226,9 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   MT_CHECK(mean && invstd, op, ": mean and invstd outputs are required");
   MT_CHECK(training || (runMean && runVar), op, ": evaluation needs running statistics");
   MT_CHECK(!training || outer * inner > 1, op, ": training needs more than one value per channel");
+  BnScratch scratch{dev, {}};
   cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, stat(op, info, 8, C, d, dev), stat(op, info, 10, C, d, dev),
-                       mean, invstd, runMean, runVar, training, argNum(info, 21), argNum(info, 22));
+                       mean, invstd, runMean, runVar, training, argNum(info, 21), argNum(info, 22), scratch.fn());
   return info.Env().Undefined();
 }
 
@@ -237,8 +254,9 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
     devOf(op, gxId, dev);
     gx = dptr(gxId, argInt(info, 12), n, d);
   }
+  BnScratch scratch{dev, {}};
   cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, stat(op, info, 9, C, d, dev), gx, stat(op, info, 13, C, d, dev),
-                        stat(op, info, 15, C, d, dev), outer, C, inner, argBool(info, 20));
+                        stat(op, info, 15, C, d, dev), outer, C, inner, argBool(info, 20), scratch.fn());
   return info.Env().Undefined();
 }
 
@@ -281,12 +299,19 @@ Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
 }
 
 // maxPool2dBackward(dtype, gradOutId, gradOutOff, gradOutStrides, idxId, idxOff, idxStrides,
-//                   gradInId, gradInOff, gradInStrides, N, C, H, W, OH, OW)
+//                   gradInId, gradInOff, gradInStrides, N, C, H, W, OH, OW, kh, kw,
+//                   strideH, strideW, padH, padW)
 Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
   const char* op = "maxPool2dBackward";
   DType d = toDType(int(argInt(info, 0)));
   CudaPoolShape s = readPool(info, 10);
+  // The window geometry (the CPU's binding needs none): each input gathers from its windows.
+  MT_CHECK(info.Length() >= 22, op, ": needs the window geometry kh, kw, strideH, strideW, padH, padW after OW");
+  s.kh = argInt(info, 16), s.kw = argInt(info, 17), s.sh = argInt(info, 18), s.sw = argInt(info, 19);
+  s.ph = argInt(info, 20), s.pw = argInt(info, 21);
   checkPool(op, s);
+  MT_CHECK(s.kh > 0 && s.kw > 0 && s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0, op, ": bad kernel ", s.kh, "x",
+           s.kw, " stride ", s.sh, "x", s.sw, " padding ", s.ph, "x", s.pw);
   Act gy = readAct(info, 1, 3, op, "gradOut"), ix = readAct(info, 4, 6, op, "index"),
       gx = readAct(info, 7, 9, op, "gradIn");
   int dev = devOf(op, gx.id);

@@ -5,19 +5,24 @@
 // order (no atomics), so repeated runs are bit-identical.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace mt {
+
+// Device scratch of at least `bytes` bytes, valid for the work queued on the compute stream by
+// the call it is passed to (bindings_image.cc: storages tagged 'other' from the caching allocator).
+using CudaBnScratch = std::function<void*(int64_t bytes)>;
 
 // x, y dense [outer, C, inner]. Writes y, mean and invstd (of the batch when training, of the
 // running statistics otherwise) and updates runMean/runVar in place when training (unbiased
 // variance, as PyTorch). weight, bias, runMean, runVar may be null (not when evaluating).
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
-                          bool training, double momentum, double eps);
+                          bool training, double momentum, double eps, const CudaBnScratch& scratch);
 // Writes (never accumulates) whichever of gx, gw, gb is not null.
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training);
+                           bool training, const CudaBnScratch& scratch);
 
 // Pooling geometry; strides are element strides of the logical [N, C, H, W] (or [N, C, OH, OW]).
 struct CudaPoolShape {

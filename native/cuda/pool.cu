@@ -1,9 +1,11 @@
 // 2-D pooling: max pooling (padding reads as -inf, NaN wins, the argmax kept as h*W+w) and
 // adaptive average pooling (PyTorch's bins). Forward: one thread per output, its window read in
-// row-major order, as the CPU does. Backward writes without atomics: max pooling gives each
-// (n, c) plane to one thread, which zeroes it and adds the output gradients at their argmaxes in
-// output order (the CPU's order and rounding); average pooling gathers, per input element, the
-// bins that cover it in output order. Activations may have any strides.
+// row-major order, as the CPU does. Backward: one thread per input element gathering, in output
+// order, the gradients of the windows that cover it (max: those whose argmax it is), rounded to
+// the dtype after each addition — the CPU's scatter in output order, element by element, so the
+// results are the same bits and need no atomics. Activations may have any strides; threads take
+// elements in the written tensor's memory order (channels fastest when channels-last), so
+// neighbouring threads touch neighbouring addresses.
 // Reference: native/cpu/pool.cc.
 #include "cuda/common.cuh"
 #include "cuda/image_ops.h"
@@ -15,12 +17,34 @@ namespace {
 struct Geo {
   int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
   int64_t a[4], b[4], c[4];  // element strides of up to three tensors
+  bool cl;                    // the written tensor is channels-last: threads walk C fastest
 };
 
-Geo geoOf(const CudaPoolShape& s, const int64_t* a, const int64_t* b, const int64_t* c = nullptr) {
-  Geo g{s.N, s.C, s.H, s.W, s.OH, s.OW, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, {}, {}, {}};
+// `written` is the strides of the output the kernel writes.
+Geo geoOf(const CudaPoolShape& s, const int64_t* written, const int64_t* a, const int64_t* b,
+          const int64_t* c = nullptr) {
+  Geo g{s.N, s.C, s.H, s.W, s.OH, s.OW, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, {}, {}, {}, false};
   for (int k = 0; k < 4; k++) g.a[k] = a[k], g.b[k] = b[k], g.c[k] = c ? c[k] : 0;
+  g.cl = s.C > 1 && written[1] == 1;
   return g;
+}
+
+// Coordinates of thread index i over [N, C, P, Q] ([N, P, Q, C] order when channels-last).
+struct Coord {
+  int64_t n, c, p, q;
+};
+__device__ __forceinline__ Coord coordOf(int64_t i, int64_t C, int64_t P, int64_t Q, bool cl) {
+  Coord r;
+  if (cl) {
+    r.c = i % C, i /= C;
+    r.q = i % Q, i /= Q;
+    r.p = i % P, r.n = i / P;
+  } else {
+    r.q = i % Q, i /= Q;
+    r.p = i % P, i /= P;
+    r.c = i % C, r.n = i / C;
+  }
+  return r;
 }
 
 __device__ __forceinline__ int64_t off(const int64_t* s, int64_t n, int64_t c, int64_t h, int64_t w) {
@@ -38,7 +62,8 @@ template <typename T>
 __global__ void maxForwardKernel(Geo g, const T* x, T* y, int32_t* idx) {
   using A = typename cu::Acc<T>::type;
   MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
-    const int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, c = (i / (g.OW * g.OH)) % g.C, n = i / (g.OW * g.OH * g.C);
+    const Coord k = coordOf(i, g.C, g.OH, g.OW, g.cl);
+    const int64_t n = k.n, c = k.c, oh = k.p, ow = k.q;
     const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     const int64_t hLo = h0 < 0 ? 0 : h0, hHi = h0 + g.kh < g.H ? h0 + g.kh : g.H;
     const int64_t wLo = w0 < 0 ? 0 : w0, wHi = w0 + g.kw < g.W ? w0 + g.kw : g.W;
@@ -55,21 +80,32 @@ __global__ void maxForwardKernel(Geo g, const T* x, T* y, int32_t* idx) {
   }
 }
 
-// One thread per (n, c) plane: a = gradOut strides, b = index strides, c = gradIn strides.
+// Output positions o whose window [o*s - p, o*s - p + k) holds input position x, clipped to [0, out).
+__device__ __forceinline__ int64_t windowsLo(int64_t x, int64_t k, int64_t s, int64_t p) {
+  const int64_t e = x + p - k + 1;  // o*s >= e
+  return e <= 0 ? 0 : (e + s - 1) / s;
+}
+__device__ __forceinline__ int64_t windowsHi(int64_t x, int64_t s, int64_t p, int64_t out) {
+  const int64_t o = (x + p) / s;  // x + p >= 0
+  return o < out - 1 ? o : out - 1;
+}
+
+// One thread per input element: a = gradOut strides, b = index strides, c = gradIn strides.
 template <typename T>
 __global__ void maxBackwardKernel(Geo g, const T* gy, const int32_t* idx, T* gx) {
   using A = typename cu::Acc<T>::type;
-  MT_CU_LOOP(p, g.N * g.C) {
-    const int64_t n = p / g.C, c = p % g.C;
-    for (int64_t h = 0; h < g.H; h++)
-      for (int64_t w = 0; w < g.W; w++) cu::st(gx + off(g.c, n, c, h, w), A(0));
-    for (int64_t oh = 0; oh < g.OH; oh++)
-      for (int64_t ow = 0; ow < g.OW; ow++) {
-        const int32_t pos = idx[off(g.b, n, c, oh, ow)];
-        if (pos < 0) continue;
-        T* q = gx + off(g.c, n, c, pos / g.W, pos % g.W);
-        cu::st(q, cu::ld(q) + cu::ld(gy + off(g.a, n, c, oh, ow)));
-      }
+  MT_CU_LOOP(i, g.N * g.C * g.H * g.W) {
+    const Coord k = coordOf(i, g.C, g.H, g.W, g.cl);
+    const int64_t n = k.n, c = k.c, h = k.p, w = k.q;
+    const int32_t pos = int32_t(h * g.W + w);
+    const int64_t ohLo = windowsLo(h, g.kh, g.sh, g.ph), ohHi = windowsHi(h, g.sh, g.ph, g.OH);
+    const int64_t owLo = windowsLo(w, g.kw, g.sw, g.pw), owHi = windowsHi(w, g.sw, g.pw, g.OW);
+    T acc;
+    cu::st(&acc, A(0));
+    for (int64_t oh = ohLo; oh <= ohHi; oh++)
+      for (int64_t ow = owLo; ow <= owHi; ow++)
+        if (idx[off(g.b, n, c, oh, ow)] == pos) cu::st(&acc, cu::ld(&acc) + cu::ld(gy + off(g.a, n, c, oh, ow)));
+    gx[off(g.c, n, c, h, w)] = acc;
   }
 }
 
@@ -79,7 +115,8 @@ template <typename T>
 __global__ void avgForwardKernel(Geo g, const T* x, T* y, bool byInverse) {
   using A = typename cu::Acc<T>::type;
   MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
-    const int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, c = (i / (g.OW * g.OH)) % g.C, n = i / (g.OW * g.OH * g.C);
+    const Coord k = coordOf(i, g.C, g.OH, g.OW, g.cl);
+    const int64_t n = k.n, c = k.c, oh = k.p, ow = k.q;
     const int64_t hLo = binLo(oh, g.H, g.OH), hHi = binHi(oh, g.H, g.OH);
     const int64_t wLo = binLo(ow, g.W, g.OW), wHi = binHi(ow, g.W, g.OW);
     A acc = A(0);
@@ -96,7 +133,8 @@ template <typename T>
 __global__ void avgBackwardKernel(Geo g, const T* gy, T* gx) {
   using A = typename cu::Acc<T>::type;
   MT_CU_LOOP(i, g.N * g.C * g.H * g.W) {
-    const int64_t w = i % g.W, h = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C, n = i / (g.W * g.H * g.C);
+    const Coord k = coordOf(i, g.C, g.H, g.W, g.cl);
+    const int64_t n = k.n, c = k.c, h = k.p, w = k.q;
     // Bins containing h: floor(h*OH/H) <= oh <= floor(((h+1)*OH - 1)/H), checked again below.
     const int64_t ohLo = h * g.OH / g.H, ohHi = ((h + 1) * g.OH - 1) / g.H;
     const int64_t owLo = w * g.OW / g.W, owHi = ((w + 1) * g.OW - 1) / g.W;
@@ -130,7 +168,7 @@ void cudaMaxPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* 
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, xs, ys);
+  const Geo g = geoOf(s, ys, xs, ys);
   MT_CU_FLOAT(dtype, "maxPool2dForward", {
     auto k = maxForwardKernel<T>;
     MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), idx);
@@ -141,16 +179,15 @@ void cudaMaxPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* 
 void cudaMaxPoolBackward(int dev, int dtype, const CudaPoolShape& s, const void* gy, const int64_t* gys,
                          const int32_t* idx, const int64_t* is, void* gx, const int64_t* gxs) {
   checkShape("maxPool2dBackward", s);
-  const int64_t planes = s.N * s.C;
-  if (planes == 0) return;
+  const int64_t n = s.N * s.C * s.H * s.W;
+  if (n == 0) return;
+  if (s.sh <= 0 || s.sw <= 0) cu::fail("maxPool2dBackward: strides must be positive");
   cudaUseDevice(dev);
   cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, gys, is, gxs);
+  const Geo g = geoOf(s, gxs, gys, is, gxs);
   MT_CU_FLOAT(dtype, "maxPool2dBackward", {
     auto k = maxBackwardKernel<T>;
-    // Small blocks: there are only N*C threads' worth of work.
-    MT_LAUNCH(k, unsigned((planes + 63) / 64 < 65535 * 16 ? (planes + 63) / 64 : 65535 * 16), 64, 0, st, g,
-              static_cast<const T*>(gy), idx, static_cast<T*>(gx));
+    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(gy), idx, static_cast<T*>(gx));
   });
   cu::checkLaunch("maxPool2dBackward");
 }
@@ -162,7 +199,7 @@ void cudaAdaptiveAvgPoolForward(int dev, int dtype, const CudaPoolShape& s, cons
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, xs, ys);
+  const Geo g = geoOf(s, ys, xs, ys);
   MT_CU_FLOAT(dtype, "adaptiveAvgPool2dForward", {
     auto k = avgForwardKernel<T>;
     MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), xs[1] == 1);
@@ -177,7 +214,7 @@ void cudaAdaptiveAvgPoolBackward(int dev, int dtype, const CudaPoolShape& s, con
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, gys, gxs);
+  const Geo g = geoOf(s, gxs, gys, gxs);
   MT_CU_FLOAT(dtype, "adaptiveAvgPool2dBackward", {
     auto k = avgBackwardKernel<T>;
     MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(gy), static_cast<T*>(gx));

@@ -65,7 +65,8 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
       const gx = emptyActivation(x.shape, x.dtype, last, dev);
       kernelsOn(dev).maxPool2dBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, si.id, si.offset, si.strides,
-        gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW,
+        // The window geometry last: the CUDA kernel gathers over the windows covering each input.
+        gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
       );
       for (const t of own) t.dispose();
       return [gx];
