@@ -24,7 +24,7 @@ export class GPTPositions extends Module {
 
   override forward(x: Tensor): Tensor {
     const T = x.shape[1];
-    return dropout(add(x, this.wpe.forward(arange(T, { dtype: 'i32' }))), this.p, this.training);
+    return dropout(add(x, this.wpe.forward(arange(T, { dtype: 'i32', device: x.device }))), this.p, this.training);
   }
 }
 

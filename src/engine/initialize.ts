@@ -73,7 +73,7 @@ export interface InitializeOptions<M extends Module = Module> {
   /**
    * Where the model trains: it is moved there (nn.moduleToDevice) with everything the engine
    * allocates. Default: MESHTRAIN_DEVICE, else 'cuda:(LOCAL_RANK % device count)' when CUDA
-   * devices are present, else 'cpu' (placement.ts). A PipelineModule stays where it is.
+   * devices are present, else 'cpu' (placement.ts). A PipelineModule: this rank's stages, likewise.
    */
   device?: Device;
 }
@@ -133,10 +133,12 @@ export async function initialize<M extends Module>(opts: InitializeOptions<M>): 
     throw new Error('initialize: an lrScheduler was passed and config.scheduler is set; give one of them');
   }
   if (pipe) {
-    if (opts.device !== undefined && opts.device !== 'cpu') throw new Error(`initialize: device ${JSON.stringify(opts.device)} with a PipelineModule: not implemented yet (pipelines train on the CPU)`);
     if (opts.modelParameters) throw new Error('initialize: modelParameters with a PipelineModule: not implemented yet (each rank trains its stages\' parameters)');
+    // This rank's stages go to its device before anything (tying, optimizer state) reads them, as the plain engine's model.
+    const device = engineDevice(opts.device);
+    if ([...pipe.parameters(), ...pipe.buffers()].some((t) => t.device !== device)) moduleToDevice(pipe, device);
     return initializePipeline({
-      model: pipe, config, mesh: opts.mesh, dpGroup, optimizer: opts.optimizer, lrScheduler: opts.lrScheduler,
+      model: pipe, config, mesh: opts.mesh, dpGroup, optimizer: opts.optimizer, lrScheduler: opts.lrScheduler, device,
       spec: () => specOf(opts.optimizer as ZeroOptimizerSpec | undefined, config.optimizer), build: (spec) => buildOptimizer(pipe.parameters(), spec),
       ...(opts.checkpointKey ? { checkpointKey: opts.checkpointKey } : {}),
     });

@@ -15,6 +15,7 @@ import { createLrScheduler } from '../optim/lr_schedules/create.ts';
 import { Optimizer } from '../optim/optimizer.ts';
 import { PipelineEngine, type ScheduleName } from '../pipeline/engine.ts';
 import type { PipelineModule } from '../pipeline/module.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import type { EngineConfig } from './config_types.ts';
@@ -44,6 +45,8 @@ export interface PipelineSetup {
   build: (spec: ZeroOptimizerSpec) => Optimizer<{ lr: number }>;
   /** Checkpoint names: the full model's name of (layer index, parameter name); default `<index>.<name>`. */
   checkpointKey?: (index: number, name: string) => string;
+  /** Where this rank's stages are (initialize() has moved them there). */
+  device?: Device;
 }
 
 /** Config keys a PipelineEngine cannot honour yet: an error naming the key, never ignored. */
@@ -97,7 +100,7 @@ export async function initializePipeline(s: PipelineSetup): Promise<InitializedP
   }
   const lossScaler = lossScalerOf(config);
   const engine = await PipelineEngine.create({
-    module: model, microBatches: config.gradient_accumulation_steps, schedule, lrScheduler: stepper,
+    module: model, microBatches: config.gradient_accumulation_steps, schedule, lrScheduler: stepper, ...(s.device ? { device: s.device } : {}),
     ...(s.dpGroup ? { dpGroup: s.dpGroup } : {}), ...(tpGroup ? { tpGroup } : {}),
     gradientClipping: config.gradient_clipping,
     ...(lossScaler ? { lossScaler } : {}),

@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import { getRngState, setRngState } from '../tensor/random.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward } from '../tensor_parallel/sequence_parallel.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
@@ -61,6 +62,12 @@ export interface PipelineEngineOptions {
    * replica is skipped everywhere and the scale updated.
    */
   lossScaler?: LossScaler;
+  /**
+   * Where this rank's stages compute (default: where their parameters are, 'cpu' without any).
+   * Received activations and gradients land there; micro-batches on another device are copied
+   * there for the batch (DeepSpeed moves each batch to the local device the same way).
+   */
+  device?: Device;
 }
 
 /**
@@ -78,6 +85,8 @@ export class PipelineEngine {
   readonly dpGroup: ProcessGroup | null;
   readonly tpGroup: ProcessGroup | null;
   readonly gradientClipping: number;
+  /** Where this rank's stages compute. */
+  readonly device: Device;
   /** Batches trained (optimizer steps, skipped ones included, as DeepSpeed counts). */
   globalSteps = 0;
   /** Batches whose step was skipped because fp16 gradients overflowed. */
@@ -102,23 +111,25 @@ export class PipelineEngine {
     this.dpGroup = opts.dpGroup ?? null;
     this.tpGroup = opts.tpGroup && opts.tpGroup.size > 1 ? opts.tpGroup : null;
     this.gradientClipping = opts.gradientClipping ?? 0;
+    this.device = stageDevice(opts.module, opts.device);
     this.optimizer = opts.optimizer ?? null;
     this.lrScheduler = opts.lrScheduler ?? null;
     this.lossScaler = opts.lossScaler ?? null;
     this.zeroPipe = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping, this.tpGroup) : null;
-    this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank);
+    this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank, this.device);
     if (schedule.splitBackward) installWeightGradDeferral(this.module);
   }
 
   /** Every rank of the pipeline (and dp) group calls it: validates the schedule, ties weights, broadcasts dp replicas. */
   static async create(opts: PipelineEngineOptions): Promise<PipelineEngine> {
-    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'tpGroup', 'gradientClipping', 'lossScaler'];
+    const known = ['module', 'microBatches', 'schedule', 'optimizer', 'zero', 'lrScheduler', 'dpGroup', 'tpGroup', 'gradientClipping', 'lossScaler', 'device'];
     for (const k of Object.keys(opts)) if (!known.includes(k)) throw new Error(`PipelineEngine: unknown option "${k}" (known: ${known.join(', ')})`);
     const { module: mod, microBatches: m } = opts;
     if (!Number.isInteger(m) || m < 1) throw new Error(`PipelineEngine: microBatches must be a positive integer, got ${m}`);
     if (!opts.optimizer === !opts.zero) throw new Error('PipelineEngine: give exactly one of optimizer and zero');
     const clip = opts.gradientClipping ?? 0;
     if (!(clip >= 0)) throw new Error(`PipelineEngine: gradientClipping must be >= 0, got ${clip}`);
+    stageDevice(mod, opts.device);
     const schedule = lowerSchedule(makeSchedule(opts.schedule, mod, m));
     validateSchedule(schedule);
     await mod.tie();
@@ -137,13 +148,13 @@ export class PipelineEngine {
   /** Runs one batch (microBatches micro-batches from `data`) and one optimizer step; returns the mean loss on every rank. */
   trainBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
     this.checkData(data);
-    return this.guard('trainBatch', () => this.train(data));
+    return this.guard('trainBatch', () => this.withBatch(data, (fetch) => this.train(fetch)));
   }
 
   /** Forward only over microBatches micro-batches; returns the mean loss on every rank. */
   evalBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
     this.checkData(data);
-    return this.guard('evalBatch', () => this.evaluate(data));
+    return this.guard('evalBatch', () => this.withBatch(data, (fetch) => this.evaluate(fetch)));
   }
 
   /** Refused before anything runs (the engine stays usable). */
@@ -169,9 +180,18 @@ export class PipelineEngine {
     }
   }
 
-  private train(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+  /** Runs `fn` with the batch's fetcher, then frees the copies it made on the device. */
+  private withBatch(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null, fn: (fetch: (mb: number) => MicroBatch) => number): number {
+    const copies: Tensor[] = [];
+    try {
+      return fn(this.fetcher(data, copies));
+    } finally {
+      for (const t of copies) t.dispose();
+    }
+  }
+
+  private train(fetch: (mb: number) => MicroBatch): number {
     this.module.train();
-    const fetch = this.fetcher(data);
     const params = this.module.parameters();
     const z = this.zeroPipe?.perMicroBatch ? this.zeroPipe : null;
     // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire. ZeRO-3 reduces in each backward.
@@ -216,7 +236,7 @@ export class PipelineEngine {
     return this.reportLoss(lossSum);
   }
 
-  private evaluate(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): number {
+  private evaluate(fetch: (mb: number) => MicroBatch): number {
     this.module.eval();
     if (!this.evalRun) {
       const s = this.schedule;
@@ -229,15 +249,15 @@ export class PipelineEngine {
         }),
       };
       const lowered = lowerSchedule(fwd);
-      this.evalRun = { schedule: lowered, p2p: new PipeP2P(this.module.group ?? fakeGroup(), lowered, this.module.pipeRank) };
+      this.evalRun = { schedule: lowered, p2p: new PipeP2P(this.module.group ?? fakeGroup(), lowered, this.module.pipeRank, this.device) };
     }
-    const r = runStageActions(this.module, this.evalRun.schedule, this.evalRun.p2p, this.fetcher(data), false);
+    const r = runStageActions(this.module, this.evalRun.schedule, this.evalRun.p2p, fetch, false);
     this.timeline = r.timeline;
     return this.reportLoss(r.lossSum);
   }
 
-  /** Micro-batch i of this batch, pulled in order on the ranks that need data. */
-  private fetcher(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null): (mb: number) => MicroBatch {
+  /** Micro-batch i of this batch, pulled in order on the ranks that need data, on the engine's device (copies go to `copies`). */
+  private fetcher(data: Iterator<MicroBatch> | Iterable<MicroBatch> | null, copies: Tensor[]): (mb: number) => MicroBatch {
     const got: MicroBatch[] = [];
     let it: Iterator<MicroBatch> | null = null;
     return (mb) => {
@@ -247,7 +267,13 @@ export class PipelineEngine {
         const n = it.next();
         if (n.done) throw new Error(`PipelineEngine: the data iterator ended after ${got.length} of ${this.microBatches} micro-batches`);
         if (!Array.isArray(n.value) || n.value.length < 2) throw new Error('PipelineEngine: each micro-batch must be [input, target]');
-        got.push(n.value);
+        const here = (t: Tensor): Tensor => {
+          if (t.device === this.device) return t;
+          const c = t.to(this.device);
+          copies.push(c);
+          return c;
+        };
+        got.push([here(n.value[0]), here(n.value[1])]);
       }
       return got[mb];
     };
@@ -283,6 +309,17 @@ function makeSchedule(s: ScheduleName | Schedule | undefined, mod: PipelineModul
   if (name === 'gpipe') return gpipe(p, m);
   if (name === '1f1b') return oneFOneB(p, m);
   return zeroBubbleH1(p, m);
+}
+
+/** The device of `module`'s parameters (one, or `want` when given and every parameter is there); refuses a mix. */
+function stageDevice(module: PipelineModule, want: Device | undefined): Device {
+  const tensors = [...module.parameters(), ...module.buffers()];
+  const other = tensors.find((t) => t.device !== (want ?? tensors[0].device));
+  if (other) {
+    const first = want ?? tensors[0].device;
+    throw new Error(`PipelineEngine: pipeline rank ${module.pipeRank}'s stages hold tensors on ${first} and ${other.device}${want ? ` (device option: ${want})` : ''}; move the module first (nn.moduleToDevice)`);
+  }
+  return want ?? tensors[0]?.device ?? 'cpu';
 }
 
 /** One process holding every stage sends nothing: a group that is never used. */

@@ -17,7 +17,7 @@ export function sumTiedGrads(module: PipelineModule): void {
   for (const t of module.ties) {
     if (!t.group || !t.param) continue;
     if (!t.param.grad || t.param.grad.disposed) {
-      const z = k.fill(k.empty(t.param.shape, t.param.dtype, 'grad'), 0);
+      const z = k.fill(k.empty(t.param.shape, t.param.dtype, 'grad', false, t.param.device), 0);
       z.kept = true;
       t.param.grad = z;
     }
@@ -31,7 +31,7 @@ export function averageGrads(params: Tensor[], group: ProcessGroup): void {
   const works: Work[] = [];
   for (const p of params) {
     if (!p.grad || p.grad.disposed) {
-      const z = k.fill(k.empty(p.shape, p.dtype, 'grad'), 0);
+      const z = k.fill(k.empty(p.shape, p.dtype, 'grad', false, p.device), 0);
       z.kept = true;
       p.grad = z;
     }

@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { tensor } from '../ops/create.ts';
 import { DTYPES, type DType } from '../tensor/dtype.ts';
+import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { Schedule } from './schedule/action.ts';
 
@@ -42,11 +43,12 @@ export class PipeP2P {
   private readonly sentShapes = new Map<string, { shape: number[]; dtype: DType }>();
   private sends: Work[] = [];
 
-  /** `schedule` is lowered; `me` is this process's pipeline rank. */
+  /** `schedule` is lowered; `me` is this process's pipeline rank; received tensors land on `device` (the stages'). */
   constructor(
     private readonly group: ProcessGroup,
     schedule: Schedule,
     me: number,
+    private readonly device: Device = 'cpu',
   ) {
     schedule.actions.forEach((row, peer) => {
       if (peer === me) return;
@@ -145,7 +147,8 @@ export class PipeP2P {
       }
       ({ shape, dtype } = sent);
     }
-    const data = Tensor.empty(shape, { dtype, tag: 'activation' });
+    // Headers stay on the host (read at once); data goes where the stage computes.
+    const data = Tensor.empty(shape, { dtype, tag: 'activation', device: this.device });
     this.posted.set(msgKey(m.kind, m.stage, m.mb), { data, work: this.group.recv(data, peer, { async: true }) });
     box.next++;
     return true;

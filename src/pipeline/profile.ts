@@ -61,7 +61,7 @@ function measure(layers: readonly PipeLayer[], input: Tensor, reps: number): num
         if (FLOAT.has(xi.dtype)) xi.requiresGrad = true;
         const t0 = performance.now();
         const y = run(xi);
-        if (y.requiresGrad) y.backward(ones([...y.shape], { dtype: y.dtype, tag: 'activation' }));
+        if (y.requiresGrad) y.backward(ones([...y.shape], { dtype: y.dtype, tag: 'activation', device: y.device }));
         return performance.now() - t0;
       });
       if (r > 0) samples.push(ms);

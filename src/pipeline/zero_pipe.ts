@@ -139,7 +139,7 @@ export class ZeroPipe {
       p.grad = null;
       return g;
     });
-    const root = record('pipelineGradients', params, zeros([], { tag: 'other' }), () => () => grads);
+    const root = record('pipelineGradients', params, zeros([], { tag: 'other', device: params[0].device }), () => () => grads);
     this.zero.backward(root);
     root.dispose();
     for (const g of grads) g.dispose();

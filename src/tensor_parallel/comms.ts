@@ -97,7 +97,7 @@ export function gatherAlong(x: Tensor, dim: number, group: ProcessGroup, what = 
   const d = normDim(dim, x.ndim, what);
   if (group.size === 1) return k.copy(x);
   const front = toFront(x, d);
-  const all = k.empty([group.size * front.shape[0], ...front.shape.slice(1)], x.dtype);
+  const all = k.empty([group.size * front.shape[0], ...front.shape.slice(1)], x.dtype, undefined, false, x.device);
   timed('allGather', all, () => group.allGather(all, front));
   front.dispose();
   const out = fromFront(all, d);
@@ -111,7 +111,7 @@ export function reduceScatterAlong(x: Tensor, dim: number, group: ProcessGroup, 
   const len = sliceSize(x, d, group, what);
   if (group.size === 1) return k.copy(x);
   const front = toFront(x, d);
-  const mine = k.empty([len, ...front.shape.slice(1)], x.dtype);
+  const mine = k.empty([len, ...front.shape.slice(1)], x.dtype, undefined, false, x.device);
   timed('reduceScatter', front, () => group.reduceScatter(mine, front, 'sum'));
   front.dispose();
   const out = fromFront(mine, d);

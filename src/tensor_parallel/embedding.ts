@@ -71,8 +71,10 @@ export class VocabParallelEmbedding extends Module {
         mask[i] = 1;
       }
     }
-    const rows = embedding(tensor(local, { dtype: 'i32', shape: [...ids.shape] }), this.weight);
-    const kept = mul(rows, tensor(mask, { dtype: this.weight.dtype, shape: [...ids.shape, 1] }));
+    // The local ids and the mask go where the weight is (ids were read on the host for the range check).
+    const device = this.weight.device;
+    const rows = embedding(tensor(local, { dtype: 'i32', shape: [...ids.shape], device }), this.weight);
+    const kept = mul(rows, tensor(mask, { dtype: this.weight.dtype, shape: [...ids.shape, 1], device }));
     return reduceFromRegion(kept, this.group);
   }
 

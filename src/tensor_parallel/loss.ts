@@ -15,6 +15,7 @@ import { cast } from '../ops/elementwise.ts';
 import * as k from '../ops/kernels.ts';
 import type { CrossEntropyOptions } from '../ops/loss.ts';
 import { statDType } from '../ops/nn_util.ts';
+import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -61,12 +62,16 @@ export function vocabParallelCrossEntropy(logits: Tensor, targets: Tensor, group
     local[i] = here[i] ? t[i] - start : 0;
   }
   const xc = k.asContiguous(logits);
-  const tl = tensor(local, { dtype: 'i32', shape: [rows] });
+  // Everything the kernels touch lives where the logits are; the statistics travel through the host.
+  const dev = logits.device;
+  const kern = kernelsOn(dev);
+  const tl = tensor(local, { dtype: 'i32', shape: [rows], device: dev });
   const code = dtypeCode(logits.dtype);
   const idCode = dtypeCode('i32');
-  const losses = k.empty([rows], logits.dtype);
-  const lse = k.empty([rows], statDType(logits.dtype));
-  if (rows > 0) native.crossEntropyForward(code, xc.id, xc.offset, rows, Vl, idCode, tl.id, tl.offset, ignoreIndex, losses.id, lse.id);
+  const losses = k.empty([rows], logits.dtype, undefined, false, dev);
+  const lse = k.empty([rows], statDType(logits.dtype), undefined, false, dev);
+  // Targets were range-checked above, so the device kernel (no count returned) does the same work.
+  if (rows > 0) (dev === 'cpu' ? native.crossEntropyForward : kern.crossEntropyForwardDevice)(code, xc.id, xc.offset, rows, Vl, idCode, tl.id, tl.offset, ignoreIndex, losses.id, lse.id);
   const lossLocal = losses.toArray() as Float32Array | Float64Array;
   const lseLocal = lse.toArray() as Float32Array | Float64Array;
   losses.dispose();
@@ -97,19 +102,19 @@ export function vocabParallelCrossEntropy(logits: Tensor, targets: Tensor, group
   }
   const out =
     reduction === 'none'
-      ? tensor(lossRows, { dtype: logits.dtype, shape: [...lead] })
-      : tensor(reduction === 'mean' ? total / count : total, { dtype: logits.dtype });
+      ? tensor(lossRows, { dtype: logits.dtype, shape: [...lead], device: dev })
+      : tensor(reduction === 'mean' ? total / count : total, { dtype: logits.dtype, device: dev });
   const scale = reduction === 'mean' ? (count > 0 ? 1 / count : 0) : 1;
   const result = record(what, [logits], out, (node) => {
     const sx = node.save(xc);
     const st = node.save(tl);
     return (g) => {
       const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
-      const lseG = tensor(lseGlobal, { dtype: statDType(logits.dtype), shape: [rows] });
-      const dx = k.empty(logits.shape, logits.dtype);
+      const lseG = tensor(lseGlobal, { dtype: statDType(logits.dtype), shape: [rows], device: dev });
+      const dx = k.empty(logits.shape, logits.dtype, undefined, false, dev);
       if (rows > 0) {
         const gStride = reduction === 'none' ? 1 : 0;
-        native.crossEntropyBackward(code, sx.id, sx.offset, rows, Vl, idCode, st.id, st.offset, ignoreIndex, lseG.id, gc.id, gc.offset, gStride, scale, dx.id);
+        kern.crossEntropyBackward(code, sx.id, sx.offset, rows, Vl, idCode, st.id, st.offset, ignoreIndex, lseG.id, gc.id, gc.offset, gStride, scale, dx.id);
         // The kernel subtracted g at the stand-in column 0 of rows whose target is elsewhere: add it back.
         const gs = gc.toArray() as Float32Array | Float64Array;
         const fix = new Float64Array(rows);
@@ -122,7 +127,7 @@ export function vocabParallelCrossEntropy(logits: Tensor, targets: Tensor, group
         }
         if (any) {
           const col0 = dx.alias([rows, 1], [Vl, 1], dx.offset);
-          const add = tensor(fix, { dtype: logits.dtype, shape: [rows, 1] });
+          const add = tensor(fix, { dtype: logits.dtype, shape: [rows, 1], device: dev });
           const sum = k.binary(k.Binary.add, col0, add, what);
           k.copyInto(sum, col0);
           for (const x of [add, sum, col0]) x.dispose();

@@ -66,7 +66,7 @@ export function allReduceSequenceParallelGrads(module: Module, group: ProcessGro
     for (const [dtype, list] of byDtype) {
       // Layout: every parameter's gradient, then one has-gradient flag per parameter.
       const numel = list.reduce((n, p) => n + p.numel, 0);
-      const flat = k.empty([numel + list.length], dtype, undefined, true);
+      const flat = k.empty([numel + list.length], dtype, undefined, true, list[0].device);
       const slot = (p: Tensor, at: number) => flat.alias(p.shape, contiguousStrides(p.shape), flat.offset + at);
       let at = 0;
       list.forEach((p, i) => {

@@ -84,7 +84,7 @@ export function sliceShard(full: Tensor, layout: ShardLayout | null, rank: numbe
   }
   const shape = [...full.shape];
   shape[layout.dim] = n / tp;
-  const out = k.empty(shape, full.dtype);
+  const out = k.empty(shape, full.dtype, undefined, false, full.device);
   movePieces(full, out, layout, tp, [rank], true);
   return out;
 }
@@ -93,7 +93,7 @@ export function sliceShard(full: Tensor, layout: ShardLayout | null, rank: numbe
 export function gatherShard(local: Tensor, layout: ShardLayout | null, group: ProcessGroup): Tensor {
   if (!layout || group.size === 1) return k.copy(local);
   const all = gatherAlong(local, layout.dim, group, 'gatherShard');   // rank-major: r0's blocks, r1's, ...
-  const out = k.empty(all.shape, local.dtype);
+  const out = k.empty(all.shape, local.dtype, undefined, false, local.device);
   movePieces(all, out, layout, group.size, [...Array(group.size).keys()], false);
   all.dispose();
   return out;
