@@ -5,7 +5,8 @@
 // trains as one CPU process does (fixtures/cuda_pipeline.ts): pp 2 with 1F1B (plain AdamW) and GPipe
 // (ZeRO-1, activation checkpointing every layer); dp 2 x pp 2 with ZB-H1 (ZeRO-2) and 1F1B (ZeRO-3);
 // pp 2 x tp 2 with sequence parallelism (ZeRO-1, vocab-parallel embedding and cross-entropy) and
-// without (plain). f32 tolerances: per-step losses within 1e-5 relative, weights within 1e-4 of
+// without (plain); and pp 2 in bf16 (ZeRO-1, bf16.enabled: the scale-1 loss scaler and its overflow
+// check) against the same pipeline on the CPU, losses within 1e-3 relative (measured 2.6e-6). f32 tolerances: per-step losses within 1e-5 relative, weights within 1e-4 of
 // max(1, |w|) (the attention key bias, whose true gradient is zero, too); the emulated device
 // measures losses within 3e-8 and weights within 5.4e-6. Checkpoints (each mesh's first ZeRO case):
 // saved after step 3, loaded into a fresh engine on the device and one on the CPU (weights bit for
@@ -33,6 +34,8 @@ interface Result {
   keyBiasAbs: number;
   schedule: string;
   skipped: number;
+  dtype: string;
+  losses: number[];
 }
 interface Checkpoint {
   case: string;
@@ -47,7 +50,7 @@ interface Checkpoint {
   steps: number[];
 }
 
-async function run(device: string, mesh: { dp: number; pp: number; tp: number }, cases: string[], weightTol: number): Promise<void> {
+async function run(device: string, mesh: { dp: number; pp: number; tp: number }, cases: string[], weightTol: number): Promise<Result[]> {
   const n = mesh.dp * mesh.pp * mesh.tp;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cuda-pipeline-'));
   try {
@@ -61,6 +64,13 @@ async function run(device: string, mesh: { dp: number; pp: number; tp: number },
       assert.ok(x.gradsOnDevice, `${at}: gradients on ${device}`);
       assert.is(x.schedule, x.case.split(':')[0], `${at}: schedule`);
       assert.is(x.skipped, 0, `${at}: no step skipped`);
+      if (x.case.endsWith(':bf16')) {
+        // bf16 against the f32 reference: a sanity bound only (measured: losses 1.8e-4 relative, weights 0.025); the device run is compared with the CPU's below.
+        assert.is(x.dtype, 'bf16', `${at}: the weights stayed bf16`);
+        assert.ok(x.lossRel <= 1e-3, `${at}: bf16 losses vs one f32 process (rel ${x.lossRel})`);
+        assert.ok(x.weightAbs <= 0.05, `${at}: bf16 weights vs one f32 process (${x.weightAbs} at ${x.worst})`);
+        continue;
+      }
       assert.ok(x.lossRel <= 1e-5, `${at}: losses within 1e-5 relative of one CPU process (got ${x.lossRel})`);
       assert.ok(x.weightAbs <= weightTol, `${at}: weights within ${weightTol} (got ${x.weightAbs} at ${x.worst})`);
       assert.ok(x.keyBiasAbs <= 1e-4, `${at}: attention key bias within 1e-4 (got ${x.keyBiasAbs})`);
@@ -77,16 +87,19 @@ async function run(device: string, mesh: { dp: number; pp: number; tp: number },
       assert.ok(c.cpuWeightAbs <= weightTol, `${at}: the CPU engine's next weights within ${weightTol} (got ${c.cpuWeightAbs})`);
       assert.equal(c.steps, [4, 4, 4, 4], `${at}: global steps after the load and one more batch`);
     }
+    return results;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
 const PP2 = { dp: 1, pp: 2, tp: 1 };
-const PP2_CASES = ['1f1b:0', 'gpipe:1:ckpt'];
+const PP2_CASES = ['1f1b:0', 'gpipe:1:ckpt', '1f1b:1:bf16'];
+let cpuBf16: number[] = [];
 
-test('pp 2 on the CPU through the same fixture: 1F1B and GPipe (ZeRO-1, recomputation), checkpoint round trip', async () => {
-  await run('cpu', PP2, PP2_CASES, 1e-5);
+test('pp 2 on the CPU through the same fixture: 1F1B, GPipe (ZeRO-1, recomputation), bf16; checkpoint round trip', async () => {
+  const r = await run('cpu', PP2, PP2_CASES, 1e-5);
+  cpuBf16 = (r.find((x) => x.case.endsWith(':bf16')) as Result).losses;
 });
 
 if (!cudaIsAvailable()) {
@@ -95,8 +108,13 @@ if (!cudaIsAvailable()) {
     console.log(`SKIP test/dist/cuda_pipeline (cuda:0): no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
   });
 } else {
-  test('pp 2 on cuda:0: 1F1B (plain AdamW) and GPipe (ZeRO-1, recomputation) equal one CPU process; checkpoints GPU <-> CPU', async () => {
-    await run('cuda:0', PP2, PP2_CASES, 1e-4);
+  test('pp 2 on cuda:0: 1F1B (plain AdamW) and GPipe (ZeRO-1, recomputation) equal one CPU process, bf16 the CPU pipeline; checkpoints GPU <-> CPU', async () => {
+    const r = await run('cuda:0', PP2, PP2_CASES, 1e-4);
+    // bf16 (loss scaler of scale 1, overflow check on the device) against the same pipeline on the CPU (measured: 2.6e-6 relative).
+    for (const x of r.filter((y) => y.case.endsWith(':bf16'))) {
+      const rel = Math.max(...x.losses.map((l, i) => Math.abs(l - cpuBf16[i]) / Math.abs(cpuBf16[i])));
+      assert.ok(cpuBf16.length === 3 && rel <= 1e-3, `bf16 rank ${x.rank}: losses ${x.losses} vs the CPU's ${cpuBf16} (rel ${rel})`);
+    }
   });
 
   test('dp 2 x pp 2 on cuda:0: ZB-H1 (ZeRO-2) and 1F1B (ZeRO-3) equal one CPU process; checkpoints', async () => {
