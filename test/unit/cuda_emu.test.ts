@@ -22,6 +22,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['cuda_ops', {}],
   ['cuda_train', {}],
   ['cuda_conv', {}],
+  ['cuda_bn_pool_tiles', {}],
   ['cuda_index_checks', {}],
   ['cuda_emu_checks', {}],
   ['cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
