@@ -315,10 +315,8 @@ function makeSchedule(s: ScheduleName | Schedule | undefined, mod: PipelineModul
 function stageDevice(module: PipelineModule, want: Device | undefined): Device {
   const tensors = [...module.parameters(), ...module.buffers()];
   const other = tensors.find((t) => t.device !== (want ?? tensors[0].device));
-  if (other) {
-    const first = want ?? tensors[0].device;
-    throw new Error(`PipelineEngine: pipeline rank ${module.pipeRank}'s stages hold tensors on ${first} and ${other.device}${want ? ` (device option: ${want})` : ''}; move the module first (nn.moduleToDevice)`);
-  }
+  if (other && want) throw new Error(`PipelineEngine: device ${want}, but pipeline rank ${module.pipeRank}'s stages hold a ${other.dtype} ${JSON.stringify(other.shape)} tensor on ${other.device}; move the module first (nn.moduleToDevice)`);
+  if (other) throw new Error(`PipelineEngine: pipeline rank ${module.pipeRank}'s stages hold tensors on ${tensors[0].device} and ${other.device}; move the module to one device first (nn.moduleToDevice)`);
   return want ?? tensors[0]?.device ?? 'cpu';
 }
 
