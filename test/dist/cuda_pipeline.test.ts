@@ -6,7 +6,9 @@
 // (ZeRO-1, activation checkpointing every layer); dp 2 x pp 2 with ZB-H1 (ZeRO-2) and 1F1B (ZeRO-3);
 // pp 2 x tp 2 with sequence parallelism (ZeRO-1, vocab-parallel embedding and cross-entropy) and
 // without (plain); and pp 2 in bf16 (ZeRO-1, bf16.enabled: the scale-1 loss scaler and its overflow
-// check) against the same pipeline on the CPU, losses within 1e-3 relative (measured 2.6e-6). f32 tolerances: per-step losses within 1e-5 relative, weights within 1e-4 of
+// check) against the same pipeline on the CPU, losses within 1e-3 relative (measured 2.6e-6); and
+// bf16 with the last stage's ln_f.weight[0] set to Infinity (plain and ZeRO-1): every step is skipped
+// on both ranks, the weights unchanged. f32 tolerances: per-step losses within 1e-5 relative, weights within 1e-4 of
 // max(1, |w|) (the attention key bias, whose true gradient is zero, too); the emulated device
 // measures losses within 3e-8 and weights within 5.4e-6. Checkpoints (each mesh's first ZeRO case):
 // saved after step 3, loaded into a fresh engine on the device and one on the CPU (weights bit for
@@ -36,6 +38,7 @@ interface Result {
   skipped: number;
   dtype: string;
   losses: number[];
+  unchanged: boolean | null;
 }
 interface Checkpoint {
   case: string;
@@ -63,6 +66,12 @@ async function run(device: string, mesh: { dp: number; pp: number; tp: number },
       assert.ok(x.placed && x.device === device, `${at}: the stages' parameters and buffers are on ${device} (engine.device ${x.device})`);
       assert.ok(x.gradsOnDevice, `${at}: gradients on ${device}`);
       assert.is(x.schedule, x.case.split(':')[0], `${at}: schedule`);
+      if (x.case.endsWith(':inf')) {
+        // ln_f.weight[0] = Infinity on the last stage: every step overflows; skipped on every rank, nothing changes.
+        assert.is(x.skipped, 3, `${at}: every step skipped`);
+        assert.is(x.unchanged, true, `${at}: the stage's weights as they were`);
+        continue;
+      }
       assert.is(x.skipped, 0, `${at}: no step skipped`);
       if (x.case.endsWith(':bf16')) {
         // bf16 against the f32 reference: a sanity bound only (measured: losses 1.8e-4 relative, weights 0.025); the device run is compared with the CPU's below.
@@ -94,12 +103,12 @@ async function run(device: string, mesh: { dp: number; pp: number; tp: number },
 }
 
 const PP2 = { dp: 1, pp: 2, tp: 1 };
-const PP2_CASES = ['1f1b:0', 'gpipe:1:ckpt', '1f1b:1:bf16'];
+const PP2_CASES = ['1f1b:0', 'gpipe:1:ckpt', '1f1b:1:bf16', '1f1b:0:bf16:inf', '1f1b:1:bf16:inf'];
 let cpuBf16: number[] = [];
 
 test('pp 2 on the CPU through the same fixture: 1F1B, GPipe (ZeRO-1, recomputation), bf16; checkpoint round trip', async () => {
   const r = await run('cpu', PP2, PP2_CASES, 1e-5);
-  cpuBf16 = (r.find((x) => x.case.endsWith(':bf16')) as Result).losses;
+  cpuBf16 = (r.find((x) => x.case === '1f1b:1:bf16') as Result).losses;
 });
 
 if (!cudaIsAvailable()) {
@@ -111,7 +120,7 @@ if (!cudaIsAvailable()) {
   test('pp 2 on cuda:0: 1F1B (plain AdamW) and GPipe (ZeRO-1, recomputation) equal one CPU process, bf16 the CPU pipeline; checkpoints GPU <-> CPU', async () => {
     const r = await run('cuda:0', PP2, PP2_CASES, 1e-4);
     // bf16 (loss scaler of scale 1, overflow check on the device) against the same pipeline on the CPU (measured: 2.6e-6 relative).
-    for (const x of r.filter((y) => y.case.endsWith(':bf16'))) {
+    for (const x of r.filter((y) => y.case === '1f1b:1:bf16')) {
       const rel = Math.max(...x.losses.map((l, i) => Math.abs(l - cpuBf16[i]) / Math.abs(cpuBf16[i])));
       assert.ok(cpuBf16.length === 3 && rel <= 1e-3, `bf16 rank ${x.rank}: losses ${x.losses} vs the CPU's ${cpuBf16} (rel ${rel})`);
     }
