@@ -12,10 +12,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { engineDevice } from '../../src/engine/placement.ts';
-import { cudaDeviceCount, cudaIsAvailable, initDistributed, native } from '../../src/index.ts';
+import { cudaDeviceCount, cudaIsAvailable, destroyDistributed, initDistributed, native } from '../../src/index.ts';
 import { engineRun, referenceRun, worstLoss, worstWeight } from '../dist/fixtures/engine_device.ts';
 
-await initDistributed({ timeoutMs: 30_000 });
+// A world of one for initialize(), only while this file's tests run: uvu loads every file first, and a
+// world left initialized would break the files that start their own.
+test.before(async () => {
+  await initDistributed({ timeoutMs: 30_000 });
+});
+test.after(async () => {
+  await destroyDistributed();
+});
 const STEPS = 5;
 
 test('placement: explicit device, MESHTRAIN_DEVICE, default by LOCAL_RANK; unavailable devices are refused by name', () => {
