@@ -8,10 +8,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gptPipelineLayers } from '../../models/gpt_pipeline.ts';
 import { gptConfig } from '../../models/index.ts';
-import { AdamW, crossEntropy, cudaDeviceCount, initDistributed, initialize, manualSeed, native, PipelineEngine, PipelineModule, type Tensor, tensor } from '../../src/index.ts';
+import { AdamW, crossEntropy, cudaDeviceCount, destroyDistributed, initDistributed, initialize, manualSeed, native, PipelineEngine, PipelineModule, type Tensor, tensor } from '../../src/index.ts';
 import { rejects } from './rejects.ts';
 
-await initDistributed({ timeoutMs: 30_000 });   // a world of one (initialize() needs a world)
+// A world of one for initialize(), only while this file's tests run (uvu imports every file first;
+// a world left initialized breaks the files that start their own).
+test.before(async () => {
+  await initDistributed({ timeoutMs: 30_000 });
+});
+test.after(async () => {
+  await destroyDistributed();
+});
 const cfg = gptConfig('tiny');
 const lossFn = (logits: Tensor, y: Tensor) => crossEntropy(logits.reshape([-1, cfg.vocabSize]), y.reshape([-1]));
 
