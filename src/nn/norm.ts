@@ -2,7 +2,7 @@
 import { noGrad } from '../autograd/grad_mode.ts';
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { ones, zeros } from '../ops/create.ts';
-import { fillInPlace } from '../ops/elementwise.ts';
+import { addScalar, copyInPlace } from '../ops/elementwise.ts';
 import { layerNorm } from '../ops/nn.ts';
 import { statDType } from '../ops/nn_util.ts';
 import type { DType } from '../tensor/dtype.ts';
@@ -69,7 +69,9 @@ export class BatchNorm2d extends Module {
     });
     if (this.training && this.numBatchesTracked) {
       const n = this.numBatchesTracked;
-      noGrad(() => fillInPlace(n, n.item() + 1));
+      // Counted on the tensor's device (through f64, exact below 2^53): n.item() would make a GPU
+      // step wait for the device once per batch norm layer.
+      noGrad(() => copyInPlace(n, addScalar(n.to('f64'), 1)));
     }
     return y;
   }

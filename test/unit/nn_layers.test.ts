@@ -57,6 +57,18 @@ test('PyTorch default init: Linear and Conv2d kaiming-uniform(a=√5) = U(±1/�
   for (const m of [fc, conv, emb, ln, bn]) m.dispose();
 });
 
+deviceTest('BatchNorm2d counts training batches on its own device (no host read), not in eval', (dev) => {
+  const bn = nn.moduleToDevice(new nn.BatchNorm2d(3), dev);
+  for (let i = 0; i < 3; i++) bn.forward(randn([2, 3, 4, 4]).to(dev));
+  bn.eval();
+  bn.forward(randn([2, 3, 4, 4]).to(dev));
+  const n = bn.numBatchesTracked as Tensor;
+  assert.is(n.device, dev);
+  assert.is(n.dtype, 'i64');
+  assert.is(Number(n.item()), 3);
+  bn.dispose();
+});
+
 test('GPT-2 init: normal(0, 0.02), zero biases, residual projections 0.02/√(2·nLayer)', () => {
   manualSeed(1);
   const block = new nn.TransformerBlock({ nEmbd: 256, nHead: 4, nLayer: 8 });
