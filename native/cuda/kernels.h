@@ -69,10 +69,8 @@ int64_t cudaLayerNormScratch(int64_t rows, int64_t cols);
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
                            const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch);
 
-// embedding.cu: ids (i32 or i64) already range-checked. Backward sums the rows of g in position
-// order per id: `order` lists positions grouped by id, `start` (V + 1 entries) delimits them.
-void cudaEmbeddingForward(int dev, int dtype, int idDtype, const void* ids, int64_t n, const void* w, int64_t D,
-                          void* out);
+// embedding.cu: the backward sums the rows of g in position order per id: `order` lists positions
+// grouped by id, `start` (V + 1 entries) delimits them.
 void cudaEmbeddingBackward(int dev, int dtype, const int64_t* order, const int64_t* start, const void* g, int64_t V,
                            int64_t D, void* dw);
 
