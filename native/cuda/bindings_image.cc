@@ -13,25 +13,13 @@
 #include "cuda/device_memory.h"
 #include "cuda/image_ops.h"
 #include "cuda/matmul.h"
+#include "cuda/operands.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/strided.h"
 
 namespace mt {
 namespace {
-
-int devOf(const char* op, int64_t id, int dev = -1) {
-  int code = storageAt(id).device;
-  MT_CHECK(isCudaCode(code), op, ": storage ", id, " is not on a CUDA device");
-  MT_CHECK(dev < 0 || code - 1 == dev, op, ": operands on cuda:", dev, " and cuda:", code - 1);
-  return code - 1;
-}
-
-// A device pointer to `count` elements of dtype d from element offset `off`, bounds-checked.
-void* dptr(int64_t id, int64_t off, int64_t count, DType d) {
-  const int64_t item = int64_t(itemsize(d));
-  return cudaDataPtr<uint8_t>(id, off * item, count * item);
-}
 
 // An activation argument: storage id, element offset and [N, C, H, W] element strides.
 struct Act {

@@ -7,23 +7,12 @@
 #include "cuda/device_memory.h"
 #include "cuda/index_check.h"
 #include "cuda/kernels.h"
+#include "cuda/operands.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 
 namespace mt {
 namespace {
-
-int devAt(const char* op, int64_t id, int dev = -1) {
-  int code = storageAt(id).device;
-  MT_CHECK(isCudaCode(code), op, ": storage ", id, " is not on a CUDA device");
-  MT_CHECK(dev < 0 || code - 1 == dev, op, ": operands on cuda:", dev, " and cuda:", code - 1);
-  return code - 1;
-}
-
-void* at(int64_t id, int64_t elemOff, int64_t count, DType d) {
-  const int64_t item = int64_t(itemsize(d));
-  return cudaDataPtr<uint8_t>(id, elemOff * item, count * item);
-}
 
 DType indexArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
   DType d = toDType(int(argInt(info, i)));
@@ -39,14 +28,14 @@ Napi::Value IndexCheck(const Napi::CallbackInfo& info) {
   int64_t idsId = argInt(info, 1), idsOff = argInt(info, 2), n = argInt(info, 3), hi = argInt(info, 4),
           ignore = argInt(info, 5), flagId = argInt(info, 6), countId = argInt(info, 7);
   MT_CHECK(n >= 0, op, ": negative length ", n);
-  int dev = devAt(op, flagId);
-  devAt(op, idsId, dev);
+  int dev = devOf(op, flagId);
+  devOf(op, idsId, dev);
   void* count = nullptr;
   if (countId) {
-    devAt(op, countId, dev);
-    count = at(countId, 0, 1, DType::I64);
+    devOf(op, countId, dev);
+    count = dptr(countId, 0, 1, DType::I64);
   }
-  cudaIndexCheck(dev, int(id), at(idsId, idsOff, n, id), n, hi, ignore, at(flagId, 0, 1, DType::I64), count);
+  cudaIndexCheck(dev, int(id), dptr(idsId, idsOff, n, id), n, hi, ignore, dptr(flagId, 0, 1, DType::I64), count);
   return info.Env().Undefined();
 }
 
@@ -59,12 +48,12 @@ Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
           wOff = argInt(info, 6), V = argInt(info, 7), D = argInt(info, 8), outId = argInt(info, 9),
           outOff = argInt(info, 10), flagId = argInt(info, 11);
   MT_CHECK(n >= 0 && V >= 0 && D >= 0, op, ": negative size");
-  int dev = devAt(op, outId);
-  devAt(op, idsId, dev);
-  devAt(op, wId, dev);
-  devAt(op, flagId, dev);
-  cudaEmbeddingGather(dev, int(d), int(id), at(idsId, idsOff, n, id), n, at(wId, wOff, V * D, d), V, D,
-                      at(outId, outOff, n * D, d), at(flagId, 0, 1, DType::I64));
+  int dev = devOf(op, outId);
+  devOf(op, idsId, dev);
+  devOf(op, wId, dev);
+  devOf(op, flagId, dev);
+  cudaEmbeddingGather(dev, int(d), int(id), dptr(idsId, idsOff, n, id), n, dptr(wId, wOff, V * D, d), V, D,
+                      dptr(outId, outOff, n * D, d), dptr(flagId, 0, 1, DType::I64));
   return info.Env().Undefined();
 }
 
@@ -77,16 +66,16 @@ Napi::Value EmbeddingScatter(const Napi::CallbackInfo& info) {
           gOff = argInt(info, 6), dwId = argInt(info, 7), V = argInt(info, 8), D = argInt(info, 9);
   MT_CHECK(n >= 0 && V >= 0 && D >= 0, op, ": negative size");
   if (V * D == 0) return info.Env().Undefined();
-  int dev = devAt(op, dwId);
-  devAt(op, idsId, dev);
-  devAt(op, gId, dev);
+  int dev = devOf(op, dwId);
+  devOf(op, idsId, dev);
+  devOf(op, gId, dev);
   // Sort buffers: one scratch storage tagged 'other', back in the cache at once (reused only by
   // work queued after these kernels, on the same stream).
   const int64_t bytes = cudaEmbeddingScatterScratch(dev, n, V);
   const int64_t scratch = allocStorage(size_t(bytes), Tag::Other, dev + 1, false);
   try {
-    cudaEmbeddingScatter(dev, int(d), int(id), at(idsId, idsOff, n, id), n, at(gId, gOff, n * D, d), V, D,
-                         at(dwId, 0, V * D, d), storageAt(scratch).ptr, bytes);
+    cudaEmbeddingScatter(dev, int(d), int(id), dptr(idsId, idsOff, n, id), n, dptr(gId, gOff, n * D, d), V, D,
+                         dptr(dwId, 0, V * D, d), storageAt(scratch).ptr, bytes);
   } catch (...) {
     freeStorage(scratch);
     throw;
@@ -106,13 +95,13 @@ Napi::Value CrossEntropyForwardDevice(const Napi::CallbackInfo& info) {
   int64_t tId = argInt(info, 6), tOff = argInt(info, 7), ignore = argInt(info, 8), lossId = argInt(info, 9),
           lseId = argInt(info, 10);
   MT_CHECK(rows >= 0 && C >= 0, op, ": negative size");
-  int dev = devAt(op, lossId);
-  devAt(op, xId, dev);
-  devAt(op, tId, dev);
-  devAt(op, lseId, dev);
+  int dev = devOf(op, lossId);
+  devOf(op, xId, dev);
+  devOf(op, tId, dev);
+  devOf(op, lseId, dev);
   const DType stat = d == DType::F64 ? DType::F64 : DType::F32;
-  cudaCrossEntropyForward(dev, int(d), at(xId, xOff, rows * C, d), rows, C, int(id), at(tId, tOff, rows, id), ignore,
-                          at(lossId, 0, rows, d), at(lseId, 0, rows, stat));
+  cudaCrossEntropyForward(dev, int(d), dptr(xId, xOff, rows * C, d), rows, C, int(id), dptr(tId, tOff, rows, id), ignore,
+                          dptr(lossId, 0, rows, d), dptr(lseId, 0, rows, stat));
   return info.Env().Undefined();
 }
 

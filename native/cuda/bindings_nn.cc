@@ -6,23 +6,12 @@
 #include "cuda/bindings_nn.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
+#include "cuda/operands.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 
 namespace mt {
 namespace {
-
-int devOf(const char* op, int64_t id, int dev = -1) {
-  int code = storageAt(id).device;
-  MT_CHECK(isCudaCode(code), op, ": storage ", id, " is not on a CUDA device");
-  MT_CHECK(dev < 0 || code - 1 == dev, op, ": operands on cuda:", dev, " and cuda:", code - 1);
-  return code - 1;
-}
-
-void* dptr(int64_t id, int64_t elemOff, int64_t count, DType d) {
-  size_t item = itemsize(d);
-  return cudaDataPtr<uint8_t>(id, elemOff * int64_t(item), count * int64_t(item));
-}
 
 // An optional tensor (id 0: absent) on `dev`.
 void* optional(const char* op, int64_t id, int64_t off, int64_t n, DType d, int dev) {
