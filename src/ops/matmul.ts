@@ -1,13 +1,14 @@
 /**
- * Matrix products on oneDNN (f32, bf16) or the native f64 loop: matmul (2-D and batched, with
- * transposed operands passed as strides, never copied) and linear (x @ Wᵀ + b, bias fused).
+ * Matrix products on oneDNN (f32, bf16) or the native f64 loop on the CPU, cuBLASLt on CUDA:
+ * matmul (2-D and batched, with transposed operands passed as strides, never copied) and linear
+ * (x @ Wᵀ + b, bias fused). f16 runs natively on CUDA (f32 accumulation); the CPU computes it in
+ * f32 on the f16 values and rounds the result to f16 once.
  */
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, isCuda, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
-import { cast } from './elementwise.ts';
 import * as k from './kernels.ts';
 
 /** A batch of matrices inside a tensor: element (b, i, j) is at off + b*s[0] + i*s[1] + j*s[2]. */
@@ -51,6 +52,7 @@ function transposed(m: Mats): Mats {
 /** out[b] = a[b] @ b[b] (+ bias), contiguous [batch, M, N] returned with `shape`. */
 function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null): Tensor {
   const dev = deviceOf('matmul', a.t, b.t, bias);
+  if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias);
   const out = k.empty(shape, dtype, undefined, false, dev);
   kernelsOn(dev).matmul(
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
@@ -60,10 +62,39 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   return out;
 }
 
+/**
+ * f16 on the CPU (DeepSpeed's fp16 mode; oneDNN's CPU matmul has no f16 path): the operands
+ * widened to f32 for the call only, the f32 product rounded to f16 once. Autograd keeps the f16
+ * tensors, never these copies.
+ */
+function productInF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null): Tensor {
+  const owned: Tensor[] = [];
+  const out32 = product(widened(a, batch, owned), widened(b, batch, owned), batch, shape, 'f32', bias);
+  const out = k.copy(out32, 'f16');
+  out32.dispose();
+  for (const t of owned) t.dispose();
+  return out;
+}
+
+/** A contiguous f32 copy of the matrices `m` describes (one matrix when its batch is broadcast). */
+function widened(m: Mats, batch: number, owned: Tensor[]): Mats {
+  const n = batch > 1 && m.s[0] !== 0 ? batch : 1;
+  const view = m.t.alias([n, m.rows, m.cols], m.s, m.off);
+  const c = k.copy(view, 'f32');
+  view.dispose();
+  owned.push(c);
+  return { t: c, off: 0, s: [n === 1 ? 0 : m.rows * m.cols, m.cols, 1], rows: m.rows, cols: m.cols };
+}
+
+/** The dtype a product's bias is passed in: f32 for 16-bit floats (as the kernels add it), else the inputs'. */
+function biasDtype(d: DType): DType {
+  return d === 'bf16' || d === 'f16' ? 'f32' : d;
+}
+
 function checkOperands(op: string, a: Tensor, b: Tensor): void {
   if (a.ndim < 2 || b.ndim < 2) throw new Error(`${op}: needs tensors of rank >= 2, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
-  if (!isFloat(a.dtype) || a.dtype !== b.dtype || a.dtype === 'f16') {
-    throw new Error(`${op}: needs two f32, bf16 or f64 tensors of one dtype, got ${a.dtype} and ${b.dtype}`);
+  if (!isFloat(a.dtype) || a.dtype !== b.dtype) {
+    throw new Error(`${op}: needs two f32, bf16, f16 or f64 tensors of one dtype, got ${a.dtype} and ${b.dtype}`);
   }
 }
 
@@ -153,10 +184,6 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   if (x.shape[x.ndim - 1] !== inF) throw new Error(`linear: x ${fmt(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmt(weight.shape)} expects ${inF}`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== outF)) throw new Error(`linear: bias ${fmt(bias.shape)} should be [${outF}]`);
   if (x.dtype !== weight.dtype) throw new Error(`linear: x is ${x.dtype}, weight is ${weight.dtype}`);
-  if (x.dtype === 'f16') {
-    // fp16 training on CPUs (DeepSpeed's fp16 mode): f32 math on f16 storage (oneDNN's CPU matmul here has no f16 path).
-    return cast(linear(cast(x, 'f32'), cast(weight, 'f32'), bias && bias.dtype !== 'f32' ? cast(bias, 'f32') : bias), 'f16');
-  }
   if (!isFloat(x.dtype)) throw new Error(`linear: needs f32, bf16, f16 or f64, got ${x.dtype}`);
   const lead = x.shape.slice(0, -1);
   const M = numel(lead);
@@ -164,7 +191,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const x2 = x.ndim >= 2 && isFoldable(x) ? x.alias([M, inF], [x.ndim >= 2 ? x.strides[x.ndim - 2] : inF, x.strides[x.ndim - 1]], x.offset) : k.copy(x).alias([M, inF], [inF, 1], 0);
   owned.push(x2);
   const wT = transposed(asMats(weight, 1, owned));
-  const biasF = bias && bias.dtype !== (x.dtype === 'bf16' ? 'f32' : x.dtype) ? k.copy(bias, x.dtype === 'bf16' ? 'f32' : x.dtype) : bias;
+  const biasF = bias && bias.dtype !== biasDtype(x.dtype) ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
   const out = product(asMats(x2, 1, owned), wT, 1, [...lead, outF], x.dtype, biasF);
   for (const t of owned) t.dispose();

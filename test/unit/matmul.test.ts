@@ -78,7 +78,7 @@ deviceTest('linear equals x @ Wᵀ + b', (dev) => {
 test('bad operands throw errors naming the op and shapes', () => {
   tidy(() => {
     assert.throws(() => matmul(randn([2, 3]), randn([4, 2])), /matmul: inner dims differ: \[2, 3\] @ \[4, 2\]/);
-    assert.throws(() => matmul(randn([2, 3]), randn([3, 2], { dtype: 'f64' })), /matmul: needs two f32, bf16 or f64 tensors of one dtype/);
+    assert.throws(() => matmul(randn([2, 3]), randn([3, 2], { dtype: 'f64' })), /matmul: needs two f32, bf16, f16 or f64 tensors of one dtype/);
     assert.throws(() => matmul(randn([3]), randn([3, 2])), /matmul: needs tensors of rank >= 2/);
     assert.throws(() => matmul(randn([2, 2, 3]), randn([3, 3, 4])), /matmul: batch dims of \[2, 2, 3\] and \[3, 3, 4\] do not broadcast/);
     assert.throws(() => linear(randn([2, 3]), randn([4, 5])), /linear: x \[2, 3\] has 3 features, weight \[4, 5\] expects 5/);
