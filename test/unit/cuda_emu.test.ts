@@ -29,6 +29,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention', {}],
   ['unit/cuda_gpt_fused', {}],
   ['unit/cuda_engine', {}],
+  ['unit/cuda_engine_fp16', {}],
+  ['unit/f16_matmul', {}],
   ['unit/cuda_pinned', {}],
   ['unit/cuda_nccl_emu', {}],
   ['dist/cuda_staging', {}],
