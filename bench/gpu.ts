@@ -1,6 +1,6 @@
 /**
  * GPU benchmark (issue 8, item 5), one GPU, each number beside a peer measured in the same run:
- *  (a) matmul vs cuBLASLt called directly, bf16 and f32, sizes 1024-8192 (goal: ratio >= 0.95);
+ *  (a) matmul vs cuBLASLt called directly, bf16, f16 and f32, sizes 1024-8192 (goal: ratio >= 0.95);
  *  (b) GPT-2 124M bf16 training step: tokens/s and MFU (goal >= 40%; FLOPs counted as
  *      bench/gpu_gpt.ts says), against the datasheet peak and against part (a)'s cuBLASLt rate;
  *  (c) ResNet-101, CIFAR-10-shaped batch 128, bf16: images/s beside PyTorch on the same GPU;
@@ -44,14 +44,14 @@ const rows: BenchRow[] = [];
 let bestBf16 = 0;
 
 if (only.has('a')) {
-  const sizes: Record<'bf16' | 'f32', number[]> = smoke
-    ? { bf16: [64], f32: [64] }
+  const sizes: Record<'bf16' | 'f16' | 'f32', number[]> = smoke
+    ? { bf16: [64], f16: [64], f32: [64] }
     : quick
-      ? { bf16: [1024, 4096, 8192], f32: [4096] }
-      : { bf16: [1024, 2048, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
+      ? { bf16: [1024, 4096, 8192], f16: [4096], f32: [4096] }
+      : { bf16: [1024, 2048, 4096, 8192], f16: [1024, 4096, 8192], f32: [1024, 2048, 4096, 8192] };
   console.log(`\n(a) matmul M=N=K${cell('ours ms', 12)}${cell('cuBLASLt ms', 13)}${cell('ratio', 8)}${cell('ours TF/s', 11)}${cell('cuBLASLt TF/s', 15)}`);
   const results: MatmulResult[] = [];
-  for (const dtype of ['bf16', 'f32'] as const) {
+  for (const dtype of ['bf16', 'f16', 'f32'] as const) {
     for (const n of sizes[dtype]) {
       rows.push(
         guarded(`matmul ${dtype} ${n}`, () => {

@@ -1,7 +1,7 @@
 /**
  * bench/gpu.ts part (a): meshtrain's matmul against cuBLASLt called directly (native
- * benchCublasLtMatmul: descriptors and algorithm chosen outside the timed region), bf16 and f32
- * (no TF32), square sizes. Both sides: random operands, rotated over enough pairs that every
+ * benchCublasLtMatmul: descriptors and algorithm chosen outside the timed region), bf16, f16 and
+ * f32 (no TF32), square sizes. Both sides: random operands, rotated over enough pairs that every
  * round reads about 3x the L2 cache, CUDA events around back-to-back products, median of rounds.
  * Our products are checked first against float64 dot products of sampled rows and columns, and
  * cuBLASLt's last product (into a randomly poisoned output) against ours.
@@ -10,12 +10,12 @@ import { matmul, native, noGrad, randn, type Tensor, tidy } from '../src/index.t
 import { dtypeCode } from '../src/tensor/dtype.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
 
-type Dt = 'bf16' | 'f32';
+type Dt = 'bf16' | 'f16' | 'f32';
 
 /** Rough device rate, only to size a timed round at ~20 ms. */
-const GUESS_FLOPS: Record<Dt, number> = { bf16: 600e12, f32: 45e12 };
-/** |ours - f64 reference| / ‖a_i∘b_j‖ allowed: bf16 rounds its output to 8 bits; f32 accumulates K terms. */
-const CHECK_TOL: Record<Dt, number> = { bf16: 1.5e-2, f32: 1e-4 };
+const GUESS_FLOPS: Record<Dt, number> = { bf16: 600e12, f16: 600e12, f32: 45e12 };
+/** |ours - f64 reference| / ‖a_i∘b_j‖ allowed: bf16 rounds its output to 8 bits, f16 to 11; f32 accumulates K terms. */
+const CHECK_TOL: Record<Dt, number> = { bf16: 1.5e-2, f16: 2e-3, f32: 1e-4 };
 
 export interface MatmulResult {
   dtype: Dt;
@@ -59,7 +59,7 @@ function relativeDiff(x: Tensor, y: Tensor): number {
 /** Times one size and dtype; throws if our product is wrong. `fixed` sets iters and rounds (--smoke). */
 export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number, fixed?: { iters: number; rounds: number }): MatmulResult {
   const flop = 2 * n ** 3;
-  const pairBytes = 2 * n * n * (dtype === 'bf16' ? 2 : 4);
+  const pairBytes = 2 * n * n * (dtype === 'f32' ? 4 : 2);
   const sets = fixed ? 2 : Math.max(1, Math.min(32, Math.ceil((3 * l2Bytes) / pairBytes)));
   const iters = fixed?.iters ?? Math.max(3, Math.min(200, Math.ceil(0.02 / (flop / GUESS_FLOPS[dtype]))));
   const rounds = fixed?.rounds ?? 7;
