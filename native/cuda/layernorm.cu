@@ -7,6 +7,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/warp_rows.cuh"
 
 namespace mt {
 namespace {
@@ -71,34 +72,25 @@ __global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const 
   }
 }
 
-// Rows of up to kWarpCols columns run one warp per row (kThreads / 32 rows per block): the
-// reductions are warp shuffles, with no block barriers. Same formulas and double statistics.
-constexpr int64_t kWarpCols = 4096;
-constexpr int kRowsPerBlock = cu::kThreads / 32;
-
-__device__ __forceinline__ double warpSum(double v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+// Rows of up to cu::kWarpCols columns (warp_rows.cuh): one warp per row, same formulas and double statistics.
 
 template <typename T>
 __global__ void forwardWarpRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t rows,
                                 int64_t cols, double eps) {
   using C = typename cu::Acc<T>::type;
-  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;  // uniform across the warp
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
   double s = 0;
   for (int64_t j = lane; j < cols; j += 32) s += double(cu::ld(xr + j));
-  const double mu = warpSum(s) / double(cols);
+  const double mu = cu::warpSum(s) / double(cols);
   double q = 0;
   for (int64_t j = lane; j < cols; j += 32) {
     double d = double(cu::ld(xr + j)) - mu;
     q += d * d;
   }
-  const double rs = 1.0 / sqrt(warpSum(q) / double(cols) + eps);
+  const double rs = 1.0 / sqrt(cu::warpSum(q) / double(cols) + eps);
   if (lane == 0) {
     mean[r] = Stat<T>(mu);
     rstd[r] = Stat<T>(rs);
@@ -116,9 +108,8 @@ template <typename T>
 __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
                                  int64_t rows, int64_t cols) {
   using C = typename cu::Acc<T>::type;
-  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;  // uniform across the warp
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
   const T* xr = x + r * cols;
   const T* gr = g + r * cols;
   const C mu = C(mean[r]), rs = C(rstd[r]);
@@ -129,16 +120,14 @@ __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, co
     sg += double(gw);
     sgx += double(gw) * double(xhat);
   }
-  const C mg = C(warpSum(sg) / double(cols));
-  const C mgx = C(warpSum(sgx) / double(cols));
+  const C mg = C(cu::warpSum(sg) / double(cols));
+  const C mgx = C(cu::warpSum(sgx) / double(cols));
   for (int64_t j = lane; j < cols; j += 32) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
     cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
   }
 }
-
-unsigned warpRowBlocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 // Rows per partial sum of dw/db: a function of the shape only, so results are too; at most 65535
 // chunks (the grid's y limit).
@@ -176,21 +165,17 @@ __global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols,
   }
 }
 
-void checkRows(int64_t rows) {
-  if (rows > (int64_t(1) << 31) - 1) cu::fail("layerNorm: more than 2^31 rows");
-}
-
 }  // namespace
 
 void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
                           void* rstd, int64_t rows, int64_t cols, double eps) {
-  checkRows(rows);
+  cu::checkRows("layerNorm", rows);
   if (rows == 0 || cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "layerNorm", {
-    if (cols <= kWarpCols)
-      MT_LAUNCH(forwardWarpRows<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+    if (cols <= cu::kWarpCols)
+      MT_LAUNCH(forwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean),
                 static_cast<Stat<T>*>(rstd), rows, cols, eps);
     else
@@ -208,7 +193,7 @@ int64_t cudaLayerNormScratch(int64_t rows, int64_t cols) {
 
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
                            const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch) {
-  checkRows(rows);
+  cu::checkRows("layerNorm", rows);
   if (cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
@@ -222,8 +207,8 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
   MT_CU_FLOAT(dtype, "layerNorm backward", {
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
-    if (dx && cols <= kWarpCols)
-      MT_LAUNCH(backwardWarpRows<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+    if (dx && cols <= cu::kWarpCols)
+      MT_LAUNCH(backwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
     else if (dx)
       MT_LAUNCH(backwardRows<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m, r,

@@ -4,6 +4,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/warp_rows.cuh"
 
 namespace mt {
 namespace {
@@ -68,30 +69,14 @@ __global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, boo
   }
 }
 
-// Rows of up to kWarpCols columns run one warp per row (kThreads / 32 rows per block): the
-// reductions are warp shuffles, with no block barriers. Same formulas, statistics in double.
-constexpr int64_t kWarpCols = 4096;
-constexpr int kRowsPerBlock = cu::kThreads / 32;
-
-__device__ __forceinline__ double warpSum(double v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ double warpMax(double v) {
-  for (int o = 16; o > 0; o /= 2) {
-    const double u = __shfl_xor_sync(0xffffffffu, v, o);
-    v = (u > v || u != u) ? u : v;
-  }
-  return v;
-}
+// Rows of up to cu::kWarpCols columns (warp_rows.cuh): one warp per row, same formulas, statistics in double.
 
 template <typename T>
 __global__ void softmaxForwardWarp(const T* x, T* y, int64_t rows, int64_t cols, bool logOut, int64_t causalRows,
                                    double scale) {
   using C = typename cu::Acc<T>::type;
-  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;  // uniform across the warp
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
   const int64_t n = visibleCols(r, cols, causalRows);
@@ -101,11 +86,11 @@ __global__ void softmaxForwardWarp(const T* x, T* y, int64_t rows, int64_t cols,
     double v = double(s * cu::ld(xr + j));
     m = (v > m || v != v) ? v : m;
   }
-  m = warpMax(m);
+  m = cu::warpMax(m);
   const C mc = C(m);
   double sum = 0;
   for (int64_t j = lane; j < n; j += 32) sum += double(exp(s * cu::ld(xr + j) - mc));
-  sum = warpSum(sum);
+  sum = cu::warpSum(sum);
   if (logOut) {
     const C lse = C(m + log(sum));
     for (int64_t j = lane; j < cols; j += 32) cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
@@ -119,9 +104,8 @@ template <typename T>
 __global__ void softmaxBackwardWarp(const T* y, const T* g, T* dx, int64_t rows, int64_t cols, bool logOut,
                                     int64_t causalRows, double scale) {
   using C = typename cu::Acc<T>::type;
-  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;  // uniform across the warp
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
   const T* yr = y + r * cols;
   const T* gr = g + r * cols;
   T* dr = dx + r * cols;
@@ -129,7 +113,7 @@ __global__ void softmaxBackwardWarp(const T* y, const T* g, T* dx, int64_t rows,
   double acc = 0;
   for (int64_t j = lane; j < n; j += 32)
     acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
-  const C total = C(warpSum(acc));
+  const C total = C(cu::warpSum(acc));
   const C s = C(scale);
   for (int64_t j = lane; j < cols; j += 32) {
     if (j >= n) {
@@ -141,23 +125,17 @@ __global__ void softmaxBackwardWarp(const T* y, const T* g, T* dx, int64_t rows,
   }
 }
 
-unsigned warpRowBlocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
-
-void checkRows(const char* op, int64_t rows) {
-  if (rows > (int64_t(1) << 31) - 1) cu::fail(std::string(op) + ": more than 2^31 rows");
-}
-
 }  // namespace
 
 void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows, int64_t cols, bool logOut,
                         int64_t causalRows, double scale) {
-  checkRows("softmax", rows);
+  cu::checkRows("softmax", rows);
   if (rows == 0 || cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "softmax", {
-    if (cols <= kWarpCols)
-      MT_LAUNCH(softmaxForwardWarp<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+    if (cols <= cu::kWarpCols)
+      MT_LAUNCH(softmaxForwardWarp<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<T*>(y), rows, cols, logOut, causalRows, scale);
     else
       MT_LAUNCH(softmaxForward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), cols,
@@ -168,13 +146,13 @@ void cudaSoftmaxForward(int dev, int dtype, const void* x, void* y, int64_t rows
 
 void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void* dx, int64_t rows, int64_t cols,
                          bool logOut, int64_t causalRows, double scale) {
-  checkRows("softmax backward", rows);
+  cu::checkRows("softmax backward", rows);
   if (rows == 0 || cols == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "softmax backward", {
-    if (cols <= kWarpCols)
-      MT_LAUNCH(softmaxBackwardWarp<T>, warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(y),
+    if (cols <= cu::kWarpCols)
+      MT_LAUNCH(softmaxBackwardWarp<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(y),
                 static_cast<const T*>(g), static_cast<T*>(dx), rows, cols, logOut, causalRows, scale);
     else
       MT_LAUNCH(softmaxBackward<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(y), static_cast<const T*>(g),

@@ -1,0 +1,47 @@
+// Row kernels that give each row of up to kWarpCols columns one warp (kThreads / 32 rows per
+// block), so their reductions are warp shuffles with no block barriers: layernorm.cu, softmax.cu.
+#pragma once
+#include <string>
+#include "cuda/common.cuh"
+
+namespace mt {
+namespace cu {
+
+constexpr int64_t kWarpCols = 4096;
+constexpr int kRowsPerBlock = kThreads / 32;
+
+// This thread's row and lane; `live` is false past the last row (uniform across the warp, so a
+// warp that returns on it leaves no lane behind at a shuffle).
+struct WarpRow {
+  int64_t r;
+  int lane;
+  bool live;
+};
+__device__ __forceinline__ WarpRow warpRow(int64_t rows) {
+  const int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  return {r, int(threadIdx.x % 32), r < rows};
+}
+
+__device__ __forceinline__ double warpSum(double v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// The largest value; NaN wins.
+__device__ __forceinline__ double warpMax(double v) {
+  for (int o = 16; o > 0; o /= 2) {
+    const double u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = (u > v || u != u) ? u : v;
+  }
+  return v;
+}
+
+inline unsigned warpRowBlocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+
+// Block-per-row kernels put the row in blockIdx.x, warp-per-row ones use warpRowBlocks: both need rows < 2^31.
+inline void checkRows(const char* op, int64_t rows) {
+  if (rows > (int64_t(1) << 31) - 1) fail(std::string(op) + ": more than 2^31 rows");
+}
+
+}  // namespace cu
+}  // namespace mt
