@@ -58,25 +58,63 @@ __device__ __forceinline__ bool takes(A v, A best) { return v > best || v != v; 
 __device__ __forceinline__ int64_t binLo(int64_t o, int64_t in, int64_t out) { return (o * in) / out; }
 __device__ __forceinline__ int64_t binHi(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
 
+// The input window of an output: rows [hLo, hHi), columns [wLo, wHi).
+struct Window {
+  int64_t hLo, hHi, wLo, wHi;
+};
+
+// Max pooling keeps the value that wins (NaN wins) and its first position h*W+w; padding reads as
+// -inf, so the window is clipped to the input.
 template <typename T>
-__global__ void maxForwardKernel(Geo g, const T* x, T* y, int32_t* idx) {
+struct MaxReduce {
   using A = typename cu::Acc<T>::type;
+  struct Acc {
+    A best;
+    int32_t arg;
+  };
+  int32_t* idx;
+  __device__ __forceinline__ static Window window(const Geo& g, int64_t oh, int64_t ow) {
+    const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    return {h0 < 0 ? 0 : h0, h0 + g.kh < g.H ? h0 + g.kh : g.H, w0 < 0 ? 0 : w0, w0 + g.kw < g.W ? w0 + g.kw : g.W};
+  }
+  __device__ __forceinline__ Acc start() const { return {-A(CUDART_INF), -1}; }
+  __device__ __forceinline__ void add(Acc& a, A v, const Geo& g, int64_t h, int64_t w) const {
+    if (takes(v, a.best)) a.best = v, a.arg = int32_t(h * g.W + w);
+  }
+  __device__ __forceinline__ void store(const Acc& a, const Window&, T* y, int64_t o) const {
+    cu::st(y + o, a.best);
+    idx[o] = a.arg;
+  }
+};
+
+// Adaptive average pooling over PyTorch's bins. The CPU divides in its plane loop and multiplies by
+// 1/count in its channels-last loop; `byInverse` picks the same rounding.
+template <typename T>
+struct AvgReduce {
+  using A = typename cu::Acc<T>::type;
+  using Acc = A;
+  bool byInverse;
+  __device__ __forceinline__ static Window window(const Geo& g, int64_t oh, int64_t ow) {
+    return {binLo(oh, g.H, g.OH), binHi(oh, g.H, g.OH), binLo(ow, g.W, g.OW), binHi(ow, g.W, g.OW)};
+  }
+  __device__ __forceinline__ Acc start() const { return A(0); }
+  __device__ __forceinline__ void add(Acc& a, A v, const Geo&, int64_t, int64_t) const { a += v; }
+  __device__ __forceinline__ void store(const Acc& a, const Window& k, T* y, int64_t o) const {
+    const A count = A((k.hHi - k.hLo) * (k.wHi - k.wLo));
+    cu::st(y + o, byInverse ? a * (A(1) / count) : a / count);
+  }
+};
+
+// One thread per output: its window read in row-major order (as the CPU does) into R's accumulator.
+template <typename T, typename R>
+__global__ void forwardKernel(Geo g, const T* x, T* y, R red) {
   MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
     const Coord k = coordOf(i, g.C, g.OH, g.OW, g.cl);
-    const int64_t n = k.n, c = k.c, oh = k.p, ow = k.q;
-    const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-    const int64_t hLo = h0 < 0 ? 0 : h0, hHi = h0 + g.kh < g.H ? h0 + g.kh : g.H;
-    const int64_t wLo = w0 < 0 ? 0 : w0, wHi = w0 + g.kw < g.W ? w0 + g.kw : g.W;
-    A best = -A(CUDART_INF);
-    int32_t arg = -1;
-    for (int64_t h = hLo; h < hHi; h++)
-      for (int64_t w = wLo; w < wHi; w++) {
-        const A v = cu::ld(x + off(g.a, n, c, h, w));
-        if (takes(v, best)) best = v, arg = int32_t(h * g.W + w);
-      }
-    const int64_t o = off(g.b, n, c, oh, ow);
-    cu::st(y + o, best);
-    idx[o] = arg;
+    const Window win = R::window(g, k.p, k.q);
+    auto acc = red.start();
+    for (int64_t h = win.hLo; h < win.hHi; h++)
+      for (int64_t w = win.wLo; w < win.wHi; w++) red.add(acc, cu::ld(x + off(g.a, k.n, k.c, h, w)), g, h, w);
+    red.store(acc, win, y, off(g.b, k.n, k.c, k.p, k.q));
   }
 }
 
@@ -106,24 +144,6 @@ __global__ void maxBackwardKernel(Geo g, const T* gy, const int32_t* idx, T* gx)
       for (int64_t ow = owLo; ow <= owHi; ow++)
         if (idx[off(g.b, n, c, oh, ow)] == pos) cu::st(&acc, cu::ld(&acc) + cu::ld(gy + off(g.a, n, c, oh, ow)));
     gx[off(g.c, n, c, h, w)] = acc;
-  }
-}
-
-// The CPU divides in its plane loop and multiplies by 1/count in its channels-last loop; `byInverse`
-// picks the same rounding.
-template <typename T>
-__global__ void avgForwardKernel(Geo g, const T* x, T* y, bool byInverse) {
-  using A = typename cu::Acc<T>::type;
-  MT_CU_LOOP(i, g.N * g.C * g.OH * g.OW) {
-    const Coord k = coordOf(i, g.C, g.OH, g.OW, g.cl);
-    const int64_t n = k.n, c = k.c, oh = k.p, ow = k.q;
-    const int64_t hLo = binLo(oh, g.H, g.OH), hHi = binHi(oh, g.H, g.OH);
-    const int64_t wLo = binLo(ow, g.W, g.OW), wHi = binHi(ow, g.W, g.OW);
-    A acc = A(0);
-    for (int64_t h = hLo; h < hHi; h++)
-      for (int64_t w = wLo; w < wHi; w++) acc += cu::ld(x + off(g.a, n, c, h, w));
-    const A count = A((hHi - hLo) * (wHi - wLo));
-    cu::st(y + off(g.b, n, c, oh, ow), byInverse ? acc * (A(1) / count) : acc / count);
   }
 }
 
@@ -159,67 +179,63 @@ void checkShape(const char* op, const CudaPoolShape& s) {
   if (s.H * s.W > 0x7fffffff) cu::fail(std::string(op) + ": planes over 2^31 elements are not supported");
 }
 
+// Checks the shape, then (unless there is nothing to do) launch(stream, blocks) on dev's compute
+// stream, one thread per input element (backward: `overInput`) or per output element.
+template <typename Launch>
+void launchPool(const char* op, int dev, const CudaPoolShape& s, bool overInput, Launch launch) {
+  checkShape(op, s);
+  const int64_t n = overInput ? s.N * s.C * s.H * s.W : s.N * s.C * s.OH * s.OW;
+  if (n == 0) return;
+  cudaUseDevice(dev);
+  launch(computeStream(dev), cu::blocksFor(n));
+  cu::checkLaunch(op);
+}
+
 }  // namespace
 
 void cudaMaxPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* x, const int64_t* xs, void* y,
                         const int64_t* ys, int32_t* idx) {
-  checkShape("maxPool2dForward", s);
-  const int64_t n = s.N * s.C * s.OH * s.OW;
-  if (n == 0) return;
-  cudaUseDevice(dev);
-  cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, ys, xs, ys);
-  MT_CU_FLOAT(dtype, "maxPool2dForward", {
-    auto k = maxForwardKernel<T>;
-    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), idx);
+  launchPool("maxPool2dForward", dev, s, false, [&](cudaStream_t st, unsigned blocks) {
+    const Geo g = geoOf(s, ys, xs, ys);
+    MT_CU_FLOAT(dtype, "maxPool2dForward", {
+      auto k = forwardKernel<T, MaxReduce<T>>;
+      MT_LAUNCH(k, blocks, cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), MaxReduce<T>{idx});
+    });
   });
-  cu::checkLaunch("maxPool2dForward");
 }
 
 void cudaMaxPoolBackward(int dev, int dtype, const CudaPoolShape& s, const void* gy, const int64_t* gys,
                          const int32_t* idx, const int64_t* is, void* gx, const int64_t* gxs) {
-  checkShape("maxPool2dBackward", s);
-  const int64_t n = s.N * s.C * s.H * s.W;
-  if (n == 0) return;
-  if (s.sh <= 0 || s.sw <= 0) cu::fail("maxPool2dBackward: strides must be positive");
-  cudaUseDevice(dev);
-  cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, gxs, gys, is, gxs);
-  MT_CU_FLOAT(dtype, "maxPool2dBackward", {
-    auto k = maxBackwardKernel<T>;
-    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(gy), idx, static_cast<T*>(gx));
+  launchPool("maxPool2dBackward", dev, s, true, [&](cudaStream_t st, unsigned blocks) {
+    if (s.sh <= 0 || s.sw <= 0) cu::fail("maxPool2dBackward: strides must be positive");
+    const Geo g = geoOf(s, gxs, gys, is, gxs);
+    MT_CU_FLOAT(dtype, "maxPool2dBackward", {
+      auto k = maxBackwardKernel<T>;
+      MT_LAUNCH(k, blocks, cu::kThreads, 0, st, g, static_cast<const T*>(gy), idx, static_cast<T*>(gx));
+    });
   });
-  cu::checkLaunch("maxPool2dBackward");
 }
 
 void cudaAdaptiveAvgPoolForward(int dev, int dtype, const CudaPoolShape& s, const void* x, const int64_t* xs, void* y,
                                 const int64_t* ys) {
-  checkShape("adaptiveAvgPool2dForward", s);
-  const int64_t n = s.N * s.C * s.OH * s.OW;
-  if (n == 0) return;
-  cudaUseDevice(dev);
-  cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, ys, xs, ys);
-  MT_CU_FLOAT(dtype, "adaptiveAvgPool2dForward", {
-    auto k = avgForwardKernel<T>;
-    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), xs[1] == 1);
+  launchPool("adaptiveAvgPool2dForward", dev, s, false, [&](cudaStream_t st, unsigned blocks) {
+    const Geo g = geoOf(s, ys, xs, ys);
+    MT_CU_FLOAT(dtype, "adaptiveAvgPool2dForward", {
+      auto k = forwardKernel<T, AvgReduce<T>>;
+      MT_LAUNCH(k, blocks, cu::kThreads, 0, st, g, static_cast<const T*>(x), static_cast<T*>(y), AvgReduce<T>{xs[1] == 1});
+    });
   });
-  cu::checkLaunch("adaptiveAvgPool2dForward");
 }
 
 void cudaAdaptiveAvgPoolBackward(int dev, int dtype, const CudaPoolShape& s, const void* gy, const int64_t* gys, void* gx,
                                  const int64_t* gxs) {
-  checkShape("adaptiveAvgPool2dBackward", s);
-  const int64_t n = s.N * s.C * s.H * s.W;
-  if (n == 0) return;
-  cudaUseDevice(dev);
-  cudaStream_t st = computeStream(dev);
-  const Geo g = geoOf(s, gxs, gys, gxs);
-  MT_CU_FLOAT(dtype, "adaptiveAvgPool2dBackward", {
-    auto k = avgBackwardKernel<T>;
-    MT_LAUNCH(k, cu::blocksFor(n), cu::kThreads, 0, st, g, static_cast<const T*>(gy), static_cast<T*>(gx));
+  launchPool("adaptiveAvgPool2dBackward", dev, s, true, [&](cudaStream_t st, unsigned blocks) {
+    const Geo g = geoOf(s, gxs, gys, gxs);
+    MT_CU_FLOAT(dtype, "adaptiveAvgPool2dBackward", {
+      auto k = avgBackwardKernel<T>;
+      MT_LAUNCH(k, blocks, cu::kThreads, 0, st, g, static_cast<const T*>(gy), static_cast<T*>(gx));
+    });
   });
-  cu::checkLaunch("adaptiveAvgPool2dBackward");
 }
 
 }  // namespace mt
