@@ -1,7 +1,7 @@
-// fp16 GPT tiny through a 2-stage 1F1B pipeline (fixtures/pipeline_fp16_gpt.ts) against one process
+// fp16 GPT tiny through a 2-stage pipeline (fixtures/pipeline_fp16_gpt.ts) against one process
 // running the same micro-batches through GPT: dynamic loss scale from 2^20 (overflowing steps
-// skipped, the scale growing after two clean steps), AdamW on fp32 masters, clipping; plain and
-// ZeRO-1. The scale traces are equal (the same steps skipped) and the losses equal bit for bit:
+// skipped, the scale growing after two clean steps), AdamW on fp32 masters, clipping; 1F1B plain and
+// with ZeRO-1, and ZB-H1 (weight gradients deferred to W actions, a separate f16 matmul each). The scale traces are equal (the same steps skipped) and the losses equal bit for bit:
 // every stage computes what the one process does, micro-batch by micro-batch. The weights differ
 // by rounding order only: the tied token embedding's two f16 gradients (embedding and head) are
 // accumulated over the micro-batches separately and summed across stages, where the one process
@@ -27,11 +27,11 @@ interface Result {
   dtype: string;
 }
 
-test('fp16 GPT tiny, pp 2 with 1F1B (plain AdamW and ZeRO-1): loss-scale trace and losses equal one process, weights within 2e-3', async () => {
-  const r = await runLauncher(['--num_procs', '2', '--no_local_rank'], 'pipeline_fp16_gpt.ts', ['plain,zero1'], { timeoutMs: 55_000 });
+test('fp16 GPT tiny, pp 2 with 1F1B (plain AdamW and ZeRO-1) and ZB-H1: loss-scale trace and losses equal one process, weights within 2e-3', async () => {
+  const r = await runLauncher(['--num_procs', '2', '--no_local_rank'], 'pipeline_fp16_gpt.ts', ['plain,zero1,zb-h1'], { timeoutMs: 55_000 });
   expectExit(r, 0, 'fp16 GPT pipeline on 2 ranks');
   const rs = [...r.stdout.matchAll(/^\[rank \d\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Result);
-  assert.is(rs.length, 4);
+  assert.is(rs.length, 6);
   for (const x of rs) {
     const at = `${x.case} rank ${x.rank}`;
     console.log(`  ${at}: losses ${x.lossRel}, tied embedding ${x.tiedAbs.toExponential(2)}, other weights ${x.restAbs.toExponential(2)}, scales ${x.scales}`);
