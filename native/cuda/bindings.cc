@@ -396,6 +396,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
+void registerCudaCensus(Napi::Object exports);  // census.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -428,6 +429,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaSynchronize", Synchronize);
   MT_EXPORT(exports, "cudaDeviceProperties", DeviceProperties);
   registerCudaBench(exports);
+  registerCudaCensus(exports);
 #endif
 }
 

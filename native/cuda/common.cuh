@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include "cuda/census.h"
 
 namespace mt {
 namespace cu {
@@ -54,15 +55,30 @@ inline void checkLaunch(const char* kernel) {
 // A grid or block with commas goes in parentheses: MT_LAUNCH(k, (dim3(x, y)), ...).
 // Dynamic shared memory is declared with MT_DYNAMIC_SHARED(float, smem); (16-byte aligned): plain
 // C++ has no spelling of `extern __shared__ T smem[]` that the emulation could point at a launch's buffer.
+// Each launch is counted by the launch census when it is on (census.h; one branch when off).
 #ifdef MESHTRAIN_CUDA_EMU
-#define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
-  ::mt::emu::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smemBytes, stream, ##__VA_ARGS__)
+#define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...)                                        \
+  do {                                                                                                \
+    MT_CENSUS_LAUNCH(kernel, grid, block);                                                            \
+    ::mt::emu::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smemBytes, stream, ##__VA_ARGS__); \
+  } while (0)
 #define MT_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::mt::emu::dynamicShared())
 #else
 #define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...) \
-  kernel<<<grid, block, smemBytes, stream>>>(__VA_ARGS__)
+  do {                                                         \
+    MT_CENSUS_LAUNCH(kernel, grid, block);                     \
+    kernel<<<grid, block, smemBytes, stream>>>(__VA_ARGS__);   \
+  } while (0)
 #define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
 #endif
+#define MT_CENSUS_LAUNCH(kernel, grid, block)                                                             \
+  do {                                                                                                    \
+    if (__builtin_expect(::mt::census::on, 0)) ::mt::cu::censusLaunch(#kernel, __FILE__, __LINE__, grid, block); \
+  } while (0)
+
+inline void censusLaunch(const char* kernel, const char* file, int line, dim3 g, dim3 b) {
+  census::launch(kernel, file, line, double(g.x) * g.y * g.z * double(b.x) * b.y * b.z);
+}
 
 constexpr int kThreads = 256;
 inline unsigned blocksFor(int64_t n, int64_t perThread = 1) {

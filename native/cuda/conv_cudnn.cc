@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+#include "cuda/census.h"
 #include "cuda/conv.h"
 #include "cuda/cudnn_api.h"
 #include "cuda/device_memory.h"
@@ -221,6 +222,9 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
     if (prop != kConvBackwardWeights) cudaCopyStrided(dev, dtype, w, ours, dtype, f, krsc, fdims, 4);
   }
   const float one = 1.0f, zero = 0.0f;  // float scaling for every non-double data type
+  MT_CENSUS_CALL("library", std::string(passName(prop)) + " " + dtypeLabel(dtype),
+                 double(dtype == int(DType::F32) ? 4 : 2) *
+                     double(s.N * s.C * s.H * s.W + s.N * s.O * s.OH() * s.OW() + s.O * Cg * s.kh * s.kw));
   cudaUseDevice(dev);
   if (prop == kConvForward)
     check(api->forward(h, &one, p.a, a, p.w, f, p.conv, p.algo, ws, p.workspace, &zero, p.b, b),

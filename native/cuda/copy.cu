@@ -33,6 +33,19 @@ T hostValue(double v) {
   else return T(v);
 }
 
+const char* dtypeName(int d) {
+  static const char* names[] = {"f32", "f64", "bf16", "f16", "i32", "i64"};
+  return d >= 0 && d < 6 ? names[d] : "?";
+}
+
+int itemBytes(int d) { return d == cu::F64 || d == cu::I64 ? 8 : d == cu::F32 || d == cu::I32 ? 4 : 2; }
+
+// The census's label of a copy: "bf16->f32" for a cast, plus " strided" when not flat.
+std::string copyLabel(int src, int dst, bool flat) {
+  std::string l = src == dst ? std::string(dtypeName(src)) : std::string(dtypeName(src)) + "->" + dtypeName(dst);
+  return flat ? l : l + " strided";
+}
+
 }  // namespace
 
 void cudaCopyStrided(int dev, int srcDtype, const void* src, const int64_t* ss, int dstDtype, void* dst,
@@ -59,6 +72,7 @@ void cudaCopyStrided(int dev, int srcDtype, const void* src, const int64_t* ss, 
     MT_CU_ALL(dstDtype, "copy", {
       auto copyFlat = copyFlatKernel<S, T>;
       auto copyStrided = copyKernel<S, T>;
+      MT_CENSUS_DESCRIBE(copyLabel(srcDtype, dstDtype, flat), double(n) * (sizeof(S) + sizeof(T)));
       if (flat) MT_LAUNCH(copyFlat, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const S*>(src), static_cast<T*>(dst), n);
       else MT_LAUNCH(copyStrided, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<const S*>(src), static_cast<T*>(dst), d, n);
     });
@@ -70,6 +84,7 @@ void cudaFill(int dev, int dtype, void* p, int64_t n, double value) {
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  MT_CENSUS_DESCRIBE(std::string(dtypeName(dtype)) + (value == 0 ? " zeros" : ""), double(n) * itemBytes(dtype));
   MT_CU_ALL(dtype, "fill", MT_LAUNCH(fillKernel<T>, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<T*>(p), n, hostValue<T>(value)));
   cu::checkLaunch("fill");
 }

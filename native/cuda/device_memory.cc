@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <vector>
+#include "cuda/census.h"
 #include "cuda/runtime.h"
 #include "tensor/storage.h"
 
@@ -93,6 +94,7 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
     return p;
   }
   c.stats.misses++;
+  MT_CENSUS_CALL("malloc", "cudaMalloc (cache miss)", cap);
   cudaUseDevice(dev);
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, cap);
@@ -130,12 +132,14 @@ void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
 
 void cudaZeroBytes(int dev, void* ptr, size_t n) {
   cudaUseDevice(dev);
+  MT_CENSUS_CALL("memset", "cudaMemsetAsync", n);
   cudaCheck(cudaMemsetAsync(ptr, 0, n, computeStream(dev)), "cudaMemsetAsync");
 }
 
 void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  MT_CENSUS_CALL("memcpy", "device to host (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "copying device to host");
   cudaCheck(cudaStreamSynchronize(s), "copying device to host (an earlier kernel may have failed)");
 }
@@ -143,6 +147,7 @@ void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
 void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n) {
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  MT_CENSUS_CALL("memcpy", "host to device (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "copying host to device");
   // The host buffer may be a JS array freed right after: wait until it was read.
   cudaCheck(cudaStreamSynchronize(s), "copying host to device");
@@ -152,12 +157,14 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
   cudaUseDevice(dstDev);
   cudaStream_t s = computeStream(dstDev);
   if (srcDev == dstDev) {
+    MT_CENSUS_CALL("memcpy", "device to device", n);
     cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s), "copying on the device");
     return;
   }
   // The source's pending kernels must finish before the peer copy reads it.
   cudaCheck(cudaStreamSynchronize(computeStream(srcDev)), "waiting for the source device");
   cudaUseDevice(dstDev);
+  MT_CENSUS_CALL("memcpy", "peer (synchronizes the source)", n);
   cudaCheck(cudaMemcpyPeerAsync(dst, dstDev, src, srcDev, n, s), "copying between devices");
   // The source block may be freed next and reused by the source's compute stream: that stream
   // must not run ahead of the copy still reading it.
@@ -165,6 +172,7 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
 }
 
 void cudaSynchronizeDevice(int dev) {
+  MT_CENSUS_CALL("sync", "cudaSynchronize", 0);
   cudaUseDevice(dev);
   cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing the compute stream (an earlier kernel failed)");
   cudaCheck(cudaStreamSynchronize(commStream(dev)), "synchronizing the communication stream");

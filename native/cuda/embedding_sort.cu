@@ -136,6 +136,7 @@ void cudaEmbeddingScatter(int dev, int dtype, int idDtype, const void* ids, int6
     cu::checkLaunch("countingSort");
 #else
     size_t bytes = l.tempBytes;
+    MT_CENSUS_CALL("library", "cub::DeviceRadixSort::SortPairs", n * 24);
     cudaCheck(cub::DeviceRadixSort::SortPairs(base + l.temp, bytes, keys, keysOut, pos, posOut, int(n), 0, endBit(V), s),
               "cub::DeviceRadixSort::SortPairs");
 #endif

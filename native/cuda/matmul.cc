@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include "cuda/census.h"
 #include "cuda/kernels.h"
 #include "cuda/libraries.h"
 #include "cuda/runtime.h"
@@ -150,6 +151,8 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   auto pack = [&](Operand& p, const void*& ptr) {
     if ((p.rowMajor() || p.colMajor()) && (batch == 1 || p.s[0] != 0)) return;
     void* dst = scratch(batch * p.rows * p.cols * int64_t(item));
+    // The copy's launch is counted in copy.cu; this note says a matmul asked for it.
+    MT_CENSUS_CALL("note", "matmul packs an operand", 2 * batch * p.rows * p.cols * int64_t(item));
     int64_t shape[3] = {batch, p.rows, p.cols}, dstStrides[3] = {p.rows * p.cols, p.cols, 1};
     cudaCopyStrided(dev, int(d), ptr, p.s, int(d), dst, dstStrides, shape, 3);
     ptr = dst;
@@ -201,6 +204,8 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
+  MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : ""),
+                 double(item) * double(batch) * double(M * K + K * N) + double(itemsize(od)) * double(batch * M * N) * (accumulate ? 2 : 1));
   ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");

@@ -140,6 +140,7 @@ double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, doubl
               MT_LAUNCH(normPowKernel<T>, unsigned(chunks), cu::kThreads, 0, s, static_cast<const T*>(x), n, p, partial));
   cu::checkLaunch("normPow");
   std::vector<double> host(static_cast<size_t>(chunks));
+  MT_CENSUS_CALL("memcpy", "normPow partials to host (synchronizes)", host.size() * sizeof(double));
   cudaCheck(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, s),
             "normPow: copying the partial sums");
   cudaCheck(cudaStreamSynchronize(s), "normPow");

@@ -6,6 +6,7 @@
 #include <mutex>
 #include "util/check.h"
 #ifdef MESHTRAIN_CUDA
+#include "cuda/census.h"
 #include "cuda/device_memory.h"
 #include "cuda/runtime.h"
 #endif
@@ -162,6 +163,7 @@ void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByte
   cudaStream_t comm = commStream(dev), compute = computeStream(dev);
   // Kernels queued before produced (or still read) the device bytes: the copy starts after them.
   streamWaitStream(dev, comm, compute);
+  MT_CENSUS_CALL("memcpy", toHost ? "stage device to host (synchronizes)" : "stage host to device", bytes);
   if (toHost) {
     cudaCheck(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToHost, comm), "stageCopy: cudaMemcpyAsync device to host");
     cudaCheck(cudaStreamSynchronize(comm), "stageCopy: device to host (an earlier kernel may have failed)");

@@ -38,6 +38,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_pipeline', {}],
   ['dist/cuda_engine_checkpoint', {}],
   ['dist/cuda_tensor_parallel', {}],
+  ['unit/cuda_census', {}],
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
 ];
 

@@ -1,0 +1,127 @@
+// The launch census's counters and its binding, cudaCensus(command). CUDA builds only (the
+// emulated device included: its launches go through the same MT_LAUNCH sites).
+#ifdef MESHTRAIN_CUDA
+#include "cuda/census.h"
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include "util/args.h"
+
+namespace mt {
+namespace census {
+
+bool on = false;
+
+namespace {
+
+struct Entry {
+  double count = 0, bytes = 0, threads = 0;
+};
+// (kind, name, site, label) -> totals. Ordered, so the binding's output is stable.
+using Key = std::tuple<std::string, std::string, std::string, std::string>;
+
+std::mutex& mu() {
+  static std::mutex m;
+  return m;
+}
+std::map<Key, Entry>& table() {
+  static std::map<Key, Entry> t;
+  return t;
+}
+
+struct Pending {
+  bool set = false;
+  std::string label;
+  double bytes = 0;
+};
+thread_local Pending pending;
+
+// "cuda/copy.cu:62": the path below native/, whatever folder the build ran in.
+std::string site(const char* file, int line) {
+  const char* p = std::strstr(file, "native/");
+  return std::string(p ? p + 7 : file) + ":" + std::to_string(line);
+}
+
+void add(const Key& k, double bytes, double threads) {
+  std::lock_guard<std::mutex> lock(mu());
+  Entry& e = table()[k];
+  e.count += 1;
+  e.bytes += bytes;
+  e.threads += threads;
+}
+
+}  // namespace
+
+void launch(const char* kernel, const char* file, int line, double threads) {
+  std::string label;
+  double bytes = 0;
+  if (pending.set) {
+    label = std::move(pending.label);
+    bytes = pending.bytes;
+    pending = Pending{};
+  }
+  add(Key{"kernel", kernel, site(file, line), label}, bytes, threads);
+}
+
+void describe(const std::string& label, double bytes) {
+  pending.set = true;
+  pending.label = label;
+  pending.bytes = bytes;
+}
+
+void call(const char* kind, const std::string& name, const char* file, int line, double bytes) {
+  add(Key{kind, name, site(file, line), ""}, bytes, 0);
+}
+
+namespace {
+
+Napi::Value entries(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(mu());
+  auto arr = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& [k, e] : table()) {
+    auto o = Napi::Object::New(env);
+    o.Set("kind", std::get<0>(k));
+    o.Set("name", std::get<1>(k));
+    o.Set("site", std::get<2>(k));
+    o.Set("label", std::get<3>(k));
+    o.Set("count", e.count);
+    o.Set("bytes", e.bytes);
+    o.Set("threads", e.threads);
+    arr.Set(i++, o);
+  }
+  return arr;
+}
+
+// cudaCensus('start'): clears the counters and counts from now on; 'stop': stops counting and
+// returns the entries; 'read': returns them and keeps counting.
+Napi::Value Census(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MT_CHECK(info.Length() >= 1 && info[0].IsString(), "cudaCensus: expects 'start', 'stop' or 'read'");
+  const std::string cmd = info[0].As<Napi::String>().Utf8Value();
+  if (cmd == "start") {
+    {
+      std::lock_guard<std::mutex> lock(mu());
+      table().clear();
+    }
+    pending = Pending{};
+    on = true;
+    return env.Undefined();
+  }
+  if (cmd == "stop") {
+    on = false;
+    return entries(env);
+  }
+  MT_CHECK(cmd == "read", "cudaCensus: unknown command '", cmd, "' (expects 'start', 'stop' or 'read')");
+  return entries(env);
+}
+
+}  // namespace
+}  // namespace census
+
+void registerCudaCensus(Napi::Object exports) { MT_EXPORT(exports, "cudaCensus", census::Census); }
+
+}  // namespace mt
+#endif
