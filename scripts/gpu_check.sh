@@ -146,6 +146,9 @@ step unit/cuda_attention:simt 120 env MESHTRAIN_ATTENTION=simt node --import tsx
 attnSize=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
 step bench:attention 90 node --import tsx bench/gpu_attention.ts $attnSize
 step bench:attention:simt 90 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $attnSize
+# NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
+step bench:nccl 60 node --import tsx bench/gpu_nccl.ts --quick
+step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick
 # Batch norm and max pool at ResNet-101's largest layers (bf16, batch 128): time and implied GB/s.
 step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $attnSize
 for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do

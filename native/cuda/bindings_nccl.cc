@@ -1,4 +1,5 @@
-// nccl.{status, uniqueId, open, split, op, test, wait, setTimeout, close, device, spin}: the
+// nccl.{status, uniqueId, hasInitConfig, open, split, poll, abandon, op, test, wait, setTimeout,
+// close, device, busId, spin}: the
 // NCCL communicator for src/dist/nccl.ts. Every build has nccl.status(), which says why NCCL
 // cannot be used here; the rest exist in CUDA builds only.
 #include "cuda/bindings_nccl.h"
@@ -6,6 +7,7 @@
 #include "tensor/storage.h"
 #include "util/args.h"
 #ifdef MESHTRAIN_NCCL
+#include "cuda/libraries.h"
 #include "cuda/runtime.h"
 #ifndef MESHTRAIN_CUDA_EMU
 #include "cuda/spin.h"
@@ -36,21 +38,39 @@ Napi::Value UniqueId(const Napi::CallbackInfo& info) {
   return Napi::Buffer<char>::Copy(info.Env(), id.data(), id.size());
 }
 
-// open(dev, id: Uint8Array(128), size, rank, name, timeoutMs, blockingWait) -> handle
+// hasInitConfig() -> whether libnccl has ncclCommInitRankConfig (NCCL >= 2.14: non-blocking creation).
+Napi::Value HasInitConfig(const Napi::CallbackInfo& info) {
+  std::string why;
+  const NcclApi* a = nccl(&why);
+  return Napi::Boolean::New(info.Env(), a && a->commInitRankConfig);
+}
+
+// open(dev, id: Uint8Array(128), size, rank, name, timeoutMs, blockingWait, nonBlocking) -> handle
+// (poll() it until ready)
 Napi::Value Open(const Napi::CallbackInfo& info) {
   MT_CHECK(info.Length() > 1 && info[1].IsTypedArray(), "nccl.open: argument 1 must be the unique id bytes");
   auto id = info[1].As<Napi::Uint8Array>();
   std::string bytes(reinterpret_cast<const char*>(id.Data()), id.ByteLength());
   int64_t h = ncclCommOpen(int(argInt(info, 0)), bytes, int(argInt(info, 2)), int(argInt(info, 3)), argStr(info, 4),
-                           argInt(info, 5), argBool(info, 6));
+                           argInt(info, 5), argBool(info, 6), argBool(info, 7));
   return Napi::Number::New(info.Env(), double(h));
 }
 
-// split(parent, color, key, size, rank, name, timeoutMs) -> handle, or -1 for a negative color
+// split(parent, color >= 0, key, size, rank, name, timeoutMs) -> handle (poll() it until ready)
 Napi::Value Split(const Napi::CallbackInfo& info) {
   int64_t h = ncclCommSplitOf(argInt(info, 0), int(argInt(info, 1)), int(argInt(info, 2)), int(argInt(info, 3)),
                               int(argInt(info, 4)), argStr(info, 5), argInt(info, 6));
   return Napi::Number::New(info.Env(), double(h));
+}
+
+// poll(h) -> true once the communicator is ready; throws (after aborting) when NCCL failed.
+Napi::Value Poll(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), ncclCommPoll(argInt(info, 0)) == 1);
+}
+
+// abandon(h, reason) -> the error message; the communicator is aborted and forgotten.
+Napi::Value Abandon(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ncclCommAbandon(argInt(info, 0), argStr(info, 1)));
 }
 
 // A device address for `count` elements at element `off` of storage `id` (0: none), on cuda:dev.
@@ -144,8 +164,11 @@ void registerNccl(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(o, "status", Status);
 #ifdef MESHTRAIN_NCCL
   MT_EXPORT(o, "uniqueId", UniqueId);
+  MT_EXPORT(o, "hasInitConfig", HasInitConfig);
   MT_EXPORT(o, "open", Open);
   MT_EXPORT(o, "split", Split);
+  MT_EXPORT(o, "poll", Poll);
+  MT_EXPORT(o, "abandon", Abandon);
   MT_EXPORT(o, "op", Op);
   MT_EXPORT(o, "test", Test);
   MT_EXPORT(o, "wait", Wait);

@@ -93,7 +93,8 @@ void loadNccl() {
     bind(a.recv, s.lib, what, "ncclRecv");
     bind(a.groupStart, s.lib, what, "ncclGroupStart");
     bind(a.groupEnd, s.lib, what, "ncclGroupEnd");
-    // Newer than the rest (2.18, 2.14): null when absent; the communicator falls back without them.
+    // Newer than the rest (2.14, 2.18): null when absent; the communicator falls back without them.
+    a.commInitRankConfig = reinterpret_cast<decltype(a.commInitRankConfig)>(dlsym(s.lib.handle, "ncclCommInitRankConfig"));
     a.commSplit = reinterpret_cast<decltype(a.commSplit)>(dlsym(s.lib.handle, "ncclCommSplit"));
     a.commFinalize = reinterpret_cast<decltype(a.commFinalize)>(dlsym(s.lib.handle, "ncclCommFinalize"));
     s.ok = true;

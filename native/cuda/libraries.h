@@ -2,6 +2,7 @@
 // these are declared (with the values of the vendors' headers), so no vendor header or library
 // is needed to build. Compiled in every build: the CPU build reports them as not loaded.
 #pragma once
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,7 +30,9 @@ constexpr int kOpN = 0, kOpT = 1;
 constexpr int kDescComputeType = 0, kDescScaleType = 1, kDescTransA = 3, kDescTransB = 4;
 constexpr int kLayoutOrder = 1, kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;
 constexpr int kOrderRow = 1;
-constexpr int kPrefMaxWorkspaceBytes = 1, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7, kPrefMinAlignD = 8;
+constexpr int kPrefMaxWorkspaceBytes = 1, kPrefReductionSchemeMask = 3, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7,
+              kPrefMinAlignD = 8;
+constexpr uint32_t kReductionComputeType = 2;  // cublasLtReductionScheme_t: split-K partials kept in the compute type
 constexpr int kCompute32F = 68, kCompute64F = 70;
 // cudaDataType_t (library_types.h)
 constexpr int kR32F = 0, kR64F = 1, kR16F = 2, kR16BF = 14;
@@ -66,6 +69,20 @@ constexpr int kSum = 0, kProd = 1, kMax = 2, kMin = 3, kAvg = 4;  // ncclRedOp_t
 // ncclDataType_t
 constexpr int kInt32 = 2, kInt64 = 4, kFloat16 = 6, kFloat32 = 7, kFloat64 = 8, kBfloat16 = 9;
 constexpr int kSplitNoColor = -1;  // NCCL_SPLIT_NOCOLOR
+// ncclConfig_t as NCCL 2.18's header lays it out (ncclConfig_v21700 + splitShare). NCCL copies
+// min(size, its own sizeof) bytes and resets fields newer than `version` to defaults, so a newer
+// libnccl accepts it; 2.14-2.17 read `blocking` only. Unset fields are NCCL_CONFIG_UNDEF_*.
+struct Config {
+  size_t size = sizeof(Config);
+  unsigned int magic = 0xcafebeef;  // NCCL_API_MAGIC
+  unsigned int version = 21800;     // NCCL_VERSION(2, 18, 0)
+  int blocking = INT_MIN;
+  int cgaClusterSize = INT_MIN;
+  int minCTAs = INT_MIN;
+  int maxCTAs = INT_MIN;
+  const char* netName = nullptr;
+  int splitShare = INT_MIN;
+};
 }  // namespace nc
 
 struct NcclApi {
@@ -73,9 +90,10 @@ struct NcclApi {
   const char* (*getErrorString)(int result);
   int (*getUniqueId)(nc::UniqueId* id);
   int (*commInitRank)(nc::Comm* comm, int nranks, nc::UniqueId id, int rank);
-  // config is ncclConfig_t*; always nullptr here (blocking communicators, the parent's config).
-  // commSplit (NCCL >= 2.18) and commFinalize (>= 2.14) are null when the library lacks them.
-  int (*commSplit)(nc::Comm comm, int color, int key, nc::Comm* newcomm, void* config);
+  // commInitRankConfig and commFinalize (NCCL >= 2.14) and commSplit (>= 2.18) are null when the
+  // library lacks them.
+  int (*commInitRankConfig)(nc::Comm* comm, int nranks, nc::UniqueId id, int rank, nc::Config* config);
+  int (*commSplit)(nc::Comm comm, int color, int key, nc::Comm* newcomm, nc::Config* config);
   int (*commGetAsyncError)(nc::Comm comm, int* asyncError);
   int (*commAbort)(nc::Comm comm);
   int (*commFinalize)(nc::Comm comm);

@@ -1,8 +1,9 @@
-// NCCL communicators (see nccl_comm.h). Ordering: a collective's communication stream first
-// waits for the compute stream (its inputs are written there), and its completion is an event on
-// the communication stream; waiting makes the compute stream wait for that event, so later
-// kernels, reads and reuse of freed blocks (the allocator relies on compute-stream order) come
-// after it. The watchdog polls each communicator's pending events and ncclCommGetAsyncError.
+// NCCL communicators (see nccl_comm.h): operations, the watchdog and close; creation is in
+// nccl_create.cc. Ordering: a collective's communication stream first waits for the compute
+// stream (its inputs are written there), and its completion is an event on the communication
+// stream; waiting makes the compute stream wait for that event, so later kernels, reads and reuse
+// of freed blocks (the allocator relies on compute-stream order) come after it. The watchdog polls
+// each communicator's pending events and ncclCommGetAsyncError.
 #include "cuda/nccl_comm.h"
 #ifdef MESHTRAIN_NCCL
 #include <atomic>
@@ -18,48 +19,13 @@
 #include "cuda/device.h"
 #include "cuda/device_memory.h"
 #include "cuda/libraries.h"
+#include "cuda/nccl_state.h"
 #include "cuda/runtime.h"
 #include "tensor/storage.h"
 
 namespace mt {
+namespace ncclx {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct Pending {
-  int64_t id = 0;
-  std::string what;
-  Clock::time_point start;
-  cudaEvent_t done = nullptr;
-  bool recorded = false;  // the event is queued (before that, only the enqueue call can be stuck)
-  bool complete = false;   // set by the watchdog; complete operations leave the list
-  // Unfinished when its communicator failed: its event may still fire (aborted kernels exit),
-  // but its result is garbage, so waiting for it throws.
-  std::atomic<bool> doomed{false};
-  bool hostWait = false;   // barrier: wait() blocks the host until it completes
-  ~Pending() {
-    if (done) cudaEventDestroy(done);
-  }
-};
-
-struct Comm {
-  nc::Comm comm = nullptr;
-  int dev = 0, rank = 0, size = 0;
-  std::string name;
-  std::atomic<int64_t> timeoutMs{0};
-  bool blockingWait = false;
-  int64_t scratch = 0;  // one f32 on the device for barriers
-  int64_t nextOp = 1;
-  std::mutex mu;    // ops and error, shared with the watchdog
-  std::mutex life;  // held by a watchdog pass and by close(), so the handle is not destroyed under it
-  std::vector<std::shared_ptr<Pending>> ops;
-  std::string error;
-  std::atomic<bool> failed{false};
-  std::atomic<bool> aborted{false};
-  std::atomic<bool> closed{false};
-
-  std::string where() const { return cat("group '", name, "' (rank ", rank, " of ", size, ", cuda:", dev, ")"); }
-};
 
 // Leaked on purpose: the detached watchdog may still read it while static destructors run at exit.
 struct Registry {
@@ -74,49 +40,6 @@ struct Registry {
 Registry& reg() {
   static Registry* r = new Registry();
   return *r;
-}
-
-const NcclApi& api() {
-  std::string why;
-  const NcclApi* a = nccl(&why);
-  MT_CHECK(a, "nccl: ", why);
-  return *a;
-}
-
-std::string ncclMessage(int rc) {
-  const NcclApi* a = nccl(nullptr);
-  return cat("NCCL error ", rc, " (", a && a->getErrorString ? a->getErrorString(rc) : "?", ")");
-}
-
-std::shared_ptr<Comm> get(int64_t h) {
-  std::lock_guard<std::mutex> lock(reg().mu);
-  auto it = reg().comms.find(h);
-  MT_CHECK(it != reg().comms.end(), "nccl: communicator ", h, " does not exist (destroyed?)");
-  return it->second;
-}
-
-// Records the first failure, reports it at once (the host may be busy elsewhere), then aborts the
-// communicator so that its kernels exit and nothing waits on them forever.
-void failComm(Comm& c, const std::string& msg) {
-  {
-    std::lock_guard<std::mutex> lock(c.mu);
-    if (c.failed.load()) return;
-    c.error = msg;
-    for (auto& p : c.ops)
-      if (!p->complete) p->doomed.store(true);
-    c.failed.store(true);
-  }
-  std::fprintf(stderr, "meshtrain nccl watchdog: %s\n", msg.c_str());
-  if (!c.aborted.exchange(true)) {
-    cudaSetDevice(c.dev);
-    int rc = api().commAbort(c.comm);
-    if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl watchdog: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
-  }
-}
-
-[[noreturn]] void throwFailed(Comm& c, const std::string& what) {
-  std::lock_guard<std::mutex> lock(c.mu);
-  throw Error(cat("nccl: ", what, " on ", c.where(), " cannot complete: ", c.error));
 }
 
 // Completed operations leave the list (their events die with the last reference); waiting for
@@ -136,7 +59,7 @@ void retire(Comm& c) {  // under c.mu
 // One pass over a communicator: completed events, timeouts, asynchronous errors.
 void inspect(Comm& c) {
   std::lock_guard<std::mutex> alive(c.life);
-  if (c.failed.load() || c.closed.load()) return;
+  if (!c.ready.load() || c.failed.load() || c.closed.load()) return;
   cudaSetDevice(c.dev);
   std::string failure;
   {
@@ -197,35 +120,6 @@ void watchdog() {
 void stopWatchdog() {
   reg().stop.store(true);
   for (int i = 0; i < 100 && !reg().stopped.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-}
-
-int64_t add(std::shared_ptr<Comm> c) {
-  std::lock_guard<std::mutex> lock(reg().mu);
-  if (!reg().watchdogStarted) {
-    std::thread(watchdog).detach();
-    std::atexit(stopWatchdog);
-    reg().watchdogStarted = true;
-  }
-  int64_t h = reg().next++;
-  reg().comms[h] = std::move(c);
-  return h;
-}
-
-std::shared_ptr<Comm> make(int dev, int size, int rank, const std::string& name, int64_t timeoutMs, bool blockingWait) {
-  auto c = std::make_shared<Comm>();
-  c->dev = dev;
-  c->size = size;
-  c->rank = rank;
-  c->name = name;
-  c->timeoutMs.store(timeoutMs);
-  c->blockingWait = blockingWait;
-  c->scratch = allocStorage(sizeof(float), Tag::Comm, dev + 1, true);
-  return c;
-}
-
-void checkDevice(int dev) {
-  int n = cudaDeviceCountCached();
-  MT_CHECK(dev >= 0 && dev < n, "nccl: cuda:", dev, " does not exist (", n, " CUDA device(s))");
 }
 
 int ncclType(int dtype, const std::string& what) {
@@ -300,11 +194,141 @@ void hostWait(Comm& c, Pending& p) {
   }
 }
 
+// A non-blocking communicator's call returned ncclInProgress: NCCL finishes it on a thread of its
+// own, and until ncclCommGetAsyncError says ncclSuccess nothing else may be called on the
+// communicator, nor may the completion event be recorded (the kernel is not queued yet). The
+// watchdog times the operation out like a stuck enqueue (it is listed, not yet recorded).
+void settle(Comm& c, Pending& p) {
+  int sleepUs = 1;
+  for (;;) {
+    if (c.failed.load()) throwFailed(c, p.what);
+    const int state = asyncState(c);
+    if (state == nc::kSuccess) return;
+    if (state == kGone) throwFailed(c, p.what);
+    if (state != nc::kInProgress) {
+      {
+        std::lock_guard<std::mutex> alive(c.life);
+        failComm(c, cat(p.what, " on ", c.where(), " failed: ", ncclMessage(state), "; the communicator was aborted"));
+      }
+      throwFailed(c, p.what);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(sleepUs));
+    sleepUs = sleepUs < 200 ? sleepUs * 2 : 200;
+  }
+}
+
+// A usable communicator for an operation: built (ncclCommPoll said so) and not mid-split.
+std::shared_ptr<Comm> usable(int64_t h, const std::string& what) {
+  auto c = get(h);
+  MT_CHECK(c->ready.load(), "nccl: ", what, " on ", c->where(), ": the communicator is still being created");
+  if (c->failed.load()) throwFailed(*c, what);
+  MT_CHECK(!c->splitting.load(), "nccl: ", what, " on ", c->where(),
+           ": a split of this communicator is in progress (await it first; NCCL allows no other call until it completes)");
+  return c;
+}
+
 void streamWait(Comm& c, Pending& p) {
   cudaCheck(cudaStreamWaitEvent(computeStream(c.dev), p.done, 0), "nccl: cudaStreamWaitEvent (compute waits for communication)");
 }
 
 }  // namespace
+
+const NcclApi& api() {
+  std::string why;
+  const NcclApi* a = nccl(&why);
+  MT_CHECK(a, "nccl: ", why);
+  return *a;
+}
+
+std::string ncclMessage(int rc) {
+  const NcclApi* a = nccl(nullptr);
+  return cat("NCCL error ", rc, " (", a && a->getErrorString ? a->getErrorString(rc) : "?", ")");
+}
+
+std::shared_ptr<Comm> get(int64_t h) {
+  std::lock_guard<std::mutex> lock(reg().mu);
+  auto it = reg().comms.find(h);
+  MT_CHECK(it != reg().comms.end(), "nccl: communicator ", h, " does not exist (destroyed?)");
+  return it->second;
+}
+
+// Records the first failure, reports it at once (the host may be busy elsewhere), then aborts the
+// communicator so that its kernels exit and nothing waits on them forever.
+void failComm(Comm& c, const std::string& msg) {  // under c.life
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.failed.load()) return;
+    c.error = msg;
+    for (auto& p : c.ops)
+      if (!p->complete) p->doomed.store(true);
+    c.failed.store(true);
+  }
+  std::fprintf(stderr, "meshtrain nccl watchdog: %s\n", msg.c_str());
+  if (!c.aborted.exchange(true)) {
+    cudaSetDevice(c.dev);
+    int rc = api().commAbort(c.comm);
+    if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl watchdog: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
+  }
+}
+
+[[noreturn]] void throwFailed(Comm& c, const std::string& what) {
+  std::lock_guard<std::mutex> lock(c.mu);
+  throw Error(cat("nccl: ", what, " on ", c.where(), " cannot complete: ", c.error));
+}
+
+int64_t add(std::shared_ptr<Comm> c) {
+  std::lock_guard<std::mutex> lock(reg().mu);
+  if (!reg().watchdogStarted) {
+    std::thread(watchdog).detach();
+    std::atexit(stopWatchdog);
+    reg().watchdogStarted = true;
+  }
+  int64_t h = reg().next++;
+  reg().comms[h] = std::move(c);
+  return h;
+}
+
+std::shared_ptr<Comm> make(int dev, int size, int rank, const std::string& name, int64_t timeoutMs, bool blockingWait) {
+  auto c = std::make_shared<Comm>();
+  c->dev = dev;
+  c->size = size;
+  c->rank = rank;
+  c->name = name;
+  c->timeoutMs.store(timeoutMs);
+  c->blockingWait = blockingWait;
+  c->scratch = allocStorage(sizeof(float), Tag::Comm, dev + 1, true);
+  return c;
+}
+
+int asyncState(Comm& c) {
+  std::lock_guard<std::mutex> alive(c.life);
+  if (c.aborted.load()) return kGone;
+  int state = nc::kSuccess;
+  int rc = api().commGetAsyncError(c.comm, &state);
+  return rc != nc::kSuccess ? rc : state;
+}
+
+void discard(int64_t h, Comm& c) {
+  {
+    std::lock_guard<std::mutex> lock(reg().mu);
+    reg().comms.erase(h);
+  }
+  {
+    std::lock_guard<std::mutex> alive(c.life);
+    c.closed.store(true);
+    if (!c.aborted.exchange(true) && c.comm) {
+      cudaSetDevice(c.dev);
+      int rc = api().commAbort(c.comm);
+      if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
+    }
+  }
+  freeStorage(c.scratch);
+  c.scratch = 0;
+}
+
+}  // namespace ncclx
+
+using namespace ncclx;
 
 std::string ncclUnavailableReason() {
   std::string why, lib;
@@ -323,45 +347,9 @@ std::string ncclNewUniqueId() {
   return std::string(id.internal, sizeof id.internal);
 }
 
-int64_t ncclCommOpen(int dev, const std::string& uniqueId, int size, int rank, const std::string& name,
-                     int64_t timeoutMs, bool blockingWait) {
-  const NcclApi& a = api();
-  checkDevice(dev);
-  MT_CHECK(uniqueId.size() == sizeof(nc::UniqueId), "nccl: the unique id of ", name, " has ", uniqueId.size(),
-           " bytes, expected ", sizeof(nc::UniqueId));
-  MT_CHECK(size >= 1 && rank >= 0 && rank < size, "nccl: rank ", rank, " is outside a group of ", size);
-  cudaUseDevice(dev);
-  auto c = make(dev, size, rank, name, timeoutMs, blockingWait);
-  nc::UniqueId id;
-  std::memcpy(id.internal, uniqueId.data(), sizeof id.internal);
-  int rc = a.commInitRank(&c->comm, size, id, rank);
-  if (rc != nc::kSuccess) {
-    freeStorage(c->scratch);
-    throw Error(cat("nccl: ncclCommInitRank for ", c->where(), " failed: ", ncclMessage(rc)));
-  }
-  return add(std::move(c));
-}
-
-int64_t ncclCommSplitOf(int64_t parent, int color, int key, int size, int rank, const std::string& name,
-                        int64_t timeoutMs) {
-  const NcclApi& a = api();
-  auto p = get(parent);
-  MT_CHECK(a.commSplit, "nccl: this libnccl has no ncclCommSplit (NCCL >= 2.18 needed)");
-  if (p->failed.load()) throwFailed(*p, cat("splitting off ", name));
-  cudaUseDevice(p->dev);
-  nc::Comm child = nullptr;
-  int rc = a.commSplit(p->comm, color < 0 ? nc::kSplitNoColor : color, key, &child, nullptr);
-  MT_CHECK(rc == nc::kSuccess, "nccl: ncclCommSplit of ", p->where(), " into ", name, " failed: ", ncclMessage(rc));
-  if (color < 0) return -1;
-  MT_CHECK(child, "nccl: ncclCommSplit of ", p->where(), " returned no communicator for ", name);
-  auto c = make(p->dev, size, rank, name, timeoutMs, p->blockingWait);
-  c->comm = child;
-  return add(std::move(c));
-}
-
 int64_t ncclCommIssue(int64_t h, const NcclOp& op) {
   const NcclApi& a = api();
-  auto c = get(h);
+  auto c = usable(h, op.what);
   if (c->failed.load()) throwFailed(*c, op.what);
   cudaUseDevice(c->dev);
   cudaStream_t comm = commStream(c->dev), compute = computeStream(c->dev);
@@ -377,6 +365,16 @@ int64_t ncclCommIssue(int64_t h, const NcclOp& op) {
     c->ops.push_back(p);  // from here the watchdog times out even a stuck enqueue
   }
   int rc = op.count == 0 && op.kind != kNcclBarrier ? nc::kSuccess : enqueue(a, *c, op, comm);
+  if (rc == nc::kInProgress && c->nonBlocking) {
+    try {
+      settle(*c, *p);
+      rc = nc::kSuccess;
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(c->mu);
+      p->complete = true;
+      throw;
+    }
+  }
   if (rc != nc::kSuccess) {
     {
       std::lock_guard<std::mutex> lock(c->mu);
@@ -429,9 +427,33 @@ void ncclCommSetTimeout(int64_t h, int64_t ms) {
 int ncclCommDevice(int64_t h) { return get(h)->dev; }
 int ncclCommSize(int64_t h) { return get(h)->size; }
 
+namespace {
+
+// ncclCommFinalize of a non-blocking communicator returned ncclInProgress: its state says when
+// the flush is done. Only close() touches `c` now (closed, aborted set), so no lock is needed.
+int finalizeWait(Comm& c) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(c.timeoutMs.load());
+  int sleepUs = 10;
+  for (;;) {
+    int state = nc::kSuccess;
+    int rc = api().commGetAsyncError(c.comm, &state);
+    if (rc != nc::kSuccess) return rc;
+    if (state != nc::kInProgress) return state;
+    if (Clock::now() >= deadline) return nc::kInProgress;
+    std::this_thread::sleep_for(std::chrono::microseconds(sleepUs));
+    sleepUs = sleepUs < 2000 ? sleepUs * 2 : 2000;
+  }
+}
+
+}  // namespace
+
 void ncclCommClose(int64_t h) {
   auto c = get(h);
   cudaUseDevice(c->dev);
+  if (!c->ready.load()) {  // creation abandoned half-way (an exception between open and poll)
+    discard(h, *c);
+    return;
+  }
   // Outstanding work first: a blocking ncclCommDestroy would wait for a stuck kernel forever,
   // while this wait ends at the timeout (the watchdog aborts).
   std::vector<std::shared_ptr<Pending>> left;
@@ -459,9 +481,18 @@ void ncclCommClose(int64_t h) {
   if (!c->aborted.exchange(true)) {
     const NcclApi& a = api();
     int rc = a.commFinalize ? a.commFinalize(c->comm) : nc::kSuccess;
-    int rc2 = a.commDestroy(c->comm);
-    if (firstError.empty() && (rc != nc::kSuccess || rc2 != nc::kSuccess)) {
-      firstError = cat("nccl: destroying ", c->where(), ": ", ncclMessage(rc != nc::kSuccess ? rc : rc2));
+    if (rc == nc::kInProgress && c->nonBlocking) rc = finalizeWait(*c);
+    if (rc == nc::kInProgress) {
+      // A peer never finalized: destroying would wait for it, aborting does not.
+      firstError = cat("nccl: ncclCommFinalize of ", c->where(), " did not complete within ", c->timeoutMs.load(),
+                       " ms (a peer is stuck or gone); the communicator was aborted");
+      a.commAbort(c->comm);
+    } else if (rc != nc::kSuccess) {
+      firstError = cat("nccl: ncclCommFinalize of ", c->where(), " failed: ", ncclMessage(rc), "; the communicator was aborted");
+      a.commAbort(c->comm);
+    } else {
+      int rc2 = a.commDestroy(c->comm);
+      if (rc2 != nc::kSuccess) firstError = cat("nccl: destroying ", c->where(), ": ", ncclMessage(rc2));
     }
   }
   {

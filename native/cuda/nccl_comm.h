@@ -1,4 +1,4 @@
-// NCCL communicators for CUDA tensors: one per process group, blocking initialization, every
+// NCCL communicators for CUDA tensors: one per process group, created without blocking, every
 // collective on the device's communication stream, and a watchdog thread that aborts a
 // communicator whose operation outlives its timeout or whose peer failed. Compiled in CUDA builds,
 // the emulated-device build included (there only a test's stand-in libnccl can serve it: the
@@ -32,12 +32,21 @@ struct NcclOp {
   std::string what;  // "allReduce(sum)", for messages
 };
 
-// Joins a new communicator (blocks until all `size` ranks have called it with the same id).
+// Starts joining a new communicator: with `nonBlocking` and NCCL >= 2.14, ncclCommInitRankConfig
+// with blocking = 0 returns at once and ncclCommPoll says when it is ready; otherwise the blocking
+// ncclCommInitRank returns when all `size` ranks joined (and cannot be aborted).
 int64_t ncclCommOpen(int dev, const std::string& uniqueId, int size, int rank, const std::string& name,
-                     int64_t timeoutMs, bool blockingWait);
-// ncclCommSplit of `parent` (every rank of the parent calls it); -1 where color is negative.
+                     int64_t timeoutMs, bool blockingWait, bool nonBlocking);
+// Starts ncclCommSplit of `parent` (every rank of the parent calls it; color >= 0), in the parent's
+// mode: non-blocking parents return at once (poll the result), blocking ones when it is done.
 int64_t ncclCommSplitOf(int64_t parent, int color, int key, int size, int rank, const std::string& name,
                         int64_t timeoutMs);
+// 1 when the communicator from ncclCommOpen/ncclCommSplitOf is ready, 0 while NCCL is building it;
+// on an NCCL error it aborts it (a failed split aborts the parent) and throws naming the call.
+int ncclCommPoll(int64_t comm);
+// Gives up on a communicator (a deadline passed, a peer died): aborts it (for a split in progress,
+// the parent), forgets the handle and returns "nccl: <call> for <group> <reason>; ... aborted".
+std::string ncclCommAbandon(int64_t comm, const std::string& reason);
 // Queues an operation; returns its id (0 for a sync op, already ordered before later kernels).
 int64_t ncclCommIssue(int64_t comm, const NcclOp& op);
 bool ncclCommTest(int64_t comm, int64_t op);

@@ -9,6 +9,12 @@
  * on that group. MESHTRAIN_NCCL_BLOCKING_WAIT=1 makes wait() and synchronous calls block the host
  * until the operation completes, so a failure is thrown right there.
  *
+ * Creation cannot hang: communicators are built non-blocking (ncclCommInitRankConfig and
+ * ncclCommSplit with blocking = 0, NCCL >= 2.14) and awaited by nccl_init.ts, which aborts them
+ * at the group's timeout, when a peer on this host dies, or when a peer reports a failure.
+ * MESHTRAIN_NCCL_NONBLOCKING=0 (or an older NCCL) restores the blocking ncclCommInitRank behind a
+ * store barrier, which cannot be aborted.
+ *
  * Sub-groups: when every rank of the parent joins some group (DeviceMesh axes, split with a color
  * on every rank) they come from ncclCommSplit of the parent (NCCL >= 2.18); otherwise (newGroup of
  * a subset, an older NCCL) rank 0 of the new group publishes a fresh ncclUniqueId in the store.
@@ -21,6 +27,7 @@ import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { Backend, CommSetup, Communicator, PendingOp, ReduceOp } from './communicator.ts';
 import type { BackendInit } from './distributed.ts';
+import { arrive, awaitNcclComm, type CreateWatch, type NcclPeer } from './nccl_init.ts';
 
 /** Operation codes of native/cuda/nccl_comm.h (the shm backend's numbers). */
 const Kind = { allReduce: 1, reduce: 2, reduceScatter: 3, allGather: 4, broadcast: 5, barrier: 6, send: 8, recv: 9 } as const;
@@ -32,8 +39,11 @@ const CHECK_BYTES = 1024;
 interface NcclNative {
   status(): string;
   uniqueId(): Uint8Array;
-  open(dev: number, id: Uint8Array, size: number, rank: number, name: string, timeoutMs: number, blockingWait: boolean): number;
+  hasInitConfig(): boolean;
+  open(dev: number, id: Uint8Array, size: number, rank: number, name: string, timeoutMs: number, blockingWait: boolean, nonBlocking: boolean): number;
   split(parent: number, color: number, key: number, size: number, rank: number, name: string, timeoutMs: number): number;
+  poll(h: number): boolean;
+  abandon(h: number, reason: string): string;
   op(h: number, kind: number, red: number, dtype: number, root: number, count: number,
     inId: number, inOff: number, outId: number, outOff: number, async: boolean, what: string): number;
   test(h: number, op: number): boolean;
@@ -81,9 +91,19 @@ class NcclPending implements PendingOp {
   }
 }
 
+/** Where a communicator's group lives, for the creation watch of splits of it. */
+export interface NcclOrigin {
+  /** The group's store prefix. */
+  prefix: string;
+  rank: number;
+  globalRanks: number[];
+}
+
 export class NcclCommunicator implements Communicator {
   readonly backend = 'nccl';
   readonly devices = ['cuda'] as const;
+  /** Splits of this communicator so far (every rank splits in the same order, as NCCL requires). */
+  private splits = 0;
 
   constructor(
     private handle: number,
@@ -91,7 +111,13 @@ export class NcclCommunicator implements Communicator {
     readonly device: Device,
     private readonly label: string,
     private readonly size: number,
+    readonly origin?: NcclOrigin,
   ) {}
+
+  /** The store prefix of this communicator's next split (the same on every rank). */
+  nextSplitPrefix(): string {
+    return `${this.origin?.prefix ?? 'mt/nccl-anon'}/nccl/split${this.splits++}`;
+  }
 
   /** The native handle (for ncclCommSplit of this communicator). */
   get nativeHandle(): number {
@@ -194,12 +220,16 @@ export interface RankReport {
   localRank: number;
   /** PCI bus id of each CUDA device the rank sees, in CUDA's order (CUDA_VISIBLE_DEVICES applied). */
   busIds: string[];
+  /** The rank's process id: peers on its host notice when it dies while NCCL builds a communicator. */
+  pid?: number;
 }
 
 /** Whether the whole world can run NCCL (`problem` null) and, if so, this rank's GPU. */
 export interface NcclSurvey {
   problem: string | null;
   device: Device;
+  /** Every rank's report (absent when the survey was made up, as in single-process tests). */
+  reports?: RankReport[];
 }
 
 /**
@@ -250,10 +280,11 @@ export async function surveyNccl(i: BackendInit): Promise<NcclSurvey> {
   const mine: RankReport = {
     host: os.hostname(), why, localRank: env !== undefined && env !== '' ? Number(env) : -1,
     busIds: Array.from({ length: count }, (_, d) => nccl().busId(d)),
+    pid: process.pid,
   };
   await store.set(`mt/nccl/rank/${rank}`, JSON.stringify(mine));
   const all = await Promise.all(Array.from({ length: size }, async (_, r) => JSON.parse(await store.getString(`mt/nccl/rank/${r}`, timeoutMs)) as RankReport));
-  return planNcclDevices(all, rank);
+  return { ...planNcclDevices(all, rank), reports: all };
 }
 
 export class NcclBackend implements Backend {
@@ -263,6 +294,10 @@ export class NcclBackend implements Backend {
     /** This rank's GPU, 'cuda:N'. */
     readonly device: Device,
     private readonly blockingWait: boolean,
+    /** Every world rank's host and pid (from the survey), to notice a dead peer during creation. */
+    private readonly peers: NcclPeer[] | undefined,
+    /** Build communicators non-blocking where libnccl can (MESHTRAIN_NCCL_NONBLOCKING is not '0'). */
+    private readonly nonBlocking: boolean,
   ) {}
 
   /** Checks that every rank can use NCCL on a GPU of its own (surveyNccl); throws naming what is missing. */
@@ -275,26 +310,38 @@ export class NcclBackend implements Backend {
   /** The backend on the device a successful survey picked. */
   static fromSurvey(survey: NcclSurvey): NcclBackend {
     if (survey.problem) throw new Error(`nccl: ${survey.problem}`);
-    return new NcclBackend(survey.device, process.env.MESHTRAIN_NCCL_BLOCKING_WAIT === '1');
+    return new NcclBackend(survey.device, process.env.MESHTRAIN_NCCL_BLOCKING_WAIT === '1', survey.reports, process.env.MESHTRAIN_NCCL_NONBLOCKING !== '0');
   }
 
   async create(s: CommSetup): Promise<Communicator> {
     const label = `group '${s.name}' (rank ${s.rank} of ${s.size}, ${this.device})`;
     const dev = Number(this.device.slice(5));
     const parent = s.split?.parent;
+    const origin: NcclOrigin = { prefix: s.prefix, rank: s.rank, globalRanks: s.globalRanks };
+    const watch = (prefix: string, call: string, rank: number, globalRanks: number[]): CreateWatch =>
+      ({ store: s.store, prefix, rank, globalRanks, peers: this.peers, timeoutMs: s.timeoutMs, call });
     let h: number;
     if (s.split?.everyRank && parent instanceof NcclCommunicator && hasCommSplit()) {
       // Every parent rank is here (each for its own color): a collective split of the parent.
       // The key is the new group rank, so NCCL orders ranks as ProcessGroup.split did.
+      const from = parent.origin ?? origin;
+      const w = watch(parent.nextSplitPrefix(), 'ncclCommSplit', from.rank, from.globalRanks);
+      await arrive(w);
       h = nccl().split(parent.nativeHandle, s.split.color, s.rank, s.size, s.rank, s.name, s.timeoutMs);
+      await awaitNcclComm(nccl(), h, w);
     } else {
       if (s.rank === 0) await s.store.set(`${s.prefix}/nccl/id`, Buffer.from(nccl().uniqueId()).toString('base64'));
       const id = new Uint8Array(Buffer.from(await s.store.getString(`${s.prefix}/nccl/id`, s.timeoutMs), 'base64'));
-      // ncclCommInitRank blocks until every rank joins and cannot be aborted: start only once all have arrived.
-      await s.store.barrier(`${s.prefix}/nccl/arrived`, s.size, s.timeoutMs);
-      h = nccl().open(dev, id, s.size, s.rank, s.name, s.timeoutMs, this.blockingWait);
+      // Without ncclCommInitRankConfig (NCCL < 2.14) open() falls back to the blocking ncclCommInitRank.
+      const nonBlocking = this.nonBlocking && nccl().hasInitConfig();
+      const w = watch(`${s.prefix}/nccl/init`, nonBlocking ? 'ncclCommInitRankConfig' : 'ncclCommInitRank', s.rank, s.globalRanks);
+      // The blocking ncclCommInitRank cannot be aborted: start it only once every rank has arrived.
+      if (!nonBlocking) await s.store.barrier(`${s.prefix}/nccl/arrived`, s.size, s.timeoutMs);
+      await arrive(w);
+      h = nccl().open(dev, id, s.size, s.rank, s.name, s.timeoutMs, this.blockingWait, this.nonBlocking);
+      await awaitNcclComm(nccl(), h, w);
     }
-    return new NcclCommunicator(h, this.device, label, s.size);
+    return new NcclCommunicator(h, this.device, label, s.size, origin);
   }
 
   destroy(): void {}

@@ -33,6 +33,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/f16_matmul', {}],
   ['unit/cuda_pinned', {}],
   ['unit/cuda_nccl_emu', {}],
+  ['unit/cuda_nccl_create_emu', {}],
   ['dist/cuda_staging', {}],
   ['dist/cuda_zero', {}],
   ['dist/cuda_pipeline', {}],

@@ -6,7 +6,9 @@
  * stream wrote; kernels after wait() read its result), sub-communicators from ncclCommSplit and
  * from a fresh unique id, the barrier, device errors, and, in a child process, the watchdog: an
  * operation held past its timeout fails within timeout + 2 s naming the operation, the group and
- * the rank, and so does everything after it on that group. Reductions across ranks need 2+ GPUs
+ * the rank, and so does everything after it on that group; and non-blocking creation: a group
+ * whose second rank never comes fails at its timeout (ncclCommAbort of a pending
+ * ncclCommInitRankConfig), the world still working. Reductions across ranks need 2+ GPUs
  * (not covered here). Without a CUDA device (or on the emulated one) it prints one SKIP line; a
  * real device without a usable libnccl is a failure (the GPU machines have it).
  */
@@ -181,6 +183,16 @@ if (!cudaIsAvailable() || native.nccl?.emulated) {
     assert.ok(ordered.ms < 3000, `the next call failed after ${ordered.ms} ms`);
     assert.match(selfRecv.message, /recv from rank 0/);
     assert.match(r.stderr, /meshtrain nccl watchdog: allGather on group 'hang'/);
+  });
+
+  test('creation cannot hang: a group of 2 whose rank 1 never comes fails at its 2 s timeout naming ncclCommInitRankConfig (child process)', async () => {
+    const r = await runNode([path.join(import.meta.dirname, '../dist/fixtures/nccl_init_abort.ts')], { timeoutMs: 30_000 });
+    assert.ok(!r.timedOut, `the child hung (killed after 30 s): ncclCommAbort did not stop a pending init\n${r.stdout}\n${r.stderr}`);
+    const o = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { message: string; ms: number; after: number[] };
+    assert.is(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(o.message, /^nccl: ncclCommInitRankConfig for group 'pair' \(rank 0 of 2, cuda:0\) did not complete within 2000 ms: rank 1 never reached/);
+    assert.ok(o.ms < 6000, `failed after ${o.ms} ms`);
+    assert.equal(o.after, [1, 2, 3], 'the world still works after the abort');
   });
 
   test.after(async () => {
