@@ -27,17 +27,47 @@ struct Act {
   std::vector<int64_t> strides;
 };
 
-Act readAct(const Napi::CallbackInfo& info, size_t idArg, size_t stridesArg, const char* op, const char* what) {
-  Act a{argInt(info, idArg), argInt(info, idArg + 1), argInts(info, stridesArg)};
-  MT_CHECK(a.strides.size() == 4, op, ": ", what, " strides must have 4 values [N, C, H, W], got ", a.strides.size());
-  for (int64_t s : a.strides) MT_CHECK(s >= 0, op, ": negative ", what, " strides are not supported");
-  return a;
-}
+// One binding's arguments: the dtype first, then operands in the order the binding lists them,
+// each checked to be on the call's device (that of the operand passed to `on`) and in bounds.
+struct ImageArgs {
+  const Napi::CallbackInfo& info;
+  const char* op;
+  DType d;
+  int dev = -1;
 
-void* actPtr(const char* op, const Act& a, const int64_t (&dims)[4], DType d, int dev) {
-  devOf(op, a.id, dev);
-  return dptr(a.id, a.off, stridedSpan(dims, a.strides.data(), 4), d);
-}
+  ImageArgs(const Napi::CallbackInfo& info, const char* op) : info(info), op(op), d(toDType(int(argInt(info, 0)))) {}
+
+  int64_t num(size_t i) const { return argInt(info, i); }
+
+  // An activation: id at `at`, element offset, then its [N, C, H, W] strides.
+  Act act(size_t at, const char* what) const {
+    Act a{argInt(info, at), argInt(info, at + 1), argInts(info, at + 2)};
+    MT_CHECK(a.strides.size() == 4, op, ": ", what, " strides must have 4 values [N, C, H, W], got ", a.strides.size());
+    for (int64_t s : a.strides) MT_CHECK(s >= 0, op, ": negative ", what, " strides are not supported");
+    return a;
+  }
+
+  // The call runs on the device of storage `id`.
+  int on(int64_t id) { return dev = devOf(op, id); }
+
+  void* at(const Act& a, const int64_t (&dims)[4], DType t) const {
+    devOf(op, a.id, dev);
+    return dptr(a.id, a.off, stridedSpan(dims, a.strides.data(), 4), t);
+  }
+  void* at(const Act& a, const int64_t (&dims)[4]) const { return at(a, dims, d); }
+
+  // `count` contiguous elements of dtype t: id at `idArg`, element offset after it.
+  void* flat(size_t idArg, int64_t count, DType t) const {
+    const int64_t id = argInt(info, idArg);
+    devOf(op, id, dev);
+    return dptr(id, argInt(info, idArg + 1), count, t);
+  }
+  void* flat(size_t idArg, int64_t count) const { return flat(idArg, count, d); }
+  // The same, or null for id 0.
+  void* optional(size_t idArg, int64_t count, DType t) const {
+    return argInt(info, idArg) ? flat(idArg, count, t) : nullptr;
+  }
+};
 
 // ---- conv2d ----
 
@@ -94,26 +124,22 @@ void runConv(CudaConvProp prop, DType d, int dev, const CudaConvShape& s, const 
 
 DType biasTypeOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
 
+int64_t weightCount(const CudaConvShape& s) { return s.O * s.C * s.kh * s.kw; }
+
 // conv2dForward(dtype, xId, xOff, xStrides, N, C, H, W, wId, wOff, O, kh, kw, biasId, biasOff,
 //               outId, outOff, outStrides, strideH, strideW, padH, padW)
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const CudaConvProp P = kConvForward;
-  const char* op = convName(P);
-  DType d = toDType(int(argInt(info, 0)));
+  ImageArgs a(info, convName(P));
+  const DType d = a.d;
   CudaConvShape s = readConvShape(info, 4, 10, 18);
   checkConv(P, d, s);
-  Act x = readAct(info, 1, 3, op, "input"), y = readAct(info, 15, 17, op, "output");
-  int dev = devOf(op, y.id);
-  void* xp = actPtr(op, x, {s.N, s.C, s.H, s.W}, d, dev);
-  void* yp = actPtr(op, y, {s.N, s.O, s.OH(), s.OW()}, d, dev);
-  devOf(op, argInt(info, 8), dev);
-  void* wp = dptr(argInt(info, 8), argInt(info, 9), s.O * s.C * s.kh * s.kw, d);
-  const int64_t biasId = argInt(info, 13);
-  void* bp = nullptr;
-  if (biasId) {
-    devOf(op, biasId, dev);
-    bp = dptr(biasId, argInt(info, 14), s.O, biasTypeOf(d));
-  }
+  Act x = a.act(1, "input"), y = a.act(15, "output");
+  const int dev = a.on(y.id);
+  void* xp = a.at(x, {s.N, s.C, s.H, s.W});
+  void* yp = a.at(y, {s.N, s.O, s.OH(), s.OW()});
+  void* wp = a.flat(8, weightCount(s));
+  void* bp = a.optional(13, s.O, biasTypeOf(d));
   runConv(P, d, dev, s, xp, x.strides.data(), wp, yp, y.strides.data());
   if (bp) cudaConvAddBias(dev, int(d), yp, y.strides.data(), s.N, s.O, s.OH(), s.OW(), int(biasTypeOf(d)), bp);
   return info.Env().Undefined();
@@ -123,16 +149,15 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 //                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW)
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   const CudaConvProp P = kConvBackwardData;
-  const char* op = convName(P);
-  DType d = toDType(int(argInt(info, 0)));
+  ImageArgs a(info, convName(P));
+  const DType d = a.d;
   CudaConvShape s = readConvShape(info, 9, 13, 16);
   checkConv(P, d, s);
-  Act gy = readAct(info, 1, 3, op, "gradOut"), gx = readAct(info, 6, 8, op, "gradIn");
-  int dev = devOf(op, gx.id);
-  void* gyp = actPtr(op, gy, {s.N, s.O, s.OH(), s.OW()}, d, dev);
-  void* gxp = actPtr(op, gx, {s.N, s.C, s.H, s.W}, d, dev);
-  devOf(op, argInt(info, 4), dev);
-  void* wp = dptr(argInt(info, 4), argInt(info, 5), s.O * s.C * s.kh * s.kw, d);
+  Act gy = a.act(1, "gradOut"), gx = a.act(6, "gradIn");
+  const int dev = a.on(gx.id);
+  void* gyp = a.at(gy, {s.N, s.O, s.OH(), s.OW()});
+  void* gxp = a.at(gx, {s.N, s.C, s.H, s.W});
+  void* wp = a.flat(4, weightCount(s));
   runConv(P, d, dev, s, gyp, gy.strides.data(), wp, gxp, gx.strides.data());
   return info.Env().Undefined();
 }
@@ -142,35 +167,22 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 //                       strideH, strideW, padH, padW)
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   const CudaConvProp P = kConvBackwardWeights;
-  const char* op = convName(P);
-  DType d = toDType(int(argInt(info, 0)));
+  ImageArgs a(info, convName(P));
+  const DType d = a.d;
   CudaConvShape s = readConvShape(info, 11, 15, 18);
   checkConv(P, d, s);
-  Act x = readAct(info, 1, 3, op, "input"), gy = readAct(info, 4, 6, op, "gradOut");
-  int dev = devOf(op, gy.id);
-  void* xp = actPtr(op, x, {s.N, s.C, s.H, s.W}, d, dev);
-  void* gyp = actPtr(op, gy, {s.N, s.O, s.OH(), s.OW()}, d, dev);
-  devOf(op, argInt(info, 7), dev);
-  void* gwp = dptr(argInt(info, 7), argInt(info, 8), s.O * s.C * s.kh * s.kw, d);
+  Act x = a.act(1, "input"), gy = a.act(4, "gradOut");
+  const int dev = a.on(gy.id);
+  void* xp = a.at(x, {s.N, s.C, s.H, s.W});
+  void* gyp = a.at(gy, {s.N, s.O, s.OH(), s.OW()});
+  void* gwp = a.flat(7, weightCount(s));
   runConv(P, d, dev, s, xp, x.strides.data(), gwp, gyp, gy.strides.data());
-  const int64_t gbId = argInt(info, 9);
-  if (gbId) {
-    devOf(op, gbId, dev);
-    void* gbp = dptr(gbId, argInt(info, 10), s.O, biasTypeOf(d));
+  if (void* gbp = a.optional(9, s.O, biasTypeOf(d)))
     cudaConvBiasGrad(dev, int(d), gyp, gy.strides.data(), s.N, s.O, s.OH(), s.OW(), int(biasTypeOf(d)), gbp);
-  }
   return info.Env().Undefined();
 }
 
 // ---- batch norm ----
-
-// A [C] statistics vector (f64 for f64 inputs, f32 otherwise) or null for id 0.
-void* stat(const char* op, const Napi::CallbackInfo& info, size_t idArg, int64_t C, DType d, int dev) {
-  const int64_t id = argInt(info, idArg);
-  if (!id) return nullptr;
-  devOf(op, id, dev);
-  return dptr(id, argInt(info, idArg + 1), C, biasTypeOf(d));
-}
 
 // Batch norm's scratch: storages tagged 'other', freed once the call has queued its kernels
 // (later work on the same stream is what reuses them, as for cuDNN's workspaces).
@@ -196,27 +208,28 @@ void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
 //                  biasId, biasOff, meanId, meanOff, invstdId, invstdOff, runMeanId, runMeanOff,
 //                  runVarId, runVarOff, training, momentum, eps)
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
-  const char* op = "batchNormForward";
-  DType d = toDType(int(argInt(info, 0)));
-  const int64_t outer = argInt(info, 5), C = argInt(info, 6), inner = argInt(info, 7);
+  ImageArgs a(info, "batchNormForward");
+  const char* op = a.op;
+  const DType d = a.d;
+  const int64_t outer = a.num(5), C = a.num(6), inner = a.num(7);
   checkGeometry(op, outer, C, inner);
   const int64_t n = outer * C * inner;
-  const int64_t outId = argInt(info, 3);
-  int dev = devOf(op, outId);
-  devOf(op, argInt(info, 1), dev);
-  void* x = dptr(argInt(info, 1), argInt(info, 2), n, d);
-  void* y = dptr(outId, argInt(info, 4), n, d);
-  void* mean = stat(op, info, 12, C, d, dev);
-  void* invstd = stat(op, info, 14, C, d, dev);
-  void* runMean = stat(op, info, 16, C, d, dev);
-  void* runVar = stat(op, info, 18, C, d, dev);
+  const int dev = a.on(a.num(3));
+  void* x = a.flat(1, n);
+  void* y = a.flat(3, n);
+  // [C] statistics vectors: f64 for f64 inputs, f32 otherwise; null for id 0.
+  auto stat = [&](size_t idArg) { return a.optional(idArg, C, biasTypeOf(d)); };
+  void* mean = stat(12);
+  void* invstd = stat(14);
+  void* runMean = stat(16);
+  void* runVar = stat(18);
   const bool training = argBool(info, 20);
   MT_CHECK(mean && invstd, op, ": mean and invstd outputs are required");
   MT_CHECK(training || (runMean && runVar), op, ": evaluation needs running statistics");
   MT_CHECK(!training || outer * inner > 1, op, ": training needs more than one value per channel");
   BnScratch scratch{dev, {}};
-  cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, stat(op, info, 8, C, d, dev), stat(op, info, 10, C, d, dev),
-                       mean, invstd, runMean, runVar, training, argNum(info, 21), argNum(info, 22), scratch.fn());
+  cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, stat(8), stat(10), mean, invstd, runMean, runVar, training,
+                       argNum(info, 21), argNum(info, 22), scratch.fn());
   return info.Env().Undefined();
 }
 
@@ -224,27 +237,22 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
 //                   invstdOff, weightId, weightOff, gradInId, gradInOff, gradWeightId,
 //                   gradWeightOff, gradBiasId, gradBiasOff, outer, C, inner, training)
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
-  const char* op = "batchNormBackward";
-  DType d = toDType(int(argInt(info, 0)));
-  const int64_t outer = argInt(info, 17), C = argInt(info, 18), inner = argInt(info, 19);
-  checkGeometry(op, outer, C, inner);
+  ImageArgs a(info, "batchNormBackward");
+  const DType d = a.d;
+  const int64_t outer = a.num(17), C = a.num(18), inner = a.num(19);
+  checkGeometry(a.op, outer, C, inner);
   const int64_t n = outer * C * inner;
-  int dev = devOf(op, argInt(info, 1));
-  void* gy = dptr(argInt(info, 1), argInt(info, 2), n, d);
-  devOf(op, argInt(info, 3), dev);
-  void* x = dptr(argInt(info, 3), argInt(info, 4), n, d);
-  void* mean = stat(op, info, 5, C, d, dev);
-  void* invstd = stat(op, info, 7, C, d, dev);
-  MT_CHECK(mean && invstd, op, ": mean and invstd are required");
-  const int64_t gxId = argInt(info, 11);
-  void* gx = nullptr;
-  if (gxId) {
-    devOf(op, gxId, dev);
-    gx = dptr(gxId, argInt(info, 12), n, d);
-  }
+  const int dev = a.on(a.num(1));
+  void* gy = a.flat(1, n);
+  void* x = a.flat(3, n);
+  auto stat = [&](size_t idArg) { return a.optional(idArg, C, biasTypeOf(d)); };
+  void* mean = stat(5);
+  void* invstd = stat(7);
+  MT_CHECK(mean && invstd, a.op, ": mean and invstd are required");
+  void* gx = a.optional(11, n, d);
   BnScratch scratch{dev, {}};
-  cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, stat(op, info, 9, C, d, dev), gx, stat(op, info, 13, C, d, dev),
-                        stat(op, info, 15, C, d, dev), outer, C, inner, argBool(info, 20), scratch.fn());
+  cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, stat(9), gx, stat(13), stat(15), outer, C, inner,
+                        argBool(info, 20), scratch.fn());
   return info.Env().Undefined();
 }
 
@@ -261,28 +269,35 @@ CudaPoolShape readPool(const Napi::CallbackInfo& info, size_t at) {
                        argInt(info, at + 3), argInt(info, at + 4), argInt(info, at + 5)};
 }
 
+// maxPool2d's window (kh, kw, strideH, strideW, padH, padW from `at`).
+void readWindow(const Napi::CallbackInfo& info, size_t at, CudaPoolShape& s) {
+  s.kh = argInt(info, at), s.kw = argInt(info, at + 1), s.sh = argInt(info, at + 2), s.sw = argInt(info, at + 3);
+  s.ph = argInt(info, at + 4), s.pw = argInt(info, at + 5);
+}
+
+// The forward also needs padding of at most half the kernel, as the CPU does.
+void checkWindow(const char* op, const CudaPoolShape& s, bool forward) {
+  MT_CHECK(s.kh > 0 && s.kw > 0 && s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0 &&
+               (!forward || (2 * s.ph <= s.kh && 2 * s.pw <= s.kw)),
+           op, ": bad kernel ", s.kh, "x", s.kw, " stride ", s.sh, "x", s.sw, " padding ", s.ph, "x", s.pw);
+}
+
 // maxPool2dForward(dtype, xId, xOff, xStrides, outId, outOff, outStrides, idxId, idxOff,
 //                  N, C, H, W, OH, OW, kh, kw, strideH, strideW, padH, padW)
 Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
-  const char* op = "maxPool2dForward";
-  DType d = toDType(int(argInt(info, 0)));
+  ImageArgs a(info, "maxPool2dForward");
   CudaPoolShape s = readPool(info, 9);
-  s.kh = argInt(info, 15), s.kw = argInt(info, 16), s.sh = argInt(info, 17), s.sw = argInt(info, 18);
-  s.ph = argInt(info, 19), s.pw = argInt(info, 20);
-  checkPool(op, s);
-  MT_CHECK(s.kh > 0 && s.kw > 0 && s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0 && 2 * s.ph <= s.kh &&
-               2 * s.pw <= s.kw,
-           op, ": bad kernel ", s.kh, "x", s.kw, " stride ", s.sh, "x", s.sw, " padding ", s.ph, "x", s.pw);
-  MT_CHECK((s.OH - 1) * s.sh - s.ph < s.H && (s.OW - 1) * s.sw - s.pw < s.W, op, ": the output is too large");
-  Act x = readAct(info, 1, 3, op, "input"), y = readAct(info, 4, 6, op, "output");
-  int dev = devOf(op, y.id);
+  readWindow(info, 15, s);
+  checkPool(a.op, s);
+  checkWindow(a.op, s, true);
+  MT_CHECK((s.OH - 1) * s.sh - s.ph < s.H && (s.OW - 1) * s.sw - s.pw < s.W, a.op, ": the output is too large");
+  Act x = a.act(1, "input"), y = a.act(4, "output");
+  const int dev = a.on(y.id);
   const int64_t out[4] = {s.N, s.C, s.OH, s.OW};
-  void* xp = actPtr(op, x, {s.N, s.C, s.H, s.W}, d, dev);
-  void* yp = actPtr(op, y, {s.N, s.C, s.OH, s.OW}, d, dev);
-  const int64_t idxId = argInt(info, 7);
-  devOf(op, idxId, dev);
-  auto* idx = static_cast<int32_t*>(dptr(idxId, argInt(info, 8), stridedSpan(out, y.strides.data(), 4), DType::I32));
-  cudaMaxPoolForward(dev, int(d), s, xp, x.strides.data(), yp, y.strides.data(), idx);
+  void* xp = a.at(x, {s.N, s.C, s.H, s.W});
+  void* yp = a.at(y, out);
+  auto* idx = static_cast<int32_t*>(a.flat(7, stridedSpan(out, y.strides.data(), 4), DType::I32));
+  cudaMaxPoolForward(dev, int(a.d), s, xp, x.strides.data(), yp, y.strides.data(), idx);
   return info.Env().Undefined();
 }
 
@@ -290,52 +305,38 @@ Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
 //                   gradInId, gradInOff, gradInStrides, N, C, H, W, OH, OW, kh, kw,
 //                   strideH, strideW, padH, padW)
 Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
-  const char* op = "maxPool2dBackward";
-  DType d = toDType(int(argInt(info, 0)));
+  ImageArgs a(info, "maxPool2dBackward");
   CudaPoolShape s = readPool(info, 10);
   // The window geometry (the CPU's binding needs none): each input gathers from its windows.
-  MT_CHECK(info.Length() >= 22, op, ": needs the window geometry kh, kw, strideH, strideW, padH, padW after OW");
-  s.kh = argInt(info, 16), s.kw = argInt(info, 17), s.sh = argInt(info, 18), s.sw = argInt(info, 19);
-  s.ph = argInt(info, 20), s.pw = argInt(info, 21);
-  checkPool(op, s);
-  MT_CHECK(s.kh > 0 && s.kw > 0 && s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0, op, ": bad kernel ", s.kh, "x",
-           s.kw, " stride ", s.sh, "x", s.sw, " padding ", s.ph, "x", s.pw);
-  Act gy = readAct(info, 1, 3, op, "gradOut"), ix = readAct(info, 4, 6, op, "index"),
-      gx = readAct(info, 7, 9, op, "gradIn");
-  int dev = devOf(op, gx.id);
-  void* gyp = actPtr(op, gy, {s.N, s.C, s.OH, s.OW}, d, dev);
-  auto* idx = static_cast<const int32_t*>(actPtr(op, ix, {s.N, s.C, s.OH, s.OW}, DType::I32, dev));
-  void* gxp = actPtr(op, gx, {s.N, s.C, s.H, s.W}, d, dev);
-  cudaMaxPoolBackward(dev, int(d), s, gyp, gy.strides.data(), idx, ix.strides.data(), gxp, gx.strides.data());
+  MT_CHECK(info.Length() >= 22, a.op, ": needs the window geometry kh, kw, strideH, strideW, padH, padW after OW");
+  readWindow(info, 16, s);
+  checkPool(a.op, s);
+  checkWindow(a.op, s, false);
+  Act gy = a.act(1, "gradOut"), ix = a.act(4, "index"), gx = a.act(7, "gradIn");
+  const int dev = a.on(gx.id);
+  void* gyp = a.at(gy, {s.N, s.C, s.OH, s.OW});
+  auto* idx = static_cast<const int32_t*>(a.at(ix, {s.N, s.C, s.OH, s.OW}, DType::I32));
+  void* gxp = a.at(gx, {s.N, s.C, s.H, s.W});
+  cudaMaxPoolBackward(dev, int(a.d), s, gyp, gy.strides.data(), idx, ix.strides.data(), gxp, gx.strides.data());
   return info.Env().Undefined();
 }
 
 // adaptiveAvgPool2dForward(dtype, xId, xOff, xStrides, outId, outOff, outStrides, N, C, H, W, OH, OW)
-Napi::Value AdaptiveAvgPool2dForward(const Napi::CallbackInfo& info) {
-  const char* op = "adaptiveAvgPool2dForward";
-  DType d = toDType(int(argInt(info, 0)));
-  CudaPoolShape s = readPool(info, 7);
-  checkPool(op, s);
-  Act x = readAct(info, 1, 3, op, "input"), y = readAct(info, 4, 6, op, "output");
-  int dev = devOf(op, y.id);
-  void* xp = actPtr(op, x, {s.N, s.C, s.H, s.W}, d, dev);
-  void* yp = actPtr(op, y, {s.N, s.C, s.OH, s.OW}, d, dev);
-  cudaAdaptiveAvgPoolForward(dev, int(d), s, xp, x.strides.data(), yp, y.strides.data());
-  return info.Env().Undefined();
-}
-
 // adaptiveAvgPool2dBackward(dtype, gradOutId, gradOutOff, gradOutStrides, gradInId, gradInOff,
 //                           gradInStrides, N, C, H, W, OH, OW)
-Napi::Value AdaptiveAvgPool2dBackward(const Napi::CallbackInfo& info) {
-  const char* op = "adaptiveAvgPool2dBackward";
-  DType d = toDType(int(argInt(info, 0)));
+// The same arguments both ways: what is read, what is written (on the call's device), the sizes.
+template <bool Backward>
+Napi::Value AdaptiveAvgPool2d(const Napi::CallbackInfo& info) {
+  ImageArgs a(info, Backward ? "adaptiveAvgPool2dBackward" : "adaptiveAvgPool2dForward");
   CudaPoolShape s = readPool(info, 7);
-  checkPool(op, s);
-  Act gy = readAct(info, 1, 3, op, "gradOut"), gx = readAct(info, 4, 6, op, "gradIn");
-  int dev = devOf(op, gx.id);
-  void* gyp = actPtr(op, gy, {s.N, s.C, s.OH, s.OW}, d, dev);
-  void* gxp = actPtr(op, gx, {s.N, s.C, s.H, s.W}, d, dev);
-  cudaAdaptiveAvgPoolBackward(dev, int(d), s, gyp, gy.strides.data(), gxp, gx.strides.data());
+  checkPool(a.op, s);
+  const int64_t in[4] = {s.N, s.C, s.H, s.W}, out[4] = {s.N, s.C, s.OH, s.OW};
+  Act src = a.act(1, Backward ? "gradOut" : "input"), dst = a.act(4, Backward ? "gradIn" : "output");
+  const int dev = a.on(dst.id);
+  void* sp = a.at(src, Backward ? out : in);
+  void* dp = a.at(dst, Backward ? in : out);
+  auto run = Backward ? cudaAdaptiveAvgPoolBackward : cudaAdaptiveAvgPoolForward;
+  run(dev, int(a.d), s, sp, src.strides.data(), dp, dst.strides.data());
   return info.Env().Undefined();
 }
 
@@ -349,8 +350,8 @@ void registerCudaImage(Napi::Object cuda) {
   MT_EXPORT(cuda, "batchNormBackward", BatchNormBackward);
   MT_EXPORT(cuda, "maxPool2dForward", MaxPool2dForward);
   MT_EXPORT(cuda, "maxPool2dBackward", MaxPool2dBackward);
-  MT_EXPORT(cuda, "adaptiveAvgPool2dForward", AdaptiveAvgPool2dForward);
-  MT_EXPORT(cuda, "adaptiveAvgPool2dBackward", AdaptiveAvgPool2dBackward);
+  MT_EXPORT(cuda, "adaptiveAvgPool2dForward", AdaptiveAvgPool2d<false>);
+  MT_EXPORT(cuda, "adaptiveAvgPool2dBackward", AdaptiveAvgPool2d<true>);
 }
 
 }  // namespace mt
