@@ -4,6 +4,7 @@ import { contiguousStrides, fmt, normDim, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
+import { viewStrides } from './view_strides.ts';
 
 function resolveShape(x: Tensor, shape: readonly number[], op: string): number[] {
   const out = [...shape];
@@ -32,18 +33,25 @@ export function view(x: Tensor, shape: readonly number[]): Tensor {
   return record('view', [x], out, () => (g) => [reshapeRaw(g, x.shape)]);
 }
 
-/** view() when possible, otherwise a contiguous copy with the new shape. */
+/**
+ * A view when the layout allows one (a contiguous tensor, or strided dims the new shape splits
+ * or merges without crossing a gap, as PyTorch's reshape), otherwise a contiguous copy.
+ */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const s = resolveShape(x, shape, 'reshape');
   if (x.isContiguous) return view(x, s);
+  const strides = viewStrides(x.shape, x.strides, s);
+  if (strides) return record('reshape', [x], x.alias(s, strides, x.offset), () => (g) => [reshapeRaw(g, x.shape)]);
   const c = k.copy(x);
   const out = c.alias(s, contiguousStrides(s), 0);
   c.dispose();
   return record('reshape', [x], out, () => (g) => [reshapeRaw(g, x.shape)]);
 }
 
-/** Reshape without autograd, for backward functions. */
+/** Reshape without autograd, for backward functions: a view when the layout allows one. */
 function reshapeRaw(g: Tensor, shape: readonly number[]): Tensor {
+  const strides = viewStrides(g.shape, g.strides, shape);
+  if (strides) return g.alias([...shape], strides, g.offset);
   const c = k.asContiguous(g);
   const out = c.alias([...shape], contiguousStrides(shape), c.offset);
   if (c !== g) c.dispose();
