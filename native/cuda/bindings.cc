@@ -8,6 +8,7 @@
 #include "cuda/libraries.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/stats_object.h"
 #ifdef MESHTRAIN_CUDA
 #include "cuda/bindings_image.h"
 #include "cuda/bindings_nn.h"
@@ -348,13 +349,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
 Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   int64_t dev = argInt(info, 0);
   MT_CHECK(dev >= 0 && dev < kMaxCudaDevices, "cudaAllocatorStats: no device cuda:", dev);
-  DeviceCacheStats s = cudaCacheStats(int(dev));
-  auto o = Napi::Object::New(info.Env());
-  o.Set("cachedBytes", double(s.cachedBytes));
-  o.Set("reservedBytes", double(s.reservedBytes));
-  o.Set("hits", double(s.hits));
-  o.Set("misses", double(s.misses));
-  return o;
+  return cacheStatsObject(info.Env(), cudaCacheStats(int(dev)));
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {

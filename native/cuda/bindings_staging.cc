@@ -3,6 +3,7 @@
 #include <napi.h>
 #include "cuda/pinned_pool.h"
 #include "util/args.h"
+#include "util/stats_object.h"
 
 namespace mt {
 namespace {
@@ -17,13 +18,7 @@ Napi::Value PinnedAlloc(const Napi::CallbackInfo& info) {
 
 // pinnedPoolStats() -> {cachedBytes, reservedBytes, hits, misses}
 Napi::Value PinnedStats(const Napi::CallbackInfo& info) {
-  PinnedPoolStats s = pinnedPoolStats();
-  auto o = Napi::Object::New(info.Env());
-  o.Set("cachedBytes", double(s.cachedBytes));
-  o.Set("reservedBytes", double(s.reservedBytes));
-  o.Set("hits", double(s.hits));
-  o.Set("misses", double(s.misses));
-  return o;
+  return cacheStatsObject(info.Env(), pinnedPoolStats());
 }
 
 Napi::Value PinnedEmpty(const Napi::CallbackInfo& info) {

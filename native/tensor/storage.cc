@@ -8,6 +8,7 @@
 #include <vector>
 #include "tensor/host_allocator.h"
 #include "util/args.h"
+#include "util/stats_object.h"
 #ifdef MESHTRAIN_CUDA
 #include "cuda/device_memory.h"
 #endif
@@ -213,12 +214,10 @@ Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
 // {cachedBytes, hits, misses, limit} of the CPU block cache.
 Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   HostCacheStats s = hostCacheStats();
-  auto o = Napi::Object::New(info.Env());
-  o.Set("cachedBytes", double(s.cachedBytes));
-  o.Set("hits", double(s.hits));
-  o.Set("misses", double(s.misses));
-  o.Set("limit", double(s.limit));
-  return o;
+  return numbersObject(info.Env(), {{"cachedBytes", double(s.cachedBytes)},
+                                    {"hits", double(s.hits)},
+                                    {"misses", double(s.misses)},
+                                    {"limit", double(s.limit)}});
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
