@@ -14,6 +14,7 @@ import {
   cudaIsAvailable, type DType, memoryStats, mul, native, nn, noGrad, randn, resetPeakMemoryStats, scaledDotProductAttention, split, sum, type Tensor,
   tidy, transpose,
 } from '../../src/index.ts';
+import { maxRelErr as relErr } from '../helpers/cuda_parity.ts';
 import { gradcheck } from '../helpers/gradcheck.ts';
 
 const DEV = 'cuda:0';
@@ -23,17 +24,7 @@ const TOL: Record<string, number> = { f64: 1e-11, f32: 1e-5, bf16: 1e-2, f16: 1e
  * Max error relative to the largest reference value, floored at 1 (the inputs' scale): with one
  * visible key the q and k gradients are exactly 0 and the device's are rounding noise of O(1) terms.
  */
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.is(got.length, want.length, 'lengths differ');
-  let scale = 1;
-  let err = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
-  }
-  return err / scale;
-}
+const maxRelErr = (got: ArrayLike<number>, want: ArrayLike<number>): number => relErr(got, want, 1);
 
 /** 16-bit inputs are checked against f32 math on the same (rounded) values. */
 const refDType = (d: DType): DType => (d === 'bf16' || d === 'f16' ? 'f32' : d);

@@ -15,21 +15,10 @@ import * as assert from 'uvu/assert';
 import {
   batchNorm2d, cudaIsAvailable, type DType, maxPool2d, mul, native, noGrad, ones, randn, sum, type Tensor, tidy, zeros,
 } from '../../src/index.ts';
+import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
 const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2 };
-
-function maxRelErr(got: number[], want: number[]): number {
-  assert.is(got.length, want.length, 'lengths differ');
-  let scale = 1e-30;
-  let err = 0;
-  for (const v of want) scale = Math.max(scale, Math.abs(v));
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
-  }
-  return err / scale;
-}
 
 const flat = (t: Tensor): number[] => t.to('cpu').contiguous().toList();
 const toDev = (x: Tensor): Tensor => {

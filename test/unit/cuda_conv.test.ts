@@ -13,28 +13,9 @@ import {
   adaptiveAvgPool2d, batchNorm2d, conv2d, cudaIsAvailable, cudaLibraries, type DType, maxPool2d, mul, native, noGrad, ones, randn, sum,
   type Tensor, tidy, zeros,
 } from '../../src/index.ts';
-
-const DEV = 'cuda:0';
-const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2, f16: 1e-2 };
-
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.is(got.length, want.length, 'lengths differ');
-  let scale = 1e-30;
-  let err = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
-  }
-  return err / scale;
-}
+import { DEV, maxRelErr, onDevice, parity, TOL } from '../helpers/cuda_parity.ts';
 
 const flat = (t: Tensor): number[] => t.to('cpu').contiguous().toList();
-
-function onDevice(x: Tensor): Tensor {
-  const y = noGrad(() => x.to(DEV));
-  return x.requiresGrad ? y.requiresGrad_(true) : y;
-}
 
 /** A [N, C, H, W] input, channels-last when asked (a permuted view made contiguous). */
 function image(shape: number[], dtype: DType, channelsLast = false): Tensor {
@@ -43,32 +24,6 @@ function image(shape: number[], dtype: DType, channelsLast = false): Tensor {
     ? noGrad(() => randn([N, H, W, C], { dtype }).permute([0, 3, 1, 2]))
     : randn(shape, { dtype });
   return x.requiresGrad_(true);
-}
-
-/** Runs f on the CPU and on CUDA from the same inputs; compares outputs and input gradients. */
-function parity(name: string, f: (...xs: Tensor[]) => Tensor, make: () => Tensor[], tol?: number): void {
-  tidy(() => {
-    const cpuIn = make();
-    const gpuIn = cpuIn.map(onDevice);
-    const cpuOut = f(...cpuIn);
-    const gpuOut = f(...gpuIn);
-    assert.is(gpuOut.device, DEV, `${name}: output device`);
-    assert.equal(gpuOut.shape, cpuOut.shape, `${name}: shape`);
-    const t = tol ?? TOL[cpuOut.dtype];
-    const e = maxRelErr(flat(gpuOut), flat(cpuOut));
-    assert.ok(e <= t, `${name} ${cpuOut.dtype}: output differs by ${e} (tolerance ${t})`);
-    const w = randn([...cpuOut.shape], { dtype: cpuOut.dtype });
-    sum(mul(cpuOut, w)).backward();
-    sum(mul(gpuOut, onDevice(w))).backward();
-    cpuIn.forEach((x, i) => {
-      if (!x.requiresGrad) return;
-      const g = gpuIn[i].grad;
-      assert.ok(x.grad && g, `${name}: input ${i} has no gradient`);
-      assert.is(g.device, DEV);
-      const eg = maxRelErr(flat(g), flat(x.grad));
-      assert.ok(eg <= t, `${name} ${cpuOut.dtype}: gradient of input ${i} differs by ${eg} (tolerance ${t})`);
-    });
-  });
 }
 
 test('cudaLibraries reports cuDNN as found (path, version) or missing with the reason', () => {

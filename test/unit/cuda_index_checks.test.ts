@@ -12,21 +12,10 @@ import {
   crossEntropy, cudaIsAvailable, cudaSynchronize, type DType, embedding, mul, native, noGrad, randn, sum, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
 import { pendingDeviceChecks } from '../../src/tensor/device_checks.ts';
+import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
 const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2 };
-
-function maxRelErr(got: number[], want: number[]): number {
-  assert.is(got.length, want.length, 'lengths differ');
-  let scale = 1e-30;
-  let err = 0;
-  for (const w of want) scale = Math.max(scale, Math.abs(w));
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
-  }
-  return err / scale;
-}
 
 /** Integer ids in [0, hi) of `shape` from a fixed LCG (the same on every run). */
 function ids(hi: number, shape: number[], dtype: 'i32' | 'i64'): Tensor {

@@ -12,55 +12,7 @@ import {
   hasOverflow, layerNorm, linear, log, logSoftmax, manualSeed, matmul, mean, memoryStats, mul, native, neg, noGrad, ones, pow, rand, randn, relu,SGD, 
   sigmoid, softmax, sqrt, sub, sum, type Tensor, tanh, tensor, tidy,
 } from '../../src/index.ts';
-
-const DEV = 'cuda:0';
-const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2 };
-
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.is(got.length, want.length, 'lengths differ');
-  let scale = 1e-30;
-  let err = 0;
-  // Equal values (infinities included: log-softmax's masked entries are -inf) differ by nothing.
-  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    if (got[i] === want[i]) continue;
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= err)) err = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(err, d);
-  }
-  return err / scale;
-}
-
-function onDevice(x: Tensor): Tensor {
-  const y = noGrad(() => x.to(DEV));
-  return x.requiresGrad ? y.requiresGrad_(true) : y;
-}
-
-/** Runs f on the CPU and on CUDA from the same inputs; compares outputs and input gradients. */
-function parity(name: string, f: (...xs: Tensor[]) => Tensor, make: () => Tensor[], tol?: number): void {
-  tidy(() => {
-    const cpuIn = make();
-    const gpuIn = cpuIn.map(onDevice);
-    const cpuOut = f(...cpuIn);
-    const gpuOut = f(...gpuIn);
-    assert.is(gpuOut.device, DEV, `${name}: output device`);
-    assert.equal(gpuOut.shape, cpuOut.shape, `${name}: shape`);
-    const t = tol ?? TOL[cpuOut.dtype] ?? 1e-5;
-    const e = maxRelErr(gpuOut.toList(), cpuOut.toList());
-    assert.ok(e <= t, `${name} ${cpuOut.dtype}: output differs by ${e} (tolerance ${t})`);
-    if (!cpuOut.requiresGrad) return;
-    const w = randn([...cpuOut.shape], { dtype: cpuOut.dtype });
-    sum(mul(cpuOut, w)).backward();
-    sum(mul(gpuOut, onDevice(w))).backward();
-    cpuIn.forEach((x, i) => {
-      if (!x.requiresGrad) return;
-      const g = gpuIn[i].grad;
-      assert.ok(x.grad && g, `${name}: input ${i} has no gradient`);
-      assert.is(g.device, DEV);
-      const eg = maxRelErr(g.toList(), x.grad.toList());
-      assert.ok(eg <= t, `${name} ${cpuOut.dtype}: gradient of input ${i} differs by ${eg} (tolerance ${t})`);
-    });
-  });
-}
+import { DEV, maxRelErr, parity } from '../helpers/cuda_parity.ts';
 
 const r = (shape: number[], dtype: DType, grad = true) => randn(shape, { dtype, requiresGrad: grad });
 const pos = (shape: number[], dtype: DType) => noGrad(() => add(mul(exp(randn(shape, { dtype })), 0.5), 0.1)).requiresGrad_(true);
