@@ -36,7 +36,7 @@ deviceTest('reshape of a qkv-style narrow is a view; values and gradients equal 
   loss.backward();
   const g = x.grad?.toArray() as Float32Array;
   const expect = new Float32Array(2 * 5 * 12);
-  const wv = w.toArray();
+  const wv = w.toArray() as Float32Array;
   for (let b = 0; b < 2; b++) for (let t = 0; t < 5; t++) for (let c = 0; c < 4; c++) expect[b * 60 + t * 12 + 4 + c] = wv[b * 20 + t * 4 + c];
   assert.equal(Array.from(g), Array.from(expect));
 });
@@ -46,8 +46,8 @@ deviceTest('reshape that needs a copy still copies (a transpose flattened)', (de
   const r = reshape(transpose(x, 0, 1), [12]);
   assert.ok(r.isContiguous);
   assert.is.not(r.storage, x.storage);
-  const xs = x.toArray();
-  assert.equal(Array.from(r.toArray()), [0, 1, 2, 3].flatMap((j) => [0, 1, 2].map((i) => xs[i * 4 + j])));
+  const xs = x.toArray() as Float32Array;
+  assert.equal(Array.from(r.toArray() as Float32Array), [0, 1, 2, 3].flatMap((j) => [0, 1, 2].map((i) => xs[i * 4 + j])));
   sum(mul(r, r)).backward();
   assert.equal(Array.from(x.grad?.toArray() as Float32Array), Array.from(xs, (v) => 2 * v));
 });
