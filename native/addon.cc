@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerSoftmax(env, exports);
   mt::registerLayerNorm(env, exports);
   mt::registerEmbedding(env, exports);
+  mt::registerVocabRange(env, exports);
   mt::registerLoss(env, exports);
   mt::registerBatchNorm(env, exports);
   mt::registerPool(env, exports);

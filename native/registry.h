@@ -14,6 +14,7 @@ void registerDevice(Napi::Env env, Napi::Object exports);
 void registerSoftmax(Napi::Env env, Napi::Object exports);
 void registerLayerNorm(Napi::Env env, Napi::Object exports);
 void registerEmbedding(Napi::Env env, Napi::Object exports);
+void registerVocabRange(Napi::Env env, Napi::Object exports);
 void registerLoss(Napi::Env env, Napi::Object exports);
 void registerBatchNorm(Napi::Env env, Napi::Object exports);
 void registerPool(Napi::Env env, Napi::Object exports);

@@ -391,6 +391,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
+void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
@@ -417,6 +418,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);
+  registerCudaVocab(cuda);
   registerCudaImage(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
