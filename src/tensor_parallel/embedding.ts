@@ -1,20 +1,21 @@
 /**
  * Embedding table split by vocabulary: rank r holds rows [r·V/tp, (r+1)·V/tp) of the full
  * [V, D] table. Each rank looks up the ids in its slice (zeros for the others) and the
- * all-reduce sums the one non-zero row per id. Built from the same seed, the slices hold
+ * all-reduce sums the one non-zero row per id. The slice test runs where the weight is
+ * (vocab_range.ts), so on a GPU the ids are never read on the host. Built from the same seed, the slices hold
  * exactly the rows of nn.Embedding's table.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { checkCount, emptyParameter, normal_ } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
-import { tensor } from '../ops/create.ts';
 import { mul } from '../ops/elementwise.ts';
 import { embedding } from '../ops/embedding.ts';
 import type { DType } from '../tensor/dtype.ts';
-import { fmt } from '../tensor/shape.ts';
+import { contiguousStrides, fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { reduceFromRegion } from './mappings.ts';
 import { checkDivisible, fillShard, rowRuns, type ShardInit } from './shard_init.ts';
+import { vocabSliceIndex } from './vocab_range.ts';
 
 export interface VocabParallelEmbeddingOptions {
   /** The tensor-parallel group (`mesh.group('tp')`). */
@@ -58,23 +59,20 @@ export class VocabParallelEmbedding extends Module {
 
   override forward(ids: Tensor): Tensor {
     if (ids.dtype !== 'i32' && ids.dtype !== 'i64') throw new Error(`VocabParallelEmbedding: ids must be i32 or i64, got ${ids.dtype}`);
-    const all = ids.toArray();
-    const local = new Int32Array(all.length);
-    const mask = new Float64Array(all.length);
-    for (let i = 0; i < all.length; i++) {
-      const id = Number(all[i]);
-      if (!(id >= 0 && id < this.numEmbeddings)) {
-        throw new Error(`VocabParallelEmbedding: id ${id} at flat position ${i} of ids ${fmt(ids.shape)} is out of range for V = ${this.numEmbeddings}`);
-      }
-      if (id >= this.vocabStart && id < this.vocabEnd) {
-        local[i] = id - this.vocabStart;
-        mask[i] = 1;
-      }
-    }
-    // The local ids and the mask go where the weight is (ids were read on the host for the range check).
-    const device = this.weight.device;
-    const rows = embedding(tensor(local, { dtype: 'i32', shape: [...ids.shape], device }), this.weight);
-    const kept = mul(rows, tensor(mask, { dtype: this.weight.dtype, shape: [...ids.shape, 1], device }));
+    // Local rows and the here-mask are computed where the weight is: the ids never go to the host.
+    const shape = [...ids.shape];
+    const { local, here } = vocabSliceIndex(ids, {
+      start: this.vocabStart,
+      size: this.vocabEnd - this.vocabStart,
+      vocab: this.numEmbeddings,
+      maskDType: this.weight.dtype,
+      device: this.weight.device,
+      describe: (pos, id) => `VocabParallelEmbedding: id ${id} at flat position ${pos} of ids ${fmt(shape)} is out of range for V = ${this.numEmbeddings}`,
+    });
+    const rows = embedding(local, this.weight);
+    const mask = here.alias([...shape, 1], contiguousStrides([...shape, 1]), here.offset);
+    const kept = mul(rows, mask);
+    for (const t of [local, here, mask, rows]) t.dispose();
     return reduceFromRegion(kept, this.group);
   }
 
