@@ -47,7 +47,9 @@ export function sequenceParallelParameters(module: Module): Tensor[] {
  * Sums the gradients of `module`'s marked parameters over `group` (the tp group), in place: one
  * flat all-reduce per dtype. Call on every tp rank after backward, before clipping and the
  * optimizer. A parameter with no gradient contributes zeros; it gets the sum if any rank had a
- * gradient, and stays without one otherwise. Returns the parameters reduced.
+ * gradient, and stays without one otherwise. When every marked parameter has a gradient on this
+ * rank (the usual case) nothing is read back to the host; otherwise one has-gradient flag per
+ * parameter is (a device synchronization on a GPU). Returns the parameters reduced.
  * @example
  * loss.backward();
  * allReduceSequenceParallelGrads(model, mesh.group('tp'));
@@ -82,15 +84,22 @@ export function allReduceSequenceParallelGrads(module: Module, group: ProcessGro
         at += p.numel;
       });
       group.allReduce(flat, 'sum');
-      const flagView = flat.alias([list.length], [1], flat.offset + numel);
-      const flags = flagView.toArray();
-      flagView.dispose();
+      // A parameter with a gradient here had one somewhere: the sum is copied back without looking.
+      // Only a parameter without one here needs the flags (a read, so a device synchronization):
+      // whether it gets a gradient depends on the other ranks.
+      const has = (p: Tensor) => !!p.grad && !p.grad.disposed;
+      let flags: ArrayLike<number | bigint> | null = null;
+      if (!list.every(has)) {
+        const flagView = flat.alias([list.length], [1], flat.offset + numel);
+        flags = flagView.toArray();
+        flagView.dispose();
+      }
       at = 0;
       list.forEach((p, i) => {
-        if (Number(flags[i]) > 0) {
+        if (has(p) || (flags !== null && Number(flags[i]) > 0)) {
           const view = slot(p, at);
-          if (p.grad && !p.grad.disposed) {
-            k.copyInto(view, p.grad);
+          if (has(p)) {
+            k.copyInto(view, p.grad as Tensor);
           } else {
             const g = k.copyLike(view, p);
             g.kept = true;

@@ -48,14 +48,19 @@ test('tp attention and MLP: the same at tp = 4 (one head per rank)', async () =>
   await expectCases('tp_layers.ts', 4, LAYERS);
 });
 
-const VOCAB = ['embedding', 'lossMean', 'lossSum', 'lossNone', 'lossBf16', 'vocabErrors'];
+const VOCAB = ['embedding', 'lossMean', 'lossSum', 'lossNone', 'lossBf16', 'lossAllIgnored', 'lossInfStandIn', 'vocabErrors', 'rangeErrors', 'noHostRead'];
 
-test('tp vocabulary: VocabParallelEmbedding equals nn.Embedding; vocabParallelCrossEntropy equals crossEntropy on the full logits, loss and gradients (tp = 2)', async () => {
+test('tp vocabulary: VocabParallelEmbedding equals nn.Embedding; vocabParallelCrossEntropy equals crossEntropy on the full logits, loss and gradients (all targets ignored, -Infinity stand-in logits too); out-of-range ids and targets name value, position and vocabulary; no host read in forward and backward (tp = 2)', async () => {
   await expectCases('tp_vocab.ts', 2, VOCAB);
 });
 
 test('tp vocabulary: the same at tp = 4', async () => {
   await expectCases('tp_vocab.ts', 4, VOCAB);
+});
+
+test('sequence-parallel gradient sums: in place with no host read when every rank has gradients; a gradient on rank 0 only reaches every rank; none anywhere stays none (tp = 2, 4)', async () => {
+  await expectCases('tp_sp_grads.ts', 2, ['allHaveGrads', 'someRanks']);
+  await expectCases('tp_sp_grads.ts', 4, ['allHaveGrads', 'someRanks']);
 });
 
 test.run();
