@@ -260,12 +260,31 @@ Napi::Value NormPow(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r);
 }
 
+// normPowInto(dtype, id, off, n, p, accId, accOff): acc[accOff] (f64) += normPow's value, or for
+// p = inf acc = max(acc, value), NaN propagating (a NaN accumulator stays NaN). The CUDA version
+// runs on the device; this one gives the TypeScript side the same single path on the CPU.
+Napi::Value NormPowInto(const Napi::CallbackInfo& info) {
+  DType d = toDType(int(argInt(info, 0)));
+  int64_t id = argInt(info, 1), off = argInt(info, 2), n = argInt(info, 3);
+  double p = argNum(info, 4);
+  int64_t accId = argInt(info, 5), accOff = argInt(info, 6);
+  MT_CHECK(p > 0, "normPowInto: p must be positive, got ", p);
+  MT_CHECK(n >= 0, "normPowInto: negative length ", n);
+  double* acc = dataPtr<double>(accId, accOff, 1);
+  double r = 0;
+  if (n > 0) MT_DISPATCH_FLOAT(d, "normPowInto", r = normPowKernel<T>(dataPtr<T>(id, off, n), n, p));
+  if (!std::isinf(p)) *acc += r;
+  else if (r > *acc || r != r) *acc = r;
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void registerOptim(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "sgdStep", SgdStep);
   MT_EXPORT(exports, "adamStep", AdamStep);
   MT_EXPORT(exports, "normPow", NormPow);
+  MT_EXPORT(exports, "normPowInto", NormPowInto);
 }
 
 }  // namespace mt

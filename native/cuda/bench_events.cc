@@ -2,6 +2,7 @@
 // stream, so a benchmark measures the GPU's time for the work it queued between start and stop,
 // not the host's. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
+#include "cuda/host_sync.h"
 #include "cuda/runtime.h"
 #include "cuda/device_memory.h"
 #include "tensor/storage.h"
@@ -42,6 +43,7 @@ Napi::Value TimerStop(const Napi::CallbackInfo& info) {
   started[dev] = false;
   cudaUseDevice(dev);
   cudaCheck(cudaEventRecord(stopEvent[dev], computeStream(dev)), "cudaTimerStop: cudaEventRecord");
+  countHostSync(dev);
   cudaCheck(cudaEventSynchronize(stopEvent[dev]), "cudaTimerStop: cudaEventSynchronize");
   float ms = 0;
   cudaCheck(cudaEventElapsedTime(&ms, startEvent[dev], stopEvent[dev]), "cudaTimerStop: cudaEventElapsedTime");

@@ -391,6 +391,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
+void registerCudaSync(Napi::Object cuda, Napi::Object exports);  // bindings_sync.cc
 void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 
@@ -420,6 +421,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaIndex(cuda);
   registerCudaVocab(cuda);
   registerCudaImage(cuda);
+  registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

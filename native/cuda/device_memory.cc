@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 #include "cuda/census.h"
+#include "cuda/host_sync.h"
 #include "cuda/runtime.h"
 #include "tensor/storage.h"
 
@@ -101,6 +102,7 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     // The cache may hold what is missing: give it back and try once more.
+    countHostSync(dev);
     cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing before emptying the cache");
     releaseAll(dev, c);
     err = cudaMalloc(&p, cap);
@@ -141,6 +143,7 @@ void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
   cudaStream_t s = computeStream(dev);
   MT_CENSUS_CALL("memcpy", "device to host (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "copying device to host");
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying device to host (an earlier kernel may have failed)");
 }
 
@@ -150,6 +153,7 @@ void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n) {
   MT_CENSUS_CALL("memcpy", "host to device (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "copying host to device");
   // The host buffer may be a JS array freed right after: wait until it was read.
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying host to device");
 }
 
@@ -162,6 +166,7 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
     return;
   }
   // The source's pending kernels must finish before the peer copy reads it.
+  countHostSync(srcDev);
   cudaCheck(cudaStreamSynchronize(computeStream(srcDev)), "waiting for the source device");
   cudaUseDevice(dstDev);
   MT_CENSUS_CALL("memcpy", "peer (synchronizes the source)", n);
@@ -174,6 +179,7 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
 void cudaSynchronizeDevice(int dev) {
   MT_CENSUS_CALL("sync", "cudaSynchronize", 0);
   cudaUseDevice(dev);
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing the compute stream (an earlier kernel failed)");
   cudaCheck(cudaStreamSynchronize(commStream(dev)), "synchronizing the communication stream");
 }
@@ -185,6 +191,7 @@ DeviceCacheStats cudaCacheStats(int dev) {
 
 void cudaEmptyCache(int dev) {
   if (dev >= cudaDeviceCountCached()) return;
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing before emptying the cache");
   std::lock_guard<std::mutex> lock(cacheMutex());
   releaseAll(dev, cacheOf(dev));

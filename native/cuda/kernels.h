@@ -51,6 +51,9 @@ void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad
 // `partial` is device scratch of cudaNormPowScratch(n) doubles.
 int64_t cudaNormPowScratch(int64_t n);
 double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, double* partial);
+// grad_norm.cu: the same sum (or max) added into *acc (one f64 on the device) without reading
+// it; `partial` is scratch as above (unused, may be null, when n <= 4096: one launch).
+void cudaNormPowInto(int dev, int dtype, const void* x, int64_t n, double p, double* acc, double* partial);
 
 // bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
 void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,

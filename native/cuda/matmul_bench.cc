@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 #include "cuda/libraries.h"
+#include "cuda/host_sync.h"
 #include "cuda/runtime.h"
 #include "tensor/storage.h"
 #include "util/args.h"
@@ -91,6 +92,7 @@ Napi::Value BenchCublasLtMatmul(const Napi::CallbackInfo& info) {
       cudaCheck(cudaEventRecord(e0, s), "cudaEventRecord");
       for (int64_t i = 0; i < iters; i++) run();
       cudaCheck(cudaEventRecord(e1, s), "cudaEventRecord");
+      countHostSync(dev);
       cudaCheck(cudaEventSynchronize(e1), "cudaEventSynchronize");
       float ms = 0;
       cudaCheck(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");

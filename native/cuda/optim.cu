@@ -4,7 +4,9 @@
 #include <cmath>
 #include <vector>
 #include "cuda/common.cuh"
+#include "cuda/host_sync.h"
 #include "cuda/kernels.h"
+#include "cuda/norm_pow.cuh"
 #include "cuda/runtime.h"
 
 namespace mt {
@@ -51,27 +53,6 @@ __global__ void adamKernel(P* param, S* master, const G* grad, S* m, S* v, int64
     if (master) master[i] = np;
     cu::st(param + i, np);
   }
-}
-
-constexpr int64_t kNormChunk = 4096;  // elements per block: the partials' order is fixed
-
-// One partial per chunk: sum |x|^p, or max |x| (p = inf), NaN propagating.
-template <typename T>
-__global__ void normPowKernel(const T* x, int64_t n, double p, double* partial) {
-  __shared__ double buf[cu::kThreads];
-  const bool isMax = isinf(p);
-  const int64_t lo = int64_t(blockIdx.x) * kNormChunk;
-  const int64_t hi = min(n, lo + kNormChunk);
-  double acc = 0;
-  for (int64_t i = lo + threadIdx.x; i < hi; i += cu::kThreads) {
-    double a = fabs(double(cu::ld(x + i)));
-    if (isMax) acc = (a > acc || a != a) ? a : acc;
-    else if (p == 2) acc += a * a;
-    else if (p == 1) acc += a;
-    else acc += pow(a, p);
-  }
-  double r = isMax ? cu::blockReduce<true>(acc, buf) : cu::blockReduce<false>(acc, buf);
-  if (threadIdx.x == 0) partial[blockIdx.x] = r;
 }
 
 }  // namespace
@@ -128,7 +109,7 @@ void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad
   cu::checkLaunch("adamStep");
 }
 
-int64_t cudaNormPowScratch(int64_t n) { return (n + kNormChunk - 1) / kNormChunk; }
+int64_t cudaNormPowScratch(int64_t n) { return (n + cu::kNormChunk - 1) / cu::kNormChunk; }
 
 double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, double* partial) {
   if (n == 0) return 0;
@@ -137,12 +118,14 @@ double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, doubl
   const int64_t chunks = cudaNormPowScratch(n);
   if (chunks > (int64_t(1) << 31) - 1) cu::fail("normPow: too many elements");
   MT_CU_FLOAT(dtype, "normPow",
-              MT_LAUNCH(normPowKernel<T>, unsigned(chunks), cu::kThreads, 0, s, static_cast<const T*>(x), n, p, partial));
+              MT_LAUNCH(cu::normPowKernel<T>, unsigned(chunks), cu::kThreads, 0, s, static_cast<const T*>(x), n, p, partial,
+                        static_cast<double*>(nullptr)));
   cu::checkLaunch("normPow");
   std::vector<double> host(static_cast<size_t>(chunks));
   MT_CENSUS_CALL("memcpy", "normPow partials to host (synchronizes)", host.size() * sizeof(double));
   cudaCheck(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, s),
             "normPow: copying the partial sums");
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "normPow");
   const bool isMax = std::isinf(p);
   double total = 0;

@@ -8,6 +8,7 @@
 #ifdef MESHTRAIN_CUDA
 #include "cuda/census.h"
 #include "cuda/device_memory.h"
+#include "cuda/host_sync.h"
 #include "cuda/runtime.h"
 #endif
 
@@ -70,6 +71,7 @@ void* takeCached(Pool& p, size_t bytes, size_t* capacity) {
   p.stats.hits++;
   BlockInfo& b = p.blocks[ptr];
   if (b.pending) {
+    countHostSync(b.eventDevice);
     cudaCheck(cudaEventSynchronize(b.lastRead), "pinned pool: waiting for the copy that last read a cached block");
     b.pending = false;
   }
@@ -86,6 +88,7 @@ void markRead(void* ptr, int dev, cudaStream_t stream) {
   if (it == p.blocks.end()) return;
   BlockInfo& b = it->second;
   if (b.lastRead && b.eventDevice != dev) {
+    countHostSync(b.eventDevice);
     cudaCheck(cudaEventSynchronize(b.lastRead), "pinned pool: waiting for a block's copy on another device");
     cudaCheck(cudaEventDestroy(b.lastRead), "pinned pool: cudaEventDestroy");
     b.lastRead = nullptr;
@@ -135,6 +138,7 @@ void pinnedEmptyCache() {
   for (auto& [capacity, ptr] : p.cached) {
     BlockInfo& b = p.blocks[ptr];
     if (b.lastRead) {
+      countHostSync(b.eventDevice);
       cudaCheck(cudaEventSynchronize(b.lastRead), "pinnedEmptyCache: waiting for a block's last copy");
       cudaCheck(cudaEventDestroy(b.lastRead), "pinnedEmptyCache: cudaEventDestroy");
     }
@@ -166,6 +170,7 @@ void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByte
   MT_CENSUS_CALL("memcpy", toHost ? "stage device to host (synchronizes)" : "stage host to device", bytes);
   if (toHost) {
     cudaCheck(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToHost, comm), "stageCopy: cudaMemcpyAsync device to host");
+    countHostSync(dev);
     cudaCheck(cudaStreamSynchronize(comm), "stageCopy: device to host (an earlier kernel may have failed)");
     return;
   }

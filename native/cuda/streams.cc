@@ -2,6 +2,7 @@
 #ifdef MESHTRAIN_CUDA
 #include <array>
 #include <mutex>
+#include "cuda/host_sync.h"
 #include "cuda/runtime.h"
 #include "tensor/storage.h"
 
@@ -59,6 +60,7 @@ void streamWaitStream(int dev, cudaStream_t waiter, cudaStream_t on) {
 }
 
 void cudaSyncCompute(int dev, const char* what) {
+  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(computeStream(dev)), what);
 }
 

@@ -71,3 +71,12 @@ export function adamStep(
 export function normPow(x: FlatRef, n: number, p: number): number {
   return storageKernels(x.id).normPow(dtypeCode(x.dtype), x.id, x.off, n, p);
 }
+
+/**
+ * `acc` (one f64 at element `acc.off` of storage `acc.id`, on `x`'s device) += sum |x|^p over a
+ * flat range; p = Infinity: acc = max(acc, max |x|). NaN propagates. Nothing is read back: on a
+ * GPU the host does not wait (read the accumulator once, after every range was added).
+ */
+export function normPowInto(x: FlatRef, n: number, p: number, acc: StateRef): void {
+  storageKernels(acc.id).normPowInto(dtypeCode(x.dtype), x.id, x.off, n, p, acc.id, acc.off);
+}

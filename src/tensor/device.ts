@@ -91,6 +91,21 @@ export function cudaSynchronize(device: Device = 'cuda:0'): void {
   flushDeviceChecks();
 }
 
+/**
+ * How many times the host has waited for `device` so far: counted by meshtrain's own code at each
+ * wait (a copy to the host such as `toArray`/`item`, a blocking copy from the host, a stream or
+ * event synchronization, a staged collective's copy out), not by the driver, so it means the same
+ * on a GPU and on the emulated device. A training step's gradient norm and overflow check cost one
+ * (see docs/gpu.md); take differences around the code you measure.
+ * @example
+ * const before = cudaSyncCount('cuda:0');
+ * engine.step();
+ * console.log(cudaSyncCount('cuda:0') - before);   // 1 at a boundary with clipping or fp16/bf16
+ */
+export function cudaSyncCount(device: Device = 'cuda:0'): number {
+  return native.cudaSyncCount(cudaOrdinal(device, 'cudaSyncCount'));
+}
+
 /** What the driver says of one device. */
 export interface CudaDeviceProperties {
   name: string;

@@ -24,6 +24,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_conv', {}],
   ['unit/cuda_bn_pool_tiles', {}],
   ['unit/cuda_index_checks', {}],
+  ['unit/vocab_range', {}],
   ['unit/cuda_emu_checks', {}],
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
@@ -39,6 +40,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_pipeline', {}],
   ['dist/cuda_engine_checkpoint', {}],
   ['dist/cuda_tensor_parallel', {}],
+  ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
 ];

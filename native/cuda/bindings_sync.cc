@@ -1,0 +1,65 @@
+// N-API bindings of the one-read-per-step machinery: `cuda.normPowInto` (gradient norms and
+// overflow checks accumulated into an f64 on the device, grad_norm.cu) and `cudaSyncCount(dev)`
+// (host waits counted by our code, host_sync.h). CUDA builds only.
+#ifdef MESHTRAIN_CUDA
+#include <cstdint>
+#include "cuda/host_sync.h"
+#include "cuda/kernels.h"
+#include "cuda/operands.h"
+#include "tensor/storage.h"
+#include "util/args.h"
+
+namespace mt {
+namespace {
+
+// normPowInto(dtype, id, off, n, p, accId, accOff): acc[accOff] (f64) += sum |x|^p over the range
+// (p = inf: max |x|), queued on the device; nothing is read back.
+Napi::Value NormPowInto(const Napi::CallbackInfo& info) {
+  const char* op = "normPowInto";
+  DType d = toDType(int(argInt(info, 0)));
+  int64_t id = argInt(info, 1), off = argInt(info, 2), n = argInt(info, 3);
+  double p = argNum(info, 4);
+  int64_t accId = argInt(info, 5), accOff = argInt(info, 6);
+  MT_CHECK(p > 0, op, ": p must be positive, got ", p);
+  MT_CHECK(n >= 0, op, ": negative length ", n);
+  MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, op,
+           ": the range must hold a float dtype, got code ", int(d));
+  int dev = devOf(op, accId);
+  auto* acc = static_cast<double*>(dptr(accId, accOff, 1, DType::F64));
+  if (n == 0) return info.Env().Undefined();
+  devOf(op, id, dev);
+  const void* x = dptr(id, off, n, d);
+  const int64_t chunks = cudaNormPowScratch(n);
+  if (chunks == 1) {
+    cudaNormPowInto(dev, int(d), x, n, p, acc, nullptr);
+    return info.Env().Undefined();
+  }
+  // The chunk partials live in scratch tagged 'other', back in the cache at once: the next user of
+  // the block runs on the same compute stream, after the combine kernel.
+  int64_t scratch = allocStorage(size_t(chunks) * sizeof(double), Tag::Other, dev + 1, false);
+  try {
+    cudaNormPowInto(dev, int(d), x, n, p, acc, static_cast<double*>(storageAt(scratch).ptr));
+  } catch (...) {
+    freeStorage(scratch);
+    throw;
+  }
+  freeStorage(scratch);
+  return info.Env().Undefined();
+}
+
+// cudaSyncCount(dev) -> number: host waits for cuda:dev counted so far.
+Napi::Value SyncCount(const Napi::CallbackInfo& info) {
+  int64_t dev = argInt(info, 0);
+  MT_CHECK(dev >= 0 && dev < kMaxCudaDevices, "cudaSyncCount: no device cuda:", dev);
+  return Napi::Number::New(info.Env(), double(hostSyncCount(int(dev))));
+}
+
+}  // namespace
+
+void registerCudaSync(Napi::Object cuda, Napi::Object exports) {
+  MT_EXPORT(cuda, "normPowInto", NormPowInto);
+  MT_EXPORT(exports, "cudaSyncCount", SyncCount);
+}
+
+}  // namespace mt
+#endif
