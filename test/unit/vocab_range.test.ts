@@ -3,14 +3,15 @@
  * here/valid masks for i32/i64 ids, every slice of a vocabulary, an ignore value inside and outside
  * [0, V), f64/f32/bf16 masks (0 and 1 are exact in each: equality). A bad id throws the caller's
  * message: at once on the CPU, at the next synchronization on a device (same message plus where it
- * was checked), with the first bad position whatever the order. The device half prints one SKIP line
- * without a usable device.
+ * was checked), with the first bad position whatever the order. Runs on every device of
+ * test/helpers/devices.ts (one SKIP line without a usable CUDA device).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cudaIsAvailable, type Device, type DType, native, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { type Device, type DType, native, type Tensor, tensor, tidy } from '../../src/index.ts';
 import { flushDeviceChecks, pendingDeviceChecks } from '../../src/tensor/device_checks.ts';
 import { LOCAL_IGNORE, vocabSliceIndex } from '../../src/tensor_parallel/vocab_range.ts';
+import { deviceTest } from '../helpers/devices.ts';
 
 /** Ids of every kind: each slice's ends, repeats, the ignore value, from a fixed LCG. */
 function someIds(V: number, n: number, ignore: number): number[] {
@@ -94,12 +95,14 @@ function checkErrors(device: Device): void {
   expectBad(device, many, -100, 1000, 1100);
 }
 
-test('vocabRange on the CPU equals the JS reference (i32/i64 ids, f64/f32/bf16 masks, ignore inside and outside [0, V))', () => {
-  check('cpu');
+deviceTest('vocabRange equals the JS reference (i32/i64 ids, f64/f32/bf16 masks, ignore inside and outside [0, V))', check);
+
+deviceTest('vocabRange: a bad id throws the caller\'s message naming the first bad position (on a device at the next synchronization)', (dev) => {
+  checkErrors(dev);
+  assert.is(pendingDeviceChecks(), 0);
 });
 
-test('vocabRange on the CPU: a bad id throws the caller\'s message at the first bad position; the raw kernel writes the flag as the device does', () => {
-  checkErrors('cpu');
+test('vocabRange on the CPU: the raw kernel returns the first bad position and writes the flag as the device does; bad slices and mask dtypes are refused', () => {
   tidy(() => {
     const ids = tensor([0, 3, 9, 11], { dtype: 'i32' });
     const out = [tensor([0, 0, 0, 0], { dtype: 'i32' }), tensor([0, 0, 0, 0]), tensor([0, 0, 0, 0])];
@@ -111,21 +114,5 @@ test('vocabRange on the CPU: a bad id throws the caller\'s message at the first 
     assert.throws(() => native.vocabRange(4, ids.id, ids.offset, 4, 0, 4, 10, -100, out[0].id, 4, out[1].id, 0, 0), /vocabRange: needs a floating-point dtype/);
   });
 });
-
-if (!cudaIsAvailable()) {
-  test('vocabRange on cuda:0', () => {
-    const info = native.deviceInfo();
-    console.log(`SKIP test/unit/vocab_range (cuda:0): no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
-  });
-} else {
-  test('vocabRange on cuda:0 equals the JS reference', () => {
-    check('cuda:0');
-  });
-
-  test('vocabRange on cuda:0: a bad id is flagged on the device and thrown at the next synchronization with the same message', () => {
-    checkErrors('cuda:0');
-    assert.is(pendingDeviceChecks(), 0);
-  });
-}
 
 test.run();
