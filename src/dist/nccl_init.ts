@@ -83,7 +83,7 @@ function deadPeer(w: CreateWatch): string | null {
 async function peerFailure(w: CreateWatch): Promise<string | null> {
   const key = `${w.prefix}/failed`;
   if (!(await w.store.check([key]))) return null;
-  return (await w.store.getString(key, 1000)).toString();
+  return w.store.getString(key, 1000);
 }
 
 /** The participants that never announced their arrival, described. */
@@ -128,12 +128,16 @@ export async function awaitNcclComm(n: NcclCreateNative, h: number, w: CreateWat
     if (ready) return;
     const now = Date.now();
     let reason: string | null = null;
+    // A store that stopped answering is a reason to give up too: nothing could tell us about peers.
     if (now >= nextCheck) {
       nextCheck = now + CHECK_EVERY_MS;
-      const peer = deadPeer(w) ?? (await peerFailure(w));
+      const peer = await (async () => deadPeer(w) ?? (await peerFailure(w)))().catch((e: Error) => `the store cannot be read (${e.message})`);
       if (peer) reason = `cannot complete: ${peer}`;
     }
-    if (!reason && now - start >= w.timeoutMs) reason = `did not complete within ${w.timeoutMs} ms: ${await stragglers(w)}`;
+    if (!reason && now - start >= w.timeoutMs) {
+      const who = await stragglers(w).catch((e: Error) => `the store cannot be read (${e.message})`);
+      reason = `did not complete within ${w.timeoutMs} ms: ${who}`;
+    }
     if (reason) {
       const message = n.abandon(h, reason);
       await publish(w, message);

@@ -87,8 +87,9 @@ if (!emulated || !cc) {
     }
   });
 
-  test('ncclCommInitRankConfig that never completes: every rank errors within the timeout, naming the call and the group', async () => {
-    const runs = await ranks('world', { FAKE_NCCL_INIT: 'hang' });
+  test('ncclCommInitRankConfig that never completes, or fails: every rank errors within the timeout (at once for a failure), naming the call and the group', async () => {
+    // Both jobs at once (4 processes): the times asserted are measured inside each rank.
+    const [runs, failing] = await Promise.all([ranks('world', { FAKE_NCCL_INIT: 'hang' }), ranks('world', { FAKE_NCCL_INIT: 'fail' })]);
     const outs = bothFail(runs, 'world', /^nccl: ncclCommInitRankConfig for group 'world' \(rank [01] of 2, cuda:[01]\) /, TIMEOUT_MS + 1500);
     for (const [rank, o] of outs.entries()) {
       assert.match(o.error ?? '', new RegExp(`group 'world' \\(rank ${rank} of 2, cuda:${rank}\\)`));
@@ -96,12 +97,8 @@ if (!emulated || !cc) {
       assert.match(o.error ?? '', /(did not complete within 1500 ms: every rank reached ncclCommInitRankConfig|cannot complete: rank [01] failed: .*did not complete)/);
       assert.match(o.error ?? '', /the communicator was aborted$/);
     }
-  });
-
-  test('ncclCommInitRankConfig that fails: every rank errors at once with the NCCL error', async () => {
-    const runs = await ranks('world', { FAKE_NCCL_INIT: 'fail' });
-    const outs = bothFail(runs, 'world', /^nccl: ncclCommInitRankConfig for group 'world' \(rank [01] of 2, cuda:[01]\) /, TIMEOUT_MS);
-    for (const o of outs) assert.match(o.error ?? '', /(failed: NCCL error 6 \(remote process exited|cannot complete: rank [01] failed: .*NCCL error 6)/);
+    const failed = bothFail(failing, 'world', /^nccl: ncclCommInitRankConfig for group 'world' \(rank [01] of 2, cuda:[01]\) /, TIMEOUT_MS);
+    for (const o of failed) assert.match(o.error ?? '', /(failed: NCCL error 6 \(remote process exited|cannot complete: rank [01] failed: .*NCCL error 6)/);
   });
 
   test('a rank whose process dies inside ncclCommInitRankConfig: the other fails at once naming it, long before the timeout', async () => {
@@ -114,12 +111,14 @@ if (!emulated || !cc) {
   });
 
   test('ncclCommSplit that never completes, and one whose peer dies inside it: errors naming the split, the parent and the new group', async () => {
-    const hang = await ranks('split', { FAKE_NCCL_SPLIT: 'hang' });
+    const [hang, dead] = await Promise.all([
+      ranks('split', { FAKE_NCCL_SPLIT: 'hang' }),
+      ranks('split', { FAKE_NCCL_EXIT_RANK: '1', FAKE_NCCL_EXIT_AT: 'split' }, 20_000),
+    ]);
     for (const o of bothFail(hang, 'split', /^nccl: ncclCommSplit of group 'world' \(rank [01] of 2, cuda:[01]\) into group 'half' /, TIMEOUT_MS + 1500)) {
       assert.match(o.error ?? '', /(did not complete within 1500 ms|cannot complete: rank [01] failed)/);
       assert.match(o.error ?? '', /the parent communicator was aborted$/);
     }
-    const dead = await ranks('split', { FAKE_NCCL_EXIT_RANK: '1', FAKE_NCCL_EXIT_AT: 'split' }, 20_000);
     assert.is(dead[1].code, 9, dead[1].stderr);
     const o = outcome(dead[0], 'rank 0');
     assert.match(o.error ?? '', /^nccl: ncclCommSplit of group 'world' \(rank 0 of 2, cuda:0\) into group 'half' cannot complete: rank 1 \(pid \d+\) died/);
