@@ -1,9 +1,9 @@
 /**
  * Embedding table split by vocabulary: rank r holds rows [r·V/tp, (r+1)·V/tp) of the full
  * [V, D] table. Each rank looks up the ids in its slice (zeros for the others) and the
- * all-reduce sums the one non-zero row per id. The slice test runs where the weight is
- * (vocab_range.ts), so on a GPU the ids are never read on the host. Built from the same seed, the slices hold
- * exactly the rows of nn.Embedding's table.
+ * all-reduce sums the one non-zero row per id. Built from the same seed, the slices hold
+ * exactly the rows of nn.Embedding's table. The slice test runs where the weight is
+ * (vocab_range.ts): on a GPU the ids are never read on the host.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { checkCount, emptyParameter, normal_ } from '../nn/init.ts';
