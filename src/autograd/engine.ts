@@ -118,9 +118,11 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
               inMap.delete(prev);
               prev.dispose();
             } else {
-              // A tensor returned for several inputs (add's backward), the incoming gradient or a
-              // saved tensor is not ours to hand on: store a copy.
-              pending.set(e.node, inMap.has(r) || r === g || r.kept ? cloneLayout(r) : r);
+              // A tensor returned for several inputs (add's backward) or the incoming gradient is
+              // not ours to hand on: store another handle on it, no copy (backward functions only
+              // read their gradient, as the seed above relies on). A kept tensor (a leaf's grad,
+              // accumulated into in place) is copied.
+              pending.set(e.node, r.kept ? cloneLayout(r) : inMap.has(r) || r === g ? r.alias() : r);
             }
             inMap.add(pending.get(e.node) as Tensor);
           }
