@@ -11,6 +11,7 @@
 #include "util/stats_object.h"
 #ifdef MESHTRAIN_CUDA
 #include "cuda/bindings_image.h"
+#include "cuda/call_scratch.h"
 #include "cuda/bindings_nn.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
@@ -187,17 +188,11 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   deviceOf("reduce", xId, dev);
   size_t it = itemOf(d);
   const int64_t need = cudaReduceScratch(outer, r, inner);
-  // Partial sums of a chunked reduction: a scratch storage tagged 'other', back in the cache at once
-  // (reused only by work queued after these kernels).
-  const int64_t scratch = need ? allocStorage(size_t(need) * sizeof(double), Tag::Other, dev + 1, false) : 0;
-  try {
-    cudaReduce(dev, op, d, ptr(xId, xOff, outer * r * inner, it), ptr(oId, oOff, outer * inner, it), outer, r, inner,
-               argNum(info, 9), scratch ? static_cast<double*>(storageAt(scratch).ptr) : nullptr);
-  } catch (...) {
-    if (scratch) freeStorage(scratch);
-    throw;
-  }
-  if (scratch) freeStorage(scratch);
+  // Partial sums of a chunked reduction (call_scratch.h).
+  CallScratch scratch(dev);
+  void* partial = need ? scratch(int64_t(size_t(need) * sizeof(double))) : nullptr;
+  cudaReduce(dev, op, d, ptr(xId, xOff, outer * r * inner, it), ptr(oId, oOff, outer * inner, it), outer, r, inner,
+             argNum(info, 9), static_cast<double*>(partial));
   return info.Env().Undefined();
 }
 
@@ -328,19 +323,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   const int64_t aSpan = spanOf({batch, M, K}, as), bSpan = spanOf({batch, K, N}, bs);
-  std::vector<int64_t> scratch;
-  try {
+  {
+    CallScratch scratch(dev);  // cuBLASLt's workspace, freed once the matmul is queued
     cudaMatmul(dev, d, ptr(aId, aOff, aSpan, item), as.data(), ptr(bId, bOff, bSpan, item), bs.data(), od, out, batch, M,
-               N, K, accumulate, [&](int64_t bytes) {
-                 scratch.push_back(allocStorage(size_t(bytes), Tag::Other, dev + 1, false));
-                 return storageAt(scratch.back()).ptr;
-               });
-  } catch (...) {
-    for (int64_t id : scratch) freeStorage(id);
-    throw;
+               N, K, accumulate, scratch.fn());
   }
-  // Freed blocks are reused only by work queued later on the same stream: safe to free now.
-  for (int64_t id : scratch) freeStorage(id);
   if (bias) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false);
   return info.Env().Undefined();
 }
@@ -391,8 +378,6 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
-void registerCudaSync(Napi::Object cuda, Napi::Object exports);  // bindings_sync.cc
-void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
@@ -419,9 +404,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);
-  registerCudaVocab(cuda);
   registerCudaImage(cuda);
-  registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

@@ -5,6 +5,7 @@
 #include <string>
 #include "cuda/attention.h"
 #include "cuda/bindings_nn.h"
+#include "cuda/call_scratch.h"
 #include "cuda/matmul.h"  // dtypeNameOf
 #include "cuda/device_memory.h"
 #include "tensor/storage.h"
@@ -93,19 +94,13 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const DType sd = statOf(d);
   const int64_t rows = cudaAttentionScratch(g);
   const void* lse = cudaDataPtr<uint8_t>(lseId, 0, rows * int64_t(itemsize(sd)));
-  // The per-row dot(dO, o) terms: a scratch storage tagged 'other', back in the cache at once
-  // (reused only by work queued after these kernels, on the same stream).
-  const int64_t scratch = rows > 0 ? allocStorage(size_t(rows) * itemsize(sd), Tag::Other, dev + 1, false) : 0;
-  try {
-    cudaAttentionBackward(dev, int(d), g, viewPtr(q, g, g.tq, d), q.s, viewPtr(k, g, g.tk, d), k.s,
+  // The per-row dot(dO, o) terms (call_scratch.h).
+  CallScratch scratch(dev);
+  void* dots = rows > 0 ? scratch(int64_t(size_t(rows) * itemsize(sd))) : nullptr;
+  cudaAttentionBackward(dev, int(d), g, viewPtr(q, g, g.tq, d), q.s, viewPtr(k, g, g.tk, d), k.s,
                           viewPtr(v, g, g.tk, d), v.s, viewPtr(o, g, g.tq, d), o.s, viewPtr(dO, g, g.tq, d), dO.s, lse,
                           viewPtr(dq, g, g.tq, d), dq.s, viewPtr(dk, g, g.tk, d), dk.s, viewPtr(dv, g, g.tk, d), dv.s,
-                          scratch ? storageAt(scratch).ptr : nullptr);
-  } catch (...) {
-    if (scratch) freeStorage(scratch);
-    throw;
-  }
-  if (scratch) freeStorage(scratch);
+                          dots);
   return info.Env().Undefined();
 }
 

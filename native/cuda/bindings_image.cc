@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 #include "cuda/bindings_image.h"
+#include "cuda/call_scratch.h"
 #include "cuda/conv.h"
 #include "cuda/device_memory.h"
 #include "cuda/image_ops.h"
@@ -100,23 +101,15 @@ bool directForced() {
   return v && std::strcmp(v, "direct") == 0;
 }
 
-// cuDNN where it applies (workspace from the caching allocator, tagged 'other', back in the cache
-// once the call has queued: later work on the same stream is what reuses it), else direct.
+// cuDNN where it applies (workspaces: call_scratch.h), else direct.
 void runConv(CudaConvProp prop, DType d, int dev, const CudaConvShape& s, const void* a, const int64_t* as, void* w,
              void* b, const int64_t* bs) {
   if (d != DType::F64 && !directForced()) {
-    std::vector<int64_t> scratch;
     bool done = false;
-    try {
-      done = cudnnConv(dev, prop, int(d), s, a, as, w, b, bs, [&](int64_t bytes) {
-        scratch.push_back(allocStorage(size_t(bytes), Tag::Other, dev + 1, false));
-        return storageAt(scratch.back()).ptr;
-      });
-    } catch (...) {
-      for (int64_t id : scratch) freeStorage(id);
-      throw;
+    {
+      CallScratch scratch(dev);
+      done = cudnnConv(dev, prop, int(d), s, a, as, w, b, bs, scratch.fn());
     }
-    for (int64_t id : scratch) freeStorage(id);
     if (done) return;
   }
   cudaConvDirect(dev, prop, int(d), s, a, as, w, b, bs);
@@ -184,22 +177,6 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
 
 // ---- batch norm ----
 
-// Batch norm's scratch: storages tagged 'other', freed once the call has queued its kernels
-// (later work on the same stream is what reuses them, as for cuDNN's workspaces).
-struct BnScratch {
-  int dev;
-  std::vector<int64_t> ids;
-  ~BnScratch() {
-    for (int64_t id : ids) freeStorage(id);
-  }
-  CudaBnScratch fn() {
-    return [this](int64_t bytes) {
-      ids.push_back(allocStorage(size_t(bytes), Tag::Other, dev + 1, false));
-      return storageAt(ids.back()).ptr;
-    };
-  }
-};
-
 void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
   MT_CHECK(outer >= 0 && C > 0 && inner >= 0, op, ": bad geometry [", outer, ", ", C, ", ", inner, "]");
 }
@@ -227,7 +204,7 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   MT_CHECK(mean && invstd, op, ": mean and invstd outputs are required");
   MT_CHECK(training || (runMean && runVar), op, ": evaluation needs running statistics");
   MT_CHECK(!training || outer * inner > 1, op, ": training needs more than one value per channel");
-  BnScratch scratch{dev, {}};
+  CallScratch scratch(dev);
   cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, stat(8), stat(10), mean, invstd, runMean, runVar, training,
                        argNum(info, 21), argNum(info, 22), scratch.fn());
   return info.Env().Undefined();
@@ -250,7 +227,7 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   void* invstd = stat(7);
   MT_CHECK(mean && invstd, a.op, ": mean and invstd are required");
   void* gx = a.optional(11, n, d);
-  BnScratch scratch{dev, {}};
+  CallScratch scratch(dev);
   cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, stat(9), gx, stat(13), stat(15), outer, C, inner,
                         argBool(info, 20), scratch.fn());
   return info.Env().Undefined();

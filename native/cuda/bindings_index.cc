@@ -4,6 +4,7 @@
 #ifdef MESHTRAIN_CUDA
 #include <cstdint>
 #include "cuda/bindings_nn.h"
+#include "cuda/call_scratch.h"
 #include "cuda/device_memory.h"
 #include "cuda/index_check.h"
 #include "cuda/kernels.h"
@@ -69,18 +70,12 @@ Napi::Value EmbeddingScatter(const Napi::CallbackInfo& info) {
   int dev = devOf(op, dwId);
   devOf(op, idsId, dev);
   devOf(op, gId, dev);
-  // Sort buffers: one scratch storage tagged 'other', back in the cache at once (reused only by
-  // work queued after these kernels, on the same stream).
+  // Sort buffers (call_scratch.h).
   const int64_t bytes = cudaEmbeddingScatterScratch(dev, n, V);
-  const int64_t scratch = allocStorage(size_t(bytes), Tag::Other, dev + 1, false);
-  try {
-    cudaEmbeddingScatter(dev, int(d), int(id), dptr(idsId, idsOff, n, id), n, dptr(gId, gOff, n * D, d), V, D,
-                         dptr(dwId, 0, V * D, d), storageAt(scratch).ptr, bytes);
-  } catch (...) {
-    freeStorage(scratch);
-    throw;
-  }
-  freeStorage(scratch);
+  CallScratch scratch(dev);
+  void* sortBuffers = scratch(bytes);
+  cudaEmbeddingScatter(dev, int(d), int(id), dptr(idsId, idsOff, n, id), n, dptr(gId, gOff, n * D, d), V, D,
+                       dptr(dwId, 0, V * D, d), sortBuffers, bytes);
   return info.Env().Undefined();
 }
 

@@ -4,6 +4,7 @@
 // CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include "cuda/bindings_nn.h"
+#include "cuda/call_scratch.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
 #include "cuda/operands.h"
@@ -49,21 +50,15 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   const char* op = "layerNorm backward";
   int dev = devOf(op, xId);
   devOf(op, gId, dev);
-  // Partial column sums for dw/db: a scratch storage tagged 'other', back in the cache at once.
+  // Partial column sums for dw/db (call_scratch.h).
   const bool sums = (dwId || dbId) && rows * cols > 0;
-  const int64_t scratch =
-      sums ? allocStorage(size_t(cudaLayerNormScratch(rows, cols)) * sizeof(double), Tag::Other, dev + 1, false) : 0;
-  try {
-    cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
+  CallScratch scratch(dev);
+  void* partial = sums ? scratch(int64_t(size_t(cudaLayerNormScratch(rows, cols)) * sizeof(double))) : nullptr;
+  cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
                           optional(op, meanId, 0, rows, statOf(d), dev), optional(op, rstdId, 0, rows, statOf(d), dev),
                           dptr(gId, gOff, rows * cols, d), optional(op, dxId, 0, rows * cols, d, dev),
                           optional(op, dwId, 0, cols, d, dev), optional(op, dbId, 0, cols, d, dev), rows, cols,
-                          scratch ? static_cast<double*>(storageAt(scratch).ptr) : nullptr);
-  } catch (...) {
-    if (scratch) freeStorage(scratch);
-    throw;
-  }
-  if (scratch) freeStorage(scratch);
+                          static_cast<double*>(partial));
   return info.Env().Undefined();
 }
 
