@@ -10,6 +10,7 @@ import type { Device, MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { callSite, describeTensor } from './checker.ts';
 import { type Backend, type Communicator, type PendingOp, REDUCE_OPS, type ReduceOp } from './communicator.ts';
+import { isLocalCollective, runLocalCollective } from './local_collective.ts';
 import { needsStaging, runStaged } from './staging.ts';
 import type { StoreClient } from './store.ts';
 import { Work } from './work.ts';
@@ -257,7 +258,10 @@ export class ProcessGroup {
     }
     let op: PendingOp | null;
     try {
-      op = needsStaging(comm, tensors)
+      // A group of one on a GPU: the identity, done on the device (host staging would wait twice).
+      op = isLocalCollective(this.size, tensors) && needsStaging(comm, tensors)
+        ? runLocalCollective(tensors, operands.inputs, operands.outputs)
+        : needsStaging(comm, tensors)
         ? runStaged(tensors, operands.inputs, operands.outputs, async, (twins) => run(comm, async, twins))
         : run(comm, async, tensors);
     } catch (e) {

@@ -7,7 +7,8 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
-import { clipGradNorm, scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { GradSquares } from '../optim/grad_squares.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -85,7 +86,7 @@ export class Engine<M extends Module = Module> {
     this.device = parts.device ?? 'cpu';
     this.schedulable = parts.schedulable;
     this.lrScheduler = parts.lrScheduler;
-    this.precision = new Precision(parts.mixed ?? null, parts.scaler, parts.group);
+    this.precision = new Precision(parts.mixed ?? null, parts.scaler, parts.group, this.device);
     this.log = parts.log;
     this.gradientAccumulationSteps = parts.config.gradient_accumulation_steps;
     this.clock = parts.config.wall_clock_breakdown ? new WallClock() : null;
@@ -155,15 +156,20 @@ export class Engine<M extends Module = Module> {
     const clip = this.config.gradient_clipping;
     let stepped: boolean;
     if (b.stage === 0) {
-      const params = this.module.parameters();
-      // On a GPU the overflow check and the norm read one value per bucket, not per parameter (a host sync each).
+      // On a GPU the flat buckets: fewer, larger reductions than one per parameter.
       const flat = this.device !== 'cpu' ? b.dp.gradBuffers() : null;
-      stepped = this.precision.prepare(flat ?? params.map((p) => p.grad));
-      if (!stepped || clip <= 0) this.lastGradNorm = Number.NaN;
-      else this.lastGradNorm = flat ? clipFlat(flat, clip) : clipGradNorm(params, clip);
+      const grads = flat ?? this.module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : []));
+      // One read for the overflow check (all-reduced over dp) and the norm (local: DataParallel averaged the gradients).
+      const squares = new GradSquares(grads, this.precision.dtype ? [this.group] : [], this.device);
+      stepped = this.precision.prepare(grads, squares);
+      this.lastGradNorm = Number.NaN;
+      if (stepped && clip > 0) {
+        this.lastGradNorm = Math.sqrt(squares.local());
+        scaleToMaxNorm(grads, this.lastGradNorm, clip);
+      }
       if (stepped) b.optimizer.step();
     } else {
-      stepped = b.zero.step((grads) => this.precision.prepare(grads));
+      stepped = b.zero.step((grads, squares) => this.precision.prepare(grads, squares));
       this.lastGradNorm = b.zero.lastGradNorm;
     }
     this.precision.finish(stepped);
@@ -290,13 +296,4 @@ export class Engine<M extends Module = Module> {
   private live(): void {
     if (this.destroyed) throw new Error('Engine: this engine was destroyed');
   }
-}
-
-/** clipGradNorm over flat gradient buffers that hold every gradient (their sums of squares, then one scale): the norm before clipping. */
-function clipFlat(buffers: Tensor[], maxNorm: number): number {
-  let sum = 0;
-  for (const g of buffers) sum += sumOfSquares(g);
-  const total = Math.sqrt(sum);
-  scaleToMaxNorm(buffers, total, maxNorm);
-  return total;
 }

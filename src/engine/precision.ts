@@ -9,16 +9,19 @@
  * - At an accumulation boundary, on the reduced gradients (stage 0: every parameter's; stages 1/2:
  *   this rank's partition), the overflow flag is all-reduced over the dp group so that every rank
  *   takes the same decision. An overflow skips the step; otherwise the gradients are divided by the
- *   scale (in their own dtype) before clipping and the optimizer step.
+ *   scale (in their own dtype) before clipping and the optimizer step. The check is one f64 on the
+ *   gradients' device, read once; with clipping it is the clip's own sum of squares (GradSquares),
+ *   so a step reads the device once for both.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { cast, div, mul } from '../ops/elementwise.ts';
 import { scaleInPlace } from '../optim/clip_grad.ts';
+import type { GradSquares } from '../optim/grad_squares.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { allReduceSum } from '../zero/comms.ts';
 import type { EngineConfig } from './config_types.ts';
 import type { LossScaler } from './loss_scaler.ts';
-import { hasOverflow } from './overflow.ts';
+import { hasOverflowAcross } from './overflow.ts';
 
 /** The 16-bit training dtype a config asks for, or null for fp32. */
 export function mixedDtype(cfg: EngineConfig): 'bf16' | 'f16' | null {
@@ -44,6 +47,8 @@ export class Precision {
     readonly dtype: 'bf16' | 'f16' | null,
     readonly scaler: LossScaler,
     private readonly group: ProcessGroup,
+    /** Where the overflow sum lives (the gradients' device). */
+    private readonly device: Device = 'cpu',
   ) {}
 
   /** What backward differentiates: `loss / gas`, times the loss scale (in f32) under fp16. */
@@ -56,13 +61,20 @@ export class Precision {
   /**
    * At a boundary, on the reduced gradients (a collective: call on every rank): false when any rank
    * saw inf/NaN (skip the step); otherwise unscales them in place and returns true. fp32: true.
+   * `squares`, when given, are those gradients' squares over this.group: the decision is their
+   * non-finiteness (one read shared with clipping) and they follow the unscaling.
    */
-  prepare(grads: Iterable<Tensor | null | undefined>): boolean {
+  prepare(grads: Iterable<Tensor | null | undefined>, squares?: GradSquares): boolean {
     if (this.dtype === null) return true;
     const list = [...grads];
-    if (allReduceSum(this.group, hasOverflow(list) ? 1 : 0) > 0) return false;
+    // With the step's gradient squares (the same gradients, summed over this.group) the check reuses their one read.
+    const overflow = squares ? !Number.isFinite(squares.global()) : hasOverflowAcross(list, [this.group], this.device);
+    if (overflow) return false;
     const scale = this.scaler.lossScale;
-    if (scale !== 1) for (const g of list) if (g && !g.disposed) scaleInPlace(g, 1 / scale);
+    if (scale !== 1) {
+      for (const g of list) if (g && !g.disposed) scaleInPlace(g, 1 / scale);
+      squares?.scaled(1 / scale);
+    }
     return true;
   }
 

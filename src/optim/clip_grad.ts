@@ -3,9 +3,11 @@ import { noGrad } from '../autograd/grad_mode.ts';
 import * as k from '../ops/kernels.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
+import type { Device } from '../tensor/storage.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
+import { withDeviceSums } from './device_sums.ts';
 import { normPow } from './fused.ts';
 
 export interface ClipGradNormOptions {
@@ -20,8 +22,9 @@ export interface ClipGradNormOptions {
  * `maxNorm`, scales every gradient in place by `maxNorm / (norm + 1e-6)` (PyTorch's rule: the
  * scale applies when that factor is below 1). Returns the total norm before clipping.
  *
- * The norm is reduced natively in double precision for every dtype. Parameters without a
- * gradient are skipped; with none at all the norm is 0. A NaN or infinite norm is returned
+ * The norm is reduced natively in double precision for every dtype, accumulated on the
+ * gradients' device and read once per device (one host wait on a GPU, not one per tensor).
+ * Parameters without a gradient are skipped; with none at all the norm is 0. A NaN or infinite norm is returned
  * and the gradients are left as they are (PyTorch would multiply them by NaN); with
  * `errorIfNonfinite` it throws instead.
  * @example
@@ -46,14 +49,7 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
   });
   if (grads.length === 0) return 0;
 
-  let acc = 0;
-  for (const g of grads) {
-    const src = g.isContiguous ? g : k.copy(g);
-    const part = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, p);
-    if (src !== g) src.dispose();
-    acc = p === Number.POSITIVE_INFINITY ? (Number.isNaN(part) || part > acc ? part : acc) : acc + part;
-    if (Number.isNaN(acc)) break;
-  }
+  const acc = localNormPow(grads, p);
   const total = p === Number.POSITIVE_INFINITY || p === 1 ? acc : p === 2 ? Math.sqrt(acc) : acc ** (1 / p);
 
   if (!Number.isFinite(total)) {
@@ -77,6 +73,30 @@ export function scaleToMaxNorm(grads: Iterable<Tensor>, total: number, maxNorm: 
   if (coef < 1) noGrad(() => {
     for (const g of grads) scaleInPlace(g, coef);
   });
+}
+
+/**
+ * Σ |g|^p over every gradient (p = Infinity: max |g|), in double: accumulated on each device the
+ * gradients are on (DeviceSums) and read once per device, in the order given (on the CPU bit for
+ * bit the per-tensor sums added in turn). NaN propagates.
+ */
+export function localNormPow(grads: Tensor[], p: number): number {
+  const byDevice = new Map<Device, Tensor[]>();
+  for (const g of grads) {
+    const list = byDevice.get(g.device);
+    if (list) list.push(g);
+    else byDevice.set(g.device, [g]);
+  }
+  const isMax = p === Number.POSITIVE_INFINITY;
+  let acc = 0;
+  for (const [device, list] of byDevice) {
+    const [v] = withDeviceSums(device, 1, (s) => {
+      for (const g of list) s.add(g, p);
+      return s.read();
+    });
+    acc = isMax ? (Number.isNaN(v) || v > acc ? v : acc) : acc + v;
+  }
+  return acc;
 }
 
 /** Σ g² over a gradient of any layout, reduced natively in double precision (a strided one through a contiguous copy). */

@@ -15,9 +15,8 @@ import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward } from '../tensor_parallel/sequence_parallel.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
-import { allReduceNumber, averageGrads, clipPipelineGrads, sumTiedGrads } from './grad_sync.ts';
+import { allReduceNumber, averageGrads, checkPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { pipelineLayerRng } from './layer_rng.ts';
-import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import { PipeP2P } from './p2p.ts';
 import { act, type Schedule } from './schedule/action.ts';
@@ -220,13 +219,11 @@ export class PipelineEngine {
       this.lastGradNorm = this.zeroPipe.lastGradNorm;
     } else {
       if (this.dpGroup) averageGrads(params, this.dpGroup);
-      const scaler = this.lossScaler;
-      ok = !scaler || unscaleOrSkip(params.map((p) => p.grad), scaler, [this.module.group, this.dpGroup, this.tpGroup]);
-      this.lastGradNorm = Number.NaN;
-      if (ok) {
-        if (this.gradientClipping > 0) this.lastGradNorm = clipPipelineGrads(this.module, this.gradientClipping, this.tpGroup);
-        this.optimizer?.step();
-      }
+      // The overflow check and the clipping norm from one host read.
+      const r = checkPipelineGrads(this.module, this.lossScaler, this.gradientClipping, this.dpGroup, this.tpGroup, this.device);
+      ok = r.ok;
+      this.lastGradNorm = r.norm;
+      if (ok) this.optimizer?.step();
       this.optimizer?.zeroGrad();
     }
     this.globalSteps++;

@@ -5,10 +5,14 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
+import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { withDeviceSums } from '../optim/device_sums.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule } from './module.ts';
 import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
 
@@ -67,10 +71,49 @@ export function normParams(module: PipelineModule, tp: ProcessGroup | null = nul
  * Global-norm clipping over the whole pipeline (plain optimizer: gradients already averaged
  * over dp, so the norm is summed over the pipeline group, and tp with tensor-parallel layers). Returns the norm before clipping.
  */
-export function clipPipelineGrads(module: PipelineModule, maxNorm: number, tp: ProcessGroup | null = null): number {
-  let local = 0;
-  for (const p of normParams(module, tp)) if (p.grad && !p.grad.disposed) local += sumOfSquares(p.grad);
-  const total = Math.sqrt(allReduceNumber(local, [module.group, tp]));
-  if (maxNorm > 0) scaleToMaxNorm(module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : [])), total, maxNorm);
+export function clipPipelineGrads(module: PipelineModule, maxNorm: number, tp: ProcessGroup | null = null, device?: Device): number {
+  const params = module.parameters();
+  const [sq] = withDeviceSums(device ?? params[0]?.device ?? 'cpu', 1, (s) => {
+    for (const g of liveGrads(normParams(module, tp))) s.add(g, 2);
+    s.allReduce([module.group, tp]);
+    return s.read();
+  });
+  const total = Math.sqrt(sq);
+  if (maxNorm > 0) scaleToMaxNorm(liveGrads(params), total, maxNorm);
   return total;
+}
+
+/** Gradients that exist (not null, not disposed). */
+function liveGrads(params: Tensor[]): Tensor[] {
+  return params.flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : []));
+}
+
+/**
+ * A plain (non-ZeRO) pipeline step's loss-scale check and clipping from one host read: slot 0 of
+ * one device tensor sums every gradient's squares (all-reduced over the pipeline, tp and dp
+ * groups: non-finite exactly when some rank overflowed), slot 1 the squares of the norm's share
+ * (`normParams`, over the pipeline and tp groups). With `scaler`, an overflow skips (ok false,
+ * gradients untouched), else the gradients are unscaled; with maxNorm > 0 every gradient is then
+ * clipped to the global norm (that of the unscaled gradients: slot 1 / scale²). norm is NaN
+ * without clipping or on a skip. Call on every rank.
+ */
+export function checkPipelineGrads(
+  module: PipelineModule, scaler: LossScaler | null, maxNorm: number, dp: ProcessGroup | null, tp: ProcessGroup | null, device?: Device,
+): { ok: boolean; norm: number } {
+  if (!scaler && maxNorm <= 0) return { ok: true, norm: Number.NaN };
+  const params = module.parameters();
+  const grads = liveGrads(params);
+  const [all, mine] = withDeviceSums(device ?? params[0]?.device ?? 'cpu', 2, (s) => {
+    if (scaler) for (const g of grads) s.add(g, 2, 0);
+    if (maxNorm > 0) for (const g of liveGrads(normParams(module, tp))) s.add(g, 2, 1);
+    s.allReduce([module.group, tp]);
+    if (scaler) s.allReduce([dp], 0, 1);
+    return s.read();
+  });
+  const scale = scaler?.lossScale ?? 1;
+  if (scaler && !unscaleOrSkip(grads, scaler, [], !Number.isFinite(all))) return { ok: false, norm: Number.NaN };
+  if (maxNorm <= 0) return { ok: true, norm: Number.NaN };
+  const total = Math.sqrt(mine) / scale;
+  scaleToMaxNorm(grads, total, maxNorm);
+  return { ok: true, norm: total };
 }

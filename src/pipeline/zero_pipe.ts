@@ -16,7 +16,8 @@ import type { LossScaler } from '../engine/loss_scaler.ts';
 import { record } from '../ops/autograd_support.ts';
 import { zeros } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { DeviceSums } from '../optim/device_sums.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ZeroOptimizerSpec } from '../zero/optimizer.ts';
@@ -24,7 +25,6 @@ import { ZeroStage3 } from '../zero/stage3.ts';
 import { planPartition } from '../zero/stage3_partition.ts';
 import { ZeroStage12 } from '../zero/stage12.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
-import { allReduceNumber } from './grad_sync.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
 import type { PipelineModule, Tie } from './module.ts';
 import { tensorParallelDuplicates } from './tensor_parallel_stage.ts';
@@ -96,38 +96,53 @@ export class ZeroPipe {
 
   /**
    * Reduces the accumulated gradients over dp, skips on an fp16 overflow anywhere (false), clips
-   * over the whole pipeline, updates, gathers.
+   * over the whole pipeline, updates, gathers. The overflow check and the norm come from one host
+   * read: slot 0 of one f64 tensor on the device sums the partitions' squares (non-finite exactly
+   * when some rank overflowed), slot 1 those of slices the norm counts on another rank, slot 2 the
+   * duplicate tied/tp squares taken before the step (stages 1-2), all summed over dp, pp and tp.
    */
   step(scaler: LossScaler | null = null): boolean {
-    const tiedSq = this.clip > 0 ? this.duplicateTiedSquares() : 0;
-    if (this.zero.stage === 2) this.feed();
-    const ok = this.zero.step((parts) => {
-      // Stage 3: the tied copies' reduced shards are summed across the stages holding them.
-      const slices = this.tiedShards.filter((t) => t.valid > 0).map((t) => ({ t, v: parts[t.part].narrow(0, t.offset, t.valid) }));
-      for (const { t, v } of slices) t.tie.group?.allReduce(v, 'sum');
-      try {
-        if (scaler && !unscaleOrSkip(parts, scaler, [this.zero.group, this.module.group, this.tpGroup])) return false;
-        if (this.clip <= 0) return true;
-        // Tied copies count once: stages 1-2 took the squares before unscaling, stage 3 takes them from the slices.
-        let local = -tiedSq / (scaler ? scaler.lossScale ** 2 : 1) / this.zero.group.size;
-        for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) local -= sumOfSquares(v);
-        for (const s of this.tpDuplicateSlots) {
-          if (s.valid === 0) continue;
-          const v = parts[s.part].narrow(0, s.offset, s.valid);
-          local -= sumOfSquares(v);
-          v.dispose();
+    const device = this.module.parameters()[0]?.device ?? 'cpu';
+    const sums = scaler || this.clip > 0 ? new DeviceSums(device, 3) : null;
+    try {
+      if (sums && this.clip > 0) this.duplicateTiedSquares(sums, 2);
+      if (this.zero.stage === 2) this.feed();
+      const ok = this.zero.step((parts) => {
+        // Stage 3: the tied copies' reduced shards are summed across the stages holding them.
+        const slices = this.tiedShards.filter((t) => t.valid > 0).map((t) => ({ t, v: parts[t.part].narrow(0, t.offset, t.valid) }));
+        for (const { t, v } of slices) t.tie.group?.allReduce(v, 'sum');
+        try {
+          if (!sums) return true;
+          for (const g of parts) sums.add(g, 2, 0);
+          if (this.clip > 0) {
+            // Tied copies count once: stages 1-2 took the squares before the step (slot 2), stage 3 takes them from the slices.
+            for (const { t, v } of slices) if (t.tie.owner !== this.module.pipeRank) sums.add(v, 2, 1);
+            for (const sl of this.tpDuplicateSlots) {
+              if (sl.valid === 0) continue;
+              const v = parts[sl.part].narrow(0, sl.offset, sl.valid);
+              sums.add(v, 2, 1);
+              v.dispose();
+            }
+          }
+          sums.allReduce([this.zero.group, this.module.group, this.tpGroup]);
+          const [all, counted, tied] = sums.read();
+          if (scaler && !unscaleOrSkip(parts, scaler, [], !Number.isFinite(all))) return false;
+          if (this.clip <= 0) return true;
+          // Every slot holds squares of scaled gradients (slot 2: dp-averaged copies, summed over dp ranks).
+          const scale2 = scaler ? scaler.lossScale ** 2 : 1;
+          const total = Math.sqrt(Math.max(0, (all - counted - tied / this.zero.group.size) / scale2));
+          this.lastGradNorm = total;
+          scaleToMaxNorm(parts, total, this.clip);
+          return true;
+        } finally {
+          for (const { v } of slices) v.dispose();
         }
-        for (const g of parts) local += sumOfSquares(g);
-        const total = Math.sqrt(Math.max(0, allReduceNumber(local, [this.zero.group, this.module.group, this.tpGroup])));
-        this.lastGradNorm = total;
-        scaleToMaxNorm(parts, total, this.clip);
-        return true;
-      } finally {
-        for (const { v } of slices) v.dispose();
-      }
-    });
-    this.zero.zeroGrad();
-    return ok;
+      });
+      this.zero.zeroGrad();
+      return ok;
+    } finally {
+      sums?.dispose();
+    }
   }
 
   /** One backward whose only node returns each parameter's gradient held in `p.grad` (stage 2: accumulated; stage 3: a W action's). */
@@ -146,21 +161,19 @@ export class ZeroPipe {
   }
 
   /**
-   * The squared norm of the dp-averaged gradients this rank holds that the global norm counts
-   * elsewhere: tied copies this stage does not own, and (off tp rank 0) parameters every tp rank
-   * holds whole. Stages 1-2 only (stage 3 holds no whole gradients; it uses slots).
+   * Adds to `slot` the squares of the dp-averaged gradients this rank holds that the global norm
+   * counts elsewhere: tied copies this stage does not own, and (off tp rank 0) parameters every tp
+   * rank holds whole. Stages 1-2 only (stage 3 holds no whole gradients; it uses slots).
    */
-  private duplicateTiedSquares(): number {
+  private duplicateTiedSquares(sums: DeviceSums, slot: number): void {
     const dup = this.module.ties.filter((t) => t.param && t.owner !== this.module.pipeRank && t.group).map((t) => t.param as Tensor);
-    let sq = 0;
     for (const p of [...dup, ...this.tpDuplicates]) {
       if (!p.grad || p.grad.disposed) continue;
       const avg = withTag('grad', () => k.copy(p.grad as Tensor));
       this.zero.group.allReduce(avg, 'avg');
-      sq += sumOfSquares(avg);
+      sums.add(avg, 2, slot);
       avg.dispose();
     }
-    return sq;
   }
 }
 

@@ -7,8 +7,8 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
-import { tensor } from '../ops/create.ts';
-import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { withDeviceSums } from '../optim/device_sums.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { parameterLayout } from './shard_layout.ts';
 
@@ -27,9 +27,9 @@ export function clipGradNormTensorParallel(model: Module, maxNorm: number, group
   if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm < 0) {
     throw new Error(`clipGradNormTensorParallel: maxNorm must be a finite number >= 0, got ${String(maxNorm)}`);
   }
-  let acc = 0;
   const seen = new Set<Tensor>();
   const grads: Tensor[] = [];
+  const counted: Tensor[] = [];
   for (const m of model.modules()) {
     for (const [name, p] of m.namedParameters({ recurse: false })) {
       if (seen.has(p)) continue;
@@ -38,13 +38,17 @@ export function clipGradNormTensorParallel(model: Module, maxNorm: number, group
       if (!g) continue;
       grads.push(g);
       if (parameterLayout(m, name) === null && group.rank !== 0) continue;   // replicated: counted on tp rank 0
-      acc += sumOfSquares(g);
+      counted.push(g);
     }
   }
-  const sum = tensor([acc], { dtype: 'f64' });
-  if (group.size > 1) group.allReduce(sum, 'sum');
-  const total = Math.sqrt(sum.item());
-  sum.dispose();
+  // The squares accumulate in one f64 on the gradients' device, all-reduced over tp and read once.
+  const device = grads[0]?.device ?? model.parameters()[0]?.device ?? 'cpu';
+  const [sq] = withDeviceSums(device, 1, (s) => {
+    for (const g of counted) s.add(g, 2);
+    s.allReduce([group]);
+    return s.read();
+  });
+  const total = Math.sqrt(sq);
   scaleToMaxNorm(grads, total, maxNorm);
   return total;
 }

@@ -1,13 +1,14 @@
 /**
  * The collectives ZeRO stages 1 and 2 use: averaging gradients onto their owners (one
  * reduce-scatter of the full flat gradient in stage 1; per bucket, a reduce of each owner's
- * piece in stage 2), the all-reduce of the partitions' squared norms for clipping, and the
+ * piece in stage 2), the all-reduce of the partitions' squared norms for clipping (one f64 on the device), and the
  * all-gather of the updated parameter partitions. Every rank issues the same sequence.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { tensor } from '../ops/index.ts';
-import { scaleToMaxNorm, sumOfSquares } from '../optim/clip_grad.ts';
+import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { GradSquares } from '../optim/grad_squares.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type OwnedPiece, owners } from './partition.ts';
 
@@ -56,12 +57,12 @@ export function allReduceSum(group: ProcessGroup, local: number): number {
 
 /**
  * Global-norm clipping over the ranks' gradient partitions (torch's clip_grad_norm_, norm 2): the
- * partitions' squared norms summed over the group, then `scaleToMaxNorm`. Returns the norm before clipping.
+ * partitions' squared norms summed over the group on their device and read once (`squares`, when
+ * the step already holds them: the same read as its overflow check), then `scaleToMaxNorm`.
+ * Returns the norm before clipping.
  */
-export function clipPartitions(group: ProcessGroup, partGrads: Tensor[], maxNorm: number): number {
-  let local = 0;
-  for (const g of partGrads) local += sumOfSquares(g);
-  const total = Math.sqrt(allReduceSum(group, local));
+export function clipPartitions(group: ProcessGroup, partGrads: Tensor[], maxNorm: number, squares?: GradSquares): number {
+  const total = Math.sqrt((squares ?? new GradSquares(partGrads, [group])).global());
   scaleToMaxNorm(partGrads, total, maxNorm);
   return total;
 }

@@ -31,6 +31,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
+import { GradSquares } from '../optim/grad_squares.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -42,6 +43,7 @@ import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './off
 import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import type { Partition } from './partition.ts';
 import { type PartitionShard, partitionShards } from './shards.ts';
+import type { BeforeUpdate } from './zero_optimizer.ts';
 
 export { DEFAULT_REDUCE_BUCKET_SIZE } from './buckets.ts';
 export type { PartitionShard } from './shards.ts';
@@ -238,7 +240,7 @@ export class ZeroStage12 {
    * `beforeUpdate` (mixed precision) sees this rank's reduced gradient partitions before clipping;
    * when it returns false nothing is updated and step() returns false.
    */
-  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+  step(beforeUpdate?: BeforeUpdate): boolean {
     if (!this.stepPartition(beforeUpdate)) return false;
     this.allGatherParameters();
     return true;
@@ -248,15 +250,18 @@ export class ZeroStage12 {
    * The first half of `step()`: stage 1's reduce-scatter, clipping, and the optimizer's update of
    * this rank's partition only; until `allGatherParameters()` the other partitions are stale.
    */
-  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+  stepPartition(beforeUpdate?: BeforeUpdate): boolean {
     this.live();
     if (this.stage === 1) {
       const works = this.groups.map((g) => reduceScatterGrads(this.group, g.partGrad, g.fullGrad as Tensor));
       for (const w of works) w.wait();
     }
     this.lastGradNorm = Number.NaN;
-    if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
-    if (this.gradientClipping > 0) this.lastGradNorm = clipPartitions(this.group, this.groups.map((g) => g.partGrad), this.gradientClipping);
+    const parts = this.groups.map((g) => g.partGrad);
+    // One read of the partitions' squares serves both the overflow check and the clip.
+    const squares = this.gradientClipping > 0 ? new GradSquares(parts, [this.group]) : undefined;
+    if (beforeUpdate && !beforeUpdate(parts, squares)) return false;
+    if (squares) this.lastGradNorm = clipPartitions(this.group, parts, this.gradientClipping, squares);
     this.steps++;
     for (const g of this.groups) this.update(g);
     return true;

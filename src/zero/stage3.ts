@@ -28,6 +28,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
+import { GradSquares } from '../optim/grad_squares.ts';
 import { type DType, isFloat, itemSize } from '../tensor/dtype.ts';
 import { pinnedEmpty } from '../tensor/pinned.ts';
 import { type Device, type MemoryTag, Storage } from '../tensor/storage.ts';
@@ -46,7 +47,7 @@ import { PartitionOptimizer, partitionName } from './partition_optimizer.ts';
 import type { PartitionShard } from './shards.ts';
 import { Stage3GradReducer } from './stage3_grads.ts';
 import { type ParamShard, planPartition } from './stage3_partition.ts';
-import type { ZeroOptimizer } from './zero_optimizer.ts';
+import type { BeforeUpdate, ZeroOptimizer } from './zero_optimizer.ts';
 
 /** DeepSpeed's stage3_prefetch_bucket_size default (elements). */
 export const DEFAULT_PREFETCH_BUCKET_SIZE = 50_000_000;
@@ -419,17 +420,20 @@ export class ZeroStage3 implements ZeroOptimizer {
     for (const g of this.groups) k.fill(g.partGrad, 0);
   }
 
-  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+  step(beforeUpdate?: BeforeUpdate): boolean {
     if (!this.stepPartition(beforeUpdate)) return false;
     this.allGatherParameters();
     return true;
   }
 
-  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean {
+  stepPartition(beforeUpdate?: BeforeUpdate): boolean {
     this.live();
     this.lastGradNorm = Number.NaN;
-    if (beforeUpdate && !beforeUpdate(this.groups.map((g) => g.partGrad))) return false;
-    if (this.gradientClipping > 0) this.lastGradNorm = clipPartitions(this.group, this.groups.map((g) => g.partGrad), this.gradientClipping);
+    const parts = this.groups.map((g) => g.partGrad);
+    // One read of the partitions' squares serves both the overflow check and the clip.
+    const squares = this.gradientClipping > 0 ? new GradSquares(parts, [this.group]) : undefined;
+    if (beforeUpdate && !beforeUpdate(parts, squares)) return false;
+    if (squares) this.lastGradNorm = clipPartitions(this.group, parts, this.gradientClipping, squares);
     this.steps++;
     for (const g of this.groups) this.update(g);
     return true;

@@ -3,9 +3,18 @@
  * `ZeroStage3` both satisfy it, so initialize()/Engine and the checkpoint code treat them alike.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import type { GradSquares } from '../optim/grad_squares.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ResolvedSpec } from './optimizer.ts';
 import type { PartitionShard } from './shards.ts';
+
+/**
+ * Called with this rank's reduced gradient partitions before clipping and the update (mixed
+ * precision's overflow check and unscaling); false skips the step. `squares` (present when the
+ * stage reads them anyway, e.g. to clip) are those partitions' squares over the dp group: checking
+ * them reuses the one host read the step makes for clipping.
+ */
+export type BeforeUpdate = (partitionGrads: Tensor[], squares?: GradSquares) => boolean;
 
 /**
  * A partitioned data-parallel optimizer over a model (ZeRO stage 1, 2 or 3).
@@ -36,9 +45,9 @@ export interface ZeroOptimizer {
    * Clips, updates this rank's partition and makes the parameters current; `beforeUpdate` sees
    * the reduced gradient partitions first (mixed precision) and returning false skips the step.
    */
-  step(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean;
+  step(beforeUpdate?: BeforeUpdate): boolean;
   /** The first half of `step()`: the update of this rank's partition only. */
-  stepPartition(beforeUpdate?: (partitionGrads: Tensor[]) => boolean): boolean;
+  stepPartition(beforeUpdate?: BeforeUpdate): boolean;
   /** The second half: every rank's partition made current in the parameters (stage 3: the persistent ones). */
   allGatherParameters(): void;
   /** This rank's checkpoint slices: parameters by full name and shape, and (unless `optimizer: false`) their optimizer state. */

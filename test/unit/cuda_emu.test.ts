@@ -32,6 +32,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],
   ['unit/f16_matmul', {}],
+  ['unit/cuda_step_syncs', {}],
   ['unit/cuda_pinned', {}],
   ['unit/cuda_nccl_emu', {}],
   ['unit/cuda_nccl_create_emu', {}],
