@@ -15,30 +15,29 @@ namespace {
 template <typename T>
 using Stat = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-template <typename T>
-__global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t cols,
-                            double eps) {
+// Row r's mean and 1/std (two passes, as on the CPU: no cancellation for rows with a large mean),
+// then y; the team (warp_rows.cuh) shares the column loops and the reductions.
+template <typename T, typename Team>
+__device__ __forceinline__ void forwardRow(const Team& t, const T* x, const T* w, const T* b, T* y, Stat<T>* mean,
+                                           Stat<T>* rstd, int64_t r, int64_t cols, double eps) {
   using C = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
   double s = 0;
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) s += double(cu::ld(xr + j));
-  const double mu = cu::blockReduce<false>(s, buf) / double(cols);
-  // Two passes, as on the CPU: no cancellation for rows with a large mean.
+  for (int64_t j = t.first; j < cols; j += Team::kStride) s += double(cu::ld(xr + j));
+  const double mu = t.sum(s) / double(cols);
   double q = 0;
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+  for (int64_t j = t.first; j < cols; j += Team::kStride) {
     double d = double(cu::ld(xr + j)) - mu;
     q += d * d;
   }
-  const double rs = 1.0 / sqrt(cu::blockReduce<false>(q, buf) / double(cols) + eps);
-  if (threadIdx.x == 0) {
+  const double rs = 1.0 / sqrt(t.sum(q) / double(cols) + eps);
+  if (t.first == 0) {
     mean[r] = Stat<T>(mu);
     rstd[r] = Stat<T>(rs);
   }
   const C cm = C(mu), cr = C(rs);
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+  for (int64_t j = t.first; j < cols; j += Team::kStride) {
     C v = (cu::ld(xr + j) - cm) * cr;
     if (w) v *= cu::ld(w + j);
     if (b) v += cu::ld(b + j);
@@ -47,86 +46,59 @@ __global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* m
 }
 
 // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w.
-template <typename T>
-__global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
-                             int64_t cols) {
+template <typename T, typename Team>
+__device__ __forceinline__ void backwardRow(const Team& t, const T* x, const T* w, const Stat<T>* mean,
+                                            const Stat<T>* rstd, const T* g, T* dx, int64_t r, int64_t cols) {
   using C = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t r = blockIdx.x;
   const T* xr = x + r * cols;
   const T* gr = g + r * cols;
   const C mu = C(mean[r]), rs = C(rstd[r]);
   double sg = 0, sgx = 0;
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+  for (int64_t j = t.first; j < cols; j += Team::kStride) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
     sg += double(gw);
     sgx += double(gw) * double(xhat);
   }
-  const C mg = C(cu::blockReduce<false>(sg, buf) / double(cols));
-  const C mgx = C(cu::blockReduce<false>(sgx, buf) / double(cols));
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+  const C mg = C(t.sum(sg) / double(cols));
+  const C mgx = C(t.sum(sgx) / double(cols));
+  for (int64_t j = t.first; j < cols; j += Team::kStride) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
     cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
   }
 }
 
-// Rows of up to cu::kWarpCols columns (warp_rows.cuh): one warp per row, same formulas and double statistics.
+// One block per row.
+template <typename T>
+__global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t cols,
+                            double eps) {
+  __shared__ double buf[cu::kThreads];
+  forwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, w, b, y, mean, rstd, int64_t(blockIdx.x), cols, eps);
+}
 
+template <typename T>
+__global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
+                             int64_t cols) {
+  __shared__ double buf[cu::kThreads];
+  backwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, w, mean, rstd, g, dx, int64_t(blockIdx.x), cols);
+}
+
+// Rows of up to cu::kWarpCols columns: one warp per row.
 template <typename T>
 __global__ void forwardWarpRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t rows,
                                 int64_t cols, double eps) {
-  using C = typename cu::Acc<T>::type;
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
-  const T* xr = x + r * cols;
-  T* yr = y + r * cols;
-  double s = 0;
-  for (int64_t j = lane; j < cols; j += 32) s += double(cu::ld(xr + j));
-  const double mu = cu::warpSum(s) / double(cols);
-  double q = 0;
-  for (int64_t j = lane; j < cols; j += 32) {
-    double d = double(cu::ld(xr + j)) - mu;
-    q += d * d;
-  }
-  const double rs = 1.0 / sqrt(cu::warpSum(q) / double(cols) + eps);
-  if (lane == 0) {
-    mean[r] = Stat<T>(mu);
-    rstd[r] = Stat<T>(rs);
-  }
-  const C cm = C(mu), cr = C(rs);
-  for (int64_t j = lane; j < cols; j += 32) {
-    C v = (cu::ld(xr + j) - cm) * cr;
-    if (w) v *= cu::ld(w + j);
-    if (b) v += cu::ld(b + j);
-    cu::st(yr + j, v);
-  }
+  forwardRow(cu::WarpTeam{lane}, x, w, b, y, mean, rstd, r, cols, eps);
 }
 
 template <typename T>
 __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
                                  int64_t rows, int64_t cols) {
-  using C = typename cu::Acc<T>::type;
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
-  const T* xr = x + r * cols;
-  const T* gr = g + r * cols;
-  const C mu = C(mean[r]), rs = C(rstd[r]);
-  double sg = 0, sgx = 0;
-  for (int64_t j = lane; j < cols; j += 32) {
-    C xhat = (cu::ld(xr + j) - mu) * rs;
-    C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
-    sg += double(gw);
-    sgx += double(gw) * double(xhat);
-  }
-  const C mg = C(cu::warpSum(sg) / double(cols));
-  const C mgx = C(cu::warpSum(sgx) / double(cols));
-  for (int64_t j = lane; j < cols; j += 32) {
-    C xhat = (cu::ld(xr + j) - mu) * rs;
-    C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
-    cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
-  }
+  backwardRow(cu::WarpTeam{lane}, x, w, mean, rstd, g, dx, r, cols);
 }
 
 // Rows per partial sum of dw/db: a function of the shape only, so results are too; at most 65535

@@ -13,53 +13,52 @@ __device__ __forceinline__ int64_t visibleCols(int64_t r, int64_t cols, int64_t 
   return causalRows > 0 ? min(cols, r % causalRows + 1) : cols;
 }
 
-template <typename T>
-__global__ void softmaxForward(const T* x, T* y, int64_t cols, bool logOut, int64_t causalRows, double scale) {
+// Row r of the softmax (log-softmax with logOut): columns past the causal limit are 0 (-inf); the
+// team (warp_rows.cuh) shares the column loops and the reductions.
+template <typename T, typename Team>
+__device__ __forceinline__ void forwardRow(const Team& t, const T* x, T* y, int64_t r, int64_t cols, bool logOut,
+                                           int64_t causalRows, double scale) {
   using C = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
   const int64_t n = visibleCols(r, cols, causalRows);
   const C s = C(scale);
   double m = -CUDART_INF;
-  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads) {
+  for (int64_t j = t.first; j < n; j += Team::kStride) {
     double v = double(s * cu::ld(xr + j));
     m = (v > m || v != v) ? v : m;
   }
-  m = cu::blockReduce<true>(m, buf);
+  m = t.max(m);
   const C mc = C(m);
   double sum = 0;
-  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads) sum += double(exp(s * cu::ld(xr + j) - mc));
-  sum = cu::blockReduce<false>(sum, buf);
+  for (int64_t j = t.first; j < n; j += Team::kStride) sum += double(exp(s * cu::ld(xr + j) - mc));
+  sum = t.sum(sum);
   if (logOut) {
     const C lse = C(m + log(sum));
-    for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads)
+    for (int64_t j = t.first; j < cols; j += Team::kStride)
       cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
   } else {
     const C inv = C(1.0 / sum);
-    for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads)
+    for (int64_t j = t.first; j < cols; j += Team::kStride)
       cu::st(yr + j, j < n ? exp(s * cu::ld(xr + j) - mc) * inv : C(0));
   }
 }
 
 // softmax: dx = scale * y * (g - sum(g * y)); log-softmax: dx = scale * (g - exp(y) * sum(g)).
-template <typename T>
-__global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, bool logOut, int64_t causalRows,
-                                double scale) {
+template <typename T, typename Team>
+__device__ __forceinline__ void backwardRow(const Team& t, const T* y, const T* g, T* dx, int64_t r, int64_t cols,
+                                            bool logOut, int64_t causalRows, double scale) {
   using C = typename cu::Acc<T>::type;
-  __shared__ double buf[cu::kThreads];
-  const int64_t r = blockIdx.x;
   const T* yr = y + r * cols;
   const T* gr = g + r * cols;
   T* dr = dx + r * cols;
   const int64_t n = visibleCols(r, cols, causalRows);
   double acc = 0;
-  for (int64_t j = threadIdx.x; j < n; j += cu::kThreads)
+  for (int64_t j = t.first; j < n; j += Team::kStride)
     acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
-  const C total = C(cu::blockReduce<false>(acc, buf));
+  const C total = C(t.sum(acc));
   const C s = C(scale);
-  for (int64_t j = threadIdx.x; j < cols; j += cu::kThreads) {
+  for (int64_t j = t.first; j < cols; j += Team::kStride) {
     if (j >= n) {
       cu::st(dr + j, C(0));
       continue;
@@ -69,60 +68,35 @@ __global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, boo
   }
 }
 
-// Rows of up to cu::kWarpCols columns (warp_rows.cuh): one warp per row, same formulas, statistics in double.
+// One block per row.
+template <typename T>
+__global__ void softmaxForward(const T* x, T* y, int64_t cols, bool logOut, int64_t causalRows, double scale) {
+  __shared__ double buf[cu::kThreads];
+  forwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, y, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
+}
 
+template <typename T>
+__global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, bool logOut, int64_t causalRows,
+                                double scale) {
+  __shared__ double buf[cu::kThreads];
+  backwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, y, g, dx, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
+}
+
+// Rows of up to cu::kWarpCols columns: one warp per row.
 template <typename T>
 __global__ void softmaxForwardWarp(const T* x, T* y, int64_t rows, int64_t cols, bool logOut, int64_t causalRows,
                                    double scale) {
-  using C = typename cu::Acc<T>::type;
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
-  const T* xr = x + r * cols;
-  T* yr = y + r * cols;
-  const int64_t n = visibleCols(r, cols, causalRows);
-  const C s = C(scale);
-  double m = -CUDART_INF;
-  for (int64_t j = lane; j < n; j += 32) {
-    double v = double(s * cu::ld(xr + j));
-    m = (v > m || v != v) ? v : m;
-  }
-  m = cu::warpMax(m);
-  const C mc = C(m);
-  double sum = 0;
-  for (int64_t j = lane; j < n; j += 32) sum += double(exp(s * cu::ld(xr + j) - mc));
-  sum = cu::warpSum(sum);
-  if (logOut) {
-    const C lse = C(m + log(sum));
-    for (int64_t j = lane; j < cols; j += 32) cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
-  } else {
-    const C inv = C(1.0 / sum);
-    for (int64_t j = lane; j < cols; j += 32) cu::st(yr + j, j < n ? exp(s * cu::ld(xr + j) - mc) * inv : C(0));
-  }
+  forwardRow(cu::WarpTeam{lane}, x, y, r, cols, logOut, causalRows, scale);
 }
 
 template <typename T>
 __global__ void softmaxBackwardWarp(const T* y, const T* g, T* dx, int64_t rows, int64_t cols, bool logOut,
                                     int64_t causalRows, double scale) {
-  using C = typename cu::Acc<T>::type;
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
-  const T* yr = y + r * cols;
-  const T* gr = g + r * cols;
-  T* dr = dx + r * cols;
-  const int64_t n = visibleCols(r, cols, causalRows);
-  double acc = 0;
-  for (int64_t j = lane; j < n; j += 32)
-    acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
-  const C total = C(cu::warpSum(acc));
-  const C s = C(scale);
-  for (int64_t j = lane; j < cols; j += 32) {
-    if (j >= n) {
-      cu::st(dr + j, C(0));
-      continue;
-    }
-    C yj = cu::ld(yr + j), gj = cu::ld(gr + j);
-    cu::st(dr + j, logOut ? s * (gj - exp(yj) * total) : s * yj * (gj - total));
-  }
+  backwardRow(cu::WarpTeam{lane}, y, g, dx, r, cols, logOut, causalRows, scale);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
-// Row kernels that give each row of up to kWarpCols columns one warp (kThreads / 32 rows per
-// block), so their reductions are warp shuffles with no block barriers: layernorm.cu, softmax.cu.
+// Row kernels (layernorm.cu, softmax.cu) give each row of up to kWarpCols columns one warp
+// (kThreads / 32 rows per block), so their reductions are warp shuffles with no block barriers,
+// and each wider row one block. One row body serves both, written against a team: who shares the
+// row's column loop and its reductions.
 #pragma once
 #include <string>
 #include "cuda/common.cuh"
@@ -35,6 +37,23 @@ __device__ __forceinline__ double warpMax(double v) {
   }
   return v;
 }
+
+// A whole block on one row; `buf` is kThreads doubles of shared memory.
+struct BlockTeam {
+  static constexpr int kStride = kThreads;
+  double* buf;
+  int first;  // this thread's first column: threadIdx.x
+  __device__ __forceinline__ double sum(double v) const { return blockReduce<false>(v, buf); }
+  __device__ __forceinline__ double max(double v) const { return blockReduce<true>(v, buf); }
+};
+
+// One warp on one row.
+struct WarpTeam {
+  static constexpr int kStride = 32;
+  int first;  // the lane
+  __device__ __forceinline__ double sum(double v) const { return warpSum(v); }
+  __device__ __forceinline__ double max(double v) const { return warpMax(v); }
+};
 
 inline unsigned warpRowBlocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
