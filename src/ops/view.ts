@@ -4,6 +4,7 @@ import { contiguousStrides, fmt, normDim, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
+import { splitViews } from './split_views.ts';
 import { viewStrides } from './view_strides.ts';
 
 function resolveShape(x: Tensor, shape: readonly number[], op: string): number[] {
@@ -171,11 +172,5 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
     list = [...sizes];
     if (list.reduce((a, b) => a + b, 0) !== n) throw new Error(`split: sizes ${fmt(list)} do not add up to ${n} (dim ${dim} of ${fmt(x.shape)})`);
   }
-  const out: Tensor[] = [];
-  let at = 0;
-  for (const s of list) {
-    out.push(narrow(x, d, at, s));
-    at += s;
-  }
-  return out;
+  return splitViews(x, d, list);
 }
