@@ -117,41 +117,57 @@ void runConv(CudaConvProp prop, DType d, int dev, const CudaConvShape& s, const 
 
 DType biasTypeOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
 
-int64_t weightCount(const CudaConvShape& s) { return s.O * s.C * s.kh * s.kw; }
+// Where one conv2d binding's arguments are: the sizes, the activation it reads (a), the one it
+// writes or, for the weight gradient, reads second (b: the call's device), and the weight (w).
+struct ConvLayout {
+  size_t nchw, okk, stridePad;
+  size_t a;
+  const char* aName;
+  bool aIsOutput;  // a is [N, O, OH, OW] (else [N, C, H, W]); b is the other
+  size_t b;
+  const char* bName;
+  size_t w;
+};
+
+// Reads and checks a conv2d binding's sizes and operands, then runs it.
+struct ConvCall {
+  ImageArgs args;
+  CudaConvShape s;
+  Act a, b;
+  void *ap = nullptr, *bp = nullptr, *wp = nullptr;
+  int dev = -1;
+
+  ConvCall(const Napi::CallbackInfo& info, CudaConvProp prop, const ConvLayout& L) : args(info, convName(prop)) {
+    s = readConvShape(info, L.nchw, L.okk, L.stridePad);
+    checkConv(prop, args.d, s);
+    a = args.act(L.a, L.aName);
+    b = args.act(L.b, L.bName);
+    dev = args.on(b.id);
+    const int64_t in[4] = {s.N, s.C, s.H, s.W}, out[4] = {s.N, s.O, s.OH(), s.OW()};
+    ap = args.at(a, L.aIsOutput ? out : in);
+    bp = args.at(b, L.aIsOutput ? in : out);
+    wp = args.flat(L.w, s.O * s.C * s.kh * s.kw);
+  }
+  DType biasType() const { return biasTypeOf(args.d); }
+  void run(CudaConvProp prop) const { runConv(prop, args.d, dev, s, ap, a.strides.data(), wp, bp, b.strides.data()); }
+};
 
 // conv2dForward(dtype, xId, xOff, xStrides, N, C, H, W, wId, wOff, O, kh, kw, biasId, biasOff,
 //               outId, outOff, outStrides, strideH, strideW, padH, padW)
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
-  const CudaConvProp P = kConvForward;
-  ImageArgs a(info, convName(P));
-  const DType d = a.d;
-  CudaConvShape s = readConvShape(info, 4, 10, 18);
-  checkConv(P, d, s);
-  Act x = a.act(1, "input"), y = a.act(15, "output");
-  const int dev = a.on(y.id);
-  void* xp = a.at(x, {s.N, s.C, s.H, s.W});
-  void* yp = a.at(y, {s.N, s.O, s.OH(), s.OW()});
-  void* wp = a.flat(8, weightCount(s));
-  void* bp = a.optional(13, s.O, biasTypeOf(d));
-  runConv(P, d, dev, s, xp, x.strides.data(), wp, yp, y.strides.data());
-  if (bp) cudaConvAddBias(dev, int(d), yp, y.strides.data(), s.N, s.O, s.OH(), s.OW(), int(biasTypeOf(d)), bp);
+  ConvCall c(info, kConvForward, {4, 10, 18, 1, "input", false, 15, "output", 8});
+  const CudaConvShape& s = c.s;
+  void* bias = c.args.optional(13, s.O, c.biasType());
+  c.run(kConvForward);
+  if (bias)
+    cudaConvAddBias(c.dev, int(c.args.d), c.bp, c.b.strides.data(), s.N, s.O, s.OH(), s.OW(), int(c.biasType()), bias);
   return info.Env().Undefined();
 }
 
 // conv2dBackwardData(dtype, gradOutId, gradOutOff, gradOutStrides, wId, wOff, gradInId, gradInOff,
 //                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW)
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
-  const CudaConvProp P = kConvBackwardData;
-  ImageArgs a(info, convName(P));
-  const DType d = a.d;
-  CudaConvShape s = readConvShape(info, 9, 13, 16);
-  checkConv(P, d, s);
-  Act gy = a.act(1, "gradOut"), gx = a.act(6, "gradIn");
-  const int dev = a.on(gx.id);
-  void* gyp = a.at(gy, {s.N, s.O, s.OH(), s.OW()});
-  void* gxp = a.at(gx, {s.N, s.C, s.H, s.W});
-  void* wp = a.flat(4, weightCount(s));
-  runConv(P, d, dev, s, gyp, gy.strides.data(), wp, gxp, gx.strides.data());
+  ConvCall(info, kConvBackwardData, {9, 13, 16, 1, "gradOut", true, 6, "gradIn", 4}).run(kConvBackwardData);
   return info.Env().Undefined();
 }
 
@@ -159,19 +175,11 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 //                       gradWId, gradWOff, gradBiasId, gradBiasOff, N, C, H, W, O, kh, kw,
 //                       strideH, strideW, padH, padW)
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
-  const CudaConvProp P = kConvBackwardWeights;
-  ImageArgs a(info, convName(P));
-  const DType d = a.d;
-  CudaConvShape s = readConvShape(info, 11, 15, 18);
-  checkConv(P, d, s);
-  Act x = a.act(1, "input"), gy = a.act(4, "gradOut");
-  const int dev = a.on(gy.id);
-  void* xp = a.at(x, {s.N, s.C, s.H, s.W});
-  void* gyp = a.at(gy, {s.N, s.O, s.OH(), s.OW()});
-  void* gwp = a.flat(7, weightCount(s));
-  runConv(P, d, dev, s, xp, x.strides.data(), gwp, gyp, gy.strides.data());
-  if (void* gbp = a.optional(9, s.O, biasTypeOf(d)))
-    cudaConvBiasGrad(dev, int(d), gyp, gy.strides.data(), s.N, s.O, s.OH(), s.OW(), int(biasTypeOf(d)), gbp);
+  ConvCall c(info, kConvBackwardWeights, {11, 15, 18, 1, "input", false, 4, "gradOut", 7});
+  const CudaConvShape& s = c.s;
+  c.run(kConvBackwardWeights);
+  if (void* gb = c.args.optional(9, s.O, c.biasType()))
+    cudaConvBiasGrad(c.dev, int(c.args.d), c.bp, c.b.strides.data(), s.N, s.O, s.OH(), s.OW(), int(c.biasType()), gb);
   return info.Env().Undefined();
 }
 
