@@ -379,6 +379,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
+void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -405,6 +406,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);
   registerCudaImage(cuda);
+  registerCudaArange(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

@@ -1,6 +1,6 @@
 /** Tensor factories: from data, constants, ranges and the seeded random distributions. */
 import { native } from '../native.ts';
-import { checkDType, type DType } from '../tensor/dtype.ts';
+import { checkDType, type DType, dtypeCode } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { checkShape, fmt, numel } from '../tensor/shape.ts';
 import { Tensor, type TensorOptions } from '../tensor/tensor.ts';
@@ -93,9 +93,14 @@ export function zerosLike(x: Tensor, opts: TensorOptions = {}): Tensor {
   return zeros([...x.shape], { dtype: x.dtype, ...opts });
 }
 
-/** 0, 1, ..., n-1 */
+/** 0, 1, ..., n-1 (on a CUDA device written by a kernel: no host copy, which would wait for the device). */
 export function arange(n: number, opts: TensorOptions = {}): Tensor {
   if (!Number.isInteger(n) || n < 0) throw new Error(`arange: n must be a non-negative integer, got ${n}`);
+  if (opts.device && opts.device !== 'cpu' && typeof native.cuda?.arange === 'function') {
+    const t = Tensor.empty([n], opts);
+    native.cuda.arange(dtypeCode(t.dtype), t.id, t.offset, n, 0, 1);
+    return finish(t, opts);
+  }
   return tensor(Array.from({ length: n }, (_, i) => i), opts);
 }
 
