@@ -189,6 +189,12 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     ltCheck(a.preferenceCreate(&x.pref), "creating the preference");
     uint64_t ws = kWorkspaceBytes;
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof(ws)), "setting the workspace size");
+    // Split-K partials summed in the compute type (f32 for bf16/f16) only: the in-place and
+    // output-type schemes add them in the output's dtype (extra f16/bf16 roundings), in-place also
+    // in an order that changes from run to run.
+    const uint32_t reductions = lt::kReductionComputeType;
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefReductionSchemeMask, &reductions, sizeof(reductions)),
+            "setting the split-K reduction schemes");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignA, &alignA, sizeof(alignA)), "setting A's alignment");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignB, &alignB, sizeof(alignB)), "setting B's alignment");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignD, sizeof(alignD)), "setting C's alignment");
