@@ -378,6 +378,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
+void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 
@@ -405,6 +406,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);
+  registerCudaVocab(cuda);
   registerCudaImage(cuda);
   registerCudaArange(cuda);
   exports.Set("cuda", cuda);
