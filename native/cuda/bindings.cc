@@ -378,6 +378,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerStaging(Napi::Object exports);  // bindings_staging.cc
+void registerCudaSync(Napi::Object cuda, Napi::Object exports);  // bindings_sync.cc
 void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
@@ -409,6 +410,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaVocab(cuda);
   registerCudaImage(cuda);
   registerCudaArange(cuda);
+  registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);
