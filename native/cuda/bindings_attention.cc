@@ -7,6 +7,7 @@
 #include "cuda/bindings_nn.h"
 #include "cuda/call_scratch.h"
 #include "cuda/matmul.h"  // dtypeNameOf
+#include "cuda/operands.h"
 #include "cuda/device_memory.h"
 #include "tensor/storage.h"
 #include "util/args.h"
@@ -42,7 +43,6 @@ void* viewPtr(const View& v, const CudaAttnShape& g, int64_t t, DType d) {
   return cudaDataPtr<uint8_t>(v.id, v.off * item, span * item);
 }
 
-DType statOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
 
 CudaAttnShape shapeArg(const Napi::CallbackInfo& info, const char* op) {
   CudaAttnShape g{argInt(info, 1), argInt(info, 2), argInt(info, 3), argInt(info, 4), argInt(info, 5),

@@ -115,8 +115,6 @@ void runConv(CudaConvProp prop, DType d, int dev, const CudaConvShape& s, const 
   cudaConvDirect(dev, prop, int(d), s, a, as, w, b, bs);
 }
 
-DType biasTypeOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
-
 // Where one conv2d binding's arguments are: the sizes, the activation it reads (a), the one it
 // writes or, for the weight gradient, reads second (b: the call's device), and the weight (w).
 struct ConvLayout {
@@ -148,7 +146,7 @@ struct ConvCall {
     bp = args.at(b, L.aIsOutput ? in : out);
     wp = args.flat(L.w, s.O * s.C * s.kh * s.kw);
   }
-  DType biasType() const { return biasTypeOf(args.d); }
+  DType biasType() const { return statOf(args.d); }
   void run(CudaConvProp prop) const { runConv(prop, args.d, dev, s, ap, a.strides.data(), wp, bp, b.strides.data()); }
 };
 
@@ -203,7 +201,7 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   void* x = a.flat(1, n);
   void* y = a.flat(3, n);
   // [C] statistics vectors: f64 for f64 inputs, f32 otherwise; null for id 0.
-  auto stat = [&](size_t idArg) { return a.optional(idArg, C, biasTypeOf(d)); };
+  auto stat = [&](size_t idArg) { return a.optional(idArg, C, statOf(d)); };
   void* mean = stat(12);
   void* invstd = stat(14);
   void* runMean = stat(16);
@@ -230,7 +228,7 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   const int dev = a.on(a.num(1));
   void* gy = a.flat(1, n);
   void* x = a.flat(3, n);
-  auto stat = [&](size_t idArg) { return a.optional(idArg, C, biasTypeOf(d)); };
+  auto stat = [&](size_t idArg) { return a.optional(idArg, C, statOf(d)); };
   void* mean = stat(5);
   void* invstd = stat(7);
   MT_CHECK(mean && invstd, a.op, ": mean and invstd are required");

@@ -31,11 +31,7 @@ Napi::Value IndexCheck(const Napi::CallbackInfo& info) {
   MT_CHECK(n >= 0, op, ": negative length ", n);
   int dev = devOf(op, flagId);
   devOf(op, idsId, dev);
-  void* count = nullptr;
-  if (countId) {
-    devOf(op, countId, dev);
-    count = dptr(countId, 0, 1, DType::I64);
-  }
+  void* count = optionalPtr(op, countId, 0, 1, DType::I64, dev);
   cudaIndexCheck(dev, int(id), dptr(idsId, idsOff, n, id), n, hi, ignore, dptr(flagId, 0, 1, DType::I64), count);
   return info.Env().Undefined();
 }

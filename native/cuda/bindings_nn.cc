@@ -14,15 +14,6 @@
 namespace mt {
 namespace {
 
-// An optional tensor (id 0: absent) on `dev`.
-void* optional(const char* op, int64_t id, int64_t off, int64_t n, DType d, int dev) {
-  if (id == 0) return nullptr;
-  devOf(op, id, dev);
-  return dptr(id, off, n, d);
-}
-
-DType statOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
-
 // layerNormForward(dtype, xId, xOff, wId, wOff, bId, bOff, yId, yOff, meanId, rstdId, rows, cols, eps)
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
@@ -34,8 +25,8 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   devOf(op, xId, dev);
   devOf(op, meanId, dev);
   devOf(op, rstdId, dev);
-  cudaLayerNormForward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
-                       optional(op, bId, bOff, cols, d, dev), dptr(yId, yOff, rows * cols, d),
+  cudaLayerNormForward(dev, int(d), dptr(xId, xOff, rows * cols, d), optionalPtr(op, wId, wOff, cols, d, dev),
+                       optionalPtr(op, bId, bOff, cols, d, dev), dptr(yId, yOff, rows * cols, d),
                        dptr(meanId, 0, rows, statOf(d)), dptr(rstdId, 0, rows, statOf(d)), rows, cols, argNum(info, 13));
   return info.Env().Undefined();
 }
@@ -54,10 +45,10 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   const bool sums = (dwId || dbId) && rows * cols > 0;
   CallScratch scratch(dev);
   void* partial = sums ? scratch(int64_t(size_t(cudaLayerNormScratch(rows, cols)) * sizeof(double))) : nullptr;
-  cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optional(op, wId, wOff, cols, d, dev),
-                          optional(op, meanId, 0, rows, statOf(d), dev), optional(op, rstdId, 0, rows, statOf(d), dev),
-                          dptr(gId, gOff, rows * cols, d), optional(op, dxId, 0, rows * cols, d, dev),
-                          optional(op, dwId, 0, cols, d, dev), optional(op, dbId, 0, cols, d, dev), rows, cols,
+  cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optionalPtr(op, wId, wOff, cols, d, dev),
+                          optionalPtr(op, meanId, 0, rows, statOf(d), dev), optionalPtr(op, rstdId, 0, rows, statOf(d), dev),
+                          dptr(gId, gOff, rows * cols, d), optionalPtr(op, dxId, 0, rows * cols, d, dev),
+                          optionalPtr(op, dwId, 0, cols, d, dev), optionalPtr(op, dbId, 0, cols, d, dev), rows, cols,
                           static_cast<double*>(partial));
   return info.Env().Undefined();
 }

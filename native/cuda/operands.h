@@ -22,4 +22,15 @@ inline void* dptr(int64_t id, int64_t off, int64_t count, DType d) {
   return cudaDataPtr<uint8_t>(id, off * item, count * item);
 }
 
+// The same for an optional operand: null for id 0, else on device `dev`.
+inline void* optionalPtr(const char* op, int64_t id, int64_t off, int64_t count, DType d, int dev) {
+  if (id == 0) return nullptr;
+  devOf(op, id, dev);
+  return dptr(id, off, count, d);
+}
+
+// The dtype of per-row or per-channel statistics and biases beside a tensor of dtype d: f64 for
+// f64, f32 for the rest (16-bit inputs keep their statistics in f32).
+inline DType statOf(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
+
 }  // namespace mt
