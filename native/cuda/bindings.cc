@@ -382,6 +382,7 @@ void registerCudaSync(Napi::Object cuda, Napi::Object exports);  // bindings_syn
 void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
+void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -410,6 +411,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaVocab(cuda);
   registerCudaImage(cuda);
   registerCudaArange(cuda);
+  registerCudaAdamMulti(cuda);
   registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);

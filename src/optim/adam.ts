@@ -1,7 +1,8 @@
 /** Adam (L2 weight decay in the gradient) and AdamW (decoupled weight decay), as torch.optim. */
 
+import { adamMulti, adamMultiApplies } from './adam_multi.ts';
 import { checkBool, checkRange } from './checks.ts';
-import { adamStep } from './fused.ts';
+import { type AdamScalars, adamStep } from './fused.ts';
 import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 
 export interface AdamOptions {
@@ -39,12 +40,21 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
     return ['expAvg', 'expAvgSq'];
   }
 
-  protected update(group: ParamGroup<AdamOptions>, run: Run, state: RunState): void {
-    const h = {
+  private scalars(group: ParamGroup<AdamOptions>): AdamScalars {
+    return {
       lr: group.lr, beta1: group.betas[0], beta2: group.betas[1], eps: group.eps,
       weightDecay: group.weightDecay, decoupled: this.decoupled, maximize: group.maximize,
     };
-    adamStep(run.param, run.grad, state.dtype, state.ref('expAvg'), state.ref('expAvgSq'), run.master, run.n, h, run.step);
+  }
+
+  protected update(group: ParamGroup<AdamOptions>, run: Run, state: RunState): void {
+    adamStep(run.param, run.grad, state.dtype, state.ref('expAvg'), state.ref('expAvgSq'), run.master, run.n, this.scalars(group), run.step);
+  }
+
+  /** On a CUDA device, many runs per launch (adam_multi.ts); elsewhere one call per run. */
+  protected override updateRuns(group: ParamGroup<AdamOptions>, runs: { run: Run; state: RunState }[]): void {
+    if (adamMultiApplies(runs)) adamMulti(runs, this.scalars(group));
+    else super.updateRuns(group, runs);
   }
 }
 

@@ -117,7 +117,14 @@ export abstract class Optimizer<H extends object> {
         plans.forEach((runs, gi) => {
           const group = this.paramGroups[gi];
           const active = this.activeState(group);
-          for (const run of runs) this.runOne(group, this.states[gi], run, active);
+          const gs = this.states[gi];
+          this.updateRuns(group, runs.map((run) => this.prepareRun(gs, run)));
+          for (const run of runs) {
+            for (const s of run.slots) {
+              s.step++;
+              for (const name of active) s.has.add(name);
+            }
+          }
         });
       } finally {
         for (const t of temps) t.dispose();
@@ -125,7 +132,16 @@ export abstract class Optimizer<H extends object> {
     });
   }
 
-  private runOne(group: ParamGroup<H>, gs: GroupState, pending: Pending, active: readonly string[]): void {
+  /**
+   * Updates a group's runs: one `update` each. A subclass may update several runs per native
+   * call instead (AdamW on a device: one launch for many parameters).
+   */
+  protected updateRuns(group: ParamGroup<H>, runs: { run: Run; state: RunState }[]): void {
+    for (const { run, state } of runs) this.update(group, run, state);
+  }
+
+  /** A run's ranges (the fp32 masters initialized on its first step). */
+  private prepareRun(gs: GroupState, pending: Pending): { run: Run; state: RunState } {
     const [s0] = pending.slots;
     const g0 = pending.grads[0];
     const n = pending.slots.reduce((a, s) => a + s.numel, 0);
@@ -145,11 +161,7 @@ export abstract class Optimizer<H extends object> {
       fresh: (name) => !s0.has.has(name),
     };
     const state: RunState = { dtype: gs.dtype, ref: (name) => ({ id: gs.buffer(name).id, off: s0.offset }) };
-    this.update(group, run, state);
-    for (const s of pending.slots) {
-      s.step++;
-      for (const name of active) s.has.add(name);
-    }
+    return { run, state };
   }
 
   /** Groups the parameters with gradients into runs that one kernel call can update. */

@@ -43,6 +43,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_tensor_parallel', {}],
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
+  ['unit/cuda_adam_multi', {}],
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
 ];
 
