@@ -24,20 +24,20 @@ __device__ __forceinline__ void forwardRow(const Team& t, const T* x, const T* w
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
   double s = 0;
-  for (int64_t j = t.first; j < cols; j += Team::kStride) s += double(cu::ld(xr + j));
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) s += double(cu::ld(xr + j));
   const double mu = t.sum(s) / double(cols);
   double q = 0;
-  for (int64_t j = t.first; j < cols; j += Team::kStride) {
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     double d = double(cu::ld(xr + j)) - mu;
     q += d * d;
   }
   const double rs = 1.0 / sqrt(t.sum(q) / double(cols) + eps);
-  if (t.first == 0) {
+  if (t.first() == 0) {
     mean[r] = Stat<T>(mu);
     rstd[r] = Stat<T>(rs);
   }
   const C cm = C(mu), cr = C(rs);
-  for (int64_t j = t.first; j < cols; j += Team::kStride) {
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     C v = (cu::ld(xr + j) - cm) * cr;
     if (w) v *= cu::ld(w + j);
     if (b) v += cu::ld(b + j);
@@ -54,7 +54,7 @@ __device__ __forceinline__ void backwardRow(const Team& t, const T* x, const T* 
   const T* gr = g + r * cols;
   const C mu = C(mean[r]), rs = C(rstd[r]);
   double sg = 0, sgx = 0;
-  for (int64_t j = t.first; j < cols; j += Team::kStride) {
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
     sg += double(gw);
@@ -62,7 +62,7 @@ __device__ __forceinline__ void backwardRow(const Team& t, const T* x, const T* 
   }
   const C mg = C(t.sum(sg) / double(cols));
   const C mgx = C(t.sum(sgx) / double(cols));
-  for (int64_t j = t.first; j < cols; j += Team::kStride) {
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
     cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
@@ -74,14 +74,14 @@ template <typename T>
 __global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t cols,
                             double eps) {
   __shared__ double buf[cu::kThreads];
-  forwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, w, b, y, mean, rstd, int64_t(blockIdx.x), cols, eps);
+  forwardRow(cu::BlockTeam{buf}, x, w, b, y, mean, rstd, int64_t(blockIdx.x), cols, eps);
 }
 
 template <typename T>
 __global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
                              int64_t cols) {
   __shared__ double buf[cu::kThreads];
-  backwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, w, mean, rstd, g, dx, int64_t(blockIdx.x), cols);
+  backwardRow(cu::BlockTeam{buf}, x, w, mean, rstd, g, dx, int64_t(blockIdx.x), cols);
 }
 
 // Rows of up to cu::kWarpCols columns: one warp per row.

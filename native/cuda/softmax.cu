@@ -24,22 +24,22 @@ __device__ __forceinline__ void forwardRow(const Team& t, const T* x, T* y, int6
   const int64_t n = visibleCols(r, cols, causalRows);
   const C s = C(scale);
   double m = -CUDART_INF;
-  for (int64_t j = t.first; j < n; j += Team::kStride) {
+  for (int64_t j = t.first(); j < n; j += Team::kStride) {
     double v = double(s * cu::ld(xr + j));
     m = (v > m || v != v) ? v : m;
   }
   m = t.max(m);
   const C mc = C(m);
   double sum = 0;
-  for (int64_t j = t.first; j < n; j += Team::kStride) sum += double(exp(s * cu::ld(xr + j) - mc));
+  for (int64_t j = t.first(); j < n; j += Team::kStride) sum += double(exp(s * cu::ld(xr + j) - mc));
   sum = t.sum(sum);
   if (logOut) {
     const C lse = C(m + log(sum));
-    for (int64_t j = t.first; j < cols; j += Team::kStride)
+    for (int64_t j = t.first(); j < cols; j += Team::kStride)
       cu::st(yr + j, j < n ? s * cu::ld(xr + j) - lse : -C(CUDART_INF));
   } else {
     const C inv = C(1.0 / sum);
-    for (int64_t j = t.first; j < cols; j += Team::kStride)
+    for (int64_t j = t.first(); j < cols; j += Team::kStride)
       cu::st(yr + j, j < n ? exp(s * cu::ld(xr + j) - mc) * inv : C(0));
   }
 }
@@ -54,11 +54,11 @@ __device__ __forceinline__ void backwardRow(const Team& t, const T* y, const T* 
   T* dr = dx + r * cols;
   const int64_t n = visibleCols(r, cols, causalRows);
   double acc = 0;
-  for (int64_t j = t.first; j < n; j += Team::kStride)
+  for (int64_t j = t.first(); j < n; j += Team::kStride)
     acc += logOut ? double(cu::ld(gr + j)) : double(cu::ld(gr + j)) * double(cu::ld(yr + j));
   const C total = C(t.sum(acc));
   const C s = C(scale);
-  for (int64_t j = t.first; j < cols; j += Team::kStride) {
+  for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     if (j >= n) {
       cu::st(dr + j, C(0));
       continue;
@@ -72,14 +72,14 @@ __device__ __forceinline__ void backwardRow(const Team& t, const T* y, const T* 
 template <typename T>
 __global__ void softmaxForward(const T* x, T* y, int64_t cols, bool logOut, int64_t causalRows, double scale) {
   __shared__ double buf[cu::kThreads];
-  forwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, x, y, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
+  forwardRow(cu::BlockTeam{buf}, x, y, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
 }
 
 template <typename T>
 __global__ void softmaxBackward(const T* y, const T* g, T* dx, int64_t cols, bool logOut, int64_t causalRows,
                                 double scale) {
   __shared__ double buf[cu::kThreads];
-  backwardRow(cu::BlockTeam{buf, int(threadIdx.x)}, y, g, dx, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
+  backwardRow(cu::BlockTeam{buf}, y, g, dx, int64_t(blockIdx.x), cols, logOut, causalRows, scale);
 }
 
 // Rows of up to cu::kWarpCols columns: one warp per row.

@@ -42,7 +42,9 @@ __device__ __forceinline__ double warpMax(double v) {
 struct BlockTeam {
   static constexpr int kStride = kThreads;
   double* buf;
-  int first;  // this thread's first column: threadIdx.x
+  // This thread's first column, read where used (as the block kernels always have: keeping it in
+  // a register instead changes their code).
+  __device__ __forceinline__ unsigned first() const { return threadIdx.x; }
   __device__ __forceinline__ double sum(double v) const { return blockReduce<false>(v, buf); }
   __device__ __forceinline__ double max(double v) const { return blockReduce<true>(v, buf); }
 };
@@ -50,7 +52,8 @@ struct BlockTeam {
 // One warp on one row.
 struct WarpTeam {
   static constexpr int kStride = 32;
-  int first;  // the lane
+  int lane;
+  __device__ __forceinline__ int first() const { return lane; }
   __device__ __forceinline__ double sum(double v) const { return warpSum(v); }
   __device__ __forceinline__ double max(double v) const { return warpMax(v); }
 };
