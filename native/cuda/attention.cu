@@ -92,6 +92,22 @@ __device__ __forceinline__ bool visible(int64_t i, int64_t j, int64_t tk, bool c
   return j < tk && (!causal || j <= i);
 }
 
+// acc[r][c] += sum over jj of rows[(warp * kRows + r) * kBc + jj] * colsT[(lane + 32 * c) * kPad + jj]:
+// this warp's kRows rows of a [kBr][kBc] tile times a transposed [D][kPad] tile, lanes over d (the
+// forward's P·V, dQ's dS·K).
+template <int kPer, typename A>
+__device__ __forceinline__ void accumulateTile(A (&acc)[kRows][kPer], const A* rows, const A* colsT, int warp, int lane) {
+#pragma unroll 8
+  for (int jj = 0; jj < kBc; jj++) {
+#pragma unroll
+    for (int c = 0; c < kPer; c++) {
+      const A x = colsT[(lane + 32 * c) * kPad + jj];
+#pragma unroll
+      for (int r = 0; r < kRows; r++) acc[r][c] += rows[(warp * kRows + r) * kBc + jj] * x;
+    }
+  }
+}
+
 // grid (batch * heads, query tiles of kBr); kWarps warps; each warp owns kRows query rows, and
 // lane j scores key k0 + j of the current tile.
 template <typename T, int D>
@@ -152,15 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       pS[(warp * kRows + r) * kBc + lane] = p;
     }
     __syncwarp();
-#pragma unroll 8
-    for (int jj = 0; jj < kBc; jj++) {
-#pragma unroll
-      for (int c = 0; c < kPer; c++) {
-        const A vv = vT[(lane + 32 * c) * kPad + jj];
-#pragma unroll
-        for (int r = 0; r < kRows; r++) acc[r][c] += pS[(warp * kRows + r) * kBc + jj] * vv;
-      }
-    }
+    accumulateTile(acc, pS, vT, warp, lane);
   }
   T* oh = headOf(o, os, bh, g.heads);
 #pragma unroll
@@ -341,15 +349,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       dsS[(warp * kRows + r) * kBc + lane] = ok ? p * (dp[r] - dvecR[r]) : A(0);
     }
     __syncwarp();
-#pragma unroll 8
-    for (int jj = 0; jj < kBc; jj++) {
-#pragma unroll
-      for (int c = 0; c < kPer; c++) {
-        const A kv = kT[(lane + 32 * c) * kPad + jj];
-#pragma unroll
-        for (int r = 0; r < kRows; r++) dQ[r][c] += dsS[(warp * kRows + r) * kBc + jj] * kv;
-      }
-    }
+    accumulateTile(dQ, dsS, kT, warp, lane);
   }
   T* dqh = headOf(dq, dqs, bh, g.heads);
 #pragma unroll
