@@ -18,6 +18,7 @@
 #include <vector>
 #include "cuda/device.h"
 #include "cuda/device_memory.h"
+#include "cuda/host_sync.h"
 #include "cuda/libraries.h"
 #include "cuda/nccl_state.h"
 #include "cuda/runtime.h"
@@ -182,6 +183,7 @@ std::shared_ptr<Pending> find(Comm& c, int64_t id) {
 
 // Blocks the host until `p` completes; the watchdog turns a stuck operation into a failure.
 void hostWait(Comm& c, Pending& p) {
+  countHostSync(c.dev);
   int sleepUs = 2;
   for (;;) {
     if (p.doomed.load()) throwFailed(c, p.what);
