@@ -3,6 +3,7 @@
 // state dtype S) are native/cpu/optim.cc's, the reference.
 #include <cmath>
 #include <vector>
+#include "cuda/adam_element.cuh"
 #include "cuda/common.cuh"
 #include "cuda/host_sync.h"
 #include "cuda/kernels.h"
@@ -34,25 +35,9 @@ __global__ void sgdKernel(P* param, S* master, const G* grad, S* buf, int64_t n,
   }
 }
 
-template <typename S>
-struct AdamScalars {
-  S b1, b2, omb1, omb2, negStep, bc2Sqrt, eps, wdL2, decay, sign;
-};
-
 template <typename P, typename G, typename S>
-__global__ void adamKernel(P* param, S* master, const G* grad, S* m, S* v, int64_t n, AdamScalars<S> c) {
-  MT_CU_LOOP(i, n) {
-    S p = (master ? master[i] : S(cu::ld(param + i))) * c.decay;
-    S g = S(cu::ld(grad + i)) * c.sign + c.wdL2 * p;
-    S mi = m[i] * c.b1 + c.omb1 * g;
-    S vi = v[i] * c.b2 + c.omb2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    S denom = sqrt(vi) / c.bc2Sqrt + c.eps;
-    S np = p + c.negStep * mi / denom;
-    if (master) master[i] = np;
-    cu::st(param + i, np);
-  }
+__global__ void adamKernel(P* param, S* master, const G* grad, S* m, S* v, int64_t n, cu::AdamScalars<S> c) {
+  MT_CU_LOOP(i, n) cu::adamElement(param, master, grad, m, v, i, c);
 }
 
 }  // namespace
@@ -95,12 +80,8 @@ void cudaAdamStep(int dev, int pDtype, void* param, int gDtype, const void* grad
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
-  const double bc1 = 1.0 - std::pow(h.beta1, double(h.step));
-  const double bc2 = 1.0 - std::pow(h.beta2, double(h.step));
   MT_CU_PGS(pDtype, gDtype, sDtype, "adamStep", {
-    AdamScalars<S> c{S(h.beta1), S(h.beta2), S(1.0 - h.beta1), S(1.0 - h.beta2), S(-h.lr / bc1),
-                     S(std::sqrt(bc2)), S(h.eps), S(h.decoupled ? 0.0 : h.weightDecay),
-                     S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0), S(h.maximize ? -1 : 1)};
+    const cu::AdamScalars<S> c = cu::adamScalars<S>(h);
     auto adam = adamKernel<P, G, S>;
     MT_LAUNCH(adam, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<P*>(param), static_cast<S*>(master),
               static_cast<const G*>(grad), static_cast<S*>(m),
