@@ -108,6 +108,25 @@ __device__ __forceinline__ void accumulateTile(A (&acc)[kRows][kPer], const A* r
   }
 }
 
+// The backward's two score tiles for this warp's kRows rows against the tile's 32 lanes:
+// s[r] = sum over d of rows[(warp * kRows + r) * D + d] * colsT[d * kPad + lane], dp[r] likewise
+// from rows2 and cols2T (dK/dV: keys · queries and values · dO; dQ: queries · keys and dO · values).
+template <int D, typename A>
+__device__ __forceinline__ void scoreTiles(A (&s)[kRows], A (&dp)[kRows], const A* rows, const A* colsT, const A* rows2,
+                                           const A* cols2T, int warp, int lane) {
+#pragma unroll
+  for (int r = 0; r < kRows; r++) s[r] = dp[r] = 0;
+#pragma unroll 16
+  for (int d = 0; d < D; d++) {
+    const A cv = colsT[d * kPad + lane], cv2 = cols2T[d * kPad + lane];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) {
+      s[r] += rows[(warp * kRows + r) * D + d] * cv;
+      dp[r] += rows2[(warp * kRows + r) * D + d] * cv2;
+    }
+  }
+}
+
 // grid (batch * heads, query tiles of kBr); kWarps warps; each warp owns kRows query rows, and
 // lane j scores key k0 + j of the current tile.
 template <typename T, int D>
@@ -243,17 +262,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     __syncthreads();
     A s[kRows], dp[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; r++) s[r] = dp[r] = 0;
-#pragma unroll 16
-    for (int d = 0; d < D; d++) {
-      const A qv = qT[d * kPad + lane], gv = gT[d * kPad + lane];
-#pragma unroll
-      for (int r = 0; r < kRows; r++) {
-        s[r] += qv * kS[(warp * kRows + r) * D + d];
-        dp[r] += gv * vS[(warp * kRows + r) * D + d];
-      }
-    }
+    scoreTiles<D>(s, dp, kS, qT, vS, gT, warp, lane);
     const int64_t i = i0 + lane;
 #pragma unroll
     for (int r = 0; r < kRows; r++) {
@@ -329,17 +338,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     loadTransposed<D>(vT, vh, vs.t, k0, g.tk);
     __syncthreads();
     A s[kRows], dp[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; r++) s[r] = dp[r] = 0;
-#pragma unroll 16
-    for (int d = 0; d < D; d++) {
-      const A kv = kT[d * kPad + lane], vv = vT[d * kPad + lane];
-#pragma unroll
-      for (int r = 0; r < kRows; r++) {
-        s[r] += qS[(warp * kRows + r) * D + d] * kv;
-        dp[r] += gS[(warp * kRows + r) * D + d] * vv;
-      }
-    }
+    scoreTiles<D>(s, dp, qS, kT, gS, vT, warp, lane);
     const int64_t j = k0 + lane;
 #pragma unroll
     for (int r = 0; r < kRows; r++) {
