@@ -4,8 +4,12 @@
  * the op registers it here with how to describe a failure. The flags are read at the next
  * synchronizing call (reading values, moving a tensor to the CPU, cudaSynchronize), which then
  * throws the op's usual message ("embedding: id 7 at position [0] ... is out of range ...").
+ * The flags of one device are first copied side by side on the device and read in one copy, so a
+ * GPT step's embedding and cross-entropy checks cost the next `loss.item()` one wait, not one each.
  */
 import { native } from '../native.ts';
+import * as k from '../ops/kernels.ts';
+import type { Device } from './storage.ts';
 import type { Tensor } from './tensor.ts';
 
 interface PendingCheck {
@@ -52,8 +56,40 @@ function storageIndex(t: Tensor, pos: number): number {
   return at;
 }
 
+/** Every check's flag value: per device, the flags copied into one i64 array there (device copies) and read at once. */
+function readFlags(checks: PendingCheck[]): number[] {
+  const values = new Array<number>(checks.length).fill(0);
+  const byDevice = new Map<Device, number[]>();
+  checks.forEach((c, i) => {
+    const list = byDevice.get(c.flag.device) ?? [];
+    list.push(i);
+    byDevice.set(c.flag.device, list);
+  });
+  for (const [dev, idx] of byDevice) {
+    if (idx.length === 1) {
+      values[idx[0]] = readI64(checks[idx[0]].flag, 0);
+      continue;
+    }
+    const all = k.empty([idx.length], 'i64', 'other', false, dev);
+    try {
+      idx.forEach((ci, slot) => {
+        const dst = all.alias([1], [1], all.offset + slot);
+        k.copyInto(checks[ci].flag, dst);
+        dst.dispose();
+      });
+      const read = new BigInt64Array(native.read(all.id, all.offset * 8, idx.length * 8));
+      idx.forEach((ci, slot) => {
+        values[ci] = Number(read[slot]);
+      });
+    } finally {
+      all.dispose();
+    }
+  }
+  return values;
+}
+
 /**
- * Reads every pending flag (a synchronization per flag) and throws the first failure's message;
+ * Reads every pending flag (one synchronization per device) and throws the first failure's message;
  * the checks are released either way. Called by the synchronizing operations.
  */
 export function flushDeviceChecks(): void {
@@ -61,10 +97,20 @@ export function flushDeviceChecks(): void {
   const checks = pending;
   pending = [];
   let error: string | null = null;
-  for (const c of checks) {
+  let flags: number[] = [];
+  try {
+    flags = readFlags(checks);
+  } catch (e) {
+    for (const c of checks) {
+      c.flag.dispose();
+      c.ids.dispose();
+    }
+    throw e;
+  }
+  for (const [i, c] of checks.entries()) {
     try {
       if (error === null) {
-        const v = readI64(c.flag, 0);
+        const v = flags[i];
         if (v !== 0) {
           const pos = c.ids.numel - v;
           error = c.message(pos, readI64(c.ids, storageIndex(c.ids, pos)));

@@ -32,6 +32,8 @@ interface Run {
   stepSyncs: number[];
   /** Host waits across forward and backward, the test's own input copies included. */
   passSyncs: number[];
+  /** Host waits across the loss's item(): the step's pending index checks (one read of the device's flag array) and the value. */
+  itemSyncs: number[];
 }
 
 async function run(device: Device, dtype: 'f32' | 'bf16', stage: 0 | 1 | 2 | 3, clip: number): Promise<Run> {
@@ -47,7 +49,7 @@ async function run(device: Device, dtype: 'f32' | 'bf16', stage: 0 | 1 | 2 | 3, 
   const count = () => (device === 'cpu' ? 0 : cudaSyncCount(device));
   const rnd = mulberry32(7);
   const vocab = cfg('f32').vocabSize;
-  const out: Run = { losses: [], weights: {}, stepSyncs: [], passSyncs: [] };
+  const out: Run = { losses: [], weights: {}, stepSyncs: [], passSyncs: [], itemSyncs: [] };
   for (let s = 0; s < STEPS; s++) {
     const draw = () => Int32Array.from({ length: ROWS * T }, () => Math.floor(rnd() * vocab));
     tidy(() => {
@@ -63,6 +65,7 @@ async function run(device: Device, dtype: 'f32' | 'bf16', stage: 0 | 1 | 2 | 3, 
       out.passSyncs.push(c1 - c0);
       out.stepSyncs.push(c2 - c1);
       out.losses.push(l.item());
+      out.itemSyncs.push(count() - c2);
     });
   }
   engine.destroy();
@@ -148,8 +151,10 @@ if (!cudaIsAvailable()) {
       const tol = c.dtype === 'f32' ? { loss: 1e-5, weight: 1e-3 } : { loss: 2e-2, weight: 2e-2 };
       for (const stage of [0, 1, 2, 3] as const) {
         const gpu = await run('cuda:0', c.dtype, stage, c.clip);
-        console.log(`  stage ${stage} ${c.dtype} clip ${c.clip}: host waits per step() ${gpu.stepSyncs.join(' ')}, per forward+backward ${gpu.passSyncs.join(' ')}`);
+        console.log(`  stage ${stage} ${c.dtype} clip ${c.clip}: host waits per step() ${gpu.stepSyncs.join(' ')}, per forward+backward ${gpu.passSyncs.join(' ')}, per loss.item() ${gpu.itemSyncs.join(' ')}`);
         for (const n of gpu.stepSyncs) assert.ok(n <= c.reads, `stage ${stage} ${c.dtype} clip ${c.clip}: engine.step() waited for the device ${n} times (at most ${c.reads})`);
+        // The embedding's and the cross-entropy's index checks are read together: one wait for them, one for the loss.
+        for (const n of gpu.itemSyncs) assert.ok(n <= 2, `stage ${stage}: loss.item() waited ${n} times (at most 2: the index checks at once, then the value)`);
         const cpu = await run('cpu', c.dtype, stage, c.clip);
         const l = worstLoss(gpu.losses, cpu.losses);
         assert.ok(l <= tol.loss, `stage ${stage}: losses differ by ${l} (cuda ${gpu.losses}, cpu ${cpu.losses})`);
