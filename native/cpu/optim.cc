@@ -11,6 +11,7 @@
 #include <vector>
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/grad_scale.h"
 #include "util/parallel.h"
 
 namespace mt {
@@ -42,10 +43,11 @@ void chunked(int64_t n, int64_t costPerItem, F&& body) {
 struct SgdHyper {
   double lr, momentum, dampening, weightDecay;
   bool nesterov, maximize, firstStep;
+  double gradScale;  // multiplies the gradient in S (mixed precision's unscale and clip)
 };
 
 // Loop-invariant scalars in the compute type. Options are arithmetic, not branches, so the
-// loops vectorize: sign is -1 to maximize, wd is 0 without weight decay (g + 0*p == g).
+// loops vectorize: sign is gradScale (negated to maximize), wd is 0 without weight decay (g + 0*p == g).
 template <typename S>
 struct SgdScalars {
   S lr, mom, damp, wd, sign;
@@ -72,7 +74,7 @@ void sgdRange(P* __restrict param, S* __restrict master, const G* __restrict gra
 
 template <typename P, typename G, typename S>
 void sgdKernel(P* param, S* master, const G* grad, S* buf, int64_t n, const SgdHyper& h) {
-  const SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -1 : 1),
+  const SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -h.gradScale : h.gradScale),
                         h.nesterov, h.firstStep};
   chunked(n, 4, [&](int64_t lo, int64_t hi) {
     if (master && buf) sgdRange<true, true>(param, master, grad, buf, lo, hi, c);
@@ -86,9 +88,10 @@ struct AdamHyper {
   double lr, beta1, beta2, eps, weightDecay;
   int64_t step;
   bool decoupled, maximize;
+  double gradScale;  // multiplies the gradient in S (mixed precision's unscale and clip)
 };
 
-// decay is 1 for Adam, wdL2 is 0 for AdamW (both exact no-ops); sign is -1 to maximize.
+// decay is 1 for Adam, wdL2 is 0 for AdamW (both exact no-ops); sign is gradScale (negated to maximize).
 template <typename S>
 struct AdamScalars {
   S b1, b2, omb1, omb2, negStep, bc2Sqrt, eps, wdL2, decay, sign;
@@ -119,7 +122,8 @@ void adamKernel(P* param, S* master, const G* grad, S* m, S* v, int64_t n, const
   const double bc2 = 1.0 - std::pow(h.beta2, double(h.step));
   const AdamScalars<S> c{S(h.beta1), S(h.beta2), S(1.0 - h.beta1), S(1.0 - h.beta2), S(-h.lr / bc1),
                          S(std::sqrt(bc2)), S(h.eps), S(h.decoupled ? 0.0 : h.weightDecay),
-                         S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0), S(h.maximize ? -1 : 1)};
+                         S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0),
+                         S(h.maximize ? -h.gradScale : h.gradScale)};
   chunked(n, 8, [&](int64_t lo, int64_t hi) {
     if (master) adamRange<true>(param, master, grad, m, v, lo, hi, c);
     else adamRange<false>(param, master, grad, m, v, lo, hi, c);
@@ -159,7 +163,7 @@ bool isStateDType(DType d) { return d == DType::F32 || d == DType::F64; }
   })
 
 // sgdStep(param: dtype,id,off, grad: dtype,id,off, stateDtype, bufId, bufOff, masterId,
-//         masterOff, n, lr, momentum, dampening, weightDecay, nesterov, maximize, firstStep)
+//         masterOff, n, lr, momentum, dampening, weightDecay, nesterov, maximize, firstStep[, gradScale])
 // bufId -1: no momentum buffer; masterId -1: no master copy.
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   Buf p = argBuf(info, 0), g = argBuf(info, 3);
@@ -167,7 +171,7 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   int64_t bufId = argInt(info, 7), bufOff = argInt(info, 8), mId = argInt(info, 9), mOff = argInt(info, 10);
   int64_t n = argInt(info, 11);
   SgdHyper h{argNum(info, 12), argNum(info, 13), argNum(info, 14), argNum(info, 15),
-             argBool(info, 16), argBool(info, 17), argBool(info, 18)};
+             argBool(info, 16), argBool(info, 17), argBool(info, 18), argGradScale(info, 19, "sgdStep")};
   MT_CHECK(isStateDType(sd), "sgdStep: the state dtype must be f32 or f64");
   MT_CHECK(n >= 0, "sgdStep: negative length ", n);
   if (n == 0) return info.Env().Undefined();
@@ -179,7 +183,7 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
 }
 
 // adamStep(param: dtype,id,off, grad: dtype,id,off, stateDtype, mId, mOff, vId, vOff, masterId,
-//          masterOff, n, lr, beta1, beta2, eps, weightDecay, step, decoupled, maximize)
+//          masterOff, n, lr, beta1, beta2, eps, weightDecay, step, decoupled, maximize[, gradScale])
 // `step` counts from 1 (the bias corrections use it); decoupled: AdamW.
 Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   Buf p = argBuf(info, 0), g = argBuf(info, 3);
@@ -187,7 +191,7 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   int64_t mId = argInt(info, 7), mOff = argInt(info, 8), vId = argInt(info, 9), vOff = argInt(info, 10);
   int64_t wId = argInt(info, 11), wOff = argInt(info, 12), n = argInt(info, 13);
   AdamHyper h{argNum(info, 14), argNum(info, 15), argNum(info, 16), argNum(info, 17), argNum(info, 18),
-              argInt(info, 19), argBool(info, 20), argBool(info, 21)};
+              argInt(info, 19), argBool(info, 20), argBool(info, 21), argGradScale(info, 22, "adamStep")};
   MT_CHECK(isStateDType(sd), "adamStep: the state dtype must be f32 or f64");
   MT_CHECK(n >= 0, "adamStep: negative length ", n);
   MT_CHECK(h.step >= 1, "adamStep: step counts from 1, got ", h.step);

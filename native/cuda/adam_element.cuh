@@ -20,7 +20,8 @@ AdamScalars<S> adamScalars(const CudaAdamHyper& h) {
   const double bc2 = 1.0 - std::pow(h.beta2, double(h.step));
   return {S(h.beta1), S(h.beta2), S(1.0 - h.beta1), S(1.0 - h.beta2), S(-h.lr / bc1),
           S(std::sqrt(bc2)), S(h.eps), S(h.decoupled ? 0.0 : h.weightDecay),
-          S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0), S(h.maximize ? -1 : 1)};
+          S(h.decoupled ? 1.0 - h.lr * h.weightDecay : 1.0),
+          S(h.maximize ? -h.gradScale : h.gradScale)};  // sign: the gradient multiplier, negated to maximize
 }
 
 // Element i: reads the master (or the param), the gradient and both moments; writes them back.

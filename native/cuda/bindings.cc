@@ -8,6 +8,7 @@
 #include "cuda/libraries.h"
 #include "tensor/storage.h"
 #include "util/args.h"
+#include "util/grad_scale.h"
 #include "util/stats_object.h"
 #ifdef MESHTRAIN_CUDA
 #include "cuda/bindings_image.h"
@@ -234,7 +235,7 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   int64_t bufId = argInt(info, 7), bufOff = argInt(info, 8), mId = argInt(info, 9), mOff = argInt(info, 10),
           n = argInt(info, 11);
   CudaSgdHyper h{argNum(info, 12), argNum(info, 13), argNum(info, 14), argNum(info, 15),
-                 argBool(info, 16), argBool(info, 17), argBool(info, 18)};
+                 argBool(info, 16), argBool(info, 17), argBool(info, 18), argGradScale(info, 19, "sgdStep")};
   MT_CHECK(n >= 0, "sgdStep: negative length ", n);
   if (n == 0) return info.Env().Undefined();
   int dev = deviceOf("sgdStep", pId);
@@ -251,7 +252,7 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   int64_t mId = argInt(info, 7), mOff = argInt(info, 8), vId = argInt(info, 9), vOff = argInt(info, 10);
   int64_t wId = argInt(info, 11), wOff = argInt(info, 12), n = argInt(info, 13);
   CudaAdamHyper h{argNum(info, 14), argNum(info, 15), argNum(info, 16), argNum(info, 17), argNum(info, 18),
-                  argInt(info, 19), argBool(info, 20), argBool(info, 21)};
+                  argInt(info, 19), argBool(info, 20), argBool(info, 21), argGradScale(info, 22, "adamStep")};
   MT_CHECK(n >= 0, "adamStep: negative length ", n);
   MT_CHECK(h.step >= 1, "adamStep: step counts from 1, got ", h.step);
   if (n == 0) return info.Env().Undefined();

@@ -1,11 +1,12 @@
 // cuda.adamMulti(pDtype, gDtype, sDtype, refs, lr, beta1, beta2, eps, weightDecay, step, decoupled,
-// maximize): refs holds 11 numbers per tensor (param id, off, grad id, off, m id, off, v id, off,
+// maximize[, gradScale]): refs holds 11 numbers per tensor (param id, off, grad id, off, m id, off, v id, off,
 // master id (-1: none), off, n), all on one device. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
 #include "cuda/adam_multi.h"
 #include "cuda/operands.h"
 #include "util/args.h"
+#include "util/grad_scale.h"
 
 namespace mt {
 namespace {
@@ -23,7 +24,7 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   const std::vector<int64_t> r = argInts(info, 3);
   MT_CHECK(r.size() % 11 == 0, "adamMulti: refs holds 11 numbers per tensor, got ", r.size());
   CudaAdamHyper h{argNum(info, 4), argNum(info, 5), argNum(info, 6), argNum(info, 7), argNum(info, 8),
-                  argInt(info, 9), argBool(info, 10), argBool(info, 11)};
+                  argInt(info, 9), argBool(info, 10), argBool(info, 11), argGradScale(info, 12, "adamMulti")};
   MT_CHECK(h.step >= 1, "adamMulti: step counts from 1, got ", h.step);
   std::vector<CudaAdamMultiEntry> e;
   int dev = -1;

@@ -36,11 +36,13 @@ void cudaSoftmaxBackward(int dev, int dtype, const void* y, const void* g, void*
 struct CudaSgdHyper {
   double lr, momentum, dampening, weightDecay;
   bool nesterov, maximize, firstStep;
+  double gradScale;  // multiplies the gradient in the state dtype (mixed precision's unscale and clip)
 };
 struct CudaAdamHyper {
   double lr, beta1, beta2, eps, weightDecay;
   int64_t step;
   bool decoupled, maximize;
+  double gradScale;  // multiplies the gradient in the state dtype (mixed precision's unscale and clip)
 };
 void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad, int sDtype, void* buf, void* master,
                  int64_t n, const CudaSgdHyper& h);

@@ -66,7 +66,8 @@ void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad,
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_PGS(pDtype, gDtype, sDtype, "sgdStep", {
-    SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -1 : 1),
+    SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay),
+                    S(h.maximize ? -h.gradScale : h.gradScale),
                     h.nesterov, h.firstStep};
     auto sgd = sgdKernel<P, G, S>;
     MT_LAUNCH(sgd, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<P*>(param), static_cast<S*>(master),

@@ -7,7 +7,7 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module } from '../nn/module.ts';
-import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { clipFactor } from '../optim/clip_grad.ts';
 import { GradSquares } from '../optim/grad_squares.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import type { Device } from '../tensor/storage.ts';
@@ -161,13 +161,16 @@ export class Engine<M extends Module = Module> {
       const grads = flat ?? this.module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : []));
       // One read for the overflow check (all-reduced over dp) and the norm (local: DataParallel averaged the gradients).
       const squares = new GradSquares(grads, this.precision.dtype ? [this.group] : [], this.device);
-      stepped = this.precision.prepare(grads, squares);
+      const unscale = this.precision.prepare(grads, squares);
+      stepped = unscale !== false;
       this.lastGradNorm = Number.NaN;
+      let gradScale = unscale || 1;
       if (stepped && clip > 0) {
-        this.lastGradNorm = Math.sqrt(squares.local());
-        scaleToMaxNorm(grads, this.lastGradNorm, clip);
+        // The norm of the unscaled gradients; the clip factor joins the unscale factor (applied in f32 by the kernel).
+        this.lastGradNorm = Math.sqrt(squares.local()) * gradScale;
+        gradScale *= clipFactor(this.lastGradNorm, clip);
       }
-      if (stepped) b.optimizer.step();
+      if (stepped) b.optimizer.step({ gradScale });
     } else {
       stepped = b.zero.step((grads, squares) => this.precision.prepare(grads, squares));
       this.lastGradNorm = b.zero.lastGradNorm;

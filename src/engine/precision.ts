@@ -8,14 +8,15 @@
  *   `loss.float() * cur_scale`); bf16 uses a static scale of 1.
  * - At an accumulation boundary, on the reduced gradients (stage 0: every parameter's; stages 1/2:
  *   this rank's partition), the overflow flag is all-reduced over the dp group so that every rank
- *   takes the same decision. An overflow skips the step; otherwise the gradients are divided by the
- *   scale (in their own dtype) before clipping and the optimizer step. The check is one f64 on the
+ *   takes the same decision. An overflow skips the step; otherwise the gradients stay scaled in
+ *   their 16-bit dtype and the optimizer kernel multiplies them by 1/scale × the clip factor in
+ *   fp32 as it reads them (DeepSpeed's combined scale): unscaling in f16 would flush gradients
+ *   below 2^-24 × scale to zero. The check is one f64 on the
  *   gradients' device, read once; with clipping it is the clip's own sum of squares (GradSquares),
  *   so a step reads the device once for both.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { cast, div, mul } from '../ops/elementwise.ts';
-import { scaleInPlace } from '../optim/clip_grad.ts';
 import type { GradSquares } from '../optim/grad_squares.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -60,22 +61,18 @@ export class Precision {
 
   /**
    * At a boundary, on the reduced gradients (a collective: call on every rank): false when any rank
-   * saw inf/NaN (skip the step); otherwise unscales them in place and returns true. fp32: true.
+   * saw inf/NaN (skip the step); otherwise the factor that unscales them (1/lossScale; fp32 and
+   * bf16: 1), for the optimizer's `gradScale`: the gradients themselves are left scaled.
    * `squares`, when given, are those gradients' squares over this.group: the decision is their
-   * non-finiteness (one read shared with clipping) and they follow the unscaling.
+   * non-finiteness (one read shared with clipping); they stay those of the scaled gradients.
    */
-  prepare(grads: Iterable<Tensor | null | undefined>, squares?: GradSquares): boolean {
-    if (this.dtype === null) return true;
+  prepare(grads: Iterable<Tensor | null | undefined>, squares?: GradSquares): false | number {
+    if (this.dtype === null) return 1;
     const list = [...grads];
     // With the step's gradient squares (the same gradients, summed over this.group) the check reuses their one read.
     const overflow = squares ? !Number.isFinite(squares.global()) : hasOverflowAcross(list, [this.group], this.device);
     if (overflow) return false;
-    const scale = this.scaler.lossScale;
-    if (scale !== 1) {
-      for (const g of list) if (g && !g.disposed) scaleInPlace(g, 1 / scale);
-      squares?.scaled(1 / scale);
-    }
-    return true;
+    return 1 / this.scaler.lossScale;
   }
 
   /** After a boundary: counts a skipped step and updates the scaler (DeepSpeed's update_scale). */

@@ -43,7 +43,7 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
   private scalars(group: ParamGroup<AdamOptions>): AdamScalars {
     return {
       lr: group.lr, beta1: group.betas[0], beta2: group.betas[1], eps: group.eps,
-      weightDecay: group.weightDecay, decoupled: this.decoupled, maximize: group.maximize,
+      weightDecay: group.weightDecay, decoupled: this.decoupled, maximize: group.maximize, gradScale: this.gradScale,
     };
   }
 

@@ -68,11 +68,22 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
  * The one place the rule lives, for every clipper (plain, tensor-parallel, pipeline, ZeRO partitions).
  */
 export function scaleToMaxNorm(grads: Iterable<Tensor>, total: number, maxNorm: number): void {
-  if (!Number.isFinite(total)) return;
-  const coef = maxNorm / (total + 1e-6);
+  const coef = clipFactor(total, maxNorm);
   if (coef < 1) noGrad(() => {
     for (const g of grads) scaleInPlace(g, coef);
   });
+}
+
+/**
+ * The factor PyTorch's rule multiplies the gradients by given their total norm: `maxNorm / (total
+ * + 1e-6)` when that is below 1, else 1 (also for a NaN or infinite total). Fused optimizer steps
+ * take it as part of their `gradScale` instead of the gradients being scaled in place.
+ * @example
+ * const gradScale = (1 / lossScale) * clipFactor(unscaledNorm, 1.0);
+ */
+export function clipFactor(total: number, maxNorm: number): number {
+  if (!Number.isFinite(total)) return 1;
+  return Math.min(1, maxNorm / (total + 1e-6));
 }
 
 /**

@@ -28,6 +28,12 @@ export interface SgdScalars {
   weightDecay: number;
   nesterov: boolean;
   maximize: boolean;
+  /**
+   * Multiplies every gradient element, in the state dtype (f32/f64) as it is read, before anything
+   * else (default 1). Mixed precision passes 1/lossScale × the clip factor here, so 16-bit
+   * gradients are never unscaled in their own dtype (where tiny values would flush to zero).
+   */
+  gradScale?: number;
 }
 
 /**
@@ -40,7 +46,7 @@ export function sgdStep(
 ): void {
   storageKernels(param.id).sgdStep(
     dtypeCode(param.dtype), param.id, param.off, dtypeCode(grad.dtype), grad.id, grad.off, dtypeCode(stateDtype),
-    buf.id, buf.off, master.id, master.off, n, h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, firstStep,
+    buf.id, buf.off, master.id, master.off, n, h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, firstStep, gradScaleOf(h),
   );
 }
 
@@ -53,6 +59,12 @@ export interface AdamScalars {
   /** AdamW (decay applied to the weight) rather than Adam (decay added to the gradient). */
   decoupled: boolean;
   maximize: boolean;
+  /**
+   * Multiplies every gradient element, in the state dtype (f32/f64) as it is read, before anything
+   * else (default 1). Mixed precision passes 1/lossScale × the clip factor here, so 16-bit
+   * gradients are never unscaled in their own dtype (where tiny values would flush to zero).
+   */
+  gradScale?: number;
 }
 
 /** Adam / AdamW as torch.optim over `n` elements; `step` (from 1) drives the bias corrections. */
@@ -63,8 +75,15 @@ export function adamStep(
   storageKernels(param.id).adamStep(
     dtypeCode(param.dtype), param.id, param.off, dtypeCode(grad.dtype), grad.id, grad.off, dtypeCode(stateDtype),
     expAvg.id, expAvg.off, expAvgSq.id, expAvgSq.off, master.id, master.off, n,
-    h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, step, h.decoupled, h.maximize,
+    h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, step, h.decoupled, h.maximize, gradScaleOf(h),
   );
+}
+
+/** A scalars' gradScale (1 when absent), checked: the kernels would spread a NaN into every parameter. */
+export function gradScaleOf(h: { gradScale?: number }): number {
+  const s = h.gradScale ?? 1;
+  if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`optimizer step: gradScale must be a finite number, got ${String(s)}`);
+  return s;
 }
 
 /** sum |x|^p over a flat range (p = Infinity: max |x|), accumulated in double. */

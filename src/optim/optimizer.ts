@@ -39,6 +39,16 @@ export interface RunState {
   readonly dtype: StateDType;
 }
 
+/** Options of one `Optimizer.step`. */
+export interface OptimizerStepOptions {
+  /**
+   * Multiplies every gradient as the fused kernel reads it, in the state dtype (f32), before the
+   * update (default 1). The engines pass 1/lossScale × the clip factor under fp16, so the 16-bit
+   * gradients stay scaled and are never unscaled in their own dtype.
+   */
+  gradScale?: number;
+}
+
 interface Pending {
   slots: Slot[];
   grads: Tensor[];
@@ -52,6 +62,8 @@ export abstract class Optimizer<H extends object> {
   readonly paramGroups: ParamGroup<H>[] = [];
   private readonly states: GroupState[] = [];
   private readonly seen = new Set<Tensor>();
+  /** The gradient multiplier of the step in progress (see OptimizerStepOptions); 1 between steps. */
+  protected gradScale = 1;
 
   protected constructor(
     protected readonly name: string,
@@ -104,8 +116,25 @@ export abstract class Optimizer<H extends object> {
    * Applies one update to every parameter that has a gradient (parameters whose `grad` is null
    * are skipped and keep their state). Runs of parameters adjacent in one storage, with grads
    * adjacent in one storage, are updated by one native call each.
+   * @example
+   * opt.step();                                   // plain
+   * opt.step({ gradScale: 1 / lossScale });       // fp16 gradients unscaled in f32 by the kernel
    */
-  step(): void {
+  step(opts: OptimizerStepOptions = {}): void {
+    checkKeys(opts, ['gradScale'], `${this.name}.step`);
+    const gradScale = opts.gradScale ?? 1;
+    if (typeof gradScale !== 'number' || !Number.isFinite(gradScale)) {
+      throw new Error(`${this.name}.step: gradScale must be a finite number, got ${String(opts.gradScale)}`);
+    }
+    this.gradScale = gradScale;
+    try {
+      this.stepRuns();
+    } finally {
+      this.gradScale = 1;
+    }
+  }
+
+  private stepRuns(): void {
     noGrad(() => {
       // Every group is checked and its runs found before any parameter changes.
       const temps: Tensor[] = [];

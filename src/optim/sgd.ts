@@ -55,6 +55,6 @@ export class SGD extends Optimizer<SGDOptions> {
   protected update(group: ParamGroup<SGDOptions>, run: Run, state: RunState): void {
     const useBuf = group.momentum !== 0;
     const buf = useBuf ? state.ref('momentumBuffer') : NONE;
-    sgdStep(run.param, run.grad, state.dtype, buf, run.master, run.n, group, useBuf && run.fresh('momentumBuffer'));
+    sgdStep(run.param, run.grad, state.dtype, buf, run.master, run.n, { ...group, gradScale: this.gradScale }, useBuf && run.fresh('momentumBuffer'));
   }
 }

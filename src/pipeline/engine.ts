@@ -18,6 +18,7 @@ import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, averageGrads, checkPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { pipelineLayerRng } from './layer_rng.ts';
 import type { PipelineModule } from './module.ts';
+import { stepWithGradScale } from './optimizer_step.ts';
 import { PipeP2P } from './p2p.ts';
 import { act, type Schedule } from './schedule/action.ts';
 import { gpipe } from './schedule/gpipe.ts';
@@ -223,7 +224,7 @@ export class PipelineEngine {
       const r = checkPipelineGrads(this.module, this.lossScaler, this.gradientClipping, this.dpGroup, this.tpGroup, this.device);
       ok = r.ok;
       this.lastGradNorm = r.norm;
-      if (ok) this.optimizer?.step();
+      if (ok && this.optimizer) stepWithGradScale(this.optimizer, params, r.gradScale);
       this.optimizer?.zeroGrad();
     }
     this.globalSteps++;

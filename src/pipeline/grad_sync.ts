@@ -8,7 +8,7 @@ import type { Work } from '../dist/work.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { clipFactor, scaleToMaxNorm } from '../optim/clip_grad.ts';
 import { withDeviceSums } from '../optim/device_sums.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -92,15 +92,16 @@ function liveGrads(params: Tensor[]): Tensor[] {
  * A plain (non-ZeRO) pipeline step's loss-scale check and clipping from one host read: slot 0 of
  * one device tensor sums every gradient's squares (all-reduced over the pipeline, tp and dp
  * groups: non-finite exactly when some rank overflowed), slot 1 the squares of the norm's share
- * (`normParams`, over the pipeline and tp groups). With `scaler`, an overflow skips (ok false,
- * gradients untouched), else the gradients are unscaled; with maxNorm > 0 every gradient is then
- * clipped to the global norm (that of the unscaled gradients: slot 1 / scale²). norm is NaN
- * without clipping or on a skip. Call on every rank.
+ * (`normParams`, over the pipeline and tp groups). With `scaler`, an overflow skips (ok false),
+ * else `gradScale` holds 1/scale; with maxNorm > 0 it also holds the clip factor of the global
+ * norm (that of the unscaled gradients: slot 1 / scale²). The gradients are left as they are: the
+ * optimizer multiplies them by `gradScale` in f32. norm is NaN without clipping or on a skip.
+ * Call on every rank.
  */
 export function checkPipelineGrads(
   module: PipelineModule, scaler: LossScaler | null, maxNorm: number, dp: ProcessGroup | null, tp: ProcessGroup | null, device?: Device,
-): { ok: boolean; norm: number } {
-  if (!scaler && maxNorm <= 0) return { ok: true, norm: Number.NaN };
+): { ok: boolean; norm: number; gradScale: number } {
+  if (!scaler && maxNorm <= 0) return { ok: true, norm: Number.NaN, gradScale: 1 };
   const params = module.parameters();
   const grads = liveGrads(params);
   const [all, mine] = withDeviceSums(device ?? params[0]?.device ?? 'cpu', 2, (s) => {
@@ -110,10 +111,9 @@ export function checkPipelineGrads(
     if (scaler) s.allReduce([dp], 0, 1);
     return s.read();
   });
-  const scale = scaler?.lossScale ?? 1;
-  if (scaler && !unscaleOrSkip(grads, scaler, [], !Number.isFinite(all))) return { ok: false, norm: Number.NaN };
-  if (maxNorm <= 0) return { ok: true, norm: Number.NaN };
-  const total = Math.sqrt(mine) / scale;
-  scaleToMaxNorm(grads, total, maxNorm);
-  return { ok: true, norm: total };
+  const unscale = scaler ? unscaleOrSkip(grads, scaler, [], !Number.isFinite(all)) : 1;
+  if (unscale === false) return { ok: false, norm: Number.NaN, gradScale: 1 };
+  if (maxNorm <= 0) return { ok: true, norm: Number.NaN, gradScale: unscale };
+  const total = Math.sqrt(mine) * unscale;
+  return { ok: true, norm: total, gradScale: unscale * clipFactor(total, maxNorm) };
 }

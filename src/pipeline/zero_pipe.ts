@@ -16,7 +16,7 @@ import type { LossScaler } from '../engine/loss_scaler.ts';
 import { record } from '../ops/autograd_support.ts';
 import { zeros } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
-import { scaleToMaxNorm } from '../optim/clip_grad.ts';
+import { clipFactor } from '../optim/clip_grad.ts';
 import { DeviceSums } from '../optim/device_sums.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -126,14 +126,14 @@ export class ZeroPipe {
           }
           sums.allReduce([this.zero.group, this.module.group, this.tpGroup]);
           const [all, counted, tied] = sums.read();
-          if (scaler && !unscaleOrSkip(parts, scaler, [], !Number.isFinite(all))) return false;
-          if (this.clip <= 0) return true;
+          // The partitions stay scaled: the optimizer kernel multiplies them by the returned factor in f32.
+          const unscale = scaler ? unscaleOrSkip(parts, scaler, [], !Number.isFinite(all)) : 1;
+          if (unscale === false) return false;
+          if (this.clip <= 0) return unscale;
           // Every slot holds squares of scaled gradients (slot 2: dp-averaged copies, summed over dp ranks).
-          const scale2 = scaler ? scaler.lossScale ** 2 : 1;
-          const total = Math.sqrt(Math.max(0, (all - counted - tied / this.zero.group.size) / scale2));
+          const total = Math.sqrt(Math.max(0, all - counted - tied / this.zero.group.size)) * unscale;
           this.lastGradNorm = total;
-          scaleToMaxNorm(parts, total, this.clip);
-          return true;
+          return unscale * clipFactor(total, this.clip);
         } finally {
           for (const { v } of slices) v.dispose();
         }

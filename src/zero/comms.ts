@@ -7,8 +7,6 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import { tensor } from '../ops/index.ts';
-import { scaleToMaxNorm } from '../optim/clip_grad.ts';
-import { GradSquares } from '../optim/grad_squares.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type OwnedPiece, owners } from './partition.ts';
 
@@ -53,18 +51,6 @@ export function allReduceSum(group: ProcessGroup, local: number): number {
   } finally {
     t.dispose();
   }
-}
-
-/**
- * Global-norm clipping over the ranks' gradient partitions (torch's clip_grad_norm_, norm 2): the
- * partitions' squared norms summed over the group on their device and read once (`squares`, when
- * the step already holds them: the same read as its overflow check), then `scaleToMaxNorm`.
- * Returns the norm before clipping.
- */
-export function clipPartitions(group: ProcessGroup, partGrads: Tensor[], maxNorm: number, squares?: GradSquares): number {
-  const total = Math.sqrt((squares ?? new GradSquares(partGrads, [group])).global());
-  scaleToMaxNorm(partGrads, total, maxNorm);
-  return total;
 }
 
 /** Every rank's updated partition of `flat` (this rank's at `start`, `size` elements) gathered into `flat` in place. */

@@ -29,14 +29,14 @@ export interface PartitionRefs {
   n: number;
 }
 
-/** One optimizer step (`step` from 1) over a partition. */
-export function partitionStep(h: ResolvedSpec, r: PartitionRefs, step: number): void {
+/** One optimizer step (`step` from 1) over a partition; `gradScale` multiplies the gradient in f32 (OptimizerStepOptions). */
+export function partitionStep(h: ResolvedSpec, r: PartitionRefs, step: number, gradScale = 1): void {
   if (h.type === 'SGD') {
-    const s = { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false };
+    const s = { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false, gradScale };
     sgdStep(r.param, r.grad, 'f32', r.state('momentumBuffer'), r.master, r.n, s, step === 1);
     return;
   }
-  const s = { lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false };
+  const s = { lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false, gradScale };
   adamStep(r.param, r.grad, 'f32', r.state('expAvg'), r.state('expAvgSq'), r.master, r.n, s, step);
 }
 

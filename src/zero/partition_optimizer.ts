@@ -82,9 +82,10 @@ export class PartitionOptimizer {
    * One optimizer step (`stepNo` from 1) of the partition: `param` is where its n (16-bit or
    * f32) parameters start, updated in place (or a source handing them out piece by piece:
    * ZeRO-3's offloaded parameters), `grad` where its n averaged gradients start. The update is
-   * elementwise, so any split into pieces gives the same bits.
+   * elementwise, so any split into pieces gives the same bits. `gradScale` multiplies the
+   * gradient in f32 inside the kernel (mixed precision's unscale and clip; default 1).
    */
-  step(param: FlatRef | ParamSource, grad: FlatRef, stepNo: number): void {
+  step(param: FlatRef | ParamSource, grad: FlatRef, stepNo: number, gradScale = 1): void {
     this.live();
     const has = (slot: string) => this.store.slots.includes(slot);
     this.store.run((lo, len, refs) => {
@@ -96,7 +97,7 @@ export class PartitionOptimizer {
           state: (name) => (has(name) ? shift(refs(name)) : NONE),
           master: has('master') ? shift(refs('master')) : NONE,
           n,
-        }, stepNo);
+        }, stepNo, gradScale);
         const g = { dtype: grad.dtype, id: grad.id, off: grad.off + at };
         if (this.hostState) onHost(p, g, n, update);
         else update(p, g);

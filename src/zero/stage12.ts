@@ -36,13 +36,14 @@ import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
-import { allGatherParams, clipPartitions, flatView, reduceScatterGrads } from './comms.ts';
+import { allGatherParams, flatView, reduceScatterGrads } from './comms.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
 import { buildFrozenGroup, type FrozenGroup, gatherFrozen, splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
 import { type ResolvedSpec, resolveSpec, type ZeroOptimizerSpec } from './optimizer.ts';
 import type { Partition } from './partition.ts';
 import { type PartitionShard, partitionShards } from './shards.ts';
+import { stepScale } from './step_scale.ts';
 import type { BeforeUpdate } from './zero_optimizer.ts';
 
 export { DEFAULT_REDUCE_BUCKET_SIZE } from './buckets.ts';
@@ -260,10 +261,12 @@ export class ZeroStage12 {
     const parts = this.groups.map((g) => g.partGrad);
     // One read of the partitions' squares serves both the overflow check and the clip.
     const squares = this.gradientClipping > 0 ? new GradSquares(parts, [this.group]) : undefined;
-    if (beforeUpdate && !beforeUpdate(parts, squares)) return false;
-    if (squares) this.lastGradNorm = clipPartitions(this.group, parts, this.gradientClipping, squares);
+    const scale = stepScale(beforeUpdate ? beforeUpdate(parts, squares) : true, squares, this.gradientClipping);
+    if (!scale) return false;
+    if (squares) this.lastGradNorm = scale.norm;
     this.steps++;
-    for (const g of this.groups) this.update(g);
+    // Unscaling and clipping ride on the kernel's gradient multiplier (f32), not on the 16-bit partitions.
+    for (const g of this.groups) this.update(g, scale.gradScale);
     return true;
   }
 
@@ -338,11 +341,12 @@ export class ZeroStage12 {
 
 
   /** The fused kernel over this rank's partition (in sub-groups when offloaded to nvme). */
-  private update(g: FlatGroup): void {
+  private update(g: FlatGroup, gradScale: number): void {
     g.opt.step(
       { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start },
       { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
       this.steps,
+      gradScale,
     );
   }
 }

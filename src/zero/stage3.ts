@@ -34,7 +34,7 @@ import { pinnedEmpty } from '../tensor/pinned.ts';
 import { type Device, type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
-import { clipPartitions, flatView } from './comms.ts';
+import { flatView } from './comms.ts';
 import { externalParameters } from './external.ts';
 import { splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -47,6 +47,7 @@ import { PartitionOptimizer, partitionName } from './partition_optimizer.ts';
 import type { PartitionShard } from './shards.ts';
 import { Stage3GradReducer } from './stage3_grads.ts';
 import { type ParamShard, planPartition } from './stage3_partition.ts';
+import { stepScale } from './step_scale.ts';
 import type { BeforeUpdate, ZeroOptimizer } from './zero_optimizer.ts';
 
 /** DeepSpeed's stage3_prefetch_bucket_size default (elements). */
@@ -432,10 +433,12 @@ export class ZeroStage3 implements ZeroOptimizer {
     const parts = this.groups.map((g) => g.partGrad);
     // One read of the partitions' squares serves both the overflow check and the clip.
     const squares = this.gradientClipping > 0 ? new GradSquares(parts, [this.group]) : undefined;
-    if (beforeUpdate && !beforeUpdate(parts, squares)) return false;
-    if (squares) this.lastGradNorm = clipPartitions(this.group, parts, this.gradientClipping, squares);
+    const scale = stepScale(beforeUpdate ? beforeUpdate(parts, squares) : true, squares, this.gradientClipping);
+    if (!scale) return false;
+    if (squares) this.lastGradNorm = scale.norm;
     this.steps++;
-    for (const g of this.groups) this.update(g);
+    // Unscaling and clipping ride on the kernel's gradient multiplier (f32), not on the 16-bit partitions.
+    for (const g of this.groups) this.update(g, scale.gradScale);
     return true;
   }
 
@@ -602,8 +605,8 @@ export class ZeroStage3 implements ZeroOptimizer {
 
 
   /** The fused kernel over this rank's partition of a dtype (in sub-groups when offloaded to nvme). */
-  private update(g: DTypeGroup): void {
+  private update(g: DTypeGroup, gradScale: number): void {
     g.store.flush();
-    g.opt.step(g.store.stepSource(), { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps);
+    g.opt.step(g.store.stepSource(), { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps, gradScale);
   }
 }

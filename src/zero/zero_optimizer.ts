@@ -10,11 +10,13 @@ import type { PartitionShard } from './shards.ts';
 
 /**
  * Called with this rank's reduced gradient partitions before clipping and the update (mixed
- * precision's overflow check and unscaling); false skips the step. `squares` (present when the
+ * precision's overflow check and unscaling); false skips the step, true updates, and a number
+ * updates with the gradients multiplied by it in f32 inside the optimizer kernel (1/lossScale:
+ * the partitions stay scaled; `squares` are then those of the scaled partitions). `squares` (present when the
  * stage reads them anyway, e.g. to clip) are those partitions' squares over the dp group: checking
  * them reuses the one host read the step makes for clipping.
  */
-export type BeforeUpdate = (partitionGrads: Tensor[], squares?: GradSquares) => boolean;
+export type BeforeUpdate = (partitionGrads: Tensor[], squares?: GradSquares) => boolean | number;
 
 /**
  * A partitioned data-parallel optimizer over a model (ZeRO stage 1, 2 or 3).
