@@ -140,6 +140,8 @@ for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
   dir=$(dirname "$f") base=$(basename "$f")
   step "${dir#test/}/${base%.test.ts}" 180 uvu "$dir" "^${base//./\\.}\$"
 done
+# fp16 engine steps whose true gradients are ~1e-8 (unscaled in f32 by the optimizer kernels), ZeRO 0-3 on cuda:0 and the CPU.
+step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 120 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention\.test\.ts$'
 # Fused attention timing at GPT-2 124M's shape, tensor cores and SIMT (seconds each).

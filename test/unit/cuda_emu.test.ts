@@ -44,6 +44,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
   ['unit/cuda_adam_multi', {}],
+  ['unit/fp16_unscale_f32', {}],
+  ['unit/optim_grad_scale', {}],
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
 ];
 
