@@ -289,6 +289,9 @@ void registerOptim(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "adamStep", AdamStep);
   MT_EXPORT(exports, "normPow", NormPow);
   MT_EXPORT(exports, "normPowInto", NormPowInto);
+  // The optimizer bindings (CPU and CUDA) take the trailing gradScale: TypeScript refuses to pass
+  // one other than 1 to an older addon, which would ignore it.
+  exports.Set("optimGradScale", Napi::Boolean::New(env, true));
 }
 
 }  // namespace mt

@@ -3,6 +3,7 @@
  * of `n` elements: a parameter, a run of adjacent parameters of one flat storage, or a rank's
  * partition of flat buffers (ZeRO calls these with its own ids and offsets).
  */
+import { native } from '../native.ts';
 import { storageKernels } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 
@@ -83,6 +84,10 @@ export function adamStep(
 export function gradScaleOf(h: { gradScale?: number }): number {
   const s = h.gradScale ?? 1;
   if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`optimizer step: gradScale must be a finite number, got ${String(s)}`);
+  // An addon built before gradScale would silently ignore it (fp16 steps on scaled gradients).
+  if (s !== 1 && native.optimGradScale !== true) {
+    throw new Error('optimizer step: the native addon predates gradScale (fp16 unscaling in the optimizer); rebuild it (npm run build)');
+  }
   return s;
 }
 
