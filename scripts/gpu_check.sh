@@ -155,6 +155,8 @@ step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx b
 step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $attnSize
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
 step bench:census 120 node --import tsx bench/gpu_census.ts
+# Grouped/dilated/depthwise conv2d on the direct kernels (the ops: step below runs it through cuDNN).
+step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do
   base=$(basename "$f")
   step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"

@@ -1,5 +1,6 @@
-// Conv2d (groups 1, dilation 1): forward, backward-data and backward-weights. oneDNN for f32 and
-// bf16 with its own ("any") weight layout, reordered to and from our plain [O, C, kh, kw];
+// Conv2d (any groups and dilation): forward, backward-data and backward-weights. oneDNN for f32 and
+// bf16 with its own ("any") weight layout, reordered to and from our plain [O, C / groups, kh, kw]
+// (oneDNN's grouped goihw: the same bytes, [G, O / G, C / G, kh, kw]);
 // activations keep the caller's strides when they are dense NCHW or NHWC. Plain loops for f64.
 #include <algorithm>
 #include <array>
@@ -122,8 +123,12 @@ ConvEntry buildConv(const ConvProblem& p, Layout layout, bool& reference) {
   const auto& s = p.s;
   auto& eng = dnn::engine();
   const dnn::dt t = dnn::toDnnl(p.d);
-  const memory::dims wDims{s.O, s.C, s.kh, s.kw}, strides{s.sh, s.sw}, pad{s.ph, s.pw};
-  const memory::desc wUser(wDims, t, memory::format_tag::oihw);
+  // oneDNN counts dilation from 0 (taps adjacent) where PyTorch counts from 1.
+  const memory::dims strides{s.sh, s.sw}, pad{s.ph, s.pw}, dil{s.dh - 1, s.dw - 1};
+  const bool grouped = s.G > 1;
+  const memory::dims wDims = grouped ? memory::dims{s.G, s.O / s.G, s.C / s.G, s.kh, s.kw}
+                                     : memory::dims{s.O, s.C, s.kh, s.kw};
+  const memory::desc wUser(wDims, t, grouped ? memory::format_tag::goihw : memory::format_tag::oihw);
   const memory::desc biasMd({s.O}, dnn::dt::f32, memory::format_tag::x);
   const memory::desc none;
   memory::desc u0 = userDesc(p.acts[0], t, layout), u1 = userDesc(p.acts[1], t, layout);
@@ -133,10 +138,10 @@ ConvEntry buildConv(const ConvProblem& p, Layout layout, bool& reference) {
     memory::desc wAny(wDims, t, memory::format_tag::any);
     return bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
                                                   dnnl::algorithm::convolution_direct, src, wAny,
-                                                  biasMd, dst, strides, pad, pad)
+                                                  biasMd, dst, strides, dil, pad, pad)
                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
                                                   dnnl::algorithm::convolution_direct, src, wAny,
-                                                  dst, strides, pad, pad);
+                                                  dst, strides, dil, pad, pad);
   };
   ConvEntry e;
   if (p.prop == kForward) {
@@ -152,7 +157,7 @@ ConvEntry buildConv(const ConvProblem& p, Layout layout, bool& reference) {
     dnnl::convolution_forward::primitive_desc hint(fwdDesc(i1, i0, false), eng);
     memory::desc wAny(wDims, t, memory::format_tag::any);
     dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, i1, wAny, i0,
-                                               strides, pad, pad);
+                                               strides, dil, pad, pad);
     dnnl::convolution_backward_data::primitive_desc pd(desc, attr, eng, hint);
     reference = dnn::isReference(pd);
     e.prim = dnnl::convolution_backward_data(pd);
@@ -165,9 +170,9 @@ ConvEntry buildConv(const ConvProblem& p, Layout layout, bool& reference) {
     dnnl::convolution_forward::primitive_desc hint(fwdDesc(i0, i1, p.bias), eng);
     memory::desc dwAny(wDims, dnn::dt::f32, memory::format_tag::any);
     auto desc = p.bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct,
-                                                                  i0, dwAny, biasMd, i1, strides, pad, pad)
+                                                                  i0, dwAny, biasMd, i1, strides, dil, pad, pad)
                        : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct,
-                                                                  i0, dwAny, i1, strides, pad, pad);
+                                                                  i0, dwAny, i1, strides, dil, pad, pad);
     dnnl::convolution_backward_weights::primitive_desc pd(desc, attr, eng, hint);
     reference = dnn::isReference(pd);
     e.prim = dnnl::convolution_backward_weights(pd);
@@ -196,7 +201,7 @@ void runConv(const ConvProblem& p, const std::vector<void*>& ptrs) {
   dnn::Key key(p.prop);
   const auto& s = p.s;
   key.add(int64_t(p.d)).add(s.N).add(s.C).add(s.H).add(s.W).add(s.O).add(s.kh).add(s.kw);
-  key.add(s.sh).add(s.sw).add(s.ph).add(s.pw).add(p.bias);
+  key.add(s.sh).add(s.sw).add(s.ph).add(s.pw).add(s.dh).add(s.dw).add(s.G).add(p.bias);
   for (const Act& a : p.acts) {
     // Only the layout matters for the primitive; strides of size-1 dims are noise.
     for (int k = 0; k < 4; k++) key.add(a.dims[k] == 1 ? -1 : a.strides[k]);
@@ -209,7 +214,8 @@ void runConv(const ConvProblem& p, const std::vector<void*>& ptrs) {
     } catch (const dnnl::error& err) {
       throw Error(cat(propName(p.prop), ": oneDNN refused ", dnn::dtypeName(p.d), " N ", s.N, " C ", s.C,
                       " H ", s.H, " W ", s.W, " O ", s.O, " kernel ", s.kh, "x", s.kw, " stride ", s.sh,
-                      "x", s.sw, " pad ", s.ph, "x", s.pw, ": ", err.what()));
+                      "x", s.sw, " pad ", s.ph, "x", s.pw, " dilation ", s.dh, "x", s.dw, " groups ", s.G, ": ",
+                      err.what()));
     }
   });
   MT_CHECK(ptrs.size() == e->slots.size(), propName(p.prop), ": internal slot count mismatch");
@@ -261,8 +267,17 @@ void checkShape(Prop p, DType d, const ref::ConvShape& s) {
            " kernel ", s.kh, "x", s.kw, ")");
   MT_CHECK(s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0, propName(p), ": stride ", s.sh, "x", s.sw,
            " must be positive and padding ", s.ph, "x", s.pw, " non-negative");
-  MT_CHECK(s.H + 2 * s.ph >= s.kh && s.W + 2 * s.pw >= s.kw, propName(p), ": kernel ", s.kh, "x",
-           s.kw, " is larger than the padded input ", s.H + 2 * s.ph, "x", s.W + 2 * s.pw);
+  MT_CHECK(s.dh > 0 && s.dw > 0 && s.G > 0 && s.C % s.G == 0 && s.O % s.G == 0, propName(p), ": dilation ", s.dh,
+           "x", s.dw, " must be positive and groups ", s.G, " must divide C ", s.C, " and O ", s.O);
+  const int64_t ekh = s.dh * (s.kh - 1) + 1, ekw = s.dw * (s.kw - 1) + 1;
+  MT_CHECK(s.H + 2 * s.ph >= ekh && s.W + 2 * s.pw >= ekw, propName(p), ": kernel ", s.kh, "x", s.kw,
+           " (dilated ", ekh, "x", ekw, ") is larger than the padded input ", s.H + 2 * s.ph, "x", s.W + 2 * s.pw);
+}
+
+// The optional trailing (dilationH, dilationW, groups) after the last fixed argument; 1 when absent.
+void readDilationGroups(const Napi::CallbackInfo& info, size_t at, ref::ConvShape& s) {
+  if (info.Length() <= at || info[at].IsUndefined()) return;
+  s.dh = argInt(info, at), s.dw = argInt(info, at + 1), s.G = argInt(info, at + 2);
 }
 
 ref::ConvShape readShape(const Napi::CallbackInfo& info, size_t nchw, size_t okk, size_t stridePad) {
@@ -275,17 +290,19 @@ ref::ConvShape readShape(const Napi::CallbackInfo& info, size_t nchw, size_t okk
 }
 
 // conv2dForward(dtype, xId, xOff, xStrides, N, C, H, W, wId, wOff, O, kh, kw, biasId, biasOff,
-//               outId, outOff, outStrides, strideH, strideW, padH, padW)
+//               outId, outOff, outStrides, strideH, strideW, padH, padW[, dilationH, dilationW, groups])
+// Weights are [O, C / groups, kh, kw]; dilation and groups default to 1.
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const Prop P = kForward;
   DType d = toDType(int(argInt(info, 0)));
   ref::ConvShape s = readShape(info, 4, 10, 18);
+  readDilationGroups(info, 22, s);
   checkShape(P, d, s);
   const size_t item = itemsize(d), biasItem = d == DType::F64 ? 8 : 4;
   Act x = readAct(info, 3, {s.N, s.C, s.H, s.W}, P, "input");
   Act y = readAct(info, 17, {s.N, s.O, s.OH(), s.OW()}, P, "output");
   void* xp = actPtr(P, "input", argInt(info, 1), argInt(info, 2), x, item);
-  void* wp = plainPtr(P, "weights", argInt(info, 8), argInt(info, 9), {s.O, s.C, s.kh, s.kw}, item);
+  void* wp = plainPtr(P, "weights", argInt(info, 8), argInt(info, 9), {s.O, s.C / s.G, s.kh, s.kw}, item);
   int64_t biasId = argInt(info, 13);
   void* bp = biasId ? plainPtr(P, "bias", biasId, argInt(info, 14), {s.O}, biasItem) : nullptr;
   void* yp = actPtr(P, "output", argInt(info, 15), argInt(info, 16), y, item);
@@ -302,18 +319,20 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 }
 
 // conv2dBackwardData(dtype, gradOutId, gradOutOff, gradOutStrides, wId, wOff, gradInId, gradInOff,
-//                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW)
+//                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW
+//                    [, dilationH, dilationW, groups])
 // Writes gradIn (does not accumulate).
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   const Prop P = kBackwardData;
   DType d = toDType(int(argInt(info, 0)));
   ref::ConvShape s = readShape(info, 9, 13, 16);
+  readDilationGroups(info, 20, s);
   checkShape(P, d, s);
   const size_t item = itemsize(d);
   Act gy = readAct(info, 3, {s.N, s.O, s.OH(), s.OW()}, P, "gradOut");
   Act gx = readAct(info, 8, {s.N, s.C, s.H, s.W}, P, "gradIn");
   void* gyp = actPtr(P, "gradOut", argInt(info, 1), argInt(info, 2), gy, item);
-  void* wp = plainPtr(P, "weights", argInt(info, 4), argInt(info, 5), {s.O, s.C, s.kh, s.kw}, item);
+  void* wp = plainPtr(P, "weights", argInt(info, 4), argInt(info, 5), {s.O, s.C / s.G, s.kh, s.kw}, item);
   void* gxp = actPtr(P, "gradIn", argInt(info, 6), argInt(info, 7), gx, item);
   if (d == DType::F64) {
     ref::convBackwardData(s, static_cast<double*>(gyp), gy.strides.data(), static_cast<double*>(wp),
@@ -326,19 +345,20 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 
 // conv2dBackwardWeights(dtype, xId, xOff, xStrides, gradOutId, gradOutOff, gradOutStrides,
 //                       gradWId, gradWOff, gradBiasId, gradBiasOff, N, C, H, W, O, kh, kw,
-//                       strideH, strideW, padH, padW)
-// Writes gradW ([O, C, kh, kw], dtype) and gradBias ([O]; f32 for f32/bf16, f64 for f64).
+//                       strideH, strideW, padH, padW[, dilationH, dilationW, groups])
+// Writes gradW ([O, C / groups, kh, kw], dtype) and gradBias ([O]; f32 for f32/bf16, f64 for f64).
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   const Prop P = kBackwardWeights;
   DType d = toDType(int(argInt(info, 0)));
   ref::ConvShape s = readShape(info, 11, 15, 18);
+  readDilationGroups(info, 22, s);
   checkShape(P, d, s);
   const size_t item = itemsize(d), biasItem = d == DType::F64 ? 8 : 4;
   Act x = readAct(info, 3, {s.N, s.C, s.H, s.W}, P, "input");
   Act gy = readAct(info, 6, {s.N, s.O, s.OH(), s.OW()}, P, "gradOut");
   void* xp = actPtr(P, "input", argInt(info, 1), argInt(info, 2), x, item);
   void* gyp = actPtr(P, "gradOut", argInt(info, 4), argInt(info, 5), gy, item);
-  void* gwp = plainPtr(P, "gradWeights", argInt(info, 7), argInt(info, 8), {s.O, s.C, s.kh, s.kw}, item);
+  void* gwp = plainPtr(P, "gradWeights", argInt(info, 7), argInt(info, 8), {s.O, s.C / s.G, s.kh, s.kw}, item);
   int64_t gbId = argInt(info, 9);
   void* gbp = gbId ? plainPtr(P, "gradBias", gbId, argInt(info, 10), {s.O}, biasItem) : nullptr;
   if (d == DType::F64) {
@@ -411,6 +431,8 @@ void registerConv(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "conv2dBackwardData", Conv2dBackwardData);
   MT_EXPORT(exports, "conv2dBackwardWeights", Conv2dBackwardWeights);
   MT_EXPORT(exports, "benchOnednnConv", BenchOnednnConv);
+  // The conv2d bindings take (dilationH, dilationW, groups); an older addon would ignore them.
+  exports.Set("conv2dGroups", Napi::Boolean::New(env, true));
 }
 
 }  // namespace mt

@@ -55,34 +55,36 @@ void matmul(const T* a, const int64_t* as, const T* b, const int64_t* bs, const 
   }
 }
 
-// Conv2d geometry (groups 1, dilation 1). Activation strides are element strides of the
-// logical [N, C, H, W] (or [N, O, OH, OW]) dims; weights are contiguous [O, C, kh, kw].
+// Conv2d geometry, PyTorch's: dilation dh/dw spaces the kernel taps, groups G split C and O into
+// G independent convolutions. Activation strides are element strides of the logical [N, C, H, W]
+// (or [N, O, OH, OW]) dims; weights are contiguous [O, C / G, kh, kw].
 struct ConvShape {
   int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw;
-  int64_t OH() const { return (H + 2 * ph - kh) / sh + 1; }
-  int64_t OW() const { return (W + 2 * pw - kw) / sw + 1; }
-  int64_t macs() const { return N * O * OH() * OW() * C * kh * kw; }
+  int64_t dh = 1, dw = 1, G = 1;
+  int64_t OH() const { return (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1; }
+  int64_t OW() const { return (W + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
+  int64_t macs() const { return N * O * OH() * OW() * (C / G) * kh * kw; }
 };
 
 template <typename T>
 void convForward(const ConvShape& s, const T* x, const int64_t* xs, const T* w, const T* bias,
                  T* y, const int64_t* ys) {
-  const int64_t OH = s.OH(), OW = s.OW();
+  const int64_t OH = s.OH(), OW = s.OW(), cg = s.C / s.G, og = s.O / s.G;
 #pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
   for (int64_t no = 0; no < s.N * s.O; no++) {
-    const int64_t n = no / s.O, o = no % s.O;
+    const int64_t n = no / s.O, o = no % s.O, c0 = (o / og) * cg;
     for (int64_t oh = 0; oh < OH; oh++)
       for (int64_t ow = 0; ow < OW; ow++) {
         T acc = bias ? bias[o] : T(0);
-        for (int64_t c = 0; c < s.C; c++)
+        for (int64_t c = 0; c < cg; c++)
           for (int64_t i = 0; i < s.kh; i++) {
-            const int64_t h = oh * s.sh - s.ph + i;
+            const int64_t h = oh * s.sh - s.ph + i * s.dh;
             if (h < 0 || h >= s.H) continue;
             for (int64_t j = 0; j < s.kw; j++) {
-              const int64_t ww = ow * s.sw - s.pw + j;
+              const int64_t ww = ow * s.sw - s.pw + j * s.dw;
               if (ww < 0 || ww >= s.W) continue;
-              acc += x[n * xs[0] + c * xs[1] + h * xs[2] + ww * xs[3]] *
-                     w[((o * s.C + c) * s.kh + i) * s.kw + j];
+              acc += x[n * xs[0] + (c0 + c) * xs[1] + h * xs[2] + ww * xs[3]] *
+                     w[((o * cg + c) * s.kh + i) * s.kw + j];
             }
           }
         y[n * ys[0] + o * ys[1] + oh * ys[2] + ow * ys[3]] = acc;
@@ -90,30 +92,30 @@ void convForward(const ConvShape& s, const T* x, const int64_t* xs, const T* w, 
   }
 }
 
-// gradIn[n,c,h,w] = Σ gradOut[n,o,oh,ow] · w[o,c,i,j] over the outputs that read (h, w).
+// gradIn[n,c,h,w] = Σ gradOut[n,o,oh,ow] · w[o,c % cg,i,j] over the outputs of c's group that read (h, w).
 template <typename T>
 void convBackwardData(const ConvShape& s, const T* gy, const int64_t* gys, const T* w, T* gx,
                       const int64_t* gxs) {
-  const int64_t OH = s.OH(), OW = s.OW();
+  const int64_t OH = s.OH(), OW = s.OW(), cg = s.C / s.G, og = s.O / s.G;
 #pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
   for (int64_t nc = 0; nc < s.N * s.C; nc++) {
-    const int64_t n = nc / s.C, c = nc % s.C;
+    const int64_t n = nc / s.C, c = nc % s.C, o0 = (c / cg) * og, cl = c % cg;
     for (int64_t h = 0; h < s.H; h++)
       for (int64_t ww = 0; ww < s.W; ww++) {
         T acc = T(0);
         for (int64_t i = 0; i < s.kh; i++) {
-          const int64_t t = h + s.ph - i;
+          const int64_t t = h + s.ph - i * s.dh;
           if (t < 0 || t % s.sh) continue;
           const int64_t oh = t / s.sh;
           if (oh >= OH) continue;
           for (int64_t j = 0; j < s.kw; j++) {
-            const int64_t u = ww + s.pw - j;
+            const int64_t u = ww + s.pw - j * s.dw;
             if (u < 0 || u % s.sw) continue;
             const int64_t ow = u / s.sw;
             if (ow >= OW) continue;
-            for (int64_t o = 0; o < s.O; o++)
+            for (int64_t o = o0; o < o0 + og; o++)
               acc += gy[n * gys[0] + o * gys[1] + oh * gys[2] + ow * gys[3]] *
-                     w[((o * s.C + c) * s.kh + i) * s.kw + j];
+                     w[((o * cg + cl) * s.kh + i) * s.kw + j];
           }
         }
         gx[n * gxs[0] + c * gxs[1] + h * gxs[2] + ww * gxs[3]] = acc;
@@ -121,29 +123,29 @@ void convBackwardData(const ConvShape& s, const T* gy, const int64_t* gys, const
   }
 }
 
-// gradW[o,c,i,j] = Σ gradOut[n,o,oh,ow] · x[n,c,oh·sh-ph+i, ow·sw-pw+j]; gradBias[o] = Σ gradOut.
+// gradW[o,c,i,j] = Σ gradOut[n,o,oh,ow] · x[n, g·cg + c, oh·sh-ph+i·dh, ow·sw-pw+j·dw]; gradBias[o] = Σ gradOut.
 template <typename T>
 void convBackwardWeights(const ConvShape& s, const T* x, const int64_t* xs, const T* gy,
                          const int64_t* gys, T* gw, T* gb) {
-  const int64_t OH = s.OH(), OW = s.OW();
+  const int64_t OH = s.OH(), OW = s.OW(), cg = s.C / s.G, og = s.O / s.G;
 #pragma omp parallel for schedule(dynamic) if (s.macs() > kParallelWork)
-  for (int64_t oc = 0; oc < s.O * s.C; oc++) {
-    const int64_t o = oc / s.C, c = oc % s.C;
+  for (int64_t oc = 0; oc < s.O * cg; oc++) {
+    const int64_t o = oc / cg, cl = oc % cg, c = (o / og) * cg + cl;
     for (int64_t i = 0; i < s.kh; i++)
       for (int64_t j = 0; j < s.kw; j++) {
         T acc = T(0);
         for (int64_t n = 0; n < s.N; n++)
           for (int64_t oh = 0; oh < OH; oh++) {
-            const int64_t h = oh * s.sh - s.ph + i;
+            const int64_t h = oh * s.sh - s.ph + i * s.dh;
             if (h < 0 || h >= s.H) continue;
             for (int64_t ow = 0; ow < OW; ow++) {
-              const int64_t ww = ow * s.sw - s.pw + j;
+              const int64_t ww = ow * s.sw - s.pw + j * s.dw;
               if (ww < 0 || ww >= s.W) continue;
               acc += gy[n * gys[0] + o * gys[1] + oh * gys[2] + ow * gys[3]] *
                      x[n * xs[0] + c * xs[1] + h * xs[2] + ww * xs[3]];
             }
           }
-        gw[((o * s.C + c) * s.kh + i) * s.kw + j] = acc;
+        gw[((o * cg + cl) * s.kh + i) * s.kw + j] = acc;
       }
   }
   if (!gb) return;

@@ -82,6 +82,10 @@ CudaConvShape readConvShape(const Napi::CallbackInfo& info, size_t nchw, size_t 
   s.O = argInt(info, okk), s.kh = argInt(info, okk + 1), s.kw = argInt(info, okk + 2);
   s.sh = argInt(info, stridePad), s.sw = argInt(info, stridePad + 1);
   s.ph = argInt(info, stridePad + 2), s.pw = argInt(info, stridePad + 3);
+  // Optional trailing (dilationH, dilationW, groups) right after padW; 1 when absent.
+  const size_t extra = stridePad + 4;
+  if (info.Length() > extra && !info[extra].IsUndefined())
+    s.dh = argInt(info, extra), s.dw = argInt(info, extra + 1), s.groups = argInt(info, extra + 2);
   return s;
 }
 
@@ -92,8 +96,12 @@ void checkConv(CudaConvProp p, DType d, const CudaConvShape& s) {
            ": sizes must be positive (", s.describe(), ")");
   MT_CHECK(s.sh > 0 && s.sw > 0 && s.ph >= 0 && s.pw >= 0, convName(p), ": stride ", s.sh, "x", s.sw,
            " must be positive and padding ", s.ph, "x", s.pw, " non-negative");
-  MT_CHECK(s.H + 2 * s.ph >= s.kh && s.W + 2 * s.pw >= s.kw, convName(p), ": kernel ", s.kh, "x", s.kw,
-           " is larger than the padded input ", s.H + 2 * s.ph, "x", s.W + 2 * s.pw);
+  MT_CHECK(s.dh > 0 && s.dw > 0 && s.groups > 0 && s.C % s.groups == 0 && s.O % s.groups == 0, convName(p),
+           ": dilation ", s.dh, "x", s.dw, " must be positive and groups ", s.groups, " must divide C ", s.C, " and O ",
+           s.O);
+  const int64_t ekh = s.dh * (s.kh - 1) + 1, ekw = s.dw * (s.kw - 1) + 1;
+  MT_CHECK(s.H + 2 * s.ph >= ekh && s.W + 2 * s.pw >= ekw, convName(p), ": kernel ", s.kh, "x", s.kw, " (dilated ",
+           ekh, "x", ekw, ") is larger than the padded input ", s.H + 2 * s.ph, "x", s.W + 2 * s.pw);
 }
 
 bool directForced() {
@@ -144,14 +152,14 @@ struct ConvCall {
     const int64_t in[4] = {s.N, s.C, s.H, s.W}, out[4] = {s.N, s.O, s.OH(), s.OW()};
     ap = args.at(a, L.aIsOutput ? out : in);
     bp = args.at(b, L.aIsOutput ? in : out);
-    wp = args.flat(L.w, s.O * s.C * s.kh * s.kw);
+    wp = args.flat(L.w, s.O * (s.C / s.groups) * s.kh * s.kw);
   }
   DType biasType() const { return statOf(args.d); }
   void run(CudaConvProp prop) const { runConv(prop, args.d, dev, s, ap, a.strides.data(), wp, bp, b.strides.data()); }
 };
 
 // conv2dForward(dtype, xId, xOff, xStrides, N, C, H, W, wId, wOff, O, kh, kw, biasId, biasOff,
-//               outId, outOff, outStrides, strideH, strideW, padH, padW)
+//               outId, outOff, outStrides, strideH, strideW, padH, padW[, dilationH, dilationW, groups])
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   ConvCall c(info, kConvForward, {4, 10, 18, 1, "input", false, 15, "output", 8});
   const CudaConvShape& s = c.s;
@@ -163,7 +171,8 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 }
 
 // conv2dBackwardData(dtype, gradOutId, gradOutOff, gradOutStrides, wId, wOff, gradInId, gradInOff,
-//                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW)
+//                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW
+//                    [, dilationH, dilationW, groups])
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   ConvCall(info, kConvBackwardData, {9, 13, 16, 1, "gradOut", true, 6, "gradIn", 4}).run(kConvBackwardData);
   return info.Env().Undefined();
@@ -171,7 +180,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 
 // conv2dBackwardWeights(dtype, xId, xOff, xStrides, gradOutId, gradOutOff, gradOutStrides,
 //                       gradWId, gradWOff, gradBiasId, gradBiasOff, N, C, H, W, O, kh, kw,
-//                       strideH, strideW, padH, padW)
+//                       strideH, strideW, padH, padW[, dilationH, dilationW, groups])
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   ConvCall c(info, kConvBackwardWeights, {11, 15, 18, 1, "input", false, 4, "gradOut", 7});
   const CudaConvShape& s = c.s;

@@ -1,5 +1,5 @@
 /**
- * 2-D convolution (groups 1, dilation 1). CPU: oneDNN (f32, bf16) or native loops (f64); f16 is
+ * 2-D convolution with PyTorch's stride, padding, dilation and groups. CPU: oneDNN (f32, bf16) or native loops (f64); f16 is
  * computed in f32 on copies (the CPU kernels have no f16 path). CUDA: cuDNN (f32 without TF32,
  * bf16/f16 on tensor cores) or direct kernels for f64. The output is channels-last: oneDNN's 3x3
  * kernels run about twice as fast on NHWC activations, and cuDNN's tensor-core kernels want NHWC.
@@ -20,7 +20,18 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zeros added on each side of H and W (default 0). */
   padding?: number | readonly [number, number];
+  /** Spacing between kernel taps along H and W (default 1, adjacent taps; DeepLab's atrous conv). */
+  dilation?: number | readonly [number, number];
+  /**
+   * Independent convolutions over channel blocks (default 1): x's C and the weight's O split into
+   * `groups` blocks, output block g reading only input block g; weight [O, C / groups, kh, kw].
+   * groups = C is a depthwise conv (MobileNet).
+   */
+  groups?: number;
 }
+
+/** Stride, padding, dilation and groups as the bindings take them (dilation and groups last). */
+type Geometry = [sh: number, sw: number, ph: number, pw: number, dh: number, dw: number, groups: number];
 
 /** A copy of `t` laid out channels-last, unless it already is. */
 function channelsLast(t: Tensor, owned: Tensor[]): Tensor {
@@ -39,17 +50,37 @@ function denseInput(x: Tensor, owned: Tensor[]): Tensor {
   return isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
 }
 
-/** A 1x1, stride-1, unpadded conv on channels-last x and gradient (pixel-row matrices). */
-function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, sh: number, sw: number, ph: number, pw: number): boolean {
-  return kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && x.dtype !== 'f64' && isChannelsLast(x.shape, x.strides) && isChannelsLast(g.shape, g.strides);
+/** A 1x1, stride-1, unpadded, ungrouped conv on channels-last x and gradient (pixel-row matrices). */
+function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, geo: Geometry): boolean {
+  const [sh, sw, ph, pw, , , groups] = geo;
+  return kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && groups === 1 && x.dtype !== 'f64' && isChannelsLast(x.shape, x.strides) && isChannelsLast(g.shape, g.strides);
+}
+
+/** groups as a positive integer dividing both x's channels and the weight's outputs (PyTorch's rules). */
+function checkGroups(groups: number, x: Tensor, weight: Tensor): void {
+  if (!Number.isInteger(groups) || groups < 1) throw new Error(`conv2d: groups must be a positive integer, got ${JSON.stringify(groups)}`);
+  const C = x.shape[1];
+  const [O, Cw] = weight.shape;
+  if (O % groups !== 0) {
+    throw new Error(`conv2d: groups ${groups} must divide the weight's ${O} output channels (weight ${fmt(weight.shape)})`);
+  }
+  if (Cw * groups !== C) {
+    throw new Error(
+      `conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} with groups ${groups} expects ${Cw * groups} (weight [out, in / groups, kh, kw])`,
+    );
+  }
+  // An addon built before groups/dilation would read the old argument list and ignore them.
+  if (native.conv2dGroups !== true) throw new Error('conv2d: the native addon predates conv2d groups/dilation; rebuild it (npm run build)');
 }
 
 /**
- * Cross-correlation of x [N, C, H, W] with weight [O, C, kh, kw] (+ bias [O]), PyTorch's conv2d.
+ * Cross-correlation of x [N, C, H, W] with weight [O, C / groups, kh, kw] (+ bias [O]), PyTorch's
+ * conv2d: OH = floor((H + 2·padding - dilation·(kh - 1) - 1) / stride) + 1, likewise OW.
  * Any input layout works; the result is [N, O, OH, OW] laid out channels-last. Weights and
  * bias are f32/bf16/f16/f64 like x (a bf16 conv may take an f32 bias; f16 runs in f32 and rounds the result).
  * @example
  * const y = conv2d(x, w, null, { stride: 2, padding: 1 });
+ * const dw = conv2d(x, wDepthwise, null, { padding: 2, dilation: 2, groups: x.shape[1] }); // wDepthwise [C, 1, 3, 3]
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   checkImage(x, 'conv2d');
@@ -58,7 +89,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const kern = kernelsOn(dev);
   const [N, C, H, W] = x.shape;
   const [O, Cw, kh, kw] = weight.shape;
-  if (Cw !== C) throw new Error(`conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} expects ${Cw}`);
+  const groups = opts.groups ?? 1;
+  if (groups !== 1) checkGroups(groups, x, weight);
+  else if (Cw !== C) throw new Error(`conv2d: x ${fmt(x.shape)} has ${C} channels, weight ${fmt(weight.shape)} expects ${Cw}`);
   if (x.dtype !== weight.dtype) {
     throw new Error(`conv2d: x is ${x.dtype} ${fmt(x.shape)}, weight is ${weight.dtype} ${fmt(weight.shape)}; cast one with .to()`);
   }
@@ -72,14 +105,23 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   }
   const [sh, sw] = pair(opts.stride ?? 1, 'conv2d', 'stride', 1);
   const [ph, pw] = pair(opts.padding ?? 0, 'conv2d', 'padding', 0);
+  const [dh, dw] = pair(opts.dilation ?? 1, 'conv2d', 'dilation', 1);
+  if ((dh !== 1 || dw !== 1) && native.conv2dGroups !== true) {
+    throw new Error('conv2d: the native addon predates conv2d groups/dilation; rebuild it (npm run build)');
+  }
   if (N === 0 || C === 0 || O === 0 || kh === 0 || kw === 0) throw new Error(`conv2d: empty x ${fmt(x.shape)} or weight ${fmt(weight.shape)}`);
-  if (H + 2 * ph < kh || W + 2 * pw < kw) {
+  // The extent the kernel spans once its taps are spread by the dilation.
+  const ekh = dh * (kh - 1) + 1;
+  const ekw = dw * (kw - 1) + 1;
+  if (H + 2 * ph < ekh || W + 2 * pw < ekw) {
+    const dilated = dh !== 1 || dw !== 1 ? ` (dilation ${dh}x${dw} spans ${ekh}x${ekw})` : '';
     throw new Error(
-      `conv2d: kernel ${kh}x${kw} of weight ${fmt(weight.shape)} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw} of x ${fmt(x.shape)} (padding ${ph}x${pw})`,
+      `conv2d: kernel ${kh}x${kw} of weight ${fmt(weight.shape)}${dilated} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw} of x ${fmt(x.shape)} (padding ${ph}x${pw})`,
     );
   }
-  const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
-  const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+  const OH = Math.floor((H + 2 * ph - ekh) / sh) + 1;
+  const OW = Math.floor((W + 2 * pw - ekw) / sw) + 1;
+  const geo: Geometry = [sh, sw, ph, pw, dh, dw, groups];
 
   // f16 on the CPU (DeepSpeed's fp16 mode; the kernels have no f16 path) runs in f32 on copies
   // made here and again in backward: autograd keeps the f16 tensors themselves (a ZeRO-3
@@ -110,7 +152,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const y = emptyActivation([N, O, OH, OW], cd, true, dev);
   kern.conv2dForward(
     dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
-    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, sh, sw, ph, pw,
+    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, ...geo,
   );
   const out = rounded(y) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
@@ -133,12 +175,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         gx = emptyActivation(x.shape, cd, true, dev);
         kern.conv2dBackwardData(
           dtypeCode(cd), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
-          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw,
+          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, ...geo,
         );
       }
       let gw: Tensor | null = null;
       let gb: Tensor | null = null;
-      if (savedX && dev === 'cpu' && pointwiseAsMatmul(savedX, gs, kh, kw, sh, sw, ph, pw) && !bias?.requiresGrad) {
+      if (savedX && dev === 'cpu' && pointwiseAsMatmul(savedX, gs, kh, kw, geo) && !bias?.requiresGrad) {
         // A 1x1 stride-1 conv's weight gradient is gyᵀ·x over the N·H·W pixel rows of the two
         // channels-last tensors: oneDNN's matmul does it 2-3x faster than its bf16 conv kernel.
         gw = k.empty(weight.shape, cd);
@@ -152,7 +194,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         kern.conv2dBackwardWeights(
           dtypeCode(cd), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
           gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
-          N, C, H, W, O, kh, kw, sh, sw, ph, pw,
+          N, C, H, W, O, kh, kw, ...geo,
         );
         if (!weight.requiresGrad) {
           gw.dispose();

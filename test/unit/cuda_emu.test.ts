@@ -22,6 +22,9 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_ops', {}],
   ['unit/cuda_train', {}],
   ['unit/cuda_conv', {}],
+  // Grouped/dilated/depthwise conv2d on cuda:0: through the emulated cuDNN, then the direct kernels.
+  ['unit/conv_groups', { MT_TEST_DEVICES: 'cuda:0' }],
+  ['unit/conv_groups', { MT_TEST_DEVICES: 'cuda:0', MESHTRAIN_CUDA_CONV: 'direct' }],
   ['unit/cuda_bn_pool_tiles', {}],
   ['unit/cuda_index_checks', {}],
   ['unit/vocab_range', {}],
