@@ -23,7 +23,7 @@ import { createLossScaler, type LossScaler, StaticLossScaler } from './loss_scal
 import { type PipelineCheckpointing, withCheckpoints } from './pipeline_checkpoint.ts';
 
 export interface InitializedPipeline {
-  /** The PipelineEngine, with saveCheckpoint / loadCheckpoint (mesh checkpoints; ZeRO stages 1-3). */
+  /** The PipelineEngine, with saveCheckpoint / loadCheckpoint (mesh checkpoints, any ZeRO stage). */
   engine: PipelineEngine & PipelineCheckpointing;
   /** Stage 0: the Optimizer over this rank's stages; stages 1-3: the stages' ZeRO optimizer (`engine.zero`). */
   optimizer: Optimizer<{ lr: number }> | ZeroOptimizer;
@@ -129,7 +129,7 @@ export async function initializePipeline(s: PipelineSetup): Promise<InitializedP
     throw e;
   }
   const withCk = withCheckpoints(engine, {
-    ...(s.checkpointKey ? { key: s.checkpointKey } : {}), tpGroup: tpGroup ?? null, world: getWorld(), schedulable, lrScheduler: () => lrScheduler, lossScaler,
+    ...(s.checkpointKey ? { key: s.checkpointKey } : {}), tpGroup: tpGroup ?? null, world: getWorld(), schedulable, plain, lrScheduler: () => lrScheduler, lossScaler,
   });
   return { engine: withCk, optimizer, lrScheduler };
 }

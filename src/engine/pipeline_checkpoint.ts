@@ -1,14 +1,17 @@
 /**
  * engine.saveCheckpoint / loadCheckpoint for the PipelineEngine initialize() builds: the mesh
- * checkpoint (pipeline/mesh_checkpoint.ts: ZeRO partitions under full names and shapes, loadable at
- * any dp × pp × tp), plus what the Engine's checkpoints also carry — the learning rates, the LR
+ * checkpoint (ZeRO 1-3: pipeline/mesh_checkpoint.ts, ZeRO partitions; stage 0:
+ * pipeline/plain_mesh_checkpoint.ts, the plain optimizer's weights and state, written by dp rank 0;
+ * both under full names and shapes, loadable at any dp × pp × tp), plus what the Engine's checkpoints also carry — the learning rates, the LR
  * schedule's position and the loss scaler's state — in its client state.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LRScheduler, LRSchedulerState, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { PipelineEngine } from '../pipeline/engine.ts';
 import { loadMeshCheckpoint, saveMeshCheckpoint } from '../pipeline/mesh_checkpoint.ts';
 import type { PipelineModule } from '../pipeline/module.ts';
+import { loadPlainMeshCheckpoint, savePlainMeshCheckpoint } from '../pipeline/plain_mesh_checkpoint.ts';
 import { readLatestTag } from './checkpoint/reader.ts';
 import type { LoadEngineCheckpointOptions, LoadedEngineCheckpoint, SaveEngineCheckpointOptions } from './engine_checkpoint.ts';
 import type { LossScaler, LossScalerState } from './loss_scaler.ts';
@@ -16,7 +19,7 @@ import type { LossScaler, LossScalerState } from './loss_scaler.ts';
 export interface PipelineCheckpointing {
   /**
    * Saves `dir/tag` (default `global_step<N>`) from every rank of the mesh; loads at any dp, pp and tp.
-   * Needs zero_optimization.stage 1, 2 or 3. Returns the tag.
+   * Any zero_optimization.stage (0: the plain optimizer's state). Returns the tag.
    * @example
    * await engine.saveCheckpoint('ckpt');            // ckpt/global_step100
    * engine.loadCheckpoint('ckpt');                  // the latest, on every rank
@@ -32,6 +35,8 @@ export interface PipelineCheckpointParts {
   tpGroup: ProcessGroup | null;
   world: ProcessGroup;
   schedulable: SchedulableOptimizer;
+  /** Stage 0: the plain optimizer over this rank's stages (null with ZeRO). */
+  plain?: Optimizer<{ lr: number }> | null;
   lrScheduler: () => LRScheduler | null;
   lossScaler: LossScaler | null;
 }
@@ -47,24 +52,27 @@ interface Saved {
 export function withCheckpoints(engine: PipelineEngine, parts: PipelineCheckpointParts): PipelineEngine & PipelineCheckpointing {
   const key = parts.key ?? defaultKey(engine.module);
   const mesh = { key, tpGroup: parts.tpGroup, world: parts.world };
-  const needZero = (where: string) => {
-    if (!engine.zero) throw new Error(`engine.${where}: a pipeline checkpoint needs zero_optimization.stage 1, 2 or 3 (plain pipeline optimizers: not implemented yet)`);
+  const plainOf = (where: string): Optimizer<{ lr: number }> | null => {
+    if (engine.zero) return null;
+    if (!parts.plain) throw new Error(`engine.${where}: this pipeline engine has neither a ZeRO optimizer nor a plain Optimizer to checkpoint`);
+    return parts.plain;
   };
   const methods: PipelineCheckpointing = {
     async saveCheckpoint(dir, opts = {}) {
-      needZero('saveCheckpoint');
+      const plain = plainOf('saveCheckpoint');
       const tag = opts.tag ?? `global_step${engine.globalSteps}`;
       const saved: Saved = {
         user: opts.clientState ?? null, lrs: parts.schedulable.paramGroups.map((g) => g.lr),
         scheduler: parts.lrScheduler()?.stateDict() ?? null, scaler: parts.lossScaler?.stateDict() ?? null,
       };
-      await saveMeshCheckpoint(engine, dir, tag, { ...mesh, clientState: saved });
+      if (plain) await savePlainMeshCheckpoint(engine, plain, dir, tag, { ...mesh, clientState: saved });
+      else await saveMeshCheckpoint(engine, dir, tag, { ...mesh, clientState: saved });
       return tag;
     },
     loadCheckpoint(dir, opts = {}) {
-      needZero('loadCheckpoint');
+      const plain = plainOf('loadCheckpoint');
       const tag = opts.tag ?? readLatestTag(dir);
-      const saved = loadMeshCheckpoint(engine, dir, { ...mesh, tag }) as Saved;
+      const saved = (plain ? loadPlainMeshCheckpoint(engine, plain, dir, { ...mesh, tag }) : loadMeshCheckpoint(engine, dir, { ...mesh, tag })) as Saved;
       if (!saved || !Array.isArray(saved.lrs)) throw new Error(`engine.loadCheckpoint: ${dir} was not saved by a pipeline engine's saveCheckpoint (saveMeshCheckpoint?)`);
       parts.schedulable.paramGroups.forEach((g, i) => {
         g.lr = saved.lrs[i];

@@ -31,7 +31,7 @@ export interface MeshCheckpointOptions {
 }
 
 /** Where a local parameter's elements live in the full tensor. */
-interface Placement {
+export interface Placement {
   full: string;
   fullShape: number[];
   runs: Run[];
@@ -122,7 +122,7 @@ function needZero(engine: PipelineEngine, where: string): ZeroOptimizer {
 }
 
 /** Each local parameter's full name, full shape and runs, by its name in the pipeline module. */
-function placements(engine: PipelineEngine, opts: MeshCheckpointOptions): Map<string, Placement> {
+export function placements(engine: PipelineEngine, opts: MeshCheckpointOptions): Map<string, Placement> {
   const mod = engine.module;
   const tp = opts.tpGroup && opts.tpGroup.size > 1 ? opts.tpGroup : null;
   const [rank, size] = [tp?.rank ?? 0, tp?.size ?? 1];
@@ -159,7 +159,7 @@ function lookup(places: Map<string, Placement>, s: PartitionShard, where: string
 }
 
 /** The parts of local flat range [a, b) in each run: local offset from a, length, full-tensor range. */
-function pieces(runs: Run[], [a, b]: [number, number]): { at: number; n: number; fullRange: [number, number] }[] {
+export function pieces(runs: Run[], [a, b]: [number, number]): { at: number; n: number; fullRange: [number, number] }[] {
   const out: { at: number; n: number; fullRange: [number, number] }[] = [];
   for (const r of runs) {
     const lo = Math.max(a, r.at);
