@@ -1,5 +1,6 @@
 // Matmul's bias epilogue: out[r, j] = bias[j] (+ out[r, j]) when K == 0 (biasOnly), else
-// out[r, j] += bias[j] after the product. Bias is f32 (f64 for f64 outputs), as on the CPU.
+// out[r, j] += bias[j] after the product. Bias is f32 (f64 for f64 outputs), as on the CPU, or in
+// the output's dtype (as cuBLASLt's bias epilogue takes it, when that has no algorithm).
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -10,7 +11,7 @@ namespace {
 template <typename O, typename B>
 __global__ void addBias(O* out, const B* bias, int64_t rows, int64_t n, bool keepOut, bool hasBias) {
   MT_CU_LOOP(i, rows * n) {
-    double v = hasBias ? double(bias[i % n]) : 0.0;
+    double v = hasBias ? double(cu::ld(bias + i % n)) : 0.0;
     if (keepOut) v += double(cu::ld(out + i));
     cu::st(out + i, v);
   }
@@ -27,7 +28,11 @@ void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bi
   MT_CU_FLOAT(outDtype, "matmul bias", {
     auto addF64 = addBias<T, double>;
     auto addF32 = addBias<T, float>;
-    if (biasDtype == cu::F64)
+    auto addOwn = addBias<T, T>;
+    if (biasDtype == outDtype && biasDtype != cu::F64 && biasDtype != cu::F32)
+      MT_LAUNCH(addOwn, cu::blocksFor(rows * n), cu::kThreads, 0, s, static_cast<T*>(out), static_cast<const T*>(bias), rows,
+                n, keepOut, bias != nullptr);
+    else if (biasDtype == cu::F64)
       MT_LAUNCH(addF64, cu::blocksFor(rows * n), cu::kThreads, 0, s, static_cast<T*>(out), static_cast<const double*>(bias),
                 rows, n, keepOut, bias != nullptr);
     else

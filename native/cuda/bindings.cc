@@ -287,7 +287,11 @@ Napi::Value NormPow(const Napi::CallbackInfo& info) {
 }
 
 // matmul(dtype, aId, aOff, aStrides, bId, bOff, bStrides, biasId, biasOff, outDtype, outId, outOff,
-//        batch, M, N, K, accumulate): native/cpu/matmul.cc's arguments.
+//        batch, M, N, K, accumulate[, biasDtype[, biasGradA]]): native/cpu/matmul.cc's arguments, and
+// on CUDA a bias in the output's dtype (biasDtype; f32, f64 for f64, when absent or -1), or with
+// biasGradA the bias storage receiving A's row sums (M values, the output's dtype) from the same
+// cuBLASLt call. Returns whether that bias gradient was written (false: cuBLASLt has no such
+// epilogue here, reduce A yourself); the product is done either way.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t aId = argInt(info, 1), aOff = argInt(info, 2);
@@ -299,6 +303,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   int64_t oId = argInt(info, 10), oOff = argInt(info, 11);
   int64_t batch = argInt(info, 12), M = argInt(info, 13), N = argInt(info, 14), K = argInt(info, 15);
   bool accumulate = argBool(info, 16);
+  const int64_t biasCode = info.Length() > 17 ? argInt(info, 17) : -1;
+  const bool biasGradA = info.Length() > 18 && argBool(info, 18);
   MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, "matmul: dtype ", dtypeNameOf(d),
            " is not supported on CUDA (f32, f64, bf16, f16)");
   const bool half = d == DType::BF16 || d == DType::F16;
@@ -312,25 +318,37 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const size_t item = itemsize(d), oItem = itemsize(od);
   const int64_t outN = batch * M * N;
   void* out = ptr(oId, oOff, outN, oItem);
-  const DType biasType = d == DType::F64 ? DType::F64 : DType::F32;
-  const void* bias = nullptr;
+  const DType wide = d == DType::F64 ? DType::F64 : DType::F32;
+  const DType biasType = biasCode < 0 ? wide : toDType(int(biasCode));
+  MT_CHECK(biasType == wide || biasType == od, "matmul: a bias of dtype ", dtypeNameOf(biasType), " with a ",
+           dtypeNameOf(od), " output (it takes ", dtypeNameOf(wide), " or the output's dtype)");
+  MT_CHECK(!biasGradA || (biasId && biasType == od && batch == 1 && K > 0), "matmul: a bias gradient needs a bias storage ",
+           "in the output's dtype, batch 1 and K > 0 (got batch ", batch, ", K ", K, ")");
+  void* bias = nullptr;
   if (biasId) {
     deviceOf("matmul", biasId, dev);
-    bias = ptr(biasId, biasOff, N, itemsize(biasType));
+    bias = ptr(biasId, biasOff, biasGradA ? M : N, itemsize(biasType));
   }
-  if (outN == 0) return info.Env().Undefined();
+  if (outN == 0) return Napi::Boolean::New(info.Env(), false);
   if (K == 0) {
     cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, accumulate, true);
-    return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), false);
   }
   const int64_t aSpan = spanOf({batch, M, K}, as), bSpan = spanOf({batch, K, N}, bs);
-  {
-    CallScratch scratch(dev);  // cuBLASLt's workspace, freed once the matmul is queued
-    cudaMatmul(dev, d, ptr(aId, aOff, aSpan, item), as.data(), ptr(bId, bOff, bSpan, item), bs.data(), od, out, batch, M,
-               N, K, accumulate, scratch.fn());
+  const void* aPtr = ptr(aId, aOff, aSpan, item);
+  const void* bPtr = ptr(bId, bOff, bSpan, item);
+  CallScratch scratch(dev);  // cuBLASLt's workspace, freed once the matmul is queued
+  MatmulEpilogue ep;
+  // f64 keeps its own bias pass: the epilogues are documented for the tensor-core and f32 paths.
+  if (biasGradA) ep.biasGradA = bias;
+  else if (bias && biasType == od && od != DType::F64) ep.bias = bias;
+  if (ep.bias || ep.biasGradA) {
+    if (cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), ep))
+      return Napi::Boolean::New(info.Env(), biasGradA);
   }
-  if (bias) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false);
-  return info.Env().Undefined();
+  cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn());
+  if (bias && !biasGradA) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false);
+  return Napi::Boolean::New(info.Env(), false);
 }
 
 // cudaAllocatorStats(dev) -> {cachedBytes, reservedBytes, hits, misses}
@@ -406,6 +424,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "adamStep", AdamStep);
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
+  cuda.Set("matmulEpilogues", Napi::Boolean::New(env, true));  // takes biasDtype and biasGradA
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);

@@ -88,6 +88,7 @@ struct Plan {
   lt::Layout la = nullptr, lb = nullptr, lc = nullptr;
   lt::Preference pref = nullptr;
   lt::Algo algo{};
+  bool unsupported = false;  // cuBLASLt has no algorithm for the epilogue asked for
   ~Plan() {
     if (!a) return;
     if (pref) a->preferenceDestroy(pref);
@@ -98,8 +99,8 @@ struct Plan {
   }
 };
 
-// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments.
-using PlanKey = std::array<int64_t, 16>;
+// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue.
+using PlanKey = std::array<int64_t, 17>;
 constexpr size_t kMaxPlans = 4096;
 
 // The cached plan for `key`, built by `build` on a miss (a failed build is not cached).
@@ -134,9 +135,14 @@ uint32_t alignmentOf(const void* p) {
 
 }  // namespace
 
-void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const void* bPtr, const int64_t* bs,
+bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const void* bPtr, const int64_t* bs,
                 DType od, void* out, int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate,
-                const std::function<void*(int64_t bytes)>& scratch) {
+                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& ep) {
+  MT_CHECK(!(ep.bias && ep.biasGradA), "matmul: a bias and a bias gradient in one product");
+  MT_CHECK(!ep.biasGradA || batch == 1, "matmul: a bias gradient needs batch 1, got ", batch);
+  // Vectors the vectorized epilogues may load 16 bytes at a time; a view elsewhere goes the other way.
+  if ((ep.bias && alignmentOf(ep.bias) < 16) || (ep.biasGradA && alignmentOf(ep.biasGradA) < 16)) return false;
+  const uint32_t epilogue = ep.bias ? lt::kEpilogueBias : ep.biasGradA ? lt::kEpilogueBgradB : lt::kEpilogueDefault;
   Operand A{M, K, {as[0], as[1], as[2]}}, B{K, N, {bs[0], bs[1], bs[2]}};
   canonicalize(A);
   canonicalize(B);
@@ -171,13 +177,19 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const int64_t ldB = B.rowMajor() ? B.s[1] : B.s[2], ldA = A.rowMajor() ? A.s[1] : A.s[2];
   // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
   const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
-  const PlanKey key{dev, int64_t(d), int64_t(od), batch, M, N, K, opA, opB, ldB, ldA, B.s[0], A.s[0], alignA, alignB, alignD};
+  const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,      K,      opA,     opB,
+                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue};
   const Plan& x = planFor(key, [&](Plan& x) {
     const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
     ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
     ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransA, &opA, sizeof(opA)), "setting transA");
     ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescTransB, &opB, sizeof(opB)), "setting transB");
     const int t = ltType(d), ot = ltType(od);
+    if (epilogue != lt::kEpilogueDefault) {
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogue, &epilogue, sizeof(epilogue)), "setting the epilogue");
+      const int32_t biasType = ot;  // the documented default, said explicitly
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasDataType, &biasType, sizeof(biasType)), "setting the bias dtype");
+    }
     if (opA == lt::kOpN) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), ldB), "layout of B");
     else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
     if (opB == lt::kOpN) ltCheck(a.layoutCreate(&x.lb, t, uint64_t(K), uint64_t(M), ldA), "layout of A");
@@ -201,20 +213,36 @@ void cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignD, &alignD, sizeof(alignD)), "setting D's alignment");
     lt::HeuristicResult best{};
     int found = 0;
-    ltCheck(a.algoGetHeuristic(h.handle, x.op, x.la, x.lb, x.lc, x.lc, x.pref, 1, &best, &found), "choosing an algorithm");
+    const int status = a.algoGetHeuristic(h.handle, x.op, x.la, x.lb, x.lc, x.lc, x.pref, 1, &best, &found);
+    // An epilogue some (dtype, shape) has no kernel for is answered NOT_SUPPORTED or with no algorithm.
+    if (epilogue != lt::kEpilogueDefault && (status != lt::kSuccess || found == 0)) {
+      x.unsupported = true;
+      return;
+    }
+    ltCheck(status, "choosing an algorithm");
     MT_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for ", dtypeNameOf(d), " -> ", dtypeNameOf(od), " [", batch,
              " x ", M, " x ", K, "] @ [", K, " x ", N, "]");
     x.algo = best.algo;
   });
+  if (x.unsupported) return false;
+  if (epilogue != lt::kEpilogueDefault) {
+    // The vector's address is per call; the cached descriptor is only used on this thread, under the JS lock.
+    const void* vec = ep.bias ? ep.bias : ep.biasGradA;
+    ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
+  }
   const double alpha64 = 1, beta64 = accumulate ? 1 : 0;
   const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
-  MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : ""),
-                 double(item) * double(batch) * double(M * K + K * N) + double(itemsize(od)) * double(batch * M * N) * (accumulate ? 2 : 1));
+  const char* epName = ep.bias ? " bias" : ep.biasGradA ? " bgrad" : "";
+  MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : "") + epName,
+                 double(item) * double(batch) * double(M * K + K * N) +
+                     double(itemsize(od)) * double(batch * M * N) * (accumulate ? 2 : 1) +
+                     double(itemsize(od)) * double(ep.bias ? N : ep.biasGradA ? M : 0));
   ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");
+  return true;
 }
 
 const char* dtypeNameOf(DType d) {

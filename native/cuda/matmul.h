@@ -6,12 +6,21 @@
 
 namespace mt {
 
-// out[b] (contiguous [batch, M, N], dtype od) = A[b] @ B[b] (+ out when accumulating); A and B
-// are [batch, rows, cols] with element strides (batch stride 0: shared). `scratch` hands out
-// device memory for operands that must be packed first; it lives until the call returns.
-void cudaMatmul(int dev, DType d, const void* a, const int64_t* as, const void* b, const int64_t* bs, DType od,
+// What cuBLASLt's epilogue does beside the product, both vectors in the output's dtype (the
+// documented default of CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE) and 16-byte aligned.
+struct MatmulEpilogue {
+  const void* bias = nullptr;  // added to every row of out: N values (CUBLASLT_EPILOGUE_BIAS)
+  void* biasGradA = nullptr;   // receives A's row sums over K: M values, batch 1 only (BGRADB, as A is cuBLASLt's B)
+};
+
+// out[b] (contiguous [batch, M, N], dtype od) = A[b] @ B[b] (+ out when accumulating) (+ the
+// epilogue); A and B are [batch, rows, cols] with element strides (batch stride 0: shared).
+// `scratch` hands out device memory for operands that must be packed first; it lives until the
+// call returns. False, with no product queued, when cuBLASLt has no algorithm for the epilogue (or
+// a vector is under-aligned): the caller does it another way.
+bool cudaMatmul(int dev, DType d, const void* a, const int64_t* as, const void* b, const int64_t* bs, DType od,
                 void* out, int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate,
-                const std::function<void*(int64_t bytes)>& scratch);
+                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& epilogue = {});
 const char* dtypeNameOf(DType d);
 
 }  // namespace mt

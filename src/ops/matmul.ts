@@ -2,11 +2,14 @@
  * Matrix products on oneDNN (f32, bf16) or the native f64 loop on the CPU, cuBLASLt on CUDA:
  * matmul (2-D and batched, with transposed operands passed as strides, never copied) and linear
  * (x @ Wᵀ + b, bias fused). f16 runs natively on CUDA (f32 accumulation); the CPU computes it in
- * f32 on the f16 values and rounds the result to f16 once.
+ * f32 on the f16 values and rounds the result to f16 once. On CUDA, linear's bias goes to
+ * cuBLASLt's epilogue in its own dtype, where the addon says it can (`matmulEpilogues`).
  */
+import { native } from '../native.ts';
 import { deviceOf, isCuda, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
@@ -54,12 +57,20 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   const dev = deviceOf('matmul', a.t, b.t, bias);
   if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias);
   const out = k.empty(shape, dtype, undefined, false, dev);
-  kernelsOn(dev).matmul(
+  const args = [
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
     bias ? bias.id : 0, bias ? bias.offset : 0,
     dtypeCode(dtype), out.id, 0, batch, a.rows, b.cols, a.cols, false,
-  );
+  ];
+  // A bias in the output's 16-bit dtype is said so (the older argument list means f32).
+  if (bias && bias.dtype === dtype && biasDtype(dtype) !== dtype) args.push(dtypeCode(bias.dtype));
+  kernelsOn(dev).matmul(...args);
   return out;
+}
+
+/** True where the addon's CUDA matmul takes a bias in the output's dtype and writes bias gradients (cuBLASLt epilogues). */
+function epiloguesOn(dev: Device): boolean {
+  return isCuda(dev) && (native.cuda as { matmulEpilogues?: boolean } | undefined)?.matmulEpilogues === true;
 }
 
 /**
@@ -191,7 +202,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const x2 = x.ndim >= 2 && isFoldable(x) ? x.alias([M, inF], [x.ndim >= 2 ? x.strides[x.ndim - 2] : inF, x.strides[x.ndim - 1]], x.offset) : k.copy(x).alias([M, inF], [inF, 1], 0);
   owned.push(x2);
   const wT = transposed(asMats(weight, 1, owned));
-  const biasF = bias && bias.dtype !== biasDtype(x.dtype) ? k.copy(bias, biasDtype(x.dtype)) : bias;
+  const dev = deviceOf('linear', x, weight, bias);
+  const epilogues = epiloguesOn(dev);
+  // CUDA takes the bias in the output's dtype as it is (cuBLASLt's bias epilogue): no cast per forward.
+  const keepBias = bias !== null && (bias.dtype === biasDtype(x.dtype) || (epilogues && bias.dtype === x.dtype));
+  const biasF = bias && !keepBias ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
   const out = product(asMats(x2, 1, owned), wT, 1, [...lead, outF], x.dtype, biasF);
   for (const t of owned) t.dispose();

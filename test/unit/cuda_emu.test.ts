@@ -46,6 +46,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_tensor_parallel', {}],
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
+  ['unit/cuda_linear_epilogue', {}],
   ['unit/cuda_adam_multi', {}],
   ['unit/fp16_unscale_f32', {}],
   ['unit/optim_grad_scale', {}],

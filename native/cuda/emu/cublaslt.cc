@@ -4,7 +4,11 @@
 // attributes), not meshtrain's assumptions, and rejects what the real library rejects:
 // attribute sizes, leading dimensions, mismatched shapes/batches/types, under-aligned pointers,
 // an algorithm reused for another problem. D = alpha * op(A) op(B) + beta * C (+ bias), in the
-// compute type (f32 accumulation for 16-bit inputs), C unread when beta is 0. Each rejection is
+// compute type (f32 accumulation for 16-bit inputs), C unread when beta is 0. Epilogues: BIAS
+// (a vector over D's rows added before rounding) and the bias gradients BGRADA / BGRADB (op(A)'s
+// row sums / op(B)'s column sums over k, f32 accumulation, one rounding), their vector in
+// CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, which for these types is D's type (the documented default;
+// the exceptions are IMMA and fp8 kernels, not emulated). Each rejection is
 // printed to stderr with its reason, since the status code alone says little.
 #include <cmath>
 #include <cstdint>
@@ -22,7 +26,7 @@ enum DataType { kR32F = 0, kR64F = 1, kR16F = 2, kR16BF = 14 };
 enum Compute { k32F = 68, k32FPedantic = 69, k64F = 70, k64FPedantic = 71, k32FFastTF32 = 77 };
 enum Order { kCol = 0, kRow = 1 };
 enum Op { kOpN = 0, kOpT = 1, kOpC = 2 };
-enum Epilogue { kEpilogueDefault = 1, kEpilogueBias = 4 };
+enum Epilogue { kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradA = 256, kEpilogueBgradB = 512 };
 constexpr uint64_t kAlgoMagic = 0x6d74656d75616c67ull;  // "mtemualg"
 
 struct Handle {
@@ -33,6 +37,7 @@ struct MatmulDesc {
   uint32_t epilogue = kEpilogueDefault;
   const void* bias = nullptr;
   int64_t biasBatchStride = 0;
+  int32_t biasType = -1;  // -1: D's type
 };
 struct Layout {
   uint32_t type;
@@ -207,9 +212,13 @@ Problem check(const MatmulDesc& d, const Layout& a, const Layout& b, const Layou
   } else {
     return bad("compute type " + std::to_string(d.compute) + " is not emulated");
   }
-  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias)
-    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT and BIAS are)");
-  if (d.epilogue == kEpilogueBias && !d.bias) return bad("CUBLASLT_EPILOGUE_BIAS without a bias pointer");
+  const bool bgrad = d.epilogue == kEpilogueBgradA || d.epilogue == kEpilogueBgradB;
+  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias && !bgrad)
+    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT, BIAS, BGRADA and BGRADB are)");
+  if (d.biasType != -1 && uint32_t(d.biasType) != dd.type)
+    return bad(std::string("CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE ") + typeName(uint32_t(d.biasType)) + " with D of " +
+               typeName(dd.type) + ": outside IMMA and fp8 kernels the bias is in D's type");
+  if (bgrad && dd.batch != 1) return bad("bias gradient epilogues with a batch count above 1 are not emulated");
   return p;
 }
 
@@ -271,6 +280,7 @@ int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t
     case 7: return setValue(d.epilogue, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE");
     case 8: return setValue(d.bias, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_POINTER");
     case 10: return setValue(d.biasBatchStride, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE");
+    case 26: return setValue(d.biasType, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE");
     default: return reject(kNotSupported, "matmul descriptor attribute " + std::to_string(attr) + " is not emulated");
   }
 }
@@ -374,6 +384,14 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
                                          "-byte aligned; the algorithm was chosen for " + std::to_string(align[i]) +
                                          " (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_" + names[i] + "_BYTES)");
   }
+  if (md.epilogue != kEpilogueDefault) {
+    // The pointer is read at this call (it may change after the algorithm was chosen).
+    const char* what = md.epilogue == kEpilogueBias ? "CUBLASLT_EPILOGUE_BIAS" : "a bias gradient epilogue";
+    if (!md.bias) return reject(kInvalidValue, std::string("cublasLtMatmul: ") + what + " without CUBLASLT_MATMUL_DESC_BIAS_POINTER");
+    if (alignmentOf(md.bias) < typeSize(ld.type))
+      return reject(kInvalidValue, std::string("cublasLtMatmul: the bias pointer is not aligned to its ") + typeName(ld.type) +
+                                       " elements");
+  }
   if (C == D && std::memcmp(&lc, &ld, sizeof(Layout)) != 0)
     return reject(kInvalidValue, "cublasLtMatmul: in place (C == D) needs identical C and D layouts");
   if (p.m == 0 || p.n == 0) return kSuccess;
@@ -410,6 +428,23 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
         }
         store(D, ld.type, offset(ld, bi, i, j), out, !f64);
       }
+  // Bias gradients: sums over k of op(A)'s rows (m values) or op(B)'s columns (n values) of the
+  // unscaled operands, accumulated in the compute type and rounded once to the bias type.
+  if (md.epilogue == kEpilogueBgradA || md.epilogue == kEpilogueBgradB) {
+    const bool ofA = md.epilogue == kEpilogueBgradA;
+    void* grad = const_cast<void*>(md.bias);
+    for (uint64_t v = 0; v < (ofA ? p.m : p.n); v++) {
+      double acc64 = 0;
+      float acc32 = 0;
+      for (uint64_t k = 0; k < p.k; k++) {
+        double x = ofA ? load(A, la.type, md.transA == kOpN ? offset(la, 0, v, k) : offset(la, 0, k, v))
+                       : load(B, lb.type, md.transB == kOpN ? offset(lb, 0, k, v) : offset(lb, 0, v, k));
+        acc64 += x;
+        acc32 += float(x);
+      }
+      store(grad, ld.type, int64_t(v), f64 ? acc64 : double(acc32), !f64);
+    }
+  }
   return kSuccess;
 }
 

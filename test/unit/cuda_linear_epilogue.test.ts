@@ -1,0 +1,80 @@
+/**
+ * linear() on CUDA through cuBLASLt's epilogues: the bias added inside the product in its own
+ * dtype (no f32 cast per forward, no bias pass). Values against f64 references built from the
+ * same 16-bit inputs: the output within one rounding to its dtype (one ulp: 2^-7 relative for
+ * bf16, 2^-10 for f16, 2^-22 for f32) plus 1e-6 of the largest for f32 accumulation. The census
+ * proves what was removed. Without a device: one SKIP line.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, linear, native, noGrad, randn, type Tensor,
+} from '../../src/index.ts';
+
+const DEV = 'cuda:0';
+/** Relative size of one rounding to the dtype (half an ulp is the bound; one ulp leaves room for double rounding). */
+const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
+
+/** y = x @ Wᵀ + b in f64 from the tensors' own (rounded) values. */
+function reference(x: Tensor, w: Tensor, b: Tensor | null): Float64Array {
+  const [M, K] = x.shape;
+  const N = w.shape[0];
+  const xs = x.toArray();
+  const ws = w.toArray();
+  const bs = b ? b.toArray() : null;
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < N; j++) {
+      let acc = bs ? bs[j] : 0;
+      for (let k = 0; k < K; k++) acc += xs[i * K + k] * ws[j * K + k];
+      out[i * N + j] = acc;
+    }
+  return out;
+}
+
+/** Asserts |got - want| <= ulp * |want| + slack * max|want| element-wise. */
+function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    assert.ok(err <= ulp * Math.abs(want[i]) + slack * scale, `${label}: element ${i} is ${got[i]}, want ${want[i]} (error ${err})`);
+  }
+}
+
+if (!cudaIsAvailable()) {
+  test('linear epilogues on CUDA', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/unit/cuda_linear_epilogue: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  const epilogues = (native.cuda as { matmulEpilogues?: boolean }).matmulEpilogues === true;
+  for (const dtype of ['bf16', 'f16', 'f32'] as DType[]) {
+    test(`${dtype} bias in its own dtype: values, and one cuBLASLt call with no cast or bias pass`, () => {
+      noGrad(() => {
+        const x = randn([37, 24], { device: DEV }).to(dtype);
+        const w = randn([19, 24], { device: DEV }).to(dtype);
+        const b = randn([19], { device: DEV }).to(dtype);
+        const { result: y, entries } = cudaCensus(() => linear(x, w, b));
+        near(`linear ${dtype}`, y.toArray(), reference(x, w, b), ULP[dtype], 1e-6);
+        if (epilogues) {
+          const mm = entries.filter((e) => e.kind === 'library' && e.name === `cublasLtMatmul ${dtype} bias`);
+          assert.is(mm.length, 1, formatCensus(entries));
+          assert.is(censusTotals(entries).deviceOps, 1, formatCensus(entries));
+        }
+        // A bias view off the 16-byte grid takes the product and the bias pass (in the bias's dtype):
+        // the product is rounded before the bias is added, so one more rounding of the largest size.
+        const big = randn([20], { device: DEV }).to(dtype);
+        const b1 = big.narrow(0, 1, 19);
+        near(`linear ${dtype}, unaligned bias`, linear(x, w, b1).toArray(), reference(x, w, b1), ULP[dtype], ULP[dtype]);
+        // K == 0: the output is the bias.
+        const x0 = randn([3, 0], { device: DEV }).to(dtype);
+        const w0 = randn([19, 0], { device: DEV }).to(dtype);
+        near(`linear ${dtype}, K 0`, linear(x0, w0, b).toArray(), reference(x0, w0, b), 0, 0);
+      });
+    });
+
+  }
+}
+
+test.run();
