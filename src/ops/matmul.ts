@@ -3,7 +3,8 @@
  * matmul (2-D and batched, with transposed operands passed as strides, never copied) and linear
  * (x @ Wᵀ + b, bias fused). f16 runs natively on CUDA (f32 accumulation); the CPU computes it in
  * f32 on the f16 values and rounds the result to f16 once. On CUDA, linear's bias goes to
- * cuBLASLt's epilogue in its own dtype, where the addon says it can (`matmulEpilogues`).
+ * cuBLASLt's epilogue in its own dtype and its gradient comes out of the weight-gradient product
+ * (BGRADB), where the addon says it can (`matmulEpilogues`).
  */
 import { native } from '../native.ts';
 import { deviceOf, isCuda, kernelsOn } from '../tensor/backend.ts';
@@ -71,6 +72,20 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
 /** True where the addon's CUDA matmul takes a bias in the output's dtype and writes bias gradients (cuBLASLt epilogues). */
 function epiloguesOn(dev: Device): boolean {
   return isCuda(dev) && (native.cuda as { matmulEpilogues?: boolean } | undefined)?.matmulEpilogues === true;
+}
+
+/**
+ * [M, N] = a @ b with `gradA` receiving a's row sums (over K) from the same cuBLASLt call, in the
+ * output's dtype; false when cuBLASLt had no such epilogue (the product is there, the sums not).
+ */
+function productSummingA(a: Mats, b: Mats, shape: number[], dtype: DType, gradA: Tensor): { out: Tensor; summed: boolean } {
+  const dev = deviceOf('linear', a.t, b.t, gradA);
+  const out = k.empty(shape, dtype, undefined, false, dev);
+  const summed = kernelsOn(dev).matmul(
+    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, gradA.id, gradA.offset,
+    dtypeCode(dtype), out.id, 0, 1, a.rows, b.cols, a.cols, false, dtypeCode(dtype), true,
+  ) as boolean;
+  return { out, summed };
 }
 
 /**
@@ -220,13 +235,25 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
       const gx = sw ? product(gm, asMats(sw, 1, own), 1, [...x.shape], x.dtype, null) : null;
       let gw: Tensor | null = null;
+      let gbias: Tensor | null = null;
       if (sx) {
         const xc = k.asContiguous(sx);
         if (xc !== sx) own.push(xc);
         const xm: Mats = { t: xc, off: xc.offset, s: [0, inF, 1], rows: M, cols: inF };
-        gw = product(transposed(gm), xm, 1, [outF, inF], x.dtype, null);
+        // The bias gradient (g's column sums) from the weight-gradient product itself (cuBLASLt's BGRADB).
+        if (bias?.requiresGrad && epilogues && bias.dtype === x.dtype && x.dtype !== 'f64' && M > 0 && outF > 0 && inF > 0) {
+          gbias = k.empty([outF], x.dtype, undefined, false, dev);
+          const r = productSummingA(transposed(gm), xm, [outF, inF], x.dtype, gbias);
+          gw = r.out;
+          if (!r.summed) {
+            gbias.dispose();
+            gbias = null;
+          }
+        } else {
+          gw = product(transposed(gm), xm, 1, [outF, inF], x.dtype, null);
+        }
       }
-      const gbias = bias?.requiresGrad ? k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]) : null;
+      if (bias?.requiresGrad && !gbias) gbias = k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]);
       const gb = gbias && gbias.dtype !== bias?.dtype ? k.copy(gbias, bias?.dtype) : gbias;
       if (gb !== gbias) gbias?.dispose();
       for (const t of own) t.dispose();

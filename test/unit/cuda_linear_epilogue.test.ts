@@ -1,14 +1,18 @@
 /**
  * linear() on CUDA through cuBLASLt's epilogues: the bias added inside the product in its own
- * dtype (no f32 cast per forward, no bias pass). Values against f64 references built from the
+ * dtype (no f32 cast per forward, no bias pass) and the bias gradient written by the
+ * weight-gradient product (BGRADB, no reduction). Values against f64 references built from the
  * same 16-bit inputs: the output within one rounding to its dtype (one ulp: 2^-7 relative for
- * bf16, 2^-10 for f16, 2^-22 for f32) plus 1e-6 of the largest for f32 accumulation. The census
- * proves what was removed. Without a device: one SKIP line.
+ * bf16, 2^-10 for f16, 2^-22 for f32) plus 1e-6 of the largest for f32 accumulation; the bias
+ * gradient against the separate reduction (sum over rows of the same gradient, reduce.cu): both
+ * are f32 sums rounded once, so within one ulp of the dtype (f32: 1e-6 of the largest, the
+ * summation order), and against f64 likewise. The census proves what was removed. Without a
+ * device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, linear, native, noGrad, randn, type Tensor,
+  censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, linear, native, noGrad, randn, sum, type Tensor,
 } from '../../src/index.ts';
 
 const DEV = 'cuda:0';
@@ -19,9 +23,9 @@ const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -2
 function reference(x: Tensor, w: Tensor, b: Tensor | null): Float64Array {
   const [M, K] = x.shape;
   const N = w.shape[0];
-  const xs = x.toArray();
-  const ws = w.toArray();
-  const bs = b ? b.toArray() : null;
+  const xs = x.toList();
+  const ws = w.toList();
+  const bs = b ? b.toList() : null;
   const out = new Float64Array(M * N);
   for (let i = 0; i < M; i++)
     for (let j = 0; j < N; j++) {
@@ -56,7 +60,7 @@ if (!cudaIsAvailable()) {
         const w = randn([19, 24], { device: DEV }).to(dtype);
         const b = randn([19], { device: DEV }).to(dtype);
         const { result: y, entries } = cudaCensus(() => linear(x, w, b));
-        near(`linear ${dtype}`, y.toArray(), reference(x, w, b), ULP[dtype], 1e-6);
+        near(`linear ${dtype}`, y.toList(), reference(x, w, b), ULP[dtype], 1e-6);
         if (epilogues) {
           const mm = entries.filter((e) => e.kind === 'library' && e.name === `cublasLtMatmul ${dtype} bias`);
           assert.is(mm.length, 1, formatCensus(entries));
@@ -66,14 +70,37 @@ if (!cudaIsAvailable()) {
         // the product is rounded before the bias is added, so one more rounding of the largest size.
         const big = randn([20], { device: DEV }).to(dtype);
         const b1 = big.narrow(0, 1, 19);
-        near(`linear ${dtype}, unaligned bias`, linear(x, w, b1).toArray(), reference(x, w, b1), ULP[dtype], ULP[dtype]);
+        near(`linear ${dtype}, unaligned bias`, linear(x, w, b1).toList(), reference(x, w, b1), ULP[dtype], ULP[dtype]);
         // K == 0: the output is the bias.
         const x0 = randn([3, 0], { device: DEV }).to(dtype);
         const w0 = randn([19, 0], { device: DEV }).to(dtype);
-        near(`linear ${dtype}, K 0`, linear(x0, w0, b).toArray(), reference(x0, w0, b), 0, 0);
+        near(`linear ${dtype}, K 0`, linear(x0, w0, b).toList(), reference(x0, w0, b), 0, 0);
       });
     });
 
+    test(`${dtype} bias gradient from the weight-gradient product equals the separate reduction`, () => {
+      const x = randn([53, 16], { device: DEV }).to(dtype).requiresGrad_(true);
+      const w = randn([11, 16], { device: DEV }).to(dtype).requiresGrad_(true);
+      const b = randn([11], { device: DEV }).to(dtype).requiresGrad_(true);
+      const g = randn([53, 11], { device: DEV }).to(dtype);
+      const y = linear(x, w, b);
+      const { entries } = cudaCensus(() => y.backward(g));
+      const separate = noGrad(() => sum(g, 0));
+      const got = b.grad?.toList() ?? [];
+      const want = separate.toList();
+      near(`bias gradient ${dtype}`, got, want, dtype === 'f32' ? 0 : ULP[dtype], dtype === 'f32' ? 1e-6 : 0);
+      // And both against f64: the f32 sum of 53 values, rounded once.
+      const gs = g.toList();
+      const exact = new Float64Array(11);
+      for (let i = 0; i < 53; i++) for (let j = 0; j < 11; j++) exact[j] += gs[i * 11 + j];
+      near(`bias gradient ${dtype} vs f64`, got, exact, ULP[dtype], 1e-6);
+      if (epilogues) {
+        const bgrad = entries.filter((e) => e.kind === 'library' && e.name === `cublasLtMatmul ${dtype} bgrad`);
+        assert.is(bgrad.length, 1, formatCensus(entries));
+        assert.ok(!entries.some((e) => e.kind === 'kernel' && /reduce\.cu/.test(e.site)), `a reduction launched:\n${formatCensus(entries)}`);
+        assert.is(censusTotals(entries).library, 2, formatCensus(entries));
+      }
+    });
   }
 }
 
