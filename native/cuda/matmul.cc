@@ -189,6 +189,9 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogue, &epilogue, sizeof(epilogue)), "setting the epilogue");
       const int32_t biasType = ot;  // the documented default, said explicitly
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasDataType, &biasType, sizeof(biasType)), "setting the bias dtype");
+      // The heuristic sees a real (16-byte aligned) vector, as every later call of this plan has.
+      const void* vec = ep.bias ? ep.bias : ep.biasGradA;
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
     }
     if (opA == lt::kOpN) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), ldB), "layout of B");
     else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
