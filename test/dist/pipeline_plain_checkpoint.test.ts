@@ -10,51 +10,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openCheckpoint } from '../../src/engine/checkpoint/reader.ts';
-import { expectExit, runLauncher } from './helpers.ts';
-
-interface Resumed {
-  rank: number;
-  tag: string;
-  loadedTag: string;
-  client: unknown;
-  globalStepsAfterLoad: number;
-  lrAfterLoad: number;
-  lrB: number;
-  lossesA: number[];
-  lossesResumed: number[];
-  dtype: string;
-  weightsEqual: boolean;
-  optimizerEqual: boolean;
-  lrEqual: boolean;
-  globalSteps: number;
-}
-
-async function launch(mesh: { dp: number; pp: number; tp: number }, dtype: string, dir: string, mode: string, code = 0) {
-  const n = mesh.dp * mesh.pp * mesh.tp;
-  const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'pipeline_plain_checkpoint.ts', [JSON.stringify(mesh), dtype, dir, mode], { timeoutMs: 50_000 });
-  expectExit(r, code, `pipeline_plain_checkpoint ${mode} ${JSON.stringify(mesh)} ${dtype}`);
-  return r.stdout;
-}
-
-async function resume(mesh: { dp: number; pp: number; tp: number }, dtype: string, dir: string): Promise<void> {
-  const out = [...(await launch(mesh, dtype, dir, 'resume')).matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Resumed);
-  assert.is(out.length, mesh.dp * mesh.pp, 'every rank reported');
-  for (const x of out) {
-    const at = `${JSON.stringify(mesh)} ${dtype} rank ${x.rank}`;
-    assert.is(x.dtype, dtype, `${at}: parameter dtype`);
-    assert.is(x.tag, 'global_step2', at);
-    assert.is(x.loadedTag, 'global_step2', `${at}: loads the latest`);
-    assert.equal(x.client, { note: 'plain' }, `${at}: client state`);
-    assert.is(x.globalStepsAfterLoad, 2, `${at}: global steps after load`);
-    assert.ok(Object.is(x.lrAfterLoad, x.lrB) && x.lrB > 0, `${at}: the learning rate after load (${x.lrAfterLoad}) is the saved engine's (${x.lrB})`);
-    assert.is(x.lossesResumed.length, 4, at);
-    assert.ok(x.lossesA.every((v, i) => Object.is(v, x.lossesResumed[i]) && Number.isFinite(v)), `${at}: losses ${x.lossesResumed} vs uninterrupted ${x.lossesA}`);
-    assert.ok(x.weightsEqual, `${at}: weights equal 4 uninterrupted steps bit for bit`);
-    assert.ok(x.optimizerEqual, `${at}: AdamW state (moments, masters, steps) equals bit for bit`);
-    assert.ok(x.lrEqual, `${at}: the scheduler continued to the same learning rate`);
-    assert.is(x.globalSteps, 4, at);
-  }
-}
+import { launch, resume } from './plain_checkpoint_runs.ts';
 
 test('pp 2, fp32 and bf16: N steps + save + load + N steps equals 2N steps bit for bit; a truncated file is refused on every rank', async () => {
   for (const dtype of ['f32', 'bf16']) {
