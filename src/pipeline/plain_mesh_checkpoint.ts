@@ -15,7 +15,9 @@ import { openCheckpoint } from '../engine/checkpoint/reader.ts';
 import { saveCheckpoint, type TensorShard } from '../engine/checkpoint/save.ts';
 import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
+import { Adam, AdamW } from '../optim/adam.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
+import { SGD } from '../optim/sgd.ts';
 import type { OptimizerStateDict, StateValue } from '../optim/state_dict.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
@@ -150,6 +152,7 @@ function prepare(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, o
   const places = placements(engine, opts);
   const saved = openCheckpoint(dir, opts.tag).tensors;
   const params = localParams(engine, optimizer, where);
+  checkFamily(optimizer, saved, `${dir}/${opts.tag ?? 'latest'}`, where);
   const want: TensorRequest[] = [];
   const plan: { p: Tensor; idx: number; full: string; cover: [number, number]; states: string[]; runs: ReturnType<typeof pieces>; step: boolean }[] = [];
   for (const { name, p, idx } of params) {
@@ -197,6 +200,20 @@ function prepare(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, o
     sd.state[idx] = { step: Number(n), buffers };
   }
   return { copies, sd, client: { ...client, skippedSteps: client.skippedSteps ?? 0 }, owned };
+}
+
+/**
+ * The checkpoint's optimizer state is the kind this optimizer keeps (Adam/AdamW moments, SGD
+ * momentum): checked while reading, so a mismatch fails on every rank before anything changes.
+ */
+function checkFamily(optimizer: AnyOptimizer, saved: Map<string, unknown>, at: string, where: string): void {
+  const names = [...saved.keys()].filter((n) => n.startsWith('optimizer.'));
+  const has = (s: string) => names.some((n) => n.endsWith(`.${s}`));
+  const savedKind = has('momentumBuffer') ? 'SGD (momentum)' : has('expAvg') ? 'Adam/AdamW' : null;
+  const mine = optimizer instanceof AdamW || optimizer instanceof Adam ? 'Adam/AdamW' : optimizer instanceof SGD ? 'SGD (momentum)' : null;
+  if (savedKind && mine && savedKind !== mine) {
+    throw new Error(`${where}: ${at} holds ${savedKind} optimizer state, this pipeline engine runs ${optimizer.constructor.name}`);
+  }
 }
 
 /** Every rank reports whether it failed; all throw if any did (before anything changed). */

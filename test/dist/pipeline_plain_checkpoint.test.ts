@@ -2,7 +2,8 @@
 // GPT-tiny on pp 2 and dp 2 × pp 2, AdamW with WarmupLR, fp32 and bf16 (fp32 masters). N = 2 steps,
 // save, a fresh engine loads, N more steps: losses, weights and the optimizer state (moments, masters,
 // step counts) equal 2N uninterrupted steps bit for bit, and the learning rate and global step
-// count come back. A truncated data file is refused on every rank, naming the file. dp 2 × pp 2 and
+// count come back. A truncated data file is refused on every rank, naming the file, and so is
+// AdamW state loaded by an SGD engine. dp 2 × pp 2 and
 // loading at other layouts: pipeline_plain_checkpoint_layout.test.ts.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,7 +19,13 @@ test('pp 2, fp32 and bf16: N steps + save + load + N steps equals 2N steps bit f
     try {
       await resume({ dp: 1, pp: 2, tp: 1 }, dtype, dir);
       if (dtype === 'bf16') assert.ok(openCheckpoint(path.join(dir, 'ck'), 'global_step2').tensors.has('optimizer.wte.weight.master'), 'bf16: fp32 masters saved');
-      if (dtype === 'f32') await refuseTruncated(dir);
+      if (dtype === 'f32') {
+        // Another optimizer's state: refused on every rank while reading, naming both.
+        const sgd = [...(await launch({ dp: 1, pp: 2, tp: 1 }, 'f32', dir, 'refuse-sgd')).matchAll(/^\[rank (\d+)\] ERROR (.*)$/gm)].map((m) => m[2]);
+        assert.is(sgd.length, 2, `${sgd}`);
+        for (const e of sgd) assert.match(e, /holds Adam\/AdamW optimizer state, this pipeline engine runs SGD/);
+        await refuseTruncated(dir);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
