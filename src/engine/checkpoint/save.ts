@@ -62,7 +62,8 @@ export function checkShard(t: { name: unknown; fullShape: unknown; dtype: unknow
 /**
  * Writes this rank's shard of checkpoint `tag` under `dir/tag/`: the data file, then the index,
  * each under a temporary name, fsynced and renamed only when complete. After `barrier`, rank 0
- * checks that every rank's index exists and writes `dir/latest` (atomically, last).
+ * checks that every rank's index exists and writes `dir/latest` (atomically, last); a second
+ * `barrier` holds every rank until it is written.
  * @example
  * await saveCheckpoint('ckpt', 'step100', { rank, worldSize, tensors, clientState: { step: 100 }, barrier: () => pg.barrier() });
  */
@@ -128,13 +129,18 @@ export async function saveCheckpoint(dir: string, tag: string, opts: SaveCheckpo
   writeFileAtomically(indexFile, `${JSON.stringify(index)}\n`);
 
   await opts.barrier?.();
+  let failure: Error | null = null;
   if (rank === 0) {
     const missing = Array.from({ length: worldSize }, (_, r) => r).filter((r) => !existsSync(path.join(tagDir, indexFileName(r))));
     if (missing.length) {
-      throw new Error(`${where}: rank(s) ${missing.join(', ')} of ${worldSize} have not finished writing ${tagDir}; "${LATEST_FILE}" not updated (pass a barrier)`);
+      failure = new Error(`${where}: rank(s) ${missing.join(', ')} of ${worldSize} have not finished writing ${tagDir}; "${LATEST_FILE}" not updated (pass a barrier)`);
+    } else {
+      writeFileAtomically(path.join(dir, LATEST_FILE), `${tag}\n`);
     }
-    writeFileAtomically(path.join(dir, LATEST_FILE), `${tag}\n`);
   }
+  // No rank returns before `latest` names this tag: a load right after the save (any rank) must find it.
+  await opts.barrier?.();
+  if (failure) throw failure;
   return { tag, dir: tagDir, dataFile, indexFile };
 }
 
