@@ -185,7 +185,7 @@ test('latest is written only after a complete save', async () => {
   // Rank 0 of 2 finishing before rank 1 (no barrier): refused, latest unchanged.
   await rejects(saveCheckpoint(dir, 'early', { rank: 0, worldSize: 2, tensors: [] }), /rank\(s\) 1 of 2 have not finished/);
   assert.is(readFileSync(path.join(dir, 'latest'), 'utf8').trim(), 'good');
-  // The barrier runs before rank 0 publishes.
+  // The barrier runs before rank 0 publishes, and again after it (no rank returns before latest names the tag).
   const order: string[] = [];
   await saveCheckpoint(dir, 'next', {
     tensors: [],
@@ -194,7 +194,7 @@ test('latest is written only after a complete save', async () => {
       order.push(`latest:${readFileSync(path.join(dir, 'latest'), 'utf8').trim()}`);
     },
   });
-  assert.equal(order, ['barrier:true', 'latest:good']);
+  assert.equal(order, ['barrier:true', 'latest:good', 'barrier:true', 'latest:next']);
   assert.is(readFileSync(path.join(dir, 'latest'), 'utf8').trim(), 'next');
   const loaded = loadCheckpoint(dir, { want: [] });
   assert.is(loaded.tag, 'next');
