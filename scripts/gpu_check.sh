@@ -5,8 +5,8 @@
 # Steps, each under `timeout`, each going on after a failure, all inside MT_BUDGET seconds (480;
 # with MT_BENCH=1 the tests leave the last 150 of them to the benchmark):
 #   report      GPU, driver, PyTorch's view (copy bandwidth), the addon's device and library report
-#   cuda_*      every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join)
-#   ops:<file>  the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only
+#   cuda_*      every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
+#   ops         the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only, in one process
 #   bench       MT_BENCH=1: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101 vs PyTorch, NCCL)
 #   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
 # Only the tail of the output comes back, so each step prints its last lines and the summary
@@ -135,10 +135,15 @@ if (info.cudaDevices < 1) process.exit(3);
 export -f report
 export OUT
 step report 90 report
-for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
+# The CUDA suites, the most telling first (the budget may end before the last ones), then the rest in name order.
+first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_nccl
+unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue dist/cuda_zero"
+for name in $first $(for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
+  n=${f#test/}; n=${n%.test.ts}; [[ " ${first//$'\n'/ } " == *" $n "* ]] || echo "$n"; done); do
+  f="test/$name.test.ts"
   [ -e "$f" ] || continue
   dir=$(dirname "$f") base=$(basename "$f")
-  step "${dir#test/}/${base%.test.ts}" 180 uvu "$dir" "^${base//./\\.}\$"
+  step "$name" 180 uvu "$dir" "^${base//./\\.}\$"
 done
 # fp16 engine steps whose true gradients are ~1e-8 (unscaled in f32 by the optimizer kernels), ZeRO 0-3 on cuda:0 and the CPU.
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
@@ -155,12 +160,11 @@ step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx b
 step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $attnSize
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
 step bench:census 120 node --import tsx bench/gpu_census.ts
-# Grouped/dilated/depthwise conv2d on the direct kernels (the ops: step below runs it through cuDNN).
+# Grouped/dilated/depthwise conv2d on the direct kernels (the ops step below runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
-for f in $(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null); do
-  base=$(basename "$f")
-  step "ops:${base%.test.ts}" 120 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^${base//./\\.}\$"
-done
+# The op suite's files (deviceTest: CPU and cuda:0) in one process: one start-up instead of one per file; uvu names each file.
+ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basename | sed 's/\.test\.ts$//' | paste -sd'|')
+[ -n "$ops" ] && step ops 240 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^($ops)\\.test\\.ts\$"
 reserve=0
 if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
