@@ -4,11 +4,9 @@ import * as k from '../ops/kernels.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import type { Device } from '../tensor/storage.ts';
-import { withTag } from '../tensor/tag_context.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { withDeviceSums } from './device_sums.ts';
-import { normPow } from './fused.ts';
 
 export interface ClipGradNormOptions {
   /** The norm's order: a positive number or Infinity / 'inf' (max |g|). Default 2. */
@@ -108,14 +106,6 @@ export function localNormPow(grads: Tensor[], p: number): number {
     acc = isMax ? (Number.isNaN(v) || v > acc ? v : acc) : acc + v;
   }
   return acc;
-}
-
-/** Σ g² over a gradient of any layout, reduced natively in double precision (a strided one through a contiguous copy). */
-export function sumOfSquares(g: Tensor): number {
-  const src = g.isContiguous ? g : withTag('grad', () => k.copy(g));
-  const v = normPow({ dtype: src.dtype, id: src.id, off: src.offset }, src.numel, 2);
-  if (src !== g) src.dispose();
-  return v;
 }
 
 /** `g *= s` in place (any layout). */

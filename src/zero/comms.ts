@@ -1,12 +1,11 @@
 /**
  * The collectives ZeRO stages 1 and 2 use: averaging gradients onto their owners (one
  * reduce-scatter of the full flat gradient in stage 1; per bucket, a reduce of each owner's
- * piece in stage 2), the all-reduce of the partitions' squared norms for clipping (one f64 on the device), and the
- * all-gather of the updated parameter partitions. Every rank issues the same sequence.
+ * piece in stage 2) and the all-gather of the updated parameter partitions (the clipping norm's
+ * all-reduce is src/optim/device_sums.ts). Every rank issues the same sequence.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
-import { tensor } from '../ops/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type OwnedPiece, owners } from './partition.ts';
 
@@ -40,17 +39,6 @@ export function reduceBucket(
     if (piece.rank === group.rank) mine = piece;
   }
   return { mine, works };
-}
-
-/** The sum over the group of each rank's partial sum of squares (in f64). */
-export function allReduceSum(group: ProcessGroup, local: number): number {
-  const t = tensor([local], { dtype: 'f64' });
-  try {
-    group.allReduce(t, 'sum');
-    return t.item();
-  } finally {
-    t.dispose();
-  }
 }
 
 /** Every rank's updated partition of `flat` (this rank's at `start`, `size` elements) gathered into `flat` in place. */
