@@ -84,6 +84,14 @@ std::string afterSync(F&& launch) {
   return e == cudaSuccess ? "" : errorText(e);
 }
 
+// Host values copied back from a scenario, as a JS array of numbers.
+template <typename T>
+Napi::Array jsArray(Napi::Env env, const T* h, size_t n) {
+  auto a = Napi::Array::New(env);
+  for (uint32_t i = 0; i < n; i++) a.Set(i, double(h[i]));
+  return a;
+}
+
 float* deviceFloats(size_t n) {
   void* p = nullptr;
   cudaCheck(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
@@ -138,18 +146,14 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     double h[3];
     cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
     cudaFree(f), cudaFree(d), cudaFree(out);
-    auto a = Napi::Array::New(env);
-    for (uint32_t i = 0; i < 3; i++) a.Set(i, h[i]);
-    return a;
+    return jsArray(env, h, 3);
   }
   if (name == "fresh") {  // a new allocation reads as NaN until written
     float* p = deviceFloats(4);
     float h[4];
     cudaCheck(cudaMemcpy(h, p, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
     cudaFree(p);
-    auto a = Napi::Array::New(env);
-    for (uint32_t i = 0; i < 4; i++) a.Set(i, h[i]);
-    return a;
+    return jsArray(env, h, 4);
   }
   if (name == "halfWarps") {
     float* out = deviceFloats(32);
@@ -158,9 +162,7 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     float h[32];
     cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
     cudaFree(out);
-    auto a = Napi::Array::New(env);
-    for (uint32_t i = 0; i < 32; i++) a.Set(i, h[i]);
-    return a;
+    return jsArray(env, h, 32);
   }
   if (name == "warpMath" || name == "reverseShared") {
     const unsigned threads = 64;
@@ -182,8 +184,7 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     cudaCheck(cudaMemcpy(h.data(), out, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy");
     if (name == "warpMath") cudaCheck(cudaMemcpy(b, ballot, sizeof b, cudaMemcpyDeviceToHost), "cudaMemcpy");
     cudaFree(out), cudaFree(ballot), cudaFree(src);
-    auto a = Napi::Array::New(env);
-    for (uint32_t i = 0; i < n; i++) a.Set(i, h[i]);
+    auto a = jsArray(env, h.data(), n);
     if (name == "warpMath") a.Set(uint32_t(n), double(b[0])), a.Set(uint32_t(n + 1), double(b[1]));
     return a;
   }
@@ -249,9 +250,7 @@ Napi::Value Cublas(const Napi::CallbackInfo& info) {
   o.Set("matmul", lt->matmul(h, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &r.algo, nullptr, 0, nullptr));
   float D[4];
   cudaMemcpy(D, d, sizeof D, cudaMemcpyDeviceToHost);
-  auto values = Napi::Array::New(env);
-  for (uint32_t i = 0; i < 4; i++) values.Set(i, D[i]);
-  o.Set("values", values);
+  o.Set("values", jsArray(env, D, 4));
   lt::HeuristicResult r2{};
   o.Set("smallLd", lt->algoGetHeuristic(h, op, la, lb, bad, bad, pref, 1, &r2, &found));
   const int64_t wrongSize = 2;
