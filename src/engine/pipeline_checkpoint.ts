@@ -3,13 +3,14 @@
  * checkpoint (ZeRO 1-3: pipeline/mesh_checkpoint.ts, ZeRO partitions; stage 0:
  * pipeline/plain_mesh_checkpoint.ts, the plain optimizer's weights and state, written by dp rank 0;
  * both under full names and shapes, loadable at any dp × pp × tp), plus what the Engine's checkpoints also carry — the learning rates, the LR
- * schedule's position and the loss scaler's state — in its client state.
+ * schedule's position and the loss scaler's state — in its client state. Module buffers (BatchNorm's
+ * running statistics) are saved by full name beside the parameters (pipeline/buffer_checkpoint.ts).
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { LRScheduler, LRSchedulerState, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import type { PipelineEngine } from '../pipeline/engine.ts';
-import { loadMeshCheckpoint, saveMeshCheckpoint } from '../pipeline/mesh_checkpoint.ts';
+import { loadMeshCheckpoint, type MeshLoadOptions, saveMeshCheckpoint } from '../pipeline/mesh_checkpoint.ts';
 import type { PipelineModule } from '../pipeline/module.ts';
 import { loadPlainMeshCheckpoint, savePlainMeshCheckpoint } from '../pipeline/plain_mesh_checkpoint.ts';
 import { readLatestTag } from './checkpoint/reader.ts';
@@ -25,8 +26,12 @@ export interface PipelineCheckpointing {
    * engine.loadCheckpoint('ckpt');                  // the latest, on every rank
    */
   saveCheckpoint(dir: string, opts?: SaveEngineCheckpointOptions): Promise<string>;
-  /** Restores a checkpoint saved by saveCheckpoint (any mesh); call on every rank. Returns its clientState. */
-  loadCheckpoint(dir: string, opts?: Pick<LoadEngineCheckpointOptions, 'tag'>): LoadedEngineCheckpoint;
+  /**
+   * Restores a checkpoint saved by saveCheckpoint (any mesh); call on every rank. Returns its clientState.
+   * A module buffer the checkpoint lacks is an error unless `loadModuleStrict: false` (DeepSpeed's
+   * load_module_strict), which keeps the model's value.
+   */
+  loadCheckpoint(dir: string, opts?: Pick<LoadEngineCheckpointOptions, 'tag'> & Pick<MeshLoadOptions, 'loadModuleStrict'>): LoadedEngineCheckpoint;
 }
 
 export interface PipelineCheckpointParts {
@@ -72,7 +77,8 @@ export function withCheckpoints(engine: PipelineEngine, parts: PipelineCheckpoin
     loadCheckpoint(dir, opts = {}) {
       const plain = plainOf('loadCheckpoint');
       const tag = opts.tag ?? readLatestTag(dir);
-      const saved = (plain ? loadPlainMeshCheckpoint(engine, plain, dir, { ...mesh, tag }) : loadMeshCheckpoint(engine, dir, { ...mesh, tag })) as Saved;
+      const load = { ...mesh, tag, loadModuleStrict: opts.loadModuleStrict ?? true };
+      const saved = (plain ? loadPlainMeshCheckpoint(engine, plain, dir, load) : loadMeshCheckpoint(engine, dir, load)) as Saved;
       if (!saved || !Array.isArray(saved.lrs)) throw new Error(`engine.loadCheckpoint: ${dir} was not saved by a pipeline engine's saveCheckpoint (saveMeshCheckpoint?)`);
       parts.schedulable.paramGroups.forEach((g, i) => {
         g.lr = saved.lrs[i];

@@ -7,10 +7,13 @@
  * (dp', pp', tp'): each loading rank reads the full-tensor ranges its own partition covers.
  * Every element is written once: parameters every tp rank holds whole by tp rank 0, a weight
  * tied across stages by its owning stage. Optimizer state (`optimizer.<name>.<state>`) travels
- * the same way, so training continues as if uninterrupted.
+ * the same way, so training continues as if uninterrupted. Module buffers (BatchNorm's running
+ * statistics) are saved by full name too (buffer_checkpoint.ts). Loading reads and verifies
+ * everything, then the ranks agree before any state changes (checkpoint_agree.ts).
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
-import { loadCheckpoint, type TensorRequest } from '../engine/checkpoint/load.ts';
+import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from '../engine/checkpoint/load.ts';
+import { openCheckpoint } from '../engine/checkpoint/reader.ts';
 import { saveCheckpoint, type TensorShard } from '../engine/checkpoint/save.ts';
 import * as k from '../ops/kernels.ts';
 import { numel } from '../tensor/shape.ts';
@@ -19,6 +22,8 @@ import { colRuns, type Run, rowRuns } from '../tensor_parallel/shard_init.ts';
 import { fullShape, shardLayouts } from '../tensor_parallel/shard_layout.ts';
 import type { PartitionShard } from '../zero/shards.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
+import { type BufferPlace, bufferRequests, bufferShards } from './buffer_checkpoint.ts';
+import { agreeToLoad } from './checkpoint_agree.ts';
 import type { PipelineEngine } from './engine.ts';
 
 export interface MeshCheckpointOptions {
@@ -28,6 +33,17 @@ export interface MeshCheckpointOptions {
   tpGroup?: ProcessGroup | null;
   /** The world (every rank of the mesh): ranks the checkpoint's files and waits for them. */
   world: ProcessGroup;
+}
+
+/** Loading options of the mesh checkpoints. */
+export interface MeshLoadOptions {
+  /** Default: the tag in `dir/latest`. */
+  tag?: string;
+  /**
+   * As DeepSpeed's load_module_strict (default true): a module buffer the checkpoint lacks is an
+   * error naming it; false keeps the model's value (checkpoints saved before buffers were kept).
+   */
+  loadModuleStrict?: boolean;
 }
 
 /** Where a local parameter's elements live in the full tensor. */
@@ -57,8 +73,11 @@ export async function saveMeshCheckpoint(engine: PipelineEngine, dir: string, ta
     }
   }
   try {
+    // Written once per pp position: by dp rank 0's tp rank 0.
+    const tpRank = opts.tpGroup && opts.tpGroup.size > 1 ? opts.tpGroup.rank : 0;
+    const buffers = bufferShards(engine, opts.key, (engine.dpGroup?.rank ?? 0) === 0 && tpRank === 0, 'saveMeshCheckpoint');
     await saveCheckpoint(dir, tag, {
-      rank: opts.world.rank, worldSize: opts.world.size, tensors, barrier: () => {
+      rank: opts.world.rank, worldSize: opts.world.size, tensors: [...tensors, ...buffers], barrier: () => {
         opts.world.barrier();
       },
       clientState: { zeroSteps: zero.steps, globalSteps: engine.globalSteps, skippedSteps: engine.skippedSteps, user: opts.clientState ?? null },
@@ -76,26 +95,41 @@ export async function saveMeshCheckpoint(engine: PipelineEngine, dir: string, ta
  * @example
  * const client = loadMeshCheckpoint(engine, 'ckpt', { key, tpGroup: mesh.group('tp'), world });
  */
-export function loadMeshCheckpoint(engine: PipelineEngine, dir: string, opts: MeshCheckpointOptions & { tag?: string }): unknown {
-  const zero = needZero(engine, 'loadMeshCheckpoint');
+export function loadMeshCheckpoint(engine: PipelineEngine, dir: string, opts: MeshCheckpointOptions & MeshLoadOptions): unknown {
+  const where = 'loadMeshCheckpoint';
+  const zero = needZero(engine, where);
   const places = placements(engine, opts);
   const shards = zero.partitionShards();
-  const want: TensorRequest[] = [];
   const plan: { s: PartitionShard; full: string; cover: [number, number]; place: Placement }[] = [];
-  for (const s of shards) {
-    const { place, full } = lookup(places, s, 'loadMeshCheckpoint');
-    const ps = pieces(place.runs, s.shardRange);
-    if (ps.length === 0) continue;
-    const cover: [number, number] = [Math.min(...ps.map((p) => p.fullRange[0])), Math.max(...ps.map((p) => p.fullRange[1]))];
-    if (want.some((w) => w.name === full)) throw new Error(`loadMeshCheckpoint: "${full}" is held twice in this rank's partition`);
-    want.push({ name: full, fullShape: place.fullShape, dtype: s.dtype, shardRange: cover });
-    plan.push({ s, full, cover, place });
+  let ck: LoadedCheckpoint | null = null;
+  let buffers: BufferPlace[] = [];
+  let error: unknown = null;
+  try {
+    const want: TensorRequest[] = [];
+    for (const s of shards) {
+      const { place, full } = lookup(places, s, where);
+      const ps = pieces(place.runs, s.shardRange);
+      if (ps.length === 0) continue;
+      const cover: [number, number] = [Math.min(...ps.map((p) => p.fullRange[0])), Math.max(...ps.map((p) => p.fullRange[1]))];
+      if (want.some((w) => w.name === full)) throw new Error(`${where}: "${full}" is held twice in this rank's partition`);
+      want.push({ name: full, fullShape: place.fullShape, dtype: s.dtype, shardRange: cover });
+      plan.push({ s, full, cover, place });
+    }
+    const opened = openCheckpoint(dir, opts.tag);
+    const b = bufferRequests(engine, opts.key, opened.tensors, `${dir}/${opened.tag}`, opts.loadModuleStrict ?? true, where);
+    buffers = b.into;
+    ck = loadCheckpoint(dir, { tag: opened.tag, rank: opts.world.rank, worldSize: opts.world.size, want: [...want, ...b.want] });
+    const c = ck.clientState as { zeroSteps?: unknown } | null;
+    if (!c || typeof c !== 'object' || !Number.isInteger(c.zeroSteps)) throw new Error(`${where}: ${dir}/${ck.tag} was not saved by a pipeline engine's saveCheckpoint (no step counts in its state)`);
+  } catch (e) {
+    error = e;
   }
   try {
-    const ck = loadCheckpoint(dir, { tag: opts.tag, rank: opts.world.rank, worldSize: opts.world.size, want });
+    agreeToLoad(opts.world, error);
+    const loaded = ck as LoadedCheckpoint;
     zero.clearOptimizerState();
     for (const { s, full, cover, place } of plan) {
-      const src = ck.tensors.get(full) as Tensor;
+      const src = loaded.tensors.get(full) as Tensor;
       for (const piece of pieces(place.runs, s.shardRange)) {
         const from = src.alias([piece.n], [1], src.offset + piece.fullRange[0] - cover[0]);
         const to = s.data.narrow(0, piece.at, piece.n);
@@ -104,14 +138,15 @@ export function loadMeshCheckpoint(engine: PipelineEngine, dir: string, opts: Me
         to.dispose();
       }
     }
-    for (const t of ck.tensors.values()) t.dispose();
-    const c = ck.clientState as { zeroSteps: number; globalSteps: number; skippedSteps: number; user: unknown };
+    for (const b of buffers) k.copyInto(loaded.tensors.get(b.full) as Tensor, b.t);
+    const c = loaded.clientState as { zeroSteps: number; globalSteps: number; skippedSteps: number; user: unknown };
     zero.steps = c.zeroSteps;
     zero.allGatherParameters();
     engine.globalSteps = c.globalSteps;
     engine.skippedSteps = c.skippedSteps;
     return c.user;
   } finally {
+    if (ck) for (const t of ck.tensors.values()) t.dispose();
     for (const s of shards) s.data.dispose();
   }
 }

@@ -7,6 +7,7 @@
  * write an index with their plain state only); within tp and across tied stages the writers are
  * mesh_checkpoint's. The plain optimizer counts steps per parameter: each count is saved as a
  * one-element f64 tensor `optimizer.<name>.step` (written once, by tp rank 0 of the writers).
+ * Module buffers (BatchNorm's running statistics) travel by full name too (buffer_checkpoint.ts).
  * Loading verifies everything on every rank and the ranks agree (one all-reduce) before any state
  * changes, so a torn file fails on every rank rather than leaving some ranks loaded and others hung.
  */
@@ -21,8 +22,10 @@ import { SGD } from '../optim/sgd.ts';
 import type { OptimizerStateDict, StateValue } from '../optim/state_dict.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
+import { bufferRequests, bufferShards } from './buffer_checkpoint.ts';
+import { agreeToLoad } from './checkpoint_agree.ts';
 import type { PipelineEngine } from './engine.ts';
-import { type MeshCheckpointOptions, pieces, placements } from './mesh_checkpoint.ts';
+import { type MeshCheckpointOptions, type MeshLoadOptions, pieces, placements } from './mesh_checkpoint.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: any optimizer's hyperparameters
 type AnyOptimizer = Optimizer<any>;
@@ -97,6 +100,7 @@ export async function savePlainMeshCheckpoint(
         tensors.push({ name: `optimizer.${place.full}.step`, fullShape: [1], dtype: 'f64', data: t, group: 'optimizer' });
       }
     }
+    tensors.push(...bufferShards(engine, opts.key, dpWriter && tpRank === 0, where));
     const clientState: PlainClientState = {
       plain: true, zeroSteps: maxStep, globalSteps: engine.globalSteps, skippedSteps: engine.skippedSteps, user: opts.clientState ?? null,
     };
@@ -117,7 +121,7 @@ export async function savePlainMeshCheckpoint(
  * @example
  * const client = loadPlainMeshCheckpoint(engine, adamw, 'ckpt', { key, tpGroup: mesh.group('tp'), world });
  */
-export function loadPlainMeshCheckpoint(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, opts: MeshCheckpointOptions & { tag?: string }): unknown {
+export function loadPlainMeshCheckpoint(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, opts: MeshCheckpointOptions & MeshLoadOptions): unknown {
   const where = 'loadPlainMeshCheckpoint';
   let prepared: Prepared | null = null;
   let error: unknown = null;
@@ -127,7 +131,7 @@ export function loadPlainMeshCheckpoint(engine: PipelineEngine, optimizer: AnyOp
     error = e;
   }
   try {
-    agree(opts, error);
+    agreeToLoad(opts.world, error);
     const { copies, sd, client } = prepared as Prepared;
     // Everything read and verified on every rank: now change state. Weights first: a 16-bit
     // parameter saved without its fp32 master continues from its (loaded) value.
@@ -148,9 +152,10 @@ interface Prepared {
   owned: Tensor[];
 }
 
-function prepare(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, opts: MeshCheckpointOptions & { tag?: string }, where: string): Prepared {
+function prepare(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, opts: MeshCheckpointOptions & MeshLoadOptions, where: string): Prepared {
   const places = placements(engine, opts);
-  const saved = openCheckpoint(dir, opts.tag).tensors;
+  const opened = openCheckpoint(dir, opts.tag);
+  const saved = opened.tensors;
   const params = localParams(engine, optimizer, where);
   checkFamily(optimizer, saved, `${dir}/${opts.tag ?? 'latest'}`, where);
   const want: TensorRequest[] = [];
@@ -168,13 +173,15 @@ function prepare(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, o
     if (step) want.push({ name: `optimizer.${place.full}.step`, fullShape: [1], dtype: 'f64' });
     plan.push({ p, idx, full: place.full, cover, states, runs, step });
   }
+  const buffers = bufferRequests(engine, opts.key, saved, `${dir}/${opened.tag}`, opts.loadModuleStrict ?? true, where);
+  want.push(...buffers.want);
   const ck = loadCheckpoint(dir, { tag: opts.tag, rank: opts.world.rank, worldSize: opts.world.size, want });
   const owned: Tensor[] = [...ck.tensors.values()];
   const client = ck.clientState as PlainClientState | null;
   if (!client || typeof client !== 'object' || !Number.isInteger(client.globalSteps) || !Number.isInteger(client.zeroSteps)) {
     throw new Error(`${where}: ${dir}/${ck.tag} was not saved by a pipeline engine's saveCheckpoint (no step counts in its state)`);
   }
-  const copies: { from: Tensor; into: Tensor }[] = [];
+  const copies: { from: Tensor; into: Tensor }[] = buffers.into.map((b) => ({ from: ck.tensors.get(b.full) as Tensor, into: b.t }));
   const sd: OptimizerStateDict = { state: {}, paramGroups: optimizer.stateDict().paramGroups };
   for (const { p, idx, full, cover, states, runs, step } of plan) {
     const src = ck.tensors.get(full) as Tensor;
@@ -213,18 +220,5 @@ function checkFamily(optimizer: AnyOptimizer, saved: Map<string, unknown>, at: s
   const mine = optimizer instanceof AdamW || optimizer instanceof Adam ? 'Adam/AdamW' : optimizer instanceof SGD ? 'SGD (momentum)' : null;
   if (savedKind && mine && savedKind !== mine) {
     throw new Error(`${where}: ${at} holds ${savedKind} optimizer state, this pipeline engine runs ${optimizer.constructor.name}`);
-  }
-}
-
-/** Every rank reports whether it failed; all throw if any did (before anything changed). */
-function agree(opts: MeshCheckpointOptions, error: unknown): void {
-  const flag = tensor([error ? 1 : 0], { dtype: 'f64', tag: 'comm' });
-  try {
-    if (opts.world.size > 1) opts.world.allReduce(flag, 'sum');
-    const failed = flag.item();
-    if (error) throw error;
-    if (failed > 0) throw new Error(`loadCheckpoint: ${failed} other rank(s) could not read the pipeline checkpoint (see their errors); nothing was loaded`);
-  } finally {
-    flag.dispose();
   }
 }
