@@ -136,7 +136,7 @@ export -f report
 export OUT
 step report 90 report
 # The CUDA suites, the most telling first (the budget may end before the last ones), then the rest in name order.
-first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_nccl
+first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_attention_qkv unit/cuda_nccl
 unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue dist/cuda_zero"
 for name in $first $(for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
   n=${f#test/}; n=${n%.test.ts}; [[ " ${first//$'\n'/ } " == *" $n "* ]] || echo "$n"; done); do
@@ -148,7 +148,7 @@ done
 # fp16 engine steps whose true gradients are ~1e-8 (unscaled in f32 by the optimizer kernels), ZeRO 0-3 on cuda:0 and the CPU.
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
-step unit/cuda_attention:simt 120 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention\.test\.ts$'
+step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Fused attention timing at GPT-2 124M's shape, tensor cores and SIMT (seconds each).
 attnSize=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
 step bench:attention 90 node --import tsx bench/gpu_attention.ts $attnSize

@@ -1,6 +1,7 @@
 /** GPT-2's causal self-attention: one fused q/k/v projection (`c_attn`), heads, output projection (`c_proj`). */
 
-import { scaledDotProductAttention } from '../ops/attention.ts';
+import { qkvAttention } from '../ops/attention_qkv.ts';
+import type { LinearActivation } from '../ops/linear_activation.ts';
 import { matmul } from '../ops/matmul.ts';
 import { dropout, softmax } from '../ops/nn.ts';
 import { reshape, split, transpose } from '../ops/view.ts';
@@ -29,7 +30,7 @@ export interface GPTLayerOptions {
 }
 
 /** GPT-2's init for a linear layer: normal(0, std) weights, zero biases. */
-export function gptLinear(inF: number, outF: number, opts: GPTLayerOptions, residual: boolean): Linear {
+export function gptLinear(inF: number, outF: number, opts: GPTLayerOptions, residual: boolean, activation?: LinearActivation): Linear {
   const base = opts.initStd ?? 0.02;
   const std = residual ? base / Math.sqrt(2 * (opts.nLayer ?? 1)) : base;
   return new Linear(inF, outF, {
@@ -37,6 +38,7 @@ export function gptLinear(inF: number, outF: number, opts: GPTLayerOptions, resi
     dtype: opts.dtype,
     initWeight: (w) => normal_(w, 0, std),
     initBias: (b) => zeros_(b),
+    activation,
   });
 }
 
@@ -79,17 +81,19 @@ export class CausalSelfAttention extends Module {
     }
     const [B, T, C] = x.shape;
     const H = this.nHead;
-    const heads = (t: Tensor) => transpose(reshape(t, [B, T, H, C / H]), 1, 2); // [B, H, T, Dh]
-    const [q, k, v] = split(this.c_attn.forward(x), C, -1).map(heads);
+    const qkv = this.c_attn.forward(x);
     let y: Tensor;
     if (this.training && this.dropout > 0) {
       // Dropout on the attention probabilities needs them materialized.
+      const heads = (t: Tensor) => transpose(reshape(t, [B, T, H, C / H]), 1, 2); // [B, H, T, Dh]
+      const [q, k, v] = split(qkv, C, -1).map(heads);
       const probs = softmax(matmul(q, transpose(k, -2, -1)), -1, { scale: 1 / Math.sqrt(C / H), causal: true });
-      y = matmul(dropout(probs, this.dropout, true), v);
+      y = reshape(transpose(matmul(dropout(probs, this.dropout, true), v), 1, 2), [B, T, C]);
     } else {
-      y = scaledDotProductAttention(q, k, v, { causal: true });
+      // Reads q, k, v in place and (on CUDA) writes their gradients into one buffer: no layout copies.
+      y = qkvAttention(qkv, H, { causal: true });
     }
-    const out = this.c_proj.forward(reshape(transpose(y, 1, 2), [B, T, C]));
+    const out = this.c_proj.forward(y);
     return dropout(out, this.dropout, this.training);
   }
 

@@ -2,6 +2,7 @@
 
 export { backward } from '../autograd/engine.ts';
 export * from './attention.ts';
+export * from './attention_qkv.ts';
 export * from './batchnorm.ts';
 export * from './conv.ts';
 export * from './create.ts';

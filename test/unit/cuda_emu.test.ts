@@ -31,6 +31,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_emu_checks', {}],
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
+  ['unit/cuda_attention_qkv', {}],
   ['unit/cuda_gpt_fused', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],
