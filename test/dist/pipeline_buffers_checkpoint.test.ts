@@ -2,7 +2,7 @@
 // BatchNorm net on a 2-stage pipeline, the plain optimizer and ZeRO-1. 2 steps + save + load + 2
 // steps equal 4 uninterrupted steps bit for bit: losses, weights AND running statistics
 // (running_mean, running_var, num_batches_tracked). Each buffer is written once, by the stage that
-// holds it (dp rank 0). The pp 2 checkpoint loads at pp 1, at another stage split and at dp 2:
+// holds it (dp rank 0; tp: pipeline_buffers_checkpoint_tp.test.ts). The pp 2 checkpoint loads at pp 1, at another stage split and at dp 2:
 // every buffer equals the saved one bit for bit, and re-saving gives the same checkpoint. A corrupt
 // buffer slice is refused on every rank, naming it; a checkpoint without buffers (BatchNorm saved
 // without running statistics) is refused naming the missing buffers, and loads with
@@ -12,43 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadCheckpoint } from '../../src/engine/checkpoint/load.ts';
 import { openCheckpoint } from '../../src/engine/checkpoint/reader.ts';
-import { expectExit, runLauncher } from './helpers.ts';
+import { BUFFERS, buffersOnce, errors, launch, type Mesh, results, savedBuffers } from './buffers_checkpoint_runs.ts';
 import { sameCheckpoints } from './plain_checkpoint_runs.ts';
-
-type Mesh = { dp: number; pp: number };
-const BUFFERS = ['1.running_mean', '1.running_var', '1.num_batches_tracked', '4.running_mean', '4.running_var', '4.num_batches_tracked'];
-
-async function launch(mesh: Mesh, dir: string, mode: string, options: string[] = []): Promise<string> {
-  const r = await runLauncher(['--num_procs', String(mesh.dp * mesh.pp), '--no_local_rank'], 'pipeline_buffers_checkpoint.ts', [JSON.stringify(mesh), 'f32', dir, mode, options.join(',')], {
-    timeoutMs: 50_000,
-  });
-  expectExit(r, 0, `pipeline_buffers_checkpoint ${mode} ${JSON.stringify(mesh)} ${options}`);
-  return r.stdout;
-}
-const results = (out: string) => [...out.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]));
-const errors = (out: string) => [...out.matchAll(/^\[rank \d+\] ERROR (.*)$/gm)].map((m) => m[1]);
-
-/** Every buffer is in the checkpoint exactly once (one rank's index, one whole slice), as a model tensor. */
-function buffersOnce(ck: string, tag: string): void {
-  const { indexes, tensors } = openCheckpoint(ck, tag);
-  for (const name of BUFFERS) {
-    const entries = indexes.flatMap((ix) => ix.entries.filter((e) => e.name === name));
-    assert.is(entries.length, 1, `${ck}: "${name}" written once (got ${entries.length})`);
-    assert.is(tensors.get(name)?.group, 'model', name);
-  }
-}
-
-/** The saved buffers' values by name. */
-function savedBuffers(ck: string, tag: string): Record<string, number[]> {
-  const saved = openCheckpoint(ck, tag).tensors;
-  const want = BUFFERS.map((name) => ({ name, fullShape: saved.get(name)?.fullShape ?? [], dtype: saved.get(name)?.dtype ?? 'f32' }));
-  const got = loadCheckpoint(ck, { tag, want }).tensors;
-  const out = Object.fromEntries(BUFFERS.map((n) => [n, Array.from(got.get(n)?.toArray() as ArrayLike<number | bigint>, Number)]));
-  for (const t of got.values()) t.dispose();
-  return out;
-}
 
 test('conv + BatchNorm on pp 2 (plain and ZeRO-1): save, load, train equals uninterrupted bit for bit (running stats too); loads at pp 1, another split and dp 2', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-pipe-buffers-'));
