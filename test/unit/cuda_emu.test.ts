@@ -45,6 +45,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_pipeline', {}],
   ['dist/cuda_engine_checkpoint', {}],
   ['dist/cuda_pipeline_plain_checkpoint', {}],
+  ['dist/cuda_pipeline_buffers_checkpoint', {}],
   ['dist/cuda_tensor_parallel', {}],
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
