@@ -402,6 +402,7 @@ void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
+void registerCudaLinearGelu(Napi::Object cuda);  // bindings_linear_gelu.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -432,6 +433,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaImage(cuda);
   registerCudaArange(cuda);
   registerCudaAdamMulti(cuda);
+  registerCudaLinearGelu(cuda);
   registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);

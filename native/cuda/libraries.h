@@ -29,7 +29,10 @@ constexpr int kSuccess = 0;
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kDescComputeType = 0, kDescScaleType = 1, kDescTransA = 3, kDescTransB = 4;
 constexpr int kDescEpilogue = 7, kDescBiasPointer = 8, kDescBiasDataType = 26;
+constexpr int kDescEpilogueAuxPointer = 11, kDescEpilogueAuxLd = 12;
 constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradB = 512;  // cublasLtEpilogue_t
+// GELU (the tanh form) after the product (+ bias); the _AUX forms also write its input (the pre-activation).
+constexpr uint32_t kEpilogueGelu = 32, kEpilogueGeluBias = 36, kEpilogueGeluAux = 160, kEpilogueGeluAuxBias = 164;
 constexpr int kLayoutOrder = 1, kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;
 constexpr int kOrderRow = 1;
 constexpr int kPrefMaxWorkspaceBytes = 1, kPrefReductionSchemeMask = 3, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7,

@@ -140,9 +140,18 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
                 const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& ep) {
   MT_CHECK(!(ep.bias && ep.biasGradA), "matmul: a bias and a bias gradient in one product");
   MT_CHECK(!ep.biasGradA || batch == 1, "matmul: a bias gradient needs batch 1, got ", batch);
+  MT_CHECK(!ep.geluAux || ep.gelu, "matmul: a GELU input buffer without the GELU epilogue");
+  MT_CHECK(!ep.gelu || (batch == 1 && !ep.biasGradA && !accumulate), "matmul: the GELU epilogue needs batch 1, no bias ",
+           "gradient and no accumulation (got batch ", batch, ")");
   // Vectors the vectorized epilogues may load 16 bytes at a time; a view elsewhere goes the other way.
   if ((ep.bias && alignmentOf(ep.bias) < 16) || (ep.biasGradA && alignmentOf(ep.biasGradA) < 16)) return false;
-  const uint32_t epilogue = ep.bias ? lt::kEpilogueBias : ep.biasGradA ? lt::kEpilogueBgradB : lt::kEpilogueDefault;
+  // The GELU input matrix's leading dimension (N, out's row length) must be a multiple of 8.
+  if (ep.gelu && (N % 8 != 0 || (ep.geluAux && alignmentOf(ep.geluAux) < 16))) return false;
+  const uint32_t epilogue = ep.gelu ? (ep.geluAux ? (ep.bias ? lt::kEpilogueGeluAuxBias : lt::kEpilogueGeluAux)
+                                                  : (ep.bias ? lt::kEpilogueGeluBias : lt::kEpilogueGelu))
+                            : ep.bias      ? lt::kEpilogueBias
+                            : ep.biasGradA ? lt::kEpilogueBgradB
+                                           : lt::kEpilogueDefault;
   Operand A{M, K, {as[0], as[1], as[2]}}, B{K, N, {bs[0], bs[1], bs[2]}};
   canonicalize(A);
   canonicalize(B);
@@ -187,11 +196,20 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     const int t = ltType(d), ot = ltType(od);
     if (epilogue != lt::kEpilogueDefault) {
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogue, &epilogue, sizeof(epilogue)), "setting the epilogue");
+    }
+    if (ep.bias || ep.biasGradA) {
       const int32_t biasType = ot;  // the documented default, said explicitly
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasDataType, &biasType, sizeof(biasType)), "setting the bias dtype");
       // The heuristic sees a real (16-byte aligned) vector, as every later call of this plan has.
       const void* vec = ep.bias ? ep.bias : ep.biasGradA;
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
+    }
+    if (ep.geluAux) {
+      // Column-major, the aux matrix is out^T [N, M]: leading dimension N. Its type is D's (the default).
+      const int64_t auxLd = N;
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxLd, &auxLd, sizeof(auxLd)), "setting the GELU input's ld");
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &ep.geluAux, sizeof(ep.geluAux)),
+              "setting the GELU input pointer");
     }
     if (opA == lt::kOpN) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), ldB), "layout of B");
     else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
@@ -228,20 +246,27 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     x.algo = best.algo;
   });
   if (x.unsupported) return false;
-  if (epilogue != lt::kEpilogueDefault) {
+  if (ep.bias || ep.biasGradA) {
     // The vector's address is per call; the cached descriptor is only used on this thread, under the JS lock.
     const void* vec = ep.bias ? ep.bias : ep.biasGradA;
     ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
   }
+  if (ep.geluAux)
+    ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &ep.geluAux, sizeof(ep.geluAux)),
+            "setting the GELU input pointer");
   const double alpha64 = 1, beta64 = accumulate ? 1 : 0;
   const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
-  const char* epName = ep.bias ? " bias" : ep.biasGradA ? " bgrad" : "";
+  const char* epName = ep.gelu ? (ep.geluAux ? (ep.bias ? " gelu_aux_bias" : " gelu_aux") : (ep.bias ? " gelu_bias" : " gelu"))
+                       : ep.bias    ? " bias"
+                       : ep.biasGradA ? " bgrad"
+                                      : "";
   MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : "") + epName,
                  double(item) * double(batch) * double(M * K + K * N) +
                      double(itemsize(od)) * double(batch * M * N) * (accumulate ? 2 : 1) +
-                     double(itemsize(od)) * double(ep.bias ? N : ep.biasGradA ? M : 0));
+                     double(itemsize(od)) * double(ep.bias ? N : ep.biasGradA ? M : 0) +
+                     double(itemsize(od)) * double(ep.geluAux ? M * N : 0));
   ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");

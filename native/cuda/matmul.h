@@ -11,6 +11,9 @@ namespace mt {
 struct MatmulEpilogue {
   const void* bias = nullptr;  // added to every row of out: N values (CUBLASLT_EPILOGUE_BIAS)
   void* biasGradA = nullptr;   // receives A's row sums over K: M values, batch 1 only (BGRADB, as A is cuBLASLt's B)
+  // out = gelu(product (+ bias)), GELU's tanh form (GELU_BIAS / GELU); batch 1, N a multiple of 8.
+  bool gelu = false;
+  void* geluAux = nullptr;     // with gelu: receives the pre-activation, [M, N] in out's dtype (GELU_AUX[_BIAS])
 };
 
 // out[b] (contiguous [batch, M, N], dtype od) = A[b] @ B[b] (+ out when accumulating) (+ the

@@ -1,5 +1,6 @@
 /** Fully connected layer: y = x Wᵀ + b with W [out, in] (PyTorch's nn.Linear). */
 
+import { type LinearActivation, linearActivation } from '../ops/linear_activation.ts';
 import { linear } from '../ops/matmul.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -14,17 +15,25 @@ export interface LinearOptions {
   initWeight?: (weight: Tensor) => void;
   /** Replaces the default bias init (uniform ±1/√in). */
   initBias?: (bias: Tensor) => void;
+  /**
+   * Applied to the output: 'gelu' (GELU's tanh form, GPT-2's) gives gelu(x Wᵀ + b), fused into
+   * the product on CUDA (bf16/f16). Parameters and state-dict keys are those of a plain Linear.
+   */
+  activation?: LinearActivation;
 }
 
 /**
- * y = x Wᵀ + b over the last dim of x. Parameters: `weight` [out, in], `bias` [out].
+ * y = x Wᵀ + b over the last dim of x, then the optional activation. Parameters: `weight` [out, in], `bias` [out].
  * @example
  * const fc = new Linear(512, 10);
  * const logits = fc.forward(features);   // [N, 512] -> [N, 10]
+ * const up = new Linear(768, 3072, { activation: 'gelu' });   // gelu(x Wᵀ + b), one cuBLASLt call on CUDA
  */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** The activation applied to the output, or null (may be switched at any time). */
+  activation: LinearActivation | null;
 
   constructor(
     readonly inFeatures: number,
@@ -34,6 +43,7 @@ export class Linear extends Module {
     super();
     checkCount(inFeatures, 'Linear', 'inFeatures');
     checkCount(outFeatures, 'Linear', 'outFeatures');
+    this.activation = linearActivation(opts.activation, 'Linear');
     const dtype = opts.dtype ?? 'f32';
     const bound = 1 / Math.sqrt(inFeatures);
     this.weight = this.registerParameter('weight', emptyParameter([outFeatures, inFeatures], dtype));
@@ -48,10 +58,10 @@ export class Linear extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+    return linear(x, this.weight, this.bias, { activation: this.activation ?? undefined });
   }
 
   protected override extraRepr(): string {
-    return `${this.inFeatures}, ${this.outFeatures}${this.bias ? '' : ', bias: false'}`;
+    return `${this.inFeatures}, ${this.outFeatures}${this.bias ? '' : ', bias: false'}${this.activation ? `, activation: ${this.activation}` : ''}`;
   }
 }

@@ -1,7 +1,7 @@
 /** GPT-2's MLP (`c_fc`, GELU, `c_proj`) and the pre-LN transformer block (`ln_1`, `attn`, `ln_2`, `mlp`). */
 import { checkpoint } from '../autograd/checkpoint.ts';
 import { isGradEnabled } from '../autograd/grad_mode.ts';
-import { add, gelu } from '../ops/elementwise.ts';
+import { add } from '../ops/elementwise.ts';
 import { dropout } from '../ops/nn.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { CausalSelfAttention, checkGPTLayer, type GPTLayerOptions, gptLinear } from './attention.ts';
@@ -10,7 +10,8 @@ import { Module } from './module.ts';
 import { LayerNorm } from './norm.ts';
 
 /**
- * x [..., C] → c_proj(gelu(c_fc(x))) with a 4C hidden layer (then residual dropout).
+ * x [..., C] → c_proj(gelu(c_fc(x))) with a 4C hidden layer (then residual dropout). The GELU is
+ * c_fc's own activation (`Linear({ activation: 'gelu' })`): on CUDA bias and GELU run inside c_fc's product.
  * @example
  * const mlp = new MLP({ nEmbd: 768, nHead: 12 });
  */
@@ -23,12 +24,12 @@ export class MLP extends Module {
     super();
     checkGPTLayer(opts, 'MLP');
     this.dropout = opts.dropout ?? 0;
-    this.c_fc = this.registerModule('c_fc', gptLinear(opts.nEmbd, 4 * opts.nEmbd, opts, false));
+    this.c_fc = this.registerModule('c_fc', gptLinear(opts.nEmbd, 4 * opts.nEmbd, opts, false, 'gelu'));
     this.c_proj = this.registerModule('c_proj', gptLinear(4 * opts.nEmbd, opts.nEmbd, opts, true));
   }
 
   override forward(x: Tensor): Tensor {
-    return dropout(this.c_proj.forward(gelu(this.c_fc.forward(x))), this.dropout, this.training);
+    return dropout(this.c_proj.forward(this.c_fc.forward(x)), this.dropout, this.training);
   }
 }
 

@@ -139,7 +139,11 @@ export function relu(x: Tensor): Tensor {
 /** GELU with the tanh approximation (GPT-2's). */
 export function gelu(x: Tensor): Tensor {
   checkFloat(x, 'gelu');
-  const out = k.unary(k.Unary.gelu, x);
+  return recordGelu(x, k.unary(k.Unary.gelu, x));
+}
+
+/** Records `out` = gelu(x), computed elsewhere (a fused linear's epilogue): backward is one GELU-backward kernel from x. */
+export function recordGelu(x: Tensor, out: Tensor): Tensor {
   return record('gelu', [x], out, (node) => {
     const sx = node.save(x);
     return (g) => [k.binary(k.Binary.geluBackward, g, sx, 'gelu')];

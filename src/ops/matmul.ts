@@ -12,8 +12,11 @@ import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { record, sumToShape } from './autograd_support.ts';
+import { needsGrad, record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
+import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation } from './linear_activation.ts';
+
+export type { LinearActivation };
 
 /** A batch of matrices inside a tensor: element (b, i, j) is at off + b*s[0] + i*s[1] + j*s[2]. */
 interface Mats {
@@ -199,12 +202,37 @@ function isFoldable(a: Tensor): boolean {
   return true;
 }
 
+/** Options of `linear`. */
+export interface LinearOpOptions {
+  /** Applied to the result, fused into the product where the device can (see linear_activation.ts). */
+  activation?: LinearActivation;
+}
+
+/** Runs linear's product itself (an activation fused in): returns the tensor to record, or null to run the plain product. */
+type FusedProduct = (a: Mats, b: Mats, bias: Tensor | null, shape: number[], dev: Device) => Tensor | null;
+
 /**
- * y = x @ Wᵀ + b with W of shape [out, in] (PyTorch's layout); x is [..., in].
+ * y = x @ Wᵀ + b with W of shape [out, in] (PyTorch's layout); x is [..., in]. With
+ * `activation: 'gelu'`, y = gelu(x @ Wᵀ + b) (GELU's tanh form), bias and GELU inside the product
+ * on CUDA (bf16/f16), with the same values and gradients as `gelu(linear(x, weight, bias))`.
  * @example
  * const y = linear(x, weight, bias);
+ * const h = linear(x, fcWeight, fcBias, { activation: 'gelu' });
  */
-export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: LinearOpOptions = {}): Tensor {
+  if (linearActivation(opts.activation, 'linear') === null) return linearRecorded(x, weight, bias, null);
+  let fused = null as Tensor | null; // the activated result, when the product fused it
+  const pre = linearRecorded(x, weight, bias, (a, b, biasF, shape, dev) => {
+    const r = fusedLinearGelu(a, b, biasF, shape, x.dtype, dev, needsGrad(x, weight, bias));
+    fused = r?.out ?? null;
+    // Without a graph there is no pre-activation to keep: the activated result is linear's.
+    return r ? (r.pre ?? r.out) : null;
+  });
+  if (fused === pre) return pre;
+  return applyLinearActivation(pre, fused);
+}
+
+function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: FusedProduct | null): Tensor {
   if (x.ndim < 1 || weight.ndim !== 2) throw new Error(`linear: needs x [..., in] and weight [out, in], got ${fmt(x.shape)} and ${fmt(weight.shape)}`);
   const [outF, inF] = weight.shape;
   if (x.shape[x.ndim - 1] !== inF) throw new Error(`linear: x ${fmt(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmt(weight.shape)} expects ${inF}`);
@@ -223,7 +251,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const keepBias = bias !== null && (bias.dtype === biasDtype(x.dtype) || (epilogues && bias.dtype === x.dtype));
   const biasF = bias && !keepBias ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
-  const out = product(asMats(x2, 1, owned), wT, 1, [...lead, outF], x.dtype, biasF);
+  const xm = asMats(x2, 1, owned);
+  const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF);
   for (const t of owned) t.dispose();
   return record('linear', [x, weight, bias], out, (node) => {
     const sx = weight.requiresGrad ? node.save(x) : null;

@@ -8,6 +8,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import { checkCount, emptyParameter } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
 import { add } from '../ops/elementwise.ts';
+import { type LinearActivation, linearActivation } from '../ops/linear_activation.ts';
 import { linear } from '../ops/matmul.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -44,6 +45,8 @@ export interface ColumnParallelOptions extends ParallelLinearOptions {
    * each split across the ranks; a rank's output is its slice of each, in order (default 1).
    */
   stacked?: number;
+  /** Applied to this rank's output slice before any gather (element-wise, so the same as on the full output). */
+  activation?: LinearActivation;
 }
 
 /**
@@ -62,6 +65,8 @@ export class ColumnParallelLinear extends Module {
   readonly outPerRank: number;
   /** Equal matrices stacked along `out`, each split across the ranks (3 for q/k/v). */
   readonly stacked: number;
+  /** The activation applied to the output, or null. */
+  readonly activation: LinearActivation | null;
 
   constructor(
     readonly inFeatures: number,
@@ -81,6 +86,7 @@ export class ColumnParallelLinear extends Module {
     this.stacked = stacked;
     this.gatherOutput = opts.gatherOutput ?? false;
     this.sequenceParallel = opts.sequenceParallel ?? false;
+    this.activation = linearActivation(opts.activation, layer);
     this.outPerRank = outFeatures / g.size;
     const dtype = opts.dtype ?? 'f32';
     this.weight = this.registerParameter('weight', emptyParameter([this.outPerRank, inFeatures], dtype));
@@ -94,13 +100,13 @@ export class ColumnParallelLinear extends Module {
 
   override forward(x: Tensor): Tensor {
     const input = this.sequenceParallel ? allGatherFromSequence(x, this.group) : copyToRegion(x, this.group);
-    const y = linear(input, this.weight, this.bias);
+    const y = linear(input, this.weight, this.bias, { activation: this.activation ?? undefined });
     return this.gatherOutput ? gatherFromRegion(y, this.group) : y;
   }
 
   protected override extraRepr(): string {
     const stacked = this.stacked > 1 ? `, stacked: ${this.stacked}` : '';
-    return `${this.inFeatures}, ${this.outFeatures} (${this.outPerRank} on this rank)${stacked}${this.bias ? '' : ', bias: false'}${this.gatherOutput ? ', gatherOutput' : ''}${this.sequenceParallel ? ', sequenceParallel' : ''}`;
+    return `${this.inFeatures}, ${this.outFeatures} (${this.outPerRank} on this rank)${stacked}${this.bias ? '' : ', bias: false'}${this.gatherOutput ? ', gatherOutput' : ''}${this.sequenceParallel ? ', sequenceParallel' : ''}${this.activation ? `, activation: ${this.activation}` : ''}`;
   }
 }
 

@@ -85,6 +85,8 @@ function check(a: PlanAssignment, m: Module, tp: number, byName: Map<string, Pla
       return indivisible(a, m, 'output features', m.outFeatures, (a.entry.stacked ?? 1) * tp, tp);
     case 'rowwise':
       if (!(m instanceof Linear)) return wrong('Linear');
+      // Each rank holds a partial sum: an activation must wait for the all-reduce.
+      if (m.activation) return `${a.name}: 'rowwise' cannot shard a Linear with activation '${m.activation}' (it applies to the summed output); use 'colwise'`;
       return indivisible(a, m, 'input features', m.inFeatures, tp, tp);
     case 'vocab':
       if (!(m instanceof Embedding)) return wrong('Embedding');
@@ -118,6 +120,7 @@ function apply(model: Module, a: PlanAssignment, m: Module, group: ProcessGroup,
     const stacked = e.stacked ?? 1;
     const c = withoutInit(() => new ColumnParallelLinear(m.inFeatures, m.outFeatures, {
       group, bias: m.bias !== null, dtype: m.weight.dtype, stacked, gatherOutput: e.gatherOutput, sequenceParallel,
+      activation: m.activation ?? undefined,
     }));
     loadSlice(c.weight, m.weight, rows(stacked), group);
     if (c.bias && m.bias) loadSlice(c.bias, m.bias, rows(stacked), group);

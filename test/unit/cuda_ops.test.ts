@@ -67,7 +67,7 @@ if (!cudaIsAvailable()) {
       parity('transposed B', (a, b) => matmul(a, b.transpose(0, 1)), () => [r([4, 5], dtype), r([6, 5], dtype)]);
       parity('broadcast B', matmul, () => [r([2, 3, 4, 5], dtype), r([5, 6], dtype)]);
       parity('broadcast A', matmul, () => [r([4, 5], dtype), r([3, 5, 2], dtype)]);
-      parity('linear', linear, () => [r([2, 3, 8], dtype), r([4, 8], dtype), r([4], dtype)]);
+      parity('linear', (x, w, b) => linear(x, w, b), () => [r([2, 3, 8], dtype), r([4, 8], dtype), r([4], dtype)]);
       parity('large', matmul, () => [r([130, 257], dtype), r([257, 66], dtype)], dtype === 'f32' ? 2e-5 : undefined);
     });
 

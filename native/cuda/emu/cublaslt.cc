@@ -8,7 +8,10 @@
 // (a vector over D's rows added before rounding) and the bias gradients BGRADA / BGRADB (op(A)'s
 // row sums / op(B)'s column sums over k, f32 accumulation, one rounding), their vector in
 // CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, which for these types is D's type (the documented default;
-// the exceptions are IMMA and fp8 kernels, not emulated). Each rejection is
+// the exceptions are IMMA and fp8 kernels, not emulated). GELU, GELU_BIAS, GELU_AUX and
+// GELU_AUX_BIAS: GELU's tanh form applied in the compute type to the value after the bias, the _AUX
+// forms writing that value (the GELU input) to CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER in D's
+// type (AUX_DATA_TYPE's default) with AUX_LD (a multiple of 8, at least D's rows). Each rejection is
 // printed to stderr with its reason, since the status code alone says little.
 #include <cmath>
 #include <cstdint>
@@ -26,7 +29,13 @@ enum DataType { kR32F = 0, kR64F = 1, kR16F = 2, kR16BF = 14 };
 enum Compute { k32F = 68, k32FPedantic = 69, k64F = 70, k64FPedantic = 71, k32FFastTF32 = 77 };
 enum Order { kCol = 0, kRow = 1 };
 enum Op { kOpN = 0, kOpT = 1, kOpC = 2 };
-enum Epilogue { kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradA = 256, kEpilogueBgradB = 512 };
+enum Epilogue {
+  kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradA = 256, kEpilogueBgradB = 512,
+  kEpilogueGelu = 32, kEpilogueGeluBias = 36, kEpilogueGeluAux = 160, kEpilogueGeluAuxBias = 164,
+};
+bool isGelu(uint32_t e) { return e == kEpilogueGelu || e == kEpilogueGeluBias || e == kEpilogueGeluAux || e == kEpilogueGeluAuxBias; }
+bool hasAux(uint32_t e) { return e == kEpilogueGeluAux || e == kEpilogueGeluAuxBias; }
+bool addsBias(uint32_t e) { return e == kEpilogueBias || e == kEpilogueGeluBias || e == kEpilogueGeluAuxBias; }
 constexpr uint64_t kAlgoMagic = 0x6d74656d75616c67ull;  // "mtemualg"
 
 struct Handle {
@@ -38,6 +47,9 @@ struct MatmulDesc {
   const void* bias = nullptr;
   int64_t biasBatchStride = 0;
   int32_t biasType = -1;  // -1: D's type
+  void* aux = nullptr;    // the GELU input matrix (_AUX epilogues)
+  int64_t auxLd = 0, auxBatchStride = 0;
+  int32_t auxType = -1;   // -1: D's type
 };
 struct Layout {
   uint32_t type;
@@ -213,8 +225,17 @@ Problem check(const MatmulDesc& d, const Layout& a, const Layout& b, const Layou
     return bad("compute type " + std::to_string(d.compute) + " is not emulated");
   }
   const bool bgrad = d.epilogue == kEpilogueBgradA || d.epilogue == kEpilogueBgradB;
-  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias && !bgrad)
-    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT, BIAS, BGRADA and BGRADB are)");
+  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias && !bgrad && !isGelu(d.epilogue))
+    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT, BIAS, BGRADA, BGRADB and the GELU forms are)");
+  if (hasAux(d.epilogue)) {
+    // The GELU input matrix is laid out like D (column-major here), its leading dimension given on its own.
+    if (d.auxLd % 8 != 0 || d.auxLd < int64_t(std::max<uint64_t>(1, dd.rows)))
+      return bad("CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD " + std::to_string(d.auxLd) + ": the GELU input's leading dimension must be a multiple of 8 and at least D's " + std::to_string(dd.rows) + " rows");
+    if (dd.batch > 1 && d.auxBatchStride % 8 != 0)
+      return bad("CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE " + std::to_string(d.auxBatchStride) + " is not a multiple of 8");
+    if (d.auxType != -1 && uint32_t(d.auxType) != dd.type)
+      return bad(std::string("CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE ") + typeName(uint32_t(d.auxType)) + " with D of " + typeName(dd.type) + ": only fp8 kernels take another type");
+  }
   if (d.biasType != -1 && uint32_t(d.biasType) != dd.type)
     return bad(std::string("CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE ") + typeName(uint32_t(d.biasType)) + " with D of " +
                typeName(dd.type) + ": outside IMMA and fp8 kernels the bias is in D's type");
@@ -237,6 +258,13 @@ uint64_t fingerprint(const MatmulDesc& d, const Layout* ls[4], const uint32_t al
   }
   for (int i = 0; i < 4; i++) mix(align[i]);
   return h;
+}
+
+// GELU's tanh form, x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the compute type.
+template <typename T>
+T gelu(T x) {
+  const T c = T(0.7978845608028654), k = T(0.044715);
+  return T(0.5) * x * (T(1) + std::tanh(c * (x + k * x * x * x)));
 }
 
 uint32_t alignmentOf(const void* p) {
@@ -280,6 +308,10 @@ int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t
     case 7: return setValue(d.epilogue, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE");
     case 8: return setValue(d.bias, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_POINTER");
     case 10: return setValue(d.biasBatchStride, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE");
+    case 11: return setValue(d.aux, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER");
+    case 12: return setValue(d.auxLd, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD");
+    case 13: return setValue(d.auxBatchStride, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE");
+    case 22: return setValue(d.auxType, buf, size, "CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE");
     case 26: return setValue(d.biasType, buf, size, "CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE");
     default: return reject(kNotSupported, "matmul descriptor attribute " + std::to_string(attr) + " is not emulated");
   }
@@ -350,6 +382,8 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, v
   results[0].algo.data[0] = kAlgoMagic;
   results[0].algo.data[1] = fingerprint(md, ls, pr.align);
   for (int i = 0; i < 4; i++) results[0].algo.data[2 + i] = pr.align[i];
+  // The heuristic reads the GELU input pointer's value for its alignment (the documented reason to set it first).
+  results[0].algo.data[6] = hasAux(md.epilogue) ? alignmentOf(md.aux) : 0;
   results[0].workspaceSize = 0;
   results[0].state = kSuccess;
   results[0].wavesCount = 1.0f;
@@ -384,9 +418,17 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
                                          "-byte aligned; the algorithm was chosen for " + std::to_string(align[i]) +
                                          " (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_" + names[i] + "_BYTES)");
   }
-  if (md.epilogue != kEpilogueDefault) {
+  if (hasAux(md.epilogue)) {
+    if (!md.aux) return reject(kInvalidValue, "cublasLtMatmul: a GELU_AUX epilogue without CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER");
+    if (algo && alignmentOf(md.aux) < algo->data[6])
+      return reject(kInvalidValue, "cublasLtMatmul: the GELU input pointer is " + std::to_string(alignmentOf(md.aux)) +
+                                       "-byte aligned; the algorithm was chosen for " + std::to_string(algo->data[6]));
+    if (alignmentOf(md.aux) < typeSize(ld.type))
+      return reject(kInvalidValue, "cublasLtMatmul: the GELU input pointer is not aligned to its elements");
+  }
+  if (addsBias(md.epilogue) || md.epilogue == kEpilogueBgradA || md.epilogue == kEpilogueBgradB) {
     // The pointer is read at this call (it may change after the algorithm was chosen).
-    const char* what = md.epilogue == kEpilogueBias ? "CUBLASLT_EPILOGUE_BIAS" : "a bias gradient epilogue";
+    const char* what = addsBias(md.epilogue) ? "a bias epilogue" : "a bias gradient epilogue";
     if (!md.bias) return reject(kInvalidValue, std::string("cublasLtMatmul: ") + what + " without CUBLASLT_MATMUL_DESC_BIAS_POINTER");
     if (alignmentOf(md.bias) < typeSize(ld.type))
       return reject(kInvalidValue, std::string("cublasLtMatmul: the bias pointer is not aligned to its ") + typeName(ld.type) +
@@ -413,7 +455,9 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
           }
           out = al * acc;
           if (be != 0) out += be * load(C, lc.type, offset(lc, bi, i, j));  // beta == 0: C is not read
-          if (md.epilogue == kEpilogueBias) out += load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i));
+          if (addsBias(md.epilogue)) out += load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i));
+          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, out, false);
+          if (isGelu(md.epilogue)) out = gelu(out);
         } else {
           float acc = 0;  // f32 accumulation, as for every 16-bit and f32 input here
           for (uint64_t k = 0; k < p.k; k++) {
@@ -423,7 +467,9 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
           }
           float o = float(al) * acc;
           if (be != 0) o += float(be) * float(load(C, lc.type, offset(lc, bi, i, j)));
-          if (md.epilogue == kEpilogueBias) o += float(load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i)));
+          if (addsBias(md.epilogue)) o += float(load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i)));
+          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, o, true);
+          if (isGelu(md.epilogue)) o = gelu(o);
           out = o;
         }
         store(D, ld.type, offset(ld, bi, i, j), out, !f64);
