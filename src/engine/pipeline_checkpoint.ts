@@ -30,6 +30,8 @@ export interface PipelineCheckpointing {
    * Restores a checkpoint saved by saveCheckpoint (any mesh); call on every rank. Returns its clientState.
    * A module buffer the checkpoint lacks is an error unless `loadModuleStrict: false` (DeepSpeed's
    * load_module_strict), which keeps the model's value.
+   * @example
+   * engine.loadCheckpoint('ckpt', { loadModuleStrict: false });   // saved before buffers were kept
    */
   loadCheckpoint(dir: string, opts?: Pick<LoadEngineCheckpointOptions, 'tag'> & Pick<MeshLoadOptions, 'loadModuleStrict'>): LoadedEngineCheckpoint;
 }

@@ -12,6 +12,7 @@ import type { TensorRequest } from '../engine/checkpoint/load.ts';
 import type { TensorShard } from '../engine/checkpoint/save.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { PipelineEngine } from './engine.ts';
+import type { PipelineModule } from './module.ts';
 
 /** One local buffer: its name in the pipeline module, its full model name, the tensor. */
 export interface BufferPlace {
@@ -21,14 +22,14 @@ export interface BufferPlace {
 }
 
 /**
- * This rank's persistent buffers, each tensor once, named by `key` (layer index, name in the layer).
- * A buffer inside a layer tied across stages is refused: every stage's copy trains its own values,
- * so there is no one value to save.
+ * This rank's persistent buffers (of the layers `mod` holds), each tensor once, named by `key` (layer index, name in the layer).
+ * A buffer inside a layer tied across pipeline ranks is refused: every rank's copy trains its own
+ * values, so there is no one value to save.
  */
-export function bufferPlaces(engine: PipelineEngine, key: (index: number, name: string) => string, where: string): BufferPlace[] {
-  const mod = engine.module;
+export function bufferPlaces(mod: PipelineModule, key: (index: number, name: string) => string, where: string): BufferPlace[] {
   const params = new Set(mod.parameters());
-  const tied = new Set(mod.ties.map((t) => t.param).filter((p) => p !== null));
+  // Tied within one pipeline rank, a layer is one module (one value); across ranks, one per rank.
+  const tied = new Set(mod.ties.filter((t) => t.ranks.length > 1).map((t) => t.param));
   const seen = new Set<Tensor>();
   const out: BufferPlace[] = [];
   for (const [name, t] of Object.entries(mod.stateDict())) {
@@ -53,7 +54,7 @@ export function bufferPlaces(engine: PipelineEngine, key: (index: number, name: 
  * tensors.push(...bufferShards(engine, key, dpRank === 0 && tpRank === 0, 'saveMeshCheckpoint'));
  */
 export function bufferShards(engine: PipelineEngine, key: (index: number, name: string) => string, writer: boolean, where: string): TensorShard[] {
-  const places = bufferPlaces(engine, key, where);
+  const places = bufferPlaces(engine.module, key, where);
   if (!writer) return [];
   return places.map(({ full, t }) => ({ name: full, fullShape: [...t.shape], dtype: t.dtype, data: t, group: 'model' }));
 }
@@ -68,7 +69,7 @@ export function bufferShards(engine: PipelineEngine, key: (index: number, name: 
 export function bufferRequests(
   engine: PipelineEngine, key: (index: number, name: string) => string, saved: Map<string, unknown>, at: string, strict: boolean, where: string,
 ): { want: TensorRequest[]; into: BufferPlace[] } {
-  const places = bufferPlaces(engine, key, where);
+  const places = bufferPlaces(engine.module, key, where);
   const missing = places.filter((b) => !saved.has(b.full));
   if (strict && missing.length > 0) {
     const list = missing.map((b) => `"${b.full}"`).join(', ');

@@ -1,6 +1,6 @@
 export { PipelineEngine, type PipelineEngineOptions, type ScheduleName } from './engine.ts';
 export { LayerSpec, type LayerSpecOptions, type PipeLayer, TiedLayerSpec, type TiedLayerSpecOptions } from './layer_spec.ts';
-export { loadMeshCheckpoint, type MeshCheckpointOptions, saveMeshCheckpoint } from './mesh_checkpoint.ts';
+export { loadMeshCheckpoint, type MeshCheckpointOptions, type MeshLoadOptions, saveMeshCheckpoint } from './mesh_checkpoint.ts';
 export { PipelineModule, type PipelineModuleOptions, type Tie } from './module.ts';
 export { type ProfileOptions, profileLayerTimes } from './profile.ts';
 export * from './schedule/index.ts';

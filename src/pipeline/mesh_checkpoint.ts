@@ -90,8 +90,9 @@ export async function saveMeshCheckpoint(engine: PipelineEngine, dir: string, ta
 }
 
 /**
- * Loads `dir/tag` (default: latest), saved at any mesh, into this engine's ZeRO partitions and
- * optimizer state; returns the clientState given at save.
+ * Loads `dir/tag` (default: latest), saved at any mesh, into this engine's ZeRO partitions,
+ * optimizer state and module buffers; returns the clientState given at save. Call on every rank:
+ * each reads and verifies its part, then all agree before anything changes.
  * @example
  * const client = loadMeshCheckpoint(engine, 'ckpt', { key, tpGroup: mesh.group('tp'), world });
  */
