@@ -99,8 +99,8 @@ struct Plan {
   }
 };
 
-// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue.
-using PlanKey = std::array<int64_t, 17>;
+// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue, its vectors' alignment.
+using PlanKey = std::array<int64_t, 18>;
 constexpr size_t kMaxPlans = 4096;
 
 // The cached plan for `key`, built by `build` on a miss (a failed build is not cached).
@@ -186,8 +186,13 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const int64_t ldB = B.rowMajor() ? B.s[1] : B.s[2], ldA = A.rowMajor() ? A.s[1] : A.s[2];
   // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
   const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
+  // The heuristic reads the epilogue's pointers for their alignment: a plan serves vectors of that alignment only.
+  const void* vecs[3] = {ep.bias, ep.biasGradA, ep.geluAux};
+  uint32_t alignVec = 0;
+  for (const void* v : vecs)
+    if (v) alignVec = alignVec ? std::min(alignVec, alignmentOf(v)) : alignmentOf(v);
   const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,      K,      opA,     opB,
-                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue};
+                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue, alignVec};
   const Plan& x = planFor(key, [&](Plan& x) {
     const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
     ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
