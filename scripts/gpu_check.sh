@@ -137,7 +137,7 @@ export OUT
 step report 90 report
 # The CUDA suites, the most telling first (the budget may end before the last ones), then the rest in name order.
 first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_attention_qkv unit/cuda_nccl
-unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue dist/cuda_zero"
+unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue unit/cuda_linear_gelu dist/cuda_zero"
 for name in $first $(for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts; do
   n=${f#test/}; n=${n%.test.ts}; [[ " ${first//$'\n'/ } " == *" $n "* ]] || echo "$n"; done); do
   f="test/$name.test.ts"
