@@ -13,7 +13,6 @@ import { checkGPTLayer, type GPTLayerOptions } from '../nn/attention.ts';
 import { normal_, zeros_ } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
 import { scaledDotProductAttention } from '../ops/attention.ts';
-import { gelu } from '../ops/elementwise.ts';
 import { matmul } from '../ops/matmul.ts';
 import { dropout, softmax } from '../ops/nn.ts';
 import { reshape, split, transpose } from '../ops/view.ts';
@@ -130,12 +129,13 @@ export class ParallelMLP extends Module {
     super();
     checkGPTLayer(opts, 'ParallelMLP');
     this.dropout = opts.dropout ?? 0;
-    this.c_fc = this.registerModule('c_fc', new ColumnParallelLinear(opts.nEmbd, 4 * opts.nEmbd, gptInit(opts, false)));
+    // GELU is element-wise, so c_fc applies it to its own slice (fused into its product where the device can).
+    this.c_fc = this.registerModule('c_fc', new ColumnParallelLinear(opts.nEmbd, 4 * opts.nEmbd, { ...gptInit(opts, false), activation: 'gelu' }));
     this.c_proj = this.registerModule('c_proj', new RowParallelLinear(4 * opts.nEmbd, opts.nEmbd, gptInit(opts, true)));
   }
 
   override forward(x: Tensor): Tensor {
-    const y = this.c_proj.forward(gelu(this.c_fc.forward(x)));
+    const y = this.c_proj.forward(this.c_fc.forward(x));
     return residualDropout(y, this.dropout, this.training, this.c_proj.group, this.c_proj.sequenceParallel);
   }
 }
