@@ -6,7 +6,7 @@
  * Needs a world of one (initDistributed) and a CUDA device, real or emulated.
  */
 import { GPT, gptConfig } from '../models/index.ts';
-import { type CensusEntry, crossEntropy, cudaCensus, cudaSynchronize, initialize, manualSeed, noGrad, tensor, tidy } from '../src/index.ts';
+import { type CensusEntry, crossEntropy, cudaCensus, cudaSynchronize, type Device, initialize, manualSeed, noGrad, tensor, tidy } from '../src/index.ts';
 
 export interface GptCensusOptions {
   layers: number;
@@ -21,37 +21,70 @@ export interface GptCensusOptions {
   device?: string;
 }
 
-/** The census of the third step (the first two allocate the optimizer state and plans). */
-export async function gptStepCensus(o: GptCensusOptions): Promise<CensusEntry[]> {
-  const { layers, nEmbd = 128, nHead = 2, seq = 64, batch = 2, vocab = 256, clip = 0, device = 'cuda:0' } = o;
+/** One engine training step of the model, ready to call, and what to free afterwards. */
+export interface GptEngineStep {
+  /** `mark`, when given, is called after the loss, after backward and after the optimizer step (for timing phases). */
+  step(mark?: (phase: 'forward' | 'backward' | 'step') => void): void;
+  device: Device;
+  config: ReturnType<typeof gptConfig>;
+  batch: number;
+  seq: number;
+  dispose(): void;
+}
+
+/**
+ * Builds the model (GPT-2's structure: gptConfig(size) with the options' sizes), the engine and
+ * one fixed token batch on the device; `step()` runs forward, loss, backward and the optimizer step
+ * in a tidy scope.
+ */
+export async function gptEngineStep(o: GptCensusOptions & { size?: string }): Promise<GptEngineStep> {
+  const { layers, nEmbd = 128, nHead = 2, seq = 64, batch = 2, vocab = 256, clip = 0, device = 'cuda:0', size = 'tiny' } = o;
   manualSeed(0);
-  const model = new GPT(gptConfig('tiny', { nLayer: layers, nEmbd, nHead, nCtx: seq, vocabSize: vocab, dtype: 'bf16', dropout: 0 }));
-  const config = {
+  const config = gptConfig(size, { nLayer: layers, nEmbd, nHead, nCtx: seq, vocabSize: vocab, dtype: 'bf16', dropout: 0 });
+  const model = new GPT(config);
+  const ds = {
     train_batch_size: batch, train_micro_batch_size_per_gpu: batch, gradient_clipping: clip,
     optimizer: { type: 'AdamW', params: { lr: 1e-4, weight_decay: 0.1 } },
     zero_optimization: { stage: 0 }, bf16: { enabled: true },
   };
-  const { engine } = await initialize({ model, config, device: device as 'cuda:0', log: () => {} });
+  const { engine } = await initialize({ model, config: ds, device: device as 'cuda:0', log: () => {} });
   const [ids, targets] = noGrad(() => [
     tensor(Array.from({ length: batch * seq }, (_, i) => (i * 7919) % vocab), { dtype: 'i32', shape: [batch, seq], device: engine.device }),
     tensor(Array.from({ length: batch * seq }, (_, i) => (i * 104729 + 7) % vocab), { dtype: 'i64', device: engine.device }),
   ]);
-  const step = (): void =>
-    tidy(() => {
-      const l = crossEntropy(engine.forward(ids).reshape([batch * seq, vocab]), targets);
-      engine.backward(l);
-      engine.step();
-    });
+  return {
+    step: (mark) =>
+      tidy(() => {
+        const l = crossEntropy(engine.forward(ids).reshape([batch * seq, vocab]), targets);
+        mark?.('forward');
+        engine.backward(l);
+        mark?.('backward');
+        engine.step();
+        mark?.('step');
+      }),
+    device: engine.device,
+    config,
+    batch,
+    seq,
+    dispose: () => {
+      ids.dispose();
+      targets.dispose();
+      engine.destroy();
+      model.dispose();
+    },
+  };
+}
+
+/** The census of the third step (the first two allocate the optimizer state and plans). */
+export async function gptStepCensus(o: GptCensusOptions): Promise<CensusEntry[]> {
+  const s = await gptEngineStep(o);
   try {
-    step();
-    step();
-    cudaSynchronize(engine.device);
-    return cudaCensus(step).entries;
+    s.step();
+    s.step();
+    cudaSynchronize(s.device);
+    return cudaCensus(() => s.step()).entries;
   } finally {
-    ids.dispose();
-    targets.dispose();
-    engine.destroy();
-    model.dispose();
+    s.dispose();
   }
 }
 

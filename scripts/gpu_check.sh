@@ -3,11 +3,12 @@
 #   here:  npx cmake-js compile --out build-gpu && scripts/gpu_pack.sh
 #   there: run(command: "MT_BENCH=1 bash scripts/gpu_check.sh", carry: [".carry/gpu.tar.xz"], timeout_s: 540)
 # Steps, each under `timeout`, each going on after a failure, all inside MT_BUDGET seconds (480;
-# with MT_BENCH=1 the tests leave the last 150 of them to the benchmark):
+# with MT_BENCH=1 the tests leave the last 200 of them to the benchmarks):
 #   report      GPU, driver, PyTorch's view (copy bandwidth), the addon's device and library report
 #   cuda_*      every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
 #   ops         the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only, in one process
-#   bench       MT_BENCH=1: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101 vs PyTorch, NCCL)
+#   bench       MT_BENCH=1: bench/gpu_host_floor.ts (GPT-2 step wall time vs host issue time), then
+#               bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101 vs PyTorch, NCCL)
 #   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
 # Only the tail of the output comes back, so each step prints its last lines and the summary
 # table (step, status, seconds, key number) comes last. Full logs: $OUT/gpu_check.log, each step's
@@ -55,7 +56,7 @@ start=$SECONDS
 summary=()
 # Seconds kept back for the benchmark, so slow or hanging tests cannot crowd it out.
 reserve=0
-[ "${MT_BENCH:-0}" = 1 ] && reserve=150
+[ "${MT_BENCH:-0}" = 1 ] && reserve=200
 
 # step NAME SECONDS CMD...: runs CMD under timeout (capped by what is left of the budget) into
 # $logs/NAME.log, prints its last lines, and adds a row to the summary.
@@ -168,6 +169,8 @@ ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basen
 reserve=0
 if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
+  # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/gpu.md, "Host floor").
+  step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   step bench 300 node --import tsx bench/gpu.ts "$([ "${MT_EMU:-0}" = 1 ] && echo --smoke || echo --quick)"
 fi
 if [ "${MT_MEMCHECK:-0}" = 1 ]; then

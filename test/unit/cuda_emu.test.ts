@@ -29,6 +29,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_index_checks', {}],
   ['unit/vocab_range', {}],
   ['unit/cuda_emu_checks', {}],
+  // The timing-only mode (bench/gpu_host_floor.ts): same census as with the kernels running, checks still fire.
+  ['unit/cuda_emu_skip', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
   ['unit/cuda_attention_qkv', {}],

@@ -13,9 +13,11 @@
 // forms writing that value (the GELU input) to CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER in D's
 // type (AUX_DATA_TYPE's default) with AUX_LD (a multiple of 8, at least D's rows). Each rejection is
 // printed to stderr with its reason, since the status code alone says little.
+// MESHTRAIN_CUDA_EMU_SKIP_WORK=1: every check, then no arithmetic (host-cost measurement only).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -77,6 +79,14 @@ struct HeuristicResult {
   float wavesCount;
   int reserved[4];
 };
+
+bool skipWork() {
+  static const bool skip = [] {
+    const char* e = std::getenv("MESHTRAIN_CUDA_EMU_SKIP_WORK");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return skip;
+}
 
 std::mutex mu;
 std::set<const void*>& live() {
@@ -442,6 +452,7 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   const double al = f64 ? *static_cast<const double*>(alpha) : *static_cast<const float*>(alpha);
   const double be = f64 ? *static_cast<const double*>(beta) : *static_cast<const float*>(beta);
   if (be != 0 && !C) return reject(kInvalidValue, "cublasLtMatmul: beta != 0 with a null C");
+  if (skipWork()) return kSuccess;
   for (int32_t bi = 0; bi < p.batch; bi++)
     for (uint64_t j = 0; j < p.n; j++)
       for (uint64_t i = 0; i < p.m; i++) {

@@ -7,9 +7,11 @@
 // data), an f32 convolution must not run with a math type that permits TF32, and the workspace
 // must be at least what was asked for. The heuristics list a TF32 candidate and a
 // non-deterministic one first, so a caller that takes them blindly fails. The status string of
-// the last failure names the call and the problem.
+// the last failure names the call and the problem. MESHTRAIN_CUDA_EMU_SKIP_WORK=1: the checks,
+// then no arithmetic and no workspace write (host-cost measurement only).
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -20,6 +22,14 @@ constexpr int kFloat = 0, kDouble = 1, kHalf = 2, kBf16 = 9;
 constexpr int kFmaMath = 3;
 
 thread_local std::string lastError = "CUDNN_STATUS_SUCCESS";
+
+bool skipWork() {
+  static const bool skip = [] {
+    const char* e = std::getenv("MESHTRAIN_CUDA_EMU_SKIP_WORK");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return skip;
+}
 
 int fail(int status, const std::string& msg) {
   lastError = msg;
@@ -149,7 +159,7 @@ int prepare(const char* call, const Problem& p, int algo, void* ws, size_t wsByt
                                    " may use TF32 (meshtrain asks for CUDNN_FMA_MATH)");
   if (wsBytes < workspaceOf(algo) || (workspaceOf(algo) && !ws))
     return fail(kBadParam, std::string(call) + ": workspace of " + std::to_string(wsBytes) + " bytes for algorithm " + std::to_string(algo));
-  if (ws) std::memset(ws, 0xab, wsBytes);  // a workspace that is not writable device memory crashes here
+  if (ws && !skipWork()) std::memset(ws, 0xab, wsBytes);  // a workspace that is not writable device memory crashes here
   return kSuccess;
 }
 
@@ -286,6 +296,7 @@ int cudnnConvolutionForward(void*, const void* alpha, const Tensor* xd, const vo
   if (int st = check(call, xd, wd, cd, yd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !w || !y) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
+  if (skipWork()) return kSuccess;
   const double a = scalar(p, alpha), b = scalar(p, beta);
   const int Kg = p.K / cd->groups;
   for (int n = 0; n < p.N; n++)
@@ -312,6 +323,7 @@ int cudnnConvolutionBackwardData(void*, const void* alpha, const Filter* wd, con
   if (int st = check(call, dxd, wd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!w || !dy || !dx) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
+  if (skipWork()) return kSuccess;
   const double a = scalar(p, alpha), b = scalar(p, beta);
   const int Kg = p.K / cd->groups;
   for (int n = 0; n < p.N; n++)
@@ -341,6 +353,7 @@ int cudnnConvolutionBackwardFilter(void*, const void* alpha, const Tensor* xd, c
   if (int st = check(call, xd, dwd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !dy || !dw) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
+  if (skipWork()) return kSuccess;
   const double a = scalar(p, alpha), b = scalar(p, beta);
   const int Kg = p.K / cd->groups;
   for (int k = 0; k < p.K; k++)

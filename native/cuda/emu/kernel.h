@@ -63,6 +63,11 @@ struct LaunchInfo {
 bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs);
 // Runs every block of the grid, each thread calling body(ctx); then checks the guard bytes.
 void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx);
+// MESHTRAIN_CUDA_EMU_SKIP_WORK=1: launches are checked and counted but never run (nor the
+// reference libraries' bodies, fresh-memory fills and guard scans), so a step costs what its
+// host code costs. Device values are garbage and copies to the host read zeros; for measuring
+// host cost only (bench/gpu_host_floor.ts).
+bool skipWork();
 
 template <typename P>
 void pointerArg(const P& p, const void** out, int* n) {
@@ -80,7 +85,7 @@ void launch(const char* name, const char* file, int line, void (*kernel)(P...), 
   int nPtrs = 0;
   std::apply([&](const auto&... p) { (pointerArg(p, ptrs, &nPtrs), ...); }, params);
   LaunchInfo li{name, file, line, reinterpret_cast<const void*>(kernel), grid, block, smem, stream};
-  if (!beginLaunch(li, ptrs, nPtrs)) return;
+  if (!beginLaunch(li, ptrs, nPtrs) || skipWork()) return;
   struct Ctx {
     void (*kernel)(P...);
     const Params* params;

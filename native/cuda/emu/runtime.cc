@@ -3,7 +3,9 @@
 // memory is filled with 0xff bytes (NaN in every float dtype) so unwritten outputs show. Work
 // runs synchronously at launch, so streams and events only order what is already done; a
 // kernel's execution error surfaces once, at the next synchronizing call (as on the device,
-// except that the device's errors are sticky).
+// except that the device's errors are sticky). MESHTRAIN_CUDA_EMU_SKIP_WORK=1 (skipWork) keeps the
+// argument checks and copies but drops kernel bodies, fresh-memory fills and guard bytes; copies to
+// the host read zeros.
 #ifdef MESHTRAIN_CUDA_EMU
 #include <chrono>
 #include <cstdio>
@@ -176,6 +178,14 @@ unsigned char* alignedAlloc(size_t bytes) {
 
 void setLastError(cudaError_t e, const std::string& detail) { fail(e, detail); }
 
+bool skipWork() {
+  static const bool skip = [] {
+    const char* e = std::getenv("MESHTRAIN_CUDA_EMU_SKIP_WORK");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return skip;
+}
+
 void setPendingError(cudaError_t e, const std::string& detail) {
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -256,7 +266,7 @@ void checkGuards(const LaunchInfo& li) {
 
 bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
   const dim3 g = li.grid, b = li.block;
-  const std::string name = launchName(li);
+  const auto name = [&] { return launchName(li); };  // built only for a message: launches are the hot path
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
   if (!validDevice(tDevice)) {
     noDevice();
@@ -264,20 +274,20 @@ bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
   }
   if (g.x == 0 || g.y == 0 || g.z == 0 || b.x == 0 || b.y == 0 || b.z == 0 || threads > 1024 || b.z > 64 || g.y > 65535 ||
       g.z > 65535 || g.x > 2147483647u) {
-    fail(cudaErrorInvalidConfiguration, name + ": grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," +
+    fail(cudaErrorInvalidConfiguration, name() + ": grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," +
                                             std::to_string(g.z) + ") block (" + std::to_string(b.x) + "," +
                                             std::to_string(b.y) + "," + std::to_string(b.z) + ")");
     return false;
   }
   if (li.smem > maxDynamicShared(li.fn)) {
-    fail(cudaErrorInvalidValue, name + ": " + std::to_string(li.smem) + " bytes of dynamic shared memory, more than the " +
+    fail(cudaErrorInvalidValue, name() + ": " + std::to_string(li.smem) + " bytes of dynamic shared memory, more than the " +
                                     std::to_string(maxDynamicShared(li.fn)) +
                                     " allowed (cudaFuncSetAttribute(MaxDynamicSharedMemorySize) raises it up to 227 KiB)");
     return false;
   }
   std::string why;
   if (!streamUsable(li.stream, tDevice, &why)) {
-    fail(cudaErrorInvalidResourceHandle, name + ": " + why);
+    fail(cudaErrorInvalidResourceHandle, name() + ": " + why);
     return false;
   }
   for (int i = 0; i < nPtrs; i++) {
@@ -285,7 +295,7 @@ bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
     std::string p = kernelPointerProblem(ptrs[i], tDevice);
     if (!p.empty()) {
       // The device would fault while running the kernel: an execution error, not a launch error.
-      setPendingError(cudaErrorIllegalAddress, name + ": pointer argument " + std::to_string(i) + ": " + p);
+      setPendingError(cudaErrorIllegalAddress, name() + ": pointer argument " + std::to_string(i) + ": " + p);
       return false;
     }
   }
@@ -300,6 +310,11 @@ void blockInUse(void* ptr, size_t bytes) {
     auto it = s.allocs.find(uintptr_t(ptr));
     if (it == s.allocs.end() || bytes > it->second.capacity) return;
     Alloc& a = it->second;
+    if (skipWork()) {
+      a.cached = false;
+      a.bytes = bytes;
+      return;
+    }
     if (a.cached) {
       const unsigned char* m = static_cast<const unsigned char*>(ptr);
       for (size_t i = 0; i < a.capacity && d.empty(); i++)
@@ -323,9 +338,10 @@ void blockCached(void* ptr) {
     auto it = s.allocs.find(uintptr_t(ptr));
     if (it == s.allocs.end()) return;
     Alloc& a = it->second;
+    a.cached = true;
+    if (skipWork()) return;
     d = guardDamage(it->first, a);
     a.bytes = a.capacity;
-    a.cached = true;
     fillPattern(uintptr_t(ptr), a.capacity, freedByte);
     fillGuard(it->first, a);
   }
@@ -423,8 +439,11 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   Alloc a;
   a.bytes = a.capacity = bytes;
   a.device = tDevice;
-  std::memset(m, kFreshByte, bytes);
-  fillGuard(uintptr_t(m), a);
+  // Skipping work, the memory stays untouched (and out of the resident set) until a copy writes it.
+  if (!skipWork()) {
+    std::memset(m, kFreshByte, bytes);
+    fillGuard(uintptr_t(m), a);
+  }
   s.allocs[uintptr_t(m)] = a;
   s.used[size_t(tDevice)] += bytes;
   *ptr = m;
@@ -440,7 +459,7 @@ cudaError_t cudaFree(void* ptr) {
     auto it = s.allocs.find(uintptr_t(ptr));
     if (it == s.allocs.end() || it->second.pinned)
       return fail(cudaErrorInvalidValue, "cudaFree(" + hex(ptr) + "): not the start of a live device allocation");
-    damage = guardDamage(it->first, it->second);
+    if (!skipWork()) damage = guardDamage(it->first, it->second);
     s.used[size_t(it->second.device)] -= it->second.capacity;
     s.allocs.erase(it);
     std::free(ptr);
@@ -498,14 +517,15 @@ cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cons
   if (n == 0) return cudaSuccess;
   State& s = st();
   std::string problem;
+  bool srcOnDevice = false, dstOnDevice = false;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (kind == cudaMemcpyDefault) {
       bool sd = isDevice(src), dd = isDevice(dst);
       kind = sd ? (dd ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost) : (dd ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
     }
-    const bool srcOnDevice = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-    const bool dstOnDevice = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    srcOnDevice = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    dstOnDevice = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     if (srcOnDevice) problem = deviceRangeProblem(src, n, srcDev, "source");
     else if (isDevice(src)) problem = "source " + hex(src) + " is device memory but the copy's kind says host";
     if (problem.empty()) {
@@ -514,7 +534,10 @@ cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cons
     }
   }
   if (!problem.empty()) return fail(cudaErrorInvalidValue, std::string(what) + " of " + std::to_string(n) + " bytes: " + problem);
-  std::memmove(dst, src, n);
+  // Skipping work, device values are garbage; the host reads zeros instead, so what it decides from
+  // them (index-check flags, the overflow flag, norms) takes the common path of a healthy step.
+  if (skipWork() && srcOnDevice && !dstOnDevice) std::memset(dst, 0, n);
+  else std::memmove(dst, src, n);
   return cudaSuccess;
 }
 }  // namespace
