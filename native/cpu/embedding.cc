@@ -19,7 +19,7 @@ void embeddingForwardKernel(const I* ids, int64_t n, const T* w, int64_t D, T* o
 
 // dw[v] = sum of g[i] over positions i with ids[i] == v, summed in position order.
 template <typename T, typename I>
-void embeddingBackwardKernel(const I* ids, int64_t n, const T* g, int64_t V, int64_t D, T* dw) {
+void embeddingBackwardKernel(const I* ids, int64_t n, const T* g, int64_t V, int64_t D, T* dw, bool add) {
   using C = typename Compute<T>::type;
   // Positions grouped by id (counting sort): start[v] .. start[v + 1] in `order`.
   std::vector<int64_t> start(static_cast<size_t>(V) + 1, 0), order(static_cast<size_t>(n));
@@ -34,7 +34,7 @@ void embeddingBackwardKernel(const I* ids, int64_t n, const T* g, int64_t V, int
     for (int64_t v = 0; v < V; v++) {
       T* dst = dw + v * D;
       if (start[v] == start[v + 1]) {
-        for (int64_t j = 0; j < D; j++) store(dst + j, C(0));
+        if (!add) for (int64_t j = 0; j < D; j++) store(dst + j, C(0));
         continue;
       }
       for (int64_t j = 0; j < D; j++) acc[j] = C(0);
@@ -42,7 +42,8 @@ void embeddingBackwardKernel(const I* ids, int64_t n, const T* g, int64_t V, int
         const T* src = g + order[k] * D;
         for (int64_t j = 0; j < D; j++) acc[j] += load(src + j);
       }
-      for (int64_t j = 0; j < D; j++) store(dst + j, acc[j]);
+      // add: onto what dw holds (a parameter's .grad), rounded once.
+      for (int64_t j = 0; j < D; j++) store(dst + j, add ? acc[j] + C(load(dst + j)) : acc[j]);
     }
   }
 }
@@ -69,20 +70,24 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(bad));
 }
 
-// embeddingBackward(dtype, idxDtype, idsId, idsOff, n, gId, gOff, dwId, V, D): dw is fresh [V, D].
+// embeddingBackward(dtype, idxDtype, idsId, idsOff, n, gId, gOff, dwId, V, D[, dwOff, add]): dw is
+// [V, D] contiguous from dwOff; add: the sums are added to what it holds (a parameter's .grad).
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   DType id = toDType(int(argInt(info, 1)));
   int64_t idsId = argInt(info, 2), idsOff = argInt(info, 3), n = argInt(info, 4),
           gId = argInt(info, 5), gOff = argInt(info, 6), dwId = argInt(info, 7),
           V = argInt(info, 8), D = argInt(info, 9);
+  const int64_t dwOff = info.Length() > 10 ? argInt(info, 10) : 0;
+  const bool add = info.Length() > 11 && argBool(info, 11);
+  MT_CHECK(dwOff >= 0, "embedding backward: negative offset ", dwOff);
   if (V * D == 0) return info.Env().Undefined();
   MT_DISPATCH_INDEX(id, "embedding backward", {
     const I* ids = dataPtr<I>(idsId, idsOff, n);
     MT_CHECK(firstOutOfRange(ids, n, V, kNoIgnore) < 0, "embedding backward: id out of range");
     MT_DISPATCH_FLOAT(d, "embedding backward", {
       embeddingBackwardKernel<T, I>(ids, n, dataPtr<T>(gId, gOff, n * D), V, D,
-                                    dataPtr<T>(dwId, 0, V * D));
+                                    dataPtr<T>(dwId, dwOff, V * D), add);
     });
   });
   return info.Env().Undefined();
@@ -93,6 +98,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 void registerEmbedding(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "embeddingForward", EmbeddingForward);
   MT_EXPORT(exports, "embeddingBackward", EmbeddingBackward);
+  exports.Set("embeddingGradInto", Napi::Boolean::New(env, true));  // takes dwOff, add
 }
 
 }  // namespace mt

@@ -44,10 +44,12 @@ void layerNormForwardKernel(const T* x, const T* w, const T* b, T* y, Stat<T>* m
 }
 
 // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)) with gw = g * w;
-// dw = sum over rows of g * xhat; db = sum over rows of g.
+// dw = sum over rows of g * xhat; db = sum over rows of g (added to what dw / db hold with addW /
+// addB: a parameter's gradient written into its .grad, rounded once).
 template <typename T>
 void layerNormBackwardKernel(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd,
-                             const T* g, T* dx, T* dw, T* db, int64_t rows, int64_t cols) {
+                             const T* g, T* dx, T* dw, T* db, int64_t rows, int64_t cols, bool addW,
+                             bool addB) {
   using C = typename Compute<T>::type;
   const bool parallel = rows > 1 && rows * cols * 3 >= 32768;
   const int threads = parallel ? omp_get_max_threads() : 1;
@@ -89,8 +91,8 @@ void layerNormBackwardKernel(const T* x, const T* w, const Stat<T>* mean, const 
       if (dw) sw += pw[size_t(t) * cols + j];
       if (db) sb += pb[size_t(t) * cols + j];
     }
-    if (dw) store(dw + j, sw);
-    if (db) store(db + j, sb);
+    if (dw) store(dw + j, addW ? sw + double(load(dw + j)) : sw);
+    if (db) store(db + j, addB ? sb + double(load(db + j)) : sb);
   }
 }
 
@@ -120,8 +122,10 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols)
-// dx, dw and db are fresh contiguous tensors (id 0: not wanted).
+// layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols
+//                   [, dwOff, dbOff, addW, addB])
+// dx is a fresh contiguous tensor, dw and db contiguous from their offsets (0 when absent); id 0:
+// not wanted. addW / addB: add the sums to what dw / db hold instead of writing them.
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t xId = argInt(info, 1), xOff = argInt(info, 2), wId = argInt(info, 3),
@@ -129,14 +133,18 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
           gId = argInt(info, 7), gOff = argInt(info, 8), dxId = argInt(info, 9),
           dwId = argInt(info, 10), dbId = argInt(info, 11), rows = argInt(info, 12),
           cols = argInt(info, 13);
+  const bool into = info.Length() > 14;
+  const int64_t dwOff = into ? argInt(info, 14) : 0, dbOff = into ? argInt(info, 15) : 0;
+  const bool addW = into && argBool(info, 16), addB = into && argBool(info, 17);
   MT_CHECK(rows >= 0 && cols > 0, "layerNorm backward: bad sizes");
+  MT_CHECK(dwOff >= 0 && dbOff >= 0, "layerNorm backward: negative offset (dw ", dwOff, ", db ", dbOff, ")");
   int64_t n = rows * cols;
   MT_DISPATCH_FLOAT(d, "layerNorm backward", {
     layerNormBackwardKernel<T>(
         dataPtr<T>(xId, xOff, n), optionalPtr<T>(wId, wOff, cols),
         dataPtr<Stat<T>>(meanId, 0, rows), dataPtr<Stat<T>>(rstdId, 0, rows),
-        dataPtr<T>(gId, gOff, n), optionalPtr<T>(dxId, 0, n), optionalPtr<T>(dwId, 0, cols),
-        optionalPtr<T>(dbId, 0, cols), rows, cols);
+        dataPtr<T>(gId, gOff, n), optionalPtr<T>(dxId, 0, n), optionalPtr<T>(dwId, dwOff, cols),
+        optionalPtr<T>(dbId, dbOff, cols), rows, cols, addW, addB);
   });
   return info.Env().Undefined();
 }
@@ -146,6 +154,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 void registerLayerNorm(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "layerNormForward", LayerNormForward);
   MT_EXPORT(exports, "layerNormBackward", LayerNormBackward);
+  exports.Set("layerNormGradInto", Napi::Boolean::New(env, true));  // takes dwOff, dbOff, addW, addB
 }
 
 }  // namespace mt

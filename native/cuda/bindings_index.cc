@@ -54,14 +54,18 @@ Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// embeddingScatter(dtype, idDtype, idsId, idsOff, n, gId, gOff, dwId, V, D): dw is fresh [V, D].
+// embeddingScatter(dtype, idDtype, idsId, idsOff, n, gId, gOff, dwId, V, D[, dwOff, add]): dw is
+// [V, D] contiguous from dwOff; add: the sums are added to what it holds (a parameter's .grad).
 Napi::Value EmbeddingScatter(const Napi::CallbackInfo& info) {
   const char* op = "embedding backward";
   DType d = toDType(int(argInt(info, 0)));
   DType id = indexArg(info, 1, op);
   int64_t idsId = argInt(info, 2), idsOff = argInt(info, 3), n = argInt(info, 4), gId = argInt(info, 5),
           gOff = argInt(info, 6), dwId = argInt(info, 7), V = argInt(info, 8), D = argInt(info, 9);
+  const int64_t dwOff = info.Length() > 10 ? argInt(info, 10) : 0;
+  const bool add = info.Length() > 11 && argBool(info, 11);
   MT_CHECK(n >= 0 && V >= 0 && D >= 0, op, ": negative size");
+  MT_CHECK(dwOff >= 0, op, ": negative offset ", dwOff);
   if (V * D == 0) return info.Env().Undefined();
   int dev = devOf(op, dwId);
   devOf(op, idsId, dev);
@@ -71,7 +75,7 @@ Napi::Value EmbeddingScatter(const Napi::CallbackInfo& info) {
   CallScratch scratch(dev);
   void* sortBuffers = scratch(bytes);
   cudaEmbeddingScatter(dev, int(d), int(id), dptr(idsId, idsOff, n, id), n, dptr(gId, gOff, n * D, d), V, D,
-                       dptr(dwId, 0, V * D, d), sortBuffers, bytes);
+                       dptr(dwId, dwOff, V * D, d), sortBuffers, bytes, add);
   return info.Env().Undefined();
 }
 
@@ -102,6 +106,7 @@ void registerCudaIndex(Napi::Object cuda) {
   MT_EXPORT(cuda, "indexCheck", IndexCheck);
   MT_EXPORT(cuda, "embeddingGather", EmbeddingGather);
   MT_EXPORT(cuda, "embeddingScatter", EmbeddingScatter);
+  cuda.Set("embeddingGradInto", Napi::Boolean::New(cuda.Env(), true));  // takes dwOff, add
   MT_EXPORT(cuda, "crossEntropyForwardDevice", CrossEntropyForwardDevice);
 }
 

@@ -31,14 +31,19 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols)
+// layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols
+//                   [, dwOff, dbOff, addW, addB]): native/cpu/layernorm.cc's arguments.
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t xId = argInt(info, 1), xOff = argInt(info, 2), wId = argInt(info, 3), wOff = argInt(info, 4),
           meanId = argInt(info, 5), rstdId = argInt(info, 6), gId = argInt(info, 7), gOff = argInt(info, 8),
           dxId = argInt(info, 9), dwId = argInt(info, 10), dbId = argInt(info, 11), rows = argInt(info, 12),
           cols = argInt(info, 13);
+  const bool into = info.Length() > 14;
+  const int64_t dwOff = into ? argInt(info, 14) : 0, dbOff = into ? argInt(info, 15) : 0;
+  const bool addW = into && argBool(info, 16), addB = into && argBool(info, 17);
   const char* op = "layerNorm backward";
+  MT_CHECK(dwOff >= 0 && dbOff >= 0, op, ": negative offset (dw ", dwOff, ", db ", dbOff, ")");
   int dev = devOf(op, xId);
   devOf(op, gId, dev);
   // Partial column sums for dw/db (call_scratch.h).
@@ -48,8 +53,8 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optionalPtr(op, wId, wOff, cols, d, dev),
                           optionalPtr(op, meanId, 0, rows, statOf(d), dev), optionalPtr(op, rstdId, 0, rows, statOf(d), dev),
                           dptr(gId, gOff, rows * cols, d), optionalPtr(op, dxId, 0, rows * cols, d, dev),
-                          optionalPtr(op, dwId, 0, cols, d, dev), optionalPtr(op, dbId, 0, cols, d, dev), rows, cols,
-                          static_cast<double*>(partial));
+                          optionalPtr(op, dwId, dwOff, cols, d, dev), optionalPtr(op, dbId, dbOff, cols, d, dev), rows, cols,
+                          static_cast<double*>(partial), addW, addB);
   return info.Env().Undefined();
 }
 
@@ -95,6 +100,7 @@ void registerCudaNn(Napi::Object cuda) {
   MT_EXPORT(cuda, "random", Random);
   MT_EXPORT(cuda, "layerNormForward", LayerNormForward);
   MT_EXPORT(cuda, "layerNormBackward", LayerNormBackward);
+  cuda.Set("layerNormGradInto", Napi::Boolean::New(cuda.Env(), true));  // takes dwOff, dbOff, addW, addB
   MT_EXPORT(cuda, "crossEntropyBackward", CrossEntropyBackward);
 }
 

@@ -107,7 +107,7 @@ int64_t cudaEmbeddingScatterScratch(int dev, int64_t n, int64_t V) {
 }
 
 void cudaEmbeddingScatter(int dev, int dtype, int idDtype, const void* ids, int64_t n, const void* g, int64_t V,
-                          int64_t D, void* dw, void* scratch, int64_t scratchBytes) {
+                          int64_t D, void* dw, void* scratch, int64_t scratchBytes, bool add) {
   checkSizes(n, V);
   if (V * D == 0) return;
   const Layout l = layoutOf(dev, n, V);
@@ -143,7 +143,7 @@ void cudaEmbeddingScatter(int dev, int dtype, int idDtype, const void* ids, int6
   }
   MT_LAUNCH(bucketStarts, cu::blocksFor(V + 1), cu::kThreads, 0, s, keysOut, n, V, start);
   cu::checkLaunch("bucketStarts");
-  cudaEmbeddingBackward(dev, dtype, posOut, start, g, V, D, dw);
+  cudaEmbeddingBackward(dev, dtype, posOut, start, g, V, D, dw, add);
 }
 
 }  // namespace mt

@@ -18,7 +18,8 @@ void cudaEmbeddingGather(int dev, int dtype, int idDtype, const void* ids, int64
 int64_t cudaEmbeddingScatterScratch(int dev, int64_t n, int64_t V);
 // dw [V, D] = for each id, the rows of g [n, D] at its positions summed in position order (a
 // stable device sort groups them): deterministic, no host copy. Out-of-range ids are dropped.
+// add: the sums are added to what dw holds (a parameter's .grad), rounded once.
 void cudaEmbeddingScatter(int dev, int dtype, int idDtype, const void* ids, int64_t n, const void* g, int64_t V,
-                          int64_t D, void* dw, void* scratch, int64_t scratchBytes);
+                          int64_t D, void* dw, void* scratch, int64_t scratchBytes, bool add = false);
 
 }  // namespace mt

@@ -69,15 +69,16 @@ namespace mt {
 void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
                           void* rstd, int64_t rows, int64_t cols, double eps);
 // dw/db are column sums over rows, in fixed row chunks: `scratch` is cudaLayerNormScratch(rows,
-// cols) doubles.
+// cols) doubles; addW / addB add them to what dw / db hold (a parameter's .grad).
 int64_t cudaLayerNormScratch(int64_t rows, int64_t cols);
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch);
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch,
+                           bool addW = false, bool addB = false);
 
 // embedding.cu: the backward sums the rows of g in position order per id: `order` lists positions
-// grouped by id, `start` (V + 1 entries) delimits them.
+// grouped by id, `start` (V + 1 entries) delimits them; `add`: added to what dw holds (a .grad).
 void cudaEmbeddingBackward(int dev, int dtype, const int64_t* order, const int64_t* start, const void* g, int64_t V,
-                           int64_t D, void* dw);
+                           int64_t D, void* dw, bool add = false);
 
 // loss.cu: cross-entropy of [rows, C] logits; lse is f64 for f64 logits, f32 otherwise; targets
 // already range-checked; g is read at r * gStride (0: one scalar).

@@ -123,17 +123,17 @@ __global__ void backwardChunks(const T* x, const Stat<T>* mean, const Stat<T>* r
   }
 }
 
-// dw[j], db[j]: the partials added in chunk order.
+// dw[j], db[j]: the partials added in chunk order, then (addW / addB) to what dw / db hold, rounded once.
 template <typename T>
-__global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols, T* dw, T* db) {
+__global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols, T* dw, T* db, bool addW, bool addB) {
   MT_CU_LOOP(j, cols) {
     double sw = 0, sb = 0;
     for (int64_t c = 0; c < chunks; c++) {
       sw += part[(c * 2) * cols + j];
       sb += part[(c * 2 + 1) * cols + j];
     }
-    if (dw) cu::st(dw + j, sw);
-    if (db) cu::st(db + j, sb);
+    if (dw) cu::st(dw + j, addW ? sw + double(cu::ld(dw + j)) : sw);
+    if (db) cu::st(db + j, addB ? sb + double(cu::ld(db + j)) : sb);
   }
 }
 
@@ -164,7 +164,8 @@ int64_t cudaLayerNormScratch(int64_t rows, int64_t cols) {
 }
 
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch) {
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch,
+                           bool addW, bool addB) {
   cu::checkRows("layerNorm", rows);
   if (cols == 0) return;
   cudaUseDevice(dev);
@@ -172,8 +173,8 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
   if (rows == 0) {
     // Sums over no rows are 0, as on the CPU (all-zero bits are 0.0 in every float dtype).
     const size_t bytes = size_t(cols) * (dtype == cu::F64 ? 8 : dtype == cu::F32 ? 4 : 2);
-    if (dw) cudaCheck(cudaMemsetAsync(dw, 0, bytes, s), "layerNorm backward");
-    if (db) cudaCheck(cudaMemsetAsync(db, 0, bytes, s), "layerNorm backward");
+    if (dw && !addW) cudaCheck(cudaMemsetAsync(dw, 0, bytes, s), "layerNorm backward (dw)");
+    if (db && !addB) cudaCheck(cudaMemsetAsync(db, 0, bytes, s), "layerNorm backward (db)");
     return;
   }
   MT_CU_FLOAT(dtype, "layerNorm backward", {
@@ -191,7 +192,8 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
       dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
       MT_LAUNCH(backwardChunks<T>, grid, cu::kThreads, 0, s, static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
                 scratch);
-      MT_LAUNCH(backwardFinish<T>, cu::blocksFor(cols), cu::kThreads, 0, s, scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db));
+      MT_LAUNCH(backwardFinish<T>, cu::blocksFor(cols), cu::kThreads, 0, s, scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db),
+                addW, addB);
     }
   });
   cu::checkLaunch("layerNormBackward");

@@ -1,7 +1,8 @@
 /**
  * Backpropagation over the tape: nodes run in a dependency order, gradients flowing into a
- * node are summed before it runs, leaves accumulate into `.grad`, and a leaf's
- * gradient-ready hooks fire once all of its contributions for this pass have arrived.
+ * node are summed before it runs, leaves accumulate into `.grad` (written by the node itself
+ * where it can, grad_into.ts), and a leaf's gradient-ready hooks fire once all of its
+ * contributions for this pass have arrived.
  */
 
 import { accumulateInto, addTensors, cloneLayout, cloneTensor, onesLike } from '../ops/autograd_support.ts';
@@ -10,7 +11,9 @@ import { tidy } from '../tensor/scope.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { countGradWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
 import { noGrad } from './grad_mode.ts';
+import { clearGradZero, endGradZeroEpoch, isGradZero } from './grad_zero.ts';
 import type { Node } from './node.ts';
 
 export interface BackwardOptions {
@@ -32,8 +35,28 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     copy.kept = true;
     leaf.grad = copy;
   } else {
+    clearGradZero(leaf.grad);
     accumulateInto(leaf.grad, g);
   }
+}
+
+/**
+ * The destinations a node may write its leaf inputs' gradients into: a leaf's live `.grad` in
+ * the leaf's shape, dtype, device and a contiguous layout (what the writing kernels produce), for
+ * a leaf that is only one input of this node (two writes, one of them overwriting, could clash).
+ */
+function destinations(node: Node): readonly (GradInto | null)[] {
+  if (!node.writesGradInto || !gradIntoEnabled()) return [];
+  return node.edges.map((e) => {
+    if (!e || !('leaf' in e)) return null;
+    const leaf = e.leaf;
+    const grad = leaf.grad;
+    if (leaf.disposed || grad === null || grad.disposed || !grad.isContiguous) return null;
+    if (grad.dtype !== leaf.dtype || grad.device !== leaf.device || !sameShape(grad.shape, leaf.shape)) return null;
+    const uses = node.edges.filter((o) => o && 'leaf' in o && o.leaf === leaf).length;
+    if (uses > 1 || node.hiddenLeaves.includes(leaf)) return null;
+    return { grad, zero: isGradZero(grad) };
+  });
 }
 
 function fireHooks(leaf: Tensor): void {
@@ -54,7 +77,6 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
   // Count, for each node and leaf, how many edges of this graph lead into it.
   const deps = new Map<Node, number>();
   const leafPending = new Map<Tensor, number>();
-  const leafGot = new Set<Tensor>();
   if (root.gradFn) {
     const stack: Node[] = [root.gradFn];
     deps.set(root.gradFn, 0);
@@ -75,66 +97,82 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
     }
   }
 
-  withTag('grad', () =>
-    noGrad(() => {
-      // The given gradient is only read, never written: a handle on it is enough.
-      const seed = !grad ? onesLike(root) : grad.dtype === root.dtype ? grad.alias() : cloneTensor(grad, root.dtype);
-      if (!root.gradFn) {
-        accumulateLeaf(root, seed);
-        seed.dispose();
-        if (!opts.nested) fireHooks(root);
+  try {
+    withTag('grad', () =>
+      noGrad(() => {
+        // The given gradient is only read, never written: a handle on it is enough.
+        const seed = !grad ? onesLike(root) : grad.dtype === root.dtype ? grad.alias() : cloneTensor(grad, root.dtype);
+        if (!root.gradFn) {
+          accumulateLeaf(root, seed);
+          seed.dispose();
+          if (!opts.nested) fireHooks(root);
+          return;
+        }
+        runNodes(root.gradFn, seed, deps, leafPending, opts);
+      }),
+    );
+  } finally {
+    // Writes between passes (reductions, clipping, deferred jobs) are not seen: no mark outlives a pass.
+    if (!opts.nested) endGradZeroEpoch();
+  }
+}
+
+/** Runs the nodes from `rootFn` in dependency order (deps: edges into each node; leafPending: uses of each leaf). */
+function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPending: Map<Tensor, number>, opts: BackwardOptions): void {
+  const leafGot = new Set<Tensor>();
+  // One more use of `leaf` has delivered (got: with a gradient); the last one fires its hooks.
+  const leafDone = (leaf: Tensor, got: boolean) => {
+    if (got) leafGot.add(leaf);
+    const left = (leafPending.get(leaf) as number) - 1;
+    leafPending.set(leaf, left);
+    if (left === 0 && leafGot.has(leaf) && !opts.nested) fireHooks(leaf);
+  };
+  const pending = new Map<Node, Tensor>();
+  const inMap = new Set<Tensor>();
+  const ready: Node[] = [rootFn];
+  pending.set(rootFn, seed);
+  inMap.add(seed);
+  while (ready.length) {
+    const node = ready.pop() as Node;
+    const g = pending.get(node);
+    pending.delete(node);
+    if (g) inMap.delete(g);
+    const into = g ? destinations(node) : [];
+    const results = g ? tidy(() => node.run(g, into)) : node.edges.map(() => null);
+    node.edges.forEach((e, i) => {
+      const r = results[i];
+      if (!e) return;
+      if ('leaf' in e) {
+        if (r === GRAD_WRITTEN) {
+          clearGradZero((into[i] as GradInto).grad);
+          countGradWritten();
+        } else if (r) accumulateLeaf(e.leaf, r);
+        leafDone(e.leaf, r !== null);
         return;
       }
-      // One more use of `leaf` has delivered (got: with a gradient); the last one fires its hooks.
-      const leafDone = (leaf: Tensor, got: boolean) => {
-        if (got) leafGot.add(leaf);
-        const left = (leafPending.get(leaf) as number) - 1;
-        leafPending.set(leaf, left);
-        if (left === 0 && leafGot.has(leaf) && !opts.nested) fireHooks(leaf);
-      };
-      const pending = new Map<Node, Tensor>();
-      const inMap = new Set<Tensor>();
-      const ready: Node[] = [root.gradFn];
-      pending.set(root.gradFn, seed);
-      inMap.add(seed);
-      while (ready.length) {
-        const node = ready.pop() as Node;
-        const g = pending.get(node);
-        pending.delete(node);
-        if (g) inMap.delete(g);
-        const results = g ? tidy(() => node.run(g)) : node.edges.map(() => null);
-        node.edges.forEach((e, i) => {
-          const r = results[i];
-          if (!e) return;
-          if ('leaf' in e) {
-            if (r) accumulateLeaf(e.leaf, r);
-            leafDone(e.leaf, r !== null);
-            return;
-          }
-          if (r) {
-            const prev = pending.get(e.node);
-            if (prev) {
-              pending.set(e.node, addTensors(prev, r));
-              inMap.delete(prev);
-              prev.dispose();
-            } else {
-              // A tensor returned for several inputs (add's backward) or the incoming gradient is
-              // not ours to hand on: store another handle on it, no copy (backward functions only
-              // read their gradient, as the seed above relies on). A kept tensor (a leaf's grad,
-              // accumulated into in place) is copied.
-              pending.set(e.node, r.kept ? cloneLayout(r) : inMap.has(r) || r === g ? r.alias() : r);
-            }
-            inMap.add(pending.get(e.node) as Tensor);
-          }
-          const left = (deps.get(e.node) as number) - 1;
-          deps.set(e.node, left);
-          if (left === 0) ready.push(e.node);
-        });
-        for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
-        if (!opts.retainGraph) node.freeSaved();
-        if (g && !inMap.has(g)) g.dispose();
-        for (const r of results) if (r && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();
+      if (r === GRAD_WRITTEN) throw new Error(`${node.name} backward: gradient ${i} was said written, but that input is not a leaf`);
+      if (r) {
+        const prev = pending.get(e.node);
+        if (prev) {
+          pending.set(e.node, addTensors(prev, r));
+          inMap.delete(prev);
+          prev.dispose();
+        } else {
+          // A tensor returned for several inputs (add's backward) or the incoming gradient is
+          // not ours to hand on: store another handle on it, no copy (backward functions only
+          // read their gradient, as the seed above relies on). A kept tensor (a leaf's grad,
+          // accumulated into in place) is copied.
+          pending.set(e.node, r.kept ? cloneLayout(r) : inMap.has(r) || r === g ? r.alias() : r);
+        }
+        inMap.add(pending.get(e.node) as Tensor);
       }
-    }),
-  );
+      const left = (deps.get(e.node) as number) - 1;
+      deps.set(e.node, left);
+      if (left === 0) ready.push(e.node);
+    });
+    for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
+    if (!opts.retainGraph) node.freeSaved();
+    if (g && !inMap.has(g)) g.dispose();
+    for (const r of results) if (r && r !== GRAD_WRITTEN && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();
+  }
 }

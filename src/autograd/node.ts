@@ -7,6 +7,7 @@
 
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { GRAD_WRITTEN, type GradInto } from './grad_into.ts';
 
 export type Edge = { node: Node } | { leaf: Tensor } | null;
 
@@ -23,8 +24,14 @@ export function saveByReference(t: Tensor, on = true): void {
   else byReference.delete(t);
 }
 
-/** Given the gradient of the output, returns one gradient (or null) per input. */
-export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
+/**
+ * Given the gradient of the output, returns one gradient (or null) per input. Where `into[i]` is
+ * given (the node said `writesGradInto`), it may instead add input i's gradient into
+ * `into[i].grad` and return GRAD_WRITTEN there (grad_into.ts).
+ */
+export type BackwardFn = (grad: Tensor, into: readonly (GradInto | null)[]) => (Tensor | null | typeof GRAD_WRITTEN)[];
+
+const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
 
 export class Node {
   readonly edges: Edge[];
@@ -36,6 +43,8 @@ export class Node {
    * engine counts them as edges and fires their hooks once every use has delivered.
    */
   hiddenLeaves: readonly Tensor[] = [];
+  /** backwardFn can add gradients into leaves' `.grad` itself: the engine passes destinations. */
+  writesGradInto = false;
   private saved: Tensor[] = [];
   private refs = 0;
   private savedFreed = false;
@@ -82,17 +91,21 @@ export class Node {
     this.savedFreed = true;
   }
 
-  run(grad: Tensor): (Tensor | null)[] {
+  run(grad: Tensor, into: readonly (GradInto | null)[] = NO_DESTINATIONS): (Tensor | null | typeof GRAD_WRITTEN)[] {
     if (this.savedFreed || !this.backwardFn) {
       throw new Error(
         `backward through ${this.name} a second time: its saved tensors were freed (pass { retainGraph: true } to the first backward)`,
       );
     }
-    const grads = this.backwardFn(grad);
+    const grads = this.backwardFn(grad, into.length ? into : this.edges.map(() => null));
     if (grads.length !== this.edges.length) {
       throw new Error(`${this.name} backward returned ${grads.length} gradients for ${this.edges.length} inputs`);
     }
     grads.forEach((g, i) => {
+      if (g === GRAD_WRITTEN) {
+        if (!into[i]) throw new Error(`${this.name} backward: gradient ${i} was said written into a .grad it was not given`);
+        return;
+      }
       const m = this.inputMeta[i];
       if (g && this.edges[i] && (g.shape.length !== m.shape.length || g.shape.some((s, k) => s !== m.shape[k]))) {
         throw new Error(`${this.name} backward: gradient ${i} has shape ${fmt(g.shape)}, input has ${fmt(m.shape)}`);

@@ -17,6 +17,7 @@
  *   launched after backward with the slot as it is (zero, or what noSync passes accumulated), like
  *   DDP with find_unused_parameters. One unused everywhere ends with a zero gradient, not none.
  */
+import { markGradZero } from '../autograd/grad_zero.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { isFloat, itemSize } from '../tensor/dtype.ts';
@@ -196,6 +197,8 @@ export class DataParallel<M extends Module = Module> {
   zeroGrad(): void {
     this.live();
     for (const b of this.buckets) k.fill(b.flat, 0);
+    // Known zeros: backward may write the first gradient over them (autograd/grad_zero.ts).
+    for (const s of this.slotOf.values()) if (s.view && s.param.grad === s.view) markGradZero(s.view);
     if (!this.gradientAsBucketView) {
       for (const s of this.slotOf.values()) if (s.param.grad && !s.param.grad.disposed) k.fill(s.param.grad, 0);
     }
@@ -279,6 +282,7 @@ export class DataParallel<M extends Module = Module> {
         g.dispose();
       } else {
         k.fill(v, 0);
+        markGradZero(v);
       }
       s.param.grad = v;
     }

@@ -1,7 +1,7 @@
 /** Small helpers shared by the op files and the autograd engine. */
 import { isGradEnabled } from '../autograd/grad_mode.ts';
 import { noteInputs } from '../autograd/leaf_tracker.ts';
-import { Node } from '../autograd/node.ts';
+import { type BackwardFn, Node } from '../autograd/node.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -20,7 +20,7 @@ export function record(
   name: string,
   inputs: (Tensor | null | undefined)[],
   out: Tensor,
-  build: (node: Node) => (g: Tensor) => (Tensor | null)[],
+  build: (node: Node) => BackwardFn,
 ): Tensor {
   noteInputs(inputs);
   if (!needsGrad(...inputs)) return out;

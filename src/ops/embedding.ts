@@ -2,10 +2,12 @@
  * Embedding lookup on a native gather kernel; its backward is a deterministic scatter-add
  * (native/cpu/embedding.cc). On CUDA the ids never go to the host: the gather flags bad ids on
  * the device (reported at the next synchronization, tensor/device_checks.ts) and the backward
- * groups positions by id with a device sort (native/cuda/embedding_sort.cu).
+ * groups positions by id with a device sort (native/cuda/embedding_sort.cu). Where the addon
+ * takes it, the weight gradient is added straight into the weight's `.grad` (grad_into.ts).
  */
 
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { GRAD_WRITTEN, type GradInto, overlapsAny } from '../autograd/grad_into.ts';
+import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { deferIndexCheck } from '../tensor/device_checks.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
@@ -43,16 +45,33 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   }
   const result = record('embedding', [weight], out, (node) => {
     const si = node.save(ic);
-    return (g) => {
-      const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
-      const dw = k.empty([V, D], weight.dtype, undefined, false, dev);
-      kernelsOn(dev).embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
-      if (gc !== g) gc.dispose();
-      return [dw];
-    };
+    node.writesGradInto = kernelsSay(dev, 'embeddingGradInto');
+    return (g, into) => scatterBack(g, into[0], si, weight, (gc, dw, add) =>
+      kernelsOn(dev).embeddingBackward(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D, ...extra(dw, add)),
+    );
   });
   if (ic !== ids) ic.dispose();
   return result;
+}
+
+/** The trailing (dwOff, add) arguments, only where they say something (older addons take none). */
+function extra(dw: Tensor, add: boolean): (number | boolean)[] {
+  return add || dw.offset !== 0 ? [dw.offset, add] : [];
+}
+
+/**
+ * The weight gradient: summed by `scatter` into a fresh [V, D] tensor, or added into the
+ * weight's `.grad` where the engine offers it (GRAD_WRITTEN returned).
+ */
+function scatterBack(
+  g: Tensor, into: GradInto | null, ids: Tensor, weight: Tensor, scatter: (gc: Tensor, dw: Tensor, add: boolean) => void,
+): (Tensor | typeof GRAD_WRITTEN)[] {
+  const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
+  const dest = into && !overlapsAny(into.grad, [gc, ids]) ? into.grad : null;
+  const dw = dest ?? k.empty(weight.shape, weight.dtype, undefined, false, weight.device);
+  scatter(gc, dw, dest !== null);
+  if (gc !== g) gc.dispose();
+  return [dest ? GRAD_WRITTEN : dw];
 }
 
 function outOfRange(idsShape: readonly number[], wShape: readonly number[], dev: string, pos: number, value: number): string {
@@ -75,13 +94,10 @@ function embeddingOnDevice(ids: Tensor, ic: Tensor, wc: Tensor, weight: Tensor, 
   deferIndexCheck(flag, ic.alias(), (pos, value) => outOfRange(idsShape, wShape, dev, pos, value));
   const result = record('embedding', [weight], out, (node) => {
     const si = node.save(ic);
-    return (g) => {
-      const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
-      const dw = k.empty([V, D], weight.dtype, undefined, false, dev);
-      kern.embeddingScatter(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D);
-      if (gc !== g) gc.dispose();
-      return [dw];
-    };
+    node.writesGradInto = kernelsSay(dev, 'embeddingGradInto');
+    return (g, into) => scatterBack(g, into[0], si, weight, (gc, dw, add) =>
+      kern.embeddingScatter(code, idCode, si.id, si.offset, n, gc.id, gc.offset, dw.id, V, D, ...extra(dw, add)),
+    );
   });
   if (ic !== ids) ic.dispose();
   return result;

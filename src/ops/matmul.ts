@@ -4,8 +4,10 @@
  * (x @ Wᵀ + b, bias fused). f16 runs natively on CUDA (f32 accumulation); the CPU computes it in
  * f32 on the f16 values and rounds the result to f16 once. On CUDA, linear's bias goes to
  * cuBLASLt's epilogue in its own dtype and its gradient comes out of the weight-gradient product
- * (BGRADB), where the addon says it can (`matmulEpilogues`).
+ * (BGRADB), where the addon says it can (`matmulEpilogues`). linear's backward adds its
+ * parameters' gradients straight into their `.grad` where the engine offers it (grad_into.ts).
  */
+import { GRAD_WRITTEN, type GradInto, overlapsAny } from '../autograd/grad_into.ts';
 import { native } from '../native.ts';
 import { deviceOf, isCuda, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
@@ -81,14 +83,28 @@ function epiloguesOn(dev: Device): boolean {
  * [M, N] = a @ b with `gradA` receiving a's row sums (over K) from the same cuBLASLt call, in the
  * output's dtype; false when cuBLASLt had no such epilogue (the product is there, the sums not).
  */
-function productSummingA(a: Mats, b: Mats, shape: number[], dtype: DType, gradA: Tensor): { out: Tensor; summed: boolean } {
+function productSummingA(
+  a: Mats, b: Mats, shape: number[], dtype: DType, gradA: Tensor, addTo: Tensor | null,
+): { out: Tensor; summed: boolean } {
   const dev = deviceOf('linear', a.t, b.t, gradA);
-  const out = k.empty(shape, dtype, undefined, false, dev);
+  const out = addTo ?? k.empty(shape, dtype, undefined, false, dev);
   const summed = kernelsOn(dev).matmul(
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, gradA.id, gradA.offset,
-    dtypeCode(dtype), out.id, 0, 1, a.rows, b.cols, a.cols, false, dtypeCode(dtype), true,
+    dtypeCode(dtype), out.id, out.offset, 1, a.rows, b.cols, a.cols, addTo !== null, dtypeCode(dtype), true,
   ) as boolean;
   return { out, summed };
+}
+
+/** `out += a @ b` (accumulate) or `out = a @ b`, out a contiguous [a.rows, b.cols] tensor of the inputs' dtype. */
+function productInto(a: Mats, b: Mats, out: Tensor, accumulate: boolean): void {
+  const dev = deviceOf('linear', a.t, b.t, out);
+  if (!out.isContiguous || out.numel !== a.rows * b.cols || out.dtype !== a.t.dtype) {
+    throw new Error(`linear: internal: a product into ${fmt(out.shape)} ${out.dtype} that is not a contiguous [${a.rows}, ${b.cols}] ${a.t.dtype}`);
+  }
+  kernelsOn(dev).matmul(
+    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, 0, 0,
+    dtypeCode(out.dtype), out.id, out.offset, 1, a.rows, b.cols, a.cols, accumulate,
+  );
 }
 
 /**
@@ -257,36 +273,79 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
   return record('linear', [x, weight, bias], out, (node) => {
     const sx = weight.requiresGrad ? node.save(x) : null;
     const sw = x.requiresGrad ? node.save(weight) : null;
-    return (g) => {
-      const own: Tensor[] = [];
-      const g2 = k.asContiguous(g);
-      if (g2 !== g) own.push(g2);
-      const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
-      const gx = sw ? product(gm, asMats(sw, 1, own), 1, [...x.shape], x.dtype, null) : null;
-      let gw: Tensor | null = null;
-      let gbias: Tensor | null = null;
-      if (sx) {
-        const xc = k.asContiguous(sx);
-        if (xc !== sx) own.push(xc);
-        const xm: Mats = { t: xc, off: xc.offset, s: [0, inF, 1], rows: M, cols: inF };
-        // The bias gradient (g's column sums) from the weight-gradient product itself (cuBLASLt's BGRADB).
-        if (bias?.requiresGrad && epilogues && bias.dtype === x.dtype && x.dtype !== 'f64' && M > 0 && outF > 0 && inF > 0) {
-          gbias = k.empty([outF], x.dtype, undefined, false, dev);
-          const r = productSummingA(transposed(gm), xm, [outF, inF], x.dtype, gbias);
-          gw = r.out;
-          if (!r.summed) {
-            gbias.dispose();
-            gbias = null;
-          }
-        } else {
-          gw = product(transposed(gm), xm, 1, [outF, inF], x.dtype, null);
-        }
-      }
-      if (bias?.requiresGrad && !gbias) gbias = k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]);
-      const gb = gbias && gbias.dtype !== bias?.dtype ? k.copy(gbias, bias?.dtype) : gbias;
-      if (gb !== gbias) gbias?.dispose();
-      for (const t of own) t.dispose();
-      return [gx, gw, gb];
-    };
+    node.writesGradInto = true;
+    return (g, into) => linearBackward(g, into, { x, weight, bias, sx, sw, M, dev, epilogues });
   });
+}
+
+interface LinearSaved {
+  x: Tensor;
+  weight: Tensor;
+  bias: Tensor | null;
+  sx: Tensor | null;
+  sw: Tensor | null;
+  M: number;
+  dev: Device;
+  epilogues: boolean;
+}
+
+/**
+ * linear's backward. Given a leaf's `.grad` (`into`), a product adds into it (beta = 1) and the
+ * bias gradient goes straight there when that `.grad` is known to hold zeros (cuBLASLt's BGRADB
+ * overwrites; on the CPU the reduction writes it): GRAD_WRITTEN is returned for those.
+ */
+function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: LinearSaved): (Tensor | null | typeof GRAD_WRITTEN)[] {
+  const { x, weight, bias, sx, sw, M, dev, epilogues } = s;
+  const [outF, inF] = weight.shape;
+  const own: Tensor[] = [];
+  const g2 = k.asContiguous(g);
+  if (g2 !== g) own.push(g2);
+  const reads = [g2, sx, sw];
+  // A product adds into a destination when it is its own dense [rows, cols] block and not read here.
+  const usable = (d: GradInto | null | undefined): Tensor | null =>
+    d && M > 0 && !(x.dtype === 'f16' && !isCuda(dev)) && !overlapsAny(d.grad, reads) ? d.grad : null;
+  const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
+  const xInto = usable(into[0]);
+  const wInto = usable(into[1]);
+  let gx: Tensor | null | typeof GRAD_WRITTEN = null;
+  if (sw && xInto) {
+    productInto(gm, asMats(sw, 1, own), xInto, true);
+    gx = GRAD_WRITTEN;
+  } else if (sw) {
+    gx = product(gm, asMats(sw, 1, own), 1, [...x.shape], x.dtype, null);
+  }
+  let gw: Tensor | null | typeof GRAD_WRITTEN = null;
+  let gbias: Tensor | null | typeof GRAD_WRITTEN = null;
+  const bInto = bias?.requiresGrad && into[2]?.zero && !overlapsAny(into[2].grad, reads) ? into[2].grad : null;
+  if (sx) {
+    const xc = k.asContiguous(sx);
+    if (xc !== sx) own.push(xc);
+    const xm: Mats = { t: xc, off: xc.offset, s: [0, inF, 1], rows: M, cols: inF };
+    // The bias gradient (g's column sums) from the weight-gradient product itself (cuBLASLt's BGRADB).
+    if (bias?.requiresGrad && epilogues && bias.dtype === x.dtype && x.dtype !== 'f64' && M > 0 && outF > 0 && inF > 0) {
+      const target = bInto ?? k.empty([outF], x.dtype, undefined, false, dev);
+      const summed = productSummingA(transposed(gm), xm, [outF, inF], x.dtype, target, wInto);
+      gw = wInto ? GRAD_WRITTEN : summed.out;
+      if (summed.summed) gbias = bInto ? GRAD_WRITTEN : target;
+      else if (!bInto) target.dispose();
+    } else if (wInto) {
+      productInto(transposed(gm), xm, wInto, true);
+      gw = GRAD_WRITTEN;
+    } else {
+      gw = product(transposed(gm), xm, 1, [outF, inF], x.dtype, null);
+    }
+  }
+  if (bias?.requiresGrad && !gbias) {
+    if (bInto && bias.dtype === x.dtype) {
+      // Known zeros: the column sums written over them are the sum.
+      kernelsOn(dev).reduce(k.Reduce.sum, dtypeCode(x.dtype), g2.id, g2.offset, bInto.id, bInto.offset, 1, M, outF, 1);
+      gbias = GRAD_WRITTEN;
+    } else {
+      const r = k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]);
+      gbias = r.dtype !== bias.dtype ? k.copy(r, bias.dtype) : r;
+      if (gbias !== r) r.dispose();
+    }
+  }
+  for (const t of own) t.dispose();
+  return [gx, gw, gbias];
 }

@@ -1,9 +1,11 @@
 /**
  * Neural-net ops on fused native kernels (native/cpu/softmax.cc, layernorm.cc): softmax and
- * log-softmax (with an optional input scale and causal mask), layer norm, dropout. Embedding,
+ * log-softmax (with an optional input scale and causal mask), layer norm (its weight and bias
+ * gradients added straight into their .grad where the engine offers it), dropout. Embedding,
  * cross-entropy and attention live in embedding.ts, loss.ts and attention.ts.
  */
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { GRAD_WRITTEN, overlapsAny } from '../autograd/grad_into.ts';
+import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { fmt, normDim, numel, sameShape } from '../tensor/shape.ts';
@@ -148,14 +150,21 @@ export function layerNorm(
     const needX = x.requiresGrad;
     const needW = weight?.requiresGrad ?? false;
     const needB = bias?.requiresGrad ?? false;
-    return (g) => {
+    // Addons that take the parameter gradients' offsets can add them into the leaves' .grad.
+    node.writesGradInto = kernelsSay(dev, 'layerNormGradInto');
+    return (g, into) => {
       const gc = contiguousAs(g, x.dtype);
+      const reads = [gc, sx, sw];
+      const wInto = needW && into[1] && !overlapsAny(into[1].grad, reads) ? into[1].grad : null;
+      const bInto = needB && into[2] && !overlapsAny(into[2].grad, reads) ? into[2].grad : null;
       const dx = needX ? k.empty(x.shape, x.dtype, undefined, false, dev) : null;
-      const dw = needW ? k.empty(ns, x.dtype, undefined, false, dev) : null;
-      const db = needB ? k.empty(ns, x.dtype, undefined, false, dev) : null;
-      kern.layerNormBackward(code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols);
+      const dw = needW ? (wInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
+      const db = needB ? (bInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
+      const args: (number | boolean)[] = [code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols];
+      if (wInto || bInto) args.push(dw?.offset ?? 0, db?.offset ?? 0, wInto !== null, bInto !== null);
+      kern.layerNormBackward(...args);
       if (gc !== g) gc.dispose();
-      return [dx, dw, db];
+      return [dx, wInto ? GRAD_WRITTEN : dw, bInto ? GRAD_WRITTEN : db];
     };
   });
   for (const t of [xc, wc, bc]) if (t && t !== x && t !== weight && t !== bias) t.dispose();

@@ -3,7 +3,9 @@
  * runs of adjacent parameters (one fused native call per run), zeroGrad and state save/load.
  * SGD, Adam and AdamW supply their hyperparameters, their state names and one `update` per run.
  */
+
 import { noGrad } from '../autograd/grad_mode.ts';
+import { markGradZero } from '../autograd/grad_zero.ts';
 import * as k from '../ops/kernels.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
@@ -248,6 +250,7 @@ export abstract class Optimizer<H extends object> {
           p.grad = null;
         } else if (g.isContiguous) {
           k.fill(g, 0);
+          markGradZero(g);
         } else {
           const z = k.fill(k.empty(g.shape, g.dtype, undefined, false, g.device), 0);
           k.copyInto(z, g);

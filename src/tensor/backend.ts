@@ -60,6 +60,12 @@ export function kernelsOn(device: Device): Native {
   return device === 'cpu' ? native : cudaKernels;
 }
 
+/** True when the kernel table for `device` says `flag` (a capability the addon sets to true, e.g. layerNormGradInto). */
+export function kernelsSay(device: Device, flag: string): boolean {
+  const table = (device === 'cpu' ? native : native.cuda) as Record<string, unknown> | undefined;
+  return table?.[flag] === true;
+}
+
 /** Throws naming `op` when any operand is on a CUDA device: for ops whose CUDA kernel is not written yet. */
 export function cpuOnly(op: string, ...tensors: (Placed | null | undefined)[]): void {
   for (const t of tensors) {

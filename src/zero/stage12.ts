@@ -24,6 +24,7 @@
  *   weights (each rank its partition's slice).
  */
 
+import { markGradZero } from '../autograd/grad_zero.ts';
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import { getWorld } from '../dist/distributed.ts';
 import { paramDevice } from '../dist/param_device.ts';
@@ -234,6 +235,11 @@ export class ZeroStage12 {
       k.fill(g.partGrad, 0);
       if (g.fullGrad) k.fill(g.fullGrad, 0);
     }
+    // Stage 1's views are known zeros: backward may write the first gradient over them (autograd/grad_zero.ts).
+    for (const { g, s } of this.slotOf.values()) {
+      const cur = s.param.grad;
+      if (g.fullGrad && cur && !cur.disposed && cur.storage === g.fullGrad.storage) markGradZero(cur);
+    }
   }
 
   /**
@@ -328,6 +334,7 @@ export class ZeroStage12 {
         cur.dispose();
       } else {
         k.fill(view, 0);
+        markGradZero(view);
       }
       s.param.grad = view;
     }

@@ -1,0 +1,73 @@
+/**
+ * Gradient destinations: the engine may hand a node the `.grad` of a leaf input, and the node
+ * then adds that input's gradient into it itself (a GEMM with beta = 1, a kernel that
+ * accumulates) and returns GRAD_WRITTEN in its place. That saves, per parameter and backward, the
+ * temporary gradient, the accumulating kernel and one read and write of the gradient. Nodes that
+ * cannot write there return a tensor as before and the engine adds it.
+ */
+import { itemSize } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+
+/** Where a node may write input i's gradient. */
+export interface GradInto {
+  /** The leaf's `.grad`: contiguous, the leaf's shape, dtype and device. Add into it. */
+  readonly grad: Tensor;
+  /** `grad` holds zeros (grad_zero.ts): an overwriting write is an add. */
+  readonly zero: boolean;
+}
+
+/** Returned in place of a gradient that the node has already added into its GradInto. */
+export const GRAD_WRITTEN: unique symbol = Symbol('gradWritten');
+
+let enabled = true;
+let written = 0;
+
+/**
+ * Turns gradient destinations on (the default) or off; off, every gradient is returned and added
+ * by the engine (the reference path of the tests and benchmarks). Returns the previous setting.
+ * @example
+ * const prev = setGradInto(false);
+ * try { loss.backward(); } finally { setGradInto(prev); }
+ */
+export function setGradInto(on: boolean): boolean {
+  if (typeof on !== 'boolean') throw new Error(`setGradInto: expected a boolean, got ${typeof on}`);
+  const prev = enabled;
+  enabled = on;
+  return prev;
+}
+
+export function gradIntoEnabled(): boolean {
+  return enabled;
+}
+
+/** Gradients written into a `.grad` by their node so far in this process (tests, benchmarks). */
+export function gradsWrittenInto(): number {
+  return written;
+}
+
+/** The engine counts each GRAD_WRITTEN it receives. */
+export function countGradWritten(): void {
+  written++;
+}
+
+/**
+ * True when the memory of `dest` and of any of `reads` overlap: a node must not write a
+ * gradient into a tensor it is reading (a `.grad` fed back into the graph).
+ */
+export function overlapsAny(dest: Tensor, reads: readonly (Tensor | null | undefined)[]): boolean {
+  const [lo, hi] = byteRange(dest);
+  for (const t of reads) {
+    if (!t || t.disposed || t.storage !== dest.storage) continue;
+    const [a, b] = byteRange(t);
+    if (a < hi && lo < b) return true;
+  }
+  return false;
+}
+
+/** The bytes a tensor can address: [first, last + 1) (strides are never negative). */
+function byteRange(t: Tensor): [number, number] {
+  if (t.numel === 0) return [0, 0];
+  let last = t.offset;
+  for (let i = 0; i < t.ndim; i++) last += (t.shape[i] - 1) * t.strides[i];
+  return [t.offset * itemSize(t.dtype), (last + 1) * itemSize(t.dtype)];
+}
