@@ -7,7 +7,9 @@
  */
 
 export { checkpoint } from './autograd/checkpoint.ts';
+export { GRAD_WRITTEN, type GradInto, gradsWrittenInto, setGradInto } from './autograd/grad_into.ts';
 export { enableGrad, isGradEnabled, noGrad } from './autograd/grad_mode.ts';
+export { markGradZero } from './autograd/grad_zero.ts';
 export * from './data/index.ts';
 export * from './dist/index.ts';
 export * from './engine/checkpoint/index.ts';

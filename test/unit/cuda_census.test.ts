@@ -14,7 +14,7 @@ import {
 } from '../../src/index.ts';
 
 /** Device ops (kernels, library calls, copies, memsets) of the step at 2 layers, copies to and from the host (each waits for the device). */
-const BUDGET = { deviceOps: 124, toHost: 1, fromHost: 0 };
+const BUDGET = { deviceOps: 93, toHost: 1, fromHost: 0 };
 
 if (!cudaIsAvailable()) {
   test('launch census', () => {

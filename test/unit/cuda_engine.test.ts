@@ -3,9 +3,12 @@
  * ZeRO stages 0-3, f32 and bf16, 5 steps with AdamW and gradient clipping, one process (its
  * collectives staged through host buffers). f32: every loss within 1e-5 relative, final weights
  * within 1e-4 x max(1, each tensor's largest value) (the kernels differ from the CPU's in summation
- * order only). bf16: losses within 2e-2 relative and weights within 2e-2: cuBLASLt and oneDNN
+ * order only). bf16: losses within 2e-2 relative and weights within 3e-2: cuBLASLt and oneDNN
  * round each matmul's bf16 output at different points (one bf16 ulp is 2^-8), which five steps
- * compound; the same bound as test/unit/cuda_train.test.ts. Without a device: one SKIP line.
+ * compound. The worst weight is always the attention key bias, whose true gradient is zero: AdamW
+ * turns its rounding noise into steps of about lr each way, so two devices can part by 2 x lr x 5
+ * steps = 3e-2 (emulated: 1.8e-2 with the engine adding gradients, 2.1e-2 with them written into
+ * .grad, losses within 6.4e-5 either way). Without a device: one SKIP line.
  * Always: device placement (explicit, MESHTRAIN_DEVICE, default) and its errors, and the CPU
  * engine run of the same harness against plain AdamW (1e-5).
  */
@@ -52,7 +55,7 @@ if (!cudaIsAvailable()) {
   });
 } else {
   for (const dtype of ['f32', 'bf16'] as const) {
-    const tol = dtype === 'f32' ? { loss: 1e-5, weight: 1e-4 } : { loss: 2e-2, weight: 2e-2 };
+    const tol = dtype === 'f32' ? { loss: 1e-5, weight: 1e-4 } : { loss: 2e-2, weight: 3e-2 };
     test(`engine on cuda:0 equals the CPU engine, ZeRO stages 0-3, ${dtype}, ${STEPS} steps`, async () => {
       for (const stage of [0, 1, 2, 3] as const) {
         const cpu = await engineRun({ device: 'cpu', dtype, stage, steps: STEPS });
