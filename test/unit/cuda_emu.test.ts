@@ -52,6 +52,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
   ['unit/cuda_linear_epilogue', {}],
+  // Gradients written into .grad (cuBLASLt beta = 1 with BGRADB, layer norm and embedding adding): cuda:0 only.
+  ['unit/grad_into', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/fp16_unscale_f32', {}],
   ['unit/optim_grad_scale', {}],
