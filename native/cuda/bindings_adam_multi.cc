@@ -1,5 +1,5 @@
 // cuda.adamMulti(pDtype, gDtype, sDtype, refs, lr, beta1, beta2, eps, weightDecay, step, decoupled,
-// maximize[, gradScale]): refs holds 11 numbers per tensor (param id, off, grad id, off, m id, off, v id, off,
+// maximize[, gradScale]): refs (an array or a Float64Array) holds 11 numbers per tensor (param id, off, grad id, off, m id, off, v id, off,
 // master id (-1: none), off, n), all on one device. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
@@ -47,7 +47,10 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void registerCudaAdamMulti(Napi::Object cuda) { MT_EXPORT(cuda, "adamMulti", AdamMulti); }
+void registerCudaAdamMulti(Napi::Object cuda) {
+  MT_EXPORT(cuda, "adamMulti", AdamMulti);
+  cuda.Set("adamMultiTypedRefs", true);  // refs may be a Float64Array (util/args.h argInts)
+}
 
 }  // namespace mt
 #endif

@@ -55,6 +55,7 @@ const SUITES: [string, Record<string, string>][] = [
   // Gradients written into .grad (cuBLASLt beta = 1 with BGRADB, layer norm and embedding adding): cuda:0 only.
   ['unit/grad_into', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
+  ['unit/native_typed_ints', {}],
   ['unit/fp16_unscale_f32', {}],
   ['unit/optim_grad_scale', {}],
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
