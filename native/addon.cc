@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerConv(env, exports);
   mt::registerDevice(env, exports);
   mt::registerSoftmax(env, exports);
+  mt::registerAttention(env, exports);
   mt::registerLayerNorm(env, exports);
   mt::registerEmbedding(env, exports);
   mt::registerVocabRange(env, exports);

@@ -12,6 +12,7 @@ void registerMatmul(Napi::Env env, Napi::Object exports);
 void registerConv(Napi::Env env, Napi::Object exports);
 void registerDevice(Napi::Env env, Napi::Object exports);
 void registerSoftmax(Napi::Env env, Napi::Object exports);
+void registerAttention(Napi::Env env, Napi::Object exports);
 void registerLayerNorm(Napi::Env env, Napi::Object exports);
 void registerEmbedding(Napi::Env env, Napi::Object exports);
 void registerVocabRange(Napi::Env env, Napi::Object exports);

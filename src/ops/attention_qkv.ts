@@ -6,8 +6,13 @@
  * (native/cuda/attention*.cu) read q, k, v as strided views of qkv, write the output in
  * [..., T, H, D] order and write dq, dk, dv into their thirds of the gradient buffer, so the
  * step has no layout copy around attention (split's backward would copy each of the three into
- * one buffer). Elsewhere: split, heads as views, scaledDotProductAttention, heads merged.
+ * one buffer). The CPU has the same kernels (native/cpu/attention.cc, any head dim) but takes
+ * them only with MESHTRAIN_ATTENTION_CPU=fused: they save the copies and the [T, T] scores, yet
+ * run 2-6x slower than oneDNN's matmuls around the fused softmax (bench/cpu_attention.ts). Otherwise
+ * (the CPU by default, other head dims on CUDA): split, heads as views,
+ * scaledDotProductAttention, heads merged.
  */
+import { native } from '../native.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
@@ -49,8 +54,9 @@ function rowsView(x: Tensor): { t: Tensor; sb: number } {
  * Attention over the heads of a fused projection: qkv [..., T, 3·H·D] (q, k, v side by side in
  * its last dim, each H heads of D) → [..., T, H·D] = softmax(q kᵀ · scale [+ causal mask]) v per
  * head, heads merged. Equal to splitting qkv in three, viewing each as [..., H, T, D], calling
- * scaledDotProductAttention and merging the heads back; on CUDA with D of 32, 64 or 128 it
- * runs the fused kernels without copying q, k, v, the output or the gradients.
+ * scaledDotProductAttention and merging the heads back; on CUDA (D of 32, 64 or 128) and on the
+ * CPU with MESHTRAIN_ATTENTION_CPU=fused (any D) it runs fused kernels without copying q, k, v,
+ * the output or the gradients and without the [T, T] scores.
  * @example
  * const y = qkvAttention(c_attn.forward(x), 12, { causal: true }); // x [B, T, 768] → y [B, T, 768]
  */
@@ -70,7 +76,7 @@ export function qkvAttention(qkv: Tensor, heads: number, opts: AttentionOptions 
   if (typeof causal !== 'boolean') throw new Error(`${op}: causal must be a boolean, got ${causal}`);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${op}: scale must be a finite number, got ${scale}`);
-  if (qkv.device !== 'cpu' && FUSED_ATTENTION_HEAD_DIMS.includes(D)) return fusedQkv(qkv, heads, D, causal, scale);
+  if (fusedQkvApplies(qkv, D)) return fusedQkv(qkv, heads, D, causal, scale);
   const lead = qkv.shape.slice(0, -2);
   const T = qkv.shape[n - 2];
   const split3 = (t: Tensor) => transpose(reshape(t, [...lead, T, heads, D]), -3, -2); // [..., H, T, D]
@@ -79,7 +85,18 @@ export function qkvAttention(qkv: Tensor, heads: number, opts: AttentionOptions 
   return reshape(transpose(y, -3, -2), [...lead, T, C]);
 }
 
-/** The CUDA path: one forward kernel, one backward, operands and results in the callers' layouts. */
+/** True when the addon has the fused CPU kernels (older builds do not). */
+function cpuFusedAttentionAvailable(): boolean {
+  return typeof native.attentionBackward === 'function';
+}
+
+/** CUDA: head dims 32, 64, 128. CPU: any, when asked for (MESHTRAIN_ATTENTION_CPU=fused, read per call) and built. */
+function fusedQkvApplies(qkv: Tensor, D: number): boolean {
+  if (qkv.device !== 'cpu') return FUSED_ATTENTION_HEAD_DIMS.includes(D);
+  return process.env.MESHTRAIN_ATTENTION_CPU === 'fused' && cpuFusedAttentionAvailable();
+}
+
+/** One forward kernel, one backward, operands and results in the callers' layouts. */
 function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: number): Tensor {
   const n = qkv.ndim;
   const lead = qkv.shape.slice(0, -2);
@@ -111,8 +128,11 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
       const dx = k.empty(qkv.shape, qkv.dtype, undefined, false, dev);
       const dS = [T * 3 * C, D, 3 * C];
       if (B * T > 0) {
+        // The CPU kernels keep each query row's dot(dO, o) in a scratch tensor (CUDA: a call scratch of its own).
+        const dots = dev === 'cpu' ? k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev) : null;
         kernelsOn(dev).attentionBackward(code, ...geom, sx.id, at(0), inS, sx.id, at(1), inS, sx.id, at(2), inS,
-          so.id, so.offset, outS, gv.t.id, gv.t.offset, gS, sl.id, dx.id, 0, dS, dx.id, C, dS, dx.id, 2 * C, dS);
+          so.id, so.offset, outS, gv.t.id, gv.t.offset, gS, sl.id, dx.id, 0, dS, dx.id, C, dS, dx.id, 2 * C, dS, dots?.id);
+        dots?.dispose();
       }
       if (gv.t !== g) gv.t.dispose();
       return [dx];
