@@ -186,11 +186,9 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const int64_t ldB = B.rowMajor() ? B.s[1] : B.s[2], ldA = A.rowMajor() ? A.s[1] : A.s[2];
   // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
   const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
-  // The heuristic reads the epilogue's pointers for their alignment: a plan serves vectors of that alignment only.
-  const void* vecs[3] = {ep.bias, ep.biasGradA, ep.geluAux};
-  uint32_t alignVec = 0;
-  for (const void* v : vecs)
-    if (v) alignVec = alignVec ? std::min(alignVec, alignmentOf(v)) : alignmentOf(v);
+  // The heuristic reads the epilogue's pointers for their alignment: a plan serves pointers of those alignments only.
+  const void* vec = ep.bias ? ep.bias : ep.biasGradA;
+  const int64_t alignVec = (vec ? alignmentOf(vec) : 0) * 512 + (ep.geluAux ? alignmentOf(ep.geluAux) : 0);
   const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,      K,      opA,     opB,
                     ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue, alignVec};
   const Plan& x = planFor(key, [&](Plan& x) {
