@@ -1,10 +1,10 @@
 /**
- * Gradient destinations (src/autograd/grad_into.ts): linear and layer norm add their parameters'
- * gradients straight into `.grad` (a product with beta = 1, an accumulating sum) and write over
- * a `.grad` known to hold zeros (grad_zero.ts). Every case is run twice, with destinations and
+ * Gradient destinations (src/autograd/grad_into.ts): linear, layer norm and embedding add their
+ * parameters' gradients straight into `.grad` (a product with beta = 1, accumulating sums) and
+ * linear writes its bias gradient over a `.grad` known to hold zeros (grad_zero.ts). Every case is run twice, with destinations and
  * with the engine adding every returned gradient (setGradInto(false), the old path), and the
- * gradients compared: f64 exactly; f32 and bf16 within the rounding of one extra addition (the
- * destination path rounds the sum once where the old one rounds the product, then the sum).
+ * gradients compared: f64 bit for bit; f32 and bf16 within the rounding of one addition (the
+ * destination path may round the sum once where the old one rounded the product, then the sum).
  * Cases that would go wrong if a destination were written wrongly: two micro-batches over zeroed
  * grads (the second must add, not overwrite), a bias shared by two linears, tied embedding/head,
  * a leaf twice in one node, checkpoint recomputation, retainGraph, hooks, a grad of another dtype,
