@@ -13,6 +13,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { type FlatRef, NONE, type StateRef } from './fused.ts';
 import { copyFlat, GroupState, type Slot, type StateDType } from './group_state.ts';
+import { PreparedRun } from './prepared_run.ts';
 import { cloneHyper, loadState, type OptimizerStateDict, saveState } from './state_dict.ts';
 
 /** One group: its parameters and its hyperparameters (which schedules may change between steps). */
@@ -182,17 +183,19 @@ export abstract class Optimizer<H extends object> {
       master = { id: m.id, off: s0.masterOffset };
       if (s0.step === 0) for (const s of pending.slots) copyFlat(s.param, m, s.masterOffset);
     }
-    const run: Run = {
-      param: { dtype: s0.param.dtype, id: s0.param.id, off: s0.param.offset },
-      grad: { dtype: g0.dtype, id: g0.id, off: g0.offset },
-      stateOffset: s0.offset,
+    const run = new PreparedRun(
+      { dtype: s0.param.dtype, id: s0.param.id, off: s0.param.offset },
+      { dtype: g0.dtype, id: g0.id, off: g0.offset },
       master,
       n,
-      step: s0.step + 1,
-      fresh: (name) => !s0.has.has(name),
-    };
-    const state: RunState = { dtype: gs.dtype, ref: (name) => ({ id: gs.buffer(name).id, off: s0.offset }) };
-    return { run, state };
+      s0,
+      gs,
+    );
+    return { run, state: run };
+  }
+
+  private where(gi: number, i: number, p: Tensor): string {
+    return `${this.name}.step: param group ${gi}, params[${i}] ${p}`;
   }
 
   /** Groups the parameters with gradients into runs that one kernel call can update. */
@@ -207,11 +210,11 @@ export abstract class Optimizer<H extends object> {
         prev = null;
         return;
       }
-      const where = `${this.name}.step: param group ${gi}, params[${i}] ${p}`;
-      if (p.disposed) throw new Error(`${where} was disposed`);
-      if (!p.isContiguous) throw new Error(`${where} is not contiguous (strides ${fmt(p.strides)})`);
-      if (!sameShape(g.shape, p.shape)) throw new Error(`${where}: its grad has shape ${fmt(g.shape)}`);
-      if (!isFloat(g.dtype)) throw new Error(`${where}: its grad has dtype ${g.dtype}`);
+      // The message names the tensor (a string per parameter): built only when one is thrown.
+      if (p.disposed) throw new Error(`${this.where(gi, i, p)} was disposed`);
+      if (!p.isContiguous) throw new Error(`${this.where(gi, i, p)} is not contiguous (strides ${fmt(p.strides)})`);
+      if (!sameShape(g.shape, p.shape)) throw new Error(`${this.where(gi, i, p)}: its grad has shape ${fmt(g.shape)}`);
+      if (!isFloat(g.dtype)) throw new Error(`${this.where(gi, i, p)}: its grad has dtype ${g.dtype}`);
       const temp = !g.isContiguous;
       if (temp) {
         g = k.copy(g);
