@@ -10,12 +10,18 @@ import type { Device } from './storage.ts';
 /** CUDA ordinals go up to 7 (native/tensor/storage.h kMaxCudaDevices). */
 const MAX_CUDA_DEVICES = 8;
 
+/** Device names already accepted: every new tensor is checked, and a regular expression per tensor shows in a step's host time. */
+const accepted = new Set<unknown>(['cpu']);
+
 /** Checks a device name; throws naming `where` and the accepted forms. */
 export function checkDevice(device: unknown, where: string): Device {
-  if (device === 'cpu') return device;
+  if (accepted.has(device)) return device as Device;
   if (typeof device === 'string') {
     const m = /^cuda:(\d+)$/.exec(device);
-    if (m && Number(m[1]) < MAX_CUDA_DEVICES) return device as Device;
+    if (m && Number(m[1]) < MAX_CUDA_DEVICES) {
+      accepted.add(device);
+      return device as Device;
+    }
   }
   throw new Error(`${where}: unknown device ${JSON.stringify(device)} (expected 'cpu' or 'cuda:N' with N from 0 to ${MAX_CUDA_DEVICES - 1})`);
 }
