@@ -75,6 +75,8 @@ export function checkShape(shape: unknown, op: string): number[] {
 
 /** True when the strides are a permutation of a contiguous layout (no gaps, no overlap), e.g. channels-last. */
 export function isDense(shape: Shape, strides: readonly number[]): boolean {
+  // The common case without sorting (element-wise ops ask for every operand).
+  if (isContiguous(shape, strides)) return true;
   const order = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
   order.sort((a, b) => strides[b] - strides[a]);
   let acc = 1;
