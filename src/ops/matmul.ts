@@ -230,7 +230,8 @@ type FusedProduct = (a: Mats, b: Mats, bias: Tensor | null, shape: number[], dev
 /**
  * y = x @ Wᵀ + b with W of shape [out, in] (PyTorch's layout); x is [..., in]. With
  * `activation: 'gelu'`, y = gelu(x @ Wᵀ + b) (GELU's tanh form), bias and GELU inside the product
- * on CUDA (bf16/f16), with the same values and gradients as `gelu(linear(x, weight, bias))`.
+ * on CUDA (bf16/f16): the values and gradients of `gelu(linear(x, weight, bias))`, there within one
+ * rounding of the pre-activation (the CPU, f32 and f64 run exactly that).
  * @example
  * const y = linear(x, weight, bias);
  * const h = linear(x, fcWeight, fcBias, { activation: 'gelu' });
