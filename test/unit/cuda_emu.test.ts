@@ -52,6 +52,9 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_tp_vocab', {}],
   ['unit/cuda_census', {}],
   ['unit/cuda_linear_epilogue', {}],
+  // linear's fused bias + GELU (cuBLASLt's GELU_AUX_BIAS), and against gelu(linear()) on cuda:0.
+  ['unit/cuda_linear_gelu', {}],
+  ['unit/linear_gelu', { MT_TEST_DEVICES: 'cuda:0' }],
   // Gradients written into .grad (cuBLASLt beta = 1 with BGRADB, layer norm and embedding adding): cuda:0 only.
   ['unit/grad_into', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
