@@ -93,7 +93,8 @@ if (!cudaIsAvailable()) {
           const d = direct(dtype, x, w, b);
           assert.ok(d.done, 'the binding fused what linear() fused');
           near(`${dtype} pre-activation`, d.aux.toList(), pre, ULP[dtype], 1e-6);
-          assert.equal(d.out.toList(), y.toList());
+          // Another plan may serve it (other pointers' alignments): the same values within one rounding.
+          near(`${dtype} binding vs linear()`, d.out.toList(), y.toList(), ULP[dtype], 1e-6);
         }
         const grads = (t: Tensor[]) => t.map((p) => p.grad?.toList() ?? []);
         const back = cudaCensus(() => y.backward(g)).entries;
