@@ -1,8 +1,9 @@
 /**
  * Scaled dot-product attention. On the CPU (the reference): two matmuls around the fused
  * scaled/causal softmax, the mask applied inside the softmax kernel, backward composed through
- * the three ops. On CUDA: one fused kernel forward and backward (attention_fused.ts) when the
- * head dim is 32, 64 or 128; the composed ops otherwise.
+ * the three ops; with MESHTRAIN_ATTENTION_CPU=fused the fused CPU kernels instead (no [T, T],
+ * slower). On CUDA: one fused kernel forward and backward (attention_fused.ts) when the head dim
+ * is 32, 64 or 128; the composed ops otherwise.
  */
 import { deviceOf } from '../tensor/backend.ts';
 import { fmt } from '../tensor/shape.ts';

@@ -2,8 +2,11 @@
  * The CUDA path of scaledDotProductAttention: one fused kernel forward and one backward
  * (native/cuda/attention.cu), never materializing the [Tq, Tk] scores. The forward saves q, k, v,
  * the output and each query row's log-sum-exp; the backward recomputes the probabilities from
- * them. Head dims 32, 64 and 128 (v of q's head dim); other shapes take the composed ops.
+ * them. Head dims 32, 64 and 128 (v of q's head dim); other shapes take the composed ops. The
+ * CPU has the same kernels (native/cpu/attention.cc, any head dim), taken only with
+ * MESHTRAIN_ATTENTION_CPU=fused: slower than the composed ops' oneDNN matmuls, but no [T, T].
  */
+import { native } from '../native.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, numel } from '../tensor/shape.ts';
@@ -16,10 +19,19 @@ import { statDType } from './nn_util.ts';
 /** Head dims the fused kernel is compiled for. */
 export const FUSED_ATTENTION_HEAD_DIMS: readonly number[] = [32, 64, 128];
 
-/** True when the fused CUDA kernel covers these (already validated) operands. */
+/**
+ * True when the CPU is to run the fused kernels: MESHTRAIN_ATTENTION_CPU=fused (read per call) and an
+ * addon that has them (older builds do not).
+ */
+export function cpuFusedAttention(): boolean {
+  return process.env.MESHTRAIN_ATTENTION_CPU === 'fused' && typeof native.attentionBackward === 'function';
+}
+
+/** True when a fused kernel covers these (already validated) operands. */
 export function fusedAttentionApplies(q: Tensor, v: Tensor): boolean {
   const dh = q.shape[q.ndim - 1];
-  return q.device !== 'cpu' && FUSED_ATTENTION_HEAD_DIMS.includes(dh) && v.shape[v.ndim - 1] === dh;
+  if (v.shape[v.ndim - 1] !== dh) return false;
+  return q.device === 'cpu' ? cpuFusedAttention() : FUSED_ATTENTION_HEAD_DIMS.includes(dh);
 }
 
 /** [batch, heads, T, D] as the kernel sees it: the tensor and its batch, head, position strides. */
@@ -107,9 +119,12 @@ export function fusedAttention(q: Tensor, kx: Tensor, v: Tensor, causal: boolean
       const dk = headsOut(lead, Tk, D, q.dtype, dev);
       const dv = headsOut(lead, Tk, D, q.dtype, dev);
       if (numel(lead) > 0) {
+        // The CPU kernels keep each query row's dot(dO, o) in a scratch tensor (CUDA: a call scratch of its own).
+        const dots = dev === 'cpu' ? k.empty([numel(lead) * Tq], statDType(q.dtype), undefined, false, dev) : null;
         kernelsOn(dev).attentionBackward(code, ...geom, sq.id, sq.offset, qs, sk.id, sk.offset, ks, sv.id, sv.offset, vs,
           so.id, so.offset, os, gh.t.id, gh.t.offset, gh.s, sl.id, dq.t.id, dq.t.offset, dq.s, dk.t.id, dk.t.offset, dk.s,
-          dv.t.id, dv.t.offset, dv.s);
+          dv.t.id, dv.t.offset, dv.s, dots?.id);
+        dots?.dispose();
       } else {
         for (const d of [dq, dk, dv]) if (d.t.numel > 0) k.fill(d.t, 0);
       }

@@ -12,13 +12,12 @@
  * (the CPU by default, other head dims on CUDA): split, heads as views,
  * scaledDotProductAttention, heads merged.
  */
-import { native } from '../native.ts';
 import { kernelsOn } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type AttentionOptions, scaledDotProductAttention } from './attention.ts';
-import { FUSED_ATTENTION_HEAD_DIMS } from './attention_fused.ts';
+import { cpuFusedAttention, FUSED_ATTENTION_HEAD_DIMS } from './attention_fused.ts';
 import { record } from './autograd_support.ts';
 import * as k from './kernels.ts';
 import { checkFloatArg, statDType } from './nn_util.ts';
@@ -85,15 +84,9 @@ export function qkvAttention(qkv: Tensor, heads: number, opts: AttentionOptions 
   return reshape(transpose(y, -3, -2), [...lead, T, C]);
 }
 
-/** True when the addon has the fused CPU kernels (older builds do not). */
-function cpuFusedAttentionAvailable(): boolean {
-  return typeof native.attentionBackward === 'function';
-}
-
-/** CUDA: head dims 32, 64, 128. CPU: any, when asked for (MESHTRAIN_ATTENTION_CPU=fused, read per call) and built. */
+/** CUDA: head dims 32, 64, 128. CPU: any, when asked for (MESHTRAIN_ATTENTION_CPU=fused) and built. */
 function fusedQkvApplies(qkv: Tensor, D: number): boolean {
-  if (qkv.device !== 'cpu') return FUSED_ATTENTION_HEAD_DIMS.includes(D);
-  return process.env.MESHTRAIN_ATTENTION_CPU === 'fused' && cpuFusedAttentionAvailable();
+  return qkv.device === 'cpu' ? cpuFusedAttention() : FUSED_ATTENTION_HEAD_DIMS.includes(D);
 }
 
 /** One forward kernel, one backward, operands and results in the callers' layouts. */

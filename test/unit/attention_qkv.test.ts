@@ -4,7 +4,8 @@
  * over the heads of one fused qkv tensor equals the composed reference (split, heads as
  * views, scaledDotProductAttention = matmul, scaled causal softmax, matmul; heads merged) in values
  * and gradients: f64 within 1e-12 and f32 within 1e-5 of the largest value (at least 1); bf16/f16
- * within 1e-2 of an f32 reference on the same rounded inputs. Contiguous and strided qkv views,
+ * within 1e-2 (fused) or 2e-2 (composed, which rounds the probabilities too) of an f32 reference on
+ * the same rounded inputs. Contiguous and strided qkv views,
  * head dims 1 to 64, T 1 to 70 (over several 32-row tiles); f64 gradients match finite differences;
  * the fused kernels allocate no [T, T] buffer and check their operands; bad arguments
  * are refused with the op, the argument and the shape.
@@ -12,13 +13,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type DType, memoryStats, mul, native, noGrad, qkvAttention, randn, resetPeakMemoryStats, reshape, scaledDotProductAttention, split, sum,
+  type DType, manualSeed, memoryStats, mul, native, noGrad, qkvAttention, randn, resetPeakMemoryStats, reshape, scaledDotProductAttention, split, sum,
   type Tensor, tidy, transpose,
 } from '../../src/index.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 import { gradcheck } from '../helpers/gradcheck.ts';
 
 const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2, f16: 1e-2 };
+/** The composed ops round the [T, T] probabilities to bf16/f16 before the second product: one more rounding. */
+const COMPOSED_16 = 2e-2;
+manualSeed(7);
 const refDType = (d: DType): DType => (d === 'bf16' || d === 'f16' ? 'f32' : d);
 /** An addon built before native/cpu/attention.cc: qkvAttention takes the composed ops; say what was not checked. */
 const skipOld = (what: string) => console.log(`SKIP test/unit/attention_qkv: ${what} (this addon has no CPU attention kernels; rebuild it)`);
@@ -67,10 +71,11 @@ function check(fused: boolean, name: string, leafShape: number[], H: number, cau
     // Which path ran: one node over qkv (the fused kernels) or the composed ops' last reshape.
     assert.is(got.y.gradFn?.name === 'qkvAttention', fused, `${name}: fused path ${fused}`);
     assert.equal(got.y.shape, outShape, `${name}: shape`);
+    const tol = !fused && (dtype === 'bf16' || dtype === 'f16') ? COMPOSED_16 : TOL[dtype];
     const ey = maxRelErr(got.y.toList() as number[], want.y.toList() as number[], 1);
     const eg = maxRelErr(got.g.toList() as number[], want.g.toList() as number[], 1);
-    assert.ok(ey <= TOL[dtype], `${name} ${dtype}: output differs by ${ey} (tolerance ${TOL[dtype]})`);
-    assert.ok(eg <= TOL[dtype], `${name} ${dtype}: gradient differs by ${eg} (tolerance ${TOL[dtype]})`);
+    assert.ok(ey <= tol, `${name} ${dtype}: output differs by ${ey} (tolerance ${tol})`);
+    assert.ok(eg <= tol, `${name} ${dtype}: gradient differs by ${eg} (tolerance ${tol})`);
   });
 }
 
