@@ -2,11 +2,13 @@
 // native/cuda/attention.cu, with the same binding arguments. Operands are [batch, heads, T, D]
 // views with any batch, head and position strides and unit stride along D, so q, k, v are read in
 // place from a fused qkv projection and the output and dq, dk, dv are written straight into
-// their layouts (src/ops/attention_qkv.ts): no layout copy, and never the [T, T] scores (one row
-// of them at a time). The forward stores each query row's log-sum-exp; the backward recomputes
-// the probabilities from it, dQ one query row per task and dK/dV one key row per task, each row
-// summed by one thread in a fixed order (deterministic, no atomics). f64 computes in double,
-// f32/bf16/f16 in float (dot products over fixed lanes, so they vectorize without reassociation).
+// their layouts (src/ops/attention_qkv.ts): no layout copy, and never the [T, T] scores. Tasks own
+// 32 rows (queries forward and for dQ, keys for dK/dV) and stream 32-row tiles of the other side,
+// widened to the compute type (f64: double, else float); the forward keeps an online softmax and
+// stores each query row's log-sum-exp, the backward recomputes the probabilities from it. Each
+// output row is summed by one task in a fixed order: deterministic, no atomics. Slower than the
+// composed ops' oneDNN matmuls (bench/cpu_attention.ts), so ops take it only when asked
+// (MESHTRAIN_ATTENTION_CPU=fused).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
