@@ -24,7 +24,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  censusTotals, cudaCensus, cudaDeviceProperties, cudaIsAvailable, cudaSyncCount, cudaSynchronize, destroyDistributed, initDistributed,
+  censusTotals, cudaCensus, cudaDeviceProperties, cudaIsAvailable, cudaSyncCount, cudaSynchronize, destroyDistributed, initDistributed, noGrad, tensor,
 } from '../src/index.ts';
 import { type GptEngineStep, gptEngineStep } from './gpu_census_gpt.ts';
 import { gptStepFlops } from './gpu_gpt.ts';
@@ -170,8 +170,22 @@ async function main(): Promise<void> {
   }
 }
 
+/** Whether the emulated device really skips work: then copies to the host read zeros (an older build ignores the variable and would run 124M's kernels on the CPU). */
+function emulatorSkips(): boolean {
+  return noGrad(() => {
+    const t = tensor([1], { device: 'cuda:0' });
+    const v = (t.toArray() as Float32Array)[0];
+    t.dispose();
+    return v === 0;
+  });
+}
+
 if (cudaIsAvailable() && (!emulated() || skipMode())) {
-  await main();
+  if (emulated() && !emulatorSkips()) {
+    console.log('skipped: this emulated build predates MESHTRAIN_CUDA_EMU_SKIP_WORK (it would run every kernel); rebuild it');
+  } else {
+    await main();
+  }
 } else if (!rerunEmulated()) {
   console.log(
     emulated()
