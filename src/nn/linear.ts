@@ -16,8 +16,8 @@ export interface LinearOptions {
   /** Replaces the default bias init (uniform ±1/√in). */
   initBias?: (bias: Tensor) => void;
   /**
-   * Applied to the output: 'gelu' (GELU's tanh form, GPT-2's) gives gelu(x Wᵀ + b), fused into
-   * the product on CUDA (bf16/f16). Parameters and state-dict keys are those of a plain Linear.
+   * Applied to the output: 'gelu' (GELU's tanh form, GPT-2's) gives gelu(x Wᵀ + b), rounded once
+   * in bf16/f16 (fused into the product on CUDA). Parameters and state-dict keys are those of a plain Linear.
    */
   activation?: LinearActivation;
 }
@@ -34,6 +34,8 @@ export class Linear extends Module {
   readonly bias: Tensor | null;
   /** The activation applied to the output, or null (may be switched at any time). */
   activation: LinearActivation | null;
+  /** Maps the product before the activation reads it (linear's `beforeActivation`), or null. */
+  beforeActivation: ((pre: Tensor) => Tensor) | null = null;
 
   constructor(
     readonly inFeatures: number,
@@ -58,7 +60,7 @@ export class Linear extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias, { activation: this.activation ?? undefined });
+    return linear(x, this.weight, this.bias, { activation: this.activation ?? undefined, beforeActivation: this.beforeActivation ?? undefined });
   }
 
   protected override extraRepr(): string {

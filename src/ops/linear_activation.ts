@@ -1,15 +1,18 @@
 /**
  * Activations fused into `linear` (`linear(x, w, b, { activation: 'gelu' })`, `nn.Linear({ activation })`).
  * GELU is the tanh form (GPT-2's, PyTorch's approximate='tanh'), the same formula as `gelu()`
- * and cuBLASLt's GELU epilogues. On CUDA, bf16/f16 run product, bias and GELU in one cuBLASLt call
- * (GELU_AUX_BIAS: it also writes the pre-activation that GELU's backward reads); backward is one
- * GELU-backward kernel from that pre-activation, then linear's usual backward. f32 keeps the
+ * and cuBLASLt's GELU epilogues. bf16/f16 compute like cuBLASLt's GELU_AUX_BIAS epilogue on every
+ * device: the pre-activation stays in f32 until GELU is applied, the output is rounded once, and the
+ * pre-activation is rounded separately for GELU's backward (one GELU-backward kernel from it, then
+ * linear's usual backward). On CUDA that is one cuBLASLt call; on the CPU the product goes to an
+ * f32 result (oneDNN's bf16 matmul writes f32; f16 is widened, as linear's f16 product always is),
+ * then two casts and GELU in place between them (oneDNN's matmul post-op cannot also write the
+ * pre-activation), so the CPU and CUDA engines differ by summation order only. f32 and f64 keep the
  * separate GELU pass (cuBLASLt does not document its GELU's accuracy, and f32 must match the CPU
- * within f32 rounding); so does the CPU (oneDNN's matmul post-op cannot also write the
- * pre-activation), f64, and any shape cuBLASLt refuses.
+ * within f32 rounding); so does a shape cuBLASLt refuses on CUDA.
  */
 import { native } from '../native.ts';
-import { isCuda } from '../tensor/backend.ts';
+import { isCuda, kernelsOn } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -43,18 +46,23 @@ function linearGeluKernel(dev: Device): LinearGeluKernel | null {
   return (native.cuda as { linearGelu?: LinearGeluKernel } | undefined)?.linearGelu ?? null;
 }
 
+/** a @ b + bias in f32 from 16-bit operands on the CPU, not rounded to their dtype (matmul.ts's product). */
+export type WideProduct = (a: MatOperand, b: MatOperand, bias: Tensor | null, shape: number[]) => Tensor;
+
 /**
- * out = gelu(a @ b + bias) in one library call, and `pre` = a @ b + bias (kept for backward) when
- * `keepPre`; null where it cannot be fused (then nothing ran). `bias` is in `dtype` or absent.
+ * out = gelu(a @ b + bias) with the sum rounded once (at the end), and `pre` = a @ b + bias rounded
+ * (kept for backward) when `keepPre`; null where it is not fused (then nothing ran): f32, f64, and
+ * on CUDA what the addon's cuBLASLt call refuses. `bias` is in `dtype` on CUDA, in f32 (linear's
+ * bias for 16-bit products) on the CPU, or absent; `wide` gives the CPU's f32 product.
  */
 export function fusedLinearGelu(
-  a: MatOperand, b: MatOperand, bias: Tensor | null, shape: number[], dtype: DType, dev: Device, keepPre: boolean,
+  a: MatOperand, b: MatOperand, bias: Tensor | null, shape: number[], dtype: DType, dev: Device, keepPre: boolean, wide: WideProduct,
 ): { out: Tensor; pre: Tensor | null } | null {
+  if (dtype !== 'bf16' && dtype !== 'f16') return null;
+  if (!isCuda(dev)) return cpuLinearGelu(wide(a, b, bias, shape), dtype, keepPre);
   const kernel = linearGeluKernel(dev);
   const N = b.cols;
-  if (!kernel || (dtype !== 'bf16' && dtype !== 'f16') || (bias && bias.dtype !== dtype) || N % 8 !== 0 || a.rows === 0 || a.cols === 0) {
-    return null;
-  }
+  if (!kernel || (bias && bias.dtype !== dtype) || N % 8 !== 0 || a.rows === 0 || a.cols === 0) return null;
   const out = k.empty(shape, dtype, undefined, false, dev);
   const pre = keepPre ? k.empty(shape, dtype, undefined, false, dev) : null;
   const done = kernel(
@@ -65,6 +73,19 @@ export function fusedLinearGelu(
   out.dispose();
   pre?.dispose();
   return null;
+}
+
+/**
+ * The CPU's epilogue on the f32 pre-activation `pre32` (contiguous, consumed): `pre` = its rounding
+ * to `dtype`, then GELU in f32 in place and `out` = its one rounding, as GELU_AUX_BIAS stores them.
+ */
+function cpuLinearGelu(pre32: Tensor, dtype: DType, keepPre: boolean): { out: Tensor; pre: Tensor | null } {
+  const pre = keepPre ? k.copy(pre32, dtype) : null;
+  // In place: each element is read once before it is written.
+  kernelsOn(pre32.device).unary(k.Unary.gelu, dtypeCode('f32'), pre32.id, pre32.offset, pre32.id, pre32.offset, pre32.numel, 0);
+  const out = k.copy(pre32, dtype);
+  pre32.dispose();
+  return { out, pre };
 }
 
 /**

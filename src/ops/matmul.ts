@@ -113,10 +113,17 @@ function productInto(a: Mats, b: Mats, out: Tensor, accumulate: boolean): void {
  * tensors, never these copies.
  */
 function productInF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null): Tensor {
-  const owned: Tensor[] = [];
-  const out32 = product(widened(a, batch, owned), widened(b, batch, owned), batch, shape, 'f32', bias);
+  const out32 = productF32(a, b, batch, shape, bias);
   const out = k.copy(out32, 'f16');
   out32.dispose();
+  return out;
+}
+
+/** a @ b (+ f32 bias) in f32 from bf16 (oneDNN writes f32) or f16 (widened) operands on the CPU, not rounded. */
+function productF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null): Tensor {
+  if (a.t.dtype === 'bf16') return product(a, b, batch, shape, 'f32', bias);
+  const owned: Tensor[] = [];
+  const out = product(widened(a, batch, owned), widened(b, batch, owned), batch, shape, 'f32', bias);
   for (const t of owned) t.dispose();
   return out;
 }
@@ -222,6 +229,8 @@ function isFoldable(a: Tensor): boolean {
 export interface LinearOpOptions {
   /** Applied to the result, fused into the product where the device can (see linear_activation.ts). */
   activation?: LinearActivation;
+  /** With an activation and a graph: maps the product (x @ Wᵀ + b) before the activation reads it (zero-bubble's weight-gradient deferral). */
+  beforeActivation?: (pre: Tensor) => Tensor;
 }
 
 /** Runs linear's product itself (an activation fused in): returns the tensor to record, or null to run the plain product. */
@@ -229,9 +238,9 @@ type FusedProduct = (a: Mats, b: Mats, bias: Tensor | null, shape: number[], dev
 
 /**
  * y = x @ Wᵀ + b with W of shape [out, in] (PyTorch's layout); x is [..., in]. With
- * `activation: 'gelu'`, y = gelu(x @ Wᵀ + b) (GELU's tanh form), bias and GELU inside the product
- * on CUDA (bf16/f16): the values and gradients of `gelu(linear(x, weight, bias))`, there within one
- * rounding of the pre-activation (the CPU, f32 and f64 run exactly that).
+ * `activation: 'gelu'`, y = gelu(x @ Wᵀ + b) (GELU's tanh form); bf16/f16 round the f32 sum once,
+ * after GELU (cuBLASLt's epilogue on CUDA, the same steps on the CPU), so they are within one rounding
+ * of the pre-activation of `gelu(linear(x, weight, bias))`; f32 and f64 run exactly that.
  * @example
  * const y = linear(x, weight, bias);
  * const h = linear(x, fcWeight, fcBias, { activation: 'gelu' });
@@ -240,13 +249,13 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (linearActivation(opts.activation, 'linear') === null) return linearRecorded(x, weight, bias, null);
   let fused = null as Tensor | null; // the activated result, when the product fused it
   const pre = linearRecorded(x, weight, bias, (a, b, biasF, shape, dev) => {
-    const r = fusedLinearGelu(a, b, biasF, shape, x.dtype, dev, needsGrad(x, weight, bias));
+    const r = fusedLinearGelu(a, b, biasF, shape, x.dtype, dev, needsGrad(x, weight, bias), (wa, wb, wbias, ws) => productF32(wa, wb, 1, ws, wbias));
     fused = r?.out ?? null;
     // Without a graph there is no pre-activation to keep: the activated result is linear's.
     return r ? (r.pre ?? r.out) : null;
   });
   if (fused === pre) return pre;
-  return applyLinearActivation(pre, fused);
+  return applyLinearActivation(opts.beforeActivation ? opts.beforeActivation(pre) : pre, fused);
 }
 
 function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: FusedProduct | null): Tensor {

@@ -10,7 +10,6 @@ import { isGradEnabled, noGrad } from '../autograd/grad_mode.ts';
 import { Linear } from '../nn/linear.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import { accumulateInto, record } from '../ops/autograd_support.ts';
-import { applyLinearActivation, type LinearActivation } from '../ops/linear_activation.ts';
 import { linear, matmul } from '../ops/matmul.ts';
 import { sum } from '../ops/reduce.ts';
 import { reshape, transpose } from '../ops/view.ts';
@@ -78,26 +77,29 @@ export function installWeightGradDeferral(module: Module): RemovableHandle {
   for (const m of module.modules()) {
     if (!(m instanceof Linear)) continue;
     const lin = m;
-    const saved = new WeakMap<unknown[], { params: Tensor[]; activation: LinearActivation | null }>();
+    const saved = new WeakMap<unknown[], { params: Tensor[]; defer: (y: Tensor) => Tensor; activated: boolean; before: Linear['beforeActivation'] }>();
     handles.push(lin.registerForwardPreHook((_, args) => {
       const x = args[0] as Tensor;
       if (!deferring || !isGradEnabled() || !x?.requiresGrad) return undefined;
       const params = [lin.weight, lin.bias].filter((p): p is Tensor => p?.requiresGrad === true);
       for (const p of params) p.requiresGrad = false;
-      // The weight gradient needs the gradient of the product itself: the activation (unfused) comes after the deferral node.
-      saved.set(args, { params, activation: lin.activation });
-      lin.activation = null;
+      const [w, b] = [params.includes(lin.weight) ? lin.weight : null, lin.bias && params.includes(lin.bias) ? lin.bias : null];
+      const defer = (y: Tensor) => deferWeightGrad(y, x, w, b);
+      // The weight gradient needs the gradient of the product itself: the deferral node goes between
+      // the product and the activation, which stays fused (one rounding in bf16/f16, as without the split).
+      const activated = lin.activation !== null;
+      saved.set(args, { params, defer, activated, before: lin.beforeActivation });
+      if (activated) lin.beforeActivation = defer;
       return undefined;
     }));
     handles.push(lin.registerForwardHook((_, args, out) => {
       const s = saved.get(args);
       if (!s) return undefined;
       saved.delete(args);
-      const { params, activation } = s;
-      for (const p of params) p.requiresGrad = true;
-      lin.activation = activation;
-      const y = deferWeightGrad(out as Tensor, args[0] as Tensor, params.includes(lin.weight) ? lin.weight : null, lin.bias && params.includes(lin.bias) ? lin.bias : null);
-      return activation ? applyLinearActivation(y, null) : y;
+      for (const p of s.params) p.requiresGrad = true;
+      if (!s.activated) return s.defer(out as Tensor);
+      lin.beforeActivation = s.before;
+      return undefined;
     }));
   }
   return { remove: () => { for (const h of handles) h.remove(); } };
