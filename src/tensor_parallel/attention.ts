@@ -12,7 +12,7 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import { checkGPTLayer, type GPTLayerOptions } from '../nn/attention.ts';
 import { normal_, zeros_ } from '../nn/init.ts';
 import { Module } from '../nn/module.ts';
-import { scaledDotProductAttention } from '../ops/attention.ts';
+import { qkvAttention } from '../ops/attention_qkv.ts';
 import { matmul } from '../ops/matmul.ts';
 import { dropout, softmax } from '../ops/nn.ts';
 import { reshape, split, transpose } from '../ops/view.ts';
@@ -91,21 +91,27 @@ export class ParallelCausalSelfAttention extends Module {
     if (x.ndim !== 3 || x.shape[2] !== this.nEmbd) {
       throw new Error(`ParallelCausalSelfAttention: x must be [batch, seq, ${this.nEmbd}], got [${x.shape.join(', ')}]`);
     }
-    const qkv = this.c_attn.forward(x); // [B, T, 3C/tp]: this rank's q, k, v
-    const [B, T] = qkv.shape;
+    // [B, T, 3C/tp]: c_attn stacks q, k, v and splits each by heads (stacked: 3), so this rank's
+    // slice is q | k | v of its own heads, the layout qkvAttention reads (T whole under sequence
+    // parallelism: c_attn all-gathered the tokens).
+    const qkv = this.c_attn.forward(x);
     const H = this.localHeads;
-    const Dh = this.nEmbd / this.nHead;
-    const heads = (t: Tensor) => transpose(reshape(t, [B, T, H, Dh]), 1, 2); // [B, H/tp, T, Dh]
-    const [q, k, v] = split(qkv, H * Dh, -1).map(heads);
-    let y: Tensor;
+    let y: Tensor; // [B, T, C/tp], heads merged
     if (this.training && this.dropout > 0) {
+      // Dropout on the attention probabilities needs them materialized.
+      const [B, T] = qkv.shape;
+      const Dh = this.nEmbd / this.nHead;
+      const heads = (t: Tensor) => transpose(reshape(t, [B, T, H, Dh]), 1, 2); // [B, H/tp, T, Dh]
+      const [q, k, v] = split(qkv, H * Dh, -1).map(heads);
       const probs = softmax(matmul(q, transpose(k, -2, -1)), -1, { scale: 1 / Math.sqrt(Dh), causal: true });
       // Each rank holds other heads' probabilities: per-rank masks.
-      y = matmul(withTensorParallelRng(this.c_attn.group, () => dropout(probs, this.dropout, true)), v);
+      const o = matmul(withTensorParallelRng(this.c_attn.group, () => dropout(probs, this.dropout, true)), v);
+      y = reshape(transpose(o, 1, 2), [B, T, H * Dh]);
     } else {
-      y = scaledDotProductAttention(q, k, v, { causal: true });
+      // Reads q, k, v in place and (on CUDA) writes their gradients into one buffer: no layout copies.
+      y = qkvAttention(qkv, H, { causal: true });
     }
-    const out = this.c_proj.forward(reshape(transpose(y, 1, 2), [B, T, H * Dh]));
+    const out = this.c_proj.forward(y);
     return residualDropout(out, this.dropout, this.training, this.c_proj.group, this.c_proj.sequenceParallel);
   }
 

@@ -50,6 +50,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_pipeline_buffers_checkpoint', {}],
   ['dist/cuda_tensor_parallel', {}],
   ['dist/cuda_tp_vocab', {}],
+  // Tensor-parallel attention through qkvAttention: equal to the unsharded block, no strided copies (2 ranks on cuda:0).
+  ['dist/cuda_tp_qkv', {}],
   ['unit/cuda_census', {}],
   ['unit/cuda_linear_epilogue', {}],
   // linear's fused bias + GELU (cuBLASLt's GELU_AUX_BIAS), and against gelu(linear()) on cuda:0.
