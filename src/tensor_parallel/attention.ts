@@ -60,6 +60,8 @@ function residualDropout(y: Tensor, p: number, training: boolean, group: Process
  * Parameters `c_attn.weight` [3C/tp, C] (this rank's q, k, v rows), `c_attn.bias` [3C/tp],
  * `c_proj.weight` [C, C/tp], `c_proj.bias` [C]. With `linears`, adopts those projections
  * (their group and sequenceParallel win) instead of building them.
+ * Without attention dropout it runs qkvAttention on this rank's q | k | v slice (on CUDA: no
+ * layout copies around attention).
  * @example
  * const attn = new ParallelCausalSelfAttention({ nEmbd: 768, nHead: 12, group: mesh.group('tp') });
  */
