@@ -14,9 +14,9 @@
  *   bf16, 1.1% f16), while gelu(linear()) misses in over 10% (measured 23-26%, up to 9 ulps): the
  *   bound tells one rounding from two. Below -4, f32's 1 + tanh(u) near 0 is coarse (steps of
  *   2^-24, times |x|/2): within 2^-22 |pre| absolute (measured up to 1.2e-7 |pre|).
- * - CPU vs cuda:0 (same inputs): the outputs within 1 ulp where pre >= -4 (the two differ in
- *   summation order only), the tail within 2^-22 |pre| (emulated: bit for bit); before the CPU
- *   fused, up to 8 ulps apart.
+ * - CPU vs cuda:0 (same inputs): every output within 1 ulp or 1e-5 of the largest (the two differ
+ *   in summation order and, on a GPU, in cuBLASLt's GELU, whose accuracy is not documented; the
+ *   emulator computes our formula: bit for bit); before the CPU fused, up to 8 ulps apart.
  * - Zero-bubble's split backward (the weight gradient deferred to W) on a GELU Linear: output and
  *   gradients bit for bit those of the unsplit Linear (the deferral sits before the fused GELU).
  */
@@ -169,9 +169,14 @@ if (testDevices('test/unit/linear_gelu').includes('cuda:0')) {
         const cpu = run(f, xs, g);
         const gpu = run(f, xs.map((t) => t.to('cuda:0')), g.to('cuda:0'));
         const pre = preF64(xs[0].reshape([64, 64]), xs[1], xs[2]);
-        const s = ulpStats(gpu[0] as number[], cpu[0] as number[], pre, dtype);
-        console.log(`  ${dtype} cuda:0 vs CPU output: ${fmtStats(s)}`);
-        assert.ok(s.worst <= 1 && s.tail <= 2 ** -22, `${dtype} output: ${fmtStats(s)}`);
+        const [got, want] = [gpu[0] as number[], cpu[0] as number[]];
+        console.log(`  ${dtype} cuda:0 vs CPU output: ${fmtStats(ulpStats(got, want, pre, dtype))}`);
+        // cuBLASLt does not document its GELU's accuracy: 1e-5 of the largest besides (as cuda_linear_gelu allows it).
+        const slack = 1e-5 * Math.max(...want.map(Math.abs));
+        want.forEach((c, i) => {
+          const ok = ulps(got[i], c, dtype) <= 1 || Math.abs(got[i] - c) <= slack;
+          assert.ok(ok, `${dtype} output ${i}: cuda:0 ${got[i]}, CPU ${c} (${ulps(got[i], c, dtype)} ulps, pre ${pre[i]})`);
+        });
         ['x grad', 'w grad', 'b grad'].forEach((n, i) => near(`${dtype} ${n} cuda:0 vs CPU`, gpu[i + 1], cpu[i + 1], TOL[dtype]));
       });
     });
