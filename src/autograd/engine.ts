@@ -11,6 +11,7 @@ import { tidy } from '../tensor/scope.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { canAdopt, countAdopted } from './grad_adopt.ts';
 import { countGradWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
 import { noGrad } from './grad_mode.ts';
 import { clearGradZero, endGradZeroEpoch, isGradZero } from './grad_zero.ts';
@@ -26,10 +27,20 @@ export interface BackwardOptions {
   nested?: boolean;
 }
 
-/** Adds `g` into `leaf.grad`, allocated on first use. */
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
-  if (leaf.disposed) return;
+/**
+ * Adds `g` into `leaf.grad`, allocated on first use. `owned`: the engine holds `g` for nothing
+ * else in this pass, so a first gradient may be adopted (grad_adopt.ts). True when `g` became
+ * `leaf.grad` (the caller must not free it).
+ */
+function accumulateLeaf(leaf: Tensor, g: Tensor, owned: boolean): boolean {
+  if (leaf.disposed) return false;
   if (leaf.grad === null || leaf.grad.disposed) {
+    if (owned && canAdopt(leaf, g)) {
+      g.kept = true;
+      leaf.grad = g;
+      countAdopted();
+      return true;
+    }
     // The gradient takes the leaf's layout (PyTorch's contract: a channels-last leaf gets a channels-last grad).
     const copy = copyLike(g, leaf);
     copy.kept = true;
@@ -38,6 +49,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     clearGradZero(leaf.grad);
     accumulateInto(leaf.grad, g);
   }
+  return false;
 }
 
 /**
@@ -103,8 +115,8 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
         // The given gradient is only read, never written: a handle on it is enough.
         const seed = !grad ? onesLike(root) : grad.dtype === root.dtype ? grad.alias() : cloneTensor(grad, root.dtype);
         if (!root.gradFn) {
-          accumulateLeaf(root, seed);
-          seed.dispose();
+          // A seed made here (ones, a cast) is ours; an alias of the caller's gradient is not (two holders).
+          if (!accumulateLeaf(root, seed, true)) seed.dispose();
           if (!opts.nested) fireHooks(root);
           return;
         }
@@ -146,7 +158,12 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
         if (r === GRAD_WRITTEN) {
           clearGradZero((into[i] as GradInto).grad);
           countGradWritten();
-        } else if (r) accumulateLeaf(e.leaf, r);
+        } else if (r) {
+          // Adoptable only if no pending gradient is this tensor and no other input gets it too
+          // (a hook may free the adopted .grad before the next edge reads it).
+          const owned = !inMap.has(r) && results.indexOf(r) === i && results.lastIndexOf(r) === i;
+          accumulateLeaf(e.leaf, r, owned);
+        }
         leafDone(e.leaf, r !== null);
         return;
       }
@@ -172,7 +189,7 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
     });
     for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
     if (!opts.retainGraph) node.freeSaved();
-    if (g && !inMap.has(g)) g.dispose();
+    if (g && !inMap.has(g) && !g.kept) g.dispose(); // kept: adopted as a leaf's .grad
     for (const r of results) if (r && r !== GRAD_WRITTEN && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();
   }
 }

@@ -72,6 +72,11 @@ export class Storage {
     return this.refs > 0;
   }
 
+  /** Tensor handles sharing this memory (the autograd engine adopts a gradient only it holds). */
+  get holders(): number {
+    return this.refs;
+  }
+
   retain(): void {
     if (this.refs <= 0) throw new Error(`storage ${this.id} was already freed`);
     this.refs++;
