@@ -18,6 +18,8 @@ export interface GptCensusOptions {
   vocab?: number;
   /** DeepSpeed's gradient_clipping (default 0: none, as bench/gpu_gpt.ts). */
   clip?: number;
+  /** ZeRO stage (default 0). */
+  stage?: 0 | 1 | 2 | 3;
   device?: string;
 }
 
@@ -38,14 +40,14 @@ export interface GptEngineStep {
  * in a tidy scope.
  */
 export async function gptEngineStep(o: GptCensusOptions & { size?: string }): Promise<GptEngineStep> {
-  const { layers, nEmbd = 128, nHead = 2, seq = 64, batch = 2, vocab = 256, clip = 0, device = 'cuda:0', size = 'tiny' } = o;
+  const { layers, nEmbd = 128, nHead = 2, seq = 64, batch = 2, vocab = 256, clip = 0, stage = 0, device = 'cuda:0', size = 'tiny' } = o;
   manualSeed(0);
   const config = gptConfig(size, { nLayer: layers, nEmbd, nHead, nCtx: seq, vocabSize: vocab, dtype: 'bf16', dropout: 0 });
   const model = new GPT(config);
   const ds = {
     train_batch_size: batch, train_micro_batch_size_per_gpu: batch, gradient_clipping: clip,
     optimizer: { type: 'AdamW', params: { lr: 1e-4, weight_decay: 0.1 } },
-    zero_optimization: { stage: 0 }, bf16: { enabled: true },
+    zero_optimization: { stage }, bf16: { enabled: true },
   };
   const { engine } = await initialize({ model, config: ds, device: device as 'cuda:0', log: () => {} });
   const [ids, targets] = noGrad(() => [
