@@ -1,8 +1,9 @@
 /**
- * The raw collectives tensor parallelism uses, along a tensor dim: all-reduce into a copy,
- * split (this rank's slice), all-gather and reduce-scatter. The group's collectives work on
- * flat memory in rank order, so a dim other than the first is moved to the front, exchanged,
- * and moved back. No autograd here: mappings.ts pairs these into differentiable ops.
+ * The raw collectives tensor parallelism uses, along a tensor dim: all-reduce into a copy, split (this rank's slice), all-gather and
+ * reduce-scatter. The group's collectives work on flat memory in rank order: along a dim other
+ * than the first, ranks' blocks are contiguous only when the leading dims have size 1 (batch 1
+ * along the sequence); otherwise one copy interleaves (gather) or groups (reduce-scatter) them.
+ * No autograd here: mappings.ts pairs these into differentiable ops.
  */
 import { performance } from 'node:perf_hooks';
 import type { ProcessGroup } from '../dist/process_group.ts';
@@ -53,26 +54,6 @@ export function sliceSize(x: Tensor, dim: number, group: ProcessGroup, what: str
   return n / group.size;
 }
 
-/** A contiguous copy of `x` with `dim` moved to the front. */
-function toFront(x: Tensor, d: number): Tensor {
-  const order = [d, ...x.shape.map((_, i) => i).filter((i) => i !== d)];
-  const view = x.alias(order.map((i) => x.shape[i]), order.map((i) => x.strides[i]), x.offset);
-  const out = k.copy(view);
-  view.dispose();
-  return out;
-}
-
-/** Inverse of toFront: `f` [n, ...rest] back to the original dim order, contiguous. */
-function fromFront(f: Tensor, d: number): Tensor {
-  const strides = contiguousStrides(f.shape);
-  const axis = (i: number) => (i === d ? 0 : i < d ? i + 1 : i);
-  const shape = f.shape.map((_, i) => f.shape[axis(i)]);
-  const view = f.alias(shape, shape.map((_, i) => strides[axis(i)]), f.offset);
-  const out = k.copy(view);
-  view.dispose();
-  return out;
-}
-
 /** A contiguous copy of `x` summed over the group. */
 export function allReduceCopy(x: Tensor, group: ProcessGroup): Tensor {
   const out = k.copy(x);
@@ -92,15 +73,21 @@ export function splitAlong(x: Tensor, dim: number, group: ProcessGroup, what = '
   return out;
 }
 
-/** Every rank's `x` concatenated along `dim` in rank order. */
+/**
+ * Every rank's `x` concatenated along `dim` in rank order. The ranks' contiguous blocks arrive
+ * stacked ([tp, ...x.shape]); that is already the result when the dims before `dim` have size 1
+ * (batch 1 along the sequence), else one copy interleaves them.
+ */
 export function gatherAlong(x: Tensor, dim: number, group: ProcessGroup, what = 'gather'): Tensor {
   const d = normDim(dim, x.ndim, what);
   if (group.size === 1) return k.copy(x);
-  const front = toFront(x, d);
-  const all = k.empty([group.size * front.shape[0], ...front.shape.slice(1)], x.dtype, undefined, false, x.device);
-  timed('allGather', all, () => group.allGather(all, front));
-  front.dispose();
-  const out = fromFront(all, d);
+  const src = k.asContiguous(x);
+  const all = k.empty([group.size, ...x.shape], x.dtype, undefined, false, x.device);
+  timed('allGather', all, () => group.allGather(all, src));
+  if (src !== x) src.dispose();
+  const shape = [...x.shape];
+  shape[d] *= group.size;
+  const out = outerSize(x, d) === 1 ? all.alias(shape, contiguousStrides(shape), all.offset) : interleave(all, d, shape);
   all.dispose();
   return out;
 }
@@ -110,11 +97,30 @@ export function reduceScatterAlong(x: Tensor, dim: number, group: ProcessGroup, 
   const d = normDim(dim, x.ndim, what);
   const len = sliceSize(x, d, group, what);
   if (group.size === 1) return k.copy(x);
-  const front = toFront(x, d);
-  const mine = k.empty([len, ...front.shape.slice(1)], x.dtype, undefined, false, x.device);
-  timed('reduceScatter', front, () => group.reduceScatter(mine, front, 'sum'));
-  front.dispose();
-  const out = fromFront(mine, d);
-  mine.dispose();
+  // x as [tp, ...] rank blocks: free when they are already contiguous blocks (batch 1), else one copy.
+  const blocks = x.alias([group.size, ...x.shape.slice(0, d), len, ...x.shape.slice(d + 1)], [len * x.strides[d], ...x.strides], x.offset);
+  const inp = k.asContiguous(blocks);
+  const shape = [...x.shape];
+  shape[d] = len;
+  const mine = k.empty(shape, x.dtype, undefined, false, x.device);
+  timed('reduceScatter', inp, () => group.reduceScatter(mine, inp, 'sum'));
+  if (inp !== blocks) inp.dispose();
+  blocks.dispose();
+  return mine;
+}
+
+/** Elements before `dim` in each index of it: the product of the leading sizes. */
+function outerSize(x: Tensor, d: number): number {
+  return x.shape.slice(0, d).reduce((a, b) => a * b, 1);
+}
+
+/** `all` [tp, ...s] (s[d] = n) as the contiguous [...s with tp·n at d]: rank r's block at [r·n, (r+1)·n). */
+function interleave(all: Tensor, d: number, shape: number[]): Tensor {
+  const st = all.strides;
+  const view = all.alias([...all.shape.slice(1, d + 1), all.shape[0], ...all.shape.slice(d + 1)], [...st.slice(1, d + 1), st[0], ...st.slice(d + 1)], all.offset);
+  const flat = k.copy(view);
+  view.dispose();
+  const out = flat.alias(shape, contiguousStrides(shape), flat.offset);
+  flat.dispose();
   return out;
 }

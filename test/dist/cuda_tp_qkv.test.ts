@@ -6,6 +6,8 @@
 // cuda:0 (2 ranks sharing it) through the CUDA kernels. Census on cuda:0 (bf16, head dim 64): the
 // layer's forward and backward queue no strided layout copy; splitting qkv instead cost 3 in the
 // backward (the emulated device: device ops per backward 44 -> 41, sequence-parallel 54 -> 51).
+// Under sequence parallelism the all-gathers and reduce-scatters copy nothing at batch 1 and one
+// strided copy each at batch 2; the backward's other flat copies are leaves' first gradients.
 // Without a device the cuda:0 half prints one SKIP line.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -36,15 +38,29 @@ if (!cudaIsAvailable()) {
   });
 } else {
   test('tp = 2 block with qkvAttention on cuda:0: equals the unsharded block (f64, 1e-10); its backward makes no layout copy', async () => {
-    const r = await run('cuda:0', [...EQUIVALENCE, 'census', 'censusSequenceParallel']);
-    type Count = { copies: number; deviceOps: number };
-    const counts = [...r.stdout.matchAll(/^\[rank (\d)\] CENSUS (.*)$/gm)].map((m) => ({ rank: m[1], ...(JSON.parse(m[2]) as { sequenceParallel: boolean; forward: Count; backward: Count }) }));
-    assert.is(counts.length, 4, `a census per rank and case:\n${r.stdout}`);
+    const r = await run('cuda:0', [...EQUIVALENCE, 'census', 'censusSequenceParallel', 'censusSequenceParallelBatch2']);
+    type Count = { copies: number; flatCopies: number; deviceOps: number };
+    type Census = { sequenceParallel: boolean; batch: number; leafCopies: number; forward: Count; backward: Count };
+    const counts = [...r.stdout.matchAll(/^\[rank (\d)\] CENSUS (.*)$/gm)].map((m) => ({ rank: m[1], ...(JSON.parse(m[2]) as Census) }));
+    assert.is(counts.length, 6, `a census per rank and case:\n${r.stdout}`);
     for (const c of counts) {
-      const what = `rank ${c.rank}${c.sequenceParallel ? ', sequence parallel' : ''}`;
-      assert.is(c.backward.copies, 0, `${what}: the backward queues ${c.backward.copies} strided copies (split's backward copies dq, dk, dv):\n${r.stdout}`);
-      assert.is(c.forward.copies, 0, `${what}: the forward queues ${c.forward.copies} strided copies:\n${r.stdout}`);
-      if (c.rank === '0') console.log(`  tp = 2 layer${c.sequenceParallel ? ' (sequence parallel)' : ''}: device ops forward ${c.forward.deviceOps}, backward ${c.backward.deviceOps}; strided copies 0`);
+      const what = `rank ${c.rank}${c.sequenceParallel ? `, sequence parallel, batch ${c.batch}` : ''}`;
+      // Sequence parallel at batch 2: one strided copy per all-gather / reduce-scatter, each way
+      // (they moved the sequence dim to the front and back: 8 each way); none from attention.
+      const strided = c.sequenceParallel && c.batch > 1 ? 4 : 0;
+      assert.is(c.backward.copies, strided, `${what}: the backward queues ${c.backward.copies} strided copies, want ${strided}:\n${r.stdout}`);
+      assert.is(c.forward.copies, strided, `${what}: the forward queues ${c.forward.copies} strided copies, want ${strided}:\n${r.stdout}`);
+      if (c.sequenceParallel) {
+        // The collectives copy nothing flat (batch 1: the ranks' tokens are contiguous blocks; they
+        // copied each tensor to the front and back: 8 forward, 8 more backward). The backward's
+        // flat copies left are the engine's, of leaves' first gradients.
+        assert.is(c.forward.flatCopies, 0, `${what}: the forward queues ${c.forward.flatCopies} flat copies:\n${r.stdout}`);
+        assert.is(c.backward.flatCopies, c.leafCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient:\n${r.stdout}`);
+      }
+      if (c.rank === '0') {
+        const layer = `tp = 2 layer${c.sequenceParallel ? ` (sequence parallel, batch ${c.batch})` : ''}`;
+        console.log(`  ${layer}: device ops forward ${c.forward.deviceOps}, backward ${c.backward.deviceOps}; copies forward ${c.forward.flatCopies} flat + ${c.forward.copies} strided, backward ${c.backward.flatCopies} flat (${c.leafCopies} of leaves' first gradients) + ${c.backward.copies} strided`);
+      }
     }
   });
 }
