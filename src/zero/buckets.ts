@@ -2,8 +2,12 @@
  * ZeRO stage 2's gradient buckets: the per-dtype flat groups' static buckets (contiguous flat
  * ranges in reverse registration order, up to `reduceBucketSize` elements), the pool of bucket
  * buffers, and the launching of complete buckets' reductions onto their owners in order, each
- * rank adding its piece into its partition gradient as the reductions finish.
+ * rank adding its piece into its partition gradient as the reductions finish. A bucket that takes
+ * a buffer before its parameters' gradients arrive (the next one to launch, when a buffer is free)
+ * gives them their regions as `.grad`, so their ops write the gradients there (grad_into.ts)
+ * instead of into a temporary that the bucket copies.
  */
+import { markGradZero } from '../autograd/grad_zero.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import * as k from '../ops/kernels.ts';
@@ -49,6 +53,10 @@ export class BucketReducer {
   buffersAllocated = 0;
   private inFlight: InFlight[] = [];
   private nextBucket: { g: number; b: number } | null = null;
+  /** `.grad`s that are regions of a bucket buffer, given before the gradient arrived (presetGrads). */
+  private readonly presets = new WeakSet<Tensor>();
+  /** Slots whose gradient was handed over in this pass. */
+  private readonly done = new Set<Slot>();
 
   constructor(
     private readonly pg: ProcessGroup,
@@ -83,7 +91,9 @@ export class BucketReducer {
     if (this.nextBucket) throw new Error('ZeroStage12.backward: a backward pass is already running');
     for (const g of this.groups) for (const b of g.buckets) b.pending = b.slots.length;
     this.nextBucket = { g: 0, b: 0 };
+    this.done.clear();
     try {
+      this.prepareNext();
       backward();
       this.launchReady(true);        // buckets with parameters that got no gradient go as they are
       this.drain(0);
@@ -92,25 +102,85 @@ export class BucketReducer {
       throw e;
     } finally {
       this.nextBucket = null;
-      for (const g of this.groups) for (const b of g.buckets) this.release(g, b);     // after an error: buckets never launched
+      for (const g of this.groups) {
+        for (const b of g.buckets) {
+          this.dropPresets(b);
+          this.release(g, b);     // after an error: buckets never launched
+        }
+      }
     }
   }
 
-  /** The parameter's gradient copied into its bucket and freed; full buckets launched in order. */
+  /**
+   * The parameter's gradient copied into its bucket (unless it was written there: a preset
+   * `.grad`) and freed; full buckets launched in order.
+   */
   gradReady(g: FlatGroup, s: Slot): void {
     if (!this.nextBucket) return;          // a backward this optimizer does not run
     const p = s.param;
     const b = g.buckets[s.bucket];
+    const fresh = !b.buffer;
     const buf = this.bufferOf(g, b);
+    this.done.add(s);
     const grad = p.grad;
-    if (grad && !grad.disposed) {
-      const view = buf.alias(p.shape, contiguousStrides(p.shape), buf.offset + s.start - b.lo);
+    if (grad && !grad.disposed && !this.presets.has(grad)) {
+      const view = this.region(buf, b, s);
       k.copyInto(grad, view);
       view.dispose();
     }
     dropGrad(p);
+    if (fresh) this.presetGrads(b);
     b.pending--;
     this.launchReady(false);
+  }
+
+  /** Slot `s`'s region of bucket `b`'s buffer, in the parameter's shape. */
+  private region(buf: Tensor, b: Bucket, s: Slot): Tensor {
+    return buf.alias(s.param.shape, contiguousStrides(s.param.shape), buf.offset + s.start - b.lo);
+  }
+
+  /**
+   * Gives each parameter of bucket `b` (its buffer just taken, zero-filled) whose gradient has not
+   * arrived and that has no `.grad` yet its region as `.grad`, marked zero: its ops then write the
+   * gradient there (grad_into.ts) and gradReady copies nothing.
+   */
+  private presetGrads(b: Bucket): void {
+    const buf = b.buffer as Tensor;
+    for (const s of b.slots) {
+      const p = s.param;
+      if (this.done.has(s) || (p.grad && !p.grad.disposed)) continue;
+      const view = this.region(buf, b, s);
+      view.kept = true;
+      markGradZero(view);
+      this.presets.add(view);
+      p.grad = view;
+    }
+  }
+
+  /** Drops the preset `.grad`s of bucket `b` that got no gradient (before it launches or is given up). */
+  private dropPresets(b: Bucket): void {
+    for (const s of b.slots) if (s.param.grad && this.presets.has(s.param.grad)) dropGrad(s.param);
+  }
+
+  /**
+   * Takes a buffer for the next bucket to launch and presets its parameters' `.grad`s, when a free
+   * buffer is at hand (never waiting for a reduction in flight: that would cost the overlap).
+   */
+  private prepareNext(): void {
+    const nb = this.nextBucket;
+    if (!nb) return;
+    let { g: gi, b: bi } = nb;
+    while (gi < this.groups.length && bi >= this.groups[gi].buckets.length) {
+      gi++;
+      bi = 0;
+    }
+    if (gi >= this.groups.length) return;
+    const g = this.groups[gi];
+    const b = g.buckets[bi];
+    if (b.buffer) return;
+    if ((this.pool.get(g.dtype)?.length ?? 0) === 0 && this.inFlight.length > 0) return;
+    this.bufferOf(g, b);
+    this.presetGrads(b);
   }
 
   /** Frees the pooled buffers. */
@@ -156,9 +226,11 @@ export class BucketReducer {
       if (!all && b.pending > 0) return;
       nb.b++;
       const buf = this.bufferOf(g, b);
+      this.dropPresets(b);
       const { mine, works } = reduceBucket(this.pg, buf, b.lo, b.hi, g.part.size);
       this.inFlight.push({ group: g, bucket: b, mineLo: mine?.lo ?? 0, mineHi: mine?.hi ?? 0, works });
       if (!this.overlapComm) this.drain(0);
+      if (!all) this.prepareNext();
     }
   }
 

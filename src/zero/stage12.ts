@@ -7,8 +7,8 @@
  *   padded to a multiple of N (`flattenParameters`); rank r owns elements [r*P, (r+1)*P).
  * - Stage 1: every `p.grad` is a view into a full-size flat gradient buffer; `step()` averages
  *   it onto the owners with one reduce-scatter.
- * - Stage 2: gradients are copied, as each parameter's becomes ready in backward, into static
- *   buckets (contiguous flat ranges, in reverse registration order, up to `reduceBucketSize`
+ * - Stage 2: gradients are written (or copied, buckets.ts), as each parameter's becomes ready in
+ *   backward, into static buckets (contiguous flat ranges, in reverse registration order, up to `reduceBucketSize`
  *   elements); a full bucket's pieces are averaged onto their owners (asynchronously with
  *   `overlapComm`), and each rank adds its piece into a partition-sized gradient buffer. The
  *   parameter's own gradient is freed, so gradient memory is P plus the bucket buffers in use.
