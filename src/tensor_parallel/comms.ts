@@ -1,5 +1,6 @@
 /**
- * The raw collectives tensor parallelism uses, along a tensor dim: all-reduce into a copy, split (this rank's slice), all-gather and
+ * The raw collectives tensor parallelism uses, along a tensor dim: all-reduce (into a copy, or
+ * in place where the caller reads the tensor no more), split (this rank's slice), all-gather and
  * reduce-scatter. The group's collectives work on flat memory in rank order: along a dim other
  * than the first, ranks' blocks are contiguous only when the leading dims have size 1 (batch 1
  * along the sequence); otherwise one copy interleaves (gather) or groups (reduce-scatter) them.
@@ -9,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import * as k from '../ops/kernels.ts';
 import { itemSize } from '../tensor/dtype.ts';
-import { contiguousStrides, fmt, normDim } from '../tensor/shape.ts';
+import { contiguousStrides, fmt, isDense, normDim } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** Collectives run by the tensor-parallel layers since the last reset (what bench/tp.ts reports). */
@@ -59,6 +60,13 @@ export function allReduceCopy(x: Tensor, group: ProcessGroup): Tensor {
   const out = k.copy(x);
   if (group.size > 1) timed('allReduce', out, () => group.allReduce(out, 'sum'));
   return out;
+}
+
+/** `x` summed over the group in place (a dense `x`; else into a copy). Returns what holds the sum: `x`, or the copy. */
+export function allReduceInPlace(x: Tensor, group: ProcessGroup): Tensor {
+  if (!isDense(x.shape, x.strides)) return allReduceCopy(x, group);
+  if (group.size > 1) timed('allReduce', x, () => group.allReduce(x, 'sum'));
+  return x;
 }
 
 /** This rank's slice of `x` along `dim` (a contiguous copy). */

@@ -73,7 +73,7 @@ export class VocabParallelEmbedding extends Module {
     const mask = here.alias([...shape, 1], contiguousStrides([...shape, 1]), here.offset);
     const kept = mul(rows, mask);
     for (const t of [local, here, mask, rows]) t.dispose();
-    return reduceFromRegion(kept, this.group);
+    return reduceFromRegion(kept, this.group, { inPlace: true });
   }
 
   protected override extraRepr(): string {

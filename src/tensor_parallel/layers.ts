@@ -161,7 +161,8 @@ export class RowParallelLinear extends Module {
   override forward(x: Tensor): Tensor {
     const input = this.inputIsParallel ? x : scatterToRegion(x, this.group);
     const partial = linear(input, this.weight, null);
-    const y = this.sequenceParallel ? reduceScatterToSequence(partial, this.group) : reduceFromRegion(partial, this.group);
+    // The partial product is ours and read no more: summed in place.
+    const y = this.sequenceParallel ? reduceScatterToSequence(partial, this.group) : reduceFromRegion(partial, this.group, { inPlace: true });
     return this.bias ? add(y, this.bias) : y;
   }
 

@@ -19,7 +19,7 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { record } from '../ops/autograd_support.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { allReduceCopy, gatherAlong, reduceScatterAlong, splitAlong } from './comms.ts';
+import { allReduceCopy, allReduceInPlace, gatherAlong, reduceScatterAlong, splitAlong } from './comms.ts';
 
 /** The sequence dim of [batch, seq, hidden] activations. */
 export const SEQUENCE_DIM = 1;
@@ -29,9 +29,17 @@ export function copyToRegion(x: Tensor, group: ProcessGroup): Tensor {
   return record('copyToRegion', [x], x.alias(), () => (g) => [allReduceCopy(g, group)]);
 }
 
-/** All-reduce forward, identity backward: sums the ranks' partial results on leaving a region. */
-export function reduceFromRegion(x: Tensor, group: ProcessGroup): Tensor {
-  return record('reduceFromRegion', [x], allReduceCopy(x, group), () => (g) => [g]);
+/**
+ * All-reduce forward, identity backward: sums the ranks' partial results on leaving a region.
+ * `inPlace`: the caller reads `x` no more (a layer's own partial product), so it is summed in
+ * place instead of into a copy.
+ * @example
+ * const y = reduceFromRegion(linear(x, w), group, { inPlace: true });
+ */
+export function reduceFromRegion(x: Tensor, group: ProcessGroup, opts: { inPlace?: boolean } = {}): Tensor {
+  const sum = opts.inPlace ? allReduceInPlace(x, group) : allReduceCopy(x, group);
+  // Summed in place: a new handle on it carries this node (x keeps its own).
+  return record('reduceFromRegion', [x], sum === x ? x.alias() : sum, () => (g) => [g]);
 }
 
 /** This rank's slice of the last dim; backward all-gathers the slices. */

@@ -50,11 +50,12 @@ if (!cudaIsAvailable()) {
       const strided = c.sequenceParallel && c.batch > 1 ? 4 : 0;
       assert.is(c.backward.copies, strided, `${what}: the backward queues ${c.backward.copies} strided copies, want ${strided}:\n${r.stdout}`);
       assert.is(c.forward.copies, strided, `${what}: the forward queues ${c.forward.copies} strided copies, want ${strided}:\n${r.stdout}`);
+      // The collectives copy nothing flat: sequence parallel, the ranks' tokens are contiguous
+      // blocks at batch 1 (they were copied to the front and back: 8 forward, 8 more backward);
+      // without, row-parallel layers sum their partial products in place (2 copies forward).
+      assert.is(c.forward.flatCopies, 0, `${what}: the forward queues ${c.forward.flatCopies} flat copies:\n${r.stdout}`);
       if (c.sequenceParallel) {
-        // The collectives copy nothing flat (batch 1: the ranks' tokens are contiguous blocks; they
-        // copied each tensor to the front and back: 8 forward, 8 more backward). The backward's
-        // flat copies left are the engine's, of leaves' first gradients.
-        assert.is(c.forward.flatCopies, 0, `${what}: the forward queues ${c.forward.flatCopies} flat copies:\n${r.stdout}`);
+        // The backward's flat copies left are the engine's, of leaves' first gradients.
         assert.is(c.backward.flatCopies, c.leafCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient:\n${r.stdout}`);
       }
       if (c.rank === '0') {

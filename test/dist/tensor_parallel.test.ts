@@ -16,8 +16,8 @@ async function expectCases(fixture: string, np: number, cases: string[], timeout
 }
 
 const MAPPINGS = [
-  'copyToRegion', 'reduceFromRegion', 'scatterToRegion', 'gatherFromRegion', 'scatterToSequence', 'gatherFromSequence',
-  'allGatherFromSequence', 'reduceScatterToSequence', 'sequenceBatch1', 'indivisible',
+  'copyToRegion', 'reduceFromRegion', 'reduceFromRegionInPlace', 'scatterToRegion', 'gatherFromRegion',
+  'scatterToSequence', 'gatherFromSequence', 'allGatherFromSequence', 'reduceScatterToSequence', 'sequenceBatch1', 'indivisible',
 ];
 
 test('tp mappings: each conjugate pair equals the unsharded computation, values and gradients (tp = 2)', async () => {
