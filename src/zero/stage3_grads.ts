@@ -34,6 +34,23 @@ interface Bucket {
   works: Work[];
 }
 
+/**
+ * Copies a contiguous gradient `g` into a rank-major bucket as bucketPieces places it, in at most
+ * two copies instead of one per rank: the whole pieces (rows of `size`) as one strided copy into
+ * rows `stride` apart, then the last, partial piece.
+ */
+export function fillPieces(g: Tensor, input: Tensor, size: number, world: number, stride: number, at: number): void {
+  const pieces = bucketPieces(g.numel, size, world, stride, at);
+  const rows = pieces.filter((p) => p.hi - p.lo === size).length;
+  const copy = (src: Tensor, dst: Tensor) => {
+    k.copyInto(src, dst);
+    src.dispose();
+    dst.dispose();
+  };
+  if (rows > 0) copy(g.alias([rows, size], [size, 1], g.offset), input.alias([rows, size], [stride, 1], input.offset + at));
+  for (const p of pieces.slice(rows)) copy(flatView(g, p.lo, p.hi - p.lo), flatView(input, p.dst, p.hi - p.lo));
+}
+
 /** Stage 3's gradient buckets of one optimizer. */
 export class Stage3GradReducer {
   private readonly current = new Map<DType, Bucket>();
@@ -69,13 +86,7 @@ export class Stage3GradReducer {
     }
     const g = grad.isContiguous && grad.dtype === dtype ? grad : k.copy(grad, dtype);
     try {
-      for (const p of bucketPieces(shard.numel, shard.size, this.pg.size, b.stride, b.used)) {
-        const src = flatView(g, p.lo, p.hi - p.lo);
-        const dst = flatView(b.input, p.dst, p.hi - p.lo);
-        k.copyInto(src, dst);
-        src.dispose();
-        dst.dispose();
-      }
+      fillPieces(g, b.input, shard.size, this.pg.size, b.stride, b.used);
     } finally {
       if (g !== grad) g.dispose();
     }

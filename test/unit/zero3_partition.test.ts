@@ -3,7 +3,9 @@
 // and the rank-major bucket layout that one reduce-scatter turns into every rank's shards.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { tensor, zeros } from '../../src/index.ts';
 import { bucketPieces, paramShard, planPartition } from '../../src/zero/index.ts';
+import { fillPieces } from '../../src/zero/stage3_grads.ts';
 
 test('zero3 partition: numel padded to N·ceil(n/N); rank r owns [r·s, (r+1)·s), its real part clipped at n', () => {
   assert.equal(paramShard('w', 10, 4, 0), { name: 'w', numel: 10, size: 3, padded: 12, paramStart: 0, valid: 3, offset: 0 });
@@ -38,6 +40,19 @@ test('zero3 partition: rank-major bucket pieces (rank r\'s piece of the gradient
   // Ranks whose shard is all padding get no piece (the bucket's zeros stand for it).
   assert.equal(bucketPieces(1, 1, 4, 1, 0), [{ rank: 0, lo: 0, hi: 1, dst: 0 }]);
   assert.throws(() => bucketPieces(10, 3, 4, 4, 2), /overflows a bucket stride/);
+});
+
+test('zero3 bucket fill: fillPieces (whole pieces in one strided copy, then the partial one) places every piece as bucketPieces says', () => {
+  for (const [numel, size, world, stride, at] of [[10, 3, 4, 5, 2], [12, 3, 4, 3, 0], [1, 1, 4, 1, 0], [7, 7, 1, 9, 2], [9, 3, 4, 4, 1], [0, 0, 3, 2, 0]]) {
+    const g = tensor(Array.from({ length: numel }, (_, i) => i + 1), { dtype: 'f32' });
+    const got = zeros([world * stride]);
+    fillPieces(g, got, size, world, stride, at);
+    const want = new Array<number>(world * stride).fill(0);
+    for (const p of bucketPieces(numel, size, world, stride, at)) for (let i = p.lo; i < p.hi; i++) want[p.dst + i - p.lo] = i + 1;
+    assert.equal(got.toList(), want, `numel ${numel}, size ${size}, world ${world}, stride ${stride}, at ${at}`);
+    g.dispose();
+    got.dispose();
+  }
 });
 
 test.run();
