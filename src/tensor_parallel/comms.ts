@@ -1,6 +1,6 @@
 /**
  * The raw collectives tensor parallelism uses, along a tensor dim: all-reduce (into a copy, or
- * in place where the caller reads the tensor no more), split (this rank's slice), all-gather and
+ * in place where nothing else reads the tensor), split (this rank's slice), all-gather and
  * reduce-scatter. The group's collectives work on flat memory in rank order: along a dim other
  * than the first, ranks' blocks are contiguous only when the leading dims have size 1 (batch 1
  * along the sequence); otherwise one copy interleaves (gather) or groups (reduce-scatter) them.
@@ -67,6 +67,15 @@ export function allReduceInPlace(x: Tensor, group: ProcessGroup): Tensor {
   if (!isDense(x.shape, x.strides)) return allReduceCopy(x, group);
   if (group.size > 1) timed('allReduce', x, () => group.allReduce(x, 'sum'));
   return x;
+}
+
+/**
+ * `x` summed over the group: in place when this handle is the only one on its memory (a gradient
+ * the engine handed over that nobody else holds: no alias of the caller's seed, of another pending
+ * gradient or of a saved tensor), else into a copy.
+ */
+export function allReduceOwned(x: Tensor, group: ProcessGroup): Tensor {
+  return x.storage.holders === 1 && !x.kept ? allReduceInPlace(x, group) : allReduceCopy(x, group);
 }
 
 /** This rank's slice of `x` along `dim` (a contiguous copy). */

@@ -19,14 +19,18 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { record } from '../ops/autograd_support.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { allReduceCopy, allReduceInPlace, gatherAlong, reduceScatterAlong, splitAlong } from './comms.ts';
+import { allReduceCopy, allReduceInPlace, allReduceOwned, gatherAlong, reduceScatterAlong, splitAlong } from './comms.ts';
 
 /** The sequence dim of [batch, seq, hidden] activations. */
 export const SEQUENCE_DIM = 1;
 
-/** Identity forward, all-reduce backward: enters a region where each rank computes a partial result from the same input. */
+/**
+ * Identity forward, all-reduce backward: enters a region where each rank computes a partial
+ * result from the same input. The backward sums the gradient in place when nothing else holds it
+ * (the usual case: the region's first layer made it), else into a copy.
+ */
 export function copyToRegion(x: Tensor, group: ProcessGroup): Tensor {
-  return record('copyToRegion', [x], x.alias(), () => (g) => [allReduceCopy(g, group)]);
+  return record('copyToRegion', [x], x.alias(), () => (g) => [allReduceOwned(g, group)]);
 }
 
 /**

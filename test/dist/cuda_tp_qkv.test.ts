@@ -52,12 +52,11 @@ if (!cudaIsAvailable()) {
       assert.is(c.forward.copies, strided, `${what}: the forward queues ${c.forward.copies} strided copies, want ${strided}:\n${r.stdout}`);
       // The collectives copy nothing flat: sequence parallel, the ranks' tokens are contiguous
       // blocks at batch 1 (they were copied to the front and back: 8 forward, 8 more backward);
-      // without, row-parallel layers sum their partial products in place (2 copies forward).
+      // without, row-parallel layers sum their partial products in place (2 copies forward) and
+      // column-parallel ones their input gradients (2 backward). The backward's flat copies left
+      // are the engine's, of leaves' first gradients.
       assert.is(c.forward.flatCopies, 0, `${what}: the forward queues ${c.forward.flatCopies} flat copies:\n${r.stdout}`);
-      if (c.sequenceParallel) {
-        // The backward's flat copies left are the engine's, of leaves' first gradients.
-        assert.is(c.backward.flatCopies, c.leafCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient:\n${r.stdout}`);
-      }
+      assert.is(c.backward.flatCopies, c.leafCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient:\n${r.stdout}`);
       if (c.rank === '0') {
         const layer = `tp = 2 layer${c.sequenceParallel ? ` (sequence parallel, batch ${c.batch})` : ''}`;
         console.log(`  ${layer}: device ops forward ${c.forward.deviceOps}, backward ${c.backward.deviceOps}; copies forward ${c.forward.flatCopies} flat + ${c.forward.copies} strided, backward ${c.backward.flatCopies} flat (${c.leafCopies} of leaves' first gradients) + ${c.backward.copies} strided`);

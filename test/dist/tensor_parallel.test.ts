@@ -16,7 +16,7 @@ async function expectCases(fixture: string, np: number, cases: string[], timeout
 }
 
 const MAPPINGS = [
-  'copyToRegion', 'reduceFromRegion', 'reduceFromRegionInPlace', 'scatterToRegion', 'gatherFromRegion',
+  'copyToRegion', 'copyToRegionHeldGrad', 'reduceFromRegion', 'reduceFromRegionInPlace', 'scatterToRegion', 'gatherFromRegion',
   'scatterToSequence', 'gatherFromSequence', 'allGatherFromSequence', 'reduceScatterToSequence', 'sequenceBatch1', 'indivisible',
 ];
 
