@@ -53,6 +53,8 @@ const SUITES: [string, Record<string, string>][] = [
   // Tensor-parallel attention through qkvAttention: equal to the unsharded block, no strided copies (2 ranks on cuda:0).
   ['dist/cuda_tp_qkv', {}],
   ['unit/cuda_census', {}],
+  // ZeRO 2 writing into its bucket, ZeRO 3 adopting first gradients: device-op budgets of their steps.
+  ['unit/cuda_census_zero', {}],
   ['unit/cuda_linear_epilogue', {}],
   // linear's fused bias + GELU (cuBLASLt's GELU_AUX_BIAS), and against gelu(linear()) on cuda:0.
   ['unit/cuda_linear_gelu', {}],
