@@ -61,6 +61,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/linear_gelu', { MT_TEST_DEVICES: 'cuda:0' }],
   // Gradients written into .grad (cuBLASLt beta = 1 with BGRADB, layer norm and embedding adding): cuda:0 only.
   ['unit/grad_into', { MT_TEST_DEVICES: 'cuda:0' }],
+  // First gradients adopted as .grad instead of copied: bit for bit vs copying, cuda:0 only.
+  ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/native_typed_ints', {}],
   ['unit/fp16_unscale_f32', {}],
