@@ -1,7 +1,8 @@
 /**
  * Backpropagation over the tape: nodes run in a dependency order, gradients flowing into a
  * node are summed before it runs, leaves accumulate into `.grad` (written by the node itself
- * where it can, grad_into.ts), and a leaf's gradient-ready hooks fire once all of its
+ * where it can, grad_into.ts; a first gradient only the engine holds becomes `.grad` as it is,
+ * grad_adopt.ts), and a leaf's gradient-ready hooks fire once all of its
  * contributions for this pass have arrived.
  */
 
