@@ -9,7 +9,9 @@
  *   same rounded pre-activation, which the CPU keeps exactly as linear() rounds it), within the
  *   output's bound on CUDA.
  * - vs f64 (CPU): the pre-activation summed in f64 from the same rounded inputs, GELU in f64,
- *   rounded once. Where pre >= -4 every element is within 1 ulp and at most 2% are not bit for bit
+ *   rounded once. Where pre >= -4 every element is within 1 ulp (or within the f32 sum's own bound,
+ *   K 2^-24 Σ|x w|: near GELU's zero an f16 ulp is finer than that; seeds 1-13 gave up to 6 ulps
+ *   there) and at most 2% are not bit for bit
  *   (f32's own errors, a few f32 ulps, rarely cross a 16-bit rounding boundary; measured 0.1%
  *   bf16, 1.1% f16), while gelu(linear()) misses in over 10% (measured 23-26%, up to 9 ulps): the
  *   bound tells one rounding from two. Below -4, f32's 1 + tanh(u) near 0 is coarse (steps of
@@ -23,7 +25,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gelu, linear, nn, noGrad, randn, type Tensor, tidy } from '../../src/index.ts';
+import { gelu, linear, manualSeed, nn, noGrad, randn, type Tensor, tidy } from '../../src/index.ts';
 import { installWeightGradDeferral, runWeightGrads, withDeferredWeightGrads } from '../../src/pipeline/weight_grad.ts';
 import type { DType } from '../../src/tensor/dtype.ts';
 import type { Device } from '../../src/tensor/storage.ts';
@@ -89,8 +91,8 @@ for (const dtype of ['f64', 'f32', 'bf16', 'f16'] as DType[]) {
 
 const geluOf = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
 
-/** x @ wᵀ + b in f64 from the tensors' own (rounded) values; x [M, K], w [N, K]. */
-function preF64(x: Tensor, w: Tensor, b: Tensor | null): number[] {
+/** x @ wᵀ + b in f64 from the tensors' own (rounded) values; x [M, K], w [N, K]. With `abs`, Σ|x·w| + |b|. */
+function preF64(x: Tensor, w: Tensor, b: Tensor | null, abs = false): number[] {
   const [M, K] = x.shape;
   const N = w.shape[0];
   const [xs, ws] = [x.toList() as number[], w.toList() as number[]];
@@ -98,15 +100,20 @@ function preF64(x: Tensor, w: Tensor, b: Tensor | null): number[] {
   const out: number[] = [];
   for (let i = 0; i < M; i++)
     for (let j = 0; j < N; j++) {
-      let acc = bs ? bs[j] : 0;
-      for (let kk = 0; kk < K; kk++) acc += xs[i * K + kk] * ws[j * K + kk];
+      const m = abs ? Math.abs : (v: number) => v;
+      let acc = bs ? m(bs[j]) : 0;
+      for (let kk = 0; kk < K; kk++) acc += m(xs[i * K + kk] * ws[j * K + kk]);
       out.push(acc);
     }
   return out;
 }
 
-/** Where pre >= -4: the worst ulps and how many elements are not bit for bit; below: the worst |got - want| / |pre|. */
-function ulpStats(got: number[], want: number[], pre: number[], dtype: Float16): { worst: number; off: number; n: number; tail: number } {
+/**
+ * Where pre >= -4: the worst ulps and how many elements are not bit for bit; below: the worst |got - want| / |pre|.
+ * `slack` (per element): a difference this small is the f32 accumulation's, not counted in `worst` (near GELU's zero
+ * an f16 ulp is finer than the f32 sum of K products can resolve).
+ */
+function ulpStats(got: number[], want: number[], pre: number[], dtype: Float16, slack?: number[]): { worst: number; off: number; n: number; tail: number } {
   const s = { worst: 0, off: 0, n: 0, tail: 0 };
   got.forEach((v, i) => {
     if (pre[i] < -4) {
@@ -116,7 +123,7 @@ function ulpStats(got: number[], want: number[], pre: number[], dtype: Float16):
     const d = ulps(v, want[i], dtype);
     s.n++;
     if (d > 0) s.off++;
-    s.worst = Math.max(s.worst, d);
+    if (!slack || Math.abs(v - want[i]) > slack[i]) s.worst = Math.max(s.worst, d);
   });
   return s;
 }
@@ -126,6 +133,7 @@ const fmtStats = (s: ReturnType<typeof ulpStats>) =>
 
 for (const dtype of ['bf16', 'f16'] as Float16[]) {
   test(`CPU ${dtype}: the output is the f64 reference rounded once (1 ulp, <= 2% off), gelu(linear()) is not`, () => {
+    manualSeed(5);
     noGrad(() => tidy(() => {
       // N 60 (not a multiple of 8): the CPU fuses every shape; with and without a bias.
       for (const withBias of [true, false]) {
@@ -134,7 +142,9 @@ for (const dtype of ['bf16', 'f16'] as Float16[]) {
         const b = withBias ? randn([60]).to(dtype) : null;
         const pre = preF64(x, w, b);
         const want = pre.map((v) => round16(geluOf(v), dtype));
-        const f = ulpStats(linear(x, w, b, { activation: 'gelu' }).toList() as number[], want, pre, dtype);
+        // f32 accumulation of K = 64 products: |error| <= K 2^-24 Σ|x w| (+|b|), times GELU's slope (< 1.13).
+        const slack = preF64(x, w, b, true).map((m) => 1.13 * 64 * 2 ** -24 * m);
+        const f = ulpStats(linear(x, w, b, { activation: 'gelu' }).toList() as number[], want, pre, dtype, slack);
         const p = ulpStats(gelu(linear(x, w, b)).toList() as number[], want, pre, dtype);
         const at = `${dtype}${withBias ? '' : ', no bias'}`;
         console.log(`  ${at}: fused ${fmtStats(f)}; gelu(linear()) ${fmtStats(p)}`);
