@@ -14,10 +14,11 @@ import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
 import { canAdopt, gradsAdopted, setGradAdopt } from '../../src/autograd/grad_adopt.ts';
 import {
-  add, checkpoint, crossEntropy, type Device, destroyDistributed, gelu, initDistributed, initialize, linear, manualSeed, mul,
+  add, checkpoint, crossEntropy, type Device, destroyDistributed, gelu, initDistributed, linear, manualSeed, mul,
   nn, randn, SGD, sum, type Tensor, tensor, tidy, withTag,
 } from '../../src/index.ts';
 import { deviceTest } from '../helpers/devices.ts';
+import { gptEngineRun } from '../helpers/gpt_engine_run.ts';
 
 const values = (t: Tensor | null): number[] => Array.from((t?.toArray() ?? []) as ArrayLike<number>);
 
@@ -217,32 +218,13 @@ test.after(async () => {
 async function gptEngine(stage: 0 | 1 | 2 | 3, on: boolean): Promise<{ out: number[][]; adopted: number }> {
   const prev = setGradAdopt(on);
   try {
-    manualSeed(3);
-    const cfg = gptConfig('tiny', { dropout: 0, nLayer: 2 });
-    const model = new GPT(cfg);
     const config = {
       train_batch_size: 4, train_micro_batch_size_per_gpu: 2, gradient_accumulation_steps: 2, gradient_clipping: 1,
       optimizer: { type: 'AdamW', params: { lr: 1e-3 } },
       zero_optimization: { stage, reduce_bucket_size: 20_000, stage3_param_persistence_threshold: 100 },
     };
-    const { engine } = await initialize({ model, config, device: 'cpu', log: () => {} });
-    const losses: number[] = [];
-    const before = gradsAdopted();
-    for (let micro = 0; micro < 4; micro++) {
-      tidy(() => {
-        const ids = tensor(Array.from({ length: 32 }, (_, i) => (i * 7 + micro * 13) % cfg.vocabSize), { dtype: 'i32', shape: [2, 16] });
-        const tg = tensor(Array.from({ length: 32 }, (_, i) => (i * 5 + micro * 3 + 1) % cfg.vocabSize), { dtype: 'i64' });
-        const l = crossEntropy(engine.forward(ids).reshape([32, cfg.vocabSize]), tg);
-        engine.backward(l);
-        engine.step();
-        losses.push(l.item());
-      });
-    }
-    const adopted = gradsAdopted() - before;
-    engine.destroy();
-    const out = [losses, ...model.parameters().map((p) => values(p))];
-    model.dispose();
-    return { out, adopted };
+    const r = await gptEngineRun({ seed: 3, config, micros: 4, counter: gradsAdopted });
+    return { out: [r.losses, ...r.weights], adopted: r.counted };
   } finally {
     setGradAdopt(prev);
   }

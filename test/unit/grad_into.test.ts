@@ -12,15 +12,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GPT, gptConfig } from '../../models/index.ts';
 import { gradsWrittenInto, setGradInto } from '../../src/autograd/grad_into.ts';
 import { isGradZero, markGradZero } from '../../src/autograd/grad_zero.ts';
 import {
-  checkpoint, crossEntropy, type Device, type DType, destroyDistributed, embedding, gelu, initDistributed, initialize, layerNorm,
+  checkpoint, crossEntropy, type Device, type DType, destroyDistributed, embedding, gelu, initDistributed, layerNorm,
   linear, manualSeed, mul, randn, sum, type Tensor, tensor, tidy, zeros,
 } from '../../src/index.ts';
 import { kernelsSay } from '../../src/tensor/backend.ts';
 import { deviceTest } from '../helpers/devices.ts';
+import { gptEngineRun } from '../helpers/gpt_engine_run.ts';
 
 type GradState = 'none' | 'zero' | 'random';
 
@@ -249,9 +249,6 @@ test.after(async () => {
 async function gptRun(stage: 0 | 1 | 2 | 3, on: boolean): Promise<{ losses: number[]; weights: number[][]; written: number }> {
   const prev = setGradInto(on);
   try {
-    manualSeed(3);
-    const cfg = gptConfig('tiny', { dropout: 0, nLayer: 2 });
-    const model = new GPT(cfg);
     const config = {
       train_batch_size: 4, train_micro_batch_size_per_gpu: 2, gradient_accumulation_steps: 2, gradient_clipping: 1,
       // SGD: a weight moves by lr times its gradient, so the comparison sees the gradients' own
@@ -259,24 +256,8 @@ async function gptRun(stage: 0 | 1 | 2 | 3, on: boolean): Promise<{ losses: numb
       optimizer: { type: 'SGD', params: { lr: 0.1, momentum: 0.9 } },
       zero_optimization: { stage, reduce_bucket_size: 20_000, stage3_param_persistence_threshold: 100 },
     };
-    const { engine } = await initialize({ model, config, device: 'cpu', log: () => {} });
-    const losses: number[] = [];
-    const before = gradsWrittenInto();
-    for (let micro = 0; micro < 4; micro++) {
-      tidy(() => {
-        const ids = tensor(Array.from({ length: 32 }, (_, i) => (i * 7 + micro * 13) % cfg.vocabSize), { dtype: 'i32', shape: [2, 16] });
-        const tg = tensor(Array.from({ length: 32 }, (_, i) => (i * 5 + micro * 3 + 1) % cfg.vocabSize), { dtype: 'i64' });
-        const l = crossEntropy(engine.forward(ids).reshape([32, cfg.vocabSize]), tg);
-        engine.backward(l);
-        engine.step();
-        losses.push(l.item());
-      });
-    }
-    const written = gradsWrittenInto() - before;
-    engine.destroy();
-    const weights = model.parameters().map((p) => values(p));
-    model.dispose();
-    return { losses, weights, written };
+    const r = await gptEngineRun({ seed: 3, config, micros: 4, counter: gradsWrittenInto });
+    return { losses: r.losses, weights: r.weights, written: r.counted };
   } finally {
     setGradInto(prev);
   }

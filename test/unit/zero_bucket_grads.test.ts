@@ -10,9 +10,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GPT, gptConfig } from '../../models/index.ts';
+import type { GPT } from '../../models/index.ts';
 import { gradsWrittenInto } from '../../src/autograd/grad_into.ts';
-import { crossEntropy, destroyDistributed, initDistributed, initialize, manualSeed, tensor, tidy } from '../../src/index.ts';
+import { destroyDistributed, initDistributed } from '../../src/index.ts';
+import { gptEngineRun } from '../helpers/gpt_engine_run.ts';
 
 test.before(async () => {
   await initDistributed({ timeoutMs: 30_000 });
@@ -22,34 +23,17 @@ test.after(async () => {
 });
 
 async function run(stage: 1 | 2, overlap: boolean): Promise<{ out: number[][]; written: number; leftGrads: number }> {
-  manualSeed(5);
-  const cfg = gptConfig('tiny', { dropout: 0, nLayer: 2 });
-  const model = new GPT(cfg);
   const config = {
     train_batch_size: 2, train_micro_batch_size_per_gpu: 2, gradient_clipping: 1,
     optimizer: { type: 'AdamW', params: { lr: 1e-3 } },
     zero_optimization: { stage, reduce_bucket_size: 20_000, overlap_comm: overlap },
   };
-  const { engine } = await initialize({ model, config, device: 'cpu', log: () => {} });
-  const losses: number[] = [];
   let leftGrads = 0;
-  const before = gradsWrittenInto();
-  for (let step = 0; step < 3; step++) {
-    tidy(() => {
-      const ids = tensor(Array.from({ length: 32 }, (_, i) => (i * 7 + step * 13) % cfg.vocabSize), { dtype: 'i32', shape: [2, 16] });
-      const tg = tensor(Array.from({ length: 32 }, (_, i) => (i * 5 + step * 3 + 1) % cfg.vocabSize), { dtype: 'i64' });
-      const l = crossEntropy(engine.forward(ids).reshape([32, cfg.vocabSize]), tg);
-      engine.backward(l);
-      if (stage === 2) leftGrads += model.parameters().filter((p) => p.grad !== null).length;
-      engine.step();
-      losses.push(l.item());
-    });
-  }
-  const written = gradsWrittenInto() - before;
-  engine.destroy();
-  const out = [losses, ...model.parameters().map((p) => Array.from(p.toArray() as Float32Array))];
-  model.dispose();
-  return { out, written, leftGrads };
+  const afterBackward = (model: GPT) => {
+    if (stage === 2) leftGrads += model.parameters().filter((p) => p.grad !== null).length;
+  };
+  const r = await gptEngineRun({ seed: 5, config, micros: 3, counter: gradsWrittenInto, afterBackward });
+  return { out: [r.losses, ...r.weights], written: r.counted, leftGrads };
 }
 
 test('GPT tiny, ZeRO 2 with gradients written into its buckets equals stage 1 bit for bit (overlapComm on and off)', async () => {
