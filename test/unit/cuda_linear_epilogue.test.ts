@@ -12,29 +12,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, linear, native, noGrad, randn, sum, type Tensor,
+  censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, linear, native, noGrad, randn, sum,
 } from '../../src/index.ts';
+import { linearReference } from '../helpers/linear_ref.ts';
 
 const DEV = 'cuda:0';
 /** Relative size of one rounding to the dtype (half an ulp is the bound; one ulp leaves room for double rounding). */
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
-
-/** y = x @ Wᵀ + b in f64 from the tensors' own (rounded) values. */
-function reference(x: Tensor, w: Tensor, b: Tensor | null): Float64Array {
-  const [M, K] = x.shape;
-  const N = w.shape[0];
-  const xs = x.toList();
-  const ws = w.toList();
-  const bs = b ? b.toList() : null;
-  const out = new Float64Array(M * N);
-  for (let i = 0; i < M; i++)
-    for (let j = 0; j < N; j++) {
-      let acc = bs ? bs[j] : 0;
-      for (let k = 0; k < K; k++) acc += xs[i * K + k] * ws[j * K + k];
-      out[i * N + j] = acc;
-    }
-  return out;
-}
 
 /** Asserts |got - want| <= ulp * |want| + slack * max|want| element-wise. */
 function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
@@ -60,7 +44,7 @@ if (!cudaIsAvailable()) {
         const w = randn([19, 24], { device: DEV }).to(dtype);
         const b = randn([19], { device: DEV }).to(dtype);
         const { result: y, entries } = cudaCensus(() => linear(x, w, b));
-        near(`linear ${dtype}`, y.toList(), reference(x, w, b), ULP[dtype], 1e-6);
+        near(`linear ${dtype}`, y.toList(), linearReference(x, w, b), ULP[dtype], 1e-6);
         if (epilogues) {
           const mm = entries.filter((e) => e.kind === 'library' && e.name === `cublasLtMatmul ${dtype} bias`);
           assert.is(mm.length, 1, formatCensus(entries));
@@ -70,11 +54,11 @@ if (!cudaIsAvailable()) {
         // the product is rounded before the bias is added, so one more rounding of the largest size.
         const big = randn([20], { device: DEV }).to(dtype);
         const b1 = big.narrow(0, 1, 19);
-        near(`linear ${dtype}, unaligned bias`, linear(x, w, b1).toList(), reference(x, w, b1), ULP[dtype], ULP[dtype]);
+        near(`linear ${dtype}, unaligned bias`, linear(x, w, b1).toList(), linearReference(x, w, b1), ULP[dtype], ULP[dtype]);
         // K == 0: the output is the bias.
         const x0 = randn([3, 0], { device: DEV }).to(dtype);
         const w0 = randn([19, 0], { device: DEV }).to(dtype);
-        near(`linear ${dtype}, K 0`, linear(x0, w0, b).toList(), reference(x0, w0, b), 0, 0);
+        near(`linear ${dtype}, K 0`, linear(x0, w0, b).toList(), linearReference(x0, w0, b), 0, 0);
       });
     });
 

@@ -17,28 +17,12 @@ import {
   censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, gelu, linear, native, noGrad, randn, type Tensor, tidy,
 } from '../../src/index.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
+import { linearReference } from '../helpers/linear_ref.ts';
 
 const DEV = 'cuda:0';
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
 
 const geluOf = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
-
-/** Pre-activation x @ Wᵀ + b in f64 from the tensors' own (rounded) values. */
-function reference(x: Tensor, w: Tensor, b: Tensor | null): Float64Array {
-  const [M, K] = x.shape;
-  const N = w.shape[0];
-  const xs = x.toList();
-  const ws = w.toList();
-  const bs = b ? b.toList() : null;
-  const out = new Float64Array(M * N);
-  for (let i = 0; i < M; i++)
-    for (let j = 0; j < N; j++) {
-      let acc = bs ? bs[j] : 0;
-      for (let k = 0; k < K; k++) acc += xs[i * K + k] * ws[j * K + k];
-      out[i * N + j] = acc;
-    }
-  return out;
-}
 
 /** The largest |got - want| over ulp * |want| + slack * max|want| (<= 1 passes). */
 function worst(got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): number {
@@ -84,7 +68,7 @@ if (!cudaIsAvailable()) {
         const b = randn([40], { device: DEV }).to(dtype).requiresGrad_(true);
         const g = randn([37, 40], { device: DEV }).to(dtype);
         const { result: y, entries } = cudaCensus(() => linear(x, w, b, { activation: 'gelu' }));
-        const pre = reference(x, w, b);
+        const pre = linearReference(x, w, b);
         near(`${dtype} output`, y.toList(), pre.map(geluOf), ULP[dtype], 1e-5);
         if (fusing) {
           assert.is(libraryCalls(entries, `cublasLtMatmul ${dtype} gelu_aux_bias`), 1, formatCensus(entries));
@@ -121,26 +105,26 @@ if (!cudaIsAvailable()) {
         const w = randn([32, 16], { device: DEV }).to(dtype);
         const b = randn([32], { device: DEV }).to(dtype);
         const { result: y, entries } = cudaCensus(() => linear(x, w, b, { activation: 'gelu' }));
-        near(`${dtype} no grad`, y.toList(), reference(x, w, b).map(geluOf), ULP[dtype], 1e-5);
+        near(`${dtype} no grad`, y.toList(), linearReference(x, w, b).map(geluOf), ULP[dtype], 1e-5);
         if (fusing) {
           assert.is(libraryCalls(entries, `cublasLtMatmul ${dtype} gelu_bias`), 1, formatCensus(entries));
           assert.is(censusTotals(entries).deviceOps, 1, formatCensus(entries));
         }
         // No bias: GELU alone in the epilogue.
         const nb = cudaCensus(() => linear(x, w, null, { activation: 'gelu' }));
-        near(`${dtype} no bias`, nb.result.toList(), reference(x, w, null).map(geluOf), ULP[dtype], 1e-5);
+        near(`${dtype} no bias`, nb.result.toList(), linearReference(x, w, null).map(geluOf), ULP[dtype], 1e-5);
         if (fusing) assert.is(libraryCalls(nb.entries, `cublasLtMatmul ${dtype} gelu`), 1, formatCensus(nb.entries));
         // N 20 (not a multiple of 8) and a bias off the 16-byte grid: the product, then GELU's own pass
         // (the pre-activation rounded first: one more rounding, up to GELU's slope times half an ulp).
         const w20 = randn([20, 16], { device: DEV }).to(dtype);
         const b20 = randn([20], { device: DEV }).to(dtype);
         const r20 = cudaCensus(() => linear(x, w20, b20, { activation: 'gelu' }));
-        near(`${dtype} N 20`, r20.result.toList(), reference(x, w20, b20).map(geluOf), 2 * ULP[dtype], ULP[dtype]);
+        near(`${dtype} N 20`, r20.result.toList(), linearReference(x, w20, b20).map(geluOf), 2 * ULP[dtype], ULP[dtype]);
         assert.ok(r20.entries.every((e) => !/gelu/.test(e.name)), formatCensus(r20.entries));
         const big = randn([33], { device: DEV }).to(dtype);
         const b1 = big.narrow(0, 1, 32);
         const r1 = cudaCensus(() => linear(x, w, b1, { activation: 'gelu' }));
-        near(`${dtype} unaligned bias`, r1.result.toList(), reference(x, w, b1).map(geluOf), 2 * ULP[dtype], ULP[dtype]);
+        near(`${dtype} unaligned bias`, r1.result.toList(), linearReference(x, w, b1).map(geluOf), 2 * ULP[dtype], ULP[dtype]);
         if (fusing) assert.ok(r1.entries.every((e) => !/cublasLtMatmul .* gelu/.test(e.name)), formatCensus(r1.entries));
       }));
     });
@@ -153,7 +137,7 @@ if (!cudaIsAvailable()) {
       const b = randn([24], { device: DEV });
       const { result: y, entries } = cudaCensus(() => linear(x, w, b, { activation: 'gelu' }));
       assert.ok(entries.every((e) => !/gelu/.test(e.name)), formatCensus(entries));
-      const want = reference(x, w, b).map(geluOf);
+      const want = linearReference(x, w, b).map(geluOf);
       near('f32 unfused', y.toList(), want, 4 * ULP.f32, 1e-6);
       if (!fusing) return;
       const { done, out, aux } = direct('f32', x, w, b);
@@ -163,7 +147,7 @@ if (!cudaIsAvailable()) {
       }
       const err = worst(out.toList(), want, 0, 1);
       console.log(`  f32 GELU_AUX_BIAS epilogue vs f64: largest error ${err.toExponential(2)} of the largest output (unfused: ${worst(y.toList(), want, 0, 1).toExponential(2)})`);
-      near('f32 epilogue pre-activation', aux.toList(), reference(x, w, b), 4 * ULP.f32, 1e-6);
+      near('f32 epilogue pre-activation', aux.toList(), linearReference(x, w, b), 4 * ULP.f32, 1e-6);
       assert.ok(err < 1e-3, `the f32 GELU epilogue is off by ${err} of the largest value`);
     }));
   });
