@@ -49,6 +49,14 @@ inline C dotRow(const C* a, const T* b, int64_t n) {
 
 inline int64_t visibleKeys(const Geom& g, int64_t i) { return g.causal ? std::min(g.tk, i + 1) : g.tk; }
 
+// How many of the key tile's kTile lanes from k0 query i sees (0 to kTile).
+inline int seenInTile(const Geom& g, int64_t i, int64_t k0) {
+  return int(std::min<int64_t>(kTile, std::max<int64_t>(0, visibleKeys(g, i) - k0)));
+}
+
+// The key rows that query rows [q0, q0 + n) see at all: causal stops at the block's last query.
+inline int64_t keyEnd(const Geom& g, int64_t q0, int n) { return g.causal ? std::min(g.tk, q0 + n) : g.tk; }
+
 template <typename P>
 inline P* headOf(P* p, const Strides& s, int64_t bh, int64_t heads) {
   return p + (bh / heads) * s.b + (bh % heads) * s.h;
@@ -192,14 +200,14 @@ void forwardKernel(const Geom& g, const T* q, Strides qs, const T* k, Strides ks
     std::fill(l, l + kTile, C(0));
     const T* kh = headOf(k, ks, bh, g.heads);
     const T* vh = headOf(v, vs, bh, g.heads);
-    const int64_t kEnd = g.causal ? std::min(g.tk, q0 + n) : g.tk;
+    const int64_t kEnd = keyEnd(g, q0, n);
     for (int64_t k0 = 0; k0 < kEnd; k0 += kTile) {
       loadTile<C>(nullptr, kt, kh, ks.t, k0, g.tk, D);
       loadTile<C>(vc, nullptr, vh, vs.t, k0, g.tk, D);
       productNT<DC>(sc, qc, kt, n, D);
       for (int r = 0; r < n; r++) {
         C* s = sc + r * kTile;
-        const int64_t seen = std::min<int64_t>(kTile, std::max<int64_t>(0, visibleKeys(g, q0 + r) - k0));
+        const int seen = seenInTile(g, q0 + r, k0);
         for (int c = 0; c < kTile; c++) s[c] = c < seen ? s[c] * scale : negInf;
         if (seen == 0) {
           std::fill(s, s + kTile, C(0));
@@ -261,7 +269,7 @@ void backwardQ(const Geom& g, const T* q, Strides qs, const T* k, Strides ks, co
     std::fill(acc, acc + kTile * D, C(0));
     const T* kh = headOf(k, ks, bh, g.heads);
     const T* vh = headOf(v, vs, bh, g.heads);
-    const int64_t kEnd = g.causal ? std::min(g.tk, q0 + n) : g.tk;
+    const int64_t kEnd = keyEnd(g, q0, n);
     for (int64_t k0 = 0; k0 < kEnd; k0 += kTile) {
       loadTile<C>(kc, kt, kh, ks.t, k0, g.tk, D);
       loadTile<C>(nullptr, vt, vh, vs.t, k0, g.tk, D);
@@ -269,7 +277,7 @@ void backwardQ(const Geom& g, const T* q, Strides qs, const T* k, Strides ks, co
       productNT<DC>(dp, gc, vt, n, D);
       for (int r = 0; r < n; r++) {
         const int64_t row = bh * g.tq + q0 + r;
-        const int seen = int(std::min<int64_t>(kTile, std::max<int64_t>(0, visibleKeys(g, q0 + r) - k0)));
+        const int seen = seenInTile(g, q0 + r, k0);
         C* s = sc + r * kTile;
         const C* dpr = dp + r * kTile;
         const C l = lse[row], di = dots[row];
