@@ -78,7 +78,8 @@ function runSuite(suite: string, env: Record<string, string>): { status: number 
     cwd: root,
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1', ...env },
+    // CPU twins off (test/helpers/cpu_twins.ts): npm test runs them in the same files already.
+    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1', MESHTRAIN_TEST_CPU_TWINS: '0', ...env },
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}`, seconds: (performance.now() - started) / 1000 };
 }
