@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 #include "cpu/rowmath.h"
+#include "tensor/attention_args.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 #include "util/parallel.h"
@@ -22,14 +23,8 @@
 namespace mt {
 namespace {
 
-struct Geom {
-  int64_t batch, heads, tq, tk, dim;
-  double scale;
-  bool causal;  // query i sees keys j <= i (top-left aligned)
-};
-struct Strides {
-  int64_t b, h, t;
-};
+using Geom = AttnGeom;
+using Strides = AttnStrides;
 
 constexpr int kDotLanes = 8;
 constexpr int kTile = 32;  // rows of a task's block and of a streamed tile
@@ -368,34 +363,13 @@ void backwardKV(const Geom& g, const T* q, Strides qs, const T* k, Strides ks, c
     default: { constexpr int DC = 0; __VA_ARGS__; break; }     \
   }
 
-// One operand: storage id, element offset, [batch, head, position] strides.
-struct View {
-  int64_t id, off;
-  Strides s;
-};
-
-View viewArg(const Napi::CallbackInfo& info, size_t at, const char* op, const char* what) {
-  auto st = argInts(info, at + 2);
-  MT_CHECK(st.size() == 3, op, ": ", what, " strides must be [batch, head, position], got ", st.size(), " values");
-  MT_CHECK(st[0] >= 0 && st[1] >= 0 && st[2] >= 0, op, ": ", what, " has a negative stride [", st[0], ", ", st[1], ", ",
-           st[2], "]");
-  return View{argInt(info, at), argInt(info, at + 1), Strides{st[0], st[1], st[2]}};
-}
-
-Geom geomArg(const Napi::CallbackInfo& info, const char* op) {
-  Geom g{argInt(info, 1), argInt(info, 2), argInt(info, 3), argInt(info, 4), argInt(info, 5), argNum(info, 6),
-         argBool(info, 7)};
-  MT_CHECK(g.batch >= 0 && g.heads >= 1 && g.tq >= 0 && g.tk >= 0 && g.dim >= 1, op, ": bad shape batch ", g.batch,
-           ", heads ", g.heads, ", Tq ", g.tq, ", Tk ", g.tk, ", dim ", g.dim);
-  return g;
-}
+// Operands and geometry are read by tensor/attention_args.h, as the CUDA bindings read them.
+using View = AttnView;
 
 // The CPU address of a view of `t` positions, bounds-checked over its whole span.
 template <typename T>
 T* viewPtr(const View& v, const Geom& g, int64_t t) {
-  int64_t span = 0;
-  if (g.batch > 0 && t > 0) span = (g.batch - 1) * v.s.b + (g.heads - 1) * v.s.h + (t - 1) * v.s.t + g.dim;
-  return dataPtr<T>(v.id, v.off, span);
+  return dataPtr<T>(v.id, v.off, attnViewSpan(v.s, g, t));
 }
 
 // Results are written while operands are read: refuse a result sharing an operand's storage.
@@ -410,9 +384,9 @@ void checkDistinct(const char* op, std::initializer_list<const View*> outs, std:
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const char* op = "scaledDotProductAttention";
   DType d = toDType(int(argInt(info, 0)));
-  Geom g = geomArg(info, op);
-  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
-       o = viewArg(info, 17, op, "o");
+  Geom g = attnGeomArg(info, op);
+  View q = attnViewArg(info, 8, op, "q"), k = attnViewArg(info, 11, op, "k"), v = attnViewArg(info, 14, op, "v"),
+       o = attnViewArg(info, 17, op, "o");
   const int64_t lseId = argInt(info, 20);
   checkDistinct(op, {&o}, {&q, &k, &v});
   const int64_t rows = g.batch * g.heads * g.tq;
@@ -431,11 +405,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const char* op = "scaledDotProductAttention backward";
   DType d = toDType(int(argInt(info, 0)));
-  Geom g = geomArg(info, op);
-  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
-       o = viewArg(info, 17, op, "o"), dO = viewArg(info, 20, op, "the output gradient");
+  Geom g = attnGeomArg(info, op);
+  View q = attnViewArg(info, 8, op, "q"), k = attnViewArg(info, 11, op, "k"), v = attnViewArg(info, 14, op, "v"),
+       o = attnViewArg(info, 17, op, "o"), dO = attnViewArg(info, 20, op, "the output gradient");
   const int64_t lseId = argInt(info, 23);
-  View dq = viewArg(info, 24, op, "dq"), dk = viewArg(info, 27, op, "dk"), dv = viewArg(info, 30, op, "dv");
+  View dq = attnViewArg(info, 24, op, "dq"), dk = attnViewArg(info, 27, op, "dk"), dv = attnViewArg(info, 30, op, "dv");
   MT_CHECK(info.Length() > 33, op, ": needs a scratch storage for the row terms (argument 34)");
   const int64_t dotsId = argInt(info, 33);
   checkDistinct(op, {&dq, &dk, &dv}, {&q, &k, &v, &o, &dO});

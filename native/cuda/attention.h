@@ -3,19 +3,15 @@
 // compute stream. Dtypes are the codes of native/tensor/dtype.h (f32, f64, bf16, f16).
 #pragma once
 #include <cstdint>
+#include "tensor/attention_geom.h"
 
 namespace mt {
 
-// q [batch, heads, tq, dim], k and v [batch, heads, tk, dim]; dim 32, 64 or 128.
-struct CudaAttnShape {
-  int64_t batch, heads, tq, tk, dim;
-  double scale;
-  bool causal;  // query i sees keys j <= i (top-left aligned)
-};
+// q [batch, heads, tq, dim], k and v [batch, heads, tk, dim]; dim 32, 64 or 128. The CPU kernels
+// (native/cpu/attention.cc) take the same geometry and strides (tensor/attention_geom.h).
+using CudaAttnShape = AttnGeom;
 // Element strides of the batch, head and position dims; the head dim has stride 1.
-struct CudaAttnStrides {
-  int64_t b, h, t;
-};
+using CudaAttnStrides = AttnStrides;
 
 // o = softmax(scale * q kᵀ [+ mask]) v; lse [batch * heads * tq] (f64 for f64, else f32) is the
 // per-row log-sum-exp the backward needs.

@@ -9,24 +9,15 @@
 #include "cuda/matmul.h"  // dtypeNameOf
 #include "cuda/operands.h"
 #include "cuda/device_memory.h"
+#include "tensor/attention_args.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 
 namespace mt {
 namespace {
 
-// One [batch, heads, T, dim] operand: its device pointer after the checks.
-struct View {
-  int64_t id, off;
-  CudaAttnStrides s;
-};
-
-View viewArg(const Napi::CallbackInfo& info, size_t at, const char* op, const char* what) {
-  auto st = argInts(info, at + 2);
-  MT_CHECK(st.size() == 3, op, ": ", what, " strides must be [batch, head, position], got ", st.size(), " values");
-  MT_CHECK(st[0] >= 0 && st[1] >= 0 && st[2] >= 0, op, ": ", what, " has a negative stride");
-  return View{argInt(info, at), argInt(info, at + 1), CudaAttnStrides{st[0], st[1], st[2]}};
-}
+// Operands and geometry are read by tensor/attention_args.h, as the CPU bindings read them.
+using View = AttnView;
 
 int deviceOfView(const char* op, const View& v, int dev) {
   int code = storageAt(v.id).device;
@@ -37,19 +28,8 @@ int deviceOfView(const char* op, const View& v, int dev) {
 
 // The device address of a view of `t` positions, bounds-checked over its whole span.
 void* viewPtr(const View& v, const CudaAttnShape& g, int64_t t, DType d) {
-  int64_t span = 0;
-  if (g.batch > 0 && t > 0) span = (g.batch - 1) * v.s.b + (g.heads - 1) * v.s.h + (t - 1) * v.s.t + g.dim;
   const int64_t item = int64_t(itemsize(d));
-  return cudaDataPtr<uint8_t>(v.id, v.off * item, span * item);
-}
-
-
-CudaAttnShape shapeArg(const Napi::CallbackInfo& info, const char* op) {
-  CudaAttnShape g{argInt(info, 1), argInt(info, 2), argInt(info, 3), argInt(info, 4), argInt(info, 5),
-                  argNum(info, 6), argBool(info, 7)};
-  MT_CHECK(g.batch >= 0 && g.heads >= 1 && g.tq >= 0 && g.tk >= 0 && g.dim >= 1, op, ": bad shape batch ", g.batch,
-           ", heads ", g.heads, ", Tq ", g.tq, ", Tk ", g.tk, ", dim ", g.dim);
-  return g;
+  return cudaDataPtr<uint8_t>(v.id, v.off * item, attnViewSpan(v.s, g, t) * item);
 }
 
 DType floatArg(const Napi::CallbackInfo& info, const char* op) {
@@ -64,9 +44,9 @@ DType floatArg(const Napi::CallbackInfo& info, const char* op) {
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const char* op = "scaledDotProductAttention";
   DType d = floatArg(info, op);
-  CudaAttnShape g = shapeArg(info, op);
-  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
-       o = viewArg(info, 17, op, "o");
+  CudaAttnShape g = attnGeomArg(info, op);
+  View q = attnViewArg(info, 8, op, "q"), k = attnViewArg(info, 11, op, "k"), v = attnViewArg(info, 14, op, "v"),
+       o = attnViewArg(info, 17, op, "o");
   int64_t lseId = argInt(info, 20);
   int dev = deviceOfView(op, o, -1);
   for (const View* x : {&q, &k, &v}) deviceOfView(op, *x, dev);
@@ -83,11 +63,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const char* op = "scaledDotProductAttention backward";
   DType d = floatArg(info, op);
-  CudaAttnShape g = shapeArg(info, op);
-  View q = viewArg(info, 8, op, "q"), k = viewArg(info, 11, op, "k"), v = viewArg(info, 14, op, "v"),
-       o = viewArg(info, 17, op, "o"), dO = viewArg(info, 20, op, "the output gradient");
+  CudaAttnShape g = attnGeomArg(info, op);
+  View q = attnViewArg(info, 8, op, "q"), k = attnViewArg(info, 11, op, "k"), v = attnViewArg(info, 14, op, "v"),
+       o = attnViewArg(info, 17, op, "o"), dO = attnViewArg(info, 20, op, "the output gradient");
   int64_t lseId = argInt(info, 23);
-  View dq = viewArg(info, 24, op, "dq"), dk = viewArg(info, 27, op, "dk"), dv = viewArg(info, 30, op, "dv");
+  View dq = attnViewArg(info, 24, op, "dq"), dk = attnViewArg(info, 27, op, "dk"), dv = attnViewArg(info, 30, op, "dv");
   int dev = deviceOfView(op, q, -1);
   for (const View* x : {&k, &v, &o, &dO, &dq, &dk, &dv}) deviceOfView(op, *x, dev);
   deviceOfView(op, View{lseId, 0, {}}, dev);
