@@ -8,8 +8,7 @@
  * parameters' gradients straight into their `.grad` where the engine offers it (grad_into.ts).
  */
 import { GRAD_WRITTEN, type GradInto, overlapsAny } from '../autograd/grad_into.ts';
-import { native } from '../native.ts';
-import { deviceOf, isCuda, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, isCuda, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel } from '../tensor/shape.ts';
 import type { Device } from '../tensor/storage.ts';
@@ -76,7 +75,7 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
 
 /** True where the addon's CUDA matmul takes a bias in the output's dtype and writes bias gradients (cuBLASLt epilogues). */
 function epiloguesOn(dev: Device): boolean {
-  return isCuda(dev) && (native.cuda as { matmulEpilogues?: boolean } | undefined)?.matmulEpilogues === true;
+  return isCuda(dev) && kernelsSay(dev, 'matmulEpilogues');
 }
 
 /**
