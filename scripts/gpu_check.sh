@@ -5,10 +5,12 @@
 # Steps, each under `timeout`, each going on after a failure, all inside MT_BUDGET seconds (480;
 # with MT_BENCH=1 the tests leave the last 200 of them to the benchmarks):
 #   report      GPU, driver, PyTorch's view (copy bandwidth), the addon's device and library report
-#   cuda_*      every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
-#   ops         the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only, in one process
-#   bench       MT_BENCH=1: bench/gpu_host_floor.ts (GPT-2 step wall time vs host issue time), then
-#               bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101 vs PyTorch, NCCL)
+#   tests       MT_JOBS at once (6 on the device, 1 emulated; OMP_NUM_THREADS 2 each there):
+#     ops       the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only, in one process
+#     cuda_*    every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
+#     ...       fp16 unscaling, SIMT attention, direct grouped conv, the launch census
+#   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101
+#               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling
 #   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
 # Only the tail of the output comes back, so each step prints its last lines and the summary
 # table (step, status, seconds, key number) comes last. Full logs: $OUT/gpu_check.log, each step's
@@ -34,7 +36,7 @@ else
     { echo "gpu_check: cannot unpack .carry/gpu.tar.xz (run scripts/gpu_pack.sh here first)"; exit 1; }
   [ -e node_modules ] || ln -s "$t/node_modules" node_modules
   export PATH="$t/bin:$PATH" LD_LIBRARY_PATH="$t/lib:${LD_LIBRARY_PATH:-}"
-  export MESHTRAIN_ADDON="$t/lib/meshtrain.node" OMP_NUM_THREADS=4
+  export MESHTRAIN_ADDON="$t/lib/meshtrain.node" OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 fi
 PY=${MT_PYTHON:-$(command -v /opt/torch/.venv/bin/python3 || command -v python3 || echo python3)}
 export MT_PYTHON="$PY"
@@ -56,28 +58,52 @@ start=$SECONDS
 summary=()
 # Seconds kept back for the benchmark, so slow or hanging tests cannot crowd it out.
 reserve=0
-[ "${MT_BENCH:-0}" = 1 ] && reserve=200
+[ "${MT_BENCH:-0}" = 1 ] && reserve=${MT_RESERVE:-200}
+
+# Rows of the summary, one file per step in launch order (steps may run in the background).
+rows="$logs/rows"
+mkdir -p "$rows"
+nrow=0
+# MT_JOBS test steps run at once (the device has 16 cores and one GPU; benchmarks always run alone).
+jobsMax=${MT_JOBS:-$([ "${MT_EMU:-0}" = 1 ] && echo 1 || echo 6)}
+parallel=0
+running() { jobs -rp | wc -l; }
+drain() { while [ "$(running)" -gt 0 ]; do sleep 0.5; done; }
 
 # step NAME SECONDS CMD...: runs CMD under timeout (capped by what is left of the budget) into
-# $logs/NAME.log, prints its last lines, and adds a row to the summary.
+# $logs/NAME.log, prints its last lines, and adds a row to the summary. While parallel=1 it runs in
+# the background, at most MT_JOBS at once.
 step() {
   local name=$1 limit=$2
   shift 2
   if [ -n "${MT_ONLY:-}" ] && ! [[ $name =~ $MT_ONLY ]]; then return; fi
+  if [ "$parallel" = 1 ]; then
+    while [ "$(running)" -ge "$jobsMax" ]; do sleep 0.5; done
+  fi
+  nrow=$((nrow + 1))
+  local row
+  row="$rows/$(printf %04d "$nrow")"
   local left=$((BUDGET - reserve - (SECONDS - start)))
-  local log="$logs/${name//[^A-Za-z0-9_.-]/_}.log"
   if [ "$left" -lt 15 ]; then
-    summary+=("$(printf '%-30s %-8s %6s  %s' "$name" SKIP 0 "out of budget (${BUDGET}s)")")
+    printf '%-30s %-8s %6s  %s\n' "$name" SKIP 0 "out of budget (${BUDGET}s)" > "$row"
     return
   fi
   [ "$limit" -gt "$left" ] && limit=$left
-  echo "== $name (limit ${limit}s)"
+  if [ "$parallel" = 1 ]; then
+    runStep "$name" "$limit" "$row" "$@" &
+  else
+    runStep "$name" "$limit" "$row" "$@"
+  fi
+}
+
+runStep() {
+  local name=$1 limit=$2 row=$3
+  shift 3
+  local log="$logs/${name//[^A-Za-z0-9_.-]/_}.log"
   local t0=$SECONDS
   timeout -k 10 "$limit" bash -c '"$@"' step "$@" > "$log.raw" 2>&1
   local rc=$? secs=$((SECONDS - t0))
   sed 's/\x1b\[[0-9;]*m//g' "$log.raw" > "$log" && rm -f "$log.raw"  # colour codes stripped: readable tails, parseable counts
-  # Failures and skips first, then the end of the log (the output's tail is all that comes back).
-  { grep -E -A1 '^ *FAIL |^SKIP ' "$log" | grep -v '^--$' | head -n 8; tail -n "${MT_TAIL:-4}" "$log"; } | cut -c1-200
   local status key
   key=$(keyOf "$name" "$log")
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status=TIMEOUT
@@ -85,7 +111,12 @@ step() {
   elif grep -qE '^(SKIP |bench/gpu: ).*(no usable CUDA device|built without CUDA)' "$log"; then status=SKIP
   else status=PASS
   fi
-  summary+=("$(printf '%-30s %-8s %6s  %s' "$name" "$status" "$secs" "$key")")
+  # One block per step, printed when it ends: failures and skips first, then the end of the log
+  # (the output's tail is all that comes back).
+  { echo "== $name: $status in ${secs}s (limit ${limit}s)"
+    grep -E -A1 '^ *FAIL |^SKIP ' "$log" | grep -v '^--$' | head -n 8
+    tail -n "${MT_TAIL:-4}" "$log"; } | cut -c1-200
+  printf '%-30s %-8s %6s  %s\n' "$name" "$status" "$secs" "$key" > "$row"
 }
 
 # The key number of a step's log: uvu's pass count and skip lines, or the step's own last line.
@@ -136,6 +167,11 @@ if (info.cudaDevices < 1) process.exit(3);
 export -f report
 export OUT
 step report 90 report
+# Tests first, MT_JOBS at a time; then the benchmarks, one at a time, in the last `reserve` seconds.
+parallel=1
+# The op suite's files (deviceTest: CPU and cuda:0) in one process: one start-up instead of one per file; uvu names each file.
+ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basename | sed 's/\.test\.ts$//' | paste -sd'|')
+[ -n "$ops" ] && step ops 240 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^($ops)\\.test\\.ts\$"
 # The CUDA suites, the most telling first (the budget may end before the last ones), then the rest in name order.
 first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_attention_qkv unit/cuda_nccl
 unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue unit/cuda_linear_gelu dist/cuda_zero"
@@ -150,48 +186,46 @@ done
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
-# Fused attention timing at GPT-2 124M's shape, tensor cores and SIMT (seconds each).
-attnSize=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
-step bench:attention 90 node --import tsx bench/gpu_attention.ts $attnSize
-step bench:attention:simt 90 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $attnSize
-# NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
-step bench:nccl 60 node --import tsx bench/gpu_nccl.ts --quick
-step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick
-# Batch norm and max pool at ResNet-101's largest layers (bf16, batch 128): time and implied GB/s.
-step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $attnSize
-# Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
-step bench:census 120 node --import tsx bench/gpu_census.ts
-# Grouped/dilated/depthwise conv2d on the direct kernels (the ops step below runs it through cuDNN).
+# Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
-# The op suite's files (deviceTest: CPU and cuda:0) in one process: one start-up instead of one per file; uvu names each file.
-ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basename | sed 's/\.test\.ts$//' | paste -sd'|')
-[ -n "$ops" ] && step ops 240 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^($ops)\\.test\\.ts\$"
+# Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
+step census 120 node --import tsx bench/gpu_census.ts
+drain
+parallel=0
 reserve=0
 if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
-  # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/gpu.md, "Host floor").
+  size=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
+  # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU, ResNet-101 vs PyTorch, NCCL.
+  step bench 300 node --import tsx bench/gpu.ts "${size:---quick}"
+  # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
-  step bench 300 node --import tsx bench/gpu.ts "$([ "${MT_EMU:-0}" = 1 ] && echo --smoke || echo --quick)"
+  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
+  step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
+  step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size
+  # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
+  step bench:nccl 60 node --import tsx bench/gpu_nccl.ts --quick
+  step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick
+  # Batch norm and max pool at ResNet-101's largest layers (bf16, batch 128): time and implied GB/s.
+  step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $size
 fi
 if [ "${MT_MEMCHECK:-0}" = 1 ]; then
   if command -v compute-sanitizer > /dev/null; then
     step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
       node --import tsx node_modules/uvu/bin.js test/unit '^cuda_ops\.test\.ts$'
   else
-    summary+=("$(printf '%-30s %-8s %6s  %s' memcheck SKIP 0 'compute-sanitizer not on the PATH')")
+    nrow=$((nrow + 1))
+    printf '%-30s %-8s %6s  %s\n' memcheck SKIP 0 'compute-sanitizer not on the PATH' > "$rows/$(printf %04d "$nrow")"
   fi
 fi
 
 tar -C "$logs" -czf "$OUT/steps.tar.gz" . 2>/dev/null
-fails=0
-for row in "${summary[@]}"; do
-  case "$row" in *" FAIL "*|*" TIMEOUT "*) fails=$((fails + 1)) ;; esac
-done
+fails=$(cat "$rows"/* 2>/dev/null | grep -cE ' (FAIL|TIMEOUT) ')
 {
   echo
   echo "== gpu_check summary ($((SECONDS - start))s of ${BUDGET}s; full logs in \$OUT: gpu_check.log, steps.tar.gz)"
   printf '%-30s %-8s %6s  %s\n' step status secs key
-  printf '%s\n' "${summary[@]}"
+  cat "$rows"/* 2>/dev/null
   echo "== $fails step(s) failed or timed out"
 } | tee "$OUT/summary.txt"
 exec 1>&- 2>&-
