@@ -1,6 +1,7 @@
 // Uniform samples and dropout masks on the device from the CPU's counter-based generator
 // (Philox4x32-10, native/tensor/philox.h): element g depends only on (seed, offset + g), and the
-// arithmetic is the CPU's in double with contraction off, so the values are the CPU's bit for bit.
+// arithmetic is the CPU's in double, each operation (one of them an explicit fused multiply-add)
+// rounded once as there, so the values are the CPU's bit for bit.
 // (Normal samples stay on the CPU: its float log/cos/sin are not the device's, to the last bit.)
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
@@ -22,8 +23,8 @@ __global__ void uniformOrMask(int kind, T* p, int64_t n, uint32_t k0, uint32_t k
     uint32_t w[4];
     philox4x32(k0, k1, first + uint64_t(i), w);
     double u = unit(w[0], w[1]);
-    // a + (b - a) * (1 - u) with each operation rounded, as the CPU computes it (no fused multiply-add).
-    double v = kind == 0 ? __dadd_rn(a, __dmul_rn(__dsub_rn(b, a), __dsub_rn(1.0, u)))
+    // fma(b - a, 1 - u, a), as the CPU computes it (random.cc).
+    double v = kind == 0 ? __fma_rn(__dsub_rn(b, a), __dsub_rn(1.0, u), a)
                          : (u <= a ? 0.0 : __ddiv_rn(1.0, __dsub_rn(1.0, a)));
     cu::st(p + i, v);
   }
