@@ -6,7 +6,7 @@
  * Without the emulation build it prints one SKIP line.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -64,6 +64,12 @@ const SUITES: [string, Record<string, string>][] = [
   // First gradients adopted as .grad instead of copied: bit for bit vs copying, cuda:0 only.
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
+  // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
+  // split_grad failing there, which npm test (CPU only) could not see.
+  [
+    'unit/(arange_device|autograd_shared_grad|clip_grad|conv|elementwise|f16_compute|matmul|nn|nn_layers|norm_pool|optim|reshape_view|split_grad|tensor|random_fma)',
+    { MT_TEST_DEVICES: 'cuda:0' },
+  ],
   ['unit/native_typed_ints', {}],
   ['unit/fp16_unscale_f32', {}],
   ['unit/optim_grad_scale', {}],
@@ -83,6 +89,14 @@ function runSuite(suite: string, env: Record<string, string>): { status: number 
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}`, seconds: (performance.now() - started) / 1000 };
 }
+
+test('every deviceTest file of test/unit runs on the emulated cuda:0 through some suite above', () => {
+  const unit = path.join(root, 'test', 'unit');
+  const files = readdirSync(unit).filter((f) => f.endsWith('.test.ts') && /^ *deviceTest\(/m.test(readFileSync(path.join(unit, f), 'utf8')));
+  const covered = SUITES.filter(([name]) => name.startsWith('unit/')).map(([name]) => new RegExp(`^${name.slice(5)}\\.test\\.ts$`));
+  const missing = files.filter((f) => !covered.some((re) => re.test(f)));
+  assert.equal(missing, [], `deviceTest files no suite runs on the emulated device: ${missing.join(', ')}`);
+});
 
 if (!existsSync(addon)) {
   test('CUDA suites on the emulated device', () => {
