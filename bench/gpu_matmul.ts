@@ -9,6 +9,7 @@
 import { matmul, native, noGrad, randn, type Tensor, tidy } from '../src/index.ts';
 import { dtypeCode } from '../src/tensor/dtype.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
+import { median } from './timing.ts';
 
 type Dt = 'bf16' | 'f16' | 'f32';
 
@@ -74,12 +75,28 @@ export function benchMatmulSize(dtype: Dt, n: number, l2Bytes: number, fixed?: {
   try {
     const err = noGrad(() => tidy(() => sampledError(as[0], bs[0], matmul(as[0], bs[0]), n)));
     if (!(err <= CHECK_TOL[dtype])) throw new Error(`matmul ${dtype} ${n}: sampled error ${err} > ${CHECK_TOL[dtype]} (wrong result)`);
-    const ours = timeDevice(iters, rounds, (i) => noGrad(() => tidy(() => void matmul(as[i % sets], bs[i % sets]))));
     const ids = (ts: Tensor[]) => ts.map((t) => t.id);
-    const peer = native.benchCublasLtMatmul(dtypeCode(dtype), ids(as), ids(bs), peerOut.id, n, n, n, iters, rounds) as number;
+    // Rounds alternate between the two sides, each going first every other round: on the H200 the
+    // side timed second (the peer, then) read 12-14% slower at 4096-8192, which clocks settling under
+    // sustained load can explain; interleaving puts any drift on both sides alike.
+    const oursT: number[] = [];
+    const peerT: number[] = [];
+    const timeOurs = () => oursT.push(timeDevice(iters, 1, (i) => noGrad(() => tidy(() => void matmul(as[i % sets], bs[i % sets])))));
+    const timePeer = () => peerT.push(native.benchCublasLtMatmul(dtypeCode(dtype), ids(as), ids(bs), peerOut.id, n, n, n, iters, 1) as number);
+    for (let r = 0; r < rounds; r++) {
+      if (r % 2 === 0) {
+        timeOurs();
+        timePeer();
+      } else {
+        timePeer();
+        timeOurs();
+      }
+    }
+    const ours = median(oursT);
+    const peer = median(peerT);
     // The peer's output (poisoned with random values before) holds its last product, pair
-    // (3 warm-ups + iters * rounds - 1) mod sets: it must equal ours, so the ratio compares like with like.
-    const last = (3 + iters * rounds - 1) % sets;
+    // (3 warm-ups + iters - 1) mod sets of its last call: it must equal ours, so the ratio compares like with like.
+    const last = (3 + iters - 1) % sets;
     const diff = noGrad(() => tidy(() => relativeDiff(peerOut, matmul(as[last], bs[last]))));
     if (!(diff <= CHECK_TOL[dtype])) throw new Error(`matmul ${dtype} ${n}: cuBLASLt's product differs from ours by ${diff} (relative)`);
     return { dtype, n, oursS: ours, peerS: peer, ratio: peer / ours, oursTflops: flop / ours / 1e12, peerTflops: flop / peer / 1e12 };
