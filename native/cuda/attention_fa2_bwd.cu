@@ -1,0 +1,380 @@
+// FA2-style attention backward for bf16/f16, head dims 64 and 128, on PTX mma.sync m16n8k16
+// (mma_sync.cuh). Unlike attention_tc.cu's WMMA kernels, scores never leave registers: a product's
+// C fragments become the next product's A fragment in place (two adjacent n8 tiles are one k16
+// tile), and each lane applies the softmax step to the elements it holds. Two kernels, no atomics
+// (deterministic): dK/dV per block of 64 keys, each warp's 16 keys held as A fragments, query
+// tiles streamed through shared memory; dQ per block of 64 queries, key tiles streamed. Both step
+// through a tile 16 rows at a time, so a warp holds only 2 n8 tiles of scores and of dP.
+// Probabilities and dS are rounded to the input dtype before their products, as attention_tc.cu.
+#include <cstdint>
+#include <string>
+#include "cuda/attention.h"
+#include "cuda/attention_fa2_bwd.h"
+#include "cuda/common.cuh"
+#include "cuda/mma_sync.cuh"
+#include "cuda/runtime.h"
+
+namespace mt {
+namespace {
+
+using mma::A16;
+using mma::B16;
+using mma::C16;
+
+constexpr int kWarps = 4;
+constexpr int kTile = 64;  // rows a block owns, and rows of a streamed tile
+constexpr int kStep = 16;  // rows a warp owns, and the streamed rows it takes per step
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 16-bit tile row: 16-byte aligned, and D + 8 halves is 4 banks past a multiple of 32, so the 8
+// rows x 4 words a fragment load touches fall in 32 different banks.
+template <int D>
+constexpr int kLd = D + 8;
+
+template <typename P>
+__device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh, int64_t heads) {
+  return p + (bh / heads) * s.b + (bh % heads) * s.h;
+}
+
+struct alignas(16) Chunk {
+  uint32_t w[4];
+};
+
+// Which operands may be read 16 bytes at a time (16-byte aligned base, strides multiples of 8),
+// and which outputs written 4 bytes at a time (4-byte aligned base, even strides).
+enum : int { kVecQ = 1, kVecK = 2, kVecV = 4, kVecG = 8, kPairDQ = 16, kPairDK = 32, kPairDV = 64 };
+
+// Rows [t0, t0 + kTile) of one head into dst[r * ld + d]; rows at or past `limit` as 0.
+template <int D, typename T>
+__device__ __forceinline__ void loadTile(T* dst, const T* src, int64_t ts, int64_t t0, int64_t limit, bool vec) {
+  constexpr int ld = kLd<D>;
+  if (vec) {
+    constexpr int perRow = D / 8;
+    for (int i = threadIdx.x; i < kTile * perRow; i += kWarps * 32) {
+      const int r = i / perRow, d = (i % perRow) * 8;
+      const int64_t t = t0 + r;
+      Chunk c{{0u, 0u, 0u, 0u}};
+      if (t < limit) c = *reinterpret_cast<const Chunk*>(src + t * ts + d);
+      *reinterpret_cast<Chunk*>(dst + r * ld + d) = c;
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kTile * D; i += kWarps * 32) {
+    const int r = i / D, d = i % D;
+    const int64_t t = t0 + r;
+    if (t < limit) dst[r * ld + d] = src[t * ts + d];
+    else cu::st(dst + r * ld + d, 0.0f);
+  }
+}
+
+// Fragment loads from a shared-memory tile (row stride ld), at the 16x16 (A) or 16x8 (B) block
+// whose first element is `s`. Lane l: g = l >> 2, t = l & 3 (mma_sync.cuh's layouts).
+template <typename T>
+__device__ __forceinline__ A16 fragA(const T* s, int ld, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t* lo = reinterpret_cast<const uint32_t*>(s + g * ld + 2 * t);
+  const uint32_t* hi = reinterpret_cast<const uint32_t*>(s + (g + 8) * ld + 2 * t);
+  return A16{{lo[0], hi[0], lo[4], hi[4]}};
+}
+// B (k x n) from a tile whose rows are n (k contiguous): Qᵀ from Q's rows, one word per register.
+template <typename T>
+__device__ __forceinline__ B16 fragBRowsN(const T* s, int ld, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t* p = reinterpret_cast<const uint32_t*>(s + g * ld + 2 * t);
+  return B16{{p[0], p[4]}};
+}
+// B (k x n) from a tile whose rows are k: the pair (k, k + 1) spans two rows, two 16-bit loads.
+template <typename T>
+__device__ __forceinline__ B16 fragBRowsK(const T* s, int ld, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(s) + 2 * t * ld + g;
+  return B16{{uint32_t(p[0]) | uint32_t(p[ld]) << 16, uint32_t(p[8 * ld]) | uint32_t(p[9 * ld]) << 16}};
+}
+
+// Two adjacent n8 C tiles (16 rows x 16 columns) as one A tile of the input dtype.
+template <typename T>
+__device__ __forceinline__ A16 toA(const float (&x)[2][4]) {
+  return A16{{mma::pack2<T>(x[0][0], x[0][1]), mma::pack2<T>(x[0][2], x[0][3]), mma::pack2<T>(x[1][0], x[1][1]),
+              mma::pack2<T>(x[1][2], x[1][3])}};
+}
+
+// Element e of a lane's C fragment: row offset (g or g + 8) and column offset (2t or 2t + 1).
+__device__ __forceinline__ int rowOf(int lane, int e) { return (lane >> 2) + (e >= 2 ? 8 : 0); }
+__device__ __forceinline__ int colOf(int lane, int e) { return 2 * (lane & 3) + (e & 1); }
+
+// 16 rows x D of C fragments (times `scale`) to rows row0.. of a head; rows at or past `limit`
+// skipped. `pair`: the output takes 4-byte stores (the two columns a lane holds are adjacent).
+template <int D, typename T>
+__device__ __forceinline__ void storeRows(T* head, int64_t ts, int64_t row0, int64_t limit, const C16 (&acc)[D / 8],
+                                          float scale, bool pair, int lane) {
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int64_t r = row0 + (lane >> 2) + 8 * h;
+    if (r >= limit) continue;
+    T* row = head + r * ts + 2 * (lane & 3);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      const float a = acc[n].c[2 * h] * scale, b = acc[n].c[2 * h + 1] * scale;
+      if (pair) {
+        *reinterpret_cast<uint32_t*>(row + n * 8) = mma::pack2<T>(a, b);
+      } else {
+        cu::st(row + n * 8, a);
+        cu::st(row + n * 8 + 1, b);
+      }
+    }
+  }
+}
+
+// dK, dV of the 64 keys k0.. : grid (batch * heads, key tiles). Warp w owns keys kw = k0 + 16w..
+// as A fragments of K and V; per 16 queries of a streamed tile it forms Sᵀ = K_w Qᵀ and
+// dPᵀ = V_w dOᵀ (2 n8 tiles each), Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e), dSᵀ = Pᵀ∘(dPᵀ − dvec),
+// then dV_w += Pᵀ dO and dK_w += dSᵀ Q with Pᵀ and dSᵀ as A fragments. dK, dV are written once.
+template <typename T, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attnFa2BackwardKV(const T* q, CudaAttnStrides qs, const T* k, CudaAttnStrides ks, const T* v, CudaAttnStrides vs,
+                      const T* dO, CudaAttnStrides gs, const float* lse, const float* dvec, T* dk, CudaAttnStrides dks,
+                      T* dv, CudaAttnStrides dvs, int vec, CudaAttnShape g) {
+  constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8;
+  MT_DYNAMIC_SHARED(unsigned char, smem);
+  T* qS = reinterpret_cast<T*>(smem);  // first K, then each query tile
+  T* gS = qS + kTile * ld;             // first V, then each dO tile
+  float* lseS = reinterpret_cast<float*>(gS + kTile * ld);  // lse·log2e of the tile's queries
+  float* dvecS = lseS + kTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t bh = blockIdx.x, k0 = int64_t(blockIdx.y) * kTile, kw = k0 + warp * kStep;
+  loadTile<D>(qS, headOf(k, ks, bh, g.heads), ks.t, k0, g.tk, vec & kVecK);
+  loadTile<D>(gS, headOf(v, vs, bh, g.heads), vs.t, k0, g.tk, vec & kVecV);
+  __syncthreads();
+  A16 kA[kChunks], vA[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; c++) {
+    kA[c] = fragA(qS + warp * kStep * ld + c * 16, ld, lane);
+    vA[c] = fragA(gS + warp * kStep * ld + c * 16, ld, lane);
+  }
+  C16 dK[kN], dV[kN];
+#pragma unroll
+  for (int n = 0; n < kN; n++) dK[n] = dV[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+  const T* qh = headOf(q, qs, bh, g.heads);
+  const T* gh = headOf(dO, gs, bh, g.heads);
+  const float scale2 = float(g.scale) * kLog2e;
+  const bool idle = kw >= g.tk;  // a warp past the last key still takes part in the loads
+  // Causal: queries before k0 see none of these keys (k0 is a multiple of the tile).
+  for (int64_t i0 = g.causal ? k0 : 0; i0 < g.tq; i0 += kTile) {
+    __syncthreads();  // K/V fragments or the previous tile read
+    loadTile<D>(qS, qh, qs.t, i0, g.tq, vec & kVecQ);
+    loadTile<D>(gS, gh, gs.t, i0, g.tq, vec & kVecG);
+    if (threadIdx.x < kTile) {
+      const int64_t i = i0 + threadIdx.x;
+      lseS[threadIdx.x] = i < g.tq ? lse[bh * g.tq + i] * kLog2e : 0.0f;
+      dvecS[threadIdx.x] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
+    }
+    __syncthreads();
+    if (idle) continue;
+    // Masks only where some pair is invisible: the diagonal tile, the last query or key tile.
+    const bool edge = (g.causal && i0 < k0 + kTile) || i0 + kTile > g.tq || k0 + kTile > g.tk;
+#pragma unroll 1
+    for (int s = 0; s < kTile / kStep; s++) {
+      const int64_t c0 = i0 + s * kStep;
+      if (c0 >= g.tq) break;
+      if (g.causal && c0 + kStep - 1 < kw) continue;  // every query here precedes every key of the warp
+      const T* qRows = qS + s * kStep * ld;
+      const T* gRows = gS + s * kStep * ld;
+      C16 sT[2], dpT[2];
+#pragma unroll
+      for (int n = 0; n < 2; n++) {
+        sT[n] = dpT[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int c = 0; c < kChunks; c++) {
+          mma::mma16816<T>(sT[n], kA[c], fragBRowsN(qRows + n * 8 * ld + c * 16, ld, lane));
+          mma::mma16816<T>(dpT[n], vA[c], fragBRowsN(gRows + n * 8 * ld + c * 16, ld, lane));
+        }
+      }
+      float p[2][4], ds[2][4];
+#pragma unroll
+      for (int n = 0; n < 2; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int col = s * kStep + n * 8 + colOf(lane, e);  // the query, within the tile
+          float pe = exp2f(sT[n].c[e] * scale2 - lseS[col]);
+          float dse = pe * (dpT[n].c[e] - dvecS[col]);
+          if (edge) {
+            const int64_t i = i0 + col, j = kw + rowOf(lane, e);
+            if (i >= g.tq || j >= g.tk || (g.causal && j > i)) pe = dse = 0.0f;
+          }
+          p[n][e] = pe;
+          ds[n][e] = dse;
+        }
+      }
+      const A16 pA = toA<T>(p), dsA = toA<T>(ds);
+#pragma unroll
+      for (int n = 0; n < kN; n++) {
+        mma::mma16816<T>(dV[n], pA, fragBRowsK(gRows + n * 8, ld, lane));
+        mma::mma16816<T>(dK[n], dsA, fragBRowsK(qRows + n * 8, ld, lane));
+      }
+    }
+  }
+  storeRows<D>(headOf(dk, dks, bh, g.heads), dks.t, kw, g.tk, dK, float(g.scale), vec & kPairDK, lane);
+  storeRows<D>(headOf(dv, dvs, bh, g.heads), dvs.t, kw, g.tk, dV, 1.0f, vec & kPairDV, lane);
+}
+
+// dQ of the 64 queries q0.. : grid (batch * heads, query tiles), the last tiles first (causal:
+// the longest rows start first). Warp w owns queries qw = q0 + 16w.. as A fragments of Q and dO;
+// per 16 keys of a streamed tile S = Q_w Kᵀ, dP = dO_w Vᵀ, dS = P∘(dP − dvec), dQ_w += dS K.
+template <typename T, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attnFa2BackwardQ(const T* q, CudaAttnStrides qs, const T* k, CudaAttnStrides ks, const T* v, CudaAttnStrides vs,
+                     const T* dO, CudaAttnStrides gs, const float* lse, const float* dvec, T* dq, CudaAttnStrides dqs,
+                     int vec, CudaAttnShape g) {
+  constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8;
+  MT_DYNAMIC_SHARED(unsigned char, smem);
+  T* kS = reinterpret_cast<T*>(smem);  // first Q, then each key tile
+  T* vS = kS + kTile * ld;             // first dO, then each value tile
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t bh = blockIdx.x, q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kTile, qw = q0 + warp * kStep;
+  loadTile<D>(kS, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
+  loadTile<D>(vS, headOf(dO, gs, bh, g.heads), gs.t, q0, g.tq, vec & kVecG);
+  __syncthreads();
+  A16 qA[kChunks], gA[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; c++) {
+    qA[c] = fragA(kS + warp * kStep * ld + c * 16, ld, lane);
+    gA[c] = fragA(vS + warp * kStep * ld + c * 16, ld, lane);
+  }
+  float lseR[2], dvecR[2];  // rows g and g + 8 of the warp
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int64_t i = qw + (lane >> 2) + 8 * h;
+    lseR[h] = i < g.tq ? lse[bh * g.tq + i] * kLog2e : 0.0f;
+    dvecR[h] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
+  }
+  C16 dQ[kN];
+#pragma unroll
+  for (int n = 0; n < kN; n++) dQ[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+  const T* kh = headOf(k, ks, bh, g.heads);
+  const T* vh = headOf(v, vs, bh, g.heads);
+  const float scale2 = float(g.scale) * kLog2e;
+  const bool idle = qw >= g.tq;
+  const int64_t kEnd = g.causal ? min(g.tk, q0 + kTile) : g.tk;
+  for (int64_t k0 = 0; k0 < kEnd; k0 += kTile) {
+    __syncthreads();  // Q/dO fragments or the previous tile read
+    loadTile<D>(kS, kh, ks.t, k0, g.tk, vec & kVecK);
+    loadTile<D>(vS, vh, vs.t, k0, g.tk, vec & kVecV);
+    __syncthreads();
+    if (idle) continue;
+    const bool edge = (g.causal && k0 + kTile > q0) || k0 + kTile > g.tk || q0 + kTile > g.tq;
+#pragma unroll 1
+    for (int s = 0; s < kTile / kStep; s++) {
+      const int64_t c0 = k0 + s * kStep;
+      if (c0 >= g.tk) break;
+      if (g.causal && c0 > qw + kStep - 1) break;  // these keys and later follow every query of the warp
+      const T* kRows = kS + s * kStep * ld;
+      const T* vRows = vS + s * kStep * ld;
+      C16 sc[2], dp[2];
+#pragma unroll
+      for (int n = 0; n < 2; n++) {
+        sc[n] = dp[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int c = 0; c < kChunks; c++) {
+          mma::mma16816<T>(sc[n], qA[c], fragBRowsN(kRows + n * 8 * ld + c * 16, ld, lane));
+          mma::mma16816<T>(dp[n], gA[c], fragBRowsN(vRows + n * 8 * ld + c * 16, ld, lane));
+        }
+      }
+      float ds[2][4];
+#pragma unroll
+      for (int n = 0; n < 2; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int h = e >> 1;
+          const float pe = exp2f(sc[n].c[e] * scale2 - lseR[h]);
+          float dse = pe * (dp[n].c[e] - dvecR[h]);
+          if (edge) {
+            const int64_t i = qw + rowOf(lane, e), j = c0 + n * 8 + colOf(lane, e);
+            if (i >= g.tq || j >= g.tk || (g.causal && j > i)) dse = 0.0f;
+          }
+          ds[n][e] = dse;
+        }
+      }
+      const A16 dsA = toA<T>(ds);
+#pragma unroll
+      for (int n = 0; n < kN; n++) mma::mma16816<T>(dQ[n], dsA, fragBRowsK(kRows + n * 8, ld, lane));
+    }
+  }
+  storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, qw, g.tq, dQ, float(g.scale), vec & kPairDQ, lane);
+}
+
+template <int D>
+constexpr size_t kvBytes() {
+  return size_t(2 * kTile * kLd<D>) * 2 + size_t(2 * kTile) * 4;
+}
+template <int D>
+constexpr size_t qBytes() {
+  return size_t(2 * kTile * kLd<D>) * 2;
+}
+
+unsigned tiles(int64_t n) { return unsigned((n + kTile - 1) / kTile); }
+
+bool vecOk(const void* p, const CudaAttnStrides& s) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && s.b % 8 == 0 && s.h % 8 == 0 && s.t % 8 == 0;
+}
+bool pairOk(const void* p, const CudaAttnStrides& s) {
+  return (reinterpret_cast<uintptr_t>(p) & 3) == 0 && s.b % 2 == 0 && s.h % 2 == 0 && s.t % 2 == 0;
+}
+
+#define MT_FA2_TYPES(DT, ...)                                      \
+  if (DT == cu::BF16) { using T = cu::bf16; __VA_ARGS__; }         \
+  else { using T = cu::f16; __VA_ARGS__; }
+
+#define MT_FA2_DIM(DIM, ...)                                  \
+  if (DIM == 64) { constexpr int D = 64; __VA_ARGS__; }       \
+  else { constexpr int D = 128; __VA_ARGS__; }
+
+}  // namespace
+
+bool cudaAttentionFa2BwdApplies(int dtype, const CudaAttnShape& g) {
+  return (dtype == cu::BF16 || dtype == cu::F16) && (g.dim == 64 || g.dim == 128);
+}
+
+void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const void* q, const CudaAttnStrides& qs,
+                              const void* k, const CudaAttnStrides& ks, const void* v, const CudaAttnStrides& vs,
+                              const void* dO, const CudaAttnStrides& gs, const void* lse, const void* dvec, void* dq,
+                              const CudaAttnStrides& dqs, void* dk, const CudaAttnStrides& dks, void* dv,
+                              const CudaAttnStrides& dvs) {
+  const char* op = "scaledDotProductAttention backward (fa2)";
+  if (!cudaAttentionFa2BwdApplies(dtype, g))
+    cu::fail(std::string(op) + ": needs bf16 or f16 and head dim 64 or 128, got dtype code " + std::to_string(dtype) +
+             " and head dim " + std::to_string(g.dim));
+  if (g.tq > int64_t(65535) * kTile || g.tk > int64_t(65535) * kTile)
+    cu::fail(std::string(op) + ": sequence longer than " + std::to_string(65535 * kTile));
+  if (g.batch * g.heads > (int64_t(1) << 31) - 1) cu::fail(std::string(op) + ": more than 2^31 - 1 (batch, head) pairs");
+  if (g.batch * g.heads == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  const unsigned bh = unsigned(g.batch * g.heads);
+  const int vec = (vecOk(q, qs) ? kVecQ : 0) | (vecOk(k, ks) ? kVecK : 0) | (vecOk(v, vs) ? kVecV : 0) |
+                  (vecOk(dO, gs) ? kVecG : 0) | (pairOk(dq, dqs) ? kPairDQ : 0) | (pairOk(dk, dks) ? kPairDK : 0) |
+                  (pairOk(dv, dvs) ? kPairDV : 0);
+  MT_FA2_TYPES(dtype, MT_FA2_DIM(g.dim, {
+    const T* qp = static_cast<const T*>(q);
+    const T* kp = static_cast<const T*>(k);
+    const T* vp = static_cast<const T*>(v);
+    const T* gp = static_cast<const T*>(dO);
+    const float* lp = static_cast<const float*>(lse);
+    const float* dvp = static_cast<const float*>(dvec);
+    // Both kernels stay under the 48 KiB of dynamic shared memory that needs no opt-in.
+    static_assert(kvBytes<D>() <= 48 * 1024 && qBytes<D>() <= 48 * 1024, "fa2 backward: shared memory");
+    if (g.tk > 0) {
+      auto kv = attnFa2BackwardKV<T, D>;
+      MT_LAUNCH(kv, (dim3(bh, tiles(g.tk))), kWarps * 32, kvBytes<D>(), s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
+                static_cast<T*>(dk), dks, static_cast<T*>(dv), dvs, vec, g);
+      cu::checkLaunch("attnFa2BackwardKV");
+    }
+    if (g.tq > 0) {
+      auto bq = attnFa2BackwardQ<T, D>;
+      MT_LAUNCH(bq, (dim3(bh, tiles(g.tq))), kWarps * 32, qBytes<D>(), s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
+                static_cast<T*>(dq), dqs, vec, g);
+      cu::checkLaunch("attnFa2BackwardQ");
+    }
+  }));
+}
+
+}  // namespace mt
