@@ -4,7 +4,7 @@
  * write through a freed block, a host pointer given to a kernel, a barrier in divergent code, a
  * shuffle naming an exited lane, bad launch configurations; fresh memory and reads past the end
  * of an allocation give NaN; warp shuffles, ballots, block reductions and dynamic shared memory
- * give known answers; the emulated
+ * give known answers; the warp-level mma16816 (mma_sync.cuh) equals a plain product; the emulated
  * __float2bfloat16_rn equals the CPU's conversion bit for bit on every rounding boundary; the
  * reference cuBLASLt computes a transposed product exactly and rejects what cuBLASLt rejects.
  * Without the emulation build it prints one SKIP line.
@@ -67,6 +67,14 @@ if (!checks) {
     assert.equal(h, Array.from({ length: 32 }, (_, i) => (i < 16 ? 136 : 392)), 'two half-warp reductions at once');
     const r = checks.run('reverseShared') as number[];
     assert.equal(r, Array.from({ length: 128 }, (_, i) => (i < 64 ? 63 - i : 191 - i)));
+  });
+
+  test('mma16816 (mma_sync.cuh) computes c + a·b from the documented fragment layouts, bf16 and f16', () => {
+    const r = checks.run('mma16816') as unknown as Record<string, number>;
+    assert.is(r.exactBf16, 0, 'quarter-integer inputs: exact');
+    assert.is(r.exactF16, 0, 'quarter-integer inputs: exact');
+    // Inputs off the 16-bit grids, rounded as pack2 rounds: float sums of 32 exact products (|d| < 40) vs double.
+    assert.ok(r.roundedBf16 < 2e-5 && r.roundedF16 < 2e-5, JSON.stringify(r));
   });
 
   test('__float2bfloat16_rn equals the CPU rounding on every boundary and a stride of all floats', () => {

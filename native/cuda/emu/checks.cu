@@ -9,6 +9,7 @@
 #include "cuda/common.cuh"
 #include "cuda/device_memory.h"
 #include "cuda/libraries.h"
+#include "cuda/mma_sync.cuh"
 #include "cuda/runtime.h"
 #include "tensor/dtype.h"
 #include "util/check.h"
@@ -67,6 +68,22 @@ __global__ void reverseShared(const float* in, float* out) {
 }
 __global__ void bf16Round(const float* in, uint16_t* out, int64_t n) {
   MT_CU_LOOP(i, n) out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(in[i]));
+}
+
+// d = c + 2 a·b on one warp through two mma16816 calls, the fragments built from row-major a
+// [16x16], b [16x8] (k x n) and c [16x8] by the layouts mma_sync.cuh documents, d stored back the same way.
+template <typename T>
+__global__ void mmaProduct(const float* a, const float* b, const float* c, float* d) {
+  const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+  auto at = [&](int r, int k) { return mma::pack2<T>(a[r * 16 + k], a[r * 16 + k + 1]); };
+  auto bt = [&](int k, int n) { return mma::pack2<T>(b[k * 8 + n], b[(k + 1) * 8 + n]); };
+  const mma::A16 fa{{at(g, 2 * t), at(g + 8, 2 * t), at(g, 2 * t + 8), at(g + 8, 2 * t + 8)}};
+  const mma::B16 fb{{bt(2 * t, g), bt(2 * t + 8, g)}};
+  const int o[4] = {g * 8 + 2 * t, g * 8 + 2 * t + 1, (g + 8) * 8 + 2 * t, (g + 8) * 8 + 2 * t + 1};
+  mma::C16 acc{{c[o[0]], c[o[1]], c[o[2]], c[o[3]]}};
+  mma::mma16816<T>(acc, fa, fb);
+  mma::mma16816<T>(acc, fa, fb);
+  for (int i = 0; i < 4; i++) d[o[i]] = acc.c[i];
 }
 
 std::string errorText(cudaError_t e) {
@@ -187,6 +204,48 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     auto a = jsArray(env, h.data(), n);
     if (name == "warpMath") a.Set(uint32_t(n), double(b[0])), a.Set(uint32_t(n + 1), double(b[1]));
     return a;
+  }
+  if (name == "mma16816") {
+    // Per dtype and input set: the largest |d - reference| over 128 outputs, the reference in
+    // double from the inputs rounded as pack2 rounds them. "exact": small multiples of 1/4, whose
+    // sums float holds exactly; "rounded": values off the 16-bit grids.
+    auto o = Napi::Object::New(env);
+    float *a = deviceFloats(256), *b = deviceFloats(128), *c = deviceFloats(128), *d = deviceFloats(128);
+    for (const char* set : {"exact", "rounded"}) {
+      const bool exact = std::string(set) == "exact";
+      std::vector<float> ha(256), hb(128), hc(128);
+      for (int i = 0; i < 256; i++)
+        ha[i] = exact ? float((i * 5 + i / 16 * 3) % 11 - 5) * 0.5f : std::sin(0.37f * float(i) + 0.1f) * 1.7f;
+      for (int i = 0; i < 128; i++) {
+        hb[i] = exact ? float((i * 7 + i / 8 * 2) % 13 - 6) * 0.25f : std::cos(0.53f * float(i)) * 1.3f;
+        hc[i] = exact ? float(i % 5 - 2) : std::sin(0.11f * float(i)) * 3.0f;
+      }
+      cudaCheck(cudaMemcpy(a, ha.data(), 256 * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      cudaCheck(cudaMemcpy(b, hb.data(), 128 * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      cudaCheck(cudaMemcpy(c, hc.data(), 128 * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      for (const bool bf : {true, false}) {
+        auto round = [&](float x) {
+          return bf ? emu::bitsToFloat(uint32_t(emu::floatToBf16Bits(x)) << 16) : emu::f16BitsToFloat(emu::floatToF16Bits(x));
+        };
+        std::string err = afterSync([&] {
+          if (bf) MT_LAUNCH(mmaProduct<cu::bf16>, 1, 32, 0, nullptr, a, b, c, d);
+          else MT_LAUNCH(mmaProduct<cu::f16>, 1, 32, 0, nullptr, a, b, c, d);
+        });
+        MT_CHECK(err.empty(), "mma16816: ", err);
+        std::vector<float> hd(128);
+        cudaCheck(cudaMemcpy(hd.data(), d, 128 * 4, cudaMemcpyDeviceToHost), "cudaMemcpy");
+        double worst = 0;
+        for (int m = 0; m < 16; m++)
+          for (int n = 0; n < 8; n++) {
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += double(round(ha[m * 16 + k])) * double(round(hb[k * 8 + n]));
+            worst = std::fmax(worst, std::fabs(double(hd[m * 8 + n]) - (double(hc[m * 8 + n]) + 2 * s)));
+          }
+        o.Set(std::string(set) + (bf ? "Bf16" : "F16"), worst);
+      }
+    }
+    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(d);
+    return o;
   }
   if (name == "bf16Rounding") {
     // Every pattern whose low 16 bits sit at a rounding boundary, plus a stride over the rest:

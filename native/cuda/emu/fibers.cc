@@ -121,6 +121,7 @@ struct BlockRun {
   void (*body)(void*);
   void* ctx;
   std::vector<unsigned char> dynamicSmem;
+  std::vector<unsigned char> gathered;  // warpGather's slots: [warp][parity][lane][kGatherBytes], made on first use
 };
 
 thread_local BlockRun* tRun = nullptr;
@@ -270,6 +271,24 @@ unsigned warpBallot(unsigned mask, bool pred) {
   for (int l = 0; l < 32; l++)
     if ((mask & (1u << l)) && w.values[p][l]) out |= 1u << l;
   return out;
+}
+
+void warpGather(unsigned mask, const void* mine, int bytes, void* all, const char* what) {
+  BlockRun& r = *tRun;
+  Fiber& f = *tFiber;
+  if (bytes < 1 || bytes > kGatherBytes)
+    kernelFault(std::string(what) + ": gathers " + std::to_string(bytes) + " bytes per lane (1.." +
+                std::to_string(kGatherBytes) + ")");
+  constexpr size_t kLane = kGatherBytes, kParity = 32 * kLane, kWarp = 2 * kParity;
+  if (r.gathered.empty()) r.gathered.resize(32 * kWarp);
+  // Two parities as in warpShuffle: a lane can run one collective ahead, never two.
+  unsigned char* slots = r.gathered.data() + (f.linear / 32) * kWarp + f.parity * kParity;
+  f.parity ^= 1;
+  std::memcpy(slots + (f.linear % 32) * kLane, mine, size_t(bytes));
+  warpBarrier(mask, what);
+  auto* out = static_cast<unsigned char*>(all);
+  for (int l = 0; l < 32; l++)
+    if (mask & (1u << l)) std::memcpy(out + l * bytes, slots + l * kLane, size_t(bytes));
 }
 
 unsigned activeMask() { return tRun->warps[tFiber->linear / 32].exists; }

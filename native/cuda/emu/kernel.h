@@ -46,6 +46,10 @@ void syncWarp(unsigned mask);
 // Lane `src` (of the caller's width-lane segment) gets the value each lane in `mask` passes.
 uint64_t warpShuffle(unsigned mask, uint64_t value, int src, int width, const char* what);
 unsigned warpBallot(unsigned mask, bool pred);
+// Every lane in `mask` passes `bytes` (at most kGatherBytes) and gets all lanes' in all[lane * bytes]
+// (slots of lanes outside the mask untouched): the exchange under warp-wide register operations (mma_sync.cuh).
+constexpr int kGatherBytes = 32;
+void warpGather(unsigned mask, const void* mine, int bytes, void* all, const char* what);
 unsigned activeMask();
 unsigned char* dynamicShared();
 [[noreturn]] void kernelFault(const std::string& what);
