@@ -5,6 +5,7 @@
 #ifdef MESHTRAIN_CUDA_EMU
 namespace mt {
 void registerCudaEmuChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/checks.cu (test tool)
+void registerCudaEmuApiCounts(Napi::Object exports);  // cuda/emu/api_counts.cc (test tool)
 }
 #endif
 
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerFileIo(env, exports);
 #ifdef MESHTRAIN_CUDA_EMU
   mt::registerCudaEmuChecks(env, exports);
+  mt::registerCudaEmuApiCounts(exports);
 #endif
   return exports;
 }

@@ -403,6 +403,7 @@ void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
 void registerCudaLinearGelu(Napi::Object cuda);  // bindings_linear_gelu.cc
+void registerCudaHostBench(Napi::Object cuda);  // bindings_host_bench.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -434,6 +435,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaArange(cuda);
   registerCudaAdamMulti(cuda);
   registerCudaLinearGelu(cuda);
+  registerCudaHostBench(cuda);
   registerCudaSync(cuda, exports);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);

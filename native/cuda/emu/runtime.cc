@@ -5,7 +5,8 @@
 // kernel's execution error surfaces once, at the next synchronizing call (as on the device,
 // except that the device's errors are sticky). MESHTRAIN_CUDA_EMU_SKIP_WORK=1 (skipWork) keeps the
 // argument checks and copies but drops kernel bodies, fresh-memory fills and guard bytes; copies to
-// the host read zeros.
+// the host read zeros. Every entry point counts its calls (api_counts.h; launches as
+// cudaLaunchKernel), wrappers once: they call an uncounted twin.
 #ifdef MESHTRAIN_CUDA_EMU
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <map>
 #include <set>
 #include <vector>
+#include "cuda/emu/api_counts.h"
 #include "cuda/emu/state.h"
 
 namespace mt {
@@ -265,6 +267,7 @@ void checkGuards(const LaunchInfo& li) {
 }
 
 bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
+  MT_EMU_COUNT_AS("cudaLaunchKernel");
   const dim3 g = li.grid, b = li.block;
   const auto name = [&] { return launchName(li); };  // built only for a message: launches are the hot path
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
@@ -355,21 +358,29 @@ using namespace mt::emu;
 
 extern "C" {
 
+// Uncounted twins of the entry points that other entry points call (defined below).
+static cudaError_t memsetAsync(void* ptr, int value, size_t n, cudaStream_t s);
+static cudaError_t streamCreate(cudaStream_t* s, unsigned flags);
+static cudaError_t eventCreate(cudaEvent_t* e, unsigned flags);
+
 cudaError_t cudaGetDeviceCount(int* count) {
+  MT_EMU_COUNT();
   *count = st().devices;
   if (st().devices == 0) return fail(cudaErrorNoDevice, "MESHTRAIN_CUDA_EMU_DEVICES=0");
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
+  MT_EMU_COUNT();
   *device = tDevice;
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
+  MT_EMU_COUNT();
   if (!validDevice(device)) return noDevice();
   tDevice = device;
   return cudaSuccess;
 }
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+static cudaError_t getDeviceProperties(cudaDeviceProp* p, int device) {
   if (!validDevice(device)) return noDevice();
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "meshtrain emulated device (H100-like)");
@@ -394,9 +405,14 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   p->pciBusID = device;
   return cudaSuccess;
 }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+  MT_EMU_COUNT();
+  return getDeviceProperties(p, device);
+}
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  MT_EMU_COUNT();
   cudaDeviceProp p;
-  if (cudaError_t e = cudaGetDeviceProperties(&p, device)) return e;
+  if (cudaError_t e = getDeviceProperties(&p, device)) return e;
   switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = p.maxThreadsPerBlock; break;
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(p.sharedMemPerBlock); break;
@@ -409,23 +425,33 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   }
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return takePending(tDevice); }
+cudaError_t cudaDeviceSynchronize() {
+  MT_EMU_COUNT();
+  return takePending(tDevice);
+}
 cudaError_t cudaDeviceCanAccessPeer(int* can, int device, int peer) {
+  MT_EMU_COUNT();
   if (!validDevice(device) || !validDevice(peer)) return noDevice();
   *can = device != peer;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned) { return validDevice(peer) ? cudaSuccess : noDevice(); }
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned) {
+  MT_EMU_COUNT();
+  return validDevice(peer) ? cudaSuccess : noDevice();
+}
 cudaError_t cudaDriverGetVersion(int* v) {
+  MT_EMU_COUNT();
   *v = 13000;
   return cudaSuccess;
 }
 cudaError_t cudaRuntimeGetVersion(int* v) {
+  MT_EMU_COUNT();
   *v = 13000;
   return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  MT_EMU_COUNT();
   if (!validDevice(tDevice)) return noDevice();
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -451,6 +477,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 }
 
 cudaError_t cudaFree(void* ptr) {
+  MT_EMU_COUNT();
   if (!ptr) return cudaSuccess;
   State& s = st();
   std::string damage;
@@ -468,7 +495,7 @@ cudaError_t cudaFree(void* ptr) {
   return takePending(tDevice);
 }
 
-cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) {
+static cudaError_t hostAlloc(void** ptr, size_t bytes, unsigned) {
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
   unsigned char* m = alignedAlloc(bytes + kGuard);
@@ -481,8 +508,16 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) {
   *ptr = m;
   return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaHostAlloc(ptr, bytes, 0); }
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags) {
+  MT_EMU_COUNT();
+  return hostAlloc(ptr, bytes, flags);
+}
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  MT_EMU_COUNT();
+  return hostAlloc(ptr, bytes, 0);
+}
 cudaError_t cudaFreeHost(void* ptr) {
+  MT_EMU_COUNT();
   if (!ptr) return cudaSuccess;
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -496,12 +531,17 @@ cudaError_t cudaFreeHost(void* ptr) {
   return cudaSuccess;
 }
 cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned) {
+  MT_EMU_COUNT();
   if (!ptr || bytes == 0) return fail(cudaErrorInvalidValue, "cudaHostRegister: null or empty range");
   return cudaSuccess;
 }
-cudaError_t cudaHostUnregister(void*) { return cudaSuccess; }
+cudaError_t cudaHostUnregister(void*) {
+  MT_EMU_COUNT();
+  return cudaSuccess;
+}
 
 cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
+  MT_EMU_COUNT();
   if (!validDevice(tDevice)) return noDevice();
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -543,26 +583,33 @@ cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cons
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  MT_EMU_COUNT();
   if (cudaError_t e = takePending(tDevice)) return e;
   return copy(dst, src, n, kind, "cudaMemcpy", tDevice, tDevice);
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+  MT_EMU_COUNT();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: " + why);
   return copy(dst, src, n, kind, "cudaMemcpyAsync", tDevice, tDevice);
 }
 cudaError_t cudaMemcpyPeer(void* dst, int dstDevice, const void* src, int srcDevice, size_t n) {
+  MT_EMU_COUNT();
   if (!validDevice(dstDevice) || !validDevice(srcDevice)) return noDevice();
   return copy(dst, src, n, cudaMemcpyDeviceToDevice, "cudaMemcpyPeer", dstDevice, srcDevice);
 }
 cudaError_t cudaMemcpyPeerAsync(void* dst, int dstDevice, const void* src, int srcDevice, size_t n, cudaStream_t s) {
+  MT_EMU_COUNT();
   if (!validDevice(dstDevice) || !validDevice(srcDevice)) return noDevice();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyPeerAsync: " + why);
   return copy(dst, src, n, cudaMemcpyDeviceToDevice, "cudaMemcpyPeerAsync", dstDevice, srcDevice);
 }
-cudaError_t cudaMemset(void* ptr, int value, size_t n) { return cudaMemsetAsync(ptr, value, n, nullptr); }
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
+cudaError_t cudaMemset(void* ptr, int value, size_t n) {
+  MT_EMU_COUNT();
+  return memsetAsync(ptr, value, n, nullptr);
+}
+static cudaError_t memsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: " + why);
@@ -574,9 +621,16 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
   std::memset(ptr, value, n);
   return cudaSuccess;
 }
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
+  MT_EMU_COUNT();
+  return memsetAsync(ptr, value, n, s);
+}
 
-cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  MT_EMU_COUNT();
+  return streamCreate(s, 0);
+}
+static cudaError_t streamCreate(cudaStream_t* s, unsigned) {
   if (!validDevice(tDevice)) return noDevice();
   auto* p = new Stream{tDevice};
   std::lock_guard<std::mutex> lock(st().mu);
@@ -584,8 +638,16 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   *s = reinterpret_cast<cudaStream_t>(p);
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned flags, int) { return cudaStreamCreateWithFlags(s, flags); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  MT_EMU_COUNT();
+  return streamCreate(s, flags);
+}
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned flags, int) {
+  MT_EMU_COUNT();
+  return streamCreate(s, flags);
+}
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  MT_EMU_COUNT();
   std::lock_guard<std::mutex> lock(st().mu);
   auto* p = reinterpret_cast<Stream*>(s);
   if (!st().streams.erase(p)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream " + hex(s));
@@ -593,6 +655,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  MT_EMU_COUNT();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) {
     // A stream of another device may be synchronized; only unknown handles are errors.
@@ -606,23 +669,35 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   }
   return takePending(tDevice);
 }
-cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamQuery(cudaStream_t) {
+  MT_EMU_COUNT();
+  return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+  MT_EMU_COUNT();
   std::lock_guard<std::mutex> lock(st().mu);
   if (!st().events.count(reinterpret_cast<Event*>(e))) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event " + hex(e));
   if (s && s != cudaStreamLegacy && s != cudaStreamPerThread && !st().streams.count(reinterpret_cast<Stream*>(s)))
     return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream " + hex(s));
   return cudaSuccess;
 }
-cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  MT_EMU_COUNT();
+  return eventCreate(e, 0);
+}
+static cudaError_t eventCreate(cudaEvent_t* e, unsigned) {
   auto* p = new Event{tDevice, {}};
   std::lock_guard<std::mutex> lock(st().mu);
   st().events.insert(p);
   *e = reinterpret_cast<cudaEvent_t>(p);
   return cudaSuccess;
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
+  MT_EMU_COUNT();
+  return eventCreate(e, flags);
+}
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  MT_EMU_COUNT();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: " + why);
   std::lock_guard<std::mutex> lock(st().mu);
@@ -633,6 +708,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  MT_EMU_COUNT();
   int dev = -1;
   {
     std::lock_guard<std::mutex> lock(st().mu);
@@ -641,8 +717,12 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   }
   return takePending(dev);
 }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventQuery(cudaEvent_t) {
+  MT_EMU_COUNT();
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  MT_EMU_COUNT();
   std::lock_guard<std::mutex> lock(st().mu);
   auto *a = reinterpret_cast<Event*>(start), *b = reinterpret_cast<Event*>(end);
   if (!st().events.count(a) || !st().events.count(b)) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: unknown event");
@@ -651,6 +731,7 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  MT_EMU_COUNT();
   std::lock_guard<std::mutex> lock(st().mu);
   auto* p = reinterpret_cast<Event*>(e);
   if (!st().events.erase(p)) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event " + hex(e));
@@ -659,13 +740,18 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 
 cudaError_t cudaGetLastError() {
+  MT_EMU_COUNT();
   cudaError_t e = tLast;
   tLast = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return tLast; }
+cudaError_t cudaPeekAtLastError() {
+  MT_EMU_COUNT();
+  return tLast;
+}
 
 const char* cudaGetErrorName(cudaError_t e) {
+  MT_EMU_COUNT();
   switch (e) {
 #define MT_EMU_NAME(x) \
   case x: return #x;
@@ -694,6 +780,7 @@ const char* cudaGetErrorName(cudaError_t e) {
 
 // The device's message, plus what the emulator found for the error this thread got last.
 const char* cudaGetErrorString(cudaError_t e) {
+  MT_EMU_COUNT();
   const char* base = "unknown error";
   switch (e) {
     case cudaSuccess: base = "no error"; break;
@@ -714,6 +801,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  MT_EMU_COUNT();
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
     if (value < 0 || value > (227 << 10))
       return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: " + std::to_string(value) + " bytes of dynamic shared memory (at most 232448)");
