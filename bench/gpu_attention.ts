@@ -3,7 +3,8 @@
  * forward and forward + backward on the device, and the TFLOP/s they reach (the causal forward
  * counted as 2·B·H·T²·D FLOPs: two T×T×D products, half of them masked; the backward as 2.5
  * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
- * cores for bf16; `simt`: the CUDA-core kernels), so gpu_check runs it once each way.
+ * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply),
+ * so gpu_check runs it each way. A forward at head dim 128 ([4, 12, 1024, 128]) is printed first.
  *   node --import tsx bench/gpu_attention.ts [--smoke]
  */
 import { cudaIsAvailable, randn, scaledDotProductAttention, sum, tidy } from '../src/index.ts';
@@ -11,11 +12,20 @@ import { DEV, timeDevice } from './gpu_timing.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
-const path = process.env.MESHTRAIN_ATTENTION === 'simt' ? 'simt' : 'tensor cores';
+const FAMILY: Record<string, string> = { simt: 'simt', fa2: 'fa2 (mma.sync)' };
+const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'tensor cores';
 
 if (!cudaIsAvailable()) {
   console.log('gpu_attention: skipped: no usable CUDA device');
 } else {
+  const tf = (flops: number, s: number) => (flops / s / 1e12).toFixed(1);
+  tidy(() => {
+    const s128 = smoke ? [1, 2, 128, 128] : [4, 12, 1024, 128];
+    const [q, k, v] = [0, 1, 2].map(() => randn(s128, { device: DEV }).to('bf16'));
+    const t = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
+    const flops = (4 * s128[0] * s128[1] * s128[2] * s128[2] * 128) / 2;
+    console.log(`attention bf16 [${s128}] causal, ${path}: forward ${(t * 1e3).toFixed(3)} ms (${tf(flops, t)} TFLOP/s)`);
+  });
   const mk = () => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true);
   const [q, k, v] = [mk(), mk(), mk()];
   const flopsFwd = (4 * B * H * T * T * D) / 2;
@@ -29,6 +39,5 @@ if (!cudaIsAvailable()) {
       }
     }),
   );
-  const tf = (flops: number, s: number) => (flops / s / 1e12).toFixed(1);
   console.log(`attention bf16 [${B}, ${H}, ${T}, ${D}] causal, ${path}: forward ${(fwd * 1e3).toFixed(3)} ms (${tf(flopsFwd, fwd)} TFLOP/s), forward+backward ${(both * 1e3).toFixed(3)} ms (${tf(3.5 * flopsFwd, both)} TFLOP/s)`);
 }

@@ -203,6 +203,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
   step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size
+  # The mma.sync (flash-attention 2 style) kernels where they apply, the WMMA ones elsewhere: compare with bench:attention.
+  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
   step bench:nccl 60 node --import tsx bench/gpu_nccl.ts --quick
   step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick

@@ -34,6 +34,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
   ['unit/cuda_attention_qkv', {}],
+  // The mma.sync forward (MESHTRAIN_ATTENTION=fa2, switched per call inside the file) vs f64 and the WMMA forward.
+  ['unit/cuda_attention_fa2', {}],
   ['unit/cuda_gpt_fused', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],

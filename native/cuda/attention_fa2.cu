@@ -1,0 +1,343 @@
+// Register-resident tensor-core attention forward for bf16/f16 (head dims 32, 64, 128), in the
+// style of flash-attention 2, on PTX mma.sync m16n8k16 (mma_sync.cuh). A block of 4 warps owns 64
+// queries (16 per warp, held as A fragments) and streams 64-key tiles of K and V through shared
+// memory with cp.async: V of a tile loads while S = Q Kᵀ runs, K of the next tile while O += P V
+// runs. Scores, probabilities and the running output never leave registers: a row's max and sum
+// are reduced over the 4 lanes of a quad, exponentials are exp2 with scale·log2(e) folded in,
+// two adjacent n8 score tiles are one k16 probability tile (rounded to the input dtype, as
+// flash-attention does), and the output is rescaled in registers and written once, through shared
+// memory for 16-byte stores. Causal: key tiles past a block's last query are skipped, only the
+// diagonal and partial tiles are masked, and a warp skips the score and value columns past its own
+// last query. The heaviest (last) query tiles are scheduled first. Deterministic, no atomics.
+// Same operands, strides and lse as cudaAttentionForwardTc (attention_tc.cu); MESHTRAIN_ATTENTION=fa2
+// selects it (attention.cu). The emulated device runs it with mma16816 as a warp collective.
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include "cuda/attention.h"
+#include "cuda/attention_fa2.h"
+#include "cuda/common.cuh"
+#include "cuda/mma_sync.cuh"
+#include "cuda/runtime.h"
+
+#ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
+#define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#endif
+
+namespace mt {
+namespace {
+
+using mma::A16;
+using mma::B16;
+using mma::C16;
+
+constexpr int kWarps = 4;
+constexpr int kRows = 64;  // queries a block owns, and keys of a streamed tile
+constexpr unsigned kFull = 0xffffffffu;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// 16-bit shared row: 16-byte multiple; rows 1 apart start 4 banks apart, rows 2 apart 8, so the
+// fragment loads below touch 32 distinct banks.
+template <int D>
+constexpr int kLd = D + 8;
+
+// Which operands move 16 bytes at a time (16-byte aligned base, strides multiples of 8).
+enum : int { kVecQ = 1, kVecK = 2, kVecV = 4, kVecO = 8 };
+
+struct alignas(16) Chunk {
+  uint32_t w[4];
+};
+
+__device__ __forceinline__ float maxNan(float a, float b) { return (b > a || b != b) ? b : a; }
+
+template <typename P>
+__device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh, int64_t heads) {
+  return p + (bh / heads) * s.b + (bh % heads) * s.h;
+}
+
+// Raw 16-bit pairs from shared memory (memcpy on the emulated device: no type punning in C++).
+__device__ __forceinline__ uint32_t ld32(const void* p) {
+#ifdef MESHTRAIN_CUDA_EMU
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#else
+  return *static_cast<const uint32_t*>(p);
+#endif
+}
+__device__ __forceinline__ uint32_t ld16(const void* p) {
+#ifdef MESHTRAIN_CUDA_EMU
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+#else
+  return *static_cast<const uint16_t*>(p);
+#endif
+}
+__device__ __forceinline__ void st32(void* p, uint32_t v) {
+#ifdef MESHTRAIN_CUDA_EMU
+  std::memcpy(p, &v, 4);
+#else
+  *static_cast<uint32_t*>(p) = v;
+#endif
+}
+
+// 16 bytes global -> shared without a register round trip (cp.async); a plain copy when emulated.
+__device__ __forceinline__ void copy16Async(void* dst, const void* src) {
+#ifdef MESHTRAIN_CUDA_EMU
+  std::memcpy(dst, src, 16);
+#else
+  const unsigned s = unsigned(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+#endif
+}
+__device__ __forceinline__ void commitAsync() {
+#ifndef MESHTRAIN_CUDA_EMU
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until at most N of this thread's committed groups are in flight (a barrier must follow
+// before other threads read what this one copied).
+template <int N>
+__device__ __forceinline__ void waitAsync() {
+#ifndef MESHTRAIN_CUDA_EMU
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Rows [t0, t0 + kRows) of one head into dst[r * ld + d]; rows at or past `limit` as zeros (masked
+// scores, and 0 · v stays finite). With `vec`, 16-byte asynchronous copies.
+template <int D, typename T>
+__device__ __forceinline__ void loadTile(T* dst, const T* base, int64_t ts, int64_t t0, int64_t limit, bool vec) {
+  constexpr int ld = kLd<D>;
+  if (vec) {
+    constexpr int perRow = D / 8;
+    for (int i = threadIdx.x; i < kRows * perRow; i += kWarps * 32) {
+      const int r = i / perRow, d = (i % perRow) * 8;
+      const int64_t t = t0 + r;
+      if (t < limit) copy16Async(dst + r * ld + d, base + t * ts + d);
+      else *reinterpret_cast<Chunk*>(dst + r * ld + d) = Chunk{{0u, 0u, 0u, 0u}};
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kRows * D; i += kWarps * 32) {
+    const int r = i / D, d = i % D;
+    const int64_t t = t0 + r;
+    if (t < limit) dst[r * ld + d] = base[t * ts + d];
+    else cu::st(dst + r * ld + d, 0.0f);
+  }
+}
+
+// grid (batch * heads, query tiles of 64), the last tile first. Lane l of warp w holds query rows
+// q0 + 16w + (l >> 2) and + 8 of every fragment (mma_sync.cuh's C layout).
+template <typename T, int D>
+__global__ void __launch_bounds__(kWarps * 32)
+    attnForwardFa2(const T* q, CudaAttnStrides qs, const T* k, CudaAttnStrides ks, const T* v, CudaAttnStrides vs, T* o,
+                   CudaAttnStrides os, float* lse, int vec, CudaAttnShape g) {
+  constexpr int ld = kLd<D>, kSteps = D / 16, nTiles = D / 8, sTiles = kRows / 8;
+  MT_DYNAMIC_SHARED(unsigned char, smem);
+  T* qS = reinterpret_cast<T*>(smem);
+  T* kS = qS + kRows * ld;
+  T* vS = kS + kRows * ld;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane >> 2, tq = lane & 3;
+  const int64_t bh = blockIdx.x;
+  const int64_t q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kRows;  // causal: the most keys first
+  const int64_t w0 = q0 + warp * 16, row0 = w0 + gr, row1 = row0 + 8;
+  const T* kh = headOf(k, ks, bh, g.heads);
+  const T* vh = headOf(v, vs, bh, g.heads);
+  const int64_t kEnd = g.causal ? min(g.tk, q0 + kRows) : g.tk;
+  loadTile<D>(qS, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
+  if (kEnd > 0) loadTile<D>(kS, kh, ks.t, 0, g.tk, vec & kVecK);
+  commitAsync();
+
+  T* qW = qS + warp * 16 * ld;  // this warp's rows: read once into qa, later its output staging
+  A16 qa[kSteps];
+  C16 acc[nTiles];
+#pragma unroll
+  for (int n = 0; n < nTiles; n++) acc[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+  const float ninf = -CUDART_INF_F, sl2 = float(g.scale) * kLog2e;
+  float m0 = ninf, m1 = ninf;  // running row maxima, log2 units
+  float l0 = 0.0f, l1 = 0.0f;  // this lane's share of the row sums (quad-reduced at the end)
+
+  for (int64_t k0 = 0; k0 < kEnd; k0 += kRows) {
+    if (k0 > 0) __syncthreads();  // every warp is done with the previous V tile
+    loadTile<D>(vS, vh, vs.t, k0, g.tk, vec & kVecV);
+    commitAsync();
+    waitAsync<1>();  // Q (first tile) and this K tile; V may still be in flight
+    __syncthreads();
+    if (k0 == 0) {
+#pragma unroll
+      for (int kk = 0; kk < kSteps; kk++) {
+        const T* p = qW + gr * ld + kk * 16 + 2 * tq;
+        qa[kk] = A16{{ld32(p), ld32(p + 8 * ld), ld32(p + 8), ld32(p + 8 * ld + 8)}};
+      }
+    }
+    // Key columns [k0, k0 + 8 * jEnd) can be visible to this warp (jEnd >= 1: k0 < tk, and causal k0 <= q0).
+    const int64_t seen = min(g.tk, g.causal ? w0 + 16 : g.tk) - k0;
+    const int jEnd = int(min(int64_t(sTiles), (seen + 7) / 8));
+    C16 s[sTiles];
+#pragma unroll
+    for (int j = 0; j < sTiles; j++) {
+      s[j] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+      if (j < jEnd) {
+        const T* p = kS + (8 * j + gr) * ld + 2 * tq;
+#pragma unroll
+        for (int kk = 0; kk < kSteps; kk++) mma::mma16816<T>(s[j], qa[kk], B16{{ld32(p + 16 * kk), ld32(p + 16 * kk + 8)}});
+      }
+    }
+    // Scale to log2 units; mask only where a key can be past tk or after a row (also every j >= jEnd).
+    const bool edge = k0 + kRows > g.tk || (g.causal && k0 + kRows - 1 > w0);
+    float t0 = ninf, t1 = ninf;
+#pragma unroll
+    for (int j = 0; j < sTiles; j++) {
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        float x = s[j].c[i] * sl2;
+        if (edge) {
+          const int64_t col = k0 + 8 * j + 2 * tq + (i & 1), row = i < 2 ? row0 : row1;
+          if (col >= g.tk || (g.causal && col > row)) x = ninf;
+        }
+        s[j].c[i] = x;
+        if (i < 2) t0 = maxNan(t0, x);
+        else t1 = maxNan(t1, x);
+      }
+    }
+    t0 = maxNan(t0, __shfl_xor_sync(kFull, t0, 1));
+    t0 = maxNan(t0, __shfl_xor_sync(kFull, t0, 2));
+    t1 = maxNan(t1, __shfl_xor_sync(kFull, t1, 1));
+    t1 = maxNan(t1, __shfl_xor_sync(kFull, t1, 2));
+    const float n0 = maxNan(m0, t0), n1 = maxNan(m1, t1);
+    // Nothing visible yet in a row: subtract 0 so -inf - -inf never makes a NaN (its p are all 0).
+    const float b0 = n0 == ninf ? 0.0f : n0, b1 = n1 == ninf ? 0.0f : n1;
+    const float a0 = exp2f(m0 - b0), a1 = exp2f(m1 - b1);
+    m0 = n0;
+    m1 = n1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < sTiles; j++) {
+      s[j].c[0] = exp2f(s[j].c[0] - b0);
+      s[j].c[1] = exp2f(s[j].c[1] - b0);
+      s[j].c[2] = exp2f(s[j].c[2] - b1);
+      s[j].c[3] = exp2f(s[j].c[3] - b1);
+      sum0 += s[j].c[0] + s[j].c[1];
+      sum1 += s[j].c[2] + s[j].c[3];
+    }
+    l0 = l0 * a0 + sum0;
+    l1 = l1 * a1 + sum1;
+#pragma unroll
+    for (int n = 0; n < nTiles; n++) {
+      acc[n].c[0] *= a0;
+      acc[n].c[1] *= a0;
+      acc[n].c[2] *= a1;
+      acc[n].c[3] *= a1;
+    }
+    __syncthreads();  // every warp is done with this K tile
+    if (k0 + kRows < kEnd) loadTile<D>(kS, kh, ks.t, k0 + kRows, g.tk, vec & kVecK);
+    commitAsync();   // possibly empty: the group count stays the same every tile
+    waitAsync<1>();  // this V tile; the next K may stay in flight
+    __syncthreads();
+    // O += P V: score tiles 2kk and 2kk + 1 are the k16 A fragment of keys k0 + 16kk..; V's
+    // (key, d) pairs sit in two rows, so its B fragments are 16-bit loads.
+#pragma unroll
+    for (int kk = 0; kk < kRows / 16; kk++) {
+      if (2 * kk >= jEnd) continue;
+      const A16 pa{{mma::pack2<T>(s[2 * kk].c[0], s[2 * kk].c[1]), mma::pack2<T>(s[2 * kk].c[2], s[2 * kk].c[3]),
+                    mma::pack2<T>(s[2 * kk + 1].c[0], s[2 * kk + 1].c[1]),
+                    mma::pack2<T>(s[2 * kk + 1].c[2], s[2 * kk + 1].c[3])}};
+      const T* p = vS + (16 * kk + 2 * tq) * ld + gr;
+#pragma unroll
+      for (int n = 0; n < nTiles; n++) {
+        const T* c = p + 8 * n;
+        const B16 vb{{ld16(c) | (ld16(c + ld) << 16), ld16(c + 8 * ld) | (ld16(c + 9 * ld) << 16)}};
+        mma::mma16816<T>(acc[n], pa, vb);
+      }
+    }
+  }
+  waitAsync<0>();
+  __syncthreads();  // no copy (Q when there were no keys) still lands in qS below
+
+  l0 += __shfl_xor_sync(kFull, l0, 1);
+  l0 += __shfl_xor_sync(kFull, l0, 2);
+  l1 += __shfl_xor_sync(kFull, l1, 1);
+  l1 += __shfl_xor_sync(kFull, l1, 2);
+  const float i0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, i1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;  // no keys (tk = 0): zeros
+  // Stage the warp's 16 output rows in its own Q rows (only it read them), then store whole rows.
+#pragma unroll
+  for (int n = 0; n < nTiles; n++) {
+    st32(qW + gr * ld + 8 * n + 2 * tq, mma::pack2<T>(acc[n].c[0] * i0, acc[n].c[1] * i0));
+    st32(qW + (gr + 8) * ld + 8 * n + 2 * tq, mma::pack2<T>(acc[n].c[2] * i1, acc[n].c[3] * i1));
+  }
+  __syncwarp();
+  T* oh = headOf(o, os, bh, g.heads);
+  if (vec & kVecO) {
+    constexpr int perRow = D / 8;
+    for (int i = lane; i < 16 * perRow; i += 32) {
+      const int r = i / perRow, d = (i % perRow) * 8;
+      if (w0 + r < g.tq)
+        *reinterpret_cast<Chunk*>(oh + (w0 + r) * os.t + d) = *reinterpret_cast<const Chunk*>(qW + r * ld + d);
+    }
+  } else {
+    for (int i = lane; i < 16 * D; i += 32) {
+      const int r = i / D, d = i % D;
+      if (w0 + r < g.tq) oh[(w0 + r) * os.t + d] = qW[r * ld + d];
+    }
+  }
+  if (tq == 0) {
+    if (row0 < g.tq) lse[bh * g.tq + row0] = (m0 + log2f(l0)) * kLn2;
+    if (row1 < g.tq) lse[bh * g.tq + row1] = (m1 + log2f(l1)) * kLn2;
+  }
+}
+
+template <int D>
+constexpr size_t forwardBytes() {
+  return size_t(3 * kRows * kLd<D>) * 2;
+}
+
+bool vecOk(const void* p, const CudaAttnStrides& s) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && s.b % 8 == 0 && s.h % 8 == 0 && s.t % 8 == 0;
+}
+
+}  // namespace
+
+bool cudaAttentionFa2Applies(int dtype, const CudaAttnShape& g) {
+  return (dtype == cu::BF16 || dtype == cu::F16) && (g.dim == 32 || g.dim == 64 || g.dim == 128);
+}
+
+void cudaAttentionForwardFa2(int dev, int dtype, const CudaAttnShape& g, const void* q, const CudaAttnStrides& qs,
+                             const void* k, const CudaAttnStrides& ks, const void* v, const CudaAttnStrides& vs, void* o,
+                             const CudaAttnStrides& os, void* lse) {
+  if (!cudaAttentionFa2Applies(dtype, g))
+    cu::fail("scaledDotProductAttention (fa2): needs bf16 or f16 and head dim 32, 64 or 128, got dtype code " +
+             std::to_string(dtype) + ", head dim " + std::to_string(g.dim));
+  if (g.tq > int64_t(65535) * kRows)
+    cu::fail("scaledDotProductAttention (fa2): Tq " + std::to_string(g.tq) + " is longer than " +
+             std::to_string(65535 * kRows));
+  if (g.batch * g.heads == 0 || g.tq == 0) return;
+  cudaUseDevice(dev);
+  cudaStream_t s = computeStream(dev);
+  const dim3 grid(unsigned(g.batch * g.heads), unsigned((g.tq + kRows - 1) / kRows));
+  const int vec = (vecOk(q, qs) ? kVecQ : 0) | (vecOk(k, ks) ? kVecK : 0) | (vecOk(v, vs) ? kVecV : 0) |
+                  (vecOk(o, os) ? kVecO : 0);
+  auto launch = [&](auto tag, auto dim) {
+    using T = decltype(tag);
+    constexpr int D = decltype(dim)::value;
+    auto kern = attnForwardFa2<T, D>;
+    const size_t bytes = forwardBytes<D>();
+    cudaCheck(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+              "cudaFuncSetAttribute(attnForwardFa2)");
+    MT_LAUNCH(kern, grid, kWarps * 32, bytes, s, static_cast<const T*>(q), qs, static_cast<const T*>(k), ks,
+              static_cast<const T*>(v), vs, static_cast<T*>(o), os, static_cast<float*>(lse), vec, g);
+  };
+  auto byDim = [&](auto tag) {
+    if (g.dim == 32) launch(tag, std::integral_constant<int, 32>{});
+    else if (g.dim == 64) launch(tag, std::integral_constant<int, 64>{});
+    else launch(tag, std::integral_constant<int, 128>{});
+  };
+  if (dtype == cu::BF16) byDim(cu::bf16{});
+  else byDim(cu::f16{});
+  cu::checkLaunch("attnForwardFa2");
+}
+
+}  // namespace mt
