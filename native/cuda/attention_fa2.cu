@@ -1,16 +1,17 @@
 // Register-resident tensor-core attention forward for bf16/f16 (head dims 32, 64, 128), in the
 // style of flash-attention 2, on PTX mma.sync m16n8k16 (mma_sync.cuh). A block of 4 warps owns 64
 // queries (16 per warp, held as A fragments) and streams 64-key tiles of K and V through shared
-// memory with cp.async: V of a tile loads while S = Q Kᵀ runs, K of the next tile while O += P V
-// runs. Scores, probabilities and the running output never leave registers: a row's max and sum
-// are reduced over the 4 lanes of a quad, exponentials are exp2 with scale·log2(e) folded in,
-// two adjacent n8 score tiles are one k16 probability tile (rounded to the input dtype, as
-// flash-attention does), and the output is rescaled in registers and written once, through shared
-// memory for 16-byte stores. Causal: key tiles past a block's last query are skipped, only the
-// diagonal and partial tiles are masked, and a warp skips the score and value columns past its own
-// last query. The heaviest (last) query tiles are scheduled first. Deterministic, no atomics.
-// Same operands, strides and lse as cudaAttentionForwardTc (attention_tc.cu); MESHTRAIN_ATTENTION=fa2
-// selects it (attention.cu). The emulated device runs it with mma16816 as a warp collective.
+// memory with cp.async (V of a tile loads while S = Q Kᵀ runs, K of the next tile while O += P V
+// runs), reading them as B fragments with ldmatrix (transposed for V). Scores, probabilities and
+// the running output never leave registers: a row's max and sum are reduced over the 4 lanes of a
+// quad, exponentials are exp2 with scale·log2(e) folded in, two adjacent n8 score tiles are one
+// k16 probability tile (rounded to the input dtype, as flash-attention does), and the output is
+// rescaled in registers and written once, through shared memory for 16-byte stores. Causal: key
+// tiles past a block's last query are skipped, only the diagonal and partial tiles are masked, and
+// a warp skips the score and value columns past its own last query. The heaviest (last) query
+// tiles are scheduled first. Deterministic, no atomics. Same operands, strides and lse as
+// cudaAttentionForwardTc (attention_tc.cu); MESHTRAIN_ATTENTION=fa2 selects it (attention.cu).
+// The emulated device runs the mma and ldmatrix steps as warp collectives.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -38,8 +39,8 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// 16-bit shared row: 16-byte multiple; rows 1 apart start 4 banks apart, rows 2 apart 8, so the
-// fragment loads below touch 32 distinct banks.
+// 16-bit shared row: a 16-byte multiple (ldmatrix, cp.async) whose 8 extra values start each row 4
+// banks after the last, so the 8 rows an ldmatrix phase (or the staging store) touches hit 32 banks.
 template <int D>
 constexpr int kLd = D + 8;
 
@@ -57,7 +58,7 @@ __device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh,
   return p + (bh / heads) * s.b + (bh % heads) * s.h;
 }
 
-// Raw 16-bit pairs from shared memory (memcpy on the emulated device: no type punning in C++).
+// Raw 16-bit pairs in shared memory (memcpy on the emulated device: no type punning in C++).
 __device__ __forceinline__ uint32_t ld32(const void* p) {
 #ifdef MESHTRAIN_CUDA_EMU
   uint32_t v;
@@ -65,15 +66,6 @@ __device__ __forceinline__ uint32_t ld32(const void* p) {
   return v;
 #else
   return *static_cast<const uint32_t*>(p);
-#endif
-}
-__device__ __forceinline__ uint32_t ld16(const void* p) {
-#ifdef MESHTRAIN_CUDA_EMU
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-#else
-  return *static_cast<const uint16_t*>(p);
 #endif
 }
 __device__ __forceinline__ void st32(void* p, uint32_t v) {
@@ -142,6 +134,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   T* kS = qS + kRows * ld;
   T* vS = kS + kRows * ld;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane >> 2, tq = lane & 3;
+  const int mi = lane / 8, mr = lane % 8;  // the 8x8 matrix and row this lane addresses in ldmatrix
   const int64_t bh = blockIdx.x;
   const int64_t q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kRows;  // causal: the most keys first
   const int64_t w0 = q0 + warp * 16, row0 = w0 + gr, row1 = row0 + 8;
@@ -181,10 +174,15 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int j = 0; j < sTiles; j++) {
       s[j] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
-      if (j < jEnd) {
-        const T* p = kS + (8 * j + gr) * ld + 2 * tq;
+      if (j < jEnd) {  // warp-uniform, as ldmatrix needs
 #pragma unroll
-        for (int kk = 0; kk < kSteps; kk++) mma::mma16816<T>(s[j], qa[kk], B16{{ld32(p + 16 * kk), ld32(p + 16 * kk + 8)}});
+        for (int kk = 0; kk < kSteps; kk += 2) {
+          // Keys 8j.. x dims 16kk.. in four 8x8 matrices (dims +0, +8, +16, +24): B of steps kk, kk + 1.
+          uint32_t r[4];
+          mma::ldsm4(r, kS + (8 * j + mr) * ld + 16 * kk + 8 * mi);
+          mma::mma16816<T>(s[j], qa[kk], B16{{r[0], r[1]}});
+          mma::mma16816<T>(s[j], qa[kk + 1], B16{{r[2], r[3]}});
+        }
       }
     }
     // Scale to log2 units; mask only where a key can be past tk or after a row (also every j >= jEnd).
@@ -238,20 +236,21 @@ __global__ void __launch_bounds__(kWarps * 32)
     commitAsync();   // possibly empty: the group count stays the same every tile
     waitAsync<1>();  // this V tile; the next K may stay in flight
     __syncthreads();
-    // O += P V: score tiles 2kk and 2kk + 1 are the k16 A fragment of keys k0 + 16kk..; V's
-    // (key, d) pairs sit in two rows, so its B fragments are 16-bit loads.
+    // O += P V: score tiles 2kk and 2kk + 1 are the k16 A fragment of keys k0 + 16kk..; V's B
+    // fragments pair two keys (rows) of one dim, which ldmatrix's transposing form delivers.
 #pragma unroll
     for (int kk = 0; kk < kRows / 16; kk++) {
       if (2 * kk >= jEnd) continue;
       const A16 pa{{mma::pack2<T>(s[2 * kk].c[0], s[2 * kk].c[1]), mma::pack2<T>(s[2 * kk].c[2], s[2 * kk].c[3]),
                     mma::pack2<T>(s[2 * kk + 1].c[0], s[2 * kk + 1].c[1]),
                     mma::pack2<T>(s[2 * kk + 1].c[2], s[2 * kk + 1].c[3])}};
-      const T* p = vS + (16 * kk + 2 * tq) * ld + gr;
 #pragma unroll
-      for (int n = 0; n < nTiles; n++) {
-        const T* c = p + 8 * n;
-        const B16 vb{{ld16(c) | (ld16(c + ld) << 16), ld16(c + 8 * ld) | (ld16(c + 9 * ld) << 16)}};
-        mma::mma16816<T>(acc[n], pa, vb);
+      for (int n = 0; n < nTiles; n += 2) {
+        // Keys 16kk.. x dims 8n.. transposed in four 8x8 matrices (keys +0/+8, dims +0/+8): B of n, n + 1.
+        uint32_t r[4];
+        mma::ldsm4t(r, vS + (16 * kk + 8 * (mi & 1) + mr) * ld + 8 * n + 8 * (mi >> 1));
+        mma::mma16816<T>(acc[n], pa, B16{{r[0], r[1]}});
+        mma::mma16816<T>(acc[n + 1], pa, B16{{r[2], r[3]}});
       }
     }
   }

@@ -9,11 +9,13 @@
 //                      r3 = (row g+8, cols 2t+8..)
 //   B 16x8 (k x n):    r0 = (k 2t, 2t+1; n g), r1 = (k 2t+8, 2t+9; n g)
 //   C 16x8 f32:        c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g+8, cols 2t, 2t+1)
-// The emulated device (native/cuda/emu/) runs the product as a warp collective: the lanes
-// exchange their A and B registers, then each computes its own four outputs in float.
+// ldsm4 / ldsm4t load such registers from shared memory with ldmatrix. The emulated device
+// (native/cuda/emu/) runs the product and the loads as warp collectives: the lanes exchange their
+// A and B registers (row addresses), then each computes (reads) its own values.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include "cuda/common.cuh"
 
@@ -43,6 +45,24 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 
 #ifndef MESHTRAIN_CUDA_EMU
 
+// Four 8x8 16-bit matrices from shared memory in one instruction (ldmatrix .x4): lanes 8i..8i+7
+// pass the addresses of matrix i's rows 0..7 (16 bytes each, 16-byte aligned), and lane l gets
+// in r[i] matrix i's (row l/4, cols 2(l%4), 2(l%4)+1): an A or B register as laid out above.
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* row) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// The same with each matrix transposed (.trans): lane l gets in r[i] matrix i's (rows 2(l%4),
+// 2(l%4)+1; col l/4), e.g. a B fragment of a row-major k x n operand.
+__device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], const void* row) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 // d += a·b on the tensor cores (sm_80 and later; this project builds sm_90).
 template <typename T>
 __device__ __forceinline__ void mma16816(C16& d, const A16& a, const B16& b) {
@@ -71,6 +91,26 @@ inline float lowOrHigh(uint32_t r, int k) {
   else return emu::f16BitsToFloat(h);
 }
 }  // namespace detail
+
+// ldsm4 / ldsm4t (above) as warp collectives: the lanes exchange their row addresses, then each
+// reads its own elements.
+inline void ldsm4Emu(uint32_t (&r)[4], const void* row, bool trans) {
+  if (reinterpret_cast<uintptr_t>(row) & 15) emu::kernelFault(std::string(trans ? "ldsm4t" : "ldsm4") + ": a row address is not 16-byte aligned");
+  const void* rows[32];
+  emu::warpGather(0xffffffffu, &row, int(sizeof row), rows, trans ? "ldsm4t" : "ldsm4");
+  const int lane = emu::laneId();
+  auto at = [&](int i, int rr, int c) {
+    uint16_t v;
+    std::memcpy(&v, static_cast<const unsigned char*>(rows[8 * i + rr]) + 2 * c, 2);
+    return uint32_t(v);
+  };
+  for (int i = 0; i < 4; i++) {
+    if (trans) r[i] = at(i, 2 * (lane % 4), lane / 4) | (at(i, 2 * (lane % 4) + 1, lane / 4) << 16);
+    else r[i] = at(i, lane / 4, 2 * (lane % 4)) | (at(i, lane / 4, 2 * (lane % 4) + 1) << 16);
+  }
+}
+inline void ldsm4(uint32_t (&r)[4], const void* row) { ldsm4Emu(r, row, false); }
+inline void ldsm4t(uint32_t (&r)[4], const void* row) { ldsm4Emu(r, row, true); }
 
 // d += a·b: every lane publishes its A and B registers, then computes its own outputs from the
 // layouts above. Products of 16-bit values are exact in float; the sum runs in k order (the

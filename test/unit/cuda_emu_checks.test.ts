@@ -69,12 +69,13 @@ if (!checks) {
     assert.equal(r, Array.from({ length: 128 }, (_, i) => (i < 64 ? 63 - i : 191 - i)));
   });
 
-  test('mma16816 (mma_sync.cuh) computes c + a·b from the documented fragment layouts, bf16 and f16', () => {
+  test('mma16816 (mma_sync.cuh) computes c + a·b from the documented fragment layouts, bf16 and f16; ldsm4/ldsm4t load them', () => {
     const r = checks.run('mma16816') as unknown as Record<string, number>;
     assert.is(r.exactBf16, 0, 'quarter-integer inputs: exact');
     assert.is(r.exactF16, 0, 'quarter-integer inputs: exact');
     // Inputs off the 16-bit grids, rounded as pack2 rounds: float sums of 32 exact products (|d| < 40) vs double.
     assert.ok(r.roundedBf16 < 2e-5 && r.roundedF16 < 2e-5, JSON.stringify(r));
+    assert.is(checks.run('ldsm') as unknown as number, 0, 'ldsm4 / ldsm4t registers equal the element-wise A and B fragments');
   });
 
   test('__float2bfloat16_rn equals the CPU rounding on every boundary and a stride of all floats', () => {

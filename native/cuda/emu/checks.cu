@@ -86,6 +86,28 @@ __global__ void mmaProduct(const float* a, const float* b, const float* c, float
   for (int i = 0; i < 4; i++) d[o[i]] = acc.c[i];
 }
 
+// ldsm4 / ldsm4t (mma_sync.cuh) against fragments read element by element from the same 16x16
+// tile: out[lane] counts the registers that differ (A of the tile, and B of its two n8 halves).
+__global__ void ldsmFragments(unsigned* out) {
+  constexpr int ld = 24;  // a 48-byte row: 16-byte aligned rows, as ldmatrix needs
+  __shared__ __align__(16) uint16_t tile[16 * ld];
+  const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+  for (int i = lane; i < 16 * ld; i += 32) tile[i] = uint16_t(0x3c00 + i * 7);
+  __syncwarp();
+  auto pair = [&](int r0, int c0, int r1, int c1) { return uint32_t(tile[r0 * ld + c0]) | uint32_t(tile[r1 * ld + c1]) << 16; };
+  const int i = lane / 8, r = lane % 8;
+  uint32_t a[4], b[4];
+  mma::ldsm4(a, tile + ((i & 1) * 8 + r) * ld + (i >> 1) * 8);   // matrices (rows, cols) 0/0, 8/0, 0/8, 8/8
+  mma::ldsm4t(b, tile + ((i & 1) * 8 + r) * ld + (i >> 1) * 8);  // the same, transposed
+  const uint32_t wantA[4] = {pair(g, 2 * t, g, 2 * t + 1), pair(g + 8, 2 * t, g + 8, 2 * t + 1),
+                             pair(g, 2 * t + 8, g, 2 * t + 9), pair(g + 8, 2 * t + 8, g + 8, 2 * t + 9)};
+  const uint32_t wantB[4] = {pair(2 * t, g, 2 * t + 1, g), pair(2 * t + 8, g, 2 * t + 9, g),
+                             pair(2 * t, g + 8, 2 * t + 1, g + 8), pair(2 * t + 8, g + 8, 2 * t + 9, g + 8)};
+  unsigned bad = 0;
+  for (int k = 0; k < 4; k++) bad += (a[k] != wantA[k]) + (b[k] != wantB[k]);
+  out[lane] = bad;
+}
+
 std::string errorText(cudaError_t e) {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
@@ -204,6 +226,18 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     auto a = jsArray(env, h.data(), n);
     if (name == "warpMath") a.Set(uint32_t(n), double(b[0])), a.Set(uint32_t(n + 1), double(b[1]));
     return a;
+  }
+  if (name == "ldsm") {  // registers of the 32 lanes that differ from the element-wise fragments
+    unsigned* out = nullptr;
+    cudaCheck(cudaMalloc(&out, 32 * sizeof(unsigned)), "cudaMalloc");
+    std::string err = afterSync([&] { MT_LAUNCH(ldsmFragments, 1, 32, 0, nullptr, out); });
+    MT_CHECK(err.empty(), "ldsm: ", err);
+    unsigned h[32];
+    cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(out);
+    unsigned bad = 0;
+    for (unsigned x : h) bad += x;
+    return Napi::Number::New(env, double(bad));
   }
   if (name == "mma16816") {
     // Per dtype and input set: the largest |d - reference| over 128 outputs, the reference in
