@@ -210,6 +210,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick
   # Batch norm and max pool at ResNet-101's largest layers (bf16, batch 128): time and implied GB/s.
   step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $size
+  # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms.
+  step bench:sgd_multi 60 node --import tsx bench/gpu_sgd_multi.ts $size
 fi
 if [ "${MT_MEMCHECK:-0}" = 1 ]; then
   if command -v compute-sanitizer > /dev/null; then

@@ -402,6 +402,7 @@ void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
+void registerCudaSgdMulti(Napi::Object cuda);  // bindings_sgd_multi.cc
 void registerCudaLinearGelu(Napi::Object cuda);  // bindings_linear_gelu.cc
 void registerCudaHostBench(Napi::Object cuda);  // bindings_host_bench.cc
 
@@ -434,6 +435,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaImage(cuda);
   registerCudaArange(cuda);
   registerCudaAdamMulti(cuda);
+  registerCudaSgdMulti(cuda);
   registerCudaLinearGelu(cuda);
   registerCudaHostBench(cuda);
   registerCudaSync(cuda, exports);

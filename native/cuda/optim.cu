@@ -9,30 +9,14 @@
 #include "cuda/kernels.h"
 #include "cuda/norm_pow.cuh"
 #include "cuda/runtime.h"
+#include "cuda/sgd_element.cuh"
 
 namespace mt {
 namespace {
 
-template <typename S>
-struct SgdScalars {
-  S lr, mom, damp, wd, sign;
-  bool nesterov, first;
-};
-
 template <typename P, typename G, typename S>
-__global__ void sgdKernel(P* param, S* master, const G* grad, S* buf, int64_t n, SgdScalars<S> c) {
-  MT_CU_LOOP(i, n) {
-    S p = master ? master[i] : S(cu::ld(param + i));
-    S g = S(cu::ld(grad + i)) * c.sign + c.wd * p;
-    if (buf) {
-      S b = c.first ? g : c.mom * buf[i] + c.damp * g;
-      buf[i] = b;
-      g = c.nesterov ? g + c.mom * b : b;
-    }
-    S np = p - c.lr * g;
-    if (master) master[i] = np;
-    cu::st(param + i, np);
-  }
+__global__ void sgdKernel(P* param, S* master, const G* grad, S* buf, int64_t n, cu::SgdScalars<S> c) {
+  MT_CU_LOOP(i, n) cu::sgdElement(param, master, grad, buf, i, c);
 }
 
 template <typename P, typename G, typename S>
@@ -66,9 +50,7 @@ void cudaSgdStep(int dev, int pDtype, void* param, int gDtype, const void* grad,
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_PGS(pDtype, gDtype, sDtype, "sgdStep", {
-    SgdScalars<S> c{S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay),
-                    S(h.maximize ? -h.gradScale : h.gradScale),
-                    h.nesterov, h.firstStep};
+    const cu::SgdScalars<S> c = cu::sgdScalars<S>(h);
     auto sgd = sgdKernel<P, G, S>;
     MT_LAUNCH(sgd, cu::blocksFor(n), cu::kThreads, 0, s, static_cast<P*>(param), static_cast<S*>(master),
               static_cast<const G*>(grad), static_cast<S*>(buf), n, c);
@@ -107,6 +89,7 @@ double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, doubl
   MT_CENSUS_CALL("memcpy", "normPow partials to host (synchronizes)", host.size() * sizeof(double));
   cudaCheck(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, s),
             "normPow: copying the partial sums");
+  MT_CENSUS_DONE(s);
   countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "normPow");
   const bool isMax = std::isinf(p);

@@ -2,6 +2,7 @@
 import { checkBool, checkRange } from './checks.ts';
 import { NONE, sgdStep } from './fused.ts';
 import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
+import { sgdMulti, sgdMultiApplies } from './sgd_multi.ts';
 
 export interface SGDOptions {
   /** Learning rate (default 1e-3). */
@@ -21,7 +22,8 @@ export interface SGDOptions {
 const DEFAULTS: SGDOptions = { lr: 1e-3, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false };
 
 /**
- * SGD with PyTorch's semantics, one fused native pass per parameter (or per flat run):
+ * SGD with PyTorch's semantics, one fused native pass per parameter (or per flat run; on a CUDA
+ * device many parameters per launch, sgd_multi.ts):
  * `g = grad + weightDecay * p`; with momentum, `buf = g` on a parameter's first step, then
  * `buf = momentum * buf + (1 - dampening) * g`, and `g = nesterov ? g + momentum * buf : buf`;
  * finally `p -= lr * g`. The momentum buffer lives in flat buffers tagged `optim`.
@@ -56,5 +58,11 @@ export class SGD extends Optimizer<SGDOptions> {
     const useBuf = group.momentum !== 0;
     const buf = useBuf ? state.ref('momentumBuffer') : NONE;
     sgdStep(run.param, run.grad, state.dtype, buf, run.master, run.n, { ...group, gradScale: this.gradScale }, useBuf && run.fresh('momentumBuffer'));
+  }
+
+  /** On a CUDA device, many runs per launch (sgd_multi.ts); elsewhere one call per run. */
+  protected override updateRuns(group: ParamGroup<SGDOptions>, runs: { run: Run; state: RunState }[]): void {
+    if (sgdMultiApplies(runs)) sgdMulti(runs, { ...group, gradScale: this.gradScale });
+    else super.updateRuns(group, runs);
   }
 }

@@ -66,6 +66,7 @@ const SUITES: [string, Record<string, string>][] = [
   // First gradients adopted as .grad instead of copied: bit for bit vs copying, cuda:0 only.
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
+  ['unit/cuda_sgd_multi', {}],
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [

@@ -1,0 +1,67 @@
+/**
+ * The optimizer's share of bench/gpu.ts part (c): SGD (momentum 0.9, weight decay 5e-4) over
+ * ResNet-101's parameters (bf16 with f32 masters, 314 tensors) with many parameters per launch
+ * (src/optim/sgd_multi.ts) against one launch per parameter (native.cuda.sgdMulti hidden):
+ * launches per step (census), the host's time to issue one step (no synchronization inside) and
+ * the device's time for it. Gradients are fixed random values; correctness is
+ * test/unit/cuda_sgd_multi.test.ts's.
+ *   node --import tsx bench/gpu_sgd_multi.ts [--smoke]     (--smoke: ResNet-18, one round)
+ */
+import { ResNet } from '../models/index.ts';
+import { cudaCensus, cudaIsAvailable, cudaSynchronize, native, nn, noGrad, randn, SGD } from '../src/index.ts';
+import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { median } from './timing.ts';
+
+const smoke = process.argv.includes('--smoke');
+const ROUNDS = smoke ? 1 : 20;
+
+interface Mode {
+  launches: number;
+  hostMs: number;
+  deviceMs: number;
+}
+
+function measure(opt: SGD, multi: boolean): Mode {
+  const saved = native.cuda.sgdMulti;
+  if (!multi) native.cuda.sgdMulti = undefined;
+  try {
+    for (let w = 0; w < 3; w++) opt.step();
+    const launches = cudaCensus(() => opt.step())
+      .entries.filter((e) => /optim\.cu|sgd_multi\.cu/.test(e.site))
+      .reduce((n, e) => n + e.count, 0);
+    const host: number[] = [];
+    const device: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      cudaSynchronize(DEV);
+      const t0 = performance.now();
+      opt.step();
+      host.push(performance.now() - t0);
+      device.push(deviceSeconds(() => opt.step()) * 1e3);
+    }
+    cudaSynchronize(DEV);
+    return { launches, hostMs: median(host), deviceMs: median(device) };
+  } finally {
+    native.cuda.sgdMulti = saved;
+  }
+}
+
+if (!cudaIsAvailable()) {
+  console.log(`SKIP bench/gpu_sgd_multi: no usable CUDA device (${native.deviceInfo().cudaStatus ?? 'built without CUDA'})`);
+} else {
+  const depth = smoke ? 18 : 101;
+  const model = nn.moduleToDevice(new ResNet(depth, { numClasses: 10, dtype: 'bf16' }), DEV);
+  const params = model.parameters();
+  noGrad(() => {
+    for (const p of params) p.grad = randn([...p.shape], { device: DEV }).mul(1e-3).to(p.dtype);
+  });
+  const opt = new SGD(params, { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+  // Per-parameter first, then many per launch, then per-parameter again: the first pass warms the allocator and clocks.
+  measure(opt, false);
+  const multi = measure(opt, true);
+  const single = measure(opt, false);
+  const line = (m: Mode) => `${m.launches} launches, host ${m.hostMs.toFixed(3)} ms, device ${m.deviceMs.toFixed(3)} ms`;
+  console.log(JSON.stringify({ bench: 'sgd_multi', depth, params: params.length, multi, single }));
+  console.log(`SGD step, ResNet-${depth} bf16 (${params.length} params): multi ${line(multi)} | per-parameter ${line(single)}`);
+  opt.dispose();
+  model.dispose();
+}

@@ -1,0 +1,41 @@
+// One SGD element update, shared by optim.cu's per-tensor kernel and sgd_multi.cu's many-tensor
+// kernel so both compute exactly the same operations (and contract them alike).
+#pragma once
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+namespace mt {
+namespace cu {
+
+template <typename S>
+struct SgdScalars {
+  S lr, mom, damp, wd, sign;
+  bool nesterov, first;
+};
+
+// The step's constants in the state dtype; sign is the gradient multiplier, negated to maximize.
+template <typename S>
+SgdScalars<S> sgdScalars(const CudaSgdHyper& h) {
+  return {S(h.lr), S(h.momentum), S(1.0 - h.dampening), S(h.weightDecay), S(h.maximize ? -h.gradScale : h.gradScale),
+          h.nesterov, h.firstStep};
+}
+
+// Element i: reads the master (or the param), the gradient and the momentum buffer (null: no
+// momentum); on the first step the buffer starts as the gradient, as torch.optim.SGD.
+template <typename P, typename G, typename S>
+__device__ __forceinline__ void sgdElement(P* param, S* master, const G* grad, S* buf, int64_t i,
+                                           const SgdScalars<S>& c) {
+  S p = master ? master[i] : S(ld(param + i));
+  S g = S(ld(grad + i)) * c.sign + c.wd * p;
+  if (buf) {
+    S b = c.first ? g : c.mom * buf[i] + c.damp * g;
+    buf[i] = b;
+    g = c.nesterov ? g + c.mom * b : b;
+  }
+  S np = p - c.lr * g;
+  if (master) master[i] = np;
+  st(param + i, np);
+}
+
+}  // namespace cu
+}  // namespace mt
