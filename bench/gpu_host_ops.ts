@@ -8,7 +8,7 @@
  *   add cpu / add cuda:0  add([1], [1]) through the public API, result disposed: our whole op path
  *   launch (C++ loop)     MT_LAUNCH of an empty kernel: the floor
  *   launch + check        the same plus cudaGetLastError, as every launcher does
- *   eventRecord, streamWaitEvent, eventCreate+Destroy, funcSetAttribute, getDevice, useDevice
+ *   eventRecord, streamWaitEvent, streamWaitStream (ours), eventCreate+Destroy, funcSetAttribute, getDevice, useDevice
  *   (ours, cached per thread), getLastError, streamQuery: single runtime calls in C++ loops
  *   matmul 64^3 bf16      ours (matmul(), result disposed) vs cublasLtMatmul in a C++ loop
  *
@@ -65,6 +65,7 @@ function main(hb: HostBench): void {
     ['launch + cudaGetLastError', 'launchChecked'],
     ['cudaEventRecord', 'eventRecord'],
     ['cudaStreamWaitEvent', 'streamWaitEvent'],
+    ['streamWaitStream (ours: record + wait)', 'streamWaitStream'],
     ['cudaEventCreate + Destroy', 'eventCreateDestroy'],
     ['cudaFuncSetAttribute', 'funcSetAttribute'],
     ['cudaGetDevice', 'getDevice'],

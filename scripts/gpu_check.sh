@@ -200,6 +200,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench 300 node --import tsx bench/gpu.ts "${size:---quick}"
   # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
+  # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
+  step bench:host_ops 60 node --import tsx bench/gpu_host_ops.ts $size
   # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
   step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size

@@ -10,6 +10,7 @@
 #include "cuda/attention.h"
 #include "cuda/attention_tc.h"
 #include "cuda/common.cuh"
+#include "cuda/func_smem.h"
 #include "cuda/runtime.h"
 
 #ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
@@ -342,10 +343,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, q0 + warp * 16, g.tq, dQ, scale, sW);
 }
 
+// Once per device and kernel (func_smem.h), not before every launch.
 template <typename K>
-void allowSmem(K kernel, size_t bytes, const char* name) {
-  cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-            (std::string("cudaFuncSetAttribute(") + name + ")").c_str());
+void allowSmem(int dev, K kernel, size_t bytes, const char* name) {
+  cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(kernel), bytes, name);
 }
 
 unsigned tiles(int64_t n) { return unsigned((n + kRows - 1) / kRows); }
@@ -383,7 +384,7 @@ void cudaAttentionForwardTc(int dev, int dtype, const CudaAttnShape& g, const vo
   MT_TC_TYPES(dtype, MT_TC_DIM(g.dim, {
     auto kern = attnForwardTc<T, D>;
     const size_t bytes = forwardBytes<D>();
-    allowSmem(kern, bytes, "attnForwardTc");
+    allowSmem(dev, kern, bytes, "attnForwardTc");
     MT_LAUNCH(kern, grid, kWarps * 32, bytes, s, static_cast<const T*>(q), qs, static_cast<const T*>(k), ks,
               static_cast<const T*>(v), vs, static_cast<T*>(o), os, static_cast<float*>(lse), vec, g);
   }));
@@ -412,7 +413,7 @@ void cudaAttentionBackwardTc(int dev, int dtype, const CudaAttnShape& g, const v
     if (g.tk > 0) {
       auto kv = attnBackwardKVTc<T, D>;
       const size_t bytes = backwardKVBytes<D>();
-      allowSmem(kv, bytes, "attnBackwardKVTc");
+      allowSmem(dev, kv, bytes, "attnBackwardKVTc");
       MT_LAUNCH(kv, (dim3(bh, tiles(g.tk))), kWarps * 32, bytes, s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
                 static_cast<T*>(dk), dks, static_cast<T*>(dv), dvs, vec, g);
       cu::checkLaunch("attnBackwardKVTc");
@@ -420,7 +421,7 @@ void cudaAttentionBackwardTc(int dev, int dtype, const CudaAttnShape& g, const v
     if (g.tq > 0) {
       auto bq = attnBackwardQTc<T, D>;
       const size_t bytes = backwardQBytes<D>();
-      allowSmem(bq, bytes, "attnBackwardQTc");
+      allowSmem(dev, bq, bytes, "attnBackwardQTc");
       MT_LAUNCH(bq, (dim3(bh, tiles(g.tq))), kWarps * 32, bytes, s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
                 static_cast<T*>(dq), dqs, vec, g);
       cu::checkLaunch("attnBackwardQTc");

@@ -14,6 +14,7 @@ enum class HostLoop {
   LaunchChecked,      // the same plus cudaGetLastError, as every launcher does (cu::checkLaunch)
   EventRecord,        // cudaEventRecord on the compute stream
   StreamWaitEvent,    // cudaStreamWaitEvent of the compute stream on one recorded event
+  StreamWaitStream,   // meshtrain's streamWaitStream: compute waits for comm (record + wait, one reused event)
   EventCreateDestroy, // a disable-timing event made and destroyed (what streamWaitStream did per call)
   FuncSetAttribute,   // cudaFuncSetAttribute(MaxDynamicSharedMemorySize) on the empty kernel
   GetDevice,          // cudaGetDevice

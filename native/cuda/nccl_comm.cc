@@ -62,6 +62,7 @@ void inspect(Comm& c) {
   std::lock_guard<std::mutex> alive(c.life);
   if (!c.ready.load() || c.failed.load() || c.closed.load()) return;
   cudaSetDevice(c.dev);
+  cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
   std::string failure;
   {
     std::lock_guard<std::mutex> lock(c.mu);
@@ -268,6 +269,7 @@ void failComm(Comm& c, const std::string& msg) {  // under c.life
   std::fprintf(stderr, "meshtrain nccl watchdog: %s\n", msg.c_str());
   if (!c.aborted.exchange(true)) {
     cudaSetDevice(c.dev);
+    cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
     int rc = api().commAbort(c.comm);
     if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl watchdog: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
   }
@@ -320,6 +322,7 @@ void discard(int64_t h, Comm& c) {
     c.closed.store(true);
     if (!c.aborted.exchange(true) && c.comm) {
       cudaSetDevice(c.dev);
+      cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
       int rc = api().commAbort(c.comm);
       if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
     }

@@ -98,6 +98,7 @@ int64_t ncclCommOpen(int dev, const std::string& uniqueId, int size, int rank, c
     rc = a.commInitRank(&c->comm, size, id, rank);
     c->ready.store(rc == nc::kSuccess);
   }
+  cudaForgetCurrentDevice();  // NCCL's set-up may switch this thread's device: cudaUseDevice asks again
   if (rc != nc::kSuccess) {
     std::string msg = cat("nccl: ", callOf(*c), " failed: ", ncclMessage(rc));
     if (c->nonBlocking && c->comm) {  // a non-blocking init that failed after creating the handle

@@ -16,8 +16,11 @@ inline void cudaCheck(cudaError_t err, const char* what) {
 // Checks the launch configuration of the kernel just launched (not its completion).
 inline void cudaCheckLaunch(const char* kernel) { cudaCheck(cudaGetLastError(), kernel); }
 
-// Makes `dev` current on this thread (cheap when it already is).
+// Makes `dev` current on this thread: no runtime call when this thread's last cudaUseDevice made
+// it current (a per-thread copy), else cudaGetDevice and, if it differs, cudaSetDevice.
 void cudaUseDevice(int dev);
+// Code that calls cudaSetDevice itself calls this after, so cudaUseDevice asks the runtime again.
+void cudaForgetCurrentDevice();
 // Kernels run on the compute stream; collectives on the communication stream. Both are created
 // non-blocking on first use, so they never synchronize with the legacy default stream.
 cudaStream_t computeStream(int dev);

@@ -57,6 +57,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_census', {}],
   // ZeRO 2 writing into its bucket, ZeRO 3 adopting first gradients: device-op budgets of their steps.
   ['unit/cuda_census_zero', {}],
+  // Runtime calls per op (the emulated runtime's counters): no cudaGetDevice, cudaFuncSetAttribute or event churn in a warm GPT step.
+  ['unit/cuda_api_calls', {}],
   ['unit/cuda_linear_epilogue', {}],
   // linear's fused bias + GELU (cuBLASLt's GELU_AUX_BIAS), and against gelu(linear()) on cuda:0.
   ['unit/cuda_linear_gelu', {}],
