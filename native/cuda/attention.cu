@@ -5,7 +5,8 @@
 // tile by tile from it. Deterministic: dK/dV are summed by one block per key tile looping over
 // query tiles, dQ by one block per query tile looping over key tiles (no atomics).
 // f64 computes in double, everything else in float. These SIMT kernels serve f32 and f64; bf16
-// and f16 go to the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION=simt.
+// and f16 go to the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION says
+// otherwise (attnFamily below).
 // Reference: the composed ops of src/ops/attention.ts (matmul, scaled causal softmax, matmul).
 //
 // Layout: tensors are [batch, heads, T, D] with any element strides for batch, head and position
@@ -17,6 +18,8 @@
 #include <cstring>
 #include "cuda/common.cuh"
 #include "cuda/attention.h"
+#include "cuda/attention_fa2_bwd.h"
+#include "cuda/attention_fa2.h"
 #include "cuda/attention_tc.h"
 #include "cuda/runtime.h"
 
@@ -383,13 +386,28 @@ void allowSmem(K kernel, size_t bytes, const char* name) {
 
 int64_t tilesOf(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
-// bf16/f16 take the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION=simt.
+// The bf16/f16 kernel family, from MESHTRAIN_ATTENTION: unset (or `tc`) the tensor-core kernels
+// (attention_tc.cu), `simt` the CUDA-core ones, `fa2` the mma.sync ones (attention_fa2*.cu) where
+// they apply and the tensor-core ones elsewhere. Read at every call (one getenv), so a test or a
+// benchmark can switch families within one process.
+enum class AttnFamily { Tc, Simt, Fa2 };
+AttnFamily attnFamily() {
+  const char* e = std::getenv("MESHTRAIN_ATTENTION");
+  if (!e || !*e || std::strcmp(e, "tc") == 0) return AttnFamily::Tc;
+  if (std::strcmp(e, "simt") == 0) return AttnFamily::Simt;
+  if (std::strcmp(e, "fa2") == 0) return AttnFamily::Fa2;
+  cu::fail(std::string("MESHTRAIN_ATTENTION: unknown kernel family '") + e + "' (tc, simt or fa2)");
+  return AttnFamily::Tc;
+}
+
 bool useTensorCores(int dtype, const CudaAttnShape& g) {
-  static const bool simt = [] {
-    const char* e = std::getenv("MESHTRAIN_ATTENTION");
-    return e && std::strcmp(e, "simt") == 0;
-  }();
-  return !simt && cudaAttentionTcApplies(dtype, g);
+  return attnFamily() != AttnFamily::Simt && cudaAttentionTcApplies(dtype, g);
+}
+
+// MESHTRAIN_ATTENTION=fa2: bf16/f16 forwards take attention_fa2.cu (not the default until a GPU has
+// measured it); what it does not cover keeps the kernels chosen above.
+bool useFa2Forward(int dtype, const CudaAttnShape& g) {
+  return attnFamily() == AttnFamily::Fa2 && cudaAttentionFa2Applies(dtype, g);
 }
 
 void checkShape(const char* op, const CudaAttnShape& g) {
@@ -421,6 +439,10 @@ void cudaAttentionForward(int dev, int dtype, const CudaAttnShape& g, const void
   const char* op = "scaledDotProductAttention";
   checkShape(op, g);
   if (g.batch == 0 || g.tq == 0) return;
+  if (useFa2Forward(dtype, g)) {
+    cudaAttentionForwardFa2(dev, dtype, g, q, qs, k, ks, v, vs, o, os, lse);
+    return;
+  }
   if (useTensorCores(dtype, g)) {
     cudaAttentionForwardTc(dev, dtype, g, q, qs, k, ks, v, vs, o, os, lse);
     return;
@@ -466,7 +488,10 @@ void cudaAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const voi
       cu::checkLaunch("attnRowDot");
     }
     if (useTensorCores(dtype, g)) {
-      cudaAttentionBackwardTc(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);
+      if (attnFamily() == AttnFamily::Fa2 && cudaAttentionFa2BwdApplies(dtype, g))
+        cudaAttentionBackwardFa2(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);
+      else
+        cudaAttentionBackwardTc(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);
       return;
     }
     if (g.tk > 0) {

@@ -36,6 +36,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention_qkv', {}],
   // The mma.sync forward (MESHTRAIN_ATTENTION=fa2, switched per call inside the file) vs f64 and the WMMA forward.
   ['unit/cuda_attention_fa2', {}],
+  // The mma.sync backward (MESHTRAIN_ATTENTION=fa2 around backward() only) vs f64 and the WMMA backward.
+  ['unit/cuda_attention_fa2_bwd', {}],
   ['unit/cuda_gpt_fused', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],

@@ -1,0 +1,166 @@
+/**
+ * The FA2-style attention backward (native/cuda/attention_fa2_bwd.cu, taken under
+ * MESHTRAIN_ATTENTION=fa2 for bf16/f16 at head dims 64 and 128): dq, dk, dv of
+ * sum(attention(q, k, v) * w) against the tensor-core backward (attention_tc.cu) after the same
+ * forward, and both against a CPU f64 reference (composed ops) fed the same rounded inputs.
+ * Errors are max |diff| over max(1, max |reference|). Bounds: each backward within 1e-2 of the
+ * f64 reference (cuda_attention's bound for the tensor-core kernels), and fa2 no worse than the
+ * tensor-core backward's own error + 2e-3 (both round P and dS to the input dtype; fp32 sums in
+ * other orders). bf16 and f16, causal and not, T 1, 33, 70, 130, Tq != Tk, batch x heads > 1,
+ * q/k/v as strided views of one qkv projection (qkvAttention) and as unaligned narrowed views.
+ * The launch census shows which kernels ran. Without a usable device: one SKIP line.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  cudaCensus, cudaIsAvailable, type DType, manualSeed, mul, native, noGrad, qkvAttention, randn, scaledDotProductAttention, sum,
+  type Tensor, tidy,
+} from '../../src/index.ts';
+import type { Device } from '../../src/tensor/storage.ts';
+import { maxRelErr } from '../helpers/cuda_parity.ts';
+
+const DEV = 'cuda:0';
+const TOL = 1e-2;
+const OVER_TC = 2e-3;
+
+/** The backward under one kernel family; the forward always on the default (tensor-core) kernels. */
+function withFamily<T>(family: 'fa2' | 'tc', fn: () => T): T {
+  const before = process.env.MESHTRAIN_ATTENTION;
+  process.env.MESHTRAIN_ATTENTION = family;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION;
+    else process.env.MESHTRAIN_ATTENTION = before;
+  }
+}
+
+type Attn = (...xs: Tensor[]) => Tensor;
+
+/**
+ * Gradients of sum(f(xs) * w) for leaves made from `base` on `device` in `dtype`, after one forward
+ * on the default (tensor-core) kernels: one backward per family in `families`, in order.
+ */
+function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: ('fa2' | 'tc')[]): number[][][] {
+  const leaves = base.map((x) => noGrad(() => x.to(dtype).to(device)).requiresGrad_(true));
+  const y = withFamily('tc', () => f(...leaves));
+  const loss = sum(mul(y, noGrad(() => w.to(dtype).to(device))));
+  return families.map((family, n) => {
+    for (const x of leaves) x.grad = null;
+    withFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
+    return leaves.map((x) => (x.grad as Tensor).toList() as number[]);
+  });
+}
+
+interface Errors {
+  fa2: number;
+  tc: number;
+  apart: number;
+}
+
+/** fa2 and tensor-core gradients of f against the f64 CPU reference; asserts the bounds of the header. */
+function check(name: string, f: Attn, shapes: number[][], outShape: number[], dtype: DType): Errors {
+  return tidy(() => {
+    const base = shapes.map((s) => noGrad(() => randn(s).to(dtype)));
+    const w = noGrad(() => randn(outShape).to(dtype));
+    const [fa2, tc] = grads(f, base, w, DEV, dtype, ['fa2', 'tc']);
+    const [ref] = grads(f, base, w, 'cpu', 'f64', ['tc']);
+    const e: Errors = { fa2: 0, tc: 0, apart: 0 };
+    ref.forEach((r, i) => {
+      const a = maxRelErr(fa2[i], r, 1);
+      const b = maxRelErr(tc[i], r, 1);
+      e.fa2 = Math.max(e.fa2, a);
+      e.tc = Math.max(e.tc, b);
+      e.apart = Math.max(e.apart, maxRelErr(fa2[i], tc[i], 1));
+      assert.ok(a <= TOL, `${name} ${dtype}: fa2 gradient of input ${i} differs from f64 by ${a} (bound ${TOL})`);
+      assert.ok(a <= b + OVER_TC, `${name} ${dtype}: fa2 gradient of input ${i} error ${a} vs tensor cores ${b} (+${OVER_TC})`);
+    });
+    return e;
+  });
+}
+
+const sdpa = (causal: boolean, scale?: number): Attn => (q, k, v) => scaledDotProductAttention(q, k, v, { causal, scale });
+
+/** Largest errors over a test's cases, printed once per test. */
+function report(label: string, es: Errors[], started: number): void {
+  const m = (k: keyof Errors) => Math.max(...es.map((e) => e[k])).toExponential(2);
+  const s = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(`  ${label}: max error vs f64 fa2 ${m('fa2')}, tensor cores ${m('tc')}; fa2 vs tensor cores ${m('apart')} (${es.length} cases, ${s} s)`);
+}
+
+if (!cudaIsAvailable()) {
+  test('FA2 attention backward', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/unit/cuda_attention_fa2_bwd: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  manualSeed(3);
+  /**
+   * Lengths per dtype: 1 (one row and key), 33 (full, partial and idle warps), 70 (a partial second
+   * tile), 130 (three tiles: causal skips and the per-warp diagonal steps). f16 differs from bf16
+   * only in the element type of the same code, so it takes 33 and 130. Batch and head offsets on
+   * [2, 3] at T <= 64; [1, 2] at 70 and [1, 1] at 130 keep the emulated time down.
+   */
+  const lengths: Record<string, number[]> = { bf16: [1, 33, 70, 130], f16: [33, 130] };
+  const lead = (T: number): number[] => (T > 128 ? [1, 1] : T > 64 ? [1, 2] : [2, 3]);
+  for (const dtype of ['bf16', 'f16'] as DType[]) {
+    test(`fa2 backward = tensor-core backward and f64, ${dtype}: head dims 64/128, T ${lengths[dtype]}, causal and not`, () => {
+      const es: Errors[] = [];
+      const started = performance.now();
+      for (const D of [64, 128]) {
+        for (const T of lengths[dtype]) {
+          const s = [...lead(T), T, D];
+          for (const causal of [true, false]) es.push(check(`[${s}] causal ${causal}`, sdpa(causal), [s, s, s], s, dtype));
+        }
+      }
+      report(dtype, es, started);
+    });
+  }
+
+  test('fa2 backward with Tq != Tk and a custom scale (bf16)', () => {
+    const es: Errors[] = [];
+      const started = performance.now();
+    for (const causal of [true, false]) {
+      es.push(check(`Tq 40 < Tk 70, causal ${causal}`, sdpa(causal), [[1, 2, 40, 64], [1, 2, 70, 64], [1, 2, 70, 64]], [1, 2, 40, 64], 'bf16'));
+      es.push(check(`Tq 70 > Tk 7, causal ${causal}`, sdpa(causal), [[1, 2, 70, 64], [1, 2, 7, 64], [1, 2, 7, 64]], [1, 2, 70, 64], 'bf16'));
+    }
+    es.push(check('scale 0.3', sdpa(true, 0.3), [[1, 2, 45, 128], [1, 2, 45, 128], [1, 2, 45, 128]], [1, 2, 45, 128], 'bf16'));
+    report('Tq != Tk', es, started);
+  });
+
+  test('fa2 backward through qkvAttention: q, k, v strided views of one [B, T, 3C] projection, gradients into its thirds', () => {
+    const es: Errors[] = [];
+      const started = performance.now();
+    for (const dtype of ['bf16', 'f16'] as DType[]) {
+      const [B, T, H, D] = [2, 37, 2, 64];
+      const f = (x: Tensor) => qkvAttention(x, H, { causal: true });
+      es.push(check(`qkv [${B}, ${T}, 3 x ${H} x ${D}]`, f, [[B, T, 3 * H * D]], [B, T, H * D], dtype));
+    }
+    // Rows 3C + 3 apart, starting 1 in: nothing 16-byte aligned (element-wise tile loads).
+    const [B, T, H, D] = [1, 21, 2, 64];
+    const W = 3 * H * D;
+    const narrowed = (x: Tensor) => qkvAttention(x.narrow(-1, 1, W), H, { causal: true });
+    es.push(check('narrowed qkv rows', narrowed, [[B, T, W + 3]], [B, T, H * D], 'bf16'));
+    report('qkv views', es, started);
+  });
+
+  test('census: MESHTRAIN_ATTENTION=fa2 runs the fa2 backward at head dims 64/128, the tensor-core one at 32', () => {
+    tidy(() => {
+      const sites = (D: number, family: 'fa2' | 'tc') => {
+        const q = randn([1, 2, 20, D], { device: DEV }).to('bf16').requiresGrad_(true);
+        const y = scaledDotProductAttention(q, q, q, { causal: true });
+        const es = withFamily(family, () => cudaCensus(() => sum(y).backward()).entries);
+        return es.filter((e) => e.kind === 'kernel').map((e) => e.site.replace(/:\d+$/, ''));
+      };
+      for (const D of [64, 128]) {
+        const fa2 = sites(D, 'fa2');
+        assert.is(fa2.filter((s) => s === 'cuda/attention_fa2_bwd.cu').length, 2, `D ${D} fa2: ${fa2}`);
+        assert.not.ok(fa2.includes('cuda/attention_tc.cu'), `D ${D} fa2: ${fa2}`);
+        assert.ok(sites(D, 'tc').includes('cuda/attention_tc.cu'), `D ${D} tc`);
+      }
+      assert.not.ok(sites(32, 'fa2').includes('cuda/attention_fa2_bwd.cu'), 'D 32 falls back to the tensor-core kernels');
+    });
+  });
+}
+
+test.run();
