@@ -54,14 +54,14 @@ function forward(family: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor, c
   // The family really ran (an addon without the hook would quietly run the WMMA kernel for both).
   const file = family === 'fa2' ? 'attention_fa2.cu' : 'attention_tc.cu';
   assert.ok(Tq === 0 || entries.some((e) => e.kind === 'kernel' && e.site.includes(file)), `${family}: no launch from ${file}`);
-  return { o: out.toArray(), lse: lse.toArray() };
+  return { o: out.toList(), lse: lse.toList() };
 }
 
 /** softmax(scale q kᵀ [causal, top-left]) v and each row's log-sum-exp, in f64 from the operands' values. */
 function reference(q: Tensor, k: Tensor, v: Tensor, causal: boolean, scale: number) {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2];
-  const [qa, ka, va] = [q.toArray(), k.toArray(), v.toArray()];
+  const [qa, ka, va] = [q.toList(), k.toList(), v.toList()];
   const o = new Float64Array(B * H * Tq * D);
   const lse = new Float64Array(B * H * Tq);
   const s = new Float64Array(Tk);
@@ -207,11 +207,11 @@ if (!cudaIsAvailable()) {
         withFamily('fa2', () => {
           const yd = scaledDotProductAttention(dev[0], dev[1], dev[2], { causal: true });
           sum(mul(yd, noGrad(() => w.to(dtype).to(DEV)))).backward();
-          const e = maxRelErr(yd.toArray(), yc.toArray(), 1);
+          const e = maxRelErr(yd.toList(), yc.toList(), 1);
           assert.ok(e <= OUT_TOL, `${dtype}: output differs by ${e}`);
         });
         dev.forEach((t, i) => {
-          const eg = maxRelErr((t.grad as Tensor).toArray(), (cpu[i].grad as Tensor).toArray(), 1);
+          const eg = maxRelErr((t.grad as Tensor).toList(), (cpu[i].grad as Tensor).toList(), 1);
           assert.ok(eg <= OUT_TOL, `${dtype}: gradient of input ${i} differs by ${eg}`);
         });
       });
