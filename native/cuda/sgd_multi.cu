@@ -24,18 +24,25 @@ struct List {
 static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<double>) <= 4096,
               "sgdMulti: the tensor list outgrew a kernel's 4 KiB of parameters");
 
+// Blocks per launch at most: about one full wave on an H100/H200 (132 SMs x 8 blocks of 256), each
+// thread striding over many elements. Fewer threads also keep the emulated device, which copies a
+// launch's 4 KiB of parameters for every thread, from spending minutes on ResNet-101's 42M elements.
+constexpr unsigned kMaxBlocks = 1024;
+
 template <typename P, typename G, typename S>
 __global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> c) {
   const int64_t total = l.start[l.count];
+  int j = 0;
   MT_CU_LOOP(e, total) {
-    // The tensor holding e: the last j with start[j] <= e (starts strictly increase: no empty tensors).
-    int lo = 0, hi = l.count - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (l.start[mid] <= e) lo = mid;
+    // The tensor holding e: the last j with start[j] <= e (starts strictly increase: no empty
+    // tensors). e only grows along the loop, so the search starts at the previous element's tensor.
+    int hi = l.count - 1;
+    while (j < hi) {
+      const int mid = (j + hi + 1) >> 1;
+      if (l.start[mid] <= e) j = mid;
       else hi = mid - 1;
     }
-    cu::sgdElement(l.param[lo], l.master[lo], l.grad[lo], l.buf[lo], e - l.start[lo], c);
+    cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], e - l.start[j], c);
   }
 }
 
@@ -46,7 +53,8 @@ void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const Cuda
   List<P, G, S> l{};
   auto flush = [&] {
     if (l.count == 0) return;
-    MT_LAUNCH(kernel, cu::blocksFor(l.start[l.count]), cu::kThreads, 0, s, l, c);
+    const unsigned blocks = cu::blocksFor(l.start[l.count]);
+    MT_LAUNCH(kernel, blocks < kMaxBlocks ? blocks : kMaxBlocks, cu::kThreads, 0, s, l, c);
     cu::checkLaunch("sgdMulti");
     l = List<P, G, S>{};
   };
