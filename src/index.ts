@@ -22,6 +22,7 @@ export * from './ops/index.ts';
 export * from './optim/index.ts';
 export * from './pipeline/index.ts';
 export { type CensusEntry, type CensusKind, type CensusTotals, censusTotals, cudaCensus, formatCensus } from './tensor/census.ts';
+export { censusDeviceTotals, formatCensusTime } from './tensor/census_time.ts';
 export { type CudaAllocatorStats, type CudaDeviceProperties, type CudaLibraries, cudaAllocatorStats, cudaDeviceCount, cudaDeviceProperties, cudaEmptyCache, cudaIsAvailable, cudaLibraries, cudaSynchronize, cudaSyncCount, type LibraryStatus } from './tensor/device.ts';
 export { DTYPES, type DType } from './tensor/dtype.ts';
 export { isPinned, type PinnedOptions, pinnedEmpty, pinnedEmptyCache, pinnedPoolStats } from './tensor/pinned.ts';

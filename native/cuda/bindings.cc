@@ -400,6 +400,7 @@ void registerStaging(Napi::Object exports);  // bindings_staging.cc
 void registerCudaSync(Napi::Object cuda, Napi::Object exports);  // bindings_sync.cc
 void registerCudaVocab(Napi::Object cuda);   // bindings_vocab.cc
 void registerCudaCensus(Napi::Object exports);  // census.cc
+void registerCudaProfiler(Napi::Object exports);  // profiler_range.cc
 void registerCudaArange(Napi::Object cuda);  // bindings_arange.cc
 void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
 void registerCudaSgdMulti(Napi::Object cuda);  // bindings_sgd_multi.cc
@@ -446,6 +447,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaDeviceProperties", DeviceProperties);
   registerCudaBench(exports);
   registerCudaCensus(exports);
+  registerCudaProfiler(exports);
 #endif
 }
 

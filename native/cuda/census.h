@@ -2,6 +2,7 @@
 // (MT_LAUNCH), library call (cuBLASLt, cuDNN, CUB) and runtime copy or memset is counted by call
 // site, with the bytes of its operands where the caller knows them. Off, each site costs one
 // predictable branch on `census::on`. Plain C++ (no CUDA types): included by .cu and .cc files.
+// Timed (census_timing.cc), each device op on a compute stream also gets a start/stop event pair.
 #pragma once
 #include <string>
 
@@ -9,6 +10,8 @@ namespace mt {
 namespace census {
 
 extern bool on;
+// Device-time mode: set with `on` by cudaCensus('start', true); off, MT_CENSUS_DONE is one branch.
+extern bool timing;
 
 // A kernel launch of `threads` threads in all, at file:line. The label and bytes of a pending
 // describe() on this thread, if any, go with it.
@@ -17,6 +20,9 @@ void launch(const char* kernel, const char* file, int line, double threads);
 void describe(const std::string& label, double bytes);
 // A library call or runtime operation: kind "library", "memcpy", "memset" or "sync".
 void call(const char* kind, const std::string& name, const char* file, int line, double bytes);
+// Right after the op counted last on this thread was queued on `stream` (a cudaStream_t): records
+// its stop event when it was timed on that stream (census_timing.cc).
+void done(void* stream);
 
 }  // namespace census
 }  // namespace mt
@@ -29,4 +35,10 @@ void call(const char* kind, const std::string& name, const char* file, int line,
 #define MT_CENSUS_DESCRIBE(label, bytes) \
   do {                                                                         \
     if (__builtin_expect(::mt::census::on, 0)) ::mt::census::describe(label, double(bytes)); \
+  } while (0)
+// After the queueing call of a counted op (kernel launch, library call, copy), on its stream:
+// closes its device-time interval when the census is timed.
+#define MT_CENSUS_DONE(stream) \
+  do {                                                                                 \
+    if (__builtin_expect(::mt::census::timing, 0)) ::mt::census::done((void*)(stream)); \
   } while (0)

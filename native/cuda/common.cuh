@@ -55,12 +55,14 @@ inline void checkLaunch(const char* kernel) {
 // A grid or block with commas goes in parentheses: MT_LAUNCH(k, (dim3(x, y)), ...).
 // Dynamic shared memory is declared with MT_DYNAMIC_SHARED(float, smem); (16-byte aligned): plain
 // C++ has no spelling of `extern __shared__ T smem[]` that the emulation could point at a launch's buffer.
-// Each launch is counted by the launch census when it is on (census.h; one branch when off).
+// Each launch is counted by the launch census when it is on (census.h; one branch when off), and
+// timed between events around it when the census is timed (one more branch when off).
 #ifdef MESHTRAIN_CUDA_EMU
 #define MT_LAUNCH(kernel, grid, block, smemBytes, stream, ...)                                        \
   do {                                                                                                \
     MT_CENSUS_LAUNCH(kernel, grid, block);                                                            \
     ::mt::emu::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smemBytes, stream, ##__VA_ARGS__); \
+    MT_CENSUS_DONE(stream);                                                                           \
   } while (0)
 #define MT_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::mt::emu::dynamicShared())
 #else
@@ -68,6 +70,7 @@ inline void checkLaunch(const char* kernel) {
   do {                                                         \
     MT_CENSUS_LAUNCH(kernel, grid, block);                     \
     kernel<<<grid, block, smemBytes, stream>>>(__VA_ARGS__);   \
+    MT_CENSUS_DONE(stream);                                    \
   } while (0)
 #define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
 #endif

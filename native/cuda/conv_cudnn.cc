@@ -235,6 +235,7 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   else
     check(api->backwardFilter(h, &one, p.a, a, p.b, b, p.conv, p.algo, ws, p.workspace, &zero, p.w, f),
           "cudnnConvolutionBackwardFilter");
+  MT_CENSUS_DONE(computeStream(dev));  // the handle's stream
   if (nhwcFilter && prop == kConvBackwardWeights) cudaCopyStrided(dev, dtype, f, krsc, dtype, w, ours, fdims, 4);
   return true;
 }

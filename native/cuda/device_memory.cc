@@ -136,6 +136,7 @@ void cudaZeroBytes(int dev, void* ptr, size_t n) {
   cudaUseDevice(dev);
   MT_CENSUS_CALL("memset", "cudaMemsetAsync", n);
   cudaCheck(cudaMemsetAsync(ptr, 0, n, computeStream(dev)), "cudaMemsetAsync");
+  MT_CENSUS_DONE(computeStream(dev));
 }
 
 void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
@@ -143,6 +144,7 @@ void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
   cudaStream_t s = computeStream(dev);
   MT_CENSUS_CALL("memcpy", "device to host (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "copying device to host");
+  MT_CENSUS_DONE(s);
   countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying device to host (an earlier kernel may have failed)");
 }
@@ -152,6 +154,7 @@ void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n) {
   cudaStream_t s = computeStream(dev);
   MT_CENSUS_CALL("memcpy", "host to device (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "copying host to device");
+  MT_CENSUS_DONE(s);
   // The host buffer may be a JS array freed right after: wait until it was read.
   countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying host to device");
@@ -163,6 +166,7 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
   if (srcDev == dstDev) {
     MT_CENSUS_CALL("memcpy", "device to device", n);
     cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s), "copying on the device");
+    MT_CENSUS_DONE(s);
     return;
   }
   // The source's pending kernels must finish before the peer copy reads it.
@@ -171,6 +175,7 @@ void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n
   cudaUseDevice(dstDev);
   MT_CENSUS_CALL("memcpy", "peer (synchronizes the source)", n);
   cudaCheck(cudaMemcpyPeerAsync(dst, dstDev, src, srcDev, n, s), "copying between devices");
+  MT_CENSUS_DONE(s);
   // The source block may be freed next and reused by the source's compute stream: that stream
   // must not run ahead of the copy still reading it.
   streamWaitStream(dstDev, computeStream(srcDev), s);

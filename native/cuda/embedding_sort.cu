@@ -139,6 +139,7 @@ void cudaEmbeddingScatter(int dev, int dtype, int idDtype, const void* ids, int6
     MT_CENSUS_CALL("library", "cub::DeviceRadixSort::SortPairs", n * 24);
     cudaCheck(cub::DeviceRadixSort::SortPairs(base + l.temp, bytes, keys, keysOut, pos, posOut, int(n), 0, endBit(V), s),
               "cub::DeviceRadixSort::SortPairs");
+    MT_CENSUS_DONE(s);
 #endif
   }
   MT_LAUNCH(bucketStarts, cu::blocksFor(V + 1), cu::kThreads, 0, s, keysOut, n, V, start);

@@ -273,6 +273,7 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");
+  MT_CENSUS_DONE(computeStream(dev));
   return true;
 }
 

@@ -28,6 +28,14 @@ export interface CensusEntry {
   bytes: number;
   /** Threads launched in all (kernels). */
   threads: number;
+  /**
+   * Timed censuses only (`cudaCensus(fn, { timing: true })`): the device milliseconds of this
+   * site's ops, each between a CUDA event recorded just before it was queued on the compute stream
+   * and one just after (`formatCensusTime` in census_time.ts prints them).
+   */
+  deviceMs?: number;
+  /** Timed censuses only: how many of `count` were timed (ops queued on another stream are not). */
+  timed?: number;
 }
 
 /** Totals by kind; `deviceOps` counts what the device queues: kernels, library calls, copies, memsets. */
@@ -41,7 +49,7 @@ export interface CensusTotals {
   deviceOps: number;
 }
 
-function binding(): (cmd: string) => CensusEntry[] | undefined {
+function binding(): (cmd: string, timed?: boolean) => CensusEntry[] | undefined {
   if (typeof native.cudaCensus !== 'function') throw new Error('cudaCensus: this addon was built without CUDA (no launches to count)');
   return native.cudaCensus;
 }
@@ -49,13 +57,18 @@ function binding(): (cmd: string) => CensusEntry[] | undefined {
 /**
  * Counts every launch, library call and copy queued while `fn` runs, on every device (a census
  * already running is restarted). Counting costs a map update per launch; off, one branch.
+ * With `timing`, each device op on a compute stream is also timed between two CUDA events (from
+ * a pool created once), and the entries carry `deviceMs` and `timed`; the events are read after
+ * one wait for each device at the end. Counts are the same either way.
  * @example
  * const { result, entries } = cudaCensus(() => matmul(a, b));
  * console.log(formatCensus(entries));
+ * const timed = cudaCensus(() => step(), { timing: true }).entries;
+ * console.log(formatCensusTime(timed, { wallMs: 46.8 }));
  */
-export function cudaCensus<T>(fn: () => T): { result: T; entries: CensusEntry[] } {
+export function cudaCensus<T>(fn: () => T, opts: { timing?: boolean } = {}): { result: T; entries: CensusEntry[] } {
   const census = binding();
-  census('start');
+  census('start', opts.timing === true);
   let entries: CensusEntry[] | undefined;
   try {
     const result = fn();

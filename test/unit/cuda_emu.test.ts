@@ -57,6 +57,8 @@ const SUITES: [string, Record<string, string>][] = [
   // Tensor-parallel attention through qkvAttention: equal to the unsharded block, no strided copies (2 ranks on cuda:0).
   ['dist/cuda_tp_qkv', {}],
   ['unit/cuda_census', {}],
+  // The census's device-time mode: same counts timed, every compute-stream op timed once, one wait.
+  ['unit/cuda_census_time', {}],
   // ZeRO 2 writing into its bucket, ZeRO 3 adopting first gradients: device-op budgets of their steps.
   ['unit/cuda_census_zero', {}],
   // Runtime calls per op (the emulated runtime's counters): no cudaGetDevice, cudaFuncSetAttribute or event churn in a warm GPT step.
