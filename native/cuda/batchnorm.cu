@@ -9,6 +9,8 @@
 //     moments), writes the statistics or weight/bias gradients and the per-channel coefficients;
 //  3. apply: y = a·x + b (forward) or gx = a·gy + b·x + d (backward), the same tiling as 1.
 // No atomics: repeated runs are bit-identical. Reference: native/cpu/batchnorm.cc.
+// Weight and bias (W) are the statistics' type or, for 16-bit x, x's own: read exactly, and the
+// gradients rounded to the statistics' type first, then to W — what a cast before and after gives.
 #include "cuda/common.cuh"
 #include "cuda/image_ops.h"
 #include "cuda/runtime.h"
@@ -170,10 +172,11 @@ struct Moments {
 // One block per channel: its chunks merged (thread j takes chunks j, j + kThreads, ... in order,
 // then a fixed tree), statistics written, running statistics updated, and the affine
 // coefficients coef[c] = w·invstd, coef[C + c] = b − mean·w·invstd (in T's compute type).
-template <typename T>
-__global__ void statsFinishKernel(Tiling t, const double* part, const Stat<T>* weight, const Stat<T>* bias,
-                                  Stat<T>* mean, Stat<T>* invstd, Stat<T>* runMean, Stat<T>* runVar, bool training,
-                                  double momentum, double eps, Stat<T>* coef) {
+// Training also counts the batch: counter (PyTorch's num_batches_tracked, may be null) += 1.
+template <typename T, typename W>
+__global__ void statsFinishKernel(Tiling t, const double* part, const W* weight, const W* bias, Stat<T>* mean,
+                                  Stat<T>* invstd, Stat<T>* runMean, Stat<T>* runVar, bool training, double momentum,
+                                  double eps, Stat<T>* coef, int64_t* counter) {
   __shared__ double bn[kThreads], bmean[kThreads], bm2[kThreads];
   const int64_t c = blockIdx.x, C = t.C;
   const int tid = int(threadIdx.x);
@@ -198,6 +201,7 @@ __global__ void statsFinishKernel(Tiling t, const double* part, const Stat<T>* w
     inv = 1.0 / sqrt(ss / count + eps);
     if (runMean) runMean[c] = Stat<T>((1 - momentum) * double(runMean[c]) + momentum * mu);
     if (runVar) runVar[c] = Stat<T>((1 - momentum) * double(runVar[c]) + momentum * ss / (count - 1));
+    if (counter && c == 0) *counter += 1;
   } else {
     if (tid != 0) return;
     mu = double(runMean[c]);
@@ -205,9 +209,9 @@ __global__ void statsFinishKernel(Tiling t, const double* part, const Stat<T>* w
   }
   mean[c] = Stat<T>(mu);
   invstd[c] = Stat<T>(inv);
-  const double scale = (weight ? double(weight[c]) : 1.0) * inv;
+  const double scale = (weight ? double(cu::ld(weight + c)) : 1.0) * inv;
   coef[c] = Stat<T>(scale);
-  coef[C + c] = Stat<T>((bias ? double(bias[c]) : 0.0) - mu * scale);
+  coef[C + c] = Stat<T>((bias ? double(cu::ld(bias + c)) : 0.0) - mu * scale);
 }
 
 template <typename T>
@@ -243,9 +247,9 @@ __global__ void gradSumsKernel(const T* gy, const T* x, const Stat<T>* mean, Til
 // One block per channel: chunk partials summed (thread j: chunks j, j + kThreads, ..., then a
 // fixed tree); gradWeight = Σ gy·x̂, gradBias = Σ gy; coefficients of gx = a·gy + b·x + d with
 // training: gx = w·invstd·(gy − mean(gy) − x̂·mean(gy·x̂)); eval: gx = w·invstd·gy.
-template <typename T>
+template <typename T, typename W>
 __global__ void gradFinishKernel(Tiling t, const double* part, const Stat<T>* mean, const Stat<T>* invstd,
-                                 const Stat<T>* weight, Stat<T>* gw, Stat<T>* gb, bool training, Stat<T>* coef) {
+                                 const W* weight, W* gw, W* gb, bool training, Stat<T>* coef) {
   __shared__ double buf[kThreads];
   const int64_t c = blockIdx.x, C = t.C;
   double sg = 0, sgx = 0;
@@ -257,10 +261,10 @@ __global__ void gradFinishKernel(Tiling t, const double* part, const Stat<T>* me
   const double sumGy = cu::blockReduce<false>(sg, buf);
   const double sumGyXhat = cu::blockReduce<false>(sgx, buf) * is;
   if (threadIdx.x != 0) return;
-  if (gw) gw[c] = Stat<T>(sumGyXhat);
-  if (gb) gb[c] = Stat<T>(sumGy);
+  if (gw) cu::st(gw + c, Stat<T>(sumGyXhat));
+  if (gb) cu::st(gb + c, Stat<T>(sumGy));
   if (!coef) return;
-  const double n = double(t.outer * t.inner), w = weight ? double(weight[c]) : 1.0, mu = double(mean[c]);
+  const double n = double(t.outer * t.inner), w = weight ? double(cu::ld(weight + c)) : 1.0, mu = double(mean[c]);
   const double a = w * is;
   const double kx = training ? w * is * is * sumGyXhat / n : 0.0;  // coefficient of (x − mean)
   coef[c] = Stat<T>(a);
@@ -304,13 +308,26 @@ void scratchFor(const char* op, const Tiling& t, bool partials, int coefs, const
   *coef = reinterpret_cast<S*>(p + partBytes);
 }
 
+// True when weight and bias are x's 16-bit dtype, false when the statistics' (f32, f64 for f64 x).
+bool affineIsX(const char* op, int dtype, int affineDtype) {
+  const bool half = dtype == cu::BF16 || dtype == cu::F16;
+  const int stat = dtype == cu::F64 ? cu::F64 : cu::F32;
+  if (affineDtype == stat) return false;
+  if (half && affineDtype == dtype) return true;
+  cu::fail(std::string(op) + ": weight and bias must be x's 16-bit dtype or the statistics' dtype (dtype code " +
+           std::to_string(affineDtype) + " for x code " + std::to_string(dtype) + ")");
+  return false;
+}
+
 }  // namespace
 
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
-                          bool training, double momentum, double eps, const CudaBnScratch& scratch) {
+                          bool training, double momentum, double eps, const CudaBnScratch& scratch, int affineDtype,
+                          int64_t* counter) {
   const char* op = "batchNormForward";
   checkGeometry(op, outer, C, inner);
+  const bool wx = affineIsX(op, dtype, affineDtype);
   const int64_t count = outer * inner;
   if (training && count <= 1) cu::fail("batchNormForward: training needs more than one value per channel");
   if (!training && (!runMean || !runVar)) cu::fail("batchNormForward: evaluation needs running statistics");
@@ -328,14 +345,22 @@ void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t ou
       MT_LAUNCH(k, blocks, kThreads, 0, s, static_cast<const T*>(x), t, part);
       cu::checkLaunch("batchNormForward (chunk moments)");
     }
-    auto f = statsFinishKernel<T>;
-    MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(weight), static_cast<const S*>(bias),
-              static_cast<S*>(mean), static_cast<S*>(invstd), static_cast<S*>(runMean), static_cast<S*>(runVar),
-              training, momentum, eps, coef);
+    int64_t* n = training ? counter : nullptr;
+    if (wx) {
+      auto f = statsFinishKernel<T, T>;
+      MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const T*>(weight), static_cast<const T*>(bias),
+                static_cast<S*>(mean), static_cast<S*>(invstd), static_cast<S*>(runMean), static_cast<S*>(runVar),
+                training, momentum, eps, coef, n);
+    } else {
+      auto f = statsFinishKernel<T, S>;
+      MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(weight), static_cast<const S*>(bias),
+                static_cast<S*>(mean), static_cast<S*>(invstd), static_cast<S*>(runMean), static_cast<S*>(runVar),
+                training, momentum, eps, coef, n);
+    }
     cu::checkLaunch("batchNormForward (statistics)");
     if (blocks > 0) {
-      auto n = normalizeKernel<T>;
-      MT_LAUNCH(n, blocks, kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), t, coef);
+      auto a = normalizeKernel<T>;
+      MT_LAUNCH(a, blocks, kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), t, coef);
       cu::checkLaunch("batchNormForward (normalize)");
     }
   });
@@ -343,9 +368,10 @@ void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t ou
 
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training, const CudaBnScratch& scratch) {
+                           bool training, const CudaBnScratch& scratch, int affineDtype) {
   const char* op = "batchNormBackward";
   checkGeometry(op, outer, C, inner);
+  const bool wx = affineIsX(op, dtype, affineDtype);
   if (!gx && !gw && !gb) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
@@ -362,9 +388,15 @@ void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, co
                 static_cast<const S*>(mean), t, part);
       cu::checkLaunch("batchNormBackward (chunk sums)");
     }
-    auto f = gradFinishKernel<T>;
-    MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(mean), static_cast<const S*>(invstd),
-              static_cast<const S*>(weight), static_cast<S*>(gw), static_cast<S*>(gb), training, gx ? coef : nullptr);
+    if (wx) {
+      auto f = gradFinishKernel<T, T>;
+      MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(mean), static_cast<const S*>(invstd),
+                static_cast<const T*>(weight), static_cast<T*>(gw), static_cast<T*>(gb), training, gx ? coef : nullptr);
+    } else {
+      auto f = gradFinishKernel<T, S>;
+      MT_LAUNCH(f, unsigned(C), kThreads, 0, s, t, part, static_cast<const S*>(mean), static_cast<const S*>(invstd),
+                static_cast<const S*>(weight), static_cast<S*>(gw), static_cast<S*>(gb), training, gx ? coef : nullptr);
+    }
     cu::checkLaunch("batchNormBackward (sums)");
     if (gx && blocks > 0) {
       auto g = gradInputKernel<T>;

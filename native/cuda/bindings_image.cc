@@ -13,6 +13,7 @@
 #include "cuda/conv.h"
 #include "cuda/device_memory.h"
 #include "cuda/image_ops.h"
+#include "cuda/kernels.h"
 #include "cuda/matmul.h"
 #include "cuda/operands.h"
 #include "tensor/storage.h"
@@ -109,18 +110,29 @@ bool directForced() {
   return v && std::strcmp(v, "direct") == 0;
 }
 
-// cuDNN where it applies (workspaces: call_scratch.h), else direct.
+// cuDNN where it applies (workspaces: call_scratch.h), else direct. filterNhwc: w is laid out
+// [O, kh, kw, C / groups] (the direct kernels get an [O, C / groups, kh, kw] copy of it).
 void runConv(CudaConvProp prop, DType d, int dev, const CudaConvShape& s, const void* a, const int64_t* as, void* w,
-             void* b, const int64_t* bs) {
+             void* b, const int64_t* bs, bool filterNhwc) {
   if (d != DType::F64 && !directForced()) {
     bool done = false;
     {
       CallScratch scratch(dev);
-      done = cudnnConv(dev, prop, int(d), s, a, as, w, b, bs, scratch.fn());
+      done = cudnnConv(dev, prop, int(d), s, a, as, w, b, bs, scratch.fn(), filterNhwc);
     }
     if (done) return;
   }
-  cudaConvDirect(dev, prop, int(d), s, a, as, w, b, bs);
+  if (!filterNhwc || s.kh * s.kw == 1) {
+    cudaConvDirect(dev, prop, int(d), s, a, as, w, b, bs);
+    return;
+  }
+  const int64_t Cg = s.C / s.groups, fdims[4] = {s.O, Cg, s.kh, s.kw};
+  const int64_t oihw[4] = {Cg * s.kh * s.kw, s.kh * s.kw, s.kw, 1}, krsc[4] = {s.kh * s.kw * Cg, 1, s.kw * Cg, Cg};
+  CallScratch scratch(dev);
+  void* f = scratch(s.O * Cg * s.kh * s.kw * int64_t(itemsize(d)));
+  if (prop != kConvBackwardWeights) cudaCopyStrided(dev, int(d), w, krsc, int(d), f, oihw, fdims, 4);
+  cudaConvDirect(dev, prop, int(d), s, a, as, f, b, bs);
+  if (prop == kConvBackwardWeights) cudaCopyStrided(dev, int(d), f, oihw, int(d), w, krsc, fdims, 4);
 }
 
 // Where one conv2d binding's arguments are: the sizes, the activation it reads (a), the one it
@@ -142,6 +154,7 @@ struct ConvCall {
   Act a, b;
   void *ap = nullptr, *bp = nullptr, *wp = nullptr;
   int dev = -1;
+  bool filterNhwc = false;
 
   ConvCall(const Napi::CallbackInfo& info, CudaConvProp prop, const ConvLayout& L) : args(info, convName(prop)) {
     s = readConvShape(info, L.nchw, L.okk, L.stridePad);
@@ -153,13 +166,19 @@ struct ConvCall {
     ap = args.at(a, L.aIsOutput ? out : in);
     bp = args.at(b, L.aIsOutput ? in : out);
     wp = args.flat(L.w, s.O * (s.C / s.groups) * s.kh * s.kw);
+    // Optional after groups: the weight laid out [O, kh, kw, C / groups] (kernelsSay 'conv2dFilterNhwc').
+    const size_t at = L.stridePad + 7;
+    filterNhwc = info.Length() > at && !info[at].IsUndefined() && argBool(info, at);
   }
   DType biasType() const { return statOf(args.d); }
-  void run(CudaConvProp prop) const { runConv(prop, args.d, dev, s, ap, a.strides.data(), wp, bp, b.strides.data()); }
+  void run(CudaConvProp prop) const {
+    runConv(prop, args.d, dev, s, ap, a.strides.data(), wp, bp, b.strides.data(), filterNhwc);
+  }
 };
 
 // conv2dForward(dtype, xId, xOff, xStrides, N, C, H, W, wId, wOff, O, kh, kw, biasId, biasOff,
-//               outId, outOff, outStrides, strideH, strideW, padH, padW[, dilationH, dilationW, groups])
+//               outId, outOff, outStrides, strideH, strideW, padH, padW[, dilationH, dilationW, groups,
+//               filterNhwc])
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   ConvCall c(info, kConvForward, {4, 10, 18, 1, "input", false, 15, "output", 8});
   const CudaConvShape& s = c.s;
@@ -172,7 +191,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 
 // conv2dBackwardData(dtype, gradOutId, gradOutOff, gradOutStrides, wId, wOff, gradInId, gradInOff,
 //                    gradInStrides, N, C, H, W, O, kh, kw, strideH, strideW, padH, padW
-//                    [, dilationH, dilationW, groups])
+//                    [, dilationH, dilationW, groups, filterNhwc])
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   ConvCall(info, kConvBackwardData, {9, 13, 16, 1, "gradOut", true, 6, "gradIn", 4}).run(kConvBackwardData);
   return info.Env().Undefined();
@@ -180,7 +199,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 
 // conv2dBackwardWeights(dtype, xId, xOff, xStrides, gradOutId, gradOutOff, gradOutStrides,
 //                       gradWId, gradWOff, gradBiasId, gradBiasOff, N, C, H, W, O, kh, kw,
-//                       strideH, strideW, padH, padW[, dilationH, dilationW, groups])
+//                       strideH, strideW, padH, padW[, dilationH, dilationW, groups, filterNhwc])
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   ConvCall c(info, kConvBackwardWeights, {11, 15, 18, 1, "input", false, 4, "gradOut", 7});
   const CudaConvShape& s = c.s;
@@ -196,9 +215,16 @@ void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
   MT_CHECK(outer >= 0 && C > 0 && inner >= 0, op, ": bad geometry [", outer, ", ", C, ", ", inner, "]");
 }
 
+// The dtype of batch norm's weight and bias (and their gradients): argument `at` when given
+// (x's 16-bit dtype or the statistics'; the launcher checks which), else the statistics' dtype.
+DType affineOf(const Napi::CallbackInfo& info, size_t at, DType d) {
+  return info.Length() > at && !info[at].IsUndefined() ? toDType(int(argInt(info, at))) : statOf(d);
+}
+
 // batchNormForward(dtype, xId, xOff, outId, outOff, outer, C, inner, weightId, weightOff,
 //                  biasId, biasOff, meanId, meanOff, invstdId, invstdOff, runMeanId, runMeanOff,
-//                  runVarId, runVarOff, training, momentum, eps)
+//                  runVarId, runVarOff, training, momentum, eps[, affineDtype, counterId, counterOff])
+// (the optional tail: kernelsSay 'batchNormAffine16'; counter an i64 scalar, id 0 for none)
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   ImageArgs a(info, "batchNormForward");
   const char* op = a.op;
@@ -215,19 +241,23 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   void* invstd = stat(14);
   void* runMean = stat(16);
   void* runVar = stat(18);
+  const DType wd = affineOf(info, 23, d);
+  void* weight = a.optional(8, C, wd);
+  void* bias = a.optional(10, C, wd);
+  auto* counter = info.Length() > 24 ? static_cast<int64_t*>(a.optional(24, 1, DType::I64)) : nullptr;
   const bool training = argBool(info, 20);
   MT_CHECK(mean && invstd, op, ": mean and invstd outputs are required");
   MT_CHECK(training || (runMean && runVar), op, ": evaluation needs running statistics");
   MT_CHECK(!training || outer * inner > 1, op, ": training needs more than one value per channel");
   CallScratch scratch(dev);
-  cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, stat(8), stat(10), mean, invstd, runMean, runVar, training,
-                       argNum(info, 21), argNum(info, 22), scratch.fn());
+  cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, weight, bias, mean, invstd, runMean, runVar, training,
+                       argNum(info, 21), argNum(info, 22), scratch.fn(), int(wd), counter);
   return info.Env().Undefined();
 }
 
 // batchNormBackward(dtype, gradOutId, gradOutOff, xId, xOff, meanId, meanOff, invstdId,
 //                   invstdOff, weightId, weightOff, gradInId, gradInOff, gradWeightId,
-//                   gradWeightOff, gradBiasId, gradBiasOff, outer, C, inner, training)
+//                   gradWeightOff, gradBiasId, gradBiasOff, outer, C, inner, training[, affineDtype])
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   ImageArgs a(info, "batchNormBackward");
   const DType d = a.d;
@@ -242,9 +272,11 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   void* invstd = stat(7);
   MT_CHECK(mean && invstd, a.op, ": mean and invstd are required");
   void* gx = a.optional(11, n, d);
+  const DType wd = affineOf(info, 21, d);
+  auto affine = [&](size_t idArg) { return a.optional(idArg, C, wd); };
   CallScratch scratch(dev);
-  cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, stat(9), gx, stat(13), stat(15), outer, C, inner,
-                        argBool(info, 20), scratch.fn());
+  cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, affine(9), gx, affine(13), affine(15), outer, C, inner,
+                        argBool(info, 20), scratch.fn(), int(wd));
   return info.Env().Undefined();
 }
 
@@ -338,8 +370,12 @@ void registerCudaImage(Napi::Object cuda) {
   MT_EXPORT(cuda, "conv2dForward", Conv2dForward);
   MT_EXPORT(cuda, "conv2dBackwardData", Conv2dBackwardData);
   MT_EXPORT(cuda, "conv2dBackwardWeights", Conv2dBackwardWeights);
+  // The conv2d bindings take filterNhwc after groups: a weight laid out [O, kh, kw, C / groups].
+  cuda.Set("conv2dFilterNhwc", Napi::Boolean::New(cuda.Env(), true));
   MT_EXPORT(cuda, "batchNormForward", BatchNormForward);
   MT_EXPORT(cuda, "batchNormBackward", BatchNormBackward);
+  // batchNormForward/Backward take the affine dtype (16-bit weight and bias) and the batch counter.
+  cuda.Set("batchNormAffine16", Napi::Boolean::New(cuda.Env(), true));
   MT_EXPORT(cuda, "maxPool2dForward", MaxPool2dForward);
   MT_EXPORT(cuda, "maxPool2dBackward", MaxPool2dBackward);
   MT_EXPORT(cuda, "adaptiveAvgPool2dForward", AdaptiveAvgPool2d<false>);

@@ -30,9 +30,10 @@ using CudaScratch = std::function<void*(int64_t bytes)>;
 // weights (read) or the weight gradient (written). Writes, never accumulates. Returns false,
 // having queued nothing, when cuDNN offers no algorithm meshtrain accepts (f32 without TF32,
 // deterministic preferred) or the layout is neither dense NCHW nor channels-last; throws naming
-// the call on a cuDNN error and "missing libcudnn ..." when the library is absent.
+// the call on a cuDNN error and "missing libcudnn ..." when the library is absent. filterNhwc: w
+// is laid out [O, kh, kw, C / groups] instead (what cuDNN's NHWC kernels read: no copy for them).
 bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, const void* a, const int64_t* aStrides,
-               void* w, void* b, const int64_t* bStrides, const CudaScratch& scratch);
+               void* w, void* b, const int64_t* bStrides, const CudaScratch& scratch, bool filterNhwc = false);
 
 // The same three passes as direct kernels (any strides, any float dtype; f32 accumulation for
 // 16-bit dtypes). Write, never accumulate.

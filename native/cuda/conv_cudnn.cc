@@ -3,7 +3,9 @@
 // descriptors that describe our memory exactly — activations by their own NCHW or channels-last
 // strides, weights as contiguous [O, C / groups, kh, kw] (cuDNN's NCHW filter format) — and an
 // algorithm. When both activations are channels-last the filter goes to cuDNN as NHWC (a copy
-// [O, kh, kw, C] in a scratch buffer, and back for the weight gradient): cuDNN's fast NHWC
+// [O, kh, kw, C] in a scratch buffer, and back for the weight gradient; none for 1x1 filters,
+// whose two layouts are the same bytes, nor for a filter the caller already laid out so: the
+// TypeScript conv2d makes that copy once and keeps it for backward-data): cuDNN's fast NHWC
 // kernels take all three tensors in one layout. Math: f32 runs with CUDNN_FMA_MATH (no TF32, so results match the CPU within f32
 // rounding); bf16/f16 may use tensor cores, always accumulating in f32. Among the algorithms
 // cuDNN's heuristics offer, deterministic ones come first. CUDA builds only.
@@ -175,7 +177,7 @@ bool fitsInt(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
 }  // namespace
 
 bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, const void* a, const int64_t* aStrides,
-               void* w, void* b, const int64_t* bStrides, const CudaScratch& scratch) {
+               void* w, void* b, const int64_t* bStrides, const CudaScratch& scratch, bool filterNhwc) {
   if (dtype != int(DType::F32) && dtype != int(DType::BF16) && dtype != int(DType::F16)) return false;
   std::string why;
   const CudnnApi* api = cudnn(&why);
@@ -216,10 +218,15 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   // copies are ordered with the convolution).
   const int64_t Cg = s.C / s.groups, ours[4] = {Cg * s.kh * s.kw, s.kh * s.kw, s.kw, 1},
                 krsc[4] = {s.kh * s.kw * Cg, 1, s.kw * Cg, Cg}, fdims[4] = {s.O, Cg, s.kh, s.kw};
+  // A copy only where w's layout is not the one cuDNN reads; a 1x1 filter is [O, C / groups] in
+  // both, so cuDNN reads and writes it in place.
+  const bool copyFilter = nhwcFilter != filterNhwc && s.kh * s.kw > 1;
+  const int64_t* wStrides = filterNhwc ? krsc : ours;
+  const int64_t* fStrides = nhwcFilter ? krsc : ours;
   void* f = w;
-  if (nhwcFilter) {
+  if (copyFilter) {
     f = scratch(s.O * Cg * s.kh * s.kw * (dtype == int(DType::F32) ? 4 : 2));
-    if (prop != kConvBackwardWeights) cudaCopyStrided(dev, dtype, w, ours, dtype, f, krsc, fdims, 4);
+    if (prop != kConvBackwardWeights) cudaCopyStrided(dev, dtype, w, wStrides, dtype, f, fStrides, fdims, 4);
   }
   const float one = 1.0f, zero = 0.0f;  // float scaling for every non-double data type
   MT_CENSUS_CALL("library", std::string(passName(prop)) + " " + dtypeLabel(dtype),
@@ -236,7 +243,7 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
     check(api->backwardFilter(h, &one, p.a, a, p.b, b, p.conv, p.algo, ws, p.workspace, &zero, p.w, f),
           "cudnnConvolutionBackwardFilter");
   MT_CENSUS_DONE(computeStream(dev));  // the handle's stream
-  if (nhwcFilter && prop == kConvBackwardWeights) cudaCopyStrided(dev, dtype, f, krsc, dtype, w, ours, fdims, 4);
+  if (copyFilter && prop == kConvBackwardWeights) cudaCopyStrided(dev, dtype, f, fStrides, dtype, w, wStrides, fdims, 4);
   return true;
 }
 

@@ -16,13 +16,19 @@ using CudaBnScratch = std::function<void*(int64_t bytes)>;
 // x, y dense [outer, C, inner]. Writes y, mean and invstd (of the batch when training, of the
 // running statistics otherwise) and updates runMean/runVar in place when training (unbiased
 // variance, as PyTorch). weight, bias, runMean, runVar may be null (not when evaluating).
+// weight and bias are of dtype code affineDtype: the statistics' dtype or, for bf16/f16 x, x's
+// own (read without a cast copy). Training adds 1 to *counter (an i64, may be null) in the
+// statistics launch: PyTorch's num_batches_tracked without launches of its own.
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
-                          bool training, double momentum, double eps, const CudaBnScratch& scratch);
-// Writes (never accumulates) whichever of gx, gw, gb is not null.
+                          bool training, double momentum, double eps, const CudaBnScratch& scratch, int affineDtype,
+                          int64_t* counter);
+// Writes (never accumulates) whichever of gx, gw, gb is not null; weight, gw and gb are of dtype
+// code affineDtype (as the forward's), the gradients rounded to the statistics' dtype first, so
+// 16-bit ones equal an f32 gradient cast afterwards bit for bit.
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training, const CudaBnScratch& scratch);
+                           bool training, const CudaBnScratch& scratch, int affineDtype);
 
 // Pooling geometry; strides are element strides of the logical [N, C, H, W] (or [N, C, OH, OW]).
 struct CudaPoolShape {

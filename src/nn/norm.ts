@@ -1,8 +1,6 @@
 /** Normalization layers: BatchNorm2d (with running statistics) and LayerNorm. */
-import { noGrad } from '../autograd/grad_mode.ts';
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { ones, zeros } from '../ops/create.ts';
-import { addScalar, copyInPlace } from '../ops/elementwise.ts';
 import { layerNorm } from '../ops/nn.ts';
 import { statDType } from '../ops/nn_util.ts';
 import type { DType } from '../tensor/dtype.ts';
@@ -62,18 +60,13 @@ export class BatchNorm2d extends Module {
 
   override forward(x: Tensor): Tensor {
     const useBatchStats = this.training || this.runningMean === null;
-    const y = batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+    // The op counts the batch on the device (in its statistics launch on CUDA).
+    return batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: useBatchStats,
       momentum: this.momentum,
       eps: this.eps,
+      numBatchesTracked: this.training ? this.numBatchesTracked : null,
     });
-    if (this.training && this.numBatchesTracked) {
-      const n = this.numBatchesTracked;
-      // Counted on the tensor's device (through f64, exact below 2^53): n.item() would make a GPU
-      // step wait for the device once per batch norm layer.
-      noGrad(() => copyInPlace(n, addScalar(n.to('f64'), 1)));
-    }
-    return y;
   }
 
   protected override extraRepr(): string {

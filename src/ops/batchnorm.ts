@@ -4,9 +4,10 @@
  * evaluation normalizes with the running statistics. Channels-last inputs stay channels-last.
  */
 
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
+import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
 import * as k from './kernels.ts';
@@ -20,6 +21,11 @@ export interface BatchNormOptions {
   momentum?: number;
   /** Added to the variance before the square root (default 1e-5). */
   eps?: number;
+  /**
+   * An i64 scalar that training adds 1 to (PyTorch's num_batches_tracked); on CUDA inside the
+   * statistics launch, with no launch of its own. Ignored when evaluating.
+   */
+  numBatchesTracked?: Tensor | null;
 }
 
 /** The [outer, C, inner] view the native kernels take of a dense activation. */
@@ -35,19 +41,44 @@ function checkChannelVector(t: Tensor | null, name: string, x: Tensor, S: DType)
   if (t.dtype !== x.dtype && t.dtype !== S) throw new Error(`batchNorm2d: ${name} is ${t.dtype}, x is ${x.dtype}`);
 }
 
-/** `t` as a contiguous S-typed vector (itself when it already is one); `owned` collects copies. */
-function asStat(t: Tensor | null, S: DType, owned: Tensor[]): Tensor | null {
-  if (!t || (t.dtype === S && t.isContiguous)) return t;
-  const c = k.copy(t, S);
+/** `t` as a contiguous `dtype` vector (itself when it already is one); `owned` collects copies. */
+function asStat(t: Tensor | null, dtype: DType, owned: Tensor[]): Tensor | null {
+  if (!t || (t.dtype === dtype && t.isContiguous)) return t;
+  const c = k.copy(t, dtype);
   owned.push(c);
   return c;
+}
+
+/**
+ * The dtype the kernels read weight and bias in: their own 16-bit one where the kernel table reads
+ * it directly (CUDA: no cast copies each step, gradients written in it), else the statistics'.
+ */
+function affineDType(dev: Device, weight: Tensor | null, bias: Tensor | null, S: DType): DType {
+  const d = (weight ?? bias)?.dtype ?? S;
+  if (d === S || (weight && bias && weight.dtype !== bias.dtype)) return S;
+  return kernelsSay(dev, 'batchNormAffine16') ? d : S;
+}
+
+function checkCounter(n: Tensor | null | undefined): void {
+  if (n && (n.dtype !== 'i64' || n.numel !== 1)) throw new Error(`batchNorm2d: numBatchesTracked must be one i64 value, got ${n.dtype} ${fmt(n.shape)}`);
+}
+
+/** n += 1 on n's device, through f64 (exact below 2^53; n.item() would wait for the device). */
+function countBatch(n: Tensor): void {
+  const f = k.copy(n, 'f64');
+  const g = k.unary(k.Unary.addScalar, f, 1);
+  k.copyInto(g, n);
+  f.dispose();
+  g.dispose();
 }
 
 /**
  * y = (x − mean) / sqrt(var + eps) · weight + bias per channel of x [N, C, H, W].
  * Training updates runningMean and runningVar in place (the variance with the unbiased batch
  * estimate, as PyTorch); evaluation needs them. weight, bias and the running statistics are
- * [C] of x's dtype or f32 (f64 for f64 inputs); any of them may be null.
+ * [C] of x's dtype or f32 (f64 for f64 inputs); any of them may be null. The math is f32 (f64)
+ * either way; 16-bit weight and bias are read as they are on CUDA and their gradients rounded
+ * once to f32, then to their dtype, as a cast before and after would.
  * @example
  * const y = batchNorm2d(x, runMean, runVar, gamma, beta, { training: true });
  */
@@ -60,7 +91,7 @@ export function batchNorm2d(
   opts: BatchNormOptions,
 ): Tensor {
   checkImage(x, 'batchNorm2d');
-  const dev = deviceOf('batchNorm2d', x, runningMean, runningVar, weight, bias);
+  const dev = deviceOf('batchNorm2d', x, runningMean, runningVar, weight, bias, opts?.numBatchesTracked);
   const kern = kernelsOn(dev);
   if (!opts || typeof opts.training !== 'boolean') throw new Error('batchNorm2d: options need `training: true | false`');
   const momentum = opts.momentum ?? 0.1;
@@ -78,6 +109,7 @@ export function batchNorm2d(
   if (opts.training && N * H * W <= 1) {
     throw new Error(`batchNorm2d: training needs more than one value per channel, got x ${fmt(x.shape)}`);
   }
+  checkCounter(opts.numBatchesTracked);
   for (const [t, name] of [[runningMean, 'runningMean'], [runningVar, 'runningVar']] as const) {
     if (t?.requiresGrad) throw new Error(`batchNorm2d: ${name} must not require grad`);
   }
@@ -87,8 +119,10 @@ export function batchNorm2d(
   const xs = x.isContiguous || prefersChannelsLast(x) ? x : k.copy(x);
   if (xs !== x) owned.push(xs);
   const [outer, , inner] = geometry(xs);
-  const w = asStat(weight, S, owned);
-  const b = asStat(bias, S, owned);
+  const A = affineDType(dev, weight, bias, S);
+  const direct = kernelsSay(dev, 'batchNormAffine16');
+  const w = asStat(weight, A, owned);
+  const b = asStat(bias, A, owned);
   const rm = asStat(runningMean, S, owned);
   const rv = asStat(runningVar, S, owned);
   const mean = k.empty([C], S, undefined, false, dev);
@@ -97,11 +131,14 @@ export function batchNorm2d(
   const out = k.emptyLike(xs);
   const id = (t: Tensor | null) => (t ? t.id : 0);
   const off = (t: Tensor | null) => (t ? t.offset : 0);
+  const counter = opts.training ? (opts.numBatchesTracked ?? null) : null;
+  const tail = direct ? [dtypeCode(A), id(counter), off(counter)] : [];
   kern.batchNormForward(
     dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
     id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
-    id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps,
+    id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps, ...tail,
   );
+  if (counter && !direct) countBatch(counter);
   // Running statistics kept in another dtype or layout get the updated values back.
   if (opts.training) {
     if (rm && runningMean && rm !== runningMean) k.copyInto(rm, runningMean);
@@ -116,12 +153,12 @@ export function batchNorm2d(
     return (g) => {
       const gs = asLayoutOf(g, sx);
       const gx = x.requiresGrad ? k.emptyLike(sx) : null;
-      const gw = weight?.requiresGrad ? k.empty([C], S, undefined, false, dev) : null;
-      const gb = bias?.requiresGrad ? k.empty([C], S, undefined, false, dev) : null;
+      const gw = weight?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
+      const gb = bias?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       kern.batchNormBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
         sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
-        outer, C, inner, training,
+        outer, C, inner, training, ...(direct ? [dtypeCode(A)] : []),
       );
       if (gs !== g) gs.dispose();
       return [gx, castTo(gw, weight), castTo(gb, bias)];

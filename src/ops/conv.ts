@@ -5,8 +5,9 @@
  * kernels run about twice as fast on NHWC activations, and cuDNN's tensor-core kernels want NHWC.
  */
 
+import { isGradEnabled } from '../autograd/grad_mode.ts';
 import { native } from '../native.ts';
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -54,6 +55,21 @@ function denseInput(x: Tensor, owned: Tensor[]): Tensor {
 function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, geo: Geometry): boolean {
   const [sh, sw, ph, pw, , , groups] = geo;
   return kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && groups === 1 && x.dtype !== 'f64' && isChannelsLast(x.shape, x.strides) && isChannelsLast(g.shape, g.strides);
+}
+
+/**
+ * On CUDA, a kh·kw > 1 filter for channels-last activations as cuDNN's NHWC kernels read it,
+ * [O, kh, kw, C / groups]: copied once here and kept for backward-data, instead of copied by the
+ * native side in both passes. Only when the input gradient will be computed (else nothing is saved).
+ */
+function nhwcFilter(w: Tensor, xs: Tensor, x: Tensor, cd: string, owned: Tensor[]): Tensor | null {
+  const [, , kh, kw] = w.shape;
+  if (w.device === 'cpu' || cd === 'f64' || kh * kw === 1 || !isChannelsLast(xs.shape, xs.strides)) return null;
+  if (!x.requiresGrad || !isGradEnabled() || !kernelsSay(w.device, 'conv2dFilterNhwc')) return null;
+  const f = emptyActivation(w.shape, w.dtype, true, w.device);
+  k.copyInto(w, f);
+  owned.push(f);
+  return f;
 }
 
 /** groups as a positive integer dividing both x's channels and the weight's outputs (PyTorch's rules). */
@@ -149,16 +165,19 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (w !== weight && !owned.includes(w)) owned.push(w);
   const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
   if (b && b !== bias) owned.push(b);
+  const wn = nhwcFilter(w, xs, x, cd, owned);
+  const wf = wn ?? w;
+  const filterArg = wn ? [true] : [];
   const y = emptyActivation([N, O, OH, OW], cd, true, dev);
   kern.conv2dForward(
-    dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, w.id, w.offset, O, kh, kw,
-    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, ...geo,
+    dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw,
+    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, ...geo, ...filterArg,
   );
   const out = rounded(y) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
     const needWeights = weight.requiresGrad || !!bias?.requiresGrad;
     const keptX = needWeights ? node.save(half ? x : xs) : null;
-    const keptW = x.requiresGrad ? node.save(half ? weight : w) : null;
+    const keptW = x.requiresGrad ? node.save(half ? weight : wf) : null;
     return (g) => {
       const own: Tensor[] = [];
       // A channels-last gradient: staged once here instead of in both calls, and never NCHW
@@ -166,7 +185,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       const gs = compute(channelsLast(g, own), own);
       const savedX = keptX && (half ? denseInput(compute(keptX, own), own) : keptX);
       let savedW = keptW && compute(keptW, own);
-      if (savedW && !savedW.isContiguous) {
+      if (savedW && !wn && !savedW.isContiguous) {
         savedW = k.copy(savedW);
         own.push(savedW);
       }
@@ -175,7 +194,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         gx = emptyActivation(x.shape, cd, true, dev);
         kern.conv2dBackwardData(
           dtypeCode(cd), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
-          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, ...geo,
+          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, ...geo, ...filterArg,
         );
       }
       let gw: Tensor | null = null;

@@ -26,6 +26,11 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/conv_groups', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/conv_groups', { MT_TEST_DEVICES: 'cuda:0', MESHTRAIN_CUDA_CONV: 'direct' }],
   ['unit/cuda_bn_pool_tiles', {}],
+  // Batch norm on 16-bit weight/bias without casts, the batch counter in its launch; conv2d's kept NHWC filter.
+  ['unit/cuda_bn_affine16', {}],
+  ['unit/cuda_conv_filter_nhwc', {}],
+  // A bf16 ResNet-50 forward + backward: its device-op budget and per-kind counts (counts only: kernels skipped).
+  ['unit/cuda_census_resnet', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_index_checks', {}],
   ['unit/vocab_range', {}],
   ['unit/cuda_emu_checks', {}],
