@@ -4,7 +4,8 @@
 // tile), and each lane applies the softmax step to the elements it holds. Two kernels, no atomics
 // (deterministic): dK/dV per block of 64 keys, each warp's 16 keys held as A fragments, query
 // tiles streamed through shared memory; dQ per block of 64 queries, key tiles streamed. Both step
-// through a tile 16 rows at a time, so a warp holds only 2 n8 tiles of scores and of dP.
+// through a tile 16 rows at a time, so a warp holds only 2 n8 tiles of scores and of dP. Operand
+// fragments come from shared memory by ldmatrix (.trans where the k pairs span rows).
 // Probabilities and dS are rounded to the input dtype before their products, as attention_tc.cu.
 #include <cstdint>
 #include <string>
@@ -27,7 +28,7 @@ constexpr int kStep = 16;  // rows a warp owns, and the streamed rows it takes p
 constexpr float kLog2e = 1.4426950408889634f;
 
 // 16-bit tile row: 16-byte aligned, and D + 8 halves is 4 banks past a multiple of 32, so the 8
-// rows x 4 words a fragment load touches fall in 32 different banks.
+// rows x 16 bytes each ldmatrix phase reads fall in 32 different banks.
 template <int D>
 constexpr int kLd = D + 8;
 
@@ -67,28 +68,36 @@ __device__ __forceinline__ void loadTile(T* dst, const T* src, int64_t ts, int64
   }
 }
 
-// Fragment loads from a shared-memory tile (row stride ld), at the 16x16 (A) or 16x8 (B) block
-// whose first element is `s`. Lane l: g = l >> 2, t = l & 3 (mma_sync.cuh's layouts).
+// Fragment loads from a shared-memory tile (row stride ld, rows 16-byte aligned), each one
+// ldmatrix .x4 (mma_sync.cuh): lane l passes the address of row l % 8 of 8x8 matrix l / 8.
+// A: the 16x16 block at `s` (matrices: rows 0-7 | 8-15 by cols 0-7, then the same at cols 8-15).
 template <typename T>
 __device__ __forceinline__ A16 fragA(const T* s, int ld, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t* lo = reinterpret_cast<const uint32_t*>(s + g * ld + 2 * t);
-  const uint32_t* hi = reinterpret_cast<const uint32_t*>(s + (g + 8) * ld + 2 * t);
-  return A16{{lo[0], hi[0], lo[4], hi[4]}};
+  const int i = lane >> 3;
+  A16 a;
+  mma::ldsm4(a.r, s + ((i & 1) * 8 + (lane & 7)) * ld + (i >> 1) * 8);
+  return a;
 }
-// B (k x n) from a tile whose rows are n (k contiguous): Qᵀ from Q's rows, one word per register.
+// B (k x n) of two adjacent n8 tiles from a tile whose rows are n (k contiguous: Qᵀ from Q's
+// rows): rows n0..n0+15 at `s`, k over the 16 columns from `s`; b[0] for rows 0-7, b[1] for 8-15.
 template <typename T>
-__device__ __forceinline__ B16 fragBRowsN(const T* s, int ld, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t* p = reinterpret_cast<const uint32_t*>(s + g * ld + 2 * t);
-  return B16{{p[0], p[4]}};
+__device__ __forceinline__ void fragB2RowsN(B16 (&b)[2], const T* s, int ld, int lane) {
+  const int i = lane >> 3;
+  uint32_t r[4];
+  mma::ldsm4(r, s + ((i >> 1) * 8 + (lane & 7)) * ld + (i & 1) * 8);
+  b[0] = B16{{r[0], r[1]}};
+  b[1] = B16{{r[2], r[3]}};
 }
-// B (k x n) from a tile whose rows are k: the pair (k, k + 1) spans two rows, two 16-bit loads.
+// B (k x n) of two adjacent n8 tiles from a tile whose rows are k (dO as the k = query operand):
+// 16 rows from `s`, n over the 16 columns from `s`, transposed by ldmatrix .trans; b[0] for
+// columns 0-7, b[1] for 8-15.
 template <typename T>
-__device__ __forceinline__ B16 fragBRowsK(const T* s, int ld, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(s) + 2 * t * ld + g;
-  return B16{{uint32_t(p[0]) | uint32_t(p[ld]) << 16, uint32_t(p[8 * ld]) | uint32_t(p[9 * ld]) << 16}};
+__device__ __forceinline__ void fragB2RowsK(B16 (&b)[2], const T* s, int ld, int lane) {
+  const int i = lane >> 3;
+  uint32_t r[4];
+  mma::ldsm4t(r, s + ((i & 1) * 8 + (lane & 7)) * ld + (i >> 1) * 8);
+  b[0] = B16{{r[0], r[1]}};
+  b[1] = B16{{r[2], r[3]}};
 }
 
 // Two adjacent n8 C tiles (16 rows x 16 columns) as one A tile of the input dtype.
@@ -176,17 +185,21 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int s = 0; s < kTile / kStep; s++) {
       const int64_t c0 = i0 + s * kStep;
       if (c0 >= g.tq) break;
-      if (g.causal && c0 + kStep - 1 < kw) continue;  // every query here precedes every key of the warp
+      if (g.causal && c0 + kStep - 1 < kw) continue;  // these queries precede every key of the warp
       const T* qRows = qS + s * kStep * ld;
       const T* gRows = gS + s * kStep * ld;
       C16 sT[2], dpT[2];
 #pragma unroll
-      for (int n = 0; n < 2; n++) {
-        sT[n] = dpT[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+      for (int n = 0; n < 2; n++) sT[n] = dpT[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-        for (int c = 0; c < kChunks; c++) {
-          mma::mma16816<T>(sT[n], kA[c], fragBRowsN(qRows + n * 8 * ld + c * 16, ld, lane));
-          mma::mma16816<T>(dpT[n], vA[c], fragBRowsN(gRows + n * 8 * ld + c * 16, ld, lane));
+      for (int c = 0; c < kChunks; c++) {
+        B16 bq[2], bg[2];
+        fragB2RowsN(bq, qRows + c * 16, ld, lane);
+        fragB2RowsN(bg, gRows + c * 16, ld, lane);
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+          mma::mma16816<T>(sT[n], kA[c], bq[n]);
+          mma::mma16816<T>(dpT[n], vA[c], bg[n]);
         }
       }
       float p[2][4], ds[2][4];
@@ -207,9 +220,15 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
       const A16 pA = toA<T>(p), dsA = toA<T>(ds);
 #pragma unroll
-      for (int n = 0; n < kN; n++) {
-        mma::mma16816<T>(dV[n], pA, fragBRowsK(gRows + n * 8, ld, lane));
-        mma::mma16816<T>(dK[n], dsA, fragBRowsK(qRows + n * 8, ld, lane));
+      for (int c = 0; c < kChunks; c++) {
+        B16 bg[2], bq[2];
+        fragB2RowsK(bg, gRows + c * 16, ld, lane);
+        fragB2RowsK(bq, qRows + c * 16, ld, lane);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          mma::mma16816<T>(dV[2 * c + h], pA, bg[h]);
+          mma::mma16816<T>(dK[2 * c + h], dsA, bq[h]);
+        }
       }
     }
   }
@@ -254,6 +273,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const T* vh = headOf(v, vs, bh, g.heads);
   const float scale2 = float(g.scale) * kLog2e;
   const bool idle = qw >= g.tq;
+  const int qReal = int(min(g.tq - qw, int64_t(kStep)));  // the warp's queries that exist
   const int64_t kEnd = g.causal ? min(g.tk, q0 + kTile) : g.tk;
   for (int64_t k0 = 0; k0 < kEnd; k0 += kTile) {
     __syncthreads();  // Q/dO fragments or the previous tile read
@@ -261,22 +281,28 @@ __global__ void __launch_bounds__(kWarps * 32)
     loadTile<D>(vS, vh, vs.t, k0, g.tk, vec & kVecV);
     __syncthreads();
     if (idle) continue;
+    // Within the tile (32-bit): key column c is real below kEndT; query row r sees it when
+    // c - r <= ahead (j <= i).
     const bool edge = (g.causal && k0 + kTile > q0) || k0 + kTile > g.tk || q0 + kTile > g.tq;
+    const int kEndT = int(min(g.tk - k0, int64_t(kTile))), ahead = int(qw - k0);
 #pragma unroll 1
     for (int s = 0; s < kTile / kStep; s++) {
-      const int64_t c0 = k0 + s * kStep;
-      if (c0 >= g.tk) break;
-      if (g.causal && c0 > qw + kStep - 1) break;  // these keys and later follow every query of the warp
+      if (s * kStep >= kEndT) break;
+      if (g.causal && s * kStep > ahead + kStep - 1) break;  // these keys and later follow every query of the warp
       const T* kRows = kS + s * kStep * ld;
       const T* vRows = vS + s * kStep * ld;
       C16 sc[2], dp[2];
 #pragma unroll
-      for (int n = 0; n < 2; n++) {
-        sc[n] = dp[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+      for (int n = 0; n < 2; n++) sc[n] = dp[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-        for (int c = 0; c < kChunks; c++) {
-          mma::mma16816<T>(sc[n], qA[c], fragBRowsN(kRows + n * 8 * ld + c * 16, ld, lane));
-          mma::mma16816<T>(dp[n], gA[c], fragBRowsN(vRows + n * 8 * ld + c * 16, ld, lane));
+      for (int c = 0; c < kChunks; c++) {
+        B16 bk[2], bv[2];
+        fragB2RowsN(bk, kRows + c * 16, ld, lane);
+        fragB2RowsN(bv, vRows + c * 16, ld, lane);
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+          mma::mma16816<T>(sc[n], qA[c], bk[n]);
+          mma::mma16816<T>(dp[n], gA[c], bv[n]);
         }
       }
       float ds[2][4];
@@ -288,15 +314,20 @@ __global__ void __launch_bounds__(kWarps * 32)
           const float pe = exp2f(sc[n].c[e] * scale2 - lseR[h]);
           float dse = pe * (dp[n].c[e] - dvecR[h]);
           if (edge) {
-            const int64_t i = qw + rowOf(lane, e), j = c0 + n * 8 + colOf(lane, e);
-            if (i >= g.tq || j >= g.tk || (g.causal && j > i)) dse = 0.0f;
+            const int r = rowOf(lane, e), c = s * kStep + n * 8 + colOf(lane, e);
+            if (r >= qReal || c >= kEndT || (g.causal && c - r > ahead)) dse = 0.0f;
           }
           ds[n][e] = dse;
         }
       }
       const A16 dsA = toA<T>(ds);
 #pragma unroll
-      for (int n = 0; n < kN; n++) mma::mma16816<T>(dQ[n], dsA, fragBRowsK(kRows + n * 8, ld, lane));
+      for (int c = 0; c < kChunks; c++) {
+        B16 bk[2];
+        fragB2RowsK(bk, kRows + c * 16, ld, lane);
+        mma::mma16816<T>(dQ[2 * c], dsA, bk[0]);
+        mma::mma16816<T>(dQ[2 * c + 1], dsA, bk[1]);
+      }
     }
   }
   storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, qw, g.tq, dQ, float(g.scale), vec & kPairDQ, lane);
