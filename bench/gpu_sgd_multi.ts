@@ -5,7 +5,7 @@
  * launches per step (census), the host's time to issue one step (no synchronization inside) and
  * the device's time for it. Gradients are fixed random values; correctness is
  * test/unit/cuda_sgd_multi.test.ts's.
- *   node --import tsx bench/gpu_sgd_multi.ts [--smoke]     (--smoke: ResNet-18, one round)
+ *   node --import tsx bench/gpu_sgd_multi.ts [--smoke]     (--smoke: 40 small bf16 Linear layers, one round)
  */
 import { ResNet } from '../models/index.ts';
 import { cudaCensus, cudaIsAvailable, cudaSynchronize, native, nn, noGrad, randn, SGD } from '../src/index.ts';
@@ -50,8 +50,11 @@ function measure(opt: SGD, multi: boolean): Mode {
 if (!cudaIsAvailable()) {
   console.log(`SKIP bench/gpu_sgd_multi: no usable CUDA device (${native.deviceInfo().cudaStatus ?? 'built without CUDA'})`);
 } else {
-  const depth = smoke ? 18 : 101;
-  const model = nn.moduleToDevice(new ResNet(depth, { numClasses: 10, dtype: 'bf16' }), DEV);
+  const what = smoke ? '40 Linear(16, 16)' : 'ResNet-101';
+  const model = nn.moduleToDevice(
+    smoke ? new nn.Sequential(...Array.from({ length: 40 }, () => new nn.Linear(16, 16, { dtype: 'bf16' }))) : new ResNet(101, { numClasses: 10, dtype: 'bf16' }),
+    DEV,
+  );
   const params = model.parameters();
   noGrad(() => {
     for (const p of params) p.grad = randn([...p.shape], { device: DEV }).mul(1e-3).to(p.dtype);
@@ -62,8 +65,8 @@ if (!cudaIsAvailable()) {
   const multi = measure(opt, true);
   const single = measure(opt, false);
   const line = (m: Mode) => `${m.launches} launches, host ${m.hostMs.toFixed(3)} ms, device ${m.deviceMs.toFixed(3)} ms`;
-  console.log(JSON.stringify({ bench: 'sgd_multi', depth, params: params.length, multi, single }));
-  console.log(`SGD step, ResNet-${depth} bf16 (${params.length} params): multi ${line(multi)} | per-parameter ${line(single)}`);
+  console.log(JSON.stringify({ bench: 'sgd_multi', model: what, params: params.length, multi, single }));
+  console.log(`SGD step, ${what} bf16 (${params.length} params): multi ${line(multi)} | per-parameter ${line(single)}`);
   opt.dispose();
   model.dispose();
 }
