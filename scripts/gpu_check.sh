@@ -186,6 +186,8 @@ done
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
+# And on the mma.sync kernels (attention_fa2*.cu: forward and backward where they apply, WMMA elsewhere).
+step unit/cuda_attention:fa2 150 env MESHTRAIN_ATTENTION=fa2 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -202,11 +204,20 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
   step bench:host_ops 60 node --import tsx bench/gpu_host_ops.ts $size
+  # The host floor step again on the emulated device (the carried emu/ build, kernels skipped) on this
+  # machine's CPU: the same host code without a driver, to set beside bench:host_floor's issue time.
+  emuAddon=$([ "${MT_EMU:-0}" = 1 ] && echo "$MESHTRAIN_ADDON" || echo "$t/emu/Release/meshtrain.node")
+  if [ -f "$emuAddon" ]; then
+    step bench:host_floor:emu 90 env MESHTRAIN_ADDON="$emuAddon" MESHTRAIN_CUDA_LIB_PATH="$(dirname "$emuAddon")/../emu-lib" \
+      MESHTRAIN_CUDA_EMU_SKIP_WORK=1 node --import tsx bench/gpu_host_floor.ts --steps 300
+  fi
   # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
   step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size
   # The mma.sync (flash-attention 2 style) kernels where they apply, the WMMA ones elsewhere: compare with bench:attention.
   step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size
+  # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
+  step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
   step bench:nccl 60 node --import tsx bench/gpu_nccl.ts --quick
   step bench:nccl:blocking 60 env MESHTRAIN_NCCL_NONBLOCKING=0 node --import tsx bench/gpu_nccl.ts --quick
