@@ -18,7 +18,8 @@ const REF = 9; // numbers per run in the native call's refs
  * where per-run calls would apply them in turn).
  */
 export function sgdMultiApplies(runs: readonly { run: Run }[]): boolean {
-  return runs.length > 1 && typeof native.cuda?.sgdMulti === 'function' && runs.every(({ run }) => native.storageIsCuda(run.param.id)) && disjoint(runs);
+  // A group's parameters share one device (GroupState checks), so the first run's tells.
+  return runs.length > 1 && typeof native.cuda?.sgdMulti === 'function' && native.storageIsCuda(runs[0].run.param.id) && disjoint(runs);
 }
 
 /** Updates every run, one native call per group of runs sharing dtypes and first step (each up to 96 tensors per launch). */
