@@ -25,6 +25,16 @@ export function saveByReference(t: Tensor, on = true): void {
 }
 
 /**
+ * True when nodes save `t` by reference (`saveByReference`): an op should then keep no copy of it
+ * for backward either.
+ * @example
+ * if (!savedByReference(weight)) keepCopyForBackward(weight);
+ */
+export function savedByReference(t: Tensor): boolean {
+  return byReference.has(t);
+}
+
+/**
  * Given the gradient of the output, returns one gradient (or null) per input. Where `into[i]` is
  * given (the node said `writesGradInto`), it may instead add input i's gradient into
  * `into[i].grad` and return GRAD_WRITTEN there (grad_into.ts).

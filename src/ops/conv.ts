@@ -6,6 +6,7 @@
  */
 
 import { isGradEnabled } from '../autograd/grad_mode.ts';
+import { savedByReference } from '../autograd/node.ts';
 import { native } from '../native.ts';
 import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
@@ -60,11 +61,14 @@ function pointwiseAsMatmul(x: Tensor, g: Tensor, kh: number, kw: number, geo: Ge
 /**
  * On CUDA, a kh·kw > 1 filter for channels-last activations as cuDNN's NHWC kernels read it,
  * [O, kh, kw, C / groups]: copied once here and kept for backward-data, instead of copied by the
- * native side in both passes. Only when the input gradient will be computed (else nothing is saved).
+ * native side in both passes. Only when the input gradient will be computed (else nothing is
+ * saved), and not for ZeRO-3 parameters (saved by reference: no copy may outlive their release).
  */
-function nhwcFilter(w: Tensor, xs: Tensor, x: Tensor, cd: string, owned: Tensor[]): Tensor | null {
+function nhwcFilter(w: Tensor, weight: Tensor, xs: Tensor, x: Tensor, cd: string, owned: Tensor[]): Tensor | null {
   const [, , kh, kw] = w.shape;
   if (w.device === 'cpu' || cd === 'f64' || kh * kw === 1 || !isChannelsLast(xs.shape, xs.strides)) return null;
+  // A ZeRO-3 parameter is released after forward: a kept copy would hold the full weight until backward.
+  if (savedByReference(weight)) return null;
   if (!x.requiresGrad || !isGradEnabled() || !kernelsSay(w.device, 'conv2dFilterNhwc')) return null;
   const f = emptyActivation(w.shape, w.dtype, true, w.device);
   k.copyInto(w, f);
@@ -165,7 +169,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (w !== weight && !owned.includes(w)) owned.push(w);
   const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
   if (b && b !== bias) owned.push(b);
-  const wn = nhwcFilter(w, xs, x, cd, owned);
+  const wn = nhwcFilter(w, weight, xs, x, cd, owned);
   const wf = wn ?? w;
   const filterArg = wn ? [true] : [];
   const y = emptyActivation([N, O, OH, OW], cd, true, dev);

@@ -4,12 +4,13 @@
  * native side copying it in both passes: output, input and weight gradients equal, bit for bit,
  * the same calls with the flag masked, through cuDNN and through the direct kernels
  * (MESHTRAIN_CUDA_CONV=direct, which get an [O, C / groups, kh, kw] copy back), f32/bf16/f16,
- * groups 1 and 2, stride 2; and one conv's forward + backward queues one strided copy fewer (the
- * filter: 2 instead of 3).
- * Without a usable device: one SKIP line.
+ * groups 1 and 2, stride 2; one conv's forward + backward queues one strided copy fewer (the
+ * filter: 2 instead of 3); and a weight saved by reference (ZeRO-3) gets no kept copy (none may
+ * outlive the parameter's release). Without a usable device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { saveByReference } from '../../src/autograd/node.ts';
 import { conv2d, cudaCensus, cudaIsAvailable, type DType, manualSeed, mul, native, noGrad, randn, sum, type Tensor } from '../../src/index.ts';
 
 const DEV = 'cuda:0';
@@ -24,12 +25,13 @@ interface Out {
 }
 
 /** conv2d of channels-last x [2, 4, 7, 6] with weight [6, 4 / groups, 3, 3] and its gradients, the flag on or masked. */
-function run(dtype: DType, groups: number, stride: number, flag: boolean): Out {
+function run(dtype: DType, groups: number, stride: number, flag: boolean, byReference = false): Out {
   const saved = cuda.conv2dFilterNhwc;
   cuda.conv2dFilterNhwc = flag ? saved : false;
   try {
     const x = noGrad(() => randn([2, 7, 6, 4], { dtype, device: DEV }).permute([0, 3, 1, 2])).requiresGrad_(true);
     const w = noGrad(() => randn([6, 4 / groups, 3, 3], { dtype, device: DEV }).mul(0.3)).requiresGrad_(true);
+    if (byReference) saveByReference(w);
     const { result: y, entries } = cudaCensus(() => {
       const out = conv2d(x, w, null, { padding: 1, stride, groups });
       const g = noGrad(() => randn([...out.shape], { dtype, device: DEV }));
@@ -78,6 +80,15 @@ if (!cudaIsAvailable()) {
       });
     }
   }
+
+  test('a weight saved by reference (ZeRO-3) gets no kept copy: the native side copies in each pass', () => {
+    manualSeed(5);
+    const a = run('bf16', 1, 1, true, true);
+    manualSeed(5);
+    const b = run('bf16', 1, 1, false);
+    same('input gradient', a.gx, b.gx);
+    assert.is(a.stridedCopies, b.stridedCopies);
+  });
 }
 
 test.run();
