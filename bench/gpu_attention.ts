@@ -4,16 +4,40 @@
  * counted as 2·B·H·T²·D FLOPs: two T×T×D products, half of them masked; the backward as 2.5
  * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
  * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply),
- * so gpu_check runs it each way. A forward at head dim 128 ([4, 12, 1024, 128]) is printed first.
+ * so gpu_check runs it each way. A forward at head dim 128 ([4, 12, 1024, 128]) is printed first;
+ * under fa2, each shape's output is first compared with the WMMA forward's.
  *   node --import tsx bench/gpu_attention.ts [--smoke]
  */
-import { cudaIsAvailable, randn, scaledDotProductAttention, sum, tidy } from '../src/index.ts';
+import { cudaIsAvailable, noGrad, randn, scaledDotProductAttention, sum, type Tensor, tidy } from '../src/index.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
 const FAMILY: Record<string, string> = { simt: 'simt', fa2: 'fa2 (mma.sync)' };
 const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'tensor cores';
+
+/**
+ * The fa2 forward against the WMMA one on this shape (MESHTRAIN_ATTENTION is read at every call):
+ * many more tiles and blocks than the unit test's, on the real device, where a missing barrier
+ * or cp.async wait would show (the emulated device cannot race). Prints max |Δ| / max |WMMA|.
+ */
+function agreement(q: Tensor, k: Tensor, v: Tensor): void {
+  noGrad(() =>
+    tidy(() => {
+      const a = scaledDotProductAttention(q, k, v, { causal: true }).toList();
+      process.env.MESHTRAIN_ATTENTION = 'tc';
+      const b = scaledDotProductAttention(q, k, v, { causal: true }).toList();
+      process.env.MESHTRAIN_ATTENTION = 'fa2';
+      let diff = 0;
+      let scale = 0;
+      for (let i = 0; i < b.length; i++) {
+        diff = Math.max(diff, Number.isNaN(a[i]) ? Number.POSITIVE_INFINITY : Math.abs(a[i] - b[i]));
+        scale = Math.max(scale, Math.abs(b[i]));
+      }
+      console.log(`fa2 vs WMMA forward [${q.shape}] causal: max |Δ| ${diff.toExponential(2)} of max |y| ${scale.toFixed(3)} (bf16 ulp at 1: ${2 ** -8})`);
+    }),
+  );
+}
 
 if (!cudaIsAvailable()) {
   console.log('gpu_attention: skipped: no usable CUDA device');
@@ -22,12 +46,14 @@ if (!cudaIsAvailable()) {
   tidy(() => {
     const s128 = smoke ? [1, 2, 128, 128] : [4, 12, 1024, 128];
     const [q, k, v] = [0, 1, 2].map(() => randn(s128, { device: DEV }).to('bf16'));
+    if (process.env.MESHTRAIN_ATTENTION === 'fa2') agreement(q, k, v);
     const t = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
     const flops = (4 * s128[0] * s128[1] * s128[2] * s128[2] * 128) / 2;
     console.log(`attention bf16 [${s128}] causal, ${path}: forward ${(t * 1e3).toFixed(3)} ms (${tf(flops, t)} TFLOP/s)`);
   });
   const mk = () => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true);
   const [q, k, v] = [mk(), mk(), mk()];
+  if (process.env.MESHTRAIN_ATTENTION === 'fa2') agreement(q, k, v);
   const flopsFwd = (4 * B * H * T * T * D) / 2;
   const fwd = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
   const both = timeDevice(3, 5, () =>
