@@ -33,8 +33,18 @@ export function gptStepFlops(config: ReturnType<typeof gptConfig>, batch: number
   return batch * seq * (6 * n + 12 * config.nLayer * seq * config.nEmbd);
 }
 
-/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke). */
-export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M'): GptResult {
+/** The model, optimizer and two fixed token batches of the benchmark; `step(k)` trains on batch k % 2. */
+export interface GptBenchStep {
+  config: ReturnType<typeof gptConfig>;
+  /** One training step (forward, loss, backward, AdamW) in a tidy scope; returns the loss tensor's value when `readLoss` (a synchronization). */
+  step(k: number, readLoss?: boolean): number;
+  /** The loss of batch 0 without training (synchronizes). */
+  loss(): number;
+  dispose(): void;
+}
+
+/** Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing. */
+export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' = '124M'): GptBenchStep {
   manualSeed(0);
   const config = gptConfig(size, { dtype: 'bf16', dropout: 0 });
   const model = nn.moduleToDevice(new GPT(config), DEV);
@@ -46,29 +56,46 @@ export function benchGpt(batch: number, seq: number, steps: number, size: '124M'
     const next = Array.from({ length: batch * seq }, (_, i) => (i * 104729 + b * 7) % V);
     return noGrad(() => [tensor(ids, { dtype: 'i32', shape: [batch, seq], device: DEV }), tensor(next, { dtype: 'i64', device: DEV })]);
   });
+  return {
+    config,
+    step: (k, readLoss = false) =>
+      tidy(() => {
+        const [ids, targets] = batches[k % 2];
+        const l = crossEntropy(model.forward(ids).reshape([batch * seq, V]), targets);
+        l.backward();
+        optimizer.step();
+        optimizer.zeroGrad();
+        return readLoss ? l.item() : Number.NaN;
+      }),
+    loss: () => tidy(() => crossEntropy(model.forward(batches[0][0]).reshape([batch * seq, V]), batches[0][1]).item()),
+    dispose: () => {
+      model.dispose();
+      for (const [a, b] of batches) {
+        a.dispose();
+        b.dispose();
+      }
+    },
+  };
+}
+
+/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke). */
+export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M'): GptResult {
+  const g = gptBenchStep(batch, seq, size);
   let loss = Number.NaN;
-  const step = (k: number): void =>
-    tidy(() => {
-      const [ids, targets] = batches[k % 2];
-      const l = crossEntropy(model.forward(ids).reshape([batch * seq, V]), targets);
-      l.backward();
-      optimizer.step();
-      optimizer.zeroGrad();
-      if (k % 4 === 3) loss = l.item(); // reading the loss synchronizes: not every step
-    });
+  // Reading the loss synchronizes: not every step.
+  const step = (k: number): void => {
+    const l = g.step(k, k % 4 === 3);
+    if (k % 4 === 3) loss = l;
+  };
   try {
     for (let k = 0; k < 2; k++) step(k);
     const times: number[] = [];
     for (let k = 0; k < steps; k++) times.push(deviceSeconds(() => step(k)));
-    loss = tidy(() => crossEntropy(model.forward(batches[0][0]).reshape([batch * seq, V]), batches[0][1]).item());
+    loss = g.loss();
     if (!Number.isFinite(loss)) throw new Error(`GPT-2 124M bf16: the loss is ${loss} after ${steps + 2} steps`);
     const s = median(times);
-    return { batch, seq, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(config, batch, seq), loss };
+    return { batch, seq, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(g.config, batch, seq), loss };
   } finally {
-    model.dispose();
-    for (const [a, b] of batches) {
-      a.dispose();
-      b.dispose();
-    }
+    g.dispose();
   }
 }

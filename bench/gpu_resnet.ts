@@ -19,27 +19,37 @@ export interface ResnetResult {
   torchNote: string;
 }
 
-function oursImagesPerS(dtype: DType, batch: number, steps: number): number {
+/** The model, optimizer and one fixed batch that oursImagesPerS times (bench/gpu_profile.ts times its ops). */
+export function resnetBenchStep(dtype: DType, batch: number, depth: 18 | 34 | 50 | 101 | 152 = 101): { step(): void; dispose(): void } {
   manualSeed(0);
-  const model = nn.moduleToDevice(new ResNet(101, { numClasses: 10, dtype }), DEV);
+  const model = nn.moduleToDevice(new ResNet(depth, { numClasses: 10, dtype }), DEV);
   const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
   const x = noGrad(() => tidy(() => randn([batch, 3, 32, 32]).to(dtype).to(DEV)));
   const y = tensor(Array.from({ length: batch }, (_, i) => i % 10), { dtype: 'i64', device: DEV });
-  const step = () =>
-    tidy(() => {
-      crossEntropy(model.forward(x), y).backward();
-      opt.step();
-      opt.zeroGrad();
-    });
+  return {
+    step: () =>
+      tidy(() => {
+        crossEntropy(model.forward(x), y).backward();
+        opt.step();
+        opt.zeroGrad();
+      }),
+    dispose: () => {
+      model.dispose();
+      x.dispose();
+      y.dispose();
+    },
+  };
+}
+
+function oursImagesPerS(dtype: DType, batch: number, steps: number): number {
+  const r = resnetBenchStep(dtype, batch);
   try {
-    for (let k = 0; k < 2; k++) step();
+    for (let k = 0; k < 2; k++) r.step();
     const times: number[] = [];
-    for (let k = 0; k < steps; k++) times.push(deviceSeconds(step));
+    for (let k = 0; k < steps; k++) times.push(deviceSeconds(r.step));
     return batch / median(times);
   } finally {
-    model.dispose();
-    x.dispose();
-    y.dispose();
+    r.dispose();
   }
 }
 

@@ -10,11 +10,15 @@
 #     cuda_*    every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
 #     ...       fp16 unscaling, SIMT attention, direct grouped conv, the launch census
 #   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101
-#               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling
+#               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling;
+#               where the device time goes (bench/gpu_profile.ts: timed launch census of GPT-2 124M and
+#               ResNet-101 steps) and ncu's per-kernel time of one GPT-2 step (skipped without ncu)
 #   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
 # Only the tail of the output comes back, so each step prints its last lines and the summary
 # table (step, status, seconds, key number) comes last. Full logs: $OUT/gpu_check.log, each step's
-# own log in $OUT/steps.tar.gz, the table in $OUT/summary.txt, bench numbers in $OUT/bench_gpu.json.
+# own log in $OUT/steps.tar.gz, the table in $OUT/summary.txt, bench numbers in $OUT/bench_gpu.json,
+# the device-time breakdowns in $OUT/profile.txt and ncu's CSV in $OUT/ncu_gpt.csv (the device tool
+# brings back at most 8 files from $OUT: put anything more inside steps.tar.gz).
 # MT_EMU=1 runs it here against an emulated-device build (MESHTRAIN_ADDON=.../meshtrain.node) with
 # the local node: the plumbing is tested without a GPU (timings meaningless). MT_ONLY=regex keeps
 # the steps whose name matches.
@@ -165,6 +169,17 @@ if (info.cudaDevices < 1) process.exit(3);
 }
 
 export -f report
+
+# One GPT-2 step's kernels under ncu (bench/gpu_profile.ts --ncu-step profiles only inside
+# cudaProfilerStart/Stop), then their times summed by kernel (bench/ncu_summary.ts).
+ncuProfile() {
+  rm -f "$OUT/ncu_gpt.csv"
+  "$NCU" --clock-control none --cache-control none --profile-from-start off --target-processes application-only \
+    --metrics gpu__time_duration.sum --csv --log-file "$OUT/ncu_gpt.csv" \
+    node --import tsx bench/gpu_profile.ts --ncu-step "$@" || { echo "ncu exited $?"; tail -n 20 "$OUT/ncu_gpt.csv" 2>/dev/null; return 1; }
+  node --import tsx bench/ncu_summary.ts "$OUT/ncu_gpt.csv"
+}
+export -f ncuProfile
 export OUT
 step report 90 report
 # Tests first, MT_JOBS at a time; then the benchmarks, one at a time, in the last `reserve` seconds.
@@ -225,6 +240,19 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $size
   # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms.
   step bench:sgd_multi 60 node --import tsx bench/gpu_sgd_multi.ts $size
+  # Where the device time goes: the timed launch census of one step each of GPT-2 124M (as (b) times
+  # it, and through initialize()) and ResNet-101 (as (c)); top sites, by file, op time vs wall ($OUT/profile.txt).
+  step bench:profile 150 node --import tsx bench/gpu_profile.ts $size
+  # ncu's own time per kernel (gpu__time_duration.sum, clocks and caches left alone) of one GPT-2 124M
+  # step inside cudaProfilerStart/Stop: CSV to $OUT/ncu_gpt.csv, summed into $OUT/profile.txt.
+  NCU=${MT_NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | tail -n 1)}
+  if [ -n "$NCU" ] && [ -x "$NCU" ]; then
+    export NCU
+    step bench:ncu 150 ncuProfile $size
+  elif [ -z "${MT_ONLY:-}" ] || [[ bench:ncu =~ $MT_ONLY ]]; then
+    nrow=$((nrow + 1))
+    printf '%-30s %-8s %6s  %s\n' bench:ncu SKIP 0 'ncu not on the PATH (nor under /opt/nvidia/nsight-compute)' > "$rows/$(printf %04d "$nrow")"
+  fi
 fi
 if [ "${MT_MEMCHECK:-0}" = 1 ]; then
   if command -v compute-sanitizer > /dev/null; then
