@@ -215,6 +215,10 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   size=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
   # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU, ResNet-101 vs PyTorch, NCCL.
   step bench 300 node --import tsx bench/gpu.ts "${size:---quick}"
+  # Where the device time goes (second, before the budget runs short): the timed launch census of one
+  # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
+  # sites, by file, op time vs wall ($OUT/profile.txt).
+  step bench:profile 120 node --import tsx bench/gpu_profile.ts $size
   # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
@@ -240,9 +244,6 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $size
   # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms.
   step bench:sgd_multi 60 node --import tsx bench/gpu_sgd_multi.ts $size
-  # Where the device time goes: the timed launch census of one step each of GPT-2 124M (as (b) times
-  # it, and through initialize()) and ResNet-101 (as (c)); top sites, by file, op time vs wall ($OUT/profile.txt).
-  step bench:profile 150 node --import tsx bench/gpu_profile.ts $size
   # ncu's own time per kernel (gpu__time_duration.sum, clocks and caches left alone) of one GPT-2 124M
   # step inside cudaProfilerStart/Stop: CSV to $OUT/ncu_gpt.csv, summed into $OUT/profile.txt.
   NCU=${MT_NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | tail -n 1)}
