@@ -7,15 +7,18 @@
  * f64 reference (cuda_attention's bound for the tensor-core kernels), and fa2 no worse than the
  * tensor-core backward's own error + 2e-3 (both round P and dS to the input dtype; fp32 sums in
  * other orders). bf16 and f16, causal and not, T 1, 33, 70, 130, Tq != Tk, batch x heads > 1,
- * q/k/v as strided views of one qkv projection (qkvAttention) and as unaligned narrowed views.
+ * q/k/v as strided views of one qkv projection (qkvAttention) and as unaligned narrowed views;
+ * gradients written at an odd element offset (the binding called directly) bit for bit as aligned.
  * The launch census shows which kernels ran. Without a usable device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   cudaCensus, cudaIsAvailable, type DType, manualSeed, mul, native, noGrad, qkvAttention, randn, scaledDotProductAttention, sum,
-  type Tensor, tidy,
+  type Tensor, tidy, zeros,
 } from '../../src/index.ts';
+import { kernelsOn } from '../../src/tensor/backend.ts';
+import { dtypeCode } from '../../src/tensor/dtype.ts';
 import type { Device } from '../../src/tensor/storage.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 
@@ -142,6 +145,36 @@ if (!cudaIsAvailable()) {
     const narrowed = (x: Tensor) => qkvAttention(x.narrow(-1, 1, W), H, { causal: true });
     es.push(check('narrowed qkv rows', narrowed, [[B, T, W + 3]], [B, T, H * D], 'bf16'));
     report('qkv views', es, started);
+  });
+
+  test('fa2 backward into outputs at an odd element offset (2-byte stores) equals it into aligned ones, bit for bit', () => {
+    tidy(() => {
+      const [B, H, T, D] = [1, 2, 33, 64];
+      const n = B * H * T * D;
+      const st = [H * T * D, T * D, D];
+      const geom = [B, H, T, T, D, 1 / Math.sqrt(D), true] as const;
+      const code = dtypeCode('bf16');
+      const cuda = kernelsOn(DEV);
+      const [q, kk, v, dO] = [0, 1, 2, 3].map(() => randn([B, H, T, D], { device: DEV }).to('bf16'));
+      const o = zeros([B, H, T, D], { dtype: 'bf16', device: DEV });
+      const lse = zeros([B * H * T], { device: DEV });
+      const at = (t: Tensor) => [t.id, t.offset, st] as const;
+      cuda.attentionForward(code, ...geom, ...at(q), ...at(kk), ...at(v), ...at(o), lse.id);
+      // Three gradients in one flat buffer each, starting `shift` elements in.
+      const backward = (shift: number) => {
+        const outs = [0, 1, 2].map(() => zeros([n + 1], { dtype: 'bf16', device: DEV }));
+        withFamily('fa2', () =>
+          cuda.attentionBackward(code, ...geom, ...at(q), ...at(kk), ...at(v), ...at(o), ...at(dO), lse.id,
+            ...outs.flatMap((t) => [t.id, t.offset + shift, st])),
+        );
+        return outs.map((t) => t.narrow(0, shift, n).toList() as number[]);
+      };
+      const [aligned, odd] = [backward(0), backward(1)];
+      aligned.forEach((g, i) => {
+        assert.ok(g.some((x) => x !== 0), `gradient ${i} is all zeros`);
+        assert.equal(odd[i], g, `gradient ${i} written at an odd offset differs`);
+      });
+    });
   });
 
   test('census: MESHTRAIN_ATTENTION=fa2 runs the fa2 backward at head dims 64/128, the tensor-core one at 32', () => {
