@@ -21,7 +21,7 @@ export function censusDeviceTotals(entries: CensusEntry[]): { ms: number; timed:
 
 /**
  * The `top` sites by device time (default 25): milliseconds, share of `wallMs` (else of the
- * timed sum), count, kind, what and site; then the sum of op times against the wall time. `per`
+ * timed sum), count, mean µs per timed op (many tiny ops point at launch cost), kind, what and site; then the sum of op times against the wall time. `per`
  * divides times and counts (e.g. steps). Throws when the entries were not timed.
  * @example
  * const { entries } = cudaCensus(() => step(), { timing: true });
@@ -42,12 +42,15 @@ export function formatCensusTime(entries: CensusEntry[], opts: { wallMs?: number
   const w = Math.max(4, ...rows.map((e) => what(e).length));
   const num = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(2));
   const pct = (ms: number) => (base > 0 ? `${((ms / base) * 100).toFixed(1)}%` : '-');
-  const lines = [`${'ms'.padStart(9)}  ${'share'.padStart(6)}  ${'count'.padStart(7)}  ${'kind'.padEnd(7)}  ${'what'.padEnd(w)}  site`];
+  const lines = [`${'ms'.padStart(9)}  ${'share'.padStart(6)}  ${'count'.padStart(7)}  ${'µs/op'.padStart(8)}  ${'kind'.padEnd(7)}  ${'what'.padEnd(w)}  site`];
   let shown = 0;
   for (const e of rows) {
     const ms = (e.deviceMs ?? 0) / per;
     shown += ms;
-    lines.push(`${ms.toFixed(3).padStart(9)}  ${pct(ms).padStart(6)}  ${num(e.count / per).padStart(7)}  ${e.kind.padEnd(7)}  ${what(e).padEnd(w)}  ${e.site}`);
+    const us = e.timed ? ((e.deviceMs ?? 0) / e.timed) * 1e3 : 0;
+    lines.push(
+      `${ms.toFixed(3).padStart(9)}  ${pct(ms).padStart(6)}  ${num(e.count / per).padStart(7)}  ${us.toFixed(1).padStart(8)}  ${e.kind.padEnd(7)}  ${what(e).padEnd(w)}  ${e.site}`,
+    );
   }
   const sum = tot.ms / per;
   lines.push(`${(sum - shown).toFixed(3).padStart(9)}  ${pct(sum - shown).padStart(6)}  the other sites`);
