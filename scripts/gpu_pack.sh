@@ -4,7 +4,9 @@
 # packages (tsx with esbuild, uvu, piscina). Run here after `npx cmake-js compile --out build-gpu`;
 # writes .carry/gpu.tar.xz (ignored by git), which scripts/gpu_check.sh unpacks there. The device
 # call carries at most 64 MiB in all (working tree included): the size is printed and checked.
-# MT_PACK_ADDON and MT_PACK_OUT override the addon and the tarball's path.
+# MT_PACK_ADDON and MT_PACK_OUT override the addon and the tarball's path. The emulated-device
+# build (MT_PACK_EMU, default build-emu; `none` leaves it out) goes along as emu/, so the check can
+# time the host floor without a driver on the device machine's own CPU (bench:host_floor:emu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 addon=${MT_PACK_ADDON:-build-gpu/Release/meshtrain.node}
@@ -15,6 +17,12 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/node_modules"
 cp "$(readlink -f "$(command -v node)")" "$stage/bin/node"
 cp "$addon" "$stage/lib/meshtrain.node"
+emu=${MT_PACK_EMU:-build-emu}
+if [ "$emu" != none ] && [ -f "$emu/Release/meshtrain.node" ]; then
+  mkdir -p "$stage/emu/Release"
+  cp "$emu/Release/meshtrain.node" "$stage/emu/Release/"
+  cp -r "$emu/emu-lib" "$stage/emu/"
+fi
 # The addon's own shared libraries that a CUDA image lacks (libdnnl above all), by their sonames.
 for so in $(ldd "$addon" | awk '/=>/ {print $1}' | grep -E '^lib(dnnl|OpenCL|gomp)\.'); do
   cp "$(ldd "$addon" | awk -v s="$so" '$1 == s {print $3}' | xargs readlink -f)" "$stage/lib/$so"
