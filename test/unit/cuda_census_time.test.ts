@@ -61,6 +61,15 @@ if (!cudaIsAvailable()) {
       assert.match(table, /sum of op times [\d.]+ ms over 2 timed ops \(0 counted, not timed\); step wall 10\.000 ms: gap/);
       assert.throws(() => formatCensusTime(plain.entries), /formatCensusTime: the entries carry no deviceMs/);
       assert.throws(() => native.cudaCensus('start', 'yes'), /cudaCensus\('start', timed\): timed must be a boolean/);
+      // 'read' mid-census collects what was timed so far; 'stop' adds only what came after.
+      native.cudaCensus('start', true);
+      matmul(a, b).dispose();
+      const mm = (es: CensusEntry[]) => es.find((x) => x.kind === 'library');
+      const mid = mm(native.cudaCensus('read'));
+      matmul(a, b).dispose();
+      const end = mm(native.cudaCensus('stop'));
+      assert.equal([mid?.count, mid?.timed, end?.count, end?.timed], [1, 1, 2, 2]);
+      assert.ok((end?.deviceMs ?? 0) >= (mid?.deviceMs ?? 0));
       for (const r of [plain.result, timed.result]) r.dispose();
       a.dispose();
       b.dispose();
