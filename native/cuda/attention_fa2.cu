@@ -19,6 +19,8 @@
 #include "cuda/attention.h"
 #include "cuda/attention_fa2.h"
 #include "cuda/common.cuh"
+#include "cuda/cp_async.cuh"
+#include "cuda/func_smem.h"
 #include "cuda/mma_sync.cuh"
 #include "cuda/runtime.h"
 
@@ -76,29 +78,6 @@ __device__ __forceinline__ void st32(void* p, uint32_t v) {
 #endif
 }
 
-// 16 bytes global -> shared without a register round trip (cp.async); a plain copy when emulated.
-__device__ __forceinline__ void copy16Async(void* dst, const void* src) {
-#ifdef MESHTRAIN_CUDA_EMU
-  std::memcpy(dst, src, 16);
-#else
-  const unsigned s = unsigned(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
-#endif
-}
-__device__ __forceinline__ void commitAsync() {
-#ifndef MESHTRAIN_CUDA_EMU
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-// Waits until at most N of this thread's committed groups are in flight (a barrier must follow
-// before other threads read what this one copied).
-template <int N>
-__device__ __forceinline__ void waitAsync() {
-#ifndef MESHTRAIN_CUDA_EMU
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
 // Rows [t0, t0 + kRows) of one head into dst[r * ld + d]; rows at or past `limit` as zeros (masked
 // scores, and 0 · v stays finite). With `vec`, 16-byte asynchronous copies.
 template <int D, typename T>
@@ -109,7 +88,7 @@ __device__ __forceinline__ void loadTile(T* dst, const T* base, int64_t ts, int6
     for (int i = threadIdx.x; i < kRows * perRow; i += kWarps * 32) {
       const int r = i / perRow, d = (i % perRow) * 8;
       const int64_t t = t0 + r;
-      if (t < limit) copy16Async(dst + r * ld + d, base + t * ts + d);
+      if (t < limit) cpasync::copy16(dst + r * ld + d, base + t * ts + d);
       else *reinterpret_cast<Chunk*>(dst + r * ld + d) = Chunk{{0u, 0u, 0u, 0u}};
     }
     return;
@@ -143,7 +122,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t kEnd = g.causal ? min(g.tk, q0 + kRows) : g.tk;
   loadTile<D>(qS, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
   if (kEnd > 0) loadTile<D>(kS, kh, ks.t, 0, g.tk, vec & kVecK);
-  commitAsync();
+  cpasync::commit();
 
   T* qW = qS + warp * 16 * ld;  // this warp's rows: read once into qa, later its output staging
   A16 qa[kSteps];
@@ -157,8 +136,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int64_t k0 = 0; k0 < kEnd; k0 += kRows) {
     if (k0 > 0) __syncthreads();  // every warp is done with the previous V tile
     loadTile<D>(vS, vh, vs.t, k0, g.tk, vec & kVecV);
-    commitAsync();
-    waitAsync<1>();  // Q (first tile) and this K tile; V may still be in flight
+    cpasync::commit();
+    cpasync::wait<1>();  // Q (first tile) and this K tile; V may still be in flight
     __syncthreads();
     if (k0 == 0) {
 #pragma unroll
@@ -233,8 +212,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     __syncthreads();  // every warp is done with this K tile
     if (k0 + kRows < kEnd) loadTile<D>(kS, kh, ks.t, k0 + kRows, g.tk, vec & kVecK);
-    commitAsync();   // possibly empty: the group count stays the same every tile
-    waitAsync<1>();  // this V tile; the next K may stay in flight
+    cpasync::commit();   // possibly empty: the group count stays the same every tile
+    cpasync::wait<1>();  // this V tile; the next K may stay in flight
     __syncthreads();
     // O += P V: score tiles 2kk and 2kk + 1 are the k16 A fragment of keys k0 + 16kk..; V's B
     // fragments pair two keys (rows) of one dim, which ldmatrix's transposing form delivers.
@@ -254,7 +233,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
-  waitAsync<0>();
+  cpasync::wait<0>();
   __syncthreads();  // no copy (Q when there were no keys) still lands in qS below
 
   l0 += __shfl_xor_sync(kFull, l0, 1);
@@ -324,8 +303,7 @@ void cudaAttentionForwardFa2(int dev, int dtype, const CudaAttnShape& g, const v
     constexpr int D = decltype(dim)::value;
     auto kern = attnForwardFa2<T, D>;
     const size_t bytes = forwardBytes<D>();
-    cudaCheck(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-              "cudaFuncSetAttribute(attnForwardFa2)");
+    cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(kern), bytes, "attnForwardFa2");  // once per device
     MT_LAUNCH(kern, grid, kWarps * 32, bytes, s, static_cast<const T*>(q), qs, static_cast<const T*>(k), ks,
               static_cast<const T*>(v), vs, static_cast<T*>(o), os, static_cast<float*>(lse), vec, g);
   };

@@ -4,7 +4,8 @@
  * write through a freed block, a host pointer given to a kernel, a barrier in divergent code, a
  * shuffle naming an exited lane, bad launch configurations; fresh memory and reads past the end
  * of an allocation give NaN; warp shuffles, ballots, block reductions and dynamic shared memory
- * give known answers; the warp-level mma16816 (mma_sync.cuh) equals a plain product; the emulated
+ * give known answers; the warp-level mma16816 (mma_sync.cuh) equals a plain product, ldmatrix loads its
+ * fragments, cp.async lands only at its wait; the emulated
  * __float2bfloat16_rn equals the CPU's conversion bit for bit on every rounding boundary; the
  * reference cuBLASLt computes a transposed product exactly and rejects what cuBLASLt rejects.
  * Without the emulation build it prints one SKIP line.
@@ -76,6 +77,14 @@ if (!checks) {
     // Inputs off the 16-bit grids, rounded as pack2 rounds: float sums of 32 exact products (|d| < 40) vs double.
     assert.ok(r.roundedBf16 < 2e-5 && r.roundedF16 < 2e-5, JSON.stringify(r));
     assert.is(checks.run('ldsm') as unknown as number, 0, 'ldsm4 / ldsm4t registers equal the element-wise A and B fragments');
+  });
+
+  test('cp.async (cp_async.cuh) lands at the wait covering its group, so reads before it see old shared memory', () => {
+    const v = checks.run('cpAsync') as number[];
+    assert.ok(Number.isNaN(v[0]), `before any wait: ${v[0]}`);
+    assert.is(v[1], 1, 'the first group after wait<1>');
+    assert.ok(Number.isNaN(v[2]), `the second group, still open after wait<1>: ${v[2]}`);
+    assert.is(v[3], 5, 'the second group after wait<0>');
   });
 
   test('__float2bfloat16_rn equals the CPU rounding on every boundary and a stride of all floats', () => {

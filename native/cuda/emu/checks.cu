@@ -9,6 +9,7 @@
 #include "cuda/common.cuh"
 #include "cuda/device_memory.h"
 #include "cuda/libraries.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/mma_sync.cuh"
 #include "cuda/runtime.h"
 #include "tensor/dtype.h"
@@ -106,6 +107,23 @@ __global__ void ldsmFragments(unsigned* out) {
   unsigned bad = 0;
   for (int k = 0; k < 4; k++) bad += (a[k] != wantA[k]) + (b[k] != wantB[k]);
   out[lane] = bad;
+}
+
+// cp.async (cp_async.cuh) lands only at the wait that covers its group: out = shared values of
+// copy A before any wait, A after wait<1> (its group closed, B's still open), B then, B after wait<0>.
+__global__ void cpAsyncOrder(const float* src, float* out) {
+  MT_DYNAMIC_SHARED(float, s);  // fresh: NaN bytes
+  if (threadIdx.x != 0) return;
+  cpasync::copy16(s, src);
+  cpasync::commit();
+  out[0] = s[0];
+  cpasync::copy16(s + 4, src + 4);
+  cpasync::commit();
+  cpasync::wait<1>();
+  out[1] = s[0];
+  out[2] = s[4];
+  cpasync::wait<0>();
+  out[3] = s[4];
 }
 
 std::string errorText(cudaError_t e) {
@@ -226,6 +244,18 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     auto a = jsArray(env, h.data(), n);
     if (name == "warpMath") a.Set(uint32_t(n), double(b[0])), a.Set(uint32_t(n + 1), double(b[1]));
     return a;
+  }
+  if (name == "cpAsync") {
+    float h[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float* src = deviceFloats(8);
+    float* out = deviceFloats(4);
+    cudaCheck(cudaMemcpy(src, h, sizeof h, cudaMemcpyHostToDevice), "cudaMemcpy");
+    std::string err = afterSync([&] { MT_LAUNCH(cpAsyncOrder, 1, 32, 64, nullptr, src, out); });
+    MT_CHECK(err.empty(), "cpAsync: ", err);
+    float r[4];
+    cudaCheck(cudaMemcpy(r, out, sizeof r, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(src), cudaFree(out);
+    return jsArray(env, r, 4);
   }
   if (name == "ldsm") {  // registers of the 32 lanes that differ from the element-wise fragments
     unsigned* out = nullptr;

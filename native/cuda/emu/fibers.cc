@@ -97,6 +97,14 @@ struct Fiber {
   unsigned parity = 0;  // which of the warp's two exchange buffers the next collective uses
   Wait wait = Wait::None;
   const char* site = nullptr;
+  struct AsyncCopy {
+    void* dst;
+    const void* src;
+    int bytes;
+    unsigned group;
+  };
+  std::vector<AsyncCopy> asyncQueued;  // cp.async copies not yet landed, with their commit group
+  unsigned asyncCommitted = 0;         // groups committed so far
 };
 
 struct WarpState {
@@ -291,6 +299,23 @@ void warpGather(unsigned mask, const void* mine, int bytes, void* all, const cha
     if (mask & (1u << l)) std::memcpy(out + l * bytes, slots + l * kLane, size_t(bytes));
 }
 
+void asyncCopy(void* dst, const void* src, int bytes) {
+  tFiber->asyncQueued.push_back({dst, src, bytes, tFiber->asyncCommitted});
+}
+
+void asyncCommit() { tFiber->asyncCommitted++; }
+
+void asyncWait(int pending) {
+  Fiber& f = *tFiber;
+  const unsigned upTo = f.asyncCommitted > unsigned(pending) ? f.asyncCommitted - unsigned(pending) : 0;
+  size_t kept = 0;
+  for (const Fiber::AsyncCopy& c : f.asyncQueued) {
+    if (c.group < upTo) std::memcpy(c.dst, c.src, size_t(c.bytes));
+    else f.asyncQueued[kept++] = c;
+  }
+  f.asyncQueued.resize(kept);
+}
+
 unsigned activeMask() { return tRun->warps[tFiber->linear / 32].exists; }
 
 unsigned char* dynamicShared() { return tRun->dynamicSmem.data(); }
@@ -330,6 +355,8 @@ void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx) {
           f.linear = int(t);
           f.coords.threadIdx = uint3{t % li.block.x, (t / li.block.x) % li.block.y, t / (li.block.x * li.block.y)};
           f.started = f.done = false;
+          f.asyncQueued.clear();  // a block that ends with copies in flight discards them with its shared memory
+          f.asyncCommitted = 0;
           f.parity = 0;
           f.wait = Wait::None;
         }

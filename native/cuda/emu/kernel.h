@@ -50,6 +50,11 @@ unsigned warpBallot(unsigned mask, bool pred);
 // (slots of lanes outside the mask untouched): the exchange under warp-wide register operations (mma_sync.cuh).
 constexpr int kGatherBytes = 32;
 void warpGather(unsigned mask, const void* mine, int bytes, void* all, const char* what);
+// cp.async (cp_async.cuh): a thread's copies are queued and land only when asyncWait covers their
+// committed group, so shared memory read before the wait (and its barrier) still holds old bytes.
+void asyncCopy(void* dst, const void* src, int bytes);
+void asyncCommit();
+void asyncWait(int pending);  // until at most `pending` of this thread's committed groups are open
 unsigned activeMask();
 unsigned char* dynamicShared();
 [[noreturn]] void kernelFault(const std::string& what);
