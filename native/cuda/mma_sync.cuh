@@ -52,7 +52,8 @@ __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void* row) {
   const unsigned a = unsigned(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+               : "r"(a)
+               : "memory");  // it reads shared memory: keep it after the barrier that published it
 }
 // The same with each matrix transposed (.trans): lane l gets in r[i] matrix i's (rows 2(l%4),
 // 2(l%4)+1; col l/4), e.g. a B fragment of a row-major k x n operand.
@@ -60,7 +61,8 @@ __device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], const void* row) {
   const unsigned a = unsigned(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+               : "r"(a)
+               : "memory");  // it reads shared memory: keep it after the barrier that published it
 }
 
 // d += a·b on the tensor cores (sm_80 and later; this project builds sm_90).
