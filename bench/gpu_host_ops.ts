@@ -6,6 +6,7 @@
  *
  *   napi no-op            the cheapest N-API call from JS (native.cuda.hostBench.noop)
  *   add cpu / add cuda:0  add([1], [1]) through the public API, result disposed: our whole op path
+ *   add, binding alone    native.cuda.binaryFlat into a kept output: N-API, operand checks, launcher
  *   launch (C++ loop)     MT_LAUNCH of an empty kernel: the floor
  *   launch + check        the same plus cudaGetLastError, as every launcher does
  *   eventRecord, streamWaitEvent, streamWaitStream (ours), eventCreate+Destroy, funcSetAttribute, getDevice, useDevice
@@ -18,6 +19,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { add, cudaIsAvailable, cudaSynchronize, matmul, native, noGrad, randn, type Tensor, tidy } from '../src/index.ts';
+import { Binary } from '../src/ops/kernels.ts';
+import { kernelsOn } from '../src/tensor/backend.ts';
 import { dtypeCode } from '../src/tensor/dtype.ts';
 import { median } from './timing.ts';
 
@@ -60,6 +63,13 @@ function main(hb: HostBench): void {
   const addOnce = (a: Tensor, b: Tensor) => () => noGrad(() => add(a, b).dispose());
   rows.push({ name: 'add [1] on cpu (public API)', us: perCall(CALLS, () => jsRound(CALLS, addOnce(ac, bc), false)) });
   rows.push({ name: 'add [1] on cuda:0 (public API)', us: perCall(CALLS, () => jsRound(CALLS, addOnce(ag, bg), true)) });
+  // The same add through its binding alone (output made once): the public API's share is the difference.
+  const og = noGrad(() => ag.add(bg));
+  const f32 = dtypeCode('f32');
+  const kern = kernelsOn(DEV);
+  const bindingOnce = () => kern.binaryFlat(Binary.add, f32, ag.id, ag.offset, bg.id, bg.offset, og.id, 0, 1);
+  rows.push({ name: 'add [1] on cuda:0, binding alone', us: perCall(CALLS, () => jsRound(CALLS, bindingOnce, true)) });
+  og.dispose();
   rows.push({ name: 'launch, empty kernel (C++ loop)', us: floor });
   for (const [label, name] of [
     ['launch + cudaGetLastError', 'launchChecked'],
