@@ -5,13 +5,16 @@
 // (deterministic): dK/dV per block of 64 keys, each warp's 16 keys held as A fragments, query
 // tiles streamed through shared memory; dQ per block of 64 queries, key tiles streamed. Both step
 // through a tile 16 rows at a time, so a warp holds only 2 n8 tiles of scores and of dP. Operand
-// fragments come from shared memory by ldmatrix (.trans where the k pairs span rows).
+// fragments come from shared memory by ldmatrix (.trans where the k pairs span rows); streamed
+// tiles are double-buffered, the next one's cp.async copies in flight while this one is used.
 // Probabilities and dS are rounded to the input dtype before their products, as attention_tc.cu.
 #include <cstdint>
 #include <string>
 #include "cuda/attention.h"
 #include "cuda/attention_fa2_bwd.h"
 #include "cuda/common.cuh"
+#include "cuda/cp_async.cuh"
+#include "cuda/func_smem.h"
 #include "cuda/mma_sync.cuh"
 #include "cuda/runtime.h"
 
@@ -45,21 +48,23 @@ struct alignas(16) Chunk {
 // and which outputs written 4 bytes at a time (4-byte aligned base, even strides).
 enum : int { kVecQ = 1, kVecK = 2, kVecV = 4, kVecG = 8, kPairDQ = 16, kPairDK = 32, kPairDV = 64 };
 
-// Rows [t0, t0 + kTile) of one head into dst[r * ld + d]; rows at or past `limit` as 0.
+// Rows [t0, t0 + kTile) of one head into dst[r * ld + d]; rows at or past `limit` as 0. With
+// `vec`, 16-byte cp.async copies: they land at the caller's cpasync::wait (then a barrier).
 template <int D, typename T>
 __device__ __forceinline__ void loadTile(T* dst, const T* src, int64_t ts, int64_t t0, int64_t limit, bool vec) {
   constexpr int ld = kLd<D>;
   if (vec) {
     constexpr int perRow = D / 8;
+#pragma unroll 1
     for (int i = threadIdx.x; i < kTile * perRow; i += kWarps * 32) {
       const int r = i / perRow, d = (i % perRow) * 8;
       const int64_t t = t0 + r;
-      Chunk c{{0u, 0u, 0u, 0u}};
-      if (t < limit) c = *reinterpret_cast<const Chunk*>(src + t * ts + d);
-      *reinterpret_cast<Chunk*>(dst + r * ld + d) = c;
+      if (t < limit) cpasync::copy16(dst + r * ld + d, src + t * ts + d);
+      else *reinterpret_cast<Chunk*>(dst + r * ld + d) = Chunk{{0u, 0u, 0u, 0u}};
     }
     return;
   }
+#pragma unroll 1
   for (int i = threadIdx.x; i < kTile * D; i += kWarps * 32) {
     const int r = i / D, d = i % D;
     const int64_t t = t0 + r;
@@ -145,39 +150,59 @@ __global__ void __launch_bounds__(kWarps * 32)
                       T* dv, CudaAttnStrides dvs, int vec, CudaAttnShape g) {
   constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8;
   MT_DYNAMIC_SHARED(unsigned char, smem);
-  T* qS = reinterpret_cast<T*>(smem);  // first K, then each query tile
-  T* gS = qS + kTile * ld;             // first V, then each dO tile
-  float* lseS = reinterpret_cast<float*>(gS + kTile * ld);  // lse·log2e of the tile's queries
-  float* dvecS = lseS + kTile;
+  // Two buffers of a Q tile, a dO tile, and their rows' lse·log2e and dvec: the next tile loads
+  // while this one is used. K and V go through buffer 1 first, while the first Q tile loads.
+  constexpr int kBuf = 2 * kTile * ld + 4 * kTile;  // elements of T per buffer
+  T* buf0 = reinterpret_cast<T*>(smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.x, k0 = int64_t(blockIdx.y) * kTile, kw = k0 + warp * kStep;
-  loadTile<D>(qS, headOf(k, ks, bh, g.heads), ks.t, k0, g.tk, vec & kVecK);
-  loadTile<D>(gS, headOf(v, vs, bh, g.heads), vs.t, k0, g.tk, vec & kVecV);
-  __syncthreads();
-  A16 kA[kChunks], vA[kChunks];
-#pragma unroll
-  for (int c = 0; c < kChunks; c++) {
-    kA[c] = fragA(qS + warp * kStep * ld + c * 16, ld, lane);
-    vA[c] = fragA(gS + warp * kStep * ld + c * 16, ld, lane);
-  }
-  C16 dK[kN], dV[kN];
-#pragma unroll
-  for (int n = 0; n < kN; n++) dK[n] = dV[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
   const T* qh = headOf(q, qs, bh, g.heads);
   const T* gh = headOf(dO, gs, bh, g.heads);
-  const float scale2 = float(g.scale) * kLog2e;
-  const bool idle = kw >= g.tk;  // a warp past the last key still takes part in the loads
-  // Causal: queries before k0 see none of these keys (k0 is a multiple of the tile).
-  for (int64_t i0 = g.causal ? k0 : 0; i0 < g.tq; i0 += kTile) {
-    __syncthreads();  // K/V fragments or the previous tile read
+  // Tile i0's queries into buffer b (the copies are this thread's next cp.async group).
+  auto load = [&](int64_t i0, int b) {
+    T* qS = buf0 + b * kBuf;
+    T* gS = qS + kTile * ld;
+    float* lseS = reinterpret_cast<float*>(gS + kTile * ld);
     loadTile<D>(qS, qh, qs.t, i0, g.tq, vec & kVecQ);
     loadTile<D>(gS, gh, gs.t, i0, g.tq, vec & kVecG);
     if (threadIdx.x < kTile) {
       const int64_t i = i0 + threadIdx.x;
       lseS[threadIdx.x] = i < g.tq ? lse[bh * g.tq + i] * kLog2e : 0.0f;
-      dvecS[threadIdx.x] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
+      lseS[kTile + threadIdx.x] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
     }
+    cpasync::commit();
+  };
+  loadTile<D>(buf0 + kBuf, headOf(k, ks, bh, g.heads), ks.t, k0, g.tk, vec & kVecK);
+  loadTile<D>(buf0 + kBuf + kTile * ld, headOf(v, vs, bh, g.heads), vs.t, k0, g.tk, vec & kVecV);
+  cpasync::commit();
+  // Causal: queries before k0 see none of these keys (k0 is a multiple of the tile).
+  const int64_t iFirst = g.causal ? k0 : 0;
+  if (iFirst < g.tq) load(iFirst, 0);
+  else cpasync::commit();
+  cpasync::wait<1>();  // K and V
+  __syncthreads();
+  A16 kA[kChunks], vA[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; c++) {
+    kA[c] = fragA(buf0 + kBuf + warp * kStep * ld + c * 16, ld, lane);
+    vA[c] = fragA(buf0 + kBuf + kTile * ld + warp * kStep * ld + c * 16, ld, lane);
+  }
+  C16 dK[kN], dV[kN];
+#pragma unroll
+  for (int n = 0; n < kN; n++) dK[n] = dV[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+  const float scale2 = float(g.scale) * kLog2e;
+  const bool idle = kw >= g.tk;  // a warp past the last key still takes part in the loads
+  int b = 0;
+  for (int64_t i0 = iFirst; i0 < g.tq; i0 += kTile, b ^= 1) {
+    __syncthreads();  // the other buffer's readers (K/V fragments or the previous tile) are done
+    if (i0 + kTile < g.tq) load(i0 + kTile, b ^ 1);
+    else cpasync::commit();  // an empty group: one group per tile, so wait<1> below is this tile's
+    cpasync::wait<1>();
     __syncthreads();
+    const T* qS = buf0 + b * kBuf;
+    const T* gS = qS + kTile * ld;
+    const float* lseS = reinterpret_cast<const float*>(gS + kTile * ld);
+    const float* dvecS = lseS + kTile;
     if (idle) continue;
     // Masks only where some pair is invisible: the diagonal tile, the last query or key tile.
     const bool edge = (g.causal && i0 < k0 + kTile) || i0 + kTile > g.tq || k0 + kTile > g.tk;
@@ -232,6 +257,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
+  cpasync::wait<0>();
   storeRows<D>(headOf(dk, dks, bh, g.heads), dks.t, kw, g.tk, dK, float(g.scale), vec & kPairDK, lane);
   storeRows<D>(headOf(dv, dvs, bh, g.heads), dvs.t, kw, g.tk, dV, 1.0f, vec & kPairDV, lane);
 }
@@ -246,18 +272,32 @@ __global__ void __launch_bounds__(kWarps * 32)
                      int vec, CudaAttnShape g) {
   constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8;
   MT_DYNAMIC_SHARED(unsigned char, smem);
-  T* kS = reinterpret_cast<T*>(smem);  // first Q, then each key tile
-  T* vS = kS + kTile * ld;             // first dO, then each value tile
+  // Two buffers of a K and a V tile: the next tile loads while this one is used. Q and dO go
+  // through buffer 1 first, while the first key tile loads.
+  constexpr int kBuf = 2 * kTile * ld;  // elements of T per buffer
+  T* buf0 = reinterpret_cast<T*>(smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.x, q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kTile, qw = q0 + warp * kStep;
-  loadTile<D>(kS, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
-  loadTile<D>(vS, headOf(dO, gs, bh, g.heads), gs.t, q0, g.tq, vec & kVecG);
+  const T* kh = headOf(k, ks, bh, g.heads);
+  const T* vh = headOf(v, vs, bh, g.heads);
+  auto load = [&](int64_t k0, int b) {
+    loadTile<D>(buf0 + b * kBuf, kh, ks.t, k0, g.tk, vec & kVecK);
+    loadTile<D>(buf0 + b * kBuf + kTile * ld, vh, vs.t, k0, g.tk, vec & kVecV);
+    cpasync::commit();
+  };
+  loadTile<D>(buf0 + kBuf, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
+  loadTile<D>(buf0 + kBuf + kTile * ld, headOf(dO, gs, bh, g.heads), gs.t, q0, g.tq, vec & kVecG);
+  cpasync::commit();
+  const int64_t kEnd = g.causal ? min(g.tk, q0 + kTile) : g.tk;
+  if (kEnd > 0) load(0, 0);
+  else cpasync::commit();
+  cpasync::wait<1>();  // Q and dO
   __syncthreads();
   A16 qA[kChunks], gA[kChunks];
 #pragma unroll
   for (int c = 0; c < kChunks; c++) {
-    qA[c] = fragA(kS + warp * kStep * ld + c * 16, ld, lane);
-    gA[c] = fragA(vS + warp * kStep * ld + c * 16, ld, lane);
+    qA[c] = fragA(buf0 + kBuf + warp * kStep * ld + c * 16, ld, lane);
+    gA[c] = fragA(buf0 + kBuf + kTile * ld + warp * kStep * ld + c * 16, ld, lane);
   }
   float lseR[2], dvecR[2];  // rows g and g + 8 of the warp
 #pragma unroll
@@ -269,17 +309,18 @@ __global__ void __launch_bounds__(kWarps * 32)
   C16 dQ[kN];
 #pragma unroll
   for (int n = 0; n < kN; n++) dQ[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
-  const T* kh = headOf(k, ks, bh, g.heads);
-  const T* vh = headOf(v, vs, bh, g.heads);
   const float scale2 = float(g.scale) * kLog2e;
   const bool idle = qw >= g.tq;
   const int qReal = int(min(g.tq - qw, int64_t(kStep)));  // the warp's queries that exist
-  const int64_t kEnd = g.causal ? min(g.tk, q0 + kTile) : g.tk;
-  for (int64_t k0 = 0; k0 < kEnd; k0 += kTile) {
-    __syncthreads();  // Q/dO fragments or the previous tile read
-    loadTile<D>(kS, kh, ks.t, k0, g.tk, vec & kVecK);
-    loadTile<D>(vS, vh, vs.t, k0, g.tk, vec & kVecV);
+  int b = 0;
+  for (int64_t k0 = 0; k0 < kEnd; k0 += kTile, b ^= 1) {
+    __syncthreads();  // the other buffer's readers (Q/dO fragments or the previous tile) are done
+    if (k0 + kTile < kEnd) load(k0 + kTile, b ^ 1);
+    else cpasync::commit();  // an empty group: one group per tile, so wait<1> below is this tile's
+    cpasync::wait<1>();
     __syncthreads();
+    const T* kS = buf0 + b * kBuf;
+    const T* vS = kS + kTile * ld;
     if (idle) continue;
     // Within the tile (32-bit): key column c is real below kEndT; query row r sees it when
     // c - r <= ahead (j <= i).
@@ -330,16 +371,18 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
+  cpasync::wait<0>();
   storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, qw, g.tq, dQ, float(g.scale), vec & kPairDQ, lane);
 }
 
+// Two buffers each: a Q and a dO tile with their rows' lse and dvec (dK/dV), a K and a V tile (dQ).
 template <int D>
 constexpr size_t kvBytes() {
-  return size_t(2 * kTile * kLd<D>) * 2 + size_t(2 * kTile) * 4;
+  return 2 * (size_t(2 * kTile * kLd<D>) * 2 + size_t(2 * kTile) * 4);
 }
 template <int D>
 constexpr size_t qBytes() {
-  return size_t(2 * kTile * kLd<D>) * 2;
+  return 2 * size_t(2 * kTile * kLd<D>) * 2;
 }
 
 unsigned tiles(int64_t n) { return unsigned((n + kTile - 1) / kTile); }
@@ -391,16 +434,20 @@ void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const 
     const T* gp = static_cast<const T*>(dO);
     const float* lp = static_cast<const float*>(lse);
     const float* dvp = static_cast<const float*>(dvec);
-    // Both kernels stay under the 48 KiB of dynamic shared memory that needs no opt-in.
-    static_assert(kvBytes<D>() <= 48 * 1024 && qBytes<D>() <= 48 * 1024, "fa2 backward: shared memory");
+    // D 128 takes more than the 48 KiB of dynamic shared memory that needs no opt-in.
+    static_assert(kvBytes<D>() <= 227 * 1024 && qBytes<D>() <= 227 * 1024, "fa2 backward: shared memory");
     if (g.tk > 0) {
       auto kv = attnFa2BackwardKV<T, D>;
+      if (kvBytes<D>() > 48 * 1024)
+        cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(kv), kvBytes<D>(), "attnFa2BackwardKV");
       MT_LAUNCH(kv, (dim3(bh, tiles(g.tk))), kWarps * 32, kvBytes<D>(), s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
                 static_cast<T*>(dk), dks, static_cast<T*>(dv), dvs, vec, g);
       cu::checkLaunch("attnFa2BackwardKV");
     }
     if (g.tq > 0) {
       auto bq = attnFa2BackwardQ<T, D>;
+      if (qBytes<D>() > 48 * 1024)
+        cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(bq), qBytes<D>(), "attnFa2BackwardQ");
       MT_LAUNCH(bq, (dim3(bh, tiles(g.tq))), kWarps * 32, qBytes<D>(), s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
                 static_cast<T*>(dq), dqs, vec, g);
       cu::checkLaunch("attnFa2BackwardQ");
