@@ -1,0 +1,63 @@
+/**
+ * The ResNet-101 bf16 training step (CIFAR shape, batch 128, SGD with momentum: bench/gpu.ts part
+ * (c)) as it runs now against the same step with the native flags batchNormAffine16 and
+ * conv2dFilterNhwc masked, i.e. with the copies they removed: batch norm's weight/bias casts,
+ * num_batches_tracked's f64 round trip, and a 3x3 filter's NHWC copy in backward-data too. (1x1
+ * filters are read in place either way: that change has no flag.) Prints device ops per step
+ * (census) and device ms per step, rounds alternating which goes first, and the ratio.
+ *   node --import tsx bench/gpu_resnet_copies.ts [--smoke]   (smoke: ResNet-18, batch 2, one round)
+ */
+import { ResNet } from '../models/index.ts';
+import { censusTotals, crossEntropy, cudaCensus, cudaIsAvailable, manualSeed, native, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
+import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { median } from './timing.ts';
+
+const smoke = process.argv.includes('--smoke');
+const [depth, batch, rounds, steps] = smoke ? [18, 2, 1, 1] : [101, 128, 6, 5];
+const FLAGS = ['batchNormAffine16', 'conv2dFilterNhwc'];
+
+if (!cudaIsAvailable()) {
+  console.log('gpu_resnet_copies: skipped: no usable CUDA device');
+} else {
+  const cuda = native.cuda as Record<string, unknown>;
+  const saved = FLAGS.map((f) => cuda[f]);
+  const use = (now: boolean) => FLAGS.forEach((f, i) => (cuda[f] = now ? saved[i] : false));
+  manualSeed(0);
+  const model = nn.moduleToDevice(new ResNet(depth as 18 | 101, { numClasses: 10, dtype: 'bf16' }), DEV);
+  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+  const x = noGrad(() => tidy(() => randn([batch, 3, 32, 32]).to('bf16').to(DEV)));
+  const y = tensor(Array.from({ length: batch }, (_, i) => i % 10), { dtype: 'i64', device: DEV });
+  const step = () =>
+    tidy(() => {
+      crossEntropy(model.forward(x), y).backward();
+      opt.step();
+      opt.zeroGrad();
+    });
+  try {
+    const ops: Record<string, number> = {};
+    const ms: Record<string, number[]> = { now: [], masked: [] };
+    for (const now of [true, false]) {
+      use(now);
+      step(); // warm: plans, allocator
+      ops[now ? 'now' : 'masked'] = censusTotals(cudaCensus(step).entries).deviceOps;
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const now of r % 2 === 0 ? [true, false] : [false, true]) {
+        use(now);
+        step();
+        for (let k = 0; k < steps; k++) ms[now ? 'now' : 'masked'].push(deviceSeconds(step) * 1e3);
+      }
+    }
+    const a = median(ms.now);
+    const b = median(ms.masked);
+    console.log(
+      `ResNet-${depth} bf16 batch ${batch} step: ${ops.now} device ops now, ${ops.masked} with the copies; ` +
+        `${a.toFixed(2)} ms now, ${b.toFixed(2)} ms with the copies (medians of ${ms.now.length}): ratio ${(b / a).toFixed(3)}`,
+    );
+  } finally {
+    use(true);
+    model.dispose();
+    x.dispose();
+    y.dispose();
+  }
+}
