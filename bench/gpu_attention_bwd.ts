@@ -10,24 +10,13 @@
  *   node --import tsx bench/gpu_attention_bwd.ts [--smoke]
  */
 import { cudaIsAvailable, randn, scaledDotProductAttention, sum, type Tensor, tidy } from '../src/index.ts';
+import { withAttentionFamily } from '../test/helpers/attention_family.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
 
 const smoke = process.argv.includes('--smoke');
 const SHAPES = smoke ? [[1, 2, 128, 64], [1, 2, 128, 128]] : [[8, 12, 1024, 64], [4, 12, 1024, 128]];
 /** Calls per round, rounds, warm-up calls: one each on the emulated device (plumbing only). */
 const [ITERS, ROUNDS, WARMUP] = smoke ? [1, 1, 0] : [3, 5, 3];
-
-/** Runs fn with MESHTRAIN_ATTENTION set to `family` (read by the addon at every attention call). */
-function withFamily<T>(family: string, fn: () => T): T {
-  const before = process.env.MESHTRAIN_ATTENTION;
-  process.env.MESHTRAIN_ATTENTION = family;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION;
-    else process.env.MESHTRAIN_ATTENTION = before;
-  }
-}
 
 function maxRel(a: Float32Array | number[], b: Float32Array | number[]): number {
   let d = 0;
@@ -46,13 +35,13 @@ if (!cudaIsAvailable()) {
   for (const [B, H, T, D] of SHAPES) {
     tidy(() => {
       const leaves = [0, 1, 2].map(() => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true));
-      const loss = withFamily('tc', () => sum(scaledDotProductAttention(leaves[0], leaves[1], leaves[2], { causal: true })));
+      const loss = withAttentionFamily('tc', () => sum(scaledDotProductAttention(leaves[0], leaves[1], leaves[2], { causal: true })));
       const backward = (family: string) => {
         for (const x of leaves) {
           x.grad?.dispose();
           x.grad = null;
         }
-        withFamily(family, () => loss.backward(undefined, { retainGraph: true }));
+        withAttentionFamily(family, () => loss.backward(undefined, { retainGraph: true }));
       };
       const grads = (family: string) => {
         backward(family);

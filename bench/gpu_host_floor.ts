@@ -19,13 +19,11 @@
  * in skip mode. Memory: emulated device memory is host RAM, but skipped kernels never touch it;
  * at batch 1 the process stays near 2 GiB resident (the CPU model and the copies to the device).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
 import {
   censusTotals, cudaCensus, cudaDeviceProperties, cudaIsAvailable, cudaSyncCount, cudaSynchronize, destroyDistributed, initDistributed, noGrad, tensor,
 } from '../src/index.ts';
+import { emulated, rerunEmulated, skipMode } from './emu_rerun.ts';
 import { type GptEngineStep, gptEngineStep } from './gpu_census_gpt.ts';
 import { gptStepFlops } from './gpu_gpt.ts';
 import { median } from './timing.ts';
@@ -38,22 +36,6 @@ const H100_BF16 = 989e12;
 const MFU = 0.4;
 const REF_BATCH = 8;
 const SEQ = 1024;
-
-const emulated = (): boolean => cudaIsAvailable() && /emulated/.test(cudaDeviceProperties('cuda:0').name);
-const skipMode = (): boolean => !!process.env.MESHTRAIN_CUDA_EMU_SKIP_WORK && process.env.MESHTRAIN_CUDA_EMU_SKIP_WORK !== '0';
-
-/** Reruns this script on the emulated device in skip mode; false when there is no emulated build. */
-function rerunEmulated(): boolean {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  const build = path.resolve(root, process.env.MESHTRAIN_CUDA_EMU_BUILD ?? 'build-emu');
-  const addon = emulated() ? process.env.MESHTRAIN_ADDON : path.join(build, 'Release', 'meshtrain.node');
-  if (!addon || !existsSync(addon)) return false;
-  const env: NodeJS.ProcessEnv = { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_EMU_SKIP_WORK: '1', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' };
-  if (!emulated()) env.MESHTRAIN_CUDA_LIB_PATH = path.join(build, 'emu-lib');
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
-  process.exitCode = r.status ?? 1;
-  return true;
-}
 
 /**
  * This thread's CPU milliseconds (Linux: /proc schedstat of the main thread, so not V8's compiler

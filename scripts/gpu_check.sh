@@ -219,6 +219,9 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
   # sites, by file, op time vs wall ($OUT/profile.txt).
   step bench:profile 120 node --import tsx bench/gpu_profile.ts $size
+  # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
+  # default (OUT unset: bench_gpu.json keeps the full run).
+  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
   # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.

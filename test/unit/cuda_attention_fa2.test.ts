@@ -20,6 +20,7 @@ import {
 } from '../../src/index.ts';
 import { kernelsOn } from '../../src/tensor/backend.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
+import { withAttentionFamily } from '../helpers/attention_family.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
@@ -27,18 +28,6 @@ const OUT_TOL = 1e-2;
 const LSE_TOL = 1e-5;
 /** One unit in the last place of a value in [1, 2): the output's own rounding. */
 const ULP: Record<string, number> = { bf16: 2 ** -8, f16: 2 ** -11 };
-
-/** Runs fn with MESHTRAIN_ATTENTION=family (read by the addon at every call), restoring it after. */
-function withFamily<R>(family: string, fn: () => R): R {
-  const before = process.env.MESHTRAIN_ATTENTION;
-  process.env.MESHTRAIN_ATTENTION = family;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION;
-    else process.env.MESHTRAIN_ATTENTION = before;
-  }
-}
 
 /** [B, H, T, D] views with unit stride along D: the kernel's batch, head, position strides. */
 const strides3 = (x: Tensor): number[] => [x.strides[0], x.strides[1], x.strides[2]];
@@ -48,7 +37,7 @@ function forward(family: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor, c
   const [B, H, Tq, D] = q.shape;
   const lse = zeros([B * H * Tq], { device: DEV });
   const { entries } = cudaCensus(() =>
-    withFamily(family, () =>
+    withAttentionFamily(family, () =>
       kernelsOn(DEV).attentionForward(dtypeCode(q.dtype), B, H, Tq, k.shape[2], D, scale, causal, q.id, q.offset, strides3(q), k.id,
         k.offset, strides3(k), v.id, v.offset, strides3(v), out.id, out.offset, strides3(out), lse.id)));
   // The family really ran (an addon without the hook would quietly run the WMMA kernel for both).
@@ -204,7 +193,7 @@ if (!cudaIsAvailable()) {
         const w = randn(s);
         const yc = scaledDotProductAttention(cpu[0], cpu[1], cpu[2], { causal: true });
         sum(mul(yc, w)).backward();
-        withFamily('fa2', () => {
+        withAttentionFamily('fa2', () => {
           const yd = scaledDotProductAttention(dev[0], dev[1], dev[2], { causal: true });
           sum(mul(yd, noGrad(() => w.to(dtype).to(DEV)))).backward();
           const e = maxRelErr(yd.toList(), yc.toList(), 1);

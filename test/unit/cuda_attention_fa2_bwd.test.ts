@@ -20,23 +20,12 @@ import {
 import { kernelsOn } from '../../src/tensor/backend.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
 import type { Device } from '../../src/tensor/storage.ts';
+import { withAttentionFamily } from '../helpers/attention_family.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
 const TOL = 1e-2;
 const OVER_TC = 2e-3;
-
-/** The backward under one kernel family; the forward always on the default (tensor-core) kernels. */
-function withFamily<T>(family: 'fa2' | 'tc', fn: () => T): T {
-  const before = process.env.MESHTRAIN_ATTENTION;
-  process.env.MESHTRAIN_ATTENTION = family;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION;
-    else process.env.MESHTRAIN_ATTENTION = before;
-  }
-}
 
 type Attn = (...xs: Tensor[]) => Tensor;
 
@@ -46,11 +35,11 @@ type Attn = (...xs: Tensor[]) => Tensor;
  */
 function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: ('fa2' | 'tc')[]): number[][][] {
   const leaves = base.map((x) => noGrad(() => x.to(dtype).to(device)).requiresGrad_(true));
-  const y = withFamily('tc', () => f(...leaves));
+  const y = withAttentionFamily('tc', () => f(...leaves));
   const loss = sum(mul(y, noGrad(() => w.to(dtype).to(device))));
   return families.map((family, n) => {
     for (const x of leaves) x.grad = null;
-    withFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
+    withAttentionFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
     return leaves.map((x) => (x.grad as Tensor).toList() as number[]);
   });
 }
@@ -163,7 +152,7 @@ if (!cudaIsAvailable()) {
       // Three gradients in one flat buffer each, starting `shift` elements in.
       const backward = (shift: number) => {
         const outs = [0, 1, 2].map(() => zeros([n + 1], { dtype: 'bf16', device: DEV }));
-        withFamily('fa2', () =>
+        withAttentionFamily('fa2', () =>
           cuda.attentionBackward(code, ...geom, ...at(q), ...at(kk), ...at(v), ...at(o), ...at(dO), lse.id,
             ...outs.flatMap((t) => [t.id, t.offset + shift, st])),
         );
@@ -182,7 +171,7 @@ if (!cudaIsAvailable()) {
       const sites = (D: number, family: 'fa2' | 'tc') => {
         const q = randn([1, 2, 20, D], { device: DEV }).to('bf16').requiresGrad_(true);
         const y = scaledDotProductAttention(q, q, q, { causal: true });
-        const es = withFamily(family, () => cudaCensus(() => sum(y).backward()).entries);
+        const es = withAttentionFamily(family, () => cudaCensus(() => sum(y).backward()).entries);
         return es.filter((e) => e.kind === 'kernel').map((e) => e.site.replace(/:\d+$/, ''));
       };
       for (const D of [64, 128]) {
