@@ -17,6 +17,7 @@
 #include <string>
 #include <type_traits>
 #include "cuda/attention.h"
+#include "cuda/attention_common.cuh"
 #include "cuda/attention_fa2.h"
 #include "cuda/common.cuh"
 #include "cuda/cp_async.cuh"
@@ -24,12 +25,13 @@
 #include "cuda/mma_sync.cuh"
 #include "cuda/runtime.h"
 
-#ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
-#define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
-#endif
-
 namespace mt {
 namespace {
+
+using attn16::Chunk;
+using attn16::headOf;
+using attn16::maxNan;
+using attn16::vecOk;
 
 using mma::A16;
 using mma::B16;
@@ -48,17 +50,6 @@ constexpr int kLd = D + 8;
 
 // Which operands move 16 bytes at a time (16-byte aligned base, strides multiples of 8).
 enum : int { kVecQ = 1, kVecK = 2, kVecV = 4, kVecO = 8 };
-
-struct alignas(16) Chunk {
-  uint32_t w[4];
-};
-
-__device__ __forceinline__ float maxNan(float a, float b) { return (b > a || b != b) ? b : a; }
-
-template <typename P>
-__device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh, int64_t heads) {
-  return p + (bh / heads) * s.b + (bh % heads) * s.h;
-}
 
 // Raw 16-bit pairs in shared memory (memcpy on the emulated device: no type punning in C++).
 __device__ __forceinline__ uint32_t ld32(const void* p) {
@@ -271,10 +262,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <int D>
 constexpr size_t forwardBytes() {
   return size_t(3 * kRows * kLd<D>) * 2;
-}
-
-bool vecOk(const void* p, const CudaAttnStrides& s) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && s.b % 8 == 0 && s.h % 8 == 0 && s.t % 8 == 0;
 }
 
 }  // namespace

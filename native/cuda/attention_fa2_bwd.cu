@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include "cuda/attention.h"
+#include "cuda/attention_common.cuh"
 #include "cuda/attention_fa2_bwd.h"
 #include "cuda/common.cuh"
 #include "cuda/cp_async.cuh"
@@ -20,6 +21,11 @@
 
 namespace mt {
 namespace {
+
+using attn16::Chunk;
+using attn16::headOf;
+using attn16::maxNan;
+using attn16::vecOk;
 
 using mma::A16;
 using mma::B16;
@@ -34,15 +40,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 // rows x 16 bytes each ldmatrix phase reads fall in 32 different banks.
 template <int D>
 constexpr int kLd = D + 8;
-
-template <typename P>
-__device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh, int64_t heads) {
-  return p + (bh / heads) * s.b + (bh % heads) * s.h;
-}
-
-struct alignas(16) Chunk {
-  uint32_t w[4];
-};
 
 // Which operands may be read 16 bytes at a time (16-byte aligned base, strides multiples of 8),
 // and which outputs written 4 bytes at a time (4-byte aligned base, even strides).
@@ -387,16 +384,9 @@ constexpr size_t qBytes() {
 
 unsigned tiles(int64_t n) { return unsigned((n + kTile - 1) / kTile); }
 
-bool vecOk(const void* p, const CudaAttnStrides& s) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && s.b % 8 == 0 && s.h % 8 == 0 && s.t % 8 == 0;
-}
 bool pairOk(const void* p, const CudaAttnStrides& s) {
   return (reinterpret_cast<uintptr_t>(p) & 3) == 0 && s.b % 2 == 0 && s.h % 2 == 0 && s.t % 2 == 0;
 }
-
-#define MT_FA2_TYPES(DT, ...)                                      \
-  if (DT == cu::BF16) { using T = cu::bf16; __VA_ARGS__; }         \
-  else { using T = cu::f16; __VA_ARGS__; }
 
 #define MT_FA2_DIM(DIM, ...)                                  \
   if (DIM == 64) { constexpr int D = 64; __VA_ARGS__; }       \
@@ -427,7 +417,7 @@ void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const 
   const int vec = (vecOk(q, qs) ? kVecQ : 0) | (vecOk(k, ks) ? kVecK : 0) | (vecOk(v, vs) ? kVecV : 0) |
                   (vecOk(dO, gs) ? kVecG : 0) | (pairOk(dq, dqs) ? kPairDQ : 0) | (pairOk(dk, dks) ? kPairDK : 0) |
                   (pairOk(dv, dvs) ? kPairDV : 0);
-  MT_FA2_TYPES(dtype, MT_FA2_DIM(g.dim, {
+  MT_ATTN16_TYPES(dtype, MT_FA2_DIM(g.dim, {
     const T* qp = static_cast<const T*>(q);
     const T* kp = static_cast<const T*>(k);
     const T* vp = static_cast<const T*>(v);

@@ -8,17 +8,19 @@
 #include <mma.h>
 #include <cstdint>
 #include "cuda/attention.h"
+#include "cuda/attention_common.cuh"
 #include "cuda/attention_tc.h"
 #include "cuda/common.cuh"
 #include "cuda/func_smem.h"
 #include "cuda/runtime.h"
 
-#ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
-#define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
-#endif
-
 namespace mt {
 namespace {
+
+using attn16::Chunk;
+using attn16::headOf;
+using attn16::maxNan;
+using attn16::vecOk;
 
 namespace wm = nvcuda::wmma;
 
@@ -39,19 +41,9 @@ template <typename T>
 using FragBt = wm::fragment<wm::matrix_b, 16, 16, 16, T, wm::col_major>;  // Bᵀ of row-major rows
 using FragC = wm::fragment<wm::accumulator, 16, 16, 16, float>;
 
-__device__ __forceinline__ float maxNan(float a, float b) { return (b > a || b != b) ? b : a; }
 __device__ __forceinline__ bool visible(int64_t i, int64_t j, int64_t tk, bool causal) {
   return j < tk && (!causal || j <= i);
 }
-
-template <typename P>
-__device__ __forceinline__ P* headOf(P* p, const CudaAttnStrides& s, int64_t bh, int64_t heads) {
-  return p + (bh / heads) * s.b + (bh % heads) * s.h;
-}
-
-struct alignas(16) Chunk {
-  uint32_t w[4];
-};
 
 // Which operands may be read 16 bytes at a time (16-byte aligned base, strides multiples of 8).
 enum : int { kVecQ = 1, kVecK = 2, kVecV = 4, kVecG = 8 };
@@ -351,14 +343,6 @@ void allowSmem(int dev, K kernel, size_t bytes, const char* name) {
 
 unsigned tiles(int64_t n) { return unsigned((n + kRows - 1) / kRows); }
 
-bool vecOk(const void* p, const CudaAttnStrides& s) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0 && s.b % 8 == 0 && s.h % 8 == 0 && s.t % 8 == 0;
-}
-
-#define MT_TC_TYPES(DT, ...)                                       \
-  if (DT == cu::BF16) { using T = cu::bf16; __VA_ARGS__; }         \
-  else { using T = cu::f16; __VA_ARGS__; }
-
 #define MT_TC_DIM(DIM, ...)                                   \
   switch (DIM) {                                              \
     case 32: { constexpr int D = 32; __VA_ARGS__; break; }    \
@@ -381,7 +365,7 @@ void cudaAttentionForwardTc(int dev, int dtype, const CudaAttnShape& g, const vo
   cudaStream_t s = computeStream(dev);
   const dim3 grid(unsigned(g.batch * g.heads), tiles(g.tq));
   const int vec = (vecOk(q, qs) ? kVecQ : 0) | (vecOk(k, ks) ? kVecK : 0) | (vecOk(v, vs) ? kVecV : 0);
-  MT_TC_TYPES(dtype, MT_TC_DIM(g.dim, {
+  MT_ATTN16_TYPES(dtype, MT_TC_DIM(g.dim, {
     auto kern = attnForwardTc<T, D>;
     const size_t bytes = forwardBytes<D>();
     allowSmem(dev, kern, bytes, "attnForwardTc");
@@ -403,7 +387,7 @@ void cudaAttentionBackwardTc(int dev, int dtype, const CudaAttnShape& g, const v
   const unsigned bh = unsigned(g.batch * g.heads);
   const int vec = (vecOk(q, qs) ? kVecQ : 0) | (vecOk(k, ks) ? kVecK : 0) | (vecOk(v, vs) ? kVecV : 0) |
                   (vecOk(dO, gs) ? kVecG : 0);
-  MT_TC_TYPES(dtype, MT_TC_DIM(g.dim, {
+  MT_ATTN16_TYPES(dtype, MT_TC_DIM(g.dim, {
     const T* qp = static_cast<const T*>(q);
     const T* kp = static_cast<const T*>(k);
     const T* vp = static_cast<const T*>(v);
