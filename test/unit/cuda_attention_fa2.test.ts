@@ -206,6 +206,19 @@ if (!cudaIsAvailable()) {
       });
     }
   });
+
+  test('an unknown MESHTRAIN_ATTENTION is an error naming the variable and the families; the next call with a known one runs', () => {
+    tidy(() => {
+      const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 33, 64], { device: DEV }).to('bf16'));
+      assert.throws(
+        () => withAttentionFamily('fa3', () => scaledDotProductAttention(q, k, v, { causal: true })),
+        /MESHTRAIN_ATTENTION: unknown kernel family 'fa3' \(tc, simt or fa2\)/,
+      );
+      const y = withAttentionFamily('fa2', () => scaledDotProductAttention(q, k, v, { causal: true }));
+      const yTc = withAttentionFamily('tc', () => scaledDotProductAttention(q, k, v, { causal: true }));
+      assert.ok(maxRelErr(y.toList(), yTc.toList(), 1) <= OUT_TOL);
+    });
+  });
 }
 
 test.run();
