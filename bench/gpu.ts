@@ -78,6 +78,12 @@ if (only.has('b')) {
       );
       return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
     }),
+    guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step, CUDA graph`, () => {
+      const g = smoke ? benchGpt(4, 16, 1, 'tiny', true) : benchGpt(8, 1024, quick ? 3 : 8, '124M', true);
+      const rate = g.flopsPerStep / g.stepS;
+      console.log(`(b) the same, forward+backward as one CUDA graph: ${(g.stepS * 1e3).toFixed(1)} ms/step, MFU ${((rate / peak) * 100).toFixed(1)}%; loss ${g.loss.toFixed(3)}`);
+      return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
+    }),
   );
 }
 
@@ -86,8 +92,10 @@ if (only.has('c')) {
     guarded(`ResNet-101 bs${smoke ? 4 : 128} bf16`, () => {
       const r = smoke ? benchResnet(4, 1) : benchResnet(128, quick ? 5 : 10);
       const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
+      const gRatio = r.torch && r.oursGraphed ? (r.oursGraphed / r.torch).toFixed(2) : '-';
       console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch ${smoke ? 4 : 128}, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
-      return `ratio ${ratio}, ${r.ours.toFixed(0)} vs torch ${r.torch?.toFixed(0) ?? 'n/a'} img/s`;
+      console.log(`    ours with forward+backward as one CUDA graph: ${r.oursGraphed?.toFixed(0) ?? 'n/a'} img/s, ratio ${gRatio} (${r.graphNote}; PyTorch eager)`);
+      return `ratio ${ratio} (graphed ${gRatio}), ${r.ours.toFixed(0)} (graphed ${r.oursGraphed?.toFixed(0) ?? 'n/a'}) vs torch ${r.torch?.toFixed(0) ?? 'n/a'} img/s`;
     }),
   );
 }
@@ -111,11 +119,14 @@ if (only.has('d')) {
 console.log('\nbench/gpu summary');
 for (const r of rows) console.log(`${r.part.padEnd(24)}${r.status.padEnd(9)}${r.key}`);
 // One line last, for gpu_check's table: the largest bf16 matmul, GPT, ResNet and NCCL.
-const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix)).pop();
-const digest = ['matmul bf16', 'GPT', 'ResNet', 'NCCL']
-  .map(pick)
+const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix) && !r.part.endsWith('CUDA graph')).pop();
+const graphedGpt = rows.find((r) => r.part.startsWith('GPT') && r.part.endsWith('CUDA graph'));
+const digest = [...['matmul bf16', 'GPT', 'ResNet', 'NCCL'].map(pick), graphedGpt]
   .filter((r): r is BenchRow => r !== undefined)
-  .map((r) => `${r.part.split(' ').slice(0, r.part.startsWith('matmul') ? 3 : 1).join(' ')}: ${r.status === 'ok' ? r.key.replace(/ \(.*$/, '') : r.status}`);
+  .map((r) => {
+    const name = r.part.split(' ').slice(0, r.part.startsWith('matmul') ? 3 : 1).join(' ') + (r.part.endsWith('CUDA graph') ? ' graphed' : '');
+    return `${name}: ${r.status === 'ok' ? r.key.replace(/ \(.*$/, '') : r.status}`;
+  });
 console.log(`bench/gpu: ${digest.join('; ')}`);
 if (process.env.OUT) writeFileSync(path.join(process.env.OUT, 'bench_gpu.json'), `${JSON.stringify({ device: props.name, quick, peak, rows }, null, 1)}\n`);
 process.exitCode = rows.some((r) => r.status === 'failed') ? 1 : 0;

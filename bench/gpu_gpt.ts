@@ -14,8 +14,9 @@
  * --peak) and, as a second denominator, by the best bf16 rate cuBLASLt reached in part (a).
  */
 import { GPT, gptConfig, gptParamCount } from '../models/index.ts';
-import { AdamW, crossEntropy, manualSeed, nn, noGrad, type Tensor, tensor, tidy } from '../src/index.ts';
+import { AdamW, copyInPlace, crossEntropy, manualSeed, nn, noGrad, type Tensor, tensor, tidy } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { graphedStep } from './graphed_step.ts';
 import { median } from './timing.ts';
 
 export interface GptResult {
@@ -43,8 +44,11 @@ export interface GptBenchStep {
   dispose(): void;
 }
 
-/** Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing. */
-export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' = '124M'): GptBenchStep {
+/**
+ * Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing.
+ * `graph`: forward and backward replay a CUDA graph (bench/graphed_step.ts) on static inputs that each step's batch is copied into.
+ */
+export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' = '124M', graph = false): GptBenchStep {
   manualSeed(0);
   const config = gptConfig(size, { dtype: 'bf16', dropout: 0 });
   const model = nn.moduleToDevice(new GPT(config), DEV);
@@ -56,19 +60,33 @@ export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' =
     const next = Array.from({ length: batch * seq }, (_, i) => (i * 104729 + b * 7) % V);
     return noGrad(() => [tensor(ids, { dtype: 'i32', shape: [batch, seq], device: DEV }), tensor(next, { dtype: 'i64', device: DEV })]);
   });
+  const forwardBackward = (ids: Tensor, targets: Tensor) => {
+    const l = crossEntropy(model.forward(ids).reshape([batch * seq, V]), targets);
+    l.backward();
+    return l;
+  };
+  const input = graph ? batches[0].map((t) => noGrad(() => t.clone())) : [];
+  const graphed = graph ? graphedStep(() => forwardBackward(input[0], input[1]), optimizer, model.parameters()) : null;
   return {
     config,
-    step: (k, readLoss = false) =>
-      tidy(() => {
+    step: (k, readLoss = false) => {
+      if (graphed) {
+        batches[k % 2].forEach((t, i) => copyInPlace(input[i], t));
+        const l = graphed.step();
+        return readLoss ? l.item() : Number.NaN;
+      }
+      return tidy(() => {
         const [ids, targets] = batches[k % 2];
-        const l = crossEntropy(model.forward(ids).reshape([batch * seq, V]), targets);
-        l.backward();
+        const l = forwardBackward(ids, targets);
         optimizer.step();
         optimizer.zeroGrad();
         return readLoss ? l.item() : Number.NaN;
-      }),
+      });
+    },
     loss: () => tidy(() => crossEntropy(model.forward(batches[0][0]).reshape([batch * seq, V]), batches[0][1]).item()),
     dispose: () => {
+      graphed?.dispose();
+      for (const t of input) t.dispose();
       model.dispose();
       for (const [a, b] of batches) {
         a.dispose();
@@ -78,9 +96,9 @@ export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' =
   };
 }
 
-/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke). */
-export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M'): GptResult {
-  const g = gptBenchStep(batch, seq, size);
+/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke); `graph`: see gptBenchStep. */
+export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M', graph = false): GptResult {
+  const g = gptBenchStep(batch, seq, size, graph);
   let loss = Number.NaN;
   // Reading the loss synchronizes: not every step.
   const step = (k: number): void => {

@@ -11,29 +11,51 @@ import path from 'node:path';
 import { ResNet } from '../models/index.ts';
 import { crossEntropy, type DType, manualSeed, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { graphedStep } from './graphed_step.ts';
 import { median } from './timing.ts';
 
 export interface ResnetResult {
   ours: number;
+  /** Ours with forward and backward replayed as one CUDA graph (null: the capture failed; `graphNote` says why). */
+  oursGraphed: number | null;
+  graphNote: string;
   torch: number | null;
   torchNote: string;
 }
 
-/** The model, optimizer and one fixed batch that oursImagesPerS times (bench/gpu_profile.ts times its ops). */
-export function resnetBenchStep(dtype: DType, batch: number, depth: 18 | 34 | 50 | 101 | 152 = 101): { step(): void; dispose(): void } {
+/**
+ * The model, optimizer and one fixed batch that oursImagesPerS times (bench/gpu_profile.ts times its ops);
+ * `graph`: forward and backward replay a CUDA graph (bench/graphed_step.ts).
+ */
+export function resnetBenchStep(
+  dtype: DType,
+  batch: number,
+  depth: 18 | 34 | 50 | 101 | 152 = 101,
+  graph = false,
+): { step(): void; dispose(): void } {
   manualSeed(0);
   const model = nn.moduleToDevice(new ResNet(depth, { numClasses: 10, dtype }), DEV);
   const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
   const x = noGrad(() => tidy(() => randn([batch, 3, 32, 32]).to(dtype).to(DEV)));
   const y = tensor(Array.from({ length: batch }, (_, i) => i % 10), { dtype: 'i64', device: DEV });
+  const forwardBackward = () => {
+    const l = crossEntropy(model.forward(x), y);
+    l.backward();
+    return l;
+  };
+  const graphed = graph ? graphedStep(forwardBackward, opt, model.parameters()) : null;
   return {
-    step: () =>
-      tidy(() => {
-        crossEntropy(model.forward(x), y).backward();
-        opt.step();
-        opt.zeroGrad();
-      }),
+    step: () => {
+      if (graphed) graphed.step();
+      else
+        tidy(() => {
+          forwardBackward();
+          opt.step();
+          opt.zeroGrad();
+        });
+    },
     dispose: () => {
+      graphed?.dispose();
       model.dispose();
       x.dispose();
       y.dispose();
@@ -41,8 +63,8 @@ export function resnetBenchStep(dtype: DType, batch: number, depth: 18 | 34 | 50
   };
 }
 
-function oursImagesPerS(dtype: DType, batch: number, steps: number): number {
-  const r = resnetBenchStep(dtype, batch);
+function oursImagesPerS(dtype: DType, batch: number, steps: number, graph = false): number {
+  const r = resnetBenchStep(dtype, batch, 101, graph);
   try {
     for (let k = 0; k < 2; k++) r.step();
     const times: number[] = [];
@@ -85,10 +107,19 @@ export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16')
   } catch (e) {
     failure = e;
   }
+  let oursGraphed: number | null = null;
+  let graphNote = 'CUDA graph';
+  if (failure === null) {
+    try {
+      oursGraphed = oursImagesPerS(dtype, batch, steps, true);
+    } catch (e) {
+      graphNote = `CUDA graph failed: ${String((e as Error).message ?? e).slice(0, 300)}`;
+    }
+  }
   const t = torchImagesPerS(dtype, batch, steps);
   if (failure !== null) {
     console.log(`(c) PyTorch alone: ${t.value?.toFixed(0) ?? 'n/a'} img/s (${t.note})`);
     throw failure;
   }
-  return { ours, torch: t.value, torchNote: t.note };
+  return { ours, oursGraphed, graphNote, torch: t.value, torchNote: t.note };
 }

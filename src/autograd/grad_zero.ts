@@ -9,6 +9,7 @@
  * after a zero-grad overwrites, and writes made between two passes (an all-reduce, clipping, a
  * deferred weight-gradient job) never meet a stale mark.
  */
+import { graphCaptureDevice } from '../tensor/capture_state.ts';
 import type { Storage } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -35,6 +36,8 @@ export function markGradZero(grad: Tensor): void {
 
 /** True while `grad` is known to hold zeros: marked in this epoch, not written since, same memory. */
 export function isGradZero(grad: Tensor): boolean {
+  // A captured backward adds: its replays follow whatever zeroing happens between them.
+  if (graphCaptureDevice() !== null) return false;
   const m = marks.get(grad);
   return m !== undefined && m.epoch === epoch && !grad.disposed && m.storage === grad.storage && m.offset === grad.offset;
 }

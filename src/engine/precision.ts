@@ -18,6 +18,7 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { cast, div, mul } from '../ops/elementwise.ts';
 import type { GradSquares } from '../optim/grad_squares.ts';
+import { refuseInCapture } from '../tensor/capture_state.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineConfig } from './config_types.ts';
@@ -55,7 +56,10 @@ export class Precision {
   /** What backward differentiates: `loss / gas`, times the loss scale (in f32) under fp16. */
   lossForBackward(loss: Tensor, gas: number): Tensor {
     const scale = this.scaler.lossScale;
-    if (this.dtype === 'f16' && scale !== 1) return mul(loss.dtype === 'f16' ? cast(loss, 'f32') : loss, scale / gas);
+    if (this.dtype === 'f16' && scale !== 1) {
+      if (this.scaler.dynamic) refuseInCapture('fp16 dynamic loss scaling', 'the graph would keep this loss scale while the scaler changes it; use bf16 or a static loss_scale');
+      return mul(loss.dtype === 'f16' ? cast(loss, 'f32') : loss, scale / gas);
+    }
     return gas > 1 ? div(loss, gas) : loss;
   }
 

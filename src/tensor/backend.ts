@@ -4,6 +4,7 @@
  * an error naming it, instead of handing device memory to a CPU loop.
  */
 import { type Native, native } from '../native.ts';
+import { graphCaptureDevice, refuseInCapture } from './capture_state.ts';
 import { fmt } from './shape.ts';
 import type { Device } from './storage.ts';
 
@@ -55,9 +56,21 @@ export function deviceOf(op: string, ...tensors: (Placed | null | undefined)[]):
   return dev ?? 'cpu';
 }
 
+/** During a CUDA graph's capture: CPU kernels would run once, at capture, and never at replay. */
+const cpuRefused: Native = new Proxy({} as Native, {
+  get(_, name: string) {
+    return () =>
+      refuseInCapture(
+        `CPU kernel ${name}`,
+        'a graph replays device work only; move this work out of the captured function or onto the device',
+      );
+  },
+});
+
 /** The kernel table for tensors on `device`. */
 export function kernelsOn(device: Device): Native {
-  return device === 'cpu' ? native : cudaKernels;
+  if (device !== 'cpu') return cudaKernels;
+  return graphCaptureDevice() === null ? native : cpuRefused;
 }
 
 /** True when the kernel table for `device` says `flag` (a capability the addon sets to true, e.g. layerNormGradInto). */

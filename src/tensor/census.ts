@@ -9,10 +9,11 @@ import { native } from '../native.ts';
 /**
  * What a census entry counts. `kernel`: our launches (MT_LAUNCH); `library`: cuBLASLt, cuDNN and
  * CUB calls; `memcpy`, `memset`: runtime copies and fills; `malloc`: allocator misses that reach
- * cudaMalloc; `sync`: explicit synchronizations; `note`: a remark on the launch counted beside it
+ * cudaMalloc; `graph`: replays of a CUDA graph (one host call for all of its nodes, cuda_graph.ts);
+ * `sync`: explicit synchronizations; `note`: a remark on the launch counted beside it
  * (a matmul packing an operand), not a launch itself.
  */
-export type CensusKind = 'kernel' | 'library' | 'memcpy' | 'memset' | 'malloc' | 'sync' | 'note';
+export type CensusKind = 'kernel' | 'library' | 'memcpy' | 'memset' | 'graph' | 'malloc' | 'sync' | 'note';
 
 /** One call site's totals. */
 export interface CensusEntry {
@@ -44,6 +45,7 @@ export interface CensusTotals {
   library: number;
   memcpy: number;
   memset: number;
+  graph: number;
   malloc: number;
   sync: number;
   deviceOps: number;
@@ -85,7 +87,7 @@ export function cudaCensus<T>(fn: () => T, opts: { timing?: boolean } = {}): { r
  * censusTotals(cudaCensus(step).entries).deviceOps;
  */
 export function censusTotals(entries: CensusEntry[]): CensusTotals {
-  const t: CensusTotals = { kernel: 0, library: 0, memcpy: 0, memset: 0, malloc: 0, sync: 0, deviceOps: 0 };
+  const t: CensusTotals = { kernel: 0, library: 0, memcpy: 0, memset: 0, graph: 0, malloc: 0, sync: 0, deviceOps: 0 };
   for (const e of entries) {
     if (e.kind === 'note') continue;
     t[e.kind] += e.count;

@@ -69,6 +69,8 @@ export interface CudaAllocatorStats {
   reservedBytes: number;
   hits: number;
   misses: number;
+  /** Free blocks that CUDA graphs hold for their replays (cuda_graph.ts): not reusable until the graph is disposed. */
+  graphBytes: number;
 }
 
 function cudaOrdinal(device: Device, where: string): number {

@@ -9,10 +9,11 @@
  */
 import { native } from '../native.ts';
 import * as k from '../ops/kernels.ts';
+import { graphCaptureDevice } from './capture_state.ts';
 import type { Device } from './storage.ts';
 import type { Tensor } from './tensor.ts';
 
-interface PendingCheck {
+export interface PendingCheck {
   /** The device flag (i64 [1]). */
   flag: Tensor;
   /** The checked indices (an alias kept alive until the check is read). */
@@ -36,7 +37,20 @@ export function deferIndexCheck(flag: Tensor, ids: Tensor, message: PendingCheck
   flag.kept = true;
   ids.kept = true;
   pending.push({ flag, ids, message });
-  if (pending.length > MAX_PENDING) flushDeviceChecks();
+  // Reading synchronizes, which a graph's capture cannot; the capture takes its checks instead.
+  if (pending.length > MAX_PENDING && graphCaptureDevice() === null) flushDeviceChecks();
+}
+
+/** Internal (cuda_graph.ts): the pending checks, handed over; none stay pending. */
+export function takePendingChecks(): PendingCheck[] {
+  const taken = pending;
+  pending = [];
+  return taken;
+}
+
+/** Internal (cuda_graph.ts): registers a captured check again after a replay rewrote its flag (the check keeps its own tensors). */
+export function deferCheckAgain(c: PendingCheck): void {
+  deferIndexCheck(c.flag.alias(), c.ids.alias(), c.message);
 }
 
 function readI64(t: Tensor, index: number): number {

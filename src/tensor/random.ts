@@ -3,6 +3,7 @@
  * [offset, offset + n) and advances the offset by n; element i of the result depends only on
  * (seed, offset + i), so a shard can generate exactly its slice of a full tensor's values.
  */
+import { refuseInCapture } from './capture_state.ts';
 
 export interface RngState {
   seed: number;
@@ -34,6 +35,10 @@ export function setRngState(s: RngState): void {
 
 /** Reserves `n` counters and returns (seed, first counter). */
 export function takeCounters(n: number): { seed: number; offset: number } {
+  refuseInCapture(
+    'a random op (dropout, rand, randn)',
+    'every replay would draw the same numbers; use dropout 0 or eval mode in the captured function, or run it eagerly',
+  );
   const out = { seed: state.seed, offset: state.offset };
   state.offset += n;
   return out;

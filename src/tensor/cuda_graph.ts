@@ -1,0 +1,124 @@
+/**
+ * CUDA graphs: capture the device work of a function once, then replay it with one host call.
+ * A training step issues about 1300 device ops (ResNet-101) at some 20 µs of host time each;
+ * replayed, the step costs one `cudaGraphLaunch`. The addon records the device's compute stream
+ * (native/cuda/cuda_graph.cc); the memory the capture allocates comes from a pool that only the
+ * graph uses, so its replays never overwrite a tensor allocated after it.
+ *
+ * What a replay does: exactly the device work the capture queued, on the same memory. So:
+ * - inputs are static: copy each new batch into the tensors the function read (`copyInto`);
+ *   the tensors it read must stay alive, in place;
+ * - outputs are static: `graph.output` holds the latest replay's values;
+ * - gradients are added into the `.grad` tensors that existed at capture (parameters without one
+ *   get theirs from the capture, overwritten by each replay): zero them in place between steps
+ *   (`zeroGrad({ setToNone: false })`, the engine's zeroGrad); `parameters` makes each replay
+ *   check that they are still the same tensors;
+ * - nothing on the host is repeated: CPU kernels and random ops are refused during the capture,
+ *   and so is anything that makes the host wait for the device (reading a value, a host copy);
+ *   embedding and cross-entropy index checks are re-armed by each replay.
+ * Run the function once eagerly first (PyTorch's warm-up): first-use work such as cuDNN plans
+ * and gradients' first allocation then happens outside the capture.
+ */
+
+import { native } from '../native.ts';
+import { graphCaptureDevice, setGraphCaptureDevice } from './capture_state.ts';
+import { checkDevice } from './device.ts';
+import { deferCheckAgain, flushDeviceChecks, type PendingCheck, takePendingChecks } from './device_checks.ts';
+import type { Device } from './storage.ts';
+import type { Tensor } from './tensor.ts';
+
+/** Options of captureCudaGraph. */
+export interface CudaGraphOptions {
+  /** The device whose compute stream is captured (default 'cuda:0'). */
+  device?: Device;
+  /** Parameters whose `.grad` the captured backward writes: each replay checks that they are still the tensors it writes into. */
+  parameters?: Iterable<Tensor>;
+}
+
+/** A captured graph: `replay()` queues its device work again; `output` is what the function returned. */
+export class CudaGraph<T> {
+  /** Nodes in the graph (kernels, library calls' kernels, copies): host calls that one replay saves. */
+  readonly nodes: number;
+  private id: number | null;
+
+  /** Internal: made by captureCudaGraph. */
+  constructor(
+    readonly device: Device,
+    /** The function's return value at capture; its tensors hold the latest replay's values. */
+    readonly output: T,
+    id: number,
+    nodes: number,
+    private readonly checks: PendingCheck[],
+    private readonly grads: [Tensor, Tensor | null][],
+  ) {
+    this.id = id;
+    this.nodes = nodes;
+  }
+
+  /** Queues the captured work on the device (no wait); returns `output`. */
+  replay(): T {
+    if (this.id === null) throw new Error('CudaGraph.replay: the graph was disposed');
+    this.grads.forEach(([p, g], i) => {
+      if (p.grad !== g || g?.disposed) {
+        throw new Error(
+          `CudaGraph.replay: parameter #${i} ${p}'s .grad is ${p.grad === null ? 'null' : 'another tensor'} since the capture, but the graph writes the gradient into the tensor it had then; zero gradients in place (zeroGrad({ setToNone: false })) or capture again`,
+        );
+      }
+    });
+    native.cudaGraphReplay(this.id);
+    for (const c of this.checks) deferCheckAgain(c);
+    return this.output;
+  }
+
+  /** Destroys the graph; its memory returns to the caching allocator (after queued replays). Idempotent. */
+  dispose(): void {
+    if (this.id === null) return;
+    native.cudaGraphRelease(this.id);
+    this.id = null;
+    for (const c of this.checks) {
+      c.flag.dispose();
+      c.ids.dispose();
+    }
+    this.checks.length = 0;
+  }
+}
+
+/**
+ * Captures the device work `fn` queues on `device` into a CUDA graph (nothing runs during the
+ * capture: `output`'s values come from the first replay).
+ * @example
+ * const x = randn([32, 784], { device: 'cuda:0' }), y = zeros([32], { dtype: 'i64', device: 'cuda:0' });
+ * step(x, y); // warm-up, eagerly
+ * const g = captureCudaGraph(() => { const l = crossEntropy(model.forward(x), y); l.backward(); return l; },
+ *   { parameters: model.parameters() });
+ * for (const [bx, by] of batches) { copyInto(bx, x); copyInto(by, y); g.replay(); opt.step(); opt.zeroGrad({ setToNone: false }); }
+ */
+export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {}): CudaGraph<T> {
+  const device = checkDevice(options.device ?? 'cuda:0', 'captureCudaGraph');
+  if (device === 'cpu') throw new Error("captureCudaGraph: CUDA graphs capture a CUDA device's work, got device 'cpu'");
+  if (typeof native.cudaGraphBegin !== 'function') throw new Error('captureCudaGraph: this addon was built without CUDA');
+  const outer = graphCaptureDevice();
+  if (outer !== null) throw new Error(`captureCudaGraph: a graph is already being captured on ${outer}; captures do not nest`);
+  const parameters = [...(options.parameters ?? [])];
+  // Pending checks read now: the capture cannot wait for the device.
+  flushDeviceChecks();
+  const id: number = native.cudaGraphBegin(Number(device.slice(5)));
+  setGraphCaptureDevice(device);
+  let output: T;
+  let nodes: number;
+  try {
+    output = fn();
+    setGraphCaptureDevice(null);
+    nodes = native.cudaGraphEnd(id);
+  } catch (e) {
+    setGraphCaptureDevice(null);
+    native.cudaGraphAbort(id);
+    for (const c of takePendingChecks()) {
+      c.flag.dispose();
+      c.ids.dispose();
+    }
+    throw new Error(`captureCudaGraph: the capture failed, nothing was kept: ${(e as Error).message}`, { cause: e });
+  }
+  const grads = parameters.filter((p) => p.requiresGrad).map((p): [Tensor, Tensor | null] => [p, p.grad]);
+  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads);
+}
