@@ -4,7 +4,7 @@
  * max-pool; `cifar: true` uses a 3x3/1 conv and no max-pool for 32x32 images.
  * State-dict keys: conv1, bn1, layer1.0.conv1, ..., layerN.0.downsample.{0,1}, fc.
  */
-import { add, type DType, flatten, relu, type Tensor } from '../src/index.ts';
+import { type DType, flatten, type Tensor } from '../src/index.ts';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, init, Linear, MaxPool2d, Module, Sequential } from '../src/nn/index.ts';
 
 export interface ResNetOptions {
@@ -47,6 +47,10 @@ function bn(ctx: Ctx, c: number): BatchNorm2d {
   return new BatchNorm2d(c, { dtype: ctx.dtype });
 }
 
+// Every ReLU follows a batch norm (at a block's end, after the shortcut is added): fused into it
+// on CUDA, the separate ops elsewhere (BatchNorm2d.forward's second argument).
+const RELU = { relu: true } as const;
+
 /** Two 3x3 convs (ResNet 18/34) plus the shortcut. */
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
@@ -67,8 +71,9 @@ export class BasicBlock extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    return relu(add(out, this.downsample ? this.downsample.forward(x) : x));
+    const out = this.conv2.forward(this.bn1.forward(this.conv1.forward(x), RELU));
+    const shortcut = this.downsample ? this.downsample.forward(x) : x;
+    return this.bn2.forward(out, { relu: true, residual: shortcut });
   }
 }
 
@@ -97,10 +102,10 @@ export class Bottleneck extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    let out = relu(this.bn1.forward(this.conv1.forward(x)));
-    out = relu(this.bn2.forward(this.conv2.forward(out)));
-    out = this.bn3.forward(this.conv3.forward(out));
-    return relu(add(out, this.downsample ? this.downsample.forward(x) : x));
+    let out = this.bn1.forward(this.conv1.forward(x), RELU);
+    out = this.conv3.forward(this.bn2.forward(this.conv2.forward(out), RELU));
+    const shortcut = this.downsample ? this.downsample.forward(x) : x;
+    return this.bn3.forward(out, { relu: true, residual: shortcut });
   }
 }
 
@@ -166,7 +171,7 @@ export class ResNet extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = this.bn1.forward(this.conv1.forward(x), RELU);
     if (this.maxpool) h = this.maxpool.forward(h);
     for (const layer of this.layers) h = layer.forward(h);
     return this.fc.forward(flatten(this.avgpool.forward(h), 1));

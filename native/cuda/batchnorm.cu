@@ -9,6 +9,8 @@
 //     moments), writes the statistics or weight/bias gradients and the per-channel coefficients;
 //  3. apply: y = a·x + b (forward) or gx = a·gy + b·x + d (backward), the same tiling as 1.
 // No atomics: repeated runs are bit-identical. Reference: native/cpu/batchnorm.cc.
+// ReLU fused in (ResNet): the apply pass writes relu(y), or relu(y + residual), rounding where the
+// separate ops would; backward masks gy by the saved output y > 0 as it reads it, in both passes.
 // Weight and bias (W) are the statistics' type or, for 16-bit x, x's own: read exactly, and the
 // gradients rounded to the statistics' type first, then to W — what a cast before and after gives.
 #include "cuda/common.cuh"
@@ -116,6 +118,36 @@ __device__ __forceinline__ void channelSums(double (&v)[N], double* buf, const T
 
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Spelled-out roundings for the apply passes: their fused and plain forms must round alike bit
+// for bit, which a compiler's own choice of which product to contract would not promise.
+__device__ __forceinline__ float fmaRn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fmaRn(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+// v rounded to T and read back: what storing the separate op's output and loading it gives.
+template <typename T, typename A>
+__device__ __forceinline__ A rounded(A v) {
+  if constexpr (std::is_same_v<T, cu::bf16> || std::is_same_v<T, cu::f16>) {
+    T r;
+    cu::st(&r, v);
+    return cu::ld(&r);
+  } else {
+    return v;
+  }
+}
+
+// The apply pass's epilogue: none, ReLU, or the residual added (rounded) then ReLU.
+enum Epilogue { kPlain, kRelu, kAddRelu };
+
+// gy at i, or (Mask) ReLU's gradient of it: gy where the fused output y is positive, else 0
+// (reluBackward's test: NaN and -0 outputs pass nothing).
+template <bool Mask, typename T>
+__device__ __forceinline__ typename cu::Acc<T>::type gradAt(const T* gy, const T* y, int64_t i) {
+  using A = typename cu::Acc<T>::type;
+  const A g = cu::ld(gy + i);
+  if constexpr (Mask) return cu::ld(y + i) > A(0) ? g : A(0);
+  return g;
+}
+
 // Calls f(offset) for each of this thread's elements of chunk k.
 template <typename F>
 __device__ __forceinline__ void forTile(const Tiling& t, const Lane& l, int64_t k, F&& f) {
@@ -214,26 +246,37 @@ __global__ void statsFinishKernel(Tiling t, const double* part, const W* weight,
   coef[C + c] = Stat<T>((bias ? double(cu::ld(bias + c)) : 0.0) - mu * scale);
 }
 
-template <typename T>
-__global__ void normalizeKernel(const T* x, T* y, Tiling t, const Stat<T>* coef) {
+// y = a·x + b per channel, then the epilogue E (res: the residual, dense in x's layout).
+template <typename T, int E>
+__global__ void normalizeKernel(const T* x, T* y, Tiling t, const Stat<T>* coef, const T* res) {
   using A = typename cu::Acc<T>::type;
   const int64_t k = blockIdx.x / t.groups;
   const Lane l = laneOf(t, blockIdx.x % t.groups);
   if (!l.active) return;
   const A a = A(coef[l.c]), d = A(coef[t.C + l.c]);
-  forTile(t, l, k, [&](int64_t i) { cu::st(y + i, a * cu::ld(x + i) + d); });
+  forTile(t, l, k, [&](int64_t i) {
+    const A v = fmaRn(a, cu::ld(x + i), d);
+    if constexpr (E == kPlain) {
+      cu::st(y + i, v);
+    } else {
+      A z = rounded<T>(v);
+      if constexpr (E == kAddRelu) z = rounded<T>(z + cu::ld(res + i));
+      cu::st(y + i, z > A(0) ? z : A(0));
+    }
+  });
 }
 
-// part[(k * C + c) * 2 + {0, 1}] = Σ gy and Σ gy·(x − mean) over chunk k of channel c.
-template <typename T>
-__global__ void gradSumsKernel(const T* gy, const T* x, const Stat<T>* mean, Tiling t, double* part) {
+// part[(k * C + c) * 2 + {0, 1}] = Σ gy and Σ gy·(x − mean) over chunk k of channel c; gy masked
+// by y > 0 when Mask (the fused ReLU's gradient).
+template <typename T, bool Mask>
+__global__ void gradSumsKernel(const T* gy, const T* x, const Stat<T>* mean, Tiling t, double* part, const T* y) {
   __shared__ double buf[2 * kThreads];
   const int64_t k = blockIdx.x / t.groups;
   const Lane l = laneOf(t, blockIdx.x % t.groups);
   const double mu = l.active ? double(mean[l.c]) : 0.0;
   double s[2] = {0, 0};
   forTile(t, l, k, [&](int64_t i) {
-    const double g = double(cu::ld(gy + i));
+    const double g = double(gradAt<Mask>(gy, y, i));
     s[0] += g;
     s[1] += g * (double(cu::ld(x + i)) - mu);
   });
@@ -272,17 +315,25 @@ __global__ void gradFinishKernel(Tiling t, const double* part, const Stat<T>* me
   coef[2 * C + c] = Stat<T>(training ? kx * mu - a * sumGy / n : 0.0);
 }
 
-template <typename T>
-__global__ void gradInputKernel(const T* gy, const T* x, T* gx, Tiling t, const Stat<T>* coef, bool training) {
+// gx = a·gy + b·x + d (gx may be null: coef is then unset); Mask: gy masked by y > 0, and gres
+// (may be null) gets the masked gy: the residual's gradient.
+template <typename T, bool Mask>
+__global__ void gradInputKernel(const T* gy, const T* x, T* gx, Tiling t, const Stat<T>* coef, bool training,
+                                const T* y, T* gres) {
   using A = typename cu::Acc<T>::type;
   const int64_t k = blockIdx.x / t.groups;
   const Lane l = laneOf(t, blockIdx.x % t.groups);
   if (!l.active) return;
-  const A ca = A(coef[l.c]), cb = A(coef[t.C + l.c]), cd = A(coef[2 * t.C + l.c]);
-  if (training)
-    forTile(t, l, k, [&](int64_t i) { cu::st(gx + i, ca * cu::ld(gy + i) + cb * cu::ld(x + i) + cd); });
-  else
-    forTile(t, l, k, [&](int64_t i) { cu::st(gx + i, ca * cu::ld(gy + i) + cd); });
+  const A ca = gx ? A(coef[l.c]) : A(0), cb = gx ? A(coef[t.C + l.c]) : A(0), cd = gx ? A(coef[2 * t.C + l.c]) : A(0);
+  forTile(t, l, k, [&](int64_t i) {
+    const A g = gradAt<Mask>(gy, y, i);
+    if (Mask && gres) cu::st(gres + i, g);
+    if (!gx) return;
+    if (training)
+      cu::st(gx + i, fmaRn(ca, g, fmaRn(cb, cu::ld(x + i), cd)));
+    else
+      cu::st(gx + i, fmaRn(ca, g, cd));
+  });
 }
 
 void checkGeometry(const char* op, int64_t outer, int64_t C, int64_t inner) {
@@ -324,10 +375,12 @@ bool affineIsX(const char* op, int dtype, int affineDtype) {
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
                           bool training, double momentum, double eps, const CudaBnScratch& scratch, int affineDtype,
-                          int64_t* counter) {
+                          int64_t* counter, const CudaBnRelu& relu) {
   const char* op = "batchNormForward";
   checkGeometry(op, outer, C, inner);
   const bool wx = affineIsX(op, dtype, affineDtype);
+  if (relu.residual && !relu.relu) cu::fail("batchNormForward: a residual is added only before the fused ReLU");
+  const int epilogue = !relu.relu ? kPlain : relu.residual ? kAddRelu : kRelu;
   const int64_t count = outer * inner;
   if (training && count <= 1) cu::fail("batchNormForward: training needs more than one value per channel");
   if (!training && (!runMean || !runVar)) cu::fail("batchNormForward: evaluation needs running statistics");
@@ -359,8 +412,11 @@ void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t ou
     }
     cu::checkLaunch("batchNormForward (statistics)");
     if (blocks > 0) {
-      auto a = normalizeKernel<T>;
-      MT_LAUNCH(a, blocks, kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), t, coef);
+      auto a = epilogue == kPlain ? normalizeKernel<T, kPlain>
+               : epilogue == kRelu ? normalizeKernel<T, kRelu>
+                                   : normalizeKernel<T, kAddRelu>;
+      MT_LAUNCH(a, blocks, kThreads, 0, s, static_cast<const T*>(x), static_cast<T*>(y), t, coef,
+                static_cast<const T*>(relu.residual));
       cu::checkLaunch("batchNormForward (normalize)");
     }
   });
@@ -368,11 +424,13 @@ void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t ou
 
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training, const CudaBnScratch& scratch, int affineDtype) {
+                           bool training, const CudaBnScratch& scratch, int affineDtype, const CudaBnReluGrad& relu) {
   const char* op = "batchNormBackward";
   checkGeometry(op, outer, C, inner);
   const bool wx = affineIsX(op, dtype, affineDtype);
-  if (!gx && !gw && !gb) return;
+  if (relu.gResidual && !relu.y) cu::fail("batchNormBackward: the residual's gradient needs the fused output y");
+  const bool mask = relu.y != nullptr;
+  if (!gx && !gw && !gb && !relu.gResidual) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   const Tiling t = tilingOf(outer, C, inner);
@@ -382,10 +440,11 @@ void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, co
     double* part;
     S* coef;
     scratchFor(op, t, true, 3, scratch, &part, &coef);
+    const T* y = static_cast<const T*>(relu.y);
     if (blocks > 0) {
-      auto k = gradSumsKernel<T>;
+      auto k = mask ? gradSumsKernel<T, true> : gradSumsKernel<T, false>;
       MT_LAUNCH(k, blocks, kThreads, 0, s, static_cast<const T*>(gy), static_cast<const T*>(x),
-                static_cast<const S*>(mean), t, part);
+                static_cast<const S*>(mean), t, part, y);
       cu::checkLaunch("batchNormBackward (chunk sums)");
     }
     if (wx) {
@@ -398,10 +457,10 @@ void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, co
                 static_cast<const S*>(weight), static_cast<S*>(gw), static_cast<S*>(gb), training, gx ? coef : nullptr);
     }
     cu::checkLaunch("batchNormBackward (sums)");
-    if (gx && blocks > 0) {
-      auto g = gradInputKernel<T>;
+    if ((gx || relu.gResidual) && blocks > 0) {
+      auto g = mask ? gradInputKernel<T, true> : gradInputKernel<T, false>;
       MT_LAUNCH(g, blocks, kThreads, 0, s, static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<T*>(gx), t,
-                coef, training);
+                coef, training, y, static_cast<T*>(relu.gResidual));
       cu::checkLaunch("batchNormBackward (input gradient)");
     }
   });

@@ -223,8 +223,10 @@ DType affineOf(const Napi::CallbackInfo& info, size_t at, DType d) {
 
 // batchNormForward(dtype, xId, xOff, outId, outOff, outer, C, inner, weightId, weightOff,
 //                  biasId, biasOff, meanId, meanOff, invstdId, invstdOff, runMeanId, runMeanOff,
-//                  runVarId, runVarOff, training, momentum, eps[, affineDtype, counterId, counterOff])
-// (the optional tail: kernelsSay 'batchNormAffine16'; counter an i64 scalar, id 0 for none)
+//                  runVarId, runVarOff, training, momentum, eps[, affineDtype, counterId, counterOff
+//                  [, relu, residualId, residualOff]])
+// (the optional tail: kernelsSay 'batchNormAffine16'; counter an i64 scalar, id 0 for none; then
+// kernelsSay 'batchNormRelu': y = relu(bn(x) [+ residual]), residual dense in x's layout, id 0 for none)
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   ImageArgs a(info, "batchNormForward");
   const char* op = a.op;
@@ -245,19 +247,28 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   void* weight = a.optional(8, C, wd);
   void* bias = a.optional(10, C, wd);
   auto* counter = info.Length() > 24 ? static_cast<int64_t*>(a.optional(24, 1, DType::I64)) : nullptr;
+  CudaBnRelu relu;
+  if (info.Length() > 26) {
+    relu.relu = argBool(info, 26);
+    relu.residual = a.optional(27, n, d);
+    MT_CHECK(relu.relu || !relu.residual, op, ": a residual is added only before the fused ReLU (relu true)");
+  }
   const bool training = argBool(info, 20);
   MT_CHECK(mean && invstd, op, ": mean and invstd outputs are required");
   MT_CHECK(training || (runMean && runVar), op, ": evaluation needs running statistics");
   MT_CHECK(!training || outer * inner > 1, op, ": training needs more than one value per channel");
   CallScratch scratch(dev);
   cudaBatchNormForward(dev, int(d), x, y, outer, C, inner, weight, bias, mean, invstd, runMean, runVar, training,
-                       argNum(info, 21), argNum(info, 22), scratch.fn(), int(wd), counter);
+                       argNum(info, 21), argNum(info, 22), scratch.fn(), int(wd), counter, relu);
   return info.Env().Undefined();
 }
 
 // batchNormBackward(dtype, gradOutId, gradOutOff, xId, xOff, meanId, meanOff, invstdId,
 //                   invstdOff, weightId, weightOff, gradInId, gradInOff, gradWeightId,
-//                   gradWeightOff, gradBiasId, gradBiasOff, outer, C, inner, training[, affineDtype])
+//                   gradWeightOff, gradBiasId, gradBiasOff, outer, C, inner, training[, affineDtype
+//                   [, yId, yOff, gradResidualId, gradResidualOff]])
+// (kernelsSay 'batchNormRelu': y, the fused forward's output, masks gradOut where y <= 0, and
+// gradResidual, id 0 for none, gets the masked gradOut)
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   ImageArgs a(info, "batchNormBackward");
   const DType d = a.d;
@@ -274,9 +285,15 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   void* gx = a.optional(11, n, d);
   const DType wd = affineOf(info, 21, d);
   auto affine = [&](size_t idArg) { return a.optional(idArg, C, wd); };
+  CudaBnReluGrad relu;
+  if (info.Length() > 22) {
+    relu.y = a.optional(22, n, d);
+    relu.gResidual = info.Length() > 24 ? a.optional(24, n, d) : nullptr;
+    MT_CHECK(relu.y || !relu.gResidual, a.op, ": the residual's gradient needs the fused output y");
+  }
   CallScratch scratch(dev);
   cudaBatchNormBackward(dev, int(d), gy, x, mean, invstd, affine(9), gx, affine(13), affine(15), outer, C, inner,
-                        argBool(info, 20), scratch.fn(), int(wd));
+                        argBool(info, 20), scratch.fn(), int(wd), relu);
   return info.Env().Undefined();
 }
 
@@ -376,6 +393,8 @@ void registerCudaImage(Napi::Object cuda) {
   MT_EXPORT(cuda, "batchNormBackward", BatchNormBackward);
   // batchNormForward/Backward take the affine dtype (16-bit weight and bias) and the batch counter.
   cuda.Set("batchNormAffine16", Napi::Boolean::New(cuda.Env(), true));
+  // ... and the fused ReLU tail: relu(bn(x) [+ residual]) forward, the ReLU mask in backward.
+  cuda.Set("batchNormRelu", Napi::Boolean::New(cuda.Env(), true));
   MT_EXPORT(cuda, "maxPool2dForward", MaxPool2dForward);
   MT_EXPORT(cuda, "maxPool2dBackward", MaxPool2dBackward);
   MT_EXPORT(cuda, "adaptiveAvgPool2dForward", AdaptiveAvgPool2d<false>);

@@ -13,6 +13,20 @@ namespace mt {
 // the call it is passed to (bindings_image.cc: storages tagged 'other' from the caching allocator).
 using CudaBnScratch = std::function<void*(int64_t bytes)>;
 
+// ResNet's ReLU fused into batch norm (kernelsSay 'batchNormRelu'): with `relu`, the forward
+// writes relu(bn(x)), or relu(bn(x) + residual) with residual dense in x's layout and dtype,
+// rounding bn(x) and the sum to x's dtype as the separate ops do.
+struct CudaBnRelu {
+  bool relu = false;
+  const void* residual = nullptr;
+};
+// Its backward: with y (the fused forward's output) gy is masked where y is not positive in both
+// passes; gResidual (may be null) gets the masked gy, the residual's gradient.
+struct CudaBnReluGrad {
+  const void* y = nullptr;
+  void* gResidual = nullptr;
+};
+
 // x, y dense [outer, C, inner]. Writes y, mean and invstd (of the batch when training, of the
 // running statistics otherwise) and updates runMean/runVar in place when training (unbiased
 // variance, as PyTorch). weight, bias, runMean, runVar may be null (not when evaluating).
@@ -22,13 +36,14 @@ using CudaBnScratch = std::function<void*(int64_t bytes)>;
 void cudaBatchNormForward(int dev, int dtype, const void* x, void* y, int64_t outer, int64_t C, int64_t inner,
                           const void* weight, const void* bias, void* mean, void* invstd, void* runMean, void* runVar,
                           bool training, double momentum, double eps, const CudaBnScratch& scratch, int affineDtype,
-                          int64_t* counter);
+                          int64_t* counter, const CudaBnRelu& relu = {});
 // Writes (never accumulates) whichever of gx, gw, gb is not null; weight, gw and gb are of dtype
 // code affineDtype (as the forward's), the gradients rounded to the statistics' dtype first, so
 // 16-bit ones equal an f32 gradient cast afterwards bit for bit.
 void cudaBatchNormBackward(int dev, int dtype, const void* gy, const void* x, const void* mean, const void* invstd,
                            const void* weight, void* gx, void* gw, void* gb, int64_t outer, int64_t C, int64_t inner,
-                           bool training, const CudaBnScratch& scratch, int affineDtype);
+                           bool training, const CudaBnScratch& scratch, int affineDtype,
+                           const CudaBnReluGrad& relu = {});
 
 // Pooling geometry; strides are element strides of the logical [N, C, H, W] (or [N, C, OH, OW]).
 struct CudaPoolShape {

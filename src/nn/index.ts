@@ -14,7 +14,7 @@ export * as init from './init.ts';
 export { withoutInit } from './init.ts';
 export { Linear, type LinearOptions } from './linear.ts';
 export { type ForwardHook, type ForwardPreHook, type LoadResult, Module, type NamedOptions, type ParamGradHook, type RemovableHandle } from './module.ts';
-export { BatchNorm2d, type BatchNormOptions, LayerNorm, type LayerNormOptions } from './norm.ts';
+export { BatchNorm2d, type BatchNormOptions, type BatchNormRelu, LayerNorm, type LayerNormOptions } from './norm.ts';
 export { AdaptiveAvgPool2d, MaxPool2d } from './pool.ts';
 export { Flatten, Identity } from './shape.ts';
 export { moduleToDevice } from './to_device.ts';

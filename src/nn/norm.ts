@@ -1,5 +1,5 @@
 /** Normalization layers: BatchNorm2d (with running statistics) and LayerNorm. */
-import { batchNorm2d } from '../ops/batchnorm.ts';
+import { batchNorm2d, batchNorm2dRelu } from '../ops/batchnorm.ts';
 import { ones, zeros } from '../ops/create.ts';
 import { layerNorm } from '../ops/nn.ts';
 import { statDType } from '../ops/nn_util.ts';
@@ -19,13 +19,22 @@ export interface BatchNormOptions {
   dtype?: DType;
 }
 
+/** A ReLU after batch norm, with a residual added before it (`batchNorm2dRelu`: fused on CUDA). */
+export interface BatchNormRelu {
+  relu: true;
+  /** ResNet's shortcut, added to the normalized values before the ReLU. */
+  residual?: Tensor | null;
+}
+
 /**
  * Batch normalization over the channels of [N, C, H, W]. Parameters `weight` (ones) and `bias`
  * (zeros); buffers `running_mean`, `running_var` and `num_batches_tracked` (tagged 'other'),
- * updated in place by each training forward, as PyTorch does.
+ * updated in place by each training forward, as PyTorch does. `forward(x, { relu: true })`
+ * applies a ReLU after it (and adds `residual` first), fused into batch norm's kernels on CUDA.
  * @example
  * const bn = new BatchNorm2d(64);
  * const y = bn.forward(x);        // training: batch statistics, running stats updated
+ * const h = bn.forward(x, { relu: true, residual: shortcut });   // relu(bn(x) + shortcut)
  * bn.eval(); bn.forward(x);       // evaluation: running statistics
  */
 export class BatchNorm2d extends Module {
@@ -58,15 +67,18 @@ export class BatchNorm2d extends Module {
     }
   }
 
-  override forward(x: Tensor): Tensor {
+  override forward(x: Tensor, then?: BatchNormRelu): Tensor {
+    if (then !== undefined && then?.relu !== true) throw new Error('BatchNorm2d.forward: the second argument must be { relu: true, residual? }');
     const useBatchStats = this.training || this.runningMean === null;
     // The op counts the batch on the device (in its statistics launch on CUDA).
-    return batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+    const opts = {
       training: useBatchStats,
       momentum: this.momentum,
       eps: this.eps,
       numBatchesTracked: this.training ? this.numBatchesTracked : null,
-    });
+    };
+    if (!then) return batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, opts);
+    return batchNorm2dRelu(x, this.runningMean, this.runningVar, this.weight, this.bias, { ...opts, residual: then.residual });
   }
 
   protected override extraRepr(): string {

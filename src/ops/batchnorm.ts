@@ -2,6 +2,7 @@
  * Batch normalization over the channels of [N, C, H, W] activations (PyTorch's batch_norm):
  * training normalizes with the batch statistics and updates the running ones in place;
  * evaluation normalizes with the running statistics. Channels-last inputs stay channels-last.
+ * batchNorm2dRelu adds ResNet's ReLU (and residual) after it, fused into the kernels on CUDA.
  */
 
 import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
@@ -10,8 +11,9 @@ import { fmt } from '../tensor/shape.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
+import { add, relu } from './elementwise.ts';
 import * as k from './kernels.ts';
-import { asLayoutOf, checkImage, prefersChannelsLast } from './nchw.ts';
+import { asLayoutOf, checkImage, prefersChannelsLast, sameLayout } from './nchw.ts';
 import { statDType } from './nn_util.ts';
 
 export interface BatchNormOptions {
@@ -90,6 +92,58 @@ export function batchNorm2d(
   bias: Tensor | null,
   opts: BatchNormOptions,
 ): Tensor {
+  return normalize(x, runningMean, runningVar, weight, bias, opts, null);
+}
+
+export interface BatchNormReluOptions extends BatchNormOptions {
+  /** Added to the normalized values before the ReLU (ResNet's shortcut): x's shape, dtype and device. */
+  residual?: Tensor | null;
+}
+
+/**
+ * relu(batchNorm2d(x, ...) + residual), the residual optional: ResNet's BN → ReLU and, at a
+ * block's end, BN → add → ReLU. On CUDA (native flag batchNormRelu) one op: batch norm's own
+ * launches write the ReLU's output, rounded where the separate ops round (bit for bit theirs),
+ * and its backward masks the incoming gradient by output > 0 inside batch norm's passes, from the
+ * saved output as ReLU's own backward would. Elsewhere, or with a residual in another layout than
+ * x's, the separate ops run.
+ * @example
+ * const h = batchNorm2dRelu(x, runMean, runVar, gamma, beta, { training: true });
+ * const out = batchNorm2dRelu(y, rm, rv, g2, b2, { training: true, residual: h });
+ */
+export function batchNorm2dRelu(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  opts: BatchNormReluOptions,
+): Tensor {
+  const residual = opts?.residual ?? null;
+  if (fusable(x, residual)) return normalize(x, runningMean, runningVar, weight, bias, opts, { residual });
+  const y = batchNorm2d(x, runningMean, runningVar, weight, bias, opts);
+  return relu(residual ? add(y, residual) : y);
+}
+
+/** The fused kernels take x dense (NCHW or channels-last) and the residual in x's very layout. */
+function fusable(x: Tensor, r: Tensor | null): boolean {
+  if (x.device === 'cpu' || !kernelsSay(x.device, 'batchNormRelu') || !kernelsSay(x.device, 'batchNormAffine16')) return false;
+  const dense = (t: Tensor) => t.isContiguous || prefersChannelsLast(t);
+  if (!dense(x)) return false;
+  if (!r) return true;
+  return r.device === x.device && r.dtype === x.dtype && dense(r) && sameLayout(r, x);
+}
+
+/** What batchNorm2d does, with the ReLU (and the residual) fused in when `fuse` is given. */
+function normalize(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  opts: BatchNormOptions,
+  fuse: { residual: Tensor | null } | null,
+): Tensor {
   checkImage(x, 'batchNorm2d');
   const dev = deviceOf('batchNorm2d', x, runningMean, runningVar, weight, bias, opts?.numBatchesTracked);
   const kern = kernelsOn(dev);
@@ -132,7 +186,8 @@ export function batchNorm2d(
   const id = (t: Tensor | null) => (t ? t.id : 0);
   const off = (t: Tensor | null) => (t ? t.offset : 0);
   const counter = opts.training ? (opts.numBatchesTracked ?? null) : null;
-  const tail = direct ? [dtypeCode(A), id(counter), off(counter)] : [];
+  const res = fuse?.residual ?? null;
+  const tail = direct ? [dtypeCode(A), id(counter), off(counter), ...(fuse ? [true, id(res), off(res)] : [])] : [];
   kern.batchNormForward(
     dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
     id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
@@ -145,23 +200,29 @@ export function batchNorm2d(
     if (rv && runningVar && rv !== runningVar) k.copyInto(rv, runningVar);
   }
   const training = opts.training;
-  const result = record('batchNorm2d', [x, weight, bias], out, (node) => {
+  const inputs = res ? [x, weight, bias, res] : [x, weight, bias];
+  const result = record(fuse ? 'batchNorm2dRelu' : 'batchNorm2d', inputs, out, (node) => {
     const sx = node.save(xs);
     const sMean = node.save(mean);
     const sInvstd = node.save(invstd);
     const sw = w ? node.save(w) : null;
+    // The ReLU's mask comes from the output, as relu's backward takes it: nothing else is kept.
+    const sy = fuse ? node.save(out) : null;
     return (g) => {
       const gs = asLayoutOf(g, sx);
       const gx = x.requiresGrad ? k.emptyLike(sx) : null;
       const gw = weight?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       const gb = bias?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
+      const gr = res?.requiresGrad ? k.emptyLike(sx) : null;
+      const reluTail = sy ? [sy.id, sy.offset, id(gr), off(gr)] : [];
       kern.batchNormBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
         sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
-        outer, C, inner, training, ...(direct ? [dtypeCode(A)] : []),
+        outer, C, inner, training, ...(direct ? [dtypeCode(A), ...reluTail] : []),
       );
       if (gs !== g) gs.dispose();
-      return [gx, castTo(gw, weight), castTo(gb, bias)];
+      const grads = [gx, castTo(gw, weight), castTo(gb, bias)];
+      return res ? [...grads, gr] : grads;
     };
   });
   for (const t of owned) t.dispose();
