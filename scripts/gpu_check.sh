@@ -247,6 +247,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:bn_pool 60 node --import tsx bench/gpu_bn_pool.ts $size
   # ResNet-101 bf16 step now vs with BN's weight casts and the 3x3 filter copies back (flags masked): device ops and ms.
   step bench:resnet_copies 90 node --import tsx bench/gpu_resnet_copies.ts $size
+  # ResNet-101 bf16 step with ReLU and residual add fused into batch norm vs the separate ops (batchNormRelu masked).
+  step bench:resnet_bn_relu 90 node --import tsx bench/gpu_resnet_copies.ts --flags batchNormRelu $size
   # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms.
   step bench:sgd_multi 60 node --import tsx bench/gpu_sgd_multi.ts $size
   # ncu's own time per kernel (gpu__time_duration.sum, clocks and caches left alone) of one GPT-2 124M

@@ -127,7 +127,7 @@ export function batchNorm2dRelu(
 
 /** The fused kernels take x dense (NCHW or channels-last) and the residual in x's very layout. */
 function fusable(x: Tensor, r: Tensor | null): boolean {
-  if (x.device === 'cpu' || !kernelsSay(x.device, 'batchNormRelu') || !kernelsSay(x.device, 'batchNormAffine16')) return false;
+  if (x.device === 'cpu' || !kernelsSay(x.device, 'batchNormRelu')) return false;
   const dense = (t: Tensor) => t.isContiguous || prefersChannelsLast(t);
   if (!dense(x)) return false;
   if (!r) return true;
@@ -187,7 +187,10 @@ function normalize(
   const off = (t: Tensor | null) => (t ? t.offset : 0);
   const counter = opts.training ? (opts.numBatchesTracked ?? null) : null;
   const res = fuse?.residual ?? null;
-  const tail = direct ? [dtypeCode(A), id(counter), off(counter), ...(fuse ? [true, id(res), off(res)] : [])] : [];
+  // The fused ReLU's arguments follow the affine dtype and counter (f32 weights and no counter
+  // when batchNormAffine16 is masked: bench/gpu_resnet_copies.ts).
+  const affineTail = direct || fuse ? [dtypeCode(A), direct ? id(counter) : 0, direct ? off(counter) : 0] : [];
+  const tail = [...affineTail, ...(fuse ? [true, id(res), off(res)] : [])];
   kern.batchNormForward(
     dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
     id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
@@ -218,7 +221,7 @@ function normalize(
       kern.batchNormBackward(
         dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
         sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
-        outer, C, inner, training, ...(direct ? [dtypeCode(A), ...reluTail] : []),
+        outer, C, inner, training, ...(direct || fuse ? [dtypeCode(A), ...reluTail] : []),
       );
       if (gs !== g) gs.dispose();
       const grads = [gx, castTo(gw, weight), castTo(gb, bias)];

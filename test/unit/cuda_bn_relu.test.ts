@@ -140,6 +140,19 @@ if (!cudaIsAvailable()) {
     fused.out.forEach((t, i) => same(`mixed layouts: ${NAMES[i]}`, mixed.out[i], t));
   });
 
+  test('fused with batchNormAffine16 masked (f32 copies of 16-bit weights, the counter apart) still equals the separate ops', () => {
+    const a = inputs([6, 40, 3, 3], 'bf16', true, true);
+    const plain = run(a, true, false);
+    const saved = cuda.batchNormAffine16;
+    cuda.batchNormAffine16 = false;
+    try {
+      const fused = run(a, true, true);
+      fused.out.forEach((t, i) => same(`affine16 masked: ${NAMES[i]}`, t, plain.out[i]));
+    } finally {
+      cuda.batchNormAffine16 = saved;
+    }
+  });
+
   test('a gradient only for the residual, or none for it', () => {
     const a = inputs([3, 5, 4, 6], 'f32', false, true);
     const residualGrad = (flag: boolean) => {
