@@ -117,7 +117,7 @@ if (only.has('d')) {
 }
 
 console.log('\nbench/gpu summary');
-for (const r of rows) console.log(`${r.part.padEnd(24)}${r.status.padEnd(9)}${r.key}`);
+for (const r of rows) console.log(`${r.part.padEnd(34)}${r.status.padEnd(9)}${r.key}`);
 // One line last, for gpu_check's table: the largest bf16 matmul, GPT, ResNet and NCCL.
 const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix) && !r.part.endsWith('CUDA graph')).pop();
 const graphedGpt = rows.find((r) => r.part.startsWith('GPT') && r.part.endsWith('CUDA graph'));
