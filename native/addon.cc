@@ -6,6 +6,7 @@
 namespace mt {
 void registerCudaEmuChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/checks.cu (test tool)
 void registerCudaEmuApiCounts(Napi::Object exports);  // cuda/emu/api_counts.cc (test tool)
+void registerCudaEmuGraphChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/graph_checks.cu (test tool)
 }
 #endif
 
@@ -35,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef MESHTRAIN_CUDA_EMU
   mt::registerCudaEmuChecks(env, exports);
   mt::registerCudaEmuApiCounts(exports);
+  mt::registerCudaEmuGraphChecks(env, exports);
 #endif
   return exports;
 }

@@ -3,6 +3,9 @@
 #include <dlfcn.h>
 #include <mutex>
 #include "cuda/dynlib.h"
+#ifdef MESHTRAIN_CUDA_EMU
+#include <cuda_runtime_api.h>  // mtEmuCaptureHook (emu/graph.cc)
+#endif
 #include "util/check.h"
 
 namespace mt {
@@ -74,6 +77,10 @@ void load() {
     bind(a.forward, s.lib, "cudnnConvolutionForward");
     bind(a.backwardData, s.lib, "cudnnConvolutionBackwardData");
     bind(a.backwardFilter, s.lib, "cudnnConvolutionBackwardFilter");
+#ifdef MESHTRAIN_CUDA_EMU
+    // The reference cuDNN records calls on capturing streams through the emulated runtime.
+    reinterpret_cast<void (*)(decltype(&mtEmuCaptureHook))>(cudaLibSymbol(s.lib, "libcudnn", "mtEmuSetCaptureHook"))(&mtEmuCaptureHook);
+#endif
     s.ok = true;
   } catch (const std::exception& e) {
     s.error = e.what();

@@ -3,6 +3,9 @@
 #include <dlfcn.h>
 #include <mutex>
 #include "cuda/dynlib.h"
+#ifdef MESHTRAIN_CUDA_EMU
+#include <cuda_runtime_api.h>  // mtEmuCaptureHook (emu/graph.cc)
+#endif
 #include "util/check.h"
 
 namespace mt {
@@ -61,6 +64,10 @@ void loadCublasLt() {
     bind(a.preferenceDestroy, s.lib, what, "cublasLtMatmulPreferenceDestroy");
     bind(a.algoGetHeuristic, s.lib, what, "cublasLtMatmulAlgoGetHeuristic");
     bind(a.matmul, s.lib, what, "cublasLtMatmul");
+#ifdef MESHTRAIN_CUDA_EMU
+    // The reference cuBLASLt records calls on capturing streams through the emulated runtime.
+    reinterpret_cast<void (*)(decltype(&mtEmuCaptureHook))>(cudaLibSymbol(s.lib, what, "mtEmuSetCaptureHook"))(&mtEmuCaptureHook);
+#endif
     s.ok = true;
   } catch (const std::exception& e) {
     s.error = e.what();

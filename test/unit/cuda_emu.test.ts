@@ -38,6 +38,9 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_emu_checks', {}],
   // The timing-only mode (bench/gpu_host_floor.ts): same census as with the kernels running, checks still fire.
   ['unit/cuda_emu_skip', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
+  // Stream capture and graph replay (emu/graph.cc), with the kernels running and skipped.
+  ['unit/cuda_emu_graph', {}],
+  ['unit/cuda_emu_graph', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
   ['unit/cuda_attention_qkv', {}],
@@ -80,6 +83,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/cuda_sgd_multi', {}],
+  // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
+  ['unit/cuda_graph', {}],
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [

@@ -14,6 +14,9 @@
 // type (AUX_DATA_TYPE's default) with AUX_LD (a multiple of 8, at least D's rows). Each rejection is
 // printed to stderr with its reason, since the status code alone says little.
 // MESHTRAIN_CUDA_EMU_SKIP_WORK=1: every check, then no arithmetic (host-cost measurement only).
+// On a capturing stream (the runtime's hook, mtEmuSetCaptureHook) a matmul is recorded with
+// everything it needs copied by value (descriptor and layout contents, alpha/beta, pointers) and
+// computed at each graph replay.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -284,9 +287,99 @@ uint32_t alignmentOf(const void* p) {
   return n;
 }
 
+// One cublasLtMatmul by value: descriptor and layout contents (the caller may destroy them once
+// the call returns, as real captured kernels keep their parameters), host alpha/beta, pointers.
+struct MatmulCall {
+  MatmulDesc md;
+  Layout la, lb, lc, ld;
+  Problem p;
+  bool f64;
+  double al, be;
+  const void *A, *B, *C;
+  void* D;
+};
+
+using CaptureHook = int (*)(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*));
+CaptureHook captureHook = nullptr;
+
+// The arithmetic of every matmul, called at once or at each replay of a captured one.
+void compute(const MatmulCall& call) {
+  if (skipWork()) return;
+  const MatmulDesc& md = call.md;
+  const Layout &la = call.la, &lb = call.lb, &lc = call.lc, &ld = call.ld;
+  const Problem& p = call.p;
+  const bool f64 = call.f64;
+  const double al = call.al, be = call.be;
+  const void *A = call.A, *B = call.B, *C = call.C;
+  void* D = call.D;
+  for (int32_t bi = 0; bi < p.batch; bi++)
+    for (uint64_t j = 0; j < p.n; j++)
+      for (uint64_t i = 0; i < p.m; i++) {
+        double out;
+        if (f64) {
+          double acc = 0;
+          for (uint64_t k = 0; k < p.k; k++) {
+            double x = load(A, la.type, md.transA == kOpN ? offset(la, bi, i, k) : offset(la, bi, k, i));
+            double y = load(B, lb.type, md.transB == kOpN ? offset(lb, bi, k, j) : offset(lb, bi, j, k));
+            acc += x * y;
+          }
+          out = al * acc;
+          if (be != 0) out += be * load(C, lc.type, offset(lc, bi, i, j));  // beta == 0: C is not read
+          if (addsBias(md.epilogue)) out += load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i));
+          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, out, false);
+          if (isGelu(md.epilogue)) out = gelu(out);
+        } else {
+          float acc = 0;  // f32 accumulation, as for every 16-bit and f32 input here
+          for (uint64_t k = 0; k < p.k; k++) {
+            float x = float(load(A, la.type, md.transA == kOpN ? offset(la, bi, i, k) : offset(la, bi, k, i)));
+            float y = float(load(B, lb.type, md.transB == kOpN ? offset(lb, bi, k, j) : offset(lb, bi, j, k)));
+            acc += x * y;
+          }
+          float o = float(al) * acc;
+          if (be != 0) o += float(be) * float(load(C, lc.type, offset(lc, bi, i, j)));
+          if (addsBias(md.epilogue)) o += float(load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i)));
+          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, o, true);
+          if (isGelu(md.epilogue)) o = gelu(o);
+          out = o;
+        }
+        store(D, ld.type, offset(ld, bi, i, j), out, !f64);
+      }
+  // Bias gradients: sums over k of op(A)'s rows (m values) or op(B)'s columns (n values) of the
+  // unscaled operands, accumulated in the compute type and rounded once to the bias type.
+  if (md.epilogue == kEpilogueBgradA || md.epilogue == kEpilogueBgradB) {
+    const bool ofA = md.epilogue == kEpilogueBgradA;
+    void* grad = const_cast<void*>(md.bias);
+    for (uint64_t v = 0; v < (ofA ? p.m : p.n); v++) {
+      double acc64 = 0;
+      float acc32 = 0;
+      for (uint64_t k = 0; k < p.k; k++) {
+        double x = ofA ? load(A, la.type, md.transA == kOpN ? offset(la, 0, v, k) : offset(la, 0, k, v))
+                       : load(B, lb.type, md.transB == kOpN ? offset(lb, 0, k, v) : offset(lb, 0, v, k));
+        acc64 += x;
+        acc32 += float(x);
+      }
+      store(grad, ld.type, int64_t(v), f64 ? acc64 : double(acc32), !f64);
+    }
+  }
+}
+
+// Computes now, or hands the call to the runtime when `stream` captures.
+int launchMatmul(void* stream, const MatmulCall& call) {
+  auto* c = new MatmulCall(call);
+  if (captureHook &&
+      captureHook(stream, [](void* x) { compute(*static_cast<MatmulCall*>(x)); }, c, [](void* x) { delete static_cast<MatmulCall*>(x); }))
+    return kSuccess;
+  compute(*c);
+  delete c;
+  return kSuccess;
+}
+
 }  // namespace
 
 extern "C" {
+
+// The emulated runtime's stream-capture hook (graph.cc's mtEmuCaptureHook), set right after dlopen.
+void mtEmuSetCaptureHook(CaptureHook hook) { captureHook = hook; }
 
 size_t cublasLtGetVersion() { return 130000; }
 
@@ -404,7 +497,7 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, v
 int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, void* adesc, const void* B, void* bdesc,
                    const void* beta, const void* C, void* cdesc, void* D, void* ddesc, const Algo* algo, void* workspace,
                    size_t workspaceBytes, void* stream) {
-  (void)workspace, (void)workspaceBytes, (void)stream;  // no workspace needed; runs at once (as the emulated kernels)
+  (void)workspace, (void)workspaceBytes;  // no workspace needed
   if (!isLive(handle)) return reject(kNotInitialized, "cublasLtMatmul: unknown handle");
   if (!isLive(desc) || !isLive(adesc) || !isLive(bdesc) || !isLive(cdesc) || !isLive(ddesc))
     return reject(kInvalidValue, "cublasLtMatmul: a descriptor is unknown or destroyed");
@@ -452,56 +545,7 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   const double al = f64 ? *static_cast<const double*>(alpha) : *static_cast<const float*>(alpha);
   const double be = f64 ? *static_cast<const double*>(beta) : *static_cast<const float*>(beta);
   if (be != 0 && !C) return reject(kInvalidValue, "cublasLtMatmul: beta != 0 with a null C");
-  if (skipWork()) return kSuccess;
-  for (int32_t bi = 0; bi < p.batch; bi++)
-    for (uint64_t j = 0; j < p.n; j++)
-      for (uint64_t i = 0; i < p.m; i++) {
-        double out;
-        if (f64) {
-          double acc = 0;
-          for (uint64_t k = 0; k < p.k; k++) {
-            double x = load(A, la.type, md.transA == kOpN ? offset(la, bi, i, k) : offset(la, bi, k, i));
-            double y = load(B, lb.type, md.transB == kOpN ? offset(lb, bi, k, j) : offset(lb, bi, j, k));
-            acc += x * y;
-          }
-          out = al * acc;
-          if (be != 0) out += be * load(C, lc.type, offset(lc, bi, i, j));  // beta == 0: C is not read
-          if (addsBias(md.epilogue)) out += load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i));
-          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, out, false);
-          if (isGelu(md.epilogue)) out = gelu(out);
-        } else {
-          float acc = 0;  // f32 accumulation, as for every 16-bit and f32 input here
-          for (uint64_t k = 0; k < p.k; k++) {
-            float x = float(load(A, la.type, md.transA == kOpN ? offset(la, bi, i, k) : offset(la, bi, k, i)));
-            float y = float(load(B, lb.type, md.transB == kOpN ? offset(lb, bi, k, j) : offset(lb, bi, j, k)));
-            acc += x * y;
-          }
-          float o = float(al) * acc;
-          if (be != 0) o += float(be) * float(load(C, lc.type, offset(lc, bi, i, j)));
-          if (addsBias(md.epilogue)) o += float(load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i)));
-          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, o, true);
-          if (isGelu(md.epilogue)) o = gelu(o);
-          out = o;
-        }
-        store(D, ld.type, offset(ld, bi, i, j), out, !f64);
-      }
-  // Bias gradients: sums over k of op(A)'s rows (m values) or op(B)'s columns (n values) of the
-  // unscaled operands, accumulated in the compute type and rounded once to the bias type.
-  if (md.epilogue == kEpilogueBgradA || md.epilogue == kEpilogueBgradB) {
-    const bool ofA = md.epilogue == kEpilogueBgradA;
-    void* grad = const_cast<void*>(md.bias);
-    for (uint64_t v = 0; v < (ofA ? p.m : p.n); v++) {
-      double acc64 = 0;
-      float acc32 = 0;
-      for (uint64_t k = 0; k < p.k; k++) {
-        double x = ofA ? load(A, la.type, md.transA == kOpN ? offset(la, 0, v, k) : offset(la, 0, k, v))
-                       : load(B, lb.type, md.transB == kOpN ? offset(lb, 0, k, v) : offset(lb, 0, v, k));
-        acc64 += x;
-        acc32 += float(x);
-      }
-      store(grad, ld.type, int64_t(v), f64 ? acc64 : double(acc32), !f64);
-    }
-  }
+  return launchMatmul(stream, MatmulCall{md, la, lb, lc, ld, p, f64, al, be, A, B, C, D});
   return kSuccess;
 }
 

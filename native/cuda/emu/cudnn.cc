@@ -8,7 +8,9 @@
 // must be at least what was asked for. The heuristics list a TF32 candidate and a
 // non-deterministic one first, so a caller that takes them blindly fails. The status string of
 // the last failure names the call and the problem. MESHTRAIN_CUDA_EMU_SKIP_WORK=1: the checks,
-// then no arithmetic and no workspace write (host-cost measurement only).
+// then no arithmetic and no workspace write (host-cost measurement only). On a capturing stream
+// (the runtime's hook, mtEmuSetCaptureHook) a convolution is recorded with everything it needs
+// copied by value (descriptor contents, scalars, pointers) and computed at each graph replay.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -152,14 +154,13 @@ int algos(const char* call, const Tensor* x, const Filter* w, const Conv* c, con
 
 size_t workspaceOf(int algo) { return algo == 1 ? 256 : algo == 2 ? 64 : 0; }
 
-// Checks the math type, the workspace, then scales: out = alpha * acc + beta * out.
+// Checks the math type and the workspace.
 int prepare(const char* call, const Problem& p, int algo, void* ws, size_t wsBytes) {
   if (p.x->type == kFloat && p.c->math != kFmaMath)
     return fail(kNotSupported, std::string(call) + ": an f32 convolution with math type " + std::to_string(p.c->math) +
                                    " may use TF32 (meshtrain asks for CUDNN_FMA_MATH)");
   if (wsBytes < workspaceOf(algo) || (workspaceOf(algo) && !ws))
     return fail(kBadParam, std::string(call) + ": workspace of " + std::to_string(wsBytes) + " bytes for algorithm " + std::to_string(algo));
-  if (ws && !skipWork()) std::memset(ws, 0xab, wsBytes);  // a workspace that is not writable device memory crashes here
   return kSuccess;
 }
 
@@ -171,9 +172,108 @@ void put(int type, void* base, int64_t i, double acc, double alpha, double beta)
   storeAt(type, base, i, alpha * acc + (beta != 0 ? beta * loadAt(type, base, i) : 0.0));
 }
 
+// One convolution call by value: descriptor contents (the caller may destroy its descriptors
+// once the call returns, as real captured kernels keep their parameters), scalars and pointers.
+// x/y/w are the roles check() gives them: forward x, w -> y; backward data w, dy (y) -> dx (x);
+// backward filter x, dy (y) -> dw (w).
+enum ConvOp { kForward, kBackwardData, kBackwardFilter };
+struct ConvCall {
+  ConvOp op;
+  Tensor x, y;
+  Filter w;
+  Conv c;
+  const void *in0, *in1;  // forward x, w; backward data w, dy; backward filter x, dy
+  void* out;
+  void* ws;
+  size_t wsBytes;
+  double alpha, beta;
+};
+
+using CaptureHook = int (*)(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*));
+CaptureHook captureHook = nullptr;
+
+// The arithmetic of every convolution, called at once or at each replay of a captured one.
+void compute(const ConvCall& k) {
+  if (skipWork()) return;
+  if (k.ws) std::memset(k.ws, 0xab, k.wsBytes);  // a workspace that is not writable device memory crashes here
+  Problem p;
+  check("convolution", &k.x, &k.w, &k.c, &k.y, &p);  // passed when the call was made
+  const Conv* cd = &k.c;
+  const double a = k.alpha, b = k.beta;
+  const int Kg = p.K / cd->groups;
+  if (k.op == kForward) {
+    // y[n, k, p, q] = Σ_{c, r, s} x[n, g·Cg + c, p·sh − ph + r·dh, q·sw − pw + s·dw] · w[k, c, r, s]
+    const void *x = k.in0, *w = k.in1;
+    for (int n = 0; n < p.N; n++)
+      for (int kk = 0; kk < p.K; kk++)
+        for (int oh = 0; oh < p.P; oh++)
+          for (int ow = 0; ow < p.Q; ow++) {
+            double acc = 0;
+            for (int c = 0; c < p.Cg; c++)
+              for (int r = 0; r < p.R; r++)
+                for (int s = 0; s < p.S; s++) {
+                  const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
+                  if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
+                  acc += loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww)) * loadAt(p.x->type, w, p.wAt(kk, c, r, s));
+                }
+            put(p.x->type, k.out, Problem::at(&k.y, n, kk, oh, ow), acc, a, b);
+          }
+  } else if (k.op == kBackwardData) {
+    const void *w = k.in0, *dy = k.in1;
+    for (int n = 0; n < p.N; n++)
+      for (int c = 0; c < p.C; c++)
+        for (int h = 0; h < p.H; h++)
+          for (int ww = 0; ww < p.W; ww++) {
+            double acc = 0;
+            const int g = c / p.Cg;
+            for (int kk = g * Kg; kk < (g + 1) * Kg; kk++)
+              for (int r = 0; r < p.R; r++)
+                for (int s = 0; s < p.S; s++) {
+                  const int th = h + cd->pad[0] - r * cd->dil[0], tw = ww + cd->pad[1] - s * cd->dil[1];
+                  if (th < 0 || tw < 0 || th % cd->stride[0] || tw % cd->stride[1]) continue;
+                  const int oh = th / cd->stride[0], ow = tw / cd->stride[1];
+                  if (oh >= p.P || ow >= p.Q) continue;
+                  acc += loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, w, p.wAt(kk, c % p.Cg, r, s));
+                }
+            put(p.x->type, k.out, Problem::at(&k.x, n, c, h, ww), acc, a, b);
+          }
+  } else {
+    const void *x = k.in0, *dy = k.in1;
+    for (int kk = 0; kk < p.K; kk++)
+      for (int c = 0; c < p.Cg; c++)
+        for (int r = 0; r < p.R; r++)
+          for (int s = 0; s < p.S; s++) {
+            double acc = 0;
+            for (int n = 0; n < p.N; n++)
+              for (int oh = 0; oh < p.P; oh++)
+                for (int ow = 0; ow < p.Q; ow++) {
+                  const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
+                  if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
+                  acc += loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww));
+                }
+            // The filter flip of CUDNN_CONVOLUTION applies to where the gradient lands too.
+            put(p.x->type, k.out, p.wAt(kk, c, r, s), acc, a, b);
+          }
+  }
+}
+
+// Computes now, or hands the call to the runtime when the handle's stream captures.
+int launchConv(const Handle* h, const ConvCall& k) {
+  auto* call = new ConvCall(k);
+  if (captureHook &&
+      captureHook(h->stream, [](void* c) { compute(*static_cast<ConvCall*>(c)); }, call, [](void* c) { delete static_cast<ConvCall*>(c); }))
+    return kSuccess;
+  compute(*call);
+  delete call;
+  return kSuccess;
+}
+
 }  // namespace
 
 extern "C" {
+
+// The emulated runtime's stream-capture hook (graph.cc's mtEmuCaptureHook), set right after dlopen.
+void mtEmuSetCaptureHook(CaptureHook hook) { captureHook = hook; }
 
 size_t cudnnGetVersion() { return 90000; }
 const char* cudnnGetErrorString(int) { return lastError.c_str(); }
@@ -288,90 +388,34 @@ int cudnnGetConvolutionBackwardFilterWorkspaceSize(void*, const Tensor* x, const
   return kSuccess;
 }
 
-// y[n, k, p, q] = Σ_{c, r, s} x[n, g·Cg + c, p·sh − ph + r·dh, q·sw − pw + s·dw] · w[k, c, r, s]
-int cudnnConvolutionForward(void*, const void* alpha, const Tensor* xd, const void* x, const Filter* wd, const void* w, const Conv* cd,
+int cudnnConvolutionForward(void* h, const void* alpha, const Tensor* xd, const void* x, const Filter* wd, const void* w, const Conv* cd,
                             int algo, void* ws, size_t wsBytes, const void* beta, const Tensor* yd, void* y) {
   const char* call = "cudnnConvolutionForward";
   Problem p;
   if (int st = check(call, xd, wd, cd, yd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !w || !y) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  if (skipWork()) return kSuccess;
-  const double a = scalar(p, alpha), b = scalar(p, beta);
-  const int Kg = p.K / cd->groups;
-  for (int n = 0; n < p.N; n++)
-    for (int k = 0; k < p.K; k++)
-      for (int oh = 0; oh < p.P; oh++)
-        for (int ow = 0; ow < p.Q; ow++) {
-          double acc = 0;
-          for (int c = 0; c < p.Cg; c++)
-            for (int r = 0; r < p.R; r++)
-              for (int s = 0; s < p.S; s++) {
-                const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
-                if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
-                acc += loadAt(p.x->type, x, Problem::at(xd, n, (k / Kg) * p.Cg + c, h, ww)) * loadAt(p.x->type, w, p.wAt(k, c, r, s));
-              }
-          put(p.x->type, y, Problem::at(yd, n, k, oh, ow), acc, a, b);
-        }
-  return kSuccess;
+  return launchConv(static_cast<Handle*>(h), ConvCall{kForward, *xd, *yd, *wd, *cd, x, w, y, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
 }
 
-int cudnnConvolutionBackwardData(void*, const void* alpha, const Filter* wd, const void* w, const Tensor* dyd, const void* dy,
+int cudnnConvolutionBackwardData(void* h, const void* alpha, const Filter* wd, const void* w, const Tensor* dyd, const void* dy,
                                  const Conv* cd, int algo, void* ws, size_t wsBytes, const void* beta, const Tensor* dxd, void* dx) {
   const char* call = "cudnnConvolutionBackwardData";
   Problem p;
   if (int st = check(call, dxd, wd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!w || !dy || !dx) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  if (skipWork()) return kSuccess;
-  const double a = scalar(p, alpha), b = scalar(p, beta);
-  const int Kg = p.K / cd->groups;
-  for (int n = 0; n < p.N; n++)
-    for (int c = 0; c < p.C; c++)
-      for (int h = 0; h < p.H; h++)
-        for (int ww = 0; ww < p.W; ww++) {
-          double acc = 0;
-          const int g = c / p.Cg;
-          for (int k = g * Kg; k < (g + 1) * Kg; k++)
-            for (int r = 0; r < p.R; r++)
-              for (int s = 0; s < p.S; s++) {
-                const int th = h + cd->pad[0] - r * cd->dil[0], tw = ww + cd->pad[1] - s * cd->dil[1];
-                if (th < 0 || tw < 0 || th % cd->stride[0] || tw % cd->stride[1]) continue;
-                const int oh = th / cd->stride[0], ow = tw / cd->stride[1];
-                if (oh >= p.P || ow >= p.Q) continue;
-                acc += loadAt(p.x->type, dy, Problem::at(dyd, n, k, oh, ow)) * loadAt(p.x->type, w, p.wAt(k, c % p.Cg, r, s));
-              }
-          put(p.x->type, dx, Problem::at(dxd, n, c, h, ww), acc, a, b);
-        }
-  return kSuccess;
+  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardData, *dxd, *dyd, *wd, *cd, w, dy, dx, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
 }
 
-int cudnnConvolutionBackwardFilter(void*, const void* alpha, const Tensor* xd, const void* x, const Tensor* dyd, const void* dy,
+int cudnnConvolutionBackwardFilter(void* h, const void* alpha, const Tensor* xd, const void* x, const Tensor* dyd, const void* dy,
                                    const Conv* cd, int algo, void* ws, size_t wsBytes, const void* beta, const Filter* dwd, void* dw) {
   const char* call = "cudnnConvolutionBackwardFilter";
   Problem p;
   if (int st = check(call, xd, dwd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !dy || !dw) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  if (skipWork()) return kSuccess;
-  const double a = scalar(p, alpha), b = scalar(p, beta);
-  const int Kg = p.K / cd->groups;
-  for (int k = 0; k < p.K; k++)
-    for (int c = 0; c < p.Cg; c++)
-      for (int r = 0; r < p.R; r++)
-        for (int s = 0; s < p.S; s++) {
-          double acc = 0;
-          for (int n = 0; n < p.N; n++)
-            for (int oh = 0; oh < p.P; oh++)
-              for (int ow = 0; ow < p.Q; ow++) {
-                const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
-                if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
-                acc += loadAt(p.x->type, dy, Problem::at(dyd, n, k, oh, ow)) * loadAt(p.x->type, x, Problem::at(xd, n, (k / Kg) * p.Cg + c, h, ww));
-              }
-          // The filter flip of CUDNN_CONVOLUTION applies to where the gradient lands too.
-          put(p.x->type, dw, p.wAt(k, c, r, s), acc, a, b);
-        }
-  return kSuccess;
+  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardFilter, *xd, *dyd, *dwd, *cd, x, dy, dw, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
 }
 
 }  // extern "C"

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 #include "cudart.h"
+#include "graph.h"
 #include "half.h"
 
 #define __global__
@@ -83,18 +84,10 @@ void pointerArg(const P& p, const void** out, int* n) {
   if constexpr (std::is_pointer_v<P>) out[(*n)++] = static_cast<const void*>(p);
 }
 
-// MT_LAUNCH under emulation. Arguments convert to the kernel's parameter types as a launch does.
-template <typename... P, typename... A>
-void launch(const char* name, const char* file, int line, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
-            cudaStream_t stream, A&&... args) {
-  static_assert(sizeof...(P) == sizeof...(A), "MT_LAUNCH: the argument count differs from the kernel's parameters");
+// Runs a launch's grid over its parameter tuple: each thread gets its own copy of the parameters.
+template <typename... P>
+void runLaunch(const LaunchInfo& li, void (*kernel)(P...), const std::tuple<std::decay_t<P>...>& params) {
   using Params = std::tuple<std::decay_t<P>...>;
-  Params params(std::forward<A>(args)...);
-  const void* ptrs[sizeof...(P) + 1];
-  int nPtrs = 0;
-  std::apply([&](const auto&... p) { (pointerArg(p, ptrs, &nPtrs), ...); }, params);
-  LaunchInfo li{name, file, line, reinterpret_cast<const void*>(kernel), grid, block, smem, stream};
-  if (!beginLaunch(li, ptrs, nPtrs) || skipWork()) return;
   struct Ctx {
     void (*kernel)(P...);
     const Params* params;
@@ -102,10 +95,54 @@ void launch(const char* name, const char* file, int line, void (*kernel)(P...), 
   runGrid(li,
           [](void* c) {
             auto* x = static_cast<Ctx*>(c);
-            Params own = *x->params;  // each thread gets its own copy of the parameters
+            Params own = *x->params;
             std::apply(x->kernel, own);
           },
           &ctx);
+}
+
+// A launch recorded by a capturing stream: the configuration and arguments by value, as a real
+// kernel node keeps them; pointer arguments are checked again at each replay (graph.cc).
+template <typename... P>
+struct CapturedLaunch {
+  LaunchInfo li;
+  void (*kernel)(P...);
+  std::tuple<std::decay_t<P>...> params;
+  static void run(void* c) {
+    auto* x = static_cast<CapturedLaunch*>(c);
+    const void* ptrs[sizeof...(P) + 1] = {};
+    int nPtrs = 0;
+    std::apply([&](const auto&... p) { (pointerArg(p, ptrs, &nPtrs), ...); }, x->params);
+    if (!replayLaunchOk(x->li, ptrs, nPtrs) || skipWork()) return;
+    runLaunch(x->li, x->kernel, x->params);
+  }
+  static void drop(void* c) { delete static_cast<CapturedLaunch*>(c); }
+};
+
+// MT_LAUNCH under emulation. Arguments convert to the kernel's parameter types as a launch does.
+template <typename... P, typename... A>
+void launch(const char* name, const char* file, int line, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "MT_LAUNCH: the argument count differs from the kernel's parameters");
+  using Params = std::tuple<std::decay_t<P>...>;
+  Params params(std::forward<A>(args)...);
+  const void* ptrs[sizeof...(P) + 1] = {};
+  int nPtrs = 0;
+  std::apply([&](const auto&... p) { (pointerArg(p, ptrs, &nPtrs), ...); }, params);
+  LaunchInfo li{name, file, line, reinterpret_cast<const void*>(kernel), grid, block, smem, stream};
+  if (!beginLaunch(li, ptrs, nPtrs)) return;
+  // A capturing stream records the launch instead of running it (the same checks ran above).
+  if (anyCapture() && captureStatus(stream) != cudaStreamCaptureStatusNone) {
+    using Rec = CapturedLaunch<P...>;
+    auto* rec = new Rec{li, kernel, std::move(params)};
+    if (recordLaunch(li, &Rec::run, rec, &Rec::drop) != cudaStreamCaptureStatusNone) return;
+    Params again = rec->params;  // the capture ended in between: run it as a plain launch
+    delete rec;
+    if (!skipWork()) runLaunch(li, kernel, again);
+    return;
+  }
+  if (skipWork()) return;
+  runLaunch(li, kernel, params);
 }
 
 template <typename T>

@@ -6,7 +6,8 @@
 // except that the device's errors are sticky). MESHTRAIN_CUDA_EMU_SKIP_WORK=1 (skipWork) keeps the
 // argument checks and copies but drops kernel bodies, fresh-memory fills and guard bytes; copies to
 // the host read zeros. Every entry point counts its calls (api_counts.h; launches as
-// cudaLaunchKernel), wrappers once: they call an uncounted twin.
+// cudaLaunchKernel), wrappers once: they call an uncounted twin. Stream capture (graph.cc): work
+// for a capturing stream is recorded, and calls that would wait for captured work are refused.
 #ifdef MESHTRAIN_CUDA_EMU
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <set>
 #include <vector>
 #include "cuda/emu/api_counts.h"
+#include "cuda/emu/graph.h"
 #include "cuda/emu/state.h"
 
 namespace mt {
@@ -49,6 +51,7 @@ struct Event {
   int device;
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
+  uint64_t captureId = 0;  // last recorded in this capture (graph.cc), which may have ended
 };
 
 struct State {
@@ -246,12 +249,14 @@ std::string launchName(const LaunchInfo& li) {
   return std::string("kernel ") + li.name + " (" + (file ? file + 1 : li.file) + ":" + std::to_string(li.line) + ")";
 }
 
-void checkGuards(const LaunchInfo& li) {
+namespace {
+// Scans every live allocation's guard bytes after `who` ran (a kernel, or a graph node).
+void scanGuards(const std::string& who, bool library) {
   State& s = st();
   std::string damage;
   {
     std::lock_guard<std::mutex> lock(s.mu);
-    s.recent.push_back(launchName(li));
+    s.recent.push_back(who);
     if (s.recent.size() > 4) s.recent.pop_front();
     for (auto& [base, a] : s.allocs) {
       if (a.pinned || a.cached) continue;
@@ -263,8 +268,30 @@ void checkGuards(const LaunchInfo& li) {
   }
   // The reference cuBLASLt/cuDNN write device memory without a launch: their damage shows here.
   if (!damage.empty())
-    setPendingError(cudaErrorIllegalAddress, launchName(li) + " (or a cuBLASLt/cuDNN call since the previous kernel) wrote out of bounds: " + damage);
+    setPendingError(cudaErrorIllegalAddress,
+                    who + (library ? "" : " (or a cuBLASLt/cuDNN call since the previous kernel)") + " wrote out of bounds: " + damage);
 }
+}  // namespace
+
+void checkGuards(const LaunchInfo& li) { scanGuards(replaying() ? replayWhere() : launchName(li), false); }
+void checkGuardsAfter(const std::string& who) { scanGuards(who, true); }
+
+bool pendingOn(int dev) {
+  State& s = st();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return validDevice(dev) && s.pending[size_t(dev)] != cudaSuccess;
+}
+
+namespace {
+// A call that waits for all of `dev`'s work, or runs outside the captured order, while a stream
+// of `dev` captures: refused as the device refuses it, every such capture invalidated.
+cudaError_t refuseWhileCapturing(int dev, const std::string& call) {
+  if (!anyCapture() || invalidateDeviceCaptures(dev, call) == 0) return cudaSuccess;
+  return fail(cudaErrorStreamCaptureUnsupported, call + ": not permitted while a stream of cuda:" + std::to_string(dev) +
+                                                     " captures (its capture is now invalidated; the device allows a synchronous "
+                                                     "copy or memset only in relaxed mode, where it runs at once, before the captured work)");
+}
+}  // namespace
 
 bool beginLaunch(const LaunchInfo& li, const void* const* ptrs, int nPtrs) {
   MT_EMU_COUNT_AS("cudaLaunchKernel");
@@ -427,6 +454,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 }
 cudaError_t cudaDeviceSynchronize() {
   MT_EMU_COUNT();
+  if (cudaError_t e = refuseWhileCapturing(tDevice, "cudaDeviceSynchronize")) return e;
   return takePending(tDevice);
 }
 cudaError_t cudaDeviceCanAccessPeer(int* can, int device, int peer) {
@@ -551,28 +579,36 @@ cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* totalBytes) {
 }
 
 namespace {
-// Checks both sides of a copy against `kind` (device sides must lie in live allocations of the
-// current device) and copies.
+// Why a copy under `kind` is not allowed (empty when it is): device sides must lie in live
+// allocations of their devices. Resolves cudaMemcpyDefault in *kind. Caller holds st().mu.
+std::string copyProblem(void* dst, const void* src, size_t n, cudaMemcpyKind* kind, int dstDev, int srcDev) {
+  if (*kind == cudaMemcpyDefault) {
+    bool sd = isDevice(src), dd = isDevice(dst);
+    *kind = sd ? (dd ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost) : (dd ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
+  }
+  const bool srcOnDevice = *kind == cudaMemcpyDeviceToHost || *kind == cudaMemcpyDeviceToDevice;
+  const bool dstOnDevice = *kind == cudaMemcpyHostToDevice || *kind == cudaMemcpyDeviceToDevice;
+  std::string problem;
+  if (srcOnDevice) problem = deviceRangeProblem(src, n, srcDev, "source");
+  else if (isDevice(src)) problem = "source " + hex(src) + " is device memory but the copy's kind says host";
+  if (problem.empty()) {
+    if (dstOnDevice) problem = deviceRangeProblem(dst, n, dstDev, "destination");
+    else if (isDevice(dst)) problem = "destination " + hex(dst) + " is device memory but the copy's kind says host";
+  }
+  return problem;
+}
+
+// Checks both sides of a copy against `kind` and copies.
 cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, const char* what, int dstDev, int srcDev) {
   if (n == 0) return cudaSuccess;
   State& s = st();
   std::string problem;
-  bool srcOnDevice = false, dstOnDevice = false;
   {
     std::lock_guard<std::mutex> lock(s.mu);
-    if (kind == cudaMemcpyDefault) {
-      bool sd = isDevice(src), dd = isDevice(dst);
-      kind = sd ? (dd ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost) : (dd ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
-    }
-    srcOnDevice = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-    dstOnDevice = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
-    if (srcOnDevice) problem = deviceRangeProblem(src, n, srcDev, "source");
-    else if (isDevice(src)) problem = "source " + hex(src) + " is device memory but the copy's kind says host";
-    if (problem.empty()) {
-      if (dstOnDevice) problem = deviceRangeProblem(dst, n, dstDev, "destination");
-      else if (isDevice(dst)) problem = "destination " + hex(dst) + " is device memory but the copy's kind says host";
-    }
+    problem = copyProblem(dst, src, n, &kind, dstDev, srcDev);
   }
+  const bool srcOnDevice = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  const bool dstOnDevice = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   if (!problem.empty()) return fail(cudaErrorInvalidValue, std::string(what) + " of " + std::to_string(n) + " bytes: " + problem);
   // Skipping work, device values are garbage; the host reads zeros instead, so what it decides from
   // them (index-check flags, the overflow flag, norms) takes the common path of a healthy step.
@@ -580,10 +616,87 @@ cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cons
   else std::memmove(dst, src, n);
   return cudaSuccess;
 }
+
+// Captured copies and memsets (graph.cc): their arguments by value, checked again at each replay
+// against the allocations live then; a bad range is an execution error naming the graph node.
+struct CopyNode {
+  void* dst;
+  const void* src;
+  size_t n;
+  int dev;
+  static void run(void* c) {
+    auto* x = static_cast<CopyNode*>(c);
+    std::string problem;
+    {
+      std::lock_guard<std::mutex> lock(st().mu);
+      cudaMemcpyKind kind = cudaMemcpyDeviceToDevice;
+      problem = copyProblem(x->dst, x->src, x->n, &kind, x->dev, x->dev);
+    }
+    if (!problem.empty()) return setPendingError(cudaErrorIllegalAddress, replayWhere() + ": " + problem);
+    std::memmove(x->dst, x->src, x->n);
+  }
+  static void drop(void* c) { delete static_cast<CopyNode*>(c); }
+};
+struct MemsetNode {
+  void* ptr;
+  int value;
+  size_t n;
+  int dev;
+  static void run(void* c) {
+    auto* x = static_cast<MemsetNode*>(c);
+    std::string problem;
+    {
+      std::lock_guard<std::mutex> lock(st().mu);
+      problem = deviceRangeProblem(x->ptr, x->n, x->dev, "cudaMemsetAsync");
+    }
+    if (!problem.empty()) return setPendingError(cudaErrorIllegalAddress, replayWhere() + ": " + problem);
+    std::memset(x->ptr, x->value, x->n);
+  }
+  static void drop(void* c) { delete static_cast<MemsetNode*>(c); }
+};
+
+// Records a copy on capturing stream `s` (Active or Invalidated), or None: run it now. Only
+// device-to-device copies are captured: a host side would be read or written at each replay.
+cudaStreamCaptureStatus captureCopy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t s, cudaError_t* err) {
+  if (!anyCapture() || captureStatus(s) == cudaStreamCaptureStatusNone) return cudaStreamCaptureStatusNone;
+  std::string problem;
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    problem = copyProblem(dst, src, n, &kind, tDevice, tDevice);
+  }
+  if (kind != cudaMemcpyDeviceToDevice) {
+    const std::string why = "cudaMemcpyAsync of " + std::to_string(n) + " bytes with a host side";
+    invalidateCapture(s, why);
+    *err = fail(cudaErrorStreamCaptureUnsupported, why + " on capturing stream " + hex(s) +
+                                                       ": the graph would read or write host memory at each replay (not captured; the capture is now invalidated)");
+    return cudaStreamCaptureStatusInvalidated;
+  }
+  if (!problem.empty()) {
+    *err = fail(cudaErrorInvalidValue, "cudaMemcpyAsync of " + std::to_string(n) + " bytes: " + problem);
+    return cudaStreamCaptureStatusActive;
+  }
+  auto* node = new CopyNode{dst, src, n, tDevice};
+  cudaStreamCaptureStatus c = recordNode(s, "cudaMemcpyAsync of " + std::to_string(n) + " bytes device to device, " + hex(src) + " to " + hex(dst),
+                                         &CopyNode::run, node, &CopyNode::drop);
+  if (c == cudaStreamCaptureStatusNone) delete node;
+  *err = c == cudaStreamCaptureStatusInvalidated ? cudaErrorStreamCaptureInvalidated : cudaSuccess;
+  return c;
+}
+
+// The capture `s` is in refuses a call that would wait for its work (it is not scheduled):
+// cudaErrorStreamCaptureUnsupported, the capture invalidated; cudaSuccess when `s` does not capture.
+cudaError_t refuseOnCapturing(cudaStream_t s, const char* call) {
+  if (!anyCapture() || captureStatus(s) == cudaStreamCaptureStatusNone) return cudaSuccess;
+  invalidateCapture(s, std::string(call) + " on it");
+  return fail(cudaErrorStreamCaptureUnsupported, std::string(call) + ": stream " + hex(s) +
+                                                     " is capturing: its work is recorded, not scheduled, so it cannot be waited for or "
+                                                     "queried (the capture is now invalidated)");
+}
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   MT_EMU_COUNT();
+  if (cudaError_t e = refuseWhileCapturing(tDevice, "cudaMemcpy (synchronous)")) return e;
   if (cudaError_t e = takePending(tDevice)) return e;
   return copy(dst, src, n, kind, "cudaMemcpy", tDevice, tDevice);
 }
@@ -591,6 +704,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
   MT_EMU_COUNT();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: " + why);
+  cudaError_t captured = cudaSuccess;
+  if (n > 0 && captureCopy(dst, src, n, kind, s, &captured) != cudaStreamCaptureStatusNone) return captured;
   return copy(dst, src, n, kind, "cudaMemcpyAsync", tDevice, tDevice);
 }
 cudaError_t cudaMemcpyPeer(void* dst, int dstDevice, const void* src, int srcDevice, size_t n) {
@@ -603,10 +718,15 @@ cudaError_t cudaMemcpyPeerAsync(void* dst, int dstDevice, const void* src, int s
   if (!validDevice(dstDevice) || !validDevice(srcDevice)) return noDevice();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyPeerAsync: " + why);
+  if (anyCapture() && captureStatus(s) != cudaStreamCaptureStatusNone) {
+    invalidateCapture(s, "cudaMemcpyPeerAsync");
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaMemcpyPeerAsync on capturing stream " + hex(s) + ": not emulated (the capture is now invalidated)");
+  }
   return copy(dst, src, n, cudaMemcpyDeviceToDevice, "cudaMemcpyPeerAsync", dstDevice, srcDevice);
 }
 cudaError_t cudaMemset(void* ptr, int value, size_t n) {
   MT_EMU_COUNT();
+  if (cudaError_t e = refuseWhileCapturing(tDevice, "cudaMemset (synchronous)")) return e;
   return memsetAsync(ptr, value, n, nullptr);
 }
 static cudaError_t memsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
@@ -618,6 +738,14 @@ static cudaError_t memsetAsync(void* ptr, int value, size_t n, cudaStream_t s) {
     why = deviceRangeProblem(ptr, n, tDevice, "cudaMemsetAsync");
   }
   if (!why.empty()) return fail(cudaErrorInvalidValue, why);
+  if (anyCapture() && captureStatus(s) != cudaStreamCaptureStatusNone) {
+    auto* node = new MemsetNode{ptr, value, n, tDevice};
+    cudaStreamCaptureStatus c = recordNode(s, "cudaMemsetAsync of " + std::to_string(n) + " bytes at " + hex(ptr) + " to " + std::to_string(value),
+                                           &MemsetNode::run, node, &MemsetNode::drop);
+    if (c == cudaStreamCaptureStatusActive) return cudaSuccess;
+    if (c == cudaStreamCaptureStatusInvalidated) return cudaErrorStreamCaptureInvalidated;
+    delete node;  // the capture ended in between
+  }
   std::memset(ptr, value, n);
   return cudaSuccess;
 }
@@ -648,6 +776,8 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned flags, int) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   MT_EMU_COUNT();
+  if (anyCapture() && captureStatus(s) != cudaStreamCaptureStatusNone)
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamDestroy: stream " + hex(s) + " is capturing (end the capture first; not destroyed)");
   std::lock_guard<std::mutex> lock(st().mu);
   auto* p = reinterpret_cast<Stream*>(s);
   if (!st().streams.erase(p)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream " + hex(s));
@@ -656,6 +786,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   MT_EMU_COUNT();
+  if (cudaError_t e = refuseOnCapturing(s, "cudaStreamSynchronize")) return e;
   std::string why;
   if (!streamUsable(s, tDevice, &why)) {
     // A stream of another device may be synchronized; only unknown handles are errors.
@@ -669,17 +800,45 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   }
   return takePending(tDevice);
 }
-cudaError_t cudaStreamQuery(cudaStream_t) {
+cudaError_t cudaStreamQuery(cudaStream_t s) {
   MT_EMU_COUNT();
-  return cudaSuccess;
+  return refuseOnCapturing(s, "cudaStreamQuery");
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
   MT_EMU_COUNT();
-  std::lock_guard<std::mutex> lock(st().mu);
-  if (!st().events.count(reinterpret_cast<Event*>(e))) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event " + hex(e));
-  if (s && s != cudaStreamLegacy && s != cudaStreamPerThread && !st().streams.count(reinterpret_cast<Stream*>(s)))
-    return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream " + hex(s));
-  return cudaSuccess;
+  uint64_t eventCapture = 0;
+  {
+    std::lock_guard<std::mutex> lock(st().mu);
+    if (!st().events.count(reinterpret_cast<Event*>(e))) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event " + hex(e));
+    if (s && s != cudaStreamLegacy && s != cudaStreamPerThread && !st().streams.count(reinterpret_cast<Stream*>(s)))
+      return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream " + hex(s));
+    eventCapture = reinterpret_cast<Event*>(e)->captureId;
+  }
+  if (!anyCapture()) return cudaSuccess;
+  const uint64_t streamCapture = captureIdOf(s);
+  if (!captureOpen(eventCapture)) eventCapture = 0;  // recorded outside any open capture
+  if (streamCapture == 0 && eventCapture == 0) return cudaSuccess;
+  if (streamCapture == eventCapture) {  // ordering inside one capture: the emulator records in issue order
+    if (captureStatus(s) == cudaStreamCaptureStatusInvalidated)
+      return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamWaitEvent: the capture on stream " + hex(s) + " was invalidated earlier");
+    return cudaSuccess;
+  }
+  if (streamCapture == 0) {
+    invalidateCaptureId(eventCapture, "cudaStreamWaitEvent of another stream on an event it recorded");
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamWaitEvent: non-capturing stream " + hex(s) + " waits for event " + hex(e) +
+                                                       " recorded in a capturing stream: a cross-stream fork (the waiting stream joining the "
+                                                       "capture) is not emulated (that capture is now invalidated)");
+  }
+  if (eventCapture == 0) {
+    invalidateCaptureId(streamCapture, "cudaStreamWaitEvent on an event recorded outside the capture");
+    return fail(cudaErrorStreamCaptureIsolation, "cudaStreamWaitEvent: capturing stream " + hex(s) + " waits for event " + hex(e) +
+                                                     ", which was not recorded in its capture: a dependency across the capture boundary "
+                                                     "(cudaEventWaitExternal is not emulated; the capture is now invalidated)");
+  }
+  invalidateCaptureId(streamCapture, "cudaStreamWaitEvent merging two captures");
+  invalidateCaptureId(eventCapture, "cudaStreamWaitEvent merging two captures");
+  return fail(cudaErrorStreamCaptureMerge, "cudaStreamWaitEvent: capturing stream " + hex(s) + " waits for event " + hex(e) +
+                                               " of another capture: two captures would merge (both are now invalidated)");
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
   MT_EMU_COUNT();
@@ -700,15 +859,40 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   MT_EMU_COUNT();
   std::string why;
   if (!streamUsable(s, tDevice, &why)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: " + why);
+  // In a capture the record only marks a point of the graph (no node, as on the device).
+  const uint64_t capture = captureIdOf(s);
+  if (capture && captureStatus(s) == cudaStreamCaptureStatusInvalidated)
+    return fail(cudaErrorStreamCaptureInvalidated, "cudaEventRecord: the capture on stream " + hex(s) + " was invalidated earlier");
   std::lock_guard<std::mutex> lock(st().mu);
   auto* p = reinterpret_cast<Event*>(e);
   if (!st().events.count(p)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event " + hex(e));
+  p->captureId = capture;
+  if (capture) return cudaSuccess;
   p->at = std::chrono::steady_clock::now();
   p->recorded = true;
   return cudaSuccess;
 }
+
+namespace {
+// An event last recorded in a capture that is still open: not scheduled, so it cannot be waited
+// for or queried (cudaErrorCapturedEvent, the capture invalidated). cudaSuccess otherwise.
+cudaError_t refuseCapturedEvent(cudaEvent_t e, uint64_t capture, const char* call) {
+  if (!captureOpen(capture)) return cudaSuccess;
+  invalidateCaptureId(capture, std::string(call) + " on an event recorded in it");
+  return fail(cudaErrorCapturedEvent, std::string(call) + ": event " + hex(e) +
+                                          " was last recorded in a capturing stream (the capture is now invalidated)");
+}
+uint64_t eventCaptureId(cudaEvent_t e) {
+  std::lock_guard<std::mutex> lock(st().mu);
+  auto* p = reinterpret_cast<Event*>(e);
+  return st().events.count(p) ? p->captureId : 0;
+}
+}  // namespace
+
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   MT_EMU_COUNT();
+  if (anyCapture())
+    if (cudaError_t r = refuseCapturedEvent(e, eventCaptureId(e), "cudaEventSynchronize")) return r;
   int dev = -1;
   {
     std::lock_guard<std::mutex> lock(st().mu);
@@ -717,15 +901,22 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   }
   return takePending(dev);
 }
-cudaError_t cudaEventQuery(cudaEvent_t) {
+cudaError_t cudaEventQuery(cudaEvent_t e) {
   MT_EMU_COUNT();
+  if (anyCapture()) return refuseCapturedEvent(e, eventCaptureId(e), "cudaEventQuery");
   return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   MT_EMU_COUNT();
+  if (anyCapture())
+    for (cudaEvent_t e : {start, end})
+      if (cudaError_t r = refuseCapturedEvent(e, eventCaptureId(e), "cudaEventElapsedTime")) return r;
   std::lock_guard<std::mutex> lock(st().mu);
   auto *a = reinterpret_cast<Event*>(start), *b = reinterpret_cast<Event*>(end);
   if (!st().events.count(a) || !st().events.count(b)) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: unknown event");
+  // Recorded last inside a (now ended) capture: the graph's record has no time of its own.
+  if (a->captureId || b->captureId)
+    return fail(cudaErrorCapturedEvent, "cudaEventElapsedTime: an event was last recorded in a capturing stream (time graph replays with events recorded outside the capture)");
   if (!a->recorded || !b->recorded) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was never recorded");
   *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
   return cudaSuccess;
@@ -767,11 +958,21 @@ const char* cudaGetErrorName(cudaError_t e) {
     MT_EMU_NAME(cudaErrorNoDevice)
     MT_EMU_NAME(cudaErrorInvalidDevice)
     MT_EMU_NAME(cudaErrorInvalidResourceHandle)
+    MT_EMU_NAME(cudaErrorIllegalState)
     MT_EMU_NAME(cudaErrorNotReady)
     MT_EMU_NAME(cudaErrorIllegalAddress)
     MT_EMU_NAME(cudaErrorLaunchOutOfResources)
     MT_EMU_NAME(cudaErrorLaunchFailure)
     MT_EMU_NAME(cudaErrorNotSupported)
+    MT_EMU_NAME(cudaErrorStreamCaptureUnsupported)
+    MT_EMU_NAME(cudaErrorStreamCaptureInvalidated)
+    MT_EMU_NAME(cudaErrorStreamCaptureMerge)
+    MT_EMU_NAME(cudaErrorStreamCaptureUnmatched)
+    MT_EMU_NAME(cudaErrorStreamCaptureUnjoined)
+    MT_EMU_NAME(cudaErrorStreamCaptureIsolation)
+    MT_EMU_NAME(cudaErrorStreamCaptureImplicit)
+    MT_EMU_NAME(cudaErrorCapturedEvent)
+    MT_EMU_NAME(cudaErrorStreamCaptureWrongThread)
     MT_EMU_NAME(cudaErrorUnknown)
 #undef MT_EMU_NAME
   }
@@ -793,6 +994,13 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorIllegalAddress: base = "an illegal memory access was encountered"; break;
     case cudaErrorLaunchFailure: base = "unspecified launch failure"; break;
     case cudaErrorNotSupported: base = "operation not supported"; break;
+    case cudaErrorIllegalState: base = "the resource is not in a valid state for the operation"; break;
+    case cudaErrorStreamCaptureUnsupported: base = "operation not permitted when stream is capturing"; break;
+    case cudaErrorStreamCaptureInvalidated: base = "operation failed due to a previous error during capture"; break;
+    case cudaErrorStreamCaptureMerge: base = "operation would result in a merge of separate capture sequences"; break;
+    case cudaErrorStreamCaptureIsolation: base = "dependency created on uncaptured work in another stream"; break;
+    case cudaErrorStreamCaptureImplicit: base = "operation would make the legacy stream depend on a capturing blocking stream"; break;
+    case cudaErrorCapturedEvent: base = "operation not permitted on an event last recorded in a capturing stream"; break;
     default: break;
   }
   tErrorString = base;
