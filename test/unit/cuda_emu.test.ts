@@ -30,6 +30,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_bn_affine16', {}],
   // ReLU and the residual add fused into batch norm: bit for bit the separate ops.
   ['unit/cuda_bn_relu', {}],
+  // ... and a ResNet-18 bf16 training step with it (about 30 s here).
+  ['unit/cuda_resnet_bn_relu', {}],
   ['unit/cuda_conv_filter_nhwc', {}],
   // A bf16 ResNet-50 forward + backward: its device-op budget and per-kind counts (counts only: kernels skipped).
   ['unit/cuda_census_resnet', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
