@@ -94,8 +94,9 @@ if (only.has('c')) {
       const ratio = r.torch ? (r.ours / r.torch).toFixed(2) : '-';
       const gRatio = r.torch && r.oursGraphed ? (r.oursGraphed / r.torch).toFixed(2) : '-';
       console.log(`\n(c) ResNet-101 CIFAR-10 shape, batch ${smoke ? 4 : 128}, bf16: ours ${r.ours.toFixed(0)} img/s, PyTorch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ratio ${ratio} (${r.torchNote})`);
+      console.log(`    ours: ${r.opsPerStep} device ops per step (ReLU and residual add ${r.fused ? 'inside batch norm' : 'as separate ops'})`);
       console.log(`    ours with forward+backward as one CUDA graph: ${r.oursGraphed?.toFixed(0) ?? 'n/a'} img/s, ratio ${gRatio} (${r.graphNote}; PyTorch eager)`);
-      return `ratio ${ratio} (graphed ${gRatio}), ${r.ours.toFixed(0)} (graphed ${r.oursGraphed?.toFixed(0) ?? 'n/a'}) vs torch ${r.torch?.toFixed(0) ?? 'n/a'} img/s`;
+      return `ratio ${ratio} (graphed ${gRatio}), ${r.ours.toFixed(0)} (graphed ${r.oursGraphed?.toFixed(0) ?? 'n/a'}) vs torch ${r.torch?.toFixed(0) ?? 'n/a'} img/s, ${r.opsPerStep} ops/step`;
     }),
   );
 }

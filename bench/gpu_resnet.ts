@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ResNet } from '../models/index.ts';
-import { crossEntropy, type DType, manualSeed, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
+import { censusTotals, crossEntropy, cudaCensus, type DType, manualSeed, native, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
 import { graphedStep } from './graphed_step.ts';
 import { median } from './timing.ts';
@@ -21,6 +21,9 @@ export interface ResnetResult {
   graphNote: string;
   torch: number | null;
   torchNote: string;
+  /** Device ops of one eager step (launch census); `fused`: ReLU and residual add inside batch norm (batchNormRelu). */
+  opsPerStep: number;
+  fused: boolean;
 }
 
 /**
@@ -63,13 +66,15 @@ export function resnetBenchStep(
   };
 }
 
-function oursImagesPerS(dtype: DType, batch: number, steps: number, graph = false): number {
+/** Images/s over `steps` timed steps, and the device ops of one more step (counted, not timed). */
+function oursImagesPerS(dtype: DType, batch: number, steps: number, graph = false): { ips: number; ops: number } {
   const r = resnetBenchStep(dtype, batch, 101, graph);
   try {
     for (let k = 0; k < 2; k++) r.step();
     const times: number[] = [];
     for (let k = 0; k < steps; k++) times.push(deviceSeconds(r.step));
-    return batch / median(times);
+    const ops = censusTotals(cudaCensus(r.step).entries).deviceOps;
+    return { ips: batch / median(times), ops };
   } finally {
     r.dispose();
   }
@@ -101,9 +106,10 @@ function torchImagesPerS(dtype: DType, batch: number, steps: number): { value: n
 /** Ours, then PyTorch's; when ours fails, PyTorch's number is still printed before the error goes up. */
 export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16'): ResnetResult {
   let ours = 0;
+  let opsPerStep = 0;
   let failure: unknown = null;
   try {
-    ours = oursImagesPerS(dtype, batch, steps);
+    ({ ips: ours, ops: opsPerStep } = oursImagesPerS(dtype, batch, steps));
   } catch (e) {
     failure = e;
   }
@@ -111,7 +117,7 @@ export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16')
   let graphNote = 'CUDA graph';
   if (failure === null) {
     try {
-      oursGraphed = oursImagesPerS(dtype, batch, steps, true);
+      oursGraphed = oursImagesPerS(dtype, batch, steps, true).ips;
     } catch (e) {
       graphNote = `CUDA graph failed: ${String((e as Error).message ?? e).slice(0, 300)}`;
     }
@@ -121,5 +127,6 @@ export function benchResnet(batch: number, steps: number, dtype: DType = 'bf16')
     console.log(`(c) PyTorch alone: ${t.value?.toFixed(0) ?? 'n/a'} img/s (${t.note})`);
     throw failure;
   }
-  return { ours, oursGraphed, graphNote, torch: t.value, torchNote: t.note };
+  const fused = (native.cuda as Record<string, unknown> | undefined)?.batchNormRelu === true;
+  return { ours, oursGraphed, graphNote, torch: t.value, torchNote: t.note, opsPerStep, fused };
 }
