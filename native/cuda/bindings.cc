@@ -351,11 +351,14 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), false);
 }
 
-// cudaAllocatorStats(dev) -> {cachedBytes, reservedBytes, hits, misses}
+// cudaAllocatorStats(dev) -> {cachedBytes, reservedBytes, hits, misses, graphBytes}
 Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   int64_t dev = argInt(info, 0);
   MT_CHECK(dev >= 0 && dev < kMaxCudaDevices, "cudaAllocatorStats: no device cuda:", dev);
-  return cacheStatsObject(info.Env(), cudaCacheStats(int(dev)));
+  DeviceCacheStats s = cudaCacheStats(int(dev));
+  Napi::Object o = cacheStatsObject(info.Env(), s);
+  o.Set("graphBytes", double(s.graphBytes));
+  return o;
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
@@ -406,6 +409,7 @@ void registerCudaAdamMulti(Napi::Object cuda);  // bindings_adam_multi.cc
 void registerCudaSgdMulti(Napi::Object cuda);  // bindings_sgd_multi.cc
 void registerCudaLinearGelu(Napi::Object cuda);  // bindings_linear_gelu.cc
 void registerCudaHostBench(Napi::Object cuda);  // bindings_host_bench.cc
+void registerCudaGraph(Napi::Object exports);  // cuda_graph.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -447,6 +451,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaDeviceProperties", DeviceProperties);
   registerCudaBench(exports);
   registerCudaCensus(exports);
+  registerCudaGraph(exports);
   registerCudaProfiler(exports);
 #endif
 }

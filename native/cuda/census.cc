@@ -82,7 +82,8 @@ void describe(const std::string& label, double bytes) {
 }
 
 void call(const char* kind, const std::string& name, const char* file, int line, double bytes) {
-  const bool deviceOp = !std::strcmp(kind, "library") || !std::strcmp(kind, "memcpy") || !std::strcmp(kind, "memset");
+  const bool deviceOp = !std::strcmp(kind, "library") || !std::strcmp(kind, "memcpy") || !std::strcmp(kind, "memset") ||
+                        !std::strcmp(kind, "graph");
   add(Key{kind, name, site(file, line), ""}, bytes, 0, deviceOp);
 }
 

@@ -18,7 +18,8 @@ extern bool timing;
 void launch(const char* kernel, const char* file, int line, double threads);
 // Labels the next launch on this thread (a copy's dtypes, a pack before a matmul) and its bytes.
 void describe(const std::string& label, double bytes);
-// A library call or runtime operation: kind "library", "memcpy", "memset" or "sync".
+// A library call or runtime operation: kind "library", "memcpy", "memset", "graph" (a CUDA graph's
+// replay: one host call for all its nodes) or "sync".
 void call(const char* kind, const std::string& name, const char* file, int line, double bytes);
 // Right after the op counted last on this thread was queued on `stream` (a cudaStream_t): records
 // its stop event when it was timed on that stream (census_timing.cc).

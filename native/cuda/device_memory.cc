@@ -11,6 +11,7 @@
 #include <array>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 #include "cuda/census.h"
 #include "cuda/host_sync.h"
@@ -35,7 +36,25 @@ size_t sizeClass(size_t bytes) {
 struct DeviceCache {
   std::multimap<size_t, void*> free;
   DeviceCacheStats stats;
+  int64_t capturing = 0;  // the graph pool being captured on this device (0: none)
 };
+
+// A graph's blocks (device_memory.h, "Graph pools").
+struct Pool {
+  int dev = 0;
+  std::multimap<size_t, void*> free;  // its free blocks: written by replays, handed out only during its capture
+  bool released = false;
+  int64_t owned = 0;  // blocks of blockPool() that name this pool
+};
+std::unordered_map<int64_t, Pool>& pools() {
+  static std::unordered_map<int64_t, Pool> p;
+  return p;
+}
+// Every block a pool owns (allocated during its capture, or freed during it), by address.
+std::unordered_map<void*, int64_t>& blockPool() {
+  static std::unordered_map<void*, int64_t> m;
+  return m;
+}
 
 std::mutex& cacheMutex() {
   static std::mutex m;
@@ -82,6 +101,22 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   size_t cap = sizeClass(bytes);
   std::lock_guard<std::mutex> lock(cacheMutex());
   DeviceCache& c = cacheOf(dev);
+  Pool* pool = c.capturing ? &pools().at(c.capturing) : nullptr;
+  if (pool) {
+    auto pit = pool->free.find(cap);
+    if (pit != pool->free.end()) {
+      void* p = pit->second;
+      pool->free.erase(pit);
+      c.stats.graphBytes -= int64_t(cap);
+      c.stats.hits++;
+      *capacity = cap;
+#ifdef MESHTRAIN_CUDA_EMU
+      // All of it: earlier nodes of the graph wrote this block at another size, and replay them.
+      emu::blockInUse(p, cap);
+#endif
+      return p;
+    }
+  }
   auto it = c.free.find(cap);
   if (it != c.free.end()) {
     void* p = it->second;
@@ -89,8 +124,14 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
     c.stats.cachedBytes -= int64_t(cap);
     c.stats.hits++;
     *capacity = cap;
+    if (pool) {
+      // A cached block joins the pool: eager work queued before the capture is done with it
+      // before any replay starts (one stream), and the pool keeps it from eager work after.
+      blockPool()[p] = c.capturing;
+      pool->owned++;
+    }
 #ifdef MESHTRAIN_CUDA_EMU
-    emu::blockInUse(p, bytes);  // the emulated device guards the tail past `bytes`
+    emu::blockInUse(p, pool ? cap : bytes);  // the emulated device guards the tail past `bytes`
 #endif
     return p;
   }
@@ -116,8 +157,12 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   }
   c.stats.reservedBytes += int64_t(cap);
   *capacity = cap;
+  if (pool) {
+    blockPool()[p] = c.capturing;
+    pool->owned++;
+  }
 #ifdef MESHTRAIN_CUDA_EMU
-  emu::blockInUse(p, bytes);
+  emu::blockInUse(p, pool ? cap : bytes);
 #endif
   return p;
 }
@@ -125,11 +170,63 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
 void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
   std::lock_guard<std::mutex> lock(cacheMutex());
   DeviceCache& c = cacheOf(dev);
+  auto owner = blockPool().find(ptr);
+  if (owner == blockPool().end() && c.capturing) {
+    // Allocated before the capture, used by it: the replays still write it.
+    owner = blockPool().emplace(ptr, c.capturing).first;
+    pools().at(c.capturing).owned++;
+  }
+  if (owner != blockPool().end()) {
+    Pool& pool = pools().at(owner->second);
+    if (!pool.released) {
+      pool.free.emplace(capacity, ptr);  // not poisoned: the graph's replays write it
+      c.stats.graphBytes += int64_t(capacity);
+      return;
+    }
+    if (--pool.owned == 0) pools().erase(owner->second);
+    blockPool().erase(owner);
+  }
   c.free.emplace(capacity, ptr);
 #ifdef MESHTRAIN_CUDA_EMU
   emu::blockCached(ptr);  // poisoned while free: a later write to it is reported
 #endif
   c.stats.cachedBytes += int64_t(capacity);
+}
+
+void cudaPoolCaptureBegin(int dev, int64_t pool) {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  DeviceCache& c = cacheOf(dev);
+  MT_CHECK(c.capturing == 0, "cuda:", dev, ": a CUDA graph is already being captured there");
+  MT_CHECK(pool > 0 && !pools().count(pool), "cudaPoolCaptureBegin: pool ", pool, " is taken");
+  pools()[pool].dev = dev;
+  c.capturing = pool;
+}
+
+void cudaPoolCaptureEnd(int dev) {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  cacheOf(dev).capturing = 0;
+}
+
+void cudaPoolRelease(int64_t id) {
+  std::lock_guard<std::mutex> lock(cacheMutex());
+  auto it = pools().find(id);
+  if (it == pools().end() || it->second.released) return;
+  Pool& pool = it->second;
+  DeviceCache& c = cacheOf(pool.dev);
+  if (c.capturing == id) c.capturing = 0;
+  pool.released = true;
+  for (auto& [cap, p] : pool.free) {
+    blockPool().erase(p);
+    pool.owned--;
+    c.stats.graphBytes -= int64_t(cap);
+    c.stats.cachedBytes += int64_t(cap);
+    c.free.emplace(cap, p);
+#ifdef MESHTRAIN_CUDA_EMU
+    emu::blockCached(p);
+#endif
+  }
+  pool.free.clear();
+  if (pool.owned == 0) pools().erase(it);
 }
 
 void cudaZeroBytes(int dev, void* ptr, size_t n) {
@@ -142,21 +239,22 @@ void cudaZeroBytes(int dev, void* ptr, size_t n) {
 void cudaCopyToHost(int dev, void* dst, const void* src, size_t n) {
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  countHostSync(dev);  // first: during a graph's capture it throws before anything is queued
   MT_CENSUS_CALL("memcpy", "device to host (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "copying device to host");
   MT_CENSUS_DONE(s);
-  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying device to host (an earlier kernel may have failed)");
 }
 
 void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n) {
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  // The host buffer may be a JS array freed right after: wait until it was read. Counted first:
+  // during a graph's capture it throws before anything is queued.
+  countHostSync(dev);
   MT_CENSUS_CALL("memcpy", "host to device (synchronizes)", n);
   cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "copying host to device");
   MT_CENSUS_DONE(s);
-  // The host buffer may be a JS array freed right after: wait until it was read.
-  countHostSync(dev);
   cudaCheck(cudaStreamSynchronize(s), "copying host to device");
 }
 

@@ -20,8 +20,18 @@ void cudaCopyFromHost(int dev, void* dst, const void* src, size_t n);
 void cudaCopyDevice(int dstDev, void* dst, int srcDev, const void* src, size_t n);
 
 struct DeviceCacheStats {
-  int64_t cachedBytes = 0, reservedBytes = 0, hits = 0, misses = 0;
+  // graphBytes: free blocks that CUDA graphs hold (their replays write them; nothing else may).
+  int64_t cachedBytes = 0, reservedBytes = 0, hits = 0, misses = 0, graphBytes = 0;
 };
+
+// Graph pools (cuda_graph.cc). While a graph is captured on `dev`, its blocks come from pool `pool`
+// and go back to it, and blocks allocated before the capture but freed during it are kept by the
+// pool too: the graph's replays write all of them, so no eager op may get them. After the capture
+// the pool hands out nothing. Releasing the pool (the graph is gone) returns its free blocks to the
+// cache; blocks still held by tensors follow when freed.
+void cudaPoolCaptureBegin(int dev, int64_t pool);
+void cudaPoolCaptureEnd(int dev);
+void cudaPoolRelease(int64_t pool);
 DeviceCacheStats cudaCacheStats(int dev);
 // Returns every cached block of `dev` to cudaFree (after the device finishes its work).
 void cudaEmptyCache(int dev);

@@ -14,9 +14,18 @@ std::array<std::atomic<int64_t>, kMaxCudaDevices>& counters() {
   return c;
 }
 
+thread_local int tCapturing = -1;
+
 }  // namespace
 
+void setCapturingDevice(int dev) { tCapturing = dev; }
+
 void countHostSync(int dev) {
+  if (dev == tCapturing && dev >= 0)
+    throw Error(cat("cuda:", dev,
+                    ": the host would wait for the device (a value read, a copy between host and device, or a "
+                    "synchronization) while a CUDA graph is being captured there; a graph replays device work only, so "
+                    "read values and copy to or from the host outside the captured function"));
   if (dev >= 0 && dev < kMaxCudaDevices) counters()[size_t(dev)].fetch_add(1, std::memory_order_relaxed);
 }
 

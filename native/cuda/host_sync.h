@@ -7,8 +7,12 @@
 
 namespace mt {
 
-// One wait of the host for device `dev` (an ordinal; out-of-range ordinals are ignored).
+// One wait of the host for device `dev` (an ordinal; out-of-range ordinals are ignored). Throws,
+// waiting for nothing, while this thread captures a CUDA graph on `dev`: the wait would end the
+// capture, and what the host read there would not be read again at replay.
 void countHostSync(int dev);
+// The device this thread captures a CUDA graph on (cuda_graph.cc), -1 when none.
+void setCapturingDevice(int dev);
 // Waits counted for `dev` since the process started.
 int64_t hostSyncCount(int dev);
 

@@ -1,0 +1,263 @@
+/**
+ * CUDA graphs (src/tensor/cuda_graph.ts, native/cuda/cuda_graph.cc): a training step's forward
+ * and backward captured once and replayed equal the same steps run eagerly, bit for bit (losses,
+ * every weight, batch norm's running statistics), for a bf16 GPT (embedding, attention, layer
+ * norm, fused GELU linear, cross-entropy; AdamW) and a small f32 conv net (cuDNN convolutions,
+ * batch norm, residual add, pooling; SGD with momentum). A replay is one host call (census) for
+ * as many nodes as the eager step's device ops. The graph's memory is its own: tensors allocated
+ * after the capture keep their values through replays. Index checks are re-armed by each replay;
+ * host waits, CPU kernels, random ops and nested captures are refused with errors naming them, and
+ * a failed capture leaves nothing behind. Without a device: one SKIP line.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GPT, gptConfig } from '../../models/gpt.ts';
+import {
+  AdamW, add, type CudaGraph,captureCudaGraph, 
+  censusTotals, copyInPlace, crossEntropy, cudaAllocatorStats, cudaCensus, cudaIsAvailable, dropout, flatten, type Module, manualSeed, native, nn, randn, relu, SGD, type Tensor, tensor,
+} from '../../src/index.ts';
+
+const DEV = 'cuda:0';
+const STEPS = 4;
+
+/** The raw bytes of a tensor (on any device). */
+function bits(t: Tensor): Buffer {
+  const c = t.to('cpu');
+  const item = { f64: 8, f32: 4, bf16: 2, f16: 2, i64: 8, i32: 4 }[c.dtype as string] ?? 4;
+  const b = Buffer.from(native.read(c.id, c.offset * item, c.numel * item));
+  if (c !== t) c.dispose();
+  return b;
+}
+
+interface Run {
+  losses: number[];
+  state: Buffer[];
+  graph: CudaGraph<Tensor> | null;
+}
+
+/**
+ * Trains `STEPS` steps on fixed batches; with `graph`, step 0 runs eagerly (the warm-up) and the
+ * others replay a graph captured before step 1. `batch(s)` gives host tensors copied into the
+ * step's static inputs.
+ */
+function train(
+  graph: boolean,
+  make: () => { model: Module; opt: { step(): void; zeroGrad(o: { setToNone: boolean }): void }; inputs: Tensor[] },
+  batch: (s: number) => Tensor[],
+  loss: (model: Module, inputs: Tensor[]) => Tensor,
+): Run {
+  const { model, opt, inputs } = make();
+  const step = () => {
+    const l = loss(model, inputs);
+    l.backward();
+    return l;
+  };
+  const losses: number[] = [];
+  let g: CudaGraph<Tensor> | null = null;
+  for (let s = 0; s < STEPS; s++) {
+    batch(s).forEach((b, i) => copyInPlace(inputs[i], b));
+    if (graph && s === 1) g = captureCudaGraph(step, { parameters: model.parameters() });
+    const l = g ? g.replay() : step();
+    losses.push(l.item());
+    if (!g) l.dispose();
+    opt.step();
+    opt.zeroGrad({ setToNone: false });
+  }
+  const state = [...model.parameters(), ...model.buffers()].map(bits);
+  return { losses, state, graph: g };
+}
+
+function assertSame(eager: Run, graphed: Run, what: string): void {
+  assert.equal(graphed.losses, eager.losses, `${what}: losses`);
+  assert.is(graphed.state.length, eager.state.length);
+  graphed.state.forEach((b, i) => assert.ok(b.equals(eager.state[i]), `${what}: parameter or buffer #${i} differs`));
+}
+
+// --- a bf16 GPT --------------------------------------------------------------------------------
+
+const V = 64;
+const [B, T] = [2, 16];
+
+function gptBatch(s: number): Tensor[] {
+  const ids = Array.from({ length: B * T }, (_, i) => (i * 7 + s * 13 + ((i * s) % 5)) % V);
+  return [tensor(ids, { dtype: 'i64' }).reshape([B, T]), tensor(ids.map((v) => (v * 3 + 1) % V), { dtype: 'i64' })];
+}
+
+function gpt() {
+  manualSeed(11);
+  const model = new GPT(gptConfig('tiny', { dtype: 'bf16' }));
+  nn.moduleToDevice(model, DEV);
+  const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.1 });
+  const inputs = gptBatch(0).map((t) => t.to(DEV));
+  return { model, opt, inputs };
+}
+
+const gptLoss = (model: Module, [ids, targets]: Tensor[]) => crossEntropy((model as GPT).forward(ids).reshape([B * T, V]), targets);
+
+// --- a small f32 conv net ----------------------------------------------------------------------
+
+class ConvNet extends nn.Module {
+  c1 = this.registerModule('c1', new nn.Conv2d(3, 8, 3, { padding: 1, bias: false }));
+  b1 = this.registerModule('b1', new nn.BatchNorm2d(8));
+  c2 = this.registerModule('c2', new nn.Conv2d(8, 8, 3, { padding: 1, bias: false }));
+  b2 = this.registerModule('b2', new nn.BatchNorm2d(8));
+  pool = this.registerModule('pool', new nn.AdaptiveAvgPool2d([1, 1]));
+  fc = this.registerModule('fc', new nn.Linear(8, 5));
+  override forward(x: Tensor): Tensor {
+    const h = relu(this.b1.forward(this.c1.forward(x)));
+    const r = relu(add(this.b2.forward(this.c2.forward(h)), h));
+    return this.fc.forward(flatten(this.pool.forward(r), 1));
+  }
+}
+
+function convBatch(s: number): Tensor[] {
+  manualSeed(100 + s);
+  return [randn([4, 3, 6, 6]), tensor([s % 5, (s + 1) % 5, (s + 3) % 5, 4], { dtype: 'i64' })];
+}
+
+function convNet() {
+  manualSeed(5);
+  const model = new ConvNet();
+  nn.moduleToDevice(model, DEV);
+  const opt = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+  const inputs = convBatch(0).map((t) => t.to(DEV));
+  return { model, opt, inputs };
+}
+
+const convLoss = (model: Module, [x, y]: Tensor[]) => crossEntropy((model as ConvNet).forward(x), y);
+
+if (!cudaIsAvailable()) {
+  test('CUDA graphs', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/unit/cuda_graph: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  test('bf16 GPT: replayed steps equal eager steps bit for bit; a replay is one host call', () => {
+    const eager = train(false, gpt, gptBatch, gptLoss);
+    const graphed = train(true, gpt, gptBatch, gptLoss);
+    assertSame(eager, graphed, 'GPT');
+    const g = graphed.graph as CudaGraph<Tensor>;
+    const replay = censusTotals(cudaCensus(() => g.replay()).entries);
+    assert.is(replay.graph, 1);
+    assert.is(replay.deviceOps, 1, 'a replay queues one graph launch and nothing else');
+    console.log(`  GPT tiny step: ${g.nodes} graph nodes, 1 host call per replay; losses ${eager.losses.map((l) => l.toFixed(4)).join(' ')}`);
+    assert.ok(g.nodes > 100, `${g.nodes} nodes`);
+    g.dispose();
+  });
+
+  test('f32 conv net (cuDNN, batch norm): replays equal eager steps bit for bit, running statistics included', () => {
+    const eager = train(false, convNet, convBatch, convLoss);
+    const graphed = train(true, convNet, convBatch, convLoss);
+    assertSame(eager, graphed, 'conv net');
+    graphed.graph?.dispose();
+  });
+
+  test("the graph's memory is its own: tensors allocated after the capture survive replays", () => {
+    const { model, inputs } = convNet();
+    const step = () => {
+      const l = convLoss(model, inputs);
+      l.backward();
+      return l;
+    };
+    step().dispose(); // warm-up
+    const g = captureCudaGraph(step, { parameters: model.parameters() });
+    const held = cudaAllocatorStats(DEV).graphBytes;
+    assert.ok(held > 0, 'the capture freed temporaries into its pool');
+    // Eager tensors of every size class up to 32 KiB, three each, allocated now: none may be a block the graph writes.
+    manualSeed(9);
+    const after = Array.from({ length: 192 }, (_, i) => randn([128 * (1 + (i % 64))], { device: DEV }));
+    const before = after.map(bits);
+    for (let r = 0; r < 3; r++) g.replay();
+    after.forEach((t, i) => assert.ok(bits(t).equals(before[i]), `tensor #${i} was overwritten by a replay`));
+    g.dispose();
+    assert.is(cudaAllocatorStats(DEV).graphBytes, 0, 'disposing the graph returns its pool');
+    for (const t of after) t.dispose();
+  });
+
+  test('index checks are re-armed by each replay', () => {
+    const { model, inputs } = gpt();
+    const step = () => {
+      const l = gptLoss(model, inputs);
+      l.backward();
+      return l;
+    };
+    step().dispose();
+    // Everything the capture queued is in the graph: no op ran outside it.
+    let g = null as unknown as CudaGraph<Tensor>;
+    const queued = censusTotals(cudaCensus(() => (g = captureCudaGraph(step, { parameters: model.parameters() }))).entries).deviceOps;
+    assert.is(g.nodes, queued, 'graph nodes = device ops queued during the capture');
+    g.replay().item();
+    const bad = gptBatch(1)[0];
+    const ids = bad.toArray() as BigInt64Array;
+    ids[5] = BigInt(V + 3);
+    copyInPlace(inputs[0], tensor(Array.from(ids, Number), { dtype: 'i64' }).reshape([B, T]));
+    g.replay();
+    assert.throws(() => g.replay().item(), /embedding: id 67 at position \[0, 5\]/);
+    g.dispose();
+  });
+
+  test('refused in a capture: host reads, CPU kernels, random ops, nesting; a failed capture keeps nothing', () => {
+    const { model, inputs } = convNet();
+    const step = () => convLoss(model, inputs);
+    step().dispose();
+    const held = cudaAllocatorStats(DEV).graphBytes;
+    assert.throws(() => captureCudaGraph(() => step().item()), /captureCudaGraph: the capture failed, nothing was kept: cuda:0: the host would wait for the device/);
+    assert.throws(() => captureCudaGraph(() => randn([3]).add(1)), /random op \(dropout, rand, randn\) inside captureCudaGraph \(capturing cuda:0\)/);
+    assert.throws(() => captureCudaGraph(() => dropout(inputs[0], 0.5, true)), /random op/);
+    const cpu = randn([4]);
+    assert.throws(() => captureCudaGraph(() => cpu.mul(2)), /CPU kernel \w+ inside captureCudaGraph/);
+    assert.throws(() => captureCudaGraph(() => captureCudaGraph(step)), /captures do not nest/);
+    assert.is(cudaAllocatorStats(DEV).graphBytes, held, 'the failed captures left no pool behind');
+    // The stream is out of capture mode: eager work and a new capture run.
+    const l = step();
+    assert.ok(Number.isFinite(l.item()));
+    const g = captureCudaGraph(step);
+    assert.ok(Math.abs(g.replay().item() - l.item()) < 1e-6);
+    g.dispose();
+    l.dispose();
+  });
+
+  test('gradient accumulation: two replays per step add into .grad as two eager backward passes do', () => {
+    const run = (graph: boolean) => {
+      const { model, opt, inputs } = convNet();
+      const step = () => {
+        const l = convLoss(model, inputs);
+        l.backward();
+        return l;
+      };
+      let g: CudaGraph<Tensor> | null = null;
+      for (let s = 0; s < 3; s++) {
+        for (let micro = 0; micro < 2; micro++) {
+          convBatch(2 * s + micro).forEach((b, i) => copyInPlace(inputs[i], b));
+          if (graph && s === 1 && micro === 0) g = captureCudaGraph(step, { parameters: model.parameters() });
+          if (g) g.replay();
+          else step().dispose();
+        }
+        opt.step();
+        opt.zeroGrad({ setToNone: false }); // marks the gradients zero: an eager backward then overwrites
+      }
+      g?.dispose();
+      return model.parameters().map(bits);
+    };
+    const eager = run(false);
+    run(true).forEach((b, i) => assert.ok(b.equals(eager[i]), `parameter #${i} differs`));
+  });
+
+  test(".grad replaced since the capture: the replay refuses, naming the parameter", () => {
+    const { model, opt, inputs } = convNet();
+    const step = () => {
+      const l = convLoss(model, inputs);
+      l.backward();
+      return l;
+    };
+    step().dispose();
+    const g = captureCudaGraph(step, { parameters: model.parameters() });
+    g.replay();
+    opt.zeroGrad({ setToNone: true });
+    assert.throws(() => g.replay(), /CudaGraph\.replay: parameter #0 .*'s \.grad is null since the capture.*zeroGrad\(\{ setToNone: false \}\)/);
+    g.dispose();
+    assert.throws(() => g.replay(), /the graph was disposed/);
+  });
+}
+
+test.run();
