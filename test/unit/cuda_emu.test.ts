@@ -43,6 +43,8 @@ const SUITES: [string, Record<string, string>][] = [
   // Stream capture and graph replay (emu/graph.cc), with the kernels running and skipped.
   ['unit/cuda_emu_graph', {}],
   ['unit/cuda_emu_graph', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
+  // The same capture scenarios through the runtime alone, whose codes the GPU run holds the emulator to.
+  ['unit/cuda_capture_codes', {}],
   ['unit/cuda_two_devices', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   ['unit/cuda_attention', {}],
   ['unit/cuda_attention_qkv', {}],
@@ -87,6 +89,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_sgd_multi', {}],
   // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
   ['unit/cuda_graph', {}],
+  // engine.backward captured, engine.step eager: ZeRO stages 0, 2, 3 on one rank bit for bit eager.
+  ['unit/cuda_graph_engine', {}],
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [
