@@ -17,10 +17,11 @@ import { censusTotals, cudaIsAvailable, destroyDistributed, formatCensus, initDi
 const BUDGET = { stage2: 94, stage3: 178 };
 const PARAMS = 28;
 /**
- * The bench's model at T 16 instead of 64: counts are structural (94/94/178/206 at both, batch 2
- * kept so batch-dependent copies would show), the emulated kernels run a quarter of the rows.
+ * The bench's model at T 16 instead of 64 and width 64 in one head instead of 128 in two (head dim
+ * 64 kept, so attention takes the same kernels): counts are structural (94/94/178/206 at both, batch
+ * 2 kept so batch-dependent copies would show), the emulated kernels run a fraction of the threads.
  */
-const SHAPE = { layers: 2, seq: 16 };
+const SHAPE = { layers: 2, seq: 16, nEmbd: 64, nHead: 1 };
 
 if (!cudaIsAvailable()) {
   test('ZeRO step census', () => {
