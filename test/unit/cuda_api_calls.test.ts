@@ -1,7 +1,7 @@
 /**
  * Runtime calls per device op, counted by the emulated CUDA runtime (native.cudaEmuApiCounts,
  * emulation build only): after its warm-up steps a bf16 GPT engine step (2 layers, T 16, batch 2,
- * head dim 64 so attention takes the tensor-core kernels, AdamW at ZeRO 0) makes no runtime call
+ * width 64 in one head: head dim 64 so attention takes the tensor-core kernels, AdamW at ZeRO 0) makes no runtime call
  * that is constant across steps: no cudaGetDevice/cudaSetDevice (cudaUseDevice keeps a per-thread
  * copy), no cudaFuncSetAttribute (set once per device and kernel), no event made or destroyed, no
  * cudaMalloc; one launch per kernel the census counts, at most one cudaGetLastError per launch.
@@ -35,7 +35,7 @@ if (!apiCounts || !cudaIsAvailable()) {
   });
 
   test('a GPT engine step makes no per-op runtime call that could be made once', async () => {
-    const s = await gptEngineStep({ layers: 2, seq: 16 });
+    const s = await gptEngineStep({ layers: 2, seq: 16, nEmbd: 64, nHead: 1 });
     try {
       for (let k = 0; k < 2; k++) s.step(); // optimizer state, plans, kernel attributes
       cudaSynchronize(s.device);
