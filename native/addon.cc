@@ -2,6 +2,11 @@
 #include <napi.h>
 #include "registry.h"
 
+#ifdef MESHTRAIN_CUDA
+namespace mt {
+void registerCudaCaptureProbe(Napi::Object exports);  // cuda/capture_probe.cc (test tool)
+}
+#endif
 #ifdef MESHTRAIN_CUDA_EMU
 namespace mt {
 void registerCudaEmuChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/checks.cu (test tool)
@@ -33,6 +38,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerComm(env, exports);
   mt::registerCuda(env, exports);
   mt::registerFileIo(env, exports);
+#ifdef MESHTRAIN_CUDA
+  mt::registerCudaCaptureProbe(exports);
+#endif
 #ifdef MESHTRAIN_CUDA_EMU
   mt::registerCudaEmuChecks(env, exports);
   mt::registerCudaEmuApiCounts(exports);
