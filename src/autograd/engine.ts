@@ -59,18 +59,27 @@ function accumulateLeaf(leaf: Tensor, g: Tensor, owned: boolean): boolean {
  * a leaf that is only one input of this node (two writes, one of them overwriting, could clash).
  */
 function destinations(node: Node): readonly (GradInto | null)[] {
-  if (!node.writesGradInto || !gradIntoEnabled()) return [];
-  return node.edges.map((e) => {
-    if (!e || !('leaf' in e)) return null;
+  if (!node.writesGradInto || !gradIntoEnabled()) return NO_DESTINATIONS;
+  // Plain loops, no closures: this runs once per node of every backward pass (host cost per op).
+  const edges = node.edges;
+  const out: (GradInto | null)[] = new Array(edges.length);
+  for (let i = 0; i < edges.length; i++) {
+    out[i] = null;
+    const e = edges[i];
+    if (!e || !('leaf' in e)) continue;
     const leaf = e.leaf;
     const grad = leaf.grad;
-    if (leaf.disposed || grad === null || grad.disposed || !grad.isContiguous) return null;
-    if (grad.dtype !== leaf.dtype || grad.device !== leaf.device || !sameShape(grad.shape, leaf.shape)) return null;
-    const uses = node.edges.filter((o) => o && 'leaf' in o && o.leaf === leaf).length;
-    if (uses > 1 || node.hiddenLeaves.includes(leaf)) return null;
-    return { grad, zero: isGradZero(grad) };
-  });
+    if (leaf.disposed || grad === null || grad.disposed || !grad.isContiguous) continue;
+    if (grad.dtype !== leaf.dtype || grad.device !== leaf.device || !sameShape(grad.shape, leaf.shape)) continue;
+    let uses = 0;
+    for (const o of edges) if (o && 'leaf' in o && o.leaf === leaf) uses++;
+    if (uses > 1 || node.hiddenLeaves.includes(leaf)) continue;
+    out[i] = { grad, zero: isGradZero(grad) };
+  }
+  return out;
 }
+
+const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
 
 function fireHooks(leaf: Tensor): void {
   for (const h of leaf.gradReadyHooks) h(leaf);
@@ -150,11 +159,13 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
     const g = pending.get(node);
     pending.delete(node);
     if (g) inMap.delete(g);
-    const into = g ? destinations(node) : [];
+    const into = g ? destinations(node) : NO_DESTINATIONS;
     const results = g ? tidy(() => node.run(g, into)) : node.edges.map(() => null);
-    node.edges.forEach((e, i) => {
+    const edges = node.edges;
+    for (let i = 0; i < edges.length; i++) {
+      const e = edges[i];
       const r = results[i];
-      if (!e) return;
+      if (!e) continue;
       if ('leaf' in e) {
         if (r === GRAD_WRITTEN) {
           clearGradZero((into[i] as GradInto).grad);
@@ -166,7 +177,7 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
           accumulateLeaf(e.leaf, r, owned);
         }
         leafDone(e.leaf, r !== null);
-        return;
+        continue;
       }
       if (r === GRAD_WRITTEN) throw new Error(`${node.name} backward: gradient ${i} was said written, but that input is not a leaf`);
       if (r) {
@@ -187,7 +198,7 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
       const left = (deps.get(e.node) as number) - 1;
       deps.set(e.node, left);
       if (left === 0) ready.push(e.node);
-    });
+    }
     for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
     if (!opts.retainGraph) node.freeSaved();
     if (g && !inMap.has(g) && !g.kept) g.dispose(); // kept: adopted as a leaf's .grad

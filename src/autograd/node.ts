@@ -5,7 +5,7 @@
  * every saved activation at once.
  */
 
-import { fmt } from '../tensor/shape.ts';
+import { fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { GRAD_WRITTEN, type GradInto } from './grad_into.ts';
 
@@ -42,6 +42,17 @@ export function savedByReference(t: Tensor): boolean {
 export type BackwardFn = (grad: Tensor, into: readonly (GradInto | null)[]) => (Tensor | null | typeof GRAD_WRITTEN)[];
 
 const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
+
+/** One shared all-null destination list per input count (backward functions only read it). */
+const nullLists: (readonly null[])[] = [];
+function noDestinations(n: number): readonly null[] {
+  let l = nullLists[n];
+  if (l === undefined) {
+    l = Object.freeze(new Array<null>(n).fill(null));
+    nullLists[n] = l;
+  }
+  return l;
+}
 
 export class Node {
   readonly edges: Edge[];
@@ -107,20 +118,22 @@ export class Node {
         `backward through ${this.name} a second time: its saved tensors were freed (pass { retainGraph: true } to the first backward)`,
       );
     }
-    const grads = this.backwardFn(grad, into.length ? into : this.edges.map(() => null));
+    const grads = this.backwardFn(grad, into.length ? into : noDestinations(this.edges.length));
     if (grads.length !== this.edges.length) {
       throw new Error(`${this.name} backward returned ${grads.length} gradients for ${this.edges.length} inputs`);
     }
-    grads.forEach((g, i) => {
+    // A plain loop, no closure: this runs once per node of every backward pass.
+    for (let i = 0; i < grads.length; i++) {
+      const g = grads[i];
       if (g === GRAD_WRITTEN) {
         if (!into[i]) throw new Error(`${this.name} backward: gradient ${i} was said written into a .grad it was not given`);
-        return;
+        continue;
       }
       const m = this.inputMeta[i];
-      if (g && this.edges[i] && (g.shape.length !== m.shape.length || g.shape.some((s, k) => s !== m.shape[k]))) {
+      if (g && this.edges[i] && !sameShape(g.shape, m.shape)) {
         throw new Error(`${this.name} backward: gradient ${i} has shape ${fmt(g.shape)}, input has ${fmt(m.shape)}`);
       }
-    });
+    }
     return grads;
   }
 }

@@ -103,12 +103,15 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
   const x = src.t;
   // q, k, v: thirds of each row; heads D apart; positions one qkv row apart.
   const inS = [src.sb, D, x.strides[n - 2]];
-  const at = (third: number) => x.offset + third * C; // rowsView gave x unit stride along its last dim
+  // rowsView gave x unit stride along its last dim: q, k, v start a third of a row apart.
+  const q0 = x.offset;
+  const k0 = x.offset + C;
+  const v0 = x.offset + 2 * C;
   const out = k.empty([...lead, T, C], qkv.dtype, undefined, false, dev);
   const outS = [T * C, D, C];
   const lse = k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev);
   if (B * T > 0) {
-    kernelsOn(dev).attentionForward(code, ...geom, x.id, at(0), inS, x.id, at(1), inS, x.id, at(2), inS, out.id, out.offset, outS, lse.id);
+    kernelsOn(dev).attentionForward(code, ...geom, x.id, q0, inS, x.id, k0, inS, x.id, v0, inS, out.id, out.offset, outS, lse.id);
   }
   const result = record('qkvAttention', [qkv], out, (node) => {
     const sx = node.save(x);
@@ -123,7 +126,7 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
       if (B * T > 0) {
         // The CPU kernels keep each query row's dot(dO, o) in a scratch tensor (CUDA: a call scratch of its own).
         const dots = dev === 'cpu' ? k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev) : null;
-        kernelsOn(dev).attentionBackward(code, ...geom, sx.id, at(0), inS, sx.id, at(1), inS, sx.id, at(2), inS,
+        kernelsOn(dev).attentionBackward(code, ...geom, sx.id, q0, inS, sx.id, k0, inS, sx.id, v0, inS,
           so.id, so.offset, outS, gv.t.id, gv.t.offset, gS, sl.id, dx.id, 0, dS, dx.id, C, dS, dx.id, 2 * C, dS, dots?.id);
         dots?.dispose();
       }

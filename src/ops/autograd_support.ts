@@ -23,9 +23,16 @@ export function record(
   build: (node: Node) => BackwardFn,
 ): Tensor {
   noteInputs(inputs);
-  if (!needsGrad(...inputs)) return out;
-  const real = inputs.map((t) => t ?? PLACEHOLDER);
-  const node = new Node(name, real as Tensor[]);
+  if (!isGradEnabled()) return out;
+  // needsGrad without the spread and closure (every recorded op comes here).
+  let any = false;
+  let holes = false;
+  for (const t of inputs) {
+    if (t == null) holes = true;
+    else if (t.requiresGrad) any = true;
+  }
+  if (!any) return out;
+  const node = new Node(name, (holes ? inputs.map((t) => t ?? PLACEHOLDER) : inputs) as Tensor[]);
   node.backwardFn = build(node);
   node.retain();
   out.gradFn = node;

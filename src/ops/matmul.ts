@@ -299,6 +299,14 @@ interface LinearSaved {
 }
 
 /**
+ * A product adds into a destination when it is its own dense [rows, cols] block and not read here
+ * (a module-level function: a closure per call costs tsx's keepNames a defineProperty).
+ */
+function usableInto(d: GradInto | null | undefined, addable: boolean, reads: (Tensor | null)[]): Tensor | null {
+  return d && addable && !overlapsAny(d.grad, reads) ? d.grad : null;
+}
+
+/**
  * linear's backward. Given a leaf's `.grad` (`into`), a product adds into it (beta = 1) and the
  * bias gradient goes straight there when that `.grad` is known to hold zeros (cuBLASLt's BGRADB
  * overwrites; on the CPU the reduction writes it): GRAD_WRITTEN is returned for those.
@@ -310,12 +318,10 @@ function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: Linear
   const g2 = k.asContiguous(g);
   if (g2 !== g) own.push(g2);
   const reads = [g2, sx, sw];
-  // A product adds into a destination when it is its own dense [rows, cols] block and not read here.
-  const usable = (d: GradInto | null | undefined): Tensor | null =>
-    d && M > 0 && !(x.dtype === 'f16' && !isCuda(dev)) && !overlapsAny(d.grad, reads) ? d.grad : null;
+  const addable = M > 0 && !(x.dtype === 'f16' && !isCuda(dev));
   const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
-  const xInto = usable(into[0]);
-  const wInto = usable(into[1]);
+  const xInto = usableInto(into[0], addable, reads);
+  const wInto = usableInto(into[1], addable, reads);
   let gx: Tensor | null | typeof GRAD_WRITTEN = null;
   if (sw && xInto) {
     productInto(gm, asMats(sw, 1, own), xInto, true);
