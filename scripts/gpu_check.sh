@@ -226,11 +226,11 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
   step bench:host_ops 60 node --import tsx bench/gpu_host_ops.ts $size
-  # The host floor step again on the emulated device (the carried emu/ build, kernels skipped) on this
-  # machine's CPU: the same host code without a driver, to set beside bench:host_floor's issue time.
   # Where the eager step's host time goes on the real driver: V8 samples of 100 steps by file and function,
   # native calls (addon + driver) apart from our TypeScript and GC ($OUT/host_profile.cpuprofile).
   step bench:host_profile 60 node --import tsx bench/host_profile.ts --steps 100 --out "$OUT/host_profile.cpuprofile"
+  # The host floor step again on the emulated device (the carried emu/ build, kernels skipped) on this
+  # machine's CPU: the same host code without a driver, to set beside bench:host_floor's issue time.
   emuAddon=$([ "${MT_EMU:-0}" = 1 ] && echo "$MESHTRAIN_ADDON" || echo "$t/emu/Release/meshtrain.node")
   if [ -f "$emuAddon" ]; then
     step bench:host_floor:emu 90 env MESHTRAIN_ADDON="$emuAddon" MESHTRAIN_CUDA_LIB_PATH="$(dirname "$emuAddon")/../emu-lib" \
