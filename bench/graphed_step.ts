@@ -1,10 +1,9 @@
 /**
- * A training step whose zero-grad, forward and backward replay a CUDA graph
- * (src/tensor/cuda_graph.ts): the first call runs eagerly (the warm-up that allocates gradients
- * and plans), captures, and every call then replays the graph and steps the optimizer. The
- * gradients are zeroed in place inside the graph: one fill per parameter (314 for ResNet-101)
- * would otherwise be that many eager launches per step. For bench/gpu_resnet.ts and
- * bench/gpu_gpt.ts, beside their eager steps.
+ * A training step whose forward and backward replay a CUDA graph (src/tensor/cuda_graph.ts): the
+ * first call runs eagerly (the warm-up: plans, workspaces), then the gradients are set to none and
+ * the graph captured, so that each replay overwrites them; every call replays the graph and steps
+ * the optimizer. Zeroing in place instead would cost a fill per parameter and make the backward add
+ * (314 of each for ResNet-101). For bench/gpu_resnet.ts and bench/gpu_gpt.ts, beside their eager steps.
  */
 import { type CudaGraph, captureCudaGraph, type Tensor, tidy } from '../src/index.ts';
 import { DEV } from './gpu_timing.ts';
@@ -25,11 +24,10 @@ export function graphedStep(forwardBackward: () => Tensor, optimizer: Stepper, p
           forwardBackward();
         });
         optimize();
-        const zeroForwardBackward = () => {
-          optimizer.zeroGrad({ setToNone: false });
-          return tidy(forwardBackward);
-        };
-        graph = captureCudaGraph(zeroForwardBackward, { device: DEV, parameters });
+        // No gradients at the capture: its backward creates them (adopting each first gradient)
+        // and every replay overwrites them, so nothing zeroes them between steps.
+        optimizer.zeroGrad({ setToNone: true });
+        graph = captureCudaGraph(() => tidy(forwardBackward), { device: DEV, parameters });
         console.log(`  (CUDA graph: ${graph.nodes} nodes per step)`);
       }
       const loss = graph.replay();

@@ -9,12 +9,14 @@
  * after a zero-grad overwrites, and writes made between two passes (an all-reduce, clipping, a
  * deferred weight-gradient job) never meet a stale mark.
  */
-import { graphCaptureDevice } from '../tensor/capture_state.ts';
+import { graphCaptureSerial } from '../tensor/capture_state.ts';
 import type { Storage } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 interface Mark {
   epoch: number;
+  /** The CUDA graph capture the mark was made in (0: none). */
+  capture: number;
   storage: Storage;
   offset: number;
 }
@@ -31,15 +33,15 @@ const marks = new WeakMap<Tensor, Mark>();
  */
 export function markGradZero(grad: Tensor): void {
   if (grad.disposed) return;
-  marks.set(grad, { epoch, storage: grad.storage, offset: grad.offset });
+  marks.set(grad, { epoch, capture: graphCaptureSerial(), storage: grad.storage, offset: grad.offset });
 }
 
 /** True while `grad` is known to hold zeros: marked in this epoch, not written since, same memory. */
 export function isGradZero(grad: Tensor): boolean {
-  // A captured backward adds: its replays follow whatever zeroing happens between them.
-  if (graphCaptureDevice() !== null) return false;
   const m = marks.get(grad);
-  return m !== undefined && m.epoch === epoch && !grad.disposed && m.storage === grad.storage && m.offset === grad.offset;
+  // In a capture, only the capture's own zeroing counts: replays repeat it. A mark from before
+  // says nothing about the gradient at a replay, so the captured backward adds.
+  return m !== undefined && m.capture === graphCaptureSerial() && m.epoch === epoch && !grad.disposed && m.storage === grad.storage && m.offset === grad.offset;
 }
 
 /** `grad` was written (backward added to it or wrote it): no longer known to be zero. */

@@ -4,9 +4,10 @@
  * every weight, batch norm's running statistics), for a bf16 GPT (embedding, attention, layer
  * norm, fused GELU linear, cross-entropy; AdamW) and a small f32 conv net (cuDNN convolutions,
  * batch norm, residual add, pooling; SGD with momentum). A replay is one host call (census) for
- * as many nodes as the eager step's device ops. The graph's memory is its own: tensors allocated
+ * as many nodes as the device ops queued during its capture. A zero-grad inside the capture lets
+ * its backward overwrite; one outside makes it add (gradient accumulation). The graph's memory is its own: tensors allocated
  * after the capture keep their values through replays. Index checks are re-armed by each replay;
- * host waits, CPU kernels, random ops and nested captures are refused with errors naming them, and
+ * host waits, CPU kernels, host-drawn random numbers and nested captures are refused with errors naming them, and
  * a failed capture leaves nothing behind. Without a device: one SKIP line.
  */
 import { test } from 'uvu';
@@ -37,8 +38,9 @@ interface Run {
 
 /**
  * Trains `STEPS` steps on fixed batches; with `graph`, step 0 runs eagerly (the warm-up) and the
- * others replay a graph captured before step 1. `batch(s)` gives host tensors copied into the
- * step's static inputs.
+ * others replay a graph captured before step 1 with the gradients set to none, so that the captured
+ * backward creates them and each replay overwrites them: no zero-grad between replays (the
+ * recipe of docs/gpu.md). `batch(s)` gives host tensors copied into the step's static inputs.
  */
 function train(
   graph: boolean,
@@ -56,12 +58,15 @@ function train(
   let g: CudaGraph<Tensor> | null = null;
   for (let s = 0; s < STEPS; s++) {
     batch(s).forEach((b, i) => copyInPlace(inputs[i], b));
-    if (graph && s === 1) g = captureCudaGraph(step, { parameters: model.parameters() });
+    if (graph && s === 1) {
+      opt.zeroGrad({ setToNone: true });
+      g = captureCudaGraph(step, { parameters: model.parameters() });
+    }
     const l = g ? g.replay() : step();
     losses.push(l.item());
     if (!g) l.dispose();
     opt.step();
-    opt.zeroGrad({ setToNone: false });
+    if (!g) opt.zeroGrad({ setToNone: false });
   }
   const state = [...model.parameters(), ...model.buffers()].map(bits);
   return { losses, state, graph: g };
@@ -203,8 +208,9 @@ if (!cudaIsAvailable()) {
     const held = cudaAllocatorStats(DEV).graphBytes;
     assert.throws(() => captureCudaGraph(() => step().item()), /captureCudaGraph: the capture failed, nothing was kept: cuda:0: the host would wait for the device/);
     assert.throws(() => captureCudaGraph(() => randn([3]).add(1)), /random op \(dropout, rand, randn\) inside captureCudaGraph \(capturing cuda:0\)/);
-    assert.throws(() => captureCudaGraph(() => dropout(inputs[0], 0.5, true)), /random op/);
     const cpu = randn([4]);
+    // Dropout on the device is replayed with fresh masks (cuda_graph_dropout); on the CPU it is refused.
+    assert.throws(() => captureCudaGraph(() => dropout(cpu, 0.5, true)), /random op/);
     assert.throws(() => captureCudaGraph(() => cpu.mul(2)), /CPU kernel \w+ inside captureCudaGraph/);
     assert.throws(() => captureCudaGraph(() => captureCudaGraph(step)), /captures do not nest/);
     assert.is(cudaAllocatorStats(DEV).graphBytes, held, 'the failed captures left no pool behind');
@@ -241,6 +247,42 @@ if (!cudaIsAvailable()) {
     };
     const eager = run(false);
     run(true).forEach((b, i) => assert.ok(b.equals(eager[i]), `parameter #${i} differs`));
+  });
+
+  test('zero-grad inside the capture: the captured backward overwrites (fewer nodes), replays equal eager steps', () => {
+    const eager = train(false, convNet, convBatch, convLoss);
+    const { model, opt, inputs } = convNet();
+    const forwardBackward = () => {
+      const l = convLoss(model, inputs);
+      l.backward();
+      return l;
+    };
+    const zeroForwardBackward = () => {
+      opt.zeroGrad({ setToNone: false });
+      return forwardBackward();
+    };
+    const losses: number[] = [];
+    let g: CudaGraph<Tensor> | null = null;
+    for (let s = 0; s < STEPS; s++) {
+      convBatch(s).forEach((b, i) => copyInPlace(inputs[i], b));
+      if (s === 1) g = captureCudaGraph(zeroForwardBackward, { parameters: model.parameters() });
+      const l = g ? g.replay() : forwardBackward();
+      losses.push(l.item());
+      if (!g) l.dispose();
+      opt.step();
+      if (!g) opt.zeroGrad({ setToNone: false });
+    }
+    assertSame(eager, { losses, state: [...model.parameters(), ...model.buffers()].map(bits), graph: g }, 'zero inside');
+    // The same backward captured after an outside zero-grad adds into every gradient instead; with
+    // no gradients at all it creates them (the first one adopted: the fewest nodes).
+    const adding = captureCudaGraph(forwardBackward, { parameters: model.parameters() });
+    opt.zeroGrad({ setToNone: true });
+    const creating = captureCudaGraph(forwardBackward, { parameters: model.parameters() });
+    const fills = model.parameters().length;
+    console.log(`  conv net: ${g?.nodes} nodes with the zero-grad inside (${fills} fills), ${adding.nodes} adding, ${creating.nodes} creating`);
+    assert.ok((g as CudaGraph<Tensor>).nodes < adding.nodes + fills, 'overwriting saves the adds');
+    assert.ok(creating.nodes < adding.nodes, 'adopting saves the adds');
+    for (const x of [g, adding, creating]) x?.dispose();
   });
 
   test(".grad replaced since the capture: the replay refuses, naming the parameter", () => {
