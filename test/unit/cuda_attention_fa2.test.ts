@@ -7,8 +7,8 @@
  * no worse than the WMMA forward's own error plus one output ulp (2^-8 bf16, 2^-11 f16); lse (f32)
  * within 1e-5 · max(1, |lse|) of the f64 one (seen: 5.3e-7).
  * bf16 and f16; head dims 64 and 128 (32 once); causal and not; T 1, 33, 70, 130 (one row, full and
- * partial and empty warps, a second and a third partial key tile); Tq != Tk both ways; batch x
- * heads > 1; q, k, v as the strided thirds of one qkv projection (what GPT's attention passes);
+ * partial and empty warps, a second and a third partial key tile; f16 33 and 130); Tq != Tk both
+ * ways; batch x heads > 1; q, k, v as the strided thirds of one qkv projection (what GPT's attention passes);
  * unaligned views (element-wise tile loads and stores); no keys at all. Through
  * scaledDotProductAttention too (forward on fa2, its backward on whatever MESHTRAIN_ATTENTION=fa2
  * selects) against the CPU's composed ops. Without a usable device one SKIP line.
@@ -133,12 +133,18 @@ if (!cudaIsAvailable()) {
     console.log(`SKIP test/unit/cuda_attention_fa2: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
   });
 } else {
+  /**
+   * f16 runs the same template as bf16 with another element type: T 33 and 130 (partial warps, a
+   * third partial tile). Emulated time goes by blocks x tiles x D, not rows; a block finds its batch
+   * and head once, before the tiles (headOf, the same code at both D), so [2, 3] (B != H tells b from
+   * h) runs at D 64 and T <= 64 only; D 128 and longer T take [1, 2] (a head offset, then the tiles).
+   */
+  const lengths: Record<string, number[]> = { bf16: [1, 33, 70, 130], f16: [33, 130] };
   for (const dtype of ['bf16', 'f16'] as DType[]) {
-    test(`fa2 forward = f64 reference and WMMA forward, ${dtype}: head dims 64/128, T 1/33/70/130, causal and not`, () => {
+    test(`fa2 forward = f64 reference and WMMA forward, ${dtype}: head dims 64/128, T ${lengths[dtype].join('/')}, causal and not`, () => {
       for (const D of [64, 128]) {
-        for (const T of [1, 33, 70, 130]) {
-          // Batch and head offsets are found once per block: [2, 3] at short T, [1, 2] past one tile.
-          const [B, H] = T > 64 ? [1, 2] : [2, 3];
+        for (const T of lengths[dtype]) {
+          const [B, H] = T > 64 || D > 64 ? [1, 2] : [2, 3];
           const x = dense(B, H, T, T, D, dtype);
           for (const causal of [true, false]) check(`[${B}, ${H}, ${T}, ${D}]`, x, causal);
         }
