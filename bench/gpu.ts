@@ -78,12 +78,18 @@ if (only.has('b')) {
       );
       return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
     }),
-    guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step, CUDA graph`, () => {
-      const g = smoke ? benchGpt(4, 16, 1, 'tiny', true) : benchGpt(8, 1024, quick ? 3 : 8, '124M', true);
-      const rate = g.flopsPerStep / g.stepS;
-      console.log(`(b) the same, forward+backward as one CUDA graph: ${(g.stepS * 1e3).toFixed(1)} ms/step, MFU ${((rate / peak) * 100).toFixed(1)}%; loss ${g.loss.toFixed(3)}`);
-      return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
-    }),
+    // The vocabulary padded to a multiple of 128 (Megatron's default, 50304), eagerly and with forward+backward as one CUDA graph.
+    ...[false, true].map((graph) =>
+      guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step, vocab padded${graph ? ', CUDA graph' : ''}`, () => {
+        const opts = { padVocabTo: 128, graph };
+        const g = smoke ? benchGpt(4, 16, 1, 'tiny', opts) : benchGpt(8, 1024, quick ? 3 : 8, '124M', opts);
+        const rate = g.flopsPerStep / g.stepS;
+        console.log(
+          `(b) the same, vocabulary padded to a multiple of 128${graph ? ', forward+backward as one CUDA graph' : ''}: ${(g.stepS * 1e3).toFixed(1)} ms/step, MFU ${((rate / peak) * 100).toFixed(1)}%; loss ${g.loss.toFixed(3)}`,
+        );
+        return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
+      }),
+    ),
   );
 }
 
@@ -118,14 +124,15 @@ if (only.has('d')) {
 }
 
 console.log('\nbench/gpu summary');
-for (const r of rows) console.log(`${r.part.padEnd(34)}${r.status.padEnd(9)}${r.key}`);
+for (const r of rows) console.log(`${r.part.padEnd(48)}${r.status.padEnd(9)}${r.key}`);
 // One line last, for gpu_check's table: the largest bf16 matmul, GPT, ResNet and NCCL.
-const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix) && !r.part.endsWith('CUDA graph')).pop();
-const graphedGpt = rows.find((r) => r.part.startsWith('GPT') && r.part.endsWith('CUDA graph'));
-const digest = [...['matmul bf16', 'GPT', 'ResNet', 'NCCL'].map(pick), graphedGpt]
+const pick = (prefix: string) => rows.filter((r) => r.part.startsWith(prefix) && !r.part.includes('padded')).pop();
+const paddedGpt = rows.filter((r) => r.part.startsWith('GPT') && r.part.includes('padded'));
+const digest = [...['matmul bf16', 'GPT', 'ResNet', 'NCCL'].map(pick), ...paddedGpt]
   .filter((r): r is BenchRow => r !== undefined)
   .map((r) => {
-    const name = r.part.split(' ').slice(0, r.part.startsWith('matmul') ? 3 : 1).join(' ') + (r.part.endsWith('CUDA graph') ? ' graphed' : '');
+    const variant = r.part.includes('padded') ? (r.part.endsWith('CUDA graph') ? ' padded+graph' : ' padded') : '';
+    const name = r.part.split(' ').slice(0, r.part.startsWith('matmul') ? 3 : 1).join(' ') + variant;
     return `${name}: ${r.status === 'ok' ? r.key.replace(/ \(.*$/, '') : r.status}`;
   });
 console.log(`bench/gpu: ${digest.join('; ')}`);

@@ -44,20 +44,33 @@ export interface GptBenchStep {
   dispose(): void;
 }
 
-/**
- * Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing.
- * `graph`: forward and backward replay a CUDA graph (bench/graphed_step.ts) on static inputs that each step's batch is copied into.
- */
-export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' = '124M', graph = false): GptBenchStep {
+/** Variants of the benchmark step. */
+export interface GptBenchOptions {
+  /** Forward and backward replay a CUDA graph (bench/graphed_step.ts) on static inputs that each step's batch is copied into. */
+  graph?: boolean;
+  /**
+   * The vocabulary rounded up to a multiple of this (Megatron's --make-vocab-size-divisible-by, 128 by
+   * default there; nanoGPT pads GPT-2's 50257 to 50304 too): the LM head's odd leading dimension keeps
+   * cuBLASLt from its 16-byte-aligned kernels. The extra rows are trained like the others, never a target.
+   */
+  padVocabTo?: number;
+}
+
+/** Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing. */
+export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' = '124M', opts: GptBenchOptions = {}): GptBenchStep {
   manualSeed(0);
-  const config = gptConfig(size, { dtype: 'bf16', dropout: 0 });
+  const base = gptConfig(size, { dtype: 'bf16', dropout: 0 });
+  const pad = opts.padVocabTo ?? 1;
+  const config = gptConfig(size, { dtype: 'bf16', dropout: 0, vocabSize: Math.ceil(base.vocabSize / pad) * pad });
+  const graph = opts.graph ?? false;
   const model = nn.moduleToDevice(new GPT(config), DEV);
   const optimizer = new AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.1 });
   const V = config.vocabSize;
   // Fixed token batches made once, outside the timed steps (input loading is not measured).
   const batches: [Tensor, Tensor][] = [0, 1].map((b) => {
-    const ids = Array.from({ length: batch * seq }, (_, i) => (i * 7919 + b * 31337) % V);
-    const next = Array.from({ length: batch * seq }, (_, i) => (i * 104729 + b * 7) % V);
+    // Tokens and targets of the real vocabulary: padded rows are never a target.
+    const ids = Array.from({ length: batch * seq }, (_, i) => (i * 7919 + b * 31337) % base.vocabSize);
+    const next = Array.from({ length: batch * seq }, (_, i) => (i * 104729 + b * 7) % base.vocabSize);
     return noGrad(() => [tensor(ids, { dtype: 'i32', shape: [batch, seq], device: DEV }), tensor(next, { dtype: 'i64', device: DEV })]);
   });
   const forwardBackward = (ids: Tensor, targets: Tensor) => {
@@ -96,9 +109,9 @@ export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' =
   };
 }
 
-/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke); `graph`: see gptBenchStep. */
-export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M', graph = false): GptResult {
-  const g = gptBenchStep(batch, seq, size, graph);
+/** `size` 'tiny' is for checking the plumbing (bench/gpu.ts --smoke); `opts`: see gptBenchStep. */
+export function benchGpt(batch: number, seq: number, steps: number, size: '124M' | 'tiny' = '124M', opts: GptBenchOptions = {}): GptResult {
+  const g = gptBenchStep(batch, seq, size, opts);
   let loss = Number.NaN;
   // Reading the loss synchronizes: not every step.
   const step = (k: number): void => {
