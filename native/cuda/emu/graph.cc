@@ -312,6 +312,9 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
                                                        ": a child graph node is not emulated (capture invalidated)");
   }
   if (pendingOn(dev)) return cudaSuccess;  // the device already faulted: nothing more runs
+  struct Replaying {  // clears the node being replayed however the loop ends
+    ~Replaying() { tNode = nullptr; }
+  } guard;
   tGraph = graphId, tCount = nodes->list.size();
   for (size_t i = 0; i < nodes->list.size(); i++) {
     const Node& n = nodes->list[i];
@@ -319,7 +322,6 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     n.run(n.ctx);
     if (pendingOn(dev)) break;  // a faulting node ends the replay, as a lost context would
   }
-  tNode = nullptr;
   return cudaSuccess;
 }
 
