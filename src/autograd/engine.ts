@@ -82,7 +82,7 @@ function destinations(node: Node): readonly (GradInto | null)[] {
 const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
 
 function fireHooks(leaf: Tensor): void {
-  for (const h of leaf.gradReadyHooks) h(leaf);
+  if (leaf.hasGradReadyHooks) for (const h of leaf.gradReadyHooks) h(leaf);
 }
 
 export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardOptions = {}): void {

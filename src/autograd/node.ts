@@ -56,8 +56,8 @@ function noDestinations(n: number): readonly null[] {
 
 export class Node {
   readonly edges: Edge[];
-  /** Input shapes and dtypes, to check what backward returns. */
-  readonly inputMeta: { shape: readonly number[]; dtype: string }[];
+  /** Input shapes, to check what backward returns. */
+  readonly inputShapes: (readonly number[])[];
   backwardFn: BackwardFn | null = null;
   /**
    * Leaves that backwardFn accumulates into directly (checkpoint's closure parameters): the
@@ -82,7 +82,7 @@ export class Node {
       }
       return { leaf: t };
     });
-    this.inputMeta = inputs.map((t) => ({ shape: t.shape, dtype: t.dtype }));
+    this.inputShapes = inputs.map((t) => t.shape);
   }
 
   /** Keeps `t`'s memory alive until backward has run; use the returned handle in backwardFn. */
@@ -129,9 +129,9 @@ export class Node {
         if (!into[i]) throw new Error(`${this.name} backward: gradient ${i} was said written into a .grad it was not given`);
         continue;
       }
-      const m = this.inputMeta[i];
-      if (g && this.edges[i] && !sameShape(g.shape, m.shape)) {
-        throw new Error(`${this.name} backward: gradient ${i} has shape ${fmt(g.shape)}, input has ${fmt(m.shape)}`);
+      const shape = this.inputShapes[i];
+      if (g && this.edges[i] && !sameShape(g.shape, shape)) {
+        throw new Error(`${this.name} backward: gradient ${i} has shape ${fmt(g.shape)}, input has ${fmt(shape)}`);
       }
     }
     return grads;

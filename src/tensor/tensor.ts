@@ -36,10 +36,21 @@ export class Tensor {
   gradFn: Node | null = null;
   /** Set by `keep()`: scopes leave this tensor alone. */
   kept = false;
-  /** Hooks run when this leaf's gradient for the current backward pass is complete. */
-  readonly gradReadyHooks: ((t: Tensor) => void)[] = [];
+  private _gradReadyHooks: ((t: Tensor) => void)[] | null = null;
   private _storage: Storage | null;
   private finalized = false;
+
+  /** Hooks run when this leaf's gradient for the current backward pass is complete. */
+  get gradReadyHooks(): ((t: Tensor) => void)[] {
+    // Made on first use: most tensors never get a hook, and an array each is garbage per op.
+    this._gradReadyHooks ??= [];
+    return this._gradReadyHooks;
+  }
+
+  /** True when some gradient-ready hook is registered (reads without making the list). */
+  get hasGradReadyHooks(): boolean {
+    return this._gradReadyHooks !== null && this._gradReadyHooks.length > 0;
+  }
 
   escaped(): void {
     if (this.finalized || this._storage === null) return;
