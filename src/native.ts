@@ -24,7 +24,8 @@ export interface Native {
   setCacheLimit(bytes: number): void;
   copyStrided(sd: number, sId: Id, sOff: number, sStrides: Ints, dd: number, dId: Id, dOff: number, dStrides: Ints, shape: Ints): void;
   fill(dtype: number, id: Id, off: number, n: number, value: number): void;
-  random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number): void;
+  /** baseId/baseOff (CUDA only): the device generator base that offset is relative to (a CUDA graph's random op). */
+  random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number, baseId?: Id, baseOff?: number): void;
   binary(op: number, dtype: number, aId: Id, aOff: number, aStrides: Ints, bId: Id, bOff: number, bStrides: Ints, outId: Id, outOff: number, shape: Ints): void;
   binaryFlat(op: number, dtype: number, aId: Id, aOff: number, bId: Id, bOff: number, outId: Id, outOff: number, n: number): void;
   unary(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, n: number, scalar: number): void;

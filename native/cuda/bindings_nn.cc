@@ -82,15 +82,29 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// random(kind, dtype, id, off, n, seed, offset, start, a, b): uniform and dropout masks only
-// (normal samples are drawn on the CPU and copied by the TypeScript side).
+// random(kind, dtype, id, off, n, seed, offset, start, a, b[, baseId, baseOff]): uniform and dropout
+// masks only (normal samples are drawn on the CPU and copied by the TypeScript side). baseId != 0:
+// the device's generator base (2 x u64), offset then relative to it (inside a CUDA graph).
 Napi::Value Random(const Napi::CallbackInfo& info) {
   int kind = int(argInt(info, 0));
   DType d = toDType(int(argInt(info, 1)));
   int64_t id = argInt(info, 2), off = argInt(info, 3), n = argInt(info, 4);
   uint64_t seed = uint64_t(argInt(info, 5)), offset = uint64_t(argInt(info, 6)), start = uint64_t(argInt(info, 7));
   int dev = devOf("random", id);
-  cudaRandomUniform(dev, kind, int(d), dptr(id, off, n, d), n, seed, offset + start, argNum(info, 8), argNum(info, 9));
+  int64_t baseId = info.Length() > 10 ? argInt(info, 10) : 0;
+  auto* base = static_cast<const uint64_t*>(optionalPtr("random", baseId, baseId ? argInt(info, 11) : 0, 2, DType::I64, dev));
+  cudaRandomUniform(dev, kind, int(d), dptr(id, off, n, d), n, seed, offset + start, base, argNum(info, 8),
+                    argNum(info, 9));
+  return info.Env().Undefined();
+}
+
+// randomSetBase(id, off, seed, offset): queues base = {seed, offset} (2 x u64 at element off of an
+// i64 storage) on its device's compute stream.
+Napi::Value RandomSetBase(const Napi::CallbackInfo& info) {
+  int64_t id = argInt(info, 0), off = argInt(info, 1), seed = argInt(info, 2), offset = argInt(info, 3);
+  MT_CHECK(seed >= 0 && offset >= 0, "randomSetBase: seed and offset must be non-negative, got ", seed, ", ", offset);
+  int dev = devOf("randomSetBase", id);
+  cudaRandomSetBase(dev, static_cast<uint64_t*>(dptr(id, off, 2, DType::I64)), uint64_t(seed), uint64_t(offset));
   return info.Env().Undefined();
 }
 
@@ -98,6 +112,7 @@ Napi::Value Random(const Napi::CallbackInfo& info) {
 
 void registerCudaNn(Napi::Object cuda) {
   MT_EXPORT(cuda, "random", Random);
+  MT_EXPORT(cuda, "randomSetBase", RandomSetBase);
   MT_EXPORT(cuda, "layerNormForward", LayerNormForward);
   MT_EXPORT(cuda, "layerNormBackward", LayerNormBackward);
   cuda.Set("layerNormGradInto", Napi::Boolean::New(cuda.Env(), true));  // takes dwOff, dbOff, addW, addB

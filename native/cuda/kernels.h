@@ -91,7 +91,10 @@ void cudaCrossEntropyBackward(int dev, int dtype, const void* x, int64_t rows, i
 
 namespace mt {
 // random.cu: kind 0 uniform in [a, b), kind 2 dropout mask (0 with probability a, else 1/(1-a)),
-// element i from Philox counter first + i: the CPU's values exactly.
-void cudaRandomUniform(int dev, int kind, int dtype, void* p, int64_t n, uint64_t seed, uint64_t first, double a,
-                       double b);
+// element i from Philox counter first + i: the CPU's values exactly. With `base` (a CUDA graph's
+// random op) the seed is base[0] and the counter base[1] + first, read when the kernel runs.
+void cudaRandomUniform(int dev, int kind, int dtype, void* p, int64_t n, uint64_t seed, uint64_t first,
+                       const uint64_t* base, double a, double b);
+// Queues base[0] = seed, base[1] = offset on the compute stream (before each replay of a graph with random ops).
+void cudaRandomSetBase(int dev, uint64_t* base, uint64_t seed, uint64_t offset);
 }  // namespace mt

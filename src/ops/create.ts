@@ -1,6 +1,8 @@
 /** Tensor factories: from data, constants, ranges and the seeded random distributions. */
 import { native } from '../native.ts';
+import { refuseInCapture } from '../tensor/capture_state.ts';
 import { checkDType, type DType, dtypeCode } from '../tensor/dtype.ts';
+import { takeDeviceCounters } from '../tensor/graph_rng.ts';
 import { takeCounters } from '../tensor/random.ts';
 import { checkShape, fmt, numel } from '../tensor/shape.ts';
 import { Tensor, type TensorOptions } from '../tensor/tensor.ts';
@@ -107,8 +109,12 @@ export function arange(n: number, opts: TensorOptions = {}): Tensor {
 /** Fills `t` from the global generator (uniform in [a, b) or normal(mean a, std b)). */
 function randomInto(t: Tensor, kind: number, a: number, b: number): Tensor {
   if (!Number.isFinite(a) || !Number.isFinite(b)) throw new Error(`random: parameters must be finite, got ${a}, ${b}`);
-  const { seed, offset } = takeCounters(t.numel);
-  return k.random(kind, t, seed, offset, 0, a, b);
+  if (kind === k.Random.normal && t.device !== 'cpu') {
+    refuseInCapture('randn on a CUDA device', 'normal samples are drawn on the CPU and copied to the device (a host copy); draw them before the capture, or use rand');
+  }
+  // rand on a CUDA device inside a graph: offset relative to the device's generator base (graph_rng.ts).
+  const { seed, offset, base } = kind === k.Random.normal ? { ...takeCounters(t.numel), base: null } : takeDeviceCounters(t.numel, t.device);
+  return k.random(kind, t, seed, offset, 0, a, b, base);
 }
 
 /** Normal(mean, std) samples. */

@@ -194,12 +194,15 @@ export function reduce(op: number, x: Tensor, dims: number[], scale = 1): Tensor
   return cur === x ? copy(x) : cur;
 }
 
-export function random(kind: number, t: Tensor, seed: number, offset: number, start: number, a: number, b: number): Tensor {
+/** `base` (inside a CUDA graph, graph_rng.ts): the device's generator base, which `offset` is relative to. */
+export function random(kind: number, t: Tensor, seed: number, offset: number, start: number, a: number, b: number, base: Tensor | null = null): Tensor {
   if (t.device !== 'cpu' && kind !== Random.normal) {
     // The device runs the same generator with the CPU's arithmetic: the CPU's values exactly.
-    kernelsOn(t.device).random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b);
+    if (base) kernelsOn(t.device).random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b, base.id, base.offset);
+    else kernelsOn(t.device).random(kind, dtypeCode(t.dtype), t.id, t.offset, t.numel, seed, offset, start, a, b);
     return t;
   }
+  if (base) throw new Error(`random: a generator base is for uniform samples and dropout masks on a CUDA device, got kind ${kind} on ${t.device}`);
   if (t.device !== 'cpu') {
     // Normal samples are drawn on the CPU and copied: the device's float log/cos/sin differ from
     // the CPU's in the last bit, and every layout must start from the same weights.

@@ -7,7 +7,7 @@
 import { GRAD_WRITTEN, overlapsAny } from '../autograd/grad_into.ts';
 import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
-import { takeCounters } from '../tensor/random.ts';
+import { takeDeviceCounters } from '../tensor/graph_rng.ts';
 import { fmt, normDim, numel, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
@@ -201,8 +201,9 @@ export function dropout(x: Tensor, p: number, training = true, opts: DropoutOpti
     }
   }
   if (!training || p === 0) return x;
-  const { seed, offset } = takeCounters(shard?.total ?? x.numel);
-  const mask = k.random(k.Random.dropoutMask, k.empty(x.shape, x.dtype, undefined, false, x.device), seed, offset, shard?.start ?? 0, p, 0);
+  // Inside a CUDA graph on x's device, offset is relative to the device's generator base (graph_rng.ts).
+  const { seed, offset, base } = takeDeviceCounters(shard?.total ?? x.numel, x.device);
+  const mask = k.random(k.Random.dropoutMask, k.empty(x.shape, x.dtype, undefined, false, x.device), seed, offset, shard?.start ?? 0, p, 0, base);
   const out = k.binary(k.Binary.mul, x, mask, 'dropout');
   const result = record('dropout', [x], out, (node) => {
     const sm = node.save(mask);

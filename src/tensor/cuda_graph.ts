@@ -13,8 +13,10 @@
  *   get theirs from the capture, overwritten by each replay): zero them in place between steps
  *   (`zeroGrad({ setToNone: false })`, the engine's zeroGrad); `parameters` makes each replay
  *   check that they are still the same tensors;
- * - nothing on the host is repeated: CPU kernels and random ops are refused during the capture,
- *   and so is anything that makes the host wait for the device (reading a value, a host copy);
+ * - nothing on the host is repeated: CPU kernels and host-drawn random numbers (CPU tensors,
+ *   normal samples) are refused during the capture, and so is anything that makes the host wait
+ *   for the device (reading a value, a host copy); dropout and rand on the device draw fresh
+ *   numbers at each replay, those eager steps would (graph_rng.ts);
  *   embedding and cross-entropy index checks are re-armed by each replay.
  * Run the function once eagerly first (PyTorch's warm-up): first-use work such as cuDNN plans
  * and gradients' first allocation then happens outside the capture.
@@ -24,6 +26,7 @@ import { native } from '../native.ts';
 import { graphCaptureDevice, setGraphCaptureDevice } from './capture_state.ts';
 import { checkDevice } from './device.ts';
 import { deferCheckAgain, flushDeviceChecks, type PendingCheck, takePendingChecks } from './device_checks.ts';
+import { abortGraphRng, beginGraphRng, endGraphRng, replayWithRng } from './graph_rng.ts';
 import type { Device } from './storage.ts';
 import type { Tensor } from './tensor.ts';
 
@@ -50,6 +53,8 @@ export class CudaGraph<T> {
     nodes: number,
     private readonly checks: PendingCheck[],
     private readonly grads: [Tensor, Tensor | null][],
+    /** Generator counters one replay consumes (its dropout and rand ops, graph_rng.ts). */
+    readonly randomCounters = 0,
   ) {
     this.id = id;
     this.nodes = nodes;
@@ -65,7 +70,9 @@ export class CudaGraph<T> {
         );
       }
     });
-    native.cudaGraphReplay(this.id);
+    const id = this.id;
+    // With random ops: the host generator's state goes to the device's base first, and advances after.
+    replayWithRng(this.device, this.randomCounters, () => native.cudaGraphReplay(id));
     for (const c of this.checks) deferCheckAgain(c);
     return this.output;
   }
@@ -102,16 +109,26 @@ export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {})
   const parameters = [...(options.parameters ?? [])];
   // Pending checks read now: the capture cannot wait for the device.
   flushDeviceChecks();
-  const id: number = native.cudaGraphBegin(Number(device.slice(5)));
+  beginGraphRng(device); // before the capture: the device's generator base is no block of the graph's pool
+  let id: number;
+  try {
+    id = native.cudaGraphBegin(Number(device.slice(5)));
+  } catch (e) {
+    abortGraphRng();
+    throw e;
+  }
   setGraphCaptureDevice(device);
   let output: T;
   let nodes: number;
+  let counters: number;
   try {
     output = fn();
     setGraphCaptureDevice(null);
+    counters = endGraphRng();
     nodes = native.cudaGraphEnd(id);
   } catch (e) {
     setGraphCaptureDevice(null);
+    abortGraphRng();
     native.cudaGraphAbort(id);
     for (const c of takePendingChecks()) {
       c.flag.dispose();
@@ -120,5 +137,5 @@ export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {})
     throw new Error(`captureCudaGraph: the capture failed, nothing was kept: ${(e as Error).message}`, { cause: e });
   }
   const grads = parameters.filter((p) => p.requiresGrad).map((p): [Tensor, Tensor | null] => [p, p.grad]);
-  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads);
+  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads, counters);
 }

@@ -18,6 +18,7 @@ const state: RngState = { seed: 0, offset: 0 };
  * manualSeed(1234);
  */
 export function manualSeed(seed: number): void {
+  refuseInCapture('manualSeed', 'the seed would be set once, at capture, not at each replay; seed before capturing');
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`manualSeed: seed must be a non-negative integer, got ${seed}`);
   state.seed = seed;
   state.offset = 0;
@@ -33,11 +34,14 @@ export function setRngState(s: RngState): void {
   state.offset = s.offset;
 }
 
-/** Reserves `n` counters and returns (seed, first counter). */
+/**
+ * Reserves `n` counters and returns (seed, first counter). Refused inside a CUDA graph capture:
+ * random ops on the captured device take theirs from takeDeviceCounters (graph_rng.ts).
+ */
 export function takeCounters(n: number): { seed: number; offset: number } {
   refuseInCapture(
     'a random op (dropout, rand, randn)',
-    'every replay would draw the same numbers; use dropout 0 or eval mode in the captured function, or run it eagerly',
+    "it would draw its numbers once, not at each replay; only dropout and rand on the captured CUDA device are replayed with fresh numbers (normal samples and CPU random ops are drawn on the host): run it before the capture",
   );
   const out = { seed: state.seed, offset: state.offset };
   state.offset += n;

@@ -91,6 +91,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_graph', {}],
   // engine.backward captured, engine.step eager: ZeRO stages 0, 2, 3 on one rank bit for bit eager.
   ['unit/cuda_graph_engine', {}],
+  // Dropout and rand inside a graph: each replay draws what the eager step would (the device's generator base).
+  ['unit/cuda_graph_dropout', {}],
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [
