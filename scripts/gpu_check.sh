@@ -224,6 +224,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
   # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
+  # GPT-2 124M bf16 with dropout 0.1: eager vs forward+backward as a CUDA graph (masks from the device's generator base), 8x1024 and 1x1024.
+  step bench:graph_dropout 90 node --import tsx bench/gpu_graph_dropout.ts $size
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
   step bench:host_ops 60 node --import tsx bench/gpu_host_ops.ts $size
   # Where the eager step's host time goes on the real driver: V8 samples of 100 steps by file and function,
