@@ -140,9 +140,10 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   cudaUseDevice(dev);
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, cap);
-  if (err == cudaErrorMemoryAllocation) {
+  // The cache may hold what is missing: give it back and try once more (not during a graph's
+  // capture, which cannot wait for the device: the error below says so).
+  if (err == cudaErrorMemoryAllocation && !pool) {
     cudaGetLastError();
-    // The cache may hold what is missing: give it back and try once more.
     countHostSync(dev);
     cudaCheck(cudaStreamSynchronize(computeStream(dev)), "synchronizing before emptying the cache");
     releaseAll(dev, c);
@@ -153,7 +154,8 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
     cudaGetLastError();
     cudaMemGetInfo(&freeB, &totalB);
     throw Error(cat("cuda:", dev, ": out of memory allocating ", bytes, " bytes (", cudaGetErrorString(err), "); ",
-                    freeB, " of ", totalB, " bytes free, ", c.stats.reservedBytes, " reserved by meshtrain"));
+                    freeB, " of ", totalB, " bytes free, ", c.stats.reservedBytes, " reserved by meshtrain",
+                    pool ? " (during a CUDA graph capture: the cache was not emptied; empty it before capturing)" : ""));
   }
   c.stats.reservedBytes += int64_t(cap);
   *capacity = cap;
