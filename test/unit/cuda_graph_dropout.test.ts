@@ -14,7 +14,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/gpt.ts';
 import {
-  AdamW, type CudaGraph, captureCudaGraph, copyInPlace, crossEntropy, cudaIsAvailable, type DType, dropout,
+  AdamW, type CudaGraph, captureCudaGraph, censusTotals, copyInPlace, crossEntropy, cudaCensus, cudaIsAvailable, type DType, dropout,
   getRngState, manualSeed, memoryStats, native, nn, ones, rand, randn, setRngState, type Tensor, tensor,
 } from '../../src/index.ts';
 import { graphRngTesting } from '../../src/tensor/graph_rng.ts';
@@ -163,6 +163,8 @@ if (!cudaIsAvailable()) {
         want.forEach((t, i) => assert.ok(bits(t).equals(got[i]), `${dtype}: replay ${r}, output ${i} differs from the CPU's`));
         for (const t of want) t.dispose();
       }
+      const census = censusTotals(cudaCensus(() => g.replay()).entries);
+      assert.equal([census.graph, census.deviceOps], [1, 2], `${dtype}: a replay is the base write and the graph launch`);
       g.dispose();
     }
     assert.ok((memoryStats()[DEV]?.other.current ?? 0) >= 16, "the device's generator base is tagged 'other'");
