@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { cudaIsAvailable, cudaSynchronize, destroyDistributed, initDistributed } from '../src/index.ts';
 import { emulated, rerunEmulated, skipMode } from './emu_rerun.ts';
 import { gptEngineStep } from './gpu_census_gpt.ts';
@@ -35,7 +36,13 @@ async function main(): Promise<void> {
   try {
     for (let k = 0; k < 10; k++) s.step();
     cudaSynchronize(s.device);
+    const gc = await collections(s, steps);
+    console.log(
+      `garbage collections per 100 steps (no profiler; load-independent, a measure of what the step allocates): ` +
+        `minor ${((gc.minor / steps) * 100).toFixed(0)}, major ${((gc.major / steps) * 100).toFixed(0)}`,
+    );
     if (process.argv.includes('--perf')) return await perfSteps(s, steps);
+    if (process.argv.includes('--alloc')) return await allocSites(s, steps, top);
     const session = new Session();
     session.connect();
     await session.post('Profiler.enable');
@@ -51,6 +58,53 @@ async function main(): Promise<void> {
   } finally {
     s.dispose();
     await destroyDistributed();
+  }
+}
+
+/** Minor (scavenge) and major collections over `steps` steps: the young generation's size is fixed, so minor ones count allocation. */
+async function collections(s: { step(): void }, steps: number): Promise<{ minor: number; major: number }> {
+  const n = { minor: 0, major: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) n.minor++;
+      else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) n.major++;
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  for (let k = 0; k < steps; k++) s.step();
+  await new Promise((r) => setTimeout(r, 100)); // entries arrive on the event loop
+  obs.disconnect();
+  return n;
+}
+
+interface AllocNode {
+  callFrame: { functionName: string; url: string };
+  selfSize: number;
+  children: AllocNode[];
+}
+
+/** `--alloc`: V8's sampling heap profiler over the steps: bytes allocated per step by allocating function (what feeds GC). */
+async function allocSites(s: { step(): void }, steps: number, top: number): Promise<void> {
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  for (let k = 0; k < steps; k++) s.step();
+  const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: AllocNode } };
+  const by = new Map<string, number>();
+  let total = 0;
+  const walk = (n: AllocNode): void => {
+    const f = n.callFrame;
+    const key = `${f.functionName || '(anon)'} ${short(f.url)}`;
+    by.set(key, (by.get(key) ?? 0) + n.selfSize);
+    total += n.selfSize;
+    for (const c of n.children) walk(c);
+  };
+  walk(profile.head);
+  console.log(`sampled allocation: ${(total / steps / 1024).toFixed(0)} KiB per step (sampled every 512 bytes, collected objects included)`);
+  for (const [k, b] of [...by].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`${((b / total) * 100).toFixed(1).padStart(5)}%  ${(b / steps / 1024).toFixed(1).padStart(7)} KiB/step  ${k}`);
   }
 }
 

@@ -267,8 +267,16 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
   const lead = x.shape.slice(0, -1);
   const M = numel(lead);
   const owned: Tensor[] = [];
-  const x2 = x.ndim >= 2 && isFoldable(x) ? x.alias([M, inF], [x.ndim >= 2 ? x.strides[x.ndim - 2] : inF, x.strides[x.ndim - 1]], x.offset) : k.copy(x).alias([M, inF], [inF, 1], 0);
-  owned.push(x2);
+  // x as [M, in] rows: its own strides when the leading dims fold (no view object: the product
+  // only reads the storage, offset and strides), else a dense copy.
+  let xm: Mats;
+  if (x.ndim >= 2 && isFoldable(x)) {
+    xm = { t: x, off: x.offset, s: [0, x.strides[x.ndim - 2], x.strides[x.ndim - 1]], rows: M, cols: inF };
+  } else {
+    const x2 = k.copy(x).alias([M, inF], [inF, 1], 0);
+    owned.push(x2);
+    xm = asMats(x2, 1, owned);
+  }
   const wT = transposed(asMats(weight, 1, owned));
   const dev = deviceOf('linear', x, weight, bias);
   const epilogues = epiloguesOn(dev);
@@ -276,7 +284,6 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
   const keepBias = bias !== null && (bias.dtype === biasDtype(x.dtype) || (epilogues && bias.dtype === x.dtype));
   const biasF = bias && !keepBias ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
-  const xm = asMats(x2, 1, owned);
   const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF);
   for (const t of owned) t.dispose();
   return record('linear', [x, weight, bias], out, (node) => {
