@@ -80,7 +80,11 @@ if (!cudaIsAvailable()) {
 } else {
   for (const dtype of ['f64', 'f32', 'bf16', 'f16'] as DType[]) {
     test(`qkvAttention = old path bit for bit and the CPU within ${TOL[dtype]}, ${dtype}: head dims 32/64/128`, () => {
-      for (const D of [32, 64, 128]) check(`[2, 33, 3 x 2 x ${D}]`, [2, 33, 3 * 2 * D], 2, true, dtype);
+      // Batch 2 at head dim 32 (and T 1): the batch stride is the same host code at every D, and emulated time goes by blocks x D.
+      for (const D of [32, 64, 128]) {
+        const B = D > 32 ? 1 : 2;
+        check(`[${B}, 33, 3 x 2 x ${D}]`, [B, 33, 3 * 2 * D], 2, true, dtype);
+      }
       check('T 70 > one tile, not causal', [1, 70, 3 * 2 * 64], 2, false, dtype);
       check('T 1', [2, 1, 3 * 3 * 32], 3, true, dtype);
     });
