@@ -73,12 +73,12 @@ if (!cudaIsAvailable()) {
    * Emulated time goes by blocks x tiles x D, not rows: a block finds its head once, before the
    * tiles (attention_common.cuh's headOf, the same code at every D), so batch and head offsets
    * ([2, 3]: B != H tells b from h) run at D 32; D 64 and 128 take [1, 2] (a head offset, a third
-   * of the blocks), as T 70 does everywhere (the second tile after a head offset).
+   * of the blocks). T 70 runs [1, 2] at D 32 (the second tile after a head offset), [1, 1] above.
    */
   const tcKernels = process.env.MESHTRAIN_ATTENTION !== 'simt';
   const tc = (d: DType): boolean => tcKernels && (d === 'bf16' || d === 'f16');
   const lengths = (d: DType): number[] => (!tc(d) ? [1, 5, 16, 33, 70] : d === 'f16' ? [33, 70] : [1, 33, 70]);
-  const lead = (d: DType, D: number, T: number): number[] => (tc(d) && (T > 64 || D > 32) ? [1, 2] : [2, 3]);
+  const lead = (d: DType, D: number, T: number): number[] => (!tc(d) ? [2, 3] : T > 64 && D > 32 ? [1, 1] : T > 64 || D > 32 ? [1, 2] : [2, 3]);
 
   for (const dtype of ['f64', 'f32', 'bf16', 'f16'] as DType[]) {
     test(`fused attention = composed ops, ${dtype}: head dims, T off the tiles, causal and not`, () => {
