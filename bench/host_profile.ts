@@ -6,7 +6,7 @@
  * emulated device in skip mode (docs/host_floor.md), like bench/gpu_host_floor.ts. `--perf` runs
  * `perf record -g` over the same steps instead (native symbols; node --perf-basic-prof for JS names).
  *
- *   npx tsx bench/host_profile.ts [--steps 100] [--layers 12] [--top 40] [--out prof.cpuprofile]
+ *   npx tsx bench/host_profile.ts [--steps 100] [--layers 12] [--top 40] [--out prof.cpuprofile] [--gc-only | --alloc | --perf]
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       `garbage collections per 100 steps (no profiler; load-independent, a measure of what the step allocates): ` +
         `minor ${((gc.minor / steps) * 100).toFixed(0)}, major ${((gc.major / steps) * 100).toFixed(0)}`,
     );
+    if (process.argv.includes('--gc-only')) return;
     if (process.argv.includes('--perf')) return await perfSteps(s, steps);
     if (process.argv.includes('--alloc')) return await allocSites(s, steps, top);
     const session = new Session();
