@@ -19,6 +19,7 @@ import * as assert from 'uvu/assert';
 import { engineDevice } from '../../src/engine/placement.ts';
 import { cudaDeviceCount, cudaIsAvailable, destroyDistributed, initDistributed, native } from '../../src/index.ts';
 import { engineRun, referenceRun, worstLoss, worstWeight } from '../dist/fixtures/engine_device.ts';
+import { cpuTwins } from '../helpers/cpu_twins.ts';
 
 // A world of one for initialize(), only while this file's tests run: uvu loads every file first, and a
 // world left initialized would break the files that start their own.
@@ -52,7 +53,8 @@ test('placement: explicit device, MESHTRAIN_DEVICE, default by LOCAL_RANK; unava
   assert.throws(() => engineDevice(`cuda:${n}`, {}), new RegExp(`initialize: device: cuda:${n} is not available \\(${n} CUDA device`));
 });
 
-test('the harness on the CPU: initialize() stages 0 and 3 in one process equal plain AdamW with clipping (1e-5)', async () => {
+// CPU only: under cuda_emu.test.ts (CPU twins off) npm test has run it in this same file already.
+if (cpuTwins) test('the harness on the CPU: initialize() stages 0 and 3 in one process equal plain AdamW with clipping (1e-5)', async () => {
   const ref = referenceRun('f32', 3, 1);
   for (const stage of [0, 3] as const) {
     const got = await engineRun({ device: 'cpu', dtype: 'f32', stage, steps: 3 });
