@@ -1,18 +1,19 @@
 /**
  * CUDA graphs: capture the device work of a function once, then replay it with one host call.
- * A training step issues about 1300 device ops (ResNet-101) at some 20 µs of host time each;
+ * A training step issues about 1050 device ops (ResNet-101) at some 20 µs of host time each;
  * replayed, the step costs one `cudaGraphLaunch`. The addon records the device's compute stream
  * (native/cuda/cuda_graph.cc); the memory the capture allocates comes from a pool that only the
  * graph uses, so its replays never overwrite a tensor allocated after it.
  *
  * What a replay does: exactly the device work the capture queued, on the same memory. So:
- * - inputs are static: copy each new batch into the tensors the function read (`copyInto`);
+ * - inputs are static: copy each new batch into the tensors the function read (`copyInPlace`);
  *   the tensors it read must stay alive, in place;
  * - outputs are static: `graph.output` holds the latest replay's values;
- * - gradients are added into the `.grad` tensors that existed at capture (parameters without one
- *   get theirs from the capture, overwritten by each replay): zero them in place between steps
- *   (`zeroGrad({ setToNone: false })`, the engine's zeroGrad); `parameters` makes each replay
- *   check that they are still the same tensors;
+ * - gradients as captured: a parameter without `.grad` gets one from the capture, which each
+ *   replay overwrites (set them to none before capturing and never zero them: the fewest nodes);
+ *   an existing `.grad` is added into, unless the capture itself zeroed it, so zero in place
+ *   between steps (gradient accumulation: several replays per step). `parameters` makes each
+ *   replay check that they are still the tensors it writes;
  * - nothing on the host is repeated: CPU kernels and host-drawn random numbers (CPU tensors,
  *   normal samples) are refused during the capture, and so is anything that makes the host wait
  *   for the device (reading a value, a host copy); dropout and rand on the device draw fresh
@@ -95,10 +96,10 @@ export class CudaGraph<T> {
  * capture: `output`'s values come from the first replay).
  * @example
  * const x = randn([32, 784], { device: 'cuda:0' }), y = zeros([32], { dtype: 'i64', device: 'cuda:0' });
- * step(x, y); // warm-up, eagerly
- * const g = captureCudaGraph(() => { const l = crossEntropy(model.forward(x), y); l.backward(); return l; },
- *   { parameters: model.parameters() });
- * for (const [bx, by] of batches) { copyInto(bx, x); copyInto(by, y); g.replay(); opt.step(); opt.zeroGrad({ setToNone: false }); }
+ * const fwdBwd = () => { const l = crossEntropy(model.forward(x), y); l.backward(); return l; };
+ * fwdBwd().dispose(); opt.step(); opt.zeroGrad(); // warm-up, eagerly; no gradients at the capture
+ * const g = captureCudaGraph(fwdBwd, { parameters: model.parameters() });
+ * for (const [bx, by] of batches) { copyInPlace(x, bx); copyInPlace(y, by); g.replay(); opt.step(); }
  */
 export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {}): CudaGraph<T> {
   const device = checkDevice(options.device ?? 'cuda:0', 'captureCudaGraph');
