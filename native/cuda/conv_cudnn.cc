@@ -8,7 +8,8 @@
 // TypeScript conv2d makes that copy once and keeps it for backward-data): cuDNN's fast NHWC
 // kernels take all three tensors in one layout. Math: f32 runs with CUDNN_FMA_MATH (no TF32, so results match the CPU within f32
 // rounding); bf16/f16 may use tensor cores, always accumulating in f32. Among the algorithms
-// cuDNN's heuristics offer, deterministic ones come first. CUDA builds only.
+// cuDNN's heuristics offer, deterministic ones come first. MESHTRAIN_CUDNN_BENCHMARK=1 times the
+// candidates on the plan's first call instead (conv_cudnn_search.h). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <array>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <vector>
 #include "cuda/census.h"
 #include "cuda/conv.h"
+#include "cuda/conv_cudnn_search.h"
 #include "cuda/cudnn_api.h"
 #include "cuda/device_memory.h"
 #include "cuda/kernels.h"
@@ -29,6 +31,8 @@ namespace mt {
 namespace {
 
 constexpr int kMaxAlgos = 16;
+// The most workspace a timed search may offer: the heuristics' largest accepted need, up to this.
+constexpr size_t kSearchWorkspaceCap = size_t(1) << 30;
 
 const char* passName(CudaConvProp p) {
   return p == kConvForward ? "conv2dForward" : p == kConvBackwardData ? "conv2dBackwardData" : "conv2dBackwardWeights";
@@ -44,8 +48,9 @@ struct Plan {
   dnn9::TensorDesc a = nullptr, b = nullptr;
   dnn9::FilterDesc w = nullptr;
   dnn9::ConvDesc conv = nullptr;
-  int algo = -1;
+  int algo = -1, mathType = 0;
   size_t workspace = 0;
+  size_t searchWorkspace = 0;  // the largest workspace of the accepted candidates, capped
   bool usable = false;
   ~Plan() {
     if (a) api->destroyTensorDesc(a);
@@ -164,15 +169,71 @@ std::unique_ptr<Plan> makePlan(int dev, CudaConvProp prop, int dtype, const Cuda
              : prop == kConvBackwardData ? api.bwdDataWorkspace(h, p->w, p->a, p->conv, p->b, c->algo, &bytes)
                                          : api.bwdFilterWorkspace(h, p->a, p->b, p->conv, p->w, c->algo, &bytes);
     if (st != dnn9::kSuccess) continue;
+    if (bytes > p->searchWorkspace) p->searchWorkspace = bytes < kSearchWorkspaceCap ? bytes : kSearchWorkspaceCap;
+    if (p->usable) continue;
     p->algo = c->algo;
+    p->mathType = c->mathType;
     p->workspace = bytes;
     p->usable = true;
-    break;
   }
+  // The descriptor runs with the chosen algorithm's math type.
+  if (p->usable) check(api.setConvMathType(p->conv, p->mathType), "cudnnSetConvolutionMathType");
   return p;
 }
 
 bool fitsInt(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
+
+// A fresh usable plan: keeps the heuristic's algorithm, or with MESHTRAIN_CUDNN_BENCHMARK=1 the
+// fastest one a timed search accepts, timed on this call's inputs (the filter as cuDNN reads it).
+// The census notes the choice ("cudnn plan <pass> <dtype>: algo N by search (heuristic M)").
+void choose(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, Plan& p, dnn9::Handle h, const void* a,
+            const void* f, const void* b, const CudaScratch& scratch) {
+  const std::string what = std::string(passName(prop)) + " " + dtypeLabel(dtype);
+  const int heuristic = p.algo;
+  if (!cudnnBenchmarkOn()) {
+    MT_CENSUS_CALL("note", "cudnn plan " + what + ": algo " + std::to_string(heuristic) + " by heuristic", 0);
+    return;
+  }
+  // A search synchronizes, which would end a CUDA graph capture: a plan first made while capturing
+  // keeps the heuristic's choice for good (cuda_graph.ts runs each shape eagerly before capturing).
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  cudaCheck(cudaStreamIsCapturing(computeStream(dev), &cs), "cudaStreamIsCapturing");
+  if (cs != cudaStreamCaptureStatusNone) {
+    MT_CENSUS_CALL("note", "cudnn plan " + what + ": algo " + std::to_string(heuristic) + " by heuristic (capturing)", 0);
+    return;
+  }
+  const int64_t Cg = s.C / s.groups, item = dtype == int(DType::F32) ? 4 : 2;
+  const int64_t outElems = prop == kConvForward         ? s.N * s.O * s.OH() * s.OW()
+                           : prop == kConvBackwardData ? s.N * s.C * s.H * s.W
+                                                       : s.O * Cg * s.kh * s.kw;
+  // Each pass's inputs in Find's argument order: forward x, w; backward-data w, dy; backward-filter x, dy.
+  const void* in0 = prop == kConvBackwardData ? f : a;
+  const void* in1 = prop == kConvForward ? f : prop == kConvBackwardData ? a : b;
+  ConvSearchProblem q{p.api, h, prop, p.a, p.b, p.w, p.conv, in0, in1, size_t(outElems * item), p.searchWorkspace};
+  const bool f32 = dtype == int(DType::F32);
+  Checker check{*p.api, prop, dtype, s};
+  // Find times the algorithms the descriptor's math type permits: FMA only for f32, tensor cores allowed else.
+  check(p.api->setConvMathType(p.conv, f32 ? dnn9::kFmaMath : dnn9::kTensorOpMath), "cudnnSetConvolutionMathType");
+  ConvSearchResult r;
+  try {
+    r = searchConvAlgo(dev, q, f32, cudnnDeterministicOnly(), scratch, what.c_str());
+  } catch (...) {
+    p.api->setConvMathType(p.conv, p.mathType);  // the plan stays the heuristic's, usable after the error
+    throw;
+  }
+  if (r.algo < 0) {
+    // Nothing timed qualified: the heuristic's choice stands, with its math type back on the descriptor.
+    check(p.api->setConvMathType(p.conv, p.mathType), "cudnnSetConvolutionMathType");
+    MT_CENSUS_CALL("note", "cudnn plan " + what + ": algo " + std::to_string(heuristic) + " by heuristic (search: none of " +
+                               std::to_string(r.timed) + " accepted)", 0);
+    return;
+  }
+  p.algo = r.algo;
+  p.mathType = r.mathType;
+  p.workspace = r.workspace;
+  MT_CENSUS_CALL("note", "cudnn plan " + what + ": algo " + std::to_string(r.algo) + " by search (heuristic " +
+                             std::to_string(heuristic) + ")", 0);
+}
 
 }  // namespace
 
@@ -203,7 +264,8 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   std::vector<int64_t> key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
                            s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
   auto& slot = plans()[key];
-  if (!slot) {
+  const bool fresh = !slot;
+  if (fresh) {
     slot = makePlan(dev, prop, dtype, s, da, sa, db, sb, nhwcFilter, check);
     // Once per problem: the direct kernels are correct but far slower than cuDNN's.
     if (!slot->usable)
@@ -213,7 +275,6 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   const Plan& p = *slot;
   if (!p.usable) return false;
   dnn9::Handle h = handleOf(dev, check);
-  void* ws = p.workspace ? scratch(int64_t(p.workspace)) : nullptr;
   // The filter as cuDNN reads it: ours, or its [O, kh, kw, C / groups] copy (same stream, so the
   // copies are ordered with the convolution).
   const int64_t Cg = s.C / s.groups, ours[4] = {Cg * s.kh * s.kw, s.kh * s.kw, s.kw, 1},
@@ -228,6 +289,8 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
     f = scratch(s.O * Cg * s.kh * s.kw * (dtype == int(DType::F32) ? 4 : 2));
     if (prop != kConvBackwardWeights) cudaCopyStrided(dev, dtype, w, wStrides, dtype, f, fStrides, fdims, 4);
   }
+  if (fresh) choose(dev, prop, dtype, s, *slot, h, a, f, b, scratch);
+  void* ws = p.workspace ? scratch(int64_t(p.workspace)) : nullptr;
   const float one = 1.0f, zero = 0.0f;  // float scaling for every non-double data type
   MT_CENSUS_CALL("library", std::string(passName(prop)) + " " + dtypeLabel(dtype),
                  double(dtype == int(DType::F32) ? 4 : 2) *

@@ -74,6 +74,9 @@ void load() {
     bind(a.fwdWorkspace, s.lib, "cudnnGetConvolutionForwardWorkspaceSize");
     bind(a.bwdDataWorkspace, s.lib, "cudnnGetConvolutionBackwardDataWorkspaceSize");
     bind(a.bwdFilterWorkspace, s.lib, "cudnnGetConvolutionBackwardFilterWorkspaceSize");
+    bind(a.findFwd, s.lib, "cudnnFindConvolutionForwardAlgorithmEx");
+    bind(a.findBwdData, s.lib, "cudnnFindConvolutionBackwardDataAlgorithmEx");
+    bind(a.findBwdFilter, s.lib, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
     bind(a.forward, s.lib, "cudnnConvolutionForward");
     bind(a.backwardData, s.lib, "cudnnConvolutionBackwardData");
     bind(a.backwardFilter, s.lib, "cudnnConvolutionBackwardFilter");

@@ -68,6 +68,17 @@ struct CudnnApi {
                           int algo, size_t* bytes);
   int (*bwdFilterWorkspace)(dnn9::Handle, dnn9::TensorDesc x, dnn9::TensorDesc dy, dnn9::ConvDesc,
                             dnn9::FilterDesc dw, int algo, size_t* bytes);
+  // cudnnFind*AlgorithmEx: times each algorithm on these buffers (synchronizing), results by time;
+  // the output argument (y, dx, dw) is overwritten, so callers pass scratch there.
+  int (*findFwd)(dnn9::Handle, dnn9::TensorDesc x, const void* xp, dnn9::FilterDesc w, const void* wp, dnn9::ConvDesc,
+                 dnn9::TensorDesc y, void* yp, int requested, int* returned, dnn9::AlgoPerf* perf, void* ws,
+                 size_t wsBytes);
+  int (*findBwdData)(dnn9::Handle, dnn9::FilterDesc w, const void* wp, dnn9::TensorDesc dy, const void* dyp,
+                     dnn9::ConvDesc, dnn9::TensorDesc dx, void* dxp, int requested, int* returned,
+                     dnn9::AlgoPerf* perf, void* ws, size_t wsBytes);
+  int (*findBwdFilter)(dnn9::Handle, dnn9::TensorDesc x, const void* xp, dnn9::TensorDesc dy, const void* dyp,
+                       dnn9::ConvDesc, dnn9::FilterDesc dw, void* dwp, int requested, int* returned,
+                       dnn9::AlgoPerf* perf, void* ws, size_t wsBytes);
   int (*forward)(dnn9::Handle, const void* alpha, dnn9::TensorDesc x, const void* xp, dnn9::FilterDesc w,
                  const void* wp, dnn9::ConvDesc, int algo, void* ws, size_t wsBytes, const void* beta,
                  dnn9::TensorDesc y, void* yp);

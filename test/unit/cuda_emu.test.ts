@@ -33,6 +33,8 @@ const SUITES: [string, Record<string, string>][] = [
   // ... and a ResNet-18 bf16 training step with it (about 30 s here).
   ['unit/cuda_resnet_bn_relu', {}],
   ['unit/cuda_conv_filter_nhwc', {}],
+  // MESHTRAIN_CUDNN_BENCHMARK=1 (cuDNN's Find per conv plan), switched per case: searched on cuda:1, flag-off twins on cuda:0.
+  ['unit/cuda_cudnn_benchmark', { MESHTRAIN_CUDA_EMU_DEVICES: '2' }],
   // A bf16 ResNet-50 forward + backward: its device-op budget and per-kind counts (counts only: kernels skipped).
   ['unit/cuda_census_resnet', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_index_checks', {}],

@@ -11,6 +11,11 @@
 // then no arithmetic and no workspace write (host-cost measurement only). On a capturing stream
 // (the runtime's hook, mtEmuSetCaptureHook) a convolution is recorded with everything it needs
 // copied by value (descriptor contents, scalars, pointers) and computed at each graph replay.
+// The three cudnnFind*AlgorithmEx report every algorithm sorted by a fake, deterministic time per
+// algorithm index (fakeTime: the non-deterministic one fastest, then TF32, then the FMA ones), and
+// fill the output they are given with NaN, so a caller that hands them a real tensor sees it.
+// Algorithm 3 (deterministic FMA, listed last by the heuristics) accumulates in float rather than
+// double, so a test can tell from the values that the search picked another algorithm.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -146,19 +151,24 @@ int algos(const char* call, const Tensor* x, const Filter* w, const Conv* c, con
   if (int st = check(call, x, w, c, y, &p)) return st;
   if (!returned || !perf || requested < 1) return fail(kBadParam, std::string(call) + ": bad result buffer");
   // A TF32 candidate (f32 must skip it), a non-deterministic one, then the deterministic FMA one.
-  const AlgoPerf all[3] = {{2, kSuccess, 1.f, 64, 1, 1, {}}, {0, kSuccess, 2.f, 0, 0, c->math, {}}, {1, kSuccess, 3.f, 256, 1, kFmaMath, {}}};
-  *returned = requested < 3 ? requested : 3;
+  // Algorithm 3 (deterministic FMA too) comes last, so the heuristic choice of f32 stays 1.
+  const AlgoPerf all[4] = {{2, kSuccess, 1.f, 64, 1, 1, {}}, {0, kSuccess, 2.f, 0, 0, c->math, {}}, {1, kSuccess, 3.f, 256, 1, kFmaMath, {}},
+                           {3, kSuccess, 4.f, 1024, 1, kFmaMath, {}}};
+  *returned = requested < 4 ? requested : 4;
   for (int i = 0; i < *returned; i++) perf[i] = all[i];
   return kSuccess;
 }
 
-size_t workspaceOf(int algo) { return algo == 1 ? 256 : algo == 2 ? 64 : 0; }
+size_t workspaceOf(int algo) { return algo == 3 ? 1024 : algo == 1 ? 256 : algo == 2 ? 64 : 0; }
+// Find's fake milliseconds by algorithm: 0 (non-deterministic) < 2 (TF32) < 3 < 1.
+float fakeTime(int algo) { return algo == 0 ? 0.5f : algo == 2 ? 1.f : algo == 3 ? 2.f : 3.f; }
 
 // Checks the math type and the workspace.
 int prepare(const char* call, const Problem& p, int algo, void* ws, size_t wsBytes) {
   if (p.x->type == kFloat && p.c->math != kFmaMath)
     return fail(kNotSupported, std::string(call) + ": an f32 convolution with math type " + std::to_string(p.c->math) +
                                    " may use TF32 (meshtrain asks for CUDNN_FMA_MATH)");
+  if (algo < 0 || algo > 3) return fail(kBadParam, std::string(call) + ": unknown algorithm " + std::to_string(algo));
   if (wsBytes < workspaceOf(algo) || (workspaceOf(algo) && !ws))
     return fail(kBadParam, std::string(call) + ": workspace of " + std::to_string(wsBytes) + " bytes for algorithm " + std::to_string(algo));
   return kSuccess;
@@ -187,13 +197,19 @@ struct ConvCall {
   void* ws;
   size_t wsBytes;
   double alpha, beta;
+  int algo;
 };
+
+// acc + term in double, or rounded to float at each step for algorithm 3 (see the file comment).
+double addTerm(bool inFloat, double acc, double term) { return inFloat ? double(float(acc) + float(term)) : acc + term; }
 
 using CaptureHook = int (*)(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*));
 CaptureHook captureHook = nullptr;
 
-// The arithmetic of every convolution, called at once or at each replay of a captured one.
-void compute(const ConvCall& k) {
+// The arithmetic of every convolution, called at once or at each replay of a captured one;
+// kFloatAcc for algorithm 3 (a template, so the other algorithms' loops carry no branch for it).
+template <bool kFloatAcc>
+void computeAs(const ConvCall& k) {
   if (skipWork()) return;
   if (k.ws) std::memset(k.ws, 0xab, k.wsBytes);  // a workspace that is not writable device memory crashes here
   Problem p;
@@ -201,6 +217,7 @@ void compute(const ConvCall& k) {
   const Conv* cd = &k.c;
   const double a = k.alpha, b = k.beta;
   const int Kg = p.K / cd->groups;
+  constexpr bool f = kFloatAcc;
   if (k.op == kForward) {
     // y[n, k, p, q] = Σ_{c, r, s} x[n, g·Cg + c, p·sh − ph + r·dh, q·sw − pw + s·dw] · w[k, c, r, s]
     const void *x = k.in0, *w = k.in1;
@@ -214,7 +231,7 @@ void compute(const ConvCall& k) {
                 for (int s = 0; s < p.S; s++) {
                   const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
                   if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
-                  acc += loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww)) * loadAt(p.x->type, w, p.wAt(kk, c, r, s));
+                  acc = addTerm(f, acc, loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww)) * loadAt(p.x->type, w, p.wAt(kk, c, r, s)));
                 }
             put(p.x->type, k.out, Problem::at(&k.y, n, kk, oh, ow), acc, a, b);
           }
@@ -233,7 +250,7 @@ void compute(const ConvCall& k) {
                   if (th < 0 || tw < 0 || th % cd->stride[0] || tw % cd->stride[1]) continue;
                   const int oh = th / cd->stride[0], ow = tw / cd->stride[1];
                   if (oh >= p.P || ow >= p.Q) continue;
-                  acc += loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, w, p.wAt(kk, c % p.Cg, r, s));
+                  acc = addTerm(f, acc, loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, w, p.wAt(kk, c % p.Cg, r, s)));
                 }
             put(p.x->type, k.out, Problem::at(&k.x, n, c, h, ww), acc, a, b);
           }
@@ -249,13 +266,15 @@ void compute(const ConvCall& k) {
                 for (int ow = 0; ow < p.Q; ow++) {
                   const int h = oh * cd->stride[0] - cd->pad[0] + r * cd->dil[0], ww = ow * cd->stride[1] - cd->pad[1] + s * cd->dil[1];
                   if (h < 0 || h >= p.H || ww < 0 || ww >= p.W) continue;
-                  acc += loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww));
+                  acc = addTerm(f, acc, loadAt(p.x->type, dy, Problem::at(&k.y, n, kk, oh, ow)) * loadAt(p.x->type, x, Problem::at(&k.x, n, (kk / Kg) * p.Cg + c, h, ww)));
                 }
             // The filter flip of CUDNN_CONVOLUTION applies to where the gradient lands too.
             put(p.x->type, k.out, p.wAt(kk, c, r, s), acc, a, b);
           }
   }
 }
+
+void compute(const ConvCall& k) { k.algo == 3 ? computeAs<true>(k) : computeAs<false>(k); }
 
 // Computes now, or hands the call to the runtime when the handle's stream captures.
 int launchConv(const Handle* h, const ConvCall& k) {
@@ -265,6 +284,42 @@ int launchConv(const Handle* h, const ConvCall& k) {
     return kSuccess;
   compute(*call);
   delete call;
+  return kSuccess;
+}
+
+// The elements a dense descriptor spans: its largest offset plus one.
+int64_t extentOf(const Tensor& t) {
+  int64_t e = 1;
+  for (int k = 0; k < t.nd; k++) e += int64_t(t.dims[k] - 1) * t.strides[k];
+  return e;
+}
+
+// cudnnFind*AlgorithmEx after the descriptor check: refuses a capturing stream (a timed search
+// synchronizes), fills the output with NaN and writes the workspace, then reports the algorithms of
+// algos() with fake times, successful ones first, each group by time; those needing more workspace
+// than given report CUDNN_STATUS_NOT_SUPPORTED (the emulator's choice of code).
+int find(const char* call, const Problem& p, Handle* h, void* out, int64_t outElems, void* ws, size_t wsBytes, int requested,
+         int* returned, AlgoPerf* perf) {
+  if (!returned || !perf || requested < 1) return fail(kBadParam, std::string(call) + ": bad result buffer");
+  if (!out || (wsBytes && !ws)) return fail(kBadParam, std::string(call) + ": null output or workspace pointer");
+  if (captureHook && captureHook(h->stream, [](void*) {}, nullptr, [](void*) {}))
+    return fail(kNotSupported, std::string(call) + ": the handle's stream is capturing a graph (a timed search synchronizes)");
+  if (!skipWork()) {
+    for (int64_t i = 0; i < outElems; i++) storeAt(p.x->type, out, i, std::nan(""));
+    if (ws) std::memset(ws, 0xab, wsBytes);
+  }
+  AlgoPerf all[4];
+  const int order[4] = {0, 2, 3, 1};  // by fakeTime
+  int n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int algo : order) {
+      const bool fits = workspaceOf(algo) <= wsBytes;
+      if (fits != (pass == 0)) continue;
+      const int math = algo == 2 ? 1 : algo == 0 ? p.c->math : kFmaMath;
+      all[n++] = AlgoPerf{algo, fits ? kSuccess : kNotSupported, fakeTime(algo), workspaceOf(algo), algo == 0 ? 0 : 1, math, {}};
+    }
+  *returned = requested < 4 ? requested : 4;
+  for (int i = 0; i < *returned; i++) perf[i] = all[i];
   return kSuccess;
 }
 
@@ -388,6 +443,32 @@ int cudnnGetConvolutionBackwardFilterWorkspaceSize(void*, const Tensor* x, const
   return kSuccess;
 }
 
+int cudnnFindConvolutionForwardAlgorithmEx(void* h, const Tensor* xd, const void* x, const Filter* wd, const void* w, const Conv* cd,
+                                           const Tensor* yd, void* y, int req, int* ret, AlgoPerf* perf, void* ws, size_t wsBytes) {
+  const char* call = "cudnnFindConvolutionForwardAlgorithmEx";
+  Problem p;
+  if (int st = check(call, xd, wd, cd, yd, &p)) return st;
+  if (!x || !w) return fail(kBadParam, std::string(call) + ": null input pointer");
+  return find(call, p, static_cast<Handle*>(h), y, extentOf(*yd), ws, wsBytes, req, ret, perf);
+}
+int cudnnFindConvolutionBackwardDataAlgorithmEx(void* h, const Filter* wd, const void* w, const Tensor* dyd, const void* dy, const Conv* cd,
+                                                const Tensor* dxd, void* dx, int req, int* ret, AlgoPerf* perf, void* ws, size_t wsBytes) {
+  const char* call = "cudnnFindConvolutionBackwardDataAlgorithmEx";
+  Problem p;
+  if (int st = check(call, dxd, wd, cd, dyd, &p)) return st;
+  if (!w || !dy) return fail(kBadParam, std::string(call) + ": null input pointer");
+  return find(call, p, static_cast<Handle*>(h), dx, extentOf(*dxd), ws, wsBytes, req, ret, perf);
+}
+int cudnnFindConvolutionBackwardFilterAlgorithmEx(void* h, const Tensor* xd, const void* x, const Tensor* dyd, const void* dy, const Conv* cd,
+                                                  const Filter* dwd, void* dw, int req, int* ret, AlgoPerf* perf, void* ws, size_t wsBytes) {
+  const char* call = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
+  Problem p;
+  if (int st = check(call, xd, dwd, cd, dyd, &p)) return st;
+  if (!x || !dy) return fail(kBadParam, std::string(call) + ": null input pointer");
+  const int64_t elems = int64_t(dwd->dims[0]) * dwd->dims[1] * dwd->dims[2] * dwd->dims[3];
+  return find(call, p, static_cast<Handle*>(h), dw, elems, ws, wsBytes, req, ret, perf);
+}
+
 int cudnnConvolutionForward(void* h, const void* alpha, const Tensor* xd, const void* x, const Filter* wd, const void* w, const Conv* cd,
                             int algo, void* ws, size_t wsBytes, const void* beta, const Tensor* yd, void* y) {
   const char* call = "cudnnConvolutionForward";
@@ -395,7 +476,7 @@ int cudnnConvolutionForward(void* h, const void* alpha, const Tensor* xd, const 
   if (int st = check(call, xd, wd, cd, yd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !w || !y) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  return launchConv(static_cast<Handle*>(h), ConvCall{kForward, *xd, *yd, *wd, *cd, x, w, y, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
+  return launchConv(static_cast<Handle*>(h), ConvCall{kForward, *xd, *yd, *wd, *cd, x, w, y, ws, wsBytes, scalar(p, alpha), scalar(p, beta), algo});
 }
 
 int cudnnConvolutionBackwardData(void* h, const void* alpha, const Filter* wd, const void* w, const Tensor* dyd, const void* dy,
@@ -405,7 +486,7 @@ int cudnnConvolutionBackwardData(void* h, const void* alpha, const Filter* wd, c
   if (int st = check(call, dxd, wd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!w || !dy || !dx) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardData, *dxd, *dyd, *wd, *cd, w, dy, dx, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
+  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardData, *dxd, *dyd, *wd, *cd, w, dy, dx, ws, wsBytes, scalar(p, alpha), scalar(p, beta), algo});
 }
 
 int cudnnConvolutionBackwardFilter(void* h, const void* alpha, const Tensor* xd, const void* x, const Tensor* dyd, const void* dy,
@@ -415,7 +496,7 @@ int cudnnConvolutionBackwardFilter(void* h, const void* alpha, const Tensor* xd,
   if (int st = check(call, xd, dwd, cd, dyd, &p)) return st;
   if (int st = prepare(call, p, algo, ws, wsBytes)) return st;
   if (!x || !dy || !dw) return fail(kExecutionFailed, std::string(call) + ": null data pointer");
-  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardFilter, *xd, *dyd, *dwd, *cd, x, dy, dw, ws, wsBytes, scalar(p, alpha), scalar(p, beta)});
+  return launchConv(static_cast<Handle*>(h), ConvCall{kBackwardFilter, *xd, *dyd, *dwd, *cd, x, dy, dw, ws, wsBytes, scalar(p, alpha), scalar(p, beta), algo});
 }
 
 }  // extern "C"
