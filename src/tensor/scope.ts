@@ -58,16 +58,27 @@ export function tidy<T>(fn: () => T): T {
   if (result instanceof Promise) {
     throw new Error('tidy: the function must be synchronous (it returned a Promise)');
   }
-  const returned = new Set<unknown>();
-  collect(result, returned);
+  // A short flat array (a backward node's gradients) is its own membership list: no Set per scope.
+  const flat = Array.isArray(result) && result.length <= 8 && result.every(isFlatItem);
+  let returned: Set<unknown> | null = null;
+  if (!flat) {
+    returned = new Set<unknown>();
+    collect(result, returned);
+  }
   const parent = stack.length > 0 ? stack[stack.length - 1] : null;
   for (const t of scope) {
     if (t.disposed) continue;
-    if (returned.has(t) && parent) parent.push(t);
-    else if (returned.has(t) || t.kept) t.escaped();
+    const isReturned = returned === null ? (result as unknown[]).includes(t) : returned.has(t);
+    if (isReturned && parent) parent.push(t);
+    else if (isReturned || t.kept) t.escaped();
     else t.dispose();
   }
   return result;
+}
+
+/** A value `collect` would not descend into: a primitive, null, or a scoped tensor. */
+function isFlatItem(v: unknown): boolean {
+  return v === null || typeof v !== 'object' || ('dispose' in v && 'kept' in v);
 }
 
 /** Marks a tensor as long-lived: no scope disposes it; its owner must. Returns it. */
