@@ -30,7 +30,8 @@ if (!checks) {
     assert.is(r.statusDuring, 1, 'cudaStreamCaptureStatusActive while capturing');
     assert.is(r.statusAfter, 0, 'cudaStreamCaptureStatusNone after cudaStreamEndCapture');
     assert.is(r.launchesCaptured, 1, 'the capture-time MT_LAUNCH is one cudaLaunchKernel call');
-    assert.is(r.nodes, 3, 'memset, kernel, copy');
+    assert.is(r.nodes, 3, 'memset, kernel, copy (the libraries\' capture query, a null run, adds no node)');
+    assert.is(r.hookQuery, 1, 'mtEmuCaptureHook with a null run: the stream captures');
     if (skipWork) assert.equal(r.afterCapture, zeros(8));
     else assert.ok(allNaN(r.afterCapture), `nothing ran at capture (fresh memory is NaN): ${r.afterCapture}`);
     // out = 0 (memset node, over the 100s written before), out += 2 in (the scale captured, not the 5 set later), copy.

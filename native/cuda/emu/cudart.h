@@ -178,6 +178,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 // The reference cuBLASLt/cuDNN (emu-lib) call this through mtEmuSetCaptureHook: 1 when `stream`
 // captures (the graph then owns ctx: run(ctx) at each replay, drop(ctx) with the graph), else 0.
+// A null run only asks: 1 when `stream` captures, nothing recorded.
 int mtEmuCaptureHook(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*));
 
 cudaError_t cudaGetLastError();

@@ -352,6 +352,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 int mtEmuCaptureHook(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*)) {
   auto s = static_cast<cudaStream_t>(stream);
   if (captureStatus(s) == cudaStreamCaptureStatusNone) return 0;
+  if (!run) return 1;  // a query (a call that must not run in a capture asks first): nothing recorded
   struct LibNode {
     void (*run)(void*);
     void* ctx;

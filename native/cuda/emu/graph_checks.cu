@@ -78,6 +78,7 @@ Napi::Value Replay(Napi::Env env) {
   MT_LAUNCH(addScaled, 1, 64, 0, s, in, out, n, scale);
   cudaCheck(cudaGetLastError(), "addScaled");
   cudaCheck(cudaMemcpyAsync(copy, out, n * sizeof(float), cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
+  o.Set("hookQuery", mtEmuCaptureHook(s, nullptr, nullptr, nullptr));  // asks, records nothing
   cudaGraph_t graph = nullptr;
   cudaCheck(cudaStreamEndCapture(s, &graph), "cudaStreamEndCapture");
   cudaCheck(cudaStreamIsCapturing(s, &status), "cudaStreamIsCapturing");
