@@ -58,6 +58,9 @@ function baseOf(device: Device): Tensor {
 export function takeDeviceCounters(n: number, device: Device): DeviceCounters {
   const capturing = graphCaptureDevice();
   if (capturing === null || device === 'cpu' || capture === null) return { ...takeCounters(n), base: null };
+  if (typeof native.cuda?.randomSetBase !== 'function') {
+    throw new Error(`a random op inside captureCudaGraph (capturing ${capturing}): this addon predates random ops in graphs (no cuda.randomSetBase); rebuild it (npm run build)`);
+  }
   if (device !== capturing) {
     throw new Error(`a random op on ${device} inside captureCudaGraph (capturing ${capturing}): only the captured device's random ops are replayed`);
   }
