@@ -222,6 +222,10 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
   # default (OUT unset: bench_gpu.json keeps the full run).
   step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
+  # ResNet-101 (c) again with MESHTRAIN_CUDNN_BENCHMARK=1 (cuDNN's timed algorithm search per conv plan, during the
+  # warm-up): ours eager and graphed; the last line sets its img/s beside the bench step's (its JSON in a subfolder,
+  # so bench_gpu.json keeps the main run).
+  step bench:resnet:cudnn_benchmark 150 bash -c 'mkdir -p "$2/cudnn_benchmark" && OUT="$2/cudnn_benchmark" MESHTRAIN_CUDNN_BENCHMARK=1 node --import tsx bench/gpu.ts "$1" --only c; rc=$?; node --import tsx bench/cudnn_benchmark_compare.ts "$2/cudnn_benchmark/bench_gpu.json" "$2/bench_gpu.json"; exit $rc' _ "${size:---quick}" "$OUT"
   # GPT-2 124M bf16 engine step at batch 1: wall ms synchronized and forward+backward host issue time (docs/host_floor.md).
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # GPT-2 124M bf16 with dropout 0.1: eager vs forward+backward as a CUDA graph (masks from the device's generator base), 8x1024 and 1x1024.
