@@ -302,7 +302,8 @@ int find(const char* call, const Problem& p, Handle* h, void* out, int64_t outEl
          int* returned, AlgoPerf* perf) {
   if (!returned || !perf || requested < 1) return fail(kBadParam, std::string(call) + ": bad result buffer");
   if (!out || (wsBytes && !ws)) return fail(kBadParam, std::string(call) + ": null output or workspace pointer");
-  if (captureHook && captureHook(h->stream, [](void*) {}, nullptr, [](void*) {}))
+  // A null run asks the runtime whether the stream captures, recording nothing.
+  if (captureHook && captureHook(h->stream, nullptr, nullptr, nullptr))
     return fail(kNotSupported, std::string(call) + ": the handle's stream is capturing a graph (a timed search synchronizes)");
   if (!skipWork()) {
     for (int64_t i = 0; i < outElems; i++) storeAt(p.x->type, out, i, std::nan(""));
