@@ -9,9 +9,9 @@
  * residual-add and ReLU-backward launches that batch norm's fused epilogue removed.
  *   node --import tsx bench/gpu_resnet_copies.ts [--smoke] [--flags a,b]   (smoke: ResNet-18, batch 2, one round)
  */
-import { ResNet } from '../models/index.ts';
-import { censusTotals, crossEntropy, cudaCensus, cudaIsAvailable, manualSeed, native, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
-import { DEV, deviceSeconds } from './gpu_timing.ts';
+import { censusTotals, cudaCensus, cudaIsAvailable, native } from '../src/index.ts';
+import { resnetBenchStep } from './gpu_resnet.ts';
+import { deviceSeconds } from './gpu_timing.ts';
 import { median } from './timing.ts';
 
 const smoke = process.argv.includes('--smoke');
@@ -28,17 +28,8 @@ if (!cudaIsAvailable()) {
   const missing = FLAGS.filter((f) => cuda[f] !== true);
   if (missing.length) throw new Error(`gpu_resnet_copies: the addon has no native flag ${missing.join(', ')} (--flags takes a comma-separated list)`);
   const use = (now: boolean) => FLAGS.forEach((f, i) => (cuda[f] = now ? saved[i] : false));
-  manualSeed(0);
-  const model = nn.moduleToDevice(new ResNet(depth as 18 | 101, { numClasses: 10, dtype: 'bf16' }), DEV);
-  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
-  const x = noGrad(() => tidy(() => randn([batch, 3, 32, 32]).to('bf16').to(DEV)));
-  const y = tensor(Array.from({ length: batch }, (_, i) => i % 10), { dtype: 'i64', device: DEV });
-  const step = () =>
-    tidy(() => {
-      crossEntropy(model.forward(x), y).backward();
-      opt.step();
-      opt.zeroGrad();
-    });
+  const bench = resnetBenchStep('bf16', batch, depth as 18 | 101);
+  const step = bench.step;
   try {
     const ops: Record<string, number> = {};
     const ms: Record<string, number[]> = { now: [], masked: [] };
@@ -64,8 +55,6 @@ if (!cudaIsAvailable()) {
     );
   } finally {
     use(true);
-    model.dispose();
-    x.dispose();
-    y.dispose();
+    bench.dispose();
   }
 }

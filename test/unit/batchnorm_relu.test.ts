@@ -7,15 +7,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { add, batchNorm2d, batchNorm2dRelu, manualSeed, nn, noGrad, randn, relu, type Tensor } from '../../src/index.ts';
+import { assertSameBits } from '../helpers/bits.ts';
 
-const bits = (t: Tensor): number[] => t.contiguous().toList() as number[];
 
-function same(what: string, got: Tensor, want: Tensor): void {
-  const g = bits(got);
-  const w = bits(want);
-  const i = g.length === w.length ? g.findIndex((v, j) => !Object.is(v, w[j])) : 0;
-  assert.is(i, -1, `${what}: element ${i} is ${g[i]}, want ${w[i]}`);
-}
+const same = assertSameBits;
 
 for (const last of [false, true]) {
   test(`CPU ${last ? 'channels-last' : 'NCHW'}: relu(batchNorm2d(x) + residual), values and gradients`, () => {

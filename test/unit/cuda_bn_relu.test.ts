@@ -13,17 +13,12 @@ import * as assert from 'uvu/assert';
 import {
   batchNorm2dRelu, censusTotals, cudaCensus, cudaIsAvailable, type DType, mul, native, noGrad, rand, randn, sum, type Tensor,
 } from '../../src/index.ts';
+import { assertSameBits } from '../helpers/bits.ts';
 
 const DEV = 'cuda:0';
 const cuda = native.cuda as Record<string, unknown>;
-const bits = (t: Tensor): number[] => t.to('cpu').contiguous().toList() as number[];
 
-function same(what: string, got: Tensor, want: Tensor): void {
-  const g = bits(got);
-  const w = bits(want);
-  const i = g.length === w.length ? g.findIndex((v, j) => !Object.is(v, w[j])) : 0;
-  assert.is(i, -1, `${what}: element ${i} is ${g[i]}, want ${w[i]}`);
-}
+const same = assertSameBits;
 
 /** A copy of t in t's layout (clone() is NCHW-contiguous; channels-last stays channels-last here). */
 function copyOf(t: Tensor): Tensor {

@@ -17,18 +17,12 @@ import {
   AdamW, add, type CudaGraph,captureCudaGraph, 
   censusTotals, copyInPlace, crossEntropy, cudaAllocatorStats, cudaCensus, cudaIsAvailable, dropout, flatten, type Module, manualSeed, native, nn, randn, relu, SGD, type Tensor, tensor,
 } from '../../src/index.ts';
+import { tensorBytes } from '../helpers/bits.ts';
 
 const DEV = 'cuda:0';
 const STEPS = 4;
 
-/** The raw bytes of a tensor (on any device). */
-function bits(t: Tensor): Buffer {
-  const c = t.to('cpu');
-  const item = { f64: 8, f32: 4, bf16: 2, f16: 2, i64: 8, i32: 4 }[c.dtype as string] ?? 4;
-  const b = Buffer.from(native.read(c.id, c.offset * item, c.numel * item));
-  if (c !== t) c.dispose();
-  return b;
-}
+const bits = tensorBytes;
 
 interface Run {
   losses: number[];

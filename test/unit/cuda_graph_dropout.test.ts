@@ -18,20 +18,14 @@ import {
   getRngState, manualSeed, memoryStats, native, nn, ones, rand, randn, setRngState, type Tensor, tensor,
 } from '../../src/index.ts';
 import { graphRngTesting } from '../../src/tensor/graph_rng.ts';
+import { tensorBytes } from '../helpers/bits.ts';
 
 const DEV = 'cuda:0';
 const STEPS = 4;
 const V = 64;
 const [B, T] = [2, 16];
 
-/** The raw bytes of a tensor (on any device). */
-function bits(t: Tensor): Buffer {
-  const c = t.to('cpu');
-  const item = { f64: 8, f32: 4, bf16: 2, f16: 2, i64: 8, i32: 4 }[c.dtype as string] ?? 4;
-  const b = Buffer.from(native.read(c.id, c.offset * item, c.numel * item));
-  if (c !== t) c.dispose();
-  return b;
-}
+const bits = tensorBytes;
 
 function batch(s: number): Tensor[] {
   const ids = Array.from({ length: B * T }, (_, i) => (i * 7 + s * 13 + ((i * s) % 5)) % V);
