@@ -38,17 +38,27 @@ Graph& graphAt(int64_t id, const char* op) {
   return it->second;
 }
 
-// Ends a capture that failed or is abandoned: the stream leaves capture mode, the partial graph
-// and the pool go.
-void abandon(int64_t id, Graph& g) {
+// This thread and the allocator stop capturing for g (the stream's capture mode is the caller's).
+void stopCapturing(const Graph& g) {
   setCapturingDevice(-1);
   cudaPoolCaptureEnd(g.dev);
-  cudaGraph_t partial = nullptr;
-  cudaStreamEndCapture(computeStream(g.dev), &partial);
-  if (partial) cudaGraphDestroy(partial);
+}
+
+// Destroys what g holds, returns its pool to the cache and forgets it; g is gone after.
+void discard(int64_t id, Graph& g) {
+  if (g.exec) cudaGraphExecDestroy(g.exec);
+  if (g.graph) cudaGraphDestroy(g.graph);
   cudaGetLastError();
   cudaPoolRelease(id);
   graphs().erase(id);
+}
+
+// Ends a capture that failed or is abandoned: the stream leaves capture mode, the partial graph
+// and the pool go.
+void abandon(int64_t id, Graph& g) {
+  stopCapturing(g);
+  cudaStreamEndCapture(computeStream(g.dev), &g.graph);
+  discard(id, g);
 }
 
 // cudaGraphBegin(dev) -> id: from here until cudaGraphEnd, work queued on cuda:dev's compute
@@ -79,17 +89,13 @@ Napi::Value End(const Napi::CallbackInfo& info) {
   int64_t id = argInt(info, 0);
   Graph& g = graphAt(id, "cudaGraphEnd");
   MT_CHECK(g.capturing, "cudaGraphEnd: CUDA graph ", id, " is not being captured");
-  setCapturingDevice(-1);
-  cudaPoolCaptureEnd(g.dev);
+  stopCapturing(g);
   cudaUseDevice(g.dev);
   cudaError_t err = cudaStreamEndCapture(computeStream(g.dev), &g.graph);
   if (err == cudaSuccess) err = cudaGraphInstantiate(&g.exec, g.graph, 0ULL);
   if (err == cudaSuccess) err = cudaGraphGetNodes(g.graph, nullptr, &g.nodes);
   if (err != cudaSuccess) {
-    if (g.graph) cudaGraphDestroy(g.graph);
-    cudaGetLastError();
-    cudaPoolRelease(id);
-    graphs().erase(id);
+    discard(id, g);
     cudaCheck(err, "ending the CUDA graph's capture (cudaStreamEndCapture, cudaGraphInstantiate)");
   }
   g.capturing = false;
@@ -129,11 +135,7 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   cudaUseDevice(g.dev);
-  if (g.exec) cudaGraphExecDestroy(g.exec);
-  if (g.graph) cudaGraphDestroy(g.graph);
-  cudaGetLastError();
-  cudaPoolRelease(id);
-  graphs().erase(it);
+  discard(id, g);
   return info.Env().Undefined();
 }
 

@@ -55,6 +55,11 @@ std::unordered_map<void*, int64_t>& blockPool() {
   static std::unordered_map<void*, int64_t> m;
   return m;
 }
+// Block p now belongs to pool `id` (its entry and the pool's count move together).
+std::unordered_map<void*, int64_t>::iterator joinPool(void* p, int64_t id) {
+  pools().at(id).owned++;
+  return blockPool().emplace(p, id).first;
+}
 
 std::mutex& cacheMutex() {
   static std::mutex m;
@@ -127,8 +132,7 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
     if (pool) {
       // A cached block joins the pool: eager work queued before the capture is done with it
       // before any replay starts (one stream), and the pool keeps it from eager work after.
-      blockPool()[p] = c.capturing;
-      pool->owned++;
+      joinPool(p, c.capturing);
     }
 #ifdef MESHTRAIN_CUDA_EMU
     emu::blockInUse(p, pool ? cap : bytes);  // the emulated device guards the tail past `bytes`
@@ -159,10 +163,7 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
   }
   c.stats.reservedBytes += int64_t(cap);
   *capacity = cap;
-  if (pool) {
-    blockPool()[p] = c.capturing;
-    pool->owned++;
-  }
+  if (pool) joinPool(p, c.capturing);
 #ifdef MESHTRAIN_CUDA_EMU
   emu::blockInUse(p, pool ? cap : bytes);
 #endif
@@ -175,8 +176,7 @@ void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
   auto owner = blockPool().find(ptr);
   if (owner == blockPool().end() && c.capturing) {
     // Allocated before the capture, used by it: the replays still write it.
-    owner = blockPool().emplace(ptr, c.capturing).first;
-    pools().at(c.capturing).owned++;
+    owner = joinPool(ptr, c.capturing);
   }
   if (owner != blockPool().end()) {
     Pool& pool = pools().at(owner->second);
