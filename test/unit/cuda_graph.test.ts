@@ -125,6 +125,11 @@ function convNet() {
 
 const convLoss = (model: Module, [x, y]: Tensor[]) => crossEntropy((model as ConvNet).forward(x), y);
 
+test('bad devices are errors naming them, on any build', () => {
+  assert.throws(() => captureCudaGraph(() => 0, { device: 'cpu' }), /captureCudaGraph: CUDA graphs capture a CUDA device's work, got device 'cpu'/);
+  assert.throws(() => captureCudaGraph(() => 0, { device: 'gpu' as 'cpu' }), /captureCudaGraph: unknown device "gpu"/);
+});
+
 if (!cudaIsAvailable()) {
   test('CUDA graphs', () => {
     const info = native.deviceInfo();
