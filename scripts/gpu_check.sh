@@ -12,7 +12,8 @@
 #   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101
 #               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling;
 #               where the device time goes (bench/gpu_profile.ts: timed launch census of GPT-2 124M and
-#               ResNet-101 steps) and ncu's per-kernel time of one GPT-2 step (skipped without ncu)
+#               ResNet-101 steps), the memory-bound kernels alone (bench/gpu_memory_kernels.ts) and ncu's
+#               per-kernel time of one GPT-2 step (skipped without ncu)
 #   memcheck    MT_MEMCHECK=1: compute-sanitizer over cuda_ops (slower: for a second call)
 # Only the tail of the output comes back, so each step prints its last lines and the summary
 # table (step, status, seconds, key number) comes last. Full logs: $OUT/gpu_check.log, each step's
@@ -219,6 +220,9 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
   # sites, by file, op time vs wall ($OUT/profile.txt).
   step bench:profile 120 node --import tsx bench/gpu_profile.ts $size
+  # The memory-bound kernels alone at GPT-2 124M's and ResNet-101's shapes (layer norm, cross-entropy, residual add,
+  # embedding, AdamW, batch norm, pool): us, least bytes, GB/s and the ratio to a same-size device copy (~15 s on an H200).
+  step bench:memory_kernels 60 node --import tsx bench/gpu_memory_kernels.ts $size
   # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
   # default (OUT unset: bench_gpu.json keeps the full run).
   step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
