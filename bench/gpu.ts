@@ -2,7 +2,8 @@
  * GPU benchmark (issue 8, item 5), one GPU, each number beside a peer measured in the same run:
  *  (a) matmul vs cuBLASLt called directly, bf16, f16 and f32, sizes 1024-8192 (goal: ratio >= 0.95);
  *  (b) GPT-2 124M bf16 training step: tokens/s and MFU (goal >= 40%; FLOPs counted as
- *      bench/gpu_gpt.ts says), against the datasheet peak and against part (a)'s cuBLASLt rate;
+ *      bench/gpu_gpt.ts says), against the datasheet peak and against part (a)'s cuBLASLt rate,
+ *      then PyTorch's step on the same GPU and batch (bench/gpu_gpt_peer.ts): ours / its tokens/s;
  *  (c) ResNet-101, CIFAR-10-shaped batch 128, bf16: images/s beside PyTorch on the same GPU;
  *  (d) NCCL all-reduce bandwidth: bench/gpu_nccl.ts, when it exists.
  * A part whose op or library is missing prints "skipped: <reason>" and the rest go on. The
@@ -10,13 +11,17 @@
  * $OUT/bench_gpu.json.
  * --smoke shrinks every part (matmul 64, GPT tiny 4 x 16, ResNet-101 batch 4, one step) to check the
  * plumbing on the emulated device, where timings mean nothing.
- *   node --import tsx bench/gpu.ts [--quick | --smoke] [--peak 989e12] [--only a,b,c,d]
+ * --peer-cache FILE: (b)'s PyTorch results are read from FILE when an earlier run with the same
+ * arguments wrote it, else measured and written there (gpu_check's reruns of (b) share one peer run);
+ * MT_TORCH_COMPILE=1 also times torch.compile(model) (slow: a minute or more of compiling).
+ *   node --import tsx bench/gpu.ts [--quick | --smoke] [--peak 989e12] [--only a,b,c,d] [--peer-cache FILE]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cudaDeviceProperties, cudaIsAvailable, native } from '../src/index.ts';
 import { benchGpt } from './gpu_gpt.ts';
+import { benchGptPeer, type GptPeerReport, type OursGpt } from './gpu_gpt_peer.ts';
 import { benchMatmulSize, type MatmulResult } from './gpu_matmul.ts';
 import { benchResnet } from './gpu_resnet.ts';
 import { type BenchRow, guarded } from './gpu_timing.ts';
@@ -42,6 +47,7 @@ const props = cudaDeviceProperties('cuda:0');
 console.log(`bench/gpu on ${props.name} (sm_${props.major}${props.minor}, ${props.multiProcessors} SMs, L2 ${(props.l2CacheBytes / 2 ** 20).toFixed(0)} MiB)${smoke ? ', --smoke' : quick ? ', --quick' : ''}`);
 const rows: BenchRow[] = [];
 let bestBf16 = 0;
+let gptPeer: GptPeerReport['record'] = null;
 
 if (only.has('a')) {
   const sizes: Record<'bf16' | 'f16' | 'f32', number[]> = smoke
@@ -67,9 +73,12 @@ if (only.has('a')) {
 }
 
 if (only.has('b')) {
+  const gptPart = `GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step`;
+  const gptOurs: OursGpt[] = [];
   rows.push(
-    guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step`, () => {
+    guarded(gptPart, () => {
       const g = smoke ? benchGpt(4, 16, 1, 'tiny') : benchGpt(8, 1024, quick ? 3 : 8);
+      gptOurs.push({ part: gptPart, label: `vocab ${g.vocab}`, result: g });
       const rate = g.flopsPerStep / g.stepS;
       const vsLt = bestBf16 > 0 ? `, ${((rate / bestBf16) * 100).toFixed(1)}% of cuBLASLt's measured ${(bestBf16 / 1e12).toFixed(0)} TF/s` : '';
       console.log(
@@ -79,18 +88,28 @@ if (only.has('b')) {
       return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
     }),
     // The vocabulary padded to a multiple of 128 (Megatron's default, 50304), eagerly and with forward+backward as one CUDA graph.
-    ...[false, true].map((graph) =>
-      guarded(`GPT-2 ${smoke ? 'tiny' : '124M'} bf16 step, vocab padded${graph ? ', CUDA graph' : ''}`, () => {
+    ...[false, true].map((graph) => {
+      const part = `${gptPart}, vocab padded${graph ? ', CUDA graph' : ''}`;
+      return guarded(part, () => {
         const opts = { padVocabTo: 128, graph };
         const g = smoke ? benchGpt(4, 16, 1, 'tiny', opts) : benchGpt(8, 1024, quick ? 3 : 8, '124M', opts);
+        gptOurs.push({ part, label: `vocab ${g.vocab}${graph ? ', CUDA graph' : ''}`, result: g });
         const rate = g.flopsPerStep / g.stepS;
         console.log(
           `(b) the same, vocabulary padded to a multiple of 128${graph ? ', forward+backward as one CUDA graph' : ''}: ${(g.stepS * 1e3).toFixed(1)} ms/step, MFU ${((rate / peak) * 100).toFixed(1)}%; loss ${g.loss.toFixed(3)}`,
         );
         return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
-      }),
-    ),
+      });
+    }),
   );
+  // PyTorch after ours, in a child process on the same GPU; its ratio goes beside each of our rows' MFU.
+  const peer = benchGptPeer(gptOurs, { smoke, quick, peak, compile: process.env.MT_TORCH_COMPILE === '1', cache: flag('--peer-cache') });
+  rows.push(peer.row);
+  gptPeer = peer.record;
+  for (const r of rows) {
+    const ratio = peer.ratios.get(r.part);
+    if (ratio !== undefined) r.key += `, ${ratio.toFixed(2)}x PyTorch`;
+  }
 }
 
 if (only.has('c')) {
@@ -136,5 +155,5 @@ const digest = [...['matmul bf16', 'GPT', 'ResNet', 'NCCL'].map(pick), ...padded
     return `${name}: ${r.status === 'ok' ? r.key.replace(/ \(.*$/, '') : r.status}`;
   });
 console.log(`bench/gpu: ${digest.join('; ')}`);
-if (process.env.OUT) writeFileSync(path.join(process.env.OUT, 'bench_gpu.json'), `${JSON.stringify({ device: props.name, quick, peak, rows }, null, 1)}\n`);
+if (process.env.OUT) writeFileSync(path.join(process.env.OUT, 'bench_gpu.json'), `${JSON.stringify({ device: props.name, quick, peak, rows, gptPeer }, null, 1)}\n`);
 process.exitCode = rows.some((r) => r.status === 'failed') ? 1 : 0;

@@ -5,16 +5,38 @@
  * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
  * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply),
  * so gpu_check runs it each way. A forward at head dim 128 ([4, 12, 1024, 128]) is printed first;
- * under fa2, each shape's output is first compared with the WMMA forward's.
- *   node --import tsx bench/gpu_attention.ts [--smoke]
+ * under fa2, each shape's output is first compared with the WMMA forward's. The peer, PyTorch's
+ * F.scaled_dot_product_attention at the GPT-2 shape on the same GPU (bench/gpu_torch_gpt.py
+ * --attention), runs after ours; the ratio is its ms over ours (> 1: ours is faster). --peer-cache
+ * FILE shares one peer run between the runs of this script in one gpu_check call (see bench/torch_peer.ts).
+ *   node --import tsx bench/gpu_attention.ts [--smoke] [--peer-cache FILE]
  */
 import { cudaIsAvailable, noGrad, randn, scaledDotProductAttention, sum, type Tensor, tidy } from '../src/index.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
+import { runTorchPeer } from './torch_peer.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
 const FAMILY: Record<string, string> = { simt: 'simt', fa2: 'fa2 (mma.sync)' };
 const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'tensor cores';
+const cacheAt = process.argv.indexOf('--peer-cache');
+
+/** bench/gpu_torch_gpt.py --attention's line. */
+interface TorchAttention {
+  forward_ms: number;
+  forward_backward_ms: number;
+  torch: string;
+  attention: string;
+}
+
+/** PyTorch's SDPA at [B, H, T, D] causal bf16 (~5 s, mostly importing torch), or why it did not run. */
+function peer(): { t: TorchAttention; note: string } | { reason: string } {
+  const args = ['--attention', ...(smoke ? ['--smoke', '--device', 'auto'] : ['--shape', `${B},${H},${T},${D}`])];
+  const r = runTorchPeer<TorchAttention>('gpu_torch_gpt.py', args, { timeoutMs: 120_000, cache: cacheAt > 0 ? process.argv[cacheAt + 1] : undefined });
+  if (!r.ok) return { reason: r.reason };
+  const t = r.results[0];
+  return { t, note: `PyTorch ${t.torch}, ${t.attention}${r.cached ? ', measured by an earlier run' : ''}` };
+}
 
 /**
  * The fa2 forward against the WMMA one on this shape (MESHTRAIN_ATTENTION is read at every call):
@@ -65,5 +87,18 @@ if (!cudaIsAvailable()) {
       }
     }),
   );
-  console.log(`attention bf16 [${B}, ${H}, ${T}, ${D}] causal, ${path}: forward ${(fwd * 1e3).toFixed(3)} ms (${tf(flopsFwd, fwd)} TFLOP/s), forward+backward ${(both * 1e3).toFixed(3)} ms (${tf(3.5 * flopsFwd, both)} TFLOP/s)`);
+  const p = peer();
+  let vs = '';
+  if ('reason' in p) console.log(`attention peer: skipped (${p.reason})`);
+  else {
+    const [tf1, tb1] = [p.t.forward_ms / 1e3, p.t.forward_backward_ms / 1e3];
+    const [rf, rb] = [(tf1 / fwd).toFixed(2), (tb1 / both).toFixed(2)];
+    console.log(
+      `attention peer (${p.note}): forward ${p.t.forward_ms.toFixed(3)} ms (${tf(flopsFwd, tf1)} TFLOP/s), forward+backward ${p.t.forward_backward_ms.toFixed(3)} ms ` +
+        `(${tf(3.5 * flopsFwd, tb1)} TFLOP/s); ratio (its ms / ours) ${rf} forward, ${rb} forward+backward`,
+    );
+    vs = `; speed vs SDPA ${rf}/${rb}`;
+  }
+  // Last: gpu_check's table shows this line (160 characters).
+  console.log(`attention bf16 [${B}, ${H}, ${T}, ${D}] causal, ${path}: forward ${(fwd * 1e3).toFixed(3)} ms (${tf(flopsFwd, fwd)} TFLOP/s), forward+backward ${(both * 1e3).toFixed(3)} ms (${tf(3.5 * flopsFwd, both)} TFLOP/s)${vs}`);
 }

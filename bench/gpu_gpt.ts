@@ -22,6 +22,8 @@ import { median } from './timing.ts';
 export interface GptResult {
   batch: number;
   seq: number;
+  /** The vocabulary trained (padded when `padVocabTo` asked for it). */
+  vocab: number;
   stepS: number;
   tokensPerS: number;
   flopsPerStep: number;
@@ -125,7 +127,7 @@ export function benchGpt(batch: number, seq: number, steps: number, size: '124M'
     loss = g.loss();
     if (!Number.isFinite(loss)) throw new Error(`GPT-2 124M bf16: the loss is ${loss} after ${steps + 2} steps`);
     const s = median(times);
-    return { batch, seq, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(g.config, batch, seq), loss };
+    return { batch, seq, vocab: g.config.vocabSize, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(g.config, batch, seq), loss };
   } finally {
     g.dispose();
   }

@@ -5,14 +5,12 @@
  * (bench/gpu_torch_resnet.py: the same model, batch, optimizer and precision, channels-last as
  * our convolutions' outputs are).
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { ResNet } from '../models/index.ts';
 import { censusTotals, crossEntropy, cudaCensus, type DType, manualSeed, native, nn, noGrad, randn, SGD, tensor, tidy } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
 import { graphedStep } from './graphed_step.ts';
 import { median } from './timing.ts';
+import { runTorchPeer } from './torch_peer.ts';
 
 export interface ResnetResult {
   ours: number;
@@ -80,27 +78,9 @@ function oursImagesPerS(dtype: DType, batch: number, steps: number, graph = fals
   }
 }
 
-/** The Python with PyTorch: $MT_PYTHON, the GPU image's venv, else python3 on the PATH. */
-function python(): string {
-  if (process.env.MT_PYTHON) return process.env.MT_PYTHON;
-  return existsSync('/opt/torch/.venv/bin/python3') ? '/opt/torch/.venv/bin/python3' : 'python3';
-}
-
 function torchImagesPerS(dtype: DType, batch: number, steps: number): { value: number | null; note: string } {
-  const script = path.join(import.meta.dirname, 'gpu_torch_resnet.py');
-  const r = spawnSync(python(), [script, '--batch', String(batch), '--steps', String(steps), '--dtype', dtype], {
-    encoding: 'utf8',
-    timeout: 240_000,
-    env: { ...process.env, PYTHONUNBUFFERED: '1' },
-  });
-  const lines = `${r.stdout ?? ''}`.trim().split('\n');
-  const last = lines[lines.length - 1] ?? '';
-  if (r.status === 0 && last.startsWith('{')) {
-    const j = JSON.parse(last) as { images_per_s: number; device: string };
-    return { value: j.images_per_s, note: j.device };
-  }
-  const why = r.error ? String(r.error) : `${r.stderr ?? ''}`.trim().split('\n').slice(-2).join(' | ');
-  return { value: null, note: `PyTorch peer did not run (exit ${r.status}): ${why.slice(0, 200)}` };
+  const r = runTorchPeer<{ images_per_s: number; device: string }>('gpu_torch_resnet.py', ['--batch', String(batch), '--steps', String(steps), '--dtype', dtype]);
+  return r.ok ? { value: r.results[0].images_per_s, note: r.results[0].device } : { value: null, note: `PyTorch peer did not run: ${r.reason}` };
 }
 
 /** Ours, then PyTorch's; when ours fails, PyTorch's number is still printed before the error goes up. */
