@@ -9,8 +9,9 @@
 #     ops       the op-suite files parametrized over devices (test/helpers/devices.ts), CUDA half only, in one process
 #     cuda_*    every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
 #     ...       fp16 unscaling, SIMT attention, direct grouped conv, the launch census
-#   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU and ResNet-101
-#               vs PyTorch, NCCL), the host floor, attention (vs PyTorch's SDPA), NCCL per-call cost, batch norm and pooling;
+#     sanitize:attention  compute-sanitizer racecheck/synccheck/memcheck over every attention kernel instance
+#   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101
+#               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling;
 #               where the device time goes (bench/gpu_profile.ts: timed launch census of GPT-2 124M and
 #               ResNet-101 steps), the memory-bound kernels alone (bench/gpu_memory_kernels.ts) and ncu's
 #               per-kernel time of one GPT-2 step (skipped without ncu)
@@ -204,6 +205,14 @@ step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # And on the mma.sync kernels (attention_fa2*.cu: forward and backward where they apply, WMMA elsewhere).
 step unit/cuda_attention:fa2 150 env MESHTRAIN_ATTENTION=fa2 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
+# compute-sanitizer racecheck, synccheck and memcheck over one pass of every fused attention kernel instance at tiny
+# shapes (scripts/sanitize_attention.sh: the races the emulated device's fibers can hide; expected 30-60 s on an H200).
+if [ "${MT_EMU:-0}" = 1 ] || scripts/sanitize_attention.sh --find > /dev/null; then
+  step sanitize:attention 90 scripts/sanitize_attention.sh
+elif [ -z "${MT_ONLY:-}" ] || [[ sanitize:attention =~ $MT_ONLY ]]; then
+  nrow=$((nrow + 1))
+  printf '%-30s %-8s %6s  %s\n' sanitize:attention SKIP 0 'compute-sanitizer not found' > "$rows/$(printf %04d "$nrow")"
+fi
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -214,9 +223,8 @@ reserve=0
 if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
   size=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
-  # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU and vs PyTorch (its step ~10 s: start-up, both
-  # vocabularies; shared with bench:gpt:fa2 through the cache file), ResNet-101 vs PyTorch, NCCL.
-  step bench 300 node --import tsx bench/gpu.ts "${size:---quick}" --peer-cache "$logs/torch_gpt.json"
+  # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU, ResNet-101 vs PyTorch, NCCL.
+  step bench 300 node --import tsx bench/gpu.ts "${size:---quick}"
   # Where the device time goes (second, before the budget runs short): the timed launch census of one
   # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
   # sites, by file, op time vs wall ($OUT/profile.txt).
@@ -226,7 +234,7 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:memory_kernels 60 node --import tsx bench/gpu_memory_kernels.ts $size
   # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
   # default (OUT unset: bench_gpu.json keeps the full run).
-  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
   # ResNet-101 (c) again with MESHTRAIN_CUDNN_BENCHMARK=1 (cuDNN's timed algorithm search per conv plan, during the
   # warm-up): ours eager and graphed; the last line sets its img/s beside the bench step's (its JSON in a subfolder,
   # so bench_gpu.json keeps the main run).
@@ -247,11 +255,11 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
     step bench:host_floor:emu 90 env MESHTRAIN_ADDON="$emuAddon" MESHTRAIN_CUDA_LIB_PATH="$(dirname "$emuAddon")/../emu-lib" \
       MESHTRAIN_CUDA_EMU_SKIP_WORK=1 node --import tsx bench/gpu_host_floor.ts --steps 300
   fi
-  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT, each beside PyTorch's SDPA (measured once, ~5 s, then cached).
-  step bench:attention 60 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
-  step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
+  step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
+  step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size
   # The mma.sync (flash-attention 2 style) kernels where they apply, the WMMA ones elsewhere: compare with bench:attention.
-  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.

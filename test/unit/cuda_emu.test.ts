@@ -54,6 +54,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention_fa2', {}],
   // The mma.sync backward (MESHTRAIN_ATTENTION=fa2 around backward() only) vs f64 and the WMMA backward.
   ['unit/cuda_attention_fa2_bwd', {}],
+  // Every fused attention kernel instance once (what scripts/sanitize_attention.sh sanitizes on a GPU): census only.
+  ['unit/cuda_attention_instances', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_gpt_fused', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],
