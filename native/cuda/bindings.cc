@@ -291,7 +291,8 @@ Napi::Value NormPow(const Napi::CallbackInfo& info) {
 // on CUDA a bias in the output's dtype (biasDtype; f32, f64 for f64, when absent or -1), or with
 // biasGradA the bias storage receiving A's row sums (M values, the output's dtype) from the same
 // cuBLASLt call. Returns whether that bias gradient was written (false: cuBLASLt has no such
-// epilogue here, reduce A yourself); the product is done either way.
+// epilogue here, reduce A yourself); the product is done either way. outLd (arg 19, > N): out's row
+// pitch in elements (rows ldOut apart, matrices M * outLd apart; the padding is not written).
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t aId = argInt(info, 1), aOff = argInt(info, 2);
@@ -305,6 +306,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   bool accumulate = argBool(info, 16);
   const int64_t biasCode = info.Length() > 17 ? argInt(info, 17) : -1;
   const bool biasGradA = info.Length() > 18 && argBool(info, 18);
+  const int64_t outLd = info.Length() > 19 ? argInt(info, 19) : 0;
   MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, "matmul: dtype ", dtypeNameOf(d),
            " is not supported on CUDA (f32, f64, bf16, f16)");
   const bool half = d == DType::BF16 || d == DType::F16;
@@ -312,12 +314,15 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
            dtypeNameOf(od));
   MT_CHECK(as.size() == 3 && bs.size() == 3, "matmul: strides must be [batch, row, col]");
   MT_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0, "matmul: negative size");
+  MT_CHECK(outLd == 0 || outLd >= N, "matmul: output row pitch ", outLd, " is below its ", N, " columns");
+  const int64_t ld = outLd > 0 ? outLd : N;
   int dev = deviceOf("matmul", oId);
   deviceOf("matmul", aId, dev);
   deviceOf("matmul", bId, dev);
   const size_t item = itemsize(d), oItem = itemsize(od);
   const int64_t outN = batch * M * N;
-  void* out = ptr(oId, oOff, outN, oItem);
+  // The last row ends at its N-th column: its padding need not exist.
+  void* out = ptr(oId, oOff, outN == 0 ? 0 : (batch * M - 1) * ld + N, oItem);
   const DType wide = d == DType::F64 ? DType::F64 : DType::F32;
   const DType biasType = biasCode < 0 ? wide : toDType(int(biasCode));
   MT_CHECK(biasType == wide || biasType == od, "matmul: a bias of dtype ", dtypeNameOf(biasType), " with a ",
@@ -331,7 +336,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   }
   if (outN == 0) return Napi::Boolean::New(info.Env(), false);
   if (K == 0) {
-    cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, accumulate, true);
+    cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, accumulate, true, ld);
     return Napi::Boolean::New(info.Env(), false);
   }
   const int64_t aSpan = spanOf({batch, M, K}, as), bSpan = spanOf({batch, K, N}, bs);
@@ -343,11 +348,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (biasGradA) ep.biasGradA = bias;
   else if (bias && biasType == od && od != DType::F64) ep.bias = bias;
   if (ep.bias || ep.biasGradA) {
-    if (cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), ep))
+    if (cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), ep, ld))
       return Napi::Boolean::New(info.Env(), biasGradA);
   }
-  cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn());
-  if (bias && !biasGradA) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false);
+  cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), {}, ld);
+  if (bias && !biasGradA) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false, ld);
   return Napi::Boolean::New(info.Env(), false);
 }
 
@@ -432,6 +437,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "adamStep", AdamStep);
   MT_EXPORT(cuda, "normPow", NormPow);
   MT_EXPORT(cuda, "matmul", Matmul);
+  cuda.Set("matmulOutLd", Napi::Boolean::New(env, true));  // takes outLd (a padded row pitch)
   cuda.Set("matmulEpilogues", Napi::Boolean::New(env, true));  // takes biasDtype and biasGradA
   registerCudaNn(cuda);
   registerCudaAttention(cuda);

@@ -79,9 +79,9 @@ Napi::Value EmbeddingScatter(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// crossEntropyForwardDevice(dtype, xId, xOff, rows, C, idDtype, tId, tOff, ignore, lossId, lseId):
+// crossEntropyForwardDevice(dtype, xId, xOff, rows, C, idDtype, tId, tOff, ignore, lossId, lseId[, xLd]):
 // crossEntropyForward without the host range check (the caller queued indexCheck first); a bad
-// target's loss is NaN.
+// target's loss is NaN. xLd (>= C): the logits' row pitch in elements (a padded matmul output).
 Napi::Value CrossEntropyForwardDevice(const Napi::CallbackInfo& info) {
   const char* op = "crossEntropy";
   DType d = toDType(int(argInt(info, 0)));
@@ -89,14 +89,17 @@ Napi::Value CrossEntropyForwardDevice(const Napi::CallbackInfo& info) {
   DType id = indexArg(info, 5, op);
   int64_t tId = argInt(info, 6), tOff = argInt(info, 7), ignore = argInt(info, 8), lossId = argInt(info, 9),
           lseId = argInt(info, 10);
+  const int64_t xLd = info.Length() > 11 ? argInt(info, 11) : C;
   MT_CHECK(rows >= 0 && C >= 0, op, ": negative size");
+  MT_CHECK(xLd >= C, op, ": logits row pitch ", xLd, " is below C = ", C);
   int dev = devOf(op, lossId);
   devOf(op, xId, dev);
   devOf(op, tId, dev);
   devOf(op, lseId, dev);
   const DType stat = d == DType::F64 ? DType::F64 : DType::F32;
-  cudaCrossEntropyForward(dev, int(d), dptr(xId, xOff, rows * C, d), rows, C, int(id), dptr(tId, tOff, rows, id), ignore,
-                          dptr(lossId, 0, rows, d), dptr(lseId, 0, rows, stat));
+  // The last row ends at column C: its padding need not exist.
+  cudaCrossEntropyForward(dev, int(d), dptr(xId, xOff, rows == 0 ? 0 : (rows - 1) * xLd + C, d), rows, C, int(id),
+                          dptr(tId, tOff, rows, id), ignore, dptr(lossId, 0, rows, d), dptr(lseId, 0, rows, stat), xLd);
   return info.Env().Undefined();
 }
 
@@ -108,6 +111,7 @@ void registerCudaIndex(Napi::Object cuda) {
   MT_EXPORT(cuda, "embeddingScatter", EmbeddingScatter);
   cuda.Set("embeddingGradInto", Napi::Boolean::New(cuda.Env(), true));  // takes dwOff, add
   MT_EXPORT(cuda, "crossEntropyForwardDevice", CrossEntropyForwardDevice);
+  cuda.Set("crossEntropyLd", Napi::Boolean::New(cuda.Env(), true));  // forward takes xLd, backward xLd, dxOff, dxLd
 }
 
 }  // namespace mt

@@ -59,7 +59,8 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 }
 
 // crossEntropyBackward(dtype, xId, xOff, rows, C, idxDtype, tId, tOff, ignore, lseId, gId, gOff,
-//                      gStride, scale, dxId)
+//                      gStride, scale, dxId[, xLd, dxOff, dxLd]): xLd, dxLd (>= C) the row pitches of the
+// logits and of their gradient in elements (a padded matmul output; dx's padding is not written).
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t xId = argInt(info, 1), xOff = argInt(info, 2), rows = argInt(info, 3), C = argInt(info, 4);
@@ -68,17 +69,24 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
           gId = argInt(info, 10), gOff = argInt(info, 11), gStride = argInt(info, 12);
   double scale = argNum(info, 13);
   int64_t dxId = argInt(info, 14);
+  const bool pitched = info.Length() > 15;
+  const int64_t xLd = pitched ? argInt(info, 15) : C, dxOff = pitched ? argInt(info, 16) : 0,
+                dxLd = pitched ? argInt(info, 17) : C;
   MT_CHECK(gStride == 0 || gStride == 1, "crossEntropy backward: gradient stride must be 0 or 1");
-  if (rows * C == 0) return info.Env().Undefined();
   const char* op = "crossEntropy backward";
+  MT_CHECK(rows >= 0 && C >= 0 && dxOff >= 0, op, ": negative size or offset");
+  MT_CHECK(xLd >= C && dxLd >= C, op, ": row pitches ", xLd, " (logits) and ", dxLd, " (gradient) must be at least C = ", C);
+  if (rows * C == 0) return info.Env().Undefined();
   int dev = devOf(op, dxId);
   devOf(op, xId, dev);
   devOf(op, tId, dev);
   devOf(op, gId, dev);
   MT_CHECK(id == DType::I32 || id == DType::I64, op, ": indices must be i32 or i64");
-  cudaCrossEntropyBackward(dev, int(d), dptr(xId, xOff, rows * C, d), rows, C, int(id), dptr(tId, tOff, rows, id), ignore,
-                           dptr(lseId, 0, rows, statOf(d)), dptr(gId, gOff, gStride ? rows : 1, d), gStride, scale,
-                           dptr(dxId, 0, rows * C, d));
+  // The last row ends at column C: its padding need not exist.
+  cudaCrossEntropyBackward(dev, int(d), dptr(xId, xOff, (rows - 1) * xLd + C, d), rows, C, int(id),
+                           dptr(tId, tOff, rows, id), ignore, dptr(lseId, 0, rows, statOf(d)),
+                           dptr(gId, gOff, gStride ? rows : 1, d), gStride, scale, dptr(dxId, dxOff, (rows - 1) * dxLd + C, d),
+                           xLd, dxLd);
   return info.Env().Undefined();
 }
 

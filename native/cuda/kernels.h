@@ -59,7 +59,7 @@ void cudaNormPowInto(int dev, int dtype, const void* x, int64_t n, double p, dou
 
 // bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
 void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,
-                 bool accumulate, bool biasOnly);
+                 bool accumulate, bool biasOnly, int64_t ld = 0);  // ld > n: out's rows are ld elements apart
 
 }  // namespace mt
 
@@ -81,11 +81,13 @@ void cudaEmbeddingBackward(int dev, int dtype, const int64_t* order, const int64
                            int64_t D, void* dw, bool add = false);
 
 // loss.cu: cross-entropy of [rows, C] logits; lse is f64 for f64 logits, f32 otherwise; targets
-// already range-checked; g is read at r * gStride (0: one scalar).
+// already range-checked; g is read at r * gStride (0: one scalar). xLd / dxLd (0: C): the row
+// pitch of x and dx in elements (a padded matmul output); dx's padding is not written.
 void cudaCrossEntropyForward(int dev, int dtype, const void* x, int64_t rows, int64_t C, int idDtype, const void* t,
-                             int64_t ignore, void* loss, void* lse);
+                             int64_t ignore, void* loss, void* lse, int64_t xLd = 0);
 void cudaCrossEntropyBackward(int dev, int dtype, const void* x, int64_t rows, int64_t C, int idDtype, const void* t,
-                              int64_t ignore, const void* lse, const void* g, int64_t gStride, double scale, void* dx);
+                              int64_t ignore, const void* lse, const void* g, int64_t gStride, double scale, void* dx,
+                              int64_t xLd = 0, int64_t dxLd = 0);
 
 }  // namespace mt
 

@@ -99,8 +99,8 @@ struct Plan {
   }
 };
 
-// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue, its vectors' alignment.
-using PlanKey = std::array<int64_t, 18>;
+// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue, its vectors' alignment, out's ld.
+using PlanKey = std::array<int64_t, 19>;
 constexpr size_t kMaxPlans = 4096;
 
 // The cached plan for `key`, built by `build` on a miss (a failed build is not cached).
@@ -137,7 +137,9 @@ uint32_t alignmentOf(const void* p) {
 
 bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const void* bPtr, const int64_t* bs,
                 DType od, void* out, int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate,
-                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& ep) {
+                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& ep, int64_t ldOut) {
+  const int64_t ldc = ldOut > 0 ? ldOut : N;
+  MT_CHECK(ldc >= N, "matmul: output row pitch ", ldc, " is below its ", N, " columns");
   MT_CHECK(!(ep.bias && ep.biasGradA), "matmul: a bias and a bias gradient in one product");
   MT_CHECK(!ep.biasGradA || batch == 1, "matmul: a bias gradient needs batch 1, got ", batch);
   MT_CHECK(!ep.geluAux || ep.gelu, "matmul: a GELU input buffer without the GELU epilogue");
@@ -190,7 +192,7 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const void* vec = ep.bias ? ep.bias : ep.biasGradA;
   const int64_t alignVec = (vec ? alignmentOf(vec) : 0) * 512 + (ep.geluAux ? alignmentOf(ep.geluAux) : 0);
   const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,      K,      opA,     opB,
-                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue, alignVec};
+                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue, alignVec, ldc};
   const Plan& x = planFor(key, [&](Plan& x) {
     const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
     ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
@@ -218,10 +220,10 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
     if (opB == lt::kOpN) ltCheck(a.layoutCreate(&x.lb, t, uint64_t(K), uint64_t(M), ldA), "layout of A");
     else ltCheck(a.layoutCreate(&x.lb, t, uint64_t(M), uint64_t(K), ldA), "layout of A");
-    ltCheck(a.layoutCreate(&x.lc, ot, uint64_t(N), uint64_t(M), N), "layout of out");
+    ltCheck(a.layoutCreate(&x.lc, ot, uint64_t(N), uint64_t(M), ldc), "layout of out");
     batchLayout(a, x.la, batch, B.s[0]);
     batchLayout(a, x.lb, batch, A.s[0]);
-    batchLayout(a, x.lc, batch, M * N);
+    batchLayout(a, x.lc, batch, M * ldc);
     ltCheck(a.preferenceCreate(&x.pref), "creating the preference");
     uint64_t ws = kWorkspaceBytes;
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof(ws)), "setting the workspace size");

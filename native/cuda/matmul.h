@@ -20,10 +20,12 @@ struct MatmulEpilogue {
 // epilogue); A and B are [batch, rows, cols] with element strides (batch stride 0: shared).
 // `scratch` hands out device memory for operands that must be packed first; it lives until the
 // call returns. False, with no product queued, when cuBLASLt has no algorithm for the epilogue (or
-// a vector is under-aligned): the caller does it another way.
+// a vector is under-aligned): the caller does it another way. ldOut > N: out's rows are ldOut
+// elements apart (a padded row pitch, matrices M * ldOut apart); the padding is never written.
 bool cudaMatmul(int dev, DType d, const void* a, const int64_t* as, const void* b, const int64_t* bs, DType od,
                 void* out, int64_t batch, int64_t M, int64_t N, int64_t K, bool accumulate,
-                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& epilogue = {});
+                const std::function<void*(int64_t bytes)>& scratch, const MatmulEpilogue& epilogue = {},
+                int64_t ldOut = 0);
 const char* dtypeNameOf(DType d);
 
 }  // namespace mt

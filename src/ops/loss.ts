@@ -2,10 +2,11 @@
  * Cross-entropy on a fused native log-softmax + negative log-likelihood kernel (native/cpu/loss.cc).
  * On CUDA the targets never go to the host: their range check and the count of targets not
  * ignored ('mean') stay on the device; a bad target is reported at the next synchronization
- * (tensor/device_checks.ts).
+ * (tensor/device_checks.ts). There the logits' rows may lie at any pitch (a padded matmul
+ * output, ops/row_pitch.ts: read in place, and the gradient written at the same padded pitch).
  */
 
-import { deviceOf, kernelsOn } from '../tensor/backend.ts';
+import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { deferIndexCheck } from '../tensor/device_checks.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { contiguousStrides, fmt, sameShape } from '../tensor/shape.ts';
@@ -13,6 +14,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
 import * as k from './kernels.ts';
 import { checkFloatArg, checkIndexArg, position, statDType } from './nn_util.ts';
+import { alignedPitch, emptyPitched, rowPitchOf } from './row_pitch.ts';
 
 export interface CrossEntropyOptions {
   /** 'mean' (default) divides by the number of targets that are not ignored; 'none' keeps one loss per target. */
@@ -47,11 +49,13 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const rows = targets.numel;
   const code = dtypeCode(logits.dtype);
   const idCode = dtypeCode(targets.dtype);
-  const xc = k.asContiguous(logits);
+  // CUDA reads rows at their pitch (no copy of GPT-2's 823 MB of logits); the CPU takes dense rows.
+  const pitch = dev !== 'cpu' && kernelsSay(dev, 'crossEntropyLd') ? rowPitchOf(logits) : -1;
+  const xc = pitch > 0 ? logits : k.asContiguous(logits);
   const tc = k.asContiguous(targets);
   const losses = k.empty([rows], logits.dtype, undefined, false, dev);
   const lse = k.empty([rows], statDType(logits.dtype), undefined, false, dev);
-  if (dev !== 'cpu') return crossEntropyOnDevice(logits, targets, xc, tc, losses, lse, reduction, ignoreIndex);
+  if (dev !== 'cpu') return crossEntropyOnDevice(logits, targets, xc, tc, losses, lse, reduction, ignoreIndex, pitch > 0 ? pitch : C);
   const count = kernelsOn(dev).crossEntropyForward(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id) as number;
   const cleanup = () => {
     if (xc !== logits) xc.dispose();
@@ -96,7 +100,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
  */
 function crossEntropyOnDevice(
   logits: Tensor, targets: Tensor, xc: Tensor, tc: Tensor, losses: Tensor, lse: Tensor,
-  reduction: string, ignoreIndex: number,
+  reduction: string, ignoreIndex: number, xLd: number,
 ): Tensor {
   const dev = logits.device;
   const kern = kernelsOn(dev);
@@ -112,7 +116,10 @@ function crossEntropyOnDevice(
   const xShape = [...logits.shape];
   deferIndexCheck(flag, tc.alias(), (pos, value) =>
     `crossEntropy: target ${value} at position ${position(pos, tShape)} is out of range for C = ${C} classes (logits ${fmt(xShape)}, ignoreIndex ${ignoreIndex}; checked on ${dev}, reported at the next synchronization)`);
-  kern.crossEntropyForwardDevice(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id);
+  // The gradient keeps a padded pitch (linear's backward passes it to cuBLASLt), any other layout goes dense.
+  const dxLd = xLd !== C && xLd === alignedPitch(C, logits.dtype) ? xLd : C;
+  const pitched = xLd !== C ? [xLd] : [];
+  kern.crossEntropyForwardDevice(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id, ...pitched);
   // 'mean' divides by the count as a device scalar ([] view); 0 targets give 0 / 0 = NaN, as PyTorch.
   const counted = k.copy(count, logits.dtype);
   count.dispose();
@@ -136,8 +143,9 @@ function crossEntropyOnDevice(
       const gc = g.dtype === logits.dtype ? k.asContiguous(g) : k.copy(g, logits.dtype);
       // Ignored rows never read g, so an all-ignored mean (g / 0) still gives zeros.
       const gs = reduction === 'mean' ? k.binary(k.Binary.div, gc, sd, 'crossEntropy backward') : gc;
-      const dx = k.empty(logits.shape, logits.dtype, undefined, false, dev);
-      kern.crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gs.id, gs.offset, reduction === 'none' ? 1 : 0, 1, dx.id);
+      const dx = dxLd === C ? k.empty(logits.shape, logits.dtype, undefined, false, dev) : emptyPitched(lead, C, dxLd, logits.dtype, dev);
+      const pitches = xLd !== C ? [xLd, 0, dxLd] : [];
+      kern.crossEntropyBackward(code, sx.id, sx.offset, rows, C, idCode, st.id, st.offset, ignoreIndex, sl.id, gs.id, gs.offset, reduction === 'none' ? 1 : 0, 1, dx.id, ...pitches);
       if (gs !== gc) gs.dispose();
       if (gc !== g) gc.dispose();
       return [dx];

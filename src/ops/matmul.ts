@@ -16,6 +16,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { needsGrad, record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
 import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation } from './linear_activation.ts';
+import { emptyPitched, paddedPitch, rowPitchOf } from './row_pitch.ts';
 
 export type { LinearActivation };
 
@@ -57,18 +58,25 @@ function transposed(m: Mats): Mats {
   return { t: m.t, off: m.off, s: [m.s[0], m.s[2], m.s[1]], rows: m.cols, cols: m.rows };
 }
 
-/** out[b] = a[b] @ b[b] (+ bias), contiguous [batch, M, N] returned with `shape`. */
+/**
+ * out[b] = a[b] @ b[b] (+ bias) returned with `shape`: contiguous [batch, M, N], or for one
+ * matrix with rows not a multiple of 16 bytes on CUDA, rows at a padded pitch (row_pitch.ts).
+ */
 function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null): Tensor {
   const dev = deviceOf('matmul', a.t, b.t, bias);
   if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias);
-  const out = k.empty(shape, dtype, undefined, false, dev);
+  const N = b.cols;
+  const pitch = batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
+  const out = pitch === N ? k.empty(shape, dtype, undefined, false, dev) : emptyPitched(shape.slice(0, -1), N, pitch, dtype, dev);
   const args = [
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
     bias ? bias.id : 0, bias ? bias.offset : 0,
-    dtypeCode(dtype), out.id, 0, batch, a.rows, b.cols, a.cols, false,
+    dtypeCode(dtype), out.id, 0, batch, a.rows, N, a.cols, false,
   ];
   // A bias in the output's 16-bit dtype is said so (the older argument list means f32).
-  if (bias && bias.dtype === dtype && biasDtype(dtype) !== dtype) args.push(dtypeCode(bias.dtype));
+  const ownBias = bias !== null && bias.dtype === dtype && biasDtype(dtype) !== dtype;
+  if (ownBias || pitch !== N) args.push(ownBias ? dtypeCode(dtype) : -1);
+  if (pitch !== N) args.push(false, pitch);
   kernelsOn(dev).matmul(...args);
   return out;
 }
@@ -322,11 +330,14 @@ function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: Linear
   const { x, weight, bias, sx, sw, M, dev, epilogues } = s;
   const [outF, inF] = weight.shape;
   const own: Tensor[] = [];
-  const g2 = k.asContiguous(g);
+  // Rows at a padded pitch (a CUDA product's, row_pitch.ts) go to cuBLASLt as the leading dimension, not copied.
+  const gPitch = isCuda(dev) ? rowPitchOf(g) : -1;
+  const g2 = gPitch > 0 ? g : k.asContiguous(g);
   if (g2 !== g) own.push(g2);
+  const pitch = gPitch > 0 ? gPitch : outF;
   const reads = [g2, sx, sw];
   const addable = M > 0 && !(x.dtype === 'f16' && !isCuda(dev));
-  const gm: Mats = { t: g2, off: g2.offset, s: [0, outF, 1], rows: M, cols: outF };
+  const gm: Mats = { t: g2, off: g2.offset, s: [0, pitch, 1], rows: M, cols: outF };
   const xInto = usableInto(into[0], addable, reads);
   const wInto = usableInto(into[1], addable, reads);
   let gx: Tensor | null | typeof GRAD_WRITTEN = null;
@@ -358,12 +369,14 @@ function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: Linear
     }
   }
   if (bias?.requiresGrad && !gbias) {
-    if (bInto && bias.dtype === x.dtype) {
+    if (bInto && bias.dtype === x.dtype && pitch === outF) {
       // Known zeros: the column sums written over them are the sum.
       kernelsOn(dev).reduce(k.Reduce.sum, dtypeCode(x.dtype), g2.id, g2.offset, bInto.id, bInto.offset, 1, M, outF, 1);
       gbias = GRAD_WRITTEN;
     } else {
-      const r = k.reduce(k.Reduce.sum, g2.alias([M, outF], [outF, 1], g2.offset), [0]);
+      const rows = g2.alias([M, outF], [pitch, 1], g2.offset);
+      const r = k.reduce(k.Reduce.sum, rows, [0]);
+      rows.dispose();
       gbias = r.dtype !== bias.dtype ? k.copy(r, bias.dtype) : r;
       if (gbias !== r) r.dispose();
     }

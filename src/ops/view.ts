@@ -24,13 +24,18 @@ function resolveShape(x: Tensor, shape: readonly number[], op: string): number[]
   return out;
 }
 
-/** Reinterprets a contiguous tensor with a new shape (one dim may be -1); shares storage. */
+/**
+ * Reinterprets a tensor with a new shape (one dim may be -1); shares storage. A strided tensor
+ * views when the new dims only split or merge evenly spaced ones (as PyTorch's view: e.g. the
+ * [B, T, V] logits with padded rows as [B*T, V]); otherwise it is an error (reshape copies).
+ */
 export function view(x: Tensor, shape: readonly number[]): Tensor {
   const s = resolveShape(x, shape, 'view');
-  if (!x.isContiguous) {
-    throw new Error(`view: the tensor ${fmt(x.shape)} is not contiguous (strides ${fmt(x.strides)}); use reshape()`);
+  const strides = x.isContiguous ? contiguousStrides(s) : viewStrides(x.shape, x.strides, s);
+  if (!strides) {
+    throw new Error(`view: the tensor ${fmt(x.shape)} is not contiguous (strides ${fmt(x.strides)}) and cannot be viewed as ${fmt(s)} without a copy; use reshape()`);
   }
-  const out = x.alias(s, contiguousStrides(s), x.offset);
+  const out = x.alias(s, strides, x.offset);
   return record('view', [x], out, () => (g) => [reshapeRaw(g, x.shape)]);
 }
 
