@@ -10,8 +10,8 @@
 #     cuda_*    every test/unit/cuda_*.test.ts and test/dist/cuda_*.test.ts (globbed: new files join; key suites first)
 #     ...       fp16 unscaling, SIMT attention, direct grouped conv, the launch census
 #     sanitize:attention  compute-sanitizer racecheck/synccheck/memcheck over every attention kernel instance
-#   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU, ResNet-101
-#               vs PyTorch, NCCL), the host floor, attention, NCCL per-call cost, batch norm and pooling;
+#   bench       MT_BENCH=1, one at a time: bench/gpu.ts --quick (matmul vs cuBLASLt, GPT-2 MFU and ResNet-101
+#               vs PyTorch, NCCL), the host floor, attention (vs PyTorch's SDPA), NCCL per-call cost, batch norm and pooling;
 #               where the device time goes (bench/gpu_profile.ts: timed launch census of GPT-2 124M and
 #               ResNet-101 steps), the memory-bound kernels alone (bench/gpu_memory_kernels.ts) and ncu's
 #               per-kernel time of one GPT-2 step (skipped without ncu)
@@ -223,8 +223,9 @@ reserve=0
 if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
   size=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
-  # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU, ResNet-101 vs PyTorch, NCCL.
-  step bench 300 node --import tsx bench/gpu.ts "${size:---quick}"
+  # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU and vs PyTorch (its step ~10 s: start-up, both
+  # vocabularies; shared with bench:gpt:fa2 through the cache file), ResNet-101 vs PyTorch, NCCL.
+  step bench 300 node --import tsx bench/gpu.ts "${size:---quick}" --peer-cache "$logs/torch_gpt.json"
   # Where the device time goes (second, before the budget runs short): the timed launch census of one
   # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
   # sites, by file, op time vs wall ($OUT/profile.txt).
@@ -234,7 +235,7 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:memory_kernels 60 node --import tsx bench/gpu_memory_kernels.ts $size
   # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
   # default (OUT unset: bench_gpu.json keeps the full run).
-  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b
+  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # ResNet-101 (c) again with MESHTRAIN_CUDNN_BENCHMARK=1 (cuDNN's timed algorithm search per conv plan, during the
   # warm-up): ours eager and graphed; the last line sets its img/s beside the bench step's (its JSON in a subfolder,
   # so bench_gpu.json keeps the main run).
@@ -255,11 +256,11 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
     step bench:host_floor:emu 90 env MESHTRAIN_ADDON="$emuAddon" MESHTRAIN_CUDA_LIB_PATH="$(dirname "$emuAddon")/../emu-lib" \
       MESHTRAIN_CUDA_EMU_SKIP_WORK=1 node --import tsx bench/gpu_host_floor.ts --steps 300
   fi
-  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT.
-  step bench:attention 60 node --import tsx bench/gpu_attention.ts $size
-  step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size
+  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT, each beside PyTorch's SDPA (measured once, ~5 s, then cached).
+  step bench:attention 60 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The mma.sync (flash-attention 2 style) kernels where they apply, the WMMA ones elsewhere: compare with bench:attention.
-  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size
+  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.
