@@ -236,6 +236,9 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
   # default (OUT unset: bench_gpu.json keeps the full run).
   step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # GPT-2's LM head with the padded row pitch for its 50257-wide logits on and off (MESHTRAIN_PAD_LD): its three
+  # products alone and the 124M step; bench (b)'s vocab-50257 row has it on (~10 s on an H200).
+  step bench:row_pitch 60 node --import tsx bench/gpu_row_pitch.ts $size
   # ResNet-101 (c) again with MESHTRAIN_CUDNN_BENCHMARK=1 (cuDNN's timed algorithm search per conv plan, during the
   # warm-up): ours eager and graphed; the last line sets its img/s beside the bench step's (its JSON in a subfolder,
   # so bench_gpu.json keeps the main run).

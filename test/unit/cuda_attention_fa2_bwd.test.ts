@@ -9,12 +9,17 @@
  * other orders). bf16 and f16, causal and not, T 1, 33, 70, 130, Tq != Tk, batch x heads > 1,
  * q/k/v as strided views of one qkv projection (qkvAttention) and as unaligned narrowed views;
  * gradients written at an odd element offset (the binding called directly) bit for bit as aligned.
- * The launch census shows which kernels ran. Without a usable device: one SKIP line.
+ * Every compared backward's launch census shows the family that ran (fa2: two attention_fa2_bwd.cu
+ * launches and no attention_tc.cu one; WMMA: the reverse). fa2 and WMMA often agree bit for bit on
+ * the emulated device (e.g. every Tq != Tk case here): there they do the same arithmetic (products
+ * in k order, P and dS rounded to 16 bits) but for exp2(s·scale·log2e − lse·log2e) against
+ * exp(s·scale − lse), whose last-bit differences rarely cross a bf16/f16 rounding boundary at these
+ * sizes; the census, not the difference, proves fa2 ran. Without a usable device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  cudaCensus, cudaIsAvailable, type DType, manualSeed, mul, native, noGrad, qkvAttention, randn, scaledDotProductAttention, sum,
+  type CensusEntry, cudaCensus, cudaIsAvailable, type DType, manualSeed, mul, native, noGrad, qkvAttention, randn, scaledDotProductAttention, sum,
   type Tensor, tidy, zeros,
 } from '../../src/index.ts';
 import { kernelsOn } from '../../src/tensor/backend.ts';
@@ -29,19 +34,33 @@ const OVER_TC = 2e-3;
 
 type Attn = (...xs: Tensor[]) => Tensor;
 
+type Family = 'fa2' | 'tc';
+
 /**
  * Gradients of sum(f(xs) * w) for leaves made from `base` on `device` in `dtype`, after one forward
- * on the default (tensor-core) kernels: one backward per family in `families`, in order.
+ * on the default (tensor-core) kernels: one backward per family in `families`, in order. On
+ * cuda:0 each backward's attention launches are checked against its family (census).
  */
-function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: ('fa2' | 'tc')[]): number[][][] {
+function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: Family[]): number[][][] {
   const leaves = base.map((x) => noGrad(() => x.to(dtype).to(device)).requiresGrad_(true));
   const y = withAttentionFamily('tc', () => f(...leaves));
   const loss = sum(mul(y, noGrad(() => w.to(dtype).to(device))));
   return families.map((family, n) => {
     for (const x of leaves) x.grad = null;
-    withAttentionFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
+    const run = () => withAttentionFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
+    if (device === 'cpu') run();
+    else checkLaunches(family, cudaCensus(run).entries);
     return leaves.map((x) => (x.grad as Tensor).toList() as number[]);
   });
+}
+
+/** A backward's kernel launches by attention file: fa2's two (dK/dV, dQ) and no WMMA one, or the reverse. */
+function checkLaunches(family: Family, entries: CensusEntry[]): void {
+  const count = (file: string) =>
+    entries.filter((e) => e.kind === 'kernel' && e.site.replace(/:\d+$/, '') === `cuda/${file}`).reduce((a, e) => a + e.count, 0);
+  const [fa2, tc] = [count('attention_fa2_bwd.cu'), count('attention_tc.cu')];
+  const want = family === 'fa2' ? [2, 0] : [0, 2];
+  assert.equal([fa2, tc], want, `${family} backward: ${fa2} attention_fa2_bwd.cu and ${tc} attention_tc.cu launches, expected ${want}`);
 }
 
 interface Errors {
