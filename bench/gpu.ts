@@ -19,7 +19,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cudaDeviceProperties, cudaIsAvailable, native } from '../src/index.ts';
+import { cudaDeviceProperties, cudaIsAvailable, native, rowPitchMode } from '../src/index.ts';
+import { paddedPitch } from '../src/ops/row_pitch.ts';
 import { benchGpt } from './gpu_gpt.ts';
 import { benchGptPeer, type GptPeerReport, type OursGpt } from './gpu_gpt_peer.ts';
 import { benchMatmulSize, type MatmulResult } from './gpu_matmul.ts';
@@ -83,7 +84,8 @@ if (only.has('b')) {
       const vsLt = bestBf16 > 0 ? `, ${((rate / bestBf16) * 100).toFixed(1)}% of cuBLASLt's measured ${(bestBf16 / 1e12).toFixed(0)} TF/s` : '';
       console.log(
         `\n(b) GPT-2 ${smoke ? 'tiny' : '124M'} bf16, batch ${g.batch} x ${g.seq}: ${(g.stepS * 1e3).toFixed(1)} ms/step, ${g.tokensPerS.toFixed(0)} tokens/s, ` +
-          `${(g.flopsPerStep / 1e12).toFixed(2)} TFLOP/step, ${(rate / 1e12).toFixed(1)} TFLOP/s: MFU ${((rate / peak) * 100).toFixed(1)}% of ${(peak / 1e12).toFixed(0)} TFLOP/s${vsLt} (goal >= 40%); loss ${g.loss.toFixed(3)}`,
+          `${(g.flopsPerStep / 1e12).toFixed(2)} TFLOP/step, ${(rate / 1e12).toFixed(1)} TFLOP/s: MFU ${((rate / peak) * 100).toFixed(1)}% of ${(peak / 1e12).toFixed(0)} TFLOP/s${vsLt} (goal >= 40%); loss ${g.loss.toFixed(3)}` +
+          `; logits rows ${paddedPitch(g.batch * g.seq, g.vocab, 'bf16', 'cuda:0')} apart (MESHTRAIN_PAD_LD ${rowPitchMode()}; bench:row_pitch compares it off)`,
       );
       return `MFU ${((rate / peak) * 100).toFixed(1)}%, ${g.tokensPerS.toFixed(0)} tok/s`;
     }),
