@@ -23,8 +23,8 @@ export interface TorchGpt {
   optimizer: string;
   steps_trained: number;
   device: string;
-  /** With --compile (MT_TORCH_COMPILE=1): torch.compile(model)'s step, measured after the eager one. */
-  compiled?: { tokens_per_s: number; step_ms: number; total_s: number };
+  /** With --compile (MT_TORCH_COMPILE=1): torch.compile(model)'s step, measured after the eager one; null: no torch.compile (torch < 2.0). */
+  compiled?: { tokens_per_s: number; step_ms: number; total_s: number } | null;
 }
 
 /** One of our part (b) rows, for the peer to set beside. */
@@ -99,6 +99,7 @@ export function benchGptPeer(ours: OursGpt[], o: GptPeerOptions): GptPeerReport 
     );
   }
   for (const t of r.results) {
+    if (t.compiled === null && t === t0) console.log(`    PyTorch torch.compile: not in torch ${t.torch}`);
     if (t.compiled) {
       const g = ours.find((x) => x.result.vocab === t.vocab);
       const vs = g ? `, ratio ${(g.result.tokensPerS / t.compiled.tokens_per_s).toFixed(2)} (ours ${g.label})` : '';
