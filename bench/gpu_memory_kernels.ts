@@ -10,7 +10,8 @@
  * process (1.0: the op moves its bytes as fast as a copy would). Forward and backward are separate
  * lines: a backward line replays one recorded graph's backward (retainGraph), every parameter's
  * .grad cleared after each call so nothing accumulates. Each line names the device ops its call
- * queues (a launch census of one call), so what it times is on the page. The summary line is last.
+ * queues, each with its own µs from a timed census (opsOf), so what it times is on the page and
+ * a multi-kernel line splits by kernel. The summary line is last.
  *   node --import tsx bench/gpu_memory_kernels.ts [--smoke] [--only REGEX]
  * --smoke: tiny shapes and one round (the emulated device: plumbing only, times meaningless).
  */
@@ -187,7 +188,7 @@ const builders: (() => Case[])[] = [
     const n = params.reduce((a, p) => a + p.numel, 0);
     return [
       {
-        name: `AdamW ${(n / 1e6).toFixed(1)}M params (${params.length} tensors) bf16, f32 master + moments`,
+        name: `AdamW [${(n / 1e6).toFixed(1)}M params, ${params.length} tensors] bf16, f32 master + moments`,
         bytes: n * (4 + BF + 4 + 4) + n * (4 + BF + 4 + 4),
         count: 'master, grad, m, v; master, param, m, v',
         run: () => opt.step(),
@@ -235,13 +236,25 @@ const builders: (() => Case[])[] = [
   },
 ];
 
-/** Device ops one call queues, e.g. "forwardWarpRows<T>, cudaMemsetAsync x2". */
+/**
+ * Device ops one call queues, each with its mean µs from a timed census of 5 calls (an event pair
+ * around each op: a few µs of launch gap may count), e.g. "forwardWarpRowsVec 9.1 us, fill x2 1.2 us".
+ */
 function opsOf(fn: () => void): string {
-  const { entries } = cudaCensus(fn);
+  const calls = 5;
+  const { entries } = cudaCensus(() => {
+    for (let k = 0; k < calls; k++) fn();
+  }, { timing: true });
   const ops = entries.filter((e) => e.kind !== 'malloc' && e.kind !== 'note' && e.kind !== 'sync');
-  const syncs = entries.filter((e) => e.kind === 'sync').reduce((a, e) => a + e.count, 0);
-  const list = ops.map((e) => `${e.name.replace(/<T>$/, '')}${e.count > 1 ? ` x${e.count}` : ''}`).join(', ');
-  return syncs ? `${list}; ${syncs} host sync(s)!` : list;
+  const syncs = entries.filter((e) => e.kind === 'sync').reduce((a, e) => a + e.count, 0) / calls;
+  const list = ops
+    .map((e) => {
+      const per = e.count / calls;
+      const us = e.timed ? ` ${(((e.deviceMs ?? 0) / e.timed) * 1e3).toFixed(1)} us` : '';
+      return `${e.name.replace(/<T>$/, '')}${per !== 1 ? ` x${per}` : ''}${us}`;
+    })
+    .join(', ');
+  return syncs ? `${list}; ${syncs} host sync(s) per call!` : list;
 }
 
 /** Device seconds of a device-to-device copy of `bytes / 2` bytes (it reads and writes `bytes` in all). */

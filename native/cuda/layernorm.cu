@@ -1,12 +1,15 @@
 // Layer normalization over the last `cols` of each row, forward (saving mean and 1/std) and
 // backward (dx per row; dw, db as column sums over fixed row chunks, added in chunk order).
-// Rows up to 4096 wide take one warp each, longer ones one block each.
+// Rows up to 4096 wide take one warp each, longer ones one block each; rows of whole 16-byte
+// vectors up to 2048 16-bit values wide are read once, 16 bytes a load, and kept in registers.
 // Statistics and sums in double.
 // Reference: native/cpu/layernorm.cc.
 #include <algorithm>
+#include <initializer_list>
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/vec.cuh"
 #include "cuda/warp_rows.cuh"
 
 namespace mt {
@@ -101,6 +104,133 @@ __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, co
   backwardRow(cu::WarpTeam{lane}, x, w, mean, rstd, g, dx, r, cols);
 }
 
+// Rows of whole 16-byte vectors, at most kCacheVecs per lane (16-bit floats: 2048 columns, f32
+// 1024, f64 512), every pointer 16-byte aligned: each lane loads its share of the row once, 16
+// bytes a load, and keeps it in registers for every pass (the scalar kernels above read the row
+// two or three times, 2 bytes a load for 16-bit floats). Same formulas; a lane adds its columns
+// in another order (vector by vector), which only moves the double sums' last bits.
+constexpr int kCacheVecs = 8;
+
+template <typename T>
+struct RowCache {
+  using V = cu::Vec<T>;
+  static constexpr int kV = cu::kVec<T>;
+  V v[kCacheVecs];
+  // Vector i of this lane is the row's vector i * 32 + lane; `n` vectors in the row.
+  __device__ __forceinline__ void load(const T* row, int lane, int64_t n) {
+#pragma unroll
+    for (int i = 0; i < kCacheVecs; i++)
+      if (int64_t(i) * 32 + lane < n) v[i] = reinterpret_cast<const V*>(row)[int64_t(i) * 32 + lane];
+  }
+};
+
+inline bool rowCacheFits(int dtype, int64_t cols, std::initializer_list<const void*> ptrs) {
+  const int64_t kV = 16 / (dtype == cu::F64 ? 8 : dtype == cu::F32 ? 4 : 2);
+  if (cols % kV != 0 || cols / kV > 32 * kCacheVecs) return false;
+  for (const void* p : ptrs)
+    if (p && !cu::aligned16(p)) return false;
+  return true;
+}
+
+template <typename T>
+__global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t rows,
+                                   int64_t cols, double eps) {
+  using C = typename cu::Acc<T>::type;
+  using V = cu::Vec<T>;
+  constexpr int kV = cu::kVec<T>;
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
+  const int64_t n = cols / kV;
+  RowCache<T> xc;
+  xc.load(x + r * cols, lane, n);
+  double s = 0;
+#pragma unroll
+  for (int i = 0; i < kCacheVecs; i++) {
+    if (int64_t(i) * 32 + lane >= n) continue;
+#pragma unroll
+    for (int e = 0; e < kV; e++) s += double(cu::ld(xc.v[i].v + e));
+  }
+  const double mu = cu::warpSum(s) / double(cols);
+  double q = 0;
+#pragma unroll
+  for (int i = 0; i < kCacheVecs; i++) {
+    if (int64_t(i) * 32 + lane >= n) continue;
+#pragma unroll
+    for (int e = 0; e < kV; e++) {
+      double d = double(cu::ld(xc.v[i].v + e)) - mu;
+      q += d * d;
+    }
+  }
+  const double rs = 1.0 / sqrt(cu::warpSum(q) / double(cols) + eps);
+  if (lane == 0) {
+    mean[r] = Stat<T>(mu);
+    rstd[r] = Stat<T>(rs);
+  }
+  const C cm = C(mu), cr = C(rs);
+#pragma unroll
+  for (int i = 0; i < kCacheVecs; i++) {
+    const int64_t jv = int64_t(i) * 32 + lane;
+    if (jv >= n) continue;
+    V wv{}, bv{}, o;
+    if (w) wv = reinterpret_cast<const V*>(w)[jv];
+    if (b) bv = reinterpret_cast<const V*>(b)[jv];
+#pragma unroll
+    for (int e = 0; e < kV; e++) {
+      C v = (cu::ld(xc.v[i].v + e) - cm) * cr;
+      if (w) v *= cu::ld(wv.v + e);
+      if (b) v += cu::ld(bv.v + e);
+      cu::st(o.v + e, v);
+    }
+    reinterpret_cast<V*>(y + r * cols)[jv] = o;
+  }
+}
+
+template <typename T>
+__global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
+                                    int64_t rows, int64_t cols) {
+  using C = typename cu::Acc<T>::type;
+  using V = cu::Vec<T>;
+  constexpr int kV = cu::kVec<T>;
+  const auto [r, lane, live] = cu::warpRow(rows);
+  if (!live) return;
+  const int64_t n = cols / kV;
+  RowCache<T> xc, gc;
+  xc.load(x + r * cols, lane, n);
+  gc.load(g + r * cols, lane, n);
+  const C mu = C(mean[r]), rs = C(rstd[r]);
+  double sg = 0, sgx = 0;
+#pragma unroll
+  for (int i = 0; i < kCacheVecs; i++) {
+    const int64_t jv = int64_t(i) * 32 + lane;
+    if (jv >= n) continue;
+    V wv{};
+    if (w) wv = reinterpret_cast<const V*>(w)[jv];
+#pragma unroll
+    for (int e = 0; e < kV; e++) {
+      C xhat = (cu::ld(xc.v[i].v + e) - mu) * rs;
+      C gw = cu::ld(gc.v[i].v + e) * (w ? cu::ld(wv.v + e) : C(1));
+      sg += double(gw);
+      sgx += double(gw) * double(xhat);
+    }
+  }
+  const C mg = C(cu::warpSum(sg) / double(cols));
+  const C mgx = C(cu::warpSum(sgx) / double(cols));
+#pragma unroll
+  for (int i = 0; i < kCacheVecs; i++) {
+    const int64_t jv = int64_t(i) * 32 + lane;
+    if (jv >= n) continue;
+    V wv{}, o;
+    if (w) wv = reinterpret_cast<const V*>(w)[jv];
+#pragma unroll
+    for (int e = 0; e < kV; e++) {
+      C xhat = (cu::ld(xc.v[i].v + e) - mu) * rs;
+      C gw = cu::ld(gc.v[i].v + e) * (w ? cu::ld(wv.v + e) : C(1));
+      cu::st(o.v + e, rs * (gw - mg - xhat * mgx));
+    }
+    reinterpret_cast<V*>(dx + r * cols)[jv] = o;
+  }
+}
+
 // Rows per partial sum of dw/db: a function of the shape only, so results are too; at most 65535
 // chunks (the grid's y limit).
 int64_t chunkRows(int64_t rows) { return std::max<int64_t>(64, (rows + 65534) / 65535); }
@@ -146,7 +276,11 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "layerNorm", {
-    if (cols <= cu::kWarpCols)
+    if (rowCacheFits(dtype, cols, {x, w, b, y}))
+      MT_LAUNCH(forwardWarpRowsVec<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+                static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean),
+                static_cast<Stat<T>*>(rstd), rows, cols, eps);
+    else if (cols <= cu::kWarpCols)
       MT_LAUNCH(forwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean),
                 static_cast<Stat<T>*>(rstd), rows, cols, eps);
@@ -180,7 +314,10 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
   MT_CU_FLOAT(dtype, "layerNorm backward", {
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
-    if (dx && cols <= cu::kWarpCols)
+    if (dx && rowCacheFits(dtype, cols, {x, w, g, dx}))
+      MT_LAUNCH(backwardWarpRowsVec<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
+                static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
+    else if (dx && cols <= cu::kWarpCols)
       MT_LAUNCH(backwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
     else if (dx)

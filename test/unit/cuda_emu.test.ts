@@ -57,6 +57,8 @@ const SUITES: [string, Record<string, string>][] = [
   // Every fused attention kernel instance once (what scripts/sanitize_attention.sh sanitizes on a GPU): census only.
   ['unit/cuda_attention_instances', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   ['unit/cuda_gpt_fused', {}],
+  // The 16-byte embedding-backward and register-cached layer-norm kernels: bit for bit their scalar twins.
+  ['unit/cuda_memory_kernels', {}],
   // Odd-width products at a padded row pitch (MESHTRAIN_PAD_LD, switched per case): bit for bit the dense run.
   ['unit/cuda_row_pitch', {}],
   ['unit/cuda_engine', {}],

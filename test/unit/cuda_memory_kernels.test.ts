@@ -1,0 +1,107 @@
+/**
+ * The 16-byte paths of the memory-bound kernels (bench/gpu_memory_kernels.ts times them) give the
+ * scalar paths' values bit for bit: each case runs once with aligned operands (the vector kernel)
+ * and once with the same values in views one element off alignment (the scalar kernel), the launch
+ * census naming which kernel ran, over every float dtype, odd sizes and repeated ids.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cat, cudaCensus, cudaIsAvailable, type DType, embedding, layerNorm, native, noGrad, randn, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { assertSameBits } from '../helpers/bits.ts';
+import { maxRelErr, TOL } from '../helpers/cuda_parity.ts';
+
+const DEV = 'cuda:0';
+const FLOATS: DType[] = ['f32', 'f64', 'bf16', 'f16'];
+/** Elements per 16-byte vector (native/cuda/vec.cuh). */
+const VEC: Record<string, number> = { f64: 2, f32: 4, bf16: 8, f16: 8 };
+
+/** x's values in a view one element into a longer buffer: same values, a pointer off 16-byte alignment. */
+function misaligned(x: Tensor): Tensor {
+  return noGrad(() => {
+    const flat = x.reshape([x.numel]);
+    return cat([flat.narrow(0, 0, 1), flat], 0).narrow(0, 1, x.numel).view([...x.shape]);
+  });
+}
+
+/** The kernels `fn` launches, by name. */
+function kernelsOf(fn: () => void): string[] {
+  return cudaCensus(fn).entries.filter((e) => e.kind === 'kernel').map((e) => e.name.replace(/<T>$/, ''));
+}
+
+if (!cudaIsAvailable()) {
+  test('memory-bound kernels', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/unit/cuda_memory_kernels: no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  test('embedding backward: the vector kernel equals the scalar one bit for bit (fresh and added into .grad)', () => {
+    for (const dtype of FLOATS) {
+      // D 24 is a whole number of vectors for every dtype (2, 4 or 8 elements); D 13 never is.
+      for (const D of [24, 13]) {
+        tidy(() => {
+          const V = 37;
+          const n = 61;
+          const ids = tensor(Array.from({ length: n }, (_, i) => (i * 17 + (i % 3)) % V), { dtype: 'i64', device: DEV });
+          const g = noGrad(() => randn([n, D], { device: DEV }).to(dtype));
+          const gOff = misaligned(g);
+          const run = (gy: Tensor) => {
+            const w = noGrad(() => randn([V, D], { device: DEV }).to(dtype)).requiresGrad_(true);
+            const names: string[] = [];
+            // Twice: the second backward adds into the .grad the first left (the kernel's `add`).
+            for (let k = 0; k < 2; k++) names.push(...kernelsOf(() => embedding(ids, w).backward(gy)));
+            return { grad: w.grad as Tensor, names };
+          };
+          const vec = run(g);
+          const scalar = run(gOff);
+          const want = D % VEC[dtype] === 0 ? 'scatterSumVec' : 'scatterSum';
+          assert.ok(vec.names.includes(want), `${dtype} D ${D}: aligned ran ${vec.names.join(', ')}, want ${want}`);
+          assert.ok(scalar.names.includes('scatterSum') && !scalar.names.includes('scatterSumVec'), `${dtype} D ${D}: misaligned ran ${scalar.names.join(', ')}`);
+          assertSameBits(`embedding backward ${dtype} D ${D}`, vec.grad, scalar.grad);
+        });
+      }
+    }
+  });
+
+  test('layer norm forward and backward: the register-cached vector kernels equal the scalar ones bit for bit', () => {
+    // [rows, cols, dtypes]: whole vectors (cached), the cache's widest bf16 row (8 vectors a lane), a
+    // row one vector wider (scalar kernel either way), and columns that are never whole vectors.
+    const shapes: [number, number, DType[]][] = [[37, 48, FLOATS], [5, 2048, ['bf16']], [3, 2056, ['bf16']], [9, 13, FLOATS]];
+    for (const [rows, cols, dtypes] of shapes) {
+      for (const dtype of dtypes) {
+        tidy(() => {
+          const make = (shape: number[], scale = 1, shift = 0) => noGrad(() => randn(shape, { device: DEV }).mul(scale).add(shift).to(dtype));
+          // A large mean (the two-pass variance's reason) and a small spread.
+          const x = make([rows, cols], 0.5, 3);
+          const w = make([cols]);
+          const b = make([cols]);
+          const g = make([rows, cols]);
+          const run = (xin: Tensor) => {
+            const xl = xin.requiresGrad_(true);
+            const wl = w.detach().requiresGrad_(true);
+            const bl = b.detach().requiresGrad_(true);
+            let y: Tensor | undefined;
+            const fwd = kernelsOf(() => {
+              y = layerNorm(xl, cols, wl, bl);
+            });
+            const bwd = kernelsOf(() => (y as Tensor).backward(g));
+            return { y: y as Tensor, dx: xl.grad as Tensor, dw: wl.grad as Tensor, db: bl.grad as Tensor, names: [...fwd, ...bwd] };
+          };
+          const vec = run(x.detach());
+          const scalar = run(misaligned(x));
+          const cached = cols % VEC[dtype] === 0 && cols / VEC[dtype] <= 256;
+          const what = `${dtype} [${rows}, ${cols}]`;
+          assert.is(vec.names.includes('forwardWarpRowsVec') && vec.names.includes('backwardWarpRowsVec'), cached, `${what}: aligned ran ${vec.names.join(', ')}`);
+          assert.ok(!scalar.names.some((n) => n.endsWith('Vec')), `${what}: misaligned ran ${scalar.names.join(', ')}`);
+          for (const k of ['y', 'dx', 'dw', 'db'] as const) {
+            // The double sums of 16-bit and f32 values come out the same in either order here; f64's
+            // own last bits move with the order, so f64 is held to the op suite's tolerance (TOL).
+            if (dtype !== 'f64') assertSameBits(`layerNorm ${k} ${what}`, vec[k], scalar[k]);
+            else assert.ok(maxRelErr(vec[k].toList() as number[], scalar[k].toList() as number[]) <= TOL.f64, `layerNorm ${k} ${what}`);
+          }
+        });
+      }
+    }
+  });
+}
+
+test.run();
