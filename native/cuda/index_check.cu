@@ -6,6 +6,7 @@
 #include "cuda/common.cuh"
 #include "cuda/index_check.h"
 #include "cuda/runtime.h"
+#include "cuda/vec.cuh"
 
 namespace mt {
 namespace {
@@ -36,6 +37,28 @@ __global__ void gatherChecked(const I* ids, int64_t n, const T* w, int64_t V, in
     } else {
       cu::st(out + e, 0.0);
       if (j == 0) atomicMax(flag, u64(n - row));
+    }
+  }
+}
+
+// gatherChecked 16 bytes a load and store (D a whole number of vectors, w and out 16-byte
+// aligned): one id load and one 64-bit division per vector instead of per element; the same
+// values (a copy, zeros for bad ids) and the same flag.
+template <typename T, typename I>
+__global__ void gatherCheckedVec(const I* ids, int64_t n, const T* w, int64_t V, int64_t D, T* out, u64* flag) {
+  using Vt = cu::Vec<T>;
+  const int64_t dv = D / cu::kVec<T>;
+  MT_CU_LOOP(e, n * dv) {
+    const int64_t row = e / dv, jv = e % dv;
+    const int64_t id = int64_t(ids[row]);
+    if (id >= 0 && id < V) {
+      reinterpret_cast<Vt*>(out)[e] = reinterpret_cast<const Vt*>(w + id * D)[jv];
+    } else {
+      Vt z;
+#pragma unroll
+      for (int k = 0; k < cu::kVec<T>; k++) cu::st(z.v + k, 0.0);
+      reinterpret_cast<Vt*>(out)[e] = z;
+      if (jv == 0) atomicMax(flag, u64(n - row));
     }
   }
 }
@@ -74,10 +97,17 @@ void cudaEmbeddingGather(int dev, int dtype, int idDtype, const void* ids, int64
   }
   cudaCheck(cudaMemsetAsync(flag, 0, sizeof(u64), s), "cudaMemsetAsync(embedding flag)");
   if (n == 0) return;
+  const bool vec = cu::aligned16(w) && cu::aligned16(out);
   MT_CU_FLOAT(dtype, "embedding", MT_CU_INDEX_TYPE(idDtype, "embedding", {
-    auto kern = gatherChecked<T, I>;
-    MT_LAUNCH(kern, cu::blocksFor(n * D), cu::kThreads, 0, s, static_cast<const I*>(ids), n, static_cast<const T*>(w),
-              V, D, static_cast<T*>(out), static_cast<u64*>(flag));
+    if (vec && D % cu::kVec<T> == 0) {
+      auto gatherVec = gatherCheckedVec<T, I>;
+      MT_LAUNCH(gatherVec, cu::blocksFor(n * (D / cu::kVec<T>)), cu::kThreads, 0, s, static_cast<const I*>(ids), n,
+                static_cast<const T*>(w), V, D, static_cast<T*>(out), static_cast<u64*>(flag));
+    } else {
+      auto kern = gatherChecked<T, I>;
+      MT_LAUNCH(kern, cu::blocksFor(n * D), cu::kThreads, 0, s, static_cast<const I*>(ids), n, static_cast<const T*>(w),
+                V, D, static_cast<T*>(out), static_cast<u64*>(flag));
+    }
   }));
   cu::checkLaunch("gatherChecked");
 }

@@ -62,6 +62,34 @@ if (!cudaIsAvailable()) {
     }
   });
 
+  test('embedding forward: the vector gather equals the scalar one bit for bit, bad ids flagged alike', () => {
+    for (const dtype of FLOATS) {
+      for (const D of [24, 13]) {
+        tidy(() => {
+          const V = 29;
+          const w = noGrad(() => randn([V, D], { device: DEV }).to(dtype));
+          const wOff = misaligned(w);
+          const ids = tensor(Array.from({ length: 45 }, (_, i) => (i * 11) % V), { dtype: 'i32', device: DEV });
+          const names: string[][] = [];
+          const out = [w, wOff].map((wt) => {
+            let y: Tensor | undefined;
+            names.push(kernelsOf(() => {
+              y = embedding(ids, wt);
+            }));
+            return y as Tensor;
+          });
+          const what = `${dtype} D ${D}`;
+          assert.is(names[0].includes('gatherVec'), D % VEC[dtype] === 0, `${what}: aligned ran ${names[0].join(', ')}`);
+          assert.ok(!names[1].includes('gatherVec'), `${what}: misaligned ran ${names[1].join(', ')}`);
+          assertSameBits(`embedding ${what}`, out[0], out[1]);
+          // An id out of range: the same error (first bad position) from either kernel.
+          const bad = tensor([3, 1, V + 2, 0, -1], { dtype: 'i64', device: DEV });
+          for (const wt of [w, wOff]) assert.throws(() => embedding(bad, wt).toList(), /id 31 at position \[2\]/);
+        });
+      }
+    }
+  });
+
   test('layer norm forward and backward: the register-cached vector kernels equal the scalar ones bit for bit', () => {
     // [rows, cols, dtypes]: whole vectors (cached), the cache's widest bf16 row (8 vectors a lane), a
     // row one vector wider (scalar kernel either way), and columns that are never whole vectors.
