@@ -99,6 +99,11 @@ function attend(c: AttnCase, xs: Tensor[]): Tensor {
   return scaledDotProductAttention(q, k, v, { causal: c.causal });
 }
 
+/** The output's shape: [1, T, H·D] from a qkv projection, [1, H, Tq, D] otherwise. */
+function outShape(c: AttnCase): number[] {
+  return c.layout === 'qkv' ? [1, c.tq, c.heads * c.dim] : [1, c.heads, c.tq, c.dim];
+}
+
 /** Output and input gradients as f32 arrays, and the census of the forward and backward. */
 function runFamily(c: AttnCase, base: Tensor[], dy: Tensor, family: Family, values: boolean) {
   return tidy(() => {
@@ -150,8 +155,7 @@ export function runCase(c: AttnCase, seed: number, values: boolean): CaseResult 
   return tidy(() => {
     manualSeed(seed);
     const base = operands(c);
-    const outShape = c.layout === 'qkv' ? [1, c.tq, c.heads * c.dim] : [1, c.heads, c.tq, c.dim];
-    const dy = randn(outShape, { device: DEV });
+    const dy = randn(outShape(c), { device: DEV });
     const errors: string[] = [];
     const runs = (['fa2', 'tc'] as Family[]).map((family) => {
       const r = runFamily(c, base, dy, family, values);
