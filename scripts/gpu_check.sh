@@ -189,6 +189,15 @@ parallel=1
 # The op suite's files (deviceTest: CPU and cuda:0) in one process: one start-up instead of one per file; uvu names each file.
 ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basename | sed 's/\.test\.ts$//' | paste -sd'|')
 [ -n "$ops" ] && step ops 240 env MT_TEST_DEVICES=cuda:0 node --import tsx node_modules/uvu/bin.js test/unit "^($ops)\\.test\\.ts\$"
+# compute-sanitizer racecheck, synccheck and memcheck over one pass of every fused attention kernel instance at tiny
+# shapes (scripts/sanitize_attention.sh: the races the emulated device's fibers can hide; expected 30-60 s on an H200,
+# started early so it overlaps the suites below).
+if [ "${MT_EMU:-0}" = 1 ] || scripts/sanitize_attention.sh --find > /dev/null; then
+  step sanitize:attention 90 scripts/sanitize_attention.sh
+elif [ -z "${MT_ONLY:-}" ] || [[ sanitize:attention =~ $MT_ONLY ]]; then
+  nrow=$((nrow + 1))
+  printf '%-30s %-8s %6s  %s\n' sanitize:attention SKIP 0 'compute-sanitizer not found' > "$rows/$(printf %04d "$nrow")"
+fi
 # The CUDA suites, the most telling first (the budget may end before the last ones), then the rest in name order.
 first="unit/cuda_runtime unit/cuda_ops unit/cuda_train unit/cuda_engine unit/cuda_step_syncs unit/cuda_attention unit/cuda_attention_qkv unit/cuda_nccl
 unit/cuda_conv unit/cuda_engine_fp16 unit/cuda_linear_epilogue unit/cuda_linear_gelu dist/cuda_zero"
@@ -205,14 +214,6 @@ step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # And on the mma.sync kernels (attention_fa2*.cu: forward and backward where they apply, WMMA elsewhere).
 step unit/cuda_attention:fa2 150 env MESHTRAIN_ATTENTION=fa2 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
-# compute-sanitizer racecheck, synccheck and memcheck over one pass of every fused attention kernel instance at tiny
-# shapes (scripts/sanitize_attention.sh: the races the emulated device's fibers can hide; expected 30-60 s on an H200).
-if [ "${MT_EMU:-0}" = 1 ] || scripts/sanitize_attention.sh --find > /dev/null; then
-  step sanitize:attention 90 scripts/sanitize_attention.sh
-elif [ -z "${MT_ONLY:-}" ] || [[ sanitize:attention =~ $MT_ONLY ]]; then
-  nrow=$((nrow + 1))
-  printf '%-30s %-8s %6s  %s\n' sanitize:attention SKIP 0 'compute-sanitizer not found' > "$rows/$(printf %04d "$nrow")"
-fi
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
