@@ -15,7 +15,28 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DynamicLossScaler } from '../../src/index.ts';
-import { expectExit, runLauncher } from './helpers.ts';
+import { expectExit, type Run, runLauncher } from './helpers.ts';
+import { jobOutputs } from './job_lines.ts';
+
+// Every case below is one job of a single 2-rank launch (the fixture's "jobs" mode): the ranks start
+// once, not once per case. Each test reads its own job's lines.
+const dir = mkdtempSync(path.join(tmpdir(), 'meshtrain-fp16-resume-'));
+const SAVE_AT = 12;
+const JOBS = [
+  ...[1, 0, 3].map((stage) => `bf16,6,${stage}`),
+  ...[2, 0, 3].map((stage) => `fp16,16,${stage}`),
+  ...[2, 0].map((stage) => `fp16resume,16,${stage},${path.join(dir, `stage${stage}`)},${SAVE_AT}`),
+];
+let launched: Promise<{ run: Run; jobs: string[] }> | null = null;
+
+/** The stdout of `job` (launching every job the first time). */
+async function jobStdout(job: string): Promise<string> {
+  launched ??= runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['jobs', ...JOBS], { timeoutMs: 240_000 }).then((run) => ({ run, jobs: jobOutputs(run.stdout, JOBS.length) }));
+  const { run, jobs } = await launched;
+  expectExit(run, 0, `engine_precision jobs on 2 ranks`);
+  return jobs[JOBS.indexOf(job)];
+}
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 function results(stdout: string): { rank0: Record<string, unknown>; steps: string[] } {
   const m = /^\[rank 0\] RESULT (.*)$/m.exec(stdout);
@@ -25,9 +46,7 @@ function results(stdout: string): { rank0: Record<string, unknown>; steps: strin
 }
 
 for (const stage of [1, 0, 3]) test(`bf16, stage ${stage} on 2 ranks: losses track the fp32 reference within 1e-2 relative and fall; no step skipped`, async () => {
-  const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['bf16', '6', String(stage)], { timeoutMs: 60_000 });
-  expectExit(r, 0, 'bf16 engine on 2 ranks');
-  const { rank0, steps } = results(r.stdout);
+  const { rank0, steps } = results(await jobStdout(`bf16,6,${stage}`));
   const { losses, refLosses } = rank0 as { losses: number[]; refLosses: number[] };
   const rel = Math.max(...refLosses.map((e, i) => Math.abs(losses[i] - e) / Math.abs(e)));
   assert.ok(rel <= 1e-2, `losses within 1e-2 relative (got ${rel}: ${losses} vs ${refLosses})`);
@@ -48,9 +67,7 @@ interface Fp16Step {
 }
 
 for (const stage of [2, 0, 3]) test(`fp16, stage ${stage} on 2 ranks: overflowing steps skipped with weights and lr unchanged; the scale follows DeepSpeed's rules`, async () => {
-  const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['fp16', '16', String(stage)], { timeoutMs: 60_000 });
-  expectExit(r, 0, 'fp16 engine on 2 ranks');
-  const { rank0, steps: reports } = results(r.stdout);
+  const { rank0, steps: reports } = results(await jobStdout(`fp16,16,${stage}`));
   const steps = (rank0 as { steps: Fp16Step[] }).steps;
   assert.is(reports.length, 2, 'both ranks reported');
   assert.is(reports[0], reports[1], 'both ranks took the same skip decisions and scales');
@@ -84,34 +101,28 @@ interface Trace {
 }
 
 for (const stage of [2, 0]) test(`fp16, stage ${stage} on 2 ranks: resumed from a checkpoint, the loss scale, losses and weights continue exactly`, async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'meshtrain-fp16-resume-'));
-  try {
-    const saveAt = 12;
-    const r = await runLauncher(['--num_procs', '2'], 'engine_precision.ts', ['fp16resume', '16', String(stage), dir, String(saveAt)], { timeoutMs: 60_000 });
-    expectExit(r, 0, 'fp16 resume on 2 ranks');
-    const m = /^\[rank 0\] RESUME (.*)$/m.exec(r.stdout);
-    assert.ok(m, r.stdout);
-    const res = JSON.parse(m![1]) as {
-      full: Trace; resumed: Trace; scaleAtSave: number; freshScale: number; weightsEqual: boolean;
-      loaded: { scale: number; skipped: number; globalSteps: number; scaler: Record<string, number> };
-    };
-    const reports = [...r.stdout.matchAll(/^\[rank \d\] STEP (.*)$/gm)].map((x) => x[1]);
-    assert.is(reports.length, 2, 'both ranks reported');
-    const { full, resumed } = res;
-    assert.ok(full.skipped[saveAt - 1] > 0, 'overflows before the save');
-    assert.ok(res.scaleAtSave < 2 ** 24, `the scale changed before the save (${res.scaleAtSave})`);
-    assert.is(res.freshScale, 2 ** 24, 'the fresh engine starts at the initial scale');
-    assert.is(res.loaded.scale, res.scaleAtSave, 'the loaded scale is the saved one');
-    assert.is(res.loaded.skipped, full.skipped[saveAt - 1], 'skippedSteps restored');
-    assert.is(res.loaded.globalSteps, saveAt);
-    assert.equal(resumed.scales, full.scales, 'same scale sequence');
-    assert.equal(resumed.losses, full.losses, 'same losses');
-    assert.equal(resumed.skipped, full.skipped, 'same skipped counts');
-    assert.ok(new Set(full.scales.slice(saveAt)).size > 1 || full.skipped[15] > full.skipped[saveAt - 1], `the scaler does something after the save (${full.scales})`);
-    assert.ok(res.weightsEqual, 'same final weights');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const saveAt = SAVE_AT;
+  const stdout = await jobStdout(`fp16resume,16,${stage},${path.join(dir, `stage${stage}`)},${saveAt}`);
+  const m = /^\[rank 0\] RESUME (.*)$/m.exec(stdout);
+  assert.ok(m, stdout);
+  const res = JSON.parse(m![1]) as {
+    full: Trace; resumed: Trace; scaleAtSave: number; freshScale: number; weightsEqual: boolean;
+    loaded: { scale: number; skipped: number; globalSteps: number; scaler: Record<string, number> };
+  };
+  const reports = [...stdout.matchAll(/^\[rank \d\] STEP (.*)$/gm)].map((x) => x[1]);
+  assert.is(reports.length, 2, 'both ranks reported');
+  const { full, resumed } = res;
+  assert.ok(full.skipped[saveAt - 1] > 0, 'overflows before the save');
+  assert.ok(res.scaleAtSave < 2 ** 24, `the scale changed before the save (${res.scaleAtSave})`);
+  assert.is(res.freshScale, 2 ** 24, 'the fresh engine starts at the initial scale');
+  assert.is(res.loaded.scale, res.scaleAtSave, 'the loaded scale is the saved one');
+  assert.is(res.loaded.skipped, full.skipped[saveAt - 1], 'skippedSteps restored');
+  assert.is(res.loaded.globalSteps, saveAt);
+  assert.equal(resumed.scales, full.scales, 'same scale sequence');
+  assert.equal(resumed.losses, full.losses, 'same losses');
+  assert.equal(resumed.skipped, full.skipped, 'same skipped counts');
+  assert.ok(new Set(full.scales.slice(saveAt)).size > 1 || full.skipped[15] > full.skipped[saveAt - 1], `the scaler does something after the save (${full.scales})`);
+  assert.ok(res.weightsEqual, 'same final weights');
 });
 
 test.run();
