@@ -11,11 +11,32 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { expectExit, runLauncher } from './helpers.ts';
+import { expectExit, type Run, runLauncher } from './helpers.ts';
+import { jobOutputs } from './job_lines.ts';
 import { assertReloadedLoss } from './rank_records.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'mt-engine-ck-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+// Two launches run every case as jobs (the fixture's "jobs" mode), so the ranks start twice, not six
+// times: the dp=4 saves of stages 1 and 2, then on 2 ranks the round trip, the dp=2 loads and the torn shard.
+const reshard = (stage: number) => path.join(tmp, `reshard${stage}`);
+const FOUR = [1, 2].map((stage) => `save,${reshard(stage)},${stage}`);
+const TWO = [`roundtrip,${path.join(tmp, 'rt')}`, ...[1, 2].map((stage) => `load,${reshard(stage)},${stage}`), `torn,${path.join(tmp, 'torn')},1`];
+let four: Promise<Run> | null = null;
+let two: Promise<Run> | null = null;
+
+/** The stdout of `job` on `np` ranks (launching the jobs the first time: the 4-rank saves first). */
+async function jobStdout(np: 2 | 4, job: string): Promise<string> {
+  four ??= runLauncher(['--num_procs', '4'], 'engine_checkpoint.ts', ['jobs', ...FOUR], { timeoutMs: 120_000 });
+  two ??= four.then(() => runLauncher(['--num_procs', '2'], 'engine_checkpoint.ts', ['jobs', ...TWO], { timeoutMs: 240_000 }));
+  const saved = await four;
+  expectExit(saved, 0, 'saves at dp=4');
+  if (np === 4) return jobOutputs(saved.stdout, FOUR.length)[FOUR.indexOf(job)];
+  const r = await two;
+  expectExit(r, 0, 'round trip, loads at dp=2 and torn shard on 2 ranks');
+  return jobOutputs(r.stdout, TWO.length)[TWO.indexOf(job)];
+}
 
 interface Round {
   tag: string;
@@ -28,10 +49,9 @@ interface Round {
 }
 
 test('engine checkpoint: stages 0, 1, 2, 3 on 2 ranks: 10 steps + save + load + 10 steps equals 20 steps bit for bit', async () => {
-  const r = await runLauncher(['--num_procs', '2'], 'engine_checkpoint.ts', ['roundtrip', path.join(tmp, 'rt')], { timeoutMs: 120_000 });
-  expectExit(r, 0, 'round trip');
-  const m = /^\[rank 0\] RESULT (.*)$/m.exec(r.stdout);
-  assert.ok(m, r.stdout);
+  const stdout = await jobStdout(2, TWO[0]);
+  const m = /^\[rank 0\] RESULT (.*)$/m.exec(stdout);
+  assert.ok(m, stdout);
   const results = JSON.parse(m![1]) as Record<string, Round>;
   for (const stage of [0, 1, 2, 3]) {
     const c = results[`stage${stage}`];
@@ -48,20 +68,16 @@ test('engine checkpoint: stages 0, 1, 2, 3 on 2 ranks: 10 steps + save + load + 
 
 for (const stage of [1, 2]) {
   test(`engine checkpoint: stage ${stage} saved at dp=4 loads at dp=2; the next loss matches within 1e-6`, async () => {
-    const dir = path.join(tmp, `reshard${stage}`);
-    const saved = await runLauncher(['--num_procs', '4'], 'engine_checkpoint.ts', ['save', dir, String(stage)], { timeoutMs: 60_000 });
-    expectExit(saved, 0, 'save at dp=4');
-    const loaded = await runLauncher(['--num_procs', '2'], 'engine_checkpoint.ts', ['load', dir, String(stage)], { timeoutMs: 60_000 });
-    expectExit(loaded, 0, 'load at dp=2');
-    assertReloadedLoss(saved.stdout, loaded.stdout, 'dp=2 vs dp=4');
+    const saved = await jobStdout(4, `save,${reshard(stage)},${stage}`);
+    const loaded = await jobStdout(2, `load,${reshard(stage)},${stage}`);
+    assertReloadedLoss(saved, loaded, 'dp=2 vs dp=4');
   });
 }
 
 test('engine checkpoint: a truncated shard is refused on every rank with the file named', async () => {
-  const r = await runLauncher(['--num_procs', '2'], 'engine_checkpoint.ts', ['torn', path.join(tmp, 'torn'), '1'], { timeoutMs: 30_000 });
-  expectExit(r, 0, 'torn');
-  const lines = [...r.stdout.matchAll(/^\[rank \d\] TORN (.*)$/gm)].map((x) => x[1]);
-  assert.is(lines.length, 2, r.stdout);
+  const stdout = await jobStdout(2, TWO[3]);
+  const lines = [...stdout.matchAll(/^\[rank \d\] TORN (.*)$/gm)].map((x) => x[1]);
+  assert.is(lines.length, 2, stdout);
   for (const l of lines) assert.match(l, /rank_00001\.bin has 100 bytes but its index records \d+; the shard is truncated/);
 });
 
