@@ -7,7 +7,8 @@
 // Memory per rank is measured with memoryStats() over construction and the first step.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { expectExit, runLauncher } from './helpers.ts';
+import { expectExit, type Run, runLauncher } from './helpers.ts';
+import { jobOutputs } from './job_lines.ts';
 
 interface Info {
   partitions: { numel: number; partition: { padded: number; size: number } }[];
@@ -22,13 +23,22 @@ interface Result { kind: string; world: number; results: Record<string, Cmp> }
 const CASES = ['adamw', 'clip', 'accum2', 'sgd'];
 const CLIP: Record<string, number> = { mlp: 0.2, gpt: 0.5 };
 
+// One launch per world size runs the MLP and GPT jobs (the fixture's "jobs" mode): the ranks start
+// once per world size, not once per test.
+const JOBS = ['mlp,4', 'gpt,3'];
+const launches = new Map<number, Promise<Run>>();
+
 async function run(kind: 'mlp' | 'gpt', np: number, steps: number): Promise<{ res: Result; lines: Map<string, string[]> }> {
-  const r = await runLauncher(['--num_procs', String(np)], 'zero.ts', [kind, String(steps)], { timeoutMs: 60_000 });
-  expectExit(r, 0, `zero ${kind} on ${np} ranks`);
-  const m = /^\[rank 0\] RESULT (.*)$/m.exec(r.stdout);
-  assert.ok(m, r.stdout);
+  if (!launches.has(np)) launches.set(np, runLauncher(['--num_procs', String(np)], 'zero.ts', ['jobs', ...JOBS], { timeoutMs: 120_000 }));
+  const r = await (launches.get(np) as Promise<Run>);
+  expectExit(r, 0, `zero ${JOBS.join(' ')} on ${np} ranks`);
+  const job = JOBS.indexOf(`${kind},${steps}`);
+  assert.ok(job >= 0, `no job ${kind},${steps}`);
+  const stdout = jobOutputs(r.stdout, JOBS.length)[job];
+  const m = /^\[rank 0\] RESULT (.*)$/m.exec(stdout);
+  assert.ok(m, stdout);
   const lines = new Map<string, string[]>();
-  for (const [, what, name, h] of r.stdout.matchAll(/^\[rank \d\] (HASH|PRE) (\S+) (\S+)$/gm)) {
+  for (const [, what, name, h] of stdout.matchAll(/^\[rank \d\] (HASH|PRE) (\S+) (\S+)$/gm)) {
     const key = `${what} ${name}`;
     lines.set(key, [...(lines.get(key) ?? []), h]);
   }
