@@ -235,6 +235,12 @@ __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean,
 // chunks (the grid's y limit).
 int64_t chunkRows(int64_t rows) { return std::max<int64_t>(64, (rows + 65534) / 65535); }
 
+// Loads issued ahead of the sums in the two kernels below: each thread's additions are one
+// dependent chain (in row or chunk order, which fixes the results), so its loads are fetched
+// kAhead at a time into registers first, then added in the same order: kAhead memory requests in
+// flight per thread instead of the few a compiler's unrolling of the plain loop keeps.
+constexpr int kAhead = 8;
+
 // Partial column sums over rows [c*per, (c+1)*per): part[c][0][j] = sum g * xhat, part[c][1][j] = sum g.
 template <typename T>
 __global__ void backwardChunks(const T* x, const Stat<T>* mean, const Stat<T>* rstd, const T* g, int64_t rows,
@@ -242,25 +248,50 @@ __global__ void backwardChunks(const T* x, const Stat<T>* mean, const Stat<T>* r
   const int64_t c = blockIdx.y, r0 = c * per, r1 = min(rows, r0 + per);
   for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += int64_t(gridDim.x) * blockDim.x) {
     double sw = 0, sb = 0;
-    for (int64_t r = r0; r < r1; r++) {
-      double gv = double(cu::ld(g + r * cols + j));
-      double xhat = (double(cu::ld(x + r * cols + j)) - double(mean[r])) * double(rstd[r]);
-      sw += gv * xhat;
-      sb += gv;
+    for (int64_t ra = r0; ra < r1; ra += kAhead) {
+      double gv[kAhead], xhat[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; u++) {
+        const int64_t r = ra + u;
+        if (r >= r1) break;
+        gv[u] = double(cu::ld(g + r * cols + j));
+        xhat[u] = (double(cu::ld(x + r * cols + j)) - double(mean[r])) * double(rstd[r]);
+      }
+#pragma unroll
+      for (int u = 0; u < kAhead; u++) {
+        if (ra + u >= r1) break;
+        sw += gv[u] * xhat[u];
+        sb += gv[u];
+      }
     }
     part[(c * 2) * cols + j] = sw;
     part[(c * 2 + 1) * cols + j] = sb;
   }
 }
 
-// dw[j], db[j]: the partials added in chunk order, then (addW / addB) to what dw / db hold, rounded once.
+// dw[j], db[j]: the partials added in chunk order, then (addW / addB) to what dw / db hold, rounded
+// once. Launched with small blocks (kFinishThreads): its threads are one per column, few (768 at
+// GPT-2's width), and each block's share should reach more SMs than 256-thread blocks would.
+constexpr int kFinishThreads = 64;
+
 template <typename T>
 __global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols, T* dw, T* db, bool addW, bool addB) {
-  MT_CU_LOOP(j, cols) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += int64_t(gridDim.x) * blockDim.x) {
     double sw = 0, sb = 0;
-    for (int64_t c = 0; c < chunks; c++) {
-      sw += part[(c * 2) * cols + j];
-      sb += part[(c * 2 + 1) * cols + j];
+    for (int64_t ca = 0; ca < chunks; ca += kAhead) {
+      double pw[kAhead], pb[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; u++) {
+        if (ca + u >= chunks) break;
+        pw[u] = part[((ca + u) * 2) * cols + j];
+        pb[u] = part[((ca + u) * 2 + 1) * cols + j];
+      }
+#pragma unroll
+      for (int u = 0; u < kAhead; u++) {
+        if (ca + u >= chunks) break;
+        sw += pw[u];
+        sb += pb[u];
+      }
     }
     if (dw) cu::st(dw + j, addW ? sw + double(cu::ld(dw + j)) : sw);
     if (db) cu::st(db + j, addB ? sb + double(cu::ld(db + j)) : sb);
@@ -329,8 +360,8 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
       dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
       MT_LAUNCH(backwardChunks<T>, grid, cu::kThreads, 0, s, static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
                 scratch);
-      MT_LAUNCH(backwardFinish<T>, cu::blocksFor(cols), cu::kThreads, 0, s, scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db),
-                addW, addB);
+      MT_LAUNCH(backwardFinish<T>, unsigned(std::min<int64_t>((cols + kFinishThreads - 1) / kFinishThreads, 65535)), kFinishThreads, 0, s,
+                scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db), addW, addB);
     }
   });
   cu::checkLaunch("layerNormBackward");

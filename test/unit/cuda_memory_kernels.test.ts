@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cat, cudaCensus, cudaIsAvailable, type DType, embedding, layerNorm, native, noGrad, randn, type Tensor, tensor, tidy } from '../../src/index.ts';
+import { cat, cudaCensus, cudaIsAvailable, type DType, embedding, layerNorm, native, noGrad, randn, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
 import { assertSameBits } from '../helpers/bits.ts';
 import { maxRelErr, TOL } from '../helpers/cuda_parity.ts';
 
@@ -128,6 +128,52 @@ if (!cudaIsAvailable()) {
           }
         });
       }
+    }
+  });
+
+  test('layer norm dw, db: sums over each 64-row chunk in row order, then over chunks in order, bit for bit (f32, f64)', () => {
+    // The reference below repeats layernorm.cu's order in JS doubles (the emulation compiles with
+    // -ffp-contract=off, so each product and sum rounds alone, as here): any change to that order
+    // shows in the last bits. 600 rows: nine whole chunks and a part (more than one group of
+    // kAhead = 8 loads in both kernels); the second backward adds into .grad.
+    const rows = 600;
+    const cols = 37;
+    const per = 64;
+    for (const dtype of ['f32', 'f64'] as DType[]) {
+      tidy(() => {
+        const x = noGrad(() => randn([rows, cols], { device: DEV }).mul(0.5).add(3).to(dtype));
+        const g = noGrad(() => randn([rows, cols], { device: DEV }).to(dtype));
+        const mean = zeros([rows], { dtype, device: DEV });
+        const rstd = zeros([rows], { dtype, device: DEV });
+        const y = zeros([rows, cols], { dtype, device: DEV });
+        native.cuda.layerNormForward(dtype === 'f32' ? 0 : 1, x.id, x.offset, 0, 0, 0, 0, y.id, 0, mean.id, rstd.id, rows, cols, 1e-5);
+        const [xs, gs] = [x, g].map((t) => t.toList()); // flat, row-major
+        const [ms, rs] = [mean, rstd].map((t) => t.toList() as number[]);
+        const round = dtype === 'f32' ? Math.fround : (v: number) => v;
+        const want = (grad: boolean, j: number) => {
+          let total = 0;
+          for (let c0 = 0; c0 < rows; c0 += per) {
+            let part = 0;
+            for (let r = c0; r < Math.min(rows, c0 + per); r++) part += grad ? gs[r * cols + j] * ((xs[r * cols + j] - ms[r]) * rs[r]) : gs[r * cols + j];
+            total += part;
+          }
+          return total;
+        };
+        const w = zeros([cols], { dtype, device: DEV }).add(1).requiresGrad_(true);
+        const b = zeros([cols], { dtype, device: DEV }).requiresGrad_(true);
+        layerNorm(x, cols, w, b).backward(g);
+        const dw1 = (w.grad as Tensor).toList() as number[];
+        const db1 = (b.grad as Tensor).toList() as number[];
+        layerNorm(x, cols, w, b).backward(g);
+        const dw2 = (w.grad as Tensor).toList() as number[];
+        const db2 = (b.grad as Tensor).toList() as number[];
+        for (let j = 0; j < cols; j++) {
+          const sw = want(true, j);
+          const sb = want(false, j);
+          assert.ok(Object.is(dw1[j], round(sw)) && Object.is(db1[j], round(sb)), `${dtype} column ${j}: dw ${dw1[j]} vs ${round(sw)}, db ${db1[j]} vs ${round(sb)}`);
+          assert.ok(Object.is(dw2[j], round(sw + dw1[j])) && Object.is(db2[j], round(sb + db1[j])), `${dtype} column ${j}: added into .grad`);
+        }
+      });
     }
   });
 }
