@@ -32,6 +32,18 @@ test('rowPitchOf and alignedPitch: rows evenly spaced or not, 16 bytes per dtype
   assert.is(alignedPitch(64, 'bf16'), 64);
 });
 
+test('view of rows at a pitch (a narrow of the last dim) is a view; one across the gap still throws (CPU)', () => {
+  tidy(() => {
+    const base = randn([2, 3, 8]);
+    const rows = narrow(base, 2, 0, 5); // [2, 3, 5] with strides [24, 8, 1], as a padded product's
+    const v = rows.view([6, 5]);
+    assert.equal(v.strides, [8, 1]);
+    assert.is(v.storage, base.storage);
+    assert.equal(Array.from(v.toArray() as Float32Array), Array.from(rows.contiguous().toArray() as Float32Array));
+    assert.throws(() => rows.view([2, 15]), /cannot be viewed as \[2, 15\] without a copy; use reshape\(\)/);
+  });
+});
+
 /** Runs `fn` with the pitch mode set, then restores it. */
 function withMode<T>(mode: RowPitchMode, fn: () => T): T {
   const before = setRowPitchMode(mode);
