@@ -59,14 +59,15 @@ function transposed(m: Mats): Mats {
 }
 
 /**
- * out[b] = a[b] @ b[b] (+ bias) returned with `shape`: contiguous [batch, M, N], or for one
- * matrix with rows not a multiple of 16 bytes on CUDA, rows at a padded pitch (row_pitch.ts).
+ * out[b] = a[b] @ b[b] (+ bias) returned with `shape`: contiguous [batch, M, N], or with `padRows`
+ * (forward products: never a parameter's gradient, which must be dense) for one matrix with rows
+ * not a multiple of 16 bytes on CUDA, rows at a padded pitch (row_pitch.ts).
  */
-function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null): Tensor {
+function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null, padRows = false): Tensor {
   const dev = deviceOf('matmul', a.t, b.t, bias);
   if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias);
   const N = b.cols;
-  const pitch = batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
+  const pitch = padRows && batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
   const out = pitch === N ? k.empty(shape, dtype, undefined, false, dev) : emptyPitched(shape.slice(0, -1), N, pitch, dtype, dev);
   const args = [
     dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
@@ -192,9 +193,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (bReal === 1 && aReal === batch && batch > 1 && isFoldable(a)) {
     const a2 = a.alias([batch * M, K], [a.strides[a.ndim - 2], a.strides[a.ndim - 1]], a.offset);
     owned.push(a2);
-    out = product(asMats(a2, 1, owned), asMats(b, 1, owned), 1, [...batchShape, M, N], a.dtype, null);
+    out = product(asMats(a2, 1, owned), asMats(b, 1, owned), 1, [...batchShape, M, N], a.dtype, null, true);
   } else {
-    out = product(asMats(a, batch, owned), asMats(b, batch, owned), batch, [...batchShape, M, N], a.dtype, null);
+    out = product(asMats(a, batch, owned), asMats(b, batch, owned), batch, [...batchShape, M, N], a.dtype, null, true);
   }
   for (const t of owned) t.dispose();
   return record('matmul', [a, b], out, (node) => {
@@ -292,7 +293,7 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
   const keepBias = bias !== null && (bias.dtype === biasDtype(x.dtype) || (epilogues && bias.dtype === x.dtype));
   const biasF = bias && !keepBias ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
-  const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF);
+  const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF, true);
   for (const t of owned) t.dispose();
   return record('linear', [x, weight, bias], out, (node) => {
     const sx = weight.requiresGrad ? node.save(x) : null;

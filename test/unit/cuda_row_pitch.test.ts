@@ -174,6 +174,29 @@ if (!cudaIsAvailable()) {
     });
   }
 
+  test('backward products are dense: a parameter gradient [24, 67] f32 gets no pitch and no extra copy', () => {
+    const run = (mode: RowPitchMode) =>
+      withMode(mode, () =>
+        tidy(() => {
+          manualSeed(9);
+          const a = randn([10, 24], { device: DEV }).requiresGrad_(true);
+          const b = randn([24, 67], { device: DEV }).requiresGrad_(true);
+          const y = matmul(a, b);
+          const l = sum(y); // outside the census: sum copies its strided input
+          const { entries } = cudaCensus(() => l.backward());
+          const copies = entries.filter((e) => e.site.startsWith('cuda/copy.cu')).reduce((n, e) => n + e.count, 0);
+          const g = b.grad as Tensor;
+          return { strides: y.strides, copies, dense: g.isContiguous, grad: Array.from(g.toArray() as Float32Array) };
+        }),
+      );
+    const dense = run('off');
+    const padded = run('all');
+    assert.equal(padded.strides, [68, 1], 'the forward product is padded');
+    assert.is(padded.copies, dense.copies, 'no copy of a padded gradient into .grad');
+    assert.ok(padded.dense);
+    assert.equal(padded.grad, dense.grad);
+  });
+
   /** Losses and final weights of 3 AdamW steps of a GPT with an odd vocabulary under `mode`. */
   function gptRun(mode: RowPitchMode, dtype: DType, V: number): { losses: Tensor[]; weights: Tensor[] } {
     return withMode(mode, () => {
