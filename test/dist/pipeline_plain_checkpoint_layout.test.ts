@@ -10,26 +10,32 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openCheckpoint } from '../../src/engine/checkpoint/reader.ts';
-import { reload, resume, sameCheckpoints } from './plain_checkpoint_runs.ts';
+import { checkReloaded, checkResumed, launchJobs, sameCheckpoints } from './plain_checkpoint_runs.ts';
 
 test('dp 2 x pp 2, fp32 and bf16: resumes bit for bit; loads at dp 1 x pp 2 and (fp32) at one process, re-saved there equal bit for bit', async () => {
-  for (const dtype of ['f32', 'bf16']) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-pipe-plain-'));
-    try {
-      await resume({ dp: 2, pp: 2, tp: 1 }, dtype, dir);
-      const tag = 'global_step2';
+  const dirs: Record<string, string> = {};
+  for (const dtype of ['f32', 'bf16']) dirs[dtype] = fs.mkdtempSync(path.join(os.tmpdir(), 'meshtrain-pipe-plain-'));
+  const tag = 'global_step2';
+  try {
+    // One launch per mesh runs both dtypes' jobs (the fixture's "jobs" mode): three launches, not five.
+    const resumed = await launchJobs({ dp: 2, pp: 2, tp: 1 }, ['f32', 'bf16'].map((dtype) => ({ dtype, dir: dirs[dtype], mode: 'resume' })));
+    for (const [i, dtype] of ['f32', 'bf16'].entries()) {
+      checkResumed({ dp: 2, pp: 2, tp: 1 }, dtype, resumed[i]);
       // dp replicas: only dp rank 0 of each stage writes weights and state (two of the four ranks write none).
-      const perRank = openCheckpoint(path.join(dir, 'ck'), tag).indexes.map((ix) => ix.entries.length);
+      const perRank = openCheckpoint(path.join(dirs[dtype], 'ck'), tag).indexes.map((ix) => ix.entries.length);
       assert.is(perRank.filter((e) => e === 0).length, 2, `entries per rank ${perRank}`);
-      for (const mesh of dtype === 'f32' ? [{ dp: 1, pp: 2, tp: 1 }, { dp: 1, pp: 1, tp: 1 }] : [{ dp: 1, pp: 2, tp: 1 }]) {
-        await reload(mesh, dtype, dir);
-        const n = sameCheckpoints(path.join(dir, 'ck'), path.join(dir, 're'), tag);
-        assert.ok(n > 20, `${n} tensors compared`);
-        fs.rmSync(path.join(dir, 're'), { recursive: true, force: true });
-      }
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
     }
+    for (const [mesh, dtypes] of [[{ dp: 1, pp: 2, tp: 1 }, ['f32', 'bf16']], [{ dp: 1, pp: 1, tp: 1 }, ['f32']]] as const) {
+      const outs = await launchJobs(mesh, dtypes.map((dtype) => ({ dtype, dir: dirs[dtype], mode: 'reload' })));
+      for (const [i, dtype] of dtypes.entries()) {
+        checkReloaded(mesh, outs[i]);
+        const n = sameCheckpoints(path.join(dirs[dtype], 'ck'), path.join(dirs[dtype], 're'), tag);
+        assert.ok(n > 20, `${n} tensors compared`);
+        fs.rmSync(path.join(dirs[dtype], 're'), { recursive: true, force: true });
+      }
+    }
+  } finally {
+    for (const dir of Object.values(dirs)) fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { loadCheckpoint } from '../../src/engine/checkpoint/load.ts';
 import { openCheckpoint } from '../../src/engine/checkpoint/reader.ts';
 import { expectExit, runLauncher } from './helpers.ts';
+import { jobOutputs } from './job_lines.ts';
 
 export interface Resumed {
   rank: number;
@@ -33,9 +34,23 @@ export async function launch(mesh: Mesh, dtype: string, dir: string, mode: strin
   return r.stdout;
 }
 
+/** Runs `jobs` on `mesh` in one launch (the fixture's "jobs" mode: the ranks start once); each job's stdout. */
+export async function launchJobs(mesh: Mesh, jobs: { dtype: string; dir: string; mode: string }[]): Promise<string[]> {
+  const n = mesh.dp * mesh.pp * mesh.tp;
+  const args = jobs.map((j) => [JSON.stringify(mesh), j.dtype, j.dir, j.mode].join(';'));
+  const r = await runLauncher(['--num_procs', String(n), '--no_local_rank'], 'pipeline_plain_checkpoint.ts', ['jobs', ...args], { timeoutMs: 50_000 * jobs.length });
+  expectExit(r, 0, `pipeline_plain_checkpoint jobs ${args.join(' ')}`);
+  return jobOutputs(r.stdout, jobs.length);
+}
+
 /** N steps + save + load + N steps against 2N steps on `mesh`: every rank's checks (bit for bit). */
 export async function resume(mesh: Mesh, dtype: string, dir: string): Promise<Resumed[]> {
-  const out = [...(await launch(mesh, dtype, dir, 'resume')).matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Resumed);
+  return checkResumed(mesh, dtype, await launch(mesh, dtype, dir, 'resume'));
+}
+
+/** resume's checks of a 'resume' job's stdout. */
+export function checkResumed(mesh: Mesh, dtype: string, stdout: string): Resumed[] {
+  const out = [...stdout.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Resumed);
   assert.is(out.length, mesh.dp * mesh.pp * mesh.tp, 'every rank reported');
   for (const x of out) {
     const at = `${JSON.stringify(mesh)} ${dtype} rank ${x.rank}`;
@@ -71,7 +86,11 @@ export function sameCheckpoints(a: string, b: string, tag: string): number {
 
 /** Loads dir/ck at `mesh`, re-saves it to dir/re there and trains one step: every rank's result. */
 export async function reload(mesh: Mesh, dtype: string, dir: string, extra: string[] = []): Promise<{ rank: number; client: unknown; globalStepsAfterLoad: number; next: number[] }[]> {
-  const out = await launch(mesh, dtype, dir, 'reload', extra);
+  return checkReloaded(mesh, await launch(mesh, dtype, dir, 'reload', extra));
+}
+
+/** reload's checks of a 'reload' job's stdout. */
+export function checkReloaded(mesh: Mesh, out: string): { rank: number; client: unknown; globalStepsAfterLoad: number; next: number[] }[] {
   const rs = [...out.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]));
   assert.is(rs.length, mesh.dp * mesh.pp * mesh.tp, `${JSON.stringify(mesh)}: every rank reported`);
   for (const r of rs) {
