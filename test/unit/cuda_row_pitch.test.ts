@@ -2,10 +2,11 @@
  * The padded row pitch of odd-width products on CUDA (src/ops/row_pitch.ts): a linear whose rows
  * are not a multiple of 16 bytes writes them at N rounded up to 16 bytes and returns a strided
  * view; cross-entropy, reshape/view and linear's backward consume it in place. Proven against
- * the same computation with the pitch off (MESHTRAIN_PAD_LD=0), bit for bit: the same kernels
- * in the same order read the same values, only the leading dimensions differ. On the emulated
- * device fresh memory is NaN-filled, so an op reading a padding column would show as a NaN.
- * Without a usable device the device cases print one SKIP line with the reason.
+ * the same computation with the pitch off (MESHTRAIN_PAD_LD=0), bit for bit on the emulated device
+ * (the same kernels in the same order read the same values, only the leading dimensions differ;
+ * there fresh memory is NaN-filled, so an op reading a padding column would show as a NaN), and
+ * on a GPU within TOL (cuBLASLt may choose another kernel for an aligned pitch). Without a
+ * usable device the device cases print one SKIP line with the reason.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,8 +17,23 @@ import {
 } from '../../src/index.ts';
 import { alignedPitch, rowPitchOf } from '../../src/ops/row_pitch.ts';
 import { assertSameBits } from '../helpers/bits.ts';
+import { maxRelErr, TOL } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
+/**
+ * The emulated device runs one summation order whatever the leading dimension: bit for bit there.
+ * On a GPU cuBLASLt may pick another kernel for an aligned pitch: within TOL of the dense run
+ * (relative to its largest value; the structure, pitches and copies are checked exactly).
+ */
+const EXACT = 'cudaEmuChecks' in native;
+/** AdamW moves a weight by at most ~2 lr a step whatever its gradient: 3 steps at lr 3e-3 (GPU only). */
+const WEIGHT_TOL = 2 * 3 * 3e-3;
+
+function assertSame(what: string, got: Tensor, want: Tensor, tol = TOL[want.dtype]): void {
+  if (EXACT) return assertSameBits(what, got, want);
+  const err = maxRelErr(got.to('cpu').contiguous().toList() as number[], want.to('cpu').contiguous().toList() as number[]);
+  assert.ok(err <= tol, `${what}: max relative error ${err} > ${tol}`);
+}
 
 test('rowPitchOf and alignedPitch: rows evenly spaced or not, 16 bytes per dtype', () => {
   const t = (shape: number[], strides: number[]) => ({ ndim: shape.length, shape, strides }) as unknown as Tensor;
@@ -118,19 +134,19 @@ if (!cudaIsAvailable()) {
         assert.equal(dense.y.strides, [N, 1]);
         const item = { f64: 8, f32: 4 }[dtype as string] ?? 2;
         assert.ok(padded.grown >= 10 * pitch * item && dense.grown < 10 * pitch * item, `activation grew ${padded.grown} vs ${dense.grown} bytes`);
-        assertSameBits('y', padded.y, dense.y);
-        assertSameBits('y, misaligned bias', padded.y2, dense.y2);
+        assertSame('y', padded.y, dense.y);
+        assertSame('y, misaligned bias', padded.y2, dense.y2);
         assert.ok(padded.y.contiguous().isContiguous);
         assert.equal(Array.from(padded.y.toArray() as Float32Array), Array.from(dense.y.toArray() as Float32Array));
       });
     });
 
-    test(`ops over a padded ${dtype} product equal the dense run bit for bit (values and gradients)`, () => {
+    test(`ops over a padded ${dtype} product equal the dense run (values and gradients)`, () => {
       for (const [name, f] of OPS) {
         tidy(() => {
           const want = opRun('off', dtype, N, f, N);
           const got = opRun('all', dtype, N, f, pitch);
-          for (const [i, what] of ['value', 'dx', 'dw'].entries()) assertSameBits(`${name} ${dtype}: ${what}`, got[i], want[i]);
+          for (const [i, what] of ['value', 'dx', 'dw'].entries()) assertSame(`${name} ${dtype}: ${what}`, got[i], want[i]);
         });
       }
     });
@@ -164,10 +180,10 @@ if (!cudaIsAvailable()) {
           });
         const dense = run('off');
         const padded = run('all');
-        assertSameBits('loss', padded.loss, dense.loss);
-        assertSameBits('dx', padded.dx, dense.dx);
-        assertSameBits('dw', padded.dw, dense.dw);
-        assertSameBits('db', padded.db, dense.db);
+        assertSame('loss', padded.loss, dense.loss);
+        assertSame('dx', padded.dx, dense.dx);
+        assertSame('dw', padded.dw, dense.dw);
+        assertSame('db', padded.db, dense.db);
         assert.equal(dense.pitches, [N, N]);
         assert.equal(padded.pitches, [pitch, pitch], 'logits read and their gradient written at the padded pitch');
       });
@@ -223,11 +239,11 @@ if (!cudaIsAvailable()) {
   }
 
   for (const [dtype, V] of [['bf16', 67], ['f32', 1031]] as [DType, number][]) {
-    test(`GPT tiny, vocab ${V}, ${dtype}: 3 AdamW steps with the padded pitch equal the dense run bit for bit`, () => {
+    test(`GPT tiny, vocab ${V}, ${dtype}: 3 AdamW steps with the padded pitch equal the dense run`, () => {
       const dense = gptRun('off', dtype, V);
       const padded = gptRun('all', dtype, V);
-      dense.losses.forEach((l, i) => assertSameBits(`step ${i} loss`, padded.losses[i], l));
-      dense.weights.forEach((w, i) => assertSameBits(`parameter ${i}`, padded.weights[i], w));
+      dense.losses.forEach((l, i) => assertSame(`step ${i} loss`, padded.losses[i], l));
+      dense.weights.forEach((w, i) => assertSame(`parameter ${i}`, padded.weights[i], w, WEIGHT_TOL));
     });
   }
 
