@@ -109,30 +109,32 @@ __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, co
 // bytes a load, and keeps it in registers for every pass (the scalar kernels above read the row
 // two or three times, 2 bytes a load for 16-bit floats). Same formulas; a lane adds its columns
 // in another order (vector by vector), which only moves the double sums' last bits.
+// Rows of up to 4 vectors a lane take the N = 4 instances (GPT-2's 768 bf16 columns: 3): fewer
+// registers live, so more warps per SM than N = 8 allows (ptxas: bf16 backward 164 registers at 8).
 constexpr int kCacheVecs = 8;
 
-template <typename T>
+template <typename T, int N>
 struct RowCache {
   using V = cu::Vec<T>;
-  static constexpr int kV = cu::kVec<T>;
-  V v[kCacheVecs];
+  V v[N];
   // Vector i of this lane is the row's vector i * 32 + lane; `n` vectors in the row.
   __device__ __forceinline__ void load(const T* row, int lane, int64_t n) {
 #pragma unroll
-    for (int i = 0; i < kCacheVecs; i++)
+    for (int i = 0; i < N; i++)
       if (int64_t(i) * 32 + lane < n) v[i] = reinterpret_cast<const V*>(row)[int64_t(i) * 32 + lane];
   }
 };
 
-inline bool rowCacheFits(int dtype, int64_t cols, std::initializer_list<const void*> ptrs) {
+// The vectors a lane caches for this row (4 or 8), or 0: the scalar kernels.
+inline int rowCacheVecs(int dtype, int64_t cols, std::initializer_list<const void*> ptrs) {
   const int64_t kV = 16 / (dtype == cu::F64 ? 8 : dtype == cu::F32 ? 4 : 2);
-  if (cols % kV != 0 || cols / kV > 32 * kCacheVecs) return false;
+  if (cols % kV != 0 || cols / kV > 32 * kCacheVecs) return 0;
   for (const void* p : ptrs)
-    if (p && !cu::aligned16(p)) return false;
-  return true;
+    if (p && !cu::aligned16(p)) return 0;
+  return cols / kV <= 32 * 4 ? 4 : 8;
 }
 
-template <typename T>
+template <typename T, int N>
 __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Stat<T>* mean, Stat<T>* rstd, int64_t rows,
                                    int64_t cols, double eps) {
   using C = typename cu::Acc<T>::type;
@@ -141,11 +143,11 @@ __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Sta
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
   const int64_t n = cols / kV;
-  RowCache<T> xc;
+  RowCache<T, N> xc;
   xc.load(x + r * cols, lane, n);
   double s = 0;
 #pragma unroll
-  for (int i = 0; i < kCacheVecs; i++) {
+  for (int i = 0; i < N; i++) {
     if (int64_t(i) * 32 + lane >= n) continue;
 #pragma unroll
     for (int e = 0; e < kV; e++) s += double(cu::ld(xc.v[i].v + e));
@@ -153,7 +155,7 @@ __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Sta
   const double mu = cu::warpSum(s) / double(cols);
   double q = 0;
 #pragma unroll
-  for (int i = 0; i < kCacheVecs; i++) {
+  for (int i = 0; i < N; i++) {
     if (int64_t(i) * 32 + lane >= n) continue;
 #pragma unroll
     for (int e = 0; e < kV; e++) {
@@ -168,7 +170,7 @@ __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Sta
   }
   const C cm = C(mu), cr = C(rs);
 #pragma unroll
-  for (int i = 0; i < kCacheVecs; i++) {
+  for (int i = 0; i < N; i++) {
     const int64_t jv = int64_t(i) * 32 + lane;
     if (jv >= n) continue;
     V wv{}, bv{}, o;
@@ -185,7 +187,7 @@ __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Sta
   }
 }
 
-template <typename T>
+template <typename T, int N>
 __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
                                     int64_t rows, int64_t cols) {
   using C = typename cu::Acc<T>::type;
@@ -194,13 +196,13 @@ __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean,
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
   const int64_t n = cols / kV;
-  RowCache<T> xc, gc;
+  RowCache<T, N> xc, gc;
   xc.load(x + r * cols, lane, n);
   gc.load(g + r * cols, lane, n);
   const C mu = C(mean[r]), rs = C(rstd[r]);
   double sg = 0, sgx = 0;
 #pragma unroll
-  for (int i = 0; i < kCacheVecs; i++) {
+  for (int i = 0; i < N; i++) {
     const int64_t jv = int64_t(i) * 32 + lane;
     if (jv >= n) continue;
     V wv{};
@@ -216,7 +218,7 @@ __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean,
   const C mg = C(cu::warpSum(sg) / double(cols));
   const C mgx = C(cu::warpSum(sgx) / double(cols));
 #pragma unroll
-  for (int i = 0; i < kCacheVecs; i++) {
+  for (int i = 0; i < N; i++) {
     const int64_t jv = int64_t(i) * 32 + lane;
     if (jv >= n) continue;
     V wv{}, o;
@@ -307,11 +309,13 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "layerNorm", {
-    if (rowCacheFits(dtype, cols, {x, w, b, y}))
-      MT_LAUNCH(forwardWarpRowsVec<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
-                static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean),
-                static_cast<Stat<T>*>(rstd), rows, cols, eps);
-    else if (cols <= cu::kWarpCols)
+    const int cache = rowCacheVecs(dtype, cols, {x, w, b, y});
+    if (cache) {
+      auto forwardCached = cache == 4 ? forwardWarpRowsVec<T, 4> : forwardWarpRowsVec<T, 8>;
+      MT_LAUNCH(forwardCached, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w),
+                static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean), static_cast<Stat<T>*>(rstd), rows,
+                cols, eps);
+    } else if (cols <= cu::kWarpCols)
       MT_LAUNCH(forwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), static_cast<Stat<T>*>(mean),
                 static_cast<Stat<T>*>(rstd), rows, cols, eps);
@@ -345,10 +349,12 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
   MT_CU_FLOAT(dtype, "layerNorm backward", {
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
-    if (dx && rowCacheFits(dtype, cols, {x, w, g, dx}))
-      MT_LAUNCH(backwardWarpRowsVec<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
-                static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
-    else if (dx && cols <= cu::kWarpCols)
+    const int cache = dx ? rowCacheVecs(dtype, cols, {x, w, g, dx}) : 0;
+    if (cache) {
+      auto backwardCached = cache == 4 ? backwardWarpRowsVec<T, 4> : backwardWarpRowsVec<T, 8>;
+      MT_LAUNCH(backwardCached, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m,
+                r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
+    } else if (dx && cols <= cu::kWarpCols)
       MT_LAUNCH(backwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
                 static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
     else if (dx)

@@ -91,9 +91,15 @@ if (!cudaIsAvailable()) {
   });
 
   test('layer norm forward and backward: the register-cached vector kernels equal the scalar ones bit for bit', () => {
-    // [rows, cols, dtypes]: whole vectors (cached), the cache's widest bf16 row (8 vectors a lane), a
-    // row one vector wider (scalar kernel either way), and columns that are never whole vectors.
-    const shapes: [number, number, DType[]][] = [[37, 48, FLOATS], [5, 2048, ['bf16']], [3, 2056, ['bf16']], [9, 13, FLOATS]];
+    // [rows, cols, dtypes]: whole vectors (up to 4 a lane: the N = 4 kernels), the widest rows cached
+    // (8 a lane: N = 8), a bf16 row one vector wider (scalar kernels), columns never whole vectors.
+    const shapes: [number, number, DType[]][] = [
+      [37, 48, FLOATS],
+      [5, 2048, ['bf16', 'f16']],
+      [4, 1000, ['f32']],
+      [3, 2056, ['bf16']],
+      [9, 13, FLOATS],
+    ];
     for (const [rows, cols, dtypes] of shapes) {
       for (const dtype of dtypes) {
         tidy(() => {
@@ -118,8 +124,8 @@ if (!cudaIsAvailable()) {
           const scalar = run(misaligned(x));
           const cached = cols % VEC[dtype] === 0 && cols / VEC[dtype] <= 256;
           const what = `${dtype} [${rows}, ${cols}]`;
-          assert.is(vec.names.includes('forwardWarpRowsVec') && vec.names.includes('backwardWarpRowsVec'), cached, `${what}: aligned ran ${vec.names.join(', ')}`);
-          assert.ok(!scalar.names.some((n) => n.endsWith('Vec')), `${what}: misaligned ran ${scalar.names.join(', ')}`);
+          assert.is(vec.names.includes('forwardCached') && vec.names.includes('backwardCached'), cached, `${what}: aligned ran ${vec.names.join(', ')}`);
+          assert.ok(!scalar.names.some((n) => n.endsWith('Cached')), `${what}: misaligned ran ${scalar.names.join(', ')}`);
           for (const k of ['y', 'dx', 'dw', 'db'] as const) {
             // The double sums of 16-bit and f32 values come out the same in either order here; f64's
             // own last bits move with the order, so f64 is held to the op suite's tolerance (TOL).
