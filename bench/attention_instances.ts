@@ -104,6 +104,19 @@ function outShape(c: AttnCase): number[] {
   return c.layout === 'qkv' ? [1, c.tq, c.heads * c.dim] : [1, c.heads, c.tq, c.dim];
 }
 
+/**
+ * One family's output and input gradients (f32 copies) for case `c`, inputs drawn with `seed`.
+ * @example
+ * const [y, dqkv] = familyValues(CASES[0], 'fa2', 0);
+ */
+export function familyValues(c: AttnCase, family: Family, seed: number): Float32Array[] {
+  return tidy(() => {
+    manualSeed(seed);
+    const base = operands(c);
+    return runFamily(c, base, randn(outShape(c), { device: DEV }), family, true).arrays;
+  });
+}
+
 /** Output and input gradients as f32 arrays, and the census of the forward and backward. */
 function runFamily(c: AttnCase, base: Tensor[], dy: Tensor, family: Family, values: boolean) {
   return tidy(() => {

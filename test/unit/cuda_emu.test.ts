@@ -56,6 +56,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention_fa2_bwd', {}],
   // Every fused attention kernel instance once (what scripts/sanitize_attention.sh sanitizes on a GPU): census only.
   ['unit/cuda_attention_instances', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
+  // The emulator's thread schedules: a hidden refill race shown by the warps schedules; attention bit for bit under all three.
+  ['unit/cuda_emu_schedule', {}],
   ['unit/cuda_gpt_fused', {}],
   // The 16-byte embedding-backward and register-cached layer-norm kernels: bit for bit their scalar twins.
   ['unit/cuda_memory_kernels', {}],

@@ -126,6 +126,40 @@ __global__ void cpAsyncOrder(const float* src, float* out) {
   out[3] = s[4];
 }
 
+// A buffer refilled with no barrier after the other warp read it (write after read): two warp
+// collectives separate each warp's read from its write. out[t] is 1 where thread t read before the
+// refill, 2 where after: 1 everywhere under the default schedule (the warps move in lockstep from
+// one collective to the next), 2 for a whole warp under MESHTRAIN_CUDA_EMU_SCHEDULE=warps.
+__global__ void refillRace(float* out) {
+  MT_DYNAMIC_SHARED(float, buf);
+  const int t = int(threadIdx.x);
+  buf[t] = 1.0f;
+  __syncthreads();
+  float x = buf[(t + 32) % 64];
+  x += __shfl_xor_sync(0xffffffffu, 0.0f, 1);
+  x += __shfl_xor_sync(0xffffffffu, 0.0f, 2);
+  buf[t] = 2.0f;  // the missing __syncthreads() belongs before this
+  out[t] = x;
+}
+
+// The same refill by cp.async (warp 0 copies `two` over all 64 values): hidden under the default
+// schedule (copies land at their wait, the warps in lockstep) and under `warps` (warp 0 refills
+// after warp 1 finished); shown under `warps-reverse`, where warp 0 runs ahead and its copies land
+// when issued, before warp 1 reads.
+__global__ void asyncRefillRace(const float* two, float* out) {
+  MT_DYNAMIC_SHARED(float, buf);
+  const int t = int(threadIdx.x);
+  buf[t] = 1.0f;
+  __syncthreads();
+  float x = buf[(t + 32) % 64];
+  x += __shfl_xor_sync(0xffffffffu, 0.0f, 1);
+  x += __shfl_xor_sync(0xffffffffu, 0.0f, 2);
+  if (t < 16) cpasync::copy16(buf + 4 * t, two + 4 * t);  // the missing __syncthreads() belongs before this
+  cpasync::commit();
+  cpasync::wait<0>();
+  out[t] = x;
+}
+
 std::string errorText(cudaError_t e) {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
@@ -192,6 +226,24 @@ Napi::Value Scenario(const Napi::CallbackInfo& info) {
     });
     cudaFree(p);
     return Napi::String::New(env, r);
+  }
+  if (name == "refillRace" || name == "asyncRefillRace") {  // 64 values: what each thread read (1 before the refill, 2 after)
+    float* out = deviceFloats(64);
+    float* two = deviceFloats(64);
+    const std::vector<float> twos(64, 2.0f);
+    cudaCheck(cudaMemcpy(two, twos.data(), 64 * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+    const std::string err = afterSync([&] {
+      if (name == "refillRace") MT_LAUNCH(refillRace, 1, 64, 64 * sizeof(float), nullptr, out);
+      else MT_LAUNCH(asyncRefillRace, 1, 64, 64 * sizeof(float), nullptr, two, out);
+    });
+    cudaDeviceSynchronize();  // a failed launch (an unknown schedule) leaves nothing for the next caller
+    cudaGetLastError();
+    float h[64] = {};
+    if (err.empty()) cudaCheck(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    cudaFree(out);
+    cudaFree(two);
+    if (!err.empty()) return Napi::String::New(env, err);
+    return jsArray(env, h, 64);
   }
   if (name == "oobRead") {  // reads past the end see the guard: NaN as f32 and as f64
     float* f = deviceFloats(100);

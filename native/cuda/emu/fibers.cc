@@ -130,6 +130,7 @@ struct BlockRun {
   void* ctx;
   std::vector<unsigned char> dynamicSmem;
   std::vector<unsigned char> gathered;  // warpGather's slots: [warp][parity][lane][kGatherBytes], made on first use
+  bool eagerAsync = false;              // cp.async copies land when issued (the warps schedules)
 };
 
 thread_local BlockRun* tRun = nullptr;
@@ -300,7 +301,8 @@ void warpGather(unsigned mask, const void* mine, int bytes, void* all, const cha
 }
 
 void asyncCopy(void* dst, const void* src, int bytes) {
-  tFiber->asyncQueued.push_back({dst, src, bytes, tFiber->asyncCommitted});
+  if (tRun->eagerAsync) std::memcpy(dst, src, size_t(bytes));
+  else tFiber->asyncQueued.push_back({dst, src, bytes, tFiber->asyncCommitted});
 }
 
 void asyncCommit() { tFiber->asyncCommitted++; }
@@ -320,6 +322,47 @@ unsigned activeMask() { return tRun->warps[tFiber->linear / 32].exists; }
 
 unsigned char* dynamicShared() { return tRun->dynamicSmem.data(); }
 
+namespace {
+
+// How a block's fibers take turns (MESHTRAIN_CUDA_EMU_SCHEDULE, read at each launch). `threads`
+// (default): round robin over the threads, each to its next switch, so the warps move in lockstep
+// from one warp collective to the next. That hides a missing __syncthreads wherever a collective
+// separates a warp's last read of shared memory from another warp's write of it (a refill after
+// the reads, write after read). `warps`: one warp at a time, until all of its threads wait at
+// __syncthreads or are done, so a warp runs ahead to its next barrier before the next warp starts
+// (and the warp that completes a barrier runs on past it); `warps-reverse` the same, last warp
+// first. cp.async copies land at their wait under `threads` (the latest the device may: a read
+// the wait does not cover sees old memory) and when issued under the warps schedules (the
+// earliest: a refill by cp.async overwrites what a warp behind has yet to read). A race-free
+// kernel gives the same bits under all three.
+enum class Schedule { Threads, Warps, WarpsReverse };
+bool scheduleOf(Schedule* out) {
+  const char* e = std::getenv("MESHTRAIN_CUDA_EMU_SCHEDULE");
+  if (!e || !*e || std::strcmp(e, "threads") == 0) *out = Schedule::Threads;
+  else if (std::strcmp(e, "warps") == 0) *out = Schedule::Warps;
+  else if (std::strcmp(e, "warps-reverse") == 0) *out = Schedule::WarpsReverse;
+  else return false;
+  return true;
+}
+
+// Runs fiber t (starting it the first time) until it switches back; true when it moved.
+bool resume(BlockRun& r, unsigned t) {
+  Fiber& f = r.fibers[t];
+  if (f.done) return false;
+  r.progress = false;
+  tFiber = &f;
+  tThread = &f.coords;
+  if (!f.started) {
+    prepareContext(f.ctx, stackFor(t), kStackBytes, fiberMain);
+    f.started = true;
+    r.progress = true;
+  }
+  switchContext(r.scheduler, f.ctx);
+  return r.progress;
+}
+
+}  // namespace
+
 void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx) {
   std::lock_guard<std::recursive_mutex> lock(launchMutex());
   const unsigned nThreads = li.block.x * li.block.y * li.block.z;
@@ -330,6 +373,14 @@ void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx) {
   r.fibers.resize(nThreads);
   r.coords.blockDim = li.block;
   r.coords.gridDim = li.grid;
+  Schedule schedule = Schedule::Threads;
+  const bool known = scheduleOf(&schedule);
+  r.eagerAsync = schedule != Schedule::Threads;
+  if (!known) {
+    r.aborted = true;
+    r.fault = std::string("MESHTRAIN_CUDA_EMU_SCHEDULE: unknown schedule '") + std::getenv("MESHTRAIN_CUDA_EMU_SCHEDULE") +
+              "' (threads, warps or warps-reverse)";
+  }
   const BlockRun* prevRun = tRun;
   Fiber* prevFiber = tFiber;
   const BlockCoords* prevBlock = tBlock;
@@ -361,21 +412,23 @@ void runGrid(const LaunchInfo& li, void (*body)(void*), void* ctx) {
           f.wait = Wait::None;
         }
         while (r.live > 0) {
-          r.progress = false;
-          for (unsigned t = 0; t < nThreads && !r.aborted; t++) {
-            Fiber& f = r.fibers[t];
-            if (f.done) continue;
-            tFiber = &f;
-            tThread = &f.coords;
-            if (!f.started) {
-              prepareContext(f.ctx, stackFor(t), kStackBytes, fiberMain);
-              f.started = true;
-              r.progress = true;
+          bool moved = false;
+          if (schedule == Schedule::Threads) {
+            for (unsigned t = 0; t < nThreads && !r.aborted; t++) moved |= resume(r, t);
+          } else {
+            const unsigned nw = (nThreads + 31) / 32;
+            for (unsigned k = 0; k < nw && !r.aborted; k++) {
+              const unsigned w = schedule == Schedule::WarpsReverse ? nw - 1 - k : k;
+              const unsigned end = std::min(nThreads, 32 * w + 32);
+              for (bool again = true; again && !r.aborted;) {
+                again = false;
+                for (unsigned t = 32 * w; t < end && !r.aborted; t++) again |= resume(r, t);
+                moved |= again;
+              }
             }
-            switchContext(r.scheduler, f.ctx);
           }
           if (r.aborted) break;
-          if (!r.progress) {
+          if (!moved) {
             r.fault = "block (" + std::to_string(bx) + "," + std::to_string(by) + "," + std::to_string(bz) +
                       ") deadlocked: " + describeWaits(r);
             r.aborted = true;
