@@ -38,7 +38,12 @@ if (!checks) {
 } else {
   /** The threads that read the refill (2) in a race scenario run under `schedule`. */
   const lateReaders = (scenario: string, schedule: string): number[] => {
-    const got = withSchedule(schedule, () => checks.run(scenario));
+    let got: string | number[];
+    try {
+      got = withSchedule(schedule, () => checks.run(scenario));
+    } catch (e) {
+      throw new Error(`${e}: an emulation build older than MESHTRAIN_CUDA_EMU_SCHEDULE? Rebuild build-emu (docs/gpu.md, "Emulated device")`);
+    }
     assert.ok(Array.isArray(got) && got.length === 64, `${scenario} under ${schedule}: ${got}`);
     return (got as number[]).flatMap((x, t) => (x === 2 ? [t] : []));
   };
