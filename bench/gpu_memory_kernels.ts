@@ -30,12 +30,13 @@ import {
   native,
   noGrad,
   ones,
-  randn,
+  rand,
   relu,
   sum,
   type Tensor,
   tensor,
   tidy,
+  zeros,
 } from '../src/index.ts';
 import { timeKernels } from './gpu_kernel_timing.ts';
 import { DEV } from './gpu_timing.ts';
@@ -80,11 +81,12 @@ const freeAll = () => {
   for (const t of keep.splice(0)) t.dispose();
 };
 
-const normal = (shape: number[], requiresGrad = false): Tensor =>
-  own(noGrad(() => randn(shape, { device: DEV }).to('bf16')).requiresGrad_(requiresGrad));
+// Uniform samples: drawn on the device (randn draws on the CPU and copies: seconds for the 0.4 G logits).
+const uniform = (shape: number[]): Tensor => noGrad(() => rand(shape, { device: DEV, low: -2, high: 2 }).to('bf16'));
+const normal = (shape: number[], requiresGrad = false): Tensor => own(uniform(shape).requiresGrad_(requiresGrad));
 /** A channels-last bf16 [n, c, h, w] (a permuted contiguous [n, h, w, c]), as ResNet runs them. */
 const image = (n: number, c: number, h: number, w: number, requiresGrad = false): Tensor =>
-  own(noGrad(() => randn([n, h, w, c], { device: DEV }).to('bf16').permute([0, 3, 1, 2])).requiresGrad_(requiresGrad));
+  own(noGrad(() => uniform([n, h, w, c]).permute([0, 3, 1, 2])).requiresGrad_(requiresGrad));
 
 function clearGrads(ts: Tensor[]): void {
   for (const t of ts) {
@@ -181,7 +183,7 @@ const builders: (() => Case[])[] = [
     const params = shapes.map((s) => normal(s, true));
     const opt = new AdamW(params, { lr: 1e-4, weightDecay: 0.1 });
     const setGrads = () => {
-      for (const p of params) p.grad = noGrad(() => randn([...p.shape], { device: DEV }).to('bf16').mul(1e-3));
+      for (const p of params) p.grad = noGrad(() => uniform([...p.shape]).mul(1e-3));
     };
     setGrads();
     opt.step(); // the first step copies the masters and zeroes the moments: not what is timed
@@ -205,7 +207,7 @@ const builders: (() => Case[])[] = [
       const res = image(n, C, H, W, true);
       const gy = image(n, C, H, W);
       const w = own(noGrad(() => ones([C], { device: DEV }).to('bf16')).requiresGrad_(true));
-      const b = own(noGrad(() => randn([C], { device: DEV }).to('bf16')).requiresGrad_(true));
+      const b = normal([C], true);
       const act = n * C * H * W * BF;
       const shape = `[${n}, ${C}, ${H}, ${W}] bf16 NHWC`;
       const bn = () => batchNorm2d(x, null, null, w, b, { training: true });
@@ -260,8 +262,8 @@ function opsOf(fn: () => void): string {
 /** Device seconds of a device-to-device copy of `bytes / 2` bytes (it reads and writes `bytes` in all). */
 function copySeconds(bytes: number): number {
   const half = Math.max(16, Math.round(bytes / 4) * 2);
-  const src = noGrad(() => randn([half / 2], { device: DEV }).to('bf16'));
-  const dst = noGrad(() => randn([half / 2], { device: DEV }).to('bf16'));
+  const src = zeros([half / 2], { dtype: 'bf16', device: DEV });
+  const dst = zeros([half / 2], { dtype: 'bf16', device: DEV });
   try {
     return timeKernels(() => native.copyBytes(src.id, src.offset * BF, dst.id, dst.offset * BF, half), TIMING).seconds;
   } finally {
