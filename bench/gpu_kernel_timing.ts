@@ -31,11 +31,18 @@ export interface KernelTime {
 
 /** Median over `rounds` of the device seconds per call of `iters` back-to-back calls of fn, after `warmup` calls. */
 export function timeKernels(fn: () => void, o: { iters: number; rounds: number; warmup: number }): KernelTime {
-  for (let w = 0; w < o.warmup; w++) fn();
+  let warmUs = 200;
+  for (let w = 0; w < o.warmup; w++) {
+    const t0 = performance.now();
+    fn();
+    warmUs = Math.min(w === 0 ? Number.POSITIVE_INFINITY : warmUs, (performance.now() - t0) * 1e3);
+  }
   cudaSynchronize(DEV);
   const spin = spinKernel();
-  // The first spin covers a generous guess of the host's time; later ones 2x what it measured.
-  let spinUs = 200 * o.iters + 1000;
+  // Each spin covers twice the host's time for a round (from the fastest warm-up call first, then as
+  // measured), at most 0.2 s: a round that still outlasts it is flagged.
+  const cap = 200_000;
+  let spinUs = Math.min(cap, 2 * warmUs * o.iters + 500);
   const dev: number[] = [];
   const host: number[] = [];
   let hostBoundRounds = 0;
@@ -51,7 +58,7 @@ export function timeKernels(fn: () => void, o: { iters: number; rounds: number; 
     );
     host.push((hostSec * 1e6) / o.iters);
     if (spin && hostSec * 1e6 > spinUs) hostBoundRounds++;
-    spinUs = Math.max(spinUs, 2 * hostSec * 1e6 + 200);
+    spinUs = Math.min(cap, Math.max(spinUs, 2 * hostSec * 1e6 + 200));
   }
   return { seconds: median(dev), hostUs: median(host), hostBoundRounds, spun: spin !== undefined };
 }
