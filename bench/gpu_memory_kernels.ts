@@ -253,7 +253,10 @@ function opsOf(fn: () => void): string {
     .map((e) => {
       const per = e.count / calls;
       const us = e.timed ? ` ${(((e.deviceMs ?? 0) / e.timed) * 1e3).toFixed(1)} us` : '';
-      return `${e.name.replace(/<T>$/, '')}${per !== 1 ? ` x${per}` : ''}${us}`;
+      // Launches through a local pointer carry its name ('k', 'kern'): the site says which.
+      const name = e.name.replace(/<T>$/, '');
+      const where = name.length <= 4 ? `@${e.site.replace(/^cuda\//, '')}` : '';
+      return `${name}${where}${per !== 1 ? ` x${per}` : ''}${us}`;
     })
     .join(', ');
   return syncs ? `${list}; ${syncs} host sync(s) per call!` : list;
