@@ -1,9 +1,10 @@
 /**
  * The CUDA suites on the emulated device: the addon built with -DMESHTRAIN_CUDA_EMU=ON (build-emu,
  * see docs/gpu.md) runs native/cuda's kernels, launchers and cuBLASLt calls on the CPU, with guard
- * bytes, NaN-filled fresh memory, pointer and launch checks. Each suite below runs in a child
- * process against that addon with its own real-GPU tolerances and must pass without skipping.
- * Without the emulation build it prints one SKIP line.
+ * bytes, NaN-filled fresh memory, pointer and launch checks. The suites below run against that
+ * addon with their own real-GPU tolerances, those of one environment together in one child process
+ * (one uvu test each group), and every file must run, pass and not skip. Without the emulation build
+ * it prints one SKIP line.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -115,18 +116,68 @@ const SUITES: [string, Record<string, string>][] = [
   // Not here: unit/cuda_resnet (about 4 minutes on the emulator; run it by hand), unit/cuda_nccl (needs a real GPU).
 ];
 
-/** Runs one test file against the emulated addon; returns its exit status and output. */
-function runSuite(suite: string, env: Record<string, string>): { status: number | null; output: string; seconds: number } {
+/**
+ * SUITES grouped by environment, in order of first appearance: each group runs in ONE child process.
+ * A child's start-up (node, tsx's loader, src/ and the addon) costs about 1.2 s of CPU on the 2-core CI
+ * machine, so one child per file spent over a minute of the suite's 15 on start-ups alone.
+ */
+function groups(): { suites: string[]; env: Record<string, string> }[] {
+  const byEnv = new Map<string, { suites: string[]; env: Record<string, string> }>();
+  for (const [suite, env] of SUITES) {
+    const key = JSON.stringify(Object.entries(env).sort());
+    const g = byEnv.get(key) ?? { suites: [], env };
+    g.suites.push(suite);
+    byEnv.set(key, g);
+  }
+  return [...byEnv.values()];
+}
+
+/** Runs the test files of `suites` in one child against the emulated addon; returns its exit status and output. */
+function runGroup(suites: string[], env: Record<string, string>): { status: number | null; output: string; seconds: number } {
   const started = performance.now();
-  const [dir, name] = suite.split('/');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', `test/${dir}`, `^${name}\\.test\\.ts$`], {
+  const pattern = `^(?:${suites.join('|')})\\.test\\.ts$`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'node_modules/uvu/bin.js', 'test', pattern], {
     cwd: root,
     encoding: 'utf8',
-    timeout: 120_000,
-    // CPU twins off (test/helpers/cpu_twins.ts): npm test runs them in the same files already.
-    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1', MESHTRAIN_TEST_CPU_TWINS: '0', ...env },
+    timeout: 120_000 * suites.length,
+    maxBuffer: 256 * 1024 * 1024,
+    // CPU twins off (test/helpers/cpu_twins.ts): npm test runs them in the same files already. No
+    // colours: checkRan reads uvu's per-file lines.
+    env: { ...process.env, MESHTRAIN_ADDON: addon, MESHTRAIN_CUDA_LIB_PATH: libDir, OMP_NUM_THREADS: '1', MESHTRAIN_TEST_CPU_TWINS: '0', NO_COLOR: '1', ...env },
   });
   return { status: r.status, output: `${r.stdout}${r.stderr}`, seconds: (performance.now() - started) / 1000 };
+}
+
+/** The test files `suite` names (uvu matches its pattern case-insensitively). */
+function suiteFiles(suite: string): string[] {
+  const [dir, name] = suite.split('/');
+  const re = new RegExp(`^${name}\\.test\\.ts$`, 'i');
+  return readdirSync(path.join(root, 'test', dir)).filter((f) => re.test(f)).map((f) => `${dir}/${f}`);
+}
+
+/** Each test file's passed and total tests in uvu's output: its header line, then "(passed / total)" per suite of the file. */
+function fileResults(output: string): Map<string, { passed: number; total: number }> {
+  const results = new Map<string, { passed: number; total: number }>();
+  let file: { passed: number; total: number } | null = null;
+  for (const line of output.split('\n')) {
+    const t = line.trim();
+    if (/^(?:unit|dist)\/\S+\.test\.ts$/.test(t)) {
+      file = { passed: 0, total: 0 };
+      results.set(t, file);
+    } else if (/^Total:/.test(t)) file = null;
+    const m = /\((\d+) \/ (\d+)\)$/.exec(t);
+    if (file && m) {
+      file.passed += Number(m[1]);
+      file.total += Number(m[2]);
+    }
+  }
+  return results;
+}
+
+/** uvu's failure reports in `output` (printed after each failing file, so not necessarily at the end), or its tail. */
+function failures(output: string): string {
+  const at = [...output.matchAll(/FAIL/g)].map((m) => m.index ?? 0).slice(0, 3);
+  return at.length ? at.map((i) => output.slice(Math.max(0, i - 200), i + 3000)).join('\n...\n') : output.slice(-8000);
 }
 
 test('every deviceTest file of test/unit runs on the emulated cuda:0 through some suite above', () => {
@@ -142,14 +193,25 @@ if (!existsSync(addon)) {
     console.log(`SKIP test/unit/cuda_emu: no emulation build at ${addon} (npx cmake-js compile --out build-emu --CDMESHTRAIN_CUDA_EMU=ON)`);
   });
 } else {
-  for (const [name, env] of SUITES) {
-    test(`${name} on the emulated device`, () => {
-      const r = runSuite(name, env);
-      const tail = r.output.slice(-4000);
-      assert.not.match(r.output, /\bSKIP\b/, `${name} skipped on the emulated device:\n${tail}`);
-      assert.match(r.output, /Total:\s+[1-9]/, `${name} ran no test:\n${tail}`);
-      assert.is(r.status, 0, `${name} failed on the emulated device (exit ${r.status}):\n${tail}`);
-      console.log(`  ${name}: passed on the emulated device in ${r.seconds.toFixed(1)} s`);
+  for (const { suites, env } of groups()) {
+    const envText = Object.keys(env).length ? ` (${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')})` : '';
+    test(`${suites.join(', ')} on the emulated device${envText}`, () => {
+      const r = runGroup(suites, env);
+      const empty = suites.filter((suite) => suiteFiles(suite).length === 0);
+      assert.equal(empty, [], `suites that name no test file: ${empty.join(', ')}`);
+      // Each file on its own: it ran, ran at least one test, and passed them all.
+      const results = fileResults(r.output);
+      const files = suites.flatMap(suiteFiles);
+      const bad = files.flatMap((f) => {
+        const x = results.get(f);
+        if (!x) return [`${f} (did not run)`];
+        if (x.total === 0) return [`${f} (ran no test)`];
+        return x.passed < x.total ? [`${f} (${x.passed} / ${x.total} passed)`] : [];
+      });
+      assert.equal(bad, [], `on the emulated device${envText}: ${bad.join(', ')}\n${failures(r.output)}`);
+      assert.not.match(r.output, /\bSKIP\b/, `skipped on the emulated device${envText}:\n${r.output.slice(-8000)}`);
+      assert.is(r.status, 0, `failed on the emulated device${envText} (exit ${r.status}):\n${failures(r.output)}`);
+      console.log(`  ${files.length} files${envText}: passed on the emulated device in ${r.seconds.toFixed(1)} s`);
     });
   }
 }
