@@ -1,8 +1,10 @@
 /**
  * The 16-byte paths of the memory-bound kernels (bench/gpu_memory_kernels.ts times them) give the
- * scalar paths' values bit for bit: each case runs once with aligned operands (the vector kernel)
- * and once with the same values in views one element off alignment (the scalar kernel), the launch
- * census naming which kernel ran, over every float dtype, odd sizes and repeated ids.
+ * scalar paths' values bit for bit (layer norm on a GPU: within the op suite's TOL, see EXACT):
+ * each case runs once with aligned operands (the vector kernel) and once with the same values in
+ * views one element off alignment (the scalar kernel), the launch census naming which kernel ran,
+ * over every float dtype, odd sizes and repeated ids. Layer norm's dw/db also match a JS
+ * reference of the kernels' summation order.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,6 +13,13 @@ import { assertSameBits } from '../helpers/bits.ts';
 import { maxRelErr, TOL } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
+/**
+ * The emulated device compiles with -ffp-contract=off, so products and sums round alone, as in the
+ * JS reference below: exact there. On a GPU nvcc may fuse a multiply-add in one kernel's order and
+ * not the other's: layer norm is held to the op suite's TOL there (the embedding kernels only copy
+ * and add, so they stay exact everywhere).
+ */
+const EXACT = 'cudaEmuChecks' in native;
 const FLOATS: DType[] = ['f32', 'f64', 'bf16', 'f16'];
 /** Elements per 16-byte vector (native/cuda/vec.cuh). */
 const VEC: Record<string, number> = { f64: 2, f32: 4, bf16: 8, f16: 8 };
@@ -141,8 +150,8 @@ if (!cudaIsAvailable()) {
           for (const k of ['y', 'dx', 'dw', 'db'] as const) {
             // The double sums of 16-bit and f32 values come out the same in either order here; f64's
             // own last bits move with the order, so f64 is held to the op suite's tolerance (TOL).
-            if (dtype !== 'f64') assertSameBits(`layerNorm ${k} ${what}`, vec[k], scalar[k]);
-            else assert.ok(maxRelErr(vec[k].toList() as number[], scalar[k].toList() as number[]) <= TOL.f64, `layerNorm ${k} ${what}`);
+            if (dtype !== 'f64' && EXACT) assertSameBits(`layerNorm ${k} ${what}`, vec[k], scalar[k]);
+            else assert.ok(maxRelErr(vec[k].toList() as number[], scalar[k].toList() as number[]) <= TOL[dtype], `layerNorm ${k} ${what}`);
           }
         });
       }
@@ -185,9 +194,14 @@ if (!cudaIsAvailable()) {
         layerNorm(x, cols, w, b).backward(g);
         const dw2 = (w.grad as Tensor).toList() as number[];
         const db2 = (b.grad as Tensor).toList() as number[];
+        const wants = Array.from({ length: cols }, (_, j) => [want(true, j), want(false, j)]);
+        if (!EXACT) {
+          const close = (got: number[], k: 0 | 1, scale: number) => maxRelErr(got, wants.map((v) => scale * v[k])) <= TOL[dtype];
+          assert.ok(close(dw1, 0, 1) && close(db1, 1, 1) && close(dw2, 0, 2) && close(db2, 1, 2), `${dtype}: dw, db within ${TOL[dtype]}`);
+          return;
+        }
         for (let j = 0; j < cols; j++) {
-          const sw = want(true, j);
-          const sb = want(false, j);
+          const [sw, sb] = wants[j];
           assert.ok(Object.is(dw1[j], round(sw)) && Object.is(db1[j], round(sb)), `${dtype} column ${j}: dw ${dw1[j]} vs ${round(sw)}, db ${db1[j]} vs ${round(sb)}`);
           assert.ok(Object.is(dw2[j], round(sw + dw1[j])) && Object.is(db2[j], round(sb + db1[j])), `${dtype} column ${j}: added into .grad`);
         }
