@@ -9,25 +9,16 @@
  * --smoke: small sizes, one step, for the emulated device (timings mean nothing).
  *   node --import tsx bench/gpu_row_pitch.ts [--smoke]
  */
-import { cudaIsAvailable, linear, matmul, noGrad, type RowPitchMode, randn, setRowPitchMode, type Tensor, tidy, transpose } from '../src/index.ts';
+import { cudaIsAvailable, linear, matmul, noGrad, type RowPitchMode, randn, type Tensor, tidy, transpose, withRowPitchMode } from '../src/index.ts';
 import { paddedPitch, rowPitchOf } from '../src/ops/row_pitch.ts';
 import { benchGpt } from './gpu_gpt.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
 
 const smoke = process.argv.includes('--smoke');
 
-function withMode<T>(mode: RowPitchMode, fn: () => T): T {
-  const before = setRowPitchMode(mode);
-  try {
-    return fn();
-  } finally {
-    setRowPitchMode(before);
-  }
-}
-
 /** Milliseconds of the head's forward, dgrad and wgrad products under `mode`, and the logits' row pitch. */
 function headProducts(mode: RowPitchMode, M: number, V: number, C: number): { ms: number[]; pitch: number } {
-  return withMode(mode, () =>
+  return withRowPitchMode(mode, () =>
     noGrad(() =>
       tidy(() => {
         const x = randn([M, C], { dtype: 'bf16', device: DEV });
@@ -50,7 +41,7 @@ if (!cudaIsAvailable()) {
 } else {
   const [M, V, C] = smoke ? [64, 1031, 32] : [8192, 50257, 768];
   const mode: RowPitchMode = smoke ? 'all' : 'auto';
-  console.log(`row pitch of [${M}, ${V}] bf16 products: ${withMode(mode, () => paddedPitch(M, V, 'bf16', DEV))} elements (${mode})`);
+  console.log(`row pitch of [${M}, ${V}] bf16 products: ${withRowPitchMode(mode, () => paddedPitch(M, V, 'bf16', DEV))} elements (${mode})`);
   const on = headProducts(mode, M, V, C);
   const off = headProducts('off', M, V, C);
   const names = ['forward x.wT', 'dgrad g.w', 'wgrad gT.x'];
@@ -62,7 +53,7 @@ if (!cudaIsAvailable()) {
     );
   }
   const steps = smoke ? 1 : 6;
-  const step = (m: RowPitchMode) => withMode(m, () => (smoke ? benchGpt(4, 16, steps, 'tiny') : benchGpt(8, 1024, steps)));
+  const step = (m: RowPitchMode) => withRowPitchMode(m, () => (smoke ? benchGpt(4, 16, steps, 'tiny') : benchGpt(8, 1024, steps)));
   const a = step(mode);
   const b = step('off');
   const headMs = (r: number[]) => r.reduce((s, v) => s + v, 0);

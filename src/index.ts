@@ -19,7 +19,7 @@ export { native } from './native.ts';
 export * as nn from './nn/index.ts';
 export { flattenParameters, Module, type RemovableHandle } from './nn/index.ts';
 export * from './ops/index.ts';
-export { type RowPitchMode, rowPitchMode, setRowPitchMode } from './ops/row_pitch.ts';
+export { type RowPitchMode, rowPitchMode, setRowPitchMode, withRowPitchMode } from './ops/row_pitch.ts';
 export * from './optim/index.ts';
 export * from './pipeline/index.ts';
 export { type CensusEntry, type CensusKind, type CensusTotals, censusTotals, cudaCensus, formatCensus } from './tensor/census.ts';

@@ -52,6 +52,20 @@ export function setRowPitchMode(m: RowPitchMode): RowPitchMode {
 }
 
 /**
+ * Runs `fn` with the pitch mode set to `m`, then restores the previous mode (also when `fn` throws).
+ * @example
+ * const logits = withRowPitchMode('off', () => model.forward(ids));  // dense logits for this call
+ */
+export function withRowPitchMode<T>(m: RowPitchMode, fn: () => T): T {
+  const before = setRowPitchMode(m);
+  try {
+    return fn();
+  } finally {
+    setRowPitchMode(before);
+  }
+}
+
+/**
  * The row pitch (in elements) a [rows, n] product of `dtype` on `dev` is written with: n itself
  * unless the rows are not a multiple of 16 bytes, the device's addon takes a pitch (matmul and
  * cross-entropy) and, in 'auto', the rows and the whole output are large enough to matter.

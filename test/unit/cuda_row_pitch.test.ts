@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
 import {
   AdamW, add, cast, cat, censusTotals, crossEntropy, cudaCensus, cudaIsAvailable, type DType, gelu, layerNorm, linear, logSoftmax, manualSeed, matmul,
-  memoryStats, mul, narrow, native, nn, noGrad, type RowPitchMode, randn, setRowPitchMode, softmax, sum, type Tensor, tensor, tidy, transpose,
+  memoryStats, mul, narrow, native, nn, noGrad, type RowPitchMode, randn, rowPitchMode, softmax, sum, type Tensor, tensor, tidy, transpose,withRowPitchMode, 
 } from '../../src/index.ts';
 import { alignedPitch, rowPitchOf } from '../../src/ops/row_pitch.ts';
 import { kernelsSay } from '../../src/tensor/backend.ts';
@@ -31,7 +31,10 @@ const EXACT = 'cudaEmuChecks' in native;
 const WEIGHT_TOL = 2 * 3 * 3e-3;
 
 function assertSame(what: string, got: Tensor, want: Tensor, tol = TOL[want.dtype]): void {
-  if (EXACT) return assertSameBits(what, got, want);
+  if (EXACT) {
+    assertSameBits(what, got, want);
+    return;
+  }
   const err = maxRelErr(got.to('cpu').contiguous().toList() as number[], want.to('cpu').contiguous().toList() as number[]);
   assert.ok(err <= tol, `${what}: max relative error ${err} > ${tol}`);
 }
@@ -49,6 +52,16 @@ test('rowPitchOf and alignedPitch: rows evenly spaced or not, 16 bytes per dtype
   assert.is(alignedPitch(64, 'bf16'), 64);
 });
 
+test('withRowPitchMode sets the mode for its call and restores it, also when the call throws (CPU)', () => {
+  const before = rowPitchMode();
+  assert.is(withRowPitchMode('off', () => rowPitchMode()), 'off');
+  assert.is(rowPitchMode(), before);
+  assert.throws(() => withRowPitchMode('all', () => { throw new Error('planted'); }), /planted/);
+  assert.is(rowPitchMode(), before);
+  assert.throws(() => withRowPitchMode('sometimes' as RowPitchMode, () => 1), /MESHTRAIN_PAD_LD must be 0, 1 \(auto\) or all, got "sometimes"/);
+  assert.is(rowPitchMode(), before);
+});
+
 test('view of rows at a pitch (a narrow of the last dim) is a view; one across the gap still throws (CPU)', () => {
   tidy(() => {
     const base = randn([2, 3, 8]);
@@ -61,22 +74,12 @@ test('view of rows at a pitch (a narrow of the last dim) is a view; one across t
   });
 });
 
-/** Runs `fn` with the pitch mode set, then restores it. */
-function withMode<T>(mode: RowPitchMode, fn: () => T): T {
-  const before = setRowPitchMode(mode);
-  try {
-    return fn();
-  } finally {
-    setRowPitchMode(before);
-  }
-}
-
 /** The pitch and 16-byte rounding per dtype: [dtype, N, padded pitch]. */
 const WIDTHS: [DType, number, number][] = [['f32', 67, 68], ['bf16', 67, 72], ['f16', 13, 16], ['f64', 67, 68]];
 
 /** Values of f(linear(x, w)) and the gradients of sum(f(...) * r) for x, w, under `mode`. */
 function opRun(mode: RowPitchMode, dtype: DType, N: number, f: (y: Tensor) => Tensor, expectPitch: number): Tensor[] {
-  return withMode(mode, () => {
+  return withRowPitchMode(mode, () => {
     manualSeed(7);
     const x = randn([2, 5, 24], { dtype, device: DEV }).requiresGrad_(true);
     const w = randn([N, 24], { dtype, device: DEV }).requiresGrad_(true);
@@ -122,7 +125,7 @@ if (!cudaIsAvailable()) {
     test(`linear [10, ${N}] ${dtype}: rows ${pitch} apart, its values, .contiguous(), toArray and the memory tag`, () => {
       tidy(() => {
         const run = (mode: RowPitchMode) =>
-          withMode(mode, () => {
+          withRowPitchMode(mode, () => {
             manualSeed(3);
             const x = randn([10, 24], { dtype, device: DEV });
             const w = randn([N, 24], { dtype, device: DEV });
@@ -159,7 +162,7 @@ if (!cudaIsAvailable()) {
     test(`crossEntropy over padded ${dtype} logits (linear with a bias): in place, gradient at the same pitch, equal to dense`, () => {
       tidy(() => {
         const run = (mode: RowPitchMode) =>
-          withMode(mode, () => {
+          withRowPitchMode(mode, () => {
             manualSeed(5);
             const x = randn([2, 5, 24], { dtype, device: DEV }).requiresGrad_(true);
             const w = randn([N, 24], { dtype, device: DEV }).requiresGrad_(true);
@@ -197,7 +200,7 @@ if (!cudaIsAvailable()) {
 
   test('backward products are dense: a parameter gradient [24, 67] f32 gets no pitch and no extra copy', () => {
     const run = (mode: RowPitchMode) =>
-      withMode(mode, () =>
+      withRowPitchMode(mode, () =>
         tidy(() => {
           manualSeed(9);
           const a = randn([10, 24], { device: DEV }).requiresGrad_(true);
@@ -220,7 +223,7 @@ if (!cudaIsAvailable()) {
 
   /** Losses and final weights of 3 AdamW steps of a GPT with an odd vocabulary under `mode`. */
   function gptRun(mode: RowPitchMode, dtype: DType, V: number): { losses: Tensor[]; weights: Tensor[] } {
-    return withMode(mode, () => {
+    return withRowPitchMode(mode, () => {
       manualSeed(11);
       const [B, T] = [2, 16];
       const model = nn.moduleToDevice(new GPT(gptConfig('tiny', { vocabSize: V, nCtx: T, dropout: 0, dtype })), DEV);
@@ -255,7 +258,7 @@ if (!cudaIsAvailable()) {
   test('census: the padded GPT step copies nothing more than the dense one (no copy of the logits)', () => {
     const [B, T, V] = [2, 16, 67];
     const census = (mode: RowPitchMode, extra: (logits: Tensor) => void) =>
-      withMode(mode, () => {
+      withRowPitchMode(mode, () => {
         manualSeed(11);
         const model = nn.moduleToDevice(new GPT(gptConfig('tiny', { vocabSize: V, nCtx: T, dropout: 0, dtype: 'bf16' })), DEV);
         const ids = tensor(Array.from({ length: B * T }, (_, i) => (i * 31) % V), { dtype: 'i32', shape: [B, T], device: DEV });
