@@ -17,6 +17,22 @@ import { defaultTag } from './tag_context.ts';
 /** Frees storages of tensors that were neither disposed nor scoped: a safety net only. */
 const finalizer = new FinalizationRegistry<Storage>((s) => s.release());
 
+/**
+ * Unscoped tensors wait here before joining the registry: most are disposed within the same
+ * synchronous run (an op's result, a backward seed), and a register + unregister pair costs more
+ * host time than such an op's own TypeScript. They join at the next microtask checkpoint, which
+ * comes before any finalizer can run (those are tasks), or every NET_BATCH tensors in a long
+ * synchronous loop, which bounds what this list holds.
+ */
+const awaitingNet: Tensor[] = [];
+const NET_BATCH = 1024;
+let netFlushQueued = false;
+
+/** Where a tensor stands with the finalizer's safety net: not in it, in awaitingNet, registered. */
+const NET_NONE = 0;
+const NET_AWAITING = 1;
+const NET_REGISTERED = 2;
+
 export interface TensorOptions {
   dtype?: DType;
   device?: Device;
@@ -38,7 +54,7 @@ export class Tensor {
   kept = false;
   private _gradReadyHooks: ((t: Tensor) => void)[] | null = null;
   private _storage: Storage | null;
-  private finalized = false;
+  private net = NET_NONE;
 
   /** Hooks run when this leaf's gradient for the current backward pass is complete. */
   get gradReadyHooks(): ((t: Tensor) => void)[] {
@@ -53,9 +69,33 @@ export class Tensor {
   }
 
   escaped(): void {
-    if (this.finalized || this._storage === null) return;
-    finalizer.register(this, this._storage, this);
-    this.finalized = true;
+    if (this.net !== NET_NONE || this._storage === null) return;
+    this.awaitNet();
+  }
+
+  private awaitNet(): void {
+    this.net = NET_AWAITING;
+    awaitingNet.push(this);
+    if (awaitingNet.length >= NET_BATCH) Tensor.flushNet();
+    else if (!netFlushQueued) {
+      netFlushQueued = true;
+      queueMicrotask(Tensor.flushNet);
+    }
+  }
+
+  /** Registers the waiting tensors that are still alive (see awaitingNet). */
+  private static flushNet(): void {
+    netFlushQueued = false;
+    for (const t of awaitingNet) {
+      if (t.net !== NET_AWAITING) continue;
+      if (t._storage === null) {
+        t.net = NET_NONE;
+        continue;
+      }
+      finalizer.register(t, t._storage, t);
+      t.net = NET_REGISTERED;
+    }
+    awaitingNet.length = 0;
   }
 
   /** Wraps a storage (its reference is taken over by this tensor). Use factories instead. */
@@ -66,10 +106,7 @@ export class Tensor {
     this.offset = offset;
     this.dtype = dtype;
     // A scoped tensor is freed by its scope; only unscoped ones need the (costly) safety net.
-    if (!track(this)) {
-      finalizer.register(this, storage, this);
-      this.finalized = true;
-    }
+    if (!track(this)) this.awaitNet();
   }
 
   /** A new uninitialized (or zeroed) contiguous tensor. */
@@ -127,7 +164,7 @@ export class Tensor {
   /** Releases this handle's storage reference and its autograd node. Idempotent. */
   dispose(): void {
     if (this._storage === null) return;
-    if (this.finalized) finalizer.unregister(this);
+    if (this.net === NET_REGISTERED) finalizer.unregister(this);
     this._storage.release();
     this._storage = null;
     if (this.gradFn) {
@@ -157,7 +194,8 @@ export class Tensor {
     self.offset = offset;
     self.strides = contiguousStrides(this.shape);
     this._storage = storage;
-    if (this.finalized) {
+    // A tensor still awaiting the net joins it with whatever storage it has then.
+    if (this.net === NET_REGISTERED) {
       finalizer.unregister(this);
       finalizer.register(this, storage, this);
     }

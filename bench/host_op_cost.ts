@@ -1,0 +1,232 @@
+/**
+ * Host cost of the eager op path: CPU µs per call (process CPU for the tiny ops, main-thread CPU
+ * from bench/thread_cpu.ts for the model steps, whose rounds are long; medians of rounds)
+ * of tiny ops through the public API, each as a ratio to the N-API floor measured in the same
+ * process (native.cuda.hostBench.noop, or native.liveStorages on a build without CUDA), and to
+ * PyTorch's µs per call of the same CPU op where python3 can import torch (bench/torch_host_ops.py):
+ *
+ *   add [1] cpu / cuda:0               add(a, b).dispose(), unscoped (the finalizer's safety net included)
+ *   add [1] requiresGrad fwd+bwd       add(a, b).backward() into accumulating leaf grads
+ *   matmul 64^3 bf16 cuda:0, no grad   matmul(a, b).dispose() under noGrad
+ *   mm 64^3 f32 / bf16 cpu, no grad    the same on the CPU (real oneDNN work: PyTorch does the same)
+ *   linear 64x64 bf16 cuda:0 fwd+bwd   linear(x, W, b).backward(g) with W and b requiring grad
+ *   ResNet-101 / GPT-2 124M step       an eager bf16 training step (bench/host_floor_resnet.ts and
+ *                                      bench/host_profile.ts's steps), µs per device op (cudaCensus)
+ *
+ * CUDA lines need the emulated device in skip mode (docs/host_floor.md: kernels are checked and
+ * counted, not run, so the CPU time is the host's): without one the script reruns itself there
+ * (build-emu), as the host_* benches do; on a build without it only the CPU lines print.
+ *
+ *   npx tsx bench/host_op_cost.ts [--quick] [--no-models] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs';
+import { ResNet } from '../models/index.ts';
+import {
+  add,
+  censusTotals,
+  crossEntropy,
+  cudaCensus,
+  cudaIsAvailable,
+  cudaSynchronize,
+  destroyDistributed,
+  initDistributed,
+  linear,
+  manualSeed,
+  matmul,
+  native,
+  nn,
+  noGrad,
+  ones,
+  randn,
+  SGD,
+  tensor,
+  tidy,
+} from '../src/index.ts';
+import { emulated, rerunEmulated, skipMode } from './emu_rerun.ts';
+import { gptEngineStep } from './gpu_census_gpt.ts';
+import { threadCpuMs } from './thread_cpu.ts';
+import { median } from './timing.ts';
+import { runTorchPeer } from './torch_peer.ts';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 3 : 7;
+/** CPU per round; the process's CPU time (getrusage: exact), since the thread's schedstat advances only at scheduler ticks. */
+const ROUND_MS = quick ? 20 : 60;
+const DEV = 'cuda:0';
+
+interface Row {
+  name: string;
+  us: number;
+  /** PyTorch's µs for the same op, where measured. */
+  torch?: number;
+}
+
+/**
+ * µs of process CPU per call of fn: median of ROUNDS rounds of about ROUND_MS each. The process's
+ * figure, not the main thread's: schedstat (threadCpuMs) only moves at scheduler ticks, too coarse
+ * for rounds this short; V8's helper threads are included, which is real cost of the op's garbage.
+ */
+function perCall(fn: () => void, sync = false): number {
+  for (let i = 0; i < 50; i++) fn(); // warm-up: compilation, plans, caches
+  // Calls per round by wall time, doubling until a batch is long enough to scale from (warm by then).
+  let n = 16;
+  for (;;) {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) fn();
+    const ms = performance.now() - t0;
+    if (ms >= ROUND_MS / 4) {
+      n = Math.max(1, Math.round((n * ROUND_MS) / ms));
+      break;
+    }
+    n *= 2;
+  }
+  const out: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (sync) cudaSynchronize(DEV);
+    const a = process.cpuUsage();
+    for (let i = 0; i < n; i++) fn();
+    const u = process.cpuUsage(a);
+    out.push((u.user + u.system) / n);
+  }
+  return median(out);
+}
+
+function tinyOps(rows: Row[], cuda: boolean): void {
+  const devices = cuda ? (['cpu', DEV] as const) : (['cpu'] as const);
+  for (const dev of devices) {
+    const [a, b] = noGrad(() => [randn([1], { device: dev }), randn([1], { device: dev })]);
+    rows.push({ name: `add [1] ${dev}`, us: perCall(() => add(a, b).dispose(), dev !== 'cpu') });
+    a.dispose();
+    b.dispose();
+  }
+  for (const dev of devices) {
+    const a = randn([1], { device: dev, requiresGrad: true });
+    const b = randn([1], { device: dev, requiresGrad: true });
+    rows.push({
+      name: `add [1] ${dev}, requiresGrad fwd+bwd`,
+      us: perCall(() => {
+        const y = add(a, b);
+        y.backward();
+        y.dispose();
+      }, dev !== 'cpu'),
+    });
+    a.dispose();
+    b.dispose();
+  }
+  const mm = (dev: 'cpu' | typeof DEV, dtype: 'f32' | 'bf16') => {
+    const [x, y] = noGrad(() => tidy(() => [randn([64, 64]).to(dtype).to(dev), randn([64, 64]).to(dtype).to(dev)]));
+    const us = noGrad(() => perCall(() => matmul(x, y).dispose(), dev !== 'cpu'));
+    x.dispose();
+    y.dispose();
+    return us;
+  };
+  rows.push({ name: 'mm 64^3 f32 cpu, no grad', us: mm('cpu', 'f32') });
+  rows.push({ name: 'mm 64^3 bf16 cpu, no grad', us: mm('cpu', 'bf16') });
+  if (!cuda) return;
+  rows.push({ name: `matmul 64^3 bf16 ${DEV}, no grad`, us: mm(DEV, 'bf16') });
+  const [x, g] = noGrad(() => tidy(() => [randn([64, 64]).to('bf16').to(DEV), ones([64, 64], { dtype: 'bf16', device: DEV })]));
+  const w = noGrad(() => tidy(() => randn([64, 64]).to('bf16').to(DEV))).requiresGrad_();
+  const bias = noGrad(() => tidy(() => randn([64]).to('bf16').to(DEV))).requiresGrad_();
+  rows.push({
+    name: `linear 64x64 bf16 ${DEV}, fwd+bwd`,
+    us: perCall(() => {
+      const y = linear(x, w, bias);
+      y.backward(g);
+      y.dispose();
+    }, true),
+  });
+  for (const t of [x, g, w, bias]) t.dispose();
+}
+
+/** µs of main-thread CPU per device op of `step` (the census counts one step's device ops). */
+function perDeviceOp(step: () => void, steps: number): { us: number; ops: number } {
+  for (let k = 0; k < 3; k++) step();
+  cudaSynchronize(DEV);
+  const ops = censusTotals(cudaCensus(step).entries).deviceOps;
+  const per: number[] = [];
+  // Rounds of a few steps each, median: another process's burst spoils one round, not the figure.
+  const chunk = Math.max(1, Math.floor(steps / 5));
+  for (let done = 0; done < steps; done += chunk) {
+    const c0 = threadCpuMs();
+    for (let k = 0; k < chunk; k++) step();
+    per.push(((threadCpuMs() - c0) * 1e3) / chunk / ops);
+  }
+  return { us: median(per), ops };
+}
+
+function resnetStep(rows: Row[]): void {
+  manualSeed(0);
+  const model = nn.moduleToDevice(new ResNet(101, { numClasses: 10, dtype: 'bf16' }), DEV);
+  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+  const x = noGrad(() => tidy(() => randn([2, 3, 32, 32]).to('bf16').to(DEV)));
+  const y = tensor([0, 1], { dtype: 'i64', device: DEV });
+  try {
+    const r = perDeviceOp(
+      () =>
+        tidy(() => {
+          crossEntropy(model.forward(x), y).backward();
+          opt.step();
+          opt.zeroGrad();
+        }),
+      quick ? 10 : 30,
+    );
+    rows.push({ name: `ResNet-101 bf16 eager step, per device op (${r.ops} ops)`, us: r.us });
+  } finally {
+    x.dispose();
+    y.dispose();
+    model.dispose();
+  }
+}
+
+async function gptStep(rows: Row[]): Promise<void> {
+  await initDistributed({ timeoutMs: 30_000 });
+  const s = await gptEngineStep({ size: '124M', layers: 12, nEmbd: 768, nHead: 12, seq: 1024, batch: 1, vocab: 50257 });
+  try {
+    const r = perDeviceOp(() => s.step(), quick ? 10 : 30);
+    rows.push({ name: `GPT-2 124M bf16 engine step, per device op (${r.ops} ops)`, us: r.us });
+  } finally {
+    s.dispose();
+    await destroyDistributed();
+  }
+}
+
+/** PyTorch's µs per call for the CPU lines, by our row name; or why not. */
+function torchPeer(): Map<string, number> | string {
+  const r = runTorchPeer<{ name: string; us: number }>('torch_host_ops.py', quick ? ['--rounds', '3', '--ms', '20'] : [], { timeoutMs: 120_000 });
+  if (!r.ok) return r.reason;
+  const ours: Record<string, string> = {
+    'add [1] cpu': 'add [1] cpu',
+    'add [1] cpu, requiresGrad fwd+bwd': 'add [1] cpu, requiresGrad fwd+bwd',
+    'mm 64^3 f32 cpu': 'mm 64^3 f32 cpu, no grad',
+    'mm 64^3 bf16 cpu': 'mm 64^3 bf16 cpu, no grad',
+  };
+  return new Map(r.results.filter((p) => ours[p.name]).map((p) => [ours[p.name], p.us]));
+}
+
+async function main(cuda: boolean): Promise<void> {
+  const hostBench = (native as unknown as { cuda?: { hostBench?: { noop(): void } } }).cuda?.hostBench;
+  const floorFn = hostBench ? () => hostBench.noop() : () => void native.liveStorages();
+  const rows: Row[] = [];
+  const floor = perCall(floorFn);
+  rows.push({ name: hostBench ? 'N-API no-op (hostBench.noop): the floor' : 'N-API call (liveStorages): the floor', us: floor });
+  tinyOps(rows, cuda);
+  if (cuda && !process.argv.includes('--no-models')) {
+    resnetStep(rows);
+    await gptStep(rows);
+  }
+  const peer = torchPeer();
+  if (typeof peer !== 'string') for (const r of rows) r.torch = peer.get(r.name);
+  const w = Math.max(...rows.map((r) => r.name.length));
+  console.log(`CPU µs per call (median of ${ROUNDS} rounds of ~${ROUND_MS} ms)${cuda ? ', cuda:0 emulated in skip mode' : ''}`);
+  console.log(`${'op'.padEnd(w)}  ${'µs'.padStart(8)}  ${'x floor'.padStart(8)}  ${'torch µs'.padStart(8)}  ${'x torch'.padStart(7)}`);
+  for (const r of rows) {
+    const t = r.torch === undefined ? ['', ''] : [r.torch.toFixed(2), (r.us / r.torch).toFixed(2)];
+    console.log(`${r.name.padEnd(w)}  ${r.us.toFixed(2).padStart(8)}  ${(r.us / floor).toFixed(1).padStart(8)}  ${t[0].padStart(8)}  ${t[1].padStart(7)}`);
+  }
+  if (typeof peer === 'string') console.log(`torch peer: skipped (${peer})`);
+  const j = process.argv.indexOf('--json');
+  if (j >= 0) writeFileSync(process.argv[j + 1], JSON.stringify({ floorUs: floor, rounds: ROUNDS, roundMs: ROUND_MS, rows }, null, 1));
+}
+
+if (cudaIsAvailable() && emulated() && skipMode()) await main(true);
+else if (cudaIsAvailable() || !rerunEmulated()) await main(false);
