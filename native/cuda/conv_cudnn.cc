@@ -65,8 +65,12 @@ std::mutex& planMutex() {
   return m;
 }
 
-std::map<std::vector<int64_t>, std::unique_ptr<Plan>>& plans() {
-  static auto* p = new std::map<std::vector<int64_t>, std::unique_ptr<Plan>>();
+// A problem: device, pass, dtype, the 14 sizes of CudaConvShape, the two layouts. A fixed array,
+// so a call's lookup allocates nothing.
+using PlanKey = std::array<int64_t, 19>;
+
+std::map<PlanKey, std::unique_ptr<Plan>>& plans() {
+  static auto* p = new std::map<PlanKey, std::unique_ptr<Plan>>();
   return *p;
 }
 
@@ -261,8 +265,8 @@ bool cudnnConv(int dev, CudaConvProp prop, int dtype, const CudaConvShape& s, co
   const bool nhwcFilter = la == 1 && lb == 1;
   Checker check{*api, prop, dtype, s};
   std::lock_guard<std::mutex> lock(planMutex());
-  std::vector<int64_t> key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
-                           s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
+  const PlanKey key{dev, prop, dtype, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw,
+                    s.ph, s.pw, s.dh, s.dw, s.groups, la, lb};
   auto& slot = plans()[key];
   const bool fresh = !slot;
   if (fresh) {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+#include "cuda/block_lists.h"
 #include "cuda/census.h"
 #include "cuda/host_sync.h"
 #include "cuda/runtime.h"
@@ -21,20 +22,11 @@
 namespace mt {
 namespace {
 
-constexpr size_t kMinBlock = 512;       // every block 512-byte aligned: vector loads never straddle
-constexpr size_t kSmallLimit = 1 << 20;  // below 1 MiB, round to 512 bytes
-
-// Above 1 MiB, classes 1/8 of a power of two apart (at most 12.5% slack).
-size_t sizeClass(size_t bytes) {
-  if (bytes == 0) return kMinBlock;
-  if (bytes < kSmallLimit) return (bytes + kMinBlock - 1) / kMinBlock * kMinBlock;
-  size_t top = size_t(1) << (63 - __builtin_clzll(bytes));
-  size_t step = top / 8;
-  return (bytes + step - 1) / step * step;
-}
+// Every block a multiple of 512 bytes (so 512-byte aligned: vector loads never straddle).
+size_t sizeClass(size_t bytes) { return BlockLists::sizeClass(bytes); }
 
 struct DeviceCache {
-  std::multimap<size_t, void*> free;
+  BlockLists free;
   DeviceCacheStats stats;
   int64_t capturing = 0;  // the graph pool being captured on this device (0: none)
 };
@@ -77,11 +69,10 @@ DeviceCache& cacheOf(int dev) {
 
 void releaseAll(int dev, DeviceCache& c) {
   cudaUseDevice(dev);
-  for (auto& [cap, p] : c.free) {
+  c.free.drain([&](size_t cap, void* p) {
     cudaFree(p);
     c.stats.reservedBytes -= int64_t(cap);
-  }
-  c.free.clear();
+  });
   c.stats.cachedBytes = 0;
 }
 
@@ -122,10 +113,7 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
       return p;
     }
   }
-  auto it = c.free.find(cap);
-  if (it != c.free.end()) {
-    void* p = it->second;
-    c.free.erase(it);
+  if (void* p = c.free.take(cap)) {
     c.stats.cachedBytes -= int64_t(cap);
     c.stats.hits++;
     *capacity = cap;
@@ -173,7 +161,8 @@ void* cudaAllocBlock(int dev, size_t bytes, size_t* capacity) {
 void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
   std::lock_guard<std::mutex> lock(cacheMutex());
   DeviceCache& c = cacheOf(dev);
-  auto owner = blockPool().find(ptr);
+  // No graph pools (eager training): nothing to look up.
+  auto owner = blockPool().empty() ? blockPool().end() : blockPool().find(ptr);
   if (owner == blockPool().end() && c.capturing) {
     // Allocated before the capture, used by it: the replays still write it.
     owner = joinPool(ptr, c.capturing);
@@ -188,7 +177,7 @@ void cudaFreeBlock(int dev, void* ptr, size_t capacity) {
     if (--pool.owned == 0) pools().erase(owner->second);
     blockPool().erase(owner);
   }
-  c.free.emplace(capacity, ptr);
+  c.free.put(capacity, ptr);
 #ifdef MESHTRAIN_CUDA_EMU
   emu::blockCached(ptr);  // poisoned while free: a later write to it is reported
 #endif
@@ -222,7 +211,7 @@ void cudaPoolRelease(int64_t id) {
     pool.owned--;
     c.stats.graphBytes -= int64_t(cap);
     c.stats.cachedBytes += int64_t(cap);
-    c.free.emplace(cap, p);
+    c.free.put(cap, p);
 #ifdef MESHTRAIN_CUDA_EMU
     emu::blockCached(p);
 #endif

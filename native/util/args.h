@@ -9,19 +9,27 @@
 
 namespace mt {
 
+// One N-API call per argument: the getters themselves refuse a value of another type (and a
+// missing argument, which reads as undefined), so no napi_typeof first (bindings take ~20 each).
 inline int64_t argInt(const Napi::CallbackInfo& info, size_t i) {
-  MT_CHECK(info.Length() > i && info[i].IsNumber(), "argument ", i, " must be a number");
-  return info[i].As<Napi::Number>().Int64Value();
+  int64_t v = 0;
+  MT_CHECK(i < info.Length() && napi_get_value_int64(info.Env(), info[i], &v) == napi_ok, "argument ", i,
+           " must be a number");
+  return v;
 }
 
 inline double argNum(const Napi::CallbackInfo& info, size_t i) {
-  MT_CHECK(info.Length() > i && info[i].IsNumber(), "argument ", i, " must be a number");
-  return info[i].As<Napi::Number>().DoubleValue();
+  double v = 0;
+  MT_CHECK(i < info.Length() && napi_get_value_double(info.Env(), info[i], &v) == napi_ok, "argument ", i,
+           " must be a number");
+  return v;
 }
 
 inline bool argBool(const Napi::CallbackInfo& info, size_t i) {
-  MT_CHECK(info.Length() > i && info[i].IsBoolean(), "argument ", i, " must be a boolean");
-  return info[i].As<Napi::Boolean>().Value();
+  bool v = false;
+  MT_CHECK(i < info.Length() && napi_get_value_bool(info.Env(), info[i], &v) == napi_ok, "argument ", i,
+           " must be a boolean");
+  return v;
 }
 
 // napi_get_value_int64's rule for a double: truncated toward zero, saturated, NaN/infinite -> 0.

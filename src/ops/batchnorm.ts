@@ -8,12 +8,11 @@
 import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
-import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
 import { add, relu } from './elementwise.ts';
 import * as k from './kernels.ts';
-import { asLayoutOf, checkImage, prefersChannelsLast, sameLayout } from './nchw.ts';
+import { asLayoutOf, checkImage, isChannelsLast, sameLayout } from './nchw.ts';
 import { statDType } from './nn_util.ts';
 
 export interface BatchNormOptions {
@@ -28,12 +27,6 @@ export interface BatchNormOptions {
    * statistics launch, with no launch of its own. Ignored when evaluating.
    */
   numBatchesTracked?: Tensor | null;
-}
-
-/** The [outer, C, inner] view the native kernels take of a dense activation. */
-function geometry(x: Tensor): [number, number, number] {
-  const [N, C, H, W] = x.shape;
-  return prefersChannelsLast(x) ? [N * H * W, C, 1] : [N, C, H * W];
 }
 
 function checkChannelVector(t: Tensor | null, name: string, x: Tensor, S: DType): void {
@@ -55,10 +48,10 @@ function asStat(t: Tensor | null, dtype: DType, owned: Tensor[]): Tensor | null 
  * The dtype the kernels read weight and bias in: their own 16-bit one where the kernel table reads
  * it directly (CUDA: no cast copies each step, gradients written in it), else the statistics'.
  */
-function affineDType(dev: Device, weight: Tensor | null, bias: Tensor | null, S: DType): DType {
+function affineDType(direct: boolean, weight: Tensor | null, bias: Tensor | null, S: DType): DType {
   const d = (weight ?? bias)?.dtype ?? S;
   if (d === S || (weight && bias && weight.dtype !== bias.dtype)) return S;
-  return kernelsSay(dev, 'batchNormAffine16') ? d : S;
+  return direct ? d : S;
 }
 
 function checkCounter(n: Tensor | null | undefined): void {
@@ -128,10 +121,14 @@ export function batchNorm2dRelu(
 /** The fused kernels take x dense (NCHW or channels-last) and the residual in x's very layout. */
 function fusable(x: Tensor, r: Tensor | null): boolean {
   if (x.device === 'cpu' || !kernelsSay(x.device, 'batchNormRelu')) return false;
-  const dense = (t: Tensor) => t.isContiguous || prefersChannelsLast(t);
-  if (!dense(x)) return false;
+  if (!denseImage(x)) return false;
   if (!r) return true;
-  return r.device === x.device && r.dtype === x.dtype && dense(r) && sameLayout(r, x);
+  return r.device === x.device && r.dtype === x.dtype && denseImage(r) && sameLayout(r, x);
+}
+
+/** NCHW-contiguous or channels-last. */
+function denseImage(t: Tensor): boolean {
+  return t.isContiguous || isChannelsLast(t.shape, t.strides);
 }
 
 /** What batchNorm2d does, with the ReLU (and the residual) fused in when `fuse` is given. */
@@ -164,17 +161,20 @@ function normalize(
     throw new Error(`batchNorm2d: training needs more than one value per channel, got x ${fmt(x.shape)}`);
   }
   checkCounter(opts.numBatchesTracked);
-  for (const [t, name] of [[runningMean, 'runningMean'], [runningVar, 'runningVar']] as const) {
-    if (t?.requiresGrad) throw new Error(`batchNorm2d: ${name} must not require grad`);
-  }
+  if (runningMean?.requiresGrad) throw new Error('batchNorm2d: runningMean must not require grad');
+  if (runningVar?.requiresGrad) throw new Error('batchNorm2d: runningVar must not require grad');
 
   const owned: Tensor[] = [];
   // The kernels take NCHW-contiguous or channels-last; any other layout is copied to NCHW.
-  const xs = x.isContiguous || prefersChannelsLast(x) ? x : k.copy(x);
+  const contiguous = x.isContiguous;
+  const last = !contiguous && isChannelsLast(x.shape, x.strides);
+  const xs = contiguous || last ? x : k.copy(x);
   if (xs !== x) owned.push(xs);
-  const [outer, , inner] = geometry(xs);
-  const A = affineDType(dev, weight, bias, S);
+  // The [outer, C, inner] view the native kernels take (x's own layout when it is dense).
+  const outer = last ? N * H * W : N;
+  const inner = last ? 1 : H * W;
   const direct = kernelsSay(dev, 'batchNormAffine16');
+  const A = affineDType(direct, weight, bias, S);
   const w = asStat(weight, A, owned);
   const b = asStat(bias, A, owned);
   const rm = asStat(runningMean, S, owned);
@@ -183,19 +183,40 @@ function normalize(
   const invstd = k.empty([C], S, undefined, false, dev);
   owned.push(mean, invstd);
   const out = k.emptyLike(xs);
-  const id = (t: Tensor | null) => (t ? t.id : 0);
-  const off = (t: Tensor | null) => (t ? t.offset : 0);
   const counter = opts.training ? (opts.numBatchesTracked ?? null) : null;
   const res = fuse?.residual ?? null;
-  // The fused ReLU's arguments follow the affine dtype and counter (f32 weights and no counter
-  // when batchNormAffine16 is masked: bench/gpu_resnet_copies.ts).
-  const affineTail = direct || fuse ? [dtypeCode(A), direct ? id(counter) : 0, direct ? off(counter) : 0] : [];
-  const tail = [...affineTail, ...(fuse ? [true, id(res), off(res)] : [])];
-  kern.batchNormForward(
-    dtypeCode(x.dtype), xs.id, xs.offset, out.id, out.offset, outer, C, inner,
-    id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
-    id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps, ...tail,
-  );
+  const code = dtypeCode(x.dtype);
+  // Arguments written out, not spread (a spread call costs an iterator per array). The fused
+  // ReLU's arguments follow the affine dtype and counter (f32 weights and no counter when
+  // batchNormAffine16 is masked: bench/gpu_resnet_copies.ts); older addons take neither.
+  const wId = id(w);
+  const wOff = off(w);
+  const bId = id(b);
+  const bOff = off(b);
+  const rmId = id(rm);
+  const rmOff = off(rm);
+  const rvId = id(rv);
+  const rvOff = off(rv);
+  if (direct || fuse) {
+    const cId = direct ? id(counter) : 0;
+    const cOff = direct ? off(counter) : 0;
+    if (fuse) {
+      kern.batchNormForward(
+        code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
+        rmId, rmOff, rvId, rvOff, opts.training, momentum, eps, dtypeCode(A), cId, cOff, true, id(res), off(res),
+      );
+    } else {
+      kern.batchNormForward(
+        code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
+        rmId, rmOff, rvId, rvOff, opts.training, momentum, eps, dtypeCode(A), cId, cOff,
+      );
+    }
+  } else {
+    kern.batchNormForward(
+      code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
+      rmId, rmOff, rvId, rvOff, opts.training, momentum, eps,
+    );
+  }
   if (counter && !direct) countBatch(counter);
   // Running statistics kept in another dtype or layout get the updated values back.
   if (opts.training) {
@@ -217,12 +238,30 @@ function normalize(
       const gw = weight?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       const gb = bias?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       const gr = res?.requiresGrad ? k.emptyLike(sx) : null;
-      const reluTail = sy ? [sy.id, sy.offset, id(gr), off(gr)] : [];
-      kern.batchNormBackward(
-        dtypeCode(x.dtype), gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset,
-        sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw), id(gb), off(gb),
-        outer, C, inner, training, ...(direct || fuse ? [dtypeCode(A), ...reluTail] : []),
-      );
+      const swId = id(sw);
+      const swOff = off(sw);
+      const gxId = id(gx);
+      const gxOff = off(gx);
+      const gwId = id(gw);
+      const gwOff = off(gw);
+      const gbId = id(gb);
+      const gbOff = off(gb);
+      if (sy) {
+        kern.batchNormBackward(
+          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
+          outer, C, inner, training, dtypeCode(A), sy.id, sy.offset, id(gr), off(gr),
+        );
+      } else if (direct) {
+        kern.batchNormBackward(
+          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
+          outer, C, inner, training, dtypeCode(A),
+        );
+      } else {
+        kern.batchNormBackward(
+          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
+          outer, C, inner, training,
+        );
+      }
       if (gs !== g) gs.dispose();
       const grads = [gx, castTo(gw, weight), castTo(gb, bias)];
       return res ? [...grads, gr] : grads;
@@ -230,6 +269,16 @@ function normalize(
   });
   for (const t of owned) t.dispose();
   return result;
+}
+
+/** A tensor argument's storage id, 0 for none. */
+function id(t: Tensor | null): number {
+  return t ? t.id : 0;
+}
+
+/** A tensor argument's element offset, 0 for none. */
+function off(t: Tensor | null): number {
+  return t ? t.offset : 0;
 }
 
 /** g in p's dtype (g itself when it already is). */

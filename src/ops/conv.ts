@@ -49,7 +49,26 @@ function channelsLast(t: Tensor, owned: Tensor[]): Tensor {
  * NHWC as fast as a copy here would), anything else copied to channels-last.
  */
 function denseInput(x: Tensor, owned: Tensor[]): Tensor {
-  return isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
+  // Channels-last first: it is dense, and isDense sorts the strides of anything not NCHW-contiguous.
+  return isChannelsLast(x.shape, x.strides) || isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
+}
+
+/** `t` as the kernels compute it: itself, or for f16 on the CPU (`half`) an f32 copy that `own` collects. */
+function computeCopy(t: Tensor, half: boolean, own: Tensor[]): Tensor {
+  if (!half) return t;
+  const c = k.emptyLike(t, 'f32');
+  k.copyInto(t, c);
+  own.push(c);
+  return c;
+}
+
+/** A result rounded back to f16 when the kernels computed it in f32 for an f16 op on the CPU (`half`); the f32 one is disposed. */
+function roundedBack(t: Tensor | null, half: boolean): Tensor | null {
+  if (!half || !t) return t;
+  const h = k.emptyLike(t, 'f16');
+  k.copyInto(t, h);
+  t.dispose();
+  return h;
 }
 
 /** A 1x1, stride-1, unpadded, ungrouped conv on channels-last x and gradient (pixel-row matrices). */
@@ -149,35 +168,26 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // cuDNN takes f16 directly.
   const half = x.dtype === 'f16' && dev === 'cpu';
   const cd = half ? 'f32' : x.dtype;
-  const compute = (t: Tensor, own: Tensor[]): Tensor => {
-    if (!half) return t;
-    const c = k.emptyLike(t, 'f32');
-    k.copyInto(t, c);
-    own.push(c);
-    return c;
-  };
-  const rounded = (t: Tensor | null): Tensor | null => {
-    if (!half || !t) return t;
-    const h = k.emptyLike(t, 'f16');
-    k.copyInto(t, h);
-    t.dispose();
-    return h;
-  };
+  const code = dtypeCode(cd);
   const owned: Tensor[] = [];
-  const xs = denseInput(compute(x, owned), owned);
-  const w = k.asContiguous(compute(weight, owned));
+  const xs = denseInput(computeCopy(x, half, owned), owned);
+  const w = k.asContiguous(computeCopy(weight, half, owned));
   if (w !== weight && !owned.includes(w)) owned.push(w);
   const b = bias && (bias.dtype !== biasDType || !bias.isContiguous) ? k.copy(bias, biasDType) : bias;
   if (b && b !== bias) owned.push(b);
   const wn = nhwcFilter(w, weight, xs, x, cd, owned);
   const wf = wn ?? w;
-  const filterArg = wn ? [true] : [];
   const y = emptyActivation([N, O, OH, OW], cd, true, dev);
-  kern.conv2dForward(
-    dtypeCode(cd), xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw,
-    b ? b.id : 0, b ? b.offset : 0, y.id, y.offset, y.strides, ...geo, ...filterArg,
-  );
-  const out = rounded(y) as Tensor;
+  // Arguments written out, not spread: a spread call costs an iterator per array. The trailing
+  // flag (the filter is NHWC) only when set, as older addons take the list without it.
+  const bId = b ? b.id : 0;
+  const bOff = b ? b.offset : 0;
+  if (wn) {
+    kern.conv2dForward(code, xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, y.strides, sh, sw, ph, pw, dh, dw, groups, true);
+  } else {
+    kern.conv2dForward(code, xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, y.strides, sh, sw, ph, pw, dh, dw, groups);
+  }
+  const out = roundedBack(y, half) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
     const needWeights = weight.requiresGrad || !!bias?.requiresGrad;
     const keptX = needWeights ? node.save(half ? x : xs) : null;
@@ -186,9 +196,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       const own: Tensor[] = [];
       // A channels-last gradient: staged once here instead of in both calls, and never NCHW
       // together with an NCHW input (oneDNN's NCHW backward kernels are 2-3x slower).
-      const gs = compute(channelsLast(g, own), own);
-      const savedX = keptX && (half ? denseInput(compute(keptX, own), own) : keptX);
-      let savedW = keptW && compute(keptW, own);
+      const gs = computeCopy(channelsLast(g, own), half, own);
+      const savedX = keptX && (half ? denseInput(computeCopy(keptX, half, own), own) : keptX);
+      let savedW = keptW && computeCopy(keptW, half, own);
       if (savedW && !wn && !savedW.isContiguous) {
         savedW = k.copy(savedW);
         own.push(savedW);
@@ -196,10 +206,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       let gx: Tensor | null = null;
       if (savedW) {
         gx = emptyActivation(x.shape, cd, true, dev);
-        kern.conv2dBackwardData(
-          dtypeCode(cd), gs.id, gs.offset, gs.strides, savedW.id, savedW.offset,
-          gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, ...geo, ...filterArg,
-        );
+        if (wn) {
+          kern.conv2dBackwardData(code, gs.id, gs.offset, gs.strides, savedW.id, savedW.offset, gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, true);
+        } else {
+          kern.conv2dBackwardData(code, gs.id, gs.offset, gs.strides, savedW.id, savedW.offset, gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups);
+        }
       }
       let gw: Tensor | null = null;
       let gb: Tensor | null = null;
@@ -215,9 +226,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         gw = k.empty(weight.shape, cd, undefined, false, dev);
         const gbias = bias?.requiresGrad ? k.empty([O], biasDType, undefined, false, dev) : null;
         kern.conv2dBackwardWeights(
-          dtypeCode(cd), savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
+          code, savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
           gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
-          N, C, H, W, O, kh, kw, ...geo,
+          N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups,
         );
         if (!weight.requiresGrad) {
           gw.dispose();
@@ -227,7 +238,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         if (gb !== gbias) gbias?.dispose();
       }
       for (const t of own) t.dispose();
-      return [rounded(gx), rounded(gw), gb];
+      return [roundedBack(gx, half), roundedBack(gw, half), gb];
     };
   });
   for (const t of owned) t.dispose();

@@ -14,11 +14,11 @@ export function channelsLastStrides(shape: Shape): number[] {
   return [H * W * C, 1, W * C, C];
 }
 
-/** True when `strides` lay `shape` out channels-last (size-1 dims ignored). */
+/** True when `strides` lay `shape` out channels-last (size-1 dims ignored). Allocates nothing: runs several times per image op. */
 export function isChannelsLast(shape: Shape, strides: readonly number[]): boolean {
   if (shape.length !== 4) return false;
-  const want = channelsLastStrides(shape);
-  return shape.every((s, i) => s === 1 || strides[i] === want[i]);
+  const [N, C, H, W] = shape;
+  return (N === 1 || strides[0] === H * W * C) && (C === 1 || strides[1] === 1) && (H === 1 || strides[2] === W * C) && (W === 1 || strides[3] === C);
 }
 
 /** Channels-last and not also NCHW-contiguous (which happens when C or H*W is 1). */
@@ -34,7 +34,11 @@ export function emptyActivation(shape: Shape, dtype: DType, channelsLast: boolea
 
 /** True when a and b address their elements in the same order (size-1 dims ignored). */
 export function sameLayout(a: Tensor, b: Tensor): boolean {
-  return a.shape.length === b.shape.length && a.shape.every((s, i) => s === b.shape[i] && (s === 1 || a.strides[i] === b.strides[i]));
+  const as = a.shape;
+  const bs = b.shape;
+  if (as.length !== bs.length) return false;
+  for (let i = 0; i < as.length; i++) if (as[i] !== bs[i] || (as[i] !== 1 && a.strides[i] !== b.strides[i])) return false;
+  return true;
 }
 
 /** `g` itself when it is laid out like `like`, else a copy of `g` in `like`'s layout. Caller checks identity. */
@@ -45,13 +49,16 @@ export function asLayoutOf(g: Tensor, like: Tensor): Tensor {
   return out;
 }
 
+function intAtLeast(s: unknown, min: number): boolean {
+  return Number.isInteger(s) && (s as number) >= min;
+}
+
 /** A [h, w] pair from a number or a pair, checked to be integers >= min. */
 export function pair(v: number | readonly number[], op: string, what: string, min: number): [number, number] {
-  const p = typeof v === 'number' ? [v, v] : [...v];
-  if (p.length !== 2 || !p.every((s) => Number.isInteger(s) && s >= min)) {
-    throw new Error(`${op}: ${what} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  if (typeof v === 'number' ? intAtLeast(v, min) : v !== null && typeof v === 'object' && v.length === 2 && intAtLeast(v[0], min) && intAtLeast(v[1], min)) {
+    return typeof v === 'number' ? [v, v] : [v[0], v[1]];
   }
-  return [p[0], p[1]];
+  throw new Error(`${op}: ${what} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
 }
 
 /** Checks a 4-D floating-point activation. */

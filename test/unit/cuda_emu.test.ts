@@ -100,6 +100,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_sgd_multi', {}],
   // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
   ['unit/cuda_graph', {}],
+  // The caching allocator's size-class free lists: class rounding, reuse across the 1 MiB edge, emptying.
+  ['unit/cuda_block_lists', {}],
   // engine.backward captured, engine.step eager: ZeRO stages 0, 2, 3 on one rank bit for bit eager.
   ['unit/cuda_graph_engine', {}],
   // Dropout and rand inside a graph: each replay draws what the eager step would (the device's generator base).
