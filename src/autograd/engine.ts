@@ -96,23 +96,28 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
     throw new Error(`backward: gradient shape ${fmt(grad.shape)} does not match output shape ${fmt(root.shape)}`);
   }
 
-  // Count, for each node and leaf, how many edges of this graph lead into it.
-  const deps = new Map<Node, number>();
+  // Count, for each node and leaf, how many edges of this graph lead into it (a leaf's count is
+  // kept doubled: its low bit, set later, says some use delivered a gradient; see leafDone).
+  const slots = new Map<Node, Slot>();
   const leafPending = new Map<Tensor, number>();
+  let rootSlot: Slot | null = null;
   if (root.gradFn) {
+    rootSlot = { node: root.gradFn, deps: 0, grad: null };
+    slots.set(root.gradFn, rootSlot);
     const stack: Node[] = [root.gradFn];
-    deps.set(root.gradFn, 0);
     while (stack.length) {
       const n = stack.pop() as Node;
-      for (const leaf of n.hiddenLeaves) leafPending.set(leaf, (leafPending.get(leaf) ?? 0) + 1);
+      for (const leaf of n.hiddenLeaves) leafPending.set(leaf, (leafPending.get(leaf) ?? 0) + 2);
       for (const e of n.edges) {
         if (!e) continue;
         if ('leaf' in e) {
-          leafPending.set(e.leaf, (leafPending.get(e.leaf) ?? 0) + 1);
-        } else if (deps.has(e.node)) {
-          deps.set(e.node, (deps.get(e.node) as number) + 1);
-        } else {
-          deps.set(e.node, 1);
+          leafPending.set(e.leaf, (leafPending.get(e.leaf) ?? 0) + 2);
+          continue;
+        }
+        const slot = slots.get(e.node);
+        if (slot) slot.deps++;
+        else {
+          slots.set(e.node, { node: e.node, deps: 1, grad: null });
           stack.push(e.node);
         }
       }
@@ -124,13 +129,13 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
       noGrad(() => {
         // The given gradient is only read, never written: a handle on it is enough.
         const seed = !grad ? onesLike(root) : grad.dtype === root.dtype ? grad.alias() : cloneTensor(grad, root.dtype);
-        if (!root.gradFn) {
+        if (!rootSlot) {
           // A seed made here (ones, a cast) is ours; an alias of the caller's gradient is not (two holders).
           if (!accumulateLeaf(root, seed, true)) seed.dispose();
           if (!opts.nested) fireHooks(root);
           return;
         }
-        runNodes(root.gradFn, seed, deps, leafPending, opts);
+        runNodes(rootSlot, seed, slots, leafPending, opts);
       }),
     );
   } finally {
@@ -139,25 +144,36 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: BackwardO
   }
 }
 
-/** Runs the nodes from `rootFn` in dependency order (deps: edges into each node; leafPending: uses of each leaf). */
-function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPending: Map<Tensor, number>, opts: BackwardOptions): void {
-  const leafGot = new Set<Tensor>();
-  // One more use of `leaf` has delivered (got: with a gradient); the last one fires its hooks.
-  const leafDone = (leaf: Tensor, got: boolean) => {
-    if (got) leafGot.add(leaf);
-    const left = (leafPending.get(leaf) as number) - 1;
-    leafPending.set(leaf, left);
-    if (left === 0 && leafGot.has(leaf) && !opts.nested) fireHooks(leaf);
-  };
-  const pending = new Map<Node, Tensor>();
+/** A node's state in one pass: edges into it not yet delivered, and the gradient summed so far. */
+interface Slot {
+  readonly node: Node;
+  deps: number;
+  grad: Tensor | null;
+}
+
+/**
+ * One more use of `leaf` has delivered (`got`: with a gradient). Its count in `leafPending` is
+ * uses left * 2, plus 1 once any use delivered a gradient; the last use fires its hooks if one did.
+ */
+function leafDone(leafPending: Map<Tensor, number>, leaf: Tensor, got: boolean, nested: boolean): void {
+  const v = ((leafPending.get(leaf) as number) | (got ? 1 : 0)) - 2;
+  leafPending.set(leaf, v);
+  if (v === 1 && !nested) fireHooks(leaf);
+}
+
+/** Runs the nodes from `rootSlot` in dependency order (slots: every node's; leafPending: uses of each leaf). */
+function runNodes(rootSlot: Slot, seed: Tensor, slots: Map<Node, Slot>, leafPending: Map<Tensor, number>, opts: BackwardOptions): void {
+  const nested = opts.nested === true;
+  // The gradients the slots hold now: a result found here is not ours to free or adopt.
   const inMap = new Set<Tensor>();
-  const ready: Node[] = [rootFn];
-  pending.set(rootFn, seed);
+  const ready: Slot[] = [rootSlot];
+  rootSlot.grad = seed;
   inMap.add(seed);
   while (ready.length) {
-    const node = ready.pop() as Node;
-    const g = pending.get(node);
-    pending.delete(node);
+    const slot = ready.pop() as Slot;
+    const node = slot.node;
+    const g = slot.grad;
+    slot.grad = null;
     if (g) inMap.delete(g);
     const into = g ? destinations(node) : NO_DESTINATIONS;
     const results = g ? tidy(() => node.run(g, into)) : node.edges.map(() => null);
@@ -176,14 +192,15 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
           const owned = !inMap.has(r) && results.indexOf(r) === i && results.lastIndexOf(r) === i;
           accumulateLeaf(e.leaf, r, owned);
         }
-        leafDone(e.leaf, r !== null);
+        leafDone(leafPending, e.leaf, r !== null, nested);
         continue;
       }
       if (r === GRAD_WRITTEN) throw new Error(`${node.name} backward: gradient ${i} was said written, but that input is not a leaf`);
+      const next = slots.get(e.node) as Slot;
       if (r) {
-        const prev = pending.get(e.node);
+        const prev = next.grad;
         if (prev) {
-          pending.set(e.node, addTensors(prev, r));
+          next.grad = addTensors(prev, r);
           inMap.delete(prev);
           prev.dispose();
         } else {
@@ -191,15 +208,13 @@ function runNodes(rootFn: Node, seed: Tensor, deps: Map<Node, number>, leafPendi
           // not ours to hand on: store another handle on it, no copy (backward functions only
           // read their gradient, as the seed above relies on). A kept tensor (a leaf's grad,
           // accumulated into in place) is copied.
-          pending.set(e.node, r.kept ? cloneLayout(r) : inMap.has(r) || r === g ? r.alias() : r);
+          next.grad = r.kept ? cloneLayout(r) : inMap.has(r) || r === g ? r.alias() : r;
         }
-        inMap.add(pending.get(e.node) as Tensor);
+        inMap.add(next.grad);
       }
-      const left = (deps.get(e.node) as number) - 1;
-      deps.set(e.node, left);
-      if (left === 0) ready.push(e.node);
+      if (--next.deps === 0) ready.push(next);
     }
-    for (const leaf of node.hiddenLeaves) leafDone(leaf, g !== undefined);
+    for (const leaf of node.hiddenLeaves) leafDone(leafPending, leaf, g !== null, nested);
     if (!opts.retainGraph) node.freeSaved();
     if (g && !inMap.has(g) && !g.kept) g.dispose(); // kept: adopted as a leaf's .grad
     for (const r of results) if (r && r !== GRAD_WRITTEN && r !== g && !inMap.has(r) && !r.disposed && !r.kept) r.dispose();

@@ -74,15 +74,19 @@ export class Node {
     readonly name: string,
     inputs: readonly Tensor[],
   ) {
-    this.edges = inputs.map((t): Edge => {
-      if (!t.requiresGrad) return null;
-      if (t.gradFn) {
+    // Plain loops, no closures: every recorded op builds a node.
+    const edges: Edge[] = [];
+    const shapes: (readonly number[])[] = [];
+    for (const t of inputs) {
+      shapes.push(t.shape);
+      if (!t.requiresGrad) edges.push(null);
+      else if (t.gradFn) {
         t.gradFn.refs++;
-        return { node: t.gradFn };
-      }
-      return { leaf: t };
-    });
-    this.inputShapes = inputs.map((t) => t.shape);
+        edges.push({ node: t.gradFn });
+      } else edges.push({ leaf: t });
+    }
+    this.edges = edges;
+    this.inputShapes = shapes;
   }
 
   /** Keeps `t`'s memory alive until backward has run; use the returned handle in backwardFn. */
@@ -107,8 +111,11 @@ export class Node {
 
   /** Frees the saved tensors; backward through this node is no longer possible. */
   freeSaved(): void {
-    for (const t of this.saved) t.dispose();
-    this.saved = [];
+    // Called after a node's backward and again at its release: the second call has nothing to do.
+    if (this.saved.length > 0) {
+      for (const t of this.saved) t.dispose();
+      this.saved = [];
+    }
     this.savedFreed = true;
   }
 

@@ -44,6 +44,12 @@ export function copyInto(src: Tensor, dst: Tensor): void {
     copyAcross(src, dst);
     return;
   }
+  const n = dst.numel;
+  // Both contiguous: the merge below always ends in one flat run; skip building it.
+  if (n > 1 && dst.isContiguous && src.isContiguous && sameShape(src.shape, dst.shape)) {
+    kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, [1], dtypeCode(dst.dtype), dst.id, dst.offset, [1], [n]);
+    return;
+  }
   const dims = dst.shape.map((_, i) => i).filter((i) => dst.shape[i] !== 1);
   dims.sort((a, b) => dst.strides[b] - dst.strides[a] || src.strides[b] - src.strides[a]);
   const shape: number[] = [];

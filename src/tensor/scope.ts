@@ -12,12 +12,19 @@ export interface Scoped {
 }
 
 const stack: Scoped[][] = [];
+/** The innermost scope (the stack's last), or null: read by every new tensor. */
+let top: Scoped[] | null = null;
 
 /** Called by every new tensor; false when no scope will free it. */
 export function track(t: Scoped): boolean {
-  if (stack.length === 0) return false;
-  stack[stack.length - 1].push(t);
+  if (top === null) return false;
+  top.push(t);
   return true;
+}
+
+function popScope(): void {
+  stack.pop();
+  top = stack.length > 0 ? stack[stack.length - 1] : null;
 }
 
 function collect(value: unknown, into: Set<unknown>, depth = 0): void {
@@ -42,11 +49,12 @@ function collect(value: unknown, into: Set<unknown>, depth = 0): void {
 export function tidy<T>(fn: () => T): T {
   const scope: Scoped[] = [];
   stack.push(scope);
+  top = scope;
   let result: T;
   try {
     result = fn();
   } catch (e) {
-    stack.pop();
+    popScope();
     for (const t of scope) {
       if (t.disposed) continue;
       if (t.kept) t.escaped();
@@ -54,7 +62,7 @@ export function tidy<T>(fn: () => T): T {
     }
     throw e;
   }
-  stack.pop();
+  popScope();
   if (result instanceof Promise) {
     throw new Error('tidy: the function must be synchronous (it returned a Promise)');
   }
@@ -65,7 +73,7 @@ export function tidy<T>(fn: () => T): T {
     returned = new Set<unknown>();
     collect(result, returned);
   }
-  const parent = stack.length > 0 ? stack[stack.length - 1] : null;
+  const parent = top;
   for (const t of scope) {
     if (t.disposed) continue;
     const isReturned = returned === null ? (result as unknown[]).includes(t) : returned.has(t);

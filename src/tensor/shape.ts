@@ -79,12 +79,39 @@ export function checkShape(shape: unknown, op: string): number[] {
 export function isDense(shape: Shape, strides: readonly number[]): boolean {
   // The common case without sorting (element-wise ops ask for every operand).
   if (isContiguous(shape, strides)) return true;
+  if (shape.length <= 8 && !shape.includes(0)) return isDenseChain(shape, strides);
   const order = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
   order.sort((a, b) => strides[b] - strides[a]);
   let acc = 1;
   for (let k = order.length - 1; k >= 0; k--) {
     if (strides[order[k]] !== acc) return false;
     acc *= shape[order[k]];
+  }
+  return true;
+}
+
+/**
+ * isDense without sorting or allocating (channels-last tensors ask on every op): the non-1 dims,
+ * smallest stride first, must each step over exactly the ones before. With no size-0 dim each link
+ * multiplies the step by >= 2, so at most one unused dim can have the stride sought, and a chain
+ * through every dim exists exactly when the sorted order is one.
+ */
+function isDenseChain(shape: Shape, strides: readonly number[]): boolean {
+  let used = 0;
+  let left = 0;
+  for (let i = 0; i < shape.length; i++) if (shape[i] !== 1) left++;
+  let acc = 1;
+  for (; left > 0; left--) {
+    let found = -1;
+    for (let i = 0; i < shape.length; i++) {
+      if (shape[i] !== 1 && (used & (1 << i)) === 0 && strides[i] === acc) {
+        found = i;
+        break;
+      }
+    }
+    if (found < 0) return false;
+    used |= 1 << found;
+    acc *= shape[found];
   }
   return true;
 }

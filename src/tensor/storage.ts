@@ -13,8 +13,17 @@ const TAG_CODES: Record<MemoryTag, number> = { param: 0, grad: 1, optim: 2, acti
 /** `cpu` or `cuda:N`. */
 export type Device = 'cpu' | `cuda:${number}`;
 
+/** Codes of the CUDA device names seen so far: every allocation asks, and a slice + Number each shows per op. */
+const cudaCodes = new Map<string, number>();
+
 export function deviceCode(d: Device): number {
-  return d === 'cpu' ? 0 : 1 + Number(d.slice(5));
+  if (d === 'cpu') return 0;
+  let c = cudaCodes.get(d);
+  if (c === undefined) {
+    c = 1 + Number(d.slice(5));
+    cudaCodes.set(d, c);
+  }
+  return c;
 }
 
 /**
