@@ -1,6 +1,5 @@
 /**
- * Host cost of the eager op path: CPU µs per call (process CPU for the tiny ops, main-thread CPU
- * from bench/thread_cpu.ts for the model steps, whose rounds are long; medians of rounds)
+ * Host cost of the eager op path: main-thread CPU µs per call (bench/thread_cpu.ts; medians of rounds)
  * of tiny ops through the public API, each as a ratio to the N-API floor measured in the same
  * process (native.cuda.hostBench.noop, or native.liveStorages on a build without CUDA), and to
  * PyTorch's µs per call of the same CPU op where python3 can import torch (bench/torch_host_ops.py):
@@ -50,8 +49,8 @@ import { runTorchPeer } from './torch_peer.ts';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 3 : 7;
-/** CPU per round; the process's CPU time (getrusage: exact), since the thread's schedstat advances only at scheduler ticks. */
-const ROUND_MS = quick ? 20 : 60;
+/** Per round: the main thread's CPU time advances at scheduler ticks (a few ms), so rounds are long. */
+const ROUND_MS = quick ? 30 : 100;
 const DEV = 'cuda:0';
 
 interface Row {
@@ -62,9 +61,8 @@ interface Row {
 }
 
 /**
- * µs of process CPU per call of fn: median of ROUNDS rounds of about ROUND_MS each. The process's
- * figure, not the main thread's: schedstat (threadCpuMs) only moves at scheduler ticks, too coarse
- * for rounds this short; V8's helper threads are included, which is real cost of the op's garbage.
+ * µs of main-thread CPU per call of fn: median of ROUNDS rounds of about ROUND_MS each. Not the
+ * process's CPU: V8's helper threads (concurrent marking, ~10% more) come and go between rounds.
  */
 function perCall(fn: () => void, sync = false): number {
   for (let i = 0; i < 50; i++) fn(); // warm-up: compilation, plans, caches
@@ -83,10 +81,9 @@ function perCall(fn: () => void, sync = false): number {
   const out: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     if (sync) cudaSynchronize(DEV);
-    const a = process.cpuUsage();
+    const a = threadCpuMs();
     for (let i = 0; i < n; i++) fn();
-    const u = process.cpuUsage(a);
-    out.push((u.user + u.system) / n);
+    out.push(((threadCpuMs() - a) * 1e3) / n);
   }
   return median(out);
 }
@@ -217,7 +214,7 @@ async function main(cuda: boolean): Promise<void> {
   const peer = torchPeer();
   if (typeof peer !== 'string') for (const r of rows) r.torch = peer.get(r.name);
   const w = Math.max(...rows.map((r) => r.name.length));
-  console.log(`CPU µs per call (median of ${ROUNDS} rounds of ~${ROUND_MS} ms)${cuda ? ', cuda:0 emulated in skip mode' : ''}`);
+  console.log(`main-thread CPU µs per call (median of ${ROUNDS} rounds of ~${ROUND_MS} ms)${cuda ? ', cuda:0 emulated in skip mode' : ''}`);
   console.log(`${'op'.padEnd(w)}  ${'µs'.padStart(8)}  ${'x floor'.padStart(8)}  ${'torch µs'.padStart(8)}  ${'x torch'.padStart(7)}`);
   for (const r of rows) {
     const t = r.torch === undefined ? ['', ''] : [r.torch.toFixed(2), (r.us / r.torch).toFixed(2)];

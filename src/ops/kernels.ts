@@ -50,8 +50,18 @@ export function copyInto(src: Tensor, dst: Tensor): void {
     kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, [1], dtypeCode(dst.dtype), dst.id, dst.offset, [1], [n]);
     return;
   }
-  const dims = dst.shape.map((_, i) => i).filter((i) => dst.shape[i] !== 1);
-  dims.sort((a, b) => dst.strides[b] - dst.strides[a] || src.strides[b] - src.strides[a]);
+  // The non-1 dims by destination stride, then source stride, largest first: an insertion sort,
+  // stable as Array.prototype.sort is, so the same order (no closures: channels-last copies come here).
+  const dims: number[] = [];
+  for (let i = 0; i < dst.shape.length; i++) {
+    if (dst.shape[i] === 1) continue;
+    let j = dims.length;
+    while (j > 0 && (dst.strides[i] - dst.strides[dims[j - 1]] || src.strides[i] - src.strides[dims[j - 1]]) > 0) {
+      dims[j] = dims[j - 1];
+      j--;
+    }
+    dims[j] = i;
+  }
   const shape: number[] = [];
   const ss: number[] = [];
   const ds: number[] = [];

@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { add, mul, noGrad, randn, sum, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
+import { add, mul, native, noGrad, randn, sum, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
 import { copyInto } from '../../src/ops/kernels.ts';
 import { isContiguous, isDense } from '../../src/tensor/shape.ts';
 import { deviceCode, liveStorages } from '../../src/tensor/storage.ts';
@@ -22,6 +22,29 @@ function isDenseBySort(shape: readonly number[], strides: readonly number[]): bo
     acc *= shape[order[k]];
   }
   return true;
+}
+
+/** copyInto's runs as computed before the insertion sort: [src strides, dst strides, shape]. */
+function mergedRuns(src: Tensor, dst: Tensor): number[][] {
+  const dims = dst.shape.map((_, i) => i).filter((i) => dst.shape[i] !== 1);
+  dims.sort((a, b) => dst.strides[b] - dst.strides[a] || src.strides[b] - src.strides[a]);
+  const shape: number[] = [];
+  const ss: number[] = [];
+  const ds: number[] = [];
+  for (const i of dims) {
+    const k = shape.length - 1;
+    const n = dst.shape[i];
+    if (k >= 0 && ds[k] === dst.strides[i] * n && ss[k] === src.strides[i] * n) {
+      shape[k] *= n;
+      ds[k] = dst.strides[i];
+      ss[k] = src.strides[i];
+    } else {
+      shape.push(n);
+      ss.push(src.strides[i]);
+      ds.push(dst.strides[i]);
+    }
+  }
+  return [ss, ds, shape];
 }
 
 /** A small deterministic generator (xorshift), so a failure names a reproducible case. */
@@ -83,6 +106,61 @@ test('copyInto of contiguous tensors (the flat fast path) matches the strided co
     copyInto(tensor([5]), one);
     assert.equal(one.toList(), [5], 'one element (not the fast path)');
   });
+});
+
+test('copyInto between random permuted and narrowed layouts lands every element where the index arithmetic says', () => {
+  const r = rng(11);
+  for (let c = 0; c < 60; c++) {
+    tidy(() => {
+      const nd = 1 + Math.floor(r() * 4);
+      const full = Array.from({ length: nd }, () => 1 + Math.floor(r() * 4));
+      const base = tensor(Array.from({ length: full.reduce((a, b) => a * b, 1) }, (_, i) => i));
+      // The source: a permuted view of base, sometimes narrowed in one dim.
+      const perm = full.map((_, i) => i).sort(() => r() - 0.5);
+      let src = base.view(full).permute(perm);
+      const d = Math.floor(r() * nd);
+      if (src.shape[d] > 1 && r() < 0.5) src = src.narrow(d, 1, src.shape[d] - 1);
+      // The destination: dense in another random dim order (channels-last-like), ties of size 1 included.
+      const order = src.shape.map((_, i) => i).sort(() => r() - 0.5);
+      const strides = new Array<number>(nd).fill(0);
+      let acc = 1;
+      for (let k = order.length - 1; k >= 0; k--) {
+        strides[order[k]] = acc;
+        acc *= src.shape[order[k]];
+      }
+      const flat = zeros([acc]);
+      const dst = flat.alias(src.shape, strides, 0);
+      const calls: unknown[][] = [];
+      const saved = native.copyStrided;
+      native.copyStrided = (...a: unknown[]) => {
+        calls.push(a);
+        return saved(...(a as Parameters<typeof saved>));
+      };
+      try {
+        copyInto(src, dst);
+      } finally {
+        native.copyStrided = saved;
+      }
+      // The runs handed to the kernel are the ones the sorting code made.
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].slice(3, 4).concat(calls[0].slice(7)), mergedRuns(src, dst), `runs for shape [${src.shape}]`);
+      const got = flat.toList();
+      const idx = new Array<number>(nd).fill(0);
+      for (let e = 0; e < acc; e++) {
+        let so = src.offset;
+        let doff = 0;
+        for (let i = 0; i < nd; i++) {
+          so += idx[i] * src.strides[i];
+          doff += idx[i] * strides[i];
+        }
+        assert.is(got[doff], so, `shape [${src.shape}] src strides [${src.strides}] dst strides [${strides}] at [${idx}]`);
+        for (let i = nd - 1; i >= 0; i--) {
+          if (++idx[i] < src.shape[i]) break;
+          idx[i] = 0;
+        }
+      }
+    });
+  }
 });
 
 test('device codes are cached by name and stay what the addon expects', () => {
