@@ -14,21 +14,46 @@ interface Placed {
   readonly dtype: string;
 }
 
-/** The CUDA kernel table, or a stand-in whose every function throws naming the op. */
-const cudaKernels: Native = new Proxy({} as Native, {
-  get(_, name: string) {
-    const table = native.cuda as Record<string, unknown> | undefined;
-    const f = table?.[name];
-    if (typeof f === 'function') return f;
-    return () => {
+/** A kernel the CUDA table lacks: calling it throws naming the op (one function per name, made once). */
+const missing = new Map<string, () => never>();
+function missingKernel(name: string, built: boolean): () => never {
+  let f = missing.get(name);
+  if (f === undefined) {
+    f = () => {
       throw new Error(
-        table
+        built
           ? `${name}: no CUDA kernel yet for this op; move its inputs to the CPU with .to('cpu')`
           : `${name}: this addon was built without CUDA (nvcc was not found at build time)`,
       );
     };
-  },
-});
+    missing.set(`${name}`, f);
+  }
+  return f;
+}
+
+/** `native.cuda[name]` as it is now (tests swap kernels), or the stand-in that throws naming it. */
+function cudaKernel(name: string): unknown {
+  const table = native.cuda as Record<string, unknown> | undefined;
+  const f = table?.[name];
+  return typeof f === 'function' ? f : missingKernel(name, table !== undefined);
+}
+
+/**
+ * The CUDA kernel table, or a stand-in whose every function throws naming the op. Every name the
+ * addon exports is an accessor of its own (a Proxy's trap on each kernel call cost ~45 ns); other
+ * names reach the Proxy below it. Both read native.cuda at each access, as before.
+ */
+const cudaKernels: Native = Object.create(
+  new Proxy(
+    {},
+    {
+      get: (_, name) => (typeof name === 'string' ? cudaKernel(name) : undefined),
+    },
+  ),
+);
+for (const name of Object.keys(native.cuda ?? {})) {
+  Object.defineProperty(cudaKernels, name, { get: () => cudaKernel(name) });
+}
 
 /** True for 'cuda:N' devices. */
 export function isCuda(device: Device): boolean {

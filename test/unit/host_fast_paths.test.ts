@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { add, mul, native, noGrad, randn, sum, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
 import { copyInto } from '../../src/ops/kernels.ts';
+import { kernelsOn } from '../../src/tensor/backend.ts';
 import { isContiguous, isDense } from '../../src/tensor/shape.ts';
 import { deviceCode, liveStorages } from '../../src/tensor/storage.ts';
 
@@ -161,6 +162,40 @@ test('copyInto between random permuted and narrowed layouts lands every element 
       }
     });
   }
+});
+
+test("the CUDA kernel table reads native.cuda at each access (swapped kernels are seen) and names a missing op", () => {
+  const kern = kernelsOn('cuda:0') as unknown as Record<string, unknown>;
+  const table = native.cuda as Record<string, unknown> | undefined;
+  const throwsNaming = (name: string) => {
+    const f = kern[name] as () => void;
+    assert.type(f, 'function');
+    assert.throws(f, table ? new RegExp(`^${name}: no CUDA kernel yet`) : new RegExp(`^${name}: this addon was built without CUDA`));
+  };
+  throwsNaming('noSuchKernelEver');
+  throwsNaming('noSuchKernelEver'); // the stand-in is made once, and still throws
+  if (!table) return;
+  const name = 'binaryFlat';
+  const saved = table[name];
+  assert.is(kern[name], saved);
+  const swapped = () => 'swapped';
+  try {
+    table[name] = swapped;
+    assert.is(kern[name], swapped);
+    table[name] = undefined;
+    throwsNaming(name);
+  } finally {
+    table[name] = saved;
+  }
+  assert.is(kern[name], saved);
+  // A name the addon gains later reaches the fallback, which reads the table too.
+  try {
+    table.lateKernel = swapped;
+    assert.is(kern.lateKernel, swapped);
+  } finally {
+    delete table.lateKernel;
+  }
+  throwsNaming('lateKernel');
 });
 
 test('device codes are cached by name and stay what the addon expects', () => {
