@@ -24,7 +24,7 @@ export const Reduce = { sum: 0, max: 1 } as const;
 export const Random = { uniform: 0, normal: 1, dropoutMask: 2 } as const;
 
 export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false, device: Device = 'cpu'): Tensor {
-  return Tensor.empty(shape, { dtype, tag, zero, device });
+  return Tensor.emptyOf(shape, dtype, tag, zero, device);
 }
 
 /** Fills a contiguous tensor (the kernel writes `numel` elements from the offset). */

@@ -111,12 +111,17 @@ export class Tensor {
 
   /** A new uninitialized (or zeroed) contiguous tensor. */
   static empty(shape: Shape, opts: TensorOptions & { zero?: boolean } = {}): Tensor {
-    const dtype = checkDType(opts.dtype ?? 'f32', 'empty');
-    const device = opts.device === undefined ? 'cpu' : checkDevice(opts.device, 'empty');
-    const storage = new Storage(numel(shape) * itemSize(dtype), opts.tag ?? defaultTag(), device, opts.zero ?? false);
-    const t = new Tensor(storage, [...shape], contiguousStrides(shape), 0, dtype);
+    const t = Tensor.emptyOf(shape, opts.dtype, opts.tag, opts.zero ?? false, opts.device);
     if (opts.requiresGrad) t.requiresGrad = true;
     return t;
+  }
+
+  /** Internal: `empty` without an options object, for the kernels' outputs (one per op). Same checks. */
+  static emptyOf(shape: Shape, dtype: DType | undefined, tag: MemoryTag | undefined, zero: boolean, device: Device | undefined): Tensor {
+    const dt = checkDType(dtype ?? 'f32', 'empty');
+    const dev = device === undefined ? 'cpu' : checkDevice(device, 'empty');
+    const storage = new Storage(numel(shape) * itemSize(dt), tag ?? defaultTag(), dev, zero);
+    return new Tensor(storage, [...shape], contiguousStrides(shape), 0, dt);
   }
 
   /** A new tensor with the given strides (they must describe a dense layout, e.g. channels-last). */
