@@ -13,9 +13,9 @@
 #ifdef MESHTRAIN_CUDA
 #include <array>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 #include "cuda/census.h"
 #include "cuda/conv.h"
@@ -65,12 +65,20 @@ std::mutex& planMutex() {
   return m;
 }
 
-// A problem: device, pass, dtype, the 14 sizes of CudaConvShape, the two layouts. A fixed array,
-// so a call's lookup allocates nothing.
+// A problem: device, pass, dtype, the 14 sizes of CudaConvShape, the two layouts. A fixed array
+// in a hash map, so a call's lookup allocates nothing and compares one key.
 using PlanKey = std::array<int64_t, 19>;
 
-std::map<PlanKey, std::unique_ptr<Plan>>& plans() {
-  static auto* p = new std::map<PlanKey, std::unique_ptr<Plan>>();
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the values
+    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+
+std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash>& plans() {
+  static auto* p = new std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash>();
   return *p;
 }
 

@@ -98,7 +98,6 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
   const C = H * D;
   const dev = qkv.device;
   const code = dtypeCode(qkv.dtype);
-  const geom = [B, H, T, T, D, scale, causal] as const;
   const src = rowsView(qkv);
   const x = src.t;
   // q, k, v: thirds of each row; heads D apart; positions one qkv row apart.
@@ -111,7 +110,8 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
   const outS = [T * C, D, C];
   const lse = k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev);
   if (B * T > 0) {
-    kernelsOn(dev).attentionForward(code, ...geom, x.id, q0, inS, x.id, k0, inS, x.id, v0, inS, out.id, out.offset, outS, lse.id);
+    // The geometry (B, H, Tq, Tk, D, scale, causal) written out: a spread call costs an iterator per call.
+    kernelsOn(dev).attentionForward(code, B, H, T, T, D, scale, causal, x.id, q0, inS, x.id, k0, inS, x.id, v0, inS, out.id, out.offset, outS, lse.id);
   }
   const result = record('qkvAttention', [qkv], out, (node) => {
     const sx = node.save(x);
@@ -126,7 +126,7 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
       if (B * T > 0) {
         // The CPU kernels keep each query row's dot(dO, o) in a scratch tensor (CUDA: a call scratch of its own).
         const dots = dev === 'cpu' ? k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev) : null;
-        kernelsOn(dev).attentionBackward(code, ...geom, sx.id, q0, inS, sx.id, k0, inS, sx.id, v0, inS,
+        kernelsOn(dev).attentionBackward(code, B, H, T, T, D, scale, causal, sx.id, q0, inS, sx.id, k0, inS, sx.id, v0, inS,
           so.id, so.offset, outS, gv.t.id, gv.t.offset, gS, sl.id, dx.id, 0, dS, dx.id, C, dS, dx.id, 2 * C, dS, dots?.id);
         dots?.dispose();
       }

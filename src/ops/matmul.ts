@@ -69,16 +69,21 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   const N = b.cols;
   const pitch = padRows && batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
   const out = pitch === N ? k.empty(shape, dtype, undefined, false, dev) : emptyPitched(shape.slice(0, -1), N, pitch, dtype, dev);
-  const args = [
-    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s,
-    bias ? bias.id : 0, bias ? bias.offset : 0,
-    dtypeCode(dtype), out.id, 0, batch, a.rows, N, a.cols, false,
-  ];
-  // A bias in the output's 16-bit dtype is said so (the older argument list means f32).
+  const kern = kernelsOn(dev);
+  const code = dtypeCode(a.t.dtype);
+  const outCode = dtypeCode(dtype);
+  const biasId = bias ? bias.id : 0;
+  const biasOff = bias ? bias.offset : 0;
+  // A bias in the output's 16-bit dtype is said so (the older argument list means f32). The
+  // argument lists are written out: a spread call costs an array and an iterator per call.
   const ownBias = bias !== null && bias.dtype === dtype && biasDtype(dtype) !== dtype;
-  if (ownBias || pitch !== N) args.push(ownBias ? dtypeCode(dtype) : -1);
-  if (pitch !== N) args.push(false, pitch);
-  kernelsOn(dev).matmul(...args);
+  if (pitch !== N) {
+    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, ownBias ? outCode : -1, false, pitch);
+  } else if (ownBias) {
+    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, outCode);
+  } else {
+    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false);
+  }
   return out;
 }
 
