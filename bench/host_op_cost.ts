@@ -1,8 +1,11 @@
 /**
- * Host cost of the eager op path: main-thread CPU µs per call (bench/thread_cpu.ts; medians of rounds)
- * of tiny ops through the public API, each as a ratio to the N-API floor measured in the same
- * process (native.cuda.hostBench.noop, or native.liveStorages on a build without CUDA), and to
- * PyTorch's µs per call of the same CPU op where python3 can import torch (bench/torch_host_ops.py):
+ * Host cost of the eager op path: µs per call of tiny ops through the public API and of two model
+ * steps per device op, each as a ratio to the N-API floor measured in the same process
+ * (native.cuda.hostBench.noop, or native.liveStorages on a build without CUDA), and to PyTorch's µs
+ * per call of the same CPU op where python3 can import torch (bench/torch_host_ops.py). Tiny ops are
+ * timed as wall time in many short rounds, their lower quartile (another process's time slice
+ * inflates a round, never shrinks it: robust on a shared machine), main-thread CPU beside it; the
+ * model steps as main-thread CPU per device op (bench/thread_cpu.ts), as the host_* benches do:
  *
  *   add [1] cpu / cuda:0               add(a, b).dispose(), unscoped (the finalizer's safety net included)
  *   add [1] requiresGrad fwd+bwd       add(a, b).backward() into accumulating leaf grads
@@ -44,27 +47,40 @@ import {
 import { emulated, rerunEmulated, skipMode } from './emu_rerun.ts';
 import { gptEngineStep } from './gpu_census_gpt.ts';
 import { threadCpuMs } from './thread_cpu.ts';
-import { median } from './timing.ts';
 import { runTorchPeer } from './torch_peer.ts';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 3 : 7;
-/** Per round: the main thread's CPU time advances at scheduler ticks (a few ms), so rounds are long. */
-const ROUND_MS = quick ? 30 : 100;
+/** Short rounds, many: the lower quartile of their wall times is what a call costs unpreempted. */
+const ROUNDS = quick ? 15 : 41;
+const ROUND_MS = quick ? 3 : 5;
 const DEV = 'cuda:0';
 
 interface Row {
   name: string;
+  /**
+   * Tiny ops: wall µs per call, the lower quartile of the rounds (another process's slice inflates a
+   * round, never shrinks it). Model steps: main-thread CPU µs per device op, as bench/host_floor_resnet.ts
+   * (their wall time also holds waits on the emulator's threads).
+   */
   us: number;
+  /**
+   * Tiny ops: main-thread CPU µs per call over all rounds (schedstat moves at scheduler ticks: rough
+   * below ~0.2 s in all; the process's CPU is no use, the emulator's threads poll). Model steps: wall
+   * µs, lower quartile of the steps.
+   */
+  other: number;
   /** PyTorch's µs for the same op, where measured. */
   torch?: number;
 }
 
-/**
- * µs of main-thread CPU per call of fn: median of ROUNDS rounds of about ROUND_MS each. Not the
- * process's CPU: V8's helper threads (concurrent marking, ~10% more) come and go between rounds.
- */
-function perCall(fn: () => void, sync = false): number {
+/** The value a quarter of the way up the sorted list. */
+function lowerQuartile(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 4)];
+}
+
+/** Per call of fn: wall µs (lower quartile of ROUNDS rounds of ~ROUND_MS) and main-thread CPU µs (all rounds). */
+function perCall(fn: () => void, sync = false): { us: number; other: number } {
   for (let i = 0; i < 50; i++) fn(); // warm-up: compilation, plans, caches
   // Calls per round by wall time, doubling until a batch is long enough to scale from (warm by then).
   let n = 16;
@@ -72,27 +88,30 @@ function perCall(fn: () => void, sync = false): number {
     const t0 = performance.now();
     for (let i = 0; i < n; i++) fn();
     const ms = performance.now() - t0;
-    if (ms >= ROUND_MS / 4) {
+    if (ms >= ROUND_MS) {
       n = Math.max(1, Math.round((n * ROUND_MS) / ms));
       break;
     }
     n *= 2;
   }
-  const out: number[] = [];
+  const wall: number[] = [];
+  let cpu = 0;
   for (let r = 0; r < ROUNDS; r++) {
     if (sync) cudaSynchronize(DEV);
-    const a = threadCpuMs();
+    const c = threadCpuMs();
+    const t = performance.now();
     for (let i = 0; i < n; i++) fn();
-    out.push(((threadCpuMs() - a) * 1e3) / n);
+    wall.push(((performance.now() - t) * 1e3) / n);
+    cpu += threadCpuMs() - c;
   }
-  return median(out);
+  return { us: lowerQuartile(wall), other: (cpu * 1e3) / (n * ROUNDS) };
 }
 
 function tinyOps(rows: Row[], cuda: boolean): void {
   const devices = cuda ? (['cpu', DEV] as const) : (['cpu'] as const);
   for (const dev of devices) {
     const [a, b] = noGrad(() => [randn([1], { device: dev }), randn([1], { device: dev })]);
-    rows.push({ name: `add [1] ${dev}`, us: perCall(() => add(a, b).dispose(), dev !== 'cpu') });
+    rows.push({ name: `add [1] ${dev}`, ...perCall(() => add(a, b).dispose(), dev !== 'cpu') });
     a.dispose();
     b.dispose();
   }
@@ -101,7 +120,7 @@ function tinyOps(rows: Row[], cuda: boolean): void {
     const b = randn([1], { device: dev, requiresGrad: true });
     rows.push({
       name: `add [1] ${dev}, requiresGrad fwd+bwd`,
-      us: perCall(() => {
+      ...perCall(() => {
         const y = add(a, b);
         y.backward();
         y.dispose();
@@ -112,21 +131,21 @@ function tinyOps(rows: Row[], cuda: boolean): void {
   }
   const mm = (dev: 'cpu' | typeof DEV, dtype: 'f32' | 'bf16') => {
     const [x, y] = noGrad(() => tidy(() => [randn([64, 64]).to(dtype).to(dev), randn([64, 64]).to(dtype).to(dev)]));
-    const us = noGrad(() => perCall(() => matmul(x, y).dispose(), dev !== 'cpu'));
+    const r = noGrad(() => perCall(() => matmul(x, y).dispose(), dev !== 'cpu'));
     x.dispose();
     y.dispose();
-    return us;
+    return r;
   };
-  rows.push({ name: 'mm 64^3 f32 cpu, no grad', us: mm('cpu', 'f32') });
-  rows.push({ name: 'mm 64^3 bf16 cpu, no grad', us: mm('cpu', 'bf16') });
+  rows.push({ name: 'mm 64^3 f32 cpu, no grad', ...mm('cpu', 'f32') });
+  rows.push({ name: 'mm 64^3 bf16 cpu, no grad', ...mm('cpu', 'bf16') });
   if (!cuda) return;
-  rows.push({ name: `matmul 64^3 bf16 ${DEV}, no grad`, us: mm(DEV, 'bf16') });
+  rows.push({ name: `matmul 64^3 bf16 ${DEV}, no grad`, ...mm(DEV, 'bf16') });
   const [x, g] = noGrad(() => tidy(() => [randn([64, 64]).to('bf16').to(DEV), ones([64, 64], { dtype: 'bf16', device: DEV })]));
   const w = noGrad(() => tidy(() => randn([64, 64]).to('bf16').to(DEV))).requiresGrad_();
   const bias = noGrad(() => tidy(() => randn([64]).to('bf16').to(DEV))).requiresGrad_();
   rows.push({
     name: `linear 64x64 bf16 ${DEV}, fwd+bwd`,
-    us: perCall(() => {
+    ...perCall(() => {
       const y = linear(x, w, bias);
       y.backward(g);
       y.dispose();
@@ -135,20 +154,19 @@ function tinyOps(rows: Row[], cuda: boolean): void {
   for (const t of [x, g, w, bias]) t.dispose();
 }
 
-/** µs of main-thread CPU per device op of `step` (the census counts one step's device ops). */
-function perDeviceOp(step: () => void, steps: number): { us: number; ops: number } {
+/** Per device op of `step` (the census counts one step's device ops): main-thread CPU µs (all steps) and wall µs (lower quartile of the steps). */
+function perDeviceOp(step: () => void, steps: number): { us: number; other: number; ops: number } {
   for (let k = 0; k < 3; k++) step();
   cudaSynchronize(DEV);
   const ops = censusTotals(cudaCensus(step).entries).deviceOps;
-  const per: number[] = [];
-  // Rounds of a few steps each, median: another process's burst spoils one round, not the figure.
-  const chunk = Math.max(1, Math.floor(steps / 5));
-  for (let done = 0; done < steps; done += chunk) {
-    const c0 = threadCpuMs();
-    for (let k = 0; k < chunk; k++) step();
-    per.push(((threadCpuMs() - c0) * 1e3) / chunk / ops);
+  const wall: number[] = [];
+  const c0 = threadCpuMs();
+  for (let k = 0; k < steps; k++) {
+    const t = performance.now();
+    step();
+    wall.push(((performance.now() - t) * 1e3) / ops);
   }
-  return { us: median(per), ops };
+  return { us: ((threadCpuMs() - c0) * 1e3) / steps / ops, other: lowerQuartile(wall), ops };
 }
 
 function resnetStep(rows: Row[]): void {
@@ -167,7 +185,7 @@ function resnetStep(rows: Row[]): void {
         }),
       quick ? 10 : 30,
     );
-    rows.push({ name: `ResNet-101 bf16 eager step, per device op (${r.ops} ops)`, us: r.us });
+    rows.push({ name: `ResNet-101 bf16 eager step, per device op (${r.ops} ops)`, us: r.us, other: r.other });
   } finally {
     x.dispose();
     y.dispose();
@@ -180,7 +198,7 @@ async function gptStep(rows: Row[]): Promise<void> {
   const s = await gptEngineStep({ size: '124M', layers: 12, nEmbd: 768, nHead: 12, seq: 1024, batch: 1, vocab: 50257 });
   try {
     const r = perDeviceOp(() => s.step(), quick ? 10 : 30);
-    rows.push({ name: `GPT-2 124M bf16 engine step, per device op (${r.ops} ops)`, us: r.us });
+    rows.push({ name: `GPT-2 124M bf16 engine step, per device op (${r.ops} ops)`, us: r.us, other: r.other });
   } finally {
     s.dispose();
     await destroyDistributed();
@@ -204,8 +222,9 @@ async function main(cuda: boolean): Promise<void> {
   const hostBench = (native as unknown as { cuda?: { hostBench?: { noop(): void } } }).cuda?.hostBench;
   const floorFn = hostBench ? () => hostBench.noop() : () => void native.liveStorages();
   const rows: Row[] = [];
-  const floor = perCall(floorFn);
-  rows.push({ name: hostBench ? 'N-API no-op (hostBench.noop): the floor' : 'N-API call (liveStorages): the floor', us: floor });
+  const f = perCall(floorFn);
+  const floor = f.us;
+  rows.push({ name: hostBench ? 'N-API no-op (hostBench.noop): the floor' : 'N-API call (liveStorages): the floor', ...f });
   tinyOps(rows, cuda);
   if (cuda && !process.argv.includes('--no-models')) {
     resnetStep(rows);
@@ -214,11 +233,16 @@ async function main(cuda: boolean): Promise<void> {
   const peer = torchPeer();
   if (typeof peer !== 'string') for (const r of rows) r.torch = peer.get(r.name);
   const w = Math.max(...rows.map((r) => r.name.length));
-  console.log(`main-thread CPU µs per call (median of ${ROUNDS} rounds of ~${ROUND_MS} ms)${cuda ? ', cuda:0 emulated in skip mode' : ''}`);
-  console.log(`${'op'.padEnd(w)}  ${'µs'.padStart(8)}  ${'x floor'.padStart(8)}  ${'torch µs'.padStart(8)}  ${'x torch'.padStart(7)}`);
+  console.log(
+    `ops: µs = wall per call (lower quartile of ${ROUNDS} rounds of ~${ROUND_MS} ms), other = main-thread CPU per call; ` +
+      `model steps: µs = main-thread CPU per device op, other = wall (lower quartile of the steps)${cuda ? '; cuda:0 emulated in skip mode' : ''}`,
+  );
+  console.log(`${'op'.padEnd(w)}  ${'µs'.padStart(8)}  ${'other'.padStart(8)}  ${'x floor'.padStart(8)}  ${'torch µs'.padStart(8)}  ${'x torch'.padStart(7)}`);
   for (const r of rows) {
     const t = r.torch === undefined ? ['', ''] : [r.torch.toFixed(2), (r.us / r.torch).toFixed(2)];
-    console.log(`${r.name.padEnd(w)}  ${r.us.toFixed(2).padStart(8)}  ${(r.us / floor).toFixed(1).padStart(8)}  ${t[0].padStart(8)}  ${t[1].padStart(7)}`);
+    console.log(
+      `${r.name.padEnd(w)}  ${r.us.toFixed(2).padStart(8)}  ${r.other.toFixed(2).padStart(8)}  ${(r.us / floor).toFixed(1).padStart(8)}  ${t[0].padStart(8)}  ${t[1].padStart(7)}`,
+    );
   }
   if (typeof peer === 'string') console.log(`torch peer: skipped (${peer})`);
   const j = process.argv.indexOf('--json');
