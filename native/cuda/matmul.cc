@@ -6,7 +6,7 @@
 
 #include <algorithm>
 #include <array>
-#include <map>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include "cuda/census.h"
@@ -103,11 +103,20 @@ struct Plan {
 using PlanKey = std::array<int64_t, 19>;
 constexpr size_t kMaxPlans = 4096;
 
+// One key compared per product (a tree compared keys lexicographically at every level).
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the values
+    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+
 // The cached plan for `key`, built by `build` on a miss (a failed build is not cached).
 template <typename F>
 const Plan& planFor(const PlanKey& key, F&& build) {
   static std::mutex mu;
-  static std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  static std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash> plans;
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
   if (it != plans.end()) return *it->second;
@@ -125,12 +134,10 @@ void batchLayout(const CublasLtApi& a, lt::Layout l, int64_t batch, int64_t stri
   ltCheck(a.layoutSetAttribute(l, lt::kLayoutStridedBatchOffset, &stride, sizeof(stride)), "setting the batch stride");
 }
 
-// The largest power of two (at most 256) that divides the address.
+// The largest power of two (at most 256) that divides the address (null: 256).
 uint32_t alignmentOf(const void* p) {
-  uint64_t a = uint64_t(reinterpret_cast<uintptr_t>(p));
-  uint32_t n = 1;
-  while (n < 256 && a % (2 * n) == 0) n *= 2;
-  return n;
+  const uint64_t a = uint64_t(reinterpret_cast<uintptr_t>(p));
+  return a == 0 || __builtin_ctzll(a) >= 8 ? 256u : uint32_t(1) << __builtin_ctzll(a);
 }
 
 }  // namespace

@@ -17,8 +17,8 @@ namespace mt {
 namespace {
 
 // Chunks never move, so kernels may hold a Storage& while another thread allocates.
-constexpr int64_t kChunk = 4096;
-constexpr int64_t kMaxChunks = 1 << 14;
+constexpr int64_t kChunk = kStorageChunk;
+constexpr int64_t kMaxChunks = kMaxStorageChunks;
 
 struct Counter {
   int64_t current = 0;
@@ -27,9 +27,9 @@ struct Counter {
 
 struct Table {
   std::mutex mu;
-  std::vector<std::unique_ptr<Storage[]>> chunks;
+  std::vector<std::unique_ptr<Storage[]>> chunks;  // owns what detail::storageChunks points to
   std::vector<int64_t> freeIds;
-  int64_t next = 1;  // id 0 is never valid, so a zeroed handle is caught
+  int64_t next = 1;  // id 0 is never valid, so a zeroed handle is caught; mirrored in detail::storageNextId
   int64_t liveCount = 0;
   Counter counters[kNumTags][kMaxDevices];
   Table() { chunks.reserve(kMaxChunks); }
@@ -42,13 +42,15 @@ Table& table() {
 
 }  // namespace
 
-Storage& storageAt(int64_t id) {
-  Table& t = table();
-  MT_CHECK(id > 0 && id < t.next, "invalid storage id ", id);
-  Storage& s = t.chunks[id / kChunk][id % kChunk];
-  MT_CHECK(s.live, "storage ", id, " was already freed (use after dispose)");
-  return s;
+namespace detail {
+Storage* storageChunks[kMaxStorageChunks] = {};
+std::atomic<int64_t> storageNextId{1};
+
+void badStorage(int64_t id) {
+  MT_CHECK(id > 0 && id < storageNextId.load(std::memory_order_acquire), "invalid storage id ", id);
+  throw Error(cat("storage ", id, " was already freed (use after dispose)"));
 }
+}  // namespace detail
 
 namespace {
 int64_t insertStorage(const Storage& entry);
@@ -89,14 +91,17 @@ int64_t insertStorage(const Storage& entry) {
     id = t.freeIds.back();
     t.freeIds.pop_back();
   } else {
-    id = t.next++;
+    id = t.next;
     if (id / kChunk >= int64_t(t.chunks.size())) {
       MT_CHECK(int64_t(t.chunks.size()) < kMaxChunks, "too many live storages");
       t.chunks.emplace_back(new Storage[kChunk]);
+      detail::storageChunks[t.chunks.size() - 1] = t.chunks.back().get();
     }
+    t.next++;
   }
   Storage& s = t.chunks[id / kChunk][id % kChunk];
   s = entry;
+  detail::storageNextId.store(t.next, std::memory_order_release);  // after the chunk and the entry
   Counter& c = t.counters[entry.tag][entry.device];
   c.current += int64_t(entry.bytes);
   if (c.current > c.peak) c.peak = c.current;

@@ -1,6 +1,7 @@
 // Native buffers with tagged memory accounting. Tensors refer to storages by integer id.
 #pragma once
 #include <napi.h>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include "tensor/dtype.h"
@@ -38,7 +39,25 @@ void freeStorage(int64_t id);
 int64_t adoptStorage(void* ptr, size_t bytes, Tag tag, int device, void (*release)(void*, void*), void* ctx);
 // Counts memory that kernels own outside any storage (e.g. oneDNN's workspace) under a tag.
 void accountBytes(Tag tag, int device, int64_t delta);
-Storage& storageAt(int64_t id);
+
+// The storage table's lookup side, read without its mutex (a lookup per operand of every op):
+// chunks of kStorageChunk entries that never move, published before the ids they hold.
+constexpr int64_t kStorageChunk = 4096;
+constexpr int64_t kMaxStorageChunks = 1 << 14;
+namespace detail {
+extern Storage* storageChunks[kMaxStorageChunks];  // written under the table's mutex
+extern std::atomic<int64_t> storageNextId;          // ids below it have a chunk (release store after it)
+[[noreturn]] void badStorage(int64_t id);
+}  // namespace detail
+
+// The live storage `id`; a clear error for an id never handed out or already freed.
+inline Storage& storageAt(int64_t id) {
+  if (__builtin_expect(id > 0 && id < detail::storageNextId.load(std::memory_order_acquire), 1)) {
+    Storage& s = detail::storageChunks[id / kStorageChunk][id % kStorageChunk];
+    if (__builtin_expect(s.live, 1)) return s;
+  }
+  detail::badStorage(id);
+}
 
 // The address of element `offset` of type T in storage `id`, checked against its size, on any device.
 template <typename T>

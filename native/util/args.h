@@ -9,27 +9,30 @@
 
 namespace mt {
 
+// The error of a missing or mistyped argument, out of line so the readers below stay small
+// enough to inline into every binding.
+[[noreturn]] __attribute__((noinline, cold)) inline void badArg(size_t i, const char* what) {
+  throw Error(cat("argument ", i, " must be ", what));
+}
+
 // One N-API call per argument: the getters themselves refuse a value of another type (and a
 // missing argument, which reads as undefined), so no napi_typeof first (bindings take ~20 each).
 inline int64_t argInt(const Napi::CallbackInfo& info, size_t i) {
   int64_t v = 0;
-  MT_CHECK(i < info.Length() && napi_get_value_int64(info.Env(), info[i], &v) == napi_ok, "argument ", i,
-           " must be a number");
-  return v;
+  if (__builtin_expect(i < info.Length() && napi_get_value_int64(info.Env(), info[i], &v) == napi_ok, 1)) return v;
+  badArg(i, "a number");
 }
 
 inline double argNum(const Napi::CallbackInfo& info, size_t i) {
   double v = 0;
-  MT_CHECK(i < info.Length() && napi_get_value_double(info.Env(), info[i], &v) == napi_ok, "argument ", i,
-           " must be a number");
-  return v;
+  if (__builtin_expect(i < info.Length() && napi_get_value_double(info.Env(), info[i], &v) == napi_ok, 1)) return v;
+  badArg(i, "a number");
 }
 
 inline bool argBool(const Napi::CallbackInfo& info, size_t i) {
   bool v = false;
-  MT_CHECK(i < info.Length() && napi_get_value_bool(info.Env(), info[i], &v) == napi_ok, "argument ", i,
-           " must be a boolean");
-  return v;
+  if (__builtin_expect(i < info.Length() && napi_get_value_bool(info.Env(), info[i], &v) == napi_ok, 1)) return v;
+  badArg(i, "a boolean");
 }
 
 // napi_get_value_int64's rule for a double: truncated toward zero, saturated, NaN/infinite -> 0.
