@@ -19,6 +19,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { type AttentionOptions, scaledDotProductAttention } from './attention.ts';
 import { cpuFusedAttention, FUSED_ATTENTION_HEAD_DIMS } from './attention_fused.ts';
 import { record } from './autograd_support.ts';
+import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 import { checkFloatArg, statDType } from './nn_util.ts';
 import { reshape, split, transpose } from './view.ts';
@@ -111,7 +112,8 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
   const lse = k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev);
   if (B * T > 0) {
     // The geometry (B, H, Tq, Tk, D, scale, causal) written out: a spread call costs an iterator per call.
-    kernelsOn(dev).attentionForward(code, B, H, T, T, D, scale, causal, x.id, q0, inS, x.id, k0, inS, x.id, v0, inS, out.id, out.offset, outS, lse.id);
+    const ins = intArg(0, inS);
+    kernelsOn(dev).attentionForward(code, B, H, T, T, D, scale, causal, x.id, q0, ins, x.id, k0, ins, x.id, v0, ins, out.id, out.offset, intArg(1, outS), lse.id);
   }
   const result = record('qkvAttention', [qkv], out, (node) => {
     const sx = node.save(x);
@@ -126,8 +128,10 @@ function fusedQkv(qkv: Tensor, H: number, D: number, causal: boolean, scale: num
       if (B * T > 0) {
         // The CPU kernels keep each query row's dot(dO, o) in a scratch tensor (CUDA: a call scratch of its own).
         const dots = dev === 'cpu' ? k.empty([B * H * T], statDType(qkv.dtype), undefined, false, dev) : null;
-        kernelsOn(dev).attentionBackward(code, B, H, T, T, D, scale, causal, sx.id, q0, inS, sx.id, k0, inS, sx.id, v0, inS,
-          so.id, so.offset, outS, gv.t.id, gv.t.offset, gS, sl.id, dx.id, 0, dS, dx.id, C, dS, dx.id, 2 * C, dS, dots?.id);
+        const ins = intArg(0, inS);
+        const ds = intArg(3, dS);
+        kernelsOn(dev).attentionBackward(code, B, H, T, T, D, scale, causal, sx.id, q0, ins, sx.id, k0, ins, sx.id, v0, ins,
+          so.id, so.offset, intArg(1, outS), gv.t.id, gv.t.offset, intArg(2, gS), sl.id, dx.id, 0, ds, dx.id, C, ds, dx.id, 2 * C, ds, dots?.id);
         dots?.dispose();
       }
       if (gv.t !== g) gv.t.dispose();

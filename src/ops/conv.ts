@@ -13,6 +13,7 @@ import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
+import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 import { checkImage, emptyActivation, isChannelsLast, pair } from './nchw.ts';
 import { statDType } from './nn_util.ts';
@@ -182,10 +183,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   // flag (the filter is NHWC) only when set, as older addons take the list without it.
   const bId = b ? b.id : 0;
   const bOff = b ? b.offset : 0;
+  const xst = intArg(0, xs.strides);
+  const yst = intArg(1, y.strides);
   if (wn) {
-    kern.conv2dForward(code, xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, y.strides, sh, sw, ph, pw, dh, dw, groups, true);
+    kern.conv2dForward(code, xs.id, xs.offset, xst, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, yst, sh, sw, ph, pw, dh, dw, groups, true);
   } else {
-    kern.conv2dForward(code, xs.id, xs.offset, xs.strides, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, y.strides, sh, sw, ph, pw, dh, dw, groups);
+    kern.conv2dForward(code, xs.id, xs.offset, xst, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, yst, sh, sw, ph, pw, dh, dw, groups);
   }
   const out = roundedBack(y, half) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
@@ -206,10 +209,12 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       let gx: Tensor | null = null;
       if (savedW) {
         gx = emptyActivation(x.shape, cd, true, dev);
+        const gst = intArg(0, gs.strides);
+        const gxst = intArg(1, gx.strides);
         if (wn) {
-          kern.conv2dBackwardData(code, gs.id, gs.offset, gs.strides, savedW.id, savedW.offset, gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, true);
+          kern.conv2dBackwardData(code, gs.id, gs.offset, gst, savedW.id, savedW.offset, gx.id, gx.offset, gxst, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, true);
         } else {
-          kern.conv2dBackwardData(code, gs.id, gs.offset, gs.strides, savedW.id, savedW.offset, gx.id, gx.offset, gx.strides, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups);
+          kern.conv2dBackwardData(code, gs.id, gs.offset, gst, savedW.id, savedW.offset, gx.id, gx.offset, gxst, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups);
         }
       }
       let gw: Tensor | null = null;
@@ -226,7 +231,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
         gw = k.empty(weight.shape, cd, undefined, false, dev);
         const gbias = bias?.requiresGrad ? k.empty([O], biasDType, undefined, false, dev) : null;
         kern.conv2dBackwardWeights(
-          code, savedX.id, savedX.offset, savedX.strides, gs.id, gs.offset, gs.strides,
+          code, savedX.id, savedX.offset, intArg(0, savedX.strides), gs.id, gs.offset, intArg(1, gs.strides),
           gw.id, gw.offset, gbias ? gbias.id : 0, gbias ? gbias.offset : 0,
           N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups,
         );

@@ -17,6 +17,7 @@ import { type DType, dtypeCode } from '../tensor/dtype.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { gelu, recordGelu } from './elementwise.ts';
+import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 
 /** The activations `linear` can fuse. */
@@ -66,7 +67,7 @@ export function fusedLinearGelu(
   const out = k.empty(shape, dtype, undefined, false, dev);
   const pre = keepPre ? k.empty(shape, dtype, undefined, false, dev) : null;
   const done = kernel(
-    dtypeCode(dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, bias ? bias.id : 0, bias ? bias.offset : 0,
+    dtypeCode(dtype), a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), bias ? bias.id : 0, bias ? bias.offset : 0,
     out.id, 0, pre ? pre.id : 0, 0, a.rows, N, a.cols,
   );
   if (done) return { out, pre };

@@ -14,6 +14,7 @@ import { fmt, numel } from '../tensor/shape.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { needsGrad, record, sumToShape } from './autograd_support.ts';
+import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation } from './linear_activation.ts';
 import { emptyPitched, paddedPitch, rowPitchOf } from './row_pitch.ts';
@@ -77,12 +78,14 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   // A bias in the output's 16-bit dtype is said so (the older argument list means f32). The
   // argument lists are written out: a spread call costs an array and an iterator per call.
   const ownBias = bias !== null && bias.dtype === dtype && biasDtype(dtype) !== dtype;
+  const as = intArg(0, a.s);
+  const bs = intArg(1, b.s);
   if (pitch !== N) {
-    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, ownBias ? outCode : -1, false, pitch);
+    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, ownBias ? outCode : -1, false, pitch);
   } else if (ownBias) {
-    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, outCode);
+    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, outCode);
   } else {
-    kern.matmul(code, a.t.id, a.off, a.s, b.t.id, b.off, b.s, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false);
+    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false);
   }
   return out;
 }
@@ -102,7 +105,7 @@ function productSummingA(
   const dev = deviceOf('linear', a.t, b.t, gradA);
   const out = addTo ?? k.empty(shape, dtype, undefined, false, dev);
   const summed = kernelsOn(dev).matmul(
-    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, gradA.id, gradA.offset,
+    dtypeCode(a.t.dtype), a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), gradA.id, gradA.offset,
     dtypeCode(dtype), out.id, out.offset, 1, a.rows, b.cols, a.cols, addTo !== null, dtypeCode(dtype), true,
   ) as boolean;
   return { out, summed };
@@ -115,7 +118,7 @@ function productInto(a: Mats, b: Mats, out: Tensor, accumulate: boolean): void {
     throw new Error(`linear: internal: a product into ${fmt(out.shape)} ${out.dtype} that is not a contiguous [${a.rows}, ${b.cols}] ${a.t.dtype}`);
   }
   kernelsOn(dev).matmul(
-    dtypeCode(a.t.dtype), a.t.id, a.off, a.s, b.t.id, b.off, b.s, 0, 0,
+    dtypeCode(a.t.dtype), a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), 0, 0,
     dtypeCode(out.dtype), out.id, out.offset, 1, a.rows, b.cols, a.cols, accumulate,
   );
 }

@@ -9,6 +9,7 @@ import { dtypeCode } from '../tensor/dtype.ts';
 import { fmt, isDense } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
+import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 import { checkImage, emptyActivation, isChannelsLast, pair, prefersChannelsLast } from './nchw.ts';
 
@@ -55,7 +56,7 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
   const idx = emptyActivation([N, C, OH, OW], 'i32', last, dev);
   owned.push(idx);
   kernelsOn(dev).maxPool2dForward(
-    dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, out.id, out.offset, out.strides, idx.id, idx.offset,
+    dtypeCode(x.dtype), xs.id, xs.offset, intArg(0, xs.strides), out.id, out.offset, intArg(1, out.strides), idx.id, idx.offset,
     N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
   );
   const result = record('maxPool2d', [x], out, (node) => {
@@ -65,9 +66,9 @@ export function maxPool2d(x: Tensor, kernel: number | readonly [number, number],
       const gs = readable(g, own);
       const gx = emptyActivation(x.shape, x.dtype, last, dev);
       kernelsOn(dev).maxPool2dBackward(
-        dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, si.id, si.offset, si.strides,
+        dtypeCode(x.dtype), gs.id, gs.offset, intArg(0, gs.strides), si.id, si.offset, intArg(1, si.strides),
         // The window geometry last: the CUDA kernel gathers over the windows covering each input.
-        gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
+        gx.id, gx.offset, intArg(2, gx.strides), N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
       );
       for (const t of own) t.dispose();
       return [gx];
@@ -92,13 +93,13 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly [numb
   const xs = readable(x, owned);
   const last = prefersChannelsLast(xs);
   const out = emptyActivation([N, C, OH, OW], x.dtype, last, dev);
-  kernelsOn(dev).adaptiveAvgPool2dForward(dtypeCode(x.dtype), xs.id, xs.offset, xs.strides, out.id, out.offset, out.strides, N, C, H, W, OH, OW);
+  kernelsOn(dev).adaptiveAvgPool2dForward(dtypeCode(x.dtype), xs.id, xs.offset, intArg(0, xs.strides), out.id, out.offset, intArg(1, out.strides), N, C, H, W, OH, OW);
   for (const t of owned) t.dispose();
   return record('adaptiveAvgPool2d', [x], out, () => (g) => {
     const own: Tensor[] = [];
     const gs = readable(g, own);
     const gx = emptyActivation(x.shape, x.dtype, last, dev);
-    kernelsOn(dev).adaptiveAvgPool2dBackward(dtypeCode(x.dtype), gs.id, gs.offset, gs.strides, gx.id, gx.offset, gx.strides, N, C, H, W, OH, OW);
+    kernelsOn(dev).adaptiveAvgPool2dBackward(dtypeCode(x.dtype), gs.id, gs.offset, intArg(0, gs.strides), gx.id, gx.offset, intArg(1, gx.strides), N, C, H, W, OH, OW);
     for (const t of own) t.dispose();
     return [gx];
   });
