@@ -12,6 +12,8 @@
  *   matmul 64^3 bf16 cuda:0, no grad   matmul(a, b).dispose() under noGrad
  *   mm 64^3 f32 / bf16 cpu, no grad    the same on the CPU (real oneDNN work: PyTorch does the same)
  *   linear 64x64 bf16 cuda:0 fwd+bwd   linear(x, W, b).backward(g) with W and b requiring grad
+ *   conv2d, batchNorm2dRelu, maxPool2d ResNet-101 bottleneck shapes (batch 2, 8x8, channels-last) and
+ *   linear 768->2304, layerNorm 768    GPT-2's at a 64-token row, on cuda:0; and add's binding called alone
  *   ResNet-101 / GPT-2 124M step       an eager bf16 training step (bench/host_floor_resnet.ts and
  *                                      bench/host_profile.ts's steps), µs per device op (cudaCensus)
  *
@@ -25,25 +27,33 @@ import { writeFileSync } from 'node:fs';
 import { ResNet } from '../models/index.ts';
 import {
   add,
+  batchNorm2dRelu,
   censusTotals,
+  conv2d,
   crossEntropy,
   cudaCensus,
   cudaIsAvailable,
   cudaSynchronize,
   destroyDistributed,
   initDistributed,
+  layerNorm,
   linear,
   manualSeed,
   matmul,
+  maxPool2d,
   native,
   nn,
   noGrad,
   ones,
   randn,
   SGD,
+  type Tensor,
   tensor,
   tidy,
 } from '../src/index.ts';
+import { Binary } from '../src/ops/kernels.ts';
+import { kernelsOn } from '../src/tensor/backend.ts';
+import { dtypeCode } from '../src/tensor/dtype.ts';
 import { emulated, rerunEmulated, skipMode } from './emu_rerun.ts';
 import { gptEngineStep } from './gpu_census_gpt.ts';
 import { threadCpuMs } from './thread_cpu.ts';
@@ -154,6 +164,52 @@ function tinyOps(rows: Row[], cuda: boolean): void {
   for (const t of [x, g, w, bias]) t.dispose();
 }
 
+/** The conv layout ResNet's activations have: channels-last. */
+const channelsLast = (t: Tensor): Tensor => noGrad(() => tidy(() => t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])));
+
+/**
+ * The ops of the eager ResNet and GPT steps at shapes they run, forward under noGrad and forward +
+ * backward (result disposed each call), and one binding called directly (the addon's share of an add).
+ */
+function modelOps(rows: Row[]): void {
+  const onDev = (shape: number[], dtype: 'bf16' | 'f32', grad = false): Tensor => {
+    const t = noGrad(() => tidy(() => randn(shape).to(dtype).to(DEV)));
+    if (grad) t.requiresGrad = true;
+    return t;
+  };
+  const run = (name: string, fn: () => void) => rows.push({ name, ...perCall(fn, true) });
+  const a1 = onDev([1], 'f32');
+  const b1 = onDev([1], 'f32');
+  const o1 = noGrad(() => a1.add(b1));
+  const kern = kernelsOn(DEV);
+  run('add [1] f32 cuda:0, binding alone', () => kern.binaryFlat(Binary.add, dtypeCode('f32'), a1.id, a1.offset, b1.id, b1.offset, o1.id, 0, 1));
+  // ResNet-101 bottleneck shapes at batch 2, 8x8: a 3x3 and a 1x1 conv over 128 channels, BN + ReLU, the stem's pool.
+  const x = channelsLast(onDev([2, 128, 8, 8], 'bf16', true));
+  const w3 = onDev([128, 128, 3, 3], 'bf16', true);
+  const w1 = onDev([512, 128, 1, 1], 'bf16', true);
+  run('conv2d 3x3 bf16 NHWC, no grad', () => noGrad(() => conv2d(x, w3, null, { padding: 1 }).dispose()));
+  run('conv2d 1x1 bf16 NHWC, no grad', () => noGrad(() => conv2d(x, w1).dispose()));
+  run('conv2d 3x3 bf16 NHWC, fwd+bwd', () => tidy(() => conv2d(x, w3, null, { padding: 1 }).sum().backward()));
+  const rm = onDev([128], 'f32');
+  const rv = onDev([128], 'f32');
+  const g = onDev([128], 'bf16', true);
+  const bt = onDev([128], 'bf16', true);
+  const bn = (t: Tensor) => batchNorm2dRelu(t, rm, rv, g, bt, { training: true });
+  run('batchNorm2dRelu bf16 NHWC, no grad', () => noGrad(() => bn(x).dispose()));
+  run('batchNorm2dRelu bf16 NHWC, fwd+bwd', () => tidy(() => bn(x).sum().backward()));
+  run('maxPool2d 3x3/2 bf16 NHWC, no grad', () => noGrad(() => maxPool2d(x, 3, { stride: 2, padding: 1 }).dispose()));
+  // GPT-2's shapes at one 64-token row: linear 768 -> 2304 (qkv) and layer norm over 768.
+  const h = onDev([64, 768], 'bf16', true);
+  const wq = onDev([2304, 768], 'bf16', true);
+  const bq = onDev([2304], 'bf16', true);
+  const lw = onDev([768], 'bf16', true);
+  const lb = onDev([768], 'bf16', true);
+  run('linear 768->2304 bf16, no grad', () => noGrad(() => linear(h, wq, bq).dispose()));
+  run('linear 768->2304 bf16, fwd+bwd', () => tidy(() => linear(h, wq, bq).sum().backward()));
+  run('layerNorm 768 bf16, no grad', () => noGrad(() => layerNorm(h, [768], lw, lb).dispose()));
+  for (const t of [a1, b1, o1, x, w3, w1, rm, rv, g, bt, h, wq, bq, lw, lb]) t.dispose();
+}
+
 /** Per device op of `step` (the census counts one step's device ops): main-thread CPU µs (all steps) and wall µs (lower quartile of the steps). */
 function perDeviceOp(step: () => void, steps: number): { us: number; other: number; ops: number } {
   for (let k = 0; k < 3; k++) step();
@@ -226,6 +282,7 @@ async function main(cuda: boolean): Promise<void> {
   const floor = f.us;
   rows.push({ name: hostBench ? 'N-API no-op (hostBench.noop): the floor' : 'N-API call (liveStorages): the floor', ...f });
   tinyOps(rows, cuda);
+  if (cuda) modelOps(rows);
   if (cuda && !process.argv.includes('--no-models')) {
     resnetStep(rows);
     await gptStep(rows);

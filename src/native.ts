@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 type Id = number;
-type Ints = number[];
+/** Integer lists (shapes, strides): a JS array, or a Float64Array (one N-API read; src/ops/int_args.ts). */
+type Ints = readonly number[] | Float64Array;
 
 /** The addon's functions; argument checks happen in TypeScript before these are called. */
 export interface Native {

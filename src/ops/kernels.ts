@@ -9,6 +9,7 @@ import { type DType, dtypeCode, itemSize } from '../tensor/dtype.ts';
 import { broadcastShapes, broadcastStrides, fmt, isDense, numel, type Shape, sameShape } from '../tensor/shape.ts';
 import type { Device, MemoryTag } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
+import { intArg } from './int_args.ts';
 
 export const Binary = {
   add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, pow: 6,
@@ -22,6 +23,9 @@ export const Unary = {
 
 export const Reduce = { sum: 0, max: 1 } as const;
 export const Random = { uniform: 0, normal: 1, dropoutMask: 2 } as const;
+
+/** The stride list [1] (a flat run), as the bindings read it. */
+const UNIT = new Float64Array([1]);
 
 export function empty(shape: Shape, dtype: DType, tag?: MemoryTag, zero = false, device: Device = 'cpu'): Tensor {
   return Tensor.emptyOf(shape, dtype, tag, zero, device);
@@ -47,7 +51,7 @@ export function copyInto(src: Tensor, dst: Tensor): void {
   const n = dst.numel;
   // Both contiguous: the merge below always ends in one flat run; skip building it.
   if (n > 1 && dst.isContiguous && src.isContiguous && sameShape(src.shape, dst.shape)) {
-    kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, [1], dtypeCode(dst.dtype), dst.id, dst.offset, [1], [n]);
+    kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, UNIT, dtypeCode(dst.dtype), dst.id, dst.offset, UNIT, intArg(0, [n]));
     return;
   }
   // The non-1 dims by destination stride, then source stride, largest first: an insertion sort,
@@ -78,7 +82,7 @@ export function copyInto(src: Tensor, dst: Tensor): void {
       ds.push(dst.strides[i]);
     }
   }
-  kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, ss, dtypeCode(dst.dtype), dst.id, dst.offset, ds, shape);
+  kernelsOn(dst.device).copyStrided(dtypeCode(src.dtype), src.id, src.offset, intArg(0, ss), dtypeCode(dst.dtype), dst.id, dst.offset, intArg(1, ds), intArg(2, shape));
 }
 
 /**
@@ -155,9 +159,9 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
   const out = empty(shape, a.dtype, undefined, false, dev);
   kern.binary(
     op, dtypeCode(a.dtype),
-    a.id, a.offset, broadcastStrides(a.shape, a.strides, shape),
-    b.id, b.offset, broadcastStrides(b.shape, b.strides, shape),
-    out.id, 0, shape,
+    a.id, a.offset, intArg(0, broadcastStrides(a.shape, a.strides, shape)),
+    b.id, b.offset, intArg(1, broadcastStrides(b.shape, b.strides, shape)),
+    out.id, 0, intArg(2, shape),
   );
   return out;
 }
