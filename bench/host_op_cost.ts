@@ -263,7 +263,7 @@ async function gptStep(rows: Row[]): Promise<void> {
 
 /** PyTorch's µs per call for the CPU lines, by our row name; or why not. */
 function torchPeer(): Map<string, number> | string {
-  const r = runTorchPeer<{ name: string; us: number }>('torch_host_ops.py', quick ? ['--rounds', '3', '--ms', '20'] : [], { timeoutMs: 120_000 });
+  const r = runTorchPeer<{ name: string; us: number }>('torch_host_ops.py', quick ? ['--rounds', String(ROUNDS), '--ms', String(ROUND_MS)] : [], { timeoutMs: 120_000 });
   if (!r.ok) return r.reason;
   const ours: Record<string, string> = {
     'add [1] cpu': 'add [1] cpu',

@@ -1,39 +1,45 @@
-"""PyTorch peer of bench/host_op_cost.ts: main-thread CPU microseconds per call of tiny CPU ops, one
-thread, median of rounds (time.thread_time_ns: this thread only, as the TypeScript side reads).
+"""PyTorch peer of bench/host_op_cost.ts: microseconds per call of tiny CPU ops on one thread, timed
+as the TypeScript side times them: wall time in many short rounds, their lower quartile (another
+process's time slice inflates a round, never shrinks it).
 Prints one JSON line per op: {"name": ..., "us": ...}.
 
-    python3 bench/torch_host_ops.py [--rounds 7] [--ms 60]
+    python3 bench/torch_host_ops.py [--rounds 41] [--ms 5]
 """
 import argparse
 import json
-import statistics
 import time
 
 import torch
 
 
 def per_call(fn, ms: float, rounds: int) -> float:
-    """Microseconds of thread CPU per call: median of rounds of about `ms` milliseconds each."""
-    fn()
-    t0 = time.thread_time_ns()
-    n = 0
-    while time.thread_time_ns() - t0 < 5e6:  # calibrate: calls per 5 ms
+    """Wall microseconds per call: the lower quartile of `rounds` rounds of about `ms` milliseconds."""
+    for _ in range(50):  # warm-up
         fn()
-        n += 1
-    calls = max(1, int(n * ms / 5))
+    n = 16
+    while True:  # calls per round, doubling until a batch is long enough to scale from
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        took = (time.perf_counter_ns() - t0) / 1e6
+        if took >= ms:
+            n = max(1, round(n * ms / took))
+            break
+        n *= 2
     out = []
     for _ in range(rounds):
-        t0 = time.thread_time_ns()
-        for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
             fn()
-        out.append((time.thread_time_ns() - t0) / 1e3 / calls)
-    return statistics.median(out)
+        out.append((time.perf_counter_ns() - t0) / 1e3 / n)
+    out.sort()
+    return out[(len(out) - 1) // 4]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--ms", type=float, default=60)
+    ap.add_argument("--rounds", type=int, default=41)
+    ap.add_argument("--ms", type=float, default=5)
     a = ap.parse_args()
     torch.set_num_threads(1)
     x, y = torch.randn(1), torch.randn(1)
