@@ -1,5 +1,6 @@
 // Element-wise kernels: broadcasting binary ops (strides of 0 broadcast) and unary ops with
 // an optional scalar. Op codes are mirrored in src/tensor/kernels.ts.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 #include "tensor/storage.h"
@@ -108,6 +109,26 @@ void binaryDispatch(int op, const T* a, const T* b, T* out, const std::vector<in
   }
 }
 
+// Both operands dense in one layout: a flat loop split into chunks across threads (as rows, a
+// flat range would be one row, which parallelFor runs on one thread whatever its length).
+template <typename T, int OP>
+void binaryFlatKernel(const T* a, const T* b, T* out, int64_t n) {
+  using C = typename Compute<T>::type;
+  constexpr int64_t kChunk = 4096;
+  parallelFor((n + kChunk - 1) / kChunk, kChunk, [&](int64_t c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; i++) store(out + i, binaryOp<C>(OP, load(a + i), load(b + i)));
+  });
+}
+
+template <typename T, int OP = 0>
+void binaryFlatDispatch(int op, const T* a, const T* b, T* out, int64_t n) {
+  if constexpr (OP < kNumBinary) {
+    if (op == OP) return binaryFlatKernel<T, OP>(a, b, out, n);
+    binaryFlatDispatch<T, OP + 1>(op, a, b, out, n);
+  }
+}
+
 template <typename T, int OP>
 void unaryKernel(const T* x, T* out, int64_t n, double scalar) {
   using C = typename Compute<T>::type;
@@ -164,10 +185,8 @@ Napi::Value BinaryFlat(const Napi::CallbackInfo& info) {
   int64_t aId = argInt(info, 2), aOff = argInt(info, 3), bId = argInt(info, 4), bOff = argInt(info, 5),
           oId = argInt(info, 6), oOff = argInt(info, 7), n = argInt(info, 8);
   if (n == 0) return info.Env().Undefined();
-  std::vector<int64_t> shape{n}, unit{1};
   MT_DISPATCH_FLOAT(d, "binary", {
-    binaryDispatch<T>(op, dataPtr<T>(aId, aOff, n), dataPtr<T>(bId, bOff, n), dataPtr<T>(oId, oOff, n), shape,
-                      unit, unit);
+    binaryFlatDispatch<T>(op, dataPtr<T>(aId, aOff, n), dataPtr<T>(bId, bOff, n), dataPtr<T>(oId, oOff, n), n);
   });
   return info.Env().Undefined();
 }

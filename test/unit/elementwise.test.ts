@@ -15,6 +15,24 @@ deviceTest('broadcast add/sub/mul/div match a plain loop', (dev) => {
   });
 });
 
+deviceTest('same-shape binary ops over many 4096-element chunks (the flat path, threaded on the CPU) match a plain loop', (dev) => {
+  tidy(() => {
+    const n = 9 * 4096 + 17; // chunks split across threads, and a partial last one
+    const av = Array.from({ length: n }, (_, i) => (i % 1000) * 0.5 - 250);
+    const bv = Array.from({ length: n }, (_, i) => ((n - i) % 777) * 0.25 + 1);
+    const a = tensor(av, { device: dev });
+    const b = tensor(bv, { device: dev });
+    const f = Math.fround;
+    const check = (name: string, got: number[], want: (x: number, y: number) => number) => {
+      for (let i = 0; i < n; i++) if (got[i] !== f(want(f(av[i]), f(bv[i])))) assert.unreachable(`${name}: element ${i} of ${n} is ${got[i]}`);
+    };
+    check('add', add(a, b).toList(), (x, y) => x + y);
+    check('sub', sub(a, b).toList(), (x, y) => x - y);
+    check('mul', mul(a, b).toList(), (x, y) => x * y);
+    check('div', div(a, b).toList(), (x, y) => x / y);
+  });
+});
+
 deviceTest('binary gradients with broadcasting (finite differences)', (dev) => {
   tidy(() => {
     gradcheck('add', add, [leaf([2, 3], 1, dev), leaf([3], 1, dev)]);
