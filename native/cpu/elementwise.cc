@@ -1,6 +1,5 @@
 // Element-wise kernels: broadcasting binary ops (strides of 0 broadcast) and unary ops with
 // an optional scalar. Op codes are mirrored in src/tensor/kernels.ts.
-#include <algorithm>
 #include <cmath>
 #include <vector>
 #include "tensor/storage.h"
@@ -82,19 +81,19 @@ void binaryKernel(const T* a, const T* b, T* out, const std::vector<int64_t>& sh
   int64_t inner = nd ? shape[nd - 1] : 1, aIn = nd ? as[nd - 1] : 0, bIn = nd ? bs[nd - 1] : 0;
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
-  parallelFor(outer, inner, [&](int64_t o) {
+  parallelRows(outer, inner, [&](int64_t o, int64_t i0, int64_t i1) {
     int64_t ao, bo;
     rowOffsets(o, shape, as, bs, &ao, &bo);
     const T* pa = a + ao;
     const T* pb = b + bo;
     T* po = out + o * inner;
     if (aIn == 1 && bIn == 1) {
-      for (int64_t i = 0; i < inner; i++) store(po + i, binaryOp<C>(OP, load(pa + i), load(pb + i)));
+      for (int64_t i = i0; i < i1; i++) store(po + i, binaryOp<C>(OP, load(pa + i), load(pb + i)));
     } else if (aIn == 1 && bIn == 0) {
       C vb = load(pb);
-      for (int64_t i = 0; i < inner; i++) store(po + i, binaryOp<C>(OP, load(pa + i), vb));
+      for (int64_t i = i0; i < i1; i++) store(po + i, binaryOp<C>(OP, load(pa + i), vb));
     } else {
-      for (int64_t i = 0; i < inner; i++)
+      for (int64_t i = i0; i < i1; i++)
         store(po + i, binaryOp<C>(OP, load(pa + i * aIn), load(pb + i * bIn)));
     }
   });
@@ -109,15 +108,12 @@ void binaryDispatch(int op, const T* a, const T* b, T* out, const std::vector<in
   }
 }
 
-// Both operands dense in one layout: a flat loop split into chunks across threads (as rows, a
-// flat range would be one row, which parallelFor runs on one thread whatever its length).
+// Both operands dense in one layout: one flat range (parallelRows splits it across threads).
 template <typename T, int OP>
 void binaryFlatKernel(const T* a, const T* b, T* out, int64_t n) {
   using C = typename Compute<T>::type;
-  constexpr int64_t kChunk = 4096;
-  parallelFor((n + kChunk - 1) / kChunk, kChunk, [&](int64_t c) {
-    const int64_t end = std::min(n, (c + 1) * kChunk);
-    for (int64_t i = c * kChunk; i < end; i++) store(out + i, binaryOp<C>(OP, load(a + i), load(b + i)));
+  parallelRows(1, n, [&](int64_t, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) store(out + i, binaryOp<C>(OP, load(a + i), load(b + i)));
   });
 }
 

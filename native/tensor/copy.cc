@@ -20,15 +20,15 @@ void copyKernel(const S* src, D* dst, const std::vector<int64_t>& shape,
   int64_t inner = shape[nd - 1], sIn = ss[nd - 1], dIn = ds[nd - 1];
   int64_t outer = 1;
   for (int k = 0; k < nd - 1; k++) outer *= shape[k];
-  parallelFor(outer, inner, [&](int64_t o) {
+  parallelRows(outer, inner, [&](int64_t o, int64_t i0, int64_t i1) {
     int64_t so, dof;
     rowOffsets(o, shape, ss, ds, &so, &dof);
     const S* s = src + so;
     D* d = dst + dof;
     if (sIn == 1 && dIn == 1) {
-      for (int64_t i = 0; i < inner; i++) store(d + i, load(s + i));
+      for (int64_t i = i0; i < i1; i++) store(d + i, load(s + i));
     } else {
-      for (int64_t i = 0; i < inner; i++) store(d + i * dIn, load(s + i * sIn));
+      for (int64_t i = i0; i < i1; i++) store(d + i * dIn, load(s + i * sIn));
     }
   });
 }

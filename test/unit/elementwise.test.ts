@@ -30,6 +30,18 @@ deviceTest('same-shape binary ops over many 4096-element chunks (the flat path, 
     check('sub', sub(a, b).toList(), (x, y) => x - y);
     check('mul', mul(a, b).toList(), (x, y) => x * y);
     check('div', div(a, b).toList(), (x, y) => x / y);
+    // Broadcast and copy paths split their long rows the same way: one row against a scalar, two
+    // rows against one, a cast, and a transposed copy whose rows are long.
+    const s = tensor([3], { device: dev });
+    check('mul by a [1]', mul(a, s).toList(), (x) => x * 3);
+    const two = tensor([...av, ...bv], { shape: [2, n], device: dev });
+    const sum2 = add(two, b).toList();
+    check('add row 0', sum2.slice(0, n), (x, y) => x + y);
+    check('add row 1', sum2.slice(n), (_, y) => y + y);
+    check('cast to f64', a.to('f64').toList(), (x) => x);
+    const data = [...av, ...bv];
+    const t = tensor(data, { shape: [n, 2], device: dev }).transpose(0, 1).contiguous().toList();
+    for (let i = 0; i < 2 * n; i++) if (t[i] !== f(data[2 * (i % n) + Math.floor(i / n)])) assert.unreachable(`transposed copy: element ${i}`);
   });
 });
 
