@@ -1,3 +1,5 @@
+import { withEnv } from './env.ts';
+
 /**
  * Runs `fn` with MESHTRAIN_ATTENTION set to `family` (the addon reads it at every attention call:
  * unset or 'tc' the WMMA kernels, 'simt', 'fa2'), restoring the variable after.
@@ -6,12 +8,5 @@
  * const y = withAttentionFamily('fa2', () => scaledDotProductAttention(q, k, v, { causal: true }));
  */
 export function withAttentionFamily<R>(family: string, fn: () => R): R {
-  const before = process.env.MESHTRAIN_ATTENTION;
-  process.env.MESHTRAIN_ATTENTION = family;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION;
-    else process.env.MESHTRAIN_ATTENTION = before;
-  }
+  return withEnv({ MESHTRAIN_ATTENTION: family }, fn);
 }

@@ -11,20 +11,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type DType, manualSeed, mul, native, noGrad, randn, scaledDotProductAttention, sum, type Tensor, tidy, transpose } from '../../src/index.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
+import { withEnv } from '../helpers/env.ts';
 import { gradcheck } from '../helpers/gradcheck.ts';
 
 const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2 };
 manualSeed(11);
 
 function fusedCpu<T>(fn: () => T): T {
-  const before = process.env.MESHTRAIN_ATTENTION_CPU;
-  process.env.MESHTRAIN_ATTENTION_CPU = 'fused';
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION_CPU;
-    else process.env.MESHTRAIN_ATTENTION_CPU = before;
-  }
+  return withEnv({ MESHTRAIN_ATTENTION_CPU: 'fused' }, fn);
 }
 
 type View = (x: Tensor) => Tensor;

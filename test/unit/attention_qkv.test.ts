@@ -17,6 +17,7 @@ import {
   type Tensor, tidy, transpose,
 } from '../../src/index.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
+import { withEnv } from '../helpers/env.ts';
 import { gradcheck } from '../helpers/gradcheck.ts';
 
 const TOL: Record<string, number> = { f64: 1e-12, f32: 1e-5, bf16: 1e-2, f16: 1e-2 };
@@ -30,15 +31,7 @@ const hasFused = typeof native.attentionBackward === 'function';
 
 /** Runs `fn` with qkvAttention on the fused CPU kernels (true) or the composed ops (false). */
 function withKernels<T>(fused: boolean, fn: () => T): T {
-  const before = process.env.MESHTRAIN_ATTENTION_CPU;
-  if (fused) process.env.MESHTRAIN_ATTENTION_CPU = 'fused';
-  else delete process.env.MESHTRAIN_ATTENTION_CPU;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_ATTENTION_CPU;
-    else process.env.MESHTRAIN_ATTENTION_CPU = before;
-  }
+  return withEnv({ MESHTRAIN_ATTENTION_CPU: fused ? 'fused' : undefined }, fn);
 }
 
 /** The composed reference: split qkv [..., T, 3C], heads as views, attention, heads merged. */

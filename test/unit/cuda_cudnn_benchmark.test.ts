@@ -19,25 +19,12 @@ import {
   type Device, type DType, mul, native, noGrad, randn, sum, type Tensor, tidy,
 } from '../../src/index.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
+import { withEnv } from '../helpers/env.ts';
 
 type Result = { y: number[]; gx: number[]; gw: number[]; entries: CensusEntry[] };
 
 const flat = (t: Tensor): number[] => t.to('cpu').to('f64').contiguous().toList();
 
-/** Switches set for fn only (the addon reads them when a plan is made). */
-function withEnv<T>(env: Record<string, string | undefined>, fn: () => T): T {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  const set = (e: Record<string, string | undefined>) => {
-    for (const [k, v] of Object.entries(e)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  };
-  set(env);
-  try {
-    return fn();
-  } finally {
-    set(saved);
-  }
-}
 
 /** y = conv2d(x, w, 3x3 pad 1) and the gradients of sum(y * r), from CPU inputs, on `device`; `pre` pre-fills both .grad. */
 function run(device: Device, ins: Tensor[], pre?: Tensor[]): Result {

@@ -15,20 +15,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type AttnCase, caseName, type Family, familyValues } from '../../bench/attention_instances.ts';
 import { native } from '../../src/index.ts';
+import { withEnv } from '../helpers/env.ts';
 
 const checks = (native as unknown as { cudaEmuChecks?: { run(name: string): string | number[] } }).cudaEmuChecks;
 const SCHEDULES = ['threads', 'warps', 'warps-reverse'];
 
 /** `fn` with MESHTRAIN_CUDA_EMU_SCHEDULE set (read at every launch), restored after. */
 function withSchedule<R>(schedule: string, fn: () => R): R {
-  const before = process.env.MESHTRAIN_CUDA_EMU_SCHEDULE;
-  process.env.MESHTRAIN_CUDA_EMU_SCHEDULE = schedule;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.MESHTRAIN_CUDA_EMU_SCHEDULE;
-    else process.env.MESHTRAIN_CUDA_EMU_SCHEDULE = before;
-  }
+  return withEnv({ MESHTRAIN_CUDA_EMU_SCHEDULE: schedule }, fn);
 }
 
 if (!checks) {
