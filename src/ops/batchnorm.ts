@@ -186,37 +186,16 @@ function normalize(
   const counter = opts.training ? (opts.numBatchesTracked ?? null) : null;
   const res = fuse?.residual ?? null;
   const code = dtypeCode(x.dtype);
-  // Arguments written out, not spread (a spread call costs an iterator per array). The fused
-  // ReLU's arguments follow the affine dtype and counter (f32 weights and no counter when
-  // batchNormAffine16 is masked: bench/gpu_resnet_copies.ts); older addons take neither.
-  const wId = id(w);
-  const wOff = off(w);
-  const bId = id(b);
-  const bOff = off(b);
-  const rmId = id(rm);
-  const rmOff = off(rm);
-  const rvId = id(rv);
-  const rvOff = off(rv);
-  if (direct || fuse) {
-    const cId = direct ? id(counter) : 0;
-    const cOff = direct ? off(counter) : 0;
-    if (fuse) {
-      kern.batchNormForward(
-        code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
-        rmId, rmOff, rvId, rvOff, opts.training, momentum, eps, dtypeCode(A), cId, cOff, true, id(res), off(res),
-      );
-    } else {
-      kern.batchNormForward(
-        code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
-        rmId, rmOff, rvId, rvOff, opts.training, momentum, eps, dtypeCode(A), cId, cOff,
-      );
-    }
-  } else {
-    kern.batchNormForward(
-      code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, wId, wOff, bId, bOff, mean.id, mean.offset, invstd.id, invstd.offset,
-      rmId, rmOff, rvId, rvOff, opts.training, momentum, eps,
-    );
-  }
+  // The whole argument list every time: the CPU binding reads the first 23 and the CUDA one takes
+  // id 0 for an absent counter or residual and the statistics' dtype as A when batchNormAffine16 is
+  // masked (f32 weights and no counter: bench/gpu_resnet_copies.ts). Written out, not spread (a
+  // spread call costs an iterator per array).
+  const cId = direct ? id(counter) : 0;
+  const cOff = direct ? off(counter) : 0;
+  kern.batchNormForward(
+    code, xs.id, xs.offset, out.id, out.offset, outer, C, inner, id(w), off(w), id(b), off(b), mean.id, mean.offset, invstd.id, invstd.offset,
+    id(rm), off(rm), id(rv), off(rv), opts.training, momentum, eps, dtypeCode(A), cId, cOff, fuse !== null, id(res), off(res),
+  );
   if (counter && !direct) countBatch(counter);
   // Running statistics kept in another dtype or layout get the updated values back.
   if (opts.training) {
@@ -238,30 +217,10 @@ function normalize(
       const gw = weight?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       const gb = bias?.requiresGrad ? k.empty([C], A, undefined, false, dev) : null;
       const gr = res?.requiresGrad ? k.emptyLike(sx) : null;
-      const swId = id(sw);
-      const swOff = off(sw);
-      const gxId = id(gx);
-      const gxOff = off(gx);
-      const gwId = id(gw);
-      const gwOff = off(gw);
-      const gbId = id(gb);
-      const gbOff = off(gb);
-      if (sy) {
-        kern.batchNormBackward(
-          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
-          outer, C, inner, training, dtypeCode(A), sy.id, sy.offset, id(gr), off(gr),
-        );
-      } else if (direct) {
-        kern.batchNormBackward(
-          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
-          outer, C, inner, training, dtypeCode(A),
-        );
-      } else {
-        kern.batchNormBackward(
-          code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, swId, swOff, gxId, gxOff, gwId, gwOff, gbId, gbOff,
-          outer, C, inner, training,
-        );
-      }
+      kern.batchNormBackward(
+        code, gs.id, gs.offset, sx.id, sx.offset, sMean.id, sMean.offset, sInvstd.id, sInvstd.offset, id(sw), off(sw), id(gx), off(gx), id(gw), off(gw),
+        id(gb), off(gb), outer, C, inner, training, dtypeCode(A), id(sy), off(sy), id(gr), off(gr),
+      );
       if (gs !== g) gs.dispose();
       const grads = [gx, castTo(gw, weight), castTo(gb, bias)];
       return res ? [...grads, gr] : grads;
