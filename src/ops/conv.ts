@@ -50,8 +50,7 @@ function channelsLast(t: Tensor, owned: Tensor[]): Tensor {
  * NHWC as fast as a copy here would), anything else copied to channels-last.
  */
 function denseInput(x: Tensor, owned: Tensor[]): Tensor {
-  // Channels-last first: it is dense, and isDense sorts the strides of anything not NCHW-contiguous.
-  return isChannelsLast(x.shape, x.strides) || isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
+  return isDense(x.shape, x.strides) ? x : channelsLast(x, owned);
 }
 
 /** `t` as the kernels compute it: itself, or for f16 on the CPU (`half`) an f32 copy that `own` collects. */
@@ -179,17 +178,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   const wn = nhwcFilter(w, weight, xs, x, cd, owned);
   const wf = wn ?? w;
   const y = emptyActivation([N, O, OH, OW], cd, true, dev);
-  // Arguments written out, not spread: a spread call costs an iterator per array. The trailing
-  // flag (the filter is NHWC) only when set, as older addons take the list without it.
-  const bId = b ? b.id : 0;
-  const bOff = b ? b.offset : 0;
-  const xst = intArg(0, xs.strides);
-  const yst = intArg(1, y.strides);
-  if (wn) {
-    kern.conv2dForward(code, xs.id, xs.offset, xst, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, yst, sh, sw, ph, pw, dh, dw, groups, true);
-  } else {
-    kern.conv2dForward(code, xs.id, xs.offset, xst, N, C, H, W, wf.id, wf.offset, O, kh, kw, bId, bOff, y.id, y.offset, yst, sh, sw, ph, pw, dh, dw, groups);
-  }
+  // Arguments written out, not spread (a spread call costs an iterator per array). The trailing
+  // flag says the filter is NHWC; the CPU binding reads up to groups only.
+  const nhwc = wn !== null;
+  kern.conv2dForward(
+    code, xs.id, xs.offset, intArg(0, xs.strides), N, C, H, W, wf.id, wf.offset, O, kh, kw, b ? b.id : 0, b ? b.offset : 0,
+    y.id, y.offset, intArg(1, y.strides), sh, sw, ph, pw, dh, dw, groups, nhwc,
+  );
   const out = roundedBack(y, half) as Tensor;
   const result = record('conv2d', [x, weight, bias], out, (node) => {
     const needWeights = weight.requiresGrad || !!bias?.requiresGrad;
@@ -209,13 +204,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       let gx: Tensor | null = null;
       if (savedW) {
         gx = emptyActivation(x.shape, cd, true, dev);
-        const gst = intArg(0, gs.strides);
-        const gxst = intArg(1, gx.strides);
-        if (wn) {
-          kern.conv2dBackwardData(code, gs.id, gs.offset, gst, savedW.id, savedW.offset, gx.id, gx.offset, gxst, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, true);
-        } else {
-          kern.conv2dBackwardData(code, gs.id, gs.offset, gst, savedW.id, savedW.offset, gx.id, gx.offset, gxst, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups);
-        }
+        kern.conv2dBackwardData(
+          code, gs.id, gs.offset, intArg(0, gs.strides), savedW.id, savedW.offset, gx.id, gx.offset, intArg(1, gx.strides),
+          N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, nhwc,
+        );
       }
       let gw: Tensor | null = null;
       let gb: Tensor | null = null;

@@ -11,7 +11,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { record } from './autograd_support.ts';
 import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
-import { checkImage, emptyActivation, isChannelsLast, pair, prefersChannelsLast } from './nchw.ts';
+import { checkImage, emptyActivation, pair, prefersChannelsLast } from './nchw.ts';
 
 export interface MaxPool2dOptions {
   /** Default: the kernel size. */
@@ -22,8 +22,7 @@ export interface MaxPool2dOptions {
 
 /** The gradient as the kernels read it: any strides, but not broadcast (stride-0) ones. */
 function readable(g: Tensor, owned: Tensor[]): Tensor {
-  // Channels-last first: it is dense, and isDense sorts the strides of anything not NCHW-contiguous.
-  if (isChannelsLast(g.shape, g.strides) || isDense(g.shape, g.strides)) return g;
+  if (isDense(g.shape, g.strides)) return g;
   const c = k.copy(g);
   owned.push(c);
   return c;

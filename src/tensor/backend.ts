@@ -26,7 +26,7 @@ function missingKernel(name: string, built: boolean): () => never {
           : `${name}: this addon was built without CUDA (nvcc was not found at build time)`,
       );
     };
-    missing.set(`${name}`, f);
+    missing.set(name, f);
   }
   return f;
 }
