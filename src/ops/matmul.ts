@@ -75,18 +75,14 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   const outCode = dtypeCode(dtype);
   const biasId = bias ? bias.id : 0;
   const biasOff = bias ? bias.offset : 0;
-  // A bias in the output's 16-bit dtype is said so (the older argument list means f32). The
-  // argument lists are written out: a spread call costs an array and an iterator per call.
+  // The whole argument list every time (written out: a spread call costs an array and an iterator
+  // per call). The CPU binding reads up to `accumulate`; for CUDA a bias in the output's 16-bit dtype
+  // is said so (-1: f32), and the output's row pitch is given when padded (0: N).
   const ownBias = bias !== null && bias.dtype === dtype && biasDtype(dtype) !== dtype;
-  const as = intArg(0, a.s);
-  const bs = intArg(1, b.s);
-  if (pitch !== N) {
-    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, ownBias ? outCode : -1, false, pitch);
-  } else if (ownBias) {
-    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false, outCode);
-  } else {
-    kern.matmul(code, a.t.id, a.off, as, b.t.id, b.off, bs, biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false);
-  }
+  kern.matmul(
+    code, a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false,
+    ownBias ? outCode : -1, false, pitch !== N ? pitch : 0,
+  );
   return out;
 }
 

@@ -160,15 +160,12 @@ export function layerNorm(
       const dx = needX ? k.empty(x.shape, x.dtype, undefined, false, dev) : null;
       const dw = needW ? (wInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
       const db = needB ? (bInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
-      // Written out, not spread (an array and an iterator per call); the trailing offsets and flags only with a .grad written into.
-      if (wInto || bInto) {
-        kern.layerNormBackward(
-          code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols,
-          dw?.offset ?? 0, db?.offset ?? 0, wInto !== null, bInto !== null,
-        );
-      } else {
-        kern.layerNormBackward(code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols);
-      }
+      // Written out, not spread (an array and an iterator per call); dw and db are added into
+      // (.grad written into) only where flagged, at their offsets (0 for fresh ones).
+      kern.layerNormBackward(
+        code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols,
+        dw?.offset ?? 0, db?.offset ?? 0, wInto !== null, bInto !== null,
+      );
       if (gc !== g) gc.dispose();
       return [dx, wInto ? GRAD_WRITTEN : dw, bInto ? GRAD_WRITTEN : db];
     };
