@@ -4,6 +4,7 @@
  * operation; the backend (communicator.ts) then moves the bytes. Ranks given to a group's
  * methods (roots, peers) are ranks within that group; `ranks[i]` is group rank i's world rank.
  */
+import { refuseInCapture } from '../tensor/capture_state.ts';
 import { type DType, isFloat } from '../tensor/dtype.ts';
 import { fmt, isContiguous, isDense } from '../tensor/shape.ts';
 import type { Device, MemoryTag, Storage } from '../tensor/storage.ts';
@@ -246,6 +247,12 @@ export class ProcessGroup {
   ): Work {
     const comm = this.live();
     const { tensors } = operands;
+    // A group of one on a GPU runs on the device (captured like any op); real communication is not
+    // captured yet: refused here, on every rank alike and before the sequence number moves, so the
+    // communicator stays usable (otherwise NCCL would join the capture and its watchdog, querying
+    // a captured event, would abort the group; shm would fail on a host wait).
+    const local = isLocalCollective(this.size, tensors) && needsStaging(comm, tensors);
+    if (!local) refuseInCapture(`${label} on ${this}`, 'collectives between ranks are not captured into CUDA graphs yet; with more than one rank (or the nccl backend), run this step eagerly');
     const seq = ++this.seq;
     if (this.ctx.checkCollectives && description) comm.check(`${description}\n${callSite()} (collective #${seq} of this group)`);
     const async = opts.async === true;
@@ -259,7 +266,7 @@ export class ProcessGroup {
     let op: PendingOp | null;
     try {
       // A group of one on a GPU: the identity, done on the device (host staging would wait twice).
-      op = isLocalCollective(this.size, tensors) && needsStaging(comm, tensors)
+      op = local
         ? runLocalCollective(tensors, operands.inputs, operands.outputs)
         : needsStaging(comm, tensors)
         ? runStaged(tensors, operands.inputs, operands.outputs, async, (twins) => run(comm, async, twins))

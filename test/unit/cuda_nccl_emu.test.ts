@@ -41,6 +41,7 @@ interface EmuOut {
   stuck: Failure;
   after: Failure;
   peer: Failure;
+  captured: Failure;
 }
 
 /** Runs fixtures/nccl_emu.ts against the stand-in in `dir`; returns its JSON, stderr and the call log. */
@@ -81,6 +82,9 @@ if (!emulated || !cc) {
       assert.match(out.peer.message, /(NCCL reported an asynchronous error on group 'peer' |allReduce\(sum\) on group 'peer' .* failed: ).*NCCL error 6/);
       assert.ok(out.peer.ms < 1000, `the peer's error surfaced after ${out.peer.ms} ms`);
       assert.match(stderr, /meshtrain nccl watchdog: allReduce\(sum\) on group 'stuck'/);
+      assert.match(out.captured.message, /^captureCudaGraph: the capture failed, nothing was kept: allReduce\(max\) on group 'world' .* inside captureCudaGraph \(capturing cuda:0\): collectives between ranks are not captured/);
+      assert.not.match(calls, /allReduce comm=1 n=3 dt=7 op=2/, 'the refused all-reduce never reached NCCL');
+      assert.match(calls, /allReduce comm=1 n=3 dt=7 op=0/, 'the world all-reduced after the refused capture');
 
       // dtype codes: f32 7, f64 8, bf16 9, f16 6, i32 2, i64 4; ops: sum 0, avg 4, max 2, min 3.
       for (const [dt, code] of [['f32', 7], ['f64', 8], ['bf16', 9], ['f16', 6], ['i32', 2], ['i64', 4]] as const) {
