@@ -5,7 +5,9 @@
 
 namespace mt {
 
-constexpr int kAdamMultiMax = 24;  // tensors per launch: the list travels as a kernel argument (~1 KiB)
+// Tensors per launch: the list travels as a kernel argument, which must stay within the 4 KiB
+// every CUDA driver accepts (48 bytes a tensor; static_assert in adam_multi.cu).
+constexpr int kAdamMultiMax = 24;
 
 // One tensor's device ranges of n elements; master may be null (then the param is the weight).
 struct CudaAdamMultiEntry {

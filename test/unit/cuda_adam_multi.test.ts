@@ -1,23 +1,34 @@
 /**
  * AdamW on a CUDA device updates many parameters per launch (src/optim/adam_multi.ts,
  * native/cuda/adam_multi.cu) instead of one launch per parameter: parameters, fp32 masters and
- * both moments equal the per-parameter kernel's bit for bit over 3 steps (30 parameters of mixed
- * sizes: more than one launch's 24; bf16 with masters and f32 in one group; a parameter without
- * a gradient skipped), and the step queues ceil(n / 24) launches per group of dtypes and step number. Without a
- * device: one SKIP line (the CPU path is optim.test.ts's, unchanged).
+ * both moments equal the per-parameter kernel's bit for bit over 3 steps, and the step queues
+ * ceil(n / 24) launches per group of dtypes and step number. Two lists: 80 parameters of mixed
+ * sizes (groups of more than one launch's 24; bf16 with masters and f32 in one group; empty
+ * parameters between others; a parameter without a gradient for a step), and 30 long parameters
+ * whose launches have fewer threads than elements (each thread strides across tensors, so the
+ * tensor search carries from one element to the next). Without a device: one SKIP line (the CPU
+ * path is optim.test.ts's, unchanged).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AdamW, cudaCensus, cudaIsAvailable, formatCensus, manualSeed, native, randn, type Tensor } from '../../src/index.ts';
+import { AdamW, cudaCensus, cudaIsAvailable, type DType, formatCensus, manualSeed, native, randn, type Tensor } from '../../src/index.ts';
 
-function run(multi: boolean): { values: number[][]; launches: number } {
+interface Result {
+  values: number[][];
+  /** Adam launches and their threads at the last step. */
+  launches: number;
+  threads: number;
+}
+
+/** 3 AdamW steps over parameters of `sizes` (parameter 7 has no gradient at step 1), through adamMulti or per parameter. */
+function run(multi: boolean, sizes: number[], dtypeOf: (i: number) => DType): Result {
   manualSeed(3);
-  const sizes = Array.from({ length: 30 }, (_, i) => 1 + ((i * 37) % 300));
-  const params: Tensor[] = sizes.map((n, i) => randn([n], { device: 'cuda:0', requiresGrad: true }).to(i % 3 === 0 ? 'f32' : 'bf16').detach().requiresGrad_(true));
+  const params: Tensor[] = sizes.map((n, i) => randn([n], { device: 'cuda:0' }).to(dtypeOf(i)).detach().requiresGrad_(true));
   const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.1 });
   const saved = native.cuda.adamMulti;
   if (!multi) native.cuda.adamMulti = undefined;
   let launches = 0;
+  let threads = 0;
   try {
     for (let step = 0; step < 3; step++) {
       params.forEach((p, i) => {
@@ -27,7 +38,8 @@ function run(multi: boolean): { values: number[][]; launches: number } {
       const adam = entries.filter((e) => /optim\.cu|adam_multi\.cu/.test(e.site));
       if (step === 2) {
         launches = adam.reduce((n, e) => n + e.count, 0);
-        if (multi) console.log(`  AdamW step over 30 parameters: ${launches} launches\n${formatCensus(adam)}`);
+        threads = adam.reduce((n, e) => n + e.threads, 0);
+        if (multi) console.log(`  AdamW step over ${sizes.length} parameters: ${launches} launches\n${formatCensus(adam)}`);
       }
     }
   } finally {
@@ -36,7 +48,12 @@ function run(multi: boolean): { values: number[][]; launches: number } {
   const state = opt.stateDict() as unknown as { state: Record<string, Record<string, Tensor>> };
   const values = params.map((p) => Array.from(p.to('f32').toArray() as Float32Array));
   for (const s of Object.values(state.state)) for (const t of Object.values(s)) if (t && typeof t === 'object' && 'toArray' in t) values.push(Array.from(t.to('f32').toArray() as Float32Array));
-  return { values, launches };
+  return { values, launches, threads };
+}
+
+function assertBitwise(multi: Result, single: Result): void {
+  assert.is(multi.values.length, single.values.length);
+  multi.values.forEach((v, i) => assert.equal(v, single.values[i], `tensor ${i}`));
 }
 
 if (!cudaIsAvailable()) {
@@ -46,13 +63,28 @@ if (!cudaIsAvailable()) {
   });
 } else {
   test('bit for bit the per-parameter kernel, with ceil(n / 24) launches per group of dtypes and step', () => {
-    const single = run(false);
-    const multi = run(true);
-    assert.is(multi.values.length, single.values.length);
-    multi.values.forEach((v, i) => assert.equal(v, single.values[i], `tensor ${i}`));
-    assert.is(single.launches, 30);
-    // f32 (10 params), bf16 at step 3 (19) and the bf16 parameter that skipped a step (its own step number).
-    assert.is(multi.launches, 3);
+    // Every 10th parameter (from the 5th) is empty; f32 at even indices, bf16 at odd ones.
+    const sizes = Array.from({ length: 80 }, (_, i) => (i % 10 === 4 ? 0 : 1 + ((i * 37) % 300)));
+    const dtypeOf = (i: number): DType => (i % 2 === 0 ? 'f32' : 'bf16');
+    const single = run(false, sizes, dtypeOf);
+    const multi = run(true, sizes, dtypeOf);
+    assertBitwise(multi, single);
+    assert.is(single.launches, 72); // one per nonempty parameter
+    // f32: 32 nonempty (2 launches); bf16 at step 3: 39 (2) and the parameter that skipped a step (its own step number).
+    assert.is(multi.launches, 5);
+  });
+
+  test('bit for bit when threads stride across tensors (more elements than threads per launch)', () => {
+    // bf16 (10 parameters) and f32 (19 and an empty one): each launch far more elements than a wave of threads.
+    const sizes = Array.from({ length: 30 }, (_, i) => (i === 5 ? 0 : 40_000 + 37 * i));
+    const dtypeOf = (i: number): DType => (i % 3 === 0 ? 'bf16' : 'f32');
+    const single = run(false, sizes, dtypeOf);
+    const multi = run(true, sizes, dtypeOf);
+    assertBitwise(multi, single);
+    assert.is(multi.launches, 3); // f32, bf16 at step 3, and parameter 7 (f32) that skipped a step
+    const elements = sizes.reduce((a, n) => a + n, 0);
+    // Fewer threads than elements, each tensor shorter than a launch's threads: a thread's next element lies in a later tensor.
+    assert.ok(multi.threads < elements, `${multi.threads} threads for ${elements} elements`);
   });
 }
 

@@ -5,8 +5,10 @@
  * every momentum buffer, for f32, bf16 and f16 parameters (16-bit with f32 masters), f64
  * (f64 state), momentum on and off, Nesterov, dampening, weight decay, maximize, gradScale != 1,
  * odd sizes, parameters and gradients that are views at odd offsets of shared storages, more
- * tensors than one launch's 96, and parameters without a gradient for a step (their momentum
- * buffer starts a step late: its own launch). Census: a 50-parameter model's step is <= 2 SGD
+ * tensors than one launch's 96, empty parameters between others, launches of more elements than
+ * threads (each thread strides across tensors, so the tensor search carries from one element to
+ * the next), and parameters without a gradient for a step (their momentum buffer starts a step
+ * late: its own launch). Census: a 50-parameter model's step is <= 2 SGD
  * launches (per-parameter: 50). Without a device: one SKIP line (the CPU path is optim.test.ts's).
  */
 import { test } from 'uvu';
@@ -21,6 +23,8 @@ interface Case {
   name: string;
   opts: Partial<SGDOptions>;
   gradScale: number;
+  /** Whether the first step's launches have fewer threads than elements (threads stride across tensors). */
+  strides?: boolean;
   /** The parameters (leaves on DEV) and, per step, their gradients (null: none this step). */
   make(): { params: Tensor[]; grads(step: number): (Tensor | null)[] };
 }
@@ -31,10 +35,10 @@ function leaf(n: number, dtype: DType): Tensor {
 
 const size = (i: number): number => 1 + ((i * 37) % 97);
 
-/** Independent parameters of mixed dtypes; `skip(step, i)` leaves parameter i without a gradient. */
-function separate(count: number, dtype: (i: number) => DType, scale: number, skip = (_s: number, _i: number) => false): Case['make'] {
+/** Independent parameters of mixed dtypes and `sizeOf(i)` elements; `skip(step, i)` leaves parameter i without a gradient. */
+function separate(count: number, dtype: (i: number) => DType, scale: number, skip = (_s: number, _i: number) => false, sizeOf = size): Case['make'] {
   return () => {
-    const params = Array.from({ length: count }, (_, i) => leaf(size(i), dtype(i)));
+    const params = Array.from({ length: count }, (_, i) => leaf(sizeOf(i), dtype(i)));
     // Views of one random buffer per dtype (a kernel per dtype, not per parameter: the emulated device is slow).
     const grads = (step: number) => {
       const flat = new Map<DType, Tensor>();
@@ -112,6 +116,14 @@ const CASES: Case[] = [
     gradScale: 1,
     make: separate(12, (i) => (i % 2 ? 'f64' : 'f32'), 1),
   },
+  {
+    // f32: 101 nonempty tensors of 3000-8143 (2 launches; the first's 96 hold more elements than its threads, each tensor fewer).
+    name: 'f32 and bf16, momentum 0.9, 2 launches of more elements than threads, empty parameters',
+    opts: { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 },
+    gradScale: 1,
+    strides: true,
+    make: separate(140, (i) => (i % 4 === 3 ? 'bf16' : 'f32'), 1, undefined, (i) => (i % 25 === 2 ? 0 : 3000 + 37 * i)),
+  },
 ];
 
 /** Every value's bits, as f64 (exact for every float dtype; 16-bit tensors read as f32). */
@@ -120,7 +132,7 @@ function bits(t: Tensor | Float32Array | Float64Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
-const sgdSites = (entries: { site: string; count: number }[]) => entries.filter((e) => /optim\.cu|sgd_multi\.cu/.test(e.site));
+const sgdSites = (entries: { site: string; count: number; threads: number }[]) => entries.filter((e) => /optim\.cu|sgd_multi\.cu/.test(e.site));
 
 function withMulti<T>(multi: boolean, fn: () => T): T {
   const saved = native.cuda.sgdMulti;
@@ -132,14 +144,15 @@ function withMulti<T>(multi: boolean, fn: () => T): T {
   }
 }
 
-/** Per step: the bits of every parameter (after the last, of every momentum buffer too); and the launches of each step. */
-function run(c: Case, multi: boolean): { steps: Buffer[][]; launches: number[]; moved: boolean } {
+/** Per step: the bits of every parameter (after the last, of every momentum buffer too); the launches and threads of each step. */
+function run(c: Case, multi: boolean): { steps: Buffer[][]; launches: number[]; threads: number[]; elements: number; moved: boolean } {
   manualSeed(5);
   const { params, grads } = c.make();
   const before = params.map((p) => bits(p));
   const opt = new SGD(params, c.opts);
   const steps: Buffer[][] = [];
   const launches: number[] = [];
+  const threads: number[] = [];
   withMulti(multi, () => {
     for (let step = 0; step < 3; step++) {
       grads(step).forEach((g, i) => {
@@ -147,16 +160,18 @@ function run(c: Case, multi: boolean): { steps: Buffer[][]; launches: number[]; 
       });
       const { entries } = cudaCensus(() => opt.step({ gradScale: c.gradScale }));
       launches.push(sgdSites(entries).reduce((n, e) => n + e.count, 0));
+      threads.push(sgdSites(entries).reduce((n, e) => n + e.threads, 0));
       steps.push(params.map((p) => bits(p)));
     }
     for (const s of Object.values(opt.stateDict().state)) {
       for (const v of Object.values(s.buffers)) steps[2].push(bits(v.data));
     }
   });
-  const moved = params.every((p, i) => !bits(p).equals(before[i]));
+  const moved = params.every((p, i) => p.numel === 0 || !bits(p).equals(before[i]));
+  const elements = params.reduce((a, p) => a + p.numel, 0);
   opt.dispose();
   for (const p of params) p.dispose();
-  return { steps, launches, moved };
+  return { steps, launches, threads, elements, moved };
 }
 
 if (!cudaIsAvailable()) {
@@ -183,6 +198,7 @@ if (!cudaIsAvailable()) {
       });
       console.log(`  ${c.name}: SGD launches per step ${multi.launches.join('/')} (per-parameter ${single.launches.join('/')})`);
       assert.ok(multi.launches.every((n, s) => n < single.launches[s]), 'fewer launches every step');
+      if (c.strides) assert.ok(multi.threads[0] < multi.elements, `step 0: ${multi.threads[0]} threads for ${multi.elements} elements`);
     });
   }
 
