@@ -9,6 +9,7 @@
  *
  *   add [1] cpu / cuda:0               add(a, b).dispose(), unscoped (the finalizer's safety net included)
  *   add [1] requiresGrad fwd+bwd       add(a, b).backward() into accumulating leaf grads
+ *   add [256] / [4096] / [16384] cpu   f32 outputs of 1 / 16 / 64 KiB (the host allocator's small classes)
  *   matmul 64^3 bf16 cuda:0, no grad   matmul(a, b).dispose() under noGrad
  *   mm 64^3 f32 / bf16 cpu, no grad    the same on the CPU (real oneDNN work: PyTorch does the same)
  *   linear 64x64 bf16 cuda:0 fwd+bwd   linear(x, W, b).backward(g) with W and b requiring grad
@@ -122,6 +123,13 @@ function tinyOps(rows: Row[], cuda: boolean): void {
   for (const dev of devices) {
     const [a, b] = noGrad(() => [randn([1], { device: dev }), randn([1], { device: dev })]);
     rows.push({ name: `add [1] ${dev}`, ...perCall(() => add(a, b).dispose(), dev !== 'cpu') });
+    a.dispose();
+    b.dispose();
+  }
+  // Outputs of 1 KiB to 64 KiB: the host allocator's small size classes, with a kernel that still costs little.
+  for (const n of [256, 4096, 16384]) {
+    const [a, b] = noGrad(() => [randn([n]), randn([n])]);
+    rows.push({ name: `add [${n}] cpu`, ...perCall(() => add(a, b).dispose()) });
     a.dispose();
     b.dispose();
   }
@@ -268,6 +276,9 @@ function torchPeer(): Map<string, number> | string {
   const ours: Record<string, string> = {
     'add [1] cpu': 'add [1] cpu',
     'add [1] cpu, requiresGrad fwd+bwd': 'add [1] cpu, requiresGrad fwd+bwd',
+    'add [256] cpu': 'add [256] cpu',
+    'add [4096] cpu': 'add [4096] cpu',
+    'add [16384] cpu': 'add [16384] cpu',
     'mm 64^3 f32 cpu': 'mm 64^3 f32 cpu, no grad',
     'mm 64^3 bf16 cpu': 'mm 64^3 bf16 cpu, no grad',
   };

@@ -50,9 +50,11 @@ def main() -> None:
     def grad_step() -> None:
         torch.add(xg, yg).backward()
 
+    sized = {n: (torch.randn(n), torch.randn(n)) for n in (256, 4096, 16384)}
     rows = [
         ("add [1] cpu", lambda: torch.add(x, y)),
         ("add [1] cpu, requiresGrad fwd+bwd", grad_step),
+        *((f"add [{n}] cpu", lambda p=p: torch.add(*p)) for n, p in sized.items()),
         ("mm 64^3 f32 cpu", lambda: torch.mm(m1, m2)),
         ("mm 64^3 bf16 cpu", lambda: torch.mm(b1, b2)),
     ]

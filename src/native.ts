@@ -17,6 +17,8 @@ export interface Native {
   read(id: Id, byteOffset: number, byteLength: number): ArrayBuffer;
   write(id: Id, byteOffset: number, src: ArrayBufferView): void;
   storageBytes(id: Id): number;
+  /** The storage's start address and allocated capacity (tests: alignment, no overlap of live blocks). */
+  storageBlock(id: Id): { address: number; capacity: number };
   memoryStats(): [tag: number, device: number, current: number, peak: number][];
   resetPeakMemoryStats(): void;
   liveStorages(): number;

@@ -188,6 +188,13 @@ Napi::Value StorageBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(storageAt(argInt(info, 0)).bytes));
 }
 
+// Where a storage's memory starts and how much the allocator gave it, as numbers: lets tests check
+// alignment and that live blocks never overlap (JS cannot reach the memory through them).
+Napi::Value StorageBlock(const Napi::CallbackInfo& info) {
+  const Storage& s = storageAt(argInt(info, 0));
+  return numbersObject(info.Env(), {{"address", double(reinterpret_cast<uintptr_t>(s.ptr))}, {"capacity", double(s.capacity)}});
+}
+
 // Rows of [tag, device, current, peak] for every counter that was ever used.
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Table& t = table();
@@ -251,6 +258,7 @@ void registerStorage(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "read", Read);
   MT_EXPORT(exports, "write", Write);
   MT_EXPORT(exports, "storageBytes", StorageBytes);
+  MT_EXPORT(exports, "storageBlock", StorageBlock);
   MT_EXPORT(exports, "memoryStats", MemoryStats);
   MT_EXPORT(exports, "resetPeakMemoryStats", ResetPeak);
   MT_EXPORT(exports, "liveStorages", LiveStorages);

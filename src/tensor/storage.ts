@@ -141,8 +141,9 @@ export interface AllocatorStats {
 }
 
 /**
- * Freed blocks of 256 KiB and more are cached for reuse, since fresh memory pays first-touch
- * page faults; `MESHTRAIN_CPU_CACHE_BYTES` (default 4 GiB) bounds the cache.
+ * Freed blocks are cached by size class for reuse, since fresh large blocks pay first-touch page
+ * faults and small ones glibc's aligned allocation (each class below 256 KiB keeps a bounded
+ * list); `MESHTRAIN_CPU_CACHE_BYTES` (default 4 GiB) bounds the cache.
  */
 export function allocatorStats(): AllocatorStats {
   return native.allocatorStats();

@@ -160,6 +160,106 @@ test('large freed blocks are cached and reused; zeros() from a reused block are 
   assert.throws(() => setCacheLimit(-1), /setCacheLimit: bytes must be a non-negative integer/);
 });
 
+/** Where a tensor's storage starts and what the allocator gave it. */
+const blockOf = (t: Tensor): { address: number; capacity: number } => native.storageBlock(t.id);
+
+/** Every block 64-byte aligned, and no two live blocks overlapping. */
+function assertDisjointAligned(ts: Tensor[]): void {
+  const blocks = ts.map(blockOf).sort((a, b) => a.address - b.address);
+  blocks.forEach((b, i) => {
+    assert.is(b.address % 64, 0, `block at ${b.address} is 64-byte aligned`);
+    if (i > 0) assert.ok(blocks[i - 1].address + blocks[i - 1].capacity <= b.address, `live blocks at ${blocks[i - 1].address} and ${b.address} overlap`);
+  });
+}
+
+test('small freed blocks are cached by size class: reused within a class only, bounded, emptied', () => {
+  const limit = allocatorStats().limit;
+  emptyCache();
+  try {
+    const a = fillInPlace(zeros([16]), 7); // 64 bytes
+    const first = blockOf(a);
+    assert.is(first.capacity, 64);
+    a.dispose();
+    const freed = allocatorStats();
+    assert.is(freed.cachedBytes, 64, 'the freed small block is kept');
+    const b = zeros([15]); // 60 bytes: the same class
+    assert.is(blockOf(b).address, first.address, 'the freed block of that class comes back');
+    assert.is(allocatorStats().hits, freed.hits + 1);
+    assert.is(allocatorStats().cachedBytes, 0);
+    assert.ok(b.toList().every((v) => v === 0), 'a reused block handed out as zeros is zeroed');
+    b.dispose();
+    const c = zeros([17]); // 68 bytes: the next class
+    assert.is(blockOf(c).capacity, 128);
+    assert.is.not(blockOf(c).address, first.address, 'a block of another class is not reused');
+    assert.is(allocatorStats().hits, freed.hits + 1);
+    assert.is(allocatorStats().misses, freed.misses + 1);
+    assert.is(allocatorStats().cachedBytes, 64);
+    c.dispose();
+    assert.is(allocatorStats().cachedBytes, 64 + 128);
+
+    // Classes 1/8 of a power of two apart above 512 bytes: 1000 and 1024 bytes share one.
+    const d = zeros([250]);
+    assert.is(blockOf(d).capacity, 1024);
+    const dAt = blockOf(d).address;
+    d.dispose();
+    const e = zeros([256]);
+    assert.is(blockOf(e).address, dAt);
+    e.dispose();
+
+    emptyCache();
+    assert.is(allocatorStats().cachedBytes, 0, 'emptyCache frees small blocks too');
+    const missed = allocatorStats().misses;
+    zeros([16]).dispose();
+    assert.is(allocatorStats().misses, missed + 1, 'after emptyCache the next allocation misses');
+
+    setCacheLimit(100);
+    emptyCache();
+    const [f, g] = [zeros([16]), zeros([16])];
+    f.dispose();
+    g.dispose();
+    assert.is(allocatorStats().cachedBytes, 64, 'the limit bounds small blocks too');
+    setCacheLimit(limit);
+
+    // A burst of one size: some blocks are kept, not all (each class's list is bounded).
+    emptyCache();
+    const burst = Array.from({ length: 5000 }, () => zeros([16]));
+    for (const t of burst) t.dispose();
+    const kept = allocatorStats().cachedBytes / 64;
+    assert.ok(kept >= 256 && kept < burst.length, `kept ${kept} of ${burst.length} blocks of one class`);
+  } finally {
+    setCacheLimit(limit);
+    emptyCache();
+  }
+});
+
+test('reused small blocks never alias live ones: values intact, blocks aligned and disjoint', () => {
+  const sizes = [1, 3, 15, 16, 17, 100, 128, 129, 250, 1000, 4096, 5000, 16384, 60000, 70000];
+  const made: { t: Tensor; v: number }[] = [];
+  let next = 1;
+  const make = (n: number) => {
+    const t = fillInPlace(zeros([n]), next);
+    made.push({ t, v: next++ });
+  };
+  for (let r = 0; r < 20; r++) for (const n of sizes) make(n);
+  assertDisjointAligned(made.map((m) => m.t));
+  // Free every other tensor, then allocate as many again: these come from the blocks just freed.
+  const hits = allocatorStats().hits;
+  const freed = made.filter((_, i) => i % 2 === 1);
+  for (const m of freed) m.t.dispose();
+  const live = made.filter((_, i) => i % 2 === 0);
+  made.length = 0;
+  made.push(...live);
+  for (let r = 0; r < 10; r++) for (const n of sizes) make(n);
+  assert.ok(allocatorStats().hits >= hits + freed.length, 'the new tensors reuse the freed blocks');
+  assertDisjointAligned(made.map((m) => m.t));
+  for (const m of made) assert.ok(m.t.toList().every((x) => x === m.v), `a tensor of ${m.t.numel} keeps its value ${m.v}`);
+  // Large blocks keep their alignment too (2 MiB from 2 MiB up).
+  const big = [zeros([1 << 16]), zeros([1 << 20])];
+  assertDisjointAligned([...made.map((m) => m.t), ...big]);
+  assert.is(blockOf(big[1]).address % (2 << 20), 0);
+  for (const t of [...made.map((m) => m.t), ...big]) t.dispose();
+});
+
 deviceTest('a channels-last leaf gets its gradient in its own layout, accumulated in place', (dev) => {
   tidy(() => {
     const x = permute(randn([2, 4, 5, 3], { dtype: 'f64', device: dev }), [0, 3, 1, 2]); // [2, 3, 4, 5] channels-last
