@@ -8,6 +8,7 @@
 #include "cuda/common.cuh"
 #include "cuda/multi_tensor_launch.cuh"
 #include "cuda/runtime.h"
+#include "cuda/scalars_slot.cuh"
 
 namespace mt {
 namespace {
@@ -22,20 +23,26 @@ struct List : cu::TensorSpans<kAdamMultiMax> {
 };
 
 // The widest instantiation (f64 state) must fit the kernel parameter limit of 4096 bytes.
-static_assert(sizeof(List<double, double, double>) + sizeof(cu::AdamScalars<double>) <= 4096,
+static_assert(sizeof(List<double, double, double>) + sizeof(cu::AdamScalars<double>) + sizeof(void*) <= 4096,
               "adamMulti: the tensor list outgrew a kernel's 4 KiB of parameters");
 
-template <typename P, typename G, typename S>
-__global__ void adamMultiKernel(const List<P, G, S> l, const cu::AdamScalars<S> c) {
+// kFromSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory;
+// else by value, as a kernel parameter (a separate instantiation: no registers held for them).
+template <typename P, typename G, typename S, bool kFromSlot>
+__global__ void adamMultiKernel(const List<P, G, S> l, const cu::AdamScalars<S> byValue, const cu::AdamScalars<S>* slot) {
+  const cu::AdamScalars<S>& c = kFromSlot ? *slot : byValue;
   cu::forEachElement(l, [&](int j, int64_t i) {
     cu::adamElement(l.param[j], l.master[j], l.grad[j], l.m[j], l.v[j], i, c);
   });
 }
 
 template <typename P, typename G, typename S>
-void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const CudaAdamHyper& h) {
+void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const CudaAdamHyper& h,
+               const CudaScalarsSlot& slot) {
   const cu::AdamScalars<S> c = cu::adamScalars<S>(h);
-  auto kernel = adamMultiKernel<P, G, S>;
+  if (slot.mode == CudaScalarsSlot::kWrite) return cu::writeScalars(s, slot, c, "adamMulti");
+  const cu::AdamScalars<S>* fromSlot = cu::scalarsSource<cu::AdamScalars<S>>(slot);
+  auto kernel = fromSlot ? adamMultiKernel<P, G, S, true> : adamMultiKernel<P, G, S, false>;
   cu::launchTensorLists<List<P, G, S>>(
       e, count,
       [](List<P, G, S>& l, int j, const CudaAdamMultiEntry& t) {
@@ -46,7 +53,7 @@ void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const Cud
         l.v[j] = static_cast<S*>(t.v);
       },
       [&](const List<P, G, S>& l) {
-        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c);
+        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot);
         cu::checkLaunch("adamMulti");
       });
 }
@@ -54,16 +61,16 @@ void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const Cud
 }  // namespace
 
 void cudaAdamMulti(int dev, int pDtype, int gDtype, int sDtype, const CudaAdamMultiEntry* entries, int count,
-                   const CudaAdamHyper& h) {
-  if (count == 0) return;
+                   const CudaAdamHyper& h, const CudaScalarsSlot& slot) {
+  if (count == 0 && slot.mode != CudaScalarsSlot::kWrite) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(pDtype, "adamMulti", {
     using P = T;
     MT_CU_FLOAT(gDtype, "adamMulti", {
       using G = T;
-      if (sDtype == cu::F32) launchAll<P, G, float>(s, entries, count, h);
-      else if (sDtype == cu::F64) launchAll<P, G, double>(s, entries, count, h);
+      if (sDtype == cu::F32) launchAll<P, G, float>(s, entries, count, h, slot);
+      else if (sDtype == cu::F64) launchAll<P, G, double>(s, entries, count, h, slot);
       else cu::fail("adamMulti: the state dtype must be f32 or f64");
     });
   });

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include "cuda/kernels.h"
+#include "cuda/scalars_slot.h"
 
 namespace mt {
 
@@ -21,6 +22,6 @@ struct CudaAdamMultiEntry {
 
 // Every entry with the same dtypes and hyperparameters (one step number); ceil(count / 24) launches.
 void cudaAdamMulti(int dev, int pDtype, int gDtype, int sDtype, const CudaAdamMultiEntry* entries, int count,
-                   const CudaAdamHyper& h);
+                   const CudaAdamHyper& h, const CudaScalarsSlot& slot = {});
 
 }  // namespace mt

@@ -1,10 +1,13 @@
 // cuda.adamMulti(pDtype, gDtype, sDtype, refs, lr, beta1, beta2, eps, weightDecay, step, decoupled,
-// maximize[, gradScale]): refs (an array or a Float64Array) holds 11 numbers per tensor (param id, off, grad id, off, m id, off, v id, off,
-// master id (-1: none), off, n), all on one device. CUDA builds only.
+// maximize[, gradScale[, slotId, slotOff, slotMode]]): refs (an array or a Float64Array) holds 11 numbers per tensor
+// (param id, off, grad id, off, m id, off, v id, off, master id (-1: none), off, n), all on one device. The slot
+// (f64 offset slotOff of storage slotId) is for steps in CUDA graphs (scalars_slot.h): mode 1
+// updates reading the scalars from it, mode 2 only queues writing them into it. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
 #include "cuda/adam_multi.h"
 #include "cuda/operands.h"
+#include "cuda/scalars_slot_arg.h"
 #include "util/args.h"
 #include "util/grad_scale.h"
 
@@ -28,6 +31,7 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   MT_CHECK(h.step >= 1, "adamMulti: step counts from 1, got ", h.step);
   std::vector<CudaAdamMultiEntry> e;
   int dev = -1;
+  const CudaScalarsSlot slot = argScalarsSlot(info, 13, "adamMulti", dev);
   for (size_t k = 0; k < r.size(); k += 11) {
     const int64_t n = r[k + 10];
     MT_CHECK(n >= 0, "adamMulti: tensor ", k / 11, " has negative length ", n);
@@ -41,7 +45,9 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
     e.push_back({dptr(r[k], r[k + 1], n, pd), dptr(r[k + 2], r[k + 3], n, gd), dptr(r[k + 4], r[k + 5], n, sd),
                  dptr(r[k + 6], r[k + 7], n, sd), master, n});
   }
-  if (!e.empty()) cudaAdamMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h);
+  if (!e.empty() || slot.mode == CudaScalarsSlot::kWrite) {
+    cudaAdamMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
+  }
   return info.Env().Undefined();
 }
 
@@ -50,6 +56,7 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
 void registerCudaAdamMulti(Napi::Object cuda) {
   MT_EXPORT(cuda, "adamMulti", AdamMulti);
   cuda.Set("adamMultiTypedRefs", true);  // refs may be a Float64Array (util/args.h argInts)
+  cuda.Set("optimScalarsSlot", true);    // adamMulti and sgdMulti take a scalars slot (CUDA graphs)
 }
 
 }  // namespace mt

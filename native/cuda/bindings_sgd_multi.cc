@@ -1,10 +1,11 @@
 // cuda.sgdMulti(pDtype, gDtype, sDtype, refs, lr, momentum, dampening, weightDecay, nesterov,
-// maximize, firstStep[, gradScale]): refs (an array or a Float64Array) holds 9 numbers per tensor
-// (param id, off, grad id, off, buf id (-1: no momentum), off, master id (-1: none), off, n), all
-// on one device. CUDA builds only.
+// maximize, firstStep[, gradScale[, slotId, slotOff, slotMode]]): refs (an array or a Float64Array)
+// holds 9 numbers per tensor (param id, off, grad id, off, buf id (-1: no momentum), off, master id
+// (-1: none), off, n), all on one device. The slot is adamMulti's (bindings_adam_multi.cc). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
 #include "cuda/operands.h"
+#include "cuda/scalars_slot_arg.h"
 #include "cuda/sgd_multi.h"
 #include "util/args.h"
 #include "util/grad_scale.h"
@@ -38,6 +39,7 @@ Napi::Value SgdMulti(const Napi::CallbackInfo& info) {
   std::vector<CudaSgdMultiEntry> e;
   e.reserve(r.size() / kRef);
   int dev = -1;
+  const CudaScalarsSlot slot = argScalarsSlot(info, 12, "sgdMulti", dev);
   for (size_t k = 0; k < r.size(); k += kRef) {
     const int64_t n = r[k + 8];
     MT_CHECK(n >= 0, "sgdMulti: tensor ", k / kRef, " has negative length ", n);
@@ -47,7 +49,9 @@ Napi::Value SgdMulti(const Napi::CallbackInfo& info) {
     e.push_back({dptr(r[k], r[k + 1], n, pd), dptr(r[k + 2], r[k + 3], n, gd), statePtr(r, k + 4, n, sd, dev),
                  statePtr(r, k + 6, n, sd, dev), n});
   }
-  if (!e.empty()) cudaSgdMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h);
+  if (!e.empty() || slot.mode == CudaScalarsSlot::kWrite) {
+    cudaSgdMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
+  }
   return info.Env().Undefined();
 }
 

@@ -5,6 +5,7 @@
 #include "cuda/common.cuh"
 #include "cuda/multi_tensor_launch.cuh"
 #include "cuda/runtime.h"
+#include "cuda/scalars_slot.cuh"
 #include "cuda/sgd_element.cuh"
 #include "cuda/sgd_multi.h"
 
@@ -20,20 +21,26 @@ struct List : cu::TensorSpans<kSgdMultiMax> {
 };
 
 // The widest instantiation (f64 state) must fit the kernel parameter limit of 4096 bytes.
-static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<double>) <= 4096,
+static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<double>) + sizeof(void*) <= 4096,
               "sgdMulti: the tensor list outgrew a kernel's 4 KiB of parameters");
 
-template <typename P, typename G, typename S>
-__global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> c) {
+// kFromSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory;
+// else by value, as a kernel parameter (a separate instantiation: no registers held for them).
+template <typename P, typename G, typename S, bool kFromSlot>
+__global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> byValue, const cu::SgdScalars<S>* slot) {
+  const cu::SgdScalars<S>& c = kFromSlot ? *slot : byValue;
   cu::forEachElement(l, [&](int j, int64_t i) {
     cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], i, c);
   });
 }
 
 template <typename P, typename G, typename S>
-void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const CudaSgdHyper& h) {
+void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const CudaSgdHyper& h,
+               const CudaScalarsSlot& slot) {
   const cu::SgdScalars<S> c = cu::sgdScalars<S>(h);
-  auto kernel = sgdMultiKernel<P, G, S>;
+  if (slot.mode == CudaScalarsSlot::kWrite) return cu::writeScalars(s, slot, c, "sgdMulti");
+  const cu::SgdScalars<S>* fromSlot = cu::scalarsSource<cu::SgdScalars<S>>(slot);
+  auto kernel = fromSlot ? sgdMultiKernel<P, G, S, true> : sgdMultiKernel<P, G, S, false>;
   cu::launchTensorLists<List<P, G, S>>(
       e, count,
       [](List<P, G, S>& l, int j, const CudaSgdMultiEntry& t) {
@@ -43,7 +50,7 @@ void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const Cuda
         l.buf[j] = static_cast<S*>(t.buf);
       },
       [&](const List<P, G, S>& l) {
-        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c);
+        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot);
         cu::checkLaunch("sgdMulti");
       });
 }
@@ -51,16 +58,16 @@ void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const Cuda
 }  // namespace
 
 void cudaSgdMulti(int dev, int pDtype, int gDtype, int sDtype, const CudaSgdMultiEntry* entries, int count,
-                  const CudaSgdHyper& h) {
-  if (count == 0) return;
+                  const CudaSgdHyper& h, const CudaScalarsSlot& slot) {
+  if (count == 0 && slot.mode != CudaScalarsSlot::kWrite) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(pDtype, "sgdMulti", {
     using P = T;
     MT_CU_FLOAT(gDtype, "sgdMulti", {
       using G = T;
-      if (sDtype == cu::F32) launchAll<P, G, float>(s, entries, count, h);
-      else if (sDtype == cu::F64) launchAll<P, G, double>(s, entries, count, h);
+      if (sDtype == cu::F32) launchAll<P, G, float>(s, entries, count, h, slot);
+      else if (sDtype == cu::F64) launchAll<P, G, double>(s, entries, count, h, slot);
       else cu::fail("sgdMulti: the state dtype must be f32 or f64");
     });
   });

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include "cuda/kernels.h"
+#include "cuda/scalars_slot.h"
 
 namespace mt {
 
@@ -21,6 +22,6 @@ struct CudaSgdMultiEntry {
 
 // Every entry with the same dtypes and hyperparameters (one firstStep); ceil(count / 96) launches.
 void cudaSgdMulti(int dev, int pDtype, int gDtype, int sDtype, const CudaSgdMultiEntry* entries, int count,
-                  const CudaSgdHyper& h);
+                  const CudaSgdHyper& h, const CudaScalarsSlot& slot = {});
 
 }  // namespace mt

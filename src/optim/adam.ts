@@ -3,6 +3,7 @@
 import { adamMulti, adamMultiApplies } from './adam_multi.ts';
 import { checkBool, checkRange } from './checks.ts';
 import { type AdamScalars, adamStep } from './fused.ts';
+import type { ScalarSlots } from './graph_step.ts';
 import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 
 export interface AdamOptions {
@@ -51,10 +52,10 @@ abstract class AdamBase extends Optimizer<AdamOptions> {
     adamStep(run.param, run.grad, state.dtype, state.ref('expAvg'), state.ref('expAvgSq'), run.master, run.n, this.scalars(group), run.step);
   }
 
-  /** On a CUDA device, many runs per launch (adam_multi.ts); elsewhere one call per run. */
-  protected override updateRuns(group: ParamGroup<AdamOptions>, runs: { run: Run; state: RunState }[]): void {
-    if (adamMultiApplies(runs)) adamMulti(runs, this.scalars(group));
-    else super.updateRuns(group, runs);
+  /** On a CUDA device, many runs per launch (adam_multi.ts; always in a CUDA graph); elsewhere one call per run. */
+  protected override updateRuns(group: ParamGroup<AdamOptions>, runs: { run: Run; state: RunState }[], slots: ScalarSlots | null): void {
+    if (slots !== null || adamMultiApplies(runs)) adamMulti(runs, this.scalars(group), slots);
+    else super.updateRuns(group, runs, null);
   }
 }
 

@@ -7,6 +7,7 @@
 import { native } from '../native.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { type AdamScalars, gradScaleOf } from './fused.ts';
+import { EAGER_SLOT, type ScalarSlots } from './graph_step.ts';
 import type { Run, RunState } from './optimizer.ts';
 
 /** Whether `runs` can go through adamMulti: on a CUDA device, with an addon that has it, more than one. */
@@ -14,8 +15,11 @@ export function adamMultiApplies(runs: readonly { run: Run }[]): boolean {
   return runs.length > 1 && typeof native.cuda?.adamMulti === 'function' && runs.every(({ run }) => native.storageIsCuda(run.param.id));
 }
 
-/** Updates every run, one call per group of runs sharing dtypes and step (each call up to 24 tensors per launch). */
-export function adamMulti(runs: readonly { run: Run; state: RunState }[], h: AdamScalars): void {
+/**
+ * Updates every run, one call per group of runs sharing dtypes and step (each call up to 24 tensors
+ * per launch). With `slots` (a step in a CUDA graph, graph_step.ts), each call takes the next slot.
+ */
+export function adamMulti(runs: readonly { run: Run; state: RunState }[], h: AdamScalars, slots: ScalarSlots | null = null): void {
   const groups = new Map<string, { run: Run; state: RunState }[]>();
   for (const r of runs) {
     const key = `${r.run.param.dtype} ${r.run.grad.dtype} ${r.state.dtype} ${r.run.step}`;
@@ -44,9 +48,10 @@ export function adamMulti(runs: readonly { run: Run; state: RunState }[], h: Ada
       refs[at++] = run.master.off;
       refs[at++] = run.n;
     }
+    const slot = slots === null ? EAGER_SLOT : slots.next();
     native.cuda.adamMulti(
       dtypeCode(r0.param.dtype), dtypeCode(r0.grad.dtype), dtypeCode(s0.dtype), refs,
-      h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, r0.step, h.decoupled, h.maximize, gradScaleOf(h),
+      h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, r0.step, h.decoupled, h.maximize, gradScaleOf(h), slot.id, slot.off, slot.mode,
     );
   }
 }

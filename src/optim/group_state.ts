@@ -9,6 +9,7 @@ import { type DType, itemSize } from '../tensor/dtype.ts';
 import { keep } from '../tensor/scope.ts';
 import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
+import { SLOT_F64 } from './graph_step.ts';
 
 export type StateDType = 'f32' | 'f64';
 
@@ -32,6 +33,7 @@ export class GroupState {
   readonly masterNumel: number;
   readonly buffers = new Map<string, Tensor>();
   private master: Tensor | null = null;
+  private scalars: Tensor | null = null;
   /** f64 when any parameter is f64 (gradient checks), else f32. */
   readonly dtype: StateDType;
 
@@ -69,6 +71,26 @@ export class GroupState {
     return this.master;
   }
 
+  /**
+   * Device memory for the step scalars of a CUDA graph's step (graph_step.ts): f64[16] per
+   * parameter (a native call per run at most), made at an eager step (`make`), so never a block
+   * of a graph's pool, which the graph's own nodes reuse. Null on the CPU and until made.
+   */
+  scalarSlots(make: boolean): Tensor | null {
+    if (make && this.scalars === null && this.device !== 'cpu') {
+      this.scalars = keep(Tensor.empty([this.slots.length * SLOT_F64], { dtype: 'f64', tag: 'optim', device: this.device }));
+    }
+    return this.scalars;
+  }
+
+  /** The state tensors allocated so far (the buffers in creation order, the master copy, the scalar slots). */
+  stateTensors(): Tensor[] {
+    const all = [...this.buffers.values()];
+    if (this.master) all.push(this.master);
+    if (this.scalars) all.push(this.scalars);
+    return all;
+  }
+
   /** Forgets every value: steps to 0, buffers zeroed (kept allocated). */
   clear(): void {
     for (const b of this.buffers.values()) k.fill(b, 0);
@@ -83,6 +105,8 @@ export class GroupState {
     this.buffers.clear();
     this.master?.dispose();
     this.master = null;
+    this.scalars?.dispose();
+    this.scalars = null;
     for (const s of this.slots) {
       s.step = 0;
       s.has.clear();

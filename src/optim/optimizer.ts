@@ -7,11 +7,14 @@
 import { noGrad } from '../autograd/grad_mode.ts';
 import { markGradZero } from '../autograd/grad_zero.ts';
 import * as k from '../ops/kernels.ts';
+import { graphCaptureDevice, onEachReplay } from '../tensor/capture_state.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
+import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { type FlatRef, NONE, type StateRef } from './fused.ts';
+import { CapturedStep, checkGraphStepAddon, graphStepTesting, ScalarSlots } from './graph_step.ts';
 import { copyFlat, GroupState, type Slot, type StateDType } from './group_state.ts';
 import { PreparedRun } from './prepared_run.ts';
 import { cloneHyper, loadState, type OptimizerStateDict, saveState } from './state_dict.ts';
@@ -119,6 +122,14 @@ export abstract class Optimizer<H extends object> {
    * Applies one update to every parameter that has a gradient (parameters whose `grad` is null
    * are skipped and keep their state). Runs of parameters adjacent in one storage, with grads
    * adjacent in one storage, are updated by one native call each.
+   *
+   * Inside captureCudaGraph (SGD, Adam, AdamW on the captured device) the update is captured and
+   * runs at each replay, with the hyperparameters and step counts the optimizer has then (each
+   * replay advances them as an eager step; the capture advances nothing): lr schedules apply.
+   * `opts` are the capture's at every replay. Refused, naming the parameter: a parameter without
+   * state yet (run one step eagerly before capturing), parameters on another device, a
+   * non-contiguous gradient. A replay after a captured parameter's `.grad` was set to null or
+   * replaced, or another parameter got one, throws before writing anything.
    * @example
    * opt.step();                                   // plain
    * opt.step({ gradScale: 1 / lossScale });       // fp16 gradients unscaled in f32 by the kernel
@@ -139,6 +150,11 @@ export abstract class Optimizer<H extends object> {
 
   private stepRuns(): void {
     noGrad(() => {
+      const device = graphCaptureDevice();
+      if (device !== null) {
+        this.captureStep(device);
+        return;
+      }
       // Every group is checked and its runs found before any parameter changes.
       const temps: Tensor[] = [];
       try {
@@ -150,13 +166,9 @@ export abstract class Optimizer<H extends object> {
           const group = this.paramGroups[gi];
           const active = this.activeState(group);
           const gs = this.states[gi];
-          this.updateRuns(group, runs.map((run) => this.prepareRun(gs, run)));
-          for (const run of runs) {
-            for (const s of run.slots) {
-              s.step++;
-              for (const name of active) s.has.add(name);
-            }
-          }
+          if (runs.length > 0) gs.scalarSlots(true); // for a later capture of the step: made outside it
+          this.updateRuns(group, runs.map((run) => this.prepareRun(gs, run)), null);
+          advance(runs, active);
         });
       } finally {
         for (const t of temps) t.dispose();
@@ -165,10 +177,70 @@ export abstract class Optimizer<H extends object> {
   }
 
   /**
-   * Updates a group's runs: one `update` each. A subclass may update several runs per native
-   * call instead (AdamW on a device: one launch for many parameters).
+   * step() during captureCudaGraph (graph_step.ts): every group's runs are checked and captured
+   * reading their scalars from device slots; each replay's prologue checks that the runs are still
+   * those captured, writes the slots from the current host state and advances it.
    */
-  protected updateRuns(group: ParamGroup<H>, runs: { run: Run; state: RunState }[]): void {
+  private captureStep(device: Device): void {
+    const op = `${this.name}.step inside captureCudaGraph (capturing ${device})`;
+    checkGraphStepAddon(op);
+    const actives = this.paramGroups.map((group) => [...this.activeState(group)]);
+    const plans = this.paramGroups.map((group, gi) => {
+      this.checkHyper(group, `${op}: param group ${gi}`);
+      const gs = this.states[gi];
+      const runs = this.collectRuns(gs, gi, null);
+      if (runs.length > 0 && gs.device !== device) {
+        throw new Error(`${op}: param group ${gi}'s parameters are on ${gs.device}; the graph updates only ${device}'s`);
+      }
+      for (const run of runs) {
+        for (const s of run.slots) {
+          if (s.step === 0 || actives[gi].some((name) => !s.has.has(name)) || gs.scalarSlots(false) === null) {
+            throw new Error(
+              `${this.where(gi, gs.slots.indexOf(s), s.param, op)} has no optimizer state yet (its first step creates it, which a replay would not redo): run one step eagerly before capturing`,
+            );
+          }
+        }
+      }
+      return runs;
+    });
+    const buffers = this.states.map((gs) => gs.scalarSlots(false));
+    // Each group's native calls take its slots in order: the capture's read them, a replay's write them.
+    const stepAll = (slots: ScalarSlots) => {
+      plans.forEach((runs, gi) => {
+        slots.group(gi);
+        this.updateRuns(this.paramGroups[gi], runs.map((run) => this.prepareRun(this.states[gi], run)), slots);
+      });
+    };
+    stepAll(new ScalarSlots(buffers, 1));
+    const captured = new CapturedStep(this.states, plans.map((runs) => runs.flatMap((r) => r.slots)), actives);
+    const gradScale = this.gradScale;
+    onEachReplay(() => {
+      const replayOp = `CudaGraph.replay: ${this.name}.step`;
+      this.paramGroups.forEach((group, gi) => this.checkHyper(group, `${replayOp}: param group ${gi}`));
+      captured.check(
+        this.paramGroups.map((group) => this.activeState(group)),
+        (gi, i, p) => this.where(gi, i, p, replayOp),
+        replayOp,
+      );
+      return () => {
+        this.gradScale = gradScale;
+        try {
+          if (!graphStepTesting.skipWrite) stepAll(new ScalarSlots(buffers, 2));
+        } finally {
+          this.gradScale = 1;
+        }
+        if (!graphStepTesting.skipAdvance) plans.forEach((runs, gi) => advance(runs, this.activeState(this.paramGroups[gi])));
+      };
+    });
+  }
+
+  /**
+   * Updates a group's runs: one `update` each. A subclass may update several runs per native
+   * call instead (AdamW on a device: one launch for many parameters), and must when `slots` is
+   * given (a step inside a CUDA graph: each native call reads or writes its scalars in the next slot).
+   */
+  protected updateRuns(group: ParamGroup<H>, runs: { run: Run; state: RunState }[], slots: ScalarSlots | null): void {
+    if (slots !== null) throw new Error(`${this.name}.step: this optimizer cannot step inside a CUDA graph`);
     for (const { run, state } of runs) this.update(group, run, state);
   }
 
@@ -194,12 +266,16 @@ export abstract class Optimizer<H extends object> {
     return { run, state: run };
   }
 
-  private where(gi: number, i: number, p: Tensor): string {
-    return `${this.name}.step: param group ${gi}, params[${i}] ${p}`;
+  private where(gi: number, i: number, p: Tensor, op = `${this.name}.step`): string {
+    return `${op}: param group ${gi}, params[${i}] ${p}`;
   }
 
-  /** Groups the parameters with gradients into runs that one kernel call can update. */
-  private collectRuns(gs: GroupState, gi: number, temps: Tensor[]): Pending[] {
+  /**
+   * Groups the parameters with gradients into runs that one kernel call can update. A
+   * non-contiguous gradient is copied into a temporary added to `temps`; refused when `temps` is
+   * null (a CUDA graph's step: its runs must be the same tensors at every replay).
+   */
+  private collectRuns(gs: GroupState, gi: number, temps: Tensor[] | null): Pending[] {
     const runs: Pending[] = [];
     let cur: Pending | null = null;
     let prev: { slot: Slot; grad: Tensor; temp: boolean } | null = null;
@@ -217,6 +293,7 @@ export abstract class Optimizer<H extends object> {
       if (!isFloat(g.dtype)) throw new Error(`${this.where(gi, i, p)}: its grad has dtype ${g.dtype}`);
       const temp = !g.isContiguous;
       if (temp) {
+        if (temps === null) throw new Error(`${this.where(gi, i, p)} inside captureCudaGraph: its grad is not contiguous (strides ${fmt(g.strides)}); a captured step updates from gradients in place`);
         g = k.copy(g);
         temps.push(g);
       }
@@ -286,6 +363,16 @@ export abstract class Optimizer<H extends object> {
   /** Frees the optimizer state (tag `optim`); a later step starts fresh. */
   dispose(): void {
     for (const gs of this.states) gs.dispose();
+  }
+}
+
+/** After a group's runs were updated: one more step each, and `active` states hold values. */
+function advance(runs: readonly Pending[], active: readonly string[]): void {
+  for (const run of runs) {
+    for (const s of run.slots) {
+      s.step++;
+      for (const name of active) s.has.add(name);
+    }
   }
 }
 

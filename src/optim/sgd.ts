@@ -1,6 +1,7 @@
 /** Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as torch.optim.SGD. */
 import { checkBool, checkRange } from './checks.ts';
 import { NONE, sgdStep } from './fused.ts';
+import type { ScalarSlots } from './graph_step.ts';
 import { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';
 import { sgdMulti, sgdMultiApplies } from './sgd_multi.ts';
 
@@ -60,9 +61,9 @@ export class SGD extends Optimizer<SGDOptions> {
     sgdStep(run.param, run.grad, state.dtype, buf, run.master, run.n, { ...group, gradScale: this.gradScale }, useBuf && run.fresh('momentumBuffer'));
   }
 
-  /** On a CUDA device, many runs per launch (sgd_multi.ts); elsewhere one call per run. */
-  protected override updateRuns(group: ParamGroup<SGDOptions>, runs: { run: Run; state: RunState }[]): void {
-    if (sgdMultiApplies(runs)) sgdMulti(runs, { ...group, gradScale: this.gradScale });
-    else super.updateRuns(group, runs);
+  /** On a CUDA device, many runs per launch (sgd_multi.ts; always in a CUDA graph); elsewhere one call per run. */
+  protected override updateRuns(group: ParamGroup<SGDOptions>, runs: { run: Run; state: RunState }[], slots: ScalarSlots | null): void {
+    if (slots !== null || sgdMultiApplies(runs)) sgdMulti(runs, { ...group, gradScale: this.gradScale }, slots);
+    else super.updateRuns(group, runs, null);
   }
 }

@@ -8,6 +8,7 @@
 import { native } from '../native.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { gradScaleOf, NONE, type SgdScalars } from './fused.ts';
+import { EAGER_SLOT, type ScalarSlots } from './graph_step.ts';
 import type { Run, RunState } from './optimizer.ts';
 
 const REF = 9; // numbers per run in the native call's refs
@@ -22,8 +23,14 @@ export function sgdMultiApplies(runs: readonly { run: Run }[]): boolean {
   return runs.length > 1 && typeof native.cuda?.sgdMulti === 'function' && native.storageIsCuda(runs[0].run.param.id) && disjoint(runs);
 }
 
-/** Updates every run, one native call per group of runs sharing dtypes and first step (each up to 96 tensors per launch). */
-export function sgdMulti(runs: readonly { run: Run; state: RunState }[], h: SgdScalars): void {
+/**
+ * Updates every run, one native call per group of runs sharing dtypes and first step (each up to 96
+ * tensors per launch). With `slots` (a step in a CUDA graph, graph_step.ts), each call takes the next slot.
+ */
+export function sgdMulti(runs: readonly { run: Run; state: RunState }[], h: SgdScalars, slots: ScalarSlots | null = null): void {
+  if (slots !== null && !disjoint(runs)) {
+    throw new Error('SGD.step inside captureCudaGraph: two parameters share elements; one launch would update them at once, where eager steps apply them in turn');
+  }
   const useBuf = h.momentum !== 0;
   const groups = new Map<string, { run: Run; state: RunState }[]>();
   for (const r of runs) {
@@ -50,9 +57,10 @@ export function sgdMulti(runs: readonly { run: Run; state: RunState }[], h: SgdS
       refs[at++] = run.master.off;
       refs[at++] = run.n;
     }
+    const slot = slots === null ? EAGER_SLOT : slots.next();
     native.cuda.sgdMulti(
       dtypeCode(r0.param.dtype), dtypeCode(r0.grad.dtype), dtypeCode(s0.dtype), refs,
-      h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, useBuf && r0.fresh('momentumBuffer'), gradScale,
+      h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, useBuf && r0.fresh('momentumBuffer'), gradScale, slot.id, slot.off, slot.mode,
     );
   }
 }

@@ -9,6 +9,15 @@ import type { Device } from './storage.ts';
 let capturing: Device | null = null;
 let serial = 0;
 
+/**
+ * Host work a replay must redo before its graph runs (the optimizer's step scalars): checks that a
+ * replay can run (throwing, it stops the replay before anything is written), then returns the work
+ * to queue.
+ */
+export type ReplayPrologue = () => () => void;
+
+let prologues: ReplayPrologue[] = [];
+
 /** The device a CUDA graph is being captured on, or null. */
 export function graphCaptureDevice(): Device | null {
   return capturing;
@@ -23,6 +32,24 @@ export function graphCaptureSerial(): number {
 export function setGraphCaptureDevice(device: Device | null): void {
   capturing = device;
   if (device !== null) serial++;
+}
+
+/**
+ * During a capture: each replay of the graph first calls `prepare` (every prologue's, in the order
+ * registered), then the work they return (queued on the compute stream, so it precedes the
+ * graph's). A failed capture drops it. What the work writes must be memory outside the graph's
+ * pool: the pool's blocks are reused by the graph's own nodes, which would overwrite it.
+ */
+export function onEachReplay(prepare: ReplayPrologue): void {
+  if (capturing === null) throw new Error('onEachReplay: no CUDA graph is being captured');
+  prologues.push(prepare);
+}
+
+/** Internal (cuda_graph.ts): the prologues registered since the last call (at a capture's start, none). */
+export function takeReplayPrologues(): ReplayPrologue[] {
+  const taken = prologues;
+  prologues = [];
+  return taken;
 }
 
 /** Throws naming `what` while a graph is being captured: work that a replay would not redo. */

@@ -18,13 +18,16 @@
  *   normal samples) are refused during the capture, and so is anything that makes the host wait
  *   for the device (reading a value, a host copy); dropout and rand on the device draw fresh
  *   numbers at each replay, those eager steps would (graph_rng.ts);
- *   embedding and cross-entropy index checks are re-armed by each replay.
+ *   embedding and cross-entropy index checks are re-armed by each replay;
+ * - an optimizer step (`opt.step()` of SGD, Adam, AdamW) may be captured too: each replay first
+ *   writes the step's scalars from the optimizer's current host state (step count, lr, weight decay)
+ *   into device memory the captured update reads, and advances the host state as an eager step would.
  * Run the function once eagerly first (PyTorch's warm-up): first-use work such as cuDNN plans
  * and gradients' first allocation then happens outside the capture.
  */
 
 import { native } from '../native.ts';
-import { graphCaptureDevice, setGraphCaptureDevice } from './capture_state.ts';
+import { graphCaptureDevice, type ReplayPrologue, refuseInCapture, setGraphCaptureDevice, takeReplayPrologues } from './capture_state.ts';
 import { checkDevice } from './device.ts';
 import { deferCheckAgain, flushDeviceChecks, type PendingCheck, takePendingChecks } from './device_checks.ts';
 import { abortGraphRng, beginGraphRng, endGraphRng, replayWithRng } from './graph_rng.ts';
@@ -56,6 +59,7 @@ export class CudaGraph<T> {
     private readonly grads: [Tensor, Tensor | null][],
     /** Generator counters one replay consumes (its dropout and rand ops, graph_rng.ts). */
     readonly randomCounters = 0,
+    private readonly prologues: ReplayPrologue[] = [],
   ) {
     this.id = id;
     this.nodes = nodes;
@@ -72,6 +76,10 @@ export class CudaGraph<T> {
       }
     });
     const id = this.id;
+    if (this.prologues.length > 0) refuseInCapture('CudaGraph.replay', 'its prologue would be captured, not rerun');
+    // Every prologue checks before any writes (an optimizer step's scalars, capture_state.ts).
+    const writes = this.prologues.map((prepare) => prepare());
+    for (const w of writes) w();
     // With random ops: the host generator's state goes to the device's base first, and advances after.
     replayWithRng(this.device, this.randomCounters, () => native.cudaGraphReplay(id));
     for (const c of this.checks) deferCheckAgain(c);
@@ -88,6 +96,7 @@ export class CudaGraph<T> {
       c.ids.dispose();
     }
     this.checks.length = 0;
+    this.prologues.length = 0;
   }
 }
 
@@ -96,10 +105,10 @@ export class CudaGraph<T> {
  * capture: `output`'s values come from the first replay).
  * @example
  * const x = randn([32, 784], { device: 'cuda:0' }), y = zeros([32], { dtype: 'i64', device: 'cuda:0' });
- * const fwdBwd = () => { const l = crossEntropy(model.forward(x), y); l.backward(); return l; };
- * fwdBwd().dispose(); opt.step(); opt.zeroGrad(); // warm-up, eagerly; no gradients at the capture
- * const g = captureCudaGraph(fwdBwd, { parameters: model.parameters() });
- * for (const [bx, by] of batches) { copyInPlace(x, bx); copyInPlace(y, by); g.replay(); opt.step(); }
+ * const trainStep = () => { const l = crossEntropy(model.forward(x), y); l.backward(); opt.step(); return l; };
+ * trainStep().dispose(); opt.zeroGrad(); // warm-up, eagerly (creates the optimizer's state); no gradients at the capture
+ * const g = captureCudaGraph(trainStep, { parameters: model.parameters() });
+ * for (const [bx, by] of batches) { copyInPlace(x, bx); copyInPlace(y, by); g.replay(); sched.step(); }
  */
 export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {}): CudaGraph<T> {
   const device = checkDevice(options.device ?? 'cuda:0', 'captureCudaGraph');
@@ -130,6 +139,7 @@ export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {})
   } catch (e) {
     setGraphCaptureDevice(null);
     abortGraphRng();
+    takeReplayPrologues();
     native.cudaGraphAbort(id);
     for (const c of takePendingChecks()) {
       c.flag.dispose();
@@ -138,5 +148,5 @@ export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {})
     throw new Error(`captureCudaGraph: the capture failed, nothing was kept: ${(e as Error).message}`, { cause: e });
   }
   const grads = parameters.filter((p) => p.requiresGrad).map((p): [Tensor, Tensor | null] => [p, p.grad]);
-  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads, counters);
+  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads, counters, takeReplayPrologues());
 }

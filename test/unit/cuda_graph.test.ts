@@ -12,14 +12,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GPT, gptConfig } from '../../models/gpt.ts';
 import {
-  AdamW, add, type CudaGraph,captureCudaGraph, 
-  censusTotals, copyInPlace, crossEntropy, cudaAllocatorStats, cudaCensus, cudaIsAvailable, dropout, flatten, type Module, manualSeed, native, nn, randn, relu, SGD, type Tensor, tensor,
+  AdamW, type CudaGraph, captureCudaGraph, censusTotals, copyInPlace, cudaAllocatorStats, cudaCensus, cudaIsAvailable, dropout, type Module, manualSeed,
+  native, randn, SGD, type Tensor, tensor,
 } from '../../src/index.ts';
 import { tensorBytes } from '../helpers/bits.ts';
+import { B, convBatch, convLoss, convModel, DEV, gptBatch, gptLoss, gptModel, T, V } from '../helpers/graph_models.ts';
 
-const DEV = 'cuda:0';
 const STEPS = 4;
 
 const bits = tensorBytes;
@@ -72,58 +71,15 @@ function assertSame(eager: Run, graphed: Run, what: string): void {
   graphed.state.forEach((b, i) => assert.ok(b.equals(eager.state[i]), `${what}: parameter or buffer #${i} differs`));
 }
 
-// --- a bf16 GPT --------------------------------------------------------------------------------
-
-const V = 64;
-const [B, T] = [2, 16];
-
-function gptBatch(s: number): Tensor[] {
-  const ids = Array.from({ length: B * T }, (_, i) => (i * 7 + s * 13 + ((i * s) % 5)) % V);
-  return [tensor(ids, { dtype: 'i64' }).reshape([B, T]), tensor(ids.map((v) => (v * 3 + 1) % V), { dtype: 'i64' })];
-}
-
 function gpt() {
-  manualSeed(11);
-  const model = new GPT(gptConfig('tiny', { dtype: 'bf16' }));
-  nn.moduleToDevice(model, DEV);
-  const opt = new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.1 });
-  const inputs = gptBatch(0).map((t) => t.to(DEV));
-  return { model, opt, inputs };
-}
-
-const gptLoss = (model: Module, [ids, targets]: Tensor[]) => crossEntropy((model as GPT).forward(ids).reshape([B * T, V]), targets);
-
-// --- a small f32 conv net ----------------------------------------------------------------------
-
-class ConvNet extends nn.Module {
-  c1 = this.registerModule('c1', new nn.Conv2d(3, 8, 3, { padding: 1, bias: false }));
-  b1 = this.registerModule('b1', new nn.BatchNorm2d(8));
-  c2 = this.registerModule('c2', new nn.Conv2d(8, 8, 3, { padding: 1, bias: false }));
-  b2 = this.registerModule('b2', new nn.BatchNorm2d(8));
-  pool = this.registerModule('pool', new nn.AdaptiveAvgPool2d([1, 1]));
-  fc = this.registerModule('fc', new nn.Linear(8, 5));
-  override forward(x: Tensor): Tensor {
-    const h = relu(this.b1.forward(this.c1.forward(x)));
-    const r = relu(add(this.b2.forward(this.c2.forward(h)), h));
-    return this.fc.forward(flatten(this.pool.forward(r), 1));
-  }
-}
-
-function convBatch(s: number): Tensor[] {
-  manualSeed(100 + s);
-  return [randn([4, 3, 6, 6]), tensor([s % 5, (s + 1) % 5, (s + 3) % 5, 4], { dtype: 'i64' })];
+  const { model, inputs } = gptModel();
+  return { model, opt: new AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.1 }), inputs };
 }
 
 function convNet() {
-  manualSeed(5);
-  const model = new ConvNet();
-  nn.moduleToDevice(model, DEV);
-  const opt = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
-  const inputs = convBatch(0).map((t) => t.to(DEV));
-  return { model, opt, inputs };
+  const { model, inputs } = convModel();
+  return { model, opt: new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 }), inputs };
 }
-
-const convLoss = (model: Module, [x, y]: Tensor[]) => crossEntropy((model as ConvNet).forward(x), y);
 
 test('bad devices are errors naming them, on any build', () => {
   assert.throws(() => captureCudaGraph(() => 0, { device: 'cpu' }), /captureCudaGraph: CUDA graphs capture a CUDA device's work, got device 'cpu'/);
