@@ -48,7 +48,7 @@ export interface GptBenchStep {
 
 /** Variants of the benchmark step. */
 export interface GptBenchOptions {
-  /** Forward and backward replay a CUDA graph (bench/graphed_step.ts) on static inputs that each step's batch is copied into. */
+  /** The whole step (forward, backward, AdamW) replays a CUDA graph (bench/graphed_step.ts) on static inputs that each step's batch is copied into. */
   graph?: boolean;
   /**
    * The vocabulary rounded up to a multiple of this (Megatron's --make-vocab-size-divisible-by, 128 by

@@ -14,7 +14,7 @@ import { runTorchPeer } from './torch_peer.ts';
 
 export interface ResnetResult {
   ours: number;
-  /** Ours with forward and backward replayed as one CUDA graph (null: the capture failed; `graphNote` says why). */
+  /** Ours with the whole step (forward, backward, SGD) replayed as one CUDA graph (null: the capture failed; `graphNote` says why). */
   oursGraphed: number | null;
   graphNote: string;
   torch: number | null;
@@ -26,7 +26,7 @@ export interface ResnetResult {
 
 /**
  * The model, optimizer and one fixed batch that oursImagesPerS times (bench/gpu_profile.ts times its ops);
- * `graph`: forward and backward replay a CUDA graph (bench/graphed_step.ts).
+ * `graph`: the whole step replays a CUDA graph (bench/graphed_step.ts).
  */
 export function resnetBenchStep(
   dtype: DType,
