@@ -3,7 +3,8 @@
  * `opt.step()` captured once and replayed equal the same steps run eagerly, bit for bit (losses,
  * every weight and buffer, the optimizer's state and step counts): AdamW on a bf16 GPT (fp32
  * masters), also with an lr schedule changing the lr at every step and with two param groups of
- * different weight decay; SGD with momentum, Nesterov and weight decay, and Adam with L2 decay, on
+ * different weight decay, and with the schedule stepped inside the captured function (it runs at
+ * each replay: WarmupLR, OneCycle cycling beta1); SGD with momentum, Nesterov and weight decay, and Adam with L2 decay, on
  * an f32 conv net. Each replay writes its step's scalars from the host state: a prologue that skips
  * the write, or that does not advance the step count, makes the AdamW replays differ (negative
  * controls). Refused with errors naming the parameter: a capture before the state exists, CPU
@@ -14,7 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  Adam, AdamW, type CudaGraph, captureCudaGraph, censusTotals, copyInPlace, cudaAllocatorStats, cudaCensus, cudaIsAvailable, type Module, native, type Optimizer, randn, SGD,
+  Adam, AdamW, type CudaGraph, captureCudaGraph, censusTotals, copyInPlace, cudaAllocatorStats, cudaCensus, cudaIsAvailable, type LRScheduler, type Module, native, OneCycle, type Optimizer, randn, SGD,
   type Tensor, WarmupLR,
 } from '../../src/index.ts';
 import { graphStepTesting } from '../../src/optim/graph_step.ts';
@@ -31,6 +32,8 @@ interface Setup {
   inputs: Tensor[];
   /** Runs before step s (an lr schedule). */
   before?: (s: number) => void;
+  /** Runs inside the step, after opt.step() (a schedule stepped there: captured, so run at each replay). */
+  after?: () => void;
 }
 
 interface Result {
@@ -54,11 +57,12 @@ function optimizerBytes(opt: AnyOptimizer): Buffer[] {
  * capture's backward creates them, each replay overwrites them) and replayed for the other steps.
  */
 function train(graph: boolean, make: () => Setup, batch: (s: number) => Tensor[], loss: (m: Module, inputs: Tensor[]) => Tensor): Result {
-  const { model, opt, inputs, before } = make();
+  const { model, opt, inputs, before, after } = make();
   const step = () => {
     const l = loss(model, inputs);
     l.backward();
     opt.step();
+    after?.();
     return l;
   };
   const losses: number[] = [];
@@ -119,6 +123,24 @@ if (!cudaIsAvailable()) {
     const eager = gptRun(false, scheduled);
     assertSame(eager, gptRun(true, scheduled), 'GPT AdamW with WarmupLR');
     assert.not.ok(same(eager, gptRun(false)), 'the schedule changed the results');
+  });
+
+  test('a schedule stepped inside the captured function runs at each replay (WarmupLR; OneCycle cycling AdamW betas); a batchIteration there is refused', () => {
+    const inside = (mk: (opt: AnyOptimizer) => LRScheduler) => (): Setup => {
+      const s = gptAdamW();
+      const sched = mk(s.opt);
+      return { ...s, after: () => sched.step() };
+    };
+    const warmup = inside((opt) => new WarmupLR(opt, { warmup_min_lr: 1e-3, warmup_max_lr: 2e-2, warmup_num_steps: STEPS, warmup_type: 'linear' }));
+    const eager = gptRun(false, warmup);
+    assertSame(eager, gptRun(true, warmup), 'GPT AdamW, WarmupLR stepped in the graph');
+    assert.not.ok(same(eager, gptRun(false)), 'the schedule changed the results');
+    const cycle = inside((opt) => new OneCycle(opt, { cycle_min_lr: 1e-3, cycle_max_lr: 2e-2, cycle_first_step_size: 2, cycle_min_mom: 0.8, cycle_max_mom: 0.95 }));
+    assertSame(gptRun(false, cycle), gptRun(true, cycle), 'GPT AdamW, OneCycle (lr and beta1) stepped in the graph');
+    const s = gptAdamW();
+    const sched = new WarmupLR(s.opt, { warmup_num_steps: 4 });
+    assert.throws(() => captureCudaGraph(() => sched.step(7)), /WarmupLR\.step\(7\) inside captureCudaGraph: each replay advances to the next batch; pass no batchIteration/);
+    assert.is(sched.lastBatchIteration, -1, 'the refused capture advanced nothing');
   });
 
   test('two param groups (weight decay 0.1 on matrices, 0 elsewhere)', () => {

@@ -2,6 +2,7 @@
  * The LR scheduler base (DeepSpeed's protocol: `step()` after each optimizer step sets every
  * group's lr for the next batch) and the checking of a schedule's `params` object.
  */
+import { graphCaptureDevice, onEachReplay } from '../../tensor/capture_state.ts';
 import { checkKeys } from '../checks.ts';
 
 /** What a schedule drives: the optimizer's groups (`lr`, and `betas` for OneCycle's momentum). */
@@ -34,10 +35,27 @@ export abstract class LRScheduler {
   /** The learning rate of each group at `lastBatchIteration`. */
   abstract getLr(): number[];
 
-  /** Advances to `batchIteration` (default: the next one) and sets each group's lr. */
+  /**
+   * Advances to `batchIteration` (default: the next one) and sets each group's lr. Inside
+   * captureCudaGraph it advances nothing then and instead runs at each replay, after the work of
+   * what was captured before it (a captured `opt.step()` uses the lr it had, as eagerly): the host
+   * code of a captured function runs once, at the capture, so the schedule would otherwise stop.
+   */
   step(batchIteration?: number): void {
+    if (graphCaptureDevice() !== null) {
+      if (batchIteration !== undefined) {
+        throw new Error(`${this.constructor.name}.step(${batchIteration}) inside captureCudaGraph: each replay advances to the next batch; pass no batchIteration`);
+      }
+      onEachReplay(() => () => this.step());
+      return;
+    }
     const next = batchIteration ?? this.lastBatchIteration + 1;
     if (!Number.isInteger(next) || next < -1) throw new Error(`${this.constructor.name}.step: batchIteration must be an integer >= -1, got ${next}`);
+    this.advanceTo(next);
+  }
+
+  /** Moves to batch `next` and sets what the schedule drives (subclasses add to it). */
+  protected advanceTo(next: number): void {
     this.lastBatchIteration = next;
     this.applyLr(this.getLr());
   }

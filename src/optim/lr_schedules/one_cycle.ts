@@ -131,8 +131,8 @@ export class OneCycle extends LRScheduler {
     return this.maxMom * (1 + this.decayMomRate * interval);
   }
 
-  override step(batchIteration?: number): void {
-    super.step(batchIteration);
+  protected override advanceTo(next: number): void {
+    super.advanceTo(next);
     const mom = this.getMom();
     if (mom !== null) this.applyMom(mom);
   }
