@@ -35,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerBatchNorm(env, exports);
   mt::registerPool(env, exports);
   mt::registerOptim(env, exports);
+  mt::registerClipCoef(env, exports);
   mt::registerComm(env, exports);
   mt::registerCuda(env, exports);
   mt::registerFileIo(env, exports);

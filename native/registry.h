@@ -20,6 +20,7 @@ void registerLoss(Napi::Env env, Napi::Object exports);
 void registerBatchNorm(Napi::Env env, Napi::Object exports);
 void registerPool(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
+void registerClipCoef(Napi::Env env, Napi::Object exports);
 void registerComm(Napi::Env env, Napi::Object exports);
 void registerCuda(Napi::Env env, Napi::Object exports);
 void registerFileIo(Napi::Env env, Napi::Object exports);

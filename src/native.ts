@@ -31,7 +31,8 @@ export interface Native {
   random(kind: number, dtype: number, id: Id, off: number, n: number, seed: number, offset: number, start: number, a: number, b: number, baseId?: Id, baseOff?: number): void;
   binary(op: number, dtype: number, aId: Id, aOff: number, aStrides: Ints, bId: Id, bOff: number, bStrides: Ints, outId: Id, outOff: number, shape: Ints): void;
   binaryFlat(op: number, dtype: number, aId: Id, aOff: number, bId: Id, bOff: number, outId: Id, outOff: number, n: number): void;
-  unary(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, n: number, scalar: number): void;
+  /** scalarId/scalarOff: the scalar is that f64 element instead (read where the kernel runs); an in-place mulScalar by exactly 1 then writes nothing. */
+  unary(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, n: number, scalar: number, scalarId?: Id, scalarOff?: number): void;
   axpy(dtype: number, xId: Id, xOff: number, yId: Id, yOff: number, n: number, alpha: number): void;
   reduce(op: number, dtype: number, xId: Id, xOff: number, outId: Id, outOff: number, outer: number, r: number, inner: number, scale: number): void;
   deviceInfo(): { threads: number; onednn: string; cudaCompiled: boolean; cudaDevices: number; cudaStatus: string };

@@ -187,7 +187,10 @@ Napi::Value BinaryFlat(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// unary(op, dtype, xId, xOff, outId, outOff, n, scalar): contiguous input and output.
+// unary(op, dtype, xId, xOff, outId, outOff, n, scalar[, sId, sOff]): contiguous input and output.
+// With sId, the scalar is the f64 at element sOff of storage sId instead (as the CUDA kernel reads
+// it from the device); an in-place mulScalar by exactly 1 then writes nothing (gradient clipping's
+// "coefficient 1: leave the gradients as they are", decided without a host read).
 Napi::Value UnaryOp(const Napi::CallbackInfo& info) {
   int op = int(argInt(info, 0));
   MT_CHECK(op >= 0 && op < kNumUnary, "unary: unknown op ", op);
@@ -195,6 +198,10 @@ Napi::Value UnaryOp(const Napi::CallbackInfo& info) {
   int64_t xId = argInt(info, 2), xOff = argInt(info, 3), oId = argInt(info, 4),
           oOff = argInt(info, 5), n = argInt(info, 6);
   double s = argNum(info, 7);
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    s = *dataPtr<double>(argInt(info, 8), argInt(info, 9), 1);
+    if (op == kMulScalar && s == 1.0 && xId == oId && xOff == oOff) return info.Env().Undefined();
+  }
   MT_DISPATCH_FLOAT(d, "unary", {
     unaryDispatch<T>(op, dataPtr<T>(xId, xOff, n), dataPtr<T>(oId, oOff, n), n, s);
   });

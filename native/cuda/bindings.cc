@@ -166,7 +166,13 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   int dev = deviceOf("unary", oId);
   deviceOf("unary", xId, dev);
   size_t it = itemOf(d);
-  cudaUnary(dev, op, d, ptr(xId, xOff, n, it), ptr(oId, oOff, n, it), n, argNum(info, 7));
+  const double* sp = nullptr;  // the optional device scalar (sId, sOff): see the CPU binding
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    const int64_t sId = argInt(info, 8);
+    deviceOf("unary", sId, dev);
+    sp = ptr<const double>(sId, argInt(info, 9), 1, sizeof(double));
+  }
+  cudaUnary(dev, op, d, ptr(xId, xOff, n, it), ptr(oId, oOff, n, it), n, argNum(info, 7), sp);
   return info.Env().Undefined();
 }
 

@@ -1,7 +1,9 @@
 // N-API bindings of the one-read-per-step machinery: `cuda.normPowInto` (gradient norms and
-// overflow checks accumulated into an f64 on the device, grad_norm.cu) and `cudaSyncCount(dev)`
-// (host waits counted by our code, host_sync.h). CUDA builds only.
+// overflow checks accumulated into an f64 on the device, grad_norm.cu), `cuda.clipCoefficient` (the
+// clipping coefficient from that sum, clip_coef.cu) and `cudaSyncCount(dev)` (host waits counted by
+// our code, host_sync.h). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
+#include <cmath>
 #include <cstdint>
 #include "cuda/host_sync.h"
 #include "cuda/kernels.h"
@@ -47,6 +49,18 @@ Napi::Value NormPowInto(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// clipCoefficient(id, off, p, maxNorm): as the CPU binding (native/cpu/clip_coef.cc), queued on the
+// device: slot off (Σ|g|^p) becomes the norm, slot off + 1 the coefficient; nothing is read back.
+Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
+  const char* op = "clipCoefficient";
+  int64_t id = argInt(info, 0), off = argInt(info, 1);
+  double p = argNum(info, 2), maxNorm = argNum(info, 3);
+  MT_CHECK(p == 1 || p == 2 || std::isinf(p), op, ": p must be 1, 2 or inf, got ", p);
+  int dev = devOf(op, id);
+  cudaClipCoefficient(dev, static_cast<double*>(dptr(id, off, 2, DType::F64)), p == 2, maxNorm);
+  return info.Env().Undefined();
+}
+
 // cudaSyncCount(dev) -> number: host waits for cuda:dev counted so far.
 Napi::Value SyncCount(const Napi::CallbackInfo& info) {
   int64_t dev = argInt(info, 0);
@@ -58,6 +72,7 @@ Napi::Value SyncCount(const Napi::CallbackInfo& info) {
 
 void registerCudaSync(Napi::Object cuda, Napi::Object exports) {
   MT_EXPORT(cuda, "normPowInto", NormPowInto);
+  MT_EXPORT(cuda, "clipCoefficient", ClipCoefficient);
   MT_EXPORT(exports, "cudaSyncCount", SyncCount);
 }
 

@@ -87,9 +87,16 @@ __global__ void binaryFlat(int op, const T* a, const T* b, T* out, int64_t n, bo
   MT_CU_TAIL_LOOP(T, i, nv, n) cu::st(out + i, binaryOp(op, cu::ld(a + i), cu::ld(b + i)));
 }
 
-template <typename T>
-__global__ void unaryFlat(int op, const T* x, T* out, int64_t n, typename cu::Acc<T>::type s, bool vec) {
+// kDeviceScalar: s is *sp (an f64 a kernel queued before wrote: nothing read by the host), converted
+// as the host converts a by-value scalar; an in-place mulScalar by exactly 1 writes nothing.
+template <typename T, bool kDeviceScalar>
+__global__ void unaryFlat(int op, const T* x, T* out, int64_t n, typename cu::Acc<T>::type s, const double* sp, bool vec) {
   using V = cu::Vec<T>;
+  if constexpr (kDeviceScalar) {
+    const double d = *sp;
+    if (op == kMulScalar && d == 1.0 && x == out) return;
+    s = typename cu::Acc<T>::type(d);
+  }
   const int64_t nv = cu::vectorCount<T>(n, vec);
   MT_CU_VEC_LOOP(T, iv, nv) {
     const V vx = reinterpret_cast<const V*>(x)[iv];
@@ -155,7 +162,7 @@ void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, vo
   cu::checkLaunch("binaryFlat");
 }
 
-void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar) {
+void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar, const double* scalarPtr) {
   checkOp("unary", op, kNumUnary);
   if (n == 0) return;
   const bool vec = cu::aligned16(x) && cu::aligned16(out);
@@ -163,8 +170,13 @@ void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, 
   cudaStream_t s = computeStream(dev);
   MT_CU_FLOAT(dtype, "unary", {
     using C = typename cu::Acc<T>::type;
-    MT_LAUNCH(unaryFlat<T>, cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, op, static_cast<const T*>(x), static_cast<T*>(out), n,
-              C(scalar), vec);
+    if (scalarPtr) {
+      MT_LAUNCH((unaryFlat<T, true>), cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, op, static_cast<const T*>(x),
+                static_cast<T*>(out), n, C(0), scalarPtr, vec);
+    } else {
+      MT_LAUNCH((unaryFlat<T, false>), cu::blocksFor(n, cu::kVec<T>), cu::kThreads, 0, s, op, static_cast<const T*>(x),
+                static_cast<T*>(out), n, C(scalar), static_cast<const double*>(nullptr), vec);
+    }
   });
   cu::checkLaunch("unary");
 }

@@ -16,7 +16,8 @@ void cudaFill(int dev, int dtype, void* p, int64_t n, double value);
 void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* aStrides, const void* b,
                 const int64_t* bStrides, void* out, const int64_t* shape, int nd);
 void cudaBinaryFlat(int dev, int op, int dtype, const void* a, const void* b, void* out, int64_t n);
-void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar);
+// scalarPtr (optional): the scalar is that device f64 instead of `scalar` (see unaryFlat).
+void cudaUnary(int dev, int op, int dtype, const void* x, void* out, int64_t n, double scalar, const double* scalarPtr = nullptr);
 void cudaAxpy(int dev, int dtype, const void* x, void* y, int64_t n, double alpha);
 
 // reduce.cu
@@ -56,6 +57,9 @@ double cudaNormPow(int dev, int dtype, const void* x, int64_t n, double p, doubl
 // grad_norm.cu: the same sum (or max) added into *acc (one f64 on the device) without reading
 // it; `partial` is scratch as above (unused, may be null, when n <= 4096: one launch).
 void cudaNormPowInto(int dev, int dtype, const void* x, int64_t n, double p, double* acc, double* partial);
+// clip_coef.cu: slot[0] (Σ|g|^p, or max |g|) becomes the total norm, slot[1] the clipping
+// coefficient (tensor/clip_coef.h); one thread, nothing read back.
+void cudaClipCoefficient(int dev, double* slot, bool squares, double maxNorm);
 
 // bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
 void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,

@@ -166,12 +166,23 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
   return out;
 }
 
-export function unary(op: number, x: Tensor, scalar = 0): Tensor {
+/** `scalar` may be a one-element f64 tensor on x's device: the kernel reads it there (no host read). */
+export function unary(op: number, x: Tensor, scalar: number | Tensor = 0): Tensor {
   const src = x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
   const out = emptyLike(src);
-  kernelsOn(x.device).unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
+  const kern = kernelsOn(x.device);
+  if (typeof scalar === 'number') kern.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
+  else kern.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, 0, scalar.id, deviceScalar(scalar, x, 'unary'));
   if (src !== x) src.dispose();
   return out;
+}
+
+/** The element offset of `s`, a one-element f64 tensor on x's device (a scalar a kernel reads there); else throws naming `op`. */
+export function deviceScalar(s: Tensor, x: Tensor, op: string): number {
+  if (s.dtype !== 'f64' || s.numel !== 1 || s.device !== x.device) {
+    throw new Error(`${op}: a device scalar must be a one-element f64 tensor on ${x.device}, got ${s.dtype} ${fmt(s.shape)} on ${s.device}`);
+  }
+  return s.offset;
 }
 
 /** `acc += alpha * x` in place; `acc` is dense (any layout) and of x's shape. */

@@ -31,20 +31,7 @@ export interface ClipGradNormOptions {
  * opt.step();
  */
 export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number, opts: ClipGradNormOptions = {}): number {
-  checkKeys(opts, ['normType', 'errorIfNonfinite'], 'clipGradNorm');
-  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm < 0) {
-    throw new Error(`clipGradNorm: maxNorm must be a finite number >= 0, got ${String(maxNorm)}`);
-  }
-  const p = opts.normType === 'inf' ? Number.POSITIVE_INFINITY : (opts.normType ?? 2);
-  if (typeof p !== 'number' || Number.isNaN(p) || p <= 0) {
-    throw new Error(`clipGradNorm: normType must be a positive number or 'inf', got ${String(opts.normType)}`);
-  }
-  const list = params instanceof Tensor ? [params] : [...params];
-  const grads: Tensor[] = [];
-  list.forEach((t, i) => {
-    if (!(t instanceof Tensor)) throw new Error(`clipGradNorm: params[${i}] is not a Tensor`);
-    if (t.grad && !t.grad.disposed) grads.push(t.grad);
-  });
+  const { p, grads } = clipArgs(params, maxNorm, opts, 'clipGradNorm');
   if (grads.length === 0) return 0;
 
   const acc = localNormPow(grads, p);
@@ -58,6 +45,30 @@ export function clipGradNorm(params: Tensor | Iterable<Tensor>, maxNorm: number,
   }
   scaleToMaxNorm(grads, total, maxNorm);
   return total;
+}
+
+/** The clippers' checked arguments: the norm's order and the gradients present (params without one skipped). */
+export function clipArgs(
+  params: Tensor | Iterable<Tensor>,
+  maxNorm: number,
+  opts: ClipGradNormOptions,
+  where: string,
+): { p: number; list: Tensor[]; grads: Tensor[] } {
+  checkKeys(opts, ['normType', 'errorIfNonfinite'], where);
+  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || maxNorm < 0) {
+    throw new Error(`${where}: maxNorm must be a finite number >= 0, got ${String(maxNorm)}`);
+  }
+  const p = opts.normType === 'inf' ? Number.POSITIVE_INFINITY : (opts.normType ?? 2);
+  if (typeof p !== 'number' || Number.isNaN(p) || p <= 0) {
+    throw new Error(`${where}: normType must be a positive number or 'inf', got ${String(opts.normType)}`);
+  }
+  const list = params instanceof Tensor ? [params] : [...params];
+  const grads: Tensor[] = [];
+  list.forEach((t, i) => {
+    if (!(t instanceof Tensor)) throw new Error(`${where}: params[${i}] is not a Tensor`);
+    if (t.grad && !t.grad.disposed) grads.push(t.grad);
+  });
+  return { p, list, grads };
 }
 
 /**
@@ -108,13 +119,21 @@ export function localNormPow(grads: Tensor[], p: number): number {
   return acc;
 }
 
-/** `g *= s` in place (any layout). */
-export function scaleInPlace(g: Tensor, s: number): void {
-  if (g.isContiguous) {
-    kernelsOn(g.device).unary(k.Unary.mulScalar, dtypeCode(g.dtype), g.id, g.offset, g.id, g.offset, g.numel, s);
+/**
+ * `g *= s` in place (any layout). `s` may be a one-element f64 tensor on g's device, read there by
+ * the same kernel (no host read); a device scalar of exactly 1 leaves g as it is, unwritten.
+ */
+export function scaleInPlace(g: Tensor, s: number | Tensor): void {
+  if (!g.isContiguous) {
+    // Scaled in a contiguous copy in place, so a device 1 leaves the copy's bits, and g's, as they are.
+    const c = k.copy(g);
+    scaleInPlace(c, s);
+    k.copyInto(c, g);
+    c.dispose();
     return;
   }
-  const scaled = k.unary(k.Unary.mulScalar, g, s);
-  k.copyInto(scaled, g);
-  scaled.dispose();
+  const kern = kernelsOn(g.device);
+  const d = dtypeCode(g.dtype);
+  if (typeof s === 'number') kern.unary(k.Unary.mulScalar, d, g.id, g.offset, g.id, g.offset, g.numel, s);
+  else kern.unary(k.Unary.mulScalar, d, g.id, g.offset, g.id, g.offset, g.numel, 0, s.id, k.deviceScalar(s, g, 'scaleInPlace'));
 }

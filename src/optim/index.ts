@@ -2,6 +2,7 @@
 
 export { Adam, type AdamOptions, AdamW } from './adam.ts';
 export { type ClipGradNormOptions, clipGradNorm } from './clip_grad.ts';
+export { clipGradNormOnDevice } from './clip_grad_on_device.ts';
 export type { StateDType } from './group_state.ts';
 export * from './lr_schedules/index.ts';
 export { Optimizer, type ParamGroup, type ParamsInput, type Run, type RunState } from './optimizer.ts';

@@ -7,7 +7,8 @@
  * each replay: WarmupLR, OneCycle cycling beta1); SGD with momentum, Nesterov and weight decay, and Adam with L2 decay, on
  * an f32 conv net. Each replay writes its step's scalars from the host state: a prologue that skips
  * the write, or that does not advance the step count, makes the AdamW replays differ (negative
- * controls). Refused with errors naming the parameter: a capture before the state exists, CPU
+ * controls). Gradient clipping captured with them (clipGradNormOnDevice) equals eager steps clipped by
+ * it and by clipGradNorm. Refused with errors naming the parameter: a capture before the state exists, CPU
  * parameters, a non-contiguous gradient, a replay after a parameter's .grad was set to null
  * (weights and state untouched). A replay is two device ops: one kernel writing the scalars, the
  * graph. Without a device: one SKIP line.
@@ -15,7 +16,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  Adam, AdamW, type CudaGraph, captureCudaGraph, censusTotals, copyInPlace, cudaAllocatorStats, cudaCensus, cudaIsAvailable, type LRScheduler, type Module, native, OneCycle, type Optimizer, randn, SGD,
+  Adam, AdamW, type CudaGraph, captureCudaGraph, censusTotals, clipGradNorm, clipGradNormOnDevice, copyInPlace, cudaAllocatorStats, cudaCensus, cudaIsAvailable, type LRScheduler, type Module, native, OneCycle, type Optimizer, randn, SGD,
   type Tensor, WarmupLR,
 } from '../../src/index.ts';
 import { graphStepTesting } from '../../src/optim/graph_step.ts';
@@ -34,6 +35,8 @@ interface Setup {
   before?: (s: number) => void;
   /** Runs inside the step, after opt.step() (a schedule stepped there: captured, so run at each replay). */
   after?: () => void;
+  /** Runs inside the step between backward and opt.step() (gradient clipping). */
+  clip?: () => void;
 }
 
 interface Result {
@@ -57,10 +60,11 @@ function optimizerBytes(opt: AnyOptimizer): Buffer[] {
  * capture's backward creates them, each replay overwrites them) and replayed for the other steps.
  */
 function train(graph: boolean, make: () => Setup, batch: (s: number) => Tensor[], loss: (m: Module, inputs: Tensor[]) => Tensor): Result {
-  const { model, opt, inputs, before, after } = make();
+  const { model, opt, inputs, before, after, clip } = make();
   const step = () => {
     const l = loss(model, inputs);
     l.backward();
+    clip?.();
     opt.step();
     after?.();
     return l;
@@ -151,6 +155,19 @@ if (!cudaIsAvailable()) {
       return { model, opt: opt, inputs };
     };
     assertSame(gptRun(false, grouped), gptRun(true, grouped), 'GPT AdamW, two groups');
+  });
+
+  test('gradient clipping in the graph (clipGradNormOnDevice below the norm): replays equal eager steps with it, and with clipGradNorm', () => {
+    const clipped = (clip: (ps: Tensor[]) => void) => (): Setup => {
+      const s = gptAdamW();
+      const ps = s.model.parameters();
+      return { ...s, clip: () => clip(ps) };
+    };
+    const onDevice = clipped((ps) => clipGradNormOnDevice(ps, 0.05).dispose());
+    const eager = gptRun(false, onDevice);
+    assertSame(eager, gptRun(true, onDevice), 'GPT AdamW clipped by clipGradNormOnDevice');
+    assertSame(eager, gptRun(false, clipped((ps) => clipGradNorm(ps, 0.05))), 'the same eager steps clipped by clipGradNorm');
+    assert.not.ok(same(eager, gptRun(false)), 'the clipping changed the results');
   });
 
   test('f32 conv net: SGD (momentum, Nesterov, weight decay) and Adam (L2) in the graph equal eager steps', () => {
