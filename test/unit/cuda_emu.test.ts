@@ -109,7 +109,7 @@ const SUITES: [string, Record<string, string>][] = [
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [
-    'unit/(arange_device|autograd_shared_grad|clip_grad|conv|elementwise|f16_compute|matmul|nn|nn_layers|norm_pool|optim|reshape_view|split_grad|tensor|random_fma)',
+    'unit/(arange_device|autograd_shared_grad|clip_grad|clip_grad_on_device|conv|elementwise|f16_compute|matmul|nn|nn_layers|norm_pool|optim|reshape_view|split_grad|tensor|random_fma)',
     { MT_TEST_DEVICES: 'cuda:0' },
   ],
   ['unit/native_typed_ints', {}],
