@@ -4,13 +4,7 @@
 #pragma once
 #include <cmath>
 
-#ifndef MT_HOST_DEVICE
-#ifdef __CUDACC__
-#define MT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define MT_HOST_DEVICE inline
-#endif
-#endif
+#include "util/host_device.h"
 
 namespace mt {
 

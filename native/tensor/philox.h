@@ -3,11 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define MT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define MT_HOST_DEVICE inline
-#endif
+#include "util/host_device.h"
 
 namespace mt {
 
