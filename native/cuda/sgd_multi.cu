@@ -28,6 +28,8 @@ static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<doubl
 // else by value, as a kernel parameter (a separate instantiation: no registers held for them).
 template <typename P, typename G, typename S, bool kFromSlot>
 __global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> byValue, const cu::SgdScalars<S>* slot) {
+  // A reference, as adam_multi.cu: the slot's scalars are re-read per element (warp-uniform L1 hits)
+  // rather than held in registers.
   const cu::SgdScalars<S>& c = kFromSlot ? *slot : byValue;
   cu::forEachElement(l, [&](int j, int64_t i) {
     cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], i, c);
