@@ -3,12 +3,15 @@
  * ResNet-101's parameters (bf16 with f32 masters, 314 tensors) with many parameters per launch
  * (src/optim/sgd_multi.ts) against one launch per parameter (native.cuda.sgdMulti hidden):
  * launches per step (census), the host's time to issue one step (no synchronization inside) and
- * the device's time for it. Gradients are fixed random values; correctness is
- * test/unit/cuda_sgd_multi.test.ts's.
+ * the device's time for it. Then the step captured in a CUDA graph (src/optim/graph_step.ts: the
+ * captured kernels read their scalars from a device slot, per element) against the eager
+ * many-per-launch step, for SGD and for AdamW over the same parameters: device ms per step (a
+ * replay: the slot's write and the graph). Gradients are fixed random values; correctness is
+ * test/unit/cuda_sgd_multi.test.ts's and cuda_graph_optimizer's.
  *   node --import tsx bench/gpu_sgd_multi.ts [--smoke]     (--smoke: 40 small bf16 Linear layers, one round)
  */
 import { ResNet } from '../models/index.ts';
-import { cudaCensus, cudaIsAvailable, cudaSynchronize, native, nn, noGrad, randn, SGD } from '../src/index.ts';
+import { AdamW, captureCudaGraph, cudaCensus, cudaIsAvailable, cudaSynchronize, native, nn, noGrad, type Optimizer, randn, SGD } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
 import { median } from './timing.ts';
 
@@ -47,6 +50,23 @@ function measure(opt: SGD, multi: boolean): Mode {
   }
 }
 
+/** Device ms of one eager step and of one replay of the step captured alone (both many per launch). */
+function graphed(opt: Optimizer<{ lr: number }>): { eagerMs: number; graphMs: number } {
+  for (let w = 0; w < Math.max(WARMUP, 1); w++) opt.step(); // the state exists before the capture
+  const eager: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) eager.push(deviceSeconds(() => opt.step()) * 1e3);
+  const g = captureCudaGraph(() => opt.step(), { device: DEV });
+  try {
+    for (let w = 0; w < WARMUP; w++) g.replay();
+    const replay: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) replay.push(deviceSeconds(() => g.replay()) * 1e3);
+    cudaSynchronize(DEV);
+    return { eagerMs: median(eager), graphMs: median(replay) };
+  } finally {
+    g.dispose();
+  }
+}
+
 if (!cudaIsAvailable()) {
   console.log(`SKIP bench/gpu_sgd_multi: no usable CUDA device (${native.deviceInfo().cudaStatus ?? 'built without CUDA'})`);
 } else {
@@ -67,6 +87,14 @@ if (!cudaIsAvailable()) {
   const line = (m: Mode) => `${m.launches} launches, host ${m.hostMs.toFixed(3)} ms, device ${m.deviceMs.toFixed(3)} ms`;
   console.log(JSON.stringify({ bench: 'sgd_multi', model: what, params: params.length, multi, single }));
   console.log(`SGD step, ${what} bf16 (${params.length} params): multi ${line(multi)} | per-parameter ${line(single)}`);
+  const sgdGraph = graphed(opt);
   opt.dispose();
+  const adamW = new AdamW(params, { lr: 1e-4, weightDecay: 0.1 });
+  const adamGraph = graphed(adamW);
+  adamW.dispose();
+  console.log(JSON.stringify({ bench: 'optimizer_graph', model: what, sgd: sgdGraph, adamW: adamGraph }));
+  const ratio = (m: { eagerMs: number; graphMs: number }) =>
+    `eager ${m.eagerMs.toFixed(3)} ms, graphed ${m.graphMs.toFixed(3)} ms (x${(m.graphMs / m.eagerMs).toFixed(2)})`;
+  console.log(`Optimizer step captured alone, ${what} bf16: SGD ${ratio(sgdGraph)} | AdamW ${ratio(adamGraph)}`);
   model.dispose();
 }

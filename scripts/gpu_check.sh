@@ -276,8 +276,9 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:resnet_copies 90 node --import tsx bench/gpu_resnet_copies.ts $size
   # ResNet-101 bf16 step with ReLU and residual add fused into batch norm vs the separate ops (batchNormRelu masked).
   step bench:resnet_bn_relu 90 node --import tsx bench/gpu_resnet_copies.ts --flags batchNormRelu $size
-  # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms.
-  step bench:sgd_multi 60 node --import tsx bench/gpu_sgd_multi.ts $size
+  # SGD over ResNet-101's 314 parameters, many per launch (sgd_multi.cu) vs one launch each: launches, host and device ms;
+  # then SGD and AdamW captured alone in a CUDA graph (the slot-reading kernels) vs eager: device ms per step.
+  step bench:sgd_multi 90 node --import tsx bench/gpu_sgd_multi.ts $size
   # ncu's own time per kernel (gpu__time_duration.sum, clocks and caches left alone) of one GPT-2 124M
   # step inside cudaProfilerStart/Stop: CSV to $OUT/ncu_gpt.csv, summed into $OUT/profile.txt.
   NCU=${MT_NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | tail -n 1)}
