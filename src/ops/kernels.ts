@@ -166,13 +166,10 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
   return out;
 }
 
-/** `scalar` may be a one-element f64 tensor on x's device: the kernel reads it there (no host read). */
-export function unary(op: number, x: Tensor, scalar: number | Tensor = 0): Tensor {
+export function unary(op: number, x: Tensor, scalar = 0): Tensor {
   const src = x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
   const out = emptyLike(src);
-  const kern = kernelsOn(x.device);
-  if (typeof scalar === 'number') kern.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
-  else kern.unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, 0, scalar.id, deviceScalar(scalar, x, 'unary'));
+  kernelsOn(x.device).unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
   if (src !== x) src.dispose();
   return out;
 }

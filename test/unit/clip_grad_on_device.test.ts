@@ -8,6 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { captureCudaGraph, clipGradNorm, clipGradNormOnDevice, copyInPlace, cudaIsAvailable, cudaSyncCount, type Tensor, tensor } from '../../src/index.ts';
+import { scaleInPlace } from '../../src/optim/clip_grad.ts';
 import type { DType } from '../../src/tensor/dtype.ts';
 import type { Device } from '../../src/tensor/storage.ts';
 import { tensorBytes } from '../helpers/bits.ts';
@@ -104,7 +105,15 @@ deviceTest('clipGradNormOnDevice: refuses errorIfNonfinite, orders other than 1,
   assert.throws(() => clipGradNormOnDevice(ps, 1, { normType: 3 }), /clipGradNormOnDevice: normType 3 is not supported \(1, 2 or 'inf'\)/);
   assert.throws(() => clipGradNormOnDevice(ps, -1), /clipGradNormOnDevice: maxNorm must be a finite number >= 0, got -1/);
   assert.throws(() => clipGradNormOnDevice(ps, 1, { normTyp: 2 } as never), /clipGradNormOnDevice/);
+  // The device scalar the scaling kernel reads: one f64 element on the gradient's device, else refused.
+  const grad = ps[0].grad as Tensor;
+  const wrong = tensor([0.5, 0.5], { dtype: 'f64', device: dev });
+  assert.throws(() => scaleInPlace(grad, wrong), /scaleInPlace: a device scalar must be a one-element f64 tensor on .*, got f64 \[2\]/);
+  const f32 = tensor([0.5], { device: dev });
+  assert.throws(() => scaleInPlace(grad, f32), /scaleInPlace: a device scalar must be a one-element f64 tensor on .*, got f32 \[1\]/);
   gradBytes(ps).forEach((g, i) => assert.ok(g.equals(before[i]), 'refused calls leave the gradients'));
+  wrong.dispose();
+  f32.dispose();
   disposeAll(ps);
 });
 
