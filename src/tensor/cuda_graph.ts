@@ -30,7 +30,7 @@ import { native } from '../native.ts';
 import { graphCaptureDevice, type ReplayPrologue, refuseInCapture, setGraphCaptureDevice, takeReplayPrologues } from './capture_state.ts';
 import { checkDevice } from './device.ts';
 import { deferCheckAgain, flushDeviceChecks, type PendingCheck, takePendingChecks } from './device_checks.ts';
-import { abortGraphRng, beginGraphRng, endGraphRng, replayWithRng } from './graph_rng.ts';
+import { abortGraphRng, beginGraphRng, endGraphRng, rngReplayPrologue } from './graph_rng.ts';
 import type { Device } from './storage.ts';
 import type { Tensor } from './tensor.ts';
 
@@ -75,13 +75,12 @@ export class CudaGraph<T> {
         );
       }
     });
-    const id = this.id;
-    if (this.prologues.length > 0) refuseInCapture('CudaGraph.replay', 'its prologue would be captured, not rerun');
-    // Every prologue checks before any writes (an optimizer step's scalars, capture_state.ts).
+    if (this.prologues.length > 0) refuseInCapture('CudaGraph.replay', 'the host work before its launch would be captured once, not rerun');
+    // Every prologue checks before any writes (the random ops' generator state, an optimizer step's
+    // scalars: capture_state.ts), then the graph runs after their writes.
     const writes = this.prologues.map((prepare) => prepare());
     for (const w of writes) w();
-    // With random ops: the host generator's state goes to the device's base first, and advances after.
-    replayWithRng(this.device, this.randomCounters, () => native.cudaGraphReplay(id));
+    native.cudaGraphReplay(this.id);
     for (const c of this.checks) deferCheckAgain(c);
     return this.output;
   }
@@ -148,5 +147,7 @@ export function captureCudaGraph<T>(fn: () => T, options: CudaGraphOptions = {})
     throw new Error(`captureCudaGraph: the capture failed, nothing was kept: ${(e as Error).message}`, { cause: e });
   }
   const grads = parameters.filter((p) => p.requiresGrad).map((p): [Tensor, Tensor | null] => [p, p.grad]);
-  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads, counters, takeReplayPrologues());
+  const prologues = takeReplayPrologues();
+  if (counters > 0) prologues.push(rngReplayPrologue(device, counters));
+  return new CudaGraph(device, output, id, nodes, takePendingChecks(), grads, counters, prologues);
 }

@@ -13,7 +13,7 @@
  * streams): such a random op is refused, naming it.
  */
 import { native } from '../native.ts';
-import { graphCaptureDevice, refuseInCapture } from './capture_state.ts';
+import { graphCaptureDevice, type ReplayPrologue, refuseInCapture } from './capture_state.ts';
 import { getRngState, setRngState, takeCounters } from './random.ts';
 import { keep } from './scope.ts';
 import type { Device } from './storage.ts';
@@ -109,20 +109,18 @@ export function abortGraphRng(): void {
 }
 
 /**
- * Internal (cuda_graph.ts's replay): with random ops in the graph (`consumed` > 0), queues the
- * host generator's state into the device's base, runs `launch`, then advances the generator by
- * `consumed` as the eager step would have.
+ * Internal (cuda_graph.ts): the replay prologue (capture_state.ts) of a graph whose random ops
+ * consume `consumed` counters: it checks the device's base, then queues the host generator's
+ * state into it and advances the generator by `consumed`, as the eager step would have.
  */
-export function replayWithRng(device: Device, consumed: number, launch: () => void): void {
-  if (consumed === 0) {
-    launch();
-    return;
-  }
-  refuseInCapture('CudaGraph.replay', 'a replay inside a capture would not be replayed');
-  const base = bases.get(device);
-  if (base === undefined || base.disposed) throw new Error(`CudaGraph.replay: ${device}'s generator base, which the graph's random ops read, was disposed`);
-  const s = getRngState();
-  if (!graphRngTesting.skipBaseWrite) native.cuda.randomSetBase(base.id, base.offset, s.seed, s.offset);
-  launch();
-  takeCounters(consumed);
+export function rngReplayPrologue(device: Device, consumed: number): ReplayPrologue {
+  return () => {
+    const base = bases.get(device);
+    if (base === undefined || base.disposed) throw new Error(`CudaGraph.replay: ${device}'s generator base, which the graph's random ops read, was disposed`);
+    return () => {
+      const s = getRngState();
+      if (!graphRngTesting.skipBaseWrite) native.cuda.randomSetBase(base.id, base.offset, s.seed, s.offset);
+      takeCounters(consumed);
+    };
+  };
 }
