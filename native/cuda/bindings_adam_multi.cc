@@ -45,9 +45,8 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
     e.push_back({dptr(r[k], r[k + 1], n, pd), dptr(r[k + 2], r[k + 3], n, gd), dptr(r[k + 4], r[k + 5], n, sd),
                  dptr(r[k + 6], r[k + 7], n, sd), master, n});
   }
-  if (!e.empty() || slot.mode == CudaScalarsSlot::kWrite) {
-    cudaAdamMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
-  }
+  // No entries: nothing is launched, unless the slot is to be written (the launcher decides).
+  cudaAdamMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
   return info.Env().Undefined();
 }
 

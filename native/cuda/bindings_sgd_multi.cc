@@ -49,9 +49,8 @@ Napi::Value SgdMulti(const Napi::CallbackInfo& info) {
     e.push_back({dptr(r[k], r[k + 1], n, pd), dptr(r[k + 2], r[k + 3], n, gd), statePtr(r, k + 4, n, sd, dev),
                  statePtr(r, k + 6, n, sd, dev), n});
   }
-  if (!e.empty() || slot.mode == CudaScalarsSlot::kWrite) {
-    cudaSgdMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
-  }
+  // No entries: nothing is launched, unless the slot is to be written (the launcher decides).
+  cudaSgdMulti(dev, int(pd), int(gd), int(sd), e.data(), int(e.size()), h, slot);
   return info.Env().Undefined();
 }
 
