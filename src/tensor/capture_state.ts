@@ -10,9 +10,9 @@ let capturing: Device | null = null;
 let serial = 0;
 
 /**
- * Host work a replay must redo before its graph runs (the optimizer's step scalars): checks that a
- * replay can run (throwing, it stops the replay before anything is written), then returns the work
- * to queue.
+ * Host work a replay must redo before its graph runs (random ops' generator state, an optimizer
+ * step's scalars, an lr schedule's step): checks that a replay can run (throwing, it stops the
+ * replay before anything is written), then returns the work to do.
  */
 export type ReplayPrologue = () => () => void;
 
