@@ -91,8 +91,9 @@ export function ones(shape: number[], opts: TensorOptions = {}): Tensor {
   return full(shape, 1, opts);
 }
 
+/** Zeros of x's shape, dtype and device (a contiguous tensor), unless `opts` says otherwise. */
 export function zerosLike(x: Tensor, opts: TensorOptions = {}): Tensor {
-  return zeros([...x.shape], { dtype: x.dtype, ...opts });
+  return zeros([...x.shape], { dtype: x.dtype, device: x.device, ...opts });
 }
 
 /** 0, 1, ..., n-1 (on a CUDA device written by a kernel: no host copy, which would wait for the device). */

@@ -1,5 +1,6 @@
 /** Differentiable element-wise ops with broadcasting, scalar forms and casts. */
 import { isGradEnabled } from '../autograd/grad_mode.ts';
+import { deviceOf } from '../tensor/backend.ts';
 import { checkDType, type DType, isFloat } from '../tensor/dtype.ts';
 import { fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -202,6 +203,7 @@ function checkInPlace(t: Tensor, op: string): void {
 export function addInPlace(t: Tensor, x: Tensor, alpha = 1): Tensor {
   checkInPlace(t, 'addInPlace');
   checkFinite(alpha, 'addInPlace');
+  deviceOf('addInPlace', t, x);
   if (x.shape.length !== t.shape.length || x.shape.some((s, i) => s !== t.shape[i])) {
     throw new Error(`addInPlace: shapes ${fmt(t.shape)} and ${fmt(x.shape)} differ`);
   }

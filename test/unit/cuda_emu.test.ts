@@ -21,6 +21,9 @@ const libDir = path.join(build, 'emu-lib');
 const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_runtime', {}],
   ['unit/cuda_ops', {}],
+  // The rest of the exported ops (op_device_coverage.test.ts checks every one has a cuda_* case).
+  ['unit/cuda_ops_scalars_views', {}],
+  ['unit/cuda_ops_create_inplace', {}],
   ['unit/cuda_train', {}],
   ['unit/cuda_conv', {}],
   // Grouped/dilated/depthwise conv2d on cuda:0: through the emulated cuDNN, then the direct kernels.
