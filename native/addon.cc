@@ -36,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerPool(env, exports);
   mt::registerOptim(env, exports);
   mt::registerClipCoef(env, exports);
+  mt::registerStepDecision(env, exports);
   mt::registerComm(env, exports);
   mt::registerCuda(env, exports);
   mt::registerFileIo(env, exports);

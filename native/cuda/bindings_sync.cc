@@ -1,13 +1,15 @@
 // N-API bindings of the one-read-per-step machinery: `cuda.normPowInto` (gradient norms and
 // overflow checks accumulated into an f64 on the device, grad_norm.cu), `cuda.clipCoefficient` (the
-// clipping coefficient from that sum, clip_coef.cu) and `cudaSyncCount(dev)` (host waits counted by
-// our code, host_sync.h). CUDA builds only.
+// clipping coefficient from that sum, clip_coef.cu), `cuda.stepDecision` (the step's skip and gradient
+// multiplier from the sums, step_decision.cu) and `cudaSyncCount(dev)` (host waits counted by our
+// code, host_sync.h). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <cmath>
 #include <cstdint>
 #include "cuda/host_sync.h"
 #include "cuda/kernels.h"
 #include "cuda/operands.h"
+#include "tensor/step_decision_args.h"
 #include "tensor/storage.h"
 #include "util/args.h"
 
@@ -61,6 +63,20 @@ Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// stepDecision(sumsId, sumsOff, globalIdx, localIdx, unscale, maxNorm, check, outId, outOff): as the
+// CPU binding (native/cpu/step_decision.cc), queued on the device: out's three f64 are written when
+// the kernel runs (capturable: no read back, no allocation).
+Napi::Value StepDecisionBinding(const Napi::CallbackInfo& info) {
+  const char* op = "stepDecision";
+  const StepDecisionArgs a = argStepDecision(info, op);
+  const int dev = devOf(op, a.sumsId);
+  devOf(op, a.outId, dev);
+  cudaStepDecision(dev, static_cast<const double*>(dptr(a.sumsId, a.globalAt, 1, DType::F64)),
+                   static_cast<const double*>(dptr(a.sumsId, a.localAt, 1, DType::F64)), a.unscale, a.maxNorm, a.check,
+                   static_cast<double*>(dptr(a.outId, a.outOff, 3, DType::F64)));
+  return info.Env().Undefined();
+}
+
 // cudaSyncCount(dev) -> number: host waits for cuda:dev counted so far.
 Napi::Value SyncCount(const Napi::CallbackInfo& info) {
   int64_t dev = argInt(info, 0);
@@ -73,6 +89,7 @@ Napi::Value SyncCount(const Napi::CallbackInfo& info) {
 void registerCudaSync(Napi::Object cuda, Napi::Object exports) {
   MT_EXPORT(cuda, "normPowInto", NormPowInto);
   MT_EXPORT(cuda, "clipCoefficient", ClipCoefficient);
+  MT_EXPORT(cuda, "stepDecision", StepDecisionBinding);
   MT_EXPORT(exports, "cudaSyncCount", SyncCount);
 }
 

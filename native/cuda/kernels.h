@@ -60,6 +60,10 @@ void cudaNormPowInto(int dev, int dtype, const void* x, int64_t n, double p, dou
 // clip_coef.cu: slot[0] (Σ|g|^p, or max |g|) becomes the total norm, slot[1] the clipping
 // coefficient (tensor/clip_coef.h); one thread, nothing read back.
 void cudaClipCoefficient(int dev, double* slot, bool squares, double maxNorm);
+// step_decision.cu: out[0..2] = skip, gradScale, norm from the sums *global and *local
+// (tensor/step_decision.h); one thread, nothing read back.
+void cudaStepDecision(int dev, const double* global, const double* local, double unscale, double maxNorm, bool check,
+                      double* out);
 
 // bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
 void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,

@@ -101,6 +101,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/cuda_sgd_multi', {}],
+  // The device-decided step's rule (cuda.stepDecision bit for bit the CPU reference and the host's arithmetic).
+  ['unit/step_decision', {}],
   // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
   ['unit/cuda_graph', {}],
   // The caching allocator's size-class free lists: class rounding, reuse across the 1 MiB edge, emptying.
