@@ -421,6 +421,7 @@ void registerCudaSgdMulti(Napi::Object cuda);  // bindings_sgd_multi.cc
 void registerCudaLinearGelu(Napi::Object cuda);  // bindings_linear_gelu.cc
 void registerCudaHostBench(Napi::Object cuda);  // bindings_host_bench.cc
 void registerCudaGraph(Napi::Object exports);  // cuda_graph.cc
+void registerCudaReadLater(Napi::Object cuda);  // read_later.cc
 
 void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "cudaLibraries", CudaLibraries);
@@ -456,6 +457,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   registerCudaLinearGelu(cuda);
   registerCudaHostBench(cuda);
   registerCudaSync(cuda, exports);
+  registerCudaReadLater(cuda);
   exports.Set("cuda", cuda);
   MT_EXPORT(exports, "cudaAllocatorStats", AllocatorStats);
   MT_EXPORT(exports, "cudaEmptyCache", EmptyCache);

@@ -80,7 +80,7 @@ void* takeCached(Pool& p, size_t bytes, size_t* capacity) {
 
 bool isPinned(int64_t id) { return storageAt(id).release == &releasePinned; }
 
-// Records that a queued copy on `stream` of `dev` reads pinned block `ptr`.
+// Records that a queued copy on `stream` of `dev` reads (or writes) pinned block `ptr`.
 void markRead(void* ptr, int dev, cudaStream_t stream) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -150,6 +150,10 @@ void pinnedEmptyCache() {
   p.stats.cachedBytes = 0;
 }
 
+void pinnedGuard(int64_t id, int dev) {
+  if (isPinned(id)) markRead(storageAt(id).ptr, dev, computeStream(dev));
+}
+
 void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByteOff, int64_t bytes) {
   MT_CHECK(bytes >= 0, "stageCopy: negative length ", bytes);
   const uint8_t* src = anyDevicePtr<uint8_t>(srcId, srcByteOff, bytes);
@@ -186,6 +190,7 @@ void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByte
 int64_t pinnedAlloc(size_t, Tag, int, bool) { return -1; }
 PinnedPoolStats pinnedPoolStats() { return {}; }
 void pinnedEmptyCache() {}
+void pinnedGuard(int64_t, int) {}
 
 void stageCopy(int64_t srcId, int64_t srcByteOff, int64_t dstId, int64_t dstByteOff, int64_t bytes) {
   MT_CHECK(bytes >= 0, "stageCopy: negative length ", bytes);

@@ -21,6 +21,11 @@ PinnedPoolStats pinnedPoolStats();
 // Frees every cached block (after the copies still reading or writing them finish).
 void pinnedEmptyCache();
 
+// Pinned storage `id` is used by work queued so far on cuda:`dev`'s compute stream (a copy into it
+// whose reader went away, read_later.cc): once freed, its block is not handed out again before
+// that work finishes. Nothing waits here. Not pinned: nothing to do.
+void pinnedGuard(int64_t id, int dev);
+
 // Copies between a device storage and a host storage (pinned or not) on the device's
 // communication stream, ordered after the compute stream's work. To the host: returns once the
 // bytes are there. To the device: returns once queued; the compute stream waits for the copy,

@@ -103,6 +103,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_sgd_multi', {}],
   // The device-decided step's rule (cuda.stepDecision bit for bit the CPU reference and the host's arithmetic).
   ['unit/step_decision', {}],
+  // Reads the host takes later (the decided step's outcome): round trip, no wait once done, capture refused, no leak.
+  ['unit/cuda_read_later', {}],
   // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
   ['unit/cuda_graph', {}],
   // The caching allocator's size-class free lists: class rounding, reuse across the 1 MiB edge, emptying.
