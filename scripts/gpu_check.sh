@@ -248,6 +248,10 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:host_floor 50 node --import tsx bench/gpu_host_floor.ts --steps 20 --json "$OUT/host_floor.json"
   # GPT-2 124M bf16 with dropout 0.1: eager vs forward+backward as a CUDA graph (masks from the device's generator base), 8x1024 and 1x1024.
   step bench:graph_dropout 90 node --import tsx bench/gpu_graph_dropout.ts $size
+  # GPT-2 124M bf16 engine step (initialize(), ZeRO 0, DeepSpeed's GPT recipe: AdamW, clipping 1.0, WarmupDecayLR) at 8x1024 and 1x1024:
+  # host-decided eager vs device-decided eager vs the whole step as a CUDA graph, interleaved; device and host ms/step, host waits,
+  # first steps bit for bit (a)'s. JSON inside steps.tar.gz ($OUT's file count is at the device tool's limit).
+  step bench:engine_step 90 node --import tsx bench/gpu_engine_step.ts $size --json "$logs/engine_step.json"
   # Host µs per call: N-API, add on cpu/cuda:0, single runtime calls and matmul 64^3 vs cuBLASLt, each / the empty-kernel launch floor.
   step bench:host_ops 60 node --import tsx bench/gpu_host_ops.ts $size
   # Where the eager step's host time goes on the real driver: V8 samples of 100 steps by file and function,
