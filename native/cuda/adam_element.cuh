@@ -25,11 +25,13 @@ AdamScalars<S> adamScalars(const CudaAdamHyper& h) {
 }
 
 // Element i: reads the master (or the param), the gradient and both moments; writes them back.
+// `sign`: the gradient multiplier (c.sign, or a device-decided step's, adam_multi.cu); a reference, so
+// the slot's instances read c.sign where they always did (same registers, ptxas sm_90).
 template <typename P, typename G, typename S>
 __device__ __forceinline__ void adamElement(P* param, S* master, const G* grad, S* m, S* v, int64_t i,
-                                            const AdamScalars<S>& c) {
+                                            const AdamScalars<S>& c, const S& sign) {
   S p = (master ? master[i] : S(ld(param + i))) * c.decay;
-  S g = S(ld(grad + i)) * c.sign + c.wdL2 * p;
+  S g = S(ld(grad + i)) * sign + c.wdL2 * p;
   S mi = m[i] * c.b1 + c.omb1 * g;
   S vi = v[i] * c.b2 + c.omb2 * g * g;
   m[i] = mi;
@@ -38,6 +40,11 @@ __device__ __forceinline__ void adamElement(P* param, S* master, const G* grad, 
   S np = p + c.negStep * mi / denom;
   if (master) master[i] = np;
   st(param + i, np);
+}
+template <typename P, typename G, typename S>
+__device__ __forceinline__ void adamElement(P* param, S* master, const G* grad, S* m, S* v, int64_t i,
+                                            const AdamScalars<S>& c) {
+  adamElement(param, master, grad, m, v, i, c, c.sign);
 }
 
 }  // namespace cu

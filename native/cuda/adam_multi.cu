@@ -23,20 +23,30 @@ struct List : cu::TensorSpans<kAdamMultiMax> {
 };
 
 // The widest instantiation (f64 state) must fit the kernel parameter limit of 4096 bytes.
-static_assert(sizeof(List<double, double, double>) + sizeof(cu::AdamScalars<double>) + sizeof(void*) <= 4096,
+static_assert(sizeof(List<double, double, double>) + sizeof(cu::AdamScalars<double>) + 2 * sizeof(void*) <= 4096,
               "adamMulti: the tensor list outgrew a kernel's 4 KiB of parameters");
 
-// kFromSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory;
-// else by value, as a kernel parameter (a separate instantiation: no registers held for them).
-template <typename P, typename G, typename S, bool kFromSlot>
-__global__ void adamMultiKernel(const List<P, G, S> l, const cu::AdamScalars<S> byValue, const cu::AdamScalars<S>* slot) {
+// kSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory; kDecided:
+// also the step's device decision (scalars_slot.h); kValue: by value, as a kernel parameter (a
+// separate instantiation: no registers held for them).
+template <typename P, typename G, typename S, cu::ScalarsFrom kFrom>
+__global__ void adamMultiKernel(const List<P, G, S> l, const cu::AdamScalars<S> byValue, const cu::AdamScalars<S>* slot,
+                                const double* decision) {
   // A reference: the slot's scalars are re-read per element (stores may alias them; warp-uniform L1
   // hits). Copied into registers they cost 38 for bf16 params with f32 state (ptxas sm_90; 31 this
   // way): 6 blocks per SM instead of 8, so the 1024-block cap would no longer be one wave.
-  const cu::AdamScalars<S>& c = kFromSlot ? *slot : byValue;
-  cu::forEachElement(l, [&](int j, int64_t i) {
-    cu::adamElement(l.param[j], l.master[j], l.grad[j], l.m[j], l.v[j], i, c);
-  });
+  const cu::AdamScalars<S>& c = kFrom == cu::ScalarsFrom::kValue ? byValue : *slot;
+  if constexpr (kFrom == cu::ScalarsFrom::kDecided) {
+    if (decision[0] != 0.0) return;  // a skipped step: nothing changes
+    const S sign = cu::decidedSign(decision, c.sign);
+    cu::forEachElement(l, [&](int j, int64_t i) {
+      cu::adamElement(l.param[j], l.master[j], l.grad[j], l.m[j], l.v[j], i, c, sign);
+    });
+  } else {
+    cu::forEachElement(l, [&](int j, int64_t i) {
+      cu::adamElement(l.param[j], l.master[j], l.grad[j], l.m[j], l.v[j], i, c);
+    });
+  }
 }
 
 template <typename P, typename G, typename S>
@@ -45,7 +55,10 @@ void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const Cud
   const cu::AdamScalars<S> c = cu::adamScalars<S>(h);
   if (slot.mode == CudaScalarsSlot::kWrite) return cu::writeScalars(s, slot, c, "adamMulti");
   const cu::AdamScalars<S>* fromSlot = cu::scalarsSource<cu::AdamScalars<S>>(slot);
-  auto kernel = fromSlot ? adamMultiKernel<P, G, S, true> : adamMultiKernel<P, G, S, false>;
+  using cu::ScalarsFrom;
+  auto kernel = !fromSlot        ? adamMultiKernel<P, G, S, ScalarsFrom::kValue>
+                : slot.decision ? adamMultiKernel<P, G, S, ScalarsFrom::kDecided>
+                                : adamMultiKernel<P, G, S, ScalarsFrom::kSlot>;
   cu::launchTensorLists<List<P, G, S>>(
       e, count,
       [](List<P, G, S>& l, int j, const CudaAdamMultiEntry& t) {
@@ -56,7 +69,7 @@ void launchAll(cudaStream_t s, const CudaAdamMultiEntry* e, int count, const Cud
         l.v[j] = static_cast<S*>(t.v);
       },
       [&](const List<P, G, S>& l) {
-        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot);
+        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot, slot.decision);
         cu::checkLaunch("adamMulti");
       });
 }

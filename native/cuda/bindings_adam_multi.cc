@@ -1,8 +1,10 @@
 // cuda.adamMulti(pDtype, gDtype, sDtype, refs, lr, beta1, beta2, eps, weightDecay, step, decoupled,
-// maximize[, gradScale[, slotId, slotOff, slotMode]]): refs (an array or a Float64Array) holds 11 numbers per tensor
-// (param id, off, grad id, off, m id, off, v id, off, master id (-1: none), off, n), all on one device. The slot
-// (f64 offset slotOff of storage slotId) is for steps in CUDA graphs (scalars_slot.h): mode 1
-// updates reading the scalars from it, mode 2 only queues writing them into it. CUDA builds only.
+// maximize[, gradScale[, slotId, slotOff, slotMode[, decId, decOff]]]): refs (an array or a Float64Array) holds 11
+// numbers per tensor (param id, off, grad id, off, m id, off, v id, off, master id (-1: none), off, n), all on one
+// device. The slot (f64 offset slotOff of storage slotId) is for steps in CUDA graphs (scalars_slot.h): mode 1
+// updates reading the scalars from it, mode 2 only queues writing them into it. The decision (mode 1 only: f64
+// offset decOff of storage decId, {skip, gradScale}) is a device-decided step's (scalars_slot.h): a skip changes
+// nothing, else its gradScale replaces the slot's. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
 #include "cuda/adam_multi.h"
@@ -56,6 +58,7 @@ void registerCudaAdamMulti(Napi::Object cuda) {
   MT_EXPORT(cuda, "adamMulti", AdamMulti);
   cuda.Set("adamMultiTypedRefs", true);  // refs may be a Float64Array (util/args.h argInts)
   cuda.Set("optimScalarsSlot", true);    // adamMulti and sgdMulti take a scalars slot (CUDA graphs)
+  cuda.Set("optimDecision", true);       // ... and, with it, a device decision {skip, gradScale}
 }
 
 }  // namespace mt

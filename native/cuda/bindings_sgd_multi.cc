@@ -1,7 +1,7 @@
 // cuda.sgdMulti(pDtype, gDtype, sDtype, refs, lr, momentum, dampening, weightDecay, nesterov,
-// maximize, firstStep[, gradScale[, slotId, slotOff, slotMode]]): refs (an array or a Float64Array)
+// maximize, firstStep[, gradScale[, slotId, slotOff, slotMode[, decId, decOff]]]): refs (an array or a Float64Array)
 // holds 9 numbers per tensor (param id, off, grad id, off, buf id (-1: no momentum), off, master id
-// (-1: none), off, n), all on one device. The slot is adamMulti's (bindings_adam_multi.cc). CUDA builds only.
+// (-1: none), off, n), all on one device. The slot and the decision are adamMulti's (bindings_adam_multi.cc). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <vector>
 #include "cuda/operands.h"

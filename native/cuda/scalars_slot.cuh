@@ -13,6 +13,18 @@ __global__ void writeScalarsKernel(C* slot, const C c) {
   *slot = c;
 }
 
+// Where a many-tensor kernel instance takes its scalars: by value (eager), from the slot, or from
+// the slot with a device decision (scalars_slot.h).
+enum class ScalarsFrom { kValue, kSlot, kDecided };
+
+// A decided launch's gradient multiplier: the decision's gradScale, negated when the slot's
+// multiplier is negative (maximize); converted as the host converts an eager launch's.
+template <typename S>
+__device__ __forceinline__ S decidedSign(const double* decision, S slotSign) {
+  const S g = S(decision[1]);
+  return slotSign < S(0) ? -g : g;
+}
+
 // The scalars a launch uses: the slot's in kRead mode, else `c` (null when the launch passes them by value).
 template <typename C>
 const C* scalarsSource(const CudaScalarsSlot& slot) {

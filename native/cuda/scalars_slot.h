@@ -7,11 +7,15 @@ namespace mt {
 
 // kEager: by value, as always; kRead: from `ptr` (a device copy: the captured launch); kWrite: only
 // queue writing the host-computed scalars into `ptr` (a replay's prologue), no update. `ptr` holds
-// kScalarsSlotBytes.
+// kScalarsSlotBytes. `decision` (kRead only, may be null): two f64 on the device, {skip,
+// gradScale} (step_decision.cu), read when the launch runs: skip != 0 changes nothing, else
+// gradScale is the gradient multiplier instead of the slot's (whose host writes gradScale 1 there:
+// only its sign, negative to maximize, is used).
 struct CudaScalarsSlot {
   enum Mode { kEager = 0, kRead = 1, kWrite = 2 };
   void* ptr = nullptr;
   int mode = kEager;
+  const double* decision = nullptr;
 };
 constexpr int64_t kScalarsSlotBytes = 128;
 

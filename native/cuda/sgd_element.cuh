@@ -21,12 +21,13 @@ SgdScalars<S> sgdScalars(const CudaSgdHyper& h) {
 }
 
 // Element i: reads the master (or the param), the gradient and the momentum buffer (null: no
-// momentum); on the first step the buffer starts as the gradient, as torch.optim.SGD.
+// momentum); on the first step the buffer starts as the gradient, as torch.optim.SGD. `sign`: the
+// gradient multiplier (c.sign, or a device-decided step's, sgd_multi.cu); a reference, as adamElement's.
 template <typename P, typename G, typename S>
 __device__ __forceinline__ void sgdElement(P* param, S* master, const G* grad, S* buf, int64_t i,
-                                           const SgdScalars<S>& c) {
+                                           const SgdScalars<S>& c, const S& sign) {
   S p = master ? master[i] : S(ld(param + i));
-  S g = S(ld(grad + i)) * c.sign + c.wd * p;
+  S g = S(ld(grad + i)) * sign + c.wd * p;
   if (buf) {
     S b = c.first ? g : c.mom * buf[i] + c.damp * g;
     buf[i] = b;
@@ -35,6 +36,11 @@ __device__ __forceinline__ void sgdElement(P* param, S* master, const G* grad, S
   S np = p - c.lr * g;
   if (master) master[i] = np;
   st(param + i, np);
+}
+template <typename P, typename G, typename S>
+__device__ __forceinline__ void sgdElement(P* param, S* master, const G* grad, S* buf, int64_t i,
+                                           const SgdScalars<S>& c) {
+  sgdElement(param, master, grad, buf, i, c, c.sign);
 }
 
 }  // namespace cu

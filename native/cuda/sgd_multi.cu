@@ -21,19 +21,29 @@ struct List : cu::TensorSpans<kSgdMultiMax> {
 };
 
 // The widest instantiation (f64 state) must fit the kernel parameter limit of 4096 bytes.
-static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<double>) + sizeof(void*) <= 4096,
+static_assert(sizeof(List<double, double, double>) + sizeof(cu::SgdScalars<double>) + 2 * sizeof(void*) <= 4096,
               "sgdMulti: the tensor list outgrew a kernel's 4 KiB of parameters");
 
-// kFromSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory;
-// else by value, as a kernel parameter (a separate instantiation: no registers held for them).
-template <typename P, typename G, typename S, bool kFromSlot>
-__global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> byValue, const cu::SgdScalars<S>* slot) {
+// kSlot (a launch captured in a CUDA graph): the scalars are the replay's, in device memory; kDecided:
+// also the step's device decision (scalars_slot.h); kValue: by value, as a kernel parameter (a
+// separate instantiation: no registers held for them).
+template <typename P, typename G, typename S, cu::ScalarsFrom kFrom>
+__global__ void sgdMultiKernel(const List<P, G, S> l, const cu::SgdScalars<S> byValue, const cu::SgdScalars<S>* slot,
+                               const double* decision) {
   // A reference, as adam_multi.cu: the slot's scalars are re-read per element (warp-uniform L1 hits)
   // rather than held in registers.
-  const cu::SgdScalars<S>& c = kFromSlot ? *slot : byValue;
-  cu::forEachElement(l, [&](int j, int64_t i) {
-    cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], i, c);
-  });
+  const cu::SgdScalars<S>& c = kFrom == cu::ScalarsFrom::kValue ? byValue : *slot;
+  if constexpr (kFrom == cu::ScalarsFrom::kDecided) {
+    if (decision[0] != 0.0) return;  // a skipped step: nothing changes
+    const S sign = cu::decidedSign(decision, c.sign);
+    cu::forEachElement(l, [&](int j, int64_t i) {
+      cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], i, c, sign);
+    });
+  } else {
+    cu::forEachElement(l, [&](int j, int64_t i) {
+      cu::sgdElement(l.param[j], l.master[j], l.grad[j], l.buf[j], i, c);
+    });
+  }
 }
 
 template <typename P, typename G, typename S>
@@ -42,7 +52,10 @@ void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const Cuda
   const cu::SgdScalars<S> c = cu::sgdScalars<S>(h);
   if (slot.mode == CudaScalarsSlot::kWrite) return cu::writeScalars(s, slot, c, "sgdMulti");
   const cu::SgdScalars<S>* fromSlot = cu::scalarsSource<cu::SgdScalars<S>>(slot);
-  auto kernel = fromSlot ? sgdMultiKernel<P, G, S, true> : sgdMultiKernel<P, G, S, false>;
+  using cu::ScalarsFrom;
+  auto kernel = !fromSlot        ? sgdMultiKernel<P, G, S, ScalarsFrom::kValue>
+                : slot.decision ? sgdMultiKernel<P, G, S, ScalarsFrom::kDecided>
+                                : sgdMultiKernel<P, G, S, ScalarsFrom::kSlot>;
   cu::launchTensorLists<List<P, G, S>>(
       e, count,
       [](List<P, G, S>& l, int j, const CudaSgdMultiEntry& t) {
@@ -52,7 +65,7 @@ void launchAll(cudaStream_t s, const CudaSgdMultiEntry* e, int count, const Cuda
         l.buf[j] = static_cast<S*>(t.buf);
       },
       [&](const List<P, G, S>& l) {
-        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot);
+        MT_LAUNCH(kernel, cu::multiTensorBlocks(l.start[l.count]), cu::kThreads, 0, s, l, c, fromSlot, slot.decision);
         cu::checkLaunch("sgdMulti");
       });
 }

@@ -105,6 +105,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/step_decision', {}],
   // Reads the host takes later (the decided step's outcome): round trip, no wait once done, capture refused, no leak.
   ['unit/cuda_read_later', {}],
+  // adamMulti/sgdMulti obeying a device decision {skip, gradScale}: bit for bit eager at gradScale, skip untouched, captured replays follow it.
+  ['unit/cuda_decided_optim', {}],
   // CUDA graphs: captured forward+backward replayed equal eager steps; the graph's memory pool; refusals.
   ['unit/cuda_graph', {}],
   // The caching allocator's size-class free lists: class rounding, reuse across the 1 MiB edge, emptying.
