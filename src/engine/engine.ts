@@ -6,14 +6,19 @@
  * own partition).
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import { native } from '../native.ts';
 import type { Module } from '../nn/module.ts';
+import { zeros } from '../ops/create.ts';
 import { clipFactor } from '../optim/clip_grad.ts';
 import { GradSquares } from '../optim/grad_squares.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
+import { graphCaptureDevice, onEachReplay } from '../tensor/capture_state.ts';
+import { keep } from '../tensor/scope.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineBackend } from './backend.ts';
 import type { EngineConfig } from './config_types.ts';
+import { canDecideOnDevice, type DecidedStepInputs, engineTesting, type PendingStep, pendingStep, queueDecidedStep } from './decided_step.ts';
 import {
   type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
@@ -65,8 +70,6 @@ export class Engine<M extends Module = Module> {
   globalSteps = 0;
   /** step() calls (micro-batches). */
   microSteps = 0;
-  /** The global gradient norm of the last optimizer step before clipping (NaN when clipping is off). */
-  lastGradNorm = Number.NaN;
   private readonly backend: EngineBackend;
   private readonly schedulable: SchedulableOptimizer;
   private readonly precision: Precision;
@@ -76,6 +79,11 @@ export class Engine<M extends Module = Module> {
   private readonly clock: WallClock | null;
   /** The last wall_clock_breakdown report (null until one is printed or when it is off). */
   lastWallClock: WallClockReport | null = null;
+  private gradNorm = Number.NaN;
+  /** A step decided on the device whose outcome is not read yet (decided_step.ts). */
+  private pending: PendingStep | null = null;
+  /** The device decision's buffer (f64 [3]), made at the first step with something to decide on a GPU. */
+  private decision: Tensor | null = null;
 
   constructor(parts: EngineParts) {
     this.module = parts.model as M;
@@ -113,6 +121,7 @@ export class Engine<M extends Module = Module> {
   }
 
   private backwardImpl(loss: Tensor): Tensor {
+    if (this.precision.scaler.dynamic) this.settle(); // the loss scale depends on the last step's outcome
     const scaled = this.precision.lossForBackward(loss, this.gradientAccumulationSteps);
     const b = this.backend;
     if (b.stage === 0) {
@@ -138,6 +147,10 @@ export class Engine<M extends Module = Module> {
    */
   step(): void {
     this.live();
+    if (graphCaptureDevice() !== null) {
+      this.captureStep();
+      return;
+    }
     const boundary = this.isGradientAccumulationBoundary();
     this.microSteps++;
     if (!boundary) return;
@@ -152,33 +165,137 @@ export class Engine<M extends Module = Module> {
 
   /** The optimizer step at an accumulation boundary (clip, step, schedule, zero the gradients). */
   private boundaryStep(): void {
+    this.settle();
     const b = this.backend;
     const clip = this.config.gradient_clipping;
     let stepped: boolean;
     if (b.stage === 0) {
-      // On a GPU the flat buckets: fewer, larger reductions than one per parameter.
-      const flat = this.device !== 'cpu' ? b.dp.gradBuffers() : null;
-      const grads = flat ?? this.module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : []));
+      const grads = this.stageZeroGrads();
+      const check = this.precision.dtype !== null;
+      if ((check || clip > 0) && !engineTesting.hostDecides && canDecideOnDevice(this.device, b.optimizer)) {
+        // No host read: the device decides; the outcome is read at the next settle().
+        const decision = this.decisionBuffer();
+        const undoOptimizer = queueDecidedStep(this.decidedInputs(grads, decision));
+        const undoSchedule = this.lrScheduler?.snapshot() ?? null;
+        this.lrScheduler?.step();
+        this.pending = pendingStep(decision, () => {
+          undoOptimizer();
+          undoSchedule?.();
+        });
+        this.zeroGrad();
+        this.globalSteps++;
+        return;
+      }
+      // Made now, outside any graph: a step captured later decides into it.
+      if ((check || clip > 0) && this.device !== 'cpu' && native.cuda?.optimDecision === true) this.decisionBuffer();
       // One read for the overflow check (all-reduced over dp) and the norm (local: DataParallel averaged the gradients).
-      const squares = new GradSquares(grads, this.precision.dtype ? [this.group] : [], this.device);
+      const squares = new GradSquares(grads, check ? [this.group] : [], this.device);
       const unscale = this.precision.prepare(grads, squares);
       stepped = unscale !== false;
-      this.lastGradNorm = Number.NaN;
+      this.gradNorm = Number.NaN;
       let gradScale = unscale || 1;
       if (stepped && clip > 0) {
         // The norm of the unscaled gradients; the clip factor joins the unscale factor (applied in f32 by the kernel).
-        this.lastGradNorm = Math.sqrt(squares.local()) * gradScale;
-        gradScale *= clipFactor(this.lastGradNorm, clip);
+        this.gradNorm = Math.sqrt(squares.local()) * gradScale;
+        gradScale *= clipFactor(this.gradNorm, clip);
       }
       if (stepped) b.optimizer.step({ gradScale });
     } else {
       stepped = b.zero.step((grads, squares) => this.precision.prepare(grads, squares));
-      this.lastGradNorm = b.zero.lastGradNorm;
+      this.gradNorm = b.zero.lastGradNorm;
     }
     this.precision.finish(stepped);
     if (stepped) this.lrScheduler?.step();
     this.zeroGrad();
     this.globalSteps++;
+  }
+
+  /** Stage 0's gradients to check and clip: on a GPU the flat buckets (fewer, larger reductions than one per parameter). */
+  private stageZeroGrads(): Tensor[] {
+    const b = this.backend;
+    const flat = this.device !== 'cpu' && b.stage === 0 ? b.dp.gradBuffers() : null;
+    return flat ?? this.module.parameters().flatMap((p) => (p.grad && !p.grad.disposed ? [p.grad] : []));
+  }
+
+  /** What queueDecidedStep needs from this engine (stage 0). */
+  private decidedInputs(grads: Tensor[], decision: Tensor): DecidedStepInputs {
+    const b = this.backend;
+    if (b.stage !== 0) throw new Error('Engine: a device-decided step is stage 0 only');
+    const check = this.precision.dtype !== null;
+    return {
+      grads, groups: check ? [this.group] : [], device: this.device, unscale: this.precision.unscale(),
+      maxNorm: this.config.gradient_clipping, check, optimizer: b.optimizer, decision,
+    };
+  }
+
+  /** Where the device writes a step's decision: made at the first step with something to decide on a GPU, outside any graph's pool. */
+  private decisionBuffer(): Tensor {
+    this.decision ??= keep(zeros([3], { dtype: 'f64', device: this.device, tag: 'other' }));
+    return this.decision;
+  }
+
+  /**
+   * step() inside captureCudaGraph (stage 0, one optimizer step per call): the step is captured
+   * as the device-decided step, so nothing is read; each replay first settles the previous step
+   * and advances the counters, the optimizer's step counts and the lr schedule, then reads its
+   * own decision back after the launch (settled later, as an eager decided step).
+   */
+  private captureStep(): void {
+    const op = 'engine.step() inside captureCudaGraph';
+    const b = this.backend;
+    const gas = this.gradientAccumulationSteps;
+    if (gas !== 1) {
+      throw new Error(`${op}: gradient_accumulation_steps is ${gas}, but every replay repeats the same work, so a graph cannot step only every ${gas}th call; capture forward and backward and call step() outside the graph`);
+    }
+    if (b.stage !== 0) throw new Error(`${op}: ZeRO stage ${b.stage}'s step reads the device (stage 0 only); capture forward and backward and call step() outside the graph`);
+    if (this.precision.scaler.dynamic) throw new Error(`${op}: fp16 dynamic loss scaling changes the scale between steps, which the captured backward keeps; use bf16 or a static loss_scale`);
+    const check = this.precision.dtype !== null;
+    const decided = check || this.config.gradient_clipping > 0;
+    if (decided && (this.decision === null || !canDecideOnDevice(this.device, b.optimizer))) {
+      throw new Error(`${op}: run one eager engine.step() first (the optimizer's state and the step's decision buffer are made then, outside the graph)${this.decision === null ? '' : `; ${b.optimizer.constructor.name} cannot step from a device decision here (each parameter on ${this.device}, with a contiguous gradient)`}`);
+    }
+    let undoOptimizer = () => {};
+    let undoSchedule: (() => void) | null = null;
+    onEachReplay(() => () => {
+      this.settle();
+      undoSchedule = this.lrScheduler?.snapshot() ?? null;
+      this.microSteps++;
+      this.globalSteps++;
+      return () => {
+        const decision = this.decision;
+        if (decided && decision !== null) {
+          this.pending = pendingStep(decision, () => {
+            undoOptimizer();
+            undoSchedule?.();
+          });
+        }
+        this.report();
+      };
+    });
+    const grads = this.stageZeroGrads();
+    if (decided) undoOptimizer = queueDecidedStep(this.decidedInputs(grads, this.decisionBuffer()));
+    else b.optimizer.step();
+    this.lrScheduler?.step();
+    this.zeroGrad();
+  }
+
+  /** Learns the outcome of a step decided on the device: takes it back on the host if skipped, updates the scaler. */
+  private settle(): void {
+    const p = this.pending;
+    if (p === null) return;
+    this.pending = null;
+    const { stepped, norm } = p.settle();
+    this.gradNorm = norm;
+    this.precision.finish(stepped);
+  }
+
+  /**
+   * The global gradient norm of the last optimizer step before clipping (NaN when clipping is off
+   * or the step was skipped). On a GPU it may wait for the device to finish that step's check.
+   */
+  get lastGradNorm(): number {
+    this.settle();
+    return this.gradNorm;
   }
 
   /** steps_per_print, memory_breakdown and wall_clock_breakdown lines on rank 0. */
@@ -219,11 +336,13 @@ export class Engine<M extends Module = Module> {
 
   /** The learning rate of each parameter group now. */
   getLr(): number[] {
+    this.settle();
     return this.schedulable.paramGroups.map((g) => g.lr);
   }
 
   /** Sets the learning rate of each parameter group (checkpoint loading). */
   setLrs(lrs: number[]): void {
+    this.settle();
     this.schedulable.paramGroups.forEach((g, i) => {
       g.lr = lrs[i];
     });
@@ -235,12 +354,14 @@ export class Engine<M extends Module = Module> {
    */
   saveCheckpoint(dir: string, opts: SaveEngineCheckpointOptions = {}): Promise<string> {
     this.live();
+    this.settle();
     return saveEngineCheckpoint(this, this.backend, dir, opts);
   }
 
   /** Restores a checkpoint saved by saveCheckpoint (any dp size); call on every rank. Returns its clientState. */
   loadCheckpoint(dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
     this.live();
+    this.settle();
     return loadEngineCheckpoint(this, this.backend, dir, opts);
   }
 
@@ -270,20 +391,24 @@ export class Engine<M extends Module = Module> {
 
   /** The current loss scale (1 without fp16). */
   get lossScale(): number {
+    this.settle();
     return this.precision.scaler.lossScale;
   }
 
   /** Boundaries whose step was skipped because the gradients overflowed (bf16/fp16). */
   get skippedSteps(): number {
+    this.settle();
     return this.precision.skippedSteps;
   }
 
   set skippedSteps(n: number) {
+    this.settle();
     this.precision.skippedSteps = n;
   }
 
   /** The loss scaler (fp16: dynamic or static; otherwise a static scale of 1). */
   get lossScaler(): LossScaler {
+    this.settle();
     return this.precision.scaler;
   }
 
@@ -292,8 +417,14 @@ export class Engine<M extends Module = Module> {
     if (this.destroyed) return;
     this.destroyed = true;
     const b = this.backend;
-    if (b.stage === 0) b.dp.destroy();
-    else b.zero.destroy();
+    try {
+      this.settle(); // the host state (step counts, lr, scaler) as the device left it
+    } finally {
+      this.decision?.dispose();
+      this.decision = null;
+      if (b.stage === 0) b.dp.destroy();
+      else b.zero.destroy();
+    }
   }
 
   private live(): void {

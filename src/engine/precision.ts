@@ -76,7 +76,12 @@ export class Precision {
     // With the step's gradient squares (the same gradients, summed over this.group) the check reuses their one read.
     const overflow = squares ? !Number.isFinite(squares.global()) : hasOverflowAcross(list, [this.group], this.device);
     if (overflow) return false;
-    return 1 / this.scaler.lossScale;
+    return this.unscale();
+  }
+
+  /** What unscales the gradients of a step that is not skipped: 1/lossScale (fp32 and bf16: 1). */
+  unscale(): number {
+    return this.dtype === null ? 1 : 1 / this.scaler.lossScale;
   }
 
   /** After a boundary: counts a skipped step and updates the scaler (DeepSpeed's update_scale). */

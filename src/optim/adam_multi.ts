@@ -7,7 +7,7 @@
 import { native } from '../native.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { type AdamScalars, gradScaleOf } from './fused.ts';
-import { EAGER_SLOT, type ScalarSlots } from './graph_step.ts';
+import { EAGER_SLOT, type ScalarSlots, slotArgs } from './graph_step.ts';
 import type { Run, RunState } from './optimizer.ts';
 
 /** Whether `runs` can go through adamMulti: on a CUDA device, with an addon that has it, more than one. */
@@ -51,7 +51,7 @@ export function adamMulti(runs: readonly { run: Run; state: RunState }[], h: Ada
     const slot = slots === null ? EAGER_SLOT : slots.next();
     native.cuda.adamMulti(
       dtypeCode(r0.param.dtype), dtypeCode(r0.grad.dtype), dtypeCode(s0.dtype), refs,
-      h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, r0.step, h.decoupled, h.maximize, gradScaleOf(h), slot.id, slot.off, slot.mode,
+      h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, r0.step, h.decoupled, h.maximize, gradScaleOf(h), ...slotArgs(slot),
     );
   }
 }

@@ -15,14 +15,31 @@ import type { GroupState, Slot } from './group_state.ts';
 /** Test hooks: a replay's prologue that skips writing the scalars, or advancing the host state (either makes replays wrong). */
 export const graphStepTesting = { skipWrite: false, skipAdvance: false };
 
-/** The trailing slot arguments of native.cuda.adamMulti / sgdMulti: mode 0 eager, 1 read the slot, 2 only write it. */
+/**
+ * The trailing slot arguments of native.cuda.adamMulti / sgdMulti: mode 0 eager, 1 read the slot, 2
+ * only write it; with mode 1, `decision` is a device f64 pair {skip, gradScale} (decided_step.ts) the
+ * launch obeys instead of the slot's gradScale.
+ */
 export interface SlotArgs {
   id: number;
   off: number;
   mode: 0 | 1 | 2;
+  decision: FlatF64 | null;
 }
 
-export const EAGER_SLOT: SlotArgs = { id: -1, off: 0, mode: 0 };
+/** A device f64 range: storage id and element offset. */
+export interface FlatF64 {
+  id: number;
+  off: number;
+}
+
+export const EAGER_SLOT: SlotArgs = { id: -1, off: 0, mode: 0, decision: null };
+
+/** The native optimizers' trailing slot arguments (the decision's pair only when there is one). */
+export function slotArgs(slot: SlotArgs): number[] {
+  const base = [slot.id, slot.off, slot.mode];
+  return slot.decision === null ? base : [...base, slot.decision.id, slot.decision.off];
+}
 
 /** f64 elements per slot: native/cuda/scalars_slot.h kScalarsSlotBytes / 8. */
 export const SLOT_F64 = 16;
@@ -39,6 +56,8 @@ export class ScalarSlots {
   constructor(
     private readonly buffers: readonly (Tensor | null)[],
     private readonly mode: 1 | 2,
+    /** Read mode only: the device decision every call obeys (Optimizer.stepDecided). */
+    private readonly decision: FlatF64 | null = null,
   ) {}
 
   /** The next calls are group `gi`'s, from its first slot. */
@@ -51,7 +70,7 @@ export class ScalarSlots {
     const b = this.buffer;
     // A call per run at most, and a slot per parameter: only a bug gets here.
     if (b === null || (this.at + 1) * SLOT_F64 > b.numel) throw new Error('optimizer step in a CUDA graph: out of scalar slots');
-    return { id: b.id, off: b.offset + SLOT_F64 * this.at++, mode: this.mode };
+    return { id: b.id, off: b.offset + SLOT_F64 * this.at++, mode: this.mode, decision: this.decision };
   }
 }
 

@@ -6,6 +6,7 @@
 
 import { noGrad } from '../autograd/grad_mode.ts';
 import { markGradZero } from '../autograd/grad_zero.ts';
+import { native } from '../native.ts';
 import * as k from '../ops/kernels.ts';
 import { graphCaptureDevice, onEachReplay } from '../tensor/capture_state.ts';
 import { isFloat } from '../tensor/dtype.ts';
@@ -14,7 +15,7 @@ import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { type FlatRef, NONE, type StateRef } from './fused.ts';
-import { CapturedStep, checkGraphStepAddon, graphStepTesting, ScalarSlots } from './graph_step.ts';
+import { CapturedStep, checkGraphStepAddon, type FlatF64, graphStepTesting, ScalarSlots } from './graph_step.ts';
 import { copyFlat, GroupState, type Slot, type StateDType } from './group_state.ts';
 import { PreparedRun } from './prepared_run.ts';
 import { cloneHyper, loadState, type OptimizerStateDict, saveState } from './state_dict.ts';
@@ -177,11 +178,78 @@ export abstract class Optimizer<H extends object> {
   }
 
   /**
+   * One step whose skip and gradient multiplier the device decides: `decision` is an f64 tensor
+   * on a CUDA device whose first two elements are {skip, gradScale} when the step's launches run
+   * (cuda.stepDecision writes them: the overflow check and the clip factor, decided_step.ts). A
+   * skip leaves every parameter and state value untouched; otherwise the update is `step({ gradScale })`'s,
+   * bit for bit. Nothing is read back, so the host does not wait. The host state (step counts)
+   * advances as if the step ran; call the returned function to take that back if the decision
+   * turned out to be a skip. Every parameter with a gradient must be on the decision's device and
+   * have its state already (one plain step first: `canStepDecided` says whether it may). Inside
+   * captureCudaGraph the launches are captured reading the decision, and each replay advances the
+   * step counts (as a captured `step()`); the returned function takes back one replay's advance.
+   * @example
+   * const undo = opt.stepDecided(decision);   // queued; the host goes on
+   * if (readLater(decision)[0] !== 0) undo();  // later, once known: the step was skipped
+   */
+  stepDecided(decision: Tensor): () => void {
+    const op = `${this.name}.stepDecided`;
+    if (native.cuda?.optimDecision !== true) throw new Error(`${op}: this addon has no device-decided optimizer steps (no cuda.optimDecision); rebuild it (npm run build)`);
+    if (!(decision instanceof Tensor) || decision.disposed || decision.dtype !== 'f64' || decision.numel < 2 || !decision.isContiguous || !native.storageIsCuda(decision.id)) {
+      throw new Error(`${op}: the decision must be a live contiguous f64 tensor of at least 2 elements on a CUDA device, got ${decision instanceof Tensor ? decision.toString() : String(decision)}`);
+    }
+    const refusal = this.decidedRefusal(decision.device);
+    if (refusal !== null) throw new Error(`${op}: ${refusal}`);
+    const dec = { id: decision.id, off: decision.offset };
+    const moved = noGrad(() => {
+      // Inside a capture: the launches read the decision at each replay, whose prologue advances the step counts.
+      if (graphCaptureDevice() !== null) return this.captureStep(decision.device, dec);
+      const plans = this.paramGroups.map((group, gi) => {
+        this.checkHyper(group, `${op}: param group ${gi}`);
+        return this.collectRuns(this.states[gi], gi, null);
+      });
+      const buffers = this.states.map((gs) => gs.scalarSlots(false));
+      // Each native call writes its slot from the host state (gradScale 1), then launches reading it and the decision.
+      this.updateAll(plans, new ScalarSlots(buffers, 2));
+      this.updateAll(plans, new ScalarSlots(buffers, 1, dec));
+      plans.forEach((runs, gi) => advance(runs, this.activeState(this.paramGroups[gi])));
+      return plans.flat().flatMap((run) => run.slots);
+    });
+    return () => {
+      for (const s of moved) s.step--;
+    };
+  }
+
+  /** Whether stepDecided would take a step on `device` now. */
+  canStepDecided(device: Device): boolean {
+    return native.cuda?.optimDecision === true && this.decidedRefusal(device) === null;
+  }
+
+  /** Why a decided step on `device` is refused (a parameter elsewhere, or without state or a contiguous gradient yet), or null. */
+  private decidedRefusal(device: Device): string | null {
+    for (let gi = 0; gi < this.paramGroups.length; gi++) {
+      const gs = this.states[gi];
+      const active = this.activeState(this.paramGroups[gi]);
+      if (gs.scalarSlots(false) === null && gs.slots.some((s) => s.param.grad)) return `param group ${gi} has no optimizer state yet: run one plain step first`;
+      for (let i = 0; i < gs.slots.length; i++) {
+        const s = gs.slots[i];
+        const g = s.param.grad;
+        if (g === null || g.disposed) continue;
+        const at = () => `param group ${gi}, params[${i}] ${s.param}`;
+        if (s.param.device !== device) return `${at()} is on ${s.param.device}, the decision on ${device}`;
+        if (s.step === 0 || active.some((name) => !s.has.has(name))) return `${at()} has no optimizer state yet: run one plain step first`;
+        if (!g.isContiguous) return `${at()}: its grad is not contiguous`;
+      }
+    }
+    return null;
+  }
+
+  /**
    * step() during captureCudaGraph (graph_step.ts): every group's runs are checked and captured
    * reading their scalars from device slots; each replay's prologue checks that the runs are still
    * those captured, writes the slots from the current host state and advances it.
    */
-  private captureStep(device: Device): void {
+  private captureStep(device: Device, decision: FlatF64 | null = null): Slot[] {
     const op = `${this.name}.step inside captureCudaGraph (capturing ${device})`;
     checkGraphStepAddon(op);
     const actives = this.paramGroups.map((group) => [...this.activeState(group)]);
@@ -205,14 +273,9 @@ export abstract class Optimizer<H extends object> {
     });
     const buffers = this.states.map((gs) => gs.scalarSlots(false));
     // Each group's native calls take its slots in order: the capture's read them, a replay's write them.
-    const stepAll = (slots: ScalarSlots) => {
-      plans.forEach((runs, gi) => {
-        slots.group(gi);
-        this.updateRuns(this.paramGroups[gi], runs.map((run) => this.prepareRun(this.states[gi], run)), slots);
-      });
-    };
-    stepAll(new ScalarSlots(buffers, 1));
-    const captured = new CapturedStep(this.states, plans.map((runs) => runs.flatMap((r) => r.slots)), actives);
+    this.updateAll(plans, new ScalarSlots(buffers, 1, decision));
+    const updated = plans.map((runs) => runs.flatMap((r) => r.slots));
+    const captured = new CapturedStep(this.states, updated, actives);
     const gradScale = this.gradScale;
     onEachReplay(() => {
       const replayOp = `CudaGraph.replay: ${this.name}.step`;
@@ -225,12 +288,21 @@ export abstract class Optimizer<H extends object> {
       return () => {
         this.gradScale = gradScale;
         try {
-          if (!graphStepTesting.skipWrite) stepAll(new ScalarSlots(buffers, 2));
+          if (!graphStepTesting.skipWrite) this.updateAll(plans, new ScalarSlots(buffers, 2));
         } finally {
           this.gradScale = 1;
         }
         if (!graphStepTesting.skipAdvance) plans.forEach((runs, gi) => advance(runs, this.activeState(this.paramGroups[gi])));
       };
+    });
+    return updated.flat();
+  }
+
+  /** Every group's runs updated, each native call taking the next of `slots`. */
+  private updateAll(plans: readonly Pending[][], slots: ScalarSlots): void {
+    plans.forEach((runs, gi) => {
+      slots.group(gi);
+      this.updateRuns(this.paramGroups[gi], runs.map((run) => this.prepareRun(this.states[gi], run)), slots);
     });
   }
 

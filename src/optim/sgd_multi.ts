@@ -8,7 +8,7 @@
 import { native } from '../native.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { gradScaleOf, NONE, type SgdScalars } from './fused.ts';
-import { EAGER_SLOT, type ScalarSlots } from './graph_step.ts';
+import { EAGER_SLOT, type ScalarSlots, slotArgs } from './graph_step.ts';
 import type { Run, RunState } from './optimizer.ts';
 
 const REF = 9; // numbers per run in the native call's refs
@@ -60,7 +60,7 @@ export function sgdMulti(runs: readonly { run: Run; state: RunState }[], h: SgdS
     const slot = slots === null ? EAGER_SLOT : slots.next();
     native.cuda.sgdMulti(
       dtypeCode(r0.param.dtype), dtypeCode(r0.grad.dtype), dtypeCode(s0.dtype), refs,
-      h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, useBuf && r0.fresh('momentumBuffer'), gradScale, slot.id, slot.off, slot.mode,
+      h.lr, h.momentum, h.dampening, h.weightDecay, h.nesterov, h.maximize, useBuf && r0.fresh('momentumBuffer'), gradScale, ...slotArgs(slot),
     );
   }
 }

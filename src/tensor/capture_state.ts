@@ -11,10 +11,13 @@ let serial = 0;
 
 /**
  * Host work a replay must redo before its graph runs (random ops' generator state, an optimizer
- * step's scalars, an lr schedule's step): checks that a replay can run (throwing, it stops the
- * replay before anything is written), then returns the work to do.
+ * step's scalars, an lr schedule's step, the engine's step bookkeeping): checks that a replay can
+ * run (throwing, it stops the replay before anything is written), then returns the work to do. That
+ * work may return a function to run once the graph's launch is queued (work queued after it, such
+ * as reading back what the replay decided).
  */
-export type ReplayPrologue = () => () => void;
+// biome-ignore lint/suspicious/noConfusingVoidType: most prologues' work returns nothing (void); some return what runs after the launch
+export type ReplayPrologue = () => () => void | (() => void);
 
 let prologues: ReplayPrologue[] = [];
 

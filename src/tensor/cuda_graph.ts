@@ -79,9 +79,14 @@ export class CudaGraph<T> {
     // Every prologue checks before any writes (the random ops' generator state, an optimizer step's
     // scalars: capture_state.ts), then the graph runs after their writes.
     const writes = this.prologues.map((prepare) => prepare());
-    for (const w of writes) w();
+    const after: (() => void)[] = [];
+    for (const w of writes) {
+      const a = w();
+      if (a) after.push(a);
+    }
     native.cudaGraphReplay(this.id);
     for (const c of this.checks) deferCheckAgain(c);
+    for (const a of after) a();
     return this.output;
   }
 

@@ -69,6 +69,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_row_pitch', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],
+  // engine.step() decided on the device (no host read) bit for bit the host-decided step; skipped steps taken back.
+  ['unit/cuda_engine_decided', {}],
   ['unit/f16_matmul', {}],
   ['unit/cuda_step_syncs', {}],
   ['unit/cuda_pinned', {}],
@@ -113,6 +115,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_block_lists', {}],
   // engine.backward captured, engine.step eager: ZeRO stages 0, 2, 3 on one rank bit for bit eager.
   ['unit/cuda_graph_engine', {}],
+  // engine.forward, backward and step() in one graph (the device-decided step): bit for bit eager steps, a NaN step skipped.
+  ['unit/cuda_graph_engine_step', {}],
   // Dropout and rand inside a graph: each replay draws what the eager step would (the device's generator base).
   ['unit/cuda_graph_dropout', {}],
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found

@@ -65,6 +65,25 @@ export abstract class LRScheduler {
     return [...this.lastLr];
   }
 
+  /**
+   * A function that puts the schedule back where it is now, the groups' lr and betas included
+   * (the engine steps the schedule before it knows whether a device-decided step was skipped).
+   */
+  snapshot(): () => void {
+    const at = this.lastBatchIteration;
+    const last = [...this.lastLr];
+    const groups = this.optimizer.paramGroups.map((g) => ({ lr: g.lr, betas: g.betas ? ([...g.betas] as [number, number]) : undefined }));
+    return () => {
+      this.lastBatchIteration = at;
+      this.lastLr = [...last];
+      this.optimizer.paramGroups.forEach((g, i) => {
+        g.lr = groups[i].lr;
+        const b = groups[i].betas;
+        if (b) g.betas = [...b];
+      });
+    };
+  }
+
   stateDict(): LRSchedulerState {
     return { lastBatchIteration: this.lastBatchIteration };
   }

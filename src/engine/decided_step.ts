@@ -1,0 +1,111 @@
+/**
+ * The engine's optimizer step decided on the GPU, with no host read (ZeRO stage 0 on a CUDA
+ * device). The host way (engine.ts) reads the gradients' sum of squares back to decide between a
+ * skipped step (bf16/fp16 overflow) and a step with gradScale = 1/lossScale × the clip factor; that
+ * read stalls the host mid-step until the device has finished the backward. Here the device decides:
+ *
+ * 1. the sums go into DeviceSums as the host way's GradSquares puts them (same kernels, same order);
+ * 2. `cuda.stepDecision` turns them into {skip, gradScale, norm} on the device, by the host way's
+ *    arithmetic (native/tensor/step_decision.h: the same doubles);
+ * 3. the optimizer's launches read that decision (`Optimizer.stepDecided`): a skip writes nothing;
+ * 4. an asynchronous copy brings the decision to pinned host memory, read when the engine next
+ *    needs it (`settle`): by then the device is usually past it, so nothing waits.
+ *
+ * The host state moves as if the step ran (optimizer step counts, the lr schedule) and is taken
+ * back at `settle` if it was skipped; the loss scaler and the skipped-step count are updated there.
+ */
+import type { ProcessGroup } from '../dist/process_group.ts';
+import { native } from '../native.ts';
+import { DeviceSums } from '../optim/device_sums.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
+import type { Device } from '../tensor/storage.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+
+/** Test hook: the engine decides on the host (reads the sums back) even where the device could. */
+export const engineTesting = { hostDecides: false };
+
+/** What a settled step turned out to be. */
+export interface StepOutcome {
+  /** False when the gradients overflowed and the step was skipped. */
+  stepped: boolean;
+  /** The gradient norm before clipping (NaN when skipped or without clipping). */
+  norm: number;
+}
+
+/** A step queued on the device whose outcome the host has not read yet. */
+export class PendingStep {
+  private token: number | null;
+
+  constructor(
+    token: number,
+    private readonly undo: () => void,
+  ) {
+    this.token = token;
+  }
+
+  /** Reads the decision (waiting only if the device has not reached it) and takes a skipped step back on the host. */
+  settle(): StepOutcome {
+    const token = this.take();
+    const [skip, , norm] = new Float64Array(native.cuda.readLaterTake(token));
+    const stepped = skip === 0;
+    if (!stepped) this.undo();
+    return { stepped, norm };
+  }
+
+  private take(): number {
+    const t = this.token;
+    if (t === null) throw new Error('PendingStep: already settled');
+    this.token = null;
+    return t;
+  }
+}
+
+/** The step's inputs: what the host way's boundaryStep reads from the engine. */
+export interface DecidedStepInputs {
+  grads: readonly Tensor[];
+  /** Groups the overflow sum is all-reduced over (the dp group under bf16/fp16; none in fp32). */
+  groups: readonly ProcessGroup[];
+  device: Device;
+  /** 1/lossScale (1 in fp32 and bf16). */
+  unscale: number;
+  /** gradient_clipping (0: none). */
+  maxNorm: number;
+  /** Skip on inf/NaN gradients (bf16/fp16). */
+  check: boolean;
+  optimizer: Optimizer<{ lr: number }>;
+  /** Where {skip, gradScale, norm} go: f64 [3] on `device`, outside any graph's pool (the engine's, made once). */
+  decision: Tensor;
+}
+
+/** Whether this addon and optimizer can take the step on `device` without a host read. */
+export function canDecideOnDevice(device: Device, optimizer: Optimizer<{ lr: number }>): boolean {
+  return device !== 'cpu' && typeof native.cuda?.stepDecision === 'function' && typeof native.cuda?.readLater === 'function' && optimizer.canStepDecided(device);
+}
+
+/**
+ * Queues the sums, the decision and the optimizer's launches that obey it (captured, inside
+ * captureCudaGraph); returns what takes the optimizer's host advance back. Nothing is read.
+ */
+export function queueDecidedStep(s: DecidedStepInputs): () => void {
+  const reduce = s.groups.some((g) => g.size > 1);
+  const sums = new DeviceSums(s.device, reduce ? 2 : 1);
+  try {
+    for (const g of s.grads) if (g.numel > 0) sums.add(g, 2);
+    if (reduce) {
+      sums.copySlot(0, 1); // slot 0 this rank's sum (the norm), slot 1 every rank's (the overflow check)
+      sums.allReduce([...s.groups], 1, 1);
+    }
+    const v = sums.values;
+    const d = s.decision;
+    native.cuda.stepDecision(v.id, v.offset, reduce ? 1 : 0, 0, s.unscale, s.maxNorm, s.check, d.id, d.offset);
+    return s.optimizer.stepDecided(d);
+  } finally {
+    // Back to the cache once queued: the next user of the block is ordered after these launches on the stream.
+    sums.dispose();
+  }
+}
+
+/** Queues reading `decision` back (after what is queued so far); `undo` takes the step back on the host if it was skipped. */
+export function pendingStep(decision: Tensor, undo: () => void): PendingStep {
+  return new PendingStep(native.cuda.readLater(decision.id, decision.offset * 8, 3 * 8), undo);
+}

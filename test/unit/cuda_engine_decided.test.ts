@@ -1,0 +1,152 @@
+/**
+ * engine.step() decided on the device (src/engine/decided_step.ts): at ZeRO stage 0 on cuda:0 the
+ * overflow check and the clip factor are computed on the device and the optimizer's launches obey
+ * them, with no host read; the host learns the outcome later and takes a skipped step back. It must
+ * equal the host-decided step (`engineTesting.hostDecides`, which reads the sums back) bit for bit:
+ * losses, the loss-scale trace, skipped steps, the lr schedule, the last norm and every weight.
+ * - fp16 (dynamic scale from 2^20, window 2): the first steps overflow, and a later one after the
+ *   optimizer has state, so the device skips it and the host takes back the step counts and the
+ *   WarmupLR position it had advanced.
+ * - bf16 AdamW with clipping and a schedule; f32 SGD (momentum, Nesterov) with clipping.
+ * - Host waits: a decided step waits for nothing (the host-decided one once per step).
+ * Without a device: one SKIP line.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GPT, gptConfig } from '../../models/index.ts';
+import { engineTesting } from '../../src/engine/decided_step.ts';
+import {
+  crossEntropy, cudaIsAvailable, cudaSyncCount, destroyDistributed, initDistributed, initialize, manualSeed, native, type Tensor, tensor, tidy,
+} from '../../src/index.ts';
+import { mulberry32 } from '../dist/fixtures/batches.ts';
+
+const [ROWS, T, STEPS] = [4, 16, 8];
+const DEV = 'cuda:0';
+
+interface Case {
+  dtype: 'f32' | 'bf16' | 'f16';
+  optimizer: Record<string, unknown>;
+  clip: number;
+}
+
+interface Run {
+  losses: number[];
+  scales: number[];
+  skipped: number;
+  lr: number[];
+  norm: number;
+  weights: Buffer;
+  /** Host waits across each engine.step() after the first. */
+  stepSyncs: number[];
+  /** stepDecision launches. */
+  decided: number;
+}
+
+async function run(c: Case, hostDecides: boolean): Promise<Run> {
+  manualSeed(1234);
+  const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: c.dtype }));
+  const config = {
+    train_batch_size: ROWS, train_micro_batch_size_per_gpu: ROWS, gradient_clipping: c.clip,
+    optimizer: c.optimizer,
+    scheduler: { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: 3e-3, warmup_num_steps: 6 } },
+    zero_optimization: { stage: 0 },
+    bf16: { enabled: c.dtype === 'bf16' },
+    ...(c.dtype === 'f16' ? { fp16: { enabled: true, initial_scale_power: 20, hysteresis: 1, loss_scale_window: 2, min_loss_scale: 1 } } : {}),
+  };
+  const { engine } = await initialize({ model, config, device: DEV, log: () => {} });
+  const vocab = model.config.vocabSize;
+  const rnd = mulberry32(5);
+  const draw = () => Int32Array.from({ length: ROWS * T }, () => Math.floor(rnd() * vocab));
+  const kept: Tensor[] = [];
+  const out: Run = { losses: [], scales: [], skipped: 0, lr: [], norm: 0, weights: Buffer.alloc(0), stepSyncs: [], decided: 0 };
+  const cuda = native.cuda;
+  const decide = cuda.stepDecision;
+  cuda.stepDecision = (...a: unknown[]) => {
+    out.decided++;
+    return decide(...a);
+  };
+  engineTesting.hostDecides = hostDecides;
+  try {
+    for (let s = 0; s < STEPS; s++) {
+      // fp16's backward needs the scale, so it settles the last step anyway; the other dtypes read nothing until the end.
+      if (c.dtype === 'f16') out.scales.push(engine.lossScale);
+      const loss = tidy(() => {
+        const ids = tensor(draw(), { dtype: 'i32', shape: [ROWS, T] }).to(DEV);
+        const tg = tensor(draw(), { dtype: 'i32', shape: [ROWS * T] }).to(DEV);
+        const logits = engine.forward(ids) as Tensor;
+        const l = crossEntropy((logits.dtype === 'f32' ? logits : logits.to('f32')).reshape([ROWS * T, vocab]), tg);
+        engine.backward(l);
+        const before = cudaSyncCount(DEV);
+        engine.step();
+        if (s > 0) out.stepSyncs.push(cudaSyncCount(DEV) - before);
+        return l.detach();
+      });
+      kept.push(loss);
+    }
+  } finally {
+    engineTesting.hostDecides = false;
+    cuda.stepDecision = decide;
+  }
+  out.losses = kept.map((l) => l.item());
+  for (const l of kept) l.dispose();
+  out.skipped = engine.skippedSteps;
+  out.lr = engine.getLr();
+  out.norm = engine.lastGradNorm;
+  out.scales.push(engine.lossScale);
+  engine.destroy();
+  out.weights = Buffer.concat(model.parameters().map((p) => Buffer.from(Float64Array.from(p.to('f64').toList() as number[]).buffer)));
+  model.dispose();
+  return out;
+}
+
+test.before(async () => {
+  await initDistributed({ timeoutMs: 30_000 });
+});
+test.after(async () => {
+  await destroyDistributed();
+});
+
+if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
+  test('engine steps decided on cuda:0', () => {
+    const info = native.deviceInfo();
+    const why = !cudaIsAvailable() ? `no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})` : 'the addon has no cuda.optimDecision';
+    console.log(`SKIP test/unit/cuda_engine_decided: ${why}`);
+  });
+} else {
+  const cases: (Case & { name: string })[] = [
+    { name: 'fp16 AdamW, clipping, a dynamic scale', dtype: 'f16', optimizer: { type: 'AdamW', params: { lr: 3e-3, weight_decay: 0.01 } }, clip: 1.0 },
+    { name: 'bf16 AdamW, clipping', dtype: 'bf16', optimizer: { type: 'AdamW', params: { lr: 3e-3, weight_decay: 0.01 } }, clip: 0.5 },
+    { name: 'bf16 Adam (L2), no clipping', dtype: 'bf16', optimizer: { type: 'Adam', params: { lr: 3e-3, weight_decay: 0.01 } }, clip: 0 },
+    {
+      name: 'f32 SGD (momentum, Nesterov), clipping', dtype: 'f32', clip: 0.5,
+      optimizer: { type: 'SGD', params: { lr: 3e-3, momentum: 0.9, nesterov: true, weight_decay: 0.01 } },
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: decided on the device equals decided on the host bit for bit, and waits for nothing`, async () => {
+      const host = await run(c, true);
+      const dev = await run(c, false);
+      assert.is(host.decided, 0, 'the host-decided run launched no stepDecision');
+      // Step s overflowed when the scale fell after it (hysteresis 1); the first step that ran creates the optimizer state,
+      // and only the steps after it can be decided on the device.
+      const overflowed = host.scales.slice(0, STEPS).map((v, s) => host.scales[s + 1] < v);
+      const first = overflowed.indexOf(false);
+      assert.is(host.skipped, overflowed.filter(Boolean).length, `skipped steps (scales ${host.scales.join(' ')})`);
+      if (c.dtype === 'f16') assert.ok(overflowed.slice(first + 1).some(Boolean), `a step after the first that ran overflows (${overflowed.join(' ')})`);
+      else assert.is(host.skipped, 0);
+      assert.is(dev.decided, STEPS - first - 1, `steps decided on the device (${dev.decided})`);
+      assert.equal(dev.scales, host.scales, 'loss-scale trace');
+      assert.is(dev.skipped, host.skipped, 'skipped steps');
+      assert.equal(dev.losses, host.losses, 'losses');
+      assert.equal(dev.lr, host.lr, 'lr');
+      assert.ok(Object.is(dev.norm, host.norm), `last norm ${dev.norm} vs ${host.norm}`);
+      assert.ok(dev.weights.equals(host.weights), 'weights');
+      assert.ok(host.stepSyncs.every((n) => n === 1), `the host-decided step reads once (${host.stepSyncs.join(' ')})`);
+      // stepSyncs[i] is step i + 1's.
+      const decidedWaits = dev.stepSyncs.slice(first);
+      assert.ok(decidedWaits.every((n) => n === 0), `decided steps waited ${decidedWaits.join(' ')} times`);
+    });
+  }
+}
+
+test.run();
