@@ -12,9 +12,10 @@
  * Per mode: device ms/step (CUDA events around `--steps` untimed steps, bench/gpu_timing.ts), host
  * ms/step to issue them, host waits (cudaSyncCount) per step, and (a)'s device ms over the mode's
  * (paired per round; > 1: faster than (a)); medians over rounds and their min-max. The first 3
- * steps' losses (read, before timing; for (c): one eager step, then 2 replays) and every weight
- * after them (a SHA-256 of their values: the bf16 losses alone are coarse) must equal (a)'s bit for
- * bit: a difference is printed and makes the exit status 1.
+ * steps' losses (read, before timing; for (c): one eager step, then 2 replays) and the state after
+ * them (a SHA-256 of every weight, the optimizer's f32 master weights, moments and step counts, and
+ * the lr: the bf16 losses and weights alone miss a 1e-6 change) must equal (a)'s bit for bit: a
+ * difference is printed and makes the exit status 1.
  *   node --import tsx bench/gpu_engine_step.ts [--smoke] [--rounds 7] [--steps 10] [--json FILE]
  * --smoke: GPT tiny at 2 x 16 and 1 x 16, 2 rounds of 2 steps, for the plumbing on the emulated
  * device (timings mean nothing there).
@@ -25,7 +26,7 @@ import { GPT, gptConfig } from '../models/index.ts';
 import { engineTesting } from '../src/engine/decided_step.ts';
 import {
   type CudaGraph, captureCudaGraph, copyInPlace, crossEntropy, cudaDeviceProperties, cudaIsAvailable, cudaSyncCount, cudaSynchronize, destroyDistributed,
-  initDistributed, initialize, manualSeed, native, noGrad, type Tensor, tensor, tidy,
+  initDistributed, initialize, manualSeed, native, noGrad, Optimizer, type Tensor, tensor, tidy,
 } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
 import { median } from './timing.ts';
@@ -59,8 +60,8 @@ function dsConfig(batch: number): Record<string, unknown> {
 /** One mode's engine on fixed batches; `step(k)` trains on batch k % 2 and returns the loss when `read` (a synchronization). */
 interface Runner {
   step(k: number, read: boolean): number;
-  /** SHA-256 of every weight's values (a synchronization). */
-  weights(): string;
+  /** SHA-256 of the training state: weights, optimizer state, lr (a synchronization). */
+  state(): string;
   dispose(): void;
 }
 
@@ -68,7 +69,7 @@ async function runner(mode: Mode, batch: number, seq: number): Promise<Runner> {
   manualSeed(0);
   const config = gptConfig(SIZE, { dtype: 'bf16', dropout: 0 });
   const model = new GPT(config);
-  const { engine } = await initialize({ model, config: dsConfig(batch), device: DEV, log: () => {} });
+  const { engine, optimizer } = await initialize({ model, config: dsConfig(batch), device: DEV, log: () => {} });
   const V = config.vocabSize;
   const batches = [0, 1].map((b) =>
     noGrad(() => [
@@ -102,9 +103,16 @@ async function runner(mode: Mode, batch: number, seq: number): Promise<Runner> {
         engineTesting.hostDecides = false;
       }
     },
-    weights: () => {
+    state: () => {
       const h = createHash('sha256');
       for (const p of model.parameters()) h.update(new Uint8Array(p.toArray().buffer));
+      if (!(optimizer instanceof Optimizer)) throw new Error('bench/gpu_engine_step: ZeRO 0 should hand back an Optimizer');
+      const sd = optimizer.stateDict();
+      for (const [i, st] of Object.entries(sd.state)) {
+        h.update(`${i}:${st.step}`);
+        for (const [name, v] of Object.entries(st.buffers)) h.update(name).update(new Uint8Array(v.data.buffer, v.data.byteOffset, v.data.byteLength));
+      }
+      h.update(JSON.stringify(engine.getLr()));
       return h.digest('hex');
     },
     dispose: () => {
@@ -143,9 +151,9 @@ interface ModeResult {
   status: 'ok' | 'skipped' | 'failed';
   note?: string;
   losses: number[];
-  /** SHA-256 of the weights after those steps. */
-  weights: string;
-  /** Whether `losses` and `weights` equal (a)'s bit for bit. */
+  /** SHA-256 of the training state after those steps (Runner.state). */
+  state: string;
+  /** Whether `losses` and `state` equal (a)'s bit for bit. */
   equalA?: boolean;
   rounds: Round[];
   /** (a)'s device ms over this mode's, per round. */
@@ -156,7 +164,7 @@ const errorLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).s
 
 async function benchShape(batch: number, seq: number): Promise<ModeResult[]> {
   const decided = native.cuda?.optimDecision === true;
-  const results: ModeResult[] = (['a', 'b', 'c'] as Mode[]).map((mode) => ({ mode, label: LABELS[mode], status: 'ok', losses: [], weights: '', rounds: [], ratios: [] }));
+  const results: ModeResult[] = (['a', 'b', 'c'] as Mode[]).map((mode) => ({ mode, label: LABELS[mode], status: 'ok', losses: [], state: '', rounds: [], ratios: [] }));
   const runners = new Map<Mode, Runner>();
   try {
     for (const res of results) {
@@ -169,7 +177,7 @@ async function benchShape(batch: number, seq: number): Promise<ModeResult[]> {
         const r = await runner(res.mode, batch, seq);
         runners.set(res.mode, r);
         for (let k = 0; k < CHECKED; k++) res.losses.push(r.step(k, true));
-        res.weights = r.weights();
+        res.state = r.state();
       } catch (e) {
         res.status = 'failed';
         res.note = errorLine(e);
@@ -179,7 +187,7 @@ async function benchShape(batch: number, seq: number): Promise<ModeResult[]> {
     const a = results[0];
     for (const res of results.slice(1)) {
       if (res.status === 'ok' && a.status === 'ok') {
-        res.equalA = res.weights === a.weights && res.losses.length === a.losses.length && res.losses.every((l, i) => Object.is(l, a.losses[i]));
+        res.equalA = res.state === a.state && res.losses.length === a.losses.length && res.losses.every((l, i) => Object.is(l, a.losses[i]));
       }
     }
     const live = results.filter((r) => runners.has(r.mode) && r.status === 'ok');
@@ -206,17 +214,17 @@ function print(batch: number, seq: number, results: ModeResult[]): string {
     `\nGPT-2 ${SIZE} bf16, initialize() ZeRO 0, AdamW lr 6e-4 betas 0.9/0.95 wd 0.1, clipping 1.0, WarmupDecayLR; batch ${batch} x ${seq}: ` +
       `${ROUNDS} rounds of ${STEPS} steps per mode, interleaved; medians (min-max)`,
   );
-  console.log(`  ${'mode'.padEnd(26)}${'device ms/step'.padEnd(24)}${'host ms/step'.padEnd(24)}${'waits/step'.padEnd(12)}${'(a)/mode'.padEnd(20)}first ${CHECKED} steps`);
+  console.log(`  ${'mode'.padEnd(26)}${'device ms/step'.padEnd(24)}${'host ms/step'.padEnd(24)}${'waits/step'.padEnd(12)}${'(a)/mode'.padEnd(24)}first ${CHECKED} steps`);
   for (const res of results) {
     if (res.status !== 'ok') {
       console.log(`  ${res.label.padEnd(26)}${res.status}: ${res.note}`);
       continue;
     }
-    const mine = `[${res.losses.join(', ')}], weights ${res.weights.slice(0, 12)}`;
-    const same = res.mode === 'a' || res.equalA === undefined ? mine : res.equalA ? "losses and weights equal (a)'s bit for bit" : `DIFFER from (a)'s: ${mine}`;
+    const mine = `[${res.losses.join(', ')}], state ${res.state.slice(0, 12)}`;
+    const same = res.mode === 'a' || res.equalA === undefined ? mine : res.equalA ? "losses and state equal (a)'s bit for bit" : `DIFFER from (a)'s: ${mine}`;
     console.log(
       `  ${res.label.padEnd(26)}${spread(pick(res, 'deviceMs')).padEnd(24)}${spread(pick(res, 'hostMs')).padEnd(24)}` +
-        `${fmt(median(pick(res, 'syncsPerStep'))).padEnd(12)}${spread(res.ratios, 3).padEnd(20)}${same}`,
+        `${fmt(median(pick(res, 'syncsPerStep'))).padEnd(12)}${spread(res.ratios, 3).padEnd(24)}${same}`,
     );
   }
   const part = results
