@@ -1,13 +1,15 @@
 /**
- * The engine's optimizer step decided on the GPU, with no host read (ZeRO stage 0 on a CUDA
- * device). The host way (engine.ts) reads the gradients' sum of squares back to decide between a
- * skipped step (bf16/fp16 overflow) and a step with gradScale = 1/lossScale × the clip factor; that
- * read stalls the host mid-step until the device has finished the backward. Here the device decides:
+ * The engine's optimizer step decided on the GPU, with no host read (ZeRO stages 0-3 on a CUDA
+ * device; stages 1-3 through ZeroOptimizer.stepDecided, without offload). The host way
+ * (engine.ts) reads the gradients' sum of squares back to decide between a skipped step
+ * (bf16/fp16 overflow) and a step with gradScale = 1/lossScale × the clip factor; that read stalls
+ * the host mid-step until the device has finished the backward. Here the device decides:
  *
- * 1. the sums go into DeviceSums as the host way's GradSquares puts them (same kernels, same order);
- * 2. `cuda.stepDecision` turns them into {skip, gradScale, norm} on the device, by the host way's
- *    arithmetic (native/tensor/step_decision.h: the same doubles);
- * 3. the optimizer's launches read that decision (`Optimizer.stepDecided`): a skip writes nothing;
+ * 1-2. the sums go into DeviceSums as the host way's GradSquares puts them, and
+ *    `cuda.stepDecision` turns them into {skip, gradScale, norm} on the device, by the host way's
+ *    arithmetic (src/optim/step_decision.ts);
+ * 3. the optimizer's launches read that decision (`Optimizer.stepDecided`; ZeRO's partitions:
+ *    `PartitionOptimizer.stepDecided`): a skip writes nothing;
  * 4. an asynchronous copy brings the decision to pinned host memory, read when the engine next
  *    needs it (`settle`): by then the device is usually past it, so nothing waits.
  *
@@ -16,8 +18,8 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { native } from '../native.ts';
-import { DeviceSums } from '../optim/device_sums.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
+import { queueStepDecision } from '../optim/step_decision.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -77,32 +79,24 @@ export interface DecidedStepInputs {
   decision: Tensor;
 }
 
+/** Whether this addon can decide a step on `device` and read the decision back later. */
+export function addonDecides(device: Device): boolean {
+  return device !== 'cpu' && typeof native.cuda?.stepDecision === 'function' && typeof native.cuda?.readLater === 'function';
+}
+
 /** Whether this addon and optimizer can take the step on `device` without a host read. */
 export function canDecideOnDevice(device: Device, optimizer: Optimizer<{ lr: number }>): boolean {
-  return device !== 'cpu' && typeof native.cuda?.stepDecision === 'function' && typeof native.cuda?.readLater === 'function' && optimizer.canStepDecided(device);
+  return addonDecides(device) && optimizer.canStepDecided(device);
 }
 
 /**
- * Queues the sums, the decision and the optimizer's launches that obey it (captured, inside
- * captureCudaGraph); returns what takes the optimizer's host advance back. Nothing is read.
+ * Queues the sums, the decision (the norm of this rank's sum, slot 0; the overflow check on every
+ * rank's) and the optimizer's launches that obey it (captured, inside captureCudaGraph); returns
+ * what takes the optimizer's host advance back. Nothing is read.
  */
 export function queueDecidedStep(s: DecidedStepInputs): () => void {
-  const reduce = s.groups.some((g) => g.size > 1);
-  const sums = new DeviceSums(s.device, reduce ? 2 : 1);
-  try {
-    for (const g of s.grads) if (g.numel > 0) sums.add(g, 2);
-    if (reduce) {
-      sums.copySlot(0, 1); // slot 0 this rank's sum (the norm), slot 1 every rank's (the overflow check)
-      sums.allReduce([...s.groups], 1, 1);
-    }
-    const v = sums.values;
-    const d = s.decision;
-    native.cuda.stepDecision(v.id, v.offset, reduce ? 1 : 0, 0, s.unscale, s.maxNorm, s.check, d.id, d.offset);
-    return s.optimizer.stepDecided(d);
-  } finally {
-    // Back to the cache once queued: the next user of the block is ordered after these launches on the stream.
-    sums.dispose();
-  }
+  queueStepDecision({ ...s, norm: 'local' });
+  return s.optimizer.stepDecided(s.decision);
 }
 
 /** Queues reading `decision` back (after what is queued so far); `undo` takes the step back on the host if it was skipped. */

@@ -18,7 +18,7 @@ import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineBackend } from './backend.ts';
 import type { EngineConfig } from './config_types.ts';
-import { canDecideOnDevice, type DecidedStepInputs, engineTesting, type PendingStep, pendingStep, queueDecidedStep } from './decided_step.ts';
+import { addonDecides, canDecideOnDevice, type DecidedStepInputs, engineTesting, type PendingStep, pendingStep, queueDecidedStep } from './decided_step.ts';
 import {
   type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
@@ -168,22 +168,12 @@ export class Engine<M extends Module = Module> {
     this.settle();
     const b = this.backend;
     const clip = this.config.gradient_clipping;
+    const check = this.precision.dtype !== null;
     let stepped: boolean;
     if (b.stage === 0) {
       const grads = this.stageZeroGrads();
-      const check = this.precision.dtype !== null;
       if ((check || clip > 0) && !engineTesting.hostDecides && canDecideOnDevice(this.device, b.optimizer)) {
-        // No host read: the device decides; the outcome is read at the next settle().
-        const decision = this.decisionBuffer();
-        const undoOptimizer = queueDecidedStep(this.decidedInputs(grads, decision));
-        const undoSchedule = this.lrScheduler?.snapshot() ?? null;
-        this.lrScheduler?.step();
-        this.pending = pendingStep(decision, () => {
-          undoOptimizer();
-          undoSchedule?.();
-        });
-        this.zeroGrad();
-        this.globalSteps++;
+        this.decidedStep((decision) => queueDecidedStep(this.decidedInputs(grads, decision)));
         return;
       }
       // Made now, outside any graph: a step captured later decides into it.
@@ -201,11 +191,37 @@ export class Engine<M extends Module = Module> {
       }
       if (stepped) b.optimizer.step({ gradScale });
     } else {
-      stepped = b.zero.step((grads, squares) => this.precision.prepare(grads, squares));
-      this.gradNorm = b.zero.lastGradNorm;
+      const zero = b.zero;
+      if ((check || clip > 0) && !engineTesting.hostDecides && addonDecides(this.device) && zero.stepDecided && zero.canStepDecided?.() === true) {
+        // Stages 1-3 as stage 0: no host read (the partitions' own launches obey the decision, then the gather).
+        const step = zero.stepDecided.bind(zero);
+        this.decidedStep((decision) => step({ unscale: this.precision.unscale(), check, decision }));
+        return;
+      }
+      stepped = zero.step((grads, squares) => this.precision.prepare(grads, squares));
+      this.gradNorm = zero.lastGradNorm;
     }
     this.precision.finish(stepped);
     if (stepped) this.lrScheduler?.step();
+    this.zeroGrad();
+    this.globalSteps++;
+  }
+
+  /**
+   * The rest of a boundary step decided on the device (no host read): `queue` queues the decision
+   * into the engine's buffer and the optimizer's launches obeying it, returning what takes the
+   * optimizer's host advance back. The schedule steps now; both are taken back at the next settle()
+   * if the decision was a skip, which also updates the scaler and the norm.
+   */
+  private decidedStep(queue: (decision: Tensor) => () => void): void {
+    const decision = this.decisionBuffer();
+    const undoOptimizer = queue(decision);
+    const undoSchedule = this.lrScheduler?.snapshot() ?? null;
+    this.lrScheduler?.step();
+    this.pending = pendingStep(decision, () => {
+      undoOptimizer();
+      undoSchedule?.();
+    });
     this.zeroGrad();
     this.globalSteps++;
   }

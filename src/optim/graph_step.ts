@@ -9,7 +9,7 @@
  * step does. The capture itself advances nothing (nothing ran).
  */
 import { native } from '../native.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { Tensor } from '../tensor/tensor.ts';
 import type { GroupState, Slot } from './group_state.ts';
 
 /** Test hooks: a replay's prologue that skips writing the scalars, or advancing the host state (either makes replays wrong). */
@@ -72,6 +72,29 @@ export class ScalarSlots {
     if (b === null || (this.at + 1) * SLOT_F64 > b.numel) throw new Error('optimizer step in a CUDA graph: out of scalar slots');
     return { id: b.id, off: b.offset + SLOT_F64 * this.at++, mode: this.mode, decision: this.decision };
   }
+}
+
+/**
+ * `decision` as a decided launch takes it (Optimizer.stepDecided, PartitionOptimizer.stepDecided);
+ * throws naming `op` unless the addon has decided launches and it is a live contiguous f64 tensor
+ * of at least 2 elements on a CUDA device.
+ */
+export function decisionRef(decision: Tensor, op: string): FlatF64 {
+  if (native.cuda?.optimDecision !== true) throw new Error(`${op}: this addon has no device-decided optimizer steps (no cuda.optimDecision); rebuild it (npm run build)`);
+  if (!(decision instanceof Tensor) || decision.disposed || decision.dtype !== 'f64' || decision.numel < 2 || !decision.isContiguous || !native.storageIsCuda(decision.id)) {
+    throw new Error(`${op}: the decision must be a live contiguous f64 tensor of at least 2 elements on a CUDA device, got ${decision instanceof Tensor ? decision.toString() : String(decision)}`);
+  }
+  return { id: decision.id, off: decision.offset };
+}
+
+/**
+ * A device-decided step's launches: `launch` issues every native call, each taking the next of
+ * `slots`; it runs twice, first writing each call's slot from the host state (mode 2, gradScale 1),
+ * then launching each call reading its slot and `decision` (mode 1), in the same call order.
+ */
+export function launchDecided(buffers: readonly (Tensor | null)[], decision: FlatF64, launch: (slots: ScalarSlots) => void): void {
+  launch(new ScalarSlots(buffers, 2));
+  launch(new ScalarSlots(buffers, 1, decision));
 }
 
 /** Whether the addon's many-tensor optimizers take a scalars slot; throws naming `where` if not. */

@@ -15,7 +15,7 @@ import type { Device } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { checkKeys } from './checks.ts';
 import { type FlatRef, NONE, type StateRef } from './fused.ts';
-import { CapturedStep, checkGraphStepAddon, type FlatF64, graphStepTesting, ScalarSlots } from './graph_step.ts';
+import { CapturedStep, checkGraphStepAddon, decisionRef, type FlatF64, graphStepTesting, launchDecided, ScalarSlots } from './graph_step.ts';
 import { copyFlat, GroupState, type Slot, type StateDType } from './group_state.ts';
 import { PreparedRun } from './prepared_run.ts';
 import { cloneHyper, loadState, type OptimizerStateDict, saveState } from './state_dict.ts';
@@ -194,13 +194,9 @@ export abstract class Optimizer<H extends object> {
    */
   stepDecided(decision: Tensor): () => void {
     const op = `${this.name}.stepDecided`;
-    if (native.cuda?.optimDecision !== true) throw new Error(`${op}: this addon has no device-decided optimizer steps (no cuda.optimDecision); rebuild it (npm run build)`);
-    if (!(decision instanceof Tensor) || decision.disposed || decision.dtype !== 'f64' || decision.numel < 2 || !decision.isContiguous || !native.storageIsCuda(decision.id)) {
-      throw new Error(`${op}: the decision must be a live contiguous f64 tensor of at least 2 elements on a CUDA device, got ${decision instanceof Tensor ? decision.toString() : String(decision)}`);
-    }
+    const dec = decisionRef(decision, op);
     const refusal = this.decidedRefusal(decision.device);
     if (refusal !== null) throw new Error(`${op}: ${refusal}`);
-    const dec = { id: decision.id, off: decision.offset };
     const moved = noGrad(() => {
       // Inside a capture: the launches read the decision at each replay, whose prologue advances the step counts.
       if (graphCaptureDevice() !== null) return this.captureStep(decision.device, dec);
@@ -209,9 +205,7 @@ export abstract class Optimizer<H extends object> {
         return this.collectRuns(this.states[gi], gi, null);
       });
       const buffers = this.states.map((gs) => gs.scalarSlots(false));
-      // Each native call writes its slot from the host state (gradScale 1), then launches reading it and the decision.
-      this.updateAll(plans, new ScalarSlots(buffers, 2));
-      this.updateAll(plans, new ScalarSlots(buffers, 1, dec));
+      launchDecided(buffers, dec, (slots) => this.updateAll(plans, slots));
       plans.forEach((runs, gi) => advance(runs, this.activeState(this.paramGroups[gi])));
       return plans.flat().flatMap((run) => run.slots);
     });

@@ -3,8 +3,12 @@
  * dampening, Nesterov) hyperparameters with their defaults, and one fused native kernel call over
  * the partition's flat (master) parameters, gradient and state.
  */
+import { adamMulti } from '../optim/adam_multi.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
-import { adamStep, type FlatRef, type StateRef, sgdStep } from '../optim/fused.ts';
+import { type AdamScalars, adamStep, type FlatRef, type SgdScalars, type StateRef, sgdStep } from '../optim/fused.ts';
+import type { ScalarSlots } from '../optim/graph_step.ts';
+import type { Run, RunState } from '../optim/optimizer.ts';
+import { sgdMulti } from '../optim/sgd_multi.ts';
 
 /** The optimizer run on each partition, with torch.optim's hyperparameters and defaults. */
 export type ZeroOptimizerSpec =
@@ -32,12 +36,33 @@ export interface PartitionRefs {
 /** One optimizer step (`step` from 1) over a partition; `gradScale` multiplies the gradient in f32 (OptimizerStepOptions). */
 export function partitionStep(h: ResolvedSpec, r: PartitionRefs, step: number, gradScale = 1): void {
   if (h.type === 'SGD') {
-    const s = { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false, gradScale };
-    sgdStep(r.param, r.grad, 'f32', r.state('momentumBuffer'), r.master, r.n, s, step === 1);
+    sgdStep(r.param, r.grad, 'f32', r.state('momentumBuffer'), r.master, r.n, sgdScalars(h, gradScale), step === 1);
     return;
   }
-  const s = { lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false, gradScale };
-  adamStep(r.param, r.grad, 'f32', r.state('expAvg'), r.state('expAvgSq'), r.master, r.n, s, step);
+  adamStep(r.param, r.grad, 'f32', r.state('expAvg'), r.state('expAvgSq'), r.master, r.n, adamScalars(h, gradScale), step);
+}
+
+/**
+ * partitionStep through the many-tensor launch (cuda.adamMulti / sgdMulti, one entry) taking its
+ * scalars from the next of `slots` (a device-decided step: graph_step.ts launchDecided); the
+ * same element update, so the same bits as partitionStep with the decision's gradScale.
+ */
+export function partitionStepSlotted(h: ResolvedSpec, r: PartitionRefs, step: number, slots: ScalarSlots): void {
+  const run: Run & RunState = {
+    param: r.param, grad: r.grad, master: r.master, n: r.n, step, stateOffset: 0, dtype: 'f32',
+    fresh: () => step === 1, // partitionStep's firstStep: SGD's momentum buffer starts as the gradient
+    ref: r.state,
+  };
+  if (h.type === 'SGD') sgdMulti([{ run, state: run }], sgdScalars(h, 1), slots);
+  else adamMulti([{ run, state: run }], adamScalars(h, 1), slots);
+}
+
+function sgdScalars(h: ResolvedSpec & { type: 'SGD' }, gradScale: number): SgdScalars {
+  return { lr: h.lr, momentum: h.momentum, dampening: h.dampening, weightDecay: h.weightDecay, nesterov: h.nesterov, maximize: false, gradScale };
+}
+
+function adamScalars(h: ResolvedSpec & { type: 'Adam' | 'AdamW' }, gradScale: number): AdamScalars {
+  return { lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weightDecay, decoupled: h.type === 'AdamW', maximize: false, gradScale };
 }
 
 /** The spec with torch.optim's defaults filled in, checked. */

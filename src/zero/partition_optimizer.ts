@@ -6,17 +6,21 @@
  * numbers: every device gives bit-identical updates.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import { native } from '../native.ts';
 import * as k from '../ops/kernels.ts';
 import { type FlatRef, NONE, type StateRef } from '../optim/fused.ts';
+import { type FlatF64, launchDecided, SLOT_F64 } from '../optim/graph_step.ts';
 import type { DType } from '../tensor/dtype.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { keep } from '../tensor/scope.ts';
+import type { Device } from '../tensor/storage.ts';
+import { Tensor } from '../tensor/tensor.ts';
 import { onHost } from './offload/host_step.ts';
 import { MemoryStore } from './offload/memory_store.ts';
 import { NvmeStore } from './offload/nvme_store.ts';
 import type { ResolvedOffload } from './offload/options.ts';
 import type { ParamSource } from './offload/param_store.ts';
-import type { StateStore } from './offload/state_store.ts';
-import { partitionStep, type ResolvedSpec, stateNames } from './optimizer.ts';
+import type { SlotRefs, StateStore } from './offload/state_store.ts';
+import { type PartitionRefs, partitionStep, partitionStepSlotted, type ResolvedSpec, stateNames } from './optimizer.ts';
 
 export interface PartitionOptimizerOptions {
   /** Where the slots live (resolveOffload's result; default: memory, no offload). */
@@ -43,6 +47,9 @@ export class PartitionOptimizer {
   private readonly stateSlots: string[];
   /** The state is in host memory (offloaded, or the partition is): device pieces are updated on the host (host_step.ts). */
   private readonly hostState: boolean;
+  private readonly paramDevice: Device;
+  /** The scalars slot of a device-decided step (f64 [16], tag 'optim'): made at the first plain step on a GPU, outside any capture. */
+  private scalars: Tensor | null = null;
   private destroyed = false;
 
   /**
@@ -59,6 +66,7 @@ export class PartitionOptimizer {
     const off = opts.offload;
     this.device = off?.device ?? 'none';
     this.hostState = this.device !== 'none' || params.device === 'cpu';
+    this.paramDevice = params.device;
     if (this.device === 'nvme' && slots.length > 0 && this.n > 0) {
       const o = off as ResolvedOffload;
       const name = `meshtrain-optim-${opts.name ?? 'partition'}-p${process.pid}-${instances++}`;
@@ -87,17 +95,13 @@ export class PartitionOptimizer {
    */
   step(param: FlatRef | ParamSource, grad: FlatRef, stepNo: number, gradScale = 1): void {
     this.live();
-    const has = (slot: string) => this.store.slots.includes(slot);
+    if (!this.hostState && this.n > 0 && native.cuda?.optimDecision === true) {
+      // For the device-decided steps that follow (stepDecided): made once, here, outside any graph's pool.
+      this.scalars ??= keep(Tensor.empty([SLOT_F64], { dtype: 'f64', tag: 'optim', device: this.paramDevice }));
+    }
     this.store.run((lo, len, refs) => {
       const piece = (at: number, n: number, p: FlatRef) => {
-        const shift = (r: StateRef): StateRef => (r.id < 0 ? r : { id: r.id, off: r.off + at - lo });
-        const update = (param: FlatRef, g: FlatRef) => partitionStep(this.hyper, {
-          param,
-          grad: g,
-          state: (name) => (has(name) ? shift(refs(name)) : NONE),
-          master: has('master') ? shift(refs('master')) : NONE,
-          n,
-        }, stepNo, gradScale);
+        const update = (param: FlatRef, g: FlatRef) => partitionStep(this.hyper, this.refs(param, g, refs, at - lo, n), stepNo, gradScale);
         const g = { dtype: grad.dtype, id: grad.id, off: grad.off + at };
         if (this.hostState) onHost(p, g, n, update);
         else update(p, g);
@@ -105,6 +109,48 @@ export class PartitionOptimizer {
       if ('each' in param) param.each(lo, len, piece);
       else piece(lo, len, { dtype: param.dtype, id: param.id, off: param.off + lo });
     });
+  }
+
+  /**
+   * `step()` with the skip and the gradient multiplier read from `decision` on the device (an f64
+   * pair {skip, gradScale}: cuda.stepDecision's, src/optim/step_decision.ts) when the launch runs:
+   * a skip writes nothing, otherwise the update is `step(param, grad, stepNo, gradScale)`'s bit for
+   * bit. Nothing is read back. Refused (naming why) unless `canStepDecided()`.
+   */
+  stepDecided(param: FlatRef, grad: FlatRef, stepNo: number, decision: FlatF64): void {
+    this.live();
+    const refusal = this.decidedRefusal();
+    if (refusal !== null) throw new Error(`PartitionOptimizer.stepDecided: ${refusal}`);
+    if (this.n === 0) return;
+    // A memory store on the device: one range, the whole partition.
+    this.store.run((lo, len, refs) => {
+      const r = this.refs({ dtype: param.dtype, id: param.id, off: param.off + lo }, { dtype: grad.dtype, id: grad.id, off: grad.off + lo }, refs, 0, len);
+      launchDecided([this.scalars], decision, (slots) => {
+        slots.group(0);
+        partitionStepSlotted(this.hyper, r, stepNo, slots);
+      });
+    });
+  }
+
+  /** Whether `stepDecided` may run now: the state on the GPU (no offload) and its slot made by a plain step. */
+  canStepDecided(): boolean {
+    return this.decidedRefusal() === null;
+  }
+
+  /** Why a decided step is refused, or null. */
+  decidedRefusal(): string | null {
+    if (native.cuda?.optimDecision !== true) return 'this addon has no device-decided optimizer steps (no cuda.optimDecision)';
+    if (this.device !== 'none') return `the optimizer state is offloaded to ${this.device}: the host updates it`;
+    if (this.hostState) return 'the partition is in host memory: the host updates it';
+    if (this.n > 0 && this.scalars === null) return 'no optimizer state yet: run one plain step first';
+    return null;
+  }
+
+  /** The partition refs of `n` elements at `shift` into the store's range `refs`. */
+  private refs(param: FlatRef, grad: FlatRef, refs: SlotRefs, shift: number, n: number): PartitionRefs {
+    const has = (slot: string) => this.store.slots.includes(slot);
+    const at = (r: StateRef): StateRef => (r.id < 0 ? r : { id: r.id, off: r.off + shift });
+    return { param, grad, state: (name) => (has(name) ? at(refs(name)) : NONE), master: has('master') ? at(refs('master')) : NONE, n };
   }
 
   /**
@@ -147,6 +193,8 @@ export class PartitionOptimizer {
     if (this.destroyed) return;
     this.destroyed = true;
     this.store.destroy();
+    this.scalars?.dispose();
+    this.scalars = null;
   }
 
   private live(): void {

@@ -32,12 +32,14 @@ import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Module, RemovableHandle } from '../nn/module.ts';
 import * as k from '../ops/kernels.ts';
 import { checkBool, checkKeys, checkRange } from '../optim/checks.ts';
+import type { FlatRef } from '../optim/fused.ts';
 import { GradSquares } from '../optim/grad_squares.ts';
 import { isFloat } from '../tensor/dtype.ts';
 import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allGatherParams, flatView, reduceScatterGrads } from './comms.ts';
+import { checkDecided, type DecidedPartition, type DecidedZeroStep, decidedRefusal, queueDecidedPartitions } from './decided_step.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
 import { buildFrozenGroup, type FrozenGroup, gatherFrozen, splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -259,10 +261,7 @@ export class ZeroStage12 {
    */
   stepPartition(beforeUpdate?: BeforeUpdate): boolean {
     this.live();
-    if (this.stage === 1) {
-      const works = this.groups.map((g) => reduceScatterGrads(this.group, g.partGrad, g.fullGrad as Tensor));
-      for (const w of works) w.wait();
-    }
+    this.reduceGradients();
     this.lastGradNorm = Number.NaN;
     const parts = this.groups.map((g) => g.partGrad);
     // One read of the partitions' squares serves both the overflow check and the clip.
@@ -274,6 +273,30 @@ export class ZeroStage12 {
     // Unscaling and clipping ride on the kernel's gradient multiplier (f32), not on the 16-bit partitions.
     for (const g of this.groups) this.update(g, scale.gradScale);
     return true;
+  }
+
+  /** Whether `stepDecided` can take the next step (every partition's state on the GPU, made by a plain step). */
+  canStepDecided(): boolean {
+    return !this.destroyed && decidedRefusal(this.decidedParts()) === null;
+  }
+
+  /**
+   * `step()` decided on the device, nothing read back (src/zero/decided_step.ts): stage 1's
+   * reduce-scatter, the decision into `o.decision`, each partition's update obeying it, then the
+   * all-gather. `steps` advances as if the step ran; the returned function takes it back (a skip).
+   */
+  stepDecided(o: DecidedZeroStep): () => void {
+    this.live();
+    const parts = this.decidedParts();
+    const dec = checkDecided('ZeroStage12.stepDecided', parts, o);
+    this.reduceGradients();
+    this.lastGradNorm = Number.NaN;
+    queueDecidedPartitions(parts, this.group, this.gradientClipping, o, dec, this.steps + 1);
+    this.steps++;
+    this.allGatherParameters();
+    return () => {
+      this.steps--;
+    };
   }
 
   /**
@@ -347,13 +370,24 @@ export class ZeroStage12 {
   }
 
 
+  /** Stage 1: the full flat gradients averaged onto their owners' partitions (stage 2 reduced them in backward). */
+  private reduceGradients(): void {
+    if (this.stage !== 1) return;
+    const works = this.groups.map((g) => reduceScatterGrads(this.group, g.partGrad, g.fullGrad as Tensor));
+    for (const w of works) w.wait();
+  }
+
+  /** Where this rank's partition of a group's parameters starts. */
+  private paramRef(g: FlatGroup): FlatRef {
+    return { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start };
+  }
+
+  private decidedParts(): DecidedPartition[] {
+    return this.groups.map((g) => ({ dtype: g.dtype, opt: g.opt, param: () => this.paramRef(g), grad: g.partGrad }));
+  }
+
   /** The fused kernel over this rank's partition (in sub-groups when offloaded to nvme). */
   private update(g: FlatGroup, gradScale: number): void {
-    g.opt.step(
-      { dtype: g.dtype, id: g.flat.buffer.id, off: g.flat.buffer.offset + g.part.start },
-      { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset },
-      this.steps,
-      gradScale,
-    );
+    g.opt.step(this.paramRef(g), { dtype: g.partGrad.dtype, id: g.partGrad.id, off: g.partGrad.offset }, this.steps, gradScale);
   }
 }

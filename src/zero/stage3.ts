@@ -35,6 +35,7 @@ import { type Device, type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { flatView } from './comms.ts';
+import { checkDecided, type DecidedPartition, type DecidedZeroStep, decidedRefusal, queueDecidedPartitions } from './decided_step.ts';
 import { externalParameters } from './external.ts';
 import { splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -442,6 +443,29 @@ export class ZeroStage3 implements ZeroOptimizer {
     return true;
   }
 
+  /** Whether `stepDecided` can take the next step (every partition's state and parameters on the GPU, the state made by a plain step). */
+  canStepDecided(): boolean {
+    return !this.destroyed && decidedRefusal(this.decidedParts()) === null;
+  }
+
+  /**
+   * `step()` decided on the device, nothing read back (src/zero/decided_step.ts): the decision into
+   * `o.decision`, each partition's update obeying it, then the gathered parameters refreshed.
+   * `steps` advances as if the step ran; the returned function takes it back (a skip).
+   */
+  stepDecided(o: DecidedZeroStep): () => void {
+    this.live();
+    const parts = this.decidedParts();
+    const dec = checkDecided('ZeroStage3.stepDecided', parts, o);
+    this.lastGradNorm = Number.NaN;
+    queueDecidedPartitions(parts, this.group, this.gradientClipping, o, dec, this.steps + 1);
+    this.steps++;
+    this.allGatherParameters();
+    return () => {
+      this.steps--;
+    };
+  }
+
   /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
   allGatherParameters(): void {
     this.live();
@@ -603,6 +627,20 @@ export class ZeroStage3 implements ZeroOptimizer {
     this.coordinator.gradReady(e.p);
   }
 
+
+  /** The trained partitions as a decided step updates them (their parameters in device memory: PartitionOptimizer refuses others). */
+  private decidedParts(): DecidedPartition[] {
+    return this.groups.map((g) => ({
+      dtype: g.dtype,
+      opt: g.opt,
+      param: () => {
+        const src = g.store.stepSource();
+        if ('each' in src) throw new Error(`ZeroStage3.stepDecided: the ${g.dtype} parameter partition is offloaded (${this.offloadParam.device}); the host updates it`);
+        return src;
+      },
+      grad: g.partGrad,
+    }));
+  }
 
   /** The fused kernel over this rank's partition of a dtype (in sub-groups when offloaded to nvme). */
   private update(g: DTypeGroup, gradScale: number): void {

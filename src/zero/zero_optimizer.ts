@@ -5,6 +5,7 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { GradSquares } from '../optim/grad_squares.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { DecidedZeroStep } from './decided_step.ts';
 import type { ResolvedSpec } from './optimizer.ts';
 import type { PartitionShard } from './shards.ts';
 
@@ -50,6 +51,18 @@ export interface ZeroOptimizer {
   step(beforeUpdate?: BeforeUpdate): boolean;
   /** The first half of `step()`: the update of this rank's partition only. */
   stepPartition(beforeUpdate?: BeforeUpdate): boolean;
+  /**
+   * Whether `stepDecided` can take the next step: every partition's optimizer state on the CUDA
+   * device (no offload: the host updates offloaded state) and made by a plain step. Absent: never.
+   */
+  canStepDecided?(): boolean;
+  /**
+   * `step()` with the overflow check and the clip factor decided on the device (decided_step.ts),
+   * nothing read back: `steps` advances as if the step ran and the parameters are gathered (a
+   * skipped step gathers unchanged partitions); the returned function takes the advance back once
+   * the decision turns out a skip. `lastGradNorm` is NaN: the norm is the decision's.
+   */
+  stepDecided?(o: DecidedZeroStep): () => void;
   /** The second half: every rank's partition made current in the parameters (stage 3: the persistent ones). */
   allGatherParameters(): void;
   /** This rank's checkpoint slices: parameters by full name and shape, and (unless `optimizer: false`) their optimizer state. */

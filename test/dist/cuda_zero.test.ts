@@ -8,7 +8,8 @@
 // at most 60% of stage 0's optimizer bytes, stage 3 at most 60% of its parameter bytes, and the
 // offloaded runs no optimizer bytes at all. The same fixture runs on the CPU here (weights within 1e-5), once
 // more with every collective forced through the staging path (the same numbers, exactly); the cuda:0 run
-// prints one SKIP line without a device.
+// prints one SKIP line without a device. On cuda:0 also: stages 1-3 decided on the device equal the
+// host-decided engine bit for bit on 2 ranks (fixtures/cuda_zero_decided.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaIsAvailable, native } from '../../src/index.ts';
@@ -61,6 +62,26 @@ if (!cudaIsAvailable()) {
 } else {
   test('ZeRO 0-3 and offload on 2 ranks sharing cuda:0 over shm equal one CPU process', async () => {
     check(await run('cuda:0'), 1e-4);
+  });
+
+  test('device-decided steps at stages 1-3 on 2 ranks sharing cuda:0 equal host-decided ones bit for bit (f32, bf16, fp16 with a decided skip)', async () => {
+    const r = await runLauncher(['--num_procs', '2'], 'cuda_zero_decided.ts', [], { timeoutMs: 480_000 });
+    expectExit(r, 0, 'cuda_zero_decided');
+    const m = /^\[rank 0\] RESULT (.*)$/m.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    type Case = { steps: number; hostDecided: number; deviceDecided: number; scales: number[]; skipped: number; diff: string };
+    const results = JSON.parse((m as RegExpExecArray)[1]) as Record<string, Case>;
+    assert.is(Object.keys(results).length, 9, 'stages 1-3 x f32, bf16, fp16');
+    for (const [name, c] of Object.entries(results)) {
+      assert.is(c.diff, '', `${name}: the device-decided run differs from the host-decided one`);
+      assert.is(c.hostDecided, 0, `${name}: the host-decided run launched no stepDecision`);
+      // Step s overflowed when the scale fell after it (hysteresis 1); the first that ran makes the state, and every
+      // later step is decided on the device, on both ranks.
+      const first = c.scales.findIndex((v, s) => s + 1 < c.scales.length && c.scales[s + 1] >= v);
+      assert.is(c.deviceDecided, 2 * (c.steps - first - 1), `${name}: stepDecision launches over the ranks (scales ${c.scales.join(' ')})`);
+      if (name.endsWith('_f16')) assert.ok(c.skipped > first, `${name}: a step after the first that ran was skipped (${c.skipped} skipped, first ran ${first})`);
+      else assert.is(c.skipped, 0, `${name}: no skipped step`);
+    }
   });
 }
 

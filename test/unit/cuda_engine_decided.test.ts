@@ -1,14 +1,16 @@
 /**
- * engine.step() decided on the device (src/engine/decided_step.ts): at ZeRO stage 0 on cuda:0 the
+ * engine.step() decided on the device (src/engine/decided_step.ts): at ZeRO stages 0-3 on cuda:0 the
  * overflow check and the clip factor are computed on the device and the optimizer's launches obey
- * them, with no host read; the host learns the outcome later and takes a skipped step back. It must
+ * them (stages 1-3: each partition's, src/zero/decided_step.ts), with no host read; the host learns the outcome later and takes a skipped step back. It must
  * equal the host-decided step (`engineTesting.hostDecides`, which reads the sums back) bit for bit:
  * losses, the loss-scale trace, skipped steps, the lr schedule, the last norm and every weight.
  * - fp16 (dynamic scale from 2^20, window 2): the first steps overflow, and a later one after the
  *   optimizer has state, so the device skips it and the host takes back the step counts and the
  *   WarmupLR position it had advanced.
  * - bf16 AdamW with clipping and a schedule; f32 SGD (momentum, Nesterov) with clipping.
+ * - Each at stage 0 (the optimizer's step) and stages 1, 2, 3 (the partitions' step, then the gather).
  * - Host waits: a decided step waits for nothing (the host-decided one once per step).
+ * - ZeroStage12 / ZeroStage3.stepDecided refuse a host decision, state not made yet and offload, naming why.
  * Without a device: one SKIP line.
  */
 import { test } from 'uvu';
@@ -17,7 +19,9 @@ import { GPT, gptConfig } from '../../models/index.ts';
 import { engineTesting } from '../../src/engine/decided_step.ts';
 import {
   crossEntropy, cudaIsAvailable, cudaSyncCount, destroyDistributed, initDistributed, initialize, manualSeed, native, type Tensor, tensor, tidy,
+  ZeroStage3, ZeroStage12, zeros,
 } from '../../src/index.ts';
+import { moduleToDevice } from '../../src/nn/to_device.ts';
 import { mulberry32 } from '../dist/fixtures/batches.ts';
 
 const [ROWS, T, STEPS] = [4, 16, 8];
@@ -42,14 +46,14 @@ interface Run {
   decided: number;
 }
 
-async function run(c: Case, hostDecides: boolean): Promise<Run> {
+async function run(c: Case, stage: 0 | 1 | 2 | 3, hostDecides: boolean): Promise<Run> {
   manualSeed(1234);
   const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: c.dtype }));
   const config = {
     train_batch_size: ROWS, train_micro_batch_size_per_gpu: ROWS, gradient_clipping: c.clip,
     optimizer: c.optimizer,
     scheduler: { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: 3e-3, warmup_num_steps: 6 } },
-    zero_optimization: { stage: 0 },
+    zero_optimization: { stage, reduce_bucket_size: 20_000, stage3_param_persistence_threshold: 100 },
     bf16: { enabled: c.dtype === 'bf16' },
     ...(c.dtype === 'f16' ? { fp16: { enabled: true, initial_scale_power: 20, hysteresis: 1, loss_scale_window: 2, min_loss_scale: 1 } } : {}),
   };
@@ -122,10 +126,10 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       optimizer: { type: 'SGD', params: { lr: 3e-3, momentum: 0.9, nesterov: true, weight_decay: 0.01 } },
     },
   ];
-  for (const c of cases) {
-    test(`${c.name}: decided on the device equals decided on the host bit for bit, and waits for nothing`, async () => {
-      const host = await run(c, true);
-      const dev = await run(c, false);
+  for (const stage of [0, 1, 2, 3] as const) for (const c of cases) {
+    test(`stage ${stage}, ${c.name}: decided on the device equals decided on the host bit for bit, and waits for nothing`, async () => {
+      const host = await run(c, stage, true);
+      const dev = await run(c, stage, false);
       assert.is(host.decided, 0, 'the host-decided run launched no stepDecision');
       // Step s overflowed when the scale fell after it (hysteresis 1); the first step that ran creates the optimizer state,
       // and only the steps after it can be decided on the device.
@@ -147,6 +151,40 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       assert.ok(decidedWaits.every((n) => n === 0), `decided steps waited ${decidedWaits.join(' ')} times`);
     });
   }
+
+  test('ZeroStage12 / ZeroStage3.stepDecided refuse, naming why: a host decision, no state yet, offloaded state or parameters', () => {
+    const decision = zeros([3], { dtype: 'f64', device: DEV });
+    const host = zeros([3], { dtype: 'f64' });
+    const o = (d: Tensor) => ({ unscale: 1, check: true, decision: d });
+    const cases: [string, (m: GPT) => ZeroStage12 | ZeroStage3, RegExp][] = [
+      ['stage 2', (m) => new ZeroStage12(m, { type: 'AdamW' }, { stage: 2 }), /^ZeroStage12\.stepDecided: the f32 partition: no optimizer state yet: run one plain step first$/],
+      ['stage 3', (m) => new ZeroStage3(m, { type: 'AdamW' }), /^ZeroStage3\.stepDecided: the f32 partition: no optimizer state yet: run one plain step first$/],
+      [
+        'stage 2, offload_optimizer cpu', (m) => new ZeroStage12(m, { type: 'AdamW' }, { stage: 2, offloadOptimizer: { device: 'cpu' } }),
+        /^ZeroStage12\.stepDecided: the f32 partition: the optimizer state is offloaded to cpu: the host updates it$/,
+      ],
+      [
+        'stage 3, offload_param cpu', (m) => new ZeroStage3(m, { type: 'AdamW' }, { offloadParam: { device: 'cpu' } }),
+        /^ZeroStage3\.stepDecided: the f32 partition: the partition is in host memory: the host updates it$/,
+      ],
+    ];
+    for (const [name, make, why] of cases) {
+      manualSeed(1);
+      const model = moduleToDevice(new GPT(gptConfig('tiny', { dropout: 0 })), DEV);
+      const zero = make(model);
+      try {
+        assert.is(zero.canStepDecided(), false, name);
+        assert.throws(() => zero.stepDecided(o(host)), /stepDecided: the decision must be a live contiguous f64 tensor of at least 2 elements on a CUDA device/, `${name}: a host decision`);
+        assert.throws(() => zero.stepDecided(o(decision)), why, name);
+        assert.is(zero.steps, 0, `${name}: nothing advanced`);
+      } finally {
+        zero.destroy();
+        model.dispose();
+      }
+    }
+    decision.dispose();
+    host.dispose();
+  });
 }
 
 test.run();

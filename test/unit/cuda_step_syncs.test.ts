@@ -3,8 +3,8 @@
  * check accumulate every gradient into one f64 on cuda:0 and read it once (DeviceSums), so
  * `cudaSyncCount` grows by at most 1 across each `engine.step()` at ZeRO stages 0-3 — a per-tensor,
  * per-bucket or per-partition read anywhere in the step makes it grow by more, and this fails.
- * At stage 0 the steps after the first (once the optimizer has state) are decided on the device
- * (src/engine/decided_step.ts) and do not wait at all.
+ * At every stage the steps after the first (once the optimizer has state) are decided on the device
+ * (src/engine/decided_step.ts; stages 1-3: src/zero/decided_step.ts) and do not wait at all.
  * fp32 without clipping reads nothing. The losses and weights equal the same loop on the CPU (f32
  * losses 1e-5, weights 1e-3; bf16 2e-2 as test/unit/cuda_engine). fp16 does not run on either
  * device (matmul takes no f16 operands). Before this, the same loop waited 2 (stage 0), 4-6
@@ -154,9 +154,9 @@ if (!cudaIsAvailable()) {
       for (const stage of [0, 1, 2, 3] as const) {
         const gpu = await run('cuda:0', c.dtype, stage, c.clip);
         console.log(`  stage ${stage} ${c.dtype} clip ${c.clip}: host waits per step() ${gpu.stepSyncs.join(' ')}, per forward+backward ${gpu.passSyncs.join(' ')}, per loss.item() ${gpu.itemSyncs.join(' ')}`);
-        // Stage 0 decides on the device once the optimizer has state (decided_step.ts): no wait after the first step.
+        // Every stage decides on the device once the optimizer has state (decided_step.ts): no wait after the first step.
         gpu.stepSyncs.forEach((n, i) => {
-          const most = stage === 0 && i > 0 ? 0 : c.reads;
+          const most = i > 0 ? 0 : c.reads;
           assert.ok(n <= most, `stage ${stage} ${c.dtype} clip ${c.clip}: engine.step() ${i} waited for the device ${n} times (at most ${most})`);
         });
         // The embedding's and the cross-entropy's index checks are read together: one wait for them, one for the loss.
