@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerOptim(env, exports);
   mt::registerClipCoef(env, exports);
   mt::registerStepDecision(env, exports);
+  mt::registerLossScaler(env, exports);
   mt::registerComm(env, exports);
   mt::registerCuda(env, exports);
   mt::registerFileIo(env, exports);

@@ -22,6 +22,7 @@ void registerPool(Napi::Env env, Napi::Object exports);
 void registerOptim(Napi::Env env, Napi::Object exports);
 void registerClipCoef(Napi::Env env, Napi::Object exports);
 void registerStepDecision(Napi::Env env, Napi::Object exports);
+void registerLossScaler(Napi::Env env, Napi::Object exports);
 void registerComm(Napi::Env env, Napi::Object exports);
 void registerCuda(Napi::Env env, Napi::Object exports);
 void registerFileIo(Napi::Env env, Napi::Object exports);

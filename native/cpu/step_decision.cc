@@ -5,14 +5,15 @@
 namespace mt {
 namespace {
 
-// stepDecision(sumsId, sumsOff, globalIdx, localIdx, unscale, maxNorm, check, outId, outOff): out
-// (f64) [outOff, outOff + 3) = skip, gradScale, norm from the f64 sums at sumsOff + globalIdx and
-// sumsOff + localIdx.
+// stepDecision(sumsId, sumsOff, globalIdx, localIdx, unscale, maxNorm, check, outId, outOff[,
+// unscaleId, unscaleOff]): out (f64) [outOff, outOff + 3) = skip, gradScale, norm from the f64 sums at
+// sumsOff + globalIdx and sumsOff + localIdx; unscale from storage unscaleId when given.
 Napi::Value StepDecisionBinding(const Napi::CallbackInfo& info) {
   const StepDecisionArgs a = argStepDecision(info, "stepDecision");
   const double global = *dataPtr<double>(a.sumsId, a.globalAt, 1), local = *dataPtr<double>(a.sumsId, a.localAt, 1);
   double* out = dataPtr<double>(a.outId, a.outOff, 3);
-  const StepDecision d = stepDecision(global, local, a.unscale, a.maxNorm, a.check);
+  const double unscale = a.unscaleId ? *dataPtr<double>(a.unscaleId, a.unscaleAt, 1) : a.unscale;
+  const StepDecision d = stepDecision(global, local, unscale, a.maxNorm, a.check);
   out[0] = d.skip;
   out[1] = d.gradScale;
   out[2] = d.norm;

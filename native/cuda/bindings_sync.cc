@@ -1,7 +1,8 @@
 // N-API bindings of the one-read-per-step machinery: `cuda.normPowInto` (gradient norms and
 // overflow checks accumulated into an f64 on the device, grad_norm.cu), `cuda.clipCoefficient` (the
 // clipping coefficient from that sum, clip_coef.cu), `cuda.stepDecision` (the step's skip and gradient
-// multiplier from the sums, step_decision.cu) and `cudaSyncCount(dev)` (host waits counted by our
+// multiplier from the sums, step_decision.cu), `cuda.lossScalerUpdate` (fp16 dynamic loss scaling's
+// update from that decision, loss_scaler.cu) and `cudaSyncCount(dev)` (host waits counted by our
 // code, host_sync.h). CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "cuda/host_sync.h"
 #include "cuda/kernels.h"
 #include "cuda/operands.h"
+#include "tensor/loss_scaler_args.h"
 #include "tensor/step_decision_args.h"
 #include "tensor/storage.h"
 #include "util/args.h"
@@ -63,17 +65,33 @@ Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// stepDecision(sumsId, sumsOff, globalIdx, localIdx, unscale, maxNorm, check, outId, outOff): as the
-// CPU binding (native/cpu/step_decision.cc), queued on the device: out's three f64 are written when
-// the kernel runs (capturable: no read back, no allocation).
+// stepDecision(sumsId, sumsOff, globalIdx, localIdx, unscale, maxNorm, check, outId, outOff[,
+// unscaleId, unscaleOff]): as the CPU binding (native/cpu/step_decision.cc), queued on the device:
+// out's three f64 are written, and the unscale pointer's f64 read, when the kernel runs (capturable:
+// no read back, no allocation).
 Napi::Value StepDecisionBinding(const Napi::CallbackInfo& info) {
   const char* op = "stepDecision";
   const StepDecisionArgs a = argStepDecision(info, op);
   const int dev = devOf(op, a.sumsId);
   devOf(op, a.outId, dev);
   cudaStepDecision(dev, static_cast<const double*>(dptr(a.sumsId, a.globalAt, 1, DType::F64)),
-                   static_cast<const double*>(dptr(a.sumsId, a.localAt, 1, DType::F64)), a.unscale, a.maxNorm, a.check,
-                   static_cast<double*>(dptr(a.outId, a.outOff, 3, DType::F64)));
+                   static_cast<const double*>(dptr(a.sumsId, a.localAt, 1, DType::F64)), a.unscale,
+                   static_cast<const double*>(optionalPtr(op, a.unscaleId, a.unscaleAt, 1, DType::F64, dev)), a.maxNorm,
+                   a.check, static_cast<double*>(dptr(a.outId, a.outOff, 3, DType::F64)));
+  return info.Env().Undefined();
+}
+
+// lossScalerUpdate(stateId, stateOff, decisionId, decisionOff, scaleFactor, scaleWindow, minScale,
+// delayedShift, consecutiveHysteresis, raiseErrorAtMinScale, gas): as the CPU binding
+// (native/cpu/loss_scaler.cc), queued on the device: the state is updated from the decision's skip
+// when the kernel runs (capturable: no read back, no allocation).
+Napi::Value LossScalerUpdateBinding(const Napi::CallbackInfo& info) {
+  const char* op = "lossScalerUpdate";
+  const LossScalerArgs a = argLossScaler(info, op);
+  const int dev = devOf(op, a.stateId);
+  devOf(op, a.decisionId, dev);
+  cudaLossScalerUpdate(dev, static_cast<double*>(dptr(a.stateId, a.stateOff, loss_scaler_state::kSize, DType::F64)),
+                       static_cast<const double*>(dptr(a.decisionId, a.decisionAt, 1, DType::F64)), a.opts);
   return info.Env().Undefined();
 }
 
@@ -90,6 +108,7 @@ void registerCudaSync(Napi::Object cuda, Napi::Object exports) {
   MT_EXPORT(cuda, "normPowInto", NormPowInto);
   MT_EXPORT(cuda, "clipCoefficient", ClipCoefficient);
   MT_EXPORT(cuda, "stepDecision", StepDecisionBinding);
+  MT_EXPORT(cuda, "lossScalerUpdate", LossScalerUpdateBinding);
   MT_EXPORT(exports, "cudaSyncCount", SyncCount);
 }
 

@@ -62,8 +62,13 @@ void cudaNormPowInto(int dev, int dtype, const void* x, int64_t n, double p, dou
 void cudaClipCoefficient(int dev, double* slot, bool squares, double maxNorm);
 // step_decision.cu: out[0..2] = skip, gradScale, norm from the sums *global and *local
 // (tensor/step_decision.h); one thread, nothing read back.
-void cudaStepDecision(int dev, const double* global, const double* local, double unscale, double maxNorm, bool check,
-                      double* out);
+// unscalePtr (one f64 on dev, may be null): read when the kernel runs, in place of unscale.
+void cudaStepDecision(int dev, const double* global, const double* local, double unscale, const double* unscalePtr,
+                      double maxNorm, bool check, double* out);
+// loss_scaler.cu: one DynamicLossScaler.update of the f64 state[0..8) from the skip *decision
+// (tensor/loss_scaler_rule.h); one thread, nothing read back.
+struct LossScalerOptions;
+void cudaLossScalerUpdate(int dev, double* state, const double* decision, const LossScalerOptions& opts);
 
 // bias.cu: out[r, j] (+)= bias[j] over rows of a contiguous [rows, n] output (matmul's epilogue).
 void cudaAddBias(int dev, int outDtype, void* out, int biasDtype, const void* bias, int64_t rows, int64_t n,

@@ -9,9 +9,9 @@
 namespace mt {
 namespace {
 
-__global__ void stepDecisionKernel(const double* global, const double* local, double unscale, double maxNorm, bool check,
-                                   double* out) {
-  const StepDecision d = stepDecision(*global, *local, unscale, maxNorm, check);
+__global__ void stepDecisionKernel(const double* global, const double* local, double unscale, const double* unscalePtr,
+                                   double maxNorm, bool check, double* out) {
+  const StepDecision d = stepDecision(*global, *local, unscalePtr ? *unscalePtr : unscale, maxNorm, check);
   out[0] = d.skip;
   out[1] = d.gradScale;
   out[2] = d.norm;
@@ -19,10 +19,10 @@ __global__ void stepDecisionKernel(const double* global, const double* local, do
 
 }  // namespace
 
-void cudaStepDecision(int dev, const double* global, const double* local, double unscale, double maxNorm, bool check,
-                      double* out) {
+void cudaStepDecision(int dev, const double* global, const double* local, double unscale, const double* unscalePtr,
+                      double maxNorm, bool check, double* out) {
   cudaUseDevice(dev);
-  MT_LAUNCH(stepDecisionKernel, 1u, 1u, 0, computeStream(dev), global, local, unscale, maxNorm, check, out);
+  MT_LAUNCH(stepDecisionKernel, 1u, 1u, 0, computeStream(dev), global, local, unscale, unscalePtr, maxNorm, check, out);
   cu::checkLaunch("stepDecision");
 }
 

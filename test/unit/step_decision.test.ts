@@ -5,7 +5,9 @@
  * overflowed sums, a zero local sum, huge and tiny norms, no clipping, no overflow check. Products
  * and sums are rounded one by one as in JS (an FMA would differ for norms near 1e-6, which the
  * random cases cover). On a CUDA device (the emulated one in cuda_emu), `cuda.stepDecision`
- * equals the CPU reference bit for bit, and bad arguments are refused naming the op.
+ * equals the CPU reference bit for bit, and bad arguments are refused naming the op. Both read
+ * unscale from an f64 tensor when given one (a loss scaler state's element 5), bit for bit the by-value
+ * form, which they then ignore.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -74,13 +76,21 @@ function buffers(cs: Case[], device: 'cpu' | 'cuda:0'): { sums: Tensor; out: Ten
   return { sums: tensor(v, { dtype: 'f64', device }), out: zeros([cs.length * 3], { dtype: 'f64', device }) };
 }
 
-/** Runs `decide` (native.stepDecision or native.cuda.stepDecision) for every case; the outputs as f64. */
-function decideAll(cs: Case[], device: 'cpu' | 'cuda:0', decide: (...a: unknown[]) => void): Float64Array {
+/**
+ * Runs `decide` (native.stepDecision or native.cuda.stepDecision) for every case; the outputs as f64.
+ * byPointer: each case's unscale is read from an f64 tensor (at an offset), the by-value argument a decoy.
+ */
+function decideAll(cs: Case[], device: 'cpu' | 'cuda:0', decide: (...a: unknown[]) => void, byPointer = false): Float64Array {
   const { sums, out } = buffers(cs, device);
-  cs.forEach((c, i) => decide(sums.id, sums.offset, 2 * i, 2 * i + 1, c.unscale, c.maxNorm, c.check, out.id, out.offset + 3 * i));
+  const unscales = byPointer ? tensor([0, ...cs.map((c) => c.unscale)], { dtype: 'f64', device }).narrow(0, 1, cs.length) : null;
+  cs.forEach((c, i) => {
+    const at = unscales ? [unscales.id, unscales.offset + i] : [];
+    decide(sums.id, sums.offset, 2 * i, 2 * i + 1, unscales ? 12345 : c.unscale, c.maxNorm, c.check, out.id, out.offset + 3 * i, ...at);
+  });
   const r = out.to('cpu').toArray() as Float64Array;
   sums.dispose();
   out.dispose();
+  unscales?.dispose();
   return r;
 }
 
@@ -88,6 +98,8 @@ const bits = (x: number) => {
   const f = new Float64Array([x]);
   return new BigUint64Array(f.buffer)[0];
 };
+/** The index of the first element whose bits differ, or -1. */
+const firstDiff = (a: Float64Array, b: Float64Array) => a.findIndex((v, j) => bits(v) !== bits(b[j]));
 const describe = (c: Case) => `global ${c.global}, local ${c.local}, unscale ${c.unscale}, maxNorm ${c.maxNorm}, check ${c.check}`;
 
 test('native.stepDecision equals the host rule bit for bit (NaN for NaN), over random and edge inputs', () => {
@@ -107,12 +119,21 @@ test('native.stepDecision equals the host rule bit for bit (NaN for NaN), over r
   assert.ok(clipped > 1000, `${clipped} clipped cases`);
 });
 
+test('native.stepDecision with unscale read from an f64 tensor equals passing it by value, bit for bit (the by-value one ignored)', () => {
+  const cs = cases();
+  const byValue = decideAll(cs, 'cpu', native.stepDecision);
+  const i = firstDiff(decideAll(cs, 'cpu', native.stepDecision, true), byValue);
+  assert.is(i, -1, i < 0 ? '' : `${describe(cs[Math.floor(i / 3)])}: element ${i % 3} differs with the unscale pointer`);
+});
+
 test('native.stepDecision refuses offsets outside its storages, naming the op', () => {
   const sums = zeros([2], { dtype: 'f64' });
   const out = zeros([3], { dtype: 'f64' });
   assert.throws(() => native.stepDecision(sums.id, 0, 0, 2, 1, 1, true, out.id, 0), /stepDecision: sums elements 0 \(global\) and 2 \(local\) must lie in storage/);
   assert.throws(() => native.stepDecision(sums.id, 0, -1, 0, 1, 1, true, out.id, 0), /stepDecision: .*must be non-negative/);
   assert.throws(() => native.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 1), /stepDecision: out elements \[1, 4\) must lie in storage/);
+  assert.throws(() => native.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 0, sums.id, 2), /stepDecision: unscale elements \[2, 3\) must lie in storage \d+ of 2 f64/);
+  assert.throws(() => native.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 0, sums.id, -1), /stepDecision: unscale elements \[-1, 0\) must lie/);
   sums.dispose();
   out.dispose();
 });
@@ -126,6 +147,14 @@ if (cudaIsAvailable() && typeof native.cuda?.stepDecision === 'function') {
     assert.is(i, -1, i < 0 ? '' : `${describe(cs[Math.floor(i / 3)])}: element ${i % 3} is ${dev[i]} on the device, ${cpu[i]} on the CPU`);
   });
 
+  test('cuda.stepDecision with unscale read from device memory equals native.stepDecision by value, bit for bit', () => {
+    const cs = cases();
+    const cpu = decideAll(cs, 'cpu', native.stepDecision);
+    const dev = decideAll(cs, 'cuda:0', native.cuda.stepDecision, true);
+    const i = firstDiff(dev, cpu);
+    assert.is(i, -1, i < 0 ? '' : `${describe(cs[Math.floor(i / 3)])}: element ${i % 3} is ${dev[i]} on the device (unscale pointer), ${cpu[i]} on the CPU`);
+  });
+
   test('cuda.stepDecision refuses CPU storages and offsets outside its storages, naming the op', () => {
     const sums = zeros([2], { dtype: 'f64', device: 'cuda:0' });
     const out = zeros([3], { dtype: 'f64', device: 'cuda:0' });
@@ -133,6 +162,8 @@ if (cudaIsAvailable() && typeof native.cuda?.stepDecision === 'function') {
     assert.throws(() => native.cuda.stepDecision(sums.id, 1, 0, 1, 1, 1, true, out.id, 0), /stepDecision: sums elements 1 \(global\) and 2 \(local\) must lie in storage/);
     assert.throws(() => native.cuda.stepDecision(sums.id, 0, 0, 1, 1, 1, true, host.id, 0), /stepDecision: storage \d+ is not on a CUDA device/);
     assert.throws(() => native.cuda.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 2), /stepDecision: out elements \[2, 5\) must lie in storage/);
+    assert.throws(() => native.cuda.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 0, host.id, 0), /stepDecision: storage \d+ is not on a CUDA device/);
+    assert.throws(() => native.cuda.stepDecision(sums.id, 0, 0, 1, 1, 1, true, out.id, 0, sums.id, 2), /stepDecision: unscale elements \[2, 3\) must lie in storage/);
     for (const t of [sums, out, host]) t.dispose();
   });
 }
