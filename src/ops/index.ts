@@ -11,6 +11,7 @@ export * from './elementwise.ts';
 export * from './embedding.ts';
 export * from './loss.ts';
 export * from './matmul.ts';
+export * from './mul_by_device_scalar.ts';
 export * from './nn.ts';
 export * from './pool.ts';
 export * from './reduce.ts';

@@ -167,11 +167,26 @@ export function binary(op: number, a: Tensor, b: Tensor, name: string): Tensor {
 }
 
 export function unary(op: number, x: Tensor, scalar = 0): Tensor {
-  const src = x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
+  const src = denseOrCopy(x);
   const out = emptyLike(src);
   kernelsOn(x.device).unary(op, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, scalar);
   if (src !== x) src.dispose();
   return out;
+}
+
+/** `unary(Unary.mulScalar, x, v)` with v the f64 in `s` (deviceScalar's rules, errors naming `op`), read where the kernel runs. */
+export function mulDeviceScalar(x: Tensor, s: Tensor, op: string): Tensor {
+  const at = deviceScalar(s, x, op);
+  const src = denseOrCopy(x);
+  const out = emptyLike(src);
+  kernelsOn(x.device).unary(Unary.mulScalar, dtypeCode(x.dtype), src.id, src.offset, out.id, 0, out.numel, 0, s.id, at);
+  if (src !== x) src.dispose();
+  return out;
+}
+
+/** x itself when its elements are one dense run (any layout), else a contiguous copy (the caller disposes it). */
+function denseOrCopy(x: Tensor): Tensor {
+  return x.isContiguous || isDense(x.shape, x.strides) ? x : copy(x);
 }
 
 /** The element offset of `s`, a one-element f64 tensor on x's device (a scalar a kernel reads there); else throws naming `op`. */

@@ -105,6 +105,10 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_sgd_multi', {}],
   // The device-decided step's rule (cuda.stepDecision bit for bit the CPU reference and the host's arithmetic).
   ['unit/step_decision', {}],
+  // fp16 dynamic loss scaling's update on the device (cuda.lossScalerUpdate) bit for bit the CPU twin; chained after stepDecision, eager and in a graph.
+  ['unit/loss_scaler_update', {}],
+  // mulByDeviceScalar captured in a CUDA graph: each replay multiplies by the scalar's value then.
+  ['unit/cuda_graph_device_scalar', {}],
   // Reads the host takes later (the decided step's outcome): round trip, no wait once done, capture refused, no leak.
   ['unit/cuda_read_later', {}],
   // adamMulti/sgdMulti obeying a device decision {skip, gradScale}: bit for bit eager at gradScale, skip untouched, captured replays follow it.
@@ -122,7 +126,7 @@ const SUITES: [string, Record<string, string>][] = [
   // The rest of the op suite's deviceTest files on cuda:0 (the ones above run alone): the H200 run found
   // split_grad failing there, which npm test (CPU only) could not see.
   [
-    'unit/(arange_device|autograd_shared_grad|clip_grad|clip_grad_on_device|conv|elementwise|f16_compute|matmul|nn|nn_layers|norm_pool|optim|reshape_view|split_grad|tensor|random_fma)',
+    'unit/(arange_device|autograd_shared_grad|clip_grad|clip_grad_on_device|conv|elementwise|f16_compute|matmul|mul_by_device_scalar|nn|nn_layers|norm_pool|optim|reshape_view|split_grad|tensor|random_fma)',
     { MT_TEST_DEVICES: 'cuda:0' },
   ],
   ['unit/native_typed_ints', {}],
