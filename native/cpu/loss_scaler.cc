@@ -17,6 +17,8 @@ Napi::Value LossScalerUpdateBinding(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void registerLossScaler(Napi::Env, Napi::Object exports) { MT_EXPORT(exports, "lossScalerUpdate", LossScalerUpdateBinding); }
+void registerLossScaler(Napi::Env, Napi::Object exports) {
+  MT_EXPORT(exports, "lossScalerUpdate", LossScalerUpdateBinding);
+}
 
 }  // namespace mt

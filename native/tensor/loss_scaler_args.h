@@ -29,8 +29,8 @@ inline LossScalerArgs argLossScaler(const Napi::CallbackInfo& info, const char* 
   MT_CHECK(o.minScale > 0 && std::isfinite(o.minScale), op, ": minScale must be finite and positive, got ", o.minScale);
   MT_CHECK(o.delayedShift >= 1 && o.delayedShift == std::floor(o.delayedShift) && std::isfinite(o.delayedShift), op,
            ": delayedShift must be an integer >= 1, got ", o.delayedShift);
-  MT_CHECK(o.gas > 0 && std::isfinite(o.gas), op, ": gas (gradient accumulation steps) must be finite and positive, got ",
-           o.gas);
+  MT_CHECK(o.gas > 0 && std::isfinite(o.gas), op,
+           ": gas (gradient accumulation steps) must be finite and positive, got ", o.gas);
   checkF64Range(op, "state", a.stateId, a.stateOff, loss_scaler_state::kSize);
   checkF64Range(op, "decision", a.decisionId, a.decisionAt, 1);
   return a;
