@@ -70,6 +70,8 @@ export interface DecidedStepInputs {
   device: Device;
   /** 1/lossScale (1 in fp32 and bf16). */
   unscale: number;
+  /** fp16's 1/lossScale on the device, which the decision reads instead (device_loss_scale.ts). */
+  unscaleFrom: Tensor | null;
   /** gradient_clipping (0: none). */
   maxNorm: number;
   /** Skip on inf/NaN gradients (bf16/fp16). */

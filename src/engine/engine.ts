@@ -121,7 +121,10 @@ export class Engine<M extends Module = Module> {
   }
 
   private backwardImpl(loss: Tensor): Tensor {
-    if (this.precision.scaler.dynamic) this.settle(); // the loss scale depends on the last step's outcome
+    // fp16's dynamic scale: kept on the GPU, the loss scale needs no read; on the host, the last step must be settled.
+    const onDevice = this.precision.deviceScale !== null ||
+      (!engineTesting.hostDecides && graphCaptureDevice() === null && this.precision.useDeviceScale(this.device, this.gradientAccumulationSteps));
+    if (this.precision.scaler.dynamic && !onDevice) this.settle();
     const scaled = this.precision.lossForBackward(loss, this.gradientAccumulationSteps);
     const b = this.backend;
     if (b.stage === 0) {
@@ -195,13 +198,14 @@ export class Engine<M extends Module = Module> {
       if ((check || clip > 0) && !engineTesting.hostDecides && addonDecides(this.device) && zero.stepDecided && zero.canStepDecided?.() === true) {
         // Stages 1-3 as stage 0: no host read (the partitions' own launches obey the decision, then the gather).
         const step = zero.stepDecided.bind(zero);
-        this.decidedStep((decision) => step({ unscale: this.precision.unscale(), check, decision }));
+        this.decidedStep((decision) => step({ unscale: this.precision.unscale(), unscaleFrom: this.precision.deviceScale?.unscale, check, decision }));
         return;
       }
       stepped = zero.step((grads, squares) => this.precision.prepare(grads, squares));
       this.gradNorm = zero.lastGradNorm;
     }
     this.precision.finish(stepped);
+    this.precision.reseedDeviceScale(); // decided on the host: the device's copy of the scale follows
     if (stepped) this.lrScheduler?.step();
     this.zeroGrad();
     this.globalSteps++;
@@ -216,6 +220,7 @@ export class Engine<M extends Module = Module> {
   private decidedStep(queue: (decision: Tensor) => () => void): void {
     const decision = this.decisionBuffer();
     const undoOptimizer = queue(decision);
+    this.precision.deviceScale?.update(decision);
     const undoSchedule = this.lrScheduler?.snapshot() ?? null;
     this.lrScheduler?.step();
     this.pending = pendingStep(decision, () => {
@@ -239,7 +244,7 @@ export class Engine<M extends Module = Module> {
     if (b.stage !== 0) throw new Error('Engine: a device-decided step is stage 0 only');
     const check = this.precision.dtype !== null;
     return {
-      grads, groups: check ? [this.group] : [], device: this.device, unscale: this.precision.unscale(),
+      grads, groups: check ? [this.group] : [], device: this.device, unscale: this.precision.unscale(), unscaleFrom: this.precision.deviceScale?.unscale ?? null,
       maxNorm: this.config.gradient_clipping, check, optimizer: b.optimizer, decision,
     };
   }
@@ -264,7 +269,9 @@ export class Engine<M extends Module = Module> {
       throw new Error(`${op}: gradient_accumulation_steps is ${gas}, but every replay repeats the same work, so a graph cannot step only every ${gas}th call; capture forward and backward and call step() outside the graph`);
     }
     if (b.stage !== 0) throw new Error(`${op}: ZeRO stage ${b.stage}'s step reads the device (stage 0 only); capture forward and backward and call step() outside the graph`);
-    if (this.precision.scaler.dynamic) throw new Error(`${op}: fp16 dynamic loss scaling changes the scale between steps, which the captured backward keeps; use bf16 or a static loss_scale`);
+    if (this.precision.scaler.dynamic && this.precision.deviceScale === null) {
+      throw new Error(`${op}: fp16 dynamic loss scaling changes the scale between steps, and this engine keeps it on the host (run one eager step first on a GPU, whose addon has cuda.lossScalerUpdate); use bf16 or a static loss_scale otherwise`);
+    }
     const check = this.precision.dtype !== null;
     const decided = check || this.config.gradient_clipping > 0;
     if (decided && (this.decision === null || !canDecideOnDevice(this.device, b.optimizer))) {
@@ -289,8 +296,13 @@ export class Engine<M extends Module = Module> {
       };
     });
     const grads = this.stageZeroGrads();
-    if (decided) undoOptimizer = queueDecidedStep(this.decidedInputs(grads, this.decisionBuffer()));
-    else b.optimizer.step();
+    if (decided) {
+      const decision = this.decisionBuffer();
+      undoOptimizer = queueDecidedStep(this.decidedInputs(grads, decision));
+      this.precision.deviceScale?.update(decision);
+    } else {
+      b.optimizer.step();
+    }
     this.lrScheduler?.step();
     this.zeroGrad();
   }
@@ -378,7 +390,9 @@ export class Engine<M extends Module = Module> {
   loadCheckpoint(dir: string, opts: LoadEngineCheckpointOptions = {}): LoadedEngineCheckpoint {
     this.live();
     this.settle();
-    return loadEngineCheckpoint(this, this.backend, dir, opts);
+    const loaded = loadEngineCheckpoint(this, this.backend, dir, opts);
+    this.precision.reseedDeviceScale();
+    return loaded;
   }
 
   /**
@@ -438,6 +452,7 @@ export class Engine<M extends Module = Module> {
     } finally {
       this.decision?.dispose();
       this.decision = null;
+      this.precision.dispose();
       if (b.stage === 0) b.dp.destroy();
       else b.zero.destroy();
     }

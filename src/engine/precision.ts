@@ -17,12 +17,14 @@
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { cast, div, mul } from '../ops/elementwise.ts';
+import { mulByDeviceScalar } from '../ops/mul_by_device_scalar.ts';
 import type { GradSquares } from '../optim/grad_squares.ts';
 import { refuseInCapture } from '../tensor/capture_state.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineConfig } from './config_types.ts';
-import type { LossScaler } from './loss_scaler.ts';
+import { addonScales, DeviceLossScale } from './device_loss_scale.ts';
+import { DynamicLossScaler, type LossScaler } from './loss_scaler.ts';
 import { hasOverflowAcross } from './overflow.ts';
 
 /** The 16-bit training dtype a config asks for, or null for fp32. */
@@ -44,6 +46,8 @@ export function checkModelDtype(named: [string, Tensor][], dtype: 'bf16' | 'f16'
 export class Precision {
   /** Boundaries whose step was skipped because the gradients overflowed. */
   skippedSteps = 0;
+  /** fp16's dynamic scale on the device, once `useDeviceScale` made it. */
+  deviceScale: DeviceLossScale | null = null;
 
   constructor(
     readonly dtype: 'bf16' | 'f16' | null,
@@ -53,14 +57,42 @@ export class Precision {
     private readonly device: Device = 'cpu',
   ) {}
 
-  /** What backward differentiates: `loss / gas`, times the loss scale (in f32) under fp16. */
+  /**
+   * What backward differentiates: `loss / gas`, times the loss scale (in f32) under fp16. With the
+   * scale on the device (`useDeviceScale`) the loss is multiplied by its copy there: the same bits,
+   * and nothing to wait for.
+   */
   lossForBackward(loss: Tensor, gas: number): Tensor {
+    const f32 = () => (loss.dtype === 'f16' ? cast(loss, 'f32') : loss);
+    if (this.deviceScale) return mulByDeviceScalar(f32(), this.deviceScale.lossFactor);
     const scale = this.scaler.lossScale;
-    if (this.dtype === 'f16' && scale !== 1) {
+    // A dynamic scale multiplies even at 1, as its device copy does.
+    if (this.dtype === 'f16' && (scale !== 1 || this.scaler.dynamic)) {
       if (this.scaler.dynamic) refuseInCapture('fp16 dynamic loss scaling', 'the graph would keep this loss scale while the scaler changes it; use bf16 or a static loss_scale');
-      return mul(loss.dtype === 'f16' ? cast(loss, 'f32') : loss, scale / gas);
+      return mul(f32(), scale / gas);
     }
     return gas > 1 ? div(loss, gas) : loss;
+  }
+
+  /**
+   * fp16 with a dynamic scale on a GPU: keeps the scale on `device` from now on (device_loss_scale.ts),
+   * made from the host scaler's state. Call outside a CUDA graph capture; false where it does not apply.
+   */
+  useDeviceScale(device: Device, gas: number): boolean {
+    if (this.deviceScale) return true;
+    if (this.dtype !== 'f16' || !(this.scaler instanceof DynamicLossScaler) || !addonScales(device)) return false;
+    this.deviceScale = new DeviceLossScale(this.scaler, gas, device);
+    return true;
+  }
+
+  /** The host scaler changed without the device's update (a host-decided step, a checkpoint load): its copy follows. */
+  reseedDeviceScale(): void {
+    this.deviceScale?.seed();
+  }
+
+  dispose(): void {
+    this.deviceScale?.dispose();
+    this.deviceScale = null;
   }
 
   /**

@@ -17,6 +17,8 @@ export interface StepDecisionInputs {
   device: Device;
   /** 1/lossScale (1 in fp32 and bf16). */
   unscale: number;
+  /** Where the device holds 1/lossScale instead (fp16's scale on the device: device_loss_scale.ts), read when the decision runs. */
+  unscaleFrom?: Tensor | null;
   /** The clip threshold (0: none). */
   maxNorm: number;
   /** Skip on inf/NaN gradients (bf16/fp16), seen in the all-reduced sum. */
@@ -42,7 +44,8 @@ export function queueStepDecision(s: StepDecisionInputs): void {
     if (reduce) sums.allReduce([...s.groups], both ? 1 : 0, 1);
     const v = sums.values;
     const d = s.decision;
-    native.cuda.stepDecision(v.id, v.offset, both ? 1 : 0, 0, s.unscale, s.maxNorm, s.check, d.id, d.offset);
+    const from = s.unscaleFrom ? [s.unscaleFrom.id, s.unscaleFrom.offset] : [];
+    native.cuda.stepDecision(v.id, v.offset, both ? 1 : 0, 0, s.unscale, s.maxNorm, s.check, d.id, d.offset, ...from);
   } finally {
     // Back to the cache once queued: the next user of the block is ordered after these launches on the stream.
     sums.dispose();

@@ -19,6 +19,8 @@ import type { PartitionOptimizer } from './partition_optimizer.ts';
 export interface DecidedZeroStep {
   /** 1/lossScale (1 in fp32 and bf16). */
   unscale: number;
+  /** fp16's 1/lossScale on the device, which the decision reads instead (src/engine/device_loss_scale.ts). */
+  unscaleFrom?: Tensor | null;
   /** Skip on inf/NaN gradients on any rank (bf16/fp16). */
   check: boolean;
   /** Where {skip, gradScale, norm} go: f64 [3] on the partitions' CUDA device, outside any graph's pool. */
@@ -55,7 +57,7 @@ export function checkDecided(op: string, parts: readonly DecidedPartition[], o: 
 /** Queues the decision and every partition's update obeying it (`dec`: checkDecided's), as step `stepNo`. Nothing is read. */
 export function queueDecidedPartitions(parts: readonly DecidedPartition[], group: ProcessGroup, maxNorm: number, o: DecidedZeroStep, dec: FlatF64, stepNo: number): void {
   queueStepDecision({
-    grads: parts.map((p) => p.grad), groups: [group], device: o.decision.device, unscale: o.unscale, maxNorm, check: o.check, norm: 'global', decision: o.decision,
+    grads: parts.map((p) => p.grad), groups: [group], device: o.decision.device, unscale: o.unscale, unscaleFrom: o.unscaleFrom, maxNorm, check: o.check, norm: 'global', decision: o.decision,
   });
   for (const p of parts) p.opt.stepDecided(p.param(), { dtype: p.grad.dtype, id: p.grad.id, off: p.grad.offset }, stepNo, dec);
 }

@@ -9,10 +9,14 @@
  *   WarmupLR position it had advanced.
  * - bf16 AdamW with clipping and a schedule; f32 SGD (momentum, Nesterov) with clipping.
  * - Each at stage 0 (the optimizer's step) and stages 1, 2, 3 (the partitions' step, then the gather).
- * - Host waits: a decided step waits for nothing (the host-decided one once per step).
+ * - Host waits: a decided step waits for nothing (the host-decided one once per step); fp16's
+ *   backward waits for nothing either, its dynamic scale being on the device (device_loss_scale.ts).
  * - ZeroStage12 / ZeroStage3.stepDecided refuse a host decision, state not made yet and offload, naming why.
  * Without a device: one SKIP line.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
@@ -42,14 +46,14 @@ interface Run {
   weights: Buffer;
   /** Host waits across each engine.step() after the first. */
   stepSyncs: number[];
+  /** Decisions read back (readLaterTake) inside each engine.backward() after the first: the emulator's copies are always done, so a read never counts as a wait there. */
+  backwardReads: number[];
   /** stepDecision launches. */
   decided: number;
 }
 
-async function run(c: Case, stage: 0 | 1 | 2 | 3, hostDecides: boolean): Promise<Run> {
-  manualSeed(1234);
-  const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: c.dtype }));
-  const config = {
+function configOf(c: Case, stage: 0 | 1 | 2 | 3): Record<string, unknown> {
+  return {
     train_batch_size: ROWS, train_micro_batch_size_per_gpu: ROWS, gradient_clipping: c.clip,
     optimizer: c.optimizer,
     scheduler: { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: 3e-3, warmup_num_steps: 6 } },
@@ -57,29 +61,42 @@ async function run(c: Case, stage: 0 | 1 | 2 | 3, hostDecides: boolean): Promise
     bf16: { enabled: c.dtype === 'bf16' },
     ...(c.dtype === 'f16' ? { fp16: { enabled: true, initial_scale_power: 20, hysteresis: 1, loss_scale_window: 2, min_loss_scale: 1 } } : {}),
   };
-  const { engine } = await initialize({ model, config, device: DEV, log: () => {} });
+}
+
+async function run(c: Case, stage: 0 | 1 | 2 | 3, hostDecides: boolean, readScales = true): Promise<Run> {
+  manualSeed(1234);
+  const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: c.dtype }));
+  const { engine } = await initialize({ model, config: configOf(c, stage), device: DEV, log: () => {} });
   const vocab = model.config.vocabSize;
   const rnd = mulberry32(5);
   const draw = () => Int32Array.from({ length: ROWS * T }, () => Math.floor(rnd() * vocab));
   const kept: Tensor[] = [];
-  const out: Run = { losses: [], scales: [], skipped: 0, lr: [], norm: 0, weights: Buffer.alloc(0), stepSyncs: [], decided: 0 };
+  const out: Run = { losses: [], scales: [], skipped: 0, lr: [], norm: 0, weights: Buffer.alloc(0), stepSyncs: [], backwardReads: [], decided: 0 };
   const cuda = native.cuda;
   const decide = cuda.stepDecision;
   cuda.stepDecision = (...a: unknown[]) => {
     out.decided++;
     return decide(...a);
   };
+  const take = cuda.readLaterTake;
+  let reads = 0;
+  cuda.readLaterTake = (...a: unknown[]) => {
+    reads++;
+    return take(...a);
+  };
   engineTesting.hostDecides = hostDecides;
   try {
     for (let s = 0; s < STEPS; s++) {
-      // fp16's backward needs the scale, so it settles the last step anyway; the other dtypes read nothing until the end.
-      if (c.dtype === 'f16') out.scales.push(engine.lossScale);
+      // The scale trace settles each step (a read); readScales false reads nothing until the end.
+      if (c.dtype === 'f16' && readScales) out.scales.push(engine.lossScale);
       const loss = tidy(() => {
         const ids = tensor(draw(), { dtype: 'i32', shape: [ROWS, T] }).to(DEV);
         const tg = tensor(draw(), { dtype: 'i32', shape: [ROWS * T] }).to(DEV);
         const logits = engine.forward(ids) as Tensor;
         const l = crossEntropy((logits.dtype === 'f32' ? logits : logits.to('f32')).reshape([ROWS * T, vocab]), tg);
+        const r0 = reads;
         engine.backward(l);
+        if (s > 0) out.backwardReads.push(reads - r0);
         const before = cudaSyncCount(DEV);
         engine.step();
         if (s > 0) out.stepSyncs.push(cudaSyncCount(DEV) - before);
@@ -90,6 +107,7 @@ async function run(c: Case, stage: 0 | 1 | 2 | 3, hostDecides: boolean): Promise
   } finally {
     engineTesting.hostDecides = false;
     cuda.stepDecision = decide;
+    cuda.readLaterTake = take;
   }
   out.losses = kept.map((l) => l.item());
   for (const l of kept) l.dispose();
@@ -149,8 +167,66 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       // stepSyncs[i] is step i + 1's.
       const decidedWaits = dev.stepSyncs.slice(first);
       assert.ok(decidedWaits.every((n) => n === 0), `decided steps waited ${decidedWaits.join(' ')} times`);
+      if (c.dtype === 'f16' && stage === 0) {
+        // Reading nothing in the loop: fp16's scale lives on the device (device_loss_scale.ts), so backward reads no decision.
+        const quiet = await run(c, stage, false, false);
+        assert.equal(quiet.losses, host.losses, 'losses, no reads in the loop');
+        assert.ok(quiet.weights.equals(host.weights), 'weights, no reads in the loop');
+        assert.is(quiet.skipped, host.skipped);
+        assert.ok(quiet.backwardReads.every((n) => n === 0), `backward read decisions ${quiet.backwardReads.join(' ')} times`);
+        assert.ok(quiet.stepSyncs.slice(first).every((n) => n === 0), `decided steps waited ${quiet.stepSyncs.join(' ')} times`);
+      }
     });
   }
+
+  test('fp16: a checkpoint loaded into an engine whose scale is already on the device moves that copy too (bit for bit an uninterrupted run)', async () => {
+    const c = cases[0];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mt-decided-ck-'));
+    const batch = (i: number) => {
+      const rnd = mulberry32(100 + i);
+      const draw = () => Int32Array.from({ length: ROWS * T }, () => Math.floor(rnd() * 64));
+      return [tensor(draw(), { dtype: 'i32', shape: [ROWS, T] }).to(DEV), tensor(draw(), { dtype: 'i32', shape: [ROWS * T] }).to(DEV)];
+    };
+    const make = async (seed: number) => {
+      manualSeed(seed);
+      const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: 'f16' }));
+      const { engine } = await initialize({ model, config: configOf(c, 0), device: DEV, log: () => {} });
+      const step = (i: number) =>
+        tidy(() => {
+          const [ids, tg] = batch(i);
+          const l = crossEntropy((engine.forward(ids) as Tensor).to('f32').reshape([ROWS * T, 64]), tg);
+          engine.backward(l);
+          engine.step();
+          return l.item();
+        });
+      return { model, engine, step };
+    };
+    try {
+      const a = await make(1234);
+      const want: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        want.push(a.step(i));
+        if (i === 3) await a.engine.saveCheckpoint(dir);
+      }
+      // Another run, whose own scale went on the device and moved, then loads step 4 of the first.
+      const b = await make(99);
+      for (let i = 0; i < 3; i++) b.step(20 + i);
+      assert.is.not(b.engine.lossScale, 2 ** 20, 'its own scale moved');
+      b.engine.loadCheckpoint(dir);
+      const got = [4, 5, 6, 7].map((i) => b.step(i));
+      assert.equal(got, want.slice(4), 'losses after the load');
+      assert.is(b.engine.lossScale, a.engine.lossScale);
+      assert.is(b.engine.skippedSteps, a.engine.skippedSteps);
+      const bits = (m: GPT) => Buffer.concat(m.parameters().map((p) => Buffer.from(Float64Array.from(p.to('f64').toList() as number[]).buffer)));
+      assert.ok(bits(b.model).equals(bits(a.model)), 'weights');
+      for (const r of [a, b]) {
+        r.engine.destroy();
+        r.model.dispose();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('ZeroStage12 / ZeroStage3.stepDecided refuse, naming why: a host decision, no state yet, offloaded state or parameters', () => {
     const decision = zeros([3], { dtype: 'f64', device: DEV });

@@ -8,13 +8,16 @@
  * replays) must equal 6 eager steps bit for bit: losses, lr after each step, global and skipped
  * steps, the last norm, every weight. In the bf16 case the loss is multiplied by a static device
  * scalar that is NaN at step 3: the device skips that step inside the graph and the host takes
- * back the lr schedule's and the optimizer's advance, as eagerly. Refusals: gradient accumulation,
- * ZeRO stages 1-3, fp16 dynamic loss scaling, a capture before any eager step.
+ * back the lr schedule's and the optimizer's advance, as eagerly. fp16 with a dynamic scale: the
+ * scale lives on the device (src/engine/device_loss_scale.ts), so the captured backward multiplies by
+ * the replay's scale and the replays follow its growth and its overflow skips. Refusals: gradient
+ * accumulation, ZeRO stages 1-3, fp16 dynamic loss scaling kept on the host, a capture before any eager step.
  * Without a device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
+import { engineTesting } from '../../src/engine/decided_step.ts';
 import {
   type CudaGraph, captureCudaGraph, copyInPlace, crossEntropy, cudaIsAvailable, destroyDistributed, initDistributed, initialize, manualSeed,
   mul, native, type Tensor, tensor,
@@ -25,7 +28,7 @@ const POISONED = 3;
 
 interface Case {
   name: string;
-  dtype: 'bf16' | 'f32';
+  dtype: 'bf16' | 'f32' | 'f16';
   clip: number;
   optimizer: Record<string, unknown>;
   /** Step POISONED's loss is NaN (bf16 only: the overflow check skips it). */
@@ -44,7 +47,10 @@ function configOf(c: Pick<Case, 'dtype' | 'clip' | 'optimizer'>, extra: Record<s
   return {
     train_batch_size: M, train_micro_batch_size_per_gpu: M, gradient_clipping: c.clip, optimizer: c.optimizer,
     scheduler: { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: 3e-3, warmup_num_steps: 8 } },
-    zero_optimization: { stage: 0 }, bf16: { enabled: c.dtype === 'bf16' }, ...extra,
+    zero_optimization: { stage: 0 }, bf16: { enabled: c.dtype === 'bf16' },
+    // fp16: a dynamic scale doubling after every clean step from 2^16, so that replays overflow and skip now and then.
+    ...(c.dtype === 'f16' ? { fp16: { enabled: true, initial_scale_power: 16, loss_scale_window: 1, hysteresis: 1, min_loss_scale: 1 } } : {}),
+    ...extra,
   };
 }
 
@@ -56,6 +62,8 @@ interface Run {
   skipped: number;
   norm: number;
   weights: Buffer;
+  /** The loss scale after each step. */
+  scales: number[];
 }
 
 async function run(c: Case, graph: boolean): Promise<Run> {
@@ -69,7 +77,7 @@ async function run(c: Case, graph: boolean): Promise<Run> {
     engine.step();
     return l;
   };
-  const out: Run = { losses: [], lrs: [], globalSteps: 0, microSteps: 0, skipped: 0, norm: 0, weights: Buffer.alloc(0) };
+  const out: Run = { losses: [], lrs: [], globalSteps: 0, microSteps: 0, skipped: 0, norm: 0, weights: Buffer.alloc(0), scales: [] };
   let g: CudaGraph<Tensor> | null = null;
   for (let s = 0; s < STEPS; s++) {
     batch(s).forEach((b, i) => copyInPlace(inputs[i], b));
@@ -77,6 +85,7 @@ async function run(c: Case, graph: boolean): Promise<Run> {
     const l = g ? g.replay() : whole();
     out.losses.push(l.item());
     out.lrs.push(engine.getLr());
+    out.scales.push(engine.lossScale);
   }
   g?.dispose();
   out.globalSteps = engine.globalSteps;
@@ -107,6 +116,7 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
     { name: 'bf16 AdamW, clipping, a NaN loss at step 3', dtype: 'bf16', clip: 1.0, optimizer: adamw, poison: true },
     { name: 'f32 SGD (momentum), clipping', dtype: 'f32', clip: 0.5, optimizer: { type: 'SGD', params: { lr: 3e-3, momentum: 0.9 } }, poison: false },
     { name: 'f32 AdamW, no clipping (nothing to decide)', dtype: 'f32', clip: 0, optimizer: adamw, poison: false },
+    { name: 'fp16 AdamW, clipping, a dynamic scale on the device', dtype: 'f16', clip: 1.0, optimizer: adamw, poison: false },
   ];
   for (const c of cases) {
     test(`${c.name}: forward, backward and engine.step() replayed = eager steps bit for bit`, async () => {
@@ -118,7 +128,9 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       assert.is(eager.globalSteps, STEPS);
       assert.is(graphed.microSteps, STEPS);
       assert.is(graphed.skipped, eager.skipped, 'skipped steps');
-      assert.is(eager.skipped, c.poison ? 1 : 0, 'the NaN step is skipped');
+      assert.equal(graphed.scales, eager.scales, 'loss scale after each step');
+      if (c.dtype === 'f16') assert.ok(eager.skipped > 0 && eager.scales[0] < eager.scales[1], `the scale grows, and a replayed step overflows (${eager.scales.join(' ')})`);
+      else assert.is(eager.skipped, c.poison ? 1 : 0, 'the NaN step is skipped');
       assert.ok(Object.is(graphed.norm, eager.norm), `last norm ${graphed.norm} vs ${eager.norm}`);
       assert.ok(graphed.weights.equals(eager.weights), 'weights');
       assert.ok(new Set(eager.losses.filter(Number.isFinite)).size > 1, 'the steps saw different batches');
@@ -128,13 +140,15 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
 
   test('refused inside a capture, naming why: gradient accumulation, ZeRO 2, fp16 dynamic scaling, no eager step yet', async () => {
     const c = { dtype: 'bf16' as const, clip: 1.0, optimizer: adamw };
-    const attempts: { extra: Record<string, unknown>; eagerFirst: boolean; dtype?: 'f16'; want: RegExp }[] = [
+    const attempts: { extra: Record<string, unknown>; eagerFirst: boolean; dtype?: 'f16'; hostScale?: boolean; want: RegExp }[] = [
       { extra: { train_batch_size: 2 * M, gradient_accumulation_steps: 2 }, eagerFirst: true, want: /gradient_accumulation_steps is 2/ },
       { extra: { zero_optimization: { stage: 2 } }, eagerFirst: true, want: /ZeRO stage 2's step reads the device/ },
       { extra: {}, eagerFirst: false, want: /run one eager engine\.step\(\) first/ },
-      { extra: { bf16: { enabled: false }, fp16: { enabled: true } }, eagerFirst: true, dtype: 'f16', want: /fp16 dynamic loss scaling/ },
+      // fp16's dynamic scale on the host (an addon without cuda.lossScalerUpdate; the test hook stands in for it).
+      { extra: { bf16: { enabled: false }, fp16: { enabled: true } }, eagerFirst: true, dtype: 'f16', hostScale: true, want: /fp16 dynamic loss scaling/ },
     ];
     for (const a of attempts) {
+      engineTesting.hostDecides = a.hostScale === true;
       manualSeed(1234);
       const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: a.dtype ?? c.dtype }));
       const { engine } = await initialize({ model, config: configOf(c, a.extra), device: 'cuda:0', log: () => {} });
@@ -162,6 +176,7 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       engine.destroy();
       model.dispose();
     }
+    engineTesting.hostDecides = false;
   });
 }
 
