@@ -268,7 +268,9 @@ export class Engine<M extends Module = Module> {
     if (gas !== 1) {
       throw new Error(`${op}: gradient_accumulation_steps is ${gas}, but every replay repeats the same work, so a graph cannot step only every ${gas}th call; capture forward and backward and call step() outside the graph`);
     }
-    if (b.stage !== 0) throw new Error(`${op}: ZeRO stage ${b.stage}'s step reads the device (stage 0 only); capture forward and backward and call step() outside the graph`);
+    if (b.stage !== 0) {
+      throw new Error(`${op}: ZeRO stage ${b.stage}'s step is not captured (stage 0 only: across ranks its gather is a collective, which a capture refuses); capture forward and backward and call step() outside the graph`);
+    }
     if (this.precision.scaler.dynamic && this.precision.deviceScale === null) {
       throw new Error(`${op}: fp16 dynamic loss scaling changes the scale between steps, and this engine keeps it on the host (run one eager step first on a GPU, whose addon has cuda.lossScalerUpdate); use bf16 or a static loss_scale otherwise`);
     }
