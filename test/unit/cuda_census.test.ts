@@ -16,7 +16,7 @@ import {
 
 /** Device ops (kernels, library calls, copies, memsets) of the step at 2 layers, copies to and from the host (each waits for the device). */
 // 95: the device-decided optimizer step (src/engine/decided_step.ts) adds its decision kernel and one scalar-slot write per
-// many-tensor launch, and trades the overflow check's blocking read for a read-later copy (docs/gpu.md, the census section).
+// many-tensor optimizer call, and trades the overflow check's blocking read for a read-later copy (docs/gpu.md, the census section).
 const BUDGET = { deviceOps: 95, toHost: 1, fromHost: 0 };
 
 if (!cudaIsAvailable()) {
