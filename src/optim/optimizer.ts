@@ -189,8 +189,9 @@ export abstract class Optimizer<H extends object> {
    * captureCudaGraph the launches are captured reading the decision, and each replay advances the
    * step counts (as a captured `step()`); the returned function takes back one replay's advance.
    * @example
-   * const undo = opt.stepDecided(decision);   // queued; the host goes on
-   * if (readLater(decision)[0] !== 0) undo();  // later, once known: the step was skipped
+   * const undo = opt.stepDecided(decision);                                  // queued; the host goes on
+   * const token = native.cuda.readLater(decision.id, decision.offset * 8, 16); // the decision, copied back later
+   * if (new Float64Array(native.cuda.readLaterTake(token))[0] !== 0) undo();    // once needed: the step was skipped
    */
   stepDecided(decision: Tensor): () => void {
     const op = `${this.name}.stepDecided`;
