@@ -210,6 +210,8 @@ for name in $first $(for f in test/unit/cuda_*.test.ts test/dist/cuda_*.test.ts;
 done
 # fp16 engine steps whose true gradients are ~1e-8 (unscaled in f32 by the optimizer kernels), ZeRO 0-3 on cuda:0 and the CPU.
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
+# The device-decided step's rules on the GPU's arithmetic: stepDecision and the fp16 scaler's update bit for bit their CPU twins.
+step unit/step_decision 120 uvu test/unit '^(step_decision|loss_scaler_update)\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # And on the mma.sync kernels (attention_fa2*.cu: forward and backward where they apply, WMMA elsewhere).
