@@ -17,6 +17,7 @@ import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward }
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
 import { allReduceNumber, averageGrads, checkPipelineGrads, sumTiedGrads } from './grad_sync.ts';
 import { pipelineLayerRng } from './layer_rng.ts';
+import type { LossSum } from './loss_sum.ts';
 import type { PipelineModule } from './module.ts';
 import { stepWithGradScale } from './optimizer_step.ts';
 import { PipeP2P } from './p2p.ts';
@@ -196,7 +197,7 @@ export class PipelineEngine {
     const z = this.zeroPipe?.perMicroBatch ? this.zeroPipe : null;
     // Gradients are reduced once per step, below: no per-micro-batch hooks (DataParallel, ZeRO-2) fire. ZeRO-3 reduces in each backward.
     const hooks = params.map((p) => (z ? [] : p.gradReadyHooks.splice(0)));
-    let lossSum: number;
+    let lossSum: LossSum;
     // Dropout draws from per-layer streams (layer_rng.ts); the global generator is left where it was.
     const rng0 = getRngState();
     const rng = pipelineLayerRng(rng0.seed, this.globalSteps, this.microBatches);
@@ -212,7 +213,17 @@ export class PipelineEngine {
       setRngState(rng0);
       params.forEach((p, i) => p.gradReadyHooks.push(...hooks[i]));
     }
-    if (this.tpGroup && !z) allReduceSequenceParallelGrads(this.module, this.tpGroup);
+    try {
+      this.step(params, z !== null);
+      return this.reportLoss(lossSum.take());
+    } finally {
+      lossSum.dispose(); // unread only when the step failed
+    }
+  }
+
+  /** After the batch's last action: gradients summed and averaged once, checked, clipped, and the optimizer step. */
+  private step(params: Tensor[], zeroReducedInBackward: boolean): void {
+    if (this.tpGroup && !zeroReducedInBackward) allReduceSequenceParallelGrads(this.module, this.tpGroup);
     sumTiedGrads(this.module);
     let ok: boolean;
     if (this.zeroPipe) {
@@ -231,7 +242,6 @@ export class PipelineEngine {
     if (ok) this.lrScheduler?.step();
     else this.skippedSteps++;
     this.lossScaler?.update(!ok);
-    return this.reportLoss(lossSum);
   }
 
   private evaluate(fetch: (mb: number) => MicroBatch): number {
@@ -251,7 +261,7 @@ export class PipelineEngine {
     }
     const r = runStageActions(this.module, this.evalRun.schedule, this.evalRun.p2p, fetch, false);
     this.timeline = r.timeline;
-    return this.reportLoss(r.lossSum);
+    return this.reportLoss(r.lossSum.take());
   }
 
   /** Micro-batch i of this batch, pulled in order on the ranks that need data, on the engine's device (copies go to `copies`). */

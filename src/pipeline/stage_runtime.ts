@@ -9,6 +9,7 @@ import { tidy } from '../tensor/scope.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { LayerRng } from './layer_rng.ts';
 import { scaledLoss } from './loss_scale.ts';
+import { LossSum } from './loss_sum.ts';
 import type { PipelineModule } from './module.ts';
 import type { PipeP2P } from './p2p.ts';
 import { type Action, formatAction, type Schedule } from './schedule/action.ts';
@@ -27,8 +28,8 @@ interface MicroState {
 }
 
 export interface BatchResult {
-  /** Sum of the last stage's micro-batch losses (0 on other ranks). */
-  lossSum: number;
+  /** Sum of the last stage's micro-batch losses, on its device until taken (0 on other ranks). */
+  lossSum: LossSum;
   timeline: TimedAction[];
 }
 
@@ -60,7 +61,7 @@ export function runStageActions(
     return s;
   };
   const local = (stage: number): boolean => stage >= 0 && stage <= last && module.stageRank(stage) === module.pipeRank;
-  let lossSum = 0;
+  const lossSum = new LossSum();
   const timeline: TimedAction[] = [];
 
   const forward = (a: Action): void => {
@@ -85,7 +86,7 @@ export function runStageActions(
       if (a.stage !== last) return y;
       if (!module.lossFn) throw new Error('pipeline: the last stage needs a lossFn (PipelineModule option)');
       const loss = module.lossFn(y, data(a.microbatch)[1]);
-      lossSum += loss.item();
+      lossSum.add(loss);
       // Each micro-batch's gradient is 1/m of the batch mean's, as gradient accumulation (times the fp16 loss scale).
       return scaledLoss(loss, m, scaler);
     });
@@ -132,6 +133,9 @@ export function runStageActions(
 
   try {
     runActions();
+  } catch (e) {
+    lossSum.dispose();
+    throw e;
   } finally {
     // Also after a failed action: nothing this batch held outlives it.
     for (const s of states.values()) for (const t of [s.input, s.output, s.gradOut, s.gradIn]) if (t && !t.disposed) t.dispose();

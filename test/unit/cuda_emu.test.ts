@@ -71,6 +71,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_engine_fp16', {}],
   // engine.step() decided on the device (no host read) bit for bit the host-decided step; skipped steps taken back.
   ['unit/cuda_engine_decided', {}],
+  // The pipeline's last stage sums its losses on the device: read once per batch, the JS sum's bits.
+  ['unit/pipeline_loss_sum', {}],
   ['unit/f16_matmul', {}],
   ['unit/cuda_step_syncs', {}],
   ['unit/cuda_pinned', {}],
