@@ -8,17 +8,15 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { native } from '../native.ts';
 import type { Module } from '../nn/module.ts';
-import { zeros } from '../ops/create.ts';
 import { clipFactor } from '../optim/clip_grad.ts';
 import { GradSquares } from '../optim/grad_squares.ts';
 import type { LRScheduler, SchedulableOptimizer } from '../optim/lr_schedules/base.ts';
 import { graphCaptureDevice, onEachReplay } from '../tensor/capture_state.ts';
-import { keep } from '../tensor/scope.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { EngineBackend } from './backend.ts';
 import type { EngineConfig } from './config_types.ts';
-import { addonDecides, canDecideOnDevice, type DecidedStepInputs, engineTesting, type PendingStep, pendingStep, queueDecidedStep } from './decided_step.ts';
+import { addonDecides, canDecideOnDevice, type DecidedStepInputs, DecidedSteps, engineTesting, queueDecidedStep } from './decided_step.ts';
 import {
   type LoadEngineCheckpointOptions, type LoadedEngineCheckpoint, loadEngineCheckpoint, type SaveEngineCheckpointOptions, saveEngineCheckpoint,
 } from './engine_checkpoint.ts';
@@ -80,10 +78,8 @@ export class Engine<M extends Module = Module> {
   /** The last wall_clock_breakdown report (null until one is printed or when it is off). */
   lastWallClock: WallClockReport | null = null;
   private gradNorm = Number.NaN;
-  /** A step decided on the device whose outcome is not read yet (decided_step.ts). */
-  private pending: PendingStep | null = null;
-  /** The device decision's buffer (f64 [3]), made at the first step with something to decide on a GPU. */
-  private decision: Tensor | null = null;
+  /** Steps decided on the device: the decision's buffer and the step whose outcome is not read yet (decided_step.ts). */
+  private readonly decided: DecidedSteps;
 
   constructor(parts: EngineParts) {
     this.module = parts.model as M;
@@ -98,6 +94,7 @@ export class Engine<M extends Module = Module> {
     this.log = parts.log;
     this.gradientAccumulationSteps = parts.config.gradient_accumulation_steps;
     this.clock = parts.config.wall_clock_breakdown ? new WallClock() : null;
+    this.decided = new DecidedSteps(this.device);
   }
 
   /** Runs the model's forward. */
@@ -180,7 +177,7 @@ export class Engine<M extends Module = Module> {
         return;
       }
       // Made now, outside any graph: a step captured later decides into it.
-      if ((check || clip > 0) && this.device !== 'cpu' && native.cuda?.optimDecision === true) this.decisionBuffer();
+      if ((check || clip > 0) && this.device !== 'cpu' && native.cuda?.optimDecision === true) this.decided.decision();
       // One read for the overflow check (all-reduced over dp) and the norm (local: DataParallel averaged the gradients).
       const squares = new GradSquares(grads, check ? [this.group] : [], this.device);
       const unscale = this.precision.prepare(grads, squares);
@@ -218,15 +215,11 @@ export class Engine<M extends Module = Module> {
    * if the decision was a skip, which also updates the scaler and the norm.
    */
   private decidedStep(queue: (decision: Tensor) => () => void): void {
-    const decision = this.decisionBuffer();
-    const undoOptimizer = queue(decision);
-    this.precision.deviceScale?.update(decision);
-    const undoSchedule = this.lrScheduler?.snapshot() ?? null;
-    this.lrScheduler?.step();
-    this.pending = pendingStep(decision, () => {
-      undoOptimizer();
-      undoSchedule?.();
-    });
+    this.decided.step((decision) => {
+      const undo = queue(decision);
+      this.precision.deviceScale?.update(decision);
+      return undo;
+    }, this.lrScheduler);
     this.zeroGrad();
     this.globalSteps++;
   }
@@ -247,12 +240,6 @@ export class Engine<M extends Module = Module> {
       grads, groups: check ? [this.group] : [], device: this.device, unscale: this.precision.unscale(), unscaleFrom: this.precision.deviceScale?.unscale ?? null,
       maxNorm: this.config.gradient_clipping, check, optimizer: b.optimizer, decision,
     };
-  }
-
-  /** Where the device writes a step's decision: made at the first step with something to decide on a GPU, outside any graph's pool. */
-  private decisionBuffer(): Tensor {
-    this.decision ??= keep(zeros([3], { dtype: 'f64', device: this.device, tag: 'other' }));
-    return this.decision;
   }
 
   /**
@@ -276,8 +263,8 @@ export class Engine<M extends Module = Module> {
     }
     const check = this.precision.dtype !== null;
     const decided = check || this.config.gradient_clipping > 0;
-    if (decided && (this.decision === null || !canDecideOnDevice(this.device, b.optimizer))) {
-      throw new Error(`${op}: run one eager engine.step() first (the optimizer's state and the step's decision buffer are made then, outside the graph)${this.decision === null ? '' : `; ${b.optimizer.constructor.name} cannot step from a device decision here (each parameter on ${this.device}, with a contiguous gradient)`}`);
+    if (decided && (!this.decided.made || !canDecideOnDevice(this.device, b.optimizer))) {
+      throw new Error(`${op}: run one eager engine.step() first (the optimizer's state and the step's decision buffer are made then, outside the graph)${!this.decided.made ? '' : `; ${b.optimizer.constructor.name} cannot step from a device decision here (each parameter on ${this.device}, with a contiguous gradient)`}`);
     }
     let undoOptimizer = () => {};
     let undoSchedule: (() => void) | null = null;
@@ -287,9 +274,8 @@ export class Engine<M extends Module = Module> {
       this.microSteps++;
       this.globalSteps++;
       return () => {
-        const decision = this.decision;
-        if (decided && decision !== null) {
-          this.pending = pendingStep(decision, () => {
+        if (decided) {
+          this.decided.expect(() => {
             undoOptimizer();
             undoSchedule?.();
           });
@@ -299,7 +285,7 @@ export class Engine<M extends Module = Module> {
     });
     const grads = this.stageZeroGrads();
     if (decided) {
-      const decision = this.decisionBuffer();
+      const decision = this.decided.decision();
       undoOptimizer = queueDecidedStep(this.decidedInputs(grads, decision));
       this.precision.deviceScale?.update(decision);
     } else {
@@ -311,12 +297,10 @@ export class Engine<M extends Module = Module> {
 
   /** Learns the outcome of a step decided on the device: takes it back on the host if skipped, updates the scaler. */
   private settle(): void {
-    const p = this.pending;
-    if (p === null) return;
-    this.pending = null;
-    const { stepped, norm } = p.settle();
-    this.gradNorm = norm;
-    this.precision.finish(stepped);
+    const outcome = this.decided.settle();
+    if (outcome === null) return;
+    this.gradNorm = outcome.norm;
+    this.precision.finish(outcome.stepped);
   }
 
   /**
@@ -452,8 +436,7 @@ export class Engine<M extends Module = Module> {
     try {
       this.settle(); // the host state (step counts, lr, scaler) as the device left it
     } finally {
-      this.decision?.dispose();
-      this.decision = null;
+      this.decided.dispose();
       this.precision.dispose();
       if (b.stage === 0) b.dp.destroy();
       else b.zero.destroy();

@@ -90,7 +90,8 @@ export async function initializePipeline(s: PipelineSetup): Promise<InitializedP
   const z = config.zero_optimization;
   // The schedule needs the optimizer, which ZeRO builds inside the engine: it is made after create and stepped through this.
   let lrScheduler: LRScheduler | null = null;
-  const stepper = { step: () => lrScheduler?.step() };
+  // snapshot: a step decided on the device advances the schedule at once and takes it back on a skip.
+  const stepper = { step: () => lrScheduler?.step(), snapshot: () => lrScheduler?.snapshot() ?? (() => {}) };
   let plain: Optimizer<{ lr: number }> | null = null;
   if (stage === 0) plain = s.optimizer instanceof Optimizer ? s.optimizer : s.build(s.spec());
   else if (!s.dpGroup) {

@@ -66,6 +66,7 @@ export function withCheckpoints(engine: PipelineEngine, parts: PipelineCheckpoin
   };
   const methods: PipelineCheckpointing = {
     async saveCheckpoint(dir, opts = {}) {
+      engine.settle(); // a step decided on the device: its outcome before the state is saved
       const plain = plainOf('saveCheckpoint');
       const tag = opts.tag ?? `global_step${engine.globalSteps}`;
       const saved: Saved = {
@@ -77,6 +78,7 @@ export function withCheckpoints(engine: PipelineEngine, parts: PipelineCheckpoin
       return tag;
     },
     loadCheckpoint(dir, opts = {}) {
+      engine.settle();
       const plain = plainOf('loadCheckpoint');
       const tag = opts.tag ?? readLatestTag(dir);
       const load = { ...mesh, tag, loadModuleStrict: opts.loadModuleStrict ?? true };

@@ -4,18 +4,22 @@
  * 1F1B, interleaved 1F1B, ZB-H1 or your own action lists), then — once, after the last
  * micro-batch — sums tied gradients across stages, averages over data-parallel replicas (plain,
  * or ZeRO stage 1, 2 or 3 over the mesh's dp group), clips by the global norm over all stages, and
- * steps. The mean loss is reported to every rank.
+ * steps. The mean loss is reported to every rank. On a GPU the plain optimizer's step is decided on
+ * the device once the optimizer has state (no host read per step: decided_step.ts), and the last
+ * stage sums its losses there (loss_sum.ts): a batch reads the device once, for the loss.
  */
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
+import { addonDecides, DecidedSteps, engineTesting, type UndoableSchedule } from '../engine/decided_step.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
+import { Optimizer } from '../optim/optimizer.ts';
 import { getRngState, setRngState } from '../tensor/random.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { allReduceSequenceParallelGrads, reduceSequenceParallelGradsInBackward } from '../tensor_parallel/sequence_parallel.ts';
 import type { ZeroOptimizer } from '../zero/zero_optimizer.ts';
-import { allReduceNumber, averageGrads, checkPipelineGrads, sumTiedGrads } from './grad_sync.ts';
+import { allReduceNumber, averageGrads, checkPipelineGrads, queuePipelineDecision, sumTiedGrads } from './grad_sync.ts';
 import { pipelineLayerRng } from './layer_rng.ts';
 import type { LossSum } from './loss_sum.ts';
 import type { PipelineModule } from './module.ts';
@@ -45,8 +49,11 @@ export interface PipelineEngineOptions {
   optimizer?: { step(): void; zeroGrad(): void };
   /** ZeRO stage 1, 2 or 3 over dpGroup instead of `optimizer`. */
   zero?: ZeroPipelineOptions;
-  /** Stepped after every optimizer step. */
-  lrScheduler?: { step(): void };
+  /**
+   * Stepped after every optimizer step. With `snapshot` (LRScheduler's) a step decided on the
+   * device may advance it before the outcome is known and take it back on a skip.
+   */
+  lrScheduler?: { step(): void; snapshot?(): () => void };
   /** The data-parallel group (the mesh's 'dp' group); default: none. */
   dpGroup?: ProcessGroup;
   /**
@@ -90,20 +97,20 @@ export class PipelineEngine {
   readonly device: Device;
   /** Batches trained (optimizer steps, skipped ones included, as DeepSpeed counts). */
   globalSteps = 0;
-  /** Batches whose step was skipped because fp16 gradients overflowed. */
-  skippedSteps = 0;
-  /** The global gradient norm of the last step (NaN when clipping is off). */
-  lastGradNorm = Number.NaN;
   /** This rank's actions of the last batch with their start and end (epoch ms). */
   timeline: TimedAction[] = [];
+  private skipped = 0;
+  private gradNorm = Number.NaN;
   private readonly optimizer: { step(): void; zeroGrad(): void } | null;
   private readonly zeroPipe: ZeroPipe | null;
-  private readonly lrScheduler: { step(): void } | null;
+  private readonly lrScheduler: { step(): void; snapshot?(): () => void } | null;
   private readonly lossScaler: LossScaler | null;
   private readonly p2p: PipeP2P;
   private evalRun: { schedule: Schedule; p2p: PipeP2P } | null = null;
   /** Why an earlier batch failed part-way: the engine refuses further batches. */
   private failure: string | null = null;
+  /** Plain steps decided on the device: the decision's buffer and the step not read back yet (settle). */
+  private readonly decided: DecidedSteps;
 
   private constructor(opts: PipelineEngineOptions, schedule: Schedule) {
     this.module = opts.module;
@@ -119,6 +126,7 @@ export class PipelineEngine {
     this.zeroPipe = opts.zero ? new ZeroPipe(this.module, opts.zero, this.dpGroup, this.gradientClipping, this.tpGroup) : null;
     this.p2p = new PipeP2P(this.module.group ?? fakeGroup(), schedule, this.module.pipeRank, this.device);
     if (schedule.splitBackward) installWeightGradDeferral(this.module);
+    this.decided = new DecidedSteps(this.device);
   }
 
   /** Every rank of the pipeline (and dp) group calls it: validates the schedule, ties weights, broadcasts dp replicas. */
@@ -139,6 +147,46 @@ export class PipelineEngine {
     // Stage 3 takes each backward's gradients: sequence-parallel sums go in before its hooks (registered next).
     if (opts.tpGroup && opts.tpGroup.size > 1 && opts.zero?.stage === 3) reduceSequenceParallelGradsInBackward(mod, opts.tpGroup);
     return new PipelineEngine(opts, schedule);
+  }
+
+  /** Batches whose step was skipped because fp16 gradients overflowed (settles the last step). */
+  get skippedSteps(): number {
+    this.settle();
+    return this.skipped;
+  }
+
+  set skippedSteps(n: number) {
+    this.settle();
+    this.skipped = n;
+  }
+
+  /** The global gradient norm of the last step (NaN when clipping is off or the step was skipped; settles it). */
+  get lastGradNorm(): number {
+    this.settle();
+    return this.gradNorm;
+  }
+
+  /**
+   * Learns the outcome of a step decided on the device (a plain optimizer on a GPU reads nothing
+   * per step): a skip takes back the optimizer's step counts and the lr schedule, counts in
+   * skippedSteps and updates the loss scaler. The engine's getters and checkpoints call it; call
+   * it before reading the optimizer's or the schedule's state yourself. May wait for the device.
+   */
+  settle(): void {
+    const outcome = this.decided.settle();
+    if (outcome === null) return;
+    this.gradNorm = outcome.norm;
+    if (!outcome.stepped) this.skipped++;
+    this.lossScaler?.update(!outcome.stepped);
+  }
+
+  /** Settles the last step and frees the engine's device buffers (the ZeRO optimizer has its own destroy). */
+  destroy(): void {
+    try {
+      this.settle();
+    } finally {
+      this.decided.dispose();
+    }
   }
 
   /** The ZeRO optimizer of this stage (zero option), e.g. to change `hyper.lr` between steps; null otherwise. */
@@ -223,25 +271,57 @@ export class PipelineEngine {
 
   /** After the batch's last action: gradients summed and averaged once, checked, clipped, and the optimizer step. */
   private step(params: Tensor[], zeroReducedInBackward: boolean): void {
+    this.settle(); // the previous step's outcome (long decided by now: this batch's work is queued after it)
     if (this.tpGroup && !zeroReducedInBackward) allReduceSequenceParallelGrads(this.module, this.tpGroup);
     sumTiedGrads(this.module);
     let ok: boolean;
     if (this.zeroPipe) {
+      // ZeRO under a pipeline decides on the host (one read per step).
       ok = this.zeroPipe.step(this.lossScaler);
-      this.lastGradNorm = this.zeroPipe.lastGradNorm;
+      this.gradNorm = this.zeroPipe.lastGradNorm;
     } else {
       if (this.dpGroup) averageGrads(params, this.dpGroup);
+      const optimizer = this.decidingOptimizer();
+      if (optimizer) {
+        this.decidedStep(optimizer);
+        return;
+      }
       // The overflow check and the clipping norm from one host read.
       const r = checkPipelineGrads(this.module, this.lossScaler, this.gradientClipping, this.dpGroup, this.tpGroup, this.device);
       ok = r.ok;
-      this.lastGradNorm = r.norm;
+      this.gradNorm = r.norm;
       if (ok && this.optimizer) stepWithGradScale(this.optimizer, params, r.gradScale);
       this.optimizer?.zeroGrad();
     }
     this.globalSteps++;
     if (ok) this.lrScheduler?.step();
-    else this.skippedSteps++;
+    else this.skipped++;
     this.lossScaler?.update(!ok);
+  }
+
+  /**
+   * The plain optimizer when this step can be decided on the device (a CUDA addon with
+   * stepDecision, an Optimizer with state there, something to decide: a static loss scale or
+   * clipping; an lr schedule that can be taken back); null: the host decides. fp16's dynamic
+   * scale stays on the host: the next batch's backward needs the scale this step's overflow sets.
+   */
+  private decidingOptimizer(): Optimizer<{ lr: number }> | null {
+    const opt = this.optimizer;
+    const s = this.lossScaler;
+    if (engineTesting.hostDecides || !(opt instanceof Optimizer) || (!s && this.gradientClipping <= 0) || s?.dynamic) return null;
+    if (this.lrScheduler && typeof this.lrScheduler.snapshot !== 'function') return null;
+    return addonDecides(this.device) && opt.canStepDecided(this.device) ? (opt as Optimizer<{ lr: number }>) : null;
+  }
+
+  /** checkPipelineGrads and the optimizer step decided on the device: nothing read; settle() learns the outcome. */
+  private decidedStep(optimizer: Optimizer<{ lr: number }>): void {
+    const s = this.lossScaler;
+    this.decided.step((decision) => {
+      queuePipelineDecision(this.module, s !== null, s ? 1 / s.lossScale : 1, this.gradientClipping, this.dpGroup, this.tpGroup, this.device, decision);
+      return optimizer.stepDecided(decision);
+    }, this.lrScheduler as UndoableSchedule | null);
+    optimizer.zeroGrad();
+    this.globalSteps++;
   }
 
   private evaluate(fetch: (mb: number) => MicroBatch): number {

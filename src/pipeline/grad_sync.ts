@@ -6,10 +6,11 @@
 import type { ProcessGroup } from '../dist/process_group.ts';
 import type { Work } from '../dist/work.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
+import { native } from '../native.ts';
 import { tensor } from '../ops/create.ts';
 import * as k from '../ops/kernels.ts';
 import { clipFactor, scaleToMaxNorm } from '../optim/clip_grad.ts';
-import { withDeviceSums } from '../optim/device_sums.ts';
+import { DeviceSums, withDeviceSums } from '../optim/device_sums.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { unscaleOrSkip } from './loss_scale.ts';
@@ -103,17 +104,40 @@ export function checkPipelineGrads(
 ): { ok: boolean; norm: number; gradScale: number } {
   if (!scaler && maxNorm <= 0) return { ok: true, norm: Number.NaN, gradScale: 1 };
   const params = module.parameters();
-  const grads = liveGrads(params);
   const [all, mine] = withDeviceSums(device ?? params[0]?.device ?? 'cpu', 2, (s) => {
-    if (scaler) for (const g of grads) s.add(g, 2, 0);
-    if (maxNorm > 0) for (const g of liveGrads(normParams(module, tp))) s.add(g, 2, 1);
-    s.allReduce([module.group, tp]);
-    if (scaler) s.allReduce([dp], 0, 1);
+    pipelineGradSums(s, module, scaler !== null, maxNorm, dp, tp);
     return s.read();
   });
-  const unscale = scaler ? unscaleOrSkip(grads, scaler, [], !Number.isFinite(all)) : 1;
+  const unscale = scaler ? unscaleOrSkip(liveGrads(params), scaler, [], !Number.isFinite(all)) : 1;
   if (unscale === false) return { ok: false, norm: Number.NaN, gradScale: 1 };
   if (maxNorm <= 0) return { ok: true, norm: Number.NaN, gradScale: unscale };
   const total = Math.sqrt(mine) * unscale;
   return { ok: true, norm: total, gradScale: unscale * clipFactor(total, maxNorm) };
+}
+
+/**
+ * checkPipelineGrads decided on the device, nothing read: the same two slots go to
+ * `cuda.stepDecision` (global 0, local 1), which writes {skip, gradScale, norm} into `decision`
+ * (f64 [3] on `device`) by the host's arithmetic. `unscale` is 1/scale (1 without a scaler).
+ */
+export function queuePipelineDecision(
+  module: PipelineModule, check: boolean, unscale: number, maxNorm: number, dp: ProcessGroup | null, tp: ProcessGroup | null, device: Device, decision: Tensor,
+): void {
+  const s = new DeviceSums(device, 2);
+  try {
+    pipelineGradSums(s, module, check, maxNorm, dp, tp);
+    const v = s.values;
+    native.cuda.stepDecision(v.id, v.offset, 0, 1, unscale, maxNorm, check, decision.id, decision.offset);
+  } finally {
+    // Back to the cache once queued: the next user of the block is ordered after these launches on the stream.
+    s.dispose();
+  }
+}
+
+/** checkPipelineGrads' two slots: 0 every gradient's squares over pipe, tp and dp (with `check`), 1 the norm's share over pipe and tp (maxNorm > 0). */
+function pipelineGradSums(s: DeviceSums, module: PipelineModule, check: boolean, maxNorm: number, dp: ProcessGroup | null, tp: ProcessGroup | null): void {
+  if (check) for (const g of liveGrads(module.parameters())) s.add(g, 2, 0);
+  if (maxNorm > 0) for (const g of liveGrads(normParams(module, tp))) s.add(g, 2, 1);
+  s.allReduce([module.group, tp]);
+  if (check) s.allReduce([dp], 0, 1);
 }

@@ -64,6 +64,7 @@ export async function savePlainMeshCheckpoint(
   engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, tag: string, opts: MeshCheckpointOptions & { clientState?: unknown },
 ): Promise<void> {
   const where = 'savePlainMeshCheckpoint';
+  engine.settle(); // a step decided on the device: the optimizer's state as it turned out
   const places = placements(engine, opts);
   const dpWriter = !engine.dpGroup || engine.dpGroup.rank === 0;
   const tpRank = opts.tpGroup && opts.tpGroup.size > 1 ? opts.tpGroup.rank : 0;
@@ -123,6 +124,7 @@ export async function savePlainMeshCheckpoint(
  */
 export function loadPlainMeshCheckpoint(engine: PipelineEngine, optimizer: AnyOptimizer, dir: string, opts: MeshCheckpointOptions & MeshLoadOptions): unknown {
   const where = 'loadPlainMeshCheckpoint';
+  engine.settle();
   let prepared: Prepared | null = null;
   let error: unknown = null;
   try {

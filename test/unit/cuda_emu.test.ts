@@ -81,6 +81,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['dist/cuda_staging', {}],
   ['dist/cuda_zero', {}],
   ['dist/cuda_pipeline', {}],
+  // The plain pipeline step decided on cuda:0 (1 rank and 2 over shm) bit for bit the host-decided one.
+  ['dist/cuda_pipeline_decided', {}],
   ['dist/cuda_engine_checkpoint', {}],
   ['dist/cuda_pipeline_plain_checkpoint', {}],
   ['dist/cuda_pipeline_buffers_checkpoint', {}],

@@ -1,0 +1,66 @@
+// The plain (non-ZeRO) pipeline step decided on cuda:0 (fixtures/cuda_pipeline_decided.ts): a
+// 2-stage GPT-tiny pipeline held by one rank, and split over 2 ranks sharing cuda:0 (shm), trains 6
+// batches of 3 micro-batches with the step decided on the device and, in the same process, decided on
+// the host (engineTesting.hostDecides). bf16 (scale-1 static scaler, AdamW, clipping 0.5), f16 (static
+// scale 1024, AdamW, clipping 0.5), each with batch 3's gradients overflowing (a skip decided on the
+// device after the optimizer has state, taken back at settle), and f32 (SGD Nesterov, clipping 0.05):
+// losses, lr, skipped steps and norms after every batch and every weight at the end bit for bit on every
+// rank; a stepDecision launch per batch after the first (a plain step makes the optimizer's state); one
+// native.read fewer per batch than the host way (the sums: only the loss is read, once). Prints one SKIP
+// line without a device.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cudaIsAvailable, native } from '../../src/index.ts';
+import { expectExit, runLauncher } from './helpers.ts';
+
+interface Result {
+  case: string;
+  rank: number;
+  size: number;
+  equal: Record<string, boolean>;
+  skipped: number[];
+  norms: (number | null)[];
+  reads: number[];
+  hostReads: number[];
+  decisions: number;
+  hostDecisions: number;
+  weights: number;
+}
+
+const CASES = ['bf16', 'f16', 'f32'];
+const [STEPS, BLOW_UP] = [6, 3];
+
+async function launch(ranks: number): Promise<void> {
+  const r = await runLauncher(['--num_procs', String(ranks), '--no_local_rank'], 'cuda_pipeline_decided.ts', [CASES.join(',')], { timeoutMs: 300_000 });
+  expectExit(r, 0, `cuda_pipeline_decided on ${ranks} rank(s)`);
+  const results = [...r.stdout.matchAll(/^\[rank \d+\] RESULT (.*)$/gm)].map((m) => JSON.parse(m[1]) as Result);
+  assert.is(results.length, ranks * CASES.length, 'every rank reported every case');
+  for (const x of results) {
+    const at = `${x.case} on ${ranks} rank(s), rank ${x.rank}`;
+    for (const [what, same] of Object.entries(x.equal)) assert.ok(same, `${at}: ${what} decided on the device = decided on the host, bit for bit`);
+    assert.ok(x.weights > 0, `${at}: the rank holds weights`);
+    const skips = x.case === 'f32' ? 0 : 1;
+    assert.equal(x.skipped, Array.from({ length: STEPS }, (_, s) => (s >= BLOW_UP ? skips : 0)), `${at}: skipped steps after each batch`);
+    // Clipping acts on every step that is not skipped (JSON writes the skipped step's NaN as null).
+    x.norms.forEach((n, s) => assert.ok(skips && s === BLOW_UP ? n === null : (n as number) > 0.05, `${at}: batch ${s}'s norm ${n}`));
+    assert.is(x.hostDecisions, 0, `${at}: the host way launches no stepDecision`);
+    assert.is(x.decisions, STEPS - 1, `${at}: one stepDecision per batch after the first`);
+    assert.equal(x.reads, x.hostReads.map((n, s) => (s === 0 ? n : n - 1)), `${at}: native.read per trainBatch decided (${x.reads}) vs host (${x.hostReads})`);
+  }
+}
+
+if (!cudaIsAvailable()) {
+  test('pipeline steps decided on cuda:0', () => {
+    const info = native.deviceInfo();
+    console.log(`SKIP test/dist/cuda_pipeline_decided (cuda:0): no usable CUDA device (${info.cudaCompiled ? info.cudaStatus : 'built without CUDA'})`);
+  });
+} else {
+  test('one rank holding 2 stages: the step decided on cuda:0 = the host-decided step (bf16, f16 with a skip; f32), no read of the sums', async () => {
+    await launch(1);
+  });
+  test('2 ranks on cuda:0 over shm: the step decided on cuda:0 = the host-decided step on both ranks', async () => {
+    await launch(2);
+  });
+}
+
+test.run();
