@@ -90,6 +90,7 @@ export function withCheckpoints(engine: PipelineEngine, parts: PipelineCheckpoin
       const sched = parts.lrScheduler();
       if (sched && saved.scheduler) sched.loadStateDict(saved.scheduler);
       if (parts.lossScaler && saved.scaler) parts.lossScaler.loadStateDict(saved.scaler);
+      engine.lossScalerChanged();
       return { tag, loadPath: `${dir}/${tag}`, clientState: saved.user };
     },
   };

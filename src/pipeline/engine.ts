@@ -11,7 +11,8 @@
 import { broadcastState } from '../dist/data_parallel_comms.ts';
 import type { ProcessGroup } from '../dist/process_group.ts';
 import { addonDecides, DecidedSteps, engineTesting, type UndoableSchedule } from '../engine/decided_step.ts';
-import type { LossScaler } from '../engine/loss_scaler.ts';
+import { addonScales, DeviceLossScale } from '../engine/device_loss_scale.ts';
+import { DynamicLossScaler, type LossScaler } from '../engine/loss_scaler.ts';
 import { tensor } from '../ops/create.ts';
 import { Optimizer } from '../optim/optimizer.ts';
 import { getRngState, setRngState } from '../tensor/random.ts';
@@ -111,6 +112,8 @@ export class PipelineEngine {
   private failure: string | null = null;
   /** Plain steps decided on the device: the decision's buffer and the step not read back yet (settle). */
   private readonly decided: DecidedSteps;
+  /** fp16's dynamic scale kept on the device once a batch on a GPU made it (the host scaler follows at settle). */
+  private deviceScale: DeviceLossScale | null = null;
 
   private constructor(opts: PipelineEngineOptions, schedule: Schedule) {
     this.module = opts.module;
@@ -186,7 +189,15 @@ export class PipelineEngine {
       this.settle();
     } finally {
       this.decided.dispose();
+      this.deviceScale?.dispose();
+      this.deviceScale = null;
     }
+  }
+
+  /** The loss scaler's state was changed on the host (a checkpoint load): the device's copy of the scale follows. */
+  lossScalerChanged(): void {
+    this.settle();
+    this.deviceScale?.seed();
   }
 
   /** The ZeRO optimizer of this stage (zero option), e.g. to change `hyper.lr` between steps; null otherwise. */
@@ -253,7 +264,7 @@ export class PipelineEngine {
     try {
       const r = runStageActions(
         this.module, this.schedule, this.p2p, fetch, true, this.lossScaler, z ? (out, g) => z.backward(out, g) : undefined,
-        z && this.schedule.splitBackward ? () => z.reduceWeightGrads() : null, (mb) => rng(mb, layers),
+        z && this.schedule.splitBackward ? () => z.reduceWeightGrads() : null, (mb) => rng(mb, layers), this.useDeviceScale(),
       );
       lossSum = r.lossSum;
       this.timeline = r.timeline;
@@ -297,18 +308,32 @@ export class PipelineEngine {
     if (ok) this.lrScheduler?.step();
     else this.skipped++;
     this.lossScaler?.update(!ok);
+    this.deviceScale?.seed(); // decided on the host: the device's copy of the scale follows
+  }
+
+  /**
+   * fp16's dynamic scale on the device (the plain optimizer on a GPU whose addon updates a scale
+   * there): made from the host scaler at the first such batch, then kept. The next batch's backward
+   * reads the scale an overflow sets, so with it on the host a decided step would have to be read.
+   */
+  private useDeviceScale(): DeviceLossScale | null {
+    const s = this.lossScaler;
+    if (this.deviceScale || !(s instanceof DynamicLossScaler) || engineTesting.hostDecides || this.zeroPipe) return this.deviceScale;
+    if (!(this.optimizer instanceof Optimizer) || !addonDecides(this.device) || !addonScales(this.device)) return null;
+    this.deviceScale = new DeviceLossScale(s, this.microBatches, this.device);
+    return this.deviceScale;
   }
 
   /**
    * The plain optimizer when this step can be decided on the device (a CUDA addon with
    * stepDecision, an Optimizer with state there, something to decide: a static loss scale or
-   * clipping; an lr schedule that can be taken back); null: the host decides. fp16's dynamic
-   * scale stays on the host: the next batch's backward needs the scale this step's overflow sets.
+   * clipping; an lr schedule that can be taken back; fp16's dynamic scale only when kept on the
+   * device, useDeviceScale); null: the host decides.
    */
   private decidingOptimizer(): Optimizer<{ lr: number }> | null {
     const opt = this.optimizer;
     const s = this.lossScaler;
-    if (engineTesting.hostDecides || !(opt instanceof Optimizer) || (!s && this.gradientClipping <= 0) || s?.dynamic) return null;
+    if (engineTesting.hostDecides || !(opt instanceof Optimizer) || (!s && this.gradientClipping <= 0) || (s?.dynamic && !this.deviceScale)) return null;
     if (this.lrScheduler && typeof this.lrScheduler.snapshot !== 'function') return null;
     return addonDecides(this.device) && opt.canStepDecided(this.device) ? (opt as Optimizer<{ lr: number }>) : null;
   }
@@ -316,9 +341,14 @@ export class PipelineEngine {
   /** checkPipelineGrads and the optimizer step decided on the device: nothing read; settle() learns the outcome. */
   private decidedStep(optimizer: Optimizer<{ lr: number }>): void {
     const s = this.lossScaler;
+    const ds = this.deviceScale;
     this.decided.step((decision) => {
-      queuePipelineDecision(this.module, s !== null, s ? 1 / s.lossScale : 1, this.gradientClipping, this.dpGroup, this.tpGroup, this.device, decision);
-      return optimizer.stepDecided(decision);
+      queuePipelineDecision(
+        this.module, s !== null, s ? 1 / s.lossScale : 1, this.gradientClipping, this.dpGroup, this.tpGroup, this.device, decision, ds?.unscale ?? null,
+      );
+      const undo = optimizer.stepDecided(decision);
+      ds?.update(decision); // the scale the next batch's backward reads, from this decision
+      return undo;
     }, this.lrScheduler as UndoableSchedule | null);
     optimizer.zeroGrad();
     this.globalSteps++;

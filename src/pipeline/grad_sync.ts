@@ -122,12 +122,15 @@ export function checkPipelineGrads(
  */
 export function queuePipelineDecision(
   module: PipelineModule, check: boolean, unscale: number, maxNorm: number, dp: ProcessGroup | null, tp: ProcessGroup | null, device: Device, decision: Tensor,
+  /** fp16's 1/scale on the device (DeviceLossScale.unscale), read instead of `unscale` when the decision runs. */
+  unscaleFrom: Tensor | null = null,
 ): void {
   const s = new DeviceSums(device, 2);
   try {
     pipelineGradSums(s, module, check, maxNorm, dp, tp);
     const v = s.values;
-    native.cuda.stepDecision(v.id, v.offset, 0, 1, unscale, maxNorm, check, decision.id, decision.offset);
+    const from = unscaleFrom ? [unscaleFrom.id, unscaleFrom.offset] : [];
+    native.cuda.stepDecision(v.id, v.offset, 0, 1, unscale, maxNorm, check, decision.id, decision.offset, ...from);
   } finally {
     // Back to the cache once queued: the next user of the block is ordered after these launches on the stream.
     s.dispose();

@@ -5,17 +5,25 @@
  * decision over the whole model.
  */
 import type { ProcessGroup } from '../dist/process_group.ts';
+import type { DeviceLossScale } from '../engine/device_loss_scale.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { hasOverflowAcross } from '../engine/overflow.ts';
 import { cast, div, mul } from '../ops/elementwise.ts';
+import { mulByDeviceScalar } from '../ops/mul_by_device_scalar.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
-/** What the last stage differentiates for one of m micro-batches. */
-export function scaledLoss(loss: Tensor, m: number, scaler: LossScaler | null): Tensor {
+/**
+ * What the last stage differentiates for one of m micro-batches. With the dynamic scale kept on the
+ * device (`onDevice`, made with gas = m) the loss is multiplied by its scale / m there: the same
+ * bits as the host's, nothing read. A dynamic scale multiplies even at 1, as its device copy does.
+ */
+export function scaledLoss(loss: Tensor, m: number, scaler: LossScaler | null, onDevice: DeviceLossScale | null = null): Tensor {
+  const f32 = (): Tensor => (loss.dtype === 'f32' || loss.dtype === 'f64' ? loss : cast(loss, 'f32'));
+  if (onDevice) return mulByDeviceScalar(f32(), onDevice.lossFactor);
   const scale = scaler?.lossScale ?? 1;
-  if (scale === 1) return div(loss, m);
-  return mul(loss.dtype === 'f32' || loss.dtype === 'f64' ? loss : cast(loss, 'f32'), scale / m);
+  if (scale === 1 && !scaler?.dynamic) return div(loss, m);
+  return mul(f32(), scale / m);
 }
 
 /**

@@ -4,6 +4,7 @@
  * gradients. Each action is timed; the caller reduces gradients and steps once the list is done.
  */
 import { noGrad } from '../autograd/grad_mode.ts';
+import type { DeviceLossScale } from '../engine/device_loss_scale.ts';
 import type { LossScaler } from '../engine/loss_scaler.ts';
 import { tidy } from '../tensor/scope.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -45,6 +46,8 @@ export function runStageActions(
   afterW: (() => void) | null = null,
   /** Per micro-batch, the layers' dropout streams (pipelineLayerRng); none: the running generator. */
   layerRng: ((mb: number) => LayerRng) | null = null,
+  /** fp16's dynamic scale kept on the device (the engine's, with gas = m): the loss is scaled there. */
+  deviceScale: DeviceLossScale | null = null,
 ): BatchResult {
   const actions = schedule.actions[module.pipeRank];
   const last = module.numStages - 1;
@@ -88,7 +91,7 @@ export function runStageActions(
       const loss = module.lossFn(y, data(a.microbatch)[1]);
       lossSum.add(loss);
       // Each micro-batch's gradient is 1/m of the batch mean's, as gradient accumulation (times the fp16 loss scale).
-      return scaledLoss(loss, m, scaler);
+      return scaledLoss(loss, m, scaler, deviceScale);
     });
     out.kept = true;
     st.output = out;
