@@ -8,7 +8,9 @@
 // clipping 0.05): losses, lr, skipped steps, norms and the loss scale after every batch and every weight
 // at the end bit for bit on every rank; a stepDecision launch per batch once a plain step has made the
 // optimizer's state; one native.read fewer per such batch than the host way (the sums: only the loss is
-// read, once; fp16's dynamic scale needs none). Prints one SKIP line without a device.
+// read, once; fp16's dynamic scale needs none). f16dyn then loads a scaler state on the host
+// (engine.lossScalerChanged(), as a checkpoint load) and one more batch equals the host way's, bit for
+// bit. Prints one SKIP line without a device.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaIsAvailable, native } from '../../src/index.ts';
@@ -41,16 +43,22 @@ async function launch(ranks: number): Promise<void> {
     const at = `${x.case} on ${ranks} rank(s), rank ${x.rank}`;
     for (const [what, same] of Object.entries(x.equal)) assert.ok(same, `${at}: ${what} decided on the device = decided on the host, bit for bit`);
     assert.ok(x.weights > 0, `${at}: the rank holds weights`);
+    if (x.case === 'f16dyn') {
+      // The 7th entry: one more batch after a scaler state (2^12) was loaded on the host.
+      assert.equal(x.scales, [2 ** 19, 2 ** 18, 2 ** 18, 2 ** 17, 2 ** 17, 2 ** 18, 2 ** 12], `${at}: the scale halves on each overflow, grows after 2 clean steps, then is the loaded one`);
+      assert.is(x.skipped.pop(), 3, `${at}: the batch after the load steps`);
+      x.norms.pop();
+    }
     const skippedAt = x.skipped.map((n, s) => n > (s === 0 ? 0 : x.skipped[s - 1]));
     const want = x.case === 'f16dyn' ? [true, true, false, true, false, false] : x.skipped.map((_, s) => x.case !== 'f32' && s === BLOW_UP);
     assert.equal(skippedAt, want, `${at}: the batches skipped (skippedSteps after each: ${x.skipped})`);
     // Clipping acts on every step that is not skipped (JSON writes a skipped step's NaN as null).
     x.norms.forEach((n, s) => assert.ok(skippedAt[s] ? n === null : (n as number) > 0.05, `${at}: batch ${s}'s norm ${n}`));
-    if (x.case === 'f16dyn') assert.equal(x.scales, [2 ** 19, 2 ** 18, 2 ** 18, 2 ** 17, 2 ** 17, 2 ** 18], `${at}: the scale halves on each overflow and grows after 2 clean steps`);
     // The first batch that steps makes the optimizer's state; every later one is decided on the device.
     const first = skippedAt.indexOf(false);
     assert.is(x.hostDecisions, 0, `${at}: the host way launches no stepDecision`);
-    assert.is(x.decisions, STEPS - 1 - first, `${at}: one stepDecision per batch after batch ${first}`);
+    const extra = x.case === 'f16dyn' ? 1 : 0; // the batch after the load
+    assert.is(x.decisions, STEPS - 1 - first + extra, `${at}: one stepDecision per batch after batch ${first}`);
     assert.equal(x.reads, x.hostReads.map((n, s) => (s <= first ? n : n - 1)), `${at}: native.read per trainBatch decided (${x.reads}) vs host (${x.hostReads})`);
   }
 }
