@@ -30,10 +30,11 @@ AdamScalars<S> adamScalars(const CudaAdamHyper& h) {
 template <typename P, typename G, typename S>
 __device__ __forceinline__ void adamElement(P* param, S* master, const G* grad, S* m, S* v, int64_t i,
                                             const AdamScalars<S>& c, const S& sign) {
-  S p = (master ? master[i] : S(ld(param + i))) * c.decay;
-  S g = S(ld(grad + i)) * sign + c.wdL2 * p;
-  S mi = m[i] * c.b1 + c.omb1 * g;
-  S vi = v[i] * c.b2 + c.omb2 * g * g;
+  // Products and fused multiply-adds spelled out (common.cuh's fmaRn, mulRn).
+  S p = mulRn(master ? master[i] : S(ld(param + i)), c.decay);
+  S g = fmaRn(S(ld(grad + i)), sign, mulRn(c.wdL2, p));
+  S mi = fmaRn(m[i], c.b1, mulRn(c.omb1, g));
+  S vi = fmaRn(v[i], c.b2, mulRn(mulRn(c.omb2, g), g));
   m[i] = mi;
   v[i] = vi;
   S denom = sqrt(vi) / c.bc2Sqrt + c.eps;

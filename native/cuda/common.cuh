@@ -158,5 +158,14 @@ __device__ __forceinline__ A blockReduce(A v, A* buf) {
   return r;
 }
 
+// An optimizer update's products and fused multiply-adds, spelled out: left to contraction, nvcc
+// fuses `a*b + c*d` on one side or the other depending on the kernel instance, and the H200 run of
+// stop 19 found eager, graph-slot and device-decided instances of SGD (f32 Nesterov) and Adam (f64
+// state, L2) one ulp apart. The emulated device runs the same intrinsics (emu/kernel.h).
+__device__ __forceinline__ float fmaRn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fmaRn(double a, double b, double c) { return __fma_rn(a, b, c); }
+__device__ __forceinline__ float mulRn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mulRn(double a, double b) { return __dmul_rn(a, b); }
+
 }  // namespace cu
 }  // namespace mt

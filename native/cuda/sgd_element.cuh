@@ -26,14 +26,15 @@ SgdScalars<S> sgdScalars(const CudaSgdHyper& h) {
 template <typename P, typename G, typename S>
 __device__ __forceinline__ void sgdElement(P* param, S* master, const G* grad, S* buf, int64_t i,
                                            const SgdScalars<S>& c, const S& sign) {
+  // Products and fused multiply-adds spelled out (common.cuh's fmaRn, mulRn).
   S p = master ? master[i] : S(ld(param + i));
-  S g = S(ld(grad + i)) * sign + c.wd * p;
+  S g = fmaRn(S(ld(grad + i)), sign, mulRn(c.wd, p));
   if (buf) {
-    S b = c.first ? g : c.mom * buf[i] + c.damp * g;
+    S b = c.first ? g : fmaRn(c.mom, buf[i], mulRn(c.damp, g));
     buf[i] = b;
-    g = c.nesterov ? g + c.mom * b : b;
+    g = c.nesterov ? fmaRn(c.mom, b, g) : b;
   }
-  S np = p - c.lr * g;
+  S np = fmaRn(-c.lr, g, p);
   if (master) master[i] = np;
   st(param + i, np);
 }

@@ -145,7 +145,11 @@ if (!cudaIsAvailable()) {
     // Everything the capture queued is in the graph: no op ran outside it.
     let g = null as unknown as CudaGraph<Tensor>;
     const queued = censusTotals(cudaCensus(() => (g = captureCudaGraph(step, { parameters: model.parameters() }))).entries).deviceOps;
-    assert.is(g.nodes, queued, 'graph nodes = device ops queued during the capture');
+    // The emulated runtime makes one node per op; on a GPU a library call may add kernels of its own
+    // (cuBLASLt's split-K reduction, CUB's sort passes: the H200 run of stop 19 saw 140 nodes for 132 ops).
+    const emulated = typeof (native as unknown as { cudaEmuApiCounts?: unknown }).cudaEmuApiCounts === 'function';
+    if (emulated) assert.is(g.nodes, queued, 'graph nodes = device ops queued during the capture');
+    else assert.ok(g.nodes >= queued, `graph nodes ${g.nodes} >= the ${queued} device ops queued during the capture`);
     g.replay().item();
     const bad = gptBatch(1)[0];
     const ids = bad.toArray() as BigInt64Array;
