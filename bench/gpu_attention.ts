@@ -17,8 +17,9 @@ import { runTorchPeer } from './torch_peer.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
-const FAMILY: Record<string, string> = { simt: 'simt', fa2: 'fa2 (mma.sync)' };
-const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'tensor cores';
+// Unset: the default family, fa2 where it applies (native/cuda/attention.cu attnFamily).
+const FAMILY: Record<string, string> = { simt: 'simt', tc: 'tensor cores (WMMA)', fa2: 'fa2 (mma.sync)', '': 'fa2 (mma.sync)' };
+const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'fa2 (mma.sync)';
 const cacheAt = process.argv.indexOf('--peer-cache');
 
 /** bench/gpu_torch_gpt.py --attention's line. */
@@ -68,14 +69,14 @@ if (!cudaIsAvailable()) {
   tidy(() => {
     const s128 = smoke ? [1, 2, 128, 128] : [4, 12, 1024, 128];
     const [q, k, v] = [0, 1, 2].map(() => randn(s128, { device: DEV }).to('bf16'));
-    if (process.env.MESHTRAIN_ATTENTION === 'fa2') agreement(q, k, v);
+    if ((process.env.MESHTRAIN_ATTENTION ?? 'fa2') === 'fa2') agreement(q, k, v);
     const t = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
     const flops = (4 * s128[0] * s128[1] * s128[2] * s128[2] * 128) / 2;
     console.log(`attention bf16 [${s128}] causal, ${path}: forward ${(t * 1e3).toFixed(3)} ms (${tf(flops, t)} TFLOP/s)`);
   });
   const mk = () => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true);
   const [q, k, v] = [mk(), mk(), mk()];
-  if (process.env.MESHTRAIN_ATTENTION === 'fa2') agreement(q, k, v);
+  if ((process.env.MESHTRAIN_ATTENTION ?? 'fa2') === 'fa2') agreement(q, k, v);
   const flopsFwd = (4 * B * H * T * T * D) / 2;
   const fwd = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
   const both = timeDevice(3, 5, () =>

@@ -214,8 +214,8 @@ step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 step unit/step_decision 120 uvu test/unit '^(step_decision|loss_scaler_update)\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
-# And on the mma.sync kernels (attention_fa2*.cu: forward and backward where they apply, WMMA elsewhere).
-step unit/cuda_attention:fa2 150 env MESHTRAIN_ATTENTION=fa2 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
+# And on the WMMA kernels alone (attention_tc.cu; by default the mma.sync ones run where they apply).
+step unit/cuda_attention:tc 150 env MESHTRAIN_ATTENTION=tc node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -227,7 +227,7 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # On the emulated device the sizes shrink (--smoke): it checks the plumbing, not speed.
   size=$([ "${MT_EMU:-0}" = 1 ] && echo --smoke)
   # Issue 8's benchmark: matmul vs cuBLASLt, GPT-2 124M MFU and vs PyTorch (its step ~10 s: start-up, both
-  # vocabularies; shared with bench:gpt:fa2 through the cache file), ResNet-101 vs PyTorch, NCCL.
+  # vocabularies; shared with bench:gpt:tc through the cache file), ResNet-101 vs PyTorch, NCCL.
   step bench 300 node --import tsx bench/gpu.ts "${size:---quick}" --peer-cache "$logs/torch_gpt.json"
   # Where the device time goes (second, before the budget runs short): the timed launch census of one
   # step each of GPT-2 124M (as (b) times it, and through initialize()) and ResNet-101 (as (c)); top
@@ -236,9 +236,9 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # The memory-bound kernels alone at GPT-2 124M's and ResNet-101's shapes (layer norm, cross-entropy, residual add,
   # embedding, AdamW, batch norm, pool): us, least bytes, GB/s and the ratio to a same-size device copy (~15 s on an H200).
   step bench:memory_kernels 60 node --import tsx bench/gpu_memory_kernels.ts $size
-  # GPT-2 124M MFU again with the mma.sync attention (forward and backward): the figure that decides the
-  # default (OUT unset: bench_gpu.json keeps the full run).
-  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # GPT-2 124M MFU again on the WMMA attention (the default before stop 19's H200 run made fa2 it):
+  # what the default buys (OUT unset: bench_gpu.json keeps the full run).
+  step bench:gpt:tc 90 env -u OUT MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # GPT-2's LM head with the padded row pitch for its 50257-wide logits on and off (MESHTRAIN_PAD_LD): its three
   # products alone and the 124M step; bench (b)'s vocab-50257 row has it on (~10 s on an H200).
   step bench:row_pitch 60 node --import tsx bench/gpu_row_pitch.ts $size
@@ -269,8 +269,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # Fused attention at GPT-2 124M's shape, tensor cores and SIMT, each beside PyTorch's SDPA (measured once, ~5 s, then cached).
   step bench:attention 60 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
-  # The mma.sync (flash-attention 2 style) kernels where they apply, the WMMA ones elsewhere: compare with bench:attention.
-  step bench:attention:fa2 60 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  # The WMMA kernels alone: compare with bench:attention (the mma.sync kernels where they apply).
+  step bench:attention:tc 60 env MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.

@@ -5,8 +5,8 @@
 // tile by tile from it. Deterministic: dK/dV are summed by one block per key tile looping over
 // query tiles, dQ by one block per query tile looping over key tiles (no atomics).
 // f64 computes in double, everything else in float. These SIMT kernels serve f32 and f64; bf16
-// and f16 go to the tensor-core kernels (attention_tc.cu) unless MESHTRAIN_ATTENTION says
-// otherwise (attnFamily below).
+// and f16 go to the mma.sync kernels (attention_fa2*.cu) where they apply, the WMMA tensor-core
+// ones (attention_tc.cu) elsewhere, unless MESHTRAIN_ATTENTION says otherwise (attnFamily below).
 // Reference: the composed ops of src/ops/attention.ts (matmul, scaled causal softmax, matmul).
 //
 // Layout: tensors are [batch, heads, T, D] with any element strides for batch, head and position
@@ -386,14 +386,16 @@ void allowSmem(K kernel, size_t bytes, const char* name) {
 
 int64_t tilesOf(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
-// The bf16/f16 kernel family, from MESHTRAIN_ATTENTION: unset (or `tc`) the tensor-core kernels
-// (attention_tc.cu), `simt` the CUDA-core ones, `fa2` the mma.sync ones (attention_fa2*.cu) where
-// they apply and the tensor-core ones elsewhere. Read at every call (one getenv), so a test or a
-// benchmark can switch families within one process.
+// The bf16/f16 kernel family, from MESHTRAIN_ATTENTION: unset (or `fa2`) the mma.sync ones
+// (attention_fa2*.cu) where they apply and the WMMA tensor-core ones elsewhere, `tc` the WMMA ones
+// (attention_tc.cu) always, `simt` the CUDA-core ones. fa2 became the default once the H200 run of
+// stop 19 measured it (GPT-2 124M bf16 step 31.4 -> 20.1 ms, its tests and compute-sanitizer clean).
+// Read at every call (one getenv), so a test or a benchmark can switch families within one process.
 enum class AttnFamily { Tc, Simt, Fa2 };
 AttnFamily attnFamily() {
   const char* e = std::getenv("MESHTRAIN_ATTENTION");
-  if (!e || !*e || std::strcmp(e, "tc") == 0) return AttnFamily::Tc;
+  if (!e || !*e) return AttnFamily::Fa2;
+  if (std::strcmp(e, "tc") == 0) return AttnFamily::Tc;
   if (std::strcmp(e, "simt") == 0) return AttnFamily::Simt;
   if (std::strcmp(e, "fa2") == 0) return AttnFamily::Fa2;
   cu::fail(std::string("MESHTRAIN_ATTENTION: unknown kernel family '") + e + "' (tc, simt or fa2)");
@@ -404,8 +406,8 @@ bool useTensorCores(int dtype, const CudaAttnShape& g) {
   return attnFamily() != AttnFamily::Simt && cudaAttentionTcApplies(dtype, g);
 }
 
-// MESHTRAIN_ATTENTION=fa2: bf16/f16 forwards take attention_fa2.cu (not the default until a GPU has
-// measured it); what it does not cover keeps the kernels chosen above.
+// The fa2 family (the default): bf16/f16 forwards take attention_fa2.cu; what it does not cover keeps
+// the kernels chosen above.
 bool useFa2Forward(int dtype, const CudaAttnShape& g) {
   return attnFamily() == AttnFamily::Fa2 && cudaAttentionFa2Applies(dtype, g);
 }
