@@ -8,12 +8,12 @@
  * With clipping off and the check on, the skip is hasOverflowAcross's: a sum of |g| and a sum of g²
  * (in f64, of f32/bf16/f16 values, which cannot overflow it) are non-finite exactly when some g is.
  */
-import type { ProcessGroup } from '../dist/process_group.ts';
 import type { FlatRef } from '../optim/fused.ts';
-import { decisionRef, type FlatF64 } from '../optim/graph_step.ts';
+import { decisionRef } from '../optim/graph_step.ts';
 import { queueStepDecision } from '../optim/step_decision.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { PartitionOptimizer } from './partition_optimizer.ts';
+import type { ZeroOptimizer } from './zero_optimizer.ts';
 
 /** What ZeroOptimizer.stepDecided takes from the engine. */
 export interface DecidedZeroStep {
@@ -46,18 +46,30 @@ export function decidedRefusal(parts: readonly DecidedPartition[]): string | nul
   return null;
 }
 
-/** `o.decision` as the launches take it; throws naming `op` when it or a partition cannot take a decided step. */
-export function checkDecided(op: string, parts: readonly DecidedPartition[], o: DecidedZeroStep): FlatF64 {
+/** What a ZeRO stage's `stepDecided` reads and moves (ZeroStage12, ZeroStage3). */
+type DecidedZero = Pick<ZeroOptimizer, 'group' | 'gradientClipping' | 'steps' | 'lastGradNorm' | 'allGatherParameters'>;
+
+/**
+ * A ZeRO stage's `stepDecided` (named `op`): checks the decision and every partition before
+ * anything is queued, runs `reduce` (stage 1's reduce-scatter), queues the decision and every
+ * partition's update obeying it as the next step, advances `z.steps` as if the step ran and gathers
+ * the parameters. Nothing is read; the returned function takes the step count back (a skip).
+ */
+export function stepPartitionsDecided(z: DecidedZero, op: string, parts: readonly DecidedPartition[], o: DecidedZeroStep, reduce?: () => void): () => void {
   const dec = decisionRef(o.decision, op);
   const refusal = decidedRefusal(parts);
   if (refusal !== null) throw new Error(`${op}: ${refusal}`);
-  return dec;
-}
-
-/** Queues the decision and every partition's update obeying it (`dec`: checkDecided's), as step `stepNo`. Nothing is read. */
-export function queueDecidedPartitions(parts: readonly DecidedPartition[], group: ProcessGroup, maxNorm: number, o: DecidedZeroStep, dec: FlatF64, stepNo: number): void {
+  reduce?.();
+  z.lastGradNorm = Number.NaN;
   queueStepDecision({
-    grads: parts.map((p) => p.grad), groups: [group], device: o.decision.device, unscale: o.unscale, unscaleFrom: o.unscaleFrom, maxNorm, check: o.check, norm: 'global', decision: o.decision,
+    grads: parts.map((p) => p.grad), groups: [z.group], device: o.decision.device, unscale: o.unscale, unscaleFrom: o.unscaleFrom,
+    maxNorm: z.gradientClipping, check: o.check, norm: 'global', decision: o.decision,
   });
+  const stepNo = z.steps + 1;
   for (const p of parts) p.opt.stepDecided(p.param(), { dtype: p.grad.dtype, id: p.grad.id, off: p.grad.offset }, stepNo, dec);
+  z.steps++;
+  z.allGatherParameters();
+  return () => {
+    z.steps--;
+  };
 }

@@ -39,7 +39,7 @@ import { contiguousStrides } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { BucketReducer, DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { allGatherParams, flatView, reduceScatterGrads } from './comms.ts';
-import { checkDecided, type DecidedPartition, type DecidedZeroStep, decidedRefusal, queueDecidedPartitions } from './decided_step.ts';
+import { type DecidedPartition, type DecidedZeroStep, decidedRefusal, stepPartitionsDecided } from './decided_step.ts';
 import { buildFlatGroup, type FlatGroup, type Slot } from './flat_group.ts';
 import { buildFrozenGroup, type FrozenGroup, gatherFrozen, splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -287,16 +287,7 @@ export class ZeroStage12 {
    */
   stepDecided(o: DecidedZeroStep): () => void {
     this.live();
-    const parts = this.decidedParts();
-    const dec = checkDecided('ZeroStage12.stepDecided', parts, o);
-    this.reduceGradients();
-    this.lastGradNorm = Number.NaN;
-    queueDecidedPartitions(parts, this.group, this.gradientClipping, o, dec, this.steps + 1);
-    this.steps++;
-    this.allGatherParameters();
-    return () => {
-      this.steps--;
-    };
+    return stepPartitionsDecided(this, 'ZeroStage12.stepDecided', this.decidedParts(), o, () => this.reduceGradients());
   }
 
   /**

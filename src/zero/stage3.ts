@@ -35,7 +35,7 @@ import { type Device, type MemoryTag, Storage } from '../tensor/storage.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { DEFAULT_REDUCE_BUCKET_SIZE, dropGrad } from './buckets.ts';
 import { flatView } from './comms.ts';
-import { checkDecided, type DecidedPartition, type DecidedZeroStep, decidedRefusal, queueDecidedPartitions } from './decided_step.ts';
+import { type DecidedPartition, type DecidedZeroStep, decidedRefusal, stepPartitionsDecided } from './decided_step.ts';
 import { externalParameters } from './external.ts';
 import { splitTrainable, type Trainable } from './frozen.ts';
 import { type OffloadOptions, type ResolvedOffload, resolveOffload } from './offload/options.ts';
@@ -455,15 +455,7 @@ export class ZeroStage3 implements ZeroOptimizer {
    */
   stepDecided(o: DecidedZeroStep): () => void {
     this.live();
-    const parts = this.decidedParts();
-    const dec = checkDecided('ZeroStage3.stepDecided', parts, o);
-    this.lastGradNorm = Number.NaN;
-    queueDecidedPartitions(parts, this.group, this.gradientClipping, o, dec, this.steps + 1);
-    this.steps++;
-    this.allGatherParameters();
-    return () => {
-      this.steps--;
-    };
+    return stepPartitionsDecided(this, 'ZeroStage3.stepDecided', this.decidedParts(), o);
   }
 
   /** Refreshes the gathered parameters (the persistent ones, and any held by `gathered()`) from the partitions. */
