@@ -18,25 +18,13 @@ import { captureCudaGraph, copyInPlace, cudaIsAvailable, native, type Tensor, te
 import { copyInto } from '../../src/ops/kernels.ts';
 import { clipFactor } from '../../src/optim/clip_grad.ts';
 import type { Device } from '../../src/tensor/storage.ts';
+import { mulberry32 } from '../dist/fixtures/batches.ts';
 
 const RESERVED = 12345.5;
 
 interface Combo extends Required<DynamicLossScalerOptions> {
   gas: number;
   steps: number;
-}
-
-/** A deterministic generator (xorshift) in [0, 1). */
-function generator(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
 }
 
 /** Every option combination; starting scales a few factors above minScale, so bursts reach it. */
@@ -59,7 +47,7 @@ function combos(long: boolean): Combo[] {
 
 /** Decisions (a step decision's skip): bursts of overflows and calm runs; overflows as 1, 2, -1, inf or NaN, steps as 0 or -0. */
 function decisions(n: number, seed: number): Float64Array {
-  const rnd = generator(seed);
+  const rnd = mulberry32(seed);
   const out = new Float64Array(n);
   let p = 0.05;
   for (let i = 0; i < n; i++) {
@@ -198,7 +186,7 @@ const CHAIN: Combo = { initScale: 2 ** 8, scaleFactor: 2, scaleWindow: 3, minSca
 
 /** Gradient sums: finite (some clipped at maxNorm 1 after unscaling) or overflowed. */
 function chainSums(n: number): Float64Array {
-  const rnd = generator(5);
+  const rnd = mulberry32(5);
   return Float64Array.from({ length: n }, () => (rnd() < 0.3 ? Number.POSITIVE_INFINITY : rnd() * 2 ** (Math.floor(rnd() * 24) - 4)));
 }
 

@@ -13,6 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaIsAvailable, native, type Tensor, tensor, zeros } from '../../src/index.ts';
 import { clipFactor } from '../../src/optim/clip_grad.ts';
+import { mulberry32 } from '../dist/fixtures/batches.ts';
 
 interface Case {
   global: number;
@@ -34,21 +35,8 @@ function hostRule({ global, local, unscale, maxNorm, check }: Case): [number, nu
   return [0, gradScale, norm];
 }
 
-/** A deterministic generator (xorshift) of doubles spread over many binades. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
-
 function cases(): Case[] {
-  const rnd = generator(7);
+  const rnd = mulberry32(7);
   const wide = (lo: number, hi: number) => (1 + rnd()) * 2 ** Math.floor(lo + rnd() * (hi - lo));
   const out: Case[] = [];
   const sums = [0, -0, 5e-324, 1e-300, 1e-12, 0.25, 1, 3, 1e20, 1e300, 1.7976931348623157e308, Number.POSITIVE_INFINITY, Number.NaN];
