@@ -22,7 +22,7 @@ import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
 import { engineTesting } from '../../src/engine/decided_step.ts';
 import {
-  crossEntropy, cudaIsAvailable, cudaSyncCount, destroyDistributed, initDistributed, initialize, manualSeed, native, type Tensor, tensor, tidy,
+  AdamW, crossEntropy, cudaIsAvailable, cudaSyncCount, destroyDistributed, initDistributed, initialize, manualSeed, native, randn, type Tensor, tensor, tidy,
   ZeroStage3, ZeroStage12, zeros,
 } from '../../src/index.ts';
 import { moduleToDevice } from '../../src/nn/to_device.ts';
@@ -226,6 +226,26 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('Optimizer.stepDecided refuses, naming why, before anything is queued: a decision that is not a device f64 pair, no state yet; not on another device', () => {
+    manualSeed(1);
+    const w = randn([4, 3]).to(DEV).requiresGrad_(true);
+    const opt = new AdamW([w], { lr: 0.1 });
+    w.grad = randn([4, 3]).to(DEV);
+    const decision = zeros([3], { dtype: 'f64', device: DEV });
+    const before = w.toArray();
+    assert.throws(() => opt.stepDecided(decision), /AdamW\.stepDecided: param group 0 has no optimizer state yet: run one plain step first/);
+    opt.step();
+    const afterPlain = w.toArray();
+    assert.ok(!afterPlain.every((v, i) => v === before[i]), 'the plain step moved the weight');
+    assert.throws(() => opt.stepDecided(zeros([3], { dtype: 'f64' })), /AdamW\.stepDecided: the decision must be a live contiguous f64 tensor of at least 2 elements on a CUDA device/);
+    assert.throws(() => opt.stepDecided(zeros([3], { dtype: 'f32', device: DEV })), /the decision must be a live contiguous f64 tensor/);
+    assert.throws(() => opt.stepDecided(zeros([1], { dtype: 'f64', device: DEV })), /at least 2 elements/);
+    assert.ok(w.toArray().every((v, i) => v === afterPlain[i]), 'a refused decided step wrote nothing');
+    assert.is(opt.canStepDecided(DEV), true);
+    assert.is(opt.canStepDecided('cpu'), false, 'its parameters are on cuda:0, not where a decision on the CPU would be');
+    for (const t of [w, decision]) t.dispose();
   });
 
   test('ZeroStage12 / ZeroStage3.stepDecided refuse, naming why: a host decision, no state yet, offloaded state or parameters', () => {
