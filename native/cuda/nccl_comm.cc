@@ -37,6 +37,8 @@ struct Registry {
   // Set at exit, before the CUDA runtime's own teardown: the watchdog then stops touching CUDA.
   std::atomic<bool> stop{false};
   std::atomic<bool> stopped{false};
+  // Aborts the watchdog started on threads of their own, not yet returned (waited for at exit).
+  std::atomic<int> aborting{0};
 };
 Registry& reg() {
   static Registry* r = new Registry();
@@ -57,9 +59,30 @@ void retire(Comm& c) {  // under c.mu
   }
 }
 
-// One pass over a communicator: completed events, timeouts, asynchronous errors.
-void inspect(Comm& c) {
-  std::lock_guard<std::mutex> alive(c.life);
+// ncclCommAbort of a communicator the watchdog failed, on a thread of its own. The abort
+// synchronizes NCCL's streams and frees device memory (NCCL's commReclaim), so behind a busy
+// compute stream it returns only when the device drains: seconds. Aborting on the watchdog's
+// thread stopped it timing the other communicators meanwhile (the H200 runs of stops 14 and 19:
+// a second group's operation, held past its timeout, raised nothing for 8 s). close() and
+// asyncState() wait for the abort through c.life.
+void abortLater(std::shared_ptr<Comm> c) {
+  reg().aborting.fetch_add(1);
+  std::thread([c = std::move(c)] {
+    {
+      std::lock_guard<std::mutex> alive(c->life);
+      abortNow(*c, "meshtrain nccl watchdog");
+    }
+    reg().aborting.fetch_sub(1);
+  }).detach();
+}
+
+// One pass over a communicator: completed events, timeouts, asynchronous errors. A communicator
+// whose lock is held (an abort in progress, close) is skipped this pass, never waited for.
+void inspect(const std::shared_ptr<Comm>& cp) {
+  Comm& c = *cp;
+  if (c.failed.load() || c.closed.load()) return;
+  std::unique_lock<std::mutex> alive(c.life, std::try_to_lock);
+  if (!alive.owns_lock()) return;
   if (!c.ready.load() || c.failed.load() || c.closed.load()) return;
   cudaSetDevice(c.dev);
   cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
@@ -100,7 +123,7 @@ void inspect(Comm& c) {
                     " (a peer failed or the connection broke); the communicator was aborted");
     }
   }
-  if (!failure.empty()) failComm(c, failure);
+  if (!failure.empty() && recordFailure(c, failure)) abortLater(cp);
 }
 
 void watchdog() {
@@ -111,7 +134,7 @@ void watchdog() {
       for (auto& [h, c] : reg().comms) live.push_back(c);
     }
     for (auto& c : live)
-      if (!reg().stop.load()) inspect(*c);
+      if (!reg().stop.load()) inspect(c);
     live.clear();  // the last references may destroy events: not after stop
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -119,9 +142,11 @@ void watchdog() {
 }
 
 // Registered after the CUDA runtime initialized, so it runs before the runtime's exit handler.
+// An abort still running gets a bounded wait: it ends once the device is idle.
 void stopWatchdog() {
   reg().stop.store(true);
   for (int i = 0; i < 100 && !reg().stopped.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (int i = 0; i < 1000 && reg().aborting.load() > 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 int ncclType(int dtype, const std::string& what) {
@@ -255,24 +280,29 @@ std::shared_ptr<Comm> get(int64_t h) {
   return it->second;
 }
 
-// Records the first failure, reports it at once (the host may be busy elsewhere), then aborts the
-// communicator so that its kernels exit and nothing waits on them forever.
-void failComm(Comm& c, const std::string& msg) {  // under c.life
+bool recordFailure(Comm& c, const std::string& msg) {  // under c.life
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.failed.load()) return;
+    if (c.failed.load()) return false;
     c.error = msg;
     for (auto& p : c.ops)
       if (!p->complete) p->doomed.store(true);
     c.failed.store(true);
   }
   std::fprintf(stderr, "meshtrain nccl watchdog: %s\n", msg.c_str());
-  if (!c.aborted.exchange(true)) {
-    cudaSetDevice(c.dev);
-    cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
-    int rc = api().commAbort(c.comm);
-    if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl watchdog: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
-  }
+  return true;
+}
+
+void abortNow(Comm& c, const char* who) {  // under c.life
+  if (c.aborted.exchange(true) || !c.comm) return;
+  cudaSetDevice(c.dev);
+  cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
+  int rc = api().commAbort(c.comm);
+  if (rc != nc::kSuccess) std::fprintf(stderr, "%s: ncclCommAbort on %s: %s\n", who, c.where().c_str(), ncclMessage(rc).c_str());
+}
+
+void failComm(Comm& c, const std::string& msg) {  // under c.life
+  if (recordFailure(c, msg)) abortNow(c, "meshtrain nccl watchdog");
 }
 
 [[noreturn]] void throwFailed(Comm& c, const std::string& what) {
@@ -320,12 +350,7 @@ void discard(int64_t h, Comm& c) {
   {
     std::lock_guard<std::mutex> alive(c.life);
     c.closed.store(true);
-    if (!c.aborted.exchange(true) && c.comm) {
-      cudaSetDevice(c.dev);
-      cudaForgetCurrentDevice();  // cudaUseDevice asks the runtime next time
-      int rc = api().commAbort(c.comm);
-      if (rc != nc::kSuccess) std::fprintf(stderr, "meshtrain nccl: ncclCommAbort on %s: %s\n", c.where().c_str(), ncclMessage(rc).c_str());
-    }
+    abortNow(c, "meshtrain nccl");
   }
   freeStorage(c.scratch);
   c.scratch = 0;
@@ -483,7 +508,11 @@ void ncclCommClose(int64_t h) {
   // `aborted` says whether it already tore the communicator down.
   std::lock_guard<std::mutex> alive(c->life);
   c->closed.store(true);
-  if (!c->aborted.exchange(true)) {
+  if (c->failed.load()) {
+    // Failed (reported already) but the watchdog's abort thread has not run yet: abort here, since
+    // finalizing would flush the stuck operation.
+    abortNow(*c, "meshtrain nccl");
+  } else if (!c->aborted.exchange(true)) {
     const NcclApi& a = api();
     int rc = a.commFinalize ? a.commFinalize(c->comm) : nc::kSuccess;
     if (rc == nc::kInProgress && c->nonBlocking) rc = finalizeWait(*c);

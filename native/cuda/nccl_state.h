@@ -71,7 +71,12 @@ std::shared_ptr<Comm> get(int64_t h);
 int64_t add(std::shared_ptr<Comm> c);
 // A communicator record with its barrier scratch on cuda:dev (no NCCL handle yet).
 std::shared_ptr<Comm> make(int dev, int size, int rank, const std::string& name, int64_t timeoutMs, bool blockingWait);
-// Records the first failure, prints it, aborts the communicator. Call with c.life held.
+// Records the first failure of `c` (its error, its pending operations doomed) and prints it;
+// false if it had failed already. Call with c.life held.
+bool recordFailure(Comm& c, const std::string& msg);
+// ncclCommAbort unless already aborted (`who` prefixes a failure's report). Call with c.life held.
+void abortNow(Comm& c, const char* who);
+// recordFailure, then abortNow on this thread (the watchdog aborts on a thread of its own instead).
 void failComm(Comm& c, const std::string& msg);
 [[noreturn]] void throwFailed(Comm& c, const std::string& what);
 // ncclCommGetAsyncError under c.life: ncclSuccess, ncclInProgress, an error, or kGone once aborted.
