@@ -10,10 +10,12 @@
  * 12·L·T·d = attention's two sequence-length products (q·kᵀ and p·v, 2·T·d each per token and
  *     layer forward, twice that backward), over the full T×T square: the causal half that a
  *     fused kernel skips is still counted, as PaLM does.
+ * A vocabulary padded inside the model (makeVocabSizeDivisibleBy) is counted at its real V: the
+ * padding columns' products are not useful work. One trained as 50304 classes counts 50304.
  * Divided by the dense bf16 peak (989 TFLOP/s for H100 SXM and H200 by NVIDIA's datasheet, or
  * --peak) and, as a second denominator, by the best bf16 rate cuBLASLt reached in part (a).
  */
-import { GPT, gptConfig, gptParamCount } from '../models/index.ts';
+import { GPT, gptConfig, gptParamCount, paddedVocabSize } from '../models/index.ts';
 import { AdamW, copyInPlace, crossEntropy, manualSeed, nn, noGrad, type Tensor, tensor, tidy } from '../src/index.ts';
 import { DEV, deviceSeconds } from './gpu_timing.ts';
 import { graphedStep } from './graphed_step.ts';
@@ -24,6 +26,8 @@ export interface GptResult {
   seq: number;
   /** The vocabulary trained (padded when `padVocabTo` asked for it). */
   vocab: number;
+  /** The LM head's product width: `vocab`, or the rows of a vocabulary padded inside the model (`padVocabInside`). */
+  headRows: number;
   stepS: number;
   tokensPerS: number;
   flopsPerStep: number;
@@ -32,7 +36,7 @@ export interface GptResult {
 
 /** The FLOPs of one training step as counted above. */
 export function gptStepFlops(config: ReturnType<typeof gptConfig>, batch: number, seq: number): number {
-  const n = gptParamCount(config) - config.nCtx * config.nEmbd;
+  const n = gptParamCount({ ...config, makeVocabSizeDivisibleBy: 1 }) - config.nCtx * config.nEmbd;
   return batch * seq * (6 * n + 12 * config.nLayer * seq * config.nEmbd);
 }
 
@@ -56,6 +60,12 @@ export interface GptBenchOptions {
    * cuBLASLt from its 16-byte-aligned kernels. The extra rows are trained like the others, never a target.
    */
   padVocabTo?: number;
+  /**
+   * GPT-2's 50257 padded inside the model to a multiple of this (GPTConfig.makeVocabSizeDivisibleBy):
+   * the head's product has the padded width, the padding logits are never in the softmax, the
+   * losses are the unpadded model's.
+   */
+  padVocabInside?: number;
 }
 
 /** Builds what benchGpt times (bench/gpu_profile.ts times its ops). `size` 'tiny' is for checking the plumbing. */
@@ -63,7 +73,9 @@ export function gptBenchStep(batch: number, seq: number, size: '124M' | 'tiny' =
   manualSeed(0);
   const base = gptConfig(size, { dtype: 'bf16', dropout: 0 });
   const pad = opts.padVocabTo ?? 1;
-  const config = gptConfig(size, { dtype: 'bf16', dropout: 0, vocabSize: Math.ceil(base.vocabSize / pad) * pad });
+  const config = gptConfig(size, {
+    dtype: 'bf16', dropout: 0, vocabSize: Math.ceil(base.vocabSize / pad) * pad, makeVocabSizeDivisibleBy: opts.padVocabInside ?? 1,
+  });
   const graph = opts.graph ?? false;
   const model = nn.moduleToDevice(new GPT(config), DEV);
   const optimizer = new AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.1 });
@@ -127,7 +139,8 @@ export function benchGpt(batch: number, seq: number, steps: number, size: '124M'
     loss = g.loss();
     if (!Number.isFinite(loss)) throw new Error(`GPT-2 124M bf16: the loss is ${loss} after ${steps + 2} steps`);
     const s = median(times);
-    return { batch, seq, vocab: g.config.vocabSize, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(g.config, batch, seq), loss };
+    const headRows = paddedVocabSize(g.config.vocabSize, g.config.makeVocabSizeDivisibleBy);
+    return { batch, seq, vocab: g.config.vocabSize, headRows, stepS: s, tokensPerS: (batch * seq) / s, flopsPerStep: gptStepFlops(g.config, batch, seq), loss };
   } finally {
     g.dispose();
   }

@@ -34,6 +34,8 @@ export interface OursGpt {
   /** How the step ran, e.g. "vocab 50304, CUDA graph". */
   label: string;
   result: GptResult;
+  /** The vocabulary PyTorch trains for this row (default result.vocab): 50304 for ours padded inside the model, as nanoGPT pads. */
+  peerVocab?: number;
 }
 
 export interface GptPeerOptions {
@@ -71,7 +73,8 @@ export function benchGptPeer(ours: OursGpt[], o: GptPeerOptions): GptPeerReport 
     return { row: { part: PART, status: 'skipped', key: reason.slice(0, 100) }, ratios, record: null };
   };
   if (ours.length === 0) return skip('none of our GPT-2 steps ran');
-  const vocabs = [...new Set(ours.map((g) => g.result.vocab))];
+  const peerVocab = (g: OursGpt) => g.peerVocab ?? g.result.vocab;
+  const vocabs = [...new Set(ours.map(peerVocab))];
   // 124M: ~5 s to import torch and start CUDA, then ~1-2 s per vocabulary (15-20 steps of ~30 ms at batch 8 on an H200).
   const args = o.smoke ? ['--smoke', '--device', 'auto'] : ['--warmup', o.quick ? '5' : '10', '--steps', '10'];
   args.push('--vocab', vocabs.join(','));
@@ -85,12 +88,13 @@ export function benchGptPeer(ours: OursGpt[], o: GptPeerOptions): GptPeerReport 
   );
   const out: NonNullable<GptPeerReport['record']>['ours'] = [];
   for (const g of ours) {
-    const t = r.results.find((x) => x.vocab === g.result.vocab);
+    const t = r.results.find((x) => x.vocab === peerVocab(g));
     if (!t) continue;
     const ratio = g.result.tokensPerS / t.tokens_per_s;
     ratios.set(g.part, ratio);
     out.push({ part: g.part, label: g.label, vocab: g.result.vocab, tokensPerS: g.result.tokensPerS, torchTokensPerS: t.tokens_per_s, ratio });
-    const params = gptParamCount(gptConfig(o.smoke ? 'tiny' : '124M', { vocabSize: g.result.vocab }));
+    // Rows as allocated: a vocabulary padded inside the model counts its padding rows, as PyTorch's 50304 does.
+    const params = gptParamCount(gptConfig(o.smoke ? 'tiny' : '124M', { vocabSize: g.result.headRows }));
     if (t.params !== params) console.log(`    WARNING: PyTorch's model has ${t.params} parameters, ours ${params}: not the same work`);
     const mfu = ((g.result.flopsPerStep / (t.step_ms / 1e3) / o.peak) * 100).toFixed(1);
     console.log(
@@ -101,7 +105,7 @@ export function benchGptPeer(ours: OursGpt[], o: GptPeerOptions): GptPeerReport 
   for (const t of r.results) {
     if (t.compiled === null && t === t0) console.log(`    PyTorch torch.compile: not in torch ${t.torch}`);
     if (t.compiled) {
-      const g = ours.find((x) => x.result.vocab === t.vocab);
+      const g = ours.find((x) => peerVocab(x) === t.vocab);
       const vs = g ? `, ratio ${(g.result.tokensPerS / t.compiled.tokens_per_s).toFixed(2)} (ours ${g.label})` : '';
       console.log(`    PyTorch torch.compile, vocab ${t.vocab}: ${t.compiled.tokens_per_s.toFixed(0)} tok/s (${t.compiled.step_ms.toFixed(1)} ms/step, ${t.compiled.total_s.toFixed(0)} s with compiling)${vs}`);
     }

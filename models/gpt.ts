@@ -11,6 +11,7 @@
  */
 import { add, arange, type DType, dropout, linear, registerExternalParameter, type Tensor } from '../src/index.ts';
 import { Embedding, init, LayerNorm, Module, ModuleList, TransformerBlock } from '../src/nn/index.ts';
+import { paddedVocabSize, realLogits, VocabEmbedding, vocabRowsMismatch } from './gpt_vocab.ts';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -27,6 +28,15 @@ export interface GPTConfig {
   /** Activation checkpointing of every block (default false). */
   checkpoint?: boolean;
   dtype?: DType;
+  /**
+   * Pads the vocabulary inside the model (Megatron's --make-vocab-size-divisible-by; default 1,
+   * no padding): `wte.weight` gets Vp = vocabSize rounded up to a multiple of this many rows, the
+   * extra rows start at zero and stay zero, and the tied head's product is [.., Vp] (GPT-2's 50257
+   * with 64 or 128: 50304, a width cuBLASLt runs fast), of which forward returns the real
+   * [.., vocabSize] logits as a view. Losses, logits and the real rows are the unpadded model's
+   * (the padding logits are never in the softmax); the state dict's `wte.weight` is [Vp, nEmbd].
+   */
+  makeVocabSizeDivisibleBy?: number;
 }
 
 export type GPTSize = 'tiny' | '124M' | '350M' | '774M' | '1.5B' | '2.7B' | '6.7B' | '13B';
@@ -39,7 +49,7 @@ const GPT2_VOCAB = 50257;
  * 2048). GPT-3 13B is listed with hidden 5140 and 40 heads, which do not divide; we use 5120
  * (128 per head), as Megatron's and OPT's 13B configurations do.
  */
-const SIZES: Record<GPTSize, Omit<GPTConfig, 'dropout' | 'checkpoint' | 'dtype'>> = {
+const SIZES: Record<GPTSize, Omit<GPTConfig, 'dropout' | 'checkpoint' | 'dtype' | 'makeVocabSizeDivisibleBy'>> = {
   tiny: { vocabSize: 64, nCtx: 16, nLayer: 2, nHead: 4, nEmbd: 32 },
   '124M': { vocabSize: GPT2_VOCAB, nCtx: 1024, nLayer: 12, nHead: 12, nEmbd: 768 },
   '350M': { vocabSize: GPT2_VOCAB, nCtx: 1024, nLayer: 24, nHead: 16, nEmbd: 1024 },
@@ -69,12 +79,16 @@ function checkConfig(c: GPTConfig): void {
     if (!Number.isSafeInteger(c[f]) || c[f] <= 0) throw new Error(`GPT: config.${f} must be a positive integer, got ${c[f]}`);
   }
   if (c.nEmbd % c.nHead !== 0) throw new Error(`GPT: nEmbd ${c.nEmbd} is not divisible by nHead ${c.nHead}`);
+  paddedVocabSize(c.vocabSize, c.makeVocabSizeDivisibleBy);
 }
 
 /**
- * Parameter count of a config without allocating anything (the tied head counted once).
+ * Parameter count of a config without allocating anything (the tied head counted once). With
+ * makeVocabSizeDivisibleBy it counts what the model allocates and trains (Vp embedding rows, the
+ * sum of model.parameters()); the real model's count is the config's without the option.
  * @example
  * gptParamCount(gptConfig('124M'));   // 124439808
+ * gptParamCount(gptConfig('124M', { makeVocabSizeDivisibleBy: 128 }));   // 124475904 (50304 rows)
  */
 export function gptParamCount(c: GPTConfig): number {
   checkConfig(c);
@@ -82,13 +96,14 @@ export function gptParamCount(c: GPTConfig): number {
   const b = (c.bias ?? true) ? 1 : 0;
   const ln = C + b * C;
   const block = ln + (3 * C * C + b * 3 * C) + (C * C + b * C) + ln + (4 * C * C + b * 4 * C) + (4 * C * C + b * C);
-  return c.vocabSize * C + c.nCtx * C + c.nLayer * block + ln;
+  return paddedVocabSize(c.vocabSize, c.makeVocabSizeDivisibleBy) * C + c.nCtx * C + c.nLayer * block + ln;
 }
 
 /**
  * GPT-2: ids [B, T] (i32/i64, T ≤ nCtx) → logits [B, T, vocab]. Init as GPT-2: normal(0, 0.02)
  * for embeddings and linear weights, zero biases, residual projections with std
- * 0.02/√(2·nLayer), layer norms ones/zeros; seeded by `manualSeed`.
+ * 0.02/√(2·nLayer), layer norms ones/zeros; seeded by `manualSeed`. With a padded vocabulary
+ * (makeVocabSizeDivisibleBy) the logits are a view with rows Vp apart and the same values.
  * @example
  * const model = new GPT(gptConfig('tiny'));
  * const loss = crossEntropy(model.forward(ids), targets);
@@ -118,7 +133,10 @@ export class GPT extends Module {
       dtype,
     };
     const normal = (w: Tensor) => init.normal_(w, 0, std);
-    this.wte = this.registerModule('wte', new Embedding(config.vocabSize, nEmbd, { dtype, initWeight: normal }));
+    const V = config.vocabSize;
+    const rows = paddedVocabSize(V, config.makeVocabSizeDivisibleBy);
+    const wte = rows === V ? new Embedding(V, nEmbd, { dtype, initWeight: normal }) : new VocabEmbedding(V, rows, nEmbd, { dtype, initWeight: normal });
+    this.wte = this.registerModule('wte', wte);
     this.wpe = this.registerModule('wpe', new Embedding(config.nCtx, nEmbd, { dtype, initWeight: normal }));
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: config.nLayer }, () => new TransformerBlock(layer))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(nEmbd, { eps: config.layerNormEps ?? 1e-5, bias: config.bias ?? true, dtype }));
@@ -134,8 +152,14 @@ export class GPT extends Module {
     let x = add(this.wte.forward(ids), this.wpe.forward(pos));
     x = dropout(x, this.config.dropout ?? 0, this.training);
     for (const block of this.h) x = block.forward(x);
-    // The head is tied to the token embedding: logits = ln_f(x) · wteᵀ.
-    return linear(this.ln_f.forward(x), this.wte.weight);
+    // The head is tied to the token embedding: logits = ln_f(x) · wteᵀ (of a padded table: the real columns).
+    return realLogits(linear(this.ln_f.forward(x), this.wte.weight), this.config.vocabSize);
+  }
+
+  /** A token table saved with another padding than this model's (makeVocabSizeDivisibleBy), explained. */
+  override stateDictShapeHint(key: string, savedShape: readonly number[]): string | null {
+    if (key !== 'wte.weight') return null;
+    return vocabRowsMismatch(savedShape, this.wte.weight.shape, this.config.vocabSize, this.config.makeVocabSizeDivisibleBy);
   }
 
   /** Turns activation checkpointing of every block on or off. */

@@ -9,6 +9,7 @@ import { add, arange, dropout, type Tensor } from '../src/index.ts';
 import { Embedding, init, LayerNorm, Module, TransformerBlock } from '../src/nn/index.ts';
 import { deferrableLinear, LayerSpec, TiedLayerSpec } from '../src/pipeline/index.ts';
 import type { GPTConfig } from './gpt.ts';
+import { paddedVocabSize, realLogits, VocabEmbedding } from './gpt_vocab.ts';
 
 /** Learned positions added to the token embeddings, then the embedding dropout. */
 export class GPTPositions extends Module {
@@ -52,19 +53,22 @@ export function gptLayerKey(nLayer: number): (index: number, name: string) => st
 export function gptPipelineLayers(config: GPTConfig): { layers: LayerSpec[]; key: (index: number, name: string) => string } {
   const { vocabSize: V, nCtx, nEmbd: C, nLayer: L, dtype } = config;
   const initWeight = (w: Tensor) => init.normal_(w, 0, 0.02);
-  const wteArgs = [V, C, { dtype, initWeight }];
+  // A padded vocabulary (makeVocabSizeDivisibleBy) as in GPT: Vp rows, the real V drawn, real logits out.
+  const rows = paddedVocabSize(V, config.makeVocabSizeDivisibleBy);
+  const wteClass = (rows === V ? Embedding : VocabEmbedding) as typeof Embedding;
+  const wteArgs = rows === V ? [V, C, { dtype, initWeight }] : [V, rows, C, { dtype, initWeight }];
   const block = {
     nEmbd: C, nHead: config.nHead, nLayer: L, dropout: config.dropout, bias: config.bias,
     layerNormEps: config.layerNormEps, initStd: 0.02, checkpoint: config.checkpoint, dtype,
   };
   const layers: LayerSpec[] = [
-    new TiedLayerSpec('wte', Embedding, wteArgs, { rngDraws: V * C, name: 'wte' }),
+    new TiedLayerSpec('wte', wteClass, wteArgs, { rngDraws: V * C, name: 'wte' }),
     new LayerSpec(GPTPositions, [config], { rngDraws: nCtx * C, name: 'wpe' }),
     // c_attn 3C², c_proj C², c_fc 4C², mlp c_proj 4C²: normal draws; biases and norms draw none.
     ...Array.from({ length: L }, () => new LayerSpec(TransformerBlock, [block], { rngDraws: 12 * C * C })),
     new LayerSpec(LayerNorm, [C, { eps: config.layerNormEps ?? 1e-5, bias: config.bias ?? true, dtype }], { name: 'ln_f' }),
-    new TiedLayerSpec('wte', Embedding, wteArgs, {
-      rngDraws: V * C, name: 'head', forwardFn: (m: Embedding, x: Tensor) => deferrableLinear(x, m.weight),
+    new TiedLayerSpec('wte', wteClass, wteArgs, {
+      rngDraws: V * C, name: 'head', forwardFn: (m: Embedding, x: Tensor) => realLogits(deferrableLinear(x, m.weight), V),
     }),
   ];
   const key = gptLayerKey(L);

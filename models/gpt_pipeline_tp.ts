@@ -69,6 +69,9 @@ export interface GPT3DLayers {
 export function gptTensorParallelPipelineLayers(config: GPTConfig, tp: ProcessGroup, opts: { sequenceParallel?: boolean } = {}): GPT3DLayers {
   const sp = opts.sequenceParallel ?? false;
   const { vocabSize: V, nCtx, nEmbd: C, nLayer: L, dtype } = config;
+  if ((config.makeVocabSizeDivisibleBy ?? 1) !== 1) {
+    throw new Error(`gptTensorParallelPipelineLayers: makeVocabSizeDivisibleBy ${config.makeVocabSizeDivisibleBy} is not supported: the vocabulary is split over tp, and the vocab-parallel cross-entropy would put the last slice's padding logits in the softmax (the padded and unpadded models would differ); leave it at 1 here`);
+  }
   if (sp && nCtx % tp.size !== 0) throw new Error(`gptTensorParallelPipelineLayers: sequence parallelism splits the context ${nCtx} over tp = ${tp.size}, which does not divide it`);
   const wteArgs = [V, C, { group: tp, dtype, initWeight: (piece: Tensor, o: object) => normal_(piece, 0, 0.02, o) }];
   const block = {

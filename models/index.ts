@@ -8,6 +8,7 @@
 export { GPT, GPT_SIZES, type GPTConfig, type GPTSize, gptConfig, gptKeyFromFlatName, gptParamCount } from './gpt.ts';
 export { GPTPositions, gptPipelineLayers } from './gpt_pipeline.ts';
 export { blockTensorParallelPlan, type GPT3DLayers, gptTensorParallelPipelineLayers } from './gpt_pipeline_tp.ts';
+export { paddedVocabSize, realLogits, VocabEmbedding } from './gpt_vocab.ts';
 export { type MLPOptions, mlp } from './mlp.ts';
 export {
   BasicBlock, Bottleneck, ResNet, type ResNetOptions,resnet18, resnet34, resnet50, resnet101, resnet152, resnetParamCount, 

@@ -19,6 +19,7 @@ export { native } from './native.ts';
 export * as nn from './nn/index.ts';
 export { flattenParameters, Module, type RemovableHandle } from './nn/index.ts';
 export * from './ops/index.ts';
+export { narrowGradsInPlace } from './ops/narrow_grad.ts';
 export { type RowPitchMode, rowPitchMode, setRowPitchMode, withRowPitchMode } from './ops/row_pitch.ts';
 export * from './optim/index.ts';
 export * from './pipeline/index.ts';

@@ -29,7 +29,7 @@ import type { OptimizerStateDict, StateValue } from '../optim/state_dict.ts';
 import { getRngState, type RngState, setRngState } from '../tensor/random.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { flatView } from '../zero/comms.ts';
-import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './checkpoint/load.ts';
+import { type LoadedCheckpoint, loadCheckpoint, moduleShapeHint, type TensorRequest } from './checkpoint/load.ts';
 import { openCheckpoint } from './checkpoint/reader.ts';
 import { saveCheckpoint, type TensorShard } from './checkpoint/save.ts';
 import {
@@ -274,7 +274,7 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
       if (named?.kind !== 'named') throw new Error(`${where}: ${dir}/${head.tag} has no optimizer state (pass loadOptimizerStates: false)`);
       for (const [pname, bufs] of Object.entries(named.buffers)) for (const b of bufs) want.push({ name: optimName(pname, b.name), fullShape: b.shape, dtype: b.dtype });
     }
-    const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want });
+    const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want, shapeHint: moduleShapeHint(engine.module) });
     if (loadOptim && named?.kind === 'named') {
       try {
         optimizerState = toOptimizerState(named, namesOf(engine, backend.optimizer), ck.tensors);
@@ -316,7 +316,7 @@ function readPlan(engine: Engine, backend: EngineBackend, dir: string, tag: stri
     want.push({ name, fullShape: [...t.shape], dtype: t.dtype });
     copies.push({ name, into: t });
   }
-  const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want });
+  const ck = loadCheckpoint(dir, { tag: head.tag, rank, worldSize: size, want, shapeHint: moduleShapeHint(engine.module) });
   return { ck, saved, copies, optimizerState, zeroSteps, mastersFromWeights };
 }
 

@@ -252,7 +252,16 @@ export abstract class Module {
    * both shapes for mismatches and the closest key name for a likely typo.
    */
   loadStateDict(sd: Record<string, Tensor> | Map<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
-    return loadInto(this.constructor.name, this.stateDict(), sd, opts.strict ?? true);
+    return loadInto(this.constructor.name, this.stateDict(), sd, opts.strict ?? true, (key, shape) => this.stateDictShapeHint(key, shape));
+  }
+
+  /**
+   * Why a saved tensor of `savedShape` does not fit this module's state `key`, when an option of
+   * the module explains it (e.g. GPT's padded vocabulary), else null: added to the shape-mismatch
+   * errors of loadStateDict and of checkpoint loads.
+   */
+  stateDictShapeHint(_key: string, _savedShape: readonly number[]): string | null {
+    return null;
   }
 
   /** Sets training mode here and in every descendant. Returns this. */

@@ -79,6 +79,7 @@ export function loadInto(
   target: Record<string, Tensor>,
   source: Record<string, Tensor> | Map<string, Tensor>,
   strict: boolean,
+  hint: (key: string, savedShape: readonly number[]) => string | null = () => null,
 ): LoadResult {
   if (source === null || typeof source !== 'object') throw new Error(`loadStateDict: expected an object or Map of tensors, got ${source}`);
   const entries: [string, unknown][] = source instanceof Map ? [...source] : Object.entries(source);
@@ -92,7 +93,10 @@ export function loadInto(
     const t = want.get(k);
     if (!t) continue;
     if (!(v instanceof Tensor) || v.disposed) notTensors.push(k);
-    else if (!sameShape(v.shape, t.shape)) mismatched.push(`"${k}": checkpoint ${fmt(v.shape)}, model ${fmt(t.shape)}`);
+    else if (!sameShape(v.shape, t.shape)) {
+      const why = hint(k, v.shape);
+      mismatched.push(`"${k}": checkpoint ${fmt(v.shape)}, model ${fmt(t.shape)}${why ? ` (${why})` : ''}`);
+    }
   }
   const problems: string[] = [];
   if (strict && missing.length) problems.push(`missing key(s) (${missing.length}): ${list(missing, (k) => `"${k}"`)}`);

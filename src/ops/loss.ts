@@ -116,8 +116,10 @@ function crossEntropyOnDevice(
   const xShape = [...logits.shape];
   deferIndexCheck(flag, tc.alias(), (pos, value) =>
     `crossEntropy: target ${value} at position ${position(pos, tShape)} is out of range for C = ${C} classes (logits ${fmt(xShape)}, ignoreIndex ${ignoreIndex}; checked on ${dev}, reported at the next synchronization)`);
-  // The gradient keeps a padded pitch (linear's backward passes it to cuBLASLt), any other layout goes dense.
-  const dxLd = xLd !== C && xLd === alignedPitch(C, logits.dtype) ? xLd : C;
+  // The gradient keeps a padded pitch (linear's backward passes it to cuBLASLt), or any pitch of
+  // 16-byte rows up to 2C (a padded vocabulary's narrow hands it on whole, narrow_grad.ts); else dense.
+  const aligned = xLd === alignedPitch(C, logits.dtype) || (xLd === alignedPitch(xLd, logits.dtype) && xLd <= 2 * C);
+  const dxLd = xLd !== C && aligned ? xLd : C;
   const pitched = xLd !== C ? [xLd] : [];
   kern.crossEntropyForwardDevice(code, xc.id, xc.offset, rows, C, idCode, tc.id, tc.offset, ignoreIndex, losses.id, lse.id, ...pitched);
   // 'mean' divides by the count as a device scalar ([] view); 0 targets give 0 / 0 = NaN, as PyTorch.

@@ -4,6 +4,7 @@ import { contiguousStrides, fmt, normDim, numel } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { record, sumToShape } from './autograd_support.ts';
 import * as k from './kernels.ts';
+import { narrowGrad } from './narrow_grad.ts';
 import { splitViews } from './split_views.ts';
 import { viewStrides } from './view_strides.ts';
 
@@ -113,13 +114,8 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   const shape = [...x.shape];
   shape[d] = length;
   const out = x.alias(shape, x.strides, x.offset + start * x.strides[d]);
-  return record('narrow', [x], out, () => (g) => {
-    const full = k.fill(k.empty(x.shape, g.dtype, undefined, false, g.device), 0);
-    const region = full.alias(shape, full.strides, start * full.strides[d]);
-    k.copyInto(g, region);
-    region.dispose();
-    return [full];
-  });
+  const xShape = x.shape;
+  return record('narrow', [x], out, () => (g) => [narrowGrad(g, xShape, d, start)]);
 }
 
 /** Broadcasts size-1 dims (and new leading dims) to `shape`; a view with stride 0. */

@@ -4,7 +4,7 @@
  * zero_bucket_grads) compare with a feature on and off. The caller gives the engine config and a
  * counter to read before and after.
  */
-import { GPT, gptConfig } from '../../models/index.ts';
+import { GPT, type GPTConfig, gptConfig } from '../../models/index.ts';
 import { crossEntropy, initialize, manualSeed, tensor, tidy } from '../../src/index.ts';
 
 export interface GptEngineRunOptions {
@@ -18,6 +18,8 @@ export interface GptEngineRunOptions {
   counter: () => number;
   /** Called after each backward, before the step (inspect the model's gradients). */
   afterBackward?: (model: GPT) => void;
+  /** Overrides of the model's config (e.g. makeVocabSizeDivisibleBy). */
+  gpt?: Partial<GPTConfig>;
 }
 
 export interface GptEngineRun {
@@ -32,7 +34,7 @@ export interface GptEngineRun {
 /** Trains GPT tiny as described above; the model and engine are released before it returns. */
 export async function gptEngineRun(o: GptEngineRunOptions): Promise<GptEngineRun> {
   manualSeed(o.seed);
-  const cfg = gptConfig('tiny', { dropout: 0, nLayer: 2 });
+  const cfg = gptConfig('tiny', { dropout: 0, nLayer: 2, ...o.gpt });
   const model = new GPT(cfg);
   const { engine } = await initialize({ model, config: o.config, device: 'cpu', log: () => {} });
   const losses: number[] = [];

@@ -67,6 +67,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_memory_kernels', {}],
   // Odd-width products at a padded row pitch (MESHTRAIN_PAD_LD, switched per case): bit for bit the dense run.
   ['unit/cuda_row_pitch', {}],
+  // A vocabulary padded inside GPT (makeVocabSizeDivisibleBy): bit for bit the unpadded model; the pitched logits gradient handed on whole.
+  ['unit/gpt_padded_vocab', {}],
   ['unit/cuda_engine', {}],
   ['unit/cuda_engine_fp16', {}],
   // engine.step() decided on the device (no host read) bit for bit the host-decided step; skipped steps taken back.

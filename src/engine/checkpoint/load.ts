@@ -1,5 +1,6 @@
 /** Loading any layout's slices from a sharded checkpoint: verify everything first, then copy. */
 import path from 'node:path';
+import type { Module } from '../../nn/module.ts';
 import { closestKey } from '../../nn/state_dict.ts';
 import type { DType } from '../../tensor/dtype.ts';
 import { fmt, numel } from '../../tensor/shape.ts';
@@ -27,6 +28,8 @@ export interface LoadCheckpointOptions {
   rank?: number;
   worldSize?: number;
   want: TensorRequest[];
+  /** Explains a tensor saved with another shape (Module.stateDictShapeHint via moduleShapeHint), or null. */
+  shapeHint?: (name: string, savedShape: readonly number[]) => string | null;
 }
 
 export interface LoadedCheckpoint {
@@ -72,7 +75,10 @@ export function loadCheckpoint(dir: string, opts: LoadCheckpointOptions): Loaded
       const near = closestKey(w.name, names);
       throw new Error(`${where}: checkpoint ${ck.dir} has no tensor "${w.name}"${near ? ` (did you mean "${near}"?)` : ''}`);
     }
-    if (fmt(saved.fullShape) !== fmt(w.fullShape)) throw new Error(`${where}: tensor "${w.name}" is ${fmt(saved.fullShape)} in ${ck.dir}, requested ${fmt(w.fullShape)}`);
+    if (fmt(saved.fullShape) !== fmt(w.fullShape)) {
+      const why = opts.shapeHint?.(w.name, saved.fullShape);
+      throw new Error(`${where}: tensor "${w.name}" is ${fmt(saved.fullShape)} in ${ck.dir}, requested ${fmt(w.fullShape)}${why ? `: ${why}` : ''}`);
+    }
     if (saved.dtype !== w.dtype) throw new Error(`${where}: tensor "${w.name}" is ${saved.dtype} in ${ck.dir}, requested ${w.dtype}`);
     if (w.into) {
       const n = range[1] - range[0];
@@ -108,3 +114,16 @@ export function loadCheckpoint(dir: string, opts: LoadCheckpointOptions): Loaded
   };
 }
 
+
+/**
+ * loadCheckpoint's shapeHint for a module's tensors: a state-dict key, or optimizer state
+ * `optimizer.<key>.<state>`, asks the module (Module.stateDictShapeHint).
+ * @example
+ * loadCheckpoint(dir, { want, shapeHint: moduleShapeHint(model) });
+ */
+export function moduleShapeHint(module: Module): (name: string, savedShape: readonly number[]) => string | null {
+  return (name, savedShape) => {
+    const key = name.startsWith('optimizer.') ? name.slice('optimizer.'.length, name.lastIndexOf('.')) : name;
+    return module.stateDictShapeHint(key, savedShape);
+  };
+}

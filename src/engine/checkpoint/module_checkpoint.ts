@@ -10,7 +10,7 @@ import type { Optimizer } from '../../optim/optimizer.ts';
 import type { OptimizerStateDict, StateValue } from '../../optim/state_dict.ts';
 import { getRngState, type RngState, setRngState } from '../../tensor/random.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
-import { type LoadedCheckpoint, loadCheckpoint, type TensorRequest } from './load.ts';
+import { type LoadedCheckpoint, loadCheckpoint, moduleShapeHint, type TensorRequest } from './load.ts';
 import { decodePlain } from './plain_state.ts';
 import { openCheckpoint } from './reader.ts';
 import { saveCheckpoint, type TensorShard } from './save.ts';
@@ -115,7 +115,7 @@ export function loadModuleCheckpoint(dir: string, module: Module, opts: LoadModu
       for (const b of bufs) want.push({ name: optimName(pname, b.name), fullShape: b.shape, dtype: b.dtype });
     }
   }
-  const loaded: LoadedCheckpoint = loadCheckpoint(dir, { tag: ck.tag, want });
+  const loaded: LoadedCheckpoint = loadCheckpoint(dir, { tag: ck.tag, want, shapeHint: moduleShapeHint(module) });
   try {
     if (useOptimizer && saved.optimizer) opts.optimizer!.loadStateDict(toOptimizerState(saved.optimizer, paramNames(module, opts.optimizer!), loaded.tensors));
     if (opts.scheduler && (opts.loadLrSchedulerStates ?? true)) {
