@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { gptBenchStep } from '../../bench/gpu_gpt.ts';
 import { GPT, type GPTConfig, gptConfig, gptParamCount, gptPipelineLayers, gptTensorParallelPipelineLayers, paddedVocabSize } from '../../models/index.ts';
 import {
   AdamW, crossEntropy, cudaCensus, type DType, destroyDistributed, initDistributed, initialize, manualSeed, narrowGradsInPlace, native, nn, noGrad,
@@ -146,6 +147,19 @@ if (testDevices('test/unit/gpt_padded_vocab').includes('cuda:0')) {
     assert.is(padded.copyBytes - plain.copyBytes, B * T * (VP - V) * 2 * 2 + 2, JSON.stringify({ plain, padded }));
     assert.is(padded.copies - plain.copies, 2, JSON.stringify({ plain, padded }));
     assert.is(padded.inPlace, 1);
+  });
+}
+
+if (testDevices('test/unit/gpt_padded_vocab').includes('cuda:0')) {
+  test('captured as one CUDA graph [cuda:0] (bench/gpu.ts (b)\'s step, the vocabulary padded inside): the losses of 4 steps equal eager', () => {
+    const losses = [false, true].map((graph) => {
+      const g = gptBenchStep(4, 16, 'tiny', { padVocabInside: 128, graph });
+      const out = [0, 1, 2, 3].map((k) => g.step(k, true));
+      g.dispose();
+      return out;
+    });
+    const tol = EXACT ? 0 : TOL.bf16;
+    assert.ok(maxRelErr(losses[1], losses[0]) <= tol, `graph ${losses[1]} vs eager ${losses[0]}`);
   });
 }
 
