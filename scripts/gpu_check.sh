@@ -212,6 +212,8 @@ done
 step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 # The device-decided step's rules on the GPU's arithmetic: stepDecision and the fp16 scaler's update bit for bit their CPU twins.
 step unit/step_decision 120 uvu test/unit '^(step_decision|loss_scaler_update)\.test\.ts$'
+# GPT's vocabulary padded inside the model (makeVocabSizeDivisibleBy) vs unpadded on cuda:0 (not a cuda_* file): within TOL there.
+step unit/gpt_padded_vocab 150 uvu test/unit '^gpt_padded_vocab\.test\.ts$'
 # bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # And on the WMMA kernels alone (attention_tc.cu; by default the mma.sync ones run where they apply).

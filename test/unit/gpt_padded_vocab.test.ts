@@ -3,7 +3,7 @@
  * against the unpadded model from the same seed, over AdamW steps (weight decay on), the losses,
  * the gradients of wte's real rows and of every other parameter, and the weights are equal (CPU
  * f32 and the emulated device's bf16: bit for bit; a GPU's cuBLASLt may pick other kernels for
- * N = Vp: within TOL), the padding rows of wte and of its gradient stay exactly 0, the logits are
+ * N = Vp: within TOL, see DRIFT), the padding rows of wte and of its gradient stay exactly 0, the logits are
  * [B, T, V] (a view at row pitch Vp). On CUDA the narrow's backward hands cross-entropy's
  * pitched gradient on whole (ops/narrow_grad.ts): counted, and its copies are only the padding
  * columns' fill. Also: parameter counts, the option's checks, lookups limited to rows < V,
@@ -32,13 +32,29 @@ const VP = 96;
 /** A GPU's cuBLASLt may choose another kernel for N = Vp than for N = V; the CPU and the emulated device compute the same sums. */
 const EXACT = 'cudaEmuChecks' in native;
 
-function assertClose(what: string, got: Tensor, want: Tensor, dev: Device): void {
+const LR = 1e-2;
+/**
+ * On a GPU, after a step the two runs' weights may differ by an update's rounding: AdamW moves a
+ * weight by at most ~2 lr a step, so weights are held to 2·3·lr absolute and later steps' gradients
+ * to 10x TOL (relative to the largest); the first step's to TOL.
+ */
+const DRIFT = { weight: 2 * 3 * LR, grad: 10 };
+
+function assertClose(what: string, got: Tensor, want: Tensor, dev: Device, gpuTol: { abs?: number; times?: number } = {}): void {
   if (dev === 'cpu' || EXACT) {
     assertSameBits(what, got, want);
     return;
   }
-  const err = maxRelErr(got.to('cpu').contiguous().toList() as number[], want.to('cpu').contiguous().toList() as number[]);
-  assert.ok(err <= TOL[want.dtype], `${what}: max relative error ${err} > ${TOL[want.dtype]}`);
+  const g = got.to('cpu').contiguous().toList() as number[];
+  const w = want.to('cpu').contiguous().toList() as number[];
+  if (gpuTol.abs !== undefined) {
+    const err = Math.max(...g.map((x, i) => Math.abs(x - w[i])));
+    assert.ok(err <= gpuTol.abs, `${what}: max difference ${err} > ${gpuTol.abs}`);
+    return;
+  }
+  const tol = TOL[want.dtype] * (gpuTol.times ?? 1);
+  const err = maxRelErr(g, w);
+  assert.ok(err <= tol, `${what}: max relative error ${err} > ${tol}`);
 }
 
 const ids = (s: number, dev: Device) => tensor(Array.from({ length: B * T }, (_, i) => (i * 31 + s * 7) % V), { dtype: 'i32', shape: [B, T], device: dev });
@@ -76,7 +92,7 @@ for (const dev of testDevices('test/unit/gpt_padded_vocab')) {
   test(nameOn(`GPT tiny ${dtype}, vocab ${V} padded to ${VP}: 3 AdamW steps equal the unpadded model's (losses, gradients, weights); padding rows stay 0`, dev), () => {
     const runs = [1, M].map((multiple) => {
       const m = model(dev, dtype, multiple);
-      const opt = new AdamW(m.parameters(), { lr: 1e-2, weightDecay: 0.1 });
+      const opt = new AdamW(m.parameters(), { lr: LR, weightDecay: 0.1 });
       const steps: { loss: Tensor; grads: Tensor[]; shape: number[]; strides: number[]; inPlace: number }[] = [];
       for (let s = 0; s < 3; s++) {
         const before = narrowGradsInPlace();
@@ -96,21 +112,22 @@ for (const dev of testDevices('test/unit/gpt_padded_vocab')) {
     for (let s = 0; s < 3; s++) {
       const a = plain.steps[s];
       const b = padded.steps[s];
+      const drift = { times: s === 0 ? 1 : DRIFT.grad };
       assertClose(`step ${s} loss`, b.loss, a.loss, dev);
       assert.equal(b.shape, [B, T, V], 'logits [B, T, V]');
       assert.equal(b.strides, [T * VP, VP, 1], 'a view of the [.., Vp] product');
       // CUDA's cross-entropy writes its gradient at the pitch Vp, which the narrow hands on; the CPU's is dense.
       assert.is(b.inPlace, dev === 'cpu' ? 0 : 1, `step ${s}: narrow gradients completed in place`);
       const [real, pad] = split(b.grads[0]);
-      assertClose(`step ${s} wte.weight.grad rows < V`, real, a.grads[0], dev);
+      assertClose(`step ${s} wte.weight.grad rows < V`, real, a.grads[0], dev, drift);
       assert.ok(pad.toList().every((x) => Object.is(x, 0)), `step ${s}: wte's padding rows have a zero gradient`);
-      for (let i = 1; i < a.grads.length; i++) assertClose(`step ${s} gradient ${i}`, b.grads[i], a.grads[i], dev);
+      for (let i = 1; i < a.grads.length; i++) assertClose(`step ${s} gradient ${i}`, b.grads[i], a.grads[i], dev, drift);
     }
     const [real, pad] = split(padded.m.wte.weight);
-    assertClose('wte.weight rows < V after 3 steps', real, plain.m.wte.weight, dev);
+    assertClose('wte.weight rows < V after 3 steps', real, plain.m.wte.weight, dev, { abs: DRIFT.weight });
     assert.ok(pad.toList().every((x) => Object.is(x, 0)), 'wte padding rows are 0 after 3 AdamW steps with weight decay');
     const pp = padded.m.parameters();
-    plain.m.parameters().forEach((p, i) => i > 0 && assertClose(`parameter ${i} after 3 steps`, pp[i], p, dev));
+    plain.m.parameters().forEach((p, i) => i > 0 && assertClose(`parameter ${i} after 3 steps`, pp[i], p, dev, { abs: DRIFT.weight }));
     for (const r of runs) r.m.dispose();
   });
 
