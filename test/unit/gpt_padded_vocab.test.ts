@@ -2,13 +2,14 @@
  * GPT's vocabulary padded inside the model (makeVocabSizeDivisibleBy, models/gpt_vocab.ts):
  * against the unpadded model from the same seed, over AdamW steps (weight decay on), the losses,
  * the gradients of wte's real rows and of every other parameter, and the weights are equal (CPU
- * f32 and the emulated device's bf16: bit for bit; a GPU's cuBLASLt may pick other kernels for
- * N = Vp: within TOL, see DRIFT), the padding rows of wte and of its gradient stay exactly 0, the logits are
- * [B, T, V] (a view at row pitch Vp). On CUDA the narrow's backward hands cross-entropy's
- * pitched gradient on whole (ops/narrow_grad.ts): counted, and its copies are only the padding
- * columns' fill. Also: parameter counts, the option's checks, lookups limited to rows < V,
- * state dicts and engine checkpoints padded otherwise refused naming the key, both shapes and the option, ZeRO 0-3
- * through the engine, the pipeline layer list, and the tensor-parallel one's refusal.
+ * f32 and the emulated device's bf16: bit for bit; on a GPU cuBLASLt may pick other kernels for
+ * N = Vp: within TOL, see DRIFT), the padding rows of wte and of its gradient stay exactly 0, and
+ * the logits are [B, T, V] (a view at row pitch Vp). On CUDA narrow's backward hands the
+ * cross-entropy's pitched gradient on whole (ops/narrow_grad.ts): counted, and the only copies
+ * added are the padding columns' fill; captured as a CUDA graph the step gives eager's losses.
+ * Also: parameter counts, the option's checks, lookups limited to rows < V, state dicts and
+ * engine checkpoints padded otherwise refused naming the key, both shapes and the option, ZeRO
+ * 0-3 through the engine, a 2-stage pipeline of the layer list, the tensor-parallel list's refusal.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import { gptBenchStep } from '../../bench/gpu_gpt.ts';
 import { GPT, type GPTConfig, gptConfig, gptParamCount, gptPipelineLayers, gptTensorParallelPipelineLayers, paddedVocabSize } from '../../models/index.ts';
 import {
   AdamW, crossEntropy, cudaCensus, type DType, destroyDistributed, initDistributed, initialize, manualSeed, narrowGradsInPlace, native, nn, noGrad,
-  type ProcessGroup, type Tensor, tensor, tidy,
+  PipelineEngine, PipelineModule, type ProcessGroup, type Tensor, tensor, tidy,
 } from '../../src/index.ts';
 import type { Device } from '../../src/tensor/storage.ts';
 import { assertSameBits } from '../helpers/bits.ts';
@@ -256,24 +257,30 @@ test('through the engine at ZeRO stages 0-3 (tied head an external parameter at 
   }
 });
 
-test('pipeline layer list: padded tied embedding and head give the plain padded GPT\'s logits; the tensor-parallel list refuses the option', () => {
-  const cfg = gptConfig('tiny', { vocabSize: V, nCtx: T, dropout: 0, makeVocabSizeDivisibleBy: M });
-  manualSeed(11);
-  const whole = new GPT(cfg);
-  manualSeed(11);
-  const { layers } = gptPipelineLayers(cfg);
-  const built = layers.map((l) => l.build());
-  const x = ids(0, 'cpu');
-  noGrad(() => {
-    // The head reuses the embedding's module (tied): build() on the head's spec made its own, so run through the first.
-    let h: Tensor = x;
-    for (let i = 0; i < built.length - 1; i++) h = built[i].forward(h);
-    const head = layers[layers.length - 1] as unknown as { forwardFn: (m: unknown, x: Tensor) => Tensor };
-    const logits = head.forwardFn(built[0], h);
-    assert.equal(logits.shape, [B, T, V]);
-    assert.equal((built[0] as unknown as { weight: Tensor }).weight.shape, [VP, 32]);
-    assertSameBits('pipeline logits', logits.contiguous(), whole.forward(x).contiguous());
+test('pipeline layer list (2 stages on one rank, 3 batches of 2 micro-batches, AdamW): padded losses and weights equal the unpadded run, padding rows 0; the tensor-parallel list refuses the option', async () => {
+  const run = async (multiple: number) => {
+    manualSeed(11);
+    const cfg = gptConfig('tiny', { vocabSize: V, nCtx: T, dropout: 0, makeVocabSizeDivisibleBy: multiple });
+    const lossFn = (logits: Tensor, y: Tensor) => crossEntropy(logits.reshape([-1, logits.shape[2]]), y.reshape([-1]));
+    const pipe = new PipelineModule({ layers: gptPipelineLayers(cfg).layers, numStages: 2, partitionMethod: 'uniform', lossFn });
+    const engine = await PipelineEngine.create({ module: pipe, microBatches: 2, device: 'cpu', optimizer: new AdamW(pipe.parameters(), { lr: LR, weightDecay: 0.1 }) });
+    const losses = [0, 1, 2].map((s) => engine.trainBatch([0, 1].map((j) => [ids(2 * s + j, 'cpu'), targets(2 * s + j, 'cpu').reshape([B, T])] as [Tensor, Tensor])));
+    const weights = pipe.parameters().map((p) => p.toList());
+    const shapes = pipe.parameters().map((p) => p.shape.join());
+    engine.destroy();
+    return { losses, weights, shapes };
+  };
+  const plain = await run(1);
+  const padded = await run(M);
+  assert.equal(padded.losses, plain.losses, 'losses');
+  const wte = padded.shapes.indexOf(`${VP},32`);
+  assert.ok(wte >= 0, `a [${VP}, 32] table among ${padded.shapes}`);
+  padded.weights.forEach((w, i) => {
+    if (i !== wte) assert.equal(w, plain.weights[i], `parameter ${i}`);
   });
+  assert.equal(padded.weights[wte].slice(0, V * 32), plain.weights[wte], 'wte rows < V');
+  assert.ok(padded.weights[wte].slice(V * 32).every((x) => Object.is(x, 0)), 'wte padding rows stay 0');
+  const cfg = gptConfig('tiny', { vocabSize: V, nCtx: T, makeVocabSizeDivisibleBy: M });
   const tp = { size: 2, rank: 0 } as unknown as ProcessGroup;
   assert.throws(() => gptTensorParallelPipelineLayers(cfg, tp), /gptTensorParallelPipelineLayers: makeVocabSizeDivisibleBy 32 is not supported/);
 });
