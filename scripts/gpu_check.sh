@@ -194,6 +194,8 @@ ops=$(grep -l "^ *deviceTest(" test/unit/*.test.ts 2>/dev/null | xargs -n1 basen
 # started early so it overlaps the suites below).
 if [ "${MT_EMU:-0}" = 1 ] || scripts/sanitize_attention.sh --find > /dev/null; then
   step sanitize:attention 90 scripts/sanitize_attention.sh
+  # Again with the fa2 kernels at 32 query rows per warp (forward, and the backward's dQ): their own barriers and staging.
+  step sanitize:attention:rows32 90 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 scripts/sanitize_attention.sh
 elif [ -z "${MT_ONLY:-}" ] || [[ sanitize:attention =~ $MT_ONLY ]]; then
   nrow=$((nrow + 1))
   printf '%-30s %-8s %6s  %s\n' sanitize:attention SKIP 0 'compute-sanitizer not found' > "$rows/$(printf %04d "$nrow")"
@@ -218,6 +220,9 @@ step unit/gpt_padded_vocab 150 uvu test/unit '^gpt_padded_vocab\.test\.ts$'
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # And on the WMMA kernels alone (attention_tc.cu; by default the mma.sync ones run where they apply).
 step unit/cuda_attention:tc 150 env MESHTRAIN_ATTENTION=tc node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
+# The default family with the fa2 forward and the backward's dQ kernel at 32 query rows per warp (head dims <= 64;
+# the fa2 suites also run both variants themselves and check them bit for bit against each other).
+step unit/cuda_attention_fa2:rows32 180 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv|_fa2|_fa2_bwd)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -241,6 +246,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # GPT-2 124M MFU again on the WMMA attention (the default before stop 19's H200 run made fa2 it):
   # what the default buys (OUT unset: bench_gpu.json keeps the full run).
   step bench:gpt:tc 90 env -u OUT MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # And with the fa2 kernels at 32 query rows per warp (forward and dQ): whether the variant moves the step.
+  step bench:gpt:rows32 90 env -u OUT MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # GPT-2's LM head with the padded row pitch for its 50257-wide logits on and off (MESHTRAIN_PAD_LD): its three
   # products alone and the 124M step; bench (b)'s vocab-50257 row has it on (~10 s on an H200).
   step bench:row_pitch 60 node --import tsx bench/gpu_row_pitch.ts $size
@@ -273,6 +280,10 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The WMMA kernels alone: compare with bench:attention (the mma.sync kernels where they apply).
   step bench:attention:tc 60 env MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  # The fa2 kernels at 32 query rows per warp: the whole bench with them, then 16 vs 32 rows alone (forward; backward
+  # with dQ at each), alternating rounds in one process.
+  step bench:attention:rows32 60 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  step bench:attention_rows 90 node --import tsx bench/gpu_attention_rows.ts $size
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.

@@ -3,10 +3,12 @@
 // C fragments become the next product's A fragment in place (two adjacent n8 tiles are one k16
 // tile), and each lane applies the softmax step to the elements it holds. Two kernels, no atomics
 // (deterministic): dK/dV per block of 64 keys, each warp's 16 keys held as A fragments, query
-// tiles streamed through shared memory; dQ per block of 64 queries, key tiles streamed. Both step
-// through a tile 16 rows at a time, so a warp holds only 2 n8 tiles of scores and of dP. Operand
-// fragments come from shared memory by ldmatrix (.trans where the k pairs span rows); streamed
-// tiles are double-buffered, the next one's cp.async copies in flight while this one is used.
+// tiles streamed through shared memory; dQ per block of 64 queries, key tiles streamed (or, at head
+// dim 64 with MESHTRAIN_FA2_BWD_ROWS=32, of 128: 32 queries per warp as two m16 tiles that share
+// every K and V fragment read). Both step through a tile 16 rows at a time, so a warp holds only 2
+// n8 tiles of scores and of dP per m16 tile. Operand fragments come from shared memory by ldmatrix
+// (.trans where the k pairs span rows); streamed tiles are double-buffered, the next one's cp.async
+// copies in flight while this one is used.
 // Probabilities and dS are rounded to the input dtype before their products, as attention_tc.cu.
 #include <cstdint>
 #include <string>
@@ -259,22 +261,23 @@ __global__ void __launch_bounds__(kWarps * 32)
   storeRows<D>(headOf(dv, dvs, bh, g.heads), dvs.t, kw, g.tk, dV, 1.0f, vec & kPairDV, lane);
 }
 
-// dQ of the 64 queries q0.. : grid (batch * heads, query tiles), the last tiles first (causal:
-// the longest rows start first). Warp w owns queries qw = q0 + 16w.. as A fragments of Q and dO;
-// per 16 keys of a streamed tile S = Q_w Kᵀ, dP = dO_w Vᵀ, dS = P∘(dP − dvec), dQ_w += dS K.
-template <typename T, int D>
+// dQ of the kWarps·16·MT queries from q0: grid (batch * heads, query blocks), the last blocks first
+// (causal: the longest rows start first). Warp w owns queries qw = q0 + 16·MT·w.. as MT m16 tiles
+// of A fragments of Q and dO; per 16 keys of a streamed tile S = Q_w Kᵀ, dP = dO_w Vᵀ,
+// dS = P∘(dP − dvec), dQ_w += dS K. With MT = 2 every K and V fragment read feeds both tiles.
+template <typename T, int D, int MT>
 __global__ void __launch_bounds__(kWarps * 32)
     attnFa2BackwardQ(const T* q, CudaAttnStrides qs, const T* k, CudaAttnStrides ks, const T* v, CudaAttnStrides vs,
                      const T* dO, CudaAttnStrides gs, const float* lse, const float* dvec, T* dq, CudaAttnStrides dqs,
                      int vec, CudaAttnShape g) {
-  constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8;
+  constexpr int ld = kLd<D>, kChunks = D / 16, kN = D / 8, kQ = kWarps * kStep * MT;
   MT_DYNAMIC_SHARED(unsigned char, smem);
-  // Two buffers of a K and a V tile: the next tile loads while this one is used. Q and dO go
-  // through buffer 1 first, while the first key tile loads.
+  // Two buffers of a K and a V tile: the next tile loads while this one is used. Q and dO (kQ rows
+  // each) go where buffer 1 starts, while the first key tile loads; qBytes makes room for both.
   constexpr int kBuf = 2 * kTile * ld;  // elements of T per buffer
   T* buf0 = reinterpret_cast<T*>(smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t bh = blockIdx.x, q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kTile, qw = q0 + warp * kStep;
+  const int64_t bh = blockIdx.x, q0 = int64_t(gridDim.y - 1 - blockIdx.y) * kQ, qw = q0 + warp * kStep * MT;
   const T* kh = headOf(k, ks, bh, g.heads);
   const T* vh = headOf(v, vs, bh, g.heads);
   auto load = [&](int64_t k0, int b) {
@@ -282,33 +285,43 @@ __global__ void __launch_bounds__(kWarps * 32)
     loadTile<D>(buf0 + b * kBuf + kTile * ld, vh, vs.t, k0, g.tk, vec & kVecV);
     cpasync::commit();
   };
-  loadTile<D>(buf0 + kBuf, headOf(q, qs, bh, g.heads), qs.t, q0, g.tq, vec & kVecQ);
-  loadTile<D>(buf0 + kBuf + kTile * ld, headOf(dO, gs, bh, g.heads), gs.t, q0, g.tq, vec & kVecG);
+#pragma unroll
+  for (int r = 0; r < kQ; r += kTile) {
+    loadTile<D>(buf0 + kBuf + r * ld, headOf(q, qs, bh, g.heads), qs.t, q0 + r, g.tq, vec & kVecQ);
+    loadTile<D>(buf0 + kBuf + (kQ + r) * ld, headOf(dO, gs, bh, g.heads), gs.t, q0 + r, g.tq, vec & kVecG);
+  }
   cpasync::commit();
-  const int64_t kEnd = g.causal ? min(g.tk, q0 + kTile) : g.tk;
+  const int64_t kEnd = g.causal ? min(g.tk, q0 + kQ) : g.tk;
   if (kEnd > 0) load(0, 0);
   else cpasync::commit();
   cpasync::wait<1>();  // Q and dO
   __syncthreads();
-  A16 qA[kChunks], gA[kChunks];
+  A16 qA[MT][kChunks], gA[MT][kChunks];
+  float lseR[MT][2], dvecR[MT][2];  // rows g and g + 8 of each of the warp's tiles
+  int qReal[MT];                    // each tile's queries that exist
 #pragma unroll
-  for (int c = 0; c < kChunks; c++) {
-    qA[c] = fragA(buf0 + kBuf + warp * kStep * ld + c * 16, ld, lane);
-    gA[c] = fragA(buf0 + kBuf + kTile * ld + warp * kStep * ld + c * 16, ld, lane);
+  for (int mt = 0; mt < MT; mt++) {
+    const int64_t w = qw + kStep * mt;
+#pragma unroll
+    for (int c = 0; c < kChunks; c++) {
+      qA[mt][c] = fragA(buf0 + kBuf + (w - q0) * ld + c * 16, ld, lane);
+      gA[mt][c] = fragA(buf0 + kBuf + (kQ + w - q0) * ld + c * 16, ld, lane);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int64_t i = w + (lane >> 2) + 8 * h;
+      lseR[mt][h] = i < g.tq ? lse[bh * g.tq + i] * kLog2e : 0.0f;
+      dvecR[mt][h] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
+    }
+    qReal[mt] = int(max(int64_t(0), min(g.tq - w, int64_t(kStep))));
   }
-  float lseR[2], dvecR[2];  // rows g and g + 8 of the warp
+  C16 dQ[MT][kN];
 #pragma unroll
-  for (int h = 0; h < 2; h++) {
-    const int64_t i = qw + (lane >> 2) + 8 * h;
-    lseR[h] = i < g.tq ? lse[bh * g.tq + i] * kLog2e : 0.0f;
-    dvecR[h] = i < g.tq ? dvec[bh * g.tq + i] : 0.0f;
-  }
-  C16 dQ[kN];
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-  for (int n = 0; n < kN; n++) dQ[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+    for (int n = 0; n < kN; n++) dQ[mt][n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
   const float scale2 = float(g.scale) * kLog2e;
   const bool idle = qw >= g.tq;
-  const int qReal = int(min(g.tq - qw, int64_t(kStep)));  // the warp's queries that exist
   int b = 0;
   for (int64_t k0 = 0; k0 < kEnd; k0 += kTile, b ^= 1) {
     __syncthreads();  // the other buffer's readers (Q/dO fragments or the previous tile) are done
@@ -319,57 +332,71 @@ __global__ void __launch_bounds__(kWarps * 32)
     const T* kS = buf0 + b * kBuf;
     const T* vS = kS + kTile * ld;
     if (idle) continue;
-    // Within the tile (32-bit): key column c is real below kEndT; query row r sees it when
-    // c - r <= ahead (j <= i).
-    const bool edge = (g.causal && k0 + kTile > q0) || k0 + kTile > g.tk || q0 + kTile > g.tq;
+    // Within the tile (32-bit): key column c is real below kEndT; row r of tile mt sees it when
+    // c - r <= ahead + 16mt (j <= i).
+    const bool edge = (g.causal && k0 + kTile > q0) || k0 + kTile > g.tk || q0 + kQ > g.tq;
     const int kEndT = int(min(g.tk - k0, int64_t(kTile))), ahead = int(qw - k0);
 #pragma unroll 1
     for (int s = 0; s < kTile / kStep; s++) {
       if (s * kStep >= kEndT) break;
-      if (g.causal && s * kStep > ahead + kStep - 1) break;  // these keys and later follow every query of the warp
+      if (g.causal && s * kStep > ahead + kStep * MT - 1) break;  // these keys and later follow every query of the warp
       const T* kRows = kS + s * kStep * ld;
       const T* vRows = vS + s * kStep * ld;
-      C16 sc[2], dp[2];
+      C16 sc[MT][2], dp[MT][2];
 #pragma unroll
-      for (int n = 0; n < 2; n++) sc[n] = dp[n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int n = 0; n < 2; n++) sc[mt][n] = dp[mt][n] = C16{{0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
       for (int c = 0; c < kChunks; c++) {
         B16 bk[2], bv[2];
         fragB2RowsN(bk, kRows + c * 16, ld, lane);
         fragB2RowsN(bv, vRows + c * 16, ld, lane);
 #pragma unroll
-        for (int n = 0; n < 2; n++) {
-          mma::mma16816<T>(sc[n], qA[c], bk[n]);
-          mma::mma16816<T>(dp[n], gA[c], bv[n]);
-        }
-      }
-      float ds[2][4];
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int n = 0; n < 2; n++) {
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int h = e >> 1;
-          const float pe = exp2f(sc[n].c[e] * scale2 - lseR[h]);
-          float dse = pe * (dp[n].c[e] - dvecR[h]);
-          if (edge) {
-            const int r = rowOf(lane, e), c = s * kStep + n * 8 + colOf(lane, e);
-            if (r >= qReal || c >= kEndT || (g.causal && c - r > ahead)) dse = 0.0f;
+          for (int n = 0; n < 2; n++) {
+            mma::mma16816<T>(sc[mt][n], qA[mt][c], bk[n]);
+            mma::mma16816<T>(dp[mt][n], gA[mt][c], bv[n]);
           }
-          ds[n][e] = dse;
-        }
       }
-      const A16 dsA = toA<T>(ds);
+      A16 dsA[MT];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        float ds[2][4];
+#pragma unroll
+        for (int n = 0; n < 2; n++) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int h = e >> 1;
+            const float pe = exp2f(sc[mt][n].c[e] * scale2 - lseR[mt][h]);
+            float dse = pe * (dp[mt][n].c[e] - dvecR[mt][h]);
+            if (edge) {
+              const int r = rowOf(lane, e), c = s * kStep + n * 8 + colOf(lane, e);
+              if (r >= qReal[mt] || c >= kEndT || (g.causal && c - r > ahead + kStep * mt)) dse = 0.0f;
+            }
+            ds[n][e] = dse;
+          }
+        }
+        dsA[mt] = toA<T>(ds);
+      }
 #pragma unroll
       for (int c = 0; c < kChunks; c++) {
         B16 bk[2];
         fragB2RowsK(bk, kRows + c * 16, ld, lane);
-        mma::mma16816<T>(dQ[2 * c], dsA, bk[0]);
-        mma::mma16816<T>(dQ[2 * c + 1], dsA, bk[1]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          mma::mma16816<T>(dQ[mt][2 * c], dsA[mt], bk[0]);
+          mma::mma16816<T>(dQ[mt][2 * c + 1], dsA[mt], bk[1]);
+        }
       }
     }
   }
   cpasync::wait<0>();
-  storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, qw, g.tq, dQ, float(g.scale), vec & kPairDQ, lane);
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+    storeRows<D>(headOf(dq, dqs, bh, g.heads), dqs.t, qw + kStep * mt, g.tq, dQ[mt], float(g.scale), vec & kPairDQ,
+                 lane);
 }
 
 // Two buffers each: a Q and a dO tile with their rows' lse and dvec (dK/dV), a K and a V tile (dQ).
@@ -377,12 +404,13 @@ template <int D>
 constexpr size_t kvBytes() {
   return 2 * (size_t(2 * kTile * kLd<D>) * 2 + size_t(2 * kTile) * 4);
 }
-template <int D>
+// Q and dO of a block's kWarps·16·MT queries overlap the second buffer (read into registers first).
+template <int D, int MT>
 constexpr size_t qBytes() {
-  return 2 * size_t(2 * kTile * kLd<D>) * 2;
+  return size_t(2 * kTile + 2 * kWarps * kStep * MT) * kLd<D> * 2;
 }
 
-unsigned tiles(int64_t n) { return unsigned((n + kTile - 1) / kTile); }
+unsigned tiles(int64_t n, int rows = kTile) { return unsigned((n + rows - 1) / rows); }
 
 bool pairOk(const void* p, const CudaAttnStrides& s) {
   return (reinterpret_cast<uintptr_t>(p) & 3) == 0 && s.b % 2 == 0 && s.h % 2 == 0 && s.t % 2 == 0;
@@ -410,6 +438,8 @@ void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const 
   if (g.tq > int64_t(65535) * kTile || g.tk > int64_t(65535) * kTile)
     cu::fail(std::string(op) + ": sequence longer than " + std::to_string(65535 * kTile));
   if (g.batch * g.heads > (int64_t(1) << 31) - 1) cu::fail(std::string(op) + ": more than 2^31 - 1 (batch, head) pairs");
+  // The dQ kernel's query rows per warp (MESHTRAIN_FA2_BWD_ROWS: 16 unset, or 32 where D is 64).
+  const int dqRows = attn16::rowsPerWarp("MESHTRAIN_FA2_BWD_ROWS");
   if (g.batch * g.heads == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
@@ -425,7 +455,8 @@ void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const 
     const float* lp = static_cast<const float*>(lse);
     const float* dvp = static_cast<const float*>(dvec);
     // D 128 takes more than the 48 KiB of dynamic shared memory that needs no opt-in.
-    static_assert(kvBytes<D>() <= 227 * 1024 && qBytes<D>() <= 227 * 1024, "fa2 backward: shared memory");
+    static_assert(kvBytes<D>() <= 227 * 1024 && qBytes<D, D == 64 ? 2 : 1>() <= 227 * 1024,
+                  "fa2 backward: shared memory");
     if (g.tk > 0) {
       auto kv = attnFa2BackwardKV<T, D>;
       if (kvBytes<D>() > 48 * 1024)
@@ -435,11 +466,21 @@ void cudaAttentionBackwardFa2(int dev, int dtype, const CudaAttnShape& g, const 
       cu::checkLaunch("attnFa2BackwardKV");
     }
     if (g.tq > 0) {
-      auto bq = attnFa2BackwardQ<T, D>;
-      if (qBytes<D>() > 48 * 1024)
-        cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(bq), qBytes<D>(), "attnFa2BackwardQ");
-      MT_LAUNCH(bq, (dim3(bh, tiles(g.tq))), kWarps * 32, qBytes<D>(), s, qp, qs, kp, ks, vp, vs, gp, gs, lp, dvp,
-                static_cast<T*>(dq), dqs, vec, g);
+      auto launchQ = [&](auto tiles16) {
+        constexpr int MT = decltype(tiles16)::value;
+        auto bq = attnFa2BackwardQ<T, D, MT>;
+        const size_t bytes = qBytes<D, MT>();
+        if (bytes > 48 * 1024) cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(bq), bytes, "attnFa2BackwardQ");
+        // The census labels the variant (tests check which one ran), with the bytes the kernel moves.
+        MT_CENSUS_DESCRIBE(std::to_string(16 * MT) + " rows/warp",
+                           double(bh) * (2.0 * (3 * g.tq + 2 * g.tk) * g.dim + 8.0 * g.tq));
+        MT_LAUNCH(bq, (dim3(bh, tiles(g.tq, kWarps * kStep * MT))), kWarps * 32, bytes, s, qp, qs, kp, ks, vp, vs, gp, gs,
+                  lp, dvp, static_cast<T*>(dq), dqs, vec, g);
+      };
+      // 32 query rows per warp at D 64 only: at D 128 two tiles' Q and dO fragments (128 registers a
+      // lane) and dQ accumulators (128) spill (ptxas sm_90: 340/420 B).
+      if (dqRows == 32 && D == 64) launchQ(std::integral_constant<int, D == 64 ? 2 : 1>{});
+      else launchQ(std::integral_constant<int, 1>{});
       cu::checkLaunch("attnFa2BackwardQ");
     }
   }));

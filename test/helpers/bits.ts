@@ -20,3 +20,15 @@ export function assertSameBits(what: string, got: Tensor, want: Tensor): void {
   const i = g.length === w.length ? g.findIndex((v, j) => !Object.is(v, w[j])) : 0;
   assert.is(i, -1, `${what}: element ${i} is ${g[i]}, want ${w[i]}`);
 }
+
+/**
+ * Asserts that two arrays hold the same numbers (NaN equals NaN; -0 equals 0, the sign an exact zero
+ * added to a sum may take either way), naming the first difference.
+ */
+export function assertSameNumbers(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
+  assert.is(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] === want[i] || (Number.isNaN(got[i]) && Number.isNaN(want[i]))) continue;
+    assert.unreachable(`${what}: element ${i} is ${got[i]}, want ${want[i]}`);
+  }
+}

@@ -11,7 +11,12 @@
  * ways; batch x heads > 1; q, k, v as the strided thirds of one qkv projection (what GPT's attention passes);
  * unaligned views (element-wise tile loads and stores); no keys at all. Through
  * scaledDotProductAttention too (forward on fa2, its backward on whatever MESHTRAIN_ATTENTION=fa2
- * selects) against the CPU's composed ops. Without a usable device one SKIP line.
+ * selects) against the CPU's composed ops. Every fa2 case runs both variants of the forward
+ * (MESHTRAIN_FA2_ROWS: 16 query rows per warp, and 32 as two m16 tiles where D <= 64, else 16):
+ * their outputs and lse must be equal bit for bit (each row's products, softmax steps and sums run
+ * in the same order; a 32-row warp only adds fully masked key columns, exact zeros), and the launch
+ * census must name the variant that ran. Tq/Tk off the 128-query blocks: 33, 70, 130, 7/80, 80/7,
+ * 200/140, 150/260. Without a usable device one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,7 +25,8 @@ import {
 } from '../../src/index.ts';
 import { kernelsOn } from '../../src/tensor/backend.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
-import { withAttentionFamily } from '../helpers/attention_family.ts';
+import { withAttentionFamily, withFa2Rows } from '../helpers/attention_family.ts';
+import { assertSameNumbers } from '../helpers/bits.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
@@ -32,17 +38,30 @@ const ULP: Record<string, number> = { bf16: 2 ** -8, f16: 2 ** -11 };
 /** [B, H, T, D] views with unit stride along D: the kernel's batch, head, position strides. */
 const strides3 = (x: Tensor): number[] => [x.strides[0], x.strides[1], x.strides[2]];
 
-/** The fused forward on `family` for q, k, v [B, H, T, D]: o (into `out`, a [B, H, Tq, D] view) and lse. */
-function forward(family: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor, causal: boolean, scale: number) {
+/** Rows per warp the fa2 forward runs when MESHTRAIN_FA2_ROWS is `rows`: 32 only up to head dim 64. */
+const rowsRun = (rows: string, D: number) => (rows === '32' && D <= 64 ? 32 : 16);
+
+/**
+ * The fused forward on `family` (fa2: at `rows` per warp) for q, k, v [B, H, T, D]: o (into `out`,
+ * a [B, H, Tq, D] view) and lse.
+ */
+function forward(family: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor, causal: boolean, scale: number, rows = '16') {
   const [B, H, Tq, D] = q.shape;
   const lse = zeros([B * H * Tq], { device: DEV });
   const { entries } = cudaCensus(() =>
-    withAttentionFamily(family, () =>
-      kernelsOn(DEV).attentionForward(dtypeCode(q.dtype), B, H, Tq, k.shape[2], D, scale, causal, q.id, q.offset, strides3(q), k.id,
-        k.offset, strides3(k), v.id, v.offset, strides3(v), out.id, out.offset, strides3(out), lse.id)));
-  // The family really ran (an addon without the hook would quietly run the WMMA kernel for both).
+    withFa2Rows(rows, () =>
+      withAttentionFamily(family, () =>
+        kernelsOn(DEV).attentionForward(dtypeCode(q.dtype), B, H, Tq, k.shape[2], D, scale, causal, q.id, q.offset, strides3(q), k.id,
+          k.offset, strides3(k), v.id, v.offset, strides3(v), out.id, out.offset, strides3(out), lse.id))));
+  // The family really ran (an addon without the hook would quietly run the WMMA kernel for both),
+  // and fa2 in the variant asked for (its launch is labelled with its rows per warp).
   const file = family === 'fa2' ? 'attention_fa2.cu' : 'attention_tc.cu';
-  assert.ok(Tq === 0 || entries.some((e) => e.kind === 'kernel' && e.site.includes(file)), `${family}: no launch from ${file}`);
+  const launches = entries.filter((e) => e.kind === 'kernel' && e.site.includes(file));
+  assert.ok(Tq === 0 || launches.length > 0, `${family}: no launch from ${file}`);
+  if (family === 'fa2' && Tq > 0) {
+    const want = `${rowsRun(rows, D)} rows/warp`;
+    assert.equal(launches.map((e) => e.label), [want], `fa2 at MESHTRAIN_FA2_ROWS=${rows}, D ${D}`);
+  }
   return { o: out.toList(), lse: lse.toList() };
 }
 
@@ -97,13 +116,16 @@ interface Operands {
   out: () => Tensor;
 }
 
-/** fa2 vs f64 and vs the WMMA forward on the same operands. */
+/** fa2 vs f64 and vs the WMMA forward on the same operands; fa2 at 32 rows per warp = at 16, bit for bit. */
 function check(name: string, x: Operands, causal: boolean, scale = 1 / Math.sqrt(x.q.shape[3])): void {
   tidy(() => {
     const ref = reference(x.q, x.k, x.v, causal, scale);
     const fa2 = forward('fa2', x.q, x.k, x.v, x.out(), causal, scale);
+    const fa2x32 = forward('fa2', x.q, x.k, x.v, x.out(), causal, scale, '32');
     const tc = forward('tc', x.q, x.k, x.v, x.out(), causal, scale);
     const tag = `${name} ${x.q.dtype} causal ${causal}`;
+    assertSameNumbers(`${tag}: output at 32 rows per warp vs 16`, fa2x32.o, fa2.o);
+    assertSameNumbers(`${tag}: lse at 32 rows per warp vs 16`, fa2x32.lse, fa2.lse);
     const e = maxRelErr(fa2.o, ref.o, 1);
     const eTc = maxRelErr(fa2.o, tc.o, 1);
     assert.ok(e <= OUT_TOL, `${tag}: fa2 output differs from f64 by ${e} (tolerance ${OUT_TOL}; WMMA: ${maxRelErr(tc.o, ref.o, 1)})`);
@@ -162,10 +184,19 @@ if (!cudaIsAvailable()) {
     check('scale 0.3', dense(1, 2, 50, 50, 128, 'f16'), true, 0.3);
     tidy(() => {
       const x = dense(1, 2, 5, 0, 64, 'bf16');
-      const r = forward('fa2', x.q, x.k, x.v, x.out(), true, 0.125);
-      assert.ok(r.o.every((y) => y === 0), 'no keys: zeros');
-      assert.ok(r.lse.every((y) => y === Number.NEGATIVE_INFINITY), `no keys: lse -inf, got ${r.lse}`);
+      for (const rows of ['16', '32']) {
+        const r = forward('fa2', x.q, x.k, x.v, x.out(), true, 0.125, rows);
+        assert.ok(r.o.every((y) => y === 0), `no keys, ${rows} rows: zeros`);
+        assert.ok(r.lse.every((y) => y === Number.NEGATIVE_INFINITY), `no keys, ${rows} rows: lse -inf, got ${r.lse}`);
+      }
     });
+  });
+
+  test('fa2 forward, Tq and Tk off the 128-query blocks of the 32-row variant: a partial last block, warps past Tq, key tiles past the diagonal', () => {
+    for (const causal of [true, false]) {
+      check('Tq 200 > Tk 140', dense(1, 1, 200, 140, 32, 'bf16'), causal);
+      check('Tq 150 < Tk 260', dense(1, 1, 150, 260, 64, 'f16'), causal);
+    }
   });
 
   for (const dtype of ['bf16', 'f16'] as DType[]) {
@@ -205,6 +236,8 @@ if (!cudaIsAvailable()) {
           sum(mul(yd, noGrad(() => w.to(dtype).to(DEV)))).backward();
           const e = maxRelErr(yd.toList(), yc.toList(), 1);
           assert.ok(e <= OUT_TOL, `${dtype}: output differs by ${e}`);
+          const y32 = withFa2Rows('32', () => scaledDotProductAttention(dev[0], dev[1], dev[2], { causal: true }));
+          assertSameNumbers(`${dtype}: the op's output at 32 rows per warp vs 16`, y32.toList(), yd.toList());
         });
         dev.forEach((t, i) => {
           const eg = maxRelErr((t.grad as Tensor).toList(), (cpu[i].grad as Tensor).toList(), 1);
@@ -224,6 +257,16 @@ if (!cudaIsAvailable()) {
       const y = withAttentionFamily('fa2', () => scaledDotProductAttention(q, k, v, { causal: true }));
       const yTc = withAttentionFamily('tc', () => scaledDotProductAttention(q, k, v, { causal: true }));
       assert.ok(maxRelErr(y.toList(), yTc.toList(), 1) <= OUT_TOL);
+    });
+  });
+
+  test('an unknown MESHTRAIN_FA2_ROWS is an error naming the variable and the choices', () => {
+    tidy(() => {
+      const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 33, 64], { device: DEV }).to('bf16'));
+      assert.throws(
+        () => withFa2Rows('64', () => withAttentionFamily('fa2', () => scaledDotProductAttention(q, k, v, { causal: true }))),
+        /MESHTRAIN_FA2_ROWS: unknown rows per warp '64' \(16 or 32\)/,
+      );
     });
   });
 }

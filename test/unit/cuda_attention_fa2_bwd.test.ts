@@ -14,7 +14,11 @@
  * the emulated device (e.g. every Tq != Tk case here): there they do the same arithmetic (products
  * in k order, P and dS rounded to 16 bits) but for exp2(s·scale·log2e − lse·log2e) against
  * exp(s·scale − lse), whose last-bit differences rarely cross a bf16/f16 rounding boundary at these
- * sizes; the census, not the difference, proves fa2 ran. Without a usable device: one SKIP line.
+ * sizes; the census, not the difference, proves fa2 ran. Every fa2 case also runs the dQ kernel at
+ * 32 query rows per warp (MESHTRAIN_FA2_BWD_ROWS=32: two m16 tiles per warp at D 64, 16 rows at
+ * D 128): its gradients must equal the 16-row ones bit for bit (each row's sums run in the same
+ * order; a 32-row warp only adds masked, exactly zero dS), and the census label must name the
+ * variant that ran. Without a usable device: one SKIP line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -25,7 +29,8 @@ import {
 import { kernelsOn } from '../../src/tensor/backend.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
 import type { Device } from '../../src/tensor/storage.ts';
-import { withAttentionFamily } from '../helpers/attention_family.ts';
+import { withAttentionFamily, withFa2BwdRows } from '../helpers/attention_family.ts';
+import { assertSameNumbers } from '../helpers/bits.ts';
 import { maxRelErr } from '../helpers/cuda_parity.ts';
 
 const DEV = 'cuda:0';
@@ -34,33 +39,43 @@ const OVER_TC = 2e-3;
 
 type Attn = (...xs: Tensor[]) => Tensor;
 
-type Family = 'fa2' | 'tc';
+/** fa2x32: the fa2 backward with its dQ kernel at 32 query rows per warp (MESHTRAIN_FA2_BWD_ROWS=32). */
+type Family = 'fa2' | 'fa2x32' | 'tc';
 
 /**
  * Gradients of sum(f(xs) * w) for leaves made from `base` on `device` in `dtype`, after one forward
  * on the default (tensor-core) kernels: one backward per family in `families`, in order. On
- * cuda:0 each backward's attention launches are checked against its family (census).
+ * cuda:0 each backward's attention launches are checked against its family (census) at head dim `dim`.
  */
-function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: Family[]): number[][][] {
+function grads(f: Attn, base: Tensor[], w: Tensor, device: Device, dtype: DType, families: Family[], dim = 0): number[][][] {
   const leaves = base.map((x) => noGrad(() => x.to(dtype).to(device)).requiresGrad_(true));
   const y = withAttentionFamily('tc', () => f(...leaves));
   const loss = sum(mul(y, noGrad(() => w.to(dtype).to(device))));
   return families.map((family, n) => {
     for (const x of leaves) x.grad = null;
-    const run = () => withAttentionFamily(family, () => loss.backward(undefined, { retainGraph: n < families.length - 1 }));
+    const run = () =>
+      withFa2BwdRows(family === 'fa2x32' ? '32' : '16', () =>
+        withAttentionFamily(family === 'tc' ? 'tc' : 'fa2', () => loss.backward(undefined, { retainGraph: n < families.length - 1 })));
     if (device === 'cpu') run();
-    else checkLaunches(family, cudaCensus(run).entries);
+    else checkLaunches(family, cudaCensus(run).entries, dim);
     return leaves.map((x) => (x.grad as Tensor).toList() as number[]);
   });
 }
 
-/** A backward's kernel launches by attention file: fa2's two (dK/dV, dQ) and no WMMA one, or the reverse. */
-function checkLaunches(family: Family, entries: CensusEntry[]): void {
-  const count = (file: string) =>
-    entries.filter((e) => e.kind === 'kernel' && e.site.replace(/:\d+$/, '') === `cuda/${file}`).reduce((a, e) => a + e.count, 0);
+/**
+ * A backward's kernel launches by attention file: fa2's two (dK/dV, dQ) and no WMMA one, or the
+ * reverse; fa2's dQ launch labelled with its rows per warp (32 for fa2x32 at head dim 64).
+ */
+function checkLaunches(family: Family, entries: CensusEntry[], dim: number): void {
+  const at = (file: string) => entries.filter((e) => e.kind === 'kernel' && e.site.replace(/:\d+$/, '') === `cuda/${file}`);
+  const count = (file: string) => at(file).reduce((a, e) => a + e.count, 0);
   const [fa2, tc] = [count('attention_fa2_bwd.cu'), count('attention_tc.cu')];
-  const want = family === 'fa2' ? [2, 0] : [0, 2];
+  const want = family === 'tc' ? [0, 2] : [2, 0];
   assert.equal([fa2, tc], want, `${family} backward: ${fa2} attention_fa2_bwd.cu and ${tc} attention_tc.cu launches, expected ${want}`);
+  if (family === 'tc') return;
+  const rows = family === 'fa2x32' && dim === 64 ? 32 : 16;
+  const labels = at('attention_fa2_bwd.cu').map((e) => e.label).sort();
+  assert.equal(labels, ['', `${rows} rows/warp`], `${family} backward at D ${dim}: launch labels`);
 }
 
 interface Errors {
@@ -69,12 +84,16 @@ interface Errors {
   apart: number;
 }
 
-/** fa2 and tensor-core gradients of f against the f64 CPU reference; asserts the bounds of the header. */
-function check(name: string, f: Attn, shapes: number[][], outShape: number[], dtype: DType): Errors {
+/**
+ * fa2 and tensor-core gradients of f against the f64 CPU reference; asserts the bounds of the
+ * header, and fa2 with dQ at 32 rows per warp = fa2, bit for bit. `dim`: the head dim.
+ */
+function check(name: string, f: Attn, shapes: number[][], outShape: number[], dtype: DType, dim = outShape[3]): Errors {
   return tidy(() => {
     const base = shapes.map((s) => noGrad(() => randn(s).to(dtype)));
     const w = noGrad(() => randn(outShape).to(dtype));
-    const [fa2, tc] = grads(f, base, w, DEV, dtype, ['fa2', 'tc']);
+    const [fa2, fa2x32, tc] = grads(f, base, w, DEV, dtype, ['fa2', 'fa2x32', 'tc'], dim);
+    fa2x32.forEach((g, i) => assertSameNumbers(`${name} ${dtype}: gradient of input ${i}, dQ at 32 rows per warp vs 16`, g, fa2[i]));
     const [ref] = grads(f, base, w, 'cpu', 'f64', ['tc']);
     const e: Errors = { fa2: 0, tc: 0, apart: 0 };
     ref.forEach((r, i) => {
@@ -142,19 +161,40 @@ if (!cudaIsAvailable()) {
     report('Tq != Tk', es, started);
   });
 
+  test('fa2 backward, Tq and Tk off the 128-query blocks of the 32-row dQ kernel (bf16, D 64)', () => {
+    const es: Errors[] = [];
+    const started = performance.now();
+    for (const causal of [true, false]) {
+      es.push(check(`Tq 150 > Tk 90, causal ${causal}`, sdpa(causal), [[1, 1, 150, 64], [1, 1, 90, 64], [1, 1, 90, 64]], [1, 1, 150, 64], 'bf16'));
+      es.push(check(`Tq 100 < Tk 200, causal ${causal}`, sdpa(causal), [[1, 1, 100, 64], [1, 1, 200, 64], [1, 1, 200, 64]], [1, 1, 100, 64], 'bf16'));
+    }
+    report('off the 128-query blocks', es, started);
+  });
+
+  test('an unknown MESHTRAIN_FA2_BWD_ROWS is an error naming the variable and the choices', () => {
+    tidy(() => {
+      const q = randn([1, 2, 20, 64], { device: DEV }).to('bf16').requiresGrad_(true);
+      const y = scaledDotProductAttention(q, q, q, { causal: true });
+      assert.throws(
+        () => withFa2BwdRows('8', () => withAttentionFamily('fa2', () => sum(y).backward())),
+        /MESHTRAIN_FA2_BWD_ROWS: unknown rows per warp '8' \(16 or 32\)/,
+      );
+    });
+  });
+
   test('fa2 backward through qkvAttention: q, k, v strided views of one [B, T, 3C] projection, gradients into its thirds', () => {
     const es: Errors[] = [];
       const started = performance.now();
     for (const dtype of ['bf16', 'f16'] as DType[]) {
       const [B, T, H, D] = [2, 37, 2, 64];
       const f = (x: Tensor) => qkvAttention(x, H, { causal: true });
-      es.push(check(`qkv [${B}, ${T}, 3 x ${H} x ${D}]`, f, [[B, T, 3 * H * D]], [B, T, H * D], dtype));
+      es.push(check(`qkv [${B}, ${T}, 3 x ${H} x ${D}]`, f, [[B, T, 3 * H * D]], [B, T, H * D], dtype, D));
     }
     // Rows 3C + 3 apart, starting 1 in: nothing 16-byte aligned (element-wise tile loads).
     const [B, T, H, D] = [1, 21, 2, 64];
     const W = 3 * H * D;
     const narrowed = (x: Tensor) => qkvAttention(x.narrow(-1, 1, W), H, { causal: true });
-    es.push(check('narrowed qkv rows', narrowed, [[B, T, W + 3]], [B, T, H * D], 'bf16'));
+    es.push(check('narrowed qkv rows', narrowed, [[B, T, W + 3]], [B, T, H * D], 'bf16', D));
     report('qkv views', es, started);
   });
 
