@@ -115,7 +115,7 @@ export function category(e: CensusEntry): { name: string; essential: boolean } {
   const file = e.site.replace(/:\d+$/, '').replace(/^cuda\//, '');
   if (e.kind === 'library' && e.name.startsWith('cublasLt')) return { name: 'matmul (cuBLASLt)', essential: true };
   if (/^attention/.test(file)) return { name: 'attention', essential: true };
-  if (file === 'layernorm.cu') return { name: 'layer norm', essential: true };
+  if (/^layernorm/.test(file)) return { name: 'layer norm', essential: true };
   if ((file === 'optim.cu' && /adam|sgd/i.test(e.name)) || file === 'adam_multi.cu') return { name: 'optimizer', essential: true };
   if (file === 'copy.cu') return { name: e.name.startsWith('fill') ? `fill [${e.label}]` : `copy [${e.label}]`, essential: false };
   return { name: `${file.replace(/\.(cu|cc)$/, '')}: ${e.name}`, essential: false };

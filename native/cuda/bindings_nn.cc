@@ -49,12 +49,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   // Partial column sums for dw/db (call_scratch.h).
   const bool sums = (dwId || dbId) && rows * cols > 0;
   CallScratch scratch(dev);
-  void* partial = sums ? scratch(int64_t(size_t(cudaLayerNormScratch(rows, cols)) * sizeof(double))) : nullptr;
+  void* partial = sums ? scratch(cudaLayerNormScratchBytes(int(d), rows, cols)) : nullptr;
   cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optionalPtr(op, wId, wOff, cols, d, dev),
                           optionalPtr(op, meanId, 0, rows, statOf(d), dev), optionalPtr(op, rstdId, 0, rows, statOf(d), dev),
                           dptr(gId, gOff, rows * cols, d), optionalPtr(op, dxId, 0, rows * cols, d, dev),
                           optionalPtr(op, dwId, dwOff, cols, d, dev), optionalPtr(op, dbId, dbOff, cols, d, dev), rows, cols,
-                          static_cast<double*>(partial), addW, addB);
+                          partial, addW, addB);
   return info.Env().Undefined();
 }
 

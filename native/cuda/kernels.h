@@ -81,11 +81,12 @@ namespace mt {
 // layernorm.cu: mean/rstd are f64 for f64 tensors, f32 otherwise; w, b, dx, dw, db may be null.
 void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
                           void* rstd, int64_t rows, int64_t cols, double eps);
-// dw/db are column sums over rows, in fixed row chunks: `scratch` is cudaLayerNormScratch(rows,
-// cols) doubles; addW / addB add them to what dw / db hold (a parameter's .grad).
-int64_t cudaLayerNormScratch(int64_t rows, int64_t cols);
+// dw/db are column sums over rows, from partial sums over fixed row blocks added in a fixed order:
+// `scratch` is cudaLayerNormScratchBytes(dtype, rows, cols) bytes; addW / addB add them to what
+// dw / db hold (a parameter's .grad).
+int64_t cudaLayerNormScratchBytes(int dtype, int64_t rows, int64_t cols);
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch,
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, void* scratch,
                            bool addW = false, bool addB = false);
 
 // embedding.cu: the backward sums the rows of g in position order per id: `order` lists positions

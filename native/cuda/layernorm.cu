@@ -1,5 +1,7 @@
 // Layer normalization over the last `cols` of each row, forward (saving mean and 1/std) and
-// backward (dx per row; dw, db as column sums over fixed row chunks, added in chunk order).
+// backward. Rows up to 1024 columns (f64 512) take the one-pass backward (layernorm_onepass.cu: dx
+// and per-block partial dw, db from one read of x and g); wider ones dx per row here and dw, db as
+// column sums over fixed row chunks, added in a fixed order (layerNormColumnSums).
 // Rows up to 4096 wide take one warp each, longer ones one block each; rows of whole 16-byte
 // vectors up to 2048 16-bit values wide are read once, 16 bytes a load, and kept in registers.
 // Statistics and sums in double.
@@ -8,6 +10,7 @@
 #include <initializer_list>
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/layernorm_onepass.h"
 #include "cuda/runtime.h"
 #include "cuda/vec.cuh"
 #include "cuda/warp_rows.cuh"
@@ -16,7 +19,7 @@ namespace mt {
 namespace {
 
 template <typename T>
-using Stat = std::conditional_t<std::is_same_v<T, double>, double, float>;
+using Stat = LayerNormStat<T>;
 
 // Row r's mean and 1/std (two passes, as on the CPU: no cancellation for rows with a large mean),
 // then y; the team (warp_rows.cuh) shares the column loops and the reductions.
@@ -237,10 +240,10 @@ __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean,
 // chunks (the grid's y limit).
 int64_t chunkRows(int64_t rows) { return std::max<int64_t>(64, (rows + 65534) / 65535); }
 
-// Loads issued ahead of the sums in the two kernels below: each thread's additions are one
-// dependent chain (in row or chunk order, which fixes the results), so its loads are fetched
-// kAhead at a time into registers first, then added in the same order: kAhead memory requests in
-// flight per thread instead of the few a compiler's unrolling of the plain loop keeps.
+// Loads issued ahead of the sums in the kernel below: each thread's additions are one dependent
+// chain (in row order, which fixes the results), so its loads are fetched kAhead at a time into
+// registers first, then added in the same order: kAhead memory requests in flight per thread
+// instead of the few a compiler's unrolling of the plain loop keeps.
 constexpr int kAhead = 8;
 
 // Partial column sums over rows [c*per, (c+1)*per): part[c][0][j] = sum g * xhat, part[c][1][j] = sum g.
@@ -271,35 +274,6 @@ __global__ void backwardChunks(const T* x, const Stat<T>* mean, const Stat<T>* r
   }
 }
 
-// dw[j], db[j]: the partials added in chunk order, then (addW / addB) to what dw / db hold, rounded
-// once. Launched with small blocks (kFinishThreads): its threads are one per column, few (768 at
-// GPT-2's width), and each block's share should reach more SMs than 256-thread blocks would.
-constexpr int kFinishThreads = 64;
-
-template <typename T>
-__global__ void backwardFinish(const double* part, int64_t chunks, int64_t cols, T* dw, T* db, bool addW, bool addB) {
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += int64_t(gridDim.x) * blockDim.x) {
-    double sw = 0, sb = 0;
-    for (int64_t ca = 0; ca < chunks; ca += kAhead) {
-      double pw[kAhead], pb[kAhead];
-#pragma unroll
-      for (int u = 0; u < kAhead; u++) {
-        if (ca + u >= chunks) break;
-        pw[u] = part[((ca + u) * 2) * cols + j];
-        pb[u] = part[((ca + u) * 2 + 1) * cols + j];
-      }
-#pragma unroll
-      for (int u = 0; u < kAhead; u++) {
-        if (ca + u >= chunks) break;
-        sw += pw[u];
-        sb += pb[u];
-      }
-    }
-    if (dw) cu::st(dw + j, addW ? sw + double(cu::ld(dw + j)) : sw);
-    if (db) cu::st(db + j, addB ? sb + double(cu::ld(db + j)) : sb);
-  }
-}
-
 }  // namespace
 
 void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, const void* b, void* y, void* mean,
@@ -327,16 +301,17 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
   cu::checkLaunch("layerNormForward");
 }
 
-int64_t cudaLayerNormScratch(int64_t rows, int64_t cols) {
+int64_t cudaLayerNormScratchBytes(int dtype, int64_t rows, int64_t cols) {
+  if (const int64_t parts = layerNormOnePassParts(dtype, rows, cols)) return parts * 2 * cols * layerNormOnePassPartBytes(dtype);
   const int64_t per = chunkRows(rows);
-  return (rows + per - 1) / per * 2 * cols;
+  return (rows + per - 1) / per * 2 * cols * int64_t(sizeof(double));
 }
 
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, double* scratch,
+                           const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, void* scratch,
                            bool addW, bool addB) {
   cu::checkRows("layerNorm", rows);
-  if (cols == 0) return;
+  if (cols == 0 || (!dx && !dw && !db)) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   if (rows == 0) {
@@ -346,12 +321,21 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
     if (db && !addB) cudaCheck(cudaMemsetAsync(db, 0, bytes, s), "layerNorm backward (db)");
     return;
   }
+  const bool sums = dw || db;
+  if (sums && !scratch) cu::fail("layerNorm backward: no scratch for the weight and bias gradients");
+  if (const int64_t parts = layerNormOnePassParts(dtype, rows, cols)) {
+    layerNormOnePass(dev, s, dtype, x, w, mean, rstd, g, dx, rows, cols, sums ? scratch : nullptr);
+    if (sums) layerNormColumnSums(s, dtype, scratch, dtype == cu::F64, parts, cols, dw, db, addW, addB);
+    cu::checkLaunch("layerNormBackward");
+    return;
+  }
   MT_CU_FLOAT(dtype, "layerNorm backward", {
     const auto* m = static_cast<const Stat<T>*>(mean);
     const auto* r = static_cast<const Stat<T>*>(rstd);
+    // Rows this wide cache 8 vectors a lane or none (4 a lane fit the one-pass kernels).
     const int cache = dx ? rowCacheVecs(dtype, cols, {x, w, g, dx}) : 0;
     if (cache) {
-      auto backwardCached = cache == 4 ? backwardWarpRowsVec<T, 4> : backwardWarpRowsVec<T, 8>;
+      auto backwardCached = backwardWarpRowsVec<T, 8>;
       MT_LAUNCH(backwardCached, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m,
                 r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
     } else if (dx && cols <= cu::kWarpCols)
@@ -360,14 +344,12 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
     else if (dx)
       MT_LAUNCH(backwardRows<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m, r,
                 static_cast<const T*>(g), static_cast<T*>(dx), cols);
-    if (dw || db) {
-      if (!scratch) cu::fail("layerNorm backward: no scratch for the weight and bias gradients");
+    if (sums) {
       const int64_t per = chunkRows(rows), chunks = (rows + per - 1) / per;
       dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));
       MT_LAUNCH(backwardChunks<T>, grid, cu::kThreads, 0, s, static_cast<const T*>(x), m, r, static_cast<const T*>(g), rows, cols, per,
-                scratch);
-      MT_LAUNCH(backwardFinish<T>, unsigned(std::min<int64_t>((cols + kFinishThreads - 1) / kFinishThreads, 65535)), kFinishThreads, 0, s,
-                scratch, chunks, cols, static_cast<T*>(dw), static_cast<T*>(db), addW, addB);
+                static_cast<double*>(scratch));
+      layerNormColumnSums(s, dtype, scratch, true, chunks, cols, dw, db, addW, addB);
     }
   });
   cu::checkLaunch("layerNormBackward");

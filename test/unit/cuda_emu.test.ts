@@ -65,6 +65,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_gpt_fused', {}],
   // The 16-byte embedding-backward and register-cached layer-norm kernels: bit for bit their scalar twins.
   ['unit/cuda_memory_kernels', {}],
+  // The one-pass layer norm backward: the CPU op's values, the kernels' summation order bit for bit.
+  ['unit/cuda_layernorm_onepass', {}],
   // Odd-width products at a padded row pitch (MESHTRAIN_PAD_LD, switched per case): bit for bit the dense run.
   ['unit/cuda_row_pitch', {}],
   // A vocabulary padded inside GPT (makeVocabSizeDivisibleBy): bit for bit the unpadded model; the pitched logits gradient handed on whole.

@@ -3,12 +3,12 @@
  * scalar paths' values bit for bit (layer norm on a GPU: within the op suite's TOL, see EXACT):
  * each case runs once with aligned operands (the vector kernel) and once with the same values in
  * views one element off alignment (the scalar kernel), the launch census naming which kernel ran,
- * over every float dtype, odd sizes and repeated ids. Layer norm's dw/db also match a JS
- * reference of the kernels' summation order.
+ * over every float dtype, odd sizes and repeated ids. Layer norm's backward summation order is
+ * test/unit/cuda_layernorm_onepass's.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cat, cudaCensus, cudaIsAvailable, type DType, embedding, layerNorm, native, noGrad, randn, type Tensor, tensor, tidy, zeros } from '../../src/index.ts';
+import { cat, cudaCensus, cudaIsAvailable, type DType, embedding, layerNorm, native, noGrad, randn, type Tensor, tensor, tidy } from '../../src/index.ts';
 import { assertSameBits } from '../helpers/bits.ts';
 import { maxRelErr, TOL } from '../helpers/cuda_parity.ts';
 
@@ -111,11 +111,14 @@ if (!cudaIsAvailable()) {
     }
   });
 
-  test('layer norm forward and backward: the register-cached vector kernels equal the scalar ones bit for bit', () => {
-    // [rows, cols, dtypes]: whole vectors (up to 4 a lane: the N = 4 kernels), the widest rows cached
-    // (8 a lane: N = 8), a bf16 row one vector wider (scalar kernels), columns never whole vectors.
+  test('layer norm forward and backward: the 16-byte kernels equal the scalar ones bit for bit', () => {
+    // [rows, cols, dtypes]: whole vectors (up to 4 a lane: the N = 4 forward, the one-pass backward),
+    // bf16 rows of 1024 (the one-pass backward's widest, a partial last block of 32 rows), the widest
+    // rows cached (8 a lane: N = 8; the backward's wide-row kernels), a bf16 row one vector wider
+    // (scalar kernels), columns never whole vectors.
     const shapes: [number, number, DType[]][] = [
       [37, 48, FLOATS],
+      [33, 1024, ['bf16']],
       [5, 2048, ['bf16', 'f16']],
       [4, 1000, ['f32']],
       [3, 2056, ['bf16']],
@@ -139,73 +142,29 @@ if (!cudaIsAvailable()) {
               y = layerNorm(xl, cols, wl, bl);
             });
             const bwd = kernelsOf(() => (y as Tensor).backward(g));
-            return { y: y as Tensor, dx: xl.grad as Tensor, dw: wl.grad as Tensor, db: bl.grad as Tensor, names: [...fwd, ...bwd] };
+            return { y: y as Tensor, dx: xl.grad as Tensor, dw: wl.grad as Tensor, db: bl.grad as Tensor, fwd, bwd };
           };
           const vec = run(x.detach());
           const scalar = run(misaligned(x));
-          const cached = cols % VEC[dtype] === 0 && cols / VEC[dtype] <= 256;
+          const whole = cols % VEC[dtype] === 0;
+          const cached = whole && cols / VEC[dtype] <= 256;
+          const onePass = cols <= (dtype === 'f64' ? 512 : 1024);
           const what = `${dtype} [${rows}, ${cols}]`;
-          assert.is(vec.names.includes('forwardCached') && vec.names.includes('backwardCached'), cached, `${what}: aligned ran ${vec.names.join(', ')}`);
-          assert.ok(!scalar.names.some((n) => n.endsWith('Cached')), `${what}: misaligned ran ${scalar.names.join(', ')}`);
+          const ran = (k: { fwd: string[]; bwd: string[] }) => `ran ${[...k.fwd, ...k.bwd].join(', ')}`;
+          assert.is(vec.fwd.includes('forwardCached'), cached, `${what}: aligned ${ran(vec)}`);
+          assert.is(vec.bwd.includes('backwardOnePassVec'), onePass && whole, `${what}: aligned ${ran(vec)}`);
+          assert.is(vec.bwd.includes('backwardCached'), !onePass && cached, `${what}: aligned ${ran(vec)}`);
+          assert.is(scalar.bwd.includes('backwardOnePassScalar'), onePass, `${what}: misaligned ${ran(scalar)}`);
+          assert.ok(![...scalar.fwd, ...scalar.bwd].some((n) => n.endsWith('Cached') || n.endsWith('Vec')), `${what}: misaligned ${ran(scalar)}`);
           for (const k of ['y', 'dx', 'dw', 'db'] as const) {
             // The double sums of 16-bit and f32 values come out the same in either order here; f64's
             // own last bits move with the order, so f64 is held to the op suite's tolerance (TOL).
+            // dw and db take the rows in the same order in both kernels (layernorm_onepass.cu).
             if (dtype !== 'f64' && EXACT) assertSameBits(`layerNorm ${k} ${what}`, vec[k], scalar[k]);
             else assert.ok(maxRelErr(vec[k].toList() as number[], scalar[k].toList() as number[]) <= TOL[dtype], `layerNorm ${k} ${what}`);
           }
         });
       }
-    }
-  });
-
-  test('layer norm dw, db: sums over each 64-row chunk in row order, then over chunks in order, bit for bit (f32, f64)', () => {
-    // The reference below repeats layernorm.cu's order in JS doubles (the emulation compiles with
-    // -ffp-contract=off, so each product and sum rounds alone, as here): any change to that order
-    // shows in the last bits. 600 rows: nine whole chunks and a part (more than one group of
-    // kAhead = 8 loads in both kernels); the second backward adds into .grad.
-    const rows = 600;
-    const cols = 37;
-    const per = 64;
-    for (const dtype of ['f32', 'f64'] as DType[]) {
-      tidy(() => {
-        const x = noGrad(() => randn([rows, cols], { device: DEV }).mul(0.5).add(3).to(dtype));
-        const g = noGrad(() => randn([rows, cols], { device: DEV }).to(dtype));
-        const mean = zeros([rows], { dtype, device: DEV });
-        const rstd = zeros([rows], { dtype, device: DEV });
-        const y = zeros([rows, cols], { dtype, device: DEV });
-        native.cuda.layerNormForward(dtype === 'f32' ? 0 : 1, x.id, x.offset, 0, 0, 0, 0, y.id, 0, mean.id, rstd.id, rows, cols, 1e-5);
-        const [xs, gs] = [x, g].map((t) => t.toList()); // flat, row-major
-        const [ms, rs] = [mean, rstd].map((t) => t.toList() as number[]);
-        const round = dtype === 'f32' ? Math.fround : (v: number) => v;
-        const want = (grad: boolean, j: number) => {
-          let total = 0;
-          for (let c0 = 0; c0 < rows; c0 += per) {
-            let part = 0;
-            for (let r = c0; r < Math.min(rows, c0 + per); r++) part += grad ? gs[r * cols + j] * ((xs[r * cols + j] - ms[r]) * rs[r]) : gs[r * cols + j];
-            total += part;
-          }
-          return total;
-        };
-        const w = zeros([cols], { dtype, device: DEV }).add(1).requiresGrad_(true);
-        const b = zeros([cols], { dtype, device: DEV }).requiresGrad_(true);
-        layerNorm(x, cols, w, b).backward(g);
-        const dw1 = (w.grad as Tensor).toList() as number[];
-        const db1 = (b.grad as Tensor).toList() as number[];
-        layerNorm(x, cols, w, b).backward(g);
-        const dw2 = (w.grad as Tensor).toList() as number[];
-        const db2 = (b.grad as Tensor).toList() as number[];
-        const wants = Array.from({ length: cols }, (_, j) => [want(true, j), want(false, j)]);
-        if (!EXACT) {
-          const close = (got: number[], k: 0 | 1, scale: number) => maxRelErr(got, wants.map((v) => scale * v[k])) <= TOL[dtype];
-          assert.ok(close(dw1, 0, 1) && close(db1, 1, 1) && close(dw2, 0, 2) && close(db2, 1, 2), `${dtype}: dw, db within ${TOL[dtype]}`);
-          return;
-        }
-        for (let j = 0; j < cols; j++) {
-          const [sw, sb] = wants[j];
-          assert.ok(Object.is(dw1[j], round(sw)) && Object.is(db1[j], round(sb)), `${dtype} column ${j}: dw ${dw1[j]} vs ${round(sw)}, db ${db1[j]} vs ${round(sb)}`);
-          assert.ok(Object.is(dw2[j], round(sw + dw1[j])) && Object.is(db2[j], round(sb + db1[j])), `${dtype} column ${j}: added into .grad`);
-        }
-      });
     }
   });
 }
