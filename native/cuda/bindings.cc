@@ -299,6 +299,8 @@ Napi::Value NormPow(const Napi::CallbackInfo& info) {
 // cuBLASLt call. Returns whether that bias gradient was written (false: cuBLASLt has no such
 // epilogue here, reduce A yourself); the product is done either way. outLd (arg 19, > N): out's row
 // pitch in elements (rows ldOut apart, matrices M * outLd apart; the padding is not written).
+// addId, addOff (args 20, 21; id 0: none): out = product (+ bias) + that tensor, in out's dtype and
+// layout, summed in the product's f32 (cuBLASLt's C, beta = 1) and rounded once; K > 0, no accumulate.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t aId = argInt(info, 1), aOff = argInt(info, 2);
@@ -313,6 +315,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const int64_t biasCode = info.Length() > 17 ? argInt(info, 17) : -1;
   const bool biasGradA = info.Length() > 18 && argBool(info, 18);
   const int64_t outLd = info.Length() > 19 ? argInt(info, 19) : 0;
+  const int64_t addId = info.Length() > 20 ? argInt(info, 20) : 0, addOff = info.Length() > 21 ? argInt(info, 21) : 0;
   MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, "matmul: dtype ", dtypeNameOf(d),
            " is not supported on CUDA (f32, f64, bf16, f16)");
   const bool half = d == DType::BF16 || d == DType::F16;
@@ -335,6 +338,13 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
            dtypeNameOf(od), " output (it takes ", dtypeNameOf(wide), " or the output's dtype)");
   MT_CHECK(!biasGradA || (biasId && biasType == od && batch == 1 && K > 0), "matmul: a bias gradient needs a bias storage ",
            "in the output's dtype, batch 1 and K > 0 (got batch ", batch, ", K ", K, ")");
+  MT_CHECK(!addId || (K > 0 && !accumulate && !biasGradA), "matmul: an addend needs K > 0, no accumulation and no bias ",
+           "gradient (got K ", K, ")");
+  const void* addend = nullptr;
+  if (addId) {
+    deviceOf("matmul", addId, dev);
+    addend = ptr(addId, addOff, outN == 0 ? 0 : (batch * M - 1) * ld + N, oItem);
+  }
   void* bias = nullptr;
   if (biasId) {
     deviceOf("matmul", biasId, dev);
@@ -353,11 +363,15 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   // f64 keeps its own bias pass: the epilogues are documented for the tensor-core and f32 paths.
   if (biasGradA) ep.biasGradA = bias;
   else if (bias && biasType == od && od != DType::F64) ep.bias = bias;
+  ep.addend = addend;
   if (ep.bias || ep.biasGradA) {
     if (cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), ep, ld))
       return Napi::Boolean::New(info.Env(), biasGradA);
   }
-  cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), {}, ld);
+  // No epilogue (none asked, or none for this problem): the addend is C, which needs none.
+  MatmulEpilogue plain;
+  plain.addend = addend;
+  cudaMatmul(dev, d, aPtr, as.data(), bPtr, bs.data(), od, out, batch, M, N, K, accumulate, scratch.fn(), plain, ld);
   if (bias && !biasGradA) cudaAddBias(dev, int(od), out, int(biasType), bias, batch * M, N, true, false, ld);
   return Napi::Boolean::New(info.Env(), false);
 }
@@ -446,6 +460,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(cuda, "matmul", Matmul);
   cuda.Set("matmulOutLd", Napi::Boolean::New(env, true));  // takes outLd (a padded row pitch)
   cuda.Set("matmulEpilogues", Napi::Boolean::New(env, true));  // takes biasDtype and biasGradA
+  cuda.Set("matmulAddend", Napi::Boolean::New(env, true));     // takes addId, addOff (args 20, 21)
   registerCudaNn(cuda);
   registerCudaAttention(cuda);
   registerCudaIndex(cuda);

@@ -99,8 +99,9 @@ struct Plan {
   }
 };
 
-// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments, epilogue, its vectors' alignment, out's ld.
-using PlanKey = std::array<int64_t, 19>;
+// dev, dtypes, batch, M, N, K, ops, leading dims, batch strides, alignments (A, B, D, C), epilogue, its vectors'
+// alignment, out's ld.
+using PlanKey = std::array<int64_t, 20>;
 constexpr size_t kMaxPlans = 4096;
 
 // One key compared per product (a tree compared keys lexicographically at every level).
@@ -152,6 +153,8 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   MT_CHECK(!ep.geluAux || ep.gelu, "matmul: a GELU input buffer without the GELU epilogue");
   MT_CHECK(!ep.gelu || (batch == 1 && !ep.biasGradA && !accumulate), "matmul: the GELU epilogue needs batch 1, no bias ",
            "gradient and no accumulation (got batch ", batch, ")");
+  MT_CHECK(!ep.addend || (!accumulate && !ep.gelu && !ep.biasGradA), "matmul: an addend with accumulation, GELU or a bias ",
+           "gradient (it is C with beta = 1: out = product + bias + addend)");
   // Vectors the vectorized epilogues may load 16 bytes at a time; a view elsewhere goes the other way.
   if ((ep.bias && alignmentOf(ep.bias) < 16) || (ep.biasGradA && alignmentOf(ep.biasGradA) < 16)) return false;
   // The GELU input matrix's leading dimension (N, out's row length) must be a multiple of 8.
@@ -195,11 +198,14 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const int64_t ldB = B.rowMajor() ? B.s[1] : B.s[2], ldA = A.rowMajor() ? A.s[1] : A.s[2];
   // The heuristic assumes 256-byte aligned operands unless told: views start anywhere.
   const uint32_t alignA = alignmentOf(bPtr), alignB = alignmentOf(aPtr), alignD = alignmentOf(out);
+  // C is out itself (accumulating, or unread with beta 0) or the addend.
+  const void* cPtr = ep.addend ? ep.addend : out;
+  const uint32_t alignC = alignmentOf(cPtr);
   // The heuristic reads the epilogue's pointers for their alignment: a plan serves pointers of those alignments only.
   const void* vec = ep.bias ? ep.bias : ep.biasGradA;
   const int64_t alignVec = (vec ? alignmentOf(vec) : 0) * 512 + (ep.geluAux ? alignmentOf(ep.geluAux) : 0);
-  const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,      K,      opA,     opB,
-                    ldB,  ldA,        B.s[0],      A.s[0], alignA, alignB, alignD, epilogue, alignVec, ldc};
+  const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,        K,        opA, opB, ldB,
+                    ldA,  B.s[0],     A.s[0],      alignA, alignB, alignD, alignC, epilogue, alignVec, ldc};
   const Plan& x = planFor(key, [&](Plan& x) {
     const int compute = f64 ? lt::kCompute64F : lt::kCompute32F, scaleType = f64 ? lt::kR64F : lt::kR32F;
     ltCheck(a.matmulDescCreate(&x.op, compute, scaleType), "creating the matmul descriptor");
@@ -242,7 +248,7 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
             "setting the split-K reduction schemes");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignA, &alignA, sizeof(alignA)), "setting A's alignment");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignB, &alignB, sizeof(alignB)), "setting B's alignment");
-    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignD, sizeof(alignD)), "setting C's alignment");
+    ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignC, &alignC, sizeof(alignC)), "setting C's alignment");
     ltCheck(a.preferenceSetAttribute(x.pref, lt::kPrefMinAlignD, &alignD, sizeof(alignD)), "setting D's alignment");
     lt::HeuristicResult best{};
     int found = 0;
@@ -266,20 +272,22 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   if (ep.geluAux)
     ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &ep.geluAux, sizeof(ep.geluAux)),
             "setting the GELU input pointer");
-  const double alpha64 = 1, beta64 = accumulate ? 1 : 0;
-  const float alpha32 = 1, beta32 = accumulate ? 1 : 0;
+  const bool addC = accumulate || ep.addend;
+  const double alpha64 = 1, beta64 = addC ? 1 : 0;
+  const float alpha32 = 1, beta32 = addC ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
   const char* epName = ep.gelu ? (ep.geluAux ? (ep.bias ? " gelu_aux_bias" : " gelu_aux") : (ep.bias ? " gelu_bias" : " gelu"))
                        : ep.bias    ? " bias"
                        : ep.biasGradA ? " bgrad"
                                       : "";
-  MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : "") + epName,
+  MT_CENSUS_CALL("library", std::string("cublasLtMatmul ") + dtypeNameOf(d) + (accumulate ? " accumulate" : "") +
+                     (ep.addend ? " addend" : "") + epName,
                  double(item) * double(batch) * double(M * K + K * N) +
-                     double(itemsize(od)) * double(batch * M * N) * (accumulate ? 2 : 1) +
+                     double(itemsize(od)) * double(batch * M * N) * (addC ? 2 : 1) +
                      double(itemsize(od)) * double(ep.bias ? N : ep.biasGradA ? M : 0) +
                      double(itemsize(od)) * double(ep.geluAux ? M * N : 0));
-  ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, out, x.lc, out, x.lc, &x.algo, h.workspace,
+  ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, cPtr, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");
   MT_CENSUS_DONE(computeStream(dev));

@@ -14,9 +14,12 @@ struct MatmulEpilogue {
   // out = gelu(product (+ bias)), GELU's tanh form (GELU_BIAS / GELU); batch 1, N a multiple of 8.
   bool gelu = false;
   void* geluAux = nullptr;     // with gelu: receives the pre-activation, [M, N] in out's dtype (GELU_AUX[_BIAS])
+  // out = product (+ bias) + addend, one rounding: cuBLASLt's C with beta = 1 (a residual add);
+  // out's dtype and layout (row pitch included), not overlapping out; no GELU, no accumulation.
+  const void* addend = nullptr;
 };
 
-// out[b] (contiguous [batch, M, N], dtype od) = A[b] @ B[b] (+ out when accumulating) (+ the
+// out[b] (contiguous [batch, M, N], dtype od) = A[b] @ B[b] (+ out when accumulating, + the addend) (+ the
 // epilogue); A and B are [batch, rows, cols] with element strides (batch stride 0: shared).
 // `scratch` hands out device memory for operands that must be packed first; it lives until the
 // call returns. False, with no product queued, when cuBLASLt has no algorithm for the epilogue (or

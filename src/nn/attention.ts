@@ -1,6 +1,7 @@
 /** GPT-2's causal self-attention: one fused q/k/v projection (`c_attn`), heads, output projection (`c_proj`). */
 
 import { qkvAttention } from '../ops/attention_qkv.ts';
+import { add } from '../ops/elementwise.ts';
 import type { LinearActivation } from '../ops/linear_activation.ts';
 import { matmul } from '../ops/matmul.ts';
 import { dropout, softmax } from '../ops/nn.ts';
@@ -8,7 +9,7 @@ import { reshape, split, transpose } from '../ops/view.ts';
 import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { checkCount, normal_, zeros_ } from './init.ts';
-import { Linear } from './linear.ts';
+import { Linear, plusResidual } from './linear.ts';
 import { Module } from './module.ts';
 
 /** Sizes and init of the GPT-2 layers (attention, MLP, transformer block). */
@@ -75,7 +76,11 @@ export class CausalSelfAttention extends Module {
     this.c_proj = this.registerModule('c_proj', gptLinear(opts.nEmbd, opts.nEmbd, opts, true));
   }
 
-  override forward(x: Tensor): Tensor {
+  /**
+   * With `residual`: residual + attention(x), the add inside c_proj's product where it can be
+   * (no dropout in training; `plusResidual`).
+   */
+  override forward(x: Tensor, residual?: Tensor): Tensor {
     if (x.ndim !== 3 || x.shape[2] !== this.nEmbd) {
       throw new Error(`CausalSelfAttention: x must be [batch, seq, ${this.nEmbd}], got [${x.shape.join(', ')}]`);
     }
@@ -93,8 +98,9 @@ export class CausalSelfAttention extends Module {
       // Reads q, k, v in place and (on CUDA) writes their gradients into one buffer: no layout copies.
       y = qkvAttention(qkv, H, { causal: true });
     }
-    const out = this.c_proj.forward(y);
-    return dropout(out, this.dropout, this.training);
+    if (residual && !(this.training && this.dropout > 0)) return plusResidual(this.c_proj, y, residual);
+    const out = dropout(this.c_proj.forward(y), this.dropout, this.training);
+    return residual ? add(residual, out) : out;
   }
 
   protected override extraRepr(): string {

@@ -1,5 +1,6 @@
 /** Fully connected layer: y = x Wᵀ + b with W [out, in] (PyTorch's nn.Linear). */
 
+import { add } from '../ops/elementwise.ts';
 import { type LinearActivation, linearActivation } from '../ops/linear_activation.ts';
 import { linear } from '../ops/matmul.ts';
 import type { DType } from '../tensor/dtype.ts';
@@ -28,6 +29,7 @@ export interface LinearOptions {
  * const fc = new Linear(512, 10);
  * const logits = fc.forward(features);   // [N, 512] -> [N, 10]
  * const up = new Linear(768, 3072, { activation: 'gelu' });   // gelu(x Wᵀ + b), one cuBLASLt call on CUDA
+ * const h = proj.forward(y, x);   // x + y Wᵀ + b: the residual added in the product on CUDA
  */
 export class Linear extends Module {
   readonly weight: Tensor;
@@ -59,11 +61,25 @@ export class Linear extends Module {
     }
   }
 
-  override forward(x: Tensor): Tensor {
+  /** With `residual` (no activation): residual + x Wᵀ + b, one cuBLASLt call on CUDA (linear's `residual`). */
+  override forward(x: Tensor, residual?: Tensor): Tensor {
+    if (residual !== undefined) return linear(x, this.weight, this.bias, { residual });
     return linear(x, this.weight, this.bias, { activation: this.activation ?? undefined, beforeActivation: this.beforeActivation ?? undefined });
   }
 
   protected override extraRepr(): string {
     return `${this.inFeatures}, ${this.outFeatures}${this.bias ? '' : ', bias: false'}${this.activation ? `, activation: ${this.activation}` : ''}`;
   }
+}
+
+/**
+ * residual + m.forward(x): added inside the product when `m` is a Linear without an activation (its
+ * forward takes the residual: one cuBLASLt call on CUDA), else by a separate add (another module in
+ * its place, e.g. a tensor-parallel one).
+ * @example
+ * const h = plusResidual(attn.c_proj, y, x);   // x + c_proj(y)
+ */
+export function plusResidual(m: Module, x: Tensor, residual: Tensor): Tensor {
+  if (m instanceof Linear && m.activation === null) return m.forward(x, residual);
+  return add(residual, m.forward(x) as Tensor);
 }

@@ -5,7 +5,7 @@ import { add } from '../ops/elementwise.ts';
 import { dropout } from '../ops/nn.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { CausalSelfAttention, checkGPTLayer, type GPTLayerOptions, gptLinear } from './attention.ts';
-import type { Linear } from './linear.ts';
+import { type Linear, plusResidual } from './linear.ts';
 import { Module } from './module.ts';
 import { LayerNorm } from './norm.ts';
 
@@ -28,9 +28,23 @@ export class MLP extends Module {
     this.c_proj = this.registerModule('c_proj', gptLinear(4 * opts.nEmbd, opts.nEmbd, opts, true));
   }
 
-  override forward(x: Tensor): Tensor {
-    return dropout(this.c_proj.forward(this.c_fc.forward(x)), this.dropout, this.training);
+  /** With `residual`: residual + mlp(x), the add inside c_proj's product where it can be (as CausalSelfAttention's). */
+  override forward(x: Tensor, residual?: Tensor): Tensor {
+    const hidden = this.c_fc.forward(x);
+    if (residual && !(this.training && this.dropout > 0)) return plusResidual(this.c_proj, hidden, residual);
+    const out = dropout(this.c_proj.forward(hidden), this.dropout, this.training);
+    return residual ? add(residual, out) : out;
   }
+}
+
+/**
+ * residual + branch(x): the branch adds the residual itself (inside its output projection's product)
+ * when it is this file's MLP or CausalSelfAttention, whose forward takes it; another module put in
+ * its place (a tensor-parallel one) gets the separate add.
+ */
+function residualBranch(branch: Module, x: Tensor, residual: Tensor): Tensor {
+  if (branch instanceof CausalSelfAttention || branch instanceof MLP) return branch.forward(x, residual);
+  return add(residual, branch.forward(x) as Tensor);
 }
 
 export interface TransformerBlockOptions extends GPTLayerOptions {
@@ -72,8 +86,8 @@ export class TransformerBlock extends Module {
   }
 
   private body(x: Tensor): Tensor {
-    const h = add(x, this.attn.forward(this.ln_1.forward(x)));
-    return add(h, this.mlp.forward(this.ln_2.forward(h)));
+    const h = residualBranch(this.attn, this.ln_1.forward(x), x);
+    return residualBranch(this.mlp, this.ln_2.forward(h), h);
   }
 
   protected override extraRepr(): string {

@@ -10,10 +10,11 @@
 import { GRAD_WRITTEN, type GradInto, overlapsAny } from '../autograd/grad_into.ts';
 import { deviceOf, isCuda, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
-import { fmt, numel } from '../tensor/shape.ts';
+import { fmt, numel, sameShape } from '../tensor/shape.ts';
 import type { Device } from '../tensor/storage.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { needsGrad, record, sumToShape } from './autograd_support.ts';
+import { add } from './elementwise.ts';
 import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
 import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation } from './linear_activation.ts';
@@ -62,14 +63,24 @@ function transposed(m: Mats): Mats {
 /**
  * out[b] = a[b] @ b[b] (+ bias) returned with `shape`: contiguous [batch, M, N], or with `padRows`
  * (forward products: never a parameter's gradient, which must be dense) for one matrix with rows
- * not a multiple of 16 bytes on CUDA, rows at a padded pitch (row_pitch.ts).
+ * not a multiple of 16 bytes on CUDA, rows at a padded pitch (row_pitch.ts). `addend` (of `shape`
+ * and `dtype`; contiguous on CUDA, whose addon must say `matmulAddend`) is added before the one
+ * rounding: cuBLASLt's C on CUDA; on the CPU the output starts as its copy and the product adds
+ * to it (oneDNN's sum post-op).
  */
-function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null, padRows = false): Tensor {
+function product(
+  a: Mats, b: Mats, batch: number, shape: number[], dtype: DType, bias: Tensor | null, padRows = false, addend: Tensor | null = null,
+): Tensor {
   const dev = deviceOf('matmul', a.t, b.t, bias);
-  if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias);
+  if (dtype === 'f16' && !isCuda(dev)) return productInF32(a, b, batch, shape, bias, addend);
   const N = b.cols;
-  const pitch = padRows && batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
-  const out = pitch === N ? k.empty(shape, dtype, undefined, false, dev) : emptyPitched(shape.slice(0, -1), N, pitch, dtype, dev);
+  const cpuAdd = addend !== null && !isCuda(dev);
+  const pitch = padRows && !addend && batch === 1 && a.cols > 0 ? paddedPitch(a.rows, N, dtype, dev) : N;
+  const out = cpuAdd
+    ? k.copy(addend)
+    : pitch === N
+      ? k.empty(shape, dtype, undefined, false, dev)
+      : emptyPitched(shape.slice(0, -1), N, pitch, dtype, dev);
   const kern = kernelsOn(dev);
   const code = dtypeCode(a.t.dtype);
   const outCode = dtypeCode(dtype);
@@ -77,11 +88,11 @@ function product(a: Mats, b: Mats, batch: number, shape: number[], dtype: DType,
   const biasOff = bias ? bias.offset : 0;
   // The whole argument list every time (written out: a spread call costs an array and an iterator
   // per call). The CPU binding reads up to `accumulate`; for CUDA a bias in the output's 16-bit dtype
-  // is said so (-1: f32), and the output's row pitch is given when padded (0: N).
+  // is said so (-1: f32), the output's row pitch is given when padded (0: N), and the addend (0: none).
   const ownBias = bias !== null && bias.dtype === dtype && biasDtype(dtype) !== dtype;
   kern.matmul(
-    code, a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, false,
-    ownBias ? outCode : -1, false, pitch !== N ? pitch : 0,
+    code, a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), biasId, biasOff, outCode, out.id, 0, batch, a.rows, N, a.cols, cpuAdd,
+    ownBias ? outCode : -1, false, pitch !== N ? pitch : 0, addend && !cpuAdd ? addend.id : 0, addend && !cpuAdd ? addend.offset : 0,
   );
   return out;
 }
@@ -124,18 +135,20 @@ function productInto(a: Mats, b: Mats, out: Tensor, accumulate: boolean): void {
  * widened to f32 for the call only, the f32 product rounded to f16 once. Autograd keeps the f16
  * tensors, never these copies.
  */
-function productInF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null): Tensor {
-  const out32 = productF32(a, b, batch, shape, bias);
+function productInF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null, addend: Tensor | null = null): Tensor {
+  const addend32 = addend ? k.copy(addend, 'f32') : null;
+  const out32 = productF32(a, b, batch, shape, bias, addend32);
+  addend32?.dispose();
   const out = k.copy(out32, 'f16');
   out32.dispose();
   return out;
 }
 
-/** a @ b (+ f32 bias) in f32 from bf16 (oneDNN writes f32) or f16 (widened) operands on the CPU, not rounded. */
-function productF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null): Tensor {
-  if (a.t.dtype === 'bf16') return product(a, b, batch, shape, 'f32', bias);
+/** a @ b (+ f32 bias) (+ f32 addend) in f32 from bf16 (oneDNN writes f32) or f16 (widened) operands on the CPU, not rounded. */
+function productF32(a: Mats, b: Mats, batch: number, shape: number[], bias: Tensor | null, addend: Tensor | null = null): Tensor {
+  if (a.t.dtype === 'bf16') return product(a, b, batch, shape, 'f32', bias, false, addend);
   const owned: Tensor[] = [];
-  const out = product(widened(a, batch, owned), widened(b, batch, owned), batch, shape, 'f32', bias);
+  const out = product(widened(a, batch, owned), widened(b, batch, owned), batch, shape, 'f32', bias, false, addend);
   for (const t of owned) t.dispose();
   return out;
 }
@@ -243,6 +256,11 @@ export interface LinearOpOptions {
   activation?: LinearActivation;
   /** With an activation and a graph: maps the product (x @ Wᵀ + b) before the activation reads it (zero-bubble's weight-gradient deferral). */
   beforeActivation?: (pre: Tensor) => Tensor;
+  /**
+   * Added to the result: residual + (x @ Wᵀ + b), a residual connection; the output's shape, x's dtype and
+   * device; not with an activation. Fused into the product on CUDA (see `linear`).
+   */
+  residual?: Tensor;
 }
 
 /** Runs linear's product itself (an activation fused in): returns the tensor to record, or null to run the plain product. */
@@ -253,11 +271,19 @@ type FusedProduct = (a: Mats, b: Mats, bias: Tensor | null, shape: number[], dev
  * `activation: 'gelu'`, y = gelu(x @ Wᵀ + b) (GELU's tanh form); bf16/f16 round the f32 sum once,
  * after GELU (cuBLASLt's epilogue on CUDA, the same steps on the CPU), so they are within one rounding
  * of the pre-activation of `gelu(linear(x, weight, bias))`; f32 and f64 run exactly that.
+ * With `residual`, y = residual + x @ Wᵀ + b summed in f32 and rounded once, so bf16/f16 are
+ * within one rounding of `add(residual, linear(x, weight, bias))`: on CUDA one cuBLASLt call (the
+ * residual is its C, beta = 1; a residual that is not contiguous takes the separate add), on the
+ * CPU for bf16/f16 the output starts as the residual's copy and oneDNN's product adds to it (the
+ * same sum in another order). f32 and f64 run the separate add on the CPU (its bits unchanged).
  * @example
  * const y = linear(x, weight, bias);
  * const h = linear(x, fcWeight, fcBias, { activation: 'gelu' });
+ * const out = linear(y, projWeight, projBias, { residual: x });   // x + y Wᵀ + b
  */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, opts: LinearOpOptions = {}): Tensor {
+  const residual = opts.residual;
+  if (residual !== undefined) return linearResidual(x, weight, bias, residual, opts);
   if (linearActivation(opts.activation, 'linear') === null) return linearRecorded(x, weight, bias, null);
   let fused = null as Tensor | null; // the activated result, when the product fused it
   const pre = linearRecorded(x, weight, bias, (a, b, biasF, shape, dev) => {
@@ -270,7 +296,23 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   return applyLinearActivation(opts.beforeActivation ? opts.beforeActivation(pre) : pre, fused);
 }
 
-function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: FusedProduct | null): Tensor {
+/** `linear` with a residual: fused where the device can add it in the product, else the separate add. */
+function linearResidual(x: Tensor, weight: Tensor, bias: Tensor | null, residual: Tensor, opts: LinearOpOptions): Tensor {
+  const shape = [...x.shape.slice(0, -1), weight.shape[0]];
+  if (!sameShape(residual.shape, shape) || residual.dtype !== x.dtype) {
+    throw new Error(`linear: residual ${residual.dtype} ${fmt(residual.shape)} must be the output's ${x.dtype} ${fmt(shape)}`);
+  }
+  if (linearActivation(opts.activation, 'linear') !== null) throw new Error('linear: a residual with an activation (add it to the activated output yourself)');
+  const dev = deviceOf('linear', x, weight, bias, residual);
+  const nonEmpty = numel(shape) > 0 && x.shape[x.ndim - 1] > 0;
+  const fuse = isCuda(dev)
+    ? kernelsSay(dev, 'matmulAddend') && residual.isContiguous && nonEmpty
+    : (x.dtype === 'bf16' || x.dtype === 'f16') && nonEmpty;
+  if (fuse) return linearRecorded(x, weight, bias, null, residual);
+  return add(residual, linearRecorded(x, weight, bias, null));
+}
+
+function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: FusedProduct | null, residual: Tensor | null = null): Tensor {
   if (x.ndim < 1 || weight.ndim !== 2) throw new Error(`linear: needs x [..., in] and weight [out, in], got ${fmt(x.shape)} and ${fmt(weight.shape)}`);
   const [outF, inF] = weight.shape;
   if (x.shape[x.ndim - 1] !== inF) throw new Error(`linear: x ${fmt(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmt(weight.shape)} expects ${inF}`);
@@ -297,8 +339,17 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
   const keepBias = bias !== null && (bias.dtype === biasDtype(x.dtype) || (epilogues && bias.dtype === x.dtype));
   const biasF = bias && !keepBias ? k.copy(bias, biasDtype(x.dtype)) : bias;
   if (biasF && biasF !== bias) owned.push(biasF);
-  const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF, true);
+  const out = fuse?.(xm, wT, biasF, [...lead, outF], dev) ?? product(xm, wT, 1, [...lead, outF], x.dtype, biasF, true, residual);
   for (const t of owned) t.dispose();
+  if (residual) {
+    // The residual's gradient is the output's, as add's backward hands it on.
+    return record('linear', [x, weight, bias, residual], out, (node) => {
+      const sx = weight.requiresGrad ? node.save(x) : null;
+      const sw = x.requiresGrad ? node.save(weight) : null;
+      node.writesGradInto = true;
+      return (g, into) => [...linearBackward(g, into, { x, weight, bias, sx, sw, M, dev, epilogues }), residual.requiresGrad ? g : null];
+    });
+  }
   return record('linear', [x, weight, bias], out, (node) => {
     const sx = weight.requiresGrad ? node.save(x) : null;
     const sw = x.requiresGrad ? node.save(weight) : null;
