@@ -120,15 +120,26 @@ __global__ void __launch_bounds__(cu::kThreads, (kOnePassMinBlocks<T, E>))
 #pragma unroll
     for (int k = 0; k < E; k++) sw[k * 32] = sb[k * 32] = C(0);
   }
-  Row wr;
-  if (dx && w) wr.load(w, lane, cols);
+  // The next row's x and g: loaded a row ahead where a row's share takes at most 24 registers a
+  // lane in the vector layout (16-bit rows up to 768 wide, GPT-2's), so they are in flight while
+  // this row's sums and shuffles run; wider shares and the scalar twin spill with two rows (ptxas).
+  constexpr bool kAheadRow = kVec && E * sizeof(T) <= 48;
+  Row xn, gn;
+  const auto loadRow = [&](int64_t r) {
+    xn.load(x + r * cols, lane, cols);
+    gn.load(g + r * cols, lane, cols);
+  };
   const int64_t first = int64_t(blockIdx.x) * kRowsPerPart + warp;
+  if (kAheadRow && first < rows) loadRow(first);
   for (int i = 0; i < kRowsPerWarp; i++) {
     const int64_t r = first + int64_t(i) * kWarps;
     if (r >= rows) break;
-    Row xr, gr;
-    xr.load(x + r * cols, lane, cols);
-    gr.load(g + r * cols, lane, cols);
+    if (!kAheadRow) loadRow(r);
+    Row xr = xn, gr = gn;
+    if (kAheadRow && i + 1 < kRowsPerWarp && r + kWarps < rows) loadRow(r + kWarps);
+    // w from L1 each row: held across rows it would take the registers the next row needs.
+    Row wr;
+    if (dx && w) wr.load(w, lane, cols);
     const C mu = C(mean[r]), rs = C(rstd[r]);
     // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w; dw += g * xhat, db += g.
     double sg = 0, sgx = 0;
