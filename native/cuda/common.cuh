@@ -166,6 +166,9 @@ __device__ __forceinline__ float fmaRn(float a, float b, float c) { return __fma
 __device__ __forceinline__ double fmaRn(double a, double b, double c) { return __fma_rn(a, b, c); }
 __device__ __forceinline__ float mulRn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double mulRn(double a, double b) { return __dmul_rn(a, b); }
+// A sum no product is fused into (loss.cu's sums of exponentials: exp ends in a product).
+__device__ __forceinline__ float addRn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double addRn(double a, double b) { return __dadd_rn(a, b); }
 
 }  // namespace cu
 }  // namespace mt
