@@ -3,23 +3,34 @@
  * forward and forward + backward on the device, and the TFLOP/s they reach (the causal forward
  * counted as 2·B·H·T²·D FLOPs: two T×T×D products, half of them masked; the backward as 2.5
  * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
- * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply),
- * so gpu_check runs it each way. A forward at head dim 128 ([4, 12, 1024, 128]) is printed first;
- * under fa2, each shape's output is first compared with the WMMA forward's. The peer, PyTorch's
+ * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply;
+ * `cudnn`: cuDNN's fused attention graphs, fa2 where cuDNN refuses), so gpu_check runs it each way.
+ * A forward at head dim 128 ([4, 12, 1024, 128]) is printed first; under fa2 (cudnn), each shape's
+ * output is first compared with the WMMA (fa2) forward's, and under cudnn the plans built, calls
+ * run and refusals (with the last reason) are printed, so a run shows whether cuDNN ran at all. The peer, PyTorch's
  * F.scaled_dot_product_attention at the GPT-2 shape on the same GPU (bench/gpu_torch_gpt.py
  * --attention), runs after ours; the ratio is its ms over ours (> 1: ours is faster). --peer-cache
  * FILE shares one peer run between the runs of this script in one gpu_check call (see bench/torch_peer.ts).
  *   node --import tsx bench/gpu_attention.ts [--smoke] [--peer-cache FILE]
  */
-import { cudaIsAvailable, noGrad, randn, scaledDotProductAttention, sum, type Tensor, tidy } from '../src/index.ts';
+import { cudaIsAvailable, native, noGrad, randn, scaledDotProductAttention, sum, type Tensor, tidy } from '../src/index.ts';
 import { DEV, timeDevice } from './gpu_timing.ts';
 import { runTorchPeer } from './torch_peer.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
 // Unset: the default family, fa2 where it applies (native/cuda/attention.cu attnFamily).
-const FAMILY: Record<string, string> = { simt: 'simt', tc: 'tensor cores (WMMA)', fa2: 'fa2 (mma.sync)', '': 'fa2 (mma.sync)' };
-const path = FAMILY[process.env.MESHTRAIN_ATTENTION ?? ''] ?? 'fa2 (mma.sync)';
+const FAMILY: Record<string, string> = {
+  simt: 'simt',
+  tc: 'tensor cores (WMMA)',
+  fa2: 'fa2 (mma.sync)',
+  cudnn: 'cuDNN fused (graph API)',
+  '': 'fa2 (mma.sync)',
+};
+const family = process.env.MESHTRAIN_ATTENTION || 'fa2';
+const path = FAMILY[family] ?? 'fa2 (mma.sync)';
+// The family each compared one is checked against.
+const REFERENCE: Record<string, string> = { fa2: 'tc', cudnn: 'fa2' };
 const cacheAt = process.argv.indexOf('--peer-cache');
 
 /** bench/gpu_torch_gpt.py --attention's line. */
@@ -40,24 +51,27 @@ function peer(): { t: TorchAttention; note: string } | { reason: string } {
 }
 
 /**
- * The fa2 forward against the WMMA one on this shape (MESHTRAIN_ATTENTION is read at every call):
- * many more tiles and blocks than the unit test's, on the real device, where a missing barrier
- * or cp.async wait would show (the emulated device cannot race). Prints max |Δ| / max |WMMA|.
+ * The fa2 (cudnn) forward against the WMMA (fa2) one on this shape (MESHTRAIN_ATTENTION is read at
+ * every call): many more tiles and blocks than the unit test's, on the real device, where a missing
+ * barrier or cp.async wait would show (the emulated device cannot race), and cuDNN's graphs meet a
+ * real cuDNN. Prints max |Δ| / max |reference|.
  */
 function agreement(q: Tensor, k: Tensor, v: Tensor): void {
+  const ref = REFERENCE[family];
+  if (!ref) return;
   noGrad(() =>
     tidy(() => {
       const a = scaledDotProductAttention(q, k, v, { causal: true }).toList();
-      process.env.MESHTRAIN_ATTENTION = 'tc';
+      process.env.MESHTRAIN_ATTENTION = ref;
       const b = scaledDotProductAttention(q, k, v, { causal: true }).toList();
-      process.env.MESHTRAIN_ATTENTION = 'fa2';
+      process.env.MESHTRAIN_ATTENTION = family;
       let diff = 0;
       let scale = 0;
       for (let i = 0; i < b.length; i++) {
         diff = Math.max(diff, Number.isNaN(a[i]) ? Number.POSITIVE_INFINITY : Math.abs(a[i] - b[i]));
         scale = Math.max(scale, Math.abs(b[i]));
       }
-      console.log(`fa2 vs WMMA forward [${q.shape}] causal: max |Δ| ${diff.toExponential(2)} of max |y| ${scale.toFixed(3)} (bf16 ulp at 1: ${2 ** -8})`);
+      console.log(`${family} vs ${ref} forward [${q.shape}] causal: max |Δ| ${diff.toExponential(2)} of max |y| ${scale.toFixed(3)} (bf16 ulp at 1: ${2 ** -8})`);
     }),
   );
 }
@@ -69,14 +83,14 @@ if (!cudaIsAvailable()) {
   tidy(() => {
     const s128 = smoke ? [1, 2, 128, 128] : [4, 12, 1024, 128];
     const [q, k, v] = [0, 1, 2].map(() => randn(s128, { device: DEV }).to('bf16'));
-    if ((process.env.MESHTRAIN_ATTENTION ?? 'fa2') === 'fa2') agreement(q, k, v);
+    agreement(q, k, v);
     const t = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
     const flops = (4 * s128[0] * s128[1] * s128[2] * s128[2] * 128) / 2;
     console.log(`attention bf16 [${s128}] causal, ${path}: forward ${(t * 1e3).toFixed(3)} ms (${tf(flops, t)} TFLOP/s)`);
   });
   const mk = () => randn([B, H, T, D], { device: DEV }).to('bf16').requiresGrad_(true);
   const [q, k, v] = [mk(), mk(), mk()];
-  if ((process.env.MESHTRAIN_ATTENTION ?? 'fa2') === 'fa2') agreement(q, k, v);
+  agreement(q, k, v);
   const flopsFwd = (4 * B * H * T * T * D) / 2;
   const fwd = timeDevice(5, 5, () => tidy(() => void scaledDotProductAttention(q, k, v, { causal: true })));
   const both = timeDevice(3, 5, () =>
@@ -88,6 +102,10 @@ if (!cudaIsAvailable()) {
       }
     }),
   );
+  if (family === 'cudnn') {
+    const st = native.cuda.attentionCudnnStats();
+    console.log(`cuDNN attention: ${st.plansBuilt} plans built, ${st.calls} calls, ${st.refusals} refusals${st.lastRefusal ? ` (last: ${st.lastRefusal})` : ''}`);
+  }
   const p = peer();
   let vs = '';
   if ('reason' in p) console.log(`attention peer: skipped (${p.reason})`);

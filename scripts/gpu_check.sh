@@ -223,6 +223,8 @@ step unit/cuda_attention:tc 150 env MESHTRAIN_ATTENTION=tc node --import tsx nod
 # The default family with the fa2 forward and the backward's dQ kernel at 32 query rows per warp (head dims <= 64;
 # the fa2 suites also run both variants themselves and check them bit for bit against each other).
 step unit/cuda_attention_fa2:rows32 180 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv|_fa2|_fa2_bwd)?\.test\.ts$'
+# And through cuDNN's fused attention graphs (attention_cudnn.cc; fa2 where cuDNN refuses: the refusals print once per problem).
+step unit/cuda_attention:cudnn 150 env MESHTRAIN_ATTENTION=cudnn node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -284,6 +286,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # with dQ at each), alternating rounds in one process.
   step bench:attention:rows32 60 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   step bench:attention_rows 90 node --import tsx bench/gpu_attention_rows.ts $size
+  # cuDNN's fused attention graphs: compared with fa2 on the device, timed, and whether cuDNN ran (plans, calls, refusals).
+  step bench:attention:cudnn 90 env MESHTRAIN_ATTENTION=cudnn node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.

@@ -18,6 +18,7 @@
 #include <cstring>
 #include "cuda/common.cuh"
 #include "cuda/attention.h"
+#include "cuda/attention_cudnn.h"
 #include "cuda/attention_fa2_bwd.h"
 #include "cuda/attention_fa2.h"
 #include "cuda/attention_tc.h"
@@ -390,17 +391,23 @@ int64_t tilesOf(int64_t n, int64_t per) { return (n + per - 1) / per; }
 // (attention_fa2*.cu) where they apply and the WMMA tensor-core ones elsewhere, `tc` the WMMA ones
 // (attention_tc.cu) always, `simt` the CUDA-core ones. fa2 became the default once the H200 run of
 // stop 19 measured it (GPT-2 124M bf16 step 31.4 -> 20.1 ms, its tests and compute-sanitizer clean).
+// `cudnn` runs cuDNN's fused attention graphs (attention_cudnn.cc) where cuDNN takes the problem and
+// fa2 otherwise (the lse convention is shared, so either forward pairs with either backward).
 // Read at every call (one getenv), so a test or a benchmark can switch families within one process.
-enum class AttnFamily { Tc, Simt, Fa2 };
+enum class AttnFamily { Tc, Simt, Fa2, Cudnn };
 AttnFamily attnFamily() {
   const char* e = std::getenv("MESHTRAIN_ATTENTION");
   if (!e || !*e) return AttnFamily::Fa2;
   if (std::strcmp(e, "tc") == 0) return AttnFamily::Tc;
   if (std::strcmp(e, "simt") == 0) return AttnFamily::Simt;
   if (std::strcmp(e, "fa2") == 0) return AttnFamily::Fa2;
-  cu::fail(std::string("MESHTRAIN_ATTENTION: unknown kernel family '") + e + "' (tc, simt or fa2)");
+  if (std::strcmp(e, "cudnn") == 0) return AttnFamily::Cudnn;
+  cu::fail(std::string("MESHTRAIN_ATTENTION: unknown kernel family '") + e + "' (tc, simt, fa2 or cudnn)");
   return AttnFamily::Tc;
 }
+
+// fa2's kernels serve the fa2 family and what cuDNN leaves to it.
+bool fa2Family(AttnFamily f) { return f == AttnFamily::Fa2 || f == AttnFamily::Cudnn; }
 
 bool useTensorCores(int dtype, const CudaAttnShape& g) {
   return attnFamily() != AttnFamily::Simt && cudaAttentionTcApplies(dtype, g);
@@ -409,7 +416,7 @@ bool useTensorCores(int dtype, const CudaAttnShape& g) {
 // The fa2 family (the default): bf16/f16 forwards take attention_fa2.cu; what it does not cover keeps
 // the kernels chosen above.
 bool useFa2Forward(int dtype, const CudaAttnShape& g) {
-  return attnFamily() == AttnFamily::Fa2 && cudaAttentionFa2Applies(dtype, g);
+  return fa2Family(attnFamily()) && cudaAttentionFa2Applies(dtype, g);
 }
 
 void checkShape(const char* op, const CudaAttnShape& g) {
@@ -441,6 +448,7 @@ void cudaAttentionForward(int dev, int dtype, const CudaAttnShape& g, const void
   const char* op = "scaledDotProductAttention";
   checkShape(op, g);
   if (g.batch == 0 || g.tq == 0) return;
+  if (attnFamily() == AttnFamily::Cudnn && cudnnAttentionForward(dev, dtype, g, q, qs, k, ks, v, vs, o, os, lse)) return;
   if (useFa2Forward(dtype, g)) {
     cudaAttentionForwardFa2(dev, dtype, g, q, qs, k, ks, v, vs, o, os, lse);
     return;
@@ -472,6 +480,9 @@ void cudaAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const voi
   const char* op = "scaledDotProductAttention backward";
   checkShape(op, g);
   if (g.batch == 0) return;
+  if (attnFamily() == AttnFamily::Cudnn && cudnnAttentionBackward(dev, dtype, g, q, qs, k, ks, v, vs, o, os, dO, gs, lse,
+                                                                  dq, dqs, dk, dks, dv, dvs, dvec))
+    return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
   const unsigned bh = unsigned(g.batch * g.heads);
@@ -490,7 +501,7 @@ void cudaAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const voi
       cu::checkLaunch("attnRowDot");
     }
     if (useTensorCores(dtype, g)) {
-      if (attnFamily() == AttnFamily::Fa2 && cudaAttentionFa2BwdApplies(dtype, g))
+      if (fa2Family(attnFamily()) && cudaAttentionFa2BwdApplies(dtype, g))
         cudaAttentionBackwardFa2(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);
       else
         cudaAttentionBackwardTc(dev, dtype, g, q, qs, k, ks, v, vs, dO, gs, lse, dvec, dq, dqs, dk, dks, dv, dvs);

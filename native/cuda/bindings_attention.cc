@@ -4,6 +4,7 @@
 #ifdef MESHTRAIN_CUDA
 #include <string>
 #include "cuda/attention.h"
+#include "cuda/attention_cudnn.h"
 #include "cuda/bindings_nn.h"
 #include "cuda/call_scratch.h"
 #include "cuda/matmul.h"  // dtypeNameOf
@@ -84,11 +85,23 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attentionCudnnStats(): {plansBuilt, calls, refusals, lastRefusal} of MESHTRAIN_ATTENTION=cudnn.
+Napi::Value AttentionCudnnStats(const Napi::CallbackInfo& info) {
+  const CudnnAttentionStats st = cudnnAttentionStats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("plansBuilt", double(st.plansBuilt));
+  o.Set("calls", double(st.calls));
+  o.Set("refusals", double(st.refusals));
+  o.Set("lastRefusal", st.lastRefusal);
+  return o;
+}
+
 }  // namespace
 
 void registerCudaAttention(Napi::Object cuda) {
   MT_EXPORT(cuda, "attentionForward", AttentionForward);
   MT_EXPORT(cuda, "attentionBackward", AttentionBackward);
+  MT_EXPORT(cuda, "attentionCudnnStats", AttentionCudnnStats);
 }
 
 }  // namespace mt

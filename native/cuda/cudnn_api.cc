@@ -80,6 +80,12 @@ void load() {
     bind(a.forward, s.lib, "cudnnConvolutionForward");
     bind(a.backwardData, s.lib, "cudnnConvolutionBackwardData");
     bind(a.backwardFilter, s.lib, "cudnnConvolutionBackwardFilter");
+    bind(a.backendCreate, s.lib, "cudnnBackendCreateDescriptor");
+    bind(a.backendDestroy, s.lib, "cudnnBackendDestroyDescriptor");
+    bind(a.backendSetAttribute, s.lib, "cudnnBackendSetAttribute");
+    bind(a.backendGetAttribute, s.lib, "cudnnBackendGetAttribute");
+    bind(a.backendFinalize, s.lib, "cudnnBackendFinalize");
+    bind(a.backendExecute, s.lib, "cudnnBackendExecute");
 #ifdef MESHTRAIN_CUDA_EMU
     // The reference cuDNN records calls on capturing streams through the emulated runtime.
     reinterpret_cast<void (*)(decltype(&mtEmuCaptureHook))>(cudaLibSymbol(s.lib, "libcudnn", "mtEmuSetCaptureHook"))(&mtEmuCaptureHook);

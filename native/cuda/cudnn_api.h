@@ -1,5 +1,6 @@
 // The cuDNN functions meshtrain calls (the legacy convolution API, still exported by cuDNN 9's
-// libcudnn.so.9), resolved with dlopen on first use. Only these are declared, with the values of
+// libcudnn.so.9, and the graph API's six backend calls that attention_cudnn.cc uses), resolved
+// with dlopen on first use. Only these are declared, with the values of
 // cudnn_graph.h / cudnn_cnn.h, so no cuDNN header or library is needed to build. Compiled in
 // every build: the CPU build reports cuDNN as not loaded.
 #pragma once
@@ -88,6 +89,13 @@ struct CudnnApi {
   int (*backwardFilter)(dnn9::Handle, const void* alpha, dnn9::TensorDesc x, const void* xp, dnn9::TensorDesc dy,
                         const void* dyp, dnn9::ConvDesc, int algo, void* ws, size_t wsBytes, const void* beta,
                         dnn9::FilterDesc dw, void* dwp);
+  // The graph (backend) API; enum values in cuda/cudnn_graph.h.
+  int (*backendCreate)(int descType, void** desc);
+  int (*backendDestroy)(void* desc);
+  int (*backendSetAttribute)(void* desc, int name, int type, int64_t count, const void* elements);
+  int (*backendGetAttribute)(void* desc, int name, int type, int64_t requested, int64_t* count, void* elements);
+  int (*backendFinalize)(void* desc);
+  int (*backendExecute)(dnn9::Handle, void* plan, void* variantPack);
 };
 
 // The loaded API, or nullptr with `why` set to a "missing libcudnn ..." message.

@@ -252,7 +252,7 @@ if (!cudaIsAvailable()) {
       const [q, k, v] = [0, 1, 2].map(() => randn([1, 2, 33, 64], { device: DEV }).to('bf16'));
       assert.throws(
         () => withAttentionFamily('fa3', () => scaledDotProductAttention(q, k, v, { causal: true })),
-        /MESHTRAIN_ATTENTION: unknown kernel family 'fa3' \(tc, simt or fa2\)/,
+        /MESHTRAIN_ATTENTION: unknown kernel family 'fa3' \(tc, simt, fa2 or cudnn\)/,
       );
       const y = withAttentionFamily('fa2', () => scaledDotProductAttention(q, k, v, { causal: true }));
       const yTc = withAttentionFamily('tc', () => scaledDotProductAttention(q, k, v, { causal: true }));

@@ -21,12 +21,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include "cudnn_common.h"
 
-namespace {
+namespace mtdnn {
 
-constexpr int kSuccess = 0, kBadParam = 2000, kNotSupported = 3000, kExecutionFailed = 5000;
-constexpr int kFloat = 0, kDouble = 1, kHalf = 2, kBf16 = 9;
-constexpr int kFmaMath = 3;
+CaptureHook captureHook = nullptr;
 
 thread_local std::string lastError = "CUDNN_STATUS_SUCCESS";
 
@@ -43,9 +42,6 @@ int fail(int status, const std::string& msg) {
   return status;
 }
 
-struct Handle {
-  void* stream = nullptr;
-};
 struct Tensor {
   int type = -1, nd = 0;
   int dims[8] = {}, strides[8] = {};
@@ -89,6 +85,13 @@ uint16_t floatToF16(float f) {
   std::memcpy(&b, &h, 2);
   return b;
 }
+
+}  // namespace mtdnn
+
+namespace {
+
+using namespace mtdnn;
+constexpr int kFmaMath = 3;
 
 bool typeOk(int t) { return t == kFloat || t == kDouble || t == kHalf || t == kBf16; }
 
@@ -203,8 +206,6 @@ struct ConvCall {
 // acc + term in double, or rounded to float at each step for algorithm 3 (see the file comment).
 double addTerm(bool inFloat, double acc, double term) { return inFloat ? double(float(acc) + float(term)) : acc + term; }
 
-using CaptureHook = int (*)(void* stream, void (*run)(void*), void* ctx, void (*drop)(void*));
-CaptureHook captureHook = nullptr;
 
 // The arithmetic of every convolution, called at once or at each replay of a captured one;
 // kFloatAcc for algorithm 3 (a template, so the other algorithms' loops carry no branch for it).
