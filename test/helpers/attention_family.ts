@@ -2,7 +2,7 @@ import { withEnv } from './env.ts';
 
 /**
  * Runs `fn` with MESHTRAIN_ATTENTION set to `family` (the addon reads it at every attention call:
- * unset or 'fa2' the mma.sync kernels where they apply, 'tc' the WMMA ones, 'simt'), restoring the
+ * unset or 'fa2' the mma.sync kernels where they apply, 'tc' the WMMA ones, 'simt', 'cudnn'), restoring the
  * variable after.
  *
  * @example

@@ -1,63 +1,30 @@
-// The reference cuDNN's graph (backend) API (test tool): the descriptors, operations and calls that
-// attention_cudnn.cc's SDPA graphs use, checked strictly and then run by interpreting the graph.
-// Checking: every attribute must belong to its descriptor type, with the attribute type and element
-// count cuDNN documents (enum elements 4 bytes, BOOLEAN 1); descriptor elements must be finalized
-// and of the right type; a descriptor is finalized once, with its required attributes; operations
-// check their tensors' ranks and shapes (broadcast, matmul [.., M, K] x [.., K, N] -> [.., M, N],
-// reductions to size-1 dims, reshape of equal counts, GEN_INDEX/CMP/BINARY_SELECT types); the
-// graph checks unique uids, each virtual tensor made once and read, no cycle; execution checks the
-// variant pack names exactly the graph's non-virtual tensors, pointers aligned as declared, a
-// workspace as large as reported (it is overwritten). Running: the operations in dependency order,
-// every tensor held densely in double and rounded to its declared data type after each operation
-// (f32, bf16, f16; virtual ones included, so P is rounded to bf16/f16 before P·V as the fused
-// kernels do), non-virtual outputs written through their strides; RESHAPE is a view (Y's element
-// at Y's strides reads the memory X's strides laid out). Accepting a graph here does not prove
-// cuDNN's engines accept it: only the pattern's arithmetic and our plumbing are checked.
+// The reference cuDNN's graph (backend) API (test tool): the descriptor calls attention_cudnn.cc's
+// SDPA graphs use, checked strictly (cudnnBackendExecute, which runs the graph, is in
+// emu/cudnn_graph_run.cc). Every attribute must belong to its descriptor type, with the attribute
+// type and element count cuDNN documents (enum elements 4 bytes, BOOLEAN 1); descriptor elements
+// must be finalized and of the right type; a descriptor is finalized once, with its required
+// attributes; operations check their tensors' ranks and shapes (broadcast, matmul [.., M, K] x
+// [.., K, N] -> [.., M, N], reductions to size-1 dims, reshape of equal counts, GEN_INDEX/CMP/
+// BINARY_SELECT types); the graph checks unique uids, each virtual tensor made once and read, no
+// cycle. Accepting a graph here does not prove cuDNN's engines accept it: only the pattern's
+// arithmetic (emu/cudnn_graph_run.cc) and our plumbing are checked.
 // MESHTRAIN_CUDA_EMU_CUDNN_ENGINES=n: the heuristics offer n engine configs (default 1; 0 tests a
-// caller's no-engine path). Execution on a capturing stream is recorded and run at each replay.
+// caller's no-engine path).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
-#include "cuda/cudnn_graph.h"
 #include "cudnn_common.h"
+#include "cudnn_graph_desc.h"
 
 namespace {
 
 using namespace mtdnn;
-namespace g = mt::dnn9g;
-
-struct Desc;
-struct Attr {
-  int type = -1;
-  std::vector<uint8_t> bytes;
-  int64_t count = 0;
-};
-
-struct Desc {
-  int type;
-  bool final = false;
-  std::map<int, Attr> attrs;
-  // Tensors (at finalize)
-  int64_t uid = -1, align = 0;
-  int dt = -1;
-  std::vector<int64_t> dims, strides;
-  bool isVirtual = false, byValue = false;
-  // Engine configs (filled by the heuristics) and plans
-  Desc* graph = nullptr;
-  // Graphs: operations in dependency order
-  std::vector<Desc*> order;
-  // Variant packs
-  std::map<int64_t, void*> ptrs;
-  void* ws = nullptr;
-};
-
-constexpr int64_t kWorkspace = 4096;  // what every plan reports and execution overwrites
+using namespace mtdnn::graph;
 
 int elemSize(int t) {
   switch (t) {
@@ -133,38 +100,6 @@ bool isOp(int t) {
   return t == g::kOpPointwiseDesc || t == g::kOpMatmulDesc || t == g::kOpReductionDesc || t == g::kOpReshapeDesc;
 }
 
-template <typename T>
-std::vector<T> values(const Desc& d, int name) {
-  auto it = d.attrs.find(name);
-  std::vector<T> out;
-  if (it == d.attrs.end()) return out;
-  for (int64_t i = 0; i < it->second.count; i++) {  // element by element: vector<bool> has no data()
-    T v;
-    std::memcpy(&v, it->second.bytes.data() + size_t(i) * sizeof(T), sizeof(T));
-    out.push_back(v);
-  }
-  return out;
-}
-template <typename T>
-T one(const Desc& d, int name, T dflt) {
-  auto v = values<T>(d, name);
-  return v.empty() ? dflt : v[0];
-}
-Desc* descOf(const Desc& d, int name) { return one<Desc*>(d, name, nullptr); }
-bool has(const Desc& d, int name) { return d.attrs.count(name) > 0; }
-
-std::string need(const Desc& d, std::initializer_list<int> names) {
-  for (int n : names)
-    if (!has(d, n)) return "attribute " + std::to_string(n) + " is required";
-  return "";
-}
-
-int64_t count(const Desc& t) {
-  int64_t n = 1;
-  for (int64_t x : t.dims) n *= x;
-  return n;
-}
-
 bool floatType(int dt) { return dt == kFloat || dt == kHalf || dt == kBf16; }
 
 // Checks an operation's tensors when it is finalized; "" when consistent.
@@ -220,18 +155,6 @@ std::string checkOp(const Desc& o) {
   if (auto e = need(o, {g::kOpReshapeX, g::kOpReshapeY}); !e.empty()) return e;
   if (count(*descOf(o, g::kOpReshapeX)) != count(*descOf(o, g::kOpReshapeY))) return "reshape changes the element count";
   return "";
-}
-
-std::vector<Desc*> inputsOf(const Desc& o) {
-  std::vector<Desc*> in;
-  for (int n : {g::kOpPointwiseX, g::kOpPointwiseB, g::kOpPointwiseT, g::kOpMatmulA, g::kOpMatmulB, g::kOpReductionX, g::kOpReshapeX})
-    if (Desc* d = descOf(o, n)) in.push_back(d);
-  return in;
-}
-Desc* outputOf(const Desc& o) {
-  for (int n : {g::kOpPointwiseY, g::kOpMatmulC, g::kOpReductionY, g::kOpReshapeY})
-    if (Desc* d = descOf(o, n)) return d;
-  return nullptr;
 }
 
 // Orders the graph's operations by dependency and checks its tensors; "" when valid.
@@ -324,157 +247,6 @@ std::string finalizeCheck(Desc& d) {
   }
 }
 
-// ---- running a graph ----
-
-double rounded(int dt, double v) {
-  if (dt == kFloat) return double(float(v));
-  if (dt == kBf16) return bf16ToFloat(floatToBf16(float(v)));
-  if (dt == kHalf) return f16ToFloat(floatToF16(float(v)));
-  return v;
-}
-double load(int dt, const void* p, int64_t i) {
-  switch (dt) {
-    case kFloat: return static_cast<const float*>(p)[i];
-    case kHalf: return f16ToFloat(static_cast<const uint16_t*>(p)[i]);
-    case kBf16: return bf16ToFloat(static_cast<const uint16_t*>(p)[i]);
-    case 4: return static_cast<const int32_t*>(p)[i];
-    default: return static_cast<const uint8_t*>(p)[i];
-  }
-}
-void store(int dt, void* p, int64_t i, double v) {
-  switch (dt) {
-    case kFloat: static_cast<float*>(p)[i] = float(v); break;
-    case kHalf: static_cast<uint16_t*>(p)[i] = floatToF16(float(v)); break;
-    case kBf16: static_cast<uint16_t*>(p)[i] = floatToBf16(float(v)); break;
-    case 4: static_cast<int32_t*>(p)[i] = int32_t(v); break;
-    default: static_cast<uint8_t*>(p)[i] = v != 0;
-  }
-}
-
-// Row-major index -> multi-index over dims.
-void unravel(int64_t i, const std::vector<int64_t>& dims, int64_t* idx) {
-  for (size_t k = dims.size(); k-- > 0;) idx[k] = i % dims[k], i /= dims[k];
-}
-int64_t offsetOf(const int64_t* idx, const std::vector<int64_t>& strides) {
-  int64_t o = 0;
-  for (size_t k = 0; k < strides.size(); k++) o += idx[k] * strides[k];
-  return o;
-}
-// A broadcast operand's row-major index for the output multi-index.
-int64_t bcastIndex(const int64_t* idx, const std::vector<int64_t>& dims) {
-  int64_t i = 0;
-  for (size_t k = 0; k < dims.size(); k++) i = i * dims[k] + (dims[k] == 1 ? 0 : idx[k]);
-  return i;
-}
-
-struct Run {
-  Desc* graph;
-  std::map<int64_t, void*> ptrs;
-  std::map<int64_t, double> scalars;  // by-value tensors, read at execute
-};
-
-void runGraph(const Run& r) {
-  std::map<const Desc*, std::vector<double>> val;
-  auto get = [&](const Desc* t) -> const std::vector<double>& {
-    auto it = val.find(t);
-    if (it != val.end()) return it->second;
-    std::vector<double>& v = val[t];
-    v.resize(size_t(count(*t)));
-    if (t->byValue) {
-      v[0] = r.scalars.at(t->uid);
-      return v;
-    }
-    int64_t idx[8];
-    for (int64_t i = 0; i < int64_t(v.size()); i++) unravel(i, t->dims, idx), v[size_t(i)] = load(t->dt, r.ptrs.at(t->uid), offsetOf(idx, t->strides));
-    return v;
-  };
-  for (const Desc* o : r.graph->order) {
-    const Desc* y = outputOf(*o);
-    std::vector<double> out(size_t(count(*y)));
-    int64_t idx[8];
-    if (o->type == g::kOpPointwiseDesc) {
-      const Desc& pw = *descOf(*o, g::kOpPointwisePwDesc);
-      const int mode = one<int>(pw, g::kPointwiseMode, -1);
-      const int64_t axis = one<int64_t>(pw, g::kPointwiseAxis, 0);
-      const Desc *x = descOf(*o, g::kOpPointwiseX), *b = descOf(*o, g::kOpPointwiseB), *t = descOf(*o, g::kOpPointwiseT);
-      const std::vector<double>& xv = get(x);
-      const std::vector<double>* bv = b ? &get(b) : nullptr;
-      const std::vector<double>* tv = t ? &get(t) : nullptr;
-      for (int64_t i = 0; i < int64_t(out.size()); i++) {
-        unravel(i, y->dims, idx);
-        const double a = xv[size_t(bcastIndex(idx, x->dims))];
-        const double c = bv ? (*bv)[size_t(bcastIndex(idx, b->dims))] : 0;
-        double v;
-        switch (mode) {
-          case g::kAdd: v = a + c; break;
-          case g::kMul: v = a * c; break;
-          case g::kDiv: v = a / c; break;
-          case g::kSub: v = a - c; break;
-          case g::kExp: v = std::exp(a); break;
-          case g::kLog: v = std::log(a); break;
-          case g::kIdentity: v = a; break;
-          case g::kCmpGe: v = a >= c; break;
-          case g::kGenIndex: v = double(idx[axis]); break;
-          case g::kBinarySelect: v = (*tv)[size_t(bcastIndex(idx, t->dims))] != 0 ? a : c; break;
-          default: v = std::nan("");
-        }
-        out[size_t(i)] = v;
-      }
-    } else if (o->type == g::kOpMatmulDesc) {
-      const Desc *a = descOf(*o, g::kOpMatmulA), *b = descOf(*o, g::kOpMatmulB);
-      const std::vector<double>&av = get(a), &bv = get(b);
-      const size_t n = y->dims.size();
-      const int64_t K = a->dims[n - 1];
-      int64_t ia[8], ib[8];
-      for (int64_t i = 0; i < int64_t(out.size()); i++) {
-        unravel(i, y->dims, idx);
-        std::copy(idx, idx + n, ia), std::copy(idx, idx + n, ib);
-        double acc = 0;
-        for (int64_t kk = 0; kk < K; kk++) {
-          ia[n - 1] = kk, ib[n - 2] = kk;
-          acc += av[size_t(bcastIndex(ia, a->dims))] * bv[size_t(bcastIndex(ib, b->dims))];
-        }
-        out[size_t(i)] = acc;
-      }
-    } else if (o->type == g::kOpReductionDesc) {
-      const Desc* x = descOf(*o, g::kOpReductionX);
-      const int op = one<int>(*descOf(*o, g::kOpReductionDescriptor), g::kReductionOperator, -1);
-      std::fill(out.begin(), out.end(), op == g::kReduceMax ? -INFINITY : 0.0);
-      const std::vector<double>& xv = get(x);
-      for (int64_t i = 0; i < int64_t(xv.size()); i++) {
-        unravel(i, x->dims, idx);
-        double& acc = out[size_t(bcastIndex(idx, y->dims))];
-        acc = op == g::kReduceMax ? std::max(acc, xv[size_t(i)]) : acc + xv[size_t(i)];
-      }
-    } else {  // reshape: the memory X's strides lay out, read at Y's strides
-      const Desc* x = descOf(*o, g::kOpReshapeX);
-      const std::vector<double>& xv = get(x);
-      std::map<int64_t, double> mem;
-      for (int64_t i = 0; i < int64_t(xv.size()); i++) unravel(i, x->dims, idx), mem[offsetOf(idx, x->strides)] = xv[size_t(i)];
-      for (int64_t i = 0; i < int64_t(out.size()); i++) {
-        unravel(i, y->dims, idx);
-        auto it = mem.find(offsetOf(idx, y->strides));
-        out[size_t(i)] = it == mem.end() ? std::nan("") : it->second;
-      }
-    }
-    for (double& v : out) v = rounded(y->dt, v);
-    if (!y->isVirtual)
-      for (int64_t i = 0; i < int64_t(out.size()); i++) unravel(i, y->dims, idx), store(y->dt, r.ptrs.at(y->uid), offsetOf(idx, y->strides), out[size_t(i)]);
-    val[y] = std::move(out);
-  }
-}
-
-// The graph's non-virtual tensors by uid.
-std::map<int64_t, const Desc*> ioTensors(const Desc& gr) {
-  std::map<int64_t, const Desc*> m;
-  for (const Desc* o : gr.order) {
-    for (const Desc* t : inputsOf(*o))
-      if (!t->isVirtual) m[t->uid] = t;
-    if (const Desc* y = outputOf(*o); !y->isVirtual) m[y->uid] = y;
-  }
-  return m;
-}
-
 }  // namespace
 
 extern "C" {
@@ -550,44 +322,6 @@ int cudnnBackendGetAttribute(void* dp, int name, int type, int64_t requested, in
     return kSuccess;
   }
   return fail(kNotSupported, "cudnnBackendGetAttribute: attribute " + std::to_string(name) + " is not emulated");
-}
-
-int cudnnBackendExecute(void* hp, void* planp, void* packp) {
-  const Handle* h = static_cast<const Handle*>(hp);
-  const Desc *plan = static_cast<const Desc*>(planp), *pack = static_cast<const Desc*>(packp);
-  if (!h || !plan || !pack || !plan->final || !pack->final || plan->type != g::kExecutionPlanDesc || pack->type != g::kVariantPackDesc)
-    return fail(kBadParam, "cudnnBackendExecute: a null or unfinalized handle, plan or variant pack");
-  Run r{plan->graph, {}, {}};
-  const auto io = ioTensors(*plan->graph);
-  for (const auto& [uid, ptr] : pack->ptrs)
-    if (!io.count(uid)) return fail(kBadParam, "cudnnBackendExecute: uid " + std::to_string(uid) + " is not a tensor of the graph");
-  for (const auto& [uid, t] : io) {
-    auto it = pack->ptrs.find(uid);
-    if (it == pack->ptrs.end() || !it->second) return fail(kBadParam, "cudnnBackendExecute: no pointer for uid " + std::to_string(uid));
-    if (t->byValue) {
-      r.scalars[uid] = load(t->dt, it->second, 0);  // by value: read now, as cuDNN passes it to the kernels
-    } else {
-      if (reinterpret_cast<uintptr_t>(it->second) % uint64_t(t->align))
-        return fail(kBadParam, "cudnnBackendExecute: uid " + std::to_string(uid) + " not aligned to its byte alignment");
-      r.ptrs[uid] = it->second;
-    }
-  }
-  if (!pack->ws) return fail(kBadParam, "cudnnBackendExecute: the plan needs a workspace");
-  struct Call {
-    Run r;
-    void* ws;
-  };
-  auto* call = new Call{r, pack->ws};
-  auto run = [](void* c) {
-    const Call& k = *static_cast<Call*>(c);
-    if (skipWork()) return;
-    std::memset(k.ws, 0xab, kWorkspace);  // a workspace that is not writable device memory crashes here
-    runGraph(k.r);
-  };
-  if (captureHook && captureHook(h->stream, run, call, [](void* c) { delete static_cast<Call*>(c); })) return kSuccess;
-  run(call);
-  delete call;
-  return kSuccess;
 }
 
 }  // extern "C"

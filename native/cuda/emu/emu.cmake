@@ -24,8 +24,9 @@ function(meshtrain_cuda_emu_target target)
   target_compile_options(meshtrain_cublaslt_emu PRIVATE -O2 -ffp-contract=off)
   add_dependencies(${target} meshtrain_cublaslt_emu)
   # The reference cuDNN: the legacy convolution calls conv_cudnn.cc makes (emu/cudnn.cc) and the graph
-  # API attention_cudnn.cc uses (emu/cudnn_backend.cc).
-  add_library(meshtrain_cudnn_emu SHARED ${MESHTRAIN_EMU_DIR}/cudnn.cc ${MESHTRAIN_EMU_DIR}/cudnn_backend.cc)
+  # API attention_cudnn.cc uses (emu/cudnn_backend.cc: descriptors and checks; emu/cudnn_graph_run.cc: execution).
+  add_library(meshtrain_cudnn_emu SHARED ${MESHTRAIN_EMU_DIR}/cudnn.cc ${MESHTRAIN_EMU_DIR}/cudnn_backend.cc
+    ${MESHTRAIN_EMU_DIR}/cudnn_graph_run.cc)
   set_target_properties(meshtrain_cudnn_emu PROPERTIES OUTPUT_NAME cudnn PREFIX "lib" SUFFIX ".so.9"
     LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/emu-lib)
   target_include_directories(meshtrain_cudnn_emu PRIVATE ${CMAKE_SOURCE_DIR}/native)
