@@ -12,6 +12,7 @@ namespace mt {
 void registerCudaEmuChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/checks.cu (test tool)
 void registerCudaEmuApiCounts(Napi::Object exports);  // cuda/emu/api_counts.cc (test tool)
 void registerCudaEmuGraphChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/graph_checks.cu (test tool)
+void registerCudaEmuCudnnChecks(Napi::Env env, Napi::Object exports);  // cuda/emu/cudnn_graph_checks.cu (test tool)
 }
 #endif
 
@@ -48,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mt::registerCudaEmuChecks(env, exports);
   mt::registerCudaEmuApiCounts(exports);
   mt::registerCudaEmuGraphChecks(env, exports);
+  mt::registerCudaEmuCudnnChecks(env, exports);
 #endif
   return exports;
 }

@@ -60,6 +60,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention_fa2_bwd', {}],
   // cuDNN's fused attention graphs on the reference cuDNN's graph API (checked, then run as written) vs f64, plans, refusals.
   ['unit/cuda_attention_cudnn', {}],
+  // ... and that reference graph API refuses what cuDNN refuses (one small graph per misuse).
+  ['unit/cuda_emu_cudnn', {}],
   // Every fused attention kernel instance once (what scripts/sanitize_attention.sh sanitizes on a GPU): census only.
   ['unit/cuda_attention_instances', { MESHTRAIN_CUDA_EMU_SKIP_WORK: '1' }],
   // The emulator's thread schedules: a hidden refill race shown by the warps schedules; attention bit for bit under all three.

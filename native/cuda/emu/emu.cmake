@@ -8,8 +8,10 @@ file(GLOB MESHTRAIN_EMU_SOURCES CONFIGURE_DEPENDS ${MESHTRAIN_EMU_DIR}/*.cc)
 list(FILTER MESHTRAIN_EMU_SOURCES EXCLUDE REGEX "/(cublaslt|cudnn)[^/]*\\.cc$")
 # -O1 for the whole addon: it runs small test tensors, and CI builds it after the main addon.
 add_compile_options(-O1)
-# checks.cu, graph_checks.cu: the emulator's self-checks (cudaEmuChecks, cudaEmuGraphChecks), compiled like the kernels.
-list(APPEND MESHTRAIN_CUDA_SOURCES ${MESHTRAIN_EMU_DIR}/checks.cu ${MESHTRAIN_EMU_DIR}/graph_checks.cu)
+# checks.cu, graph_checks.cu, cudnn_graph_checks.cu: the emulator's self-checks (cudaEmuChecks, cudaEmuGraphChecks,
+# cudaEmuCudnnChecks), compiled like the kernels.
+list(APPEND MESHTRAIN_CUDA_SOURCES ${MESHTRAIN_EMU_DIR}/checks.cu ${MESHTRAIN_EMU_DIR}/graph_checks.cu
+  ${MESHTRAIN_EMU_DIR}/cudnn_graph_checks.cu)
 set_source_files_properties(${MESHTRAIN_CUDA_SOURCES} PROPERTIES LANGUAGE CXX
   COMPILE_OPTIONS "-xc++;-include;${MESHTRAIN_EMU_DIR}/kernel.h;-ffp-contract=off;-Wno-unknown-pragmas")
 list(APPEND MESHTRAIN_SOURCES ${MESHTRAIN_CUDA_SOURCES} ${MESHTRAIN_EMU_SOURCES})
