@@ -1,6 +1,7 @@
 /**
  * Backpropagation over the tape: nodes run in a dependency order, gradients flowing into a
- * node are summed before it runs, leaves accumulate into `.grad` (written by the node itself
+ * node are summed before it runs (by the node delivering the second one, where it can add into
+ * the one held, grad_into.ts), leaves accumulate into `.grad` (written by the node itself
  * where it can, grad_into.ts; a first gradient only the engine holds becomes `.grad` as it is,
  * grad_adopt.ts), and a leaf's gradient-ready hooks fire once all of its
  * contributions for this pass have arrived.
@@ -13,7 +14,7 @@ import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { canAdopt, countAdopted } from './grad_adopt.ts';
-import { countGradWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
+import { countGradWritten, countSumWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
 import { noGrad } from './grad_mode.ts';
 import { clearGradZero, endGradZeroEpoch, isGradZero } from './grad_zero.ts';
 import type { Node } from './node.ts';
@@ -54,11 +55,14 @@ function accumulateLeaf(leaf: Tensor, g: Tensor, owned: boolean): boolean {
 }
 
 /**
- * The destinations a node may write its leaf inputs' gradients into: a leaf's live `.grad` in
- * the leaf's shape, dtype, device and a contiguous layout (what the writing kernels produce), for
- * a leaf that is only one input of this node (two writes, one of them overwriting, could clash).
+ * The destinations a node may write its inputs' gradients into: a leaf's live `.grad` in the
+ * leaf's shape, dtype, device and a contiguous layout (what the writing kernels produce), for a
+ * leaf that is only one input of this node (two writes, one of them overwriting, could clash);
+ * and for an input produced by another node, the gradient the engine already holds for it (a
+ * tensor used twice: the second gradient is added there instead of by a separate add), when
+ * that is contiguous in the input's shape and its memory has no other handle (nothing else reads it).
  */
-function destinations(node: Node): readonly (GradInto | null)[] {
+function destinations(node: Node, slots: Map<Node, Slot>): readonly (GradInto | null)[] {
   if (!node.writesGradInto || !gradIntoEnabled()) return NO_DESTINATIONS;
   // Plain loops, no closures: this runs once per node of every backward pass (host cost per op).
   const edges = node.edges;
@@ -66,7 +70,11 @@ function destinations(node: Node): readonly (GradInto | null)[] {
   for (let i = 0; i < edges.length; i++) {
     out[i] = null;
     const e = edges[i];
-    if (!e || !('leaf' in e)) continue;
+    if (!e) continue;
+    if (!('leaf' in e)) {
+      out[i] = pendingSum(node, e.node, slots, i);
+      continue;
+    }
     const leaf = e.leaf;
     const grad = leaf.grad;
     if (leaf.disposed || grad === null || grad.disposed || !grad.isContiguous) continue;
@@ -80,6 +88,16 @@ function destinations(node: Node): readonly (GradInto | null)[] {
 }
 
 const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
+
+/** The gradient held for `producer` (input i of `node`) when `node` may add its own into it (see destinations). */
+function pendingSum(node: Node, producer: Node, slots: Map<Node, Slot>, i: number): GradInto | null {
+  const held = (slots.get(producer) as Slot).grad;
+  if (held === null || held.disposed || held.kept || !held.isContiguous || held.storage.holders !== 1) return null;
+  if (!sameShape(held.shape, node.inputShapes[i])) return null;
+  let uses = 0;
+  for (const o of node.edges) if (o && 'node' in o && o.node === producer) uses++;
+  return uses === 1 ? { grad: held, zero: false } : null;
+}
 
 function fireHooks(leaf: Tensor): void {
   if (leaf.hasGradReadyHooks) for (const h of leaf.gradReadyHooks) h(leaf);
@@ -175,7 +193,7 @@ function runNodes(rootSlot: Slot, seed: Tensor, slots: Map<Node, Slot>, leafPend
     const g = slot.grad;
     slot.grad = null;
     if (g) inMap.delete(g);
-    const into = g ? destinations(node) : NO_DESTINATIONS;
+    const into = g ? destinations(node, slots) : NO_DESTINATIONS;
     const results = g ? tidy(() => node.run(g, into)) : node.edges.map(() => null);
     const edges = node.edges;
     for (let i = 0; i < edges.length; i++) {
@@ -195,9 +213,12 @@ function runNodes(rootSlot: Slot, seed: Tensor, slots: Map<Node, Slot>, leafPend
         leafDone(leafPending, e.leaf, r !== null, nested);
         continue;
       }
-      if (r === GRAD_WRITTEN) throw new Error(`${node.name} backward: gradient ${i} was said written, but that input is not a leaf`);
       const next = slots.get(e.node) as Slot;
-      if (r) {
+      if (r === GRAD_WRITTEN) {
+        // Added into the gradient held for that input (pendingSum), which stays where it is.
+        if (into[i]?.grad !== next.grad) throw new Error(`${node.name} backward: gradient ${i} was said written, but it was given no destination`);
+        countSumWritten();
+      } else if (r) {
         const prev = next.grad;
         if (prev) {
           next.grad = addTensors(prev, r);

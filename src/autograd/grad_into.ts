@@ -3,14 +3,20 @@
  * then adds that input's gradient into it itself (a GEMM with beta = 1, a kernel that
  * accumulates) and returns GRAD_WRITTEN in its place. That saves, per parameter and backward, the
  * temporary gradient, the accumulating kernel and one read and write of the gradient. Nodes that
- * cannot write there return a tensor as before and the engine adds it.
+ * cannot write there return a tensor as before and the engine adds it. Likewise for an input
+ * another node produced and that is used more than once: the gradient the engine already holds
+ * for it (no other handle on its memory) is offered, and the node adds the next one there, which
+ * saves the element-wise add of the two (a residual's gradient sum).
  */
 import { itemSize } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** Where a node may write input i's gradient. */
 export interface GradInto {
-  /** The leaf's `.grad`: contiguous, the leaf's shape, dtype and device. Add into it. */
+  /**
+   * The leaf's `.grad` (the leaf's shape, dtype and device), or the gradient summed so far for a
+   * produced input (its shape): contiguous. Add into it (check the dtype where it matters).
+   */
   readonly grad: Tensor;
   /** `grad` holds zeros (grad_zero.ts): an overwriting write is an add. */
   readonly zero: boolean;
@@ -45,9 +51,21 @@ export function gradsWrittenInto(): number {
   return written;
 }
 
-/** The engine counts each GRAD_WRITTEN it receives. */
+/** The engine counts each GRAD_WRITTEN it receives for a leaf. */
 export function countGradWritten(): void {
   written++;
+}
+
+let sums = 0;
+
+/** Gradients a node added into the one held for a produced input (instead of the engine's add) so far in this process. */
+export function sumsWrittenInto(): number {
+  return sums;
+}
+
+/** The engine counts each GRAD_WRITTEN it receives for a produced input. */
+export function countSumWritten(): void {
+  sums++;
 }
 
 /**

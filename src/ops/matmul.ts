@@ -370,11 +370,11 @@ interface LinearSaved {
 }
 
 /**
- * A product adds into a destination when it is its own dense [rows, cols] block and not read here
- * (a module-level function: a closure per call costs tsx's keepNames a defineProperty).
+ * A product adds into a destination when it is its own dense [rows, cols] block of the operands'
+ * dtype and not read here (a module-level function: a closure per call costs tsx's keepNames a defineProperty).
  */
-function usableInto(d: GradInto | null | undefined, addable: boolean, reads: (Tensor | null)[]): Tensor | null {
-  return d && addable && !overlapsAny(d.grad, reads) ? d.grad : null;
+function usableInto(d: GradInto | null | undefined, addable: boolean, reads: (Tensor | null)[], dtype: DType): Tensor | null {
+  return d && addable && d.grad.dtype === dtype && !overlapsAny(d.grad, reads) ? d.grad : null;
 }
 
 /**
@@ -394,8 +394,8 @@ function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: Linear
   const reads = [g2, sx, sw];
   const addable = M > 0 && !(x.dtype === 'f16' && !isCuda(dev));
   const gm: Mats = { t: g2, off: g2.offset, s: [0, pitch, 1], rows: M, cols: outF };
-  const xInto = usableInto(into[0], addable, reads);
-  const wInto = usableInto(into[1], addable, reads);
+  const xInto = usableInto(into[0], addable, reads, x.dtype);
+  const wInto = usableInto(into[1], addable, reads, x.dtype);
   let gx: Tensor | null | typeof GRAD_WRITTEN = null;
   if (sw && xInto) {
     productInto(gm, asMats(sw, 1, own), xInto, true);

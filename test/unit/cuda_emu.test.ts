@@ -115,6 +115,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/grad_into', { MT_TEST_DEVICES: 'cuda:0' }],
   // First gradients adopted as .grad instead of copied: bit for bit vs copying, cuda:0 only.
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
+  // A produced tensor's second gradient added into the one held for it (linear's beta = 1): cuda:0 only.
+  ['unit/grad_sum_into', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/cuda_sgd_multi', {}],
   // The device-decided step's rule (cuda.stepDecision bit for bit the CPU reference and the host's arithmetic).
