@@ -5,7 +5,8 @@
 // -inf), softmax as max/sub/exp/sum/div with Stats = max + log(sum) written out, O = P·V (P in the
 // input dtype). Backward: softmax_sum = rowsum(dO·O) (written to the caller's scratch),
 // P = exp(S·scale - Stats) masked, dV = Pᵀ·dO, dS = (dO·Vᵀ - softmax_sum)·P·scale, dK = dSᵀ·Q,
-// dQ = dS·K through an f32 accumulator in the workspace. One plan per problem (device, pass,
+// dQ = dS·K through an f32 accumulator in the workspace (MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=1:
+// straight into dQ, cudnn-frontend's deterministic form on Hopper). One plan per problem (device, pass,
 // dtype, shape, strides, causal, scale), built on first use and cached for the process (building
 // takes milliseconds to seconds); refusals are cached too. cuDNN's execute only launches kernels on
 // the handle's stream, so it runs inside a CUDA graph capture; a plan is never built inside one
@@ -16,6 +17,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -98,7 +100,10 @@ void buildForward(CudnnGraphBuilder& gb, int io, const CudaAttnShape& g, const C
   gb.matmul(p, v, o);
 }
 
-void buildBackward(CudnnGraphBuilder& gb, int io, const CudaAttnShape& g, const CudaAttnStrides* st) {
+// deterministic: dQ = dS·K straight into dQ (cudnn-frontend's "dP workspace" form, which it uses on
+// Hopper when asked for a deterministic algorithm) instead of through the f32 accumulator, whose
+// sums cuDNN may order differently from run to run.
+void buildBackward(CudnnGraphBuilder& gb, int io, const CudaAttnShape& g, const CudaAttnStrides* st, bool deterministic) {
   const int64_t b = g.batch, h = g.heads, sq = g.tq, skv = g.tk, d = g.dim;
   const GTensor q = gb.tensor(io, {b, h, sq, d}, rowMajor(st[0]), false);
   const GTensor kt = gb.tensor(io, {b, h, d, skv}, transposed(st[1]), false);
@@ -111,7 +116,7 @@ void buildBackward(CudnnGraphBuilder& gb, int io, const CudaAttnShape& g, const 
   const GTensor dV = gb.tensor(io, {b, h, skv, d}, rowMajor(st[7]), false);
   const GTensor scale = gb.scalar(), negInf = gb.scalar(), one = gb.scalar();
   const GTensor softmaxSum = gb.tensor(kFloat, {b, h, sq, 1}, {h * sq, sq, 1, 1}, false);
-  const GTensor dQAcc = gb.tensor(kFloat, {b, h, sq, d}, {h * sq * d, sq * d, d, 1}, false);
+  const GTensor dQAcc = deterministic ? GTensor{} : gb.tensor(kFloat, {b, h, sq, d}, {h * sq * d, sq * d, d, 1}, false);
   const Dims4 sd{b, h, sq, skv}, rd{b, h, sq, 1}, td{b, h, skv, sq}, tStrides{h * sq * skv, sq * skv, 1, skv};
   // softmax_sum = rowsum(dO * O) * 1 (the frontend's product keeps its odd, immaterial strides)
   const GTensor prod = gb.tensor(kFloat, {b, h, sq, d}, {h * sq * d, sq * d, h * d, 1}, true);
@@ -144,8 +149,12 @@ void buildBackward(CudnnGraphBuilder& gb, int io, const CudaAttnShape& g, const 
   // dQ = dS K, accumulated in f32
   const GTensor k = gb.tensor(io, {b, h, skv, d}, rowMajor(st[1]), true);
   gb.reshape(kt, k);
-  gb.matmul(ds, k, dQAcc);
-  gb.pointwise(kIdentity, dQAcc, nullptr, nullptr, dQ);
+  if (deterministic) {
+    gb.matmul(ds, k, dQ);
+  } else {
+    gb.matmul(ds, k, dQAcc);
+    gb.pointwise(kIdentity, dQAcc, nullptr, nullptr, dQ);
+  }
 }
 
 dnn9::Handle handleOf(const CudnnApi& api, int dev) {
@@ -215,7 +224,7 @@ const Plan* planFor(State& s, int pass, int dev, int dtype, const CudaAttnShape&
     try {
       CudnnGraphBuilder gb(*api);
       const int io = dtype == int(DType::BF16) ? kBfloat16 : kHalf;
-      pass == 0 ? buildForward(gb, io, g, st) : buildBackward(gb, io, g, st);
+      pass == 0 ? buildForward(gb, io, g, st) : buildBackward(gb, io, g, st, pass == 2);
       const CudnnPlan built = gb.build(handleOf(*api, dev));
       p.ok = true;
       p.plan = built.plan;
@@ -226,7 +235,7 @@ const Plan* planFor(State& s, int pass, int dev, int dtype, const CudaAttnShape&
     }
   }
   if (!p.ok) {
-    p.why = std::string(pass == 0 ? "forward" : "backward") + ": " + p.why;
+    p.why = std::string(pass == 0 ? "forward" : pass == 1 ? "backward" : "deterministic backward") + ": " + p.why;
     std::fprintf(stderr, "meshtrain: MESHTRAIN_ATTENTION=cudnn: cuDNN does not run attention %s %lldx%lldx%lldx%lld (Tk %lld)%s: %s; using the fa2/WMMA kernels\n",
                  dtypeNameOf(DType(dtype)), (long long)g.batch, (long long)g.heads, (long long)g.tq, (long long)g.dim,
                  (long long)g.tk, g.causal ? " causal" : "", p.why.c_str());
@@ -307,17 +316,20 @@ bool cudnnAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const vo
                                  settled(os, g, g.tq),  settled(gs, g, g.tq),  settled(dqs, g, g.tq),
                                  settled(dks, g, g.tk), settled(dvs, g, g.tk)};
   std::string why;
-  const Plan* p = planFor(s, 1, dev, dtype, g, st, 8, &why);
+  const char* det = std::getenv("MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC");
+  const bool deterministic = det && *det && std::strcmp(det, "0") != 0;
+  const Plan* p = planFor(s, deterministic ? 2 : 1, dev, dtype, g, st, 8, &why);
   if (!p) return refuse(s, why);
   float scale = float(g.scale), negInf = -std::numeric_limits<float>::infinity(), one = 1.0f;
   const double bytes = 2.0 * double(g.batch * g.heads) * double(4 * g.tq + 4 * g.tk) * double(g.dim);
   auto cv = [](const void* x) { return const_cast<void*>(x); };
-  // The f32 dQ accumulator lives in the workspace, as cudnn-frontend places it (cuDNN >= 9.6 zeroes it).
+  // The f32 dQ accumulator (not in the deterministic form) lives in the workspace, as cudnn-frontend
+  // places it (cuDNN >= 9.6 zeroes it).
   std::vector<int64_t> uids{bQ, bK, bV, bO, bStats, bdO, bdQ, bdK, bdV, bSum, bScale, bOne};
   std::vector<void*> ptrs{cv(q), cv(k), cv(v), cv(o), cv(lse), cv(dO), dq, dk, dv, softmaxSum, &scale, &one};
   if (g.causal) uids.push_back(bNegInf), ptrs.push_back(&negInf);
-  return execute(s, dev, *p, "cudnn attention backward", uids, ptrs, 10, g.batch * g.heads * g.tq * g.dim * 4, bdQAcc,
-                 bytes);
+  return execute(s, dev, *p, "cudnn attention backward", uids, ptrs, 10, g.batch * g.heads * g.tq * g.dim * 4,
+                 deterministic ? 0 : bdQAcc, bytes);
 }
 
 CudnnAttentionStats cudnnAttentionStats() {

@@ -8,7 +8,8 @@
  * rounded inputs, max |diff| / max(1, max |ref|) within cuda_attention's 1e-2 for 16-bit inputs;
  * every compared call shows cuDNN ran (a census 'library' entry, no attention kernel). bf16 and
  * f16, head dims 64 and 128, causal and not, Tq != Tk, a custom scale, q/k/v as strided views of
- * one [B, T, 3C] projection. Plans: one per problem and pass, reused by later calls. Refusals
+ * one [B, T, 3C] projection; the deterministic backward graph (MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC).
+ * Plans: one per problem and pass, reused by later calls. Refusals
  * (head dim 32, rows not 16-byte aligned, no engine offered: emulated only) fall back to the fa2
  * kernels with the reason recorded, and the results stay right. In a CUDA graph capture a built plan is recorded and
  * its replays equal the eager call bit for bit; a plan not built yet is not built there (fa2 runs).
@@ -125,6 +126,16 @@ if (!cudaIsAvailable()) {
       worst = Math.max(worst, check(`qkv [${B}, ${T}, 3 x ${H} x ${D}]`, f, [[B, T, 3 * H * D]], [B, T, H * D], dtype));
     }
     console.log(`  qkv views: max error vs f64 ${worst.toExponential(2)} (2 cases)`);
+  });
+
+  test('MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=1: the backward graph without the f32 dQ accumulator, its own plan, = f64', () => {
+    const det = { MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC: '1' };
+    const s = [1, 2, 23, 64];
+    const before = stats().plansBuilt;
+    let worst = 0;
+    for (const causal of [true, false]) worst = Math.max(worst, check(`deterministic causal ${causal}`, sdpa(causal), [s, s, s], s, 'bf16', true, det));
+    assert.is(stats().plansBuilt - before, 4, 'a forward and a deterministic backward plan per problem');
+    console.log(`  deterministic backward: max error vs f64 ${worst.toExponential(2)} (2 cases)`);
   });
 
   test('plans: built once per problem and pass, reused by later calls; a new shape builds two more', () => {
