@@ -114,6 +114,8 @@ export class GPT extends Module {
   readonly wpe: Embedding;
   readonly h: ModuleList<TransformerBlock>;
   readonly ln_f: LayerNorm;
+  /** wte's rows: the vocabulary rounded up to makeVocabSizeDivisibleBy (the vocabulary itself when 1). */
+  readonly paddedRows: number;
 
   constructor(config: GPTConfig) {
     super();
@@ -135,6 +137,7 @@ export class GPT extends Module {
     const normal = (w: Tensor) => init.normal_(w, 0, std);
     const V = config.vocabSize;
     const rows = paddedVocabSize(V, config.makeVocabSizeDivisibleBy);
+    this.paddedRows = rows;
     const wte = rows === V ? new Embedding(V, nEmbd, { dtype, initWeight: normal }) : new VocabEmbedding(V, rows, nEmbd, { dtype, initWeight: normal });
     this.wte = this.registerModule('wte', wte);
     this.wpe = this.registerModule('wpe', new Embedding(config.nCtx, nEmbd, { dtype, initWeight: normal }));
@@ -153,7 +156,7 @@ export class GPT extends Module {
     x = dropout(x, this.config.dropout ?? 0, this.training);
     for (const block of this.h) x = block.forward(x);
     // The head is tied to the token embedding: logits = ln_f(x) · wteᵀ (of a padded table: the real columns).
-    return realLogits(linear(this.ln_f.forward(x), this.wte.weight), this.config.vocabSize);
+    return realLogits(linear(this.ln_f.forward(x), this.wte.weight), this.config.vocabSize, this.paddedRows);
   }
 
   /** A token table saved with another padding than this model's (makeVocabSizeDivisibleBy), explained. */

@@ -68,7 +68,7 @@ export function gptPipelineLayers(config: GPTConfig): { layers: LayerSpec[]; key
     ...Array.from({ length: L }, () => new LayerSpec(TransformerBlock, [block], { rngDraws: 12 * C * C })),
     new LayerSpec(LayerNorm, [C, { eps: config.layerNormEps ?? 1e-5, bias: config.bias ?? true, dtype }], { name: 'ln_f' }),
     new TiedLayerSpec('wte', wteClass, wteArgs, {
-      rngDraws: V * C, name: 'head', forwardFn: (m: Embedding, x: Tensor) => realLogits(deferrableLinear(x, m.weight), V),
+      rngDraws: V * C, name: 'head', forwardFn: (m: Embedding, x: Tensor) => realLogits(deferrableLinear(x, m.weight), V, rows),
     }),
   ];
   const key = gptLayerKey(L);

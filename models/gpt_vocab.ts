@@ -65,10 +65,14 @@ function checkRows(vocabSize: number, rows: number): number {
 
 /**
  * The tied head's product [.., Vp] → the real logits [.., V]: a view at row pitch Vp (the product
- * handle is released; the view keeps its memory). The padding columns get zero gradients.
+ * handle is released; the view keeps its memory). The padding columns get zero gradients. An
+ * unpadded model (`rows` = V) gets its product back whatever its width (a tensor-parallel head
+ * hands out its vocabulary slice).
  */
-export function realLogits(product: Tensor, vocabSize: number): Tensor {
-  if (product.shape[product.ndim - 1] === vocabSize) return product;
+export function realLogits(product: Tensor, vocabSize: number, rows: number): Tensor {
+  if (rows === vocabSize) return product;
+  const width = product.shape[product.ndim - 1];
+  if (width !== rows) throw new Error(`GPT: the head's product is ${width} wide, not the padded vocabulary's ${rows} (vocabulary ${vocabSize})`);
   const out = narrow(product, product.ndim - 1, 0, vocabSize);
   product.dispose();
   return out;
