@@ -1,5 +1,7 @@
 // cuda.linearGelu: linear's product, bias and GELU (the tanh form) in one cuBLASLt call, its
-// GELU_AUX_BIAS epilogue also writing the pre-activation that GELU's backward reads. CUDA builds only.
+// GELU_AUX_BIAS epilogue also writing the pre-activation that GELU's backward reads; and
+// cuda.linearGeluGrad: the next product's input gradient times GELU's derivative at that
+// pre-activation (the DGELU epilogue), GELU's backward without its own kernel. CUDA builds only.
 #ifdef MESHTRAIN_CUDA
 #include "cuda/call_scratch.h"
 #include "cuda/matmul.h"
@@ -51,9 +53,48 @@ Napi::Value LinearGelu(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), done);
 }
 
+// linearGeluGrad(dtype, aId, aOff, aStrides, bId, bOff, bStrides, auxId, auxOff, outId, outOff, M, N, K):
+// out [M, N] (contiguous) = (A @ B) * gelu'(aux), aux [M, N] contiguous (the pre-activation
+// linearGelu kept), A [M, K] and B [K, N] with element strides [0, row, col], all in `dtype`.
+// False with nothing queued where cuBLASLt has no such kernel (f64, an empty product, N not a
+// multiple of 8, aux off the 16-byte grid, the heuristic refusing): the caller runs GELU's backward.
+Napi::Value LinearGeluGrad(const Napi::CallbackInfo& info) {
+  const char* op = "linearGeluGrad";
+  const DType d = toDType(int(argInt(info, 0)));
+  const int64_t aId = argInt(info, 1), aOff = argInt(info, 2);
+  auto as = argInts(info, 3);
+  const int64_t bId = argInt(info, 4), bOff = argInt(info, 5);
+  auto bs = argInts(info, 6);
+  const int64_t auxId = argInt(info, 7), auxOff = argInt(info, 8);
+  const int64_t outId = argInt(info, 9), outOff = argInt(info, 10);
+  const int64_t M = argInt(info, 11), N = argInt(info, 12), K = argInt(info, 13);
+  MT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16, op, ": dtype ", dtypeNameOf(d),
+           " is not supported on CUDA (f32, f64, bf16, f16)");
+  MT_CHECK(as.size() == 3 && bs.size() == 3, op, ": strides must be [batch, row, col]");
+  MT_CHECK(M >= 0 && N >= 0 && K >= 0, op, ": negative size M ", M, " N ", N, " K ", K);
+  MT_CHECK(auxId != 0, op, ": needs the pre-activation (aux)");
+  const int dev = devOf(op, outId);
+  devOf(op, aId, dev);
+  devOf(op, bId, dev);
+  void* out = dptr(outId, outOff, M * N, d);
+  const void* aux = optionalPtr(op, auxId, auxOff, M * N, d, dev);
+  if (d == DType::F64 || M == 0 || N == 0 || K == 0) return Napi::Boolean::New(info.Env(), false);
+  const int64_t aDims[3] = {1, M, K}, bDims[3] = {1, K, N};
+  const void* a = dptr(aId, aOff, stridedSpan(aDims, as.data(), 3), d);
+  const void* b = dptr(bId, bOff, stridedSpan(bDims, bs.data(), 3), d);
+  CallScratch scratch(dev);
+  MatmulEpilogue ep;
+  ep.geluGradAux = aux;
+  const bool done = cudaMatmul(dev, d, a, as.data(), b, bs.data(), d, out, 1, M, N, K, false, scratch.fn(), ep);
+  return Napi::Boolean::New(info.Env(), done);
+}
+
 }  // namespace
 
-void registerCudaLinearGelu(Napi::Object cuda) { MT_EXPORT(cuda, "linearGelu", LinearGelu); }
+void registerCudaLinearGelu(Napi::Object cuda) {
+  MT_EXPORT(cuda, "linearGelu", LinearGelu);
+  MT_EXPORT(cuda, "linearGeluGrad", LinearGeluGrad);
+}
 
 }  // namespace mt
 #endif

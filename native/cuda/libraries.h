@@ -33,6 +33,7 @@ constexpr int kDescEpilogueAuxPointer = 11, kDescEpilogueAuxLd = 12;
 constexpr uint32_t kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradB = 512;  // cublasLtEpilogue_t
 // GELU (the tanh form) after the product (+ bias); the _AUX forms also write its input (the pre-activation).
 constexpr uint32_t kEpilogueGelu = 32, kEpilogueGeluBias = 36, kEpilogueGeluAux = 160, kEpilogueGeluAuxBias = 164;
+constexpr uint32_t kEpilogueDGelu = 192;  // GELU's backward: the product times gelu'(aux)
 constexpr int kLayoutOrder = 1, kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;
 constexpr int kOrderRow = 1;
 constexpr int kPrefMaxWorkspaceBytes = 1, kPrefReductionSchemeMask = 3, kPrefMinAlignA = 5, kPrefMinAlignB = 6, kPrefMinAlignC = 7,

@@ -153,14 +153,20 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   MT_CHECK(!ep.geluAux || ep.gelu, "matmul: a GELU input buffer without the GELU epilogue");
   MT_CHECK(!ep.gelu || (batch == 1 && !ep.biasGradA && !accumulate), "matmul: the GELU epilogue needs batch 1, no bias ",
            "gradient and no accumulation (got batch ", batch, ")");
+  MT_CHECK(!ep.geluGradAux || (batch == 1 && !accumulate && !ep.gelu && !ep.bias && !ep.biasGradA && !ep.addend),
+           "matmul: GELU's backward epilogue needs batch 1 and nothing else beside it (got batch ", batch, ")");
   MT_CHECK(!ep.addend || (!accumulate && !ep.gelu && !ep.biasGradA), "matmul: an addend with accumulation, GELU or a bias ",
            "gradient (it is C with beta = 1: out = product + bias + addend)");
   // Vectors the vectorized epilogues may load 16 bytes at a time; a view elsewhere goes the other way.
   if ((ep.bias && alignmentOf(ep.bias) < 16) || (ep.biasGradA && alignmentOf(ep.biasGradA) < 16)) return false;
   // The GELU input matrix's leading dimension (N, out's row length) must be a multiple of 8.
   if (ep.gelu && (N % 8 != 0 || (ep.geluAux && alignmentOf(ep.geluAux) < 16))) return false;
+  if (ep.geluGradAux && (N % 8 != 0 || alignmentOf(ep.geluGradAux) < 16)) return false;
+  // The aux matrix: written by GELU_AUX (forward), read by DGELU (backward).
+  const void* aux = ep.geluGradAux ? ep.geluGradAux : ep.geluAux;
   const uint32_t epilogue = ep.gelu ? (ep.geluAux ? (ep.bias ? lt::kEpilogueGeluAuxBias : lt::kEpilogueGeluAux)
                                                   : (ep.bias ? lt::kEpilogueGeluBias : lt::kEpilogueGelu))
+                            : ep.geluGradAux ? lt::kEpilogueDGelu
                             : ep.bias      ? lt::kEpilogueBias
                             : ep.biasGradA ? lt::kEpilogueBgradB
                                            : lt::kEpilogueDefault;
@@ -203,7 +209,7 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
   const uint32_t alignC = alignmentOf(cPtr);
   // The heuristic reads the epilogue's pointers for their alignment: a plan serves pointers of those alignments only.
   const void* vec = ep.bias ? ep.bias : ep.biasGradA;
-  const int64_t alignVec = (vec ? alignmentOf(vec) : 0) * 512 + (ep.geluAux ? alignmentOf(ep.geluAux) : 0);
+  const int64_t alignVec = (vec ? alignmentOf(vec) : 0) * 512 + (aux ? alignmentOf(aux) : 0);
   const PlanKey key{dev,  int64_t(d), int64_t(od), batch,  M,      N,        K,        opA, opB, ldB,
                     ldA,  B.s[0],     A.s[0],      alignA, alignB, alignD, alignC, epilogue, alignVec, ldc};
   const Plan& x = planFor(key, [&](Plan& x) {
@@ -222,12 +228,11 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
       const void* vec = ep.bias ? ep.bias : ep.biasGradA;
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
     }
-    if (ep.geluAux) {
+    if (aux) {
       // Column-major, the aux matrix is out^T [N, M]: leading dimension N. Its type is D's (the default).
       const int64_t auxLd = N;
       ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxLd, &auxLd, sizeof(auxLd)), "setting the GELU input's ld");
-      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &ep.geluAux, sizeof(ep.geluAux)),
-              "setting the GELU input pointer");
+      ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &aux, sizeof(aux)), "setting the GELU input pointer");
     }
     if (opA == lt::kOpN) ltCheck(a.layoutCreate(&x.la, t, uint64_t(N), uint64_t(K), ldB), "layout of B");
     else ltCheck(a.layoutCreate(&x.la, t, uint64_t(K), uint64_t(N), ldB), "layout of B");
@@ -269,15 +274,14 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
     const void* vec = ep.bias ? ep.bias : ep.biasGradA;
     ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescBiasPointer, &vec, sizeof(vec)), "setting the bias pointer");
   }
-  if (ep.geluAux)
-    ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &ep.geluAux, sizeof(ep.geluAux)),
-            "setting the GELU input pointer");
+  if (aux) ltCheck(a.matmulDescSetAttribute(x.op, lt::kDescEpilogueAuxPointer, &aux, sizeof(aux)), "setting the GELU input pointer");
   const bool addC = accumulate || ep.addend;
   const double alpha64 = 1, beta64 = addC ? 1 : 0;
   const float alpha32 = 1, beta32 = addC ? 1 : 0;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
   const char* epName = ep.gelu ? (ep.geluAux ? (ep.bias ? " gelu_aux_bias" : " gelu_aux") : (ep.bias ? " gelu_bias" : " gelu"))
+                       : ep.geluGradAux ? " dgelu"
                        : ep.bias    ? " bias"
                        : ep.biasGradA ? " bgrad"
                                       : "";
@@ -286,7 +290,7 @@ bool cudaMatmul(int dev, DType d, const void* aPtr, const int64_t* as, const voi
                  double(item) * double(batch) * double(M * K + K * N) +
                      double(itemsize(od)) * double(batch * M * N) * (addC ? 2 : 1) +
                      double(itemsize(od)) * double(ep.bias ? N : ep.biasGradA ? M : 0) +
-                     double(itemsize(od)) * double(ep.geluAux ? M * N : 0));
+                     double(itemsize(od)) * double(aux ? M * N : 0));
   ltCheck(a.matmul(h.handle, x.op, alpha, bPtr, x.la, aPtr, x.lb, beta, cPtr, x.lc, out, x.lc, &x.algo, h.workspace,
                    kWorkspaceBytes, computeStream(dev)),
           "cublasLtMatmul");

@@ -14,6 +14,9 @@ struct MatmulEpilogue {
   // out = gelu(product (+ bias)), GELU's tanh form (GELU_BIAS / GELU); batch 1, N a multiple of 8.
   bool gelu = false;
   void* geluAux = nullptr;     // with gelu: receives the pre-activation, [M, N] in out's dtype (GELU_AUX[_BIAS])
+  // out = product * gelu'(geluGradAux), GELU's backward (DGELU): the pre-activation a GELU_AUX forward
+  // stored, [M, N] contiguous in out's dtype; batch 1, N a multiple of 8, nothing else beside it.
+  const void* geluGradAux = nullptr;
   // out = product (+ bias) + addend, one rounding: cuBLASLt's C with beta = 1 (a residual add);
   // out's dtype and layout (row pitch included), not overlapping out; no GELU, no accumulation.
   const void* addend = nullptr;

@@ -16,6 +16,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { canAdopt, countAdopted } from './grad_adopt.ts';
 import { countGradWritten, countSumWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
 import { noGrad } from './grad_mode.ts';
+import { type ActivationOffer, activationGradOffersEnabled, countActivationGradApplied } from './grad_through.ts';
 import { clearGradZero, endGradZeroEpoch, isGradZero } from './grad_zero.ts';
 import type { Node } from './node.ts';
 
@@ -99,6 +100,45 @@ function pendingSum(node: Node, producer: Node, slots: Map<Node, Slot>, i: numbe
   return uses === 1 ? { grad: held, zero: false } : null;
 }
 
+/** True when only one edge, not yet delivered, leads into `n` in this pass and nothing is summed there. */
+function soleDelivery(n: Node, slots: Map<Node, Slot>): boolean {
+  const slot = slots.get(n) as Slot;
+  return slot.deps === 1 && slot.grad === null && !slot.applied;
+}
+
+/**
+ * Offers for the inputs of `node` produced by an activation node (Node.activationGrad), directly
+ * or through nodes that hand their gradient on unchanged (ZeRO-3's gather before backward), when
+ * `node` uses that input once and each node on the way gets its gradient from this one path only:
+ * taking one marks the activation's slot `applied` (grad_through.ts).
+ */
+function activationOffers(node: Node, slots: Map<Node, Slot>): readonly (ActivationOffer | null)[] {
+  if (!node.appliesActivationGrad || !activationGradOffersEnabled()) return NO_OFFERS;
+  const edges = node.edges;
+  let out: (ActivationOffer | null)[] | null = null;
+  for (let i = 0; i < edges.length; i++) {
+    const e = edges[i];
+    if (!e || 'leaf' in e) continue;
+    let p = e.node;
+    while (p.handsGradOn && p.edges.length === 1 && soleDelivery(p, slots)) {
+      const next = p.edges[0];
+      if (!next || 'leaf' in next) break;
+      p = next.node;
+    }
+    if (!p.activationGrad || p.edges.length !== 1 || !soleDelivery(p, slots)) continue;
+    let uses = 0;
+    for (const o of edges) if (o && 'node' in o && o.node === e.node) uses++;
+    if (uses !== 1) continue;
+    out ??= new Array<ActivationOffer | null>(edges.length).fill(null);
+    const slot = slots.get(p) as Slot;
+    const a = p.activationGrad;
+    out[i] = { kind: a.kind, input: a.input, take: () => { slot.applied = true; } };
+  }
+  return out ?? NO_OFFERS;
+}
+
+const NO_OFFERS: readonly (ActivationOffer | null)[] = [];
+
 function fireHooks(leaf: Tensor): void {
   if (leaf.hasGradReadyHooks) for (const h of leaf.gradReadyHooks) h(leaf);
 }
@@ -167,6 +207,8 @@ interface Slot {
   readonly node: Node;
   deps: number;
   grad: Tensor | null;
+  /** The consumer applied this activation node's backward (grad_through.ts): its gradient goes straight to its input. */
+  applied?: boolean;
 }
 
 /**
@@ -194,7 +236,14 @@ function runNodes(rootSlot: Slot, seed: Tensor, slots: Map<Node, Slot>, leafPend
     slot.grad = null;
     if (g) inMap.delete(g);
     const into = g ? destinations(node, slots) : NO_DESTINATIONS;
-    const results = g ? tidy(() => node.run(g, into)) : node.edges.map(() => null);
+    const through = g ? activationOffers(node, slots) : NO_OFFERS;
+    let results: (Tensor | null | typeof GRAD_WRITTEN)[];
+    if (!g) results = node.edges.map(() => null);
+    else if (slot.applied) {
+      // Already the gradient of this activation's input (its consumer applied the derivative).
+      countActivationGradApplied();
+      results = [g];
+    } else results = tidy(() => node.run(g, into, through));
     const edges = node.edges;
     for (let i = 0; i < edges.length; i++) {
       const e = edges[i];

@@ -8,6 +8,7 @@
 import { fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { GRAD_WRITTEN, type GradInto } from './grad_into.ts';
+import type { ActivationGrad, ActivationOffer } from './grad_through.ts';
 
 export type Edge = { node: Node } | { leaf: Tensor } | null;
 
@@ -37,11 +38,18 @@ export function savedByReference(t: Tensor): boolean {
 /**
  * Given the gradient of the output, returns one gradient (or null) per input. Where `into[i]` is
  * given (the node said `writesGradInto`), it may instead add input i's gradient into
- * `into[i].grad` and return GRAD_WRITTEN there (grad_into.ts).
+ * `into[i].grad` and return GRAD_WRITTEN there (grad_into.ts). Where `through[i]` is given (the
+ * node said `appliesActivationGrad`), it may instead return the gradient of that activation's
+ * input and call `through[i].take()` (grad_through.ts).
  */
-export type BackwardFn = (grad: Tensor, into: readonly (GradInto | null)[]) => (Tensor | null | typeof GRAD_WRITTEN)[];
+export type BackwardFn = (
+  grad: Tensor,
+  into: readonly (GradInto | null)[],
+  through: readonly (ActivationOffer | null)[],
+) => (Tensor | null | typeof GRAD_WRITTEN)[];
 
 const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
+const NO_OFFERS: readonly (ActivationOffer | null)[] = [];
 
 /** One shared all-null destination list per input count (backward functions only read it). */
 const nullLists: (readonly null[])[] = [];
@@ -66,6 +74,12 @@ export class Node {
   hiddenLeaves: readonly Tensor[] = [];
   /** backwardFn can add gradients into leaves' `.grad` itself: the engine passes destinations. */
   writesGradInto = false;
+  /** backwardFn can apply an input's activation derivative itself: the engine passes offers (grad_through.ts). */
+  appliesActivationGrad = false;
+  /** This node is an activation whose backward a consumer may apply instead (grad_through.ts); one input. */
+  activationGrad: ActivationGrad | null = null;
+  /** backwardFn hands its gradient on unchanged to its one input (it may do other work): offers look through it. */
+  handsGradOn = false;
   private saved: Tensor[] = [];
   private refs = 0;
   private savedFreed = false;
@@ -119,13 +133,18 @@ export class Node {
     this.savedFreed = true;
   }
 
-  run(grad: Tensor, into: readonly (GradInto | null)[] = NO_DESTINATIONS): (Tensor | null | typeof GRAD_WRITTEN)[] {
+  run(
+    grad: Tensor,
+    into: readonly (GradInto | null)[] = NO_DESTINATIONS,
+    through: readonly (ActivationOffer | null)[] = NO_OFFERS,
+  ): (Tensor | null | typeof GRAD_WRITTEN)[] {
     if (this.savedFreed || !this.backwardFn) {
       throw new Error(
         `backward through ${this.name} a second time: its saved tensors were freed (pass { retainGraph: true } to the first backward)`,
       );
     }
-    const grads = this.backwardFn(grad, into.length ? into : noDestinations(this.edges.length));
+    const n = this.edges.length;
+    const grads = this.backwardFn(grad, into.length ? into : noDestinations(n), through.length ? through : noDestinations(n));
     if (grads.length !== this.edges.length) {
       throw new Error(`${this.name} backward returned ${grads.length} gradients for ${this.edges.length} inputs`);
     }

@@ -144,9 +144,11 @@ export function gelu(x: Tensor): Tensor {
 }
 
 /** Records `out` = gelu(x), computed elsewhere (a fused linear's epilogue): backward is one GELU-backward kernel from x. */
-export function recordGelu(x: Tensor, out: Tensor): Tensor {
+export function recordGelu(x: Tensor, out: Tensor, opts: { consumerMayApply?: boolean } = {}): Tensor {
   return record('gelu', [x], out, (node) => {
     const sx = node.save(x);
+    // A consumer may do this backward in its own product (grad_through.ts).
+    if (opts.consumerMayApply) node.activationGrad = { kind: 'gelu', input: sx };
     return (g) => [k.binary(k.Binary.geluBackward, g, sx, 'gelu')];
   });
 }

@@ -4,7 +4,10 @@
  * and cuBLASLt's GELU epilogues. bf16/f16 compute like cuBLASLt's GELU_AUX_BIAS epilogue on every
  * device: the pre-activation stays in f32 until GELU is applied, the output is rounded once, and the
  * pre-activation is rounded separately for GELU's backward (one GELU-backward kernel from it, then
- * linear's usual backward). On CUDA that is one cuBLASLt call; on the CPU the product goes to an
+ * linear's usual backward; on CUDA, where the product consuming the output computes its input
+ * gradient, it applies GELU's derivative there instead: `linearGeluGrad`, cuBLASLt's DGELU epilogue,
+ * the f32 product times gelu'(pre) rounded once, offered by the engine, grad_through.ts). On CUDA
+ * the forward is one cuBLASLt call; on the CPU the product goes to an
  * f32 result (oneDNN's bf16 matmul writes f32; f16 is widened, as linear's f16 product always is),
  * then two casts and GELU in place between them (oneDNN's matmul post-op cannot also write the
  * pre-activation), so the CPU and CUDA engines differ by summation order only. f32 and f64 keep the
@@ -41,10 +44,38 @@ export function linearActivation(a: unknown, op: string): LinearActivation | nul
 
 type LinearGeluKernel = (...args: unknown[]) => boolean;
 
-/** The addon's fused product + bias + GELU on CUDA, where it has one (older addons do not). */
-function linearGeluKernel(dev: Device): LinearGeluKernel | null {
+/** The addon's fused product + bias + GELU (or GELU's backward) on CUDA, where it has one (older addons do not). */
+function linearGeluKernel(dev: Device, name: 'linearGelu' | 'linearGeluGrad' = 'linearGelu'): LinearGeluKernel | null {
   if (!isCuda(dev)) return null;
-  return (native.cuda as { linearGelu?: LinearGeluKernel } | undefined)?.linearGelu ?? null;
+  return (native.cuda as Record<string, LinearGeluKernel | undefined> | undefined)?.[name] ?? null;
+}
+
+/**
+ * a @ b times GELU's derivative at `pre` (contiguous, a's rows by b's columns, `dtype`), one
+ * rounding: GELU's backward inside the product that computes its output's gradient (cuBLASLt's
+ * DGELU epilogue on CUDA; on the CPU the f32 product from `wide`, times the derivative in f32, rounded
+ * once, so both engines differ by summation order only). bf16/f16; null where it does not apply or
+ * cuBLASLt refuses (nothing ran).
+ */
+export function linearGeluGrad(a: MatOperand, b: MatOperand, pre: Tensor, shape: number[], dev: Device, wide: WideProduct): Tensor | null {
+  const dtype = pre.dtype;
+  if ((dtype !== 'bf16' && dtype !== 'f16') || a.t.dtype !== dtype || b.t.dtype !== dtype || pre.device !== dev) return null;
+  if (!isCuda(dev)) {
+    const prod = wide(a, b, null, shape);
+    const pre32 = k.copy(pre, 'f32');
+    const d32 = k.binary(k.Binary.geluBackward, prod, pre32, 'gelu');
+    const out = k.copy(d32, dtype);
+    for (const t of [prod, pre32, d32]) t.dispose();
+    return out;
+  }
+  const kernel = linearGeluKernel(dev, 'linearGeluGrad');
+  const N = b.cols;
+  if (!kernel || !pre.isContiguous || pre.numel !== a.rows * N || N % 8 !== 0 || a.rows === 0 || a.cols === 0) return null;
+  const out = k.empty(shape, dtype, undefined, false, dev);
+  const done = kernel(dtypeCode(dtype), a.t.id, a.off, intArg(0, a.s), b.t.id, b.off, intArg(1, b.s), pre.id, pre.offset, out.id, 0, a.rows, N, a.cols);
+  if (done) return out;
+  out.dispose();
+  return null;
 }
 
 /** a @ b + bias in f32 from 16-bit operands on the CPU, not rounded to their dtype (matmul.ts's product). */
@@ -94,7 +125,7 @@ function cpuLinearGelu(pre32: Tensor, dtype: DType, keepPre: boolean): { out: Te
  * is one, else computed here. Without a graph, `pre` is freed at once.
  */
 export function applyLinearActivation(pre: Tensor, out: Tensor | null): Tensor {
-  if (out) return recordGelu(pre, out);
+  if (out) return recordGelu(pre, out, { consumerMayApply: true });
   const y = gelu(pre);
   if (!pre.requiresGrad) pre.dispose();
   return y;

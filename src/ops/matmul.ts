@@ -8,6 +8,7 @@
  * parameters' gradients straight into their `.grad` where the engine offers it (grad_into.ts).
  */
 import { GRAD_WRITTEN, type GradInto, overlapsAny } from '../autograd/grad_into.ts';
+import type { ActivationOffer } from '../autograd/grad_through.ts';
 import { deviceOf, isCuda, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { type DType, dtypeCode, isFloat } from '../tensor/dtype.ts';
 import { fmt, numel, sameShape } from '../tensor/shape.ts';
@@ -17,7 +18,7 @@ import { needsGrad, record, sumToShape } from './autograd_support.ts';
 import { add } from './elementwise.ts';
 import { intArg } from './int_args.ts';
 import * as k from './kernels.ts';
-import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation } from './linear_activation.ts';
+import { applyLinearActivation, fusedLinearGelu, type LinearActivation, linearActivation, linearGeluGrad } from './linear_activation.ts';
 import { emptyPitched, paddedPitch, rowPitchOf } from './row_pitch.ts';
 
 export type { LinearActivation };
@@ -347,14 +348,16 @@ function linearRecorded(x: Tensor, weight: Tensor, bias: Tensor | null, fuse: Fu
       const sx = weight.requiresGrad ? node.save(x) : null;
       const sw = x.requiresGrad ? node.save(weight) : null;
       node.writesGradInto = true;
-      return (g, into) => [...linearBackward(g, into, { x, weight, bias, sx, sw, M, dev, epilogues }), residual.requiresGrad ? g : null];
+      node.appliesActivationGrad = true;
+      return (g, into, through) => [...linearBackward(g, into, through, { x, weight, bias, sx, sw, M, dev, epilogues }), residual.requiresGrad ? g : null];
     });
   }
   return record('linear', [x, weight, bias], out, (node) => {
     const sx = weight.requiresGrad ? node.save(x) : null;
     const sw = x.requiresGrad ? node.save(weight) : null;
     node.writesGradInto = true;
-    return (g, into) => linearBackward(g, into, { x, weight, bias, sx, sw, M, dev, epilogues });
+    node.appliesActivationGrad = true;
+    return (g, into, through) => linearBackward(g, into, through, { x, weight, bias, sx, sw, M, dev, epilogues });
   });
 }
 
@@ -380,9 +383,16 @@ function usableInto(d: GradInto | null | undefined, addable: boolean, reads: (Te
 /**
  * linear's backward. Given a leaf's `.grad` (`into`), a product adds into it (beta = 1) and the
  * bias gradient goes straight there when that `.grad` is known to hold zeros (cuBLASLt's BGRADB
- * overwrites; on the CPU the reduction writes it): GRAD_WRITTEN is returned for those.
+ * overwrites; on the CPU the reduction writes it): GRAD_WRITTEN is returned for those. Offered x's
+ * activation (`through`, a fused GELU), the input-gradient product applies its derivative in its
+ * epilogue where it can and returns the gradient of GELU's input (grad_through.ts).
  */
-function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: LinearSaved): (Tensor | null | typeof GRAD_WRITTEN)[] {
+function linearBackward(
+  g: Tensor,
+  into: readonly (GradInto | null)[],
+  through: readonly (ActivationOffer | null)[],
+  s: LinearSaved,
+): (Tensor | null | typeof GRAD_WRITTEN)[] {
   const { x, weight, bias, sx, sw, M, dev, epilogues } = s;
   const [outF, inF] = weight.shape;
   const own: Tensor[] = [];
@@ -397,7 +407,13 @@ function linearBackward(g: Tensor, into: readonly (GradInto | null)[], s: Linear
   const xInto = usableInto(into[0], addable, reads, x.dtype);
   const wInto = usableInto(into[1], addable, reads, x.dtype);
   let gx: Tensor | null | typeof GRAD_WRITTEN = null;
-  if (sw && xInto) {
+  const act = sw ? through[0] : null;
+  const geluInputGrad =
+    sw && act?.kind === 'gelu' ? linearGeluGrad(gm, asMats(sw, 1, own), act.input, [...x.shape], dev, (wa, wb, _b, ws) => productF32(wa, wb, 1, ws, null)) : null;
+  if (geluInputGrad) {
+    act?.take();
+    gx = geluInputGrad;
+  } else if (sw && xInto) {
     productInto(gm, asMats(sw, 1, own), xInto, true);
     gx = GRAD_WRITTEN;
   } else if (sw) {

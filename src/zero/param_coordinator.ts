@@ -280,9 +280,12 @@ export class ParamCoordinator {
     if (list.length === 0 || list.every((p) => p.persistent)) return undefined;
     const one = (t: Tensor): Tensor => {
       if (!t?.requiresGrad || typeof t.alias !== 'function') return t;
-      return record('zero3.gatherForBackward', [t], t.alias(), () => (g) => {
-        this.preBackward(m, list);
-        return [g.alias()];         // a handle, not g itself: the engine would copy g
+      return record('zero3.gatherForBackward', [t], t.alias(), (node) => {
+        node.handsGradOn = true; // an activation's backward may still be applied past it (grad_through.ts)
+        return (g) => {
+          this.preBackward(m, list);
+          return [g.alias()]; // a handle, not g itself: the engine would copy g
+        };
       });
     };
     if (Array.isArray(out)) return out.map((t) => (isTensor(t) ? one(t) : t));

@@ -108,6 +108,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_linear_epilogue', {}],
   // linear's fused bias + GELU (cuBLASLt's GELU_AUX_BIAS), and against gelu(linear()) on cuda:0.
   ['unit/cuda_linear_gelu', {}],
+  ['unit/cuda_linear_dgelu', {}],
   // linear's residual added in the product (cuBLASLt's C, beta = 1), and the block's / GPT step's census with it.
   ['unit/cuda_linear_residual', {}],
   ['unit/linear_gelu', { MT_TEST_DEVICES: 'cuda:0' }],

@@ -11,7 +11,10 @@
 // the exceptions are IMMA and fp8 kernels, not emulated). GELU, GELU_BIAS, GELU_AUX and
 // GELU_AUX_BIAS: GELU's tanh form applied in the compute type to the value after the bias, the _AUX
 // forms writing that value (the GELU input) to CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER in D's
-// type (AUX_DATA_TYPE's default) with AUX_LD (a multiple of 8, at least D's rows). Each rejection is
+// type (AUX_DATA_TYPE's default) with AUX_LD (a multiple of 8, at least D's rows). DGELU: the
+// product (after alpha, beta and C) times GELU's derivative at the AUX matrix's value (the GELU
+// input a GELU_AUX forward stored, read from the same pointer, type and AUX_LD), both in the
+// compute type, rounded once; DGELU_BGRAD is not emulated. Each rejection is
 // printed to stderr with its reason, since the status code alone says little.
 // MESHTRAIN_CUDA_EMU_SKIP_WORK=1: every check, then no arithmetic (host-cost measurement only).
 // On a capturing stream (the runtime's hook, mtEmuSetCaptureHook) a matmul is recorded with
@@ -37,9 +40,11 @@ enum Op { kOpN = 0, kOpT = 1, kOpC = 2 };
 enum Epilogue {
   kEpilogueDefault = 1, kEpilogueBias = 4, kEpilogueBgradA = 256, kEpilogueBgradB = 512,
   kEpilogueGelu = 32, kEpilogueGeluBias = 36, kEpilogueGeluAux = 160, kEpilogueGeluAuxBias = 164,
+  kEpilogueDGelu = 192,
 };
 bool isGelu(uint32_t e) { return e == kEpilogueGelu || e == kEpilogueGeluBias || e == kEpilogueGeluAux || e == kEpilogueGeluAuxBias; }
-bool hasAux(uint32_t e) { return e == kEpilogueGeluAux || e == kEpilogueGeluAuxBias; }
+// The AUX matrix is written (the GELU input, forward) or read (DGELU, backward).
+bool hasAux(uint32_t e) { return e == kEpilogueGeluAux || e == kEpilogueGeluAuxBias || e == kEpilogueDGelu; }
 bool addsBias(uint32_t e) { return e == kEpilogueBias || e == kEpilogueGeluBias || e == kEpilogueGeluAuxBias; }
 constexpr uint64_t kAlgoMagic = 0x6d74656d75616c67ull;  // "mtemualg"
 
@@ -238,8 +243,8 @@ Problem check(const MatmulDesc& d, const Layout& a, const Layout& b, const Layou
     return bad("compute type " + std::to_string(d.compute) + " is not emulated");
   }
   const bool bgrad = d.epilogue == kEpilogueBgradA || d.epilogue == kEpilogueBgradB;
-  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias && !bgrad && !isGelu(d.epilogue))
-    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT, BIAS, BGRADA, BGRADB and the GELU forms are)");
+  if (d.epilogue != kEpilogueDefault && d.epilogue != kEpilogueBias && !bgrad && !isGelu(d.epilogue) && d.epilogue != kEpilogueDGelu)
+    return bad("epilogue " + std::to_string(d.epilogue) + " is not emulated (DEFAULT, BIAS, BGRADA, BGRADB, the GELU forms and DGELU are)");
   if (hasAux(d.epilogue)) {
     // The GELU input matrix is laid out like D (column-major here), its leading dimension given on its own.
     if (d.auxLd % 8 != 0 || d.auxLd < int64_t(std::max<uint64_t>(1, dd.rows)))
@@ -278,6 +283,14 @@ template <typename T>
 T gelu(T x) {
   const T c = T(0.7978845608028654), k = T(0.044715);
   return T(0.5) * x * (T(1) + std::tanh(c * (x + k * x * x * x)));
+}
+
+// The derivative of that GELU at x, in the compute type.
+template <typename T>
+T geluGrad(T x) {
+  const T c = T(0.7978845608028654), k = T(0.044715);
+  const T t = std::tanh(c * (x + k * x * x * x));
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3) * k * x * x);
 }
 
 uint32_t alignmentOf(const void* p) {
@@ -326,7 +339,9 @@ void compute(const MatmulCall& call) {
           out = al * acc;
           if (be != 0) out += be * load(C, lc.type, offset(lc, bi, i, j));  // beta == 0: C is not read
           if (addsBias(md.epilogue)) out += load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i));
-          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, out, false);
+          const int64_t auxAt = bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd;
+          if (md.epilogue == kEpilogueDGelu) out *= geluGrad(load(md.aux, ld.type, auxAt));
+          else if (hasAux(md.epilogue)) store(md.aux, ld.type, auxAt, out, false);
           if (isGelu(md.epilogue)) out = gelu(out);
         } else {
           float acc = 0;  // f32 accumulation, as for every 16-bit and f32 input here
@@ -338,7 +353,9 @@ void compute(const MatmulCall& call) {
           float o = float(al) * acc;
           if (be != 0) o += float(be) * float(load(C, lc.type, offset(lc, bi, i, j)));
           if (addsBias(md.epilogue)) o += float(load(md.bias, ld.type, int64_t(bi) * md.biasBatchStride + int64_t(i)));
-          if (hasAux(md.epilogue)) store(md.aux, ld.type, bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd, o, true);
+          const int64_t auxAt = bi * md.auxBatchStride + int64_t(i) + int64_t(j) * md.auxLd;
+          if (md.epilogue == kEpilogueDGelu) o *= geluGrad(float(load(md.aux, ld.type, auxAt)));
+          else if (hasAux(md.epilogue)) store(md.aux, ld.type, auxAt, o, true);
           if (isGelu(md.epilogue)) o = gelu(o);
           out = o;
         }
@@ -522,7 +539,7 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
                                          " (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_" + names[i] + "_BYTES)");
   }
   if (hasAux(md.epilogue)) {
-    if (!md.aux) return reject(kInvalidValue, "cublasLtMatmul: a GELU_AUX epilogue without CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER");
+    if (!md.aux) return reject(kInvalidValue, "cublasLtMatmul: a GELU_AUX or DGELU epilogue without CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER");
     if (algo && alignmentOf(md.aux) < algo->data[6])
       return reject(kInvalidValue, "cublasLtMatmul: the GELU input pointer is " + std::to_string(alignmentOf(md.aux)) +
                                        "-byte aligned; the algorithm was chosen for " + std::to_string(algo->data[6]));
