@@ -41,6 +41,11 @@ void preloadSubLibraries(const std::string& shimPath) {
                            "libcudnn_engines_runtime_compiled.so.9", "libcudnn_heuristic.so.9", "libcudnn_ops.so.9",
                            "libcudnn_cnn.so.9"})
     dlopen((dir + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+  // The runtime-compiled engines (among them the fused attention ones) dlopen NVRTC by soname; NVIDIA's
+  // wheels keep it in another folder (nvidia/cuda_nvrtc/lib, nvidia/cu13/lib). Opened here from the
+  // same search as the other libraries, that lookup finds it loaded; absent, cuDNN says so.
+  static DynLib nvrtc = openCudaLib("libnvrtc", {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"});
+  (void)nvrtc;
 }
 
 void load() {
