@@ -224,7 +224,8 @@ step unit/cuda_attention:tc 150 env MESHTRAIN_ATTENTION=tc node --import tsx nod
 # the fa2 suites also run both variants themselves and check them bit for bit against each other).
 step unit/cuda_attention_fa2:rows32 180 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv|_fa2|_fa2_bwd)?\.test\.ts$'
 # And through cuDNN's fused attention graphs (attention_cudnn.cc; fa2 where cuDNN refuses: the refusals print once per problem).
-# On the emulator these suites build 61 plans (70 cuDNN calls, the rest refused: head dim 32, f32): on a GPU each build may
+# On the emulator these suites build 61 plans (70 cuDNN calls, 62 refused bf16/f16 calls, all at head dim 32; f32/f64
+# are not cuDNN's and take the SIMT kernels): on a GPU each build may
 # compile kernels at run time (NVRTC), hence the longer limit.
 step unit/cuda_attention:cudnn 240 env MESHTRAIN_ATTENTION=cudnn node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
