@@ -253,6 +253,8 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   step bench:gpt:tc 90 env -u OUT MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # And with the fa2 kernels at 32 query rows per warp (forward and dQ): whether the variant moves the step.
   step bench:gpt:rows32 90 env -u OUT MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # And with cuDNN's fused attention (attention_cudnn.cc; fa2 where it refuses): the MFU goal's most likely lever.
+  step bench:gpt:cudnn 120 env -u OUT MESHTRAIN_ATTENTION=cudnn node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # GPT-2's LM head with the padded row pitch for its 50257-wide logits on and off (MESHTRAIN_PAD_LD): its three
   # products alone and the 124M step; bench (b)'s vocab-50257 row has it on (~10 s on an H200).
   step bench:row_pitch 60 node --import tsx bench/gpu_row_pitch.ts $size
