@@ -8,7 +8,9 @@
  * decision (native/tensor/loss_scaler_rule.h, DynamicLossScaler.update rule for rule). The host's
  * DynamicLossScaler is updated the same way when the step settles, so both hold the same numbers;
  * it throws there at the minimum scale. Nothing is read back, so fp16 training waits for nothing and
- * its whole step may be captured in a CUDA graph.
+ * its whole step may be captured in a CUDA graph. A change made to the host scaler itself (a user
+ * setting `engine.lossScaler.curScale`, loadStateDict) is seen at the next backward (`followHost`):
+ * the host state is compared with the one last known to match the device, and copied in if it moved.
  */
 import { native } from '../native.ts';
 import { tensor } from '../ops/create.ts';
@@ -30,6 +32,8 @@ export class DeviceLossScale {
   readonly lossFactor: Tensor;
   /** Element 5: what the decision unscales by. */
   readonly unscale: Tensor;
+  /** The host scaler's state when it last matched the device's (after a seed, or a settled update). */
+  private matched: string;
 
   /** Made from the host scaler's state now (a copy to the device: make it outside any CUDA graph capture). */
   constructor(
@@ -40,6 +44,7 @@ export class DeviceLossScale {
     this.state = keep(tensor(this.hostState(), { dtype: 'f64', device, tag: 'other' }));
     this.lossFactor = keep(this.state.alias([], [], this.state.offset + 4));
     this.unscale = keep(this.state.alias([1], [1], this.state.offset + 5));
+    this.matched = this.hostKey();
   }
 
   /** Copies the host scaler's state in again (after a host-decided step or a checkpoint load changed it). */
@@ -50,6 +55,21 @@ export class DeviceLossScale {
     } finally {
       host.dispose();
     }
+    this.matched = this.hostKey();
+  }
+
+  /** The host scaler was just updated from a settled decision, as the device was: they match as of that step. */
+  hostFollowed(): void {
+    this.matched = this.hostKey();
+  }
+
+  /**
+   * Copies the host scaler's state in if it was changed on the host since it last matched the
+   * device (steps still in flight on the device are then overridden by the host's value, as a
+   * host-kept scaler would be). Call before queueing work that reads the scale, outside a capture.
+   */
+  followHost(): void {
+    if (this.hostKey() !== this.matched) this.seed();
   }
 
   /** Queues the scaler's update from a step's decision (element 0: skipped, i.e. overflowed). */
@@ -65,6 +85,11 @@ export class DeviceLossScale {
     this.lossFactor.dispose();
     this.unscale.dispose();
     this.state.dispose();
+  }
+
+  private hostKey(): string {
+    const s = this.scaler;
+    return `${s.curScale} ${s.curIter} ${s.lastOverflowIter} ${s.curHysteresis}`;
   }
 
   private hostState(): Float64Array {

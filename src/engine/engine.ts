@@ -270,6 +270,7 @@ export class Engine<M extends Module = Module> {
     let undoSchedule: (() => void) | null = null;
     onEachReplay(() => () => {
       this.settle();
+      this.precision.deviceScale?.followHost(); // a scale set on the host since: before the graph reads it
       undoSchedule = this.lrScheduler?.snapshot() ?? null;
       this.microSteps++;
       this.globalSteps++;

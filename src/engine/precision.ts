@@ -64,7 +64,10 @@ export class Precision {
    */
   lossForBackward(loss: Tensor, gas: number): Tensor {
     const f32 = () => (loss.dtype === 'f16' ? cast(loss, 'f32') : loss);
-    if (this.deviceScale) return mulByDeviceScalar(f32(), this.deviceScale.lossFactor);
+    if (this.deviceScale) {
+      this.deviceScale.followHost();
+      return mulByDeviceScalar(f32(), this.deviceScale.lossFactor);
+    }
     const scale = this.scaler.lossScale;
     // A dynamic scale multiplies even at 1, as its device copy does.
     if (this.dtype === 'f16' && (scale !== 1 || this.scaler.dynamic)) {
@@ -121,5 +124,6 @@ export class Precision {
     if (this.dtype === null) return;
     if (!stepped) this.skippedSteps++;
     this.scaler.update(!stepped);
+    this.deviceScale?.hostFollowed();
   }
 }

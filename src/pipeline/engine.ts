@@ -181,6 +181,7 @@ export class PipelineEngine {
     this.gradNorm = outcome.norm;
     if (!outcome.stepped) this.skipped++;
     this.lossScaler?.update(!outcome.stepped);
+    this.deviceScale?.hostFollowed();
   }
 
   /** Settles the last step and frees the engine's device buffers (the ZeRO optimizer has its own destroy). */
@@ -318,6 +319,7 @@ export class PipelineEngine {
    */
   private useDeviceScale(): DeviceLossScale | null {
     const s = this.lossScaler;
+    this.deviceScale?.followHost();
     if (this.deviceScale || !(s instanceof DynamicLossScaler) || engineTesting.hostDecides || this.zeroPipe) return this.deviceScale;
     if (!(this.optimizer instanceof Optimizer) || !addonDecides(this.device) || !addonScales(this.device)) return null;
     this.deviceScale = new DeviceLossScale(s, this.microBatches, this.device);

@@ -22,7 +22,7 @@ import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
 import { engineTesting } from '../../src/engine/decided_step.ts';
 import {
-  AdamW, crossEntropy, cudaIsAvailable, cudaSyncCount, destroyDistributed, initDistributed, initialize, manualSeed, native, randn, type Tensor, tensor, tidy,
+  AdamW, crossEntropy, cudaIsAvailable, cudaSyncCount, type DynamicLossScaler, destroyDistributed, initDistributed, initialize, manualSeed, native, randn, type Tensor, tensor, tidy,
   ZeroStage3, ZeroStage12, zeros,
 } from '../../src/index.ts';
 import { moduleToDevice } from '../../src/nn/to_device.ts';
@@ -226,6 +226,51 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('fp16: the scale changed on the host between steps (engine.lossScaler.curScale, loadStateDict) reaches the device copy: bit for bit the host-decided run doing the same', async () => {
+    const c = cases[0];
+    const once = async (hostDecides: boolean) => {
+      manualSeed(1234);
+      const model = new GPT(gptConfig('tiny', { dropout: 0, dtype: 'f16' }));
+      const { engine } = await initialize({ model, config: configOf(c, 0), device: DEV, log: () => {} });
+      const rnd = mulberry32(7);
+      const draw = () => Int32Array.from({ length: ROWS * T }, () => Math.floor(rnd() * 64));
+      const losses: number[] = [];
+      const scales: number[] = [];
+      engineTesting.hostDecides = hostDecides;
+      try {
+        for (let i = 0; i < 8; i++) {
+          if (i === 3) (engine.lossScaler as DynamicLossScaler).curScale = 2 ** 8;
+          if (i === 6) engine.lossScaler.loadStateDict({ curScale: 2 ** 12, curIter: 0, lastOverflowIter: -1, curHysteresis: 1 });
+          losses.push(
+            tidy(() => {
+              const ids = tensor(draw(), { dtype: 'i32', shape: [ROWS, T] }).to(DEV);
+              const tg = tensor(draw(), { dtype: 'i32', shape: [ROWS * T] }).to(DEV);
+              const l = crossEntropy((engine.forward(ids) as Tensor).to('f32').reshape([ROWS * T, 64]), tg);
+              engine.backward(l);
+              engine.step();
+              return l.item();
+            }),
+          );
+          scales.push(engine.lossScale);
+        }
+      } finally {
+        engineTesting.hostDecides = false;
+      }
+      const weights = Buffer.concat(model.parameters().map((p) => Buffer.from(Float64Array.from(p.to('f64').toList() as number[]).buffer)));
+      const skipped = engine.skippedSteps;
+      engine.destroy();
+      model.dispose();
+      return { losses, scales, skipped, weights };
+    };
+    const host = await once(true);
+    const dev = await once(false);
+    assert.ok(host.scales.includes(2 ** 8 * 2) || host.scales.includes(2 ** 8), `the host run took the set scale: ${host.scales}`);
+    assert.equal(dev.scales, host.scales, 'scale trace');
+    assert.equal(dev.losses, host.losses, 'losses');
+    assert.is(dev.skipped, host.skipped);
+    assert.ok(dev.weights.equals(host.weights), 'weights');
   });
 
   test('Optimizer.stepDecided refuses, naming why, before anything is queued: a decision that is not a device f64 pair, no state yet; not on another device', () => {

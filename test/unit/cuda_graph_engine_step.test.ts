@@ -19,7 +19,7 @@ import * as assert from 'uvu/assert';
 import { GPT, gptConfig } from '../../models/index.ts';
 import { engineTesting } from '../../src/engine/decided_step.ts';
 import {
-  type CudaGraph, captureCudaGraph, copyInPlace, crossEntropy, cudaIsAvailable, destroyDistributed, initDistributed, initialize, manualSeed,
+  type CudaGraph, captureCudaGraph, copyInPlace, crossEntropy, cudaIsAvailable, type DynamicLossScaler, destroyDistributed, initDistributed, initialize, manualSeed,
   mul, native, type Tensor, tensor,
 } from '../../src/index.ts';
 
@@ -33,6 +33,8 @@ interface Case {
   optimizer: Record<string, unknown>;
   /** Step POISONED's loss is NaN (bf16 only: the overflow check skips it). */
   poison: boolean;
+  /** fp16: the scale set on the host (engine.lossScaler.curScale) before this step, a replay when graphed. */
+  setScaleAt?: number;
 }
 
 function batch(s: number): Tensor[] {
@@ -81,6 +83,7 @@ async function run(c: Case, graph: boolean): Promise<Run> {
   let g: CudaGraph<Tensor> | null = null;
   for (let s = 0; s < STEPS; s++) {
     batch(s).forEach((b, i) => copyInPlace(inputs[i], b));
+    if (s === c.setScaleAt) (engine.lossScaler as DynamicLossScaler).curScale = 2 ** 9;
     if (graph && s === 1) g = captureCudaGraph(whole, { parameters: model.parameters() });
     const l = g ? g.replay() : whole();
     out.losses.push(l.item());
@@ -117,6 +120,7 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
     { name: 'f32 SGD (momentum), clipping', dtype: 'f32', clip: 0.5, optimizer: { type: 'SGD', params: { lr: 3e-3, momentum: 0.9 } }, poison: false },
     { name: 'f32 AdamW, no clipping (nothing to decide)', dtype: 'f32', clip: 0, optimizer: adamw, poison: false },
     { name: 'fp16 AdamW, clipping, a dynamic scale on the device', dtype: 'f16', clip: 1.0, optimizer: adamw, poison: false },
+    { name: 'fp16, the scale set on the host before step 3', dtype: 'f16', clip: 1.0, optimizer: adamw, poison: false, setScaleAt: 3 },
   ];
   for (const c of cases) {
     test(`${c.name}: forward, backward and engine.step() replayed = eager steps bit for bit`, async () => {
@@ -129,7 +133,8 @@ if (!cudaIsAvailable() || native.cuda?.optimDecision !== true) {
       assert.is(graphed.microSteps, STEPS);
       assert.is(graphed.skipped, eager.skipped, 'skipped steps');
       assert.equal(graphed.scales, eager.scales, 'loss scale after each step');
-      if (c.dtype === 'f16') assert.ok(eager.skipped > 0 && eager.scales[0] < eager.scales[1], `the scale grows, and a replayed step overflows (${eager.scales.join(' ')})`);
+      if (c.setScaleAt !== undefined) assert.is(eager.scales[c.setScaleAt], 2 ** 10, 'the set scale (doubled by its clean step) took effect');
+      if (c.dtype === 'f16' && c.setScaleAt === undefined) assert.ok(eager.skipped > 0 && eager.scales[0] < eager.scales[1], `the scale grows, and a replayed step overflows (${eager.scales.join(' ')})`);
       else assert.is(eager.skipped, c.poison ? 1 : 0, 'the NaN step is skipped');
       assert.ok(Object.is(graphed.norm, eager.norm), `last norm ${graphed.norm} vs ${eager.norm}`);
       assert.ok(graphed.weights.equals(eager.weights), 'weights');
