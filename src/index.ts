@@ -8,7 +8,7 @@
 
 export { checkpoint } from './autograd/checkpoint.ts';
 export { gradsAdopted, setGradAdopt } from './autograd/grad_adopt.ts';
-export { GRAD_WRITTEN, type GradInto, gradsWrittenInto, setGradInto } from './autograd/grad_into.ts';
+export { GRAD_WRITTEN, type GradInto, gradsWrittenInto, heldSumsReturned, setGradInto } from './autograd/grad_into.ts';
 export { enableGrad, isGradEnabled, noGrad } from './autograd/grad_mode.ts';
 export { activationGradsApplied, setActivationGradOffers } from './autograd/grad_through.ts';
 export { markGradZero } from './autograd/grad_zero.ts';

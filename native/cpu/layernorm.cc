@@ -45,11 +45,12 @@ void layerNormForwardKernel(const T* x, const T* w, const T* b, T* y, Stat<T>* m
 
 // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)) with gw = g * w;
 // dw = sum over rows of g * xhat; db = sum over rows of g (added to what dw / db hold with addW /
-// addB: a parameter's gradient written into its .grad, rounded once).
+// addB: a parameter's gradient written into its .grad, rounded once; dx likewise with addX: a
+// gradient summed into the one held).
 template <typename T>
 void layerNormBackwardKernel(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd,
                              const T* g, T* dx, T* dw, T* db, int64_t rows, int64_t cols, bool addW,
-                             bool addB) {
+                             bool addB, bool addX) {
   using C = typename Compute<T>::type;
   const bool parallel = rows > 1 && rows * cols * 3 >= 32768;
   const int threads = parallel ? omp_get_max_threads() : 1;
@@ -82,7 +83,14 @@ void layerNormBackwardKernel(const T* x, const T* w, const Stat<T>* mean, const 
       const C mg = C(laneSum(gw, cols) / double(cols));
       const C mgx = C(laneDot(gw, xhat, cols) / double(cols));
       T* dr = dx + r * cols;
-      for (int64_t j = 0; j < cols; j++) store(dr + j, rs * (gw[j] - mg - xhat[j] * mgx));
+      if (!addX) {
+        for (int64_t j = 0; j < cols; j++) store(dr + j, rs * (gw[j] - mg - xhat[j] * mgx));
+        continue;
+      }
+      // The term first, then the sum in its own loop: no product fused into the add (f32/f64 then
+      // give the separate add's bits).
+      for (int64_t j = 0; j < cols; j++) gw[j] = rs * (gw[j] - mg - xhat[j] * mgx);
+      for (int64_t j = 0; j < cols; j++) store(dr + j, gw[j] + load(dr + j));
     }
   }
   for (int64_t j = 0; j < cols; j++) {
@@ -123,9 +131,9 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
 }
 
 // layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols
-//                   [, dwOff, dbOff, addW, addB])
-// dx is a fresh contiguous tensor, dw and db contiguous from their offsets (0 when absent); id 0:
-// not wanted. addW / addB: add the sums to what dw / db hold instead of writing them.
+//                   [, dwOff, dbOff, addW, addB[, dxOff, addX]])
+// dx, dw and db contiguous from their offsets (0 when absent); id 0: not wanted. addW / addB: add
+// the sums to what dw / db hold instead of writing them; addX: dx likewise (rounded once).
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t xId = argInt(info, 1), xOff = argInt(info, 2), wId = argInt(info, 3),
@@ -136,15 +144,19 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   const bool into = info.Length() > 14;
   const int64_t dwOff = into ? argInt(info, 14) : 0, dbOff = into ? argInt(info, 15) : 0;
   const bool addW = into && argBool(info, 16), addB = into && argBool(info, 17);
+  const bool intoX = info.Length() > 18;
+  const int64_t dxOff = intoX ? argInt(info, 18) : 0;
+  const bool addX = intoX && argBool(info, 19);
   MT_CHECK(rows >= 0 && cols > 0, "layerNorm backward: bad sizes");
-  MT_CHECK(dwOff >= 0 && dbOff >= 0, "layerNorm backward: negative offset (dw ", dwOff, ", db ", dbOff, ")");
+  MT_CHECK(dwOff >= 0 && dbOff >= 0 && dxOff >= 0, "layerNorm backward: negative offset (dw ", dwOff, ", db ", dbOff, ", dx ", dxOff, ")");
+  MT_CHECK(!addX || dxId, "layerNorm backward: addX without dx");
   int64_t n = rows * cols;
   MT_DISPATCH_FLOAT(d, "layerNorm backward", {
     layerNormBackwardKernel<T>(
         dataPtr<T>(xId, xOff, n), optionalPtr<T>(wId, wOff, cols),
         dataPtr<Stat<T>>(meanId, 0, rows), dataPtr<Stat<T>>(rstdId, 0, rows),
-        dataPtr<T>(gId, gOff, n), optionalPtr<T>(dxId, 0, n), optionalPtr<T>(dwId, dwOff, cols),
-        optionalPtr<T>(dbId, dbOff, cols), rows, cols, addW, addB);
+        dataPtr<T>(gId, gOff, n), optionalPtr<T>(dxId, dxOff, n), optionalPtr<T>(dwId, dwOff, cols),
+        optionalPtr<T>(dbId, dbOff, cols), rows, cols, addW, addB, addX);
   });
   return info.Env().Undefined();
 }
@@ -155,6 +167,7 @@ void registerLayerNorm(Napi::Env env, Napi::Object exports) {
   MT_EXPORT(exports, "layerNormForward", LayerNormForward);
   MT_EXPORT(exports, "layerNormBackward", LayerNormBackward);
   exports.Set("layerNormGradInto", Napi::Boolean::New(env, true));  // takes dwOff, dbOff, addW, addB
+  exports.Set("layerNormDxInto", Napi::Boolean::New(env, true));    // takes dxOff, addX (args 18, 19)
 }
 
 }  // namespace mt

@@ -32,7 +32,7 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
 }
 
 // layerNormBackward(dtype, xId, xOff, wId, wOff, meanId, rstdId, gId, gOff, dxId, dwId, dbId, rows, cols
-//                   [, dwOff, dbOff, addW, addB]): native/cpu/layernorm.cc's arguments.
+//                   [, dwOff, dbOff, addW, addB[, dxOff, addX]]): native/cpu/layernorm.cc's arguments.
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   DType d = toDType(int(argInt(info, 0)));
   int64_t xId = argInt(info, 1), xOff = argInt(info, 2), wId = argInt(info, 3), wOff = argInt(info, 4),
@@ -42,8 +42,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   const bool into = info.Length() > 14;
   const int64_t dwOff = into ? argInt(info, 14) : 0, dbOff = into ? argInt(info, 15) : 0;
   const bool addW = into && argBool(info, 16), addB = into && argBool(info, 17);
+  const bool intoX = info.Length() > 18;
+  const int64_t dxOff = intoX ? argInt(info, 18) : 0;
+  const bool addX = intoX && argBool(info, 19);
   const char* op = "layerNorm backward";
-  MT_CHECK(dwOff >= 0 && dbOff >= 0, op, ": negative offset (dw ", dwOff, ", db ", dbOff, ")");
+  MT_CHECK(dwOff >= 0 && dbOff >= 0 && dxOff >= 0, op, ": negative offset (dw ", dwOff, ", db ", dbOff, ", dx ", dxOff, ")");
+  MT_CHECK(!addX || dxId, op, ": addX without dx");
   int dev = devOf(op, xId);
   devOf(op, gId, dev);
   // Partial column sums for dw/db (call_scratch.h).
@@ -52,9 +56,9 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   void* partial = sums ? scratch(cudaLayerNormScratchBytes(int(d), rows, cols)) : nullptr;
   cudaLayerNormBackward(dev, int(d), dptr(xId, xOff, rows * cols, d), optionalPtr(op, wId, wOff, cols, d, dev),
                           optionalPtr(op, meanId, 0, rows, statOf(d), dev), optionalPtr(op, rstdId, 0, rows, statOf(d), dev),
-                          dptr(gId, gOff, rows * cols, d), optionalPtr(op, dxId, 0, rows * cols, d, dev),
+                          dptr(gId, gOff, rows * cols, d), optionalPtr(op, dxId, dxOff, rows * cols, d, dev),
                           optionalPtr(op, dwId, dwOff, cols, d, dev), optionalPtr(op, dbId, dbOff, cols, d, dev), rows, cols,
-                          partial, addW, addB);
+                          partial, addW, addB, addX);
   return info.Env().Undefined();
 }
 
@@ -124,6 +128,7 @@ void registerCudaNn(Napi::Object cuda) {
   MT_EXPORT(cuda, "layerNormForward", LayerNormForward);
   MT_EXPORT(cuda, "layerNormBackward", LayerNormBackward);
   cuda.Set("layerNormGradInto", Napi::Boolean::New(cuda.Env(), true));  // takes dwOff, dbOff, addW, addB
+  cuda.Set("layerNormDxInto", Napi::Boolean::New(cuda.Env(), true));    // takes dxOff, addX (args 18, 19)
   MT_EXPORT(cuda, "crossEntropyBackward", CrossEntropyBackward);
 }
 

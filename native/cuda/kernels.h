@@ -83,11 +83,12 @@ void cudaLayerNormForward(int dev, int dtype, const void* x, const void* w, cons
                           void* rstd, int64_t rows, int64_t cols, double eps);
 // dw/db are column sums over rows, from partial sums over fixed row blocks added in a fixed order:
 // `scratch` is cudaLayerNormScratchBytes(dtype, rows, cols) bytes; addW / addB add them to what
-// dw / db hold (a parameter's .grad).
+// dw / db hold (a parameter's .grad); addX adds dx to what dx holds (a gradient summed into the
+// one held), rounded once.
 int64_t cudaLayerNormScratchBytes(int dtype, int64_t rows, int64_t cols);
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
                            const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, void* scratch,
-                           bool addW = false, bool addB = false);
+                           bool addW = false, bool addB = false, bool addX = false);
 
 // embedding.cu: the backward sums the rows of g in position order per id: `order` lists positions
 // grouped by id, `start` (V + 1 entries) delimits them; `add`: added to what dw holds (a .grad).

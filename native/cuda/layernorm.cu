@@ -51,10 +51,11 @@ __device__ __forceinline__ void forwardRow(const Team& t, const T* x, const T* w
   }
 }
 
-// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w.
+// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w (with addX: added to what dx holds,
+// rounded once).
 template <typename T, typename Team>
 __device__ __forceinline__ void backwardRow(const Team& t, const T* x, const T* w, const Stat<T>* mean,
-                                            const Stat<T>* rstd, const T* g, T* dx, int64_t r, int64_t cols) {
+                                            const Stat<T>* rstd, const T* g, T* dx, bool addX, int64_t r, int64_t cols) {
   using C = typename cu::Acc<T>::type;
   const T* xr = x + r * cols;
   const T* gr = g + r * cols;
@@ -71,7 +72,9 @@ __device__ __forceinline__ void backwardRow(const Team& t, const T* x, const T* 
   for (int64_t j = t.first(); j < cols; j += Team::kStride) {
     C xhat = (cu::ld(xr + j) - mu) * rs;
     C gw = cu::ld(gr + j) * (w ? cu::ld(w + j) : C(1));
-    cu::st(dx + r * cols + j, rs * (gw - mg - xhat * mgx));
+    C v = rs * (gw - mg - xhat * mgx);
+    if (addX) v = cu::addRn(v, cu::ld(dx + r * cols + j));  // no product fused into the add
+    cu::st(dx + r * cols + j, v);
   }
 }
 
@@ -85,9 +88,9 @@ __global__ void forwardRows(const T* x, const T* w, const T* b, T* y, Stat<T>* m
 
 template <typename T>
 __global__ void backwardRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
-                             int64_t cols) {
+                             bool addX, int64_t cols) {
   __shared__ double buf[cu::kThreads];
-  backwardRow(cu::BlockTeam{buf}, x, w, mean, rstd, g, dx, int64_t(blockIdx.x), cols);
+  backwardRow(cu::BlockTeam{buf}, x, w, mean, rstd, g, dx, addX, int64_t(blockIdx.x), cols);
 }
 
 // Rows of up to cu::kWarpCols columns: one warp per row.
@@ -101,10 +104,10 @@ __global__ void forwardWarpRows(const T* x, const T* w, const T* b, T* y, Stat<T
 
 template <typename T>
 __global__ void backwardWarpRows(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
-                                 int64_t rows, int64_t cols) {
+                                 bool addX, int64_t rows, int64_t cols) {
   const auto [r, lane, live] = cu::warpRow(rows);
   if (!live) return;
-  backwardRow(cu::WarpTeam{lane}, x, w, mean, rstd, g, dx, r, cols);
+  backwardRow(cu::WarpTeam{lane}, x, w, mean, rstd, g, dx, addX, r, cols);
 }
 
 // Rows of whole 16-byte vectors, at most kCacheVecs per lane (16-bit floats: 2048 columns, f32
@@ -192,7 +195,7 @@ __global__ void forwardWarpRowsVec(const T* x, const T* w, const T* b, T* y, Sta
 
 template <typename T, int N>
 __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean, const Stat<T>* rstd, const T* g, T* dx,
-                                    int64_t rows, int64_t cols) {
+                                    bool addX, int64_t rows, int64_t cols) {
   using C = typename cu::Acc<T>::type;
   using V = cu::Vec<T>;
   constexpr int kV = cu::kVec<T>;
@@ -226,11 +229,14 @@ __global__ void backwardWarpRowsVec(const T* x, const T* w, const Stat<T>* mean,
     if (jv >= n) continue;
     V wv{}, o;
     if (w) wv = reinterpret_cast<const V*>(w)[jv];
+    if (addX) o = reinterpret_cast<const V*>(dx + r * cols)[jv];
 #pragma unroll
     for (int e = 0; e < kV; e++) {
       C xhat = (cu::ld(xc.v[i].v + e) - mu) * rs;
       C gw = cu::ld(gc.v[i].v + e) * (w ? cu::ld(wv.v + e) : C(1));
-      cu::st(o.v + e, rs * (gw - mg - xhat * mgx));
+      C v = rs * (gw - mg - xhat * mgx);
+      if (addX) v = cu::addRn(v, cu::ld(o.v + e));
+      cu::st(o.v + e, v);
     }
     reinterpret_cast<V*>(dx + r * cols)[jv] = o;
   }
@@ -309,7 +315,7 @@ int64_t cudaLayerNormScratchBytes(int dtype, int64_t rows, int64_t cols) {
 
 void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
                            const void* g, void* dx, void* dw, void* db, int64_t rows, int64_t cols, void* scratch,
-                           bool addW, bool addB) {
+                           bool addW, bool addB, bool addX) {
   cu::checkRows("layerNorm", rows);
   if (cols == 0 || (!dx && !dw && !db)) return;
   cudaUseDevice(dev);
@@ -324,7 +330,7 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
   const bool sums = dw || db;
   if (sums && !scratch) cu::fail("layerNorm backward: no scratch for the weight and bias gradients");
   if (const int64_t parts = layerNormOnePassParts(dtype, rows, cols)) {
-    layerNormOnePass(dev, s, dtype, x, w, mean, rstd, g, dx, rows, cols, sums ? scratch : nullptr);
+    layerNormOnePass(dev, s, dtype, x, w, mean, rstd, g, dx, addX, rows, cols, sums ? scratch : nullptr);
     if (sums) layerNormColumnSums(s, dtype, scratch, dtype == cu::F64, parts, cols, dw, db, addW, addB);
     cu::checkLaunch("layerNormBackward");
     return;
@@ -337,13 +343,13 @@ void cudaLayerNormBackward(int dev, int dtype, const void* x, const void* w, con
     if (cache) {
       auto backwardCached = backwardWarpRowsVec<T, 8>;
       MT_LAUNCH(backwardCached, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m,
-                r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
+                r, static_cast<const T*>(g), static_cast<T*>(dx), addX, rows, cols);
     } else if (dx && cols <= cu::kWarpCols)
       MT_LAUNCH(backwardWarpRows<T>, cu::warpRowBlocks(rows), cu::kThreads, 0, s, static_cast<const T*>(x),
-                static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), rows, cols);
+                static_cast<const T*>(w), m, r, static_cast<const T*>(g), static_cast<T*>(dx), addX, rows, cols);
     else if (dx)
       MT_LAUNCH(backwardRows<T>, unsigned(rows), cu::kThreads, 0, s, static_cast<const T*>(x), static_cast<const T*>(w), m, r,
-                static_cast<const T*>(g), static_cast<T*>(dx), cols);
+                static_cast<const T*>(g), static_cast<T*>(dx), addX, cols);
     if (sums) {
       const int64_t per = chunkRows(rows), chunks = (rows + per - 1) / per;
       dim3 grid(unsigned((cols + cu::kThreads - 1) / cu::kThreads), unsigned(chunks));

@@ -61,16 +61,23 @@ struct LaneRow {
     }
   }
 
-  // Writes f(k) (rounded to T) to each of the lane's columns in the row.
+  // Writes f(k) (rounded to T) to each of the lane's columns in the row; with `add`, what the row
+  // holds there plus f(k), rounded once (a gradient summed into the one held). In place only: an
+  // addend pointer of its own took GPT-2's bf16 instance to 276 bytes of spills (ptxas).
   template <typename F>
-  static __device__ __forceinline__ void store(T* row, int lane, int64_t cols, F f) {
+  static __device__ __forceinline__ void store(T* row, int lane, int64_t cols, bool add, F f) {
 #pragma unroll
     for (int i = 0; i < E / kV; i++) {
       const int64_t c = (int64_t(i) * 32 + lane) * kV;
       if (c >= cols) continue;
       Pack q;
+      if (add) q = reinterpret_cast<const Pack*>(row)[c / kV];
 #pragma unroll
-      for (int e = 0; e < kV; e++) cu::st(q.v + e, f(i * kV + e));
+      for (int e = 0; e < kV; e++) {
+        C v = f(i * kV + e);
+        if (add) v = cu::addRn(v, cu::ld(q.v + e));  // no product fused into the add
+        cu::st(q.v + e, v);
+      }
       reinterpret_cast<Pack*>(row)[c / kV] = q;
     }
   }
@@ -108,7 +115,7 @@ constexpr int kOnePassMinBlocks = E * sizeof(typename cu::Acc<T>::type) <= 96 ? 
 template <typename T, bool kVec, int E>
 __global__ void __launch_bounds__(cu::kThreads, (kOnePassMinBlocks<T, E>))
     backwardOnePass(const T* x, const T* w, const LayerNormStat<T>* mean, const LayerNormStat<T>* rstd, const T* g, T* dx,
-                    int64_t rows, int64_t cols, typename cu::Acc<T>::type* part) {
+                    bool addX, int64_t rows, int64_t cols, typename cu::Acc<T>::type* part) {
   using C = typename cu::Acc<T>::type;
   using Row = LaneRow<T, kVec, E>;
   MT_DYNAMIC_SHARED(double, smem);  // one type in every instance: their declarations are one array
@@ -162,7 +169,7 @@ __global__ void __launch_bounds__(cu::kThreads, (kOnePassMinBlocks<T, E>))
     xr.opaque();
     gr.opaque();
     if (w) wr.opaque();
-    Row::store(dx + r * cols, lane, cols, [&](int k) {
+    Row::store(dx + r * cols, lane, cols, addX, [&](int k) {
       const C xhat = (xr.at(k) - mu) * rs;
       const C gw = gr.at(k) * (w ? wr.at(k) : C(1));
       return rs * (gw - mg - xhat * mgx);
@@ -234,7 +241,7 @@ constexpr size_t onePassSmem() { return size_t(kWarps) * 2 * 32 * E * sizeof(typ
 
 template <typename T, bool kVec, int E>
 void launchOnePass(int dev, cudaStream_t s, const T* x, const T* w, const LayerNormStat<T>* mean, const LayerNormStat<T>* rstd,
-                   const T* g, T* dx, int64_t rows, int64_t cols, void* part) {
+                   const T* g, T* dx, bool addX, int64_t rows, int64_t cols, void* part) {
   const unsigned blocks = unsigned((rows + kRowsPerPart - 1) / kRowsPerPart);
   auto* p = static_cast<typename cu::Acc<T>::type*>(part);
   // No column sums wanted: no shared memory (the kernel returns before it would touch it).
@@ -242,22 +249,22 @@ void launchOnePass(int dev, cudaStream_t s, const T* x, const T* w, const LayerN
   if (smem > 48 * 1024) cudaAllowDynamicSmem(dev, reinterpret_cast<const void*>(backwardOnePass<T, kVec, E>), smem, "layerNorm backward");
   if constexpr (kVec) {
     auto backwardOnePassVec = backwardOnePass<T, true, E>;
-    MT_LAUNCH(backwardOnePassVec, blocks, cu::kThreads, smem, s, x, w, mean, rstd, g, dx, rows, cols, p);
+    MT_LAUNCH(backwardOnePassVec, blocks, cu::kThreads, smem, s, x, w, mean, rstd, g, dx, addX, rows, cols, p);
   } else {
     auto backwardOnePassScalar = backwardOnePass<T, false, E>;
-    MT_LAUNCH(backwardOnePassScalar, blocks, cu::kThreads, smem, s, x, w, mean, rstd, g, dx, rows, cols, p);
+    MT_LAUNCH(backwardOnePassScalar, blocks, cu::kThreads, smem, s, x, w, mean, rstd, g, dx, addX, rows, cols, p);
   }
 }
 
 // The instance holding E elements a lane (8, 16, 24 or 32, at most kMaxLaneCols<T>).
 template <typename T, bool kVec>
 void launchOnePass(int E, int dev, cudaStream_t s, const T* x, const T* w, const LayerNormStat<T>* mean,
-                   const LayerNormStat<T>* rstd, const T* g, T* dx, int64_t rows, int64_t cols, void* part) {
-  if (E == 8) return launchOnePass<T, kVec, 8>(dev, s, x, w, mean, rstd, g, dx, rows, cols, part);
-  if (E == 16) return launchOnePass<T, kVec, 16>(dev, s, x, w, mean, rstd, g, dx, rows, cols, part);
+                   const LayerNormStat<T>* rstd, const T* g, T* dx, bool addX, int64_t rows, int64_t cols, void* part) {
+  if (E == 8) return launchOnePass<T, kVec, 8>(dev, s, x, w, mean, rstd, g, dx, addX, rows, cols, part);
+  if (E == 16) return launchOnePass<T, kVec, 16>(dev, s, x, w, mean, rstd, g, dx, addX, rows, cols, part);
   if constexpr (kMaxLaneCols<T> >= 32) {
-    if (E == 24) return launchOnePass<T, kVec, 24>(dev, s, x, w, mean, rstd, g, dx, rows, cols, part);
-    if (E == 32) return launchOnePass<T, kVec, 32>(dev, s, x, w, mean, rstd, g, dx, rows, cols, part);
+    if (E == 24) return launchOnePass<T, kVec, 24>(dev, s, x, w, mean, rstd, g, dx, addX, rows, cols, part);
+    if (E == 32) return launchOnePass<T, kVec, 32>(dev, s, x, w, mean, rstd, g, dx, addX, rows, cols, part);
   }
   cu::fail("layerNorm backward: no one-pass instance for " + std::to_string(E) + " columns a lane");
 }
@@ -275,7 +282,7 @@ int64_t layerNormOnePassParts(int dtype, int64_t rows, int64_t cols) {
 int layerNormOnePassPartBytes(int dtype) { return dtype == cu::F64 ? 8 : 4; }
 
 void layerNormOnePass(int dev, cudaStream_t s, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                      const void* g, void* dx, int64_t rows, int64_t cols, void* part) {
+                      const void* g, void* dx, bool addX, int64_t rows, int64_t cols, void* part) {
   const int64_t kV = 16 / elemBytes(dtype);
   bool vec = cols % kV == 0;
   for (const void* p : {x, w, g, static_cast<const void*>(dx)})
@@ -290,8 +297,8 @@ void layerNormOnePass(int dev, cudaStream_t s, int dtype, const void* x, const v
     auto* r = static_cast<const LayerNormStat<T>*>(rstd);
     auto* gt = static_cast<const T*>(g);
     auto* dxt = static_cast<T*>(dx);
-    if (vec) launchOnePass<T, true>(E, dev, s, xt, wt, m, r, gt, dxt, rows, cols, part);
-    else launchOnePass<T, false>(E, dev, s, xt, wt, m, r, gt, dxt, rows, cols, part);
+    if (vec) launchOnePass<T, true>(E, dev, s, xt, wt, m, r, gt, dxt, addX, rows, cols, part);
+    else launchOnePass<T, false>(E, dev, s, xt, wt, m, r, gt, dxt, addX, rows, cols, part);
   });
 }
 

@@ -17,10 +17,11 @@ int64_t layerNormOnePassParts(int dtype, int64_t rows, int64_t cols);
 // Bytes of one partial element: f64 for f64 tensors, f32 otherwise.
 int layerNormOnePassPartBytes(int dtype);
 
-// dx (when not null) and, when `part` is not null, the partials part[p][0][j] = sum of g * xhat and
-// part[p][1][j] = sum of g over block p's rows, layerNormOnePassParts(...) of them; on cuda:dev.
+// dx (when not null; with addX added to what dx holds, rounded once) and, when `part` is not null,
+// the partials part[p][0][j] = sum of g * xhat and part[p][1][j] = sum of g over block p's rows,
+// layerNormOnePassParts(...) of them; on cuda:dev.
 void layerNormOnePass(int dev, cudaStream_t s, int dtype, const void* x, const void* w, const void* mean, const void* rstd,
-                      const void* g, void* dx, int64_t rows, int64_t cols, void* part);
+                      const void* g, void* dx, bool addX, int64_t rows, int64_t cols, void* part);
 
 // dw[j] = sum over p of part[p][0][j], db[j] likewise of part[p][1][j], in a fixed order, in
 // double, then (addW / addB) added to what dw / db hold, rounded once. `part` is f64 when partF64,

@@ -14,7 +14,7 @@ import { fmt, sameShape } from '../tensor/shape.ts';
 import { withTag } from '../tensor/tag_context.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { canAdopt, countAdopted } from './grad_adopt.ts';
-import { countGradWritten, countSumWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled } from './grad_into.ts';
+import { countGradWritten, countSumWritten, GRAD_WRITTEN, type GradInto, gradIntoEnabled, takeHeldSum } from './grad_into.ts';
 import { noGrad } from './grad_mode.ts';
 import { type ActivationOffer, activationGradOffersEnabled, countActivationGradApplied } from './grad_through.ts';
 import { clearGradZero, endGradZeroEpoch, isGradZero } from './grad_zero.ts';
@@ -90,14 +90,18 @@ function destinations(node: Node, slots: Map<Node, Slot>): readonly (GradInto | 
 
 const NO_DESTINATIONS: readonly (GradInto | null)[] = [];
 
-/** The gradient held for `producer` (input i of `node`) when `node` may add its own into it (see destinations). */
+/**
+ * The gradient held for `producer` (input i of `node`) when `node` may add its own into it (see
+ * destinations); `shared` where another handle reads its memory (the node may return the sum instead).
+ */
 function pendingSum(node: Node, producer: Node, slots: Map<Node, Slot>, i: number): GradInto | null {
   const held = (slots.get(producer) as Slot).grad;
-  if (held === null || held.disposed || held.kept || !held.isContiguous || held.storage.holders !== 1) return null;
+  if (held === null || held.disposed || held.kept || !held.isContiguous) return null;
   if (!sameShape(held.shape, node.inputShapes[i])) return null;
   let uses = 0;
   for (const o of node.edges) if (o && 'node' in o && o.node === producer) uses++;
-  return uses === 1 ? { grad: held, zero: false } : null;
+  if (uses !== 1) return null;
+  return held.storage.holders === 1 ? { grad: held, zero: false } : { grad: held, zero: false, shared: true };
 }
 
 /** True when only one edge, not yet delivered, leads into `n` in this pass and nothing is summed there. */
@@ -269,7 +273,13 @@ function runNodes(rootSlot: Slot, seed: Tensor, slots: Map<Node, Slot>, leafPend
         countSumWritten();
       } else if (r) {
         const prev = next.grad;
-        if (prev) {
+        if (prev && into[i]?.shared && into[i]?.grad === prev && takeHeldSum(r)) {
+          // The node returned the whole sum (the held gradient included): it replaces the held one.
+          countSumWritten();
+          next.grad = r;
+          inMap.delete(prev);
+          prev.dispose();
+        } else if (prev) {
           next.grad = addTensors(prev, r);
           inMap.delete(prev);
           prev.dispose();

@@ -20,6 +20,32 @@ export interface GradInto {
   readonly grad: Tensor;
   /** `grad` holds zeros (grad_zero.ts): an overwriting write is an add. */
   readonly zero: boolean;
+  /**
+   * A produced input's held gradient that something else still reads (the caller's gradient at the
+   * root, a deferred weight-gradient job's): do not write into it; a node may instead return the
+   * sum, grad plus its own gradient, as a new tensor passed through `heldSum()` (one rounding).
+   */
+  readonly shared?: boolean;
+}
+
+const heldSums = new WeakSet<Tensor>();
+let heldSumCount = 0;
+
+/** Marks `t`, returned for an input offered `shared`, as that input's whole gradient (the held one included). */
+export function heldSum(t: Tensor): Tensor {
+  heldSums.add(t);
+  heldSumCount++;
+  return t;
+}
+
+/** Sums returned through heldSum so far in this process (tests: layer norm's each cost a copy of the held gradient). */
+export function heldSumsReturned(): number {
+  return heldSumCount;
+}
+
+/** True (once) when `t` was marked by heldSum. */
+export function takeHeldSum(t: Tensor): boolean {
+  return heldSums.delete(t);
 }
 
 /** Returned in place of a gradient that the node has already added into its GradInto. */

@@ -377,7 +377,7 @@ interface LinearSaved {
  * dtype and not read here (a module-level function: a closure per call costs tsx's keepNames a defineProperty).
  */
 function usableInto(d: GradInto | null | undefined, addable: boolean, reads: (Tensor | null)[], dtype: DType): Tensor | null {
-  return d && addable && d.grad.dtype === dtype && !overlapsAny(d.grad, reads) ? d.grad : null;
+  return d && !d.shared && addable && d.grad.dtype === dtype && !overlapsAny(d.grad, reads) ? d.grad : null;
 }
 
 /**

@@ -4,7 +4,7 @@
  * gradients added straight into their .grad where the engine offers it), dropout. Embedding,
  * cross-entropy and attention live in embedding.ts, loss.ts and attention.ts.
  */
-import { GRAD_WRITTEN, overlapsAny } from '../autograd/grad_into.ts';
+import { GRAD_WRITTEN, heldSum, overlapsAny } from '../autograd/grad_into.ts';
 import { deviceOf, kernelsOn, kernelsSay } from '../tensor/backend.ts';
 import { dtypeCode } from '../tensor/dtype.ts';
 import { takeDeviceCounters } from '../tensor/graph_rng.ts';
@@ -150,24 +150,32 @@ export function layerNorm(
     const needX = x.requiresGrad;
     const needW = weight?.requiresGrad ?? false;
     const needB = bias?.requiresGrad ?? false;
-    // Addons that take the parameter gradients' offsets can add them into the leaves' .grad.
+    // Addons that take the parameter gradients' offsets can add them into the leaves' .grad, and
+    // (layerNormDxInto) x's gradient into the one the engine holds for it (a residual's sum).
     node.writesGradInto = kernelsSay(dev, 'layerNormGradInto');
+    const dxAdds = kernelsSay(dev, 'layerNormDxInto');
     return (g, into) => {
       const gc = contiguousAs(g, x.dtype);
       const reads = [gc, sx, sw];
+      // x's held gradient: added into where it is ours alone; where another handle reads it
+      // (shared), a copy of it is added into and returned as the whole sum (heldSum).
+      const held = needX && dxAdds && into[0] && into[0].grad.dtype === x.dtype ? into[0] : null;
+      const xInto = held && !held.shared && !overlapsAny(held.grad, reads) ? held.grad : null;
+      const sumCopy = held?.shared ? k.copy(held.grad) : null;
       const wInto = needW && into[1] && !overlapsAny(into[1].grad, reads) ? into[1].grad : null;
       const bInto = needB && into[2] && !overlapsAny(into[2].grad, reads) ? into[2].grad : null;
-      const dx = needX ? k.empty(x.shape, x.dtype, undefined, false, dev) : null;
+      const dx = needX ? (xInto ?? sumCopy ?? k.empty(x.shape, x.dtype, undefined, false, dev)) : null;
       const dw = needW ? (wInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
       const db = needB ? (bInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
-      // Written out, not spread (an array and an iterator per call); dw and db are added into
-      // (.grad written into) only where flagged, at their offsets (0 for fresh ones).
+      // Written out, not spread (an array and an iterator per call); dx, dw and db are added into
+      // (.grad or the held gradient written into) only where flagged, at their offsets (0 for fresh ones).
       kern.layerNormBackward(
         code, sx.id, sx.offset, sw?.id ?? 0, sw?.offset ?? 0, sm.id, sr.id, gc.id, gc.offset, dx?.id ?? 0, dw?.id ?? 0, db?.id ?? 0, rows, cols,
-        dw?.offset ?? 0, db?.offset ?? 0, wInto !== null, bInto !== null,
+        dw?.offset ?? 0, db?.offset ?? 0, wInto !== null, bInto !== null, dx?.offset ?? 0, xInto !== null || sumCopy !== null,
       );
       if (gc !== g) gc.dispose();
-      return [dx, wInto ? GRAD_WRITTEN : dw, bInto ? GRAD_WRITTEN : db];
+      const gx = xInto ? GRAD_WRITTEN : sumCopy ? heldSum(sumCopy) : dx;
+      return [gx, wInto ? GRAD_WRITTEN : dw, bInto ? GRAD_WRITTEN : db];
     };
   });
   for (const t of [xc, wc, bc]) if (t && t !== x && t !== weight && t !== bias) t.dispose();

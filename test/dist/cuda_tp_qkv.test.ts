@@ -43,7 +43,7 @@ if (!cudaIsAvailable()) {
   test('tp = 2 block with qkvAttention on cuda:0: equals the unsharded block (f64, 1e-10); its backward makes no layout copy', async () => {
     const r = await run('cuda:0', [...EQUIVALENCE, 'census', 'censusSequenceParallel', 'censusSequenceParallelBatch2']);
     type Count = { copies: number; flatCopies: number; deviceOps: number };
-    type Census = { sequenceParallel: boolean; batch: number; leafCopies: number; forward: Count; backward: Count };
+    type Census = { sequenceParallel: boolean; batch: number; leafCopies: number; sumCopies: number; forward: Count; backward: Count };
     const counts = [...r.stdout.matchAll(/^\[rank (\d)\] CENSUS (.*)$/gm)].map((m) => ({ rank: m[1], ...(JSON.parse(m[2]) as Census) }));
     assert.is(counts.length, 6, `a census per rank and case:\n${r.stdout}`);
     for (const c of counts) {
@@ -57,9 +57,10 @@ if (!cudaIsAvailable()) {
       // blocks at batch 1 (they were copied to the front and back: 8 forward, 8 more backward);
       // without, row-parallel layers sum their partial products in place (2 copies forward) and
       // column-parallel ones their input gradients (2 backward). The backward's flat copies left
-      // are the engine's, of leaves' first gradients.
+      // are the engine's, of leaves' first gradients, and layer norm's of the held gradient it sums into
+      // where that is the caller's (in place of the separate add).
       assert.is(c.forward.flatCopies, 0, `${what}: the forward queues ${c.forward.flatCopies} flat copies:\n${r.stdout}`);
-      assert.is(c.backward.flatCopies, c.leafCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient:\n${r.stdout}`);
+      assert.is(c.backward.flatCopies, c.leafCopies + c.sumCopies, `${what}: the backward queues ${c.backward.flatCopies} flat copies, ${c.leafCopies} of them a leaf's first gradient, ${c.sumCopies} a held sum's:\n${r.stdout}`);
       if (c.rank === '0') {
         const layer = `tp = 2 layer${c.sequenceParallel ? ` (sequence parallel, batch ${c.batch})` : ''}`;
         console.log(`  ${layer}: device ops forward ${c.forward.deviceOps}, backward ${c.backward.deviceOps}; copies forward ${c.forward.flatCopies} flat + ${c.forward.copies} strided, backward ${c.backward.flatCopies} flat (${c.leafCopies} of leaves' first gradients) + ${c.backward.copies} strided`);

@@ -118,6 +118,7 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/grad_adopt', { MT_TEST_DEVICES: 'cuda:0' }],
   // A produced tensor's second gradient added into the one held for it (linear's beta = 1): cuda:0 only.
   ['unit/grad_sum_into', { MT_TEST_DEVICES: 'cuda:0' }],
+  ['unit/grad_sum_into_layernorm', { MT_TEST_DEVICES: 'cuda:0' }],
   ['unit/cuda_adam_multi', {}],
   ['unit/cuda_sgd_multi', {}],
   // The device-decided step's rule (cuda.stepDecision bit for bit the CPU reference and the host's arithmetic).
