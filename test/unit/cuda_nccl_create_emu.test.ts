@@ -94,7 +94,8 @@ if (!emulated || !cc) {
     for (const [rank, o] of outs.entries()) {
       assert.match(o.error ?? '', new RegExp(`group 'world' \\(rank ${rank} of 2, cuda:${rank}\\)`));
       // Its own deadline, or the peer's published failure, whichever came first.
-      assert.match(o.error ?? '', /(did not complete within 1500 ms: every rank reached ncclCommInitRankConfig|cannot complete: rank [01] failed: .*did not complete)/);
+      const why = /(did not complete within 1500 ms: every rank reached ncclCommInitRankConfig|cannot complete: rank [01] failed: .*did not complete)/;
+      assert.ok(why.test(o.error ?? ''), `rank ${rank}: ${why} not in ${JSON.stringify(o.error)} (after ${o.ms} ms)`);
       assert.match(o.error ?? '', /the communicator was aborted$/);
     }
     const failed = bothFail(failing, 'world', /^nccl: ncclCommInitRankConfig for group 'world' \(rank [01] of 2, cuda:[01]\) /, TIMEOUT_MS);
