@@ -78,7 +78,7 @@ function scatterBack(
   g: Tensor, into: GradInto | null, ids: Tensor, weight: Tensor, V: number, scatter: (gc: Tensor, dw: Tensor, add: boolean) => void,
 ): (Tensor | typeof GRAD_WRITTEN)[] {
   const gc = g.dtype === weight.dtype ? k.asContiguous(g) : k.copy(g, weight.dtype);
-  const dest = into && !overlapsAny(into.grad, [gc, ids]) ? into.grad : null;
+  const dest = into && !into.shared && !overlapsAny(into.grad, [gc, ids]) ? into.grad : null;
   const dw = dest ?? k.empty(weight.shape, weight.dtype, undefined, false, weight.device);
   if (!dest && V < weight.shape[0]) {
     const [rows, D] = weight.shape;

@@ -162,8 +162,8 @@ export function layerNorm(
       const held = needX && dxAdds && into[0] && into[0].grad.dtype === x.dtype ? into[0] : null;
       const xInto = held && !held.shared && !overlapsAny(held.grad, reads) ? held.grad : null;
       const sumCopy = held?.shared ? k.copy(held.grad) : null;
-      const wInto = needW && into[1] && !overlapsAny(into[1].grad, reads) ? into[1].grad : null;
-      const bInto = needB && into[2] && !overlapsAny(into[2].grad, reads) ? into[2].grad : null;
+      const wInto = needW && into[1] && !into[1].shared && !overlapsAny(into[1].grad, reads) ? into[1].grad : null;
+      const bInto = needB && into[2] && !into[2].shared && !overlapsAny(into[2].grad, reads) ? into[2].grad : null;
       const dx = needX ? (xInto ?? sumCopy ?? k.empty(x.shape, x.dtype, undefined, false, dev)) : null;
       const dw = needW ? (wInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
       const db = needB ? (bInto ?? k.empty(ns, x.dtype, undefined, false, dev)) : null;
