@@ -14,8 +14,9 @@
  * build one 2-rank communicator; a split completes once every parent rank has called it.
  *
  * Traps: an all-reduce of 777 elements never completes until the communicator is aborted (a
- * stuck peer; blocking: the call itself blocks), one of 778 elements leaves an asynchronous error
- * (a failed peer). FAKE_NCCL_INIT / FAKE_NCCL_SPLIT = hang (in progress until aborted) or fail
+ * stuck peer; blocking: the call itself blocks), one of 779 the same but its abort then takes 2 s
+ * (NCCL's abort waits for the device to drain behind a busy compute stream), one of 778 elements
+ * leaves an asynchronous error (a failed peer). FAKE_NCCL_INIT / FAKE_NCCL_SPLIT = hang (in progress until aborted) or fail
  * (ncclRemoteError when done); FAKE_NCCL_EXIT_RANK=r with FAKE_NCCL_EXIT_AT=init|split makes rank
  * r's process exit inside that call (a peer dying mid-creation). Compiled with
  * -DFAKE_NCCL_2_13 it is an NCCL 2.13: no ncclCommInitRankConfig, ncclCommSplit or finalize.
@@ -58,6 +59,7 @@ struct Comm {
   char dir[512];           /* the rendezvous of the creation in progress */
   int splits;              /* splits started, for the split rendezvous names */
   double errorAt;          /* the 778 trap: when the asynchronous error appears (ms) */
+  int slowAbort;           /* the 779 trap: ncclCommAbort takes 2 s */
   Comm** splitOut;         /* where the split's child goes when it completes */
   int splitColor;
 };
@@ -301,6 +303,7 @@ int ncclCommSplit(Comm* p, int color, int key, Comm** out, Config* cfg) {
 int ncclCommAbort(Comm* c) {
   c->aborted = 1;
   say("abort comm=%d", c->serial);
+  if (c->slowAbort) usleep(2000 * 1000);
   return 0;
 }
 #ifndef FAKE_NCCL_2_13
@@ -326,7 +329,8 @@ static int checked(Comm* c, int dt, int op, void* stream) {
 
 /* The traps; returns what the call returns. */
 static int trap(Comm* c, size_t n) {
-  if (n == 777) {
+  if (n == 777 || n == 779) {
+    c->slowAbort = n == 779;
     if (!c->blocking) return started(c, 1);
     for (int i = 0; i < 2000 && !c->aborted; i++) usleep(5000);
     return c->aborted ? 6 : 0;

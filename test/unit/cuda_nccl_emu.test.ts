@@ -78,6 +78,10 @@ if (!emulated || !cc) {
       assert.match(out.stuck.message, /allReduce\(sum\) on group 'stuck' \(rank 0 of 1, cuda:0\) timed out after 500 ms/);
       assert.ok(out.stuck.ms >= 450 && out.stuck.ms < 2500, `the stuck all-reduce failed after ${out.stuck.ms} ms`);
       assert.match(out.after.message, /cannot complete: allReduce\(sum\) on group 'stuck' .* timed out/);
+      // An abort that takes 2 s (the stand-in's 779 trap) holds up neither its own caller nor the next group's timeout.
+      assert.match(out.slow.message, /allReduce\(sum\) on group 'slow' .* timed out after 500 ms/);
+      assert.match(out.next.message, /allReduce\(sum\) on group 'next' .* timed out after 500 ms/);
+      for (const c of [out.slow, out.next]) assert.ok(c.ms >= 450 && c.ms < 1500, `a stuck all-reduce failed after ${c.ms} ms (its timeout 500, the other's abort 2000)`);
       // Seen by the watchdog's poll or by the next call's own state poll, whichever came first.
       assert.match(out.peer.message, /(NCCL reported an asynchronous error on group 'peer' |allReduce\(sum\) on group 'peer' .* failed: ).*NCCL error 6/);
       assert.ok(out.peer.ms < 1000, `the peer's error surfaced after ${out.peer.ms} ms`);
@@ -98,9 +102,9 @@ if (!emulated || !cc) {
       assert.match(calls, /allGather comm=6 n=256 dt=2/, 'the checker: 1 KiB as 256 i32 per rank');
       assert.is((calls.match(/^split parent=1 color=0 key=0 blocking=0 pending$/gm) ?? []).length, 4, 'three mesh axes and newGroup: ncclCommSplit, non-blocking');
       assert.is((calls.match(/^split done parent=1 comm=\d+$/gm) ?? []).length, 4, 'each split completed when polled');
-      assert.is((calls.match(/^init comm=\d+ nranks=1 rank=0 blocking=0$/gm) ?? []).length, 4, 'the world and three fresh communicators: ncclCommInitRankConfig');
+      assert.is((calls.match(/^init comm=\d+ nranks=1 rank=0 blocking=0$/gm) ?? []).length, 6, 'the world and five fresh communicators: ncclCommInitRankConfig');
       // NCCL_CONFIG_INITIALIZER of a 2.18 header with blocking = 0 (48 bytes on x86-64), for every init and split.
-      assert.is((calls.match(/^config size=48 version=21800 blocking=0 undef=1$/gm) ?? []).length, 8);
+      assert.is((calls.match(/^config size=48 version=21800 blocking=0 undef=1$/gm) ?? []).length, 10);
       assert.not.match(calls, /refused/, 'a call on a communicator whose previous call was still in progress');
       assert.match(calls, /^abort comm=\d+$/m);
       assert.match(calls, /\nfinalize comm=1\ndestroy comm=1\n$/, 'the world finalized, then destroyed, after the groups split from it');
@@ -118,7 +122,9 @@ if (!emulated || !cc) {
       assert.equal(out.meshBackends, ['nccl', 'nccl', 'nccl']);
       assert.match(out.stuck.message, /allReduce\(sum\) on group 'stuck' \(rank 0 of 1, cuda:0\) timed out after 500 ms/);
       assert.match(out.peer.message, /NCCL reported an asynchronous error on group 'peer' .*NCCL error 6/);
-      assert.is((calls.match(/^init comm=\d+ nranks=1 rank=0 blocking=1$/gm) ?? []).length, 8, 'world, 3 mesh axes, newGroup, 3 fresh: all ncclCommInitRank');
+      assert.is((calls.match(/^init comm=\d+ nranks=1 rank=0 blocking=1$/gm) ?? []).length, 10, 'world, 3 mesh axes, newGroup, 5 fresh: all ncclCommInitRank');
+      // Blocking calls stuck inside NCCL: the 2 s abort of one holds up neither its caller nor the next group's timeout.
+      for (const c of [out.slow, out.next]) assert.ok(/timed out after 500 ms/.test(c.message) && c.ms >= 450 && c.ms < 1500, `${c.message} after ${c.ms} ms`);
       assert.not.match(calls, /^(config|split|finalize) /m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
