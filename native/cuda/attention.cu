@@ -23,6 +23,7 @@
 #include "cuda/attention_fa2.h"
 #include "cuda/attention_tc.h"
 #include "cuda/runtime.h"
+#include "cuda/vec.cuh"
 
 #ifndef MT_DYNAMIC_SHARED  // older common.cuh: the nvcc spelling
 #define MT_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
@@ -205,7 +206,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// dvec[row] = sum_d dO[row, d] * o[row, d]: the softmax backward's row term. One warp per row.
+// dvec[row] = sum_d dO[row, d] * o[row, d]: the softmax backward's row term. One warp per row:
+// lane l sums d = l, l + 32, ... in order (fused multiply-adds spelled out, so the compiler cannot
+// contract the two kernels differently), then the warp adds lanes at distances 16, 8, ..., 1.
+// The fallback for rows off the 16-byte grid; attnRowDotVec below gives the same bits.
 template <typename T, int D>
 __global__ void attnRowDot(const T* o, CudaAttnStrides os, const T* dO, CudaAttnStrides gs, Acc<T>* dvec,
                            CudaAttnShape g) {
@@ -218,9 +222,60 @@ __global__ void attnRowDot(const T* o, CudaAttnStrides os, const T* dO, CudaAttn
   const T* grow = headOf(dO, gs, bh, g.heads) + i * gs.t;
   A s = 0;
 #pragma unroll
-  for (int c = 0; c < D / 32; c++) s += A(cu::ld(orow + lane + 32 * c)) * A(cu::ld(grow + lane + 32 * c));
+  for (int c = 0; c < D / 32; c++) s = cu::fmaRn(A(cu::ld(orow + lane + 32 * c)), A(cu::ld(grow + lane + 32 * c)), s);
   s = warpSum(s);
   if (lane == 0) dvec[row] = s;
+}
+
+constexpr int kDotThreads = 256;
+
+// attnRowDot with 16-byte loads: kVec (V) elements per load, P = 32 / V threads per row, V rows per
+// warp. Thread j of a row holds the sums of attnRowDot's lanes jV .. jV + V - 1 (the same products
+// in the same order), then adds them in attnRowDot's order: distances 16 .. V across threads by
+// shuffles, V/2 .. 1 in registers. Every row starts on the 16-byte grid (checked by the launcher).
+template <typename T, int D>
+__global__ void __launch_bounds__(kDotThreads)
+    attnRowDotVec(const T* o, CudaAttnStrides os, const T* dO, CudaAttnStrides gs, Acc<T>* dvec, CudaAttnShape g) {
+  using A = Acc<T>;
+  constexpr int V = cu::kVec<T>, P = 32 / V;
+  const int64_t row = (int64_t(blockIdx.x) * kDotThreads + threadIdx.x) / P;
+  const int j = threadIdx.x % P;
+  const bool live = row < g.batch * g.heads * g.tq;  // dead threads still take part in the shuffles
+  A s[V];
+#pragma unroll
+  for (int k = 0; k < V; k++) s[k] = 0;
+  if (live) {
+    const int64_t bh = row / g.tq, i = row % g.tq;
+    const T* orow = headOf(o, os, bh, g.heads) + i * os.t + j * V;
+    const T* grow = headOf(dO, gs, bh, g.heads) + i * gs.t + j * V;
+#pragma unroll
+    for (int c = 0; c < D / 32; c++) {
+      const cu::Vec<T> ov = *reinterpret_cast<const cu::Vec<T>*>(orow + 32 * c);
+      const cu::Vec<T> gv = *reinterpret_cast<const cu::Vec<T>*>(grow + 32 * c);
+#pragma unroll
+      for (int k = 0; k < V; k++) s[k] = cu::fmaRn(A(cu::ld(&ov.v[k])), A(cu::ld(&gv.v[k])), s[k]);
+    }
+  }
+#pragma unroll
+  for (int d = 16; d >= V; d /= 2) {
+#pragma unroll
+    for (int k = 0; k < V; k++) s[k] += __shfl_xor_sync(kFull, s[k], d / V);
+  }
+#pragma unroll
+  for (int d = V / 2; d >= 1; d /= 2) {
+#pragma unroll
+    for (int k = 0; k < d; k++) s[k] = s[k] + s[k + d];
+  }
+  if (live && j == 0) dvec[row] = s[0];
+}
+
+// Every row of o and dO on the 16-byte grid: base aligned, batch/head/position strides whole vectors.
+template <typename T>
+bool dotRowsAligned(const T* o, const CudaAttnStrides& os, const T* dO, const CudaAttnStrides& gs) {
+  const auto whole = [](const CudaAttnStrides& s) {
+    return s.b % cu::kVec<T> == 0 && s.h % cu::kVec<T> == 0 && s.t % cu::kVec<T> == 0;
+  };
+  return cu::aligned16(o) && cu::aligned16(dO) && whole(os) && whole(gs);
 }
 
 // dK and dV of kBr keys per block: grid (batch * heads, key tiles of kBr). Each warp owns kRows
@@ -496,9 +551,17 @@ void cudaAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const voi
     A* dvp = static_cast<A*>(dvec);
     const int64_t rows = g.batch * g.heads * g.tq;
     if (rows > 0) {
-      auto dot = attnRowDot<T, D>;
-      MT_LAUNCH(dot, unsigned(tilesOf(rows, kWarps)), kWarps * 32, 0, s, static_cast<const T*>(o), os, gp, gs, dvp, g);
-      cu::checkLaunch("attnRowDot");
+      const T* op = static_cast<const T*>(o);
+      if (dotRowsAligned(op, os, gp, gs)) {
+        auto dotVec = attnRowDotVec<T, D>;
+        const int64_t perBlock = kDotThreads / (32 / cu::kVec<T>);
+        MT_LAUNCH(dotVec, unsigned(tilesOf(rows, perBlock)), kDotThreads, 0, s, op, os, gp, gs, dvp, g);
+        cu::checkLaunch("attnRowDotVec");
+      } else {
+        auto dot = attnRowDot<T, D>;
+        MT_LAUNCH(dot, unsigned(tilesOf(rows, kWarps)), kWarps * 32, 0, s, op, os, gp, gs, dvp, g);
+        cu::checkLaunch("attnRowDot");
+      }
     }
     if (useTensorCores(dtype, g)) {
       if (fa2Family(attnFamily()) && cudaAttentionFa2BwdApplies(dtype, g))

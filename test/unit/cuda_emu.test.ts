@@ -58,6 +58,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_attention_fa2', {}],
   // The mma.sync backward (MESHTRAIN_ATTENTION=fa2 around backward() only) vs f64 and the WMMA backward.
   ['unit/cuda_attention_fa2_bwd', {}],
+  // The backward's 16-byte row-dot pre-pass: bit for bit the warp-per-row kernel it replaced (rows off the grid).
+  ['unit/cuda_attention_dot', {}],
   // cuDNN's fused attention graphs on the reference cuDNN's graph API (checked, then run as written) vs f64, plans, refusals.
   ['unit/cuda_attention_cudnn', {}],
   // ... and that reference graph API refuses what cuDNN refuses (one small graph per misuse).
