@@ -1,6 +1,7 @@
 // Many tensors per launch, shared by the many-tensor optimizers (sgd_multi.cu, adam_multi.cu): a
 // list of up to Max tensors travels by value as a kernel argument; its element range is the
-// tensors' elements one after another, and each thread finds the tensor of each of its elements.
+// tensors' elements one after another, and each thread finds the tensor of each of its elements
+// (or, GroupSpans, of each of its groups of W elements).
 #pragma once
 #include "cuda/common.cuh"
 
@@ -26,15 +27,32 @@ inline unsigned multiTensorBlocks(int64_t total) {
   return b < kMultiTensorMaxBlocks ? b : kMultiTensorMaxBlocks;
 }
 
-// The tensor holding element e: the last j with start[j] <= e (starts strictly increase: no empty
-// tensors). `from` is the tensor of an earlier element of this thread (elements only grow along a
-// grid-stride loop), so the binary search starts there instead of at 0.
+// Spans counted in groups of W elements as well (a tensor's last group may be short): a thread
+// takes a whole group, finds its tensor once for all W elements and, where bit j of `vec` says
+// tensor j's pointers allow it, reads and writes the group as single W-element accesses.
+template <int Max, int W>
+struct GroupSpans : TensorSpans<Max> {
+  static_assert(Max <= 32, "GroupSpans: one bit of `vec` per tensor");
+  static constexpr int kWidth = W;
+  int64_t group[Max + 1];  // tensor j holds groups [group[j], group[j + 1])
+  unsigned vec;
+};
+
+// Slot j's group span and vector bit; call from launchTensorLists' fill (start[j] is set by then).
 template <typename L>
-__device__ __forceinline__ int tensorOf(const L& l, int64_t e, int from) {
-  int j = from, hi = l.count - 1;
+void setGroups(L& l, int j, int64_t n, bool vec) {
+  l.group[j + 1] = l.group[j] + (n + L::kWidth - 1) / L::kWidth;
+  if (vec) l.vec |= 1u << j;
+}
+
+// The last j with start[j] <= e (starts strictly increase: no empty tensors). `from` is the
+// tensor of an earlier index of this thread (indices only grow along a grid-stride loop), so the
+// binary search starts there instead of at 0.
+__device__ __forceinline__ int tensorOf(const int64_t* start, int count, int64_t e, int from) {
+  int j = from, hi = count - 1;
   while (j < hi) {
     const int mid = (j + hi + 1) >> 1;
-    if (l.start[mid] <= e) j = mid;
+    if (start[mid] <= e) j = mid;
     else hi = mid - 1;
   }
   return j;
@@ -46,8 +64,23 @@ __device__ __forceinline__ void forEachElement(const L& l, F f) {
   const int64_t total = l.start[l.count];
   int j = 0;
   MT_CU_LOOP(e, total) {
-    j = tensorOf(l, e, j);
+    j = tensorOf(l.start, l.count, e, j);
     f(j, e - l.start[j]);
+  }
+}
+
+// Calls f(j, i, n, vec) for this thread's groups of a GroupSpans list: elements [i, i + n) of
+// tensor j (n = W but in a tensor's last group); vec: whole and vector-accessible.
+template <typename L, typename F>
+__device__ __forceinline__ void forEachGroup(const L& l, F f) {
+  constexpr int W = L::kWidth;
+  const int64_t total = l.group[l.count];
+  int j = 0;
+  MT_CU_LOOP(e, total) {
+    j = tensorOf(l.group, l.count, e, j);
+    const int64_t i = (e - l.group[j]) * W, left = l.start[j + 1] - l.start[j] - i;
+    const int n = left < W ? int(left) : W;
+    f(j, i, n, n == W && (l.vec >> j & 1u));
   }
 }
 

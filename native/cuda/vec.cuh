@@ -17,7 +17,14 @@ struct alignas(16) Vec {
   T v[kVec<T>];
 };
 
+// W elements read or written as one access of W * sizeof(T) bytes (2, 4, 8 or 16).
+template <typename T, int W>
+struct alignas(W * sizeof(T)) Pack {
+  T v[W];
+};
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+inline bool alignedTo(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // Vectors handled by the vector loop when `vec`, the rest by the element loop from there on.
 template <typename T>
