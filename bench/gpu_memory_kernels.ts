@@ -89,7 +89,7 @@ const normal = (shape: number[], requiresGrad = false): Tensor => own(uniform(sh
 const image = (n: number, c: number, h: number, w: number, requiresGrad = false): Tensor =>
   own(noGrad(() => uniform([n, h, w, c]).permute([0, 3, 1, 2])).requiresGrad_(requiresGrad));
 
-/** Lines that time the scalar kernel a 16-byte one replaced, on the same shape (inputs one element off alignment). */
+/** Lines that time the kernel a 16-byte one replaced, on the same shape (inputs one element off alignment, or a layout it does not take). */
 const TWIN = 'scalar twin';
 
 /** x's values in a view one element into a longer buffer: a pointer off 16-byte alignment (the scalar kernels). */
@@ -160,6 +160,21 @@ const builders: (() => Case[])[] = [
     const a = normal([rows, d]);
     const b = normal([rows, d]);
     return [forwardCase(`add (residual) [${rows}, ${d}] bf16`, 3 * rows * d * BF, 'a, b; out', () => void add(a, b))];
+  },
+  () => {
+    // GPT's token + position embedding add, [B, T, d] + [T, d] (binaryRows); its twin reads the
+    // position table through a transposed view, which takes binaryStrided (the kernel it replaced).
+    const { rows, d, ctx } = G;
+    const T = rows % ctx === 0 ? ctx : rows;
+    const tok = normal([rows / T, T, d]);
+    const pos = normal([T, d]);
+    const posT = own(noGrad(() => pos.transpose(0, 1).contiguous().transpose(0, 1)));
+    const name = `add (positions) [${rows / T}, ${T}, ${d}] + [${T}, ${d}] bf16`;
+    const bytes = (2 * rows * d + T * d) * BF;
+    return [
+      forwardCase(name, bytes, 'tokens, positions (once); out', () => void add(tok, pos)),
+      forwardCase(`${name} ${TWIN}`, bytes, 'as above', () => void add(tok, posT)),
+    ];
   },
   () => {
     const { rows, d } = G;

@@ -72,6 +72,28 @@ __global__ void binaryStrided(int op, const T* a, const T* b, T* out, cu::Dims2 
   }
 }
 
+// Rows of length L, each operand either a row of its own (row stride L) or one row repeated (row
+// stride 0): a bias or a position table added over the leading dims. Element i's offsets are
+// (i / L) * stride + i % L; when `vec` (L a multiple of the vector, pointers 16-byte aligned) a
+// vector never crosses a row, so it moves 16 bytes per access as the flat kernels do.
+template <typename T>
+__global__ void binaryRows(int op, const T* a, int64_t as, const T* b, int64_t bs, T* out, int64_t L, int64_t n, bool vec) {
+  using V = cu::Vec<T>;
+  const int64_t nv = cu::vectorCount<T>(n, vec);
+  MT_CU_VEC_LOOP(T, iv, nv) {
+    const int64_t i = iv * cu::kVec<T>, r = i / L, c = i - r * L;
+    const V va = *reinterpret_cast<const V*>(a + r * as + c), vb = *reinterpret_cast<const V*>(b + r * bs + c);
+    V vo;
+#pragma unroll
+    for (int k = 0; k < cu::kVec<T>; k++) cu::st(vo.v + k, binaryOp(op, cu::ld(va.v + k), cu::ld(vb.v + k)));
+    reinterpret_cast<V*>(out)[iv] = vo;
+  }
+  MT_CU_TAIL_LOOP(T, i, nv, n) {
+    const int64_t r = i / L, c = i - r * L;
+    cu::st(out + i, binaryOp(op, cu::ld(a + r * as + c), cu::ld(b + r * bs + c)));
+  }
+}
+
 // The flat kernels move 16 bytes per access when `vec` (all pointers 16-byte aligned).
 template <typename T>
 __global__ void binaryFlat(int op, const T* a, const T* b, T* out, int64_t n, bool vec) {
@@ -122,6 +144,34 @@ __global__ void axpyFlat(const T* x, T* y, int64_t n, typename cu::Acc<T>::type 
   MT_CU_TAIL_LOOP(T, i, nv, n) cu::st(y + i, cu::ld(y + i) + alpha * cu::ld(x + i));
 }
 
+// binaryRows' layout, if the operands have it: L is the product of the trailing dims both run
+// along contiguously; over the leading dims each operand must be dense (stride L x the leading
+// dims after it) or broadcast (stride 0). Size-1 dims fit either way. False otherwise.
+struct RowLayout {
+  int64_t L, as, bs;
+};
+bool rowLayout(const int64_t* shape, const int64_t* as, const int64_t* bs, int nd, RowLayout* out) {
+  int64_t L = 1;
+  int k = nd;
+  while (k > 0 && (shape[k - 1] == 1 || (as[k - 1] == L && bs[k - 1] == L))) L *= shape[--k];
+  if (L < 2) return false;
+  // Per operand, over dims [0, k): whether every stride is the dense one, and whether every one is 0.
+  bool dense[2] = {true, true}, zero[2] = {true, true};
+  int64_t span = L;
+  for (int j = k - 1; j >= 0; j--) {
+    if (shape[j] == 1) continue;
+    const int64_t st[2] = {as[j], bs[j]};
+    for (int x = 0; x < 2; x++) {
+      dense[x] = dense[x] && st[x] == span;
+      zero[x] = zero[x] && st[x] == 0;
+    }
+    span *= shape[j];
+  }
+  if (!(dense[0] || zero[0]) || !(dense[1] || zero[1])) return false;
+  *out = {L, dense[0] ? L : 0, dense[1] ? L : 0};
+  return true;
+}
+
 void checkOp(const char* what, int op, int count) {
   if (op < 0 || op >= count) cu::fail(std::string(what) + ": unknown op code " + std::to_string(op));
 }
@@ -144,6 +194,16 @@ void cudaBinary(int dev, int op, int dtype, const void* a, const int64_t* as, co
   if (n == 0) return;
   cudaUseDevice(dev);
   cudaStream_t s = computeStream(dev);
+  RowLayout rows;
+  if (rowLayout(shape, as, bs, nd, &rows)) {
+    MT_CU_FLOAT(dtype, "binary", {
+      const bool vec = rows.L % cu::kVec<T> == 0 && cu::aligned16(a) && cu::aligned16(b) && cu::aligned16(out);
+      MT_LAUNCH(binaryRows<T>, cu::blocksFor(n, vec ? cu::kVec<T> : 1), cu::kThreads, 0, s, op, static_cast<const T*>(a), rows.as,
+                static_cast<const T*>(b), rows.bs, static_cast<T*>(out), rows.L, n, vec);
+    });
+    cu::checkLaunch("binaryRows");
+    return;
+  }
   MT_CU_FLOAT(dtype, "binary",
               MT_LAUNCH(binaryStrided<T>, cu::blocksFor(n), cu::kThreads, 0, s, op, static_cast<const T*>(a), static_cast<const T*>(b),
                         static_cast<T*>(out), d, n));

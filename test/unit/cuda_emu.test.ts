@@ -71,6 +71,8 @@ const SUITES: [string, Record<string, string>][] = [
   ['unit/cuda_gpt_fused', {}],
   // The 16-byte embedding-backward and register-cached layer-norm kernels: bit for bit their scalar twins.
   ['unit/cuda_memory_kernels', {}],
+  // Row-broadcast binary ops (GPT's position add, bias adds): binaryRows, the CPU's values bit for bit.
+  ['unit/cuda_binary_rows', {}],
   // The one-pass layer norm backward: the CPU op's values, the kernels' summation order bit for bit.
   ['unit/cuda_layernorm_onepass', {}],
   // Odd-width products at a padded row pitch (MESHTRAIN_PAD_LD, switched per case): bit for bit the dense run.
