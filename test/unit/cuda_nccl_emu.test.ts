@@ -40,6 +40,9 @@ interface EmuOut {
   selfRecv: Failure;
   stuck: Failure;
   after: Failure;
+  /** Stuck on the 779 trap (its abort takes 2 s), then another group stuck after it. */
+  slow: Failure;
+  next: Failure;
   peer: Failure;
   captured: Failure;
 }
