@@ -14,6 +14,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setGradInto, sumsWrittenInto } from '../../src/autograd/grad_into.ts';
 import { add, cudaCensus, type Device, type DType, linear, manualSeed, mul, randn, type Tensor, tidy } from '../../src/index.ts';
+import { closeScaled } from '../helpers/close.ts';
 import { deviceTest } from '../helpers/devices.ts';
 
 const ULP: Record<string, number> = { f64: 0, f32: 2 ** -22, bf16: 2 ** -7 };
@@ -49,14 +50,7 @@ function run(on: boolean, dev: Device, dtype: DType, fn: (x: Tensor, w1: Tensor,
 }
 
 function close(label: string, got: number[], want: number[], dtype: DType): void {
-  const [ulp, slack] = [ULP[dtype], SLACK[dtype]];
-  if (ulp === 0) {
-    assert.equal(got, want, label);
-    return;
-  }
-  let scale = 0;
-  for (const v of want) scale = Math.max(scale, Math.abs(v));
-  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= ulp * Math.abs(want[i]) + slack * scale, `${label}[${i}]: ${v} vs ${want[i]}`));
+  closeScaled(label, got, want, ULP[dtype], SLACK[dtype]);
 }
 
 /** h = 2x feeds two linears (separate q and k projections, say): the second input gradient is added into the first. */

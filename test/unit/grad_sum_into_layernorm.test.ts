@@ -18,6 +18,7 @@ import {
   randn, tidy,
 } from '../../src/index.ts';
 import { kernelsSay } from '../../src/tensor/backend.ts';
+import { closeScaled } from '../helpers/close.ts';
 import { deviceTest } from '../helpers/devices.ts';
 
 const ULP: Record<string, number> = { f64: 0, f32: 0, bf16: 2 ** -7 };
@@ -59,14 +60,7 @@ function run(on: boolean, dev: Device, dtype: DType, cols: number, atRoot = fals
 }
 
 function close(label: string, got: number[], want: number[], dtype: DType): void {
-  const [ulp, slack] = [ULP[dtype], SLACK[dtype]];
-  if (ulp === 0) {
-    assert.equal(got, want, label);
-    return;
-  }
-  let scale = 0;
-  for (const v of want) scale = Math.max(scale, Math.abs(v));
-  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= ulp * Math.abs(want[i]) + slack * scale, `${label}[${i}]: ${v} vs ${want[i]}`));
+  closeScaled(label, got, want, ULP[dtype], SLACK[dtype]);
 }
 
 for (const dtype of ['f64', 'f32', 'bf16'] as DType[]) {
