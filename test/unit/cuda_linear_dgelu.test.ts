@@ -18,6 +18,7 @@ import {
   linear, native, randn, setActivationGradOffers, sum, type Tensor, tidy,
 } from '../../src/index.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
+import { near } from '../helpers/close.ts';
 
 const DEV = 'cuda:0';
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10 };
@@ -27,15 +28,6 @@ const C = Math.sqrt(2 / Math.PI);
 function geluGrad(v: number): number {
   const t = Math.tanh(C * (v + 0.044715 * v * v * v));
   return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * C * (1 + 3 * 0.044715 * v * v);
-}
-
-function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
-  assert.is(got.length, want.length, `${label}: lengths`);
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (ulp * Math.abs(want[i]) + slack * scale + 1e-300));
-  assert.ok(w <= 1, `${label}: error ${w.toFixed(3)} x the bound (${ulp} relative + ${slack} of the largest)`);
 }
 
 const count = (entries: CensusEntry[], f: (e: CensusEntry) => boolean) => entries.filter(f).reduce((n, e) => n + e.count, 0);

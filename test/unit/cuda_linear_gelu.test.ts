@@ -17,26 +17,13 @@ import {
   censusTotals, cudaCensus, cudaIsAvailable, type DType, formatCensus, gelu, linear, native, noGrad, randn, type Tensor, tidy,
 } from '../../src/index.ts';
 import { dtypeCode } from '../../src/tensor/dtype.ts';
+import { near, worst } from '../helpers/close.ts';
 import { linearReference } from '../helpers/linear_ref.ts';
 
 const DEV = 'cuda:0';
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
 
 const geluOf = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
-
-/** The largest |got - want| over ulp * |want| + slack * max|want| (<= 1 passes). */
-function worst(got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): number {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (ulp * Math.abs(want[i]) + slack * scale + 1e-300));
-  return w;
-}
-
-function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
-  const r = worst(got, want, ulp, slack);
-  assert.ok(r <= 1, `${label}: error ${r.toFixed(3)} x the bound (${ulp} relative + ${slack} of the largest)`);
-}
 
 /** The binding called directly: out = gelu(x Wᵀ + b), aux = x Wᵀ + b (x [M, K], w [N, K], contiguous). */
 function direct(dtype: DType, x: Tensor, w: Tensor, b: Tensor): { done: boolean; out: Tensor; aux: Tensor } {

@@ -17,20 +17,12 @@ import {
   add, type CensusEntry, censusTotals, cudaCensus, cudaIsAvailable, type DType, destroyDistributed, formatCensus, initDistributed, linear, native,
   nn, noGrad, randn, type Tensor, tidy,
 } from '../../src/index.ts';
+import { near } from '../helpers/close.ts';
 import { linearReference } from '../helpers/linear_ref.ts';
 
 const DEV = 'cuda:0';
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 2 ** -22 };
 const SLACK: Record<string, number> = { bf16: 2 ** -8, f16: 2 ** -8, f32: 1e-6 };
-
-/** The largest |got - want| over ulp * |want| + slack * max|want| (<= 1 passes). */
-function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (ulp * Math.abs(want[i]) + slack * scale + 1e-300));
-  assert.ok(w <= 1, `${label}: error ${w.toFixed(3)} x the bound (${ulp} relative + ${slack} of the largest)`);
-}
 
 const count = (entries: CensusEntry[], f: (e: CensusEntry) => boolean) => entries.filter(f).reduce((n, e) => n + e.count, 0);
 const isAdd = (e: CensusEntry) => e.kind === 'kernel' && /^binary/.test(e.name);
