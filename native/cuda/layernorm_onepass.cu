@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(cu::kThreads, (kOnePassMinBlocks<T, E>))
         sb[k * 32] += gk;
       }
       if (dx && Row::col(lane, k) < cols) {
-        const C gw = gk * (w ? wr.at(k) : C(1));
+        const C gw = w ? cu::mulRn(gk, wr.at(k)) : gk;
         sg += double(gw);
         sgx += double(gw) * double(xhat);
       }
@@ -171,7 +171,9 @@ __global__ void __launch_bounds__(cu::kThreads, (kOnePassMinBlocks<T, E>))
     if (w) wr.opaque();
     Row::store(dx + r * cols, lane, cols, addX, [&](int k) {
       const C xhat = (xr.at(k) - mu) * rs;
-      const C gw = gr.at(k) * (w ? wr.at(k) : C(1));
+      // gw rounded as in the sums above: fused into the subtraction (the H200's contraction), one
+      // column's dx came out as rstd times g * w's rounding error instead of 0.
+      const C gw = w ? cu::mulRn(gr.at(k), wr.at(k)) : gr.at(k);
       return rs * (gw - mg - xhat * mgx);
     });
   }

@@ -5,9 +5,12 @@
  * - Always: the engine on the CPU, ZeRO stages 0 and 3, equals one process doing the same by hand
  *   bit for bit (losses, loss-scale trace, every weight).
  * - On cuda:0: the engine at ZeRO 0-3 equals the CPU engine: the same loss-scale trace (so the same
- *   skipped steps), losses within 2.5e-3 relative and weights within 4e-3 x max(1, each tensor's
- *   largest value), i.e. 4 f16 ulps at 1. The device's matmuls run cuBLASLt in f16 with f32
- *   accumulation and round once to f16, as the CPU's f32 products do, but in another summation
+ *   skipped steps), losses within 2.5e-3 relative and weights within 2 lr + 2^-9 x max(1, each
+ *   tensor's largest value): AdamW's first step moves a weight by lr times its gradient's sign, so a
+ *   gradient at the rounding-noise level whose sign the two devices round apart leaves that weight
+ *   2 lr apart (the H200 after stop 20's fused residual adds and DGELU epilogue: 5.83e-3 at
+ *   h.1.mlp.c_fc.weight, ZeRO 0; losses 1.7e-6), plus 2 f16 ulps at 1 (the bound was 4e-3 before).
+ *   The device's matmuls run cuBLASLt in f16 with f32 accumulation and round once to f16, as the CPU's f32 products do, but in another summation
  *   order, and its reductions sum in another order too; a value that lands on the other side of an
  *   f16 rounding boundary is off by one ulp (2^-11 relative), which Adam can carry into a weight.
  *   linear + GELU rounds once on both (cuBLASLt's epilogue; the CPU sums in f32 through GELU too).
@@ -20,7 +23,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cudaIsAvailable, destroyDistributed, initDistributed, native } from '../../src/index.ts';
-import { engineRun, referenceRun, worstLoss, worstWeight } from '../dist/fixtures/engine_device.ts';
+import { engineRun, LR, referenceRun, worstLoss, worstWeight } from '../dist/fixtures/engine_device.ts';
 import { cpuTwins } from '../helpers/cpu_twins.ts';
 
 // A world of one for initialize(), only while this file's tests run (uvu imports every file first).
@@ -32,6 +35,7 @@ test.after(async () => {
 });
 const STEPS = 6;
 const SKIPPING = [1048576, 524288, 262144, 262144, 524288, 262144];
+const WEIGHT_TOL = 2 * LR + 2 ** -9;
 
 // CPU only: under cuda_emu.test.ts (CPU twins off) npm test has run it in this same file already.
 if (cpuTwins) test('fp16 engine on the CPU, stages 0 and 3: equals the same steps by hand bit for bit (overflowing steps skipped, scale grows)', async () => {
@@ -53,6 +57,7 @@ if (!cudaIsAvailable()) {
   });
 } else {
   test(`fp16 engine on cuda:0 equals the CPU engine, ZeRO stages 0-3, ${STEPS} steps`, async () => {
+    const runs: (() => void)[] = [];
     for (const stage of [0, 1, 2, 3] as const) {
       const cpu = await engineRun({ device: 'cpu', dtype: 'f16', stage, steps: STEPS });
       const gpu = await engineRun({ device: 'cuda:0', dtype: 'f16', stage, steps: STEPS });
@@ -60,10 +65,14 @@ if (!cudaIsAvailable()) {
       const l = worstLoss(gpu.losses, cpu.losses);
       const w = worstWeight(gpu.weights, cpu.weights);
       console.log(`  stage ${stage}: losses ${l.toExponential(2)}, weights ${w.rel.toExponential(2)} (${w.name})`);
-      assert.ok(l <= 2.5e-3, `stage ${stage}: losses differ by ${l} (cuda ${gpu.losses}, cpu ${cpu.losses})`);
-      assert.ok(w.rel <= 4e-3, `stage ${stage}: ${w.name} differs by ${w.rel}`);
-      assert.ok(gpu.memory.optim > 0 && gpu.memory.param > 0, `stage ${stage}: optimizer state and parameters on cuda:0 (${JSON.stringify(gpu.memory)})`);
+      // Every stage is measured before any assertion: a failure then shows them all.
+      runs.push(() => {
+        assert.ok(l <= 2.5e-3, `stage ${stage}: losses differ by ${l} (cuda ${gpu.losses}, cpu ${cpu.losses})`);
+        assert.ok(w.rel <= WEIGHT_TOL, `stage ${stage}: ${w.name} differs by ${w.rel} (bound ${WEIGHT_TOL})`);
+        assert.ok(gpu.memory.optim > 0 && gpu.memory.param > 0, `stage ${stage}: optimizer state and parameters on cuda:0 (${JSON.stringify(gpu.memory)})`);
+      });
     }
+    for (const check of runs) check();
   });
 }
 
