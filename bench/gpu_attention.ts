@@ -2,9 +2,11 @@
  * Fused causal attention at GPT-2 124M's shape (batch 8, 12 heads, T 1024, head dim 64, bf16):
  * forward and forward + backward on the device, and the TFLOP/s they reach (the causal forward
  * counted as 2·B·H·T²·D FLOPs: two T×T×D products, half of them masked; the backward as 2.5
- * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset: tensor
- * cores for bf16 (WMMA); `simt`: the CUDA-core kernels; `fa2`: the mma.sync kernels where they apply;
- * `cudnn`: cuDNN's fused attention graphs, fa2 where cuDNN refuses), so gpu_check runs it each way.
+ * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset or
+ * `cudnn`: cuDNN's fused attention graphs, fa2 where cuDNN refuses; `fa2`: the mma.sync kernels where
+ * they apply; `tc`: the WMMA ones; `simt`: the CUDA-core kernels), so gpu_check runs it each way. The
+ * forward + backward time includes sum()'s backward and the gradients' allocation (on the H200 fa2's
+ * was 1.27 ms where its backward alone, bench/gpu_attention_bwd.ts, is 0.45 ms).
  * A forward at head dim 128 ([4, 12, 1024, 128]) is printed first; under fa2 (cudnn), each shape's
  * output is first compared with the WMMA (fa2) forward's, and under cudnn the plans built, calls
  * run and refusals (with the last reason) are printed, so a run shows whether cuDNN ran at all. The peer, PyTorch's
@@ -19,16 +21,15 @@ import { runTorchPeer } from './torch_peer.ts';
 
 const smoke = process.argv.includes('--smoke');
 const [B, H, T, D] = smoke ? [1, 2, 128, 64] : [8, 12, 1024, 64];
-// Unset: the default family, fa2 where it applies (native/cuda/attention.cu attnFamily).
+// Unset: the default family, cuDNN where it takes the problem (native/cuda/attention.cu attnFamily).
 const FAMILY: Record<string, string> = {
   simt: 'simt',
   tc: 'tensor cores (WMMA)',
   fa2: 'fa2 (mma.sync)',
   cudnn: 'cuDNN fused (graph API)',
-  '': 'fa2 (mma.sync)',
 };
-const family = process.env.MESHTRAIN_ATTENTION || 'fa2';
-const path = FAMILY[family] ?? 'fa2 (mma.sync)';
+const family = process.env.MESHTRAIN_ATTENTION || 'cudnn';
+const path = FAMILY[family] ?? family;
 // The family each compared one is checked against.
 const REFERENCE: Record<string, string> = { fa2: 'tc', cudnn: 'fa2' };
 const cacheAt = process.argv.indexOf('--peer-cache');

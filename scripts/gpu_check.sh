@@ -216,18 +216,17 @@ step unit/fp16_unscale_f32 120 uvu test/unit '^fp16_unscale_f32\.test\.ts$'
 step unit/step_decision 120 uvu test/unit '^(step_decision|loss_scaler_update)\.test\.ts$'
 # GPT's vocabulary padded inside the model (makeVocabSizeDivisibleBy) vs unpadded on cuda:0 (not a cuda_* file): within TOL there.
 step unit/gpt_padded_vocab 150 uvu test/unit '^gpt_padded_vocab\.test\.ts$'
-# bf16/f16 attention once more on the SIMT kernels (by default they run the tensor-core ones).
+# bf16/f16 attention once more on the SIMT kernels (by default cuDNN runs head dims 64/128, fa2 or WMMA the rest).
 step unit/cuda_attention:simt 150 env MESHTRAIN_ATTENTION=simt node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
-# And on the WMMA kernels alone (attention_tc.cu; by default the mma.sync ones run where they apply).
+# And on the WMMA kernels alone (attention_tc.cu).
 step unit/cuda_attention:tc 150 env MESHTRAIN_ATTENTION=tc node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
-# The default family with the fa2 forward and the backward's dQ kernel at 32 query rows per warp (head dims <= 64;
+# The fa2 family with its forward and the backward's dQ kernel at 32 query rows per warp (head dims <= 64;
 # the fa2 suites also run both variants themselves and check them bit for bit against each other).
-step unit/cuda_attention_fa2:rows32 180 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv|_fa2|_fa2_bwd)?\.test\.ts$'
-# And through cuDNN's fused attention graphs (attention_cudnn.cc; fa2 where cuDNN refuses: the refusals print once per problem).
-# On the emulator these suites build 61 plans (70 cuDNN calls, 62 refused bf16/f16 calls, all at head dim 32; f32/f64
-# are not cuDNN's and take the SIMT kernels): on a GPU each build may
-# compile kernels at run time (NVRTC), hence the longer limit.
-step unit/cuda_attention:cudnn 240 env MESHTRAIN_ATTENTION=cudnn node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
+step unit/cuda_attention_fa2:rows32 180 env MESHTRAIN_ATTENTION=fa2 MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv|_fa2|_fa2_bwd)?\.test\.ts$'
+# And on the fa2 family alone (the default before stop 21 made cuDNN's fused attention graphs it: the ops step and
+# the cuda_attention files above run cuDNN at head dims 64/128, each plan built at first use, maybe compiling
+# kernels at run time (NVRTC)).
+step unit/cuda_attention:fa2 180 env MESHTRAIN_ATTENTION=fa2 node --import tsx node_modules/uvu/bin.js test/unit '^cuda_attention(_qkv)?\.test\.ts$'
 # Grouped/dilated/depthwise conv2d on the direct kernels (the ops step runs it through cuDNN).
 step ops:conv_groups:direct 120 env MT_TEST_DEVICES=cuda:0 MESHTRAIN_CUDA_CONV=direct node --import tsx node_modules/uvu/bin.js test/unit '^conv_groups\.test\.ts$'
 # Launch census of one bf16 GPT engine step, per layer and outside (counts, not times: docs/gpu.md).
@@ -252,9 +251,11 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
   # what the default buys (OUT unset: bench_gpu.json keeps the full run).
   step bench:gpt:tc 90 env -u OUT MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # And with the fa2 kernels at 32 query rows per warp (forward and dQ): whether the variant moves the step.
-  step bench:gpt:rows32 90 env -u OUT MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
-  # And with cuDNN's fused attention (attention_cudnn.cc; fa2 where it refuses): the MFU goal's most likely lever.
-  step bench:gpt:cudnn 120 env -u OUT MESHTRAIN_ATTENTION=cudnn node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  step bench:gpt:rows32 90 env -u OUT MESHTRAIN_ATTENTION=fa2 MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # And on fa2 (the default before stop 21): what cuDNN's fused attention buys.
+  step bench:gpt:fa2 90 env -u OUT MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
+  # And cuDNN's backward through its f32 dQ accumulator (not bit-reproducible; the default is the deterministic one).
+  step bench:gpt:cudnn_acc 120 env -u OUT MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=0 node --import tsx bench/gpu.ts "${size:---quick}" --only b --peer-cache "$logs/torch_gpt.json"
   # GPT-2's LM head with the padded row pitch for its 50257-wide logits on and off (MESHTRAIN_PAD_LD): its three
   # products alone and the 124M step; bench (b)'s vocab-50257 row has it on (~10 s on an H200).
   step bench:row_pitch 60 node --import tsx bench/gpu_row_pitch.ts $size
@@ -282,17 +283,18 @@ if [ "${MT_BENCH:-0}" = 1 ]; then
     step bench:host_floor:emu 90 env MESHTRAIN_ADDON="$emuAddon" MESHTRAIN_CUDA_LIB_PATH="$(dirname "$emuAddon")/../emu-lib" \
       MESHTRAIN_CUDA_EMU_SKIP_WORK=1 node --import tsx bench/gpu_host_floor.ts --steps 300
   fi
-  # Fused attention at GPT-2 124M's shape, tensor cores and SIMT, each beside PyTorch's SDPA (measured once, ~5 s, then cached).
+  # Fused attention at GPT-2 124M's shape, each family beside PyTorch's SDPA (measured once, ~5 s, then cached).
   step bench:attention 60 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   step bench:attention:simt 60 env MESHTRAIN_ATTENTION=simt node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
-  # The WMMA kernels alone: compare with bench:attention (the mma.sync kernels where they apply).
+  # The WMMA kernels alone.
   step bench:attention:tc 60 env MESHTRAIN_ATTENTION=tc node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The fa2 kernels at 32 query rows per warp: the whole bench with them, then 16 vs 32 rows alone (forward; backward
   # with dQ at each), alternating rounds in one process.
-  step bench:attention:rows32 60 env MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
-  step bench:attention_rows 90 node --import tsx bench/gpu_attention_rows.ts $size
-  # cuDNN's fused attention graphs: compared with fa2 on the device, timed, and whether cuDNN ran (plans, calls, refusals).
-  step bench:attention:cudnn 90 env MESHTRAIN_ATTENTION=cudnn node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  step bench:attention:rows32 60 env MESHTRAIN_ATTENTION=fa2 MESHTRAIN_FA2_ROWS=32 MESHTRAIN_FA2_BWD_ROWS=32 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
+  step bench:attention_rows 90 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention_rows.ts $size
+  # The fa2 kernels (bench:attention above runs cuDNN's graphs, compared with fa2 on the device, and says whether
+  # cuDNN ran: plans, calls, refusals).
+  step bench:attention:fa2 90 env MESHTRAIN_ATTENTION=fa2 node --import tsx bench/gpu_attention.ts $size --peer-cache "$logs/torch_attention.json"
   # The backward alone, WMMA vs mma.sync in one process (D 64 and 128), and their gradients compared on the device.
   step bench:attention_bwd 90 node --import tsx bench/gpu_attention_bwd.ts $size
   # NCCL per-call cost: non-blocking communicators (every call returns ncclInProgress and is polled) vs blocking ones.

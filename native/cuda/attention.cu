@@ -442,17 +442,19 @@ void allowSmem(K kernel, size_t bytes, const char* name) {
 
 int64_t tilesOf(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
-// The bf16/f16 kernel family, from MESHTRAIN_ATTENTION: unset (or `fa2`) the mma.sync ones
-// (attention_fa2*.cu) where they apply and the WMMA tensor-core ones elsewhere, `tc` the WMMA ones
-// (attention_tc.cu) always, `simt` the CUDA-core ones. fa2 became the default once the H200 run of
-// stop 19 measured it (GPT-2 124M bf16 step 31.4 -> 20.1 ms, its tests and compute-sanitizer clean).
-// `cudnn` runs cuDNN's fused attention graphs (attention_cudnn.cc) where cuDNN takes the problem and
-// fa2 otherwise (the lse convention is shared, so either forward pairs with either backward).
+// The bf16/f16 kernel family, from MESHTRAIN_ATTENTION: unset (or `cudnn`) cuDNN's fused attention
+// graphs (attention_cudnn.cc) where cuDNN takes the problem (bf16/f16, head dim 64 or 128, rows
+// 16-byte aligned, the library loaded) and the fa2 ones otherwise (the lse convention is shared, so
+// either forward pairs with either backward); `fa2` the mma.sync ones (attention_fa2*.cu) where they
+// apply and the WMMA tensor-core ones elsewhere; `tc` the WMMA ones (attention_tc.cu) always; `simt`
+// the CUDA-core ones. cuDNN became the default once the H200 run of stop 21 measured it: GPT-2 124M
+// bf16 step 17.7-18.0 ms (fa2) -> 16.4 ms with its deterministic backward (15.9 without), the
+// suites passing.
 // Read at every call (one getenv), so a test or a benchmark can switch families within one process.
 enum class AttnFamily { Tc, Simt, Fa2, Cudnn };
 AttnFamily attnFamily() {
   const char* e = std::getenv("MESHTRAIN_ATTENTION");
-  if (!e || !*e) return AttnFamily::Fa2;
+  if (!e || !*e) return AttnFamily::Cudnn;
   if (std::strcmp(e, "tc") == 0) return AttnFamily::Tc;
   if (std::strcmp(e, "simt") == 0) return AttnFamily::Simt;
   if (std::strcmp(e, "fa2") == 0) return AttnFamily::Fa2;
@@ -468,8 +470,8 @@ bool useTensorCores(int dtype, const CudaAttnShape& g) {
   return attnFamily() != AttnFamily::Simt && cudaAttentionTcApplies(dtype, g);
 }
 
-// The fa2 family (the default): bf16/f16 forwards take attention_fa2.cu; what it does not cover keeps
-// the kernels chosen above.
+// The fa2 family (and what cuDNN leaves to it): bf16/f16 forwards take attention_fa2.cu; what it
+// does not cover keeps the kernels chosen above.
 bool useFa2Forward(int dtype, const CudaAttnShape& g) {
   return fa2Family(attnFamily()) && cudaAttentionFa2Applies(dtype, g);
 }

@@ -5,8 +5,10 @@
 // -inf), softmax as max/sub/exp/sum/div with Stats = max + log(sum) written out, O = P·V (P in the
 // input dtype). Backward: softmax_sum = rowsum(dO·O) (written to the caller's scratch),
 // P = exp(S·scale - Stats) masked, dV = Pᵀ·dO, dS = (dO·Vᵀ - softmax_sum)·P·scale, dK = dSᵀ·Q,
-// dQ = dS·K through an f32 accumulator in the workspace (MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=1:
-// straight into dQ, cudnn-frontend's deterministic form on Hopper). One plan per problem (device, pass,
+// dQ = dS·K straight into dQ, cudnn-frontend's deterministic form on Hopper (the default: the same
+// bits every run, as our other kernels give), or with MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=0
+// through an f32 accumulator in the workspace (not bit-reproducible; the H200's GPT-2 124M step
+// 16.4 -> 15.9 ms). One plan per problem (device, pass,
 // dtype, shape, strides, causal, scale), built on first use and cached for the process (building
 // takes milliseconds to seconds); refusals are cached too. cuDNN's execute only launches kernels on
 // the handle's stream, so it runs inside a CUDA graph capture; a plan is never built inside one
@@ -236,9 +238,11 @@ const Plan* planFor(State& s, int pass, int dev, int dtype, const CudaAttnShape&
   }
   if (!p.ok) {
     p.why = std::string(pass == 0 ? "forward" : pass == 1 ? "backward" : "deterministic backward") + ": " + p.why;
-    std::fprintf(stderr, "meshtrain: MESHTRAIN_ATTENTION=cudnn: cuDNN does not run attention %s %lldx%lldx%lldx%lld (Tk %lld)%s: %s; using the fa2/WMMA kernels\n",
-                 dtypeNameOf(DType(dtype)), (long long)g.batch, (long long)g.heads, (long long)g.tq, (long long)g.dim,
-                 (long long)g.tk, g.causal ? " causal" : "", p.why.c_str());
+    // Said only where cuDNN was asked for by name: by default the fa2 kernels take what it leaves.
+    if (const char* e = std::getenv("MESHTRAIN_ATTENTION"); e && std::strcmp(e, "cudnn") == 0)
+      std::fprintf(stderr, "meshtrain: MESHTRAIN_ATTENTION=cudnn: cuDNN does not run attention %s %lldx%lldx%lldx%lld (Tk %lld)%s: %s; using the fa2/WMMA kernels\n",
+                   dtypeNameOf(DType(dtype)), (long long)g.batch, (long long)g.heads, (long long)g.tq, (long long)g.dim,
+                   (long long)g.tk, g.causal ? " causal" : "", p.why.c_str());
     *why = p.why;
   }
   Plan& slot = s.plans[key] = p;
@@ -317,7 +321,7 @@ bool cudnnAttentionBackward(int dev, int dtype, const CudaAttnShape& g, const vo
                                  settled(dks, g, g.tk), settled(dvs, g, g.tk)};
   std::string why;
   const char* det = std::getenv("MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC");
-  const bool deterministic = det && *det && std::strcmp(det, "0") != 0;
+  const bool deterministic = !det || std::strcmp(det, "0") != 0;
   const Plan* p = planFor(s, deterministic ? 2 : 1, dev, dtype, g, st, 8, &why);
   if (!p) return refuse(s, why);
   float scale = float(g.scale), negInf = -std::numeric_limits<float>::infinity(), one = 1.0f;

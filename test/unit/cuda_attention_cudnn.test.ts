@@ -1,6 +1,6 @@
 /**
- * cuDNN's fused attention (native/cuda/attention_cudnn.cc, taken under MESHTRAIN_ATTENTION=cudnn):
- * the SDPA forward and backward graphs through cuDNN's graph API. On the emulated device the
+ * cuDNN's fused attention (native/cuda/attention_cudnn.cc; the default family since stop 21, and
+ * MESHTRAIN_ATTENTION=cudnn): the SDPA forward and backward graphs through cuDNN's graph API. On the emulated device the
  * reference cuDNN (native/cuda/emu/cudnn_backend.cc) checks every descriptor and runs the graph as
  * written, so these tests prove the graphs compute attention with our uids, strides, lse convention
  * and variant packs; they do not prove the real cuDNN accepts the graphs (the GPU run does).
@@ -8,8 +8,10 @@
  * rounded inputs, max |diff| / max(1, max |ref|) within cuda_attention's 1e-2 for 16-bit inputs;
  * every compared call shows cuDNN ran (a census 'library' entry, no attention kernel). bf16 and
  * f16, head dims 64 and 128, causal and not, Tq != Tk, a custom scale, q/k/v as strided views of
- * one [B, T, 3C] projection; the deterministic backward graph (MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC).
- * Plans: one per problem and pass, reused by later calls. Refusals
+ * one [B, T, 3C] projection; the backward graph through the f32 dQ accumulator
+ * (MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=0; the default is the deterministic one). With
+ * MESHTRAIN_ATTENTION unset: cuDNN runs head dim 64, fa2 head dim 32, and two backward runs give
+ * the same bits. Plans: one per problem and pass, reused by later calls. Refusals
  * (head dim 32, rows not 16-byte aligned, no engine offered: emulated only) fall back to the fa2
  * kernels with the reason recorded, and the results stay right. In a CUDA graph capture a built plan is recorded and
  * its replays equal the eager call bit for bit; a plan not built yet is not built there (fa2 runs).
@@ -128,14 +130,39 @@ if (!cudaIsAvailable()) {
     console.log(`  qkv views: max error vs f64 ${worst.toExponential(2)} (2 cases)`);
   });
 
-  test('MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=1: the backward graph without the f32 dQ accumulator, its own plan, = f64', () => {
-    const det = { MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC: '1' };
+  test('MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC=0: the backward graph through the f32 dQ accumulator, its own plan, = f64', () => {
+    const acc = { MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC: '0' };
     const s = [1, 2, 23, 64];
     const before = stats().plansBuilt;
     let worst = 0;
-    for (const causal of [true, false]) worst = Math.max(worst, check(`deterministic causal ${causal}`, sdpa(causal), [s, s, s], s, 'bf16', true, det));
-    assert.is(stats().plansBuilt - before, 4, 'a forward and a deterministic backward plan per problem');
-    console.log(`  deterministic backward: max error vs f64 ${worst.toExponential(2)} (2 cases)`);
+    for (const causal of [true, false]) worst = Math.max(worst, check(`accumulator causal ${causal}`, sdpa(causal), [s, s, s], s, 'bf16', true, acc));
+    assert.is(stats().plansBuilt - before, 4, 'a forward and an accumulator backward plan per problem');
+    console.log(`  accumulator backward: max error vs f64 ${worst.toExponential(2)} (2 cases)`);
+  });
+
+  test('the default (MESHTRAIN_ATTENTION unset): cuDNN at head dim 64, fa2 at 32; two backward runs give the same bits', () => {
+    tidy(() => {
+      withEnv({ MESHTRAIN_ATTENTION: undefined, MESHTRAIN_CUDNN_ATTENTION_DETERMINISTIC: undefined }, () => {
+        const grads = (D: number) => {
+          const s = [2, 3, 40, D];
+          manualSeed(D);
+          const base = [0, 1, 2].map(() => randn(s, { device: DEV }).to('bf16'));
+          const w = randn(s, { device: DEV }).to('bf16');
+          const once = () => {
+            const leaves = base.map((x) => x.detach().requiresGrad_(true));
+            sum(mul(scaledDotProductAttention(leaves[0], leaves[1], leaves[2], { causal: true }), w)).backward();
+            return leaves.map((x) => (x.grad as Tensor).toList() as number[]);
+          };
+          const first = cudaCensus(once);
+          return { first: first.result, again: once(), r: ran(first.entries) };
+        };
+        const d64 = grads(64);
+        assert.equal(d64.r, { cudnn: 2, kernels: 0 }, `head dim 64: cuDNN forward and backward (last refusal: ${stats().lastRefusal})`);
+        assert.equal(d64.again, d64.first, 'head dim 64: the same gradient bits on a second run');
+        const d32 = grads(32);
+        assert.ok(d32.r.cudnn === 0 && d32.r.kernels > 0, `head dim 32: the fa2/WMMA kernels, saw ${JSON.stringify(d32.r)}`);
+      });
+    });
   });
 
   test('plans: built once per problem and pass, reused by later calls; a new shape builds two more', () => {
