@@ -5,8 +5,9 @@
  * forwards, flash-attention's convention). Which kernels run follows MESHTRAIN_ATTENTION (unset or
  * `cudnn`: cuDNN's fused attention graphs, fa2 where cuDNN refuses; `fa2`: the mma.sync kernels where
  * they apply; `tc`: the WMMA ones; `simt`: the CUDA-core kernels), so gpu_check runs it each way. The
- * forward + backward time includes sum()'s backward and the gradients' allocation (on the H200 fa2's
- * was 1.27 ms where its backward alone, bench/gpu_attention_bwd.ts, is 0.45 ms).
+ * forward + backward time is the whole closure between events: sum() and its backward, the gradients'
+ * allocation and any gap while the host issues them count (on the H200 fa2's was 1.27 ms where its
+ * forward is 0.12 ms and its backward alone, bench/gpu_attention_bwd.ts, 0.45 ms).
  * A forward at head dim 128 ([4, 12, 1024, 128]) is printed first; under fa2 (cudnn), each shape's
  * output is first compared with the WMMA (fa2) forward's, and under cudnn the plans built, calls
  * run and refusals (with the last reason) are printed, so a run shows whether cuDNN ran at all. The peer, PyTorch's
