@@ -98,10 +98,15 @@ function pendingSum(node: Node, producer: Node, slots: Map<Node, Slot>, i: numbe
   const held = (slots.get(producer) as Slot).grad;
   if (held === null || held.disposed || held.kept || !held.isContiguous) return null;
   if (!sameShape(held.shape, node.inputShapes[i])) return null;
+  if (edgesFrom(node, producer) !== 1) return null;
+  return held.storage.holders === 1 ? { grad: held, zero: false } : { grad: held, zero: false, shared: true };
+}
+
+/** How many of `node`'s inputs `producer` made (a tensor used twice has two edges from it). */
+function edgesFrom(node: Node, producer: Node): number {
   let uses = 0;
   for (const o of node.edges) if (o && 'node' in o && o.node === producer) uses++;
-  if (uses !== 1) return null;
-  return held.storage.holders === 1 ? { grad: held, zero: false } : { grad: held, zero: false, shared: true };
+  return uses;
 }
 
 /** True when only one edge, not yet delivered, leads into `n` in this pass and nothing is summed there. */
@@ -130,9 +135,7 @@ function activationOffers(node: Node, slots: Map<Node, Slot>): readonly (Activat
       p = next.node;
     }
     if (!p.activationGrad || p.edges.length !== 1 || !soleDelivery(p, slots)) continue;
-    let uses = 0;
-    for (const o of edges) if (o && 'node' in o && o.node === e.node) uses++;
-    if (uses !== 1) continue;
+    if (edgesFrom(node, e.node) !== 1) continue;
     out ??= new Array<ActivationOffer | null>(edges.length).fill(null);
     const slot = slots.get(p) as Slot;
     const a = p.activationGrad;

@@ -8,20 +8,26 @@
  */
 import * as assert from 'uvu/assert';
 
-/** The largest |got - want| over ulp * |want| + slack * max|want| (<= 1 passes). */
-export function worst(got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): number {
+/**
+ * The largest |got - want| over ulp * |want| + slack * max|want| (+ extra[i], each element's own
+ * allowance where given) (<= 1 passes).
+ */
+export function worst(got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number, extra?: ArrayLike<number>): number {
   let scale = 0;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
   let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (ulp * Math.abs(want[i]) + slack * scale + 1e-300));
+  for (let i = 0; i < want.length; i++) {
+    const bound = ulp * Math.abs(want[i]) + slack * scale + (extra ? extra[i] : 0) + 1e-300;
+    w = Math.max(w, Math.abs(got[i] - want[i]) / bound);
+  }
   return w;
 }
 
-/** Asserts worst(...) <= 1 and equal lengths. */
-export function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number): void {
+/** Asserts worst(...) <= 1 and equal lengths; `what` names any per-element allowance in the message. */
+export function near(label: string, got: ArrayLike<number>, want: ArrayLike<number>, ulp: number, slack: number, extra?: ArrayLike<number>, what = ''): void {
   assert.is(got.length, want.length, `${label}: lengths`);
-  const r = worst(got, want, ulp, slack);
-  assert.ok(r <= 1, `${label}: error ${r.toFixed(3)} x the bound (${ulp} relative + ${slack} of the largest)`);
+  const r = worst(got, want, ulp, slack, extra);
+  assert.ok(r <= 1, `${label}: error ${r.toFixed(3)} x the bound (${ulp} relative + ${slack} of the largest${what})`);
 }
 
 /** `near`, except that ulp 0 asks for equality (f64 and exact paths). */
