@@ -63,8 +63,8 @@ void retire(Comm& c) {  // under c.mu
 // synchronizes NCCL's streams and frees device memory (NCCL's commReclaim), so behind a busy
 // compute stream it returns only when the device drains: seconds. Aborting on the watchdog's
 // thread stopped it timing the other communicators meanwhile (the H200 runs of stops 14 and 19:
-// a second group's operation, held past its timeout, raised nothing for 8 s). close() and
-// asyncState() wait for the abort through c.life.
+// a second group's operation, held past its timeout, raised nothing for 8 s). close() waits for
+// the abort through c.life; asyncState() does not (the communicator has failed).
 void abortLater(std::shared_ptr<Comm> c) {
   reg().aborting.fetch_add(1);
   std::thread([c = std::move(c)] {
@@ -335,8 +335,16 @@ std::shared_ptr<Comm> make(int dev, int size, int rank, const std::string& name,
 }
 
 int asyncState(Comm& c) {
-  std::lock_guard<std::mutex> alive(c.life);
-  if (c.aborted.load()) return kGone;
+  // A failed communicator is gone to its callers (they throw its failure): never wait for c.life
+  // then, since the watchdog's abort thread may hold it for seconds (behind a busy device, or the
+  // stand-in's 779 trap). Waiting there made a caller polling settle() fail only once the abort
+  // returned (cuda_nccl_emu, once under load: 2.5 s for a 500 ms timeout).
+  std::unique_lock<std::mutex> alive(c.life, std::defer_lock);
+  while (!alive.try_lock()) {
+    if (c.failed.load()) return kGone;
+    std::this_thread::yield();
+  }
+  if (c.aborted.load() || c.failed.load()) return kGone;
   int state = nc::kSuccess;
   int rc = api().commGetAsyncError(c.comm, &state);
   return rc != nc::kSuccess ? rc : state;

@@ -79,7 +79,8 @@ void abortNow(Comm& c, const char* who);
 // recordFailure, then abortNow on this thread (the watchdog aborts on a thread of its own instead).
 void failComm(Comm& c, const std::string& msg);
 [[noreturn]] void throwFailed(Comm& c, const std::string& what);
-// ncclCommGetAsyncError under c.life: ncclSuccess, ncclInProgress, an error, or kGone once aborted.
+// ncclCommGetAsyncError under c.life: ncclSuccess, ncclInProgress, an error, or kGone once failed
+// or aborted (then without waiting for c.life).
 constexpr int kGone = -1;
 int asyncState(Comm& c);
 // Removes a communicator that never became usable: unregisters it, aborts it unless already
